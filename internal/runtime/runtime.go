@@ -1,0 +1,86 @@
+// Package runtime defines the small interface every workload runtime
+// (docker, compose, qemu, sim) implements for the agent. Runtimes only
+// execute and report; they never decide placement. What a runtime runs is
+// labelled with the workload name, uid and revision so that the runtime
+// itself is the agent's ground truth after a restart.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+// Instance is one revision of a workload that the scheduler asked for.
+type Instance struct {
+	Name     string
+	UID      string
+	Revision uint64
+	Spec     *persysv1.WorkloadSpec
+}
+
+// Runtime executes workloads of one type.
+type Runtime interface {
+	// Type is the workload type this runtime executes.
+	Type() persysv1.WorkloadType
+	// Apply makes the instance's revision run (or stay stopped, when the
+	// spec's desired state is STOPPED) and removes other revisions of the
+	// same workload. Applying the revision that already runs changes
+	// nothing and reports skipped. Errors are *Failure values.
+	Apply(ctx context.Context, inst Instance) (status *persysv1.WorkloadStatus, skipped bool, err error)
+	// Delete stops and removes every revision of the workload; when uid is
+	// not empty only instances with that uid. Deleting nothing succeeds.
+	Delete(ctx context.Context, name, uid string) (existed bool, err error)
+	// Status reports one workload; state MISSING when nothing runs.
+	Status(ctx context.Context, name string) (*persysv1.WorkloadStatus, error)
+	// List reports every workload this runtime manages on the node.
+	List(ctx context.Context) ([]*persysv1.WorkloadStatus, error)
+}
+
+// Watcher is an optional ability: a runtime that can tell when one of its
+// workloads changed state (a container died or was removed) sends the
+// workload's name, so the agent reports at once instead of at the next
+// heartbeat.
+type Watcher interface {
+	Watch(ctx context.Context) (<-chan string, error)
+}
+
+// Failure is a runtime error with its enum reason.
+type Failure struct {
+	Reason  persysv1.FailureReason
+	Message string
+	Err     error
+}
+
+func (f *Failure) Error() string {
+	if f.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", f.Reason, f.Message, f.Err)
+	}
+	return fmt.Sprintf("%s: %s", f.Reason, f.Message)
+}
+
+func (f *Failure) Unwrap() error { return f.Err }
+
+// Fail builds a *Failure.
+func Fail(reason persysv1.FailureReason, err error, format string, args ...any) *Failure {
+	return &Failure{Reason: reason, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// ReasonOf returns the failure reason carried by err, or RUNTIME_ERROR.
+func ReasonOf(err error) persysv1.FailureReason {
+	var f *Failure
+	if errors.As(err, &f) {
+		return f.Reason
+	}
+	return persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR
+}
+
+// Labels put on everything a runtime creates.
+const (
+	LabelManaged  = "persys.managed"
+	LabelWorkload = "persys.workload"
+	LabelUID      = "persys.uid"
+	LabelRevision = "persys.revision"
+)
