@@ -1,0 +1,170 @@
+// Package reconcile compares one workload's desired state with what its node
+// reports and says what to do next. It is a pure function: the caller passes
+// every input, the current time among them, and carries out the returned
+// plan. It never performs I/O, so every decision is a table test.
+package reconcile
+
+import (
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+// Observed is what the assigned node last said about the workload.
+type Observed struct {
+	UID      string
+	Revision uint64
+	State    persysv1.ActualState
+	Reason   persysv1.FailureReason
+	Message  string
+}
+
+// Input is everything one decision needs.
+type Input struct {
+	Now time.Time
+
+	// Desired state; Exists is false once the workload's key is gone.
+	Exists       bool
+	Deleting     bool
+	UID          string
+	Revision     uint64
+	DesiredState persysv1.DesiredState
+
+	// Assignment; Node is empty when the workload is not placed.
+	Node      string
+	NodeReady bool
+
+	// Observed is nil when the node has not reported the workload (missing,
+	// or not yet known).
+	Observed *Observed
+
+	// Backoff state for re-applies of this revision: attempts so far that did
+	// not reach the desired state, and the earliest time of the next one.
+	Attempts      int
+	NextAttemptAt time.Time
+}
+
+// Action is the single step the caller takes.
+type Action int
+
+const (
+	// Nothing: the workload is where it should be.
+	Nothing Action = iota
+	// Place: choose a node and commit the assignment.
+	Place
+	// Apply: send the desired revision to the assigned node.
+	Apply
+	// DeleteOnNode: remove the workload from its node.
+	DeleteOnNode
+	// RemoveKeys: the workload is gone from every node; delete its keys.
+	RemoveKeys
+	// Wait: something outside must change (node comes back, backoff ends).
+	Wait
+)
+
+func (a Action) String() string {
+	switch a {
+	case Nothing:
+		return "nothing"
+	case Place:
+		return "place"
+	case Apply:
+		return "apply"
+	case DeleteOnNode:
+		return "delete-on-node"
+	case RemoveKeys:
+		return "remove-keys"
+	case Wait:
+		return "wait"
+	}
+	return "unknown"
+}
+
+// Plan is the decision: one action, the status to record when it differs
+// from the stored one (State is UNSPECIFIED when the status is left alone),
+// and when to look again (zero means only when an event arrives).
+type Plan struct {
+	Action  Action
+	State   persysv1.ActualState
+	Reason  persysv1.FailureReason
+	Message string
+	Requeue time.Duration
+}
+
+// Decide follows the decision matrix of DESIGN §4:
+// Running/Missing → apply, Running/Failed → recreate (with backoff),
+// Stopped/Running → stop, Deleted/Exists → delete, equal → nothing.
+func Decide(in Input) Plan {
+	if !in.Exists {
+		return Plan{Action: Nothing}
+	}
+	if in.Deleting {
+		switch {
+		case in.Node == "":
+			return Plan{Action: RemoveKeys}
+		case !in.NodeReady:
+			// The node cannot confirm; its copy becomes an orphan that the
+			// agent removes as soon as it reports again.
+			return Plan{Action: RemoveKeys}
+		default:
+			// Delete is idempotent, so a stale "missing" report costs one call.
+			return Plan{Action: DeleteOnNode, State: persysv1.ActualState_ACTUAL_STATE_DELETING}
+		}
+	}
+	if in.Node == "" {
+		return Plan{Action: Place}
+	}
+	if !in.NodeReady {
+		return Plan{Action: Wait, State: persysv1.ActualState_ACTUAL_STATE_UNKNOWN,
+			Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST, Message: "node " + in.Node + " is not ready"}
+	}
+
+	obs := in.Observed
+	current := obs != nil && obs.UID == in.UID && obs.Revision == in.Revision
+	if current && reached(obs.State, in.DesiredState) {
+		return Plan{Action: Nothing, State: obs.State, Reason: obs.Reason, Message: obs.Message}
+	}
+	if current && obs.State == persysv1.ActualState_ACTUAL_STATE_CREATING {
+		// The runtime is still starting it (or restarting it under its own
+		// restart policy): report and look again shortly.
+		return Plan{Action: Wait, State: obs.State, Requeue: time.Second}
+	}
+
+	// Missing, another revision, failed, or in the wrong run state: apply,
+	// at once the first time and with backoff after that.
+	plan := Plan{Action: Apply}
+	if current && obs.State == persysv1.ActualState_ACTUAL_STATE_FAILED {
+		plan.State, plan.Reason, plan.Message = obs.State, obs.Reason, obs.Message
+	}
+	if in.Attempts > 0 && in.Now.Before(in.NextAttemptAt) {
+		plan.Action = Wait
+		plan.Requeue = in.NextAttemptAt.Sub(in.Now)
+	}
+	return plan
+}
+
+func reached(state persysv1.ActualState, desired persysv1.DesiredState) bool {
+	if desired == persysv1.DesiredState_DESIRED_STATE_STOPPED {
+		return state == persysv1.ActualState_ACTUAL_STATE_STOPPED
+	}
+	return state == persysv1.ActualState_ACTUAL_STATE_RUNNING
+}
+
+// Backoff is the delay before re-apply attempt n (1-based): zero for the
+// first, then base, 2×base, 4×base … capped at max.
+func Backoff(attempt int, base, max time.Duration) time.Duration {
+	if attempt <= 1 {
+		return 0
+	}
+	d := base
+	for i := 2; i < attempt; i++ {
+		d *= 2
+		if d >= max {
+			return max
+		}
+	}
+	if d > max {
+		return max
+	}
+	return d
+}

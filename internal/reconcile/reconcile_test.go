@@ -1,0 +1,116 @@
+package reconcile
+
+import (
+	"testing"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+const (
+	running  = persysv1.ActualState_ACTUAL_STATE_RUNNING
+	stopped  = persysv1.ActualState_ACTUAL_STATE_STOPPED
+	failed   = persysv1.ActualState_ACTUAL_STATE_FAILED
+	creating = persysv1.ActualState_ACTUAL_STATE_CREATING
+	missing  = persysv1.ActualState_ACTUAL_STATE_MISSING
+)
+
+func TestDecide(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	base := Input{Now: now, Exists: true, UID: "u1", Revision: 2,
+		DesiredState: persysv1.DesiredState_DESIRED_STATE_RUNNING, Node: "n1", NodeReady: true}
+	with := func(f func(*Input)) Input { in := base; f(&in); return in }
+	obs := func(uid string, rev uint64, st persysv1.ActualState) *Observed {
+		return &Observed{UID: uid, Revision: rev, State: st}
+	}
+
+	tests := []struct {
+		name    string
+		in      Input
+		action  Action
+		state   persysv1.ActualState
+		requeue bool
+	}{
+		{"gone workload does nothing", with(func(i *Input) { i.Exists = false }), Nothing, 0, false},
+		{"unplaced workload is placed", with(func(i *Input) { i.Node = "" }), Place, 0, false},
+		{"running and reported running: nothing", with(func(i *Input) { i.Observed = obs("u1", 2, running) }), Nothing, running, false},
+		{"running but missing: apply at once", with(func(i *Input) { i.Observed = nil }), Apply, 0, false},
+		{"reported missing explicitly: apply", with(func(i *Input) { i.Observed = obs("u1", 2, missing) }), Apply, 0, false},
+		{"old revision on node: apply new", with(func(i *Input) { i.Observed = obs("u1", 1, running) }), Apply, 0, false},
+		{"old uid on node: apply", with(func(i *Input) { i.Observed = obs("u0", 2, running) }), Apply, 0, false},
+		{"failed: recreate and keep failure", with(func(i *Input) { i.Observed = obs("u1", 2, failed) }), Apply, failed, false},
+		{"failed within backoff: wait", with(func(i *Input) {
+			i.Observed = obs("u1", 2, failed)
+			i.Attempts = 2
+			i.NextAttemptAt = now.Add(5 * time.Second)
+		}), Wait, failed, true},
+		{"backoff elapsed: apply", with(func(i *Input) {
+			i.Observed = obs("u1", 2, failed)
+			i.Attempts = 2
+			i.NextAttemptAt = now.Add(-time.Second)
+		}), Apply, failed, false},
+		{"creating: wait and look again", with(func(i *Input) { i.Observed = obs("u1", 2, creating) }), Wait, creating, true},
+		{"desired stopped but running: apply (stop)", with(func(i *Input) {
+			i.DesiredState = persysv1.DesiredState_DESIRED_STATE_STOPPED
+			i.Observed = obs("u1", 2, running)
+		}), Apply, 0, false},
+		{"desired stopped and stopped: nothing", with(func(i *Input) {
+			i.DesiredState = persysv1.DesiredState_DESIRED_STATE_STOPPED
+			i.Observed = obs("u1", 2, stopped)
+		}), Nothing, stopped, false},
+		{"desired running but stopped: apply (start)", with(func(i *Input) { i.Observed = obs("u1", 2, stopped) }), Apply, 0, false},
+		{"node not ready: wait as unknown", with(func(i *Input) { i.NodeReady = false; i.Observed = obs("u1", 2, running) }), Wait, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, false},
+		{"deleting and running: delete on node", with(func(i *Input) { i.Deleting = true; i.Observed = obs("u1", 2, running) }), DeleteOnNode, persysv1.ActualState_ACTUAL_STATE_DELETING, false},
+		{"deleting, unreported: delete on node anyway", with(func(i *Input) { i.Deleting = true }), DeleteOnNode, persysv1.ActualState_ACTUAL_STATE_DELETING, false},
+		{"deleting, unplaced: remove keys", with(func(i *Input) { i.Deleting = true; i.Node = "" }), RemoveKeys, 0, false},
+		{"deleting, node lost: remove keys", with(func(i *Input) { i.Deleting = true; i.NodeReady = false }), RemoveKeys, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Decide(tt.in)
+			if got.Action != tt.action {
+				t.Fatalf("action = %v, want %v", got.Action, tt.action)
+			}
+			if got.State != tt.state {
+				t.Fatalf("state = %v, want %v", got.State, tt.state)
+			}
+			if (got.Requeue > 0) != tt.requeue {
+				t.Fatalf("requeue = %v, want requeue %v", got.Requeue, tt.requeue)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	base, max := 5*time.Second, 120*time.Second
+	tests := []struct {
+		attempt int
+		want    time.Duration
+	}{
+		{0, 0}, {1, 0}, {2, 5 * time.Second}, {3, 10 * time.Second}, {4, 20 * time.Second},
+		{5, 40 * time.Second}, {6, 80 * time.Second}, {7, 120 * time.Second}, {30, 120 * time.Second},
+	}
+	for _, tt := range tests {
+		if got := Backoff(tt.attempt, base, max); got != tt.want {
+			t.Errorf("Backoff(%d) = %v, want %v", tt.attempt, got, tt.want)
+		}
+	}
+}
+
+// A deleted or stopped workload never gets placed, whatever was observed.
+func TestNeverPlacesDeletingWorkloads(t *testing.T) {
+	states := []persysv1.ActualState{0, running, stopped, failed, creating, missing}
+	for _, node := range []string{"", "n1"} {
+		for _, ready := range []bool{true, false} {
+			for _, st := range states {
+				in := Input{Now: time.Unix(0, 0), Exists: true, Deleting: true, UID: "u", Revision: 1, Node: node, NodeReady: ready}
+				if st != 0 {
+					in.Observed = &Observed{UID: "u", Revision: 1, State: st}
+				}
+				if a := Decide(in).Action; a == Place || a == Apply {
+					t.Fatalf("deleting workload got %v (node %q ready %v state %v)", a, node, ready, st)
+				}
+			}
+		}
+	}
+}
