@@ -1,0 +1,221 @@
+// Package agent is the node agent: it registers the node with the
+// scheduler, heartbeats the full set of workload statuses, executes the
+// applies and deletes the scheduler sends over AgentService, and reports.
+// It never schedules and never restarts healthy workloads on its own.
+//
+// Callers build an Agent with New, serve its AgentService with Serve (mTLS,
+// scheduler role only) and drive registration and heartbeats with Run; both
+// end when their context ends and leave the workloads running.
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/runtime"
+)
+
+// Defaults for Config.
+const (
+	DefaultHeartbeatInterval    = 2 * time.Second
+	DefaultUtilizationThreshold = 0.80
+)
+
+// Config configures an Agent.
+type Config struct {
+	// NodeID identifies the node in the cluster.
+	NodeID string
+	// AdvertiseAddr is the host:port the scheduler dials for AgentService.
+	AdvertiseAddr string
+	Labels        map[string]string
+	// Runtimes execute workloads, at most one per workload type.
+	Runtimes []runtime.Runtime
+	// Control is the scheduler's ControlService.
+	Control persysv1.ControlServiceClient
+	// HeartbeatInterval defaults to 2s; the scheduler's RegisterNodeResponse
+	// may override it.
+	HeartbeatInterval time.Duration
+	// UtilizationThreshold (default 0.80) is the share of CPU and memory
+	// capacity the resource requests of what the node runs may reach;
+	// applies beyond it are refused with INSUFFICIENT_RESOURCES.
+	UtilizationThreshold float64
+	// Capacity is what the node offers; nil reads it from the host.
+	Capacity *persysv1.Resources
+	// DataDir holds the agent's allocation record; empty keeps it in
+	// memory only. Its file system is the node's disk capacity.
+	DataDir  string
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+}
+
+// Agent is the node agent. It is safe for concurrent use.
+type Agent struct {
+	cfg          Config
+	log          *slog.Logger
+	runtimes     map[persysv1.WorkloadType]runtime.Runtime
+	order        []runtime.Runtime
+	capacity     *persysv1.Resources
+	hostCapacity bool
+	hostname     string
+	locks        *nameLocks
+	ledger       *ledger
+	metrics      *metrics
+	svc          *service
+
+	// kick asks the heartbeat loop for an immediate heartbeat; its buffer of
+	// one coalesces bursts.
+	kick    chan struct{}
+	running atomic.Bool
+
+	mu       sync.Mutex
+	interval time.Duration
+	contact  error // nil after a successful register or heartbeat
+}
+
+// New validates cfg and builds an Agent.
+func New(cfg Config) (*Agent, error) {
+	if cfg.NodeID == "" {
+		return nil, errors.New("agent: config NodeID is required")
+	}
+	if cfg.AdvertiseAddr == "" {
+		return nil, errors.New("agent: config AdvertiseAddr is required")
+	}
+	if _, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err != nil {
+		return nil, fmt.Errorf("agent: config AdvertiseAddr %q: %w", cfg.AdvertiseAddr, err)
+	}
+	if cfg.Control == nil {
+		return nil, errors.New("agent: config Control is required")
+	}
+	if len(cfg.Runtimes) == 0 {
+		return nil, errors.New("agent: config Runtimes needs at least one runtime")
+	}
+	if cfg.HeartbeatInterval < 0 {
+		return nil, fmt.Errorf("agent: config HeartbeatInterval %s is negative", cfg.HeartbeatInterval)
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.UtilizationThreshold < 0 || cfg.UtilizationThreshold > 1 {
+		return nil, fmt.Errorf("agent: config UtilizationThreshold %v is outside (0, 1]", cfg.UtilizationThreshold)
+	}
+	if cfg.UtilizationThreshold == 0 {
+		cfg.UtilizationThreshold = DefaultUtilizationThreshold
+	}
+	for k := range cfg.Labels {
+		if err := validLabelKey(k); err != nil {
+			return nil, fmt.Errorf("agent: config Labels: %w", err)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+
+	a := &Agent{
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.NodeID),
+		runtimes: make(map[persysv1.WorkloadType]runtime.Runtime, len(cfg.Runtimes)),
+		locks:    newNameLocks(),
+		kick:     make(chan struct{}, 1),
+		interval: cfg.HeartbeatInterval,
+		contact:  errors.New("not registered with the scheduler yet"),
+	}
+	for i, rt := range cfg.Runtimes {
+		if rt == nil {
+			return nil, fmt.Errorf("agent: config Runtimes[%d] is nil", i)
+		}
+		t := rt.Type()
+		if t == persysv1.WorkloadType_WORKLOAD_TYPE_UNSPECIFIED {
+			return nil, fmt.Errorf("agent: config Runtimes[%d] has no workload type", i)
+		}
+		if _, dup := a.runtimes[t]; dup {
+			return nil, fmt.Errorf("agent: config Runtimes[%d]: a second runtime for %s", i, t)
+		}
+		a.runtimes[t] = rt
+		a.order = append(a.order, rt)
+	}
+
+	l, err := openLedger(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.ledger = l
+	if cfg.Capacity != nil {
+		c := cfg.Capacity
+		if c.CpuMillis < 0 || c.MemoryBytes < 0 || c.DiskBytes < 0 {
+			return nil, fmt.Errorf("agent: config Capacity has a negative figure: %v", c)
+		}
+		a.capacity = proto.Clone(c).(*persysv1.Resources)
+	} else {
+		c, err := HostCapacity(cfg.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("agent: read host capacity: %w", err)
+		}
+		a.capacity = c
+		a.hostCapacity = true
+	}
+	a.hostname, _ = os.Hostname()
+
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("agent: register metrics: %w", err)
+	}
+	a.metrics = m
+	a.svc = &service{a: a}
+	return a, nil
+}
+
+// NodeID returns the node's id.
+func (a *Agent) NodeID() string { return a.cfg.NodeID }
+
+// Capacity returns what the node offers.
+func (a *Agent) Capacity() *persysv1.Resources {
+	return proto.Clone(a.capacity).(*persysv1.Resources)
+}
+
+// Ready reports nil while the last registration or heartbeat reached the
+// scheduler.
+func (a *Agent) Ready() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.contact != nil {
+		return fmt.Errorf("agent: %w", a.contact)
+	}
+	return nil
+}
+
+func (a *Agent) setContact(err error) {
+	a.mu.Lock()
+	a.contact = err
+	a.mu.Unlock()
+}
+
+func (a *Agent) heartbeatInterval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.interval
+}
+
+// Service returns the AgentService implementation.
+func (a *Agent) Service() persysv1.AgentServiceServer { return a.svc }
+
+// Kick asks for an immediate heartbeat. Bursts coalesce: while one
+// heartbeat is being sent at most one more is queued.
+func (a *Agent) Kick() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,310 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/runtime"
+)
+
+const (
+	registerMinBackoff = 500 * time.Millisecond
+	maxBackoff         = 10 * time.Second
+	rpcTimeout         = 10 * time.Second
+)
+
+// Run registers the node (retrying with capped exponential backoff), then
+// heartbeats until ctx ends. Workload changes reported by runtime watchers
+// trigger an immediate heartbeat. Run returns nil when ctx ends; the
+// workloads keep running.
+func (a *Agent) Run(ctx context.Context) error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("agent: Run is already running")
+	}
+	defer a.running.Store(false)
+
+	var wg sync.WaitGroup
+	for _, rt := range a.order {
+		w, ok := rt.(runtime.Watcher)
+		if !ok {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.watch(ctx, rt.Type(), w)
+		}()
+	}
+	a.loop(ctx)
+	wg.Wait()
+	a.log.Info("agent stopped; workloads left running")
+	return nil
+}
+
+// loop is the one goroutine that owns registration and heartbeats.
+func (a *Agent) loop(ctx context.Context) {
+	registered := false
+	attempt := 0  // registration attempts since the last success
+	failures := 0 // consecutive heartbeat failures
+	for ctx.Err() == nil {
+		if !registered {
+			attempt++
+			err := a.register(ctx)
+			if err == nil {
+				registered, attempt, failures = true, 0, 0
+				if !a.wait(ctx, a.heartbeatInterval(), true) {
+					return
+				}
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			a.setContact(err)
+			d := backoff(registerMinBackoff, attempt)
+			a.log.Warn("register with scheduler failed", "attempt", attempt, "retry_in", d.String(), "err", err)
+			if !a.wait(ctx, d, false) {
+				return
+			}
+			continue
+		}
+
+		reregister, err := a.heartbeat(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil && reregister:
+			a.log.Info("scheduler asked the node to register again")
+			registered = false
+			continue
+		case err == nil:
+			if failures > 0 {
+				a.log.Info("heartbeat recovered", "failures", failures)
+			}
+			failures = 0
+			if !a.wait(ctx, a.heartbeatInterval(), true) {
+				return
+			}
+		default:
+			failures++
+			a.metrics.heartbeatFailures.Inc()
+			a.setContact(err)
+			if status.Code(err) == codes.NotFound {
+				a.log.Warn("scheduler does not know the node; registering again", "err", err)
+				registered = false
+			}
+			d := backoff(a.heartbeatInterval(), failures)
+			a.log.Warn("heartbeat failed", "failures", failures, "retry_in", d.String(), "err", err)
+			if !a.wait(ctx, d, false) {
+				return
+			}
+		}
+	}
+}
+
+// backoff returns min(base*2^(n-1), maxBackoff), at least base.
+func backoff(base time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < maxBackoff; i++ {
+		d *= 2
+	}
+	if d > maxBackoff && base <= maxBackoff {
+		d = maxBackoff
+	}
+	return d
+}
+
+// wait sleeps d or until ctx ends; with kickable, a kick ends it early. It
+// reports false when ctx ended.
+func (a *Agent) wait(ctx context.Context, d time.Duration, kickable bool) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var kick <-chan struct{}
+	if kickable {
+		kick = a.kick
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	case <-kick:
+		return true
+	}
+}
+
+func (a *Agent) capabilities() *persysv1.NodeCapabilities {
+	c := &persysv1.NodeCapabilities{
+		Capacity: a.Capacity(),
+		Labels:   make(map[string]string, len(a.cfg.Labels)),
+		Os:       goruntime.GOOS,
+		Arch:     goruntime.GOARCH,
+		Hostname: a.hostname,
+	}
+	for k, v := range a.cfg.Labels {
+		c.Labels[k] = v
+	}
+	for _, rt := range a.order {
+		c.Runtimes = append(c.Runtimes, rt.Type())
+	}
+	return c
+}
+
+func (a *Agent) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	workloads, err := a.listAll(ctx)
+	if err != nil {
+		return err
+	}
+	resp, err := a.cfg.Control.RegisterNode(ctx, &persysv1.RegisterNodeRequest{
+		NodeId:       a.cfg.NodeID,
+		Address:      a.cfg.AdvertiseAddr,
+		Capabilities: a.capabilities(),
+		Workloads:    workloads,
+	})
+	if err != nil {
+		return fmt.Errorf("register node: %w", err)
+	}
+	a.mu.Lock()
+	if ms := resp.GetHeartbeatIntervalMs(); ms > 0 {
+		a.interval = time.Duration(ms) * time.Millisecond
+	}
+	interval := a.interval
+	a.contact = nil
+	a.mu.Unlock()
+	a.metrics.registrations.Inc()
+	a.metrics.setWorkloads(workloads)
+	a.log.Info("registered with scheduler", "address", a.cfg.AdvertiseAddr, "workloads", len(workloads),
+		"heartbeat_interval", interval.String(), "lease_ttl_seconds", resp.GetLeaseTtlSeconds())
+	return nil
+}
+
+// heartbeat sends one heartbeat and reports whether the scheduler asked
+// the node to register again.
+func (a *Agent) heartbeat(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+	defer cancel()
+	mark := a.ledger.mark()
+	workloads, err := a.listAll(ctx)
+	if err != nil {
+		return false, err
+	}
+	present := make(map[string]bool, len(workloads))
+	for _, w := range workloads {
+		present[w.GetName()] = true
+	}
+	a.ledger.prune(present, mark, a.log)
+	a.metrics.setWorkloads(workloads)
+	resp, err := a.cfg.Control.Heartbeat(ctx, &persysv1.HeartbeatRequest{
+		NodeId:    a.cfg.NodeID,
+		Usage:     a.usage(),
+		Workloads: workloads,
+	})
+	if err != nil {
+		return false, fmt.Errorf("heartbeat: %w", err)
+	}
+	a.setContact(nil)
+	return resp.GetReregister(), nil
+}
+
+// usage reports the node's usage: the resource requests of what it runs,
+// with the host's real memory use when the capacity came from the host.
+func (a *Agent) usage() *persysv1.Resources {
+	u := a.ledger.total()
+	if a.hostCapacity {
+		if used, err := hostMemoryUsed(); err == nil {
+			u.MemoryBytes = used
+		}
+	}
+	return u
+}
+
+// listAll lists the workloads of every runtime, stamped with the node id.
+// A runtime that cannot list fails the whole call: a partial list would
+// tell the scheduler that running workloads are missing.
+func (a *Agent) listAll(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
+	var all []*persysv1.WorkloadStatus
+	for _, rt := range a.order {
+		ws, err := rt.List(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list %s workloads: %w", runtimeName(rt.Type()), err)
+		}
+		for _, w := range ws {
+			all = append(all, a.stamp(w))
+		}
+	}
+	return all, nil
+}
+
+// stamp fills the node id of a status reported by a runtime.
+func (a *Agent) stamp(st *persysv1.WorkloadStatus) *persysv1.WorkloadStatus {
+	if st == nil {
+		return nil
+	}
+	if st.GetNodeId() == "" {
+		st = proto.Clone(st).(*persysv1.WorkloadStatus)
+		st.NodeId = a.cfg.NodeID
+	}
+	return st
+}
+
+// watch forwards a runtime's change notifications as immediate heartbeats,
+// re-establishing the watch when it ends before ctx does.
+func (a *Agent) watch(ctx context.Context, t persysv1.WorkloadType, w runtime.Watcher) {
+	name := runtimeName(t)
+	log := a.log.With("runtime", name)
+	failures := 0
+	for ctx.Err() == nil {
+		ch, err := w.Watch(ctx)
+		if err != nil {
+			failures++
+			d := backoff(registerMinBackoff, failures)
+			log.Warn("watch runtime failed", "retry_in", d.String(), "err", err)
+			if !sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		if failures > 0 {
+			// Changes may have been missed while the watch was down.
+			a.Kick()
+		}
+		for workload := range ch {
+			failures = 0
+			a.metrics.watcherEvents.WithLabelValues(name).Inc()
+			log.Debug("workload changed", "workload", workload)
+			a.Kick()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		failures++
+		d := backoff(registerMinBackoff, failures)
+		log.Warn("runtime watch ended; watching again", "retry_in", d.String())
+		if !sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

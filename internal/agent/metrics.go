@@ -1,0 +1,81 @@
+package agent
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+const metricsNamespace = "persys_agent"
+
+type metrics struct {
+	applyDuration     *prometheus.HistogramVec
+	applies           *prometheus.CounterVec
+	deletes           *prometheus.CounterVec
+	workloads         *prometheus.GaugeVec
+	heartbeatFailures prometheus.Counter
+	registrations     prometheus.Counter
+	watcherEvents     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		applyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "apply_duration_seconds",
+			Help:    "Time to apply a workload revision, by runtime and result.",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120},
+		}, []string{"runtime", "result"}),
+		applies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "applies_total",
+			Help: "Applies by result (applied, skipped, failed, error) and failure reason.",
+		}, []string{"result", "reason"}),
+		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "deletes_total",
+			Help: "Deletes by result (deleted, absent, failed).",
+		}, []string{"result"}),
+		workloads: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "workloads",
+			Help: "Workloads on the node by observed state, refreshed on each heartbeat.",
+		}, []string{"state"}),
+		heartbeatFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "heartbeat_failures_total",
+			Help: "Heartbeats that did not reach the scheduler.",
+		}),
+		registrations: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "registrations_total",
+			Help: "Successful registrations with the scheduler.",
+		}),
+		watcherEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "watcher_events_total",
+			Help: "Workload changes reported by runtime watchers.",
+		}, []string{"runtime"}),
+	}
+	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
+		m.heartbeatFailures, m.registrations, m.watcherEvents} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// setWorkloads refreshes the gauge of workloads by state, zero included.
+func (m *metrics) setWorkloads(ws []*persysv1.WorkloadStatus) {
+	counts := map[persysv1.ActualState]int{}
+	for _, w := range ws {
+		counts[w.GetState()]++
+	}
+	for v := range persysv1.ActualState_name {
+		s := persysv1.ActualState(v)
+		if s == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED && counts[s] == 0 {
+			continue
+		}
+		m.workloads.WithLabelValues(stateName(s)).Set(float64(counts[s]))
+	}
+}
+
+func stateName(s persysv1.ActualState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "ACTUAL_STATE_"))
+}

@@ -1,0 +1,353 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/runtime"
+)
+
+// ErrorDomain is the errdetails.ErrorInfo domain of the failure reasons
+// the agent attaches to gRPC errors.
+const ErrorDomain = "persys.dev"
+
+const healthTimeout = 5 * time.Second
+
+// service adapts the Agent to AgentService.
+type service struct {
+	persysv1.UnimplementedAgentServiceServer
+	a *Agent
+}
+
+var _ persysv1.AgentServiceServer = (*service)(nil)
+
+// statusError builds a gRPC error carrying a failure reason.
+func statusError(code codes.Code, reason persysv1.FailureReason, msg string) error {
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason.String(), Domain: ErrorDomain}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// ReasonFromError returns the failure reason an agent attached to a gRPC
+// error, or UNSPECIFIED when it carries none.
+func ReasonFromError(err error) persysv1.FailureReason {
+	st, ok := status.FromError(err)
+	if !ok {
+		return persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			if v, ok := persysv1.FailureReason_value[info.GetReason()]; ok {
+				return persysv1.FailureReason(v)
+			}
+		}
+	}
+	return persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED
+}
+
+func invalidSpec(err error) error {
+	return statusError(codes.InvalidArgument, persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, err.Error())
+}
+
+// runtimeError translates a runtime error of a call without a status in
+// its response (delete, status, list) at the gRPC boundary.
+func runtimeError(ctx context.Context, op string, err error) error {
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return statusError(codes.Unavailable, runtime.ReasonOf(err), fmt.Sprintf("%s: %v", op, err))
+}
+
+func runtimeName(t persysv1.WorkloadType) string {
+	return strings.ToLower(strings.TrimPrefix(t.String(), "WORKLOAD_TYPE_"))
+}
+
+func reasonName(r persysv1.FailureReason) string {
+	if r == persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
+		return "none"
+	}
+	return strings.ToLower(strings.TrimPrefix(r.String(), "FAILURE_REASON_"))
+}
+
+const maxNameLen = 253
+
+func validateName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("name is required")
+	case len(name) > maxNameLen:
+		return fmt.Errorf("name is longer than %d characters", maxNameLen)
+	case strings.ContainsAny(name, "/ \t\n\x00"):
+		return fmt.Errorf("name %q contains a slash, a space or a control character", name)
+	}
+	return nil
+}
+
+func validateApply(req *persysv1.ApplyWorkloadRequest) error {
+	if err := validateName(req.GetName()); err != nil {
+		return err
+	}
+	if req.GetUid() == "" {
+		return errors.New("uid is required")
+	}
+	spec := req.GetSpec()
+	if spec == nil {
+		return errors.New("spec is required")
+	}
+	if spec.GetType() == persysv1.WorkloadType_WORKLOAD_TYPE_UNSPECIFIED {
+		return errors.New("spec.type is required")
+	}
+	if _, ok := persysv1.WorkloadType_name[int32(spec.GetType())]; !ok {
+		return fmt.Errorf("spec.type %d is not a known workload type", spec.GetType())
+	}
+	if _, ok := persysv1.DesiredState_name[int32(spec.GetDesiredState())]; !ok {
+		return fmt.Errorf("spec.desired_state %d is not a known state", spec.GetDesiredState())
+	}
+	r := spec.GetResources()
+	switch {
+	case r.GetCpuMillis() < 0:
+		return fmt.Errorf("spec.resources.cpu_millis %d is negative", r.GetCpuMillis())
+	case r.GetMemoryBytes() < 0:
+		return fmt.Errorf("spec.resources.memory_bytes %d is negative", r.GetMemoryBytes())
+	case r.GetDiskBytes() < 0:
+		return fmt.Errorf("spec.resources.disk_bytes %d is negative", r.GetDiskBytes())
+	}
+	return nil
+}
+
+// ApplyWorkload applies one revision through the runtime of its type. A
+// runtime failure or a refusal is an OK response whose status is FAILED
+// with the reason; only transport problems and invalid requests are gRPC
+// errors.
+func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkloadRequest) (*persysv1.ApplyWorkloadResponse, error) {
+	a := s.a
+	if err := validateApply(req); err != nil {
+		return nil, invalidSpec(err)
+	}
+	rt, ok := a.runtimes[req.GetSpec().GetType()]
+	if !ok {
+		return nil, invalidSpec(fmt.Errorf("spec.type %s: this node has no runtime for it", req.GetSpec().GetType()))
+	}
+	unlock, err := a.locks.lock(ctx, req.GetName())
+	if err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	defer unlock()
+
+	start := time.Now()
+	resp, reason, err := a.apply(ctx, rt, req)
+	elapsed := time.Since(start)
+	rtName := runtimeName(rt.Type())
+	result := "applied"
+	switch {
+	case err != nil:
+		result = "error"
+	case resp.GetStatus().GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED:
+		result = "failed"
+	case resp.GetSkipped():
+		result = "skipped"
+	}
+	a.metrics.applyDuration.WithLabelValues(rtName, result).Observe(elapsed.Seconds())
+	a.metrics.applies.WithLabelValues(result, reasonName(reason)).Inc()
+	fields := []any{"workload", req.GetName(), "uid", req.GetUid(), "revision", req.GetRevision(),
+		"runtime", rtName, "result", result, "duration", elapsed.String()}
+	switch {
+	case err != nil:
+		a.log.Warn("apply aborted", append(fields, "err", err)...)
+		return nil, err
+	case result == "failed":
+		a.log.Warn("apply failed", append(fields, "reason", reason.String(), "message", resp.GetStatus().GetMessage())...)
+	default:
+		a.log.Info("apply", append(fields, "state", resp.GetStatus().GetState().String())...)
+	}
+	return resp, nil
+}
+
+// apply runs under the workload's lock. It returns the response and its
+// failure reason, or a gRPC error when the caller went away.
+func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.ApplyWorkloadRequest) (*persysv1.ApplyWorkloadResponse, persysv1.FailureReason, error) {
+	name := req.GetName()
+	want := allocation{UID: req.GetUid(), Revision: req.GetRevision()}
+	if req.GetSpec().GetDesiredState() != persysv1.DesiredState_DESIRED_STATE_STOPPED {
+		want.setResources(req.GetSpec().GetResources())
+	}
+
+	// A re-apply of the revision that runs already is admitted as is, even
+	// when the agent lost its record of it.
+	recheck := true
+	if _, known := a.ledger.get(name); !known {
+		st, err := rt.Status(ctx, name)
+		if err == nil && st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING &&
+			st.GetUid() == want.UID && st.GetRevision() == want.Revision {
+			recheck = false
+		}
+	}
+	prev, hadPrev, refusal := a.ledger.reserve(name, want, a.capacity, a.cfg.UtilizationThreshold, recheck)
+	if refusal != nil {
+		reason := persysv1.FailureReason_FAILURE_REASON_INSUFFICIENT_RESOURCES
+		return &persysv1.ApplyWorkloadResponse{Status: a.failedStatus(req, reason, refusal.Error())}, reason, nil
+	}
+
+	st, skipped, err := rt.Apply(ctx, runtime.Instance{
+		Name: name, UID: req.GetUid(), Revision: req.GetRevision(), Spec: req.GetSpec(),
+	})
+	if err != nil {
+		a.ledger.restore(name, prev, hadPrev)
+		if ctx.Err() != nil {
+			return nil, persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED, status.FromContextError(ctx.Err()).Err()
+		}
+		reason := runtime.ReasonOf(err)
+		out := a.failedStatus(req, reason, err.Error())
+		if st != nil {
+			out.RuntimeId = st.GetRuntimeId()
+			out.ExitCode = st.GetExitCode()
+			out.RestartCount = st.GetRestartCount()
+		}
+		return &persysv1.ApplyWorkloadResponse{Status: out}, reason, nil
+	}
+	a.ledger.touch(name)
+	if st == nil {
+		st = &persysv1.WorkloadStatus{Name: name, Uid: req.GetUid(), Revision: req.GetRevision(),
+			State: persysv1.ActualState_ACTUAL_STATE_RUNNING}
+	}
+	st = a.stamp(st)
+	if st.GetUpdatedAt() == nil {
+		st.UpdatedAt = timestamppb.Now()
+	}
+	return &persysv1.ApplyWorkloadResponse{Status: st, Skipped: skipped}, st.GetReason(), nil
+}
+
+func (a *Agent) failedStatus(req *persysv1.ApplyWorkloadRequest, reason persysv1.FailureReason, msg string) *persysv1.WorkloadStatus {
+	return &persysv1.WorkloadStatus{
+		Name:      req.GetName(),
+		Uid:       req.GetUid(),
+		Revision:  req.GetRevision(),
+		State:     persysv1.ActualState_ACTUAL_STATE_FAILED,
+		Reason:    reason,
+		Message:   msg,
+		NodeId:    a.cfg.NodeID,
+		UpdatedAt: timestamppb.Now(),
+	}
+}
+
+// DeleteWorkload removes the workload from every runtime.
+func (s *service) DeleteWorkload(ctx context.Context, req *persysv1.DeleteWorkloadRequest) (*persysv1.DeleteWorkloadResponse, error) {
+	a := s.a
+	if err := validateName(req.GetName()); err != nil {
+		return nil, invalidSpec(err)
+	}
+	unlock, err := a.locks.lock(ctx, req.GetName())
+	if err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	defer unlock()
+
+	start := time.Now()
+	existed := false
+	var errs []error
+	for _, rt := range a.order {
+		ok, err := rt.Delete(ctx, req.GetName(), req.GetUid())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", runtimeName(rt.Type()), err))
+			continue
+		}
+		existed = existed || ok
+	}
+	fields := []any{"workload", req.GetName(), "uid", req.GetUid(), "duration", time.Since(start).String()}
+	if err := errors.Join(errs...); err != nil {
+		a.metrics.deletes.WithLabelValues("failed").Inc()
+		a.log.Warn("delete", append(fields, "result", "failed", "err", err)...)
+		return nil, runtimeError(ctx, "delete "+req.GetName(), err)
+	}
+	a.ledger.remove(req.GetName(), req.GetUid())
+	result := "absent"
+	if existed {
+		result = "deleted"
+	}
+	a.metrics.deletes.WithLabelValues(result).Inc()
+	a.log.Info("delete", append(fields, "result", result)...)
+	return &persysv1.DeleteWorkloadResponse{Existed: existed}, nil
+}
+
+// GetWorkloadStatus reports the workload from whichever runtime runs it,
+// or state MISSING.
+func (s *service) GetWorkloadStatus(ctx context.Context, req *persysv1.GetWorkloadStatusRequest) (*persysv1.WorkloadStatus, error) {
+	a := s.a
+	if err := validateName(req.GetName()); err != nil {
+		return nil, invalidSpec(err)
+	}
+	var errs []error
+	for _, rt := range a.order {
+		st, err := rt.Status(ctx, req.GetName())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", runtimeName(rt.Type()), err))
+			continue
+		}
+		switch st.GetState() {
+		case persysv1.ActualState_ACTUAL_STATE_MISSING, persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED:
+			continue
+		}
+		return a.stamp(st), nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, runtimeError(ctx, "status "+req.GetName(), err)
+	}
+	return &persysv1.WorkloadStatus{
+		Name:      req.GetName(),
+		State:     persysv1.ActualState_ACTUAL_STATE_MISSING,
+		NodeId:    a.cfg.NodeID,
+		UpdatedAt: timestamppb.Now(),
+	}, nil
+}
+
+// ListWorkloads reports every workload of every runtime.
+func (s *service) ListWorkloads(ctx context.Context, _ *persysv1.ListAgentWorkloadsRequest) (*persysv1.ListAgentWorkloadsResponse, error) {
+	ws, err := s.a.listAll(ctx)
+	if err != nil {
+		return nil, runtimeError(ctx, "list", err)
+	}
+	return &persysv1.ListAgentWorkloadsResponse{Workloads: ws}, nil
+}
+
+// healthChecker is an optional runtime ability; runtimes without it are
+// healthy when they can list their workloads.
+type healthChecker interface {
+	Health(ctx context.Context) error
+}
+
+// HealthCheck probes every runtime.
+func (s *service) HealthCheck(ctx context.Context, _ *persysv1.HealthCheckRequest) (*persysv1.HealthCheckResponse, error) {
+	a := s.a
+	resp := &persysv1.HealthCheckResponse{NodeId: a.cfg.NodeID, Healthy: true, Runtimes: map[string]string{}}
+	for _, rt := range a.order {
+		pctx, cancel := context.WithTimeout(ctx, healthTimeout)
+		var err error
+		if h, ok := rt.(healthChecker); ok {
+			err = h.Health(pctx)
+		} else {
+			_, err = rt.List(pctx)
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		if err != nil {
+			resp.Healthy = false
+			resp.Runtimes[runtimeName(rt.Type())] = "unhealthy: " + err.Error()
+			continue
+		}
+		resp.Runtimes[runtimeName(rt.Type())] = "ok"
+	}
+	return resp, nil
+}
