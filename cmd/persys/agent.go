@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/spf13/cobra"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/runtime/docker"
+)
+
+type agentOptions struct {
+	nodeID               string
+	listen               string
+	advertise            string
+	schedulers           string
+	ca, cert, key        string
+	labels               string
+	dataDir              string
+	metricsListen        string
+	heartbeatInterval    time.Duration
+	utilizationThreshold float64
+}
+
+func newAgentCommand() *cobra.Command {
+	o := agentOptions{}
+	hostname, _ := os.Hostname()
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: register with the scheduler, heartbeat, execute what it asks",
+		Long: "The agent serves AgentService over mutual TLS (only the scheduler may call it), " +
+			"registers the node with the scheduler, heartbeats the state of every workload and " +
+			"applies or deletes what the scheduler sends. It never schedules. On SIGINT or " +
+			"SIGTERM it stops heartbeating and leaves the workloads running.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAgent(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.nodeID, "node-id", hostname, "node id in the cluster")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:9500", "host:port for AgentService (gRPC, mTLS)")
+	f.StringVar(&o.advertise, "advertise", "", "host:port the scheduler dials for AgentService (default: --listen)")
+	f.StringVar(&o.schedulers, "scheduler", "", "scheduler address host:port, several separated by commas (required)")
+	f.StringVar(&o.ca, "ca", "", "CA certificate bundle (PEM) (required)")
+	f.StringVar(&o.cert, "cert", "", "agent certificate (PEM) (required)")
+	f.StringVar(&o.key, "key", "", "agent private key (PEM) (required)")
+	f.StringVar(&o.labels, "labels", "", "node labels as k=v,k2=v2")
+	f.StringVar(&o.dataDir, "data-dir", defaultAgentDataDir(), "folder for the agent's state; its file system is the node's disk capacity")
+	f.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9103", "plain HTTP listener for /metrics, /healthz and /readyz (empty disables it)")
+	f.DurationVar(&o.heartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "heartbeat interval (the scheduler may override it)")
+	f.Float64Var(&o.utilizationThreshold, "utilization-threshold", agent.DefaultUtilizationThreshold, "share of CPU and memory capacity that resource requests may reach, in (0, 1]")
+	return cmd
+}
+
+func defaultAgentDataDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "persys", "agent")
+	}
+	return filepath.Join(os.TempDir(), "persys-agent")
+}
+
+// validate checks the flags, naming the flag in each error.
+func (o *agentOptions) validate() error {
+	if o.nodeID == "" {
+		return errors.New("--node-id is required")
+	}
+	if err := pki.ValidateName("--node-id", o.nodeID); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", o.listen, err)
+	}
+	if o.advertise != "" {
+		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
+			return fmt.Errorf("--advertise %q: %w", o.advertise, err)
+		}
+	}
+	if strings.TrimSpace(o.schedulers) == "" {
+		return errors.New("--scheduler is required")
+	}
+	for _, p := range []struct{ flag, v string }{{"--ca", o.ca}, {"--cert", o.cert}, {"--key", o.key}} {
+		if p.v == "" {
+			return fmt.Errorf("%s is required", p.flag)
+		}
+	}
+	if o.heartbeatInterval <= 0 {
+		return fmt.Errorf("--heartbeat-interval %s must be positive", o.heartbeatInterval)
+	}
+	if o.utilizationThreshold <= 0 || o.utilizationThreshold > 1 {
+		return fmt.Errorf("--utilization-threshold %v must be in (0, 1]", o.utilizationThreshold)
+	}
+	return nil
+}
+
+// advertiseAddr is --advertise, or the bound listen address with an
+// unspecified host replaced by the host name.
+func advertiseAddr(flag string, bound net.Addr) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	host, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return "", err
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("--advertise is needed when listening on all addresses: %w", err)
+		}
+		host = h
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func runAgent(parent context.Context, o agentOptions) (err error) {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	log := obs.NewLogger(os.Stderr, "agent", slog.LevelInfo)
+	labels, err := agent.ParseLabels(o.labels)
+	if err != nil {
+		return fmt.Errorf("--%w", err)
+	}
+	var schedulers []string
+	for _, s := range strings.Split(o.schedulers, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			schedulers = append(schedulers, s)
+		}
+	}
+	files := pki.Files{CA: o.ca, Cert: o.cert, Key: o.key}
+	serverTLS, err := pki.ServerTLS(files)
+	if err != nil {
+		return err
+	}
+	// The host of each scheduler address is verified per address (DNS or
+	// IP SAN) by DialScheduler.
+	clientTLS, err := pki.ClientTLS(files, "")
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	dockerCli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer dockerCli.Close()
+	dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log})
+	if err != nil {
+		return fmt.Errorf("docker runtime: %w", err)
+	}
+
+	conn, err := agent.DialScheduler(schedulers, clientTLS)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.listen, err)
+	}
+	defer ln.Close()
+	advertise, err := advertiseAddr(o.advertise, ln.Addr())
+	if err != nil {
+		return err
+	}
+
+	reg := obs.NewRegistry()
+	a, err := agent.New(agent.Config{
+		NodeID:               o.nodeID,
+		AdvertiseAddr:        advertise,
+		Labels:               labels,
+		Runtimes:             []runtime.Runtime{dockerRT},
+		Control:              persysv1.NewControlServiceClient(conn),
+		HeartbeatInterval:    o.heartbeatInterval,
+		UtilizationThreshold: o.utilizationThreshold,
+		DataDir:              o.dataDir,
+		Logger:               log,
+		Registry:             reg,
+	})
+	if err != nil {
+		return err
+	}
+	metricsSrv, err := obs.Serve(o.metricsListen, reg, a.Ready, log)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w", o.metricsListen, err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = metricsSrv.Close(sctx)
+	}()
+	log.Info("agent starting", "node", o.nodeID, "listen", ln.Addr().String(), "advertise", advertise,
+		"schedulers", schedulers, "metrics", metricsSrv.Addr, "capacity", a.Capacity().String())
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	serveErr := make(chan error, 1)
+	go func() {
+		err := agent.Serve(ctx, ln, a, serverTLS)
+		cancel() // a failed listener ends the agent too
+		serveErr <- err
+	}()
+	runErr := a.Run(ctx)
+	cancel()
+	if err := errors.Join(<-serveErr, runErr); err != nil {
+		return err
+	}
+	log.Info("agent stopped")
+	return nil
+}
