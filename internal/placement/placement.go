@@ -1,0 +1,411 @@
+// Package placement decides which node a workload goes to. Place is a pure
+// function over a snapshot of nodes: it filters out every node that cannot
+// take the request, recording an enum reason per rejected node, and scores
+// the rest (spread or bin-pack). It does no I/O, reads no clock, starts no
+// goroutines and keeps no state; the same input always gives the same
+// decision.
+//
+// Callers own the snapshot: they must not modify the nodes (or their label
+// maps) while Place runs, should give every node a unique, non-empty ID, and
+// should validate external input first (Node.Validate, Request.Validate).
+//
+// Place is written to run over 10,000 nodes per decision: it allocates
+// nothing per feasible node, and rejections carry only structured fields.
+// The human-readable text of a rejection is built on demand by
+// Rejection.Detail, never inside Place.
+package placement
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/persys-dev/compute/internal/model"
+)
+
+// ErrInvalid is wrapped by every validation error of this package.
+var ErrInvalid = errors.New("invalid")
+
+// RejectReason says why a node was filtered out. The values equal those of
+// persysv1.RejectReason.
+type RejectReason int
+
+// Reject reasons, in the order the filters run.
+const (
+	// NodeNotReady: the node's lease expired or it never became ready.
+	NodeNotReady RejectReason = 1
+	// NodeCordoned: an operator cordoned the node; it takes no new work.
+	NodeCordoned RejectReason = 2
+	// RuntimeUnsupported: the node's agent does not offer the workload type.
+	RuntimeUnsupported RejectReason = 3
+	// InsufficientCPU: requested CPU exceeds capacity minus allocated.
+	InsufficientCPU RejectReason = 4
+	// InsufficientMemory: requested memory exceeds capacity minus allocated.
+	InsufficientMemory RejectReason = 5
+	// InsufficientDisk: requested disk exceeds capacity minus allocated.
+	InsufficientDisk RejectReason = 6
+	// SelectorMismatch: a node selector label is missing or has another value.
+	SelectorMismatch RejectReason = 7
+)
+
+// String returns a snake_case name fit for logs and metric labels.
+func (r RejectReason) String() string {
+	switch r {
+	case NodeNotReady:
+		return "node_not_ready"
+	case NodeCordoned:
+		return "node_cordoned"
+	case RuntimeUnsupported:
+		return "runtime_unsupported"
+	case InsufficientCPU:
+		return "insufficient_cpu"
+	case InsufficientMemory:
+		return "insufficient_memory"
+	case InsufficientDisk:
+		return "insufficient_disk"
+	case SelectorMismatch:
+		return "selector_mismatch"
+	}
+	return "RejectReason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// Strategy chooses among feasible nodes.
+type Strategy int
+
+// Strategies.
+const (
+	// Spread prefers the least allocated node (the default, zero value).
+	Spread Strategy = iota
+	// BinPack prefers the most allocated node that still fits.
+	BinPack
+)
+
+// String returns "spread" or "binpack"; other values print as
+// "Strategy(N)".
+func (s Strategy) String() string {
+	switch s {
+	case Spread:
+		return "spread"
+	case BinPack:
+		return "binpack"
+	}
+	return "Strategy(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ParseStrategy parses "spread" or "binpack"; the empty string means the
+// default, Spread. The error wraps ErrInvalid and names the field
+// "strategy".
+func ParseStrategy(s string) (Strategy, error) {
+	switch s {
+	case "", "spread":
+		return Spread, nil
+	case "binpack":
+		return BinPack, nil
+	}
+	return 0, fmt.Errorf("strategy: %w: %q is not one of spread, binpack", ErrInvalid, s)
+}
+
+// Node is one node of the snapshot.
+type Node struct {
+	ID       string
+	Ready    bool
+	Cordoned bool
+	// Runtimes are the workload types the node's agent can run.
+	Runtimes []model.WorkloadType
+	Labels   map[string]string
+	// Capacity is what the node offers; Allocated is the sum of the
+	// requests already assigned to it. Capacity-Allocated is free.
+	Capacity  model.Resources
+	Allocated model.Resources
+}
+
+// Validate checks a node built from external input; errors name the field.
+func (n *Node) Validate() error {
+	if n.ID == "" {
+		return fmt.Errorf("node.id: %w: must not be empty", ErrInvalid)
+	}
+	for i, t := range n.Runtimes {
+		if !t.Valid() {
+			return fmt.Errorf("node %s: runtimes[%d]: %w: unknown workload type %d", n.ID, i, ErrInvalid, int(t))
+		}
+	}
+	if err := n.Capacity.Validate("capacity"); err != nil {
+		return fmt.Errorf("node %s: %w", n.ID, err)
+	}
+	if err := n.Allocated.Validate("allocated"); err != nil {
+		return fmt.Errorf("node %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// Request is what one workload needs.
+type Request struct {
+	Workload     string
+	Type         model.WorkloadType
+	Resources    model.Resources
+	NodeSelector map[string]string
+}
+
+// Validate checks a request built from external input; errors name the
+// field.
+func (r *Request) Validate() error {
+	if r.Workload == "" {
+		return fmt.Errorf("workload: %w: must not be empty", ErrInvalid)
+	}
+	if !r.Type.Valid() {
+		return fmt.Errorf("type: %w: unknown workload type %d", ErrInvalid, int(r.Type))
+	}
+	if err := r.Resources.Validate("resources"); err != nil {
+		return err
+	}
+	for k := range r.NodeSelector {
+		if k == "" {
+			return fmt.Errorf("nodeSelector: %w: empty label key", ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// Rejection records why one node was filtered out. Only the fields that the
+// reason uses are set:
+//
+//   - InsufficientCPU/Memory/Disk: Requested, Free (capacity minus
+//     allocated, negative when over-committed) and Capacity, in millicores
+//     or bytes.
+//   - RuntimeUnsupported: Requested holds the requested model.WorkloadType.
+//   - SelectorMismatch: Key and Want from the selector, Have the node's
+//     value and HasLabel whether the node has the label at all. When several
+//     selector labels mismatch, the first key in sorted order is recorded.
+//
+// There is no Detail field: the text is built by the Detail method when a
+// caller needs it (for the wire record or a log line), so that Place does
+// no string formatting.
+type Rejection struct {
+	NodeID    string
+	Reason    RejectReason
+	Requested int64
+	Free      int64
+	Capacity  int64
+	Key       string
+	Want      string
+	Have      string
+	HasLabel  bool
+}
+
+// Detail returns a human-readable explanation, for example
+// "cpu: requested 500m, free 250m of 2000m".
+func (r Rejection) Detail() string {
+	switch r.Reason {
+	case NodeNotReady:
+		return "node is not ready"
+	case NodeCordoned:
+		return "node is cordoned"
+	case RuntimeUnsupported:
+		return "runtime " + model.WorkloadType(r.Requested).String() + " is not supported by the node"
+	case InsufficientCPU:
+		return "cpu: requested " + millis(r.Requested) + ", free " + millis(r.Free) + " of " + millis(r.Capacity)
+	case InsufficientMemory:
+		return "memory: requested " + bytes(r.Requested) + ", free " + bytes(r.Free) + " of " + bytes(r.Capacity)
+	case InsufficientDisk:
+		return "disk: requested " + bytes(r.Requested) + ", free " + bytes(r.Free) + " of " + bytes(r.Capacity)
+	case SelectorMismatch:
+		if !r.HasLabel {
+			return "selector " + r.Key + "=" + r.Want + ": node has no label " + r.Key
+		}
+		return "selector " + r.Key + "=" + r.Want + ": node has " + r.Key + "=" + r.Have
+	}
+	return r.Reason.String()
+}
+
+// String returns "<node>: <reason>: <detail>".
+func (r Rejection) String() string {
+	return r.NodeID + ": " + r.Reason.String() + ": " + r.Detail()
+}
+
+func millis(v int64) string { return strconv.FormatInt(v, 10) + "m" }
+
+// bytes prints a byte count exactly, with the largest binary suffix that
+// divides it (Ki, Mi, Gi, Ti), like Kubernetes quantities: "512Mi", "1536Ki",
+// "1000".
+func bytes(v int64) string {
+	const suffixes = "KMGT"
+	if v == 0 {
+		return "0"
+	}
+	n, unit := v, -1
+	for unit < len(suffixes)-1 && n%1024 == 0 {
+		n /= 1024
+		unit++
+	}
+	if unit < 0 {
+		return strconv.FormatInt(v, 10)
+	}
+	return strconv.FormatInt(n, 10) + suffixes[unit:unit+1] + "i"
+}
+
+// Decision is the result of one placement.
+type Decision struct {
+	// NodeID is the chosen node; empty when no node is feasible.
+	NodeID string
+	// Score is the chosen node's score in [0, 1] (higher is better).
+	Score float64
+	// Feasible counts the nodes that passed every filter; Total counts all.
+	Feasible, Total int
+	// Rejections has one entry per filtered-out node, sorted by NodeID.
+	Rejections []Rejection
+	// Strategy is the strategy that scored the nodes.
+	Strategy Strategy
+}
+
+// Placed reports whether a node was chosen.
+func (d Decision) Placed() bool { return d.Feasible > 0 }
+
+// label is one node selector entry.
+type label struct{ key, value string }
+
+// Place filters the nodes and scores the feasible ones. The filters run in
+// this order and the first one that fails is the node's recorded reason:
+// Ready, not cordoned, runtime supported, every node selector label
+// matches, CPU, memory and disk each fit in Capacity-Allocated (a resource
+// the request needs never fits on a node with zero capacity for it; a
+// resource it does not need is not checked).
+//
+// Scoring looks at CPU and memory after the request is added. Spread scores
+// the mean free fraction (least allocated wins); BinPack scores the mean
+// used fraction (most allocated wins). A resource with zero capacity is left
+// out of the mean; a node with zero capacity for both scores 0. Equal
+// scores are broken by the lexicographically smallest node ID. A strategy
+// other than BinPack scores as Spread.
+//
+// Cost: one pass over the nodes with no allocation per node; the only heap
+// allocations are the Rejections slice, grown by append so that nothing is
+// reserved for nodes that pass, and the sorted selector when it has more
+// than 8 labels. Rejections are sorted only when the input was not already
+// in ID order.
+func Place(nodes []Node, req Request, strategy Strategy) Decision {
+	if strategy != BinPack {
+		strategy = Spread
+	}
+	d := Decision{Total: len(nodes), Strategy: strategy}
+
+	// Sort the selector once so that the recorded mismatch does not depend
+	// on map iteration order. Small selectors stay on the stack.
+	var selBuf [8]label
+	sel := selBuf[:0]
+	for k, v := range req.NodeSelector {
+		sel = append(sel, label{k, v})
+	}
+	slices.SortFunc(sel, func(a, b label) int { return cmp.Compare(a.key, b.key) })
+
+	want := req.Resources
+	var bestScore float64
+	best := -1
+	for i := range nodes {
+		n := &nodes[i]
+		if reason := filter(n, &req, sel); reason != 0 {
+			d.Rejections = append(d.Rejections, rejection(n, &req, sel, reason))
+			continue
+		}
+		d.Feasible++
+		s := score(n, want, strategy)
+		if best < 0 || s > bestScore || (s == bestScore && n.ID < nodes[best].ID) {
+			bestScore, best = s, i
+		}
+	}
+	if best >= 0 {
+		d.NodeID = nodes[best].ID
+		d.Score = bestScore
+	}
+	byNode := func(a, b Rejection) int { return cmp.Compare(a.NodeID, b.NodeID) }
+	if !slices.IsSortedFunc(d.Rejections, byNode) {
+		// Stable, so that duplicate IDs (a caller bug) keep input order.
+		slices.SortStableFunc(d.Rejections, byNode)
+	}
+	return d
+}
+
+// filter returns the reason of the first failing filter, or 0 when the
+// node can take the request. It only compares; rejection builds the record.
+func filter(n *Node, req *Request, sel []label) RejectReason {
+	switch {
+	case !n.Ready:
+		return NodeNotReady
+	case n.Cordoned:
+		return NodeCordoned
+	case !slices.Contains(n.Runtimes, req.Type):
+		return RuntimeUnsupported
+	}
+	for _, l := range sel {
+		if have, has := n.Labels[l.key]; !has || have != l.value {
+			return SelectorMismatch
+		}
+	}
+	r, c, a := &req.Resources, &n.Capacity, &n.Allocated
+	switch {
+	case !fits(r.CPUMillis, c.CPUMillis, a.CPUMillis):
+		return InsufficientCPU
+	case !fits(r.MemoryBytes, c.MemoryBytes, a.MemoryBytes):
+		return InsufficientMemory
+	case !fits(r.DiskBytes, c.DiskBytes, a.DiskBytes):
+		return InsufficientDisk
+	}
+	return 0
+}
+
+// rejection builds the structured record for a node that filter rejected
+// with reason; only rejected nodes pay for it.
+func rejection(n *Node, req *Request, sel []label, reason RejectReason) Rejection {
+	rej := Rejection{NodeID: n.ID, Reason: reason}
+	switch reason {
+	case RuntimeUnsupported:
+		rej.Requested = int64(req.Type)
+	case SelectorMismatch:
+		for _, l := range sel {
+			if have, has := n.Labels[l.key]; !has || have != l.value {
+				rej.Key, rej.Want, rej.Have, rej.HasLabel = l.key, l.value, have, has
+				break
+			}
+		}
+	case InsufficientCPU:
+		rej.Requested, rej.Capacity, rej.Free = req.Resources.CPUMillis, n.Capacity.CPUMillis, n.Capacity.CPUMillis-n.Allocated.CPUMillis
+	case InsufficientMemory:
+		rej.Requested, rej.Capacity, rej.Free = req.Resources.MemoryBytes, n.Capacity.MemoryBytes, n.Capacity.MemoryBytes-n.Allocated.MemoryBytes
+	case InsufficientDisk:
+		rej.Requested, rej.Capacity, rej.Free = req.Resources.DiskBytes, n.Capacity.DiskBytes, n.Capacity.DiskBytes-n.Allocated.DiskBytes
+	}
+	return rej
+}
+
+// fits mirrors model.Resources.Fits for one resource, and spells out that a
+// needed resource never fits on zero capacity (even if Allocated is
+// negative in a malformed snapshot).
+func fits(requested, capacity, allocated int64) bool {
+	if requested <= 0 {
+		return true
+	}
+	return capacity > 0 && requested <= capacity-allocated
+}
+
+// score returns the node's score for the strategy, higher is better.
+func score(n *Node, r model.Resources, strategy Strategy) float64 {
+	var sum float64
+	var dims int
+	if c := n.Capacity.CPUMillis; c > 0 {
+		sum += float64(n.Allocated.CPUMillis+r.CPUMillis) / float64(c)
+		dims++
+	}
+	if c := n.Capacity.MemoryBytes; c > 0 {
+		sum += float64(n.Allocated.MemoryBytes+r.MemoryBytes) / float64(c)
+		dims++
+	}
+	if dims == 0 {
+		return 0
+	}
+	used := sum / float64(dims)
+	if strategy == BinPack {
+		return used
+	}
+	return 1 - used
+}
