@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+type devOptions struct {
+	dataDir         string
+	nodeID          string
+	schedulerListen string
+	gatewayListen   string
+	agentListen     string
+	metricsBase     int
+	labels          string
+}
+
+func newDevCommand() *cobra.Command {
+	o := &devOptions{}
+	host, _ := os.Hostname()
+	if pki.ValidateName("node id", host) != nil {
+		host = "dev-node"
+	}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole cluster of one in this process: embedded etcd, scheduler, gateway and an agent on the local Docker engine",
+		Long: "dev creates a CA and certificates in its data folder (kept across restarts), starts an embedded etcd, " +
+			"the scheduler, the gateway and one agent on the local Docker engine, all talking over mTLS, and " +
+			"writes a persysctl config file. It is a real cluster of one, not a mock.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runDev(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", ".persys-dev", "folder for etcd data, certificates and the persysctl config")
+	f.StringVar(&o.nodeID, "node-id", host, "id of the local node")
+	f.StringVar(&o.schedulerListen, "scheduler-listen", "127.0.0.1:9443", "scheduler gRPC address")
+	f.StringVar(&o.gatewayListen, "gateway-listen", "127.0.0.1:8443", "gateway HTTPS address")
+	f.StringVar(&o.agentListen, "agent-listen", "127.0.0.1:9500", "agent gRPC address")
+	f.IntVar(&o.metricsBase, "metrics-port", 9101, "first of three loopback ports for /metrics of scheduler, gateway and agent (0 disables them)")
+	f.StringVar(&o.labels, "labels", "", "labels of the local node, k=v,k2=v2")
+	return cmd
+}
+
+func runDev(ctx context.Context, o *devOptions) error {
+	if err := pki.ValidateName("--node-id", o.nodeID); err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	bundle, err := pki.Bootstrap(filepath.Join(dir, "pki"), []string{o.nodeID}, nil, nil)
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	metrics := func(i int) string {
+		if o.metricsBase == 0 {
+			return ""
+		}
+		return fmt.Sprintf("127.0.0.1:%d", o.metricsBase+i)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+
+	// Scheduler with its embedded etcd.
+	schedLog := obs.NewLogger(os.Stderr, "scheduler", slog.LevelInfo)
+	started := make(chan string, 1)
+	sched := &schedulerOptions{
+		listen: o.schedulerListen, dataDir: filepath.Join(dir, "etcd"), prefix: "/persys",
+		ca: bundle.CA, cert: bundle.Scheduler.Cert, key: bundle.Scheduler.Key, metricsListen: metrics(0),
+		strategy: "spread", heartbeatInterval: 2 * time.Second, leaseTTL: 10 * time.Second, resyncInterval: 30 * time.Second,
+	}
+	go func() { errc <- component("scheduler", runScheduler(ctx, sched, schedLog, started)) }()
+	var schedAddr string
+	select {
+	case schedAddr = <-started:
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+
+	// Gateway.
+	gwAddr, err := startDevGateway(ctx, bundle, schedAddr, o.gatewayListen, metrics(1), errc)
+	if err != nil {
+		return err
+	}
+
+	// Agent on the local Docker engine.
+	agentFiles := bundle.Agents[o.nodeID]
+	ao := agentOptions{
+		nodeID: o.nodeID, listen: o.agentListen, schedulers: schedAddr,
+		ca: bundle.CA, cert: agentFiles.Cert, key: agentFiles.Key, labels: o.labels,
+		dataDir: filepath.Join(dir, "agent"), metricsListen: metrics(2),
+		heartbeatInterval: 2 * time.Second, utilizationThreshold: 0.8,
+	}
+	go func() { errc <- component("agent", runAgent(ctx, ao)) }()
+
+	cfgPath := filepath.Join(dir, "persysctl.yaml")
+	if err := client.WriteConfig(cfgPath, &client.Config{
+		Endpoint: "https://" + gwAddr, CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key,
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("persys dev is running (node %s)\n  scheduler  %s\n  gateway    https://%s\n  data       %s\n\nPoint persysctl at it:\n  export PERSYSCTL_CONFIG=%s\n\n",
+		o.nodeID, schedAddr, gwAddr, dir, cfgPath)
+
+	select {
+	case err := <-errc:
+		cancel()
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// startDevGateway serves the gateway in-process with the same code as
+// `persys gateway`.
+func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metricsAddr string, errc chan<- error) (string, error) {
+	log := obs.NewLogger(os.Stderr, "gateway", slog.LevelInfo)
+	clientTLS, err := pki.ClientTLS(b.Gateway, "")
+	if err != nil {
+		return "", err
+	}
+	serverTLS, err := pki.ServerTLS(b.Gateway)
+	if err != nil {
+		return "", err
+	}
+	conn, err := gateway.DialScheduler(schedAddr, clientTLS)
+	if err != nil {
+		return "", err
+	}
+	reg := obs.NewRegistry()
+	h := gateway.New(gateway.Config{Control: persysv1.NewControlServiceClient(conn), Logger: log, Registry: reg})
+	msrv, err := obs.Serve(metricsAddr, reg, nil, log)
+	if err != nil {
+		_ = conn.Close()
+		return "", fmt.Errorf("gateway metrics %s: %w", metricsAddr, err)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		_ = conn.Close()
+		return "", fmt.Errorf("--gateway-listen %s: %w", listen, err)
+	}
+	go func() {
+		err := gateway.Serve(ctx, ln, h, serverTLS)
+		_ = conn.Close()
+		_ = msrv.Close(context.Background())
+		errc <- component("gateway", err)
+	}()
+	log.Info("gateway listening", "addr", ln.Addr().String())
+	return ln.Addr().String(), nil
+}
+
+func component(name string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}

@@ -1,0 +1,61 @@
+package scheduler
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// eventWriter writes events off the hot path: a decision never waits for
+// its event to reach etcd. Events are best effort by design (they expire);
+// when the buffer is full the event is dropped and counted in the log.
+type eventWriter struct {
+	store *store.Store
+	log   *slog.Logger
+	ch    chan *persysv1.Event
+}
+
+func newEventWriter(st *store.Store, log *slog.Logger) *eventWriter {
+	return &eventWriter{store: st, log: log, ch: make(chan *persysv1.Event, 4096)}
+}
+
+func (w *eventWriter) add(ev *persysv1.Event) {
+	if ev.Time == nil {
+		ev.Time = timestamppb.Now()
+	}
+	select {
+	case w.ch <- ev:
+	default:
+		w.log.Warn("event dropped: writer queue full", "type", ev.GetType(), "workload", ev.GetWorkload())
+	}
+}
+
+func (w *eventWriter) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			// Flush what is queued, briefly.
+			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			for {
+				select {
+				case ev := <-w.ch:
+					_ = w.store.AppendEvent(fctx, ev)
+					continue
+				default:
+				}
+				break
+			}
+			cancel()
+			return
+		case ev := <-w.ch:
+			if err := w.store.AppendEvent(ctx, ev); err != nil && ctx.Err() == nil {
+				w.log.Warn("write event", "type", ev.GetType(), "workload", ev.GetWorkload(), "err", err)
+			}
+		}
+	}
+}

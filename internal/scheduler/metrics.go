@@ -1,0 +1,100 @@
+package scheduler
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+type metrics struct {
+	placements        prometheus.Counter
+	unschedulable     prometheus.Counter
+	placementDuration prometheus.Histogram
+	reconcileDuration prometheus.Histogram
+	applyDuration     prometheus.Histogram
+	applies           *prometheus.CounterVec
+	failures          *prometheus.CounterVec
+	heartbeats        prometheus.Counter
+	orphansRemoved    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
+	m := &metrics{
+		placements: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "placements_total", Help: "Placements committed to etcd."}),
+		unschedulable: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "unschedulable_total", Help: "Placement attempts that found no feasible node."}),
+		placementDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "placement_duration_seconds", Help: "Time of the pure placement function.",
+			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}),
+		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "reconcile_duration_seconds", Help: "Time to reconcile one workload, agent calls included.",
+			Buckets: prometheus.ExponentialBuckets(1e-4, 4, 10)}),
+		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "apply_duration_seconds", Help: "Agent ApplyWorkload call duration seen by the scheduler.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 16)}),
+		applies: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "applies_total", Help: "Agent applies by result."}, []string{"result"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "workload_failures_total", Help: "Workloads that turned Failed, by reason."}, []string{"reason"}),
+		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "heartbeats_total", Help: "Node heartbeats handled."}),
+		orphansRemoved: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "orphans_removed_total", Help: "Workload copies removed from nodes that should not run them."}),
+	}
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
+		m.applies, m.failures, m.heartbeats, m.orphansRemoved, &stateCollector{s: s})
+	return m
+}
+
+// stateCollector reports cache-derived gauges at scrape time, so nothing
+// is recomputed on the hot path.
+type stateCollector struct{ s *Scheduler }
+
+var (
+	workloadsDesc = prometheus.NewDesc("persys_scheduler_workloads", "Workloads by observed state.", []string{"state"}, nil)
+	nodesDesc     = prometheus.NewDesc("persys_scheduler_nodes", "Nodes by state.", []string{"state"}, nil)
+	queueDesc     = prometheus.NewDesc("persys_scheduler_queue_depth", "Workloads waiting in the reconcile queue.", nil, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- workloadsDesc
+	ch <- nodesDesc
+	ch <- queueDesc
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	byState := map[string]int{}
+	for _, v := range persysv1.ActualState_name {
+		byState[strings.TrimPrefix(v, "ACTUAL_STATE_")] = 0
+	}
+	delete(byState, "UNSPECIFIED")
+	ready, notReady := 0, 0
+	c.s.mu.Lock()
+	for _, e := range c.s.workloads {
+		st := e.status.GetState()
+		if st == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
+			st = persysv1.ActualState_ACTUAL_STATE_PENDING
+		}
+		byState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")]++
+	}
+	for _, ne := range c.s.nodes {
+		if ne.alive {
+			ready++
+		} else {
+			notReady++
+		}
+	}
+	c.s.mu.Unlock()
+	for k, v := range byState {
+		ch <- prometheus.MustNewConstMetric(workloadsDesc, prometheus.GaugeValue, float64(v), k)
+	}
+	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(ready), "ready")
+	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(notReady), "not_ready")
+	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(c.s.queue.Len()))
+}

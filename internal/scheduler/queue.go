@@ -1,0 +1,130 @@
+package scheduler
+
+import (
+	"sync"
+	"time"
+)
+
+// queue is a de-duplicating work queue keyed by workload name, in the manner
+// of a level-triggered controller: a key added while it is being processed
+// is processed once more afterwards, never concurrently, and a key added
+// many times before a worker takes it is processed once.
+type queue struct {
+	mu         sync.Mutex
+	cond       *sync.Cond
+	order      []string
+	queued     map[string]bool
+	processing map[string]bool
+	dirty      map[string]bool
+	timers     map[string]*time.Timer
+	closed     bool
+}
+
+func newQueue() *queue {
+	q := &queue{
+		queued:     map[string]bool{},
+		processing: map[string]bool{},
+		dirty:      map[string]bool{},
+		timers:     map[string]*time.Timer{},
+	}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+// Add queues key now.
+func (q *queue) Add(key string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.addLocked(key)
+}
+
+func (q *queue) addLocked(key string) {
+	if q.closed {
+		return
+	}
+	if t, ok := q.timers[key]; ok {
+		t.Stop()
+		delete(q.timers, key)
+	}
+	if q.processing[key] {
+		q.dirty[key] = true
+		return
+	}
+	if q.queued[key] {
+		return
+	}
+	q.queued[key] = true
+	q.order = append(q.order, key)
+	q.cond.Signal()
+}
+
+// AddAfter queues key after d, unless it is queued earlier by Add. A later
+// AddAfter for the same key keeps the earlier deadline.
+func (q *queue) AddAfter(key string, d time.Duration) {
+	if d <= 0 {
+		q.Add(key)
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.queued[key] {
+		return
+	}
+	if _, ok := q.timers[key]; ok {
+		return
+	}
+	q.timers[key] = time.AfterFunc(d, func() {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		delete(q.timers, key)
+		q.addLocked(key)
+	})
+}
+
+// Get blocks until a key is ready or the queue is closed (ok false).
+func (q *queue) Get() (key string, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.order) == 0 && !q.closed {
+		q.cond.Wait()
+	}
+	if q.closed {
+		return "", false
+	}
+	key = q.order[0]
+	q.order[0] = ""
+	q.order = q.order[1:]
+	delete(q.queued, key)
+	q.processing[key] = true
+	return key, true
+}
+
+// Done marks key processed; it is queued again if it was added meanwhile.
+func (q *queue) Done(key string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.processing, key)
+	if q.dirty[key] {
+		delete(q.dirty, key)
+		q.addLocked(key)
+	}
+}
+
+// Len is the number of keys waiting (for the queue-depth metric).
+func (q *queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.order)
+}
+
+// Close wakes every waiting Get and stops all timers.
+func (q *queue) Close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	for k, t := range q.timers {
+		t.Stop()
+		delete(q.timers, k)
+	}
+	q.cond.Broadcast()
+}

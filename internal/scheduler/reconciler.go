@@ -1,0 +1,482 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
+	"github.com/persys-dev/compute/internal/placement"
+	"github.com/persys-dev/compute/internal/reconcile"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// reconcile brings one workload a step closer to its desired state. After a
+// placement it continues at once with the apply, so a new workload reaches
+// its node without waiting for the watch to echo the assignment.
+func (s *Scheduler) reconcile(ctx context.Context, name string) {
+	start := time.Now()
+	defer func() { s.metrics.reconcileDuration.Observe(time.Since(start).Seconds()) }()
+	for step := 0; step < 3 && ctx.Err() == nil; step++ {
+		if !s.reconcileOnce(ctx, name) {
+			return
+		}
+	}
+}
+
+// view is a consistent copy of what one decision needs.
+type view struct {
+	w        *persysv1.Workload
+	rev      int64
+	assign   *persysv1.Assignment
+	assignRv int64
+	addr     string
+	in       reconcile.Input
+}
+
+func (s *Scheduler) snapshotFor(name string) (view, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.workloads[name]
+	if e == nil {
+		return view{}, false
+	}
+	if e.attemptRevision != e.w.GetRevision() {
+		e.attempts, e.attemptRevision, e.nextAttemptAt = 0, e.w.GetRevision(), time.Time{}
+	}
+	v := view{w: e.w, rev: e.rev, assign: e.assignment, assignRv: e.assignRev}
+	v.in = reconcile.Input{
+		Now:           s.cfg.Now(),
+		Exists:        true,
+		Deleting:      e.w.GetDeleting(),
+		UID:           e.w.GetUid(),
+		Revision:      e.w.GetRevision(),
+		DesiredState:  e.w.GetSpec().GetDesiredState(),
+		Attempts:      e.attempts,
+		NextAttemptAt: e.nextAttemptAt,
+	}
+	if e.assignment != nil {
+		v.in.Node = e.assignment.GetNodeId()
+		if ne := s.nodes[v.in.Node]; ne != nil {
+			v.in.NodeReady = ne.alive
+			v.addr = ne.node.GetAddress()
+			if r := ne.reports[name]; r != nil {
+				v.in.Observed = &reconcile.Observed{UID: r.GetUid(), Revision: r.GetRevision(), State: r.GetState(),
+					Reason: r.GetReason(), Message: r.GetMessage()}
+			}
+		}
+	}
+	return v, true
+}
+
+// reconcileOnce takes one decision and carries it out; it reports whether
+// another step should follow at once.
+func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
+	v, ok := s.snapshotFor(name)
+	if !ok {
+		return false
+	}
+	plan := reconcile.Decide(v.in)
+	switch plan.Action {
+	case reconcile.Place:
+		return s.place(ctx, name, v)
+	case reconcile.Apply:
+		s.apply(ctx, name, v, plan)
+	case reconcile.DeleteOnNode:
+		s.recordPlan(ctx, name, v, plan)
+		return s.deleteOnNode(ctx, name, v)
+	case reconcile.RemoveKeys:
+		s.removeKeys(ctx, name, v)
+	case reconcile.Wait, reconcile.Nothing:
+		s.recordPlan(ctx, name, v, plan)
+		if plan.Requeue > 0 {
+			s.queue.AddAfter(name, plan.Requeue)
+		}
+		if plan.Action == reconcile.Nothing {
+			s.resetAttempts(name)
+		}
+	}
+	return false
+}
+
+// recordPlan stores the status a plan carries, keeping the node's report
+// details (runtime id, exit code) when the plan agrees with the report.
+func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan reconcile.Plan) {
+	if plan.State == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
+		return
+	}
+	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: plan.State, Reason: plan.Reason,
+		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
+	s.mu.Lock()
+	if ne := s.nodes[v.in.Node]; ne != nil {
+		if r := ne.reports[name]; r != nil && r.GetState() == plan.State {
+			st.RuntimeId, st.ExitCode, st.RestartCount, st.Revision = r.GetRuntimeId(), r.GetExitCode(), r.GetRestartCount(), r.GetRevision()
+		}
+	}
+	s.mu.Unlock()
+	s.setStatus(ctx, name, st)
+}
+
+func (s *Scheduler) resetAttempts(name string) {
+	s.mu.Lock()
+	if e := s.workloads[name]; e != nil {
+		e.attempts, e.nextAttemptAt = 0, time.Time{}
+	}
+	s.mu.Unlock()
+}
+
+// place runs the pure placement over a snapshot of the nodes and commits
+// the result in one etcd transaction guarded by the revisions it read.
+func (s *Scheduler) place(ctx context.Context, name string, v view) bool {
+	start := time.Now()
+	nodes := s.placementNodes()
+	spec := v.w.GetSpec()
+	req := placement.Request{
+		Workload:     name,
+		Type:         model.WorkloadType(spec.GetType()),
+		Resources:    fromProtoResources(spec.GetResources()),
+		NodeSelector: spec.GetNodeSelector(),
+	}
+	dec := placement.Place(nodes, req, s.cfg.Strategy)
+	s.metrics.placementDuration.Observe(time.Since(start).Seconds())
+	record := decisionProto(dec)
+	now := s.cfg.Now()
+
+	if !dec.Placed() {
+		s.mu.Lock()
+		if e := s.workloads[name]; e != nil {
+			e.pending = record
+		}
+		s.mu.Unlock()
+		s.metrics.unschedulable.Inc()
+		s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(),
+			State:    persysv1.ActualState_ACTUAL_STATE_PENDING,
+			Reason:   persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE,
+			Message:  summarizeRejections(dec),
+			Revision: v.w.GetRevision()})
+		// No timer: a node joining or capacity freeing queues it again.
+		return false
+	}
+
+	a := &persysv1.Assignment{Name: name, Uid: v.w.GetUid(), NodeId: dec.NodeID, Revision: v.w.GetRevision(),
+		PlacedAt: timestamppb.New(now), Decision: record}
+	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
+		NodeId: dec.NodeID, Revision: v.w.GetRevision(), UpdatedAt: timestamppb.New(now),
+		Message: fmt.Sprintf("placed on %s (%d of %d nodes feasible)", dec.NodeID, dec.Feasible, dec.Total)}
+	rev, err := commitPlacement(ctx, s.store, a, st, v.rev, v.assignRv)
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			// Someone changed the workload or placed it meanwhile: the
+			// watch brings the new state and queues the workload again.
+			s.log.Info("placement conflict, will retry", "workload", name)
+			s.queue.AddAfter(name, 100*time.Millisecond)
+			return false
+		}
+		s.log.Error("commit placement", "workload", name, "err", err)
+		s.queue.AddAfter(name, time.Second)
+		return false
+	}
+	s.mu.Lock()
+	if e := s.workloads[name]; e != nil && e.rev == v.rev {
+		e.assignment, e.assignRev, e.pending = a, rev, nil
+		if rev > e.statusRev {
+			e.status, e.statusRev = st, rev
+		}
+		s.notifyLocked(name)
+	}
+	s.mu.Unlock()
+	s.metrics.placements.Inc()
+	s.log.Info("placed", "workload", name, "node", dec.NodeID, "revision", v.w.GetRevision(),
+		"feasible", dec.Feasible, "total", dec.Total)
+	s.events.add(&persysv1.Event{Type: "Placed", Workload: name, NodeId: dec.NodeID, Revision: v.w.GetRevision(), Message: st.Message})
+	return true
+}
+
+// placementNodes builds the placement snapshot: every node with what its
+// assigned workloads request.
+func (s *Scheduler) placementNodes() []placement.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	alloc := make(map[string]model.Resources, len(s.nodes))
+	for _, e := range s.workloads {
+		if id := e.assignment.GetNodeId(); id != "" {
+			alloc[id] = alloc[id].Add(fromProtoResources(e.w.GetSpec().GetResources()))
+		}
+	}
+	out := make([]placement.Node, 0, len(s.nodes))
+	for id, ne := range s.nodes {
+		caps := ne.node.GetCapabilities()
+		rts := make([]model.WorkloadType, 0, len(caps.GetRuntimes()))
+		for _, r := range caps.GetRuntimes() {
+			rts = append(rts, model.WorkloadType(r))
+		}
+		out = append(out, placement.Node{
+			ID: id, Ready: ne.alive, Cordoned: ne.node.GetCordoned(), Runtimes: rts, Labels: caps.GetLabels(),
+			Capacity: fromProtoResources(caps.GetCapacity()), Allocated: alloc[id],
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// apply sends the desired revision to the assigned node and records what
+// the agent answered.
+func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconcile.Plan) {
+	s.mu.Lock()
+	e := s.workloads[name]
+	if e == nil {
+		s.mu.Unlock()
+		return
+	}
+	e.attempts++
+	attempt := e.attempts
+	delay := reconcile.Backoff(attempt+1, s.cfg.RetryBase, s.cfg.RetryMax)
+	e.nextAttemptAt = s.cfg.Now().Add(delay)
+	s.mu.Unlock()
+
+	node := v.in.Node
+	start := time.Now()
+	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+	defer cancel()
+	var resp *persysv1.ApplyWorkloadResponse
+	cli, err := s.agents().client(node, v.addr)
+	if err == nil {
+		resp, err = cli.ApplyWorkload(actx, &persysv1.ApplyWorkloadRequest{
+			Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Spec: v.w.GetSpec()})
+	}
+	elapsed := time.Since(start)
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		s.metrics.applies.WithLabelValues("error").Inc()
+		s.log.Warn("apply failed", "workload", name, "node", node, "revision", v.w.GetRevision(), "attempt", attempt, "err", err)
+		s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), NodeId: node,
+			Revision: v.w.GetRevision(), State: persysv1.ActualState_ACTUAL_STATE_FAILED,
+			Reason:  persysv1.FailureReason_FAILURE_REASON_AGENT_UNREACHABLE,
+			Message: "agent call failed: " + err.Error()})
+		s.queue.AddAfter(name, delay)
+		return
+	}
+	s.metrics.applyDuration.Observe(elapsed.Seconds())
+	st := resp.GetStatus()
+	if st == nil {
+		st = &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_UNKNOWN}
+	}
+	st.Name, st.NodeId = name, node
+	if st.GetUid() == "" {
+		st.Uid = v.w.GetUid()
+	}
+	if st.GetRevision() == 0 {
+		st.Revision = v.w.GetRevision()
+	}
+	result := "applied"
+	if resp.GetSkipped() {
+		result = "skipped"
+	}
+	if st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
+		result = "failed"
+	}
+	s.metrics.applies.WithLabelValues(result).Inc()
+
+	s.mu.Lock()
+	if ne := s.nodes[node]; ne != nil {
+		ne.reports[name] = st
+	}
+	reached := st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
+	if v.w.GetSpec().GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
+		reached = st.GetState() == persysv1.ActualState_ACTUAL_STATE_STOPPED
+	}
+	if e := s.workloads[name]; e != nil && reached {
+		e.attempts, e.nextAttemptAt = 0, time.Time{}
+	}
+	s.mu.Unlock()
+	s.log.Info("apply", "workload", name, "node", node, "revision", v.w.GetRevision(), "result", result,
+		"state", st.GetState().String(), "reason", st.GetReason().String(), "duration_ms", elapsed.Milliseconds())
+	s.setStatus(ctx, name, st)
+	if !reached {
+		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_CREATING {
+			s.queue.AddAfter(name, time.Second)
+		} else {
+			s.queue.AddAfter(name, delay)
+		}
+	}
+}
+
+// deleteOnNode removes the workload from its node, then its keys.
+func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool {
+	node := v.in.Node
+	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
+	defer cancel()
+	cli, err := s.agents().client(node, v.addr)
+	if err == nil {
+		_, err = cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name})
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("delete on node failed", "workload", name, "node", node, "err", err)
+			s.queue.AddAfter(name, s.cfg.RetryBase)
+		}
+		return false
+	}
+	s.mu.Lock()
+	if ne := s.nodes[node]; ne != nil {
+		delete(ne.reports, name)
+	}
+	s.mu.Unlock()
+	s.log.Info("removed from node", "workload", name, "node", node)
+	s.removeKeys(ctx, name, v)
+	return false
+}
+
+// removeKeys deletes the workload's keys, guarded by the revision read, and
+// wakes workloads waiting for capacity.
+func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
+	if err := s.store.DeleteWorkloadKeys(ctx, name, v.rev); err != nil {
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			s.queue.AddAfter(name, 100*time.Millisecond)
+			return
+		}
+		s.log.Error("delete workload keys", "workload", name, "err", err)
+		s.queue.AddAfter(name, time.Second)
+		return
+	}
+	s.mu.Lock()
+	if e := s.workloads[name]; e != nil && e.rev == v.rev {
+		delete(s.workloads, name)
+	}
+	s.notifyLocked(name)
+	s.mu.Unlock()
+	s.log.Info("deleted", "workload", name)
+	s.events.add(&persysv1.Event{Type: "Deleted", Workload: name, NodeId: v.in.Node, Message: "workload removed"})
+	s.queuePending()
+}
+
+// queuePending queues every workload waiting for a feasible node.
+func (s *Scheduler) queuePending() {
+	s.mu.Lock()
+	var names []string
+	for name, e := range s.workloads {
+		if e.assignment == nil && !e.w.GetDeleting() {
+			names = append(names, name)
+		}
+	}
+	s.mu.Unlock()
+	for _, n := range names {
+		s.queue.Add(n)
+	}
+}
+
+// setStatus writes the status when it differs from the stored one (so an
+// idle cluster writes nothing), emits an event on a state change and wakes
+// watchers.
+func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.WorkloadStatus) {
+	s.mu.Lock()
+	e := s.workloads[name]
+	if e == nil {
+		s.mu.Unlock()
+		return
+	}
+	prev := e.status
+	if sameStatus(prev, st) {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+
+	st.UpdatedAt = timestamppb.New(s.cfg.Now())
+	rev, err := putStatus(ctx, s.store, st)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+			s.log.Error("write status", "workload", name, "err", err)
+		}
+		return
+	}
+	s.mu.Lock()
+	if e := s.workloads[name]; e != nil && rev > e.statusRev {
+		e.status, e.statusRev = st, rev
+	}
+	s.notifyLocked(name)
+	s.mu.Unlock()
+
+	if prev.GetState() != st.GetState() || prev.GetReason() != st.GetReason() {
+		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
+			s.metrics.failures.WithLabelValues(trimEnum(st.GetReason().String(), "FAILURE_REASON_")).Inc()
+		}
+		s.events.add(&persysv1.Event{Type: eventType(st.GetState()), Workload: name, NodeId: st.GetNodeId(),
+			Reason: st.GetReason(), Message: st.GetMessage(), Revision: st.GetRevision()})
+	}
+}
+
+func sameStatus(a, b *persysv1.WorkloadStatus) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.GetState() == b.GetState() && a.GetReason() == b.GetReason() && a.GetMessage() == b.GetMessage() &&
+		a.GetNodeId() == b.GetNodeId() && a.GetRevision() == b.GetRevision() && a.GetUid() == b.GetUid() &&
+		a.GetRuntimeId() == b.GetRuntimeId() && a.GetExitCode() == b.GetExitCode() && a.GetRestartCount() == b.GetRestartCount()
+}
+
+func eventType(st persysv1.ActualState) string {
+	switch st {
+	case persysv1.ActualState_ACTUAL_STATE_PENDING:
+		return "Pending"
+	case persysv1.ActualState_ACTUAL_STATE_SCHEDULED:
+		return "Scheduled"
+	case persysv1.ActualState_ACTUAL_STATE_CREATING:
+		return "Creating"
+	case persysv1.ActualState_ACTUAL_STATE_RUNNING:
+		return "Running"
+	case persysv1.ActualState_ACTUAL_STATE_STOPPED:
+		return "Stopped"
+	case persysv1.ActualState_ACTUAL_STATE_FAILED:
+		return "Failed"
+	case persysv1.ActualState_ACTUAL_STATE_UNKNOWN:
+		return "Unknown"
+	case persysv1.ActualState_ACTUAL_STATE_DELETING:
+		return "Deleting"
+	}
+	return "StatusChanged"
+}
+
+func trimEnum(s, prefix string) string { return strings.TrimPrefix(s, prefix) }
+
+func fromProtoResources(r *persysv1.Resources) model.Resources {
+	return model.Resources{CPUMillis: r.GetCpuMillis(), MemoryBytes: r.GetMemoryBytes(), DiskBytes: r.GetDiskBytes()}
+}
+
+func decisionProto(d placement.Decision) *persysv1.PlacementDecision {
+	out := &persysv1.PlacementDecision{NodeId: d.NodeID, Score: d.Score, FeasibleNodes: int32(d.Feasible),
+		TotalNodes: int32(d.Total), Strategy: d.Strategy.String()}
+	for _, r := range d.Rejections {
+		out.Rejections = append(out.Rejections, &persysv1.NodeRejection{NodeId: r.NodeID,
+			Reason: persysv1.RejectReason(r.Reason), Detail: r.Detail()})
+	}
+	return out
+}
+
+func summarizeRejections(d placement.Decision) string {
+	if d.Total == 0 {
+		return "no nodes registered"
+	}
+	counts := map[string]int{}
+	for _, r := range d.Rejections {
+		counts[r.Reason.String()]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
+	}
+	return fmt.Sprintf("0 of %d nodes feasible: %s", d.Total, strings.Join(parts, ", "))
+}

@@ -1,0 +1,308 @@
+// Package scheduler is the control loop of Persys Compute: it owns desired
+// state in etcd (through internal/store), keeps an in-memory cache fed by
+// etcd watches, accepts node registrations and heartbeats, places workloads
+// with internal/placement, decides with internal/reconcile, and drives the
+// agents over gRPC. Callers build it with New, serve Service() over gRPC with
+// mTLS, and call Run, which returns when its context ends.
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/placement"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// Config holds the scheduler's collaborators and tunables.
+type Config struct {
+	Store    *store.Store
+	Agents   AgentDialer
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Strategy placement.Strategy
+
+	// HeartbeatInterval is what agents are told to use (default 2s).
+	HeartbeatInterval time.Duration
+	// LeaseTTL is the node liveness lease (default 10s).
+	LeaseTTL time.Duration
+	// ResyncInterval re-reconciles every workload (default 30s) as a safety
+	// net under the event-driven path.
+	ResyncInterval time.Duration
+	// ApplyTimeout bounds one agent call (default 2m: an image pull).
+	ApplyTimeout time.Duration
+	// RetryBase and RetryMax bound re-apply backoff (5s, 10s … 120s).
+	RetryBase, RetryMax time.Duration
+	// Workers is the number of reconcile workers (default 8).
+	Workers int
+	// Now is the clock (default time.Now); tests may pass their own.
+	Now func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 2 * time.Second
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 10 * time.Second
+	}
+	if c.ResyncInterval <= 0 {
+		c.ResyncInterval = 30 * time.Second
+	}
+	if c.ApplyTimeout <= 0 {
+		c.ApplyTimeout = 2 * time.Minute
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = 5 * time.Second
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = 120 * time.Second
+	}
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Scheduler is the control loop. All cache fields are guarded by mu.
+type Scheduler struct {
+	cfg     Config
+	store   *store.Store
+	log     *slog.Logger
+	metrics *metrics
+	queue   *queue
+	events  *eventWriter
+
+	mu        sync.Mutex
+	workloads map[string]*workloadEntry
+	nodes     map[string]*nodeEntry
+	watchers  map[string]map[chan struct{}]struct{}
+	loaded    bool
+	// orphanInflight de-duplicates orphan removals: node/name → true.
+	orphanInflight map[string]bool
+
+	poolOnce sync.Once
+	pool     *agentPool
+	// loadedCh is closed once the first snapshot is in the cache.
+	loadedCh   chan struct{}
+	loadedOnce sync.Once
+}
+
+// workloadEntry is the cache of one workload's keys plus the in-memory
+// retry state of its current revision.
+type workloadEntry struct {
+	w          *persysv1.Workload
+	rev        int64
+	status     *persysv1.WorkloadStatus
+	statusRev  int64
+	assignment *persysv1.Assignment
+	assignRev  int64
+
+	// Unplaced decision, kept for describe while the workload is pending.
+	pending *persysv1.PlacementDecision
+
+	attempts        int
+	attemptRevision uint64
+	nextAttemptAt   time.Time
+}
+
+// nodeEntry is the cache of one node plus what it last reported.
+type nodeEntry struct {
+	node    *persysv1.Node
+	alive   bool
+	reports map[string]*persysv1.WorkloadStatus
+	// reported is true once the node sent a full list since this scheduler
+	// started; before that, absence from reports means nothing.
+	reported      bool
+	usage         *persysv1.Resources
+	lastHeartbeat time.Time
+}
+
+// New builds a scheduler; call Run to start it.
+func New(cfg Config) (*Scheduler, error) {
+	cfg.defaults()
+	if cfg.Store == nil {
+		return nil, errors.New("scheduler: Config.Store is required")
+	}
+	if cfg.Agents == nil {
+		return nil, errors.New("scheduler: Config.Agents is required")
+	}
+	s := &Scheduler{
+		cfg:            cfg,
+		store:          cfg.Store,
+		log:            cfg.Logger,
+		queue:          newQueue(),
+		workloads:      map[string]*workloadEntry{},
+		nodes:          map[string]*nodeEntry{},
+		watchers:       map[string]map[chan struct{}]struct{}{},
+		orphanInflight: map[string]bool{},
+		loadedCh:       make(chan struct{}),
+	}
+	s.metrics = newMetrics(cfg.Registry, s)
+	s.events = newEventWriter(cfg.Store, cfg.Logger)
+	return s, nil
+}
+
+// Ready reports nil once the cache is loaded from etcd.
+func (s *Scheduler) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.loaded {
+		return errors.New("scheduler cache not loaded yet")
+	}
+	return nil
+}
+
+// Run loads the cache, then watches etcd and reconciles until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.events.run(ctx) }()
+
+	rev, err := s.load(ctx)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	for i := 0; i < s.cfg.Workers; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.worker(ctx) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.resyncLoop(ctx) }()
+
+	err = s.watchLoop(ctx, rev)
+	s.queue.Close()
+	cancel()
+	wg.Wait()
+	s.agentsClose()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// load replaces the cache with one consistent snapshot and queues every
+// workload; it returns the snapshot's revision to watch from.
+func (s *Scheduler) load(ctx context.Context) (int64, error) {
+	snap, err := s.store.Load(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("load state from etcd: %w", err)
+	}
+	s.mu.Lock()
+	old := s.nodes
+	s.workloads = map[string]*workloadEntry{}
+	for name, w := range snap.Workloads {
+		e := &workloadEntry{w: w, rev: snap.WorkloadRevs[name]}
+		e.status = snap.Statuses[name]
+		if a, ok := snap.Assignments[name]; ok {
+			e.assignment, e.assignRev = a, snap.AssignmentRevs[name]
+		}
+		s.workloads[name] = e
+	}
+	s.nodes = map[string]*nodeEntry{}
+	for id, n := range snap.Nodes {
+		ne := &nodeEntry{node: n, alive: snap.AliveNodes[id], reports: map[string]*persysv1.WorkloadStatus{}}
+		if prev, ok := old[id]; ok {
+			// A reload after a watch failure keeps what nodes reported.
+			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat
+		}
+		s.nodes[id] = ne
+	}
+	s.loaded = true
+	names := make([]string, 0, len(s.workloads))
+	for name := range s.workloads {
+		names = append(names, name)
+	}
+	s.mu.Unlock()
+	s.loadedOnce.Do(func() { close(s.loadedCh) })
+	for _, n := range names {
+		s.queue.Add(n)
+	}
+	s.log.Info("state loaded", "revision", snap.Revision, "workloads", len(snap.Workloads), "nodes", len(snap.Nodes))
+	return snap.Revision, nil
+}
+
+func (s *Scheduler) resyncLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.ResyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.mu.Lock()
+			names := make([]string, 0, len(s.workloads))
+			for name := range s.workloads {
+				names = append(names, name)
+			}
+			s.mu.Unlock()
+			for _, n := range names {
+				s.queue.Add(n)
+			}
+		}
+	}
+}
+
+func (s *Scheduler) worker(ctx context.Context) {
+	for {
+		name, ok := s.queue.Get()
+		if !ok {
+			return
+		}
+		s.reconcile(ctx, name)
+		s.queue.Done(name)
+	}
+}
+
+// notify wakes every WatchWorkload stream of name. Callers hold mu.
+func (s *Scheduler) notifyLocked(name string) {
+	for ch := range s.watchers[name] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Scheduler) subscribe(name string) (chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	if s.watchers[name] == nil {
+		s.watchers[name] = map[chan struct{}]struct{}{}
+	}
+	s.watchers[name][ch] = struct{}{}
+	s.mu.Unlock()
+	return ch, func() {
+		s.mu.Lock()
+		delete(s.watchers[name], ch)
+		if len(s.watchers[name]) == 0 {
+			delete(s.watchers, name)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func newUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,161 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// watchLoop applies etcd changes to the cache. When the watch ends (a
+// compaction overtook it, or the connection broke) it reloads a snapshot and
+// watches again from there, so the cache never misses a change.
+func (s *Scheduler) watchLoop(ctx context.Context, rev int64) error {
+	for {
+		ch := s.store.Watch(ctx, rev)
+		for c := range ch {
+			if c.Kind == store.KindResync {
+				break
+			}
+			s.applyChange(ctx, c)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("etcd watch ended; reloading state")
+		var err error
+		for {
+			rev, err = s.load(ctx)
+			if err == nil {
+				break
+			}
+			s.log.Error("reload after watch failure", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
+	switch c.Kind {
+	case store.KindWorkload:
+		s.mu.Lock()
+		e := s.workloads[c.Key]
+		if c.Deleted {
+			if e != nil && c.ModRevision >= e.rev {
+				delete(s.workloads, c.Key)
+			}
+		} else if e == nil {
+			s.workloads[c.Key] = &workloadEntry{w: c.Workload, rev: c.ModRevision}
+		} else if c.ModRevision > e.rev {
+			e.w, e.rev = c.Workload, c.ModRevision
+		}
+		s.notifyLocked(c.Key)
+		s.mu.Unlock()
+		s.queue.Add(c.Key)
+	case store.KindStatus:
+		s.mu.Lock()
+		if e := s.workloads[c.Key]; e != nil {
+			if c.Deleted {
+				if c.ModRevision >= e.statusRev {
+					e.status, e.statusRev = nil, c.ModRevision
+				}
+			} else if c.ModRevision > e.statusRev {
+				e.status, e.statusRev = c.Status, c.ModRevision
+			}
+			s.notifyLocked(c.Key)
+		}
+		s.mu.Unlock()
+	case store.KindAssignment:
+		s.mu.Lock()
+		if e := s.workloads[c.Key]; e != nil {
+			if c.Deleted {
+				if c.ModRevision >= e.assignRev {
+					e.assignment, e.assignRev = nil, 0
+				}
+			} else if c.ModRevision > e.assignRev {
+				e.assignment, e.assignRev = c.Assignment, c.ModRevision
+			}
+			s.notifyLocked(c.Key)
+		}
+		s.mu.Unlock()
+		s.queue.Add(c.Key)
+	case store.KindNode:
+		s.mu.Lock()
+		if c.Deleted {
+			delete(s.nodes, c.Key)
+		} else if ne := s.nodes[c.Key]; ne != nil {
+			ne.node = c.Node
+		} else {
+			s.nodes[c.Key] = &nodeEntry{node: c.Node, reports: map[string]*persysv1.WorkloadStatus{}}
+		}
+		s.mu.Unlock()
+	case store.KindNodeLease:
+		s.setAlive(ctx, c.Key, !c.Deleted)
+	}
+}
+
+// setAlive records a node's liveness; losing it marks the node NotReady in
+// etcd (one write per transition) and re-reconciles its workloads.
+func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
+	s.mu.Lock()
+	ne := s.nodes[id]
+	if ne == nil {
+		if !alive {
+			s.mu.Unlock()
+			return
+		}
+		ne = &nodeEntry{node: &persysv1.Node{Id: id}, reports: map[string]*persysv1.WorkloadStatus{}}
+		s.nodes[id] = ne
+	}
+	was := ne.alive
+	ne.alive = alive
+	var node *persysv1.Node
+	want := persysv1.NodeState_NODE_STATE_READY
+	if !alive {
+		want = persysv1.NodeState_NODE_STATE_NOT_READY
+		ne.reported = false
+		ne.reports = map[string]*persysv1.WorkloadStatus{}
+	}
+	if ne.node.GetState() != want {
+		node = cloneNode(ne.node)
+		node.State = want
+		ne.node = node
+	}
+	names := s.assignedLocked(id)
+	s.mu.Unlock()
+
+	if node != nil {
+		if err := s.store.PutNode(ctx, node); err != nil {
+			s.log.Error("record node state", "node", id, "state", want.String(), "err", err)
+		}
+	}
+	if was != alive {
+		if alive {
+			s.log.Info("node ready", "node", id)
+			s.events.add(&persysv1.Event{Type: "NodeReady", NodeId: id, Message: "node lease acquired"})
+		} else {
+			s.log.Warn("node lost", "node", id)
+			s.events.add(&persysv1.Event{Type: "NodeLost", NodeId: id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST,
+				Message: "node lease expired"})
+		}
+	}
+	for _, n := range names {
+		s.queue.Add(n)
+	}
+}
+
+// assignedLocked lists the workloads assigned to node id. Callers hold mu.
+func (s *Scheduler) assignedLocked(id string) []string {
+	var names []string
+	for name, e := range s.workloads {
+		if e.assignment.GetNodeId() == id {
+			names = append(names, name)
+		}
+	}
+	return names
+}
