@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/connectivity"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+type gatewayOptions struct {
+	listen        string
+	scheduler     string
+	serverName    string
+	ca, cert, key string
+	metricsListen string
+	maxBody       int64
+	logLevel      string
+}
+
+// newGatewayCommand returns `persys gateway`: the REST+JSON API over HTTPS
+// with mutual TLS, forwarding to the scheduler's ControlService.
+func newGatewayCommand() *cobra.Command {
+	o := gatewayOptions{}
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Serve the REST+JSON API over HTTPS with mutual TLS, forwarding to the scheduler",
+		Long: "The gateway answers persysctl and other HTTPS clients that present a certificate of the " +
+			"cluster CA (others are refused at the handshake), authorizes each route by the certificate's " +
+			"role (viewer reads; operator and admin also change), and forwards to the scheduler's " +
+			"ControlService over gRPC with its own gateway certificate. It serves its OpenAPI document " +
+			"at /openapi.json. SIGINT or SIGTERM shut it down gracefully.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runGateway(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "host:port for HTTPS (mTLS)")
+	f.StringVar(&o.scheduler, "scheduler", "127.0.0.1:9443", "scheduler ControlService address host:port")
+	f.StringVar(&o.serverName, "scheduler-server-name", "", "name the scheduler's certificate must carry (default: the host of --scheduler)")
+	f.StringVar(&o.ca, "ca", "", "CA certificate bundle (PEM) (required)")
+	f.StringVar(&o.cert, "cert", "", "gateway certificate (PEM), role gateway (required)")
+	f.StringVar(&o.key, "key", "", "gateway private key (PEM) (required)")
+	f.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9102", "plain HTTP listener for /metrics, /healthz and /readyz (empty disables it)")
+	f.Int64Var(&o.maxBody, "max-body-bytes", 0, "largest request body accepted (default: the manifest limit, 1 MiB)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+// validate checks the flags, naming the flag in each error.
+func (o *gatewayOptions) validate() error {
+	for _, f := range []struct{ name, val string }{{"--ca", o.ca}, {"--cert", o.cert}, {"--key", o.key}} {
+		if f.val == "" {
+			return fmt.Errorf("%s is required", f.name)
+		}
+	}
+	if _, _, err := net.SplitHostPort(o.listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", o.listen, err)
+	}
+	if _, _, err := net.SplitHostPort(o.scheduler); err != nil {
+		return fmt.Errorf("--scheduler %q: %w", o.scheduler, err)
+	}
+	if o.metricsListen != "" {
+		if _, _, err := net.SplitHostPort(o.metricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen %q: %w", o.metricsListen, err)
+		}
+	}
+	if o.maxBody < 0 {
+		return fmt.Errorf("--max-body-bytes %d: must not be negative", o.maxBody)
+	}
+	return nil
+}
+
+func gatewayLogLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func runGateway(parent context.Context, o gatewayOptions) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	level, err := gatewayLogLevel(o.logLevel)
+	if err != nil {
+		return err
+	}
+	log := obs.NewLogger(os.Stderr, "gateway", level)
+	slog.SetDefault(log)
+	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	files := pki.Files{CA: o.ca, Cert: o.cert, Key: o.key}
+	serverTLS, err := pki.ServerTLS(files)
+	if err != nil {
+		return fmt.Errorf("gateway certificate: %w", err)
+	}
+	clientTLS, err := pki.ClientTLS(files, o.serverName)
+	if err != nil {
+		return fmt.Errorf("gateway certificate: %w", err)
+	}
+	conn, err := gateway.DialScheduler(o.scheduler, clientTLS)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.Connect()
+
+	reg := obs.NewRegistry()
+	h := gateway.New(gateway.Config{
+		Control:      persysv1.NewControlServiceClient(conn),
+		Logger:       log,
+		Registry:     reg,
+		MaxBodyBytes: o.maxBody,
+	})
+	ready := func() error {
+		switch s := conn.GetState(); s {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Idle:
+			conn.Connect()
+			return errors.New("scheduler connection idle, connecting")
+		default:
+			return fmt.Errorf("scheduler connection %s", s)
+		}
+	}
+	metrics, err := obs.Serve(o.metricsListen, reg, ready, log)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w", o.metricsListen, err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = metrics.Close(sctx)
+	}()
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.listen, err)
+	}
+	log.Info("gateway listening", "addr", ln.Addr().String(), "scheduler", o.scheduler, "metrics", metrics.Addr)
+	if err := gateway.Serve(ctx, ln, h, serverTLS); err != nil {
+		return err
+	}
+	log.Info("gateway stopped")
+	return nil
+}

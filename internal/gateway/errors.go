@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/persys-dev/compute/internal/manifest"
+)
+
+// FieldError names one invalid input field and why it is invalid.
+type FieldError struct {
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+// ErrorBody is the JSON body of every error answer:
+// {"error":{"code":400,"message":"...","fields":[...]}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the content of ErrorBody.
+type ErrorDetail struct {
+	Code    int          `json:"code"`
+	Message string       `json:"message"`
+	Fields  []FieldError `json:"fields,omitempty"`
+}
+
+// httpError is an error the gateway raises itself, with its HTTP code.
+type httpError struct {
+	code   int
+	msg    string
+	fields []FieldError
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func fieldError(field, reason string) error {
+	return &httpError{
+		code:   http.StatusBadRequest,
+		msg:    "invalid " + field + ": " + reason,
+		fields: []FieldError{{Field: field, Reason: reason}},
+	}
+}
+
+// manifestError turns a manifest.Parse error into a 400 with its fields.
+func manifestError(err error) error {
+	e := &httpError{code: http.StatusBadRequest, msg: err.Error()}
+	var me *manifest.Error
+	if errors.As(err, &me) {
+		for _, f := range me.Fields {
+			e.fields = append(e.fields, FieldError{Field: f.Field, Reason: f.Reason})
+		}
+	}
+	return e
+}
+
+// HTTPStatus maps a gRPC code to the HTTP status the gateway answers with.
+func HTTPStatus(c codes.Code) int {
+	switch c {
+	case codes.OK:
+		return http.StatusOK
+	case codes.InvalidArgument, codes.OutOfRange:
+		return http.StatusBadRequest
+	case codes.NotFound:
+		return http.StatusNotFound
+	case codes.AlreadyExists, codes.Aborted, codes.FailedPrecondition:
+		return http.StatusConflict
+	case codes.Unavailable:
+		return http.StatusServiceUnavailable
+	case codes.DeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case codes.PermissionDenied:
+		return http.StatusForbidden
+	case codes.Unauthenticated:
+		return http.StatusUnauthorized
+	case codes.ResourceExhausted:
+		return http.StatusTooManyRequests
+	case codes.Canceled:
+		return 499 // client closed request, as nginx names it
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// toDetail converts any error into the error body's content.
+func toDetail(err error) ErrorDetail {
+	var he *httpError
+	if errors.As(err, &he) {
+		return ErrorDetail{Code: he.code, Message: he.msg, Fields: he.fields}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return ErrorDetail{Code: http.StatusGatewayTimeout, Message: "the scheduler did not answer in time"}
+	}
+	if errors.Is(err, context.Canceled) {
+		return ErrorDetail{Code: 499, Message: "request canceled"}
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return ErrorDetail{Code: http.StatusInternalServerError, Message: err.Error()}
+	}
+	d := ErrorDetail{Code: HTTPStatus(st.Code()), Message: st.Message()}
+	if st.Code() == codes.Unavailable {
+		d.Message = "scheduler unavailable: " + st.Message()
+	}
+	for _, det := range st.Details() {
+		if br, ok := det.(*errdetails.BadRequest); ok {
+			for _, v := range br.GetFieldViolations() {
+				d.Fields = append(d.Fields, FieldError{Field: v.GetField(), Reason: v.GetDescription()})
+			}
+		}
+	}
+	return d
+}
+
+// writeError writes err as the JSON error body and returns the status code.
+func writeError(w http.ResponseWriter, err error) int {
+	d := toDetail(err)
+	b, _ := json.Marshal(ErrorBody{Error: d})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(d.Code)
+	_, _ = w.Write(append(b, '\n'))
+	return d.Code
+}

@@ -1,0 +1,432 @@
+// Package gateway owns the northbound REST+JSON API of Persys Compute. It
+// terminates HTTPS with mutual TLS (users are identified by their client
+// certificate), turns manifests and query parameters into ControlService
+// requests for the scheduler, and maps gRPC status codes to HTTP once, here
+// at the boundary. The gateway holds no state: every answer comes from the
+// scheduler. Callers build the handler with New, dial the scheduler with
+// DialScheduler and serve with Serve.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+// Config wires the gateway to the scheduler.
+type Config struct {
+	// Control is the scheduler's ControlService; required.
+	Control persysv1.ControlServiceClient
+	// Logger receives one line per request; nil discards.
+	Logger *slog.Logger
+	// Registry receives the request metrics; nil registers nothing.
+	Registry prometheus.Registerer
+	// MaxBodyBytes bounds request bodies; 0 means manifest.MaxSize.
+	MaxBodyBytes int64
+	// CallTimeout bounds each unary call to the scheduler; 0 means 30s.
+	CallTimeout time.Duration
+}
+
+// Metadata keys the gateway adds to every scheduler call so that the
+// scheduler can attribute changes (audit events) to the user.
+const (
+	MetadataUser = "x-persys-user"
+	MetadataRole = "x-persys-role"
+)
+
+const (
+	defaultWaitTimeout = 60 * time.Second
+	maxWaitTimeout     = time.Hour
+	maxEventsLimit     = 10000
+)
+
+var jsonOut = protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: false}
+
+type gateway struct {
+	control     persysv1.ControlServiceClient
+	log         *slog.Logger
+	maxBody     int64
+	callTimeout time.Duration
+	metrics     *metrics
+}
+
+type route struct {
+	method, path string
+	// roles may call the route; nil admits every verified client.
+	roles   []pki.Role
+	handler func(w http.ResponseWriter, r *http.Request) (int, error)
+}
+
+// Who may call what: viewers read, operators and admins also change.
+var (
+	readers = []pki.Role{pki.RoleAdmin, pki.RoleOperator, pki.RoleViewer}
+	writers = []pki.Role{pki.RoleAdmin, pki.RoleOperator}
+)
+
+// New returns the gateway's HTTP handler. It panics when cfg.Control is nil
+// or the metrics cannot be registered, both programming errors.
+func New(cfg Config) http.Handler {
+	if cfg.Control == nil {
+		panic("gateway: Config.Control is nil")
+	}
+	g := &gateway{
+		control:     cfg.Control,
+		log:         cfg.Logger,
+		maxBody:     cfg.MaxBodyBytes,
+		callTimeout: cfg.CallTimeout,
+		metrics:     newMetrics(cfg.Registry),
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.maxBody <= 0 {
+		g.maxBody = manifest.MaxSize
+	}
+	if g.callTimeout <= 0 {
+		g.callTimeout = 30 * time.Second
+	}
+
+	mux := http.NewServeMux()
+	allowed := map[string][]string{}
+	for _, rt := range g.routes() {
+		mux.Handle(rt.method+" "+rt.path, g.instrument(rt.method+" "+rt.path, authorize(rt.roles, rt.handler)))
+		allowed[rt.path] = append(allowed[rt.path], rt.method)
+	}
+	// A known path with another method answers 405 with Allow; anything
+	// else answers a JSON 404.
+	for path, methods := range allowed {
+		allow := strings.Join(methods, ", ")
+		mux.Handle(path, g.instrument("method-not-allowed", func(w http.ResponseWriter, r *http.Request) (int, error) {
+			w.Header().Set("Allow", allow)
+			return 0, &httpError{code: http.StatusMethodNotAllowed, msg: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)}
+		}))
+	}
+	mux.Handle("/", g.instrument("unmatched", func(_ http.ResponseWriter, r *http.Request) (int, error) {
+		return 0, &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
+	}))
+	return mux
+}
+
+func (g *gateway) routes() []route {
+	return []route{
+		{"POST", "/v1/workloads", writers, g.apply},
+		{"GET", "/v1/workloads", readers, g.listWorkloads},
+		{"GET", "/v1/workloads/{name}", readers, g.getWorkload},
+		{"DELETE", "/v1/workloads/{name}", writers, g.deleteWorkload},
+		{"GET", "/v1/workloads/{name}/wait", readers, g.wait},
+		{"POST", "/v1/workloads/{name}/retry", writers, g.retry},
+		{"GET", "/v1/nodes", readers, g.listNodes},
+		{"GET", "/v1/nodes/{id}", readers, g.getNode},
+		{"GET", "/v1/cluster/summary", readers, g.summary},
+		{"GET", "/v1/events", readers, g.listEvents},
+		{"GET", "/openapi.json", nil, g.openAPI},
+		{"GET", "/healthz", nil, g.healthz},
+	}
+}
+
+// statusWriter remembers the status code a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// instrument runs a handler, writes its error as JSON, and records the
+// request in the log and the metrics under the route's name.
+func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Request) (int, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		user, role := peer(r)
+		if user != "" {
+			md := metadata.Pairs(MetadataUser, user)
+			if role != "" {
+				md.Append(MetadataRole, role)
+			}
+			r = r.WithContext(metadata.NewOutgoingContext(r.Context(), md))
+		}
+		code, err := h(sw, r)
+		if err != nil {
+			code = writeError(sw, err)
+		} else if sw.code == 0 && code != 0 {
+			sw.WriteHeader(code)
+		}
+		if sw.code != 0 {
+			code = sw.code
+		}
+		elapsed := time.Since(start)
+		g.metrics.observe(name, code, elapsed)
+		attrs := []any{
+			"method", r.Method,
+			"path", r.URL.Path,
+			"route", name,
+			"status", code,
+			"duration_ms", float64(elapsed.Microseconds()) / 1000,
+			"user", user,
+		}
+		switch {
+		case err != nil && code >= 500:
+			g.log.Error("request", append(attrs, "err", err)...)
+		case err != nil:
+			g.log.Info("request", append(attrs, "err", err)...)
+		default:
+			g.log.Info("request", attrs...)
+		}
+	})
+}
+
+// peer names the user of the request from its verified client certificate.
+func peer(r *http.Request) (user, role string) {
+	if r.TLS == nil {
+		return "", ""
+	}
+	id, err := pki.PeerIdentity(r.TLS)
+	if err != nil {
+		if len(r.TLS.PeerCertificates) > 0 {
+			return r.TLS.PeerCertificates[0].Subject.CommonName, ""
+		}
+		return "", ""
+	}
+	return id.CommonName, string(id.Role)
+}
+
+// authorize admits a request only when its verified client certificate
+// carries one of roles (any verified certificate when roles is nil).
+func authorize(roles []pki.Role, h func(http.ResponseWriter, *http.Request) (int, error)) func(http.ResponseWriter, *http.Request) (int, error) {
+	return func(w http.ResponseWriter, r *http.Request) (int, error) {
+		if r.TLS == nil {
+			return 0, &httpError{code: http.StatusUnauthorized, msg: "a client certificate is required (serve the gateway over mutual TLS)"}
+		}
+		id, err := pki.PeerIdentity(r.TLS)
+		if err != nil {
+			if roles == nil && len(r.TLS.VerifiedChains) > 0 {
+				return h(w, r)
+			}
+			return 0, &httpError{code: http.StatusForbidden, msg: fmt.Sprintf("client certificate carries no usable identity: %v", err)}
+		}
+		if roles == nil || slices.Contains(roles, id.Role) {
+			return h(w, r)
+		}
+		return 0, &httpError{code: http.StatusForbidden, msg: fmt.Sprintf("user %q with role %q may not %s %s", id.CommonName, id.Role, r.Method, r.URL.Path)}
+	}
+}
+
+// writeJSON writes a protobuf message as lowerCamel protojson.
+func writeJSON(w http.ResponseWriter, code int, m proto.Message) (int, error) {
+	b, err := jsonOut.Marshal(m)
+	if err != nil {
+		return 0, fmt.Errorf("encoding response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+	return code, nil
+}
+
+func (g *gateway) callCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), g.callTimeout)
+}
+
+func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return 0, &httpError{code: http.StatusRequestEntityTooLarge,
+				msg: fmt.Sprintf("manifest is larger than the limit of %d bytes", tooBig.Limit)}
+		}
+		return 0, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("reading request body: %v", err)}
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return 0, &httpError{code: http.StatusBadRequest, msg: "request body is empty: send a workload manifest (YAML or JSON)"}
+	}
+	m, err := manifest.Parse(body)
+	if err != nil {
+		return 0, manifestError(err)
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ApplyWorkload(ctx, m.ToApplyRequest())
+	if err != nil {
+		return 0, err
+	}
+	code := http.StatusOK
+	if resp.GetResult() == "created" {
+		code = http.StatusCreated
+	}
+	return writeJSON(w, code, resp)
+}
+
+func (g *gateway) listWorkloads(w http.ResponseWriter, r *http.Request) (int, error) {
+	sel, err := parseSelector(r.URL.Query().Get("selector"))
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{LabelSelector: sel})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) getWorkload(w http.ResponseWriter, r *http.Request) (int, error) {
+	events, err := parseBool(r.URL.Query(), "events")
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	view, err := g.control.GetWorkload(ctx, &persysv1.GetWorkloadRequest{Name: r.PathValue("name"), WithEvents: events})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, view)
+}
+
+func (g *gateway) deleteWorkload(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: r.PathValue("name")})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusAccepted, resp)
+}
+
+func (g *gateway) retry(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	view, err := g.control.RetryWorkload(ctx, &persysv1.RetryRequest{Name: r.PathValue("name")})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, view)
+}
+
+func (g *gateway) listNodes(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ListNodes(ctx, &persysv1.ListNodesRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) getNode(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	node, err := g.control.GetNode(ctx, &persysv1.GetNodeRequest{Id: r.PathValue("id")})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, node)
+}
+
+func (g *gateway) summary(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	s, err := g.control.GetClusterSummary(ctx, &persysv1.ClusterSummaryRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, s)
+}
+
+func (g *gateway) listEvents(w http.ResponseWriter, r *http.Request) (int, error) {
+	q := r.URL.Query()
+	req := &persysv1.ListEventsRequest{Workload: q.Get("workload")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxEventsLimit {
+			return 0, fieldError("limit", fmt.Sprintf("must be an integer from 1 to %d, got %q", maxEventsLimit, s))
+		}
+		req.Limit = int32(n)
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ListEvents(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) healthz(w http.ResponseWriter, _ *http.Request) (int, error) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "ok\n")
+	return http.StatusOK, nil
+}
+
+func (g *gateway) openAPI(w http.ResponseWriter, _ *http.Request) (int, error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(openAPIDocument())
+	return http.StatusOK, nil
+}
+
+// parseSelector reads "k=v,k2=v2" into a map.
+func parseSelector(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	sel := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			return nil, fieldError("selector", fmt.Sprintf("%q is not of the form key=value", part))
+		}
+		if old, dup := sel[k]; dup && old != v {
+			return nil, fieldError("selector", fmt.Sprintf("key %q is given twice with different values", k))
+		}
+		sel[k] = v
+	}
+	return sel, nil
+}
+
+func parseBool(q map[string][]string, name string) (bool, error) {
+	vals := q[name]
+	if len(vals) == 0 || vals[0] == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(vals[0])
+	if err != nil {
+		return false, fieldError(name, fmt.Sprintf("must be true or false, got %q", vals[0]))
+	}
+	return b, nil
+}

@@ -1,0 +1,539 @@
+// Package gatewaytest runs a real gateway, over real mutual TLS with
+// certificates from internal/pki, in front of an in-memory ControlService
+// that stands in for the scheduler. It exists for tests of the gateway and
+// of its clients (internal/client, internal/cli); production code must not
+// import it. The in-memory service keeps workloads, nodes and events in
+// maps, streams WatchWorkload from its own change notifications, and lets a
+// test inject an error per method and count calls.
+package gatewaytest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+// Control is an in-memory ControlService. The zero value is not usable;
+// use NewControl.
+type Control struct {
+	persysv1.UnimplementedControlServiceServer
+
+	mu      sync.Mutex
+	views   map[string]*persysv1.WorkloadView
+	nodes   map[string]*persysv1.Node
+	events  []*persysv1.Event
+	summary *persysv1.ClusterSummary
+	errs    map[string]error
+	calls   map[string]int
+	changed chan struct{}
+	uids    int
+
+	// OnApply, when set, runs after every successful ApplyWorkload with
+	// the workload's name (outside the lock; it may call SetStatus).
+	OnApply func(name string)
+}
+
+// NewControl returns an empty in-memory ControlService.
+func NewControl() *Control {
+	return &Control{
+		views:   map[string]*persysv1.WorkloadView{},
+		nodes:   map[string]*persysv1.Node{},
+		errs:    map[string]error{},
+		calls:   map[string]int{},
+		changed: make(chan struct{}),
+		summary: &persysv1.ClusterSummary{},
+	}
+}
+
+// SetError makes method (for example "ApplyWorkload") fail with err; nil
+// clears it.
+func (c *Control) SetError(method string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		delete(c.errs, method)
+		return
+	}
+	c.errs[method] = err
+}
+
+// Calls reports how often method was called.
+func (c *Control) Calls(method string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.calls[method]
+}
+
+// enter counts a call and returns the injected error, if any.
+func (c *Control) enter(method string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls[method]++
+	return c.errs[method]
+}
+
+// notify wakes every watcher; call with mu held.
+func (c *Control) notify() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// SetStatus replaces the status of a workload and wakes its watchers.
+func (c *Control) SetStatus(name string, st *persysv1.WorkloadStatus) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.views[name]
+	if !ok {
+		return fmt.Errorf("workload %q not found", name)
+	}
+	st = proto.Clone(st).(*persysv1.WorkloadStatus)
+	st.Name, st.Uid = name, v.GetWorkload().GetUid()
+	v.Status = st
+	c.notify()
+	return nil
+}
+
+// SetAssignment replaces the placement of a workload.
+func (c *Control) SetAssignment(name string, a *persysv1.Assignment) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.views[name]
+	if !ok {
+		return fmt.Errorf("workload %q not found", name)
+	}
+	v.Assignment = proto.Clone(a).(*persysv1.Assignment)
+	c.notify()
+	return nil
+}
+
+// Remove forgets a workload, ending its watches with NotFound.
+func (c *Control) Remove(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.views, name)
+	c.notify()
+}
+
+// AddNode stores a node.
+func (c *Control) AddNode(n *persysv1.Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[n.GetId()] = proto.Clone(n).(*persysv1.Node)
+}
+
+// AddEvent appends an event.
+func (c *Control) AddEvent(e *persysv1.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.events = append(c.events, proto.Clone(e).(*persysv1.Event))
+}
+
+// SetSummary sets what GetClusterSummary answers.
+func (c *Control) SetSummary(s *persysv1.ClusterSummary) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.summary = proto.Clone(s).(*persysv1.ClusterSummary)
+}
+
+func notFound(kind, name string) error {
+	return status.Errorf(codes.NotFound, "%s %q not found", kind, name)
+}
+
+// ApplyWorkload creates the workload (revision 1, PENDING), reports
+// unchanged for an equal spec and labels, and otherwise bumps the revision.
+func (c *Control) ApplyWorkload(_ context.Context, req *persysv1.ApplyRequest) (*persysv1.ApplyResponse, error) {
+	if err := c.enter("ApplyWorkload"); err != nil {
+		return nil, err
+	}
+	if req.GetName() == "" {
+		return nil, status.Error(codes.InvalidArgument, "name: required")
+	}
+	c.mu.Lock()
+	now := timestamppb.Now()
+	result := "created"
+	v, ok := c.views[req.GetName()]
+	switch {
+	case !ok:
+		c.uids++
+		v = &persysv1.WorkloadView{
+			Workload: &persysv1.Workload{
+				Name: req.GetName(), Uid: fmt.Sprintf("uid-%d", c.uids), Labels: req.GetLabels(),
+				Spec: req.GetSpec(), Revision: 1, CreatedAt: now, UpdatedAt: now,
+			},
+			Status: &persysv1.WorkloadStatus{Name: req.GetName(), Uid: fmt.Sprintf("uid-%d", c.uids), State: persysv1.ActualState_ACTUAL_STATE_PENDING},
+		}
+		c.views[req.GetName()] = v
+	case proto.Equal(v.GetWorkload().GetSpec(), req.GetSpec()) && mapsEqual(v.GetWorkload().GetLabels(), req.GetLabels()):
+		result = "unchanged"
+	default:
+		result = "updated"
+		v.Workload.Spec, v.Workload.Labels = req.GetSpec(), req.GetLabels()
+		v.Workload.Revision++
+		v.Workload.UpdatedAt = now
+	}
+	if result != "unchanged" {
+		c.notify()
+	}
+	resp := &persysv1.ApplyResponse{Workload: proto.Clone(v).(*persysv1.WorkloadView), Result: result}
+	hook := c.OnApply
+	c.mu.Unlock()
+	if hook != nil {
+		hook(req.GetName())
+	}
+	return resp, nil
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Control) view(name string, withEvents bool) (*persysv1.WorkloadView, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.views[name]
+	if !ok {
+		return nil, notFound("workload", name)
+	}
+	out := proto.Clone(v).(*persysv1.WorkloadView)
+	if withEvents {
+		for _, e := range c.events {
+			if e.GetWorkload() == name {
+				out.Events = append(out.Events, proto.Clone(e).(*persysv1.Event))
+			}
+		}
+	}
+	return out, nil
+}
+
+// GetWorkload returns one workload.
+func (c *Control) GetWorkload(_ context.Context, req *persysv1.GetWorkloadRequest) (*persysv1.WorkloadView, error) {
+	if err := c.enter("GetWorkload"); err != nil {
+		return nil, err
+	}
+	return c.view(req.GetName(), req.GetWithEvents())
+}
+
+// ListWorkloads returns the workloads matching the selector, by name.
+func (c *Control) ListWorkloads(_ context.Context, req *persysv1.ListWorkloadsRequest) (*persysv1.ListWorkloadsResponse, error) {
+	if err := c.enter("ListWorkloads"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := &persysv1.ListWorkloadsResponse{}
+	for _, v := range c.views {
+		match := true
+		for k, want := range req.GetLabelSelector() {
+			if got, ok := v.GetWorkload().GetLabels()[k]; !ok || got != want {
+				match = false
+			}
+		}
+		if match {
+			out.Workloads = append(out.Workloads, proto.Clone(v).(*persysv1.WorkloadView))
+		}
+	}
+	sort.Slice(out.Workloads, func(i, j int) bool {
+		return out.Workloads[i].GetWorkload().GetName() < out.Workloads[j].GetWorkload().GetName()
+	})
+	return out, nil
+}
+
+// DeleteWorkload removes the workload at once.
+func (c *Control) DeleteWorkload(_ context.Context, req *persysv1.DeleteRequest) (*persysv1.DeleteResponse, error) {
+	if err := c.enter("DeleteWorkload"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.views[req.GetName()]; !ok {
+		return nil, notFound("workload", req.GetName())
+	}
+	delete(c.views, req.GetName())
+	c.notify()
+	return &persysv1.DeleteResponse{}, nil
+}
+
+// RetryWorkload moves a FAILED workload back to PENDING.
+func (c *Control) RetryWorkload(_ context.Context, req *persysv1.RetryRequest) (*persysv1.WorkloadView, error) {
+	if err := c.enter("RetryWorkload"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.views[req.GetName()]
+	if !ok {
+		return nil, notFound("workload", req.GetName())
+	}
+	if v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED {
+		return nil, status.Errorf(codes.FailedPrecondition, "workload %q is %s, not FAILED", req.GetName(), v.GetStatus().GetState())
+	}
+	v.Status = &persysv1.WorkloadStatus{Name: req.GetName(), Uid: v.GetWorkload().GetUid(), State: persysv1.ActualState_ACTUAL_STATE_PENDING}
+	c.notify()
+	return proto.Clone(v).(*persysv1.WorkloadView), nil
+}
+
+// WatchWorkload sends the current view and then every change until the
+// workload is gone (NotFound) or the caller leaves.
+func (c *Control) WatchWorkload(req *persysv1.GetWorkloadRequest, stream grpc.ServerStreamingServer[persysv1.WorkloadView]) error {
+	if err := c.enter("WatchWorkload"); err != nil {
+		return err
+	}
+	var last *persysv1.WorkloadView
+	for {
+		c.mu.Lock()
+		v, ok := c.views[req.GetName()]
+		changed := c.changed
+		var snap *persysv1.WorkloadView
+		if ok {
+			snap = proto.Clone(v).(*persysv1.WorkloadView)
+		}
+		c.mu.Unlock()
+		if !ok {
+			return notFound("workload", req.GetName())
+		}
+		if last == nil || !proto.Equal(last, snap) {
+			if err := stream.Send(snap); err != nil {
+				return err
+			}
+			last = snap
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return status.FromContextError(stream.Context().Err()).Err()
+		}
+	}
+}
+
+// ListNodes returns the nodes by id.
+func (c *Control) ListNodes(context.Context, *persysv1.ListNodesRequest) (*persysv1.ListNodesResponse, error) {
+	if err := c.enter("ListNodes"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := &persysv1.ListNodesResponse{}
+	for _, n := range c.nodes {
+		out.Nodes = append(out.Nodes, proto.Clone(n).(*persysv1.Node))
+	}
+	sort.Slice(out.Nodes, func(i, j int) bool { return out.Nodes[i].GetId() < out.Nodes[j].GetId() })
+	return out, nil
+}
+
+// GetNode returns one node.
+func (c *Control) GetNode(_ context.Context, req *persysv1.GetNodeRequest) (*persysv1.Node, error) {
+	if err := c.enter("GetNode"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[req.GetId()]
+	if !ok {
+		return nil, notFound("node", req.GetId())
+	}
+	return proto.Clone(n).(*persysv1.Node), nil
+}
+
+// GetClusterSummary returns what SetSummary stored.
+func (c *Control) GetClusterSummary(context.Context, *persysv1.ClusterSummaryRequest) (*persysv1.ClusterSummary, error) {
+	if err := c.enter("GetClusterSummary"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return proto.Clone(c.summary).(*persysv1.ClusterSummary), nil
+}
+
+// ListEvents returns the events of one workload (or all), the last limit.
+func (c *Control) ListEvents(_ context.Context, req *persysv1.ListEventsRequest) (*persysv1.ListEventsResponse, error) {
+	if err := c.enter("ListEvents"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := &persysv1.ListEventsResponse{}
+	for _, e := range c.events {
+		if req.GetWorkload() == "" || e.GetWorkload() == req.GetWorkload() {
+			out.Events = append(out.Events, proto.Clone(e).(*persysv1.Event))
+		}
+	}
+	if n := int(req.GetLimit()); n > 0 && len(out.Events) > n {
+		out.Events = out.Events[len(out.Events)-n:]
+	}
+	return out, nil
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Env is a running gateway in front of a Control.
+type Env struct {
+	Control *Control
+	// Endpoint is the gateway's base URL, https://127.0.0.1:PORT.
+	Endpoint string
+	// Bundle holds the CA and the scheduler, gateway and admin identities.
+	Bundle *pki.Bundle
+	// Config is an admin's persysctl config for the gateway.
+	Config *client.Config
+	// Registry holds the gateway's metrics.
+	Registry *prometheus.Registry
+
+	logs *syncBuffer
+}
+
+// Logs returns the gateway's JSON log lines so far.
+func (e *Env) Logs() string { return e.logs.String() }
+
+// Start bootstraps a CA in a temporary directory, serves Control over gRPC
+// with mTLS (only the gateway role may call it, as the real scheduler
+// requires), and serves the gateway over HTTPS with mTLS on loopback. Both
+// stop when the test ends.
+func Start(t testing.TB) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	bundle, err := pki.Bootstrap(dir, nil, nil, nil)
+	if err != nil {
+		t.Fatalf("bootstrap pki: %v", err)
+	}
+	ctrl := NewControl()
+
+	schedTLS, err := pki.ServerTLS(bundle.Scheduler)
+	if err != nil {
+		t.Fatalf("scheduler tls: %v", err)
+	}
+	srv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(schedTLS)),
+		grpc.UnaryInterceptor(grpcauth.RequireRole(pki.RoleGateway)),
+		grpc.StreamInterceptor(grpcauth.RequireRoleStream(pki.RoleGateway)),
+	)
+	persysv1.RegisterControlServiceServer(srv, ctrl)
+	sln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	go func() { _ = srv.Serve(sln) }()
+	t.Cleanup(srv.Stop)
+
+	gwClientTLS, err := pki.ClientTLS(bundle.Gateway, "")
+	if err != nil {
+		t.Fatalf("gateway client tls: %v", err)
+	}
+	conn, err := gateway.DialScheduler(sln.Addr().String(), gwClientTLS)
+	if err != nil {
+		t.Fatalf("dial scheduler: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+
+	logs := &syncBuffer{}
+	reg := prometheus.NewRegistry()
+	h := gateway.New(gateway.Config{
+		Control:  persysv1.NewControlServiceClient(conn),
+		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
+		Registry: reg,
+	})
+	gwTLS, err := pki.ServerTLS(bundle.Gateway)
+	if err != nil {
+		t.Fatalf("gateway tls: %v", err)
+	}
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gateway.Serve(ctx, gln, h, gwTLS) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("gateway serve: %v", err)
+			}
+		case <-time.After(gateway.ShutdownTimeout + 5*time.Second):
+			t.Errorf("gateway did not shut down")
+		}
+	})
+
+	endpoint := "https://" + gln.Addr().String()
+	return &Env{
+		Control:  ctrl,
+		Endpoint: endpoint,
+		Bundle:   bundle,
+		Config:   &client.Config{Endpoint: endpoint, CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key},
+		Registry: reg,
+		logs:     logs,
+	}
+}
+
+// IssueUser issues a client certificate with role for a user named name
+// and returns its files.
+func (e *Env) IssueUser(t testing.TB, name string, role pki.Role) pki.Files {
+	t.Helper()
+	ca, err := pki.LoadCA(e.Bundle.Dir)
+	if err != nil {
+		t.Fatalf("load ca: %v", err)
+	}
+	certPEM, keyPEM, err := ca.Issue(pki.IssueRequest{CommonName: name, Role: role})
+	if err != nil {
+		t.Fatalf("issue %s: %v", name, err)
+	}
+	if err := pki.WriteIdentity(e.Bundle.Dir, name, certPEM, keyPEM); err != nil {
+		t.Fatalf("write identity %s: %v", name, err)
+	}
+	return pki.Files{CA: e.Bundle.CA, Cert: filepath.Join(e.Bundle.Dir, name+".crt"), Key: filepath.Join(e.Bundle.Dir, name+".key")}
+}
+
+// Client returns an admin client of the gateway.
+func (e *Env) Client(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.New(e.Config)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}

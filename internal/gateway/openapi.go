@@ -1,0 +1,337 @@
+package gateway
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/manifest"
+)
+
+// openAPIDocument returns the OpenAPI 3.0 description of the routes. The
+// paths are written here by hand; the schemas of the response bodies are
+// derived from the protobuf descriptors with the protojson mapping, so they
+// cannot drift from what the gateway sends.
+var openAPIDocument = sync.OnceValue(func() []byte {
+	b, err := json.MarshalIndent(buildOpenAPI(), "", "  ")
+	if err != nil {
+		panic("gateway: building the OpenAPI document: " + err.Error())
+	}
+	return append(b, '\n')
+})
+
+type obj = map[string]any
+
+func ref(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
+
+func jsonContent(schema obj) obj {
+	return obj{"application/json": obj{"schema": schema}}
+}
+
+func response(desc string, schema obj) obj {
+	return obj{"description": desc, "content": jsonContent(schema)}
+}
+
+func errResponse(desc string) obj { return response(desc, ref("Error")) }
+
+func pathParam(name, desc string) obj {
+	return obj{"name": name, "in": "path", "required": true, "description": desc, "schema": obj{"type": "string"}}
+}
+
+func queryParam(name, desc string, schema obj) obj {
+	return obj{"name": name, "in": "query", "required": false, "description": desc, "schema": schema}
+}
+
+func op(id, summary string, params []obj, body obj, responses obj) obj {
+	o := obj{"operationId": id, "summary": summary, "responses": responses}
+	if len(params) > 0 {
+		o["parameters"] = params
+	}
+	if body != nil {
+		o["requestBody"] = body
+	}
+	return o
+}
+
+// common error answers of routes that call the scheduler.
+func withErrors(r obj, extra ...int) obj {
+	r["500"] = errResponse("Internal error.")
+	r["503"] = errResponse("The scheduler is unavailable.")
+	r["504"] = errResponse("The scheduler did not answer in time.")
+	for _, c := range extra {
+		switch c {
+		case http.StatusBadRequest:
+			r["400"] = errResponse("Invalid input; fields names each invalid field.")
+		case http.StatusNotFound:
+			r["404"] = errResponse("No such object.")
+		case http.StatusConflict:
+			r["409"] = errResponse("Conflicts with the current state.")
+		case http.StatusRequestEntityTooLarge:
+			r["413"] = errResponse("The body is larger than the limit.")
+		}
+	}
+	return r
+}
+
+func buildOpenAPI() obj {
+	name := pathParam("name", "Workload name.")
+	paths := obj{
+		"/v1/workloads": obj{
+			"post": op("applyWorkload",
+				"Create or update a workload from a manifest (declarative, idempotent).",
+				nil,
+				obj{
+					"required":    true,
+					"description": "A workload manifest, YAML or JSON (the Content-Type is not used). At most 1 MiB.",
+					"content": obj{
+						"application/yaml": obj{"schema": ref("Manifest")},
+						"application/json": obj{"schema": ref("Manifest")},
+					},
+				},
+				withErrors(obj{
+					"200": response("The workload was updated or is unchanged (see result).", ref("ApplyResponse")),
+					"201": response("The workload was created.", ref("ApplyResponse")),
+				}, 400, 409, 413)),
+			"get": op("listWorkloads", "List workloads.",
+				[]obj{queryParam("selector", "Label selector, key=value pairs separated by commas; all must match.", obj{"type": "string", "example": "app=web,tier=frontend"})},
+				nil,
+				withErrors(obj{"200": response("The workloads.", ref("ListWorkloadsResponse"))}, 400)),
+		},
+		"/v1/workloads/{name}": obj{
+			"get": op("getWorkload", "Get a workload with its status and placement.",
+				[]obj{name, queryParam("events", "Include the workload's recent events.", obj{"type": "boolean", "default": false})},
+				nil,
+				withErrors(obj{"200": response("The workload.", ref("WorkloadView"))}, 400, 404)),
+			"delete": op("deleteWorkload", "Delete a workload; removal from its node happens asynchronously.",
+				[]obj{name}, nil,
+				withErrors(obj{"202": response("Deletion accepted.", ref("DeleteResponse"))}, 404, 409)),
+		},
+		"/v1/workloads/{name}/wait": obj{
+			"get": op("waitWorkload",
+				"Wait until the workload's current revision is RUNNING (for=running) or STOPPED (for=stopped), or it is FAILED, or it is gone (for=deleted). Follows the scheduler's watch stream; does not poll.",
+				[]obj{
+					name,
+					queryParam("for", "Condition to wait for.", obj{"type": "string", "enum": []string{WaitRunning, WaitStopped, WaitDeleted}, "default": WaitRunning}),
+					queryParam("timeout", "How long to wait, as a Go duration (60s, 2m) or seconds; at most 1h.", obj{"type": "string", "default": "60s"}),
+				},
+				nil,
+				withErrors(obj{
+					"200": response("The condition holds (or the workload FAILED); for=deleted the last view seen before it was gone.", ref("WorkloadView")),
+					"408": response("Timed out; the body is the last view seen (or an Error when none was seen).", obj{"oneOf": []obj{ref("WorkloadView"), ref("Error")}}),
+				}, 400, 404)),
+		},
+		"/v1/workloads/{name}/retry": obj{
+			"post": op("retryWorkload", "Reset a FAILED workload's retries and place it again.",
+				[]obj{name}, nil,
+				withErrors(obj{"200": response("The workload after the reset.", ref("WorkloadView"))}, 404, 409)),
+		},
+		"/v1/nodes": obj{
+			"get": op("listNodes", "List nodes.", nil, nil,
+				withErrors(obj{"200": response("The nodes.", ref("ListNodesResponse"))})),
+		},
+		"/v1/nodes/{id}": obj{
+			"get": op("getNode", "Get a node.", []obj{pathParam("id", "Node id.")}, nil,
+				withErrors(obj{"200": response("The node.", ref("Node"))}, 404)),
+		},
+		"/v1/cluster/summary": obj{
+			"get": op("getClusterSummary", "Counts of nodes and workloads, capacity and allocation.", nil, nil,
+				withErrors(obj{"200": response("The summary.", ref("ClusterSummary"))})),
+		},
+		"/v1/events": obj{
+			"get": op("listEvents", "List recent events, newest last.",
+				[]obj{
+					queryParam("workload", "Only events of this workload.", obj{"type": "string"}),
+					queryParam("limit", "At most this many events.", obj{"type": "integer", "minimum": 1, "maximum": maxEventsLimit}),
+				},
+				nil,
+				withErrors(obj{"200": response("The events.", ref("ListEventsResponse"))}, 400)),
+		},
+		"/openapi.json": obj{
+			"get": op("getOpenAPI", "This document.", nil, nil,
+				obj{"200": obj{"description": "The OpenAPI document.", "content": obj{"application/json": obj{"schema": obj{"type": "object"}}}}}),
+		},
+		"/healthz": obj{
+			"get": op("healthz", "Liveness of the gateway.", nil, nil,
+				obj{"200": obj{"description": "The gateway runs.", "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}}),
+		},
+	}
+
+	schemas := obj{}
+	for _, m := range []protoreflect.ProtoMessage{
+		&persysv1.ApplyResponse{}, &persysv1.WorkloadView{}, &persysv1.ListWorkloadsResponse{},
+		&persysv1.DeleteResponse{}, &persysv1.ListNodesResponse{}, &persysv1.Node{},
+		&persysv1.ClusterSummary{}, &persysv1.ListEventsResponse{},
+	} {
+		addMessageSchema(schemas, m.ProtoReflect().Descriptor())
+	}
+	schemas["Error"] = obj{
+		"type":     "object",
+		"required": []string{"error"},
+		"properties": obj{
+			"error": obj{
+				"type":     "object",
+				"required": []string{"code", "message"},
+				"properties": obj{
+					"code":    obj{"type": "integer", "description": "The HTTP status code."},
+					"message": obj{"type": "string"},
+					"fields": obj{
+						"type":        "array",
+						"description": "One entry per invalid input field.",
+						"items": obj{
+							"type":     "object",
+							"required": []string{"field", "reason"},
+							"properties": obj{
+								"field":  obj{"type": "string", "example": "spec.resources.memory"},
+								"reason": obj{"type": "string", "example": "must not be negative"},
+							},
+						},
+					},
+				},
+			},
+		},
+	}
+	schemas["Manifest"] = goSchema(reflect.TypeOf(manifest.Manifest{}))
+	schemas["Manifest"].(obj)["description"] = "A workload manifest (apiVersion " + manifest.APIVersion + ", kind " + manifest.Kind + "). " +
+		"Unknown and duplicate keys are refused; every invalid field is named in the error's fields."
+
+	return obj{
+		"openapi": "3.0.3",
+		"info": obj{
+			"title":       "Persys Compute gateway",
+			"version":     "v1",
+			"description": "REST+JSON API of Persys Compute. Every request needs a client certificate issued by the cluster CA (mutual TLS). Bodies are protobuf messages in their JSON mapping: lowerCamel field names, enums as names, 64-bit integers as strings, unset fields omitted.",
+		},
+		"paths":      paths,
+		"components": obj{"schemas": schemas},
+	}
+}
+
+// schemaName is the component name of a message: its name without package.
+func schemaName(md protoreflect.MessageDescriptor) string { return string(md.Name()) }
+
+func addMessageSchema(schemas obj, md protoreflect.MessageDescriptor) {
+	name := schemaName(md)
+	if _, ok := schemas[name]; ok {
+		return
+	}
+	props := obj{}
+	schemas[name] = obj{"type": "object", "properties": props}
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		props[fd.JSONName()] = fieldSchema(schemas, fd)
+	}
+}
+
+func fieldSchema(schemas obj, fd protoreflect.FieldDescriptor) obj {
+	if fd.IsMap() {
+		return obj{"type": "object", "additionalProperties": singularSchema(schemas, fd.MapValue())}
+	}
+	s := singularSchema(schemas, fd)
+	if fd.IsList() {
+		return obj{"type": "array", "items": s}
+	}
+	return s
+}
+
+func singularSchema(schemas obj, fd protoreflect.FieldDescriptor) obj {
+	switch fd.Kind() {
+	case protoreflect.BoolKind:
+		return obj{"type": "boolean"}
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		return obj{"type": "integer", "format": "int32"}
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return obj{"type": "integer", "format": "int32", "minimum": 0}
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return obj{"type": "string", "format": "int64"}
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return obj{"type": "string", "format": "uint64"}
+	case protoreflect.FloatKind:
+		return obj{"type": "number", "format": "float"}
+	case protoreflect.DoubleKind:
+		return obj{"type": "number", "format": "double"}
+	case protoreflect.StringKind:
+		return obj{"type": "string"}
+	case protoreflect.BytesKind:
+		return obj{"type": "string", "format": "byte"}
+	case protoreflect.EnumKind:
+		vals := fd.Enum().Values()
+		names := make([]string, 0, vals.Len())
+		for i := 0; i < vals.Len(); i++ {
+			names = append(names, string(vals.Get(i).Name()))
+		}
+		return obj{"type": "string", "enum": names}
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		md := fd.Message()
+		if md.FullName() == "google.protobuf.Timestamp" {
+			return obj{"type": "string", "format": "date-time"}
+		}
+		addMessageSchema(schemas, md)
+		return ref(schemaName(md))
+	}
+	return obj{}
+}
+
+var quantityType = reflect.TypeOf(manifest.Quantity(""))
+
+// goSchema derives a schema from a Go type by its json tags, the way
+// encoding/json (and so the manifest parser) reads it.
+func goSchema(t reflect.Type) obj {
+	if t == quantityType {
+		return obj{
+			"oneOf":       []obj{{"type": "string"}, {"type": "number"}},
+			"description": "A quantity: CPU cores as 250m, 0.5 or 2; bytes as 64Mi, 1G or 1048576.",
+		}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return goSchema(t.Elem())
+	case reflect.String:
+		return obj{"type": "string"}
+	case reflect.Bool:
+		return obj{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return obj{"type": "integer"}
+	case reflect.Float32, reflect.Float64:
+		return obj{"type": "number"}
+	case reflect.Slice, reflect.Array:
+		return obj{"type": "array", "items": goSchema(t.Elem())}
+	case reflect.Map:
+		return obj{"type": "object", "additionalProperties": goSchema(t.Elem())}
+	case reflect.Struct:
+		props := obj{}
+		var required []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			tag := f.Tag.Get("json")
+			name, opts, _ := strings.Cut(tag, ",")
+			if name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			props[name] = goSchema(f.Type)
+			if !strings.Contains(opts, "omitempty") && f.Type.Kind() != reflect.Pointer && f.Type.Kind() != reflect.Bool {
+				required = append(required, name)
+			}
+		}
+		o := obj{"type": "object", "properties": props}
+		if len(required) > 0 {
+			sort.Strings(required)
+			o["required"] = required
+		}
+		return o
+	}
+	return obj{}
+}
