@@ -1,0 +1,152 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
+)
+
+const manifest = `
+kind: Workload
+metadata: {name: web, labels: {app: web}}
+spec:
+  type: container
+  container: {image: example/web:1}
+`
+
+func TestClientAgainstGateway(t *testing.T) {
+	env := gatewaytest.Start(t)
+	c := env.Client(t)
+	ctx := t.Context()
+
+	resp, err := c.Apply(ctx, []byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetResult() != "created" {
+		t.Fatalf("result %q", resp.GetResult())
+	}
+	if resp, err = c.Apply(ctx, []byte(manifest)); err != nil || resp.GetResult() != "unchanged" {
+		t.Fatalf("second apply: %v %v", resp, err)
+	}
+
+	v, err := c.GetWorkload(ctx, "web", false)
+	if err != nil || v.GetWorkload().GetName() != "web" {
+		t.Fatalf("get: %v %v", v, err)
+	}
+	list, err := c.ListWorkloadsSelector(ctx, map[string]string{"app": "web"})
+	if err != nil || len(list.GetWorkloads()) != 1 {
+		t.Fatalf("list by selector: %v %v", list, err)
+	}
+	list, err = c.ListWorkloadsSelector(ctx, map[string]string{"app": "db"})
+	if err != nil || len(list.GetWorkloads()) != 0 {
+		t.Fatalf("list by other selector: %v %v", list, err)
+	}
+
+	_, err = c.GetWorkload(ctx, "nope", true)
+	if !client.IsNotFound(err) {
+		t.Fatalf("get missing: %v", err)
+	}
+
+	// Invalid manifest: fields come back in the APIError.
+	_, err = c.Apply(ctx, []byte(strings.Replace(manifest, "type: container", "type: spaceship", 1)))
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Code != http.StatusBadRequest || len(ae.Fields) == 0 || ae.Fields[0].Field != "spec.type" {
+		t.Fatalf("invalid apply: %#v", err)
+	}
+
+	// Names that need escaping reach the gateway intact.
+	if _, err := c.GetWorkload(ctx, "a/b c", false); !client.IsNotFound(err) || !strings.Contains(err.Error(), `workload "a/b c" not found`) {
+		t.Fatalf("escaped name: %v", err)
+	}
+
+	if err := env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED, Reason: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}); err != nil {
+		t.Fatal(err)
+	}
+	v, err = c.Wait(ctx, "web", "running", time.Minute)
+	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED {
+		t.Fatalf("wait on failed: %v %v", v, err)
+	}
+	v, err = c.RetryWorkload(ctx, "web")
+	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_PENDING {
+		t.Fatalf("retry: %v %v", v, err)
+	}
+
+	// A wait that times out returns the last view and a 408 APIError.
+	v, err = c.Wait(ctx, "web", "running", 100*time.Millisecond)
+	if !errors.As(err, &ae) || ae.Code != http.StatusRequestTimeout || !strings.Contains(ae.Message, "PENDING") {
+		t.Fatalf("wait timeout: %v", err)
+	}
+	if v.GetWorkload().GetName() != "web" {
+		t.Errorf("timeout without the last view: %v", v)
+	}
+
+	if err := c.DeleteWorkload(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, "web", "deleted", time.Minute); err != nil {
+		t.Fatalf("wait deleted: %v", err)
+	}
+
+	env.Control.AddNode(&persysv1.Node{Id: "n1"})
+	env.Control.AddEvent(&persysv1.Event{Type: "Placed", Workload: "web"})
+	env.Control.SetSummary(&persysv1.ClusterSummary{NodesTotal: 1})
+	if nodes, err := c.ListNodes(ctx); err != nil || len(nodes.GetNodes()) != 1 {
+		t.Fatalf("nodes: %v %v", nodes, err)
+	}
+	if n, err := c.GetNode(ctx, "n1"); err != nil || n.GetId() != "n1" {
+		t.Fatalf("node: %v %v", n, err)
+	}
+	if s, err := c.Summary(ctx); err != nil || s.GetNodesTotal() != 1 {
+		t.Fatalf("summary: %v %v", s, err)
+	}
+	if ev, err := c.ListEvents(ctx, "web", 5); err != nil || len(ev.GetEvents()) != 1 {
+		t.Fatalf("events: %v %v", ev, err)
+	}
+}
+
+func TestClientRefusesWrongCA(t *testing.T) {
+	env := gatewaytest.Start(t)
+	other := gatewaytest.Start(t)
+	// Trusting another cluster's CA: the gateway's certificate fails.
+	cfg := *env.Config
+	cfg.CA = other.Bundle.CA
+	c, err := client.New(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := c.ListNodes(ctx); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("want a certificate error, got %v", err)
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  client.Config
+		want string
+	}{
+		{"no endpoint", client.Config{CA: "a", Cert: "b", Key: "c"}, "endpoint"},
+		{"http", client.Config{Endpoint: "http://x:1", CA: "a", Cert: "b", Key: "c"}, "https"},
+		{"no cert", client.Config{Endpoint: "https://x:1", CA: "a", Key: "c"}, "cert"},
+		{"missing files", client.Config{Endpoint: "https://x:1", CA: "/nonexistent/ca", Cert: "/nonexistent/c", Key: "/nonexistent/k"}, "/nonexistent/ca"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := client.New(&tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
