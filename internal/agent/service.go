@@ -22,6 +22,16 @@ const ErrorDomain = "persys.dev"
 
 const healthTimeout = 5 * time.Second
 
+// opTimeout bounds one apply or delete. Runtime operations run detached
+// from the caller's context: a scheduler that gives up mid-apply must not
+// leave a half-made workload behind; its retry waits for the workload's
+// lock and then sees the finished result.
+const opTimeout = 10 * time.Minute
+
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), opTimeout)
+}
+
 // service adapts the Agent to AgentService.
 type service struct {
 	persysv1.UnimplementedAgentServiceServer
@@ -146,7 +156,9 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 	defer unlock()
 
 	start := time.Now()
-	resp, reason, err := a.apply(ctx, rt, req)
+	opCtx, cancel := detach(ctx)
+	defer cancel()
+	resp, reason, err := a.apply(opCtx, rt, req)
 	elapsed := time.Since(start)
 	rtName := runtimeName(rt.Type())
 	result := "applied"
@@ -254,10 +266,12 @@ func (s *service) DeleteWorkload(ctx context.Context, req *persysv1.DeleteWorklo
 	defer unlock()
 
 	start := time.Now()
+	opCtx, cancel := detach(ctx)
+	defer cancel()
 	existed := false
 	var errs []error
 	for _, rt := range a.order {
-		ok, err := rt.Delete(ctx, req.GetName(), req.GetUid())
+		ok, err := rt.Delete(opCtx, req.GetName(), req.GetUid())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", runtimeName(rt.Type()), err))
 			continue
@@ -268,7 +282,7 @@ func (s *service) DeleteWorkload(ctx context.Context, req *persysv1.DeleteWorklo
 	if err := errors.Join(errs...); err != nil {
 		a.metrics.deletes.WithLabelValues("failed").Inc()
 		a.log.Warn("delete", append(fields, "result", "failed", "err", err)...)
-		return nil, runtimeError(ctx, "delete "+req.GetName(), err)
+		return nil, runtimeError(opCtx, "delete "+req.GetName(), err)
 	}
 	a.ledger.remove(req.GetName(), req.GetUid())
 	result := "absent"

@@ -55,6 +55,12 @@ func FromContext(ctx context.Context) (pki.Identity, bool) {
 // authorize checks the caller of method against roles and returns the
 // context with the caller's identity.
 func authorize(ctx context.Context, method string, roles []pki.Role) (context.Context, error) {
+	return authorizeFunc(ctx, method, func(string) []pki.Role { return roles })
+}
+
+// authorizeFunc checks the caller of method against the roles rolesFor
+// gives for it.
+func authorizeFunc(ctx context.Context, method string, rolesFor func(method string) []pki.Role) (context.Context, error) {
 	if strings.HasPrefix(method, healthPrefix) {
 		return ctx, nil
 	}
@@ -62,7 +68,7 @@ func authorize(ctx context.Context, method string, roles []pki.Role) (context.Co
 	if err != nil {
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	}
-	for _, r := range roles {
+	for _, r := range rolesFor(method) {
 		if id.Role == r {
 			return context.WithValue(ctx, identityKey{}, id), nil
 		}
@@ -101,3 +107,41 @@ type identityStream struct {
 }
 
 func (s *identityStream) Context() context.Context { return s.ctx }
+
+// Policy admits callers per method: Methods maps a full method name (for
+// example "/persys.v1.ControlService/Heartbeat") to the roles allowed to
+// call it, and Default applies to every method not listed. A method with
+// no roles is denied to everyone.
+type Policy struct {
+	Methods map[string][]pki.Role
+	Default []pki.Role
+}
+
+func (p Policy) rolesFor(method string) []pki.Role {
+	if roles, ok := p.Methods[method]; ok {
+		return roles
+	}
+	return p.Default
+}
+
+// Unary returns the policy as a unary interceptor.
+func (p Policy) Unary() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		ctx, err := authorizeFunc(ctx, info.FullMethod, p.rolesFor)
+		if err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+}
+
+// Stream returns the policy as a stream interceptor.
+func (p Policy) Stream() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		ctx, err := authorizeFunc(ss.Context(), info.FullMethod, p.rolesFor)
+		if err != nil {
+			return err
+		}
+		return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
+	}
+}

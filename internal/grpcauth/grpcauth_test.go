@@ -94,3 +94,76 @@ func TestRequireRole(t *testing.T) {
 		})
 	}
 }
+
+func TestPolicy(t *testing.T) {
+	b, err := pki.Bootstrap(t.TempDir(), []string{"node-1"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS, err := pki.ServerTLS(b.Scheduler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := grpcauth.Policy{
+		Methods: map[string][]pki.Role{
+			persysv1.AgentService_HealthCheck_FullMethodName:   {pki.RoleAgent},
+			persysv1.AgentService_ListWorkloads_FullMethodName: nil,
+		},
+		Default: []pki.Role{pki.RoleGateway},
+	}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)),
+		grpc.UnaryInterceptor(policy.Unary()), grpc.StreamInterceptor(policy.Stream()))
+	persysv1.RegisterAgentServiceServer(srv, agentStub{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+
+	call := map[string]func(context.Context, persysv1.AgentServiceClient) error{
+		"HealthCheck": func(ctx context.Context, c persysv1.AgentServiceClient) error {
+			_, err := c.HealthCheck(ctx, &persysv1.HealthCheckRequest{})
+			return err
+		},
+		"ListWorkloads": func(ctx context.Context, c persysv1.AgentServiceClient) error {
+			_, err := c.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{})
+			return err
+		},
+		"GetWorkloadStatus": func(ctx context.Context, c persysv1.AgentServiceClient) error {
+			_, err := c.GetWorkloadStatus(ctx, &persysv1.GetWorkloadStatusRequest{Name: "x"})
+			return err
+		},
+	}
+	tests := []struct {
+		name     string
+		files    pki.Files
+		method   string
+		wantCode codes.Code
+	}{
+		{name: "listed method, listed role", files: b.Agents["node-1"], method: "HealthCheck", wantCode: codes.OK},
+		{name: "listed method, other role", files: b.Gateway, method: "HealthCheck", wantCode: codes.PermissionDenied},
+		{name: "method denied to all", files: b.Gateway, method: "ListWorkloads", wantCode: codes.PermissionDenied},
+		{name: "default role", files: b.Gateway, method: "GetWorkloadStatus", wantCode: codes.Unimplemented},
+		{name: "default, other role", files: b.Admin, method: "GetWorkloadStatus", wantCode: codes.PermissionDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := pki.ClientTLS(tt.files, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err = call[tt.method](ctx, persysv1.NewAgentServiceClient(conn))
+			if got := status.Code(err); got != tt.wantCode {
+				t.Fatalf("%s code = %s (%v), want %s", tt.method, got, err, tt.wantCode)
+			}
+		})
+	}
+}
