@@ -1,0 +1,511 @@
+// Package docker is the runtime for workloads of type CONTAINER: it runs
+// one container per workload revision through the Docker Engine API
+// (never the docker CLI). Containers are named
+// persys-<name>-<uid prefix>-r<revision> and labelled with the workload's
+// name, uid and revision, so the engine itself is the agent's ground truth
+// after a restart. Callers create a Runtime with New, use it through the
+// runtime.Runtime and runtime.Watcher interfaces and Close it when done.
+// Errors returned by Apply are *runtime.Failure values with an enum reason.
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/runtime"
+)
+
+// Options configure a Runtime.
+type Options struct {
+	// Client talks to the engine. Nil: a client from the environment
+	// (DOCKER_HOST and friends) with API version negotiation, closed by
+	// Close.
+	Client *client.Client
+	// Logger receives one line per decision. Nil: slog.Default().
+	Logger *slog.Logger
+	// StopTimeout is how long a container gets between SIGTERM and SIGKILL.
+	// Zero: 5s.
+	StopTimeout time.Duration
+	// PullTimeout bounds pulling a missing image. Zero: 5m.
+	PullTimeout time.Duration
+}
+
+// Runtime runs container workloads on one Docker engine. It is safe for
+// concurrent use; calls for the same workload name are serialized.
+type Runtime struct {
+	cli         *client.Client
+	ownClient   bool
+	log         *slog.Logger
+	stopTimeout time.Duration
+	pullTimeout time.Duration
+	locks       keyedMutex
+}
+
+// New returns a Runtime. It does not contact the engine.
+func New(opts Options) (*Runtime, error) {
+	if opts.StopTimeout < 0 {
+		return nil, fmt.Errorf("docker runtime: StopTimeout %s is negative", opts.StopTimeout)
+	}
+	if opts.PullTimeout < 0 {
+		return nil, fmt.Errorf("docker runtime: PullTimeout %s is negative", opts.PullTimeout)
+	}
+	r := &Runtime{
+		cli:         opts.Client,
+		log:         opts.Logger,
+		stopTimeout: opts.StopTimeout,
+		pullTimeout: opts.PullTimeout,
+	}
+	if r.cli == nil {
+		cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		if err != nil {
+			return nil, fmt.Errorf("docker runtime: engine client: %w", err)
+		}
+		r.cli, r.ownClient = cli, true
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.log = r.log.With("runtime", runtimeName)
+	if r.stopTimeout == 0 {
+		r.stopTimeout = 5 * time.Second
+	}
+	if r.pullTimeout == 0 {
+		r.pullTimeout = 5 * time.Minute
+	}
+	return r, nil
+}
+
+// Close releases the engine client when New created it.
+func (r *Runtime) Close() error {
+	if r.ownClient {
+		return r.cli.Close()
+	}
+	return nil
+}
+
+// Type reports WORKLOAD_TYPE_CONTAINER.
+func (r *Runtime) Type() persysv1.WorkloadType {
+	return persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER
+}
+
+// Apply makes the instance's revision run (or exist stopped). See
+// runtime.Runtime.
+func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.WorkloadStatus, bool, error) {
+	spec, err := buildCreateSpec(inst, r.stopSeconds())
+	if err != nil {
+		return nil, false, err
+	}
+	unlock := r.locks.lock(inst.Name)
+	defer unlock()
+	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
+
+	existing, err := r.listContainers(ctx, inst.Name, "")
+	if err != nil {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", inst.Name)
+	}
+	var current *container.Summary
+	rev := fmt.Sprint(inst.Revision)
+	for i, c := range existing {
+		if c.Labels[runtime.LabelUID] == inst.UID && c.Labels[runtime.LabelRevision] == rev && c.Labels[LabelDesired] == spec.desired {
+			current = &existing[i]
+			continue
+		}
+		// Other revisions go first: they may hold the host ports.
+		if err := r.stopAndRemove(ctx, c.ID); err != nil {
+			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove container %s of an older revision", containerLabel(c))
+		}
+		log.Info("removed container of another revision", "container", containerLabel(c),
+			"old_uid", c.Labels[runtime.LabelUID], "old_revision", c.Labels[runtime.LabelRevision])
+	}
+
+	if current != nil {
+		st, done, err := r.reuse(ctx, log, current.ID, spec.desired)
+		if err != nil || done {
+			return st.status, st.skipped, err
+		}
+	}
+
+	if err := r.ensureImage(ctx, log, spec.config.Image); err != nil {
+		return nil, false, err
+	}
+	created, err := r.cli.ContainerCreate(ctx, spec.config, spec.host, nil, nil, spec.name)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, err, "create container %s: image %s", spec.name, spec.config.Image)
+		}
+		return nil, false, runtime.Fail(classify(err), err, "create container %s", spec.name)
+	}
+	for _, w := range created.Warnings {
+		log.Warn("engine warning on create", "container", spec.name, "warning", w)
+	}
+	if spec.desired == desiredRun {
+		if err := r.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+			// Leave nothing half-made: the next apply starts clean.
+			if rmErr := r.remove(context.WithoutCancel(ctx), created.ID); rmErr != nil {
+				log.Warn("remove container that failed to start", "container", spec.name, "error", rmErr)
+			}
+			return nil, false, runtime.Fail(classify(err), err, "start container %s", spec.name)
+		}
+	}
+	status, err := r.inspectStatus(ctx, created.ID)
+	if err != nil {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect container %s", spec.name)
+	}
+	log.Info("container applied", "container", spec.name, "id", shortID(created.ID), "state", status.GetState().String())
+	return status, false, nil
+}
+
+type reuseResult struct {
+	status  *persysv1.WorkloadStatus
+	skipped bool
+}
+
+// reuse decides what to do with the container that already has the
+// instance's uid and revision. done reports that Apply is finished;
+// otherwise the container is gone and a new one must be created.
+func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id, desired string) (res reuseResult, done bool, err error) {
+	info, err := r.cli.ContainerInspect(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		return res, false, nil
+	}
+	if err != nil {
+		return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect container %s", shortID(id))
+	}
+	state := ""
+	if info.ContainerJSONBase != nil && info.State != nil {
+		state = info.State.Status
+	}
+	name := strings.TrimPrefix(info.Name, "/")
+	switch {
+	case desired == desiredRun && (state == container.StateRunning || state == container.StatePaused || state == container.StateRestarting),
+		desired == desiredStop && (state == container.StateExited || state == container.StateCreated):
+		log.Debug("apply skipped: revision already applied", "container", name, "state", state)
+		return reuseResult{status: statusOf(info), skipped: true}, true, nil
+	case desired == desiredRun && state == container.StateCreated:
+		if err := r.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+			return res, true, runtime.Fail(classify(err), err, "start container %s", name)
+		}
+		log.Info("started created container", "container", name)
+	case desired == desiredStop && (state == container.StateRunning || state == container.StatePaused || state == container.StateRestarting):
+		if err := r.stop(ctx, id); err != nil {
+			return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "stop container %s", name)
+		}
+		log.Info("stopped container", "container", name)
+	default:
+		// Exited, dead or being removed: replace it.
+		if err := r.remove(ctx, id); err != nil {
+			return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove %s container %s", state, name)
+		}
+		log.Info("removed container to recreate it", "container", name, "state", state)
+		return res, false, nil
+	}
+	status, err := r.inspectStatus(ctx, id)
+	if err != nil {
+		return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect container %s", name)
+	}
+	return reuseResult{status: status}, true, nil
+}
+
+// ensureImage makes the image present, pulling it when missing.
+func (r *Runtime) ensureImage(ctx context.Context, log *slog.Logger, ref string) error {
+	_, err := r.cli.ImageInspect(ctx, ref)
+	if err == nil {
+		return nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect image %s", ref)
+	}
+	pullCtx, cancel := context.WithTimeout(ctx, r.pullTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := r.pull(pullCtx, ref); err != nil {
+		log.Warn("image pull failed", "image", ref, "error", err)
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, err, "image %s is not present and could not be pulled", ref)
+	}
+	if _, err := r.cli.ImageInspect(ctx, ref); err != nil {
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, err, "image %s missing after pull", ref)
+	}
+	log.Info("image pulled", "image", ref, "duration", time.Since(start).String())
+	return nil
+}
+
+func (r *Runtime) pull(ctx context.Context, ref string) error {
+	body, err := r.cli.ImagePull(ctx, ref, image.PullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	defer body.Close()
+	dec := json.NewDecoder(body)
+	for {
+		var msg struct {
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("pull %s: read progress: %w", ref, err)
+		}
+		if msg.ErrorDetail.Message != "" {
+			return fmt.Errorf("pull %s: %s", ref, msg.ErrorDetail.Message)
+		}
+		if msg.Error != "" {
+			return fmt.Errorf("pull %s: %s", ref, msg.Error)
+		}
+	}
+}
+
+// Delete stops and removes every container of the workload (only those
+// with uid, when uid is not empty), anonymous volumes included.
+func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
+	if name == "" {
+		return false, invalid("name: empty")
+	}
+	unlock := r.locks.lock(name)
+	defer unlock()
+	existing, err := r.listContainers(ctx, name, uid)
+	if err != nil {
+		return false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", name)
+	}
+	for _, c := range existing {
+		if err := r.stopAndRemove(ctx, c.ID); err != nil {
+			return true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove container %s", containerLabel(c))
+		}
+		r.log.Info("container deleted", "workload", name, "container", containerLabel(c),
+			"uid", c.Labels[runtime.LabelUID], "revision", c.Labels[runtime.LabelRevision])
+	}
+	return len(existing) > 0, nil
+}
+
+// Status reports the newest revision of the workload, MISSING when the
+// engine has no container for it.
+func (r *Runtime) Status(ctx context.Context, name string) (*persysv1.WorkloadStatus, error) {
+	if name == "" {
+		return nil, invalid("name: empty")
+	}
+	existing, err := r.listContainers(ctx, name, "")
+	if err != nil {
+		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", name)
+	}
+	for _, c := range newestFirst(existing) {
+		st, err := r.inspectStatus(ctx, c.ID)
+		if cerrdefs.IsNotFound(err) {
+			continue // removed meanwhile; look at the next one
+		}
+		if err != nil {
+			return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect container %s", containerLabel(c))
+		}
+		return st, nil
+	}
+	return missing(name), nil
+}
+
+// List reports the newest revision of every workload with a container.
+func (r *Runtime) List(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
+	all, err := r.listContainers(ctx, "", "")
+	if err != nil {
+		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers")
+	}
+	byName := map[string][]container.Summary{}
+	for _, c := range all {
+		name := c.Labels[runtime.LabelWorkload]
+		if name == "" {
+			continue
+		}
+		byName[name] = append(byName[name], c)
+	}
+	out := make([]*persysv1.WorkloadStatus, 0, len(byName))
+	for _, name := range sortedKeys(byName) {
+		for _, c := range newestFirst(byName[name]) {
+			st, err := r.inspectStatus(ctx, c.ID)
+			if cerrdefs.IsNotFound(err) {
+				continue
+			}
+			if err != nil {
+				return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect container %s", containerLabel(c))
+			}
+			out = append(out, st)
+			break
+		}
+	}
+	return out, nil
+}
+
+func missing(name string) *persysv1.WorkloadStatus {
+	return &persysv1.WorkloadStatus{
+		Name:      name,
+		State:     persysv1.ActualState_ACTUAL_STATE_MISSING,
+		UpdatedAt: timestamppb.Now(),
+	}
+}
+
+// managedFilter selects this runtime's containers, optionally of one
+// workload name and uid.
+func managedFilter(name, uid string) filters.Args {
+	f := filters.NewArgs(
+		filters.Arg("label", runtime.LabelManaged+"=true"),
+		filters.Arg("label", LabelRuntime+"="+runtimeName),
+	)
+	if name != "" {
+		f.Add("label", runtime.LabelWorkload+"="+name)
+	}
+	if uid != "" {
+		f.Add("label", runtime.LabelUID+"="+uid)
+	}
+	return f
+}
+
+func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
+	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(name, uid)})
+	if err != nil {
+		return nil, fmt.Errorf("container list: %w", err)
+	}
+	return cs, nil
+}
+
+func (r *Runtime) inspectStatus(ctx context.Context, id string) (*persysv1.WorkloadStatus, error) {
+	info, err := r.cli.ContainerInspect(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("container inspect %s: %w", shortID(id), err)
+	}
+	return statusOf(info), nil
+}
+
+func (r *Runtime) stopSeconds() int {
+	return int(math.Ceil(r.stopTimeout.Seconds()))
+}
+
+// stop stops a container gracefully within StopTimeout; a container that
+// is gone or already stopped is fine.
+func (r *Runtime) stop(ctx context.Context, id string) error {
+	secs := r.stopSeconds()
+	err := r.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
+	if err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsNotModified(err) {
+		return fmt.Errorf("container stop %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+// remove force-removes a container and its anonymous volumes; a container
+// that is gone (or already being removed) is fine.
+func (r *Runtime) remove(ctx context.Context, id string) error {
+	err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) && !(cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")) {
+		return fmt.Errorf("container remove %s: %w", shortID(id), err)
+	}
+	return nil
+}
+
+func (r *Runtime) stopAndRemove(ctx context.Context, id string) error {
+	if err := r.stop(ctx, id); err != nil {
+		return err
+	}
+	return r.remove(ctx, id)
+}
+
+// newestFirst orders containers by revision, then creation time, newest
+// first.
+func newestFirst(cs []container.Summary) []container.Summary {
+	out := slices.Clone(cs)
+	slices.SortStableFunc(out, func(a, b container.Summary) int {
+		ra, rb := revisionOf(a.Labels), revisionOf(b.Labels)
+		switch {
+		case ra != rb:
+			if ra > rb {
+				return -1
+			}
+			return 1
+		case a.Created != b.Created:
+			if a.Created > b.Created {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func containerLabel(c container.Summary) string {
+	if len(c.Names) > 0 {
+		return strings.TrimPrefix(c.Names[0], "/")
+	}
+	return shortID(c.ID)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// keyedMutex serializes work per key.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		e.refs--
+		if e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// Interface guards.
+var (
+	_ runtime.Runtime = (*Runtime)(nil)
+	_ runtime.Watcher = (*Runtime)(nil)
+)
