@@ -49,11 +49,13 @@ func fieldError(field, reason string) error {
 	}
 }
 
-// manifestError turns a manifest.Parse error into a 400 with its fields.
+// manifestError turns a manifest.Parse error into a 400 with its fields;
+// the message stays short because the fields carry the detail.
 func manifestError(err error) error {
 	e := &httpError{code: http.StatusBadRequest, msg: err.Error()}
 	var me *manifest.Error
-	if errors.As(err, &me) {
+	if errors.As(err, &me) && len(me.Fields) > 0 {
+		e.msg = manifest.ErrInvalid.Error()
 		for _, f := range me.Fields {
 			e.fields = append(e.fields, FieldError{Field: f.Field, Reason: f.Reason})
 		}

@@ -109,7 +109,9 @@ func (g *gateway) waitErr(r *http.Request, ctx context.Context, err error, name,
 		return werr
 	case errors.Is(err, io.EOF):
 		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("workload %q was deleted while waiting for it to be %s", name, forState)}
-	case ctx.Err() != nil && r.Context().Err() == nil:
+	case (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) && r.Context().Err() == nil:
+		// The scheduler may notice the propagated deadline a moment
+		// before our own context does.
 		if last == nil {
 			return &httpError{code: http.StatusRequestTimeout, msg: fmt.Sprintf("timed out after %s waiting for workload %q to be %s; the scheduler sent no state", timeout, name, forState)}
 		}

@@ -48,10 +48,15 @@ type Control struct {
 	calls   map[string]int
 	changed chan struct{}
 	uids    int
+	onApply func(name string)
+}
 
-	// OnApply, when set, runs after every successful ApplyWorkload with
-	// the workload's name (outside the lock; it may call SetStatus).
-	OnApply func(name string)
+// SetOnApply makes f run after every successful ApplyWorkload with the
+// workload's name (outside the lock, so f may call SetStatus); nil clears it.
+func (c *Control) SetOnApply(f func(name string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onApply = f
 }
 
 // NewControl returns an empty in-memory ControlService.
@@ -196,7 +201,7 @@ func (c *Control) ApplyWorkload(_ context.Context, req *persysv1.ApplyRequest) (
 		c.notify()
 	}
 	resp := &persysv1.ApplyResponse{Workload: proto.Clone(v).(*persysv1.WorkloadView), Result: result}
-	hook := c.OnApply
+	hook := c.onApply
 	c.mu.Unlock()
 	if hook != nil {
 		hook(req.GetName())

@@ -1,0 +1,227 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
+)
+
+const webManifest = `
+kind: Workload
+metadata:
+  name: web
+spec:
+  type: container
+  container:
+    image: example/web:1
+  resources:
+    cpu: 250m
+    memory: 64Mi
+`
+
+// cluster is a gateway with an in-memory scheduler and a persysctl
+// config file pointing at it.
+type cluster struct {
+	env    *gatewaytest.Env
+	config string
+	dir    string
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	env := gatewaytest.Start(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := client.WriteConfig(cfg, env.Config); err != nil {
+		t.Fatal(err)
+	}
+	// No test may fall back to the real home directory.
+	t.Setenv("HOME", filepath.Join(dir, "home"))
+	t.Setenv(client.EnvConfig, "")
+	return &cluster{env: env, config: cfg, dir: dir}
+}
+
+type result struct {
+	code     int
+	out, err string
+}
+
+// persysctl runs the command tree in-process with --config set.
+func (c *cluster) persysctl(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	return runCLI(t, stdin, append([]string{"--config", c.config}, args...)...)
+}
+
+func runCLI(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb}, func() time.Time { return fixedNow })
+	return result{code: code, out: out.String(), err: errb.String()}
+}
+
+func (c *cluster) writeManifest(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(c.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func expect(t *testing.T, r result, code int, outHas, errHas []string) {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("exit code %d, want %d\nstdout: %s\nstderr: %s", r.code, code, r.out, r.err)
+	}
+	for _, s := range outHas {
+		if !strings.Contains(r.out, s) {
+			t.Errorf("stdout lacks %q:\n%s", s, r.out)
+		}
+	}
+	for _, s := range errHas {
+		if !strings.Contains(r.err, s) {
+			t.Errorf("stderr lacks %q:\n%s", s, r.err)
+		}
+	}
+}
+
+func TestApplyGetDescribeDelete(t *testing.T) {
+	c := startCluster(t)
+	file := c.writeManifest(t, "web.yaml", webManifest)
+
+	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, []string{"workload/web created\n"}, nil)
+	expect(t, c.persysctl(t, webManifest, "apply", "-f", "-"), 0, []string{"workload/web unchanged\n"}, nil)
+
+	r := c.persysctl(t, "", "get", "workloads")
+	expect(t, r, 0, []string{"NAME", "REVISION", "web", "CONTAINER", "PENDING"}, nil)
+
+	r = c.persysctl(t, "", "get", "workload", "web", "-o", "json")
+	expect(t, r, 0, nil, nil)
+	view := &persysv1.WorkloadView{}
+	if err := protojson.Unmarshal([]byte(r.out), view); err != nil || view.GetWorkload().GetName() != "web" {
+		t.Fatalf("json output %q: %v", r.out, err)
+	}
+	expect(t, c.persysctl(t, "", "get", "workload", "web", "-o", "yaml"), 0, []string{"name: web", "cpuMillis: \"250\""}, nil)
+
+	c.env.Control.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
+	if err := c.env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "node-1", Revision: 1}); err != nil {
+		t.Fatal(err)
+	}
+	c.env.Control.AddEvent(&persysv1.Event{Type: "Applied", Workload: "web", NodeId: "node-1", Message: "started"})
+	expect(t, c.persysctl(t, "", "describe", "workload", "web"), 0,
+		[]string{"Name:           web", "State:          RUNNING", "Image:          example/web:1", "Applied", "started"}, nil)
+	expect(t, c.persysctl(t, "", "describe", "node", "node-1"), 0, []string{"ID:             node-1", "web"}, nil)
+	expect(t, c.persysctl(t, "", "get", "nodes"), 0, []string{"node-1", "READY"}, nil)
+	expect(t, c.persysctl(t, "", "get", "node", "node-1", "-o", "json"), 0, []string{`"id": "node-1"`}, nil)
+	expect(t, c.persysctl(t, "", "events", "--workload", "web"), 0, []string{"Applied", "started"}, nil)
+	c.env.Control.SetSummary(&persysv1.ClusterSummary{NodesTotal: 1, NodesReady: 1, WorkloadsTotal: 1, Leader: "scheduler"})
+	expect(t, c.persysctl(t, "", "cluster", "summary"), 0, []string{"1 total, 1 ready", "scheduler"}, nil)
+
+	expect(t, c.persysctl(t, "", "delete", "workload", "web", "--wait"), 0, []string{"workload/web deleted\n"}, nil)
+	expect(t, c.persysctl(t, "", "get", "workload", "web"), 1, nil, []string{`Error: workload "web" not found`})
+}
+
+func TestApplyWait(t *testing.T) {
+	c := startCluster(t)
+	file := c.writeManifest(t, "web.yaml", webManifest)
+
+	// The stand-in scheduler moves the workload on as soon as it is applied.
+	var next atomic.Int32
+	next.Store(int32(persysv1.ActualState_ACTUAL_STATE_RUNNING))
+	c.env.Control.SetOnApply(func(name string) {
+		st := &persysv1.WorkloadStatus{State: persysv1.ActualState(next.Load()), NodeId: "node-1", Revision: 1}
+		if st.State == persysv1.ActualState_ACTUAL_STATE_FAILED {
+			st.Reason = persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
+			st.Message = "image example/web:1 not found"
+		}
+		_ = c.env.Control.SetStatus(name, st)
+	})
+	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "30s"), 0,
+		[]string{"workload/web created\n", "workload/web running on node-1 (revision 1)\n"}, nil)
+
+	c.env.Control.Remove("web")
+	next.Store(int32(persysv1.ActualState_ACTUAL_STATE_FAILED))
+	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait"), 1,
+		[]string{"workload/web created\n"},
+		[]string{"Error: workload web failed: IMAGE_NOT_FOUND: image example/web:1 not found\n"})
+
+	// A wait that times out fails with the state it saw.
+	c.env.Control.SetOnApply(nil)
+	c.env.Control.Remove("web")
+	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "200ms"), 1,
+		nil, []string{"Error: timed out after 200ms waiting for workload \"web\" to be running (state PENDING)"})
+
+	// retry of a failed workload.
+	if err := c.env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c.persysctl(t, "", "retry", "workload", "web"), 0, []string{"workload/web retrying (state PENDING)"}, nil)
+}
+
+func TestErrors(t *testing.T) {
+	c := startCluster(t)
+	bad := c.writeManifest(t, "bad.yaml", strings.Replace(webManifest, "memory: 64Mi", "memory: -64Mi", 1))
+	tests := []struct {
+		name   string
+		args   []string
+		errHas []string
+	}{
+		{"invalid manifest names the field", []string{"apply", "-f", bad}, []string{"Error: invalid manifest\n", "\n  spec.resources.memory: must not be negative\n"}},
+		{"missing file", []string{"apply", "-f", filepath.Join(c.dir, "nope.yaml")}, []string{"Error: -f: open", "nope.yaml"}},
+		{"no -f", []string{"apply"}, []string{"Error: -f is required"}},
+		{"bad output", []string{"get", "workloads", "-o", "xml"}, []string{`Error: invalid --output "xml"`}},
+		{"bad resource", []string{"get", "pods"}, []string{`Error: unknown resource type "pods"`}},
+		{"delete node", []string{"delete", "node", "n1"}, []string{"Error: delete applies only to workloads"}},
+		{"missing node", []string{"describe", "node", "n9"}, []string{`Error: node "n9" not found`}},
+		{"unknown command", []string{"frobnicate"}, []string{"Error: unknown command"}},
+		{"bad selector", []string{"get", "workloads", "-l", "app"}, []string{"Error: invalid --selector"}},
+		{"bad timeout", []string{"delete", "workload", "web", "--wait", "--timeout", "0s"}, []string{"Error: invalid --timeout"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			expect(t, c.persysctl(t, "", tt.args...), 1, nil, tt.errHas)
+		})
+	}
+	if n := c.env.Control.Calls("ApplyWorkload"); n != 0 {
+		t.Errorf("the scheduler was called %d times", n)
+	}
+}
+
+func TestConfigSources(t *testing.T) {
+	c := startCluster(t)
+
+	// $PERSYSCTL_CONFIG is used when --config is absent.
+	t.Setenv(client.EnvConfig, c.config)
+	expect(t, runCLI(t, "", "get", "workloads"), 0, []string{"No workloads."}, nil)
+
+	// --config wins over $PERSYSCTL_CONFIG.
+	missing := filepath.Join(c.dir, "missing.yaml")
+	expect(t, runCLI(t, "", "--config", missing, "get", "workloads"), 1, nil, []string{"Error: config from --config " + missing})
+
+	// The default path under the home directory comes last.
+	t.Setenv(client.EnvConfig, "")
+	expect(t, runCLI(t, "", "get", "workloads"), 1, nil, []string{"Error: config from the default path", ".persys/config.yaml"})
+	home := os.Getenv("HOME")
+	data, err := os.ReadFile(c.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, ".persys"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(home, ".persys", "config.yaml"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, runCLI(t, "", "get", "workloads"), 0, []string{"No workloads."}, nil)
+}

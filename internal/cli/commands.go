@@ -1,0 +1,410 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/manifest"
+)
+
+// readManifest reads a manifest file, or standard input for "-". It reads
+// one byte past the limit so that the gateway answers 413 for too large
+// input instead of parsing a truncated document.
+func readManifest(path string, stdin io.Reader) ([]byte, error) {
+	var r io.Reader
+	if path == "-" {
+		if stdin == nil {
+			return nil, fmt.Errorf("-f -: no standard input")
+		}
+		r = stdin
+	} else {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("-f: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, manifest.MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("-f %s: %w", path, err)
+	}
+	return data, nil
+}
+
+func checkTimeout(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("invalid --timeout %s: must be positive", d)
+	}
+	return nil
+}
+
+// failed returns the error of a FAILED workload, with its reason and message.
+func failed(v *persysv1.WorkloadView) error {
+	st := v.GetStatus()
+	msg := fmt.Sprintf("workload %s failed: %s", v.GetWorkload().GetName(), enumName(st.GetReason()))
+	if st.GetMessage() != "" {
+		msg += ": " + st.GetMessage()
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+func isFailed(v *persysv1.WorkloadView) bool {
+	return v.GetStatus().GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED
+}
+
+func newApplyCommand(o *options) *cobra.Command {
+	var (
+		file    string
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE|-",
+		Short: "Create or update a workload from a manifest (idempotent)",
+		Long: "Send a workload manifest (YAML or JSON) to the cluster. Applying the same manifest again changes nothing.\n" +
+			"With --wait, block until the new revision runs (or is stopped, when the manifest asks for that) or fails;\n" +
+			"a failed workload prints its reason and message and exits with status 1.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("-f is required: a manifest file, or - for standard input")
+			}
+			if wait {
+				if err := checkTimeout(timeout); err != nil {
+					return err
+				}
+			}
+			data, err := readManifest(file, o.streams.In)
+			if err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := c.Apply(cmd.Context(), data)
+			if err != nil {
+				return err
+			}
+			name := resp.GetWorkload().GetWorkload().GetName()
+			if !wait {
+				if o.output != FormatTable {
+					return printObject(o.streams.Out, o.output, resp)
+				}
+				_, err := fmt.Fprintf(o.streams.Out, "workload/%s %s\n", name, resp.GetResult())
+				return err
+			}
+			if o.output == FormatTable {
+				fmt.Fprintf(o.streams.Out, "workload/%s %s\n", name, resp.GetResult())
+			}
+			forState := "running"
+			if resp.GetWorkload().GetWorkload().GetSpec().GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
+				forState = "stopped"
+			}
+			view, err := c.Wait(cmd.Context(), name, forState, timeout)
+			if err != nil {
+				return err
+			}
+			if o.output != FormatTable {
+				if err := printObject(o.streams.Out, o.output, view); err != nil {
+					return err
+				}
+			}
+			if isFailed(view) {
+				return failed(view)
+			}
+			if o.output == FormatTable {
+				fmt.Fprintf(o.streams.Out, "workload/%s %s on %s (revision %d)\n", name, forState, orNone(workloadNode(view)), view.GetWorkload().GetRevision())
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "filename", "f", "", "manifest file, or - for standard input")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the workload runs or fails")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+func parseSelectorFlag(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	sel := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, fmt.Errorf("invalid --selector: %q is not of the form key=value", part)
+		}
+		sel[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return sel, nil
+}
+
+func newGetCommand(o *options) *cobra.Command {
+	var selector string
+	cmd := &cobra.Command{
+		Use:   "get workloads|workload NAME|nodes|node ID",
+		Short: "List workloads or nodes, or show one",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, err := kindOf(args[0])
+			if err != nil {
+				return err
+			}
+			sel, err := parseSelectorFlag(selector)
+			if err != nil {
+				return err
+			}
+			if sel != nil && (kind != "workload" || len(args) == 2) {
+				return fmt.Errorf("--selector applies only to listing workloads")
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, now := cmd.Context(), o.now()
+			switch {
+			case kind == "workload" && len(args) == 1:
+				list, err := c.ListWorkloadsSelector(ctx, sel)
+				if err != nil {
+					return err
+				}
+				if o.output != FormatTable {
+					return printObject(o.streams.Out, o.output, list)
+				}
+				return printWorkloadsTable(o.streams.Out, list.GetWorkloads(), now)
+			case kind == "workload":
+				v, err := c.GetWorkload(ctx, args[1], false)
+				if err != nil {
+					return err
+				}
+				if o.output != FormatTable {
+					return printObject(o.streams.Out, o.output, v)
+				}
+				return printWorkloadsTable(o.streams.Out, []*persysv1.WorkloadView{v}, now)
+			case len(args) == 1:
+				list, err := c.ListNodes(ctx)
+				if err != nil {
+					return err
+				}
+				if o.output != FormatTable {
+					return printObject(o.streams.Out, o.output, list)
+				}
+				return printNodesTable(o.streams.Out, list.GetNodes(), now)
+			default:
+				n, err := c.GetNode(ctx, args[1])
+				if err != nil {
+					return err
+				}
+				if o.output != FormatTable {
+					return printObject(o.streams.Out, o.output, n)
+				}
+				return printNodesTable(o.streams.Out, []*persysv1.Node{n}, now)
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector for workloads, key=value[,key=value]")
+	return cmd
+}
+
+func newDescribeCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe workload NAME|node ID",
+		Short: "Show a workload or a node in detail",
+		Long: "describe workload shows state, node, revision, uid, image, resources, the placement decision\n" +
+			"(feasible and total nodes, each rejected node with its reason), the failure reason and message,\n" +
+			"and recent events. describe node shows capacity, allocation, usage and the node's workloads.",
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind, err := kindOf(args[0])
+			if err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx := cmd.Context()
+			if kind == "workload" {
+				v, err := c.GetWorkload(ctx, args[1], true)
+				if err != nil {
+					return err
+				}
+				if o.output != FormatTable {
+					return printObject(o.streams.Out, o.output, v)
+				}
+				return printDescribeWorkload(o.streams.Out, v, o.now())
+			}
+			n, err := c.GetNode(ctx, args[1])
+			if err != nil {
+				return err
+			}
+			if o.output != FormatTable {
+				return printObject(o.streams.Out, o.output, n)
+			}
+			list, err := c.ListWorkloads(ctx)
+			if err != nil {
+				return err
+			}
+			return printDescribeNode(o.streams.Out, n, list.GetWorkloads(), o.now())
+		},
+	}
+}
+
+// workloadOnly checks that a command got "workload NAME".
+func workloadOnly(verb string, args []string) error {
+	kind, err := kindOf(args[0])
+	if err != nil {
+		return err
+	}
+	if kind != "workload" {
+		return fmt.Errorf("%s applies only to workloads", verb)
+	}
+	return nil
+}
+
+func newDeleteCommand(o *options) *cobra.Command {
+	var (
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "delete workload NAME",
+		Short: "Delete a workload",
+		Long:  "Delete a workload. Removal from its node is asynchronous; --wait blocks until it is gone.",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := workloadOnly("delete", args); err != nil {
+				return err
+			}
+			if wait {
+				if err := checkTimeout(timeout); err != nil {
+					return err
+				}
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			name := args[1]
+			if err := c.DeleteWorkload(cmd.Context(), name); err != nil {
+				return err
+			}
+			if !wait {
+				_, err := fmt.Fprintf(o.streams.Out, "workload/%s deletion requested\n", name)
+				return err
+			}
+			if _, err := c.Wait(cmd.Context(), name, "deleted", timeout); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(o.streams.Out, "workload/%s deleted\n", name)
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the workload is gone")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
+	return cmd
+}
+
+func newRetryCommand(o *options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "retry workload NAME",
+		Short: "Reset a failed workload's retries and place it again",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := workloadOnly("retry", args); err != nil {
+				return err
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			v, err := c.RetryWorkload(cmd.Context(), args[1])
+			if err != nil {
+				return err
+			}
+			if o.output != FormatTable {
+				return printObject(o.streams.Out, o.output, v)
+			}
+			_, err = fmt.Fprintf(o.streams.Out, "workload/%s retrying (state %s)\n", args[1], workloadState(v))
+			return err
+		},
+	}
+}
+
+func newClusterCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "cluster",
+		Short: "Cluster-wide information",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "summary",
+		Short: "Nodes, workloads by state, capacity and allocation",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			s, err := c.Summary(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if o.output != FormatTable {
+				return printObject(o.streams.Out, o.output, s)
+			}
+			return printSummary(o.streams.Out, s)
+		},
+	})
+	return cmd
+}
+
+func newEventsCommand(o *options) *cobra.Command {
+	var (
+		workload string
+		limit    int
+	)
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "List recent events, oldest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return fmt.Errorf("invalid --limit %d: must not be negative", limit)
+			}
+			c, err := o.client()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			list, err := c.ListEvents(cmd.Context(), workload, limit)
+			if err != nil {
+				return err
+			}
+			if o.output != FormatTable {
+				return printObject(o.streams.Out, o.output, list)
+			}
+			return printEventsTable(o.streams.Out, list.GetEvents(), o.now(), "")
+		},
+	}
+	cmd.Flags().StringVar(&workload, "workload", "", "only events of this workload")
+	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many events (0: the gateway's default)")
+	return cmd
+}

@@ -1,0 +1,495 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"sigs.k8s.io/yaml"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/manifest"
+)
+
+// Output formats of -o.
+const (
+	FormatTable = "table"
+	FormatJSON  = "json"
+	FormatYAML  = "yaml"
+)
+
+const none = "-"
+
+// printObject writes m as indented JSON or as YAML. protojson's own
+// whitespace is deliberately unstable, so the JSON is re-indented here.
+func printObject(w io.Writer, format string, m proto.Message) error {
+	raw, err := protojson.MarshalOptions{EmitUnpopulated: false}.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encoding output: %w", err)
+	}
+	switch format {
+	case FormatJSON:
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, raw, "", "  "); err != nil {
+			return fmt.Errorf("encoding output: %w", err)
+		}
+		buf.WriteByte('\n')
+		_, err = w.Write(buf.Bytes())
+		return err
+	case FormatYAML:
+		y, err := yaml.JSONToYAML(raw)
+		if err != nil {
+			return fmt.Errorf("encoding output: %w", err)
+		}
+		_, err = w.Write(y)
+		return err
+	default:
+		return fmt.Errorf("output format %q cannot print objects", format)
+	}
+}
+
+// enumName is an enum value's name without its type prefix
+// (ACTUAL_STATE_RUNNING -> RUNNING); the zero value prints as "-".
+func enumName(e protoreflect.Enum) string {
+	desc := e.Descriptor()
+	if e.Number() == 0 {
+		return none
+	}
+	v := desc.Values().ByNumber(e.Number())
+	if v == nil {
+		return strconv.Itoa(int(e.Number()))
+	}
+	prefix := strings.TrimSuffix(string(desc.Values().ByNumber(0).Name()), "UNSPECIFIED")
+	return strings.TrimPrefix(string(v.Name()), prefix)
+}
+
+// stateKey strips the ActualState prefix from a summary map key.
+func stateKey(k string) string { return strings.TrimPrefix(k, "ACTUAL_STATE_") }
+
+// age prints how long ago t was, the way kubectl does: 45s, 12m, 5h, 3d.
+func age(now time.Time, t *timestamppb.Timestamp) string {
+	if t == nil || !t.IsValid() || (t.GetSeconds() == 0 && t.GetNanos() == 0) {
+		return none
+	}
+	d := now.Sub(t.AsTime())
+	if d < 0 {
+		d = 0
+	}
+	switch {
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d/time.Second))
+	case d < 2*time.Hour:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	case d < 2*365*24*time.Hour:
+		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	default:
+		return fmt.Sprintf("%dy", int(d/(365*24*time.Hour)))
+	}
+}
+
+// stamp prints a time in UTC with its age.
+func stamp(now time.Time, t *timestamppb.Timestamp) string {
+	if a := age(now, t); a != none {
+		return t.AsTime().UTC().Format(time.RFC3339) + " (" + a + " ago)"
+	}
+	return none
+}
+
+// humanBytes prints a byte count with a binary suffix, exact when a suffix
+// divides it and with one decimal otherwise.
+func humanBytes(b int64) string {
+	if b < 0 {
+		return "-" + humanBytes(-b)
+	}
+	units := []struct {
+		suffix string
+		size   int64
+	}{{"Ti", 1 << 40}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}}
+	for _, u := range units {
+		if b >= u.size {
+			if b%u.size == 0 {
+				return strconv.FormatInt(b/u.size, 10) + u.suffix
+			}
+			return strconv.FormatFloat(float64(b)/float64(u.size), 'f', 1, 64) + u.suffix
+		}
+	}
+	return strconv.FormatInt(b, 10)
+}
+
+func percent(part, whole int64) string {
+	if whole <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d%%)", part*100/whole)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return none
+	}
+	return s
+}
+
+// joinMap prints k=v pairs sorted by key.
+func joinMap(m map[string]string) string {
+	if len(m) == 0 {
+		return none
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + m[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+}
+
+// row writes tab-separated cells; empty cells print as "-".
+func row(tw io.Writer, indent string, cells ...string) {
+	for i, c := range cells {
+		if c == "" {
+			cells[i] = none
+		}
+		// Tabs or newlines inside a cell would break the columns.
+		cells[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(cells[i])
+	}
+	fmt.Fprintln(tw, indent+strings.Join(cells, "\t"))
+}
+
+// workloadNode is the node a workload runs on, or is assigned to.
+func workloadNode(v *persysv1.WorkloadView) string {
+	if n := v.GetStatus().GetNodeId(); n != "" {
+		return n
+	}
+	return v.GetAssignment().GetNodeId()
+}
+
+// workloadState is the observed state; a workload without status is
+// PENDING, and one being deleted shows DELETING.
+func workloadState(v *persysv1.WorkloadView) string {
+	st := v.GetStatus().GetState()
+	if v.GetWorkload().GetDeleting() && st != persysv1.ActualState_ACTUAL_STATE_DELETING {
+		return "DELETING"
+	}
+	if st == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
+		return "PENDING"
+	}
+	return enumName(st)
+}
+
+func printWorkloadsTable(w io.Writer, views []*persysv1.WorkloadView, now time.Time) error {
+	if len(views) == 0 {
+		_, err := fmt.Fprintln(w, "No workloads.")
+		return err
+	}
+	tw := newTable(w)
+	row(tw, "", "NAME", "TYPE", "STATE", "NODE", "REVISION", "REASON", "AGE")
+	for _, v := range views {
+		wl := v.GetWorkload()
+		row(tw, "",
+			wl.GetName(),
+			enumName(wl.GetSpec().GetType()),
+			workloadState(v),
+			workloadNode(v),
+			strconv.FormatUint(wl.GetRevision(), 10),
+			enumName(v.GetStatus().GetReason()),
+			age(now, wl.GetCreatedAt()),
+		)
+	}
+	return tw.Flush()
+}
+
+func nodeState(n *persysv1.Node) string {
+	s := enumName(n.GetState())
+	if n.GetCordoned() {
+		s += ",CORDONED"
+	}
+	return s
+}
+
+func runtimes(n *persysv1.Node) string {
+	var out []string
+	for _, r := range n.GetCapabilities().GetRuntimes() {
+		out = append(out, strings.ToLower(enumName(r)))
+	}
+	return orNone(strings.Join(out, ","))
+}
+
+func printNodesTable(w io.Writer, nodes []*persysv1.Node, now time.Time) error {
+	if len(nodes) == 0 {
+		_, err := fmt.Fprintln(w, "No nodes.")
+		return err
+	}
+	tw := newTable(w)
+	row(tw, "", "ID", "STATE", "CPU", "MEM", "RUNTIMES", "AGE")
+	for _, n := range nodes {
+		capa, alloc := n.GetCapabilities().GetCapacity(), n.GetAllocated()
+		row(tw, "",
+			n.GetId(),
+			nodeState(n),
+			manifest.FormatCPU(alloc.GetCpuMillis())+"/"+manifest.FormatCPU(capa.GetCpuMillis()),
+			humanBytes(alloc.GetMemoryBytes())+"/"+humanBytes(capa.GetMemoryBytes()),
+			runtimes(n),
+			age(now, n.GetRegisteredAt()),
+		)
+	}
+	return tw.Flush()
+}
+
+func printEventsTable(w io.Writer, events []*persysv1.Event, now time.Time, indent string) error {
+	if len(events) == 0 {
+		_, err := fmt.Fprintln(w, indent+"No events.")
+		return err
+	}
+	tw := newTable(w)
+	row(tw, indent, "AGE", "TYPE", "WORKLOAD", "NODE", "REASON", "MESSAGE")
+	for _, e := range events {
+		row(tw, indent, age(now, e.GetTime()), e.GetType(), e.GetWorkload(), e.GetNodeId(), enumName(e.GetReason()), e.GetMessage())
+	}
+	return tw.Flush()
+}
+
+// kv writes "Key:" padded to a column, then the value.
+type kv struct {
+	w      io.Writer
+	indent string
+	width  int
+}
+
+func (k kv) line(key, val string) {
+	fmt.Fprintf(k.w, "%s%-*s %s\n", k.indent, k.width, key+":", orNone(val))
+}
+
+func (k kv) head(key string) {
+	fmt.Fprintf(k.w, "%s%s:\n", k.indent, key)
+}
+
+func resourcesLine(r *persysv1.Resources) string {
+	if r == nil {
+		return none
+	}
+	return fmt.Sprintf("cpu %s, memory %s, disk %s",
+		manifest.FormatCPU(r.GetCpuMillis()), humanBytes(r.GetMemoryBytes()), humanBytes(r.GetDiskBytes()))
+}
+
+func portsLine(ports []*persysv1.PortMapping) string {
+	var out []string
+	for _, p := range ports {
+		proto := p.GetProtocol()
+		if proto == "" {
+			proto = "tcp"
+		}
+		host := "auto"
+		if p.GetHostPort() != 0 {
+			host = strconv.FormatUint(uint64(p.GetHostPort()), 10)
+		}
+		if p.GetHostIp() != "" {
+			host = p.GetHostIp() + ":" + host
+		}
+		out = append(out, fmt.Sprintf("%s->%d/%s", host, p.GetContainerPort(), proto))
+	}
+	return strings.Join(out, ", ")
+}
+
+func volumesLine(vols []*persysv1.Volume) string {
+	var out []string
+	for _, v := range vols {
+		s := fmt.Sprintf("%s %s:%s", orNone(v.GetType()), v.GetSource(), v.GetTarget())
+		if v.GetReadOnly() {
+			s += " (ro)"
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ", ")
+}
+
+func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time) error {
+	wl, st, as := v.GetWorkload(), v.GetStatus(), v.GetAssignment()
+	spec := wl.GetSpec()
+	k := kv{w: w, width: 15}
+	k.line("Name", wl.GetName())
+	k.line("UID", wl.GetUid())
+	k.line("Type", enumName(spec.GetType()))
+	k.line("Labels", joinMap(wl.GetLabels()))
+	k.line("Desired", enumName(spec.GetDesiredState()))
+	k.line("State", workloadState(v))
+	k.line("Node", workloadNode(v))
+	rev := strconv.FormatUint(wl.GetRevision(), 10)
+	if st.GetRevision() != 0 && st.GetRevision() != wl.GetRevision() {
+		rev += fmt.Sprintf(" (node has %d)", st.GetRevision())
+	}
+	k.line("Revision", rev)
+	k.line("Created", stamp(now, wl.GetCreatedAt()))
+	k.line("Updated", stamp(now, wl.GetUpdatedAt()))
+	if st.GetRuntimeId() != "" {
+		k.line("Runtime ID", st.GetRuntimeId())
+	}
+	if st.GetRestartCount() != 0 {
+		k.line("Restarts", strconv.Itoa(int(st.GetRestartCount())))
+	}
+	if st.GetExitCode() != 0 {
+		k.line("Exit code", strconv.Itoa(int(st.GetExitCode())))
+	}
+	if c := spec.GetContainer(); c != nil {
+		k.line("Image", c.GetImage())
+		if len(c.GetCommand()) > 0 {
+			k.line("Command", strings.Join(c.GetCommand(), " "))
+		}
+		if len(c.GetArgs()) > 0 {
+			k.line("Args", strings.Join(c.GetArgs(), " "))
+		}
+		if len(c.GetEnv()) > 0 {
+			k.line("Env", joinMap(c.GetEnv()))
+		}
+		if len(c.GetPorts()) > 0 {
+			k.line("Ports", portsLine(c.GetPorts()))
+		}
+		if len(c.GetVolumes()) > 0 {
+			k.line("Volumes", volumesLine(c.GetVolumes()))
+		}
+		if c.GetRestartPolicy() != "" {
+			k.line("Restart", c.GetRestartPolicy())
+		}
+		if c.GetPrivileged() {
+			k.line("Privileged", "true")
+		}
+	}
+	k.line("Resources", resourcesLine(spec.GetResources()))
+	k.line("Node selector", joinMap(spec.GetNodeSelector()))
+
+	if d := as.GetDecision(); d != nil || as.GetNodeId() != "" {
+		k.head("Placement")
+		sub := kv{w: w, indent: "  ", width: 13}
+		sub.line("Node", as.GetNodeId())
+		sub.line("Placed", stamp(now, as.GetPlacedAt()))
+		if d != nil {
+			sub.line("Strategy", d.GetStrategy())
+			sub.line("Score", strconv.FormatFloat(d.GetScore(), 'f', 3, 64))
+			sub.line("Feasible", fmt.Sprintf("%d/%d nodes", d.GetFeasibleNodes(), d.GetTotalNodes()))
+			if len(d.GetRejections()) > 0 {
+				sub.head("Rejected")
+				tw := newTable(w)
+				row(tw, "    ", "NODE", "REASON", "DETAIL")
+				for _, r := range d.GetRejections() {
+					row(tw, "    ", r.GetNodeId(), enumName(r.GetReason()), r.GetDetail())
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED || st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
+		k.head("Failure")
+		sub := kv{w: w, indent: "  ", width: 13}
+		sub.line("Reason", enumName(st.GetReason()))
+		sub.line("Message", st.GetMessage())
+		sub.line("Since", stamp(now, st.GetUpdatedAt()))
+	} else if st.GetMessage() != "" {
+		k.line("Message", st.GetMessage())
+	}
+	k.head("Events")
+	return printEventsTable(w, v.GetEvents(), now, "  ")
+}
+
+func printDescribeNode(w io.Writer, n *persysv1.Node, workloads []*persysv1.WorkloadView, now time.Time) error {
+	capa := n.GetCapabilities()
+	k := kv{w: w, width: 15}
+	k.line("ID", n.GetId())
+	k.line("Address", n.GetAddress())
+	k.line("State", enumName(n.GetState()))
+	k.line("Cordoned", strconv.FormatBool(n.GetCordoned()))
+	k.line("Hostname", capa.GetHostname())
+	osArch := capa.GetOs()
+	if capa.GetArch() != "" {
+		osArch += "/" + capa.GetArch()
+	}
+	k.line("OS/Arch", osArch)
+	k.line("Runtimes", runtimes(n))
+	k.line("Labels", joinMap(capa.GetLabels()))
+	k.line("Registered", stamp(now, n.GetRegisteredAt()))
+	k.line("Last heartbeat", stamp(now, n.GetLastHeartbeat()))
+	k.head("Resources")
+	tw := newTable(w)
+	c, a, u := capa.GetCapacity(), n.GetAllocated(), n.GetUsage()
+	row(tw, "  ", "RESOURCE", "CAPACITY", "ALLOCATED", "USED")
+	row(tw, "  ", "cpu", manifest.FormatCPU(c.GetCpuMillis()),
+		manifest.FormatCPU(a.GetCpuMillis())+percent(a.GetCpuMillis(), c.GetCpuMillis()),
+		manifest.FormatCPU(u.GetCpuMillis())+percent(u.GetCpuMillis(), c.GetCpuMillis()))
+	row(tw, "  ", "memory", humanBytes(c.GetMemoryBytes()),
+		humanBytes(a.GetMemoryBytes())+percent(a.GetMemoryBytes(), c.GetMemoryBytes()),
+		humanBytes(u.GetMemoryBytes())+percent(u.GetMemoryBytes(), c.GetMemoryBytes()))
+	row(tw, "  ", "disk", humanBytes(c.GetDiskBytes()),
+		humanBytes(a.GetDiskBytes())+percent(a.GetDiskBytes(), c.GetDiskBytes()),
+		humanBytes(u.GetDiskBytes())+percent(u.GetDiskBytes(), c.GetDiskBytes()))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	k.head("Workloads")
+	var on []*persysv1.WorkloadView
+	for _, v := range workloads {
+		if workloadNode(v) == n.GetId() {
+			on = append(on, v)
+		}
+	}
+	if len(on) == 0 {
+		_, err := fmt.Fprintln(w, "  No workloads.")
+		return err
+	}
+	tw = newTable(w)
+	row(tw, "  ", "NAME", "STATE", "CPU", "MEMORY", "REVISION")
+	for _, v := range on {
+		r := v.GetWorkload().GetSpec().GetResources()
+		row(tw, "  ", v.GetWorkload().GetName(), workloadState(v),
+			manifest.FormatCPU(r.GetCpuMillis()), humanBytes(r.GetMemoryBytes()),
+			strconv.FormatUint(v.GetWorkload().GetRevision(), 10))
+	}
+	return tw.Flush()
+}
+
+func printSummary(w io.Writer, s *persysv1.ClusterSummary) error {
+	k := kv{w: w, width: 11}
+	k.line("Leader", s.GetLeader())
+	k.line("Nodes", fmt.Sprintf("%d total, %d ready", s.GetNodesTotal(), s.GetNodesReady()))
+	k.line("Workloads", fmt.Sprintf("%d total", s.GetWorkloadsTotal()))
+	if len(s.GetWorkloadsByState()) > 0 {
+		keys := make([]string, 0, len(s.GetWorkloadsByState()))
+		for key := range s.GetWorkloadsByState() {
+			keys = append(keys, key)
+		}
+		sort.Slice(keys, func(i, j int) bool { return stateKey(keys[i]) < stateKey(keys[j]) })
+		tw := newTable(w)
+		for _, key := range keys {
+			row(tw, "  ", stateKey(key), strconv.Itoa(int(s.GetWorkloadsByState()[key])))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	c, a := s.GetCapacity(), s.GetAllocated()
+	k.line("Capacity", resourcesLine(c))
+	k.line("Allocated", fmt.Sprintf("cpu %s%s, memory %s%s, disk %s%s",
+		manifest.FormatCPU(a.GetCpuMillis()), percent(a.GetCpuMillis(), c.GetCpuMillis()),
+		humanBytes(a.GetMemoryBytes()), percent(a.GetMemoryBytes(), c.GetMemoryBytes()),
+		humanBytes(a.GetDiskBytes()), percent(a.GetDiskBytes(), c.GetDiskBytes())))
+	return nil
+}
