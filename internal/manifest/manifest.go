@@ -1,0 +1,248 @@
+// Package manifest owns the user-facing workload manifest: parsing YAML or
+// JSON at the boundary (size limit, duplicate and unknown keys refused),
+// validating every field with a path-named error, and converting to and
+// from the protobuf ApplyRequest and Workload. ValidateSpec applies the same
+// rules to a protobuf WorkloadSpec, for the scheduler's gRPC boundary.
+//
+// Callers must treat a manifest as untrusted: call Parse (which validates)
+// or Validate before ToApplyRequest. Every validation failure is an *Error
+// (errors.Is(err, ErrInvalid) holds); carry it over gRPC with BadRequest and
+// FromBadRequest.
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+	goyaml "sigs.k8s.io/yaml/goyaml.v2"
+)
+
+// MaxSize is the largest manifest accepted, in bytes.
+const MaxSize = 1 << 20
+
+// APIVersion and Kind are the only header values accepted.
+const (
+	APIVersion = "persys/v1"
+	Kind       = "Workload"
+)
+
+// Manifest is a workload as a user writes it.
+type Manifest struct {
+	APIVersion string   `json:"apiVersion,omitempty"`
+	Kind       string   `json:"kind"`
+	Metadata   Metadata `json:"metadata"`
+	Spec       Spec     `json:"spec"`
+}
+
+// Metadata names and labels the workload.
+type Metadata struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Spec is what to run and where.
+type Spec struct {
+	// Type is container, compose or vm; only container is supported yet.
+	Type string `json:"type"`
+	// DesiredState is running (the default) or stopped.
+	DesiredState string            `json:"desiredState,omitempty"`
+	Container    *Container        `json:"container,omitempty"`
+	Resources    *Resources        `json:"resources,omitempty"`
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+}
+
+// Container describes a container workload.
+type Container struct {
+	Image         string            `json:"image"`
+	Command       []string          `json:"command,omitempty"`
+	Args          []string          `json:"args,omitempty"`
+	Env           map[string]string `json:"env,omitempty"`
+	Ports         []Port            `json:"ports,omitempty"`
+	Volumes       []Volume          `json:"volumes,omitempty"`
+	RestartPolicy string            `json:"restartPolicy,omitempty"`
+	Privileged    bool              `json:"privileged,omitempty"`
+	Labels        map[string]string `json:"labels,omitempty"`
+}
+
+// Port publishes a container port on the host.
+type Port struct {
+	ContainerPort int    `json:"containerPort"`
+	HostPort      int    `json:"hostPort,omitempty"`
+	Protocol      string `json:"protocol,omitempty"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// Volume mounts a host path (bind) or a named volume into the container.
+type Volume struct {
+	Type     string `json:"type"`
+	Source   string `json:"source"`
+	Target   string `json:"target"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Resources are the amounts the workload reserves.
+type Resources struct {
+	CPU    Quantity `json:"cpu,omitempty"`
+	Memory Quantity `json:"memory,omitempty"`
+	Disk   Quantity `json:"disk,omitempty"`
+}
+
+// Parse decodes a YAML or JSON manifest and validates it. Every problem is
+// reported in an *Error whose field paths name the offending fields.
+func Parse(data []byte) (*Manifest, error) {
+	if len(data) > MaxSize {
+		return nil, &Error{Fields: []FieldError{{Reason: fmt.Sprintf("manifest is %d bytes, larger than the limit of %d bytes", len(data), MaxSize)}}}
+	}
+	js, err := toJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	var generic any
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	if err := dec.Decode(&generic); err != nil {
+		return nil, &Error{Fields: []FieldError{{Reason: "invalid document: " + err.Error()}}}
+	}
+	switch generic.(type) {
+	case nil:
+		return nil, &Error{Fields: []FieldError{{Reason: "manifest is empty"}}}
+	case map[string]any:
+	default:
+		return nil, &Error{Fields: []FieldError{{Reason: "manifest must be a YAML mapping or a JSON object"}}}
+	}
+	var c collector
+	checkShape(&c, "", generic, manifestType)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	m := &Manifest{}
+	dec = json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(m); err != nil {
+		// checkShape is stricter than encoding/json, so this is a backstop.
+		return nil, &Error{Fields: []FieldError{decodeFieldError(err)}}
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// toJSON converts YAML (or JSON, which is YAML) to JSON, refusing duplicate
+// keys and more than one document.
+func toJSON(data []byte) ([]byte, error) {
+	js, err := yaml.YAMLToJSONStrict(data)
+	if err != nil {
+		if fe, ok := duplicateKey(data, err); ok {
+			return nil, &Error{Fields: []FieldError{fe}}
+		}
+		return nil, &Error{Fields: []FieldError{{Reason: "invalid YAML: " + cleanYAMLError(err)}}}
+	}
+	if n := countDocuments(data); n > 1 {
+		return nil, &Error{Fields: []FieldError{{Reason: fmt.Sprintf("manifest holds %d YAML documents; give one workload per manifest", n)}}}
+	}
+	return js, nil
+}
+
+func cleanYAMLError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "error converting YAML to JSON: ")
+	s = strings.TrimPrefix(s, "yaml: ")
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// countDocuments counts the non-empty YAML documents in data. Errors are
+// left to the converter, which has already accepted the first document.
+func countDocuments(data []byte) int {
+	d := goyaml.NewDecoder(bytes.NewReader(data))
+	n := 0
+	for n < 2 {
+		var v any
+		err := d.Decode(&v)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// A broken later document still means more than one.
+			n++
+			break
+		}
+		if v != nil {
+			n++
+		}
+	}
+	return n
+}
+
+var dupKeyRE = regexp.MustCompile(`line (\d+): key (".*") already set in map`)
+
+// duplicateKey turns a duplicate-key error into a field error whose path
+// names the duplicated key.
+func duplicateKey(data []byte, err error) (FieldError, bool) {
+	m := dupKeyRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return FieldError{}, false
+	}
+	reason := "duplicate key (line " + m[1] + ")"
+	var doc goyaml.MapSlice
+	if goyaml.Unmarshal(data, &doc) == nil {
+		if path, ok := findDuplicate("", doc); ok {
+			return FieldError{Field: path, Reason: reason}, true
+		}
+	}
+	var key string
+	if json.Unmarshal([]byte(m[2]), &key) != nil {
+		key = m[2]
+	}
+	return FieldError{Field: keyPath("", key), Reason: reason}, true
+}
+
+// findDuplicate walks a YAML document decoded with every mapping kept as a
+// MapSlice (which keeps duplicate keys) and returns the path of the first
+// repeated key.
+func findDuplicate(path string, v any) (string, bool) {
+	switch t := v.(type) {
+	case goyaml.MapSlice:
+		seen := map[string]bool{}
+		for _, item := range t {
+			k := fmt.Sprint(item.Key)
+			if seen[k] {
+				return keyPath(path, k), true
+			}
+			seen[k] = true
+		}
+		for _, item := range t {
+			if p, ok := findDuplicate(keyPath(path, fmt.Sprint(item.Key)), item.Value); ok {
+				return p, true
+			}
+		}
+	case []any:
+		for i, e := range t {
+			if p, ok := findDuplicate(index(path, i), e); ok {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+var unknownFieldRE = regexp.MustCompile(`^json: unknown field "(.*)"$`)
+
+// decodeFieldError maps an encoding/json error to the best field path it
+// carries.
+func decodeFieldError(err error) FieldError {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return FieldError{Field: te.Field, Reason: fmt.Sprintf("must be %s, got %s", te.Type, te.Value)}
+	}
+	if m := unknownFieldRE.FindStringSubmatch(err.Error()); m != nil {
+		return FieldError{Field: m[1], Reason: "unknown field"}
+	}
+	return FieldError{Reason: "invalid document: " + err.Error()}
+}
