@@ -166,7 +166,7 @@ func TestApplyWait(t *testing.T) {
 	if err := c.env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, c.persysctl(t, "", "retry", "workload", "web"), 0, []string{"workload/web retrying (state PENDING)"}, nil)
+	expect(t, c.persysctl(t, "", "retry", "workload", "web"), 0, []string{"workload/web retry requested\n"}, nil)
 }
 
 func TestErrors(t *testing.T) {

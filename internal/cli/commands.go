@@ -338,7 +338,7 @@ func newRetryCommand(o *options) *cobra.Command {
 			if o.output != FormatTable {
 				return printObject(o.streams.Out, o.output, v)
 			}
-			_, err = fmt.Fprintf(o.streams.Out, "workload/%s retrying (state %s)\n", args[1], workloadState(v))
+			_, err = fmt.Fprintf(o.streams.Out, "workload/%s retry requested\n", args[1])
 			return err
 		},
 	}
