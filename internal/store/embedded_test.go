@@ -1,0 +1,133 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/store/storetest"
+)
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestEmbeddedSeveralInOneProcess(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	a := storetest.Embedded(t)
+	b := storetest.Embedded(t)
+	if a.Endpoints()[0] == b.Endpoints()[0] {
+		t.Fatalf("both servers on %s", a.Endpoints()[0])
+	}
+	for i, e := range []*store.Embedded{a, b} {
+		cli, err := e.Client()
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		defer cli.Close()
+		if _, err := cli.Put(ctx, "k", e.Endpoints()[0]); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		resp, err := cli.Get(ctx, "k")
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != e.Endpoints()[0] {
+			t.Fatalf("server %d: got %v, %v", i, resp, err)
+		}
+	}
+}
+
+func TestEmbeddedUnixSocketAndRestart(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	dir, err := os.MkdirTemp("", "etcd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	opts := store.EmbeddedOptions{Dir: dir, ClientURL: store.ClientURLUnix, UnsafeNoFsync: true, Logger: slog.New(slog.DiscardHandler)}
+
+	e, err := store.StartEmbedded(opts)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if ep := e.Endpoints()[0]; ep != "unix://"+filepath.Join(dir, "etcd.sock") {
+		t.Fatalf("endpoint %q", ep)
+	}
+	cli, err := e.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(cli, store.Options{})
+	if _, err := s.CreateWorkload(ctx, &persysv1.Workload{Name: "web", Uid: "u1"}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	cli.Close()
+	e.Close()
+	e.Close() // idempotent
+
+	// Same data dir again: the data survives and the stale socket is replaced.
+	e, err = store.StartEmbedded(opts)
+	if err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	defer e.Close()
+	cli, err = e.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	w, _, err := store.New(cli, store.Options{}).GetWorkload(ctx, "web")
+	if err != nil || w.GetUid() != "u1" {
+		t.Fatalf("after restart: %v, %v", w, err)
+	}
+}
+
+func TestEmbeddedOptionsValidation(t *testing.T) {
+	t.Parallel()
+	long := "/" + strings.Repeat("d", 120)
+	tests := []struct {
+		name  string
+		opts  store.EmbeddedOptions
+		field string
+	}{
+		{name: "no dir", opts: store.EmbeddedOptions{}, field: "Dir"},
+		{name: "public client url", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "http://0.0.0.0:2379"}, field: "ClientURL"},
+		{name: "hostname client url", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "http://localhost:2379"}, field: "ClientURL"},
+		{name: "https client url", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "https://127.0.0.1:2379"}, field: "ClientURL"},
+		{name: "relative unix", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "unix://etcd.sock"}, field: "ClientURL"},
+		{name: "long unix", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "unix://" + long}, field: "ClientURL"},
+		{name: "unix peer", opts: store.EmbeddedOptions{Dir: t.TempDir(), PeerURL: "unix:///tmp/p.sock"}, field: "PeerURL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := store.StartEmbedded(tc.opts)
+			if err == nil {
+				e.Close()
+				t.Fatal("started")
+			}
+			if !errors.Is(err, store.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
+				t.Fatalf("error %q does not name %s as invalid", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestConnectValidation(t *testing.T) {
+	t.Parallel()
+	if _, err := store.Connect(nil, nil); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("no endpoints: %v", err)
+	}
+	if _, err := store.Connect([]string{""}, nil); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("empty endpoint: %v", err)
+	}
+}

@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+const (
+	// DefaultEventLimit is what ListEvents returns when limit <= 0.
+	DefaultEventLimit = 100
+	// eventWindows: one event lease is shared by the events of one
+	// EventTTL/eventWindows window.
+	eventWindows     = 10
+	eventScanBatch   = 512
+	eventPutAttempts = 5
+)
+
+// eventKey sorts by time, then by seq: 20-digit zero-padded unix nanos and
+// a zero-padded per-store sequence number.
+func (s *Store) eventKey(t time.Time, seq uint64) string {
+	return fmt.Sprintf("%s%020d-%010d", s.dir(dirEvents), t.UnixNano(), seq%1e10)
+}
+
+// eventLease returns the lease for events written now, granting one per
+// EventTTL/10 window with a TTL of EventTTL plus one window, so that every
+// event lives at least EventTTL. forget drops a lease that etcd no longer
+// knows.
+func (s *Store) eventLease(ctx context.Context, now time.Time, forget clientv3.LeaseID) (clientv3.LeaseID, uint64, error) {
+	s.evMu.Lock()
+	defer s.evMu.Unlock()
+	if forget != 0 && s.evLease == forget {
+		s.evLease = 0
+	}
+	s.evSeq++
+	seq := s.evSeq
+	if s.evLease != 0 && now.Before(s.evUntil) {
+		return s.evLease, seq, nil
+	}
+	window := s.eventTTL / eventWindows
+	resp, err := s.cli.Grant(ctx, leaseSeconds(s.eventTTL+window))
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: grant event lease: %w", err)
+	}
+	s.evLease, s.evUntil = resp.ID, now.Add(window)
+	return s.evLease, seq, nil
+}
+
+// AppendEvent stores ev under events/; it expires after about EventTTL. A
+// missing ev.Time is set to now (on a copy; ev is not modified).
+func (s *Store) AppendEvent(ctx context.Context, ev *persysv1.Event) error {
+	if ev == nil {
+		return fmt.Errorf("store: event: %w: nil", ErrInvalid)
+	}
+	if ev.GetType() == "" {
+		return fmt.Errorf("store: event type: %w: empty", ErrInvalid)
+	}
+	now := time.Now()
+	if ev.GetTime() == nil {
+		ev = proto.CloneOf(ev)
+		ev.Time = timestamppb.New(now)
+	} else if err := ev.GetTime().CheckValid(); err != nil {
+		return fmt.Errorf("store: event time: %w: %v", ErrInvalid, err)
+	}
+	val, err := marshal("event", ev)
+	if err != nil {
+		return err
+	}
+	var stale clientv3.LeaseID
+	for range eventPutAttempts {
+		lease, seq, err := s.eventLease(ctx, now, stale)
+		if err != nil {
+			return err
+		}
+		key := s.eventKey(ev.GetTime().AsTime(), seq)
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
+			Commit()
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			stale = lease // revoked or expired early: grant another
+			continue
+		case err != nil:
+			return fmt.Errorf("store: append event %s: %w", ev.GetType(), err)
+		case !resp.Succeeded:
+			stale = 0 // key taken by another writer: next seq
+			continue
+		}
+		return nil
+	}
+	return fmt.Errorf("store: append event %s: no free key after %d attempts: %w", ev.GetType(), eventPutAttempts, ErrConflict)
+}
+
+// ListEvents returns the newest limit events (limit <= 0: DefaultEventLimit)
+// ordered oldest first, newest last. A non-empty workload keeps only that
+// workload's events.
+func (s *Store) ListEvents(ctx context.Context, workload string, limit int) ([]*persysv1.Event, error) {
+	if limit <= 0 {
+		limit = DefaultEventLimit
+	}
+	batch := int64(limit)
+	if workload != "" {
+		batch = max(batch, eventScanBatch)
+	}
+	start := s.dir(dirEvents)
+	end := clientv3.GetPrefixRangeEnd(start)
+	out := make([]*persysv1.Event, 0, min(limit, 1024))
+	for len(out) < limit {
+		resp, err := s.cli.Get(ctx, start,
+			clientv3.WithRange(end),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
+			clientv3.WithLimit(batch))
+		if err != nil {
+			return nil, fmt.Errorf("store: list events: %w", err)
+		}
+		for _, kv := range resp.Kvs {
+			ev := &persysv1.Event{}
+			if err := proto.Unmarshal(kv.Value, ev); err != nil {
+				s.log.Warn("skipping undecodable event", "key", string(kv.Key), "error", err)
+				continue
+			}
+			if workload != "" && ev.GetWorkload() != workload {
+				continue
+			}
+			out = append(out, ev)
+			if len(out) == limit {
+				break
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		// The range end is exclusive: continue below the oldest key seen.
+		end = string(resp.Kvs[len(resp.Kvs)-1].Key)
+	}
+	slices.Reverse(out)
+	return out, nil
+}

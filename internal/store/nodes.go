@@ -1,0 +1,174 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+)
+
+// PutNode writes the node record. Call it at registration and when the
+// node's state or cordon flag changes, never per heartbeat: live figures
+// (usage, last heartbeat) belong in the scheduler's memory.
+func (s *Store) PutNode(ctx context.Context, n *persysv1.Node) error {
+	if n == nil {
+		return fmt.Errorf("store: node: %w: nil", ErrInvalid)
+	}
+	if err := ValidateName("node id", n.GetId()); err != nil {
+		return err
+	}
+	val, err := marshal("node", n)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cli.Put(ctx, s.nodeKey(n.GetId()), val); err != nil {
+		return fmt.Errorf("store: put node %q: %w", n.GetId(), err)
+	}
+	return nil
+}
+
+// GetNode returns the node record; ErrNotFound when absent.
+func (s *Store) GetNode(ctx context.Context, id string) (*persysv1.Node, error) {
+	if err := ValidateName("node id", id); err != nil {
+		return nil, err
+	}
+	n := &persysv1.Node{}
+	if _, err := s.getProto(ctx, "node", s.nodeKey(id), n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// ListNodes returns every node record, sorted by id. Liveness keys are not
+// nodes and are skipped; use NodeAlive or Load for liveness.
+func (s *Store) ListNodes(ctx context.Context) ([]*persysv1.Node, error) {
+	dir := s.dir(dirNodes)
+	resp, err := s.cli.Get(ctx, dir, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("store: list nodes: %w", err)
+	}
+	nodes := make([]*persysv1.Node, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		id := strings.TrimPrefix(string(kv.Key), dir)
+		if strings.Contains(id, "/") {
+			continue
+		}
+		n := &persysv1.Node{}
+		if err := proto.Unmarshal(kv.Value, n); err != nil {
+			s.log.Warn("skipping undecodable node", "key", string(kv.Key), "error", err)
+			continue
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+// DeleteNode removes the node record and its liveness key in one
+// transaction. Missing keys are not an error.
+func (s *Store) DeleteNode(ctx context.Context, id string) error {
+	if err := ValidateName("node id", id); err != nil {
+		return err
+	}
+	_, err := s.cli.Txn(ctx).Then(
+		clientv3.OpDelete(s.nodeKey(id)),
+		clientv3.OpDelete(s.nodeLeaseKey(id)),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("store: delete node %q: %w", id, err)
+	}
+	return nil
+}
+
+// leaseSeconds rounds ttl up to whole seconds, at least one.
+func leaseSeconds(ttl time.Duration) int64 {
+	sec := int64((ttl + time.Second - 1) / time.Second)
+	return max(sec, 1)
+}
+
+// GrantNodeLease grants a lease of ttl (rounded up to whole seconds; etcd
+// may raise very short TTLs to its minimum) and binds nodes/<id>/lease to
+// it. A lease the key was bound to before is revoked. The node is alive
+// until the lease expires; KeepAliveNode extends it.
+func (s *Store) GrantNodeLease(ctx context.Context, id string, ttl time.Duration) (int64, error) {
+	if err := ValidateName("node id", id); err != nil {
+		return 0, err
+	}
+	if ttl <= 0 {
+		return 0, fmt.Errorf("store: lease ttl: %w: must be positive, got %s", ErrInvalid, ttl)
+	}
+	grant, err := s.cli.Grant(ctx, leaseSeconds(ttl))
+	if err != nil {
+		return 0, fmt.Errorf("store: grant lease for node %q: %w", id, err)
+	}
+	key := s.nodeLeaseKey(id)
+	// Not keys-only: that read path omits the lease id. The value is empty.
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpGet(key),
+		clientv3.OpPut(key, "", clientv3.WithLease(grant.ID)),
+	).Commit()
+	if err != nil {
+		s.revokeQuietly(grant.ID)
+		return 0, fmt.Errorf("store: bind lease for node %q: %w", id, err)
+	}
+	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+		if old := clientv3.LeaseID(kvs[0].Lease); old != 0 && old != grant.ID {
+			// Only the liveness key was bound to it, and that key has moved.
+			s.revokeQuietly(old)
+		}
+	}
+	return int64(grant.ID), nil
+}
+
+func (s *Store) revokeQuietly(id clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.cli.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		s.log.Warn("revoke lease", "lease", int64(id), "error", err)
+	}
+}
+
+// KeepAliveNode renews the lease once; ErrLeaseNotFound when it has expired
+// or was revoked (the node must register again). Keep-alives do not create
+// etcd revisions, so heartbeats do not grow the history.
+func (s *Store) KeepAliveNode(ctx context.Context, leaseID int64) error {
+	if leaseID == 0 {
+		return fmt.Errorf("store: lease id: %w: zero", ErrInvalid)
+	}
+	if _, err := s.cli.KeepAliveOnce(ctx, clientv3.LeaseID(leaseID)); err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return fmt.Errorf("store: keep lease %x alive: %w", leaseID, ErrLeaseNotFound)
+		}
+		return fmt.Errorf("store: keep lease %x alive: %w", leaseID, err)
+	}
+	return nil
+}
+
+// RevokeNodeLease ends a node's liveness at once (graceful leave); the
+// liveness key disappears with it. An unknown lease is not an error.
+func (s *Store) RevokeNodeLease(ctx context.Context, leaseID int64) error {
+	if leaseID == 0 {
+		return fmt.Errorf("store: lease id: %w: zero", ErrInvalid)
+	}
+	if _, err := s.cli.Revoke(ctx, clientv3.LeaseID(leaseID)); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("store: revoke lease %x: %w", leaseID, err)
+	}
+	return nil
+}
+
+// NodeAlive reports whether the node's liveness key exists.
+func (s *Store) NodeAlive(ctx context.Context, id string) (bool, error) {
+	if err := ValidateName("node id", id); err != nil {
+		return false, err
+	}
+	resp, err := s.cli.Get(ctx, s.nodeLeaseKey(id), clientv3.WithCountOnly())
+	if err != nil {
+		return false, fmt.Errorf("store: node %q liveness: %w", id, err)
+	}
+	return resp.Count > 0, nil
+}

@@ -1,0 +1,526 @@
+// Package store owns Persys Compute's state in etcd and is the only package
+// that imports the etcd client. It gives typed access to the keys under one
+// prefix (workloads, statuses, assignments, nodes and their liveness leases,
+// events), read-modify-write operations as transactions that compare a key's
+// mod revision, a consistent snapshot (Load) and a typed watch from that
+// snapshot's revision (Watch). It also starts an embedded etcd server
+// (StartEmbedded) and connects to external clusters (Connect).
+//
+// Callers keep the revisions they read and pass them back: a write against a
+// revision that changed meanwhile fails with ErrConflict, and the caller
+// refreshes and retries. Sentinel errors are wrapped with %w; match them with
+// errors.Is and map them to gRPC or HTTP codes at the boundary.
+//
+// Key layout under Options.Prefix (default "/persys"):
+//
+//	workloads/<name>      persysv1.Workload (desired state)
+//	status/<name>         persysv1.WorkloadStatus (observed state)
+//	assignments/<name>    persysv1.Assignment
+//	retries/<name>        reserved for the retry engine
+//	nodes/<id>            persysv1.Node (registration, state and cordon changes)
+//	nodes/<id>/lease      empty value bound to the node's liveness lease
+//	events/<nanos>-<seq>  persysv1.Event, bound to a lease so it expires
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Sentinel errors; the store wraps them with context.
+var (
+	// ErrNotFound: the key (or the workload a write depends on) is absent.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the key's mod revision differs from the one expected;
+	// refresh and retry.
+	ErrConflict = errors.New("revision conflict")
+	// ErrExists: a create found the key already present.
+	ErrExists = errors.New("already exists")
+	// ErrLeaseNotFound: the lease expired or was revoked; the node must
+	// register again.
+	ErrLeaseNotFound = errors.New("lease not found")
+	// ErrInvalid: an argument failed validation; the message names the field.
+	ErrInvalid = errors.New("invalid argument")
+)
+
+// Defaults for Options.
+const (
+	DefaultPrefix   = "/persys"
+	DefaultEventTTL = time.Hour
+
+	maxNameLen = 253
+)
+
+// Options configure a Store.
+type Options struct {
+	// Prefix of every key, without a trailing slash; default DefaultPrefix.
+	Prefix string
+	// EventTTL bounds how long events are kept; default DefaultEventTTL.
+	// Events live between EventTTL and 1.1×EventTTL (leases are shared per
+	// EventTTL/10 window).
+	EventTTL time.Duration
+	// Logger receives warnings about undecodable values; nil is silent.
+	Logger *slog.Logger
+}
+
+// Store is typed access to the cluster state in etcd. It is safe for
+// concurrent use.
+type Store struct {
+	cli      *clientv3.Client
+	prefix   string
+	eventTTL time.Duration
+	log      *slog.Logger
+
+	evMu    sync.Mutex
+	evLease clientv3.LeaseID
+	evUntil time.Time
+	evSeq   uint64
+}
+
+// New returns a Store over cli. The caller owns cli and closes it after the
+// store is no longer used.
+func New(cli *clientv3.Client, opts Options) *Store {
+	prefix := strings.TrimRight(opts.Prefix, "/")
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	ttl := opts.EventTTL
+	if ttl <= 0 {
+		ttl = DefaultEventTTL
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Store{cli: cli, prefix: prefix, eventTTL: ttl, log: log}
+}
+
+// Client returns the underlying etcd client (for leader election).
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Prefix returns the key prefix, without a trailing slash.
+func (s *Store) Prefix() string { return s.prefix }
+
+// Revision returns the store's current revision (a linearizable read).
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, s.prefix+"/", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, fmt.Errorf("store: read revision: %w", err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Key-space directories.
+const (
+	dirWorkloads   = "workloads/"
+	dirStatus      = "status/"
+	dirAssignments = "assignments/"
+	dirRetries     = "retries/"
+	dirNodes       = "nodes/"
+	dirEvents      = "events/"
+	leaseSuffix    = "/lease"
+)
+
+func (s *Store) dir(d string) string              { return s.prefix + "/" + d }
+func (s *Store) workloadKey(name string) string   { return s.dir(dirWorkloads) + name }
+func (s *Store) statusKey(name string) string     { return s.dir(dirStatus) + name }
+func (s *Store) assignmentKey(name string) string { return s.dir(dirAssignments) + name }
+func (s *Store) retryKey(name string) string      { return s.dir(dirRetries) + name }
+func (s *Store) nodeKey(id string) string         { return s.dir(dirNodes) + id }
+func (s *Store) nodeLeaseKey(id string) string    { return s.dir(dirNodes) + id + leaseSuffix }
+
+// ValidateName checks that v can be used as a workload name or node id in a
+// key: non-empty, at most 253 bytes, no '/', no spaces or control
+// characters. field names the argument in the error.
+func ValidateName(field, v string) error {
+	if v == "" {
+		return fmt.Errorf("store: %s: %w: empty", field, ErrInvalid)
+	}
+	if len(v) > maxNameLen {
+		return fmt.Errorf("store: %s: %w: longer than %d bytes", field, ErrInvalid, maxNameLen)
+	}
+	if v == "." || v == ".." {
+		return fmt.Errorf("store: %s %q: %w: reserved name", field, v, ErrInvalid)
+	}
+	for _, r := range v {
+		if r == '/' || r == unicode.ReplacementChar || unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Errorf("store: %s %q: %w: contains %q", field, v, ErrInvalid, r)
+		}
+	}
+	return nil
+}
+
+func validateRev(field string, rev int64) error {
+	if rev <= 0 {
+		return fmt.Errorf("store: %s: %w: must be a positive revision, got %d", field, ErrInvalid, rev)
+	}
+	return nil
+}
+
+// getProto reads key into msg and returns its mod revision; ErrNotFound when
+// the key is absent.
+func (s *Store) getProto(ctx context.Context, what, key string, msg proto.Message) (int64, error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("store: get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, fmt.Errorf("store: %s %q: %w", what, strings.TrimPrefix(key, s.prefix+"/"), ErrNotFound)
+	}
+	kv := resp.Kvs[0]
+	if err := proto.Unmarshal(kv.Value, msg); err != nil {
+		return 0, fmt.Errorf("store: decode %s: %w", key, err)
+	}
+	return kv.ModRevision, nil
+}
+
+func marshal(what string, m proto.Message) (string, error) {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("store: encode %s: %w", what, err)
+	}
+	return string(b), nil
+}
+
+// casFailure explains a failed compare on key: ErrNotFound when the else
+// branch's read of key came back empty, ErrConflict otherwise.
+func casFailure(op, what, name string, resp *clientv3.TxnResponse, expectRev int64) error {
+	if len(resp.Responses) > 0 {
+		if rr := resp.Responses[0].GetResponseRange(); rr != nil && len(rr.Kvs) == 0 {
+			return fmt.Errorf("store: %s %s %q: %w", op, what, name, ErrNotFound)
+		} else if rr != nil {
+			return fmt.Errorf("store: %s %s %q: expected revision %d, found %d: %w", op, what, name, expectRev, rr.Kvs[0].ModRevision, ErrConflict)
+		}
+	}
+	return fmt.Errorf("store: %s %s %q: %w", op, what, name, ErrConflict)
+}
+
+// GetWorkload returns the workload and its mod revision.
+func (s *Store) GetWorkload(ctx context.Context, name string) (*persysv1.Workload, int64, error) {
+	if err := ValidateName("workload name", name); err != nil {
+		return nil, 0, err
+	}
+	w := &persysv1.Workload{}
+	rev, err := s.getProto(ctx, "workload", s.workloadKey(name), w)
+	if err != nil {
+		return nil, 0, err
+	}
+	return w, rev, nil
+}
+
+func validateWorkload(w *persysv1.Workload) error {
+	if w == nil {
+		return fmt.Errorf("store: workload: %w: nil", ErrInvalid)
+	}
+	if err := ValidateName("workload name", w.GetName()); err != nil {
+		return err
+	}
+	if w.GetUid() == "" {
+		return fmt.Errorf("store: workload %q uid: %w: empty", w.GetName(), ErrInvalid)
+	}
+	return nil
+}
+
+// CreateWorkload stores a new workload and returns its mod revision;
+// ErrExists when a workload of that name is present.
+func (s *Store) CreateWorkload(ctx context.Context, w *persysv1.Workload) (int64, error) {
+	if err := validateWorkload(w); err != nil {
+		return 0, err
+	}
+	val, err := marshal("workload", w)
+	if err != nil {
+		return 0, err
+	}
+	key := s.workloadKey(w.GetName())
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+		Then(clientv3.OpPut(key, val)).
+		Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: create workload %q: %w", w.GetName(), err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("store: create workload %q: %w", w.GetName(), ErrExists)
+	}
+	return resp.Header.Revision, nil
+}
+
+// UpdateWorkload replaces the workload if its mod revision is still
+// expectRev and returns the new mod revision; ErrConflict if it changed,
+// ErrNotFound if it is gone.
+func (s *Store) UpdateWorkload(ctx context.Context, w *persysv1.Workload, expectRev int64) (int64, error) {
+	if err := validateWorkload(w); err != nil {
+		return 0, err
+	}
+	if err := validateRev("expectRev", expectRev); err != nil {
+		return 0, err
+	}
+	val, err := marshal("workload", w)
+	if err != nil {
+		return 0, err
+	}
+	key := s.workloadKey(w.GetName())
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", expectRev)).
+		Then(clientv3.OpPut(key, val)).
+		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: update workload %q: %w", w.GetName(), err)
+	}
+	if !resp.Succeeded {
+		return 0, casFailure("update", "workload", w.GetName(), resp, expectRev)
+	}
+	return resp.Header.Revision, nil
+}
+
+// DeleteWorkloadKeys removes workloads/, status/, assignments/ and retries/
+// of name in one transaction, if the workload's mod revision is still
+// expectRev; ErrConflict if it changed, ErrNotFound if it is gone.
+func (s *Store) DeleteWorkloadKeys(ctx context.Context, name string, expectRev int64) error {
+	if err := ValidateName("workload name", name); err != nil {
+		return err
+	}
+	if err := validateRev("expectRev", expectRev); err != nil {
+		return err
+	}
+	key := s.workloadKey(name)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", expectRev)).
+		Then(
+			clientv3.OpDelete(key),
+			clientv3.OpDelete(s.statusKey(name)),
+			clientv3.OpDelete(s.assignmentKey(name)),
+			clientv3.OpDelete(s.retryKey(name)),
+		).
+		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("store: delete workload %q: %w", name, err)
+	}
+	if !resp.Succeeded {
+		return casFailure("delete", "workload", name, resp, expectRev)
+	}
+	return nil
+}
+
+// GetStatus returns the workload's observed status and its mod revision.
+func (s *Store) GetStatus(ctx context.Context, name string) (*persysv1.WorkloadStatus, int64, error) {
+	if err := ValidateName("workload name", name); err != nil {
+		return nil, 0, err
+	}
+	st := &persysv1.WorkloadStatus{}
+	rev, err := s.getProto(ctx, "status", s.statusKey(name), st)
+	if err != nil {
+		return nil, 0, err
+	}
+	return st, rev, nil
+}
+
+func validateStatus(st *persysv1.WorkloadStatus) error {
+	if st == nil {
+		return fmt.Errorf("store: status: %w: nil", ErrInvalid)
+	}
+	if err := ValidateName("status name", st.GetName()); err != nil {
+		return err
+	}
+	if st.GetUid() == "" {
+		return fmt.Errorf("store: status %q uid: %w: empty", st.GetName(), ErrInvalid)
+	}
+	return nil
+}
+
+// putStatusAttempts bounds PutStatus's read-then-compare loop; a second
+// attempt only happens when the workload was deleted or re-created between
+// the read and the write.
+const putStatusAttempts = 3
+
+// PutStatus writes st unconditionally, but only while workloads/<st.Name>
+// exists with uid st.Uid; otherwise ErrNotFound (the status belongs to a
+// workload that is gone or was re-created). etcd cannot compare a field
+// inside a value, so PutStatus reads the workload, checks its uid, and
+// writes in a transaction comparing the workload key's CreateRevision with
+// the one read: the uid only changes by deleting and re-creating the key,
+// which changes CreateRevision, while spec updates do not disturb the write.
+// Callers write only on change; PutStatus does not compare with the stored
+// status.
+func (s *Store) PutStatus(ctx context.Context, st *persysv1.WorkloadStatus) error {
+	_, err := s.PutStatusRev(ctx, st)
+	return err
+}
+
+// PutStatusRev is PutStatus that also returns the status key's new mod
+// revision.
+func (s *Store) PutStatusRev(ctx context.Context, st *persysv1.WorkloadStatus) (int64, error) {
+	if err := validateStatus(st); err != nil {
+		return 0, err
+	}
+	val, err := marshal("status", st)
+	if err != nil {
+		return 0, err
+	}
+	wkey := s.workloadKey(st.GetName())
+	for range putStatusAttempts {
+		resp, err := s.cli.Get(ctx, wkey)
+		if err != nil {
+			return 0, fmt.Errorf("store: put status %q: read workload: %w", st.GetName(), err)
+		}
+		if len(resp.Kvs) == 0 {
+			return 0, fmt.Errorf("store: put status %q: workload: %w", st.GetName(), ErrNotFound)
+		}
+		kv := resp.Kvs[0]
+		w := &persysv1.Workload{}
+		if err := proto.Unmarshal(kv.Value, w); err != nil {
+			return 0, fmt.Errorf("store: put status %q: decode workload: %w", st.GetName(), err)
+		}
+		if w.GetUid() != st.GetUid() {
+			return 0, fmt.Errorf("store: put status %q: workload uid %q is not %q: %w", st.GetName(), w.GetUid(), st.GetUid(), ErrNotFound)
+		}
+		tr, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(wkey), "=", kv.CreateRevision)).
+			Then(clientv3.OpPut(s.statusKey(st.GetName()), val)).
+			Commit()
+		if err != nil {
+			return 0, fmt.Errorf("store: put status %q: %w", st.GetName(), err)
+		}
+		if tr.Succeeded {
+			return tr.Header.Revision, nil
+		}
+	}
+	return 0, fmt.Errorf("store: put status %q: workload keeps being re-created: %w", st.GetName(), ErrConflict)
+}
+
+// GetAssignment returns the workload's assignment and its mod revision.
+func (s *Store) GetAssignment(ctx context.Context, name string) (*persysv1.Assignment, int64, error) {
+	if err := ValidateName("workload name", name); err != nil {
+		return nil, 0, err
+	}
+	a := &persysv1.Assignment{}
+	rev, err := s.getProto(ctx, "assignment", s.assignmentKey(name), a)
+	if err != nil {
+		return nil, 0, err
+	}
+	return a, rev, nil
+}
+
+// CommitPlacement writes the assignment a and the status st in one
+// transaction that requires workloads/<a.Name> to have mod revision
+// workloadRev and assignments/<a.Name> to have mod revision assignmentRev
+// (0: the assignment must not exist); ErrConflict otherwise. This is how two
+// schedulers can never both place one workload. A nil st is written as a
+// SCHEDULED status derived from a. st must name the same workload and uid.
+func (s *Store) CommitPlacement(ctx context.Context, a *persysv1.Assignment, st *persysv1.WorkloadStatus, workloadRev, assignmentRev int64) error {
+	_, err := s.CommitPlacementRev(ctx, a, st, workloadRev, assignmentRev)
+	return err
+}
+
+// CommitPlacementRev is CommitPlacement that also returns the revision of
+// the commit: the new mod revision of the assignment (and of the status),
+// to pass as assignmentRev next time.
+func (s *Store) CommitPlacementRev(ctx context.Context, a *persysv1.Assignment, st *persysv1.WorkloadStatus, workloadRev, assignmentRev int64) (int64, error) {
+	if a == nil {
+		return 0, fmt.Errorf("store: assignment: %w: nil", ErrInvalid)
+	}
+	if err := ValidateName("assignment name", a.GetName()); err != nil {
+		return 0, err
+	}
+	if a.GetUid() == "" {
+		return 0, fmt.Errorf("store: assignment %q uid: %w: empty", a.GetName(), ErrInvalid)
+	}
+	if err := ValidateName("assignment node_id", a.GetNodeId()); err != nil {
+		return 0, err
+	}
+	if err := validateRev("workloadRev", workloadRev); err != nil {
+		return 0, err
+	}
+	if assignmentRev < 0 {
+		return 0, fmt.Errorf("store: assignmentRev: %w: negative", ErrInvalid)
+	}
+	if st == nil {
+		st = &persysv1.WorkloadStatus{
+			Name:      a.GetName(),
+			Uid:       a.GetUid(),
+			State:     persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
+			NodeId:    a.GetNodeId(),
+			Revision:  a.GetRevision(),
+			UpdatedAt: a.GetPlacedAt(),
+		}
+		if st.UpdatedAt == nil {
+			st.UpdatedAt = timestamppb.Now()
+		}
+	}
+	if st.GetName() != a.GetName() {
+		return 0, fmt.Errorf("store: status name %q: %w: differs from assignment %q", st.GetName(), ErrInvalid, a.GetName())
+	}
+	if st.GetUid() != a.GetUid() {
+		return 0, fmt.Errorf("store: status uid %q: %w: differs from assignment uid %q", st.GetUid(), ErrInvalid, a.GetUid())
+	}
+	aval, err := marshal("assignment", a)
+	if err != nil {
+		return 0, err
+	}
+	sval, err := marshal("status", st)
+	if err != nil {
+		return 0, err
+	}
+	name := a.GetName()
+	wkey, akey := s.workloadKey(name), s.assignmentKey(name)
+	resp, err := s.cli.Txn(ctx).
+		If(
+			clientv3.Compare(clientv3.ModRevision(wkey), "=", workloadRev),
+			clientv3.Compare(clientv3.ModRevision(akey), "=", assignmentRev),
+		).
+		Then(clientv3.OpPut(akey, aval), clientv3.OpPut(s.statusKey(name), sval)).
+		Else(clientv3.OpGet(wkey, clientv3.WithKeysOnly()), clientv3.OpGet(akey, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: commit placement of %q on %q: %w", name, a.GetNodeId(), err)
+	}
+	if !resp.Succeeded {
+		var wrev, arev int64
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			wrev = kvs[0].ModRevision
+		}
+		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			arev = kvs[0].ModRevision
+		}
+		return 0, fmt.Errorf("store: commit placement of %q on %q: workload revision %d (expected %d), assignment revision %d (expected %d): %w",
+			name, a.GetNodeId(), wrev, workloadRev, arev, assignmentRev, ErrConflict)
+	}
+	return resp.Header.Revision, nil
+}
+
+// DeleteAssignment removes the workload's assignment if its mod revision is
+// still expectRev; ErrConflict if it changed, ErrNotFound if it is gone.
+func (s *Store) DeleteAssignment(ctx context.Context, name string, expectRev int64) error {
+	if err := ValidateName("workload name", name); err != nil {
+		return err
+	}
+	if err := validateRev("expectRev", expectRev); err != nil {
+		return err
+	}
+	key := s.assignmentKey(name)
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", expectRev)).
+		Then(clientv3.OpDelete(key)).
+		Else(clientv3.OpGet(key, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("store: delete assignment %q: %w", name, err)
+	}
+	if !resp.Succeeded {
+		return casFailure("delete", "assignment", name, resp, expectRev)
+	}
+	return nil
+}
