@@ -1,7 +1,9 @@
 package scheduler
 
 import (
+	"context"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -60,12 +62,14 @@ var (
 	workloadsDesc = prometheus.NewDesc("persys_scheduler_workloads", "Workloads by observed state.", []string{"state"}, nil)
 	nodesDesc     = prometheus.NewDesc("persys_scheduler_nodes", "Nodes by state.", []string{"state"}, nil)
 	queueDesc     = prometheus.NewDesc("persys_scheduler_queue_depth", "Workloads waiting in the reconcile queue.", nil, nil)
+	revisionDesc  = prometheus.NewDesc("persys_scheduler_etcd_revision", "Current etcd revision (read at scrape time); its growth is the write rate.", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- workloadsDesc
 	ch <- nodesDesc
 	ch <- queueDesc
+	ch <- revisionDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -97,4 +101,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(ready), "ready")
 	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(notReady), "not_ready")
 	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(c.s.queue.Len()))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if rev, err := c.s.store.Revision(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(revisionDesc, prometheus.GaugeValue, float64(rev))
+	}
 }

@@ -169,7 +169,7 @@ func (s *Scheduler) place(ctx context.Context, name string, v view) bool {
 	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
 		NodeId: dec.NodeID, Revision: v.w.GetRevision(), UpdatedAt: timestamppb.New(now),
 		Message: fmt.Sprintf("placed on %s (%d of %d nodes feasible)", dec.NodeID, dec.Feasible, dec.Total)}
-	rev, err := commitPlacement(ctx, s.store, a, st, v.rev, v.assignRv)
+	rev, err := s.store.CommitPlacementRev(ctx, a, st, v.rev, v.assignRv)
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// Someone changed the workload or placed it meanwhile: the
@@ -391,7 +391,7 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 	s.mu.Unlock()
 
 	st.UpdatedAt = timestamppb.New(s.cfg.Now())
-	rev, err := putStatus(ctx, s.store, st)
+	rev, err := s.store.PutStatusRev(ctx, st)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 			s.log.Error("write status", "workload", name, "err", err)

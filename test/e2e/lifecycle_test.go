@@ -86,10 +86,11 @@ func TestContainerLifecycle(t *testing.T) {
 	if info.Config.Labels["persys.revision"] != "1" || info.Config.Labels["persys.uid"] != v.Workload.UID {
 		t.Errorf("labels = %v, want revision 1 and uid %s", info.Config.Labels, v.Workload.UID)
 	}
-	body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", port))
-	if err != nil || !strings.Contains(body, "hello from persys") {
-		t.Fatalf("workload does not answer on its port: %v %q", err, body)
-	}
+	// The process may still be binding its socket just after start.
+	c.waitFor("the workload to answer on its port", 30*time.Second, func() bool {
+		body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		return err == nil && strings.Contains(body, "hello from persys")
+	})
 
 	// A second identical apply changes nothing.
 	if out := c.mustCtl("apply", "-f", c.manifest(name, port, "one")); !strings.Contains(out, "unchanged") {
