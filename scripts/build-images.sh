@@ -12,5 +12,5 @@ trap 'rm -rf "$ctx"' EXIT
 
 (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$ctx/hello" ./examples/hello)
 cp "$root/examples/hello/Dockerfile" "$ctx/Dockerfile"
-DOCKER_BUILDKIT=0 docker build -q -t "$tag" "$ctx" >/dev/null
+DOCKER_BUILDKIT=0 docker build -q -t "$tag" "$ctx" >/dev/null 2>"$ctx/build.err" || { cat "$ctx/build.err" >&2; exit 1; }
 echo "built $tag"

@@ -43,7 +43,8 @@ up() {
   $ctl get workloads
   echo
   echo "The example answers on http://127.0.0.1:18080 :"
-  curl -fsS http://127.0.0.1:18080/ || true
+  # Running means the process started; give it a moment to bind its port.
+  for _ in $(seq 1 50); do curl -fsS http://127.0.0.1:18080/ 2>/dev/null && break; sleep 0.1; done
   echo
   echo "Use the cluster:   export PERSYSCTL_CONFIG=$PERSYSCTL_CONFIG"
   echo "                   ./bin/persysctl describe workload hello"

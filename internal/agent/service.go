@@ -220,7 +220,7 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 			return nil, persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED, status.FromContextError(ctx.Err()).Err()
 		}
 		reason := runtime.ReasonOf(err)
-		out := a.failedStatus(req, reason, err.Error())
+		out := a.failedStatus(req, reason, runtime.MessageOf(err))
 		if st != nil {
 			out.RuntimeId = st.GetRuntimeId()
 			out.ExitCode = st.GetExitCode()

@@ -84,3 +84,16 @@ const (
 	LabelUID      = "persys.uid"
 	LabelRevision = "persys.revision"
 )
+
+// MessageOf returns the human part of err: a Failure's message (and cause)
+// without the enum name, which travels separately as the reason.
+func MessageOf(err error) string {
+	var f *Failure
+	if errors.As(err, &f) {
+		if f.Err != nil {
+			return f.Message + ": " + f.Err.Error()
+		}
+		return f.Message
+	}
+	return err.Error()
+}

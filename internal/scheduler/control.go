@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -75,10 +76,23 @@ func StreamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, hand
 	return handler(srv, ss)
 }
 
+// callerCN names who asked: the certificate's common name, or, for calls
+// the gateway forwards, the user the gateway authenticated.
 func callerCN(ctx context.Context) string {
 	id, _ := ctx.Value(callerKey{}).(pki.Identity)
+	if id.Role == pki.RoleGateway {
+		if md, ok := metadata.FromIncomingContext(ctx); ok {
+			if u := md.Get(gatewayUserKey); len(u) == 1 && u[0] != "" {
+				return u[0]
+			}
+		}
+	}
 	return id.CommonName
 }
+
+// gatewayUserKey is the metadata key the gateway sets to the user it
+// authenticated (kept equal to gateway.MetadataUser).
+const gatewayUserKey = "x-persys-user"
 
 // toStatus maps sentinel errors to gRPC codes, once, at the boundary.
 func toStatus(err error) error {
