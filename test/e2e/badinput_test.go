@@ -41,46 +41,47 @@ spec:
 `, extraTop, name, c.image, c.nodeID, extraContainer, cpu, memory)
 }
 
-func (c *cluster) writeFile(name, content string) string {
-	c.t.Helper()
+func (c *cluster) writeFile(t *testing.T, name, content string) string {
+	t.Helper()
 	path := filepath.Join(c.dir, name)
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return path
 }
 
 // rootPool trusts the cluster's CA.
-func (c *cluster) rootPool() *x509.CertPool {
-	c.t.Helper()
+func (c *cluster) rootPool(t *testing.T) *x509.CertPool {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join(c.pkiDir, pki.CACertFile))
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(data) {
-		c.t.Fatal("no certificate in ca.crt")
+		t.Fatal("no certificate in ca.crt")
 	}
 	return pool
 }
 
 // httpsClient trusts the cluster's CA and presents certs (none when empty).
 // Keep-alives are off so every request makes its own handshake.
-func (c *cluster) httpsClient(certs ...tls.Certificate) *http.Client {
+func (c *cluster) httpsClient(t *testing.T, certs ...tls.Certificate) *http.Client {
+	t.Helper()
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			TLSClientConfig:   &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: c.rootPool(), Certificates: certs},
+			TLSClientConfig:   &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: c.rootPool(t), Certificates: certs},
 			DisableKeepAlives: true,
 		},
 	}
 }
 
-func (c *cluster) adminCert() tls.Certificate {
-	c.t.Helper()
+func (c *cluster) adminCert(t *testing.T) tls.Certificate {
+	t.Helper()
 	cert, err := tls.LoadX509KeyPair(filepath.Join(c.pkiDir, "admin.crt"), filepath.Join(c.pkiDir, "admin.key"))
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return cert
 }
@@ -108,10 +109,11 @@ type answer struct {
 	fields []string
 }
 
-func (c *cluster) do(cl *http.Client, method, path string, body []byte) (answer, error) {
+func (c *cluster) do(t *testing.T, cl *http.Client, method, path string, body []byte) (answer, error) {
+	t.Helper()
 	req, err := http.NewRequest(method, "https://"+c.gwAddr+path, bytes.NewReader(body))
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/yaml")
@@ -143,13 +145,12 @@ func (c *cluster) do(cl *http.Client, method, path string, body []byte) (answer,
 	return a, nil
 }
 
-// workloadKeys lists the raw etcd keys under /persys/workloads/ that name
-// the workload name.
-func (c *cluster) workloadKeys(name string) []string {
-	c.t.Helper()
-	resp, err := c.etcd.Get(context.Background(), "/persys/workloads/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+// keysNaming lists the raw etcd keys under prefix that contain name.
+func (c *cluster) keysNaming(t *testing.T, prefix, name string) []string {
+	t.Helper()
+	resp, err := c.etcd.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	var keys []string
 	for _, kv := range resp.Kvs {
@@ -164,10 +165,10 @@ func (c *cluster) workloadKeys(name string) []string {
 // stored for name and every daemon still running.
 func (c *cluster) assertRefused(t *testing.T, name string) {
 	t.Helper()
-	if keys := c.workloadKeys(name); len(keys) != 0 {
+	if keys := c.keysNaming(t, "/persys/workloads/", name); len(keys) != 0 {
 		t.Errorf("refused workload %s was stored: %v", name, keys)
 	}
-	if keys := c.etcdKeys(name); len(keys) != 0 {
+	if keys := c.keysNaming(t, "/persys/", name); len(keys) != 0 {
 		t.Errorf("refused workload %s left keys: %v", name, keys)
 	}
 	for pname, p := range c.procs {
@@ -189,12 +190,29 @@ func (c *cluster) ctlRefused(t *testing.T, path string) string {
 	return out
 }
 
+// eventually polls cond until it holds or timeout passes; cond's second
+// result describes the last observation for the failure message.
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, last := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestBadInputRefused sends malformed manifests and unauthorized clients to
 // the gateway: each is refused with an error naming the field (or at the
 // TLS handshake), nothing reaches etcd, and no daemon falls over.
 func TestBadInputRefused(t *testing.T) {
 	c := newCluster(t)
-	admin := c.httpsClient(c.adminCert())
+	admin := c.httpsClient(t, c.adminCert(t))
 
 	fieldCases := []struct {
 		name     string
@@ -211,12 +229,12 @@ func TestBadInputRefused(t *testing.T) {
 	for _, tc := range fieldCases {
 		t.Run(tc.name, func(t *testing.T) {
 			name := tc.workload
-			path := c.writeFile(name+".yaml", tc.manifest)
+			path := c.writeFile(t, name+".yaml", tc.manifest)
 			out := c.ctlRefused(t, path)
 			if !strings.Contains(out, tc.field+":") {
 				t.Errorf("persysctl output does not name field %s:\n%s", tc.field, out)
 			}
-			a, err := c.do(admin, http.MethodPost, "/v1/workloads", []byte(tc.manifest))
+			a, err := c.do(t, admin, http.MethodPost, "/v1/workloads", []byte(tc.manifest))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,14 +248,14 @@ func TestBadInputRefused(t *testing.T) {
 	t.Run("oversized body", func(t *testing.T) {
 		name := "bad-big-" + c.nodeID
 		big := c.smallManifest(name, "", "    env: {PADDING: "+strings.Repeat("x", manifest.MaxSize)+"}\n", "10m", "8Mi")
-		a, err := c.do(admin, http.MethodPost, "/v1/workloads", []byte(big))
+		a, err := c.do(t, admin, http.MethodPost, "/v1/workloads", []byte(big))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if a.code != http.StatusRequestEntityTooLarge || !strings.Contains(a.errMsg, "larger than the limit") {
 			t.Errorf("gateway answered %d %q, want 413 naming the limit\n%.300s", a.code, a.errMsg, a.body)
 		}
-		out := c.ctlRefused(t, c.writeFile(name+".yaml", big))
+		out := c.ctlRefused(t, c.writeFile(t, name+".yaml", big))
 		if !strings.Contains(out, fmt.Sprintf("larger than the limit of %d bytes", manifest.MaxSize)) {
 			t.Errorf("persysctl output does not name the size limit:\n%.500s", out)
 		}
@@ -253,14 +271,14 @@ func TestBadInputRefused(t *testing.T) {
 	for _, tc := range syntaxCases {
 		t.Run(tc.name, func(t *testing.T) {
 			name := strings.ReplaceAll(tc.name, "broken ", "bad-") + "-" + c.nodeID
-			a, err := c.do(admin, http.MethodPost, "/v1/workloads", []byte(tc.body))
+			a, err := c.do(t, admin, http.MethodPost, "/v1/workloads", []byte(tc.body))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if a.code != http.StatusBadRequest || a.errMsg == "" {
 				t.Errorf("gateway answered %d %q, want 400 with a message\n%s", a.code, a.errMsg, a.body)
 			}
-			out := c.ctlRefused(t, c.writeFile(name+".txt", tc.body))
+			out := c.ctlRefused(t, c.writeFile(t, name+".txt", tc.body))
 			if !strings.Contains(strings.ToLower(out), "invalid") {
 				t.Errorf("persysctl output does not say the document is invalid:\n%s", out)
 			}
@@ -271,7 +289,7 @@ func TestBadInputRefused(t *testing.T) {
 	valid := c.smallManifest("bad-auth-"+c.nodeID, "", "", "10m", "8Mi")
 
 	t.Run("no client certificate", func(t *testing.T) {
-		a, err := c.do(c.httpsClient(), http.MethodPost, "/v1/workloads", []byte(valid))
+		a, err := c.do(t, c.httpsClient(t), http.MethodPost, "/v1/workloads", []byte(valid))
 		if err == nil {
 			t.Fatalf("request without a client certificate got an HTTP answer %d:\n%s", a.code, a.body)
 		}
@@ -285,7 +303,7 @@ func TestBadInputRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		foreign := issued(t, other, "admin", pki.RoleAdmin)
-		cl := c.httpsClient()
+		cl := c.httpsClient(t)
 		// Go's client only offers a certificate issued by a CA the server
 		// lists as acceptable; present the foreign one regardless, so the
 		// server's verification is what refuses it.
@@ -294,7 +312,7 @@ func TestBadInputRefused(t *testing.T) {
 			offered <- struct{}{}
 			return &foreign, nil
 		}
-		a, err := c.do(cl, http.MethodPost, "/v1/workloads", []byte(valid))
+		a, err := c.do(t, cl, http.MethodPost, "/v1/workloads", []byte(valid))
 		if err == nil {
 			t.Fatalf("request with a foreign certificate got an HTTP answer %d:\n%s", a.code, a.body)
 		}
@@ -310,16 +328,16 @@ func TestBadInputRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		viewer := c.httpsClient(issued(t, ca, "watcher", pki.RoleViewer))
+		viewer := c.httpsClient(t, issued(t, ca, "watcher", pki.RoleViewer))
 		// The certificate itself is good: a viewer may read.
-		a, err := c.do(viewer, http.MethodGet, "/v1/workloads", nil)
+		a, err := c.do(t, viewer, http.MethodGet, "/v1/workloads", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if a.code != http.StatusOK {
 			t.Fatalf("viewer GET /v1/workloads: %d, want 200\n%s", a.code, a.body)
 		}
-		a, err = c.do(viewer, http.MethodPost, "/v1/workloads", []byte(valid))
+		a, err = c.do(t, viewer, http.MethodPost, "/v1/workloads", []byte(valid))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,7 +357,7 @@ func TestBadInputRefused(t *testing.T) {
 func TestObservabilityEndpoints(t *testing.T) {
 	c := newCluster(t)
 	name := "obs-" + c.nodeID
-	path := c.writeFile(name+".yaml", c.smallManifest(name, "", "", "10m", "8Mi"))
+	path := c.writeFile(t, name+".yaml", c.smallManifest(name, "", "", "10m", "8Mi"))
 	c.mustCtl("apply", "-f", path, "--wait", "--timeout", "2m")
 
 	want := map[string][]string{
@@ -367,14 +385,17 @@ func TestObservabilityEndpoints(t *testing.T) {
 			if body, err := httpGet(base + "/healthz"); err != nil {
 				t.Errorf("healthz: %v\n%s", err, body)
 			}
-			if body, err := httpGet(base + "/readyz"); err != nil {
-				t.Errorf("readyz: %v\n%s", err, body)
-			}
+			// Readiness is a state that may flip (a node re-registering);
+			// it must be reached, not be there at one instant.
+			eventually(t, daemon+" /readyz 200", 30*time.Second, func() (bool, string) {
+				body, err := httpGet(base + "/readyz")
+				return err == nil, fmt.Sprintf("%v %s", err, strings.TrimSpace(body))
+			})
 		})
 	}
 
 	t.Run("openapi", func(t *testing.T) {
-		a, err := c.do(c.httpsClient(c.adminCert()), http.MethodGet, "/openapi.json", nil)
+		a, err := c.do(t, c.httpsClient(t, c.adminCert(t)), http.MethodGet, "/openapi.json", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
