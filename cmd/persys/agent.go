@@ -163,7 +163,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		return fmt.Errorf("docker client: %w", err)
 	}
 	defer dockerCli.Close()
-	dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log})
+	dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log, NodeID: o.nodeID})
 	if err != nil {
 		return fmt.Errorf("docker runtime: %w", err)
 	}

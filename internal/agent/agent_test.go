@@ -240,7 +240,7 @@ func (e *env) spec(cpu, mem int64) *persysv1.WorkloadSpec {
 
 func (e *env) runtime(t *testing.T) *docker.Runtime {
 	t.Helper()
-	rt, err := docker.New(docker.Options{Client: e.cli, Logger: testLogger(), StopTimeout: 2 * time.Second})
+	rt, err := docker.New(docker.Options{Client: e.cli, Logger: testLogger(), StopTimeout: 2 * time.Second, NodeID: nodeID})
 	if err != nil {
 		t.Fatal(err)
 	}

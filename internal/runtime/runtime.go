@@ -83,6 +83,9 @@ const (
 	LabelWorkload = "persys.workload"
 	LabelUID      = "persys.uid"
 	LabelRevision = "persys.revision"
+	// LabelNode names the node whose agent created it, so agents that share
+	// one engine (tests, several agents on one host) keep apart.
+	LabelNode = "persys.node"
 )
 
 // MessageOf returns the human part of err: a Failure's message (and cause)

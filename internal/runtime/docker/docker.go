@@ -45,6 +45,11 @@ type Options struct {
 	StopTimeout time.Duration
 	// PullTimeout bounds pulling a missing image. Zero: 5m.
 	PullTimeout time.Duration
+	// NodeID, when set, labels every container with runtime.LabelNode and
+	// limits list, status, delete and watch to that node's containers, so
+	// several agents sharing one engine never see (and never collect as
+	// orphans) each other's workloads.
+	NodeID string
 }
 
 // Runtime runs container workloads on one Docker engine. It is safe for
@@ -55,6 +60,7 @@ type Runtime struct {
 	log         *slog.Logger
 	stopTimeout time.Duration
 	pullTimeout time.Duration
+	nodeID      string
 	locks       keyedMutex
 }
 
@@ -71,6 +77,7 @@ func New(opts Options) (*Runtime, error) {
 		log:         opts.Logger,
 		stopTimeout: opts.StopTimeout,
 		pullTimeout: opts.PullTimeout,
+		nodeID:      opts.NodeID,
 	}
 	if r.cli == nil {
 		cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -111,6 +118,9 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	spec, err := buildCreateSpec(inst, r.stopSeconds())
 	if err != nil {
 		return nil, false, err
+	}
+	if r.nodeID != "" {
+		spec.config.Labels[runtime.LabelNode] = r.nodeID
 	}
 	unlock := r.locks.lock(inst.Name)
 	defer unlock()
@@ -359,13 +369,16 @@ func missing(name string) *persysv1.WorkloadStatus {
 	}
 }
 
-// managedFilter selects this runtime's containers, optionally of one
-// workload name and uid.
-func managedFilter(name, uid string) filters.Args {
+// managedFilter selects this runtime's containers on this node, optionally
+// of one workload name and uid.
+func (r *Runtime) managedFilter(name, uid string) filters.Args {
 	f := filters.NewArgs(
 		filters.Arg("label", runtime.LabelManaged+"=true"),
 		filters.Arg("label", LabelRuntime+"="+runtimeName),
 	)
+	if r.nodeID != "" {
+		f.Add("label", runtime.LabelNode+"="+r.nodeID)
+	}
 	if name != "" {
 		f.Add("label", runtime.LabelWorkload+"="+name)
 	}
@@ -376,7 +389,7 @@ func managedFilter(name, uid string) filters.Args {
 }
 
 func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
-	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: managedFilter(name, uid)})
+	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: r.managedFilter(name, uid)})
 	if err != nil {
 		return nil, fmt.Errorf("container list: %w", err)
 	}

@@ -462,3 +462,42 @@ func get(ctx context.Context, url string) (string, error) {
 }
 
 func itoa(p uint32) string { return strconv.FormatUint(uint64(p), 10) }
+
+// Two agents sharing one engine each see only their own node's containers,
+// so neither reports (and the scheduler never collects as an orphan) what
+// the other runs.
+func TestNodeScopedRuntimes(t *testing.T) {
+	e := newEnv(t)
+	mk := func(node string) *Runtime {
+		rt, err := New(Options{Client: e.cli, StopTimeout: 2 * time.Second, NodeID: node})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}
+	a, b := mk("node-a-"+randHex(t, 3)), mk("node-b-"+randHex(t, 3))
+	name, uid := e.workload("scoped")
+	st, _, err := a.Apply(t.Context(), runtime.Instance{Name: name, UID: uid, Revision: 1, Spec: e.spec(&persysv1.ContainerSpec{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.cli.ContainerInspect(t.Context(), st.GetRuntimeId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Config.Labels[runtime.LabelNode] != a.nodeID {
+		t.Fatalf("node label = %q, want %q", info.Config.Labels[runtime.LabelNode], a.nodeID)
+	}
+	if n := countListed(t, a, name); n != 1 {
+		t.Fatalf("owner lists %d copies, want 1", n)
+	}
+	if n := countListed(t, b, name); n != 0 {
+		t.Fatalf("another node's runtime lists %d copies, want 0", n)
+	}
+	if existed, err := b.Delete(t.Context(), name, ""); err != nil || existed {
+		t.Fatalf("another node's Delete = %v, %v; want false, nil", existed, err)
+	}
+	if n := countListed(t, a, name); n != 1 {
+		t.Fatalf("after the other node's delete the owner lists %d copies, want 1", n)
+	}
+}

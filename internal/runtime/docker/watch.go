@@ -40,7 +40,7 @@ func (r *Runtime) watchLoop(ctx context.Context, since time.Time, out chan<- str
 		maxBackoff = 5 * time.Second
 	)
 	backoff := minBackoff
-	f := managedFilter("", "")
+	f := r.managedFilter("", "")
 	f.Add("type", string(events.ContainerEventType))
 	for _, a := range watchActions {
 		f.Add("event", string(a))
