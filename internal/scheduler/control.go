@@ -28,6 +28,9 @@ func (s *Scheduler) Service() persysv1.ControlServiceServer { return &controlSer
 type controlService struct {
 	persysv1.UnimplementedControlServiceServer
 	s *Scheduler
+	// stop ends open WatchWorkload streams when the server shuts down; a
+	// graceful stop waits for every stream, and a watch never ends alone.
+	stop <-chan struct{}
 }
 
 // Which roles may call which methods: agents register and heartbeat, the
@@ -55,6 +58,17 @@ func authorizeMethod(ctx context.Context, method string) (pki.Identity, error) {
 		return id, status.Errorf(codes.PermissionDenied, "%s requires role gateway or admin, caller %q has role %s", method, id.CommonName, id.Role)
 	}
 	return id, nil
+}
+
+// loading refuses calls until the cache holds its first consistent
+// snapshot of etcd. An empty cache would answer NotFound for workloads that
+// exist, and would take every workload a registering node reports for an
+// orphan and delete it.
+func (s *Scheduler) loading() error {
+	if s.Ready() != nil {
+		return status.Error(codes.Unavailable, "scheduler is loading its state from etcd; retry shortly")
+	}
+	return nil
 }
 
 type callerKey struct{}
@@ -125,6 +139,9 @@ func toStatus(err error) error {
 }
 
 func (c *controlService) RegisterNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	if err := validateNodeCall(ctx, req.GetNodeId()); err != nil {
 		return nil, err
 	}
@@ -139,6 +156,9 @@ func (c *controlService) RegisterNode(ctx context.Context, req *persysv1.Registe
 }
 
 func (c *controlService) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	if err := validateNodeCall(ctx, req.GetNodeId()); err != nil {
 		return nil, err
 	}
@@ -159,6 +179,9 @@ func validateNodeCall(ctx context.Context, nodeID string) error {
 }
 
 func (c *controlService) ApplyWorkload(ctx context.Context, req *persysv1.ApplyRequest) (*persysv1.ApplyResponse, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	if err := manifest.ValidateSpec(req.GetName(), req.GetSpec()); err != nil {
 		return nil, toStatus(err)
 	}
@@ -170,6 +193,9 @@ func (c *controlService) ApplyWorkload(ctx context.Context, req *persysv1.ApplyR
 }
 
 func (c *controlService) GetWorkload(ctx context.Context, req *persysv1.GetWorkloadRequest) (*persysv1.WorkloadView, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	v := c.s.viewOf(req.GetName(), req.GetWithEvents(), ctx)
 	if v == nil {
 		return nil, status.Errorf(codes.NotFound, "workload %q not found", req.GetName())
@@ -178,6 +204,9 @@ func (c *controlService) GetWorkload(ctx context.Context, req *persysv1.GetWorkl
 }
 
 func (c *controlService) ListWorkloads(ctx context.Context, req *persysv1.ListWorkloadsRequest) (*persysv1.ListWorkloadsResponse, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	c.s.mu.Lock()
 	names := make([]string, 0, len(c.s.workloads))
 	for name, e := range c.s.workloads {
@@ -197,6 +226,9 @@ func (c *controlService) ListWorkloads(ctx context.Context, req *persysv1.ListWo
 }
 
 func (c *controlService) DeleteWorkload(ctx context.Context, req *persysv1.DeleteRequest) (*persysv1.DeleteResponse, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	if err := c.s.deleteWorkload(ctx, req.GetName()); err != nil {
 		return nil, toStatus(err)
 	}
@@ -204,6 +236,9 @@ func (c *controlService) DeleteWorkload(ctx context.Context, req *persysv1.Delet
 }
 
 func (c *controlService) RetryWorkload(ctx context.Context, req *persysv1.RetryRequest) (*persysv1.WorkloadView, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	c.s.mu.Lock()
 	e := c.s.workloads[req.GetName()]
 	if e != nil {
@@ -219,6 +254,9 @@ func (c *controlService) RetryWorkload(ctx context.Context, req *persysv1.RetryR
 }
 
 func (c *controlService) WatchWorkload(req *persysv1.GetWorkloadRequest, stream grpc.ServerStreamingServer[persysv1.WorkloadView]) error {
+	if err := c.s.loading(); err != nil {
+		return err
+	}
 	ctx := stream.Context()
 	ch, cancel := c.s.subscribe(req.GetName())
 	defer cancel()
@@ -237,16 +275,24 @@ func (c *controlService) WatchWorkload(req *persysv1.GetWorkloadRequest, stream 
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-c.stop:
+			return status.Error(codes.Unavailable, "scheduler is shutting down")
 		case <-ch:
 		}
 	}
 }
 
 func (c *controlService) ListNodes(ctx context.Context, _ *persysv1.ListNodesRequest) (*persysv1.ListNodesResponse, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	return &persysv1.ListNodesResponse{Nodes: c.s.nodeViews("")}, nil
 }
 
 func (c *controlService) GetNode(ctx context.Context, req *persysv1.GetNodeRequest) (*persysv1.Node, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	nodes := c.s.nodeViews(req.GetId())
 	if len(nodes) == 0 {
 		return nil, status.Errorf(codes.NotFound, "node %q not found", req.GetId())
@@ -255,6 +301,9 @@ func (c *controlService) GetNode(ctx context.Context, req *persysv1.GetNodeReque
 }
 
 func (c *controlService) GetClusterSummary(ctx context.Context, _ *persysv1.ClusterSummaryRequest) (*persysv1.ClusterSummary, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	out := &persysv1.ClusterSummary{WorkloadsByState: map[string]int32{}, Capacity: &persysv1.Resources{}, Allocated: &persysv1.Resources{}}
 	for _, n := range c.s.nodeViews("") {
 		out.NodesTotal++
@@ -278,6 +327,9 @@ func (c *controlService) GetClusterSummary(ctx context.Context, _ *persysv1.Clus
 }
 
 func (c *controlService) ListEvents(ctx context.Context, req *persysv1.ListEventsRequest) (*persysv1.ListEventsResponse, error) {
+	if err := c.s.loading(); err != nil {
+		return nil, err
+	}
 	if req.GetLimit() < 0 || req.GetLimit() > 10000 {
 		return nil, status.Error(codes.InvalidArgument, "limit: must be between 0 and 10000")
 	}

@@ -57,6 +57,8 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	for _, n := range names {
 		s.queue.Add(n)
 	}
+	// A node that joins or returns may be where a pending workload fits.
+	s.queuePending()
 	return &persysv1.RegisterNodeResponse{
 		HeartbeatIntervalMs: s.cfg.HeartbeatInterval.Milliseconds(),
 		LeaseTtlSeconds:     int64(s.cfg.LeaseTTL / time.Second),
@@ -128,7 +130,13 @@ func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadSt
 		}
 	}
 	ne.reports = next
-	ne.reported = true
+	if !ne.reported {
+		// The node's first full list since this scheduler started or since
+		// the node came back: its assigned workloads waited for it (see
+		// reconcileOnce), those it does not run included.
+		ne.reported = true
+		changed = append(changed, s.assignedLocked(nodeID)...)
+	}
 	s.mu.Unlock()
 
 	for _, n := range changed {

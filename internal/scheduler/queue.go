@@ -16,8 +16,14 @@ type queue struct {
 	queued     map[string]bool
 	processing map[string]bool
 	dirty      map[string]bool
-	timers     map[string]*time.Timer
+	timers     map[string]*delayed
 	closed     bool
+}
+
+// delayed is a pending AddAfter: its timer and when it fires.
+type delayed struct {
+	timer *time.Timer
+	at    time.Time
 }
 
 func newQueue() *queue {
@@ -25,7 +31,7 @@ func newQueue() *queue {
 		queued:     map[string]bool{},
 		processing: map[string]bool{},
 		dirty:      map[string]bool{},
-		timers:     map[string]*time.Timer{},
+		timers:     map[string]*delayed{},
 	}
 	q.cond = sync.NewCond(&q.mu)
 	return q
@@ -42,8 +48,8 @@ func (q *queue) addLocked(key string) {
 	if q.closed {
 		return
 	}
-	if t, ok := q.timers[key]; ok {
-		t.Stop()
+	if d, ok := q.timers[key]; ok {
+		d.timer.Stop()
 		delete(q.timers, key)
 	}
 	if q.processing[key] {
@@ -58,8 +64,8 @@ func (q *queue) addLocked(key string) {
 	q.cond.Signal()
 }
 
-// AddAfter queues key after d, unless it is queued earlier by Add. A later
-// AddAfter for the same key keeps the earlier deadline.
+// AddAfter queues key after d, unless it is queued earlier by Add. Of two
+// pending AddAfter calls for one key the sooner deadline wins.
 func (q *queue) AddAfter(key string, d time.Duration) {
 	if d <= 0 {
 		q.Add(key)
@@ -70,15 +76,26 @@ func (q *queue) AddAfter(key string, d time.Duration) {
 	if q.closed || q.queued[key] {
 		return
 	}
-	if _, ok := q.timers[key]; ok {
-		return
+	at := time.Now().Add(d)
+	if prev, ok := q.timers[key]; ok {
+		if !at.Before(prev.at) {
+			return
+		}
+		prev.timer.Stop()
 	}
-	q.timers[key] = time.AfterFunc(d, func() {
+	entry := &delayed{at: at}
+	entry.timer = time.AfterFunc(d, func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
+		// A timer stopped too late to prevent this call was replaced or
+		// superseded meanwhile: only the current entry may add the key.
+		if q.timers[key] != entry {
+			return
+		}
 		delete(q.timers, key)
 		q.addLocked(key)
 	})
+	q.timers[key] = entry
 }
 
 // Get blocks until a key is ready or the queue is closed (ok false).
@@ -122,8 +139,8 @@ func (q *queue) Close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	for k, t := range q.timers {
-		t.Stop()
+	for k, d := range q.timers {
+		d.timer.Stop()
 		delete(q.timers, k)
 	}
 	q.cond.Broadcast()

@@ -38,6 +38,10 @@ type view struct {
 	assignRv int64
 	addr     string
 	in       reconcile.Input
+	// unreported is true while the assigned node is alive but has not sent
+	// its full list since this scheduler started or since it came back:
+	// the absence of a report then means nothing yet.
+	unreported bool
 }
 
 func (s *Scheduler) snapshotFor(name string) (view, bool) {
@@ -65,6 +69,7 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 		v.in.Node = e.assignment.GetNodeId()
 		if ne := s.nodes[v.in.Node]; ne != nil {
 			v.in.NodeReady = ne.alive
+			v.unreported = ne.alive && !ne.reported
 			v.addr = ne.node.GetAddress()
 			if r := ne.reports[name]; r != nil {
 				v.in.Observed = &reconcile.Observed{UID: r.GetUid(), Revision: r.GetRevision(), State: r.GetState(),
@@ -80,6 +85,11 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 	v, ok := s.snapshotFor(name)
 	if !ok {
+		return false
+	}
+	if v.unreported && !v.in.Deleting {
+		// Wait for the node's report instead of re-applying blindly; the
+		// report queues this workload again (processReports).
 		return false
 	}
 	plan := reconcile.Decide(v.in)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -13,19 +14,29 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
+// gracefulStopTimeout bounds how long Serve waits for running calls when
+// its context ends before it cuts them off.
+const gracefulStopTimeout = 10 * time.Second
+
 // Serve serves ControlService and the gRPC health protocol on ln with mTLS
 // until ctx ends. The health status turns SERVING once the cache is loaded.
+// It returns once the server has stopped: open WatchWorkload streams end
+// with Unavailable and other calls get gracefulStopTimeout to finish.
 func Serve(ctx context.Context, ln net.Listener, s *Scheduler, tlsCfg *tls.Config) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(UnaryAuth),
 		grpc.ChainStreamInterceptor(StreamAuth),
 	)
-	persysv1.RegisterControlServiceServer(srv, s.Service())
+	persysv1.RegisterControlServiceServer(srv, &controlService{s: s, stop: ctx.Done()})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		select {
 		case <-s.loadedCh:
 			hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -33,10 +44,22 @@ func Serve(ctx context.Context, ln net.Listener, s *Scheduler, tlsCfg *tls.Confi
 		}
 		<-ctx.Done()
 		hs.Shutdown()
-		srv.GracefulStop()
+		graceful := make(chan struct{})
+		go func() { srv.GracefulStop(); close(graceful) }()
+		t := time.NewTimer(gracefulStopTimeout)
+		defer t.Stop()
+		select {
+		case <-graceful:
+		case <-t.C:
+			srv.Stop()
+			<-graceful
+		}
 	}()
 	err := srv.Serve(ln)
-	if ctx.Err() != nil {
+	done := ctx.Err() != nil
+	cancel()
+	<-stopped
+	if done {
 		return nil
 	}
 	return err

@@ -100,7 +100,8 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 }
 
 // setAlive records a node's liveness; losing it marks the node NotReady in
-// etcd (one write per transition) and re-reconciles its workloads.
+// etcd (one write per transition) and re-reconciles its workloads; gaining
+// it re-reconciles them and the pending ones.
 func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 	s.mu.Lock()
 	ne := s.nodes[id]
@@ -129,7 +130,11 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 	names := s.assignedLocked(id)
 	s.mu.Unlock()
 
-	if node != nil {
+	// Only a loss is recorded here. A lease appears when a node registers,
+	// and registration writes the whole record itself: writing the cached
+	// copy here as well would race with it and could leave a stale or bare
+	// record (no address, capabilities or lease) in etcd.
+	if node != nil && !alive {
 		if err := s.store.PutNode(ctx, node); err != nil {
 			s.log.Error("record node state", "node", id, "state", want.String(), "err", err)
 		}
@@ -146,6 +151,9 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 	}
 	for _, n := range names {
 		s.queue.Add(n)
+	}
+	if alive && !was {
+		s.queuePending()
 	}
 }
 
