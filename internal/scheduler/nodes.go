@@ -47,7 +47,8 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	if err := s.store.PutNode(ctx, node); err != nil {
 		return nil, fmt.Errorf("store node %s: %w", id, err)
 	}
-	s.agents().forget(id)
+	// The connection pool redials by itself when the address changed; an
+	// unchanged one keeps serving calls that are in flight.
 	s.log.Info("node registered", "node", id, "address", req.GetAddress(), "workloads", len(req.GetWorkloads()))
 	s.events.add(&persysv1.Event{Type: "NodeRegistered", NodeId: id, Message: "registered at " + req.GetAddress()})
 	s.processReports(id, req.GetWorkloads())
@@ -156,20 +157,27 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 		s.mu.Unlock()
 		return
 	}
+	runCtx := s.runCtx
+	if runCtx == nil || runCtx.Err() != nil {
+		s.mu.Unlock()
+		return
+	}
 	s.orphanInflight[key] = true
 	addr := ""
 	if ne := s.nodes[nodeID]; ne != nil {
 		addr = ne.node.GetAddress()
 	}
+	s.background.Add(1)
 	s.mu.Unlock()
 
 	go func() {
+		defer s.background.Done()
 		defer func() {
 			s.mu.Lock()
 			delete(s.orphanInflight, key)
 			s.mu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ApplyTimeout)
+		ctx, cancel := context.WithTimeout(runCtx, s.cfg.ApplyTimeout)
 		defer cancel()
 		cli, err := s.agents().client(nodeID, addr)
 		if err == nil {

@@ -267,10 +267,12 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		}
 		s.metrics.applies.WithLabelValues("error").Inc()
 		s.log.Warn("apply failed", "workload", name, "node", node, "revision", v.w.GetRevision(), "attempt", attempt, "err", err)
+		// Not FAILED: the call is retried with backoff, and the agent may
+		// well have applied it. The reason says why it is not running yet.
 		s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), NodeId: node,
-			Revision: v.w.GetRevision(), State: persysv1.ActualState_ACTUAL_STATE_FAILED,
+			Revision: v.w.GetRevision(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
 			Reason:  persysv1.FailureReason_FAILURE_REASON_AGENT_UNREACHABLE,
-			Message: "agent call failed: " + err.Error()})
+			Message: fmt.Sprintf("agent call failed (attempt %d, next in %s): %v", attempt, delay, err)})
 		s.queue.AddAfter(name, delay)
 		return
 	}

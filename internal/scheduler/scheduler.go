@@ -97,6 +97,10 @@ type Scheduler struct {
 
 	poolOnce sync.Once
 	pool     *agentPool
+	// runCtx is Run's context; background counts the goroutines started
+	// from request handlers (orphan removals) that Run waits for.
+	runCtx     context.Context
+	background sync.WaitGroup
 	// loadedCh is closed once the first snapshot is in the cache.
 	loadedCh   chan struct{}
 	loadedOnce sync.Once
@@ -171,6 +175,9 @@ func (s *Scheduler) Ready() error {
 func (s *Scheduler) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.mu.Lock()
+	s.runCtx = ctx
+	s.mu.Unlock()
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -193,6 +200,11 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	s.queue.Close()
 	cancel()
 	wg.Wait()
+	// No orphan removal starts after this: they check runCtx under mu.
+	s.mu.Lock()
+	s.runCtx = nil
+	s.mu.Unlock()
+	s.background.Wait()
 	s.agentsClose()
 	if ctx.Err() != nil {
 		return nil
