@@ -21,6 +21,337 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CordonRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CordonRequest) Reset() {
+	*x = CordonRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CordonRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CordonRequest) ProtoMessage() {}
+
+func (x *CordonRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CordonRequest.ProtoReflect.Descriptor instead.
+func (*CordonRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CordonRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DrainRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// How long to wait for replacements; 0 means 2 minutes.
+	TimeoutSeconds int64 `protobuf:"varint,2,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DrainRequest) Reset() {
+	*x = DrainRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainRequest) ProtoMessage() {}
+
+func (x *DrainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
+func (*DrainRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DrainRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DrainRequest) GetTimeoutSeconds() int64 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+type DrainResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Workload string                 `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
+	// moved, unmoved
+	Result        string        `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	ToNode        string        `protobuf:"bytes,3,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	Reason        FailureReason `protobuf:"varint,4,opt,name=reason,proto3,enum=persys.v1.FailureReason" json:"reason,omitempty"`
+	Message       string        `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResult) Reset() {
+	*x = DrainResult{}
+	mi := &file_persys_v1_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResult) ProtoMessage() {}
+
+func (x *DrainResult) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResult.ProtoReflect.Descriptor instead.
+func (*DrainResult) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DrainResult) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *DrainResult) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *DrainResult) GetToNode() string {
+	if x != nil {
+		return x.ToNode
+	}
+	return ""
+}
+
+func (x *DrainResult) GetReason() FailureReason {
+	if x != nil {
+		return x.Reason
+	}
+	return FailureReason_FAILURE_REASON_UNSPECIFIED
+}
+
+func (x *DrainResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type DrainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Node          *Node                  `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	Workloads     []*DrainResult         `protobuf:"bytes,2,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	Complete      bool                   `protobuf:"varint,3,opt,name=complete,proto3" json:"complete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrainResponse) Reset() {
+	*x = DrainResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrainResponse) ProtoMessage() {}
+
+func (x *DrainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
+func (*DrainResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DrainResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+func (x *DrainResponse) GetWorkloads() []*DrainResult {
+	if x != nil {
+		return x.Workloads
+	}
+	return nil
+}
+
+func (x *DrainResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+type GetLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetLeaderRequest) Reset() {
+	*x = GetLeaderRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetLeaderRequest) ProtoMessage() {}
+
+func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
+func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{4}
+}
+
+type LeaderInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The leader's ControlService address; empty while no leader is known.
+	Address       string `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	IsLeader      bool   `protobuf:"varint,3,opt,name=is_leader,json=isLeader,proto3" json:"is_leader,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaderInfo) Reset() {
+	*x = LeaderInfo{}
+	mi := &file_persys_v1_control_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaderInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaderInfo) ProtoMessage() {}
+
+func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
+func (*LeaderInfo) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LeaderInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *LeaderInfo) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *LeaderInfo) GetIsLeader() bool {
+	if x != nil {
+		return x.IsLeader
+	}
+	return false
+}
+
 type RegisterNodeRequest struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	NodeId       string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -34,7 +365,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[0]
+	mi := &file_persys_v1_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +377,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[0]
+	mi := &file_persys_v1_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +390,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RegisterNodeRequest) GetNodeId() string {
@@ -100,7 +431,7 @@ type RegisterNodeResponse struct {
 
 func (x *RegisterNodeResponse) Reset() {
 	*x = RegisterNodeResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[1]
+	mi := &file_persys_v1_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +443,7 @@ func (x *RegisterNodeResponse) String() string {
 func (*RegisterNodeResponse) ProtoMessage() {}
 
 func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[1]
+	mi := &file_persys_v1_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +456,7 @@ func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RegisterNodeResponse) GetHeartbeatIntervalMs() int64 {
@@ -154,7 +485,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[2]
+	mi := &file_persys_v1_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -166,7 +497,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[2]
+	mi := &file_persys_v1_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -179,7 +510,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -214,7 +545,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[3]
+	mi := &file_persys_v1_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +557,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[3]
+	mi := &file_persys_v1_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +570,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -260,7 +591,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[4]
+	mi := &file_persys_v1_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -272,7 +603,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[4]
+	mi := &file_persys_v1_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -285,7 +616,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ApplyRequest) GetName() string {
@@ -320,7 +651,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[5]
+	mi := &file_persys_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -332,7 +663,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[5]
+	mi := &file_persys_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -345,7 +676,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ApplyResponse) GetWorkload() *WorkloadView {
@@ -375,7 +706,7 @@ type WorkloadView struct {
 
 func (x *WorkloadView) Reset() {
 	*x = WorkloadView{}
-	mi := &file_persys_v1_control_proto_msgTypes[6]
+	mi := &file_persys_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +718,7 @@ func (x *WorkloadView) String() string {
 func (*WorkloadView) ProtoMessage() {}
 
 func (x *WorkloadView) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[6]
+	mi := &file_persys_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +731,7 @@ func (x *WorkloadView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadView.ProtoReflect.Descriptor instead.
 func (*WorkloadView) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WorkloadView) GetWorkload() *Workload {
@@ -441,7 +772,7 @@ type GetWorkloadRequest struct {
 
 func (x *GetWorkloadRequest) Reset() {
 	*x = GetWorkloadRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[7]
+	mi := &file_persys_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -453,7 +784,7 @@ func (x *GetWorkloadRequest) String() string {
 func (*GetWorkloadRequest) ProtoMessage() {}
 
 func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[7]
+	mi := &file_persys_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -466,7 +797,7 @@ func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetWorkloadRequest) GetName() string {
@@ -492,7 +823,7 @@ type ListWorkloadsRequest struct {
 
 func (x *ListWorkloadsRequest) Reset() {
 	*x = ListWorkloadsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[8]
+	mi := &file_persys_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +835,7 @@ func (x *ListWorkloadsRequest) String() string {
 func (*ListWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[8]
+	mi := &file_persys_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,7 +848,7 @@ func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListWorkloadsRequest) GetLabelSelector() map[string]string {
@@ -536,7 +867,7 @@ type ListWorkloadsResponse struct {
 
 func (x *ListWorkloadsResponse) Reset() {
 	*x = ListWorkloadsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[9]
+	mi := &file_persys_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +879,7 @@ func (x *ListWorkloadsResponse) String() string {
 func (*ListWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[9]
+	mi := &file_persys_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +892,7 @@ func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListWorkloadsResponse) GetWorkloads() []*WorkloadView {
@@ -580,7 +911,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[10]
+	mi := &file_persys_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -592,7 +923,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[10]
+	mi := &file_persys_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -605,7 +936,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteRequest) GetName() string {
@@ -623,7 +954,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[11]
+	mi := &file_persys_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -635,7 +966,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[11]
+	mi := &file_persys_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -648,7 +979,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 type RetryRequest struct {
@@ -660,7 +991,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[12]
+	mi := &file_persys_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +1003,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[12]
+	mi := &file_persys_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +1016,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RetryRequest) GetName() string {
@@ -703,7 +1034,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[13]
+	mi := &file_persys_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +1046,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[13]
+	mi := &file_persys_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +1059,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 type ListNodesResponse struct {
@@ -740,7 +1071,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[14]
+	mi := &file_persys_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +1083,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[14]
+	mi := &file_persys_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +1096,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -784,7 +1115,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[15]
+	mi := &file_persys_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +1127,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[15]
+	mi := &file_persys_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +1140,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetNodeRequest) GetId() string {
@@ -827,7 +1158,7 @@ type ClusterSummaryRequest struct {
 
 func (x *ClusterSummaryRequest) Reset() {
 	*x = ClusterSummaryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[16]
+	mi := &file_persys_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +1170,7 @@ func (x *ClusterSummaryRequest) String() string {
 func (*ClusterSummaryRequest) ProtoMessage() {}
 
 func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[16]
+	mi := &file_persys_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1183,7 @@ func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummaryRequest.ProtoReflect.Descriptor instead.
 func (*ClusterSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 type ListEventsRequest struct {
@@ -865,7 +1196,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[17]
+	mi := &file_persys_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1208,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[17]
+	mi := &file_persys_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1221,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEventsRequest) GetWorkload() string {
@@ -916,7 +1247,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[18]
+	mi := &file_persys_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1259,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[18]
+	mi := &file_persys_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1272,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -955,7 +1286,28 @@ var File_persys_v1_control_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\"\xc2\x01\n" +
+	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\"\x1f\n" +
+	"\rCordonRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"G\n" +
+	"\fDrainRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
+	"\x0ftimeout_seconds\x18\x02 \x01(\x03R\x0etimeoutSeconds\"\xa6\x01\n" +
+	"\vDrainResult\x12\x1a\n" +
+	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\x12\x17\n" +
+	"\ato_node\x18\x03 \x01(\tR\x06toNode\x120\n" +
+	"\x06reason\x18\x04 \x01(\x0e2\x18.persys.v1.FailureReasonR\x06reason\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\"\x86\x01\n" +
+	"\rDrainResponse\x12#\n" +
+	"\x04node\x18\x01 \x01(\v2\x0f.persys.v1.NodeR\x04node\x124\n" +
+	"\tworkloads\x18\x02 \x03(\v2\x16.persys.v1.DrainResultR\tworkloads\x12\x1a\n" +
+	"\bcomplete\x18\x03 \x01(\bR\bcomplete\"\x12\n" +
+	"\x10GetLeaderRequest\"S\n" +
+	"\n" +
+	"LeaderInfo\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1b\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\xc2\x01\n" +
 	"\x13RegisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12?\n" +
@@ -1015,7 +1367,7 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\">\n" +
 	"\x12ListEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events2\xf9\x06\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events2\xee\b\n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
@@ -1029,7 +1381,12 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\aGetNode\x12\x19.persys.v1.GetNodeRequest\x1a\x0f.persys.v1.Node\x12P\n" +
 	"\x11GetClusterSummary\x12 .persys.v1.ClusterSummaryRequest\x1a\x19.persys.v1.ClusterSummary\x12I\n" +
 	"\n" +
-	"ListEvents\x12\x1c.persys.v1.ListEventsRequest\x1a\x1d.persys.v1.ListEventsResponseB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"ListEvents\x12\x1c.persys.v1.ListEventsRequest\x1a\x1d.persys.v1.ListEventsResponse\x127\n" +
+	"\n" +
+	"CordonNode\x12\x18.persys.v1.CordonRequest\x1a\x0f.persys.v1.Node\x129\n" +
+	"\fUncordonNode\x12\x18.persys.v1.CordonRequest\x1a\x0f.persys.v1.Node\x12>\n" +
+	"\tDrainNode\x12\x17.persys.v1.DrainRequest\x1a\x18.persys.v1.DrainResponse\x12?\n" +
+	"\tGetLeader\x12\x1b.persys.v1.GetLeaderRequest\x1a\x15.persys.v1.LeaderInfoB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_control_proto_rawDescOnce sync.Once
@@ -1043,84 +1400,102 @@ func file_persys_v1_control_proto_rawDescGZIP() []byte {
 	return file_persys_v1_control_proto_rawDescData
 }
 
-var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_persys_v1_control_proto_goTypes = []any{
-	(*RegisterNodeRequest)(nil),   // 0: persys.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),  // 1: persys.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),      // 2: persys.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 3: persys.v1.HeartbeatResponse
-	(*ApplyRequest)(nil),          // 4: persys.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 5: persys.v1.ApplyResponse
-	(*WorkloadView)(nil),          // 6: persys.v1.WorkloadView
-	(*GetWorkloadRequest)(nil),    // 7: persys.v1.GetWorkloadRequest
-	(*ListWorkloadsRequest)(nil),  // 8: persys.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil), // 9: persys.v1.ListWorkloadsResponse
-	(*DeleteRequest)(nil),         // 10: persys.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 11: persys.v1.DeleteResponse
-	(*RetryRequest)(nil),          // 12: persys.v1.RetryRequest
-	(*ListNodesRequest)(nil),      // 13: persys.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 14: persys.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),        // 15: persys.v1.GetNodeRequest
-	(*ClusterSummaryRequest)(nil), // 16: persys.v1.ClusterSummaryRequest
-	(*ListEventsRequest)(nil),     // 17: persys.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 18: persys.v1.ListEventsResponse
-	nil,                           // 19: persys.v1.ApplyRequest.LabelsEntry
-	nil,                           // 20: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	(*NodeCapabilities)(nil),      // 21: persys.v1.NodeCapabilities
-	(*WorkloadStatus)(nil),        // 22: persys.v1.WorkloadStatus
-	(*Resources)(nil),             // 23: persys.v1.Resources
-	(*WorkloadSpec)(nil),          // 24: persys.v1.WorkloadSpec
-	(*Workload)(nil),              // 25: persys.v1.Workload
-	(*Assignment)(nil),            // 26: persys.v1.Assignment
-	(*Event)(nil),                 // 27: persys.v1.Event
+	(*CordonRequest)(nil),         // 0: persys.v1.CordonRequest
+	(*DrainRequest)(nil),          // 1: persys.v1.DrainRequest
+	(*DrainResult)(nil),           // 2: persys.v1.DrainResult
+	(*DrainResponse)(nil),         // 3: persys.v1.DrainResponse
+	(*GetLeaderRequest)(nil),      // 4: persys.v1.GetLeaderRequest
+	(*LeaderInfo)(nil),            // 5: persys.v1.LeaderInfo
+	(*RegisterNodeRequest)(nil),   // 6: persys.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),  // 7: persys.v1.RegisterNodeResponse
+	(*HeartbeatRequest)(nil),      // 8: persys.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),     // 9: persys.v1.HeartbeatResponse
+	(*ApplyRequest)(nil),          // 10: persys.v1.ApplyRequest
+	(*ApplyResponse)(nil),         // 11: persys.v1.ApplyResponse
+	(*WorkloadView)(nil),          // 12: persys.v1.WorkloadView
+	(*GetWorkloadRequest)(nil),    // 13: persys.v1.GetWorkloadRequest
+	(*ListWorkloadsRequest)(nil),  // 14: persys.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil), // 15: persys.v1.ListWorkloadsResponse
+	(*DeleteRequest)(nil),         // 16: persys.v1.DeleteRequest
+	(*DeleteResponse)(nil),        // 17: persys.v1.DeleteResponse
+	(*RetryRequest)(nil),          // 18: persys.v1.RetryRequest
+	(*ListNodesRequest)(nil),      // 19: persys.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),     // 20: persys.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),        // 21: persys.v1.GetNodeRequest
+	(*ClusterSummaryRequest)(nil), // 22: persys.v1.ClusterSummaryRequest
+	(*ListEventsRequest)(nil),     // 23: persys.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 24: persys.v1.ListEventsResponse
+	nil,                           // 25: persys.v1.ApplyRequest.LabelsEntry
+	nil,                           // 26: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	(FailureReason)(0),            // 27: persys.v1.FailureReason
 	(*Node)(nil),                  // 28: persys.v1.Node
-	(*ClusterSummary)(nil),        // 29: persys.v1.ClusterSummary
+	(*NodeCapabilities)(nil),      // 29: persys.v1.NodeCapabilities
+	(*WorkloadStatus)(nil),        // 30: persys.v1.WorkloadStatus
+	(*Resources)(nil),             // 31: persys.v1.Resources
+	(*WorkloadSpec)(nil),          // 32: persys.v1.WorkloadSpec
+	(*Workload)(nil),              // 33: persys.v1.Workload
+	(*Assignment)(nil),            // 34: persys.v1.Assignment
+	(*Event)(nil),                 // 35: persys.v1.Event
+	(*ClusterSummary)(nil),        // 36: persys.v1.ClusterSummary
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
-	21, // 0: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
-	22, // 1: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	23, // 2: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
-	22, // 3: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	19, // 4: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	24, // 5: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	6,  // 6: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
-	25, // 7: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	22, // 8: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	26, // 9: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	27, // 10: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	20, // 11: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	6,  // 12: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	28, // 13: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	27, // 14: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	0,  // 15: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
-	2,  // 16: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
-	4,  // 17: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
-	7,  // 18: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
-	8,  // 19: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
-	10, // 20: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
-	12, // 21: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
-	7,  // 22: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
-	13, // 23: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
-	15, // 24: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
-	16, // 25: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
-	17, // 26: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
-	1,  // 27: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	3,  // 28: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	5,  // 29: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	6,  // 30: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	9,  // 31: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	11, // 32: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	6,  // 33: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	6,  // 34: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	14, // 35: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	28, // 36: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	29, // 37: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	18, // 38: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	27, // [27:39] is the sub-list for method output_type
-	15, // [15:27] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	27, // 0: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
+	28, // 1: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
+	2,  // 2: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
+	29, // 3: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
+	30, // 4: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	31, // 5: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
+	30, // 6: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	25, // 7: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	32, // 8: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	12, // 9: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
+	33, // 10: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	30, // 11: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	34, // 12: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	35, // 13: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	26, // 14: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	12, // 15: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
+	28, // 16: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	35, // 17: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	6,  // 18: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
+	8,  // 19: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
+	10, // 20: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
+	13, // 21: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
+	14, // 22: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
+	16, // 23: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
+	18, // 24: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
+	13, // 25: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
+	19, // 26: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
+	21, // 27: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
+	22, // 28: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
+	23, // 29: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
+	0,  // 30: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
+	0,  // 31: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
+	1,  // 32: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
+	4,  // 33: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
+	7,  // 34: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	9,  // 35: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	11, // 36: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	12, // 37: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	15, // 38: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	17, // 39: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	12, // 40: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	12, // 41: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	20, // 42: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	28, // 43: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	36, // 44: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	24, // 45: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	28, // 46: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	28, // 47: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	3,  // 48: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	5,  // 49: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	34, // [34:50] is the sub-list for method output_type
+	18, // [18:34] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }
@@ -1135,7 +1510,7 @@ func file_persys_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_control_proto_rawDesc), len(file_persys_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -31,6 +31,10 @@ const (
 	ControlService_GetNode_FullMethodName           = "/persys.v1.ControlService/GetNode"
 	ControlService_GetClusterSummary_FullMethodName = "/persys.v1.ControlService/GetClusterSummary"
 	ControlService_ListEvents_FullMethodName        = "/persys.v1.ControlService/ListEvents"
+	ControlService_CordonNode_FullMethodName        = "/persys.v1.ControlService/CordonNode"
+	ControlService_UncordonNode_FullMethodName      = "/persys.v1.ControlService/UncordonNode"
+	ControlService_DrainNode_FullMethodName         = "/persys.v1.ControlService/DrainNode"
+	ControlService_GetLeader_FullMethodName         = "/persys.v1.ControlService/GetLeader"
 )
 
 // ControlServiceClient is the client API for ControlService service.
@@ -56,6 +60,16 @@ type ControlServiceClient interface {
 	GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*Node, error)
 	GetClusterSummary(ctx context.Context, in *ClusterSummaryRequest, opts ...grpc.CallOption) (*ClusterSummary, error)
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
+	// Cordon stops new placements on a node; uncordon resumes them.
+	CordonNode(ctx context.Context, in *CordonRequest, opts ...grpc.CallOption) (*Node, error)
+	UncordonNode(ctx context.Context, in *CordonRequest, opts ...grpc.CallOption) (*Node, error)
+	// Drain cordons the node and moves each workload to another node, removing
+	// the old copy only once the new one runs. It answers when every workload
+	// moved or the deadline passed, listing what could not move and why.
+	DrainNode(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	// Who leads: followers answer every other write with FAILED_PRECONDITION
+	// and the leader's address in the "x-persys-leader" trailer.
+	GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*LeaderInfo, error)
 }
 
 type controlServiceClient struct {
@@ -195,6 +209,46 @@ func (c *controlServiceClient) ListEvents(ctx context.Context, in *ListEventsReq
 	return out, nil
 }
 
+func (c *controlServiceClient) CordonNode(ctx context.Context, in *CordonRequest, opts ...grpc.CallOption) (*Node, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Node)
+	err := c.cc.Invoke(ctx, ControlService_CordonNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) UncordonNode(ctx context.Context, in *CordonRequest, opts ...grpc.CallOption) (*Node, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Node)
+	err := c.cc.Invoke(ctx, ControlService_UncordonNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) DrainNode(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DrainResponse)
+	err := c.cc.Invoke(ctx, ControlService_DrainNode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*LeaderInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaderInfo)
+	err := c.cc.Invoke(ctx, ControlService_GetLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServiceServer is the server API for ControlService service.
 // All implementations must embed UnimplementedControlServiceServer
 // for forward compatibility.
@@ -218,6 +272,16 @@ type ControlServiceServer interface {
 	GetNode(context.Context, *GetNodeRequest) (*Node, error)
 	GetClusterSummary(context.Context, *ClusterSummaryRequest) (*ClusterSummary, error)
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
+	// Cordon stops new placements on a node; uncordon resumes them.
+	CordonNode(context.Context, *CordonRequest) (*Node, error)
+	UncordonNode(context.Context, *CordonRequest) (*Node, error)
+	// Drain cordons the node and moves each workload to another node, removing
+	// the old copy only once the new one runs. It answers when every workload
+	// moved or the deadline passed, listing what could not move and why.
+	DrainNode(context.Context, *DrainRequest) (*DrainResponse, error)
+	// Who leads: followers answer every other write with FAILED_PRECONDITION
+	// and the leader's address in the "x-persys-leader" trailer.
+	GetLeader(context.Context, *GetLeaderRequest) (*LeaderInfo, error)
 	mustEmbedUnimplementedControlServiceServer()
 }
 
@@ -263,6 +327,18 @@ func (UnimplementedControlServiceServer) GetClusterSummary(context.Context, *Clu
 }
 func (UnimplementedControlServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEvents not implemented")
+}
+func (UnimplementedControlServiceServer) CordonNode(context.Context, *CordonRequest) (*Node, error) {
+	return nil, status.Error(codes.Unimplemented, "method CordonNode not implemented")
+}
+func (UnimplementedControlServiceServer) UncordonNode(context.Context, *CordonRequest) (*Node, error) {
+	return nil, status.Error(codes.Unimplemented, "method UncordonNode not implemented")
+}
+func (UnimplementedControlServiceServer) DrainNode(context.Context, *DrainRequest) (*DrainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DrainNode not implemented")
+}
+func (UnimplementedControlServiceServer) GetLeader(context.Context, *GetLeaderRequest) (*LeaderInfo, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetLeader not implemented")
 }
 func (UnimplementedControlServiceServer) mustEmbedUnimplementedControlServiceServer() {}
 func (UnimplementedControlServiceServer) testEmbeddedByValue()                        {}
@@ -494,6 +570,78 @@ func _ControlService_ListEvents_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlService_CordonNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CordonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).CordonNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_CordonNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).CordonNode(ctx, req.(*CordonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_UncordonNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CordonRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).UncordonNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_UncordonNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).UncordonNode(ctx, req.(*CordonRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_DrainNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DrainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).DrainNode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_DrainNode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).DrainNode(ctx, req.(*DrainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_GetLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).GetLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_GetLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).GetLeader(ctx, req.(*GetLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlService_ServiceDesc is the grpc.ServiceDesc for ControlService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -544,6 +692,22 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEvents",
 			Handler:    _ControlService_ListEvents_Handler,
+		},
+		{
+			MethodName: "CordonNode",
+			Handler:    _ControlService_CordonNode_Handler,
+		},
+		{
+			MethodName: "UncordonNode",
+			Handler:    _ControlService_UncordonNode_Handler,
+		},
+		{
+			MethodName: "DrainNode",
+			Handler:    _ControlService_DrainNode_Handler,
+		},
+		{
+			MethodName: "GetLeader",
+			Handler:    _ControlService_GetLeader_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

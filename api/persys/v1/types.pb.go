@@ -344,6 +344,8 @@ const (
 	RejectReason_REJECT_REASON_INSUFFICIENT_MEMORY RejectReason = 5
 	RejectReason_REJECT_REASON_INSUFFICIENT_DISK   RejectReason = 6
 	RejectReason_REJECT_REASON_SELECTOR_MISMATCH   RejectReason = 7
+	// The node is being drained (or is the node the workload leaves).
+	RejectReason_REJECT_REASON_NODE_DRAINING RejectReason = 8
 )
 
 // Enum value maps for RejectReason.
@@ -357,6 +359,7 @@ var (
 		5: "REJECT_REASON_INSUFFICIENT_MEMORY",
 		6: "REJECT_REASON_INSUFFICIENT_DISK",
 		7: "REJECT_REASON_SELECTOR_MISMATCH",
+		8: "REJECT_REASON_NODE_DRAINING",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -367,6 +370,7 @@ var (
 		"REJECT_REASON_INSUFFICIENT_MEMORY": 5,
 		"REJECT_REASON_INSUFFICIENT_DISK":   6,
 		"REJECT_REASON_SELECTOR_MISMATCH":   7,
+		"REJECT_REASON_NODE_DRAINING":       8,
 	}
 )
 
@@ -395,6 +399,59 @@ func (x RejectReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use RejectReason.Descriptor instead.
 func (RejectReason) EnumDescriptor() ([]byte, []int) {
 	return file_persys_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+// NodeLossPolicy says what happens to a workload whose node is lost.
+type NodeLossPolicy int32
+
+const (
+	// Same as RESCHEDULE.
+	NodeLossPolicy_NODE_LOSS_POLICY_UNSPECIFIED NodeLossPolicy = 0
+	// After the reschedule grace, place it on another feasible node.
+	NodeLossPolicy_NODE_LOSS_POLICY_RESCHEDULE NodeLossPolicy = 1
+	// Keep it assigned to its node and wait for the node to come back.
+	NodeLossPolicy_NODE_LOSS_POLICY_WAIT NodeLossPolicy = 2
+)
+
+// Enum value maps for NodeLossPolicy.
+var (
+	NodeLossPolicy_name = map[int32]string{
+		0: "NODE_LOSS_POLICY_UNSPECIFIED",
+		1: "NODE_LOSS_POLICY_RESCHEDULE",
+		2: "NODE_LOSS_POLICY_WAIT",
+	}
+	NodeLossPolicy_value = map[string]int32{
+		"NODE_LOSS_POLICY_UNSPECIFIED": 0,
+		"NODE_LOSS_POLICY_RESCHEDULE":  1,
+		"NODE_LOSS_POLICY_WAIT":        2,
+	}
+)
+
+func (x NodeLossPolicy) Enum() *NodeLossPolicy {
+	p := new(NodeLossPolicy)
+	*p = x
+	return p
+}
+
+func (x NodeLossPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NodeLossPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_persys_v1_types_proto_enumTypes[6].Descriptor()
+}
+
+func (NodeLossPolicy) Type() protoreflect.EnumType {
+	return &file_persys_v1_types_proto_enumTypes[6]
+}
+
+func (x NodeLossPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NodeLossPolicy.Descriptor instead.
+func (NodeLossPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 // Resources are CPU in millicores, memory and disk in bytes.
@@ -710,14 +767,15 @@ func (x *ContainerSpec) GetLabels() map[string]string {
 }
 
 type WorkloadSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          WorkloadType           `protobuf:"varint,1,opt,name=type,proto3,enum=persys.v1.WorkloadType" json:"type,omitempty"`
-	DesiredState  DesiredState           `protobuf:"varint,2,opt,name=desired_state,json=desiredState,proto3,enum=persys.v1.DesiredState" json:"desired_state,omitempty"`
-	Resources     *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
-	NodeSelector  map[string]string      `protobuf:"bytes,4,rep,name=node_selector,json=nodeSelector,proto3" json:"node_selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Container     *ContainerSpec         `protobuf:"bytes,5,opt,name=container,proto3" json:"container,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Type           WorkloadType           `protobuf:"varint,1,opt,name=type,proto3,enum=persys.v1.WorkloadType" json:"type,omitempty"`
+	DesiredState   DesiredState           `protobuf:"varint,2,opt,name=desired_state,json=desiredState,proto3,enum=persys.v1.DesiredState" json:"desired_state,omitempty"`
+	Resources      *Resources             `protobuf:"bytes,3,opt,name=resources,proto3" json:"resources,omitempty"`
+	NodeSelector   map[string]string      `protobuf:"bytes,4,rep,name=node_selector,json=nodeSelector,proto3" json:"node_selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Container      *ContainerSpec         `protobuf:"bytes,5,opt,name=container,proto3" json:"container,omitempty"`
+	NodeLossPolicy NodeLossPolicy         `protobuf:"varint,6,opt,name=node_loss_policy,json=nodeLossPolicy,proto3,enum=persys.v1.NodeLossPolicy" json:"node_loss_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkloadSpec) Reset() {
@@ -783,6 +841,13 @@ func (x *WorkloadSpec) GetContainer() *ContainerSpec {
 		return x.Container
 	}
 	return nil
+}
+
+func (x *WorkloadSpec) GetNodeLossPolicy() NodeLossPolicy {
+	if x != nil {
+		return x.NodeLossPolicy
+	}
+	return NodeLossPolicy_NODE_LOSS_POLICY_UNSPECIFIED
 }
 
 // Workload is desired state, stored at workloads/<name>.
@@ -904,9 +969,13 @@ type WorkloadStatus struct {
 	Revision  uint64                 `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Runtime handle, for example the container id.
-	RuntimeId     string `protobuf:"bytes,9,opt,name=runtime_id,json=runtimeId,proto3" json:"runtime_id,omitempty"`
-	RestartCount  int32  `protobuf:"varint,10,opt,name=restart_count,json=restartCount,proto3" json:"restart_count,omitempty"`
-	ExitCode      int32  `protobuf:"varint,11,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	RuntimeId    string `protobuf:"bytes,9,opt,name=runtime_id,json=runtimeId,proto3" json:"runtime_id,omitempty"`
+	RestartCount int32  `protobuf:"varint,10,opt,name=restart_count,json=restartCount,proto3" json:"restart_count,omitempty"`
+	ExitCode     int32  `protobuf:"varint,11,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// Apply attempts of this revision that did not reach the desired state,
+	// and when the next one is due (retry engine, persisted at retries/<name>).
+	Attempts      int32                  `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1018,22 +1087,135 @@ func (x *WorkloadStatus) GetExitCode() int32 {
 	return 0
 }
 
-// Assignment binds a workload to a node, stored at assignments/<name>.
-type Assignment struct {
+func (x *WorkloadStatus) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *WorkloadStatus) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+// RetryState is the retry engine's record of one workload, stored at
+// retries/<name> so a restarted scheduler keeps the backoff schedule.
+type RetryState struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	Uid           string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
-	NodeId        string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Revision      uint64                 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
-	PlacedAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
-	Decision      *PlacementDecision     `protobuf:"bytes,6,opt,name=decision,proto3" json:"decision,omitempty"`
+	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	Attempts      int32                  `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	LastReason    FailureReason          `protobuf:"varint,6,opt,name=last_reason,json=lastReason,proto3,enum=persys.v1.FailureReason" json:"last_reason,omitempty"`
+	LastMessage   string                 `protobuf:"bytes,7,opt,name=last_message,json=lastMessage,proto3" json:"last_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryState) Reset() {
+	*x = RetryState{}
+	mi := &file_persys_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryState) ProtoMessage() {}
+
+func (x *RetryState) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryState.ProtoReflect.Descriptor instead.
+func (*RetryState) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RetryState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RetryState) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *RetryState) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *RetryState) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *RetryState) GetNextAttemptAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *RetryState) GetLastReason() FailureReason {
+	if x != nil {
+		return x.LastReason
+	}
+	return FailureReason_FAILURE_REASON_UNSPECIFIED
+}
+
+func (x *RetryState) GetLastMessage() string {
+	if x != nil {
+		return x.LastMessage
+	}
+	return ""
+}
+
+// Assignment binds a workload to a node, stored at assignments/<name>.
+type Assignment struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Uid      string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	NodeId   string                 `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Revision uint64                 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	PlacedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=placed_at,json=placedAt,proto3" json:"placed_at,omitempty"`
+	Decision *PlacementDecision     `protobuf:"bytes,6,opt,name=decision,proto3" json:"decision,omitempty"`
+	// Set while the workload moves (drain): the node that still runs the old
+	// copy, removed once the copy on node_id runs.
+	PreviousNodeId string `protobuf:"bytes,7,opt,name=previous_node_id,json=previousNodeId,proto3" json:"previous_node_id,omitempty"`
+	// Why it was (re)placed: "new", "node-lost", "drain".
+	Cause         string `protobuf:"bytes,8,opt,name=cause,proto3" json:"cause,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_persys_v1_types_proto_msgTypes[7]
+	mi := &file_persys_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1227,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[7]
+	mi := &file_persys_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1240,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Assignment) GetName() string {
@@ -1103,6 +1285,20 @@ func (x *Assignment) GetDecision() *PlacementDecision {
 	return nil
 }
 
+func (x *Assignment) GetPreviousNodeId() string {
+	if x != nil {
+		return x.PreviousNodeId
+	}
+	return ""
+}
+
+func (x *Assignment) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
 type NodeRejection struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -1114,7 +1310,7 @@ type NodeRejection struct {
 
 func (x *NodeRejection) Reset() {
 	*x = NodeRejection{}
-	mi := &file_persys_v1_types_proto_msgTypes[8]
+	mi := &file_persys_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1322,7 @@ func (x *NodeRejection) String() string {
 func (*NodeRejection) ProtoMessage() {}
 
 func (x *NodeRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[8]
+	mi := &file_persys_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1335,7 @@ func (x *NodeRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRejection.ProtoReflect.Descriptor instead.
 func (*NodeRejection) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NodeRejection) GetNodeId() string {
@@ -1177,7 +1373,7 @@ type PlacementDecision struct {
 
 func (x *PlacementDecision) Reset() {
 	*x = PlacementDecision{}
-	mi := &file_persys_v1_types_proto_msgTypes[9]
+	mi := &file_persys_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1189,7 +1385,7 @@ func (x *PlacementDecision) String() string {
 func (*PlacementDecision) ProtoMessage() {}
 
 func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[9]
+	mi := &file_persys_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1202,7 +1398,7 @@ func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDecision.ProtoReflect.Descriptor instead.
 func (*PlacementDecision) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlacementDecision) GetNodeId() string {
@@ -1262,7 +1458,7 @@ type NodeCapabilities struct {
 
 func (x *NodeCapabilities) Reset() {
 	*x = NodeCapabilities{}
-	mi := &file_persys_v1_types_proto_msgTypes[10]
+	mi := &file_persys_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1274,7 +1470,7 @@ func (x *NodeCapabilities) String() string {
 func (*NodeCapabilities) ProtoMessage() {}
 
 func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[10]
+	mi := &file_persys_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1287,7 +1483,7 @@ func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCapabilities.ProtoReflect.Descriptor instead.
 func (*NodeCapabilities) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeCapabilities) GetCapacity() *Resources {
@@ -1348,13 +1544,15 @@ type Node struct {
 	Allocated     *Resources             `protobuf:"bytes,8,opt,name=allocated,proto3" json:"allocated,omitempty"`
 	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
 	LeaseId       int64                  `protobuf:"varint,10,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	// Set by drain: no new placements, and its workloads move elsewhere.
+	Draining      bool `protobuf:"varint,11,opt,name=draining,proto3" json:"draining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_persys_v1_types_proto_msgTypes[11]
+	mi := &file_persys_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1366,7 +1564,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[11]
+	mi := &file_persys_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1379,7 +1577,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Node) GetId() string {
@@ -1452,6 +1650,13 @@ func (x *Node) GetLeaseId() int64 {
 	return 0
 }
 
+func (x *Node) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
@@ -1468,7 +1673,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_persys_v1_types_proto_msgTypes[12]
+	mi := &file_persys_v1_types_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1685,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[12]
+	mi := &file_persys_v1_types_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1698,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -1560,7 +1765,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[13]
+	mi := &file_persys_v1_types_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1777,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[13]
+	mi := &file_persys_v1_types_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1790,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -1675,13 +1880,14 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf6\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x03\n" +
 	"\fWorkloadSpec\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.persys.v1.WorkloadTypeR\x04type\x12<\n" +
 	"\rdesired_state\x18\x02 \x01(\x0e2\x17.persys.v1.DesiredStateR\fdesiredState\x122\n" +
 	"\tresources\x18\x03 \x01(\v2\x14.persys.v1.ResourcesR\tresources\x12N\n" +
 	"\rnode_selector\x18\x04 \x03(\v2).persys.v1.WorkloadSpec.NodeSelectorEntryR\fnodeSelector\x126\n" +
-	"\tcontainer\x18\x05 \x01(\v2\x18.persys.v1.ContainerSpecR\tcontainer\x1a?\n" +
+	"\tcontainer\x18\x05 \x01(\v2\x18.persys.v1.ContainerSpecR\tcontainer\x12C\n" +
+	"\x10node_loss_policy\x18\x06 \x01(\x0e2\x19.persys.v1.NodeLossPolicyR\x0enodeLossPolicy\x1a?\n" +
 	"\x11NodeSelectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xff\x02\n" +
@@ -1698,7 +1904,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\bdeleting\x18\b \x01(\bR\bdeleting\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x81\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe1\x03\n" +
 	"\x0eWorkloadStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12,\n" +
@@ -1713,7 +1919,19 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"runtime_id\x18\t \x01(\tR\truntimeId\x12#\n" +
 	"\rrestart_count\x18\n" +
 	" \x01(\x05R\frestartCount\x12\x1b\n" +
-	"\texit_code\x18\v \x01(\x05R\bexitCode\"\xda\x01\n" +
+	"\texit_code\x18\v \x01(\x05R\bexitCode\x12\x1a\n" +
+	"\battempts\x18\f \x01(\x05R\battempts\x12B\n" +
+	"\x0fnext_attempt_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"\x8c\x02\n" +
+	"\n" +
+	"RetryState\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\x05R\battempts\x12B\n" +
+	"\x0fnext_attempt_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x129\n" +
+	"\vlast_reason\x18\x06 \x01(\x0e2\x18.persys.v1.FailureReasonR\n" +
+	"lastReason\x12!\n" +
+	"\flast_message\x18\a \x01(\tR\vlastMessage\"\x9a\x02\n" +
 	"\n" +
 	"Assignment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -1721,7 +1939,9 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\anode_id\x18\x03 \x01(\tR\x06nodeId\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\x04R\brevision\x127\n" +
 	"\tplaced_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x128\n" +
-	"\bdecision\x18\x06 \x01(\v2\x1c.persys.v1.PlacementDecisionR\bdecision\"q\n" +
+	"\bdecision\x18\x06 \x01(\v2\x1c.persys.v1.PlacementDecisionR\bdecision\x12(\n" +
+	"\x10previous_node_id\x18\a \x01(\tR\x0epreviousNodeId\x12\x14\n" +
+	"\x05cause\x18\b \x01(\tR\x05cause\"q\n" +
 	"\rNodeRejection\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12/\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x17.persys.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -1745,7 +1965,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\bhostname\x18\x06 \x01(\tR\bhostname\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd4\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12?\n" +
@@ -1757,7 +1977,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\tallocated\x18\b \x01(\v2\x14.persys.v1.ResourcesR\tallocated\x12A\n" +
 	"\x0elast_heartbeat\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12\x19\n" +
 	"\blease_id\x18\n" +
-	" \x01(\x03R\aleaseId\"\xe8\x01\n" +
+	" \x01(\x03R\aleaseId\x12\x1a\n" +
+	"\bdraining\x18\v \x01(\bR\bdraining\"\xe8\x01\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
@@ -1817,7 +2038,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x18\n" +
-	"\x14NODE_STATE_NOT_READY\x10\x02*\xac\x02\n" +
+	"\x14NODE_STATE_NOT_READY\x10\x02*\xcd\x02\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_NODE_NOT_READY\x10\x01\x12\x1f\n" +
@@ -1826,7 +2047,12 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x1eREJECT_REASON_INSUFFICIENT_CPU\x10\x04\x12%\n" +
 	"!REJECT_REASON_INSUFFICIENT_MEMORY\x10\x05\x12#\n" +
 	"\x1fREJECT_REASON_INSUFFICIENT_DISK\x10\x06\x12#\n" +
-	"\x1fREJECT_REASON_SELECTOR_MISMATCH\x10\aB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\x1fREJECT_REASON_SELECTOR_MISMATCH\x10\a\x12\x1f\n" +
+	"\x1bREJECT_REASON_NODE_DRAINING\x10\b*n\n" +
+	"\x0eNodeLossPolicy\x12 \n" +
+	"\x1cNODE_LOSS_POLICY_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bNODE_LOSS_POLICY_RESCHEDULE\x10\x01\x12\x19\n" +
+	"\x15NODE_LOSS_POLICY_WAIT\x10\x02B6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_types_proto_rawDescOnce sync.Once
@@ -1840,8 +2066,8 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 	return file_persys_v1_types_proto_rawDescData
 }
 
-var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -1849,68 +2075,74 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(FailureReason)(0),            // 3: persys.v1.FailureReason
 	(NodeState)(0),                // 4: persys.v1.NodeState
 	(RejectReason)(0),             // 5: persys.v1.RejectReason
-	(*Resources)(nil),             // 6: persys.v1.Resources
-	(*PortMapping)(nil),           // 7: persys.v1.PortMapping
-	(*Volume)(nil),                // 8: persys.v1.Volume
-	(*ContainerSpec)(nil),         // 9: persys.v1.ContainerSpec
-	(*WorkloadSpec)(nil),          // 10: persys.v1.WorkloadSpec
-	(*Workload)(nil),              // 11: persys.v1.Workload
-	(*WorkloadStatus)(nil),        // 12: persys.v1.WorkloadStatus
-	(*Assignment)(nil),            // 13: persys.v1.Assignment
-	(*NodeRejection)(nil),         // 14: persys.v1.NodeRejection
-	(*PlacementDecision)(nil),     // 15: persys.v1.PlacementDecision
-	(*NodeCapabilities)(nil),      // 16: persys.v1.NodeCapabilities
-	(*Node)(nil),                  // 17: persys.v1.Node
-	(*Event)(nil),                 // 18: persys.v1.Event
-	(*ClusterSummary)(nil),        // 19: persys.v1.ClusterSummary
-	nil,                           // 20: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 21: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 22: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 23: persys.v1.Workload.LabelsEntry
-	nil,                           // 24: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 25: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(NodeLossPolicy)(0),           // 6: persys.v1.NodeLossPolicy
+	(*Resources)(nil),             // 7: persys.v1.Resources
+	(*PortMapping)(nil),           // 8: persys.v1.PortMapping
+	(*Volume)(nil),                // 9: persys.v1.Volume
+	(*ContainerSpec)(nil),         // 10: persys.v1.ContainerSpec
+	(*WorkloadSpec)(nil),          // 11: persys.v1.WorkloadSpec
+	(*Workload)(nil),              // 12: persys.v1.Workload
+	(*WorkloadStatus)(nil),        // 13: persys.v1.WorkloadStatus
+	(*RetryState)(nil),            // 14: persys.v1.RetryState
+	(*Assignment)(nil),            // 15: persys.v1.Assignment
+	(*NodeRejection)(nil),         // 16: persys.v1.NodeRejection
+	(*PlacementDecision)(nil),     // 17: persys.v1.PlacementDecision
+	(*NodeCapabilities)(nil),      // 18: persys.v1.NodeCapabilities
+	(*Node)(nil),                  // 19: persys.v1.Node
+	(*Event)(nil),                 // 20: persys.v1.Event
+	(*ClusterSummary)(nil),        // 21: persys.v1.ClusterSummary
+	nil,                           // 22: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 23: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 24: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 25: persys.v1.Workload.LabelsEntry
+	nil,                           // 26: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 27: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	20, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
-	7,  // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
-	8,  // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	21, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	22, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	8,  // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
+	9,  // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
+	23, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
 	0,  // 4: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 5: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
-	6,  // 6: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	22, // 7: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
-	9,  // 8: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
-	23, // 9: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
-	10, // 10: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	26, // 11: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	26, // 12: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 13: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
-	3,  // 14: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	26, // 15: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	26, // 16: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
-	15, // 17: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
-	5,  // 18: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
-	14, // 19: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
-	6,  // 20: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
-	0,  // 21: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	24, // 22: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	16, // 23: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 24: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	26, // 25: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	6,  // 26: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	6,  // 27: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	26, // 28: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	26, // 29: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 30: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	25, // 31: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	6,  // 32: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	6,  // 33: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	7,  // 6: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
+	24, // 7: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	10, // 8: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
+	6,  // 9: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
+	25, // 10: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	11, // 11: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
+	28, // 12: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	28, // 13: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 14: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
+	3,  // 15: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
+	28, // 16: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	28, // 17: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	28, // 18: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 19: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
+	28, // 20: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	17, // 21: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
+	5,  // 22: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
+	16, // 23: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
+	7,  // 24: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
+	0,  // 25: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
+	26, // 26: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	18, // 27: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 28: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	28, // 29: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	7,  // 30: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	7,  // 31: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	28, // 32: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	28, // 33: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 34: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	27, // 35: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	7,  // 36: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	7,  // 37: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -1923,8 +2155,8 @@ func file_persys_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   20,
+			NumEnums:      7,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
