@@ -25,6 +25,20 @@ var (
 		persysv1.DesiredState_DESIRED_STATE_RUNNING:     "running",
 		persysv1.DesiredState_DESIRED_STATE_STOPPED:     "stopped",
 	}
+	// An absent policy stays UNSPECIFIED (which the scheduler treats as
+	// reschedule), so specs stored before the field existed keep comparing
+	// equal and do not get a new revision.
+	nodeLossNames = map[persysv1.NodeLossPolicy]string{
+		persysv1.NodeLossPolicy_NODE_LOSS_POLICY_UNSPECIFIED: "",
+		persysv1.NodeLossPolicy_NODE_LOSS_POLICY_RESCHEDULE:  NodeLossReschedule,
+		persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT:        NodeLossWait,
+	}
+)
+
+// Words of spec.nodeLossPolicy.
+const (
+	NodeLossReschedule = "reschedule"
+	NodeLossWait       = "wait"
 )
 
 // ToApplyRequest converts a manifest to the request the scheduler takes,
@@ -45,6 +59,11 @@ func (m *Manifest) ToApplyRequest() *persysv1.ApplyRequest {
 	for st, name := range stateNames {
 		if name != "" && name == s.DesiredState {
 			spec.DesiredState = st
+		}
+	}
+	for p, name := range nodeLossNames {
+		if name != "" && name == s.NodeLossPolicy {
+			spec.NodeLossPolicy = p
 		}
 	}
 	if r := s.Resources; r != nil {
@@ -134,6 +153,7 @@ func FromWorkload(w *persysv1.Workload) *Manifest {
 	m.Spec.Type = enumWord(typeNames, s.GetType())
 	m.Spec.DesiredState = enumWord(stateNames, s.GetDesiredState())
 	m.Spec.NodeSelector = copyMap(s.GetNodeSelector())
+	m.Spec.NodeLossPolicy = enumWord(nodeLossNames, s.GetNodeLossPolicy())
 	if r := s.GetResources(); r.GetCpuMillis() != 0 || r.GetMemoryBytes() != 0 || r.GetDiskBytes() != 0 {
 		m.Spec.Resources = &Resources{}
 		if r.GetCpuMillis() != 0 {

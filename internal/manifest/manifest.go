@@ -55,6 +55,11 @@ type Spec struct {
 	Container    *Container        `json:"container,omitempty"`
 	Resources    *Resources        `json:"resources,omitempty"`
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// NodeLossPolicy is what happens when the workload's node is lost:
+	// reschedule (place it on another node after the grace period, the
+	// behaviour when absent) or wait (keep it on its node until the node
+	// returns).
+	NodeLossPolicy string `json:"nodeLossPolicy,omitempty"`
 }
 
 // Container describes a container workload.

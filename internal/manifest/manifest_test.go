@@ -143,6 +143,9 @@ func badCases() []badCase {
 		{"missing type", edit("  type: container\n", ""), []string{"spec.type"}, "required"},
 		{"missing container", "kind: Workload\nmetadata: {name: a}\nspec: {type: container}\n", []string{"spec.container"}, "required when spec.type is container"},
 		{"bad desired state", edit("type: container", "type: container\n  desiredState: paused"), []string{"spec.desiredState"}, "running or stopped"},
+		{"bad node loss policy", edit("type: container", "type: container\n  nodeLossPolicy: never"), []string{"spec.nodeLossPolicy"}, `must be reschedule or wait, got "never"`},
+		{"node loss policy in upper case", edit("type: container", "type: container\n  nodeLossPolicy: WAIT"), []string{"spec.nodeLossPolicy"}, "must be reschedule or wait"},
+		{"node loss policy not a string", edit("type: container", "type: container\n  nodeLossPolicy: [wait]"), []string{"spec.nodeLossPolicy"}, "must be a string, got a list"},
 		{"bad node selector key", edit("  resources:", "  nodeSelector: {\"a:b\": x}\n  resources:"), []string{`spec.nodeSelector["a:b"]`}, "key may hold only"},
 
 		// Resources.
@@ -410,6 +413,15 @@ func TestValidateSpec(t *testing.T) {
 			s.Type = persysv1.WorkloadType_WORKLOAD_TYPE_COMPOSE
 			return s
 		}, []string{"spec.type"}, "compose workloads are not supported yet"},
+		{"wait policy", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec {
+			s.NodeLossPolicy = persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT
+			return s
+		}, nil, ""},
+		{"reschedule policy", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec {
+			s.NodeLossPolicy = persysv1.NodeLossPolicy_NODE_LOSS_POLICY_RESCHEDULE
+			return s
+		}, nil, ""},
+		{"unknown node loss policy", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec { s.NodeLossPolicy = 7; return s }, []string{"spec.nodeLossPolicy"}, "must be reschedule or wait"},
 		{"unknown desired state", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec { s.DesiredState = 9; return s }, []string{"spec.desiredState"}, "running or stopped"},
 		{"missing container", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec { s.Container = nil; return s }, []string{"spec.container"}, "required"},
 		{"port out of range", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec {
@@ -687,4 +699,37 @@ func TestShapeCoversAllTypes(t *testing.T) {
 		}
 	}
 	walk(reflect.ValueOf(m), "Manifest")
+}
+
+func TestNodeLossPolicy(t *testing.T) {
+	tests := []struct {
+		name  string
+		value string // "" leaves the key out
+		want  persysv1.NodeLossPolicy
+	}{
+		{"absent stays unspecified", "", persysv1.NodeLossPolicy_NODE_LOSS_POLICY_UNSPECIFIED},
+		{"reschedule", "reschedule", persysv1.NodeLossPolicy_NODE_LOSS_POLICY_RESCHEDULE},
+		{"wait", "wait", persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := base
+			if tt.value != "" {
+				in = edit("type: container", "type: container\n  nodeLossPolicy: "+tt.value)
+			}
+			m, err := Parse([]byte(in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := m.ToApplyRequest()
+			if got := req.GetSpec().GetNodeLossPolicy(); got != tt.want {
+				t.Fatalf("policy = %v, want %v", got, tt.want)
+			}
+			back := FromWorkload(&persysv1.Workload{Name: req.GetName(), Labels: req.GetLabels(), Spec: req.GetSpec()})
+			if back.Spec.NodeLossPolicy != tt.value {
+				t.Fatalf("FromWorkload policy = %q, want %q", back.Spec.NodeLossPolicy, tt.value)
+			}
+			checkRoundTrip(t, m)
+		})
+	}
 }

@@ -135,6 +135,11 @@ func validateSpec(c *collector, s *Spec) {
 	default:
 		c.add("spec.desiredState", "must be running or stopped")
 	}
+	switch s.NodeLossPolicy {
+	case "", NodeLossReschedule, NodeLossWait:
+	default:
+		c.add("spec.nodeLossPolicy", "must be %s or %s, got %q", NodeLossReschedule, NodeLossWait, s.NodeLossPolicy)
+	}
 	if s.Container != nil {
 		validateContainer(c, "spec.container", s.Container)
 	}
