@@ -33,6 +33,12 @@ type schedulerOptions struct {
 	heartbeatInterval time.Duration
 	leaseTTL          time.Duration
 	resyncInterval    time.Duration
+	rescheduleGrace   time.Duration
+	retryBase         time.Duration
+	retryMax          time.Duration
+	maxAttempts       int
+	advertise         string
+	electionTTL       time.Duration
 }
 
 func (o *schedulerOptions) flags(cmd *cobra.Command) {
@@ -49,6 +55,12 @@ func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 2*time.Second, "heartbeat interval agents are told to use")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "node liveness lease; a node that misses it turns NotReady")
 	f.DurationVar(&o.resyncInterval, "resync-interval", 30*time.Second, "periodic full reconcile, a safety net under the event-driven path")
+	f.DurationVar(&o.rescheduleGrace, "reschedule-grace", 10*time.Second, "how long a node stays lost before its workloads move to other nodes")
+	f.DurationVar(&o.retryBase, "retry-base", 5*time.Second, "first backoff between failed apply attempts (doubles each time)")
+	f.DurationVar(&o.retryMax, "retry-max", 120*time.Second, "longest backoff between failed apply attempts")
+	f.IntVar(&o.maxAttempts, "max-attempts", 6, "failed apply attempts of one revision before it is Failed for good (-1: no limit)")
+	f.StringVar(&o.advertise, "advertise", "", "address agents and gateways reach this replica at (default: --listen); the leader's is handed out by followers")
+	f.DurationVar(&o.electionTTL, "election-ttl", 5*time.Second, "with --etcd-endpoints: how long a dead leader keeps its seat before a follower takes over")
 }
 
 func (o *schedulerOptions) validate() error {
@@ -65,6 +77,15 @@ func (o *schedulerOptions) validate() error {
 	}
 	if o.heartbeatInterval <= 0 || o.leaseTTL < 2*o.heartbeatInterval {
 		return fmt.Errorf("--lease-ttl (%s) must be at least twice --heartbeat-interval (%s)", o.leaseTTL, o.heartbeatInterval)
+	}
+	if o.rescheduleGrace <= 0 || o.retryBase <= 0 || o.retryMax < o.retryBase {
+		return fmt.Errorf("--reschedule-grace and --retry-base must be positive and --retry-max at least --retry-base")
+	}
+	if o.maxAttempts == 0 || o.maxAttempts < -1 {
+		return fmt.Errorf("--max-attempts %d must be positive or -1", o.maxAttempts)
+	}
+	if o.electionTTL < time.Second {
+		return fmt.Errorf("--election-ttl %s must be at least 1s", o.electionTTL)
 	}
 	if !strings.HasPrefix(o.prefix, "/") || strings.HasSuffix(o.prefix, "/") {
 		return fmt.Errorf("--prefix %q must start with / and not end with /", o.prefix)
@@ -140,6 +161,20 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	}
 	defer closeEtcd()
 
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.listen, err)
+	}
+	// Replicas on an external etcd elect a leader; the embedded etcd has
+	// exactly one scheduler.
+	var election *scheduler.ElectionConfig
+	if o.etcdEndpoints != "" {
+		addr := o.advertise
+		if addr == "" {
+			addr = ln.Addr().String()
+		}
+		election = &scheduler.ElectionConfig{Address: addr, TTL: o.electionTTL}
+	}
 	reg := obs.NewRegistry()
 	sched, err := scheduler.New(scheduler.Config{
 		Store:             store.New(cli, store.Options{Prefix: o.prefix}),
@@ -150,6 +185,11 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		HeartbeatInterval: o.heartbeatInterval,
 		LeaseTTL:          o.leaseTTL,
 		ResyncInterval:    o.resyncInterval,
+		RescheduleGrace:   o.rescheduleGrace,
+		RetryBase:         o.retryBase,
+		RetryMax:          o.retryMax,
+		MaxAttempts:       o.maxAttempts,
+		Election:          election,
 	})
 	if err != nil {
 		return err
@@ -160,10 +200,6 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	}
 	defer func() { _ = metricsSrv.Close(context.Background()) }()
 
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", o.listen, err)
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)

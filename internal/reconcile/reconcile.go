@@ -5,6 +5,7 @@
 package reconcile
 
 import (
+	"fmt"
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -33,6 +34,18 @@ type Input struct {
 	// Assignment; Node is empty when the workload is not placed.
 	Node      string
 	NodeReady bool
+	// PreviousNode still runs the old copy of a workload that moves
+	// (drain); it is removed once the copy on Node reached its state.
+	PreviousNode string
+
+	// NodeLostFor is how long Node has been NotReady (zero while ready).
+	// After Grace a workload that may move (Reschedulable) is placed again.
+	NodeLostFor time.Duration
+	// NodeDraining: the node is being drained; the workload moves (with
+	// its old copy kept until the new one runs).
+	NodeDraining  bool
+	Grace         time.Duration
+	Reschedulable bool
 
 	// Observed is nil when the node has not reported the workload (missing,
 	// or not yet known).
@@ -42,6 +55,11 @@ type Input struct {
 	// not reach the desired state, and the earliest time of the next one.
 	Attempts      int
 	NextAttemptAt time.Time
+	// MaxAttempts ends the retries (0: retry for ever); LastReason and
+	// LastMessage describe the last failed attempt.
+	MaxAttempts int
+	LastReason  persysv1.FailureReason
+	LastMessage string
 }
 
 // Action is the single step the caller takes.
@@ -60,6 +78,11 @@ const (
 	RemoveKeys
 	// Wait: something outside must change (node comes back, backoff ends).
 	Wait
+	// Reschedule: the node is lost past the grace; place the workload on
+	// another node.
+	Reschedule
+	// RemovePrevious: the moved copy runs; remove the old one.
+	RemovePrevious
 )
 
 func (a Action) String() string {
@@ -76,6 +99,10 @@ func (a Action) String() string {
 		return "remove-keys"
 	case Wait:
 		return "wait"
+	case Reschedule:
+		return "reschedule"
+	case RemovePrevious:
+		return "remove-previous"
 	}
 	return "unknown"
 }
@@ -115,14 +142,30 @@ func Decide(in Input) Plan {
 		return Plan{Action: Place}
 	}
 	if !in.NodeReady {
-		return Plan{Action: Wait, State: persysv1.ActualState_ACTUAL_STATE_UNKNOWN,
+		plan := Plan{Action: Wait, State: persysv1.ActualState_ACTUAL_STATE_UNKNOWN,
 			Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST, Message: "node " + in.Node + " is not ready"}
+		if in.Reschedulable {
+			if in.NodeLostFor >= in.Grace {
+				plan.Action = Reschedule
+				return plan
+			}
+			plan.Requeue = in.Grace - in.NodeLostFor
+		}
+		return plan
+	}
+
+	if in.NodeDraining && in.PreviousNode == "" {
+		return Plan{Action: Reschedule}
 	}
 
 	obs := in.Observed
 	current := obs != nil && obs.UID == in.UID && obs.Revision == in.Revision
 	if current && reached(obs.State, in.DesiredState) {
-		return Plan{Action: Nothing, State: obs.State, Reason: obs.Reason, Message: obs.Message}
+		action := Nothing
+		if in.PreviousNode != "" {
+			action = RemovePrevious
+		}
+		return Plan{Action: action, State: obs.State, Reason: obs.Reason, Message: obs.Message}
 	}
 	if current && obs.State == persysv1.ActualState_ACTUAL_STATE_CREATING {
 		// The runtime is still starting it (or restarting it under its own
@@ -131,7 +174,12 @@ func Decide(in Input) Plan {
 	}
 
 	// Missing, another revision, failed, or in the wrong run state: apply,
-	// at once the first time and with backoff after that.
+	// at once the first time and with backoff after that, until the
+	// attempts run out.
+	if in.MaxAttempts > 0 && in.Attempts >= in.MaxAttempts {
+		return Plan{Action: Wait, State: persysv1.ActualState_ACTUAL_STATE_FAILED, Reason: in.LastReason,
+			Message: fmt.Sprintf("gave up after %d attempts: %s", in.Attempts, in.LastMessage)}
+	}
 	plan := Plan{Action: Apply}
 	if current && obs.State == persysv1.ActualState_ACTUAL_STATE_FAILED {
 		plan.State, plan.Reason, plan.Message = obs.State, obs.Reason, obs.Message

@@ -60,6 +60,26 @@ func TestDecide(t *testing.T) {
 		}), Nothing, stopped, false},
 		{"desired running but stopped: apply (start)", with(func(i *Input) { i.Observed = obs("u1", 2, stopped) }), Apply, 0, false},
 		{"node not ready: wait as unknown", with(func(i *Input) { i.NodeReady = false; i.Observed = obs("u1", 2, running) }), Wait, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, false},
+		{"node lost within grace: wait and look again at grace", with(func(i *Input) {
+			i.NodeReady, i.Reschedulable, i.Grace, i.NodeLostFor = false, true, 10*time.Second, 3*time.Second
+		}), Wait, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, true},
+		{"node lost past grace: reschedule", with(func(i *Input) {
+			i.NodeReady, i.Reschedulable, i.Grace, i.NodeLostFor = false, true, 10*time.Second, 10*time.Second
+		}), Reschedule, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, false},
+		{"node lost, policy wait: never reschedule", with(func(i *Input) {
+			i.NodeReady, i.Reschedulable, i.Grace, i.NodeLostFor = false, false, 10*time.Second, time.Hour
+		}), Wait, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, false},
+		{"draining node: move", with(func(i *Input) { i.NodeDraining = true; i.Observed = obs("u1", 2, running) }), Reschedule, 0, false},
+		{"moved copy runs: remove the previous one", with(func(i *Input) {
+			i.PreviousNode = "n0"
+			i.Observed = obs("u1", 2, running)
+		}), RemovePrevious, running, false},
+		{"moved copy not yet running: apply, keep previous", with(func(i *Input) { i.PreviousNode = "n0" }), Apply, 0, false},
+		{"attempts exhausted: failed for good", with(func(i *Input) {
+			i.Observed = obs("u1", 2, failed)
+			i.Attempts, i.MaxAttempts = 5, 5
+			i.LastReason = persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
+		}), Wait, failed, false},
 		{"deleting and running: delete on node", with(func(i *Input) { i.Deleting = true; i.Observed = obs("u1", 2, running) }), DeleteOnNode, persysv1.ActualState_ACTUAL_STATE_DELETING, false},
 		{"deleting, unreported: delete on node anyway", with(func(i *Input) { i.Deleting = true }), DeleteOnNode, persysv1.ActualState_ACTUAL_STATE_DELETING, false},
 		{"deleting, unplaced: remove keys", with(func(i *Input) { i.Deleting = true; i.Node = "" }), RemoveKeys, 0, false},

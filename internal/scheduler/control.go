@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -58,17 +59,6 @@ func authorizeMethod(ctx context.Context, method string) (pki.Identity, error) {
 		return id, status.Errorf(codes.PermissionDenied, "%s requires role gateway or admin, caller %q has role %s", method, id.CommonName, id.Role)
 	}
 	return id, nil
-}
-
-// loading refuses calls until the cache holds its first consistent
-// snapshot of etcd. An empty cache would answer NotFound for workloads that
-// exist, and would take every workload a registering node reports for an
-// orphan and delete it.
-func (s *Scheduler) loading() error {
-	if s.Ready() != nil {
-		return status.Error(codes.Unavailable, "scheduler is loading its state from etcd; retry shortly")
-	}
-	return nil
 }
 
 type callerKey struct{}
@@ -139,7 +129,7 @@ func toStatus(err error) error {
 }
 
 func (c *controlService) RegisterNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	if err := validateNodeCall(ctx, req.GetNodeId()); err != nil {
@@ -156,7 +146,7 @@ func (c *controlService) RegisterNode(ctx context.Context, req *persysv1.Registe
 }
 
 func (c *controlService) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	if err := validateNodeCall(ctx, req.GetNodeId()); err != nil {
@@ -179,7 +169,7 @@ func validateNodeCall(ctx context.Context, nodeID string) error {
 }
 
 func (c *controlService) ApplyWorkload(ctx context.Context, req *persysv1.ApplyRequest) (*persysv1.ApplyResponse, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	if err := manifest.ValidateSpec(req.GetName(), req.GetSpec()); err != nil {
@@ -193,7 +183,7 @@ func (c *controlService) ApplyWorkload(ctx context.Context, req *persysv1.ApplyR
 }
 
 func (c *controlService) GetWorkload(ctx context.Context, req *persysv1.GetWorkloadRequest) (*persysv1.WorkloadView, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	v := c.s.viewOf(req.GetName(), req.GetWithEvents(), ctx)
@@ -204,7 +194,7 @@ func (c *controlService) GetWorkload(ctx context.Context, req *persysv1.GetWorkl
 }
 
 func (c *controlService) ListWorkloads(ctx context.Context, req *persysv1.ListWorkloadsRequest) (*persysv1.ListWorkloadsResponse, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	c.s.mu.Lock()
@@ -226,7 +216,7 @@ func (c *controlService) ListWorkloads(ctx context.Context, req *persysv1.ListWo
 }
 
 func (c *controlService) DeleteWorkload(ctx context.Context, req *persysv1.DeleteRequest) (*persysv1.DeleteResponse, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	if err := c.s.deleteWorkload(ctx, req.GetName()); err != nil {
@@ -236,28 +226,26 @@ func (c *controlService) DeleteWorkload(ctx context.Context, req *persysv1.Delet
 }
 
 func (c *controlService) RetryWorkload(ctx context.Context, req *persysv1.RetryRequest) (*persysv1.WorkloadView, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	c.s.mu.Lock()
 	e := c.s.workloads[req.GetName()]
-	if e != nil {
-		e.attempts, e.nextAttemptAt = 0, timestamppb.New(c.s.cfg.Now()).AsTime()
-	}
 	c.s.mu.Unlock()
 	if e == nil {
 		return nil, status.Errorf(codes.NotFound, "workload %q not found", req.GetName())
 	}
+	c.s.resetAttempts(req.GetName())
 	c.s.events.add(&persysv1.Event{Type: "RetryRequested", Workload: req.GetName(), Message: "retry requested by " + callerCN(ctx)})
 	c.s.queue.Add(req.GetName())
 	return c.s.viewOf(req.GetName(), false, ctx), nil
 }
 
 func (c *controlService) WatchWorkload(req *persysv1.GetWorkloadRequest, stream grpc.ServerStreamingServer[persysv1.WorkloadView]) error {
-	if err := c.s.loading(); err != nil {
+	ctx := stream.Context()
+	if err := c.s.serving(ctx); err != nil {
 		return err
 	}
-	ctx := stream.Context()
 	ch, cancel := c.s.subscribe(req.GetName())
 	defer cancel()
 	var last *persysv1.WorkloadView
@@ -283,14 +271,14 @@ func (c *controlService) WatchWorkload(req *persysv1.GetWorkloadRequest, stream 
 }
 
 func (c *controlService) ListNodes(ctx context.Context, _ *persysv1.ListNodesRequest) (*persysv1.ListNodesResponse, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	return &persysv1.ListNodesResponse{Nodes: c.s.nodeViews("")}, nil
 }
 
 func (c *controlService) GetNode(ctx context.Context, req *persysv1.GetNodeRequest) (*persysv1.Node, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	nodes := c.s.nodeViews(req.GetId())
@@ -301,10 +289,11 @@ func (c *controlService) GetNode(ctx context.Context, req *persysv1.GetNodeReque
 }
 
 func (c *controlService) GetClusterSummary(ctx context.Context, _ *persysv1.ClusterSummaryRequest) (*persysv1.ClusterSummary, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
-	out := &persysv1.ClusterSummary{WorkloadsByState: map[string]int32{}, Capacity: &persysv1.Resources{}, Allocated: &persysv1.Resources{}}
+	out := &persysv1.ClusterSummary{WorkloadsByState: map[string]int32{}, Capacity: &persysv1.Resources{}, Allocated: &persysv1.Resources{},
+		Leader: c.s.leaderAddrString()}
 	for _, n := range c.s.nodeViews("") {
 		out.NodesTotal++
 		if n.GetState() == persysv1.NodeState_NODE_STATE_READY {
@@ -327,7 +316,7 @@ func (c *controlService) GetClusterSummary(ctx context.Context, _ *persysv1.Clus
 }
 
 func (c *controlService) ListEvents(ctx context.Context, req *persysv1.ListEventsRequest) (*persysv1.ListEventsResponse, error) {
-	if err := c.s.loading(); err != nil {
+	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
 	if req.GetLimit() < 0 || req.GetLimit() > 10000 {
@@ -525,4 +514,44 @@ func equalLabels(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+func (c *controlService) CordonNode(ctx context.Context, req *persysv1.CordonRequest) (*persysv1.Node, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	n, err := c.s.setCordon(ctx, req.GetId(), true, false)
+	return n, toStatus(err)
+}
+
+func (c *controlService) UncordonNode(ctx context.Context, req *persysv1.CordonRequest) (*persysv1.Node, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	n, err := c.s.setCordon(ctx, req.GetId(), false, false)
+	return n, toStatus(err)
+}
+
+func (c *controlService) DrainNode(ctx context.Context, req *persysv1.DrainRequest) (*persysv1.DrainResponse, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	if req.GetTimeoutSeconds() < 0 || req.GetTimeoutSeconds() > 3600 {
+		return nil, status.Error(codes.InvalidArgument, "timeout_seconds: must be between 0 and 3600")
+	}
+	timeout := time.Duration(req.GetTimeoutSeconds()) * time.Second
+	if timeout == 0 {
+		timeout = 2 * time.Minute
+	}
+	resp, err := c.s.drain(ctx, req.GetId(), timeout)
+	return resp, toStatus(err)
+}
+
+func (c *controlService) GetLeader(ctx context.Context, _ *persysv1.GetLeaderRequest) (*persysv1.LeaderInfo, error) {
+	info := &persysv1.LeaderInfo{Address: c.s.leaderAddrString(), IsLeader: c.s.leading.Load()}
+	if c.s.cfg.Election == nil {
+		info.IsLeader = true
+	}
+	info.Id = info.Address
+	return info, nil
 }

@@ -20,6 +20,9 @@ type metrics struct {
 	failures          *prometheus.CounterVec
 	heartbeats        prometheus.Counter
 	orphansRemoved    prometheus.Counter
+	rescheduled       prometheus.Counter
+	moves             prometheus.Counter
+	retries           *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
@@ -45,12 +48,18 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			Name: "heartbeats_total", Help: "Node heartbeats handled."}),
 		orphansRemoved: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "orphans_removed_total", Help: "Workload copies removed from nodes that should not run them."}),
+		rescheduled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "rescheduled_total", Help: "Workloads placed again because their node was lost."}),
+		moves: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "moves_total", Help: "Workloads moved off a draining node (old copy removed after the new one ran)."}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "retry_attempts_total", Help: "Failed apply attempts that the retry engine recorded, by reason."}, []string{"reason"}),
 	}
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.failures, m.heartbeats, m.orphansRemoved, &stateCollector{s: s})
+		m.applies, m.failures, m.heartbeats, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
 	return m
 }
 

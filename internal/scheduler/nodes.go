@@ -121,7 +121,8 @@ func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadSt
 			changed = append(changed, name)
 		}
 		e := s.workloads[name]
-		if e == nil || e.assignment.GetNodeId() != nodeID || (st.GetUid() != "" && st.GetUid() != e.w.GetUid()) {
+		onNode := e != nil && (e.assignment.GetNodeId() == nodeID || e.assignment.GetPreviousNodeId() == nodeID)
+		if !onNode || (st.GetUid() != "" && st.GetUid() != e.w.GetUid()) {
 			orphans = append(orphans, orphan{name, st.GetUid()})
 		}
 	}

@@ -134,6 +134,17 @@ func (q *queue) Len() int {
 	return len(q.order)
 }
 
+// reset reopens a closed queue, empty, for a new leadership term.
+func (q *queue) reset() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = false
+	q.order = nil
+	q.queued = map[string]bool{}
+	q.processing = map[string]bool{}
+	q.dirty = map[string]bool{}
+}
+
 // Close wakes every waiting Get and stops all timers.
 func (q *queue) Close() {
 	q.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -64,11 +65,24 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 		DesiredState:  e.w.GetSpec().GetDesiredState(),
 		Attempts:      e.attempts,
 		NextAttemptAt: e.nextAttemptAt,
+		MaxAttempts:   s.cfg.MaxAttempts,
+		LastReason:    e.lastReason,
+		LastMessage:   e.lastMessage,
+		Grace:         s.cfg.RescheduleGrace,
+		Reschedulable: e.w.GetSpec().GetNodeLossPolicy() != persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT,
+	}
+	if s.cfg.MaxAttempts < 0 {
+		v.in.MaxAttempts = 0
 	}
 	if e.assignment != nil {
 		v.in.Node = e.assignment.GetNodeId()
+		v.in.PreviousNode = e.assignment.GetPreviousNodeId()
 		if ne := s.nodes[v.in.Node]; ne != nil {
 			v.in.NodeReady = ne.alive
+			v.in.NodeDraining = ne.node.GetDraining() && e.moveBlocked == ""
+			if !ne.alive && !ne.lostAt.IsZero() {
+				v.in.NodeLostFor = v.in.Now.Sub(ne.lostAt)
+			}
 			v.unreported = ne.alive && !ne.reported
 			v.addr = ne.node.GetAddress()
 			if r := ne.reports[name]; r != nil {
@@ -95,7 +109,13 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 	plan := reconcile.Decide(v.in)
 	switch plan.Action {
 	case reconcile.Place:
-		return s.place(ctx, name, v)
+		return s.place(ctx, name, v, "new")
+	case reconcile.Reschedule:
+		s.recordPlan(ctx, name, v, plan)
+		return s.reschedule(ctx, name, v)
+	case reconcile.RemovePrevious:
+		s.recordPlan(ctx, name, v, plan)
+		s.removePrevious(ctx, name, v)
 	case reconcile.Apply:
 		s.apply(ctx, name, v, plan)
 	case reconcile.DeleteOnNode:
@@ -123,6 +143,9 @@ func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan re
 	}
 	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: plan.State, Reason: plan.Reason,
 		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
+	if plan.State == persysv1.ActualState_ACTUAL_STATE_FAILED {
+		st.Attempts = int32(v.in.Attempts)
+	}
 	s.mu.Lock()
 	if ne := s.nodes[v.in.Node]; ne != nil {
 		if r := ne.reports[name]; r != nil && r.GetState() == plan.State {
@@ -133,17 +156,69 @@ func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan re
 	s.setStatus(ctx, name, st)
 }
 
+// resetAttempts ends the retry record of a workload that reached its state.
 func (s *Scheduler) resetAttempts(name string) {
 	s.mu.Lock()
-	if e := s.workloads[name]; e != nil {
-		e.attempts, e.nextAttemptAt = 0, time.Time{}
+	e := s.workloads[name]
+	stored := false
+	if e != nil {
+		stored = e.retryStored
+		e.attempts, e.nextAttemptAt, e.lastReason, e.lastMessage, e.retryStored = 0, time.Time{}, 0, "", false
 	}
 	s.mu.Unlock()
+	if stored {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.store.DeleteRetry(ctx, name); err != nil {
+			s.log.Warn("delete retry record", "workload", name, "err", err)
+		}
+	}
+}
+
+// recordAttempt is the retry engine: a failed attempt is persisted under
+// retries/ (so a restarted scheduler keeps the schedule), counted, told as
+// an event, and shown in the status (attempts, next attempt); the last one
+// allowed turns the status FAILED for good until a retry resets it.
+func (s *Scheduler) recordAttempt(ctx context.Context, name string, v view, attempt int, delay time.Duration, st *persysv1.WorkloadStatus) {
+	next := s.cfg.Now().Add(delay)
+	final := s.cfg.MaxAttempts > 0 && attempt >= s.cfg.MaxAttempts
+	s.mu.Lock()
+	if e := s.workloads[name]; e != nil {
+		e.lastReason, e.lastMessage, e.retryStored = st.GetReason(), st.GetMessage(), true
+	}
+	s.mu.Unlock()
+	st.Attempts = int32(attempt)
+	msg := fmt.Sprintf("attempt %d failed: %s", attempt, st.GetMessage())
+	if final {
+		st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+		st.Message = fmt.Sprintf("gave up after %d attempts: %s", attempt, st.GetMessage())
+		msg += "; no more attempts (persysctl workload retry " + name + " starts over)"
+	} else {
+		st.NextAttemptAt = timestamppb.New(next)
+		msg += fmt.Sprintf("; next attempt in %s", delay)
+	}
+	s.metrics.retries.WithLabelValues(trimEnum(st.GetReason().String(), "FAILURE_REASON_")).Inc()
+	s.events.add(&persysv1.Event{Type: "AttemptFailed", Workload: name, NodeId: st.GetNodeId(), Reason: st.GetReason(),
+		Message: msg, Revision: v.w.GetRevision()})
+	r := &persysv1.RetryState{Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Attempts: int32(attempt),
+		LastReason: st.GetReason(), LastMessage: st.GetMessage()}
+	if !final {
+		r.NextAttemptAt = timestamppb.New(next)
+	}
+	if err := s.store.PutRetry(ctx, r); err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+		s.log.Warn("persist retry record", "workload", name, "err", err)
+	}
 }
 
 // place runs the pure placement over a snapshot of the nodes and commits
 // the result in one etcd transaction guarded by the revisions it read.
-func (s *Scheduler) place(ctx context.Context, name string, v view) bool {
+// cause is "new", "node-lost" or "drain"; a drain keeps the old copy (on
+// previous) until the new one runs.
+func (s *Scheduler) place(ctx context.Context, name string, v view, cause string) bool {
+	return s.placeFrom(ctx, name, v, cause, "")
+}
+
+func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, previous string) bool {
 	start := time.Now()
 	nodes := s.placementNodes()
 	spec := v.w.GetSpec()
@@ -159,26 +234,46 @@ func (s *Scheduler) place(ctx context.Context, name string, v view) bool {
 	now := s.cfg.Now()
 
 	if !dec.Placed() {
+		s.metrics.unschedulable.Inc()
+		if cause == "drain" {
+			// It keeps running where it is; drain reports why.
+			s.mu.Lock()
+			if e := s.workloads[name]; e != nil {
+				e.moveBlocked = summarizeRejections(dec)
+			}
+			s.mu.Unlock()
+			s.events.add(&persysv1.Event{Type: "MoveBlocked", Workload: name, NodeId: v.in.Node,
+				Reason: persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, Message: summarizeRejections(dec)})
+			return false
+		}
 		s.mu.Lock()
 		if e := s.workloads[name]; e != nil {
 			e.pending = record
 		}
 		s.mu.Unlock()
-		s.metrics.unschedulable.Inc()
+		msg := summarizeRejections(dec)
+		if cause == "node-lost" {
+			msg = "node " + v.in.Node + " lost and no other node fits: " + msg
+		}
 		s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(),
 			State:    persysv1.ActualState_ACTUAL_STATE_PENDING,
 			Reason:   persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE,
-			Message:  summarizeRejections(dec),
+			Message:  msg,
+			NodeId:   v.in.Node,
 			Revision: v.w.GetRevision()})
 		// No timer: a node joining or capacity freeing queues it again.
 		return false
 	}
 
 	a := &persysv1.Assignment{Name: name, Uid: v.w.GetUid(), NodeId: dec.NodeID, Revision: v.w.GetRevision(),
-		PlacedAt: timestamppb.New(now), Decision: record}
+		PlacedAt: timestamppb.New(now), Decision: record, PreviousNodeId: previous, Cause: cause}
 	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
 		NodeId: dec.NodeID, Revision: v.w.GetRevision(), UpdatedAt: timestamppb.New(now),
 		Message: fmt.Sprintf("placed on %s (%d of %d nodes feasible)", dec.NodeID, dec.Feasible, dec.Total)}
+	if cause == "node-lost" {
+		st.Reason = persysv1.FailureReason_FAILURE_REASON_NODE_LOST
+		st.Message = fmt.Sprintf("node %s lost; rescheduled on %s", v.in.Node, dec.NodeID)
+	}
 	rev, err := s.store.CommitPlacementRev(ctx, a, st, v.rev, v.assignRv)
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -194,7 +289,7 @@ func (s *Scheduler) place(ctx context.Context, name string, v view) bool {
 	}
 	s.mu.Lock()
 	if e := s.workloads[name]; e != nil && e.rev == v.rev {
-		e.assignment, e.assignRev, e.pending = a, rev, nil
+		e.assignment, e.assignRev, e.pending, e.moveBlocked = a, rev, nil, ""
 		if rev > e.statusRev {
 			e.status, e.statusRev = st, rev
 		}
@@ -202,9 +297,18 @@ func (s *Scheduler) place(ctx context.Context, name string, v view) bool {
 	}
 	s.mu.Unlock()
 	s.metrics.placements.Inc()
-	s.log.Info("placed", "workload", name, "node", dec.NodeID, "revision", v.w.GetRevision(),
-		"feasible", dec.Feasible, "total", dec.Total)
-	s.events.add(&persysv1.Event{Type: "Placed", Workload: name, NodeId: dec.NodeID, Revision: v.w.GetRevision(), Message: st.Message})
+	s.log.Info("placed", "workload", name, "node", dec.NodeID, "revision", v.w.GetRevision(), "cause", cause,
+		"previous", previous, "feasible", dec.Feasible, "total", dec.Total)
+	evType := "Placed"
+	switch cause {
+	case "node-lost":
+		evType = "Rescheduled"
+		s.metrics.rescheduled.Inc()
+	case "drain":
+		evType = "Moving"
+	}
+	s.events.add(&persysv1.Event{Type: evType, Workload: name, NodeId: dec.NodeID, Revision: v.w.GetRevision(),
+		Reason: st.Reason, Message: st.Message})
 	return true
 }
 
@@ -216,6 +320,9 @@ func (s *Scheduler) placementNodes() []placement.Node {
 	alloc := make(map[string]model.Resources, len(s.nodes))
 	for _, e := range s.workloads {
 		if id := e.assignment.GetNodeId(); id != "" {
+			alloc[id] = alloc[id].Add(fromProtoResources(e.w.GetSpec().GetResources()))
+		}
+		if id := e.assignment.GetPreviousNodeId(); id != "" {
 			alloc[id] = alloc[id].Add(fromProtoResources(e.w.GetSpec().GetResources()))
 		}
 	}
@@ -269,10 +376,12 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		s.log.Warn("apply failed", "workload", name, "node", node, "revision", v.w.GetRevision(), "attempt", attempt, "err", err)
 		// Not FAILED: the call is retried with backoff, and the agent may
 		// well have applied it. The reason says why it is not running yet.
-		s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), NodeId: node,
+		st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), NodeId: node,
 			Revision: v.w.GetRevision(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
 			Reason:  persysv1.FailureReason_FAILURE_REASON_AGENT_UNREACHABLE,
-			Message: fmt.Sprintf("agent call failed (attempt %d, next in %s): %v", attempt, delay, err)})
+			Message: "agent call failed: " + err.Error()}
+		s.recordAttempt(ctx, name, v, attempt, delay, st)
+		s.setStatus(ctx, name, st)
 		s.queue.AddAfter(name, delay)
 		return
 	}
@@ -305,12 +414,15 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	if v.w.GetSpec().GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
 		reached = st.GetState() == persysv1.ActualState_ACTUAL_STATE_STOPPED
 	}
-	if e := s.workloads[name]; e != nil && reached {
-		e.attempts, e.nextAttemptAt = 0, time.Time{}
-	}
 	s.mu.Unlock()
 	s.log.Info("apply", "workload", name, "node", node, "revision", v.w.GetRevision(), "result", result,
 		"state", st.GetState().String(), "reason", st.GetReason().String(), "duration_ms", elapsed.Milliseconds())
+	if reached {
+		s.resetAttempts(name)
+	} else if st.GetState() != persysv1.ActualState_ACTUAL_STATE_CREATING {
+		st = proto.Clone(st).(*persysv1.WorkloadStatus)
+		s.recordAttempt(ctx, name, v, attempt, delay, st)
+	}
 	s.setStatus(ctx, name, st)
 	if !reached {
 		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_CREATING {
@@ -375,7 +487,13 @@ func (s *Scheduler) queuePending() {
 	s.mu.Lock()
 	var names []string
 	for name, e := range s.workloads {
-		if e.assignment == nil && !e.w.GetDeleting() {
+		if e.w.GetDeleting() {
+			continue
+		}
+		if e.assignment == nil {
+			names = append(names, name)
+		} else if ne := s.nodes[e.assignment.GetNodeId()]; ne == nil || !ne.alive {
+			// Waiting for a node to move to after its own was lost.
 			names = append(names, name)
 		}
 	}
@@ -431,6 +549,7 @@ func sameStatus(a, b *persysv1.WorkloadStatus) bool {
 		return a == b
 	}
 	return a.GetState() == b.GetState() && a.GetReason() == b.GetReason() && a.GetMessage() == b.GetMessage() &&
+		a.GetAttempts() == b.GetAttempts() &&
 		a.GetNodeId() == b.GetNodeId() && a.GetRevision() == b.GetRevision() && a.GetUid() == b.GetUid() &&
 		a.GetRuntimeId() == b.GetRuntimeId() && a.GetExitCode() == b.GetExitCode() && a.GetRestartCount() == b.GetRestartCount()
 }

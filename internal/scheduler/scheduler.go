@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,15 @@ type Config struct {
 	ApplyTimeout time.Duration
 	// RetryBase and RetryMax bound re-apply backoff (5s, 10s … 120s).
 	RetryBase, RetryMax time.Duration
+	// MaxAttempts ends the retries of one revision with FAILED (default 6;
+	// negative retries for ever).
+	MaxAttempts int
+	// RescheduleGrace is how long a node stays lost before its workloads
+	// are placed elsewhere (default 10s).
+	RescheduleGrace time.Duration
+	// Election, when set, makes this scheduler one of several replicas: it
+	// serves only while it leads. Nil: it always leads (one scheduler).
+	Election *ElectionConfig
 	// Workers is the number of reconcile workers (default 8).
 	Workers int
 	// Now is the clock (default time.Now); tests may pass their own.
@@ -66,6 +76,12 @@ func (c *Config) defaults() {
 	}
 	if c.RetryMax <= 0 {
 		c.RetryMax = 120 * time.Second
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 6
+	}
+	if c.RescheduleGrace <= 0 {
+		c.RescheduleGrace = 10 * time.Second
 	}
 	if c.Workers <= 0 {
 		c.Workers = 8
@@ -101,6 +117,10 @@ type Scheduler struct {
 	// from request handlers (orphan removals) that Run waits for.
 	runCtx     context.Context
 	background sync.WaitGroup
+	// leading is true while this replica is the leader; leaderAddr holds
+	// the current leader's address (a string) for followers' redirects.
+	leading    atomic.Bool
+	leaderAddr atomic.Value
 	// loadedCh is closed once the first snapshot is in the cache.
 	loadedCh   chan struct{}
 	loadedOnce sync.Once
@@ -122,6 +142,11 @@ type workloadEntry struct {
 	attempts        int
 	attemptRevision uint64
 	nextAttemptAt   time.Time
+	lastReason      persysv1.FailureReason
+	lastMessage     string
+	retryStored     bool
+	// moveBlocked says why a drain could not move the workload.
+	moveBlocked string
 }
 
 // nodeEntry is the cache of one node plus what it last reported.
@@ -134,6 +159,8 @@ type nodeEntry struct {
 	reported      bool
 	usage         *persysv1.Resources
 	lastHeartbeat time.Time
+	// lostAt is when the node turned NotReady (zero while ready).
+	lostAt time.Time
 }
 
 // New builds a scheduler; call Run to start it.
@@ -161,8 +188,12 @@ func New(cfg Config) (*Scheduler, error) {
 	return s, nil
 }
 
-// Ready reports nil once the cache is loaded from etcd.
+// Ready reports nil when the replica can serve: a leader once its cache is
+// loaded from etcd, a follower at once (it answers with the leader).
 func (s *Scheduler) Ready() error {
+	if !s.leading.Load() {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.loaded {
@@ -171,10 +202,22 @@ func (s *Scheduler) Ready() error {
 	return nil
 }
 
-// Run loads the cache, then watches etcd and reconciles until ctx ends.
+// Run serves as the leader until ctx ends: alone when no election is
+// configured, otherwise each time this replica wins the election, standing
+// by as a follower in between.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if s.cfg.Election == nil {
+		s.leading.Store(true)
+		return s.lead(ctx)
+	}
+	return s.runElected(ctx)
+}
+
+// lead loads the cache, then watches etcd and reconciles until ctx ends.
+func (s *Scheduler) lead(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.queue.reset()
 	s.mu.Lock()
 	s.runCtx = ctx
 	s.mu.Unlock()
@@ -203,6 +246,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	// No orphan removal starts after this: they check runCtx under mu.
 	s.mu.Lock()
 	s.runCtx = nil
+	s.loaded = false
 	s.mu.Unlock()
 	s.background.Wait()
 	s.agentsClose()
@@ -228,11 +272,20 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 		if a, ok := snap.Assignments[name]; ok {
 			e.assignment, e.assignRev = a, snap.AssignmentRevs[name]
 		}
+		if r := snap.Retries[name]; r != nil && r.GetUid() == w.GetUid() && r.GetRevision() == w.GetRevision() {
+			e.attempts, e.attemptRevision, e.retryStored = int(r.GetAttempts()), r.GetRevision(), true
+			e.nextAttemptAt = r.GetNextAttemptAt().AsTime()
+			e.lastReason, e.lastMessage = r.GetLastReason(), r.GetLastMessage()
+		}
 		s.workloads[name] = e
 	}
 	s.nodes = map[string]*nodeEntry{}
 	for id, n := range snap.Nodes {
 		ne := &nodeEntry{node: n, alive: snap.AliveNodes[id], reports: map[string]*persysv1.WorkloadStatus{}}
+		if !ne.alive {
+			// The grace starts now: how long it was lost before is unknown.
+			ne.lostAt = s.cfg.Now()
+		}
 		if prev, ok := old[id]; ok {
 			// A reload after a watch failure keeps what nodes reported.
 			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat

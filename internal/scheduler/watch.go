@@ -115,6 +115,11 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 	}
 	was := ne.alive
 	ne.alive = alive
+	if alive {
+		ne.lostAt = time.Time{}
+	} else if was || ne.lostAt.IsZero() {
+		ne.lostAt = s.cfg.Now()
+	}
 	var node *persysv1.Node
 	want := persysv1.NodeState_NODE_STATE_READY
 	if !alive {

@@ -32,6 +32,8 @@ type Snapshot struct {
 	Nodes          map[string]*persysv1.Node
 	// AliveNodes holds true for every node whose liveness key exists.
 	AliveNodes map[string]bool
+	// Retries holds the retry engine's records.
+	Retries map[string]*persysv1.RetryState
 }
 
 // Load reads workloads, statuses, assignments, nodes and liveness keys at a
@@ -62,6 +64,18 @@ func (s *Store) load(ctx context.Context) (*Snapshot, error) {
 		AssignmentRevs: map[string]int64{},
 		Nodes:          map[string]*persysv1.Node{},
 		AliveNodes:     map[string]bool{},
+		Retries:        map[string]*persysv1.RetryState{},
+	}
+	err := s.rangeAll(ctx, s.dir(dirRetries), &snap.Revision, func(kv *mvccpb.KeyValue) {
+		r := &persysv1.RetryState{}
+		if err := proto.Unmarshal(kv.Value, r); err != nil {
+			s.log.Warn("skipping undecodable retry record", "key", string(kv.Key), "err", err)
+			return
+		}
+		snap.Retries[strings.TrimPrefix(string(kv.Key), s.dir(dirRetries))] = r
+	})
+	if err != nil {
+		return nil, err
 	}
 	for _, d := range []string{dirWorkloads, dirStatus, dirAssignments, dirNodes} {
 		err := s.rangeAll(ctx, s.dir(d), &snap.Revision, func(kv *mvccpb.KeyValue) {

@@ -1,0 +1,122 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+// LeaderTrailer is the gRPC trailer in which a follower names the leader's
+// address; agents and the gateway retry there.
+const LeaderTrailer = "x-persys-leader"
+
+// ElectionConfig makes a scheduler one replica of several.
+type ElectionConfig struct {
+	// Address is this replica's ControlService address as clients reach it;
+	// it is what followers hand out as the leader's address.
+	Address string
+	// TTL bounds how long a dead leader keeps its seat (default 5s).
+	TTL time.Duration
+}
+
+// runElected campaigns, leads while elected, and stands by in between.
+func (s *Scheduler) runElected(ctx context.Context) error {
+	ttl := s.cfg.Election.TTL
+	if ttl <= 0 {
+		ttl = 5 * time.Second
+	}
+	for ctx.Err() == nil {
+		el, err := s.store.NewElection(ctx, ttl)
+		if err != nil {
+			s.log.Error("election session", "err", err)
+			if !sleepCtx(ctx, time.Second) {
+				return nil
+			}
+			continue
+		}
+		octx, ocancel := context.WithCancel(ctx)
+		go func() {
+			for addr := range el.Observe(octx) {
+				if addr != s.leaderAddrString() {
+					s.log.Info("leader observed", "leader", addr)
+				}
+				s.leaderAddr.Store(addr)
+			}
+		}()
+		if addr, err := el.Leader(ctx); err == nil {
+			s.leaderAddr.Store(addr)
+		}
+		s.log.Info("campaigning for leadership", "address", s.cfg.Election.Address)
+		if err := el.Campaign(ctx, s.cfg.Election.Address); err != nil {
+			ocancel()
+			el.Close()
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("campaign ended", "err", err)
+			continue
+		}
+		start := time.Now()
+		s.leaderAddr.Store(s.cfg.Election.Address)
+		s.leading.Store(true)
+		s.log.Info("elected leader", "address", s.cfg.Election.Address)
+		s.events.add(&persysv1.Event{Type: "LeaderElected", Message: "scheduler " + s.cfg.Election.Address + " leads"})
+		lctx, lcancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-el.Done():
+				s.log.Warn("election session lost; stepping down")
+			case <-lctx.Done():
+			}
+			lcancel()
+		}()
+		if err := s.lead(lctx); err != nil {
+			s.log.Error("leader loop", "err", err)
+		}
+		s.leading.Store(false)
+		lcancel()
+		ocancel()
+		el.Close()
+		s.log.Info("no longer leader", "led_for", time.Since(start).Round(time.Millisecond).String())
+	}
+	return nil
+}
+
+func (s *Scheduler) leaderAddrString() string {
+	v, _ := s.leaderAddr.Load().(string)
+	return v
+}
+
+// serving refuses calls a follower must not answer (naming the leader in
+// the trailer) and calls that come before the cache is loaded.
+func (s *Scheduler) serving(ctx context.Context) error {
+	if !s.leading.Load() {
+		leader := s.leaderAddrString()
+		if leader != "" {
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(LeaderTrailer, leader))
+			return status.Errorf(codes.FailedPrecondition, "not the leader; the leader is %s", leader)
+		}
+		return status.Error(codes.Unavailable, "no scheduler leads yet; retry shortly")
+	}
+	if s.Ready() != nil {
+		return status.Error(codes.Unavailable, "scheduler is loading its state from etcd; retry shortly")
+	}
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
