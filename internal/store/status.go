@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// DBStatus is the size of etcd's database as one member reports it.
+type DBStatus struct {
+	Revision    int64
+	DBSize      int64
+	DBSizeInUse int64
+}
+
+// DBStatus asks the first endpoint for its database size.
+func (s *Store) DBStatus(ctx context.Context) (DBStatus, error) {
+	eps := s.cli.Endpoints()
+	if len(eps) == 0 {
+		return DBStatus{}, fmt.Errorf("store: status: no endpoints")
+	}
+	st, err := s.cli.Status(ctx, eps[0])
+	if err != nil {
+		return DBStatus{}, fmt.Errorf("store: status of %s: %w", eps[0], err)
+	}
+	return DBStatus{Revision: st.Header.Revision, DBSize: st.DbSize, DBSizeInUse: st.DbSizeInUse}, nil
+}
+
+// CountKeys counts the keys under the prefix, and those that are not
+// events (events expire by lease; everything else must go with its owner).
+func (s *Store) CountKeys(ctx context.Context) (total, nonEvent int64, err error) {
+	resp, err := s.cli.Get(ctx, s.prefix+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: count keys: %w", err)
+	}
+	events := s.dir(dirEvents)
+	for _, kv := range resp.Kvs {
+		total++
+		if !strings.HasPrefix(string(kv.Key), events) {
+			nonEvent++
+		}
+	}
+	return total, nonEvent, nil
+}
