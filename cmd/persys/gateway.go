@@ -2,17 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc/connectivity"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway"
@@ -41,7 +40,11 @@ func newGatewayCommand() *cobra.Command {
 			"cluster CA (others are refused at the handshake), authorizes each route by the certificate's " +
 			"role (viewer reads; operator and admin also change), and forwards to the scheduler's " +
 			"ControlService over gRPC with its own gateway certificate. It serves its OpenAPI document " +
-			"at /openapi.json. SIGINT or SIGTERM shut it down gracefully.",
+			"at /openapi.json. SIGINT or SIGTERM shut it down gracefully.\n\n" +
+			"--scheduler takes one or more scheduler replicas, comma-separated. Calls go to one of them; " +
+			"when a replica that does not lead refuses a call with the leader's address in the " +
+			"x-persys-leader trailer, the call is sent once more to that address and later calls go " +
+			"there too. A replica that cannot be reached at all is skipped for the next one listed.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runGateway(cmd.Context(), o)
@@ -49,8 +52,8 @@ func newGatewayCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "host:port for HTTPS (mTLS)")
-	f.StringVar(&o.scheduler, "scheduler", "127.0.0.1:9443", "scheduler ControlService address host:port")
-	f.StringVar(&o.serverName, "scheduler-server-name", "", "name the scheduler's certificate must carry (default: the host of --scheduler)")
+	f.StringVar(&o.scheduler, "scheduler", "127.0.0.1:9443", "scheduler ControlService addresses host:port[,host:port...], tried in order")
+	f.StringVar(&o.serverName, "scheduler-server-name", "", "name every scheduler's certificate must carry (default: the host of each address)")
 	f.StringVar(&o.ca, "ca", "", "CA certificate bundle (PEM) (required)")
 	f.StringVar(&o.cert, "cert", "", "gateway certificate (PEM), role gateway (required)")
 	f.StringVar(&o.key, "key", "", "gateway private key (PEM) (required)")
@@ -70,8 +73,8 @@ func (o *gatewayOptions) validate() error {
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return fmt.Errorf("--listen %q: %w", o.listen, err)
 	}
-	if _, _, err := net.SplitHostPort(o.scheduler); err != nil {
-		return fmt.Errorf("--scheduler %q: %w", o.scheduler, err)
+	if _, err := schedulerAddrs(o.scheduler); err != nil {
+		return err
 	}
 	if o.metricsListen != "" {
 		if _, _, err := net.SplitHostPort(o.metricsListen); err != nil {
@@ -82,6 +85,27 @@ func (o *gatewayOptions) validate() error {
 		return fmt.Errorf("--max-body-bytes %d: must not be negative", o.maxBody)
 	}
 	return nil
+}
+
+// schedulerAddrs splits --scheduler into host:port addresses.
+func schedulerAddrs(s string) ([]string, error) {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, fmt.Errorf("--scheduler %q: empty address in the list", s)
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("--scheduler %q: %w", a, err)
+		}
+		for _, seen := range out {
+			if seen == a {
+				return nil, fmt.Errorf("--scheduler %q: %s is listed twice", s, a)
+			}
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func gatewayLogLevel(s string) (slog.Level, error) {
@@ -114,32 +138,25 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	if err != nil {
 		return fmt.Errorf("gateway certificate: %w", err)
 	}
-	conn, err := gateway.DialScheduler(o.scheduler, clientTLS)
+	addrs, err := schedulerAddrs(o.scheduler)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	conn.Connect()
+	pool, err := gateway.DialSchedulers(addrs, clientTLS, log)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	pool.Connect()
 
 	reg := obs.NewRegistry()
 	h := gateway.New(gateway.Config{
-		Control:      persysv1.NewControlServiceClient(conn),
+		Control:      persysv1.NewControlServiceClient(pool),
 		Logger:       log,
 		Registry:     reg,
 		MaxBodyBytes: o.maxBody,
 	})
-	ready := func() error {
-		switch s := conn.GetState(); s {
-		case connectivity.Ready:
-			return nil
-		case connectivity.Idle:
-			conn.Connect()
-			return errors.New("scheduler connection idle, connecting")
-		default:
-			return fmt.Errorf("scheduler connection %s", s)
-		}
-	}
-	metrics, err := obs.Serve(o.metricsListen, reg, ready, log)
+	metrics, err := obs.Serve(o.metricsListen, reg, pool.Ready, log)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", o.metricsListen, err)
 	}

@@ -40,6 +40,7 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; 0 means manifest.MaxSize.
 	MaxBodyBytes int64
 	// CallTimeout bounds each unary call to the scheduler; 0 means 30s.
+	// Drain calls are bounded by their own timeout plus 10 s instead.
 	CallTimeout time.Duration
 }
 
@@ -51,9 +52,14 @@ const (
 )
 
 const (
-	defaultWaitTimeout = 60 * time.Second
-	maxWaitTimeout     = time.Hour
-	maxEventsLimit     = 10000
+	defaultWaitTimeout  = 60 * time.Second
+	maxWaitTimeout      = time.Hour
+	defaultDrainTimeout = 2 * time.Minute
+	maxDrainTimeout     = time.Hour
+	// drainSlack is how much longer than its own timeout a drain call may
+	// take, for the scheduler to collect and send its answer.
+	drainSlack     = 10 * time.Second
+	maxEventsLimit = 10000
 )
 
 var jsonOut = protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: false}
@@ -73,7 +79,8 @@ type route struct {
 	handler func(w http.ResponseWriter, r *http.Request) (int, error)
 }
 
-// Who may call what: viewers read, operators and admins also change.
+// Who may call what: viewers read, operators and admins also change
+// (workloads, and cordon, uncordon and drain of nodes).
 var (
 	readers = []pki.Role{pki.RoleAdmin, pki.RoleOperator, pki.RoleViewer}
 	writers = []pki.Role{pki.RoleAdmin, pki.RoleOperator}
@@ -133,6 +140,10 @@ func (g *gateway) routes() []route {
 		{"POST", "/v1/workloads/{name}/retry", writers, g.retry},
 		{"GET", "/v1/nodes", readers, g.listNodes},
 		{"GET", "/v1/nodes/{id}", readers, g.getNode},
+		{"POST", "/v1/nodes/{id}/cordon", writers, g.cordon},
+		{"POST", "/v1/nodes/{id}/uncordon", writers, g.uncordon},
+		{"POST", "/v1/nodes/{id}/drain", writers, g.drain},
+		{"GET", "/v1/leader", readers, g.leader},
 		{"GET", "/v1/cluster/summary", readers, g.summary},
 		{"GET", "/v1/events", readers, g.listEvents},
 		{"GET", "/openapi.json", nil, g.openAPI},
@@ -356,6 +367,60 @@ func (g *gateway) getNode(w http.ResponseWriter, r *http.Request) (int, error) {
 	return writeJSON(w, http.StatusOK, node)
 }
 
+func (g *gateway) cordon(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	node, err := g.control.CordonNode(ctx, &persysv1.CordonRequest{Id: r.PathValue("id")})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, node)
+}
+
+func (g *gateway) uncordon(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	node, err := g.control.UncordonNode(ctx, &persysv1.CordonRequest{Id: r.PathValue("id")})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, node)
+}
+
+// drain is a long call: the scheduler answers when every workload moved or
+// the drain timeout passed, so the call is bounded by that timeout plus
+// drainSlack instead of the usual call timeout. An incomplete drain is
+// still 200; the body's complete and workloads say what did not move.
+func (g *gateway) drain(w http.ResponseWriter, r *http.Request) (int, error) {
+	timeout := defaultDrainTimeout
+	if s := r.URL.Query().Get("timeout"); s != "" {
+		d, err := parseTimeout("timeout", s, maxDrainTimeout)
+		if err != nil {
+			return 0, err
+		}
+		timeout = d
+	}
+	// Whole seconds, rounded up, and the call's deadline from the same.
+	secs := int64((timeout + time.Second - 1) / time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(secs)*time.Second+drainSlack)
+	defer cancel()
+	resp, err := g.control.DrainNode(ctx, &persysv1.DrainRequest{Id: r.PathValue("id"), TimeoutSeconds: secs})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) leader(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	info, err := g.control.GetLeader(ctx, &persysv1.GetLeaderRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, info)
+}
+
 func (g *gateway) summary(w http.ResponseWriter, r *http.Request) (int, error) {
 	ctx, cancel := g.callCtx(r)
 	defer cancel()
@@ -417,6 +482,23 @@ func parseSelector(s string) (map[string]string, error) {
 		sel[k] = v
 	}
 	return sel, nil
+}
+
+// parseTimeout reads a query duration: a Go duration (90s, 2m) or whole
+// seconds, more than 0 and at most limit.
+func parseTimeout(name, s string, limit time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		n, nerr := strconv.Atoi(s)
+		if nerr != nil {
+			return 0, fieldError(name, fmt.Sprintf("must be a duration such as 60s or 2m, got %q", s))
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d <= 0 || d > limit {
+		return 0, fieldError(name, fmt.Sprintf("must be more than 0 and at most %s, got %s", limit, s))
+	}
+	return d, nil
 }
 
 func parseBool(q map[string][]string, name string) (bool, error) {

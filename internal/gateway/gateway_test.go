@@ -591,9 +591,151 @@ func TestOpenAPIServed(t *testing.T) {
 	if !strings.HasPrefix(doc.OpenAPI, "3.0") {
 		t.Errorf("openapi %q", doc.OpenAPI)
 	}
-	for _, s := range []string{"WorkloadView", "Manifest", "Error", "Node", "ClusterSummary", "PlacementDecision"} {
+	for _, s := range []string{"WorkloadView", "Manifest", "Error", "Node", "ClusterSummary", "PlacementDecision", "DrainResponse", "LeaderInfo"} {
 		if _, ok := doc.Components.Schemas[s]; !ok {
 			t.Errorf("schema %s missing", s)
+		}
+	}
+}
+
+func TestNodeRoutes(t *testing.T) {
+	env := gatewaytest.StartWith(t, gatewaytest.Options{CallTimeout: time.Second})
+	c := httpClient(t, env.Bundle.Admin)
+	env.Control.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
+	env.Control.AddNode(&persysv1.Node{Id: "node-2", State: persysv1.NodeState_NODE_STATE_READY})
+	if code, body := call(t, c, "POST", env.Endpoint+"/v1/workloads", []byte(webManifest)); code != http.StatusCreated {
+		t.Fatalf("apply: %d %s", code, body)
+	}
+	if err := env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "node-1", Revision: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	code, body := call(t, c, "POST", env.Endpoint+"/v1/nodes/node-2/cordon", nil)
+	if code != http.StatusOK || !bytes.Contains(body, []byte(`"cordoned":true`)) {
+		t.Fatalf("cordon: %d %s", code, body)
+	}
+	code, body = call(t, c, "POST", env.Endpoint+"/v1/nodes/node-2/uncordon", nil)
+	if code != http.StatusOK || bytes.Contains(body, []byte(`"cordoned"`)) {
+		t.Fatalf("uncordon: %d %s", code, body)
+	}
+	if code, _ := call(t, c, "POST", env.Endpoint+"/v1/nodes/nope/cordon", nil); code != http.StatusNotFound {
+		t.Fatalf("cordon of a missing node: %d", code)
+	}
+
+	code, body = call(t, c, "POST", env.Endpoint+"/v1/nodes/node-1/drain?timeout=90s", nil)
+	if code != http.StatusOK {
+		t.Fatalf("drain: %d %s", code, body)
+	}
+	resp := &persysv1.DrainResponse{}
+	if err := protojson.Unmarshal(body, resp); err != nil {
+		t.Fatal(err)
+	}
+	if !resp.GetComplete() || len(resp.GetWorkloads()) != 1 || resp.GetWorkloads()[0].GetToNode() != "node-2" || !resp.GetNode().GetCordoned() {
+		t.Fatalf("drain answer %v", resp)
+	}
+	req, left := env.Control.LastDrain()
+	if req.GetTimeoutSeconds() != 90 {
+		t.Errorf("timeout_seconds %d, want 90", req.GetTimeoutSeconds())
+	}
+	// The call's deadline is the drain timeout plus 10 s, not the 1 s
+	// call timeout of this gateway.
+	if left <= 90*time.Second || left > 100*time.Second {
+		t.Errorf("drain call had %s left on arrival, want within (90s, 100s]", left)
+	}
+
+	// An incomplete drain is still 200; the body says what did not move.
+	code, body = call(t, c, "POST", env.Endpoint+"/v1/nodes/node-2/drain", nil)
+	if code != http.StatusOK || bytes.Contains(body, []byte(`"complete":true`)) || !bytes.Contains(body, []byte("FAILURE_REASON_NO_FEASIBLE_NODE")) {
+		t.Fatalf("incomplete drain: %d %s", code, body)
+	}
+
+	timeouts := []struct {
+		name  string
+		query string
+		want  int64
+	}{
+		{"default two minutes", "", 120},
+		{"seconds", "?timeout=45", 45},
+		{"rounded up", "?timeout=1500ms", 2},
+		{"minutes", "?timeout=3m", 180},
+	}
+	for _, tt := range timeouts {
+		t.Run("timeout "+tt.name, func(t *testing.T) {
+			code, body := call(t, c, "POST", env.Endpoint+"/v1/nodes/node-1/drain"+tt.query, nil)
+			if code != http.StatusOK {
+				t.Fatalf("drain: %d %s", code, body)
+			}
+			req, left := env.Control.LastDrain()
+			if req.GetTimeoutSeconds() != tt.want {
+				t.Errorf("timeout_seconds %d, want %d", req.GetTimeoutSeconds(), tt.want)
+			}
+			if limit := time.Duration(tt.want)*time.Second + 10*time.Second; left <= time.Duration(tt.want)*time.Second || left > limit {
+				t.Errorf("%s left on arrival, want within (%ds, %s]", left, tt.want, limit)
+			}
+		})
+	}
+	bad := []struct{ name, query string }{
+		{"word", "?timeout=soon"},
+		{"zero", "?timeout=0s"},
+		{"negative", "?timeout=-5"},
+		{"over an hour", "?timeout=2h"},
+	}
+	calls := env.Control.Calls("DrainNode")
+	for _, tt := range bad {
+		t.Run("bad timeout "+tt.name, func(t *testing.T) {
+			code, body := call(t, c, "POST", env.Endpoint+"/v1/nodes/node-1/drain"+tt.query, nil)
+			if code != http.StatusBadRequest || !hasField(decodeErr(t, body), "timeout") {
+				t.Fatalf("drain%s: %d %s", tt.query, code, body)
+			}
+		})
+	}
+	if n := env.Control.Calls("DrainNode"); n != calls {
+		t.Errorf("invalid drains reached the scheduler")
+	}
+
+	code, body = call(t, c, "GET", env.Endpoint+"/v1/leader", nil)
+	if code != http.StatusOK || !bytes.Contains(body, []byte(`"isLeader":true`)) || !bytes.Contains(body, []byte(env.Control.Addr())) {
+		t.Fatalf("leader: %d %s", code, body)
+	}
+	env.Control.SetFollower("10.9.9.9:9443")
+	code, body = call(t, c, "GET", env.Endpoint+"/v1/leader", nil)
+	if code != http.StatusOK || bytes.Contains(body, []byte(`"isLeader"`)) || !bytes.Contains(body, []byte("10.9.9.9:9443")) {
+		t.Fatalf("leader from a follower: %d %s", code, body)
+	}
+}
+
+func TestNodeRouteRoles(t *testing.T) {
+	env := gatewaytest.Start(t)
+	env.Control.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
+	viewer := httpClient(t, env.IssueUser(t, "vera", pki.RoleViewer))
+	operator := httpClient(t, env.IssueUser(t, "otto", pki.RoleOperator))
+	tests := []struct {
+		name   string
+		c      *http.Client
+		method string
+		path   string
+		want   int
+	}{
+		{"viewer may not cordon", viewer, "POST", "/v1/nodes/node-1/cordon", http.StatusForbidden},
+		{"viewer may not uncordon", viewer, "POST", "/v1/nodes/node-1/uncordon", http.StatusForbidden},
+		{"viewer may not drain", viewer, "POST", "/v1/nodes/node-1/drain", http.StatusForbidden},
+		{"viewer reads the leader", viewer, "GET", "/v1/leader", http.StatusOK},
+		{"operator cordons", operator, "POST", "/v1/nodes/node-1/cordon", http.StatusOK},
+		{"operator uncordons", operator, "POST", "/v1/nodes/node-1/uncordon", http.StatusOK},
+		{"operator drains", operator, "POST", "/v1/nodes/node-1/drain?timeout=5s", http.StatusOK},
+		{"cordon is POST only", operator, "GET", "/v1/nodes/node-1/cordon", http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := call(t, tt.c, tt.method, env.Endpoint+tt.path, nil)
+			if code != tt.want {
+				t.Fatalf("code %d, want %d; body %s", code, tt.want, body)
+			}
+		})
+	}
+	for _, m := range []string{"CordonNode", "UncordonNode", "DrainNode"} {
+		if n := env.Control.Calls(m); n != 1 {
+			t.Errorf("%s calls = %d, want 1 (the viewer's must not reach the scheduler)", m, n)
 		}
 	}
 }

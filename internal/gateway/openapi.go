@@ -139,6 +139,31 @@ func buildOpenAPI() obj {
 			"get": op("getNode", "Get a node.", []obj{pathParam("id", "Node id.")}, nil,
 				withErrors(obj{"200": response("The node.", ref("Node"))}, 404)),
 		},
+		"/v1/nodes/{id}/cordon": obj{
+			"post": op("cordonNode", "Stop new placements on a node; what runs there stays. Idempotent.",
+				[]obj{pathParam("id", "Node id.")}, nil,
+				withErrors(obj{"200": response("The node, cordoned.", ref("Node"))}, 404, 409)),
+		},
+		"/v1/nodes/{id}/uncordon": obj{
+			"post": op("uncordonNode", "Allow placements on a node again. Idempotent.",
+				[]obj{pathParam("id", "Node id.")}, nil,
+				withErrors(obj{"200": response("The node, uncordoned.", ref("Node"))}, 404, 409)),
+		},
+		"/v1/nodes/{id}/drain": obj{
+			"post": op("drainNode",
+				"Cordon a node and move each of its workloads to another node, removing the old copy only once the new one runs. "+
+					"Answers when every workload moved or the timeout passed; an incomplete drain is still 200, with complete false and the reason for each workload that did not move.",
+				[]obj{
+					pathParam("id", "Node id."),
+					queryParam("timeout", "How long to wait for replacements, as a Go duration (120s, 2m) or seconds, rounded up to whole seconds; at most 1h. The request itself may take 10 s longer.", obj{"type": "string", "default": "2m"}),
+				},
+				nil,
+				withErrors(obj{"200": response("What moved and what did not.", ref("DrainResponse"))}, 400, 404, 409)),
+		},
+		"/v1/leader": obj{
+			"get": op("getLeader", "The scheduler leader's address and id, as the scheduler that answered knows them.", nil, nil,
+				withErrors(obj{"200": response("The leader.", ref("LeaderInfo"))})),
+		},
 		"/v1/cluster/summary": obj{
 			"get": op("getClusterSummary", "Counts of nodes and workloads, capacity and allocation.", nil, nil,
 				withErrors(obj{"200": response("The summary.", ref("ClusterSummary"))})),
@@ -167,6 +192,7 @@ func buildOpenAPI() obj {
 		&persysv1.ApplyResponse{}, &persysv1.WorkloadView{}, &persysv1.ListWorkloadsResponse{},
 		&persysv1.DeleteResponse{}, &persysv1.ListNodesResponse{}, &persysv1.Node{},
 		&persysv1.ClusterSummary{}, &persysv1.ListEventsResponse{},
+		&persysv1.DrainResponse{}, &persysv1.LeaderInfo{},
 	} {
 		addMessageSchema(schemas, m.ProtoReflect().Descriptor())
 	}

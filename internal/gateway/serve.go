@@ -10,9 +10,6 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 )
 
 // ShutdownTimeout bounds how long Serve waits for requests in flight
@@ -73,21 +70,4 @@ func (slogWriter) Write(p []byte) (int, error) {
 	}
 	slog.Warn("https server", "component", "gateway", "detail", msg)
 	return len(p), nil
-}
-
-// DialScheduler returns a client connection to the scheduler's gRPC
-// endpoint at addr over mutual TLS. The connection is lazy: errors of
-// reaching the scheduler show up on the first call.
-func DialScheduler(addr string, tlsCfg *tls.Config) (*grpc.ClientConn, error) {
-	if addr == "" {
-		return nil, errors.New("gateway: scheduler address is empty")
-	}
-	if tlsCfg == nil {
-		return nil, errors.New("gateway: scheduler TLS config is required")
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	if err != nil {
-		return nil, fmt.Errorf("gateway: dialing scheduler %s: %w", addr, err)
-	}
-	return conn, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -62,17 +61,9 @@ func (g *gateway) wait(w http.ResponseWriter, r *http.Request) (int, error) {
 	}
 	timeout := defaultWaitTimeout
 	if s := q.Get("timeout"); s != "" {
-		d, err := time.ParseDuration(s)
+		d, err := parseTimeout("timeout", s, maxWaitTimeout)
 		if err != nil {
-			// Plain seconds are accepted too.
-			n, nerr := strconv.Atoi(s)
-			if nerr != nil {
-				return 0, fieldError("timeout", fmt.Sprintf("must be a duration such as 60s or 2m, got %q", s))
-			}
-			d = time.Duration(n) * time.Second
-		}
-		if d <= 0 || d > maxWaitTimeout {
-			return 0, fieldError("timeout", fmt.Sprintf("must be more than 0 and at most %s, got %s", maxWaitTimeout, s))
+			return 0, err
 		}
 		timeout = d
 	}

@@ -1,10 +1,12 @@
 // Package gatewaytest runs a real gateway, over real mutual TLS with
-// certificates from internal/pki, in front of an in-memory ControlService
-// that stands in for the scheduler. It exists for tests of the gateway and
-// of its clients (internal/client, internal/cli); production code must not
-// import it. The in-memory service keeps workloads, nodes and events in
-// maps, streams WatchWorkload from its own change notifications, and lets a
-// test inject an error per method and count calls.
+// certificates from internal/pki, in front of one or more in-memory
+// ControlServices that stand in for scheduler replicas. It exists for tests
+// of the gateway and of its clients (internal/client, internal/cli);
+// production code must not import it. The in-memory service keeps
+// workloads, nodes and events in maps, streams WatchWorkload from its own
+// change notifications, cordons and drains nodes, and lets a test inject an
+// error per method, play a follower that redirects to the leader with the
+// x-persys-leader trailer, and count calls.
 package gatewaytest
 
 import (
@@ -23,6 +25,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -49,6 +52,28 @@ type Control struct {
 	changed chan struct{}
 	uids    int
 	onApply func(name string)
+
+	// addr is where ServeControl serves it.
+	addr string
+	// follower, when set, is the leader address every write is refused
+	// with; redirects refuse single methods the same way.
+	follower  string
+	redirects map[string]redirect
+	leader    *persysv1.LeaderInfo
+	lastDrain *persysv1.DrainRequest
+	drainLeft time.Duration
+}
+
+// redirect is a refusal with a leader hint.
+type redirect struct {
+	code   codes.Code
+	leader string
+}
+
+// writeMethods are the calls a follower refuses.
+var writeMethods = map[string]bool{
+	"ApplyWorkload": true, "DeleteWorkload": true, "RetryWorkload": true,
+	"CordonNode": true, "UncordonNode": true, "DrainNode": true,
 }
 
 // SetOnApply makes f run after every successful ApplyWorkload with the
@@ -62,13 +87,66 @@ func (c *Control) SetOnApply(f func(name string)) {
 // NewControl returns an empty in-memory ControlService.
 func NewControl() *Control {
 	return &Control{
-		views:   map[string]*persysv1.WorkloadView{},
-		nodes:   map[string]*persysv1.Node{},
-		errs:    map[string]error{},
-		calls:   map[string]int{},
-		changed: make(chan struct{}),
-		summary: &persysv1.ClusterSummary{},
+		views:     map[string]*persysv1.WorkloadView{},
+		nodes:     map[string]*persysv1.Node{},
+		errs:      map[string]error{},
+		calls:     map[string]int{},
+		changed:   make(chan struct{}),
+		summary:   &persysv1.ClusterSummary{},
+		redirects: map[string]redirect{},
 	}
+}
+
+// Addr returns the address ServeControl serves c on ("" before).
+func (c *Control) Addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addr
+}
+
+// SetFollower makes c act as a scheduler that does not lead: every write
+// (apply, delete, retry, cordon, uncordon, drain) fails with
+// FailedPrecondition and the x-persys-leader trailer naming leader, and
+// GetLeader names leader. An empty leader makes c lead again.
+func (c *Control) SetFollower(leader string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.follower = leader
+}
+
+// SetRedirect makes method fail with code and the x-persys-leader trailer
+// naming leader; an empty leader clears it.
+func (c *Control) SetRedirect(method string, code codes.Code, leader string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if leader == "" {
+		delete(c.redirects, method)
+		return
+	}
+	c.redirects[method] = redirect{code: code, leader: leader}
+}
+
+// SetLeader sets what GetLeader answers; nil restores the default (this
+// Control's own address as the leader, or the follower's leader).
+func (c *Control) SetLeader(info *persysv1.LeaderInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if info == nil {
+		c.leader = nil
+		return
+	}
+	c.leader = proto.Clone(info).(*persysv1.LeaderInfo)
+}
+
+// LastDrain returns the last DrainRequest received and how long its
+// context had left when it arrived (0 without a deadline).
+func (c *Control) LastDrain() (*persysv1.DrainRequest, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lastDrain == nil {
+		return nil, 0
+	}
+	return proto.Clone(c.lastDrain).(*persysv1.DrainRequest), c.drainLeft
 }
 
 // SetError makes method (for example "ApplyWorkload") fail with err; nil
@@ -90,11 +168,22 @@ func (c *Control) Calls(method string) int {
 	return c.calls[method]
 }
 
-// enter counts a call and returns the injected error, if any.
-func (c *Control) enter(method string) error {
+// enter counts a call and returns the refusal of a follower or the
+// injected error, if any.
+func (c *Control) enter(ctx context.Context, method string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls[method]++
+	r, ok := c.redirects[method]
+	if !ok && c.follower != "" && writeMethods[method] {
+		r, ok = redirect{code: codes.FailedPrecondition, leader: c.follower}, true
+	}
+	if ok {
+		if err := grpc.SetTrailer(ctx, metadata.Pairs(gateway.MetadataLeader, r.leader)); err != nil {
+			return status.Errorf(codes.Internal, "setting trailer: %v", err)
+		}
+		return status.Errorf(r.code, "not the leader; the leader is %s", r.leader)
+	}
 	return c.errs[method]
 }
 
@@ -167,8 +256,8 @@ func notFound(kind, name string) error {
 
 // ApplyWorkload creates the workload (revision 1, PENDING), reports
 // unchanged for an equal spec and labels, and otherwise bumps the revision.
-func (c *Control) ApplyWorkload(_ context.Context, req *persysv1.ApplyRequest) (*persysv1.ApplyResponse, error) {
-	if err := c.enter("ApplyWorkload"); err != nil {
+func (c *Control) ApplyWorkload(ctx context.Context, req *persysv1.ApplyRequest) (*persysv1.ApplyResponse, error) {
+	if err := c.enter(ctx, "ApplyWorkload"); err != nil {
 		return nil, err
 	}
 	if req.GetName() == "" {
@@ -240,16 +329,16 @@ func (c *Control) view(name string, withEvents bool) (*persysv1.WorkloadView, er
 }
 
 // GetWorkload returns one workload.
-func (c *Control) GetWorkload(_ context.Context, req *persysv1.GetWorkloadRequest) (*persysv1.WorkloadView, error) {
-	if err := c.enter("GetWorkload"); err != nil {
+func (c *Control) GetWorkload(ctx context.Context, req *persysv1.GetWorkloadRequest) (*persysv1.WorkloadView, error) {
+	if err := c.enter(ctx, "GetWorkload"); err != nil {
 		return nil, err
 	}
 	return c.view(req.GetName(), req.GetWithEvents())
 }
 
 // ListWorkloads returns the workloads matching the selector, by name.
-func (c *Control) ListWorkloads(_ context.Context, req *persysv1.ListWorkloadsRequest) (*persysv1.ListWorkloadsResponse, error) {
-	if err := c.enter("ListWorkloads"); err != nil {
+func (c *Control) ListWorkloads(ctx context.Context, req *persysv1.ListWorkloadsRequest) (*persysv1.ListWorkloadsResponse, error) {
+	if err := c.enter(ctx, "ListWorkloads"); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -273,8 +362,8 @@ func (c *Control) ListWorkloads(_ context.Context, req *persysv1.ListWorkloadsRe
 }
 
 // DeleteWorkload removes the workload at once.
-func (c *Control) DeleteWorkload(_ context.Context, req *persysv1.DeleteRequest) (*persysv1.DeleteResponse, error) {
-	if err := c.enter("DeleteWorkload"); err != nil {
+func (c *Control) DeleteWorkload(ctx context.Context, req *persysv1.DeleteRequest) (*persysv1.DeleteResponse, error) {
+	if err := c.enter(ctx, "DeleteWorkload"); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -288,8 +377,8 @@ func (c *Control) DeleteWorkload(_ context.Context, req *persysv1.DeleteRequest)
 }
 
 // RetryWorkload moves a FAILED workload back to PENDING.
-func (c *Control) RetryWorkload(_ context.Context, req *persysv1.RetryRequest) (*persysv1.WorkloadView, error) {
-	if err := c.enter("RetryWorkload"); err != nil {
+func (c *Control) RetryWorkload(ctx context.Context, req *persysv1.RetryRequest) (*persysv1.WorkloadView, error) {
+	if err := c.enter(ctx, "RetryWorkload"); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -309,7 +398,7 @@ func (c *Control) RetryWorkload(_ context.Context, req *persysv1.RetryRequest) (
 // WatchWorkload sends the current view and then every change until the
 // workload is gone (NotFound) or the caller leaves.
 func (c *Control) WatchWorkload(req *persysv1.GetWorkloadRequest, stream grpc.ServerStreamingServer[persysv1.WorkloadView]) error {
-	if err := c.enter("WatchWorkload"); err != nil {
+	if err := c.enter(stream.Context(), "WatchWorkload"); err != nil {
 		return err
 	}
 	var last *persysv1.WorkloadView
@@ -340,8 +429,8 @@ func (c *Control) WatchWorkload(req *persysv1.GetWorkloadRequest, stream grpc.Se
 }
 
 // ListNodes returns the nodes by id.
-func (c *Control) ListNodes(context.Context, *persysv1.ListNodesRequest) (*persysv1.ListNodesResponse, error) {
-	if err := c.enter("ListNodes"); err != nil {
+func (c *Control) ListNodes(ctx context.Context, _ *persysv1.ListNodesRequest) (*persysv1.ListNodesResponse, error) {
+	if err := c.enter(ctx, "ListNodes"); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -355,8 +444,8 @@ func (c *Control) ListNodes(context.Context, *persysv1.ListNodesRequest) (*persy
 }
 
 // GetNode returns one node.
-func (c *Control) GetNode(_ context.Context, req *persysv1.GetNodeRequest) (*persysv1.Node, error) {
-	if err := c.enter("GetNode"); err != nil {
+func (c *Control) GetNode(ctx context.Context, req *persysv1.GetNodeRequest) (*persysv1.Node, error) {
+	if err := c.enter(ctx, "GetNode"); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -369,8 +458,8 @@ func (c *Control) GetNode(_ context.Context, req *persysv1.GetNodeRequest) (*per
 }
 
 // GetClusterSummary returns what SetSummary stored.
-func (c *Control) GetClusterSummary(context.Context, *persysv1.ClusterSummaryRequest) (*persysv1.ClusterSummary, error) {
-	if err := c.enter("GetClusterSummary"); err != nil {
+func (c *Control) GetClusterSummary(ctx context.Context, _ *persysv1.ClusterSummaryRequest) (*persysv1.ClusterSummary, error) {
+	if err := c.enter(ctx, "GetClusterSummary"); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -379,8 +468,8 @@ func (c *Control) GetClusterSummary(context.Context, *persysv1.ClusterSummaryReq
 }
 
 // ListEvents returns the events of one workload (or all), the last limit.
-func (c *Control) ListEvents(_ context.Context, req *persysv1.ListEventsRequest) (*persysv1.ListEventsResponse, error) {
-	if err := c.enter("ListEvents"); err != nil {
+func (c *Control) ListEvents(ctx context.Context, req *persysv1.ListEventsRequest) (*persysv1.ListEventsResponse, error) {
+	if err := c.enter(ctx, "ListEvents"); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -395,6 +484,124 @@ func (c *Control) ListEvents(_ context.Context, req *persysv1.ListEventsRequest)
 		out.Events = out.Events[len(out.Events)-n:]
 	}
 	return out, nil
+}
+
+func (c *Control) setCordon(ctx context.Context, method, id string, cordoned bool) (*persysv1.Node, error) {
+	if err := c.enter(ctx, method); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.nodes[id]
+	if !ok {
+		return nil, notFound("node", id)
+	}
+	n.Cordoned = cordoned
+	if !cordoned {
+		n.Draining = false
+	}
+	return proto.Clone(n).(*persysv1.Node), nil
+}
+
+// CordonNode marks a node cordoned.
+func (c *Control) CordonNode(ctx context.Context, req *persysv1.CordonRequest) (*persysv1.Node, error) {
+	return c.setCordon(ctx, "CordonNode", req.GetId(), true)
+}
+
+// UncordonNode clears a node's cordoned and draining marks.
+func (c *Control) UncordonNode(ctx context.Context, req *persysv1.CordonRequest) (*persysv1.Node, error) {
+	return c.setCordon(ctx, "UncordonNode", req.GetId(), false)
+}
+
+// DrainNode cordons the node and moves each workload on it (by status, else
+// assignment) at once to the first other READY node that is neither
+// cordoned nor draining, by id; with no such node the workload stays,
+// unmoved with NO_FEASIBLE_NODE. The moved workloads are RUNNING on their
+// new node with an assignment of cause "drain".
+func (c *Control) DrainNode(ctx context.Context, req *persysv1.DrainRequest) (*persysv1.DrainResponse, error) {
+	if err := c.enter(ctx, "DrainNode"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lastDrain = proto.Clone(req).(*persysv1.DrainRequest)
+	c.drainLeft = 0
+	if dl, ok := ctx.Deadline(); ok {
+		c.drainLeft = time.Until(dl)
+	}
+	n, ok := c.nodes[req.GetId()]
+	if !ok {
+		return nil, notFound("node", req.GetId())
+	}
+	n.Cordoned = true
+	var target string
+	ids := make([]string, 0, len(c.nodes))
+	for id := range c.nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		o := c.nodes[id]
+		if id != n.GetId() && o.GetState() == persysv1.NodeState_NODE_STATE_READY && !o.GetCordoned() && !o.GetDraining() {
+			target = id
+			break
+		}
+	}
+	names := make([]string, 0, len(c.views))
+	for name := range c.views {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	resp := &persysv1.DrainResponse{Complete: true}
+	for _, name := range names {
+		v := c.views[name]
+		on := v.GetStatus().GetNodeId()
+		if on == "" {
+			on = v.GetAssignment().GetNodeId()
+		}
+		if on != n.GetId() {
+			continue
+		}
+		if target == "" {
+			resp.Complete = false
+			resp.Workloads = append(resp.Workloads, &persysv1.DrainResult{
+				Workload: name, Result: "unmoved",
+				Reason:  persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE,
+				Message: "no other ready node",
+			})
+			continue
+		}
+		v.Assignment = &persysv1.Assignment{
+			Name: name, Uid: v.GetWorkload().GetUid(), NodeId: target, Revision: v.GetWorkload().GetRevision(),
+			PlacedAt: timestamppb.Now(), Cause: "drain",
+		}
+		v.Status = &persysv1.WorkloadStatus{
+			Name: name, Uid: v.GetWorkload().GetUid(), State: persysv1.ActualState_ACTUAL_STATE_RUNNING,
+			NodeId: target, Revision: v.GetWorkload().GetRevision(),
+		}
+		resp.Workloads = append(resp.Workloads, &persysv1.DrainResult{Workload: name, Result: "moved", ToNode: target})
+	}
+	c.notify()
+	resp.Node = proto.Clone(n).(*persysv1.Node)
+	return resp, nil
+}
+
+// GetLeader answers what SetLeader stored, else the follower's leader,
+// else this Control itself as the leader.
+func (c *Control) GetLeader(ctx context.Context, _ *persysv1.GetLeaderRequest) (*persysv1.LeaderInfo, error) {
+	if err := c.enter(ctx, "GetLeader"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.leader != nil:
+		return proto.Clone(c.leader).(*persysv1.LeaderInfo), nil
+	case c.follower != "":
+		return &persysv1.LeaderInfo{Address: c.follower}, nil
+	default:
+		return &persysv1.LeaderInfo{Address: c.addr, Id: "scheduler", IsLeader: true}, nil
+	}
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writers.
@@ -415,9 +622,15 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// Env is a running gateway in front of a Control.
+// Env is a running gateway in front of one or more Controls.
 type Env struct {
+	// Control is the first scheduler, the one the gateway calls first.
 	Control *Control
+	// Controls are all schedulers, in the order the gateway was given
+	// their addresses.
+	Controls []*Control
+	// Schedulers is the gateway's connection pool to the Controls.
+	Schedulers *gateway.SchedulerPool
 	// Endpoint is the gateway's base URL, https://127.0.0.1:PORT.
 	Endpoint string
 	// Bundle holds the CA and the scheduler, gateway and admin identities.
@@ -433,19 +646,20 @@ type Env struct {
 // Logs returns the gateway's JSON log lines so far.
 func (e *Env) Logs() string { return e.logs.String() }
 
-// Start bootstraps a CA in a temporary directory, serves Control over gRPC
-// with mTLS (only the gateway role may call it, as the real scheduler
-// requires), and serves the gateway over HTTPS with mTLS on loopback. Both
-// stop when the test ends.
-func Start(t testing.TB) *Env {
-	t.Helper()
-	dir := t.TempDir()
-	bundle, err := pki.Bootstrap(dir, nil, nil, nil)
-	if err != nil {
-		t.Fatalf("bootstrap pki: %v", err)
-	}
-	ctrl := NewControl()
+// Options change what StartWith starts.
+type Options struct {
+	// Schedulers is how many Controls to serve (0 means 1); the gateway
+	// gets all their addresses, in order.
+	Schedulers int
+	// CallTimeout is the gateway's Config.CallTimeout (0: its default).
+	CallTimeout time.Duration
+}
 
+// ServeControl serves ctrl over gRPC with mutual TLS on a loopback port,
+// with the scheduler identity of bundle, admitting only the gateway role
+// as the real scheduler does, until the test ends. It returns the address.
+func ServeControl(t testing.TB, bundle *pki.Bundle, ctrl *Control) string {
+	t.Helper()
 	schedTLS, err := pki.ServerTLS(bundle.Scheduler)
 	if err != nil {
 		t.Fatalf("scheduler tls: %v", err)
@@ -462,23 +676,62 @@ func Start(t testing.TB) *Env {
 	}
 	go func() { _ = srv.Serve(sln) }()
 	t.Cleanup(srv.Stop)
+	addr := sln.Addr().String()
+	ctrl.mu.Lock()
+	ctrl.addr = addr
+	ctrl.mu.Unlock()
+	return addr
+}
+
+// Start is StartWith with one scheduler and default options.
+func Start(t testing.TB) *Env {
+	t.Helper()
+	return StartWith(t, Options{})
+}
+
+// StartWith bootstraps a CA in a temporary directory, serves o.Schedulers
+// Controls (see ServeControl), and serves the gateway over HTTPS with mTLS
+// on loopback, connected to all of them through a SchedulerPool.
+// Everything stops when the test ends.
+func StartWith(t testing.TB, o Options) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	bundle, err := pki.Bootstrap(dir, nil, nil, nil)
+	if err != nil {
+		t.Fatalf("bootstrap pki: %v", err)
+	}
+	n := o.Schedulers
+	if n <= 0 {
+		n = 1
+	}
+	var (
+		ctrls []*Control
+		addrs []string
+	)
+	for range n {
+		ctrl := NewControl()
+		ctrls = append(ctrls, ctrl)
+		addrs = append(addrs, ServeControl(t, bundle, ctrl))
+	}
 
 	gwClientTLS, err := pki.ClientTLS(bundle.Gateway, "")
 	if err != nil {
 		t.Fatalf("gateway client tls: %v", err)
 	}
-	conn, err := gateway.DialScheduler(sln.Addr().String(), gwClientTLS)
-	if err != nil {
-		t.Fatalf("dial scheduler: %v", err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-
 	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	pool, err := gateway.DialSchedulers(addrs, gwClientTLS, log)
+	if err != nil {
+		t.Fatalf("dial schedulers: %v", err)
+	}
+	t.Cleanup(func() { _ = pool.Close() })
+
 	reg := prometheus.NewRegistry()
 	h := gateway.New(gateway.Config{
-		Control:  persysv1.NewControlServiceClient(conn),
-		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
-		Registry: reg,
+		Control:     persysv1.NewControlServiceClient(pool),
+		Logger:      log,
+		Registry:    reg,
+		CallTimeout: o.CallTimeout,
 	})
 	gwTLS, err := pki.ServerTLS(bundle.Gateway)
 	if err != nil {
@@ -505,12 +758,14 @@ func Start(t testing.TB) *Env {
 
 	endpoint := "https://" + gln.Addr().String()
 	return &Env{
-		Control:  ctrl,
-		Endpoint: endpoint,
-		Bundle:   bundle,
-		Config:   &client.Config{Endpoint: endpoint, CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key},
-		Registry: reg,
-		logs:     logs,
+		Control:    ctrls[0],
+		Controls:   ctrls,
+		Schedulers: pool,
+		Endpoint:   endpoint,
+		Bundle:     bundle,
+		Config:     &client.Config{Endpoint: endpoint, CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key},
+		Registry:   reg,
+		logs:       logs,
 	}
 }
 
