@@ -316,7 +316,7 @@ func (c *Client) ListNodes(ctx context.Context) (*persysv1.ListNodesResponse, er
 // GetNode returns one node.
 func (c *Client) GetNode(ctx context.Context, id string) (*persysv1.Node, error) {
 	out := &persysv1.Node{}
-	if _, err := c.do(ctx, http.MethodGet, "/v1/nodes/"+url.PathEscape(id), nil, nil, out); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, nodePath(id), nil, nil, out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -343,6 +343,65 @@ func (c *Client) ListEvents(ctx context.Context, workload string, limit int) (*p
 	}
 	out := &persysv1.ListEventsResponse{}
 	if _, err := c.do(ctx, http.MethodGet, "/v1/events", q, nil, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func nodePath(id string, rest ...string) string {
+	return "/v1/nodes/" + url.PathEscape(id) + strings.Join(rest, "")
+}
+
+// CordonNode stops new placements on a node and returns it.
+func (c *Client) CordonNode(ctx context.Context, id string) (*persysv1.Node, error) {
+	out := &persysv1.Node{}
+	if _, err := c.do(ctx, http.MethodPost, nodePath(id, "/cordon"), nil, nil, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// UncordonNode allows placements on a node again and returns it.
+func (c *Client) UncordonNode(ctx context.Context, id string) (*persysv1.Node, error) {
+	out := &persysv1.Node{}
+	if _, err := c.do(ctx, http.MethodPost, nodePath(id, "/uncordon"), nil, nil, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DefaultDrainTimeout is the gateway's drain timeout when none is given.
+const DefaultDrainTimeout = 2 * time.Minute
+
+// DrainNode cordons a node and moves its workloads elsewhere, waiting up to
+// timeout (0: DefaultDrainTimeout) for the replacements. An incomplete drain
+// is not an error: check Complete and each workload's Result.
+func (c *Client) DrainNode(ctx context.Context, id string, timeout time.Duration) (*persysv1.DrainResponse, error) {
+	if timeout < 0 {
+		return nil, fmt.Errorf("drain: timeout must not be negative, got %s", timeout)
+	}
+	var q url.Values
+	if timeout > 0 {
+		q = url.Values{"timeout": {timeout.String()}}
+	} else {
+		timeout = DefaultDrainTimeout
+	}
+	// The gateway allows the scheduler 10 s past the timeout; leave room
+	// for that and the answer.
+	ctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
+	defer cancel()
+	out := &persysv1.DrainResponse{}
+	if _, err := c.do(ctx, http.MethodPost, nodePath(id, "/drain"), q, nil, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Leader returns the scheduler leader as the scheduler that answered
+// knows it.
+func (c *Client) Leader(ctx context.Context) (*persysv1.LeaderInfo, error) {
+	out := &persysv1.LeaderInfo{}
+	if _, err := c.do(ctx, http.MethodGet, "/v1/leader", nil, nil, out); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -150,3 +150,66 @@ func TestNewValidates(t *testing.T) {
 		})
 	}
 }
+
+func TestClientNodesAndLeader(t *testing.T) {
+	env := gatewaytest.StartWith(t, gatewaytest.Options{Schedulers: 2})
+	leader := env.Controls[1]
+	// The first scheduler follows the second: the gateway follows the trailer.
+	env.Controls[0].SetFollower(leader.Addr())
+	for _, ctrl := range env.Controls {
+		ctrl.AddNode(&persysv1.Node{Id: "n1", State: persysv1.NodeState_NODE_STATE_READY})
+		ctrl.AddNode(&persysv1.Node{Id: "n2", State: persysv1.NodeState_NODE_STATE_READY})
+	}
+	c := env.Client(t)
+	ctx := t.Context()
+
+	if _, err := c.Apply(ctx, []byte(manifest)); err != nil {
+		t.Fatal(err)
+	}
+	if err := leader.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "n1", Revision: 1}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := c.CordonNode(ctx, "n2")
+	if err != nil || !n.GetCordoned() {
+		t.Fatalf("cordon: %v %v", n, err)
+	}
+	// n2 is cordoned: the drain of n1 cannot move web.
+	resp, err := c.DrainNode(ctx, "n1", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetComplete() || len(resp.GetWorkloads()) != 1 || resp.GetWorkloads()[0].GetResult() != "unmoved" {
+		t.Fatalf("drain with nowhere to go: %v", resp)
+	}
+	if req, _ := leader.LastDrain(); req.GetTimeoutSeconds() != 5 {
+		t.Errorf("timeout_seconds %d, want 5", req.GetTimeoutSeconds())
+	}
+	if n, err = c.UncordonNode(ctx, "n2"); err != nil || n.GetCordoned() {
+		t.Fatalf("uncordon: %v %v", n, err)
+	}
+	if resp, err = c.DrainNode(ctx, "n1", 0); err != nil || !resp.GetComplete() || resp.GetWorkloads()[0].GetToNode() != "n2" {
+		t.Fatalf("drain: %v %v", resp, err)
+	}
+	if req, _ := leader.LastDrain(); req.GetTimeoutSeconds() != 120 {
+		t.Errorf("default timeout_seconds %d, want 120", req.GetTimeoutSeconds())
+	}
+	if _, err := c.DrainNode(ctx, "n1", -time.Second); err == nil {
+		t.Error("negative drain timeout accepted")
+	}
+	if _, err := c.CordonNode(ctx, "nope"); !client.IsNotFound(err) {
+		t.Errorf("cordon of a missing node: %v", err)
+	}
+	info, err := c.Leader(ctx)
+	if err != nil || info.GetAddress() != leader.Addr() || !info.GetIsLeader() {
+		t.Fatalf("leader: %v %v", info, err)
+	}
+	// Only the first call met the follower; the rest went to the leader.
+	if got := env.Controls[0].Calls("ApplyWorkload"); got != 1 {
+		t.Errorf("the follower got %d applies, want 1", got)
+	}
+	for _, m := range []string{"CordonNode", "UncordonNode", "DrainNode", "GetLeader"} {
+		if got := env.Controls[0].Calls(m); got != 0 {
+			t.Errorf("%s reached the follower %d times after the switch", m, got)
+		}
+	}
+}
