@@ -104,6 +104,8 @@ func newRoot(o *options) *cobra.Command {
 		newDescribeCommand(o),
 		newDeleteCommand(o),
 		newRetryCommand(o),
+		newWorkloadCommand(o),
+		newNodeCommand(o),
 		newClusterCommand(o),
 		newEventsCommand(o),
 	)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
@@ -224,4 +225,99 @@ func TestConfigSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, runCLI(t, "", "get", "workloads"), 0, []string{"No workloads."}, nil)
+}
+
+func TestNodeCommands(t *testing.T) {
+	c := startCluster(t)
+	ctrl := c.env.Control
+	ctrl.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
+	ctrl.AddNode(&persysv1.Node{Id: "node-2", State: persysv1.NodeState_NODE_STATE_READY})
+	file := c.writeManifest(t, "web.yaml", webManifest)
+	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, nil, nil)
+	if err := ctrl.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "node-1", Revision: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	expect(t, c.persysctl(t, "", "node", "cordon", "node-2"), 0, []string{"node/node-2 cordoned\n"}, nil)
+	expect(t, c.persysctl(t, "", "get", "nodes"), 0, []string{"READY,CORDONED"}, nil)
+	expect(t, c.persysctl(t, "", "node", "cordon", "node-2", "-o", "json"), 0, []string{`"cordoned": true`}, nil)
+
+	// Nowhere to go: the drain is incomplete and persysctl fails.
+	expect(t, c.persysctl(t, "", "node", "drain", "node-1", "--timeout", "5s"), 1,
+		[]string{"workload/web not moved: NO_FEASIBLE_NODE: no other ready node\n", "node/node-1 cordoned, drain incomplete (0 of 1 workloads moved)\n"},
+		[]string{"Error: drain of node node-1 incomplete: 1 of 1 workloads did not move within 5s\n"})
+	if req, _ := ctrl.LastDrain(); req.GetTimeoutSeconds() != 5 {
+		t.Errorf("timeout_seconds %d, want 5", req.GetTimeoutSeconds())
+	}
+
+	expect(t, c.persysctl(t, "", "nodes", "uncordon", "node-2"), 0, []string{"node/node-2 uncordoned\n"}, nil)
+	expect(t, c.persysctl(t, "", "node", "drain", "node-1"), 0,
+		[]string{"workload/web moved to node-2\n", "node/node-1 drained (1 of 1 workloads moved)\n"}, nil)
+	if req, _ := ctrl.LastDrain(); req.GetTimeoutSeconds() != 120 {
+		t.Errorf("default timeout_seconds %d, want 120", req.GetTimeoutSeconds())
+	}
+	expect(t, c.persysctl(t, "", "describe", "workload", "web"), 0, []string{"Node:           node-2", "Cause:        drain"}, nil)
+	r := c.persysctl(t, "", "node", "drain", "node-1", "-o", "json")
+	expect(t, r, 0, []string{`"complete": true`}, nil)
+
+	tests := []struct {
+		name   string
+		args   []string
+		errHas []string
+	}{
+		{"cordon of a missing node", []string{"node", "cordon", "nope"}, []string{`Error: node "nope" not found`}},
+		{"drain of a missing node", []string{"node", "drain", "nope"}, []string{`Error: node "nope" not found`}},
+		{"drain with a bad timeout", []string{"node", "drain", "node-1", "--timeout", "0s"}, []string{"Error: invalid --timeout"}},
+		{"cordon without id", []string{"node", "cordon"}, []string{"Error: accepts 1 arg(s)"}},
+		{"unknown node verb", []string{"node", "reboot", "node-1"}, []string{`Error: unknown command "reboot"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			expect(t, c.persysctl(t, "", tt.args...), 1, nil, tt.errHas)
+		})
+	}
+}
+
+func TestWorkloadRetryAndLeader(t *testing.T) {
+	c := startCluster(t)
+	file := c.writeManifest(t, "web.yaml", webManifest)
+	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, nil, nil)
+	expect(t, c.persysctl(t, "", "workload", "retry", "web"), 1, nil, []string{"is ACTUAL_STATE_PENDING, not FAILED"})
+	if err := c.env.Control.SetStatus("web", &persysv1.WorkloadStatus{
+		State: persysv1.ActualState_ACTUAL_STATE_FAILED, Reason: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND,
+		Attempts: 5, NextAttemptAt: timestamppb.New(fixedNow.Add(2 * time.Minute)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c.persysctl(t, "", "describe", "workload", "web"), 0, []string{"Attempts:       5\n", "Next attempt:   2026-01-02T15:06:05Z (in 2m)\n"}, nil)
+	expect(t, c.persysctl(t, "", "workload", "retry", "web"), 0, []string{"workload/web retry requested\n"}, nil)
+	if n := c.env.Control.Calls("RetryWorkload"); n != 2 {
+		t.Errorf("RetryWorkload calls = %d, want 2", n)
+	}
+
+	addr := c.env.Control.Addr()
+	expect(t, c.persysctl(t, "", "get", "leader"), 0, []string{"Leader:      scheduler\n", "Address:     " + addr + "\n", "Answered by: the leader\n"}, nil)
+	expect(t, c.persysctl(t, "", "cluster", "leader"), 0, []string{"Address:     " + addr + "\n"}, nil)
+	expect(t, c.persysctl(t, "", "get", "leader", "-o", "json"), 0, []string{`"isLeader": true`}, nil)
+	expect(t, c.persysctl(t, "", "get", "leader", "x"), 1, nil, []string{"Error: get leader takes no name"})
+	expect(t, c.persysctl(t, "", "get", "leader", "-l", "a=b"), 1, nil, []string{"Error: --selector applies only to listing workloads"})
+}
+
+// TestFollowsLeader runs persysctl against a gateway whose first scheduler
+// does not lead: every write still lands on the leader.
+func TestFollowsLeader(t *testing.T) {
+	env := gatewaytest.StartWith(t, gatewaytest.Options{Schedulers: 2})
+	env.Controls[0].SetFollower(env.Controls[1].Addr())
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yaml")
+	if err := client.WriteConfig(cfg, env.Config); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{env: env, config: cfg, dir: dir}
+	file := c.writeManifest(t, "web.yaml", webManifest)
+	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, []string{"workload/web created\n"}, nil)
+	expect(t, c.persysctl(t, "", "get", "leader"), 0, []string{"Address:     " + env.Controls[1].Addr() + "\n", "the leader"}, nil)
+	if n := env.Controls[1].Calls("ApplyWorkload"); n != 1 {
+		t.Errorf("the leader got %d applies, want 1", n)
+	}
 }

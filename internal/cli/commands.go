@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/manifest"
 )
 
@@ -151,10 +152,19 @@ func parseSelectorFlag(s string) (map[string]string, error) {
 func newGetCommand(o *options) *cobra.Command {
 	var selector string
 	cmd := &cobra.Command{
-		Use:   "get workloads|workload NAME|nodes|node ID",
-		Short: "List workloads or nodes, or show one",
+		Use:   "get workloads|workload NAME|nodes|node ID|leader",
+		Short: "List workloads or nodes, show one, or show the scheduler leader",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.EqualFold(args[0], "leader") {
+				if len(args) != 1 {
+					return fmt.Errorf("get leader takes no name")
+				}
+				if selector != "" {
+					return fmt.Errorf("--selector applies only to listing workloads")
+				}
+				return o.runLeader(cmd)
+			}
 			kind, err := kindOf(args[0])
 			if err != nil {
 				return err
@@ -326,22 +336,159 @@ func newRetryCommand(o *options) *cobra.Command {
 			if err := workloadOnly("retry", args); err != nil {
 				return err
 			}
+			return o.runRetry(cmd, args[1])
+		},
+	}
+}
+
+func (o *options) runRetry(cmd *cobra.Command, name string) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	v, err := c.RetryWorkload(cmd.Context(), name)
+	if err != nil {
+		return err
+	}
+	if o.output != FormatTable {
+		return printObject(o.streams.Out, o.output, v)
+	}
+	_, err = fmt.Fprintf(o.streams.Out, "workload/%s retry requested\n", name)
+	return err
+}
+
+// newWorkloadCommand groups verbs on one workload: `workload retry NAME`
+// is `retry workload NAME`.
+func newWorkloadCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "workload",
+		Aliases: []string{"workloads", "wl"},
+		Short:   "Act on a workload",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "retry NAME",
+		Short: "Reset a failed workload's retries and place it again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.runRetry(cmd, args[0])
+		},
+	})
+	return cmd
+}
+
+// newNodeCommand groups verbs on one node: cordon, uncordon, drain.
+func newNodeCommand(o *options) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "node",
+		Aliases: []string{"nodes", "no"},
+		Short:   "Cordon, uncordon or drain a node",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cordon := func(use, short, done string, call func(c *client.Client, cmd *cobra.Command, id string) (*persysv1.Node, error)) *cobra.Command {
+		return &cobra.Command{
+			Use:   use + " ID",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, err := o.client()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				n, err := call(c, cmd, args[0])
+				if err != nil {
+					return err
+				}
+				if o.output != FormatTable {
+					return printObject(o.streams.Out, o.output, n)
+				}
+				_, err = fmt.Fprintf(o.streams.Out, "node/%s %s\n", n.GetId(), done)
+				return err
+			},
+		}
+	}
+	cmd.AddCommand(
+		cordon("cordon", "Stop new placements on a node; what runs there stays", "cordoned",
+			func(c *client.Client, cmd *cobra.Command, id string) (*persysv1.Node, error) {
+				return c.CordonNode(cmd.Context(), id)
+			}),
+		cordon("uncordon", "Allow placements on a node again", "uncordoned",
+			func(c *client.Client, cmd *cobra.Command, id string) (*persysv1.Node, error) {
+				return c.UncordonNode(cmd.Context(), id)
+			}),
+		newDrainCommand(o),
+	)
+	return cmd
+}
+
+func newDrainCommand(o *options) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "drain ID",
+		Short: "Cordon a node and move its workloads to other nodes",
+		Long: "Cordon the node and move each of its workloads to another node; the old copy is removed only\n" +
+			"once the new one runs. Waits up to --timeout, then prints where each workload went, or why it\n" +
+			"could not move. Exits with status 1 unless every workload moved; the node stays cordoned.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkTimeout(timeout); err != nil {
+				return err
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			v, err := c.RetryWorkload(cmd.Context(), args[1])
+			resp, err := c.DrainNode(cmd.Context(), args[0], timeout)
 			if err != nil {
 				return err
 			}
 			if o.output != FormatTable {
-				return printObject(o.streams.Out, o.output, v)
+				err = printObject(o.streams.Out, o.output, resp)
+			} else {
+				err = printDrain(o.streams.Out, resp)
 			}
-			_, err = fmt.Fprintf(o.streams.Out, "workload/%s retry requested\n", args[1])
-			return err
+			if err != nil {
+				return err
+			}
+			if !resp.GetComplete() {
+				unmoved := 0
+				for _, r := range resp.GetWorkloads() {
+					if r.GetResult() != "moved" {
+						unmoved++
+					}
+				}
+				return fmt.Errorf("drain of node %s incomplete: %d of %d workloads did not move within %s", args[0], unmoved, len(resp.GetWorkloads()), timeout)
+			}
+			return nil
 		},
 	}
+	cmd.Flags().DurationVar(&timeout, "timeout", client.DefaultDrainTimeout, "how long to wait for the workloads to move")
+	return cmd
+}
+
+func (o *options) runLeader(cmd *cobra.Command) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	info, err := c.Leader(cmd.Context())
+	if err != nil {
+		return err
+	}
+	if o.output != FormatTable {
+		return printObject(o.streams.Out, o.output, info)
+	}
+	return printLeader(o.streams.Out, info)
 }
 
 func newClusterCommand(o *options) *cobra.Command {
@@ -371,6 +518,13 @@ func newClusterCommand(o *options) *cobra.Command {
 				return printObject(o.streams.Out, o.output, s)
 			}
 			return printSummary(o.streams.Out, s)
+		},
+	}, &cobra.Command{
+		Use:   "leader",
+		Short: "The scheduler leader's id and address",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.runLeader(cmd)
 		},
 	})
 	return cmd

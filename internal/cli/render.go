@@ -81,7 +81,11 @@ func age(now time.Time, t *timestamppb.Timestamp) string {
 	if t == nil || !t.IsValid() || (t.GetSeconds() == 0 && t.GetNanos() == 0) {
 		return none
 	}
-	d := now.Sub(t.AsTime())
+	return shortDuration(now.Sub(t.AsTime()))
+}
+
+// shortDuration prints d in its largest whole unit; negative is 0s.
+func shortDuration(d time.Duration) string {
 	if d < 0 {
 		d = 0
 	}
@@ -97,6 +101,18 @@ func age(now time.Time, t *timestamppb.Timestamp) string {
 	default:
 		return fmt.Sprintf("%dy", int(d/(365*24*time.Hour)))
 	}
+}
+
+// when prints a time in UTC with how far it is from now, either way:
+// "(in 40s)" or "(5m ago)".
+func when(now time.Time, t *timestamppb.Timestamp) string {
+	if t == nil || !t.IsValid() || (t.GetSeconds() == 0 && t.GetNanos() == 0) {
+		return none
+	}
+	if d := t.AsTime().Sub(now); d > 0 {
+		return t.AsTime().UTC().Format(time.RFC3339) + " (in " + shortDuration(d) + ")"
+	}
+	return stamp(now, t)
 }
 
 // stamp prints a time in UTC with its age.
@@ -218,9 +234,14 @@ func printWorkloadsTable(w io.Writer, views []*persysv1.WorkloadView, now time.T
 	return tw.Flush()
 }
 
+// nodeState is the node's liveness plus DRAINING while a drain moves its
+// workloads, else CORDONED when placements are stopped.
 func nodeState(n *persysv1.Node) string {
 	s := enumName(n.GetState())
-	if n.GetCordoned() {
+	switch {
+	case n.GetDraining():
+		s += ",DRAINING"
+	case n.GetCordoned():
 		s += ",CORDONED"
 	}
 	return s
@@ -349,6 +370,12 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 	if st.GetExitCode() != 0 {
 		k.line("Exit code", strconv.Itoa(int(st.GetExitCode())))
 	}
+	if st.GetAttempts() != 0 {
+		k.line("Attempts", strconv.Itoa(int(st.GetAttempts())))
+	}
+	if st.GetNextAttemptAt() != nil {
+		k.line("Next attempt", when(now, st.GetNextAttemptAt()))
+	}
 	if c := spec.GetContainer(); c != nil {
 		k.line("Image", c.GetImage())
 		if len(c.GetCommand()) > 0 {
@@ -375,11 +402,20 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 	}
 	k.line("Resources", resourcesLine(spec.GetResources()))
 	k.line("Node selector", joinMap(spec.GetNodeSelector()))
+	if p := spec.GetNodeLossPolicy(); p != persysv1.NodeLossPolicy_NODE_LOSS_POLICY_UNSPECIFIED {
+		k.line("On node loss", strings.ToLower(enumName(p)))
+	}
 
 	if d := as.GetDecision(); d != nil || as.GetNodeId() != "" {
 		k.head("Placement")
 		sub := kv{w: w, indent: "  ", width: 13}
 		sub.line("Node", as.GetNodeId())
+		if p := as.GetPreviousNodeId(); p != "" {
+			sub.line("Previous", p+" (its copy is removed once the one on "+orNone(as.GetNodeId())+" runs)")
+		}
+		if as.GetCause() != "" {
+			sub.line("Cause", as.GetCause())
+		}
 		sub.line("Placed", stamp(now, as.GetPlacedAt()))
 		if d != nil {
 			sub.line("Strategy", d.GetStrategy())
@@ -418,6 +454,7 @@ func printDescribeNode(w io.Writer, n *persysv1.Node, workloads []*persysv1.Work
 	k.line("Address", n.GetAddress())
 	k.line("State", enumName(n.GetState()))
 	k.line("Cordoned", strconv.FormatBool(n.GetCordoned()))
+	k.line("Draining", strconv.FormatBool(n.GetDraining()))
 	k.line("Hostname", capa.GetHostname())
 	osArch := capa.GetOs()
 	if capa.GetArch() != "" {
@@ -491,5 +528,55 @@ func printSummary(w io.Writer, s *persysv1.ClusterSummary) error {
 		manifest.FormatCPU(a.GetCpuMillis()), percent(a.GetCpuMillis(), c.GetCpuMillis()),
 		humanBytes(a.GetMemoryBytes()), percent(a.GetMemoryBytes(), c.GetMemoryBytes()),
 		humanBytes(a.GetDiskBytes()), percent(a.GetDiskBytes(), c.GetDiskBytes())))
+	return nil
+}
+
+// printDrain writes one line per workload of a drain (moved to its new
+// node, or not moved with the reason) and a closing line.
+func printDrain(w io.Writer, resp *persysv1.DrainResponse) error {
+	moved := 0
+	for _, r := range resp.GetWorkloads() {
+		switch r.GetResult() {
+		case "moved":
+			moved++
+			fmt.Fprintf(w, "workload/%s moved to %s\n", r.GetWorkload(), orNone(r.GetToNode()))
+		case "unmoved":
+			line := "workload/" + r.GetWorkload() + " not moved: " + enumName(r.GetReason())
+			if r.GetMessage() != "" {
+				line += ": " + r.GetMessage()
+			}
+			fmt.Fprintln(w, line)
+		default:
+			fmt.Fprintf(w, "workload/%s %s\n", r.GetWorkload(), orNone(r.GetResult()))
+		}
+	}
+	id := resp.GetNode().GetId()
+	total := len(resp.GetWorkloads())
+	var err error
+	switch {
+	case total == 0:
+		_, err = fmt.Fprintf(w, "node/%s drained (no workloads)\n", id)
+	case resp.GetComplete():
+		_, err = fmt.Fprintf(w, "node/%s drained (%d of %d workloads moved)\n", id, moved, total)
+	default:
+		_, err = fmt.Fprintf(w, "node/%s cordoned, drain incomplete (%d of %d workloads moved)\n", id, moved, total)
+	}
+	return err
+}
+
+// printLeader writes who leads the schedulers.
+func printLeader(w io.Writer, info *persysv1.LeaderInfo) error {
+	k := kv{w: w, width: 12}
+	k.line("Leader", info.GetId())
+	k.line("Address", info.GetAddress())
+	if info.GetIsLeader() {
+		k.line("Answered by", "the leader")
+	} else {
+		k.line("Answered by", "a follower")
+	}
+	if info.GetAddress() == "" {
+		_, err := fmt.Fprintln(w, "No leader is known; an election may be under way.")
+		return err
+	}
 	return nil
 }

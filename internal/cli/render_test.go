@@ -142,7 +142,76 @@ func fixtureNodes() []*persysv1.Node {
 				Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
 			},
 		},
+		{
+			Id: "node-3", State: persysv1.NodeState_NODE_STATE_READY, Cordoned: true, Draining: true,
+			RegisteredAt: ago(2 * time.Hour),
+			Capabilities: &persysv1.NodeCapabilities{
+				Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 8 * gi},
+				Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
+			},
+			Allocated: &persysv1.Resources{CpuMillis: 250, MemoryBytes: 64 * mi},
+		},
+		{
+			Id: "node-4", State: persysv1.NodeState_NODE_STATE_READY, Cordoned: true,
+			RegisteredAt: ago(3 * time.Hour),
+			Capabilities: &persysv1.NodeCapabilities{
+				Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 8 * gi},
+				Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
+			},
+		},
 	}
+}
+
+// fixtureMoving is a workload being drained off node-1 whose apply on
+// node-2 failed twice and is retried.
+func fixtureMoving() *persysv1.WorkloadView {
+	return &persysv1.WorkloadView{
+		Workload: &persysv1.Workload{
+			Name: "api", Uid: "7a1b-3", Revision: 4, CreatedAt: ago(26 * time.Hour), UpdatedAt: ago(26 * time.Hour),
+			Spec: &persysv1.WorkloadSpec{
+				Type:           persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER,
+				DesiredState:   persysv1.DesiredState_DESIRED_STATE_RUNNING,
+				NodeLossPolicy: persysv1.NodeLossPolicy_NODE_LOSS_POLICY_RESCHEDULE,
+				Resources:      &persysv1.Resources{CpuMillis: 250, MemoryBytes: 128 * mi},
+				Container:      &persysv1.ContainerSpec{Image: "example/api:2", RestartPolicy: "on-failure"},
+			},
+		},
+		Status: &persysv1.WorkloadStatus{
+			Name: "api", State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED, NodeId: "node-2", Revision: 4,
+			Reason:   persysv1.FailureReason_FAILURE_REASON_AGENT_UNREACHABLE,
+			Message:  "node-2: connection refused",
+			Attempts: 2, NextAttemptAt: timestamppb.New(fixedNow.Add(40 * time.Second)), UpdatedAt: ago(20 * time.Second),
+		},
+		Assignment: &persysv1.Assignment{
+			Name: "api", NodeId: "node-2", PreviousNodeId: "node-1", Cause: "drain", Revision: 4, PlacedAt: ago(90 * time.Second),
+			Decision: &persysv1.PlacementDecision{
+				NodeId: "node-2", Score: 0.5, FeasibleNodes: 1, TotalNodes: 2, Strategy: "spread",
+				Rejections: []*persysv1.NodeRejection{
+					{NodeId: "node-1", Reason: persysv1.RejectReason_REJECT_REASON_NODE_DRAINING, Detail: "node is being drained"},
+				},
+			},
+		},
+		Events: []*persysv1.Event{
+			{Time: ago(90 * time.Second), Type: "Placed", Workload: "api", NodeId: "node-2", Revision: 4, Message: "moving off node-1 (drain)"},
+		},
+	}
+}
+
+func fixtureDrain(complete bool) *persysv1.DrainResponse {
+	r := &persysv1.DrainResponse{
+		Node:     &persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY, Cordoned: true},
+		Complete: complete,
+		Workloads: []*persysv1.DrainResult{
+			{Workload: "api", Result: "moved", ToNode: "node-2"},
+			{Workload: "web", Result: "moved", ToNode: "node-3"},
+		},
+	}
+	if !complete {
+		r.Workloads = append(r.Workloads,
+			&persysv1.DrainResult{Workload: "db", Result: "unmoved", Reason: persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, Message: "no other node has 4Gi of memory free"},
+			&persysv1.DrainResult{Workload: "cache", Result: "unmoved", Reason: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND})
+	}
+	return r
 }
 
 func fixtureSummary() *persysv1.ClusterSummary {
@@ -174,6 +243,16 @@ func TestRenderGolden(t *testing.T) {
 		{"describe-workload-running", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureRunning(), fixedNow) }},
 		{"describe-workload-failed", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureFailed(), fixedNow) }},
 		{"describe-workload-pending", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixturePending(), fixedNow) }},
+		{"describe-workload-moving", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureMoving(), fixedNow) }},
+		{"drain-complete", func(b *bytes.Buffer) error { return printDrain(b, fixtureDrain(true)) }},
+		{"drain-incomplete", func(b *bytes.Buffer) error { return printDrain(b, fixtureDrain(false)) }},
+		{"drain-empty", func(b *bytes.Buffer) error {
+			return printDrain(b, &persysv1.DrainResponse{Node: &persysv1.Node{Id: "node-9"}, Complete: true})
+		}},
+		{"leader", func(b *bytes.Buffer) error {
+			return printLeader(b, &persysv1.LeaderInfo{Id: "scheduler-a", Address: "10.0.0.1:9443", IsLeader: true})
+		}},
+		{"leader-none", func(b *bytes.Buffer) error { return printLeader(b, &persysv1.LeaderInfo{}) }},
 		{"describe-node", func(b *bytes.Buffer) error {
 			return printDescribeNode(b, fixtureNodes()[0], views, fixedNow)
 		}},
@@ -229,6 +308,24 @@ func TestAgeAndBytes(t *testing.T) {
 		{"days", 72 * time.Hour, "3d"},
 		{"years", 3 * 365 * 24 * time.Hour, "3y"},
 		{"future clamps", -time.Hour, "0s"},
+	}
+	whens := []struct {
+		name string
+		t    *timestamppb.Timestamp
+		want string
+	}{
+		{"future", timestamppb.New(fixedNow.Add(40 * time.Second)), "2026-01-02T15:04:45Z (in 40s)"},
+		{"far future", timestamppb.New(fixedNow.Add(3 * time.Hour)), "2026-01-02T18:04:05Z (in 3h)"},
+		{"past", ago(5 * time.Minute), "2026-01-02T14:59:05Z (5m ago)"},
+		{"now", timestamppb.New(fixedNow), "2026-01-02T15:04:05Z (0s ago)"},
+		{"unset", nil, "-"},
+	}
+	for _, tt := range whens {
+		t.Run("when "+tt.name, func(t *testing.T) {
+			if got := when(fixedNow, tt.t); got != tt.want {
+				t.Errorf("when = %q, want %q", got, tt.want)
+			}
+		})
 	}
 	for _, tt := range ages {
 		t.Run("age "+tt.name, func(t *testing.T) {
