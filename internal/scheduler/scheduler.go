@@ -191,7 +191,7 @@ func New(cfg Config) (*Scheduler, error) {
 // Ready reports nil when the replica can serve: a leader once its cache is
 // loaded from etcd, a follower at once (it answers with the leader).
 func (s *Scheduler) Ready() error {
-	if !s.leading.Load() {
+	if s.cfg.Election != nil && !s.leading.Load() {
 		return nil
 	}
 	s.mu.Lock()
