@@ -16,12 +16,12 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
+	"github.com/persys-dev/compute/internal/runtime/sim"
 )
 
 type agentOptions struct {
@@ -35,6 +35,9 @@ type agentOptions struct {
 	metricsListen        string
 	heartbeatInterval    time.Duration
 	utilizationThreshold float64
+	auditInterval        time.Duration
+	runtime              string
+	simApplyDelay        time.Duration
 }
 
 func newAgentCommand() *cobra.Command {
@@ -65,6 +68,9 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9103", "plain HTTP listener for /metrics, /healthz and /readyz (empty disables it)")
 	f.DurationVar(&o.heartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "heartbeat interval (the scheduler may override it)")
 	f.Float64Var(&o.utilizationThreshold, "utilization-threshold", agent.DefaultUtilizationThreshold, "share of CPU and memory capacity that resource requests may reach, in (0, 1]")
+	f.DurationVar(&o.auditInterval, "audit-interval", agent.DefaultAuditInterval, "how often to verify that running workloads are alive (zombie detection)")
+	f.StringVar(&o.runtime, "runtime", "docker", "container runtime: docker, or sim (simulated, for scale tests only: runs nothing)")
+	f.DurationVar(&o.simApplyDelay, "sim-apply-delay", 0, "with --runtime sim: how long a simulated apply takes")
 	return cmd
 }
 
@@ -94,6 +100,15 @@ func (o *agentOptions) validate() error {
 	if strings.TrimSpace(o.schedulers) == "" {
 		return errors.New("--scheduler is required")
 	}
+	for i, s := range strings.Split(o.schedulers, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if host, port, err := net.SplitHostPort(s); err != nil || host == "" || port == "" {
+			return fmt.Errorf("--scheduler item %d %q is not host:port", i+1, s)
+		}
+	}
 	for _, p := range []struct{ flag, v string }{{"--ca", o.ca}, {"--cert", o.cert}, {"--key", o.key}} {
 		if p.v == "" {
 			return fmt.Errorf("%s is required", p.flag)
@@ -104,6 +119,20 @@ func (o *agentOptions) validate() error {
 	}
 	if o.utilizationThreshold <= 0 || o.utilizationThreshold > 1 {
 		return fmt.Errorf("--utilization-threshold %v must be in (0, 1]", o.utilizationThreshold)
+	}
+	if o.auditInterval <= 0 {
+		return fmt.Errorf("--audit-interval %s must be positive", o.auditInterval)
+	}
+	switch o.runtime {
+	case "docker", "sim":
+	default:
+		return fmt.Errorf("--runtime %q is not one of docker, sim", o.runtime)
+	}
+	if o.simApplyDelay < 0 {
+		return fmt.Errorf("--sim-apply-delay %s must not be negative", o.simApplyDelay)
+	}
+	if o.simApplyDelay > 0 && o.runtime != "sim" {
+		return errors.New("--sim-apply-delay needs --runtime sim")
 	}
 	return nil
 }
@@ -149,7 +178,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		return err
 	}
 	// The host of each scheduler address is verified per address (DNS or
-	// IP SAN) by DialScheduler.
+	// IP SAN) by DialSchedulers.
 	clientTLS, err := pki.ClientTLS(files, "")
 	if err != nil {
 		return err
@@ -158,21 +187,34 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	dockerCli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
-	if err != nil {
-		return fmt.Errorf("docker client: %w", err)
-	}
-	defer dockerCli.Close()
-	dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log, NodeID: o.nodeID})
-	if err != nil {
-		return fmt.Errorf("docker runtime: %w", err)
+	var rt runtime.Runtime
+	switch o.runtime {
+	case "sim":
+		simRT, err := sim.New(sim.Options{ApplyDelay: o.simApplyDelay})
+		if err != nil {
+			return fmt.Errorf("--runtime sim: %w", err)
+		}
+		log.Warn("!!! SIMULATED RUNTIME: this agent runs NOTHING; workloads only pretend to run. For scale tests only, never production !!!",
+			"runtime", "sim", "sim_apply_delay", o.simApplyDelay.String())
+		rt = simRT
+	default:
+		dockerCli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		if err != nil {
+			return fmt.Errorf("docker client: %w", err)
+		}
+		defer dockerCli.Close()
+		dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log, NodeID: o.nodeID})
+		if err != nil {
+			return fmt.Errorf("docker runtime: %w", err)
+		}
+		rt = dockerRT
 	}
 
-	conn, err := agent.DialScheduler(schedulers, clientTLS)
+	scheds, err := agent.DialSchedulers(schedulers, clientTLS)
 	if err != nil {
-		return err
+		return fmt.Errorf("--scheduler: %w", err)
 	}
-	defer conn.Close()
+	defer scheds.Close()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -189,8 +231,9 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		NodeID:               o.nodeID,
 		AdvertiseAddr:        advertise,
 		Labels:               labels,
-		Runtimes:             []runtime.Runtime{dockerRT},
-		Control:              persysv1.NewControlServiceClient(conn),
+		Runtimes:             []runtime.Runtime{rt},
+		Schedulers:           scheds,
+		AuditInterval:        o.auditInterval,
 		HeartbeatInterval:    o.heartbeatInterval,
 		UtilizationThreshold: o.utilizationThreshold,
 		DataDir:              o.dataDir,
@@ -210,7 +253,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		_ = metricsSrv.Close(sctx)
 	}()
 	log.Info("agent starting", "node", o.nodeID, "listen", ln.Addr().String(), "advertise", advertise,
-		"schedulers", schedulers, "metrics", metricsSrv.Addr, "capacity", a.Capacity().String())
+		"schedulers", schedulers, "runtime", o.runtime, "metrics", metricsSrv.Addr, "capacity", a.Capacity().String())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

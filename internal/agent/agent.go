@@ -4,8 +4,11 @@
 // It never schedules and never restarts healthy workloads on its own.
 //
 // Callers build an Agent with New, serve its AgentService with Serve (mTLS,
-// scheduler role only) and drive registration and heartbeats with Run; both
-// end when their context ends and leave the workloads running.
+// scheduler role only) and drive registration, heartbeats and the zombie
+// audit with Run; both end when their context ends and leave the workloads
+// running. With several scheduler replicas, pass DialSchedulers' result as
+// Config.Schedulers: the agent follows the leader and registers again with
+// each new one.
 package agent
 
 import (
@@ -29,6 +32,7 @@ import (
 const (
 	DefaultHeartbeatInterval    = 2 * time.Second
 	DefaultUtilizationThreshold = 0.80
+	DefaultAuditInterval        = 30 * time.Second
 )
 
 // Config configures an Agent.
@@ -40,8 +44,12 @@ type Config struct {
 	Labels        map[string]string
 	// Runtimes execute workloads, at most one per workload type.
 	Runtimes []runtime.Runtime
-	// Control is the scheduler's ControlService.
+	// Control is the scheduler's ControlService, used as is. Exactly one
+	// of Control and Schedulers is required.
 	Control persysv1.ControlServiceClient
+	// Schedulers are the scheduler replicas; the agent follows their
+	// leader (see DialSchedulers). The caller closes it after Run.
+	Schedulers *Schedulers
 	// HeartbeatInterval defaults to 2s; the scheduler's RegisterNodeResponse
 	// may override it.
 	HeartbeatInterval time.Duration
@@ -51,6 +59,10 @@ type Config struct {
 	UtilizationThreshold float64
 	// Capacity is what the node offers; nil reads it from the host.
 	Capacity *persysv1.Resources
+	// AuditInterval (default 30s) is how often the agent verifies, through
+	// runtimes that implement runtime.Verifier, that what they report
+	// RUNNING is alive; zombies are reported FAILED with RUNTIME_ERROR.
+	AuditInterval time.Duration
 	// DataDir holds the agent's allocation record; empty keeps it in
 	// memory only. Its file system is the node's disk capacity.
 	DataDir  string
@@ -71,6 +83,8 @@ type Agent struct {
 	ledger       *ledger
 	metrics      *metrics
 	svc          *service
+	control      controlPlane
+	zombies      *zombies
 
 	// kick asks the heartbeat loop for an immediate heartbeat; its buffer of
 	// one coalesces bursts.
@@ -93,8 +107,11 @@ func New(cfg Config) (*Agent, error) {
 	if _, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err != nil {
 		return nil, fmt.Errorf("agent: config AdvertiseAddr %q: %w", cfg.AdvertiseAddr, err)
 	}
-	if cfg.Control == nil {
-		return nil, errors.New("agent: config Control is required")
+	switch {
+	case cfg.Control == nil && cfg.Schedulers == nil:
+		return nil, errors.New("agent: config Control or Schedulers is required")
+	case cfg.Control != nil && cfg.Schedulers != nil:
+		return nil, errors.New("agent: config Control and Schedulers are exclusive; set one")
 	}
 	if len(cfg.Runtimes) == 0 {
 		return nil, errors.New("agent: config Runtimes needs at least one runtime")
@@ -104,6 +121,12 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.AuditInterval < 0 {
+		return nil, fmt.Errorf("agent: config AuditInterval %s is negative", cfg.AuditInterval)
+	}
+	if cfg.AuditInterval == 0 {
+		cfg.AuditInterval = DefaultAuditInterval
 	}
 	if cfg.UtilizationThreshold < 0 || cfg.UtilizationThreshold > 1 {
 		return nil, fmt.Errorf("agent: config UtilizationThreshold %v is outside (0, 1]", cfg.UtilizationThreshold)
@@ -128,6 +151,7 @@ func New(cfg Config) (*Agent, error) {
 		log:      cfg.Logger.With("node", cfg.NodeID),
 		runtimes: make(map[persysv1.WorkloadType]runtime.Runtime, len(cfg.Runtimes)),
 		locks:    newNameLocks(),
+		zombies:  newZombies(),
 		kick:     make(chan struct{}, 1),
 		interval: cfg.HeartbeatInterval,
 		contact:  errors.New("not registered with the scheduler yet"),
@@ -174,6 +198,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.metrics = m
 	a.svc = &service{a: a}
+	if cfg.Schedulers != nil {
+		a.control = cfg.Schedulers
+	} else {
+		a.control = fixedControl{c: cfg.Control}
+	}
 	return a, nil
 }
 

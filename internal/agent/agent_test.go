@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -53,9 +54,45 @@ type recordingControl struct {
 	reregister bool
 	// intervalMs is sent in RegisterNodeResponse.
 	intervalMs int64
+	// leader, when set, makes this a follower: registrations and
+	// heartbeats are refused with FailedPrecondition and the leader's
+	// address in the x-persys-leader trailer; redirected counts them.
+	leader     string
+	redirected int
+	// calls logs "register" and "heartbeat" in the order they were
+	// accepted.
+	calls []string
 }
 
-func (c *recordingControl) RegisterNode(_ context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
+// setLeader makes the server a follower naming leader, or ("") the leader.
+func (c *recordingControl) setLeader(leader string) {
+	c.mu.Lock()
+	c.leader = leader
+	c.mu.Unlock()
+}
+
+// redirect refuses the call as a follower when a leader is set.
+func (c *recordingControl) redirect(ctx context.Context) error {
+	c.mu.Lock()
+	leader := c.leader
+	if leader != "" {
+		c.redirected++
+	}
+	c.mu.Unlock()
+	if leader == "" {
+		return nil
+	}
+	c.signal()
+	if err := grpc.SetTrailer(ctx, metadata.Pairs(agent.LeaderMetadataKey, leader)); err != nil {
+		return err
+	}
+	return status.Errorf(codes.FailedPrecondition, "not the leader; the leader is %s", leader)
+}
+
+func (c *recordingControl) RegisterNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
+	if err := c.redirect(ctx); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	if c.refused < c.refuseRegisters {
 		c.refused++
@@ -64,15 +101,20 @@ func (c *recordingControl) RegisterNode(_ context.Context, req *persysv1.Registe
 		return nil, status.Error(codes.Unavailable, "scheduler not ready")
 	}
 	c.registers = append(c.registers, proto.Clone(req).(*persysv1.RegisterNodeRequest))
+	c.calls = append(c.calls, "register")
 	interval := c.intervalMs
 	c.mu.Unlock()
 	c.signal()
 	return &persysv1.RegisterNodeResponse{LeaseTtlSeconds: 30, HeartbeatIntervalMs: interval}, nil
 }
 
-func (c *recordingControl) Heartbeat(_ context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+func (c *recordingControl) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+	if err := c.redirect(ctx); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	c.heartbeats = append(c.heartbeats, proto.Clone(req).(*persysv1.HeartbeatRequest))
+	c.calls = append(c.calls, "heartbeat")
 	rereg := c.reregister
 	c.reregister = false
 	c.mu.Unlock()
@@ -156,8 +198,8 @@ func findWorkload(ws []*persysv1.WorkloadStatus, name string) *persysv1.Workload
 type env struct {
 	bundle  *pki.Bundle
 	control *recordingControl
-	addr    string // the control server
-	cli     *client.Client
+	addr    string         // the control server
+	cli     *client.Client // nil in a bare env
 	image   string
 	prefix  string // of this run's workload names
 }
@@ -170,14 +212,36 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// newEnv is a test's PKI, a stand-in scheduler serving control over mTLS
+// and the Docker engine with the test image.
 func newEnv(t *testing.T, control *recordingControl) *env {
 	t.Helper()
 	cli, image := images.HelloImage(t)
+	e := newBareEnv(t, control)
+	e.cli, e.image = cli, image
+	t.Cleanup(func() { e.removeContainers(t) })
+	return e
+}
+
+// newBareEnv is newEnv without Docker.
+func newBareEnv(t *testing.T, control *recordingControl) *env {
+	t.Helper()
 	b, err := pki.Bootstrap(t.TempDir(), []string{nodeID}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, err := pki.ServerTLS(b.Scheduler)
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	e := &env{bundle: b, control: control, image: "app:1", prefix: "agt-" + hex.EncodeToString(rnd[:])}
+	e.addr = e.serveControl(t, control)
+	return e
+}
+
+// serveControl serves control as a scheduler on loopback over mTLS and
+// returns its address.
+func (e *env) serveControl(t *testing.T, control *recordingControl) string {
+	t.Helper()
+	serverTLS, err := pki.ServerTLS(e.bundle.Scheduler)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,13 +254,7 @@ func newEnv(t *testing.T, control *recordingControl) *env {
 	}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
-
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	e := &env{bundle: b, control: control, addr: ln.Addr().String(), cli: cli, image: image,
-		prefix: "agt-" + hex.EncodeToString(rnd[:])}
-	t.Cleanup(func() { e.removeContainers(t) })
-	return e
+	return ln.Addr().String()
 }
 
 // removeContainers removes every container of this run's workloads.
@@ -263,16 +321,18 @@ func dial(t *testing.T, addr string, f pki.Files) *grpc.ClientConn {
 }
 
 type runningAgent struct {
-	agent *agent.Agent
-	addr  string
+	agent    *agent.Agent
+	registry *prometheus.Registry
+	addr     string
 	// client calls the agent as the scheduler.
 	client persysv1.AgentServiceClient
 	stop   func()
 }
 
 // startAgent runs an agent on a fresh docker runtime over the test's
-// engine, serving on loopback with mTLS.
-func (e *env) startAgent(t *testing.T, dataDir string) *runningAgent {
+// engine (unless an option sets the runtimes), serving on loopback with
+// mTLS. Options change the configuration before the agent is built.
+func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Config)) *runningAgent {
 	t.Helper()
 	files := e.bundle.Agents[nodeID]
 	clientTLS, err := pki.ClientTLS(files, "")
@@ -291,11 +351,11 @@ func (e *env) startAgent(t *testing.T, dataDir string) *runningAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{
+	reg := prometheus.NewRegistry()
+	cfg := agent.Config{
 		NodeID:        nodeID,
 		AdvertiseAddr: ln.Addr().String(),
 		Labels:        map[string]string{"zone": "test"},
-		Runtimes:      []runtime.Runtime{e.runtime(t)},
 		Control:       persysv1.NewControlServiceClient(conn),
 		// Long enough that every heartbeat the test waits for comes from a
 		// runtime watch event or the registration, never from the ticker.
@@ -303,8 +363,15 @@ func (e *env) startAgent(t *testing.T, dataDir string) *runningAgent {
 		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:           dataDir,
 		Logger:            testLogger(),
-		Registry:          prometheus.NewRegistry(),
-	})
+		Registry:          reg,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(cfg.Runtimes) == 0 {
+		cfg.Runtimes = []runtime.Runtime{e.runtime(t)}
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,10 +394,11 @@ func (e *env) startAgent(t *testing.T, dataDir string) *runningAgent {
 	})
 	t.Cleanup(stop)
 	return &runningAgent{
-		agent:  a,
-		addr:   ln.Addr().String(),
-		client: persysv1.NewAgentServiceClient(dial(t, ln.Addr().String(), e.bundle.Scheduler)),
-		stop:   stop,
+		agent:    a,
+		registry: reg,
+		addr:     ln.Addr().String(),
+		client:   persysv1.NewAgentServiceClient(dial(t, ln.Addr().String(), e.bundle.Scheduler)),
+		stop:     stop,
 	}
 }
 

@@ -23,8 +23,10 @@ const (
 )
 
 // Run registers the node (retrying with capped exponential backoff), then
-// heartbeats until ctx ends. Workload changes reported by runtime watchers
-// trigger an immediate heartbeat. Run returns nil when ctx ends; the
+// heartbeats until ctx ends, following the scheduler leader and
+// registering again with each new one. Workload changes reported by
+// runtime watchers trigger an immediate heartbeat; an audit every
+// AuditInterval looks for zombies. Run returns nil when ctx ends; the
 // workloads keep running.
 func (a *Agent) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
@@ -44,6 +46,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.watch(ctx, rt.Type(), w)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.auditLoop(ctx)
+	}()
 	a.loop(ctx)
 	wg.Wait()
 	a.log.Info("agent stopped; workloads left running")
@@ -53,14 +60,29 @@ func (a *Agent) Run(ctx context.Context) error {
 // loop is the one goroutine that owns registration and heartbeats.
 func (a *Agent) loop(ctx context.Context) {
 	registered := false
-	attempt := 0  // registration attempts since the last success
-	failures := 0 // consecutive heartbeat failures
+	registeredOn := "" // the scheduler address that accepted the registration
+	attempt := 0       // registration attempts since the last success
+	failures := 0      // consecutive heartbeat failures
+	leaderChanged := false
 	for ctx.Err() == nil {
+		if registered {
+			if target := a.control.target(); target != registeredOn {
+				// A new leader has its own lease for the node.
+				a.log.Info("scheduler leader changed; registering with it", "from", registeredOn, "to", target)
+				a.metrics.leaderChanges.Inc()
+				registered, leaderChanged, attempt = false, true, 0
+			}
+		}
 		if !registered {
 			attempt++
-			err := a.register(ctx)
+			on, err := a.register(ctx)
 			if err == nil {
-				registered, attempt, failures = true, 0, 0
+				registered, registeredOn, attempt, failures = true, on, 0, 0
+				if leaderChanged {
+					// Report usage to the new leader at once.
+					leaderChanged = false
+					continue
+				}
 				if !a.wait(ctx, a.heartbeatInterval(), true) {
 					return
 				}
@@ -71,7 +93,8 @@ func (a *Agent) loop(ctx context.Context) {
 			}
 			a.setContact(err)
 			d := backoff(registerMinBackoff, attempt)
-			a.log.Warn("register with scheduler failed", "attempt", attempt, "retry_in", d.String(), "err", err)
+			a.log.Warn("register with scheduler failed", "attempt", attempt, "scheduler", on,
+				"next", a.control.target(), "retry_in", d.String(), "err", err)
 			if !a.wait(ctx, d, false) {
 				return
 			}
@@ -95,6 +118,11 @@ func (a *Agent) loop(ctx context.Context) {
 			if !a.wait(ctx, a.heartbeatInterval(), true) {
 				return
 			}
+		case errors.Is(err, errLeaderMoved) && a.control.target() != registeredOn:
+			// The target moved to the leader a follower named: register
+			// there at once.
+			a.log.Info("heartbeat refused by a follower", "err", err)
+			continue
 		default:
 			failures++
 			a.metrics.heartbeatFailures.Inc()
@@ -104,7 +132,8 @@ func (a *Agent) loop(ctx context.Context) {
 				registered = false
 			}
 			d := backoff(a.heartbeatInterval(), failures)
-			a.log.Warn("heartbeat failed", "failures", failures, "retry_in", d.String(), "err", err)
+			a.log.Warn("heartbeat failed", "failures", failures, "next", a.control.target(),
+				"retry_in", d.String(), "err", err)
 			if !a.wait(ctx, d, false) {
 				return
 			}
@@ -160,21 +189,23 @@ func (a *Agent) capabilities() *persysv1.NodeCapabilities {
 	return c
 }
 
-func (a *Agent) register(ctx context.Context) error {
+// register registers the node and returns the address of the scheduler
+// that accepted (or last refused) it.
+func (a *Agent) register(ctx context.Context) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	workloads, err := a.listAll(ctx)
 	if err != nil {
-		return err
+		return a.control.target(), err
 	}
-	resp, err := a.cfg.Control.RegisterNode(ctx, &persysv1.RegisterNodeRequest{
+	resp, on, err := a.control.registerNode(ctx, &persysv1.RegisterNodeRequest{
 		NodeId:       a.cfg.NodeID,
 		Address:      a.cfg.AdvertiseAddr,
 		Capabilities: a.capabilities(),
 		Workloads:    workloads,
 	})
 	if err != nil {
-		return fmt.Errorf("register node: %w", err)
+		return on, fmt.Errorf("register node: %w", err)
 	}
 	a.mu.Lock()
 	if ms := resp.GetHeartbeatIntervalMs(); ms > 0 {
@@ -185,9 +216,9 @@ func (a *Agent) register(ctx context.Context) error {
 	a.mu.Unlock()
 	a.metrics.registrations.Inc()
 	a.metrics.setWorkloads(workloads)
-	a.log.Info("registered with scheduler", "address", a.cfg.AdvertiseAddr, "workloads", len(workloads),
+	a.log.Info("registered with scheduler", "scheduler", on, "address", a.cfg.AdvertiseAddr, "workloads", len(workloads),
 		"heartbeat_interval", interval.String(), "lease_ttl_seconds", resp.GetLeaseTtlSeconds())
-	return nil
+	return on, nil
 }
 
 // heartbeat sends one heartbeat and reports whether the scheduler asked
@@ -206,7 +237,7 @@ func (a *Agent) heartbeat(ctx context.Context) (bool, error) {
 	}
 	a.ledger.prune(present, mark, a.log)
 	a.metrics.setWorkloads(workloads)
-	resp, err := a.cfg.Control.Heartbeat(ctx, &persysv1.HeartbeatRequest{
+	resp, _, err := a.control.heartbeat(ctx, &persysv1.HeartbeatRequest{
 		NodeId:    a.cfg.NodeID,
 		Usage:     a.usage(),
 		Workloads: workloads,
@@ -230,7 +261,8 @@ func (a *Agent) usage() *persysv1.Resources {
 	return u
 }
 
-// listAll lists the workloads of every runtime, stamped with the node id.
+// listAll lists the workloads of every runtime, stamped with the node id,
+// with known zombies reported FAILED.
 // A runtime that cannot list fails the whole call: a partial list would
 // tell the scheduler that running workloads are missing.
 func (a *Agent) listAll(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
@@ -244,7 +276,7 @@ func (a *Agent) listAll(ctx context.Context) ([]*persysv1.WorkloadStatus, error)
 			all = append(all, a.stamp(w))
 		}
 	}
-	return all, nil
+	return a.zombies.overlay(all), nil
 }
 
 // stamp fills the node id of a status reported by a runtime.

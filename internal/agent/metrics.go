@@ -18,6 +18,8 @@ type metrics struct {
 	heartbeatFailures prometheus.Counter
 	registrations     prometheus.Counter
 	watcherEvents     *prometheus.CounterVec
+	zombies           *prometheus.CounterVec
+	leaderChanges     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -33,8 +35,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result", "reason"}),
 		deletes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "deletes_total",
-			Help: "Deletes by result (deleted, absent, failed).",
-		}, []string{"result"}),
+			Help: "Deletes by kind (orphan: the scheduler's cleanup of an instance it does not assign, named by uid; workload: an ordinary delete) and result (deleted, absent, failed).",
+		}, []string{"kind", "result"}),
 		workloads: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "workloads",
 			Help: "Workloads on the node by observed state, refreshed on each heartbeat.",
@@ -51,9 +53,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "watcher_events_total",
 			Help: "Workload changes reported by runtime watchers.",
 		}, []string{"runtime"}),
+		zombies: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "zombies_detected_total",
+			Help: "Workloads a runtime reported running although they were dead, found by the audit.",
+		}, []string{"runtime"}),
+		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "scheduler_leader_changes_total",
+			Help: "Times the agent moved to another scheduler and registered with it.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.registrations, m.watcherEvents} {
+		m.heartbeatFailures, m.registrations, m.watcherEvents, m.zombies, m.leaderChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

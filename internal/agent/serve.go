@@ -80,9 +80,11 @@ func Serve(ctx context.Context, ln net.Listener, a *Agent, tlsCfg *tls.Config) e
 	return nil
 }
 
-// DialScheduler opens a client connection to the scheduler replicas at
-// addrs (host:port each), tried in order. Each address's certificate is
-// verified against its own host (a DNS name or an IP address).
+// DialScheduler opens one client connection to the scheduler replicas at
+// addrs (host:port each), tried in order, for Config.Control. It does not
+// follow the leader; with several replicas use DialSchedulers. Each
+// address's certificate is verified against its own host (a DNS name or
+// an IP address).
 func DialScheduler(addrs []string, tlsCfg *tls.Config, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("agent: scheduler address is required")

@@ -190,6 +190,13 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 // failure reason, or a gRPC error when the caller went away.
 func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.ApplyWorkloadRequest) (*persysv1.ApplyWorkloadResponse, persysv1.FailureReason, error) {
 	name := req.GetName()
+	if err := a.removeZombie(ctx, name); err != nil {
+		if ctx.Err() != nil {
+			return nil, persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED, status.FromContextError(ctx.Err()).Err()
+		}
+		reason := runtime.ReasonOf(err)
+		return &persysv1.ApplyWorkloadResponse{Status: a.failedStatus(req, reason, runtime.MessageOf(err))}, reason, nil
+	}
 	want := allocation{UID: req.GetUid(), Revision: req.GetRevision()}
 	if req.GetSpec().GetDesiredState() != persysv1.DesiredState_DESIRED_STATE_STOPPED {
 		want.setResources(req.GetSpec().GetResources())
@@ -253,7 +260,9 @@ func (a *Agent) failedStatus(req *persysv1.ApplyWorkloadRequest, reason persysv1
 	}
 }
 
-// DeleteWorkload removes the workload from every runtime.
+// DeleteWorkload removes the workload from every runtime. A delete that
+// names a uid is the scheduler's orphan cleanup (its ordinary deletes name
+// only the workload) and is counted as kind "orphan".
 func (s *service) DeleteWorkload(ctx context.Context, req *persysv1.DeleteWorkloadRequest) (*persysv1.DeleteWorkloadResponse, error) {
 	a := s.a
 	if err := validateName(req.GetName()); err != nil {
@@ -265,6 +274,10 @@ func (s *service) DeleteWorkload(ctx context.Context, req *persysv1.DeleteWorklo
 	}
 	defer unlock()
 
+	kind := "workload"
+	if req.GetUid() != "" {
+		kind = "orphan"
+	}
 	start := time.Now()
 	opCtx, cancel := detach(ctx)
 	defer cancel()
@@ -278,18 +291,21 @@ func (s *service) DeleteWorkload(ctx context.Context, req *persysv1.DeleteWorklo
 		}
 		existed = existed || ok
 	}
-	fields := []any{"workload", req.GetName(), "uid", req.GetUid(), "duration", time.Since(start).String()}
+	fields := []any{"workload", req.GetName(), "uid", req.GetUid(), "kind", kind, "duration", time.Since(start).String()}
 	if err := errors.Join(errs...); err != nil {
-		a.metrics.deletes.WithLabelValues("failed").Inc()
+		a.metrics.deletes.WithLabelValues(kind, "failed").Inc()
 		a.log.Warn("delete", append(fields, "result", "failed", "err", err)...)
 		return nil, runtimeError(opCtx, "delete "+req.GetName(), err)
 	}
 	a.ledger.remove(req.GetName(), req.GetUid())
+	if z, ok := a.zombies.get(req.GetName()); ok && (req.GetUid() == "" || z.uid == req.GetUid()) {
+		a.zombies.remove(req.GetName())
+	}
 	result := "absent"
 	if existed {
 		result = "deleted"
 	}
-	a.metrics.deletes.WithLabelValues(result).Inc()
+	a.metrics.deletes.WithLabelValues(kind, result).Inc()
 	a.log.Info("delete", append(fields, "result", result)...)
 	return &persysv1.DeleteWorkloadResponse{Existed: existed}, nil
 }

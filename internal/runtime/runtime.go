@@ -47,6 +47,15 @@ type Watcher interface {
 	Watch(ctx context.Context) (<-chan string, error)
 }
 
+// Verifier is an optional ability: a runtime that can check, beyond what
+// it reports, that a workload it lists as RUNNING is really alive (its
+// process exists and is not a zombie). alive is false with a human detail
+// when the workload is dead behind the runtime's back; err is set only when
+// the check itself could not be made.
+type Verifier interface {
+	Verify(ctx context.Context, name string) (alive bool, detail string, err error)
+}
+
 // Failure is a runtime error with its enum reason.
 type Failure struct {
 	Reason  persysv1.FailureReason

@@ -1,0 +1,191 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/runtime/sim"
+)
+
+func withAudit(d time.Duration) func(*agent.Config) {
+	return func(c *agent.Config) { c.AuditInterval = d }
+}
+
+func isZombie(w *persysv1.WorkloadStatus) bool {
+	return w.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED &&
+		w.GetReason() == persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR &&
+		strings.HasPrefix(w.GetMessage(), agent.ZombiePrefix)
+}
+
+// procState reads the one-letter state of /proc/<pid>/stat and the parent.
+func procState(pid int) (state byte, ppid int, err error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, 0, err
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	ppid, err = strconv.Atoi(fields[1])
+	return fields[0][0], ppid, err
+}
+
+// makeZombie turns the container's main process into a real zombie that
+// the engine still reports running: it freezes the container's shim
+// (SIGSTOP) so that nothing reaps the process, then kills the process.
+// The shim is resumed by the returned func and at cleanup. Without root or
+// without the engine's processes visible the test is skipped.
+func makeZombie(t *testing.T, pid int) (resume func()) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("making a zombie container needs root")
+	}
+	_, ppid, err := procState(pid)
+	if err != nil {
+		t.Skipf("container process %d not visible: %v", pid, err)
+	}
+	comm, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(ppid), "comm"))
+	if !strings.HasPrefix(string(comm), "containerd-shim") {
+		t.Skipf("parent of the container process is %q, not a containerd shim", strings.TrimSpace(string(comm)))
+	}
+	if err := syscall.Kill(ppid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("stop shim %d: %v", ppid, err)
+	}
+	resumed := false
+	resume = func() {
+		if !resumed {
+			resumed = true
+			_ = syscall.Kill(ppid, syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill container process %d: %v", pid, err)
+	}
+	deadline := time.Now().Add(waitFor)
+	for {
+		s, _, err := procState(pid)
+		if err == nil && s == 'Z' {
+			return resume
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d did not become a zombie (state %c, %v)", pid, s, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestAgentReportsZombieContainer(t *testing.T) {
+	control := &recordingControl{}
+	e := newEnv(t, control)
+	ra := e.startAgent(t, "", withAudit(100*time.Millisecond))
+	control.waitRegister(t, 0)
+	name := e.prefix + "-zombie"
+	req := &persysv1.ApplyWorkloadRequest{Name: name, Uid: "uid-z", Revision: 1, Spec: e.spec(100, 64*mib)}
+	resp := apply(t, ra.client, req)
+	if resp.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("apply = %v", resp)
+	}
+	info, err := e.cli.ContainerInspect(context.Background(), resp.GetStatus().GetRuntimeId())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, from := control.counts()
+	resume := makeZombie(t, info.State.Pid)
+	hb := control.waitHeartbeat(t, from, "a heartbeat reporting the zombie", func(hb *persysv1.HeartbeatRequest) bool {
+		return isZombie(findWorkload(hb.GetWorkloads(), name))
+	})
+	w := findWorkload(hb.GetWorkloads(), name)
+	if w.GetUid() != "uid-z" || w.GetRevision() != 1 || w.GetRuntimeId() != info.ID || !strings.Contains(w.GetMessage(), "zombie") {
+		t.Fatalf("zombie reported as %v", w)
+	}
+	if got := metricValue(t, ra.registry, "persys_agent_zombies_detected_total", map[string]string{"runtime": "container"}); got != 1 {
+		t.Fatalf("zombies detected = %v, want 1 (once per zombie, not per audit)", got)
+	}
+	list, err := ra.client.ListWorkloads(context.Background(), &persysv1.ListAgentWorkloadsRequest{})
+	if err != nil || !isZombie(findWorkload(list.GetWorkloads(), name)) {
+		t.Fatalf("ListWorkloads = %v, %v; want the zombie FAILED", list, err)
+	}
+
+	// Once the shim resumes the engine sees the exit: the runtime's own
+	// status replaces the zombie report.
+	_, from = control.counts()
+	resume()
+	hb = control.waitHeartbeat(t, from, "a heartbeat with the real exit", func(hb *persysv1.HeartbeatRequest) bool {
+		w := findWorkload(hb.GetWorkloads(), name)
+		return w != nil && !isZombie(w) && w.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING
+	})
+	if w := findWorkload(hb.GetWorkloads(), name); w.GetReason() != persysv1.FailureReason_FAILURE_REASON_CONTAINER_EXITED {
+		t.Fatalf("after the exit: %v, want FAILED with CONTAINER_EXITED", w)
+	}
+}
+
+func TestAgentZombieRecreatedOnApplyAndDeletesCounted(t *testing.T) {
+	// A real engine cannot produce a zombie that can also be removed (its
+	// shim is frozen), so this uses the simulator's scripted zombie.
+	control := &recordingControl{}
+	e := newBareEnv(t, control)
+	simRT, err := sim.New(sim.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := e.startAgent(t, "", withAudit(50*time.Millisecond), func(c *agent.Config) {
+		c.Runtimes = []runtime.Runtime{simRT}
+	})
+	control.waitRegister(t, 0)
+	name := e.prefix + "-simz"
+	req := &persysv1.ApplyWorkloadRequest{Name: name, Uid: "uid-s", Revision: 3, Spec: e.spec(100, 64*mib)}
+	first := apply(t, ra.client, req).GetStatus()
+	if first.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("apply = %v", first)
+	}
+
+	_, from := control.counts()
+	simRT.MakeZombie(name)
+	control.waitHeartbeat(t, from, "a heartbeat reporting the zombie", func(hb *persysv1.HeartbeatRequest) bool {
+		return isZombie(findWorkload(hb.GetWorkloads(), name))
+	})
+	if got := metricValue(t, ra.registry, "persys_agent_zombies_detected_total", map[string]string{"runtime": "container"}); got != 1 {
+		t.Fatalf("zombies detected = %v, want 1", got)
+	}
+
+	// The scheduler recreates it by applying the same revision: the agent
+	// removes the zombie instead of skipping what the runtime calls running.
+	again := apply(t, ra.client, req)
+	st := again.GetStatus()
+	if again.GetSkipped() || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetRuntimeId() == first.GetRuntimeId() {
+		t.Fatalf("re-apply of a zombie = %v, want a new running instance (was %s)", again, first.GetRuntimeId())
+	}
+	_, from = control.counts()
+	ra.agent.Kick()
+	control.waitHeartbeat(t, from, "a heartbeat with the new instance running", func(hb *persysv1.HeartbeatRequest) bool {
+		w := findWorkload(hb.GetWorkloads(), name)
+		return w.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && w.GetRuntimeId() == st.GetRuntimeId()
+	})
+
+	// Deletes naming a uid are the scheduler's orphan cleanup.
+	ctx := context.Background()
+	if r, err := ra.client.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: "uid-s"}); err != nil || !r.GetExisted() {
+		t.Fatalf("orphan delete = %v, %v", r, err)
+	}
+	if r, err := ra.client.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: name}); err != nil || r.GetExisted() {
+		t.Fatalf("second delete = %v, %v", r, err)
+	}
+	for _, c := range []struct {
+		kind, result string
+		want         float64
+	}{{"orphan", "deleted", 1}, {"workload", "absent", 1}, {"orphan", "absent", 0}} {
+		if got := metricValue(t, ra.registry, "persys_agent_deletes_total", map[string]string{"kind": c.kind, "result": c.result}); got != c.want {
+			t.Errorf("deletes{kind=%s,result=%s} = %v, want %v", c.kind, c.result, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,316 @@
+// Package sim is a simulated CONTAINER runtime for scale tests, in the
+// spirit of kubemark's hollow nodes: it keeps workloads in memory, runs
+// nothing, and reports them RUNNING after a configurable delay. Scripted
+// failures by image name, Kill and MakeZombie let tests drive failures. It
+// is never the default runtime; an agent using it must say so loudly.
+//
+// Callers build a Runtime with New and use it through runtime.Runtime,
+// runtime.Watcher and runtime.Verifier; it is safe for concurrent use.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/runtime"
+)
+
+// watchBuffer is each watcher's channel capacity; notifications beyond it
+// are dropped while the watcher lags, which loses nothing the agent needs:
+// one notification already triggers a report of every workload.
+const watchBuffer = 64
+
+// Options configure a simulated runtime.
+type Options struct {
+	// ApplyDelay is how long an apply stays CREATING before it reports
+	// RUNNING (or STOPPED); zero is immediate.
+	ApplyDelay time.Duration
+	// FailImages scripts failures: an apply of a container with one of
+	// these images fails with the reason after ApplyDelay, and the
+	// workload is reported FAILED until the next apply or delete.
+	FailImages map[string]persysv1.FailureReason
+	// Seed makes the runtime ids reproducible: the same seed and the same
+	// sequence of applies give the same ids.
+	Seed int64
+}
+
+// Runtime is the in-memory simulated runtime.
+type Runtime struct {
+	delay      time.Duration
+	failImages map[string]persysv1.FailureReason
+
+	mu        sync.Mutex
+	rnd       *rand.Rand
+	workloads map[string]*entry
+	watchers  map[*watcher]struct{}
+}
+
+// entry is one workload's current revision.
+type entry struct {
+	status *persysv1.WorkloadStatus
+	// desired is the spec's desired state; skipped applies compare it.
+	desired persysv1.DesiredState
+	// zombie: reported RUNNING, but Verify finds it dead.
+	zombie bool
+}
+
+type watcher struct {
+	ch chan string
+}
+
+// New validates opts and returns a Runtime.
+func New(opts Options) (*Runtime, error) {
+	if opts.ApplyDelay < 0 {
+		return nil, fmt.Errorf("sim runtime: ApplyDelay %s is negative", opts.ApplyDelay)
+	}
+	fail := make(map[string]persysv1.FailureReason, len(opts.FailImages))
+	for img, reason := range opts.FailImages {
+		if img == "" {
+			return nil, errors.New("sim runtime: FailImages has an empty image name")
+		}
+		if _, ok := persysv1.FailureReason_name[int32(reason)]; !ok || reason == persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
+			return nil, fmt.Errorf("sim runtime: FailImages[%q]: reason %d is not a failure reason", img, reason)
+		}
+		fail[img] = reason
+	}
+	return &Runtime{
+		delay:      opts.ApplyDelay,
+		failImages: fail,
+		rnd:        rand.New(rand.NewPCG(uint64(opts.Seed), 0x5e11)),
+		workloads:  map[string]*entry{},
+		watchers:   map[*watcher]struct{}{},
+	}, nil
+}
+
+// Type reports WORKLOAD_TYPE_CONTAINER: the simulator stands in for the
+// docker runtime.
+func (r *Runtime) Type() persysv1.WorkloadType {
+	return persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER
+}
+
+func validate(inst runtime.Instance) error {
+	switch {
+	case inst.Name == "":
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "name: empty")
+	case inst.UID == "":
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "uid: empty")
+	case inst.Spec == nil:
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "spec: missing")
+	case inst.Spec.GetType() != persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER:
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "spec.type: %s is not CONTAINER", inst.Spec.GetType())
+	case inst.Spec.GetContainer().GetImage() == "":
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "spec.container.image: empty")
+	}
+	return nil
+}
+
+// Apply records the instance as CREATING, waits ApplyDelay and then reports
+// it RUNNING (STOPPED when the desired state is STOPPED), or FAILED with
+// the scripted reason of its image. Applying the (uid, revision) that
+// already is in its desired state is skipped. A context that ends during
+// the delay aborts the apply and leaves the instance FAILED.
+func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.WorkloadStatus, bool, error) {
+	if err := validate(inst); err != nil {
+		return nil, false, err
+	}
+	desired := inst.Spec.GetDesiredState()
+	if desired == persysv1.DesiredState_DESIRED_STATE_UNSPECIFIED {
+		desired = persysv1.DesiredState_DESIRED_STATE_RUNNING
+	}
+	target := persysv1.ActualState_ACTUAL_STATE_RUNNING
+	if desired == persysv1.DesiredState_DESIRED_STATE_STOPPED {
+		target = persysv1.ActualState_ACTUAL_STATE_STOPPED
+	}
+
+	r.mu.Lock()
+	if e, ok := r.workloads[inst.Name]; ok && e.status.GetUid() == inst.UID &&
+		e.status.GetRevision() == inst.Revision && e.desired == desired && e.status.GetState() == target {
+		st := proto.Clone(e.status).(*persysv1.WorkloadStatus)
+		r.mu.Unlock()
+		return st, true, nil
+	}
+	e := &entry{desired: desired, status: &persysv1.WorkloadStatus{
+		Name:      inst.Name,
+		Uid:       inst.UID,
+		Revision:  inst.Revision,
+		State:     persysv1.ActualState_ACTUAL_STATE_CREATING,
+		RuntimeId: fmt.Sprintf("sim-%016x", r.rnd.Uint64()),
+		UpdatedAt: timestamppb.Now(),
+	}}
+	r.workloads[inst.Name] = e
+	r.mu.Unlock()
+
+	var abort error
+	if r.delay > 0 {
+		t := time.NewTimer(r.delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			abort = ctx.Err()
+		}
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := e.status
+	if r.workloads[inst.Name] != e {
+		// A later apply or a delete took over: report what this apply
+		// was without touching the current record.
+		return proto.Clone(st).(*persysv1.WorkloadStatus), false,
+			runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "apply superseded")
+	}
+	if st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
+		// Killed while creating.
+		return proto.Clone(st).(*persysv1.WorkloadStatus), false, runtime.Fail(st.GetReason(), nil, "%s", st.GetMessage())
+	}
+	var err error
+	reason, scripted := r.failImages[inst.Spec.GetContainer().GetImage()]
+	switch {
+	case abort != nil:
+		st.State, st.Reason, st.Message = persysv1.ActualState_ACTUAL_STATE_FAILED,
+			persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, "apply aborted"
+		err = runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, abort, "apply aborted")
+	case scripted:
+		st.State, st.Reason = persysv1.ActualState_ACTUAL_STATE_FAILED, reason
+		st.Message = fmt.Sprintf("simulated failure for image %q", inst.Spec.GetContainer().GetImage())
+		err = runtime.Fail(reason, nil, "%s", st.Message)
+	default:
+		st.State = target
+	}
+	st.UpdatedAt = timestamppb.Now()
+	return proto.Clone(st).(*persysv1.WorkloadStatus), false, err
+}
+
+// Delete forgets the workload (only when its uid matches, if uid is set).
+func (r *Runtime) Delete(_ context.Context, name, uid string) (bool, error) {
+	if name == "" {
+		return false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "name: empty")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.workloads[name]
+	if !ok || (uid != "" && e.status.GetUid() != uid) {
+		return false, nil
+	}
+	delete(r.workloads, name)
+	return true, nil
+}
+
+// Status reports the workload, or MISSING.
+func (r *Runtime) Status(_ context.Context, name string) (*persysv1.WorkloadStatus, error) {
+	if name == "" {
+		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "name: empty")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.workloads[name]; ok {
+		return proto.Clone(e.status).(*persysv1.WorkloadStatus), nil
+	}
+	return &persysv1.WorkloadStatus{Name: name, State: persysv1.ActualState_ACTUAL_STATE_MISSING, UpdatedAt: timestamppb.Now()}, nil
+}
+
+// List reports every workload, ordered by name.
+func (r *Runtime) List(_ context.Context) ([]*persysv1.WorkloadStatus, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*persysv1.WorkloadStatus, 0, len(r.workloads))
+	for _, e := range r.workloads {
+		out = append(out, proto.Clone(e.status).(*persysv1.WorkloadStatus))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out, nil
+}
+
+// Watch returns a channel that receives the name of each workload Kill
+// fails; nothing else sends. The channel is closed when ctx ends.
+func (r *Runtime) Watch(ctx context.Context) (<-chan string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("sim watch: %w", err)
+	}
+	w := &watcher{ch: make(chan string, watchBuffer)}
+	r.mu.Lock()
+	r.watchers[w] = struct{}{}
+	r.mu.Unlock()
+	context.AfterFunc(ctx, func() {
+		r.mu.Lock()
+		delete(r.watchers, w)
+		close(w.ch)
+		r.mu.Unlock()
+	})
+	return w.ch, nil
+}
+
+// Kill makes the workload fail as if its container exited (FAILED with
+// CONTAINER_EXITED, exit code 137) and notifies the watchers. Killing an
+// unknown or already failed workload does nothing.
+func (r *Runtime) Kill(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.workloads[name]
+	if !ok || e.status.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
+		return
+	}
+	e.zombie = false
+	st := e.status
+	st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+	st.Reason = persysv1.FailureReason_FAILURE_REASON_CONTAINER_EXITED
+	st.Message = "exited with code 137"
+	st.ExitCode = 137
+	st.UpdatedAt = timestamppb.Now()
+	for w := range r.watchers {
+		select {
+		case w.ch <- name:
+		default:
+		}
+	}
+}
+
+// MakeZombie turns a RUNNING workload into a zombie: List and Status keep
+// reporting it RUNNING, as a runtime that lost track of its process would,
+// while Verify reports it dead. Like a real runtime it believes the
+// instance runs, so applying that same instance again is skipped; applying
+// another instance, Delete and Kill end it. Workloads not RUNNING are left
+// alone.
+func (r *Runtime) MakeZombie(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.workloads[name]; ok && e.status.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		e.zombie = true
+	}
+}
+
+// Verify reports whether the workload runs and is not a zombie. See
+// runtime.Verifier.
+func (r *Runtime) Verify(_ context.Context, name string) (bool, string, error) {
+	if name == "" {
+		return false, "", runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "name: empty")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e, ok := r.workloads[name]
+	switch {
+	case !ok:
+		return false, "no instance", nil
+	case e.zombie:
+		return false, fmt.Sprintf("simulated zombie %s", e.status.GetRuntimeId()), nil
+	case e.status.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING:
+		return false, fmt.Sprintf("instance is %s", e.status.GetState()), nil
+	}
+	return true, "", nil
+}
+
+var (
+	_ runtime.Runtime  = (*Runtime)(nil)
+	_ runtime.Watcher  = (*Runtime)(nil)
+	_ runtime.Verifier = (*Runtime)(nil)
+)
