@@ -1,7 +1,8 @@
 // Package docker is the runtime for workloads of type CONTAINER: it runs
 // one container per workload revision through the Docker Engine API
 // (never the docker CLI). Containers are named
-// persys-<name>-<uid prefix>-r<revision> and labelled with the workload's
+// persys-<name>-<uid prefix>-r<revision> (followed by -<node id> when the
+// runtime is scoped to a node) and labelled with the workload's
 // name, uid and revision, so the engine itself is the agent's ground truth
 // after a restart. Callers create a Runtime with New, use it through the
 // runtime.Runtime and runtime.Watcher interfaces and Close it when done.
@@ -121,6 +122,10 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	}
 	if r.nodeID != "" {
 		spec.config.Labels[runtime.LabelNode] = r.nodeID
+		// Container names are global to the engine: agents sharing one
+		// may each run a copy of the same revision (a workload moving
+		// between them), so the node keeps the names apart.
+		spec.name += "-" + r.nodeID
 	}
 	unlock := r.locks.lock(inst.Name)
 	defer unlock()

@@ -500,4 +500,16 @@ func TestNodeScopedRuntimes(t *testing.T) {
 	if n := countListed(t, a, name); n != 1 {
 		t.Fatalf("after the other node's delete the owner lists %d copies, want 1", n)
 	}
+	// A workload moving between two nodes on one engine runs on both at
+	// once: the second copy of the same revision must not clash by name.
+	stB, _, err := b.Apply(t.Context(), runtime.Instance{Name: name, UID: uid, Revision: 1, Spec: e.spec(&persysv1.ContainerSpec{})})
+	if err != nil {
+		t.Fatalf("second node's copy of the same revision: %v", err)
+	}
+	if stB.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || stB.GetRuntimeId() == st.GetRuntimeId() {
+		t.Fatalf("second node's copy: %v (first copy %s)", stB, st.GetRuntimeId())
+	}
+	if n := countListed(t, a, name); n != 1 {
+		t.Fatalf("with a copy on each node the owner lists %d copies, want 1", n)
+	}
 }
