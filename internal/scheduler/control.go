@@ -415,6 +415,12 @@ func (s *Scheduler) deleteWorkload(ctx context.Context, name string) error {
 // as not newer) and queues the workload, so nothing waits for the watch.
 func (s *Scheduler) cacheWorkload(w *persysv1.Workload, rev int64) {
 	s.mu.Lock()
+	if s.buriedLocked(w.GetName(), rev) {
+		// The reconciler deleted it already (it saw our write through the
+		// watch first): do not bring it back.
+		s.mu.Unlock()
+		return
+	}
 	e := s.workloads[w.GetName()]
 	if e == nil {
 		e = &workloadEntry{}

@@ -475,6 +475,7 @@ func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
 	if e := s.workloads[name]; e != nil && e.rev == v.rev {
 		delete(s.workloads, name)
 	}
+	s.buryLocked(name, v.rev)
 	s.notifyLocked(name)
 	s.mu.Unlock()
 	s.log.Info("deleted", "workload", name)

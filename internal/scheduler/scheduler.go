@@ -108,6 +108,10 @@ type Scheduler struct {
 	nodes     map[string]*nodeEntry
 	watchers  map[string]map[chan struct{}]struct{}
 	loaded    bool
+	// tombstones remember, per deleted workload name, the last revision of
+	// the deleted workload, so that a late write-back of our own (or a
+	// lagging watch event) never brings it back into the cache.
+	tombstones map[string]tombstone
 	// orphanInflight de-duplicates orphan removals: node/name → true.
 	orphanInflight map[string]bool
 
@@ -124,6 +128,37 @@ type Scheduler struct {
 	// loadedCh is closed once the first snapshot is in the cache.
 	loadedCh   chan struct{}
 	loadedOnce sync.Once
+}
+
+type tombstone struct {
+	rev int64
+	at  time.Time
+}
+
+// buryLocked records that name was deleted at or after rev. Callers hold mu.
+func (s *Scheduler) buryLocked(name string, rev int64) {
+	if t, ok := s.tombstones[name]; !ok || rev > t.rev {
+		s.tombstones[name] = tombstone{rev: rev, at: time.Now()}
+	}
+}
+
+// buriedLocked reports whether a workload write at rev is older than its
+// deletion. Callers hold mu.
+func (s *Scheduler) buriedLocked(name string, rev int64) bool {
+	t, ok := s.tombstones[name]
+	return ok && rev <= t.rev
+}
+
+// pruneTombstones forgets deletions older than a minute: by then the watch
+// has long delivered them and no request still holds an older revision.
+func (s *Scheduler) pruneTombstones() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, t := range s.tombstones {
+		if time.Since(t.at) > time.Minute {
+			delete(s.tombstones, name)
+		}
+	}
 }
 
 // workloadEntry is the cache of one workload's keys plus the in-memory
@@ -181,6 +216,7 @@ func New(cfg Config) (*Scheduler, error) {
 		nodes:          map[string]*nodeEntry{},
 		watchers:       map[string]map[chan struct{}]struct{}{},
 		orphanInflight: map[string]bool{},
+		tombstones:     map[string]tombstone{},
 		loadedCh:       make(chan struct{}),
 	}
 	s.metrics = newMetrics(cfg.Registry, s)
@@ -314,6 +350,7 @@ func (s *Scheduler) resyncLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			s.pruneTombstones()
 			s.mu.Lock()
 			names := make([]string, 0, len(s.workloads))
 			for name := range s.workloads {

@@ -49,8 +49,11 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 			if e != nil && c.ModRevision >= e.rev {
 				delete(s.workloads, c.Key)
 			}
+			s.buryLocked(c.Key, c.ModRevision)
 		} else if e == nil {
-			s.workloads[c.Key] = &workloadEntry{w: c.Workload, rev: c.ModRevision}
+			if !s.buriedLocked(c.Key, c.ModRevision) {
+				s.workloads[c.Key] = &workloadEntry{w: c.Workload, rev: c.ModRevision}
+			}
 		} else if c.ModRevision > e.rev {
 			e.w, e.rev = c.Workload, c.ModRevision
 		}
