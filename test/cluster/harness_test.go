@@ -1,0 +1,1043 @@
+package cluster
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/testutil/images"
+)
+
+// NodeImage is the agent image: FROM scratch with the static persys binary.
+const NodeImage = "persys-node:test"
+
+// Labels the harness puts on what it creates. Workload containers get
+// labelRun through spec.container.labels, so cleanup finds them too.
+const (
+	labelRun  = "cluster.run"
+	labelRole = "cluster.role"
+)
+
+// Paths inside an agent container.
+const (
+	agentPKIDir  = "/pki"
+	agentDataDir = "/data"
+	agentPort    = 9500
+	agentMetrics = 9103
+)
+
+// envBinDir, when set, names a folder with prebuilt persys (static) and
+// persysctl binaries to use instead of building them.
+const envBinDir = "PERSYS_BIN_DIR"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bins.dir != "" && bins.built {
+		_ = os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
+
+// ---- binaries and images -------------------------------------------------
+
+var bins struct {
+	once  sync.Once
+	dir   string
+	built bool
+	err   error
+}
+
+// binaries builds static persys and persysctl once per test process, or
+// takes them from $PERSYS_BIN_DIR.
+func binaries(t *testing.T) (persys, persysctl string) {
+	t.Helper()
+	bins.once.Do(func() {
+		if d := os.Getenv(envBinDir); d != "" {
+			bins.dir = d
+			for _, b := range []string{"persys", "persysctl"} {
+				if _, err := os.Stat(filepath.Join(d, b)); err != nil {
+					bins.err = fmt.Errorf("$%s: %w", envBinDir, err)
+					return
+				}
+			}
+			return
+		}
+		root, err := images.ModuleRoot()
+		if err != nil {
+			bins.err = err
+			return
+		}
+		bins.dir, bins.err = os.MkdirTemp("", "persys-cluster-bin-")
+		if bins.err != nil {
+			return
+		}
+		bins.built = true
+		for _, cmd := range []string{"persys", "persysctl"} {
+			c := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(bins.dir, cmd), "./cmd/"+cmd)
+			c.Dir = root
+			c.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+			if out, err := c.CombinedOutput(); err != nil {
+				bins.err = fmt.Errorf("build %s: %w\n%s", cmd, err, out)
+				return
+			}
+		}
+	})
+	if bins.err != nil {
+		t.Fatal(bins.err)
+	}
+	return filepath.Join(bins.dir, "persys"), filepath.Join(bins.dir, "persysctl")
+}
+
+var nodeImg struct {
+	once sync.Once
+	id   string
+	err  error
+}
+
+// nodeImage builds NodeImage from the persys binary once per test process
+// and returns the image id. The tag always points at the binary of this
+// run; the image it replaces is removed when nothing uses it any more.
+func nodeImage(t *testing.T, cli *client.Client, persys string) string {
+	t.Helper()
+	nodeImg.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		nodeImg.id, nodeImg.err = buildNodeImage(ctx, cli, persys, NodeImage)
+	})
+	if nodeImg.err != nil {
+		t.Fatalf("node image: %v", nodeImg.err)
+	}
+	return nodeImg.id
+}
+
+const nodeDockerfile = `FROM scratch
+COPY persys /persys
+ENTRYPOINT ["/persys"]
+`
+
+func buildNodeImage(ctx context.Context, cli *client.Client, binary, tag string) (string, error) {
+	bin, err := os.ReadFile(binary)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", binary, err)
+	}
+	var old string
+	if img, err := cli.ImageInspect(ctx, tag); err == nil {
+		old = img.ID
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{{"Dockerfile", 0o644, []byte(nodeDockerfile)}, {"persys", 0o755, bin}} {
+		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return "", fmt.Errorf("tar %s: %w", f.name, err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return "", fmt.Errorf("tar %s: %w", f.name, err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", fmt.Errorf("tar: %w", err)
+	}
+	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+		Tags: []string{tag}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+		Labels: map[string]string{"persys.test": "true"},
+	})
+	if err != nil {
+		return "", fmt.Errorf("image build %s: %w", tag, err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var msg struct {
+			Error       string `json:"error"`
+			ErrorDetail struct {
+				Message string `json:"message"`
+			} `json:"errorDetail"`
+		}
+		if err := dec.Decode(&msg); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return "", fmt.Errorf("image build %s: read output: %w", tag, err)
+		}
+		if msg.ErrorDetail.Message != "" || msg.Error != "" {
+			return "", fmt.Errorf("image build %s: %s%s", tag, msg.ErrorDetail.Message, msg.Error)
+		}
+	}
+	img, err := cli.ImageInspect(ctx, tag)
+	if err != nil {
+		return "", fmt.Errorf("inspect built %s: %w", tag, err)
+	}
+	if old != "" && old != img.ID {
+		// Fails harmlessly while another test process still runs it.
+		_, _ = cli.ImageRemove(ctx, old, image.RemoveOptions{PruneChildren: true})
+	}
+	return img.ID, nil
+}
+
+// ---- options and cluster -------------------------------------------------
+
+// Options shape a test cluster. Zero values take the defaults.
+type Options struct {
+	// Agents is the number of agent containers (default 3).
+	Agents int
+	// Schedulers is the number of scheduler processes (default 1). All of
+	// them share the one etcd; agents get every address.
+	Schedulers int
+	// SchedulerFlags are appended to every scheduler's command line, for
+	// example --strategy binpack or --reschedule-grace 5s.
+	SchedulerFlags []string
+	// AgentFlags are appended to every agent's command line.
+	AgentFlags []string
+	// HeartbeatInterval and LeaseTTL go to the schedulers (default 1s, 4s).
+	HeartbeatInterval time.Duration
+	LeaseTTL          time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Agents == 0 {
+		o.Agents = 3
+	}
+	if o.Schedulers == 0 {
+		o.Schedulers = 1
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = time.Second
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = 4 * time.Second
+	}
+}
+
+// Cluster is one running test cluster.
+type Cluster struct {
+	t         *testing.T
+	Opts      Options
+	Run       string // unique id of this cluster, in every name and label
+	Dir       string
+	Docker    *client.Client
+	HelloImg  string
+	persys    string
+	persysctl string
+	pkiDir    string
+	config    string // persysctl config file
+	// nodeImageID is the id NodeImage had when this process built it;
+	// agents are created from the id, so a concurrent rebuild of the tag
+	// by another test process cannot swap their binary.
+	nodeImageID string
+
+	Net        Network
+	Schedulers []*Proc
+	Gateway    *Proc
+	Agents     []*Agent
+
+	mu           sync.Mutex
+	procs        []*Proc
+	cleanupStart time.Time
+}
+
+// Network is the private Docker network the agents live on.
+type Network struct {
+	ID, Name string
+	Subnet   netip.Prefix
+	Gateway  netip.Addr // a local address of this host: schedulers listen on it
+}
+
+// Agent is one agent container.
+type Agent struct {
+	NodeID      string
+	IP          netip.Addr
+	Name        string // container name
+	ContainerID string
+	dataDir     string
+}
+
+// Addr is the agent's AgentService address.
+func (a *Agent) Addr() string { return net.JoinHostPort(a.IP.String(), fmt.Sprint(agentPort)) }
+
+// Proc is a daemon process on the host.
+type Proc struct {
+	Name    string
+	Addr    string // main listen address
+	Metrics string // metrics listen address
+	args    []string
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	log     bytes.Buffer
+	done    chan struct{}
+	stopped bool // stopped on purpose: exiting is not an error
+}
+
+type procWriter struct{ p *Proc }
+
+func (w procWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	return w.p.log.Write(b)
+}
+
+// Output is what the process wrote so far.
+func (p *Proc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
+}
+
+func (p *Proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop sends SIGTERM and waits; after 20 s it kills.
+func (p *Proc) Stop() error {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	if !p.alive() {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within 20s of SIGTERM", p.Name)
+	}
+}
+
+func (p *Proc) unexpectedExit() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.stopped && !p.alive()
+}
+
+func randomID() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Start brings up a cluster and waits until every agent's node is READY.
+// Everything it creates is removed when the test ends.
+func Start(t *testing.T, o Options) *Cluster {
+	t.Helper()
+	o.defaults()
+	began := time.Now()
+	var phases []string
+	phase := func(name string, since time.Time) time.Time {
+		phases = append(phases, fmt.Sprintf("%s=%s", name, time.Since(since).Round(time.Millisecond)))
+		return time.Now()
+	}
+	cli, hello := images.HelloImage(t) // fails under CI without Docker, skips otherwise
+	persys, persysctl := binaries(t)
+	nodeID := nodeImage(t, cli, persys)
+	mark := phase("images", began)
+
+	c := &Cluster{
+		t: t, Opts: o, Run: randomID(), Dir: t.TempDir(), Docker: cli, HelloImg: hello,
+		persys: persys, persysctl: persysctl, nodeImageID: nodeID,
+	}
+	c.pkiDir = filepath.Join(c.Dir, "pki")
+	ctx := context.Background()
+
+	t.Cleanup(func() {
+		if !c.cleanupStart.IsZero() {
+			t.Logf("cluster %s: cleanup took %s", c.Run, time.Since(c.cleanupStart).Round(time.Millisecond))
+		}
+	})
+	// etcd first, so it is closed last.
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: filepath.Join(c.Dir, "etcd"), UnsafeNoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+
+	c.Net = c.createNetwork(ctx)
+	t.Cleanup(func() {
+		if err := cli.NetworkRemove(context.Background(), c.Net.ID); err != nil {
+			t.Errorf("cleanup: remove network %s: %v", c.Net.Name, err)
+		}
+	})
+	// Registered after the network, so it runs before the network goes.
+	t.Cleanup(c.removeContainers)
+
+	for i := range o.Agents {
+		ip, err := hostInSubnet(c.Net.Subnet, 10+i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Agents = append(c.Agents, &Agent{
+			NodeID: fmt.Sprintf("node-%d-%s", i+1, c.Run), IP: ip,
+			Name: fmt.Sprintf("persys-%s-node-%d", c.Run, i+1), dataDir: filepath.Join(c.Dir, fmt.Sprintf("agent-%d", i+1)),
+		})
+	}
+	c.issueCertificates()
+	mark = phase("etcd+network+pki", mark)
+
+	etcdEndpoints := strings.Join(emb.Endpoints(), ",")
+	var schedAddrs []string
+	for i := range o.Schedulers {
+		name := fmt.Sprintf("scheduler-%d", i+1)
+		addr := freeAddr(t, c.Net.Gateway.String())
+		schedAddrs = append(schedAddrs, addr)
+		args := []string{"scheduler", "--listen", addr, "--etcd-endpoints", etcdEndpoints,
+			"--metrics-listen", freeAddr(t, "127.0.0.1"),
+			"--heartbeat-interval", o.HeartbeatInterval.String(), "--lease-ttl", o.LeaseTTL.String()}
+		args = append(args, c.certFlags(name)...)
+		c.Schedulers = append(c.Schedulers, c.startProc(name, append(args, o.SchedulerFlags...)))
+	}
+	for _, s := range c.Schedulers {
+		c.waitHTTP(s, "/healthz", 30*time.Second)
+	}
+	mark = phase("schedulers", mark)
+
+	gwAddr := freeAddr(t, "127.0.0.1")
+	c.Gateway = c.startProc("gateway", append([]string{"gateway", "--listen", gwAddr,
+		"--scheduler", strings.Join(schedAddrs, ","), "--metrics-listen", freeAddr(t, "127.0.0.1")}, c.certFlags("gateway")...))
+	c.config = filepath.Join(c.Dir, "persysctl.yaml")
+	cfg := fmt.Sprintf("endpoint: https://%s\nca: %s\ncert: %s\nkey: %s\n", gwAddr,
+		filepath.Join(c.pkiDir, "ca.crt"), filepath.Join(c.pkiDir, "admin.crt"), filepath.Join(c.pkiDir, "admin.key"))
+	if err := os.WriteFile(c.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, a := range c.Agents {
+		c.createAgent(ctx, a, strings.Join(schedAddrs, ","))
+	}
+	c.WaitFor(fmt.Sprintf("%d nodes READY", o.Agents), 60*time.Second, func() (bool, string) {
+		nodes, err := c.Nodes()
+		if err != nil {
+			return false, err.Error()
+		}
+		ready := c.readyNodes(nodes)
+		return len(ready) == o.Agents, fmt.Sprintf("ready: %v", ready)
+	})
+	phase("agents-ready", mark)
+	t.Cleanup(func() { c.cleanupStart = time.Now() }) // registered last: runs first
+	t.Logf("cluster %s up in %s (%s): %d scheduler(s) on %s, %d agents on network %s (%s)",
+		c.Run, time.Since(began).Round(time.Millisecond), strings.Join(phases, " "),
+		o.Schedulers, c.Net.Gateway, o.Agents, c.Net.Name, c.Net.Subnet)
+	return c
+}
+
+// createNetwork makes a private bridge network with a subnet the engine
+// picks from its own pools. Static container addresses need a
+// user-configured subnet, so the network is created once to learn a free
+// subnet and then re-created with that subnet spelled out.
+func (c *Cluster) createNetwork(ctx context.Context) Network {
+	c.t.Helper()
+	name := "persys-cluster-" + c.Run
+	labels := map[string]string{labelRun: c.Run}
+	var lastErr error
+	for attempt := range 5 {
+		probe, err := c.Docker.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels})
+		if err != nil {
+			c.t.Fatalf("create network %s: %v", name, err)
+		}
+		info, err := c.Docker.NetworkInspect(ctx, probe.ID, network.InspectOptions{})
+		if rmErr := c.Docker.NetworkRemove(ctx, probe.ID); rmErr != nil {
+			c.t.Fatalf("remove probe network %s: %v", name, rmErr)
+		}
+		if err != nil {
+			c.t.Fatalf("inspect network %s: %v", name, err)
+		}
+		if len(info.IPAM.Config) == 0 {
+			c.t.Fatalf("network %s: the engine assigned no IPv4 subnet", name)
+		}
+		sub, err := netip.ParsePrefix(info.IPAM.Config[0].Subnet)
+		if err != nil {
+			c.t.Fatalf("network %s subnet %q: %v", name, info.IPAM.Config[0].Subnet, err)
+		}
+		gw, err := netip.ParseAddr(info.IPAM.Config[0].Gateway)
+		if err != nil {
+			gw, err = hostInSubnet(sub, 1)
+			if err != nil {
+				c.t.Fatal(err)
+			}
+		}
+		created, err := c.Docker.NetworkCreate(ctx, name, network.CreateOptions{
+			Driver: "bridge", Labels: labels,
+			IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: sub.String(), Gateway: gw.String()}}},
+		})
+		if err != nil {
+			// Another network took the subnet in between: try again.
+			lastErr = err
+			c.t.Logf("create network %s with %s (attempt %d): %v", name, sub, attempt+1, err)
+			continue
+		}
+		return Network{ID: created.ID, Name: name, Subnet: sub, Gateway: gw}
+	}
+	c.t.Fatalf("create network %s: %v", name, lastErr)
+	return Network{}
+}
+
+// hostInSubnet is the n-th address of the subnet.
+func hostInSubnet(p netip.Prefix, n int) (netip.Addr, error) {
+	a := p.Masked().Addr()
+	for range n {
+		a = a.Next()
+	}
+	if !p.Contains(a) || !a.IsValid() {
+		return netip.Addr{}, fmt.Errorf("subnet %s has no host number %d", p, n)
+	}
+	return a, nil
+}
+
+// issueCertificates creates the CA and every identity with `persys ca`.
+func (c *Cluster) issueCertificates() {
+	c.t.Helper()
+	c.run(c.persys, "ca", "init", "--dir", c.pkiDir)
+	gw := c.Net.Gateway.String()
+	for i := range c.Opts.Schedulers {
+		c.run(c.persys, "ca", "issue", "--dir", c.pkiDir, "--role", "scheduler", "--name", fmt.Sprintf("scheduler-%d", i+1),
+			"--ip", gw, "--ip", "127.0.0.1", "--dns", "localhost")
+	}
+	c.run(c.persys, "ca", "issue", "--dir", c.pkiDir, "--role", "gateway", "--name", "gateway", "--ip", "127.0.0.1", "--dns", "localhost")
+	c.run(c.persys, "ca", "issue", "--dir", c.pkiDir, "--role", "admin", "--name", "admin")
+	for _, a := range c.Agents {
+		c.run(c.persys, "ca", "issue", "--dir", c.pkiDir, "--role", "agent", "--name", a.NodeID, "--ip", a.IP.String())
+	}
+}
+
+func (c *Cluster) certFlags(name string) []string {
+	return []string{"--ca", filepath.Join(c.pkiDir, "ca.crt"),
+		"--cert", filepath.Join(c.pkiDir, name+".crt"), "--key", filepath.Join(c.pkiDir, name+".key")}
+}
+
+func (c *Cluster) run(bin string, args ...string) string {
+	c.t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// freeAddr is host:port with a port the kernel just handed out on host.
+func freeAddr(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatalf("free port on %s: %v", host, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// flagValue returns the value after flag in args.
+func flagValue(args []string, flag string) string {
+	if i := slices.Index(args, flag); i >= 0 && i+1 < len(args) {
+		return args[i+1]
+	}
+	return ""
+}
+
+func (c *Cluster) startProc(name string, args []string) *Proc {
+	c.t.Helper()
+	p := &Proc{Name: name, args: args, done: make(chan struct{}),
+		Addr: flagValue(args, "--listen"), Metrics: flagValue(args, "--metrics-listen")}
+	p.cmd = exec.Command(c.persys, args...)
+	p.cmd.Stdout, p.cmd.Stderr = procWriter{p}, procWriter{p}
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	c.t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			c.t.Error(err)
+		}
+		if c.t.Failed() {
+			c.t.Logf("---- %s log (tail) ----\n%s", name, tail(p.Output(), 40))
+		}
+	})
+	return p
+}
+
+// RestartProc stops p and starts it again with the same command line.
+func (c *Cluster) RestartProc(p *Proc) *Proc {
+	c.t.Helper()
+	if err := p.Stop(); err != nil {
+		c.t.Fatal(err)
+	}
+	np := c.startProc(p.Name, p.args)
+	for i, s := range c.Schedulers {
+		if s == p {
+			c.Schedulers[i] = np
+		}
+	}
+	if c.Gateway == p {
+		c.Gateway = np
+	}
+	return np
+}
+
+func (c *Cluster) waitHTTP(p *Proc, path string, timeout time.Duration) {
+	c.t.Helper()
+	hc := http.Client{Timeout: 2 * time.Second}
+	c.WaitFor(p.Name+path, timeout, func() (bool, string) {
+		resp, err := hc.Get("http://" + p.Metrics + path)
+		if err != nil {
+			return false, err.Error()
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// ---- agents ---------------------------------------------------------------
+
+// createAgent creates and starts a's container on the cluster network with
+// its fixed address, the engine's socket and its certificates.
+func (c *Cluster) createAgent(ctx context.Context, a *Agent, schedulers string) {
+	c.t.Helper()
+	if err := os.MkdirAll(a.dataDir, 0o700); err != nil {
+		c.t.Fatal(err)
+	}
+	args := []string{"agent", "--node-id", a.NodeID,
+		"--listen", fmt.Sprintf("0.0.0.0:%d", agentPort), "--advertise", a.Addr(),
+		"--scheduler", schedulers,
+		"--ca", agentPKIDir + "/ca.crt", "--cert", agentPKIDir + "/node.crt", "--key", agentPKIDir + "/node.key",
+		"--data-dir", agentDataDir, "--metrics-listen", fmt.Sprintf("0.0.0.0:%d", agentMetrics),
+		"--heartbeat-interval", c.Opts.HeartbeatInterval.String(), "--labels", "cluster.node=" + a.NodeID}
+	args = append(args, c.Opts.AgentFlags...)
+	bind := func(host, ctr string, ro bool) string {
+		if ro {
+			return host + ":" + ctr + ":ro"
+		}
+		return host + ":" + ctr
+	}
+	created, err := c.Docker.ContainerCreate(ctx,
+		&container.Config{
+			Image: c.nodeImageID, Cmd: args, Hostname: a.NodeID,
+			Labels: map[string]string{labelRun: c.Run, labelRole: "agent"},
+		},
+		&container.HostConfig{
+			NetworkMode: container.NetworkMode(c.Net.Name),
+			Binds: []string{
+				bind(c.engineSocket(), "/var/run/docker.sock", false),
+				bind(filepath.Join(c.pkiDir, "ca.crt"), agentPKIDir+"/ca.crt", true),
+				bind(filepath.Join(c.pkiDir, a.NodeID+".crt"), agentPKIDir+"/node.crt", true),
+				bind(filepath.Join(c.pkiDir, a.NodeID+".key"), agentPKIDir+"/node.key", true),
+				bind(a.dataDir, agentDataDir, false),
+			},
+		},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			c.Net.Name: c.endpoint(a),
+		}},
+		nil, a.Name)
+	if err != nil {
+		c.t.Fatalf("create agent container %s: %v", a.Name, err)
+	}
+	a.ContainerID = created.ID
+	if err := c.Docker.ContainerStart(ctx, a.ContainerID, container.StartOptions{}); err != nil {
+		c.t.Fatalf("start agent container %s: %v", a.Name, err)
+	}
+}
+
+// engineSocket is the host path of the engine's unix socket, which agent
+// containers mount to drive the host engine.
+func (c *Cluster) engineSocket() string {
+	c.t.Helper()
+	host := c.Docker.DaemonHost()
+	path, ok := strings.CutPrefix(host, "unix://")
+	if !ok {
+		c.t.Fatalf("agent containers need the engine's unix socket; the engine is at %s", host)
+	}
+	return path
+}
+
+func (c *Cluster) endpoint(a *Agent) *network.EndpointSettings {
+	return &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: a.IP.String()}}
+}
+
+// AgentByNode finds the agent of a node id.
+func (c *Cluster) AgentByNode(nodeID string) *Agent {
+	for _, a := range c.Agents {
+		if a.NodeID == nodeID {
+			return a
+		}
+	}
+	c.t.Fatalf("no agent for node %q", nodeID)
+	return nil
+}
+
+// RestartAgent restarts the agent's container (SIGTERM, then start).
+func (c *Cluster) RestartAgent(a *Agent) {
+	c.t.Helper()
+	timeout := 15
+	if err := c.Docker.ContainerRestart(context.Background(), a.ContainerID, container.StopOptions{Timeout: &timeout}); err != nil {
+		c.t.Fatalf("restart agent %s: %v", a.NodeID, err)
+	}
+}
+
+// KillAgent kills the agent's container with SIGKILL; what it started keeps
+// running on the engine.
+func (c *Cluster) KillAgent(a *Agent) {
+	c.t.Helper()
+	if err := c.Docker.ContainerKill(context.Background(), a.ContainerID, "SIGKILL"); err != nil {
+		c.t.Fatalf("kill agent %s: %v", a.NodeID, err)
+	}
+}
+
+// StartAgent starts a stopped agent container again.
+func (c *Cluster) StartAgent(a *Agent) {
+	c.t.Helper()
+	if err := c.Docker.ContainerStart(context.Background(), a.ContainerID, container.StartOptions{}); err != nil {
+		c.t.Fatalf("start agent %s: %v", a.NodeID, err)
+	}
+}
+
+// Partition cuts the agent off the network: it can no longer reach the
+// schedulers nor be reached, but it and its workloads keep running.
+func (c *Cluster) Partition(a *Agent) {
+	c.t.Helper()
+	if err := c.Docker.NetworkDisconnect(context.Background(), c.Net.ID, a.ContainerID, true); err != nil {
+		c.t.Fatalf("partition %s: %v", a.NodeID, err)
+	}
+}
+
+// Heal reconnects a partitioned agent with its old address.
+func (c *Cluster) Heal(a *Agent) {
+	c.t.Helper()
+	if err := c.Docker.NetworkConnect(context.Background(), c.Net.ID, a.ContainerID, c.endpoint(a)); err != nil {
+		c.t.Fatalf("heal %s: %v", a.NodeID, err)
+	}
+}
+
+// AgentStartedAt is when the agent's container last started.
+func (c *Cluster) AgentStartedAt(a *Agent) time.Time {
+	c.t.Helper()
+	info, err := c.Docker.ContainerInspect(context.Background(), a.ContainerID)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ts, err := time.Parse(time.RFC3339Nano, info.State.StartedAt)
+	if err != nil {
+		c.t.Fatalf("agent %s StartedAt %q: %v", a.NodeID, info.State.StartedAt, err)
+	}
+	return ts
+}
+
+// AgentLogs is the tail of the agent container's log.
+func (c *Cluster) AgentLogs(a *Agent, lines int) string {
+	rc, err := c.Docker.ContainerLogs(context.Background(), a.ContainerID,
+		container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(lines)})
+	if err != nil {
+		return err.Error()
+	}
+	defer rc.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil {
+		return out.String() + "\n" + err.Error()
+	}
+	return out.String()
+}
+
+// removeContainers removes the agents first, so nothing creates workloads
+// any more, then every workload container of this run: those with the run
+// label and, in case a manifest lacked it, those labelled with one of this
+// run's node ids.
+func (c *Cluster) removeContainers() {
+	ctx := context.Background()
+	if c.t.Failed() {
+		for _, a := range c.Agents {
+			if a.ContainerID != "" {
+				c.t.Logf("---- agent %s log (tail) ----\n%s", a.NodeID, tail(c.AgentLogs(a, 40), 40))
+			}
+		}
+	}
+	remove := func(list []container.Summary) {
+		for _, ct := range list {
+			if err := c.Docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+				c.t.Errorf("cleanup: remove container %s: %v", ct.ID[:12], err)
+			}
+		}
+	}
+	list := func(f filters.Args) []container.Summary {
+		l, err := c.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+		if err != nil {
+			c.t.Errorf("cleanup: list containers: %v", err)
+		}
+		return l
+	}
+	remove(list(filters.NewArgs(filters.Arg("label", labelRun+"="+c.Run), filters.Arg("label", labelRole+"=agent"))))
+	remove(list(filters.NewArgs(filters.Arg("label", labelRun+"="+c.Run))))
+	var strays []container.Summary
+	for _, ct := range list(filters.NewArgs(filters.Arg("label", "persys.managed=true"))) {
+		for _, a := range c.Agents {
+			if ct.Labels["persys.node"] == a.NodeID {
+				strays = append(strays, ct)
+			}
+		}
+	}
+	remove(strays)
+}
+
+// ---- driving and observing -----------------------------------------------
+
+// Ctl runs persysctl against the cluster's gateway.
+func (c *Cluster) Ctl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.persysctl, append([]string{"--config", c.config}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("persysctl %s timed out: %w", strings.Join(args, " "), ctx.Err())
+	}
+	return out.String(), err
+}
+
+// MustCtl runs persysctl and fails the test when it fails.
+func (c *Cluster) MustCtl(args ...string) string {
+	c.t.Helper()
+	out, err := c.Ctl(args...)
+	if err != nil {
+		c.t.Fatalf("persysctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func (c *Cluster) ctlJSON(m proto.Message, args ...string) error {
+	out, err := c.Ctl(append(args, "-o", "json")...)
+	if err != nil {
+		return fmt.Errorf("persysctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out))
+	}
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal([]byte(out), m); err != nil {
+		return fmt.Errorf("decode persysctl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Nodes is `persysctl get nodes`.
+func (c *Cluster) Nodes() ([]*persysv1.Node, error) {
+	var resp persysv1.ListNodesResponse
+	if err := c.ctlJSON(&resp, "get", "nodes"); err != nil {
+		return nil, err
+	}
+	return resp.GetNodes(), nil
+}
+
+// Node is `persysctl get node ID`.
+func (c *Cluster) Node(id string) (*persysv1.Node, error) {
+	var n persysv1.Node
+	if err := c.ctlJSON(&n, "get", "node", id); err != nil {
+		return nil, err
+	}
+	return &n, nil
+}
+
+// Workloads is `persysctl get workloads -l cluster.run=RUN`, by name.
+func (c *Cluster) Workloads() (map[string]*persysv1.WorkloadView, error) {
+	var resp persysv1.ListWorkloadsResponse
+	if err := c.ctlJSON(&resp, "get", "workloads", "-l", labelRun+"="+c.Run); err != nil {
+		return nil, err
+	}
+	out := map[string]*persysv1.WorkloadView{}
+	for _, w := range resp.GetWorkloads() {
+		out[w.GetWorkload().GetName()] = w
+	}
+	return out, nil
+}
+
+// Leader is `persysctl get leader`.
+func (c *Cluster) Leader() (*persysv1.LeaderInfo, error) {
+	var l persysv1.LeaderInfo
+	if err := c.ctlJSON(&l, "get", "leader"); err != nil {
+		return nil, err
+	}
+	return &l, nil
+}
+
+// SchedulerAt finds the scheduler process listening on addr.
+func (c *Cluster) SchedulerAt(addr string) *Proc {
+	for _, s := range c.Schedulers {
+		if s.Addr == addr {
+			return s
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) readyNodes(nodes []*persysv1.Node) []string {
+	var ready []string
+	for _, n := range nodes {
+		if n.GetState() == persysv1.NodeState_NODE_STATE_READY {
+			ready = append(ready, n.GetId())
+		}
+	}
+	sort.Strings(ready)
+	return ready
+}
+
+// Manifest writes a hello workload manifest and returns its path. The run
+// label is on the workload (for persysctl -l) and on its container (for
+// cleanup and counting).
+func (c *Cluster) Manifest(name string) string {
+	c.t.Helper()
+	m := fmt.Sprintf(`kind: Workload
+metadata:
+  name: %[1]s
+  labels: {%[2]s: %[3]q}
+spec:
+  type: container
+  container:
+    image: %[4]s
+    env: {GREETING: %[1]q}
+    restartPolicy: on-failure
+    labels: {%[2]s: %[3]q}
+  resources:
+    cpu: 100m
+    memory: 16Mi
+`, name, labelRun, c.Run, c.HelloImg)
+	path := filepath.Join(c.Dir, name+".yaml")
+	if err := os.WriteFile(path, []byte(m), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+// ApplyWorkloads applies hello workloads name-1 … name-n one after the
+// other, each waited for until RUNNING, and returns their names.
+func (c *Cluster) ApplyWorkloads(prefix string, n int) []string {
+	c.t.Helper()
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("%s-%d", prefix, i+1)
+		c.MustCtl("apply", "-f", c.Manifest(name), "--wait", "--timeout", "60s")
+		names = append(names, name)
+	}
+	return names
+}
+
+// RunningContainers lists the running workload containers of this run on
+// the engine, by workload name.
+func (c *Cluster) RunningContainers() map[string][]container.Summary {
+	c.t.Helper()
+	list, err := c.Docker.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", labelRun+"="+c.Run), filters.Arg("label", "persys.managed=true"),
+		filters.Arg("status", "running"))})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out := map[string][]container.Summary{}
+	for _, ct := range list {
+		name := ct.Labels["persys.workload"]
+		out[name] = append(out[name], ct)
+	}
+	return out
+}
+
+// Summary is what a test observed at its end.
+type Summary struct {
+	Nodes      int // READY nodes, by persysctl
+	Workloads  int // workloads the test expects
+	Lost       int // expected workloads without a running container on the engine
+	Duplicated int // workloads with more than one running container
+}
+
+func (s Summary) String() string {
+	return fmt.Sprintf("cluster: nodes=%d workloads=%d lost=%d duplicated=%d", s.Nodes, s.Workloads, s.Lost, s.Duplicated)
+}
+
+// Observe counts what really runs: READY nodes through persysctl, running
+// containers per workload on the engine.
+func (c *Cluster) Observe(workloads []string) Summary {
+	c.t.Helper()
+	nodes, err := c.Nodes()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s := Summary{Nodes: len(c.readyNodes(nodes)), Workloads: len(workloads)}
+	running := c.RunningContainers()
+	for _, w := range workloads {
+		if len(running[w]) == 0 {
+			s.Lost++
+		}
+	}
+	for _, cts := range running {
+		if len(cts) > 1 {
+			s.Duplicated++
+		}
+	}
+	return s
+}
+
+// WaitFor polls cond until it holds; after timeout it fails the test with
+// the last state cond described. A daemon that exits unexpectedly fails the
+// test at once.
+func (c *Cluster) WaitFor(what string, timeout time.Duration, cond func() (bool, string)) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return time.Since(start)
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, state)
+		}
+		c.mu.Lock()
+		procs := slices.Clone(c.procs)
+		c.mu.Unlock()
+		for _, p := range procs {
+			if p.unexpectedExit() {
+				c.t.Fatalf("%s exited while waiting for %s:\n%s", p.Name, what, tail(p.Output(), 40))
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
