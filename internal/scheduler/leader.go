@@ -41,7 +41,9 @@ func (s *Scheduler) runElected(ctx context.Context) error {
 			continue
 		}
 		octx, ocancel := context.WithCancel(ctx)
+		observed := make(chan struct{})
 		go func() {
+			defer close(observed)
 			for addr := range el.Observe(octx) {
 				if addr != s.leaderAddrString() {
 					s.log.Info("leader observed", "leader", addr)
@@ -55,6 +57,7 @@ func (s *Scheduler) runElected(ctx context.Context) error {
 		s.log.Info("campaigning for leadership", "address", s.cfg.Election.Address)
 		if err := el.Campaign(ctx, s.cfg.Election.Address); err != nil {
 			ocancel()
+			<-observed
 			el.Close()
 			if ctx.Err() != nil {
 				return nil
@@ -79,9 +82,15 @@ func (s *Scheduler) runElected(ctx context.Context) error {
 		if err := s.lead(lctx); err != nil {
 			s.log.Error("leader loop", "err", err)
 		}
-		s.leading.Store(false)
 		lcancel()
 		ocancel()
+		<-observed
+		// Name nobody until the next session observes who leads: this
+		// replica no longer does, and one cut off from etcd cannot know
+		// who does (naming itself would send clients back to it). Cleared
+		// before it turns follower, so no refusal ever names itself.
+		s.leaderAddr.CompareAndSwap(s.cfg.Election.Address, "")
+		s.leading.Store(false)
 		el.Close()
 		s.log.Info("no longer leader", "led_for", time.Since(start).Round(time.Millisecond).String())
 	}

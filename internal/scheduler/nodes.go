@@ -37,7 +37,9 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 		LeaseId:      leaseID,
 	}
 	if ne.node != nil {
-		node.Cordoned = ne.node.GetCordoned()
+		// What the operator set survives the agent's restarts: a node
+		// being drained goes on draining.
+		node.Cordoned, node.Draining = ne.node.GetCordoned(), ne.node.GetDraining()
 	}
 	ne.node = node
 	ne.alive = true

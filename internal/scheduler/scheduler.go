@@ -256,6 +256,11 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	s.queue.reset()
 	s.mu.Lock()
 	s.runCtx = ctx
+	// A term starts from etcd alone. What nodes reported in an earlier
+	// term of this replica is stale (another leader may have acted since),
+	// so every node reports again before its workloads are decided; a
+	// reload within the term (watch failure) keeps the reports.
+	s.nodes = map[string]*nodeEntry{}
 	s.mu.Unlock()
 
 	var wg sync.WaitGroup
