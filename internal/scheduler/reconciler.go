@@ -496,6 +496,10 @@ func (s *Scheduler) queuePending() {
 		} else if ne := s.nodes[e.assignment.GetNodeId()]; ne == nil || !ne.alive {
 			// Waiting for a node to move to after its own was lost.
 			names = append(names, name)
+		} else if ne.node.GetDraining() && e.moveBlocked != "" {
+			// A drain found no room for it; capacity may have appeared.
+			e.moveBlocked = ""
+			names = append(names, name)
 		}
 	}
 	s.mu.Unlock()
