@@ -1,0 +1,244 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestChunk(t *testing.T) {
+	ids := []string{"a", "b", "c", "d", "e"}
+	tests := []struct {
+		name string
+		ids  []string
+		n    int
+		want [][]string
+	}{
+		{"empty", nil, 3, nil},
+		{"zero chunks", ids, 0, nil},
+		{"one", ids, 1, [][]string{ids}},
+		{"uneven", ids, 2, [][]string{{"a", "b", "c"}, {"d", "e"}}},
+		{"more chunks than ids", ids[:2], 8, [][]string{{"a"}, {"b"}}},
+		{"exact", ids, 5, [][]string{{"a"}, {"b"}, {"c"}, {"d"}, {"e"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := chunk(tc.ids, tc.n)
+			if !slices.EqualFunc(got, tc.want, slices.Equal[[]string]) {
+				t.Fatalf("chunk(%v, %d) = %v, want %v", tc.ids, tc.n, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDistOf(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		out := make([]time.Duration, len(v))
+		for i, x := range v {
+			out[i] = time.Duration(x) * time.Millisecond
+		}
+		return out
+	}
+	hundred := make([]int, 100)
+	for i := range hundred {
+		hundred[i] = 100 - i // 100 … 1, unsorted on purpose
+	}
+	tests := []struct {
+		name string
+		in   []time.Duration
+		want Dist
+	}{
+		{"empty", nil, Dist{}},
+		{"one", ms(7), Dist{N: 1, P50: 7, P90: 7, P99: 7, Max: 7, Mean: 7}},
+		{"hundred", ms(hundred...), Dist{N: 100, P50: 50, P90: 90, P99: 99, Max: 100, Mean: 50.5}},
+		{"two", ms(10, 20), Dist{N: 2, P50: 10, P90: 20, P99: 20, Max: 20, Mean: 15}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := distOf(tc.in); got != tc.want {
+				t.Fatalf("distOf = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		o       Options
+		wantErr string
+	}{
+		{"no workloads", Options{}, "workloads"},
+		{"negative rate", Options{Workloads: 1, Rate: -1}, "rate"},
+		{"loss fraction one", Options{Workloads: 1, LossFraction: 1}, "loss fraction"},
+		{"negative duration", Options{Workloads: 1, Duration: -time.Second}, "duration"},
+		{"ok", Options{Workloads: 1}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.defaults(ScenarioLatency)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
+	clusterTests := []struct {
+		name    string
+		o       ClusterOptions
+		wantErr string
+	}{
+		{"no nodes", ClusterOptions{Dir: "x"}, "nodes"},
+		{"no dir", ClusterOptions{Nodes: 1}, "data dir"},
+		{"short lease", ClusterOptions{Nodes: 1, Dir: "x", LeaseTTL: time.Second}, "lease TTL"},
+		{"negative delay", ClusterOptions{Nodes: 1, Dir: "x", ApplyDelay: -1}, "apply delay"},
+		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
+	}
+	for _, tc := range clusterTests {
+		t.Run("cluster "+tc.name, func(t *testing.T) {
+			err := tc.o.defaults()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
+	if _, err := Run(context.Background(), "nope", Options{Workloads: 1}); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Fatalf("unknown scenario: error %v", err)
+	}
+}
+
+// TestCertificatesReused checks that a second run finds the first run's
+// certificates and issues none.
+func TestCertificatesReused(t *testing.T) {
+	dir := t.TempDir()
+	ids := []string{NodeID(0), NodeID(1), NodeID(2)}
+	b, st, err := Certificates(context.Background(), dir, ids, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Issued != 3 || st.Reused != 0 || len(b.Agents) != 3 {
+		t.Fatalf("first run: %+v with %d agents, want 3 issued", st, len(b.Agents))
+	}
+	before, err := os.ReadFile(b.Agents[NodeID(1)].Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, st, err = Certificates(context.Background(), dir, ids, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Issued != 0 || st.Reused != 3 {
+		t.Fatalf("second run: %+v, want 3 reused", st)
+	}
+	after, err := os.ReadFile(filepath.Join(dir, "agent-"+NodeID(1)+".crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatal("second run replaced a valid certificate")
+	}
+}
+
+// TestScenarios runs every scenario on a tiny hollow cluster: real etcd,
+// scheduler, agents and mTLS, so that the wiring is exercised; the figures
+// themselves are not checked.
+func TestScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and a hollow cluster")
+	}
+	dir := t.TempDir()
+	base := func() Options {
+		return Options{
+			Cluster: ClusterOptions{Nodes: 4, Dir: dir, HeartbeatInterval: 500 * time.Millisecond,
+				LeaseTTL: 2 * time.Second, RescheduleGrace: 500 * time.Millisecond, EtcdNoFsync: true},
+			Workloads: 16, Concurrency: 4, Timeout: time.Minute, ProgressEvery: 200 * time.Millisecond,
+		}
+	}
+	tests := []struct {
+		scenario string
+		tweak    func(o *Options)
+	}{
+		{ScenarioThroughput, nil},
+		{ScenarioLatency, func(o *Options) { o.Rate = 100 }},
+		{ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25 }},
+		{ScenarioChurn, func(o *Options) { o.Duration = time.Second; o.Rate = 50 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.scenario, func(t *testing.T) {
+			o := base()
+			if tc.tweak != nil {
+				tc.tweak(&o)
+			}
+			var progress bytes.Buffer
+			o.Progress = &syncWriter{w: &progress}
+			profiled := 0
+			o.Profile = func() func() { profiled++; return func() { profiled-- } }
+			rep, err := Run(context.Background(), tc.scenario, o)
+			if err != nil {
+				t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+			}
+			if profiled != 0 {
+				t.Fatalf("profile started %d more times than stopped", profiled)
+			}
+			var table bytes.Buffer
+			if err := rep.WriteTable(&table); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(table.String(), "METRIC") || len(rep.Table) == 0 {
+				t.Fatalf("table:\n%s", table.String())
+			}
+			data, err := json.Marshal(rep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var back map[string]any
+			if err := json.Unmarshal(data, &back); err != nil || back["scenario"] != tc.scenario {
+				t.Fatalf("json %s: %v", data, err)
+			}
+			switch r := rep.Result.(type) {
+			case ThroughputResult:
+				if r.NotRunning != 0 || r.Duplicates != 0 {
+					t.Fatalf("throughput: %+v", r)
+				}
+			case NodeLossResult:
+				if r.Duplicates != 0 || r.MaxDuplicates != 0 || r.Recovered != r.Affected {
+					t.Fatalf("node-loss: %+v", r)
+				}
+			case LatencyResult:
+				if r.Failed != 0 || r.SubmitToRun.N != o.Workloads {
+					t.Fatalf("latency: %+v", r)
+				}
+			case ChurnResult:
+				if r.Errors != 0 {
+					t.Fatalf("churn: %+v", r)
+				}
+			default:
+				t.Fatalf("result of type %T", rep.Result)
+			}
+		})
+	}
+}
+
+// syncWriter serializes writes from the progress goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

@@ -1,0 +1,489 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/runtime/sim"
+	"github.com/persys-dev/compute/internal/scheduler"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// ClusterOptions configure a hollow cluster: embedded etcd, one scheduler
+// and Nodes agents on the sim runtime, all in this process, talking gRPC
+// with mTLS over loopback TCP.
+type ClusterOptions struct {
+	// Nodes is the number of hollow agents (required, 1 to 20,000).
+	Nodes int
+	// ApplyDelay is the sim runtime's CREATING → RUNNING delay.
+	ApplyDelay time.Duration
+	// HeartbeatInterval of the agents (the scheduler tells them; default 2s).
+	HeartbeatInterval time.Duration
+	// LeaseTTL and RescheduleGrace of the scheduler (0: its defaults).
+	LeaseTTL, RescheduleGrace time.Duration
+	// Workers is the scheduler's reconcile worker count (0: its default).
+	Workers int
+	// NodeCPUMillis and NodeMemoryBytes are each hollow node's capacity
+	// (default 4000 mCPU, 8 GiB).
+	NodeCPUMillis, NodeMemoryBytes int64
+	// Dir is the bench's data folder: certificates are cached in Dir/pki
+	// by node id; etcd gets a fresh folder under Dir that Close removes.
+	Dir string
+	// EtcdNoFsync turns etcd's fsync off (to see what the disk costs).
+	EtcdNoFsync bool
+	// CertConcurrency bounds concurrent certificate issuance (default 2×CPUs).
+	CertConcurrency int
+	// StartBatch agents are started at a time, each batch registered
+	// before the next starts (default 250).
+	StartBatch int
+	// Progress receives a line per started batch; nil is silent.
+	Progress io.Writer
+}
+
+func (o *ClusterOptions) defaults() error {
+	if o.Nodes < 1 || o.Nodes > 20000 {
+		return fmt.Errorf("bench: nodes %d: must be between 1 and 20000", o.Nodes)
+	}
+	if o.ApplyDelay < 0 {
+		return fmt.Errorf("bench: apply delay %s: must not be negative", o.ApplyDelay)
+	}
+	if o.HeartbeatInterval < 0 || o.LeaseTTL < 0 || o.RescheduleGrace < 0 {
+		return errors.New("bench: heartbeat interval, lease TTL and reschedule grace must not be negative")
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = agent.DefaultHeartbeatInterval
+	}
+	if o.LeaseTTL != 0 && o.LeaseTTL < 2*time.Second {
+		return fmt.Errorf("bench: lease TTL %s: must be at least 2s (etcd's minimum lease)", o.LeaseTTL)
+	}
+	if o.Workers < 0 {
+		return fmt.Errorf("bench: scheduler workers %d: must not be negative", o.Workers)
+	}
+	if o.NodeCPUMillis < 0 || o.NodeMemoryBytes < 0 {
+		return errors.New("bench: node capacity must not be negative")
+	}
+	if o.NodeCPUMillis == 0 {
+		o.NodeCPUMillis = 4000
+	}
+	if o.NodeMemoryBytes == 0 {
+		o.NodeMemoryBytes = 8 << 30
+	}
+	if o.Dir == "" {
+		return errors.New("bench: data dir: empty")
+	}
+	if o.CertConcurrency == 0 {
+		o.CertConcurrency = 2 * goruntime.GOMAXPROCS(0)
+	}
+	if o.CertConcurrency < 1 {
+		return fmt.Errorf("bench: cert concurrency %d: must be positive", o.CertConcurrency)
+	}
+	if o.StartBatch == 0 {
+		o.StartBatch = 250
+	}
+	if o.StartBatch < 1 {
+		return fmt.Errorf("bench: start batch %d: must be positive", o.StartBatch)
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	return nil
+}
+
+// SetupStats times the parts of starting a hollow cluster.
+type SetupStats struct {
+	Certs         CertStats `json:"certs"`
+	EtcdSeconds   float64   `json:"etcd_start_s"`
+	AgentsSeconds float64   `json:"agents_registered_s"`
+	// FileLimit is the RLIMIT_NOFILE soft limit in force.
+	FileLimit uint64 `json:"file_limit"`
+}
+
+// Cluster is a running hollow cluster.
+type Cluster struct {
+	opts     ClusterOptions
+	Setup    SetupStats
+	Registry *prometheus.Registry
+	Store    *store.Store
+	Sched    *scheduler.Scheduler
+	Addr     string
+	Nodes    []*Hollow
+
+	etcdDir string
+	emb     *store.Embedded
+	cancel  context.CancelFunc
+	bg      sync.WaitGroup
+	admin   []*grpc.ClientConn
+	clients []persysv1.ControlServiceClient
+	errMu   sync.Mutex
+	bgErr   error
+}
+
+// Hollow is one hollow node: a real agent on the sim runtime.
+type Hollow struct {
+	ID      string
+	Addr    string
+	Runtime *sim.Runtime
+	Agent   *agent.Agent
+
+	scheds *agent.Schedulers
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	mu     sync.Mutex
+	down   bool
+}
+
+// Down reports whether the node was stopped.
+func (h *Hollow) Down() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.down
+}
+
+// Stop ends the agent's Run and Serve (its listener closes) as a lost node
+// would: the sim runtime keeps what it ran, which no one sees any more.
+func (h *Hollow) Stop() {
+	h.mu.Lock()
+	if h.down {
+		h.mu.Unlock()
+		return
+	}
+	h.down = true
+	h.mu.Unlock()
+	h.cancel()
+	h.done.Wait()
+	_ = h.scheds.Close()
+}
+
+// NodeID returns the id of hollow node i (0-based).
+func NodeID(i int) string { return fmt.Sprintf("hollow-%05d", i) }
+
+// StartCluster issues (or reuses) the certificates, starts etcd, the
+// scheduler on 127.0.0.1:0 and the hollow agents, each on its own
+// 127.0.0.1:0 listener, and returns once every agent has registered.
+func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	c = &Cluster{opts: o, Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			c.Close()
+			c = nil
+		}
+	}()
+	if c.Setup.FileLimit, err = raiseFileLimit(uint64(o.Nodes)*6 + 4096); err != nil {
+		return c, err
+	}
+
+	ids := make([]string, o.Nodes)
+	for i := range ids {
+		ids[i] = NodeID(i)
+	}
+	fmt.Fprintf(o.Progress, "bench: certificates for %d nodes in %s\n", o.Nodes, filepath.Join(o.Dir, "pki"))
+	bundle, cst, err := Certificates(ctx, filepath.Join(o.Dir, "pki"), ids, o.CertConcurrency)
+	c.Setup.Certs = cst
+	if err != nil {
+		return c, err
+	}
+	fmt.Fprintf(o.Progress, "bench: certificates: %d issued, %d reused in %.1fs\n", cst.Issued, cst.Reused, cst.Seconds)
+
+	start := time.Now()
+	if c.etcdDir, err = os.MkdirTemp(o.Dir, "etcd-"); err != nil {
+		return c, fmt.Errorf("bench: etcd dir: %w", err)
+	}
+	if c.emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: c.etcdDir, UnsafeNoFsync: o.EtcdNoFsync}); err != nil {
+		return c, err
+	}
+	cli, err := c.emb.Client()
+	if err != nil {
+		return c, err
+	}
+	c.Setup.EtcdSeconds = time.Since(start).Seconds()
+	quiet := slog.New(slog.DiscardHandler)
+	c.Store = store.New(cli, store.Options{Logger: quiet})
+
+	schedServer, err := pki.ServerTLS(bundle.Scheduler)
+	if err != nil {
+		return c, err
+	}
+	schedClient, err := pki.ClientTLS(bundle.Scheduler, "")
+	if err != nil {
+		return c, err
+	}
+	c.Sched, err = scheduler.New(scheduler.Config{
+		Store: c.Store, Agents: scheduler.TLSDialer{TLS: schedClient}, Logger: quiet, Registry: c.Registry,
+		HeartbeatInterval: o.HeartbeatInterval, LeaseTTL: o.LeaseTTL, RescheduleGrace: o.RescheduleGrace, Workers: o.Workers,
+	})
+	if err != nil {
+		return c, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return c, fmt.Errorf("bench: scheduler listener: %w", err)
+	}
+	c.Addr = ln.Addr().String()
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.goBackground("scheduler run", func() error { return c.Sched.Run(runCtx) })
+	c.goBackground("scheduler serve", func() error { return scheduler.Serve(runCtx, ln, c.Sched, schedServer) })
+	for c.Sched.Ready() != nil {
+		if err := c.failed(); err != nil {
+			return c, err
+		}
+		if !sleepCtx(ctx, 10*time.Millisecond) {
+			return c, ctx.Err()
+		}
+	}
+
+	adminTLS, err := pki.ClientTLS(bundle.Admin, "")
+	if err != nil {
+		return c, err
+	}
+	for range 4 {
+		conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(adminTLS)))
+		if err != nil {
+			return c, fmt.Errorf("bench: admin client: %w", err)
+		}
+		c.admin = append(c.admin, conn)
+		c.clients = append(c.clients, persysv1.NewControlServiceClient(conn))
+	}
+
+	start = time.Now()
+	for at := 0; at < len(ids); at += o.StartBatch {
+		end := min(at+o.StartBatch, len(ids))
+		for _, id := range ids[at:end] {
+			h, err := c.startHollow(id, bundle.Agents[id])
+			if err != nil {
+				return c, err
+			}
+			c.Nodes = append(c.Nodes, h)
+		}
+		for _, h := range c.Nodes[at:end] {
+			for h.Agent.Ready() != nil {
+				if err := c.failed(); err != nil {
+					return c, err
+				}
+				if !sleepCtx(ctx, 5*time.Millisecond) {
+					return c, ctx.Err()
+				}
+			}
+		}
+		fmt.Fprintf(o.Progress, "bench: %d/%d agents registered (%.1fs)\n", end, len(ids), time.Since(start).Seconds())
+	}
+	c.Setup.AgentsSeconds = time.Since(start).Seconds()
+	return c, nil
+}
+
+func (c *Cluster) startHollow(id string, files pki.Files) (*Hollow, error) {
+	serverTLS, err := pki.ServerTLS(files)
+	if err != nil {
+		return nil, fmt.Errorf("bench: node %s: %w", id, err)
+	}
+	clientTLS, err := pki.ClientTLS(files, "")
+	if err != nil {
+		return nil, fmt.Errorf("bench: node %s: %w", id, err)
+	}
+	rt, err := sim.New(sim.Options{ApplyDelay: c.opts.ApplyDelay})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("bench: node %s: listen: %w", id, err)
+	}
+	scheds, err := agent.DialSchedulers([]string{c.Addr}, clientTLS)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	a, err := agent.New(agent.Config{
+		NodeID: id, AdvertiseAddr: ln.Addr().String(), Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
+		HeartbeatInterval: c.opts.HeartbeatInterval,
+		Capacity:          &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
+		Logger:            slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		ln.Close()
+		scheds.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hollow{ID: id, Addr: ln.Addr().String(), Runtime: rt, Agent: a, scheds: scheds, cancel: cancel}
+	h.done.Add(2)
+	go func() {
+		defer h.done.Done()
+		if err := agent.Serve(ctx, ln, a, serverTLS); err != nil && ctx.Err() == nil {
+			c.fail(fmt.Errorf("node %s serve: %w", id, err))
+		}
+	}()
+	go func() {
+		defer h.done.Done()
+		_ = a.Run(ctx)
+	}()
+	return h, nil
+}
+
+func (c *Cluster) goBackground(what string, fn func() error) {
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		if err := fn(); err != nil {
+			c.fail(fmt.Errorf("%s: %w", what, err))
+		}
+	}()
+}
+
+func (c *Cluster) fail(err error) {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	if c.bgErr == nil {
+		c.bgErr = err
+	}
+}
+
+// failed returns the first error of a background part (scheduler, etcd,
+// an agent server), if any.
+func (c *Cluster) failed() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	if c.bgErr != nil {
+		return c.bgErr
+	}
+	if c.emb != nil {
+		select {
+		case err := <-c.emb.Err():
+			c.bgErr = fmt.Errorf("etcd: %w", err)
+			return c.bgErr
+		default:
+		}
+	}
+	return nil
+}
+
+// Control returns admin client i (round robin over a few connections).
+func (c *Cluster) Control(i int) persysv1.ControlServiceClient {
+	return c.clients[i%len(c.clients)]
+}
+
+// Live returns the nodes not stopped.
+func (c *Cluster) Live() []*Hollow {
+	out := make([]*Hollow, 0, len(c.Nodes))
+	for _, h := range c.Nodes {
+		if !h.Down() {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Duplicates counts workloads that two or more live sim runtimes report
+// (in any state but MISSING): a workload must run on one node only.
+func (c *Cluster) Duplicates(ctx context.Context) (int, error) {
+	seen := map[string]int{}
+	for _, h := range c.Live() {
+		ws, err := h.Runtime.List(ctx)
+		if err != nil {
+			return 0, err
+		}
+		for _, w := range ws {
+			seen[w.GetName()]++
+		}
+	}
+	dups := 0
+	for _, n := range seen {
+		if n > 1 {
+			dups++
+		}
+	}
+	return dups, nil
+}
+
+// Close stops the agents, the scheduler and etcd and removes etcd's folder.
+// It is safe after a partial start.
+func (c *Cluster) Close() {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for _, h := range c.Nodes {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			h.Stop()
+		}()
+	}
+	wg.Wait()
+	for _, conn := range c.admin {
+		_ = conn.Close()
+	}
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.bg.Wait()
+	if c.Store != nil {
+		_ = c.Store.Client().Close()
+	}
+	if c.emb != nil {
+		c.emb.Close()
+	}
+	if c.etcdDir != "" {
+		_ = os.RemoveAll(c.etcdDir)
+	}
+}
+
+// raiseFileLimit lifts RLIMIT_NOFILE's soft limit to want (and the hard
+// limit too when allowed), since every hollow node holds a listener and
+// two loopback connections with both ends in this process. It returns the
+// soft limit in force and fails when it stays below want.
+func raiseFileLimit(want uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("bench: read file limit: %w", err)
+	}
+	if lim.Cur >= want {
+		return lim.Cur, nil
+	}
+	next := lim
+	next.Cur = want
+	if next.Max < want {
+		next.Max = want
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err != nil {
+		next = lim
+		next.Cur = lim.Max
+		if err2 := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err2 != nil {
+			return lim.Cur, fmt.Errorf("bench: raise file limit to %d: %w", want, err)
+		}
+		return next.Cur, fmt.Errorf("bench: file limit %d is below the %d this many nodes need (raising the hard limit: %w)", next.Cur, want, err)
+	}
+	return next.Cur, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	goruntime "runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metric names read from the scheduler's registry.
+const (
+	metricPlacements  = "persys_scheduler_placements_total"
+	metricHeartbeats  = "persys_scheduler_heartbeats_total"
+	metricQueue       = "persys_scheduler_queue_depth"
+	metricRescheduled = "persys_scheduler_rescheduled_total"
+)
+
+// gauges reads the unlabelled counters and gauges named in names (the sum
+// over label values for labelled ones) from reg.
+func gauges(reg prometheus.Gatherer, names ...string) (map[string]float64, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("bench: gather metrics: %w", err)
+	}
+	want := make(map[string]bool, len(names))
+	out := make(map[string]float64, len(names))
+	for _, n := range names {
+		want[n] = true
+		out[n] = 0
+	}
+	for _, mf := range mfs {
+		if !want[mf.GetName()] {
+			continue
+		}
+		sum := 0.0
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+		out[mf.GetName()] = sum
+	}
+	return out, nil
+}
+
+// ProcStats is the whole process: etcd, the scheduler, every agent and the
+// bench itself share it.
+type ProcStats struct {
+	RSSMiB     float64 `json:"rss_mib"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	HeapMiB    float64 `json:"heap_inuse_mib"`
+	Goroutines int     `json:"goroutines"`
+}
+
+func procStats() ProcStats {
+	var ms goruntime.MemStats
+	goruntime.ReadMemStats(&ms)
+	st := ProcStats{HeapMiB: float64(ms.HeapInuse) / (1 << 20), Goroutines: goruntime.NumGoroutine()}
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return st
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		key, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (key != "VmRSS" && key != "VmHWM") {
+			continue
+		}
+		fields := strings.Fields(val)
+		if len(fields) == 0 {
+			continue
+		}
+		kb, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			continue
+		}
+		if key == "VmRSS" {
+			st.RSSMiB = kb / 1024
+		} else {
+			st.PeakRSSMiB = kb / 1024
+		}
+	}
+	return st
+}
+
+// Dist summarizes durations in milliseconds.
+type Dist struct {
+	N    int     `json:"n"`
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	Max  float64 `json:"max_ms"`
+	Mean float64 `json:"mean_ms"`
+}
+
+// distOf computes the nearest-rank percentiles of ds.
+func distOf(ds []time.Duration) Dist {
+	if len(ds) == 0 {
+		return Dist{}
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	rank := func(p float64) time.Duration {
+		i := int(math.Ceil(p/100*float64(len(s)))) - 1
+		i = max(0, min(i, len(s)-1))
+		return s[i]
+	}
+	var sum time.Duration
+	for _, d := range s {
+		sum += d
+	}
+	return Dist{N: len(s), P50: ms(rank(50)), P90: ms(rank(90)), P99: ms(rank(99)), Max: ms(s[len(s)-1]),
+		Mean: ms(sum / time.Duration(len(s)))}
+}
+
+func (d Dist) String() string {
+	if d.N == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("p50 %.1f  p90 %.1f  p99 %.1f  max %.1f ms (n=%d)", d.P50, d.P90, d.P99, d.Max, d.N)
+}

@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Row is one line of a report's table: a figure, and the goal it is
+// compared with (empty when there is none).
+type Row struct {
+	Metric string `json:"metric"`
+	Value  string `json:"value"`
+	Goal   string `json:"goal,omitempty"`
+}
+
+// Params are the knobs of a run, as the report shows them.
+type Params struct {
+	Nodes               int     `json:"nodes"`
+	Workloads           int     `json:"workloads"`
+	Rate                float64 `json:"rate,omitempty"`
+	Concurrency         int     `json:"concurrency,omitempty"`
+	DurationSec         float64 `json:"duration_s,omitempty"`
+	ApplyDelayMs        float64 `json:"apply_delay_ms"`
+	HeartbeatIntervalMs float64 `json:"heartbeat_interval_ms"`
+	LeaseTTLSec         float64 `json:"lease_ttl_s"`
+	GraceSec            float64 `json:"reschedule_grace_s"`
+	SchedulerWorkers    int     `json:"scheduler_workers"`
+	LossFraction        float64 `json:"loss_fraction,omitempty"`
+	EtcdNoFsync         bool    `json:"etcd_no_fsync,omitempty"`
+	CPUs                int     `json:"cpus"`
+}
+
+// Report is a scenario's outcome: its parameters, how the cluster was
+// set up, the scenario's own result and the table printed for it.
+type Report struct {
+	Scenario string     `json:"scenario"`
+	Params   Params     `json:"params"`
+	Setup    SetupStats `json:"setup"`
+	Result   any        `json:"result"`
+	Table    []Row      `json:"table"`
+}
+
+// WriteTable prints the report as an aligned table.
+func (r *Report) WriteTable(w io.Writer) error {
+	p := r.Params
+	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %gms, lease TTL %gs, grace %gs, %d workers, %d CPUs\n",
+		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, p.HeartbeatIntervalMs, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.CPUs)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")
+	rows := append([]Row{
+		{Metric: "setup: certificates", Value: fmt.Sprintf("%.2fs (%d issued, %d reused)", r.Setup.Certs.Seconds, r.Setup.Certs.Issued, r.Setup.Certs.Reused)},
+		{Metric: "setup: agents registered", Value: fmt.Sprintf("%.2fs", r.Setup.AgentsSeconds)},
+	}, r.Table...)
+	for _, row := range rows {
+		goal := row.Goal
+		if goal == "" {
+			goal = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", row.Metric, strings.ReplaceAll(row.Value, "\t", " "), goal)
+	}
+	return tw.Flush()
+}

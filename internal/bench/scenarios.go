@@ -1,0 +1,896 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+// Scenario names accepted by Run.
+const (
+	ScenarioThroughput = "throughput"
+	ScenarioLatency    = "latency"
+	ScenarioNodeLoss   = "node-loss"
+	ScenarioChurn      = "churn"
+)
+
+// Scheduler defaults, shown in reports when the options leave them zero.
+const (
+	schedulerLeaseTTL = 10 * time.Second
+	schedulerGrace    = 10 * time.Second
+	schedulerWorkers  = 8
+)
+
+// Options configure one scenario run.
+type Options struct {
+	Cluster ClusterOptions
+	// Workloads to submit (throughput, latency, node-loss) or the pool of
+	// names to churn over.
+	Workloads int
+	// Rate is submissions per second (latency, default 50) or operations
+	// per second (churn, 0: as fast as the submitters go).
+	Rate float64
+	// Concurrency is the number of concurrent submitters (default 16).
+	Concurrency int
+	// Duration of the churn (default 30s).
+	Duration time.Duration
+	// LossFraction of the nodes node-loss stops (default 0.1).
+	LossFraction float64
+	// Timeout bounds each wait for convergence (default 5m).
+	Timeout time.Duration
+	// ProgressEvery is the period of the progress line (default 3s).
+	ProgressEvery time.Duration
+	// Progress receives progress lines; nil is silent.
+	Progress io.Writer
+	// Profile, when set, is called as the measured phase starts; the
+	// function it returns is called as it ends (a CPU profile, say).
+	Profile func() (stop func())
+}
+
+func (o *Options) defaults(scenario string) error {
+	if o.Workloads < 1 || o.Workloads > 1_000_000 {
+		return fmt.Errorf("bench: workloads %d: must be between 1 and 1000000", o.Workloads)
+	}
+	if o.Rate < 0 || math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) {
+		return fmt.Errorf("bench: rate %v: must be a non-negative number", o.Rate)
+	}
+	if o.Rate == 0 && scenario == ScenarioLatency {
+		o.Rate = 50
+	}
+	if o.Concurrency < 0 || o.Concurrency > 10000 {
+		return fmt.Errorf("bench: concurrency %d: must be between 1 and 10000", o.Concurrency)
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = 16
+	}
+	if o.Duration < 0 {
+		return fmt.Errorf("bench: duration %s: must not be negative", o.Duration)
+	}
+	if o.Duration == 0 {
+		o.Duration = 30 * time.Second
+	}
+	if o.LossFraction < 0 || o.LossFraction >= 1 {
+		return fmt.Errorf("bench: loss fraction %v: must be in [0, 1)", o.LossFraction)
+	}
+	if o.LossFraction == 0 {
+		o.LossFraction = 0.1
+	}
+	if o.Timeout < 0 {
+		return fmt.Errorf("bench: timeout %s: must not be negative", o.Timeout)
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 5 * time.Minute
+	}
+	if o.ProgressEvery <= 0 {
+		o.ProgressEvery = 3 * time.Second
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Cluster.Progress == nil {
+		o.Cluster.Progress = o.Progress
+	}
+	return nil
+}
+
+func (o *Options) params() Params {
+	orDefault := func(d, def time.Duration) float64 {
+		if d == 0 {
+			d = def
+		}
+		return d.Seconds()
+	}
+	workers := o.Cluster.Workers
+	if workers == 0 {
+		workers = schedulerWorkers
+	}
+	return Params{
+		Nodes: o.Cluster.Nodes, Workloads: o.Workloads, Rate: o.Rate, Concurrency: o.Concurrency,
+		ApplyDelayMs:        float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
+		HeartbeatIntervalMs: float64(o.Cluster.HeartbeatInterval) / float64(time.Millisecond),
+		LeaseTTLSec:         orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL),
+		GraceSec:            orDefault(o.Cluster.RescheduleGrace, schedulerGrace),
+		SchedulerWorkers:    workers, EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
+	}
+}
+
+// Run starts a hollow cluster, runs the named scenario on it and tears it
+// down.
+func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
+	var fn func(ctx context.Context, c *Cluster, o *Options, rep *Report) error
+	switch scenario {
+	case ScenarioThroughput:
+		fn = throughput
+	case ScenarioLatency:
+		fn = latency
+	case ScenarioNodeLoss:
+		fn = nodeLoss
+	case ScenarioChurn:
+		fn = churn
+	default:
+		return nil, fmt.Errorf("bench: scenario %q: unknown (throughput, latency, node-loss, churn)", scenario)
+	}
+	if err := o.defaults(scenario); err != nil {
+		return nil, err
+	}
+	c, err := StartCluster(ctx, o.Cluster)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rep := &Report{Scenario: scenario, Setup: c.Setup}
+	// StartCluster filled the cluster defaults; show them.
+	o.Cluster = c.opts
+	rep.Params = o.params()
+	switch scenario {
+	case ScenarioChurn:
+		rep.Params.DurationSec = o.Duration.Seconds()
+	case ScenarioNodeLoss:
+		rep.Params.LossFraction = o.LossFraction
+	}
+	if err := fn(ctx, c, &o, rep); err != nil {
+		return rep, err
+	}
+	return rep, c.failed()
+}
+
+func benchSpec(image string) *persysv1.WorkloadSpec {
+	return &persysv1.WorkloadSpec{
+		Type:         persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER,
+		DesiredState: persysv1.DesiredState_DESIRED_STATE_RUNNING,
+		Resources:    &persysv1.Resources{CpuMillis: 10, MemoryBytes: 8 << 20},
+		Container:    &persysv1.ContainerSpec{Image: image, RestartPolicy: "no"},
+	}
+}
+
+// progress prints a line every o.ProgressEvery until the returned stop is
+// called: elapsed time, the scenario's own words, and the scheduler's
+// placements, queue depth, heartbeat rate and the process's RSS.
+func progress(c *Cluster, o *Options, name string, extra func() string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		start := time.Now()
+		t := time.NewTicker(o.ProgressEvery)
+		defer t.Stop()
+		lastHB, lastAt := -1.0, start
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-t.C:
+				g, err := gauges(c.Registry, metricPlacements, metricQueue, metricHeartbeats)
+				if err != nil {
+					continue
+				}
+				hbRate := 0.0
+				if lastHB >= 0 {
+					hbRate = (g[metricHeartbeats] - lastHB) / now.Sub(lastAt).Seconds()
+				}
+				lastHB, lastAt = g[metricHeartbeats], now
+				ps := procStats()
+				fmt.Fprintf(o.Progress, "%s %6.1fs  %s  placements %.0f  queue %.0f  heartbeats %.0f/s  rss %.0f MiB  goroutines %d\n",
+					name, now.Sub(start).Seconds(), extra(), g[metricPlacements], g[metricQueue], hbRate, ps.RSSMiB, ps.Goroutines)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func profile(o *Options) func() {
+	if o.Profile == nil {
+		return func() {}
+	}
+	return o.Profile()
+}
+
+// submitAll applies names with o.Concurrency submitters as fast as the
+// scheduler takes them; it returns each call's duration and the errors.
+func submitAll(ctx context.Context, c *Cluster, o *Options, names []string, image string, done *atomic.Int64) ([]time.Duration, int, error) {
+	durs := make([]time.Duration, len(names))
+	var (
+		next  atomic.Int64
+		errs  atomic.Int64
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	for k := range o.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cli := c.Control(k)
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= len(names) {
+					return
+				}
+				start := time.Now()
+				_, err := cli.ApplyWorkload(ctx, &persysv1.ApplyRequest{Name: names[i], Spec: benchSpec(image)})
+				durs[i] = time.Since(start)
+				if done != nil {
+					done.Add(1)
+				}
+				if err != nil {
+					errs.Add(1)
+					mu.Lock()
+					if first == nil {
+						first = fmt.Errorf("apply %s: %w", names[i], err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return durs, int(errs.Load()), err
+	}
+	return durs, int(errs.Load()), first
+}
+
+// runningCount asks the scheduler how many workloads are RUNNING.
+func runningCount(ctx context.Context, c *Cluster) (running, total int, err error) {
+	sum, err := c.Control(0).GetClusterSummary(ctx, &persysv1.ClusterSummaryRequest{})
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: cluster summary: %w", err)
+	}
+	return int(sum.GetWorkloadsByState()["RUNNING"]), int(sum.GetWorkloadsTotal()), nil
+}
+
+// waitRunning polls the scheduler until want workloads are RUNNING.
+func waitRunning(ctx context.Context, c *Cluster, want int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		running, _, err := runningCount(ctx, c)
+		if err == nil && running >= want {
+			return nil
+		}
+		if err := c.failed(); err != nil {
+			return err
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("bench: %d of %d workloads RUNNING after %s", running, want, timeout)
+		}
+	}
+}
+
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%06d", prefix, i)
+	}
+	return out
+}
+
+// spread lists every workload and counts them per node, checking that all
+// are RUNNING.
+func spread(ctx context.Context, c *Cluster) (minPer, maxPer, notRunning int, err error) {
+	resp, err := c.Control(0).ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{})
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("bench: list workloads: %w", err)
+	}
+	per := map[string]int{}
+	for _, h := range c.Live() {
+		per[h.ID] = 0
+	}
+	for _, v := range resp.GetWorkloads() {
+		if v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+			notRunning++
+		}
+		per[v.GetAssignment().GetNodeId()]++
+	}
+	minPer = math.MaxInt
+	for _, n := range per {
+		minPer, maxPer = min(minPer, n), max(maxPer, n)
+	}
+	return minPer, maxPer, notRunning, nil
+}
+
+// ThroughputResult is the outcome of the throughput scenario.
+type ThroughputResult struct {
+	Submitted    int       `json:"submitted"`
+	SubmitErrors int       `json:"submit_errors"`
+	SubmitSec    float64   `json:"submit_s"`
+	SubmitRate   float64   `json:"submits_per_s"`
+	ApplyRPC     Dist      `json:"apply_rpc"`
+	Placements   int       `json:"placements"`
+	PlacedSec    float64   `json:"all_placed_s"`
+	PlacementsPS float64   `json:"placements_per_s"`
+	RunningSec   float64   `json:"all_running_s"`
+	PerNodeMin   int       `json:"per_node_min"`
+	PerNodeMax   int       `json:"per_node_max"`
+	NotRunning   int       `json:"not_running"`
+	Duplicates   int       `json:"duplicates"`
+	Proc         ProcStats `json:"process"`
+}
+
+func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
+	ns := names("tp", o.Workloads)
+	var submitted atomic.Int64
+	var placed, running atomic.Int64
+	stopProgress := progress(c, o, "throughput", func() string {
+		return fmt.Sprintf("submitted %d/%d  running %d", submitted.Load(), len(ns), running.Load())
+	})
+	defer stopProgress()
+
+	stopProfile := profile(o)
+	start := time.Now()
+	// Watch placements (the durable counter) and RUNNING (the API) while
+	// submitting.
+	watchCtx, cancelWatch := context.WithTimeout(ctx, o.Timeout)
+	defer cancelWatch()
+	var placedAt, runningAt time.Time
+	watchDone := make(chan error, 1)
+	go func() {
+		for {
+			g, err := gauges(c.Registry, metricPlacements)
+			if err == nil {
+				placed.Store(int64(g[metricPlacements]))
+				if placedAt.IsZero() && int(g[metricPlacements]) >= len(ns) {
+					placedAt = time.Now()
+				}
+			}
+			if r, _, err := runningCount(watchCtx, c); err == nil {
+				running.Store(int64(r))
+				if r >= len(ns) {
+					runningAt = time.Now()
+					if placedAt.IsZero() {
+						placedAt = runningAt
+					}
+					watchDone <- nil
+					return
+				}
+			}
+			if !sleepCtx(watchCtx, 50*time.Millisecond) {
+				watchDone <- fmt.Errorf("bench: %d of %d workloads RUNNING (%d placed) after %s",
+					running.Load(), len(ns), placed.Load(), o.Timeout)
+				return
+			}
+		}
+	}()
+	durs, errs, err := submitAll(ctx, c, o, ns, "bench:v1", &submitted)
+	submitSec := time.Since(start).Seconds()
+	if err != nil {
+		cancelWatch()
+		<-watchDone
+		stopProfile()
+		return err
+	}
+	werr := <-watchDone
+	stopProfile()
+	if werr != nil {
+		return werr
+	}
+	res := ThroughputResult{Submitted: len(ns), SubmitErrors: errs, SubmitSec: submitSec,
+		SubmitRate: float64(len(ns)) / submitSec, ApplyRPC: distOf(durs), Placements: int(placed.Load()),
+		PlacedSec: placedAt.Sub(start).Seconds(), RunningSec: runningAt.Sub(start).Seconds()}
+	res.PlacementsPS = float64(len(ns)) / res.PlacedSec
+	if res.PerNodeMin, res.PerNodeMax, res.NotRunning, err = spread(ctx, c); err != nil {
+		return err
+	}
+	if res.Duplicates, err = c.Duplicates(ctx); err != nil {
+		return err
+	}
+	res.Proc = procStats()
+	rep.Result = res
+	rep.Table = []Row{
+		{"submitted (ApplyWorkload)", fmt.Sprintf("%d in %.2fs = %.0f/s, %d errors", res.Submitted, res.SubmitSec, res.SubmitRate, res.SubmitErrors), ""},
+		{"ApplyWorkload RPC", res.ApplyRPC.String(), ""},
+		{"placements/s", fmt.Sprintf("%.0f (all %d placed after %.2fs)", res.PlacementsPS, len(ns), res.PlacedSec), "3,750/s at 5,000 nodes"},
+		{"all RUNNING after", fmt.Sprintf("%.2fs", res.RunningSec), "5,000 workloads on 1,000 nodes < 5 s"},
+		{"workloads per node", fmt.Sprintf("min %d, max %d", res.PerNodeMin, res.PerNodeMax), ""},
+		{"not RUNNING at the end", fmt.Sprint(res.NotRunning), "0"},
+		{"duplicates", fmt.Sprint(res.Duplicates), "0"},
+		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
+		{"Go heap in use, goroutines", fmt.Sprintf("%.0f MiB, %d", res.Proc.HeapMiB, res.Proc.Goroutines), ""},
+	}
+	return nil
+}
+
+// LatencyResult is the outcome of the latency scenario.
+type LatencyResult struct {
+	Submitted    int       `json:"submitted"`
+	Failed       int       `json:"failed"`
+	FirstError   string    `json:"first_error,omitempty"`
+	TargetRate   float64   `json:"target_rate"`
+	AchievedRate float64   `json:"achieved_rate"`
+	SubmitToRun  Dist      `json:"submit_to_running"`
+	ApplyRPC     Dist      `json:"apply_rpc"`
+	Proc         ProcStats `json:"process"`
+}
+
+func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
+	ns := names("lat", o.Workloads)
+	var (
+		mu         sync.Mutex
+		lats, rpcs []time.Duration
+		failed     int
+		firstErr   error
+		wg         sync.WaitGroup
+		launched   atomic.Int64
+		finished   atomic.Int64
+	)
+	stopProgress := progress(c, o, "latency", func() string {
+		return fmt.Sprintf("submitted %d/%d  running %d", launched.Load(), len(ns), finished.Load())
+	})
+	defer stopProgress()
+	one := func(i int) {
+		defer wg.Done()
+		wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		cli := c.Control(i)
+		start := time.Now()
+		_, err := cli.ApplyWorkload(wctx, &persysv1.ApplyRequest{Name: ns[i], Spec: benchSpec("bench:v1")})
+		rpc := time.Since(start)
+		if err == nil {
+			err = waitState(wctx, cli, ns[i], persysv1.ActualState_ACTUAL_STATE_RUNNING)
+		}
+		lat := time.Since(start)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			failed++
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", ns[i], err)
+			}
+			return
+		}
+		finished.Add(1)
+		lats, rpcs = append(lats, lat), append(rpcs, rpc)
+	}
+	stopProfile := profile(o)
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / o.Rate)
+	var lastLaunch time.Time
+	for i := range ns {
+		at := start.Add(time.Duration(i) * interval)
+		if d := time.Until(at); d > 0 && !sleepCtx(ctx, d) {
+			break
+		}
+		lastLaunch = time.Now()
+		wg.Add(1)
+		launched.Add(1)
+		go one(i)
+	}
+	wg.Wait()
+	stopProfile()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	res := LatencyResult{Submitted: len(ns), Failed: failed, TargetRate: o.Rate, SubmitToRun: distOf(lats), ApplyRPC: distOf(rpcs)}
+	if firstErr != nil {
+		res.FirstError = firstErr.Error()
+	}
+	if n := len(ns); n > 1 {
+		res.AchievedRate = float64(n-1) / lastLaunch.Sub(start).Seconds()
+	}
+	res.Proc = procStats()
+	rep.Result = res
+	rep.Table = []Row{
+		{"submissions", fmt.Sprintf("%d at %.0f/s (achieved %.0f/s), %d failed", res.Submitted, res.TargetRate, res.AchievedRate, res.Failed), ""},
+		{"submit → RUNNING p50", fmt.Sprintf("%.1f ms", res.SubmitToRun.P50), "< 200 ms idle (single workload)"},
+		{"submit → RUNNING p90", fmt.Sprintf("%.1f ms", res.SubmitToRun.P90), ""},
+		{"submit → RUNNING p99", fmt.Sprintf("%.1f ms", res.SubmitToRun.P99), "< 1 s at 1,000/s on 1,000 nodes"},
+		{"submit → RUNNING max", fmt.Sprintf("%.1f ms", res.SubmitToRun.Max), ""},
+		{"ApplyWorkload RPC", res.ApplyRPC.String(), ""},
+		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
+	}
+	if firstErr != nil {
+		return fmt.Errorf("bench: %d of %d workloads did not reach RUNNING; first: %w", failed, len(ns), firstErr)
+	}
+	return nil
+}
+
+// waitState follows the workload with WatchWorkload until its status is
+// state.
+func waitState(ctx context.Context, cli persysv1.ControlServiceClient, name string, state persysv1.ActualState) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := cli.WatchWorkload(ctx, &persysv1.GetWorkloadRequest{Name: name})
+	if err != nil {
+		return fmt.Errorf("watch: %w", err)
+	}
+	for {
+		v, err := stream.Recv()
+		if err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		if v.GetStatus().GetState() == state {
+			return nil
+		}
+	}
+}
+
+// NodeLossResult is the outcome of the node-loss scenario.
+type NodeLossResult struct {
+	NodesStopped int     `json:"nodes_stopped"`
+	Affected     int     `json:"affected_workloads"`
+	StopSec      float64 `json:"stop_s"`
+	// DetectedSec: the last affected workload shown UNKNOWN/NODE_LOST.
+	DetectedSec float64 `json:"detected_s"`
+	// RecoveredSec: the last affected workload RUNNING on a live node.
+	RecoveredSec float64 `json:"recovered_s"`
+	BoundSec     float64 `json:"bound_s"`
+	Recovered    int     `json:"recovered"`
+	// MaxDuplicates is the largest count of workloads reported by two live
+	// sim runtimes in any sample; Duplicates the count at the end.
+	MaxDuplicates int       `json:"max_duplicates"`
+	Duplicates    int       `json:"duplicates"`
+	NotRunning    int       `json:"not_running_at_end"`
+	Proc          ProcStats `json:"process"`
+}
+
+func nodeLoss(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
+	ns := names("nl", o.Workloads)
+	fmt.Fprintf(o.Progress, "node-loss: placing %d workloads\n", len(ns))
+	if _, _, err := submitAll(ctx, c, o, ns, "bench:v1", nil); err != nil {
+		return err
+	}
+	if err := waitRunning(ctx, c, len(ns), o.Timeout); err != nil {
+		return err
+	}
+	resp, err := c.Control(0).ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{})
+	if err != nil {
+		return fmt.Errorf("bench: list workloads: %w", err)
+	}
+	lostCount := max(1, int(math.Round(o.LossFraction*float64(len(c.Nodes)))))
+	if lostCount >= len(c.Nodes) {
+		return fmt.Errorf("bench: stopping %d of %d nodes leaves none to move to", lostCount, len(c.Nodes))
+	}
+	// Every k-th node, so that the lost ones are spread over the id range.
+	lost := map[string]*Hollow{}
+	step := float64(len(c.Nodes)) / float64(lostCount)
+	for i := range lostCount {
+		h := c.Nodes[int(float64(i)*step)]
+		lost[h.ID] = h
+	}
+	var affected []string
+	for _, v := range resp.GetWorkloads() {
+		if lost[v.GetAssignment().GetNodeId()] != nil {
+			affected = append(affected, v.GetWorkload().GetName())
+		}
+	}
+	ttl, grace := o.params().LeaseTTLSec, o.params().GraceSec
+	res := NodeLossResult{NodesStopped: lostCount, Affected: len(affected), BoundSec: ttl + grace + 5}
+	fmt.Fprintf(o.Progress, "node-loss: stopping %d nodes with %d workloads\n", lostCount, len(affected))
+
+	// Follow every affected workload from before the loss.
+	type mark struct{ detected, recovered time.Time }
+	var (
+		mu        sync.Mutex
+		marks     = make(map[string]*mark, len(affected))
+		recovered atomic.Int64
+		start     time.Time
+		wg        sync.WaitGroup
+		firstErr  error
+	)
+	wctx, cancel := context.WithTimeout(ctx, o.Timeout+time.Duration((ttl+grace)*float64(time.Second)))
+	defer cancel()
+	for i, name := range affected {
+		m := &mark{}
+		marks[name] = m
+		stream, err := c.Control(i).WatchWorkload(wctx, &persysv1.GetWorkloadRequest{Name: name})
+		if err != nil {
+			return fmt.Errorf("bench: watch %s: %w", name, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				v, err := stream.Recv()
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("watch %s: %w", name, err)
+					}
+					mu.Unlock()
+					return
+				}
+				st := v.GetStatus()
+				now := time.Now()
+				mu.Lock()
+				if m.detected.IsZero() && st.GetReason() == persysv1.FailureReason_FAILURE_REASON_NODE_LOST {
+					m.detected = now
+				}
+				node := v.GetAssignment().GetNodeId()
+				if st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && node != "" && lost[node] == nil &&
+					st.GetNodeId() == node && !start.IsZero() {
+					m.recovered = now
+					mu.Unlock()
+					recovered.Add(1)
+					return
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	stopProgress := progress(c, o, "node-loss", func() string {
+		return fmt.Sprintf("recovered %d/%d", recovered.Load(), len(affected))
+	})
+	defer stopProgress()
+	// Sample duplicates while the workloads move.
+	dupDone := make(chan struct{})
+	var dupWG sync.WaitGroup
+	dupWG.Add(1)
+	go func() {
+		defer dupWG.Done()
+		for {
+			if d, err := c.Duplicates(ctx); err == nil {
+				mu.Lock()
+				res.MaxDuplicates = max(res.MaxDuplicates, d)
+				mu.Unlock()
+			}
+			select {
+			case <-dupDone:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+
+	stopProfile := profile(o)
+	mu.Lock()
+	start = time.Now()
+	mu.Unlock()
+	var stopWG sync.WaitGroup
+	for _, h := range lost {
+		stopWG.Add(1)
+		go func() { defer stopWG.Done(); h.Stop() }()
+	}
+	stopWG.Wait()
+	res.StopSec = time.Since(start).Seconds()
+	wg.Wait()
+	stopProfile()
+	close(dupDone)
+	dupWG.Wait()
+
+	res.Recovered = int(recovered.Load())
+	for _, m := range marks {
+		if !m.detected.IsZero() {
+			res.DetectedSec = max(res.DetectedSec, m.detected.Sub(start).Seconds())
+		}
+		if !m.recovered.IsZero() {
+			res.RecoveredSec = max(res.RecoveredSec, m.recovered.Sub(start).Seconds())
+		}
+	}
+	// Let a few heartbeats pass so that a copy left behind would show.
+	sleepCtx(ctx, 2*c.opts.HeartbeatInterval)
+	if res.Duplicates, err = c.Duplicates(ctx); err != nil {
+		return err
+	}
+	res.MaxDuplicates = max(res.MaxDuplicates, res.Duplicates)
+	if _, _, res.NotRunning, err = spread(ctx, c); err != nil {
+		return err
+	}
+	res.Proc = procStats()
+	rep.Result = res
+	rep.Table = []Row{
+		{"nodes stopped", fmt.Sprintf("%d (%.2fs to stop)", res.NodesStopped, res.StopSec), ""},
+		{"affected workloads", fmt.Sprint(res.Affected), ""},
+		{"all seen NODE_LOST after", fmt.Sprintf("%.2fs", res.DetectedSec), fmt.Sprintf("lease TTL %gs", ttl)},
+		{"all RUNNING elsewhere after", fmt.Sprintf("%.2fs (%d/%d)", res.RecoveredSec, res.Recovered, res.Affected),
+			fmt.Sprintf("< lease TTL + grace + 5 s = %gs", res.BoundSec)},
+		{"duplicates (max while moving / end)", fmt.Sprintf("%d / %d", res.MaxDuplicates, res.Duplicates), "0"},
+		{"not RUNNING at the end", fmt.Sprint(res.NotRunning), "0"},
+		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
+	}
+	if firstErr != nil || res.Recovered < res.Affected {
+		return fmt.Errorf("bench: %d of %d affected workloads recovered: %v", res.Recovered, res.Affected, firstErr)
+	}
+	return nil
+}
+
+// ChurnResult is the outcome of the churn scenario.
+type ChurnResult struct {
+	Seconds     float64   `json:"seconds"`
+	Creates     int64     `json:"creates"`
+	Updates     int64     `json:"updates"`
+	Deletes     int64     `json:"deletes"`
+	Refused     int64     `json:"refused_while_deleting"`
+	Errors      int64     `json:"errors"`
+	FirstError  string    `json:"first_error,omitempty"`
+	OpsPerSec   float64   `json:"ops_per_s"`
+	OpRPC       Dist      `json:"op_rpc"`
+	RevStart    int64     `json:"revision_start"`
+	RevEnd      int64     `json:"revision_end"`
+	RevPerSec   float64   `json:"revisions_per_s"`
+	DBStart     int64     `json:"db_size_start_bytes"`
+	DBEnd       int64     `json:"db_size_end_bytes"`
+	DBInUseEnd  int64     `json:"db_size_in_use_end_bytes"`
+	Heartbeats  float64   `json:"heartbeats_per_s"`
+	ExpectedHBs float64   `json:"heartbeats_expected_per_s"`
+	Proc        ProcStats `json:"process"`
+}
+
+func churn(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
+	ns := names("ch", o.Workloads)
+	fmt.Fprintf(o.Progress, "churn: creating the pool of %d workloads\n", len(ns))
+	if _, _, err := submitAll(ctx, c, o, ns, "bench:v1", nil); err != nil {
+		return err
+	}
+	if err := waitRunning(ctx, c, len(ns), o.Timeout); err != nil {
+		return err
+	}
+	res := ChurnResult{ExpectedHBs: float64(len(c.Nodes)) / c.opts.HeartbeatInterval.Seconds()}
+	db0, err := c.Store.DBStatus(ctx)
+	if err != nil {
+		return err
+	}
+	g0, err := gauges(c.Registry, metricHeartbeats)
+	if err != nil {
+		return err
+	}
+	var creates, updates, deletes, refused, errs atomic.Int64
+	stopProgress := progress(c, o, "churn", func() string {
+		return fmt.Sprintf("creates %d  updates %d  deletes %d  refused %d  errors %d",
+			creates.Load(), updates.Load(), deletes.Load(), refused.Load(), errs.Load())
+	})
+	defer stopProgress()
+
+	var tokens <-chan time.Time
+	if o.Rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / o.Rate))
+		defer t.Stop()
+		tokens = t.C
+	}
+	cctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		durs     []time.Duration
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	stopProfile := profile(o)
+	start := time.Now()
+	for k := range o.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Worker k owns the names i with i mod Concurrency == k, so no
+			// two bench calls race on one name.
+			var own []int
+			for i := k; i < len(ns); i += o.Concurrency {
+				own = append(own, i)
+			}
+			if len(own) == 0 {
+				return
+			}
+			present := make(map[int]bool, len(own))
+			version := make(map[int]int, len(own))
+			for _, i := range own {
+				present[i], version[i] = true, 1
+			}
+			rng := rand.New(rand.NewPCG(uint64(k)+1, 0xc4))
+			cli := c.Control(k)
+			var mine []time.Duration
+			defer func() { mu.Lock(); durs = append(durs, mine...); mu.Unlock() }()
+			for cctx.Err() == nil {
+				if tokens != nil {
+					select {
+					case <-cctx.Done():
+						return
+					case <-tokens:
+					}
+				}
+				i := own[rng.IntN(len(own))]
+				var err error
+				t0 := time.Now()
+				switch {
+				case !present[i]:
+					_, err = cli.ApplyWorkload(cctx, &persysv1.ApplyRequest{Name: ns[i], Spec: benchSpec("bench:v1")})
+					if err == nil {
+						present[i], version[i] = true, 1
+						creates.Add(1)
+					}
+				case rng.IntN(10) < 6:
+					v := version[i] + 1
+					_, err = cli.ApplyWorkload(cctx, &persysv1.ApplyRequest{Name: ns[i], Spec: benchSpec(fmt.Sprintf("bench:v%d", v))})
+					if err == nil {
+						version[i] = v
+						updates.Add(1)
+					}
+				default:
+					_, err = cli.DeleteWorkload(cctx, &persysv1.DeleteRequest{Name: ns[i]})
+					if err == nil || status.Code(err) == codes.NotFound {
+						present[i] = false
+						deletes.Add(1)
+						err = nil
+					}
+				}
+				if cctx.Err() != nil {
+					return
+				}
+				mine = append(mine, time.Since(t0))
+				switch {
+				case err == nil:
+				case status.Code(err) == codes.FailedPrecondition:
+					// Still being deleted: create it again later.
+					refused.Add(1)
+				default:
+					errs.Add(1)
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("%s: %w", ns[i], err)
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	stopProfile()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	db1, err := c.Store.DBStatus(ctx)
+	if err != nil {
+		return err
+	}
+	g1, err := gauges(c.Registry, metricHeartbeats)
+	if err != nil {
+		return err
+	}
+	res.Creates, res.Updates, res.Deletes, res.Refused, res.Errors = creates.Load(), updates.Load(), deletes.Load(), refused.Load(), errs.Load()
+	if firstErr != nil {
+		res.FirstError = firstErr.Error()
+	}
+	res.OpsPerSec = float64(res.Creates+res.Updates+res.Deletes) / res.Seconds
+	res.OpRPC = distOf(durs)
+	res.RevStart, res.RevEnd = db0.Revision, db1.Revision
+	res.RevPerSec = float64(db1.Revision-db0.Revision) / res.Seconds
+	res.DBStart, res.DBEnd, res.DBInUseEnd = db0.DBSize, db1.DBSize, db1.DBSizeInUse
+	res.Heartbeats = (g1[metricHeartbeats] - g0[metricHeartbeats]) / res.Seconds
+	res.Proc = procStats()
+	rep.Result = res
+	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
+	rep.Table = []Row{
+		{"operations", fmt.Sprintf("%.0f/s over %.1fs: %d creates, %d updates, %d deletes", res.OpsPerSec, res.Seconds, res.Creates, res.Updates, res.Deletes), ""},
+		{"refused (still deleting) / errors", fmt.Sprintf("%d / %d", res.Refused, res.Errors), "- / 0"},
+		{"operation RPC", res.OpRPC.String(), ""},
+		{"etcd revision", fmt.Sprintf("%d → %d (%.0f/s)", res.RevStart, res.RevEnd, res.RevPerSec), ""},
+		{"etcd db size (in use at end)", fmt.Sprintf("%.1f → %.1f MiB (%.1f MiB)", mib(res.DBStart), mib(res.DBEnd), mib(res.DBInUseEnd)), ""},
+		{"heartbeats handled", fmt.Sprintf("%.0f/s (expected %.0f/s)", res.Heartbeats, res.ExpectedHBs), ""},
+		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
+	}
+	if firstErr != nil {
+		return fmt.Errorf("bench: churn: %d errors; first: %w", res.Errors, firstErr)
+	}
+	return nil
+}
