@@ -3,9 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	pprofhttp "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -36,7 +40,7 @@ to stdout, progress lines to stderr, and --json writes the full report.`,
 
 func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command {
 	o := bench.Options{Cluster: bench.ClusterOptions{Nodes: nodes}, Workloads: workloads}
-	var jsonOut, cpuProfile string
+	var jsonOut, cpuProfile, pprofAddr string
 	cmd := &cobra.Command{
 		Use:   name,
 		Short: short,
@@ -50,6 +54,22 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 			}
 			if err := os.MkdirAll(o.Cluster.Dir, 0o700); err != nil {
 				return fmt.Errorf("--data-dir: %w", err)
+			}
+			if pprofAddr != "" {
+				ln, err := net.Listen("tcp", pprofAddr)
+				if err != nil {
+					return fmt.Errorf("--pprof-addr: %w", err)
+				}
+				defer ln.Close()
+				runtime.SetMutexProfileFraction(100)
+				runtime.SetBlockProfileRate(int(time.Millisecond))
+				fmt.Fprintf(os.Stderr, "bench: pprof on http://%s/debug/pprof/\n", ln.Addr())
+				mux := http.NewServeMux()
+				mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
+				mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
+				mux.HandleFunc("/debug/pprof/symbol", pprofhttp.Symbol)
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				go func() { _ = srv.Serve(ln) }()
 			}
 			if cpuProfile != "" {
 				f, err := os.Create(cpuProfile)
@@ -103,6 +123,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.IntVar(&o.Cluster.StartBatch, "start-batch", 250, "agents started (and registered) per batch")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase to this file")
+	f.StringVar(&pprofAddr, "pprof-addr", "", "serve net/http/pprof (with mutex and block profiles) on this loopback address, e.g. 127.0.0.1:6060")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,71 @@ func gauges(reg prometheus.Gatherer, names ...string) (map[string]float64, error
 	return out, nil
 }
 
+// Histo summarizes a scheduler histogram: count, mean and the upper bounds
+// of the buckets that hold the median and the 99th percentile.
+type Histo struct {
+	Count  uint64  `json:"count"`
+	MeanMs float64 `json:"mean_ms"`
+	P50Ms  float64 `json:"p50_le_ms"`
+	P99Ms  float64 `json:"p99_le_ms"`
+}
+
+func (h Histo) String() string {
+	if h.Count == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("mean %.2f ms, p50 ≤ %.2f ms, p99 ≤ %.2f ms (n=%d)", h.MeanMs, h.P50Ms, h.P99Ms, h.Count)
+}
+
+// histos reads the named histograms (in seconds) from reg.
+func histos(reg prometheus.Gatherer, names ...string) map[string]Histo {
+	out := map[string]Histo{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		return out
+	}
+	for _, mf := range mfs {
+		if !slices.Contains(names, mf.GetName()) || len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetHistogram() == nil {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		n := h.GetSampleCount()
+		r := Histo{Count: n}
+		if n == 0 {
+			out[mf.GetName()] = r
+			continue
+		}
+		r.MeanMs = h.GetSampleSum() / float64(n) * 1000
+		r.P50Ms, r.P99Ms = math.Inf(1), math.Inf(1)
+		for _, b := range h.GetBucket() {
+			c := float64(b.GetCumulativeCount())
+			if math.IsInf(r.P50Ms, 1) && c >= 0.5*float64(n) {
+				r.P50Ms = b.GetUpperBound() * 1000
+			}
+			if math.IsInf(r.P99Ms, 1) && c >= 0.99*float64(n) {
+				r.P99Ms = b.GetUpperBound() * 1000
+			}
+		}
+		out[mf.GetName()] = r
+	}
+	return out
+}
+
+// schedulerTimings are the scheduler's own histograms, as table rows.
+func schedulerTimings(reg prometheus.Gatherer) (map[string]Histo, []Row) {
+	const (
+		place     = "persys_scheduler_placement_duration_seconds"
+		reconcile = "persys_scheduler_reconcile_duration_seconds"
+		apply     = "persys_scheduler_apply_duration_seconds"
+	)
+	hs := histos(reg, place, reconcile, apply)
+	return hs, []Row{
+		{Metric: "scheduler: placement function", Value: hs[place].String()},
+		{Metric: "scheduler: one reconcile (etcd + agent calls)", Value: hs[reconcile].String()},
+		{Metric: "scheduler: agent ApplyWorkload call", Value: hs[apply].String()},
+	}
+}
+
 // ProcStats is the whole process: etcd, the scheduler, every agent and the
 // bench itself share it.
 type ProcStats struct {
@@ -92,6 +158,24 @@ func procStats() ProcStats {
 		}
 	}
 	return st
+}
+
+// loadAverage returns the 1-minute load average (other work on the
+// machine shows here), or -1.
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }
 
 // Dist summarizes durations in milliseconds.

@@ -40,6 +40,11 @@ type Report struct {
 	Setup    SetupStats `json:"setup"`
 	Result   any        `json:"result"`
 	Table    []Row      `json:"table"`
+	// LoadBefore and LoadAfter are the machine's 1-minute load average
+	// before the cluster started and after the scenario: other work on a
+	// shared machine skews every figure.
+	LoadBefore float64 `json:"load_avg_before"`
+	LoadAfter  float64 `json:"load_avg_after"`
 }
 
 // WriteTable prints the report as an aligned table.
@@ -47,6 +52,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	p := r.Params
 	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %gms, lease TTL %gs, grace %gs, %d workers, %d CPUs\n",
 		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, p.HeartbeatIntervalMs, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.CPUs)
+	fmt.Fprintf(w, "machine load average (1 min): %.2f before, %.2f after\n", r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")
 	rows := append([]Row{

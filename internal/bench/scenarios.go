@@ -144,12 +144,14 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 	if err := o.defaults(scenario); err != nil {
 		return nil, err
 	}
+	load := loadAverage()
 	c, err := StartCluster(ctx, o.Cluster)
 	if err != nil {
 		return nil, err
 	}
 	defer c.Close()
-	rep := &Report{Scenario: scenario, Setup: c.Setup}
+	rep := &Report{Scenario: scenario, Setup: c.Setup, LoadBefore: load}
+	defer func() { rep.LoadAfter = loadAverage() }()
 	// StartCluster filled the cluster defaults; show them.
 	o.Cluster = c.opts
 	rep.Params = o.params()
@@ -337,6 +339,8 @@ type ThroughputResult struct {
 	NotRunning   int       `json:"not_running"`
 	Duplicates   int       `json:"duplicates"`
 	Proc         ProcStats `json:"process"`
+	// Scheduler holds its own timing histograms.
+	Scheduler map[string]Histo `json:"scheduler_timings"`
 }
 
 func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
@@ -393,12 +397,21 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	}
 	werr := <-watchDone
 	stopProfile()
+	res := ThroughputResult{Submitted: len(ns), SubmitErrors: errs, SubmitSec: submitSec,
+		SubmitRate: float64(len(ns)) / submitSec, ApplyRPC: distOf(durs), Placements: int(placed.Load())}
 	if werr != nil {
+		// Show how far it got.
+		el := time.Since(start).Seconds()
+		res.PlacementsPS = float64(res.Placements) / el
+		rep.Result = res
+		rep.Table = []Row{
+			{"submitted (ApplyWorkload)", fmt.Sprintf("%d in %.2fs = %.0f/s, %d errors", res.Submitted, res.SubmitSec, res.SubmitRate, res.SubmitErrors), ""},
+			{"ApplyWorkload RPC", res.ApplyRPC.String(), ""},
+			{"placements/s (unfinished)", fmt.Sprintf("%.0f (%d placed, %d RUNNING after %.1fs)", res.PlacementsPS, res.Placements, running.Load(), el), "3,750/s at 5,000 nodes"},
+		}
 		return werr
 	}
-	res := ThroughputResult{Submitted: len(ns), SubmitErrors: errs, SubmitSec: submitSec,
-		SubmitRate: float64(len(ns)) / submitSec, ApplyRPC: distOf(durs), Placements: int(placed.Load()),
-		PlacedSec: placedAt.Sub(start).Seconds(), RunningSec: runningAt.Sub(start).Seconds()}
+	res.PlacedSec, res.RunningSec = placedAt.Sub(start).Seconds(), runningAt.Sub(start).Seconds()
 	res.PlacementsPS = float64(len(ns)) / res.PlacedSec
 	if res.PerNodeMin, res.PerNodeMax, res.NotRunning, err = spread(ctx, c); err != nil {
 		return err
@@ -419,6 +432,10 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
 		{"Go heap in use, goroutines", fmt.Sprintf("%.0f MiB, %d", res.Proc.HeapMiB, res.Proc.Goroutines), ""},
 	}
+	var rows []Row
+	res.Scheduler, rows = schedulerTimings(c.Registry)
+	rep.Result = res
+	rep.Table = append(rep.Table, rows...)
 	return nil
 }
 
@@ -432,6 +449,8 @@ type LatencyResult struct {
 	SubmitToRun  Dist      `json:"submit_to_running"`
 	ApplyRPC     Dist      `json:"apply_rpc"`
 	Proc         ProcStats `json:"process"`
+	// Scheduler holds its own timing histograms.
+	Scheduler map[string]Histo `json:"scheduler_timings"`
 }
 
 func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
@@ -510,6 +529,10 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		{"ApplyWorkload RPC", res.ApplyRPC.String(), ""},
 		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
 	}
+	var rows []Row
+	res.Scheduler, rows = schedulerTimings(c.Registry)
+	rep.Result = res
+	rep.Table = append(rep.Table, rows...)
 	if firstErr != nil {
 		return fmt.Errorf("bench: %d of %d workloads did not reach RUNNING; first: %w", failed, len(ns), firstErr)
 	}
