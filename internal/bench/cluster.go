@@ -189,10 +189,6 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 			c = nil
 		}
 	}()
-	if c.Setup.FileLimit, err = raiseFileLimit(uint64(o.Nodes)*6 + 4096); err != nil {
-		return c, err
-	}
-
 	ids := make([]string, o.Nodes)
 	for i := range ids {
 		ids[i] = NodeID(i)
@@ -204,6 +200,11 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 		return c, err
 	}
 	fmt.Fprintf(o.Progress, "bench: certificates: %d issued, %d reused in %.1fs\n", cst.Issued, cst.Reused, cst.Seconds)
+	// Per node: the agent's listener, and two loopback connections (agent
+	// to scheduler, scheduler to agent) with both ends in this process.
+	if c.Setup.FileLimit, err = raiseFileLimit(uint64(o.Nodes)*5 + 1024); err != nil {
+		return c, err
+	}
 
 	start := time.Now()
 	if c.etcdDir, err = os.MkdirTemp(o.Dir, "etcd-"); err != nil {
@@ -450,8 +451,8 @@ func (c *Cluster) Close() {
 }
 
 // raiseFileLimit lifts RLIMIT_NOFILE's soft limit to want (and the hard
-// limit too when allowed), since every hollow node holds a listener and
-// two loopback connections with both ends in this process. It returns the
+// limit too when allowed: a container without CAP_SYS_RESOURCE refuses),
+// since every hollow node holds five descriptors of this process. It returns the
 // soft limit in force and fails when it stays below want.
 func raiseFileLimit(want uint64) (uint64, error) {
 	var lim syscall.Rlimit

@@ -380,7 +380,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 					return
 				}
 			}
-			if !sleepCtx(watchCtx, 50*time.Millisecond) {
+			if !sleepCtx(watchCtx, 100*time.Millisecond) {
 				watchDone <- fmt.Errorf("bench: %d of %d workloads RUNNING (%d placed) after %s",
 					running.Load(), len(ns), placed.Load(), o.Timeout)
 				return
@@ -791,6 +791,9 @@ func churn(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		defer t.Stop()
 		tokens = t.C
 	}
+	// The run stops taking new operations after o.Duration; operations
+	// under way finish (a shared deadline would cut the last ones short
+	// and count them as errors).
 	cctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	var (
@@ -834,29 +837,31 @@ func churn(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 				i := own[rng.IntN(len(own))]
 				var err error
 				t0 := time.Now()
+				opCtx, opCancel := context.WithTimeout(ctx, o.Timeout)
 				switch {
 				case !present[i]:
-					_, err = cli.ApplyWorkload(cctx, &persysv1.ApplyRequest{Name: ns[i], Spec: benchSpec("bench:v1")})
+					_, err = cli.ApplyWorkload(opCtx, &persysv1.ApplyRequest{Name: ns[i], Spec: benchSpec("bench:v1")})
 					if err == nil {
 						present[i], version[i] = true, 1
 						creates.Add(1)
 					}
 				case rng.IntN(10) < 6:
 					v := version[i] + 1
-					_, err = cli.ApplyWorkload(cctx, &persysv1.ApplyRequest{Name: ns[i], Spec: benchSpec(fmt.Sprintf("bench:v%d", v))})
+					_, err = cli.ApplyWorkload(opCtx, &persysv1.ApplyRequest{Name: ns[i], Spec: benchSpec(fmt.Sprintf("bench:v%d", v))})
 					if err == nil {
 						version[i] = v
 						updates.Add(1)
 					}
 				default:
-					_, err = cli.DeleteWorkload(cctx, &persysv1.DeleteRequest{Name: ns[i]})
+					_, err = cli.DeleteWorkload(opCtx, &persysv1.DeleteRequest{Name: ns[i]})
 					if err == nil || status.Code(err) == codes.NotFound {
 						present[i] = false
 						deletes.Add(1)
 						err = nil
 					}
 				}
-				if cctx.Err() != nil {
+				opCancel()
+				if ctx.Err() != nil {
 					return
 				}
 				mine = append(mine, time.Since(t0))
