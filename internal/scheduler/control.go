@@ -421,6 +421,7 @@ func (s *Scheduler) cacheWorkload(w *persysv1.Workload, rev int64) {
 		s.mu.Unlock()
 		return
 	}
+	s.invalidateLocked()
 	e := s.workloads[w.GetName()]
 	if e == nil {
 		e = &workloadEntry{}

@@ -64,6 +64,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 		return
 	}
 	s.mu.Lock()
+	s.invalidateLocked()
 	if e := s.workloads[name]; e != nil && e.rev == v.rev {
 		e.assignment, e.assignRev = a, rev
 		s.notifyLocked(name)
@@ -86,6 +87,7 @@ func (s *Scheduler) setCordon(ctx context.Context, id string, cordoned, draining
 	n := cloneNode(ne.node)
 	n.Cordoned, n.Draining = cordoned, draining
 	ne.node = n
+	s.invalidateLocked()
 	s.mu.Unlock()
 	if err := s.store.PutNode(ctx, n); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	}
 	now := s.cfg.Now()
 	s.mu.Lock()
+	s.invalidateLocked()
 	ne := s.nodes[id]
 	if ne == nil {
 		ne = &nodeEntry{reports: map[string]*persysv1.WorkloadStatus{}}

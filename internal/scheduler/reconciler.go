@@ -289,6 +289,12 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	}
 	s.mu.Lock()
 	if e := s.workloads[name]; e != nil && e.rev == v.rev {
+		if v.assign != nil {
+			// A move: the old node is released when the move ends.
+			s.invalidateLocked()
+		} else {
+			s.reserveLocked(dec.NodeID, req.Resources)
+		}
 		e.assignment, e.assignRev, e.pending, e.moveBlocked = a, rev, nil, ""
 		if rev > e.statusRev {
 			e.status, e.statusRev = st, rev
@@ -317,6 +323,40 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 func (s *Scheduler) placementNodes() []placement.Node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.snap == nil {
+		s.snap = s.buildSnapshotLocked()
+	}
+	// A copy: placement runs outside the lock while commits update the
+	// cached snapshot.
+	out := make([]placement.Node, len(s.snap.nodes))
+	copy(out, s.snap.nodes)
+	return out
+}
+
+// placementSnapshot caches the placement view between changes, so that a
+// burst of placements does not walk every workload for each one. Every
+// change to nodes, assignments or specs drops it (invalidateLocked); a
+// placement this scheduler commits updates it in place.
+type placementSnapshot struct {
+	nodes []placement.Node
+	index map[string]int
+}
+
+// invalidateLocked drops the cached placement snapshot. Callers hold mu.
+func (s *Scheduler) invalidateLocked() { s.snap = nil }
+
+// reserveLocked adds a committed placement to the cached snapshot.
+// Callers hold mu.
+func (s *Scheduler) reserveLocked(nodeID string, r model.Resources) {
+	if s.snap == nil {
+		return
+	}
+	if i, ok := s.snap.index[nodeID]; ok {
+		s.snap.nodes[i].Allocated = s.snap.nodes[i].Allocated.Add(r)
+	}
+}
+
+func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 	alloc := make(map[string]model.Resources, len(s.nodes))
 	for _, e := range s.workloads {
 		if id := e.assignment.GetNodeId(); id != "" {
@@ -339,7 +379,11 @@ func (s *Scheduler) placementNodes() []placement.Node {
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
+	snap := &placementSnapshot{nodes: out, index: make(map[string]int, len(out))}
+	for i, n := range out {
+		snap.index[n.ID] = i
+	}
+	return snap
 }
 
 // apply sends the desired revision to the assigned node and records what
@@ -475,6 +519,7 @@ func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
 	if e := s.workloads[name]; e != nil && e.rev == v.rev {
 		delete(s.workloads, name)
 	}
+	s.invalidateLocked()
 	s.buryLocked(name, v.rev)
 	s.notifyLocked(name)
 	s.mu.Unlock()

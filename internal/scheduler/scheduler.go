@@ -112,6 +112,8 @@ type Scheduler struct {
 	// the deleted workload, so that a late write-back of our own (or a
 	// lagging watch event) never brings it back into the cache.
 	tombstones map[string]tombstone
+	// snap caches the placement view; nil means rebuild.
+	snap *placementSnapshot
 	// orphanInflight de-duplicates orphan removals: node/name → true.
 	orphanInflight map[string]bool
 
@@ -306,6 +308,7 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 	}
 	s.mu.Lock()
 	old := s.nodes
+	s.invalidateLocked()
 	s.workloads = map[string]*workloadEntry{}
 	for name, w := range snap.Workloads {
 		e := &workloadEntry{w: w, rev: snap.WorkloadRevs[name]}

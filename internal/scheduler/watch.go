@@ -48,6 +48,7 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 		if c.Deleted {
 			if e != nil && c.ModRevision >= e.rev {
 				delete(s.workloads, c.Key)
+				s.invalidateLocked()
 			}
 			s.buryLocked(c.Key, c.ModRevision)
 		} else if e == nil {
@@ -56,6 +57,7 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 			}
 		} else if c.ModRevision > e.rev {
 			e.w, e.rev = c.Workload, c.ModRevision
+			s.invalidateLocked()
 		}
 		s.notifyLocked(c.Key)
 		s.mu.Unlock()
@@ -79,9 +81,11 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 			if c.Deleted {
 				if c.ModRevision >= e.assignRev {
 					e.assignment, e.assignRev = nil, 0
+					s.invalidateLocked()
 				}
 			} else if c.ModRevision > e.assignRev {
 				e.assignment, e.assignRev = c.Assignment, c.ModRevision
+				s.invalidateLocked()
 			}
 			s.notifyLocked(c.Key)
 		}
@@ -89,6 +93,7 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 		s.queue.Add(c.Key)
 	case store.KindNode:
 		s.mu.Lock()
+		s.invalidateLocked()
 		if c.Deleted {
 			delete(s.nodes, c.Key)
 		} else if ne := s.nodes[c.Key]; ne != nil {
@@ -107,6 +112,7 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 // it re-reconciles them and the pending ones.
 func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 	s.mu.Lock()
+	s.invalidateLocked()
 	ne := s.nodes[id]
 	if ne == nil {
 		if !alive {
