@@ -10,22 +10,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
 // rescheduleFollowUp enables the second half of TestNodeLossMarksUnknown:
 // after --reschedule-grace the lost node's workloads run elsewhere, and when
-// the node comes back its stale copies are collected.
-//
-// FOLLOW-UP: set this to true once the scheduler has --reschedule-grace and
-// reschedules lost workloads (or try it early with PERSYS_CLUSTER_RESCHEDULE=1).
-var rescheduleFollowUp = os.Getenv("PERSYS_CLUSTER_RESCHEDULE") == "1"
+// the node comes back its stale copies are collected. On by default;
+// PERSYS_CLUSTER_RESCHEDULE=0 turns it off.
+var rescheduleFollowUp = os.Getenv("PERSYS_CLUSTER_RESCHEDULE") != "0"
 
-// rescheduleGrace is the --reschedule-grace the follow-up runs with;
-// holdGrace is long enough that nothing moves while a test looks at a lost
-// or partitioned node.
+// rescheduleGrace is the --reschedule-grace of the tests that wait for a
+// reschedule; holdGrace is long enough that nothing moves while a test
+// looks at a lost or partitioned node.
 const (
-	rescheduleGrace = 5 * time.Second
+	rescheduleGrace = 3 * time.Second
 	holdGrace       = 60 * time.Second
 )
 
@@ -90,10 +90,20 @@ func (c *Cluster) checkContainers(ws map[string]*persysv1.WorkloadView, names []
 	}
 }
 
+// want fails the test unless s shows nodes READY nodes and no workload
+// lost or duplicated.
+func (c *Cluster) want(s Summary, nodes int) {
+	c.t.Helper()
+	if s.Nodes != nodes || s.Lost != 0 || s.Duplicated != 0 {
+		c.t.Errorf("summary %q, want nodes=%d lost=0 duplicated=0", s, nodes)
+	}
+}
+
 // TestAgentsJoin: three agents in containers register and turn READY, and
 // six workloads spread over them, two per node, each container labelled
 // with the node the scheduler chose.
 func TestAgentsJoin(t *testing.T) {
+	t.Parallel()
 	c := Start(t, Options{Agents: 3})
 
 	table := c.MustCtl("get", "nodes")
@@ -130,7 +140,8 @@ func TestAgentsJoin(t *testing.T) {
 	start := time.Now()
 	names := c.ApplyWorkloads("web", 6)
 	ws := c.waitAllRunning(names, 60*time.Second)
-	t.Logf("6 workloads applied and RUNNING in %s", time.Since(start).Round(time.Millisecond))
+	applied := time.Since(start)
+	t.Logf("6 workloads applied and RUNNING in %s", applied.Round(time.Millisecond))
 
 	byNode := placement(ws)
 	for _, a := range c.Agents {
@@ -139,18 +150,14 @@ func TestAgentsJoin(t *testing.T) {
 		}
 	}
 	c.checkContainers(ws, names)
-
-	s := c.Observe(names)
-	t.Log(s)
-	if s.Nodes != 3 || s.Lost != 0 || s.Duplicated != 0 {
-		t.Errorf("summary %s, want nodes=3 lost=0 duplicated=0", s)
-	}
+	c.want(c.Report("join", names, []Timing{{"cluster_up", c.Up}, {"apply_to_running", applied}}), 3)
 }
 
 // TestAgentRestartKeepsWorkloads: restarting an agent's container leaves
 // its workloads' containers alone — same id, same start time — and the node
 // is READY again.
 func TestAgentRestartKeepsWorkloads(t *testing.T) {
+	t.Parallel()
 	c := Start(t, Options{Agents: 3})
 	names := c.ApplyWorkloads("web", 6)
 	ws := c.waitAllRunning(names, 60*time.Second)
@@ -188,7 +195,8 @@ func TestAgentRestartKeepsWorkloads(t *testing.T) {
 		hb := n.GetLastHeartbeat().AsTime()
 		return n.GetState() == nodeReady && hb.After(settled), fmt.Sprintf("state %s, last heartbeat %s", n.GetState(), hb.Format(time.RFC3339Nano))
 	})
-	t.Logf("agent %s restarted and READY with fresh heartbeats %s after the restart call", a.NodeID, time.Since(began).Round(time.Millisecond))
+	ready := time.Since(began)
+	t.Logf("agent %s restarted and READY with fresh heartbeats %s after the restart call", a.NodeID, ready.Round(time.Millisecond))
 
 	ws = c.waitAllRunning(names, 30*time.Second)
 	for _, n := range mine {
@@ -205,26 +213,23 @@ func TestAgentRestartKeepsWorkloads(t *testing.T) {
 		}
 	}
 	c.checkContainers(ws, names)
-
-	s := c.Observe(names)
-	t.Log(s)
-	if s.Nodes != 3 || s.Lost != 0 || s.Duplicated != 0 {
-		t.Errorf("summary %s, want nodes=3 lost=0 duplicated=0", s)
-	}
+	c.want(c.Report("agent-restart", names, []Timing{{"restart_to_ready", ready}},
+		fmt.Sprintf("kept=%d", len(mine))), 3)
 }
 
 // TestNodeLossMarksUnknown: a killed agent's node turns NOT_READY when its
 // lease runs out and its workloads show NODE_LOST; the others keep running.
-// Its containers keep running on the engine (only the agent died), so
-// nothing is lost and nothing is duplicated. The follow-up half checks
-// rescheduling after the grace period.
+// Its containers keep running on the engine (only the agent died). The
+// follow-up half (on by default): after the grace its workloads run on the
+// live nodes; when the agent starts again its stale copies are removed and
+// every workload runs exactly once.
 func TestNodeLossMarksUnknown(t *testing.T) {
+	t.Parallel()
 	grace := holdGrace
 	if rescheduleFollowUp {
 		grace = rescheduleGrace
 	}
-	opts := Options{Agents: 3, SchedulerFlags: []string{"--reschedule-grace", grace.String()}}
-	c := Start(t, opts)
+	c := Start(t, Options{Agents: 3, RescheduleGrace: grace})
 	names := c.ApplyWorkloads("web", 6)
 	ws := c.waitAllRunning(names, 60*time.Second)
 	lost := c.Agents[0]
@@ -242,6 +247,9 @@ func TestNodeLossMarksUnknown(t *testing.T) {
 		}
 		return n.GetState() == persysv1.NodeState_NODE_STATE_NOT_READY, n.GetState().String()
 	})
+	// With the follow-up the grace is short: a workload may move on before
+	// a poll sees it NODE_LOST; each one must be seen lost or moved.
+	seenLost := map[string]bool{}
 	c.WaitFor("NODE_LOST on the lost node's workloads", 30*time.Second, func() (bool, string) {
 		cur, err := c.Workloads()
 		if err != nil {
@@ -250,18 +258,25 @@ func TestNodeLossMarksUnknown(t *testing.T) {
 		ws = cur
 		var wrong []string
 		for _, n := range lostNames {
-			if st := cur[n].GetStatus(); st.GetReason() != persysv1.FailureReason_FAILURE_REASON_NODE_LOST {
+			st := cur[n].GetStatus()
+			switch {
+			case st.GetReason() == persysv1.FailureReason_FAILURE_REASON_NODE_LOST && st.GetNodeId() == lost.NodeID:
+				if !seenLost[n] && st.GetState() != persysv1.ActualState_ACTUAL_STATE_UNKNOWN {
+					t.Errorf("workload %s on the lost node: state %s, want UNKNOWN", n, st.GetState())
+				}
+				seenLost[n] = true
+			case seenLost[n] || (rescheduleFollowUp && st.GetNodeId() != lost.NodeID && st.GetNodeId() != ""):
+			default:
 				wrong = append(wrong, fmt.Sprintf("%s=%s/%s", n, st.GetState(), st.GetReason()))
 			}
 		}
 		return len(wrong) == 0, strings.Join(wrong, " ")
 	})
-	t.Logf("node %s NOT_READY %s after the kill (lease TTL %s); NODE_LOST on %v %s after the kill",
-		lost.NodeID, notReady.Round(time.Millisecond), c.Opts.LeaseTTL, lostNames, time.Since(killed).Round(time.Millisecond))
-	for _, n := range lostNames {
-		if st := ws[n].GetStatus(); st.GetState() != persysv1.ActualState_ACTUAL_STATE_UNKNOWN {
-			t.Errorf("workload %s on the lost node: state %s, want UNKNOWN", n, st.GetState())
-		}
+	nodeLost := time.Since(killed)
+	t.Logf("node %s NOT_READY %s after the kill (lease TTL %s); NODE_LOST seen on %d of %v %s after the kill",
+		lost.NodeID, notReady.Round(time.Millisecond), c.Opts.LeaseTTL, len(seenLost), lostNames, nodeLost.Round(time.Millisecond))
+	if !rescheduleFollowUp && len(seenLost) != len(lostNames) {
+		t.Errorf("NODE_LOST seen on %d of %d workloads", len(seenLost), len(lostNames))
 	}
 	for _, n := range names {
 		if slices.Contains(lostNames, n) {
@@ -274,30 +289,60 @@ func TestNodeLossMarksUnknown(t *testing.T) {
 	// Only the agent died: its workloads' containers still run.
 	running := c.RunningContainers()
 	for _, n := range lostNames {
-		if len(running[n]) != 1 || running[n][0].Labels["persys.node"] != lost.NodeID {
-			t.Errorf("workload %s: want its container still running on %s, engine has %d running", n, lost.NodeID, len(running[n]))
+		if on := onNode(running[n], lost.NodeID); len(on) != 1 {
+			t.Errorf("workload %s: want its container still running on %s, engine has %d there", n, lost.NodeID, len(on))
 		}
 	}
-	s := c.Observe(names)
-	t.Log(s)
-	if s.Nodes != 2 || s.Lost != 0 || s.Duplicated != 0 {
-		t.Errorf("summary %s, want nodes=2 lost=0 duplicated=0", s)
-	}
+	timings := []Timing{{"kill_to_not_ready", notReady}, {"kill_to_node_lost", nodeLost}}
 
 	if !rescheduleFollowUp {
-		t.Log("FOLLOW-UP disabled: rescheduling after --reschedule-grace (set rescheduleFollowUp or PERSYS_CLUSTER_RESCHEDULE=1)")
+		t.Log("FOLLOW-UP disabled: rescheduling after --reschedule-grace (PERSYS_CLUSTER_RESCHEDULE=0)")
+		c.want(c.Report("agent-kill", names, timings), 2)
 		return
 	}
-	c.checkRescheduled(names, lostNames, lost)
+	timings = append(timings, c.checkRescheduled(names, lostNames, lost, killed, c.StartAgent)...)
+	ev := c.EventCounts(killed)
+	c.want(c.Report("agent-kill", names, timings, fmt.Sprintf("moved=%d rescheduled_events=%d orphans_removed=%d",
+		len(lostNames), ev["Rescheduled"], ev["OrphanRemoved"])), 3)
 }
 
-// checkRescheduled is the FOLLOW-UP half of TestNodeLossMarksUnknown: the
-// lost node's workloads run on live nodes after the grace; when the lost
-// agent comes back, its stale containers are collected and every workload
-// runs exactly once.
-func (c *Cluster) checkRescheduled(names, lostNames []string, lost *Agent) {
+// onNode keeps the containers labelled with node.
+func onNode(cts []container.Summary, node string) []container.Summary {
+	var out []container.Summary
+	for _, ct := range cts {
+		if ct.Labels["persys.node"] == node {
+			out = append(out, ct)
+		}
+	}
+	return out
+}
+
+// checkRescheduled is the follow-up half of a node loss (a killed agent or
+// a partition past the grace): the lost node's workloads run on live nodes
+// after the grace, exactly one copy there each; when the node comes back
+// (comeBack: start the agent, heal the partition), its stale copies are
+// removed and every workload runs exactly once, where the scheduler says.
+// since is when the node was cut off; it returns the timings measured.
+func (c *Cluster) checkRescheduled(names, lostNames []string, lost *Agent, since time.Time, comeBack func(*Agent)) []Timing {
 	c.t.Helper()
-	moved := c.WaitFor("lost workloads rescheduled on live nodes", rescheduleGrace+60*time.Second, func() (bool, string) {
+	c.waitMovedOff(lostNames, lost, c.Opts.RescheduleGrace+60*time.Second)
+	moved := time.Since(since)
+	c.t.Logf("lost workloads RUNNING elsewhere %s after the loss (lease TTL %s, grace %s)",
+		moved.Round(time.Millisecond), c.Opts.LeaseTTL, c.Opts.RescheduleGrace)
+	c.checkOneLiveCopy(lostNames, lost)
+
+	comeBack(lost)
+	ready, converged := c.waitReturned(names, lostNames, lost)
+	c.t.Logf("node %s READY %s after it came back; stale copies removed and one copy each %s after",
+		lost.NodeID, ready.Round(time.Millisecond), converged.Round(time.Millisecond))
+	return []Timing{{"loss_to_running_elsewhere", moved}, {"return_to_ready", ready}, {"return_to_one_copy", converged}}
+}
+
+// waitMovedOff waits until every named workload is RUNNING on a node
+// other than lost.
+func (c *Cluster) waitMovedOff(lostNames []string, lost *Agent, timeout time.Duration) {
+	c.t.Helper()
+	c.WaitFor("lost workloads rescheduled on live nodes", timeout, func() (bool, string) {
 		ws, err := c.Workloads()
 		if err != nil {
 			return false, err.Error()
@@ -310,23 +355,27 @@ func (c *Cluster) checkRescheduled(names, lostNames []string, lost *Agent) {
 		}
 		return len(notYet) == 0, strings.Join(notYet, " ")
 	})
-	c.t.Logf("lost workloads RUNNING elsewhere %s after NODE_LOST (grace %s)", moved.Round(time.Millisecond), rescheduleGrace)
-	// While the node is away its stale copies still run: one per workload
-	// on live nodes.
+}
+
+// checkOneLiveCopy checks that, while lost is away, each named workload
+// has exactly one running container on the other nodes.
+func (c *Cluster) checkOneLiveCopy(lostNames []string, lost *Agent) {
+	c.t.Helper()
 	running := c.RunningContainers()
 	for _, n := range lostNames {
-		var live int
-		for _, ct := range running[n] {
-			if ct.Labels["persys.node"] != lost.NodeID {
-				live++
-			}
-		}
-		if live != 1 {
+		if live := len(running[n]) - len(onNode(running[n], lost.NodeID)); live != 1 {
 			c.t.Errorf("workload %s: %d running containers on live nodes, want 1", n, live)
 		}
 	}
+}
 
-	c.StartAgent(lost)
+// waitReturned waits, after the lost node came back, until it is READY
+// and until its stale copies are gone from the engine (not just stopped)
+// and every workload runs exactly once, where the scheduler says. It
+// returns how long each took from the call.
+func (c *Cluster) waitReturned(names, lostNames []string, lost *Agent) (ready, converged time.Duration) {
+	c.t.Helper()
+	start := time.Now()
 	c.WaitFor("node "+lost.NodeID+" READY again", 60*time.Second, func() (bool, string) {
 		n, err := c.Node(lost.NodeID)
 		if err != nil {
@@ -334,31 +383,37 @@ func (c *Cluster) checkRescheduled(names, lostNames []string, lost *Agent) {
 		}
 		return n.GetState() == nodeReady, n.GetState().String()
 	})
-	c.WaitFor("stale containers on "+lost.NodeID+" collected", 60*time.Second, func() (bool, string) {
+	ready = time.Since(start)
+	c.WaitFor("stale copies on "+lost.NodeID+" removed, one copy each", 60*time.Second, func() (bool, string) {
+		all := c.AllContainers()
 		running := c.RunningContainers()
-		var dup []string
+		var wrong []string
 		for _, n := range names {
 			if len(running[n]) != 1 {
-				dup = append(dup, fmt.Sprintf("%s=%d", n, len(running[n])))
+				wrong = append(wrong, fmt.Sprintf("%s=%d running", n, len(running[n])))
 			}
 		}
-		return len(dup) == 0, strings.Join(dup, " ")
+		for _, n := range lostNames {
+			if stale := onNode(all[n], lost.NodeID); len(stale) != 0 {
+				wrong = append(wrong, fmt.Sprintf("%s: %d on %s", n, len(stale), lost.NodeID))
+			}
+		}
+		return len(wrong) == 0, strings.Join(wrong, " ")
 	})
+	converged = time.Since(start)
 	ws := c.waitAllRunning(names, 30*time.Second)
 	c.checkContainers(ws, names)
-	s := c.Observe(names)
-	c.t.Log(s)
-	if s.Nodes != 3 || s.Lost != 0 || s.Duplicated != 0 {
-		c.t.Errorf("summary after the node's return %s, want nodes=3 lost=0 duplicated=0", s)
-	}
+	return ready, converged
 }
 
 // TestPartitionHeals: an agent cut off the network (docker network
-// disconnect) looks like a lost node — NOT_READY, NODE_LOST — while it and
-// its workloads keep running; reconnected, the node is READY again and
-// the same containers are adopted, none started twice.
+// disconnect) for less than the grace looks like a lost node — NOT_READY,
+// NODE_LOST — while it and its workloads keep running; reconnected, the
+// node is READY again and the same containers are adopted, none started
+// twice.
 func TestPartitionHeals(t *testing.T) {
-	c := Start(t, Options{Agents: 3, SchedulerFlags: []string{"--reschedule-grace", holdGrace.String()}})
+	t.Parallel()
+	c := Start(t, Options{Agents: 3, RescheduleGrace: holdGrace})
 	names := c.ApplyWorkloads("web", 3)
 	ws := c.waitAllRunning(names, 60*time.Second)
 	cut := c.Agents[0]
@@ -413,9 +468,6 @@ func TestPartitionHeals(t *testing.T) {
 		}
 	}
 	c.checkContainers(ws, names)
-	s := c.Observe(names)
-	t.Log(s)
-	if s.Nodes != 3 || s.Lost != 0 || s.Duplicated != 0 {
-		t.Errorf("summary %s, want nodes=3 lost=0 duplicated=0", s)
-	}
+	c.want(c.Report("partition-heal", names, []Timing{{"cut_to_node_lost", lostAfter}, {"heal_to_ready", back}},
+		fmt.Sprintf("kept=%d", len(mine))), 3)
 }

@@ -18,12 +18,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -31,10 +33,14 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	gwclient "github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 	"github.com/persys-dev/compute/internal/testutil/images"
 )
@@ -62,7 +68,11 @@ const (
 const envBinDir = "PERSYS_BIN_DIR"
 
 func TestMain(m *testing.M) {
+	began := time.Now()
 	code := m.Run()
+	if len(results.list) > 0 {
+		fmt.Println(overall(code, time.Since(began)))
+	}
 	if bins.dir != "" && bins.built {
 		_ = os.RemoveAll(bins.dir)
 	}
@@ -211,21 +221,31 @@ func buildNodeImage(ctx context.Context, cli *client.Client, binary, tag string)
 
 // ---- options and cluster -------------------------------------------------
 
-// Options shape a test cluster. Zero values take the defaults.
+// Options shape a test cluster. Zero values take the defaults, which are
+// the short timings every test runs with.
 type Options struct {
 	// Agents is the number of agent containers (default 3).
 	Agents int
-	// Schedulers is the number of scheduler processes (default 1). All of
-	// them share the one etcd; agents get every address.
+	// Schedulers is the number of scheduler processes (default 3). All of
+	// them share the one etcd and elect a leader through it; agents and the
+	// gateway get every address.
 	Schedulers int
 	// SchedulerFlags are appended to every scheduler's command line, for
-	// example --strategy binpack or --reschedule-grace 5s.
+	// example --strategy binpack.
 	SchedulerFlags []string
 	// AgentFlags are appended to every agent's command line.
 	AgentFlags []string
 	// HeartbeatInterval and LeaseTTL go to the schedulers (default 1s, 4s).
 	HeartbeatInterval time.Duration
 	LeaseTTL          time.Duration
+	// RescheduleGrace is --reschedule-grace (default 5s).
+	RescheduleGrace time.Duration
+	// ElectionTTL is --election-ttl (default 2s).
+	ElectionTTL time.Duration
+	// RetryBase, RetryMax and MaxAttempts shape the retry engine
+	// (default 1s, 4s, 4).
+	RetryBase, RetryMax time.Duration
+	MaxAttempts         int
 }
 
 func (o *Options) defaults() {
@@ -233,13 +253,38 @@ func (o *Options) defaults() {
 		o.Agents = 3
 	}
 	if o.Schedulers == 0 {
-		o.Schedulers = 1
+		o.Schedulers = 3
 	}
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = time.Second
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 4 * time.Second
+	}
+	if o.RescheduleGrace == 0 {
+		o.RescheduleGrace = 5 * time.Second
+	}
+	if o.ElectionTTL == 0 {
+		o.ElectionTTL = 2 * time.Second
+	}
+	if o.RetryBase == 0 {
+		o.RetryBase = time.Second
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = 4 * time.Second
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 4
+	}
+}
+
+// schedulerFlags are the timing flags every scheduler gets.
+func (o *Options) schedulerFlags() []string {
+	return []string{
+		"--heartbeat-interval", o.HeartbeatInterval.String(), "--lease-ttl", o.LeaseTTL.String(),
+		"--reschedule-grace", o.RescheduleGrace.String(), "--election-ttl", o.ElectionTTL.String(),
+		"--retry-base", o.RetryBase.String(), "--retry-max", o.RetryMax.String(),
+		"--max-attempts", strconv.Itoa(o.MaxAttempts),
 	}
 }
 
@@ -260,6 +305,9 @@ type Cluster struct {
 	// by another test process cannot swap their binary.
 	nodeImageID string
 
+	// Up is how long Start took.
+	Up time.Duration
+
 	Net        Network
 	Schedulers []*Proc
 	Gateway    *Proc
@@ -267,6 +315,8 @@ type Cluster struct {
 
 	mu           sync.Mutex
 	procs        []*Proc
+	api          *gwclient.Client
+	direct       map[string]*grpc.ClientConn // DirectLeader's, by address
 	cleanupStart time.Time
 }
 
@@ -345,6 +395,16 @@ func (p *Proc) Stop() error {
 	}
 }
 
+// Kill ends the process with SIGKILL (os.Process.Kill), as a crash would,
+// and waits for it to exit.
+func (p *Proc) Kill() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 func (p *Proc) unexpectedExit() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -421,8 +481,8 @@ func Start(t *testing.T, o Options) *Cluster {
 		addr := freeAddr(t, c.Net.Gateway.String())
 		schedAddrs = append(schedAddrs, addr)
 		args := []string{"scheduler", "--listen", addr, "--etcd-endpoints", etcdEndpoints,
-			"--metrics-listen", freeAddr(t, "127.0.0.1"),
-			"--heartbeat-interval", o.HeartbeatInterval.String(), "--lease-ttl", o.LeaseTTL.String()}
+			"--metrics-listen", freeAddr(t, "127.0.0.1")}
+		args = append(args, o.schedulerFlags()...)
 		args = append(args, c.certFlags(name)...)
 		c.Schedulers = append(c.Schedulers, c.startProc(name, append(args, o.SchedulerFlags...)))
 	}
@@ -453,9 +513,11 @@ func Start(t *testing.T, o Options) *Cluster {
 		return len(ready) == o.Agents, fmt.Sprintf("ready: %v", ready)
 	})
 	phase("agents-ready", mark)
+	t.Cleanup(c.closeDirect)
 	t.Cleanup(func() { c.cleanupStart = time.Now() }) // registered last: runs first
+	c.Up = time.Since(began)
 	t.Logf("cluster %s up in %s (%s): %d scheduler(s) on %s, %d agents on network %s (%s)",
-		c.Run, time.Since(began).Round(time.Millisecond), strings.Join(phases, " "),
+		c.Run, c.Up.Round(time.Millisecond), strings.Join(phases, " "),
 		o.Schedulers, c.Net.Gateway, o.Agents, c.Net.Name, c.Net.Subnet)
 	return c
 }
@@ -592,8 +654,29 @@ func (c *Cluster) startProc(name string, args []string) *Proc {
 		if c.t.Failed() {
 			c.t.Logf("---- %s log (tail) ----\n%s", name, tail(p.Output(), 40))
 		}
+		c.keepLog(name, p.Output())
 	})
 	return p
+}
+
+// envLogs, when set, names a folder where every daemon's and agent's full
+// log is written when its cluster ends, as <run>-<name>.log.
+const envLogs = "PERSYS_CLUSTER_LOGS"
+
+// keepLog writes a full log to $PERSYS_CLUSTER_LOGS, when set.
+func (c *Cluster) keepLog(name, content string) {
+	dir := os.Getenv(envLogs)
+	if dir == "" {
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Logf("keep log %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(dir, c.Run+"-"+name+".log")
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		c.t.Logf("keep log %s: %v", name, err)
+	}
 }
 
 // RestartProc stops p and starts it again with the same command line.
@@ -769,10 +852,14 @@ func (c *Cluster) AgentStartedAt(a *Agent) time.Time {
 	return ts
 }
 
-// AgentLogs is the tail of the agent container's log.
+// AgentLogs is the tail of the agent container's log (lines <= 0: all).
 func (c *Cluster) AgentLogs(a *Agent, lines int) string {
+	n := "all"
+	if lines > 0 {
+		n = fmt.Sprint(lines)
+	}
 	rc, err := c.Docker.ContainerLogs(context.Background(), a.ContainerID,
-		container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(lines)})
+		container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: n})
 	if err != nil {
 		return err.Error()
 	}
@@ -790,19 +877,35 @@ func (c *Cluster) AgentLogs(a *Agent, lines int) string {
 // run's node ids.
 func (c *Cluster) removeContainers() {
 	ctx := context.Background()
-	if c.t.Failed() {
-		for _, a := range c.Agents {
-			if a.ContainerID != "" {
-				c.t.Logf("---- agent %s log (tail) ----\n%s", a.NodeID, tail(c.AgentLogs(a, 40), 40))
-			}
+	for _, a := range c.Agents {
+		if a.ContainerID == "" {
+			continue
+		}
+		if c.t.Failed() {
+			c.t.Logf("---- agent %s log (tail) ----\n%s", a.NodeID, tail(c.AgentLogs(a, 40), 40))
+		}
+		if os.Getenv(envLogs) != "" {
+			c.keepLog(a.NodeID, c.AgentLogs(a, 0))
 		}
 	}
+	// A few removals at once: a burst test leaves hundreds of containers.
 	remove := func(list []container.Summary) {
-		for _, ct := range list {
-			if err := c.Docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
-				c.t.Errorf("cleanup: remove container %s: %v", ct.ID[:12], err)
-			}
+		var wg sync.WaitGroup
+		next := make(chan container.Summary)
+		for range min(4, len(list)) {
+			wg.Go(func() {
+				for ct := range next {
+					if err := c.Docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+						c.t.Errorf("cleanup: remove container %s: %v", ct.ID[:12], err)
+					}
+				}
+			})
 		}
+		for _, ct := range list {
+			next <- ct
+		}
+		close(next)
+		wg.Wait()
 	}
 	list := func(f filters.Args) []container.Summary {
 		l, err := c.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
@@ -901,6 +1004,65 @@ func (c *Cluster) Leader() (*persysv1.LeaderInfo, error) {
 	return &l, nil
 }
 
+// EventCounts is `persysctl events`, counted by type, of the events at or
+// after since.
+func (c *Cluster) EventCounts(since time.Time) map[string]int {
+	c.t.Helper()
+	var resp persysv1.ListEventsResponse
+	if err := c.ctlJSON(&resp, "events", "--limit", "10000"); err != nil {
+		c.t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range resp.GetEvents() {
+		if !e.GetTime().AsTime().Before(since) {
+			out[e.GetType()]++
+		}
+	}
+	return out
+}
+
+// DirectLeader asks the scheduler process p itself (ControlService
+// GetLeader over mTLS with the gateway's identity, not through the
+// gateway) who leads.
+func (c *Cluster) DirectLeader(ctx context.Context, p *Proc) (*persysv1.LeaderInfo, error) {
+	c.mu.Lock()
+	if c.direct == nil {
+		c.direct = map[string]*grpc.ClientConn{}
+	}
+	conn := c.direct[p.Addr]
+	c.mu.Unlock()
+	if conn == nil {
+		tlsCfg, err := pki.ClientTLS(pki.Files{CA: filepath.Join(c.pkiDir, "ca.crt"),
+			Cert: filepath.Join(c.pkiDir, "gateway.crt"), Key: filepath.Join(c.pkiDir, "gateway.key")}, "")
+		if err != nil {
+			return nil, err
+		}
+		conn, err = grpc.NewClient(p.Addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", p.Name, err)
+		}
+		c.mu.Lock()
+		if prev := c.direct[p.Addr]; prev != nil {
+			_ = conn.Close()
+			conn = prev
+		} else {
+			c.direct[p.Addr] = conn
+		}
+		c.mu.Unlock()
+	}
+	return persysv1.NewControlServiceClient(conn).GetLeader(ctx, &persysv1.GetLeaderRequest{})
+}
+
+// closeDirect closes DirectLeader's connections.
+func (c *Cluster) closeDirect() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, conn := range c.direct {
+		_ = conn.Close()
+	}
+	c.direct = nil
+}
+
 // SchedulerAt finds the scheduler process listening on addr.
 func (c *Cluster) SchedulerAt(addr string) *Proc {
 	for _, s := range c.Schedulers {
@@ -922,88 +1084,186 @@ func (c *Cluster) readyNodes(nodes []*persysv1.Node) []string {
 	return ready
 }
 
-// Manifest writes a hello workload manifest and returns its path. The run
+// WorkloadSpec is what a test varies in a hello workload's manifest.
+type WorkloadSpec struct {
+	Image  string // default: the hello image
+	CPU    string // default 100m
+	Memory string // default 16Mi
+}
+
+// ManifestYAML is the manifest of a hello workload (no host ports, so two
+// copies of one workload can run on one engine during a move). The run
 // label is on the workload (for persysctl -l) and on its container (for
 // cleanup and counting).
-func (c *Cluster) Manifest(name string) string {
-	c.t.Helper()
-	m := fmt.Sprintf(`kind: Workload
+func (c *Cluster) ManifestYAML(name string, ws WorkloadSpec) []byte {
+	if ws.Image == "" {
+		ws.Image = c.HelloImg
+	}
+	if ws.CPU == "" {
+		ws.CPU = "100m"
+	}
+	if ws.Memory == "" {
+		ws.Memory = "16Mi"
+	}
+	return fmt.Appendf(nil, `kind: Workload
 metadata:
   name: %[1]s
   labels: {%[2]s: %[3]q}
 spec:
   type: container
   container:
-    image: %[4]s
+    image: %[4]q
     env: {GREETING: %[1]q}
     restartPolicy: on-failure
     labels: {%[2]s: %[3]q}
   resources:
-    cpu: 100m
-    memory: 16Mi
-`, name, labelRun, c.Run, c.HelloImg)
+    cpu: %[5]s
+    memory: %[6]s
+`, name, labelRun, c.Run, ws.Image, ws.CPU, ws.Memory)
+}
+
+// ManifestFile writes ManifestYAML to a file and returns its path.
+func (c *Cluster) ManifestFile(name string, ws WorkloadSpec) string {
+	c.t.Helper()
 	path := filepath.Join(c.Dir, name+".yaml")
-	if err := os.WriteFile(path, []byte(m), 0o600); err != nil {
+	if err := os.WriteFile(path, c.ManifestYAML(name, ws), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
 	return path
 }
 
-// ApplyWorkloads applies hello workloads name-1 … name-n one after the
-// other, each waited for until RUNNING, and returns their names.
+// Manifest writes a default hello workload manifest and returns its path.
+func (c *Cluster) Manifest(name string) string { return c.ManifestFile(name, WorkloadSpec{}) }
+
+// ApplyWorkloads applies hello workloads name-1 … name-n with persysctl,
+// one after the other (each apply returns once the workload is stored),
+// then waits until all of them are RUNNING, and returns their names.
 func (c *Cluster) ApplyWorkloads(prefix string, n int) []string {
 	c.t.Helper()
 	var names []string
 	for i := range n {
 		name := fmt.Sprintf("%s-%d", prefix, i+1)
-		c.MustCtl("apply", "-f", c.Manifest(name), "--wait", "--timeout", "60s")
+		c.MustCtl("apply", "-f", c.Manifest(name))
 		names = append(names, name)
 	}
+	c.waitAllRunning(names, 90*time.Second)
 	return names
+}
+
+// Client is a gateway client (internal/client, the code persysctl runs) for
+// the calls a test makes too often to start a persysctl process for each:
+// a burst of applies, a tight poll of the leader.
+func (c *Cluster) Client() *gwclient.Client {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.api != nil {
+		return c.api
+	}
+	cfg, _, err := gwclient.LoadConfig(c.config)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cl, err := gwclient.New(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.api = cl
+	c.t.Cleanup(cl.Close)
+	return cl
 }
 
 // RunningContainers lists the running workload containers of this run on
 // the engine, by workload name.
 func (c *Cluster) RunningContainers() map[string][]container.Summary {
 	c.t.Helper()
-	list, err := c.Docker.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
-		filters.Arg("label", labelRun+"="+c.Run), filters.Arg("label", "persys.managed=true"),
-		filters.Arg("status", "running"))})
+	return c.workloadContainers(false)
+}
+
+// AllContainers lists every workload container of this run on the engine,
+// running or not, by workload name.
+func (c *Cluster) AllContainers() map[string][]container.Summary {
+	c.t.Helper()
+	return c.workloadContainers(true)
+}
+
+func (c *Cluster) workloadContainers(all bool) map[string][]container.Summary {
+	c.t.Helper()
+	out, err := c.listWorkloadContainers(all)
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	return out
+}
+
+// listWorkloadContainers is workloadContainers without failing the test,
+// for goroutines.
+func (c *Cluster) listWorkloadContainers(all bool) (map[string][]container.Summary, error) {
+	f := filters.NewArgs(filters.Arg("label", labelRun+"="+c.Run), filters.Arg("label", "persys.managed=true"))
+	if !all {
+		f.Add("status", "running")
+	}
+	list, err := c.Docker.ContainerList(context.Background(), container.ListOptions{All: all, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list workload containers: %w", err)
 	}
 	out := map[string][]container.Summary{}
 	for _, ct := range list {
 		name := ct.Labels["persys.workload"]
 		out[name] = append(out[name], ct)
 	}
-	return out
+	return out, nil
 }
 
-// Summary is what a test observed at its end.
+// Timing is one measured duration of a scenario.
+type Timing struct {
+	Name string
+	D    time.Duration
+}
+
+// Summary is what a test observed at its end. Its String is the line
+// `cluster: <scenario> submitted=N lost=N duplicated=N …` that
+// scripts/cluster-test.sh collects.
 type Summary struct {
+	Scenario   string
+	Submitted  int // workloads the test submitted
+	Lost       int // of those expected RUNNING: no running container on the engine, or not RUNNING by persysctl
+	Duplicated int // workloads of this run with more than one running container
 	Nodes      int // READY nodes, by persysctl
-	Workloads  int // workloads the test expects
-	Lost       int // expected workloads without a running container on the engine
-	Duplicated int // workloads with more than one running container
+	// Facts are further key=value observations (retries=12, attempts=4).
+	Facts   []string
+	Timings []Timing
 }
 
 func (s Summary) String() string {
-	return fmt.Sprintf("cluster: nodes=%d workloads=%d lost=%d duplicated=%d", s.Nodes, s.Workloads, s.Lost, s.Duplicated)
+	var b strings.Builder
+	fmt.Fprintf(&b, "cluster: %s submitted=%d lost=%d duplicated=%d nodes=%d", s.Scenario, s.Submitted, s.Lost, s.Duplicated, s.Nodes)
+	for _, f := range s.Facts {
+		b.WriteString(" " + f)
+	}
+	for _, tm := range s.Timings {
+		fmt.Fprintf(&b, " %s=%s", tm.Name, tm.D.Round(time.Millisecond))
+	}
+	return b.String()
 }
 
-// Observe counts what really runs: READY nodes through persysctl, running
-// containers per workload on the engine.
+// Observe counts what really runs: READY nodes and workload states through
+// persysctl, running containers per workload on the engine. workloads are
+// the names expected to run.
 func (c *Cluster) Observe(workloads []string) Summary {
 	c.t.Helper()
 	nodes, err := c.Nodes()
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	s := Summary{Nodes: len(c.readyNodes(nodes)), Workloads: len(workloads)}
+	ws, err := c.Workloads()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s := Summary{Nodes: len(c.readyNodes(nodes)), Submitted: len(workloads)}
 	running := c.RunningContainers()
 	for _, w := range workloads {
-		if len(running[w]) == 0 {
+		if len(running[w]) == 0 || ws[w].GetStatus().GetState() != runningState {
 			s.Lost++
 		}
 	}
@@ -1013,6 +1273,50 @@ func (c *Cluster) Observe(workloads []string) Summary {
 		}
 	}
 	return s
+}
+
+// results collects every test's summary for the overall line TestMain
+// prints.
+var results struct {
+	mu   sync.Mutex
+	list []Summary
+}
+
+// Report observes the workloads, names the scenario, adds the timings and
+// facts, logs the summary line and records it for the overall line.
+func (c *Cluster) Report(scenario string, workloads []string, timings []Timing, facts ...string) Summary {
+	c.t.Helper()
+	s := c.Observe(workloads)
+	s.Scenario, s.Timings, s.Facts = scenario, timings, facts
+	return c.Record(s)
+}
+
+// Record logs a summary line and records it for the overall line.
+func (c *Cluster) Record(s Summary) Summary {
+	c.t.Helper()
+	c.t.Log(s)
+	results.mu.Lock()
+	results.list = append(results.list, s)
+	results.mu.Unlock()
+	return s
+}
+
+// overall is the closing line of a run: every scenario's counts summed.
+func overall(code int, wall time.Duration) string {
+	results.mu.Lock()
+	defer results.mu.Unlock()
+	var sub, lost, dup int
+	names := make([]string, 0, len(results.list))
+	for _, s := range results.list {
+		sub, lost, dup = sub+s.Submitted, lost+s.Lost, dup+s.Duplicated
+		names = append(names, s.Scenario)
+	}
+	result := "PASS"
+	if code != 0 {
+		result = "FAIL"
+	}
+	return fmt.Sprintf("cluster: overall scenarios=%d submitted=%d lost=%d duplicated=%d result=%s wall=%s (%s)",
+		len(results.list), sub, lost, dup, result, wall.Round(time.Second), strings.Join(names, ","))
 }
 
 // WaitFor polls cond until it holds; after timeout it fails the test with
