@@ -150,6 +150,7 @@ func badCases() []badCase {
 
 		// Resources.
 		{"negative memory", edit("memory: 64Mi", "memory: -64Mi"), []string{"spec.resources.memory"}, "must not be negative"},
+		{"cpu below the kernel minimum", edit("cpu: 250m", "cpu: 5m"), []string{"spec.resources.cpu"}, "at least 10m"},
 		{"negative cpu number", edit("cpu: 250m", "cpu: -1"), []string{"spec.resources.cpu"}, "must not be negative"},
 		{"negative disk", edit("memory: 64Mi", "memory: 64Mi\n    disk: -1Gi"), []string{"spec.resources.disk"}, "must not be negative"},
 		{"bad quantity suffix", edit("memory: 64Mi", "memory: 64MB"), []string{"spec.resources.memory"}, "not a quantity"},

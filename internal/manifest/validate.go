@@ -145,11 +145,19 @@ func validateSpec(c *collector, s *Spec) {
 	}
 	if r := s.Resources; r != nil {
 		validateQuantity(c, "spec.resources.cpu", r.CPU, ParseCPU)
+		if m, err := ParseCPU(string(r.CPU)); err == nil && r.CPU != "" && m > 0 && m < MinCPUMillis {
+			// The kernel's smallest CFS quota is 1 ms per 100 ms period.
+			c.add("spec.resources.cpu", "must be 0 or at least %s, got %s", FormatCPU(MinCPUMillis), r.CPU)
+		}
 		validateQuantity(c, "spec.resources.memory", r.Memory, ParseBytes)
 		validateQuantity(c, "spec.resources.disk", r.Disk, ParseBytes)
 	}
 	validateLabels(c, "spec.nodeSelector", s.NodeSelector, false)
 }
+
+// MinCPUMillis is the smallest CPU limit a container can have: the kernel
+// refuses a CFS quota under 1 ms per 100 ms period.
+const MinCPUMillis = 10
 
 func validateQuantity(c *collector, field string, q Quantity, parse func(string) (int64, error)) {
 	if q == "" {

@@ -116,3 +116,42 @@ func latest(stamps ...string) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(newest)
 }
+
+// statusOfSummary maps a container list entry to a workload status for the
+// states the list describes fully (running, paused, restarting, created,
+// removing); it returns nil for exited and dead containers, whose exit code
+// and OOM flag only an inspect tells.
+func statusOfSummary(c container.Summary) *persysv1.WorkloadStatus {
+	labels := c.Labels
+	st := &persysv1.WorkloadStatus{
+		Name:      labels[runtime.LabelWorkload],
+		Uid:       labels[runtime.LabelUID],
+		Revision:  revisionOf(labels),
+		RuntimeId: c.ID,
+	}
+	if c.Created > 0 {
+		st.UpdatedAt = timestamppb.New(time.Unix(c.Created, 0))
+	}
+	switch c.State {
+	case container.StateRunning:
+		st.State = persysv1.ActualState_ACTUAL_STATE_RUNNING
+	case container.StatePaused:
+		st.State = persysv1.ActualState_ACTUAL_STATE_RUNNING
+		st.Message = "paused"
+	case container.StateRestarting:
+		st.State = persysv1.ActualState_ACTUAL_STATE_CREATING
+		st.Message = "restarting"
+	case container.StateCreated:
+		if labels[LabelDesired] == desiredStop {
+			st.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
+		} else {
+			st.State = persysv1.ActualState_ACTUAL_STATE_CREATING
+			st.Message = "created"
+		}
+	case container.StateRemoving:
+		st.State = persysv1.ActualState_ACTUAL_STATE_DELETING
+	default:
+		return nil
+	}
+	return st
+}
