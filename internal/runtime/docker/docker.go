@@ -352,14 +352,6 @@ func (r *Runtime) List(ctx context.Context) ([]*persysv1.WorkloadStatus, error) 
 	out := make([]*persysv1.WorkloadStatus, 0, len(byName))
 	for _, name := range sortedKeys(byName) {
 		for _, c := range newestFirst(byName[name]) {
-			// A live container's state is in the list itself: inspecting
-			// each one on every heartbeat would queue the heartbeat behind
-			// containers that are starting or stopping (an inspect waits
-			// for them), and the node would lose its lease under load.
-			if st := statusOfSummary(c); st != nil {
-				out = append(out, st)
-				break
-			}
 			st, err := r.inspectStatus(ctx, c.ID)
 			if cerrdefs.IsNotFound(err) {
 				continue
