@@ -91,6 +91,8 @@ type Agent struct {
 	kick    chan struct{}
 	running atomic.Bool
 
+	lister lister
+
 	mu       sync.Mutex
 	interval time.Duration
 	contact  error // nil after a successful register or heartbeat

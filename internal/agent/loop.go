@@ -227,16 +227,24 @@ func (a *Agent) heartbeat(ctx context.Context) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	mark := a.ledger.mark()
-	workloads, err := a.listAll(ctx)
+	budget := a.heartbeatInterval() / 2
+	if budget <= 0 {
+		budget = time.Second
+	}
+	workloads, fresh, err := a.heartbeatList(ctx, budget)
 	if err != nil {
 		return false, err
 	}
-	present := make(map[string]bool, len(workloads))
-	for _, w := range workloads {
-		present[w.GetName()] = true
+	if fresh {
+		// Only a list taken after the mark may prune the allocation
+		// record: an older one misses workloads applied since.
+		present := make(map[string]bool, len(workloads))
+		for _, w := range workloads {
+			present[w.GetName()] = true
+		}
+		a.ledger.prune(present, mark, a.log)
+		a.metrics.setWorkloads(workloads)
 	}
-	a.ledger.prune(present, mark, a.log)
-	a.metrics.setWorkloads(workloads)
 	resp, _, err := a.control.heartbeat(ctx, &persysv1.HeartbeatRequest{
 		NodeId:    a.cfg.NodeID,
 		Usage:     a.usage(),

@@ -16,6 +16,7 @@ type metrics struct {
 	deletes           *prometheus.CounterVec
 	workloads         *prometheus.GaugeVec
 	heartbeatFailures prometheus.Counter
+	staleLists        prometheus.Counter
 	registrations     prometheus.Counter
 	watcherEvents     *prometheus.CounterVec
 	zombies           *prometheus.CounterVec
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "heartbeat_failures_total",
 			Help: "Heartbeats that did not reach the scheduler.",
 		}),
+		staleLists: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "heartbeats_with_previous_list_total",
+			Help: "Heartbeats sent on time with the last complete workload list because listing the runtimes took too long.",
+		}),
 		registrations: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "registrations_total",
 			Help: "Successful registrations with the scheduler.",
@@ -63,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.registrations, m.watcherEvents, m.zombies, m.leaderChanges} {
+		m.heartbeatFailures, m.staleLists, m.registrations, m.watcherEvents, m.zombies, m.leaderChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
