@@ -26,18 +26,14 @@ const envBurst = "PERSYS_CLUSTER_BURST"
 // defaultBurst is TestLeaderFailoverBurst's size: that many real
 // containers, applied through the gateway while the leader is killed.
 //
-// The goal is 200 (PERSYS_CLUSTER_BURST=200). Measured once on this 2-core
-// machine (shared, load average 12-18), with lease TTL 4s: 200 did not
-// converge — without any kill all 200 were RUNNING only after 6m46s, and
-// with the kill not within 3m; 60 with the kill not within 3m either;
-// 24 with the kill converged in 28.8s (54s for the whole test). The cause
-// is in the agent, not the harness: every heartbeat lists and inspects
-// each container on the engine, an inspect waits for a container start
-// or stop in progress (5-15s each here under load), so heartbeats miss the
-// 4s lease, nodes flap NOT_READY, and after the grace their workloads are
-// rescheduled and fenced, which adds more engine work. Hence 24 by
-// default, to keep the package within its time budget.
-const defaultBurst = 24
+// The issue asks for 200. Before agents sent heartbeats on time while the
+// engine was slow to list, 200 did not converge here (nodes missed their
+// 4s lease while the engine started containers and were rescheduled). With
+// that fixed, measured on this 2-core machine: 200 applies, leader killed
+// at 100, failover 1.76s, all 200 RUNNING exactly once 2m58s after the
+// burst began (container starts are slow on this engine's fuse-overlayfs),
+// 2 node-lost events, 0 reschedules. PERSYS_CLUSTER_BURST sets another size.
+const defaultBurst = 200
 
 // burstInFlight is how many applies the burst keeps in flight at once.
 const burstInFlight = 8
@@ -388,7 +384,7 @@ func TestLeaderFailoverBurst(t *testing.T) {
 		manifests[i] = c.ManifestYAML(names[i], WorkloadSpec{CPU: "10m", Memory: "16Mi"})
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	var (
 		applied  atomic.Int64
@@ -513,7 +509,7 @@ func TestLeaderFailoverBurst(t *testing.T) {
 		t.Errorf("%d applies answered updated: a retry changed a stored spec", byResult["updated"])
 	}
 
-	ws := c.waitAllRunning(names, 3*time.Minute)
+	ws := c.waitAllRunning(names, 9*time.Minute)
 	allRunning := time.Since(began)
 	t.Logf("all %d workloads RUNNING %s after the burst began", n, allRunning.Round(time.Millisecond))
 	// Exactly once, right now: no second copy anywhere, running or not.
