@@ -24,7 +24,11 @@ func TestApplyDeleteChurnLeavesNothing(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = s.Run(ctx) }()
 	defer func() { cancel(); <-done }()
+	ready := time.Now().Add(30 * time.Second)
 	for s.Ready() != nil {
+		if time.Now().After(ready) {
+			t.Fatalf("scheduler not ready after 30s: %v", s.Ready())
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	svc := s.Service()
