@@ -21,19 +21,135 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetWorkloadLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// 0 means 64 KiB; capped at 4 MiB.
+	TailBytes     int64 `protobuf:"varint,2,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkloadLogsRequest) Reset() {
+	*x = GetWorkloadLogsRequest{}
+	mi := &file_persys_v1_agent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkloadLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkloadLogsRequest) ProtoMessage() {}
+
+func (x *GetWorkloadLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_agent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkloadLogsRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkloadLogsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetWorkloadLogsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetWorkloadLogsRequest) GetTailBytes() int64 {
+	if x != nil {
+		return x.TailBytes
+	}
+	return 0
+}
+
+type GetWorkloadLogsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// The log held more than was returned.
+	Truncated     bool   `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	NodeId        string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkloadLogsResponse) Reset() {
+	*x = GetWorkloadLogsResponse{}
+	mi := &file_persys_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkloadLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkloadLogsResponse) ProtoMessage() {}
+
+func (x *GetWorkloadLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkloadLogsResponse.ProtoReflect.Descriptor instead.
+func (*GetWorkloadLogsResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetWorkloadLogsResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *GetWorkloadLogsResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
+func (x *GetWorkloadLogsResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type ApplyWorkloadRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Uid           string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
-	Revision      uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
-	Spec          *WorkloadSpec          `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Uid      string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Revision uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	Spec     *WorkloadSpec          `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Values of the secrets the spec references (and nothing else).
+	Secrets       []*SecretValue `protobuf:"bytes,5,rep,name=secrets,proto3" json:"secrets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyWorkloadRequest) Reset() {
 	*x = ApplyWorkloadRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[0]
+	mi := &file_persys_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +161,7 @@ func (x *ApplyWorkloadRequest) String() string {
 func (*ApplyWorkloadRequest) ProtoMessage() {}
 
 func (x *ApplyWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[0]
+	mi := &file_persys_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +174,7 @@ func (x *ApplyWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{0}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApplyWorkloadRequest) GetName() string {
@@ -89,6 +205,13 @@ func (x *ApplyWorkloadRequest) GetSpec() *WorkloadSpec {
 	return nil
 }
 
+func (x *ApplyWorkloadRequest) GetSecrets() []*SecretValue {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
 type ApplyWorkloadResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Status        *WorkloadStatus        `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
@@ -99,7 +222,7 @@ type ApplyWorkloadResponse struct {
 
 func (x *ApplyWorkloadResponse) Reset() {
 	*x = ApplyWorkloadResponse{}
-	mi := &file_persys_v1_agent_proto_msgTypes[1]
+	mi := &file_persys_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +234,7 @@ func (x *ApplyWorkloadResponse) String() string {
 func (*ApplyWorkloadResponse) ProtoMessage() {}
 
 func (x *ApplyWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[1]
+	mi := &file_persys_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +247,7 @@ func (x *ApplyWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ApplyWorkloadResponse) GetStatus() *WorkloadStatus {
@@ -152,7 +275,7 @@ type DeleteWorkloadRequest struct {
 
 func (x *DeleteWorkloadRequest) Reset() {
 	*x = DeleteWorkloadRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[2]
+	mi := &file_persys_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +287,7 @@ func (x *DeleteWorkloadRequest) String() string {
 func (*DeleteWorkloadRequest) ProtoMessage() {}
 
 func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[2]
+	mi := &file_persys_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +300,7 @@ func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeleteWorkloadRequest) GetName() string {
@@ -203,7 +326,7 @@ type DeleteWorkloadResponse struct {
 
 func (x *DeleteWorkloadResponse) Reset() {
 	*x = DeleteWorkloadResponse{}
-	mi := &file_persys_v1_agent_proto_msgTypes[3]
+	mi := &file_persys_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -215,7 +338,7 @@ func (x *DeleteWorkloadResponse) String() string {
 func (*DeleteWorkloadResponse) ProtoMessage() {}
 
 func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[3]
+	mi := &file_persys_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -228,7 +351,7 @@ func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteWorkloadResponse) GetExisted() bool {
@@ -247,7 +370,7 @@ type GetWorkloadStatusRequest struct {
 
 func (x *GetWorkloadStatusRequest) Reset() {
 	*x = GetWorkloadStatusRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[4]
+	mi := &file_persys_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -259,7 +382,7 @@ func (x *GetWorkloadStatusRequest) String() string {
 func (*GetWorkloadStatusRequest) ProtoMessage() {}
 
 func (x *GetWorkloadStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[4]
+	mi := &file_persys_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -272,7 +395,7 @@ func (x *GetWorkloadStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadStatusRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetWorkloadStatusRequest) GetName() string {
@@ -290,7 +413,7 @@ type ListAgentWorkloadsRequest struct {
 
 func (x *ListAgentWorkloadsRequest) Reset() {
 	*x = ListAgentWorkloadsRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[5]
+	mi := &file_persys_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -302,7 +425,7 @@ func (x *ListAgentWorkloadsRequest) String() string {
 func (*ListAgentWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListAgentWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[5]
+	mi := &file_persys_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -315,7 +438,7 @@ func (x *ListAgentWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 type ListAgentWorkloadsResponse struct {
@@ -327,7 +450,7 @@ type ListAgentWorkloadsResponse struct {
 
 func (x *ListAgentWorkloadsResponse) Reset() {
 	*x = ListAgentWorkloadsResponse{}
-	mi := &file_persys_v1_agent_proto_msgTypes[6]
+	mi := &file_persys_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +462,7 @@ func (x *ListAgentWorkloadsResponse) String() string {
 func (*ListAgentWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListAgentWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[6]
+	mi := &file_persys_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +475,7 @@ func (x *ListAgentWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListAgentWorkloadsResponse) GetWorkloads() []*WorkloadStatus {
@@ -370,7 +493,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[7]
+	mi := &file_persys_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +505,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[7]
+	mi := &file_persys_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +518,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 type HealthCheckResponse struct {
@@ -409,7 +532,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_persys_v1_agent_proto_msgTypes[8]
+	mi := &file_persys_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +544,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[8]
+	mi := &file_persys_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +557,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *HealthCheckResponse) GetNodeId() string {
@@ -462,12 +585,21 @@ var File_persys_v1_agent_proto protoreflect.FileDescriptor
 
 const file_persys_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x15persys/v1/agent.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\"\x85\x01\n" +
+	"\x15persys/v1/agent.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\"K\n" +
+	"\x16GetWorkloadLogsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"tail_bytes\x18\x02 \x01(\x03R\ttailBytes\"d\n" +
+	"\x17GetWorkloadLogsResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"\xb7\x01\n" +
 	"\x14ApplyWorkloadRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12+\n" +
-	"\x04spec\x18\x04 \x01(\v2\x17.persys.v1.WorkloadSpecR\x04spec\"d\n" +
+	"\x04spec\x18\x04 \x01(\v2\x17.persys.v1.WorkloadSpecR\x04spec\x120\n" +
+	"\asecrets\x18\x05 \x03(\v2\x16.persys.v1.SecretValueR\asecrets\"d\n" +
 	"\x15ApplyWorkloadResponse\x121\n" +
 	"\x06status\x18\x01 \x01(\v2\x19.persys.v1.WorkloadStatusR\x06status\x12\x18\n" +
 	"\askipped\x18\x02 \x01(\bR\askipped\"=\n" +
@@ -488,13 +620,14 @@ const file_persys_v1_agent_proto_rawDesc = "" +
 	"\bruntimes\x18\x03 \x03(\v2,.persys.v1.HealthCheckResponse.RuntimesEntryR\bruntimes\x1a;\n" +
 	"\rRuntimesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xba\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x94\x04\n" +
 	"\fAgentService\x12R\n" +
 	"\rApplyWorkload\x12\x1f.persys.v1.ApplyWorkloadRequest\x1a .persys.v1.ApplyWorkloadResponse\x12U\n" +
 	"\x0eDeleteWorkload\x12 .persys.v1.DeleteWorkloadRequest\x1a!.persys.v1.DeleteWorkloadResponse\x12S\n" +
 	"\x11GetWorkloadStatus\x12#.persys.v1.GetWorkloadStatusRequest\x1a\x19.persys.v1.WorkloadStatus\x12\\\n" +
 	"\rListWorkloads\x12$.persys.v1.ListAgentWorkloadsRequest\x1a%.persys.v1.ListAgentWorkloadsResponse\x12L\n" +
-	"\vHealthCheck\x12\x1d.persys.v1.HealthCheckRequest\x1a\x1e.persys.v1.HealthCheckResponseB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\vHealthCheck\x12\x1d.persys.v1.HealthCheckRequest\x1a\x1e.persys.v1.HealthCheckResponse\x12X\n" +
+	"\x0fGetWorkloadLogs\x12!.persys.v1.GetWorkloadLogsRequest\x1a\".persys.v1.GetWorkloadLogsResponseB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_agent_proto_rawDescOnce sync.Once
@@ -508,41 +641,47 @@ func file_persys_v1_agent_proto_rawDescGZIP() []byte {
 	return file_persys_v1_agent_proto_rawDescData
 }
 
-var file_persys_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_persys_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_persys_v1_agent_proto_goTypes = []any{
-	(*ApplyWorkloadRequest)(nil),       // 0: persys.v1.ApplyWorkloadRequest
-	(*ApplyWorkloadResponse)(nil),      // 1: persys.v1.ApplyWorkloadResponse
-	(*DeleteWorkloadRequest)(nil),      // 2: persys.v1.DeleteWorkloadRequest
-	(*DeleteWorkloadResponse)(nil),     // 3: persys.v1.DeleteWorkloadResponse
-	(*GetWorkloadStatusRequest)(nil),   // 4: persys.v1.GetWorkloadStatusRequest
-	(*ListAgentWorkloadsRequest)(nil),  // 5: persys.v1.ListAgentWorkloadsRequest
-	(*ListAgentWorkloadsResponse)(nil), // 6: persys.v1.ListAgentWorkloadsResponse
-	(*HealthCheckRequest)(nil),         // 7: persys.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),        // 8: persys.v1.HealthCheckResponse
-	nil,                                // 9: persys.v1.HealthCheckResponse.RuntimesEntry
-	(*WorkloadSpec)(nil),               // 10: persys.v1.WorkloadSpec
-	(*WorkloadStatus)(nil),             // 11: persys.v1.WorkloadStatus
+	(*GetWorkloadLogsRequest)(nil),     // 0: persys.v1.GetWorkloadLogsRequest
+	(*GetWorkloadLogsResponse)(nil),    // 1: persys.v1.GetWorkloadLogsResponse
+	(*ApplyWorkloadRequest)(nil),       // 2: persys.v1.ApplyWorkloadRequest
+	(*ApplyWorkloadResponse)(nil),      // 3: persys.v1.ApplyWorkloadResponse
+	(*DeleteWorkloadRequest)(nil),      // 4: persys.v1.DeleteWorkloadRequest
+	(*DeleteWorkloadResponse)(nil),     // 5: persys.v1.DeleteWorkloadResponse
+	(*GetWorkloadStatusRequest)(nil),   // 6: persys.v1.GetWorkloadStatusRequest
+	(*ListAgentWorkloadsRequest)(nil),  // 7: persys.v1.ListAgentWorkloadsRequest
+	(*ListAgentWorkloadsResponse)(nil), // 8: persys.v1.ListAgentWorkloadsResponse
+	(*HealthCheckRequest)(nil),         // 9: persys.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),        // 10: persys.v1.HealthCheckResponse
+	nil,                                // 11: persys.v1.HealthCheckResponse.RuntimesEntry
+	(*WorkloadSpec)(nil),               // 12: persys.v1.WorkloadSpec
+	(*SecretValue)(nil),                // 13: persys.v1.SecretValue
+	(*WorkloadStatus)(nil),             // 14: persys.v1.WorkloadStatus
 }
 var file_persys_v1_agent_proto_depIdxs = []int32{
-	10, // 0: persys.v1.ApplyWorkloadRequest.spec:type_name -> persys.v1.WorkloadSpec
-	11, // 1: persys.v1.ApplyWorkloadResponse.status:type_name -> persys.v1.WorkloadStatus
-	11, // 2: persys.v1.ListAgentWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadStatus
-	9,  // 3: persys.v1.HealthCheckResponse.runtimes:type_name -> persys.v1.HealthCheckResponse.RuntimesEntry
-	0,  // 4: persys.v1.AgentService.ApplyWorkload:input_type -> persys.v1.ApplyWorkloadRequest
-	2,  // 5: persys.v1.AgentService.DeleteWorkload:input_type -> persys.v1.DeleteWorkloadRequest
-	4,  // 6: persys.v1.AgentService.GetWorkloadStatus:input_type -> persys.v1.GetWorkloadStatusRequest
-	5,  // 7: persys.v1.AgentService.ListWorkloads:input_type -> persys.v1.ListAgentWorkloadsRequest
-	7,  // 8: persys.v1.AgentService.HealthCheck:input_type -> persys.v1.HealthCheckRequest
-	1,  // 9: persys.v1.AgentService.ApplyWorkload:output_type -> persys.v1.ApplyWorkloadResponse
-	3,  // 10: persys.v1.AgentService.DeleteWorkload:output_type -> persys.v1.DeleteWorkloadResponse
-	11, // 11: persys.v1.AgentService.GetWorkloadStatus:output_type -> persys.v1.WorkloadStatus
-	6,  // 12: persys.v1.AgentService.ListWorkloads:output_type -> persys.v1.ListAgentWorkloadsResponse
-	8,  // 13: persys.v1.AgentService.HealthCheck:output_type -> persys.v1.HealthCheckResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	12, // 0: persys.v1.ApplyWorkloadRequest.spec:type_name -> persys.v1.WorkloadSpec
+	13, // 1: persys.v1.ApplyWorkloadRequest.secrets:type_name -> persys.v1.SecretValue
+	14, // 2: persys.v1.ApplyWorkloadResponse.status:type_name -> persys.v1.WorkloadStatus
+	14, // 3: persys.v1.ListAgentWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadStatus
+	11, // 4: persys.v1.HealthCheckResponse.runtimes:type_name -> persys.v1.HealthCheckResponse.RuntimesEntry
+	2,  // 5: persys.v1.AgentService.ApplyWorkload:input_type -> persys.v1.ApplyWorkloadRequest
+	4,  // 6: persys.v1.AgentService.DeleteWorkload:input_type -> persys.v1.DeleteWorkloadRequest
+	6,  // 7: persys.v1.AgentService.GetWorkloadStatus:input_type -> persys.v1.GetWorkloadStatusRequest
+	7,  // 8: persys.v1.AgentService.ListWorkloads:input_type -> persys.v1.ListAgentWorkloadsRequest
+	9,  // 9: persys.v1.AgentService.HealthCheck:input_type -> persys.v1.HealthCheckRequest
+	0,  // 10: persys.v1.AgentService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
+	3,  // 11: persys.v1.AgentService.ApplyWorkload:output_type -> persys.v1.ApplyWorkloadResponse
+	5,  // 12: persys.v1.AgentService.DeleteWorkload:output_type -> persys.v1.DeleteWorkloadResponse
+	14, // 13: persys.v1.AgentService.GetWorkloadStatus:output_type -> persys.v1.WorkloadStatus
+	8,  // 14: persys.v1.AgentService.ListWorkloads:output_type -> persys.v1.ListAgentWorkloadsResponse
+	10, // 15: persys.v1.AgentService.HealthCheck:output_type -> persys.v1.HealthCheckResponse
+	1,  // 16: persys.v1.AgentService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_agent_proto_init() }
@@ -557,7 +696,7 @@ func file_persys_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_agent_proto_rawDesc), len(file_persys_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	AgentService_GetWorkloadStatus_FullMethodName = "/persys.v1.AgentService/GetWorkloadStatus"
 	AgentService_ListWorkloads_FullMethodName     = "/persys.v1.AgentService/ListWorkloads"
 	AgentService_HealthCheck_FullMethodName       = "/persys.v1.AgentService/HealthCheck"
+	AgentService_GetWorkloadLogs_FullMethodName   = "/persys.v1.AgentService/GetWorkloadLogs"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -41,6 +42,8 @@ type AgentServiceClient interface {
 	GetWorkloadStatus(ctx context.Context, in *GetWorkloadStatusRequest, opts ...grpc.CallOption) (*WorkloadStatus, error)
 	ListWorkloads(ctx context.Context, in *ListAgentWorkloadsRequest, opts ...grpc.CallOption) (*ListAgentWorkloadsResponse, error)
 	HealthCheck(ctx context.Context, in *HealthCheckRequest, opts ...grpc.CallOption) (*HealthCheckResponse, error)
+	// The tail of a workload's log (container output, VM serial console).
+	GetWorkloadLogs(ctx context.Context, in *GetWorkloadLogsRequest, opts ...grpc.CallOption) (*GetWorkloadLogsResponse, error)
 }
 
 type agentServiceClient struct {
@@ -101,6 +104,16 @@ func (c *agentServiceClient) HealthCheck(ctx context.Context, in *HealthCheckReq
 	return out, nil
 }
 
+func (c *agentServiceClient) GetWorkloadLogs(ctx context.Context, in *GetWorkloadLogsRequest, opts ...grpc.CallOption) (*GetWorkloadLogsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWorkloadLogsResponse)
+	err := c.cc.Invoke(ctx, AgentService_GetWorkloadLogs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -116,6 +129,8 @@ type AgentServiceServer interface {
 	GetWorkloadStatus(context.Context, *GetWorkloadStatusRequest) (*WorkloadStatus, error)
 	ListWorkloads(context.Context, *ListAgentWorkloadsRequest) (*ListAgentWorkloadsResponse, error)
 	HealthCheck(context.Context, *HealthCheckRequest) (*HealthCheckResponse, error)
+	// The tail of a workload's log (container output, VM serial console).
+	GetWorkloadLogs(context.Context, *GetWorkloadLogsRequest) (*GetWorkloadLogsResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -140,6 +155,9 @@ func (UnimplementedAgentServiceServer) ListWorkloads(context.Context, *ListAgent
 }
 func (UnimplementedAgentServiceServer) HealthCheck(context.Context, *HealthCheckRequest) (*HealthCheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HealthCheck not implemented")
+}
+func (UnimplementedAgentServiceServer) GetWorkloadLogs(context.Context, *GetWorkloadLogsRequest) (*GetWorkloadLogsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWorkloadLogs not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -252,6 +270,24 @@ func _AgentService_HealthCheck_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_GetWorkloadLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWorkloadLogsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).GetWorkloadLogs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_GetWorkloadLogs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).GetWorkloadLogs(ctx, req.(*GetWorkloadLogsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -278,6 +314,10 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "HealthCheck",
 			Handler:    _AgentService_HealthCheck_Handler,
+		},
+		{
+			MethodName: "GetWorkloadLogs",
+			Handler:    _AgentService_GetWorkloadLogs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -9,6 +9,7 @@ package persysv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -21,6 +22,1795 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type PutSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type          SecretType             `protobuf:"varint,2,opt,name=type,proto3,enum=persys.v1.SecretType" json:"type,omitempty"`
+	Data          map[string][]byte      `protobuf:"bytes,3,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutSecretRequest) Reset() {
+	*x = PutSecretRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutSecretRequest) ProtoMessage() {}
+
+func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutSecretRequest.ProtoReflect.Descriptor instead.
+func (*PutSecretRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PutSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PutSecretRequest) GetType() SecretType {
+	if x != nil {
+		return x.Type
+	}
+	return SecretType_SECRET_TYPE_UNSPECIFIED
+}
+
+func (x *PutSecretRequest) GetData() map[string][]byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type GetSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretRequest) Reset() {
+	*x = GetSecretRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretRequest) ProtoMessage() {}
+
+func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
+func (*GetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{2}
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*SecretInfo          `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type DeleteSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretRequest) Reset() {
+	*x = DeleteSecretRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretRequest) ProtoMessage() {}
+
+func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DeleteSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretResponse) Reset() {
+	*x = DeleteSecretResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretResponse) ProtoMessage() {}
+
+func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{5}
+}
+
+type JoinNodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// PEM certificate request; its public key is the node's, its subject
+	// common name the node id.
+	CsrPem        []byte `protobuf:"bytes,2,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinNodeRequest) Reset() {
+	*x = JoinNodeRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinNodeRequest) ProtoMessage() {}
+
+func (x *JoinNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinNodeRequest.ProtoReflect.Descriptor instead.
+func (*JoinNodeRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *JoinNodeRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *JoinNodeRequest) GetCsrPem() []byte {
+	if x != nil {
+		return x.CsrPem
+	}
+	return nil
+}
+
+type JoinNodeResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CertificatePem []byte                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// Every CA certificate currently trusted (more than one during rotation).
+	CaBundlePem   []byte            `protobuf:"bytes,2,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinNodeResponse) Reset() {
+	*x = JoinNodeResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinNodeResponse) ProtoMessage() {}
+
+func (x *JoinNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinNodeResponse.ProtoReflect.Descriptor instead.
+func (*JoinNodeResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *JoinNodeResponse) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *JoinNodeResponse) GetCaBundlePem() []byte {
+	if x != nil {
+		return x.CaBundlePem
+	}
+	return nil
+}
+
+func (x *JoinNodeResponse) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type RenewCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CsrPem        []byte                 `protobuf:"bytes,1,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RenewCertificateRequest) GetCsrPem() []byte {
+	if x != nil {
+		return x.CsrPem
+	}
+	return nil
+}
+
+type RenewCertificateResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CertificatePem []byte                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	CaBundlePem    []byte                 `protobuf:"bytes,2,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RenewCertificateResponse) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetCaBundlePem() []byte {
+	if x != nil {
+		return x.CaBundlePem
+	}
+	return nil
+}
+
+type JoinToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Public part of the token ("id" in id.secret); the secret is stored hashed.
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// 0 means unlimited.
+	MaxUses       int32                  `protobuf:"varint,3,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	Uses          int32                  `protobuf:"varint,4,opt,name=uses,proto3" json:"uses,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Revoked       bool                   `protobuf:"varint,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,8,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinToken) Reset() {
+	*x = JoinToken{}
+	mi := &file_persys_v1_control_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinToken) ProtoMessage() {}
+
+func (x *JoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
+func (*JoinToken) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *JoinToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *JoinToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *JoinToken) GetMaxUses() int32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *JoinToken) GetUses() int32 {
+	if x != nil {
+		return x.Uses
+	}
+	return 0
+}
+
+func (x *JoinToken) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *JoinToken) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *JoinToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *JoinToken) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type CreateJoinTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TtlSeconds    int64                  `protobuf:"varint,1,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	MaxUses       int32                  `protobuf:"varint,2,opt,name=max_uses,json=maxUses,proto3" json:"max_uses,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateJoinTokenRequest) Reset() {
+	*x = CreateJoinTokenRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateJoinTokenRequest) ProtoMessage() {}
+
+func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CreateJoinTokenRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+func (x *CreateJoinTokenRequest) GetMaxUses() int32 {
+	if x != nil {
+		return x.MaxUses
+	}
+	return 0
+}
+
+func (x *CreateJoinTokenRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type CreateJoinTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Shown once.
+	Token         string     `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	CaHash        string     `protobuf:"bytes,2,opt,name=ca_hash,json=caHash,proto3" json:"ca_hash,omitempty"`
+	Info          *JoinToken `protobuf:"bytes,3,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateJoinTokenResponse) Reset() {
+	*x = CreateJoinTokenResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateJoinTokenResponse) ProtoMessage() {}
+
+func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreateJoinTokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateJoinTokenResponse) GetCaHash() string {
+	if x != nil {
+		return x.CaHash
+	}
+	return ""
+}
+
+func (x *CreateJoinTokenResponse) GetInfo() *JoinToken {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+type ListJoinTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensRequest) Reset() {
+	*x = ListJoinTokensRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensRequest) ProtoMessage() {}
+
+func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{13}
+}
+
+type ListJoinTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*JoinToken           `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJoinTokensResponse) Reset() {
+	*x = ListJoinTokensResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJoinTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJoinTokensResponse) ProtoMessage() {}
+
+func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeJoinTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenRequest) Reset() {
+	*x = RevokeJoinTokenRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenRequest) ProtoMessage() {}
+
+func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RevokeJoinTokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeJoinTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeJoinTokenResponse) Reset() {
+	*x = RevokeJoinTokenResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeJoinTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeJoinTokenResponse) ProtoMessage() {}
+
+func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{16}
+}
+
+type Revocation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hex serial of the revoked certificate; empty when by node or user.
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedBy     string                 `protobuf:"bytes,5,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_persys_v1_control_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Revocation) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *Revocation) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *Revocation) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *Revocation) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+func (x *Revocation) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+type RevokeCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Serial        string                 `protobuf:"bytes,1,opt,name=serial,proto3" json:"serial,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	User          string                 `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateRequest) Reset() {
+	*x = RevokeCertificateRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateRequest) ProtoMessage() {}
+
+func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RevokeCertificateRequest) GetSerial() string {
+	if x != nil {
+		return x.Serial
+	}
+	return ""
+}
+
+func (x *RevokeCertificateRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RevokeCertificateRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+type RevokeCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocation    *Revocation            `protobuf:"bytes,1,opt,name=revocation,proto3" json:"revocation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeCertificateResponse) Reset() {
+	*x = RevokeCertificateResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeCertificateResponse) ProtoMessage() {}
+
+func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RevokeCertificateResponse) GetRevocation() *Revocation {
+	if x != nil {
+		return x.Revocation
+	}
+	return nil
+}
+
+type ListRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsRequest) Reset() {
+	*x = ListRevocationsRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsRequest) ProtoMessage() {}
+
+func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{20}
+}
+
+type ListRevocationsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revocations   []*Revocation          `protobuf:"bytes,1,rep,name=revocations,proto3" json:"revocations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRevocationsResponse) Reset() {
+	*x = ListRevocationsResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRevocationsResponse) ProtoMessage() {}
+
+func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
+	if x != nil {
+		return x.Revocations
+	}
+	return nil
+}
+
+type IssueUserCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// admin, operator or viewer.
+	Role          string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	CsrPem        []byte `protobuf:"bytes,3,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	TtlSeconds    int64  `protobuf:"varint,4,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueUserCertificateRequest) Reset() {
+	*x = IssueUserCertificateRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueUserCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueUserCertificateRequest) ProtoMessage() {}
+
+func (x *IssueUserCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueUserCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueUserCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *IssueUserCertificateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IssueUserCertificateRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *IssueUserCertificateRequest) GetCsrPem() []byte {
+	if x != nil {
+		return x.CsrPem
+	}
+	return nil
+}
+
+func (x *IssueUserCertificateRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type IssueUserCertificateResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	CertificatePem []byte                 `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	CaBundlePem    []byte                 `protobuf:"bytes,2,opt,name=ca_bundle_pem,json=caBundlePem,proto3" json:"ca_bundle_pem,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *IssueUserCertificateResponse) Reset() {
+	*x = IssueUserCertificateResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueUserCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueUserCertificateResponse) ProtoMessage() {}
+
+func (x *IssueUserCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueUserCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueUserCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *IssueUserCertificateResponse) GetCertificatePem() []byte {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return nil
+}
+
+func (x *IssueUserCertificateResponse) GetCaBundlePem() []byte {
+	if x != nil {
+		return x.CaBundlePem
+	}
+	return nil
+}
+
+type APIToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	User          string                 `protobuf:"bytes,2,opt,name=user,proto3" json:"user,omitempty"`
+	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	Revoked       bool                   `protobuf:"varint,6,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	CreatedBy     string                 `protobuf:"bytes,7,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *APIToken) Reset() {
+	*x = APIToken{}
+	mi := &file_persys_v1_control_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *APIToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*APIToken) ProtoMessage() {}
+
+func (x *APIToken) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use APIToken.ProtoReflect.Descriptor instead.
+func (*APIToken) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *APIToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *APIToken) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *APIToken) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *APIToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *APIToken) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *APIToken) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
+func (x *APIToken) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+type CreateAPITokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	TtlSeconds    int64                  `protobuf:"varint,3,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPITokenRequest) Reset() {
+	*x = CreateAPITokenRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPITokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPITokenRequest) ProtoMessage() {}
+
+func (x *CreateAPITokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPITokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateAPITokenRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CreateAPITokenRequest) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *CreateAPITokenRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CreateAPITokenRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type CreateAPITokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Shown once.
+	Token         string    `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Info          *APIToken `protobuf:"bytes,2,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAPITokenResponse) Reset() {
+	*x = CreateAPITokenResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAPITokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAPITokenResponse) ProtoMessage() {}
+
+func (x *CreateAPITokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAPITokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateAPITokenResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateAPITokenResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CreateAPITokenResponse) GetInfo() *APIToken {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+type ListAPITokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPITokensRequest) Reset() {
+	*x = ListAPITokensRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPITokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPITokensRequest) ProtoMessage() {}
+
+func (x *ListAPITokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPITokensRequest.ProtoReflect.Descriptor instead.
+func (*ListAPITokensRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{27}
+}
+
+type ListAPITokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*APIToken            `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAPITokensResponse) Reset() {
+	*x = ListAPITokensResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAPITokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAPITokensResponse) ProtoMessage() {}
+
+func (x *ListAPITokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAPITokensResponse.ProtoReflect.Descriptor instead.
+func (*ListAPITokensResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListAPITokensResponse) GetTokens() []*APIToken {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeAPITokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPITokenRequest) Reset() {
+	*x = RevokeAPITokenRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPITokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPITokenRequest) ProtoMessage() {}
+
+func (x *RevokeAPITokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPITokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeAPITokenRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RevokeAPITokenRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type RevokeAPITokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeAPITokenResponse) Reset() {
+	*x = RevokeAPITokenResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeAPITokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeAPITokenResponse) ProtoMessage() {}
+
+func (x *RevokeAPITokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeAPITokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeAPITokenResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{30}
+}
+
+type AuthenticateTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateTokenRequest) Reset() {
+	*x = AuthenticateTokenRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateTokenRequest) ProtoMessage() {}
+
+func (x *AuthenticateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateTokenRequest.ProtoReflect.Descriptor instead.
+func (*AuthenticateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AuthenticateTokenRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+type AuthenticateTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	TokenId       string                 `protobuf:"bytes,3,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateTokenResponse) Reset() {
+	*x = AuthenticateTokenResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateTokenResponse) ProtoMessage() {}
+
+func (x *AuthenticateTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateTokenResponse.ProtoReflect.Descriptor instead.
+func (*AuthenticateTokenResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AuthenticateTokenResponse) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *AuthenticateTokenResponse) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AuthenticateTokenResponse) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+type RecordAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Event         *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAuditRequest) Reset() {
+	*x = RecordAuditRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAuditRequest) ProtoMessage() {}
+
+func (x *RecordAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAuditRequest.ProtoReflect.Descriptor instead.
+func (*RecordAuditRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *RecordAuditRequest) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+type RecordAuditResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordAuditResponse) Reset() {
+	*x = RecordAuditResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordAuditResponse) ProtoMessage() {}
+
+func (x *RecordAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordAuditResponse.ProtoReflect.Descriptor instead.
+func (*RecordAuditResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{34}
+}
+
 type CordonRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -30,7 +1820,7 @@ type CordonRequest struct {
 
 func (x *CordonRequest) Reset() {
 	*x = CordonRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[0]
+	mi := &file_persys_v1_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +1832,7 @@ func (x *CordonRequest) String() string {
 func (*CordonRequest) ProtoMessage() {}
 
 func (x *CordonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[0]
+	mi := &file_persys_v1_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +1845,7 @@ func (x *CordonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CordonRequest.ProtoReflect.Descriptor instead.
 func (*CordonRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CordonRequest) GetId() string {
@@ -76,7 +1866,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[1]
+	mi := &file_persys_v1_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -88,7 +1878,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[1]
+	mi := &file_persys_v1_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -101,7 +1891,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DrainRequest) GetId() string {
@@ -132,7 +1922,7 @@ type DrainResult struct {
 
 func (x *DrainResult) Reset() {
 	*x = DrainResult{}
-	mi := &file_persys_v1_control_proto_msgTypes[2]
+	mi := &file_persys_v1_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -144,7 +1934,7 @@ func (x *DrainResult) String() string {
 func (*DrainResult) ProtoMessage() {}
 
 func (x *DrainResult) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[2]
+	mi := &file_persys_v1_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -157,7 +1947,7 @@ func (x *DrainResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResult.ProtoReflect.Descriptor instead.
 func (*DrainResult) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DrainResult) GetWorkload() string {
@@ -206,7 +1996,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[3]
+	mi := &file_persys_v1_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +2008,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[3]
+	mi := &file_persys_v1_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +2021,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DrainResponse) GetNode() *Node {
@@ -263,7 +2053,7 @@ type GetLeaderRequest struct {
 
 func (x *GetLeaderRequest) Reset() {
 	*x = GetLeaderRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[4]
+	mi := &file_persys_v1_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +2065,7 @@ func (x *GetLeaderRequest) String() string {
 func (*GetLeaderRequest) ProtoMessage() {}
 
 func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[4]
+	mi := &file_persys_v1_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +2078,7 @@ func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
 func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{39}
 }
 
 type LeaderInfo struct {
@@ -303,7 +2093,7 @@ type LeaderInfo struct {
 
 func (x *LeaderInfo) Reset() {
 	*x = LeaderInfo{}
-	mi := &file_persys_v1_control_proto_msgTypes[5]
+	mi := &file_persys_v1_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -315,7 +2105,7 @@ func (x *LeaderInfo) String() string {
 func (*LeaderInfo) ProtoMessage() {}
 
 func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[5]
+	mi := &file_persys_v1_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -328,7 +2118,7 @@ func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
 func (*LeaderInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LeaderInfo) GetAddress() string {
@@ -365,7 +2155,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[6]
+	mi := &file_persys_v1_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +2167,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[6]
+	mi := &file_persys_v1_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +2180,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RegisterNodeRequest) GetNodeId() string {
@@ -431,7 +2221,7 @@ type RegisterNodeResponse struct {
 
 func (x *RegisterNodeResponse) Reset() {
 	*x = RegisterNodeResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[7]
+	mi := &file_persys_v1_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -443,7 +2233,7 @@ func (x *RegisterNodeResponse) String() string {
 func (*RegisterNodeResponse) ProtoMessage() {}
 
 func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[7]
+	mi := &file_persys_v1_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -456,7 +2246,7 @@ func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RegisterNodeResponse) GetHeartbeatIntervalMs() int64 {
@@ -485,7 +2275,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[8]
+	mi := &file_persys_v1_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +2287,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[8]
+	mi := &file_persys_v1_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +2300,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -545,7 +2335,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[9]
+	mi := &file_persys_v1_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +2347,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[9]
+	mi := &file_persys_v1_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +2360,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -591,7 +2381,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[10]
+	mi := &file_persys_v1_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +2393,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[10]
+	mi := &file_persys_v1_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +2406,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ApplyRequest) GetName() string {
@@ -651,7 +2441,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[11]
+	mi := &file_persys_v1_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +2453,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[11]
+	mi := &file_persys_v1_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +2466,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ApplyResponse) GetWorkload() *WorkloadView {
@@ -706,7 +2496,7 @@ type WorkloadView struct {
 
 func (x *WorkloadView) Reset() {
 	*x = WorkloadView{}
-	mi := &file_persys_v1_control_proto_msgTypes[12]
+	mi := &file_persys_v1_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +2508,7 @@ func (x *WorkloadView) String() string {
 func (*WorkloadView) ProtoMessage() {}
 
 func (x *WorkloadView) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[12]
+	mi := &file_persys_v1_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +2521,7 @@ func (x *WorkloadView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadView.ProtoReflect.Descriptor instead.
 func (*WorkloadView) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *WorkloadView) GetWorkload() *Workload {
@@ -772,7 +2562,7 @@ type GetWorkloadRequest struct {
 
 func (x *GetWorkloadRequest) Reset() {
 	*x = GetWorkloadRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[13]
+	mi := &file_persys_v1_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -784,7 +2574,7 @@ func (x *GetWorkloadRequest) String() string {
 func (*GetWorkloadRequest) ProtoMessage() {}
 
 func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[13]
+	mi := &file_persys_v1_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -797,7 +2587,7 @@ func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetWorkloadRequest) GetName() string {
@@ -823,7 +2613,7 @@ type ListWorkloadsRequest struct {
 
 func (x *ListWorkloadsRequest) Reset() {
 	*x = ListWorkloadsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[14]
+	mi := &file_persys_v1_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +2625,7 @@ func (x *ListWorkloadsRequest) String() string {
 func (*ListWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[14]
+	mi := &file_persys_v1_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +2638,7 @@ func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListWorkloadsRequest) GetLabelSelector() map[string]string {
@@ -867,7 +2657,7 @@ type ListWorkloadsResponse struct {
 
 func (x *ListWorkloadsResponse) Reset() {
 	*x = ListWorkloadsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[15]
+	mi := &file_persys_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +2669,7 @@ func (x *ListWorkloadsResponse) String() string {
 func (*ListWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[15]
+	mi := &file_persys_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +2682,7 @@ func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListWorkloadsResponse) GetWorkloads() []*WorkloadView {
@@ -911,7 +2701,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[16]
+	mi := &file_persys_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +2713,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[16]
+	mi := &file_persys_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +2726,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DeleteRequest) GetName() string {
@@ -954,7 +2744,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[17]
+	mi := &file_persys_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +2756,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[17]
+	mi := &file_persys_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +2769,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 type RetryRequest struct {
@@ -991,7 +2781,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[18]
+	mi := &file_persys_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +2793,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[18]
+	mi := &file_persys_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +2806,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RetryRequest) GetName() string {
@@ -1034,7 +2824,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[19]
+	mi := &file_persys_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1046,7 +2836,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[19]
+	mi := &file_persys_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1059,7 +2849,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 type ListNodesResponse struct {
@@ -1071,7 +2861,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[20]
+	mi := &file_persys_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +2873,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[20]
+	mi := &file_persys_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +2886,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -1115,7 +2905,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[21]
+	mi := &file_persys_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +2917,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[21]
+	mi := &file_persys_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +2930,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetNodeRequest) GetId() string {
@@ -1158,7 +2948,7 @@ type ClusterSummaryRequest struct {
 
 func (x *ClusterSummaryRequest) Reset() {
 	*x = ClusterSummaryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[22]
+	mi := &file_persys_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +2960,7 @@ func (x *ClusterSummaryRequest) String() string {
 func (*ClusterSummaryRequest) ProtoMessage() {}
 
 func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[22]
+	mi := &file_persys_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,20 +2973,22 @@ func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummaryRequest.ProtoReflect.Descriptor instead.
 func (*ClusterSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 type ListEventsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Workload      string                 `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
-	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Workload string                 `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
+	Limit    int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Only events of this type, for example "Audit".
+	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[23]
+	mi := &file_persys_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +3000,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[23]
+	mi := &file_persys_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +3013,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListEventsRequest) GetWorkload() string {
@@ -1238,6 +3030,13 @@ func (x *ListEventsRequest) GetLimit() int32 {
 	return 0
 }
 
+func (x *ListEventsRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
 type ListEventsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
@@ -1247,7 +3046,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[24]
+	mi := &file_persys_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +3058,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[24]
+	mi := &file_persys_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +3071,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -1286,7 +3085,133 @@ var File_persys_v1_control_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\"\x1f\n" +
+	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\"\xc5\x01\n" +
+	"\x10PutSecretRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x15.persys.v1.SecretTypeR\x04type\x129\n" +
+	"\x04data\x18\x03 \x03(\v2%.persys.v1.PutSecretRequest.DataEntryR\x04data\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"&\n" +
+	"\x10GetSecretRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12ListSecretsRequest\"F\n" +
+	"\x13ListSecretsResponse\x12/\n" +
+	"\asecrets\x18\x01 \x03(\v2\x15.persys.v1.SecretInfoR\asecrets\")\n" +
+	"\x13DeleteSecretRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14DeleteSecretResponse\"@\n" +
+	"\x0fJoinNodeRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
+	"\acsr_pem\x18\x02 \x01(\fR\x06csrPem\"\xdb\x01\n" +
+	"\x10JoinNodeResponse\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\"\n" +
+	"\rca_bundle_pem\x18\x02 \x01(\fR\vcaBundlePem\x12?\n" +
+	"\x06labels\x18\x03 \x03(\v2'.persys.v1.JoinNodeResponse.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"2\n" +
+	"\x17RenewCertificateRequest\x12\x17\n" +
+	"\acsr_pem\x18\x01 \x01(\fR\x06csrPem\"g\n" +
+	"\x18RenewCertificateResponse\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\"\n" +
+	"\rca_bundle_pem\x18\x02 \x01(\fR\vcaBundlePem\"\xee\x02\n" +
+	"\tJoinToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x19\n" +
+	"\bmax_uses\x18\x03 \x01(\x05R\amaxUses\x12\x12\n" +
+	"\x04uses\x18\x04 \x01(\x05R\x04uses\x128\n" +
+	"\x06labels\x18\x05 \x03(\v2 .persys.v1.JoinToken.LabelsEntryR\x06labels\x12\x18\n" +
+	"\arevoked\x18\x06 \x01(\bR\arevoked\x129\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\b \x01(\tR\tcreatedBy\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd6\x01\n" +
+	"\x16CreateJoinTokenRequest\x12\x1f\n" +
+	"\vttl_seconds\x18\x01 \x01(\x03R\n" +
+	"ttlSeconds\x12\x19\n" +
+	"\bmax_uses\x18\x02 \x01(\x05R\amaxUses\x12E\n" +
+	"\x06labels\x18\x03 \x03(\v2-.persys.v1.CreateJoinTokenRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"r\n" +
+	"\x17CreateJoinTokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
+	"\aca_hash\x18\x02 \x01(\tR\x06caHash\x12(\n" +
+	"\x04info\x18\x03 \x01(\v2\x14.persys.v1.JoinTokenR\x04info\"\x17\n" +
+	"\x15ListJoinTokensRequest\"F\n" +
+	"\x16ListJoinTokensResponse\x12,\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x14.persys.v1.JoinTokenR\x06tokens\"(\n" +
+	"\x16RevokeJoinTokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x19\n" +
+	"\x17RevokeJoinTokenResponse\"\xab\x01\n" +
+	"\n" +
+	"Revocation\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\x129\n" +
+	"\n" +
+	"revoked_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\x05 \x01(\tR\trevokedBy\"_\n" +
+	"\x18RevokeCertificateRequest\x12\x16\n" +
+	"\x06serial\x18\x01 \x01(\tR\x06serial\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04user\x18\x03 \x01(\tR\x04user\"R\n" +
+	"\x19RevokeCertificateResponse\x125\n" +
+	"\n" +
+	"revocation\x18\x01 \x01(\v2\x15.persys.v1.RevocationR\n" +
+	"revocation\"\x18\n" +
+	"\x16ListRevocationsRequest\"R\n" +
+	"\x17ListRevocationsResponse\x127\n" +
+	"\vrevocations\x18\x01 \x03(\v2\x15.persys.v1.RevocationR\vrevocations\"\x7f\n" +
+	"\x1bIssueUserCertificateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x17\n" +
+	"\acsr_pem\x18\x03 \x01(\fR\x06csrPem\x12\x1f\n" +
+	"\vttl_seconds\x18\x04 \x01(\x03R\n" +
+	"ttlSeconds\"k\n" +
+	"\x1cIssueUserCertificateResponse\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\"\n" +
+	"\rca_bundle_pem\x18\x02 \x01(\fR\vcaBundlePem\"\xf1\x01\n" +
+	"\bAPIToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04user\x18\x02 \x01(\tR\x04user\x12\x12\n" +
+	"\x04role\x18\x03 \x01(\tR\x04role\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x18\n" +
+	"\arevoked\x18\x06 \x01(\bR\arevoked\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\a \x01(\tR\tcreatedBy\"`\n" +
+	"\x15CreateAPITokenRequest\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x1f\n" +
+	"\vttl_seconds\x18\x03 \x01(\x03R\n" +
+	"ttlSeconds\"W\n" +
+	"\x16CreateAPITokenResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12'\n" +
+	"\x04info\x18\x02 \x01(\v2\x13.persys.v1.APITokenR\x04info\"\x16\n" +
+	"\x14ListAPITokensRequest\"D\n" +
+	"\x15ListAPITokensResponse\x12+\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x13.persys.v1.APITokenR\x06tokens\"'\n" +
+	"\x15RevokeAPITokenRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x18\n" +
+	"\x16RevokeAPITokenResponse\"0\n" +
+	"\x18AuthenticateTokenRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"^\n" +
+	"\x19AuthenticateTokenResponse\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x19\n" +
+	"\btoken_id\x18\x03 \x01(\tR\atokenId\"<\n" +
+	"\x12RecordAuditRequest\x12&\n" +
+	"\x05event\x18\x01 \x01(\v2\x10.persys.v1.EventR\x05event\"\x15\n" +
+	"\x13RecordAuditResponse\"\x1f\n" +
 	"\rCordonRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"G\n" +
 	"\fDrainRequest\x12\x0e\n" +
@@ -1362,12 +3287,13 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x05nodes\x18\x01 \x03(\v2\x0f.persys.v1.NodeR\x05nodes\" \n" +
 	"\x0eGetNodeRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x17\n" +
-	"\x15ClusterSummaryRequest\"E\n" +
+	"\x15ClusterSummaryRequest\"Y\n" +
 	"\x11ListEventsRequest\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\">\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\">\n" +
 	"\x12ListEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events2\xee\b\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events2\xe9\x14\n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
@@ -1386,7 +3312,25 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"CordonNode\x12\x18.persys.v1.CordonRequest\x1a\x0f.persys.v1.Node\x129\n" +
 	"\fUncordonNode\x12\x18.persys.v1.CordonRequest\x1a\x0f.persys.v1.Node\x12>\n" +
 	"\tDrainNode\x12\x17.persys.v1.DrainRequest\x1a\x18.persys.v1.DrainResponse\x12?\n" +
-	"\tGetLeader\x12\x1b.persys.v1.GetLeaderRequest\x1a\x15.persys.v1.LeaderInfoB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\tGetLeader\x12\x1b.persys.v1.GetLeaderRequest\x1a\x15.persys.v1.LeaderInfo\x12X\n" +
+	"\x0fGetWorkloadLogs\x12!.persys.v1.GetWorkloadLogsRequest\x1a\".persys.v1.GetWorkloadLogsResponse\x12?\n" +
+	"\tPutSecret\x12\x1b.persys.v1.PutSecretRequest\x1a\x15.persys.v1.SecretInfo\x12?\n" +
+	"\tGetSecret\x12\x1b.persys.v1.GetSecretRequest\x1a\x15.persys.v1.SecretInfo\x12L\n" +
+	"\vListSecrets\x12\x1d.persys.v1.ListSecretsRequest\x1a\x1e.persys.v1.ListSecretsResponse\x12O\n" +
+	"\fDeleteSecret\x12\x1e.persys.v1.DeleteSecretRequest\x1a\x1f.persys.v1.DeleteSecretResponse\x12C\n" +
+	"\bJoinNode\x12\x1a.persys.v1.JoinNodeRequest\x1a\x1b.persys.v1.JoinNodeResponse\x12[\n" +
+	"\x10RenewCertificate\x12\".persys.v1.RenewCertificateRequest\x1a#.persys.v1.RenewCertificateResponse\x12X\n" +
+	"\x0fCreateJoinToken\x12!.persys.v1.CreateJoinTokenRequest\x1a\".persys.v1.CreateJoinTokenResponse\x12U\n" +
+	"\x0eListJoinTokens\x12 .persys.v1.ListJoinTokensRequest\x1a!.persys.v1.ListJoinTokensResponse\x12X\n" +
+	"\x0fRevokeJoinToken\x12!.persys.v1.RevokeJoinTokenRequest\x1a\".persys.v1.RevokeJoinTokenResponse\x12^\n" +
+	"\x11RevokeCertificate\x12#.persys.v1.RevokeCertificateRequest\x1a$.persys.v1.RevokeCertificateResponse\x12X\n" +
+	"\x0fListRevocations\x12!.persys.v1.ListRevocationsRequest\x1a\".persys.v1.ListRevocationsResponse\x12g\n" +
+	"\x14IssueUserCertificate\x12&.persys.v1.IssueUserCertificateRequest\x1a'.persys.v1.IssueUserCertificateResponse\x12U\n" +
+	"\x0eCreateAPIToken\x12 .persys.v1.CreateAPITokenRequest\x1a!.persys.v1.CreateAPITokenResponse\x12R\n" +
+	"\rListAPITokens\x12\x1f.persys.v1.ListAPITokensRequest\x1a .persys.v1.ListAPITokensResponse\x12U\n" +
+	"\x0eRevokeAPIToken\x12 .persys.v1.RevokeAPITokenRequest\x1a!.persys.v1.RevokeAPITokenResponse\x12^\n" +
+	"\x11AuthenticateToken\x12#.persys.v1.AuthenticateTokenRequest\x1a$.persys.v1.AuthenticateTokenResponse\x12L\n" +
+	"\vRecordAudit\x12\x1d.persys.v1.RecordAuditRequest\x1a\x1e.persys.v1.RecordAuditResponseB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_control_proto_rawDescOnce sync.Once
@@ -1400,102 +3344,200 @@ func file_persys_v1_control_proto_rawDescGZIP() []byte {
 	return file_persys_v1_control_proto_rawDescData
 }
 
-var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_persys_v1_control_proto_goTypes = []any{
-	(*CordonRequest)(nil),         // 0: persys.v1.CordonRequest
-	(*DrainRequest)(nil),          // 1: persys.v1.DrainRequest
-	(*DrainResult)(nil),           // 2: persys.v1.DrainResult
-	(*DrainResponse)(nil),         // 3: persys.v1.DrainResponse
-	(*GetLeaderRequest)(nil),      // 4: persys.v1.GetLeaderRequest
-	(*LeaderInfo)(nil),            // 5: persys.v1.LeaderInfo
-	(*RegisterNodeRequest)(nil),   // 6: persys.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),  // 7: persys.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),      // 8: persys.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),     // 9: persys.v1.HeartbeatResponse
-	(*ApplyRequest)(nil),          // 10: persys.v1.ApplyRequest
-	(*ApplyResponse)(nil),         // 11: persys.v1.ApplyResponse
-	(*WorkloadView)(nil),          // 12: persys.v1.WorkloadView
-	(*GetWorkloadRequest)(nil),    // 13: persys.v1.GetWorkloadRequest
-	(*ListWorkloadsRequest)(nil),  // 14: persys.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil), // 15: persys.v1.ListWorkloadsResponse
-	(*DeleteRequest)(nil),         // 16: persys.v1.DeleteRequest
-	(*DeleteResponse)(nil),        // 17: persys.v1.DeleteResponse
-	(*RetryRequest)(nil),          // 18: persys.v1.RetryRequest
-	(*ListNodesRequest)(nil),      // 19: persys.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 20: persys.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),        // 21: persys.v1.GetNodeRequest
-	(*ClusterSummaryRequest)(nil), // 22: persys.v1.ClusterSummaryRequest
-	(*ListEventsRequest)(nil),     // 23: persys.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),    // 24: persys.v1.ListEventsResponse
-	nil,                           // 25: persys.v1.ApplyRequest.LabelsEntry
-	nil,                           // 26: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	(FailureReason)(0),            // 27: persys.v1.FailureReason
-	(*Node)(nil),                  // 28: persys.v1.Node
-	(*NodeCapabilities)(nil),      // 29: persys.v1.NodeCapabilities
-	(*WorkloadStatus)(nil),        // 30: persys.v1.WorkloadStatus
-	(*Resources)(nil),             // 31: persys.v1.Resources
-	(*WorkloadSpec)(nil),          // 32: persys.v1.WorkloadSpec
-	(*Workload)(nil),              // 33: persys.v1.Workload
-	(*Assignment)(nil),            // 34: persys.v1.Assignment
-	(*Event)(nil),                 // 35: persys.v1.Event
-	(*ClusterSummary)(nil),        // 36: persys.v1.ClusterSummary
+	(*PutSecretRequest)(nil),             // 0: persys.v1.PutSecretRequest
+	(*GetSecretRequest)(nil),             // 1: persys.v1.GetSecretRequest
+	(*ListSecretsRequest)(nil),           // 2: persys.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 3: persys.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),          // 4: persys.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),         // 5: persys.v1.DeleteSecretResponse
+	(*JoinNodeRequest)(nil),              // 6: persys.v1.JoinNodeRequest
+	(*JoinNodeResponse)(nil),             // 7: persys.v1.JoinNodeResponse
+	(*RenewCertificateRequest)(nil),      // 8: persys.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil),     // 9: persys.v1.RenewCertificateResponse
+	(*JoinToken)(nil),                    // 10: persys.v1.JoinToken
+	(*CreateJoinTokenRequest)(nil),       // 11: persys.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),      // 12: persys.v1.CreateJoinTokenResponse
+	(*ListJoinTokensRequest)(nil),        // 13: persys.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),       // 14: persys.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),       // 15: persys.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),      // 16: persys.v1.RevokeJoinTokenResponse
+	(*Revocation)(nil),                   // 17: persys.v1.Revocation
+	(*RevokeCertificateRequest)(nil),     // 18: persys.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),    // 19: persys.v1.RevokeCertificateResponse
+	(*ListRevocationsRequest)(nil),       // 20: persys.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),      // 21: persys.v1.ListRevocationsResponse
+	(*IssueUserCertificateRequest)(nil),  // 22: persys.v1.IssueUserCertificateRequest
+	(*IssueUserCertificateResponse)(nil), // 23: persys.v1.IssueUserCertificateResponse
+	(*APIToken)(nil),                     // 24: persys.v1.APIToken
+	(*CreateAPITokenRequest)(nil),        // 25: persys.v1.CreateAPITokenRequest
+	(*CreateAPITokenResponse)(nil),       // 26: persys.v1.CreateAPITokenResponse
+	(*ListAPITokensRequest)(nil),         // 27: persys.v1.ListAPITokensRequest
+	(*ListAPITokensResponse)(nil),        // 28: persys.v1.ListAPITokensResponse
+	(*RevokeAPITokenRequest)(nil),        // 29: persys.v1.RevokeAPITokenRequest
+	(*RevokeAPITokenResponse)(nil),       // 30: persys.v1.RevokeAPITokenResponse
+	(*AuthenticateTokenRequest)(nil),     // 31: persys.v1.AuthenticateTokenRequest
+	(*AuthenticateTokenResponse)(nil),    // 32: persys.v1.AuthenticateTokenResponse
+	(*RecordAuditRequest)(nil),           // 33: persys.v1.RecordAuditRequest
+	(*RecordAuditResponse)(nil),          // 34: persys.v1.RecordAuditResponse
+	(*CordonRequest)(nil),                // 35: persys.v1.CordonRequest
+	(*DrainRequest)(nil),                 // 36: persys.v1.DrainRequest
+	(*DrainResult)(nil),                  // 37: persys.v1.DrainResult
+	(*DrainResponse)(nil),                // 38: persys.v1.DrainResponse
+	(*GetLeaderRequest)(nil),             // 39: persys.v1.GetLeaderRequest
+	(*LeaderInfo)(nil),                   // 40: persys.v1.LeaderInfo
+	(*RegisterNodeRequest)(nil),          // 41: persys.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),         // 42: persys.v1.RegisterNodeResponse
+	(*HeartbeatRequest)(nil),             // 43: persys.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),            // 44: persys.v1.HeartbeatResponse
+	(*ApplyRequest)(nil),                 // 45: persys.v1.ApplyRequest
+	(*ApplyResponse)(nil),                // 46: persys.v1.ApplyResponse
+	(*WorkloadView)(nil),                 // 47: persys.v1.WorkloadView
+	(*GetWorkloadRequest)(nil),           // 48: persys.v1.GetWorkloadRequest
+	(*ListWorkloadsRequest)(nil),         // 49: persys.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil),        // 50: persys.v1.ListWorkloadsResponse
+	(*DeleteRequest)(nil),                // 51: persys.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 52: persys.v1.DeleteResponse
+	(*RetryRequest)(nil),                 // 53: persys.v1.RetryRequest
+	(*ListNodesRequest)(nil),             // 54: persys.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 55: persys.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 56: persys.v1.GetNodeRequest
+	(*ClusterSummaryRequest)(nil),        // 57: persys.v1.ClusterSummaryRequest
+	(*ListEventsRequest)(nil),            // 58: persys.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),           // 59: persys.v1.ListEventsResponse
+	nil,                                  // 60: persys.v1.PutSecretRequest.DataEntry
+	nil,                                  // 61: persys.v1.JoinNodeResponse.LabelsEntry
+	nil,                                  // 62: persys.v1.JoinToken.LabelsEntry
+	nil,                                  // 63: persys.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 64: persys.v1.ApplyRequest.LabelsEntry
+	nil,                                  // 65: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	(SecretType)(0),                      // 66: persys.v1.SecretType
+	(*SecretInfo)(nil),                   // 67: persys.v1.SecretInfo
+	(*timestamppb.Timestamp)(nil),        // 68: google.protobuf.Timestamp
+	(*Event)(nil),                        // 69: persys.v1.Event
+	(FailureReason)(0),                   // 70: persys.v1.FailureReason
+	(*Node)(nil),                         // 71: persys.v1.Node
+	(*NodeCapabilities)(nil),             // 72: persys.v1.NodeCapabilities
+	(*WorkloadStatus)(nil),               // 73: persys.v1.WorkloadStatus
+	(*Resources)(nil),                    // 74: persys.v1.Resources
+	(*WorkloadSpec)(nil),                 // 75: persys.v1.WorkloadSpec
+	(*Workload)(nil),                     // 76: persys.v1.Workload
+	(*Assignment)(nil),                   // 77: persys.v1.Assignment
+	(*GetWorkloadLogsRequest)(nil),       // 78: persys.v1.GetWorkloadLogsRequest
+	(*ClusterSummary)(nil),               // 79: persys.v1.ClusterSummary
+	(*GetWorkloadLogsResponse)(nil),      // 80: persys.v1.GetWorkloadLogsResponse
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
-	27, // 0: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
-	28, // 1: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
-	2,  // 2: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
-	29, // 3: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
-	30, // 4: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	31, // 5: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
-	30, // 6: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	25, // 7: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	32, // 8: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	12, // 9: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
-	33, // 10: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	30, // 11: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	34, // 12: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	35, // 13: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	26, // 14: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	12, // 15: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	28, // 16: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	35, // 17: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	6,  // 18: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
-	8,  // 19: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
-	10, // 20: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
-	13, // 21: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
-	14, // 22: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
-	16, // 23: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
-	18, // 24: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
-	13, // 25: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
-	19, // 26: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
-	21, // 27: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
-	22, // 28: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
-	23, // 29: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
-	0,  // 30: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
-	0,  // 31: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
-	1,  // 32: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
-	4,  // 33: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
-	7,  // 34: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	9,  // 35: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	11, // 36: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	12, // 37: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	15, // 38: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	17, // 39: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	12, // 40: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	12, // 41: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	20, // 42: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	28, // 43: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	36, // 44: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	24, // 45: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	28, // 46: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	28, // 47: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	3,  // 48: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	5,  // 49: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	34, // [34:50] is the sub-list for method output_type
-	18, // [18:34] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	66, // 0: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
+	60, // 1: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
+	67, // 2: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
+	61, // 3: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
+	68, // 4: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	62, // 5: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
+	68, // 6: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	63, // 7: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
+	10, // 8: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
+	10, // 9: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
+	68, // 10: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	17, // 11: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
+	17, // 12: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
+	68, // 13: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
+	68, // 14: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	24, // 15: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
+	24, // 16: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
+	69, // 17: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
+	70, // 18: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
+	71, // 19: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
+	37, // 20: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
+	72, // 21: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
+	73, // 22: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	74, // 23: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
+	73, // 24: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	64, // 25: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	75, // 26: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	47, // 27: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
+	76, // 28: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	73, // 29: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	77, // 30: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	69, // 31: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	65, // 32: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	47, // 33: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
+	71, // 34: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	69, // 35: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	41, // 36: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
+	43, // 37: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
+	45, // 38: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
+	48, // 39: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
+	49, // 40: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
+	51, // 41: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
+	53, // 42: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
+	48, // 43: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
+	54, // 44: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
+	56, // 45: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
+	57, // 46: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
+	58, // 47: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
+	35, // 48: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
+	35, // 49: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
+	36, // 50: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
+	39, // 51: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
+	78, // 52: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
+	0,  // 53: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
+	1,  // 54: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
+	2,  // 55: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
+	4,  // 56: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
+	6,  // 57: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
+	8,  // 58: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
+	11, // 59: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
+	13, // 60: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
+	15, // 61: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
+	18, // 62: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
+	20, // 63: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
+	22, // 64: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
+	25, // 65: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
+	27, // 66: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
+	29, // 67: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
+	31, // 68: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
+	33, // 69: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
+	42, // 70: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	44, // 71: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	46, // 72: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	47, // 73: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	50, // 74: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	52, // 75: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	47, // 76: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	47, // 77: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	55, // 78: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	71, // 79: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	79, // 80: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	59, // 81: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	71, // 82: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	71, // 83: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	38, // 84: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	40, // 85: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	80, // 86: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	67, // 87: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	67, // 88: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	3,  // 89: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	5,  // 90: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	7,  // 91: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	9,  // 92: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	12, // 93: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	14, // 94: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	16, // 95: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	19, // 96: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	21, // 97: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	23, // 98: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	26, // 99: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	28, // 100: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	30, // 101: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	32, // 102: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	34, // 103: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	70, // [70:104] is the sub-list for method output_type
+	36, // [36:70] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }
@@ -1504,13 +3546,14 @@ func file_persys_v1_control_proto_init() {
 		return
 	}
 	file_persys_v1_types_proto_init()
+	file_persys_v1_agent_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_control_proto_rawDesc), len(file_persys_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

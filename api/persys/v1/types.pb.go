@@ -219,6 +219,13 @@ const (
 	FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE       FailureReason = 10
 	FailureReason_FAILURE_REASON_CONTAINER_EXITED       FailureReason = 11
 	FailureReason_FAILURE_REASON_AGENT_UNREACHABLE      FailureReason = 12
+	// The registry refused the pull (credentials missing or wrong, or the
+	// registry could not be reached).
+	FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED FailureReason = 13
+	// A secret the workload references does not exist (or lacks the key).
+	FailureReason_FAILURE_REASON_SECRET_NOT_FOUND FailureReason = 14
+	// The node's identity was revoked.
+	FailureReason_FAILURE_REASON_NODE_REVOKED FailureReason = 15
 )
 
 // Enum value maps for FailureReason.
@@ -237,6 +244,9 @@ var (
 		10: "FAILURE_REASON_NO_FEASIBLE_NODE",
 		11: "FAILURE_REASON_CONTAINER_EXITED",
 		12: "FAILURE_REASON_AGENT_UNREACHABLE",
+		13: "FAILURE_REASON_IMAGE_PULL_FAILED",
+		14: "FAILURE_REASON_SECRET_NOT_FOUND",
+		15: "FAILURE_REASON_NODE_REVOKED",
 	}
 	FailureReason_value = map[string]int32{
 		"FAILURE_REASON_UNSPECIFIED":            0,
@@ -252,6 +262,9 @@ var (
 		"FAILURE_REASON_NO_FEASIBLE_NODE":       10,
 		"FAILURE_REASON_CONTAINER_EXITED":       11,
 		"FAILURE_REASON_AGENT_UNREACHABLE":      12,
+		"FAILURE_REASON_IMAGE_PULL_FAILED":      13,
+		"FAILURE_REASON_SECRET_NOT_FOUND":       14,
+		"FAILURE_REASON_NODE_REVOKED":           15,
 	}
 )
 
@@ -346,20 +359,26 @@ const (
 	RejectReason_REJECT_REASON_SELECTOR_MISMATCH   RejectReason = 7
 	// The node is being drained (or is the node the workload leaves).
 	RejectReason_REJECT_REASON_NODE_DRAINING RejectReason = 8
+	// The node lacks a capability the workload requires (for example KVM).
+	RejectReason_REJECT_REASON_CAPABILITY_MISSING RejectReason = 9
+	// The node has no storage pool of the name a disk asks for.
+	RejectReason_REJECT_REASON_POOL_MISSING RejectReason = 10
 )
 
 // Enum value maps for RejectReason.
 var (
 	RejectReason_name = map[int32]string{
-		0: "REJECT_REASON_UNSPECIFIED",
-		1: "REJECT_REASON_NODE_NOT_READY",
-		2: "REJECT_REASON_NODE_CORDONED",
-		3: "REJECT_REASON_RUNTIME_UNSUPPORTED",
-		4: "REJECT_REASON_INSUFFICIENT_CPU",
-		5: "REJECT_REASON_INSUFFICIENT_MEMORY",
-		6: "REJECT_REASON_INSUFFICIENT_DISK",
-		7: "REJECT_REASON_SELECTOR_MISMATCH",
-		8: "REJECT_REASON_NODE_DRAINING",
+		0:  "REJECT_REASON_UNSPECIFIED",
+		1:  "REJECT_REASON_NODE_NOT_READY",
+		2:  "REJECT_REASON_NODE_CORDONED",
+		3:  "REJECT_REASON_RUNTIME_UNSUPPORTED",
+		4:  "REJECT_REASON_INSUFFICIENT_CPU",
+		5:  "REJECT_REASON_INSUFFICIENT_MEMORY",
+		6:  "REJECT_REASON_INSUFFICIENT_DISK",
+		7:  "REJECT_REASON_SELECTOR_MISMATCH",
+		8:  "REJECT_REASON_NODE_DRAINING",
+		9:  "REJECT_REASON_CAPABILITY_MISSING",
+		10: "REJECT_REASON_POOL_MISSING",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -371,6 +390,8 @@ var (
 		"REJECT_REASON_INSUFFICIENT_DISK":   6,
 		"REJECT_REASON_SELECTOR_MISMATCH":   7,
 		"REJECT_REASON_NODE_DRAINING":       8,
+		"REJECT_REASON_CAPABILITY_MISSING":  9,
+		"REJECT_REASON_POOL_MISSING":        10,
 	}
 )
 
@@ -399,6 +420,57 @@ func (x RejectReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use RejectReason.Descriptor instead.
 func (RejectReason) EnumDescriptor() ([]byte, []int) {
 	return file_persys_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+// RetainPolicy says what a delete keeps of a workload's storage.
+type RetainPolicy int32
+
+const (
+	// Same as DELETE.
+	RetainPolicy_RETAIN_POLICY_UNSPECIFIED RetainPolicy = 0
+	RetainPolicy_RETAIN_POLICY_DELETE      RetainPolicy = 1
+	RetainPolicy_RETAIN_POLICY_RETAIN      RetainPolicy = 2
+)
+
+// Enum value maps for RetainPolicy.
+var (
+	RetainPolicy_name = map[int32]string{
+		0: "RETAIN_POLICY_UNSPECIFIED",
+		1: "RETAIN_POLICY_DELETE",
+		2: "RETAIN_POLICY_RETAIN",
+	}
+	RetainPolicy_value = map[string]int32{
+		"RETAIN_POLICY_UNSPECIFIED": 0,
+		"RETAIN_POLICY_DELETE":      1,
+		"RETAIN_POLICY_RETAIN":      2,
+	}
+)
+
+func (x RetainPolicy) Enum() *RetainPolicy {
+	p := new(RetainPolicy)
+	*p = x
+	return p
+}
+
+func (x RetainPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RetainPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_persys_v1_types_proto_enumTypes[6].Descriptor()
+}
+
+func (RetainPolicy) Type() protoreflect.EnumType {
+	return &file_persys_v1_types_proto_enumTypes[6]
+}
+
+func (x RetainPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RetainPolicy.Descriptor instead.
+func (RetainPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 // NodeLossPolicy says what happens to a workload whose node is lost.
@@ -438,11 +510,11 @@ func (x NodeLossPolicy) String() string {
 }
 
 func (NodeLossPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_persys_v1_types_proto_enumTypes[6].Descriptor()
+	return file_persys_v1_types_proto_enumTypes[7].Descriptor()
 }
 
 func (NodeLossPolicy) Type() protoreflect.EnumType {
-	return &file_persys_v1_types_proto_enumTypes[6]
+	return &file_persys_v1_types_proto_enumTypes[7]
 }
 
 func (x NodeLossPolicy) Number() protoreflect.EnumNumber {
@@ -451,7 +523,61 @@ func (x NodeLossPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeLossPolicy.Descriptor instead.
 func (NodeLossPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+type SecretType int32
+
+const (
+	SecretType_SECRET_TYPE_UNSPECIFIED SecretType = 0
+	SecretType_SECRET_TYPE_OPAQUE      SecretType = 1
+	// Registry credentials: keys "server", "username", "password".
+	SecretType_SECRET_TYPE_REGISTRY SecretType = 2
+	// Git credentials: "token", or "username" and "password".
+	SecretType_SECRET_TYPE_GIT SecretType = 3
+)
+
+// Enum value maps for SecretType.
+var (
+	SecretType_name = map[int32]string{
+		0: "SECRET_TYPE_UNSPECIFIED",
+		1: "SECRET_TYPE_OPAQUE",
+		2: "SECRET_TYPE_REGISTRY",
+		3: "SECRET_TYPE_GIT",
+	}
+	SecretType_value = map[string]int32{
+		"SECRET_TYPE_UNSPECIFIED": 0,
+		"SECRET_TYPE_OPAQUE":      1,
+		"SECRET_TYPE_REGISTRY":    2,
+		"SECRET_TYPE_GIT":         3,
+	}
+)
+
+func (x SecretType) Enum() *SecretType {
+	p := new(SecretType)
+	*p = x
+	return p
+}
+
+func (x SecretType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SecretType) Descriptor() protoreflect.EnumDescriptor {
+	return file_persys_v1_types_proto_enumTypes[8].Descriptor()
+}
+
+func (SecretType) Type() protoreflect.EnumType {
+	return &file_persys_v1_types_proto_enumTypes[8]
+}
+
+func (x SecretType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SecretType.Descriptor instead.
+func (SecretType) EnumDescriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 // Resources are CPU in millicores, memory and disk in bytes.
@@ -766,6 +892,899 @@ func (x *ContainerSpec) GetLabels() map[string]string {
 	return nil
 }
 
+// SecretEnv sets an environment variable from one key of a secret.
+type SecretEnv struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Variable name.
+	Name   string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Secret string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	Key    string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// Compose only: the services that get it; empty means every service.
+	Services      []string `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretEnv) Reset() {
+	*x = SecretEnv{}
+	mi := &file_persys_v1_types_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretEnv) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretEnv) ProtoMessage() {}
+
+func (x *SecretEnv) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretEnv.ProtoReflect.Descriptor instead.
+func (*SecretEnv) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SecretEnv) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretEnv) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *SecretEnv) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SecretEnv) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+// SecretFile mounts one key of a secret (or every key, as files named by
+// the key, when key is empty and path is a directory) read-only.
+type SecretFile struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Secret string                 `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`
+	Key    string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// Absolute path inside the container.
+	Path          string   `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	Services      []string `protobuf:"bytes,4,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretFile) Reset() {
+	*x = SecretFile{}
+	mi := &file_persys_v1_types_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretFile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretFile) ProtoMessage() {}
+
+func (x *SecretFile) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretFile.ProtoReflect.Descriptor instead.
+func (*SecretFile) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SecretFile) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+func (x *SecretFile) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *SecretFile) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SecretFile) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+// GitSource is a compose file in a Git repository.
+type GitSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Branch, tag or commit; empty means the remote's default branch.
+	Ref string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
+	// Path of the compose file inside the repository; empty means
+	// compose.yaml (then docker-compose.yml).
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// Name of a secret of type GIT holding "token" (or "username" and
+	// "password") for HTTP basic auth.
+	CredentialsSecret string `protobuf:"bytes,4,opt,name=credentials_secret,json=credentialsSecret,proto3" json:"credentials_secret,omitempty"`
+	// The commit ref resolved to when the workload was applied; set by the
+	// scheduler, so a new commit on a branch is a new revision only when the
+	// user re-applies (or the poll sees it).
+	ResolvedCommit string `protobuf:"bytes,5,opt,name=resolved_commit,json=resolvedCommit,proto3" json:"resolved_commit,omitempty"`
+	// When > 0 the scheduler re-resolves ref this often and makes a new
+	// revision when the commit moved.
+	PollIntervalSeconds int64 `protobuf:"varint,6,opt,name=poll_interval_seconds,json=pollIntervalSeconds,proto3" json:"poll_interval_seconds,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *GitSource) Reset() {
+	*x = GitSource{}
+	mi := &file_persys_v1_types_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GitSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GitSource) ProtoMessage() {}
+
+func (x *GitSource) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GitSource.ProtoReflect.Descriptor instead.
+func (*GitSource) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GitSource) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *GitSource) GetRef() string {
+	if x != nil {
+		return x.Ref
+	}
+	return ""
+}
+
+func (x *GitSource) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *GitSource) GetCredentialsSecret() string {
+	if x != nil {
+		return x.CredentialsSecret
+	}
+	return ""
+}
+
+func (x *GitSource) GetResolvedCommit() string {
+	if x != nil {
+		return x.ResolvedCommit
+	}
+	return ""
+}
+
+func (x *GitSource) GetPollIntervalSeconds() int64 {
+	if x != nil {
+		return x.PollIntervalSeconds
+	}
+	return 0
+}
+
+type ComposeSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Inline compose YAML; exactly one of inline and git.
+	Inline string     `protobuf:"bytes,1,opt,name=inline,proto3" json:"inline,omitempty"`
+	Git    *GitSource `protobuf:"bytes,2,opt,name=git,proto3" json:"git,omitempty"`
+	// Injected into every service's environment and used for ${VAR}
+	// interpolation.
+	Env map[string]string `protobuf:"bytes,3,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// DELETE removes the project's named volumes on delete; RETAIN keeps them.
+	VolumeRetain  RetainPolicy `protobuf:"varint,4,opt,name=volume_retain,json=volumeRetain,proto3,enum=persys.v1.RetainPolicy" json:"volume_retain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ComposeSpec) Reset() {
+	*x = ComposeSpec{}
+	mi := &file_persys_v1_types_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ComposeSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ComposeSpec) ProtoMessage() {}
+
+func (x *ComposeSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ComposeSpec.ProtoReflect.Descriptor instead.
+func (*ComposeSpec) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ComposeSpec) GetInline() string {
+	if x != nil {
+		return x.Inline
+	}
+	return ""
+}
+
+func (x *ComposeSpec) GetGit() *GitSource {
+	if x != nil {
+		return x.Git
+	}
+	return nil
+}
+
+func (x *ComposeSpec) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *ComposeSpec) GetVolumeRetain() RetainPolicy {
+	if x != nil {
+		return x.VolumeRetain
+	}
+	return RetainPolicy_RETAIN_POLICY_UNSPECIFIED
+}
+
+// VMDisk is one disk of a VM, created in a storage pool of its node.
+type VMDisk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Pool  string                 `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Boot disk: a file in the pool used as backing image.
+	BaseImage string `protobuf:"bytes,3,opt,name=base_image,json=baseImage,proto3" json:"base_image,omitempty"`
+	// true: a full copy of base_image; false: a qcow2 overlay on it.
+	FullCopy bool `protobuf:"varint,4,opt,name=full_copy,json=fullCopy,proto3" json:"full_copy,omitempty"`
+	// Size of a blank disk, or the virtual size of an overlay (0 keeps the
+	// base image's size).
+	SizeBytes int64 `protobuf:"varint,5,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// An ISO file in the pool attached as CD-ROM (no disk is created).
+	Iso string `protobuf:"bytes,6,opt,name=iso,proto3" json:"iso,omitempty"`
+	// Boot order among the VM's disks; 0 means not bootable.
+	BootIndex     int32 `protobuf:"varint,7,opt,name=boot_index,json=bootIndex,proto3" json:"boot_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VMDisk) Reset() {
+	*x = VMDisk{}
+	mi := &file_persys_v1_types_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VMDisk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VMDisk) ProtoMessage() {}
+
+func (x *VMDisk) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VMDisk.ProtoReflect.Descriptor instead.
+func (*VMDisk) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *VMDisk) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VMDisk) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *VMDisk) GetBaseImage() string {
+	if x != nil {
+		return x.BaseImage
+	}
+	return ""
+}
+
+func (x *VMDisk) GetFullCopy() bool {
+	if x != nil {
+		return x.FullCopy
+	}
+	return false
+}
+
+func (x *VMDisk) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *VMDisk) GetIso() string {
+	if x != nil {
+		return x.Iso
+	}
+	return ""
+}
+
+func (x *VMDisk) GetBootIndex() int32 {
+	if x != nil {
+		return x.BootIndex
+	}
+	return 0
+}
+
+// VMPortForward forwards a host port to a guest port (user networking).
+type VMPortForward struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	HostPort  uint32                 `protobuf:"varint,1,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	GuestPort uint32                 `protobuf:"varint,2,opt,name=guest_port,json=guestPort,proto3" json:"guest_port,omitempty"`
+	// "tcp" (default) or "udp".
+	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// Host address; empty means 127.0.0.1.
+	HostIp        string `protobuf:"bytes,4,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VMPortForward) Reset() {
+	*x = VMPortForward{}
+	mi := &file_persys_v1_types_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VMPortForward) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VMPortForward) ProtoMessage() {}
+
+func (x *VMPortForward) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VMPortForward.ProtoReflect.Descriptor instead.
+func (*VMPortForward) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *VMPortForward) GetHostPort() uint32 {
+	if x != nil {
+		return x.HostPort
+	}
+	return 0
+}
+
+func (x *VMPortForward) GetGuestPort() uint32 {
+	if x != nil {
+		return x.GuestPort
+	}
+	return 0
+}
+
+func (x *VMPortForward) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *VMPortForward) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+type VMNetwork struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "user" (default): QEMU user-mode networking with port forwards;
+	// "bridge": a tap device on the named Linux bridge.
+	Mode   string `protobuf:"bytes,1,opt,name=mode,proto3" json:"mode,omitempty"`
+	Bridge string `protobuf:"bytes,2,opt,name=bridge,proto3" json:"bridge,omitempty"`
+	// Empty lets the agent derive a stable one from the workload uid.
+	Mac           string           `protobuf:"bytes,3,opt,name=mac,proto3" json:"mac,omitempty"`
+	PortForwards  []*VMPortForward `protobuf:"bytes,4,rep,name=port_forwards,json=portForwards,proto3" json:"port_forwards,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VMNetwork) Reset() {
+	*x = VMNetwork{}
+	mi := &file_persys_v1_types_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VMNetwork) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VMNetwork) ProtoMessage() {}
+
+func (x *VMNetwork) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VMNetwork.ProtoReflect.Descriptor instead.
+func (*VMNetwork) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *VMNetwork) GetMode() string {
+	if x != nil {
+		return x.Mode
+	}
+	return ""
+}
+
+func (x *VMNetwork) GetBridge() string {
+	if x != nil {
+		return x.Bridge
+	}
+	return ""
+}
+
+func (x *VMNetwork) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *VMNetwork) GetPortForwards() []*VMPortForward {
+	if x != nil {
+		return x.PortForwards
+	}
+	return nil
+}
+
+type CloudInit struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserData      string                 `protobuf:"bytes,1,opt,name=user_data,json=userData,proto3" json:"user_data,omitempty"`
+	MetaData      string                 `protobuf:"bytes,2,opt,name=meta_data,json=metaData,proto3" json:"meta_data,omitempty"`
+	NetworkConfig string                 `protobuf:"bytes,3,opt,name=network_config,json=networkConfig,proto3" json:"network_config,omitempty"`
+	VendorData    string                 `protobuf:"bytes,4,opt,name=vendor_data,json=vendorData,proto3" json:"vendor_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloudInit) Reset() {
+	*x = CloudInit{}
+	mi := &file_persys_v1_types_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloudInit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloudInit) ProtoMessage() {}
+
+func (x *CloudInit) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloudInit.ProtoReflect.Descriptor instead.
+func (*CloudInit) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CloudInit) GetUserData() string {
+	if x != nil {
+		return x.UserData
+	}
+	return ""
+}
+
+func (x *CloudInit) GetMetaData() string {
+	if x != nil {
+		return x.MetaData
+	}
+	return ""
+}
+
+func (x *CloudInit) GetNetworkConfig() string {
+	if x != nil {
+		return x.NetworkConfig
+	}
+	return ""
+}
+
+func (x *CloudInit) GetVendorData() string {
+	if x != nil {
+		return x.VendorData
+	}
+	return ""
+}
+
+// VMLogin is the guest user, rendered into cloud-init user-data.
+type VMLogin struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  string                 `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// A crypt(3) hash; mutually exclusive with generate_password.
+	PasswordHash string `protobuf:"bytes,2,opt,name=password_hash,json=passwordHash,proto3" json:"password_hash,omitempty"`
+	// The scheduler generates a password and keeps it in the secret
+	// password_secret (key "password"), created if missing.
+	GeneratePassword  bool     `protobuf:"varint,3,opt,name=generate_password,json=generatePassword,proto3" json:"generate_password,omitempty"`
+	PasswordSecret    string   `protobuf:"bytes,4,opt,name=password_secret,json=passwordSecret,proto3" json:"password_secret,omitempty"`
+	SshAuthorizedKeys []string `protobuf:"bytes,5,rep,name=ssh_authorized_keys,json=sshAuthorizedKeys,proto3" json:"ssh_authorized_keys,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *VMLogin) Reset() {
+	*x = VMLogin{}
+	mi := &file_persys_v1_types_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VMLogin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VMLogin) ProtoMessage() {}
+
+func (x *VMLogin) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VMLogin.ProtoReflect.Descriptor instead.
+func (*VMLogin) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *VMLogin) GetUser() string {
+	if x != nil {
+		return x.User
+	}
+	return ""
+}
+
+func (x *VMLogin) GetPasswordHash() string {
+	if x != nil {
+		return x.PasswordHash
+	}
+	return ""
+}
+
+func (x *VMLogin) GetGeneratePassword() bool {
+	if x != nil {
+		return x.GeneratePassword
+	}
+	return false
+}
+
+func (x *VMLogin) GetPasswordSecret() string {
+	if x != nil {
+		return x.PasswordSecret
+	}
+	return ""
+}
+
+func (x *VMLogin) GetSshAuthorizedKeys() []string {
+	if x != nil {
+		return x.SshAuthorizedKeys
+	}
+	return nil
+}
+
+// VMKernelBoot boots a kernel and initrd directly (files in a pool).
+type VMKernelBoot struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pool          string                 `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	Kernel        string                 `protobuf:"bytes,2,opt,name=kernel,proto3" json:"kernel,omitempty"`
+	Initrd        string                 `protobuf:"bytes,3,opt,name=initrd,proto3" json:"initrd,omitempty"`
+	Cmdline       string                 `protobuf:"bytes,4,opt,name=cmdline,proto3" json:"cmdline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VMKernelBoot) Reset() {
+	*x = VMKernelBoot{}
+	mi := &file_persys_v1_types_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VMKernelBoot) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VMKernelBoot) ProtoMessage() {}
+
+func (x *VMKernelBoot) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VMKernelBoot.ProtoReflect.Descriptor instead.
+func (*VMKernelBoot) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *VMKernelBoot) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *VMKernelBoot) GetKernel() string {
+	if x != nil {
+		return x.Kernel
+	}
+	return ""
+}
+
+func (x *VMKernelBoot) GetInitrd() string {
+	if x != nil {
+		return x.Initrd
+	}
+	return ""
+}
+
+func (x *VMKernelBoot) GetCmdline() string {
+	if x != nil {
+		return x.Cmdline
+	}
+	return ""
+}
+
+type VMSpec struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Vcpus       int32                  `protobuf:"varint,1,opt,name=vcpus,proto3" json:"vcpus,omitempty"`
+	MemoryBytes int64                  `protobuf:"varint,2,opt,name=memory_bytes,json=memoryBytes,proto3" json:"memory_bytes,omitempty"`
+	Disks       []*VMDisk              `protobuf:"bytes,3,rep,name=disks,proto3" json:"disks,omitempty"`
+	Networks    []*VMNetwork           `protobuf:"bytes,4,rep,name=networks,proto3" json:"networks,omitempty"`
+	CloudInit   *CloudInit             `protobuf:"bytes,5,opt,name=cloud_init,json=cloudInit,proto3" json:"cloud_init,omitempty"`
+	Login       *VMLogin               `protobuf:"bytes,6,opt,name=login,proto3" json:"login,omitempty"`
+	KernelBoot  *VMKernelBoot          `protobuf:"bytes,7,opt,name=kernel_boot,json=kernelBoot,proto3" json:"kernel_boot,omitempty"`
+	Metadata    map[string]string      `protobuf:"bytes,8,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// "" (any), "kvm" (placement requires a KVM node) or "tcg".
+	Accel string `protobuf:"bytes,9,opt,name=accel,proto3" json:"accel,omitempty"`
+	// Graceful ACPI power-down timeout before a hard stop; 0 means 30 s.
+	StopTimeoutSeconds int32        `protobuf:"varint,10,opt,name=stop_timeout_seconds,json=stopTimeoutSeconds,proto3" json:"stop_timeout_seconds,omitempty"`
+	DiskRetain         RetainPolicy `protobuf:"varint,11,opt,name=disk_retain,json=diskRetain,proto3,enum=persys.v1.RetainPolicy" json:"disk_retain,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *VMSpec) Reset() {
+	*x = VMSpec{}
+	mi := &file_persys_v1_types_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VMSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VMSpec) ProtoMessage() {}
+
+func (x *VMSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VMSpec.ProtoReflect.Descriptor instead.
+func (*VMSpec) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *VMSpec) GetVcpus() int32 {
+	if x != nil {
+		return x.Vcpus
+	}
+	return 0
+}
+
+func (x *VMSpec) GetMemoryBytes() int64 {
+	if x != nil {
+		return x.MemoryBytes
+	}
+	return 0
+}
+
+func (x *VMSpec) GetDisks() []*VMDisk {
+	if x != nil {
+		return x.Disks
+	}
+	return nil
+}
+
+func (x *VMSpec) GetNetworks() []*VMNetwork {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+func (x *VMSpec) GetCloudInit() *CloudInit {
+	if x != nil {
+		return x.CloudInit
+	}
+	return nil
+}
+
+func (x *VMSpec) GetLogin() *VMLogin {
+	if x != nil {
+		return x.Login
+	}
+	return nil
+}
+
+func (x *VMSpec) GetKernelBoot() *VMKernelBoot {
+	if x != nil {
+		return x.KernelBoot
+	}
+	return nil
+}
+
+func (x *VMSpec) GetMetadata() map[string]string {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *VMSpec) GetAccel() string {
+	if x != nil {
+		return x.Accel
+	}
+	return ""
+}
+
+func (x *VMSpec) GetStopTimeoutSeconds() int32 {
+	if x != nil {
+		return x.StopTimeoutSeconds
+	}
+	return 0
+}
+
+func (x *VMSpec) GetDiskRetain() RetainPolicy {
+	if x != nil {
+		return x.DiskRetain
+	}
+	return RetainPolicy_RETAIN_POLICY_UNSPECIFIED
+}
+
 type WorkloadSpec struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Type           WorkloadType           `protobuf:"varint,1,opt,name=type,proto3,enum=persys.v1.WorkloadType" json:"type,omitempty"`
@@ -774,13 +1793,19 @@ type WorkloadSpec struct {
 	NodeSelector   map[string]string      `protobuf:"bytes,4,rep,name=node_selector,json=nodeSelector,proto3" json:"node_selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Container      *ContainerSpec         `protobuf:"bytes,5,opt,name=container,proto3" json:"container,omitempty"`
 	NodeLossPolicy NodeLossPolicy         `protobuf:"varint,6,opt,name=node_loss_policy,json=nodeLossPolicy,proto3,enum=persys.v1.NodeLossPolicy" json:"node_loss_policy,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Compose        *ComposeSpec           `protobuf:"bytes,7,opt,name=compose,proto3" json:"compose,omitempty"`
+	Vm             *VMSpec                `protobuf:"bytes,8,opt,name=vm,proto3" json:"vm,omitempty"`
+	SecretEnv      []*SecretEnv           `protobuf:"bytes,9,rep,name=secret_env,json=secretEnv,proto3" json:"secret_env,omitempty"`
+	SecretFiles    []*SecretFile          `protobuf:"bytes,10,rep,name=secret_files,json=secretFiles,proto3" json:"secret_files,omitempty"`
+	// Secrets of type REGISTRY used to pull images (matched by registry host).
+	ImagePullSecrets []string `protobuf:"bytes,11,rep,name=image_pull_secrets,json=imagePullSecrets,proto3" json:"image_pull_secrets,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WorkloadSpec) Reset() {
 	*x = WorkloadSpec{}
-	mi := &file_persys_v1_types_proto_msgTypes[4]
+	mi := &file_persys_v1_types_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +1817,7 @@ func (x *WorkloadSpec) String() string {
 func (*WorkloadSpec) ProtoMessage() {}
 
 func (x *WorkloadSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[4]
+	mi := &file_persys_v1_types_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +1830,7 @@ func (x *WorkloadSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadSpec.ProtoReflect.Descriptor instead.
 func (*WorkloadSpec) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WorkloadSpec) GetType() WorkloadType {
@@ -850,6 +1875,41 @@ func (x *WorkloadSpec) GetNodeLossPolicy() NodeLossPolicy {
 	return NodeLossPolicy_NODE_LOSS_POLICY_UNSPECIFIED
 }
 
+func (x *WorkloadSpec) GetCompose() *ComposeSpec {
+	if x != nil {
+		return x.Compose
+	}
+	return nil
+}
+
+func (x *WorkloadSpec) GetVm() *VMSpec {
+	if x != nil {
+		return x.Vm
+	}
+	return nil
+}
+
+func (x *WorkloadSpec) GetSecretEnv() []*SecretEnv {
+	if x != nil {
+		return x.SecretEnv
+	}
+	return nil
+}
+
+func (x *WorkloadSpec) GetSecretFiles() []*SecretFile {
+	if x != nil {
+		return x.SecretFiles
+	}
+	return nil
+}
+
+func (x *WorkloadSpec) GetImagePullSecrets() []string {
+	if x != nil {
+		return x.ImagePullSecrets
+	}
+	return nil
+}
+
 // Workload is desired state, stored at workloads/<name>.
 type Workload struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -872,7 +1932,7 @@ type Workload struct {
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_persys_v1_types_proto_msgTypes[5]
+	mi := &file_persys_v1_types_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -884,7 +1944,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[5]
+	mi := &file_persys_v1_types_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -897,7 +1957,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Workload) GetName() string {
@@ -976,13 +2036,20 @@ type WorkloadStatus struct {
 	// and when the next one is due (retry engine, persisted at retries/<name>).
 	Attempts      int32                  `protobuf:"varint,12,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	NextAttemptAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	// Compose: one entry per service.
+	Services []*ServiceStatus `protobuf:"bytes,14,rep,name=services,proto3" json:"services,omitempty"`
+	// The workload's IP addresses (VM guest addresses, container addresses).
+	Addresses []string `protobuf:"bytes,15,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// Runtime details shown by describe, for example "accel": "tcg",
+	// "pid": "1234", "commit": "abc".
+	Details       map[string]string `protobuf:"bytes,16,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkloadStatus) Reset() {
 	*x = WorkloadStatus{}
-	mi := &file_persys_v1_types_proto_msgTypes[6]
+	mi := &file_persys_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +2061,7 @@ func (x *WorkloadStatus) String() string {
 func (*WorkloadStatus) ProtoMessage() {}
 
 func (x *WorkloadStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[6]
+	mi := &file_persys_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +2074,7 @@ func (x *WorkloadStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadStatus.ProtoReflect.Descriptor instead.
 func (*WorkloadStatus) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WorkloadStatus) GetName() string {
@@ -1101,6 +2168,128 @@ func (x *WorkloadStatus) GetNextAttemptAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *WorkloadStatus) GetServices() []*ServiceStatus {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *WorkloadStatus) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *WorkloadStatus) GetDetails() map[string]string {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+type ServiceStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	State    ActualState            `protobuf:"varint,2,opt,name=state,proto3,enum=persys.v1.ActualState" json:"state,omitempty"`
+	Running  int32                  `protobuf:"varint,3,opt,name=running,proto3" json:"running,omitempty"`
+	Desired  int32                  `protobuf:"varint,4,opt,name=desired,proto3" json:"desired,omitempty"`
+	ExitCode int32                  `protobuf:"varint,5,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Message  string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Image    string                 `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`
+	// Container ids, so an update can be seen to recreate only what changed.
+	ContainerIds  []string `protobuf:"bytes,8,rep,name=container_ids,json=containerIds,proto3" json:"container_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceStatus) Reset() {
+	*x = ServiceStatus{}
+	mi := &file_persys_v1_types_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceStatus) ProtoMessage() {}
+
+func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
+func (*ServiceStatus) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ServiceStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServiceStatus) GetState() ActualState {
+	if x != nil {
+		return x.State
+	}
+	return ActualState_ACTUAL_STATE_UNSPECIFIED
+}
+
+func (x *ServiceStatus) GetRunning() int32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *ServiceStatus) GetDesired() int32 {
+	if x != nil {
+		return x.Desired
+	}
+	return 0
+}
+
+func (x *ServiceStatus) GetExitCode() int32 {
+	if x != nil {
+		return x.ExitCode
+	}
+	return 0
+}
+
+func (x *ServiceStatus) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ServiceStatus) GetImage() string {
+	if x != nil {
+		return x.Image
+	}
+	return ""
+}
+
+func (x *ServiceStatus) GetContainerIds() []string {
+	if x != nil {
+		return x.ContainerIds
+	}
+	return nil
+}
+
 // RetryState is the retry engine's record of one workload, stored at
 // retries/<name> so a restarted scheduler keeps the backoff schedule.
 type RetryState struct {
@@ -1118,7 +2307,7 @@ type RetryState struct {
 
 func (x *RetryState) Reset() {
 	*x = RetryState{}
-	mi := &file_persys_v1_types_proto_msgTypes[7]
+	mi := &file_persys_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +2319,7 @@ func (x *RetryState) String() string {
 func (*RetryState) ProtoMessage() {}
 
 func (x *RetryState) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[7]
+	mi := &file_persys_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +2332,7 @@ func (x *RetryState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryState.ProtoReflect.Descriptor instead.
 func (*RetryState) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RetryState) GetName() string {
@@ -1215,7 +2404,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_persys_v1_types_proto_msgTypes[8]
+	mi := &file_persys_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1227,7 +2416,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[8]
+	mi := &file_persys_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1240,7 +2429,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Assignment) GetName() string {
@@ -1310,7 +2499,7 @@ type NodeRejection struct {
 
 func (x *NodeRejection) Reset() {
 	*x = NodeRejection{}
-	mi := &file_persys_v1_types_proto_msgTypes[9]
+	mi := &file_persys_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +2511,7 @@ func (x *NodeRejection) String() string {
 func (*NodeRejection) ProtoMessage() {}
 
 func (x *NodeRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[9]
+	mi := &file_persys_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +2524,7 @@ func (x *NodeRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRejection.ProtoReflect.Descriptor instead.
 func (*NodeRejection) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NodeRejection) GetNodeId() string {
@@ -1373,7 +2562,7 @@ type PlacementDecision struct {
 
 func (x *PlacementDecision) Reset() {
 	*x = PlacementDecision{}
-	mi := &file_persys_v1_types_proto_msgTypes[10]
+	mi := &file_persys_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +2574,7 @@ func (x *PlacementDecision) String() string {
 func (*PlacementDecision) ProtoMessage() {}
 
 func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[10]
+	mi := &file_persys_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +2587,7 @@ func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDecision.ProtoReflect.Descriptor instead.
 func (*PlacementDecision) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PlacementDecision) GetNodeId() string {
@@ -1447,18 +2636,21 @@ type NodeCapabilities struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Capacity *Resources             `protobuf:"bytes,1,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	// Runtimes the node can execute.
-	Runtimes      []WorkloadType    `protobuf:"varint,2,rep,packed,name=runtimes,proto3,enum=persys.v1.WorkloadType" json:"runtimes,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Os            string            `protobuf:"bytes,4,opt,name=os,proto3" json:"os,omitempty"`
-	Arch          string            `protobuf:"bytes,5,opt,name=arch,proto3" json:"arch,omitempty"`
-	Hostname      string            `protobuf:"bytes,6,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	Runtimes     []WorkloadType    `protobuf:"varint,2,rep,packed,name=runtimes,proto3,enum=persys.v1.WorkloadType" json:"runtimes,omitempty"`
+	Labels       map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Os           string            `protobuf:"bytes,4,opt,name=os,proto3" json:"os,omitempty"`
+	Arch         string            `protobuf:"bytes,5,opt,name=arch,proto3" json:"arch,omitempty"`
+	Hostname     string            `protobuf:"bytes,6,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	StoragePools []*StoragePool    `protobuf:"bytes,7,rep,name=storage_pools,json=storagePools,proto3" json:"storage_pools,omitempty"`
+	// "kvm" or "tcg" when the node runs VMs.
+	VmAccel       string `protobuf:"bytes,8,opt,name=vm_accel,json=vmAccel,proto3" json:"vm_accel,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeCapabilities) Reset() {
 	*x = NodeCapabilities{}
-	mi := &file_persys_v1_types_proto_msgTypes[11]
+	mi := &file_persys_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +2662,7 @@ func (x *NodeCapabilities) String() string {
 func (*NodeCapabilities) ProtoMessage() {}
 
 func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[11]
+	mi := &file_persys_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +2675,7 @@ func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCapabilities.ProtoReflect.Descriptor instead.
 func (*NodeCapabilities) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NodeCapabilities) GetCapacity() *Resources {
@@ -1528,6 +2720,98 @@ func (x *NodeCapabilities) GetHostname() string {
 	return ""
 }
 
+func (x *NodeCapabilities) GetStoragePools() []*StoragePool {
+	if x != nil {
+		return x.StoragePools
+	}
+	return nil
+}
+
+func (x *NodeCapabilities) GetVmAccel() string {
+	if x != nil {
+		return x.VmAccel
+	}
+	return ""
+}
+
+type StoragePool struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Path          string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	CapacityBytes int64                  `protobuf:"varint,3,opt,name=capacity_bytes,json=capacityBytes,proto3" json:"capacity_bytes,omitempty"`
+	// Free space on the pool's file system when reported.
+	FreeBytes int64 `protobuf:"varint,4,opt,name=free_bytes,json=freeBytes,proto3" json:"free_bytes,omitempty"`
+	// Bytes the scheduler has placed on it (scheduler memory only).
+	AllocatedBytes int64 `protobuf:"varint,5,opt,name=allocated_bytes,json=allocatedBytes,proto3" json:"allocated_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *StoragePool) Reset() {
+	*x = StoragePool{}
+	mi := &file_persys_v1_types_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoragePool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoragePool) ProtoMessage() {}
+
+func (x *StoragePool) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoragePool.ProtoReflect.Descriptor instead.
+func (*StoragePool) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *StoragePool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StoragePool) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *StoragePool) GetCapacityBytes() int64 {
+	if x != nil {
+		return x.CapacityBytes
+	}
+	return 0
+}
+
+func (x *StoragePool) GetFreeBytes() int64 {
+	if x != nil {
+		return x.FreeBytes
+	}
+	return 0
+}
+
+func (x *StoragePool) GetAllocatedBytes() int64 {
+	if x != nil {
+		return x.AllocatedBytes
+	}
+	return 0
+}
+
 // Node is stored at nodes/<id>; its liveness key nodes/<id>/lease is bound
 // to an etcd lease that heartbeats keep alive.
 type Node struct {
@@ -1552,7 +2836,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_persys_v1_types_proto_msgTypes[12]
+	mi := &file_persys_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +2848,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[12]
+	mi := &file_persys_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +2861,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{12}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Node) GetId() string {
@@ -1661,19 +2945,23 @@ type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
 	// Short CamelCase kind, for example Placed, Applied, Failed, NodeLost.
-	Type          string        `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
-	Workload      string        `protobuf:"bytes,3,opt,name=workload,proto3" json:"workload,omitempty"`
-	NodeId        string        `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Reason        FailureReason `protobuf:"varint,5,opt,name=reason,proto3,enum=persys.v1.FailureReason" json:"reason,omitempty"`
-	Message       string        `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
-	Revision      uint64        `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	Type     string        `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Workload string        `protobuf:"bytes,3,opt,name=workload,proto3" json:"workload,omitempty"`
+	NodeId   string        `protobuf:"bytes,4,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Reason   FailureReason `protobuf:"varint,5,opt,name=reason,proto3,enum=persys.v1.FailureReason" json:"reason,omitempty"`
+	Message  string        `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	Revision uint64        `protobuf:"varint,7,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Audit events: who did it, what, and the result.
+	Actor         string `protobuf:"bytes,8,opt,name=actor,proto3" json:"actor,omitempty"`
+	Action        string `protobuf:"bytes,9,opt,name=action,proto3" json:"action,omitempty"`
+	Result        string `protobuf:"bytes,10,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_persys_v1_types_proto_msgTypes[13]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1685,7 +2973,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[13]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1698,7 +2986,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{13}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -1750,6 +3038,244 @@ func (x *Event) GetRevision() uint64 {
 	return 0
 }
 
+func (x *Event) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Event) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *Event) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+// Secret as the API shows it: key names only, never values.
+type SecretInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type          SecretType             `protobuf:"varint,2,opt,name=type,proto3,enum=persys.v1.SecretType" json:"type,omitempty"`
+	Keys          []string               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Version       uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretInfo) Reset() {
+	*x = SecretInfo{}
+	mi := &file_persys_v1_types_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretInfo) ProtoMessage() {}
+
+func (x *SecretInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
+func (*SecretInfo) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SecretInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretInfo) GetType() SecretType {
+	if x != nil {
+		return x.Type
+	}
+	return SecretType_SECRET_TYPE_UNSPECIFIED
+}
+
+func (x *SecretInfo) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *SecretInfo) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *SecretInfo) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *SecretInfo) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+// SecretValue carries values, only from the scheduler to the agent that
+// runs a workload referencing it.
+type SecretValue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type          SecretType             `protobuf:"varint,2,opt,name=type,proto3,enum=persys.v1.SecretType" json:"type,omitempty"`
+	Data          map[string][]byte      `protobuf:"bytes,3,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretValue) Reset() {
+	*x = SecretValue{}
+	mi := &file_persys_v1_types_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretValue) ProtoMessage() {}
+
+func (x *SecretValue) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
+func (*SecretValue) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *SecretValue) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SecretValue) GetType() SecretType {
+	if x != nil {
+		return x.Type
+	}
+	return SecretType_SECRET_TYPE_UNSPECIFIED
+}
+
+func (x *SecretValue) GetData() map[string][]byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+// SealedSecret is a secret stored at secrets/<name>: data encrypted with
+// AES-256-GCM under the key named key_id.
+type SealedSecret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *SecretInfo            `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	KeyId         string                 `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Nonce         []byte                 `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	Ciphertext    []byte                 `protobuf:"bytes,4,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealedSecret) Reset() {
+	*x = SealedSecret{}
+	mi := &file_persys_v1_types_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealedSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealedSecret) ProtoMessage() {}
+
+func (x *SealedSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealedSecret.ProtoReflect.Descriptor instead.
+func (*SealedSecret) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *SealedSecret) GetInfo() *SecretInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+func (x *SealedSecret) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SealedSecret) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *SealedSecret) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
 type ClusterSummary struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	NodesTotal       int32                  `protobuf:"varint,1,opt,name=nodes_total,json=nodesTotal,proto3" json:"nodes_total,omitempty"`
@@ -1765,7 +3291,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[14]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +3303,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[14]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +3316,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{14}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -1880,14 +3406,105 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"e\n" +
+	"\tSecretEnv\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x1a\n" +
+	"\bservices\x18\x04 \x03(\tR\bservices\"f\n" +
+	"\n" +
+	"SecretFile\x12\x16\n" +
+	"\x06secret\x18\x01 \x01(\tR\x06secret\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12\x1a\n" +
+	"\bservices\x18\x04 \x03(\tR\bservices\"\xcf\x01\n" +
+	"\tGitSource\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x10\n" +
+	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12-\n" +
+	"\x12credentials_secret\x18\x04 \x01(\tR\x11credentialsSecret\x12'\n" +
+	"\x0fresolved_commit\x18\x05 \x01(\tR\x0eresolvedCommit\x122\n" +
+	"\x15poll_interval_seconds\x18\x06 \x01(\x03R\x13pollIntervalSeconds\"\xf6\x01\n" +
+	"\vComposeSpec\x12\x16\n" +
+	"\x06inline\x18\x01 \x01(\tR\x06inline\x12&\n" +
+	"\x03git\x18\x02 \x01(\v2\x14.persys.v1.GitSourceR\x03git\x121\n" +
+	"\x03env\x18\x03 \x03(\v2\x1f.persys.v1.ComposeSpec.EnvEntryR\x03env\x12<\n" +
+	"\rvolume_retain\x18\x04 \x01(\x0e2\x17.persys.v1.RetainPolicyR\fvolumeRetain\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x01\n" +
+	"\x06VMDisk\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x12\x1d\n" +
+	"\n" +
+	"base_image\x18\x03 \x01(\tR\tbaseImage\x12\x1b\n" +
+	"\tfull_copy\x18\x04 \x01(\bR\bfullCopy\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x05 \x01(\x03R\tsizeBytes\x12\x10\n" +
+	"\x03iso\x18\x06 \x01(\tR\x03iso\x12\x1d\n" +
+	"\n" +
+	"boot_index\x18\a \x01(\x05R\tbootIndex\"\x80\x01\n" +
+	"\rVMPortForward\x12\x1b\n" +
+	"\thost_port\x18\x01 \x01(\rR\bhostPort\x12\x1d\n" +
+	"\n" +
+	"guest_port\x18\x02 \x01(\rR\tguestPort\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x17\n" +
+	"\ahost_ip\x18\x04 \x01(\tR\x06hostIp\"\x88\x01\n" +
+	"\tVMNetwork\x12\x12\n" +
+	"\x04mode\x18\x01 \x01(\tR\x04mode\x12\x16\n" +
+	"\x06bridge\x18\x02 \x01(\tR\x06bridge\x12\x10\n" +
+	"\x03mac\x18\x03 \x01(\tR\x03mac\x12=\n" +
+	"\rport_forwards\x18\x04 \x03(\v2\x18.persys.v1.VMPortForwardR\fportForwards\"\x8d\x01\n" +
+	"\tCloudInit\x12\x1b\n" +
+	"\tuser_data\x18\x01 \x01(\tR\buserData\x12\x1b\n" +
+	"\tmeta_data\x18\x02 \x01(\tR\bmetaData\x12%\n" +
+	"\x0enetwork_config\x18\x03 \x01(\tR\rnetworkConfig\x12\x1f\n" +
+	"\vvendor_data\x18\x04 \x01(\tR\n" +
+	"vendorData\"\xc8\x01\n" +
+	"\aVMLogin\x12\x12\n" +
+	"\x04user\x18\x01 \x01(\tR\x04user\x12#\n" +
+	"\rpassword_hash\x18\x02 \x01(\tR\fpasswordHash\x12+\n" +
+	"\x11generate_password\x18\x03 \x01(\bR\x10generatePassword\x12'\n" +
+	"\x0fpassword_secret\x18\x04 \x01(\tR\x0epasswordSecret\x12.\n" +
+	"\x13ssh_authorized_keys\x18\x05 \x03(\tR\x11sshAuthorizedKeys\"l\n" +
+	"\fVMKernelBoot\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
+	"\x06kernel\x18\x02 \x01(\tR\x06kernel\x12\x16\n" +
+	"\x06initrd\x18\x03 \x01(\tR\x06initrd\x12\x18\n" +
+	"\acmdline\x18\x04 \x01(\tR\acmdline\"\xb1\x04\n" +
+	"\x06VMSpec\x12\x14\n" +
+	"\x05vcpus\x18\x01 \x01(\x05R\x05vcpus\x12!\n" +
+	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12'\n" +
+	"\x05disks\x18\x03 \x03(\v2\x11.persys.v1.VMDiskR\x05disks\x120\n" +
+	"\bnetworks\x18\x04 \x03(\v2\x14.persys.v1.VMNetworkR\bnetworks\x123\n" +
+	"\n" +
+	"cloud_init\x18\x05 \x01(\v2\x14.persys.v1.CloudInitR\tcloudInit\x12(\n" +
+	"\x05login\x18\x06 \x01(\v2\x12.persys.v1.VMLoginR\x05login\x128\n" +
+	"\vkernel_boot\x18\a \x01(\v2\x17.persys.v1.VMKernelBootR\n" +
+	"kernelBoot\x12;\n" +
+	"\bmetadata\x18\b \x03(\v2\x1f.persys.v1.VMSpec.MetadataEntryR\bmetadata\x12\x14\n" +
+	"\x05accel\x18\t \x01(\tR\x05accel\x120\n" +
+	"\x14stop_timeout_seconds\x18\n" +
+	" \x01(\x05R\x12stopTimeoutSeconds\x128\n" +
+	"\vdisk_retain\x18\v \x01(\x0e2\x17.persys.v1.RetainPolicyR\n" +
+	"diskRetain\x1a;\n" +
+	"\rMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x05\n" +
 	"\fWorkloadSpec\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.persys.v1.WorkloadTypeR\x04type\x12<\n" +
 	"\rdesired_state\x18\x02 \x01(\x0e2\x17.persys.v1.DesiredStateR\fdesiredState\x122\n" +
 	"\tresources\x18\x03 \x01(\v2\x14.persys.v1.ResourcesR\tresources\x12N\n" +
 	"\rnode_selector\x18\x04 \x03(\v2).persys.v1.WorkloadSpec.NodeSelectorEntryR\fnodeSelector\x126\n" +
 	"\tcontainer\x18\x05 \x01(\v2\x18.persys.v1.ContainerSpecR\tcontainer\x12C\n" +
-	"\x10node_loss_policy\x18\x06 \x01(\x0e2\x19.persys.v1.NodeLossPolicyR\x0enodeLossPolicy\x1a?\n" +
+	"\x10node_loss_policy\x18\x06 \x01(\x0e2\x19.persys.v1.NodeLossPolicyR\x0enodeLossPolicy\x120\n" +
+	"\acompose\x18\a \x01(\v2\x16.persys.v1.ComposeSpecR\acompose\x12!\n" +
+	"\x02vm\x18\b \x01(\v2\x11.persys.v1.VMSpecR\x02vm\x123\n" +
+	"\n" +
+	"secret_env\x18\t \x03(\v2\x14.persys.v1.SecretEnvR\tsecretEnv\x128\n" +
+	"\fsecret_files\x18\n" +
+	" \x03(\v2\x15.persys.v1.SecretFileR\vsecretFiles\x12,\n" +
+	"\x12image_pull_secrets\x18\v \x03(\tR\x10imagePullSecrets\x1a?\n" +
 	"\x11NodeSelectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xff\x02\n" +
@@ -1904,7 +3521,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\bdeleting\x18\b \x01(\bR\bdeleting\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe1\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x05\n" +
 	"\x0eWorkloadStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12,\n" +
@@ -1921,7 +3538,22 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	" \x01(\x05R\frestartCount\x12\x1b\n" +
 	"\texit_code\x18\v \x01(\x05R\bexitCode\x12\x1a\n" +
 	"\battempts\x18\f \x01(\x05R\battempts\x12B\n" +
-	"\x0fnext_attempt_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\"\x8c\x02\n" +
+	"\x0fnext_attempt_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x124\n" +
+	"\bservices\x18\x0e \x03(\v2\x18.persys.v1.ServiceStatusR\bservices\x12\x1c\n" +
+	"\taddresses\x18\x0f \x03(\tR\taddresses\x12@\n" +
+	"\adetails\x18\x10 \x03(\v2&.persys.v1.WorkloadStatus.DetailsEntryR\adetails\x1a:\n" +
+	"\fDetailsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x01\n" +
+	"\rServiceStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x16.persys.v1.ActualStateR\x05state\x12\x18\n" +
+	"\arunning\x18\x03 \x01(\x05R\arunning\x12\x18\n" +
+	"\adesired\x18\x04 \x01(\x05R\adesired\x12\x1b\n" +
+	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\x12\x14\n" +
+	"\x05image\x18\a \x01(\tR\x05image\x12#\n" +
+	"\rcontainer_ids\x18\b \x03(\tR\fcontainerIds\"\x8c\x02\n" +
 	"\n" +
 	"RetryState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -1955,17 +3587,26 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"rejections\x18\x05 \x03(\v2\x18.persys.v1.NodeRejectionR\n" +
 	"rejections\x12\x1a\n" +
-	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\xb5\x02\n" +
+	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\x8d\x03\n" +
 	"\x10NodeCapabilities\x120\n" +
 	"\bcapacity\x18\x01 \x01(\v2\x14.persys.v1.ResourcesR\bcapacity\x123\n" +
 	"\bruntimes\x18\x02 \x03(\x0e2\x17.persys.v1.WorkloadTypeR\bruntimes\x12?\n" +
 	"\x06labels\x18\x03 \x03(\v2'.persys.v1.NodeCapabilities.LabelsEntryR\x06labels\x12\x0e\n" +
 	"\x02os\x18\x04 \x01(\tR\x02os\x12\x12\n" +
 	"\x04arch\x18\x05 \x01(\tR\x04arch\x12\x1a\n" +
-	"\bhostname\x18\x06 \x01(\tR\bhostname\x1a9\n" +
+	"\bhostname\x18\x06 \x01(\tR\bhostname\x12;\n" +
+	"\rstorage_pools\x18\a \x03(\v2\x16.persys.v1.StoragePoolR\fstoragePools\x12\x19\n" +
+	"\bvm_accel\x18\b \x01(\tR\avmAccel\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd4\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
+	"\vStoragePool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12%\n" +
+	"\x0ecapacity_bytes\x18\x03 \x01(\x03R\rcapacityBytes\x12\x1d\n" +
+	"\n" +
+	"free_bytes\x18\x04 \x01(\x03R\tfreeBytes\x12'\n" +
+	"\x0fallocated_bytes\x18\x05 \x01(\x03R\x0eallocatedBytes\"\xd4\x03\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12?\n" +
@@ -1978,7 +3619,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x0elast_heartbeat\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rlastHeartbeat\x12\x19\n" +
 	"\blease_id\x18\n" +
 	" \x01(\x03R\aleaseId\x12\x1a\n" +
-	"\bdraining\x18\v \x01(\bR\bdraining\"\xe8\x01\n" +
+	"\bdraining\x18\v \x01(\bR\bdraining\"\xae\x02\n" +
 	"\x05Event\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
@@ -1986,7 +3627,35 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\anode_id\x18\x04 \x01(\tR\x06nodeId\x120\n" +
 	"\x06reason\x18\x05 \x01(\x0e2\x18.persys.v1.FailureReasonR\x06reason\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x1a\n" +
-	"\brevision\x18\a \x01(\x04R\brevision\"\x9d\x03\n" +
+	"\brevision\x18\a \x01(\x04R\brevision\x12\x14\n" +
+	"\x05actor\x18\b \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\t \x01(\tR\x06action\x12\x16\n" +
+	"\x06result\x18\n" +
+	" \x01(\tR\x06result\"\xef\x01\n" +
+	"\n" +
+	"SecretInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x15.persys.v1.SecretTypeR\x04type\x12\x12\n" +
+	"\x04keys\x18\x03 \x03(\tR\x04keys\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\"\xbb\x01\n" +
+	"\vSecretValue\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
+	"\x04type\x18\x02 \x01(\x0e2\x15.persys.v1.SecretTypeR\x04type\x124\n" +
+	"\x04data\x18\x03 \x03(\v2 .persys.v1.SecretValue.DataEntryR\x04data\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x86\x01\n" +
+	"\fSealedSecret\x12)\n" +
+	"\x04info\x18\x01 \x01(\v2\x15.persys.v1.SecretInfoR\x04info\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\fR\x05nonce\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x04 \x01(\fR\n" +
+	"ciphertext\"\x9d\x03\n" +
 	"\x0eClusterSummary\x12\x1f\n" +
 	"\vnodes_total\x18\x01 \x01(\x05R\n" +
 	"nodesTotal\x12\x1f\n" +
@@ -2019,7 +3688,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x13ACTUAL_STATE_FAILED\x10\x06\x12\x18\n" +
 	"\x14ACTUAL_STATE_UNKNOWN\x10\a\x12\x19\n" +
 	"\x15ACTUAL_STATE_DELETING\x10\b\x12\x18\n" +
-	"\x14ACTUAL_STATE_MISSING\x10\t*\xcf\x03\n" +
+	"\x14ACTUAL_STATE_MISSING\x10\t*\xbb\x04\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eFAILURE_REASON_IMAGE_NOT_FOUND\x10\x01\x12)\n" +
@@ -2034,11 +3703,14 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x1fFAILURE_REASON_NO_FEASIBLE_NODE\x10\n" +
 	"\x12#\n" +
 	"\x1fFAILURE_REASON_CONTAINER_EXITED\x10\v\x12$\n" +
-	" FAILURE_REASON_AGENT_UNREACHABLE\x10\f*W\n" +
+	" FAILURE_REASON_AGENT_UNREACHABLE\x10\f\x12$\n" +
+	" FAILURE_REASON_IMAGE_PULL_FAILED\x10\r\x12#\n" +
+	"\x1fFAILURE_REASON_SECRET_NOT_FOUND\x10\x0e\x12\x1f\n" +
+	"\x1bFAILURE_REASON_NODE_REVOKED\x10\x0f*W\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x18\n" +
-	"\x14NODE_STATE_NOT_READY\x10\x02*\xcd\x02\n" +
+	"\x14NODE_STATE_NOT_READY\x10\x02*\x93\x03\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_NODE_NOT_READY\x10\x01\x12\x1f\n" +
@@ -2048,11 +3720,24 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"!REJECT_REASON_INSUFFICIENT_MEMORY\x10\x05\x12#\n" +
 	"\x1fREJECT_REASON_INSUFFICIENT_DISK\x10\x06\x12#\n" +
 	"\x1fREJECT_REASON_SELECTOR_MISMATCH\x10\a\x12\x1f\n" +
-	"\x1bREJECT_REASON_NODE_DRAINING\x10\b*n\n" +
+	"\x1bREJECT_REASON_NODE_DRAINING\x10\b\x12$\n" +
+	" REJECT_REASON_CAPABILITY_MISSING\x10\t\x12\x1e\n" +
+	"\x1aREJECT_REASON_POOL_MISSING\x10\n" +
+	"*a\n" +
+	"\fRetainPolicy\x12\x1d\n" +
+	"\x19RETAIN_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14RETAIN_POLICY_DELETE\x10\x01\x12\x18\n" +
+	"\x14RETAIN_POLICY_RETAIN\x10\x02*n\n" +
 	"\x0eNodeLossPolicy\x12 \n" +
 	"\x1cNODE_LOSS_POLICY_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bNODE_LOSS_POLICY_RESCHEDULE\x10\x01\x12\x19\n" +
-	"\x15NODE_LOSS_POLICY_WAIT\x10\x02B6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\x15NODE_LOSS_POLICY_WAIT\x10\x02*p\n" +
+	"\n" +
+	"SecretType\x12\x1b\n" +
+	"\x17SECRET_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12SECRET_TYPE_OPAQUE\x10\x01\x12\x18\n" +
+	"\x14SECRET_TYPE_REGISTRY\x10\x02\x12\x13\n" +
+	"\x0fSECRET_TYPE_GIT\x10\x03B6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_types_proto_rawDescOnce sync.Once
@@ -2066,8 +3751,8 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 	return file_persys_v1_types_proto_rawDescData
 }
 
-var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -2075,74 +3760,121 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(FailureReason)(0),            // 3: persys.v1.FailureReason
 	(NodeState)(0),                // 4: persys.v1.NodeState
 	(RejectReason)(0),             // 5: persys.v1.RejectReason
-	(NodeLossPolicy)(0),           // 6: persys.v1.NodeLossPolicy
-	(*Resources)(nil),             // 7: persys.v1.Resources
-	(*PortMapping)(nil),           // 8: persys.v1.PortMapping
-	(*Volume)(nil),                // 9: persys.v1.Volume
-	(*ContainerSpec)(nil),         // 10: persys.v1.ContainerSpec
-	(*WorkloadSpec)(nil),          // 11: persys.v1.WorkloadSpec
-	(*Workload)(nil),              // 12: persys.v1.Workload
-	(*WorkloadStatus)(nil),        // 13: persys.v1.WorkloadStatus
-	(*RetryState)(nil),            // 14: persys.v1.RetryState
-	(*Assignment)(nil),            // 15: persys.v1.Assignment
-	(*NodeRejection)(nil),         // 16: persys.v1.NodeRejection
-	(*PlacementDecision)(nil),     // 17: persys.v1.PlacementDecision
-	(*NodeCapabilities)(nil),      // 18: persys.v1.NodeCapabilities
-	(*Node)(nil),                  // 19: persys.v1.Node
-	(*Event)(nil),                 // 20: persys.v1.Event
-	(*ClusterSummary)(nil),        // 21: persys.v1.ClusterSummary
-	nil,                           // 22: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 23: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 24: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 25: persys.v1.Workload.LabelsEntry
-	nil,                           // 26: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 27: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
+	(RetainPolicy)(0),             // 6: persys.v1.RetainPolicy
+	(NodeLossPolicy)(0),           // 7: persys.v1.NodeLossPolicy
+	(SecretType)(0),               // 8: persys.v1.SecretType
+	(*Resources)(nil),             // 9: persys.v1.Resources
+	(*PortMapping)(nil),           // 10: persys.v1.PortMapping
+	(*Volume)(nil),                // 11: persys.v1.Volume
+	(*ContainerSpec)(nil),         // 12: persys.v1.ContainerSpec
+	(*SecretEnv)(nil),             // 13: persys.v1.SecretEnv
+	(*SecretFile)(nil),            // 14: persys.v1.SecretFile
+	(*GitSource)(nil),             // 15: persys.v1.GitSource
+	(*ComposeSpec)(nil),           // 16: persys.v1.ComposeSpec
+	(*VMDisk)(nil),                // 17: persys.v1.VMDisk
+	(*VMPortForward)(nil),         // 18: persys.v1.VMPortForward
+	(*VMNetwork)(nil),             // 19: persys.v1.VMNetwork
+	(*CloudInit)(nil),             // 20: persys.v1.CloudInit
+	(*VMLogin)(nil),               // 21: persys.v1.VMLogin
+	(*VMKernelBoot)(nil),          // 22: persys.v1.VMKernelBoot
+	(*VMSpec)(nil),                // 23: persys.v1.VMSpec
+	(*WorkloadSpec)(nil),          // 24: persys.v1.WorkloadSpec
+	(*Workload)(nil),              // 25: persys.v1.Workload
+	(*WorkloadStatus)(nil),        // 26: persys.v1.WorkloadStatus
+	(*ServiceStatus)(nil),         // 27: persys.v1.ServiceStatus
+	(*RetryState)(nil),            // 28: persys.v1.RetryState
+	(*Assignment)(nil),            // 29: persys.v1.Assignment
+	(*NodeRejection)(nil),         // 30: persys.v1.NodeRejection
+	(*PlacementDecision)(nil),     // 31: persys.v1.PlacementDecision
+	(*NodeCapabilities)(nil),      // 32: persys.v1.NodeCapabilities
+	(*StoragePool)(nil),           // 33: persys.v1.StoragePool
+	(*Node)(nil),                  // 34: persys.v1.Node
+	(*Event)(nil),                 // 35: persys.v1.Event
+	(*SecretInfo)(nil),            // 36: persys.v1.SecretInfo
+	(*SecretValue)(nil),           // 37: persys.v1.SecretValue
+	(*SealedSecret)(nil),          // 38: persys.v1.SealedSecret
+	(*ClusterSummary)(nil),        // 39: persys.v1.ClusterSummary
+	nil,                           // 40: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 41: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 42: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 43: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 44: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 45: persys.v1.Workload.LabelsEntry
+	nil,                           // 46: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 47: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 48: persys.v1.SecretValue.DataEntry
+	nil,                           // 49: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	(*timestamppb.Timestamp)(nil), // 50: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	22, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
-	8,  // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
-	9,  // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	23, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
-	0,  // 4: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
-	1,  // 5: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
-	7,  // 6: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	24, // 7: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
-	10, // 8: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
-	6,  // 9: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
-	25, // 10: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
-	11, // 11: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	28, // 12: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	28, // 13: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 14: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
-	3,  // 15: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	28, // 16: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	28, // 17: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	28, // 18: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 19: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	28, // 20: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
-	17, // 21: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
-	5,  // 22: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
-	16, // 23: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
-	7,  // 24: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
-	0,  // 25: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	26, // 26: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	18, // 27: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 28: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	28, // 29: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	7,  // 30: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	7,  // 31: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	28, // 32: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	28, // 33: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 34: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	27, // 35: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	7,  // 36: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	7,  // 37: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	40, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	10, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
+	11, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
+	41, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	15, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
+	42, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
+	18, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
+	17, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
+	19, // 9: persys.v1.VMSpec.networks:type_name -> persys.v1.VMNetwork
+	20, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
+	21, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
+	22, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
+	43, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
+	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
+	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
+	9,  // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
+	44, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	12, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
+	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
+	16, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
+	23, // 22: persys.v1.WorkloadSpec.vm:type_name -> persys.v1.VMSpec
+	13, // 23: persys.v1.WorkloadSpec.secret_env:type_name -> persys.v1.SecretEnv
+	14, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
+	45, // 25: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	24, // 26: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
+	50, // 27: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	50, // 28: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 29: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
+	3,  // 30: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
+	50, // 31: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	50, // 32: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	27, // 33: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
+	46, // 34: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	2,  // 35: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
+	50, // 36: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 37: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
+	50, // 38: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	31, // 39: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
+	5,  // 40: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
+	30, // 41: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
+	9,  // 42: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
+	0,  // 43: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
+	47, // 44: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	33, // 45: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
+	32, // 46: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 47: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	50, // 48: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	9,  // 49: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	9,  // 50: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	50, // 51: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	50, // 52: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 53: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	8,  // 54: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	50, // 55: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	50, // 56: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 57: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	48, // 58: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	36, // 59: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	49, // 60: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	9,  // 61: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	9,  // 62: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -2155,8 +3887,8 @@ func file_persys_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
-			NumEnums:      7,
-			NumMessages:   21,
+			NumEnums:      9,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
