@@ -220,6 +220,7 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 
 	st, skipped, err := rt.Apply(ctx, runtime.Instance{
 		Name: name, UID: req.GetUid(), Revision: req.GetRevision(), Spec: req.GetSpec(),
+		Secrets: secretsByName(req.GetSecrets()),
 	})
 	if err != nil {
 		a.ledger.restore(name, prev, hadPrev)
@@ -380,4 +381,16 @@ func (s *service) HealthCheck(ctx context.Context, _ *persysv1.HealthCheckReques
 		resp.Runtimes[runtimeName(rt.Type())] = "ok"
 	}
 	return resp, nil
+}
+
+// secretsByName indexes the secret values an apply carries.
+func secretsByName(list []*persysv1.SecretValue) map[string]*persysv1.SecretValue {
+	if len(list) == 0 {
+		return nil
+	}
+	out := make(map[string]*persysv1.SecretValue, len(list))
+	for _, s := range list {
+		out[s.GetName()] = s
+	}
+	return out
 }

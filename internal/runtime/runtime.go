@@ -19,6 +19,23 @@ type Instance struct {
 	UID      string
 	Revision uint64
 	Spec     *persysv1.WorkloadSpec
+	// Secrets holds, by name, the values of the secrets the spec references
+	// (and nothing else). Runtimes must never log them.
+	Secrets map[string]*persysv1.SecretValue
+}
+
+// SecretValue returns one key of a secret the instance received, with an
+// error of reason SECRET_NOT_FOUND naming what is missing.
+func (i Instance) SecretValue(secret, key string) ([]byte, error) {
+	sv, ok := i.Secrets[secret]
+	if !ok {
+		return nil, Fail(persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND, nil, "secret %q was not delivered with the workload", secret)
+	}
+	v, ok := sv.GetData()[key]
+	if !ok {
+		return nil, Fail(persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND, nil, "secret %q has no key %q", secret, key)
+	}
+	return v, nil
 }
 
 // Runtime executes workloads of one type.
@@ -45,6 +62,13 @@ type Runtime interface {
 // heartbeat.
 type Watcher interface {
 	Watch(ctx context.Context) (<-chan string, error)
+}
+
+// Logger is an optional ability: a runtime that keeps a workload's output
+// (container stdout and stderr, a VM's serial console) returns its last
+// tailBytes bytes, and whether more was held.
+type Logger interface {
+	Logs(ctx context.Context, name string, tailBytes int64) (data []byte, truncated bool, err error)
 }
 
 // Verifier is an optional ability: a runtime that can check, beyond what
