@@ -8,6 +8,16 @@ set -euo pipefail
 need=()
 command -v docker >/dev/null 2>&1 || need+=(docker.io)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v git >/dev/null 2>&1 || need+=(git)
+# Virtual machines: QEMU under TCG, and what builds the tiny test guest.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+command -v qemu-img >/dev/null 2>&1 || need+=(qemu-utils)
+command -v genisoimage >/dev/null 2>&1 || need+=(genisoimage)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v depmod >/dev/null 2>&1 || need+=(kmod)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+# Private-image tests run a registry with authentication on loopback.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 if [ "${1:-}" = proto ]; then
   command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
   [ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)
