@@ -41,8 +41,27 @@ var agentMethods = map[string]bool{
 	persysv1.ControlService_Heartbeat_FullMethodName:    true,
 }
 
+// openMethods need no client certificate: a join token authenticates the
+// caller instead (the scheduler's TLS verifies client certificates only
+// when given, and every other method requires one here).
+var openMethods = map[string]bool{
+	persysv1.ControlService_JoinNode_FullMethodName: true,
+}
+
+// anyRoleMethods are open to every verified identity: each acts only on
+// the caller's own identity.
+var anyRoleMethods = map[string]bool{
+	persysv1.ControlService_RenewCertificate_FullMethodName: true,
+}
+
+// gatewayOnlyMethods serve the gateway itself (and an admin's tooling).
+var gatewayOnlyMethods = map[string]bool{
+	persysv1.ControlService_AuthenticateToken_FullMethodName: true,
+	persysv1.ControlService_RecordAudit_FullMethodName:       true,
+}
+
 func authorizeMethod(ctx context.Context, method string) (pki.Identity, error) {
-	if strings.HasPrefix(method, "/grpc.health.v1.Health/") {
+	if strings.HasPrefix(method, "/grpc.health.v1.Health/") || openMethods[method] {
 		return pki.Identity{}, nil
 	}
 	id, err := grpcauth.PeerIdentity(ctx)
@@ -54,6 +73,12 @@ func authorizeMethod(ctx context.Context, method string) (pki.Identity, error) {
 			return id, status.Errorf(codes.PermissionDenied, "%s requires role agent, caller %q has role %s", method, id.CommonName, id.Role)
 		}
 		return id, nil
+	}
+	if anyRoleMethods[method] {
+		return id, nil
+	}
+	if gatewayOnlyMethods[method] && id.Role != pki.RoleGateway && id.Role != pki.RoleAdmin {
+		return id, status.Errorf(codes.PermissionDenied, "%s requires role gateway or admin, caller %q has role %s", method, id.CommonName, id.Role)
 	}
 	if id.Role != pki.RoleGateway && id.Role != pki.RoleAdmin && id.Role != pki.RoleScheduler {
 		return id, status.Errorf(codes.PermissionDenied, "%s requires role gateway or admin, caller %q has role %s", method, id.CommonName, id.Role)
