@@ -108,6 +108,9 @@ func newRoot(o *options) *cobra.Command {
 		newNodeCommand(o),
 		newClusterCommand(o),
 		newEventsCommand(o),
+		newLogsCommand(o),
+		newSecretCommand(o),
+		newTokenCommand(o),
 	)
 	return root
 }

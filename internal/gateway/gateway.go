@@ -131,7 +131,7 @@ func New(cfg Config) http.Handler {
 }
 
 func (g *gateway) routes() []route {
-	return []route{
+	base := []route{
 		{"POST", "/v1/workloads", writers, g.apply},
 		{"GET", "/v1/workloads", readers, g.listWorkloads},
 		{"GET", "/v1/workloads/{name}", readers, g.getWorkload},
@@ -149,6 +149,9 @@ func (g *gateway) routes() []route {
 		{"GET", "/openapi.json", nil, g.openAPI},
 		{"GET", "/healthz", nil, g.healthz},
 	}
+	base = append(base, g.logRoutes()...)
+	base = append(base, g.secretRoutes()...)
+	return append(base, g.identityRoutes()...)
 }
 
 // statusWriter remembers the status code a handler wrote.
