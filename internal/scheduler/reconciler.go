@@ -408,8 +408,21 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	var resp *persysv1.ApplyWorkloadResponse
 	cli, err := s.agents().client(node, v.addr)
 	if err == nil {
-		resp, err = cli.ApplyWorkload(actx, &persysv1.ApplyWorkloadRequest{
-			Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Spec: v.w.GetSpec()})
+		// Only the agent that runs the workload receives the values of the
+		// secrets it references; a missing one fails this attempt, and the
+		// retry engine tries again (the secret may be created meanwhile).
+		secrets, serr := s.secretValuesFor(actx, v.w.GetSpec())
+		if serr != nil {
+			resp = &persysv1.ApplyWorkloadResponse{Status: &persysv1.WorkloadStatus{
+				Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(),
+				State:   persysv1.ActualState_ACTUAL_STATE_FAILED,
+				Reason:  persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
+				Message: serr.Error()}}
+		} else {
+			resp, err = cli.ApplyWorkload(actx, &persysv1.ApplyWorkloadRequest{
+				Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Spec: v.w.GetSpec(),
+				Secrets: secrets})
+		}
 	}
 	elapsed := time.Since(start)
 	if err != nil {
