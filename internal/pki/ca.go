@@ -160,48 +160,13 @@ func (ca *CA) Issue(req IssueRequest) (certPEM, keyPEM []byte, err error) {
 	if err := req.validate(); err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
-	validity := req.Validity
-	if validity == 0 {
-		validity = DefaultLeafValidity
-	}
-	now := time.Now()
-	notAfter := now.Add(validity)
-	if notAfter.After(ca.Cert.NotAfter) {
-		notAfter = ca.Cert.NotAfter
-	}
-	if !notAfter.After(now) {
-		return nil, nil, fmt.Errorf("issue: %w: CA expired at %s", ErrInvalid, ca.Cert.NotAfter.Format(time.RFC3339))
-	}
-	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	if req.Role.IsDaemon() {
-		usage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("issue: generate key: %w", err)
-	}
-	serial, err := newSerial()
+	key, err := NewKey()
 	if err != nil {
 		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject: pkix.Name{
-			CommonName:         strings.TrimSpace(req.CommonName),
-			Organization:       []string{organization},
-			OrganizationalUnit: []string{string(req.Role)},
-		},
-		NotBefore:             now.Add(-backdate),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           usage,
-		BasicConstraintsValid: true,
-		DNSNames:              append([]string(nil), req.DNSNames...),
-		IPAddresses:           append([]net.IP(nil), req.IPs...),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	der, err := ca.sign(&key.PublicKey, req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("issue %q: create certificate: %w", req.CommonName, err)
+		return nil, nil, fmt.Errorf("issue: %w", err)
 	}
 	keyPEM, err = encodeKey(key)
 	if err != nil {

@@ -1,0 +1,298 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Holder keeps one identity's current certificate, key and trusted CA
+// bundle and hands them to TLS at every handshake, so a renewed
+// certificate (Update, Reload) is used by the next handshake while open
+// connections go on undisturbed. It is safe for concurrent use.
+//
+// Server configurations (ServerTLS) read the certificate, the client CA
+// bundle and the revocation checker per handshake. Client configurations
+// (ClientTLS) read the certificate and the revocation checker per
+// handshake; their RootCAs are the bundle at the time ClientTLS was called
+// (crypto/tls verifies server names only against a fixed pool), so a
+// client that must follow a CA rotation builds its configuration again.
+type Holder struct {
+	files Files
+
+	mu    sync.RWMutex
+	cert  *tls.Certificate
+	// served is cert with the CA bundle appended to its chain, so that a
+	// joining agent can find the CA it pinned by hash (PinnedClientTLS).
+	served *tls.Certificate
+	pool   *x509.CertPool
+	roots []*x509.Certificate
+	rc    RevocationChecker
+}
+
+// LoadHolder reads f (CA bundle, certificate, key).
+func LoadHolder(f Files) (*Holder, error) {
+	h := &Holder{files: f}
+	if err := h.Reload(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// NewHolder returns a holder of the given PEM identity that is not backed
+// by files (Update only swaps it in memory).
+func NewHolder(certPEM, keyPEM, bundlePEM []byte) (*Holder, error) {
+	h := &Holder{}
+	if err := h.Update(certPEM, keyPEM, bundlePEM); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Files returns the files the holder was loaded from (zero for NewHolder).
+func (h *Holder) Files() Files { return h.files }
+
+// Reload reads the holder's files again and swaps them in.
+func (h *Holder) Reload() error {
+	pool, cert, err := h.files.load()
+	if err != nil {
+		return fmt.Errorf("reload identity: %w", err)
+	}
+	roots, err := ReadCertFile(h.files.CA)
+	if err != nil {
+		return fmt.Errorf("reload identity: %w", err)
+	}
+	h.swap(&cert, pool, roots)
+	return nil
+}
+
+// Update checks that certPEM and keyPEM belong together and that the
+// certificate chains to bundlePEM, writes them to the holder's files (key,
+// certificate, then bundle, each replaced atomically) when it has files,
+// and swaps them in.
+func (h *Holder) Update(certPEM, keyPEM, bundlePEM []byte) error {
+	certs, err := parseCerts("certificate", certPEM)
+	if err != nil {
+		return fmt.Errorf("update identity: %w", err)
+	}
+	key, err := parseKey("key", keyPEM)
+	if err != nil {
+		return fmt.Errorf("update identity: %w", err)
+	}
+	if !keyMatches(certs[0], key) {
+		return fmt.Errorf("update identity: %w: key does not match certificate", ErrInvalid)
+	}
+	roots, err := parseCerts("ca bundle", bundlePEM)
+	if err != nil {
+		return fmt.Errorf("update identity: %w", err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range roots {
+		pool.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("update identity: %w: certificate does not chain to the bundle: %w", ErrInvalid, err)
+	}
+	if h.files != (Files{}) {
+		if err := writeReplace(h.files.Key, keyPEM, 0o600); err != nil {
+			return fmt.Errorf("update identity: %w", err)
+		}
+		if err := writeReplace(h.files.Cert, certPEM, 0o644); err != nil {
+			return fmt.Errorf("update identity: %w", err)
+		}
+		if err := writeReplace(h.files.CA, bundlePEM, 0o644); err != nil {
+			return fmt.Errorf("update identity: %w", err)
+		}
+	}
+	chain := make([][]byte, 0, len(certs))
+	for _, c := range certs {
+		chain = append(chain, c.Raw)
+	}
+	h.swap(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: certs[0]}, pool, roots)
+	return nil
+}
+
+func (h *Holder) swap(cert *tls.Certificate, pool *x509.CertPool, roots []*x509.Certificate) {
+	served := *cert
+	served.Certificate = append([][]byte(nil), cert.Certificate...)
+	for _, r := range roots {
+		dup := false
+		for _, c := range served.Certificate {
+			dup = dup || string(c) == string(r.Raw)
+		}
+		if !dup {
+			served.Certificate = append(served.Certificate, r.Raw)
+		}
+	}
+	h.mu.Lock()
+	h.cert, h.served, h.pool, h.roots = cert, &served, pool, roots
+	h.mu.Unlock()
+}
+
+// SetRevocationChecker makes every later handshake refuse peers rc reports
+// revoked; nil checks nothing.
+func (h *Holder) SetRevocationChecker(rc RevocationChecker) {
+	h.mu.Lock()
+	h.rc = rc
+	h.mu.Unlock()
+}
+
+// Leaf returns the current certificate.
+func (h *Holder) Leaf() *x509.Certificate {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.cert.Leaf
+}
+
+// Roots returns the trusted CA certificates.
+func (h *Holder) Roots() []*x509.Certificate {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return append([]*x509.Certificate(nil), h.roots...)
+}
+
+// Pool returns the trusted CA pool.
+func (h *Holder) Pool() *x509.CertPool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.pool
+}
+
+// Certificate returns the current key pair.
+func (h *Holder) Certificate() *tls.Certificate {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.cert
+}
+
+// RenewAt returns when the current certificate should be renewed: after
+// fraction of its lifetime (0 < fraction < 1; anything else means 2/3).
+func (h *Holder) RenewAt(fraction float64) time.Time {
+	return RenewAt(h.Leaf(), fraction)
+}
+
+// RenewAt returns NotBefore plus fraction of c's lifetime (0 < fraction <
+// 1; anything else means 2/3), counting from issuance (see IssuedAt).
+func RenewAt(c *x509.Certificate, fraction float64) time.Time {
+	if fraction <= 0 || fraction >= 1 {
+		fraction = 2.0 / 3
+	}
+	start := IssuedAt(c)
+	life := c.NotAfter.Sub(start)
+	return start.Add(time.Duration(float64(life) * fraction))
+}
+
+func (h *Holder) revoked() RevocationChecker {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.rc
+}
+
+// verifyRevocation is a VerifyConnection hook reading the current checker.
+func (h *Holder) verifyRevocation(cs tls.ConnectionState) error {
+	return VerifyConnection(h.revoked())(cs)
+}
+
+// ServerTLS returns a TLS 1.3 server configuration that presents the
+// current certificate, verifies client certificates against the current
+// bundle with auth (tls.RequireAndVerifyClientCert, or
+// tls.VerifyClientCertIfGiven where a call may come without a certificate)
+// and refuses revoked ones.
+func (h *Holder) ServerTLS(auth tls.ClientAuthType) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ClientAuth: auth,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			h.mu.RLock()
+			defer h.mu.RUnlock()
+			return &tls.Config{
+				MinVersion:       tls.VersionTLS13,
+				Certificates:     []tls.Certificate{*h.served},
+				ClientAuth:       auth,
+				ClientCAs:        h.pool,
+				VerifyConnection: h.verifyRevocation,
+			}, nil
+		},
+	}
+}
+
+// ClientTLS returns a TLS 1.3 client configuration that presents the
+// current certificate, trusts the current bundle (fixed in the returned
+// configuration) for servers named serverName (empty: the dialled host)
+// and refuses revoked servers.
+func (h *Holder) ClientTLS(serverName string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		RootCAs:    h.Pool(),
+		ServerName: serverName,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return h.Certificate(), nil
+		},
+		VerifyConnection: h.verifyRevocation,
+	}
+}
+
+// PinnedClientTLS returns a TLS 1.3 client configuration without a client
+// certificate that trusts a server only if the chain it presents contains a
+// CA certificate whose public-key hash (HashCert) is caHash and the
+// server's certificate verifies against that CA for serverName (a DNS name
+// or an IP address; required). Nothing is trusted on first use: a server
+// of another CA fails the handshake before any request is sent.
+func PinnedClientTLS(caHash, serverName string) (*tls.Config, error) {
+	if err := ValidateCAHash(caHash); err != nil {
+		return nil, err
+	}
+	if serverName == "" {
+		return nil, fmt.Errorf("server name: %w: empty", ErrInvalid)
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ServerName: serverName,
+		// Verified below against the pinned CA instead of system roots.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("ca hash: %w: server presented no certificate", ErrInvalid)
+			}
+			pool := x509.NewCertPool()
+			found := false
+			for _, c := range cs.PeerCertificates[1:] {
+				if c.IsCA && HashCert(c) == caHash {
+					pool.AddCert(c)
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("ca hash: %w: the server's chain holds no CA with hash %s", ErrInvalid, caHash)
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{
+				Roots: pool, Intermediates: inter, DNSName: serverName,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			})
+			if err != nil {
+				return fmt.Errorf("ca hash: %w: server certificate does not verify against the pinned CA: %w", ErrInvalid, err)
+			}
+			return nil
+		},
+	}, nil
+}
+
+// ValidateCAHash checks the form "sha256:" followed by 64 hex digits.
+func ValidateCAHash(h string) error {
+	const prefix = "sha256:"
+	if len(h) != len(prefix)+64 || h[:len(prefix)] != prefix {
+		return fmt.Errorf("ca hash %q: %w: want sha256:<64 hex digits>", h, ErrInvalid)
+	}
+	for _, c := range h[len(prefix):] {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("ca hash %q: %w: want lowercase hex digits", h, ErrInvalid)
+		}
+	}
+	return nil
+}
