@@ -99,6 +99,13 @@ func (m *Manifest) ToApplyRequest() *persysv1.ApplyRequest {
 		}
 		spec.Container = pc
 	}
+	if s.Compose != nil {
+		spec.Compose = composeToProto(s.Compose)
+	}
+	if s.VM != nil {
+		spec.Vm = vmToProto(s.VM)
+	}
+	secretRefsToProto(&s, spec)
 	ApplyDefaults(spec)
 	return &persysv1.ApplyRequest{
 		Name:   m.Metadata.Name,
@@ -120,6 +127,9 @@ func ApplyDefaults(spec *persysv1.WorkloadSpec) {
 	}
 	if spec.Resources == nil {
 		spec.Resources = &persysv1.Resources{}
+	}
+	if r := spec.Resources; spec.Vm != nil && r.CpuMillis == 0 && r.MemoryBytes == 0 && r.DiskBytes == 0 {
+		spec.Resources = vmResources(spec.Vm)
 	}
 	if ct := spec.Container; ct != nil {
 		if ct.RestartPolicy == "" {
@@ -194,6 +204,13 @@ func FromWorkload(w *persysv1.Workload) *Manifest {
 		}
 		m.Spec.Container = ct
 	}
+	if pc := s.GetCompose(); pc != nil {
+		m.Spec.Compose = composeFromProto(pc)
+	}
+	if pv := s.GetVm(); pv != nil {
+		m.Spec.VM = vmFromProto(pv)
+	}
+	secretRefsFromProto(s, &m.Spec)
 	return m
 }
 

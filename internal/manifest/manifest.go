@@ -48,11 +48,13 @@ type Metadata struct {
 
 // Spec is what to run and where.
 type Spec struct {
-	// Type is container, compose or vm; only container is supported yet.
+	// Type is container, compose or vm.
 	Type string `json:"type"`
 	// DesiredState is running (the default) or stopped.
 	DesiredState string            `json:"desiredState,omitempty"`
 	Container    *Container        `json:"container,omitempty"`
+	Compose      *Compose          `json:"compose,omitempty"`
+	VM           *VM               `json:"vm,omitempty"`
 	Resources    *Resources        `json:"resources,omitempty"`
 	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 	// NodeLossPolicy is what happens when the workload's node is lost:
@@ -60,6 +62,11 @@ type Spec struct {
 	// behaviour when absent) or wait (keep it on its node until the node
 	// returns).
 	NodeLossPolicy string `json:"nodeLossPolicy,omitempty"`
+	// SecretEnv and SecretFiles inject secret values (container and
+	// compose workloads); ImagePullSecrets name registry credentials.
+	SecretEnv        []SecretEnv  `json:"secretEnv,omitempty"`
+	SecretFiles      []SecretFile `json:"secretFiles,omitempty"`
+	ImagePullSecrets []string     `json:"imagePullSecrets,omitempty"`
 }
 
 // Container describes a container workload.

@@ -137,8 +137,8 @@ func badCases() []badCase {
 		{"too many labels", edit("    app: hello\n", repeatLines("    l%d: v\n", 65)), []string{"metadata.labels"}, "at most 64 entries, got 65"},
 
 		// Spec.
-		{"compose type", edit("type: container", "type: compose"), []string{"spec.type"}, "compose workloads are not supported yet"},
-		{"vm type", edit("type: container", "type: vm"), []string{"spec.type"}, "vm workloads are not supported yet"},
+		{"compose type without compose", edit("type: container", "type: compose"), []string{"spec.compose", "spec.container"}, "required when spec.type is compose"},
+		{"vm type without vm", edit("type: container", "type: vm"), []string{"spec.vm", "spec.container"}, "required when spec.type is vm"},
 		{"unknown type", edit("type: container", "type: pod"), []string{"spec.type"}, "must be one of container, compose, vm"},
 		{"missing type", edit("  type: container\n", ""), []string{"spec.type"}, "required"},
 		{"missing container", "kind: Workload\nmetadata: {name: a}\nspec: {type: container}\n", []string{"spec.container"}, "required when spec.type is container"},
@@ -410,10 +410,10 @@ func TestValidateSpec(t *testing.T) {
 		{"negative disk", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec { s.Resources.DiskBytes = -1 << 30; return s }, []string{"spec.resources.disk"}, "must not be negative"},
 		{"unspecified type", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec { s.Type = 0; return s }, []string{"spec.type"}, "required"},
 		{"unknown type enum", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec { s.Type = 42; return s }, []string{"spec.type"}, "must be one of"},
-		{"compose type", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec {
+		{"compose type with a container section", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec {
 			s.Type = persysv1.WorkloadType_WORKLOAD_TYPE_COMPOSE
 			return s
-		}, []string{"spec.type"}, "compose workloads are not supported yet"},
+		}, []string{"spec.compose", "spec.container"}, "required when spec.type is compose"},
 		{"wait policy", "hello", func(s *persysv1.WorkloadSpec) *persysv1.WorkloadSpec {
 			s.NodeLossPolicy = persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT
 			return s
@@ -656,50 +656,64 @@ func TestBadRequestRoundTrip(t *testing.T) {
 // TestShapeCoversAllTypes guards checkShape against a Manifest field type
 // it does not know: a fully populated manifest must pass it cleanly.
 func TestShapeCoversAllTypes(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("testdata", "full.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		t.Fatal(err)
-	}
-	var c collector
-	checkShape(&c, "", v, manifestType)
-	if err := c.err(); err != nil {
-		t.Fatal(err)
-	}
-	// Every struct field of every type reachable from Manifest is set in full.yaml.
-	var walk func(rv reflect.Value, path string)
-	walk = func(rv reflect.Value, path string) {
-		switch rv.Kind() {
-		case reflect.Pointer:
-			walk(rv.Elem(), path)
-		case reflect.Struct:
-			for i := range rv.NumField() {
-				f := rv.Field(i)
-				if f.IsZero() {
-					t.Errorf("testdata/full.yaml leaves %s.%s unset", path, rv.Type().Field(i).Name)
+	// Each full*.yaml is a valid manifest of one workload type; together
+	// they set every field.
+	set := map[string]bool{}
+	all := map[string]bool{}
+	for _, file := range []string{"full.yaml", "full-compose.yaml", "full-compose-git.yaml", "full-vm.yaml", "full-vm-password.yaml"} {
+		data, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Parse(data)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		js, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(js))
+		dec.UseNumber()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		var c collector
+		checkShape(&c, "", v, manifestType)
+		if err := c.err(); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		var walk func(rv reflect.Value, path string)
+		walk = func(rv reflect.Value, path string) {
+			switch rv.Kind() {
+			case reflect.Pointer:
+				if !rv.IsNil() {
+					walk(rv.Elem(), path)
 				}
-				walk(f, path+"."+rv.Type().Field(i).Name)
-			}
-		case reflect.Slice:
-			if rv.Len() > 0 {
-				walk(rv.Index(0), path)
+			case reflect.Struct:
+				for i := range rv.NumField() {
+					f := rv.Field(i)
+					p := path + "." + rv.Type().Field(i).Name
+					all[p] = true
+					if !f.IsZero() {
+						set[p] = true
+					}
+					walk(f, p)
+				}
+			case reflect.Slice:
+				for i := range rv.Len() {
+					walk(rv.Index(i), path)
+				}
 			}
 		}
+		walk(reflect.ValueOf(m), "Manifest")
 	}
-	walk(reflect.ValueOf(m), "Manifest")
+	for p := range all {
+		if !set[p] {
+			t.Errorf("no testdata/full*.yaml sets %s", p)
+		}
+	}
 }
 
 func TestNodeLossPolicy(t *testing.T) {

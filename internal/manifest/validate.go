@@ -125,8 +125,14 @@ func validateSpec(c *collector, s *Spec) {
 		if s.Container == nil {
 			c.add("spec.container", "required when spec.type is container")
 		}
-	case "compose", "vm":
-		c.add("spec.type", "%s workloads are not supported yet", s.Type)
+	case "compose":
+		if s.Compose == nil {
+			c.add("spec.compose", "required when spec.type is compose")
+		}
+	case "vm":
+		if s.VM == nil {
+			c.add("spec.vm", "required when spec.type is vm")
+		}
 	default:
 		c.add("spec.type", "must be one of container, compose, vm")
 	}
@@ -140,9 +146,24 @@ func validateSpec(c *collector, s *Spec) {
 	default:
 		c.add("spec.nodeLossPolicy", "must be %s or %s, got %q", NodeLossReschedule, NodeLossWait, s.NodeLossPolicy)
 	}
+	for _, other := range []struct {
+		typ string
+		set bool
+	}{{"container", s.Container != nil}, {"compose", s.Compose != nil}, {"vm", s.VM != nil}} {
+		if other.set && (s.Type == "container" || s.Type == "compose" || s.Type == "vm") && other.typ != s.Type {
+			c.add("spec."+other.typ, "only with spec.type %s (spec.type is %s)", other.typ, s.Type)
+		}
+	}
 	if s.Container != nil {
 		validateContainer(c, "spec.container", s.Container)
 	}
+	if s.Compose != nil {
+		validateCompose(c, "spec.compose", s.Compose)
+	}
+	if s.VM != nil {
+		validateVM(c, "spec.vm", s.VM)
+	}
+	validateSecretRefs(c, s)
 	if r := s.Resources; r != nil {
 		validateQuantity(c, "spec.resources.cpu", r.CPU, ParseCPU)
 		if m, err := ParseCPU(string(r.CPU)); err == nil && r.CPU != "" && m > 0 && m < MinCPUMillis {
