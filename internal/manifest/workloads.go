@@ -486,16 +486,13 @@ func validSSHKey(k string) bool {
 }
 
 // vmResources derives what a VM reserves when the manifest gives no
-// resources: its vCPUs, guest memory plus QEMU's overhead, and its disks.
+// resources: its vCPUs and guest memory plus QEMU's overhead. Its disks are
+// accounted against their storage pools (PoolDemand), not the node's disk.
 func vmResources(vm *persysv1.VMSpec) *persysv1.Resources {
-	r := &persysv1.Resources{
+	return &persysv1.Resources{
 		CpuMillis:   int64(vm.GetVcpus()) * 1000,
 		MemoryBytes: vm.GetMemoryBytes() + VMMemoryOverhead,
 	}
-	for _, d := range vm.GetDisks() {
-		r.DiskBytes += d.GetSizeBytes()
-	}
-	return r
 }
 
 // PoolDemand sums, per storage pool, the bytes a VM's disks take there.

@@ -69,7 +69,7 @@ func TestVMResourcesDerived(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := m.ToApplyRequest().GetSpec().GetResources()
-	if r.GetCpuMillis() != 2000 || r.GetMemoryBytes() != 256<<20+VMMemoryOverhead || r.GetDiskBytes() != 1<<30 {
+	if r.GetCpuMillis() != 2000 || r.GetMemoryBytes() != 256<<20+VMMemoryOverhead || r.GetDiskBytes() != 0 {
 		t.Fatalf("resources = %v", r)
 	}
 	d := PoolDemand(m.ToApplyRequest().GetSpec())

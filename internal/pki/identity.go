@@ -101,3 +101,12 @@ func HashCert(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
+
+// ParseCertPEM returns the first certificate of a PEM block sequence.
+func ParseCertPEM(data []byte) (*x509.Certificate, error) {
+	certs, err := parseCerts("certificate", data)
+	if err != nil {
+		return nil, err
+	}
+	return certs[0], nil
+}

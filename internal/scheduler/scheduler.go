@@ -130,6 +130,9 @@ type Scheduler struct {
 	// loadedCh is closed once the first snapshot is in the cache.
 	loadedCh   chan struct{}
 	loadedOnce sync.Once
+	// Identity calls and revocations (identity.go).
+	idOnce sync.Once
+	id     *identityState
 }
 
 type tombstone struct {

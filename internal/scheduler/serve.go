@@ -27,8 +27,8 @@ func Serve(ctx context.Context, ln net.Listener, s *Scheduler, tlsCfg *tls.Confi
 	defer cancel()
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.ChainUnaryInterceptor(UnaryAuth),
-		grpc.ChainStreamInterceptor(StreamAuth),
+		grpc.ChainUnaryInterceptor(UnaryAuth, s.RevocationUnary),
+		grpc.ChainStreamInterceptor(StreamAuth, s.RevocationStream),
 	)
 	persysv1.RegisterControlServiceServer(srv, &controlService{s: s, stop: ctx.Done()})
 	hs := health.NewServer()
