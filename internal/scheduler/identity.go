@@ -1,0 +1,611 @@
+package scheduler
+
+// Node identity: join tokens, certificate signing for joining agents,
+// renewals, and revocations.
+//
+// A join token is "<id>.<secret>"; etcd keeps the public part and the
+// SHA-256 of the secret. JoinNode checks the token (known, secret right,
+// not expired, not revoked, uses left), the CSR (well formed, self-signed,
+// P-256) and that the node id (the CSR's common name) is not held, signs
+// a certificate with role agent, and commits the token's use count and the
+// node's identity record in one etcd transaction, so nothing is stored on
+// a refusal and a single-use token cannot be redeemed twice.
+//
+// A node id is held when its identity record names a certificate that has
+// not expired and is not revoked, or, without such a record (a certificate
+// issued by `persys ca issue` or `persys dev`), when the node is registered
+// and alive. A holder that lost its key is freed by revoking the node.
+//
+// Revocations live in etcd; RunIdentity keeps the in-memory set current
+// from a watch. The TLS layer (pki.Holder with the set as its checker)
+// refuses revoked certificates at the handshake, the interceptors refuse
+// calls on connections opened before the revocation, and a revoked node's
+// lease is revoked at once so it turns NotReady and its workloads move as
+// for a lost node.
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// Limits on identity requests.
+const (
+	maxTokenTTL      = 365 * 24 * time.Hour
+	maxTokenUses     = 1_000_000
+	maxTokenLabels   = 32
+	maxCSRNames      = 8
+	tokenIDBytes     = 6
+	tokenSecretBytes = 16
+	joinCommitTries  = 5
+)
+
+// IdentityConfig turns on the identity calls. Without a CADir, JoinNode,
+// RenewCertificate and CreateJoinToken answer FailedPrecondition; the other
+// identity calls (listing and revoking) work without it.
+type IdentityConfig struct {
+	// CADir holds ca.crt and ca.key (the signing CA) and, after a
+	// rotation, ca-bundle.crt. It is read at every signing, so `persys ca
+	// rotate` takes effect without a restart.
+	CADir string
+	// CertValidity is the lifetime of certificates signed for joins and
+	// renewals (default pki.DefaultLeafValidity).
+	CertValidity time.Duration
+}
+
+// identityState is the scheduler's identity part, created on first use.
+type identityState struct {
+	cfg     IdentityConfig
+	revoked *pki.RevocationSet
+
+	mu sync.Mutex
+	// serials maps node id to the serial of the certificate it last
+	// registered or heartbeated with.
+	serials map[string]string
+	// handled remembers revocations already acted upon (key → time).
+	handled map[string]time.Time
+}
+
+func (s *Scheduler) ident() *identityState {
+	s.idOnce.Do(func() {
+		s.id = &identityState{revoked: pki.NewRevocationSet(), serials: map[string]string{}, handled: map[string]time.Time{}}
+	})
+	return s.id
+}
+
+// SetIdentity configures the identity calls; call it before Run and Serve.
+func (s *Scheduler) SetIdentity(cfg IdentityConfig) {
+	if cfg.CertValidity <= 0 {
+		cfg.CertValidity = pki.DefaultLeafValidity
+	}
+	id := s.ident()
+	id.mu.Lock()
+	id.cfg = cfg
+	id.mu.Unlock()
+}
+
+// Revocations is the scheduler's revocation set, kept current by
+// RunIdentity; install it in the TLS holders (pki.Holder.SetRevocationChecker).
+func (s *Scheduler) Revocations() *pki.RevocationSet { return s.ident().revoked }
+
+func (s *Scheduler) identityConfig() IdentityConfig {
+	id := s.ident()
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.cfg
+}
+
+// loadCA reads the signing CA and the trusted bundle.
+func (s *Scheduler) loadCA() (*pki.CA, []byte, error) {
+	cfg := s.identityConfig()
+	if cfg.CADir == "" {
+		return nil, nil, status.Error(codes.FailedPrecondition, "this scheduler has no CA key (start it with --ca-dir) and cannot sign certificates")
+	}
+	ca, err := pki.LoadCA(cfg.CADir)
+	if err != nil {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "load CA: %v", err)
+	}
+	bundle, _, err := pki.LoadBundle(cfg.CADir, time.Now())
+	if err != nil {
+		return nil, nil, status.Errorf(codes.FailedPrecondition, "load CA bundle: %v", err)
+	}
+	return ca, bundle, nil
+}
+
+// RunIdentity keeps the revocation set current from etcd and turns revoked
+// nodes NotReady, until ctx ends.
+func (s *Scheduler) RunIdentity(ctx context.Context) error {
+	for list := range s.store.WatchRevocations(ctx) {
+		s.applyRevocations(ctx, list)
+	}
+	return nil
+}
+
+func toPKI(r *persysv1.Revocation) pki.Revocation {
+	return pki.Revocation{Serial: strings.ToLower(r.GetSerial()), NodeID: r.GetNodeId(), User: r.GetUser(), At: r.GetRevokedAt().AsTime()}
+}
+
+func (s *Scheduler) applyRevocations(ctx context.Context, list []*persysv1.Revocation) {
+	id := s.ident()
+	rs := make([]pki.Revocation, 0, len(list))
+	for _, r := range list {
+		rs = append(rs, toPKI(r))
+	}
+	id.revoked.Replace(rs)
+	// Nodes whose current certificate is now revoked lose their lease.
+	s.mu.Lock()
+	type target struct {
+		id    string
+		lease int64
+	}
+	var targets []target
+	for nid, ne := range s.nodes {
+		if ne.node == nil || !ne.alive {
+			continue
+		}
+		targets = append(targets, target{nid, ne.node.GetLeaseId()})
+	}
+	s.mu.Unlock()
+	for _, t := range targets {
+		why := s.nodeRevocation(t.id, rs)
+		if why == "" {
+			continue
+		}
+		key := t.id + "|" + why
+		id.mu.Lock()
+		done := !id.handled[key].IsZero()
+		if !done {
+			id.handled[key] = time.Now()
+		}
+		id.mu.Unlock()
+		if done {
+			continue
+		}
+		s.log.Warn("node identity revoked; ending its lease", "node", t.id, "revocation", why)
+		s.events.add(&persysv1.Event{Type: "NodeRevoked", NodeId: t.id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED,
+			Message: "node identity revoked (" + why + "): refused from now on, its workloads move as for a lost node"})
+		if t.lease != 0 {
+			if err := s.store.RevokeNodeLease(ctx, t.lease); err != nil {
+				s.log.Error("revoke lease of revoked node", "node", t.id, "err", err)
+			}
+		}
+	}
+}
+
+// nodeRevocation says why node id's current certificate is revoked, or "".
+func (s *Scheduler) nodeRevocation(nodeID string, rs []pki.Revocation) string {
+	id := s.ident()
+	id.mu.Lock()
+	serial := id.serials[nodeID]
+	id.mu.Unlock()
+	for _, r := range rs {
+		switch {
+		case r.NodeID == nodeID:
+			return "node " + nodeID + " at " + r.At.UTC().Format(time.RFC3339)
+		case r.Serial != "" && r.Serial == serial:
+			return "serial " + serial
+		}
+	}
+	return ""
+}
+
+// peerCert returns the verified leaf certificate of the caller, if any.
+func peerCert(ctx context.Context) *x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	return info.State.VerifiedChains[0][0]
+}
+
+// checkRevoked refuses a caller whose certificate was revoked after its
+// connection was opened (new handshakes are refused by TLS) and remembers
+// which certificate each node speaks with.
+func (s *Scheduler) checkRevoked(ctx context.Context, method string) error {
+	c := peerCert(ctx)
+	if c == nil {
+		return nil
+	}
+	id := s.ident()
+	if id.revoked.Revoked(c) {
+		return status.Errorf(codes.PermissionDenied, "%s: certificate %q serial %s is revoked (%s)", method, c.Subject.CommonName,
+			c.SerialNumber.Text(16), persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED)
+	}
+	if agentMethods[method] && len(c.Subject.OrganizationalUnit) == 1 && c.Subject.OrganizationalUnit[0] == string(pki.RoleAgent) {
+		id.mu.Lock()
+		id.serials[c.Subject.CommonName] = c.SerialNumber.Text(16)
+		id.mu.Unlock()
+	}
+	return nil
+}
+
+// RevocationUnary refuses unary calls on connections whose client
+// certificate has been revoked since the handshake.
+func (s *Scheduler) RevocationUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.checkRevoked(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+// RevocationStream is RevocationUnary for streams.
+func (s *Scheduler) RevocationStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.checkRevoked(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// ParseJoinToken splits "<id>.<secret>" and checks its shape.
+func ParseJoinToken(token string) (id, secret string, err error) {
+	if len(token) > 200 {
+		return "", "", errors.New("token: longer than 200 characters")
+	}
+	id, secret, ok := strings.Cut(token, ".")
+	if !ok || id == "" || secret == "" {
+		return "", "", errors.New("token: want <id>.<secret>")
+	}
+	for _, part := range []string{id, secret} {
+		for _, c := range part {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return "", "", errors.New("token: want <id>.<secret> in lowercase hex digits")
+			}
+		}
+	}
+	return id, secret, nil
+}
+
+func randomHex(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+func validateLabels(field string, labels map[string]string) error {
+	if len(labels) > maxTokenLabels {
+		return fmt.Errorf("%s: more than %d labels", field, maxTokenLabels)
+	}
+	for k, v := range labels {
+		if k == "" || len(k) > 63 || len(v) > 253 {
+			return fmt.Errorf("%s: label %q: key must be 1-63 characters and value at most 253", field, k)
+		}
+		for _, c := range k + v {
+			if c < 0x21 || c == 0x7f || c == ',' || c == '=' {
+				return fmt.Errorf("%s: label %q: character %q not allowed", field, k, c)
+			}
+		}
+	}
+	return nil
+}
+
+func (c *controlService) CreateJoinToken(ctx context.Context, req *persysv1.CreateJoinTokenRequest) (*persysv1.CreateJoinTokenResponse, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
+	if req.GetTtlSeconds() <= 0 || ttl > maxTokenTTL {
+		return nil, status.Errorf(codes.InvalidArgument, "ttl_seconds %d: must be in 1..%d", req.GetTtlSeconds(), int64(maxTokenTTL/time.Second))
+	}
+	if req.GetMaxUses() < 0 || req.GetMaxUses() > maxTokenUses {
+		return nil, status.Errorf(codes.InvalidArgument, "max_uses %d: must be in 0..%d (0: unlimited)", req.GetMaxUses(), maxTokenUses)
+	}
+	if err := validateLabels("labels", req.GetLabels()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ca, _, err := c.s.loadCA()
+	if err != nil {
+		return nil, err
+	}
+	tid, err := randomHex(tokenIDBytes)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	secret, err := randomHex(tokenSecretBytes)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	now := c.s.cfg.Now()
+	t := &persysv1.JoinToken{
+		Id:        tid,
+		ExpiresAt: timestamppb.New(now.Add(ttl)),
+		MaxUses:   req.GetMaxUses(),
+		Labels:    req.GetLabels(),
+		CreatedAt: timestamppb.New(now),
+		CreatedBy: callerCN(ctx),
+	}
+	if err := c.s.store.CreateJoinToken(ctx, t, store.HashSecret(secret)); err != nil {
+		return nil, toStatus(err)
+	}
+	c.s.log.Info("join token created", "token_id", tid, "expires", t.GetExpiresAt().AsTime(), "max_uses", t.GetMaxUses(), "by", t.GetCreatedBy())
+	c.s.events.add(&persysv1.Event{Type: "JoinTokenCreated", Actor: t.GetCreatedBy(), Message: "join token " + tid + " created"})
+	return &persysv1.CreateJoinTokenResponse{Token: tid + "." + secret, CaHash: pki.HashCert(ca.Cert), Info: t}, nil
+}
+
+func (c *controlService) ListJoinTokens(ctx context.Context, _ *persysv1.ListJoinTokensRequest) (*persysv1.ListJoinTokensResponse, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	ts, err := c.s.store.ListJoinTokens(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &persysv1.ListJoinTokensResponse{Tokens: ts}, nil
+}
+
+func (c *controlService) RevokeJoinToken(ctx context.Context, req *persysv1.RevokeJoinTokenRequest) (*persysv1.RevokeJoinTokenResponse, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	if req.GetId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "id: required")
+	}
+	if _, err := c.s.store.RevokeJoinToken(ctx, req.GetId()); err != nil {
+		return nil, toStatus(err)
+	}
+	c.s.log.Info("join token revoked", "token_id", req.GetId(), "by", callerCN(ctx))
+	c.s.events.add(&persysv1.Event{Type: "JoinTokenRevoked", Actor: callerCN(ctx), Message: "join token " + req.GetId() + " revoked"})
+	return &persysv1.RevokeJoinTokenResponse{}, nil
+}
+
+// csrNames takes the subject alternative names an agent asks for, bounded.
+func csrNames(csr *x509.CertificateRequest) ([]string, []net.IP, error) {
+	if len(csr.DNSNames) > maxCSRNames || len(csr.IPAddresses) > maxCSRNames {
+		return nil, nil, fmt.Errorf("csr_pem: more than %d DNS names or IP addresses", maxCSRNames)
+	}
+	if len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
+		return nil, nil, errors.New("csr_pem: only DNS and IP subject alternative names are allowed")
+	}
+	return csr.DNSNames, csr.IPAddresses, nil
+}
+
+// tokenRefusal explains why a token cannot be used now, or "".
+func tokenRefusal(t *persysv1.JoinToken, now time.Time) string {
+	switch {
+	case t.GetRevoked():
+		return fmt.Sprintf("join token %s is revoked", t.GetId())
+	case !now.Before(t.GetExpiresAt().AsTime()):
+		return fmt.Sprintf("join token %s expired at %s", t.GetId(), t.GetExpiresAt().AsTime().UTC().Format(time.RFC3339))
+	case t.GetMaxUses() > 0 && t.GetUses() >= t.GetMaxUses():
+		return fmt.Sprintf("join token %s is used up (%d of %d uses)", t.GetId(), t.GetUses(), t.GetMaxUses())
+	}
+	return ""
+}
+
+// heldBy explains who holds node id, or "" when it is free to join.
+func (s *Scheduler) heldBy(nodeID string, ni store.NodeIdentity, found bool, now time.Time) string {
+	if found {
+		if now.After(ni.NotAfter) {
+			return ""
+		}
+		rs := s.ident().revoked
+		if at, ok := rs.NodeRevokedAt(nodeID); ok && !ni.IssuedAt.After(at) {
+			return ""
+		}
+		if rs.Revoked(&x509.Certificate{SerialNumber: serialInt(ni.Serial)}) {
+			return ""
+		}
+		return fmt.Sprintf("node id %q is held by a valid certificate (serial %s, until %s); revoke it first (persys ca revoke --node %s)",
+			nodeID, ni.Serial, ni.NotAfter.UTC().Format(time.RFC3339), nodeID)
+	}
+	s.mu.Lock()
+	ne := s.nodes[nodeID]
+	alive := ne != nil && ne.alive
+	s.mu.Unlock()
+	if alive {
+		return fmt.Sprintf("node id %q is registered and alive under another certificate", nodeID)
+	}
+	return ""
+}
+
+func (c *controlService) JoinNode(ctx context.Context, req *persysv1.JoinNodeRequest) (*persysv1.JoinNodeResponse, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	tid, secret, err := ParseJoinToken(req.GetToken())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	csr, err := pki.ParseCSR(req.GetCsrPem())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	nodeID := strings.TrimSpace(csr.Subject.CommonName)
+	if err := pki.ValidateName("csr common name (node id)", nodeID); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	dns, ips, err := csrNames(csr)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ca, bundle, err := c.s.loadCA()
+	if err != nil {
+		return nil, err
+	}
+	validity := c.s.identityConfig().CertValidity
+	for range joinCommitTries {
+		now := c.s.cfg.Now()
+		t, rev, match, err := c.s.store.GetJoinToken(ctx, tid, secret)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !match) {
+			c.s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", "unknown token or wrong secret")
+			return nil, status.Errorf(codes.Unauthenticated, "token: join token %s is unknown or its secret is wrong", tid)
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		if why := tokenRefusal(t, now); why != "" {
+			c.s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", why)
+			return nil, status.Error(codes.Unauthenticated, "token: "+why)
+		}
+		ni, niRev, err := c.s.store.GetNodeIdentity(ctx, nodeID)
+		found := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, toStatus(err)
+		}
+		if why := c.s.heldBy(nodeID, ni, found, now); why != "" {
+			c.s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", why)
+			return nil, status.Error(codes.AlreadyExists, why)
+		}
+		certPEM, err := ca.SignCSR(csr, pki.IssueRequest{CommonName: nodeID, Role: pki.RoleAgent, DNSNames: dns, IPs: ips, Validity: validity})
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		cert, err := pki.ParseCertPEM(certPEM)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		t.Uses++
+		rec := store.NodeIdentity{Serial: cert.SerialNumber.Text(16), IssuedAt: pki.IssuedAt(cert), NotAfter: cert.NotAfter, TokenID: tid}
+		err = c.s.store.CommitJoin(ctx, t, rev, nodeID, niRev, rec)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		c.s.log.Info("node joined", "node", nodeID, "token_id", tid, "serial", rec.Serial, "not_after", cert.NotAfter)
+		c.s.events.add(&persysv1.Event{Type: "NodeJoined", NodeId: nodeID, Message: "certificate " + rec.Serial + " issued with join token " + tid})
+		return &persysv1.JoinNodeResponse{CertificatePem: certPEM, CaBundlePem: bundle, Labels: t.GetLabels()}, nil
+	}
+	return nil, status.Errorf(codes.Aborted, "join of node %q: token or node identity kept changing; retry", nodeID)
+}
+
+func (c *controlService) RenewCertificate(ctx context.Context, req *persysv1.RenewCertificateRequest) (*persysv1.RenewCertificateResponse, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	cur := peerCert(ctx)
+	if cur == nil {
+		return nil, status.Error(codes.Unauthenticated, "renew: a verified client certificate is required")
+	}
+	who, err := pki.IdentityFromCert(cur)
+	if err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	csr, err := pki.ParseCSR(req.GetCsrPem())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if cn := strings.TrimSpace(csr.Subject.CommonName); cn != who.CommonName {
+		return nil, status.Errorf(codes.PermissionDenied, "csr_pem: common name %q differs from the caller's certificate %q", cn, who.CommonName)
+	}
+	ca, bundle, err := c.s.loadCA()
+	if err != nil {
+		return nil, err
+	}
+	validity := c.s.identityConfig().CertValidity
+	// The names stay those of the current certificate: a renewal never
+	// widens what the holder may claim.
+	certPEM, err := ca.SignCSR(csr, pki.IssueRequest{CommonName: who.CommonName, Role: who.Role, DNSNames: cur.DNSNames, IPs: cur.IPAddresses, Validity: validity})
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	cert, err := pki.ParseCertPEM(certPEM)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	serial := cert.SerialNumber.Text(16)
+	if who.Role == pki.RoleAgent {
+		if err := c.s.store.PutNodeIdentity(ctx, who.CommonName, store.NodeIdentity{Serial: serial, IssuedAt: pki.IssuedAt(cert), NotAfter: cert.NotAfter}); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	c.s.log.Info("certificate renewed", "name", who.CommonName, "role", string(who.Role), "old_serial", who.Serial, "serial", serial, "not_after", cert.NotAfter)
+	return &persysv1.RenewCertificateResponse{CertificatePem: certPEM, CaBundlePem: bundle}, nil
+}
+
+func (c *controlService) RevokeCertificate(ctx context.Context, req *persysv1.RevokeCertificateRequest) (*persysv1.RevokeCertificateResponse, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, v := range []string{req.GetSerial(), req.GetNodeId(), req.GetUser()} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, status.Error(codes.InvalidArgument, "serial, node_id, user: exactly one is required")
+	}
+	if s := req.GetSerial(); s != "" {
+		if len(s) > 40 || serialInt(s) == nil {
+			return nil, status.Errorf(codes.InvalidArgument, "serial %q: want a hexadecimal certificate serial of at most 40 digits", s)
+		}
+	}
+	r := &persysv1.Revocation{
+		Serial:    strings.ToLower(strings.TrimLeft(req.GetSerial(), "0")),
+		NodeId:    req.GetNodeId(),
+		User:      req.GetUser(),
+		RevokedAt: timestamppb.New(c.s.cfg.Now()),
+		RevokedBy: callerCN(ctx),
+	}
+	if err := c.s.store.PutRevocation(ctx, r); err != nil {
+		return nil, toStatus(err)
+	}
+	// Act at once here too; the watch brings the same list to every replica.
+	list, _, err := c.s.store.ListRevocations(ctx)
+	if err == nil {
+		c.s.applyRevocations(ctx, list)
+	}
+	c.s.log.Warn("certificate revoked", "serial", r.GetSerial(), "node", r.GetNodeId(), "user", r.GetUser(), "by", r.GetRevokedBy())
+	c.s.events.add(&persysv1.Event{Type: "CertificateRevoked", NodeId: r.GetNodeId(), Actor: r.GetRevokedBy(),
+		Reason: persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED, Message: revocationText(r)})
+	return &persysv1.RevokeCertificateResponse{Revocation: r}, nil
+}
+
+func revocationText(r *persysv1.Revocation) string {
+	switch {
+	case r.GetSerial() != "":
+		return "certificate serial " + r.GetSerial() + " revoked"
+	case r.GetNodeId() != "":
+		return "node " + r.GetNodeId() + " revoked"
+	}
+	return "user " + r.GetUser() + " revoked"
+}
+
+func (c *controlService) ListRevocations(ctx context.Context, _ *persysv1.ListRevocationsRequest) (*persysv1.ListRevocationsResponse, error) {
+	if err := c.s.serving(ctx); err != nil {
+		return nil, err
+	}
+	list, _, err := c.s.store.ListRevocations(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &persysv1.ListRevocationsResponse{Revocations: list}, nil
+}
+
+// Interface guard: the TLS layer may use the set directly.
+var _ pki.RevocationChecker = (*pki.RevocationSet)(nil)
+
+// serialInt parses a hexadecimal serial; nil when it is not one or zero.
+func serialInt(s string) *big.Int {
+	n, ok := new(big.Int).SetString(s, 16)
+	if !ok || n.Sign() <= 0 {
+		return nil
+	}
+	return n
+}
