@@ -48,6 +48,12 @@ const (
 	InsufficientDisk RejectReason = 6
 	// SelectorMismatch: a node selector label is missing or has another value.
 	SelectorMismatch RejectReason = 7
+	// NodeDraining is used by the scheduler, not by Place.
+	NodeDraining RejectReason = 8
+	// CapabilityMissing: the workload requires KVM and the node has none.
+	CapabilityMissing RejectReason = 9
+	// PoolMissing: the node has no storage pool of a name the disks ask for.
+	PoolMissing RejectReason = 10
 )
 
 // String returns a snake_case name fit for logs and metric labels.
@@ -67,6 +73,12 @@ func (r RejectReason) String() string {
 		return "insufficient_disk"
 	case SelectorMismatch:
 		return "selector_mismatch"
+	case NodeDraining:
+		return "node_draining"
+	case CapabilityMissing:
+		return "capability_missing"
+	case PoolMissing:
+		return "pool_missing"
 	}
 	return "RejectReason(" + strconv.Itoa(int(r)) + ")"
 }
@@ -119,6 +131,24 @@ type Node struct {
 	// requests already assigned to it. Capacity-Allocated is free.
 	Capacity  model.Resources
 	Allocated model.Resources
+	// Accel is "kvm" or "tcg" on nodes that run VMs.
+	Accel string
+	// Pools are the node's storage pools with what is placed on them.
+	Pools []Pool
+}
+
+// Pool is a storage pool of a node: its capacity and the bytes of the disks
+// already placed on it.
+type Pool struct {
+	Name      string
+	Capacity  int64
+	Allocated int64
+}
+
+// PoolDemand is what a workload's disks need on one named pool.
+type PoolDemand struct {
+	Name  string
+	Bytes int64
 }
 
 // Validate checks a node built from external input; errors name the field.
@@ -146,6 +176,10 @@ type Request struct {
 	Type         model.WorkloadType
 	Resources    model.Resources
 	NodeSelector map[string]string
+	// RequireKVM admits only nodes whose Accel is "kvm".
+	RequireKVM bool
+	// Pools lists the storage pools the workload's disks use.
+	Pools []PoolDemand
 }
 
 // Validate checks a request built from external input; errors name the
@@ -209,7 +243,14 @@ func (r Rejection) Detail() string {
 	case InsufficientMemory:
 		return "memory: requested " + bytes(r.Requested) + ", free " + bytes(r.Free) + " of " + bytes(r.Capacity)
 	case InsufficientDisk:
+		if r.Key != "" {
+			return "pool " + r.Key + ": requested " + bytes(r.Requested) + ", free " + bytes(r.Free) + " of " + bytes(r.Capacity)
+		}
 		return "disk: requested " + bytes(r.Requested) + ", free " + bytes(r.Free) + " of " + bytes(r.Capacity)
+	case CapabilityMissing:
+		return "the workload requires KVM; the node runs VMs with " + r.Have
+	case PoolMissing:
+		return "node has no storage pool " + r.Key
 	case SelectorMismatch:
 		if !r.HasLabel {
 			return "selector " + r.Key + "=" + r.Want + ": node has no label " + r.Key
@@ -336,6 +377,17 @@ func filter(n *Node, req *Request, sel []label) RejectReason {
 		return NodeCordoned
 	case !slices.Contains(n.Runtimes, req.Type):
 		return RuntimeUnsupported
+	case req.RequireKVM && n.Accel != "kvm":
+		return CapabilityMissing
+	}
+	for _, pd := range req.Pools {
+		p := n.pool(pd.Name)
+		if p == nil {
+			return PoolMissing
+		}
+		if !fits(pd.Bytes, p.Capacity, p.Allocated) {
+			return InsufficientDisk
+		}
 	}
 	for _, l := range sel {
 		if have, has := n.Labels[l.key]; !has || have != l.value {
@@ -372,10 +424,38 @@ func rejection(n *Node, req *Request, sel []label, reason RejectReason) Rejectio
 		rej.Requested, rej.Capacity, rej.Free = req.Resources.CPUMillis, n.Capacity.CPUMillis, n.Capacity.CPUMillis-n.Allocated.CPUMillis
 	case InsufficientMemory:
 		rej.Requested, rej.Capacity, rej.Free = req.Resources.MemoryBytes, n.Capacity.MemoryBytes, n.Capacity.MemoryBytes-n.Allocated.MemoryBytes
+	case CapabilityMissing:
+		rej.Have = n.Accel
+		if rej.Have == "" {
+			rej.Have = "none"
+		}
+	case PoolMissing:
+		for _, pd := range req.Pools {
+			if n.pool(pd.Name) == nil {
+				rej.Key = pd.Name
+				break
+			}
+		}
 	case InsufficientDisk:
+		for _, pd := range req.Pools {
+			if p := n.pool(pd.Name); p != nil && !fits(pd.Bytes, p.Capacity, p.Allocated) {
+				rej.Key, rej.Requested, rej.Capacity, rej.Free = pd.Name, pd.Bytes, p.Capacity, p.Capacity-p.Allocated
+				return rej
+			}
+		}
 		rej.Requested, rej.Capacity, rej.Free = req.Resources.DiskBytes, n.Capacity.DiskBytes, n.Capacity.DiskBytes-n.Allocated.DiskBytes
 	}
 	return rej
+}
+
+// pool returns the node's pool of that name, or nil.
+func (n *Node) pool(name string) *Pool {
+	for i := range n.Pools {
+		if n.Pools[i].Name == name {
+			return &n.Pools[i]
+		}
+	}
+	return nil
 }
 
 // fits mirrors model.Resources.Fits for one resource, and spells out that a
