@@ -498,6 +498,7 @@ func (s *Scheduler) nodeViews(only string) []*persysv1.Node {
 			alloc[id] = addResources(alloc[id], e.w.GetSpec().GetResources())
 		}
 	}
+	poolAlloc := s.poolAllocationsLocked(only)
 	var out []*persysv1.Node
 	for id, ne := range s.nodes {
 		if only != "" && id != only {
@@ -512,6 +513,9 @@ func (s *Scheduler) nodeViews(only string) []*persysv1.Node {
 		n.Allocated = alloc[id]
 		if n.Allocated == nil {
 			n.Allocated = &persysv1.Resources{}
+		}
+		for _, p := range n.GetCapabilities().GetStoragePools() {
+			p.AllocatedBytes = poolAlloc[id][p.GetName()]
 		}
 		if !ne.lastHeartbeat.IsZero() {
 			n.LastHeartbeat = timestamppb.New(ne.lastHeartbeat)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/reconcile"
@@ -227,6 +229,8 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		Type:         model.WorkloadType(spec.GetType()),
 		Resources:    fromProtoResources(spec.GetResources()),
 		NodeSelector: spec.GetNodeSelector(),
+		RequireKVM:   spec.GetVm().GetAccel() == "kvm",
+		Pools:        poolDemands(spec),
 	}
 	dec := placement.Place(nodes, req, s.cfg.Strategy)
 	s.metrics.placementDuration.Observe(time.Since(start).Seconds())
@@ -293,7 +297,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 			// A move: the old node is released when the move ends.
 			s.invalidateLocked()
 		} else {
-			s.reserveLocked(dec.NodeID, req.Resources)
+			s.reserveLocked(dec.NodeID, req.Resources, req.Pools)
 		}
 		e.assignment, e.assignRev, e.pending, e.moveBlocked = a, rev, nil, ""
 		if rev > e.statusRev {
@@ -347,13 +351,63 @@ func (s *Scheduler) invalidateLocked() { s.snap = nil }
 
 // reserveLocked adds a committed placement to the cached snapshot.
 // Callers hold mu.
-func (s *Scheduler) reserveLocked(nodeID string, r model.Resources) {
+func (s *Scheduler) reserveLocked(nodeID string, r model.Resources, pools []placement.PoolDemand) {
 	if s.snap == nil {
 		return
 	}
 	if i, ok := s.snap.index[nodeID]; ok {
-		s.snap.nodes[i].Allocated = s.snap.nodes[i].Allocated.Add(r)
+		n := &s.snap.nodes[i]
+		n.Allocated = n.Allocated.Add(r)
+		if len(pools) > 0 {
+			// The pools slice is shared with earlier copies of the
+			// snapshot handed to placements: copy before writing.
+			n.Pools = slices.Clone(n.Pools)
+			for _, pd := range pools {
+				for j := range n.Pools {
+					if n.Pools[j].Name == pd.Name {
+						n.Pools[j].Allocated += pd.Bytes
+					}
+				}
+			}
+		}
 	}
+}
+
+// poolDemands lists, sorted by pool name, what a workload's VM disks need
+// on each storage pool.
+func poolDemands(spec *persysv1.WorkloadSpec) []placement.PoolDemand {
+	m := manifest.PoolDemand(spec)
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]placement.PoolDemand, 0, len(m))
+	for name, b := range m {
+		out = append(out, placement.PoolDemand{Name: name, Bytes: b})
+	}
+	slices.SortFunc(out, func(a, b placement.PoolDemand) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// poolAllocations sums, per node and pool, the disks of the workloads
+// assigned there (a moving workload counts on both nodes). Callers hold mu.
+func (s *Scheduler) poolAllocationsLocked(only string) map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	add := func(node string, spec *persysv1.WorkloadSpec) {
+		if node == "" || (only != "" && node != only) || spec.GetVm() == nil {
+			return
+		}
+		if out[node] == nil {
+			out[node] = map[string]int64{}
+		}
+		for pool, b := range manifest.PoolDemand(spec) {
+			out[node][pool] += b
+		}
+	}
+	for _, e := range s.workloads {
+		add(e.assignment.GetNodeId(), e.w.GetSpec())
+		add(e.assignment.GetPreviousNodeId(), e.w.GetSpec())
+	}
+	return out
 }
 
 func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
@@ -366,6 +420,7 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 			alloc[id] = alloc[id].Add(fromProtoResources(e.w.GetSpec().GetResources()))
 		}
 	}
+	poolAlloc := s.poolAllocationsLocked("")
 	out := make([]placement.Node, 0, len(s.nodes))
 	for id, ne := range s.nodes {
 		caps := ne.node.GetCapabilities()
@@ -373,9 +428,14 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 		for _, r := range caps.GetRuntimes() {
 			rts = append(rts, model.WorkloadType(r))
 		}
+		var pools []placement.Pool
+		for _, p := range caps.GetStoragePools() {
+			pools = append(pools, placement.Pool{Name: p.GetName(), Capacity: p.GetCapacityBytes(), Allocated: poolAlloc[id][p.GetName()]})
+		}
 		out = append(out, placement.Node{
 			ID: id, Ready: ne.alive, Cordoned: ne.node.GetCordoned(), Runtimes: rts, Labels: caps.GetLabels(),
 			Capacity: fromProtoResources(caps.GetCapacity()), Allocated: alloc[id],
+			Accel: caps.GetVmAccel(), Pools: pools,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
