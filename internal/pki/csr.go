@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 )
@@ -39,6 +40,31 @@ func NewCSR(commonName string, key *ecdsa.PrivateKey) ([]byte, error) {
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		Subject: pkix.Name{CommonName: commonName, Organization: []string{organization}},
+	}, key)
+	if err != nil {
+		return nil, fmt.Errorf("create csr: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
+}
+
+// NewServerCSR is NewCSR that also asks for DNS and IP subject
+// alternative names (a daemon's server certificate).
+func NewServerCSR(commonName string, dns []string, ips []net.IP, key *ecdsa.PrivateKey) ([]byte, error) {
+	if err := validateCommonName("csr common name", commonName); err != nil {
+		return nil, err
+	}
+	if key == nil {
+		return nil, fmt.Errorf("csr key: %w: nil", ErrInvalid)
+	}
+	for i, d := range dns {
+		if err := validateDNSName(d); err != nil {
+			return nil, fmt.Errorf("csr dns name %d: %w", i, err)
+		}
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:     pkix.Name{CommonName: commonName, Organization: []string{organization}},
+		DNSNames:    dns,
+		IPAddresses: ips,
 	}, key)
 	if err != nil {
 		return nil, fmt.Errorf("create csr: %w", err)

@@ -22,14 +22,14 @@ import (
 type Holder struct {
 	files Files
 
-	mu    sync.RWMutex
-	cert  *tls.Certificate
+	mu   sync.RWMutex
+	cert *tls.Certificate
 	// served is cert with the CA bundle appended to its chain, so that a
 	// joining agent can find the CA it pinned by hash (PinnedClientTLS).
 	served *tls.Certificate
 	pool   *x509.CertPool
-	roots []*x509.Certificate
-	rc    RevocationChecker
+	roots  []*x509.Certificate
+	rc     RevocationChecker
 }
 
 // LoadHolder reads f (CA bundle, certificate, key).
@@ -295,4 +295,20 @@ func ValidateCAHash(h string) error {
 		}
 	}
 	return nil
+}
+
+// NewHolderFiles checks the PEM identity, writes it to f (key 0600,
+// certificate and bundle 0644, each replaced atomically) and returns a
+// holder backed by f.
+func NewHolderFiles(f Files, certPEM, keyPEM, bundlePEM []byte) (*Holder, error) {
+	for _, p := range []struct{ field, path string }{{"ca file", f.CA}, {"cert file", f.Cert}, {"key file", f.Key}} {
+		if p.path == "" {
+			return nil, fmt.Errorf("%s: %w: empty path", p.field, ErrInvalid)
+		}
+	}
+	h := &Holder{files: f}
+	if err := h.Update(certPEM, keyPEM, bundlePEM); err != nil {
+		return nil, err
+	}
+	return h, nil
 }

@@ -110,3 +110,8 @@ func ParseCertPEM(data []byte) (*x509.Certificate, error) {
 	}
 	return certs[0], nil
 }
+
+// ParseCertsPEM returns every certificate of a PEM block sequence.
+func ParseCertsPEM(data []byte) ([]*x509.Certificate, error) {
+	return parseCerts("certificates", data)
+}
