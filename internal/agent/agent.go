@@ -65,9 +65,22 @@ type Config struct {
 	AuditInterval time.Duration
 	// DataDir holds the agent's allocation record; empty keeps it in
 	// memory only. Its file system is the node's disk capacity.
-	DataDir  string
+	DataDir string
+	// StoragePools are reported at registration with their free space, for
+	// the scheduler's disk placement of VM disks.
+	StoragePools []StoragePool
+	// VMAccel is "kvm" or "tcg" when the node runs VMs.
+	VMAccel  string
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+}
+
+// StoragePool is a folder where VM disks are created. Capacity 0 means
+// the size of the file system that holds it.
+type StoragePool struct {
+	Name     string
+	Path     string
+	Capacity int64
 }
 
 // Agent is the node agent. It is safe for concurrent use.

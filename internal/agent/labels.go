@@ -2,7 +2,11 @@ package agent
 
 import (
 	"fmt"
+	"path/filepath"
+	"regexp"
 	"strings"
+
+	"github.com/persys-dev/compute/internal/manifest"
 )
 
 const maxLabelKeyLen = 253
@@ -49,3 +53,34 @@ func ParseLabels(s string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// ParseStoragePool parses a --storage-pool flag: NAME=PATH, or
+// NAME=PATH:SIZE to declare a capacity (for example default=/var/lib/persys/pool:100Gi);
+// without a size the pool's capacity is its file system's.
+func ParseStoragePool(s string) (StoragePool, error) {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" || rest == "" {
+		return StoragePool{}, fmt.Errorf("storage pool %q: want NAME=PATH or NAME=PATH:SIZE", s)
+	}
+	if !poolNameRE.MatchString(name) {
+		return StoragePool{}, fmt.Errorf("storage pool %q: name must be lowercase letters, digits and '-', at most 63", s)
+	}
+	p := StoragePool{Name: name, Path: rest}
+	if i := strings.LastIndexByte(rest, ':'); i > 0 {
+		size, err := manifest.ParseBytes(rest[i+1:])
+		if err != nil {
+			return StoragePool{}, fmt.Errorf("storage pool %q: size: %w", s, err)
+		}
+		if size <= 0 {
+			return StoragePool{}, fmt.Errorf("storage pool %q: size must be positive", s)
+		}
+		p.Path, p.Capacity = rest[:i], size
+	}
+	if !filepath.IsAbs(p.Path) {
+		return StoragePool{}, fmt.Errorf("storage pool %q: path %q must be absolute", s, p.Path)
+	}
+	p.Path = filepath.Clean(p.Path)
+	return p, nil
+}
+
+var poolNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

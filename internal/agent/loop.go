@@ -186,6 +186,17 @@ func (a *Agent) capabilities() *persysv1.NodeCapabilities {
 	for _, rt := range a.order {
 		c.Runtimes = append(c.Runtimes, rt.Type())
 	}
+	c.VmAccel = a.cfg.VMAccel
+	for _, p := range a.cfg.StoragePools {
+		sp := &persysv1.StoragePool{Name: p.Name, Path: p.Path, CapacityBytes: p.Capacity}
+		if size, free, err := fsSpace(p.Path); err == nil {
+			if sp.CapacityBytes == 0 {
+				sp.CapacityBytes = size
+			}
+			sp.FreeBytes = free
+		}
+		c.StoragePools = append(c.StoragePools, sp)
+	}
 	return c
 }
 
