@@ -118,6 +118,31 @@ var unmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
 // okCodes lists extra non-2xx codes whose body is out rather than an error
 // (the wait route's 408); it returns the HTTP status code.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, body []byte, out proto.Message, okCodes ...int) (int, error) {
+	code, _, data, err := c.send(ctx, method, path, query, body)
+	if err != nil {
+		return code, err
+	}
+	okBody := code/100 == 2
+	for _, ok := range okCodes {
+		if code == ok && !isErrorBody(data) {
+			okBody = true
+		}
+	}
+	if !okBody {
+		return code, decodeError(code, data)
+	}
+	if out != nil {
+		if err := unmarshal.Unmarshal(data, out); err != nil {
+			return code, fmt.Errorf("%s %s: decoding answer: %w", method, path, err)
+		}
+	}
+	return code, nil
+}
+
+// send makes one request (every request of the client goes through it)
+// and returns the status code, the answer's headers and its body, read up
+// to maxResponseSize.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, body []byte) (int, http.Header, []byte, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
@@ -134,7 +159,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, rd)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
@@ -142,28 +167,14 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s %s: %w", method, c.base.Host, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, c.base.Host, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("%s %s: reading answer: %w", method, path, err)
+		return resp.StatusCode, resp.Header, nil, fmt.Errorf("%s %s: reading answer: %w", method, path, err)
 	}
-	okBody := resp.StatusCode/100 == 2
-	for _, code := range okCodes {
-		if resp.StatusCode == code && !isErrorBody(data) {
-			okBody = true
-		}
-	}
-	if !okBody {
-		return resp.StatusCode, decodeError(resp.StatusCode, data)
-	}
-	if out != nil {
-		if err := unmarshal.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: decoding answer: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, data, nil
 }
 
 // isErrorBody reports whether data is the gateway's error envelope.
