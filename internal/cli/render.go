@@ -400,6 +400,19 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 			k.line("Privileged", "true")
 		}
 	}
+	if c := spec.GetCompose(); c != nil {
+		describeComposeSpec(k, c)
+	}
+	if vm := spec.GetVm(); vm != nil {
+		describeVMSpec(k, vm)
+	}
+	describeSecretRefs(k, spec)
+	if len(st.GetAddresses()) > 0 {
+		k.line("Addresses", strings.Join(st.GetAddresses(), ", "))
+	}
+	if len(st.GetDetails()) > 0 {
+		k.line("Details", joinMap(st.GetDetails()))
+	}
 	k.line("Resources", resourcesLine(spec.GetResources()))
 	k.line("Node selector", joinMap(spec.GetNodeSelector()))
 	if p := spec.GetNodeLossPolicy(); p != persysv1.NodeLossPolicy_NODE_LOSS_POLICY_UNSPECIFIED {
@@ -434,6 +447,22 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 			}
 		}
 	}
+	if len(st.GetServices()) > 0 {
+		k.head("Services")
+		tw := newTable(w)
+		row(tw, "  ", "SERVICE", "STATE", "RUNNING", "IMAGE", "EXIT", "MESSAGE")
+		for _, sv := range st.GetServices() {
+			exit := ""
+			if sv.GetExitCode() != 0 {
+				exit = strconv.Itoa(int(sv.GetExitCode()))
+			}
+			row(tw, "  ", sv.GetName(), stateKey(enumName(sv.GetState())),
+				fmt.Sprintf("%d/%d", sv.GetRunning(), sv.GetDesired()), sv.GetImage(), orNone(exit), orNone(sv.GetMessage()))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
 	if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED || st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
 		k.head("Failure")
 		sub := kv{w: w, indent: "  ", width: 13}
@@ -463,6 +492,9 @@ func printDescribeNode(w io.Writer, n *persysv1.Node, workloads []*persysv1.Work
 	k.line("OS/Arch", osArch)
 	k.line("Runtimes", runtimes(n))
 	k.line("Labels", joinMap(capa.GetLabels()))
+	if capa.GetVmAccel() != "" {
+		k.line("VM accel", capa.GetVmAccel())
+	}
 	k.line("Registered", stamp(now, n.GetRegisteredAt()))
 	k.line("Last heartbeat", stamp(now, n.GetLastHeartbeat()))
 	k.head("Resources")
@@ -480,6 +512,18 @@ func printDescribeNode(w io.Writer, n *persysv1.Node, workloads []*persysv1.Work
 		humanBytes(u.GetDiskBytes())+percent(u.GetDiskBytes(), c.GetDiskBytes()))
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if pools := capa.GetStoragePools(); len(pools) > 0 {
+		k.head("Storage pools")
+		tw = newTable(w)
+		row(tw, "  ", "POOL", "PATH", "CAPACITY", "ALLOCATED", "FREE")
+		for _, p := range pools {
+			row(tw, "  ", p.GetName(), p.GetPath(), humanBytes(p.GetCapacityBytes()),
+				humanBytes(p.GetAllocatedBytes())+percent(p.GetAllocatedBytes(), p.GetCapacityBytes()), humanBytes(p.GetFreeBytes()))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	k.head("Workloads")
 	var on []*persysv1.WorkloadView
@@ -579,4 +623,123 @@ func printLeader(w io.Writer, info *persysv1.LeaderInfo) error {
 		return err
 	}
 	return nil
+}
+
+func describeComposeSpec(k kv, c *persysv1.ComposeSpec) {
+	if g := c.GetGit(); g != nil {
+		src := g.GetUrl()
+		if g.GetRef() != "" {
+			src += " @ " + g.GetRef()
+		}
+		if g.GetPath() != "" {
+			src += " (" + g.GetPath() + ")"
+		}
+		k.line("Source", src)
+		if g.GetResolvedCommit() != "" {
+			k.line("Commit", g.GetResolvedCommit())
+		}
+		if g.GetCredentialsSecret() != "" {
+			k.line("Git secret", g.GetCredentialsSecret())
+		}
+		if g.GetPollIntervalSeconds() > 0 {
+			k.line("Poll", (time.Duration(g.GetPollIntervalSeconds()) * time.Second).String())
+		}
+	} else {
+		k.line("Source", fmt.Sprintf("inline (%d bytes)", len(c.GetInline())))
+	}
+	if len(c.GetEnv()) > 0 {
+		k.line("Env", joinMap(c.GetEnv()))
+	}
+	if c.GetVolumeRetain() == persysv1.RetainPolicy_RETAIN_POLICY_RETAIN {
+		k.line("Volumes", "retained on delete")
+	}
+}
+
+func describeVMSpec(k kv, vm *persysv1.VMSpec) {
+	k.line("vCPUs", strconv.Itoa(int(vm.GetVcpus())))
+	k.line("Memory", humanBytes(vm.GetMemoryBytes()))
+	if vm.GetAccel() != "" {
+		k.line("Accel", vm.GetAccel())
+	}
+	var disks []string
+	for _, d := range vm.GetDisks() {
+		var what string
+		switch {
+		case d.GetIso() != "":
+			what = "iso " + d.GetIso()
+		case d.GetBaseImage() != "" && d.GetFullCopy():
+			what = "copy of " + d.GetBaseImage()
+		case d.GetBaseImage() != "":
+			what = "overlay on " + d.GetBaseImage()
+		default:
+			what = "blank " + humanBytes(d.GetSizeBytes())
+		}
+		if d.GetBootIndex() > 0 {
+			what += fmt.Sprintf(", boot %d", d.GetBootIndex())
+		}
+		disks = append(disks, fmt.Sprintf("%s (%s: %s)", d.GetName(), d.GetPool(), what))
+	}
+	if len(disks) > 0 {
+		k.line("Disks", strings.Join(disks, "; "))
+	}
+	if kb := vm.GetKernelBoot(); kb != nil {
+		k.line("Kernel", kb.GetPool()+": "+kb.GetKernel()+" "+kb.GetInitrd())
+	}
+	var nets []string
+	for _, n := range vm.GetNetworks() {
+		mode := n.GetMode()
+		if mode == "" {
+			mode = "user"
+		}
+		desc := mode
+		if n.GetBridge() != "" {
+			desc += " " + n.GetBridge()
+		}
+		for _, pf := range n.GetPortForwards() {
+			proto := pf.GetProtocol()
+			if proto == "" {
+				proto = "tcp"
+			}
+			desc += fmt.Sprintf(" %d->%d/%s", pf.GetHostPort(), pf.GetGuestPort(), proto)
+		}
+		nets = append(nets, desc)
+	}
+	if len(nets) > 0 {
+		k.line("Networks", strings.Join(nets, "; "))
+	}
+	if l := vm.GetLogin(); l != nil {
+		login := l.GetUser()
+		switch {
+		case l.GetGeneratePassword():
+			login += ", generated password in secret " + l.GetPasswordSecret()
+		case l.GetPasswordHash() != "":
+			login += ", password hash set"
+		}
+		if n := len(l.GetSshAuthorizedKeys()); n > 0 {
+			login += fmt.Sprintf(", %d SSH key(s)", n)
+		}
+		k.line("Login", login)
+	}
+}
+
+// describeSecretRefs names the secrets a workload uses; values are never
+// part of a spec.
+func describeSecretRefs(k kv, spec *persysv1.WorkloadSpec) {
+	var refs []string
+	for _, e := range spec.GetSecretEnv() {
+		refs = append(refs, fmt.Sprintf("env %s from %s/%s", e.GetName(), e.GetSecret(), e.GetKey()))
+	}
+	for _, f := range spec.GetSecretFiles() {
+		src := f.GetSecret()
+		if f.GetKey() != "" {
+			src += "/" + f.GetKey()
+		}
+		refs = append(refs, fmt.Sprintf("file %s from %s", f.GetPath(), src))
+	}
+	for _, p := range spec.GetImagePullSecrets() {
+		refs = append(refs, "pull with "+p)
+	}
+	if len(refs) > 0 {
+		k.line("Secrets", strings.Join(refs, "; "))
+	}
 }
