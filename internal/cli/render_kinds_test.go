@@ -56,7 +56,7 @@ func fixtureVM() *persysv1.WorkloadView {
 						{Name: "data", Pool: "default", SizeBytes: gi},
 					},
 					KernelBoot: &persysv1.VMKernelBoot{Pool: "default", Kernel: "vmlinuz", Initrd: "initrd.gz"},
-					Networks: []*persysv1.VMNetwork{{PortForwards: []*persysv1.VMPortForward{{HostPort: 2222, GuestPort: 22}}}},
+					Networks:   []*persysv1.VMNetwork{{PortForwards: []*persysv1.VMPortForward{{HostPort: 2222, GuestPort: 22}}}},
 					Login: &persysv1.VMLogin{User: "persys", GeneratePassword: true, PasswordSecret: "vm-01-password",
 						SshAuthorizedKeys: []string{"ssh-ed25519 AAAA key"}},
 				},
