@@ -68,7 +68,7 @@ func TestAuditEventsLongerRetentionAndTypeFilter(t *testing.T) {
 			eventTTL = ttl.GrantedTTL
 		}
 	}
-	if auditTTL < int64((10 * time.Hour).Seconds()) || eventTTL > int64((2 * time.Minute).Seconds()) || eventTTL == 0 {
+	if auditTTL < int64((10*time.Hour).Seconds()) || eventTTL > int64((2*time.Minute).Seconds()) || eventTTL == 0 {
 		t.Fatalf("audit lease %ds, event lease %ds: want audit >= 10h and events about 1m", auditTTL, eventTTL)
 	}
 }
