@@ -358,6 +358,9 @@ func (c *controlService) ListEvents(ctx context.Context, req *persysv1.ListEvent
 // writes a new revision; an identical apply changes nothing.
 func (s *Scheduler) applyWorkload(ctx context.Context, req *persysv1.ApplyRequest) (*persysv1.Workload, string, error) {
 	name := req.GetName()
+	if err := s.ensureGeneratedSecrets(ctx, name, req.GetSpec()); err != nil {
+		return nil, "", err
+	}
 	now := timestamppb.New(s.cfg.Now())
 	for attempt := 0; attempt < 5; attempt++ {
 		cur, rev, err := s.store.GetWorkload(ctx, name)

@@ -21,6 +21,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/placement"
+	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -56,6 +57,9 @@ type Config struct {
 	Workers int
 	// Now is the clock (default time.Now); tests may pass their own.
 	Now func() time.Time
+	// Secrets seals and opens secrets; nil disables the secret API (its
+	// calls answer FailedPrecondition) and fails applies that reference one.
+	Secrets *secrets.Keyring
 }
 
 func (c *Config) defaults() {
