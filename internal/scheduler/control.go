@@ -347,7 +347,10 @@ func (c *controlService) ListEvents(ctx context.Context, req *persysv1.ListEvent
 	if req.GetLimit() < 0 || req.GetLimit() > 10000 {
 		return nil, status.Error(codes.InvalidArgument, "limit: must be between 0 and 10000")
 	}
-	evs, err := c.s.store.ListEvents(ctx, req.GetWorkload(), int(req.GetLimit()))
+	if len(req.GetType()) > 64 {
+		return nil, status.Error(codes.InvalidArgument, "type: longer than 64 bytes")
+	}
+	evs, err := c.s.store.ListEventsFiltered(ctx, store.EventFilter{Workload: req.GetWorkload(), Type: req.GetType()}, int(req.GetLimit()))
 	if err != nil {
 		return nil, toStatus(err)
 	}

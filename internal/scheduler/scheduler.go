@@ -57,6 +57,9 @@ type Config struct {
 	Workers int
 	// Now is the clock (default time.Now); tests may pass their own.
 	Now func() time.Time
+	// AuditRetention is how long audit events are kept (default
+	// store.DefaultAuditRetention, 720h), apart from ordinary events.
+	AuditRetention time.Duration
 	// Secrets seals and opens secrets; nil disables the secret API (its
 	// calls answer FailedPrecondition) and fails applies that reference one.
 	Secrets *secrets.Keyring
@@ -137,6 +140,8 @@ type Scheduler struct {
 	// Identity calls and revocations (identity.go).
 	idOnce sync.Once
 	id     *identityState
+	// API tokens, user certificates and the audit log (users.go).
+	users usersState
 }
 
 type tombstone struct {
