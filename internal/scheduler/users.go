@@ -57,7 +57,7 @@ const (
 	// forwardedRoleKey is the metadata key the gateway sets to the role of
 	// the user it authenticated (kept equal to gateway.MetadataRole).
 	forwardedRoleKey = "x-persys-role"
-	revokeTries    = 5
+	revokeTries      = 5
 )
 
 // userRoles are the roles a user certificate or an API token may carry.
