@@ -46,11 +46,17 @@ type APIError struct {
 	Code    int
 	Message string
 	Fields  []FieldError
+	// Reason is the failure enum the gateway named, such as INVALID_SPEC.
+	Reason string
 }
 
 func (e *APIError) Error() string {
+	msg := e.Message
+	if e.Reason != "" {
+		msg = e.Reason + ": " + msg
+	}
 	if len(e.Fields) == 0 {
-		return e.Message
+		return msg
 	}
 	parts := make([]string, 0, len(e.Fields))
 	for _, f := range e.Fields {
@@ -60,7 +66,7 @@ func (e *APIError) Error() string {
 			parts = append(parts, f.Field+": "+f.Reason)
 		}
 	}
-	return e.Message + " (" + strings.Join(parts, "; ") + ")"
+	return msg + " (" + strings.Join(parts, "; ") + ")"
 }
 
 // IsNotFound reports whether err is an APIError with code 404.
@@ -193,10 +199,11 @@ func decodeError(code int, data []byte) error {
 			Code    int          `json:"code"`
 			Message string       `json:"message"`
 			Fields  []FieldError `json:"fields"`
+			Reason  string       `json:"reason"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(data, &body); err == nil && body.Error.Message != "" {
-		return &APIError{Code: code, Message: body.Error.Message, Fields: body.Error.Fields}
+		return &APIError{Code: code, Message: body.Error.Message, Fields: body.Error.Fields, Reason: body.Error.Reason}
 	}
 	msg := strings.TrimSpace(string(data))
 	if len(msg) > 200 {

@@ -30,6 +30,9 @@ type ErrorDetail struct {
 	Code    int          `json:"code"`
 	Message string       `json:"message"`
 	Fields  []FieldError `json:"fields,omitempty"`
+	// Reason is the failure enum when there is one, for example
+	// INVALID_SPEC or GIT_FETCH_FAILED.
+	Reason string `json:"reason,omitempty"`
 }
 
 // httpError is an error the gateway raises itself, with its HTTP code.
@@ -112,10 +115,16 @@ func toDetail(err error) ErrorDetail {
 		d.Message = "scheduler unavailable: " + st.Message()
 	}
 	for _, det := range st.Details() {
-		if br, ok := det.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
+		switch det := det.(type) {
+		case *errdetails.BadRequest:
+			for _, v := range det.GetFieldViolations() {
 				d.Fields = append(d.Fields, FieldError{Field: v.GetField(), Reason: v.GetDescription()})
 			}
+			if d.Reason == "" {
+				d.Reason = "INVALID_SPEC"
+			}
+		case *errdetails.ErrorInfo:
+			d.Reason = det.GetReason()
 		}
 	}
 	return d

@@ -126,6 +126,13 @@ func buildOpenAPI() obj {
 					"408": response("Timed out; the body is the last view seen (or an Error when none was seen).", obj{"oneOf": []obj{ref("WorkloadView"), ref("Error")}}),
 				}, 400, 404)),
 		},
+		"/v1/workloads/{name}/logs": obj{
+			"get": op("workloadLogs",
+				"The tail of the workload's log as text/plain: container output or a VM's serial console. X-Persys-Node names the node, X-Persys-Truncated says whether the log held more.",
+				[]obj{name, queryParam("tail", "Bytes from the end (default 64 KiB, at most 4 MiB).", obj{"type": "integer", "minimum": 0})},
+				nil,
+				withErrors(obj{"200": obj{"description": "The log's tail.", "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}}, 400, 404, 409, 503)),
+		},
 		"/v1/workloads/{name}/retry": obj{
 			"post": op("retryWorkload", "Reset a FAILED workload's retries and place it again.",
 				[]obj{name}, nil,
