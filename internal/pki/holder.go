@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -102,8 +103,12 @@ func (h *Holder) Update(certPEM, keyPEM, bundlePEM []byte) error {
 		if err := writeReplace(h.files.Cert, certPEM, 0o644); err != nil {
 			return fmt.Errorf("update identity: %w", err)
 		}
-		if err := writeReplace(h.files.CA, bundlePEM, 0o644); err != nil {
-			return fmt.Errorf("update identity: %w", err)
+		// An unchanged bundle is not rewritten (it may be the CA's own
+		// ca.crt, as in `persys dev`).
+		if cur, err := readFile(h.files.CA); err != nil || !bytes.Equal(cur, bundlePEM) {
+			if err := writeReplace(h.files.CA, bundlePEM, 0o644); err != nil {
+				return fmt.Errorf("update identity: %w", err)
+			}
 		}
 	}
 	chain := make([][]byte, 0, len(certs))
