@@ -1,0 +1,855 @@
+// Package qemu is the runtime for workloads of type VM: one QEMU process per
+// workload, daemonized and driven over QMP, with qcow2 disks in the node's
+// storage pools and a NoCloud cloud-init seed.
+//
+// Every VM has a state folder <StateDir>/<workload>/ holding vm.json (name,
+// uid, revision, node, spec hash, desired state and the disks it created),
+// the pidfile, the QMP and guest-agent sockets, the seed ISO and the serial
+// console log. That folder is the runtime's ground truth: a new Runtime on
+// the same StateDir (an agent restart) re-adopts running VMs by pidfile and
+// QMP and never restarts a healthy one. Disks live in
+// <pool>/persys/<workload>/<disk>.qcow2 and survive new revisions of the
+// same workload; Delete removes them unless the spec's disk_retain is
+// RETAIN.
+//
+// The serial console goes to serial.log in the state folder (QEMU appends
+// to it); the runtime keeps it under Config.SerialLogCap by cutting it to
+// its newest half whenever it checks (Status, List, Logs, Apply). Bytes the
+// guest writes in the instant of a cut may be lost.
+//
+// Callers create a Runtime with New and use it through runtime.Runtime,
+// runtime.Logger and runtime.Verifier; Accel reports "kvm" or "tcg" for
+// NodeCapabilities.vm_accel. Errors of Apply are *runtime.Failure values.
+// Secret values (a generated login password) go only into the seed ISO
+// (mode 0600) and are never logged.
+package qemu
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/cloudinit"
+	"github.com/persys-dev/compute/internal/runtime"
+)
+
+// Files of a VM's state folder.
+const (
+	recordFile = "vm.json"
+	pidFile    = "qemu.pid"
+	qmpSock    = "qmp.sock"
+	qgaSock    = "qga.sock"
+	serialLog  = "serial.log"
+	errFile    = "qemu.err"
+)
+
+// DefaultSerialLogCap is the serial log cap when Config.SerialLogCap is 0.
+const DefaultSerialLogCap = 1 << 20
+
+// Config configures a Runtime.
+type Config struct {
+	// NodeID is written into every VM's record; List, Status and Delete
+	// only see VMs of this node.
+	NodeID string
+	// StateDir holds one folder per VM. Required; created if missing.
+	StateDir string
+	// Pools maps a storage pool's name to its directory.
+	Pools map[string]string
+	// QEMUBinary defaults to qemu-system-x86_64; QEMUImg to qemu-img.
+	QEMUBinary string
+	QEMUImg    string
+	// Accel is "kvm" or "tcg"; "" detects it with DetectAccel.
+	Accel string
+	// Logger receives one line per decision. Nil: slog.Default().
+	Logger *slog.Logger
+	// SerialLogCap bounds each VM's serial log in bytes. 0: 1 MiB.
+	SerialLogCap int64
+}
+
+// Runtime runs VM workloads with QEMU. It is safe for concurrent use; calls
+// that change one workload are serialized.
+type Runtime struct {
+	cfg   Config
+	accel string
+	log   *slog.Logger
+	locks keyedMutex
+
+	gaMu sync.Mutex
+	ga   map[string]gaState // guest agent answers and back-off, by workload
+}
+
+type gaState struct {
+	next  time.Time
+	addrs []string
+}
+
+// New checks cfg and returns a Runtime. It does not start anything.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("qemu runtime: StateDir is required")
+	}
+	if !filepath.IsAbs(cfg.StateDir) {
+		abs, err := filepath.Abs(cfg.StateDir)
+		if err != nil {
+			return nil, fmt.Errorf("qemu runtime: StateDir: %w", err)
+		}
+		cfg.StateDir = abs
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("qemu runtime: StateDir: %w", err)
+	}
+	pools := make(map[string]string, len(cfg.Pools))
+	for name, dir := range cfg.Pools {
+		if name == "" {
+			return nil, errors.New("qemu runtime: Pools: a pool has an empty name")
+		}
+		if !filepath.IsAbs(dir) {
+			return nil, fmt.Errorf("qemu runtime: Pools[%q]: %q is not an absolute path", name, dir)
+		}
+		st, err := os.Stat(dir)
+		if err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("qemu runtime: Pools[%q]: %q is not a directory", name, dir)
+		}
+		pools[name] = filepath.Clean(dir)
+	}
+	cfg.Pools = pools
+	if cfg.QEMUBinary == "" {
+		cfg.QEMUBinary = "qemu-system-x86_64"
+	}
+	if cfg.QEMUImg == "" {
+		cfg.QEMUImg = "qemu-img"
+	}
+	switch cfg.Accel {
+	case "":
+		cfg.Accel = DetectAccel()
+	case "kvm", "tcg":
+	default:
+		return nil, fmt.Errorf("qemu runtime: Accel %q must be \"\", \"kvm\" or \"tcg\"", cfg.Accel)
+	}
+	if cfg.SerialLogCap < 0 {
+		return nil, fmt.Errorf("qemu runtime: SerialLogCap %d is negative", cfg.SerialLogCap)
+	}
+	if cfg.SerialLogCap == 0 {
+		cfg.SerialLogCap = DefaultSerialLogCap
+	}
+	if cfg.SerialLogCap < 4096 {
+		cfg.SerialLogCap = 4096
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Runtime{
+		cfg:   cfg,
+		accel: cfg.Accel,
+		log:   log.With("runtime", "qemu", "node", cfg.NodeID),
+		ga:    map[string]gaState{},
+	}, nil
+}
+
+// Accel reports the accelerator VMs run with: "kvm" or "tcg".
+func (r *Runtime) Accel() string { return r.accel }
+
+// Type reports WORKLOAD_TYPE_VM.
+func (r *Runtime) Type() persysv1.WorkloadType { return persysv1.WorkloadType_WORKLOAD_TYPE_VM }
+
+// record is vm.json: what the runtime made for one workload.
+type record struct {
+	Name        string     `json:"name"`
+	UID         string     `json:"uid"`
+	Revision    uint64     `json:"revision"`
+	Node        string     `json:"node"`
+	SpecHash    string     `json:"specHash"`
+	Desired     string     `json:"desired"` // "running" or "stopped"
+	Accel       string     `json:"accel"`
+	StopSeconds int        `json:"stopTimeoutSeconds"`
+	Retain      bool       `json:"retainDisks"`
+	Disks       []diskPlan `json:"disks"`
+	Addresses   []string   `json:"addresses,omitempty"`
+	Forwards    []string   `json:"portForwards,omitempty"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
+}
+
+const (
+	desiredRunning = "running"
+	desiredStopped = "stopped"
+)
+
+func (r *Runtime) stateDir(name string) string { return filepath.Join(r.cfg.StateDir, name) }
+
+func (r *Runtime) loadRecord(name string) (*record, error) {
+	if !nameRe.MatchString(name) {
+		return nil, errNoRecord
+	}
+	b, err := os.ReadFile(filepath.Join(r.stateDir(name), recordFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNoRecord
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("%s: %w", recordFile, err)
+	}
+	if rec.Name != name {
+		return nil, fmt.Errorf("%s: names %q, not %q", recordFile, rec.Name, name)
+	}
+	if r.cfg.NodeID != "" && rec.Node != r.cfg.NodeID {
+		return nil, errNoRecord
+	}
+	return &rec, nil
+}
+
+func (r *Runtime) saveRecord(rec *record) error {
+	rec.UpdatedAt = time.Now().UTC()
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	sd := r.stateDir(rec.Name)
+	tmp := filepath.Join(sd, recordFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(sd, recordFile))
+}
+
+// pid returns the VM's QEMU pid and whether it is alive.
+func (r *Runtime) pid(rec *record) (int, bool) {
+	pf := filepath.Join(r.stateDir(rec.Name), pidFile)
+	pid, err := readPid(pf)
+	if err != nil {
+		return 0, false
+	}
+	return pid, alive(pid, pf)
+}
+
+func desiredOf(spec *persysv1.WorkloadSpec) string {
+	if spec.GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
+		return desiredStopped
+	}
+	return desiredRunning
+}
+
+// Apply makes the instance's revision run (or exist powered off). See
+// runtime.Runtime.
+func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.WorkloadStatus, bool, error) {
+	p, err := r.buildPlan(inst)
+	if err != nil {
+		return nil, false, err
+	}
+	desired := desiredOf(inst.Spec)
+	unlock := r.locks.lock(inst.Name)
+	defer unlock()
+	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
+
+	old, err := r.loadRecord(inst.Name)
+	if err != nil && !errors.Is(err, errNoRecord) {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "read the state of VM %s", inst.Name)
+	}
+	if errors.Is(err, errNoRecord) {
+		old = nil
+		if _, statErr := os.Stat(r.stateDir(inst.Name)); statErr == nil && r.cfg.NodeID != "" {
+			// A folder of another node (or a broken one): never touch it.
+			if b, rerr := os.ReadFile(filepath.Join(r.stateDir(inst.Name), recordFile)); rerr == nil && len(b) > 0 {
+				return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "state folder %s belongs to another node", r.stateDir(inst.Name))
+			}
+		}
+	}
+
+	if old != nil && old.UID == inst.UID && old.Revision == inst.Revision {
+		pid, up := r.pid(old)
+		switch {
+		case desired == desiredRunning && up:
+			st := r.statusOf(ctx, old)
+			if st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING {
+				if old.Desired != desiredRunning {
+					old.Desired = desiredRunning
+					if err := r.saveRecord(old); err != nil {
+						return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
+					}
+				}
+				return st, true, nil
+			}
+			log.Warn("VM process is up but not running; restarting it", "pid", pid, "qmp", st.GetDetails()["qmp"])
+			r.kill(ctx, old, pid)
+		case desired == desiredStopped && !up && old.Desired == desiredStopped:
+			return r.statusOf(ctx, old), true, nil
+		case desired == desiredStopped:
+			if up {
+				how := r.stop(ctx, old, pid, time.Duration(old.StopSeconds)*time.Second)
+				log.Info("VM stopped", "pid", pid, "how", how)
+			}
+			old.Desired = desiredStopped
+			if err := r.saveRecord(old); err != nil {
+				return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
+			}
+			return r.statusOf(ctx, old), false, nil
+		}
+	} else if old != nil {
+		pid, up := r.pid(old)
+		if old.UID != inst.UID {
+			if err := r.remove(ctx, log, old); err != nil {
+				return nil, false, err
+			}
+			log.Info("removed VM of another uid", "old_uid", old.UID, "old_revision", old.Revision)
+			old = nil
+		} else if up {
+			how := r.stop(ctx, old, pid, time.Duration(old.StopSeconds)*time.Second)
+			log.Info("stopped VM of an older revision", "old_revision", old.Revision, "pid", pid, "how", how)
+		}
+	}
+
+	sd := r.stateDir(inst.Name)
+	if err := os.MkdirAll(sd, 0o700); err != nil {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "create state folder of VM %s", inst.Name)
+	}
+	rec := &record{
+		Name:        inst.Name,
+		UID:         inst.UID,
+		Revision:    inst.Revision,
+		Node:        r.cfg.NodeID,
+		SpecHash:    p.hash,
+		Desired:     desired,
+		Accel:       p.accel,
+		StopSeconds: int(p.stopTimeout / time.Second),
+		Retain:      p.retain,
+		Disks:       p.disks,
+		Addresses:   modeAddresses(p),
+	}
+	for _, n := range p.nets {
+		for _, f := range n.Forwards {
+			rec.Forwards = append(rec.Forwards, f.String())
+		}
+	}
+	// Disks of the previous revision that the new one dropped.
+	if old != nil && !old.Retain {
+		keep := map[string]bool{}
+		for _, d := range p.disks {
+			keep[d.Path] = true
+		}
+		for _, d := range old.Disks {
+			if d.Kind != diskISO && !keep[d.Path] {
+				if err := os.Remove(d.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					log.Warn("remove disk dropped by the new revision", "disk", d.Name, "error", err)
+				}
+			}
+		}
+	}
+	if err := r.ensureDisks(ctx, log, p); err != nil {
+		return nil, false, err
+	}
+	seed, err := cloudinit.BuildSeed(ctx, sd, p.seed)
+	if err != nil {
+		if errors.Is(err, cloudinit.ErrInvalid) {
+			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "%s", strings.TrimPrefix(err.Error(), cloudinit.ErrInvalid.Error()+": "))
+		}
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "build the cloud-init seed of VM %s", inst.Name)
+	}
+	if err := r.saveRecord(rec); err != nil {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
+	}
+	if desired == desiredRunning {
+		pid, err := r.start(ctx, p, rec, seed)
+		if err != nil {
+			return nil, false, err
+		}
+		log.Info("VM started", "pid", pid, "accel", p.accel, "vcpus", p.vcpus, "memory_mib", p.memMiB, "spec_hash", p.hash)
+	} else {
+		log.Info("VM prepared, not started (desired stopped)", "spec_hash", p.hash)
+	}
+	return r.statusOf(ctx, rec), false, nil
+}
+
+// start launches QEMU for rec and waits until QMP answers.
+func (r *Runtime) start(ctx context.Context, p *plan, rec *record, seed string) (int, error) {
+	sd := r.stateDir(rec.Name)
+	for _, f := range []string{pidFile, qmpSock, qgaSock} {
+		if err := os.Remove(filepath.Join(sd, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return 0, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "clean state folder of VM %s", rec.Name)
+		}
+	}
+	r.capSerial(rec.Name)
+	args, err := r.qemuArgs(rec.Name, p, sd, seed)
+	if err != nil {
+		return 0, err
+	}
+	errOut, err := os.OpenFile(filepath.Join(sd, errFile), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "open %s", errFile)
+	}
+	defer errOut.Close()
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	// The foreground QEMU exits once the daemon is set up; the daemon
+	// outlives the context (and the agent).
+	cmd := exec.CommandContext(sctx, r.cfg.QEMUBinary, args...)
+	cmd.Dir = sd
+	cmd.Stdout, cmd.Stderr = errOut, errOut
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Run(); err != nil {
+		msg := strings.TrimSpace(tailOf(filepath.Join(sd, errFile), 2048))
+		reason := persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED
+		if strings.Contains(msg, "host forwarding") || strings.Contains(msg, "bridge helper") || strings.Contains(msg, "netdev") {
+			reason = persysv1.FailureReason_FAILURE_REASON_NETWORK
+		}
+		var ee *exec.Error
+		if errors.As(err, &ee) {
+			reason = persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR
+		}
+		return 0, runtime.Fail(reason, err, "start QEMU for VM %s: %s", rec.Name, msg)
+	}
+	pid, err := readPid(filepath.Join(sd, pidFile))
+	if err != nil {
+		return 0, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED, err, "QEMU for VM %s wrote no pidfile", rec.Name)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := qmpStatus(ctx, filepath.Join(sd, qmpSock))
+		if err == nil {
+			if st == "guest-panicked" || st == "internal-error" {
+				return pid, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED, nil, "VM %s is %s right after start", rec.Name, st)
+			}
+			return pid, nil
+		}
+		if !alive(pid, filepath.Join(sd, pidFile)) {
+			return 0, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED, err, "QEMU for VM %s exited right after start: %s", rec.Name, strings.TrimSpace(tailOf(filepath.Join(sd, errFile), 2048)))
+		}
+		if time.Now().After(deadline) {
+			return pid, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED, err, "QMP of VM %s does not answer", rec.Name)
+		}
+		select {
+		case <-ctx.Done():
+			return pid, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, ctx.Err(), "wait for QMP of VM %s", rec.Name)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// waitGone polls until pid is gone or d passed.
+func waitGone(ctx context.Context, pid int, pidfile string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if !alive(pid, pidfile) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return !alive(pid, pidfile)
+		case <-t.C:
+		}
+	}
+}
+
+// stop powers the VM off: ACPI power button, then after timeout a QMP quit,
+// then SIGKILL. It returns how the VM went down.
+func (r *Runtime) stop(ctx context.Context, rec *record, pid int, timeout time.Duration) string {
+	if timeout <= 0 {
+		timeout = defaultStop
+	}
+	sd := r.stateDir(rec.Name)
+	pf := filepath.Join(sd, pidFile)
+	if _, err := qmpRun(ctx, filepath.Join(sd, qmpSock), "system_powerdown", nil); err == nil {
+		if waitGone(ctx, pid, pf, timeout) {
+			return "acpi"
+		}
+	}
+	if r.kill(ctx, rec, pid) {
+		return "hard"
+	}
+	return "failed"
+}
+
+// kill ends QEMU at once: QMP quit, then SIGKILL.
+func (r *Runtime) kill(ctx context.Context, rec *record, pid int) bool {
+	sd := r.stateDir(rec.Name)
+	pf := filepath.Join(sd, pidFile)
+	if !alive(pid, pf) {
+		return true
+	}
+	ctx = context.WithoutCancel(ctx)
+	if _, err := qmpRun(ctx, filepath.Join(sd, qmpSock), "quit", nil); err == nil {
+		if waitGone(ctx, pid, pf, 5*time.Second) {
+			return true
+		}
+	}
+	if alive(pid, pf) {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	return waitGone(ctx, pid, pf, 10*time.Second)
+}
+
+// remove kills the VM and deletes its state and (unless retained) disks.
+func (r *Runtime) remove(ctx context.Context, log *slog.Logger, rec *record) error {
+	if pid, up := r.pid(rec); up {
+		if !r.kill(ctx, rec, pid) {
+			return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "QEMU pid %d of VM %s does not die", pid, rec.Name)
+		}
+	}
+	if !rec.Retain {
+		dirs := map[string]bool{}
+		for _, d := range rec.Disks {
+			if d.Kind == diskISO {
+				continue
+			}
+			if err := os.Remove(d.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "remove disk %s of VM %s", d.Name, rec.Name)
+			}
+			dirs[filepath.Dir(d.Path)] = true
+		}
+		for d := range dirs {
+			_ = os.Remove(d) // only when empty
+		}
+	} else if len(rec.Disks) > 0 {
+		log.Info("kept the VM's disks (retain)", "workload", rec.Name)
+	}
+	if err := os.RemoveAll(r.stateDir(rec.Name)); err != nil {
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove state folder of VM %s", rec.Name)
+	}
+	r.gaMu.Lock()
+	delete(r.ga, rec.Name)
+	r.gaMu.Unlock()
+	return nil
+}
+
+// Delete kills the workload's VM and removes its state and disks (unless
+// retained). See runtime.Runtime.
+func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
+	unlock := r.locks.lock(name)
+	defer unlock()
+	rec, err := r.loadRecord(name)
+	if errors.Is(err, errNoRecord) {
+		return false, nil
+	}
+	if err != nil {
+		return false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "read the state of VM %s", name)
+	}
+	if uid != "" && rec.UID != uid {
+		return false, nil
+	}
+	log := r.log.With("workload", name, "uid", rec.UID, "revision", rec.Revision)
+	if err := r.remove(ctx, log, rec); err != nil {
+		return true, err
+	}
+	log.Info("VM deleted", "retained_disks", rec.Retain)
+	return true, nil
+}
+
+// Status reports one workload. See runtime.Runtime.
+func (r *Runtime) Status(ctx context.Context, name string) (*persysv1.WorkloadStatus, error) {
+	rec, err := r.loadRecord(name)
+	if errors.Is(err, errNoRecord) {
+		return &persysv1.WorkloadStatus{
+			Name:      name,
+			State:     persysv1.ActualState_ACTUAL_STATE_MISSING,
+			NodeId:    r.cfg.NodeID,
+			UpdatedAt: timestamppb.Now(),
+		}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("qemu runtime: status of %s: %w", name, err)
+	}
+	return r.statusOf(ctx, rec), nil
+}
+
+// List reports every VM of this node. See runtime.Runtime.
+func (r *Runtime) List(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
+	entries, err := os.ReadDir(r.cfg.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("qemu runtime: list: %w", err)
+	}
+	var out []*persysv1.WorkloadStatus
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		rec, err := r.loadRecord(e.Name())
+		if errors.Is(err, errNoRecord) {
+			continue
+		}
+		if err != nil {
+			r.log.Warn("unreadable VM state folder", "folder", e.Name(), "error", err)
+			continue
+		}
+		out = append(out, r.statusOf(ctx, rec))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out, nil
+}
+
+// statusOf builds the status of a recorded VM from its process and QMP.
+func (r *Runtime) statusOf(ctx context.Context, rec *record) *persysv1.WorkloadStatus {
+	r.capSerial(rec.Name)
+	sd := r.stateDir(rec.Name)
+	st := &persysv1.WorkloadStatus{
+		Name:      rec.Name,
+		Uid:       rec.UID,
+		NodeId:    rec.Node,
+		Revision:  rec.Revision,
+		UpdatedAt: timestamppb.Now(),
+		Details: map[string]string{
+			"accel":    rec.Accel,
+			"specHash": rec.SpecHash,
+			"desired":  rec.Desired,
+		},
+	}
+	if len(rec.Forwards) > 0 {
+		st.Details["portForwards"] = strings.Join(rec.Forwards, ", ")
+	}
+	for _, d := range rec.Disks {
+		st.Details["disk."+d.Name] = d.Path
+	}
+	pid, up := r.pid(rec)
+	if !up {
+		st.Details["qmp"] = "not running"
+		if rec.Desired == desiredStopped {
+			st.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
+			st.Message = "powered off"
+			return st
+		}
+		st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+		st.Reason = persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR
+		st.Message = "QEMU is not running (the guest powered off or QEMU exited)"
+		if msg := strings.TrimSpace(tailOf(filepath.Join(sd, errFile), 512)); msg != "" {
+			st.Message += ": " + msg
+		}
+		return st
+	}
+	st.RuntimeId = strconv.Itoa(pid)
+	st.Details["pid"] = st.RuntimeId
+	qs, err := qmpStatus(ctx, filepath.Join(sd, qmpSock))
+	if err != nil {
+		// The process is alive; QMP may be busy with another client.
+		st.Details["qmp"] = "unreachable"
+		st.State = persysv1.ActualState_ACTUAL_STATE_RUNNING
+		st.Message = "QMP does not answer: " + err.Error()
+	} else {
+		st.Details["qmp"] = qs
+		switch qs {
+		case "running":
+			st.State = persysv1.ActualState_ACTUAL_STATE_RUNNING
+		case "shutdown":
+			st.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
+			st.Message = "the guest shut down"
+		case "guest-panicked":
+			st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+			st.Reason = persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED
+			st.Message = "the guest kernel panicked"
+		case "internal-error", "io-error":
+			st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+			st.Reason = persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR
+			st.Message = "QEMU reports " + qs
+		default: // paused, suspended, prelaunch, ...
+			st.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
+			st.Message = "the VM is " + qs
+		}
+	}
+	st.Addresses = rec.Addresses
+	if st.State == persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		if addrs := r.guestAgentAddresses(ctx, rec.Name); len(addrs) > 0 {
+			st.Addresses = addrs
+			st.Details["addressesFrom"] = "guest-agent"
+		}
+	}
+	return st
+}
+
+// guestAgentAddresses asks the guest agent, backing off for 30 s after it
+// did not answer (most test guests run none).
+func (r *Runtime) guestAgentAddresses(ctx context.Context, name string) []string {
+	r.gaMu.Lock()
+	g := r.ga[name]
+	r.gaMu.Unlock()
+	if time.Now().Before(g.next) {
+		return g.addrs
+	}
+	addrs, err := guestAddresses(ctx, filepath.Join(r.stateDir(name), qgaSock), 300*time.Millisecond)
+	r.gaMu.Lock()
+	defer r.gaMu.Unlock()
+	if err != nil || len(addrs) == 0 {
+		r.ga[name] = gaState{next: time.Now().Add(30 * time.Second)}
+		return nil
+	}
+	r.ga[name] = gaState{next: time.Now().Add(5 * time.Second), addrs: addrs}
+	return addrs
+}
+
+// Verify checks that a VM's QEMU process is alive and not a zombie. See
+// runtime.Verifier.
+func (r *Runtime) Verify(ctx context.Context, name string) (bool, string, error) {
+	_, err := r.loadRecord(name)
+	if errors.Is(err, errNoRecord) {
+		return false, "no VM " + name + " on this node", nil
+	}
+	if err != nil {
+		return false, "", fmt.Errorf("qemu runtime: verify %s: %w", name, err)
+	}
+	pf := filepath.Join(r.stateDir(name), pidFile)
+	pid, err := readPid(pf)
+	if err != nil {
+		return false, "QEMU pidfile missing", nil
+	}
+	if st, err := procState(pid); err == nil && st == "Z" {
+		alive(pid, pf) // reaps it when it is ours
+		return false, fmt.Sprintf("QEMU pid %d is a zombie", pid), nil
+	}
+	if !alive(pid, pf) {
+		return false, fmt.Sprintf("QEMU pid %d is gone", pid), nil
+	}
+	return true, "", nil
+}
+
+// Logs returns the tail of the VM's serial console. See runtime.Logger.
+func (r *Runtime) Logs(ctx context.Context, name string, tailBytes int64) ([]byte, bool, error) {
+	if _, err := r.loadRecord(name); err != nil {
+		if errors.Is(err, errNoRecord) {
+			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "no VM %s on node %s", name, r.cfg.NodeID)
+		}
+		return nil, false, fmt.Errorf("qemu runtime: logs of %s: %w", name, err)
+	}
+	r.capSerial(name)
+	path := filepath.Join(r.stateDir(name), serialLog)
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return []byte{}, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("qemu runtime: logs of %s: %w", name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, false, fmt.Errorf("qemu runtime: logs of %s: %w", name, err)
+	}
+	size := st.Size()
+	if tailBytes <= 0 || tailBytes > r.cfg.SerialLogCap {
+		tailBytes = r.cfg.SerialLogCap
+	}
+	off := int64(0)
+	truncated := false
+	if size > tailBytes {
+		off, truncated = size-tailBytes, true
+	}
+	buf := make([]byte, size-off)
+	n, err := f.ReadAt(buf, off)
+	if err != nil && n == 0 && len(buf) > 0 {
+		return nil, false, fmt.Errorf("qemu runtime: logs of %s: %w", name, err)
+	}
+	buf = buf[:n]
+	if bytes.HasPrefix(buf, []byte(cutMarker)) {
+		truncated = true
+	}
+	return buf, truncated, nil
+}
+
+const cutMarker = "[persys: serial log cut to its newest part]\n"
+
+// capSerial keeps serial.log under the cap: when over, it keeps the newest
+// half (from a line start) behind a marker line. QEMU appends, so its next
+// writes land after the kept tail.
+func (r *Runtime) capSerial(name string) {
+	path := filepath.Join(r.stateDir(name), serialLog)
+	st, err := os.Stat(path)
+	if err != nil || st.Size() <= r.cfg.SerialLogCap {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	keep := r.cfg.SerialLogCap / 2
+	buf := make([]byte, keep)
+	n, _ := f.ReadAt(buf, st.Size()-keep)
+	buf = buf[:n]
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 && i < len(buf)-1 {
+		buf = buf[i+1:]
+	}
+	if err := f.Truncate(0); err != nil {
+		return
+	}
+	_, _ = f.Write(append([]byte(cutMarker), buf...))
+}
+
+// tailOf returns at most n bytes from the end of a file ("" on errors).
+func tailOf(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := st.Size() - n
+	if off < 0 {
+		off = 0
+	}
+	buf := make([]byte, st.Size()-off)
+	k, _ := f.ReadAt(buf, off)
+	return string(buf[:k])
+}
+
+// keyedMutex serializes calls per workload name.
+type keyedMutex struct {
+	mu sync.Mutex
+	m  map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyedEntry{}
+	}
+	e := k.m[key]
+	if e == nil {
+		e = &keyedEntry{}
+		k.m[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	e.mu.Lock()
+	return func() {
+		e.mu.Unlock()
+		k.mu.Lock()
+		e.refs--
+		if e.refs == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+var (
+	_ runtime.Runtime  = (*Runtime)(nil)
+	_ runtime.Logger   = (*Runtime)(nil)
+	_ runtime.Verifier = (*Runtime)(nil)
+)
