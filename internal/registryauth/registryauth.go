@@ -46,6 +46,9 @@ var (
 	// ErrInvalidSecret is wrapped by errors about a REGISTRY secret that
 	// lacks a key or holds an unusable value.
 	ErrInvalidSecret = errors.New("invalid registry secret")
+	// ErrMissingKey is wrapped (next to ErrInvalidSecret) by errors about a
+	// REGISTRY secret that lacks one of its keys or holds it empty.
+	ErrMissingKey = errors.New("missing or empty")
 )
 
 // HostOf returns the registry host (with its port, when one is given) of
@@ -128,12 +131,9 @@ func Parse(sv *persysv1.SecretValue) (Credentials, error) {
 	}
 	data := sv.GetData()
 	get := func(key string, limit int) (string, error) {
-		v, ok := data[key]
-		if !ok {
-			return "", fmt.Errorf("%w: secret %q: key %q is missing", ErrInvalidSecret, name, key)
-		}
+		v := data[key]
 		if len(v) == 0 {
-			return "", fmt.Errorf("%w: secret %q: key %q is empty", ErrInvalidSecret, name, key)
+			return "", fmt.Errorf("%w: secret %q: key %q: %w", ErrInvalidSecret, name, key, ErrMissingKey)
 		}
 		if len(v) > limit {
 			return "", fmt.Errorf("%w: secret %q: key %q is %d bytes, above the limit of %d", ErrInvalidSecret, name, key, len(v), limit)
@@ -240,3 +240,4 @@ func Encode(c Credentials) (string, error) {
 	}
 	return enc, nil
 }
+

@@ -85,12 +85,12 @@ func TestParse(t *testing.T) {
 		{name: "nil", sv: nil, wantErr: "missing"},
 		{name: "wrong type", sv: &persysv1.SecretValue{Name: "o", Type: persysv1.SecretType_SECRET_TYPE_OPAQUE},
 			wantErr: `secret "o": type is SECRET_TYPE_OPAQUE, not SECRET_TYPE_REGISTRY`},
-		{name: "missing server", sv: regSecret("reg", "", "alice", pass), wantErr: `secret "reg": key "server" is missing`},
-		{name: "missing username", sv: regSecret("reg", "127.0.0.1:5000", "", pass), wantErr: `secret "reg": key "username" is missing`},
-		{name: "missing password", sv: regSecret("reg", "127.0.0.1:5000", "alice", ""), wantErr: `secret "reg": key "password" is missing`},
+		{name: "missing server", sv: regSecret("reg", "", "alice", pass), wantErr: `secret "reg": key "server": missing or empty`},
+		{name: "missing username", sv: regSecret("reg", "127.0.0.1:5000", "", pass), wantErr: `secret "reg": key "username": missing or empty`},
+		{name: "missing password", sv: regSecret("reg", "127.0.0.1:5000", "alice", ""), wantErr: `secret "reg": key "password": missing or empty`},
 		{name: "empty username", sv: &persysv1.SecretValue{Name: "reg", Type: persysv1.SecretType_SECRET_TYPE_REGISTRY,
 			Data: map[string][]byte{KeyServer: []byte("h.example"), KeyUsername: {}, KeyPassword: []byte(pass)}},
-			wantErr: `key "username" is empty`},
+			wantErr: `key "username": missing or empty`},
 		{name: "bad server", sv: regSecret("reg", "not a host!", "alice", pass), wantErr: `key "server": not a registry host`},
 		{name: "server without port number", sv: regSecret("reg", "host.example:", "alice", pass), wantErr: `key "server"`},
 		{name: "colon in username", sv: regSecret("reg", "h.example", "a:b", pass), wantErr: `key "username" contains ':'`},
@@ -115,6 +115,9 @@ func TestParse(t *testing.T) {
 			}
 			if !errors.Is(err, ErrInvalidSecret) {
 				t.Errorf("error %v does not wrap ErrInvalidSecret", err)
+			}
+			if want := strings.Contains(tt.wantErr, "missing or empty"); errors.Is(err, ErrMissingKey) != want {
+				t.Errorf("errors.Is(%v, ErrMissingKey) = %v, want %v", err, !want, want)
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("error %q does not contain %q", err, tt.wantErr)
