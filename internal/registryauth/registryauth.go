@@ -240,4 +240,3 @@ func Encode(c Credentials) (string, error) {
 	}
 	return enc, nil
 }
-
