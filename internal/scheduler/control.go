@@ -200,6 +200,9 @@ func (c *controlService) ApplyWorkload(ctx context.Context, req *persysv1.ApplyR
 	if err := manifest.ValidateSpec(req.GetName(), req.GetSpec()); err != nil {
 		return nil, toStatus(err)
 	}
+	if err := c.s.prepareSpec(ctx, req.GetSpec()); err != nil {
+		return nil, toStatus(err)
+	}
 	w, result, err := c.s.applyWorkload(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)

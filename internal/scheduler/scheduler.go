@@ -293,6 +293,8 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.resyncLoop(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.gitPollLoop(ctx) }()
 
 	err = s.watchLoop(ctx, rev)
 	s.queue.Close()

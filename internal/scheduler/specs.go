@@ -1,0 +1,286 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/cloudinit"
+	"github.com/persys-dev/compute/internal/composespec"
+	"github.com/persys-dev/compute/internal/gitsource"
+	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// prepareSpec checks what the manifest rules cannot see (the compose file,
+// cloud-init documents) and fills in what the scheduler derives, before
+// anything is stored: the commit a Git ref names (so a new commit becomes a
+// new revision only when the ref is resolved again) and, for compose
+// workloads that declare no resources, the sum of the services' limits.
+func (s *Scheduler) prepareSpec(ctx context.Context, spec *persysv1.WorkloadSpec) error {
+	if vm := spec.GetVm(); vm != nil {
+		if err := cloudinit.Validate(vm.GetCloudInit(), vm.GetLogin()); err != nil {
+			return cloudInitError(err)
+		}
+	}
+	cs := spec.GetCompose()
+	if cs == nil {
+		return nil
+	}
+	if err := composespec.ValidateSpec(ctx, cs); err != nil {
+		return composeError(err, cs.GetGit() == nil)
+	}
+	data := []byte(cs.GetInline())
+	if g := cs.GetGit(); g != nil {
+		commit, file, err := s.fetchComposeFile(ctx, g)
+		if err != nil {
+			return err
+		}
+		g.ResolvedCommit = commit
+		if err := composespec.Validate(ctx, file, cs.GetEnv()); err != nil {
+			return composeError(err, false)
+		}
+		data = file
+	}
+	if r := spec.GetResources(); r.GetCpuMillis() == 0 && r.GetMemoryBytes() == 0 {
+		p, err := composespec.Parse(ctx, data, cs.GetEnv(), "persys-resources")
+		if err != nil {
+			return composeError(err, cs.GetGit() == nil)
+		}
+		cpu, mem := composespec.ResourcesOf(p)
+		if spec.Resources == nil {
+			spec.Resources = &persysv1.Resources{}
+		}
+		spec.Resources.CpuMillis, spec.Resources.MemoryBytes = cpu, mem
+	}
+	return nil
+}
+
+// fetchComposeFile resolves a Git source's ref and reads its compose file
+// from a checkout in the scheduler's cache.
+func (s *Scheduler) fetchComposeFile(ctx context.Context, g *persysv1.GitSource) (string, []byte, error) {
+	auth, err := s.gitAuth(ctx, g)
+	if err != nil {
+		return "", nil, err
+	}
+	commit, err := gitsource.Resolve(ctx, g, auth)
+	if err != nil {
+		return "", nil, gitError(err)
+	}
+	cache, err := gitCacheDir(g.GetUrl())
+	if err != nil {
+		return "", nil, err
+	}
+	dir, err := gitsource.Checkout(ctx, g, commit, cache, auth)
+	if err != nil {
+		return "", nil, gitError(err)
+	}
+	data, _, err := gitsource.ReadComposeFile(dir, g.GetPath())
+	if err != nil {
+		return "", nil, gitError(err)
+	}
+	return commit, data, nil
+}
+
+// gitAuth opens the Git credentials secret a source names, if any.
+func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsource.Auth, error) {
+	if g.GetCredentialsSecret() == "" {
+		return nil, nil
+	}
+	vals, err := s.secretValuesFor(ctx, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
+		Git: &persysv1.GitSource{CredentialsSecret: g.GetCredentialsSecret()}}})
+	if err != nil {
+		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
+			fmt.Sprintf("spec.compose.git.credentialsSecret: %v", err))
+	}
+	var sv *persysv1.SecretValue
+	for _, v := range vals {
+		if v.GetName() == g.GetCredentialsSecret() {
+			sv = v
+		}
+	}
+	auth, err := gitsource.AuthFromSecret(sv)
+	if err != nil {
+		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
+			fmt.Sprintf("spec.compose.git.credentialsSecret %q: %v", g.GetCredentialsSecret(), err))
+	}
+	return auth, nil
+}
+
+// gitCacheDir is the scheduler's checkout folder of one repository.
+func gitCacheDir(url string) (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, "persys", "scheduler-git", cacheKey(url))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("git cache: %w", err)
+	}
+	return dir, nil
+}
+
+// cacheKey turns a URL into a file name without its credentials.
+func cacheKey(url string) string {
+	clean := gitsource.RedactURL(url)
+	var b strings.Builder
+	for _, r := range clean {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	out := b.String()
+	if len(out) > 120 {
+		out = out[len(out)-120:]
+	}
+	return out
+}
+
+// withReason is a gRPC error that names its failure enum for the gateway.
+func withReason(code codes.Code, reason persysv1.FailureReason, msg string) error {
+	st := status.New(code, msg)
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: strings.TrimPrefix(reason.String(), "FAILURE_REASON_"), Domain: "persys"}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+func gitError(err error) error {
+	return withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED,
+		"spec.compose.git: "+err.Error())
+}
+
+// composeError maps a compose-spec error to a manifest error whose field
+// is the path inside the workload spec.
+func composeError(err error, inline bool) error {
+	var ce *composespec.Error
+	if !errors.As(err, &ce) {
+		return &manifest.Error{Fields: []manifest.FieldError{{Field: "spec.compose", Reason: err.Error()}}}
+	}
+	field := "spec.compose.inline"
+	if !inline {
+		field = "spec.compose.git"
+	}
+	switch {
+	case strings.HasPrefix(ce.Path, "compose"):
+		field = "spec." + ce.Path
+	case ce.Path != "":
+		field += "." + ce.Path
+	}
+	return &manifest.Error{Fields: []manifest.FieldError{{Field: field, Reason: ce.Reason}}}
+}
+
+// cloudInitError turns "invalid cloud-init input: FIELD: reason" into a
+// manifest error on that field.
+func cloudInitError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), cloudinit.ErrInvalid.Error()+": ")
+	field, reason, ok := strings.Cut(msg, ": ")
+	if !ok || !strings.HasPrefix(field, "spec.") {
+		field, reason = "spec.vm.cloudInit", msg
+	}
+	return &manifest.Error{Fields: []manifest.FieldError{{Field: field, Reason: reason}}}
+}
+
+// gitPollTick is how often the leader looks for Git sources due a poll.
+const gitPollTick = 5 * time.Second
+
+// gitPollLoop re-resolves the ref of every compose workload whose Git
+// source sets a poll interval, and writes a new revision when the commit
+// moved. Events say which commit replaced which.
+func (s *Scheduler) gitPollLoop(ctx context.Context) {
+	last := map[string]time.Time{}
+	t := time.NewTicker(gitPollTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now()
+		type due struct {
+			name string
+			w    *persysv1.Workload
+		}
+		var todo []due
+		s.mu.Lock()
+		for name, e := range s.workloads {
+			g := e.w.GetSpec().GetCompose().GetGit()
+			if g.GetPollIntervalSeconds() <= 0 || e.w.GetDeleting() {
+				continue
+			}
+			if now.Sub(last[name]) >= time.Duration(g.GetPollIntervalSeconds())*time.Second {
+				todo = append(todo, due{name, e.w})
+			}
+		}
+		s.mu.Unlock()
+		for _, d := range todo {
+			last[d.name] = now
+			s.pollGit(ctx, d.name, d.w)
+		}
+	}
+}
+
+func (s *Scheduler) pollGit(ctx context.Context, name string, w *persysv1.Workload) {
+	g := w.GetSpec().GetCompose().GetGit()
+	auth, err := s.gitAuth(ctx, g)
+	if err == nil {
+		var commit string
+		commit, err = gitsource.Resolve(ctx, g, auth)
+		if err == nil && commit == g.GetResolvedCommit() {
+			return
+		}
+		if err == nil {
+			next := proto.Clone(w).(*persysv1.Workload)
+			spec := next.GetSpec()
+			if err = s.prepareSpec(ctx, spec); err == nil {
+				err = s.writePolledRevision(ctx, name, w, next, g.GetResolvedCommit(), spec.GetCompose().GetGit().GetResolvedCommit())
+			}
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("git poll failed", "workload", name, "url", gitsource.RedactURL(g.GetUrl()), "ref", g.GetRef(), "err", err)
+		s.events.add(&persysv1.Event{Type: "GitPollFailed", Workload: name, Revision: w.GetRevision(),
+			Reason: persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED, Message: err.Error()})
+	}
+}
+
+// writePolledRevision stores next as a new revision unless the workload
+// changed meanwhile (a user's apply wins; the next poll looks again).
+func (s *Scheduler) writePolledRevision(ctx context.Context, name string, cur, next *persysv1.Workload, from, to string) error {
+	stored, rev, err := s.store.GetWorkload(ctx, name)
+	if err != nil {
+		return err
+	}
+	if stored.GetRevision() != cur.GetRevision() || stored.GetUid() != cur.GetUid() || stored.GetDeleting() {
+		return nil
+	}
+	next.Revision = cur.GetRevision() + 1
+	next.UpdatedAt = timestamppb.New(s.cfg.Now())
+	newRev, err := s.store.UpdateWorkload(ctx, next, rev)
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.cacheWorkload(next, newRev)
+	s.log.Info("git ref moved", "workload", name, "ref", next.GetSpec().GetCompose().GetGit().GetRef(), "from", from, "to", to, "revision", next.GetRevision())
+	s.events.add(&persysv1.Event{Type: "GitCommitChanged", Workload: name, Revision: next.GetRevision(),
+		Message: fmt.Sprintf("ref %s moved from %.12s to %.12s: revision %d", next.GetSpec().GetCompose().GetGit().GetRef(), from, to, next.GetRevision())})
+	return nil
+}
