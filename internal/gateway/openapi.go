@@ -184,6 +184,24 @@ func buildOpenAPI() obj {
 				nil,
 				withErrors(obj{"200": response("The events.", ref("ListEventsResponse"))}, 400)),
 		},
+		"/v1/secrets": obj{
+			"post": op("putSecret", "Create or update a secret (admin). Values are encrypted at rest and never returned.", nil,
+				obj{"required": true, "content": jsonContent(ref("SecretRequest"))},
+				withErrors(obj{
+					"200": response("The secret was updated (a new version).", ref("SecretInfo")),
+					"201": response("The secret was created.", ref("SecretInfo")),
+				}, 400, 409, 413)),
+			"get": op("listSecrets", "List secrets: names, types and key names, never values (admin).", nil, nil,
+				withErrors(obj{"200": response("The secrets.", ref("ListSecretsResponse"))})),
+		},
+		"/v1/secrets/{name}": obj{
+			"get": op("getSecret", "Get a secret's name, type, key names and version, never its values (admin).",
+				[]obj{pathParam("name", "Secret name.")}, nil,
+				withErrors(obj{"200": response("The secret.", ref("SecretInfo"))}, 400, 404)),
+			"delete": op("deleteSecret", "Delete a secret (admin).",
+				[]obj{pathParam("name", "Secret name.")}, nil,
+				withErrors(obj{"200": response("Deleted.", ref("DeleteSecretResponse"))}, 400, 404)),
+		},
 		"/openapi.json": obj{
 			"get": op("getOpenAPI", "This document.", nil, nil,
 				obj{"200": obj{"description": "The OpenAPI document.", "content": obj{"application/json": obj{"schema": obj{"type": "object"}}}}}),
@@ -200,6 +218,7 @@ func buildOpenAPI() obj {
 		&persysv1.DeleteResponse{}, &persysv1.ListNodesResponse{}, &persysv1.Node{},
 		&persysv1.ClusterSummary{}, &persysv1.ListEventsResponse{},
 		&persysv1.DrainResponse{}, &persysv1.LeaderInfo{},
+		&persysv1.SecretInfo{}, &persysv1.ListSecretsResponse{}, &persysv1.DeleteSecretResponse{},
 	} {
 		addMessageSchema(schemas, m.ProtoReflect().Descriptor())
 	}
@@ -229,6 +248,9 @@ func buildOpenAPI() obj {
 			},
 		},
 	}
+	schemas["SecretRequest"] = goSchema(reflect.TypeOf(SecretRequest{}))
+	schemas["SecretRequest"].(obj)["description"] = "A secret: name (DNS subdomain), type (opaque, registry or git; default opaque), " +
+		"values base64-encoded in data or as text in stringData; at most 1 MiB in all."
 	schemas["Manifest"] = goSchema(reflect.TypeOf(manifest.Manifest{}))
 	schemas["Manifest"].(obj)["description"] = "A workload manifest (apiVersion " + manifest.APIVersion + ", kind " + manifest.Kind + "). " +
 		"Unknown and duplicate keys are refused; every invalid field is named in the error's fields."

@@ -1,3 +1,171 @@
 package gateway
 
-func (g *gateway) secretRoutes() []route { return nil }
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/secrets"
+)
+
+// Only admins manage secrets; no route ever answers with a value.
+var admins = []pki.Role{pki.RoleAdmin}
+
+// maxSecretBody bounds a secret's request body: the values' limit in
+// base64 plus room for names and JSON.
+const maxSecretBody = secrets.MaxDataSize/3*4 + 64<<10
+
+// SecretRequest is the body of POST /v1/secrets. Values are given either
+// base64-encoded in data or as UTF-8 text in stringData (as Kubernetes
+// does); a key may appear in only one of them.
+type SecretRequest struct {
+	Name       string            `json:"name"`
+	Type       string            `json:"type,omitempty"`
+	Data       map[string]string `json:"data,omitempty"`
+	StringData map[string]string `json:"stringData,omitempty"`
+}
+
+func (g *gateway) secretRoutes() []route {
+	return []route{
+		{"POST", "/v1/secrets", admins, g.putSecret},
+		{"GET", "/v1/secrets", admins, g.listSecrets},
+		{"GET", "/v1/secrets/{name}", admins, g.getSecret},
+		{"DELETE", "/v1/secrets/{name}", admins, g.deleteSecret},
+	}
+}
+
+// parseSecretRequest decodes and checks a POST /v1/secrets body. Errors
+// name the field and never quote a value.
+func parseSecretRequest(body []byte) (*persysv1.PutSecretRequest, error) {
+	var req SecretRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &typ):
+			return nil, fieldError(typ.Field, "has the wrong JSON type, want "+typ.Type.String())
+		case errors.As(err, &syn):
+			return nil, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("body is not valid JSON (at byte %d)", syn.Offset)}
+		}
+		// Unknown fields: the decoder names the key, not a value.
+		return nil, &httpError{code: http.StatusBadRequest, msg: "body: " + err.Error()}
+	}
+	if dec.More() {
+		return nil, &httpError{code: http.StatusBadRequest, msg: "body: one JSON object expected, found more"}
+	}
+	if err := secrets.ValidateName(req.Name); err != nil {
+		return nil, fieldError("name", reasonOf(err))
+	}
+	typ, err := secrets.ParseType(req.Type)
+	if err != nil {
+		return nil, fieldError("type", "must be opaque, registry or git")
+	}
+	data := make(map[string][]byte, len(req.Data)+len(req.StringData))
+	keys := make([]string, 0, len(req.Data))
+	for k := range req.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v, err := base64.StdEncoding.DecodeString(req.Data[k])
+		if err != nil {
+			return nil, fieldError("data."+k, "not valid base64 (use stringData for text)")
+		}
+		data[k] = v
+	}
+	for k, v := range req.StringData {
+		if _, dup := data[k]; dup {
+			return nil, fieldError("stringData."+k, "also given in data")
+		}
+		data[k] = []byte(v)
+	}
+	if err := secrets.Validate(req.Name, typ, data); err != nil {
+		return nil, fieldError("data", reasonOf(err))
+	}
+	return &persysv1.PutSecretRequest{Name: req.Name, Type: typ, Data: data}, nil
+}
+
+// reasonOf strips the package prefix of a secrets validation error.
+func reasonOf(err error) string {
+	const p = "secrets: "
+	msg := err.Error()
+	if len(msg) > len(p) && msg[:len(p)] == p {
+		return msg[len(p):]
+	}
+	return msg
+}
+
+func (g *gateway) putSecret(w http.ResponseWriter, r *http.Request) (int, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSecretBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return 0, &httpError{code: http.StatusRequestEntityTooLarge,
+				msg: fmt.Sprintf("secret body is larger than the limit of %d bytes", tooBig.Limit)}
+		}
+		return 0, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("reading request body: %v", err)}
+	}
+	req, err := parseSecretRequest(body)
+	clear(body)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	info, err := g.control.PutSecret(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	code := http.StatusOK
+	if info.GetVersion() == 1 {
+		code = http.StatusCreated
+	}
+	return writeJSON(w, code, info)
+}
+
+func (g *gateway) listSecrets(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ListSecrets(ctx, &persysv1.ListSecretsRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) getSecret(w http.ResponseWriter, r *http.Request) (int, error) {
+	name := r.PathValue("name")
+	if err := secrets.ValidateName(name); err != nil {
+		return 0, fieldError("name", reasonOf(err))
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	info, err := g.control.GetSecret(ctx, &persysv1.GetSecretRequest{Name: name})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, info)
+}
+
+func (g *gateway) deleteSecret(w http.ResponseWriter, r *http.Request) (int, error) {
+	name := r.PathValue("name")
+	if err := secrets.ValidateName(name); err != nil {
+		return 0, fieldError("name", reasonOf(err))
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.DeleteSecret(ctx, &persysv1.DeleteSecretRequest{Name: name})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
