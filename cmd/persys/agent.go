@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -38,6 +39,9 @@ type agentOptions struct {
 	auditInterval        time.Duration
 	runtime              string
 	simApplyDelay        time.Duration
+	// Identity: join and renewal (identity.go).
+	joinToken, caHash string
+	renewFraction     float64
 }
 
 func newAgentCommand() *cobra.Command {
@@ -71,6 +75,7 @@ func newAgentCommand() *cobra.Command {
 	f.DurationVar(&o.auditInterval, "audit-interval", agent.DefaultAuditInterval, "how often to verify that running workloads are alive (zombie detection)")
 	f.StringVar(&o.runtime, "runtime", "docker", "container runtime: docker, or sim (simulated, for scale tests only: runs nothing)")
 	f.DurationVar(&o.simApplyDelay, "sim-apply-delay", 0, "with --runtime sim: how long a simulated apply takes")
+	identityFlags(cmd, &o)
 	return cmd
 }
 
@@ -109,10 +114,8 @@ func (o *agentOptions) validate() error {
 			return fmt.Errorf("--scheduler item %d %q is not host:port", i+1, s)
 		}
 	}
-	for _, p := range []struct{ flag, v string }{{"--ca", o.ca}, {"--cert", o.cert}, {"--key", o.key}} {
-		if p.v == "" {
-			return fmt.Errorf("%s is required", p.flag)
-		}
+	if err := o.validateIdentity(); err != nil {
+		return err
 	}
 	if o.heartbeatInterval <= 0 {
 		return fmt.Errorf("--heartbeat-interval %s must be positive", o.heartbeatInterval)
@@ -172,20 +175,27 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 			schedulers = append(schedulers, s)
 		}
 	}
-	files := pki.Files{CA: o.ca, Cert: o.cert, Key: o.key}
-	serverTLS, err := pki.ServerTLS(files)
-	if err != nil {
-		return err
-	}
-	// The host of each scheduler address is verified per address (DNS or
-	// IP SAN) by DialSchedulers.
-	clientTLS, err := pki.ClientTLS(files, "")
-	if err != nil {
-		return err
-	}
-
 	ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+
+	// The identity: given files, or the one a join left in --data-dir
+	// (joining first with --join-token when there is none). It renews
+	// itself through the scheduler before it expires.
+	holder, joinLabels, err := agentIdentity(ctx, o, schedulers, log)
+	if err != nil {
+		return err
+	}
+	for k, v := range joinLabels {
+		if _, ok := labels[k]; !ok {
+			labels[k] = v
+		}
+	}
+	serverTLS := holder.ServerTLS(tls.RequireAndVerifyClientCert)
+	// The host of each scheduler address is verified per address (DNS or
+	// IP SAN) by DialSchedulers.
+	clientTLS := holder.ClientTLS("")
+	stopRenew := startAgentRenewal(ctx, o, schedulers, holder, log)
+	defer stopRenew()
 
 	var rt runtime.Runtime
 	switch o.runtime {

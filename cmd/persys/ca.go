@@ -21,7 +21,8 @@ func newCACommand() *cobra.Command {
 		Short: "Manage the cluster's built-in certificate authority",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newCAInitCommand(), newCAIssueCommand(), newCAHashCommand())
+	cmd.AddCommand(newCAInitCommand(), newCAIssueCommand(), newCAHashCommand(),
+		newJoinTokenCommand(), newCARevokeCommand(), newCARevocationsCommand(), newCARotateCommand())
 	return cmd
 }
 

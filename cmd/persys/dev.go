@@ -92,7 +92,7 @@ func runDev(ctx context.Context, o *devOptions) error {
 	started := make(chan string, 1)
 	sched := &schedulerOptions{
 		listen: o.schedulerListen, dataDir: filepath.Join(dir, "etcd"), prefix: "/persys",
-		ca: bundle.CA, cert: bundle.Scheduler.Cert, key: bundle.Scheduler.Key, metricsListen: metrics(0),
+		ca: bundle.CA, cert: bundle.Scheduler.Cert, key: bundle.Scheduler.Key, metricsListen: metrics(0), caDir: bundle.Dir,
 		strategy: "spread", heartbeatInterval: 2 * time.Second, leaseTTL: 10 * time.Second, resyncInterval: 30 * time.Second,
 		rescheduleGrace: 10 * time.Second, retryBase: 5 * time.Second, retryMax: 120 * time.Second, maxAttempts: 6, electionTTL: 5 * time.Second,
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +41,10 @@ type schedulerOptions struct {
 	maxAttempts       int
 	advertise         string
 	electionTTL       time.Duration
+	// Identity (see identity.go in internal/scheduler).
+	caDir         string
+	certValidity  time.Duration
+	renewFraction float64
 }
 
 func (o *schedulerOptions) flags(cmd *cobra.Command) {
@@ -61,6 +67,9 @@ func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f.IntVar(&o.maxAttempts, "max-attempts", 6, "failed apply attempts of one revision before it is Failed for good (-1: no limit)")
 	f.StringVar(&o.advertise, "advertise", "", "address agents and gateways reach this replica at (default: --listen); the leader's is handed out by followers")
 	f.DurationVar(&o.electionTTL, "election-ttl", 5*time.Second, "with --etcd-endpoints: how long a dead leader keeps its seat before a follower takes over")
+	f.StringVar(&o.caDir, "ca-dir", "", "CA folder (ca.crt, ca.key, ca-bundle.crt): lets this scheduler sign joining agents and renewals, and renew its own certificate; without it JoinNode and RenewCertificate answer FailedPrecondition")
+	f.DurationVar(&o.certValidity, "cert-validity", pki.DefaultLeafValidity, "lifetime of the certificates this scheduler signs (joins, renewals)")
+	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew this scheduler's own certificate after this share of its lifetime, in (0, 1) (needs --ca-dir)")
 }
 
 func (o *schedulerOptions) validate() error {
@@ -86,6 +95,12 @@ func (o *schedulerOptions) validate() error {
 	}
 	if o.electionTTL < time.Second {
 		return fmt.Errorf("--election-ttl %s must be at least 1s", o.electionTTL)
+	}
+	if o.certValidity < 10*time.Second {
+		return fmt.Errorf("--cert-validity %s must be at least 10s", o.certValidity)
+	}
+	if o.renewFraction <= 0 || o.renewFraction >= 1 {
+		return fmt.Errorf("--cert-renew-fraction %v must be in (0, 1)", o.renewFraction)
 	}
 	if !strings.HasPrefix(o.prefix, "/") || strings.HasSuffix(o.prefix, "/") {
 		return fmt.Errorf("--prefix %q must start with / and not end with /", o.prefix)
@@ -145,14 +160,15 @@ func etcdFor(o *schedulerOptions, log *slog.Logger) (*clientv3.Client, func(), e
 // the bound listen address once the server accepts connections.
 func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, started chan<- string) error {
 	files := pki.Files{CA: o.ca, Cert: o.cert, Key: o.key}
-	serverTLS, err := pki.ServerTLS(files)
+	// The holder hands renewed certificates to new handshakes. Client
+	// certificates are verified when given: JoinNode comes without one,
+	// and every other call requires one (authorizeMethod).
+	holder, err := pki.LoadHolder(files)
 	if err != nil {
 		return err
 	}
-	clientTLS, err := pki.ClientTLS(files, "")
-	if err != nil {
-		return err
-	}
+	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven)
+	clientTLS := holder.ClientTLS("")
 	strategy, _ := placement.ParseStrategy(o.strategy)
 
 	cli, closeEtcd, err := etcdFor(o, log)
@@ -194,6 +210,8 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	if err != nil {
 		return err
 	}
+	sched.SetIdentity(scheduler.IdentityConfig{CADir: o.caDir, CertValidity: o.certValidity})
+	holder.SetRevocationChecker(sched.Revocations())
 	metricsSrv, err := obs.Serve(o.metricsListen, reg, sched.Ready, log)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", o.metricsListen, err)
@@ -202,6 +220,16 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var aux sync.WaitGroup
+	defer func() { cancel(); aux.Wait() }()
+	aux.Add(1)
+	go func() { defer aux.Done(); _ = sched.RunIdentity(ctx) }()
+	if o.caDir != "" {
+		leaf := holder.Leaf()
+		r := &pki.Renewer{Holder: holder, Renew: pki.LocalRenew(o.caDir, leaf.NotAfter.Sub(pki.IssuedAt(leaf))), Fraction: o.renewFraction, Logger: log}
+		aux.Add(1)
+		go func() { defer aux.Done(); _ = r.Run(ctx) }()
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- sched.Run(ctx) }()
 	go func() { errc <- scheduler.Serve(ctx, ln, sched, serverTLS) }()
