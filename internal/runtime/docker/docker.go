@@ -17,6 +17,8 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +53,12 @@ type Options struct {
 	// several agents sharing one engine never see (and never collect as
 	// orphans) each other's workloads.
 	NodeID string
+	// SecretsDir is the folder under which secret_files are written (one
+	// folder per container, files 0400) and bind-mounted into containers
+	// from; the engine must see the same path. Empty: persys-docker-secrets
+	// in the system's temporary folder. The agent passes one under its
+	// data folder.
+	SecretsDir string
 }
 
 // Runtime runs container workloads on one Docker engine. It is safe for
@@ -62,6 +70,7 @@ type Runtime struct {
 	stopTimeout time.Duration
 	pullTimeout time.Duration
 	nodeID      string
+	secretsDir  string
 	locks       keyedMutex
 }
 
@@ -73,7 +82,14 @@ func New(opts Options) (*Runtime, error) {
 	if opts.PullTimeout < 0 {
 		return nil, fmt.Errorf("docker runtime: PullTimeout %s is negative", opts.PullTimeout)
 	}
+	if opts.SecretsDir == "" {
+		opts.SecretsDir = filepath.Join(os.TempDir(), "persys-docker-secrets")
+	}
+	if !filepath.IsAbs(opts.SecretsDir) {
+		return nil, fmt.Errorf("docker runtime: SecretsDir %q is not an absolute path", opts.SecretsDir)
+	}
 	r := &Runtime{
+		secretsDir:  filepath.Clean(opts.SecretsDir),
 		cli:         opts.Client,
 		log:         opts.Logger,
 		stopTimeout: opts.StopTimeout,
@@ -127,6 +143,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		// between them), so the node keeps the names apart.
 		spec.name += "-" + r.nodeID
 	}
+	spec.host.Mounts = append(spec.host.Mounts, r.secretMounts(spec.name, spec.secretFiles)...)
 	unlock := r.locks.lock(inst.Name)
 	defer unlock()
 	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
@@ -146,22 +163,31 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		if err := r.stopAndRemove(ctx, c.ID); err != nil {
 			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove container %s of an older revision", containerLabel(c))
 		}
+		if err := r.removeSecrets(containerLabel(c)); err != nil {
+			log.Warn("remove secret files of another revision", "container", containerLabel(c), "error", err)
+		}
 		log.Info("removed container of another revision", "container", containerLabel(c),
 			"old_uid", c.Labels[runtime.LabelUID], "old_revision", c.Labels[runtime.LabelRevision])
 	}
 
 	if current != nil {
-		st, done, err := r.reuse(ctx, log, current.ID, spec.desired)
+		st, done, err := r.reuse(ctx, log, current.ID, spec)
 		if err != nil || done {
 			return st.status, st.skipped, err
 		}
 	}
 
-	if err := r.ensureImage(ctx, log, spec.config.Image); err != nil {
+	if err := r.ensureImage(ctx, log, spec.config.Image, spec.pullAuth); err != nil {
 		return nil, false, err
+	}
+	if err := r.writeSecrets(spec.name, spec.secretFiles); err != nil {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "write secret files of container %s", spec.name)
 	}
 	created, err := r.cli.ContainerCreate(ctx, spec.config, spec.host, nil, nil, spec.name)
 	if err != nil {
+		if rmErr := r.removeSecrets(spec.name); rmErr != nil {
+			log.Warn("remove secret files of a container not created", "container", spec.name, "error", rmErr)
+		}
 		if cerrdefs.IsNotFound(err) {
 			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, err, "create container %s: image %s", spec.name, spec.config.Image)
 		}
@@ -175,6 +201,8 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 			// Leave nothing half-made: the next apply starts clean.
 			if rmErr := r.remove(context.WithoutCancel(ctx), created.ID); rmErr != nil {
 				log.Warn("remove container that failed to start", "container", spec.name, "error", rmErr)
+			} else if rmErr := r.removeSecrets(spec.name); rmErr != nil {
+				log.Warn("remove secret files of a container that failed to start", "container", spec.name, "error", rmErr)
 			}
 			return nil, false, runtime.Fail(classify(err), err, "start container %s", spec.name)
 		}
@@ -195,7 +223,8 @@ type reuseResult struct {
 // reuse decides what to do with the container that already has the
 // instance's uid and revision. done reports that Apply is finished;
 // otherwise the container is gone and a new one must be created.
-func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id, desired string) (res reuseResult, done bool, err error) {
+func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id string, spec *createSpec) (res reuseResult, done bool, err error) {
+	desired := spec.desired
 	info, err := r.cli.ContainerInspect(ctx, id)
 	if cerrdefs.IsNotFound(err) {
 		return res, false, nil
@@ -214,6 +243,11 @@ func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id, desired strin
 		log.Debug("apply skipped: revision already applied", "container", name, "state", state)
 		return reuseResult{status: statusOf(info), skipped: true}, true, nil
 	case desired == desiredRun && state == container.StateCreated:
+		// Bind mounts are resolved at start: put the secret files back in
+		// case they went (a cleared temporary folder).
+		if err := r.writeSecrets(name, spec.secretFiles); err != nil {
+			return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "write secret files of container %s", name)
+		}
 		if err := r.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 			return res, true, runtime.Fail(classify(err), err, "start container %s", name)
 		}
@@ -238,8 +272,9 @@ func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id, desired strin
 	return reuseResult{status: status}, true, nil
 }
 
-// ensureImage makes the image present, pulling it when missing.
-func (r *Runtime) ensureImage(ctx context.Context, log *slog.Logger, ref string) error {
+// ensureImage makes the image present, pulling it when missing with auth
+// (the Engine API's X-Registry-Auth value; "" pulls anonymously).
+func (r *Runtime) ensureImage(ctx context.Context, log *slog.Logger, ref, auth string) error {
 	_, err := r.cli.ImageInspect(ctx, ref)
 	if err == nil {
 		return nil
@@ -250,19 +285,20 @@ func (r *Runtime) ensureImage(ctx context.Context, log *slog.Logger, ref string)
 	pullCtx, cancel := context.WithTimeout(ctx, r.pullTimeout)
 	defer cancel()
 	start := time.Now()
-	if err := r.pull(pullCtx, ref); err != nil {
-		log.Warn("image pull failed", "image", ref, "error", err)
-		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, err, "image %s is not present and could not be pulled", ref)
+	if err := r.pull(pullCtx, ref, auth); err != nil {
+		reason := classifyPull(err)
+		log.Warn("image pull failed", "image", ref, "with_credentials", auth != "", "reason", reason.String(), "error", err)
+		return runtime.Fail(reason, err, "image %s is not present and could not be pulled", ref)
 	}
 	if _, err := r.cli.ImageInspect(ctx, ref); err != nil {
 		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, err, "image %s missing after pull", ref)
 	}
-	log.Info("image pulled", "image", ref, "duration", time.Since(start).String())
+	log.Info("image pulled", "image", ref, "with_credentials", auth != "", "duration", time.Since(start).String())
 	return nil
 }
 
-func (r *Runtime) pull(ctx context.Context, ref string) error {
-	body, err := r.cli.ImagePull(ctx, ref, image.PullOptions{})
+func (r *Runtime) pull(ctx context.Context, ref, auth string) error {
+	body, err := r.cli.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: auth})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -305,6 +341,9 @@ func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
 	for _, c := range existing {
 		if err := r.stopAndRemove(ctx, c.ID); err != nil {
 			return true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove container %s", containerLabel(c))
+		}
+		if err := r.removeSecrets(containerLabel(c)); err != nil {
+			return true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "remove secret files of container %s", containerLabel(c))
 		}
 		r.log.Info("container deleted", "workload", name, "container", containerLabel(c),
 			"uid", c.Labels[runtime.LabelUID], "revision", c.Labels[runtime.LabelRevision])

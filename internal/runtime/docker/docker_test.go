@@ -283,14 +283,19 @@ func TestApplyLifecycle(t *testing.T) {
 	}
 }
 
+// TestApplyMissingImage: an image that is not local and whose registry
+// cannot be reached (Docker Hub from an offline machine; online, Hub
+// answers "pull access denied" for a repository it does not show) is
+// IMAGE_PULL_FAILED. A registry that answers "not found" is
+// IMAGE_NOT_FOUND: see TestPrivateRegistryPull.
 func TestApplyMissingImage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	name, uid := e.workload("noimg")
 	_, _, err := e.rt.Apply(t.Context(), runtime.Instance{Name: name, UID: uid, Revision: 1,
 		Spec: e.spec(&persysv1.ContainerSpec{Image: "persys-does-not-exist:v0"})})
-	if got := runtime.ReasonOf(err); got != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
-		t.Fatalf("Apply err = %v (reason %s), want IMAGE_NOT_FOUND", err, got)
+	if got := runtime.ReasonOf(err); got != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED {
+		t.Fatalf("Apply err = %v (reason %s), want IMAGE_PULL_FAILED", err, got)
 	}
 	st, err := e.rt.Status(t.Context(), name)
 	if err != nil || st.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
