@@ -141,6 +141,8 @@ type cluster struct {
 	pkiDir     string
 	procs      map[string]*proc
 	agentFlags []string
+	// poolDir is the agent's storage pool "default".
+	poolDir string
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -171,8 +173,12 @@ func newCluster(t *testing.T) *cluster {
 			"gateway":   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 			"agent":     fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		},
-		pkiDir: filepath.Join(dir, "pki"),
-		procs:  map[string]*proc{},
+		pkiDir:  filepath.Join(dir, "pki"),
+		procs:   map[string]*proc{},
+		poolDir: filepath.Join(dir, "pool"),
+	}
+	if err := os.MkdirAll(c.poolDir, 0o755); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(c.removeContainers)
 
@@ -196,7 +202,7 @@ func newCluster(t *testing.T) *cluster {
 		"--metrics-listen", c.metrics["gateway"]}, cert("gateway")...)...)
 	c.agentFlags = append([]string{"agent", "--node-id", c.nodeID, "--listen", c.agentAddr, "--scheduler", c.schedAddr,
 		"--data-dir", filepath.Join(dir, "agent"), "--metrics-listen", c.metrics["agent"], "--labels", "zone=e2e",
-		"--heartbeat-interval", "1s"}, cert(c.nodeID)...)
+		"--heartbeat-interval", "1s", "--storage-pool", "default=" + c.poolDir}, cert(c.nodeID)...)
 	c.start("agent", c.agentFlags...)
 
 	c.config = filepath.Join(dir, "persysctl.yaml")

@@ -92,6 +92,11 @@ func TestContainerLifecycle(t *testing.T) {
 		return err == nil && strings.Contains(body, "hello from persys")
 	})
 
+	// The container's output through the gateway.
+	if logs := c.mustCtl("logs", "workload", name); !strings.Contains(logs, "hello: listening on") {
+		t.Errorf("logs lack the app's start line:\n%s", logs)
+	}
+
 	// A second identical apply changes nothing.
 	if out := c.mustCtl("apply", "-f", c.manifest(name, port, "one")); !strings.Contains(out, "unchanged") {
 		t.Fatalf("re-apply output does not say unchanged:\n%s", out)
