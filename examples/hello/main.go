@@ -4,7 +4,9 @@
 // GET /healthz with "ok", and exits promptly on SIGTERM or SIGINT so that
 // stopping its container is fast.
 //
-// For tests, "hello exit CODE" exits at once with CODE instead of serving.
+// For tests, "hello exit CODE" exits at once with CODE instead of serving,
+// and "hello probe URL" fetches URL once a second and logs the first line
+// of each answer (service-to-service checks in compose tests).
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -27,6 +30,10 @@ func main() {
 			log.Fatalf("hello: exit code %q: want an integer in 0..255", os.Args[2])
 		}
 		os.Exit(code)
+	}
+	if len(os.Args) == 3 && os.Args[1] == "probe" {
+		probe(os.Args[2])
+		return
 	}
 	if err := run(); err != nil {
 		log.Fatalf("hello: %v", err)
@@ -76,4 +83,30 @@ func run() error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// probe fetches url once a second until SIGTERM and logs what it got.
+func probe(url string) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	client := &http.Client{Timeout: 2 * time.Second}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		resp, err := client.Get(url)
+		if err != nil {
+			log.Printf("probe: %s: %v", url, err)
+		} else {
+			var line [128]byte
+			n, _ := resp.Body.Read(line[:])
+			resp.Body.Close()
+			first, _, _ := strings.Cut(string(line[:n]), "\n")
+			log.Printf("probe: %s: %d %s", url, resp.StatusCode, first)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
