@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,6 +28,9 @@ type gatewayOptions struct {
 	metricsListen string
 	maxBody       int64
 	logLevel      string
+	// Identity: renewal and revocations (identity.go).
+	renewFraction     float64
+	revocationRefresh time.Duration
 }
 
 // newGatewayCommand returns `persys gateway`: the REST+JSON API over HTTPS
@@ -60,6 +64,8 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9102", "plain HTTP listener for /metrics, /healthz and /readyz (empty disables it)")
 	f.Int64Var(&o.maxBody, "max-body-bytes", 0, "largest request body accepted (default: the manifest limit, 1 MiB)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew the gateway certificate through the scheduler after this share of its lifetime, in (0, 1)")
+	f.DurationVar(&o.revocationRefresh, "revocation-refresh", 30*time.Second, "how often to fetch the revoked certificates from the scheduler (refused at the handshake)")
 	return cmd
 }
 
@@ -80,6 +86,12 @@ func (o *gatewayOptions) validate() error {
 		if _, _, err := net.SplitHostPort(o.metricsListen); err != nil {
 			return fmt.Errorf("--metrics-listen %q: %w", o.metricsListen, err)
 		}
+	}
+	if o.renewFraction <= 0 || o.renewFraction >= 1 {
+		return fmt.Errorf("--cert-renew-fraction %v must be in (0, 1)", o.renewFraction)
+	}
+	if o.revocationRefresh < time.Second {
+		return fmt.Errorf("--revocation-refresh %s must be at least 1s", o.revocationRefresh)
 	}
 	if o.maxBody < 0 {
 		return fmt.Errorf("--max-body-bytes %d: must not be negative", o.maxBody)
@@ -130,14 +142,14 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	defer stop()
 
 	files := pki.Files{CA: o.ca, Cert: o.cert, Key: o.key}
-	serverTLS, err := pki.ServerTLS(files)
+	// The holder hands renewed certificates to new handshakes and refuses
+	// revoked peers (startGatewayIdentity keeps both current).
+	holder, err := pki.LoadHolder(files)
 	if err != nil {
 		return fmt.Errorf("gateway certificate: %w", err)
 	}
-	clientTLS, err := pki.ClientTLS(files, o.serverName)
-	if err != nil {
-		return fmt.Errorf("gateway certificate: %w", err)
-	}
+	serverTLS := holder.ServerTLS(tls.RequireAndVerifyClientCert)
+	clientTLS := holder.ClientTLS(o.serverName)
 	addrs, err := schedulerAddrs(o.scheduler)
 	if err != nil {
 		return err
@@ -148,6 +160,8 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	}
 	defer pool.Close()
 	pool.Connect()
+	stopIdentity := startGatewayIdentity(ctx, o, holder, persysv1.NewControlServiceClient(pool), log)
+	defer stopIdentity()
 
 	reg := obs.NewRegistry()
 	h := gateway.New(gateway.Config{

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -366,7 +369,8 @@ func identityFlags(cmd *cobra.Command, o *agentOptions) {
 // validateIdentity checks the identity flags: files given, or a joined
 // identity in --data-dir, or a join token and CA hash to get one.
 func (o *agentOptions) validateIdentity() error {
-	if o.renewFraction <= 0 || o.renewFraction >= 1 {
+	// Zero (a caller that sets no flags, such as persys dev) is the default.
+	if o.renewFraction < 0 || o.renewFraction >= 1 {
 		return fmt.Errorf("--cert-renew-fraction %v must be in (0, 1)", o.renewFraction)
 	}
 	given := 0
@@ -469,4 +473,31 @@ func startAgentRenewal(ctx context.Context, o agentOptions, schedulers []string,
 		_ = (&pki.Renewer{Holder: h, Renew: renewal.Renew, Fraction: o.renewFraction, Logger: log}).Run(ctx)
 	}()
 	return func() { cancel(); <-done; _ = renewal.Close() }
+}
+
+// startGatewayIdentity keeps the gateway's revocation set current from the
+// scheduler and renews its certificate through it, until ctx ends or the
+// returned function (which waits for both) is called.
+func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, control persysv1.ControlServiceClient, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	revs := pki.NewRevocationSet()
+	h.SetRevocationChecker(revs)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		grpcauth.PollRevocations(ctx, control, revs, o.revocationRefresh, log)
+	}()
+	renew := func(ctx context.Context, _ *x509.Certificate, csrPEM []byte) ([]byte, []byte, error) {
+		resp, err := control.RenewCertificate(ctx, &persysv1.RenewCertificateRequest{CsrPem: csrPEM})
+		if err != nil {
+			return nil, nil, err
+		}
+		return resp.GetCertificatePem(), resp.GetCaBundlePem(), nil
+	}
+	go func() {
+		defer wg.Done()
+		_ = (&pki.Renewer{Holder: h, Renew: renew, Fraction: o.renewFraction, Logger: log}).Run(ctx)
+	}()
+	return func() { cancel(); wg.Wait() }
 }
