@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +41,9 @@ type Config struct {
 	// CallTimeout bounds each unary call to the scheduler; 0 means 30s.
 	// Drain calls are bounded by their own timeout plus 10 s instead.
 	CallTimeout time.Duration
+	// TokenCacheTTL is how long a resolved API token is trusted without
+	// asking the scheduler again; 0 means 10s, negative disables the cache.
+	TokenCacheTTL time.Duration
 }
 
 // Metadata keys the gateway adds to every scheduler call so that the
@@ -70,6 +72,10 @@ type gateway struct {
 	maxBody     int64
 	callTimeout time.Duration
 	metrics     *metrics
+	// tokens resolves bearer tokens (auth.go); auditMetrics counts audit
+	// events (audit.go).
+	tokens       *tokenCache
+	auditMetrics *auditMetrics
 }
 
 type route struct {
@@ -99,6 +105,8 @@ func New(cfg Config) http.Handler {
 		callTimeout: cfg.CallTimeout,
 		metrics:     newMetrics(cfg.Registry),
 	}
+	g.tokens = newTokenCache(cfg.Control, cfg.TokenCacheTTL)
+	g.auditMetrics = newAuditMetrics(cfg.Registry)
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -112,7 +120,7 @@ func New(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	for _, rt := range g.routes() {
-		mux.Handle(rt.method+" "+rt.path, g.instrument(rt.method+" "+rt.path, authorize(rt.roles, rt.handler)))
+		mux.Handle(rt.method+" "+rt.path, g.instrument(rt.method+" "+rt.path, g.authorize(rt, rt.handler)))
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
 	}
 	// A known path with another method answers 405 with Allow; anything
@@ -182,14 +190,19 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		user, role := peer(r)
-		if user != "" {
-			md := metadata.Pairs(MetadataUser, user)
-			if role != "" {
-				md.Append(MetadataRole, role)
+		auth := g.authenticate(r)
+		note := &auditNote{}
+		ctx := context.WithValue(context.WithValue(r.Context(), authKey{}, auth), auditNoteKey{}, note)
+		user, method := "", ""
+		if id := auth.id; id != nil {
+			user, method = id.User, id.Method
+			md := metadata.Pairs(MetadataUser, id.User)
+			if id.Role != "" {
+				md.Append(MetadataRole, string(id.Role))
 			}
-			r = r.WithContext(metadata.NewOutgoingContext(r.Context(), md))
+			ctx = metadata.NewOutgoingContext(ctx, md)
 		}
+		r = r.WithContext(ctx)
 		code, err := h(sw, r)
 		if err != nil {
 			code = writeError(sw, err)
@@ -198,6 +211,9 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 		}
 		if sw.code != 0 {
 			code = sw.code
+		}
+		if mutating(r.Method) {
+			g.audit(r.Context(), auditEvent(r, name, auth, code, err, note))
 		}
 		elapsed := time.Since(start)
 		g.metrics.observe(name, code, elapsed)
@@ -208,6 +224,7 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 			"status", code,
 			"duration_ms", float64(elapsed.Microseconds()) / 1000,
 			"user", user,
+			"auth", method,
 		}
 		switch {
 		case err != nil && code >= 500:
@@ -218,42 +235,6 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 			g.log.Info("request", attrs...)
 		}
 	})
-}
-
-// peer names the user of the request from its verified client certificate.
-func peer(r *http.Request) (user, role string) {
-	if r.TLS == nil {
-		return "", ""
-	}
-	id, err := pki.PeerIdentity(r.TLS)
-	if err != nil {
-		if len(r.TLS.PeerCertificates) > 0 {
-			return r.TLS.PeerCertificates[0].Subject.CommonName, ""
-		}
-		return "", ""
-	}
-	return id.CommonName, string(id.Role)
-}
-
-// authorize admits a request only when its verified client certificate
-// carries one of roles (any verified certificate when roles is nil).
-func authorize(roles []pki.Role, h func(http.ResponseWriter, *http.Request) (int, error)) func(http.ResponseWriter, *http.Request) (int, error) {
-	return func(w http.ResponseWriter, r *http.Request) (int, error) {
-		if r.TLS == nil {
-			return 0, &httpError{code: http.StatusUnauthorized, msg: "a client certificate is required (serve the gateway over mutual TLS)"}
-		}
-		id, err := pki.PeerIdentity(r.TLS)
-		if err != nil {
-			if roles == nil && len(r.TLS.VerifiedChains) > 0 {
-				return h(w, r)
-			}
-			return 0, &httpError{code: http.StatusForbidden, msg: fmt.Sprintf("client certificate carries no usable identity: %v", err)}
-		}
-		if roles == nil || slices.Contains(roles, id.Role) {
-			return h(w, r)
-		}
-		return 0, &httpError{code: http.StatusForbidden, msg: fmt.Sprintf("user %q with role %q may not %s %s", id.CommonName, id.Role, r.Method, r.URL.Path)}
-	}
 }
 
 // writeJSON writes a protobuf message as lowerCamel protojson.
@@ -289,9 +270,11 @@ func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
 	if err != nil {
 		return 0, manifestError(err)
 	}
+	req := m.ToApplyRequest()
+	noteWorkload(r, req.GetName())
 	ctx, cancel := g.callCtx(r)
 	defer cancel()
-	resp, err := g.control.ApplyWorkload(ctx, m.ToApplyRequest())
+	resp, err := g.control.ApplyWorkload(ctx, req)
 	if err != nil {
 		return 0, err
 	}
@@ -436,7 +419,10 @@ func (g *gateway) summary(w http.ResponseWriter, r *http.Request) (int, error) {
 
 func (g *gateway) listEvents(w http.ResponseWriter, r *http.Request) (int, error) {
 	q := r.URL.Query()
-	req := &persysv1.ListEventsRequest{Workload: q.Get("workload")}
+	req := &persysv1.ListEventsRequest{Workload: q.Get("workload"), Type: q.Get("type")}
+	if len(req.Type) > 64 {
+		return 0, fieldError("type", "longer than 64 characters")
+	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxEventsLimit {

@@ -1,3 +1,223 @@
 package gateway
 
-func (g *gateway) identityRoutes() []route { return nil }
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+// maxIdentityBody bounds the bodies of token and user requests (a CSR is
+// the largest part).
+const maxIdentityBody = 64 << 10
+
+// identityRoutes serve API tokens, user certificates and whoami. Token
+// and user routes need the admin permissions (permissions.go).
+func (g *gateway) identityRoutes() []route {
+	admins := []pki.Role{pki.RoleAdmin}
+	return []route{
+		{"POST", "/v1/tokens", admins, g.createToken},
+		{"GET", "/v1/tokens", admins, g.listTokens},
+		{"DELETE", "/v1/tokens/{id}", admins, g.revokeToken},
+		{"POST", "/v1/users/{name}/certificate", admins, g.issueUserCertificate},
+		{"GET", "/v1/whoami", readers, g.whoami},
+	}
+}
+
+// CreateTokenBody is the JSON body of POST /v1/tokens.
+type CreateTokenBody struct {
+	User       string `json:"user"`
+	Role       string `json:"role"`
+	TTLSeconds int64  `json:"ttlSeconds,omitempty"`
+}
+
+// IssueUserCertificateBody is the JSON body of
+// POST /v1/users/{name}/certificate.
+type IssueUserCertificateBody struct {
+	Role string `json:"role"`
+	// CSRPEM is a PEM certificate request; the key stays with the user.
+	CSRPEM     string `json:"csrPem"`
+	TTLSeconds int64  `json:"ttlSeconds,omitempty"`
+}
+
+// WhoAmI is the answer of GET /v1/whoami.
+type WhoAmI struct {
+	User    string `json:"user"`
+	Role    string `json:"role"`
+	Auth    string `json:"auth"`
+	TokenID string `json:"tokenId,omitempty"`
+}
+
+// readJSON decodes a bounded JSON body into v, refusing unknown fields.
+func (g *gateway) readJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxIdentityBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is larger than the limit of %d bytes", tooBig.Limit)}
+		case errors.Is(err, io.EOF):
+			return &httpError{code: http.StatusBadRequest, msg: "request body is empty: send a JSON object"}
+		}
+		return &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("request body: %v", err)}
+	}
+	if dec.More() {
+		return &httpError{code: http.StatusBadRequest, msg: "request body: more than one JSON value"}
+	}
+	return nil
+}
+
+func validateUserRole(field, role string) error {
+	switch role {
+	case string(pki.RoleAdmin), string(pki.RoleOperator), string(pki.RoleViewer):
+		return nil
+	case "":
+		return fieldError(field, "required: admin, operator or viewer")
+	}
+	return fieldError(field, fmt.Sprintf("must be admin, operator or viewer, got %q", role))
+}
+
+func (g *gateway) createToken(w http.ResponseWriter, r *http.Request) (int, error) {
+	var body CreateTokenBody
+	if err := g.readJSON(w, r, &body); err != nil {
+		return 0, err
+	}
+	if err := pki.ValidateName("user", body.User); err != nil {
+		return 0, fieldError("user", strings.TrimPrefix(err.Error(), "user: "))
+	}
+	if err := validateUserRole("role", body.Role); err != nil {
+		return 0, err
+	}
+	if body.TTLSeconds < 0 {
+		return 0, fieldError("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.CreateAPIToken(ctx, &persysv1.CreateAPITokenRequest{User: body.User, Role: body.Role, TtlSeconds: body.TTLSeconds})
+	if err != nil {
+		return 0, err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusCreated, resp)
+}
+
+func (g *gateway) listTokens(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ListAPITokens(ctx, &persysv1.ListAPITokensRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) revokeToken(w http.ResponseWriter, r *http.Request) (int, error) {
+	id := r.PathValue("id")
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.RevokeAPIToken(ctx, &persysv1.RevokeAPITokenRequest{Id: id})
+	if err != nil {
+		return 0, err
+	}
+	g.tokens.forget(id)
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) issueUserCertificate(w http.ResponseWriter, r *http.Request) (int, error) {
+	var body IssueUserCertificateBody
+	if err := g.readJSON(w, r, &body); err != nil {
+		return 0, err
+	}
+	name := r.PathValue("name")
+	if err := pki.ValidateName("name", name); err != nil {
+		return 0, fieldError("name", strings.TrimPrefix(err.Error(), "name: "))
+	}
+	if err := validateUserRole("role", body.Role); err != nil {
+		return 0, err
+	}
+	if strings.TrimSpace(body.CSRPEM) == "" {
+		return 0, fieldError("csrPem", "required: a PEM certificate request")
+	}
+	if body.TTLSeconds < 0 {
+		return 0, fieldError("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.IssueUserCertificate(ctx, &persysv1.IssueUserCertificateRequest{
+		Name: name, Role: body.Role, CsrPem: []byte(body.CSRPEM), TtlSeconds: body.TTLSeconds})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusCreated, resp)
+}
+
+func (g *gateway) whoami(w http.ResponseWriter, r *http.Request) (int, error) {
+	id := IdentityFrom(r)
+	if id == nil {
+		return 0, errNoCredentials
+	}
+	b, err := json.Marshal(WhoAmI{User: id.User, Role: string(id.Role), Auth: id.Method, TokenID: id.TokenID})
+	if err != nil {
+		return 0, err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
+	return http.StatusOK, nil
+}
+
+// addIdentityOpenAPI documents the identity routes and the events' type
+// filter.
+func addIdentityOpenAPI(paths, schemas obj) {
+	admin := func(r obj) obj {
+		r["401"] = errResponse("No valid identity: no client certificate and no valid API token.")
+		r["403"] = errResponse("The caller's role lacks the permission (admin).")
+		return r
+	}
+	paths["/v1/tokens"] = obj{
+		"post": op("createAPIToken", "Create an API token for a user with a role (admin; permission tokens.write). The token is in the answer once and never again; only its SHA-256 is stored.", nil,
+			obj{"required": true, "content": jsonContent(ref("CreateTokenBody"))},
+			withErrors(admin(obj{"201": response("The token (shown once) and its info.", ref("CreateAPITokenResponse"))}), 400, 413)),
+		"get": op("listAPITokens", "List API tokens: id, user, role, expiry, revoked; never the token (admin; permission tokens.read).", nil, nil,
+			withErrors(admin(obj{"200": response("The tokens.", ref("ListAPITokensResponse"))}))),
+	}
+	paths["/v1/tokens/{id}"] = obj{
+		"delete": op("revokeAPIToken", "Revoke an API token at once (admin; permission tokens.write). Other gateways may accept it for up to their token cache time (10 s).",
+			[]obj{pathParam("id", "Token id (the part after psy_).")}, nil,
+			withErrors(admin(obj{"200": response("Revoked.", ref("RevokeAPITokenResponse"))}), 400, 404)),
+	}
+	paths["/v1/users/{name}/certificate"] = obj{
+		"post": op("issueUserCertificate", "Sign a user's certificate request with a role (admin; permission users.write). The key never leaves the user.",
+			[]obj{pathParam("name", "User name (the certificate's common name).")},
+			obj{"required": true, "content": jsonContent(ref("IssueUserCertificateBody"))},
+			withErrors(admin(obj{"201": response("The certificate and the CA bundle.", ref("IssueUserCertificateResponse"))}), 400, 413)),
+	}
+	paths["/v1/whoami"] = obj{
+		"get": op("whoami", "The caller's identity as the gateway sees it.", nil, nil,
+			withErrors(obj{"200": response("The caller.", ref("WhoAmI"))})),
+	}
+	if ev, ok := paths["/v1/events"].(obj); ok {
+		if get, ok := ev["get"].(obj); ok {
+			params, _ := get["parameters"].([]obj)
+			get["parameters"] = append(params, queryParam("type", "Only events of this type, compared without regard to case (Audit: the audit log).", obj{"type": "string", "example": "Audit"}))
+		}
+	}
+	for _, m := range []protoreflect.ProtoMessage{
+		&persysv1.CreateAPITokenResponse{}, &persysv1.ListAPITokensResponse{}, &persysv1.RevokeAPITokenResponse{},
+		&persysv1.IssueUserCertificateResponse{},
+	} {
+		addMessageSchema(schemas, m.ProtoReflect().Descriptor())
+	}
+	schemas["CreateTokenBody"] = goSchema(reflect.TypeOf(CreateTokenBody{}))
+	schemas["IssueUserCertificateBody"] = goSchema(reflect.TypeOf(IssueUserCertificateBody{}))
+	schemas["WhoAmI"] = goSchema(reflect.TypeOf(WhoAmI{}))
+}

@@ -255,12 +255,14 @@ func buildOpenAPI() obj {
 	schemas["Manifest"].(obj)["description"] = "A workload manifest (apiVersion " + manifest.APIVersion + ", kind " + manifest.Kind + "). " +
 		"Unknown and duplicate keys are refused; every invalid field is named in the error's fields."
 
+	addIdentityOpenAPI(paths, schemas)
+
 	return obj{
 		"openapi": "3.0.3",
 		"info": obj{
 			"title":       "Persys Compute gateway",
 			"version":     "v1",
-			"description": "REST+JSON API of Persys Compute. Every request needs a client certificate issued by the cluster CA (mutual TLS). Bodies are protobuf messages in their JSON mapping: lowerCamel field names, enums as names, 64-bit integers as strings, unset fields omitted.",
+			"description": "REST+JSON API of Persys Compute. Every request but /healthz and /openapi.json needs an identity: a client certificate issued by the cluster CA (mutual TLS) or an API token in \"Authorization: Bearer psy_...\". Without one the answer is 401; a role that lacks the route's permission gets 403 naming the permission. Every POST, PUT and DELETE is recorded as an audit event. Bodies are protobuf messages in their JSON mapping: lowerCamel field names, enums as names, 64-bit integers as strings, unset fields omitted.",
 		},
 		"paths":      paths,
 		"components": obj{"schemas": schemas},

@@ -1,0 +1,155 @@
+package gateway
+
+// Audit: every mutating request (POST, PUT, PATCH, DELETE), allowed or
+// refused, becomes one audit event recorded through the scheduler's
+// RecordAudit: who (user and how authenticated), what (method, path and
+// the workload or node), and the result (HTTP status, allowed or denied).
+// Bodies, secret values and tokens never enter an audit event. A failure to
+// record is logged at error level and counted in
+// persys_gateway_audit_failures_total; the request's answer stands.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+const (
+	auditCallTimeout = 5 * time.Second
+	maxAuditPath     = 400
+	maxAuditDetail   = 400
+)
+
+type auditMetrics struct {
+	recorded *prometheus.CounterVec
+	failures prometheus.Counter
+}
+
+func newAuditMetrics(reg prometheus.Registerer) *auditMetrics {
+	m := &auditMetrics{
+		recorded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "persys", Subsystem: "gateway", Name: "audit_events_total",
+			Help: "Audit events recorded through the scheduler, by result (allowed or denied).",
+		}, []string{"result"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "persys", Subsystem: "gateway", Name: "audit_failures_total",
+			Help: "Audit events that could not be recorded (each is also logged at error level).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.recorded, m.failures)
+	}
+	return m
+}
+
+// auditNote is filled by handlers that learn the resource only from the
+// body (apply names its workload in the manifest).
+type auditNote struct {
+	workload string
+}
+
+type auditNoteKey struct{}
+
+// noteWorkload records the workload a request acts on, for its audit event.
+func noteWorkload(r *http.Request, name string) {
+	if n, ok := r.Context().Value(auditNoteKey{}).(*auditNote); ok {
+		n.workload = name
+	}
+}
+
+func mutating(method string) bool {
+	switch method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// auditEvent builds the audit event of one answered request.
+func auditEvent(r *http.Request, route string, a authResult, code int, err error, note *auditNote) *persysv1.Event {
+	actor := "anonymous"
+	if a.id != nil && a.id.User != "" {
+		actor = a.id.User
+	}
+	denied := code == http.StatusUnauthorized || code == http.StatusForbidden
+	result := strconv.Itoa(code) + " allowed"
+	if denied {
+		result = strconv.Itoa(code) + " denied"
+	}
+	path := r.URL.Path
+	if len(path) > maxAuditPath {
+		path = path[:maxAuditPath] + "…"
+	}
+	ev := &persysv1.Event{
+		Type:   "Audit",
+		Time:   timestamppb.Now(),
+		Actor:  actor,
+		Action: r.Method + " " + path,
+		Result: result,
+	}
+	switch {
+	case strings.HasPrefix(route, http.MethodPost+" /v1/workloads") || strings.Contains(route, "/v1/workloads/{name}"):
+		ev.Workload = r.PathValue("name")
+		if ev.Workload == "" && note != nil {
+			ev.Workload = note.workload
+		}
+	case strings.Contains(route, "/v1/nodes/{id}"):
+		ev.NodeId = r.PathValue("id")
+	}
+	msg := []string{"via " + a.id.describe()}
+	if a.id != nil && a.id.Role != "" {
+		msg = append(msg, "role "+string(a.id.Role))
+	}
+	if p := RoutePermission(route); p != "" && strings.Contains(route, " /") {
+		msg = append(msg, "needs "+string(p))
+	}
+	if host := r.RemoteAddr; host != "" {
+		msg = append(msg, "from "+host)
+	}
+	if err != nil && (denied || code >= 400) {
+		d := toDetail(err).Message
+		if len(d) > maxAuditDetail {
+			d = d[:maxAuditDetail] + "…"
+		}
+		msg = append(msg, "refused: "+d)
+	}
+	ev.Message = strings.Join(msg, "; ")
+	// Keep within the scheduler's limits even for odd user names.
+	if len(ev.Workload) > 253 {
+		ev.Workload = ""
+	}
+	if len(ev.NodeId) > 253 {
+		ev.NodeId = ""
+	}
+	return ev
+}
+
+// audit records ev through the scheduler; a failure is logged and counted.
+func (g *gateway) audit(ctx context.Context, ev *persysv1.Event) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditCallTimeout)
+	defer cancel()
+	_, err := g.control.RecordAudit(cctx, &persysv1.RecordAuditRequest{Event: ev})
+	if err != nil {
+		g.auditMetrics.failures.Inc()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("scheduler did not answer within %s: %w", auditCallTimeout, err)
+		}
+		g.log.Error("audit event not recorded", "actor", ev.GetActor(), "action", ev.GetAction(),
+			"result", ev.GetResult(), "err", err)
+		return
+	}
+	kind := "allowed"
+	if strings.HasSuffix(ev.GetResult(), "denied") {
+		kind = "denied"
+	}
+	g.auditMetrics.recorded.WithLabelValues(kind).Inc()
+}

@@ -1,0 +1,150 @@
+package gateway
+
+// Authorization: every route needs one permission, named in routePermissions;
+// each user role holds a set of permissions (rolePermissions). Viewers read,
+// operators also change workloads and nodes, admins also manage tokens,
+// users and secrets. Refusals are 403 naming the missing permission.
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+// Permission names one thing a role may do.
+type Permission string
+
+// Permissions.
+const (
+	PermWorkloadsRead  Permission = "workloads.read"
+	PermWorkloadsWrite Permission = "workloads.write"
+	PermWorkloadsLogs  Permission = "workloads.logs"
+	PermNodesRead      Permission = "nodes.read"
+	PermNodesWrite     Permission = "nodes.write"
+	PermClusterRead    Permission = "cluster.read"
+	PermEventsRead     Permission = "events.read"
+	PermSecretsRead    Permission = "secrets.read"
+	PermSecretsWrite   Permission = "secrets.write"
+	PermTokensRead     Permission = "tokens.read"
+	PermTokensWrite    Permission = "tokens.write"
+	PermUsersWrite     Permission = "users.write"
+	PermIdentityRead   Permission = "identity.read"
+)
+
+// publicRoutes need no identity at all.
+var publicRoutes = map[string]bool{
+	"GET /healthz":      true,
+	"GET /openapi.json": true,
+}
+
+// routePermissions is the one table of what each route needs, keyed by
+// "METHOD pattern" as the routes are registered.
+var routePermissions = map[string]Permission{
+	"POST /v1/workloads":                PermWorkloadsWrite,
+	"GET /v1/workloads":                 PermWorkloadsRead,
+	"GET /v1/workloads/{name}":          PermWorkloadsRead,
+	"DELETE /v1/workloads/{name}":       PermWorkloadsWrite,
+	"GET /v1/workloads/{name}/wait":     PermWorkloadsRead,
+	"POST /v1/workloads/{name}/retry":   PermWorkloadsWrite,
+	"GET /v1/workloads/{name}/logs":     PermWorkloadsLogs,
+	"GET /v1/nodes":                     PermNodesRead,
+	"GET /v1/nodes/{id}":                PermNodesRead,
+	"POST /v1/nodes/{id}/cordon":        PermNodesWrite,
+	"POST /v1/nodes/{id}/uncordon":      PermNodesWrite,
+	"POST /v1/nodes/{id}/drain":         PermNodesWrite,
+	"GET /v1/leader":                    PermClusterRead,
+	"GET /v1/cluster/summary":           PermClusterRead,
+	"GET /v1/events":                    PermEventsRead,
+	"GET /v1/secrets":                   PermSecretsRead,
+	"GET /v1/secrets/{name}":            PermSecretsRead,
+	"POST /v1/secrets":                  PermSecretsWrite,
+	"PUT /v1/secrets/{name}":            PermSecretsWrite,
+	"DELETE /v1/secrets/{name}":         PermSecretsWrite,
+	"GET /v1/tokens":                    PermTokensRead,
+	"POST /v1/tokens":                   PermTokensWrite,
+	"DELETE /v1/tokens/{id}":            PermTokensWrite,
+	"POST /v1/users/{name}/certificate": PermUsersWrite,
+	"GET /v1/whoami":                    PermIdentityRead,
+}
+
+var (
+	viewerPermissions = []Permission{PermWorkloadsRead, PermWorkloadsLogs, PermNodesRead, PermClusterRead,
+		PermEventsRead, PermIdentityRead}
+	operatorPermissions = append(slices.Clone(viewerPermissions), PermWorkloadsWrite, PermNodesWrite)
+	adminPermissions    = append(slices.Clone(operatorPermissions), PermSecretsRead, PermSecretsWrite,
+		PermTokensRead, PermTokensWrite, PermUsersWrite)
+)
+
+// rolePermissions is what each user role may do. Daemon roles (agent,
+// scheduler, gateway) hold no permission on the REST API.
+var rolePermissions = map[pki.Role][]Permission{
+	pki.RoleViewer:   viewerPermissions,
+	pki.RoleOperator: operatorPermissions,
+	pki.RoleAdmin:    adminPermissions,
+}
+
+// RoleHas reports whether role holds permission p.
+func RoleHas(role pki.Role, p Permission) bool { return slices.Contains(rolePermissions[role], p) }
+
+// RoutePermission returns the permission a route (by "METHOD pattern")
+// needs, "" for public routes. A route missing from the table needs
+// "<first path segment after /v1/>.<read|write>", held by the roles the
+// route was registered with.
+func RoutePermission(key string) Permission {
+	if publicRoutes[key] {
+		return ""
+	}
+	if p, ok := routePermissions[key]; ok {
+		return p
+	}
+	method, path, _ := strings.Cut(key, " ")
+	res := strings.TrimPrefix(path, "/v1/")
+	res, _, _ = strings.Cut(res, "/")
+	if res == "" {
+		res = "api"
+	}
+	verb := "write"
+	if method == http.MethodGet || method == http.MethodHead {
+		verb = "read"
+	}
+	return Permission(res + "." + verb)
+}
+
+// authorize admits a request when its caller holds the route's permission.
+func (g *gateway) authorize(rt route, h func(http.ResponseWriter, *http.Request) (int, error)) func(http.ResponseWriter, *http.Request) (int, error) {
+	key := rt.method + " " + rt.path
+	if publicRoutes[key] {
+		return h
+	}
+	perm := RoutePermission(key)
+	_, listed := routePermissions[key]
+	return func(w http.ResponseWriter, r *http.Request) (int, error) {
+		a := authFrom(r)
+		if a.err != nil {
+			return 0, a.err
+		}
+		if a.id == nil {
+			return 0, errNoCredentials
+		}
+		allowed := RoleHas(a.id.Role, perm)
+		if !listed {
+			// Not in the table: the roles the route was registered with.
+			allowed = rt.roles == nil && a.id.Role.Valid() || slices.Contains(rt.roles, a.id.Role)
+		}
+		if !allowed {
+			return 0, &httpError{code: http.StatusForbidden,
+				msg: fmt.Sprintf("permission denied: role %s lacks %s", roleName(a.id.Role), perm)}
+		}
+		return h(w, r)
+	}
+}
+
+func roleName(r pki.Role) string {
+	if r == "" {
+		return "(none)"
+	}
+	return string(r)
+}
