@@ -9,6 +9,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,16 +65,23 @@ func BuildHello(ctx context.Context, cli *client.Client, tag string) (string, er
 	if tag == "" {
 		return "", errors.New("build hello: tag is empty")
 	}
-	if img, err := cli.ImageInspect(ctx, tag); err == nil {
-		return img.ID, nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("build hello: inspect %s: %w", tag, err)
-	}
-
 	root, err := ModuleRoot()
 	if err != nil {
 		return "", fmt.Errorf("build hello: %w", err)
 	}
+	// The image is rebuilt when the app's source changed since it was built.
+	source, err := sourceHash(filepath.Join(root, "examples", "hello"))
+	if err != nil {
+		return "", fmt.Errorf("build hello: %w", err)
+	}
+	if img, err := cli.ImageInspect(ctx, tag); err == nil {
+		if img.Config != nil && img.Config.Labels[sourceLabel] == source {
+			return img.ID, nil
+		}
+	} else if !cerrdefs.IsNotFound(err) {
+		return "", fmt.Errorf("build hello: inspect %s: %w", tag, err)
+	}
+
 	dir, err := os.MkdirTemp("", "persys-hello-*")
 	if err != nil {
 		return "", fmt.Errorf("build hello: %w", err)
@@ -102,7 +111,7 @@ func BuildHello(ctx context.Context, cli *client.Client, tag string) (string, er
 		Remove:      true,
 		ForceRemove: true,
 		Version:     build.BuilderV1,
-		Labels:      map[string]string{"persys.test": "true"},
+		Labels:      map[string]string{"persys.test": "true", sourceLabel: source},
 	})
 	if err != nil {
 		return "", fmt.Errorf("build hello: image build: %w", err)
@@ -116,6 +125,29 @@ func BuildHello(ctx context.Context, cli *client.Client, tag string) (string, er
 		return "", fmt.Errorf("build hello: inspect built %s: %w", tag, err)
 	}
 	return img.ID, nil
+}
+
+// sourceLabel holds the hash of the sources an image was built from.
+const sourceLabel = "persys.test.source"
+
+// sourceHash hashes the Go files of dir and the Dockerfile text.
+func sourceHash(dir string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return "", err
+	}
+	slices.Sort(files)
+	h := sha256.New()
+	h.Write([]byte(helloDockerfile))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 type fileEntry struct {
