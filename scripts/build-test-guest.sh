@@ -40,7 +40,7 @@ if [ $# -ne 1 ] || [ -z "$1" ]; then
 fi
 OUT=$1
 # Bump when the guest's content changes, so cached guests are rebuilt.
-GUEST_REV=3
+GUEST_REV=4
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -97,7 +97,7 @@ depmod -b "$KROOT" "$KVER"
 # --- initramfs ---------------------------------------------------------------
 IR=$WORK/initramfs
 mkdir -p "$IR/bin" "$IR/sbin" "$IR/usr/bin" "$IR/usr/sbin" "$IR/etc/acpi/PWRF" \
-	"$IR/proc" "$IR/sys" "$IR/dev" "$IR/run" "$IR/tmp" "$IR/mnt/cidata" "$IR/mnt/vda" \
+	"$IR/proc" "$IR/sys" "$IR/dev" "$IR/run" "$IR/tmp" "$IR/var/log" "$IR/var/run" "$IR/mnt/cidata" "$IR/mnt/vda" \
 	"$IR/www" "$IR/lib/modules/$KVER"
 cp "$BUSYBOX" "$IR/bin/busybox"
 
