@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -152,6 +153,7 @@ func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metr
 	if err != nil {
 		return "", err
 	}
+	serverTLS.ClientAuth = tls.VerifyClientCertIfGiven // API tokens need no certificate
 	conn, err := gateway.DialScheduler(schedAddr, clientTLS)
 	if err != nil {
 		return "", err

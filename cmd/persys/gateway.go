@@ -148,7 +148,11 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	if err != nil {
 		return fmt.Errorf("gateway certificate: %w", err)
 	}
-	serverTLS := holder.ServerTLS(tls.RequireAndVerifyClientCert)
+	// A client may come without a certificate and with an API token
+	// instead; the gateway refuses it on every route but /healthz and
+	// /openapi.json unless the token is valid. A given certificate must
+	// still verify (an expired one fails the handshake).
+	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven)
 	clientTLS := holder.ClientTLS(o.serverName)
 	addrs, err := schedulerAddrs(o.scheduler)
 	if err != nil {

@@ -45,6 +45,8 @@ type schedulerOptions struct {
 	caDir         string
 	certValidity  time.Duration
 	renewFraction float64
+	// auditRetention is how long audit events are kept (users.go).
+	auditRetention time.Duration
 }
 
 func (o *schedulerOptions) flags(cmd *cobra.Command) {
@@ -68,6 +70,7 @@ func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.advertise, "advertise", "", "address agents and gateways reach this replica at (default: --listen); the leader's is handed out by followers")
 	f.DurationVar(&o.electionTTL, "election-ttl", 5*time.Second, "with --etcd-endpoints: how long a dead leader keeps its seat before a follower takes over")
 	f.StringVar(&o.caDir, "ca-dir", "", "CA folder (ca.crt, ca.key, ca-bundle.crt): lets this scheduler sign joining agents and renewals, and renew its own certificate; without it JoinNode and RenewCertificate answer FailedPrecondition")
+	f.DurationVar(&o.auditRetention, "audit-retention", store.DefaultAuditRetention, "how long audit events (every change through the gateway, allowed or refused) are kept; ordinary events expire after an hour")
 	f.DurationVar(&o.certValidity, "cert-validity", pki.DefaultLeafValidity, "lifetime of the certificates this scheduler signs (joins, renewals)")
 	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew this scheduler's own certificate after this share of its lifetime, in (0, 1) (needs --ca-dir)")
 }
@@ -98,6 +101,9 @@ func (o *schedulerOptions) validate() error {
 	}
 	if o.certValidity < 10*time.Second {
 		return fmt.Errorf("--cert-validity %s must be at least 10s", o.certValidity)
+	}
+	if o.auditRetention < time.Hour || o.auditRetention > 10*365*24*time.Hour {
+		return fmt.Errorf("--audit-retention %s must be between 1h and 87600h", o.auditRetention)
 	}
 	if o.renewFraction <= 0 || o.renewFraction >= 1 {
 		return fmt.Errorf("--cert-renew-fraction %v must be in (0, 1)", o.renewFraction)
@@ -206,6 +212,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		RetryMax:          o.retryMax,
 		MaxAttempts:       o.maxAttempts,
 		Election:          election,
+		AuditRetention:    o.auditRetention,
 	})
 	if err != nil {
 		return err
