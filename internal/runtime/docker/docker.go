@@ -55,9 +55,9 @@ type Options struct {
 	NodeID string
 	// SecretsDir is the folder under which secret_files are written (one
 	// folder per container, files 0400) and bind-mounted into containers
-	// from; the engine must see the same path. Empty: persys-docker-secrets
-	// in the system's temporary folder. The agent passes one under its
-	// data folder.
+	// from; the engine must see the same path. A relative path is made
+	// absolute. Empty: persys-docker-secrets in the system's temporary
+	// folder. The agent passes one under its data folder.
 	SecretsDir string
 }
 
@@ -85,11 +85,13 @@ func New(opts Options) (*Runtime, error) {
 	if opts.SecretsDir == "" {
 		opts.SecretsDir = filepath.Join(os.TempDir(), "persys-docker-secrets")
 	}
-	if !filepath.IsAbs(opts.SecretsDir) {
-		return nil, fmt.Errorf("docker runtime: SecretsDir %q is not an absolute path", opts.SecretsDir)
+	// Bind mount sources are absolute.
+	secretsDir, err := filepath.Abs(opts.SecretsDir)
+	if err != nil {
+		return nil, fmt.Errorf("docker runtime: SecretsDir %q: %w", opts.SecretsDir, err)
 	}
 	r := &Runtime{
-		secretsDir:  filepath.Clean(opts.SecretsDir),
+		secretsDir:  secretsDir,
 		cli:         opts.Client,
 		log:         opts.Logger,
 		stopTimeout: opts.StopTimeout,
