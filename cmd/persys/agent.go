@@ -16,8 +16,10 @@ import (
 
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -213,14 +215,17 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 			return fmt.Errorf("docker client: %w", err)
 		}
 		defer dockerCli.Close()
-		dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log, NodeID: o.nodeID})
+		dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log, NodeID: o.nodeID, SecretsDir: filepath.Join(o.dataDir, "secrets", "docker")})
 		if err != nil {
 			return fmt.Errorf("docker runtime: %w", err)
 		}
 		rt = dockerRT
 	}
 
-	scheds, err := agent.DialSchedulers(schedulers, clientTLS)
+	// The credentials read the holder at every handshake: renewed
+	// certificates and a rotated CA bundle apply to new connections.
+	scheds, err := agent.DialSchedulers(schedulers, clientTLS,
+		grpc.WithTransportCredentials(grpcauth.HolderCredentials(holder, "", tls.RequireAndVerifyClientCert)))
 	if err != nil {
 		return fmt.Errorf("--scheduler: %w", err)
 	}
