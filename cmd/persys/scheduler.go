@@ -174,7 +174,6 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		return err
 	}
 	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven)
-	clientTLS := holder.ClientTLS("")
 	strategy, _ := placement.ParseStrategy(o.strategy)
 
 	cli, closeEtcd, err := etcdFor(o, log)
@@ -200,7 +199,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	reg := obs.NewRegistry()
 	sched, err := scheduler.New(scheduler.Config{
 		Store:             store.New(cli, store.Options{Prefix: o.prefix}),
-		Agents:            scheduler.TLSDialer{TLS: clientTLS},
+		Agents:            scheduler.HolderDialer{Holder: holder},
 		Logger:            log,
 		Registry:          reg,
 		Strategy:          strategy,
@@ -233,7 +232,8 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	go func() { defer aux.Done(); _ = sched.RunIdentity(ctx) }()
 	if o.caDir != "" {
 		leaf := holder.Leaf()
-		r := &pki.Renewer{Holder: holder, Renew: pki.LocalRenew(o.caDir, leaf.NotAfter.Sub(pki.IssuedAt(leaf))), Fraction: o.renewFraction, Logger: log}
+		r := &pki.Renewer{Holder: holder, Renew: pki.LocalRenew(o.caDir, leaf.NotAfter.Sub(pki.IssuedAt(leaf))), Fraction: o.renewFraction, Logger: log,
+			Stale: pki.SignedByOtherCA(o.caDir)}
 		aux.Add(1)
 		go func() { defer aux.Done(); _ = r.Run(ctx) }()
 	}

@@ -2,15 +2,16 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -40,8 +41,8 @@ func (r *SchedulerRenewal) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := r.conns[addr]; ok {
 		return c, nil
 	}
-	// The holder presents the current certificate at every handshake.
-	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(r.holder.ClientTLS(""))))
+	// The holder's certificate and bundle apply at every handshake.
+	c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(grpcauth.HolderCredentials(r.holder, "", tls.RequireAndVerifyClientCert)))
 	if err != nil {
 		return nil, err
 	}

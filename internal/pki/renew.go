@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 )
 
@@ -31,6 +32,11 @@ type Renewer struct {
 	Logger *slog.Logger
 	// Renewed, when set, is called after each successful renewal.
 	Renewed func(leaf *x509.Certificate)
+	// Stale, when set, is asked every Recheck (default 10s) whether the
+	// current certificate must be renewed at once (for example because the
+	// CA was rotated: SignedByOtherCA).
+	Stale   func(leaf *x509.Certificate) bool
+	Recheck time.Duration
 }
 
 // Run renews until ctx ends; it returns nil then.
@@ -45,15 +51,8 @@ func (r *Renewer) Run(ctx context.Context) error {
 	backoff := time.Second
 	for {
 		leaf := r.Holder.Leaf()
-		wait := time.Until(RenewAt(leaf, r.Fraction))
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
+		if !r.wait(ctx, leaf) {
+			return nil
 		}
 		if err := r.renewOnce(ctx, leaf); err != nil {
 			if ctx.Err() != nil {
@@ -78,6 +77,51 @@ func (r *Renewer) Run(ctx context.Context) error {
 		if r.Renewed != nil {
 			r.Renewed(next)
 		}
+	}
+}
+
+// wait returns when leaf is due for renewal (true) or ctx ended (false).
+func (r *Renewer) wait(ctx context.Context, leaf *x509.Certificate) bool {
+	wait := time.Until(RenewAt(leaf, r.Fraction))
+	if wait <= 0 {
+		return true
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var recheck <-chan time.Time
+	if r.Stale != nil {
+		every := r.Recheck
+		if every <= 0 {
+			every = 10 * time.Second
+		}
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		recheck = tick.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		case <-recheck:
+			if r.Stale(leaf) {
+				return true
+			}
+		}
+	}
+}
+
+// SignedByOtherCA returns a Renewer.Stale function that reports a
+// certificate not signed by the current CA of caDir (after `persys ca
+// rotate`). An unreadable CA folder reports nothing stale.
+func SignedByOtherCA(caDir string) func(*x509.Certificate) bool {
+	return func(leaf *x509.Certificate) bool {
+		certs, err := ReadCertFile(filepath.Join(caDir, CACertFile))
+		if err != nil {
+			return false
+		}
+		return leaf.CheckSignatureFrom(certs[0]) != nil
 	}
 }
 

@@ -26,6 +26,7 @@ package scheduler
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
@@ -44,6 +45,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 )
@@ -600,6 +602,27 @@ func (c *controlService) ListRevocations(ctx context.Context, _ *persysv1.ListRe
 
 // Interface guard: the TLS layer may use the set directly.
 var _ pki.RevocationChecker = (*pki.RevocationSet)(nil)
+
+// HolderDialer dials agents with the identity in Holder, read at every
+// handshake (renewed certificates and a rotated CA bundle apply to new
+// connections). Each agent's certificate must name the host of its
+// advertised address.
+type HolderDialer struct {
+	Holder *pki.Holder
+}
+
+// Dial implements AgentDialer.
+func (d HolderDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, func() error, error) {
+	if addr == "" {
+		return nil, nil, fmt.Errorf("node %s has no agent address", nodeID)
+	}
+	creds := grpcauth.HolderCredentials(d.Holder, "", tls.RequireAndVerifyClientCert)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial agent %s at %s: %w", nodeID, addr, err)
+	}
+	return persysv1.NewAgentServiceClient(conn), conn.Close, nil
+}
 
 // serialInt parses a hexadecimal serial; nil when it is not one or zero.
 func serialInt(s string) *big.Int {
