@@ -190,8 +190,9 @@ func TestDrain(t *testing.T) {
 // TestImageNotFoundBackoff: a workload whose image exists nowhere goes
 // through the retry engine's schedule — an AttemptFailed event per attempt
 // with the next delay doubling from --retry-base (1s, 2s, 4s) — and ends
-// FAILED with IMAGE_NOT_FOUND after --max-attempts; describe shows the
-// attempts and the events. A healthy workload beside it keeps running.
+// FAILED with IMAGE_PULL_FAILED (its registry refuses connections) after
+// --max-attempts; describe shows the attempts and the events. A healthy
+// workload beside it keeps running.
 func TestImageNotFoundBackoff(t *testing.T) {
 	t.Parallel()
 	c := Start(t, Options{Agents: 3})
@@ -221,8 +222,8 @@ func TestImageNotFoundBackoff(t *testing.T) {
 		t.Errorf("%s: attempts went past --max-attempts %d: %v", bad, c.Opts.MaxAttempts, seen)
 	}
 	st := v.GetStatus()
-	if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
-		t.Errorf("%s: reason %s (%s), want IMAGE_NOT_FOUND", bad, st.GetReason(), st.GetMessage())
+	if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED {
+		t.Errorf("%s: reason %s (%s), want IMAGE_PULL_FAILED", bad, st.GetReason(), st.GetMessage())
 	}
 	if int(st.GetAttempts()) != c.Opts.MaxAttempts {
 		t.Errorf("%s: %d attempts, want --max-attempts %d", bad, st.GetAttempts(), c.Opts.MaxAttempts)
@@ -252,8 +253,8 @@ func TestImageNotFoundBackoff(t *testing.T) {
 		if !strings.Contains(e.GetMessage(), fmt.Sprintf("attempt %d failed", i+1)) || !strings.Contains(e.GetMessage(), want) {
 			t.Errorf("event %d: %q, want attempt %d and %q", i+1, e.GetMessage(), i+1, want)
 		}
-		if e.GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
-			t.Errorf("event %d: reason %s, want IMAGE_NOT_FOUND", i+1, e.GetReason())
+		if e.GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED {
+			t.Errorf("event %d: reason %s, want IMAGE_PULL_FAILED", i+1, e.GetReason())
 		}
 		if i > 0 {
 			gaps = append(gaps, e.GetTime().AsTime().Sub(events[i-1].GetTime().AsTime()).Round(100*time.Millisecond).String())
@@ -268,8 +269,8 @@ func TestImageNotFoundBackoff(t *testing.T) {
 	if got := strings.Count(text, " AttemptFailed "); got != c.Opts.MaxAttempts {
 		t.Errorf("persysctl describe workload %s: %d AttemptFailed event rows, want %d:\n%s", bad, got, c.Opts.MaxAttempts, text)
 	}
-	if !strings.Contains(text, "IMAGE_NOT_FOUND") {
-		t.Errorf("persysctl describe workload %s: no IMAGE_NOT_FOUND:\n%s", bad, text)
+	if !strings.Contains(text, "IMAGE_PULL_FAILED") {
+		t.Errorf("persysctl describe workload %s: no IMAGE_PULL_FAILED:\n%s", bad, text)
 	}
 	if cts := c.AllContainers()[bad]; len(cts) != 0 {
 		t.Errorf("%s: %d containers on the engine, want none", bad, len(cts))

@@ -154,8 +154,9 @@ func TestContainerLifecycle(t *testing.T) {
 	}
 }
 
-// TestMissingImageFails: an image nobody has is a clear IMAGE_NOT_FOUND
-// failure and apply --wait exits non-zero.
+// TestMissingImageFails: an image nobody has (its registry, Docker Hub, is
+// unreachable offline) is a clear IMAGE_PULL_FAILED failure and apply
+// --wait exits non-zero.
 func TestMissingImageFails(t *testing.T) {
 	c := newCluster(t)
 	name := "noimage-" + c.nodeID
@@ -168,8 +169,8 @@ func TestMissingImageFails(t *testing.T) {
 	if err == nil {
 		t.Fatalf("apply --wait of a missing image exited 0:\n%s", out)
 	}
-	if !strings.Contains(out, "IMAGE_NOT_FOUND") {
-		t.Fatalf("output does not name IMAGE_NOT_FOUND:\n%s", out)
+	if !strings.Contains(out, "IMAGE_PULL_FAILED") {
+		t.Fatalf("output does not name IMAGE_PULL_FAILED:\n%s", out)
 	}
 	c.mustCtl("delete", "workload", name, "--wait")
 }
