@@ -92,6 +92,9 @@ type Runtime struct {
 
 	gaMu sync.Mutex
 	ga   map[string]gaState // guest agent answers and back-off, by workload
+
+	busyMu sync.Mutex
+	busy   map[string]int // workloads an Apply is working on
 }
 
 type gaState struct {
@@ -160,6 +163,7 @@ func New(cfg Config) (*Runtime, error) {
 		accel: cfg.Accel,
 		log:   log.With("runtime", "qemu", "node", cfg.NodeID),
 		ga:    map[string]gaState{},
+		busy:  map[string]int{},
 	}, nil
 }
 
@@ -258,6 +262,8 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	desired := desiredOf(inst.Spec)
 	unlock := r.locks.lock(inst.Name)
 	defer unlock()
+	r.setBusy(inst.Name, 1)
+	defer r.setBusy(inst.Name, -1)
 	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
 
 	old, err := r.loadRecord(inst.Name)
@@ -376,6 +382,21 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		log.Info("VM prepared, not started (desired stopped)", "spec_hash", p.hash)
 	}
 	return r.statusOf(ctx, rec), false, nil
+}
+
+func (r *Runtime) setBusy(name string, d int) {
+	r.busyMu.Lock()
+	defer r.busyMu.Unlock()
+	r.busy[name] += d
+	if r.busy[name] <= 0 {
+		delete(r.busy, name)
+	}
+}
+
+func (r *Runtime) isBusy(name string) bool {
+	r.busyMu.Lock()
+	defer r.busyMu.Unlock()
+	return r.busy[name] > 0
 }
 
 // start launches QEMU for rec and waits until QMP answers.
@@ -627,6 +648,12 @@ func (r *Runtime) statusOf(ctx context.Context, rec *record) *persysv1.WorkloadS
 		if rec.Desired == desiredStopped {
 			st.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
 			st.Message = "powered off"
+			return st
+		}
+		if r.isBusy(rec.Name) {
+			// An Apply is creating disks or starting QEMU right now.
+			st.State = persysv1.ActualState_ACTUAL_STATE_CREATING
+			st.Message = "starting"
 			return st
 		}
 		st.State = persysv1.ActualState_ACTUAL_STATE_FAILED

@@ -278,7 +278,7 @@ func TestVMLifecycle(t *testing.T) {
 	}
 	disks := []string{st.GetDetails()["disk.root"], st.GetDetails()["disk.data"]}
 	for _, d := range disks {
-		if _, err := os.Stat(d); err != nil || !strings.HasPrefix(d, filepath.Join(pool, "persys", "vm1")) {
+		if _, err := os.Stat(d); err != nil || !strings.HasPrefix(d, filepath.Join(pool, "persys", "node-a", "vm1")) {
 			t.Errorf("disk %q: %v", d, err)
 		}
 	}
@@ -363,7 +363,7 @@ func TestDiskRetainPolicy(t *testing.T) {
 			}
 			var paths []string
 			for _, d := range []string{"root", "copy", "blank"} {
-				p := filepath.Join(pool, "persys", name, d+".qcow2")
+				p := filepath.Join(pool, "persys", "node-a", name, d+".qcow2")
 				if _, err := os.Stat(p); err != nil {
 					t.Fatalf("disk %s: %v", d, err)
 				}
@@ -543,7 +543,7 @@ func TestArgsAndMAC(t *testing.T) {
 		"file,id=serial0,path=/state/web/serial.log,append=on",
 		"name=org.qemu.guest_agent.0",
 		"-kernel " + filepath.Join(pool, "k"), "-append console=ttyS0",
-		"file=" + filepath.Join(pool, "persys", "web", "root.qcow2") + ",if=none,id=disk-root,format=qcow2",
+		"file=" + filepath.Join(pool, "persys", "n", "web", "root.qcow2") + ",if=none,id=disk-root,format=qcow2",
 		"virtio-blk-pci,drive=disk-root,serial=root,bootindex=2",
 		"file=" + filepath.Join(pool, "cd.iso") + ",if=none,id=disk-cd,media=cdrom",
 		"ide-cd,bus=ide.0,unit=0,drive=disk-cd,bootindex=1",
@@ -579,5 +579,61 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
+	}
+}
+
+func TestStatusWithoutProcess(t *testing.T) {
+	stateDir := t.TempDir()
+	r, err := New(Config{NodeID: "n", StateDir: stateDir, Accel: "tcg", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(stateDir, "vm"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A pidfile naming a live process that is not this VM's QEMU (our own
+	// pid) must not count as the VM.
+	if err := os.WriteFile(filepath.Join(stateDir, "vm", pidFile), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.saveRecord(&record{Name: "vm", UID: "u", Revision: 2, Node: "n", Desired: desiredRunning, Accel: "tcg"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name   string
+		busy   bool
+		state  persysv1.ActualState
+		reason persysv1.FailureReason
+	}{
+		{"apply in progress", true, persysv1.ActualState_ACTUAL_STATE_CREATING, 0},
+		{"process gone", false, persysv1.ActualState_ACTUAL_STATE_FAILED, persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.busy {
+				r.setBusy("vm", 1)
+				defer r.setBusy("vm", -1)
+			}
+			st, err := r.Status(ctx, "vm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.GetState() != tt.state || st.GetReason() != tt.reason || st.GetRevision() != 2 || st.GetRuntimeId() != "" {
+				t.Errorf("Status = %v, want %s %s", st, tt.state, tt.reason)
+			}
+		})
+	}
+	if ok, detail, err := r.Verify(ctx, "vm"); err != nil || ok || detail == "" {
+		t.Errorf("Verify = %v %q %v, want dead with a detail", ok, detail, err)
+	}
+	// A record of another node is invisible.
+	if err := r.saveRecord(&record{Name: "vm", UID: "u", Revision: 2, Node: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := r.Status(ctx, "vm"); err != nil || st.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
+		t.Errorf("Status of another node's VM = %v %v, want MISSING", st, err)
+	}
+	if l, err := r.List(ctx); err != nil || len(l) != 0 {
+		t.Errorf("List = %v %v, want nothing", l, err)
 	}
 }

@@ -314,8 +314,7 @@ func (r *Runtime) planDisks(name string, vm *persysv1.VMSpec, p *plan) error {
 			dp.Kind = diskBlank
 		}
 		if dp.Kind != diskISO {
-			dir := r.cfg.Pools[d.GetPool()]
-			dp.Path = filepath.Join(dir, "persys", name, d.GetName()+".qcow2")
+			dp.Path = filepath.Join(r.diskDir(d.GetPool(), name), d.GetName()+".qcow2")
 		}
 		p.disks = append(p.disks, dp)
 	}
@@ -399,6 +398,18 @@ func (r *Runtime) planNets(uid string, vm *persysv1.VMSpec, p *plan) error {
 		p.nets = append(p.nets, np)
 	}
 	return nil
+}
+
+// diskDir is the folder of a workload's disks in a pool:
+// <pool>/persys/<workload>, or <pool>/persys/<node>/<workload> when the
+// runtime has a node id, so agents sharing a pool folder on one host (a VM
+// moving between them) never share disk files.
+func (r *Runtime) diskDir(pool, name string) string {
+	dir := filepath.Join(r.cfg.Pools[pool], "persys")
+	if r.cfg.NodeID != "" {
+		dir = filepath.Join(dir, r.cfg.NodeID)
+	}
+	return filepath.Join(dir, name)
 }
 
 // deriveMAC returns a stable locally administered unicast MAC for the
