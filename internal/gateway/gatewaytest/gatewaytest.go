@@ -16,7 +16,9 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +48,7 @@ type Control struct {
 	views   map[string]*persysv1.WorkloadView
 	nodes   map[string]*persysv1.Node
 	events  []*persysv1.Event
+	audits  []*persysv1.Event
 	summary *persysv1.ClusterSummary
 	errs    map[string]error
 	calls   map[string]int
@@ -241,6 +244,29 @@ func (c *Control) AddEvent(e *persysv1.Event) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.events = append(c.events, proto.Clone(e).(*persysv1.Event))
+}
+
+// RecordAudit keeps the gateway's audit events apart from the others
+// (Audits, and ListEvents with type Audit).
+func (c *Control) RecordAudit(ctx context.Context, req *persysv1.RecordAuditRequest) (*persysv1.RecordAuditResponse, error) {
+	if err := c.enter(ctx, "RecordAudit"); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.audits = append(c.audits, proto.Clone(req.GetEvent()).(*persysv1.Event))
+	return &persysv1.RecordAuditResponse{}, nil
+}
+
+// Audits returns the audit events recorded so far.
+func (c *Control) Audits() []*persysv1.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*persysv1.Event, 0, len(c.audits))
+	for _, e := range c.audits {
+		out = append(out, proto.Clone(e).(*persysv1.Event))
+	}
+	return out
 }
 
 // SetSummary sets what GetClusterSummary answers.
@@ -475,7 +501,16 @@ func (c *Control) ListEvents(ctx context.Context, req *persysv1.ListEventsReques
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := &persysv1.ListEventsResponse{}
-	for _, e := range c.events {
+	events := c.events
+	if req.GetType() != "" {
+		events = nil
+		for _, e := range append(slices.Clone(c.events), c.audits...) {
+			if strings.EqualFold(e.GetType(), req.GetType()) {
+				events = append(events, e)
+			}
+		}
+	}
+	for _, e := range events {
 		if req.GetWorkload() == "" || e.GetWorkload() == req.GetWorkload() {
 			out.Events = append(out.Events, proto.Clone(e).(*persysv1.Event))
 		}
