@@ -53,9 +53,10 @@ type Options struct {
 	// several agents sharing one engine never see (and never collect as
 	// orphans) each other's workloads.
 	NodeID string
-	// SecretsDir is the folder under which secret_files are written (one
-	// folder per container, files 0400) and bind-mounted into containers
-	// from; the engine must see the same path. A relative path is made
+	// SecretsDir is the folder under which secret_files are written
+	// (SecretsDir[/node-<NodeID>]/<workload>/<uid>/<container>/, files
+	// 0400) and bind-mounted into containers from; the engine must see the
+	// same path. A relative path is made
 	// absolute. Empty: persys-docker-secrets in the system's temporary
 	// folder. The agent passes one under its data folder.
 	SecretsDir string
@@ -89,6 +90,12 @@ func New(opts Options) (*Runtime, error) {
 	secretsDir, err := filepath.Abs(opts.SecretsDir)
 	if err != nil {
 		return nil, fmt.Errorf("docker runtime: SecretsDir %q: %w", opts.SecretsDir, err)
+	}
+	if opts.NodeID != "" {
+		if !nameRE.MatchString(opts.NodeID) {
+			return nil, fmt.Errorf("docker runtime: NodeID %q must be [a-zA-Z0-9][a-zA-Z0-9_.-]*", opts.NodeID)
+		}
+		secretsDir = filepath.Join(secretsDir, "node-"+opts.NodeID)
 	}
 	r := &Runtime{
 		secretsDir:  secretsDir,
@@ -145,7 +152,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		// between them), so the node keeps the names apart.
 		spec.name += "-" + r.nodeID
 	}
-	spec.host.Mounts = append(spec.host.Mounts, r.secretMounts(spec.name, spec.secretFiles)...)
+	spec.host.Mounts = append(spec.host.Mounts, r.secretMounts(inst.Name, inst.UID, spec.name, spec.secretFiles)...)
 	unlock := r.locks.lock(inst.Name)
 	defer unlock()
 	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
@@ -165,7 +172,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		if err := r.stopAndRemove(ctx, c.ID); err != nil {
 			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove container %s of an older revision", containerLabel(c))
 		}
-		if err := r.removeSecrets(containerLabel(c)); err != nil {
+		if err := r.removeSecrets(inst.Name, c.Labels[runtime.LabelUID], containerLabel(c)); err != nil {
 			log.Warn("remove secret files of another revision", "container", containerLabel(c), "error", err)
 		}
 		log.Info("removed container of another revision", "container", containerLabel(c),
@@ -182,12 +189,12 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	if err := r.ensureImage(ctx, log, spec.config.Image, spec.pullAuth); err != nil {
 		return nil, false, err
 	}
-	if err := r.writeSecrets(spec.name, spec.secretFiles); err != nil {
+	if err := r.writeSecrets(inst.Name, inst.UID, spec.name, spec.secretFiles); err != nil {
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "write secret files of container %s", spec.name)
 	}
 	created, err := r.cli.ContainerCreate(ctx, spec.config, spec.host, nil, nil, spec.name)
 	if err != nil {
-		if rmErr := r.removeSecrets(spec.name); rmErr != nil {
+		if rmErr := r.removeSecrets(inst.Name, inst.UID, spec.name); rmErr != nil {
 			log.Warn("remove secret files of a container not created", "container", spec.name, "error", rmErr)
 		}
 		if cerrdefs.IsNotFound(err) {
@@ -203,7 +210,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 			// Leave nothing half-made: the next apply starts clean.
 			if rmErr := r.remove(context.WithoutCancel(ctx), created.ID); rmErr != nil {
 				log.Warn("remove container that failed to start", "container", spec.name, "error", rmErr)
-			} else if rmErr := r.removeSecrets(spec.name); rmErr != nil {
+			} else if rmErr := r.removeSecrets(inst.Name, inst.UID, spec.name); rmErr != nil {
 				log.Warn("remove secret files of a container that failed to start", "container", spec.name, "error", rmErr)
 			}
 			return nil, false, runtime.Fail(classify(err), err, "start container %s", spec.name)
@@ -247,7 +254,7 @@ func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id string, spec *
 	case desired == desiredRun && state == container.StateCreated:
 		// Bind mounts are resolved at start: put the secret files back in
 		// case they went (a cleared temporary folder).
-		if err := r.writeSecrets(name, spec.secretFiles); err != nil {
+		if err := r.writeSecrets(spec.workload, spec.uid, name, spec.secretFiles); err != nil {
 			return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "write secret files of container %s", name)
 		}
 		if err := r.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
@@ -344,11 +351,12 @@ func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
 		if err := r.stopAndRemove(ctx, c.ID); err != nil {
 			return true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove container %s", containerLabel(c))
 		}
-		if err := r.removeSecrets(containerLabel(c)); err != nil {
-			return true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "remove secret files of container %s", containerLabel(c))
-		}
 		r.log.Info("container deleted", "workload", name, "container", containerLabel(c),
 			"uid", c.Labels[runtime.LabelUID], "revision", c.Labels[runtime.LabelRevision])
+	}
+	// The folder goes even when its containers went behind our back.
+	if err := r.removeWorkloadSecrets(name, uid); err != nil {
+		return len(existing) > 0, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "remove secret files of %s", name)
 	}
 	return len(existing) > 0, nil
 }

@@ -200,15 +200,23 @@ func prefixed(field string, err error) error {
 	return fmt.Errorf("%s: %w", field, err)
 }
 
-// secretsPath is the folder holding one container's secret files.
-func (r *Runtime) secretsPath(containerName string) string {
-	return filepath.Join(r.secretsDir, containerName)
+// secretsPath is the folder holding one container's secret files:
+// <secretsDir>/<workload>/<uid>/<container>. ok is false when a part is
+// not a name this runtime would have made a folder for.
+func (r *Runtime) secretsPath(workload, uid, containerName string) (string, bool) {
+	for _, part := range []string{workload, uid, containerName} {
+		if part == "" || !nameRE.MatchString(part) || part == "." || part == ".." {
+			return "", false
+		}
+	}
+	return filepath.Join(r.secretsDir, workload, uid, containerName), true
 }
 
 // secretMounts returns the read-only bind mounts of the files that
-// writeSecrets puts in the container's folder.
-func (r *Runtime) secretMounts(containerName string, files []secretFile) []mount.Mount {
-	dir := r.secretsPath(containerName)
+// writeSecrets puts in the container's folder. The names were validated
+// by buildCreateSpec.
+func (r *Runtime) secretMounts(workload, uid, containerName string, files []secretFile) []mount.Mount {
+	dir, _ := r.secretsPath(workload, uid, containerName)
 	out := make([]mount.Mount, 0, len(files))
 	for i, sf := range files {
 		src := filepath.Join(dir, strconv.Itoa(i))
@@ -222,18 +230,18 @@ func (r *Runtime) secretMounts(containerName string, files []secretFile) []mount
 
 // writeSecrets replaces the container's secret folder with the files, each
 // 0400 in a 0700 folder per entry.
-func (r *Runtime) writeSecrets(containerName string, files []secretFile) error {
-	if err := r.removeSecrets(containerName); err != nil {
+func (r *Runtime) writeSecrets(workload, uid, containerName string, files []secretFile) error {
+	if err := r.removeSecrets(workload, uid, containerName); err != nil {
 		return err
 	}
 	if len(files) == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(r.secretsDir, 0o700); err != nil {
-		return fmt.Errorf("secret files: %w", err)
+	dir, ok := r.secretsPath(workload, uid, containerName)
+	if !ok {
+		return fmt.Errorf("secret files: container %q of %q (uid %q) has no valid folder name", containerName, workload, uid)
 	}
-	dir := r.secretsPath(containerName)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("secret files: %w", err)
 	}
 	for i, sf := range files {
@@ -266,13 +274,39 @@ func writeFile0400(name string, data []byte) error {
 	return f.Close()
 }
 
-// removeSecrets removes the container's secret folder; none is fine.
-func (r *Runtime) removeSecrets(containerName string) error {
-	if containerName == "" || !nameRE.MatchString(containerName) {
-		return nil // not a name this runtime made a folder for
+// removeSecrets removes one container's secret folder, and the uid and
+// workload folders above it when they are left empty; none is fine.
+func (r *Runtime) removeSecrets(workload, uid, containerName string) error {
+	dir, ok := r.secretsPath(workload, uid, containerName)
+	if !ok {
+		return nil // not a container this runtime made a folder for
 	}
-	if err := os.RemoveAll(r.secretsPath(containerName)); err != nil {
+	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove secret files: %w", err)
+	}
+	// Remove fails on a folder that is not empty: other revisions stay.
+	uidDir := filepath.Dir(dir)
+	if os.Remove(uidDir) == nil {
+		_ = os.Remove(filepath.Dir(uidDir))
+	}
+	return nil
+}
+
+// removeWorkloadSecrets removes the secret folders of every container of
+// the workload (of one uid, when uid is not empty).
+func (r *Runtime) removeWorkloadSecrets(workload, uid string) error {
+	if workload == "" || !nameRE.MatchString(workload) || (uid != "" && !nameRE.MatchString(uid)) {
+		return nil
+	}
+	dir := filepath.Join(r.secretsDir, workload)
+	if uid != "" {
+		dir = filepath.Join(dir, uid)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove secret files: %w", err)
+	}
+	if uid != "" {
+		_ = os.Remove(filepath.Dir(dir)) // the workload's folder, when now empty
 	}
 	return nil
 }

@@ -62,9 +62,10 @@ func TestBuildCreateSpecSecrets(t *testing.T) {
 	}
 
 	rt := &Runtime{secretsDir: "/var/lib/persys/secrets"}
-	ms := rt.secretMounts(cs.name, cs.secretFiles)
-	if len(ms) != 2 || ms[0].Source != "/var/lib/persys/secrets/"+cs.name+"/0/value" || ms[0].Target != "/run/secrets/db_password" ||
-		ms[1].Source != "/var/lib/persys/secrets/"+cs.name+"/1" || !ms[0].ReadOnly || !ms[1].ReadOnly {
+	ms := rt.secretMounts(cs.workload, cs.uid, cs.name, cs.secretFiles)
+	base := "/var/lib/persys/secrets/web/0123456789abcdef/" + cs.name
+	if len(ms) != 2 || ms[0].Source != base+"/0/value" || ms[0].Target != "/run/secrets/db_password" ||
+		ms[1].Source != base+"/1" || !ms[0].ReadOnly || !ms[1].ReadOnly {
 		t.Errorf("mounts = %+v", ms)
 	}
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -176,7 +177,7 @@ func TestSecretEnvAndFiles(t *testing.T) {
 	if got, err := readContainerFile(t, e, st2.GetRuntimeId(), "/run/secrets/token"); err != nil || string(got) != tokenV2 {
 		t.Errorf("token after revision 2: err %v, changed %v", err, string(got) == tokenV2)
 	}
-	if _, err := os.Stat(filepath.Join(dir, containerName(name, uid, 1))); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dir, name, uid, containerName(name, uid, 1))); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("secret folder of revision 1 after revision 2: %v, want gone", err)
 	}
 	// Applying the same revision again changes nothing.
@@ -190,6 +191,19 @@ func TestSecretEnvAndFiles(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
 		t.Errorf("secrets folder after Delete: %d entries, err %v; want empty", len(entries), err)
+	}
+
+	// A container removed behind the runtime's back leaves its folder;
+	// Delete of the workload still removes it.
+	st3, _ := e.apply(runtime.Instance{Name: name, UID: uid, Revision: 3, Spec: spec, Secrets: secrets(tokenV2)})
+	if err := e.cli.ContainerRemove(ctx, st3.GetRuntimeId(), container.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if existed, err := e.rt.Delete(ctx, name, uid); err != nil || existed {
+		t.Fatalf("Delete after the container went = %v, %v; want false, nil", existed, err)
+	}
+	if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+		t.Errorf("secrets folder after Delete of a removed container: %d entries, err %v; want empty", len(entries), err)
 	}
 	noValue(t, tokenV1, map[string]string{"runtime logs": logs.String()})
 	noValue(t, tokenV2, map[string]string{"runtime logs": logs.String()})

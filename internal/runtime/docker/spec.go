@@ -42,10 +42,12 @@ var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 
 // createSpec is everything ContainerCreate needs for one instance.
 type createSpec struct {
-	name    string
-	desired string
-	config  *container.Config
-	host    *container.HostConfig
+	name     string
+	workload string
+	uid      string
+	desired  string
+	config   *container.Config
+	host     *container.HostConfig
 	// secretFiles are written under the runtime's secrets folder and
 	// bind-mounted read-only; the runtime adds their mounts.
 	secretFiles []secretFile
@@ -184,10 +186,12 @@ func buildCreateSpec(inst runtime.Instance, stopTimeoutSeconds int) (*createSpec
 		},
 	}
 	return &createSpec{
-		name:    containerName(inst.Name, inst.UID, inst.Revision),
-		desired: desired,
-		config:  cfg,
-		host:    host,
+		name:     containerName(inst.Name, inst.UID, inst.Revision),
+		workload: inst.Name,
+		uid:      inst.UID,
+		desired:  desired,
+		config:   cfg,
+		host:     host,
 
 		secretFiles: sfiles,
 		pullAuth:    auth,
