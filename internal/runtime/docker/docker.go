@@ -92,8 +92,8 @@ func New(opts Options) (*Runtime, error) {
 		return nil, fmt.Errorf("docker runtime: SecretsDir %q: %w", opts.SecretsDir, err)
 	}
 	if opts.NodeID != "" {
-		if !nameRE.MatchString(opts.NodeID) {
-			return nil, fmt.Errorf("docker runtime: NodeID %q must be [a-zA-Z0-9][a-zA-Z0-9_.-]*", opts.NodeID)
+		if strings.ContainsAny(opts.NodeID, "/\x00") {
+			return nil, fmt.Errorf("docker runtime: NodeID %q contains '/' or NUL", opts.NodeID)
 		}
 		secretsDir = filepath.Join(secretsDir, "node-"+opts.NodeID)
 	}
