@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -247,6 +248,10 @@ type Input struct {
 	InstanceID string
 	// Hostname goes into meta-data as local-hostname (see Hostname).
 	Hostname string
+	// Metadata (the VM spec's metadata map) is added to meta-data; keys of
+	// the user's meta-data document win over it, instance-id and
+	// local-hostname are always ours.
+	Metadata map[string]string
 }
 
 // Seed is the rendered content of the NoCloud files; empty documents are
@@ -447,6 +452,16 @@ func renderMetaData(in Input) (string, error) {
 		doc = &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{{Kind: yaml.MappingNode}}}
 	}
 	top := doc.Content[0]
+	keys := make([]string, 0, len(in.Metadata))
+	for k := range in.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if mapGet(top, k) == nil {
+			mapSet(top, k, str(in.Metadata[k]))
+		}
+	}
 	mapSet(top, "instance-id", str(in.InstanceID))
 	if in.Hostname != "" {
 		mapSet(top, "local-hostname", str(in.Hostname))

@@ -92,6 +92,7 @@ func TestRenderMergesLogin(t *testing.T) {
 		Password:   "s3cret-pw",
 		InstanceID: InstanceID("uid-1", 7),
 		Hostname:   Hostname("My_VM.01"),
+		Metadata:   map[string]string{"team": "core", "region": "ignored"},
 	}
 	seed, err := Render(in)
 	if err != nil {
@@ -124,7 +125,7 @@ func TestRenderMergesLogin(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(seed.MetaData), &md); err != nil {
 		t.Fatalf("meta-data: %v", err)
 	}
-	if md["instance-id"] != "uid-1-r7" || md["local-hostname"] != "my-vm-01" || md["region"] != "test" {
+	if md["instance-id"] != "uid-1-r7" || md["local-hostname"] != "my-vm-01" || md["region"] != "test" || md["team"] != "core" {
 		t.Errorf("meta-data = %#v", md)
 	}
 }

@@ -3,6 +3,7 @@ package qemu
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -246,6 +247,13 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("List of another node = %v %v, want nothing", l, err)
 	}
 
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watch, err := r2.Watch(wctx)
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+
 	// Desired STOPPED powers the guest off through ACPI.
 	stopped := vmInstance("vm1", "uid-1", 1, persysv1.DesiredState_DESIRED_STATE_STOPPED, vm)
 	stopped.Secrets = inst.Secrets
@@ -260,6 +268,17 @@ func TestVMLifecycle(t *testing.T) {
 	data, _, err := r2.Logs(ctx, "vm1", 1<<20)
 	if err != nil || !strings.Contains(string(data), vmguest.MarkerPowerOff) {
 		t.Errorf("serial console lacks the ACPI power-off (%v):\n%s", err, data)
+	}
+	select {
+	case name := <-watch:
+		if name != "vm1" {
+			t.Errorf("Watch sent %q, want vm1", name)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("Watch did not report the stop")
+	}
+	stopWatch()
+	for range watch {
 	}
 	if ok, _, _ := r2.Verify(ctx, "vm1"); ok {
 		t.Errorf("Verify of a stopped VM reports alive")
@@ -635,5 +654,49 @@ func TestStatusWithoutProcess(t *testing.T) {
 	}
 	if l, err := r.List(ctx); err != nil || len(l) != 0 {
 		t.Errorf("List = %v %v, want nothing", l, err)
+	}
+}
+
+func TestGuestAgentAddresses(t *testing.T) {
+	dir, err := os.MkdirTemp("", "qga")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "qga.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// A fake guest agent: answers guest-sync with its id, then the
+	// interfaces.
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		dec := json.NewDecoder(c)
+		var req struct {
+			Execute   string         `json:"execute"`
+			Arguments map[string]any `json:"arguments"`
+		}
+		if dec.Decode(&req) != nil || req.Execute != "guest-sync" {
+			return
+		}
+		_ = json.NewEncoder(c).Encode(map[string]any{"return": req.Arguments["id"]})
+		if dec.Decode(&req) != nil || req.Execute != "guest-network-get-interfaces" {
+			return
+		}
+		_, _ = io.WriteString(c, `{"return":[{"name":"lo","ip-addresses":[{"ip-address-type":"ipv4","ip-address":"127.0.0.1"}]},`+
+			`{"name":"eth0","ip-addresses":[{"ip-address-type":"ipv4","ip-address":"192.168.122.5"},{"ip-address-type":"ipv6","ip-address":"fe80::1"},{"ip-address-type":"ipv6","ip-address":"fd00::5"}]}]}`+"\n")
+	}()
+	addrs, err := guestAddresses(context.Background(), sock, 5*time.Second)
+	if err != nil {
+		t.Fatalf("guestAddresses: %v", err)
+	}
+	if strings.Join(addrs, ",") != "192.168.122.5,fd00::5" {
+		t.Errorf("addresses = %v, want the non-loopback, non-link-local ones", addrs)
 	}
 }

@@ -230,6 +230,7 @@ func (r *Runtime) buildPlan(inst runtime.Instance) (*plan, error) {
 		Login:      vm.GetLogin(),
 		InstanceID: cloudinit.InstanceID(inst.UID, inst.Revision),
 		Hostname:   cloudinit.Hostname(inst.Name),
+		Metadata:   vm.GetMetadata(),
 	}
 	if s := vm.GetLogin().GetPasswordSecret(); s != "" {
 		pw, err := inst.SecretValue(s, "password")
