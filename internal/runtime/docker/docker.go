@@ -7,6 +7,16 @@
 // after a restart. Callers create a Runtime with New, use it through the
 // runtime.Runtime and runtime.Watcher interfaces and Close it when done.
 // Errors returned by Apply are *runtime.Failure values with an enum reason.
+//
+// Secrets: the values in runtime.Instance.Secrets become the container's
+// secret_env variables and secret_files (written 0400 under
+// Options.SecretsDir, bind-mounted read-only, removed with the container);
+// image_pull_secrets select the REGISTRY secret for the image's host
+// (package registryauth) when a missing image is pulled. A refused or
+// unreachable pull is IMAGE_PULL_FAILED, an image the registry lacks
+// IMAGE_NOT_FOUND, a secret or key not delivered SECRET_NOT_FOUND. Values
+// never reach logs, labels or failure messages; the container's env shows
+// them to whoever can inspect containers on the node.
 package docker
 
 import (
