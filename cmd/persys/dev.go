@@ -20,6 +20,7 @@ import (
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/secrets"
 )
 
 type devOptions struct {
@@ -77,6 +78,12 @@ func runDev(ctx context.Context, o *devOptions) error {
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
+	// The secrets key is made on first start and kept: it opens every
+	// secret stored in the data folder's etcd.
+	keyFile := filepath.Join(dir, "secrets.key")
+	if _, err := secrets.GenerateKeyFile(keyFile); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("secrets key: %w", err)
+	}
 	metrics := func(i int) string {
 		if o.metricsBase == 0 {
 			return ""
@@ -96,6 +103,7 @@ func runDev(ctx context.Context, o *devOptions) error {
 		ca: bundle.CA, cert: bundle.Scheduler.Cert, key: bundle.Scheduler.Key, metricsListen: metrics(0), caDir: bundle.Dir,
 		strategy: "spread", heartbeatInterval: 2 * time.Second, leaseTTL: 10 * time.Second, resyncInterval: 30 * time.Second,
 		rescheduleGrace: 10 * time.Second, retryBase: 5 * time.Second, retryMax: 120 * time.Second, maxAttempts: 6, electionTTL: 5 * time.Second,
+		secretsKeyFile: keyFile,
 	}
 	go func() { errc <- component("scheduler", runScheduler(ctx, sched, schedLog, started)) }()
 	var schedAddr string

@@ -47,6 +47,8 @@ type schedulerOptions struct {
 	renewFraction float64
 	// auditRetention is how long audit events are kept (users.go).
 	auditRetention time.Duration
+	// secretsKeyFile holds the keys that seal secrets (secretskey.go).
+	secretsKeyFile string
 }
 
 func (o *schedulerOptions) flags(cmd *cobra.Command) {
@@ -72,6 +74,7 @@ func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.caDir, "ca-dir", "", "CA folder (ca.crt, ca.key, ca-bundle.crt): lets this scheduler sign joining agents and renewals, and renew its own certificate; without it JoinNode and RenewCertificate answer FailedPrecondition")
 	f.DurationVar(&o.auditRetention, "audit-retention", store.DefaultAuditRetention, "how long audit events (every change through the gateway, allowed or refused) are kept; ordinary events expire after an hour")
 	f.DurationVar(&o.certValidity, "cert-validity", pki.DefaultLeafValidity, "lifetime of the certificates this scheduler signs (joins, renewals)")
+	f.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "key file (JSON, mode 0600) that encrypts secrets at rest (persys secrets-key generate or rotate manages it), SIGHUP re-reads it; without it the secret API answers FailedPrecondition")
 	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew this scheduler's own certificate after this share of its lifetime, in (0, 1) (needs --ca-dir)")
 }
 
@@ -176,6 +179,11 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven)
 	strategy, _ := placement.ParseStrategy(o.strategy)
 
+	keyring, err := loadSecretsKeyring(o.secretsKeyFile, log)
+	if err != nil {
+		return err
+	}
+
 	cli, closeEtcd, err := etcdFor(o, log)
 	if err != nil {
 		return err
@@ -212,6 +220,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		MaxAttempts:       o.maxAttempts,
 		Election:          election,
 		AuditRetention:    o.auditRetention,
+		Secrets:           keyring,
 	})
 	if err != nil {
 		return err
@@ -230,6 +239,10 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	defer func() { cancel(); aux.Wait() }()
 	aux.Add(1)
 	go func() { defer aux.Done(); _ = sched.RunIdentity(ctx) }()
+	if keyring != nil {
+		aux.Add(1)
+		go func() { defer aux.Done(); reloadKeyringOnSIGHUP(ctx, keyring, log) }()
+	}
 	if o.caDir != "" {
 		leaf := holder.Leaf()
 		r := &pki.Renewer{Holder: holder, Renew: pki.LocalRenew(o.caDir, leaf.NotAfter.Sub(pki.IssuedAt(leaf))), Fraction: o.renewFraction, Logger: log,
