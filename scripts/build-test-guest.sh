@@ -20,7 +20,8 @@
 #   - loads ata_piix sr_mod isofs virtio_pci virtio_blk virtio_net
 #     virtio_console ext4 button evdev (and their dependencies);
 #   - finds the NoCloud seed (LABEL=cidata), mounts it and prints
-#     "persys-guest: cidata found on DEV", then the whole user-data between
+#     "persys-guest: cidata found on DEV", then the whole user-data (password
+#     values redacted) between
 #     "persys-guest: user-data begin" and "persys-guest: user-data end", and
 #     meta-data the same way;
 #   - lists the block devices ("persys-guest: disks: ..."), mounts /dev/vda
@@ -40,7 +41,7 @@ if [ $# -ne 1 ] || [ -z "$1" ]; then
 fi
 OUT=$1
 # Bump when the guest's content changes, so cached guests are rebuilt.
-GUEST_REV=4
+GUEST_REV=5
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -173,7 +174,8 @@ done
 if [ -n "$dev" ] && mount -t iso9660 -o ro "$dev" /mnt/cidata; then
 	echo "persys-guest: cidata found on $dev"
 	echo "persys-guest: user-data begin"
-	cat /mnt/cidata/user-data 2>/dev/null
+	# Password lines are redacted: the console is readable through the API.
+	sed -e 's/\(passwd[^:]*:\).*/\1 [redacted]/' /mnt/cidata/user-data 2>/dev/null
 	echo
 	echo "persys-guest: user-data end"
 	echo "persys-guest: meta-data begin"

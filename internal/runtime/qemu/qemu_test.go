@@ -207,6 +207,9 @@ func TestVMLifecycle(t *testing.T) {
 			t.Errorf("serial console lacks %q:\n%s", want, serial)
 		}
 	}
+	if strings.Contains(serial, testPassword) || !strings.Contains(serial, "plain_text_passwd: [redacted]") {
+		t.Errorf("the guest console shows the password (or no redacted password line)")
+	}
 	// The port forward reaches the guest's httpd.
 	eventually(t, 30*time.Second, "the port forward", func() (bool, string) {
 		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(int(port)) + "/")

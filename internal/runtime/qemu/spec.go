@@ -446,6 +446,9 @@ func (r *Runtime) qemuArgs(name string, p *plan, sd string, seedISO string) ([]s
 		"-pidfile", filepath.Join(sd, pidFile),
 		"-daemonize",
 	}
+	if p.accel == "kvm" {
+		a = append(a, "-cpu", "host")
+	}
 	if p.kernel != "" {
 		a = append(a, "-kernel", p.kernel)
 		if p.initrd != "" {
