@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/testutil/vmguest"
@@ -250,6 +252,37 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("List of another node = %v %v, want nothing", l, err)
 	}
 
+	// A new revision of the same workload (more memory): the old QEMU is
+	// powered off through ACPI, a new one boots the same disks with a seed
+	// whose instance-id names the new revision.
+	vm2 := proto.Clone(vm).(*persysv1.VMSpec)
+	vm2.MemoryBytes = 320 << 20
+	inst2 := vmInstance("vm1", "uid-1", 2, persysv1.DesiredState_DESIRED_STATE_RUNNING, vm2)
+	inst2.Secrets = inst.Secrets
+	st, skipped, err = r2.Apply(ctx, inst2)
+	if err != nil || skipped || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetRevision() != 2 {
+		t.Fatalf("Apply revision 2 = %v skipped=%v err=%v, want RUNNING revision 2", st, skipped, err)
+	}
+	if st.GetRuntimeId() == pid {
+		t.Fatalf("revision 2 runs in the old QEMU pid %s", pid)
+	}
+	pid = st.GetRuntimeId()
+	eventually(t, bootTimeout, "revision 2 to boot", func() (bool, string) {
+		data, _, err := r2.Logs(ctx, "vm1", 1<<20)
+		if err != nil {
+			return false, err.Error()
+		}
+		serial = string(data)
+		return strings.Count(serial, vmguest.MarkerReady) == 2 && strings.Contains(serial, "instance-id: uid-1-r2"), serial
+	})
+	if strings.Count(serial, vmguest.MarkerPowerOff) != 1 {
+		t.Errorf("revision 1 was not powered off through ACPI:\n%s", serial)
+	}
+	if strings.Count(serial, vmguest.MarkerBase) != 2 {
+		t.Errorf("revision 2 does not see the root disk's data:\n%s", serial)
+	}
+	inst, vm = inst2, vm2
+
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	watch, err := r2.Watch(wctx)
@@ -258,7 +291,7 @@ func TestVMLifecycle(t *testing.T) {
 	}
 
 	// Desired STOPPED powers the guest off through ACPI.
-	stopped := vmInstance("vm1", "uid-1", 1, persysv1.DesiredState_DESIRED_STATE_STOPPED, vm)
+	stopped := vmInstance("vm1", "uid-1", 2, persysv1.DesiredState_DESIRED_STATE_STOPPED, vm)
 	stopped.Secrets = inst.Secrets
 	st, skipped, err = r2.Apply(ctx, stopped)
 	if err != nil || skipped || st.GetState() != persysv1.ActualState_ACTUAL_STATE_STOPPED {
@@ -269,7 +302,7 @@ func TestVMLifecycle(t *testing.T) {
 		t.Errorf("QEMU pid %d still runs after the stop", n)
 	}
 	data, _, err := r2.Logs(ctx, "vm1", 1<<20)
-	if err != nil || !strings.Contains(string(data), vmguest.MarkerPowerOff) {
+	if err != nil || strings.Count(string(data), vmguest.MarkerPowerOff) != 2 {
 		t.Errorf("serial console lacks the ACPI power-off (%v):\n%s", err, data)
 	}
 	select {
