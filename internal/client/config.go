@@ -32,9 +32,20 @@ type Config struct {
 	// CA is the cluster CA bundle the gateway's certificate must chain to.
 	CA string `json:"ca"`
 	// Cert and Key are the user's client certificate and key.
-	Cert string `json:"cert"`
-	Key  string `json:"key"`
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	// Token is an API token (psy_...) sent as "Authorization: Bearer";
+	// $PERSYS_TOKEN overrides it. With a token the client presents no
+	// certificate, so cert and key are optional.
+	Token string `json:"token,omitempty"`
 }
+
+// EnvToken names the environment variable holding an API token; when set
+// it replaces the config file's token.
+const EnvToken = "PERSYS_TOKEN"
+
+// maxTokenLen bounds an API token.
+const maxTokenLen = 256
 
 // Validate checks every field and names the first invalid one.
 func (c *Config) Validate() error {
@@ -57,9 +68,21 @@ func (c *Config) Validate() error {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("endpoint: must not have a query or fragment, got %q", c.Endpoint)
 	}
-	for _, f := range []struct{ name, val string }{{"ca", c.CA}, {"cert", c.Cert}, {"key", c.Key}} {
+	if strings.TrimSpace(c.CA) == "" {
+		return errors.New("ca: required (path to a PEM file)")
+	}
+	if c.Token != "" {
+		if len(c.Token) > maxTokenLen || strings.ContainsAny(c.Token, " \t\r\n") {
+			return fmt.Errorf("token: must be one word of at most %d characters (psy_...)", maxTokenLen)
+		}
+		if (c.Cert == "") != (c.Key == "") {
+			return errors.New("cert and key: give both or neither")
+		}
+		return nil
+	}
+	for _, f := range []struct{ name, val string }{{"cert", c.Cert}, {"key", c.Key}} {
 		if strings.TrimSpace(f.val) == "" {
-			return fmt.Errorf("%s: required (path to a PEM file)", f.name)
+			return fmt.Errorf("%s: required (path to a PEM file), or set token or $%s", f.name, EnvToken)
 		}
 	}
 	return nil
@@ -109,6 +132,9 @@ func readConfig(path string) (*Config, error) {
 	if err := yaml.UnmarshalStrict(data, c); err != nil {
 		return nil, fmt.Errorf("parsing: %w", err)
 	}
+	if tok := strings.TrimSpace(os.Getenv(EnvToken)); tok != "" {
+		c.Token = tok
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -118,7 +144,9 @@ func readConfig(path string) (*Config, error) {
 	}
 	dir := filepath.Dir(abs)
 	for _, p := range []*string{&c.CA, &c.Cert, &c.Key} {
-		*p = resolvePath(dir, *p)
+		if *p != "" {
+			*p = resolvePath(dir, *p)
+		}
 	}
 	return c, nil
 }
