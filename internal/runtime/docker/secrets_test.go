@@ -345,3 +345,44 @@ func TestPrivateRegistryPull(t *testing.T) {
 		"env": strings.Join(info.Config.Env, ","), "status message": st.GetMessage(),
 	})
 }
+
+// TestSecretFilesRewrittenOnStart: a container of the revision that was
+// created but never started (the agent stopped between the two) and whose
+// secret files are gone (a cleared folder) gets them back before Apply
+// starts it.
+func TestSecretFilesRewrittenOnStart(t *testing.T) {
+	t.Parallel()
+	e, _, dir := newSecretEnv(t)
+	ctx := t.Context()
+	name, uid := e.workload("restart")
+	spec := e.spec(&persysv1.ContainerSpec{})
+	spec.SecretFiles = []*persysv1.SecretFile{{Secret: "api", Key: "token", Path: "/run/secrets/token"}}
+	inst := runtime.Instance{Name: name, UID: uid, Revision: 1, Spec: spec, Secrets: map[string]*persysv1.SecretValue{
+		"api": {Name: "api", Data: map[string][]byte{"token": []byte("tok-start")}}}}
+
+	// What Apply would create, without writing the files or starting.
+	cs, err := buildCreateSpec(inst, e.rt.stopSeconds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs.host.Mounts = append(cs.host.Mounts, e.rt.secretMounts(name, uid, cs.name, cs.secretFiles)...)
+	// The engine checks bind sources at create.
+	if err := e.rt.writeSecrets(name, uid, cs.name, cs.secretFiles); err != nil {
+		t.Fatal(err)
+	}
+	created, err := e.cli.ContainerCreate(ctx, cs.config, cs.host, nil, nil, cs.name)
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	st, skipped := e.apply(inst)
+	if skipped || st.GetRuntimeId() != created.ID || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("Apply: skipped %v, status %v; want the created container %s RUNNING", skipped, st, shortID(created.ID))
+	}
+	if got, err := readContainerFile(t, e, created.ID, "/run/secrets/token"); err != nil || string(got) != "tok-start" {
+		t.Errorf("token in the started container: err %v, right value %v", err, string(got) == "tok-start")
+	}
+}
