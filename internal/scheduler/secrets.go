@@ -101,6 +101,7 @@ func (c *controlService) PutSecret(ctx context.Context, req *persysv1.PutSecretR
 	if created {
 		verb, typ = "created", "SecretCreated"
 	}
+	c.s.wakeSecretWaiters(info.GetName())
 	by := callerCN(ctx)
 	c.s.log.Info("secret "+verb, "secret", info.GetName(), "type", secrets.TypeName(info.GetType()),
 		"keys", strings.Join(info.GetKeys(), ","), "version", info.GetVersion(), "by", by)
@@ -147,6 +148,30 @@ func (c *controlService) DeleteSecret(ctx context.Context, req *persysv1.DeleteS
 	c.s.events.add(&persysv1.Event{Type: "SecretDeleted", Actor: by, Action: "secret.delete", Result: "ok",
 		Message: fmt.Sprintf("secret %q deleted by %s", req.GetName(), by)})
 	return &persysv1.DeleteSecretResponse{}, nil
+}
+
+// wakeSecretWaiters retries at once, from attempt one, every workload
+// whose last attempt failed for lack of a secret that secret now may
+// supply: the change that can alter the answer triggers the retry, not
+// the backoff timer.
+func (s *Scheduler) wakeSecretWaiters(secret string) {
+	var names []string
+	s.mu.Lock()
+	for name, e := range s.workloads {
+		if e.lastReason != persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND || e.w.GetDeleting() {
+			continue
+		}
+		if _, ok := secretRefs(e.w.GetSpec())[secret]; ok {
+			names = append(names, name)
+		}
+	}
+	s.mu.Unlock()
+	sort.Strings(names)
+	for _, name := range names {
+		s.log.Info("secret changed; retrying workload that waited for it", "workload", name, "secret", secret)
+		s.resetAttempts(name)
+		s.queue.Add(name)
+	}
 }
 
 // publicInfo is what the API shows of a sealed secret: its info, never

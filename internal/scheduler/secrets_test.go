@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -82,10 +83,28 @@ type secretEnv struct {
 	logs    *lockedBuffer
 	rt      *recordingRuntime
 	keyPath string
+	bundle  *pki.Bundle
+	addr    string
+}
+
+// secretEnvOptions shape a secretEnv.
+type secretEnvOptions struct {
+	keyring, agent bool
+	// retryBase is the first backoff (default 200ms).
+	retryBase time.Duration
 }
 
 func newSecretEnv(t *testing.T, withKeyring, withAgent bool) *secretEnv {
 	t.Helper()
+	return newSecretEnvWith(t, secretEnvOptions{keyring: withKeyring, agent: withAgent})
+}
+
+func newSecretEnvWith(t *testing.T, o secretEnvOptions) *secretEnv {
+	t.Helper()
+	withKeyring, withAgent := o.keyring, o.agent
+	if o.retryBase <= 0 {
+		o.retryBase = 200 * time.Millisecond
+	}
 	st, _ := storetest.New(t)
 	node := "sec-node-" + randomHex(3)
 	b, err := pki.Bootstrap(t.TempDir(), []string{node}, nil, nil)
@@ -115,7 +134,7 @@ func newSecretEnv(t *testing.T, withKeyring, withAgent bool) *secretEnv {
 	s, err := scheduler.New(scheduler.Config{
 		Store: st, Agents: scheduler.TLSDialer{TLS: clientTLS}, Logger: log.With("component", "scheduler"),
 		Registry: prometheus.NewRegistry(), HeartbeatInterval: heartbeat, LeaseTTL: leaseTTL,
-		ResyncInterval: 10 * time.Minute, RetryBase: 200 * time.Millisecond, RetryMax: time.Second,
+		ResyncInterval: 10 * time.Minute, RetryBase: o.retryBase, RetryMax: max(time.Second, o.retryBase),
 		MaxAttempts: -1, Secrets: k,
 	})
 	if err != nil {
@@ -137,6 +156,7 @@ func newSecretEnv(t *testing.T, withKeyring, withAgent bool) *secretEnv {
 		}
 		return true, ""
 	})
+	e.bundle, e.addr = b, ln.Addr().String()
 	e.admin = persysv1.NewControlServiceClient(secDial(t, ln.Addr().String(), b.Admin))
 	if withAgent {
 		e.startAgent(node, b.Agents[node], ln.Addr().String(), log)
@@ -387,9 +407,10 @@ func TestSecretsDeliveredOnlyToTheirWorkload(t *testing.T) {
 }
 
 // TestMissingSecretFailsThenRuns: a workload whose secret does not exist
-// fails with SECRET_NOT_FOUND, and runs once the secret is created.
+// fails with SECRET_NOT_FOUND, and runs once the secret is created. The
+// backoff is an hour: only the secret's creation can trigger the retry.
 func TestMissingSecretFailsThenRuns(t *testing.T) {
-	e := newSecretEnv(t, true, true)
+	e := newSecretEnvWith(t, secretEnvOptions{keyring: true, agent: true, retryBase: time.Hour})
 	spec := containerSpec()
 	spec.SecretEnv = []*persysv1.SecretEnv{{Name: "TOKEN", Secret: "late", Key: "token"}}
 	if _, err := e.admin.ApplyWorkload(secCtx(t), &persysv1.ApplyRequest{Name: "app", Spec: spec}); err != nil {
@@ -430,6 +451,28 @@ func TestSecretsWithoutKeyring(t *testing.T) {
 	}
 	if _, err := e.admin.ListSecrets(secCtx(t), &persysv1.ListSecretsRequest{}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("ListSecrets without keyring = %v, want FailedPrecondition", err)
+	}
+}
+
+// TestSecretCallsForwardedForNonAdmins: the gateway forwards the user's
+// role; the scheduler refuses secret calls for any role but admin.
+func TestSecretCallsForwardedForNonAdmins(t *testing.T) {
+	e := newSecretEnv(t, true, false)
+	gw := persysv1.NewControlServiceClient(secDial(t, e.addr, e.bundle.Gateway))
+	for _, role := range []string{"viewer", "operator"} {
+		ctx := metadata.AppendToOutgoingContext(secCtx(t), "x-persys-user", "u-"+role, "x-persys-role", role)
+		if _, err := gw.ListSecrets(ctx, &persysv1.ListSecretsRequest{}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("ListSecrets for a %s = %v, want PermissionDenied", role, err)
+		}
+		if _, err := gw.PutSecret(ctx, &persysv1.PutSecretRequest{Name: "x", Type: opaqueType,
+			Data: map[string][]byte{"k": []byte("v")}}); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("PutSecret for a %s = %v, want PermissionDenied", role, err)
+		}
+	}
+	ctx := metadata.AppendToOutgoingContext(secCtx(t), "x-persys-user", "alice", "x-persys-role", "admin")
+	if _, err := gw.PutSecret(ctx, &persysv1.PutSecretRequest{Name: "x", Type: opaqueType,
+		Data: map[string][]byte{"k": []byte("v")}}); err != nil {
+		t.Fatalf("PutSecret for an admin through the gateway: %v", err)
 	}
 }
 
