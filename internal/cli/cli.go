@@ -81,7 +81,8 @@ func newRoot(o *options) *cobra.Command {
 		Short: "Control a Persys Compute cluster",
 		Long: "persysctl talks to a Persys Compute gateway over HTTPS with your client certificate.\n\n" +
 			"The config file is read from --config, else $" + client.EnvConfig + ", else ~/" + client.DefaultConfigPath + ".\n" +
-			"It holds the gateway endpoint and the ca, cert and key files; `persys dev` prints one.",
+			"It holds the gateway endpoint and the ca, cert and key files; `persys dev` prints one.\n" +
+			"Instead of cert and key, an API token may authenticate: the config's token field or $" + client.EnvToken + ".",
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {

@@ -534,6 +534,7 @@ func newEventsCommand(o *options) *cobra.Command {
 	var (
 		workload string
 		limit    int
+		typ      string
 	)
 	cmd := &cobra.Command{
 		Use:   "events",
@@ -548,17 +549,21 @@ func newEventsCommand(o *options) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			list, err := c.ListEvents(cmd.Context(), workload, limit)
+			list, err := c.ListEventsOfType(cmd.Context(), workload, typ, limit)
 			if err != nil {
 				return err
 			}
 			if o.output != FormatTable {
 				return printObject(o.streams.Out, o.output, list)
 			}
+			if strings.EqualFold(typ, "audit") {
+				return printAuditTable(o.streams.Out, list.GetEvents(), o.now())
+			}
 			return printEventsTable(o.streams.Out, list.GetEvents(), o.now(), "")
 		},
 	}
 	cmd.Flags().StringVar(&workload, "workload", "", "only events of this workload")
 	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many events (0: the gateway's default)")
+	cmd.Flags().StringVar(&typ, "type", "", "only events of this type, e.g. audit (who changed what, allowed or denied)")
 	return cmd
 }
