@@ -8,9 +8,17 @@
 // console log. That folder is the runtime's ground truth: a new Runtime on
 // the same StateDir (an agent restart) re-adopts running VMs by pidfile and
 // QMP and never restarts a healthy one. Disks live in
-// <pool>/persys/<workload>/<disk>.qcow2 and survive new revisions of the
-// same workload; Delete removes them unless the spec's disk_retain is
-// RETAIN.
+// <pool>/persys/<node>/<workload>/<disk>.qcow2 (without <node> when
+// Config.NodeID is empty) and survive new revisions of the same workload;
+// Delete removes them unless the spec's disk_retain is RETAIN.
+//
+// Networking: mode "user" (QEMU user networking, port forwards on the host,
+// the guest at 10.0.2.15) or "bridge" (-netdev bridge through
+// qemu-bridge-helper, which needs "allow <bridge>" in /etc/qemu/bridge.conf).
+// The guest's addresses come from a QEMU guest agent when one answers on
+// the org.qemu.guest_agent.0 channel, otherwise from the mode. The kernel
+// command line of kernel_boot is passed as given: add console=ttyS0 to see
+// the guest's console in the serial log.
 //
 // The serial console goes to serial.log in the state folder (QEMU appends
 // to it); the runtime keeps it under Config.SerialLogCap by cutting it to
