@@ -44,6 +44,8 @@ type agentOptions struct {
 	// Identity: join and renewal (identity.go).
 	joinToken, caHash string
 	renewFraction     float64
+	// Compose and VM runtimes (agent_runtimes.go).
+	extra runtimeOptions
 }
 
 func newAgentCommand() *cobra.Command {
@@ -76,6 +78,7 @@ func newAgentCommand() *cobra.Command {
 	f.Float64Var(&o.utilizationThreshold, "utilization-threshold", agent.DefaultUtilizationThreshold, "share of CPU and memory capacity that resource requests may reach, in (0, 1]")
 	f.DurationVar(&o.auditInterval, "audit-interval", agent.DefaultAuditInterval, "how often to verify that running workloads are alive (zombie detection)")
 	f.StringVar(&o.runtime, "runtime", "docker", "container runtime: docker, or sim (simulated, for scale tests only: runs nothing)")
+	o.extra.flags(f)
 	f.DurationVar(&o.simApplyDelay, "sim-apply-delay", 0, "with --runtime sim: how long a simulated apply takes")
 	identityFlags(cmd, &o)
 	return cmd
@@ -139,7 +142,7 @@ func (o *agentOptions) validate() error {
 	if o.simApplyDelay > 0 && o.runtime != "sim" {
 		return errors.New("--sim-apply-delay needs --runtime sim")
 	}
-	return nil
+	return o.extra.validate()
 }
 
 // advertiseAddr is --advertise, or the bound listen address with an
@@ -200,6 +203,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 	defer stopRenew()
 
 	var rt runtime.Runtime
+	var dockerCli *client.Client
 	switch o.runtime {
 	case "sim":
 		simRT, err := sim.New(sim.Options{ApplyDelay: o.simApplyDelay})
@@ -210,7 +214,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 			"runtime", "sim", "sim_apply_delay", o.simApplyDelay.String())
 		rt = simRT
 	default:
-		dockerCli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		dockerCli, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 		if err != nil {
 			return fmt.Errorf("docker client: %w", err)
 		}
@@ -220,6 +224,16 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 			return fmt.Errorf("docker runtime: %w", err)
 		}
 		rt = dockerRT
+	}
+	runtimes := []runtime.Runtime{rt}
+	var pools []agent.StoragePool
+	var vmAccel string
+	if o.runtime != "sim" {
+		extra, p, accel, err := o.extra.extraRuntimes(o.nodeID, o.dataDir, dockerCli, log)
+		if err != nil {
+			return err
+		}
+		runtimes, pools, vmAccel = append(runtimes, extra...), p, accel
 	}
 
 	// The credentials read the holder at every handshake: renewed
@@ -246,7 +260,9 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		NodeID:               o.nodeID,
 		AdvertiseAddr:        advertise,
 		Labels:               labels,
-		Runtimes:             []runtime.Runtime{rt},
+		Runtimes:             runtimes,
+		StoragePools:         pools,
+		VMAccel:              vmAccel,
 		Schedulers:           scheds,
 		AuditInterval:        o.auditInterval,
 		HeartbeatInterval:    o.heartbeatInterval,
@@ -268,7 +284,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		_ = metricsSrv.Close(sctx)
 	}()
 	log.Info("agent starting", "node", o.nodeID, "listen", ln.Addr().String(), "advertise", advertise,
-		"schedulers", schedulers, "runtime", o.runtime, "metrics", metricsSrv.Addr, "capacity", a.Capacity().String())
+		"schedulers", schedulers, "runtime", o.runtime, "runtimes", len(runtimes), "vm_accel", vmAccel, "metrics", metricsSrv.Addr, "capacity", a.Capacity().String())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

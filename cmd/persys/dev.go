@@ -128,6 +128,7 @@ func runDev(ctx context.Context, o *devOptions) error {
 		ca: bundle.CA, cert: agentFiles.Cert, key: agentFiles.Key, labels: o.labels,
 		dataDir: filepath.Join(dir, "agent"), metricsListen: metrics(2),
 		heartbeatInterval: 2 * time.Second, utilizationThreshold: 0.8,
+		extra: runtimeOptions{compose: true, vm: "auto"},
 	}
 	go func() { errc <- component("agent", runAgent(ctx, ao)) }()
 
