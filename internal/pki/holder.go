@@ -232,8 +232,11 @@ func (h *Holder) ClientTLS(serverName string) *tls.Config {
 		MinVersion: tls.VersionTLS13,
 		RootCAs:    h.Pool(),
 		ServerName: serverName,
+		// The bundle goes with the chain, as for servers (see swap).
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return h.Certificate(), nil
+			h.mu.RLock()
+			defer h.mu.RUnlock()
+			return h.served, nil
 		},
 		VerifyConnection: h.verifyRevocation,
 	}

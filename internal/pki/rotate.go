@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -76,7 +77,10 @@ func filterBundle(data []byte, now time.Time) ([]byte, []*x509.Certificate, erro
 // certificate, common name cn, lifetime validity). The previous CA stays
 // in dir/ca-bundle.crt, trusted for overlap more, so that certificates it
 // issued keep working while every component renews; new certificates are
-// signed by the new CA. The previous key is deleted.
+// signed by the new CA. The bundle also holds the new CA cross-signed by
+// the previous one, so a peer that still trusts only the previous CA
+// verifies new certificates (Holder presents the bundle with its chain).
+// The previous key is deleted.
 func RotateCA(dir, cn string, validity, overlap time.Duration) (*CA, error) {
 	if overlap <= 0 {
 		return nil, fmt.Errorf("rotate ca: overlap %s: %w: must be positive", overlap, ErrInvalid)
@@ -100,8 +104,26 @@ func RotateCA(dir, cn string, validity, overlap time.Duration) (*CA, error) {
 		return nil, fmt.Errorf("rotate ca: %w", err)
 	}
 	retire := now.Add(overlap).UTC().Format(time.RFC3339)
+	// The new CA's key certified by the old CA: peers that trust only the
+	// old CA (they have not renewed yet) verify new certificates through
+	// it, because every component presents its bundle with its chain.
+	crossTmpl := *next.Cert
+	crossTmpl.SerialNumber, err = newSerial()
+	if err != nil {
+		return nil, fmt.Errorf("rotate ca: %w", err)
+	}
+	if crossTmpl.NotAfter.After(old.Cert.NotAfter) {
+		crossTmpl.NotAfter = old.Cert.NotAfter
+	}
+	crossTmpl.AuthorityKeyId = nil
+	crossTmpl.MaxPathLen, crossTmpl.MaxPathLenZero = 0, true
+	cross, err := x509.CreateCertificate(rand.Reader, &crossTmpl, old.Cert, &next.Key.PublicKey, old.Key)
+	if err != nil {
+		return nil, fmt.Errorf("rotate ca: cross-sign the new CA: %w", err)
+	}
 	bundle := append([]byte(nil), next.CertPEM...)
 	bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Headers: map[string]string{retireHeader: retire}, Bytes: old.Cert.Raw})...)
+	bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Headers: map[string]string{retireHeader: retire}, Bytes: cross})...)
 	// Earlier replaced CAs keep their own retirement time.
 	data, _ := readFile(filepath.Join(dir, CABundleFile))
 	for rest := data; ; {

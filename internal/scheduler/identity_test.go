@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -23,6 +24,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/sim"
@@ -49,6 +51,9 @@ type idEnv struct {
 	prefix  string
 	agents  map[string]func()
 	agentMu sync.Mutex
+	// renewAgents, when set, makes startSimAgent renew the agent's
+	// certificate through the scheduler at this fraction.
+	renewAgents float64
 }
 
 type syncBuffer struct {
@@ -74,7 +79,10 @@ type idOptions struct {
 	// of this lifetime, renewed locally at renewFraction.
 	schedCert     time.Duration
 	renewFraction float64
-	nodes         []string // statically issued agents
+	// staleRecheck, when set, renews the scheduler's certificate as soon
+	// as the CA was rotated.
+	staleRecheck time.Duration
+	nodes        []string // statically issued agents
 }
 
 // poll waits until cond holds, checking on a ticker, or fails after timeout.
@@ -125,7 +133,7 @@ func newIDEnv(t *testing.T, o idOptions) *idEnv {
 	}
 	s, err := scheduler.New(scheduler.Config{
 		Store:             st,
-		Agents:            scheduler.TLSDialer{TLS: e.holder.ClientTLS("")},
+		Agents:            scheduler.HolderDialer{Holder: e.holder},
 		Logger:            e.logger.With("component", "scheduler"),
 		Registry:          prometheus.NewRegistry(),
 		HeartbeatInterval: heartbeat,
@@ -159,6 +167,9 @@ func newIDEnv(t *testing.T, o idOptions) *idEnv {
 	run(func() error { return s.RunIdentity(ctx) })
 	if o.schedCert > 0 {
 		r := &pki.Renewer{Holder: e.holder, Renew: pki.LocalRenew(b.Dir, o.schedCert), Fraction: o.renewFraction, Logger: e.logger}
+		if o.staleRecheck > 0 {
+			r.Stale, r.Recheck = pki.SignedByOtherCA(b.Dir), o.staleRecheck
+		}
 		run(func() error { return r.Run(ctx) })
 	}
 	t.Cleanup(func() {
@@ -522,7 +533,8 @@ func (e *idEnv) startSimAgent(id string, h *pki.Holder) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := agent.DialScheduler([]string{e.addr}, h.ClientTLS(""))
+	conn, err := agent.DialScheduler([]string{e.addr}, h.ClientTLS(""),
+		grpc.WithTransportCredentials(grpcauth.HolderCredentials(h, "", tls.RequireAndVerifyClientCert)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,8 +562,27 @@ func (e *idEnv) startSimAgent(id string, h *pki.Holder) string {
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = agent.Serve(ctx, ln, a, h.ServerTLS(tls.RequireAndVerifyClientCert)) }()
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
+	var renewal *agent.SchedulerRenewal
+	if e.renewAgents > 0 {
+		renewal, err = agent.NewSchedulerRenewal([]string{e.addr}, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = (&pki.Renewer{Holder: h, Renew: renewal.Renew, Fraction: e.renewAgents, Logger: e.logger}).Run(ctx)
+		}()
+	}
 	e.agentMu.Lock()
-	e.agents[id] = func() { cancel(); wg.Wait(); _ = conn.Close() }
+	e.agents[id] = func() {
+		cancel()
+		wg.Wait()
+		_ = conn.Close()
+		if renewal != nil {
+			_ = renewal.Close()
+		}
+	}
 	e.agentMu.Unlock()
 	return ln.Addr().String()
 }
@@ -685,4 +716,75 @@ func TestRevokeBySerialRefusesHandshake(t *testing.T) {
 			t.Errorf("RevokeCertificate(%v) = %v, want InvalidArgument", bad, err)
 		}
 	}
+}
+
+// TestCARotation rotates the CA under a running scheduler and agent: both
+// renew onto the new CA, the bundle trusts both during the overlap, work
+// still reaches the agent, and new joins pin the new CA.
+func TestCARotation(t *testing.T) {
+	e := newIDEnv(t, idOptions{certValidity: 30 * time.Second, schedCert: time.Hour, renewFraction: 0.9, staleRecheck: 50 * time.Millisecond})
+	e.renewAgents = 0.1
+	tok := e.token(time.Hour, 1, nil)
+	files, _, _, err := e.join("rot-a", tok.GetToken(), tok.GetCaHash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := pki.LoadHolder(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.startSimAgent("rot-a", h)
+	poll(t, "rot-a ready", waitLong, func() (bool, string) {
+		s := e.nodeState("rot-a")
+		return s == persysv1.NodeState_NODE_STATE_READY, s.String()
+	})
+	next, err := pki.RotateCA(e.bundle.Dir, "Persys Compute CA 2", 24*time.Hour, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedByNext := func(c interface{ CheckSignatureFrom(*x509.Certificate) error }) bool {
+		return c.CheckSignatureFrom(next.Cert) == nil
+	}
+	poll(t, "scheduler and agent certificates from the new CA", waitLong, func() (bool, string) {
+		return signedByNext(e.holder.Leaf()) && signedByNext(h.Leaf()) && len(h.Roots()) >= 2,
+			fmt.Sprintf("scheduler new=%v agent new=%v agent roots=%d\nlogs: %s", signedByNext(e.holder.Leaf()), signedByNext(h.Leaf()), len(h.Roots()), lastLines(e.logs.String(), 8))
+	})
+	// New connections both ways work on the new certificates.
+	c := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS("")))
+	if _, err := c.Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "rot-a"}); err != nil {
+		t.Fatalf("heartbeat after rotation: %v", err)
+	}
+	spec := &persysv1.WorkloadSpec{
+		Type:         persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER,
+		DesiredState: persysv1.DesiredState_DESIRED_STATE_RUNNING,
+		Resources:    &persysv1.Resources{CpuMillis: 100, MemoryBytes: 16 * mib},
+		Container:    &persysv1.ContainerSpec{Image: "sim/app:1"},
+	}
+	if _, err := e.admin.ApplyWorkload(ctxT(t), &persysv1.ApplyRequest{Name: "after-rotation", Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "workload running on rot-a", waitLong, func() (bool, string) {
+		v, err := e.admin.GetWorkload(ctxT(t), &persysv1.GetWorkloadRequest{Name: "after-rotation"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return v.GetStatus().GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING, v.GetStatus().String()
+	})
+	// The admin certificate of the old CA is still trusted (overlap), and
+	// new tokens pin the new CA, which new joins verify.
+	tok2 := e.token(time.Hour, 1, nil)
+	if tok2.GetCaHash() != pki.HashCert(next.Cert) || tok2.GetCaHash() == tok.GetCaHash() {
+		t.Fatalf("token ca hash %s, want the new CA's %s", tok2.GetCaHash(), pki.HashCert(next.Cert))
+	}
+	if _, _, _, err := e.join("rot-b", tok2.GetToken(), tok2.GetCaHash()); err != nil {
+		t.Fatalf("join pinned to the new CA: %v", err)
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
