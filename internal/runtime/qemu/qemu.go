@@ -367,6 +367,11 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 			}
 		}
 	}
+	// The record goes first, so that whatever this Apply creates is found
+	// (and cleaned up by Delete) even when a later step fails.
+	if err := r.saveRecord(rec); err != nil {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
+	}
 	if err := r.ensureDisks(ctx, log, p); err != nil {
 		return nil, false, err
 	}
@@ -376,9 +381,6 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "%s", strings.TrimPrefix(err.Error(), cloudinit.ErrInvalid.Error()+": "))
 		}
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "build the cloud-init seed of VM %s", inst.Name)
-	}
-	if err := r.saveRecord(rec); err != nil {
-		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
 	}
 	if desired == desiredRunning {
 		pid, err := r.start(ctx, p, rec, seed)

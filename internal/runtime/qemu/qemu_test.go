@@ -507,6 +507,29 @@ func TestApplyRejectsBadInput(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.field) {
 				t.Errorf("error %q does not name %q", err, tt.field)
 			}
+			st, err := r.Status(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			started := tt.reason == persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED || tt.reason == persysv1.FailureReason_FAILURE_REASON_NETWORK
+			if !started {
+				// Rejected before anything was made.
+				if st.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
+					t.Errorf("status after a rejected spec = %v, want MISSING", st)
+				}
+				return
+			}
+			// QEMU failed to start: the VM is recorded as failed and Delete
+			// cleans up what the Apply made.
+			if st.GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED || st.GetMessage() == "" {
+				t.Errorf("status after a failed start = %v, want FAILED with a message", st)
+			}
+			if existed, err := r.Delete(ctx, name, ""); err != nil || !existed {
+				t.Errorf("Delete = %v %v, want the failed VM deleted", existed, err)
+			}
+			if _, err := os.Stat(filepath.Join(pool, "persys", "node-a", name)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("disks of the failed VM survive Delete: %v", err)
+			}
 		})
 	}
 }
