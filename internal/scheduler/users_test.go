@@ -17,6 +17,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/cli"
+	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/scheduler"
@@ -629,4 +633,85 @@ func describeEvents(evs []*persysv1.Event) string {
 
 func protoJSONUnmarshal(b []byte, m proto.Message) error {
 	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, m)
+}
+
+// persysctl authenticates with a token from its config or $PERSYS_TOKEN,
+// without a certificate; token create prints the token once and list never.
+func TestPersysctlWithToken(t *testing.T) {
+	e := newUsersEnv(t)
+	dir := t.TempDir()
+	writeCfg := func(name string, c *client.Config) string {
+		p := filepath.Join(dir, name)
+		if err := client.WriteConfig(p, c); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ctl := func(cfg string, args ...string) (string, string, error) {
+		var out, errb bytes.Buffer
+		cmd := cli.NewRootCommand(cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+		cmd.SetArgs(append([]string{"--config", cfg}, args...))
+		err := cmd.ExecuteContext(usrCtx(t))
+		return out.String(), errb.String(), err
+	}
+	adminCfg := writeCfg("admin.yaml", &client.Config{Endpoint: e.endpoint, CA: e.bundle.CA, Cert: e.bundle.Admin.Cert, Key: e.bundle.Admin.Key})
+
+	out, _, err := ctl(adminCfg, "token", "create", "--user", "robot", "--role", "operator", "--ttl", "1h")
+	if err != nil {
+		t.Fatalf("token create: %v\n%s", err, out)
+	}
+	var tok string
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "Token:"); ok {
+			tok = strings.TrimSpace(v)
+		}
+	}
+	id, ok := scheduler.ParseAPITokenID(tok)
+	if !ok || !strings.Contains(out, "not shown again") {
+		t.Fatalf("token create printed no token:\n%s", out)
+	}
+	secret := tok[strings.LastIndex(tok, "_")+1:]
+
+	// The token in the config file, no certificate.
+	tokCfg := writeCfg("token.yaml", &client.Config{Endpoint: e.endpoint, CA: e.bundle.CA, Token: tok})
+	if _, _, err := ctl(tokCfg, "apply", "-f", writeManifest(t, dir, "robo")); err != nil {
+		t.Fatalf("apply with a token: %v", err)
+	}
+	if out, _, err := ctl(tokCfg, "get", "workloads"); err != nil || !strings.Contains(out, "robo") {
+		t.Fatalf("get workloads with a token: %v\n%s", err, out)
+	}
+	if _, _, err := ctl(tokCfg, "token", "list"); err == nil || !strings.Contains(err.Error(), "lacks tokens.read") {
+		t.Fatalf("token list as operator: %v", err)
+	}
+
+	// $PERSYS_TOKEN replaces the config's credentials.
+	t.Setenv(client.EnvToken, tok)
+	if _, _, err := ctl(adminCfg, "token", "list"); err == nil || !strings.Contains(err.Error(), "lacks tokens.read") {
+		t.Fatalf("token list with $PERSYS_TOKEN of an operator: %v", err)
+	}
+	t.Setenv(client.EnvToken, "")
+
+	out, _, err = ctl(adminCfg, "token", "list")
+	if err != nil || !strings.Contains(out, id) || !strings.Contains(out, "robot") || !strings.Contains(out, "active") || strings.Contains(out, secret) {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
+	if out, _, err := ctl(adminCfg, "token", "revoke", id); err != nil || !strings.Contains(out, "revoked") {
+		t.Fatalf("token revoke: %v\n%s", err, out)
+	}
+	if _, _, err := ctl(tokCfg, "get", "workloads"); err == nil || !strings.Contains(err.Error(), "was revoked") {
+		t.Fatalf("get workloads with a revoked token: %v", err)
+	}
+	out, _, err = ctl(adminCfg, "events", "--type", "audit")
+	if err != nil || !strings.Contains(out, "ACTOR") || !strings.Contains(out, "robot") || !strings.Contains(out, "DELETE /v1/tokens/"+id) {
+		t.Fatalf("events --type audit: %v\n%s", err, out)
+	}
+}
+
+func writeManifest(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(usersManifest, name)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
