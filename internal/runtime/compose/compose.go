@@ -319,6 +319,24 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		log.Info("removed project of another uid", "project", prev.Project, "old_uid", prev.UID)
 	}
 
+	if prev == nil || prev.UID != inst.UID {
+		// Containers of another uid without a state file (the state folder
+		// was lost): they would be taken for this one's.
+		ctrs, err := r.containers(ctx, inst.Name)
+		if err != nil {
+			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", inst.Name)
+		}
+		for _, c := range ctrs {
+			if c.Labels[runtime.LabelUID] != inst.UID {
+				if err := r.down(ctx, c.Labels[api.ProjectLabel], false); err != nil {
+					return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove project %s of uid %s", c.Labels[api.ProjectLabel], c.Labels[runtime.LabelUID])
+				}
+				log.Info("removed unrecorded project of another uid", "project", c.Labels[api.ProjectLabel], "old_uid", c.Labels[runtime.LabelUID])
+				break
+			}
+		}
+	}
+
 	project, commit, err := r.load(ctx, inst)
 	if err != nil {
 		return nil, false, err

@@ -514,3 +514,42 @@ func assertGone(t *testing.T, cli *client.Client, project string, volumesToo boo
 func containerListAll(f filters.Args) container.ListOptions {
 	return container.ListOptions{All: true, Filters: f}
 }
+
+func TestComposeWatch(t *testing.T) {
+	h := newHarness(t)
+	ctx := ctxT(t)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch, err := h.rt.Watch(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "watch-" + randSuffix(t)
+	spec := &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{Inline: fmt.Sprintf("services:\n  web:\n    image: %s\n    init: true\n", h.hello)}}
+	ws, _, err := h.rt.Apply(ctx, inst(name, "u", 1, spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A container killed behind the runtime's back is reported.
+	if err := h.cli.ContainerKill(ctx, service(ws, "web").GetContainerIds()[0], "KILL"); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case got := <-ch:
+			if got != name {
+				t.Fatalf("watch sent %q, want %q", got, name)
+			}
+			st, err := h.rt.Status(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
+				return
+			}
+		case <-timeout:
+			t.Fatal("no watch event reported the killed container's failure")
+		}
+	}
+}
