@@ -138,7 +138,13 @@ func New(cfg Config) (*Runtime, error) {
 	}
 	// The SDK speaks through the moby client of docker/cli, a separate
 	// module from the project's docker/docker client: same engine.
-	mopts := []mobyclient.Opt{mobyclient.WithAPIVersionNegotiation(), mobyclient.WithHost(r.cli.DaemonHost())}
+	mopts := []mobyclient.Opt{mobyclient.WithAPIVersionNegotiation()}
+	if cfg.Client == nil && cfg.DockerHost == "" {
+		// Same environment (DOCKER_HOST, DOCKER_CERT_PATH, ...) as the
+		// project's client.
+		mopts = append(mopts, mobyclient.FromEnv)
+	}
+	mopts = append(mopts, mobyclient.WithHost(r.cli.DaemonHost()))
 	mc, err := mobyclient.New(mopts...)
 	if err != nil {
 		r.closeOwn()
