@@ -239,3 +239,20 @@ func TestReadComposeFile(t *testing.T) {
 		}
 	}
 }
+
+func TestFileURL(t *testing.T) {
+	f := newFixture(t, false)
+	ctx := context.Background()
+	src := &persysv1.GitSource{Url: "file://" + f.repo.Bare, Ref: "v1"}
+	got, err := Resolve(ctx, src, nil)
+	if err != nil || got != f.first {
+		t.Fatalf("Resolve file:// = %s, %v; want %s", got, err, f.first)
+	}
+	dir, err := Checkout(ctx, src, got, filepath.Join(t.TempDir(), "c"), nil)
+	if err != nil {
+		t.Fatalf("Checkout file://: %v", err)
+	}
+	if data, _, err := ReadComposeFile(dir, ""); err != nil || string(data) != composeV1 {
+		t.Fatalf("compose = %q, %v", data, err)
+	}
+}
