@@ -92,7 +92,12 @@ func (g *gateway) authenticate(r *http.Request) authResult {
 			return authResult{id: &Identity{User: cn, Method: AuthCertificate},
 				err: &httpError{code: http.StatusForbidden, msg: fmt.Sprintf("client certificate carries no usable identity: %v", err)}}
 		}
-		return authResult{id: &Identity{User: id.CommonName, Role: id.Role, Method: AuthCertificate}}
+		who := &Identity{User: id.CommonName, Role: id.Role, Method: AuthCertificate}
+		if g.revocations != nil && g.revocations.Revoked(r.TLS.PeerCertificates[0]) {
+			return authResult{id: who, err: &httpError{code: http.StatusUnauthorized,
+				msg: fmt.Sprintf("client certificate of %q (serial %s) is revoked", id.CommonName, id.Serial)}}
+		}
+		return authResult{id: who}
 	}
 	h := r.Header.Get("Authorization")
 	if h == "" {

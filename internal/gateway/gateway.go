@@ -44,6 +44,10 @@ type Config struct {
 	// TokenCacheTTL is how long a resolved API token is trusted without
 	// asking the scheduler again; 0 means 10s, negative disables the cache.
 	TokenCacheTTL time.Duration
+	// Revocations, when set, refuses revoked client certificates on every
+	// request (401), also on connections opened before the revocation;
+	// the TLS layer refuses them at new handshakes.
+	Revocations pki.RevocationChecker
 }
 
 // Metadata keys the gateway adds to every scheduler call so that the
@@ -76,6 +80,7 @@ type gateway struct {
 	// events (audit.go).
 	tokens       *tokenCache
 	auditMetrics *auditMetrics
+	revocations  pki.RevocationChecker
 }
 
 type route struct {
@@ -106,6 +111,7 @@ func New(cfg Config) http.Handler {
 		metrics:     newMetrics(cfg.Registry),
 	}
 	g.tokens = newTokenCache(cfg.Control, cfg.TokenCacheTTL)
+	g.revocations = cfg.Revocations
 	g.auditMetrics = newAuditMetrics(cfg.Registry)
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)

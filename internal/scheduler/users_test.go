@@ -101,6 +101,8 @@ type usersEnv struct {
 	endpoint string
 	schedRPC string
 	gwReg    *prometheus.Registry
+	// revs is the gateway's revocation checker.
+	revs *pki.RevocationSet
 }
 
 func newUsersEnv(t *testing.T) *usersEnv {
@@ -114,7 +116,7 @@ func newUsersEnv(t *testing.T) *usersEnv {
 		t.Fatal(err)
 	}
 	st, etcd := storetest.New(t)
-	e := &usersEnv{t: t, bundle: b, ca: ca, etcd: etcd, prefix: st.Prefix(), logs: &usrBuffer{}}
+	e := &usersEnv{t: t, bundle: b, ca: ca, etcd: etcd, prefix: st.Prefix(), logs: &usrBuffer{}, revs: pki.NewRevocationSet()}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	schedClientTLS, err := pki.ClientTLS(b.Scheduler, "")
@@ -155,9 +157,10 @@ func newUsersEnv(t *testing.T) *usersEnv {
 	t.Cleanup(func() { _ = conn.Close() })
 	e.gwReg = prometheus.NewRegistry()
 	h := gateway.New(gateway.Config{
-		Control:  persysv1.NewControlServiceClient(conn),
-		Logger:   log.With("component", "gateway"),
-		Registry: e.gwReg,
+		Control:     persysv1.NewControlServiceClient(conn),
+		Logger:      log.With("component", "gateway"),
+		Registry:    e.gwReg,
+		Revocations: e.revs,
 	})
 	gwTLS, err := pki.ServerTLS(b.Gateway)
 	if err != nil {
@@ -714,4 +717,24 @@ func writeManifest(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// A revoked user certificate is refused on every request, also on a
+// connection opened before the revocation, and the refusal is audited.
+func TestRevokedUserCertificateRefused(t *testing.T) {
+	e := newUsersEnv(t)
+	vera := e.client(e.issue("vera", pki.RoleOperator))
+	if a := e.do(vera, "", "GET", "/v1/workloads", ""); a.code != http.StatusOK {
+		t.Fatalf("before the revocation: %d %s", a.code, a.body)
+	}
+	e.revs.Add(pki.Revocation{User: "vera", At: time.Now().Add(time.Minute)})
+	a := e.do(vera, "", "POST", "/v1/workloads", fmt.Sprintf(usersManifest, "late"))
+	if a.code != http.StatusUnauthorized || !strings.Contains(a.msg, "is revoked") {
+		t.Fatalf("after the revocation: %d %q", a.code, a.msg)
+	}
+	admin := e.client(e.bundle.Admin)
+	usrPoll(t, "audit of the refusal", 20*time.Second, func() (bool, string) {
+		l := e.do(admin, "", "GET", "/v1/events?type=Audit", "")
+		return strings.Contains(l.body, `"actor":"vera"`) && strings.Contains(l.body, "401 denied"), l.body
+	})
 }
