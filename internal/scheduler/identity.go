@@ -520,6 +520,11 @@ func (c *controlService) RenewCertificate(ctx context.Context, req *persysv1.Ren
 		return nil, err
 	}
 	validity := c.s.identityConfig().CertValidity
+	if !who.Role.IsDaemon() {
+		// A user's certificate keeps the lifetime it was issued with: a
+		// renewal is no way around a short-lived grant.
+		validity = min(validity, cur.NotAfter.Sub(pki.IssuedAt(cur)))
+	}
 	// The names stay those of the current certificate: a renewal never
 	// widens what the holder may claim.
 	certPEM, err := ca.SignCSR(csr, pki.IssueRequest{CommonName: who.CommonName, Role: who.Role, DNSNames: cur.DNSNames, IPs: cur.IPAddresses, Validity: validity})
