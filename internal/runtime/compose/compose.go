@@ -229,7 +229,6 @@ func (r *Runtime) workDir(name string) string {
 // count without the compose file.
 const (
 	labelReplicas = "persys.compose.replicas"
-	labelDesired  = "persys.compose.desired"
 )
 
 // state is what Apply records in the workload's folder: what was applied
