@@ -18,11 +18,13 @@
 //   - env_file, and top-level secrets/configs with file: the referenced files
 //     cannot be shipped to the node. Use spec.compose.env, secret_env and
 //     secret_files instead.
-//   - network_mode: host, pid: host, ipc: host and privileged: they escape
-//     the container onto the node, unless Options allow them.
+//   - network_mode: host, pid: host, ipc: host, privileged, devices and
+//     cap_add ALL/SYS_ADMIN: they escape the container onto the node,
+//     unless Options allow them.
 //   - bind mounts of host paths: a workload may land on any node, so a host
 //     path means nothing portable and can expose the node; allowed only
-//     under Options.AllowedBindPaths.
+//     under Options.AllowedBindPaths. The same holds for a local volume
+//     whose driver_opts device is a host path.
 package composespec
 
 import (
@@ -348,8 +350,25 @@ func checkProject(p *types.Project, opts Options) error {
 				return invalid(fmt.Sprintf("%s.volumes[%d]", sp, i), "bind mount of host path %q is not allowed (a workload may run on any node); use a named volume", v.Source)
 			}
 		}
+		if !opts.AllowPrivileged {
+			if len(s.Devices) > 0 {
+				return invalid(sp+".devices", "host devices are not allowed on this cluster")
+			}
+			for i, c := range s.CapAdd {
+				if u := strings.ToUpper(strings.TrimPrefix(strings.ToUpper(c), "CAP_")); u == "ALL" || u == "SYS_ADMIN" {
+					return invalid(fmt.Sprintf("%s.cap_add[%d]", sp, i), "%s is not allowed on this cluster", c)
+				}
+			}
+		}
 		if len(s.EnvFiles) > 0 {
 			return invalid(sp+".env_file", "is not supported: the file cannot be shipped to the node")
+		}
+	}
+	// A local volume with driver_opts device is a host bind in disguise.
+	for _, name := range slices.Sorted(maps.Keys(p.Volumes)) {
+		v := p.Volumes[name]
+		if dev, ok := v.DriverOpts["device"]; ok && strings.HasPrefix(dev, "/") && !bindAllowed(dev, opts.AllowedBindPaths) {
+			return invalid("volumes."+name+".driver_opts.device", "host path %q is not allowed (a workload may run on any node)", dev)
 		}
 	}
 	return nil

@@ -37,6 +37,9 @@ func TestParseErrors(t *testing.T) {
 		{"host network interpolated", "services:\n  web:\n    image: x\n    network_mode: ${M}\n", map[string]string{"M": "host"}, "services.web.network_mode", "not allowed"},
 		{"privileged", "services:\n  web:\n    image: x\n    privileged: true\n", nil, "services.web.privileged", "not allowed"},
 		{"host bind", "services:\n  web:\n    image: x\n    volumes: ['/etc:/x']\n", nil, "services.web.volumes[0]", "bind mount"},
+		{"devices", "services:\n  web:\n    image: x\n    devices: ['/dev/sda:/dev/sda']\n", nil, "services.web.devices", "not allowed"},
+		{"cap sys_admin", "services:\n  web:\n    image: x\n    cap_add: [NET_ADMIN, CAP_SYS_ADMIN]\n", nil, "services.web.cap_add[1]", "not allowed"},
+		{"volume device", "services:\n  web:\n    image: x\nvolumes:\n  d:\n    driver_opts: {type: none, o: bind, device: /etc}\n", nil, "volumes.d.driver_opts.device", "not allowed"},
 		{"no image", "services:\n  web:\n    command: [x]\n", nil, "services.web.image", "required"},
 		{"bad env name", "services:\n  web:\n    image: x\n", map[string]string{"1A": "x"}, "compose.env.1A", "not a valid variable name"},
 	}
