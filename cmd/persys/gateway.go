@@ -164,7 +164,8 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	}
 	defer pool.Close()
 	pool.Connect()
-	stopIdentity := startGatewayIdentity(ctx, o, holder, persysv1.NewControlServiceClient(pool), log)
+	revs := pki.NewRevocationSet()
+	stopIdentity := startGatewayIdentity(ctx, o, holder, revs, persysv1.NewControlServiceClient(pool), log)
 	defer stopIdentity()
 
 	reg := obs.NewRegistry()
@@ -173,6 +174,7 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 		Logger:       log,
 		Registry:     reg,
 		MaxBodyBytes: o.maxBody,
+		Revocations:  revs,
 	})
 	metrics, err := obs.Serve(o.metricsListen, reg, pool.Ready, log)
 	if err != nil {

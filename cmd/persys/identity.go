@@ -478,9 +478,8 @@ func startAgentRenewal(ctx context.Context, o agentOptions, schedulers []string,
 // startGatewayIdentity keeps the gateway's revocation set current from the
 // scheduler and renews its certificate through it, until ctx ends or the
 // returned function (which waits for both) is called.
-func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, control persysv1.ControlServiceClient, log *slog.Logger) func() {
+func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, revs *pki.RevocationSet, control persysv1.ControlServiceClient, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
-	revs := pki.NewRevocationSet()
 	h.SetRevocationChecker(revs)
 	var wg sync.WaitGroup
 	wg.Add(2)
