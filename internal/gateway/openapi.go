@@ -198,6 +198,13 @@ func buildOpenAPI() obj {
 			"get": op("getSecret", "Get a secret's name, type, key names and version, never its values (admin).",
 				[]obj{pathParam("name", "Secret name.")}, nil,
 				withErrors(obj{"200": response("The secret.", ref("SecretInfo"))}, 400, 404)),
+			"put": op("replaceSecret", "Create or update the secret named in the path (admin); the body's name may be left out.",
+				[]obj{pathParam("name", "Secret name.")},
+				obj{"required": true, "content": jsonContent(ref("SecretRequest"))},
+				withErrors(obj{
+					"200": response("The secret was updated (a new version).", ref("SecretInfo")),
+					"201": response("The secret was created.", ref("SecretInfo")),
+				}, 400, 409, 413)),
 			"delete": op("deleteSecret", "Delete a secret (admin).",
 				[]obj{pathParam("name", "Secret name.")}, nil,
 				withErrors(obj{"200": response("Deleted.", ref("DeleteSecretResponse"))}, 400, 404)),

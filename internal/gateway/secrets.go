@@ -37,13 +37,16 @@ func (g *gateway) secretRoutes() []route {
 		{"POST", "/v1/secrets", admins, g.putSecret},
 		{"GET", "/v1/secrets", admins, g.listSecrets},
 		{"GET", "/v1/secrets/{name}", admins, g.getSecret},
+		{"PUT", "/v1/secrets/{name}", admins, g.putSecret},
 		{"DELETE", "/v1/secrets/{name}", admins, g.deleteSecret},
 	}
 }
 
-// parseSecretRequest decodes and checks a POST /v1/secrets body. Errors
-// name the field and never quote a value.
-func parseSecretRequest(body []byte) (*persysv1.PutSecretRequest, error) {
+// parseSecretRequest decodes and checks a POST /v1/secrets body, or a
+// PUT /v1/secrets/{name} body (pathName set: the body's name may be left
+// out, and must match when given). Errors name the field and never quote a
+// value.
+func parseSecretRequest(body []byte, pathName string) (*persysv1.PutSecretRequest, error) {
 	var req SecretRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -61,6 +64,12 @@ func parseSecretRequest(body []byte) (*persysv1.PutSecretRequest, error) {
 	}
 	if dec.More() {
 		return nil, &httpError{code: http.StatusBadRequest, msg: "body: one JSON object expected, found more"}
+	}
+	if pathName != "" {
+		if req.Name != "" && req.Name != pathName {
+			return nil, fieldError("name", fmt.Sprintf("%q differs from the path's %q", req.Name, pathName))
+		}
+		req.Name = pathName
 	}
 	if err := secrets.ValidateName(req.Name); err != nil {
 		return nil, fieldError("name", reasonOf(err))
@@ -114,7 +123,7 @@ func (g *gateway) putSecret(w http.ResponseWriter, r *http.Request) (int, error)
 		}
 		return 0, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("reading request body: %v", err)}
 	}
-	req, err := parseSecretRequest(body)
+	req, err := parseSecretRequest(body, r.PathValue("name"))
 	clear(body)
 	if err != nil {
 		return 0, err

@@ -62,6 +62,13 @@ func TestSecretRoutes(t *testing.T) {
 	if code != http.StatusOK || !bytes.Contains(out, []byte(`"version":"2"`)) {
 		t.Fatalf("second POST = %d %s, want 200 with version 2", code, out)
 	}
+	code, out = secretHTTP(t, admin, "PUT", env.Endpoint+"/v1/secrets/db", `{"stringData":{"password":"`+textValue+`"},"data":{"blob":"`+b64+`"}}`)
+	if code != http.StatusOK || !bytes.Contains(out, []byte(`"version":"3"`)) {
+		t.Fatalf("PUT /v1/secrets/db = %d %s, want 200 with version 3", code, out)
+	}
+	if code, out = secretHTTP(t, admin, "PUT", env.Endpoint+"/v1/secrets/db", `{"name":"other","stringData":{"k":"v"}}`); code != http.StatusBadRequest {
+		t.Fatalf("PUT with another name in the body = %d %s, want 400", code, out)
+	}
 	// The values were stored as given (opened with the scheduler's key).
 	sealed, _, err := env.Store.GetSecret(context.Background(), "db")
 	if err != nil {
@@ -92,6 +99,7 @@ func TestSecretRoutes(t *testing.T) {
 			{"GET", "/v1/secrets", ""},
 			{"GET", "/v1/secrets/db", ""},
 			{"POST", "/v1/secrets", body},
+			{"PUT", "/v1/secrets/db", body},
 			{"DELETE", "/v1/secrets/db", ""},
 		} {
 			code, out := secretHTTP(t, cfg, rq.method, env.Endpoint+rq.path, rq.body)
