@@ -80,10 +80,16 @@ func auditEvent(r *http.Request, route string, a authResult, code int, err error
 	if a.id != nil && a.id.User != "" {
 		actor = a.id.User
 	}
+	// allowed: the route's authorization passed; denied: refused for the
+	// identity (401, 403); unrouted: no route matched (404, 405), so no
+	// authorization took place.
 	denied := code == http.StatusUnauthorized || code == http.StatusForbidden
 	result := strconv.Itoa(code) + " allowed"
-	if denied {
+	switch {
+	case denied:
 		result = strconv.Itoa(code) + " denied"
+	case !strings.Contains(route, " /"):
+		result = strconv.Itoa(code) + " unrouted"
 	}
 	path := r.URL.Path
 	if len(path) > maxAuditPath {
