@@ -41,7 +41,7 @@ if [ $# -ne 1 ] || [ -z "$1" ]; then
 fi
 OUT=$1
 # Bump when the guest's content changes, so cached guests are rebuilt.
-GUEST_REV=5
+GUEST_REV=6
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -203,6 +203,15 @@ fi
 httpd -p 80 -h /www
 
 acpid -f -c /etc/acpi &
+apid=$!
+# "ready" promises that the power button works: wait until acpid has
+# opened the input devices.
+i=0
+while [ $i -lt 100 ]; do
+	ls -l /proc/$apid/fd 2>/dev/null | grep -q /dev/input/event && break
+	i=$((i + 1))
+	sleep 0.1
+done
 echo "persys-guest: ready"
 while true; do
 	sleep 3600
