@@ -759,3 +759,33 @@ func TestGuestAgentAddresses(t *testing.T) {
 		t.Errorf("addresses = %v, want the non-loopback, non-link-local ones", addrs)
 	}
 }
+
+// TestHardStop stops a VM whose guest cannot handle the power button yet
+// (it is still booting): after stopTimeoutSeconds QEMU is ended anyway.
+func TestHardStop(t *testing.T) {
+	pool := guestPool(t)
+	var logs syncBuffer
+	r := newRuntime(t, t.TempDir(), map[string]string{"g": pool}, &logs)
+	ctx := context.Background()
+	vm := &persysv1.VMSpec{
+		MemoryBytes:        128 << 20,
+		KernelBoot:         &persysv1.VMKernelBoot{Pool: "g", Kernel: "vmlinuz", Initrd: "initrd.img", Cmdline: "console=ttyS0 quiet"},
+		StopTimeoutSeconds: 1,
+	}
+	t.Cleanup(func() { _, _ = r.Delete(context.Background(), "hard", "") })
+	st, _, err := r.Apply(ctx, vmInstance("hard", "u-hard", 1, persysv1.DesiredState_DESIRED_STATE_RUNNING, vm))
+	if err != nil || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("Apply = %v %v", st, err)
+	}
+	pid, _ := strconv.Atoi(st.GetRuntimeId())
+	st, _, err = r.Apply(ctx, vmInstance("hard", "u-hard", 1, persysv1.DesiredState_DESIRED_STATE_STOPPED, vm))
+	if err != nil || st.GetState() != persysv1.ActualState_ACTUAL_STATE_STOPPED {
+		t.Fatalf("Apply stopped = %v %v, want STOPPED", st, err)
+	}
+	if _, err := procState(pid); err == nil && alive(pid, filepath.Join(r.stateDir("hard"), pidFile)) {
+		t.Errorf("QEMU pid %d survives the stop", pid)
+	}
+	if !strings.Contains(logs.String(), "VM stopped") {
+		t.Errorf("the stop was not logged:\n%s", logs.String())
+	}
+}
