@@ -87,8 +87,17 @@ const (
 // Validate checks the cloud-init documents and the login. A nil ci or login
 // is valid. Errors wrap ErrInvalid and name the field.
 func Validate(ci *persysv1.CloudInit, login *persysv1.VMLogin) error {
-	if _, err := docKind(FieldUserData, ci.GetUserData()); err != nil {
+	kind, err := docKind(FieldUserData, ci.GetUserData())
+	if err != nil {
 		return err
+	}
+	if kind == KindCloudConfig && hasLogin(login) {
+		doc, _ := yamlMapping(FieldUserData, ci.GetUserData())
+		if doc != nil {
+			if u := mapGet(doc.Content[0], "users"); u != nil && u.Kind != yaml.SequenceNode {
+				return invalid(FieldUserData, "users must be a list to add the login's user")
+			}
+		}
 	}
 	if _, err := docKind(FieldVendorData, ci.GetVendorData()); err != nil {
 		return err

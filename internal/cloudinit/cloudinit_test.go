@@ -37,6 +37,8 @@ func TestValidate(t *testing.T) {
 		{name: "meta bad yaml", ci: &persysv1.CloudInit{MetaData: "a: [\n"}, wantErr: FieldMetaData + ": is not valid YAML"},
 		{name: "network scalar", ci: &persysv1.CloudInit{NetworkConfig: "just text"}, wantErr: FieldNetworkConfig + ": must be a YAML mapping"},
 		{name: "two docs", ci: &persysv1.CloudInit{MetaData: "a: 1\n---\nb: 2\n"}, wantErr: FieldMetaData + ": holds more than one"},
+		{name: "users not a list", ci: &persysv1.CloudInit{UserData: "#cloud-config\nusers: ops\n"}, login: &persysv1.VMLogin{User: "ops"}, wantErr: FieldUserData + ": users must be a list"},
+		{name: "users scalar without login", ci: &persysv1.CloudInit{UserData: "#cloud-config\nusers: ops\n"}},
 		{name: "login ok", login: &persysv1.VMLogin{User: "ops", PasswordHash: "$6$salt$abc", SshAuthorizedKeys: []string{testKey}}},
 		{name: "login generate", login: &persysv1.VMLogin{User: "ops", GeneratePassword: true, PasswordSecret: "vm-pass"}},
 		{name: "login no user", login: &persysv1.VMLogin{SshAuthorizedKeys: []string{testKey}}, wantErr: FieldLoginUser + ": is required"},
