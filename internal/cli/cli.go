@@ -112,6 +112,7 @@ func newRoot(o *options) *cobra.Command {
 		newLogsCommand(o),
 		newSecretCommand(o),
 		newTokenCommand(o),
+		newUserCommand(o),
 	)
 	return root
 }

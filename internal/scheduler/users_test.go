@@ -708,6 +708,23 @@ func TestPersysctlWithToken(t *testing.T) {
 	if err != nil || !strings.Contains(out, "ACTOR") || !strings.Contains(out, "robot") || !strings.Contains(out, "DELETE /v1/tokens/"+id) {
 		t.Fatalf("events --type audit: %v\n%s", err, out)
 	}
+
+	// user issue: the key is made here, the CA signs through the gateway,
+	// and the written config works with the new identity's role.
+	doraCfg := filepath.Join(dir, "dora.yaml")
+	out, _, err = ctl(adminCfg, "user", "issue", "dora", "--role", "viewer", "--ttl", "24h", "--out", filepath.Join(dir, "dora"), "--out-config", doraCfg)
+	if err != nil || !strings.Contains(out, `issued user "dora" (role viewer)`) {
+		t.Fatalf("user issue: %v\n%s", err, out)
+	}
+	if out, _, err := ctl(doraCfg, "get", "workloads"); err != nil || !strings.Contains(out, "robo") {
+		t.Fatalf("get workloads as the issued user: %v\n%s", err, out)
+	}
+	if _, _, err := ctl(doraCfg, "delete", "workload", "robo"); err == nil || !strings.Contains(err.Error(), "lacks workloads.write") {
+		t.Fatalf("delete as the issued viewer: %v", err)
+	}
+	if _, _, err := ctl(tokCfg, "user", "issue", "mallory", "--role", "admin", "--out", filepath.Join(dir, "m")); err == nil {
+		t.Fatal("a revoked token issued a user certificate")
+	}
 }
 
 func writeManifest(t *testing.T, dir, name string) string {
