@@ -1,7 +1,8 @@
 // Package vmguest provides the VM test guest to tests: a Debian kernel and a
 // busybox initramfs built by scripts/build-test-guest.sh (no disk image is
 // downloaded). The guest is built once into a cache folder
-// (os.UserCacheDir()/persys-test-guest, or $PERSYS_TEST_GUEST_DIR) and reused
+// (os.UserCacheDir()/persys-test-guest, else os.TempDir()/persys-test-guest,
+// or $PERSYS_TEST_GUEST_DIR) and reused
 // across runs and packages. A test that needs the guest or QEMU fails when env
 // CI is set and they are missing, and skips otherwise.
 //
@@ -63,7 +64,8 @@ func Dir() (string, error) {
 	}
 	c, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("vmguest: cache dir: %w", err)
+		// No $HOME (some CI runners): a shared folder still caches it.
+		c = os.TempDir()
 	}
 	return filepath.Join(c, "persys-test-guest"), nil
 }
