@@ -83,6 +83,8 @@ type idOptions struct {
 	// as the CA was rotated.
 	staleRecheck time.Duration
 	nodes        []string // statically issued agents
+	// noCA starts the scheduler without a CA folder.
+	noCA bool
 }
 
 // poll waits until cond holds, checking on a ticker, or fails after timeout.
@@ -147,7 +149,9 @@ func newIDEnv(t *testing.T, o idOptions) *idEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetIdentity(scheduler.IdentityConfig{CADir: b.Dir, CertValidity: o.certValidity})
+	if !o.noCA {
+		s.SetIdentity(scheduler.IdentityConfig{CADir: b.Dir, CertValidity: o.certValidity})
+	}
 	e.holder.SetRevocationChecker(s.Revocations())
 	e.sched = s
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -787,4 +791,56 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+func TestIdentityWithoutCAKey(t *testing.T) {
+	e := newIDEnv(t, idOptions{noCA: true, nodes: []string{"static-d"}})
+	ca, err := pki.LoadCA(e.bundle.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned, err := pki.PinnedClientTLS(pki.HashCert(ca.Cert), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.NewCSR("n1", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = persysv1.NewControlServiceClient(e.dialTLS(pinned)).JoinNode(ctxT(t), &persysv1.JoinNodeRequest{Token: "0123456789ab.00112233445566778899aabbccddeeff", CsrPem: csr})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "--ca-dir") {
+		t.Fatalf("JoinNode without a CA key: %v, want FailedPrecondition naming --ca-dir", err)
+	}
+	h, err := pki.LoadHolder(e.bundle.Agents["static-d"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := pki.NewCSR("static-d", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).RenewCertificate(ctxT(t), &persysv1.RenewCertificateRequest{CsrPem: own})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("RenewCertificate without a CA key: %v", err)
+	}
+	if _, err := e.admin.CreateJoinToken(ctxT(t), &persysv1.CreateJoinTokenRequest{TtlSeconds: 60}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("CreateJoinToken without a CA key: %v, want FailedPrecondition", err)
+	}
+	// Revocations need no CA key.
+	if _, err := e.admin.RevokeCertificate(ctxT(t), &persysv1.RevokeCertificateRequest{User: "mallory"}); err != nil {
+		t.Fatalf("RevokeCertificate without a CA key: %v", err)
+	}
+	// Bad token requests are refused before anything else.
+	for _, tc := range []struct {
+		ttl  int64
+		uses int32
+	}{{0, 0}, {-1, 0}, {60, -1}, {400 * 24 * 3600, 0}} {
+		if _, err := e.admin.CreateJoinToken(ctxT(t), &persysv1.CreateJoinTokenRequest{TtlSeconds: tc.ttl, MaxUses: tc.uses}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("CreateJoinToken(ttl %d, uses %d) = %v, want InvalidArgument", tc.ttl, tc.uses, err)
+		}
+	}
 }
