@@ -1,0 +1,96 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+// tokenScheduler answers AuthenticateToken from a table and counts calls;
+// the cache logic needs nothing else of the scheduler.
+type tokenScheduler struct {
+	persysv1.ControlServiceClient
+	mu      sync.Mutex
+	calls   int
+	answers map[string]error
+}
+
+func (s *tokenScheduler) AuthenticateToken(_ context.Context, in *persysv1.AuthenticateTokenRequest, _ ...grpc.CallOption) (*persysv1.AuthenticateTokenResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if err := s.answers[in.GetToken()]; err != nil {
+		return nil, err
+	}
+	return &persysv1.AuthenticateTokenResponse{User: "ci", Role: "operator", TokenId: "abc"}, nil
+}
+
+func (s *tokenScheduler) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+func TestTokenCache(t *testing.T) {
+	sched := &tokenScheduler{answers: map[string]error{
+		"bad":  status.Error(codes.Unauthenticated, "api token is not valid"),
+		"down": status.Error(codes.Unavailable, "no scheduler"),
+	}}
+	now := time.Unix(1000, 0)
+	c := newTokenCache(sched, 0)
+	c.now = func() time.Time { return now }
+	ctx := context.Background()
+
+	steps := []struct {
+		name      string
+		advance   time.Duration
+		token     string
+		wantCode  int // 0: identified
+		wantCalls int
+		forget    string
+	}{
+		{"first use asks", 0, "good", 0, 1, ""},
+		{"cached", 5 * time.Second, "good", 0, 1, ""},
+		{"cache time over", 6 * time.Second, "good", 0, 2, ""},
+		{"refusal asks", 0, "bad", http.StatusUnauthorized, 3, ""},
+		{"refusal cached briefly", 500 * time.Millisecond, "bad", http.StatusUnauthorized, 3, ""},
+		{"refusal forgotten after a second", time.Second, "bad", http.StatusUnauthorized, 4, ""},
+		{"scheduler down is 503", 0, "down", http.StatusServiceUnavailable, 5, ""},
+		{"failures are not cached", 0, "down", http.StatusServiceUnavailable, 6, ""},
+		{"revoked here: forgotten", 0, "good", 0, 7, "abc"},
+	}
+	for _, st := range steps {
+		now = now.Add(st.advance)
+		if st.forget != "" {
+			c.forget(st.forget)
+		}
+		res := c.resolve(ctx, st.token)
+		code := 0
+		if res.err != nil {
+			code = toDetail(res.err).Code
+		}
+		if code != st.wantCode || sched.count() != st.wantCalls {
+			t.Fatalf("%s: code %d after %d calls, want %d after %d", st.name, code, sched.count(), st.wantCode, st.wantCalls)
+		}
+		if code == 0 && (res.id.User != "ci" || res.id.Method != AuthToken || res.id.TokenID != "abc") {
+			t.Fatalf("%s: identity %+v", st.name, res.id)
+		}
+	}
+
+	// A negative TTL turns the cache off.
+	off := newTokenCache(sched, -1)
+	before := sched.count()
+	off.resolve(ctx, "good")
+	off.resolve(ctx, "good")
+	if sched.count() != before+2 {
+		t.Fatalf("cache off: %d calls, want 2", sched.count()-before)
+	}
+}
