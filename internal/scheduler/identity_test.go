@@ -328,6 +328,19 @@ func TestJoinNode(t *testing.T) {
 	if err != nil || !hb.GetReregister() {
 		t.Fatalf("heartbeat with the joined identity = %v, %v; want a request to register", hb, err)
 	}
+	// A renewal cannot change the identity.
+	otherKey, err := pki.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := pki.NewCSR("joined-2", otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).RenewCertificate(ctxT(t), &persysv1.RenewCertificateRequest{CsrPem: forged})
+	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "common name") {
+		t.Fatalf("renewal for another common name: %v, want PermissionDenied", err)
+	}
 	// Single use: a second join with the same token is refused.
 	_, _, _, err = e.join("joined-2", tok.GetToken(), tok.GetCaHash())
 	if err == nil || !strings.Contains(err.Error(), "used up") {
