@@ -472,6 +472,9 @@ func (c *controlService) JoinNode(ctx context.Context, req *persysv1.JoinNodeReq
 			c.s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", why)
 			return nil, status.Error(codes.AlreadyExists, why)
 		}
+		if err := waitPastRevocation(ctx, c.s.ident().revoked, nodeID); err != nil {
+			return nil, toStatus(err)
+		}
 		certPEM, err := ca.SignCSR(csr, pki.IssueRequest{CommonName: nodeID, Role: pki.RoleAgent, DNSNames: dns, IPs: ips, Validity: validity})
 		if err != nil {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -567,7 +570,8 @@ func (c *controlService) RevokeCertificate(ctx context.Context, req *persysv1.Re
 		Serial:    strings.ToLower(strings.TrimLeft(req.GetSerial(), "0")),
 		NodeId:    req.GetNodeId(),
 		User:      req.GetUser(),
-		RevokedAt: timestamppb.New(c.s.cfg.Now()),
+		// The wall clock, as in certificates (see waitPastRevocation).
+		RevokedAt: timestamppb.New(time.Now()),
 		RevokedBy: callerCN(ctx),
 	}
 	if err := c.s.store.PutRevocation(ctx, r); err != nil {
@@ -627,6 +631,30 @@ func (d HolderDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, fu
 		return nil, nil, fmt.Errorf("dial agent %s at %s: %w", nodeID, addr, err)
 	}
 	return persysv1.NewAgentServiceClient(conn), conn.Close, nil
+}
+
+// waitPastRevocation waits, when node id was revoked within the current
+// second, until that second is over. Certificates carry whole seconds, and
+// a certificate whose issuance second is not after the revocation counts as
+// revoked (pki.RevocationSet), so a node that joins again at once would get
+// a certificate that is already refused.
+func waitPastRevocation(ctx context.Context, rs *pki.RevocationSet, nodeID string) error {
+	at, ok := rs.NodeRevokedAt(nodeID)
+	if !ok {
+		return nil
+	}
+	wait := time.Until(at.Truncate(time.Second).Add(time.Second))
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // serialInt parses a hexadecimal serial; nil when it is not one or zero.

@@ -305,6 +305,9 @@ func (s *Store) WatchRevocations(ctx context.Context) <-chan []*persysv1.Revocat
 		for ctx.Err() == nil {
 			list, rev, err := s.ListRevocations(ctx)
 			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
 				s.log.Warn("list revocations", "error", err)
 				select {
 				case <-ctx.Done():
