@@ -21,7 +21,7 @@ func (c *Client) WorkloadLogs(ctx context.Context, name string, tailBytes int64)
 	if tailBytes > 0 {
 		q.Set("tail", strconv.FormatInt(tailBytes, 10))
 	}
-	code, hdr, data, err := c.send(ctx, "GET", workloadPath(name, "logs"), q, nil)
+	code, hdr, data, err := c.send(ctx, "GET", workloadPath(name, "/logs"), q, nil)
 	if err != nil {
 		return nil, err
 	}
