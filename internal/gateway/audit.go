@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,9 @@ const (
 )
 
 type auditMetrics struct {
-	recorded *prometheus.CounterVec
-	failures prometheus.Counter
+	recorded   *prometheus.CounterVec
+	failures   prometheus.Counter
+	suppressed prometheus.Counter
 }
 
 func newAuditMetrics(reg prometheus.Registerer) *auditMetrics {
@@ -44,9 +46,14 @@ func newAuditMetrics(reg prometheus.Registerer) *auditMetrics {
 			Namespace: "persys", Subsystem: "gateway", Name: "audit_failures_total",
 			Help: "Audit events that could not be recorded (each is also logged at error level).",
 		}),
+		suppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "persys", Subsystem: "gateway", Name: "audit_suppressed_total",
+			Help: "Audit events of refused requests without any identity that were not recorded because they came faster than " +
+				"the anonymous audit rate (a flood must not fill etcd); logged at most every 10 s.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.recorded, m.failures)
+		reg.MustRegister(m.recorded, m.failures, m.suppressed)
 	}
 	return m
 }
@@ -137,6 +144,67 @@ func auditEvent(r *http.Request, route string, a authResult, code int, err error
 		ev.NodeId = ""
 	}
 	return ev
+}
+
+// Requests without any identity are audited at most anonAuditRate per
+// second (bursts of anonAuditBurst): anyone who reaches the port can send
+// them, and each would otherwise be an etcd write kept for the audit
+// retention.
+const (
+	anonAuditRate  = 20
+	anonAuditBurst = 100
+	suppressLogGap = 10 * time.Second
+)
+
+// bucket is a token bucket.
+type bucket struct {
+	mu           sync.Mutex
+	rate, burst  float64
+	tokens       float64
+	last         time.Time
+	suppressed   int
+	lastReported time.Time
+}
+
+func newBucket(rate, burst float64) *bucket { return &bucket{rate: rate, burst: burst, tokens: burst} }
+
+// allow takes a token at now; when there is none it counts a suppression
+// and returns, every suppressLogGap, how many to report.
+func (b *bucket) allow(now time.Time) (ok bool, report int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() && now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	if now.After(b.last) {
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	b.suppressed++
+	if now.Sub(b.lastReported) >= suppressLogGap {
+		report, b.suppressed, b.lastReported = b.suppressed, 0, now
+	}
+	return false, report
+}
+
+// auditRequest records the audit event of one answered mutating request,
+// within the anonymous rate for requests without any identity.
+func (g *gateway) auditRequest(ctx context.Context, ev *persysv1.Event, anonymous bool) {
+	if anonymous {
+		ok, report := g.anonAudit.allow(time.Now())
+		if !ok {
+			g.auditMetrics.suppressed.Inc()
+			if report > 0 {
+				g.log.Warn("audit events of anonymous refusals suppressed", "count", report,
+					"rate_per_second", anonAuditRate, "last_action", ev.GetAction())
+			}
+			return
+		}
+	}
+	g.audit(ctx, ev)
 }
 
 // audit records ev through the scheduler; a failure is logged and counted.

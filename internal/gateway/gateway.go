@@ -80,6 +80,7 @@ type gateway struct {
 	// events (audit.go).
 	tokens       *tokenCache
 	auditMetrics *auditMetrics
+	anonAudit    *bucket
 	revocations  pki.RevocationChecker
 }
 
@@ -112,6 +113,7 @@ func New(cfg Config) http.Handler {
 	}
 	g.tokens = newTokenCache(cfg.Control, cfg.TokenCacheTTL)
 	g.revocations = cfg.Revocations
+	g.anonAudit = newBucket(anonAuditRate, anonAuditBurst)
 	g.auditMetrics = newAuditMetrics(cfg.Registry)
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -219,7 +221,7 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 			code = sw.code
 		}
 		if mutating(r.Method) {
-			g.audit(r.Context(), auditEvent(r, name, auth, code, err, note))
+			g.auditRequest(r.Context(), auditEvent(r, name, auth, code, err, note), auth.id == nil)
 		}
 		elapsed := time.Since(start)
 		g.metrics.observe(name, code, elapsed)
