@@ -5,6 +5,11 @@
 //
 // The gRPC health protocol (grpc.health.v1) is open to every peer that
 // passed the mTLS handshake, so probes need no privileged certificate.
+//
+// HolderCredentials makes gRPC read a pki.Holder at every handshake
+// (renewed certificates, rotated CA bundles, revocation checks), and
+// PollRevocations keeps a pki.RevocationSet current from the scheduler for
+// components without etcd.
 package grpcauth
 
 import (

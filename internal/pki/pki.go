@@ -7,6 +7,12 @@
 // OrganizationalUnit holding the Role. Callers must only trust an Identity
 // taken from a chain that TLS (or CA.Verify) has verified; IdentityFromCert
 // itself checks nothing but the certificate's shape.
+//
+// The identity lifecycle lives here too: CSRs (NewCSR, ParseCSR,
+// CA.SignCSR), CA-hash pinning for joins (HashCert, PinnedClientTLS), the
+// reloadable Holder that TLS reads at every handshake, the Renewer that
+// renews before expiry, CA rotation with an overlap bundle (RotateCA,
+// LoadBundle) and revocation checks (RevocationChecker, RevocationSet).
 package pki
 
 import (
