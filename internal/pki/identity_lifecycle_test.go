@@ -54,7 +54,9 @@ func TestParseCSR(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	csrPEM := func(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}) }
+	csrPEM := func(der []byte) []byte {
+		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	}
 
 	tests := []struct {
 		name    string
