@@ -567,9 +567,9 @@ func (c *controlService) RevokeCertificate(ctx context.Context, req *persysv1.Re
 		}
 	}
 	r := &persysv1.Revocation{
-		Serial:    strings.ToLower(strings.TrimLeft(req.GetSerial(), "0")),
-		NodeId:    req.GetNodeId(),
-		User:      req.GetUser(),
+		Serial: strings.ToLower(strings.TrimLeft(req.GetSerial(), "0")),
+		NodeId: req.GetNodeId(),
+		User:   req.GetUser(),
 		// The wall clock, as in certificates (see waitPastRevocation).
 		RevokedAt: timestamppb.New(time.Now()),
 		RevokedBy: callerCN(ctx),
