@@ -403,6 +403,10 @@ func (o *agentOptions) validateIdentity() error {
 	return nil
 }
 
+// joinRetryFor is how long an agent keeps trying to reach a scheduler to
+// join (a refusal ends it at once).
+const joinRetryFor = 5 * time.Minute
+
 // agentSANs are the names the scheduler may dial this agent at.
 func agentSANs(o agentOptions) ([]string, []net.IP) {
 	addr := o.advertise
@@ -437,12 +441,11 @@ func agentIdentity(ctx context.Context, o agentOptions, schedulers []string, log
 		var err error
 		files, _, err = agent.Join(ctx, agent.JoinConfig{
 			Schedulers: schedulers, Token: o.joinToken, CAHash: o.caHash, NodeID: o.nodeID,
-			DataDir: o.dataDir, DNSNames: dns, IPs: ips,
+			DataDir: o.dataDir, DNSNames: dns, IPs: ips, Logger: log, RetryFor: joinRetryFor,
 		})
 		if err != nil {
 			return nil, nil, err
 		}
-		log.Info("joined the cluster", "node", o.nodeID, "identity", filepath.Dir(files.Cert))
 	}
 	h, err := pki.LoadHolder(files)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -60,6 +62,9 @@ type JoinConfig struct {
 	Logger   *slog.Logger
 	// Timeout bounds each attempt (default 30s).
 	Timeout time.Duration
+	// RetryFor keeps retrying, with backoff, while no scheduler answers
+	// (not when one refuses, nor on a CA hash mismatch); zero tries once.
+	RetryFor time.Duration
 }
 
 // ErrJoinRefused wraps a scheduler's refusal of a join (bad token, node id
@@ -103,19 +108,38 @@ func Join(ctx context.Context, cfg JoinConfig) (pki.Files, map[string]string, er
 		return pki.Files{}, nil, fmt.Errorf("join: %w", err)
 	}
 	var resp *persysv1.JoinNodeResponse
-	var errs []error
-	for _, addr := range cfg.Schedulers {
-		resp, err = joinAt(ctx, addr, cfg, csrPEM)
-		if err == nil {
+	deadline := time.Now().Add(cfg.RetryFor)
+	backoff := time.Second
+	for {
+		var errs []error
+		refused := false
+		for _, addr := range cfg.Schedulers {
+			resp, err = joinAt(ctx, addr, cfg, csrPEM)
+			if err == nil {
+				break
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			if errors.Is(err, ErrJoinRefused) {
+				refused = true
+				break
+			}
+		}
+		if resp != nil {
 			break
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
-		if errors.Is(err, ErrJoinRefused) {
-			break
+		err := fmt.Errorf("join: %w", errors.Join(errs...))
+		if refused || time.Now().Add(backoff).After(deadline) {
+			return pki.Files{}, nil, err
 		}
-	}
-	if resp == nil {
-		return pki.Files{}, nil, fmt.Errorf("join: %w", errors.Join(errs...))
+		log.Warn("join failed; retrying", "node", cfg.NodeID, "retry_in", backoff.String(), "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return pki.Files{}, nil, fmt.Errorf("join: %w (last: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 15*time.Second)
 	}
 
 	// Check the answer before keeping it.
@@ -167,6 +191,19 @@ func joinAt(ctx context.Context, addr string, cfg JoinConfig, csrPEM []byte) (*p
 	if err != nil {
 		return nil, err
 	}
+	// A server that fails the pin is a refusal, not an outage.
+	var pinMu sync.Mutex
+	var pinErr error
+	verify := tlsCfg.VerifyConnection
+	tlsCfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		err := verify(cs)
+		if err != nil {
+			pinMu.Lock()
+			pinErr = err
+			pinMu.Unlock()
+		}
+		return err
+	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 	if err != nil {
 		return nil, err
@@ -176,6 +213,12 @@ func joinAt(ctx context.Context, addr string, cfg JoinConfig, csrPEM []byte) (*p
 	defer cancel()
 	resp, err := persysv1.NewControlServiceClient(conn).JoinNode(ctx, &persysv1.JoinNodeRequest{Token: cfg.Token, CsrPem: csrPEM}, grpc.WaitForReady(false))
 	if err != nil {
+		pinMu.Lock()
+		perr := pinErr
+		pinMu.Unlock()
+		if perr != nil {
+			return nil, fmt.Errorf("%w: %w", ErrJoinRefused, perr)
+		}
 		switch status.Code(err) {
 		case codes.InvalidArgument, codes.Unauthenticated, codes.AlreadyExists, codes.PermissionDenied:
 			return nil, fmt.Errorf("%w: %s", ErrJoinRefused, status.Convert(err).Message())

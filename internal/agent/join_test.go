@@ -2,10 +2,15 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestJoinValidation(t *testing.T) {
@@ -54,3 +59,38 @@ func TestJoinLabels(t *testing.T) {
 		t.Fatalf("JoinLabels = %v, %v", got, err)
 	}
 }
+
+func TestJoinRetriesUntilCanceled(t *testing.T) {
+	// Nothing listens on this address: the join retries until its context
+	// ends, then says so.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	retried := make(chan struct{})
+	var once sync.Once
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		if strings.Contains(string(p), "retrying") {
+			once.Do(func() { close(retried) })
+		}
+		return len(p), nil
+	}), nil))
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := Join(ctx, JoinConfig{Schedulers: []string{addr}, Token: "a.b", CAHash: "sha256:" + strings.Repeat("ab", 32),
+			NodeID: "n1", DataDir: t.TempDir(), RetryFor: time.Hour, Logger: logger})
+		done <- err
+	}()
+	<-retried
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("error = %v, want context.Canceled", err)
+	}
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -240,6 +240,8 @@ func (e *idEnv) join(nodeID, token, hash string) (pki.Files, map[string]string, 
 	files, labels, err := agent.Join(ctxT(e.t), agent.JoinConfig{
 		Schedulers: []string{e.addr}, Token: token, CAHash: hash, NodeID: nodeID, DataDir: dir,
 		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Logger: e.logger.With("component", "agent", "node", nodeID),
+		// Refusals (a wrong CA hash among them) must end the retries at once.
+		RetryFor: time.Minute,
 	})
 	return files, labels, dir, err
 }
