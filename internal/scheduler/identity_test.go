@@ -859,3 +859,36 @@ func TestIdentityWithoutCAKey(t *testing.T) {
 		}
 	}
 }
+
+func TestRevokedUserRefusedAtHandshake(t *testing.T) {
+	e := newIDEnv(t, idOptions{})
+	ca, err := pki.LoadCA(e.bundle.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue(pki.IssueRequest{CommonName: "carol", Role: pki.RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := pki.NewHolder(certPEM, keyPEM, mustRead(t, e.bundle.CA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func() error {
+		_, err := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).ListRevocations(ctxT(t), &persysv1.ListRevocationsRequest{})
+		return err
+	}
+	if err := list(); err != nil {
+		t.Fatalf("before revocation: %v", err)
+	}
+	if _, err := e.admin.RevokeCertificate(ctxT(t), &persysv1.RevokeCertificateRequest{User: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := list(); err == nil {
+		t.Fatal("a revoked user's certificate was accepted")
+	}
+	// Other users are not affected.
+	if _, err := e.admin.ListRevocations(ctxT(t), &persysv1.ListRevocationsRequest{}); err != nil {
+		t.Fatalf("admin after revoking carol: %v", err)
+	}
+}
