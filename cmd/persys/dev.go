@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/obs"
@@ -128,6 +129,7 @@ func runDev(ctx context.Context, o *devOptions) error {
 		ca: bundle.CA, cert: agentFiles.Cert, key: agentFiles.Key, labels: o.labels,
 		dataDir: filepath.Join(dir, "agent"), metricsListen: metrics(2),
 		heartbeatInterval: 2 * time.Second, utilizationThreshold: 0.8,
+		auditInterval: agent.DefaultAuditInterval, runtime: "docker", // validate refuses zero values
 		extra: runtimeOptions{compose: true, vm: "auto"},
 	}
 	go func() { errc <- component("agent", runAgent(ctx, ao)) }()
@@ -154,21 +156,21 @@ func runDev(ctx context.Context, o *devOptions) error {
 // `persys gateway`.
 func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metricsAddr string, errc chan<- error) (string, error) {
 	log := obs.NewLogger(os.Stderr, "gateway", slog.LevelInfo)
-	clientTLS, err := pki.ClientTLS(b.Gateway, "")
+	// Renewed through the scheduler and refusing revoked users, as in
+	// `persys gateway` (startGatewayIdentity).
+	holder, err := pki.LoadHolder(b.Gateway)
 	if err != nil {
 		return "", err
 	}
-	serverTLS, err := pki.ServerTLS(b.Gateway)
-	if err != nil {
-		return "", err
-	}
-	serverTLS.ClientAuth = tls.VerifyClientCertIfGiven // API tokens need no certificate
+	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven) // API tokens need no certificate
+	clientTLS := holder.ClientTLS("")
 	conn, err := gateway.DialScheduler(schedAddr, clientTLS)
 	if err != nil {
 		return "", err
 	}
 	reg := obs.NewRegistry()
-	h := gateway.New(gateway.Config{Control: persysv1.NewControlServiceClient(conn), Logger: log, Registry: reg})
+	revs := pki.NewRevocationSet()
+	h := gateway.New(gateway.Config{Control: persysv1.NewControlServiceClient(conn), Logger: log, Registry: reg, Revocations: revs})
 	msrv, err := obs.Serve(metricsAddr, reg, nil, log)
 	if err != nil {
 		_ = conn.Close()
@@ -179,8 +181,10 @@ func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metr
 		_ = conn.Close()
 		return "", fmt.Errorf("--gateway-listen %s: %w", listen, err)
 	}
+	stopIdentity := startGatewayIdentity(ctx, gatewayOptions{}, holder, revs, persysv1.NewControlServiceClient(conn), log)
 	go func() {
 		err := gateway.Serve(ctx, ln, h, serverTLS)
+		stopIdentity()
 		_ = conn.Close()
 		_ = msrv.Close(context.Background())
 		errc <- component("gateway", err)
