@@ -195,7 +195,9 @@ func newCluster(t *testing.T) *cluster {
 		return []string{"--ca", ca, "--cert", filepath.Join(c.pkiDir, n+".crt"), "--key", filepath.Join(c.pkiDir, n+".key")}
 	}
 
-	c.start("scheduler", append([]string{"scheduler", "--listen", c.schedAddr,
+	keyFile := filepath.Join(dir, "secrets.key")
+	c.run(persys, "secrets-key", "generate", "--file", keyFile)
+	c.start("scheduler", append([]string{"scheduler", "--listen", c.schedAddr, "--secrets-key-file", keyFile,
 		"--etcd-endpoints", strings.Join(emb.Endpoints(), ","), "--metrics-listen", c.metrics["scheduler"],
 		"--heartbeat-interval", "1s", "--lease-ttl", "4s"}, cert("scheduler")...)...)
 	c.start("gateway", append([]string{"gateway", "--listen", c.gwAddr, "--scheduler", c.schedAddr,
