@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -75,5 +77,22 @@ func TestVMResourcesDerived(t *testing.T) {
 	d := PoolDemand(m.ToApplyRequest().GetSpec())
 	if d["fast"] != 1<<30 || len(d) != 2 {
 		t.Fatalf("pool demand = %v", d)
+	}
+}
+
+// TestExamplesParse keeps the manifests in examples/ valid.
+func TestExamplesParse(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
+	if err != nil || len(files) < 3 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(data); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 }
