@@ -143,6 +143,19 @@ type Pool struct {
 	Name      string
 	Capacity  int64
 	Allocated int64
+	// Free is the free space the node last reported on the pool's file
+	// system (0: not reported); a disk must fit in it too.
+	Free int64
+}
+
+// avail is what a new disk may take on the pool: the capacity left by
+// what is placed there, and no more than the reported free space.
+func (p *Pool) avail() int64 {
+	a := p.Capacity - p.Allocated
+	if p.Free > 0 && p.Free < a {
+		a = p.Free
+	}
+	return a
 }
 
 // PoolDemand is what a workload's disks need on one named pool.
@@ -385,7 +398,7 @@ func filter(n *Node, req *Request, sel []label) RejectReason {
 		if p == nil {
 			return PoolMissing
 		}
-		if !fits(pd.Bytes, p.Capacity, p.Allocated) {
+		if pd.Bytes > 0 && pd.Bytes > p.avail() {
 			return InsufficientDisk
 		}
 	}
@@ -438,8 +451,8 @@ func rejection(n *Node, req *Request, sel []label, reason RejectReason) Rejectio
 		}
 	case InsufficientDisk:
 		for _, pd := range req.Pools {
-			if p := n.pool(pd.Name); p != nil && !fits(pd.Bytes, p.Capacity, p.Allocated) {
-				rej.Key, rej.Requested, rej.Capacity, rej.Free = pd.Name, pd.Bytes, p.Capacity, p.Capacity-p.Allocated
+			if p := n.pool(pd.Name); p != nil && pd.Bytes > 0 && pd.Bytes > p.avail() {
+				rej.Key, rej.Requested, rej.Capacity, rej.Free = pd.Name, pd.Bytes, p.Capacity, p.avail()
 				return rej
 			}
 		}

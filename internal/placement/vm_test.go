@@ -52,6 +52,13 @@ func TestPlaceVMCapabilitiesAndPools(t *testing.T) {
 			rejects: []string{"a: insufficient_disk: pool fast: requested 2Gi, free 1Gi of 10Gi"},
 		},
 		{
+			name:    "pool file system fuller than its capacity says",
+			nodes:   []Node{vmNode("a", "tcg", Pool{Name: "fast", Capacity: 10 << 30, Free: 1 << 30}), vmNode("b", "tcg", Pool{Name: "fast", Capacity: 10 << 30})},
+			req:     vmReq(false, PoolDemand{Name: "fast", Bytes: 2 << 30}),
+			want:    "b",
+			rejects: []string{"a: insufficient_disk: pool fast: requested 2Gi, free 1Gi of 10Gi"},
+		},
+		{
 			name:  "zero-byte demand only needs the pool",
 			nodes: []Node{vmNode("a", "tcg", Pool{Name: "images", Capacity: 0})},
 			req:   vmReq(false, PoolDemand{Name: "images"}),

@@ -430,7 +430,7 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 		}
 		var pools []placement.Pool
 		for _, p := range caps.GetStoragePools() {
-			pools = append(pools, placement.Pool{Name: p.GetName(), Capacity: p.GetCapacityBytes(), Allocated: poolAlloc[id][p.GetName()]})
+			pools = append(pools, placement.Pool{Name: p.GetName(), Capacity: p.GetCapacityBytes(), Allocated: poolAlloc[id][p.GetName()], Free: p.GetFreeBytes()})
 		}
 		out = append(out, placement.Node{
 			ID: id, Ready: ne.alive, Cordoned: ne.node.GetCordoned(), Runtimes: rts, Labels: caps.GetLabels(),
