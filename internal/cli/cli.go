@@ -53,11 +53,16 @@ func run(ctx context.Context, args []string, s Streams, now func() time.Time) in
 	return 1
 }
 
-// printError writes "Error: <message>" and one line per invalid field.
+// printError writes "Error: [REASON: ]<message>" and one line per invalid
+// field.
 func printError(w io.Writer, err error) {
 	var ae *client.APIError
 	if errors.As(err, &ae) {
-		fmt.Fprintf(w, "Error: %s\n", ae.Message)
+		if ae.Reason != "" {
+			fmt.Fprintf(w, "Error: %s: %s\n", ae.Reason, ae.Message)
+		} else {
+			fmt.Fprintf(w, "Error: %s\n", ae.Message)
+		}
 		for _, f := range ae.Fields {
 			if f.Field == "" {
 				fmt.Fprintf(w, "  %s\n", f.Reason)
