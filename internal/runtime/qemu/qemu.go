@@ -17,8 +17,10 @@
 // qemu-bridge-helper, which needs "allow <bridge>" in /etc/qemu/bridge.conf).
 // The guest's addresses come from a QEMU guest agent when one answers on
 // the org.qemu.guest_agent.0 channel, otherwise from the mode. The kernel
-// command line of kernel_boot is passed as given: add console=ttyS0 to see
-// the guest's console in the serial log.
+// command line of kernel_boot is passed as given (add console=ttyS0 to see
+// the guest's console in the serial log), except that without a panic=
+// setting the runtime appends panic=1; QEMU runs with -no-reboot, so a guest
+// that panics or reboots ends its QEMU (see boot.go for boot failures).
 //
 // The serial console goes to serial.log in the state folder (QEMU appends
 // to it); the runtime keeps it under Config.SerialLogCap by cutting it to
@@ -88,6 +90,14 @@ type Config struct {
 	Logger *slog.Logger
 	// SerialLogCap bounds each VM's serial log in bytes. 0: 1 MiB.
 	SerialLogCap int64
+	// BootCheck is the longest Apply watches a started VM for a boot
+	// failure (QEMU exiting, a kernel panic on the console). 0:
+	// DefaultBootCheck; negative: no watch.
+	BootCheck time.Duration
+	// BootWindow: a QEMU that exits within it of its start failed to boot
+	// (VM_BOOT_FAILED); a later exit is a RUNTIME_ERROR. 0:
+	// DefaultBootWindow.
+	BootWindow time.Duration
 }
 
 // Runtime runs VM workloads with QEMU. It is safe for concurrent use; calls
@@ -103,6 +113,9 @@ type Runtime struct {
 
 	busyMu sync.Mutex
 	busy   map[string]int // workloads an Apply is working on
+
+	downMu sync.Mutex
+	down   map[string]downState // when a VM's QEMU was first seen gone, by workload
 }
 
 type gaState struct {
@@ -162,6 +175,15 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.SerialLogCap < 4096 {
 		cfg.SerialLogCap = 4096
 	}
+	if cfg.BootCheck == 0 {
+		cfg.BootCheck = DefaultBootCheck
+	}
+	if cfg.BootWindow < 0 {
+		return nil, fmt.Errorf("qemu runtime: BootWindow %s is negative", cfg.BootWindow)
+	}
+	if cfg.BootWindow == 0 {
+		cfg.BootWindow = DefaultBootWindow
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -172,6 +194,7 @@ func New(cfg Config) (*Runtime, error) {
 		log:   log.With("runtime", "qemu", "node", cfg.NodeID),
 		ga:    map[string]gaState{},
 		busy:  map[string]int{},
+		down:  map[string]downState{},
 	}, nil
 }
 
@@ -195,7 +218,11 @@ type record struct {
 	Disks       []diskPlan `json:"disks"`
 	Addresses   []string   `json:"addresses,omitempty"`
 	Forwards    []string   `json:"portForwards,omitempty"`
-	UpdatedAt   time.Time  `json:"updatedAt"`
+	// StartedAt is when QEMU was last started, SerialOffset the serial
+	// log's size then: boot failure checks look at what came after.
+	StartedAt    time.Time `json:"startedAt,omitzero"`
+	SerialOffset int64     `json:"serialOffset,omitempty"`
+	UpdatedAt    time.Time `json:"updatedAt"`
 }
 
 const (
@@ -387,6 +414,12 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		if err != nil {
 			return nil, false, err
 		}
+		if r.cfg.BootCheck > 0 {
+			if err := r.bootCheck(ctx, rec, pid); err != nil {
+				log.Warn("VM did not boot", "pid", pid, "error", err)
+				return nil, false, err
+			}
+		}
 		log.Info("VM started", "pid", pid, "accel", p.accel, "vcpus", p.vcpus, "memory_mib", p.memMiB, "spec_hash", p.hash)
 	} else {
 		log.Info("VM prepared, not started (desired stopped)", "spec_hash", p.hash)
@@ -421,6 +454,13 @@ func (r *Runtime) start(ctx context.Context, p *plan, rec *record, seed string) 
 	args, err := r.qemuArgs(rec.Name, p, sd, seed)
 	if err != nil {
 		return 0, err
+	}
+	rec.StartedAt, rec.SerialOffset = time.Now().UTC(), 0
+	if st, err := os.Stat(filepath.Join(sd, serialLog)); err == nil {
+		rec.SerialOffset = st.Size()
+	}
+	if err := r.saveRecord(rec); err != nil {
+		return 0, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", rec.Name)
 	}
 	errOut, err := os.OpenFile(filepath.Join(sd, errFile), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -562,6 +602,9 @@ func (r *Runtime) remove(ctx context.Context, log *slog.Logger, rec *record) err
 	r.gaMu.Lock()
 	delete(r.ga, rec.Name)
 	r.gaMu.Unlock()
+	r.downMu.Lock()
+	delete(r.down, rec.Name)
+	r.downMu.Unlock()
 	return nil
 }
 
@@ -666,7 +709,13 @@ func (r *Runtime) statusOf(ctx context.Context, rec *record) *persysv1.WorkloadS
 			st.Message = "starting"
 			return st
 		}
+		r.noteDown(rec)
 		st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+		if why := r.bootFailure(rec, false); why != "" {
+			st.Reason = persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED
+			st.Message = "VM " + rec.Name + " did not boot: " + why
+			return st
+		}
 		st.Reason = persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR
 		st.Message = "QEMU is not running (the guest powered off or QEMU exited)"
 		if msg := strings.TrimSpace(tailOf(filepath.Join(sd, errFile), 512)); msg != "" {
@@ -687,6 +736,13 @@ func (r *Runtime) statusOf(ctx context.Context, rec *record) *persysv1.WorkloadS
 		switch qs {
 		case "running":
 			st.State = persysv1.ActualState_ACTUAL_STATE_RUNNING
+			if why := r.bootFailure(rec, true); why != "" {
+				// panic=0 (or a guest that ignores panic=): the kernel
+				// halts but QEMU runs on.
+				st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+				st.Reason = persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED
+				st.Message = "VM " + rec.Name + " did not boot: " + why
+			}
 		case "shutdown":
 			st.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
 			st.Message = "the guest shut down"

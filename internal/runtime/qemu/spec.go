@@ -445,6 +445,9 @@ func (r *Runtime) qemuArgs(name string, p *plan, sd string, seedISO string) ([]s
 		"-device", "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
 		"-pidfile", filepath.Join(sd, pidFile),
 		"-daemonize",
+		// A guest reboot (and so a kernel panic with panic=N) ends QEMU:
+		// see boot.go.
+		"-no-reboot",
 	}
 	if p.accel == "kvm" {
 		a = append(a, "-cpu", "host")
@@ -454,9 +457,7 @@ func (r *Runtime) qemuArgs(name string, p *plan, sd string, seedISO string) ([]s
 		if p.initrd != "" {
 			a = append(a, "-initrd", p.initrd)
 		}
-		if p.cmdline != "" {
-			a = append(a, "-append", p.cmdline)
-		}
+		a = append(a, "-append", withPanicSetting(p.cmdline))
 	}
 	ide := []string{"bus=ide.0,unit=0", "bus=ide.0,unit=1", "bus=ide.1,unit=1"}
 	for _, d := range p.disks {

@@ -74,6 +74,9 @@ func (r *Runtime) upSnapshot() map[string]bool {
 			continue
 		}
 		_, up := r.pid(rec)
+		if !up && rec.Desired == desiredRunning && !r.isBusy(rec.Name) {
+			r.noteDown(rec)
+		}
 		snap[rec.Name] = up
 	}
 	return snap
