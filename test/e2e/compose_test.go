@@ -260,8 +260,64 @@ func TestComposeFromGit(t *testing.T) {
 			t.Errorf("%s: err %v, output:\n%s", bad.what, err, out)
 		}
 	}
+	// With a poll interval the scheduler follows the branch: a new commit
+	// becomes a new revision by itself, and an event says which.
+	c.mustCtl("apply", "-f", manifest("main", creds+", pollIntervalSeconds: 10"), "--wait", "--timeout", "3m")
+	c.waitFor("v2 running from main", time.Minute, func() bool { return greeting() == "v2" })
+	third := repo.Commit(t, map[string]string{"deploy/compose.yaml": compose("v3")}, "v3")
+	c.waitFor("the poll to run v3", 2*time.Minute, func() bool { return greeting() == "v3" })
+	if desc := c.mustCtl("describe", "workload", name); !strings.Contains(desc, third) || !strings.Contains(desc, "GitCommitChanged") {
+		t.Errorf("describe lacks the polled commit %s or its event:\n%s", third, desc)
+	}
+
 	c.mustCtl("delete", "workload", name, "--wait")
 	c.waitFor("containers removed", time.Minute, func() bool { return len(c.containers(name)) == 0 })
+}
+
+// TestComposeBadInput: what the compose-spec library refuses, and a file
+// too large, are refused at apply with INVALID_SPEC and the path of the
+// bad field; nothing is stored.
+func TestComposeBadInput(t *testing.T) {
+	c := newCluster(t)
+	name := "bad-" + c.nodeID
+	write := func(inline string) string {
+		var b strings.Builder
+		fmt.Fprintf(&b, "kind: Workload\nmetadata: {name: %s}\nspec:\n  type: compose\n  compose:\n    inline: |\n", name)
+		for _, line := range strings.Split(inline, "\n") {
+			b.WriteString("      " + line + "\n")
+		}
+		p := filepath.Join(c.dir, fmt.Sprintf("bad-%d.yaml", time.Now().UnixNano()))
+		if err := os.WriteFile(p, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name, file string
+		want       []string
+	}{
+		{"invalid YAML", write("services:\n  web: [unclosed"), []string{"INVALID_SPEC", "spec.compose.inline"}},
+		{"unknown top-level key", write("services:\n  web: {image: busybox}\nfrobnicate: true"), []string{"INVALID_SPEC", "frobnicate"}},
+		{"wrong type", write("services:\n  web: {image: busybox, ports: 80}"), []string{"INVALID_SPEC", "services.web.ports"}},
+		{"build section", write("services:\n  web: {build: .}"), []string{"INVALID_SPEC", "services.web.build"}},
+		{"host network", write("services:\n  web: {image: busybox, network_mode: host}"), []string{"INVALID_SPEC", "network_mode"}},
+		{"10 MB file", write("services:\n  web: {image: busybox}\nx-pad: " + strings.Repeat("a", 10<<20)), []string{"larger than"}},
+	}
+	for _, tt := range tests {
+		out, err := c.ctl("apply", "-f", tt.file)
+		if err == nil {
+			t.Errorf("%s: accepted:\n%s", tt.name, out)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: output lacks %q:\n%s", tt.name, w, tail(out, 10))
+			}
+		}
+	}
+	if keys := c.etcdKeys(name); len(keys) != 0 {
+		t.Errorf("refused applies stored %v", keys)
+	}
 }
 
 // TestPrivateImage pulls an image that lives only in a registry with
