@@ -581,8 +581,8 @@ func TestRetryEngine(t *testing.T) {
 		c.apply(bad, badSpec())
 		v := c.waitGaveUp(bad)
 		st := v.GetStatus()
-		if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
-			t.Errorf("%s: reason %s (%s), want IMAGE_NOT_FOUND", bad, st.GetReason(), st.GetMessage())
+		if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED {
+			t.Errorf("%s: reason %s (%s), want IMAGE_PULL_FAILED (no registry is reachable)", bad, st.GetReason(), st.GetMessage())
 		}
 		if !strings.HasPrefix(st.GetMessage(), fmt.Sprintf("gave up after %d attempts", maxAttempts)) {
 			t.Errorf("%s: message %q, want it to start with %q", bad, st.GetMessage(), fmt.Sprintf("gave up after %d attempts", maxAttempts))
@@ -599,9 +599,9 @@ func TestRetryEngine(t *testing.T) {
 		if err != nil {
 			t.Fatalf("retries/%s: %v", bad, err)
 		}
-		if r.GetAttempts() != maxAttempts || r.GetLastReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND ||
+		if r.GetAttempts() != maxAttempts || r.GetLastReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED ||
 			r.GetUid() != v.GetWorkload().GetUid() || r.GetRevision() != v.GetWorkload().GetRevision() {
-			t.Errorf("retries/%s = %v, want %d attempts of uid %s revision %d with IMAGE_NOT_FOUND", bad, r, maxAttempts,
+			t.Errorf("retries/%s = %v, want %d attempts of uid %s revision %d with IMAGE_PULL_FAILED", bad, r, maxAttempts,
 				v.GetWorkload().GetUid(), v.GetWorkload().GetRevision())
 		}
 		if r.GetNextAttemptAt() != nil {
