@@ -152,15 +152,15 @@ func TestVMRefusals(t *testing.T) {
 	}{
 		{"user-data not YAML", "1", blank,
 			"    cloudInit:\n      userData: |\n        #cloud-config\n        runcmd: [echo hi\n        packages: {\n",
-			[]string{"spec.vm.cloudInit.userData"}},
+			[]string{"INVALID_SPEC", "spec.vm.cloudInit.userData", "not valid YAML"}},
 		{"meta-data not a mapping", "1", blank,
 			"    cloudInit:\n      metaData: |\n        - one\n        - two\n",
-			[]string{"spec.vm.cloudInit.metaData"}},
+			[]string{"INVALID_SPEC", "spec.vm.cloudInit.metaData", "mapping"}},
 		{"10 MB user-data", "1", blank,
 			"    cloudInit:\n      userData: |\n        #cloud-config\n        write_files: [{path: /x, content: " + strings.Repeat("x", 10<<20) + "}]\n",
-			[]string{"limit"}},
-		{"zero vcpus", "0", blank, "", []string{"spec.vm.vcpus"}},
-		{"negative disk size", "1", "      - {name: data, pool: default, size: -1Gi}\n", "", []string{"spec.vm.disks[0].size"}},
+			[]string{"manifest is larger than the limit"}},
+		{"zero vcpus", "0", blank, "", []string{"spec.vm.vcpus", "between 1 and"}},
+		{"negative disk size", "1", "      - {name: data, pool: default, size: -1Gi}\n", "", []string{"spec.vm.disks[0].size", "negative"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			name := "vm-bad-" + strings.ToLower(strings.ReplaceAll(tt.name, " ", "-"))
@@ -215,6 +215,7 @@ func TestVMBootFailures(t *testing.T) {
 			v, _ = c.statusOf(name)
 			return v.Status.State == "ACTUAL_STATE_FAILED" && v.Status.Reason == "FAILURE_REASON_STORAGE"
 		})
+		t.Logf("status: %+v", v.Status)
 		for _, want := range []string{"spec.vm.disks[0].baseImage", "no-such-image.qcow2", "default"} {
 			if !strings.Contains(v.Status.Message, want) {
 				t.Errorf("message %q lacks %q", v.Status.Message, want)
@@ -241,6 +242,7 @@ func TestVMBootFailures(t *testing.T) {
 			return v.Status.State == "ACTUAL_STATE_FAILED" && v.Status.Reason == "FAILURE_REASON_VM_BOOT_FAILED" &&
 				v.Status.Attempts >= 1 && v.Status.NextAttemptAt != ""
 		})
+		t.Logf("status: %+v", v.Status)
 		if !strings.Contains(v.Status.Message, "Kernel panic") || !strings.Contains(v.Status.Message, "Unable to mount root fs") {
 			t.Errorf("message does not name the panic: %q\n%s", v.Status.Message, raw)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -46,6 +47,9 @@ const (
 // pastRootMarkers are console lines a Linux kernel prints after it mounted
 // its root file system (or initramfs): from there on a panic is not a boot
 // failure of the kind Apply waits for.
+// stampOnly matches a kernel console line with nothing after its time stamp.
+var stampOnly = regexp.MustCompile(`^\[\s*[0-9]+\.[0-9]+\]$`)
+
 var pastRootMarkers = []string{"Freeing unused kernel", "Run /init as init process", "Run /sbin/init as init process"}
 
 // withPanicSetting appends panic=1 to a kernel command line that has no
@@ -135,7 +139,7 @@ func consoleLines(text string) []string {
 			}
 			return r
 		}, l)
-		if l = strings.TrimSpace(l); l != "" {
+		if l = strings.TrimSpace(l); l != "" && !stampOnly.MatchString(l) {
 			out = append(out, l)
 		}
 	}

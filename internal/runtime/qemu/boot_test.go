@@ -33,11 +33,12 @@ func TestConsoleExcerpts(t *testing.T) {
 		"[    2.1] VFS: Cannot open root device \"(null)\"\n" +
 		"[    2.2] Please append a correct \"root=\" boot option\n" +
 		"[    2.3] List of all partitions:\n" +
+		"[    2.35]\n" +
 		"[    2.4] Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)\n" +
 		"[    2.5] CPU: 0 PID: 1 Comm: swapper/0\n"
 	got := kernelPanic(console)
 	if !strings.Contains(got, "Kernel panic - not syncing: VFS: Unable to mount root fs") ||
-		!strings.Contains(got, "Please append") || strings.Contains(got, "Initramfs") || strings.Contains(got, "CPU: 0") {
+		!strings.Contains(got, "Please append") || strings.Contains(got, "Initramfs") || strings.Contains(got, "CPU: 0") || strings.Contains(got, "2.35") {
 		t.Errorf("kernelPanic = %q", got)
 	}
 	if got := kernelPanic("[ 1.0] all fine\n"); got != "" {
