@@ -37,6 +37,8 @@ up() {
     sleep 0.5
   done
   $ctl get nodes
+  # Remember the node, so that down cleans up only what this node runs.
+  $ctl get nodes -o json | sed -n 's/^ *"id": *"\([^"]*\)".*/\1/p' | head -n 1 >"$dir/node-id"
   echo
   $ctl apply -f examples/hello.yaml --wait --timeout 2m
   echo
@@ -62,9 +64,13 @@ down() {
     echo "persys dev is not running"
   fi
   rm -f "$pidfile"
-  # Anything the dev agent left behind is labelled as managed by persys.
-  ids=$(docker ps -aq --filter label=persys.managed=true 2>/dev/null || true)
-  [ -n "$ids" ] && docker rm -f $ids >/dev/null && echo "removed leftover containers" || true
+  # What the dev agent left behind carries its node's label; containers of
+  # other agents on this engine are not ours to remove.
+  node=$(cat "$dir/node-id" 2>/dev/null || true)
+  if [ -n "$node" ]; then
+    ids=$(docker ps -aq --filter label=persys.managed=true --filter "label=persys.node=$node" 2>/dev/null || true)
+    [ -n "$ids" ] && docker rm -f $ids >/dev/null && echo "removed leftover containers of node $node" || true
+  fi
 }
 
 case "${1:-up}" in
