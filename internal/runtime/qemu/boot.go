@@ -21,10 +21,11 @@ import (
 // second later instead of rebooting forever. A guest that reboots itself
 // also ends its QEMU; the scheduler then applies the VM again.
 //
-// Apply waits up to Config.BootCheck after QMP answers: it fails with
-// VM_BOOT_FAILED when QEMU exits or the serial console shows a kernel panic,
-// and returns early once the console shows the kernel got past mounting its
-// root file system. Status and List keep classifying afterwards: a kernel
+// Apply waits up to Config.BootCheck after QMP answers (up to
+// Config.BootWindow while the console shows a Linux kernel still booting):
+// it fails with VM_BOOT_FAILED when QEMU exits or the serial console shows a
+// kernel panic, and returns early once the console shows the kernel got
+// past mounting its root file system. Status and List keep classifying afterwards: a kernel
 // panic on the console since the last start, or a QEMU that exited within
 // Config.BootWindow of its start, is FAILED with VM_BOOT_FAILED; a VM that
 // ran longer and then died is FAILED with RUNTIME_ERROR.
@@ -38,6 +39,9 @@ const (
 const (
 	// panicMarker starts the line a Linux kernel prints when it panics.
 	panicMarker = "Kernel panic"
+	// kernelBanner starts the first line a Linux kernel prints (at
+	// notice level: "quiet" hides it).
+	kernelBanner = "Linux version "
 	// maxConsoleScan bounds how much of the serial log one check reads.
 	maxConsoleScan = 64 << 10
 	// maxConsoleMessage bounds the console excerpt in a failure message.
@@ -162,15 +166,17 @@ func pastRoot(text string) bool {
 	return false
 }
 
-// bootCheck watches a freshly started VM for up to Config.BootCheck: QEMU
-// exiting or a kernel panic on the console is a VM_BOOT_FAILED failure (a
-// QEMU still alive after a panic is killed); the console showing the kernel
-// past its root mount, the time running out or ctx ending is success.
+// bootCheck watches a freshly started VM for up to Config.BootCheck (up to
+// Config.BootWindow while the console shows a Linux kernel that has not yet
+// mounted its root): QEMU exiting or a kernel panic on the console is a
+// VM_BOOT_FAILED failure (a QEMU still alive after a panic is killed); the
+// console showing the kernel past its root mount, the time running out or
+// ctx ending is success.
 func (r *Runtime) bootCheck(ctx context.Context, rec *record, pid int) error {
 	sd := r.stateDir(rec.Name)
 	pf := filepath.Join(sd, pidFile)
-	deadline := time.NewTimer(r.cfg.BootCheck)
-	defer deadline.Stop()
+	began := time.Now()
+	limit := r.cfg.BootCheck
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -188,10 +194,16 @@ func (r *Runtime) bootCheck(ctx context.Context, rec *record, pid int) error {
 		if pastRoot(text) {
 			return nil
 		}
+		if time.Since(began) >= limit {
+			// A Linux kernel visibly on its way (a slow or busy host):
+			// wait for it to mount its root, up to the boot window.
+			if limit >= r.cfg.BootWindow || !strings.Contains(text, kernelBanner) {
+				return nil
+			}
+			limit = r.cfg.BootWindow
+		}
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-deadline.C:
 			return nil
 		case <-tick.C:
 		}
