@@ -35,7 +35,6 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Sentinel errors; the store wraps them with context.
@@ -429,76 +428,11 @@ func (s *Store) CommitPlacement(ctx context.Context, a *persysv1.Assignment, st 
 // the commit: the new mod revision of the assignment (and of the status),
 // to pass as assignmentRev next time.
 func (s *Store) CommitPlacementRev(ctx context.Context, a *persysv1.Assignment, st *persysv1.WorkloadStatus, workloadRev, assignmentRev int64) (int64, error) {
-	if a == nil {
-		return 0, fmt.Errorf("store: assignment: %w: nil", ErrInvalid)
-	}
-	if err := ValidateName("assignment name", a.GetName()); err != nil {
-		return 0, err
-	}
-	if a.GetUid() == "" {
-		return 0, fmt.Errorf("store: assignment %q uid: %w: empty", a.GetName(), ErrInvalid)
-	}
-	if err := ValidateName("assignment node_id", a.GetNodeId()); err != nil {
-		return 0, err
-	}
-	if err := validateRev("workloadRev", workloadRev); err != nil {
-		return 0, err
-	}
-	if assignmentRev < 0 {
-		return 0, fmt.Errorf("store: assignmentRev: %w: negative", ErrInvalid)
-	}
-	if st == nil {
-		st = &persysv1.WorkloadStatus{
-			Name:      a.GetName(),
-			Uid:       a.GetUid(),
-			State:     persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
-			NodeId:    a.GetNodeId(),
-			Revision:  a.GetRevision(),
-			UpdatedAt: a.GetPlacedAt(),
-		}
-		if st.UpdatedAt == nil {
-			st.UpdatedAt = timestamppb.Now()
-		}
-	}
-	if st.GetName() != a.GetName() {
-		return 0, fmt.Errorf("store: status name %q: %w: differs from assignment %q", st.GetName(), ErrInvalid, a.GetName())
-	}
-	if st.GetUid() != a.GetUid() {
-		return 0, fmt.Errorf("store: status uid %q: %w: differs from assignment uid %q", st.GetUid(), ErrInvalid, a.GetUid())
-	}
-	aval, err := marshal("assignment", a)
+	p, err := s.preparePlacement(a, st, workloadRev, assignmentRev)
 	if err != nil {
 		return 0, err
 	}
-	sval, err := marshal("status", st)
-	if err != nil {
-		return 0, err
-	}
-	name := a.GetName()
-	wkey, akey := s.workloadKey(name), s.assignmentKey(name)
-	resp, err := s.cli.Txn(ctx).
-		If(
-			clientv3.Compare(clientv3.ModRevision(wkey), "=", workloadRev),
-			clientv3.Compare(clientv3.ModRevision(akey), "=", assignmentRev),
-		).
-		Then(clientv3.OpPut(akey, aval), clientv3.OpPut(s.statusKey(name), sval)).
-		Else(clientv3.OpGet(wkey, clientv3.WithKeysOnly()), clientv3.OpGet(akey, clientv3.WithKeysOnly())).
-		Commit()
-	if err != nil {
-		return 0, fmt.Errorf("store: commit placement of %q on %q: %w", name, a.GetNodeId(), err)
-	}
-	if !resp.Succeeded {
-		var wrev, arev int64
-		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
-			wrev = kvs[0].ModRevision
-		}
-		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
-			arev = kvs[0].ModRevision
-		}
-		return 0, fmt.Errorf("store: commit placement of %q on %q: workload revision %d (expected %d), assignment revision %d (expected %d): %w",
-			name, a.GetNodeId(), wrev, workloadRev, arev, assignmentRev, ErrConflict)
-	}
-	return resp.Header.Revision, nil
+	return s.commitPlacement(ctx, p)
 }
 
 // DeleteAssignment removes the workload's assignment if its mod revision is

@@ -1,0 +1,308 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Group commit: many independent writes in one etcd transaction (one raft
+// round and one fsync instead of one each). Every write keeps its own
+// compares; the transaction's compares are their union. When the combined
+// transaction fails, the writes are committed one by one, so exactly the
+// conflicting ones get ErrConflict and each caller sees the result it would
+// have seen alone.
+const (
+	// MaxTxnOps is the number of operations one transaction may carry per
+	// branch: etcd's --max-txn-ops default.
+	MaxTxnOps = 128
+	// maxTxnBytes bounds the values of one combined transaction, below
+	// etcd's --max-request-bytes default (1.5 MiB).
+	maxTxnBytes = 1 << 20
+)
+
+// PlacementWrite is one CommitPlacementRev call for CommitPlacements.
+type PlacementWrite struct {
+	Assignment    *persysv1.Assignment
+	Status        *persysv1.WorkloadStatus
+	WorkloadRev   int64
+	AssignmentRev int64
+}
+
+// WriteResult is the outcome of one write of a group: the revision of its
+// commit, or the error CommitPlacementRev or PutStatusRev would have
+// returned for it alone.
+type WriteResult struct {
+	Rev int64
+	Err error
+}
+
+// placementTxn is a validated placement ready to commit.
+type placementTxn struct {
+	name       string
+	node       string
+	aval, sval string
+	wrev, arev int64
+}
+
+// preparePlacement validates a placement write and encodes its values.
+func (s *Store) preparePlacement(a *persysv1.Assignment, st *persysv1.WorkloadStatus, workloadRev, assignmentRev int64) (placementTxn, error) {
+	if a == nil {
+		return placementTxn{}, fmt.Errorf("store: assignment: %w: nil", ErrInvalid)
+	}
+	if err := ValidateName("assignment name", a.GetName()); err != nil {
+		return placementTxn{}, err
+	}
+	if a.GetUid() == "" {
+		return placementTxn{}, fmt.Errorf("store: assignment %q uid: %w: empty", a.GetName(), ErrInvalid)
+	}
+	if err := ValidateName("assignment node_id", a.GetNodeId()); err != nil {
+		return placementTxn{}, err
+	}
+	if err := validateRev("workloadRev", workloadRev); err != nil {
+		return placementTxn{}, err
+	}
+	if assignmentRev < 0 {
+		return placementTxn{}, fmt.Errorf("store: assignmentRev: %w: negative", ErrInvalid)
+	}
+	if st == nil {
+		st = &persysv1.WorkloadStatus{
+			Name:      a.GetName(),
+			Uid:       a.GetUid(),
+			State:     persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
+			NodeId:    a.GetNodeId(),
+			Revision:  a.GetRevision(),
+			UpdatedAt: a.GetPlacedAt(),
+		}
+		if st.UpdatedAt == nil {
+			st.UpdatedAt = timestamppb.Now()
+		}
+	}
+	if st.GetName() != a.GetName() {
+		return placementTxn{}, fmt.Errorf("store: status name %q: %w: differs from assignment %q", st.GetName(), ErrInvalid, a.GetName())
+	}
+	if st.GetUid() != a.GetUid() {
+		return placementTxn{}, fmt.Errorf("store: status uid %q: %w: differs from assignment uid %q", st.GetUid(), ErrInvalid, a.GetUid())
+	}
+	aval, err := marshal("assignment", a)
+	if err != nil {
+		return placementTxn{}, err
+	}
+	sval, err := marshal("status", st)
+	if err != nil {
+		return placementTxn{}, err
+	}
+	return placementTxn{name: a.GetName(), node: a.GetNodeId(), aval: aval, sval: sval, wrev: workloadRev, arev: assignmentRev}, nil
+}
+
+func (s *Store) placementCompares(p placementTxn) []clientv3.Cmp {
+	return []clientv3.Cmp{
+		clientv3.Compare(clientv3.ModRevision(s.workloadKey(p.name)), "=", p.wrev),
+		clientv3.Compare(clientv3.ModRevision(s.assignmentKey(p.name)), "=", p.arev),
+	}
+}
+
+func (s *Store) placementPuts(p placementTxn) []clientv3.Op {
+	return []clientv3.Op{clientv3.OpPut(s.assignmentKey(p.name), p.aval), clientv3.OpPut(s.statusKey(p.name), p.sval)}
+}
+
+// commitPlacement commits one prepared placement on its own.
+func (s *Store) commitPlacement(ctx context.Context, p placementTxn) (int64, error) {
+	wkey, akey := s.workloadKey(p.name), s.assignmentKey(p.name)
+	resp, err := s.cli.Txn(ctx).
+		If(s.placementCompares(p)...).
+		Then(s.placementPuts(p)...).
+		Else(clientv3.OpGet(wkey, clientv3.WithKeysOnly()), clientv3.OpGet(akey, clientv3.WithKeysOnly())).
+		Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: commit placement of %q on %q: %w", p.name, p.node, err)
+	}
+	if !resp.Succeeded {
+		var wrev, arev int64
+		if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			wrev = kvs[0].ModRevision
+		}
+		if kvs := resp.Responses[1].GetResponseRange().GetKvs(); len(kvs) > 0 {
+			arev = kvs[0].ModRevision
+		}
+		return 0, fmt.Errorf("store: commit placement of %q on %q: workload revision %d (expected %d), assignment revision %d (expected %d): %w",
+			p.name, p.node, wrev, p.wrev, arev, p.arev, ErrConflict)
+	}
+	return resp.Header.Revision, nil
+}
+
+// CommitPlacements commits many placements, each with CommitPlacementRev's
+// checks and compares, in as few transactions as etcd's limits allow
+// (MaxTxnOps, request size; one workload at most once per transaction). A
+// transaction whose compares fail is retried write by write, so results[i]
+// is what CommitPlacementRev would have returned for ws[i] alone.
+func (s *Store) CommitPlacements(ctx context.Context, ws []PlacementWrite) []WriteResult {
+	out := make([]WriteResult, len(ws))
+	ready := make([]placementTxn, 0, len(ws))
+	idx := make([]int, 0, len(ws))
+	for i, w := range ws {
+		p, err := s.preparePlacement(w.Assignment, w.Status, w.WorkloadRev, w.AssignmentRev)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		ready = append(ready, p)
+		idx = append(idx, i)
+	}
+	size := func(p placementTxn) int { return len(p.aval) + len(p.sval) + 2*len(s.statusKey(p.name)) }
+	for _, group := range groupWrites(ready, func(p placementTxn) string { return p.name }, size, MaxTxnOps/2) {
+		if len(group) == 1 {
+			rev, err := s.commitPlacement(ctx, ready[group[0]])
+			out[idx[group[0]]] = WriteResult{Rev: rev, Err: err}
+			continue
+		}
+		var cmps []clientv3.Cmp
+		var puts []clientv3.Op
+		for _, j := range group {
+			cmps = append(cmps, s.placementCompares(ready[j])...)
+			puts = append(puts, s.placementPuts(ready[j])...)
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+		switch {
+		case err != nil:
+			for _, j := range group {
+				out[idx[j]].Err = fmt.Errorf("store: commit placement of %q on %q: %w", ready[j].name, ready[j].node, err)
+			}
+		case resp.Succeeded:
+			for _, j := range group {
+				out[idx[j]].Rev = resp.Header.Revision
+			}
+		default:
+			// Some compare failed: find which, one by one.
+			for _, j := range group {
+				rev, err := s.commitPlacement(ctx, ready[j])
+				out[idx[j]] = WriteResult{Rev: rev, Err: err}
+			}
+		}
+	}
+	return out
+}
+
+// PutStatuses writes many statuses, each with PutStatusRev's rule (only
+// while its workload exists with the status's uid), in as few transactions
+// as etcd's limits allow: one read of the workloads, then one write whose
+// compares are each workload's create revision. A group whose compares fail
+// (a workload deleted or re-created between the read and the write) is
+// retried status by status, so results[i] is what PutStatusRev would have
+// returned for sts[i] alone.
+func (s *Store) PutStatuses(ctx context.Context, sts []*persysv1.WorkloadStatus) []WriteResult {
+	out := make([]WriteResult, len(sts))
+	type prepared struct {
+		st  *persysv1.WorkloadStatus
+		val string
+	}
+	ready := make([]prepared, 0, len(sts))
+	idx := make([]int, 0, len(sts))
+	for i, st := range sts {
+		if err := validateStatus(st); err != nil {
+			out[i].Err = err
+			continue
+		}
+		val, err := marshal("status", st)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		ready = append(ready, prepared{st: st, val: val})
+		idx = append(idx, i)
+	}
+	name := func(p prepared) string { return p.st.GetName() }
+	size := func(p prepared) int { return len(p.val) + 2*len(s.statusKey(p.st.GetName())) }
+	one := func(j int) {
+		rev, err := s.PutStatusRev(ctx, ready[j].st)
+		out[idx[j]] = WriteResult{Rev: rev, Err: err}
+	}
+	for _, group := range groupWrites(ready, name, size, MaxTxnOps) {
+		if len(group) == 1 {
+			one(group[0])
+			continue
+		}
+		gets := make([]clientv3.Op, 0, len(group))
+		for _, j := range group {
+			gets = append(gets, clientv3.OpGet(s.workloadKey(name(ready[j]))))
+		}
+		rresp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+		if err != nil {
+			for _, j := range group {
+				out[idx[j]].Err = fmt.Errorf("store: put status %q: read workload: %w", name(ready[j]), err)
+			}
+			continue
+		}
+		var cmps []clientv3.Cmp
+		var puts []clientv3.Op
+		var live []int
+		for k, j := range group {
+			st := ready[j].st
+			kvs := rresp.Responses[k].GetResponseRange().GetKvs()
+			if len(kvs) == 0 {
+				out[idx[j]].Err = fmt.Errorf("store: put status %q: workload: %w", st.GetName(), ErrNotFound)
+				continue
+			}
+			w := &persysv1.Workload{}
+			if err := proto.Unmarshal(kvs[0].Value, w); err != nil {
+				out[idx[j]].Err = fmt.Errorf("store: put status %q: decode workload: %w", st.GetName(), err)
+				continue
+			}
+			if w.GetUid() != st.GetUid() {
+				out[idx[j]].Err = fmt.Errorf("store: put status %q: workload uid %q is not %q: %w", st.GetName(), w.GetUid(), st.GetUid(), ErrNotFound)
+				continue
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.workloadKey(st.GetName())), "=", kvs[0].CreateRevision))
+			puts = append(puts, clientv3.OpPut(s.statusKey(st.GetName()), ready[j].val))
+			live = append(live, j)
+		}
+		if len(live) == 0 {
+			continue
+		}
+		wresp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+		switch {
+		case err != nil:
+			for _, j := range live {
+				out[idx[j]].Err = fmt.Errorf("store: put status %q: %w", name(ready[j]), err)
+			}
+		case wresp.Succeeded:
+			for _, j := range live {
+				out[idx[j]].Rev = wresp.Header.Revision
+			}
+		default:
+			for _, j := range live {
+				one(j)
+			}
+		}
+	}
+	return out
+}
+
+// groupWrites splits items, in order, into groups of at most maxPer items
+// and maxTxnBytes bytes, none holding one key twice (etcd refuses a
+// transaction that puts one key twice). It returns indexes into items.
+func groupWrites[T any](items []T, key func(T) string, size func(T) int, maxPer int) [][]int {
+	var groups [][]int
+	var cur []int
+	seen := map[string]bool{}
+	bytes := 0
+	for i, it := range items {
+		k, n := key(it), size(it)
+		if len(cur) > 0 && (len(cur) >= maxPer || bytes+n > maxTxnBytes || seen[k]) {
+			groups = append(groups, cur)
+			cur, bytes = nil, 0
+			clear(seen)
+		}
+		cur = append(cur, i)
+		seen[k] = true
+		bytes += n
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups
+}
