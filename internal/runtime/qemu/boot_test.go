@@ -109,11 +109,13 @@ func TestBootFailureClassification(t *testing.T) {
 	}
 }
 
-// TestBootFailure boots the test guest's kernel with an initrd that is not
-// an initramfs (random bytes): the kernel cannot mount a root and panics,
-// QEMU exits (panic=1 is appended, -no-reboot), and the VM ends FAILED with
-// VM_BOOT_FAILED naming the panic — from Apply itself or, when the guest is
-// slower than Apply's boot check, from Status.
+// TestBootFailure boots the test guest's kernel so that it cannot mount a
+// root and panics: with an initrd that is not an initramfs (random bytes;
+// panic=1 is appended and -no-reboot makes QEMU exit), with no initrd and
+// the user's own panic=1, and with panic=0 (the kernel halts, QEMU stays up
+// and the runtime must end it). Each ends FAILED with VM_BOOT_FAILED naming
+// the panic — from Apply itself or, when the guest is slower than Apply's
+// boot check, from Status — and leaves no QEMU behind a failed Apply.
 func TestBootFailure(t *testing.T) {
 	pool := guestPool(t)
 	junk := make([]byte, 256<<10)
@@ -125,39 +127,51 @@ func TestBootFailure(t *testing.T) {
 	}
 	r := newRuntime(t, t.TempDir(), map[string]string{"default": pool}, nil)
 	ctx := context.Background()
-	inst := vmInstance("broken", "uid-b", 1, persysv1.DesiredState_DESIRED_STATE_RUNNING, &persysv1.VMSpec{
-		Vcpus:       1,
-		MemoryBytes: 128 << 20,
-		KernelBoot:  &persysv1.VMKernelBoot{Pool: "default", Kernel: "vmlinuz", Initrd: "junk.img", Cmdline: "console=ttyS0"},
-	})
-	t.Cleanup(func() { _, _ = r.Delete(context.Background(), "broken", "") })
+	for _, tt := range []struct {
+		name   string
+		initrd string
+		cmd    string
+	}{
+		{"junk-initrd", "junk.img", "console=ttyS0"},
+		{"no-root", "", "console=ttyS0 panic=1"},
+		{"halts", "", "console=ttyS0 panic=0"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			inst := vmInstance(tt.name, "uid-"+tt.name, 1, persysv1.DesiredState_DESIRED_STATE_RUNNING, &persysv1.VMSpec{
+				Vcpus:       1,
+				MemoryBytes: 128 << 20,
+				KernelBoot:  &persysv1.VMKernelBoot{Pool: "default", Kernel: "vmlinuz", Initrd: tt.initrd, Cmdline: tt.cmd},
+			})
+			t.Cleanup(func() { _, _ = r.Delete(context.Background(), tt.name, "") })
 
-	st, _, err := r.Apply(ctx, inst)
-	if err != nil {
-		if reasonOf(t, err) != persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED || !strings.Contains(err.Error(), "Kernel panic") {
-			t.Fatalf("Apply: %v, want VM_BOOT_FAILED naming the kernel panic", err)
-		}
-	} else {
-		t.Logf("Apply returned %s before the guest panicked; Status must report it", st.GetState())
-	}
-	eventually(t, bootTimeout, "FAILED with VM_BOOT_FAILED", func() (bool, string) {
-		st, err := r.Status(ctx, "broken")
-		if err != nil {
-			return false, err.Error()
-		}
-		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED &&
-			st.GetReason() == persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED &&
-			strings.Contains(st.GetMessage(), "Unable to mount root fs"), st.String()
-	})
-	// QEMU is gone: the panicked guest does not linger.
-	eventually(t, 30*time.Second, "QEMU gone", func() (bool, string) {
-		ok, detail, err := r.Verify(ctx, "broken")
-		return err == nil && !ok, detail
-	})
-	if found, err := r.Delete(ctx, "broken", ""); err != nil || !found {
-		t.Fatalf("Delete = %v %v", found, err)
-	}
-	if _, err := os.Stat(r.stateDir("broken")); !os.IsNotExist(err) {
-		t.Errorf("state folder left after Delete: %v", err)
+			st, _, err := r.Apply(ctx, inst)
+			if err != nil {
+				if reasonOf(t, err) != persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED || !strings.Contains(err.Error(), "Kernel panic") {
+					t.Fatalf("Apply: %v, want VM_BOOT_FAILED naming the kernel panic", err)
+				}
+				// The panicked guest does not linger.
+				eventually(t, 30*time.Second, "QEMU gone", func() (bool, string) {
+					ok, detail, err := r.Verify(ctx, tt.name)
+					return err == nil && !ok, detail
+				})
+			} else {
+				t.Logf("Apply returned %s before the guest panicked; Status must report it", st.GetState())
+			}
+			eventually(t, bootTimeout, "FAILED with VM_BOOT_FAILED", func() (bool, string) {
+				st, err := r.Status(ctx, tt.name)
+				if err != nil {
+					return false, err.Error()
+				}
+				return st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED &&
+					st.GetReason() == persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED &&
+					strings.Contains(st.GetMessage(), "Unable to mount root fs"), st.String()
+			})
+			if found, err := r.Delete(ctx, tt.name, ""); err != nil || !found {
+				t.Fatalf("Delete = %v %v", found, err)
+			}
+			if _, err := os.Stat(r.stateDir(tt.name)); !os.IsNotExist(err) {
+				t.Errorf("state folder left after Delete: %v", err)
+			}
+		})
 	}
 }
