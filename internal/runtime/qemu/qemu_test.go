@@ -616,7 +616,7 @@ func TestArgsAndMAC(t *testing.T) {
 	}
 	joined := strings.Join(args, " ")
 	for _, want := range []string{
-		"-accel tcg", "-smp 2", "-m 512M", "-daemonize", "-pidfile /state/web/qemu.pid",
+		"-accel tcg,tb-size=64", "-smp 2", "-m 512M", "-daemonize", "-pidfile /state/web/qemu.pid",
 		"-qmp unix:/state/web/qmp.sock,server=on,wait=off",
 		"file,id=serial0,path=/state/web/serial.log,append=on",
 		"name=org.qemu.guest_agent.0",
