@@ -278,7 +278,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		st.Reason = persysv1.FailureReason_FAILURE_REASON_NODE_LOST
 		st.Message = fmt.Sprintf("node %s lost; rescheduled on %s", v.in.Node, dec.NodeID)
 	}
-	rev, err := s.store.CommitPlacementRev(ctx, a, st, v.rev, v.assignRv)
+	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
 	if err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			// Someone changed the workload or placed it meanwhile: the
@@ -644,7 +644,7 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 	s.mu.Unlock()
 
 	st.UpdatedAt = timestamppb.New(s.cfg.Now())
-	rev, err := s.store.PutStatusRev(ctx, st)
+	rev, err := s.putStatus(ctx, st)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 			s.log.Error("write status", "workload", name, "err", err)

@@ -121,6 +121,8 @@ type Scheduler struct {
 	tombstones map[string]tombstone
 	// snap caches the placement view; nil means rebuild.
 	snap *placementSnapshot
+	// batches group-commit placements and statuses (batch.go).
+	batches writeBatches
 	// orphanInflight de-duplicates orphan removals: node/name → true.
 	orphanInflight map[string]bool
 
