@@ -221,6 +221,11 @@ func (s *Scheduler) place(ctx context.Context, name string, v view, cause string
 }
 
 func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, previous string) bool {
+	// Choosing a node and holding it in the cached snapshot happen under
+	// placeMu, so that concurrent workers see each other's choices before
+	// they commit (optimistic reservation; released if the commit fails).
+	placeMu := &s.writes().placeMu
+	placeMu.Lock()
 	start := time.Now()
 	nodes := s.placementNodes()
 	spec := v.w.GetSpec()
@@ -234,6 +239,13 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	}
 	dec := placement.Place(nodes, req, s.cfg.Strategy)
 	s.metrics.placementDuration.Observe(time.Since(start).Seconds())
+	var held *placementSnapshot
+	if dec.Placed() {
+		s.mu.Lock()
+		held = s.holdLocked(name, dec.NodeID, req.Resources, req.Pools)
+		s.mu.Unlock()
+	}
+	placeMu.Unlock()
 	record := decisionProto(dec)
 	now := s.cfg.Now()
 
@@ -280,6 +292,9 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	}
 	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
 	if err != nil {
+		s.mu.Lock()
+		s.releaseLocked(held, name, dec.NodeID, req.Resources, req.Pools)
+		s.mu.Unlock()
 		if errors.Is(err, store.ErrConflict) {
 			// Someone changed the workload or placed it meanwhile: the
 			// watch brings the new state and queues the workload again.
@@ -292,14 +307,24 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		return false
 	}
 	s.mu.Lock()
-	if e := s.workloads[name]; e != nil && e.rev == v.rev {
-		if v.assign != nil {
+	if e := s.workloads[name]; e == nil {
+		s.invalidateLocked()
+	} else if e.assignRev >= rev || e.rev == v.rev {
+		switch {
+		case e.assignRev >= rev:
+			// The watch brought this assignment first and accounted for
+			// it (assignmentChangedLocked).
+		case v.assign != nil:
 			// A move: the old node is released when the move ends.
 			s.invalidateLocked()
-		} else {
-			s.reserveLocked(dec.NodeID, req.Resources, req.Pools)
+		case s.snap != nil && s.snap != held:
+			// Rebuilt meanwhile from the assignments, without this one.
+			s.holdLocked(name, dec.NodeID, req.Resources, req.Pools)
 		}
-		e.assignment, e.assignRev, e.pending, e.moveBlocked = a, rev, nil, ""
+		if rev > e.assignRev {
+			e.assignment, e.assignRev = a, rev
+		}
+		e.pending, e.moveBlocked = nil, ""
 		if rev > e.statusRev {
 			e.status, e.statusRev = st, rev
 		}
@@ -339,34 +364,79 @@ func (s *Scheduler) placementNodes() []placement.Node {
 
 // placementSnapshot caches the placement view between changes, so that a
 // burst of placements does not walk every workload for each one. Every
-// change to nodes, assignments or specs drops it (invalidateLocked); a
-// placement this scheduler commits updates it in place.
+// change to nodes, assignments or specs made elsewhere drops it
+// (invalidateLocked); a placement this scheduler chooses holds its node in
+// it before the commit (holdLocked) and gives it back if the commit fails
+// (releaseLocked).
 type placementSnapshot struct {
 	nodes []placement.Node
 	index map[string]int
+	// held maps the workloads placed into this snapshot since it was built
+	// to their node.
+	held map[string]string
 }
 
 // invalidateLocked drops the cached placement snapshot. Callers hold mu.
 func (s *Scheduler) invalidateLocked() { s.snap = nil }
 
-// reserveLocked adds a committed placement to the cached snapshot.
+// holdLocked adds a placement of name on nodeID to the cached snapshot,
+// building it first if needed, and returns the snapshot it went into.
 // Callers hold mu.
-func (s *Scheduler) reserveLocked(nodeID string, r model.Resources, pools []placement.PoolDemand) {
+func (s *Scheduler) holdLocked(name, nodeID string, r model.Resources, pools []placement.PoolDemand) *placementSnapshot {
 	if s.snap == nil {
+		s.snap = s.buildSnapshotLocked()
+	}
+	if s.snap.held[name] == nodeID {
+		return s.snap
+	}
+	if prev, ok := s.snap.held[name]; ok {
+		s.snap.adjust(prev, r, pools, -1)
+	}
+	s.snap.adjust(nodeID, r, pools, 1)
+	s.snap.held[name] = nodeID
+	return s.snap
+}
+
+// releaseLocked undoes holdLocked after a failed commit, if snap is still
+// the cached snapshot. Callers hold mu.
+func (s *Scheduler) releaseLocked(snap *placementSnapshot, name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
+	if snap == nil || s.snap != snap || snap.held[name] != nodeID {
 		return
 	}
-	if i, ok := s.snap.index[nodeID]; ok {
-		n := &s.snap.nodes[i]
+	snap.adjust(nodeID, r, pools, -1)
+	delete(snap.held, name)
+}
+
+// assignmentChangedLocked accounts for an assignment the watch brought: one
+// this scheduler already holds in the snapshot changes nothing; any other
+// drops the snapshot. Callers hold mu.
+func (s *Scheduler) assignmentChangedLocked(name string, a *persysv1.Assignment) {
+	if s.snap != nil && a.GetPreviousNodeId() == "" && a.GetNodeId() != "" && s.snap.held[name] == a.GetNodeId() {
+		return
+	}
+	s.invalidateLocked()
+}
+
+// adjust adds (sign 1) or removes (sign -1) a workload's demand on a node.
+func (p *placementSnapshot) adjust(nodeID string, r model.Resources, pools []placement.PoolDemand, sign int64) {
+	i, ok := p.index[nodeID]
+	if !ok {
+		return
+	}
+	n := &p.nodes[i]
+	if sign > 0 {
 		n.Allocated = n.Allocated.Add(r)
-		if len(pools) > 0 {
-			// The pools slice is shared with earlier copies of the
-			// snapshot handed to placements: copy before writing.
-			n.Pools = slices.Clone(n.Pools)
-			for _, pd := range pools {
-				for j := range n.Pools {
-					if n.Pools[j].Name == pd.Name {
-						n.Pools[j].Allocated += pd.Bytes
-					}
+	} else {
+		n.Allocated = n.Allocated.Sub(r)
+	}
+	if len(pools) > 0 {
+		// The pools slice is shared with earlier copies of the snapshot
+		// handed to placements: copy before writing.
+		n.Pools = slices.Clone(n.Pools)
+		for _, pd := range pools {
+			for j := range n.Pools {
+				if n.Pools[j].Name == pd.Name {
+					n.Pools[j].Allocated += sign * pd.Bytes
 				}
 			}
 		}
@@ -439,7 +509,7 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	snap := &placementSnapshot{nodes: out, index: make(map[string]int, len(out))}
+	snap := &placementSnapshot{nodes: out, index: make(map[string]int, len(out)), held: map[string]string{}}
 	for i, n := range out {
 		snap.index[n.ID] = i
 	}

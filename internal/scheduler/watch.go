@@ -85,7 +85,7 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 				}
 			} else if c.ModRevision > e.assignRev {
 				e.assignment, e.assignRev = c.Assignment, c.ModRevision
-				s.invalidateLocked()
+				s.assignmentChangedLocked(c.Key, c.Assignment)
 			}
 			s.notifyLocked(c.Key)
 		}
