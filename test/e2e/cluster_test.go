@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -345,13 +347,33 @@ func (c *cluster) containers(name string) []container.Summary {
 }
 
 func (c *cluster) removeContainers() {
-	list, err := c.docker.ContainerList(context.Background(), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", "persys.managed=true"), filters.Arg("label", "e2e.cluster="+c.nodeID))})
-	if err != nil {
-		return
+	// Whatever the test left on its node: containers (compose ones too),
+	// compose networks and QEMU processes, even when the test failed
+	// before it deleted its workloads.
+	ctx := context.Background()
+	list, err := c.docker.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", "persys.managed=true"), filters.Arg("label", "persys.node="+c.nodeID))})
+	if err == nil {
+		for _, ct := range list {
+			_ = c.docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+		}
 	}
-	for _, ct := range list {
-		_ = c.docker.ContainerRemove(context.Background(), ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if nets, err := c.docker.NetworkList(ctx, network.ListOptions{}); err == nil {
+		for _, n := range nets {
+			if strings.HasSuffix(n.Labels["com.docker.compose.project"], "-"+c.nodeID) {
+				_ = c.docker.NetworkRemove(ctx, n.ID)
+			}
+		}
+	}
+	pidfiles, _ := filepath.Glob(filepath.Join(c.dir, "agent", "vms", "*", "qemu.pid"))
+	for _, f := range pidfiles {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 	}
 }
 
