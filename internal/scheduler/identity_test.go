@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -497,11 +498,24 @@ func TestRotationUnderLoad(t *testing.T) {
 	long := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS("")))
 	var calls, failures int
 	var firstErr error
+	// The load: the agent's heartbeats and an admin's apply loop (a new
+	// revision each time) against the scheduler whose certificate rotates
+	// too.
+	applies := 0
 	call := func(c persysv1.ControlServiceClient) {
 		calls++
 		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer ccancel()
-		if _, err := c.Heartbeat(cctx, &persysv1.HeartbeatRequest{NodeId: "rotating"}); err != nil {
+		_, err := c.Heartbeat(cctx, &persysv1.HeartbeatRequest{NodeId: "rotating"})
+		if err == nil {
+			applies++
+			_, err = e.admin.ApplyWorkload(cctx, &persysv1.ApplyRequest{Name: "under-rotation", Spec: &persysv1.WorkloadSpec{
+				Type:         persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER,
+				DesiredState: persysv1.DesiredState_DESIRED_STATE_RUNNING,
+				Container:    &persysv1.ContainerSpec{Image: "sim/app:1", Env: map[string]string{"N": strconv.Itoa(applies)}},
+			}})
+		}
+		if err != nil {
 			failures++
 			if firstErr == nil {
 				firstErr = err
@@ -539,7 +553,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	if failures != 0 {
 		t.Fatalf("%d of %d calls failed during rotation; first: %v", failures, calls, firstErr)
 	}
-	t.Logf("%d calls, agent serial %s → %s, scheduler serial %s → %s", calls, agentSerial0, h.Leaf().SerialNumber.Text(16),
+	t.Logf("%d calls (%d applies), agent serial %s → %s, scheduler serial %s → %s", calls, applies, agentSerial0, h.Leaf().SerialNumber.Text(16),
 		schedSerial0, e.holder.Leaf().SerialNumber.Text(16))
 }
 
