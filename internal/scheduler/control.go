@@ -455,8 +455,11 @@ func (s *Scheduler) cacheWorkload(w *persysv1.Workload, rev int64) {
 		s.mu.Unlock()
 		return
 	}
-	s.invalidateLocked()
 	e := s.workloads[w.GetName()]
+	if e != nil && e.assignment != nil {
+		// Only an assigned workload counts in the placement snapshot.
+		s.invalidateLocked()
+	}
 	if e == nil {
 		e = &workloadEntry{}
 		s.workloads[w.GetName()] = e
