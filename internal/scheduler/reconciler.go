@@ -292,9 +292,11 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	}
 	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
 	if err != nil {
+		placeMu.Lock()
 		s.mu.Lock()
 		s.releaseLocked(held, name, dec.NodeID, req.Resources, req.Pools)
 		s.mu.Unlock()
+		placeMu.Unlock()
 		if errors.Is(err, store.ErrConflict) {
 			// Someone changed the workload or placed it meanwhile: the
 			// watch brings the new state and queues the workload again.
@@ -306,6 +308,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		s.queue.AddAfter(name, time.Second)
 		return false
 	}
+	placeMu.Lock()
 	s.mu.Lock()
 	if e := s.workloads[name]; e == nil {
 		s.invalidateLocked()
@@ -331,6 +334,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		s.notifyLocked(name)
 	}
 	s.mu.Unlock()
+	placeMu.Unlock()
 	s.metrics.placements.Inc()
 	s.log.Info("placed", "workload", name, "node", dec.NodeID, "revision", v.w.GetRevision(), "cause", cause,
 		"previous", previous, "feasible", dec.Feasible, "total", dec.Total)
@@ -347,19 +351,17 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	return true
 }
 
-// placementNodes builds the placement snapshot: every node with what its
-// assigned workloads request.
+// placementNodes returns the placement snapshot: every node with what its
+// assigned workloads request. Callers hold placeMu, and use the nodes
+// before they release it: a snapshot's nodes only change under placeMu
+// (holdLocked, releaseLocked), while others only replace s.snap.
 func (s *Scheduler) placementNodes() []placement.Node {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.snap == nil {
 		s.snap = s.buildSnapshotLocked()
 	}
-	// A copy: placement runs outside the lock while commits update the
-	// cached snapshot.
-	out := make([]placement.Node, len(s.snap.nodes))
-	copy(out, s.snap.nodes)
-	return out
+	return s.snap.nodes
 }
 
 // placementSnapshot caches the placement view between changes, so that a
@@ -381,7 +383,7 @@ func (s *Scheduler) invalidateLocked() { s.snap = nil }
 
 // holdLocked adds a placement of name on nodeID to the cached snapshot,
 // building it first if needed, and returns the snapshot it went into.
-// Callers hold mu.
+// Callers hold placeMu and mu.
 func (s *Scheduler) holdLocked(name, nodeID string, r model.Resources, pools []placement.PoolDemand) *placementSnapshot {
 	if s.snap == nil {
 		s.snap = s.buildSnapshotLocked()
@@ -398,7 +400,7 @@ func (s *Scheduler) holdLocked(name, nodeID string, r model.Resources, pools []p
 }
 
 // releaseLocked undoes holdLocked after a failed commit, if snap is still
-// the cached snapshot. Callers hold mu.
+// the cached snapshot. Callers hold placeMu and mu.
 func (s *Scheduler) releaseLocked(snap *placementSnapshot, name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
 	if snap == nil || s.snap != snap || snap.held[name] != nodeID {
 		return
