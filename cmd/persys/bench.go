@@ -116,7 +116,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.DurationVar(&o.Cluster.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "agent heartbeat interval")
 	f.DurationVar(&o.Cluster.LeaseTTL, "lease-ttl", 0, "scheduler node lease TTL (0: scheduler default 10s)")
 	f.DurationVar(&o.Cluster.RescheduleGrace, "grace", 0, "scheduler reschedule grace after a node is lost (0: scheduler default 10s)")
-	f.IntVar(&o.Cluster.Workers, "workers", 0, "scheduler reconcile workers (0: scheduler default 8)")
+	f.IntVar(&o.Cluster.Workers, "workers", 0, "scheduler reconcile workers (0: scheduler default 32)")
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")
 	f.BoolVar(&o.Cluster.EtcdNoFsync, "etcd-no-fsync", false, "turn etcd's fsync off (unsafe; shows what the disk costs)")
 	f.IntVar(&o.Cluster.CertConcurrency, "cert-concurrency", 0, "concurrent certificate issuers (0: 2 per CPU)")

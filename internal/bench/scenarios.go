@@ -29,7 +29,7 @@ const (
 const (
 	schedulerLeaseTTL = 10 * time.Second
 	schedulerGrace    = 10 * time.Second
-	schedulerWorkers  = 8
+	schedulerWorkers  = 32
 )
 
 // Options configure one scenario run.

@@ -53,7 +53,9 @@ type Config struct {
 	// Election, when set, makes this scheduler one of several replicas: it
 	// serves only while it leads. Nil: it always leads (one scheduler).
 	Election *ElectionConfig
-	// Workers is the number of reconcile workers (default 8).
+	// Workers is the number of reconcile workers (default 32: a worker
+	// mostly waits on etcd and agent round trips, which the group commit
+	// shares between workers).
 	Workers int
 	// Now is the clock (default time.Now); tests may pass their own.
 	Now func() time.Time
@@ -91,7 +93,7 @@ func (c *Config) defaults() {
 		c.RescheduleGrace = 10 * time.Second
 	}
 	if c.Workers <= 0 {
-		c.Workers = 8
+		c.Workers = 32
 	}
 	if c.Now == nil {
 		c.Now = time.Now
