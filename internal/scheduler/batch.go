@@ -30,8 +30,10 @@ type batcher[W, R any] struct {
 }
 
 type batchCall[W, R any] struct {
-	w W
-	r R
+	ctx context.Context
+	w   W
+	r   R
+	err error
 	// wake receives one signal: the result is in (done) or this call
 	// became the flusher (lead).
 	wake chan struct{}
@@ -46,7 +48,7 @@ func newBatcher[W, R any](max int, timeout time.Duration, commit func(ctx contex
 // do commits w with whatever else is queued and returns its result. It
 // returns ctx's error only when ctx ends before w was taken into a commit.
 func (b *batcher[W, R]) do(ctx context.Context, w W) (R, error) {
-	c := &batchCall[W, R]{w: w, wake: make(chan struct{}, 1)}
+	c := &batchCall[W, R]{ctx: ctx, w: w, wake: make(chan struct{}, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, c)
 	if !b.leading {
@@ -54,7 +56,7 @@ func (b *batcher[W, R]) do(ctx context.Context, w W) (R, error) {
 		c.lead = true
 		b.mu.Unlock()
 		b.flush(ctx)
-		return c.r, nil
+		return c.r, c.err
 	}
 	b.mu.Unlock()
 	select {
@@ -82,7 +84,7 @@ func (b *batcher[W, R]) do(ctx context.Context, w W) (R, error) {
 	if lead {
 		b.flush(ctx)
 	}
-	return c.r, nil
+	return c.r, c.err
 }
 
 // flush commits one batch from the head of the queue (the caller's own call
@@ -94,17 +96,27 @@ func (b *batcher[W, R]) flush(ctx context.Context) {
 	b.queue = b.queue[n:]
 	b.mu.Unlock()
 
-	ws := make([]W, len(batch))
-	for i, c := range batch {
-		ws[i] = c.w
+	// A write whose caller gave up before the commit is not made.
+	ws := make([]W, 0, len(batch))
+	live := make([]*batchCall[W, R], 0, len(batch))
+	for _, c := range batch {
+		if c.err = c.ctx.Err(); c.err == nil {
+			ws = append(ws, c.w)
+			live = append(live, c)
+		}
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
-	rs := b.commit(cctx, ws)
-	cancel()
+	if len(ws) > 0 {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+		rs := b.commit(cctx, ws)
+		cancel()
+		for i, c := range live {
+			c.r = rs[i]
+		}
+	}
 
 	b.mu.Lock()
-	for i, c := range batch {
-		c.r, c.done = rs[i], true
+	for _, c := range batch {
+		c.done = true
 	}
 	var next *batchCall[W, R]
 	if len(b.queue) > 0 {

@@ -141,3 +141,22 @@ func TestBatcherIdleWriteIsFlushedAtOnce(t *testing.T) {
 		t.Errorf("%d commits for 3 sequential writes, want 3", calls)
 	}
 }
+
+func TestBatcherSkipsWritesOfCallersThatGaveUp(t *testing.T) {
+	var committed []int
+	b := newBatcher(8, time.Minute, func(_ context.Context, ws []int) []error {
+		committed = append(committed, ws...)
+		return make([]error, len(ws))
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.do(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("write of a cancelled caller: %v", err)
+	}
+	if _, err := b.do(context.Background(), 2); err != nil {
+		t.Fatalf("next write: %v", err)
+	}
+	if fmt.Sprint(committed) != "[2]" {
+		t.Errorf("committed %v, want [2]", committed)
+	}
+}
