@@ -212,6 +212,11 @@ func TestScenarios(t *testing.T) {
 				if r.NotRunning != 0 || r.Duplicates != 0 {
 					t.Fatalf("throughput: %+v", r)
 				}
+				// Equal nodes, equal workloads, spread: concurrent workers
+				// see each other's choices, so none piles onto one node.
+				if r.PerNodeMin != r.PerNodeMax {
+					t.Fatalf("throughput: %d to %d workloads per node, want an even spread", r.PerNodeMin, r.PerNodeMax)
+				}
 			case NodeLossResult:
 				if r.Duplicates != 0 || r.MaxDuplicates != 0 || r.Recovered != r.Affected {
 					t.Fatalf("node-loss: %+v", r)

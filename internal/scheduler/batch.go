@@ -148,6 +148,9 @@ type writeBatches struct {
 	// placeMu serializes choosing a node and reserving it in the cached
 	// snapshot, so that concurrent workers see each other's choices.
 	placeMu sync.Mutex
+	// inflight holds the placements chosen and not yet committed, by
+	// workload name. Guarded by placeMu and Scheduler.mu.
+	inflight map[string]heldPlacement
 }
 
 func (s *Scheduler) writes() *writeBatches {
@@ -155,6 +158,7 @@ func (s *Scheduler) writes() *writeBatches {
 	b.once.Do(func() {
 		b.placement = newBatcher(batchMax, 30*time.Second, s.store.CommitPlacements)
 		b.status = newBatcher(batchMax, 30*time.Second, s.store.PutStatuses)
+		b.inflight = map[string]heldPlacement{}
 	})
 	return b
 }

@@ -109,6 +109,7 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 		return false
 	}
 	plan := reconcile.Decide(v.in)
+	s.failedAfterReach(ctx, name, v, plan)
 	switch plan.Action {
 	case reconcile.Place:
 		return s.place(ctx, name, v, "new")
@@ -131,7 +132,7 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 			s.queue.AddAfter(name, plan.Requeue)
 		}
 		if plan.Action == reconcile.Nothing {
-			s.resetAttempts(name)
+			s.settle(name)
 		}
 	}
 	return false
@@ -239,10 +240,10 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	}
 	dec := placement.Place(nodes, req, s.cfg.Strategy)
 	s.metrics.placementDuration.Observe(time.Since(start).Seconds())
-	var held *placementSnapshot
 	if dec.Placed() {
 		s.mu.Lock()
-		held = s.holdLocked(name, dec.NodeID, req.Resources, req.Pools)
+		s.holdLocked(name, dec.NodeID, req.Resources, req.Pools)
+		s.batches.inflight[name] = heldPlacement{node: dec.NodeID, res: req.Resources, pools: req.Pools}
 		s.mu.Unlock()
 	}
 	placeMu.Unlock()
@@ -294,7 +295,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	if err != nil {
 		placeMu.Lock()
 		s.mu.Lock()
-		s.releaseLocked(held, name, dec.NodeID, req.Resources, req.Pools)
+		s.releaseLocked(name, dec.NodeID, req.Resources, req.Pools)
 		s.mu.Unlock()
 		placeMu.Unlock()
 		if errors.Is(err, store.ErrConflict) {
@@ -310,6 +311,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	}
 	placeMu.Lock()
 	s.mu.Lock()
+	delete(s.batches.inflight, name)
 	if e := s.workloads[name]; e == nil {
 		s.invalidateLocked()
 	} else if e.assignRev >= rev || e.rev == v.rev {
@@ -320,9 +322,6 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		case v.assign != nil:
 			// A move: the old node is released when the move ends.
 			s.invalidateLocked()
-		case s.snap != nil && s.snap != held:
-			// Rebuilt meanwhile from the assignments, without this one.
-			s.holdLocked(name, dec.NodeID, req.Resources, req.Pools)
 		}
 		if rev > e.assignRev {
 			e.assignment, e.assignRev = a, rev
@@ -381,32 +380,40 @@ type placementSnapshot struct {
 // invalidateLocked drops the cached placement snapshot. Callers hold mu.
 func (s *Scheduler) invalidateLocked() { s.snap = nil }
 
+// heldPlacement is a placement chosen and not yet committed: a rebuilt
+// snapshot holds it again (buildSnapshotLocked).
+type heldPlacement struct {
+	node  string
+	res   model.Resources
+	pools []placement.PoolDemand
+}
+
 // holdLocked adds a placement of name on nodeID to the cached snapshot,
-// building it first if needed, and returns the snapshot it went into.
-// Callers hold placeMu and mu.
-func (s *Scheduler) holdLocked(name, nodeID string, r model.Resources, pools []placement.PoolDemand) *placementSnapshot {
+// building it first if needed. Callers hold placeMu and mu.
+func (s *Scheduler) holdLocked(name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
 	if s.snap == nil {
 		s.snap = s.buildSnapshotLocked()
 	}
-	if s.snap.held[name] == nodeID {
-		return s.snap
-	}
-	if prev, ok := s.snap.held[name]; ok {
-		s.snap.adjust(prev, r, pools, -1)
-	}
-	s.snap.adjust(nodeID, r, pools, 1)
-	s.snap.held[name] = nodeID
-	return s.snap
+	s.snap.hold(name, nodeID, r, pools)
 }
 
-// releaseLocked undoes holdLocked after a failed commit, if snap is still
-// the cached snapshot. Callers hold placeMu and mu.
-func (s *Scheduler) releaseLocked(snap *placementSnapshot, name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
-	if snap == nil || s.snap != snap || snap.held[name] != nodeID {
+func (p *placementSnapshot) hold(name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
+	if p.held[name] == nodeID {
 		return
 	}
-	snap.adjust(nodeID, r, pools, -1)
-	delete(snap.held, name)
+	p.adjust(nodeID, r, pools, 1)
+	p.held[name] = nodeID
+}
+
+// releaseLocked undoes holdLocked after a failed commit and forgets the
+// placement in flight. Callers hold placeMu and mu.
+func (s *Scheduler) releaseLocked(name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
+	delete(s.batches.inflight, name)
+	if s.snap == nil || s.snap.held[name] != nodeID {
+		return
+	}
+	s.snap.adjust(nodeID, r, pools, -1)
+	delete(s.snap.held, name)
 }
 
 // assignmentChangedLocked accounts for an assignment the watch brought: one
@@ -515,6 +522,13 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 	for i, n := range out {
 		snap.index[n.ID] = i
 	}
+	// Placements chosen and not yet committed (or committed and not yet
+	// in the cache) count too.
+	for name, h := range s.batches.inflight {
+		if e := s.workloads[name]; e != nil && e.assignment.GetNodeId() != h.node {
+			snap.hold(name, h.node, h.res, h.pools)
+		}
+	}
 	return snap
 }
 
@@ -607,7 +621,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	s.log.Info("apply", "workload", name, "node", node, "revision", v.w.GetRevision(), "result", result,
 		"state", st.GetState().String(), "reason", st.GetReason().String(), "duration_ms", elapsed.Milliseconds())
 	if reached {
-		s.resetAttempts(name)
+		s.reachedState(name)
 	} else if st.GetState() != persysv1.ActualState_ACTUAL_STATE_CREATING {
 		st = proto.Clone(st).(*persysv1.WorkloadStatus)
 		s.recordAttempt(ctx, name, v, attempt, delay, st)
