@@ -19,10 +19,18 @@ import (
 // fenced (removed as an orphan when the node reports again), a draining
 // node's copy keeps running until the new one does.
 func (s *Scheduler) reschedule(ctx context.Context, name string, v view) bool {
+	var placed bool
 	if v.in.NodeReady {
-		return s.placeFrom(ctx, name, v, "drain", v.in.Node)
+		placed = s.placeFrom(ctx, name, v, "drain", v.in.Node)
+	} else {
+		placed = s.placeFrom(ctx, name, v, "node-lost", "")
 	}
-	return s.placeFrom(ctx, name, v, "node-lost", "")
+	if placed {
+		// A new node starts a new series of attempts: what failed on the
+		// old one says nothing about this one.
+		s.resetAttempts(name)
+	}
+	return placed
 }
 
 // removePrevious removes the old copy of a moved workload once the new one

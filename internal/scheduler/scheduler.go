@@ -50,6 +50,10 @@ type Config struct {
 	// RescheduleGrace is how long a node stays lost before its workloads
 	// are placed elsewhere (default 10s).
 	RescheduleGrace time.Duration
+	// StableAfter is how long a workload must stay in its desired state
+	// before its failed attempts are forgotten (default 30s), so one that
+	// starts and then fails again backs off instead of looping.
+	StableAfter time.Duration
 	// Election, when set, makes this scheduler one of several replicas: it
 	// serves only while it leads. Nil: it always leads (one scheduler).
 	Election *ElectionConfig
@@ -70,6 +74,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = 2 * time.Second
+	}
+	if c.StableAfter <= 0 {
+		c.StableAfter = 30 * time.Second
 	}
 	if c.LeaseTTL <= 0 {
 		c.LeaseTTL = 10 * time.Second
@@ -198,6 +205,10 @@ type workloadEntry struct {
 	lastReason      persysv1.FailureReason
 	lastMessage     string
 	retryStored     bool
+	// reachedAt is when an apply of the current attempt series last
+	// reached the desired state; the attempts reset only once it held for
+	// Config.StableAfter (crash-loop backoff).
+	reachedAt time.Time
 	// moveBlocked says why a drain could not move the workload.
 	moveBlocked string
 }

@@ -1,0 +1,70 @@
+package scheduler
+
+import (
+	"context"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/reconcile"
+)
+
+// Crash-loop backoff: an apply that reaches the desired state does not
+// forget the failed attempts before it at once. If the workload fails
+// again soon after (a container that exits, a guest that panics), the next
+// apply waits out the backoff and counts towards MaxAttempts, as any failed
+// attempt does; only a state that held for Config.StableAfter resets the
+// count.
+
+// reachedState notes that an apply of the workload reached its desired
+// state.
+func (s *Scheduler) reachedState(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.workloads[name]; e != nil {
+		e.reachedAt = s.cfg.Now()
+	}
+}
+
+// settle forgets the failed attempts of a workload that is in its desired
+// state once that held for StableAfter; before that it looks again when
+// the time is up.
+func (s *Scheduler) settle(name string) {
+	s.mu.Lock()
+	e := s.workloads[name]
+	var wait time.Duration
+	if e != nil && e.attempts > 0 && !e.reachedAt.IsZero() {
+		wait = s.cfg.StableAfter - s.cfg.Now().Sub(e.reachedAt)
+	}
+	s.mu.Unlock()
+	if wait > 0 {
+		s.queue.AddAfter(name, wait)
+		return
+	}
+	s.resetAttempts(name)
+}
+
+// failedAfterReach records, once, that a workload whose last apply reached
+// its desired state was then reported FAILED by its node: that apply was a
+// failed attempt after all (an event, the retry record, the reason the
+// retry engine shows), and the next one waits out its backoff.
+func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, plan reconcile.Plan) {
+	if plan.State != persysv1.ActualState_ACTUAL_STATE_FAILED {
+		return
+	}
+	s.mu.Lock()
+	e := s.workloads[name]
+	if e == nil || e.reachedAt.IsZero() || e.attempts == 0 {
+		s.mu.Unlock()
+		return
+	}
+	attempt := e.attempts
+	delay := e.nextAttemptAt.Sub(s.cfg.Now())
+	e.reachedAt = time.Time{}
+	s.mu.Unlock()
+	if delay < 0 {
+		delay = 0
+	}
+	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: plan.State, Reason: plan.Reason,
+		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
+	s.recordAttempt(ctx, name, v, attempt, delay, st)
+}
