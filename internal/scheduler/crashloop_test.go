@@ -1,8 +1,10 @@
 package scheduler_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
@@ -19,7 +21,18 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	spec.Container.RestartPolicy = "no"
 	c.apply(name, spec)
 
-	v := c.waitGaveUp(name)
+	// Three container starts and exits; slow on a loaded engine.
+	var v *persysv1.WorkloadView
+	waitFor(t, name+" to be FAILED for good", 3*time.Minute, func() (bool, string) {
+		var err error
+		v, err = c.get(name)
+		if err != nil {
+			return false, err.Error()
+		}
+		st := v.GetStatus()
+		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED && strings.HasPrefix(st.GetMessage(), "gave up after"),
+			fmt.Sprintf("%s/%s attempts %d: %s (events %q)", st.GetState(), st.GetReason(), st.GetAttempts(), st.GetMessage(), c.attemptMessages(name))
+	})
 	if st := v.GetStatus(); st.GetAttempts() != 3 || !strings.Contains(st.GetMessage(), "gave up after 3 attempts") {
 		t.Fatalf("status = %s/%s attempts %d: %s, want gave up after 3 attempts", st.GetState(), st.GetReason(), st.GetAttempts(), st.GetMessage())
 	}
