@@ -35,6 +35,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/registryauth"
 	"github.com/persys-dev/compute/internal/testutil/images"
+	"github.com/persys-dev/compute/internal/testutil/need"
 )
 
 // Binary is where Debian's docker-registry package installs the registry.
@@ -88,10 +89,7 @@ func (r *Registry) SecretWith(name, username, password string) *persysv1.SecretV
 func Start(t testing.TB) *Registry {
 	t.Helper()
 	if _, err := os.Stat(Binary); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("registry: %s missing (CI is set, so this fails; install docker-registry): %v", Binary, err)
-		}
-		t.Skipf("registry: %s missing: %v", Binary, err)
+		need.Missing(t, "registry: %s missing (scripts/install-deps.sh installs docker-registry): %v", Binary, err)
 	}
 	cli := images.DockerOrSkip(t)
 	t.Cleanup(func() { _ = cli.Close() })
