@@ -34,8 +34,8 @@ type PlacementWrite struct {
 }
 
 // WriteResult is the outcome of one write of a group: the revision of its
-// commit, or the error CommitPlacementRev or PutStatusRev would have
-// returned for it alone.
+// commit, or the error CommitPlacementRev, PutStatusRev or CreateWorkload
+// would have returned for it alone.
 type WriteResult struct {
 	Rev int64
 	Err error
@@ -305,4 +305,92 @@ func groupWrites[T any](items []T, key func(T) string, size func(T) int, maxPer 
 		groups = append(groups, cur)
 	}
 	return groups
+}
+
+// createTxn is a validated workload ready to create.
+type createTxn struct {
+	name, key, val string
+}
+
+// prepareCreate validates a workload for CreateWorkload and encodes it.
+func (s *Store) prepareCreate(w *persysv1.Workload) (createTxn, error) {
+	if err := validateWorkload(w); err != nil {
+		return createTxn{}, err
+	}
+	val, err := marshal("workload", w)
+	if err != nil {
+		return createTxn{}, err
+	}
+	return createTxn{name: w.GetName(), key: s.workloadKey(w.GetName()), val: val}, nil
+}
+
+func createCompare(c createTxn) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)
+}
+
+// commitCreate creates one prepared workload on its own.
+func (s *Store) commitCreate(ctx context.Context, c createTxn) (int64, error) {
+	resp, err := s.cli.Txn(ctx).If(createCompare(c)).Then(clientv3.OpPut(c.key, c.val)).Commit()
+	if err != nil {
+		return 0, fmt.Errorf("store: create workload %q: %w", c.name, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("store: create workload %q: %w", c.name, ErrExists)
+	}
+	return resp.Header.Revision, nil
+}
+
+// CreateWorkloads creates many workloads, each with CreateWorkload's checks
+// and compare (the key must be absent), in as few transactions as etcd's
+// limits allow. A transaction whose compares fail is retried write by
+// write, so results[i] is what CreateWorkload would have returned for ws[i]
+// alone. A name given twice is created once: the later copy lands in a
+// later transaction (groupWrites never puts one key twice in a group) and
+// gets ErrExists.
+func (s *Store) CreateWorkloads(ctx context.Context, ws []*persysv1.Workload) []WriteResult {
+	out := make([]WriteResult, len(ws))
+	ready := make([]createTxn, 0, len(ws))
+	idx := make([]int, 0, len(ws))
+	for i, w := range ws {
+		c, err := s.prepareCreate(w)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		ready = append(ready, c)
+		idx = append(idx, i)
+	}
+	name := func(c createTxn) string { return c.name }
+	size := func(c createTxn) int { return len(c.key) + len(c.val) }
+	for _, group := range groupWrites(ready, name, size, MaxTxnOps) {
+		if len(group) == 1 {
+			rev, err := s.commitCreate(ctx, ready[group[0]])
+			out[idx[group[0]]] = WriteResult{Rev: rev, Err: err}
+			continue
+		}
+		cmps := make([]clientv3.Cmp, 0, len(group))
+		puts := make([]clientv3.Op, 0, len(group))
+		for _, j := range group {
+			cmps = append(cmps, createCompare(ready[j]))
+			puts = append(puts, clientv3.OpPut(ready[j].key, ready[j].val))
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+		switch {
+		case err != nil:
+			for _, j := range group {
+				out[idx[j]].Err = fmt.Errorf("store: create workload %q: %w", ready[j].name, err)
+			}
+		case resp.Succeeded:
+			for _, j := range group {
+				out[idx[j]].Rev = resp.Header.Revision
+			}
+		default:
+			// Some workload exists already: find which, one by one.
+			for _, j := range group {
+				rev, err := s.commitCreate(ctx, ready[j])
+				out[idx[j]] = WriteResult{Rev: rev, Err: err}
+			}
+		}
+	}
+	return out
 }

@@ -234,25 +234,11 @@ func validateWorkload(w *persysv1.Workload) error {
 // CreateWorkload stores a new workload and returns its mod revision;
 // ErrExists when a workload of that name is present.
 func (s *Store) CreateWorkload(ctx context.Context, w *persysv1.Workload) (int64, error) {
-	if err := validateWorkload(w); err != nil {
-		return 0, err
-	}
-	val, err := marshal("workload", w)
+	c, err := s.prepareCreate(w)
 	if err != nil {
 		return 0, err
 	}
-	key := s.workloadKey(w.GetName())
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, val)).
-		Commit()
-	if err != nil {
-		return 0, fmt.Errorf("store: create workload %q: %w", w.GetName(), err)
-	}
-	if !resp.Succeeded {
-		return 0, fmt.Errorf("store: create workload %q: %w", w.GetName(), ErrExists)
-	}
-	return resp.Header.Revision, nil
+	return s.commitCreate(ctx, c)
 }
 
 // UpdateWorkload replaces the workload if its mod revision is still
