@@ -12,7 +12,10 @@
 // Place is written to run over 10,000 nodes per decision: it allocates
 // nothing per feasible node, and rejections carry only structured fields.
 // The human-readable text of a rejection is built on demand by
-// Rejection.Detail, never inside Place.
+// Rejection.Detail, never inside Place. Above FullScanNodes nodes it stops
+// after scoring SampleSize feasible nodes, so that the cost of a decision
+// stops growing with the cluster; a Sampler rotates where those scans
+// start.
 package placement
 
 import (
@@ -305,9 +308,23 @@ type Decision struct {
 	NodeID string
 	// Score is the chosen node's score in [0, 1] (higher is better).
 	Score float64
-	// Feasible counts the nodes that passed every filter; Total counts all.
+	// Feasible counts the nodes found to pass every filter among the
+	// Scanned ones; Total counts all the nodes given. Without a sample
+	// (Sampled false) every node was scanned, so Feasible is the cluster's
+	// count; with one it is SampleSize. Scanned-Feasible nodes were
+	// rejected.
 	Feasible, Total int
+	// Scanned counts the nodes the filters ran on: Total, unless Sampled.
+	Scanned int
+	// Sampled reports that the scan stopped early, after SampleSize
+	// feasible nodes (Scanned < Total): NodeID is the best of those, not
+	// necessarily of the whole cluster. A decision that places nothing is
+	// never sampled.
+	Sampled bool
 	// Rejections has one entry per filtered-out node, sorted by NodeID.
+	// Above FullScanNodes nodes only a decision that places nothing lists
+	// them (then every node); a placed one lists none, so that its cost
+	// does not grow with the cluster.
 	Rejections []Rejection
 	// Strategy is the strategy that scored the nodes.
 	Strategy Strategy
@@ -318,6 +335,19 @@ func (d Decision) Placed() bool { return d.Feasible > 0 }
 
 // label is one node selector entry.
 type label struct{ key, value string }
+
+// FullScanNodes is the largest cluster that Place scans in full. At
+// 1,024 nodes a full scan costs about 0.1 ms; at 10,000 it costs close to
+// a millisecond, more than the scheduler, which places one workload at a
+// time, can spend per placement.
+const FullScanNodes = 1024
+
+// SampleSize is how many feasible nodes a scan of a cluster larger than
+// FullScanNodes scores before it stops. It does not grow with the cluster,
+// so neither does the cost of a placement (15-25 µs); a quarter of the
+// smallest sampled cluster and 2.5% of 10,000 nodes is still a wide
+// choice, and a Sampler's rotating start visits every node in turn.
+const SampleSize = 256
 
 // Place filters the nodes and scores the feasible ones. The filters run in
 // this order and the first one that fails is the node's recorded reason:
@@ -333,16 +363,79 @@ type label struct{ key, value string }
 // scores are broken by the lexicographically smallest node ID. A strategy
 // other than BinPack scores as Spread.
 //
-// Cost: one pass over the nodes with no allocation per node; the only heap
-// allocations are the Rejections slice, grown by append so that nothing is
-// reserved for nodes that pass, and the sorted selector when it has more
-// than 8 labels. Rejections are sorted only when the input was not already
-// in ID order.
+// Up to FullScanNodes nodes Place scans and scores every node. Above that
+// it samples: it scans from a start node derived from the workload name,
+// wrapping around, and stops once SampleSize nodes passed the filters,
+// choosing the best of them (equal scores: the first scanned). Every node
+// it returns passed every filter; a cluster with fewer feasible nodes than
+// SampleSize is scanned in full, and a decision that places nothing lists
+// every node's rejection, as a full scan does. Use a Sampler to rotate the
+// start instead, which spreads evenly where a fixed per-workload start
+// only spreads evenly on average.
+//
+// Cost: one pass over the scanned nodes with no allocation per node. Up to
+// FullScanNodes the only heap allocations are the Rejections slice, grown
+// by append so that nothing is reserved for nodes that pass, and the
+// sorted selector when it has more than 8 labels; Rejections are sorted
+// only when the input was not already in ID order. Above it a placed
+// decision allocates nothing (but a large selector), and one that places
+// nothing walks the nodes a second time to build its Rejections in a
+// single allocation.
 func Place(nodes []Node, req Request, strategy Strategy) Decision {
+	d, _ := place(nodes, &req, strategy, startOf(req.Workload, len(nodes)))
+	return d
+}
+
+// Sampler places like Place but rotates where a sampled scan starts, in
+// the spirit of kube-scheduler's rotating start index: a Spread scan starts
+// just after the node it chose last, so that equal nodes are taken in turn
+// and a run of placements over them stays even (k placements on each of n
+// nodes after k*n placements); a BinPack scan starts at the node it chose
+// last, so that it keeps filling that node while it fits. Clusters of up to FullScanNodes are
+// scanned in full, exactly as by Place, whatever the cursor.
+//
+// The zero value starts at the first node. A Sampler holds no reference to
+// the nodes; it is not safe for concurrent use, so callers serialize it
+// (the scheduler with the lock it already holds around placement). Its
+// cursor is an index into the node slice, so it works best when the
+// slice's order is stable between calls (sorted by ID, for example).
+type Sampler struct {
+	// Next is the index of the node where the next sampled scan starts,
+	// taken modulo the number of nodes. Set it to make a test repeatable.
+	Next int
+}
+
+// Place places req over nodes and moves the cursor past the choice. A
+// decision that places nothing leaves the cursor where it was.
+func (s *Sampler) Place(nodes []Node, req Request, strategy Strategy) Decision {
+	d, next := place(nodes, &req, strategy, s.Next)
+	s.Next = next
+	return d
+}
+
+// startOf derives a sampled scan's start from the workload name (FNV-1a),
+// so that Place stays a pure function and different workloads look at
+// different parts of a large cluster.
+func startOf(workload string, n int) int {
+	if n <= FullScanNodes {
+		return 0
+	}
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(workload); i++ {
+		h ^= uint64(workload[i])
+		h *= 1099511628211
+	}
+	return int(h % uint64(n))
+}
+
+// place is Place with an explicit start for the sampled scan; it returns
+// the decision and the start for the next scan.
+func place(nodes []Node, req *Request, strategy Strategy, start int) (Decision, int) {
 	if strategy != BinPack {
 		strategy = Spread
 	}
-	d := Decision{Total: len(nodes), Strategy: strategy}
+	n := len(nodes)
+	d := Decision{Total: n, Strategy: strategy}
 
 	// Sort the selector once so that the recorded mismatch does not depend
 	// on map iteration order. Small selectors stay on the stack.
@@ -356,16 +449,61 @@ func Place(nodes []Node, req Request, strategy Strategy) Decision {
 	want := req.Resources
 	var bestScore float64
 	best := -1
-	for i := range nodes {
-		n := &nodes[i]
-		if reason := filter(n, &req, sel); reason != 0 {
-			d.Rejections = append(d.Rejections, rejection(n, &req, sel, reason))
-			continue
+	next := start
+	if n <= FullScanNodes {
+		for i := range nodes {
+			nd := &nodes[i]
+			if reason := filter(nd, req, sel); reason != 0 {
+				d.Rejections = append(d.Rejections, rejection(nd, req, sel, reason))
+				continue
+			}
+			d.Feasible++
+			s := score(nd, want, strategy)
+			if best < 0 || s > bestScore || (s == bestScore && nd.ID < nodes[best].ID) {
+				bestScore, best = s, i
+			}
 		}
-		d.Feasible++
-		s := score(n, want, strategy)
-		if best < 0 || s > bestScore || (s == bestScore && n.ID < nodes[best].ID) {
-			bestScore, best = s, i
+		d.Scanned = n
+	} else {
+		i := start % n
+		if i < 0 {
+			i += n
+		}
+		for d.Scanned < n {
+			nd := &nodes[i]
+			d.Scanned++
+			// Rejections are not recorded here: most scans place, and
+			// a placed decision does not need them.
+			if filter(nd, req, sel) == 0 {
+				d.Feasible++
+				// Ties go to the first scanned: no string compare, and
+				// with a rotating start equal nodes are taken in turn.
+				if s := score(nd, want, strategy); best < 0 || s > bestScore {
+					bestScore, best = s, i
+				}
+				if d.Feasible == SampleSize {
+					break
+				}
+			}
+			if i++; i == n {
+				i = 0
+			}
+		}
+		d.Sampled = d.Scanned < n
+		if best >= 0 {
+			next = best
+			if strategy == Spread {
+				next = (best + 1) % n
+			}
+		} else {
+			// Nothing fits: every node was rejected and the caller
+			// will report why, so record each in input order, as a
+			// full scan does, in one allocation.
+			d.Rejections = make([]Rejection, n)
+			for k := range nodes {
+				nd := &nodes[k]
+				d.Rejections[k] = rejection(nd, req, sel, filter(nd, req, sel))
+			}
 		}
 	}
 	if best >= 0 {
@@ -377,7 +515,7 @@ func Place(nodes []Node, req Request, strategy Strategy) Decision {
 		// Stable, so that duplicate IDs (a caller bug) keep input order.
 		slices.SortStableFunc(d.Rejections, byNode)
 	}
-	return d
+	return d, next
 }
 
 // filter returns the reason of the first failing filter, or 0 when the
