@@ -167,16 +167,18 @@ func TestScenarios(t *testing.T) {
 		}
 	}
 	tests := []struct {
-		scenario string
-		tweak    func(o *Options)
+		name, scenario string
+		tweak          func(o *Options)
 	}{
-		{ScenarioThroughput, nil},
-		{ScenarioLatency, func(o *Options) { o.Rate = 100 }},
-		{ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25 }},
-		{ScenarioChurn, func(o *Options) { o.Duration = time.Second; o.Rate = 50 }},
+		{ScenarioThroughput, ScenarioThroughput, nil},
+		{"throughput-mtls", ScenarioThroughput, func(o *Options) { o.Cluster.MTLS = true }},
+		{ScenarioLatency, ScenarioLatency, func(o *Options) { o.Rate = 100 }},
+		{ScenarioNodeLoss, ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25 }},
+		{"node-loss-mtls", ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25; o.Cluster.MTLS = true }},
+		{ScenarioChurn, ScenarioChurn, func(o *Options) { o.Duration = time.Second; o.Rate = 50 }},
 	}
 	for _, tc := range tests {
-		t.Run(tc.scenario, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			o := base()
 			if tc.tweak != nil {
 				tc.tweak(&o)

@@ -29,8 +29,14 @@ import (
 
 // ClusterOptions configure a hollow cluster: embedded etcd, one scheduler
 // and Nodes agents on the sim runtime, all in this process, talking gRPC
-// with mTLS over loopback TCP.
+// over loopback TCP: over the shared plaintext transport (simnet.go) by
+// default, or each node over its own mTLS connections with MTLS.
 type ClusterOptions struct {
+	// MTLS gives every hollow node its own certificate, mTLS connection to
+	// the scheduler and mTLS listener, as real agents have. It costs five
+	// descriptors per node (the process limit caps the node count) and
+	// handshakes that compete with the scheduler for the CPU.
+	MTLS bool
 	// Nodes is the number of hollow agents (required, 1 to 20,000).
 	Nodes int
 	// ApplyDelay is the sim runtime's CREATING → RUNNING delay.
@@ -61,6 +67,9 @@ type ClusterOptions struct {
 func (o *ClusterOptions) defaults() error {
 	if o.Nodes < 1 || o.Nodes > 20000 {
 		return fmt.Errorf("bench: nodes %d: must be between 1 and 20000", o.Nodes)
+	}
+	if o.MTLS && o.Nodes > 3800 {
+		return fmt.Errorf("bench: nodes %d: with per-node mTLS at most 3800 fit the descriptor limit; drop --mtls for the shared transport", o.Nodes)
 	}
 	if o.ApplyDelay < 0 {
 		return fmt.Errorf("bench: apply delay %s: must not be negative", o.ApplyDelay)
@@ -132,8 +141,15 @@ type Cluster struct {
 	bg      sync.WaitGroup
 	admin   []*grpc.ClientConn
 	clients []persysv1.ControlServiceClient
-	errMu   sync.Mutex
-	bgErr   error
+
+	// The shared transport (nil with MTLS): the hollow agents' AgentService
+	// behind one listener, and the connections each way.
+	mux      *hollowMux
+	muxSrv   *grpc.Server
+	toSched  *connSet
+	toAgents *connSet
+	errMu    sync.Mutex
+	bgErr    error
 }
 
 // Hollow is one hollow node: a real agent on the sim runtime.
@@ -143,7 +159,8 @@ type Hollow struct {
 	Runtime *sim.Runtime
 	Agent   *agent.Agent
 
-	scheds *agent.Schedulers
+	scheds *agent.Schedulers // nil on the shared transport
+	leave  func()            // takes the node off the shared listener
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	mu     sync.Mutex
@@ -167,9 +184,14 @@ func (h *Hollow) Stop() {
 	}
 	h.down = true
 	h.mu.Unlock()
+	if h.leave != nil {
+		h.leave()
+	}
 	h.cancel()
 	h.done.Wait()
-	_ = h.scheds.Close()
+	if h.scheds != nil {
+		_ = h.scheds.Close()
+	}
 }
 
 // NodeID returns the id of hollow node i (0-based).
@@ -193,16 +215,25 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	for i := range ids {
 		ids[i] = NodeID(i)
 	}
-	fmt.Fprintf(o.Progress, "bench: certificates for %d nodes in %s\n", o.Nodes, filepath.Join(o.Dir, "pki"))
-	bundle, cst, err := Certificates(ctx, filepath.Join(o.Dir, "pki"), ids, o.CertConcurrency)
-	c.Setup.Certs = cst
-	if err != nil {
-		return c, err
+	var bundle *pki.Bundle
+	if o.MTLS {
+		fmt.Fprintf(o.Progress, "bench: certificates for %d nodes in %s\n", o.Nodes, filepath.Join(o.Dir, "pki"))
+		var cst CertStats
+		bundle, cst, err = Certificates(ctx, filepath.Join(o.Dir, "pki"), ids, o.CertConcurrency)
+		c.Setup.Certs = cst
+		if err != nil {
+			return c, err
+		}
+		fmt.Fprintf(o.Progress, "bench: certificates: %d issued, %d reused in %.1fs\n", cst.Issued, cst.Reused, cst.Seconds)
 	}
-	fmt.Fprintf(o.Progress, "bench: certificates: %d issued, %d reused in %.1fs\n", cst.Issued, cst.Reused, cst.Seconds)
-	// Per node: the agent's listener, and two loopback connections (agent
-	// to scheduler, scheduler to agent) with both ends in this process.
-	if c.Setup.FileLimit, err = raiseFileLimit(uint64(o.Nodes)*5 + 1024); err != nil {
+	// Per node with mTLS: the agent's listener, and two loopback
+	// connections (agent to scheduler, scheduler to agent) with both ends
+	// in this process. The shared transport needs a few in all.
+	want := uint64(4096)
+	if o.MTLS {
+		want += uint64(o.Nodes) * 5
+	}
+	if c.Setup.FileLimit, err = raiseFileLimit(want); err != nil {
 		return c, err
 	}
 
@@ -221,16 +252,32 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	quiet := slog.New(slog.DiscardHandler)
 	c.Store = store.New(cli, store.Options{Logger: quiet})
 
-	schedServer, err := pki.ServerTLS(bundle.Scheduler)
-	if err != nil {
-		return c, err
-	}
-	schedClient, err := pki.ClientTLS(bundle.Scheduler, "")
-	if err != nil {
-		return c, err
+	var dialer scheduler.AgentDialer
+	var serve func(ctx context.Context, ln net.Listener) error
+	if o.MTLS {
+		schedServer, err := pki.ServerTLS(bundle.Scheduler)
+		if err != nil {
+			return c, err
+		}
+		schedClient, err := pki.ClientTLS(bundle.Scheduler, "")
+		if err != nil {
+			return c, err
+		}
+		dialer = scheduler.TLSDialer{TLS: schedClient}
+		serve = func(ctx context.Context, ln net.Listener) error {
+			return scheduler.Serve(ctx, ln, c.Sched, schedServer)
+		}
+	} else {
+		if err := c.startMux(); err != nil {
+			return c, err
+		}
+		dialer = sharedDialer{conns: c.toAgents}
+		serve = func(ctx context.Context, ln net.Listener) error {
+			return scheduler.ServeWith(ctx, ln, c.Sched, sharedServerOptions(pki.RoleAgent, pki.RoleAdmin)...)
+		}
 	}
 	c.Sched, err = scheduler.New(scheduler.Config{
-		Store: c.Store, Agents: scheduler.TLSDialer{TLS: schedClient}, Logger: quiet, Registry: c.Registry,
+		Store: c.Store, Agents: dialer, Logger: quiet, Registry: c.Registry,
 		HeartbeatInterval: o.HeartbeatInterval, LeaseTTL: o.LeaseTTL, RescheduleGrace: o.RescheduleGrace, Workers: o.Workers,
 	})
 	if err != nil {
@@ -244,7 +291,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
 	c.goBackground("scheduler run", func() error { return c.Sched.Run(runCtx) })
-	c.goBackground("scheduler serve", func() error { return scheduler.Serve(runCtx, ln, c.Sched, schedServer) })
+	c.goBackground("scheduler serve", func() error { return serve(runCtx, ln) })
 	for c.Sched.Ready() != nil {
 		if err := c.failed(); err != nil {
 			return c, err
@@ -254,24 +301,15 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 		}
 	}
 
-	adminTLS, err := pki.ClientTLS(bundle.Admin, "")
-	if err != nil {
+	if err := c.dialAdmin(bundle); err != nil {
 		return c, err
-	}
-	for range 4 {
-		conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(adminTLS)))
-		if err != nil {
-			return c, fmt.Errorf("bench: admin client: %w", err)
-		}
-		c.admin = append(c.admin, conn)
-		c.clients = append(c.clients, persysv1.NewControlServiceClient(conn))
 	}
 
 	start = time.Now()
 	for at := 0; at < len(ids); at += o.StartBatch {
 		end := min(at+o.StartBatch, len(ids))
 		for _, id := range ids[at:end] {
-			h, err := c.startHollow(id, bundle.Agents[id])
+			h, err := c.startHollow(id, bundle)
 			if err != nil {
 				return c, err
 			}
@@ -293,7 +331,60 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	return c, nil
 }
 
-func (c *Cluster) startHollow(id string, files pki.Files) (*Hollow, error) {
+// startMux starts the shared listener of the hollow agents and the
+// scheduler's connections to it.
+func (c *Cluster) startMux() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("bench: hollow listener: %w", err)
+	}
+	c.mux = newHollowMux()
+	c.muxSrv = grpc.NewServer(sharedServerOptions(pki.RoleScheduler)...)
+	persysv1.RegisterAgentServiceServer(c.muxSrv, c.mux)
+	srv := c.muxSrv
+	c.goBackground("hollow listener", func() error {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return err
+		}
+		return nil
+	})
+	c.toAgents, err = dialShared(ln.Addr().String())
+	return err
+}
+
+// dialAdmin opens the bench's own clients of the scheduler.
+func (c *Cluster) dialAdmin(bundle *pki.Bundle) error {
+	if !c.opts.MTLS {
+		cs, err := dialShared(c.Addr)
+		if err != nil {
+			return err
+		}
+		c.toSched = cs
+		for i := range 4 {
+			c.clients = append(c.clients, persysv1.NewControlServiceClient(cs.as(pki.RoleAdmin, fmt.Sprintf("bench-%d", i))))
+		}
+		return nil
+	}
+	adminTLS, err := pki.ClientTLS(bundle.Admin, "")
+	if err != nil {
+		return err
+	}
+	for range 4 {
+		conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(adminTLS)))
+		if err != nil {
+			return fmt.Errorf("bench: admin client: %w", err)
+		}
+		c.admin = append(c.admin, conn)
+		c.clients = append(c.clients, persysv1.NewControlServiceClient(conn))
+	}
+	return nil
+}
+
+func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
+	if !c.opts.MTLS {
+		return c.startSharedHollow(id)
+	}
+	files := bundle.Agents[id]
 	serverTLS, err := pki.ServerTLS(files)
 	if err != nil {
 		return nil, fmt.Errorf("bench: node %s: %w", id, err)
@@ -341,6 +432,39 @@ func (c *Cluster) startHollow(id string, files pki.Files) (*Hollow, error) {
 	}()
 	return h, nil
 }
+
+// startSharedHollow starts a hollow agent on the shared transport: its
+// calls go over the bench's shared connections as agent:id, and its
+// AgentService joins the shared listener.
+func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
+	rt, err := sim.New(sim.Options{ApplyDelay: c.opts.ApplyDelay})
+	if err != nil {
+		return nil, err
+	}
+	a, err := agent.New(agent.Config{
+		NodeID: id, AdvertiseAddr: c.muxAddr(), Runtimes: []runtime.Runtime{rt},
+		Control:           persysv1.NewControlServiceClient(c.toSched.as(pki.RoleAgent, id)),
+		HeartbeatInterval: c.opts.HeartbeatInterval,
+		Capacity:          &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
+		Logger:            slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hollow{ID: id, Addr: c.muxAddr(), Runtime: rt, Agent: a, cancel: cancel, leave: func() { c.mux.remove(id) }}
+	c.mux.add(id, a.Service())
+	h.done.Add(1)
+	go func() {
+		defer h.done.Done()
+		_ = a.Run(ctx)
+	}()
+	return h, nil
+}
+
+// muxAddr is the address every hollow agent advertises on the shared
+// transport (the scheduler's dialer routes by node id, not by address).
+func (c *Cluster) muxAddr() string { return c.toAgents.conns[0].Target() }
 
 func (c *Cluster) goBackground(what string, fn func() error) {
 	c.bg.Add(1)
@@ -435,9 +559,14 @@ func (c *Cluster) Close() {
 	for _, conn := range c.admin {
 		_ = conn.Close()
 	}
+	c.toSched.Close()
 	if c.cancel != nil {
 		c.cancel()
 	}
+	if c.muxSrv != nil {
+		c.muxSrv.Stop()
+	}
+	c.toAgents.Close()
 	c.bg.Wait()
 	if c.Store != nil {
 		_ = c.Store.Client().Close()

@@ -29,7 +29,10 @@ type Params struct {
 	SchedulerWorkers    int     `json:"scheduler_workers"`
 	LossFraction        float64 `json:"loss_fraction,omitempty"`
 	EtcdNoFsync         bool    `json:"etcd_no_fsync,omitempty"`
-	CPUs                int     `json:"cpus"`
+	// Transport is "shared" (hollow nodes over a few plaintext loopback
+	// connections) or "mtls" (each node its own mTLS connections).
+	Transport string `json:"transport"`
+	CPUs      int    `json:"cpus"`
 }
 
 // Report is a scenario's outcome: its parameters, how the cluster was
@@ -50,15 +53,17 @@ type Report struct {
 // WriteTable prints the report as an aligned table.
 func (r *Report) WriteTable(w io.Writer) error {
 	p := r.Params
-	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %gms, lease TTL %gs, grace %gs, %d workers, %d CPUs\n",
-		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, p.HeartbeatIntervalMs, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.CPUs)
+	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %gms, lease TTL %gs, grace %gs, %d workers, %d CPUs, %s transport\n",
+		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, p.HeartbeatIntervalMs, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.CPUs, p.Transport)
 	fmt.Fprintf(w, "machine load average (1 min): %.2f before, %.2f after\n", r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")
-	rows := append([]Row{
-		{Metric: "setup: certificates", Value: fmt.Sprintf("%.2fs (%d issued, %d reused)", r.Setup.Certs.Seconds, r.Setup.Certs.Issued, r.Setup.Certs.Reused)},
-		{Metric: "setup: agents registered", Value: fmt.Sprintf("%.2fs", r.Setup.AgentsSeconds)},
-	}, r.Table...)
+	var rows []Row
+	if p.Transport == "mtls" {
+		rows = append(rows, Row{Metric: "setup: certificates", Value: fmt.Sprintf("%.2fs (%d issued, %d reused)", r.Setup.Certs.Seconds, r.Setup.Certs.Issued, r.Setup.Certs.Reused)})
+	}
+	rows = append(rows, Row{Metric: "setup: agents registered", Value: fmt.Sprintf("%.2fs", r.Setup.AgentsSeconds)})
+	rows = append(rows, r.Table...)
 	for _, row := range rows {
 		goal := row.Goal
 		if goal == "" {

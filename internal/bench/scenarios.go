@@ -122,6 +122,7 @@ func (o *Options) params() Params {
 		LeaseTTLSec:         orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL),
 		GraceSec:            orDefault(o.Cluster.RescheduleGrace, schedulerGrace),
 		SchedulerWorkers:    workers, EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
+		Transport: map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],
 	}
 }
 

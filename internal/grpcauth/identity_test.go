@@ -142,3 +142,16 @@ func TestPollRevocations(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// An asserted identity stands in for a certificate; without one, a call
+// that did not come over TLS has no identity.
+func TestAssertIdentity(t *testing.T) {
+	if _, err := grpcauth.PeerIdentity(context.Background()); err == nil {
+		t.Fatal("no peer: identity without an error")
+	}
+	want := pki.Identity{CommonName: "hollow-00001", Role: pki.RoleAgent, Serial: "sim"}
+	got, err := grpcauth.PeerIdentity(grpcauth.AssertIdentity(context.Background(), want))
+	if err != nil || got != want {
+		t.Fatalf("asserted: %+v, %v; want %+v", got, err, want)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -145,9 +146,13 @@ type writeBatches struct {
 	once      sync.Once
 	placement *batcher[store.PlacementWrite, store.WriteResult]
 	status    *batcher[*persysv1.WorkloadStatus, store.WriteResult]
+	create    *batcher[*persysv1.Workload, store.WriteResult]
 	// placeMu serializes choosing a node and reserving it in the cached
 	// snapshot, so that concurrent workers see each other's choices.
 	placeMu sync.Mutex
+	// sampler places over large clusters from a rotating cursor, so that
+	// a bounded sample still spreads evenly. Guarded by placeMu.
+	sampler placement.Sampler
 	// inflight holds the placements chosen and not yet committed, by
 	// workload name. Guarded by placeMu and Scheduler.mu.
 	inflight map[string]heldPlacement
@@ -158,6 +163,7 @@ func (s *Scheduler) writes() *writeBatches {
 	b.once.Do(func() {
 		b.placement = newBatcher(batchMax, 30*time.Second, s.store.CommitPlacements)
 		b.status = newBatcher(batchMax, 30*time.Second, s.store.PutStatuses)
+		b.create = newBatcher(batchMax, 30*time.Second, s.store.CreateWorkloads)
 		b.inflight = map[string]heldPlacement{}
 	})
 	return b
@@ -175,6 +181,16 @@ func (s *Scheduler) commitPlacement(ctx context.Context, w store.PlacementWrite)
 // putStatus is store.PutStatusRev through the group commit.
 func (s *Scheduler) putStatus(ctx context.Context, st *persysv1.WorkloadStatus) (int64, error) {
 	r, err := s.writes().status.do(ctx, st)
+	if err != nil {
+		return 0, err
+	}
+	return r.Rev, r.Err
+}
+
+// createWorkload is store.CreateWorkload through the group commit: a burst
+// of submissions pays one etcd round trip per batch.
+func (s *Scheduler) createWorkload(ctx context.Context, w *persysv1.Workload) (int64, error) {
+	r, err := s.writes().create.do(ctx, w)
 	if err != nil {
 		return 0, err
 	}

@@ -331,15 +331,12 @@ func (c *controlService) GetClusterSummary(ctx context.Context, _ *persysv1.Clus
 		out.Allocated = addResources(out.Allocated, n.GetAllocated())
 	}
 	c.s.mu.Lock()
-	for _, e := range c.s.workloads {
-		out.WorkloadsTotal++
-		st := e.status.GetState()
-		if st == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
-			st = persysv1.ActualState_ACTUAL_STATE_PENDING
-		}
-		out.WorkloadsByState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")]++
-	}
+	counts := c.s.stateCountsLocked()
 	c.s.mu.Unlock()
+	for st, n := range counts {
+		out.WorkloadsTotal += int32(n)
+		out.WorkloadsByState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = int32(n)
+	}
 	return out, nil
 }
 
@@ -368,22 +365,45 @@ func (s *Scheduler) applyWorkload(ctx context.Context, req *persysv1.ApplyReques
 		return nil, "", err
 	}
 	now := timestamppb.New(s.cfg.Now())
+	// create writes the workload if its key is absent (the transaction
+	// compares that), so it needs no read first: ErrExists sends the
+	// caller to the read-modify-write path.
+	create := func() (*persysv1.Workload, error) {
+		w := &persysv1.Workload{Name: name, Uid: newUID(), Labels: req.GetLabels(), Spec: req.GetSpec(),
+			Revision: 1, CreatedAt: now, UpdatedAt: now}
+		newRev, err := s.createWorkload(ctx, w)
+		if err != nil {
+			return nil, err
+		}
+		s.cacheWorkload(w, newRev)
+		s.log.Info("workload created", "workload", name, "revision", 1, "by", callerCN(ctx))
+		s.events.add(&persysv1.Event{Type: "Created", Workload: name, Revision: 1, Message: "created by " + callerCN(ctx)})
+		return w, nil
+	}
+	s.mu.Lock()
+	_, cached := s.workloads[name]
+	s.mu.Unlock()
+	if !cached {
+		// Most likely new: skip the read.
+		w, err := create()
+		if err == nil {
+			return w, "created", nil
+		}
+		if !errors.Is(err, store.ErrExists) {
+			return nil, "", err
+		}
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		cur, rev, err := s.store.GetWorkload(ctx, name)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
-			w := &persysv1.Workload{Name: name, Uid: newUID(), Labels: req.GetLabels(), Spec: req.GetSpec(),
-				Revision: 1, CreatedAt: now, UpdatedAt: now}
-			newRev, err := s.store.CreateWorkload(ctx, w)
+			w, err := create()
 			if errors.Is(err, store.ErrExists) {
 				continue
 			}
 			if err != nil {
 				return nil, "", err
 			}
-			s.cacheWorkload(w, newRev)
-			s.log.Info("workload created", "workload", name, "revision", 1, "by", callerCN(ctx))
-			s.events.add(&persysv1.Event{Type: "Created", Workload: name, Revision: 1, Message: "created by " + callerCN(ctx)})
 			return w, "created", nil
 		case err != nil:
 			return nil, "", err
@@ -462,11 +482,11 @@ func (s *Scheduler) cacheWorkload(w *persysv1.Workload, rev int64) {
 	}
 	if e == nil {
 		e = &workloadEntry{}
-		s.workloads[w.GetName()] = e
+		s.putWorkloadLocked(w.GetName(), e)
 	}
 	if rev > e.rev {
 		if e.w != nil && e.w.GetUid() != w.GetUid() {
-			*e = workloadEntry{}
+			s.resetEntryLocked(e)
 		}
 		e.w, e.rev = w, rev
 	}

@@ -89,12 +89,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	delete(byState, "UNSPECIFIED")
 	ready, notReady := 0, 0
 	c.s.mu.Lock()
-	for _, e := range c.s.workloads {
-		st := e.status.GetState()
-		if st == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
-			st = persysv1.ActualState_ACTUAL_STATE_PENDING
-		}
-		byState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")]++
+	for st, n := range c.s.stateCountsLocked() {
+		byState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = n
 	}
 	for _, ne := range c.s.nodes {
 		if ne.alive {

@@ -120,7 +120,7 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 		s.recordPlan(ctx, name, v, plan)
 		s.removePrevious(ctx, name, v)
 	case reconcile.Apply:
-		s.apply(ctx, name, v, plan)
+		return s.apply(ctx, name, v, plan)
 	case reconcile.DeleteOnNode:
 		s.recordPlan(ctx, name, v, plan)
 		return s.deleteOnNode(ctx, name, v)
@@ -238,7 +238,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		RequireKVM:   spec.GetVm().GetAccel() == "kvm",
 		Pools:        poolDemands(spec),
 	}
-	dec := placement.Place(nodes, req, s.cfg.Strategy)
+	dec := s.writes().sampler.Place(nodes, req, s.cfg.Strategy)
 	s.metrics.placementDuration.Observe(time.Since(start).Seconds())
 	if dec.Placed() {
 		s.mu.Lock()
@@ -287,6 +287,9 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
 		NodeId: dec.NodeID, Revision: v.w.GetRevision(), UpdatedAt: timestamppb.New(now),
 		Message: fmt.Sprintf("placed on %s (%d of %d nodes feasible)", dec.NodeID, dec.Feasible, dec.Total)}
+	if dec.Sampled {
+		st.Message = fmt.Sprintf("placed on %s (%d of %d nodes scanned)", dec.NodeID, dec.Scanned, dec.Total)
+	}
 	if cause == "node-lost" {
 		st.Reason = persysv1.FailureReason_FAILURE_REASON_NODE_LOST
 		st.Message = fmt.Sprintf("node %s lost; rescheduled on %s", v.in.Node, dec.NodeID)
@@ -328,7 +331,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		}
 		e.pending, e.moveBlocked = nil, ""
 		if rev > e.statusRev {
-			e.status, e.statusRev = st, rev
+			s.setStatusLocked(e, st, rev)
 		}
 		s.notifyLocked(name)
 	}
@@ -534,12 +537,12 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 
 // apply sends the desired revision to the assigned node and records what
 // the agent answered.
-func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconcile.Plan) {
+func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconcile.Plan) bool {
 	s.mu.Lock()
 	e := s.workloads[name]
 	if e == nil {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	e.attempts++
 	attempt := e.attempts
@@ -573,7 +576,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	elapsed := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		s.metrics.applies.WithLabelValues("error").Inc()
 		s.log.Warn("apply failed", "workload", name, "node", node, "revision", v.w.GetRevision(), "attempt", attempt, "err", err)
@@ -586,7 +589,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		s.recordAttempt(ctx, name, v, attempt, delay, st)
 		s.setStatus(ctx, name, st)
 		s.queue.AddAfter(name, delay)
-		return
+		return false
 	}
 	s.metrics.applyDuration.Observe(elapsed.Seconds())
 	st := resp.GetStatus()
@@ -633,7 +636,10 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		} else {
 			s.queue.AddAfter(name, delay)
 		}
+		return false
 	}
+	// A move whose new copy runs continues at once: the old copy goes.
+	return v.in.PreviousNode != ""
 }
 
 // deleteOnNode removes the workload from its node, then its keys.
@@ -676,7 +682,7 @@ func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
 	}
 	s.mu.Lock()
 	if e := s.workloads[name]; e != nil && e.rev == v.rev {
-		delete(s.workloads, name)
+		s.dropWorkloadLocked(name)
 	}
 	s.invalidateLocked()
 	s.buryLocked(name, v.rev)
@@ -739,7 +745,7 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 	}
 	s.mu.Lock()
 	if e := s.workloads[name]; e != nil && rev > e.statusRev {
-		e.status, e.statusRev = st, rev
+		s.setStatusLocked(e, st, rev)
 	}
 	s.notifyLocked(name)
 	s.mu.Unlock()

@@ -121,9 +121,12 @@ type Scheduler struct {
 
 	mu        sync.Mutex
 	workloads map[string]*workloadEntry
-	nodes     map[string]*nodeEntry
-	watchers  map[string]map[chan struct{}]struct{}
-	loaded    bool
+	// counts counts workloads by observed state (statecount.go); change
+	// workloads and their statuses through its methods.
+	counts   stateCounts
+	nodes    map[string]*nodeEntry
+	watchers map[string]map[chan struct{}]struct{}
+	loaded   bool
 	// tombstones remember, per deleted workload name, the last revision of
 	// the deleted workload, so that a late write-back of our own (or a
 	// lagging watch event) never brings it back into the cache.
@@ -242,6 +245,7 @@ func New(cfg Config) (*Scheduler, error) {
 		log:            cfg.Logger,
 		queue:          newQueue(),
 		workloads:      map[string]*workloadEntry{},
+		counts:         stateCounts{},
 		nodes:          map[string]*nodeEntry{},
 		watchers:       map[string]map[chan struct{}]struct{}{},
 		orphanInflight: map[string]bool{},
@@ -338,7 +342,7 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 	s.mu.Lock()
 	old := s.nodes
 	s.invalidateLocked()
-	s.workloads = map[string]*workloadEntry{}
+	s.workloads, s.counts = map[string]*workloadEntry{}, stateCounts{}
 	for name, w := range snap.Workloads {
 		e := &workloadEntry{w: w, rev: snap.WorkloadRevs[name]}
 		e.status = snap.Statuses[name]
@@ -350,7 +354,7 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 			e.nextAttemptAt = r.GetNextAttemptAt().AsTime()
 			e.lastReason, e.lastMessage = r.GetLastReason(), r.GetLastMessage()
 		}
-		s.workloads[name] = e
+		s.putWorkloadLocked(name, e)
 	}
 	s.nodes = map[string]*nodeEntry{}
 	for id, n := range snap.Nodes {

@@ -3,7 +3,9 @@ package scheduler
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -23,13 +25,24 @@ const gracefulStopTimeout = 10 * time.Second
 // It returns once the server has stopped: open WatchWorkload streams end
 // with Unavailable and other calls get gracefulStopTimeout to finish.
 func Serve(ctx context.Context, ln net.Listener, s *Scheduler, tlsCfg *tls.Config) error {
+	if tlsCfg == nil {
+		return errors.New("scheduler: serve: a TLS configuration is required")
+	}
+	return ServeWith(ctx, ln, s, grpc.Creds(credentials.NewTLS(tlsCfg)))
+}
+
+// ServeWith is Serve with the transport given as server options: opts must
+// set the credentials, and may add interceptors that run before the
+// scheduler's own. The daemons use Serve; the hollow-node simulator passes
+// plaintext credentials and an interceptor that asserts each simulated
+// node's identity (grpcauth.AssertIdentity).
+func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.ServerOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+	srv := grpc.NewServer(append(slices.Clone(opts),
 		grpc.ChainUnaryInterceptor(UnaryAuth, s.RevocationUnary),
 		grpc.ChainStreamInterceptor(StreamAuth, s.RevocationStream),
-	)
+	)...)
 	persysv1.RegisterControlServiceServer(srv, &controlService{s: s, stop: ctx.Done()})
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)

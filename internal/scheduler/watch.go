@@ -43,39 +43,50 @@ func (s *Scheduler) watchLoop(ctx context.Context, rev int64) error {
 func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 	switch c.Kind {
 	case store.KindWorkload:
+		// The echo of a write this scheduler made and cached already
+		// (cacheWorkload queued it then) changes nothing: queue only news.
+		changed := false
 		s.mu.Lock()
 		e := s.workloads[c.Key]
 		if c.Deleted {
 			if e != nil && c.ModRevision >= e.rev {
-				delete(s.workloads, c.Key)
+				s.dropWorkloadLocked(c.Key)
 				s.invalidateLocked()
 			}
 			s.buryLocked(c.Key, c.ModRevision)
+			changed = true
 		} else if e == nil {
 			if !s.buriedLocked(c.Key, c.ModRevision) {
-				s.workloads[c.Key] = &workloadEntry{w: c.Workload, rev: c.ModRevision}
+				s.putWorkloadLocked(c.Key, &workloadEntry{w: c.Workload, rev: c.ModRevision})
+				changed = true
 			}
 		} else if c.ModRevision > e.rev {
 			e.w, e.rev = c.Workload, c.ModRevision
 			s.invalidateLocked()
+			changed = true
 		}
-		s.notifyLocked(c.Key)
+		if changed {
+			s.notifyLocked(c.Key)
+		}
 		s.mu.Unlock()
-		s.queue.Add(c.Key)
+		if changed {
+			s.queue.Add(c.Key)
+		}
 	case store.KindStatus:
 		s.mu.Lock()
 		if e := s.workloads[c.Key]; e != nil {
 			if c.Deleted {
 				if c.ModRevision >= e.statusRev {
-					e.status, e.statusRev = nil, c.ModRevision
+					s.setStatusLocked(e, nil, c.ModRevision)
 				}
 			} else if c.ModRevision > e.statusRev {
-				e.status, e.statusRev = c.Status, c.ModRevision
+				s.setStatusLocked(e, c.Status, c.ModRevision)
 			}
 			s.notifyLocked(c.Key)
 		}
 		s.mu.Unlock()
 	case store.KindAssignment:
+		changed := false
 		s.mu.Lock()
 		if e := s.workloads[c.Key]; e != nil {
 			if c.Deleted {
@@ -83,14 +94,20 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 					e.assignment, e.assignRev = nil, 0
 					s.invalidateLocked()
 				}
+				changed = true
 			} else if c.ModRevision > e.assignRev {
 				e.assignment, e.assignRev = c.Assignment, c.ModRevision
 				s.assignmentChangedLocked(c.Key, c.Assignment)
+				changed = true
 			}
-			s.notifyLocked(c.Key)
+			if changed {
+				s.notifyLocked(c.Key)
+			}
 		}
 		s.mu.Unlock()
-		s.queue.Add(c.Key)
+		if changed {
+			s.queue.Add(c.Key)
+		}
 	case store.KindNode:
 		s.mu.Lock()
 		s.invalidateLocked()
