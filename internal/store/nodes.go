@@ -135,16 +135,20 @@ func (s *Store) revokeQuietly(id clientv3.LeaseID) {
 
 // KeepAliveNode renews the lease once; ErrLeaseNotFound when it has expired
 // or was revoked (the node must register again). Keep-alives do not create
-// etcd revisions, so heartbeats do not grow the history.
+// etcd revisions, so heartbeats do not grow the history. Renewals of all
+// leases share one keep-alive stream (see leaseKeeper): a call costs one
+// message each way, not a new stream. It returns by the time ctx is done;
+// a broken stream fails the calls in flight and the next call reopens it.
 func (s *Store) KeepAliveNode(ctx context.Context, leaseID int64) error {
 	if leaseID == 0 {
 		return fmt.Errorf("store: lease id: %w: zero", ErrInvalid)
 	}
-	if _, err := s.cli.KeepAliveOnce(ctx, clientv3.LeaseID(leaseID)); err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			return fmt.Errorf("store: keep lease %x alive: %w", leaseID, ErrLeaseNotFound)
-		}
+	ttl, err := s.ka.keepAlive(ctx, leaseID)
+	if err != nil {
 		return fmt.Errorf("store: keep lease %x alive: %w", leaseID, err)
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("store: keep lease %x alive: %w", leaseID, ErrLeaseNotFound)
 	}
 	return nil
 }

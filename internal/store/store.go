@@ -85,10 +85,14 @@ type Store struct {
 	evLease clientv3.LeaseID
 	evUntil time.Time
 	evSeq   uint64
+
+	// ka carries KeepAliveNode's renewals on one shared stream.
+	ka *leaseKeeper
 }
 
 // New returns a Store over cli. The caller owns cli and closes it after the
-// store is no longer used.
+// store is no longer used; closing it also ends the store's keep-alive
+// stream and its goroutines.
 func New(cli *clientv3.Client, opts Options) *Store {
 	prefix := strings.TrimRight(opts.Prefix, "/")
 	if prefix == "" {
@@ -102,7 +106,7 @@ func New(cli *clientv3.Client, opts Options) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{cli: cli, prefix: prefix, eventTTL: ttl, log: log}
+	return &Store{cli: cli, prefix: prefix, eventTTL: ttl, log: log, ka: newLeaseKeeper(cli)}
 }
 
 // Client returns the underlying etcd client (for leader election).
