@@ -21,6 +21,7 @@ const (
 	metricHeartbeats  = "persys_scheduler_heartbeats_total"
 	metricQueue       = "persys_scheduler_queue_depth"
 	metricRescheduled = "persys_scheduler_rescheduled_total"
+	metricWorkloads   = "persys_scheduler_workloads"
 )
 
 // gauges reads the unlabelled counters and gauges named in names (the sum

@@ -322,15 +322,28 @@ func (c *controlService) GetClusterSummary(ctx context.Context, _ *persysv1.Clus
 	}
 	out := &persysv1.ClusterSummary{WorkloadsByState: map[string]int32{}, Capacity: &persysv1.Resources{}, Allocated: &persysv1.Resources{},
 		Leader: c.s.leaderAddrString()}
-	for _, n := range c.s.nodeViews("") {
+	// Totals only: no per-node views (copies of every node), so that a
+	// dashboard polling a large cluster costs little and holds mu briefly.
+	c.s.mu.Lock()
+	for _, ne := range c.s.nodes {
 		out.NodesTotal++
-		if n.GetState() == persysv1.NodeState_NODE_STATE_READY {
+		if ne.alive {
 			out.NodesReady++
 		}
-		out.Capacity = addResources(out.Capacity, n.GetCapabilities().GetCapacity())
-		out.Allocated = addResources(out.Allocated, n.GetAllocated())
+		capy := ne.node.GetCapabilities().GetCapacity()
+		out.Capacity.CpuMillis += capy.GetCpuMillis()
+		out.Capacity.MemoryBytes += capy.GetMemoryBytes()
+		out.Capacity.DiskBytes += capy.GetDiskBytes()
 	}
-	c.s.mu.Lock()
+	for _, e := range c.s.workloads {
+		if e.assignment.GetNodeId() == "" {
+			continue
+		}
+		r := e.w.GetSpec().GetResources()
+		out.Allocated.CpuMillis += r.GetCpuMillis()
+		out.Allocated.MemoryBytes += r.GetMemoryBytes()
+		out.Allocated.DiskBytes += r.GetDiskBytes()
+	}
 	counts := c.s.stateCountsLocked()
 	c.s.mu.Unlock()
 	for st, n := range counts {
@@ -484,12 +497,15 @@ func (s *Scheduler) cacheWorkload(w *persysv1.Workload, rev int64) {
 		e = &workloadEntry{}
 		s.putWorkloadLocked(w.GetName(), e)
 	}
-	if rev > e.rev {
-		if e.w != nil && e.w.GetUid() != w.GetUid() {
-			s.resetEntryLocked(e)
-		}
-		e.w, e.rev = w, rev
+	if rev <= e.rev {
+		// The watch brought this write first and queued it.
+		s.mu.Unlock()
+		return
 	}
+	if e.w != nil && e.w.GetUid() != w.GetUid() {
+		s.resetEntryLocked(e)
+	}
+	e.w, e.rev = w, rev
 	s.notifyLocked(w.GetName())
 	s.mu.Unlock()
 	s.queue.Add(w.GetName())

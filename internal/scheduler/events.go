@@ -14,6 +14,9 @@ import (
 // eventWriter writes events off the hot path: a decision never waits for
 // its event to reach etcd. Events are best effort by design (they expire);
 // when the buffer is full the event is dropped and counted in the log.
+// eventBatchMax bounds the events written in one AppendEvents call.
+const eventBatchMax = 512
+
 type eventWriter struct {
 	store *store.Store
 	log   *slog.Logger
@@ -53,8 +56,20 @@ func (w *eventWriter) run(ctx context.Context) {
 			cancel()
 			return
 		case ev := <-w.ch:
-			if err := w.store.AppendEvent(ctx, ev); err != nil && ctx.Err() == nil {
-				w.log.Warn("write event", "type", ev.GetType(), "workload", ev.GetWorkload(), "err", err)
+			// Take the backlog too: one transaction for a burst.
+			batch := []*persysv1.Event{ev}
+		drain:
+			for len(batch) < eventBatchMax {
+				select {
+				case ev := <-w.ch:
+					batch = append(batch, ev)
+				default:
+					break drain
+				}
+			}
+			if err := w.store.AppendEvents(ctx, batch); err != nil && ctx.Err() == nil {
+				w.log.Warn("write events", "events", len(batch), "first_type", batch[0].GetType(),
+					"first_workload", batch[0].GetWorkload(), "err", err)
 			}
 		}
 	}

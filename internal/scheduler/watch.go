@@ -98,7 +98,10 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 			} else if c.ModRevision > e.assignRev {
 				e.assignment, e.assignRev = c.Assignment, c.ModRevision
 				s.assignmentChangedLocked(c.Key, c.Assignment)
-				changed = true
+				// A placement of ours whose commit has not returned yet:
+				// placeFrom goes on with it, no second reconcile needed.
+				h, ours := s.batches.inflight[c.Key]
+				changed = !ours || h.node != c.Assignment.GetNodeId()
 			}
 			if changed {
 				s.notifyLocked(c.Key)

@@ -145,3 +145,68 @@ func (s *Store) ListEvents(ctx context.Context, workload string, limit int) ([]*
 	slices.Reverse(out)
 	return out, nil
 }
+
+// preparedEvent is an event with its key, lease and encoded value.
+type preparedEvent struct {
+	ev    *persysv1.Event
+	key   string
+	val   string
+	lease clientv3.LeaseID
+}
+
+// AppendEvents stores evs as AppendEvent would, in as few transactions as
+// etcd's limits allow: a scheduler placing a thousand workloads a second
+// records a few thousand events a second, more than one transaction each
+// can keep up with. A group whose transaction fails (a key taken by another
+// writer, a lease gone) is written event by event. It returns the errors
+// of the events that could not be stored, joined.
+func (s *Store) AppendEvents(ctx context.Context, evs []*persysv1.Event) error {
+	now := time.Now()
+	var errs []error
+	var ps []preparedEvent
+	for _, ev := range evs {
+		if ev == nil || ev.GetType() == "" {
+			errs = append(errs, fmt.Errorf("store: event: %w: nil or without a type", ErrInvalid))
+			continue
+		}
+		if ev.GetTime() == nil {
+			ev = proto.CloneOf(ev)
+			ev.Time = timestamppb.New(now)
+		} else if err := ev.GetTime().CheckValid(); err != nil {
+			errs = append(errs, fmt.Errorf("store: event time: %w: %v", ErrInvalid, err))
+			continue
+		}
+		val, err := marshal("event", ev)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		lease, seq, err := s.eventLease(ctx, now, 0)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		ps = append(ps, preparedEvent{ev: ev, key: s.eventKey(ev.GetTime().AsTime(), seq), val: val, lease: lease})
+	}
+	groups := groupWrites(ps, func(p preparedEvent) string { return p.key }, func(p preparedEvent) int { return len(p.key) + len(p.val) }, MaxTxnOps)
+	for _, g := range groups {
+		cmps := make([]clientv3.Cmp, 0, len(g))
+		ops := make([]clientv3.Op, 0, len(g))
+		for _, i := range g {
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ps[i].key), "=", 0))
+			ops = append(ops, clientv3.OpPut(ps[i].key, ps[i].val, clientv3.WithLease(ps[i].lease)))
+		}
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+		if err == nil && resp.Succeeded {
+			continue
+		}
+		if ctx.Err() != nil {
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+		for _, i := range g {
+			if err := s.AppendEvent(ctx, ps[i].ev); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -140,3 +140,37 @@ func TestEventsExpire(t *testing.T) {
 		t.Fatalf("after revoke: %v", evs)
 	}
 }
+
+// A batch larger than one transaction is stored whole, in order; an
+// invalid event is refused by name without losing the others.
+func TestAppendEventsBatch(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, _ := storetest.New(t)
+	base := time.Now().Add(-time.Minute)
+	var evs []*persysv1.Event
+	for i := range 300 {
+		evs = append(evs, &persysv1.Event{Type: "Placed", Workload: fmt.Sprintf("w%03d", i), Message: fmt.Sprint(i),
+			Time: timestamppb.New(base.Add(time.Duration(i) * time.Microsecond))})
+	}
+	evs = append(evs, &persysv1.Event{Workload: "no-type"}, nil)
+	err := s.AppendEvents(ctx, evs)
+	if err == nil {
+		t.Fatal("batch with invalid events: no error")
+	}
+	got, lerr := s.ListEvents(ctx, "", 1000)
+	if lerr != nil {
+		t.Fatal(lerr)
+	}
+	if len(got) != 300 {
+		t.Fatalf("%d events stored, want 300 (err %v)", len(got), err)
+	}
+	for i, ev := range got {
+		if ev.GetMessage() != fmt.Sprint(i) {
+			t.Fatalf("event %d has message %q: out of order", i, ev.GetMessage())
+		}
+	}
+	if err := s.AppendEvents(ctx, nil); err != nil {
+		t.Fatalf("empty batch: %v", err)
+	}
+}
