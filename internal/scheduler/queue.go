@@ -9,11 +9,19 @@ import (
 // of a level-triggered controller: a key added while it is being processed
 // is processed once more afterwards, never concurrently, and a key added
 // many times before a worker takes it is processed once.
+//
+// Keys added with AddLow (the periodic resync) wait in a second lane that
+// workers take from only when the first is empty: a resync of 100,000
+// workloads must not hold up the few that a lost node needs placed now.
 type queue struct {
-	mu         sync.Mutex
-	cond       *sync.Cond
-	order      []string
-	queued     map[string]bool
+	mu     sync.Mutex
+	cond   *sync.Cond
+	order  []string
+	queued map[string]bool
+	// low holds AddLow keys in order; lowQueued those still waiting there
+	// (a key moved to order by Add leaves a stale entry behind in low).
+	low        []string
+	lowQueued  map[string]bool
 	processing map[string]bool
 	dirty      map[string]bool
 	timers     map[string]*delayed
@@ -29,6 +37,7 @@ type delayed struct {
 func newQueue() *queue {
 	q := &queue{
 		queued:     map[string]bool{},
+		lowQueued:  map[string]bool{},
 		processing: map[string]bool{},
 		dirty:      map[string]bool{},
 		timers:     map[string]*delayed{},
@@ -59,8 +68,25 @@ func (q *queue) addLocked(key string) {
 	if q.queued[key] {
 		return
 	}
+	delete(q.lowQueued, key)
 	q.queued[key] = true
 	q.order = append(q.order, key)
+	q.cond.Signal()
+}
+
+// AddLow queues key in the low-priority lane, unless it is queued, being
+// processed or due from an AddAfter already.
+func (q *queue) AddLow(key string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.queued[key] || q.processing[key] || q.lowQueued[key] {
+		return
+	}
+	if _, ok := q.timers[key]; ok {
+		return
+	}
+	q.lowQueued[key] = true
+	q.low = append(q.low, key)
 	q.cond.Signal()
 }
 
@@ -102,18 +128,34 @@ func (q *queue) AddAfter(key string, d time.Duration) {
 func (q *queue) Get() (key string, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.order) == 0 && !q.closed {
-		q.cond.Wait()
+	for {
+		for len(q.order) == 0 && len(q.low) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if q.closed {
+			return "", false
+		}
+		if len(q.order) > 0 {
+			key = q.order[0]
+			q.order[0] = ""
+			q.order = q.order[1:]
+			delete(q.queued, key)
+			q.processing[key] = true
+			return key, true
+		}
+		key = q.low[0]
+		q.low[0] = ""
+		q.low = q.low[1:]
+		if len(q.low) == 0 {
+			q.low = nil
+		}
+		if !q.lowQueued[key] {
+			continue // moved to the first lane meanwhile
+		}
+		delete(q.lowQueued, key)
+		q.processing[key] = true
+		return key, true
 	}
-	if q.closed {
-		return "", false
-	}
-	key = q.order[0]
-	q.order[0] = ""
-	q.order = q.order[1:]
-	delete(q.queued, key)
-	q.processing[key] = true
-	return key, true
 }
 
 // Done marks key processed; it is queued again if it was added meanwhile.
@@ -127,7 +169,8 @@ func (q *queue) Done(key string) {
 	}
 }
 
-// Len is the number of keys waiting (for the queue-depth metric).
+// Len is the number of keys waiting in the first lane (for the
+// queue-depth metric: work that is due, not the resync's).
 func (q *queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -141,6 +184,8 @@ func (q *queue) reset() {
 	q.closed = false
 	q.order = nil
 	q.queued = map[string]bool{}
+	q.low = nil
+	q.lowQueued = map[string]bool{}
 	q.processing = map[string]bool{}
 	q.dirty = map[string]bool{}
 }

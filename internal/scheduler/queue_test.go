@@ -44,6 +44,30 @@ func TestQueue(t *testing.T) {
 		name string
 		run  func(t *testing.T, q *queue)
 	}{
+		{"the low lane waits for the first and yields a key added to it", func(t *testing.T, q *queue) {
+			q.AddLow("r1")
+			q.AddLow("r2")
+			q.AddLow("r1")
+			q.Add("urgent")
+			q.Add("r2") // due now: moves to the first lane
+			for _, want := range []string{"urgent", "r2", "r1"} {
+				k := mustGet(t, q)
+				if k != want {
+					t.Fatalf("got %q, want %q (first lane, then the low lane, each key once)", k, want)
+				}
+				q.Done(k)
+			}
+			q.Add("busy")
+			k := mustGet(t, q)
+			q.AddLow(k) // being processed: nothing more to do
+			q.Done(k)
+			select {
+			case r := <-getAsync(q):
+				t.Fatalf("got %q after a low add of a key in process; want nothing", r.key)
+			case <-time.After(100 * time.Millisecond):
+			}
+			q.Close()
+		}},
 		{"add de-duplicates a waiting key", func(t *testing.T, q *queue) {
 			q.Add("a")
 			q.Add("b")

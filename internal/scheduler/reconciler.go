@@ -322,9 +322,14 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		case e.assignRev >= rev:
 			// The watch brought this assignment first and accounted for
 			// it (assignmentChangedLocked).
-		case v.assign != nil:
+		case v.assign != nil && cause != "node-lost":
 			// A move: the old node is released when the move ends.
 			s.invalidateLocked()
+		case v.assign != nil:
+			// Off a lost node: the snapshot still counts it there, which
+			// no placement sees (the node is not ready) until the node
+			// returns, and that rebuilds the snapshot (setAlive). Not
+			// rebuilding here keeps a mass reschedule incremental.
 		}
 		if rev > e.assignRev {
 			e.assignment, e.assignRev = a, rev

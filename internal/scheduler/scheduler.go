@@ -399,7 +399,7 @@ func (s *Scheduler) resyncLoop(ctx context.Context) {
 			}
 			s.mu.Unlock()
 			for _, n := range names {
-				s.queue.Add(n)
+				s.queue.AddLow(n)
 			}
 		}
 	}
