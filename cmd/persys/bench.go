@@ -43,7 +43,7 @@ to stdout, progress lines to stderr, and --json writes the full report.`,
 
 func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command {
 	o := bench.Options{Cluster: bench.ClusterOptions{Nodes: nodes}, Workloads: workloads}
-	var jsonOut, cpuProfile, pprofAddr string
+	var jsonOut, cpuProfile, memProfile, pprofAddr string
 	cmd := &cobra.Command{
 		Use:   name,
 		Short: short,
@@ -88,6 +88,13 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 					return pprof.StopCPUProfile
 				}
 			}
+			if memProfile != "" {
+				o.AtEnd = func() {
+					if err := writeHeapProfile(memProfile); err != nil {
+						fmt.Fprintln(os.Stderr, "heap profile:", err)
+					}
+				}
+			}
 			rep, err := bench.Run(ctx, name, o)
 			if rep != nil {
 				if terr := rep.WriteTable(os.Stdout); terr != nil && err == nil {
@@ -127,6 +134,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.IntVar(&o.Cluster.StartBatch, "start-batch", 250, "agents started (and registered) per batch")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase to this file")
+	f.StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the scenario, cluster still running (go tool pprof -sample_index=inuse_space shows who holds what)")
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve net/http/pprof (with mutex and block profiles) on this loopback address, e.g. 127.0.0.1:6060")
 	return cmd
 }
@@ -174,4 +182,18 @@ func newSoakCommand() *cobra.Command {
 	f.DurationVar(&o.EventTTL, "event-ttl", time.Minute, "event retention")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	return cmd
+}
+
+// writeHeapProfile writes the live heap (after a collection) to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -22,6 +22,7 @@ const (
 	metricQueue       = "persys_scheduler_queue_depth"
 	metricRescheduled = "persys_scheduler_rescheduled_total"
 	metricWorkloads   = "persys_scheduler_workloads"
+	metricNodeLosses  = "persys_scheduler_node_losses_total"
 )
 
 // gauges reads the unlabelled counters and gauges named in names (the sum

@@ -57,6 +57,9 @@ type Options struct {
 	// Profile, when set, is called as the measured phase starts; the
 	// function it returns is called as it ends (a CPU profile, say).
 	Profile func() (stop func())
+	// AtEnd, when set, is called after the scenario, while the cluster
+	// still runs (a heap profile, say).
+	AtEnd func()
 }
 
 func (o *Options) defaults(scenario string) error {
@@ -165,6 +168,9 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 	}
 	if err := fn(ctx, c, &o, rep); err != nil {
 		return rep, err
+	}
+	if o.AtEnd != nil {
+		o.AtEnd()
 	}
 	return rep, c.failed()
 }
@@ -343,20 +349,23 @@ func spread(ctx context.Context, c *Cluster) (minPer, maxPer, notRunning int, er
 
 // ThroughputResult is the outcome of the throughput scenario.
 type ThroughputResult struct {
-	Submitted    int       `json:"submitted"`
-	SubmitErrors int       `json:"submit_errors"`
-	SubmitSec    float64   `json:"submit_s"`
-	SubmitRate   float64   `json:"submits_per_s"`
-	ApplyRPC     Dist      `json:"apply_rpc"`
-	Placements   int       `json:"placements"`
-	PlacedSec    float64   `json:"all_placed_s"`
-	PlacementsPS float64   `json:"placements_per_s"`
-	RunningSec   float64   `json:"all_running_s"`
-	PerNodeMin   int       `json:"per_node_min"`
-	PerNodeMax   int       `json:"per_node_max"`
-	NotRunning   int       `json:"not_running"`
-	Duplicates   int       `json:"duplicates"`
-	Proc         ProcStats `json:"process"`
+	Submitted    int     `json:"submitted"`
+	SubmitErrors int     `json:"submit_errors"`
+	SubmitSec    float64 `json:"submit_s"`
+	SubmitRate   float64 `json:"submits_per_s"`
+	ApplyRPC     Dist    `json:"apply_rpc"`
+	Placements   int     `json:"placements"`
+	PlacedSec    float64 `json:"all_placed_s"`
+	PlacementsPS float64 `json:"placements_per_s"`
+	RunningSec   float64 `json:"all_running_s"`
+	PerNodeMin   int     `json:"per_node_min"`
+	PerNodeMax   int     `json:"per_node_max"`
+	NotRunning   int     `json:"not_running"`
+	Duplicates   int     `json:"duplicates"`
+	// NodesLost counts nodes that turned NotReady during the run: with no
+	// node stopped, each is a heartbeat handled too late.
+	NodesLost int       `json:"nodes_lost"`
+	Proc      ProcStats `json:"process"`
 	// Scheduler holds its own timing histograms.
 	Scheduler map[string]Histo `json:"scheduler_timings"`
 }
@@ -437,6 +446,9 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	if res.Duplicates, err = c.Duplicates(ctx); err != nil {
 		return err
 	}
+	if g, err := gauges(c.Registry, metricNodeLosses); err == nil {
+		res.NodesLost = int(g[metricNodeLosses])
+	}
 	res.Proc = procStats()
 	rep.Result = res
 	rep.Table = []Row{
@@ -447,6 +459,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		{"workloads per node", fmt.Sprintf("min %d, max %d", res.PerNodeMin, res.PerNodeMax), ""},
 		{"not RUNNING at the end", fmt.Sprint(res.NotRunning), "0"},
 		{"duplicates", fmt.Sprint(res.Duplicates), "0"},
+		{"nodes lost (a heartbeat handled late)", fmt.Sprint(res.NodesLost), "0"},
 		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
 		{"Go heap in use, goroutines", fmt.Sprintf("%.0f MiB, %d", res.Proc.HeapMiB, res.Proc.Goroutines), ""},
 	}

@@ -19,6 +19,7 @@ type metrics struct {
 	applies           *prometheus.CounterVec
 	failures          *prometheus.CounterVec
 	heartbeats        prometheus.Counter
+	nodeLosses        prometheus.Counter
 	orphansRemoved    prometheus.Counter
 	rescheduled       prometheus.Counter
 	moves             prometheus.Counter
@@ -46,6 +47,8 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			Name: "workload_failures_total", Help: "Workloads that turned Failed, by reason."}, []string{"reason"}),
 		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "heartbeats_total", Help: "Node heartbeats handled."}),
+		nodeLosses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "node_losses_total", Help: "Nodes turned NotReady because their lease expired."}),
 		orphansRemoved: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "orphans_removed_total", Help: "Workload copies removed from nodes that should not run them."}),
 		rescheduled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
@@ -59,7 +62,7 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.failures, m.heartbeats, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
+		m.applies, m.failures, m.heartbeats, m.nodeLosses, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
 	return m
 }
 

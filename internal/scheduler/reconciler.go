@@ -109,7 +109,9 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 		return false
 	}
 	plan := reconcile.Decide(v.in)
-	s.failedAfterReach(ctx, name, v, plan)
+	if s.failedAfterReach(ctx, name, v, plan) {
+		return false
+	}
 	switch plan.Action {
 	case reconcile.Place:
 		return s.place(ctx, name, v, "new")

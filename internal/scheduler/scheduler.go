@@ -144,6 +144,8 @@ type Scheduler struct {
 	// from request handlers (orphan removals) that Run waits for.
 	runCtx     context.Context
 	background sync.WaitGroup
+	// nodeLossSem bounds the NotReady records written at once (watch.go).
+	nodeLossSem chan struct{}
 	// leading is true while this replica is the leader; leaderAddr holds
 	// the current leader's address (a string) for followers' redirects.
 	leading    atomic.Bool
@@ -246,6 +248,7 @@ func New(cfg Config) (*Scheduler, error) {
 		queue:          newQueue(),
 		workloads:      map[string]*workloadEntry{},
 		counts:         stateCounts{},
+		nodeLossSem:    make(chan struct{}, nodeLossWriters),
 		nodes:          map[string]*nodeEntry{},
 		watchers:       map[string]map[chan struct{}]struct{}{},
 		orphanInflight: map[string]bool{},

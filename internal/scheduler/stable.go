@@ -46,25 +46,29 @@ func (s *Scheduler) settle(name string) {
 // failedAfterReach records, once, that a workload whose last apply reached
 // its desired state was then reported FAILED by its node: that apply was a
 // failed attempt after all (an event, the retry record, the reason the
-// retry engine shows), and the next one waits out its backoff.
-func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, plan reconcile.Plan) {
+// retry engine shows). The backoff counts from now, not from the apply
+// (which may be long past), and the status shows FAILED with the attempts
+// and the next attempt until then, as after an apply that failed at once.
+// It reports whether it handled the plan.
+func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, plan reconcile.Plan) bool {
 	if plan.State != persysv1.ActualState_ACTUAL_STATE_FAILED {
-		return
+		return false
 	}
 	s.mu.Lock()
 	e := s.workloads[name]
 	if e == nil || e.reachedAt.IsZero() || e.attempts == 0 {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	attempt := e.attempts
-	delay := e.nextAttemptAt.Sub(s.cfg.Now())
+	delay := reconcile.Backoff(attempt+1, s.cfg.RetryBase, s.cfg.RetryMax)
+	e.nextAttemptAt = s.cfg.Now().Add(delay)
 	e.reachedAt = time.Time{}
 	s.mu.Unlock()
-	if delay < 0 {
-		delay = 0
-	}
 	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: plan.State, Reason: plan.Reason,
 		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
 	s.recordAttempt(ctx, name, v, attempt, delay, st)
+	s.setStatus(ctx, name, st)
+	s.queue.AddAfter(name, delay)
+	return true
 }

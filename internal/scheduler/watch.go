@@ -169,9 +169,7 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 	// copy here as well would race with it and could leave a stale or bare
 	// record (no address, capabilities or lease) in etcd.
 	if node != nil && !alive {
-		if err := s.store.PutNode(ctx, node); err != nil {
-			s.log.Error("record node state", "node", id, "state", want.String(), "err", err)
-		}
+		s.recordNodeLost(ctx, node)
 	}
 	if was != alive {
 		if alive {
@@ -179,6 +177,7 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 			s.events.add(&persysv1.Event{Type: "NodeReady", NodeId: id, Message: "node lease acquired"})
 		} else {
 			s.log.Warn("node lost", "node", id)
+			s.metrics.nodeLosses.Inc()
 			s.events.add(&persysv1.Event{Type: "NodeLost", NodeId: id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST,
 				Message: "node lease expired"})
 		}
@@ -200,4 +199,27 @@ func (s *Scheduler) assignedLocked(id string) []string {
 		}
 	}
 	return names
+}
+
+// nodeLossWriters bounds the NotReady records written at once.
+const nodeLossWriters = 16
+
+// recordNodeLost writes a lost node's NotReady record in the background.
+// Written inline, the losses of 500 nodes at once held this watch for
+// seconds (one etcd write each), and with it the reschedule of all their
+// workloads. The record is for display: liveness is the lease.
+func (s *Scheduler) recordNodeLost(ctx context.Context, node *persysv1.Node) {
+	s.background.Add(1)
+	go func() {
+		defer s.background.Done()
+		select {
+		case s.nodeLossSem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		defer func() { <-s.nodeLossSem }()
+		if err := s.store.PutNode(ctx, node); err != nil && ctx.Err() == nil {
+			s.log.Error("record node state", "node", node.GetId(), "state", node.GetState().String(), "err", err)
+		}
+	}()
 }
