@@ -63,7 +63,15 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	}
 	a := proto.Clone(v.assign).(*persysv1.Assignment)
 	a.PreviousNodeId = ""
-	rev, err := s.store.CommitPlacementRev(ctx, a, nil, v.rev, v.assignRv)
+	// The commit writes a status too: keep the one the new copy has (a
+	// nil one would read SCHEDULED while the new copy runs).
+	var st *persysv1.WorkloadStatus
+	s.mu.Lock()
+	if e := s.workloads[name]; e != nil && e.status.GetNodeId() == a.GetNodeId() {
+		st = proto.Clone(e.status).(*persysv1.WorkloadStatus)
+	}
+	s.mu.Unlock()
+	rev, err := s.store.CommitPlacementRev(ctx, a, st, v.rev, v.assignRv)
 	if err != nil {
 		if !errors.Is(err, store.ErrConflict) {
 			s.log.Error("clear previous node", "workload", name, "err", err)
@@ -78,6 +86,8 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 		s.notifyLocked(name)
 	}
 	s.mu.Unlock()
+	// Look once more: the move is over, and the status may lag the node.
+	s.queue.Add(name)
 	s.metrics.moves.Inc()
 	s.log.Info("moved", "workload", name, "from", prev, "to", a.GetNodeId())
 	s.events.add(&persysv1.Event{Type: "Moved", Workload: name, NodeId: a.GetNodeId(),
