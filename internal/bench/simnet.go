@@ -83,9 +83,10 @@ func (cs *connSet) pick(name string) *grpc.ClientConn {
 	return cs.conns[h.Sum32()%uint32(len(cs.conns))]
 }
 
-// as returns a connection that calls as role:name.
-func (cs *connSet) as(role pki.Role, name string, extra ...string) taggedConn {
-	return taggedConn{cc: cs.pick(name), md: append([]string{simIdentityKey, string(role) + ":" + name}, extra...)}
+// as returns a connection that calls as role:name, over the connection
+// picked by name.
+func (cs *connSet) as(role pki.Role, name string) taggedConn {
+	return taggedConn{cc: cs.pick(name), md: []string{simIdentityKey, string(role) + ":" + name}}
 }
 
 func (cs *connSet) Close() {
@@ -133,16 +134,9 @@ func simStream(allowed ...pki.Role) grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
-		return handler(srv, &ctxStream{ServerStream: ss, ctx: ctx})
+		return handler(srv, grpcauth.WithStreamContext(ss, ctx))
 	}
 }
-
-type ctxStream struct {
-	grpc.ServerStream
-	ctx context.Context
-}
-
-func (s *ctxStream) Context() context.Context { return s.ctx }
 
 // sharedServerOptions are the options of both shared-transport servers.
 func sharedServerOptions(allowed ...pki.Role) []grpc.ServerOption {
@@ -250,7 +244,8 @@ type sharedDialer struct {
 }
 
 func (d sharedDialer) Dial(nodeID, _ string) (persysv1.AgentServiceClient, func() error, error) {
-	tc := d.conns.as(pki.RoleScheduler, "scheduler", simNodeKey, nodeID)
-	tc.cc = d.conns.pick(nodeID)
+	// Spread the nodes over the connections, not all on "scheduler"'s.
+	tc := taggedConn{cc: d.conns.pick(nodeID),
+		md: []string{simIdentityKey, string(pki.RoleScheduler) + ":scheduler", simNodeKey, nodeID}}
 	return persysv1.NewAgentServiceClient(tc), func() error { return nil }, nil
 }

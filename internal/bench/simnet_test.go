@@ -78,8 +78,9 @@ func TestHollowMuxRoutesAndAuthenticates(t *testing.T) {
 	if _, err := raw.HealthCheck(noID, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("no identity: %v, want Unauthenticated", err)
 	}
-	asAgent := persysv1.NewAgentServiceClient(conns.as(pki.RoleAgent, "n1", simNodeKey, "n1"))
-	if _, err := asAgent.HealthCheck(ctx, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.PermissionDenied {
+	asAgent := conns.as(pki.RoleAgent, "n1")
+	asAgent.md = append(asAgent.md, simNodeKey, "n1")
+	if _, err := persysv1.NewAgentServiceClient(asAgent).HealthCheck(ctx, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("agent role calling an agent: %v, want PermissionDenied", err)
 	}
 }

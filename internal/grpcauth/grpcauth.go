@@ -118,16 +118,22 @@ func RequireRoleStream(roles ...pki.Role) grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
-		return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
+		return handler(srv, WithStreamContext(ss, ctx))
 	}
 }
 
-type identityStream struct {
+// WithStreamContext returns ss with ctx as its context, for stream
+// interceptors that add to it (an identity, say).
+func WithStreamContext(ss grpc.ServerStream, ctx context.Context) grpc.ServerStream {
+	return &ctxStream{ServerStream: ss, ctx: ctx}
+}
+
+type ctxStream struct {
 	grpc.ServerStream
 	ctx context.Context
 }
 
-func (s *identityStream) Context() context.Context { return s.ctx }
+func (s *ctxStream) Context() context.Context { return s.ctx }
 
 // Policy admits callers per method: Methods maps a full method name (for
 // example "/persys.v1.ControlService/Heartbeat") to the roles allowed to
@@ -163,6 +169,6 @@ func (p Policy) Stream() grpc.StreamServerInterceptor {
 		if err != nil {
 			return err
 		}
-		return handler(srv, &identityStream{ServerStream: ss, ctx: ctx})
+		return handler(srv, WithStreamContext(ss, ctx))
 	}
 }

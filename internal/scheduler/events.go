@@ -44,33 +44,31 @@ func (w *eventWriter) run(ctx context.Context) {
 		case <-ctx.Done():
 			// Flush what is queued, briefly.
 			fctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			for {
-				select {
-				case ev := <-w.ch:
-					_ = w.store.AppendEvent(fctx, ev)
-					continue
-				default:
-				}
-				break
+			for batch := w.backlog(nil); len(batch) > 0 && fctx.Err() == nil; batch = w.backlog(nil) {
+				_ = w.store.AppendEvents(fctx, batch)
 			}
 			cancel()
 			return
 		case ev := <-w.ch:
 			// Take the backlog too: one transaction for a burst.
-			batch := []*persysv1.Event{ev}
-		drain:
-			for len(batch) < eventBatchMax {
-				select {
-				case ev := <-w.ch:
-					batch = append(batch, ev)
-				default:
-					break drain
-				}
-			}
+			batch := w.backlog([]*persysv1.Event{ev})
 			if err := w.store.AppendEvents(ctx, batch); err != nil && ctx.Err() == nil {
 				w.log.Warn("write events", "events", len(batch), "first_type", batch[0].GetType(),
 					"first_workload", batch[0].GetWorkload(), "err", err)
 			}
 		}
 	}
+}
+
+// backlog appends what is queued now to batch, up to eventBatchMax.
+func (w *eventWriter) backlog(batch []*persysv1.Event) []*persysv1.Event {
+	for len(batch) < eventBatchMax {
+		select {
+		case ev := <-w.ch:
+			batch = append(batch, ev)
+		default:
+			return batch
+		}
+	}
+	return batch
 }

@@ -57,23 +57,40 @@ func (s *Store) eventLease(ctx context.Context, now time.Time, forget clientv3.L
 // AppendEvent stores ev under events/; it expires after about EventTTL. A
 // missing ev.Time is set to now (on a copy; ev is not modified).
 func (s *Store) AppendEvent(ctx context.Context, ev *persysv1.Event) error {
+	now := time.Now()
+	ev, val, err := prepareEvent(ev, now)
+	if err != nil {
+		return err
+	}
+	return s.appendPrepared(ctx, ev, val, now)
+}
+
+// prepareEvent checks ev and encodes it; a missing Time is set to now on a
+// copy (ev is not modified).
+func prepareEvent(ev *persysv1.Event, now time.Time) (*persysv1.Event, string, error) {
 	if ev == nil {
-		return fmt.Errorf("store: event: %w: nil", ErrInvalid)
+		return nil, "", fmt.Errorf("store: event: %w: nil", ErrInvalid)
 	}
 	if ev.GetType() == "" {
-		return fmt.Errorf("store: event type: %w: empty", ErrInvalid)
+		return nil, "", fmt.Errorf("store: event type: %w: empty", ErrInvalid)
 	}
-	now := time.Now()
 	if ev.GetTime() == nil {
 		ev = proto.CloneOf(ev)
 		ev.Time = timestamppb.New(now)
 	} else if err := ev.GetTime().CheckValid(); err != nil {
-		return fmt.Errorf("store: event time: %w: %v", ErrInvalid, err)
+		return nil, "", fmt.Errorf("store: event time: %w: %v", ErrInvalid, err)
 	}
 	val, err := marshal("event", ev)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
+	return ev, val, nil
+}
+
+// appendPrepared writes one prepared event under a free key, taking the
+// next sequence number when another writer holds the key and a new lease
+// when etcd lost the current one.
+func (s *Store) appendPrepared(ctx context.Context, ev *persysv1.Event, val string, now time.Time) error {
 	var stale clientv3.LeaseID
 	for range eventPutAttempts {
 		lease, seq, err := s.eventLease(ctx, now, stale)
@@ -165,18 +182,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs []*persysv1.Event) error {
 	var errs []error
 	var ps []preparedEvent
 	for _, ev := range evs {
-		if ev == nil || ev.GetType() == "" {
-			errs = append(errs, fmt.Errorf("store: event: %w: nil or without a type", ErrInvalid))
-			continue
-		}
-		if ev.GetTime() == nil {
-			ev = proto.CloneOf(ev)
-			ev.Time = timestamppb.New(now)
-		} else if err := ev.GetTime().CheckValid(); err != nil {
-			errs = append(errs, fmt.Errorf("store: event time: %w: %v", ErrInvalid, err))
-			continue
-		}
-		val, err := marshal("event", ev)
+		ev, val, err := prepareEvent(ev, now)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -203,7 +209,7 @@ func (s *Store) AppendEvents(ctx context.Context, evs []*persysv1.Event) error {
 			return errors.Join(append(errs, ctx.Err())...)
 		}
 		for _, i := range g {
-			if err := s.AppendEvent(ctx, ps[i].ev); err != nil {
+			if err := s.appendPrepared(ctx, ps[i].ev, ps[i].val, now); err != nil {
 				errs = append(errs, err)
 			}
 		}
