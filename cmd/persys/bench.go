@@ -23,9 +23,10 @@ func newBenchCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the control plane on this machine (real etcd, real scheduler)",
-		Long: `Measure the control plane on this machine. Every scenario but soak starts,
-in this one process, an embedded etcd, one scheduler and --nodes hollow agents
-(real agents on the in-memory sim runtime), all talking gRPC over loopback:
+		Long: `Measure the control plane on this machine. Every scenario but soak starts
+an embedded etcd, one scheduler and --nodes hollow agents (real agents on the
+in-memory sim runtime), all talking gRPC over loopback; the scheduler runs in
+a process of its own (this binary, re-executed) unless --scheduler-process=false:
 by default the hollow agents share a few plaintext connections, each call
 tagged with its node's identity (the simulator's transport; no daemon can
 run without mTLS); with --mtls each node gets its own certificate (cached
@@ -52,6 +53,18 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o.Progress = os.Stderr
+			if o.Cluster.MTLS && !cmd.Flags().Changed("scheduler-process") {
+				o.Cluster.SchedulerProcess = false // per-node mTLS serves an in-process scheduler
+			}
+			for _, p := range []*string{&o.SchedulerCPUProfile, &o.SchedulerHeapProfile} {
+				if *p != "" {
+					abs, err := filepath.Abs(*p)
+					if err != nil {
+						return err
+					}
+					*p = abs
+				}
+			}
 			if o.Cluster.Dir == "" {
 				return fmt.Errorf("--data-dir: empty")
 			}
@@ -90,7 +103,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 			}
 			if memProfile != "" {
 				o.AtEnd = func() {
-					if err := writeHeapProfile(memProfile); err != nil {
+					if err := bench.WriteHeapProfile(memProfile); err != nil {
 						fmt.Fprintln(os.Stderr, "heap profile:", err)
 					}
 				}
@@ -129,6 +142,9 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.IntVar(&o.Cluster.Workers, "workers", 0, "scheduler reconcile workers (0: scheduler default 32)")
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")
 	f.BoolVar(&o.Cluster.MTLS, "mtls", false, "give every hollow node its own certificate and mTLS connections, as real agents (at most 3,800 nodes); default: a shared plaintext loopback transport")
+	f.BoolVar(&o.Cluster.SchedulerProcess, "scheduler-process", true, "run the scheduler in a process of its own (this binary, re-executed), so its RSS and CPU time are its own; shared transport only (false: one process, as with --mtls)")
+	f.StringVar(&o.SchedulerCPUProfile, "scheduler-cpuprofile", "", "with --scheduler-process: write the scheduler process's CPU profile of the measured phase to this file")
+	f.StringVar(&o.SchedulerHeapProfile, "scheduler-memprofile", "", "with --scheduler-process: write the scheduler process's heap profile at the end to this file")
 	f.BoolVar(&o.Cluster.EtcdNoFsync, "etcd-no-fsync", false, "turn etcd's fsync off (unsafe; shows what the disk costs)")
 	f.IntVar(&o.Cluster.CertConcurrency, "cert-concurrency", 0, "concurrent certificate issuers (0: 2 per CPU)")
 	f.IntVar(&o.Cluster.StartBatch, "start-batch", 250, "agents started (and registered) per batch")
@@ -182,18 +198,4 @@ func newSoakCommand() *cobra.Command {
 	f.DurationVar(&o.EventTTL, "event-ttl", time.Minute, "event retention")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	return cmd
-}
-
-// writeHeapProfile writes the live heap (after a collection) to path.
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	runtime.GC()
-	if err := pprof.WriteHeapProfile(f); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

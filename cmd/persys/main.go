@@ -9,9 +9,13 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/persys-dev/compute/internal/bench"
 )
 
 func main() {
+	// A bench run re-executes this binary as its scheduler process.
+	bench.RunSchedulerProcessIfAsked()
 	root := &cobra.Command{
 		Use:           "persys",
 		Short:         "Persys Compute daemons",

@@ -4,14 +4,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
+
+// TestMain lets the scenarios re-execute this test binary as their
+// scheduler process.
+func TestMain(m *testing.M) {
+	RunSchedulerProcessIfAsked()
+	os.Exit(m.Run())
+}
 
 func TestChunk(t *testing.T) {
 	ids := []string{"a", "b", "c", "d", "e"}
@@ -101,6 +111,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"no dir", ClusterOptions{Nodes: 1}, "data dir"},
 		{"short lease", ClusterOptions{Nodes: 1, Dir: "x", LeaseTTL: time.Second}, "lease TTL"},
 		{"negative delay", ClusterOptions{Nodes: 1, Dir: "x", ApplyDelay: -1}, "apply delay"},
+		{"scheduler process with mTLS", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, SchedulerProcess: true}, "scheduler process"},
 		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
 	}
 	for _, tc := range clusterTests {
@@ -176,6 +187,12 @@ func TestScenarios(t *testing.T) {
 		{ScenarioNodeLoss, ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25 }},
 		{"node-loss-mtls", ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25; o.Cluster.MTLS = true }},
 		{ScenarioChurn, ScenarioChurn, func(o *Options) { o.Duration = time.Second; o.Rate = 50 }},
+		{"throughput-scheduler-process", ScenarioThroughput, func(o *Options) {
+			o.Cluster.SchedulerProcess = true
+			o.SchedulerCPUProfile = filepath.Join(dir, "sched.cpu")
+			o.SchedulerHeapProfile = filepath.Join(dir, "sched.heap")
+		}},
+		{"node-loss-scheduler-process", ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25; o.Cluster.SchedulerProcess = true }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,6 +210,11 @@ func TestScenarios(t *testing.T) {
 			}
 			if profiled != 0 {
 				t.Fatalf("profile started %d more times than stopped", profiled)
+			}
+			if o.Cluster.SchedulerProcess {
+				checkSchedulerProcess(t, rep, &o)
+			} else if rep.SchedulerProcess != nil {
+				t.Fatalf("scheduler process figures %+v without a scheduler process", rep.SchedulerProcess)
 			}
 			var table bytes.Buffer
 			if err := rep.WriteTable(&table); err != nil {
@@ -235,6 +257,61 @@ func TestScenarios(t *testing.T) {
 				t.Fatalf("result of type %T", rep.Result)
 			}
 		})
+	}
+}
+
+// checkSchedulerProcess checks that the scheduler ran in a child process
+// that reported its own figures and profiles, and that it is gone.
+func checkSchedulerProcess(t *testing.T, rep *Report, o *Options) {
+	t.Helper()
+	sp := rep.SchedulerProcess
+	if sp == nil || sp.PID == os.Getpid() || sp.PID <= 0 || sp.PeakRSSMiB <= 0 {
+		t.Fatalf("scheduler process figures: %+v", sp)
+	}
+	if !rep.Params.SchedulerProcess {
+		t.Fatal("report params do not show the scheduler process")
+	}
+	if err := syscall.Kill(sp.PID, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("scheduler process %d still there after the run (signal 0: %v)", sp.PID, err)
+	}
+	for _, p := range []string{o.SchedulerCPUProfile, o.SchedulerHeapProfile} {
+		if p == "" {
+			continue
+		}
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Fatalf("profile %s of the scheduler process: %v", p, err)
+		}
+	}
+}
+
+func TestSchedProcConfigValidate(t *testing.T) {
+	ok := schedProcConfig{EtcdEndpoints: []string{"http://127.0.0.1:2379"}, AgentsAddr: "127.0.0.1:7000"}
+	if err := ok.validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	tests := []struct {
+		name    string
+		tweak   func(c *schedProcConfig)
+		wantErr string
+	}{
+		{"no etcd", func(c *schedProcConfig) { c.EtcdEndpoints = nil }, "etcd_endpoints"},
+		{"etcd off loopback", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"http://10.0.0.1:2379"} }, "etcd_endpoints"},
+		{"etcd https", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"https://127.0.0.1:2379"} }, "etcd_endpoints"},
+		{"agents off loopback", func(c *schedProcConfig) { c.AgentsAddr = "192.168.1.1:7000" }, "agents_addr"},
+		{"agents by name", func(c *schedProcConfig) { c.AgentsAddr = "localhost:7000" }, "agents_addr"},
+		{"negative workers", func(c *schedProcConfig) { c.Workers = -1 }, "workers"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.tweak(&c)
+			if err := c.validate(); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
+	if err := runSchedulerProcess(`{"etcd_endpoints":["http://127.0.0.1:1"],"agents_addr":"127.0.0.1:1","surprise":1}`, strings.NewReader(""), io.Discard); err == nil || !strings.Contains(err.Error(), "surprise") {
+		t.Fatalf("unknown field: error %v", err)
 	}
 }
 

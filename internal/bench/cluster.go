@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -37,6 +38,10 @@ type ClusterOptions struct {
 	// descriptors per node (the process limit caps the node count) and
 	// handshakes that compete with the scheduler for the CPU.
 	MTLS bool
+	// SchedulerProcess runs the scheduler in a child process (this binary,
+	// re-executed): its resident memory and CPU time are then its own, not
+	// shared with etcd and the hollow agents. It needs the shared transport.
+	SchedulerProcess bool
 	// Nodes is the number of hollow agents (required, 1 to 20,000).
 	Nodes int
 	// ApplyDelay is the sim runtime's CREATING → RUNNING delay.
@@ -70,6 +75,9 @@ func (o *ClusterOptions) defaults() error {
 	}
 	if o.MTLS && o.Nodes > 3800 {
 		return fmt.Errorf("bench: nodes %d: with per-node mTLS at most 3800 fit the descriptor limit; drop --mtls for the shared transport", o.Nodes)
+	}
+	if o.MTLS && o.SchedulerProcess {
+		return errors.New("bench: a scheduler process serves the shared transport only; drop --mtls or --scheduler-process")
 	}
 	if o.ApplyDelay < 0 {
 		return fmt.Errorf("bench: apply delay %s: must not be negative", o.ApplyDelay)
@@ -127,16 +135,20 @@ type SetupStats struct {
 
 // Cluster is a running hollow cluster.
 type Cluster struct {
-	opts     ClusterOptions
-	Setup    SetupStats
-	Registry *prometheus.Registry
+	opts  ClusterOptions
+	Setup SetupStats
+	// Registry holds the scheduler's metrics: its own registry in this
+	// process, or a scrape of the scheduler process.
+	Registry prometheus.Gatherer
 	Store    *store.Store
-	Sched    *scheduler.Scheduler
+	Sched    *scheduler.Scheduler // nil with SchedulerProcess
 	Addr     string
 	Nodes    []*Hollow
 
 	etcdDir string
 	emb     *store.Embedded
+	proc    *schedProc // with SchedulerProcess
+	phase   phase
 	cancel  context.CancelFunc
 	bg      sync.WaitGroup
 	admin   []*grpc.ClientConn
@@ -204,7 +216,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	c = &Cluster{opts: o, Registry: prometheus.NewRegistry()}
+	c = &Cluster{opts: o}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -252,53 +264,13 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	quiet := slog.New(slog.DiscardHandler)
 	c.Store = store.New(cli, store.Options{Logger: quiet})
 
-	var dialer scheduler.AgentDialer
-	var serve func(ctx context.Context, ln net.Listener) error
-	if o.MTLS {
-		schedServer, err := pki.ServerTLS(bundle.Scheduler)
-		if err != nil {
-			return c, err
-		}
-		schedClient, err := pki.ClientTLS(bundle.Scheduler, "")
-		if err != nil {
-			return c, err
-		}
-		dialer = scheduler.TLSDialer{TLS: schedClient}
-		serve = func(ctx context.Context, ln net.Listener) error {
-			return scheduler.Serve(ctx, ln, c.Sched, schedServer)
-		}
+	if o.SchedulerProcess {
+		err = c.startSchedProc(ctx)
 	} else {
-		if err := c.startMux(); err != nil {
-			return c, err
-		}
-		dialer = sharedDialer{conns: c.toAgents}
-		serve = func(ctx context.Context, ln net.Listener) error {
-			return scheduler.ServeWith(ctx, ln, c.Sched, sharedServerOptions(pki.RoleAgent, pki.RoleAdmin)...)
-		}
+		err = c.startScheduler(ctx, bundle)
 	}
-	c.Sched, err = scheduler.New(scheduler.Config{
-		Store: c.Store, Agents: dialer, Logger: quiet, Registry: c.Registry,
-		HeartbeatInterval: o.HeartbeatInterval, LeaseTTL: o.LeaseTTL, RescheduleGrace: o.RescheduleGrace, Workers: o.Workers,
-	})
 	if err != nil {
 		return c, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return c, fmt.Errorf("bench: scheduler listener: %w", err)
-	}
-	c.Addr = ln.Addr().String()
-	runCtx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
-	c.goBackground("scheduler run", func() error { return c.Sched.Run(runCtx) })
-	c.goBackground("scheduler serve", func() error { return serve(runCtx, ln) })
-	for c.Sched.Ready() != nil {
-		if err := c.failed(); err != nil {
-			return c, err
-		}
-		if !sleepCtx(ctx, 10*time.Millisecond) {
-			return c, ctx.Err()
-		}
 	}
 
 	if err := c.dialAdmin(bundle); err != nil {
@@ -329,6 +301,113 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	}
 	c.Setup.AgentsSeconds = time.Since(start).Seconds()
 	return c, nil
+}
+
+// startScheduler runs the scheduler in this process.
+func (c *Cluster) startScheduler(ctx context.Context, bundle *pki.Bundle) error {
+	o := c.opts
+	reg := prometheus.NewRegistry()
+	c.Registry = reg
+	var dialer scheduler.AgentDialer
+	var serve func(ctx context.Context, ln net.Listener) error
+	if o.MTLS {
+		schedServer, err := pki.ServerTLS(bundle.Scheduler)
+		if err != nil {
+			return err
+		}
+		schedClient, err := pki.ClientTLS(bundle.Scheduler, "")
+		if err != nil {
+			return err
+		}
+		dialer = scheduler.TLSDialer{TLS: schedClient}
+		serve = func(ctx context.Context, ln net.Listener) error {
+			return scheduler.Serve(ctx, ln, c.Sched, schedServer)
+		}
+	} else {
+		if err := c.startMux(); err != nil {
+			return err
+		}
+		dialer = sharedDialer{conns: c.toAgents}
+		serve = func(ctx context.Context, ln net.Listener) error {
+			return scheduler.ServeWith(ctx, ln, c.Sched, sharedServerOptions(pki.RoleAgent, pki.RoleAdmin)...)
+		}
+	}
+	var err error
+	c.Sched, err = scheduler.New(scheduler.Config{
+		Store: c.Store, Agents: dialer, Logger: slog.New(slog.DiscardHandler), Registry: reg,
+		HeartbeatInterval: o.HeartbeatInterval, LeaseTTL: o.LeaseTTL, RescheduleGrace: o.RescheduleGrace, Workers: o.Workers,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("bench: scheduler listener: %w", err)
+	}
+	c.Addr = ln.Addr().String()
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.goBackground("scheduler run", func() error { return c.Sched.Run(runCtx) })
+	c.goBackground("scheduler serve", func() error { return serve(runCtx, ln) })
+	for c.Sched.Ready() != nil {
+		if err := c.failed(); err != nil {
+			return err
+		}
+		if !sleepCtx(ctx, 10*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+
+	return nil
+}
+
+// startSchedProc runs the scheduler in a child process on the shared
+// transport.
+func (c *Cluster) startSchedProc(ctx context.Context) error {
+	if err := c.startMux(); err != nil {
+		return err
+	}
+	cfg := schedProcConfig{
+		EtcdEndpoints: c.emb.Endpoints(), AgentsAddr: c.muxAddr(),
+		HeartbeatInterval: c.opts.HeartbeatInterval, LeaseTTL: c.opts.LeaseTTL,
+		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers,
+	}
+	p, err := startSchedProc(ctx, cfg, c.fail)
+	if err != nil {
+		return err
+	}
+	c.proc, c.Registry, c.Addr = p, p, p.ready.Addr
+	return nil
+}
+
+// SchedulerProcess returns the scheduler process's own resident memory and
+// CPU time; false when the scheduler runs in this process.
+func (c *Cluster) SchedulerProcess() (SchedProcStats, bool) {
+	if c.proc == nil {
+		return SchedProcStats{}, false
+	}
+	return c.proc.stats(), true
+}
+
+// ProfileScheduler starts a CPU profile of the scheduler process into
+// path; stop ends it. It fails when the scheduler runs in this process
+// (profile this process instead).
+func (c *Cluster) ProfileScheduler(path string) (stop func() error, err error) {
+	if c.proc == nil {
+		return nil, errors.New("bench: the scheduler runs in this process")
+	}
+	if err := c.proc.post("/cpuprofile/start?path=" + url.QueryEscape(path)); err != nil {
+		return nil, err
+	}
+	return func() error { return c.proc.post("/cpuprofile/stop") }, nil
+}
+
+// HeapProfileScheduler writes the scheduler process's live heap to path.
+func (c *Cluster) HeapProfileScheduler(path string) error {
+	if c.proc == nil {
+		return errors.New("bench: the scheduler runs in this process")
+	}
+	return c.proc.post("/heapprofile?path=" + url.QueryEscape(path))
 }
 
 // startMux starts the shared listener of the hollow agents and the
@@ -562,6 +641,9 @@ func (c *Cluster) Close() {
 	c.toSched.Close()
 	if c.cancel != nil {
 		c.cancel()
+	}
+	if c.proc != nil {
+		c.proc.stop()
 	}
 	if c.muxSrv != nil {
 		c.muxSrv.Stop()

@@ -134,9 +134,15 @@ func procStats() ProcStats {
 	var ms goruntime.MemStats
 	goruntime.ReadMemStats(&ms)
 	st := ProcStats{HeapMiB: float64(ms.HeapInuse) / (1 << 20), Goroutines: goruntime.NumGoroutine()}
-	f, err := os.Open("/proc/self/status")
+	st.RSSMiB, st.PeakRSSMiB = rssOf("/proc/self/status")
+	return st
+}
+
+// rssOf reads VmRSS and VmHWM (the peak) in MiB from a /proc status file.
+func rssOf(path string) (rss, peak float64) {
+	f, err := os.Open(path)
 	if err != nil {
-		return st
+		return 0, 0
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -154,12 +160,12 @@ func procStats() ProcStats {
 			continue
 		}
 		if key == "VmRSS" {
-			st.RSSMiB = kb / 1024
+			rss = kb / 1024
 		} else {
-			st.PeakRSSMiB = kb / 1024
+			peak = kb / 1024
 		}
 	}
-	return st
+	return rss, peak
 }
 
 // loadAverage returns the 1-minute load average (other work on the

@@ -32,7 +32,9 @@ type Params struct {
 	// Transport is "shared" (hollow nodes over a few plaintext loopback
 	// connections) or "mtls" (each node its own mTLS connections).
 	Transport string `json:"transport"`
-	CPUs      int    `json:"cpus"`
+	// SchedulerProcess: the scheduler ran in a process of its own.
+	SchedulerProcess bool `json:"scheduler_process"`
+	CPUs             int  `json:"cpus"`
 }
 
 // Report is a scenario's outcome: its parameters, how the cluster was
@@ -43,6 +45,10 @@ type Report struct {
 	Setup    SetupStats `json:"setup"`
 	Result   any        `json:"result"`
 	Table    []Row      `json:"table"`
+	// CPU is the measured phase's CPU time.
+	CPU PhaseCPU `json:"cpu"`
+	// SchedulerProcess is the scheduler process's own figures at the end.
+	SchedulerProcess *SchedProcStats `json:"scheduler_process,omitempty"`
 	// LoadBefore and LoadAfter are the machine's 1-minute load average
 	// before the cluster started and after the scenario: other work on a
 	// shared machine skews every figure.
@@ -53,8 +59,12 @@ type Report struct {
 // WriteTable prints the report as an aligned table.
 func (r *Report) WriteTable(w io.Writer) error {
 	p := r.Params
-	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %gms, lease TTL %gs, grace %gs, %d workers, %d CPUs, %s transport\n",
-		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, p.HeartbeatIntervalMs, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.CPUs, p.Transport)
+	where := "scheduler in the bench process"
+	if p.SchedulerProcess {
+		where = "scheduler in its own process"
+	}
+	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %gms, lease TTL %gs, grace %gs, %d workers, %d CPUs, %s transport, %s\n",
+		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, p.HeartbeatIntervalMs, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.CPUs, p.Transport, where)
 	fmt.Fprintf(w, "machine load average (1 min): %.2f before, %.2f after\n", r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")

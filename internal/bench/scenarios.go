@@ -60,6 +60,10 @@ type Options struct {
 	// AtEnd, when set, is called after the scenario, while the cluster
 	// still runs (a heap profile, say).
 	AtEnd func()
+	// SchedulerCPUProfile and SchedulerHeapProfile are files for the
+	// scheduler process's CPU profile of the measured phase and its heap
+	// at the end (with ClusterOptions.SchedulerProcess).
+	SchedulerCPUProfile, SchedulerHeapProfile string
 }
 
 func (o *Options) defaults(scenario string) error {
@@ -126,7 +130,8 @@ func (o *Options) params() Params {
 		LeaseTTLSec:         orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL),
 		GraceSec:            orDefault(o.Cluster.RescheduleGrace, schedulerGrace),
 		SchedulerWorkers:    workers, EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
-		Transport: map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],
+		Transport:        map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],
+		SchedulerProcess: o.Cluster.SchedulerProcess,
 	}
 }
 
@@ -166,11 +171,26 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 	case ScenarioNodeLoss:
 		rep.Params.LossFraction = o.LossFraction
 	}
-	if err := fn(ctx, c, &o, rep); err != nil {
+	err = fn(ctx, c, &o, rep)
+	workloads := o.Workloads
+	if scenario == ScenarioChurn || scenario == ScenarioNodeLoss {
+		workloads = 0 // not what the phase's CPU went to
+	}
+	rep.CPU = c.phase.cpu
+	if st, ok := c.SchedulerProcess(); ok {
+		rep.SchedulerProcess = &st
+	}
+	rep.Table = append(rep.Table, c.phase.rows(c, workloads)...)
+	if err != nil {
 		return rep, err
 	}
 	if o.AtEnd != nil {
 		o.AtEnd()
+	}
+	if o.SchedulerHeapProfile != "" && c.proc != nil {
+		if err := c.HeapProfileScheduler(o.SchedulerHeapProfile); err != nil {
+			fmt.Fprintln(o.Progress, "bench: scheduler heap profile:", err)
+		}
 	}
 	return rep, c.failed()
 }
@@ -212,19 +232,46 @@ func progress(c *Cluster, o *Options, name string, extra func() string) (stop fu
 				}
 				lastHB, lastAt = g[metricHeartbeats], now
 				ps := procStats()
-				fmt.Fprintf(o.Progress, "%s %6.1fs  %s  placements %.0f  queue %.0f  heartbeats %.0f/s  rss %.0f MiB  goroutines %d\n",
-					name, now.Sub(start).Seconds(), extra(), g[metricPlacements], g[metricQueue], hbRate, ps.RSSMiB, ps.Goroutines)
+				sched := ""
+				if st, ok := c.SchedulerProcess(); ok {
+					sched = fmt.Sprintf("  scheduler rss %.0f MiB", st.RSSMiB)
+				}
+				fmt.Fprintf(o.Progress, "%s %6.1fs  %s  placements %.0f  queue %.0f  heartbeats %.0f/s  rss %.0f MiB%s  goroutines %d\n",
+					name, now.Sub(start).Seconds(), extra(), g[metricPlacements], g[metricQueue], hbRate, ps.RSSMiB, sched, ps.Goroutines)
 			}
 		}
 	}()
 	return func() { close(done); wg.Wait() }
 }
 
-func profile(o *Options) func() {
-	if o.Profile == nil {
-		return func() {}
+// profile starts the measured phase: its CPU time, the bench's CPU
+// profile (o.Profile) and the scheduler process's (o.SchedulerCPUProfile).
+// The function it returns ends them; calling it again does nothing.
+func profile(c *Cluster, o *Options) func() {
+	stop := func() {}
+	if o.Profile != nil {
+		stop = o.Profile()
 	}
-	return o.Profile()
+	var stopSched func() error
+	if o.SchedulerCPUProfile != "" && c.proc != nil {
+		var err error
+		if stopSched, err = c.ProfileScheduler(o.SchedulerCPUProfile); err != nil {
+			fmt.Fprintln(o.Progress, "bench: scheduler CPU profile:", err)
+		}
+	}
+	c.phase.begin(c)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			c.phase.end(c)
+			stop()
+			if stopSched != nil {
+				if err := stopSched(); err != nil {
+					fmt.Fprintln(o.Progress, "bench: scheduler CPU profile:", err)
+				}
+			}
+		})
+	}
 }
 
 // submitAll applies names with o.Concurrency submitters as fast as the
@@ -379,7 +426,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	})
 	defer stopProgress()
 
-	stopProfile := profile(o)
+	stopProfile := profile(c, o)
 	start := time.Now()
 	// Watch placements (the durable counter) and RUNNING (the API) while
 	// submitting.
@@ -523,7 +570,7 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		finished.Add(1)
 		lats, rpcs = append(lats, lat), append(rpcs, rpc)
 	}
-	stopProfile := profile(o)
+	stopProfile := profile(c, o)
 	start := time.Now()
 	interval := time.Duration(float64(time.Second) / o.Rate)
 	var lastLaunch time.Time
@@ -717,7 +764,7 @@ func nodeLoss(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		}
 	}()
 
-	stopProfile := profile(o)
+	stopProfile := profile(c, o)
 	mu.Lock()
 	start = time.Now()
 	mu.Unlock()
@@ -833,7 +880,7 @@ func churn(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		firstErr error
 		wg       sync.WaitGroup
 	)
-	stopProfile := profile(o)
+	stopProfile := profile(c, o)
 	start := time.Now()
 	for k := range o.Concurrency {
 		wg.Add(1)

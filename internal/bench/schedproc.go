@@ -1,0 +1,463 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	goruntime "runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/scheduler"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// The scheduler process. With ClusterOptions.SchedulerProcess the bench
+// re-executes its own binary with schedProcEnv set: the child runs only the
+// scheduler (etcd and the hollow nodes stay in the bench), so the
+// scheduler's resident memory and CPU time are its own figures, not
+// shared with etcd and thousands of hollow agents. The child serves the
+// simulator's shared transport, like the in-process scheduler of the bench,
+// listens on loopback only and ends when its standard input closes (the
+// bench ended, however it ended: no scheduler is left behind).
+
+// schedProcEnv holds the child's configuration as JSON.
+const schedProcEnv = "PERSYS_BENCH_SCHEDULER_PROCESS"
+
+// schedProcStartTimeout bounds the wait for the child's ready line.
+const schedProcStartTimeout = 60 * time.Second
+
+type schedProcConfig struct {
+	EtcdEndpoints     []string      `json:"etcd_endpoints"`
+	AgentsAddr        string        `json:"agents_addr"`
+	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
+	LeaseTTL          time.Duration `json:"lease_ttl"`
+	RescheduleGrace   time.Duration `json:"reschedule_grace"`
+	Workers           int           `json:"workers"`
+}
+
+// validate accepts loopback addresses only: the child is a test host.
+func (c schedProcConfig) validate() error {
+	if len(c.EtcdEndpoints) == 0 {
+		return errors.New("etcd_endpoints: empty")
+	}
+	for _, ep := range c.EtcdEndpoints {
+		u, err := url.Parse(ep)
+		if err != nil || u.Scheme != "http" {
+			return fmt.Errorf("etcd_endpoints: %q: want http://loopback:port", ep)
+		}
+		if err := loopbackHostPort(u.Host); err != nil {
+			return fmt.Errorf("etcd_endpoints: %q: %w", ep, err)
+		}
+	}
+	if err := loopbackHostPort(c.AgentsAddr); err != nil {
+		return fmt.Errorf("agents_addr: %q: %w", c.AgentsAddr, err)
+	}
+	if c.HeartbeatInterval < 0 || c.LeaseTTL < 0 || c.RescheduleGrace < 0 || c.Workers < 0 {
+		return errors.New("heartbeat_interval, lease_ttl, reschedule_grace and workers must not be negative")
+	}
+	return nil
+}
+
+func loopbackHostPort(hp string) error {
+	ap, err := netip.ParseAddrPort(hp)
+	if err != nil {
+		return fmt.Errorf("want ip:port: %w", err)
+	}
+	if !ap.Addr().IsLoopback() {
+		return errors.New("not a loopback address")
+	}
+	return nil
+}
+
+// schedProcReady is the child's one line on standard output.
+type schedProcReady struct {
+	Addr        string `json:"addr"`
+	MetricsAddr string `json:"metrics_addr"`
+}
+
+// RunSchedulerProcessIfAsked runs the bench's scheduler process and exits
+// when this process was started as one; otherwise it returns at once. The
+// persys binary (and the bench package's tests) call it first thing.
+func RunSchedulerProcessIfAsked() {
+	raw, ok := os.LookupEnv(schedProcEnv)
+	if !ok {
+		return
+	}
+	if err := runSchedulerProcess(raw, os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "bench scheduler process:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
+	if len(raw) > 64<<10 {
+		return fmt.Errorf("%s: longer than 64 KiB", schedProcEnv)
+	}
+	var cfg schedProcConfig
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return fmt.Errorf("%s: %w", schedProcEnv, err)
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("%s: %w", schedProcEnv, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		// The bench holds the other end: EOF means it is gone.
+		_, _ = io.Copy(io.Discard, stdin)
+		cancel()
+	}()
+
+	cli, err := store.Connect(cfg.EtcdEndpoints, nil)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	toAgents, err := dialShared(cfg.AgentsAddr)
+	if err != nil {
+		return err
+	}
+	defer toAgents.Close()
+	sched, err := scheduler.New(scheduler.Config{
+		Store: store.New(cli, store.Options{Logger: quiet}), Agents: sharedDialer{conns: toAgents}, Logger: quiet, Registry: reg,
+		HeartbeatInterval: cfg.HeartbeatInterval, LeaseTTL: cfg.LeaseTTL, RescheduleGrace: cfg.RescheduleGrace, Workers: cfg.Workers,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("scheduler listener: %w", err)
+	}
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	srv := &http.Server{Handler: schedProcMux(reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(mln) }()
+	defer srv.Close()
+
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); errc <- sched.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		errc <- scheduler.ServeWith(ctx, ln, sched, sharedServerOptions(pki.RoleAgent, pki.RoleAdmin)...)
+	}()
+	defer wg.Wait()
+	defer cancel()
+
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for sched.Ready() != nil {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("scheduler ended before it was ready: %w", err)
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+	line, _ := json.Marshal(schedProcReady{Addr: ln.Addr().String(), MetricsAddr: mln.Addr().String()})
+	if _, err := fmt.Fprintf(stdout, "%s\n", line); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("scheduler ended: %w", err)
+	}
+}
+
+// schedProcMux serves /metrics and the profiles the bench asks for.
+func schedProcMux(reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var mu sync.Mutex
+	var cpu *os.File
+	profilePath := func(r *http.Request) (string, error) {
+		p := r.URL.Query().Get("path")
+		if p == "" || !filepath.IsAbs(p) {
+			return "", fmt.Errorf("path %q: want an absolute file path", p)
+		}
+		return p, nil
+	}
+	mux.HandleFunc("POST /cpuprofile/start", func(w http.ResponseWriter, r *http.Request) {
+		p, err := profilePath(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if cpu != nil {
+			http.Error(w, "a CPU profile is already running", http.StatusConflict)
+			return
+		}
+		f, err := os.Create(p)
+		if err == nil {
+			if err = pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			}
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		cpu = f
+	})
+	mux.HandleFunc("POST /cpuprofile/stop", func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if cpu == nil {
+			http.Error(w, "no CPU profile is running", http.StatusConflict)
+			return
+		}
+		pprof.StopCPUProfile()
+		if err := cpu.Close(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+		cpu = nil
+	})
+	mux.HandleFunc("POST /heapprofile", func(w http.ResponseWriter, r *http.Request) {
+		p, err := profilePath(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := WriteHeapProfile(p); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	return mux
+}
+
+// schedProc is the bench's handle on a running scheduler process.
+type schedProc struct {
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	ready   schedProcReady
+	http    *http.Client
+	exited  chan struct{}
+	waitErr error
+	stopped atomic.Bool
+}
+
+// startSchedProc re-executes this binary as the scheduler process and
+// waits for its ready line. onExit is called if it ends before stop.
+func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)) (*schedProc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("bench: scheduler process: %w", err)
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), schedProcEnv+"="+string(raw))
+	cmd.Stderr = os.Stderr
+	// Its own process group: a terminal's Ctrl-C reaches the bench, which
+	// then closes the child's stdin; the child does not race it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start scheduler process: %w", err)
+	}
+	p := &schedProc{cmd: cmd, stdin: stdin, exited: make(chan struct{}),
+		http: &http.Client{Timeout: 30 * time.Second}}
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		if sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+		if onExit != nil && !p.stopped.Load() {
+			onExit(fmt.Errorf("scheduler process ended: %v", p.waitErr))
+		}
+	}()
+	timer := time.NewTimer(schedProcStartTimeout)
+	defer timer.Stop()
+	select {
+	case line, ok := <-lines:
+		if !ok {
+			<-p.exited
+			return nil, fmt.Errorf("bench: scheduler process ended before it was ready: %v", p.waitErr)
+		}
+		if err := json.Unmarshal([]byte(line), &p.ready); err != nil || p.ready.Addr == "" || p.ready.MetricsAddr == "" {
+			p.stop()
+			return nil, fmt.Errorf("bench: scheduler process: ready line %q: not understood", line)
+		}
+		return p, nil
+	case <-timer.C:
+		p.stop()
+		return nil, fmt.Errorf("bench: scheduler process not ready after %s", schedProcStartTimeout)
+	case <-ctx.Done():
+		p.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// stop closes the child's stdin (it ends by itself) and kills it if it is
+// still there after a while.
+func (p *schedProc) stop() {
+	p.stopped.Store(true)
+	_ = p.stdin.Close()
+	select {
+	case <-p.exited:
+		return
+	case <-time.After(15 * time.Second):
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+func (p *schedProc) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (p *schedProc) post(path string) error {
+	resp, err := p.http.Post("http://"+p.ready.MetricsAddr+path, "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// Gather scrapes the child's /metrics: the bench reads the scheduler's
+// gauges and histograms through it as it does an in-process registry.
+func (p *schedProc) Gather() ([]*dto.MetricFamily, error) {
+	resp, err := p.http.Get("http://" + p.ready.MetricsAddr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("scrape scheduler process: %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("scrape scheduler process: %w", err)
+	}
+	out := make([]*dto.MetricFamily, 0, len(fams))
+	for _, f := range fams {
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// stats reads the child's resident memory and CPU time from /proc.
+func (p *schedProc) stats() SchedProcStats {
+	return schedProcStatsOf(p.cmd.Process.Pid)
+}
+
+// SchedProcStats are the scheduler process's own figures.
+type SchedProcStats struct {
+	PID        int     `json:"pid"`
+	RSSMiB     float64 `json:"rss_mib"`
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	CPUSeconds float64 `json:"cpu_s"`
+}
+
+func schedProcStatsOf(pid int) SchedProcStats {
+	st := SchedProcStats{PID: pid}
+	st.RSSMiB, st.PeakRSSMiB = rssOf("/proc/" + strconv.Itoa(pid) + "/status")
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return st
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: utime and stime are the 12th and 13th of them.
+	s := string(data)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		f := strings.Fields(s[i+1:])
+		if len(f) > 12 {
+			ut, _ := strconv.ParseFloat(f[11], 64)
+			stm, _ := strconv.ParseFloat(f[12], 64)
+			st.CPUSeconds = (ut + stm) / clockTicks
+		}
+	}
+	return st
+}
+
+// clockTicks is USER_HZ, 100 on every Linux the project runs on.
+const clockTicks = 100
+
+// WriteHeapProfile writes this process's live heap (after a collection)
+// to path.
+func WriteHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	goruntime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
