@@ -62,6 +62,14 @@ type recordingControl struct {
 	// calls logs "register" and "heartbeat" in the order they were
 	// accepted.
 	calls []string
+	// keepDigests makes it answer a full heartbeat that has a digest as a
+	// scheduler that kept it (digest_kept); without it, it answers as one
+	// that predates digests.
+	keepDigests bool
+	// resendOnce answers the next digest-only heartbeat with resend_full;
+	// resent is the index in heartbeats of the last one it answered so.
+	resendOnce bool
+	resent     int
 }
 
 // setLeader makes the server a follower naming leader, or ("") the leader.
@@ -115,11 +123,19 @@ func (c *recordingControl) Heartbeat(ctx context.Context, req *persysv1.Heartbea
 	c.mu.Lock()
 	c.heartbeats = append(c.heartbeats, proto.Clone(req).(*persysv1.HeartbeatRequest))
 	c.calls = append(c.calls, "heartbeat")
-	rereg := c.reregister
+	resp := &persysv1.HeartbeatResponse{Reregister: c.reregister}
 	c.reregister = false
+	switch {
+	case resp.Reregister:
+	case req.GetDigestOnly() && c.resendOnce:
+		c.resendOnce, c.resent = false, len(c.heartbeats)-1
+		resp.ResendFull = true
+	case !req.GetDigestOnly() && c.keepDigests && req.GetReportDigest() != 0:
+		resp.DigestKept = true
+	}
 	c.mu.Unlock()
 	c.signal()
-	return &persysv1.HeartbeatResponse{Reregister: rereg}, nil
+	return resp, nil
 }
 
 func (c *recordingControl) signal() {

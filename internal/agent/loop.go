@@ -64,6 +64,7 @@ func (a *Agent) loop(ctx context.Context) {
 	attempt := 0       // registration attempts since the last success
 	failures := 0      // consecutive heartbeat failures
 	leaderChanged := false
+	var sent sentList // reset with each registration and on any heartbeat error
 	for ctx.Err() == nil {
 		if registered {
 			if target := a.control.target(); target != registeredOn {
@@ -78,6 +79,7 @@ func (a *Agent) loop(ctx context.Context) {
 			on, err := a.register(ctx)
 			if err == nil {
 				registered, registeredOn, attempt, failures = true, on, 0, 0
+				sent = sentList{}
 				if leaderChanged {
 					// Report usage to the new leader at once.
 					leaderChanged = false
@@ -101,14 +103,21 @@ func (a *Agent) loop(ctx context.Context) {
 			continue
 		}
 
-		reregister, err := a.heartbeat(ctx)
+		reply, err := a.heartbeat(ctx, &sent)
 		if ctx.Err() != nil {
 			return
 		}
 		switch {
-		case err == nil && reregister:
+		case err == nil && reply == replyReregister:
 			a.log.Info("scheduler asked the node to register again")
 			registered = false
+			continue
+		case err == nil && reply == replyResendFull:
+			// The lease was renewed; the list goes at once, not after
+			// another interval without one.
+			a.metrics.fullResends.Inc()
+			a.log.Info("scheduler holds no list with the digest sent; sending the full list")
+			failures = 0
 			continue
 		case err == nil:
 			if failures > 0 {
@@ -232,9 +241,21 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 	return on, nil
 }
 
-// heartbeat sends one heartbeat and reports whether the scheduler asked
-// the node to register again.
-func (a *Agent) heartbeat(ctx context.Context) (bool, error) {
+// heartbeatReply is what the scheduler asked in answer to a heartbeat.
+type heartbeatReply int
+
+const (
+	replyOK heartbeatReply = iota
+	// replyReregister: the scheduler does not know the node.
+	replyReregister
+	// replyResendFull: the scheduler holds no list with the digest sent.
+	replyResendFull
+)
+
+// heartbeat sends one heartbeat and reports what the scheduler asked. A
+// list that repeats the one in sent goes as its digest alone; a full list
+// the scheduler kept becomes sent, and an error forgets it.
+func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	mark := a.ledger.mark()
@@ -244,7 +265,8 @@ func (a *Agent) heartbeat(ctx context.Context) (bool, error) {
 	}
 	workloads, fresh, err := a.heartbeatList(ctx, budget)
 	if err != nil {
-		return false, err
+		*sent = sentList{}
+		return replyOK, err
 	}
 	if fresh {
 		// Only a list taken after the mark may prune the allocation
@@ -256,16 +278,36 @@ func (a *Agent) heartbeat(ctx context.Context) (bool, error) {
 		a.ledger.prune(present, mark, a.log)
 		a.metrics.setWorkloads(workloads)
 	}
-	resp, _, err := a.control.heartbeat(ctx, &persysv1.HeartbeatRequest{
-		NodeId:    a.cfg.NodeID,
-		Usage:     a.usage(),
-		Workloads: workloads,
-	})
+	// Listing goes on every time (the ledger and the zombie overlay need
+	// it); only sending an unchanged list is saved.
+	now := time.Now()
+	req := &persysv1.HeartbeatRequest{NodeId: a.cfg.NodeID, Usage: a.usage(), ReportDigest: reportDigest(workloads)}
+	digestOnly := sent.digestOnly(req.ReportDigest, now)
+	if digestOnly {
+		req.DigestOnly = true
+	} else {
+		req.Workloads = workloads
+	}
+	resp, _, err := a.control.heartbeat(ctx, req)
 	if err != nil {
-		return false, fmt.Errorf("heartbeat: %w", err)
+		*sent = sentList{}
+		return replyOK, fmt.Errorf("heartbeat: %w", err)
 	}
 	a.setContact(nil)
-	return resp.GetReregister(), nil
+	switch {
+	case resp.GetReregister():
+		*sent = sentList{}
+		return replyReregister, nil
+	case digestOnly && resp.GetResendFull():
+		*sent = sentList{}
+		return replyResendFull, nil
+	case !digestOnly && resp.GetDigestKept():
+		*sent = sentList{digest: req.ReportDigest, at: now}
+	case !digestOnly:
+		// A scheduler that predates digests keeps getting full lists.
+		*sent = sentList{}
+	}
+	return replyOK, nil
 }
 
 // usage reports the node's usage: the resource requests of what it runs,

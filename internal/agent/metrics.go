@@ -17,6 +17,7 @@ type metrics struct {
 	workloads         *prometheus.GaugeVec
 	heartbeatFailures prometheus.Counter
 	staleLists        prometheus.Counter
+	fullResends       prometheus.Counter
 	registrations     prometheus.Counter
 	watcherEvents     *prometheus.CounterVec
 	zombies           *prometheus.CounterVec
@@ -50,6 +51,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "heartbeats_with_previous_list_total",
 			Help: "Heartbeats sent on time with the last complete workload list because listing the runtimes took too long.",
 		}),
+		fullResends: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "heartbeat_full_resends_total",
+			Help: "Heartbeats that carried only the digest of an unchanged workload list and that the scheduler answered with resend_full (it held no list with that digest); the full list followed at once.",
+		}),
 		registrations: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "registrations_total",
 			Help: "Successful registrations with the scheduler.",
@@ -68,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.staleLists, m.registrations, m.watcherEvents, m.zombies, m.leaderChanges} {
+		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.watcherEvents, m.zombies, m.leaderChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -177,6 +177,14 @@ func (c *controlService) Heartbeat(ctx context.Context, req *persysv1.HeartbeatR
 	if err := validateNodeCall(ctx, req.GetNodeId()); err != nil {
 		return nil, err
 	}
+	if req.GetDigestOnly() {
+		if len(req.GetWorkloads()) > 0 {
+			return nil, status.Errorf(codes.InvalidArgument, "workloads: must be empty with digest_only (has %d)", len(req.GetWorkloads()))
+		}
+		if req.GetReportDigest() == 0 {
+			return nil, status.Error(codes.InvalidArgument, "report_digest: required with digest_only")
+		}
+	}
 	resp, err := c.s.heartbeat(ctx, req)
 	return resp, toStatus(err)
 }

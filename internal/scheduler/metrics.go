@@ -19,6 +19,7 @@ type metrics struct {
 	applies           *prometheus.CounterVec
 	failures          *prometheus.CounterVec
 	heartbeats        prometheus.Counter
+	digestOnly        *prometheus.CounterVec
 	nodeLosses        prometheus.Counter
 	orphansRemoved    prometheus.Counter
 	rescheduled       prometheus.Counter
@@ -47,6 +48,10 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			Name: "workload_failures_total", Help: "Workloads that turned Failed, by reason."}, []string{"reason"}),
 		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "heartbeats_total", Help: "Node heartbeats handled."}),
+		digestOnly: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "heartbeats_digest_only_total",
+			Help: "Heartbeats (counted in heartbeats_total too) that carried only the digest of the node's unchanged list, by result: served from the list held, or resend_full when none with that digest was held."},
+			[]string{"result"}),
 		nodeLosses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "node_losses_total", Help: "Nodes turned NotReady because their lease expired."}),
 		orphansRemoved: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
@@ -58,11 +63,14 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "retry_attempts_total", Help: "Failed apply attempts that the retry engine recorded, by reason."}, []string{"reason"}),
 	}
+	for _, r := range []string{"served", "resend_full"} {
+		m.digestOnly.WithLabelValues(r) // both series from the start, at 0
+	}
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.failures, m.heartbeats, m.nodeLosses, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
+		m.applies, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
 	return m
 }
 

@@ -57,7 +57,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 		}
 		s.mu.Lock()
 		if ne := s.nodes[prev]; ne != nil {
-			delete(ne.reports, name)
+			ne.setReport(name, nil)
 		}
 		s.mu.Unlock()
 	}

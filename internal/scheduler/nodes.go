@@ -54,7 +54,9 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	// unchanged one keeps serving calls that are in flight.
 	s.log.Info("node registered", "node", id, "address", req.GetAddress(), "workloads", len(req.GetWorkloads()))
 	s.events.add(&persysv1.Event{Type: "NodeRegistered", NodeId: id, Message: "registered at " + req.GetAddress()})
-	s.processReports(id, req.GetWorkloads())
+	// The registration's list comes without a digest: the first heartbeat
+	// after it is full.
+	s.processReports(id, req.GetWorkloads(), 0)
 	s.mu.Lock()
 	names := s.assignedLocked(id)
 	s.mu.Unlock()
@@ -71,7 +73,9 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 
 // heartbeat renews the node's lease (no etcd revision is created) and
 // processes its report. An unknown node or an expired lease asks the agent
-// to register again.
+// to register again. A report that is only the digest of the node's last
+// full list is served from the list held, or, without it, answered with
+// resend_full.
 func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
 	id := req.GetNodeId()
 	s.mu.Lock()
@@ -95,23 +99,33 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	ne.usage = req.GetUsage()
 	ne.lastHeartbeat = s.cfg.Now()
 	s.mu.Unlock()
-	s.processReports(id, req.GetWorkloads())
-	return &persysv1.HeartbeatResponse{}, nil
+	if req.GetDigestOnly() {
+		if !s.processDigest(id, req.GetReportDigest()) {
+			s.metrics.digestOnly.WithLabelValues("resend_full").Inc()
+			return &persysv1.HeartbeatResponse{ResendFull: true}, nil
+		}
+		s.metrics.digestOnly.WithLabelValues("served").Inc()
+		return &persysv1.HeartbeatResponse{}, nil
+	}
+	kept := s.processReports(id, req.GetWorkloads(), req.GetReportDigest())
+	return &persysv1.HeartbeatResponse{DigestKept: kept && req.GetReportDigest() != 0}, nil
 }
 
-// processReports stores a node's full report, queues every workload whose
-// report changed (or vanished), and removes orphans: what the node runs
-// that the scheduler does not assign to it.
-func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadStatus) {
+type orphan struct{ name, uid string }
+
+// processReports stores a node's full report with the agent's digest of it
+// (0: none), queues every workload whose report changed (or vanished), and
+// removes orphans: what the node runs that the scheduler does not assign
+// to it. It reports false when the node is not known.
+func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadStatus, digest uint64) bool {
 	var changed []string
-	type orphan struct{ name, uid string }
 	var orphans []orphan
 
 	s.mu.Lock()
 	ne := s.nodes[nodeID]
 	if ne == nil {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	next := make(map[string]*persysv1.WorkloadStatus, len(reports))
 	for _, st := range reports {
@@ -123,9 +137,7 @@ func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadSt
 		if !sameReport(ne.reports[name], st) {
 			changed = append(changed, name)
 		}
-		e := s.workloads[name]
-		onNode := e != nil && (e.assignment.GetNodeId() == nodeID || e.assignment.GetPreviousNodeId() == nodeID)
-		if !onNode || (st.GetUid() != "" && st.GetUid() != e.w.GetUid()) {
+		if s.isOrphanLocked(nodeID, name, st) {
 			orphans = append(orphans, orphan{name, st.GetUid()})
 		}
 	}
@@ -135,6 +147,7 @@ func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadSt
 		}
 	}
 	ne.reports = next
+	ne.reportDigest = digest
 	if !ne.reported {
 		// The node's first full list since this scheduler started or since
 		// the node came back: its assigned workloads waited for it (see
@@ -150,6 +163,64 @@ func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadSt
 	for _, o := range orphans {
 		s.removeOrphan(nodeID, o.name, o.uid)
 	}
+	return true
+}
+
+// processDigest serves a heartbeat whose list is the node's last full one,
+// sent as its digest alone. Nothing the node reports changed, so nothing
+// is queued; but an assignment may have moved away since, so what the node
+// reports is checked for orphans again, as a full list would be. It
+// reports false when the list held is not the one with that digest (none
+// yet since this scheduler started or the node registered, or changed
+// here since): the agent must send it.
+func (s *Scheduler) processDigest(nodeID string, digest uint64) bool {
+	var orphans []orphan
+	s.mu.Lock()
+	ne := s.nodes[nodeID]
+	if ne == nil || !ne.reported || ne.reportDigest == 0 || ne.reportDigest != digest {
+		s.mu.Unlock()
+		return false
+	}
+	for name, st := range ne.reports {
+		if s.isOrphanLocked(nodeID, name, st) {
+			orphans = append(orphans, orphan{name, st.GetUid()})
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range orphans {
+		s.removeOrphan(nodeID, o.name, o.uid)
+	}
+	return true
+}
+
+// isOrphanLocked reports whether the workload a node reports with st is
+// one the scheduler does not assign to that node, or another instance of
+// it (another uid). s.mu is held.
+func (s *Scheduler) isOrphanLocked(nodeID, name string, st *persysv1.WorkloadStatus) bool {
+	e := s.workloads[name]
+	onNode := e != nil && (e.assignment.GetNodeId() == nodeID || e.assignment.GetPreviousNodeId() == nodeID)
+	return !onNode || (st.GetUid() != "" && st.GetUid() != e.w.GetUid())
+}
+
+// setReport records what the scheduler learned of a workload on the node
+// outside the node's lists (st nil: it is gone). A change that matters
+// means reports no longer is the list the agent's digest stands for, so
+// the next digest-only heartbeat is answered with resend_full. s.mu is
+// held.
+func (ne *nodeEntry) setReport(name string, st *persysv1.WorkloadStatus) {
+	old, had := ne.reports[name]
+	if st == nil {
+		if !had {
+			return
+		}
+		delete(ne.reports, name)
+	} else {
+		ne.reports[name] = st
+		if had && sameReport(old, st) && old.GetMessage() == st.GetMessage() {
+			return
+		}
+	}
+	ne.reportDigest = 0
 }
 
 // removeOrphan asks a node to delete a workload it should not run, once at

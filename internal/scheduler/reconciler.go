@@ -621,7 +621,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 
 	s.mu.Lock()
 	if ne := s.nodes[node]; ne != nil {
-		ne.reports[name] = st
+		ne.setReport(name, st)
 	}
 	reached := st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
 	if v.w.GetSpec().GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
@@ -667,7 +667,7 @@ func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool 
 	}
 	s.mu.Lock()
 	if ne := s.nodes[node]; ne != nil {
-		delete(ne.reports, name)
+		ne.setReport(name, nil)
 	}
 	s.mu.Unlock()
 	s.log.Info("removed from node", "workload", name, "node", node)

@@ -225,7 +225,12 @@ type nodeEntry struct {
 	reports map[string]*persysv1.WorkloadStatus
 	// reported is true once the node sent a full list since this scheduler
 	// started; before that, absence from reports means nothing.
-	reported      bool
+	reported bool
+	// reportDigest is the agent's digest of the full list that reports
+	// holds, so that a heartbeat repeating the list can carry the digest
+	// alone. 0: none (an agent without digests, a registration, or reports
+	// changed here since, by an apply or a delete).
+	reportDigest  uint64
 	usage         *persysv1.Resources
 	lastHeartbeat time.Time
 	// lostAt is when the node turned NotReady (zero while ready).
@@ -369,6 +374,7 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 		if prev, ok := old[id]; ok {
 			// A reload after a watch failure keeps what nodes reported.
 			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat
+			ne.reportDigest = prev.reportDigest
 		}
 		s.nodes[id] = ne
 	}

@@ -155,6 +155,7 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 		want = persysv1.NodeState_NODE_STATE_NOT_READY
 		ne.reported = false
 		ne.reports = map[string]*persysv1.WorkloadStatus{}
+		ne.reportDigest = 0
 	}
 	if ne.node.GetState() != want {
 		node = cloneNode(ne.node)

@@ -2268,7 +2268,19 @@ type HeartbeatRequest struct {
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	Usage  *Resources             `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Every workload the agent runs; full set, so absence means missing.
-	Workloads     []*WorkloadStatus `protobuf:"bytes,3,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	// Empty when digest_only is set.
+	Workloads []*WorkloadStatus `protobuf:"bytes,3,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	// Digest of the full list the agent runs now, never 0; the scheduler only
+	// compares it. With a full list the scheduler keeps it, so that a later
+	// heartbeat can say "unchanged" instead of resending a list that rarely
+	// changes (encoding and decoding those lists dominated the heartbeat
+	// path at thousands of nodes). 0 comes from agents that predate digests.
+	ReportDigest uint64 `protobuf:"fixed64,4,opt,name=report_digest,json=reportDigest,proto3" json:"report_digest,omitempty"`
+	// Set when the list is the same as the last full one this agent sent
+	// with report_digest and the scheduler kept (digest_kept): workloads is
+	// left empty, and the scheduler goes on with the list it holds, orphans
+	// included. Sending it with workloads is an error.
+	DigestOnly    bool `protobuf:"varint,5,opt,name=digest_only,json=digestOnly,proto3" json:"digest_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2324,11 +2336,35 @@ func (x *HeartbeatRequest) GetWorkloads() []*WorkloadStatus {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetReportDigest() uint64 {
+	if x != nil {
+		return x.ReportDigest
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetDigestOnly() bool {
+	if x != nil {
+		return x.DigestOnly
+	}
+	return false
+}
+
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when the scheduler does not know the node (for example after its
 	// lease expired): the agent registers again.
-	Reregister    bool `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"`
+	Reregister bool `protobuf:"varint,1,opt,name=reregister,proto3" json:"reregister,omitempty"`
+	// Set in answer to digest_only when the scheduler holds no list with
+	// that digest (it restarted, a new leader took over, or it changed its
+	// copy since): the lease is renewed, and the agent sends its full list
+	// at once.
+	ResendFull bool `protobuf:"varint,2,opt,name=resend_full,json=resendFull,proto3" json:"resend_full,omitempty"`
+	// Set when the scheduler kept report_digest with the full list it just
+	// received. An agent sends digest_only only after this: a scheduler that
+	// predates digests never sets it, and would take an empty list for a
+	// node that runs nothing.
+	DigestKept    bool `protobuf:"varint,3,opt,name=digest_kept,json=digestKept,proto3" json:"digest_kept,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2366,6 +2402,20 @@ func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
 func (x *HeartbeatResponse) GetReregister() bool {
 	if x != nil {
 		return x.Reregister
+	}
+	return false
+}
+
+func (x *HeartbeatResponse) GetResendFull() bool {
+	if x != nil {
+		return x.ResendFull
+	}
+	return false
+}
+
+func (x *HeartbeatResponse) GetDigestKept() bool {
+	if x != nil {
+		return x.DigestKept
 	}
 	return false
 }
@@ -3240,15 +3290,22 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\tworkloads\x18\x04 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\"v\n" +
 	"\x14RegisterNodeResponse\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\x03R\x13heartbeatIntervalMs\x12*\n" +
-	"\x11lease_ttl_seconds\x18\x02 \x01(\x03R\x0fleaseTtlSeconds\"\x90\x01\n" +
+	"\x11lease_ttl_seconds\x18\x02 \x01(\x03R\x0fleaseTtlSeconds\"\xd6\x01\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.persys.v1.ResourcesR\x05usage\x127\n" +
-	"\tworkloads\x18\x03 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\"3\n" +
+	"\tworkloads\x18\x03 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\x12#\n" +
+	"\rreport_digest\x18\x04 \x01(\x06R\freportDigest\x12\x1f\n" +
+	"\vdigest_only\x18\x05 \x01(\bR\n" +
+	"digestOnly\"u\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
-	"reregister\"\xc7\x01\n" +
+	"reregister\x12\x1f\n" +
+	"\vresend_full\x18\x02 \x01(\bR\n" +
+	"resendFull\x12\x1f\n" +
+	"\vdigest_kept\x18\x03 \x01(\bR\n" +
+	"digestKept\"\xc7\x01\n" +
 	"\fApplyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12;\n" +
 	"\x06labels\x18\x02 \x03(\v2#.persys.v1.ApplyRequest.LabelsEntryR\x06labels\x12+\n" +
