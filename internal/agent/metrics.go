@@ -11,10 +11,15 @@ import (
 const metricsNamespace = "persys_agent"
 
 type metrics struct {
-	applyDuration     *prometheus.HistogramVec
-	applies           *prometheus.CounterVec
-	deletes           *prometheus.CounterVec
-	workloads         *prometheus.GaugeVec
+	applyDuration *prometheus.HistogramVec
+	applies       *prometheus.CounterVec
+	deletes       *prometheus.CounterVec
+	workloads     *prometheus.GaugeVec
+	// byState is workloads bound to each state once: setWorkloads runs on
+	// every heartbeat and must not format label values each time.
+	byState []stateGauge
+	// unspecifiedShown: the unspecified state's series exists (loop only).
+	unspecifiedShown  bool
 	heartbeatFailures prometheus.Counter
 	staleLists        prometheus.Counter
 	fullResends       prometheus.Counter
@@ -78,21 +83,38 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
+	for v := range persysv1.ActualState_name {
+		if s := persysv1.ActualState(v); s != persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
+			m.byState = append(m.byState, stateGauge{state: s, gauge: m.workloads.WithLabelValues(stateName(s))})
+		}
+	}
 	return m, nil
 }
 
+type stateGauge struct {
+	state persysv1.ActualState
+	gauge prometheus.Gauge
+}
+
 // setWorkloads refreshes the gauge of workloads by state, zero included.
+// Only the loop goroutine calls it.
 func (m *metrics) setWorkloads(ws []*persysv1.WorkloadStatus) {
-	counts := map[persysv1.ActualState]int{}
-	for _, w := range ws {
-		counts[w.GetState()]++
-	}
-	for v := range persysv1.ActualState_name {
-		s := persysv1.ActualState(v)
-		if s == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED && counts[s] == 0 {
-			continue
+	count := func(s persysv1.ActualState) float64 {
+		n := 0
+		for _, w := range ws {
+			if w.GetState() == s {
+				n++
+			}
 		}
-		m.workloads.WithLabelValues(stateName(s)).Set(float64(counts[s]))
+		return float64(n)
+	}
+	for _, sg := range m.byState {
+		sg.gauge.Set(count(sg.state))
+	}
+	// The unspecified state's series appears once a workload has it.
+	if n := count(persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED); n > 0 || m.unspecifiedShown {
+		m.unspecifiedShown = true
+		m.workloads.WithLabelValues(stateName(persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED)).Set(n)
 	}
 }
 
