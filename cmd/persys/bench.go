@@ -23,10 +23,10 @@ func newBenchCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the control plane on this machine (real etcd, real scheduler)",
-		Long: `Measure the control plane on this machine. Every scenario but soak starts
-an embedded etcd, one scheduler and --nodes hollow agents (real agents on the
-in-memory sim runtime), all talking gRPC over loopback; the scheduler runs in
-a process of its own (this binary, re-executed) unless --scheduler-process=false:
+		Long: `Measure the control plane on this machine. Every scenario but soak starts,
+in this one process (with --scheduler-process the scheduler runs in a child
+process of its own), an embedded etcd, one scheduler and --nodes hollow agents
+(real agents on the in-memory sim runtime), all talking gRPC over loopback:
 by default the hollow agents share a few plaintext connections, each call
 tagged with its node's identity (the simulator's transport; no daemon can
 run without mTLS); with --mtls each node gets its own certificate (cached
@@ -53,9 +53,6 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o.Progress = os.Stderr
-			if o.Cluster.MTLS && !cmd.Flags().Changed("scheduler-process") {
-				o.Cluster.SchedulerProcess = false // per-node mTLS serves an in-process scheduler
-			}
 			for _, p := range []*string{&o.SchedulerCPUProfile, &o.SchedulerHeapProfile} {
 				if *p != "" {
 					abs, err := filepath.Abs(*p)
@@ -142,7 +139,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.IntVar(&o.Cluster.Workers, "workers", 0, "scheduler reconcile workers (0: scheduler default 32)")
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")
 	f.BoolVar(&o.Cluster.MTLS, "mtls", false, "give every hollow node its own certificate and mTLS connections, as real agents (at most 3,800 nodes); default: a shared plaintext loopback transport")
-	f.BoolVar(&o.Cluster.SchedulerProcess, "scheduler-process", true, "run the scheduler in a process of its own (this binary, re-executed), so its RSS and CPU time are its own; shared transport only (false: one process, as with --mtls)")
+	f.BoolVar(&o.Cluster.SchedulerProcess, "scheduler-process", false, "run the scheduler in a process of its own (this binary, re-executed), so its RSS and CPU time are its own figures; shared transport only")
 	f.StringVar(&o.SchedulerCPUProfile, "scheduler-cpuprofile", "", "with --scheduler-process: write the scheduler process's CPU profile of the measured phase to this file")
 	f.StringVar(&o.SchedulerHeapProfile, "scheduler-memprofile", "", "with --scheduler-process: write the scheduler process's heap profile at the end to this file")
 	f.BoolVar(&o.Cluster.EtcdNoFsync, "etcd-no-fsync", false, "turn etcd's fsync off (unsafe; shows what the disk costs)")
