@@ -190,3 +190,22 @@ func TestQueue(t *testing.T) {
 		})
 	}
 }
+
+func TestResyncWait(t *testing.T) {
+	tests := []struct {
+		n    int
+		rate int
+		want time.Duration
+	}{
+		{0, 1000, 30 * time.Second},
+		{30000, 1000, 30 * time.Second},
+		{50000, 1000, 50 * time.Second},
+		{150000, 1000, 150 * time.Second},
+		{150000, 0, 30 * time.Second},
+	}
+	for _, tc := range tests {
+		if got := resyncWait(tc.n, 30*time.Second, tc.rate); got != tc.want {
+			t.Errorf("resyncWait(%d, 30s, %d) = %s, want %s", tc.n, tc.rate, got, tc.want)
+		}
+	}
+}

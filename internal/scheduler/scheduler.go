@@ -40,6 +40,12 @@ type Config struct {
 	// ResyncInterval re-reconciles every workload (default 30s) as a safety
 	// net under the event-driven path.
 	ResyncInterval time.Duration
+	// ResyncRate caps that safety net at this many reconciles per second on
+	// average (default 1,000): with more workloads than ResyncInterval ×
+	// ResyncRate the period stretches (150,000 workloads: every 150 s), so
+	// a large cluster does not spend a core re-checking what events keep
+	// current.
+	ResyncRate int
 	// ApplyTimeout bounds one agent call (default 2m: an image pull).
 	ApplyTimeout time.Duration
 	// RetryBase and RetryMax bound re-apply backoff (5s, 10s … 120s).
@@ -83,6 +89,9 @@ func (c *Config) defaults() {
 	}
 	if c.ResyncInterval <= 0 {
 		c.ResyncInterval = 30 * time.Second
+	}
+	if c.ResyncRate <= 0 {
+		c.ResyncRate = 1000
 	}
 	if c.ApplyTimeout <= 0 {
 		c.ApplyTimeout = 2 * time.Minute
@@ -393,25 +402,36 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 }
 
 func (s *Scheduler) resyncLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.ResyncInterval)
-	defer t.Stop()
+	wait := s.cfg.ResyncInterval
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
 		case <-t.C:
-			s.pruneTombstones()
-			s.mu.Lock()
-			names := make([]string, 0, len(s.workloads))
-			for name := range s.workloads {
-				names = append(names, name)
-			}
-			s.mu.Unlock()
-			for _, n := range names {
-				s.queue.AddLow(n)
-			}
 		}
+		s.pruneTombstones()
+		s.mu.Lock()
+		names := make([]string, 0, len(s.workloads))
+		for name := range s.workloads {
+			names = append(names, name)
+		}
+		s.mu.Unlock()
+		for _, n := range names {
+			s.queue.AddLow(n)
+		}
+		wait = resyncWait(len(names), s.cfg.ResyncInterval, s.cfg.ResyncRate)
 	}
+}
+
+// resyncWait is the pause after a resync of n workloads: the interval, or
+// longer when n workloads at rate per second take longer than that.
+func resyncWait(n int, interval time.Duration, rate int) time.Duration {
+	if rate <= 0 {
+		return interval
+	}
+	return max(interval, time.Duration(n)*time.Second/time.Duration(rate))
 }
 
 func (s *Scheduler) worker(ctx context.Context) {
