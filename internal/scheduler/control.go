@@ -511,7 +511,7 @@ func (s *Scheduler) cacheWorkload(w *persysv1.Workload, rev int64) {
 		return
 	}
 	if e.w != nil && e.w.GetUid() != w.GetUid() {
-		s.resetEntryLocked(e)
+		s.resetEntryLocked(w.GetName(), e)
 	}
 	e.w, e.rev = w, rev
 	s.notifyLocked(w.GetName())

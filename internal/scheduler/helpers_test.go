@@ -308,6 +308,9 @@ func (c *cluster) startSchedulerWith(o schedOptions) *schedProc {
 				t.Errorf("scheduler %s: %v", addr, err)
 			}
 		}
+		if d := s.NodeIndexDrift(); d != "" {
+			t.Errorf("scheduler %s: workloads-by-node index drifted from the cache: %s", addr, d)
+		}
 	}
 	p := &schedProc{s: s, reg: reg, addr: addr, cancel: cancel}
 	p.stop = onceStop(stop)

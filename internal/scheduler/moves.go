@@ -82,7 +82,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	s.mu.Lock()
 	s.invalidateLocked()
 	if e := s.workloads[name]; e != nil && e.rev == v.rev {
-		e.assignment, e.assignRev = a, rev
+		s.setAssignmentLocked(name, e, a, rev)
 		s.notifyLocked(name)
 	}
 	s.mu.Unlock()

@@ -334,7 +334,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 			// rebuilding here keeps a mass reschedule incremental.
 		}
 		if rev > e.assignRev {
-			e.assignment, e.assignRev = a, rev
+			s.setAssignmentLocked(name, e, a, rev)
 		}
 		e.pending, e.moveBlocked = nil, ""
 		if rev > e.statusRev {

@@ -132,7 +132,11 @@ type Scheduler struct {
 	workloads map[string]*workloadEntry
 	// counts counts workloads by observed state (statecount.go); change
 	// workloads and their statuses through its methods.
-	counts   stateCounts
+	counts stateCounts
+	// byNode indexes workloads by the node their assignment names (see
+	// statecount.go): a node's loss or first report costs its own
+	// workloads, not a scan of the whole cache.
+	byNode   map[string]map[string]struct{}
 	nodes    map[string]*nodeEntry
 	watchers map[string]map[chan struct{}]struct{}
 	loaded   bool
@@ -262,6 +266,7 @@ func New(cfg Config) (*Scheduler, error) {
 		queue:          newQueue(),
 		workloads:      map[string]*workloadEntry{},
 		counts:         stateCounts{},
+		byNode:         map[string]map[string]struct{}{},
 		nodeLossSem:    make(chan struct{}, nodeLossWriters),
 		nodes:          map[string]*nodeEntry{},
 		watchers:       map[string]map[chan struct{}]struct{}{},
@@ -359,12 +364,12 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 	s.mu.Lock()
 	old := s.nodes
 	s.invalidateLocked()
-	s.workloads, s.counts = map[string]*workloadEntry{}, stateCounts{}
+	s.workloads, s.counts, s.byNode = map[string]*workloadEntry{}, stateCounts{}, map[string]map[string]struct{}{}
 	for name, w := range snap.Workloads {
 		e := &workloadEntry{w: w, rev: snap.WorkloadRevs[name]}
 		e.status = snap.Statuses[name]
 		if a, ok := snap.Assignments[name]; ok {
-			e.assignment, e.assignRev = a, snap.AssignmentRevs[name]
+			e.assignment, e.assignRev = a, snap.AssignmentRevs[name] // indexed by putWorkloadLocked
 		}
 		if r := snap.Retries[name]; r != nil && r.GetUid() == w.GetUid() && r.GetRevision() == w.GetRevision() {
 			e.attempts, e.attemptRevision, e.retryStored = int(r.GetAttempts()), r.GetRevision(), true

@@ -30,15 +30,18 @@ func (c stateCounts) add(st *persysv1.WorkloadStatus, n int) {
 func (s *Scheduler) putWorkloadLocked(name string, e *workloadEntry) {
 	if old := s.workloads[name]; old != nil {
 		s.counts.add(old.status, -1)
+		s.unindexLocked(name, old)
 	}
 	s.workloads[name] = e
 	s.counts.add(e.status, 1)
+	s.indexLocked(name, e)
 }
 
 // dropWorkloadLocked removes the cache entry of name. Callers hold mu.
 func (s *Scheduler) dropWorkloadLocked(name string) {
 	if old := s.workloads[name]; old != nil {
 		s.counts.add(old.status, -1)
+		s.unindexLocked(name, old)
 		delete(s.workloads, name)
 	}
 }
@@ -51,12 +54,47 @@ func (s *Scheduler) setStatusLocked(e *workloadEntry, st *persysv1.WorkloadStatu
 	s.counts.add(st, 1)
 }
 
-// resetEntryLocked empties e, an entry of the cache, for a new workload of
-// the same name. Callers hold mu.
-func (s *Scheduler) resetEntryLocked(e *workloadEntry) {
+// resetEntryLocked empties e, the cache entry of name, for a new workload
+// of the same name. Callers hold mu.
+func (s *Scheduler) resetEntryLocked(name string, e *workloadEntry) {
 	s.counts.add(e.status, -1)
+	s.unindexLocked(name, e)
 	*e = workloadEntry{}
 	s.counts.add(nil, 1)
+}
+
+// setAssignmentLocked replaces the assignment of e, the cache entry of
+// name, keeping byNode in step. Callers hold mu.
+func (s *Scheduler) setAssignmentLocked(name string, e *workloadEntry, a *persysv1.Assignment, rev int64) {
+	s.unindexLocked(name, e)
+	e.assignment, e.assignRev = a, rev
+	s.indexLocked(name, e)
+}
+
+func (s *Scheduler) indexLocked(name string, e *workloadEntry) {
+	id := e.assignment.GetNodeId()
+	if id == "" {
+		return
+	}
+	set := s.byNode[id]
+	if set == nil {
+		set = map[string]struct{}{}
+		s.byNode[id] = set
+	}
+	set[name] = struct{}{}
+}
+
+func (s *Scheduler) unindexLocked(name string, e *workloadEntry) {
+	id := e.assignment.GetNodeId()
+	if id == "" {
+		return
+	}
+	if set := s.byNode[id]; set != nil {
+		delete(set, name)
+		if len(set) == 0 {
+			delete(s.byNode, id)
+		}
+	}
 }
 
 // stateCountsLocked returns a copy of the counts. Callers hold mu.

@@ -9,7 +9,7 @@ import (
 // The counts follow every kind of change to the cache and agree with a
 // walk over it.
 func TestStateCountsFollowTheCache(t *testing.T) {
-	s := &Scheduler{workloads: map[string]*workloadEntry{}, counts: stateCounts{}}
+	s := &Scheduler{workloads: map[string]*workloadEntry{}, counts: stateCounts{}, byNode: map[string]map[string]struct{}{}}
 	running := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING}
 	failed := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}
 
@@ -19,7 +19,7 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 	s.setStatusLocked(s.workloads["a"], running, 2)
 	s.setStatusLocked(s.workloads["c"], failed, 3)
 	s.putWorkloadLocked("b", &workloadEntry{}) // replaced: PENDING again
-	s.resetEntryLocked(s.workloads["c"])       // a new workload of the same name
+	s.resetEntryLocked("c", s.workloads["c"])  // a new workload of the same name
 	s.setStatusLocked(s.workloads["c"], failed, 4)
 	s.dropWorkloadLocked("a")
 	s.dropWorkloadLocked("missing")
@@ -39,5 +39,42 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 	}
 	if got[persysv1.ActualState_ACTUAL_STATE_PENDING] != 1 || got[persysv1.ActualState_ACTUAL_STATE_FAILED] != 1 {
 		t.Fatalf("counts %v: want 1 PENDING (b) and 1 FAILED (c)", got)
+	}
+}
+
+// The node index follows every kind of change to the cache and agrees
+// with a walk over it.
+func TestNodeIndexFollowsTheCache(t *testing.T) {
+	s := &Scheduler{workloads: map[string]*workloadEntry{}, counts: stateCounts{}, byNode: map[string]map[string]struct{}{}}
+	on := func(node string) *persysv1.Assignment { return &persysv1.Assignment{NodeId: node} }
+	check := func(step string) {
+		t.Helper()
+		if d := s.nodeIndexDriftLocked(); d != "" {
+			t.Fatalf("after %s: %s", step, d)
+		}
+	}
+	s.putWorkloadLocked("a", &workloadEntry{assignment: on("n1")})
+	s.putWorkloadLocked("b", &workloadEntry{})
+	s.putWorkloadLocked("c", &workloadEntry{assignment: on("n1")})
+	check("put")
+	s.setAssignmentLocked("b", s.workloads["b"], on("n2"), 2)
+	s.setAssignmentLocked("a", s.workloads["a"], on("n2"), 3) // moved
+	check("assign")
+	s.putWorkloadLocked("c", &workloadEntry{assignment: on("n3")}) // replaced
+	s.resetEntryLocked("b", s.workloads["b"])
+	s.setAssignmentLocked("a", s.workloads["a"], nil, 0) // unassigned
+	check("replace, reset, unassign")
+	s.dropWorkloadLocked("c")
+	check("drop")
+	if got := s.assignedLocked("n3"); len(got) != 0 {
+		t.Fatalf("n3 holds %v after its only workload was dropped", got)
+	}
+	s.setAssignmentLocked("a", s.workloads["a"], on("n1"), 4)
+	s.setAssignmentLocked("b", s.workloads["b"], on("n1"), 5)
+	if got := s.assignedLocked("n1"); len(got) != 2 {
+		t.Fatalf("n1 holds %v, want a and b", got)
+	}
+	if len(s.byNode) != 1 {
+		t.Fatalf("index %v: empty nodes must go", s.byNode)
 	}
 }

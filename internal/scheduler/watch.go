@@ -91,12 +91,12 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 		if e := s.workloads[c.Key]; e != nil {
 			if c.Deleted {
 				if c.ModRevision >= e.assignRev {
-					e.assignment, e.assignRev = nil, 0
+					s.setAssignmentLocked(c.Key, e, nil, 0)
 					s.invalidateLocked()
 				}
 				changed = true
 			} else if c.ModRevision > e.assignRev {
-				e.assignment, e.assignRev = c.Assignment, c.ModRevision
+				s.setAssignmentLocked(c.Key, e, c.Assignment, c.ModRevision)
 				s.assignmentChangedLocked(c.Key, c.Assignment)
 				// A placement of ours whose commit has not returned yet:
 				// placeFrom goes on with it, no second reconcile needed.
@@ -193,11 +193,10 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 
 // assignedLocked lists the workloads assigned to node id. Callers hold mu.
 func (s *Scheduler) assignedLocked(id string) []string {
-	var names []string
-	for name, e := range s.workloads {
-		if e.assignment.GetNodeId() == id {
-			names = append(names, name)
-		}
+	set := s.byNode[id]
+	names := make([]string, 0, len(set))
+	for name := range set {
+		names = append(names, name)
 	}
 	return names
 }
