@@ -22,9 +22,12 @@ func (r *Runtime) Watch(ctx context.Context) (<-chan string, error) {
 		return nil, fmt.Errorf("qemu watch: %w", err)
 	}
 	out := make(chan string, 64)
+	// The baseline is taken before Watch returns: taken in the goroutine,
+	// a VM that stopped right after the call (before the goroutine ran)
+	// was in the baseline already stopped, and its stop never reported.
+	prev := r.upSnapshot()
 	go func() {
 		defer close(out)
-		prev := r.upSnapshot()
 		t := time.NewTicker(WatchInterval)
 		defer t.Stop()
 		for {
