@@ -53,7 +53,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o.Progress = os.Stderr
-			for _, p := range []*string{&o.SchedulerCPUProfile, &o.SchedulerHeapProfile} {
+			for _, p := range []*string{&o.Cluster.SchedulerCPUProfile, &o.Cluster.SchedulerHeapProfile} {
 				if *p != "" {
 					abs, err := filepath.Abs(*p)
 					if err != nil {
@@ -140,8 +140,8 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")
 	f.BoolVar(&o.Cluster.MTLS, "mtls", false, "give every hollow node its own certificate and mTLS connections, as real agents (at most 3,800 nodes); default: a shared plaintext loopback transport")
 	f.BoolVar(&o.Cluster.SchedulerProcess, "scheduler-process", false, "run the scheduler in a process of its own (this binary, re-executed), so its RSS and CPU time are its own figures; shared transport only")
-	f.StringVar(&o.SchedulerCPUProfile, "scheduler-cpuprofile", "", "with --scheduler-process: write the scheduler process's CPU profile of the measured phase to this file")
-	f.StringVar(&o.SchedulerHeapProfile, "scheduler-memprofile", "", "with --scheduler-process: write the scheduler process's heap profile at the end to this file")
+	f.StringVar(&o.Cluster.SchedulerCPUProfile, "scheduler-cpuprofile", "", "with --scheduler-process: write the scheduler process's CPU profile of the measured phase to this file")
+	f.StringVar(&o.Cluster.SchedulerHeapProfile, "scheduler-memprofile", "", "with --scheduler-process: write the scheduler process's heap profile at the end to this file")
 	f.BoolVar(&o.Cluster.EtcdNoFsync, "etcd-no-fsync", false, "turn etcd's fsync off (unsafe; shows what the disk costs)")
 	f.IntVar(&o.Cluster.CertConcurrency, "cert-concurrency", 0, "concurrent certificate issuers (0: 2 per CPU)")
 	f.IntVar(&o.Cluster.StartBatch, "start-batch", 250, "agents started (and registered) per batch")

@@ -112,6 +112,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"short lease", ClusterOptions{Nodes: 1, Dir: "x", LeaseTTL: time.Second}, "lease TTL"},
 		{"negative delay", ClusterOptions{Nodes: 1, Dir: "x", ApplyDelay: -1}, "apply delay"},
 		{"scheduler process with mTLS", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, SchedulerProcess: true}, "scheduler process"},
+		{"scheduler profile in one process", ClusterOptions{Nodes: 1, Dir: "x", SchedulerCPUProfile: "/tmp/x"}, "scheduler process"},
 		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
 	}
 	for _, tc := range clusterTests {
@@ -189,8 +190,8 @@ func TestScenarios(t *testing.T) {
 		{ScenarioChurn, ScenarioChurn, func(o *Options) { o.Duration = time.Second; o.Rate = 50 }},
 		{"throughput-scheduler-process", ScenarioThroughput, func(o *Options) {
 			o.Cluster.SchedulerProcess = true
-			o.SchedulerCPUProfile = filepath.Join(dir, "sched.cpu")
-			o.SchedulerHeapProfile = filepath.Join(dir, "sched.heap")
+			o.Cluster.SchedulerCPUProfile = filepath.Join(dir, "sched.cpu")
+			o.Cluster.SchedulerHeapProfile = filepath.Join(dir, "sched.heap")
 		}},
 		{"node-loss-scheduler-process", ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25; o.Cluster.SchedulerProcess = true }},
 	}
@@ -274,7 +275,7 @@ func checkSchedulerProcess(t *testing.T, rep *Report, o *Options) {
 	if err := syscall.Kill(sp.PID, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Fatalf("scheduler process %d still there after the run (signal 0: %v)", sp.PID, err)
 	}
-	for _, p := range []string{o.SchedulerCPUProfile, o.SchedulerHeapProfile} {
+	for _, p := range []string{o.Cluster.SchedulerCPUProfile, o.Cluster.SchedulerHeapProfile} {
 		if p == "" {
 			continue
 		}
@@ -300,6 +301,7 @@ func TestSchedProcConfigValidate(t *testing.T) {
 		{"agents off loopback", func(c *schedProcConfig) { c.AgentsAddr = "192.168.1.1:7000" }, "agents_addr"},
 		{"agents by name", func(c *schedProcConfig) { c.AgentsAddr = "localhost:7000" }, "agents_addr"},
 		{"negative workers", func(c *schedProcConfig) { c.Workers = -1 }, "workers"},
+		{"relative profile", func(c *schedProcConfig) { c.CPUProfile = "cpu.prof" }, "cpu_profile"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

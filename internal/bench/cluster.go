@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -42,6 +41,10 @@ type ClusterOptions struct {
 	// re-executed): its resident memory and CPU time are then its own, not
 	// shared with etcd and the hollow agents. It needs the shared transport.
 	SchedulerProcess bool
+	// SchedulerCPUProfile and SchedulerHeapProfile are absolute paths for
+	// the scheduler process's CPU profile of a scenario's measured phase
+	// and its heap at the end (with SchedulerProcess; empty: none).
+	SchedulerCPUProfile, SchedulerHeapProfile string
 	// Nodes is the number of hollow agents (required, 1 to 20,000).
 	Nodes int
 	// ApplyDelay is the sim runtime's CREATING → RUNNING delay.
@@ -78,6 +81,14 @@ func (o *ClusterOptions) defaults() error {
 	}
 	if o.MTLS && o.SchedulerProcess {
 		return errors.New("bench: a scheduler process serves the shared transport only; drop --mtls or --scheduler-process")
+	}
+	if !o.SchedulerProcess && (o.SchedulerCPUProfile != "" || o.SchedulerHeapProfile != "") {
+		return errors.New("bench: scheduler profiles need a scheduler process (--scheduler-process)")
+	}
+	for _, p := range []string{o.SchedulerCPUProfile, o.SchedulerHeapProfile} {
+		if p != "" && !filepath.IsAbs(p) {
+			return fmt.Errorf("bench: scheduler profile %q: want an absolute path", p)
+		}
 	}
 	if o.ApplyDelay < 0 {
 		return fmt.Errorf("bench: apply delay %s: must not be negative", o.ApplyDelay)
@@ -371,6 +382,7 @@ func (c *Cluster) startSchedProc(ctx context.Context) error {
 		EtcdEndpoints: c.emb.Endpoints(), AgentsAddr: c.muxAddr(),
 		HeartbeatInterval: c.opts.HeartbeatInterval, LeaseTTL: c.opts.LeaseTTL,
 		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers,
+		CPUProfile: c.opts.SchedulerCPUProfile, HeapProfile: c.opts.SchedulerHeapProfile,
 	}
 	p, err := startSchedProc(ctx, cfg, c.fail)
 	if err != nil {
@@ -390,24 +402,25 @@ func (c *Cluster) SchedulerProcess() (SchedProcStats, bool) {
 }
 
 // ProfileScheduler starts a CPU profile of the scheduler process into
-// path; stop ends it. It fails when the scheduler runs in this process
-// (profile this process instead).
-func (c *Cluster) ProfileScheduler(path string) (stop func() error, err error) {
+// SchedulerCPUProfile; stop ends it. It fails when the scheduler runs in
+// this process (profile this process instead).
+func (c *Cluster) ProfileScheduler() (stop func() error, err error) {
 	if c.proc == nil {
 		return nil, errors.New("bench: the scheduler runs in this process")
 	}
-	if err := c.proc.post("/cpuprofile/start?path=" + url.QueryEscape(path)); err != nil {
+	if err := c.proc.post("/cpuprofile/start"); err != nil {
 		return nil, err
 	}
 	return func() error { return c.proc.post("/cpuprofile/stop") }, nil
 }
 
-// HeapProfileScheduler writes the scheduler process's live heap to path.
-func (c *Cluster) HeapProfileScheduler(path string) error {
+// HeapProfileScheduler writes the scheduler process's live heap to
+// SchedulerHeapProfile.
+func (c *Cluster) HeapProfileScheduler() error {
 	if c.proc == nil {
 		return errors.New("bench: the scheduler runs in this process")
 	}
-	return c.proc.post("/heapprofile?path=" + url.QueryEscape(path))
+	return c.proc.post("/heapprofile")
 }
 
 // startMux starts the shared listener of the hollow agents and the

@@ -20,22 +20,21 @@ type PhaseCPU struct {
 
 // phase records the CPU time of the measured phase.
 type phase struct {
-	mu          sync.Mutex
-	start       time.Time
-	bench0      float64
-	sched0      float64
-	done        bool
-	cpu         PhaseCPU
-	schedulerOn bool
+	mu     sync.Mutex
+	start  time.Time
+	bench0 float64
+	sched0 float64
+	done   bool
+	cpu    PhaseCPU
 }
 
 func (p *phase) begin(c *Cluster) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.start, p.done = time.Now(), false
-	p.bench0 = schedProcStatsOf(os.Getpid()).CPUSeconds
+	p.bench0 = statsOfPID(os.Getpid()).CPUSeconds
 	if st, ok := c.SchedulerProcess(); ok {
-		p.sched0, p.schedulerOn = st.CPUSeconds, true
+		p.sched0 = st.CPUSeconds
 	}
 }
 
@@ -47,7 +46,7 @@ func (p *phase) end(c *Cluster) {
 	}
 	p.done = true
 	p.cpu.WallSeconds = time.Since(p.start).Seconds()
-	p.cpu.BenchSeconds = schedProcStatsOf(os.Getpid()).CPUSeconds - p.bench0
+	p.cpu.BenchSeconds = statsOfPID(os.Getpid()).CPUSeconds - p.bench0
 	if st, ok := c.SchedulerProcess(); ok {
 		p.cpu.SchedulerSeconds = st.CPUSeconds - p.sched0
 	}
@@ -66,8 +65,9 @@ func (p *phase) rows(c *Cluster, workloads int) []Row {
 		return fmt.Sprintf(", %.2f ms per workload", 1000*sec/float64(workloads))
 	}
 	var rows []Row
+	_, apart := c.SchedulerProcess()
 	if measured {
-		if p.schedulerOn {
+		if apart {
 			rows = append(rows,
 				Row{Metric: "CPU, measured phase: scheduler process", Value: fmt.Sprintf("%.1fs of %.1fs%s", cpu.SchedulerSeconds, cpu.WallSeconds, per(cpu.SchedulerSeconds))},
 				Row{Metric: "CPU, measured phase: bench (etcd, hollow nodes)", Value: fmt.Sprintf("%.1fs%s", cpu.BenchSeconds, per(cpu.BenchSeconds))})

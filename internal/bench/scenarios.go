@@ -60,10 +60,6 @@ type Options struct {
 	// AtEnd, when set, is called after the scenario, while the cluster
 	// still runs (a heap profile, say).
 	AtEnd func()
-	// SchedulerCPUProfile and SchedulerHeapProfile are files for the
-	// scheduler process's CPU profile of the measured phase and its heap
-	// at the end (with ClusterOptions.SchedulerProcess).
-	SchedulerCPUProfile, SchedulerHeapProfile string
 }
 
 func (o *Options) defaults(scenario string) error {
@@ -187,8 +183,8 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 	if o.AtEnd != nil {
 		o.AtEnd()
 	}
-	if o.SchedulerHeapProfile != "" && c.proc != nil {
-		if err := c.HeapProfileScheduler(o.SchedulerHeapProfile); err != nil {
+	if c.opts.SchedulerHeapProfile != "" && c.proc != nil {
+		if err := c.HeapProfileScheduler(); err != nil {
 			fmt.Fprintln(o.Progress, "bench: scheduler heap profile:", err)
 		}
 	}
@@ -253,9 +249,9 @@ func profile(c *Cluster, o *Options) func() {
 		stop = o.Profile()
 	}
 	var stopSched func() error
-	if o.SchedulerCPUProfile != "" && c.proc != nil {
+	if c.opts.SchedulerCPUProfile != "" && c.proc != nil {
 		var err error
-		if stopSched, err = c.ProfileScheduler(o.SchedulerCPUProfile); err != nil {
+		if stopSched, err = c.ProfileScheduler(); err != nil {
 			fmt.Fprintln(o.Progress, "bench: scheduler CPU profile:", err)
 		}
 	}

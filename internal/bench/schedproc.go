@@ -59,6 +59,11 @@ type schedProcConfig struct {
 	LeaseTTL          time.Duration `json:"lease_ttl"`
 	RescheduleGrace   time.Duration `json:"reschedule_grace"`
 	Workers           int           `json:"workers"`
+	// CPUProfile and HeapProfile are the only files the child writes
+	// profiles to, fixed when it starts: its loopback HTTP port takes no
+	// path, so another local process cannot make it write elsewhere.
+	CPUProfile  string `json:"cpu_profile,omitempty"`
+	HeapProfile string `json:"heap_profile,omitempty"`
 }
 
 // validate accepts loopback addresses only: the child is a test host.
@@ -77,6 +82,11 @@ func (c schedProcConfig) validate() error {
 	}
 	if err := loopbackHostPort(c.AgentsAddr); err != nil {
 		return fmt.Errorf("agents_addr: %q: %w", c.AgentsAddr, err)
+	}
+	for field, p := range map[string]string{"cpu_profile": c.CPUProfile, "heap_profile": c.HeapProfile} {
+		if p != "" && !filepath.IsAbs(p) {
+			return fmt.Errorf("%s: %q: want an absolute file path", field, p)
+		}
 	}
 	if c.HeartbeatInterval < 0 || c.LeaseTTL < 0 || c.RescheduleGrace < 0 || c.Workers < 0 {
 		return errors.New("heartbeat_interval, lease_ttl, reschedule_grace and workers must not be negative")
@@ -168,7 +178,7 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 		ln.Close()
 		return fmt.Errorf("metrics listener: %w", err)
 	}
-	srv := &http.Server{Handler: schedProcMux(reg), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: schedProcMux(reg, cfg.CPUProfile, cfg.HeapProfile), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(mln) }()
 	defer srv.Close()
 
@@ -209,66 +219,54 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 	}
 }
 
-// schedProcMux serves /metrics and the profiles the bench asks for.
-func schedProcMux(reg *prometheus.Registry) *http.ServeMux {
+// schedProcMux serves /metrics and the profiles the bench asks for, into
+// the files named at start (none: the endpoint answers 404).
+func schedProcMux(reg *prometheus.Registry, cpuPath, heapPath string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	var mu sync.Mutex
 	var cpu *os.File
-	profilePath := func(r *http.Request) (string, error) {
-		p := r.URL.Query().Get("path")
-		if p == "" || !filepath.IsAbs(p) {
-			return "", fmt.Errorf("path %q: want an absolute file path", p)
-		}
-		return p, nil
-	}
-	mux.HandleFunc("POST /cpuprofile/start", func(w http.ResponseWriter, r *http.Request) {
-		p, err := profilePath(r)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		if cpu != nil {
-			http.Error(w, "a CPU profile is already running", http.StatusConflict)
-			return
-		}
-		f, err := os.Create(p)
-		if err == nil {
-			if err = pprof.StartCPUProfile(f); err != nil {
-				f.Close()
+	if cpuPath != "" {
+		mux.HandleFunc("POST /cpuprofile/start", func(w http.ResponseWriter, _ *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
+			if cpu != nil {
+				http.Error(w, "a CPU profile is already running", http.StatusConflict)
+				return
 			}
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		cpu = f
-	})
-	mux.HandleFunc("POST /cpuprofile/stop", func(w http.ResponseWriter, _ *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		if cpu == nil {
-			http.Error(w, "no CPU profile is running", http.StatusConflict)
-			return
-		}
-		pprof.StopCPUProfile()
-		if err := cpu.Close(); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
-		cpu = nil
-	})
-	mux.HandleFunc("POST /heapprofile", func(w http.ResponseWriter, r *http.Request) {
-		p, err := profilePath(r)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := WriteHeapProfile(p); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-		}
-	})
+			f, err := os.Create(cpuPath)
+			if err == nil {
+				if err = pprof.StartCPUProfile(f); err != nil {
+					f.Close()
+				}
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			cpu = f
+		})
+		mux.HandleFunc("POST /cpuprofile/stop", func(w http.ResponseWriter, _ *http.Request) {
+			mu.Lock()
+			defer mu.Unlock()
+			if cpu == nil {
+				http.Error(w, "no CPU profile is running", http.StatusConflict)
+				return
+			}
+			pprof.StopCPUProfile()
+			if err := cpu.Close(); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+			cpu = nil
+		})
+	}
+	if heapPath != "" {
+		mux.HandleFunc("POST /heapprofile", func(w http.ResponseWriter, _ *http.Request) {
+			if err := WriteHeapProfile(heapPath); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+			}
+		})
+	}
 	return mux
 }
 
@@ -412,7 +410,7 @@ func (p *schedProc) Gather() ([]*dto.MetricFamily, error) {
 
 // stats reads the child's resident memory and CPU time from /proc.
 func (p *schedProc) stats() SchedProcStats {
-	return schedProcStatsOf(p.cmd.Process.Pid)
+	return statsOfPID(p.cmd.Process.Pid)
 }
 
 // SchedProcStats are the scheduler process's own figures.
@@ -423,7 +421,7 @@ type SchedProcStats struct {
 	CPUSeconds float64 `json:"cpu_s"`
 }
 
-func schedProcStatsOf(pid int) SchedProcStats {
+func statsOfPID(pid int) SchedProcStats {
 	st := SchedProcStats{PID: pid}
 	st.RSSMiB, st.PeakRSSMiB = rssOf("/proc/" + strconv.Itoa(pid) + "/status")
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
