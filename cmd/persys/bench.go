@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/persys-dev/compute/internal/bench"
+	"github.com/persys-dev/compute/internal/scheduler"
 )
 
 func newBenchCommand() *cobra.Command {
@@ -127,7 +128,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.IntVar(&o.Cluster.Nodes, "nodes", nodes, "hollow agents (1-20000)")
 	f.IntVar(&o.Workloads, "workloads", workloads, "workloads to submit (churn: names to churn over)")
 	f.Float64Var(&o.Rate, "rate", 0, "submissions per second (latency, default 50) or operations per second (churn, 0: unlimited)")
-	f.IntVar(&o.Concurrency, "concurrency", 16, "concurrent submitters")
+	f.IntVar(&o.Concurrency, "concurrency", bench.DefaultConcurrency, "concurrent submitters")
 	f.DurationVar(&o.Duration, "duration", 30*time.Second, "how long churn runs")
 	f.Float64Var(&o.LossFraction, "loss-fraction", 0.1, "share of the nodes node-loss stops")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound on each wait for convergence")
@@ -136,7 +137,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.DurationVar(&o.Cluster.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "agent heartbeat interval")
 	f.DurationVar(&o.Cluster.LeaseTTL, "lease-ttl", 0, "scheduler node lease TTL (0: scheduler default 10s)")
 	f.DurationVar(&o.Cluster.RescheduleGrace, "grace", 0, "scheduler reschedule grace after a node is lost (0: scheduler default 10s)")
-	f.IntVar(&o.Cluster.Workers, "workers", 0, "scheduler reconcile workers (0: scheduler default 32)")
+	f.IntVar(&o.Cluster.Workers, "workers", 0, fmt.Sprintf("scheduler reconcile workers (0: scheduler default %d)", scheduler.DefaultWorkers))
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")
 	f.BoolVar(&o.Cluster.MTLS, "mtls", false, "give every hollow node its own certificate and mTLS connections, as real agents (at most 3,800 nodes); default: a shared plaintext loopback transport")
 	f.BoolVar(&o.Cluster.SchedulerProcess, "scheduler-process", false, "run the scheduler in a process of its own (this binary, re-executed), so its RSS and CPU time are its own figures; shared transport only")

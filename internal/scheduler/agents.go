@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -39,11 +40,15 @@ func (d TLSDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, func(
 	return persysv1.NewAgentServiceClient(conn), conn.Close, nil
 }
 
-// agentPool keeps one connection per node and address.
+// agentPool keeps one connection per node and address, and bounds the
+// calls that change a node's workloads that are in flight to it at once.
 type agentPool struct {
 	dialer AgentDialer
-	mu     sync.Mutex
-	conns  map[string]agentConn
+	// perNode is how many applies and deletes one node gets at once.
+	perNode int
+	mu      sync.Mutex
+	conns   map[string]agentConn
+	slots   map[string]chan struct{}
 }
 
 type agentConn struct {
@@ -53,8 +58,31 @@ type agentConn struct {
 }
 
 func (s *Scheduler) agents() *agentPool {
-	s.poolOnce.Do(func() { s.pool = &agentPool{dialer: s.cfg.Agents, conns: map[string]agentConn{}} })
+	s.poolOnce.Do(func() {
+		s.pool = &agentPool{dialer: s.cfg.Agents, perNode: s.cfg.AgentCallsPerNode,
+			conns: map[string]agentConn{}, slots: map[string]chan struct{}{}}
+	})
 	return s.pool
+}
+
+// slot waits until nodeID has room for one more apply or delete: many
+// workers may reconcile workloads of one node at once, and a node (its
+// Docker engine, its QEMU) should not get them all at the same moment.
+// The caller calls release when its call returns.
+func (p *agentPool) slot(ctx context.Context, nodeID string) (release func(), err error) {
+	p.mu.Lock()
+	ch := p.slots[nodeID]
+	if ch == nil {
+		ch = make(chan struct{}, p.perNode)
+		p.slots[nodeID] = ch
+	}
+	p.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a free call slot on node %s: %w", nodeID, ctx.Err())
+	}
 }
 
 func (p *agentPool) client(nodeID, addr string) (persysv1.AgentServiceClient, error) {
@@ -75,6 +103,20 @@ func (p *agentPool) client(nodeID, addr string) (persysv1.AgentServiceClient, er
 	return cli, nil
 }
 
+// call runs fn with nodeID's client within one of the node's call slots.
+func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(persysv1.AgentServiceClient) error) error {
+	release, err := p.slot(ctx, nodeID)
+	if err != nil {
+		return err
+	}
+	defer release()
+	cli, err := p.client(nodeID, addr)
+	if err != nil {
+		return err
+	}
+	return fn(cli)
+}
+
 // forget drops a node's connection, for example when it registers again.
 func (p *agentPool) forget(nodeID string) {
 	p.mu.Lock()
@@ -83,6 +125,9 @@ func (p *agentPool) forget(nodeID string) {
 		_ = c.close()
 		delete(p.conns, nodeID)
 	}
+	// Calls in flight release into the old channel; the next ones start
+	// a new one.
+	delete(p.slots, nodeID)
 }
 
 func (s *Scheduler) agentsClose() {

@@ -46,10 +46,10 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	if alive {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 		defer cancel()
-		cli, err := s.agents().client(prev, addr)
-		if err == nil {
-			_, err = cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: v.w.GetUid()})
-		}
+		err := s.agents().call(actx, prev, addr, func(cli persysv1.AgentServiceClient) error {
+			_, err := cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: v.w.GetUid()})
+			return err
+		})
 		if err != nil {
 			s.log.Warn("remove previous copy", "workload", name, "node", prev, "err", err)
 			s.queue.AddAfter(name, time.Second)

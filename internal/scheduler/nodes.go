@@ -254,10 +254,10 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 		}()
 		ctx, cancel := context.WithTimeout(runCtx, s.cfg.ApplyTimeout)
 		defer cancel()
-		cli, err := s.agents().client(nodeID, addr)
-		if err == nil {
-			_, err = cli.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: uid})
-		}
+		err := s.agents().call(ctx, nodeID, addr, func(cli persysv1.AgentServiceClient) error {
+			_, err := cli.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: uid})
+			return err
+		})
 		if err != nil {
 			s.log.Warn("remove orphan", "node", nodeID, "workload", name, "uid", uid, "err", err)
 			return

@@ -558,11 +558,16 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	s.mu.Unlock()
 
 	node := v.in.Node
-	start := time.Now()
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
 	var resp *persysv1.ApplyWorkloadResponse
-	cli, err := s.agents().client(node, v.addr)
+	var cli persysv1.AgentServiceClient
+	release, err := s.agents().slot(actx, node)
+	start := time.Now()
+	if err == nil {
+		defer release()
+		cli, err = s.agents().client(node, v.addr)
+	}
 	if err == nil {
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
@@ -654,10 +659,10 @@ func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool 
 	node := v.in.Node
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
-	cli, err := s.agents().client(node, v.addr)
-	if err == nil {
-		_, err = cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name})
-	}
+	err := s.agents().call(actx, node, v.addr, func(cli persysv1.AgentServiceClient) error {
+		_, err := cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name})
+		return err
+	})
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.Warn("delete on node failed", "workload", name, "node", node, "err", err)

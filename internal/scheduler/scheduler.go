@@ -63,10 +63,15 @@ type Config struct {
 	// Election, when set, makes this scheduler one of several replicas: it
 	// serves only while it leads. Nil: it always leads (one scheduler).
 	Election *ElectionConfig
-	// Workers is the number of reconcile workers (default 32: a worker
-	// mostly waits on etcd and agent round trips, which the group commit
-	// shares between workers).
+	// Workers is the number of reconcile workers (default 512). A worker
+	// mostly waits, on a group commit or an agent call: with few workers
+	// the pipeline is bound by those round trips, not by CPU (32 workers
+	// placed 1,100-1,500 workloads/s at 5,000 nodes, 512 about 2,500/s,
+	// with larger and so cheaper batches).
 	Workers int
+	// AgentCallsPerNode bounds the applies and deletes in flight to one
+	// node (default 16), so that many workers never flood one node.
+	AgentCallsPerNode int
 	// Now is the clock (default time.Now); tests may pass their own.
 	Now func() time.Time
 	// AuditRetention is how long audit events are kept (default
@@ -109,7 +114,10 @@ func (c *Config) defaults() {
 		c.RescheduleGrace = 10 * time.Second
 	}
 	if c.Workers <= 0 {
-		c.Workers = 32
+		c.Workers = DefaultWorkers
+	}
+	if c.AgentCallsPerNode <= 0 {
+		c.AgentCallsPerNode = 16
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -118,6 +126,9 @@ func (c *Config) defaults() {
 		c.Logger = slog.Default()
 	}
 }
+
+// DefaultWorkers is the reconcile worker count when Config leaves it zero.
+const DefaultWorkers = 512
 
 // Scheduler is the control loop. All cache fields are guarded by mu.
 type Scheduler struct {
