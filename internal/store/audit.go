@@ -180,33 +180,38 @@ func (s *Store) ListEventsFiltered(ctx context.Context, f EventFilter, limit int
 	if limit <= 0 {
 		limit = DefaultEventLimit
 	}
-	batch := int64(limit)
+	// A key holds up to storedBatchEvents events: read few keys a page.
+	page := int64(eventScanPage)
 	if f.Workload != "" || f.Type != "" {
-		batch = max(batch, eventScanBatch)
+		page = eventScanBatch
 	}
 	start := s.dir(dirEvents)
 	end := clientv3.GetPrefixRangeEnd(start)
 	out := make([]*persysv1.Event, 0, min(limit, 1024))
+scan:
 	for len(out) < limit {
 		resp, err := s.cli.Get(ctx, start,
 			clientv3.WithRange(end),
 			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
-			clientv3.WithLimit(batch))
+			clientv3.WithLimit(page))
 		if err != nil {
 			return nil, fmt.Errorf("store: list events: %w", err)
 		}
 		for _, kv := range resp.Kvs {
-			ev := &persysv1.Event{}
-			if err := proto.Unmarshal(kv.Value, ev); err != nil {
+			evs, err := decodeEvents(kv.Value)
+			if err != nil {
 				s.log.Warn("skipping undecodable event", "key", string(kv.Key), "error", err)
 				continue
 			}
-			if !f.match(ev) {
-				continue
-			}
-			out = append(out, ev)
-			if len(out) == limit {
-				break
+			// Newest first, as the keys go.
+			for i := len(evs) - 1; i >= 0; i-- {
+				if !f.match(evs[i]) {
+					continue
+				}
+				out = append(out, evs[i])
+				if len(out) == limit {
+					break scan
+				}
 			}
 		}
 		if !resp.More || len(resp.Kvs) == 0 {
@@ -215,5 +220,11 @@ func (s *Store) ListEventsFiltered(ctx context.Context, f EventFilter, limit int
 		end = string(resp.Kvs[len(resp.Kvs)-1].Key)
 	}
 	slices.Reverse(out)
+	// Keys are ordered by their newest event; events of concurrent
+	// writers can interleave across keys, so order by time (append order
+	// kept for equal times).
+	slices.SortStableFunc(out, func(a, b *persysv1.Event) int {
+		return a.GetTime().AsTime().Compare(b.GetTime().AsTime())
+	})
 	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -21,6 +20,7 @@ const (
 	// EventTTL/eventWindows window.
 	eventWindows     = 10
 	eventScanBatch   = 512
+	eventScanPage    = 16
 	eventPutAttempts = 5
 )
 
@@ -57,47 +57,39 @@ func (s *Store) eventLease(ctx context.Context, now time.Time, forget clientv3.L
 // AppendEvent stores ev under events/; it expires after about EventTTL. A
 // missing ev.Time is set to now (on a copy; ev is not modified).
 func (s *Store) AppendEvent(ctx context.Context, ev *persysv1.Event) error {
-	now := time.Now()
-	ev, val, err := prepareEvent(ev, now)
-	if err != nil {
-		return err
-	}
-	return s.appendPrepared(ctx, ev, val, now)
+	return s.AppendEvents(ctx, []*persysv1.Event{ev})
 }
 
-// prepareEvent checks ev and encodes it; a missing Time is set to now on a
-// copy (ev is not modified).
-func prepareEvent(ev *persysv1.Event, now time.Time) (*persysv1.Event, string, error) {
+// prepareEvent checks ev; a missing Time is set to now on a copy (ev is
+// not modified).
+func prepareEvent(ev *persysv1.Event, now time.Time) (*persysv1.Event, error) {
 	if ev == nil {
-		return nil, "", fmt.Errorf("store: event: %w: nil", ErrInvalid)
+		return nil, fmt.Errorf("store: event: %w: nil", ErrInvalid)
 	}
 	if ev.GetType() == "" {
-		return nil, "", fmt.Errorf("store: event type: %w: empty", ErrInvalid)
+		return nil, fmt.Errorf("store: event type: %w: empty", ErrInvalid)
 	}
 	if ev.GetTime() == nil {
 		ev = proto.CloneOf(ev)
 		ev.Time = timestamppb.New(now)
 	} else if err := ev.GetTime().CheckValid(); err != nil {
-		return nil, "", fmt.Errorf("store: event time: %w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("store: event time: %w: %v", ErrInvalid, err)
 	}
-	val, err := marshal("event", ev)
-	if err != nil {
-		return nil, "", err
-	}
-	return ev, val, nil
+	return ev, nil
 }
 
-// appendPrepared writes one prepared event under a free key, taking the
-// next sequence number when another writer holds the key and a new lease
-// when etcd lost the current one.
-func (s *Store) appendPrepared(ctx context.Context, ev *persysv1.Event, val string, now time.Time) error {
+// appendPrepared writes one encoded value under a free events/ key for
+// time t, taking the next sequence number when another writer holds the
+// key and a new lease when etcd lost the current one. what names the
+// value in errors.
+func (s *Store) appendPrepared(ctx context.Context, what string, t time.Time, val string, now time.Time) error {
 	var stale clientv3.LeaseID
 	for range eventPutAttempts {
 		lease, seq, err := s.eventLease(ctx, now, stale)
 		if err != nil {
 			return err
 		}
-		key := s.eventKey(ev.GetTime().AsTime(), seq)
+		key := s.eventKey(t, seq)
 		resp, err := s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(clientv3.OpPut(key, val, clientv3.WithLease(lease))).
@@ -107,112 +99,89 @@ func (s *Store) appendPrepared(ctx context.Context, ev *persysv1.Event, val stri
 			stale = lease // revoked or expired early: grant another
 			continue
 		case err != nil:
-			return fmt.Errorf("store: append event %s: %w", ev.GetType(), err)
+			return fmt.Errorf("store: append %s: %w", what, err)
 		case !resp.Succeeded:
 			stale = 0 // key taken by another writer: next seq
 			continue
 		}
 		return nil
 	}
-	return fmt.Errorf("store: append event %s: no free key after %d attempts: %w", ev.GetType(), eventPutAttempts, ErrConflict)
+	return fmt.Errorf("store: append %s: no free key after %d attempts: %w", what, eventPutAttempts, ErrConflict)
+}
+
+// decodeEvents reads one events/ value: a batch, or a single Event (audit
+// events, and keys written before events were batched).
+func decodeEvents(val []byte) ([]*persysv1.Event, error) {
+	var b persysv1.EventBatch
+	if err := proto.Unmarshal(val, &b); err == nil && len(b.GetEvents()) > 0 {
+		return b.GetEvents(), nil
+	}
+	ev := &persysv1.Event{}
+	if err := proto.Unmarshal(val, ev); err != nil {
+		return nil, err
+	}
+	if ev.GetType() == "" {
+		return nil, errors.New("neither an event nor a batch of events")
+	}
+	return []*persysv1.Event{ev}, nil
 }
 
 // ListEvents returns the newest limit events (limit <= 0: DefaultEventLimit)
 // ordered oldest first, newest last. A non-empty workload keeps only that
 // workload's events.
 func (s *Store) ListEvents(ctx context.Context, workload string, limit int) ([]*persysv1.Event, error) {
-	if limit <= 0 {
-		limit = DefaultEventLimit
-	}
-	batch := int64(limit)
-	if workload != "" {
-		batch = max(batch, eventScanBatch)
-	}
-	start := s.dir(dirEvents)
-	end := clientv3.GetPrefixRangeEnd(start)
-	out := make([]*persysv1.Event, 0, min(limit, 1024))
-	for len(out) < limit {
-		resp, err := s.cli.Get(ctx, start,
-			clientv3.WithRange(end),
-			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend),
-			clientv3.WithLimit(batch))
-		if err != nil {
-			return nil, fmt.Errorf("store: list events: %w", err)
-		}
-		for _, kv := range resp.Kvs {
-			ev := &persysv1.Event{}
-			if err := proto.Unmarshal(kv.Value, ev); err != nil {
-				s.log.Warn("skipping undecodable event", "key", string(kv.Key), "error", err)
-				continue
-			}
-			if workload != "" && ev.GetWorkload() != workload {
-				continue
-			}
-			out = append(out, ev)
-			if len(out) == limit {
-				break
-			}
-		}
-		if !resp.More || len(resp.Kvs) == 0 {
-			break
-		}
-		// The range end is exclusive: continue below the oldest key seen.
-		end = string(resp.Kvs[len(resp.Kvs)-1].Key)
-	}
-	slices.Reverse(out)
-	return out, nil
+	return s.ListEventsFiltered(ctx, EventFilter{Workload: workload}, limit)
 }
 
-// preparedEvent is an event with its key, lease and encoded value.
-type preparedEvent struct {
-	ev    *persysv1.Event
-	key   string
-	val   string
-	lease clientv3.LeaseID
-}
+// Limits of one stored batch of events: a burst is split into keys of at
+// most this many events and bytes (etcd refuses requests above 1.5 MiB).
+const (
+	storedBatchEvents = 256
+	storedBatchBytes  = 256 << 10
+)
 
-// AppendEvents stores evs as AppendEvent would, in as few transactions as
-// etcd's limits allow: a scheduler placing a thousand workloads a second
-// records a few thousand events a second, more than one transaction each
-// can keep up with. A group whose transaction fails (a key taken by another
-// writer, a lease gone) is written event by event. It returns the errors
-// of the events that could not be stored, joined.
+// AppendEvents stores evs, each as AppendEvent would, packed into as few
+// events/ keys as the batch limits allow: a scheduler placing thousands of
+// workloads a second records several thousand events a second, and one key
+// (one etcd write, one delivery to each watcher) per event would cost as
+// much as the workloads' own state. Each key is named after the newest
+// event it holds. Invalid events are refused by name without losing the
+// others; it returns the errors joined.
 func (s *Store) AppendEvents(ctx context.Context, evs []*persysv1.Event) error {
 	now := time.Now()
 	var errs []error
-	var ps []preparedEvent
+	var chunk []*persysv1.Event
+	var newest time.Time
+	size := 0
+	flush := func() {
+		if len(chunk) == 0 {
+			return
+		}
+		val, err := marshal("events", &persysv1.EventBatch{Events: chunk})
+		if err == nil {
+			err = s.appendPrepared(ctx, fmt.Sprintf("%d events", len(chunk)), newest, val, now)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+		chunk, size, newest = nil, 0, time.Time{}
+	}
 	for _, ev := range evs {
-		ev, val, err := prepareEvent(ev, now)
+		ev, err := prepareEvent(ev, now)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		lease, seq, err := s.eventLease(ctx, now, 0)
-		if err != nil {
-			return errors.Join(append(errs, err)...)
+		n := proto.Size(ev) + 8
+		if len(chunk) == storedBatchEvents || (len(chunk) > 0 && size+n > storedBatchBytes) {
+			flush()
 		}
-		ps = append(ps, preparedEvent{ev: ev, key: s.eventKey(ev.GetTime().AsTime(), seq), val: val, lease: lease})
-	}
-	groups := groupWrites(ps, func(p preparedEvent) string { return p.key }, func(p preparedEvent) int { return len(p.key) + len(p.val) }, MaxTxnOps)
-	for _, g := range groups {
-		cmps := make([]clientv3.Cmp, 0, len(g))
-		ops := make([]clientv3.Op, 0, len(g))
-		for _, i := range g {
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(ps[i].key), "=", 0))
-			ops = append(ops, clientv3.OpPut(ps[i].key, ps[i].val, clientv3.WithLease(ps[i].lease)))
-		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
-		if err == nil && resp.Succeeded {
-			continue
-		}
-		if ctx.Err() != nil {
-			return errors.Join(append(errs, ctx.Err())...)
-		}
-		for _, i := range g {
-			if err := s.appendPrepared(ctx, ps[i].ev, ps[i].val, now); err != nil {
-				errs = append(errs, err)
-			}
+		chunk = append(chunk, ev)
+		size += n
+		if t := ev.GetTime().AsTime(); t.After(newest) {
+			newest = t
 		}
 	}
+	flush()
 	return errors.Join(errs...)
 }

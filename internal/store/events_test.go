@@ -8,6 +8,8 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/store"
 	"github.com/persys-dev/compute/internal/store/storetest"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -172,5 +174,65 @@ func TestAppendEventsBatch(t *testing.T) {
 	}
 	if err := s.AppendEvents(ctx, nil); err != nil {
 		t.Fatalf("empty batch: %v", err)
+	}
+}
+
+// A burst is stored as few keys, each named after its newest event, and
+// read back with the keys that hold one Event each (audit events, keys
+// from before batching), in time order.
+func TestEventsStoredInBatches(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, cli := storetest.New(t)
+	base := time.Now().Add(-time.Minute)
+	var evs []*persysv1.Event
+	for i := range 600 {
+		evs = append(evs, &persysv1.Event{Type: "Placed", Workload: "w", Message: fmt.Sprint(i),
+			Time: timestamppb.New(base.Add(time.Duration(2*i) * time.Millisecond))})
+	}
+	if err := s.AppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	// One Event alone under a key, timed between two of the burst's.
+	single, err := proto.Marshal(&persysv1.Event{Type: "Legacy", Workload: "w", Message: "single",
+		Time: timestamppb.New(base.Add(599 * time.Millisecond))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fmt.Sprintf("%s/events/%020d-%010d", s.Prefix(), base.Add(599*time.Millisecond).UnixNano(), 0)
+	if _, err := cli.Put(ctx, key, string(single)); err != nil {
+		t.Fatal(err)
+	}
+	// An undecodable value is skipped, not fatal.
+	if _, err := cli.Put(ctx, s.Prefix()+"/events/99999999999999999999-0000000000", "\xff\xff"); err != nil {
+		t.Fatal(err)
+	}
+
+	raw, err := cli.Get(ctx, s.Prefix()+"/events/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw.Kvs) != 3+2 { // 256 + 256 + 88, the single one, the bad one
+		t.Fatalf("%d keys under events/ for a burst of 600 and two single keys, want 5", len(raw.Kvs))
+	}
+	got, err := s.ListEvents(ctx, "w", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 601 {
+		t.Fatalf("listed %d events, want 601", len(got))
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].GetTime().AsTime().Before(got[i-1].GetTime().AsTime()) {
+			t.Fatalf("event %d (%s) is older than event %d (%s)", i, got[i].GetMessage(), i-1, got[i-1].GetMessage())
+		}
+	}
+	if got[300].GetMessage() != "single" {
+		t.Fatalf("event 300 is %q, want the single one between 299 and 300", got[300].GetMessage())
+	}
+	// The newest few come from the newest key alone.
+	last, err := s.ListEvents(ctx, "", 3)
+	if err != nil || len(last) != 3 || last[0].GetMessage() != "597" || last[2].GetMessage() != "599" {
+		t.Fatalf("newest 3: %v, %v", last, err)
 	}
 }

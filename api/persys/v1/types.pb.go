@@ -3059,6 +3059,55 @@ func (x *Event) GetResult() string {
 	return ""
 }
 
+// EventBatch is how the scheduler stores events: the events of one write
+// under one key of events/, so that a burst of events costs etcd one key
+// (and every watcher of the prefix one delivery) rather than one per
+// event. Its field number is one no Event uses: a key that holds a single
+// Event (audit events) never decodes as a batch.
+type EventBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,15,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventBatch) Reset() {
+	*x = EventBatch{}
+	mi := &file_persys_v1_types_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventBatch) ProtoMessage() {}
+
+func (x *EventBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
+func (*EventBatch) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *EventBatch) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 // Secret as the API shows it: key names only, never values.
 type SecretInfo struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -3074,7 +3123,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3086,7 +3135,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3099,7 +3148,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SecretInfo) GetName() string {
@@ -3157,7 +3206,7 @@ type SecretValue struct {
 
 func (x *SecretValue) Reset() {
 	*x = SecretValue{}
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3169,7 +3218,7 @@ func (x *SecretValue) String() string {
 func (*SecretValue) ProtoMessage() {}
 
 func (x *SecretValue) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3182,7 +3231,7 @@ func (x *SecretValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
 func (*SecretValue) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SecretValue) GetName() string {
@@ -3220,7 +3269,7 @@ type SealedSecret struct {
 
 func (x *SealedSecret) Reset() {
 	*x = SealedSecret{}
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3232,7 +3281,7 @@ func (x *SealedSecret) String() string {
 func (*SealedSecret) ProtoMessage() {}
 
 func (x *SealedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3245,7 +3294,7 @@ func (x *SealedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedSecret.ProtoReflect.Descriptor instead.
 func (*SealedSecret) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SealedSecret) GetInfo() *SecretInfo {
@@ -3291,7 +3340,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3352,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3365,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -3631,7 +3680,10 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x05actor\x18\b \x01(\tR\x05actor\x12\x16\n" +
 	"\x06action\x18\t \x01(\tR\x06action\x12\x16\n" +
 	"\x06result\x18\n" +
-	" \x01(\tR\x06result\"\xef\x01\n" +
+	" \x01(\tR\x06result\"6\n" +
+	"\n" +
+	"EventBatch\x12(\n" +
+	"\x06events\x18\x0f \x03(\v2\x10.persys.v1.EventR\x06events\"\xef\x01\n" +
 	"\n" +
 	"SecretInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
@@ -3752,7 +3804,7 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -3790,29 +3842,30 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(*StoragePool)(nil),           // 33: persys.v1.StoragePool
 	(*Node)(nil),                  // 34: persys.v1.Node
 	(*Event)(nil),                 // 35: persys.v1.Event
-	(*SecretInfo)(nil),            // 36: persys.v1.SecretInfo
-	(*SecretValue)(nil),           // 37: persys.v1.SecretValue
-	(*SealedSecret)(nil),          // 38: persys.v1.SealedSecret
-	(*ClusterSummary)(nil),        // 39: persys.v1.ClusterSummary
-	nil,                           // 40: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 41: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 42: persys.v1.ComposeSpec.EnvEntry
-	nil,                           // 43: persys.v1.VMSpec.MetadataEntry
-	nil,                           // 44: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 45: persys.v1.Workload.LabelsEntry
-	nil,                           // 46: persys.v1.WorkloadStatus.DetailsEntry
-	nil,                           // 47: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 48: persys.v1.SecretValue.DataEntry
-	nil,                           // 49: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	(*timestamppb.Timestamp)(nil), // 50: google.protobuf.Timestamp
+	(*EventBatch)(nil),            // 36: persys.v1.EventBatch
+	(*SecretInfo)(nil),            // 37: persys.v1.SecretInfo
+	(*SecretValue)(nil),           // 38: persys.v1.SecretValue
+	(*SealedSecret)(nil),          // 39: persys.v1.SealedSecret
+	(*ClusterSummary)(nil),        // 40: persys.v1.ClusterSummary
+	nil,                           // 41: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 42: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 43: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 44: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 45: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 46: persys.v1.Workload.LabelsEntry
+	nil,                           // 47: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 48: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 49: persys.v1.SecretValue.DataEntry
+	nil,                           // 50: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	40, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	41, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
 	10, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
 	11, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	41, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	42, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
 	15, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
-	42, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	43, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
 	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
 	18, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
 	17, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
@@ -3820,61 +3873,62 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	20, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
 	21, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
 	22, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
-	43, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	44, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
 	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
 	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
 	9,  // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	44, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	45, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
 	12, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
 	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
 	16, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
 	23, // 22: persys.v1.WorkloadSpec.vm:type_name -> persys.v1.VMSpec
 	13, // 23: persys.v1.WorkloadSpec.secret_env:type_name -> persys.v1.SecretEnv
 	14, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
-	45, // 25: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	46, // 25: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
 	24, // 26: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	50, // 27: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	50, // 28: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	51, // 27: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	51, // 28: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 29: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
 	3,  // 30: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	50, // 31: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	50, // 32: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	51, // 31: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	51, // 32: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
 	27, // 33: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	46, // 34: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	47, // 34: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
 	2,  // 35: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
-	50, // 36: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	51, // 36: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
 	3,  // 37: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	50, // 38: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	51, // 38: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
 	31, // 39: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
 	5,  // 40: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
 	30, // 41: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
 	9,  // 42: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
 	0,  // 43: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	47, // 44: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	48, // 44: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
 	33, // 45: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
 	32, // 46: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
 	4,  // 47: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	50, // 48: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	51, // 48: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
 	9,  // 49: persys.v1.Node.usage:type_name -> persys.v1.Resources
 	9,  // 50: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	50, // 51: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	50, // 52: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	51, // 51: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	51, // 52: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
 	3,  // 53: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	8,  // 54: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	50, // 55: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	50, // 56: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 57: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	48, // 58: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	36, // 59: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	49, // 60: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	9,  // 61: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	9,  // 62: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	35, // 54: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	8,  // 55: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	51, // 56: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	51, // 57: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 58: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	49, // 59: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	37, // 60: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	50, // 61: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	9,  // 62: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	9,  // 63: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -3888,7 +3942,7 @@ func file_persys_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
