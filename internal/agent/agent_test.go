@@ -54,6 +54,8 @@ type recordingControl struct {
 	reregister bool
 	// intervalMs is sent in RegisterNodeResponse.
 	intervalMs int64
+	// heartbeatIntervalMs is sent in every HeartbeatResponse.
+	heartbeatIntervalMs int64
 	// leader, when set, makes this a follower: registrations and
 	// heartbeats are refused with FailedPrecondition and the leader's
 	// address in the x-persys-leader trailer; redirected counts them.
@@ -123,7 +125,7 @@ func (c *recordingControl) Heartbeat(ctx context.Context, req *persysv1.Heartbea
 	c.mu.Lock()
 	c.heartbeats = append(c.heartbeats, proto.Clone(req).(*persysv1.HeartbeatRequest))
 	c.calls = append(c.calls, "heartbeat")
-	resp := &persysv1.HeartbeatResponse{Reregister: c.reregister}
+	resp := &persysv1.HeartbeatResponse{Reregister: c.reregister, HeartbeatIntervalMs: c.heartbeatIntervalMs}
 	c.reregister = false
 	switch {
 	case resp.Reregister:
@@ -623,4 +625,17 @@ func TestAgentRetriesRegistrationAndRegistersAgain(t *testing.T) {
 	if err := a.agent.Ready(); err != nil {
 		t.Fatalf("Ready after heartbeats: %v", err)
 	}
+}
+
+// TestAgentTakesIntervalFromHeartbeats: the scheduler may change the
+// interval in any heartbeat's answer (it stretches it as the cluster
+// grows). Registration leaves the agent's 10 minutes; a kick sends one
+// heartbeat, and only the interval in its answer makes the next ones come.
+func TestAgentTakesIntervalFromHeartbeats(t *testing.T) {
+	control := &recordingControl{heartbeatIntervalMs: 50}
+	e := newEnv(t, control)
+	a := e.startAgent(t, "")
+	control.waitRegister(t, 0)
+	a.agent.Kick()
+	control.waitHeartbeat(t, 2, "a third heartbeat at the interval the scheduler answered", func(*persysv1.HeartbeatRequest) bool { return true })
 }

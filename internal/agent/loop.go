@@ -294,6 +294,12 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 		return replyOK, fmt.Errorf("heartbeat: %w", err)
 	}
 	a.setContact(nil)
+	if ms := resp.GetHeartbeatIntervalMs(); ms > 0 {
+		// The scheduler stretches the interval as its cluster grows.
+		a.mu.Lock()
+		a.interval = time.Duration(ms) * time.Millisecond
+		a.mu.Unlock()
+	}
 	switch {
 	case resp.GetReregister():
 		*sent = sentList{}

@@ -64,3 +64,29 @@ func TestAgentCallSlots(t *testing.T) {
 		t.Fatalf("err = %v, want a deadline error naming node n1", err)
 	}
 }
+
+// TestHeartbeatInterval: the configured interval until the nodes together
+// would exceed the rate target, then longer, but never past a third of the
+// lease TTL (unless the configured interval is).
+func TestHeartbeatInterval(t *testing.T) {
+	const s = time.Second
+	for _, tc := range []struct {
+		nodes     int
+		base, ttl time.Duration
+		rate      float64
+		want      time.Duration
+	}{
+		{1, 2 * s, 10 * s, 1000, 2 * s},
+		{2000, 2 * s, 10 * s, 1000, 2 * s},
+		{2500, 2 * s, 10 * s, 1000, 2500 * time.Millisecond},
+		{5000, 2 * s, 10 * s, 1000, 3333 * time.Millisecond},
+		{10000, 2 * s, 10 * s, 1000, 3333 * time.Millisecond},
+		{10000, 2 * s, 60 * s, 1000, 10 * s},
+		{10000, 5 * s, 10 * s, 1000, 5 * s},
+		{0, 2 * s, 10 * s, 1000, 2 * s},
+	} {
+		if got := HeartbeatInterval(tc.nodes, tc.base, tc.ttl, tc.rate); got != tc.want {
+			t.Errorf("HeartbeatInterval(%d nodes, base %s, ttl %s, %v/s) = %s, want %s", tc.nodes, tc.base, tc.ttl, tc.rate, got, tc.want)
+		}
+	}
+}

@@ -65,8 +65,11 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	}
 	// A node that joins or returns may be where a pending workload fits.
 	s.queuePending()
+	s.mu.Lock()
+	interval := s.heartbeatIntervalLocked()
+	s.mu.Unlock()
 	return &persysv1.RegisterNodeResponse{
-		HeartbeatIntervalMs: s.cfg.HeartbeatInterval.Milliseconds(),
+		HeartbeatIntervalMs: interval.Milliseconds(),
 		LeaseTtlSeconds:     int64(s.cfg.LeaseTTL / time.Second),
 	}, nil
 }
@@ -98,17 +101,33 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	s.mu.Lock()
 	ne.usage = req.GetUsage()
 	ne.lastHeartbeat = s.cfg.Now()
+	intervalMs := s.heartbeatIntervalLocked().Milliseconds()
 	s.mu.Unlock()
 	if req.GetDigestOnly() {
 		if !s.processDigest(id, req.GetReportDigest()) {
 			s.metrics.digestOnly.WithLabelValues("resend_full").Inc()
-			return &persysv1.HeartbeatResponse{ResendFull: true}, nil
+			return &persysv1.HeartbeatResponse{ResendFull: true, HeartbeatIntervalMs: intervalMs}, nil
 		}
 		s.metrics.digestOnly.WithLabelValues("served").Inc()
-		return &persysv1.HeartbeatResponse{}, nil
+		return &persysv1.HeartbeatResponse{HeartbeatIntervalMs: intervalMs}, nil
 	}
 	kept := s.processReports(id, req.GetWorkloads(), req.GetReportDigest())
-	return &persysv1.HeartbeatResponse{DigestKept: kept && req.GetReportDigest() != 0}, nil
+	return &persysv1.HeartbeatResponse{DigestKept: kept && req.GetReportDigest() != 0, HeartbeatIntervalMs: intervalMs}, nil
+}
+
+// heartbeatIntervalLocked is the interval agents are told now (see
+// Config.MaxHeartbeatRate). Callers hold s.mu.
+func (s *Scheduler) heartbeatIntervalLocked() time.Duration {
+	return HeartbeatInterval(len(s.nodes), s.cfg.HeartbeatInterval, s.cfg.LeaseTTL, s.cfg.MaxHeartbeatRate)
+}
+
+// HeartbeatInterval spreads nodes' heartbeats so that together they send
+// about rate a second: never less than base, and never more than a third
+// of ttl (unless base is).
+func HeartbeatInterval(nodes int, base, ttl time.Duration, rate float64) time.Duration {
+	d := time.Duration(float64(nodes) / rate * float64(time.Second))
+	d = min(d, ttl/3)
+	return max(d, base).Truncate(time.Millisecond)
 }
 
 type orphan struct{ name, uid string }

@@ -2364,9 +2364,14 @@ type HeartbeatResponse struct {
 	// received. An agent sends digest_only only after this: a scheduler that
 	// predates digests never sets it, and would take an empty list for a
 	// node that runs nothing.
-	DigestKept    bool `protobuf:"varint,3,opt,name=digest_kept,json=digestKept,proto3" json:"digest_kept,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DigestKept bool `protobuf:"varint,3,opt,name=digest_kept,json=digestKept,proto3" json:"digest_kept,omitempty"`
+	// The interval to heartbeat at from now on (0: keep the current one).
+	// The scheduler stretches it as the cluster grows, so that all nodes
+	// together send about its heartbeat rate target, and keeps it at most a
+	// third of the lease TTL.
+	HeartbeatIntervalMs int64 `protobuf:"varint,4,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -2418,6 +2423,13 @@ func (x *HeartbeatResponse) GetDigestKept() bool {
 		return x.DigestKept
 	}
 	return false
+}
+
+func (x *HeartbeatResponse) GetHeartbeatIntervalMs() int64 {
+	if x != nil {
+		return x.HeartbeatIntervalMs
+	}
+	return 0
 }
 
 type ApplyRequest struct {
@@ -3297,7 +3309,7 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\tworkloads\x18\x03 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\x12#\n" +
 	"\rreport_digest\x18\x04 \x01(\x06R\freportDigest\x12\x1f\n" +
 	"\vdigest_only\x18\x05 \x01(\bR\n" +
-	"digestOnly\"u\n" +
+	"digestOnly\"\xa9\x01\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -3305,7 +3317,8 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\vresend_full\x18\x02 \x01(\bR\n" +
 	"resendFull\x12\x1f\n" +
 	"\vdigest_kept\x18\x03 \x01(\bR\n" +
-	"digestKept\"\xc7\x01\n" +
+	"digestKept\x122\n" +
+	"\x15heartbeat_interval_ms\x18\x04 \x01(\x03R\x13heartbeatIntervalMs\"\xc7\x01\n" +
 	"\fApplyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12;\n" +
 	"\x06labels\x18\x02 \x03(\v2#.persys.v1.ApplyRequest.LabelsEntryR\x06labels\x12+\n" +
