@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/persys-dev/compute/internal/bench"
+	"github.com/persys-dev/compute/internal/gctune"
 	"github.com/persys-dev/compute/internal/scheduler"
 )
 
@@ -137,6 +138,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.DurationVar(&o.Cluster.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "agent heartbeat interval")
 	f.DurationVar(&o.Cluster.LeaseTTL, "lease-ttl", 0, "scheduler node lease TTL (0: scheduler default 10s)")
 	f.DurationVar(&o.Cluster.RescheduleGrace, "grace", 0, "scheduler reschedule grace after a node is lost (0: scheduler default 10s)")
+	f.IntVar(&o.Cluster.GCPercent, "gc-percent", gctune.DefaultPercent, "garbage collector target of the process that runs the scheduler, as persys scheduler --gc-percent (a GOGC environment variable wins)")
 	f.IntVar(&o.Cluster.Workers, "workers", 0, fmt.Sprintf("scheduler reconcile workers (0: scheduler default %d)", scheduler.DefaultWorkers))
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")
 	f.BoolVar(&o.Cluster.MTLS, "mtls", false, "give every hollow node its own certificate and mTLS connections, as real agents (at most 3,800 nodes); default: a shared plaintext loopback transport")

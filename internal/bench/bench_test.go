@@ -296,6 +296,7 @@ func TestSchedProcConfigValidate(t *testing.T) {
 		wantErr string
 	}{
 		{"no etcd", func(c *schedProcConfig) { c.EtcdEndpoints = nil }, "etcd_endpoints"},
+		{"gc target out of range", func(c *schedProcConfig) { c.GCPercent = 5 }, "gc_percent"},
 		{"etcd off loopback", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"http://10.0.0.1:2379"} }, "etcd_endpoints"},
 		{"etcd https", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"https://127.0.0.1:2379"} }, "etcd_endpoints"},
 		{"agents off loopback", func(c *schedProcConfig) { c.AgentsAddr = "192.168.1.1:7000" }, "agents_addr"},

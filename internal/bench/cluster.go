@@ -20,6 +20,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/gctune"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/sim"
@@ -55,6 +56,11 @@ type ClusterOptions struct {
 	LeaseTTL, RescheduleGrace time.Duration
 	// Workers is the scheduler's reconcile worker count (0: its default).
 	Workers int
+	// GCPercent is the garbage collector target of the process that runs
+	// the scheduler (0: gctune.DefaultPercent, as persys scheduler); a
+	// GOGC environment variable wins. With SchedulerProcess it is set in
+	// the scheduler's process, and the bench process keeps its own.
+	GCPercent int
 	// NodeCPUMillis and NodeMemoryBytes are each hollow node's capacity
 	// (default 4000 mCPU, 8 GiB).
 	NodeCPUMillis, NodeMemoryBytes int64
@@ -101,6 +107,12 @@ func (o *ClusterOptions) defaults() error {
 	}
 	if o.LeaseTTL != 0 && o.LeaseTTL < 2*time.Second {
 		return fmt.Errorf("bench: lease TTL %s: must be at least 2s (etcd's minimum lease)", o.LeaseTTL)
+	}
+	if o.GCPercent == 0 {
+		o.GCPercent = gctune.DefaultPercent
+	}
+	if err := gctune.Validate("bench: gc percent", o.GCPercent); err != nil {
+		return err
 	}
 	if o.Workers < 0 {
 		return fmt.Errorf("bench: scheduler workers %d: must not be negative", o.Workers)
@@ -278,6 +290,9 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	if o.SchedulerProcess {
 		err = c.startSchedProc(ctx)
 	} else {
+		// This process runs the scheduler: give it the scheduler's GC
+		// target (persys scheduler sets the same).
+		gctune.Apply(o.GCPercent)
 		err = c.startScheduler(ctx, bundle)
 	}
 	if err != nil {
@@ -381,7 +396,7 @@ func (c *Cluster) startSchedProc(ctx context.Context) error {
 	cfg := schedProcConfig{
 		EtcdEndpoints: c.emb.Endpoints(), AgentsAddr: c.muxAddr(),
 		HeartbeatInterval: c.opts.HeartbeatInterval, LeaseTTL: c.opts.LeaseTTL,
-		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers,
+		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers, GCPercent: c.opts.GCPercent,
 		CPUProfile: c.opts.SchedulerCPUProfile, HeapProfile: c.opts.SchedulerHeapProfile,
 	}
 	p, err := startSchedProc(ctx, cfg, c.fail)

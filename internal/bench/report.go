@@ -27,11 +27,14 @@ type Params struct {
 	// HeartbeatEffectiveMs is the interval the scheduler tells agents at
 	// this many nodes (it stretches HeartbeatIntervalMs in large clusters).
 	HeartbeatEffectiveMs float64 `json:"heartbeat_effective_ms"`
-	LeaseTTLSec          float64 `json:"lease_ttl_s"`
-	GraceSec             float64 `json:"reschedule_grace_s"`
-	SchedulerWorkers     int     `json:"scheduler_workers"`
-	LossFraction         float64 `json:"loss_fraction,omitempty"`
-	EtcdNoFsync          bool    `json:"etcd_no_fsync,omitempty"`
+	// GC is the scheduler process's garbage collector target: "200%", or
+	// "GOGC=…" when the environment set it.
+	GC               string  `json:"gc"`
+	LeaseTTLSec      float64 `json:"lease_ttl_s"`
+	GraceSec         float64 `json:"reschedule_grace_s"`
+	SchedulerWorkers int     `json:"scheduler_workers"`
+	LossFraction     float64 `json:"loss_fraction,omitempty"`
+	EtcdNoFsync      bool    `json:"etcd_no_fsync,omitempty"`
 	// Transport is "shared" (hollow nodes over a few plaintext loopback
 	// connections) or "mtls" (each node its own mTLS connections).
 	Transport string `json:"transport"`
@@ -70,8 +73,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if p.HeartbeatEffectiveMs > p.HeartbeatIntervalMs {
 		heartbeat = fmt.Sprintf("%gms (stretched from %gms for the scheduler's heartbeat rate target)", p.HeartbeatEffectiveMs, p.HeartbeatIntervalMs)
 	}
-	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, %d CPUs, %s transport, %s\n",
-		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.CPUs, p.Transport, where)
+	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, GC target %s, %d CPUs, %s transport, %s\n",
+		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, p.Transport, where)
 	fmt.Fprintf(w, "machine load average (1 min): %.2f before, %.2f after\n", r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")

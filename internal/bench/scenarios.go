@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	goruntime "runtime"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gctune"
 	"github.com/persys-dev/compute/internal/scheduler"
 )
 
@@ -133,7 +135,7 @@ func (o *Options) params() Params {
 			time.Duration(orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL)*float64(time.Second)), scheduler.DefaultMaxHeartbeatRate)) / float64(time.Millisecond),
 		LeaseTTLSec:      orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL),
 		GraceSec:         orDefault(o.Cluster.RescheduleGrace, schedulerGrace),
-		SchedulerWorkers: workers, EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
+		SchedulerWorkers: workers, GC: gcTarget(o.Cluster.GCPercent), EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
 		Transport:        map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],
 		SchedulerProcess: o.Cluster.SchedulerProcess,
 	}
@@ -1008,3 +1010,14 @@ func churn(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 // bigList lifts the client's receive limit for full workload lists: 150,000
 // workloads make a list of about 50 MB.
 var bigList = grpc.MaxCallRecvMsgSize(1 << 30)
+
+// gcTarget names the scheduler process's GC target for the report.
+func gcTarget(percent int) string {
+	if v, ok := os.LookupEnv("GOGC"); ok {
+		return "GOGC=" + v
+	}
+	if percent == 0 {
+		percent = gctune.DefaultPercent
+	}
+	return fmt.Sprintf("%d%%", percent)
+}

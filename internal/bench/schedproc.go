@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/persys-dev/compute/internal/gctune"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/store"
@@ -59,6 +60,7 @@ type schedProcConfig struct {
 	LeaseTTL          time.Duration `json:"lease_ttl"`
 	RescheduleGrace   time.Duration `json:"reschedule_grace"`
 	Workers           int           `json:"workers"`
+	GCPercent         int           `json:"gc_percent"`
 	// CPUProfile and HeapProfile are the only files the child writes
 	// profiles to, fixed when it starts: its loopback HTTP port takes no
 	// path, so another local process cannot make it write elsewhere.
@@ -78,6 +80,11 @@ func (c schedProcConfig) validate() error {
 		}
 		if err := loopbackHostPort(u.Host); err != nil {
 			return fmt.Errorf("etcd_endpoints: %q: %w", ep, err)
+		}
+	}
+	if c.GCPercent != 0 {
+		if err := gctune.Validate("gc_percent", c.GCPercent); err != nil {
+			return err
 		}
 	}
 	if err := loopbackHostPort(c.AgentsAddr); err != nil {
@@ -138,6 +145,9 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 	}
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("%s: %w", schedProcEnv, err)
+	}
+	if cfg.GCPercent != 0 {
+		gctune.Apply(cfg.GCPercent)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
