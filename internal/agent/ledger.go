@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -123,6 +124,18 @@ type refusal struct {
 func (r *refusal) Error() string {
 	return fmt.Sprintf("%s: requested %d with %d allocated would exceed %.0f%% of capacity %d",
 		r.resource, r.requested, r.allocated, r.threshold*100, r.capacity)
+}
+
+// allocatable is what admit lets the node's requests reach: threshold of
+// the CPU and memory capacity, rounded down (for integer totals the same
+// test as admit's), and the whole disk. The scheduler places against it,
+// so that it never sends work this node would refuse.
+func allocatable(capacity *persysv1.Resources, threshold float64) *persysv1.Resources {
+	return &persysv1.Resources{
+		CpuMillis:   int64(math.Floor(threshold * float64(capacity.GetCpuMillis()))),
+		MemoryBytes: int64(math.Floor(threshold * float64(capacity.GetMemoryBytes()))),
+		DiskBytes:   capacity.GetDiskBytes(),
+	}
 }
 
 // admit decides whether the node may hold the workloads totalling after

@@ -183,11 +183,12 @@ func (a *Agent) wait(ctx context.Context, d time.Duration, kickable bool) bool {
 
 func (a *Agent) capabilities() *persysv1.NodeCapabilities {
 	c := &persysv1.NodeCapabilities{
-		Capacity: a.Capacity(),
-		Labels:   make(map[string]string, len(a.cfg.Labels)),
-		Os:       goruntime.GOOS,
-		Arch:     goruntime.GOARCH,
-		Hostname: a.hostname,
+		Capacity:    a.Capacity(),
+		Allocatable: allocatable(a.capacity, a.cfg.UtilizationThreshold),
+		Labels:      make(map[string]string, len(a.cfg.Labels)),
+		Os:          goruntime.GOOS,
+		Arch:        goruntime.GOARCH,
+		Hostname:    a.hostname,
 	}
 	for k, v := range a.cfg.Labels {
 		c.Labels[k] = v

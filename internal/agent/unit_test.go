@@ -290,3 +290,32 @@ func TestLedgerPruneKeepsChangesAfterMark(t *testing.T) {
 		t.Fatal("openLedger over a file succeeded")
 	}
 }
+
+// TestAllocatableAgreesWithAdmit: what the agent tells the scheduler it
+// may place is exactly what admit lets in, so the scheduler never places
+// work this agent would refuse, and never holds back work it would take.
+func TestAllocatableAgreesWithAdmit(t *testing.T) {
+	for _, tc := range []struct {
+		capacity  *persysv1.Resources
+		threshold float64
+	}{
+		{&persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1 << 30, DiskBytes: 10 << 30}, 0.8},
+		{&persysv1.Resources{CpuMillis: 3, MemoryBytes: 7}, 0.8},
+		{&persysv1.Resources{CpuMillis: 1001, MemoryBytes: 999}, 0.33},
+		{&persysv1.Resources{CpuMillis: 4000, MemoryBytes: 8 << 30}, 1},
+	} {
+		a := allocatable(tc.capacity, tc.threshold)
+		if a.GetDiskBytes() != tc.capacity.GetDiskBytes() {
+			t.Errorf("%v at %v: disk %d, want the whole %d", tc.capacity, tc.threshold, a.GetDiskBytes(), tc.capacity.GetDiskBytes())
+		}
+		if r := admit(0, 0, a.GetCpuMillis(), a.GetMemoryBytes(), a.GetCpuMillis(), a.GetMemoryBytes(), tc.capacity, tc.threshold); r != nil {
+			t.Errorf("%v at %v: filling allocatable %v refused: %v", tc.capacity, tc.threshold, a, r)
+		}
+		if r := admit(0, 0, a.GetCpuMillis()+1, 0, a.GetCpuMillis()+1, 0, tc.capacity, tc.threshold); r == nil {
+			t.Errorf("%v at %v: one mCPU past allocatable %d admitted", tc.capacity, tc.threshold, a.GetCpuMillis())
+		}
+		if r := admit(0, 0, 0, a.GetMemoryBytes()+1, 0, a.GetMemoryBytes()+1, tc.capacity, tc.threshold); r == nil {
+			t.Errorf("%v at %v: one byte past allocatable %d admitted", tc.capacity, tc.threshold, a.GetMemoryBytes())
+		}
+	}
+}

@@ -32,6 +32,7 @@ func TestControlLoop(t *testing.T) {
 	late := c.name("late")
 	big := c.name("big")
 	sel := c.name("sel")
+	past := c.name("past")
 
 	t.Run("no feasible node", func(t *testing.T) {
 		c.t = t
@@ -45,13 +46,21 @@ func TestControlLoop(t *testing.T) {
 			t.Fatalf("%s: assigned to %q although nothing fits", big, v.GetAssignment().GetNodeId())
 		}
 
+		// 900 MiB fits the node's 1 GiB but not the 80% its agent admits:
+		// the scheduler must not place what the agent would refuse.
+		c.apply(past, c.spec(900*mib, nil))
+		v = c.waitStatus(past, persysv1.ActualState_ACTUAL_STATE_PENDING, persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE)
+		if r := findRejection(v.GetAssignment().GetDecision(), c.nodeID); r.GetReason() != persysv1.RejectReason_REJECT_REASON_INSUFFICIENT_MEMORY {
+			t.Fatalf("%s: rejection of %s = %v, want INSUFFICIENT_MEMORY (past the agent's threshold)", past, c.nodeID, r)
+		}
+
 		c.apply(sel, c.spec(64*mib, map[string]string{"zone": "nowhere"}))
 		v = c.waitStatus(sel, persysv1.ActualState_ACTUAL_STATE_PENDING, persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE)
 		r = findRejection(v.GetAssignment().GetDecision(), c.nodeID)
 		if r == nil || r.GetReason() != persysv1.RejectReason_REJECT_REASON_SELECTOR_MISMATCH {
 			t.Fatalf("%s: rejection of %s = %v, want SELECTOR_MISMATCH", sel, c.nodeID, r)
 		}
-		for _, n := range []string{big, sel} {
+		for _, n := range []string{big, sel, past} {
 			if got := len(c.containers(n)); got != 0 {
 				t.Fatalf("%s has %d containers although it was never placed", n, got)
 			}
@@ -241,7 +250,7 @@ func TestControlLoop(t *testing.T) {
 
 	t.Run("delete", func(t *testing.T) {
 		c.t = t
-		for _, name := range []string{web, late, big, sel} {
+		for _, name := range []string{web, late, big, sel, past} {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := c.control.DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: name})
 			cancel()
@@ -249,7 +258,7 @@ func TestControlLoop(t *testing.T) {
 				t.Fatalf("delete %s: %v", name, err)
 			}
 		}
-		for _, name := range []string{web, late, big, sel} {
+		for _, name := range []string{web, late, big, sel, past} {
 			waitFor(t, name+" to be gone", waitLong, func() (bool, string) {
 				_, err := c.get(name)
 				n := len(c.containers(name))

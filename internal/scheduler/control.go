@@ -166,6 +166,9 @@ func (c *controlService) RegisterNode(ctx context.Context, req *persysv1.Registe
 	if req.GetCapabilities().GetCapacity() == nil {
 		return nil, status.Error(codes.InvalidArgument, "capabilities.capacity: required")
 	}
+	if err := validateAllocatable(req.GetCapabilities()); err != nil {
+		return nil, err
+	}
 	resp, err := c.s.registerNode(ctx, req)
 	return resp, toStatus(err)
 }
@@ -646,4 +649,26 @@ func (c *controlService) GetLeader(ctx context.Context, _ *persysv1.GetLeaderReq
 	}
 	info.Id = info.Address
 	return info, nil
+}
+
+// validateAllocatable refuses an allocatable share that is negative or
+// larger than the capacity it is a share of.
+func validateAllocatable(caps *persysv1.NodeCapabilities) error {
+	a, c := caps.GetAllocatable(), caps.GetCapacity()
+	if a == nil {
+		return nil
+	}
+	for _, f := range []struct {
+		name       string
+		got, limit int64
+	}{
+		{"cpu_millis", a.GetCpuMillis(), c.GetCpuMillis()},
+		{"memory_bytes", a.GetMemoryBytes(), c.GetMemoryBytes()},
+		{"disk_bytes", a.GetDiskBytes(), c.GetDiskBytes()},
+	} {
+		if f.got < 0 || f.got > f.limit {
+			return status.Errorf(codes.InvalidArgument, "capabilities.allocatable.%s: %d must be between 0 and the capacity %d", f.name, f.got, f.limit)
+		}
+	}
+	return nil
 }

@@ -521,9 +521,15 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 		for _, p := range caps.GetStoragePools() {
 			pools = append(pools, placement.Pool{Name: p.GetName(), Capacity: p.GetCapacityBytes(), Allocated: poolAlloc[id][p.GetName()], Free: p.GetFreeBytes()})
 		}
+		// An agent refuses work past its utilization threshold: place
+		// against what it admits (older agents: their capacity).
+		capacity := caps.GetAllocatable()
+		if capacity == nil {
+			capacity = caps.GetCapacity()
+		}
 		out = append(out, placement.Node{
 			ID: id, Ready: ne.alive, Cordoned: ne.node.GetCordoned(), Runtimes: rts, Labels: caps.GetLabels(),
-			Capacity: fromProtoResources(caps.GetCapacity()), Allocated: alloc[id],
+			Capacity: fromProtoResources(capacity), Allocated: alloc[id],
 			Accel: caps.GetVmAccel(), Pools: pools,
 		})
 	}

@@ -77,7 +77,9 @@ type Config struct {
 	// with larger and so cheaper batches).
 	Workers int
 	// AgentCallsPerNode bounds the applies and deletes in flight to one
-	// node (default 16), so that many workers never flood one node.
+	// node (default 8), so that many workers never flood one node: a
+	// Docker engine gains nothing from more concurrent creates, and on a
+	// small node they starve its agent's heartbeats.
 	AgentCallsPerNode int
 	// Now is the clock (default time.Now); tests may pass their own.
 	Now func() time.Time
@@ -127,7 +129,7 @@ func (c *Config) defaults() {
 		c.Workers = DefaultWorkers
 	}
 	if c.AgentCallsPerNode <= 0 {
-		c.AgentCallsPerNode = 16
+		c.AgentCallsPerNode = 8
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -31,6 +31,9 @@ func Serve(ctx context.Context, ln net.Listener, s *Scheduler, tlsCfg *tls.Confi
 	return ServeWith(ctx, ln, s, grpc.Creds(credentials.NewTLS(tlsCfg)))
 }
 
+// streamWorkers is the scheduler's pool of goroutines serving calls.
+const streamWorkers = 256
+
 // ServeWith is Serve with the transport given as server options: opts must
 // set the credentials, and may add interceptors that run before the
 // scheduler's own. The daemons use Serve; the hollow-node simulator passes
@@ -40,6 +43,11 @@ func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	srv := grpc.NewServer(append(slices.Clone(opts),
+		// Calls are served by reused goroutines whose stacks have grown
+		// already, not one new goroutine per call that grows its stack
+		// again (3% of the CPU at 5,000 placements/s); a call that finds
+		// every worker busy still gets a goroutine of its own.
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(UnaryAuth, s.RevocationUnary),
 		grpc.ChainStreamInterceptor(StreamAuth, s.RevocationStream),
 	)...)

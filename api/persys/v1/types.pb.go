@@ -2643,7 +2643,11 @@ type NodeCapabilities struct {
 	Hostname     string            `protobuf:"bytes,6,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	StoragePools []*StoragePool    `protobuf:"bytes,7,rep,name=storage_pools,json=storagePools,proto3" json:"storage_pools,omitempty"`
 	// "kvm" or "tcg" when the node runs VMs.
-	VmAccel       string `protobuf:"bytes,8,opt,name=vm_accel,json=vmAccel,proto3" json:"vm_accel,omitempty"`
+	VmAccel string `protobuf:"bytes,8,opt,name=vm_accel,json=vmAccel,proto3" json:"vm_accel,omitempty"`
+	// What the scheduler may place on the node: the share of capacity the
+	// agent admits (its utilization threshold; it refuses applies beyond
+	// it). Unset (older agents): the whole capacity.
+	Allocatable   *Resources `protobuf:"bytes,9,opt,name=allocatable,proto3" json:"allocatable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2732,6 +2736,13 @@ func (x *NodeCapabilities) GetVmAccel() string {
 		return x.VmAccel
 	}
 	return ""
+}
+
+func (x *NodeCapabilities) GetAllocatable() *Resources {
+	if x != nil {
+		return x.Allocatable
+	}
+	return nil
 }
 
 type StoragePool struct {
@@ -3636,7 +3647,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"rejections\x18\x05 \x03(\v2\x18.persys.v1.NodeRejectionR\n" +
 	"rejections\x12\x1a\n" +
-	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\x8d\x03\n" +
+	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\xc5\x03\n" +
 	"\x10NodeCapabilities\x120\n" +
 	"\bcapacity\x18\x01 \x01(\v2\x14.persys.v1.ResourcesR\bcapacity\x123\n" +
 	"\bruntimes\x18\x02 \x03(\x0e2\x17.persys.v1.WorkloadTypeR\bruntimes\x12?\n" +
@@ -3645,7 +3656,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x04arch\x18\x05 \x01(\tR\x04arch\x12\x1a\n" +
 	"\bhostname\x18\x06 \x01(\tR\bhostname\x12;\n" +
 	"\rstorage_pools\x18\a \x03(\v2\x16.persys.v1.StoragePoolR\fstoragePools\x12\x19\n" +
-	"\bvm_accel\x18\b \x01(\tR\avmAccel\x1a9\n" +
+	"\bvm_accel\x18\b \x01(\tR\avmAccel\x126\n" +
+	"\vallocatable\x18\t \x01(\v2\x14.persys.v1.ResourcesR\vallocatable\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
@@ -3906,29 +3918,30 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	0,  // 43: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
 	48, // 44: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
 	33, // 45: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
-	32, // 46: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 47: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	51, // 48: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	9,  // 49: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	9,  // 50: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	51, // 51: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	51, // 52: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 53: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	35, // 54: persys.v1.EventBatch.events:type_name -> persys.v1.Event
-	8,  // 55: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	51, // 56: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	51, // 57: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 58: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	49, // 59: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	37, // 60: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	50, // 61: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	9,  // 62: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	9,  // 63: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	9,  // 46: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
+	32, // 47: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 48: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	51, // 49: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	9,  // 50: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	9,  // 51: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	51, // 52: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	51, // 53: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 54: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	35, // 55: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	8,  // 56: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	51, // 57: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	51, // 58: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 59: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	49, // 60: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	37, // 61: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	50, // 62: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	9,  // 63: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	9,  // 64: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
