@@ -639,3 +639,19 @@ func TestAgentTakesIntervalFromHeartbeats(t *testing.T) {
 	a.agent.Kick()
 	control.waitHeartbeat(t, 2, "a third heartbeat at the interval the scheduler answered", func(*persysv1.HeartbeatRequest) bool { return true })
 }
+
+// TestAgentIgnoresAbsurdInterval: an interval below the agent's floor
+// would flood the scheduler; the agent keeps its own (10 minutes here),
+// so after the kicked heartbeat no other comes.
+func TestAgentIgnoresAbsurdInterval(t *testing.T) {
+	control := &recordingControl{heartbeatIntervalMs: 1}
+	e := newEnv(t, control)
+	a := e.startAgent(t, "")
+	control.waitRegister(t, 0)
+	a.agent.Kick()
+	control.waitHeartbeat(t, 0, "the kicked heartbeat", func(*persysv1.HeartbeatRequest) bool { return true })
+	time.Sleep(300 * time.Millisecond) // at 1 ms, hundreds would come meanwhile
+	if _, n := control.counts(); n != 1 {
+		t.Fatalf("%d heartbeats after a 1 ms interval was told, want the kicked one only", n)
+	}
+}

@@ -228,10 +228,8 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 	if err != nil {
 		return on, fmt.Errorf("register node: %w", err)
 	}
+	a.adoptInterval(resp.GetHeartbeatIntervalMs())
 	a.mu.Lock()
-	if ms := resp.GetHeartbeatIntervalMs(); ms > 0 {
-		a.interval = time.Duration(ms) * time.Millisecond
-	}
 	interval := a.interval
 	a.contact = nil
 	a.mu.Unlock()
@@ -295,12 +293,8 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 		return replyOK, fmt.Errorf("heartbeat: %w", err)
 	}
 	a.setContact(nil)
-	if ms := resp.GetHeartbeatIntervalMs(); ms > 0 {
-		// The scheduler stretches the interval as its cluster grows.
-		a.mu.Lock()
-		a.interval = time.Duration(ms) * time.Millisecond
-		a.mu.Unlock()
-	}
+	// The scheduler stretches the interval as its cluster grows.
+	a.adoptInterval(resp.GetHeartbeatIntervalMs())
 	switch {
 	case resp.GetReregister():
 		*sent = sentList{}
@@ -407,4 +401,28 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// Bounds of a heartbeat interval the agent takes from the scheduler.
+const (
+	minToldInterval = 10 * time.Millisecond
+	maxToldInterval = 10 * time.Minute
+)
+
+// adoptInterval takes the heartbeat interval the scheduler told (0: keep
+// the current one). One outside [minToldInterval, maxToldInterval] is
+// ignored with a warning: it would flood the scheduler or lose the node.
+func (a *Agent) adoptInterval(ms int64) {
+	if ms == 0 {
+		return
+	}
+	d := time.Duration(ms) * time.Millisecond
+	if ms < 0 || d < minToldInterval || d > maxToldInterval {
+		a.log.Warn("ignoring the heartbeat interval the scheduler told", "interval_ms", ms,
+			"min", minToldInterval.String(), "max", maxToldInterval.String())
+		return
+	}
+	a.mu.Lock()
+	a.interval = d
+	a.mu.Unlock()
 }
