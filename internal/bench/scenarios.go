@@ -117,12 +117,7 @@ func (o *Options) defaults(scenario string) error {
 }
 
 func (o *Options) params() Params {
-	orDefault := func(d, def time.Duration) float64 {
-		if d == 0 {
-			d = def
-		}
-		return d.Seconds()
-	}
+	orDefault := func(d, def time.Duration) float64 { return durationOr(d, def).Seconds() }
 	workers := o.Cluster.Workers
 	if workers == 0 {
 		workers = scheduler.DefaultWorkers
@@ -131,8 +126,8 @@ func (o *Options) params() Params {
 		Nodes: o.Cluster.Nodes, Workloads: o.Workloads, Rate: o.Rate, Concurrency: o.Concurrency,
 		ApplyDelayMs:        float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
 		HeartbeatIntervalMs: float64(o.Cluster.HeartbeatInterval) / float64(time.Millisecond),
-		HeartbeatEffectiveMs: float64(scheduler.HeartbeatInterval(o.Cluster.Nodes, time.Duration(orDefault(o.Cluster.HeartbeatInterval, 2*time.Second)*float64(time.Second)),
-			time.Duration(orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL)*float64(time.Second)), scheduler.DefaultMaxHeartbeatRate)) / float64(time.Millisecond),
+		HeartbeatEffectiveMs: float64(scheduler.HeartbeatInterval(o.Cluster.Nodes, durationOr(o.Cluster.HeartbeatInterval, 2*time.Second),
+			durationOr(o.Cluster.LeaseTTL, schedulerLeaseTTL), scheduler.DefaultMaxHeartbeatRate)) / float64(time.Millisecond),
 		LeaseTTLSec:      orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL),
 		GraceSec:         orDefault(o.Cluster.RescheduleGrace, schedulerGrace),
 		SchedulerWorkers: workers, GC: gcTarget(o.Cluster.GCPercent), EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
@@ -1020,4 +1015,12 @@ func gcTarget(percent int) string {
 		percent = gctune.DefaultPercent
 	}
 	return fmt.Sprintf("%d%%", percent)
+}
+
+// durationOr is d, or def when d is zero (left to the scheduler's default).
+func durationOr(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
 }

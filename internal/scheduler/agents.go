@@ -117,19 +117,6 @@ func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(persy
 	return fn(cli)
 }
 
-// forget drops a node's connection, for example when it registers again.
-func (p *agentPool) forget(nodeID string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[nodeID]; ok {
-		_ = c.close()
-		delete(p.conns, nodeID)
-	}
-	// Calls in flight release into the old channel; the next ones start
-	// a new one.
-	delete(p.slots, nodeID)
-}
-
 func (s *Scheduler) agentsClose() {
 	p := s.agents()
 	p.mu.Lock()

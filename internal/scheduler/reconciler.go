@@ -567,14 +567,9 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
 	var resp *persysv1.ApplyWorkloadResponse
-	var cli persysv1.AgentServiceClient
-	release, err := s.agents().slot(actx, node)
-	start := time.Now()
-	if err == nil {
-		defer release()
-		cli, err = s.agents().client(node, v.addr)
-	}
-	if err == nil {
+	var start time.Time // once the node's call slot is held
+	err := s.agents().call(actx, node, v.addr, func(cli persysv1.AgentServiceClient) error {
+		start = time.Now()
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
 		// retry engine tries again (the secret may be created meanwhile).
@@ -585,12 +580,14 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 				State:   persysv1.ActualState_ACTUAL_STATE_FAILED,
 				Reason:  persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
 				Message: serr.Error()}}
-		} else {
-			resp, err = cli.ApplyWorkload(actx, &persysv1.ApplyWorkloadRequest{
-				Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Spec: v.w.GetSpec(),
-				Secrets: secrets})
+			return nil
 		}
-	}
+		var err error
+		resp, err = cli.ApplyWorkload(actx, &persysv1.ApplyWorkloadRequest{
+			Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Spec: v.w.GetSpec(),
+			Secrets: secrets})
+		return err
+	})
 	elapsed := time.Since(start)
 	if err != nil {
 		if ctx.Err() != nil {
