@@ -109,6 +109,13 @@ type Agent struct {
 	mu       sync.Mutex
 	interval time.Duration
 	contact  error // nil after a successful register or heartbeat
+	// leaseTTL is the node lease's TTL the scheduler told at registration
+	// (0: not told), and renewedAt when a scheduler last renewed it (a
+	// registration or a heartbeat answered): while the lease may still be
+	// alive, retries come often enough to reach a new leader before it
+	// expires.
+	leaseTTL  time.Duration
+	renewedAt time.Time
 }
 
 // New validates cfg and builds an Agent.

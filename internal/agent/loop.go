@@ -94,7 +94,7 @@ func (a *Agent) loop(ctx context.Context) {
 				return
 			}
 			a.setContact(err)
-			d := backoff(registerMinBackoff, attempt)
+			d := a.retryDelay(registerMinBackoff, attempt)
 			a.log.Warn("register with scheduler failed", "attempt", attempt, "scheduler", on,
 				"next", a.control.target(), "retry_in", d.String(), "err", err)
 			if !a.wait(ctx, d, false) {
@@ -140,7 +140,7 @@ func (a *Agent) loop(ctx context.Context) {
 				a.log.Warn("scheduler does not know the node; registering again", "err", err)
 				registered = false
 			}
-			d := backoff(a.heartbeatInterval(), failures)
+			d := a.retryDelay(a.heartbeatInterval(), failures)
 			a.log.Warn("heartbeat failed", "failures", failures, "next", a.control.target(),
 				"retry_in", d.String(), "err", err)
 			if !a.wait(ctx, d, false) {
@@ -148,6 +148,37 @@ func (a *Agent) loop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// retryDelay is the wait after n consecutive failed registrations or
+// heartbeats (see leaseRetryDelay).
+func (a *Agent) retryDelay(base time.Duration, n int) time.Duration {
+	a.mu.Lock()
+	ttl, renewedAt := a.leaseTTL, a.renewedAt
+	a.mu.Unlock()
+	var since time.Duration
+	if !renewedAt.IsZero() {
+		since = time.Since(renewedAt)
+	}
+	return leaseRetryDelay(base, n, ttl, since)
+}
+
+// minLeaseRetry bounds how often a node whose lease may be alive retries.
+const minLeaseRetry = 100 * time.Millisecond
+
+// leaseRetryDelay is backoff(base, n), except while the node's lease (TTL
+// ttl, renewed since ago) may still be alive: then the wait is at most
+// ttl/8, so that several tries fall inside the TTL. When a scheduler
+// leader dies, its replicas need a moment to elect another; a doubling
+// backoff from the heartbeat interval let the leases expire meanwhile (the
+// new leader then lost every node and moved their workloads). Once the
+// lease is surely gone, the usual backoff takes over.
+func leaseRetryDelay(base time.Duration, n int, ttl, since time.Duration) time.Duration {
+	d := backoff(base, n)
+	if ttl <= 0 || since >= ttl {
+		return d
+	}
+	return min(d, max(ttl/8, minLeaseRetry))
 }
 
 // backoff returns min(base*2^(n-1), maxBackoff), at least base.
@@ -229,9 +260,11 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 		return on, fmt.Errorf("register node: %w", err)
 	}
 	a.adoptInterval(resp.GetHeartbeatIntervalMs())
+	a.adoptLeaseTTL(resp.GetLeaseTtlSeconds())
 	a.mu.Lock()
 	interval := a.interval
 	a.contact = nil
+	a.renewedAt = time.Now()
 	a.mu.Unlock()
 	a.metrics.registrations.Inc()
 	a.metrics.setWorkloads(workloads)
@@ -295,6 +328,11 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 	a.setContact(nil)
 	// The scheduler stretches the interval as its cluster grows.
 	a.adoptInterval(resp.GetHeartbeatIntervalMs())
+	if !resp.GetReregister() {
+		a.mu.Lock()
+		a.renewedAt = time.Now()
+		a.mu.Unlock()
+	}
 	switch {
 	case resp.GetReregister():
 		*sent = sentList{}
@@ -401,6 +439,28 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// Bounds of a lease TTL the agent takes from the scheduler.
+const (
+	minToldLeaseTTL = time.Second
+	maxToldLeaseTTL = time.Hour
+)
+
+// adoptLeaseTTL takes the lease TTL the scheduler told at registration (0:
+// keep the current one); one outside [minToldLeaseTTL, maxToldLeaseTTL] is
+// ignored with a warning.
+func (a *Agent) adoptLeaseTTL(seconds int64) {
+	if seconds == 0 {
+		return
+	}
+	if seconds < 0 || seconds > int64(maxToldLeaseTTL/time.Second) || time.Duration(seconds)*time.Second < minToldLeaseTTL {
+		a.log.Warn("ignoring the lease TTL the scheduler told", "lease_ttl_seconds", seconds)
+		return
+	}
+	a.mu.Lock()
+	a.leaseTTL = time.Duration(seconds) * time.Second
+	a.mu.Unlock()
 }
 
 // Bounds of a heartbeat interval the agent takes from the scheduler.

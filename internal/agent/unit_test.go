@@ -117,6 +117,31 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+func TestLeaseRetryDelay(t *testing.T) {
+	const ttl = 8 * time.Second
+	tests := []struct {
+		name       string
+		base       time.Duration
+		n          int
+		ttl, since time.Duration
+		want       time.Duration
+	}{
+		{name: "no lease told: plain backoff", base: 2 * time.Second, n: 3, want: 8 * time.Second},
+		{name: "lease alive: at most ttl/8", base: 2 * time.Second, n: 1, ttl: ttl, since: time.Second, want: time.Second},
+		{name: "lease alive, many failures", base: 2 * time.Second, n: 9, ttl: ttl, since: 7 * time.Second, want: time.Second},
+		{name: "lease alive, shorter backoff kept", base: 500 * time.Millisecond, n: 1, ttl: ttl, since: 0, want: 500 * time.Millisecond},
+		{name: "lease surely expired: plain backoff", base: 2 * time.Second, n: 3, ttl: ttl, since: ttl, want: 8 * time.Second},
+		{name: "tiny ttl: floor", base: time.Second, n: 1, ttl: 400 * time.Millisecond, since: 0, want: minLeaseRetry},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := leaseRetryDelay(tt.base, tt.n, tt.ttl, tt.since); got != tt.want {
+				t.Fatalf("leaseRetryDelay(%s, %d, %s, %s) = %s, want %s", tt.base, tt.n, tt.ttl, tt.since, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseMeminfo(t *testing.T) {
 	in := []byte("MemTotal:        2000 kB\nMemFree:  10 kB\nMemAvailable:    500 kB\nHugePages_Total:       0\n")
 	got, err := parseMeminfo(in)
