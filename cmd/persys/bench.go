@@ -130,6 +130,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 	f.IntVar(&o.Workloads, "workloads", workloads, "workloads to submit (churn: names to churn over)")
 	f.Float64Var(&o.Rate, "rate", 0, "submissions per second (latency, default 50) or operations per second (churn, 0: unlimited)")
 	f.IntVar(&o.Concurrency, "concurrency", bench.DefaultConcurrency, "concurrent submitters")
+	f.IntVar(&o.SubmitBatch, "submit-batch", 1, "workloads per submission: 1 calls ApplyWorkload, more call ApplyWorkloads as persysctl apply -f does with many documents (throughput, node-loss, churn's pool; at most 1000)")
 	f.DurationVar(&o.Duration, "duration", 30*time.Second, "how long churn runs")
 	f.Float64Var(&o.LossFraction, "loss-fraction", 0.1, "share of the nodes node-loss stops")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound on each wait for convergence")

@@ -21,6 +21,7 @@ type Params struct {
 	Workloads           int     `json:"workloads"`
 	Rate                float64 `json:"rate,omitempty"`
 	Concurrency         int     `json:"concurrency,omitempty"`
+	SubmitBatch         int     `json:"submit_batch,omitempty"`
 	DurationSec         float64 `json:"duration_s,omitempty"`
 	ApplyDelayMs        float64 `json:"apply_delay_ms"`
 	HeartbeatIntervalMs float64 `json:"heartbeat_interval_ms"`
@@ -73,8 +74,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if p.HeartbeatEffectiveMs > p.HeartbeatIntervalMs {
 		heartbeat = fmt.Sprintf("%gms (stretched from %gms for the scheduler's heartbeat rate target)", p.HeartbeatEffectiveMs, p.HeartbeatIntervalMs)
 	}
-	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, GC target %s, %d CPUs, %s transport, %s\n",
-		r.Scenario, p.Nodes, p.Workloads, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, p.Transport, where)
+	submit := ""
+	if p.SubmitBatch > 1 {
+		submit = fmt.Sprintf(", %d workloads per submission", p.SubmitBatch)
+	}
+	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads%s, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, GC target %s, %d CPUs, %s transport, %s\n",
+		r.Scenario, p.Nodes, p.Workloads, submit, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, p.Transport, where)
 	fmt.Fprintf(w, "machine load average (1 min): %.2f before, %.2f after\n", r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")

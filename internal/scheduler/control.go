@@ -208,7 +208,7 @@ func (c *controlService) ApplyWorkload(ctx context.Context, req *persysv1.ApplyR
 	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
-	if err := manifest.ValidateSpec(req.GetName(), req.GetSpec()); err != nil {
+	if err := manifest.ValidateApplyRequest(req); err != nil {
 		return nil, toStatus(err)
 	}
 	if err := c.s.prepareSpec(ctx, req.GetSpec()); err != nil {

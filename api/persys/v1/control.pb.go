@@ -2545,6 +2545,175 @@ func (x *ApplyResponse) GetResult() string {
 	return ""
 }
 
+type ApplyWorkloadsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1,000 items, with distinct names.
+	Items         []*ApplyRequest `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyWorkloadsRequest) Reset() {
+	*x = ApplyWorkloadsRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyWorkloadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyWorkloadsRequest) ProtoMessage() {}
+
+func (x *ApplyWorkloadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyWorkloadsRequest.ProtoReflect.Descriptor instead.
+func (*ApplyWorkloadsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ApplyWorkloadsRequest) GetItems() []*ApplyRequest {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type ApplyWorkloadsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per item, in the order of the request.
+	Results       []*ApplyResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyWorkloadsResponse) Reset() {
+	*x = ApplyWorkloadsResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyWorkloadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyWorkloadsResponse) ProtoMessage() {}
+
+func (x *ApplyWorkloadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyWorkloadsResponse.ProtoReflect.Descriptor instead.
+func (*ApplyWorkloadsResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ApplyWorkloadsResponse) GetResults() []*ApplyResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type ApplyResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// created, updated or unchanged; empty when error_code is set.
+	Result   string        `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	Workload *WorkloadView `protobuf:"bytes,3,opt,name=workload,proto3" json:"workload,omitempty"`
+	// The gRPC status code (google.golang.org/grpc/codes) and message of an
+	// item that was not applied; 0 (OK) when it was.
+	ErrorCode     int32  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage  string `protobuf:"bytes,5,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyResult) Reset() {
+	*x = ApplyResult{}
+	mi := &file_persys_v1_control_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyResult) ProtoMessage() {}
+
+func (x *ApplyResult) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
+func (*ApplyResult) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ApplyResult) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApplyResult) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *ApplyResult) GetWorkload() *WorkloadView {
+	if x != nil {
+		return x.Workload
+	}
+	return nil
+}
+
+func (x *ApplyResult) GetErrorCode() int32 {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return 0
+}
+
+func (x *ApplyResult) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
 // WorkloadView is a workload with its observed status and placement.
 type WorkloadView struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -2558,7 +2727,7 @@ type WorkloadView struct {
 
 func (x *WorkloadView) Reset() {
 	*x = WorkloadView{}
-	mi := &file_persys_v1_control_proto_msgTypes[47]
+	mi := &file_persys_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2570,7 +2739,7 @@ func (x *WorkloadView) String() string {
 func (*WorkloadView) ProtoMessage() {}
 
 func (x *WorkloadView) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[47]
+	mi := &file_persys_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2583,7 +2752,7 @@ func (x *WorkloadView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadView.ProtoReflect.Descriptor instead.
 func (*WorkloadView) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{47}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *WorkloadView) GetWorkload() *Workload {
@@ -2624,7 +2793,7 @@ type GetWorkloadRequest struct {
 
 func (x *GetWorkloadRequest) Reset() {
 	*x = GetWorkloadRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[48]
+	mi := &file_persys_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2636,7 +2805,7 @@ func (x *GetWorkloadRequest) String() string {
 func (*GetWorkloadRequest) ProtoMessage() {}
 
 func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[48]
+	mi := &file_persys_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2649,7 +2818,7 @@ func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{48}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetWorkloadRequest) GetName() string {
@@ -2675,7 +2844,7 @@ type ListWorkloadsRequest struct {
 
 func (x *ListWorkloadsRequest) Reset() {
 	*x = ListWorkloadsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[49]
+	mi := &file_persys_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2856,7 @@ func (x *ListWorkloadsRequest) String() string {
 func (*ListWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[49]
+	mi := &file_persys_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2869,7 @@ func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{49}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ListWorkloadsRequest) GetLabelSelector() map[string]string {
@@ -2719,7 +2888,7 @@ type ListWorkloadsResponse struct {
 
 func (x *ListWorkloadsResponse) Reset() {
 	*x = ListWorkloadsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[50]
+	mi := &file_persys_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +2900,7 @@ func (x *ListWorkloadsResponse) String() string {
 func (*ListWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[50]
+	mi := &file_persys_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +2913,7 @@ func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{50}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListWorkloadsResponse) GetWorkloads() []*WorkloadView {
@@ -2763,7 +2932,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[51]
+	mi := &file_persys_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2944,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[51]
+	mi := &file_persys_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2957,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{51}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteRequest) GetName() string {
@@ -2806,7 +2975,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[52]
+	mi := &file_persys_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2818,7 +2987,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[52]
+	mi := &file_persys_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2831,7 +3000,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{52}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 type RetryRequest struct {
@@ -2843,7 +3012,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[53]
+	mi := &file_persys_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2855,7 +3024,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[53]
+	mi := &file_persys_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2868,7 +3037,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{53}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RetryRequest) GetName() string {
@@ -2886,7 +3055,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[54]
+	mi := &file_persys_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2898,7 +3067,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[54]
+	mi := &file_persys_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2911,7 +3080,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{54}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 type ListNodesResponse struct {
@@ -2923,7 +3092,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[55]
+	mi := &file_persys_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2935,7 +3104,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[55]
+	mi := &file_persys_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2948,7 +3117,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{55}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -2967,7 +3136,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[56]
+	mi := &file_persys_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2979,7 +3148,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[56]
+	mi := &file_persys_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2992,7 +3161,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{56}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetNodeRequest) GetId() string {
@@ -3010,7 +3179,7 @@ type ClusterSummaryRequest struct {
 
 func (x *ClusterSummaryRequest) Reset() {
 	*x = ClusterSummaryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[57]
+	mi := &file_persys_v1_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3022,7 +3191,7 @@ func (x *ClusterSummaryRequest) String() string {
 func (*ClusterSummaryRequest) ProtoMessage() {}
 
 func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[57]
+	mi := &file_persys_v1_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3035,7 +3204,7 @@ func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummaryRequest.ProtoReflect.Descriptor instead.
 func (*ClusterSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{57}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{60}
 }
 
 type ListEventsRequest struct {
@@ -3050,7 +3219,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[58]
+	mi := &file_persys_v1_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3062,7 +3231,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[58]
+	mi := &file_persys_v1_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3075,7 +3244,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{58}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ListEventsRequest) GetWorkload() string {
@@ -3108,7 +3277,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[59]
+	mi := &file_persys_v1_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3120,7 +3289,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[59]
+	mi := &file_persys_v1_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3133,7 +3302,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{59}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -3328,7 +3497,18 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\\\n" +
 	"\rApplyResponse\x123\n" +
 	"\bworkload\x18\x01 \x01(\v2\x17.persys.v1.WorkloadViewR\bworkload\x12\x16\n" +
-	"\x06result\x18\x02 \x01(\tR\x06result\"\xd3\x01\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\"F\n" +
+	"\x15ApplyWorkloadsRequest\x12-\n" +
+	"\x05items\x18\x01 \x03(\v2\x17.persys.v1.ApplyRequestR\x05items\"J\n" +
+	"\x16ApplyWorkloadsResponse\x120\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.persys.v1.ApplyResultR\aresults\"\xb2\x01\n" +
+	"\vApplyResult\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\x123\n" +
+	"\bworkload\x18\x03 \x01(\v2\x17.persys.v1.WorkloadViewR\bworkload\x12\x1d\n" +
+	"\n" +
+	"error_code\x18\x04 \x01(\x05R\terrorCode\x12#\n" +
+	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\"\xd3\x01\n" +
 	"\fWorkloadView\x12/\n" +
 	"\bworkload\x18\x01 \x01(\v2\x13.persys.v1.WorkloadR\bworkload\x121\n" +
 	"\x06status\x18\x02 \x01(\v2\x19.persys.v1.WorkloadStatusR\x06status\x125\n" +
@@ -3363,11 +3543,12 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\">\n" +
 	"\x12ListEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events2\xe9\x14\n" +
+	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events2\xc0\x15\n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
-	"\rApplyWorkload\x12\x17.persys.v1.ApplyRequest\x1a\x18.persys.v1.ApplyResponse\x12E\n" +
+	"\rApplyWorkload\x12\x17.persys.v1.ApplyRequest\x1a\x18.persys.v1.ApplyResponse\x12U\n" +
+	"\x0eApplyWorkloads\x12 .persys.v1.ApplyWorkloadsRequest\x1a!.persys.v1.ApplyWorkloadsResponse\x12E\n" +
 	"\vGetWorkload\x12\x1d.persys.v1.GetWorkloadRequest\x1a\x17.persys.v1.WorkloadView\x12R\n" +
 	"\rListWorkloads\x12\x1f.persys.v1.ListWorkloadsRequest\x1a .persys.v1.ListWorkloadsResponse\x12E\n" +
 	"\x0eDeleteWorkload\x12\x18.persys.v1.DeleteRequest\x1a\x19.persys.v1.DeleteResponse\x12A\n" +
@@ -3414,7 +3595,7 @@ func file_persys_v1_control_proto_rawDescGZIP() []byte {
 	return file_persys_v1_control_proto_rawDescData
 }
 
-var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
+var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_persys_v1_control_proto_goTypes = []any{
 	(*PutSecretRequest)(nil),             // 0: persys.v1.PutSecretRequest
 	(*GetSecretRequest)(nil),             // 1: persys.v1.GetSecretRequest
@@ -3463,151 +3644,159 @@ var file_persys_v1_control_proto_goTypes = []any{
 	(*HeartbeatResponse)(nil),            // 44: persys.v1.HeartbeatResponse
 	(*ApplyRequest)(nil),                 // 45: persys.v1.ApplyRequest
 	(*ApplyResponse)(nil),                // 46: persys.v1.ApplyResponse
-	(*WorkloadView)(nil),                 // 47: persys.v1.WorkloadView
-	(*GetWorkloadRequest)(nil),           // 48: persys.v1.GetWorkloadRequest
-	(*ListWorkloadsRequest)(nil),         // 49: persys.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil),        // 50: persys.v1.ListWorkloadsResponse
-	(*DeleteRequest)(nil),                // 51: persys.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 52: persys.v1.DeleteResponse
-	(*RetryRequest)(nil),                 // 53: persys.v1.RetryRequest
-	(*ListNodesRequest)(nil),             // 54: persys.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 55: persys.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 56: persys.v1.GetNodeRequest
-	(*ClusterSummaryRequest)(nil),        // 57: persys.v1.ClusterSummaryRequest
-	(*ListEventsRequest)(nil),            // 58: persys.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),           // 59: persys.v1.ListEventsResponse
-	nil,                                  // 60: persys.v1.PutSecretRequest.DataEntry
-	nil,                                  // 61: persys.v1.JoinNodeResponse.LabelsEntry
-	nil,                                  // 62: persys.v1.JoinToken.LabelsEntry
-	nil,                                  // 63: persys.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                  // 64: persys.v1.ApplyRequest.LabelsEntry
-	nil,                                  // 65: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	(SecretType)(0),                      // 66: persys.v1.SecretType
-	(*SecretInfo)(nil),                   // 67: persys.v1.SecretInfo
-	(*timestamppb.Timestamp)(nil),        // 68: google.protobuf.Timestamp
-	(*Event)(nil),                        // 69: persys.v1.Event
-	(FailureReason)(0),                   // 70: persys.v1.FailureReason
-	(*Node)(nil),                         // 71: persys.v1.Node
-	(*NodeCapabilities)(nil),             // 72: persys.v1.NodeCapabilities
-	(*WorkloadStatus)(nil),               // 73: persys.v1.WorkloadStatus
-	(*Resources)(nil),                    // 74: persys.v1.Resources
-	(*WorkloadSpec)(nil),                 // 75: persys.v1.WorkloadSpec
-	(*Workload)(nil),                     // 76: persys.v1.Workload
-	(*Assignment)(nil),                   // 77: persys.v1.Assignment
-	(*GetWorkloadLogsRequest)(nil),       // 78: persys.v1.GetWorkloadLogsRequest
-	(*ClusterSummary)(nil),               // 79: persys.v1.ClusterSummary
-	(*GetWorkloadLogsResponse)(nil),      // 80: persys.v1.GetWorkloadLogsResponse
+	(*ApplyWorkloadsRequest)(nil),        // 47: persys.v1.ApplyWorkloadsRequest
+	(*ApplyWorkloadsResponse)(nil),       // 48: persys.v1.ApplyWorkloadsResponse
+	(*ApplyResult)(nil),                  // 49: persys.v1.ApplyResult
+	(*WorkloadView)(nil),                 // 50: persys.v1.WorkloadView
+	(*GetWorkloadRequest)(nil),           // 51: persys.v1.GetWorkloadRequest
+	(*ListWorkloadsRequest)(nil),         // 52: persys.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil),        // 53: persys.v1.ListWorkloadsResponse
+	(*DeleteRequest)(nil),                // 54: persys.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 55: persys.v1.DeleteResponse
+	(*RetryRequest)(nil),                 // 56: persys.v1.RetryRequest
+	(*ListNodesRequest)(nil),             // 57: persys.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 58: persys.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 59: persys.v1.GetNodeRequest
+	(*ClusterSummaryRequest)(nil),        // 60: persys.v1.ClusterSummaryRequest
+	(*ListEventsRequest)(nil),            // 61: persys.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),           // 62: persys.v1.ListEventsResponse
+	nil,                                  // 63: persys.v1.PutSecretRequest.DataEntry
+	nil,                                  // 64: persys.v1.JoinNodeResponse.LabelsEntry
+	nil,                                  // 65: persys.v1.JoinToken.LabelsEntry
+	nil,                                  // 66: persys.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 67: persys.v1.ApplyRequest.LabelsEntry
+	nil,                                  // 68: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	(SecretType)(0),                      // 69: persys.v1.SecretType
+	(*SecretInfo)(nil),                   // 70: persys.v1.SecretInfo
+	(*timestamppb.Timestamp)(nil),        // 71: google.protobuf.Timestamp
+	(*Event)(nil),                        // 72: persys.v1.Event
+	(FailureReason)(0),                   // 73: persys.v1.FailureReason
+	(*Node)(nil),                         // 74: persys.v1.Node
+	(*NodeCapabilities)(nil),             // 75: persys.v1.NodeCapabilities
+	(*WorkloadStatus)(nil),               // 76: persys.v1.WorkloadStatus
+	(*Resources)(nil),                    // 77: persys.v1.Resources
+	(*WorkloadSpec)(nil),                 // 78: persys.v1.WorkloadSpec
+	(*Workload)(nil),                     // 79: persys.v1.Workload
+	(*Assignment)(nil),                   // 80: persys.v1.Assignment
+	(*GetWorkloadLogsRequest)(nil),       // 81: persys.v1.GetWorkloadLogsRequest
+	(*ClusterSummary)(nil),               // 82: persys.v1.ClusterSummary
+	(*GetWorkloadLogsResponse)(nil),      // 83: persys.v1.GetWorkloadLogsResponse
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
-	66, // 0: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
-	60, // 1: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
-	67, // 2: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
-	61, // 3: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
-	68, // 4: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	62, // 5: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
-	68, // 6: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	63, // 7: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
+	69, // 0: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
+	63, // 1: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
+	70, // 2: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
+	64, // 3: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
+	71, // 4: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	65, // 5: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
+	71, // 6: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	66, // 7: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
 	10, // 8: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
 	10, // 9: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
-	68, // 10: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	71, // 10: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
 	17, // 11: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
 	17, // 12: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
-	68, // 13: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
-	68, // 14: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	71, // 13: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
+	71, // 14: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
 	24, // 15: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
 	24, // 16: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
-	69, // 17: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
-	70, // 18: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
-	71, // 19: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
+	72, // 17: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
+	73, // 18: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
+	74, // 19: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
 	37, // 20: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
-	72, // 21: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
-	73, // 22: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	74, // 23: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
-	73, // 24: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	64, // 25: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	75, // 26: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	47, // 27: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
-	76, // 28: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	73, // 29: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	77, // 30: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	69, // 31: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	65, // 32: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	47, // 33: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	71, // 34: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	69, // 35: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	41, // 36: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
-	43, // 37: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
-	45, // 38: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
-	48, // 39: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
-	49, // 40: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
-	51, // 41: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
-	53, // 42: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
-	48, // 43: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
-	54, // 44: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
-	56, // 45: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
-	57, // 46: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
-	58, // 47: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
-	35, // 48: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
-	35, // 49: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
-	36, // 50: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
-	39, // 51: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
-	78, // 52: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
-	0,  // 53: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
-	1,  // 54: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
-	2,  // 55: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
-	4,  // 56: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
-	6,  // 57: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
-	8,  // 58: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
-	11, // 59: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
-	13, // 60: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
-	15, // 61: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
-	18, // 62: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
-	20, // 63: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
-	22, // 64: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
-	25, // 65: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
-	27, // 66: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
-	29, // 67: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
-	31, // 68: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
-	33, // 69: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
-	42, // 70: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	44, // 71: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	46, // 72: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	47, // 73: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	50, // 74: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	52, // 75: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	47, // 76: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	47, // 77: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	55, // 78: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	71, // 79: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	79, // 80: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	59, // 81: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	71, // 82: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	71, // 83: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	38, // 84: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	40, // 85: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	80, // 86: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	67, // 87: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	67, // 88: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	3,  // 89: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	5,  // 90: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	7,  // 91: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	9,  // 92: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	12, // 93: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	14, // 94: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	16, // 95: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	19, // 96: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	21, // 97: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	23, // 98: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	26, // 99: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	28, // 100: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	30, // 101: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	32, // 102: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	34, // 103: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	70, // [70:104] is the sub-list for method output_type
-	36, // [36:70] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	75, // 21: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
+	76, // 22: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	77, // 23: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
+	76, // 24: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	67, // 25: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	78, // 26: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	50, // 27: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
+	45, // 28: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
+	49, // 29: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
+	50, // 30: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
+	79, // 31: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	76, // 32: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	80, // 33: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	72, // 34: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	68, // 35: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	50, // 36: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
+	74, // 37: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	72, // 38: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	41, // 39: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
+	43, // 40: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
+	45, // 41: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
+	47, // 42: persys.v1.ControlService.ApplyWorkloads:input_type -> persys.v1.ApplyWorkloadsRequest
+	51, // 43: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
+	52, // 44: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
+	54, // 45: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
+	56, // 46: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
+	51, // 47: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
+	57, // 48: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
+	59, // 49: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
+	60, // 50: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
+	61, // 51: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
+	35, // 52: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
+	35, // 53: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
+	36, // 54: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
+	39, // 55: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
+	81, // 56: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
+	0,  // 57: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
+	1,  // 58: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
+	2,  // 59: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
+	4,  // 60: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
+	6,  // 61: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
+	8,  // 62: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
+	11, // 63: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
+	13, // 64: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
+	15, // 65: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
+	18, // 66: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
+	20, // 67: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
+	22, // 68: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
+	25, // 69: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
+	27, // 70: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
+	29, // 71: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
+	31, // 72: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
+	33, // 73: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
+	42, // 74: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	44, // 75: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	46, // 76: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	48, // 77: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
+	50, // 78: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	53, // 79: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	55, // 80: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	50, // 81: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	50, // 82: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	58, // 83: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	74, // 84: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	82, // 85: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	62, // 86: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	74, // 87: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	74, // 88: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	38, // 89: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	40, // 90: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	83, // 91: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	70, // 92: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	70, // 93: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	3,  // 94: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	5,  // 95: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	7,  // 96: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	9,  // 97: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	12, // 98: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	14, // 99: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	16, // 100: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	19, // 101: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	21, // 102: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	23, // 103: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	26, // 104: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	28, // 105: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	30, // 106: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	32, // 107: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	34, // 108: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	74, // [74:109] is the sub-list for method output_type
+	39, // [39:74] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }
@@ -3623,7 +3812,7 @@ func file_persys_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_control_proto_rawDesc), len(file_persys_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   66,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	ControlService_RegisterNode_FullMethodName         = "/persys.v1.ControlService/RegisterNode"
 	ControlService_Heartbeat_FullMethodName            = "/persys.v1.ControlService/Heartbeat"
 	ControlService_ApplyWorkload_FullMethodName        = "/persys.v1.ControlService/ApplyWorkload"
+	ControlService_ApplyWorkloads_FullMethodName       = "/persys.v1.ControlService/ApplyWorkloads"
 	ControlService_GetWorkload_FullMethodName          = "/persys.v1.ControlService/GetWorkload"
 	ControlService_ListWorkloads_FullMethodName        = "/persys.v1.ControlService/ListWorkloads"
 	ControlService_DeleteWorkload_FullMethodName       = "/persys.v1.ControlService/DeleteWorkload"
@@ -67,6 +68,13 @@ type ControlServiceClient interface {
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
 	// Gateway.
 	ApplyWorkload(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// Applies several workloads in one call (persysctl apply -f with many
+	// documents). Every item is validated first, and one invalid item
+	// refuses the whole call (InvalidArgument, fields named items[i]...), so
+	// a typo never leaves a set half applied. Each valid item is then
+	// applied as ApplyWorkload would, and answered on its own: a conflict on
+	// one does not undo the others.
+	ApplyWorkloads(ctx context.Context, in *ApplyWorkloadsRequest, opts ...grpc.CallOption) (*ApplyWorkloadsResponse, error)
 	GetWorkload(ctx context.Context, in *GetWorkloadRequest, opts ...grpc.CallOption) (*WorkloadView, error)
 	ListWorkloads(ctx context.Context, in *ListWorkloadsRequest, opts ...grpc.CallOption) (*ListWorkloadsResponse, error)
 	DeleteWorkload(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
@@ -147,6 +155,16 @@ func (c *controlServiceClient) ApplyWorkload(ctx context.Context, in *ApplyReque
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ApplyResponse)
 	err := c.cc.Invoke(ctx, ControlService_ApplyWorkload_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) ApplyWorkloads(ctx context.Context, in *ApplyWorkloadsRequest, opts ...grpc.CallOption) (*ApplyWorkloadsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyWorkloadsResponse)
+	err := c.cc.Invoke(ctx, ControlService_ApplyWorkloads_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -484,6 +502,13 @@ type ControlServiceServer interface {
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
 	// Gateway.
 	ApplyWorkload(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	// Applies several workloads in one call (persysctl apply -f with many
+	// documents). Every item is validated first, and one invalid item
+	// refuses the whole call (InvalidArgument, fields named items[i]...), so
+	// a typo never leaves a set half applied. Each valid item is then
+	// applied as ApplyWorkload would, and answered on its own: a conflict on
+	// one does not undo the others.
+	ApplyWorkloads(context.Context, *ApplyWorkloadsRequest) (*ApplyWorkloadsResponse, error)
 	GetWorkload(context.Context, *GetWorkloadRequest) (*WorkloadView, error)
 	ListWorkloads(context.Context, *ListWorkloadsRequest) (*ListWorkloadsResponse, error)
 	DeleteWorkload(context.Context, *DeleteRequest) (*DeleteResponse, error)
@@ -548,6 +573,9 @@ func (UnimplementedControlServiceServer) Heartbeat(context.Context, *HeartbeatRe
 }
 func (UnimplementedControlServiceServer) ApplyWorkload(context.Context, *ApplyRequest) (*ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApplyWorkload not implemented")
+}
+func (UnimplementedControlServiceServer) ApplyWorkloads(context.Context, *ApplyWorkloadsRequest) (*ApplyWorkloadsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyWorkloads not implemented")
 }
 func (UnimplementedControlServiceServer) GetWorkload(context.Context, *GetWorkloadRequest) (*WorkloadView, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkload not implemented")
@@ -713,6 +741,24 @@ func _ControlService_ApplyWorkload_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ControlServiceServer).ApplyWorkload(ctx, req.(*ApplyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_ApplyWorkloads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyWorkloadsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).ApplyWorkloads(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_ApplyWorkloads_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).ApplyWorkloads(ctx, req.(*ApplyWorkloadsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1286,6 +1332,10 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ApplyWorkload",
 			Handler:    _ControlService_ApplyWorkload_Handler,
+		},
+		{
+			MethodName: "ApplyWorkloads",
+			Handler:    _ControlService_ApplyWorkloads_Handler,
 		},
 		{
 			MethodName: "GetWorkload",
