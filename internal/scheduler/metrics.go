@@ -21,6 +21,7 @@ type metrics struct {
 	heartbeats        prometheus.Counter
 	digestOnly        *prometheus.CounterVec
 	nodeLosses        prometheus.Counter
+	leasesRenewed     prometheus.Counter
 	orphansRemoved    prometheus.Counter
 	rescheduled       prometheus.Counter
 	moves             prometheus.Counter
@@ -54,6 +55,8 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			[]string{"result"}),
 		nodeLosses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "node_losses_total", Help: "Nodes turned NotReady because their lease expired."}),
+		leasesRenewed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "term_leases_renewed_total", Help: "Node leases renewed as this scheduler began to lead (each node then has a full TTL to reach it)."}),
 		orphansRemoved: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "orphans_removed_total", Help: "Workload copies removed from nodes that should not run them."}),
 		rescheduled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
@@ -70,7 +73,7 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
+		m.applies, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
 	return m
 }
 

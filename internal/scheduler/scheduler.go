@@ -354,6 +354,8 @@ func (s *Scheduler) lead(ctx context.Context) error {
 		wg.Wait()
 		return err
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.renewTermLeases(ctx) }()
 	for i := 0; i < s.cfg.Workers; i++ {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.worker(ctx) }()
@@ -430,6 +432,58 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 	}
 	s.log.Info("state loaded", "revision", snap.Revision, "workloads", len(snap.Workloads), "nodes", len(snap.Nodes))
 	return snap.Revision, nil
+}
+
+// termLeaseRenewers bounds the lease renewals in flight as a term begins.
+const termLeaseRenewers = 32
+
+// renewTermLeases renews, once, the lease of every node alive when this
+// scheduler began to lead. Nobody renewed them while the replicas elected
+// it, and each agent still has to find it and register: without this a
+// short TTL lapsed in the meantime and the new leader lost nodes that were
+// fine. A node that died just before the election is found lost up to one
+// TTL later. (Nomad resets its heartbeat timers on a leader change too.)
+func (s *Scheduler) renewTermLeases(ctx context.Context) {
+	start := time.Now()
+	s.mu.Lock()
+	leases := map[string]int64{}
+	for id, ne := range s.nodes {
+		if ne.alive && ne.node.GetLeaseId() != 0 {
+			leases[id] = ne.node.GetLeaseId()
+		}
+	}
+	s.mu.Unlock()
+	if len(leases) == 0 {
+		return
+	}
+	var renewed, gone atomic.Int64
+	sem := make(chan struct{}, termLeaseRenewers)
+	var wg sync.WaitGroup
+	for id, lease := range leases {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := s.store.KeepAliveNode(ctx, lease)
+			switch {
+			case err == nil:
+				renewed.Add(1)
+				s.metrics.leasesRenewed.Inc()
+			case errors.Is(err, store.ErrLeaseNotFound):
+				gone.Add(1) // expired meanwhile: the watch reports the loss
+			case ctx.Err() == nil:
+				s.log.Warn("renew node lease for the new term", "node", id, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	s.log.Info("node leases renewed for the new term", "renewed", renewed.Load(), "expired", gone.Load(),
+		"duration_ms", time.Since(start).Milliseconds())
 }
 
 func (s *Scheduler) resyncLoop(ctx context.Context) {
