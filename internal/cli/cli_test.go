@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -319,5 +321,129 @@ func TestFollowsLeader(t *testing.T) {
 	expect(t, c.persysctl(t, "", "get", "leader"), 0, []string{"Address:     " + env.Controls[1].Addr() + "\n", "the leader"}, nil)
 	if n := env.Controls[1].Calls("ApplyWorkload"); n != 1 {
 		t.Errorf("the leader got %d applies, want 1", n)
+	}
+}
+
+// workloads is one container workload document per name, joined with ---
+// lines; a name ending in "-stopped" asks to be stopped.
+func workloads(names ...string) string {
+	docs := make([]string, len(names))
+	for i, n := range names {
+		doc := strings.Replace(webManifest, "name: web", "name: "+n, 1)
+		if strings.HasSuffix(n, "-stopped") {
+			doc = strings.Replace(doc, "type: container", "type: container\n  desiredState: stopped", 1)
+		}
+		docs[i] = doc
+	}
+	return "# a stack\n---\n" + strings.Join(docs, "---\n") + "---\n"
+}
+
+func TestApplyMany(t *testing.T) {
+	c := startCluster(t)
+	file := c.writeManifest(t, "stack.yaml", workloads("web", "db", "cache"))
+	ctrl := c.env.Control
+
+	r := c.persysctl(t, "", "apply", "-f", file)
+	expect(t, r, 0, nil, nil)
+	if want := "workload/web created\nworkload/db created\nworkload/cache created\n"; r.out != want {
+		t.Errorf("stdout %q, want %q", r.out, want)
+	}
+	if a, b := ctrl.Calls("ApplyWorkloads"), ctrl.Calls("ApplyWorkload"); a != 1 || b != 0 {
+		t.Errorf("ApplyWorkloads calls %d, ApplyWorkload calls %d; want 1 and 0", a, b)
+	}
+	expect(t, c.persysctl(t, workloads("web", "db", "cache"), "apply", "-f", "-"), 0,
+		[]string{"workload/web unchanged\nworkload/db unchanged\nworkload/cache unchanged\n"}, nil)
+
+	r = c.persysctl(t, "", "apply", "-f", file, "-o", "json")
+	expect(t, r, 0, nil, nil)
+	resp := &persysv1.ApplyWorkloadsResponse{}
+	if err := protojson.Unmarshal([]byte(r.out), resp); err != nil || len(resp.GetResults()) != 3 ||
+		resp.GetResults()[2].GetName() != "cache" || resp.GetResults()[2].GetResult() != "unchanged" {
+		t.Fatalf("json output %q: %v", r.out, err)
+	}
+	expect(t, c.persysctl(t, "", "apply", "-f", file, "-o", "yaml"), 0, []string{"results:\n", "name: db\n", "result: unchanged\n"}, nil)
+
+	// One workload that cannot be applied: its own line, exit status 1.
+	ctrl.SetApplyError("db", status.Error(codes.FailedPrecondition, `workload "db" is being deleted`))
+	expect(t, c.persysctl(t, "", "apply", "-f", file), 1,
+		[]string{"workload/web unchanged\nworkload/db error: workload \"db\" is being deleted\nworkload/cache unchanged\n"},
+		[]string{"Error: 1 of 3 workloads failed to apply: db\n"})
+	r = c.persysctl(t, "", "apply", "-f", file, "-o", "json")
+	expect(t, r, 1, []string{`"errorCode": 9`, `"errorMessage": "workload \"db\" is being deleted"`}, []string{"Error: 1 of 3 workloads failed to apply: db\n"})
+	ctrl.SetApplyError("db", nil)
+
+	// An invalid document applies nothing and is named.
+	bad := c.writeManifest(t, "bad.yaml", workloads("one", "two")+strings.Replace(workloads("three"), "memory: 64Mi", "memory: -64Mi", 1))
+	expect(t, c.persysctl(t, "", "apply", "-f", bad), 1, nil,
+		[]string{"Error: invalid manifest\n", "\n  documents[2].spec.resources.memory: must not be negative\n"})
+	expect(t, c.persysctl(t, "", "get", "workload", "one"), 1, nil, []string{`workload "one" not found`})
+
+	// One document between markers is a single apply, as before.
+	single := c.writeManifest(t, "single.yaml", workloads("solo"))
+	expect(t, c.persysctl(t, "", "apply", "-f", single), 0, []string{"workload/solo created\n"}, nil)
+	if n := ctrl.Calls("ApplyWorkload"); n != 1 {
+		t.Errorf("ApplyWorkload calls %d, want 1", n)
+	}
+}
+
+func TestApplyManyWait(t *testing.T) {
+	c := startCluster(t)
+	ctrl := c.env.Control
+	file := c.writeManifest(t, "stack.yaml", workloads("web", "db", "job-stopped"))
+
+	// The stand-in scheduler starts (or stops) each workload as it is
+	// applied; db fails when failDB is set.
+	var failDB atomic.Bool
+	failDB.Store(true)
+	ctrl.SetOnApply(func(name string) {
+		st := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "node-1", Revision: 1}
+		switch {
+		case strings.HasSuffix(name, "-stopped"):
+			st.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
+		case name == "db" && failDB.Load():
+			st.State, st.Reason, st.Message = persysv1.ActualState_ACTUAL_STATE_FAILED, persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, "image example/web:1 not found"
+		}
+		_ = ctrl.SetStatus(name, st)
+	})
+	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "30s"), 1,
+		[]string{"workload/web created\nworkload/db created\nworkload/job-stopped created\n" +
+			"workload/web running on node-1 (revision 1)\n" +
+			"workload/db failed: IMAGE_NOT_FOUND: image example/web:1 not found\n" +
+			"workload/job-stopped stopped on node-1 (revision 1)\n"},
+		[]string{"Error: 1 of 3 workloads failed or timed out while waiting: db\n"})
+
+	for _, n := range []string{"web", "db", "job-stopped"} {
+		ctrl.Remove(n)
+	}
+	failDB.Store(false)
+	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait"), 0,
+		[]string{"workload/db running on node-1 (revision 1)\n", "workload/job-stopped stopped on node-1 (revision 1)\n"}, nil)
+
+	// -o json prints the answer with each workload as the wait left it.
+	r := c.persysctl(t, "", "apply", "-f", file, "--wait", "-o", "json")
+	expect(t, r, 0, nil, nil)
+	resp := &persysv1.ApplyWorkloadsResponse{}
+	if err := protojson.Unmarshal([]byte(r.out), resp); err != nil || len(resp.GetResults()) != 3 {
+		t.Fatalf("json output %q: %v", r.out, err)
+	}
+	if st := resp.GetResults()[1].GetWorkload().GetStatus(); st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetNodeId() != "node-1" {
+		t.Errorf("db after the wait: %v", st)
+	}
+
+	// Waits that time out name every workload; the one not applied is not
+	// waited for.
+	ctrl.SetOnApply(nil)
+	for _, n := range []string{"web", "db", "job-stopped"} {
+		ctrl.Remove(n)
+	}
+	ctrl.SetApplyError("job-stopped", status.Error(codes.Aborted, "revision conflict"))
+	r = c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "200ms")
+	expect(t, r, 1,
+		[]string{"workload/job-stopped error: revision conflict\n",
+			"workload/web error: timed out after 200ms waiting for workload \"web\" to be running (state PENDING)\n",
+			"workload/db error: timed out after 200ms"},
+		[]string{"Error: 1 of 3 workloads failed to apply: job-stopped; 2 of 3 workloads failed or timed out while waiting: web, db\n"})
+	if n := strings.Count(r.out, "workload/job-stopped"); n != 1 {
+		t.Errorf("the workload not applied has %d lines, want 1:\n%s", n, r.out)
 	}
 }

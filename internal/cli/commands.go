@@ -15,8 +15,8 @@ import (
 )
 
 // readManifest reads a manifest file, or standard input for "-". It reads
-// one byte past the limit so that the gateway answers 413 for too large
-// input instead of parsing a truncated document.
+// one byte past the stream limit so that the gateway answers 413 for too
+// large input instead of parsing a truncated document.
 func readManifest(path string, stdin io.Reader) ([]byte, error) {
 	var r io.Reader
 	if path == "-" {
@@ -32,7 +32,7 @@ func readManifest(path string, stdin io.Reader) ([]byte, error) {
 		defer f.Close()
 		r = f
 	}
-	data, err := io.ReadAll(io.LimitReader(r, manifest.MaxSize+1))
+	data, err := io.ReadAll(io.LimitReader(r, manifest.MaxStreamSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("-f %s: %w", path, err)
 	}
@@ -48,12 +48,26 @@ func checkTimeout(d time.Duration) error {
 
 // failed returns the error of a FAILED workload, with its reason and message.
 func failed(v *persysv1.WorkloadView) error {
+	return fmt.Errorf("workload %s failed: %s", v.GetWorkload().GetName(), failure(v))
+}
+
+// failure is a FAILED workload's reason and message.
+func failure(v *persysv1.WorkloadView) string {
 	st := v.GetStatus()
-	msg := fmt.Sprintf("workload %s failed: %s", v.GetWorkload().GetName(), enumName(st.GetReason()))
+	msg := enumName(st.GetReason())
 	if st.GetMessage() != "" {
 		msg += ": " + st.GetMessage()
 	}
-	return fmt.Errorf("%s", msg)
+	return msg
+}
+
+// waitFor is the state --wait waits for: stopped when the workload asks
+// for it, else running.
+func waitFor(v *persysv1.WorkloadView) string {
+	if v.GetWorkload().GetSpec().GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
+		return "stopped"
+	}
+	return "running"
 }
 
 func isFailed(v *persysv1.WorkloadView) bool {
@@ -68,10 +82,17 @@ func newApplyCommand(o *options) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|-",
-		Short: "Create or update a workload from a manifest (idempotent)",
+		Short: "Create or update workloads from a manifest (idempotent)",
 		Long: "Send a workload manifest (YAML or JSON) to the cluster. Applying the same manifest again changes nothing.\n" +
 			"With --wait, block until the new revision runs (or is stopped, when the manifest asks for that) or fails;\n" +
-			"a failed workload prints its reason and message and exits with status 1.",
+			"a failed workload prints its reason and message and exits with status 1.\n\n" +
+			"A file may hold several workloads as YAML documents separated by --- lines (at most 1000, with distinct\n" +
+			"names). They are applied in one call once every document is valid: one invalid document applies nothing\n" +
+			"and its fields are named documents[i]. Each workload prints one line, workload/NAME created, updated or\n" +
+			"unchanged, or workload/NAME error: MESSAGE when it alone could not be applied (exit status 1). With --wait,\n" +
+			"the applied workloads are waited for one after the other, each within --timeout, with a line each; exit\n" +
+			"status 1 names those that failed or timed out. With -o json or yaml the whole answer is printed, one result\n" +
+			"per document (after --wait, each with the workload as the wait left it).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -91,6 +112,12 @@ func newApplyCommand(o *options) *cobra.Command {
 				return err
 			}
 			defer c.Close()
+			// Counting documents does not validate them: the gateway does,
+			// and names the invalid ones. A stream too large or too long
+			// to split is sent whole for the gateway to refuse.
+			if docs, err := manifest.SplitDocuments(data); err != nil || len(docs) > 1 {
+				return o.applyAll(cmd, c, data, wait, timeout)
+			}
 			resp, err := c.Apply(cmd.Context(), data)
 			if err != nil {
 				return err
@@ -106,10 +133,7 @@ func newApplyCommand(o *options) *cobra.Command {
 			if o.output == FormatTable {
 				fmt.Fprintf(o.streams.Out, "workload/%s %s\n", name, resp.GetResult())
 			}
-			forState := "running"
-			if resp.GetWorkload().GetWorkload().GetSpec().GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
-				forState = "stopped"
-			}
+			forState := waitFor(resp.GetWorkload())
 			view, err := c.Wait(cmd.Context(), name, forState, timeout)
 			if err != nil {
 				return err

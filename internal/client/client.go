@@ -257,6 +257,22 @@ func (c *Client) Apply(ctx context.Context, manifest []byte) (*persysv1.ApplyRes
 	return out, nil
 }
 
+// ApplyAll sends a manifest stream (YAML documents separated by --- lines,
+// or one JSON object) and returns one result per document, in order. An
+// invalid stream is an *APIError naming documents[i] fields, and nothing
+// is applied; otherwise each result says created, updated or unchanged, or
+// carries the item's own ErrorCode (a gRPC code) and ErrorMessage.
+func (c *Client) ApplyAll(ctx context.Context, manifests []byte) (*persysv1.ApplyWorkloadsResponse, error) {
+	if manifests == nil {
+		manifests = []byte{}
+	}
+	out := &persysv1.ApplyWorkloadsResponse{}
+	if _, err := c.do(ctx, http.MethodPost, "/v1/manifests", nil, manifests, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GetWorkload returns one workload with its status and placement, and its
 // recent events when events is true.
 func (c *Client) GetWorkload(ctx context.Context, name string, events bool) (*persysv1.WorkloadView, error) {

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
@@ -211,5 +214,52 @@ func TestClientNodesAndLeader(t *testing.T) {
 		if got := env.Controls[0].Calls(m); got != 0 {
 			t.Errorf("%s reached the follower %d times after the switch", m, got)
 		}
+	}
+}
+
+func TestClientApplyAll(t *testing.T) {
+	env := gatewaytest.StartWith(t, gatewaytest.Options{Schedulers: 2})
+	leader := env.Controls[1]
+	// A stream is a write: the follower redirects it to the leader.
+	env.Controls[0].SetFollower(leader.Addr())
+	c := env.Client(t)
+	ctx := t.Context()
+	db := strings.ReplaceAll(manifest, "web", "db")
+	stream := []byte(manifest + "---\n" + db)
+
+	resp, err := c.ApplyAll(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := resp.GetResults(); len(rs) != 2 || rs[0].GetName() != "web" || rs[0].GetResult() != "created" ||
+		rs[1].GetName() != "db" || rs[1].GetResult() != "created" {
+		t.Fatalf("results %v", rs)
+	}
+	if n := leader.Calls("ApplyWorkloads"); n != 1 {
+		t.Errorf("the leader got %d ApplyWorkloads calls, want 1", n)
+	}
+	if _, err := c.GetWorkload(ctx, "db", false); err != nil {
+		t.Fatalf("db after ApplyAll: %v", err)
+	}
+
+	// One item failing is in its result, not an error.
+	leader.SetApplyError("db", status.Error(codes.FailedPrecondition, "db is being deleted"))
+	resp, err = c.ApplyAll(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := resp.GetResults(); rs[0].GetResult() != "unchanged" || rs[1].GetResult() != "" ||
+		codes.Code(rs[1].GetErrorCode()) != codes.FailedPrecondition || rs[1].GetErrorMessage() != "db is being deleted" {
+		t.Fatalf("results %v", rs)
+	}
+
+	// An invalid stream comes back as an APIError naming the document.
+	_, err = c.ApplyAll(ctx, []byte(manifest+"---\n"+strings.Replace(db, "type: container", "type: spaceship", 1)))
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Code != http.StatusBadRequest || len(ae.Fields) != 1 || ae.Fields[0].Field != "documents[1].spec.type" {
+		t.Fatalf("invalid stream: %#v", err)
+	}
+	if _, err := c.ApplyAll(ctx, nil); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
+		t.Fatalf("empty stream: %v", err)
 	}
 }

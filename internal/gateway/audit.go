@@ -59,9 +59,11 @@ func newAuditMetrics(reg prometheus.Registerer) *auditMetrics {
 }
 
 // auditNote is filled by handlers that learn the resource only from the
-// body (apply names its workload in the manifest).
+// body (apply names its workload in the manifest; a manifest stream is
+// noted by its count, its names would not fit one event).
 type auditNote struct {
-	workload string
+	workload  string
+	workloads int
 }
 
 type auditNoteKey struct{}
@@ -70,6 +72,14 @@ type auditNoteKey struct{}
 func noteWorkload(r *http.Request, name string) {
 	if n, ok := r.Context().Value(auditNoteKey{}).(*auditNote); ok {
 		n.workload = name
+	}
+}
+
+// noteWorkloads records how many workloads a request sends to the
+// scheduler, for its audit event.
+func noteWorkloads(r *http.Request, n int) {
+	if note, ok := r.Context().Value(auditNoteKey{}).(*auditNote); ok {
+		note.workloads = n
 	}
 }
 
@@ -124,6 +134,9 @@ func auditEvent(r *http.Request, route string, a authResult, code int, err error
 	}
 	if p := RoutePermission(route); p != "" && strings.Contains(route, " /") {
 		msg = append(msg, "needs "+string(p))
+	}
+	if note != nil && note.workloads > 0 {
+		msg = append(msg, fmt.Sprintf("%d workloads", note.workloads))
 	}
 	if host := r.RemoteAddr; host != "" {
 		msg = append(msg, "from "+host)

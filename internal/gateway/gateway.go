@@ -8,6 +8,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -149,6 +150,7 @@ func New(cfg Config) http.Handler {
 func (g *gateway) routes() []route {
 	base := []route{
 		{"POST", "/v1/workloads", writers, g.apply},
+		{"POST", "/v1/manifests", writers, g.applyManifests},
 		{"GET", "/v1/workloads", readers, g.listWorkloads},
 		{"GET", "/v1/workloads/{name}", readers, g.getWorkload},
 		{"DELETE", "/v1/workloads/{name}", writers, g.deleteWorkload},
@@ -261,18 +263,28 @@ func (g *gateway) callCtx(r *http.Request) (context.Context, context.CancelFunc)
 	return context.WithTimeout(r.Context(), g.callTimeout)
 }
 
-func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.maxBody))
+// readBody reads a request body of at most limit bytes: past it a 413
+// naming what is too large, when empty a 400 asking for want.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, what, want string) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return 0, &httpError{code: http.StatusRequestEntityTooLarge,
-				msg: fmt.Sprintf("manifest is larger than the limit of %d bytes", tooBig.Limit)}
+			return nil, &httpError{code: http.StatusRequestEntityTooLarge,
+				msg: fmt.Sprintf("%s is larger than the limit of %d bytes", what, tooBig.Limit)}
 		}
-		return 0, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("reading request body: %v", err)}
+		return nil, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("reading request body: %v", err)}
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
-		return 0, &httpError{code: http.StatusBadRequest, msg: "request body is empty: send a workload manifest (YAML or JSON)"}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, &httpError{code: http.StatusBadRequest, msg: "request body is empty: send " + want}
+	}
+	return body, nil
+}
+
+func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
+	body, err := readBody(w, r, g.maxBody, "manifest", "a workload manifest (YAML or JSON)")
+	if err != nil {
+		return 0, err
 	}
 	m, err := manifest.Parse(body)
 	if err != nil {
@@ -291,6 +303,34 @@ func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
 		code = http.StatusCreated
 	}
 	return writeJSON(w, code, resp)
+}
+
+// applyManifests applies every workload of a manifest stream in one
+// ApplyWorkloads call. The stream is validated whole first, so an invalid
+// document is a 400 and nothing is applied; once the call succeeds the
+// answer is 200 and each item's failure is in its result.
+func (g *gateway) applyManifests(w http.ResponseWriter, r *http.Request) (int, error) {
+	body, err := readBody(w, r, manifest.MaxStreamSize, "manifest stream",
+		"workload manifests (YAML documents separated by --- lines, or one JSON object)")
+	if err != nil {
+		return 0, err
+	}
+	ms, err := manifest.ParseAll(body)
+	if err != nil {
+		return 0, manifestError(err)
+	}
+	req := &persysv1.ApplyWorkloadsRequest{Items: make([]*persysv1.ApplyRequest, len(ms))}
+	for i, m := range ms {
+		req.Items[i] = m.ToApplyRequest()
+	}
+	noteWorkloads(r, len(ms))
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ApplyWorkloads(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
 }
 
 func (g *gateway) listWorkloads(w http.ResponseWriter, r *http.Request) (int, error) {

@@ -515,6 +515,8 @@ func TestRoles(t *testing.T) {
 	}{
 		{"viewer may not apply", viewer, "POST", "/v1/workloads", []byte(webManifest), http.StatusForbidden},
 		{"operator applies", operator, "POST", "/v1/workloads", []byte(webManifest), http.StatusCreated},
+		{"viewer may not apply manifests", viewer, "POST", "/v1/manifests", []byte(manifestStream("web", "db")), http.StatusForbidden},
+		{"operator applies manifests", operator, "POST", "/v1/manifests", []byte(manifestStream("web", "db")), http.StatusOK},
 		{"viewer reads", viewer, "GET", "/v1/workloads/web", nil, http.StatusOK},
 		{"viewer may not delete", viewer, "DELETE", "/v1/workloads/web", nil, http.StatusForbidden},
 		{"agent may not read", agent, "GET", "/v1/workloads", nil, http.StatusForbidden},
@@ -530,6 +532,9 @@ func TestRoles(t *testing.T) {
 	}
 	if n := env.Control.Calls("ApplyWorkload"); n != 1 {
 		t.Errorf("ApplyWorkload calls = %d, want 1 (the viewer's must not reach the scheduler)", n)
+	}
+	if n := env.Control.Calls("ApplyWorkloads"); n != 1 {
+		t.Errorf("ApplyWorkloads calls = %d, want 1 (the viewer's must not reach the scheduler)", n)
 	}
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"sort"
@@ -102,6 +103,27 @@ func buildOpenAPI() obj {
 				[]obj{queryParam("selector", "Label selector, key=value pairs separated by commas; all must match.", obj{"type": "string", "example": "app=web,tier=frontend"})},
 				nil,
 				withErrors(obj{"200": response("The workloads.", ref("ListWorkloadsResponse"))}, 400)),
+		},
+		"/v1/manifests": obj{
+			"post": op("applyManifests",
+				"Create or update several workloads from a manifest stream in one call (declarative, idempotent). "+
+					"The whole stream is validated first: one invalid document refuses it (400, fields named documents[i]...) and nothing is applied. "+
+					"Then each workload is applied on its own; the answer is 200 with one result per document, in stream order, "+
+					"and a workload that could not be applied has errorCode (a gRPC code) and errorMessage instead of result.",
+				nil,
+				obj{
+					"required": true,
+					"description": fmt.Sprintf("YAML documents separated by --- lines (empty documents are skipped), or one JSON object; "+
+						"each document a workload manifest of at most 1 MiB, with distinct names. At most %d documents and %d bytes in all.",
+						manifest.MaxDocuments, manifest.MaxStreamSize),
+					"content": obj{
+						"application/yaml": obj{"schema": obj{"type": "string"}},
+						"application/json": obj{"schema": ref("Manifest")},
+					},
+				},
+				withErrors(obj{
+					"200": response("One result per document: created, updated or unchanged, or the item's error.", ref("ApplyWorkloadsResponse")),
+				}, 400, 409, 413)),
 		},
 		"/v1/workloads/{name}": obj{
 			"get": op("getWorkload", "Get a workload with its status and placement.",
@@ -221,7 +243,7 @@ func buildOpenAPI() obj {
 
 	schemas := obj{}
 	for _, m := range []protoreflect.ProtoMessage{
-		&persysv1.ApplyResponse{}, &persysv1.WorkloadView{}, &persysv1.ListWorkloadsResponse{},
+		&persysv1.ApplyResponse{}, &persysv1.ApplyWorkloadsResponse{}, &persysv1.WorkloadView{}, &persysv1.ListWorkloadsResponse{},
 		&persysv1.DeleteResponse{}, &persysv1.ListNodesResponse{}, &persysv1.Node{},
 		&persysv1.ClusterSummary{}, &persysv1.ListEventsResponse{},
 		&persysv1.DrainResponse{}, &persysv1.LeaderInfo{},

@@ -44,6 +44,7 @@ var publicRoutes = map[string]bool{
 // "METHOD pattern" as the routes are registered.
 var routePermissions = map[string]Permission{
 	"POST /v1/workloads":                PermWorkloadsWrite,
+	"POST /v1/manifests":                PermWorkloadsWrite,
 	"GET /v1/workloads":                 PermWorkloadsRead,
 	"GET /v1/workloads/{name}":          PermWorkloadsRead,
 	"DELETE /v1/workloads/{name}":       PermWorkloadsWrite,

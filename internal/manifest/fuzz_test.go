@@ -3,6 +3,7 @@ package manifest
 import (
 	"errors"
 	"os"
+	"reflect"
 	"testing"
 )
 
@@ -41,5 +42,52 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		checkRoundTrip(t, m)
+	})
+}
+
+// FuzzParseAll checks that ParseAll never panics and fails only with
+// *Error, that what it accepts round trips, and that it agrees with Parse
+// on any input Parse accepts.
+func FuzzParseAll(f *testing.F) {
+	files, err := os.ReadDir("testdata")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, e := range files {
+		data, err := os.ReadFile("testdata/" + e.Name())
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+		f.Add(append(append([]byte(named("x")+"---\n"), data...), "\n...\n"...))
+	}
+	f.Add([]byte(stream(named("a"), named("b"), named("a"))))
+	f.Add([]byte("%YAML 1.1\n---\n" + named("a") + "...\n--- # b\n" + named("b")))
+	f.Add([]byte("---\n---\n# x\n...\n"))
+	f.Add([]byte(named("a") + "---\n- a\n---\n~\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ms, err := ParseAll(data)
+		single, serr := Parse(data)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || len(e.Fields) == 0 {
+				t.Fatalf("ParseAll error %T %v is not an *Error with fields", err, err)
+			}
+			if serr == nil {
+				t.Fatalf("Parse accepts what ParseAll refuses: %v", err)
+			}
+			return
+		}
+		names := map[string]bool{}
+		for _, m := range ms {
+			if names[m.Metadata.Name] {
+				t.Fatalf("name %q accepted twice", m.Metadata.Name)
+			}
+			names[m.Metadata.Name] = true
+			checkRoundTrip(t, m)
+		}
+		if serr == nil && (len(ms) != 1 || !reflect.DeepEqual(ms[0], single)) {
+			t.Fatalf("ParseAll = %+v, Parse = %+v", ms, single)
+		}
 	})
 }

@@ -1,11 +1,12 @@
 // Package manifest owns the user-facing workload manifest: parsing YAML or
 // JSON at the boundary (size limit, duplicate and unknown keys refused),
+// one manifest (Parse) or a stream of --- separated documents (ParseAll),
 // validating every field with a path-named error, and converting to and
 // from the protobuf ApplyRequest and Workload. ValidateSpec applies the same
 // rules to a protobuf WorkloadSpec, for the scheduler's gRPC boundary.
 //
-// Callers must treat a manifest as untrusted: call Parse (which validates)
-// or Validate before ToApplyRequest. Every validation failure is an *Error
+// Callers must treat a manifest as untrusted: call Parse or ParseAll (which
+// validate) or Validate before ToApplyRequest. Every validation failure is an *Error
 // (errors.Is(err, ErrInvalid) holds); carry it over gRPC with BadRequest and
 // FromBadRequest.
 package manifest
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -108,10 +110,16 @@ type Resources struct {
 // Parse decodes a YAML or JSON manifest and validates it. Every problem is
 // reported in an *Error whose field paths name the offending fields.
 func Parse(data []byte) (*Manifest, error) {
+	return parse(data, 0)
+}
+
+// parse is Parse for a document whose first line is line 1+offset of a
+// stream (ParseAll), so that YAML errors name lines of the stream.
+func parse(data []byte, offset int) (*Manifest, error) {
 	if len(data) > MaxSize {
 		return nil, &Error{Fields: []FieldError{{Reason: fmt.Sprintf("manifest is %d bytes, larger than the limit of %d bytes", len(data), MaxSize)}}}
 	}
-	js, err := toJSON(data)
+	js, err := toJSON(data, offset)
 	if err != nil {
 		return nil, err
 	}
@@ -148,13 +156,13 @@ func Parse(data []byte) (*Manifest, error) {
 
 // toJSON converts YAML (or JSON, which is YAML) to JSON, refusing duplicate
 // keys and more than one document.
-func toJSON(data []byte) ([]byte, error) {
+func toJSON(data []byte, offset int) ([]byte, error) {
 	js, err := yaml.YAMLToJSONStrict(data)
 	if err != nil {
-		if fe, ok := duplicateKey(data, err); ok {
+		if fe, ok := duplicateKey(data, err, offset); ok {
 			return nil, &Error{Fields: []FieldError{fe}}
 		}
-		return nil, &Error{Fields: []FieldError{{Reason: "invalid YAML: " + cleanYAMLError(err)}}}
+		return nil, &Error{Fields: []FieldError{{Reason: "invalid YAML: " + shiftLines(cleanYAMLError(err), offset)}}}
 	}
 	if n := countDocuments(data); n > 1 {
 		return nil, &Error{Fields: []FieldError{{Reason: fmt.Sprintf("manifest holds %d YAML documents; give one workload per manifest", n)}}}
@@ -192,16 +200,35 @@ func countDocuments(data []byte) int {
 	return n
 }
 
+var yamlLineRE = regexp.MustCompile(`\bline (\d+):`)
+
+// shiftLines adds offset to every "line N:" of a YAML error message.
+func shiftLines(s string, offset int) string {
+	if offset == 0 {
+		return s
+	}
+	return yamlLineRE.ReplaceAllStringFunc(s, func(m string) string {
+		n, err := strconv.Atoi(m[len("line ") : len(m)-1])
+		if err != nil {
+			return m
+		}
+		return fmt.Sprintf("line %d:", n+offset)
+	})
+}
+
 var dupKeyRE = regexp.MustCompile(`line (\d+): key (".*") already set in map`)
 
 // duplicateKey turns a duplicate-key error into a field error whose path
 // names the duplicated key.
-func duplicateKey(data []byte, err error) (FieldError, bool) {
+func duplicateKey(data []byte, err error, offset int) (FieldError, bool) {
 	m := dupKeyRE.FindStringSubmatch(err.Error())
 	if m == nil {
 		return FieldError{}, false
 	}
 	reason := "duplicate key (line " + m[1] + ")"
+	if n, err := strconv.Atoi(m[1]); err == nil && offset != 0 {
+		reason = fmt.Sprintf("duplicate key (line %d)", n+offset)
+	}
 	var doc goyaml.MapSlice
 	if goyaml.Unmarshal(data, &doc) == nil {
 		if path, ok := findDuplicate("", doc); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc/status"
@@ -107,7 +108,10 @@ func itemFields(i int, name string, fs []manifest.FieldError) []manifest.FieldEr
 	out := make([]manifest.FieldError, len(fs))
 	for k, f := range fs {
 		field := fmt.Sprintf("items[%d]", i)
-		if f.Field != "" {
+		switch {
+		case strings.HasPrefix(f.Field, "["):
+			field += f.Field
+		case f.Field != "":
 			field += "." + f.Field
 		}
 		reason := f.Reason

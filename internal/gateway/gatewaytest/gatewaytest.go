@@ -5,13 +5,14 @@
 // production code must not import it. The in-memory service keeps
 // workloads, nodes and events in maps, streams WatchWorkload from its own
 // change notifications, cordons and drains nodes, and lets a test inject an
-// error per method, play a follower that redirects to the leader with the
-// x-persys-leader trailer, and count calls.
+// error per method or per applied workload, play a follower that redirects
+// to the leader with the x-persys-leader trailer, and count calls.
 package gatewaytest
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -36,6 +37,7 @@ import (
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -51,10 +53,12 @@ type Control struct {
 	audits  []*persysv1.Event
 	summary *persysv1.ClusterSummary
 	errs    map[string]error
-	calls   map[string]int
-	changed chan struct{}
-	uids    int
-	onApply func(name string)
+	// applyErrs fail the apply of one workload, by name.
+	applyErrs map[string]error
+	calls     map[string]int
+	changed   chan struct{}
+	uids      int
+	onApply   func(name string)
 
 	// addr is where ServeControl serves it.
 	addr string
@@ -75,12 +79,13 @@ type redirect struct {
 
 // writeMethods are the calls a follower refuses.
 var writeMethods = map[string]bool{
-	"ApplyWorkload": true, "DeleteWorkload": true, "RetryWorkload": true,
+	"ApplyWorkload": true, "ApplyWorkloads": true, "DeleteWorkload": true, "RetryWorkload": true,
 	"CordonNode": true, "UncordonNode": true, "DrainNode": true,
 }
 
-// SetOnApply makes f run after every successful ApplyWorkload with the
-// workload's name (outside the lock, so f may call SetStatus); nil clears it.
+// SetOnApply makes f run after every successful apply of a workload
+// (ApplyWorkload, or an item of ApplyWorkloads) with the workload's name
+// (outside the lock, so f may call SetStatus); nil clears it.
 func (c *Control) SetOnApply(f func(name string)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -93,6 +98,7 @@ func NewControl() *Control {
 		views:     map[string]*persysv1.WorkloadView{},
 		nodes:     map[string]*persysv1.Node{},
 		errs:      map[string]error{},
+		applyErrs: map[string]error{},
 		calls:     map[string]int{},
 		changed:   make(chan struct{}),
 		summary:   &persysv1.ClusterSummary{},
@@ -162,6 +168,19 @@ func (c *Control) SetError(method string, err error) {
 		return
 	}
 	c.errs[method] = err
+}
+
+// SetApplyError makes the apply of the workload called name fail with err,
+// through ApplyWorkload or as its item's error in ApplyWorkloads; nil
+// clears it.
+func (c *Control) SetApplyError(name string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		delete(c.applyErrs, name)
+		return
+	}
+	c.applyErrs[name] = err
 }
 
 // Calls reports how often method was called.
@@ -289,7 +308,106 @@ func (c *Control) ApplyWorkload(ctx context.Context, req *persysv1.ApplyRequest)
 	if req.GetName() == "" {
 		return nil, status.Error(codes.InvalidArgument, "name: required")
 	}
+	return c.apply(req)
+}
+
+// maxApplyItems is the real scheduler's limit (scheduler.MaxApplyItems).
+const maxApplyItems = 1000
+
+// ApplyWorkloads refuses the whole call, as the real scheduler does, when
+// it holds no item, more than 1,000, an item the manifest rules refuse or
+// a name twice (InvalidArgument with a BadRequest naming items[i]...).
+// Otherwise it applies each item as ApplyWorkload does, in order; an item
+// fails with what SetApplyError set for its name, else with what
+// SetError set for "ApplyWorkload".
+func (c *Control) ApplyWorkloads(ctx context.Context, req *persysv1.ApplyWorkloadsRequest) (*persysv1.ApplyWorkloadsResponse, error) {
+	if err := c.enter(ctx, "ApplyWorkloads"); err != nil {
+		return nil, err
+	}
+	items := req.GetItems()
+	if err := validateItems(items); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
+	itemErr := c.errs["ApplyWorkload"]
+	c.mu.Unlock()
+	out := &persysv1.ApplyWorkloadsResponse{Results: make([]*persysv1.ApplyResult, len(items))}
+	for i, it := range items {
+		r := &persysv1.ApplyResult{Name: it.GetName()}
+		out.Results[i] = r
+		err := itemErr
+		if err == nil {
+			var resp *persysv1.ApplyResponse
+			if resp, err = c.apply(it); err == nil {
+				r.Result, r.Workload = resp.GetResult(), resp.GetWorkload()
+				continue
+			}
+		}
+		st := status.Convert(err)
+		r.ErrorCode, r.ErrorMessage = int32(st.Code()), st.Message()
+	}
+	return out, nil
+}
+
+// validateItems checks an ApplyWorkloads request as the real scheduler
+// does, with the manifest rules.
+func validateItems(items []*persysv1.ApplyRequest) error {
+	switch {
+	case len(items) == 0:
+		return invalid([]manifest.FieldError{{Field: "items", Reason: "at least one workload is required"}})
+	case len(items) > maxApplyItems:
+		return invalid([]manifest.FieldError{{Field: "items",
+			Reason: fmt.Sprintf("%d workloads, more than the limit of %d in one call", len(items), maxApplyItems)}})
+	}
+	var fields []manifest.FieldError
+	first := map[string]int{}
+	for i, it := range items {
+		if err := manifest.ValidateApplyRequest(it); err != nil {
+			var merr *manifest.Error
+			if !errors.As(err, &merr) {
+				return status.Error(codes.Internal, err.Error())
+			}
+			for _, f := range merr.Fields {
+				field := fmt.Sprintf("items[%d]", i)
+				if f.Field != "" {
+					field += "." + f.Field
+				}
+				fields = append(fields, manifest.FieldError{Field: field, Reason: f.Reason})
+			}
+			continue
+		}
+		if j, dup := first[it.GetName()]; dup {
+			fields = append(fields, manifest.FieldError{Field: fmt.Sprintf("items[%d].metadata.name", i),
+				Reason: fmt.Sprintf("%q is also items[%d]; each workload may appear once in a call", it.GetName(), j)})
+			continue
+		}
+		first[it.GetName()] = i
+	}
+	if len(fields) == 0 {
+		return nil
+	}
+	return invalid(fields)
+}
+
+// invalid is InvalidArgument with the fields as a BadRequest, as the real
+// scheduler answers.
+func invalid(fields []manifest.FieldError) error {
+	merr := &manifest.Error{Fields: fields}
+	st := status.New(codes.InvalidArgument, merr.Error())
+	if d, err := st.WithDetails(merr.BadRequest()); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// apply creates or updates one workload; ApplyWorkload and every item of
+// ApplyWorkloads go through it.
+func (c *Control) apply(req *persysv1.ApplyRequest) (*persysv1.ApplyResponse, error) {
+	c.mu.Lock()
+	if err := c.applyErrs[req.GetName()]; err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
 	now := timestamppb.Now()
 	result := "created"
 	v, ok := c.views[req.GetName()]
