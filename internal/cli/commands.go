@@ -115,7 +115,11 @@ func newApplyCommand(o *options) *cobra.Command {
 			// Counting documents does not validate them: the gateway does,
 			// and names the invalid ones. A stream too large or too long
 			// to split is sent whole for the gateway to refuse.
-			if docs, err := manifest.SplitDocuments(data); err != nil || len(docs) > 1 {
+			// Several documents go in one call. Input past the stream
+			// limit takes the single path, whose refusal names the limit
+			// of one manifest, the one such a file mostly breaks.
+			if docs, err := manifest.SplitDocuments(data); (err == nil && len(docs) > 1) ||
+				(err != nil && len(data) <= manifest.MaxStreamSize) {
 				return o.applyAll(cmd, c, data, wait, timeout)
 			}
 			resp, err := c.Apply(cmd.Context(), data)
