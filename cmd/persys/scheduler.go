@@ -167,11 +167,9 @@ func etcdFor(o *schedulerOptions, log *slog.Logger) (*clientv3.Client, func(), e
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded etcd in %s: %w", o.dataDir, err)
 	}
-	cli, err := emb.Client()
-	if err != nil {
-		emb.Close()
-		return nil, nil, err
-	}
+	// The scheduler calls its own etcd in process; the endpoints serve
+	// anything else (etcdctl, say).
+	cli := emb.LocalClient()
 	log.Info("embedded etcd ready", "dir", o.dataDir, "endpoints", emb.Endpoints())
 	return cli, func() { _ = cli.Close(); emb.Close() }, nil
 }

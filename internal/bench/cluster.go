@@ -279,10 +279,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	if c.emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: c.etcdDir, UnsafeNoFsync: o.EtcdNoFsync}); err != nil {
 		return c, err
 	}
-	cli, err := c.emb.Client()
-	if err != nil {
-		return c, err
-	}
+	cli := c.emb.LocalClient()
 	c.Setup.EtcdSeconds = time.Since(start).Seconds()
 	quiet := slog.New(slog.DiscardHandler)
 	c.Store = store.New(cli, store.Options{Logger: quiet})

@@ -85,10 +85,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		return nil, err
 	}
 	defer emb.Close()
-	cli, err := emb.Client()
-	if err != nil {
-		return nil, err
-	}
+	cli := emb.LocalClient()
 	defer cli.Close()
 	st := store.New(cli, store.Options{EventTTL: o.EventTTL, Logger: quiet})
 	sched, err := scheduler.New(scheduler.Config{Store: st, Agents: scheduler.TLSDialer{}, Logger: quiet})

@@ -120,7 +120,7 @@ func (k *leaseKeeper) run(st *kaStream) {
 	defer k.wg.Done()
 	// WaitForReady, like clientv3's default call options: ride out a
 	// reconnect rather than fail at once; callers are bounded by their ctx.
-	stream, err := pb.NewLeaseClient(k.cli.ActiveConnection()).LeaseKeepAlive(st.ctx, grpc.WaitForReady(true))
+	stream, err := leaseClientOf(k.cli).LeaseKeepAlive(st.ctx, grpc.WaitForReady(true))
 	if err != nil {
 		st.fail(k.streamErr("open", err))
 		close(st.ready)

@@ -1,0 +1,83 @@
+package store_test
+
+import (
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/store/storetest"
+)
+
+// TestLocalClient runs what the scheduler needs of etcd through an
+// embedded server's in-process client: writes and reads, the watch, node
+// leases kept alive over the keep-alive stream, the database status and
+// an election.
+func TestLocalClient(t *testing.T) {
+	ctx := testCtx(t)
+	e := storetest.Embedded(t)
+	cli := e.LocalClient()
+	t.Cleanup(func() { _ = cli.Close() })
+	s := store.New(cli, store.Options{})
+
+	rev0, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := s.Watch(ctx, rev0)
+	w := &persysv1.Workload{Name: "local", Uid: "u1", Revision: 1, Spec: &persysv1.WorkloadSpec{}}
+	if _, err := s.CreateWorkload(ctx, w); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	got, _, err := s.GetWorkload(ctx, "local")
+	if err != nil || got.GetUid() != "u1" {
+		t.Fatalf("get: %v, %v", got, err)
+	}
+	select {
+	case c := <-changes:
+		if c.Kind != store.KindWorkload || c.Key != "local" {
+			t.Fatalf("first change %+v, want the workload put", c)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch event for the put")
+	}
+
+	lease, err := s.GrantNodeLease(ctx, "n1", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the lease to run down", func() bool {
+		return remainingTTL(t, ctx, cli, lease) <= 8
+	})
+	if err := s.KeepAliveNode(ctx, lease); err != nil {
+		t.Fatalf("keep-alive over the in-process stream: %v", err)
+	}
+	if ttl := remainingTTL(t, ctx, cli, lease); ttl < 9 {
+		t.Fatalf("TTL %d after keep-alive, want it back near 10", ttl)
+	}
+	if _, err := cli.Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.KeepAliveNode(ctx, lease); err == nil {
+		t.Fatal("keep-alive of a revoked lease succeeded")
+	}
+
+	st, err := s.DBStatus(ctx)
+	if err != nil || st.DBSize <= 0 || st.Revision <= rev0 {
+		t.Fatalf("DBStatus = %+v, %v; want a size and a revision past %d", st, err, rev0)
+	}
+
+	el, err := s.NewElection(ctx, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer el.Close()
+	if err := el.Campaign(ctx, "me"); err != nil {
+		t.Fatalf("campaign: %v", err)
+	}
+	if leader, err := el.Leader(ctx); err != nil || leader != "me" {
+		t.Fatalf("leader %q, %v; want me", leader, err)
+	}
+}
