@@ -170,6 +170,10 @@ func (e *Embedded) LocalClient() *clientv3.Client {
 	// The store's keep-alive stream needs a LeaseClient, which a
 	// connectionless client cannot make: register the in-process one.
 	localLeaseClients.Store(cli, adapter.LeaseServerToLeaseClient(v3rpc.NewQuotaLeaseServer(e.etcd.Server)))
+	go func() {
+		<-cli.Ctx().Done() // closed
+		localLeaseClients.Delete(cli)
+	}()
 	return cli
 }
 
