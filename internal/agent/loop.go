@@ -441,48 +441,38 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// Bounds of a lease TTL the agent takes from the scheduler.
+// Bounds of what the agent takes from the scheduler: a heartbeat interval
+// outside them would flood the scheduler or lose the node, a lease TTL
+// would make retries pointless or frantic.
 const (
+	minToldInterval = 10 * time.Millisecond
+	maxToldInterval = 10 * time.Minute
 	minToldLeaseTTL = time.Second
 	maxToldLeaseTTL = time.Hour
 )
 
-// adoptLeaseTTL takes the lease TTL the scheduler told at registration (0:
-// keep the current one); one outside [minToldLeaseTTL, maxToldLeaseTTL] is
-// ignored with a warning.
-func (a *Agent) adoptLeaseTTL(seconds int64) {
-	if seconds == 0 {
-		return
-	}
-	if seconds < 0 || seconds > int64(maxToldLeaseTTL/time.Second) || time.Duration(seconds)*time.Second < minToldLeaseTTL {
-		a.log.Warn("ignoring the lease TTL the scheduler told", "lease_ttl_seconds", seconds)
-		return
-	}
-	a.mu.Lock()
-	a.leaseTTL = time.Duration(seconds) * time.Second
-	a.mu.Unlock()
+// adoptInterval takes the heartbeat interval the scheduler told.
+func (a *Agent) adoptInterval(ms int64) {
+	a.adopt("heartbeat interval", ms, time.Millisecond, minToldInterval, maxToldInterval, &a.interval)
 }
 
-// Bounds of a heartbeat interval the agent takes from the scheduler.
-const (
-	minToldInterval = 10 * time.Millisecond
-	maxToldInterval = 10 * time.Minute
-)
+// adoptLeaseTTL takes the lease TTL the scheduler told at registration.
+func (a *Agent) adoptLeaseTTL(seconds int64) {
+	a.adopt("lease TTL", seconds, time.Second, minToldLeaseTTL, maxToldLeaseTTL, &a.leaseTTL)
+}
 
-// adoptInterval takes the heartbeat interval the scheduler told (0: keep
-// the current one). One outside [minToldInterval, maxToldInterval] is
-// ignored with a warning: it would flood the scheduler or lose the node.
-func (a *Agent) adoptInterval(ms int64) {
-	if ms == 0 {
+// adopt sets *field to n units, as the scheduler told; 0 keeps the current
+// value, and one outside [lo, hi] is ignored with a warning.
+func (a *Agent) adopt(what string, n int64, unit, lo, hi time.Duration, field *time.Duration) {
+	if n == 0 {
 		return
 	}
-	d := time.Duration(ms) * time.Millisecond
-	if ms < 0 || d < minToldInterval || d > maxToldInterval {
-		a.log.Warn("ignoring the heartbeat interval the scheduler told", "interval_ms", ms,
-			"min", minToldInterval.String(), "max", maxToldInterval.String())
+	if n < 0 || n > int64(hi/unit) || time.Duration(n)*unit < lo {
+		a.log.Warn("ignoring the "+what+" the scheduler told", "told", n, "unit", unit.String(),
+			"min", lo.String(), "max", hi.String())
 		return
 	}
 	a.mu.Lock()
-	a.interval = d
+	*field = time.Duration(n) * unit
 	a.mu.Unlock()
 }

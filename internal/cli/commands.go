@@ -112,12 +112,11 @@ func newApplyCommand(o *options) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			// Counting documents does not validate them: the gateway does,
-			// and names the invalid ones. A stream too large or too long
-			// to split is sent whole for the gateway to refuse.
-			// Several documents go in one call. Input past the stream
-			// limit takes the single path, whose refusal names the limit
-			// of one manifest, the one such a file mostly breaks.
+			// Several documents go in one call. Counting them does not
+			// validate them: the gateway does, naming the invalid ones, and
+			// refuses a stream with too many. Input past the stream limit
+			// takes the single path, whose refusal names the limit of one
+			// manifest, the one such a file mostly breaks.
 			if docs, err := manifest.SplitDocuments(data); (err == nil && len(docs) > 1) ||
 				(err != nil && len(data) <= manifest.MaxStreamSize) {
 				return o.applyAll(cmd, c, data, wait, timeout)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 
@@ -114,14 +113,9 @@ func reasonOf(err error) string {
 }
 
 func (g *gateway) putSecret(w http.ResponseWriter, r *http.Request) (int, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSecretBody))
+	body, err := readBody(w, r, maxSecretBody, "secret body", "")
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return 0, &httpError{code: http.StatusRequestEntityTooLarge,
-				msg: fmt.Sprintf("secret body is larger than the limit of %d bytes", tooBig.Limit)}
-		}
-		return 0, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("reading request body: %v", err)}
+		return 0, err
 	}
 	req, err := parseSecretRequest(body, r.PathValue("name"))
 	clear(body)

@@ -7,19 +7,28 @@ import (
 	"testing"
 )
 
-// FuzzParse checks that Parse never panics, that it fails only with *Error,
-// and that whatever it accepts survives the round trip through the proto
-// form with ValidateSpec agreeing.
-func FuzzParse(f *testing.F) {
+// testdataSeeds are the manifests in testdata, seeds for the fuzzers.
+func testdataSeeds(f *testing.F) [][]byte {
 	files, err := os.ReadDir("testdata")
 	if err != nil {
 		f.Fatal(err)
 	}
+	var seeds [][]byte
 	for _, e := range files {
 		data, err := os.ReadFile("testdata/" + e.Name())
 		if err != nil {
 			f.Fatal(err)
 		}
+		seeds = append(seeds, data)
+	}
+	return seeds
+}
+
+// FuzzParse checks that Parse never panics, that it fails only with *Error,
+// and that whatever it accepts survives the round trip through the proto
+// form with ValidateSpec agreeing.
+func FuzzParse(f *testing.F) {
+	for _, data := range testdataSeeds(f) {
 		f.Add(data)
 	}
 	f.Add([]byte(base))
@@ -49,15 +58,7 @@ func FuzzParse(f *testing.F) {
 // *Error, that what it accepts round trips, and that it agrees with Parse
 // on any input Parse accepts.
 func FuzzParseAll(f *testing.F) {
-	files, err := os.ReadDir("testdata")
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, e := range files {
-		data, err := os.ReadFile("testdata/" + e.Name())
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, data := range testdataSeeds(f) {
 		f.Add(data)
 		f.Add(append(append([]byte(named("x")+"---\n"), data...), "\n...\n"...))
 	}

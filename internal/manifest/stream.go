@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // MaxStreamSize is the largest manifest stream ParseAll accepts, in bytes;
@@ -151,7 +150,7 @@ func ParseAll(data []byte) ([]*Manifest, error) {
 			if !errors.As(err, &e) {
 				return nil, fmt.Errorf("documents[%d]: %w", i, err)
 			}
-			fields = append(fields, documentFields(i, d.Line, e.Fields)...)
+			fields = append(fields, e.Within(fmt.Sprintf("documents[%d]", i), fmt.Sprintf("document starting at line %d", d.Line)).Fields...)
 			continue
 		}
 		name := m.Metadata.Name
@@ -167,22 +166,4 @@ func ParseAll(data []byte) ([]*Manifest, error) {
 		return nil, &Error{Fields: fields}
 	}
 	return out, nil
-}
-
-// documentFields places a document's field errors under documents[i].
-func documentFields(i, line int, fs []FieldError) []FieldError {
-	out := make([]FieldError, len(fs))
-	for k, f := range fs {
-		field, reason := fmt.Sprintf("documents[%d]", i), f.Reason
-		switch {
-		case f.Field == "":
-			reason = fmt.Sprintf("%s (document starting at line %d)", reason, line)
-		case strings.HasPrefix(f.Field, "["):
-			field += f.Field // documents[0]["odd key"]
-		default:
-			field += "." + f.Field
-		}
-		out[k] = FieldError{Field: field, Reason: reason}
-	}
-	return out
 }

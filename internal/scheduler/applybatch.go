@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"google.golang.org/grpc/status"
@@ -14,7 +13,7 @@ import (
 )
 
 // MaxApplyItems bounds the workloads of one ApplyWorkloads call.
-const MaxApplyItems = 1000
+const MaxApplyItems = manifest.MaxApplyItems
 
 // applyParallelism bounds the items of one call applied at once. Items
 // created together share the group commits, so a batch costs a few etcd
@@ -29,7 +28,7 @@ func (c *controlService) ApplyWorkloads(ctx context.Context, req *persysv1.Apply
 		return nil, err
 	}
 	items := req.GetItems()
-	if err := validateApplyItems(items); err != nil {
+	if err := manifest.ValidateApplyItems(items); err != nil {
 		return nil, toStatus(err)
 	}
 	// What the manifest rules cannot see (compose files, cloud-init) is
@@ -37,21 +36,21 @@ func (c *controlService) ApplyWorkloads(ctx context.Context, req *persysv1.Apply
 	// failure that is not the input's (a Git remote that does not answer)
 	// fails only its item.
 	prepared := make([]error, len(items))
-	forEachItem(len(items), func(i int) {
+	forEach(len(items), applyParallelism, func(i int) {
 		prepared[i] = c.s.prepareSpec(ctx, items[i].GetSpec())
 	})
 	var invalid []manifest.FieldError
 	for i, err := range prepared {
 		var merr *manifest.Error
 		if errors.As(err, &merr) {
-			invalid = append(invalid, itemFields(i, items[i].GetName(), merr.Fields)...)
+			invalid = append(invalid, merr.Within(fmt.Sprintf("items[%d]", i), fmt.Sprintf("workload %q", items[i].GetName())).Fields...)
 		}
 	}
 	if len(invalid) > 0 {
 		return nil, toStatus(&manifest.Error{Fields: invalid})
 	}
 	results := make([]*persysv1.ApplyResult, len(items))
-	forEachItem(len(items), func(i int) {
+	forEach(len(items), applyParallelism, func(i int) {
 		r := &persysv1.ApplyResult{Name: items[i].GetName()}
 		results[i] = r
 		err := prepared[i]
@@ -69,67 +68,14 @@ func (c *controlService) ApplyWorkloads(ctx context.Context, req *persysv1.Apply
 	return &persysv1.ApplyWorkloadsResponse{Results: results}, nil
 }
 
-// validateApplyItems checks the call's shape and every item with the
-// manifest rules; fields are named items[i] (name).
-func validateApplyItems(items []*persysv1.ApplyRequest) error {
-	switch {
-	case len(items) == 0:
-		return &manifest.Error{Fields: []manifest.FieldError{{Field: "items", Reason: "at least one workload is required"}}}
-	case len(items) > MaxApplyItems:
-		return &manifest.Error{Fields: []manifest.FieldError{{Field: "items",
-			Reason: fmt.Sprintf("%d workloads, more than the limit of %d in one call", len(items), MaxApplyItems)}}}
-	}
-	var fields []manifest.FieldError
-	first := make(map[string]int, len(items))
-	for i, it := range items {
-		if err := manifest.ValidateApplyRequest(it); err != nil {
-			var merr *manifest.Error
-			if !errors.As(err, &merr) {
-				return err
-			}
-			fields = append(fields, itemFields(i, it.GetName(), merr.Fields)...)
-			continue
-		}
-		if j, dup := first[it.GetName()]; dup {
-			fields = append(fields, manifest.FieldError{Field: fmt.Sprintf("items[%d].metadata.name", i),
-				Reason: fmt.Sprintf("%q is also items[%d]; each workload may appear once in a call", it.GetName(), j)})
-			continue
-		}
-		first[it.GetName()] = i
-	}
-	if len(fields) > 0 {
-		return &manifest.Error{Fields: fields}
-	}
-	return nil
-}
-
-// itemFields places an item's field errors under items[i].
-func itemFields(i int, name string, fs []manifest.FieldError) []manifest.FieldError {
-	out := make([]manifest.FieldError, len(fs))
-	for k, f := range fs {
-		field := fmt.Sprintf("items[%d]", i)
-		switch {
-		case strings.HasPrefix(f.Field, "["):
-			field += f.Field
-		case f.Field != "":
-			field += "." + f.Field
-		}
-		reason := f.Reason
-		if name != "" {
-			reason = fmt.Sprintf("%s (workload %q)", reason, name)
-		}
-		out[k] = manifest.FieldError{Field: field, Reason: reason}
-	}
-	return out
-}
-
-// forEachItem runs fn for 0..n-1, at most applyParallelism at once.
-func forEachItem(n int, fn func(i int)) {
+// forEach runs fn for 0..n-1, at most limit at once, and returns when
+// every call has.
+func forEach(n, limit int, fn func(i int)) {
 	if n == 1 {
 		fn(0)
 		return
 	}
-	sem := make(chan struct{}, applyParallelism)
+	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for i := range n {
 		sem <- struct{}{}

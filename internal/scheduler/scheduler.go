@@ -445,11 +445,15 @@ const termLeaseRenewers = 32
 // TTL later. (Nomad resets its heartbeat timers on a leader change too.)
 func (s *Scheduler) renewTermLeases(ctx context.Context) {
 	start := time.Now()
+	type nodeLease struct {
+		id    string
+		lease int64
+	}
+	var leases []nodeLease
 	s.mu.Lock()
-	leases := map[string]int64{}
 	for id, ne := range s.nodes {
 		if ne.alive && ne.node.GetLeaseId() != 0 {
-			leases[id] = ne.node.GetLeaseId()
+			leases = append(leases, nodeLease{id, ne.node.GetLeaseId()})
 		}
 	}
 	s.mu.Unlock()
@@ -457,31 +461,19 @@ func (s *Scheduler) renewTermLeases(ctx context.Context) {
 		return
 	}
 	var renewed, gone atomic.Int64
-	sem := make(chan struct{}, termLeaseRenewers)
-	var wg sync.WaitGroup
-	for id, lease := range leases {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return
+	// A call returns at once when ctx ends, so the term's end is not held.
+	forEach(len(leases), termLeaseRenewers, func(i int) {
+		err := s.store.KeepAliveNode(ctx, leases[i].lease)
+		switch {
+		case err == nil:
+			renewed.Add(1)
+			s.metrics.leasesRenewed.Inc()
+		case errors.Is(err, store.ErrLeaseNotFound):
+			gone.Add(1) // expired meanwhile: the watch reports the loss
+		case ctx.Err() == nil:
+			s.log.Warn("renew node lease for the new term", "node", leases[i].id, "err", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			err := s.store.KeepAliveNode(ctx, lease)
-			switch {
-			case err == nil:
-				renewed.Add(1)
-				s.metrics.leasesRenewed.Inc()
-			case errors.Is(err, store.ErrLeaseNotFound):
-				gone.Add(1) // expired meanwhile: the watch reports the loss
-			case ctx.Err() == nil:
-				s.log.Warn("renew node lease for the new term", "node", id, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
+	})
 	s.log.Info("node leases renewed for the new term", "renewed", renewed.Load(), "expired", gone.Load(),
 		"duration_ms", time.Since(start).Milliseconds())
 }

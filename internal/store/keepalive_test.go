@@ -24,12 +24,11 @@ func remainingTTL(t *testing.T, ctx context.Context, cli *clientv3.Client, lease
 	return resp.TTL
 }
 
-func TestKeepAliveNodeExtendsTTL(t *testing.T) {
-	t.Parallel()
-	ctx := testCtx(t)
-	s, cli := storetest.New(t)
-
-	lease, err := s.GrantNodeLease(ctx, "n1", 10*time.Second)
+// keepAliveRenews grants node a 10 s lease, lets it run down and checks
+// that KeepAliveNode brings it back near 10 s; it returns the lease.
+func keepAliveRenews(t *testing.T, ctx context.Context, s *store.Store, cli *clientv3.Client, node string) int64 {
+	t.Helper()
+	lease, err := s.GrantNodeLease(ctx, node, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +41,15 @@ func TestKeepAliveNodeExtendsTTL(t *testing.T) {
 	if ttl := remainingTTL(t, ctx, cli, lease); ttl < 9 {
 		t.Fatalf("TTL %d after keep-alive, want it back near 10", ttl)
 	}
+	return lease
+}
+
+func TestKeepAliveNodeExtendsTTL(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, cli := storetest.New(t)
+
+	keepAliveRenews(t, ctx, s, cli, "n1")
 	if alive, err := s.NodeAlive(ctx, "n1"); err != nil || !alive {
 		t.Fatalf("alive: %v, %v", alive, err)
 	}

@@ -44,19 +44,8 @@ func TestLocalClient(t *testing.T) {
 		t.Fatal("no watch event for the put")
 	}
 
-	lease, err := s.GrantNodeLease(ctx, "n1", 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, 10*time.Second, "the lease to run down", func() bool {
-		return remainingTTL(t, ctx, cli, lease) <= 8
-	})
-	if err := s.KeepAliveNode(ctx, lease); err != nil {
-		t.Fatalf("keep-alive over the in-process stream: %v", err)
-	}
-	if ttl := remainingTTL(t, ctx, cli, lease); ttl < 9 {
-		t.Fatalf("TTL %d after keep-alive, want it back near 10", ttl)
-	}
+	// Over the in-process keep-alive stream.
+	lease := keepAliveRenews(t, ctx, s, cli, "n1")
 	if _, err := cli.Revoke(ctx, clientv3.LeaseID(lease)); err != nil {
 		t.Fatal(err)
 	}

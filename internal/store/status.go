@@ -15,18 +15,16 @@ type DBStatus struct {
 	DBSizeInUse int64
 }
 
-// DBStatus asks the first endpoint (a LocalClient: its server) for its
-// database size.
+// DBStatus asks the first endpoint for its database size; a LocalClient
+// has none and asks its own server.
 func (s *Store) DBStatus(ctx context.Context) (DBStatus, error) {
-	ep := "in-process etcd"
+	ep, name := "", "the in-process etcd"
 	if eps := s.cli.Endpoints(); len(eps) > 0 {
-		ep = eps[0]
-	} else if _, local := localLeaseClients.Load(s.cli); !local {
-		return DBStatus{}, fmt.Errorf("store: status: no endpoints")
+		ep, name = eps[0], eps[0]
 	}
 	st, err := s.cli.Status(ctx, ep)
 	if err != nil {
-		return DBStatus{}, fmt.Errorf("store: status of %s: %w", ep, err)
+		return DBStatus{}, fmt.Errorf("store: status of %s: %w", name, err)
 	}
 	return DBStatus{Revision: st.Header.Revision, DBSize: st.DbSize, DBSizeInUse: st.DbSizeInUse}, nil
 }

@@ -311,10 +311,8 @@ func (c *Control) ApplyWorkload(ctx context.Context, req *persysv1.ApplyRequest)
 	return c.apply(req)
 }
 
-// maxApplyItems is the real scheduler's limit (scheduler.MaxApplyItems).
-const maxApplyItems = 1000
-
-// ApplyWorkloads refuses the whole call, as the real scheduler does, when
+// ApplyWorkloads refuses the whole call, with the real scheduler's
+// manifest.ValidateApplyItems, when
 // it holds no item, more than 1,000, an item the manifest rules refuse or
 // a name twice (InvalidArgument with a BadRequest naming items[i]...).
 // Otherwise it applies each item as ApplyWorkload does, in order; an item
@@ -325,8 +323,12 @@ func (c *Control) ApplyWorkloads(ctx context.Context, req *persysv1.ApplyWorkloa
 		return nil, err
 	}
 	items := req.GetItems()
-	if err := validateItems(items); err != nil {
-		return nil, err
+	if err := manifest.ValidateApplyItems(items); err != nil {
+		var merr *manifest.Error
+		if !errors.As(err, &merr) {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		return nil, invalid(merr)
 	}
 	c.mu.Lock()
 	itemErr := c.errs["ApplyWorkload"]
@@ -349,50 +351,9 @@ func (c *Control) ApplyWorkloads(ctx context.Context, req *persysv1.ApplyWorkloa
 	return out, nil
 }
 
-// validateItems checks an ApplyWorkloads request as the real scheduler
-// does, with the manifest rules.
-func validateItems(items []*persysv1.ApplyRequest) error {
-	switch {
-	case len(items) == 0:
-		return invalid([]manifest.FieldError{{Field: "items", Reason: "at least one workload is required"}})
-	case len(items) > maxApplyItems:
-		return invalid([]manifest.FieldError{{Field: "items",
-			Reason: fmt.Sprintf("%d workloads, more than the limit of %d in one call", len(items), maxApplyItems)}})
-	}
-	var fields []manifest.FieldError
-	first := map[string]int{}
-	for i, it := range items {
-		if err := manifest.ValidateApplyRequest(it); err != nil {
-			var merr *manifest.Error
-			if !errors.As(err, &merr) {
-				return status.Error(codes.Internal, err.Error())
-			}
-			for _, f := range merr.Fields {
-				field := fmt.Sprintf("items[%d]", i)
-				if f.Field != "" {
-					field += "." + f.Field
-				}
-				fields = append(fields, manifest.FieldError{Field: field, Reason: f.Reason})
-			}
-			continue
-		}
-		if j, dup := first[it.GetName()]; dup {
-			fields = append(fields, manifest.FieldError{Field: fmt.Sprintf("items[%d].metadata.name", i),
-				Reason: fmt.Sprintf("%q is also items[%d]; each workload may appear once in a call", it.GetName(), j)})
-			continue
-		}
-		first[it.GetName()] = i
-	}
-	if len(fields) == 0 {
-		return nil
-	}
-	return invalid(fields)
-}
-
 // invalid is InvalidArgument with the fields as a BadRequest, as the real
 // scheduler answers.
-func invalid(fields []manifest.FieldError) error {
-	merr := &manifest.Error{Fields: fields}
+func invalid(merr *manifest.Error) error {
 	st := status.New(codes.InvalidArgument, merr.Error())
 	if d, err := st.WithDetails(merr.BadRequest()); err == nil {
 		st = d
