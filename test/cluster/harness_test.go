@@ -42,6 +42,7 @@ import (
 	gwclient "github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/images"
 )
 
@@ -618,12 +619,7 @@ func (c *Cluster) run(bin string, args ...string) string {
 // freeAddr is host:port with a port the kernel just handed out on host.
 func freeAddr(t *testing.T, host string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatalf("free port on %s: %v", host, err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return freeport.Addr(t, host)
 }
 
 // flagValue returns the value after flag in args.

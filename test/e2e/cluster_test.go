@@ -8,8 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,6 +27,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/images"
 )
 
@@ -66,20 +65,7 @@ func binaries(t *testing.T) (persys, persysctl string) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	// Below the kernel's ephemeral range (32768 and up): a port the kernel
-	// hands out for ":0" listeners and outgoing connections of other
-	// processes cannot take it between this check and the daemon's bind.
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		_ = ln.Close()
-		return port
-	}
-	t.Fatal("no free port in 20000-31999")
-	return 0
+	return freeport.Port(t, "127.0.0.1")
 }
 
 // proc is a daemon started by the test.

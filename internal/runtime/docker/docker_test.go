@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/images"
 )
 
@@ -107,12 +107,7 @@ func randHex(t *testing.T, n int) string {
 
 func freePort(t *testing.T) uint32 {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return uint32(l.Addr().(*net.TCPAddr).Port)
+	return uint32(freeport.Port(t, "127.0.0.1"))
 }
 
 // eventually polls cond until it returns true or the deadline passes.

@@ -22,6 +22,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/vmguest"
 )
 
@@ -72,12 +73,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 
 func freePort(t *testing.T) uint32 {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return uint32(l.Addr().(*net.TCPAddr).Port)
+	return uint32(freeport.Port(t, "127.0.0.1"))
 }
 
 // guestPool returns a pool folder holding the test guest's kernel, initrd
