@@ -23,10 +23,14 @@ const (
 )
 
 type PutSecretRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          SecretType             `protobuf:"varint,2,opt,name=type,proto3,enum=persys.v1.SecretType" json:"type,omitempty"`
-	Data          map[string][]byte      `protobuf:"bytes,3,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type  SecretType             `protobuf:"varint,2,opt,name=type,proto3,enum=persys.v1.SecretType" json:"type,omitempty"`
+	Data  map[string][]byte      `protobuf:"bytes,3,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Roles and users that may reference the secret from their workloads
+	// (see SecretInfo).
+	AllowRoles    []string `protobuf:"bytes,4,rep,name=allow_roles,json=allowRoles,proto3" json:"allow_roles,omitempty"`
+	AllowUsers    []string `protobuf:"bytes,5,rep,name=allow_users,json=allowUsers,proto3" json:"allow_users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -78,6 +82,20 @@ func (x *PutSecretRequest) GetType() SecretType {
 func (x *PutSecretRequest) GetData() map[string][]byte {
 	if x != nil {
 		return x.Data
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetAllowRoles() []string {
+	if x != nil {
+		return x.AllowRoles
+	}
+	return nil
+}
+
+func (x *PutSecretRequest) GetAllowUsers() []string {
+	if x != nil {
+		return x.AllowUsers
 	}
 	return nil
 }
@@ -2215,8 +2233,11 @@ type RegisterNodeResponse struct {
 	state               protoimpl.MessageState `protogen:"open.v1"`
 	HeartbeatIntervalMs int64                  `protobuf:"varint,1,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
 	LeaseTtlSeconds     int64                  `protobuf:"varint,2,opt,name=lease_ttl_seconds,json=leaseTtlSeconds,proto3" json:"lease_ttl_seconds,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// cluster_id names the cluster (created with its CA); the agent labels
+	// everything it creates with it and collects only what carries it.
+	ClusterId     string `protobuf:"bytes,3,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterNodeResponse) Reset() {
@@ -2263,6 +2284,13 @@ func (x *RegisterNodeResponse) GetLeaseTtlSeconds() int64 {
 	return 0
 }
 
+func (x *RegisterNodeResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
 type HeartbeatRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -2280,7 +2308,10 @@ type HeartbeatRequest struct {
 	// with report_digest and the scheduler kept (digest_kept): workloads is
 	// left empty, and the scheduler goes on with the list it holds, orphans
 	// included. Sending it with workloads is an error.
-	DigestOnly    bool `protobuf:"varint,5,opt,name=digest_only,json=digestOnly,proto3" json:"digest_only,omitempty"`
+	DigestOnly bool `protobuf:"varint,5,opt,name=digest_only,json=digestOnly,proto3" json:"digest_only,omitempty"`
+	// Host ports bound on the node by something Persys did not start; sent
+	// with full reports.
+	UsedHostPorts []*HostPort `protobuf:"bytes,6,rep,name=used_host_ports,json=usedHostPorts,proto3" json:"used_host_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2348,6 +2379,13 @@ func (x *HeartbeatRequest) GetDigestOnly() bool {
 		return x.DigestOnly
 	}
 	return false
+}
+
+func (x *HeartbeatRequest) GetUsedHostPorts() []*HostPort {
+	if x != nil {
+		return x.UsedHostPorts
+	}
+	return nil
 }
 
 type HeartbeatResponse struct {
@@ -3316,11 +3354,15 @@ var File_persys_v1_control_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\"\xc5\x01\n" +
+	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\"\x87\x02\n" +
 	"\x10PutSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.persys.v1.SecretTypeR\x04type\x129\n" +
-	"\x04data\x18\x03 \x03(\v2%.persys.v1.PutSecretRequest.DataEntryR\x04data\x1a7\n" +
+	"\x04data\x18\x03 \x03(\v2%.persys.v1.PutSecretRequest.DataEntryR\x04data\x12\x1f\n" +
+	"\vallow_roles\x18\x04 \x03(\tR\n" +
+	"allowRoles\x12\x1f\n" +
+	"\vallow_users\x18\x05 \x03(\tR\n" +
+	"allowUsers\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"&\n" +
@@ -3468,17 +3510,20 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12?\n" +
 	"\fcapabilities\x18\x03 \x01(\v2\x1b.persys.v1.NodeCapabilitiesR\fcapabilities\x127\n" +
-	"\tworkloads\x18\x04 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\"v\n" +
+	"\tworkloads\x18\x04 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\"\x95\x01\n" +
 	"\x14RegisterNodeResponse\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\x03R\x13heartbeatIntervalMs\x12*\n" +
-	"\x11lease_ttl_seconds\x18\x02 \x01(\x03R\x0fleaseTtlSeconds\"\xd6\x01\n" +
+	"\x11lease_ttl_seconds\x18\x02 \x01(\x03R\x0fleaseTtlSeconds\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\x93\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.persys.v1.ResourcesR\x05usage\x127\n" +
 	"\tworkloads\x18\x03 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\x12#\n" +
 	"\rreport_digest\x18\x04 \x01(\x06R\freportDigest\x12\x1f\n" +
 	"\vdigest_only\x18\x05 \x01(\bR\n" +
-	"digestOnly\"\xa9\x01\n" +
+	"digestOnly\x12;\n" +
+	"\x0fused_host_ports\x18\x06 \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\"\xa9\x01\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -3675,12 +3720,13 @@ var file_persys_v1_control_proto_goTypes = []any{
 	(*NodeCapabilities)(nil),             // 75: persys.v1.NodeCapabilities
 	(*WorkloadStatus)(nil),               // 76: persys.v1.WorkloadStatus
 	(*Resources)(nil),                    // 77: persys.v1.Resources
-	(*WorkloadSpec)(nil),                 // 78: persys.v1.WorkloadSpec
-	(*Workload)(nil),                     // 79: persys.v1.Workload
-	(*Assignment)(nil),                   // 80: persys.v1.Assignment
-	(*GetWorkloadLogsRequest)(nil),       // 81: persys.v1.GetWorkloadLogsRequest
-	(*ClusterSummary)(nil),               // 82: persys.v1.ClusterSummary
-	(*GetWorkloadLogsResponse)(nil),      // 83: persys.v1.GetWorkloadLogsResponse
+	(*HostPort)(nil),                     // 78: persys.v1.HostPort
+	(*WorkloadSpec)(nil),                 // 79: persys.v1.WorkloadSpec
+	(*Workload)(nil),                     // 80: persys.v1.Workload
+	(*Assignment)(nil),                   // 81: persys.v1.Assignment
+	(*GetWorkloadLogsRequest)(nil),       // 82: persys.v1.GetWorkloadLogsRequest
+	(*ClusterSummary)(nil),               // 83: persys.v1.ClusterSummary
+	(*GetWorkloadLogsResponse)(nil),      // 84: persys.v1.GetWorkloadLogsResponse
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
 	69, // 0: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
@@ -3708,95 +3754,96 @@ var file_persys_v1_control_proto_depIdxs = []int32{
 	76, // 22: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
 	77, // 23: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
 	76, // 24: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	67, // 25: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	78, // 26: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	50, // 27: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
-	45, // 28: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
-	49, // 29: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
-	50, // 30: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
-	79, // 31: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	76, // 32: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	80, // 33: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	72, // 34: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	68, // 35: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	50, // 36: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	74, // 37: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	72, // 38: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	41, // 39: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
-	43, // 40: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
-	45, // 41: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
-	47, // 42: persys.v1.ControlService.ApplyWorkloads:input_type -> persys.v1.ApplyWorkloadsRequest
-	51, // 43: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
-	52, // 44: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
-	54, // 45: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
-	56, // 46: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
-	51, // 47: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
-	57, // 48: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
-	59, // 49: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
-	60, // 50: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
-	61, // 51: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
-	35, // 52: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
-	35, // 53: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
-	36, // 54: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
-	39, // 55: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
-	81, // 56: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
-	0,  // 57: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
-	1,  // 58: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
-	2,  // 59: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
-	4,  // 60: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
-	6,  // 61: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
-	8,  // 62: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
-	11, // 63: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
-	13, // 64: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
-	15, // 65: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
-	18, // 66: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
-	20, // 67: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
-	22, // 68: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
-	25, // 69: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
-	27, // 70: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
-	29, // 71: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
-	31, // 72: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
-	33, // 73: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
-	42, // 74: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	44, // 75: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	46, // 76: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	48, // 77: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
-	50, // 78: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	53, // 79: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	55, // 80: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	50, // 81: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	50, // 82: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	58, // 83: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	74, // 84: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	82, // 85: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	62, // 86: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	74, // 87: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	74, // 88: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	38, // 89: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	40, // 90: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	83, // 91: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	70, // 92: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	70, // 93: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	3,  // 94: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	5,  // 95: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	7,  // 96: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	9,  // 97: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	12, // 98: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	14, // 99: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	16, // 100: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	19, // 101: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	21, // 102: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	23, // 103: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	26, // 104: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	28, // 105: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	30, // 106: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	32, // 107: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	34, // 108: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	74, // [74:109] is the sub-list for method output_type
-	39, // [39:74] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	78, // 25: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
+	67, // 26: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	79, // 27: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	50, // 28: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
+	45, // 29: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
+	49, // 30: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
+	50, // 31: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
+	80, // 32: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	76, // 33: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	81, // 34: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	72, // 35: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	68, // 36: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	50, // 37: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
+	74, // 38: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	72, // 39: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	41, // 40: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
+	43, // 41: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
+	45, // 42: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
+	47, // 43: persys.v1.ControlService.ApplyWorkloads:input_type -> persys.v1.ApplyWorkloadsRequest
+	51, // 44: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
+	52, // 45: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
+	54, // 46: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
+	56, // 47: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
+	51, // 48: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
+	57, // 49: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
+	59, // 50: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
+	60, // 51: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
+	61, // 52: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
+	35, // 53: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
+	35, // 54: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
+	36, // 55: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
+	39, // 56: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
+	82, // 57: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
+	0,  // 58: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
+	1,  // 59: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
+	2,  // 60: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
+	4,  // 61: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
+	6,  // 62: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
+	8,  // 63: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
+	11, // 64: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
+	13, // 65: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
+	15, // 66: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
+	18, // 67: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
+	20, // 68: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
+	22, // 69: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
+	25, // 70: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
+	27, // 71: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
+	29, // 72: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
+	31, // 73: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
+	33, // 74: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
+	42, // 75: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	44, // 76: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	46, // 77: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	48, // 78: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
+	50, // 79: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	53, // 80: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	55, // 81: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	50, // 82: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	50, // 83: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	58, // 84: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	74, // 85: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	83, // 86: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	62, // 87: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	74, // 88: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	74, // 89: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	38, // 90: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	40, // 91: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	84, // 92: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	70, // 93: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	70, // 94: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	3,  // 95: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	5,  // 96: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	7,  // 97: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	9,  // 98: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	12, // 99: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	14, // 100: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	16, // 101: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	19, // 102: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	21, // 103: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	23, // 104: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	26, // 105: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	28, // 106: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	30, // 107: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	32, // 108: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	34, // 109: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	75, // [75:110] is the sub-list for method output_type
+	40, // [40:75] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }

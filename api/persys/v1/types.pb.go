@@ -226,6 +226,11 @@ const (
 	FailureReason_FAILURE_REASON_SECRET_NOT_FOUND FailureReason = 14
 	// The node's identity was revoked.
 	FailureReason_FAILURE_REASON_NODE_REVOKED FailureReason = 15
+	// The node's own policy refuses a host-level feature the spec asks for
+	// (privileged, a host path), or the caller lacked the permission.
+	FailureReason_FAILURE_REASON_POLICY_DENIED FailureReason = 16
+	// A host port the spec publishes is taken on the node.
+	FailureReason_FAILURE_REASON_PORT_CONFLICT FailureReason = 17
 )
 
 // Enum value maps for FailureReason.
@@ -247,6 +252,8 @@ var (
 		13: "FAILURE_REASON_IMAGE_PULL_FAILED",
 		14: "FAILURE_REASON_SECRET_NOT_FOUND",
 		15: "FAILURE_REASON_NODE_REVOKED",
+		16: "FAILURE_REASON_POLICY_DENIED",
+		17: "FAILURE_REASON_PORT_CONFLICT",
 	}
 	FailureReason_value = map[string]int32{
 		"FAILURE_REASON_UNSPECIFIED":            0,
@@ -265,6 +272,8 @@ var (
 		"FAILURE_REASON_IMAGE_PULL_FAILED":      13,
 		"FAILURE_REASON_SECRET_NOT_FOUND":       14,
 		"FAILURE_REASON_NODE_REVOKED":           15,
+		"FAILURE_REASON_POLICY_DENIED":          16,
+		"FAILURE_REASON_PORT_CONFLICT":          17,
 	}
 )
 
@@ -363,6 +372,10 @@ const (
 	RejectReason_REJECT_REASON_CAPABILITY_MISSING RejectReason = 9
 	// The node has no storage pool of the name a disk asks for.
 	RejectReason_REJECT_REASON_POOL_MISSING RejectReason = 10
+	// The node's policy forbids a host-level feature the workload asks for.
+	RejectReason_REJECT_REASON_POLICY_DENIED RejectReason = 11
+	// A host port the workload publishes is already taken on the node.
+	RejectReason_REJECT_REASON_PORT_CONFLICT RejectReason = 12
 )
 
 // Enum value maps for RejectReason.
@@ -379,6 +392,8 @@ var (
 		8:  "REJECT_REASON_NODE_DRAINING",
 		9:  "REJECT_REASON_CAPABILITY_MISSING",
 		10: "REJECT_REASON_POOL_MISSING",
+		11: "REJECT_REASON_POLICY_DENIED",
+		12: "REJECT_REASON_PORT_CONFLICT",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -392,6 +407,8 @@ var (
 		"REJECT_REASON_NODE_DRAINING":       8,
 		"REJECT_REASON_CAPABILITY_MISSING":  9,
 		"REJECT_REASON_POOL_MISSING":        10,
+		"REJECT_REASON_POLICY_DENIED":       11,
+		"REJECT_REASON_PORT_CONFLICT":       12,
 	}
 )
 
@@ -2489,10 +2506,12 @@ func (x *Assignment) GetCause() string {
 }
 
 type NodeRejection struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Reason        RejectReason           `protobuf:"varint,2,opt,name=reason,proto3,enum=persys.v1.RejectReason" json:"reason,omitempty"`
-	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Reason RejectReason           `protobuf:"varint,2,opt,name=reason,proto3,enum=persys.v1.RejectReason" json:"reason,omitempty"`
+	Detail string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	// Every other reason that also rules the node out (reason is the first).
+	Also          []RejectReason `protobuf:"varint,4,rep,packed,name=also,proto3,enum=persys.v1.RejectReason" json:"also,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2546,6 +2565,13 @@ func (x *NodeRejection) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *NodeRejection) GetAlso() []RejectReason {
+	if x != nil {
+		return x.Also
+	}
+	return nil
 }
 
 type PlacementDecision struct {
@@ -2647,7 +2673,12 @@ type NodeCapabilities struct {
 	// What the scheduler may place on the node: the share of capacity the
 	// agent admits (its utilization threshold; it refuses applies beyond
 	// it). Unset (older agents): the whole capacity.
-	Allocatable   *Resources `protobuf:"bytes,9,opt,name=allocatable,proto3" json:"allocatable,omitempty"`
+	Allocatable *Resources `protobuf:"bytes,9,opt,name=allocatable,proto3" json:"allocatable,omitempty"`
+	// What the node's own policy lets workloads reach on the host.
+	Policy *NodePolicy `protobuf:"bytes,10,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Host ports already bound on the node by something Persys did not
+	// start (reported by the agent; placement treats them as taken).
+	UsedHostPorts []*HostPort `protobuf:"bytes,11,rep,name=used_host_ports,json=usedHostPorts,proto3" json:"used_host_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2745,6 +2776,143 @@ func (x *NodeCapabilities) GetAllocatable() *Resources {
 	return nil
 }
 
+func (x *NodeCapabilities) GetPolicy() *NodePolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *NodeCapabilities) GetUsedHostPorts() []*HostPort {
+	if x != nil {
+		return x.UsedHostPorts
+	}
+	return nil
+}
+
+// NodePolicy is what a node's agent allows (its flags, default off), as
+// Nomad's driver configuration: placement treats a node whose policy
+// forbids what a spec asks for as infeasible (POLICY_DENIED) and the
+// agent refuses it again on apply.
+type NodePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow_privileged admits privileged containers, added capabilities,
+	// devices and host network/PID/IPC namespaces.
+	AllowPrivileged bool `protobuf:"varint,1,opt,name=allow_privileged,json=allowPrivileged,proto3" json:"allow_privileged,omitempty"`
+	// allow_host_paths are absolute host folders under which bind mounts
+	// (and VM disks from host paths) are admitted. Empty: none.
+	AllowHostPaths []string `protobuf:"bytes,2,rep,name=allow_host_paths,json=allowHostPaths,proto3" json:"allow_host_paths,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NodePolicy) Reset() {
+	*x = NodePolicy{}
+	mi := &file_persys_v1_types_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodePolicy) ProtoMessage() {}
+
+func (x *NodePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodePolicy.ProtoReflect.Descriptor instead.
+func (*NodePolicy) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NodePolicy) GetAllowPrivileged() bool {
+	if x != nil {
+		return x.AllowPrivileged
+	}
+	return false
+}
+
+func (x *NodePolicy) GetAllowHostPaths() []string {
+	if x != nil {
+		return x.AllowHostPaths
+	}
+	return nil
+}
+
+// HostPort is one port on a host address.
+type HostPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// host_ip is the address bound; empty means every address.
+	HostIp string `protobuf:"bytes,1,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	Port   uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	// protocol is "tcp" or "udp".
+	Protocol      string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostPort) Reset() {
+	*x = HostPort{}
+	mi := &file_persys_v1_types_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostPort) ProtoMessage() {}
+
+func (x *HostPort) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
+func (*HostPort) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *HostPort) GetHostIp() string {
+	if x != nil {
+		return x.HostIp
+	}
+	return ""
+}
+
+func (x *HostPort) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *HostPort) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
 type StoragePool struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2760,7 +2928,7 @@ type StoragePool struct {
 
 func (x *StoragePool) Reset() {
 	*x = StoragePool{}
-	mi := &file_persys_v1_types_proto_msgTypes[24]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2940,7 @@ func (x *StoragePool) String() string {
 func (*StoragePool) ProtoMessage() {}
 
 func (x *StoragePool) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[24]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2953,7 @@ func (x *StoragePool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoragePool.ProtoReflect.Descriptor instead.
 func (*StoragePool) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StoragePool) GetName() string {
@@ -2847,7 +3015,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_persys_v1_types_proto_msgTypes[25]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +3027,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[25]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +3040,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Node) GetId() string {
@@ -2972,7 +3140,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3152,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3165,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -3084,7 +3252,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3264,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3277,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *EventBatch) GetEvents() []*Event {
@@ -3121,20 +3289,25 @@ func (x *EventBatch) GetEvents() []*Event {
 
 // Secret as the API shows it: key names only, never values.
 type SecretInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Type          SecretType             `protobuf:"varint,2,opt,name=type,proto3,enum=persys.v1.SecretType" json:"type,omitempty"`
-	Keys          []string               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	Version       uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Type      SecretType             `protobuf:"varint,2,opt,name=type,proto3,enum=persys.v1.SecretType" json:"type,omitempty"`
+	Keys      []string               `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Version   uint64                 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// Who besides the readers of secrets may reference the secret from a
+	// workload: user roles (operator, viewer) and user names. Set when the
+	// secret is written; an admin may always reference it.
+	AllowRoles    []string `protobuf:"bytes,7,rep,name=allow_roles,json=allowRoles,proto3" json:"allow_roles,omitempty"`
+	AllowUsers    []string `protobuf:"bytes,8,rep,name=allow_users,json=allowUsers,proto3" json:"allow_users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3146,7 +3319,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3159,7 +3332,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SecretInfo) GetName() string {
@@ -3204,6 +3377,20 @@ func (x *SecretInfo) GetVersion() uint64 {
 	return 0
 }
 
+func (x *SecretInfo) GetAllowRoles() []string {
+	if x != nil {
+		return x.AllowRoles
+	}
+	return nil
+}
+
+func (x *SecretInfo) GetAllowUsers() []string {
+	if x != nil {
+		return x.AllowUsers
+	}
+	return nil
+}
+
 // SecretValue carries values, only from the scheduler to the agent that
 // runs a workload referencing it.
 type SecretValue struct {
@@ -3217,7 +3404,7 @@ type SecretValue struct {
 
 func (x *SecretValue) Reset() {
 	*x = SecretValue{}
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3229,7 +3416,7 @@ func (x *SecretValue) String() string {
 func (*SecretValue) ProtoMessage() {}
 
 func (x *SecretValue) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3242,7 +3429,7 @@ func (x *SecretValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
 func (*SecretValue) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SecretValue) GetName() string {
@@ -3280,7 +3467,7 @@ type SealedSecret struct {
 
 func (x *SealedSecret) Reset() {
 	*x = SealedSecret{}
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3292,7 +3479,7 @@ func (x *SealedSecret) String() string {
 func (*SealedSecret) ProtoMessage() {}
 
 func (x *SealedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3305,7 +3492,7 @@ func (x *SealedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedSecret.ProtoReflect.Descriptor instead.
 func (*SealedSecret) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SealedSecret) GetInfo() *SecretInfo {
@@ -3351,7 +3538,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3363,7 +3550,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3376,7 +3563,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -3633,11 +3820,12 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\tplaced_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x128\n" +
 	"\bdecision\x18\x06 \x01(\v2\x1c.persys.v1.PlacementDecisionR\bdecision\x12(\n" +
 	"\x10previous_node_id\x18\a \x01(\tR\x0epreviousNodeId\x12\x14\n" +
-	"\x05cause\x18\b \x01(\tR\x05cause\"q\n" +
+	"\x05cause\x18\b \x01(\tR\x05cause\"\x9e\x01\n" +
 	"\rNodeRejection\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12/\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x17.persys.v1.RejectReasonR\x06reason\x12\x16\n" +
-	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xe0\x01\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x12+\n" +
+	"\x04also\x18\x04 \x03(\x0e2\x17.persys.v1.RejectReasonR\x04also\"\xe0\x01\n" +
 	"\x11PlacementDecision\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x01R\x05score\x12%\n" +
@@ -3647,7 +3835,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"rejections\x18\x05 \x03(\v2\x18.persys.v1.NodeRejectionR\n" +
 	"rejections\x12\x1a\n" +
-	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\xc5\x03\n" +
+	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\xb1\x04\n" +
 	"\x10NodeCapabilities\x120\n" +
 	"\bcapacity\x18\x01 \x01(\v2\x14.persys.v1.ResourcesR\bcapacity\x123\n" +
 	"\bruntimes\x18\x02 \x03(\x0e2\x17.persys.v1.WorkloadTypeR\bruntimes\x12?\n" +
@@ -3657,10 +3845,21 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\bhostname\x18\x06 \x01(\tR\bhostname\x12;\n" +
 	"\rstorage_pools\x18\a \x03(\v2\x16.persys.v1.StoragePoolR\fstoragePools\x12\x19\n" +
 	"\bvm_accel\x18\b \x01(\tR\avmAccel\x126\n" +
-	"\vallocatable\x18\t \x01(\v2\x14.persys.v1.ResourcesR\vallocatable\x1a9\n" +
+	"\vallocatable\x18\t \x01(\v2\x14.persys.v1.ResourcesR\vallocatable\x12-\n" +
+	"\x06policy\x18\n" +
+	" \x01(\v2\x15.persys.v1.NodePolicyR\x06policy\x12;\n" +
+	"\x0fused_host_ports\x18\v \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
+	"\n" +
+	"NodePolicy\x12)\n" +
+	"\x10allow_privileged\x18\x01 \x01(\bR\x0fallowPrivileged\x12(\n" +
+	"\x10allow_host_paths\x18\x02 \x03(\tR\x0eallowHostPaths\"S\n" +
+	"\bHostPort\x12\x17\n" +
+	"\ahost_ip\x18\x01 \x01(\tR\x06hostIp\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"\xa4\x01\n" +
 	"\vStoragePool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12%\n" +
@@ -3695,7 +3894,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	" \x01(\tR\x06result\"6\n" +
 	"\n" +
 	"EventBatch\x12(\n" +
-	"\x06events\x18\x0f \x03(\v2\x10.persys.v1.EventR\x06events\"\xef\x01\n" +
+	"\x06events\x18\x0f \x03(\v2\x10.persys.v1.EventR\x06events\"\xb1\x02\n" +
 	"\n" +
 	"SecretInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
@@ -3705,7 +3904,11 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
-	"\aversion\x18\x06 \x01(\x04R\aversion\"\xbb\x01\n" +
+	"\aversion\x18\x06 \x01(\x04R\aversion\x12\x1f\n" +
+	"\vallow_roles\x18\a \x03(\tR\n" +
+	"allowRoles\x12\x1f\n" +
+	"\vallow_users\x18\b \x03(\tR\n" +
+	"allowUsers\"\xbb\x01\n" +
 	"\vSecretValue\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.persys.v1.SecretTypeR\x04type\x124\n" +
@@ -3752,7 +3955,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x13ACTUAL_STATE_FAILED\x10\x06\x12\x18\n" +
 	"\x14ACTUAL_STATE_UNKNOWN\x10\a\x12\x19\n" +
 	"\x15ACTUAL_STATE_DELETING\x10\b\x12\x18\n" +
-	"\x14ACTUAL_STATE_MISSING\x10\t*\xbb\x04\n" +
+	"\x14ACTUAL_STATE_MISSING\x10\t*\xff\x04\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eFAILURE_REASON_IMAGE_NOT_FOUND\x10\x01\x12)\n" +
@@ -3770,11 +3973,13 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	" FAILURE_REASON_AGENT_UNREACHABLE\x10\f\x12$\n" +
 	" FAILURE_REASON_IMAGE_PULL_FAILED\x10\r\x12#\n" +
 	"\x1fFAILURE_REASON_SECRET_NOT_FOUND\x10\x0e\x12\x1f\n" +
-	"\x1bFAILURE_REASON_NODE_REVOKED\x10\x0f*W\n" +
+	"\x1bFAILURE_REASON_NODE_REVOKED\x10\x0f\x12 \n" +
+	"\x1cFAILURE_REASON_POLICY_DENIED\x10\x10\x12 \n" +
+	"\x1cFAILURE_REASON_PORT_CONFLICT\x10\x11*W\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x18\n" +
-	"\x14NODE_STATE_NOT_READY\x10\x02*\x93\x03\n" +
+	"\x14NODE_STATE_NOT_READY\x10\x02*\xd5\x03\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_NODE_NOT_READY\x10\x01\x12\x1f\n" +
@@ -3787,7 +3992,9 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x1bREJECT_REASON_NODE_DRAINING\x10\b\x12$\n" +
 	" REJECT_REASON_CAPABILITY_MISSING\x10\t\x12\x1e\n" +
 	"\x1aREJECT_REASON_POOL_MISSING\x10\n" +
-	"*a\n" +
+	"\x12\x1f\n" +
+	"\x1bREJECT_REASON_POLICY_DENIED\x10\v\x12\x1f\n" +
+	"\x1bREJECT_REASON_PORT_CONFLICT\x10\f*a\n" +
 	"\fRetainPolicy\x12\x1d\n" +
 	"\x19RETAIN_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RETAIN_POLICY_DELETE\x10\x01\x12\x18\n" +
@@ -3816,7 +4023,7 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -3851,33 +4058,35 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(*NodeRejection)(nil),         // 30: persys.v1.NodeRejection
 	(*PlacementDecision)(nil),     // 31: persys.v1.PlacementDecision
 	(*NodeCapabilities)(nil),      // 32: persys.v1.NodeCapabilities
-	(*StoragePool)(nil),           // 33: persys.v1.StoragePool
-	(*Node)(nil),                  // 34: persys.v1.Node
-	(*Event)(nil),                 // 35: persys.v1.Event
-	(*EventBatch)(nil),            // 36: persys.v1.EventBatch
-	(*SecretInfo)(nil),            // 37: persys.v1.SecretInfo
-	(*SecretValue)(nil),           // 38: persys.v1.SecretValue
-	(*SealedSecret)(nil),          // 39: persys.v1.SealedSecret
-	(*ClusterSummary)(nil),        // 40: persys.v1.ClusterSummary
-	nil,                           // 41: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 42: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 43: persys.v1.ComposeSpec.EnvEntry
-	nil,                           // 44: persys.v1.VMSpec.MetadataEntry
-	nil,                           // 45: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 46: persys.v1.Workload.LabelsEntry
-	nil,                           // 47: persys.v1.WorkloadStatus.DetailsEntry
-	nil,                           // 48: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 49: persys.v1.SecretValue.DataEntry
-	nil,                           // 50: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
+	(*NodePolicy)(nil),            // 33: persys.v1.NodePolicy
+	(*HostPort)(nil),              // 34: persys.v1.HostPort
+	(*StoragePool)(nil),           // 35: persys.v1.StoragePool
+	(*Node)(nil),                  // 36: persys.v1.Node
+	(*Event)(nil),                 // 37: persys.v1.Event
+	(*EventBatch)(nil),            // 38: persys.v1.EventBatch
+	(*SecretInfo)(nil),            // 39: persys.v1.SecretInfo
+	(*SecretValue)(nil),           // 40: persys.v1.SecretValue
+	(*SealedSecret)(nil),          // 41: persys.v1.SealedSecret
+	(*ClusterSummary)(nil),        // 42: persys.v1.ClusterSummary
+	nil,                           // 43: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 44: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 45: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 46: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 47: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 48: persys.v1.Workload.LabelsEntry
+	nil,                           // 49: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 50: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 51: persys.v1.SecretValue.DataEntry
+	nil,                           // 52: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	(*timestamppb.Timestamp)(nil), // 53: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	41, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	43, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
 	10, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
 	11, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	42, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	44, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
 	15, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
-	43, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	45, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
 	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
 	18, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
 	17, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
@@ -3885,63 +4094,66 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	20, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
 	21, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
 	22, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
-	44, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	46, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
 	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
 	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
 	9,  // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	45, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	47, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
 	12, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
 	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
 	16, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
 	23, // 22: persys.v1.WorkloadSpec.vm:type_name -> persys.v1.VMSpec
 	13, // 23: persys.v1.WorkloadSpec.secret_env:type_name -> persys.v1.SecretEnv
 	14, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
-	46, // 25: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	48, // 25: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
 	24, // 26: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	51, // 27: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	51, // 28: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	53, // 27: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	53, // 28: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 29: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
 	3,  // 30: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	51, // 31: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	51, // 32: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	53, // 31: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	53, // 32: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
 	27, // 33: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	47, // 34: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	49, // 34: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
 	2,  // 35: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
-	51, // 36: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	53, // 36: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
 	3,  // 37: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	51, // 38: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	53, // 38: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
 	31, // 39: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
 	5,  // 40: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
-	30, // 41: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
-	9,  // 42: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
-	0,  // 43: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	48, // 44: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	33, // 45: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
-	9,  // 46: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
-	32, // 47: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 48: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	51, // 49: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	9,  // 50: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	9,  // 51: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	51, // 52: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	51, // 53: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 54: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	35, // 55: persys.v1.EventBatch.events:type_name -> persys.v1.Event
-	8,  // 56: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	51, // 57: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	51, // 58: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 59: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	49, // 60: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	37, // 61: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	50, // 62: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	9,  // 63: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	9,  // 64: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	65, // [65:65] is the sub-list for method output_type
-	65, // [65:65] is the sub-list for method input_type
-	65, // [65:65] is the sub-list for extension type_name
-	65, // [65:65] is the sub-list for extension extendee
-	0,  // [0:65] is the sub-list for field type_name
+	5,  // 41: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
+	30, // 42: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
+	9,  // 43: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
+	0,  // 44: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
+	50, // 45: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	35, // 46: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
+	9,  // 47: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
+	33, // 48: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
+	34, // 49: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
+	32, // 50: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 51: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	53, // 52: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	9,  // 53: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	9,  // 54: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	53, // 55: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	53, // 56: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 57: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	37, // 58: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	8,  // 59: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	53, // 60: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	53, // 61: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 62: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	51, // 63: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	39, // 64: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	52, // 65: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	9,  // 66: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	9,  // 67: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	68, // [68:68] is the sub-list for method output_type
+	68, // [68:68] is the sub-list for method input_type
+	68, // [68:68] is the sub-list for extension type_name
+	68, // [68:68] is the sub-list for extension extendee
+	0,  // [0:68] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -3955,7 +4167,7 @@ func file_persys_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
