@@ -16,29 +16,56 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/cloudinit"
 	"github.com/persys-dev/compute/internal/composespec"
 	"github.com/persys-dev/compute/internal/gitsource"
+	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 )
 
 // prepareSpec checks what the manifest rules cannot see (the compose file,
 // cloud-init documents) and fills in what the scheduler derives, before
 // anything is stored: the commit a Git ref names (so a new commit becomes a
-// new revision only when the ref is resolved again) and, for compose
-// workloads that declare no resources, the sum of the services' limits.
-func (s *Scheduler) prepareSpec(ctx context.Context, spec *persysv1.WorkloadSpec) error {
+// new revision only when the ref is resolved again), for compose
+// workloads that declare no resources, the sum of the services' limits,
+// and for every workload what it asks of its host (host_access). Then it
+// checks that p may ask for that (host access, the secrets referenced).
+func (s *Scheduler) prepareSpec(ctx context.Context, p principal, spec *persysv1.WorkloadSpec) error {
 	if vm := spec.GetVm(); vm != nil {
 		if err := cloudinit.Validate(vm.GetCloudInit(), vm.GetLogin()); err != nil {
 			return cloudInitError(err)
 		}
 	}
-	cs := spec.GetCompose()
-	if cs == nil {
-		return nil
+	if err := s.checkSecretUse(ctx, p, spec); err != nil {
+		return err
 	}
-	if err := composespec.ValidateSpec(ctx, cs); err != nil {
+	spec.HostAccess = nil // derived here, never taken from the caller
+	if cs := spec.GetCompose(); cs != nil {
+		if err := s.prepareCompose(ctx, spec); err != nil {
+			return err
+		}
+	} else {
+		spec.HostAccess = specaccess.ToProto(specaccess.Of(spec))
+	}
+	if field, what, ok := specaccess.FromProto(spec.GetHostAccess()).HostField(); ok {
+		return p.require(authz.WorkloadsHost, field, what)
+	}
+	return nil
+}
+
+// prepareCompose validates a compose spec, resolves its Git ref, and
+// derives its resources (when none are declared) and host access from
+// the parsed file. The file is parsed with every host-level refusal
+// relaxed: what it asks for is checked against the caller's permission
+// (prepareSpec) and each node's policy (placement), with messages that
+// say which.
+func (s *Scheduler) prepareCompose(ctx context.Context, spec *persysv1.WorkloadSpec) error {
+	cs := spec.GetCompose()
+	opts := composespec.OptionsFor(true, []string{"/"})
+	if err := composespec.ValidateSpecWith(ctx, cs, opts); err != nil {
 		return composeError(err, cs.GetGit() == nil)
 	}
 	data := []byte(cs.GetInline())
@@ -48,23 +75,37 @@ func (s *Scheduler) prepareSpec(ctx context.Context, spec *persysv1.WorkloadSpec
 			return err
 		}
 		g.ResolvedCommit = commit
-		if err := composespec.Validate(ctx, file, cs.GetEnv()); err != nil {
-			return composeError(err, false)
-		}
 		data = file
 	}
+	p, err := composespec.ParseWithOptions(ctx, data, cs.GetEnv(), "persys-resources", opts)
+	if err != nil {
+		return composeError(err, cs.GetGit() == nil)
+	}
 	if r := spec.GetResources(); r.GetCpuMillis() == 0 && r.GetMemoryBytes() == 0 {
-		p, err := composespec.Parse(ctx, data, cs.GetEnv(), "persys-resources")
-		if err != nil {
-			return composeError(err, cs.GetGit() == nil)
-		}
 		cpu, mem := composespec.ResourcesOf(p)
 		if spec.Resources == nil {
 			spec.Resources = &persysv1.Resources{}
 		}
 		spec.Resources.CpuMillis, spec.Resources.MemoryBytes = cpu, mem
 	}
+	needs := composespec.Needs(p)
+	needs.PrivilegedField = prefixField(needs.PrivilegedField)
+	for i := range needs.HostPaths {
+		needs.HostPaths[i].Field = prefixField(needs.HostPaths[i].Field)
+	}
+	for i := range needs.Ports {
+		needs.Ports[i].Field = prefixField(needs.Ports[i].Field)
+	}
+	spec.HostAccess = specaccess.ToProto(needs)
 	return nil
+}
+
+// prefixField places a compose file's field under spec.compose.
+func prefixField(f string) string {
+	if f == "" {
+		return ""
+	}
+	return "spec.compose." + f
 }
 
 // fetchComposeFile resolves a Git source's ref and reads its compose file
@@ -98,7 +139,10 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 	if g.GetCredentialsSecret() == "" {
 		return nil, nil
 	}
-	vals, err := s.secretValuesFor(ctx, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
+	// The scheduler itself reads the repository; whether the workload's
+	// principal may use the secret was checked at apply (checkSecretUse)
+	// and is checked again when the secret is delivered.
+	vals, err := s.secretValuesFor(ctx, principal{Name: "scheduler", Role: pki.RoleScheduler}, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
 		Git: &persysv1.GitSource{CredentialsSecret: g.GetCredentialsSecret()}}})
 	if err != nil {
 		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
@@ -247,7 +291,7 @@ func (s *Scheduler) pollGit(ctx context.Context, name string, w *persysv1.Worklo
 		if err == nil {
 			next := proto.Clone(w).(*persysv1.Workload)
 			spec := next.GetSpec()
-			if err = s.prepareSpec(ctx, spec); err == nil {
+			if err = s.prepareSpec(ctx, principalOfWorkload(w), spec); err == nil {
 				err = s.writePolledRevision(ctx, name, w, next, g.GetResolvedCommit(), spec.GetCompose().GetGit().GetResolvedCommit())
 			}
 		}

@@ -2078,7 +2078,13 @@ type Workload struct {
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Set when the user deleted it; the scheduler removes it from its node
 	// and then the key.
-	Deleting      bool `protobuf:"varint,8,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	Deleting bool `protobuf:"varint,8,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	// Who applied the current revision and with which role: the scheduler
+	// checks what that principal may do (host access, secret references)
+	// again when it derives a new revision itself (a Git poll) and when it
+	// delivers secrets.
+	AppliedBy     string `protobuf:"bytes,9,opt,name=applied_by,json=appliedBy,proto3" json:"applied_by,omitempty"`
+	AppliedRole   string `protobuf:"bytes,10,opt,name=applied_role,json=appliedRole,proto3" json:"applied_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2167,6 +2173,20 @@ func (x *Workload) GetDeleting() bool {
 		return x.Deleting
 	}
 	return false
+}
+
+func (x *Workload) GetAppliedBy() string {
+	if x != nil {
+		return x.AppliedBy
+	}
+	return ""
+}
+
+func (x *Workload) GetAppliedRole() string {
+	if x != nil {
+		return x.AppliedRole
+	}
+	return ""
 }
 
 // WorkloadStatus is observed state, stored at status/<name>, written only on change.
@@ -3914,7 +3934,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x05ports\x18\x04 \x03(\v2\x13.persys.v1.HostPortR\x05ports\"4\n" +
 	"\bHostPath\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
-	"\x05field\x18\x02 \x01(\tR\x05field\"\xff\x02\n" +
+	"\x05field\x18\x02 \x01(\tR\x05field\"\xc1\x03\n" +
 	"\bWorkload\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x127\n" +
@@ -3925,7 +3945,11 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1a\n" +
-	"\bdeleting\x18\b \x01(\bR\bdeleting\x1a9\n" +
+	"\bdeleting\x18\b \x01(\bR\bdeleting\x12\x1d\n" +
+	"\n" +
+	"applied_by\x18\t \x01(\tR\tappliedBy\x12!\n" +
+	"\fapplied_role\x18\n" +
+	" \x01(\tR\vappliedRole\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x05\n" +
