@@ -1,21 +1,28 @@
 // Package gitserver serves Git repositories that a test creates over HTTP
 // on loopback, through `git http-backend` (CGI), with an optional
-// basic-auth check for private repositories. Tests create repositories
-// with Server.Repo and change them with Repo.Commit, Repo.Tag and
-// Repo.Branch; the git binary must be installed (the test fails when it is
-// not).
+// basic-auth check for private repositories, and on request over git://
+// through `git daemon` (Repo.DaemonURL). Tests create repositories with
+// Server.Repo and change them with Repo.Commit, Repo.Tag and Repo.Branch;
+// the git binary must be installed (the test fails when it is not).
 package gitserver
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/persys-dev/compute/internal/testutil/freeport"
 )
 
 // Token is the password private repositories accept (any user name).
@@ -30,6 +37,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	private map[string]bool
+	// daemon is the git:// base URL once Daemon started one.
+	daemon string
 }
 
 // New starts a server on 127.0.0.1, stopped when the test ends.
@@ -71,6 +80,8 @@ type Repo struct {
 	URL  string
 	Bare string
 	work string
+	name string
+	srv  *Server
 }
 
 // Repo creates an empty repository name.git; private ones need Token.
@@ -85,7 +96,66 @@ func (s *Server) Repo(t testing.TB, name string, private bool) *Repo {
 	s.mu.Lock()
 	s.private[name+".git"] = private
 	s.mu.Unlock()
-	return &Repo{URL: s.URL + "/" + name + ".git", Bare: bare, work: work}
+	return &Repo{URL: s.URL + "/" + name + ".git", Bare: bare, work: work, name: name, srv: s}
+}
+
+// DaemonURL is the repository's git:// URL, served by the server's git
+// daemon (started on first use, stopped when the test ends). git daemon
+// has no authentication: it serves private repositories too.
+func (r *Repo) DaemonURL(t testing.TB) string {
+	t.Helper()
+	return r.srv.Daemon(t) + "/" + r.name + ".git"
+}
+
+// Daemon starts `git daemon` on 127.0.0.1 over the server's repositories
+// once and returns its base URL (git://127.0.0.1:PORT).
+func (s *Server) Daemon(t testing.TB) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.daemon != "" {
+		return s.daemon
+	}
+	port := freeport.Port(t, "127.0.0.1")
+	// --max-connections=0: the default of 32 drops the clients of a
+	// concurrency test.
+	cmd := exec.Command("git", "daemon", "--export-all", "--reuseaddr", "--max-connections=0",
+		"--listen=127.0.0.1", "--port="+strconv.Itoa(port), "--base-path="+s.root, s.root)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	// Its own process group, so that the cleanup ends the daemon and the
+	// upload-pack children it forked.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("git daemon: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		select {
+		case <-exited:
+			t.Fatalf("git daemon on %s exited: %s", addr, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("git daemon on %s not accepting after 10s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.daemon = fmt.Sprintf("git://%s", addr)
+	return s.daemon
 }
 
 // Commit writes files (path → content; empty content removes the file) on
