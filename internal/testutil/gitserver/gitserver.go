@@ -2,8 +2,9 @@
 // on loopback, through `git http-backend` (CGI), with an optional
 // basic-auth check for private repositories, and on request over git://
 // through `git daemon` (Repo.DaemonURL). Tests create repositories with
-// Server.Repo and change them with Repo.Commit, Repo.Tag and Repo.Branch;
-// the git binary must be installed (the test fails when it is not).
+// Server.Repo and change them with Repo.Commit, Repo.Symlink, Repo.Tag
+// and Repo.Branch; the git binary must be installed (the test fails when
+// it is not).
 package gitserver
 
 import (
@@ -180,6 +181,20 @@ func (r *Repo) Commit(t testing.TB, files map[string]string, msg string) string 
 	branch := strings.TrimSpace(run(t, r.work, "git", "rev-parse", "--abbrev-ref", "HEAD"))
 	run(t, r.work, "git", "push", "-q", "origin", branch)
 	return strings.TrimSpace(run(t, r.work, "git", "rev-parse", "HEAD"))
+}
+
+// Symlink creates a symbolic link at p to target in the work tree; the
+// next Commit commits it.
+func (r *Repo) Symlink(t testing.TB, p, target string) {
+	t.Helper()
+	full := filepath.Join(r.work, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(full)
+	if err := os.Symlink(target, full); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Branch creates (or switches to) branch in the work tree.
