@@ -8,7 +8,7 @@
 package gitserver
 
 import (
-	"fmt"
+	"context"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -16,14 +16,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
-	"time"
-
-	"github.com/persys-dev/compute/internal/testutil/freeport"
 )
 
 // Token is the password private repositories accept (any user name).
@@ -108,8 +104,12 @@ func (r *Repo) DaemonURL(t testing.TB) string {
 	return r.srv.Daemon(t) + "/" + r.name + ".git"
 }
 
-// Daemon starts `git daemon` on 127.0.0.1 over the server's repositories
-// once and returns its base URL (git://127.0.0.1:PORT).
+// Daemon serves the server's repositories over git:// on 127.0.0.1 (once;
+// stopped when the test ends) and returns the base URL
+// (git://127.0.0.1:PORT). The test owns the listener and runs one
+// `git daemon --inetd` per connection: a standalone git daemon listens
+// with a backlog of 5, and the kernel resets connections past it, so a
+// test of 200 concurrent clients would measure that backlog.
 func (s *Server) Daemon(t testing.TB) string {
 	t.Helper()
 	s.mu.Lock()
@@ -117,46 +117,54 @@ func (s *Server) Daemon(t testing.TB) string {
 	if s.daemon != "" {
 		return s.daemon
 	}
-	port := freeport.Port(t, "127.0.0.1")
-	// --max-connections=0: the default of 32 drops the clients of a
-	// concurrency test.
-	cmd := exec.Command("git", "daemon", "--export-all", "--reuseaddr", "--max-connections=0",
-		"--listen=127.0.0.1", "--port="+strconv.Itoa(port), "--base-path="+s.root, s.root)
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
-	// Its own process group, so that the cleanup ends the daemon and the
-	// upload-pack children it forked.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		t.Fatalf("git daemon: %v", err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return // closed at cleanup
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.serveGit(ctx, conn.(*net.TCPConn))
+			}()
+		}
+	}()
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
+		_ = ln.Close()
+		cancel()
+		wg.Wait()
 	})
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			_ = conn.Close()
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("git daemon on %s exited: %s", addr, out.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("git daemon on %s not accepting after 10s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.daemon = fmt.Sprintf("git://%s", addr)
+	s.daemon = "git://" + ln.Addr().String()
 	return s.daemon
+}
+
+// serveGit runs git daemon on one connection, as inetd would, until the
+// client is done or ctx ends.
+func (s *Server) serveGit(ctx context.Context, conn *net.TCPConn) {
+	defer func() { _ = conn.Close() }()
+	// The daemon needs a file descriptor of its own for the socket.
+	f, err := conn.File()
+	if err != nil {
+		return
+	}
+	defer func() { _ = f.Close() }()
+	cmd := exec.CommandContext(ctx, "git", "daemon", "--inetd", "--export-all", "--base-path="+s.root, s.root)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	cmd.Stdin, cmd.Stdout = f, f
+	// At the test's end the daemon and the upload-pack it started go
+	// together: they share a process group of their own.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	_ = cmd.Run()
 }
 
 // Commit writes files (path → content; empty content removes the file) on
