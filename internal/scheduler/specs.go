@@ -2,11 +2,14 @@ package scheduler
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -109,7 +112,8 @@ func prefixField(f string) string {
 }
 
 // fetchComposeFile resolves a Git source's ref and reads its compose file
-// from a checkout in the scheduler's cache.
+// from that commit in the scheduler's cache. Concurrent applies of one
+// repository share its bare clone; each reads its own commit's tree.
 func (s *Scheduler) fetchComposeFile(ctx context.Context, g *persysv1.GitSource) (string, []byte, error) {
 	auth, err := s.gitAuth(ctx, g)
 	if err != nil {
@@ -119,15 +123,11 @@ func (s *Scheduler) fetchComposeFile(ctx context.Context, g *persysv1.GitSource)
 	if err != nil {
 		return "", nil, gitError(err)
 	}
-	cache, err := gitCacheDir(g.GetUrl())
+	cache, err := s.gitCacheDir(g.GetUrl())
 	if err != nil {
 		return "", nil, err
 	}
-	dir, err := gitsource.Checkout(ctx, g, commit, cache, auth)
-	if err != nil {
-		return "", nil, gitError(err)
-	}
-	data, _, err := gitsource.ReadComposeFile(dir, g.GetPath())
+	data, _, err := gitsource.ReadComposeAt(ctx, g, commit, cache, auth)
 	if err != nil {
 		return "", nil, gitError(err)
 	}
@@ -162,20 +162,37 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 	return auth, nil
 }
 
-// gitCacheDir is the scheduler's checkout folder of one repository.
-func gitCacheDir(url string) (string, error) {
-	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
-	}
-	dir := filepath.Join(base, "persys", "scheduler-git", cacheKey(url))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("git cache: %w", err)
-	}
-	return dir, nil
+// gitCache is the folder of the scheduler's bare clones, made on first use.
+type gitCache struct {
+	once sync.Once
+	dir  string
+	err  error
 }
 
-// cacheKey turns a URL into a file name without its credentials.
+// gitCacheDir is the scheduler's clone folder of one repository, inside
+// Config.GitCacheDir (made mode 0700 on first use), never the user's cache
+// folder: that one is shared with other processes and outlives the data
+// folder.
+func (s *Scheduler) gitCacheDir(url string) (string, error) {
+	c := &s.git
+	c.once.Do(func() {
+		if c.dir = s.cfg.GitCacheDir; c.dir == "" {
+			c.dir, c.err = os.MkdirTemp("", "persys-scheduler-git-")
+			return
+		}
+		if c.err = os.MkdirAll(c.dir, 0o700); c.err == nil {
+			c.err = os.Chmod(c.dir, 0o700)
+		}
+	})
+	if c.err != nil {
+		return "", withReason(codes.Internal, persysv1.FailureReason_FAILURE_REASON_STORAGE, fmt.Sprintf("git cache folder %s: %v", c.dir, c.err))
+	}
+	return filepath.Join(c.dir, cacheKey(url)), nil
+}
+
+// cacheKey turns a URL into a file name without its credentials: the
+// end of the URL for people, a hash of all of it so that two URLs never
+// share a folder.
 func cacheKey(url string) string {
 	clean := gitsource.RedactURL(url)
 	var b strings.Builder
@@ -188,10 +205,11 @@ func cacheKey(url string) string {
 		}
 	}
 	out := b.String()
-	if len(out) > 120 {
-		out = out[len(out)-120:]
+	if len(out) > 80 {
+		out = out[len(out)-80:]
 	}
-	return out
+	sum := sha256.Sum256([]byte(clean))
+	return out + "-" + hex.EncodeToString(sum[:8])
 }
 
 // withReason is a gRPC error that names its failure enum for the gateway.
