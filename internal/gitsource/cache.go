@@ -116,7 +116,15 @@ func replaceClone(ctx context.Context, dir, remote string, auth *Auth, u *url.UR
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "create git cache %s", parent)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".new-")
+	// Clones a killed process left half made; only a lock holder makes
+	// them, so none is in use.
+	prefix := "." + filepath.Base(dir) + ".new-"
+	if stale, err := filepath.Glob(filepath.Join(parent, prefix+"*")); err == nil {
+		for _, d := range stale {
+			_ = os.RemoveAll(d)
+		}
+	}
+	tmp, err := os.MkdirTemp(parent, prefix)
 	if err != nil {
 		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "create git cache in %s", parent)
 	}

@@ -19,6 +19,11 @@ func TestReadComposeAt(t *testing.T) {
 	f := newFixture(t, false)
 	ctx := context.Background()
 	cache := filepath.Join(t.TempDir(), "cache", "app")
+	// A clone a killed process left half made is removed.
+	stale := filepath.Join(filepath.Dir(cache), ".app.new-123")
+	if err := os.MkdirAll(filepath.Join(stale, "objects"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	read := func(ref, commit, rel string) ([]byte, string, error) {
 		return ReadComposeAt(ctx, &persysv1.GitSource{Url: f.repo.URL, Ref: ref, Path: rel}, commit, cache, nil)
 	}
@@ -43,6 +48,9 @@ func TestReadComposeAt(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(cache, "HEAD")); err != nil {
 		t.Fatalf("the cache is not a bare clone: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Dir(cache)); len(left) != 1 {
+		t.Fatalf("the cache's parent holds %v, want the clone only", left)
 	}
 	marker := filepath.Join(cache, "persys-marker")
 	if err := os.WriteFile(marker, []byte("x"), 0o600); err != nil {
