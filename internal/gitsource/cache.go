@@ -49,8 +49,10 @@ func ReadComposeAt(ctx context.Context, src *persysv1.GitSource, commit, cacheDi
 	if cacheDir == "" {
 		return nil, "", errors.New("git read: cacheDir is empty")
 	}
-	if commit == "" {
-		return nil, "", errors.New("git read: commit is empty")
+	// Only a hash names the same tree for ever; a ref could be read stale
+	// from the clone.
+	if commit = strings.ToLower(commit); !hexRef.MatchString(commit) {
+		return nil, "", fmt.Errorf("git read: commit %q is not a commit hash", commit)
 	}
 	if cacheDir, err = filepath.Abs(cacheDir); err != nil {
 		return nil, "", runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "git cache %s", cacheDir)

@@ -71,6 +71,10 @@ func TestReadComposeAt(t *testing.T) {
 		t.Fatalf("a missing commit: %v, want GIT_FETCH_FAILED ref not found naming it", err)
 	}
 
+	if _, _, err := read("main", "main", ""); err == nil || !strings.Contains(err.Error(), "commit") {
+		t.Fatalf("a ref name instead of a hash: %v, want an error naming commit", err)
+	}
+
 	// A cache folder of another repository is replaced.
 	other := f.srv.Repo(t, "other", false)
 	otherHead := other.Commit(t, map[string]string{"compose.yaml": composeV2}, "other")
