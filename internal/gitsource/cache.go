@@ -68,7 +68,7 @@ func ReadComposeAt(ctx context.Context, src *persysv1.GitSource, commit, cacheDi
 	// complete answer (no clone yet, commit missing, a pack being
 	// replaced) takes the locked path below.
 	if repo, ok := openClone(cacheDir, remote); ok {
-		if data, file, err, ok := readCommit(repo, commit, src.GetPath()); ok {
+		if data, file, ok, err := readCommit(repo, commit, src.GetPath()); ok {
 			return data, file, err
 		}
 	}
@@ -78,20 +78,23 @@ func ReadComposeAt(ctx context.Context, src *persysv1.GitSource, commit, cacheDi
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 
-	repo, ok := openClone(cacheDir, remote)
-	if !ok {
+	repo, existed := openClone(cacheDir, remote)
+	if !existed {
 		if repo, err = replaceClone(ctx, cacheDir, remote, auth, u, ref); err != nil {
 			return nil, "", err
 		}
 	}
-	if data, file, err, ok := readCommit(repo, commit, src.GetPath()); ok {
+	if data, file, ok, err := readCommit(repo, commit, src.GetPath()); ok {
 		return data, file, err
 	}
-	if err := fetchAll(ctx, repo, auth.method(u)); err != nil {
-		return nil, "", fetchFailure(err, u, ref, "fetch")
-	}
-	if data, file, err, ok := readCommit(repo, commit, src.GetPath()); ok {
-		return data, file, err
+	// A fresh clone was fetched just now: fetching again finds nothing new.
+	if existed {
+		if err := fetchAll(ctx, repo, auth.method(u)); err != nil {
+			return nil, "", fetchFailure(err, u, ref, "fetch")
+		}
+		if data, file, ok, err := readCommit(repo, commit, src.GetPath()); ok {
+			return data, file, err
+		}
 	}
 	return nil, "", runtime.Fail(persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED, ErrRefNotFound,
 		"commit %q (ref %q) not found at %s", commit, src.GetRef(), RedactURL(remote))
@@ -160,33 +163,34 @@ func replaceClone(ctx context.Context, dir, remote string, auth *Auth, u *url.UR
 	return repo, nil
 }
 
-// readCommit reads the compose file from commit's tree. ok is false when
-// the clone cannot answer (the commit or one of its objects is missing
-// or unreadable); otherwise data or err is the answer for that commit.
-func readCommit(repo *git.Repository, commit, rel string) (data []byte, file string, err error, ok bool) {
+// readCommit reads the compose file from commit's tree. answered is false
+// when the clone cannot answer (the commit or one of its objects is
+// missing or unreadable); otherwise data or err is the answer for that
+// commit.
+func readCommit(repo *git.Repository, commit, rel string) (data []byte, file string, answered bool, err error) {
 	var hash plumbing.Hash
 	if len(commit) == 40 {
 		hash = plumbing.NewHash(commit)
 	} else {
 		h, err := repo.ResolveRevision(plumbing.Revision(commit))
 		if err != nil {
-			return nil, "", nil, false
+			return nil, "", false, nil
 		}
 		hash = *h
 	}
 	c, err := repo.CommitObject(hash)
 	if err != nil {
-		return nil, "", nil, false
+		return nil, "", false, nil
 	}
 	root, err := c.Tree()
 	if err != nil {
-		return nil, "", nil, false
+		return nil, "", false, nil
 	}
 	data, file, err = composeFromTree(repo, root, rel)
 	if runtime.ReasonOf(err) == persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED {
-		return nil, "", nil, false
+		return nil, "", false, nil
 	}
-	return data, file, err, true
+	return data, file, true, err
 }
 
 // composeFromTree is ReadComposeFile over a commit's tree. Failures to
