@@ -18,6 +18,11 @@ command -v depmod >/dev/null 2>&1 || need+=(kmod)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 # Private-image tests run a registry with authentication on loopback.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# Monitoring as code: promtool checks and unit-tests the alert rules, and the
+# end-to-end test scrapes a cluster with a real Prometheus.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Release artifacts: the systemd units are checked with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ "${1:-}" = proto ]; then
   command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
   [ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)

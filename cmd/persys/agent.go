@@ -21,6 +21,7 @@ import (
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/opsmetrics"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
@@ -273,6 +274,9 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		Registry:             reg,
 	})
 	if err != nil {
+		return err
+	}
+	if err := opsmetrics.RegisterCerts(reg, "agent", holder); err != nil {
 		return err
 	}
 	metricsSrv, err := obs.Serve(o.metricsListen, reg, a.Ready, log)

@@ -20,6 +20,7 @@ import (
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/opsmetrics"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/secrets"
 )
@@ -171,6 +172,10 @@ func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metr
 	reg := obs.NewRegistry()
 	revs := pki.NewRevocationSet()
 	h := gateway.New(gateway.Config{Control: persysv1.NewControlServiceClient(conn), Logger: log, Registry: reg, Revocations: revs})
+	if err := opsmetrics.RegisterCerts(reg, "gateway", holder); err != nil {
+		_ = conn.Close()
+		return "", err
+	}
 	msrv, err := obs.Serve(metricsAddr, reg, nil, log)
 	if err != nil {
 		_ = conn.Close()

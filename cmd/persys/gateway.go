@@ -17,6 +17,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/opsmetrics"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -176,6 +177,9 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 		MaxBodyBytes: o.maxBody,
 		Revocations:  revs,
 	})
+	if err := opsmetrics.RegisterCerts(reg, "gateway", holder); err != nil {
+		return err
+	}
 	metrics, err := obs.Serve(o.metricsListen, reg, pool.Ready, log)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", o.metricsListen, err)

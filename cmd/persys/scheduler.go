@@ -215,8 +215,9 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		election = &scheduler.ElectionConfig{Address: addr, TTL: o.electionTTL}
 	}
 	reg := obs.NewRegistry()
+	st := store.New(cli, store.Options{Prefix: o.prefix})
 	sched, err := scheduler.New(scheduler.Config{
-		Store:             store.New(cli, store.Options{Prefix: o.prefix}),
+		Store:             st,
 		Agents:            scheduler.HolderDialer{Holder: holder},
 		Logger:            log,
 		Registry:          reg,
@@ -234,6 +235,9 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		GitCacheDir:       filepath.Join(o.dataDir, "git-cache"),
 	})
 	if err != nil {
+		return err
+	}
+	if err := registerSchedulerOpsMetrics(reg, holder, sched, st); err != nil {
 		return err
 	}
 	sched.SetIdentity(scheduler.IdentityConfig{CADir: o.caDir, CertValidity: o.certValidity})
