@@ -11,9 +11,19 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build proto deps test test-short vet fmt demo demo-down images bench clean
+.PHONY: all help build proto deps test test-short vet fmt demo demo-down images bench dist clean
 
 all: build
+
+help:
+	@echo "make build       persys and persysctl into bin/"
+	@echo "make test        gofmt, go vet, every test with -race (installs what tests need)"
+	@echo "make demo        a dev cluster of one with the example workload; make demo-down stops it"
+	@echo "make bench       latency, memory and placement benchmarks"
+	@echo "make dist        release artifacts in dist/: static persys and persysctl for linux/amd64"
+	@echo "                 and linux/arm64 stamped with version, commit and date, SHA256SUMS, SPDX SBOM"
+	@echo "                 (VERSION=v1.2.3 make dist; PLATFORMS=linux/amd64 for one platform)"
+	@echo "make proto       regenerate api/ with the pinned generators"
 
 build:
 	$(GO) build -o $(BIN)/persys ./cmd/persys
@@ -57,5 +67,9 @@ demo-down:
 bench: build
 	bash scripts/bench.sh
 
+# Release artifacts: see scripts/dist.sh.
+dist:
+	bash scripts/dist.sh
+
 clean:
-	rm -rf $(BIN) $(TOOLS)
+	rm -rf $(BIN) $(TOOLS) $(CURDIR)/dist
