@@ -8,6 +8,7 @@ set -euo pipefail
 need=()
 command -v docker >/dev/null 2>&1 || need+=(docker.io)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
 command -v git >/dev/null 2>&1 || need+=(git)
 # Virtual machines: QEMU under TCG, and what builds the tiny test guest.
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
