@@ -2,6 +2,7 @@
 # `make dist`: release artifacts in one command.
 #   dist/persys_<version>_<os>_<arch>       static persys (CGO_ENABLED=0)
 #   dist/persysctl_<version>_<os>_<arch>    static persysctl
+#   dist/persys_<debversion>_<arch>.deb     Debian package (tools/deb, nFPM)
 #   dist/SHA256SUMS                         sha256sum -c compatible
 #   dist/persys_<version>.spdx.json         SPDX 2.3 SBOM (tools/sbom)
 # Version, commit and build date are stamped into internal/buildinfo; the
@@ -23,7 +24,12 @@ ldflags="-s -w -X $pkg.version=$version -X $pkg.commit=$commit -X $pkg.date=$dat
 
 mkdir -p "$out"
 rm -f "$out"/persys_* "$out"/persysctl_* "$out"/SHA256SUMS
+tools="$(mktemp -d)"
+trap 'rm -rf "$tools"' EXIT
+go build -o "$tools/sbom" ./tools/sbom
+go build -o "$tools/deb" ./tools/deb
 built=()
+debs=()
 for p in $platforms; do
   os="${p%/*}"; arch="${p#*/}"
   for cmd in persys persysctl; do
@@ -31,8 +37,12 @@ for p in $platforms; do
     CGO_ENABLED=0 GOOS="$os" GOARCH="$arch" go build -trimpath -ldflags "$ldflags" -o "$f" "./cmd/$cmd"
     built+=("$f")
   done
+  if [ "$os" = linux ]; then
+    debs+=("$("$tools/deb" -version "$version" -arch "$arch" -mtime "$date" -o "$out" \
+      -persys "$out/persys_${version}_${os}_${arch}" -persysctl "$out/persysctl_${version}_${os}_${arch}")")
+  fi
 done
-go run ./tools/sbom -version "$version" -created "$date" -o "$out/persys_${version}.spdx.json" "${built[@]}"
-(cd "$out" && sha256sum -- $(for f in "${built[@]}" "$out/persys_${version}.spdx.json"; do basename "$f"; done) >SHA256SUMS)
+"$tools/sbom" -version "$version" -created "$date" -o "$out/persys_${version}.spdx.json" "${built[@]}"
+(cd "$out" && sha256sum -- $(for f in "${built[@]}" "${debs[@]}" "$out/persys_${version}.spdx.json"; do basename "$f"; done) >SHA256SUMS)
 echo "dist: $version ($commit, $date) in $out:"
 (cd "$out" && ls -l -- $(awk '{print $2}' SHA256SUMS) SHA256SUMS | awk '{printf "  %10d  %s\n", $5, $9}')

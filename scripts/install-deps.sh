@@ -24,6 +24,9 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # Release artifacts: the systemd units are checked with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The Debian package is installed in a clean bookworm container made with
+# debootstrap from the configured apt mirror (scripts/debian-image.sh).
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 if [ "${1:-}" = proto ]; then
   command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
   [ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)

@@ -11,7 +11,12 @@ import (
 	"testing"
 )
 
-const testVersion = "v0.0.0-release-test"
+const (
+	testVersion = "v0.0.0-release-test"
+	// testDeb is the package dist.sh makes of testVersion (tools/deb's
+	// Debian version: "~" sorts before the release).
+	testDeb = "persys_0.0.0~release~test_amd64.deb"
+)
 
 var (
 	distOnce sync.Once
@@ -92,7 +97,8 @@ func TestDistSums(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"persys_" + testVersion + "_linux_amd64", "persysctl_" + testVersion + "_linux_amd64", "persys_" + testVersion + ".spdx.json"}
+	want := []string{"persys_" + testVersion + "_linux_amd64", "persysctl_" + testVersion + "_linux_amd64",
+		testDeb, "persys_" + testVersion + ".spdx.json"}
 	for _, w := range want {
 		if !strings.Contains(string(sums), "  "+w+"\n") {
 			t.Errorf("SHA256SUMS does not list %s:\n%s", w, sums)
@@ -103,7 +109,7 @@ func TestDistSums(t *testing.T) {
 		t.Fatalf("sha256sum -c:\n%s", cmd)
 	}
 	// A changed byte is caught: the sums are of these files.
-	f := filepath.Join(dir, want[2])
+	f := filepath.Join(dir, want[3])
 	orig, _ := os.ReadFile(f)
 	if err := os.WriteFile(f, append(orig, ' '), 0o644); err != nil {
 		t.Fatal(err)
