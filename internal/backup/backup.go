@@ -1,0 +1,85 @@
+// Package backup saves and restores the cluster's etcd state as an etcd
+// snapshot file, for `persys backup`. A snapshot is taken from a running
+// etcd (an external cluster's endpoint) or from a stopped scheduler's
+// embedded data dir; it is restored into a new embedded data dir that
+// `persys scheduler --data-dir` then starts from. Restoring an external
+// etcd cluster is etcdutl's job (docs/operations.md).
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
+
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// embeddedMemberDir is where store.StartEmbedded keeps etcd's own data
+// inside --data-dir; TestRestoreServesWorkloads fails if the two drift.
+const embeddedMemberDir = "member-data"
+
+// Save writes a snapshot of the etcd at endpoints to path and returns the
+// etcd version that made it.
+func Save(ctx context.Context, endpoints []string, path string) (string, error) {
+	if len(endpoints) == 0 {
+		return "", errors.New("backup: no etcd endpoint")
+	}
+	if _, err := os.Stat(path); err == nil {
+		return "", fmt.Errorf("backup: %s exists; snapshots are never overwritten", path)
+	}
+	// etcd's manager writes path.part and renames it when complete.
+	return snapshot.NewV3(zap.NewNop()).Save(ctx, clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second}, path)
+}
+
+// SaveDataDir snapshots the embedded etcd in a stopped scheduler's
+// --data-dir: it starts that etcd on loopback for the time of the copy.
+// The scheduler must not run (etcd locks its data dir).
+func SaveDataDir(ctx context.Context, dataDir, path string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, embeddedMemberDir)); err != nil {
+		return "", fmt.Errorf("backup: %s holds no embedded etcd: %w", dataDir, err)
+	}
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: dataDir})
+	if err != nil {
+		return "", fmt.Errorf("backup: open %s (is the scheduler still running?): %w", dataDir, err)
+	}
+	defer emb.Close()
+	return Save(ctx, emb.Endpoints(), path)
+}
+
+// Restore makes a new embedded data dir from a snapshot. dataDir must not
+// hold an etcd yet. The revision is bumped past anything a client may have
+// seen, and the history before it marked compacted, so that no watcher
+// mistakes the restored state for a continuation of what it watched.
+func Restore(snapshotPath, dataDir string) error {
+	out := filepath.Join(dataDir, embeddedMemberDir)
+	if _, err := os.Stat(out); err == nil {
+		return fmt.Errorf("backup: %s already holds an etcd; restore into a new --data-dir", dataDir)
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	// Same member name and token as store.StartEmbedded; the peer URL is
+	// replaced by the embedded server's own at its first start.
+	const name, peer = "persys", "http://127.0.0.1:2380"
+	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
+		SnapshotPath:        snapshotPath,
+		Name:                name,
+		OutputDataDir:       out,
+		PeerURLs:            []string{peer},
+		InitialCluster:      name + "=" + peer,
+		InitialClusterToken: "persys-embedded",
+		RevisionBump:        1_000_000,
+		MarkCompacted:       true,
+	})
+	if err != nil {
+		return fmt.Errorf("backup: restore %s into %s: %w", snapshotPath, dataDir, err)
+	}
+	return nil
+}
