@@ -15,7 +15,10 @@ trap 'rm -rf "$ctx"' EXIT
 
 VERSION="$version" PLATFORMS="linux/$arch" DIST_DIR="$ctx/dist" bash scripts/dist.sh >/dev/null
 root="$ctx/rootfs"
-mkdir -p "$root/usr/bin" "$root/etc/ssl/certs" "$root/usr/share/doc/persys" "$root/tmp" "$ctx/data"
+# Mount points owned by the persys user: a named volume mounted on one
+# takes its owner, so the non-root daemons can write it.
+mkdir -p "$root/usr/bin" "$root/etc/ssl/certs" "$root/usr/share/doc/persys" "$root/tmp" \
+  "$ctx/data/pki" "$ctx/data/join" "$ctx/data/scheduler" "$ctx/data/agent"
 cp "$ctx/dist/persys_${version}_linux_${arch}" "$root/usr/bin/persys"
 cp "$ctx/dist/persys_${version}.spdx.json" "$root/usr/share/doc/persys/sbom.spdx.json"
 # Git sources over HTTPS and the registries' TLS need the public roots.

@@ -19,6 +19,8 @@ command -v depmod >/dev/null 2>&1 || need+=(kmod)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 # Private-image tests run a registry with authentication on loopback.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# deploy/compose is brought up in a test with the Debian docker-compose.
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # Monitoring as code: promtool checks and unit-tests the alert rules, and the
 # end-to-end test scrapes a cluster with a real Prometheus.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)

@@ -44,7 +44,9 @@ type agentOptions struct {
 	simApplyDelay        time.Duration
 	// Identity: join and renewal (identity.go).
 	joinToken, caHash string
-	renewFraction     float64
+	// joinTokenFile, caHashFile: the same, read from files (identity.go).
+	joinTokenFile, caHashFile string
+	renewFraction             float64
 	// Compose and VM runtimes (agent_runtimes.go).
 	extra runtimeOptions
 }

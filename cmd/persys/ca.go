@@ -23,7 +23,7 @@ func newCACommand() *cobra.Command {
 	}
 	cmd.AddCommand(newCAInitCommand(), newCAIssueCommand(), newCAHashCommand(),
 		newJoinTokenCommand(), newCARevokeCommand(), newCARevocationsCommand(), newCARotateCommand())
-	cmd.AddCommand(newCAIssueUserCommand())
+	cmd.AddCommand(newCAIssueUserCommand(), newCABootstrapCommand())
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -90,6 +91,7 @@ func newJoinTokenCreateCommand() *cobra.Command {
 		ttl     time.Duration
 		maxUses int32
 		labels  string
+		outDir  string
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -114,9 +116,14 @@ func newJoinTokenCreateCommand() *cobra.Command {
 			defer closeConn()
 			ctx, cancel := a.ctx(cmd.Context())
 			defer cancel()
-			resp, err := c.CreateJoinToken(ctx, &persysv1.CreateJoinTokenRequest{TtlSeconds: int64(ttl / time.Second), MaxUses: maxUses, Labels: l})
+			// A scheduler that is still starting is waited for, up to --timeout.
+			resp, err := c.CreateJoinToken(ctx, &persysv1.CreateJoinTokenRequest{TtlSeconds: int64(ttl / time.Second), MaxUses: maxUses, Labels: l},
+				grpc.WaitForReady(true))
 			if err != nil {
 				return err
+			}
+			if outDir != "" {
+				return writeJoinFiles(outDir, resp.GetToken(), resp.GetCaHash(), cmd.OutOrStdout())
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "token:    %s\n", resp.GetToken())
@@ -131,7 +138,30 @@ func newJoinTokenCreateCommand() *cobra.Command {
 	cmd.Flags().DurationVar(&ttl, "ttl", time.Hour, "how long the token can be used")
 	cmd.Flags().Int32Var(&maxUses, "max-uses", 1, "how many joins it allows (0: unlimited until it expires)")
 	cmd.Flags().StringVar(&labels, "labels", "", "labels given to nodes that join with it, k=v,k2=v2")
+	cmd.Flags().StringVar(&outDir, "out-dir", "", "write the token to DIR/token (0600) and the CA hash to DIR/ca-hash instead of printing the token (for --join-token-file and --ca-hash-file)")
 	return cmd
+}
+
+// writeJoinFiles writes the token and the CA hash for an agent's
+// --join-token-file and --ca-hash-file, each replaced atomically.
+func writeJoinFiles(dir, token, hash string, w io.Writer) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--out-dir: %w", err)
+	}
+	for _, f := range []struct {
+		name, val string
+		mode      os.FileMode
+	}{{"token", token, 0o600}, {"ca-hash", hash, 0o644}} {
+		path := filepath.Join(dir, f.name)
+		if err := os.WriteFile(path+".tmp", []byte(f.val+"\n"), f.mode); err != nil {
+			return fmt.Errorf("--out-dir: %w", err)
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			return fmt.Errorf("--out-dir: %w", err)
+		}
+	}
+	_, err := fmt.Fprintf(w, "token written to %s, ca hash %s to %s\n", filepath.Join(dir, "token"), hash, filepath.Join(dir, "ca-hash"))
+	return err
 }
 
 func newJoinTokenListCommand() *cobra.Command {
@@ -363,6 +393,10 @@ func identityFlags(cmd *cobra.Command, o *agentOptions) {
 	f := cmd.Flags()
 	f.StringVar(&o.joinToken, "join-token", "", "join token <id>.<secret> (from `persys ca join-token create`): when --data-dir holds no identity and --ca/--cert/--key are not given, join with it")
 	f.StringVar(&o.caHash, "ca-hash", "", "with --join-token: sha256:<hex> of the cluster CA's public key; the scheduler must prove it holds a certificate of that CA")
+	// Files keep the token out of the process list and let containers
+	// without a shell take it from a volume (deploy/compose).
+	f.StringVar(&o.joinTokenFile, "join-token-file", "", "file holding the join token (instead of --join-token)")
+	f.StringVar(&o.caHashFile, "ca-hash-file", "", "file holding the CA hash (instead of --ca-hash)")
 	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew the certificate through the scheduler after this share of its lifetime, in (0, 1)")
 }
 
@@ -394,11 +428,36 @@ func (o *agentOptions) validateIdentity() error {
 	if agent.HasIdentity(o.dataDir) {
 		return nil
 	}
+	if err := o.readJoinFiles(); err != nil {
+		return err
+	}
 	if o.joinToken == "" || o.caHash == "" {
 		return fmt.Errorf("%s holds no identity: give --join-token and --ca-hash to join, or --ca, --cert and --key", o.dataDir)
 	}
 	if err := pki.ValidateCAHash(o.caHash); err != nil {
 		return fmt.Errorf("--ca-hash: %w", err)
+	}
+	return nil
+}
+
+// readJoinFiles fills the token and the CA hash from --join-token-file and
+// --ca-hash-file; each value comes from its flag or its file, not both.
+func (o *agentOptions) readJoinFiles() error {
+	for _, f := range []struct {
+		flag, file string
+		val        *string
+	}{{"join-token", o.joinTokenFile, &o.joinToken}, {"ca-hash", o.caHashFile, &o.caHash}} {
+		if f.file == "" {
+			continue
+		}
+		if *f.val != "" {
+			return fmt.Errorf("--%s and --%s-file: give one", f.flag, f.flag)
+		}
+		data, err := os.ReadFile(f.file)
+		if err != nil {
+			return fmt.Errorf("--%s-file: %w", f.flag, err)
+		}
+		*f.val = strings.TrimSpace(string(data))
 	}
 	return nil
 }

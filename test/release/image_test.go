@@ -3,13 +3,42 @@ package release
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	osexec "os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/persys-dev/compute/internal/testutil/need"
 )
+
+var (
+	imageOnce sync.Once
+	imageTag  string
+	imageErr  string
+)
+
+// persysImage builds the persys image of testVersion once per test
+// process with scripts/build-image.sh; TestMain removes it.
+func persysImage(t *testing.T) string {
+	t.Helper()
+	imageOnce.Do(func() {
+		tag := fmt.Sprintf("persys-release-test:%d", time.Now().UnixNano())
+		cmd := osexec.Command("bash", "scripts/build-image.sh", tag)
+		cmd.Dir = root(t)
+		cmd.Env = append(os.Environ(), "VERSION="+testVersion)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			imageErr = fmt.Sprintf("scripts/build-image.sh: %v\n%s", err, out)
+			return
+		}
+		imageTag = tag
+	})
+	if imageErr != "" {
+		t.Fatal(imageErr)
+	}
+	return imageTag
+}
 
 // TestImage builds the persys image with scripts/build-image.sh, runs
 // `persys version` in it, and checks that it runs as the non-root user who
@@ -18,9 +47,7 @@ func TestImage(t *testing.T) {
 	if err := osexec.Command("docker", "info").Run(); err != nil {
 		need.Missing(t, "no Docker engine answers: %v", err)
 	}
-	tag := fmt.Sprintf("persys-release-test:%d", time.Now().UnixNano())
-	t.Cleanup(func() { _ = osexec.Command("docker", "rmi", "-f", tag).Run() })
-	run(t, []string{"VERSION=" + testVersion}, "bash", "scripts/build-image.sh", tag)
+	tag := persysImage(t)
 
 	var info struct{ Version, Platform string }
 	if err := json.Unmarshal([]byte(run(t, nil, "docker", "run", "--rm", tag, "version", "--json")), &info); err != nil {

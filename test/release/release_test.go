@@ -12,6 +12,18 @@ import (
 	"testing"
 )
 
+// TestMain removes what the tests built once for all of them.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if imageTag != "" {
+		_ = exec.Command("docker", "rmi", "-f", imageTag).Run()
+	}
+	if distDir != "" {
+		_ = os.RemoveAll(distDir)
+	}
+	os.Exit(code)
+}
+
 // root is the repository's top folder.
 func root(t *testing.T) string {
 	t.Helper()
