@@ -56,6 +56,13 @@ func TestMonitoringOnLiveCluster(t *testing.T) {
 	t.Run("placements counted", func(t *testing.T) {
 		prom.waitQuery(t, c, `sum(persys_scheduler_placements_total)`, func(v float64) bool { return v >= 2 })
 	})
+	// Label values the rules select on exist as series, not only the names.
+	t.Run("rule selectors match series", func(t *testing.T) {
+		for _, q := range []string{`persys_scheduler_workloads{state="FAILED"}`, `persys_scheduler_nodes{state="not_ready"}`,
+			`persys_scheduler_leader == 1`, `persys_certificate_expiry_timestamp_seconds{cert="identity"}`} {
+			prom.waitQuery(t, c, "count("+q+")", func(v float64) bool { return v >= 1 })
+		}
+	})
 
 	exported := map[string]bool{"up": true}
 	t.Run("promtool check metrics", func(t *testing.T) {
