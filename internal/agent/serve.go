@@ -19,6 +19,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -34,11 +35,13 @@ func NewServer(a *Agent, tlsCfg *tls.Config) (*grpc.Server, *health.Server, erro
 	if tlsCfg == nil {
 		return nil, nil, errors.New("agent: serve: a TLS configuration is required")
 	}
-	srv := grpc.NewServer(
+	// Recovery first, so that a panic in authentication is caught too.
+	opts := append(obs.GRPCRecovery(a.metrics.grpcPanics, a.log),
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(grpcauth.RequireRole(pki.RoleScheduler)),
 		grpc.ChainStreamInterceptor(grpcauth.RequireRoleStream(pki.RoleScheduler)),
 	)
+	srv := grpc.NewServer(opts...)
 	persysv1.RegisterAgentServiceServer(srv, a.Service())
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
