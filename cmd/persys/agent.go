@@ -44,6 +44,7 @@ type agentOptions struct {
 	// Identity: join and renewal (identity.go).
 	joinToken, caHash string
 	renewFraction     float64
+	revocationRefresh time.Duration
 	// Compose and VM runtimes (agent_runtimes.go).
 	extra runtimeOptions
 }
@@ -244,6 +245,9 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		return fmt.Errorf("--scheduler: %w", err)
 	}
 	defer scheds.Close()
+	revs := pki.NewRevocationSet()
+	stopIdentity := keepAgentIdentity(ctx, o, holder, revs, scheds, log)
+	defer stopIdentity()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -270,6 +274,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		DataDir:              o.dataDir,
 		Logger:               log,
 		Registry:             reg,
+		Revocations:          revs,
 	})
 	if err != nil {
 		return err

@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/secrets"
@@ -163,10 +165,11 @@ func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metr
 		return "", err
 	}
 	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven) // API tokens need no certificate
-	clientTLS := holder.ClientTLS("")
-	conn, err := gateway.DialScheduler(schedAddr, clientTLS)
+	// Read at every handshake, so a rotated CA bundle reaches new
+	// connections to the scheduler.
+	conn, err := grpc.NewClient(schedAddr, grpc.WithTransportCredentials(grpcauth.HolderCredentials(holder, "", tls.RequireAndVerifyClientCert)))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("gateway: dialing scheduler %s: %w", schedAddr, err)
 	}
 	reg := obs.NewRegistry()
 	revs := pki.NewRevocationSet()

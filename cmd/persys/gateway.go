@@ -16,6 +16,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -153,12 +154,13 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	// /openapi.json unless the token is valid. A given certificate must
 	// still verify (an expired one fails the handshake).
 	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven)
-	clientTLS := holder.ClientTLS(o.serverName)
 	addrs, err := schedulerAddrs(o.scheduler)
 	if err != nil {
 		return err
 	}
-	pool, err := gateway.DialSchedulers(addrs, clientTLS, log)
+	// The credentials read the holder at every handshake, so a renewed
+	// certificate and a rotated CA bundle reach new scheduler connections.
+	pool, err := gateway.DialSchedulersCreds(addrs, grpcauth.HolderCredentials(holder, o.serverName, tls.RequireAndVerifyClientCert), log)
 	if err != nil {
 		return err
 	}

@@ -364,6 +364,7 @@ func identityFlags(cmd *cobra.Command, o *agentOptions) {
 	f.StringVar(&o.joinToken, "join-token", "", "join token <id>.<secret> (from `persys ca join-token create`): when --data-dir holds no identity and --ca/--cert/--key are not given, join with it")
 	f.StringVar(&o.caHash, "ca-hash", "", "with --join-token: sha256:<hex> of the cluster CA's public key; the scheduler must prove it holds a certificate of that CA")
 	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew the certificate through the scheduler after this share of its lifetime, in (0, 1)")
+	f.DurationVar(&o.revocationRefresh, "revocation-refresh", 30*time.Second, "how often to fetch the revoked certificates from the scheduler (a revoked caller is refused)")
 }
 
 // validateIdentity checks the identity flags: files given, or a joined
@@ -372,6 +373,9 @@ func (o *agentOptions) validateIdentity() error {
 	// Zero (a caller that sets no flags, such as persys dev) is the default.
 	if o.renewFraction < 0 || o.renewFraction >= 1 {
 		return fmt.Errorf("--cert-renew-fraction %v must be in (0, 1)", o.renewFraction)
+	}
+	if o.revocationRefresh != 0 && o.revocationRefresh < time.Second {
+		return fmt.Errorf("--revocation-refresh %s must be at least 1s", o.revocationRefresh)
 	}
 	given := 0
 	for _, v := range []string{o.ca, o.cert, o.key} {
@@ -478,17 +482,43 @@ func startAgentRenewal(ctx context.Context, o agentOptions, schedulers []string,
 	return func() { cancel(); <-done; _ = renewal.Close() }
 }
 
-// startGatewayIdentity keeps the gateway's revocation set current from the
-// scheduler and renews its certificate through it, until ctx ends or the
-// returned function (which waits for both) is called.
-func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, revs *pki.RevocationSet, control persysv1.ControlServiceClient, log *slog.Logger) func() {
+// keepAgentIdentity keeps the agent's revocation set current from the
+// schedulers (installed in the holder, so revoked peers fail the
+// handshake) and reloads the identity files when they change (a CA bundle
+// replaced after a rotation), until ctx ends or the returned function,
+// which waits for both, is called.
+func keepAgentIdentity(ctx context.Context, o agentOptions, h *pki.Holder, revs *pki.RevocationSet, scheds grpcauth.RevocationLister, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	h.SetRevocationChecker(revs)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		grpcauth.PollRevocations(ctx, scheds, revs, o.revocationRefresh, log)
+	}()
+	go func() {
+		defer wg.Done()
+		h.WatchFiles(ctx, 0, log)
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// startGatewayIdentity keeps the gateway's revocation set current from the
+// scheduler, renews its certificate through it and reloads its identity
+// files when they change (a CA bundle replaced after a rotation), until
+// ctx ends or the returned function (which waits for all three) is called.
+func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, revs *pki.RevocationSet, control persysv1.ControlServiceClient, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	h.SetRevocationChecker(revs)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
 		grpcauth.PollRevocations(ctx, control, revs, o.revocationRefresh, log)
+	}()
+	go func() {
+		defer wg.Done()
+		h.WatchFiles(ctx, 0, log)
 	}()
 	renew := func(ctx context.Context, _ *x509.Certificate, csrPEM []byte) ([]byte, []byte, error) {
 		resp, err := control.RenewCertificate(ctx, &persysv1.RenewCertificateRequest{CsrPem: csrPEM})

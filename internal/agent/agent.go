@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -73,6 +74,11 @@ type Config struct {
 	VMAccel  string
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// Revocations, when set, refuses calls from revoked certificates on
+	// connections opened before the revocation (the TLS holder refuses
+	// them at the handshake); keep it current with
+	// grpcauth.PollRevocations over Schedulers.
+	Revocations pki.RevocationChecker
 }
 
 // StoragePool is a folder where VM disks are created. Capacity 0 means

@@ -2,9 +2,12 @@ package pki
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -31,6 +34,9 @@ type Holder struct {
 	pool   *x509.CertPool
 	roots  []*x509.Certificate
 	rc     RevocationChecker
+	// loaded is the fingerprint of the files as Reload last read them,
+	// for WatchFiles.
+	loaded [sha256.Size]byte
 }
 
 // LoadHolder reads f (CA bundle, certificate, key).
@@ -57,6 +63,8 @@ func (h *Holder) Files() Files { return h.files }
 
 // Reload reads the holder's files again and swaps them in.
 func (h *Holder) Reload() error {
+	// Read before loading: a change in between is seen again by WatchFiles.
+	fp, _ := h.files.fingerprint()
 	pool, cert, err := h.files.load()
 	if err != nil {
 		return fmt.Errorf("reload identity: %w", err)
@@ -66,7 +74,77 @@ func (h *Holder) Reload() error {
 		return fmt.Errorf("reload identity: %w", err)
 	}
 	h.swap(&cert, pool, roots)
+	h.mu.Lock()
+	h.loaded = fp
+	h.mu.Unlock()
 	return nil
+}
+
+// fingerprint hashes the content of the three files.
+func (f Files) fingerprint() ([sha256.Size]byte, error) {
+	d := sha256.New()
+	for _, p := range []string{f.CA, f.Cert, f.Key} {
+		data, err := readFile(p)
+		if err != nil {
+			return [sha256.Size]byte{}, err
+		}
+		fmt.Fprintf(d, "%d:", len(data))
+		d.Write(data)
+	}
+	return [sha256.Size]byte(d.Sum(nil)), nil
+}
+
+// DefaultWatchInterval is how often WatchFiles looks at the files.
+const DefaultWatchInterval = 10 * time.Second
+
+// WatchFiles reloads the holder's files whenever their content changes,
+// looked at every interval (default DefaultWatchInterval) until ctx ends,
+// so that a CA bundle or certificate replaced on disk (a CA rotation, a
+// certificate renewed by another tool) applies to the next handshake
+// without a restart. A failed reload (a file half written, a key that
+// does not match its certificate yet) keeps the current identity, is
+// retried at the next look and logged once per failure streak. A holder
+// without files returns at once.
+func (h *Holder) WatchFiles(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	if h.files == (Files{}) {
+		return
+	}
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fp, err := h.files.fingerprint()
+		h.mu.RLock()
+		same := fp == h.loaded
+		h.mu.RUnlock()
+		if err == nil && same {
+			continue
+		}
+		if err == nil {
+			err = h.Reload()
+		}
+		switch {
+		case err != nil && !failing:
+			failing = true
+			log.Warn("identity files changed but do not load; keeping the current identity", "ca", h.files.CA, "cert", h.files.Cert, "err", err)
+		case err == nil:
+			failing = false
+			leaf := h.Leaf()
+			log.Info("identity files reloaded", "ca", h.files.CA, "cert", h.files.Cert, "cas", len(h.Roots()),
+				"serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
+		}
+	}
 }
 
 // Update checks that certPEM and keyPEM belong together and that the
@@ -116,6 +194,14 @@ func (h *Holder) Update(certPEM, keyPEM, bundlePEM []byte) error {
 		chain = append(chain, c.Raw)
 	}
 	h.swap(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: certs[0]}, pool, roots)
+	if h.files != (Files{}) {
+		// What was just written is loaded: WatchFiles need not reload it.
+		if fp, err := h.files.fingerprint(); err == nil {
+			h.mu.Lock()
+			h.loaded = fp
+			h.mu.Unlock()
+		}
+	}
 	return nil
 }
 

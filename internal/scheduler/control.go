@@ -54,6 +54,13 @@ var anyRoleMethods = map[string]bool{
 	persysv1.ControlService_RenewCertificate_FullMethodName: true,
 }
 
+// agentReadableMethods are open to agents as well as to the gateway and
+// admins: an agent needs the revoked certificates to refuse a revoked
+// scheduler (or anyone else) that calls it.
+var agentReadableMethods = map[string]bool{
+	persysv1.ControlService_ListRevocations_FullMethodName: true,
+}
+
 // gatewayOnlyMethods serve the gateway itself (and an admin's tooling).
 var gatewayOnlyMethods = map[string]bool{
 	persysv1.ControlService_AuthenticateToken_FullMethodName: true,
@@ -74,7 +81,7 @@ func authorizeMethod(ctx context.Context, method string) (pki.Identity, error) {
 		}
 		return id, nil
 	}
-	if anyRoleMethods[method] {
+	if anyRoleMethods[method] || agentReadableMethods[method] && id.Role == pki.RoleAgent {
 		return id, nil
 	}
 	if gatewayOnlyMethods[method] && id.Role != pki.RoleGateway && id.Role != pki.RoleAdmin {

@@ -1,0 +1,111 @@
+package pki
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// copyIdentity copies f into dir and returns the copies.
+func copyIdentity(t *testing.T, f Files, dir string) Files {
+	t.Helper()
+	out := Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, "id.crt"), Key: filepath.Join(dir, "id.key")}
+	for src, dst := range map[string]string{f.CA: out.CA, f.Cert: out.Cert, f.Key: out.Key} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
+// A server whose CA bundle file is replaced after `persys ca rotate`
+// accepts clients of the new CA without a restart, keeps accepting those
+// of the old one during the overlap, and keeps its identity while the
+// file holds something that does not load.
+func TestHolderWatchFilesPicksUpRotatedBundle(t *testing.T) {
+	b, err := Bootstrap(t.TempDir(), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := copyIdentity(t, b.Gateway, t.TempDir())
+	server, err := LoadHolder(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTLS(t, server.ServerTLS(tls.RequireAndVerifyClientCert))
+	go server.WatchFiles(t.Context(), 10*time.Millisecond, nil)
+
+	old, err := LoadCA(b.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := RotateCA(b.Dir, "next", 24*time.Hour, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A user of the new CA that presents its leaf alone (no cross-signed
+	// chain): only a server that trusts the new CA accepts it.
+	certPEM, keyPEM, err := next.Issue(IssueRequest{CommonName: "alice", Role: RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(old.Cert) // the server's certificate is of the old CA
+	newUser := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pair}, RootCAs: roots, ServerName: "localhost"}
+	oldPair, err := tls.LoadX509KeyPair(b.Admin.Cert, b.Admin.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldUser := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{oldPair}, RootCAs: roots, ServerName: "localhost"}
+	if err := tlsCall(addr, oldUser); err != nil {
+		t.Fatalf("a certificate of the old CA before the rotation: %v", err)
+	}
+	if err := tlsCall(addr, newUser); err == nil {
+		t.Fatal("a certificate of the new CA was accepted before the bundle changed")
+	}
+
+	// Something that does not load is not swapped in.
+	if err := os.WriteFile(files.CA, []byte("not a bundle"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // several looks of the watcher
+	if err := tlsCall(addr, oldUser); err != nil {
+		t.Fatalf("after an unloadable bundle: %v", err)
+	}
+
+	bundle, _, err := LoadBundle(b.Dir, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeReplace(files.CA, bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := tlsCall(addr, newUser)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a certificate of the new CA is still refused after the bundle changed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := len(server.Roots()); got != 3 {
+		t.Errorf("roots after reload = %d, want 3 (new, old, cross-signed)", got)
+	}
+	if err := tlsCall(addr, oldUser); err != nil {
+		t.Fatalf("a certificate of the old CA during the overlap: %v", err)
+	}
+}
