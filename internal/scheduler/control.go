@@ -139,7 +139,13 @@ func toStatus(err error) error {
 		return err
 	}
 	var merr *manifest.Error
+	var nf *store.NotFoundError
 	switch {
+	case errors.As(err, &nf):
+		// The object as the client named it; the log keeps the rest.
+		return status.Error(codes.NotFound, nf.Error())
+	case errors.Is(err, store.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.As(err, &merr):
 		st := status.New(codes.InvalidArgument, merr.Error())
 		if d, derr := st.WithDetails(merr.BadRequest()); derr == nil {

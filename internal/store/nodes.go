@@ -39,7 +39,7 @@ func (s *Store) GetNode(ctx context.Context, id string) (*persysv1.Node, error) 
 		return nil, err
 	}
 	n := &persysv1.Node{}
-	if _, err := s.getProto(ctx, "node", s.nodeKey(id), n); err != nil {
+	if _, err := s.getProto(ctx, "node", id, s.nodeKey(id), n); err != nil {
 		return nil, err
 	}
 	return n, nil
