@@ -62,7 +62,11 @@ func NewHolder(certPEM, keyPEM, bundlePEM []byte) (*Holder, error) {
 func (h *Holder) Files() Files { return h.files }
 
 // Reload reads the holder's files again and swaps them in.
-func (h *Holder) Reload() error {
+func (h *Holder) Reload() error { return h.reload(false) }
+
+// reload reads the files again and swaps them in; with chained, only if
+// the certificate chains to the bundle read with it.
+func (h *Holder) reload(chained bool) error {
 	// Read before loading: a change in between is seen again by WatchFiles.
 	fp, _ := h.files.fingerprint()
 	pool, cert, err := h.files.load()
@@ -72,6 +76,17 @@ func (h *Holder) Reload() error {
 	roots, err := ReadCertFile(h.files.CA)
 	if err != nil {
 		return fmt.Errorf("reload identity: %w", err)
+	}
+	if chained {
+		leaf := cert.Leaf
+		if leaf == nil {
+			if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+				return fmt.Errorf("reload identity: %w", err)
+			}
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			return fmt.Errorf("reload identity: %w: certificate does not chain to the bundle: %w", ErrInvalid, err)
+		}
 	}
 	h.swap(&cert, pool, roots)
 	h.mu.Lock()
@@ -103,7 +118,8 @@ const DefaultWatchInterval = 10 * time.Second
 // certificate renewed by another tool) applies to the next handshake
 // without a restart. A failed reload (a file half written, a key that
 // does not match its certificate yet) keeps the current identity, is
-// retried at the next look and logged once per failure streak. A holder
+// retried at the next look and logged once per failure streak; so is a
+// bundle that the certificate beside it does not chain to. A holder
 // without files returns at once.
 func (h *Holder) WatchFiles(ctx context.Context, interval time.Duration, log *slog.Logger) {
 	if h.files == (Files{}) {
@@ -132,7 +148,10 @@ func (h *Holder) WatchFiles(ctx context.Context, interval time.Duration, log *sl
 			continue
 		}
 		if err == nil {
-			err = h.Reload()
+			// A bundle that no longer holds our own CA (a CA file that
+			// now names only the next CA) is not swapped in: peers of our
+			// CA would be refused until we renew.
+			err = h.reload(true)
 		}
 		switch {
 		case err != nil && !failing:

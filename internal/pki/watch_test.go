@@ -84,6 +84,23 @@ func TestHolderWatchFilesPicksUpRotatedBundle(t *testing.T) {
 		t.Fatalf("after an unloadable bundle: %v", err)
 	}
 
+	// The next CA alone (ca.crt after the rotation) would drop the CA of
+	// the server's own certificate: it is not swapped in either.
+	nextOnly, err := os.ReadFile(filepath.Join(b.Dir, CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeReplace(files.CA, nextOnly, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := tlsCall(addr, oldUser); err != nil {
+		t.Fatalf("after a bundle without the server's own CA: %v", err)
+	}
+	if got := len(server.Roots()); got != 1 || !server.Roots()[0].Equal(old.Cert) {
+		t.Fatalf("roots after a bundle without the server's own CA = %d, want the old CA alone", got)
+	}
+
 	bundle, _, err := LoadBundle(b.Dir, time.Now())
 	if err != nil {
 		t.Fatal(err)
