@@ -45,6 +45,7 @@ type agentOptions struct {
 	joinToken, caHash string
 	renewFraction     float64
 	revocationRefresh time.Duration
+	identityReload    time.Duration
 	// Compose and VM runtimes (agent_runtimes.go).
 	extra runtimeOptions
 }

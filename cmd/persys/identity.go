@@ -365,6 +365,7 @@ func identityFlags(cmd *cobra.Command, o *agentOptions) {
 	f.StringVar(&o.caHash, "ca-hash", "", "with --join-token: sha256:<hex> of the cluster CA's public key; the scheduler must prove it holds a certificate of that CA")
 	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew the certificate through the scheduler after this share of its lifetime, in (0, 1)")
 	f.DurationVar(&o.revocationRefresh, "revocation-refresh", 30*time.Second, "how often to fetch the revoked certificates from the scheduler (a revoked caller is refused)")
+	f.DurationVar(&o.identityReload, "identity-reload-interval", pki.DefaultWatchInterval, "how often to look for changed identity files (a CA bundle replaced after `persys ca rotate`) and load them without a restart")
 }
 
 // validateIdentity checks the identity flags: files given, or a joined
@@ -376,6 +377,9 @@ func (o *agentOptions) validateIdentity() error {
 	}
 	if o.revocationRefresh != 0 && o.revocationRefresh < time.Second {
 		return fmt.Errorf("--revocation-refresh %s must be at least 1s", o.revocationRefresh)
+	}
+	if o.identityReload < 0 {
+		return fmt.Errorf("--identity-reload-interval %s must not be negative", o.identityReload)
 	}
 	given := 0
 	for _, v := range []string{o.ca, o.cert, o.key} {
@@ -498,7 +502,7 @@ func keepAgentIdentity(ctx context.Context, o agentOptions, h *pki.Holder, revs 
 	}()
 	go func() {
 		defer wg.Done()
-		h.WatchFiles(ctx, 0, log)
+		h.WatchFiles(ctx, o.identityReload, log)
 	}()
 	return func() { cancel(); wg.Wait() }
 }
@@ -518,7 +522,7 @@ func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, 
 	}()
 	go func() {
 		defer wg.Done()
-		h.WatchFiles(ctx, 0, log)
+		h.WatchFiles(ctx, o.identityReload, log)
 	}()
 	renew := func(ctx context.Context, _ *x509.Certificate, csrPEM []byte) ([]byte, []byte, error) {
 		resp, err := control.RenewCertificate(ctx, &persysv1.RenewCertificateRequest{CsrPem: csrPEM})
