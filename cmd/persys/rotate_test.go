@@ -60,7 +60,10 @@ func TestGatewayTakesRotatedBundleWithoutRestart(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(4)
 	go func() { defer wg.Done(); _ = s.Run(ctx) }()
-	go func() { defer wg.Done(); _ = scheduler.Serve(ctx, sln, s, holder.ServerTLS(tls.VerifyClientCertIfGiven)) }()
+	go func() {
+		defer wg.Done()
+		_ = scheduler.Serve(ctx, sln, s, holder.ServerTLS(tls.VerifyClientCertIfGiven))
+	}()
 	go func() { defer wg.Done(); _ = s.RunIdentity(ctx) }()
 	go func() {
 		defer wg.Done()
