@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,10 +20,11 @@ import (
 	"github.com/persys-dev/compute/internal/store/storetest"
 )
 
-// A panic in an interceptor that runs before authentication (the first
-// thing a call meets after recovery) or in a handler fails that call with
-// Internal, is counted by method, and the scheduler serves on.
-func TestServePanicIsInternalAndCounted(t *testing.T) {
+// serveLight runs a scheduler over embedded etcd without agents, serving
+// with mTLS and extra server options, waits until it is ready and returns
+// an admin client and its registry.
+func serveLight(t *testing.T, extra ...grpc.ServerOption) (persysv1.ControlServiceClient, *prometheus.Registry) {
+	t.Helper()
 	b, err := pki.Bootstrap(t.TempDir(), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -42,6 +44,44 @@ func TestServePanicIsInternalAndCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = s.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(serverTLS))}, extra...)
+		if err := scheduler.ServeWith(ctx, ln, s, opts...); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	clientTLS, err := pki.ClientTLS(b.Admin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	waitFor(t, "scheduler ready", waitLong, func() (bool, string) {
+		if err := s.Ready(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+	return persysv1.NewControlServiceClient(conn), reg
+}
+
+// A panic in an interceptor that runs before authentication (the first
+// thing a call meets after recovery) or in a handler fails that call with
+// Internal, is counted by method, and the scheduler serves on.
+func TestServePanicIsInternalAndCounted(t *testing.T) {
 	const leader = "/persys.v1.ControlService/GetLeader"
 	const watch = "/persys.v1.ControlService/WatchWorkload"
 	boom := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -57,32 +97,7 @@ func TestServePanicIsInternalAndCounted(t *testing.T) {
 		}
 		return h(srv, ss)
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = s.Run(ctx) }()
-	go func() {
-		defer wg.Done()
-		if err := scheduler.ServeWith(ctx, ln, s, grpc.Creds(credentials.NewTLS(serverTLS)), boom, boomStream); err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-
-	clientTLS, err := pki.ClientTLS(b.Admin, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	c := persysv1.NewControlServiceClient(conn)
+	c, reg := serveLight(t, boom, boomStream)
 	cctx, ccancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer ccancel()
 
@@ -116,6 +131,23 @@ func TestServePanicIsInternalAndCounted(t *testing.T) {
 	// The process lives and serves other calls.
 	if _, err := c.ListNodes(cctx, &persysv1.ListNodesRequest{}); err != nil {
 		t.Fatalf("ListNodes after the panics: %v", err)
+	}
+}
+
+// Store errors reach clients as gRPC codes that name the object, never a
+// store key: a name the store cannot hold is InvalidArgument (not
+// Internal), a missing object NotFound as the client named it.
+func TestStoreErrorsAtTheBoundary(t *testing.T) {
+	c, _ := serveLight(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := c.DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: "a/b"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "workload name") {
+		t.Errorf("DeleteWorkload(a/b) = %v, want InvalidArgument naming the workload name", err)
+	}
+	_, err = c.DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: "nosuch"})
+	if status.Code(err) != codes.NotFound || status.Convert(err).Message() != `workload "nosuch" not found` {
+		t.Errorf("DeleteWorkload(nosuch) = %v, want NotFound: workload \"nosuch\" not found", err)
 	}
 }
 
