@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -71,7 +72,11 @@ type Config struct {
 	// the scheduler's disk placement of VM disks.
 	StoragePools []StoragePool
 	// VMAccel is "kvm" or "tcg" when the node runs VMs.
-	VMAccel  string
+	VMAccel string
+	// Policy is what the node lets workloads reach on the host (default:
+	// nothing): reported at registration for placement, and enforced on
+	// every apply (POLICY_DENIED).
+	Policy   hostaccess.Policy
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	// Revocations, when set, refuses calls from revoked certificates on

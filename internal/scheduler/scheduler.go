@@ -89,6 +89,11 @@ type Config struct {
 	// Secrets seals and opens secrets; nil disables the secret API (its
 	// calls answer FailedPrecondition) and fails applies that reference one.
 	Secrets *secrets.Keyring
+	// GitCacheDir holds the bare clones compose files are read from (one
+	// folder per repository URL, mode 0700): `persys scheduler` passes
+	// DATA_DIR/git-cache. Empty: a folder under the system's temporary
+	// folder, made once per Scheduler on first use.
+	GitCacheDir string
 }
 
 func (c *Config) defaults() {
@@ -153,6 +158,7 @@ type Scheduler struct {
 	metrics *metrics
 	queue   *queue
 	events  *eventWriter
+	git     gitCache
 
 	mu        sync.Mutex
 	workloads map[string]*workloadEntry
