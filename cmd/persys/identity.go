@@ -481,9 +481,18 @@ func startAgentRenewal(ctx context.Context, o agentOptions, schedulers []string,
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = (&pki.Renewer{Holder: h, Renew: renewal.Renew, Fraction: o.renewFraction, Logger: log}).Run(ctx)
+		_ = (&pki.Renewer{Holder: h, Renew: renewal.Renew, Fraction: o.renewFraction, Logger: log, Stale: caRotated(h)}).Run(ctx)
 	}()
 	return func() { cancel(); <-done; _ = renewal.Close() }
+}
+
+// caRotated is a Renewer.Stale that renews as soon as a peer showed that
+// the cluster's CA was rotated (pki.Holder.CARotated): the renewal brings
+// the new bundle, so users and nodes of the new CA are trusted within
+// seconds of the scheduler's own renewal instead of at the end of this
+// certificate's lifetime.
+func caRotated(h *pki.Holder) func(*x509.Certificate) bool {
+	return func(*x509.Certificate) bool { return h.CARotated() }
 }
 
 // keepAgentIdentity keeps the agent's revocation set current from the
@@ -533,7 +542,7 @@ func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, 
 	}
 	go func() {
 		defer wg.Done()
-		_ = (&pki.Renewer{Holder: h, Renew: renew, Fraction: o.renewFraction, Logger: log}).Run(ctx)
+		_ = (&pki.Renewer{Holder: h, Renew: renew, Fraction: o.renewFraction, Logger: log, Stale: caRotated(h)}).Run(ctx)
 	}()
 	return func() { cancel(); wg.Wait() }
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,6 +38,9 @@ type Holder struct {
 	// loaded is the fingerprint of the files as Reload last read them,
 	// for WatchFiles.
 	loaded [sha256.Size]byte
+	// nextCA is set when a verified peer showed a CA that one of ours
+	// certified but that we do not trust yet (CARotated).
+	nextCA atomic.Bool
 }
 
 // LoadHolder reads f (CA bundle, certificate, key).
@@ -239,6 +243,7 @@ func (h *Holder) swap(cert *tls.Certificate, pool *x509.CertPool, roots []*x509.
 	h.mu.Lock()
 	h.cert, h.served, h.pool, h.roots = cert, &served, pool, roots
 	h.mu.Unlock()
+	h.nextCA.Store(false)
 }
 
 // SetRevocationChecker makes every later handshake refuse peers rc reports
@@ -300,9 +305,54 @@ func (h *Holder) revoked() RevocationChecker {
 	return h.rc
 }
 
-// verifyRevocation is a VerifyConnection hook reading the current checker.
+// verifyRevocation is a VerifyConnection hook reading the current checker;
+// it also notes a rotated CA that a verified peer shows (CARotated).
 func (h *Holder) verifyRevocation(cs tls.ConnectionState) error {
-	return VerifyConnection(h.revoked())(cs)
+	if err := VerifyConnection(h.revoked())(cs); err != nil {
+		return err
+	}
+	h.noteNextCA(cs.PeerCertificates)
+	return nil
+}
+
+// CARotated reports whether a peer that passed verification presented a
+// CA certificate that one of our CAs signed for a key we do not trust
+// yet: the cross-signed certificate `persys ca rotate` puts in every
+// bundle, which peers that renewed present with their chain. Nobody
+// without a CA key of ours can make one. A renewal (which brings the new
+// bundle) clears it; Renewer.Stale uses it to renew at once instead of at
+// the end of the lifetime.
+func (h *Holder) CARotated() bool { return h.nextCA.Load() }
+
+// noteNextCA sets nextCA when chain (a verified peer's, leaf first) holds
+// a CA certificate for a key outside our bundle that one of our CAs signed.
+func (h *Holder) noteNextCA(chain []*x509.Certificate) {
+	if len(chain) < 2 || h.nextCA.Load() {
+		return
+	}
+	h.mu.RLock()
+	roots := h.roots
+	h.mu.RUnlock()
+	for _, c := range chain[1:] {
+		if !c.IsCA || trustsKey(roots, c) {
+			continue
+		}
+		for _, r := range roots {
+			if c.CheckSignatureFrom(r) == nil {
+				h.nextCA.Store(true)
+				return
+			}
+		}
+	}
+}
+
+func trustsKey(roots []*x509.Certificate, c *x509.Certificate) bool {
+	for _, r := range roots {
+		if bytes.Equal(r.RawSubjectPublicKeyInfo, c.RawSubjectPublicKeyInfo) {
+			return true
+		}
+	}
+	return false
 }
 
 // ServerTLS returns a TLS 1.3 server configuration that presents the

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
@@ -124,5 +125,91 @@ func TestHolderWatchFilesPicksUpRotatedBundle(t *testing.T) {
 	}
 	if err := tlsCall(addr, oldUser); err != nil {
 		t.Fatalf("a certificate of the old CA during the overlap: %v", err)
+	}
+}
+
+// A holder notes a CA rotation when a verified peer presents the
+// cross-signed certificate of the new CA, a Renewer asking CARotated
+// then renews at once into the new bundle, and an unrelated CA in a
+// verified peer's chain notes nothing.
+func TestHolderNotesRotatedCA(t *testing.T) {
+	b, err := Bootstrap(t.TempDir(), []string{"n1"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := LoadHolder(copyIdentity(t, b.Scheduler, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := LoadHolder(copyIdentity(t, b.Agents["n1"], t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := serveTLS(t, server.ServerTLS(tls.RequireAndVerifyClientCert))
+	if err := tlsCall(addr, client.ClientTLS("localhost")); err != nil {
+		t.Fatal(err)
+	}
+	if client.CARotated() || server.CARotated() {
+		t.Fatal("a rotation noted before any")
+	}
+
+	// A verified client that appends an unrelated CA to its chain.
+	other, err := Bootstrap(t.TempDir(), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA, err := LoadCA(other.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	odd := client.ClientTLS("localhost")
+	pair := *client.Certificate()
+	pair.Certificate = append(append([][]byte(nil), pair.Certificate...), otherCA.Cert.Raw)
+	odd.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	if err := tlsCall(addr, odd); err != nil {
+		t.Fatal(err)
+	}
+	if server.CARotated() {
+		t.Fatal("an unrelated CA in a peer's chain was taken for a rotation")
+	}
+
+	next, err := RotateCA(b.Dir, "next", 24*time.Hour, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&Renewer{Holder: server, Renew: LocalRenew(b.Dir, time.Hour)}).renewOnce(t.Context(), server.Leaf()); err != nil {
+		t.Fatal(err)
+	}
+	// The client, still on the old bundle, verifies the renewed server
+	// through the cross-signed certificate and notes the rotation.
+	if err := tlsCall(addr, client.ClientTLS("localhost")); err != nil {
+		t.Fatalf("old-bundle client to a renewed server: %v", err)
+	}
+	if !client.CARotated() {
+		t.Fatal("the cross-signed CA in the server's chain was not noted")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = (&Renewer{Holder: client, Renew: LocalRenew(b.Dir, time.Hour), Recheck: 10 * time.Millisecond,
+			Stale: func(*x509.Certificate) bool { return client.CARotated() }}).Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for client.Leaf().CheckSignatureFrom(next.Cert) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the client did not renew after noting the rotation")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if client.CARotated() {
+		t.Fatal("still noted after the renewal")
+	}
+	if err := tlsCall(addr, client.ClientTLS("localhost")); err != nil {
+		t.Fatal(err)
+	}
+	if client.CARotated() || len(client.Roots()) != 3 {
+		t.Fatalf("after renewal: rotated %v, %d roots; want false and 3", client.CARotated(), len(client.Roots()))
 	}
 }
