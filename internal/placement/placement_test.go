@@ -95,7 +95,7 @@ func TestPlace(t *testing.T) {
 			name:           "not ready is checked before cordoned",
 			nodes:          []Node{node("a", notReady, cordoned, runtimes())},
 			req:            request(100, mi, 0),
-			wantRejections: []Rejection{{NodeID: "a", Reason: NodeNotReady}},
+			wantRejections: []Rejection{{NodeID: "a", Reason: NodeNotReady, All: only(NodeNotReady, NodeCordoned, RuntimeUnsupported)}},
 		},
 		{
 			name:           "cordoned",
@@ -107,7 +107,7 @@ func TestPlace(t *testing.T) {
 			name:           "cordoned is checked before runtime",
 			nodes:          []Node{node("a", cordoned, runtimes())},
 			req:            request(100, mi, 0),
-			wantRejections: []Rejection{{NodeID: "a", Reason: NodeCordoned}},
+			wantRejections: []Rejection{{NodeID: "a", Reason: NodeCordoned, All: only(NodeCordoned, RuntimeUnsupported)}},
 		},
 		{
 			name:           "runtime unsupported",
@@ -125,7 +125,7 @@ func TestPlace(t *testing.T) {
 			name:           "runtime is checked before selector",
 			nodes:          []Node{node("a", runtimes(model.WorkloadVM))},
 			req:            request(100, mi, 0, "zone", "eu"),
-			wantRejections: []Rejection{{NodeID: "a", Reason: RuntimeUnsupported, Requested: 1}},
+			wantRejections: []Rejection{{NodeID: "a", Reason: RuntimeUnsupported, Requested: 1, All: only(RuntimeUnsupported, SelectorMismatch)}},
 		},
 		{
 			name:         "selector matches",
@@ -173,6 +173,7 @@ func TestPlace(t *testing.T) {
 			req:   request(100, mi, gi, "zone", "eu"),
 			wantRejections: []Rejection{{
 				NodeID: "a", Reason: SelectorMismatch, Key: "zone", Want: "eu", Have: "us", HasLabel: true,
+				All: only(SelectorMismatch, InsufficientCPU, InsufficientMemory, InsufficientDisk),
 			}},
 		},
 		{
@@ -189,6 +190,7 @@ func TestPlace(t *testing.T) {
 			req:   request(200, 2*mi, gi),
 			wantRejections: []Rejection{{
 				NodeID: "a", Reason: InsufficientCPU, Requested: 200, Free: 100, Capacity: 100,
+				All: only(InsufficientCPU, InsufficientMemory, InsufficientDisk),
 			}},
 		},
 		{
@@ -389,12 +391,12 @@ func TestPlace(t *testing.T) {
 			},
 			req: request(500, gi, gi, "zone", "eu"),
 			wantRejections: []Rejection{
-				{NodeID: "n1", Reason: NodeNotReady},
-				{NodeID: "n2", Reason: NodeCordoned},
-				{NodeID: "n3", Reason: RuntimeUnsupported, Requested: 1},
+				{NodeID: "n1", Reason: NodeNotReady, All: only(NodeNotReady, SelectorMismatch)},
+				{NodeID: "n2", Reason: NodeCordoned, All: only(NodeCordoned, SelectorMismatch)},
+				{NodeID: "n3", Reason: RuntimeUnsupported, Requested: 1, All: only(RuntimeUnsupported, SelectorMismatch)},
 				{NodeID: "n4", Reason: InsufficientCPU, Requested: 500, Free: 0, Capacity: 2000},
 				{NodeID: "n5", Reason: InsufficientMemory, Requested: gi, Free: 0, Capacity: 4 * gi},
-				{NodeID: "n6", Reason: SelectorMismatch, Key: "zone", Want: "eu"},
+				{NodeID: "n6", Reason: SelectorMismatch, Key: "zone", Want: "eu", All: only(SelectorMismatch, InsufficientDisk)},
 				{NodeID: "n7", Reason: SelectorMismatch, Key: "zone", Want: "eu", Have: "us", HasLabel: true},
 			},
 		},
@@ -437,11 +439,28 @@ func TestPlace(t *testing.T) {
 			if d.Strategy != tt.wantStrategy {
 				t.Errorf("Strategy = %v, want %v", d.Strategy, tt.wantStrategy)
 			}
-			if !slices.Equal(d.Rejections, tt.wantRejections) {
-				t.Errorf("Rejections:\n got %+v\nwant %+v", d.Rejections, tt.wantRejections)
+			// A case that lists no other reasons (All unset) says the
+			// node fails its Reason alone.
+			want := slices.Clone(tt.wantRejections)
+			for i := range want {
+				if want[i].All == 0 {
+					want[i].All = only(want[i].Reason)
+				}
+			}
+			if !slices.Equal(d.Rejections, want) {
+				t.Errorf("Rejections:\n got %+v\nwant %+v", d.Rejections, want)
 			}
 		})
 	}
+}
+
+// only returns the set of the given reasons.
+func only(rs ...RejectReason) Reasons {
+	var s Reasons
+	for _, r := range rs {
+		s = s.with(r)
+	}
+	return s
 }
 
 func TestRejectionDetail(t *testing.T) {
@@ -505,10 +524,15 @@ func TestEnums(t *testing.T) {
 		want string
 	}{
 		{name: "reason numbers match proto", got: fmt.Sprint(int(NodeNotReady), int(NodeCordoned), int(RuntimeUnsupported),
-			int(InsufficientCPU), int(InsufficientMemory), int(InsufficientDisk), int(SelectorMismatch)), want: "1 2 3 4 5 6 7"},
+			int(InsufficientCPU), int(InsufficientMemory), int(InsufficientDisk), int(SelectorMismatch), int(NodeDraining),
+			int(CapabilityMissing), int(PoolMissing), int(PolicyDenied), int(PortConflict)), want: "1 2 3 4 5 6 7 8 9 10 11 12"},
 		{name: "reason names", got: fmt.Sprint(NodeNotReady, NodeCordoned, RuntimeUnsupported, InsufficientCPU,
-			InsufficientMemory, InsufficientDisk, SelectorMismatch, RejectReason(0)),
-			want: "node_not_ready node_cordoned runtime_unsupported insufficient_cpu insufficient_memory insufficient_disk selector_mismatch RejectReason(0)"},
+			InsufficientMemory, InsufficientDisk, SelectorMismatch, NodeDraining, CapabilityMissing, PoolMissing,
+			PolicyDenied, PortConflict, RejectReason(0), maxReason+1),
+			want: "node_not_ready node_cordoned runtime_unsupported insufficient_cpu insufficient_memory insufficient_disk selector_mismatch " +
+				"node_draining capability_missing pool_missing policy_denied port_conflict RejectReason(0) RejectReason(13)"},
+		{name: "reason sets", got: fmt.Sprint(only(PortConflict, NodeNotReady), Reasons(0), only(PolicyDenied).Has(maxReason+1)),
+			want: "node_not_ready,port_conflict  false"},
 		{name: "strategy names", got: fmt.Sprint(Spread, BinPack, Strategy(9)), want: "spread binpack Strategy(9)"},
 	}
 	for _, tt := range tests {
