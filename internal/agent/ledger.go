@@ -24,6 +24,9 @@ type allocation struct {
 	CPUMillis   int64  `json:"cpu_millis"`
 	MemoryBytes int64  `json:"memory_bytes"`
 	DiskBytes   int64  `json:"disk_bytes"`
+	// Ports are the host ports it publishes: bound by its own runtime,
+	// not by something else (usedHostPorts).
+	Ports []allocPort `json:"ports,omitempty"`
 
 	// seq is the ledger's change counter at the entry's last change.
 	seq uint64

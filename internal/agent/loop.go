@@ -238,6 +238,7 @@ func (a *Agent) capabilities() *persysv1.NodeCapabilities {
 		}
 		c.StoragePools = append(c.StoragePools, sp)
 	}
+	c.UsedHostPorts = a.usedHostPorts()
 	return c
 }
 
@@ -318,7 +319,10 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 	if digestOnly {
 		req.DigestOnly = true
 	} else {
-		req.Workloads = workloads
+		// Ports go with full lists only (at least every fullListEvery):
+		// folded into the digest, any socket opened on the host would
+		// make every heartbeat full.
+		req.Workloads, req.UsedHostPorts = workloads, a.usedHostPorts()
 	}
 	resp, _, err := a.control.heartbeat(ctx, req)
 	if err != nil {

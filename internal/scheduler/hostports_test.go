@@ -2,6 +2,9 @@ package scheduler_test
 
 import (
 	"fmt"
+	"net"
+	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,6 +13,7 @@ import (
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/store/storetest"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
 )
 
 // portSpec is a sim container publishing host port port.
@@ -26,24 +30,35 @@ func portSpec(port uint32) *persysv1.WorkloadSpec {
 // TestHostPortsHeldOnTheirNode: a host port is held on the node of the
 // workload that publishes it, like its resources: a second workload
 // asking for it goes to the other node, a third stays pending with
-// PORT_CONFLICT until the port is given back, and a port the agent reports
-// bound by something else keeps such a workload off that node too.
+// PORT_CONFLICT until the port is given back, and a port bound by
+// something else on a node (reported by its agent) keeps such a workload
+// off that node too.
 func TestHostPortsHeldOnTheirNode(t *testing.T) {
+	// Bound on this host before node a's agent registers: a real agent
+	// reports it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	hostBound := uint32(ln.Addr().(*net.TCPAddr).Port)
+	shared, reported := uint32(freeport.Port(t, "127.0.0.1")), uint32(freeport.Port(t, "127.0.0.1"))
+
 	e := newDigestEnv(t)
 	e.registerB()
 	e.mustHeartbeatB(0, false, 0)
 	e.waitNodeState(e.b, persysv1.NodeState_NODE_STATE_READY)
 
 	w1, w2, w3 := e.name("p1"), e.name("p2"), e.name("p3")
-	e.apply(w1, portSpec(18080))
+	e.apply(w1, portSpec(shared))
 	n1 := e.waitRunning(w1).GetStatus().GetNodeId()
-	e.apply(w2, portSpec(18080))
+	e.apply(w2, portSpec(shared))
 	n2 := e.waitRunning(w2).GetStatus().GetNodeId()
 	if n1 == n2 {
-		t.Fatalf("%s and %s both publish host port 18080 and were both placed on %s", w1, w2, n1)
+		t.Fatalf("%s and %s both publish host port %d and were both placed on %s", w1, w2, shared, n1)
 	}
 
-	e.apply(w3, portSpec(18080))
+	e.apply(w3, portSpec(shared))
 	v := e.waitStatus(w3, persysv1.ActualState_ACTUAL_STATE_PENDING, persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT)
 	d := v.GetAssignment().GetDecision()
 	if d.GetNodeId() != "" || len(d.GetRejections()) != 2 {
@@ -51,7 +66,7 @@ func TestHostPortsHeldOnTheirNode(t *testing.T) {
 	}
 	for _, r := range d.GetRejections() {
 		if r.GetReason() != persysv1.RejectReason_REJECT_REASON_PORT_CONFLICT ||
-			r.GetDetail() != "spec.container.ports[0].hostPort: port *:18080/tcp is taken" {
+			r.GetDetail() != fmt.Sprintf("spec.container.ports[0].hostPort: port *:%d/tcp is taken", shared) {
 			t.Errorf("rejection %v, want PORT_CONFLICT naming the port", r)
 		}
 	}
@@ -62,10 +77,10 @@ func TestHostPortsHeldOnTheirNode(t *testing.T) {
 	}
 	e.waitRunningOn(w3, n1)
 
-	// Something else binds 19090 on b: a workload asking for it goes to a,
-	// and the decision says why b was ruled out.
+	// Something else binds a port on b: a workload asking for it goes to
+	// a, and the decision says why b was ruled out.
 	used := &persysv1.HeartbeatRequest{NodeId: e.b, Workloads: e.listB(),
-		UsedHostPorts: []*persysv1.HostPort{{Port: 19090, Protocol: "tcp"}}}
+		UsedHostPorts: []*persysv1.HostPort{{Port: reported, Protocol: "tcp"}}}
 	if _, err := e.ctlB.Heartbeat(ctxT(t), used); err != nil {
 		t.Fatal(err)
 	}
@@ -73,14 +88,35 @@ func TestHostPortsHeldOnTheirNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := n.GetCapabilities().GetUsedHostPorts(); len(got) != 1 || got[0].GetPort() != 19090 {
-		t.Fatalf("node %s record has used ports %v, want 19090", e.b, got)
+	if got := n.GetCapabilities().GetUsedHostPorts(); len(got) != 1 || got[0].GetPort() != reported {
+		t.Fatalf("node %s record has used ports %v, want %d", e.b, got, reported)
 	}
 	w4 := e.name("p4")
-	e.apply(w4, portSpec(19090))
+	e.apply(w4, portSpec(reported))
 	v = e.waitRunningOn(w4, e.a)
 	if r := findRejection(v.GetAssignment().GetDecision(), e.b); r.GetReason() != persysv1.RejectReason_REJECT_REASON_PORT_CONFLICT {
 		t.Fatalf("rejection of %s = %v, want PORT_CONFLICT", e.b, r)
+	}
+
+	// Node a's agent reported the port this test bound on the host (only
+	// Linux agents read the host's sockets).
+	if goruntime.GOOS != "linux" {
+		return
+	}
+	n, err = e.control.GetNode(ctxT(t), &persysv1.GetNodeRequest{Id: e.a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(n.GetCapabilities().GetUsedHostPorts(), func(p *persysv1.HostPort) bool {
+		return p.GetPort() == hostBound && p.GetProtocol() == "tcp"
+	}) {
+		t.Fatalf("node %s does not report port %d bound on its host: %v", e.a, hostBound, n.GetCapabilities().GetUsedHostPorts())
+	}
+	w5 := e.name("p5")
+	e.apply(w5, portSpec(hostBound))
+	v = e.waitRunningOn(w5, e.b)
+	if r := findRejection(v.GetAssignment().GetDecision(), e.a); r.GetReason() != persysv1.RejectReason_REJECT_REASON_PORT_CONFLICT {
+		t.Fatalf("rejection of %s = %v, want PORT_CONFLICT", e.a, r)
 	}
 }
 
