@@ -201,3 +201,65 @@ func TestRejectReasonsMirrorProto(t *testing.T) {
 		t.Errorf("placement.RejectReason(%d) = %q has no wire value", next, got)
 	}
 }
+
+// TestNodePolicyRulesPlacement: a node's policy, as its agent registers
+// it, decides where a privileged workload may go; a workload no node's
+// policy admits stays pending with POLICY_DENIED, and every reason that
+// rules a node out reaches the wire (NodeRejection.also).
+func TestNodePolicyRulesPlacement(t *testing.T) {
+	e := newDigestEnv(t)
+	e.registerB()
+	e.mustHeartbeatB(0, false, 0)
+	e.waitNodeState(e.b, persysv1.NodeState_NODE_STATE_READY)
+
+	priv := func(memory int64) *persysv1.WorkloadSpec {
+		s := e.simSpec(e.a)
+		s.NodeSelector = nil
+		s.Resources.MemoryBytes = memory
+		s.Container.Privileged = true
+		return s
+	}
+	small, big := e.name("priv"), e.name("privbig")
+	e.apply(small, priv(64*mib))
+	e.apply(big, priv(4096*mib))
+	v := e.waitStatus(big, persysv1.ActualState_ACTUAL_STATE_PENDING, persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED)
+	for _, id := range []string{e.a, e.b} {
+		r := findRejection(v.GetAssignment().GetDecision(), id)
+		if r.GetReason() != persysv1.RejectReason_REJECT_REASON_POLICY_DENIED ||
+			!slices.Equal(r.GetAlso(), []persysv1.RejectReason{persysv1.RejectReason_REJECT_REASON_INSUFFICIENT_MEMORY}) ||
+			!strings.HasPrefix(r.GetDetail(), "spec.container.privileged: privileged mode is not allowed") ||
+			!strings.HasSuffix(r.GetDetail(), "; also insufficient_memory") {
+			t.Errorf("rejection of %s = %v, want POLICY_DENIED naming the field, also INSUFFICIENT_MEMORY", id, r)
+		}
+	}
+	e.waitStatus(small, persysv1.ActualState_ACTUAL_STATE_PENDING, persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED)
+
+	// Node b's agent comes back allowing privileged workloads: the small
+	// one goes there; the big one still fits nowhere, for a reason the
+	// policy no longer explains everywhere.
+	_, err := e.ctlB.RegisterNode(ctxT(t), &persysv1.RegisterNodeRequest{
+		NodeId: e.b, Address: e.addrB, Workloads: e.listB(),
+		Capabilities: &persysv1.NodeCapabilities{
+			Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
+			Labels:   map[string]string{"node": e.b}, Os: goruntime.GOOS, Arch: goruntime.GOARCH,
+			Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
+			Policy:   &persysv1.NodePolicy{AllowPrivileged: true},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Placed there; whether it then runs is up to b's agent, which checks
+	// its own policy again.
+	waitFor(t, small+" to be placed on "+e.b, waitLong, func() (bool, string) {
+		v, err := e.get(small)
+		if err != nil {
+			return false, err.Error()
+		}
+		return v.GetAssignment().GetNodeId() == e.b, fmt.Sprintf("assignment %v", v.GetAssignment())
+	})
+	v = e.waitStatus(big, persysv1.ActualState_ACTUAL_STATE_PENDING, persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE)
+	if r := findRejection(v.GetAssignment().GetDecision(), e.b); r.GetReason() != persysv1.RejectReason_REJECT_REASON_INSUFFICIENT_MEMORY || len(r.GetAlso()) != 0 {
+		t.Errorf("rejection of %s = %v, want INSUFFICIENT_MEMORY alone", e.b, r)
+	}
+}
