@@ -113,3 +113,42 @@ func listenTCP(t *testing.T) uint32 {
 	t.Cleanup(func() { _ = ln.Close() })
 	return uint32(ln.Addr().(*net.TCPAddr).Port)
 }
+
+// TestLedgerReleasesFailed: a workload reported FAILED holds nothing
+// against admission; its re-apply is checked again, and an entry changed
+// after the listing began is left alone.
+func TestLedgerReleasesFailed(t *testing.T) {
+	l, err := openLedger(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	capacity := &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1000}
+	vm := allocation{UID: "u", Revision: 1, CPUMillis: 700, MemoryBytes: 100, Ports: []allocPort{{Port: 22}}}
+	if _, _, r := l.reserve("vm", vm, capacity, 0.8, true); r != nil {
+		t.Fatal(r)
+	}
+	if _, _, r := l.reserve("web", allocation{UID: "w", Revision: 1, CPUMillis: 700}, capacity, 0.8, true); r == nil {
+		t.Fatal("web admitted beside the vm's 700m on 1000m at 80%")
+	}
+	mark := l.mark()
+	l.release(map[string]bool{"vm": true}, mark)
+	if got := l.total().GetCpuMillis(); got != 0 || len(l.ports()) != 0 {
+		t.Fatalf("after the vm failed: %dm and ports %v held, want none", got, l.ports())
+	}
+	if _, _, r := l.reserve("web", allocation{UID: "w", Revision: 1, CPUMillis: 700}, capacity, 0.8, true); r != nil {
+		t.Fatalf("web refused after the vm failed: %v", r)
+	}
+	// The vm's re-apply is admitted only if it fits again.
+	if _, _, r := l.reserve("vm", vm, capacity, 0.8, true); r == nil {
+		t.Fatal("the failed vm's re-apply was admitted over the threshold")
+	}
+	// A reserve after the mark survives a release from an older listing.
+	mark = l.mark()
+	if _, _, r := l.reserve("db", allocation{UID: "d", Revision: 1, CPUMillis: 100}, capacity, 0.8, true); r != nil {
+		t.Fatal(r)
+	}
+	l.release(map[string]bool{"db": true}, mark)
+	if e, _ := l.get("db"); e.CPUMillis != 100 {
+		t.Fatalf("db reserved after the listing began was released: %+v", e)
+	}
+}
