@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/model"
@@ -123,12 +122,12 @@ func (s Reasons) Append(dst []RejectReason, skip RejectReason) []RejectReason {
 	return dst
 }
 
-// String joins the reasons' names with ",".
+// String joins the reasons' names with ", ".
 func (s Reasons) String() string {
 	var b []byte
 	for _, r := range s.Append(nil, 0) {
 		if len(b) > 0 {
-			b = append(b, ',')
+			b = append(b, ", "...)
 		}
 		b = append(b, r.String()...)
 	}
@@ -320,7 +319,7 @@ func (r Rejection) Also(dst []RejectReason) []RejectReason { return r.All.Append
 func (r Rejection) Detail() string {
 	d := r.detail()
 	if also := r.All &^ (1 << r.Reason); also != 0 && r.Reason > 0 && r.Reason <= maxReason {
-		d += "; also " + strings.ReplaceAll(also.String(), ",", ", ")
+		d += "; also " + also.String()
 	}
 	return d
 }

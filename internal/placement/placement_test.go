@@ -532,7 +532,7 @@ func TestEnums(t *testing.T) {
 			want: "node_not_ready node_cordoned runtime_unsupported insufficient_cpu insufficient_memory insufficient_disk selector_mismatch " +
 				"node_draining capability_missing pool_missing policy_denied port_conflict RejectReason(0) RejectReason(13)"},
 		{name: "reason sets", got: fmt.Sprint(only(PortConflict, NodeNotReady), Reasons(0), only(PolicyDenied).Has(maxReason+1)),
-			want: "node_not_ready,port_conflict  false"},
+			want: "node_not_ready, port_conflict  false"},
 		{name: "strategy names", got: fmt.Sprint(Spread, BinPack, Strategy(9)), want: "spread binpack Strategy(9)"},
 	}
 	for _, tt := range tests {
