@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/model"
 )
 
@@ -645,6 +646,12 @@ func randomCluster(rng *rand.Rand, n int) []Node {
 			MemoryBytes: rng.Int63n(nd.Capacity.MemoryBytes + gi),
 			DiskBytes:   rng.Int63n(nd.Capacity.DiskBytes + gi),
 		}
+		nd.Policy.AllowPrivileged = rng.Intn(2) == 0
+		for _, p := range randomPorts {
+			if rng.Intn(6) == 0 {
+				nd.Ports = append(nd.Ports, p)
+			}
+		}
 		nodes[i] = nd
 	}
 	return nodes
@@ -666,13 +673,65 @@ func randomRequest(rng *rand.Rand) Request {
 			req.NodeSelector[k] = fmt.Sprint(rng.Intn(2))
 		}
 	}
+	if rng.Intn(4) == 0 {
+		req.Host.Privileged, req.Host.PrivilegedField = true, "spec.container.privileged"
+	}
+	for _, p := range randomPorts {
+		if rng.Intn(6) == 0 {
+			req.Host.Ports = append(req.Host.Ports, p)
+		}
+	}
 	return req
+}
+
+// randomPorts are the host ports random nodes take and random requests
+// ask for: some conflict (same number, one on every address), some not.
+var randomPorts = []hostaccess.Port{
+	{Port: 80}, {HostIP: "127.0.0.1", Port: 8080}, {HostIP: "127.0.0.2", Port: 8080}, {Port: 53, Protocol: "udp"},
+}
+
+// failing is a slow, independent statement of every filter a node fails.
+func failing(n Node, req Request) Reasons {
+	var s Reasons
+	add := func(fails bool, r RejectReason) {
+		if fails {
+			s = s.with(r)
+		}
+	}
+	add(!n.Ready, NodeNotReady)
+	add(n.Cordoned, NodeCordoned)
+	add(!slices.Contains(n.Runtimes, req.Type), RuntimeUnsupported)
+	add(req.Host.Privileged && !n.Policy.AllowPrivileged, PolicyDenied)
+	for k, v := range req.NodeSelector {
+		have, ok := n.Labels[k]
+		add(!ok || have != v, SelectorMismatch)
+	}
+	for _, w := range req.Host.Ports {
+		for _, p := range n.Ports {
+			add(w.Conflicts(p), PortConflict)
+		}
+	}
+	free := n.Capacity.Sub(n.Allocated)
+	add(req.Resources.CPUMillis > 0 && (n.Capacity.CPUMillis <= 0 || req.Resources.CPUMillis > free.CPUMillis), InsufficientCPU)
+	add(req.Resources.MemoryBytes > 0 && (n.Capacity.MemoryBytes <= 0 || req.Resources.MemoryBytes > free.MemoryBytes), InsufficientMemory)
+	add(req.Resources.DiskBytes > 0 && (n.Capacity.DiskBytes <= 0 || req.Resources.DiskBytes > free.DiskBytes), InsufficientDisk)
+	return s
 }
 
 // feasible is a slow, independent statement of the filters.
 func feasible(n Node, req Request) bool {
 	if !n.Ready || n.Cordoned || !slices.Contains(n.Runtimes, req.Type) {
 		return false
+	}
+	if req.Host.Privileged && !n.Policy.AllowPrivileged {
+		return false
+	}
+	for _, w := range req.Host.Ports {
+		for _, p := range n.Ports {
+			if w.Conflicts(p) {
+				return false
+			}
+		}
 	}
 	for k, v := range req.NodeSelector {
 		if have, ok := n.Labels[k]; !ok || have != v {
@@ -722,8 +781,11 @@ func TestPlaceProperties(t *testing.T) {
 			if i < 0 || feasible(nodes[i], req) {
 				fail("rejection %v names a feasible or unknown node", r)
 			}
-			if r.Reason < NodeNotReady || r.Reason > SelectorMismatch {
+			if r.Reason < NodeNotReady || r.Reason > maxReason {
 				fail("rejection %v has no valid reason", r)
+			}
+			if want := failing(nodes[i], req); r.All != want || !want.Has(r.Reason) {
+				fail("rejection %v lists reasons %v, want %v", r, r.All, want)
 			}
 			reasons[r.Reason]++
 		}
@@ -762,7 +824,8 @@ func TestPlaceProperties(t *testing.T) {
 	if placed < iterations/10 || placed > iterations*9/10 {
 		t.Errorf("placed %d of %d random requests; generator is lopsided", placed, iterations)
 	}
-	for r := NodeNotReady; r <= SelectorMismatch; r++ {
+	for _, r := range []RejectReason{NodeNotReady, NodeCordoned, RuntimeUnsupported, InsufficientCPU,
+		InsufficientMemory, InsufficientDisk, SelectorMismatch, PolicyDenied, PortConflict} {
 		if reasons[r] == 0 {
 			t.Errorf("random snapshots never produced %v", r)
 		}
