@@ -617,10 +617,57 @@ func place(nodes []Node, req *Request, strategy Strategy, start int) (Decision, 
 
 // filter returns the reason of the first failing filter, or 0 when the
 // node can take the request. It only compares; rejection builds the record.
+// It is the fast path of check, which states the same filters in the same
+// order for the record of every failing one: a call through check cost a
+// fifth more per placement. TestPlaceProperties holds the two to the same
+// answer.
 func filter(n *Node, req *Request, sel []label) RejectReason {
-	v := verdict{}
-	check(n, req, sel, &v)
-	return v.first
+	switch {
+	case !n.Ready:
+		return NodeNotReady
+	case n.Cordoned:
+		return NodeCordoned
+	case !slices.Contains(n.Runtimes, req.Type):
+		return RuntimeUnsupported
+	case req.RequireKVM && n.Accel != "kvm":
+		return CapabilityMissing
+	}
+	// The guards keep the calls off the path of the many workloads that
+	// ask nothing of their host.
+	if h := &req.Host; h.Privileged || len(h.HostPaths) > 0 {
+		if _, denied := policyDenial(n, req); denied {
+			return PolicyDenied
+		}
+	}
+	for _, pd := range req.Pools {
+		p := n.pool(pd.Name)
+		if p == nil {
+			return PoolMissing
+		}
+		if pd.Bytes > 0 && pd.Bytes > p.avail() {
+			return InsufficientDisk
+		}
+	}
+	for _, l := range sel {
+		if have, has := n.Labels[l.key]; !has || have != l.value {
+			return SelectorMismatch
+		}
+	}
+	if len(req.Host.Ports) > 0 && len(n.Ports) > 0 {
+		if _, taken := portConflict(n, req); taken {
+			return PortConflict
+		}
+	}
+	r, c, a := &req.Resources, &n.Capacity, &n.Allocated
+	switch {
+	case !fits(r.CPUMillis, c.CPUMillis, a.CPUMillis):
+		return InsufficientCPU
+	case !fits(r.MemoryBytes, c.MemoryBytes, a.MemoryBytes):
+		return InsufficientMemory
+	case !fits(r.DiskBytes, c.DiskBytes, a.DiskBytes):
+		return InsufficientDisk
+	}
+	return 0
 }
 
 // verdict collects the filters a node fails: the first, and with all set
@@ -640,9 +687,8 @@ func (v *verdict) fail(r RejectReason) bool {
 	return !v.all
 }
 
-// check runs the filters in order, recording into v each that fails; it
-// stops at the first unless v.all. One statement of the filters serves
-// both the fast path (filter) and the full record (rejection).
+// check runs the filters in filter's order, recording into v each that
+// fails; it stops at the first unless v.all.
 func check(n *Node, req *Request, sel []label, v *verdict) {
 	if !n.Ready && v.fail(NodeNotReady) {
 		return
@@ -656,8 +702,6 @@ func check(n *Node, req *Request, sel []label, v *verdict) {
 	if req.RequireKVM && n.Accel != "kvm" && v.fail(CapabilityMissing) {
 		return
 	}
-	// The guards keep the calls off the path of the many workloads that
-	// ask nothing of their host.
 	if h := &req.Host; h.Privileged || len(h.HostPaths) > 0 {
 		if _, denied := policyDenial(n, req); denied && v.fail(PolicyDenied) {
 			return

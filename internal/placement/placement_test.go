@@ -690,6 +690,16 @@ var randomPorts = []hostaccess.Port{
 	{Port: 80}, {HostIP: "127.0.0.1", Port: 8080}, {HostIP: "127.0.0.2", Port: 8080}, {Port: 53, Protocol: "udp"},
 }
 
+// sortedSelector is the request's selector as place passes it to filter.
+func sortedSelector(req Request) []label {
+	var sel []label
+	for k, v := range req.NodeSelector {
+		sel = append(sel, label{k, v})
+	}
+	slices.SortFunc(sel, func(a, b label) int { return strings.Compare(a.key, b.key) })
+	return sel
+}
+
 // failing is a slow, independent statement of every filter a node fails.
 func failing(n Node, req Request) Reasons {
 	var s Reasons
@@ -786,6 +796,10 @@ func TestPlaceProperties(t *testing.T) {
 			}
 			if want := failing(nodes[i], req); r.All != want || !want.Has(r.Reason) {
 				fail("rejection %v lists reasons %v, want %v", r, r.All, want)
+			}
+			// The fast path and the full record agree on the first reason.
+			if first := filter(&nodes[i], &req, sortedSelector(req)); first != r.Reason {
+				fail("rejection %v: filter says %v", r, first)
 			}
 			reasons[r.Reason]++
 		}
