@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/placement"
@@ -261,5 +264,21 @@ func TestNodePolicyRulesPlacement(t *testing.T) {
 	v = e.waitStatus(big, persysv1.ActualState_ACTUAL_STATE_PENDING, persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE)
 	if r := findRejection(v.GetAssignment().GetDecision(), e.b); r.GetReason() != persysv1.RejectReason_REJECT_REASON_INSUFFICIENT_MEMORY || len(r.GetAlso()) != 0 {
 		t.Errorf("rejection of %s = %v, want INSUFFICIENT_MEMORY alone", e.b, r)
+	}
+}
+
+// TestApplyRefusesOversizedEnv: the scheduler refuses an environment its
+// process could not start with, naming the field, before storing it.
+func TestApplyRefusesOversizedEnv(t *testing.T) {
+	e := newDigestEnv(t)
+	spec := e.simSpec(e.a)
+	spec.Container.Env = map[string]string{"BLOB": strings.Repeat("x", 900_000)}
+	name := e.name("bigenv")
+	_, err := e.control.ApplyWorkload(ctxT(t), &persysv1.ApplyRequest{Name: name, Spec: spec})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "spec.container.env.BLOB") {
+		t.Fatalf("apply with a 900 KB env value: %v, want InvalidArgument naming spec.container.env.BLOB", err)
+	}
+	if _, err := e.get(name); status.Code(err) != codes.NotFound {
+		t.Fatalf("refused workload was stored: %v", err)
 	}
 }
