@@ -40,6 +40,9 @@ const (
 // minus the ports of the workloads it runs (their own proxies), sorted
 // and bounded. Outside Linux, or without /proc, it reports none.
 func (a *Agent) usedHostPorts() []*persysv1.HostPort {
+	if a.cfg.SkipHostPortScan {
+		return nil
+	}
 	var found []hostaccess.Port
 	for _, t := range procNetTables {
 		data, err := os.ReadFile(t.path)
