@@ -273,6 +273,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		HeartbeatInterval:    o.heartbeatInterval,
 		UtilizationThreshold: o.utilizationThreshold,
 		Policy:               o.extra.policy(),
+		SkipHostPortScan:     o.runtime == "sim",
 		DataDir:              o.dataDir,
 		Logger:               log,
 		Registry:             reg,

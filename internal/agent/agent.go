@@ -76,9 +76,12 @@ type Config struct {
 	// Policy is what the node lets workloads reach on the host (default:
 	// nothing): reported at registration for placement, and enforced on
 	// every apply (POLICY_DENIED).
-	Policy   hostaccess.Policy
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
+	Policy hostaccess.Policy
+	// SkipHostPortScan reports no host ports bound by others: hollow
+	// nodes of the simulator share one host, whose sockets are no node's.
+	SkipHostPortScan bool
+	Logger           *slog.Logger
+	Registry         prometheus.Registerer
 	// Revocations, when set, refuses calls from revoked certificates on
 	// connections opened before the revocation (the TLS holder refuses
 	// them at the handshake); keep it current with

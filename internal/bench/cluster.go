@@ -512,9 +512,9 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 	}
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: ln.Addr().String(), Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
-		HeartbeatInterval: c.opts.HeartbeatInterval,
-		Capacity:          &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
-		Logger:            slog.New(slog.DiscardHandler),
+		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
+		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		ln.Close()
@@ -548,9 +548,9 @@ func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: c.muxAddr(), Runtimes: []runtime.Runtime{rt},
 		Control:           persysv1.NewControlServiceClient(c.toSched.as(pki.RoleAgent, id)),
-		HeartbeatInterval: c.opts.HeartbeatInterval,
-		Capacity:          &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
-		Logger:            slog.New(slog.DiscardHandler),
+		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
+		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, err

@@ -365,7 +365,7 @@ func (c *controlService) GetClusterSummary(ctx context.Context, _ *persysv1.Clus
 		out.Capacity.DiskBytes += capy.GetDiskBytes()
 	}
 	for _, e := range c.s.workloads {
-		if e.assignment.GetNodeId() == "" {
+		if e.assignment.GetNodeId() == "" || !c.s.holdsLocked(e) {
 			continue
 		}
 		r := e.w.GetSpec().GetResources()
@@ -572,7 +572,7 @@ func (s *Scheduler) nodeViews(only string) []*persysv1.Node {
 	defer s.mu.Unlock()
 	alloc := map[string]*persysv1.Resources{}
 	for _, e := range s.workloads {
-		if id := e.assignment.GetNodeId(); id != "" && (only == "" || id == only) {
+		if id := e.assignment.GetNodeId(); id != "" && (only == "" || id == only) && s.holdsLocked(e) {
 			alloc[id] = addResources(alloc[id], e.w.GetSpec().GetResources())
 		}
 	}

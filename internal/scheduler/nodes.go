@@ -101,8 +101,13 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	s.mu.Lock()
 	ne.usage = req.GetUsage()
 	ne.lastHeartbeat = s.cfg.Now()
+	portsChanged := !req.GetDigestOnly() && s.setUsedPortsLocked(ne, req.GetUsedHostPorts())
 	intervalMs := s.heartbeatIntervalLocked().Milliseconds()
 	s.mu.Unlock()
+	if portsChanged {
+		// A port given up may be what a pending workload waits for.
+		s.queuePending()
+	}
 	if req.GetDigestOnly() {
 		if !s.processDigest(id, req.GetReportDigest()) {
 			s.metrics.digestOnly.WithLabelValues("resend_full").Inc()

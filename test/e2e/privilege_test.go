@@ -66,6 +66,21 @@ func TestLeastPrivilege(t *testing.T) {
 		})
 	}
 
+	t.Run("operator compose host network", func(t *testing.T) {
+		name := "priv-compose-" + c.nodeID
+		m := "kind: Workload\nmetadata: {name: " + name + "}\nspec:\n  type: compose\n  compose:\n    inline: |\n" +
+			"      services:\n        web: {image: " + c.image + ", network_mode: host}\n"
+		a, err := c.do(t, operator, http.MethodPost, "/v1/workloads", []byte(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		field := "spec.compose.services.web.network_mode"
+		if a.code != http.StatusForbidden || !strings.Contains(a.errMsg, field) || !strings.Contains(a.errMsg, "workloads.host") {
+			t.Fatalf("operator's compose with host network: gateway answered %d %q, want 403 naming %s and workloads.host", a.code, a.errMsg, field)
+		}
+		c.assertRefused(t, name)
+	})
+
 	t.Run("refused secret use is audited", func(t *testing.T) {
 		a, err := c.do(t, admin, http.MethodGet, "/v1/events?type=audit", nil)
 		if err != nil || a.code != http.StatusOK {

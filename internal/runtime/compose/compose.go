@@ -808,8 +808,9 @@ func classify(err error) persysv1.FailureReason {
 	switch {
 	case strings.Contains(msg, "no such image"):
 		return persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
-	case strings.Contains(msg, "address already in use"), strings.Contains(msg, "port is already allocated"),
-		strings.Contains(msg, "network"):
+	case strings.Contains(msg, "address already in use"), strings.Contains(msg, "port is already allocated"):
+		return persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT
+	case strings.Contains(msg, "network"):
 		return persysv1.FailureReason_FAILURE_REASON_NETWORK
 	case strings.Contains(msg, "no space left"), strings.Contains(msg, "volume"), strings.Contains(msg, "mount"):
 		return persysv1.FailureReason_FAILURE_REASON_STORAGE

@@ -478,7 +478,11 @@ func (r *Runtime) start(ctx context.Context, p *plan, rec *record, seed string) 
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(tailOf(filepath.Join(sd, errFile), 2048))
 		reason := persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED
-		if strings.Contains(msg, "host forwarding") || strings.Contains(msg, "bridge helper") || strings.Contains(msg, "netdev") {
+		switch {
+		case strings.Contains(msg, "host forwarding"):
+			// QEMU could not bind a forwarded host port: it is taken.
+			reason = persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT
+		case strings.Contains(msg, "bridge helper") || strings.Contains(msg, "netdev"):
 			reason = persysv1.FailureReason_FAILURE_REASON_NETWORK
 		}
 		var ee *exec.Error
