@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -13,7 +16,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/store/storetest"
@@ -24,8 +32,11 @@ import (
 // after `persys ca rotate` accepts a user certificate of the new CA
 // without a restart, forwards its call to the scheduler, and still
 // accepts users of the previous CA.
-func TestGatewayTakesRotatedBundleWithoutRestart(t *testing.T) {
-	b, err := pki.Bootstrap(t.TempDir(), nil, nil, nil)
+// startScheduler runs a real scheduler with a CA over embedded etcd on
+// loopback with mTLS (nodes get agent certificates) until the test ends.
+func startScheduler(t *testing.T, nodes ...string) (*pki.Bundle, string) {
+	t.Helper()
+	b, err := pki.Bootstrap(t.TempDir(), nodes, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,37 +52,52 @@ func TestGatewayTakesRotatedBundleWithoutRestart(t *testing.T) {
 	}
 	s.SetIdentity(scheduler.IdentityConfig{CADir: b.Dir})
 	holder.SetRevocationChecker(s.Revocations())
-	sln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// The gateway's identity in files of its own, as on a gateway host.
-	gwDir := t.TempDir()
-	files := pki.Files{CA: filepath.Join(gwDir, "ca.crt"), Cert: filepath.Join(gwDir, "gateway.crt"), Key: filepath.Join(gwDir, "gateway.key")}
-	for src, dst := range map[string]string{b.Gateway.CA: files.CA, b.Gateway.Cert: files.Cert, b.Gateway.Key: files.Key} {
-		copyFile(t, src, dst)
-	}
-	listen := freeport.Addr(t, "127.0.0.1")
-	o := gatewayOptions{listen: listen, scheduler: sln.Addr().String(), ca: files.CA, cert: files.Cert, key: files.Key,
-		logLevel: "warn", renewFraction: pki.DefaultRenewFraction, revocationRefresh: time.Second, identityReload: 20 * time.Millisecond}
-
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(3)
 	go func() { defer wg.Done(); _ = s.Run(ctx) }()
 	go func() {
 		defer wg.Done()
-		_ = scheduler.Serve(ctx, sln, s, holder.ServerTLS(tls.VerifyClientCertIfGiven))
+		_ = scheduler.Serve(ctx, ln, s, holder.ServerTLS(tls.VerifyClientCertIfGiven))
 	}()
 	go func() { defer wg.Done(); _ = s.RunIdentity(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return b, ln.Addr().String()
+}
+
+// copyIdentity copies f into dir, as on a host of its own.
+func copyIdentity(t *testing.T, f pki.Files, dir, name string) pki.Files {
+	t.Helper()
+	out := pki.Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
+	for src, dst := range map[string]string{f.CA: out.CA, f.Cert: out.Cert, f.Key: out.Key} {
+		copyFile(t, src, dst)
+	}
+	return out
+}
+
+// A running `persys gateway` whose --ca file is replaced with the bundle
+// after `persys ca rotate` accepts a user certificate of the new CA
+// without a restart, forwards its call to the scheduler, and still
+// accepts users of the previous CA.
+func TestGatewayTakesRotatedBundleWithoutRestart(t *testing.T) {
+	b, schedAddr := startScheduler(t)
+	files := copyIdentity(t, b.Gateway, t.TempDir(), "gateway")
+	listen := freeport.Addr(t, "127.0.0.1")
+	o := gatewayOptions{listen: listen, scheduler: schedAddr, ca: files.CA, cert: files.Cert, key: files.Key,
+		logLevel: "warn", renewFraction: pki.DefaultRenewFraction, revocationRefresh: time.Second, identityReload: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(done)
 		if err := runGateway(ctx, o); err != nil {
 			t.Errorf("gateway: %v", err)
 		}
 	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	t.Cleanup(func() { cancel(); <-done })
 
 	old, err := pki.LoadCA(b.Dir)
 	if err != nil {
@@ -165,4 +191,122 @@ func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// keepAgentIdentity, as `persys agent` runs it: the holder refuses a
+// scheduler certificate once the scheduler lists it revoked, and takes a
+// CA bundle written over its file without a restart.
+func TestAgentIdentityFollowsRevocationsAndFiles(t *testing.T) {
+	b, schedAddr := startScheduler(t, "n1")
+	files := copyIdentity(t, b.Agents["n1"], t.TempDir(), "agent")
+	h, err := pki.LoadHolder(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheds, err := agent.DialSchedulers([]string{schedAddr}, h.ClientTLS(""),
+		grpc.WithTransportCredentials(grpcauth.HolderCredentials(h, "", tls.RequireAndVerifyClientCert)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = scheds.Close() })
+	revs := pki.NewRevocationSet()
+	stop := keepAgentIdentity(context.Background(), agentOptions{revocationRefresh: 50 * time.Millisecond, identityReload: 20 * time.Millisecond},
+		h, revs, scheds, slog.New(slog.DiscardHandler))
+	t.Cleanup(stop)
+	addr := serveHandshakes(t, h.ServerTLS(tls.RequireAndVerifyClientCert))
+
+	// A second scheduler certificate, then revoked by serial.
+	ca, err := pki.LoadCA(b.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.Issue(pki.IssueRequest{CommonName: "scheduler", Role: pki.RoleScheduler, DNSNames: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen, err := pki.NewHolder(certPEM, keyPEM, mustReadFile(t, b.CA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := handshake(addr, stolen.ClientTLS("localhost")); err != nil {
+		t.Fatalf("before the revocation: %v", err)
+	}
+	adminTLS, err := pki.ClientTLS(b.Admin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(schedAddr, grpc.WithTransportCredentials(credentials.NewTLS(adminTLS)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	waitUntil(t, "revocation stored", func() (bool, string) {
+		_, err := persysv1.NewControlServiceClient(conn).RevokeCertificate(context.Background(),
+			&persysv1.RevokeCertificateRequest{Serial: stolen.Leaf().SerialNumber.Text(16)})
+		return err == nil, describe(0, err)
+	})
+	waitUntil(t, "the revoked scheduler certificate refused", func() (bool, string) {
+		err := handshake(addr, stolen.ClientTLS("localhost"))
+		return err != nil, "accepted"
+	})
+
+	// The bundle after a rotation, written over the agent's CA file.
+	if _, err := pki.RotateCA(b.Dir, "next", 24*time.Hour, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(b.Dir, pki.CABundleFile), files.CA)
+	waitUntil(t, "the new bundle loaded", func() (bool, string) {
+		return len(h.Roots()) == 3, fmt.Sprintf("%d roots", len(h.Roots()))
+	})
+}
+
+// serveHandshakes accepts TLS connections with cfg and completes their
+// handshakes until the test ends.
+func serveHandshakes(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				if c.(*tls.Conn).Handshake() == nil {
+					_, _ = c.Write([]byte("ok"))
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// handshake dials addr with cfg and reads the server's "ok".
+func handshake(addr string, cfg *tls.Config) error {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 2)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	return nil
+}
+
+func mustReadFile(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
