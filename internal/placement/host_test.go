@@ -34,7 +34,7 @@ func TestPlaceHostAccess(t *testing.T) {
 			nodes:   []Node{node("a"), node("b", policy(hostaccess.Policy{AllowPrivileged: true}))},
 			req:     withHost(request(100, mi, 0), priv),
 			want:    "b",
-			rejects: []string{"a: policy_denied: spec.container.privileged: privileged mode is not allowed by the node's policy (agent flag --allow-privileged)"},
+			rejects: []string{"a: policy_denied: spec.container.privileged: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed by the node's policy (agent flag --allow-privileged)"},
 		},
 		{
 			name: "host path must lie under an allowed folder",
@@ -84,7 +84,7 @@ func TestPlaceHostAccess(t *testing.T) {
 			name:    "policy is checked before ports and resources, and all are listed",
 			nodes:   []Node{node("a", taken(port("", 8080, "", "")), allocated(2000, 0, 0))},
 			req:     withHost(request(100, mi, 0), hostaccess.Needs{Privileged: true, PrivilegedField: "f", Ports: web.Ports}),
-			rejects: []string{"a: policy_denied: f: privileged mode is not allowed by the node's policy (agent flag --allow-privileged); also insufficient_cpu, port_conflict"},
+			rejects: []string{"a: policy_denied: f: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed by the node's policy (agent flag --allow-privileged); also insufficient_cpu, port_conflict"},
 		},
 	}
 	for _, tt := range tests {

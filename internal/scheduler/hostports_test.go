@@ -230,7 +230,7 @@ func TestNodePolicyRulesPlacement(t *testing.T) {
 		r := findRejection(v.GetAssignment().GetDecision(), id)
 		if r.GetReason() != persysv1.RejectReason_REJECT_REASON_POLICY_DENIED ||
 			!slices.Equal(r.GetAlso(), []persysv1.RejectReason{persysv1.RejectReason_REJECT_REASON_INSUFFICIENT_MEMORY}) ||
-			!strings.HasPrefix(r.GetDetail(), "spec.container.privileged: privileged mode is not allowed") ||
+			!strings.HasPrefix(r.GetDetail(), "spec.container.privileged: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed") ||
 			!strings.HasSuffix(r.GetDetail(), "; also insufficient_memory") {
 			t.Errorf("rejection of %s = %v, want POLICY_DENIED naming the field, also INSUFFICIENT_MEMORY", id, r)
 		}
