@@ -15,6 +15,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/store/storetest"
 )
@@ -113,5 +114,60 @@ func TestRegisterNodeIdentity(t *testing.T) {
 				t.Errorf("cluster_id told = %q, want %q", resp.GetClusterId(), b.ClusterID)
 			}
 		})
+	}
+}
+
+// TestClustersShareAnEngine: two clusters on one Docker engine, each with
+// a node of the same id (the default node id was the host name) and the
+// same workload name. Neither scheduler takes the other cluster's
+// container for an orphan of its node: both keep running.
+func TestClustersShareAnEngine(t *testing.T) {
+	node := "st-shared-" + randomHex(4)
+	a := newClusterWith(t, clusterOptions{nodeIDs: []string{node}})
+	web := a.name("web")
+	a.apply(web, a.spec(16*mib, nil))
+	runA := a.waitRunningOn(web, node).GetStatus().GetRuntimeId()
+
+	b := newClusterWith(t, clusterOptions{nodeIDs: []string{node}})
+	if b.sched.s.ClusterID() == a.sched.s.ClusterID() {
+		t.Fatalf("both clusters have the id %s", a.sched.s.ClusterID())
+	}
+	// The same name in cluster B, with A's spec so that A's cleanup
+	// removes both copies.
+	if _, err := b.control.ApplyWorkload(ctxT(t), &persysv1.ApplyRequest{Name: web, Spec: a.spec(16*mib, nil)}); err != nil {
+		t.Fatalf("apply %s in cluster B: %v", web, err)
+	}
+	runB := b.waitRunningOn(web, node).GetStatus().GetRuntimeId()
+	if runA == runB {
+		t.Fatalf("both clusters report container %s", runA)
+	}
+	// Full lists went both ways since: any orphan removal was started.
+	b.waitHeartbeats(3)
+	a.waitHeartbeats(3)
+
+	for _, c := range []struct {
+		who string
+		cl  *cluster
+		id  string
+	}{{"A", a, runA}, {"B", b, runB}} {
+		info, err := a.docker.ContainerInspect(ctxT(t), c.id)
+		if err != nil {
+			t.Fatalf("cluster %s's container %s: %v", c.who, c.id, err)
+		}
+		if !info.State.Running {
+			t.Errorf("cluster %s's container is %s", c.who, info.State.Status)
+		}
+		if got := info.Config.Labels[runtime.LabelCluster]; got != c.cl.sched.s.ClusterID() {
+			t.Errorf("cluster %s's container has cluster label %q, want %q", c.who, got, c.cl.sched.s.ClusterID())
+		}
+		v := c.cl.waitRunningOn(web, node)
+		if v.GetStatus().GetRuntimeId() != c.id {
+			t.Errorf("cluster %s now runs %s as %s, want its first container %s", c.who, web, v.GetStatus().GetRuntimeId(), c.id)
+		}
+		for _, e := range c.cl.events(web) {
+			if e.GetType() == "OrphanRemoved" {
+				t.Errorf("cluster %s removed an orphan of %s: %s", c.who, web, e.GetMessage())
+			}
+		}
 	}
 }
