@@ -160,5 +160,8 @@ func (a *Agent) learnCluster(told string) error {
 	}
 	a.cluster.Set(told, a.adoptUnlabelled)
 	a.log.Info("joined cluster", "cluster", told, "adopt_unlabelled", a.adoptUnlabelled)
+	// The registration's list was made before the runtimes saw this
+	// cluster's objects: the full one goes at once, not an interval later.
+	a.Kick()
 	return nil
 }
