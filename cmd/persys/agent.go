@@ -299,6 +299,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		AuditInterval:        o.auditInterval,
 		HeartbeatInterval:    o.heartbeatInterval,
 		UtilizationThreshold: o.utilizationThreshold,
+		Policy:               o.extra.policy(),
 		DataDir:              o.dataDir,
 		Cluster:              cluster,
 		Logger:               log,

@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/composespec"
+	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/compose"
 	"github.com/persys-dev/compute/internal/runtime/qemu"
@@ -24,6 +26,9 @@ type runtimeOptions struct {
 	vm           string
 	vmAccel      string
 	storagePools []string
+	// The node's policy on host-level features (default: none allowed).
+	allowPrivileged bool
+	allowHostPaths  []string
 }
 
 func (o *runtimeOptions) flags(f *pflag.FlagSet) {
@@ -31,6 +36,14 @@ func (o *runtimeOptions) flags(f *pflag.FlagSet) {
 	f.StringVar(&o.vm, "vm", "auto", "run VMs with QEMU: auto (when qemu-system-x86_64 is installed), on or off")
 	f.StringVar(&o.vmAccel, "vm-accel", "", "VM acceleration: kvm or tcg (default: kvm when it really works, else tcg)")
 	f.StringArrayVar(&o.storagePools, "storage-pool", nil, "storage pool for VM disks, NAME=PATH or NAME=PATH:SIZE (repeatable; default: pool \"default\" in the data folder)")
+	f.BoolVar(&o.allowPrivileged, "allow-privileged", false, "run workloads that ask for privileged mode, devices, added capabilities, host network/PID/IPC or a VM bridge (their applier also needs permission workloads.host)")
+	f.StringArrayVar(&o.allowHostPaths, "allow-host-path", nil, "absolute host folder under which workloads may bind host paths (repeatable; default: none)")
+}
+
+// policy is the node's policy on host-level features, reported at
+// registration (placement honours it) and enforced again on every apply.
+func (o *runtimeOptions) policy() hostaccess.Policy {
+	return hostaccess.Policy{AllowPrivileged: o.allowPrivileged, AllowHostPaths: append([]string(nil), o.allowHostPaths...)}
 }
 
 func (o *runtimeOptions) validate() error {
@@ -47,6 +60,11 @@ func (o *runtimeOptions) validate() error {
 	for _, p := range o.storagePools {
 		if _, err := agent.ParseStoragePool(p); err != nil {
 			return fmt.Errorf("--storage-pool: %w", err)
+		}
+	}
+	for _, p := range o.allowHostPaths {
+		if err := hostaccess.ValidatePolicyPath(p); err != nil {
+			return fmt.Errorf("--allow-host-path: %w", err)
 		}
 	}
 	return nil
@@ -84,7 +102,8 @@ func (o *runtimeOptions) pools(dataDir string) ([]agent.StoragePool, error) {
 // container runtime is not Docker.
 func (o *runtimeOptions) extraRuntimes(nodeID string, cluster *runtime.Cluster, dataDir string, dockerCli *client.Client, log *slog.Logger) (rts []runtime.Runtime, pools []agent.StoragePool, accel string, err error) {
 	if o.compose && dockerCli != nil {
-		rt, err := compose.New(compose.Config{NodeID: nodeID, Cluster: cluster, StateDir: filepath.Join(dataDir, "compose"), Client: dockerCli, Logger: log})
+		rt, err := compose.New(compose.Config{NodeID: nodeID, Cluster: cluster, StateDir: filepath.Join(dataDir, "compose"), Client: dockerCli, Logger: log,
+			Spec: composespec.OptionsFor(o.allowPrivileged, o.allowHostPaths)})
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("compose runtime: %w", err)
 		}

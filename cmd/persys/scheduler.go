@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,7 +57,7 @@ type schedulerOptions struct {
 func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9443", "host:port for ControlService (gRPC, mTLS)")
-	f.StringVar(&o.dataDir, "data-dir", "persys-data", "data folder of the embedded etcd (ignored with --etcd-endpoints)")
+	f.StringVar(&o.dataDir, "data-dir", "persys-data", "data folder: the embedded etcd (unless --etcd-endpoints) and git-cache, the clones compose files are read from")
 	f.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "external etcd cluster, comma separated; empty runs an embedded etcd")
 	f.StringVar(&o.prefix, "prefix", "/persys", "etcd key prefix")
 	f.StringVar(&o.ca, "ca", "", "CA certificate (PEM) (required)")
@@ -239,6 +240,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		AuditRetention:    o.auditRetention,
 		Secrets:           keyring,
 		ClusterID:         clusterID,
+		GitCacheDir:       filepath.Join(o.dataDir, "git-cache"),
 	})
 	if err != nil {
 		return err

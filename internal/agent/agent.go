@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -78,7 +79,11 @@ type Config struct {
 	// scheduler at the first registration, and records it there. Nil: the
 	// agent keeps one of its own, and runtimes built without one are not
 	// scoped by cluster.
-	Cluster  *runtime.Cluster
+	Cluster *runtime.Cluster
+	// Policy is what the node lets workloads reach on the host (default:
+	// nothing): reported at registration for placement, and enforced on
+	// every apply (POLICY_DENIED).
+	Policy   hostaccess.Policy
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -228,6 +229,7 @@ func (a *Agent) capabilities() *persysv1.NodeCapabilities {
 		c.Runtimes = append(c.Runtimes, rt.Type())
 	}
 	c.VmAccel = a.cfg.VMAccel
+	c.Policy = specaccess.PolicyToProto(a.cfg.Policy)
 	for _, p := range a.cfg.StoragePools {
 		sp := &persysv1.StoragePool{Name: p.Name, Path: p.Path, CapacityBytes: p.Capacity}
 		if size, free, err := fsSpace(p.Path); err == nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -196,6 +197,12 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 		}
 		reason := runtime.ReasonOf(err)
 		return &persysv1.ApplyWorkloadResponse{Status: a.failedStatus(req, reason, runtime.MessageOf(err))}, reason, nil
+	}
+	// The node's own policy is the last lock: placement honours it, but
+	// the agent does not trust that it did.
+	if d, ok := a.cfg.Policy.Admits(specaccess.Of(req.GetSpec())); !ok {
+		reason := persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED
+		return &persysv1.ApplyWorkloadResponse{Status: a.failedStatus(req, reason, d.Error())}, reason, nil
 	}
 	want := allocation{UID: req.GetUid(), Revision: req.GetRevision()}
 	if req.GetSpec().GetDesiredState() != persysv1.DesiredState_DESIRED_STATE_STOPPED {

@@ -34,9 +34,11 @@ func newSecretCommand(o *options) *cobra.Command {
 
 func newSecretCreateCommand(o *options) *cobra.Command {
 	var (
-		typ      string
-		literals []string
-		files    []string
+		typ        string
+		literals   []string
+		files      []string
+		allowRoles []string
+		allowUsers []string
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME (--from-literal KEY=VALUE | --from-file [KEY=]PATH)...",
@@ -67,7 +69,7 @@ func newSecretCreateCommand(o *options) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			info, err := c.PutSecret(cmd.Context(), name, t, data)
+			info, err := c.PutSecretAllowing(cmd.Context(), name, t, data, allowRoles, allowUsers)
 			for k := range data {
 				clear(data[k])
 			}
@@ -89,6 +91,8 @@ func newSecretCreateCommand(o *options) *cobra.Command {
 	cmd.Flags().StringVar(&typ, "type", "opaque", "secret type: opaque, registry or git")
 	cmd.Flags().StringArrayVar(&literals, "from-literal", nil, "a key and its value, KEY=VALUE (repeatable)")
 	cmd.Flags().StringArrayVar(&files, "from-file", nil, "a key and the file holding its value, [KEY=]PATH (repeatable)")
+	cmd.Flags().StringArrayVar(&allowRoles, "allow-role", nil, "a role (operator or viewer) whose users' workloads may reference the secret (repeatable; admins always may)")
+	cmd.Flags().StringArrayVar(&allowUsers, "allow-user", nil, "a user whose workloads may reference the secret (repeatable)")
 	return cmd
 }
 

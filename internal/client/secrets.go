@@ -18,11 +18,19 @@ func secretPath(name string) string { return "/v1/secrets/" + url.PathEscape(nam
 // base64-encoded in the request body; the answer carries key names only
 // (version 1 means it was created).
 func (c *Client) PutSecret(ctx context.Context, name string, typ persysv1.SecretType, data map[string][]byte) (*persysv1.SecretInfo, error) {
+	return c.PutSecretAllowing(ctx, name, typ, data, nil, nil)
+}
+
+// PutSecretAllowing is PutSecret with the secret's allow lists: the roles
+// (operator, viewer) and users whose workloads may reference it.
+func (c *Client) PutSecretAllowing(ctx context.Context, name string, typ persysv1.SecretType, data map[string][]byte, roles, users []string) (*persysv1.SecretInfo, error) {
 	body := struct {
-		Name string            `json:"name"`
-		Type string            `json:"type"`
-		Data map[string]string `json:"data"`
-	}{Name: name, Type: secrets.TypeName(typ), Data: make(map[string]string, len(data))}
+		Name       string            `json:"name"`
+		Type       string            `json:"type"`
+		Data       map[string]string `json:"data"`
+		AllowRoles []string          `json:"allowRoles,omitempty"`
+		AllowUsers []string          `json:"allowUsers,omitempty"`
+	}{Name: name, Type: secrets.TypeName(typ), Data: make(map[string]string, len(data)), AllowRoles: roles, AllowUsers: users}
 	for k, v := range data {
 		body.Data[k] = base64.StdEncoding.EncodeToString(v)
 	}

@@ -118,6 +118,12 @@ func Validate(ctx context.Context, data []byte, env map[string]string) error {
 // there is one (a Git file is checked by the agent after checkout). Paths
 // are relative to spec.compose.
 func ValidateSpec(ctx context.Context, spec *persysv1.ComposeSpec) error {
+	return ValidateSpecWith(ctx, spec, Options{})
+}
+
+// ValidateSpecWith is ValidateSpec with the inline file's refusals relaxed
+// by opts.
+func ValidateSpecWith(ctx context.Context, spec *persysv1.ComposeSpec, opts Options) error {
 	if spec == nil {
 		return invalid("compose", "is required for a compose workload")
 	}
@@ -158,7 +164,8 @@ func ValidateSpec(ctx context.Context, spec *persysv1.ComposeSpec) error {
 		}
 		return nil
 	}
-	return Validate(ctx, []byte(spec.GetInline()), spec.GetEnv())
+	_, err := ParseWithOptions(ctx, []byte(spec.GetInline()), spec.GetEnv(), "persys-validate", opts)
+	return err
 }
 
 // checkRepoPath refuses absolute paths and paths that leave the repository.

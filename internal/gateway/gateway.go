@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -54,8 +55,8 @@ type Config struct {
 // Metadata keys the gateway adds to every scheduler call so that the
 // scheduler can attribute changes (audit events) to the user.
 const (
-	MetadataUser = "x-persys-user"
-	MetadataRole = "x-persys-role"
+	MetadataUser = authz.MetadataUser
+	MetadataRole = authz.MetadataRole
 )
 
 const (

@@ -11,27 +11,29 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
-// Permission names one thing a role may do.
-type Permission string
+// Permission names one thing a role may do (the table is package authz's).
+type Permission = authz.Permission
 
 // Permissions.
 const (
-	PermWorkloadsRead  Permission = "workloads.read"
-	PermWorkloadsWrite Permission = "workloads.write"
-	PermWorkloadsLogs  Permission = "workloads.logs"
-	PermNodesRead      Permission = "nodes.read"
-	PermNodesWrite     Permission = "nodes.write"
-	PermClusterRead    Permission = "cluster.read"
-	PermEventsRead     Permission = "events.read"
-	PermSecretsRead    Permission = "secrets.read"
-	PermSecretsWrite   Permission = "secrets.write"
-	PermTokensRead     Permission = "tokens.read"
-	PermTokensWrite    Permission = "tokens.write"
-	PermUsersWrite     Permission = "users.write"
-	PermIdentityRead   Permission = "identity.read"
+	PermWorkloadsRead  = authz.WorkloadsRead
+	PermWorkloadsWrite = authz.WorkloadsWrite
+	PermWorkloadsHost  = authz.WorkloadsHost
+	PermWorkloadsLogs  = authz.WorkloadsLogs
+	PermNodesRead      = authz.NodesRead
+	PermNodesWrite     = authz.NodesWrite
+	PermClusterRead    = authz.ClusterRead
+	PermEventsRead     = authz.EventsRead
+	PermSecretsRead    = authz.SecretsRead
+	PermSecretsWrite   = authz.SecretsWrite
+	PermTokensRead     = authz.TokensRead
+	PermTokensWrite    = authz.TokensWrite
+	PermUsersWrite     = authz.UsersWrite
+	PermIdentityRead   = authz.IdentityRead
 )
 
 // publicRoutes need no identity at all.
@@ -71,24 +73,8 @@ var routePermissions = map[string]Permission{
 	"GET /v1/whoami":                    PermIdentityRead,
 }
 
-var (
-	viewerPermissions = []Permission{PermWorkloadsRead, PermWorkloadsLogs, PermNodesRead, PermClusterRead,
-		PermEventsRead, PermIdentityRead}
-	operatorPermissions = append(slices.Clone(viewerPermissions), PermWorkloadsWrite, PermNodesWrite)
-	adminPermissions    = append(slices.Clone(operatorPermissions), PermSecretsRead, PermSecretsWrite,
-		PermTokensRead, PermTokensWrite, PermUsersWrite)
-)
-
-// rolePermissions is what each user role may do. Daemon roles (agent,
-// scheduler, gateway) hold no permission on the REST API.
-var rolePermissions = map[pki.Role][]Permission{
-	pki.RoleViewer:   viewerPermissions,
-	pki.RoleOperator: operatorPermissions,
-	pki.RoleAdmin:    adminPermissions,
-}
-
 // RoleHas reports whether role holds permission p.
-func RoleHas(role pki.Role, p Permission) bool { return slices.Contains(rolePermissions[role], p) }
+func RoleHas(role pki.Role, p Permission) bool { return authz.RoleHas(role, p) }
 
 // RoutePermission returns the permission a route (by "METHOD pattern")
 // needs, "" for public routes. A route missing from the table needs

@@ -29,6 +29,10 @@ type SecretRequest struct {
 	Type       string            `json:"type,omitempty"`
 	Data       map[string]string `json:"data,omitempty"`
 	StringData map[string]string `json:"stringData,omitempty"`
+	// AllowRoles and AllowUsers name who besides admins may reference the
+	// secret from a workload (the scheduler validates them).
+	AllowRoles []string `json:"allowRoles,omitempty"`
+	AllowUsers []string `json:"allowUsers,omitempty"`
 }
 
 func (g *gateway) secretRoutes() []route {
@@ -99,7 +103,7 @@ func parseSecretRequest(body []byte, pathName string) (*persysv1.PutSecretReques
 	if err := secrets.Validate(req.Name, typ, data); err != nil {
 		return nil, fieldError("data", reasonOf(err))
 	}
-	return &persysv1.PutSecretRequest{Name: req.Name, Type: typ, Data: data}, nil
+	return &persysv1.PutSecretRequest{Name: req.Name, Type: typ, Data: data, AllowRoles: req.AllowRoles, AllowUsers: req.AllowUsers}, nil
 }
 
 // reasonOf strips the package prefix of a secrets validation error.

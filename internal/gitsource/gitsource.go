@@ -1,9 +1,12 @@
 // Package gitsource fetches the compose file of a Git-sourced COMPOSE
 // workload with go-git: Resolve turns a branch, tag or commit into a commit
-// hash (the scheduler records it as resolved_commit), Checkout puts that
-// commit into a per-workload cache folder (reusing the clone and fetching
-// only when the commit is missing) and ReadComposeFile reads the compose
-// file from the checkout without leaving it.
+// hash (the scheduler records it as resolved_commit). The scheduler reads
+// the compose file with ReadComposeAt, straight from that commit's tree in
+// a bare clone shared by every caller of one URL. The agent uses Checkout,
+// which puts the commit into a per-workload folder (reusing the clone and
+// fetching only when the commit is missing; callers must not check out
+// into one folder concurrently), and ReadComposeFile, which reads the
+// compose file from the checkout without leaving it.
 //
 // Only http(s), git:// and file:// URLs are accepted. Errors are
 // *runtime.Failure values of reason GIT_FETCH_FAILED (or INVALID_SPEC for a

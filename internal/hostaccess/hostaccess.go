@@ -91,7 +91,7 @@ func (n Needs) Host() bool {
 // what it asks for ("privileged", "host path /etc", "host port 80").
 func (n Needs) HostField() (field, what string, ok bool) {
 	if n.Privileged {
-		return n.PrivilegedField, "privileged mode", true
+		return n.PrivilegedField, privilegedWhat, true
 	}
 	if len(n.HostPaths) > 0 {
 		return n.HostPaths[0].Field, "host path " + n.HostPaths[0].Path, true
@@ -103,6 +103,9 @@ func (n Needs) HostField() (field, what string, ok bool) {
 	}
 	return "", "", false
 }
+
+// privilegedWhat names what Needs.Privileged stands for in messages.
+const privilegedWhat = "privileged access (privileged mode, devices, added capabilities or host namespaces)"
 
 // Policy is what a node allows (its agent's flags, default off).
 type Policy struct {
@@ -125,7 +128,7 @@ func (d Denial) Error() string { return d.Field + ": " + d.Reason }
 // Denial names the first field it refuses.
 func (p Policy) Admits(n Needs) (Denial, bool) {
 	if n.Privileged && !p.AllowPrivileged {
-		return Denial{Field: n.PrivilegedField, Reason: "privileged mode is not allowed by the node's policy (agent flag --allow-privileged)"}, false
+		return Denial{Field: n.PrivilegedField, Reason: privilegedWhat + " is not allowed by the node's policy (agent flag --allow-privileged)"}, false
 	}
 	for _, hp := range n.HostPaths {
 		if !p.AllowsPath(hp.Path) {

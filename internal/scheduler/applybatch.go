@@ -28,6 +28,10 @@ func (c *controlService) ApplyWorkloads(ctx context.Context, req *persysv1.Apply
 		return nil, err
 	}
 	items := req.GetItems()
+	who, err := principalOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := manifest.ValidateApplyItems(items); err != nil {
 		return nil, toStatus(err)
 	}
@@ -37,7 +41,7 @@ func (c *controlService) ApplyWorkloads(ctx context.Context, req *persysv1.Apply
 	// fails only its item.
 	prepared := make([]error, len(items))
 	forEach(len(items), applyParallelism, func(i int) {
-		prepared[i] = c.s.prepareSpec(ctx, items[i].GetSpec())
+		prepared[i] = c.s.prepareSpec(ctx, who, items[i].GetSpec())
 	})
 	var invalid []manifest.FieldError
 	for i, err := range prepared {
@@ -56,7 +60,7 @@ func (c *controlService) ApplyWorkloads(ctx context.Context, req *persysv1.Apply
 		err := prepared[i]
 		if err == nil {
 			var w *persysv1.Workload
-			w, r.Result, err = c.s.applyWorkload(ctx, items[i])
+			w, r.Result, err = c.s.applyWorkload(ctx, who, items[i])
 			if err == nil {
 				r.Workload = c.s.viewOf(w.GetName(), false, ctx)
 				return

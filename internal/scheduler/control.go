@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/pki"
@@ -121,7 +122,7 @@ func callerCN(ctx context.Context) string {
 
 // gatewayUserKey is the metadata key the gateway sets to the user it
 // authenticated (kept equal to gateway.MetadataUser).
-const gatewayUserKey = "x-persys-user"
+const gatewayUserKey = authz.MetadataUser
 
 // toStatus maps sentinel errors to gRPC codes, once, at the boundary.
 func toStatus(err error) error {
@@ -210,13 +211,17 @@ func (c *controlService) ApplyWorkload(ctx context.Context, req *persysv1.ApplyR
 	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
+	who, err := principalOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := manifest.ValidateApplyRequest(req); err != nil {
 		return nil, toStatus(err)
 	}
-	if err := c.s.prepareSpec(ctx, req.GetSpec()); err != nil {
+	if err := c.s.prepareSpec(ctx, who, req.GetSpec()); err != nil {
 		return nil, toStatus(err)
 	}
-	w, result, err := c.s.applyWorkload(ctx, req)
+	w, result, err := c.s.applyWorkload(ctx, who, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -385,9 +390,9 @@ func (c *controlService) ListEvents(ctx context.Context, req *persysv1.ListEvent
 
 // applyWorkload creates the workload or, when its spec or labels changed,
 // writes a new revision; an identical apply changes nothing.
-func (s *Scheduler) applyWorkload(ctx context.Context, req *persysv1.ApplyRequest) (*persysv1.Workload, string, error) {
+func (s *Scheduler) applyWorkload(ctx context.Context, who principal, req *persysv1.ApplyRequest) (*persysv1.Workload, string, error) {
 	name := req.GetName()
-	if err := s.ensureGeneratedSecrets(ctx, name, req.GetSpec()); err != nil {
+	if err := s.ensureGeneratedSecrets(ctx, who, name, req.GetSpec()); err != nil {
 		return nil, "", err
 	}
 	now := timestamppb.New(s.cfg.Now())
@@ -396,7 +401,7 @@ func (s *Scheduler) applyWorkload(ctx context.Context, req *persysv1.ApplyReques
 	// caller to the read-modify-write path.
 	create := func() (*persysv1.Workload, error) {
 		w := &persysv1.Workload{Name: name, Uid: newUID(), Labels: req.GetLabels(), Spec: req.GetSpec(),
-			Revision: 1, CreatedAt: now, UpdatedAt: now}
+			Revision: 1, CreatedAt: now, UpdatedAt: now, AppliedBy: who.Name, AppliedRole: string(who.Role)}
 		newRev, err := s.createWorkload(ctx, w)
 		if err != nil {
 			return nil, err
@@ -445,6 +450,7 @@ func (s *Scheduler) applyWorkload(ctx context.Context, req *persysv1.ApplyReques
 		if !proto.Equal(cur.GetSpec(), req.GetSpec()) {
 			next.Spec = req.GetSpec()
 			next.Revision = cur.GetRevision() + 1
+			next.AppliedBy, next.AppliedRole = who.Name, string(who.Role)
 		}
 		newRev, err := s.store.UpdateWorkload(ctx, next, rev)
 		if errors.Is(err, store.ErrConflict) {

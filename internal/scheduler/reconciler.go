@@ -573,12 +573,16 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
 		// retry engine tries again (the secret may be created meanwhile).
-		secrets, serr := s.secretValuesFor(actx, v.w.GetSpec())
+		secrets, serr := s.secretValuesFor(actx, principalOfWorkload(v.w), v.w.GetSpec())
 		if serr != nil {
+			reason := persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND
+			if errors.Is(serr, errSecretDenied) {
+				reason = persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED
+			}
 			resp = &persysv1.ApplyWorkloadResponse{Status: &persysv1.WorkloadStatus{
 				Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(),
 				State:   persysv1.ActualState_ACTUAL_STATE_FAILED,
-				Reason:  persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
+				Reason:  reason,
 				Message: serr.Error()}}
 			return nil
 		}

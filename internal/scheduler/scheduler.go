@@ -94,6 +94,11 @@ type Config struct {
 	// folder's, see pki.EnsureClusterID); empty proposes a random one. The
 	// first proposal stored in etcd stays the cluster's id for good.
 	ClusterID string
+	// GitCacheDir holds the bare clones compose files are read from (one
+	// folder per repository URL, mode 0700): `persys scheduler` passes
+	// DATA_DIR/git-cache. Empty: a folder under the system's temporary
+	// folder, made once per Scheduler on first use.
+	GitCacheDir string
 }
 
 func (c *Config) defaults() {
@@ -158,6 +163,7 @@ type Scheduler struct {
 	metrics *metrics
 	queue   *queue
 	events  *eventWriter
+	git     gitCache
 
 	mu        sync.Mutex
 	workloads map[string]*workloadEntry

@@ -4,16 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/store"
@@ -57,43 +59,58 @@ func secretStatus(err error) error {
 	return toStatus(err)
 }
 
-// requireAdmin refuses secret calls the gateway forwards for a user whose
-// role is not admin (the gateway checks too; this is the second lock).
-func requireAdmin(ctx context.Context, method string) error {
-	id, _ := ctx.Value(callerKey{}).(pki.Identity)
-	if id.Role != pki.RoleGateway {
-		return nil
-	}
-	md, _ := metadata.FromIncomingContext(ctx)
-	if r := md.Get(gatewayRoleKey); len(r) == 1 && r[0] != "" && r[0] != string(pki.RoleAdmin) {
-		return status.Errorf(codes.PermissionDenied, "%s requires role admin, user %q has role %s", method, callerCN(ctx), r[0])
-	}
-	return nil
-}
-
-// gatewayRoleKey is the metadata key the gateway sets to the user's role
-// (kept equal to gateway.MetadataRole).
-const gatewayRoleKey = "x-persys-role"
-
-func (c *controlService) secretCall(ctx context.Context, method string) (*secrets.Keyring, error) {
+// secretCall checks that the caller holds perm (the gateway checks the
+// route too; this is the second lock, and it fails closed) and returns
+// the keyring.
+func (c *controlService) secretCall(ctx context.Context, method string, perm authz.Permission) (*secrets.Keyring, error) {
 	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
-	if err := requireAdmin(ctx, method); err != nil {
+	who, err := principalOf(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if !who.may(perm) {
+		return nil, status.Errorf(codes.PermissionDenied, "%s needs permission %s, which %s lacks", method, perm, who)
 	}
 	return c.s.keyring()
 }
 
+// maxSecretAllowEntries bounds a secret's allow lists.
+const maxSecretAllowEntries = 64
+
+// validateAllowLists checks a secret's allow lists: user roles below admin
+// (an admin may always reference a secret) and valid user names.
+func validateAllowLists(roles, users []string) error {
+	if len(roles) > maxSecretAllowEntries || len(users) > maxSecretAllowEntries {
+		return status.Errorf(codes.InvalidArgument, "allow_roles, allow_users: at most %d entries each", maxSecretAllowEntries)
+	}
+	for i, r := range roles {
+		if r != string(pki.RoleViewer) && r != string(pki.RoleOperator) {
+			return status.Errorf(codes.InvalidArgument, "allow_roles[%d]: %q is not a role to allow (operator or viewer; admins may always reference secrets)", i, r)
+		}
+	}
+	for i, u := range users {
+		if err := pki.ValidateName(fmt.Sprintf("allow_users[%d]", i), u); err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+	}
+	return nil
+}
+
 func (c *controlService) PutSecret(ctx context.Context, req *persysv1.PutSecretRequest) (*persysv1.SecretInfo, error) {
-	k, err := c.secretCall(ctx, "PutSecret")
+	k, err := c.secretCall(ctx, "PutSecret", authz.SecretsWrite)
 	if err != nil {
 		return nil, err
 	}
 	if err := secrets.Validate(req.GetName(), req.GetType(), req.GetData()); err != nil {
 		return nil, secretStatus(err)
 	}
-	info, created, err := c.s.putSecret(ctx, k, req.GetName(), req.GetType(), req.GetData())
+	if err := validateAllowLists(req.GetAllowRoles(), req.GetAllowUsers()); err != nil {
+		return nil, err
+	}
+	allow := &persysv1.SecretInfo{AllowRoles: sortedUnique(req.GetAllowRoles()), AllowUsers: sortedUnique(req.GetAllowUsers())}
+	info, created, err := c.s.putSecret(ctx, k, req.GetName(), req.GetType(), req.GetData(), allow)
 	if err != nil {
 		return nil, secretStatus(err)
 	}
@@ -106,12 +123,13 @@ func (c *controlService) PutSecret(ctx context.Context, req *persysv1.PutSecretR
 	c.s.log.Info("secret "+verb, "secret", info.GetName(), "type", secrets.TypeName(info.GetType()),
 		"keys", strings.Join(info.GetKeys(), ","), "version", info.GetVersion(), "by", by)
 	c.s.events.add(&persysv1.Event{Type: typ, Actor: by, Action: "secret." + strings.TrimSuffix(verb, "d"), Result: "ok",
-		Message: fmt.Sprintf("secret %q %s (version %d, keys %s) by %s", info.GetName(), verb, info.GetVersion(), strings.Join(info.GetKeys(), ", "), by)})
+		Message: fmt.Sprintf("secret %q %s (version %d, keys %s, may be referenced by roles [%s] users [%s]) by %s", info.GetName(), verb,
+			info.GetVersion(), strings.Join(info.GetKeys(), ", "), strings.Join(info.GetAllowRoles(), ", "), strings.Join(info.GetAllowUsers(), ", "), by)})
 	return info, nil
 }
 
 func (c *controlService) GetSecret(ctx context.Context, req *persysv1.GetSecretRequest) (*persysv1.SecretInfo, error) {
-	if _, err := c.secretCall(ctx, "GetSecret"); err != nil {
+	if _, err := c.secretCall(ctx, "GetSecret", authz.SecretsRead); err != nil {
 		return nil, err
 	}
 	sec, _, err := c.s.store.GetSecret(ctx, req.GetName())
@@ -122,7 +140,7 @@ func (c *controlService) GetSecret(ctx context.Context, req *persysv1.GetSecretR
 }
 
 func (c *controlService) ListSecrets(ctx context.Context, _ *persysv1.ListSecretsRequest) (*persysv1.ListSecretsResponse, error) {
-	if _, err := c.secretCall(ctx, "ListSecrets"); err != nil {
+	if _, err := c.secretCall(ctx, "ListSecrets", authz.SecretsRead); err != nil {
 		return nil, err
 	}
 	list, err := c.s.store.ListSecrets(ctx)
@@ -137,7 +155,7 @@ func (c *controlService) ListSecrets(ctx context.Context, _ *persysv1.ListSecret
 }
 
 func (c *controlService) DeleteSecret(ctx context.Context, req *persysv1.DeleteSecretRequest) (*persysv1.DeleteSecretResponse, error) {
-	if _, err := c.secretCall(ctx, "DeleteSecret"); err != nil {
+	if _, err := c.secretCall(ctx, "DeleteSecret", authz.SecretsWrite); err != nil {
 		return nil, err
 	}
 	if err := c.s.store.DeleteSecret(ctx, req.GetName()); err != nil {
@@ -158,7 +176,8 @@ func (s *Scheduler) wakeSecretWaiters(secret string) {
 	var names []string
 	s.mu.Lock()
 	for name, e := range s.workloads {
-		if e.lastReason != persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND || e.w.GetDeleting() {
+		if (e.lastReason != persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND &&
+			e.lastReason != persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED) || e.w.GetDeleting() {
 			continue
 		}
 		if _, ok := secretRefs(e.w.GetSpec())[secret]; ok {
@@ -182,14 +201,15 @@ func publicInfo(sec *persysv1.SealedSecret) *persysv1.SecretInfo {
 
 // putSecret creates or replaces a secret: the version increments, the
 // creation time stays, the values are sealed with the primary key.
-func (s *Scheduler) putSecret(ctx context.Context, k *secrets.Keyring, name string, typ persysv1.SecretType, data map[string][]byte) (*persysv1.SecretInfo, bool, error) {
+func (s *Scheduler) putSecret(ctx context.Context, k *secrets.Keyring, name string, typ persysv1.SecretType, data map[string][]byte, allow *persysv1.SecretInfo) (*persysv1.SecretInfo, bool, error) {
 	now := timestamppb.New(s.cfg.Now())
 	for range secretWriteAttempts {
 		cur, rev, err := s.store.GetSecret(ctx, name)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, false, err
 		}
-		info := &persysv1.SecretInfo{Name: name, Type: typ, CreatedAt: now, UpdatedAt: now, Version: 1}
+		info := &persysv1.SecretInfo{Name: name, Type: typ, CreatedAt: now, UpdatedAt: now, Version: 1,
+			AllowRoles: allow.GetAllowRoles(), AllowUsers: allow.GetAllowUsers()}
 		if cur != nil {
 			info.CreatedAt = cur.GetInfo().GetCreatedAt()
 			info.Version = cur.GetInfo().GetVersion() + 1
@@ -278,7 +298,7 @@ func secretRefs(spec *persysv1.WorkloadSpec) map[string]*secretRef {
 // none). A missing secret or key is an error naming it and the field that
 // references it; the reconciler turns it into FAILED with reason
 // SECRET_NOT_FOUND, and the retry engine tries again.
-func (s *Scheduler) secretValuesFor(ctx context.Context, spec *persysv1.WorkloadSpec) ([]*persysv1.SecretValue, error) {
+func (s *Scheduler) secretValuesFor(ctx context.Context, who principal, spec *persysv1.WorkloadSpec) ([]*persysv1.SecretValue, error) {
 	refs := secretRefs(spec)
 	if len(refs) == 0 {
 		return nil, nil
@@ -300,6 +320,9 @@ func (s *Scheduler) secretValuesFor(ctx context.Context, spec *persysv1.Workload
 		}
 		if err != nil {
 			return nil, fmt.Errorf("secret %q (referenced by %s): %w", name, r.field, err)
+		}
+		if err := secretUseAllowed(who, sec.GetInfo(), r.field); err != nil {
+			return nil, err
 		}
 		if r.typ != persysv1.SecretType_SECRET_TYPE_UNSPECIFIED && sec.GetInfo().GetType() != r.typ {
 			return nil, fmt.Errorf("secret %q (referenced by %s) has type %s, want %s", name, r.field,
@@ -334,7 +357,7 @@ func (s *Scheduler) secretValuesFor(ctx context.Context, spec *persysv1.Workload
 // password, the secret password_secret (key "password") when it does not
 // exist yet. An existing secret is kept: the password stays the same
 // across revisions.
-func (s *Scheduler) ensureGeneratedSecrets(ctx context.Context, name string, spec *persysv1.WorkloadSpec) error {
+func (s *Scheduler) ensureGeneratedSecrets(ctx context.Context, who principal, name string, spec *persysv1.WorkloadSpec) error {
 	login := spec.GetVm().GetLogin()
 	if !login.GetGeneratePassword() {
 		return nil
@@ -357,8 +380,10 @@ func (s *Scheduler) ensureGeneratedSecrets(ctx context.Context, name string, spe
 		return err
 	}
 	now := timestamppb.New(s.cfg.Now())
+	// Whoever asked for the password may reference it from their
+	// workloads (and so read it inside the VM they log in to).
 	sealed, err := k.Seal(&persysv1.SecretInfo{Name: secret, Type: persysv1.SecretType_SECRET_TYPE_OPAQUE,
-		CreatedAt: now, UpdatedAt: now, Version: 1}, map[string][]byte{"password": []byte(pw)})
+		CreatedAt: now, UpdatedAt: now, Version: 1, AllowUsers: []string{who.Name}}, map[string][]byte{"password": []byte(pw)})
 	if err != nil {
 		return secretStatus(err)
 	}
@@ -371,4 +396,71 @@ func (s *Scheduler) ensureGeneratedSecrets(ctx context.Context, name string, spe
 	s.events.add(&persysv1.Event{Type: "SecretCreated", Workload: name, Actor: callerCN(ctx), Action: "secret.create", Result: "ok",
 		Message: fmt.Sprintf("secret %q created with a generated login password for workload %q", secret, name)})
 	return nil
+}
+
+// errSecretDenied marks a secret reference its workload's principal may
+// not make; the reconciler fails the attempt with reason POLICY_DENIED.
+var errSecretDenied = errors.New("secret use denied")
+
+// secretUseAllowed reports whether who may reference the secret: callers
+// who may read secrets may reference any, others only those whose allow
+// list names their role or their name.
+func secretUseAllowed(who principal, info *persysv1.SecretInfo, field string) error {
+	if who.may(authz.SecretsRead) || slices.Contains(info.GetAllowRoles(), string(who.Role)) ||
+		(who.Name != "" && slices.Contains(info.GetAllowUsers(), who.Name)) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: secret %q may not be referenced by %s: that role lacks %s and the secret's allow list names neither the role nor the user (an admin can allow it: persysctl secret create %s ... --allow-role %s)",
+		field, errSecretDenied, info.GetName(), who, authz.SecretsRead, info.GetName(), who.Role)
+}
+
+// checkSecretUse refuses, at apply, a reference to an existing secret
+// that who may not make, and records every reference a caller without
+// secrets.read makes, allowed or refused, as an audit event. A secret
+// that does not exist yet is checked when it is delivered.
+func (s *Scheduler) checkSecretUse(ctx context.Context, who principal, spec *persysv1.WorkloadSpec) error {
+	refs := secretRefs(spec)
+	if len(refs) == 0 || who.may(authz.SecretsRead) {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(refs)) {
+		sec, _, err := s.store.GetSecret(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = secretUseAllowed(who, sec.GetInfo(), refs[name].field)
+		result, msg := "ok", fmt.Sprintf("%s may reference secret %q (%s): allowed by its allow list", who, name, refs[name].field)
+		if err != nil {
+			result, msg = "denied", err.Error()
+		}
+		s.recordAudit(ctx, &persysv1.Event{Actor: who.Name, Action: "secret.use", Result: result, Message: msg})
+		if err != nil {
+			return status.Error(codes.PermissionDenied, err.Error())
+		}
+	}
+	return nil
+}
+
+// recordAudit appends an audit event; a failure to record is logged and
+// the call's answer stands (as the gateway's audit does).
+func (s *Scheduler) recordAudit(ctx context.Context, ev *persysv1.Event) {
+	if ev.Actor == "" {
+		ev.Actor = "(unknown)"
+	}
+	if err := s.auditLog().Append(ctx, ev); err != nil {
+		s.log.Error("audit event not stored", "actor", ev.GetActor(), "action", ev.GetAction(), "result", ev.GetResult(), "err", err)
+	}
+}
+
+// sortedUnique returns the values sorted without repeats.
+func sortedUnique(v []string) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	out := slices.Clone(v)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

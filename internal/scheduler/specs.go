@@ -2,11 +2,14 @@ package scheduler
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -16,29 +19,56 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/cloudinit"
 	"github.com/persys-dev/compute/internal/composespec"
 	"github.com/persys-dev/compute/internal/gitsource"
+	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 )
 
 // prepareSpec checks what the manifest rules cannot see (the compose file,
 // cloud-init documents) and fills in what the scheduler derives, before
 // anything is stored: the commit a Git ref names (so a new commit becomes a
-// new revision only when the ref is resolved again) and, for compose
-// workloads that declare no resources, the sum of the services' limits.
-func (s *Scheduler) prepareSpec(ctx context.Context, spec *persysv1.WorkloadSpec) error {
+// new revision only when the ref is resolved again), for compose
+// workloads that declare no resources, the sum of the services' limits,
+// and for every workload what it asks of its host (host_access). Then it
+// checks that p may ask for that (host access, the secrets referenced).
+func (s *Scheduler) prepareSpec(ctx context.Context, p principal, spec *persysv1.WorkloadSpec) error {
 	if vm := spec.GetVm(); vm != nil {
 		if err := cloudinit.Validate(vm.GetCloudInit(), vm.GetLogin()); err != nil {
 			return cloudInitError(err)
 		}
 	}
-	cs := spec.GetCompose()
-	if cs == nil {
-		return nil
+	if err := s.checkSecretUse(ctx, p, spec); err != nil {
+		return err
 	}
-	if err := composespec.ValidateSpec(ctx, cs); err != nil {
+	spec.HostAccess = nil // derived here, never taken from the caller
+	if cs := spec.GetCompose(); cs != nil {
+		if err := s.prepareCompose(ctx, spec); err != nil {
+			return err
+		}
+	} else {
+		spec.HostAccess = specaccess.ToProto(specaccess.Of(spec))
+	}
+	if field, what, ok := specaccess.FromProto(spec.GetHostAccess()).HostField(); ok {
+		return p.require(authz.WorkloadsHost, field, what)
+	}
+	return nil
+}
+
+// prepareCompose validates a compose spec, resolves its Git ref, and
+// derives its resources (when none are declared) and host access from
+// the parsed file. The file is parsed with every host-level refusal
+// relaxed: what it asks for is checked against the caller's permission
+// (prepareSpec) and each node's policy (placement), with messages that
+// say which.
+func (s *Scheduler) prepareCompose(ctx context.Context, spec *persysv1.WorkloadSpec) error {
+	cs := spec.GetCompose()
+	opts := composespec.OptionsFor(true, []string{"/"})
+	if err := composespec.ValidateSpecWith(ctx, cs, opts); err != nil {
 		return composeError(err, cs.GetGit() == nil)
 	}
 	data := []byte(cs.GetInline())
@@ -48,27 +78,42 @@ func (s *Scheduler) prepareSpec(ctx context.Context, spec *persysv1.WorkloadSpec
 			return err
 		}
 		g.ResolvedCommit = commit
-		if err := composespec.Validate(ctx, file, cs.GetEnv()); err != nil {
-			return composeError(err, false)
-		}
 		data = file
 	}
+	p, err := composespec.ParseWithOptions(ctx, data, cs.GetEnv(), "persys-resources", opts)
+	if err != nil {
+		return composeError(err, cs.GetGit() == nil)
+	}
 	if r := spec.GetResources(); r.GetCpuMillis() == 0 && r.GetMemoryBytes() == 0 {
-		p, err := composespec.Parse(ctx, data, cs.GetEnv(), "persys-resources")
-		if err != nil {
-			return composeError(err, cs.GetGit() == nil)
-		}
 		cpu, mem := composespec.ResourcesOf(p)
 		if spec.Resources == nil {
 			spec.Resources = &persysv1.Resources{}
 		}
 		spec.Resources.CpuMillis, spec.Resources.MemoryBytes = cpu, mem
 	}
+	needs := composespec.Needs(p)
+	needs.PrivilegedField = prefixField(needs.PrivilegedField)
+	for i := range needs.HostPaths {
+		needs.HostPaths[i].Field = prefixField(needs.HostPaths[i].Field)
+	}
+	for i := range needs.Ports {
+		needs.Ports[i].Field = prefixField(needs.Ports[i].Field)
+	}
+	spec.HostAccess = specaccess.ToProto(needs)
 	return nil
 }
 
+// prefixField places a compose file's field under spec.compose.
+func prefixField(f string) string {
+	if f == "" {
+		return ""
+	}
+	return "spec.compose." + f
+}
+
 // fetchComposeFile resolves a Git source's ref and reads its compose file
-// from a checkout in the scheduler's cache.
+// from that commit in the scheduler's cache. Concurrent applies of one
+// repository share its bare clone; each reads its own commit's tree.
 func (s *Scheduler) fetchComposeFile(ctx context.Context, g *persysv1.GitSource) (string, []byte, error) {
 	auth, err := s.gitAuth(ctx, g)
 	if err != nil {
@@ -78,15 +123,11 @@ func (s *Scheduler) fetchComposeFile(ctx context.Context, g *persysv1.GitSource)
 	if err != nil {
 		return "", nil, gitError(err)
 	}
-	cache, err := gitCacheDir(g.GetUrl())
+	cache, err := s.gitCacheDir(g.GetUrl())
 	if err != nil {
 		return "", nil, err
 	}
-	dir, err := gitsource.Checkout(ctx, g, commit, cache, auth)
-	if err != nil {
-		return "", nil, gitError(err)
-	}
-	data, _, err := gitsource.ReadComposeFile(dir, g.GetPath())
+	data, _, err := gitsource.ReadComposeAt(ctx, g, commit, cache, auth)
 	if err != nil {
 		return "", nil, gitError(err)
 	}
@@ -98,7 +139,10 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 	if g.GetCredentialsSecret() == "" {
 		return nil, nil
 	}
-	vals, err := s.secretValuesFor(ctx, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
+	// The scheduler itself reads the repository; whether the workload's
+	// principal may use the secret was checked at apply (checkSecretUse)
+	// and is checked again when the secret is delivered.
+	vals, err := s.secretValuesFor(ctx, principal{Name: "scheduler", Role: pki.RoleScheduler}, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
 		Git: &persysv1.GitSource{CredentialsSecret: g.GetCredentialsSecret()}}})
 	if err != nil {
 		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
@@ -118,20 +162,37 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 	return auth, nil
 }
 
-// gitCacheDir is the scheduler's checkout folder of one repository.
-func gitCacheDir(url string) (string, error) {
-	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
-	}
-	dir := filepath.Join(base, "persys", "scheduler-git", cacheKey(url))
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("git cache: %w", err)
-	}
-	return dir, nil
+// gitCache is the folder of the scheduler's bare clones, made on first use.
+type gitCache struct {
+	once sync.Once
+	dir  string
+	err  error
 }
 
-// cacheKey turns a URL into a file name without its credentials.
+// gitCacheDir is the scheduler's clone folder of one repository, inside
+// Config.GitCacheDir (made mode 0700 on first use), never the user's cache
+// folder: that one is shared with other processes and outlives the data
+// folder.
+func (s *Scheduler) gitCacheDir(url string) (string, error) {
+	c := &s.git
+	c.once.Do(func() {
+		if c.dir = s.cfg.GitCacheDir; c.dir == "" {
+			c.dir, c.err = os.MkdirTemp("", "persys-scheduler-git-")
+			return
+		}
+		if c.err = os.MkdirAll(c.dir, 0o700); c.err == nil {
+			c.err = os.Chmod(c.dir, 0o700)
+		}
+	})
+	if c.err != nil {
+		return "", withReason(codes.Internal, persysv1.FailureReason_FAILURE_REASON_STORAGE, fmt.Sprintf("git cache folder %s: %v", c.dir, c.err))
+	}
+	return filepath.Join(c.dir, cacheKey(url)), nil
+}
+
+// cacheKey turns a URL into a file name without its credentials: the
+// end of the URL for people, a hash of all of it so that two URLs never
+// share a folder.
 func cacheKey(url string) string {
 	clean := gitsource.RedactURL(url)
 	var b strings.Builder
@@ -144,10 +205,11 @@ func cacheKey(url string) string {
 		}
 	}
 	out := b.String()
-	if len(out) > 120 {
-		out = out[len(out)-120:]
+	if len(out) > 80 {
+		out = out[len(out)-80:]
 	}
-	return out
+	sum := sha256.Sum256([]byte(clean))
+	return out + "-" + hex.EncodeToString(sum[:8])
 }
 
 // withReason is a gRPC error that names its failure enum for the gateway.
@@ -247,7 +309,7 @@ func (s *Scheduler) pollGit(ctx context.Context, name string, w *persysv1.Worklo
 		if err == nil {
 			next := proto.Clone(w).(*persysv1.Workload)
 			spec := next.GetSpec()
-			if err = s.prepareSpec(ctx, spec); err == nil {
+			if err = s.prepareSpec(ctx, principalOfWorkload(w), spec); err == nil {
 				err = s.writePolledRevision(ctx, name, w, next, g.GetResolvedCommit(), spec.GetCompose().GetGit().GetResolvedCommit())
 			}
 		}

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 )
@@ -56,7 +57,7 @@ const (
 	maxAPITokenLen = 256
 	// forwardedRoleKey is the metadata key the gateway sets to the role of
 	// the user it authenticated (kept equal to gateway.MetadataRole).
-	forwardedRoleKey = "x-persys-role"
+	forwardedRoleKey = authz.MetadataRole
 	revokeTries      = 5
 )
 

@@ -300,7 +300,6 @@ func TestComposeBadInput(t *testing.T) {
 		{"unknown top-level key", write("services:\n  web: {image: busybox}\nfrobnicate: true"), []string{"INVALID_SPEC", "frobnicate"}},
 		{"wrong type", write("services:\n  web: {image: busybox, ports: 80}"), []string{"INVALID_SPEC", "services.web.ports"}},
 		{"build section", write("services:\n  web: {build: .}"), []string{"INVALID_SPEC", "services.web.build"}},
-		{"host network", write("services:\n  web: {image: busybox, network_mode: host}"), []string{"INVALID_SPEC", "network_mode"}},
 		{"10 MB file", write("services:\n  web: {image: busybox}\nx-pad: " + strings.Repeat("a", 10<<20)), []string{"larger than"}},
 	}
 	for _, tt := range tests {

@@ -1816,8 +1816,12 @@ type WorkloadSpec struct {
 	SecretFiles    []*SecretFile          `protobuf:"bytes,10,rep,name=secret_files,json=secretFiles,proto3" json:"secret_files,omitempty"`
 	// Secrets of type REGISTRY used to pull images (matched by registry host).
 	ImagePullSecrets []string `protobuf:"bytes,11,rep,name=image_pull_secrets,json=imagePullSecrets,proto3" json:"image_pull_secrets,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// What the workload asks of its host, derived by the scheduler when the
+	// spec is applied (compose files parsed once); a caller's value is
+	// replaced. Placement and the node policy check read it.
+	HostAccess    *HostAccess `protobuf:"bytes,12,opt,name=host_access,json=hostAccess,proto3" json:"host_access,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkloadSpec) Reset() {
@@ -1927,6 +1931,138 @@ func (x *WorkloadSpec) GetImagePullSecrets() []string {
 	return nil
 }
 
+func (x *WorkloadSpec) GetHostAccess() *HostAccess {
+	if x != nil {
+		return x.HostAccess
+	}
+	return nil
+}
+
+// HostAccess is what a workload asks of its host; each entry names the
+// manifest field that asks, so a refusal can name it.
+type HostAccess struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// privileged: privileged mode, devices, added capabilities or host
+	// network/PID/IPC namespaces.
+	Privileged      bool        `protobuf:"varint,1,opt,name=privileged,proto3" json:"privileged,omitempty"`
+	PrivilegedField string      `protobuf:"bytes,2,opt,name=privileged_field,json=privilegedField,proto3" json:"privileged_field,omitempty"`
+	HostPaths       []*HostPath `protobuf:"bytes,3,rep,name=host_paths,json=hostPaths,proto3" json:"host_paths,omitempty"`
+	Ports           []*HostPort `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *HostAccess) Reset() {
+	*x = HostAccess{}
+	mi := &file_persys_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostAccess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostAccess) ProtoMessage() {}
+
+func (x *HostAccess) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostAccess.ProtoReflect.Descriptor instead.
+func (*HostAccess) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HostAccess) GetPrivileged() bool {
+	if x != nil {
+		return x.Privileged
+	}
+	return false
+}
+
+func (x *HostAccess) GetPrivilegedField() string {
+	if x != nil {
+		return x.PrivilegedField
+	}
+	return ""
+}
+
+func (x *HostAccess) GetHostPaths() []*HostPath {
+	if x != nil {
+		return x.HostPaths
+	}
+	return nil
+}
+
+func (x *HostAccess) GetPorts() []*HostPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// HostPath is one host path a workload binds.
+type HostPath struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Field         string                 `protobuf:"bytes,2,opt,name=field,proto3" json:"field,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostPath) Reset() {
+	*x = HostPath{}
+	mi := &file_persys_v1_types_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostPath) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostPath) ProtoMessage() {}
+
+func (x *HostPath) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostPath.ProtoReflect.Descriptor instead.
+func (*HostPath) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *HostPath) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HostPath) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
 // Workload is desired state, stored at workloads/<name>.
 type Workload struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1942,14 +2078,20 @@ type Workload struct {
 	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Set when the user deleted it; the scheduler removes it from its node
 	// and then the key.
-	Deleting      bool `protobuf:"varint,8,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	Deleting bool `protobuf:"varint,8,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	// Who applied the current revision and with which role: the scheduler
+	// checks what that principal may do (host access, secret references)
+	// again when it derives a new revision itself (a Git poll) and when it
+	// delivers secrets.
+	AppliedBy     string `protobuf:"bytes,9,opt,name=applied_by,json=appliedBy,proto3" json:"applied_by,omitempty"`
+	AppliedRole   string `protobuf:"bytes,10,opt,name=applied_role,json=appliedRole,proto3" json:"applied_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_persys_v1_types_proto_msgTypes[16]
+	mi := &file_persys_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2103,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[16]
+	mi := &file_persys_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2116,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Workload) GetName() string {
@@ -2033,6 +2175,20 @@ func (x *Workload) GetDeleting() bool {
 	return false
 }
 
+func (x *Workload) GetAppliedBy() string {
+	if x != nil {
+		return x.AppliedBy
+	}
+	return ""
+}
+
+func (x *Workload) GetAppliedRole() string {
+	if x != nil {
+		return x.AppliedRole
+	}
+	return ""
+}
+
 // WorkloadStatus is observed state, stored at status/<name>, written only on change.
 type WorkloadStatus struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2066,7 +2222,7 @@ type WorkloadStatus struct {
 
 func (x *WorkloadStatus) Reset() {
 	*x = WorkloadStatus{}
-	mi := &file_persys_v1_types_proto_msgTypes[17]
+	mi := &file_persys_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2078,7 +2234,7 @@ func (x *WorkloadStatus) String() string {
 func (*WorkloadStatus) ProtoMessage() {}
 
 func (x *WorkloadStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[17]
+	mi := &file_persys_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2091,7 +2247,7 @@ func (x *WorkloadStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadStatus.ProtoReflect.Descriptor instead.
 func (*WorkloadStatus) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WorkloadStatus) GetName() string {
@@ -2223,7 +2379,7 @@ type ServiceStatus struct {
 
 func (x *ServiceStatus) Reset() {
 	*x = ServiceStatus{}
-	mi := &file_persys_v1_types_proto_msgTypes[18]
+	mi := &file_persys_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2235,7 +2391,7 @@ func (x *ServiceStatus) String() string {
 func (*ServiceStatus) ProtoMessage() {}
 
 func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[18]
+	mi := &file_persys_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2248,7 +2404,7 @@ func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
 func (*ServiceStatus) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ServiceStatus) GetName() string {
@@ -2324,7 +2480,7 @@ type RetryState struct {
 
 func (x *RetryState) Reset() {
 	*x = RetryState{}
-	mi := &file_persys_v1_types_proto_msgTypes[19]
+	mi := &file_persys_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2336,7 +2492,7 @@ func (x *RetryState) String() string {
 func (*RetryState) ProtoMessage() {}
 
 func (x *RetryState) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[19]
+	mi := &file_persys_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2349,7 +2505,7 @@ func (x *RetryState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryState.ProtoReflect.Descriptor instead.
 func (*RetryState) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RetryState) GetName() string {
@@ -2421,7 +2577,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_persys_v1_types_proto_msgTypes[20]
+	mi := &file_persys_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2589,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[20]
+	mi := &file_persys_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2602,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Assignment) GetName() string {
@@ -2518,7 +2674,7 @@ type NodeRejection struct {
 
 func (x *NodeRejection) Reset() {
 	*x = NodeRejection{}
-	mi := &file_persys_v1_types_proto_msgTypes[21]
+	mi := &file_persys_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2530,7 +2686,7 @@ func (x *NodeRejection) String() string {
 func (*NodeRejection) ProtoMessage() {}
 
 func (x *NodeRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[21]
+	mi := &file_persys_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2543,7 +2699,7 @@ func (x *NodeRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRejection.ProtoReflect.Descriptor instead.
 func (*NodeRejection) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NodeRejection) GetNodeId() string {
@@ -2588,7 +2744,7 @@ type PlacementDecision struct {
 
 func (x *PlacementDecision) Reset() {
 	*x = PlacementDecision{}
-	mi := &file_persys_v1_types_proto_msgTypes[22]
+	mi := &file_persys_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2756,7 @@ func (x *PlacementDecision) String() string {
 func (*PlacementDecision) ProtoMessage() {}
 
 func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[22]
+	mi := &file_persys_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2769,7 @@ func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDecision.ProtoReflect.Descriptor instead.
 func (*PlacementDecision) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PlacementDecision) GetNodeId() string {
@@ -2685,7 +2841,7 @@ type NodeCapabilities struct {
 
 func (x *NodeCapabilities) Reset() {
 	*x = NodeCapabilities{}
-	mi := &file_persys_v1_types_proto_msgTypes[23]
+	mi := &file_persys_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2853,7 @@ func (x *NodeCapabilities) String() string {
 func (*NodeCapabilities) ProtoMessage() {}
 
 func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[23]
+	mi := &file_persys_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2866,7 @@ func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCapabilities.ProtoReflect.Descriptor instead.
 func (*NodeCapabilities) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeCapabilities) GetCapacity() *Resources {
@@ -2808,7 +2964,7 @@ type NodePolicy struct {
 
 func (x *NodePolicy) Reset() {
 	*x = NodePolicy{}
-	mi := &file_persys_v1_types_proto_msgTypes[24]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2820,7 +2976,7 @@ func (x *NodePolicy) String() string {
 func (*NodePolicy) ProtoMessage() {}
 
 func (x *NodePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[24]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2833,7 +2989,7 @@ func (x *NodePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePolicy.ProtoReflect.Descriptor instead.
 func (*NodePolicy) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodePolicy) GetAllowPrivileged() bool {
@@ -2857,14 +3013,17 @@ type HostPort struct {
 	HostIp string `protobuf:"bytes,1,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
 	Port   uint32 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
 	// protocol is "tcp" or "udp".
-	Protocol      string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	// field names the manifest field that asks for the port, when a
+	// workload does.
+	Field         string `protobuf:"bytes,4,opt,name=field,proto3" json:"field,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_persys_v1_types_proto_msgTypes[25]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2876,7 +3035,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[25]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2889,7 +3048,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -2913,6 +3072,13 @@ func (x *HostPort) GetProtocol() string {
 	return ""
 }
 
+func (x *HostPort) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
 type StoragePool struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2928,7 +3094,7 @@ type StoragePool struct {
 
 func (x *StoragePool) Reset() {
 	*x = StoragePool{}
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2940,7 +3106,7 @@ func (x *StoragePool) String() string {
 func (*StoragePool) ProtoMessage() {}
 
 func (x *StoragePool) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2953,7 +3119,7 @@ func (x *StoragePool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoragePool.ProtoReflect.Descriptor instead.
 func (*StoragePool) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StoragePool) GetName() string {
@@ -3015,7 +3181,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3027,7 +3193,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3040,7 +3206,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Node) GetId() string {
@@ -3140,7 +3306,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3152,7 +3318,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3165,7 +3331,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -3252,7 +3418,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3264,7 +3430,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3277,7 +3443,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EventBatch) GetEvents() []*Event {
@@ -3307,7 +3473,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3319,7 +3485,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3332,7 +3498,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SecretInfo) GetName() string {
@@ -3404,7 +3570,7 @@ type SecretValue struct {
 
 func (x *SecretValue) Reset() {
 	*x = SecretValue{}
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3416,7 +3582,7 @@ func (x *SecretValue) String() string {
 func (*SecretValue) ProtoMessage() {}
 
 func (x *SecretValue) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3429,7 +3595,7 @@ func (x *SecretValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
 func (*SecretValue) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SecretValue) GetName() string {
@@ -3467,7 +3633,7 @@ type SealedSecret struct {
 
 func (x *SealedSecret) Reset() {
 	*x = SealedSecret{}
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +3645,7 @@ func (x *SealedSecret) String() string {
 func (*SealedSecret) ProtoMessage() {}
 
 func (x *SealedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +3658,7 @@ func (x *SealedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedSecret.ProtoReflect.Descriptor instead.
 func (*SealedSecret) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SealedSecret) GetInfo() *SecretInfo {
@@ -3538,7 +3704,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3550,7 +3716,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3563,7 +3729,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -3737,7 +3903,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"diskRetain\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xad\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x05\n" +
 	"\fWorkloadSpec\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.persys.v1.WorkloadTypeR\x04type\x12<\n" +
 	"\rdesired_state\x18\x02 \x01(\x0e2\x17.persys.v1.DesiredStateR\fdesiredState\x122\n" +
@@ -3751,10 +3917,24 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"secret_env\x18\t \x03(\v2\x14.persys.v1.SecretEnvR\tsecretEnv\x128\n" +
 	"\fsecret_files\x18\n" +
 	" \x03(\v2\x15.persys.v1.SecretFileR\vsecretFiles\x12,\n" +
-	"\x12image_pull_secrets\x18\v \x03(\tR\x10imagePullSecrets\x1a?\n" +
+	"\x12image_pull_secrets\x18\v \x03(\tR\x10imagePullSecrets\x126\n" +
+	"\vhost_access\x18\f \x01(\v2\x15.persys.v1.HostAccessR\n" +
+	"hostAccess\x1a?\n" +
 	"\x11NodeSelectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xff\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x01\n" +
+	"\n" +
+	"HostAccess\x12\x1e\n" +
+	"\n" +
+	"privileged\x18\x01 \x01(\bR\n" +
+	"privileged\x12)\n" +
+	"\x10privileged_field\x18\x02 \x01(\tR\x0fprivilegedField\x122\n" +
+	"\n" +
+	"host_paths\x18\x03 \x03(\v2\x13.persys.v1.HostPathR\thostPaths\x12)\n" +
+	"\x05ports\x18\x04 \x03(\v2\x13.persys.v1.HostPortR\x05ports\"4\n" +
+	"\bHostPath\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
+	"\x05field\x18\x02 \x01(\tR\x05field\"\xc1\x03\n" +
 	"\bWorkload\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x127\n" +
@@ -3765,7 +3945,11 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1a\n" +
-	"\bdeleting\x18\b \x01(\bR\bdeleting\x1a9\n" +
+	"\bdeleting\x18\b \x01(\bR\bdeleting\x12\x1d\n" +
+	"\n" +
+	"applied_by\x18\t \x01(\tR\tappliedBy\x12!\n" +
+	"\fapplied_role\x18\n" +
+	" \x01(\tR\vappliedRole\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x05\n" +
@@ -3855,11 +4039,12 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"NodePolicy\x12)\n" +
 	"\x10allow_privileged\x18\x01 \x01(\bR\x0fallowPrivileged\x12(\n" +
-	"\x10allow_host_paths\x18\x02 \x03(\tR\x0eallowHostPaths\"S\n" +
+	"\x10allow_host_paths\x18\x02 \x03(\tR\x0eallowHostPaths\"i\n" +
 	"\bHostPort\x12\x17\n" +
 	"\ahost_ip\x18\x01 \x01(\tR\x06hostIp\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
-	"\bprotocol\x18\x03 \x01(\tR\bprotocol\"\xa4\x01\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x14\n" +
+	"\x05field\x18\x04 \x01(\tR\x05field\"\xa4\x01\n" +
 	"\vStoragePool\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04path\x18\x02 \x01(\tR\x04path\x12%\n" +
@@ -4023,7 +4208,7 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -4050,43 +4235,45 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(*VMKernelBoot)(nil),          // 22: persys.v1.VMKernelBoot
 	(*VMSpec)(nil),                // 23: persys.v1.VMSpec
 	(*WorkloadSpec)(nil),          // 24: persys.v1.WorkloadSpec
-	(*Workload)(nil),              // 25: persys.v1.Workload
-	(*WorkloadStatus)(nil),        // 26: persys.v1.WorkloadStatus
-	(*ServiceStatus)(nil),         // 27: persys.v1.ServiceStatus
-	(*RetryState)(nil),            // 28: persys.v1.RetryState
-	(*Assignment)(nil),            // 29: persys.v1.Assignment
-	(*NodeRejection)(nil),         // 30: persys.v1.NodeRejection
-	(*PlacementDecision)(nil),     // 31: persys.v1.PlacementDecision
-	(*NodeCapabilities)(nil),      // 32: persys.v1.NodeCapabilities
-	(*NodePolicy)(nil),            // 33: persys.v1.NodePolicy
-	(*HostPort)(nil),              // 34: persys.v1.HostPort
-	(*StoragePool)(nil),           // 35: persys.v1.StoragePool
-	(*Node)(nil),                  // 36: persys.v1.Node
-	(*Event)(nil),                 // 37: persys.v1.Event
-	(*EventBatch)(nil),            // 38: persys.v1.EventBatch
-	(*SecretInfo)(nil),            // 39: persys.v1.SecretInfo
-	(*SecretValue)(nil),           // 40: persys.v1.SecretValue
-	(*SealedSecret)(nil),          // 41: persys.v1.SealedSecret
-	(*ClusterSummary)(nil),        // 42: persys.v1.ClusterSummary
-	nil,                           // 43: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 44: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 45: persys.v1.ComposeSpec.EnvEntry
-	nil,                           // 46: persys.v1.VMSpec.MetadataEntry
-	nil,                           // 47: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 48: persys.v1.Workload.LabelsEntry
-	nil,                           // 49: persys.v1.WorkloadStatus.DetailsEntry
-	nil,                           // 50: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 51: persys.v1.SecretValue.DataEntry
-	nil,                           // 52: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	(*timestamppb.Timestamp)(nil), // 53: google.protobuf.Timestamp
+	(*HostAccess)(nil),            // 25: persys.v1.HostAccess
+	(*HostPath)(nil),              // 26: persys.v1.HostPath
+	(*Workload)(nil),              // 27: persys.v1.Workload
+	(*WorkloadStatus)(nil),        // 28: persys.v1.WorkloadStatus
+	(*ServiceStatus)(nil),         // 29: persys.v1.ServiceStatus
+	(*RetryState)(nil),            // 30: persys.v1.RetryState
+	(*Assignment)(nil),            // 31: persys.v1.Assignment
+	(*NodeRejection)(nil),         // 32: persys.v1.NodeRejection
+	(*PlacementDecision)(nil),     // 33: persys.v1.PlacementDecision
+	(*NodeCapabilities)(nil),      // 34: persys.v1.NodeCapabilities
+	(*NodePolicy)(nil),            // 35: persys.v1.NodePolicy
+	(*HostPort)(nil),              // 36: persys.v1.HostPort
+	(*StoragePool)(nil),           // 37: persys.v1.StoragePool
+	(*Node)(nil),                  // 38: persys.v1.Node
+	(*Event)(nil),                 // 39: persys.v1.Event
+	(*EventBatch)(nil),            // 40: persys.v1.EventBatch
+	(*SecretInfo)(nil),            // 41: persys.v1.SecretInfo
+	(*SecretValue)(nil),           // 42: persys.v1.SecretValue
+	(*SealedSecret)(nil),          // 43: persys.v1.SealedSecret
+	(*ClusterSummary)(nil),        // 44: persys.v1.ClusterSummary
+	nil,                           // 45: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 46: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 47: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 48: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 49: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 50: persys.v1.Workload.LabelsEntry
+	nil,                           // 51: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 52: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 53: persys.v1.SecretValue.DataEntry
+	nil,                           // 54: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	(*timestamppb.Timestamp)(nil), // 55: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	43, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	45, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
 	10, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
 	11, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	44, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	46, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
 	15, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
-	45, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	47, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
 	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
 	18, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
 	17, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
@@ -4094,66 +4281,69 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	20, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
 	21, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
 	22, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
-	46, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	48, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
 	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
 	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
 	9,  // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	47, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	49, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
 	12, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
 	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
 	16, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
 	23, // 22: persys.v1.WorkloadSpec.vm:type_name -> persys.v1.VMSpec
 	13, // 23: persys.v1.WorkloadSpec.secret_env:type_name -> persys.v1.SecretEnv
 	14, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
-	48, // 25: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
-	24, // 26: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	53, // 27: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	53, // 28: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 29: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
-	3,  // 30: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	53, // 31: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	53, // 32: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	27, // 33: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	49, // 34: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
-	2,  // 35: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
-	53, // 36: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 37: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	53, // 38: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
-	31, // 39: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
-	5,  // 40: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
-	5,  // 41: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
-	30, // 42: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
-	9,  // 43: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
-	0,  // 44: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	50, // 45: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	35, // 46: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
-	9,  // 47: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
-	33, // 48: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
-	34, // 49: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
-	32, // 50: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 51: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	53, // 52: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	9,  // 53: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	9,  // 54: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	53, // 55: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	53, // 56: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 57: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	37, // 58: persys.v1.EventBatch.events:type_name -> persys.v1.Event
-	8,  // 59: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	53, // 60: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	53, // 61: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 62: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	51, // 63: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	39, // 64: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	52, // 65: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	9,  // 66: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	9,  // 67: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	68, // [68:68] is the sub-list for method output_type
-	68, // [68:68] is the sub-list for method input_type
-	68, // [68:68] is the sub-list for extension type_name
-	68, // [68:68] is the sub-list for extension extendee
-	0,  // [0:68] is the sub-list for field type_name
+	25, // 25: persys.v1.WorkloadSpec.host_access:type_name -> persys.v1.HostAccess
+	26, // 26: persys.v1.HostAccess.host_paths:type_name -> persys.v1.HostPath
+	36, // 27: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
+	50, // 28: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	24, // 29: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
+	55, // 30: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	55, // 31: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 32: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
+	3,  // 33: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
+	55, // 34: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	55, // 35: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	29, // 36: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
+	51, // 37: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	2,  // 38: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
+	55, // 39: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 40: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
+	55, // 41: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	33, // 42: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
+	5,  // 43: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
+	5,  // 44: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
+	32, // 45: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
+	9,  // 46: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
+	0,  // 47: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
+	52, // 48: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	37, // 49: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
+	9,  // 50: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
+	35, // 51: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
+	36, // 52: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
+	34, // 53: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 54: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	55, // 55: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	9,  // 56: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	9,  // 57: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	55, // 58: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	55, // 59: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 60: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	39, // 61: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	8,  // 62: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	55, // 63: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	55, // 64: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 65: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	53, // 66: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	41, // 67: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	54, // 68: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	9,  // 69: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	9,  // 70: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	71, // [71:71] is the sub-list for method output_type
+	71, // [71:71] is the sub-list for method input_type
+	71, // [71:71] is the sub-list for extension type_name
+	71, // [71:71] is the sub-list for extension extendee
+	0,  // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -4167,7 +4357,7 @@ func file_persys_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,12 +1,15 @@
 // Package gitserver serves Git repositories that a test creates over HTTP
 // on loopback, through `git http-backend` (CGI), with an optional
-// basic-auth check for private repositories. Tests create repositories
-// with Server.Repo and change them with Repo.Commit, Repo.Tag and
-// Repo.Branch; the git binary must be installed (the test fails when it is
-// not).
+// basic-auth check for private repositories, and on request over git://
+// through `git daemon` (Repo.DaemonURL). Tests create repositories with
+// Server.Repo and change them with Repo.Commit, Repo.Symlink, Repo.Tag
+// and Repo.Branch; the git binary must be installed (the test fails when
+// it is not).
 package gitserver
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -15,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -30,6 +34,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	private map[string]bool
+	// daemon is the git:// base URL once Daemon started one.
+	daemon string
 }
 
 // New starts a server on 127.0.0.1, stopped when the test ends.
@@ -71,6 +77,8 @@ type Repo struct {
 	URL  string
 	Bare string
 	work string
+	name string
+	srv  *Server
 }
 
 // Repo creates an empty repository name.git; private ones need Token.
@@ -85,7 +93,78 @@ func (s *Server) Repo(t testing.TB, name string, private bool) *Repo {
 	s.mu.Lock()
 	s.private[name+".git"] = private
 	s.mu.Unlock()
-	return &Repo{URL: s.URL + "/" + name + ".git", Bare: bare, work: work}
+	return &Repo{URL: s.URL + "/" + name + ".git", Bare: bare, work: work, name: name, srv: s}
+}
+
+// DaemonURL is the repository's git:// URL, served by the server's git
+// daemon (started on first use, stopped when the test ends). git daemon
+// has no authentication: it serves private repositories too.
+func (r *Repo) DaemonURL(t testing.TB) string {
+	t.Helper()
+	return r.srv.Daemon(t) + "/" + r.name + ".git"
+}
+
+// Daemon serves the server's repositories over git:// on 127.0.0.1 (once;
+// stopped when the test ends) and returns the base URL
+// (git://127.0.0.1:PORT). The test owns the listener and runs one
+// `git daemon --inetd` per connection: a standalone git daemon listens
+// with a backlog of 5, and the kernel resets connections past it, so a
+// test of 200 concurrent clients would measure that backlog.
+func (s *Server) Daemon(t testing.TB) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.daemon != "" {
+		return s.daemon
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("git daemon: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return // closed at cleanup
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.serveGit(ctx, conn.(*net.TCPConn))
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		cancel()
+		wg.Wait()
+	})
+	s.daemon = "git://" + ln.Addr().String()
+	return s.daemon
+}
+
+// serveGit runs git daemon on one connection, as inetd would, until the
+// client is done or ctx ends.
+func (s *Server) serveGit(ctx context.Context, conn *net.TCPConn) {
+	defer func() { _ = conn.Close() }()
+	// The daemon needs a file descriptor of its own for the socket.
+	f, err := conn.File()
+	if err != nil {
+		return
+	}
+	defer func() { _ = f.Close() }()
+	cmd := exec.CommandContext(ctx, "git", "daemon", "--inetd", "--export-all", "--base-path="+s.root, s.root)
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
+	cmd.Stdin, cmd.Stdout = f, f
+	// At the test's end the daemon and the upload-pack it started go
+	// together: they share a process group of their own.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	_ = cmd.Run()
 }
 
 // Commit writes files (path → content; empty content removes the file) on
@@ -110,6 +189,20 @@ func (r *Repo) Commit(t testing.TB, files map[string]string, msg string) string 
 	branch := strings.TrimSpace(run(t, r.work, "git", "rev-parse", "--abbrev-ref", "HEAD"))
 	run(t, r.work, "git", "push", "-q", "origin", branch)
 	return strings.TrimSpace(run(t, r.work, "git", "rev-parse", "HEAD"))
+}
+
+// Symlink creates a symbolic link at p to target in the work tree; the
+// next Commit commits it.
+func (r *Repo) Symlink(t testing.TB, p, target string) {
+	t.Helper()
+	full := filepath.Join(r.work, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Remove(full)
+	if err := os.Symlink(target, full); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Branch creates (or switches to) branch in the work tree.
