@@ -214,6 +214,14 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		}
 		election = &scheduler.ElectionConfig{Address: addr, TTL: o.electionTTL}
 	}
+	// The CA folder's cluster id is this replica's proposal; etcd keeps
+	// the first one stored.
+	var clusterID string
+	if o.caDir != "" {
+		if clusterID, err = pki.EnsureClusterID(o.caDir); err != nil {
+			return fmt.Errorf("--ca-dir: %w", err)
+		}
+	}
 	reg := obs.NewRegistry()
 	sched, err := scheduler.New(scheduler.Config{
 		Store:             store.New(cli, store.Options{Prefix: o.prefix}),
@@ -231,6 +239,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		Election:          election,
 		AuditRetention:    o.auditRetention,
 		Secrets:           keyring,
+		ClusterID:         clusterID,
 		GitCacheDir:       filepath.Join(o.dataDir, "git-cache"),
 	})
 	if err != nil {

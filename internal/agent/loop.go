@@ -253,13 +253,20 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 	if err != nil {
 		return a.control.target(), err
 	}
+	// Before the first registration of a data dir the list holds only
+	// what the runtimes adopt without a cluster label (cluster.go).
 	resp, on, err := a.control.registerNode(ctx, &persysv1.RegisterNodeRequest{
 		NodeId:       a.cfg.NodeID,
 		Address:      a.cfg.AdvertiseAddr,
 		Capabilities: a.capabilities(),
 		Workloads:    workloads,
+		InstanceId:   a.instanceID,
+		ClusterId:    a.cluster.ID(),
 	})
 	if err != nil {
+		return on, fmt.Errorf("register node: %w", err)
+	}
+	if err := a.learnCluster(resp.GetClusterId()); err != nil {
 		return on, fmt.Errorf("register node: %w", err)
 	}
 	a.adoptInterval(resp.GetHeartbeatIntervalMs())

@@ -373,6 +373,16 @@ func (c *cluster) removeContainers() {
 }
 
 // etcdKeys lists the keys under the cluster prefix that mention name.
+// clusterID is the cluster's id as the scheduler stored it in etcd.
+func (c *cluster) clusterID() string {
+	c.t.Helper()
+	resp, err := c.etcd.Get(context.Background(), "/persys/cluster-id")
+	if err != nil || len(resp.Kvs) == 0 {
+		c.t.Fatalf("cluster id in etcd: %v (%d keys)", err, len(resp.Kvs))
+	}
+	return string(resp.Kvs[0].Value)
+}
+
 func (c *cluster) etcdKeys(name string) []string {
 	c.t.Helper()
 	resp, err := c.etcd.Get(context.Background(), "/persys/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
