@@ -1,12 +1,21 @@
-// Package storetest starts an embedded etcd for tests and hands out a Store
-// over it. Everything it starts is stopped by t.Cleanup.
+// Package storetest starts embedded etcd for tests, one member or a
+// cluster of several, locked with TLS and client-certificate auth as in
+// production, and hands out clients and Stores over it. Everything it
+// starts is stopped by t.Cleanup.
 package storetest
 
 import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+	"sync"
 	"testing"
 
-	"github.com/persys-dev/compute/internal/store"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
 )
 
 // New starts an embedded etcd in t.TempDir() and returns a Store with the
@@ -28,14 +37,132 @@ func NewWithOptions(t testing.TB, opts store.Options) (*store.Store, *clientv3.C
 	return store.New(cli, opts), cli
 }
 
-// Embedded starts an embedded etcd in t.TempDir() (fsync off) and stops it
-// in t.Cleanup.
+// Embedded starts an embedded etcd in t.TempDir() (fsync off), locked with
+// a certificate of a fresh CA (see TLS), and stops it in t.Cleanup.
 func Embedded(t testing.TB) *store.Embedded {
 	t.Helper()
-	e, err := store.StartEmbedded(store.EmbeddedOptions{Dir: t.TempDir(), UnsafeNoFsync: true})
+	e, err := store.StartEmbedded(store.EmbeddedOptions{Dir: t.TempDir(), TLS: TLS(t, t.TempDir()), UnsafeNoFsync: true})
 	if err != nil {
 		t.Fatalf("storetest: start embedded etcd: %v", err)
 	}
 	t.Cleanup(e.Close)
 	return e
+}
+
+// TLS bootstraps a CA in dir and returns the files of its scheduler
+// certificate, which carries the loopback SANs and both server and client
+// usage, for an embedded etcd.
+func TLS(t testing.TB, dir string) *store.EmbeddedTLS {
+	t.Helper()
+	return FilesTLS(Bundle(t, dir).Scheduler)
+}
+
+// Bundle bootstraps a CA and the usual identities in dir.
+func Bundle(t testing.TB, dir string) *pki.Bundle {
+	t.Helper()
+	b, err := pki.Bootstrap(dir, nil, nil, nil)
+	if err != nil {
+		t.Fatalf("storetest: certificates: %v", err)
+	}
+	return b
+}
+
+// FilesTLS is an identity's files as the embedded etcd's TLS.
+func FilesTLS(f pki.Files) *store.EmbeddedTLS {
+	return &store.EmbeddedTLS{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key}
+}
+
+// Cluster is a cluster of embedded etcd members in one process, each with
+// its own data folder and ports, clients and peers over TLS with
+// certificate auth.
+type Cluster struct {
+	// Bundle holds the CA and the identities; every member serves the
+	// scheduler certificate.
+	Bundle  *pki.Bundle
+	Members []*store.Embedded
+}
+
+// NewCluster starts n members on loopback and waits until all serve.
+func NewCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	b := Bundle(t, t.TempDir())
+	names := make([]string, n)
+	peers := make([]string, n)
+	clients := make([]string, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("m%d", i)
+		peers[i] = "https://" + freeport.Addr(t, "127.0.0.1")
+		clients[i] = "https://" + freeport.Addr(t, "127.0.0.1")
+	}
+	initial := make([]string, n)
+	for i := range n {
+		initial[i] = names[i] + "=" + peers[i]
+	}
+	c := &Cluster{Bundle: b, Members: make([]*store.Embedded, n)}
+	// A member is ready only once a quorum runs: start them together.
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Members[i], errs[i] = store.StartEmbedded(store.EmbeddedOptions{
+				Dir: t.TempDir(), Name: names[i], TLS: FilesTLS(b.Scheduler),
+				ClientURL: clients[i], PeerURL: peers[i], InitialCluster: strings.Join(initial, ","),
+				UnsafeNoFsync: true,
+			})
+		}()
+	}
+	wg.Wait()
+	for i := range n {
+		if c.Members[i] != nil {
+			t.Cleanup(c.Members[i].Close)
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("storetest: etcd member %s: %v", names[i], err)
+		}
+	}
+	return c
+}
+
+// Endpoints are the client URLs of every member, stopped ones included.
+func (c *Cluster) Endpoints() []string {
+	var eps []string
+	for _, m := range c.Members {
+		eps = append(eps, m.Endpoints()...)
+	}
+	return eps
+}
+
+// Leader is the index of the member that leads now, or -1.
+func (c *Cluster) Leader() int {
+	for i, m := range c.Members {
+		if m.IsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+// ClientTLS presents the scheduler certificate and trusts the CA.
+func (c *Cluster) ClientTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	cfg, err := pki.ClientTLS(c.Bundle.Scheduler, "")
+	if err != nil {
+		t.Fatalf("storetest: client TLS: %v", err)
+	}
+	return cfg
+}
+
+// Client connects to every member with the scheduler certificate.
+func (c *Cluster) Client(t testing.TB) *clientv3.Client {
+	t.Helper()
+	cli, err := store.Connect(c.Endpoints(), c.ClientTLS(t))
+	if err != nil {
+		t.Fatalf("storetest: client: %v", err)
+	}
+	t.Cleanup(func() { _ = cli.Close() })
+	return cli
 }
