@@ -263,6 +263,14 @@ func leaseClientOf(cli *clientv3.Client) pb.LeaseClient {
 	return pb.NewLeaseClient(cli.ActiveConnection())
 }
 
+// Kill stops the member at once, as a crash would (no leadership
+// transfer, in-flight requests fail), then closes it: for tests of member
+// loss.
+func (e *Embedded) Kill() {
+	e.etcd.Server.HardStop()
+	e.Close()
+}
+
 // IsLeader reports whether this member leads its cluster now.
 func (e *Embedded) IsLeader() bool {
 	return e.etcd.Server.Leader() == e.etcd.Server.MemberID()

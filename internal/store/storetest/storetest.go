@@ -7,6 +7,8 @@ package storetest
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -74,12 +76,14 @@ func FilesTLS(f pki.Files) *store.EmbeddedTLS {
 
 // Cluster is a cluster of embedded etcd members in one process, each with
 // its own data folder and ports, clients and peers over TLS with
-// certificate auth.
+// certificate auth. Clients reach each member through a TCP relay of its
+// own, so that Kill can cut their connections as a crash does.
 type Cluster struct {
 	// Bundle holds the CA and the identities; every member serves the
 	// scheduler certificate.
 	Bundle  *pki.Bundle
 	Members []*store.Embedded
+	relays  []*relay
 }
 
 // NewCluster starts n members on loopback and waits until all serve.
@@ -124,16 +128,33 @@ func NewCluster(t testing.TB, n int) *Cluster {
 			t.Fatalf("storetest: etcd member %s: %v", names[i], err)
 		}
 	}
+	for _, m := range c.Members {
+		r, err := newRelay(strings.TrimPrefix(m.Endpoints()[0], "https://"))
+		if err != nil {
+			t.Fatalf("storetest: relay: %v", err)
+		}
+		t.Cleanup(r.close)
+		c.relays = append(c.relays, r)
+	}
 	return c
 }
 
-// Endpoints are the client URLs of every member, stopped ones included.
+// Endpoints are the client URLs of every member (their relays), killed
+// ones included.
 func (c *Cluster) Endpoints() []string {
-	var eps []string
-	for _, m := range c.Members {
-		eps = append(eps, m.Endpoints()...)
+	eps := make([]string, len(c.relays))
+	for i, r := range c.relays {
+		eps[i] = "https://" + r.ln.Addr().String()
 	}
 	return eps
+}
+
+// Kill crashes member i: its clients' connections drop at once and it
+// stops without handing over its leadership. (Closing a member alone keeps
+// the client connections open up to etcd's request timeout.)
+func (c *Cluster) Kill(i int) {
+	c.relays[i].close()
+	c.Members[i].Kill()
 }
 
 // Leader is the index of the member that leads now, or -1.
@@ -165,4 +186,77 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	}
 	t.Cleanup(func() { _ = cli.Close() })
 	return cli
+}
+
+// relay forwards TCP connections to a member's client port; close cuts
+// every one of them.
+type relay struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+func newRelay(target string) (*relay, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	go r.accept()
+	return r, nil
+}
+
+func (r *relay) accept() {
+	for {
+		in, err := r.ln.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", r.target)
+		if err != nil {
+			_ = in.Close()
+			continue
+		}
+		if !r.track(in, out) {
+			return
+		}
+		go r.pipe(in, out)
+		go r.pipe(out, in)
+	}
+}
+
+func (r *relay) track(cs ...net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		for _, c := range cs {
+			_ = c.Close()
+		}
+		return false
+	}
+	for _, c := range cs {
+		r.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (r *relay) pipe(dst, src net.Conn) {
+	_, _ = io.Copy(dst, src)
+	_ = dst.Close()
+	_ = src.Close()
+}
+
+func (r *relay) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	_ = r.ln.Close()
+	for c := range r.conns {
+		_ = c.Close()
+	}
 }
