@@ -1,10 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/store"
 )
 
 // validSchedulerOptions passes validate; tests change one thing.
@@ -80,5 +90,97 @@ func TestSchedulerEtcdFlags(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// syncBuffer is a log sink that the scheduler writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSchedulerEmbeddedEtcdIsLocked: persys scheduler without
+// --etcd-endpoints serves its embedded etcd over TLS with its own
+// certificate and answers only clients with a certificate of its CA.
+func TestSchedulerEmbeddedEtcdIsLocked(t *testing.T) {
+	b, err := pki.Bootstrap(t.TempDir(), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := validSchedulerOptions()
+	o.listen, o.metricsListen, o.dataDir = "127.0.0.1:0", "", t.TempDir()
+	o.ca, o.cert, o.key = b.CA, b.Scheduler.Cert, b.Scheduler.Key
+	logs := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := make(chan string, 1)
+	go func() { done <- runScheduler(ctx, &o, slog.New(slog.NewJSONHandler(logs, nil)), started) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("scheduler: %v", err)
+		}
+	})
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("scheduler: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("scheduler did not start")
+	}
+	var endpoints []string
+	for line := range strings.SplitSeq(logs.String(), "\n") {
+		var rec struct {
+			Msg       string   `json:"msg"`
+			Endpoints []string `json:"endpoints"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "embedded etcd ready" {
+			endpoints = rec.Endpoints
+		}
+	}
+	if len(endpoints) != 1 || !strings.HasPrefix(endpoints[0], "https://127.0.0.1:") {
+		t.Fatalf("embedded etcd endpoints %q, want one https loopback URL", endpoints)
+	}
+
+	put := func(endpoint string, cfg *tls.Config) error {
+		cli, err := store.Connect([]string{endpoint}, cfg)
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err = cli.Put(ctx, "/persys/nodes/intruder", "x")
+		return err
+	}
+	if err := put("http://"+strings.TrimPrefix(endpoints[0], "https://"), nil); err == nil {
+		t.Error("plaintext client accepted")
+	}
+	noCert, err := pki.ClientTLS(b.Scheduler, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCert.Certificates = nil
+	if err := put(endpoints[0], noCert); err == nil {
+		t.Error("TLS client without a certificate accepted")
+	}
+	withCert, err := pki.ClientTLS(b.Scheduler, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := put(endpoints[0], withCert); err != nil {
+		t.Errorf("the scheduler's certificate refused: %v", err)
 	}
 }
