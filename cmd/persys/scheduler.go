@@ -291,6 +291,9 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	}
 	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven)
 	strategy, _ := placement.ParseStrategy(o.strategy)
+	if o.etcdEndpoints == "" && holder.Leaf().VerifyHostname("127.0.0.1") != nil {
+		log.Warn("the embedded etcd serves --cert, which has no SAN 127.0.0.1: clients that check the host (etcdctl) fail; issue it with --ip 127.0.0.1")
+	}
 
 	keyring, err := loadSecretsKeyring(o.secretsKeyFile, log)
 	if err != nil {
