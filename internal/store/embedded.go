@@ -289,8 +289,8 @@ func (e *Embedded) Close() {
 }
 
 // Connect returns a client for an external etcd cluster. tlsCfg is nil
-// only for plaintext endpoints, which callers allow explicitly. The client connects lazily; the first request
-// reports an unreachable cluster.
+// only for plaintext endpoints, which callers allow explicitly. The client
+// connects lazily; the first request reports an unreachable cluster.
 func Connect(endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	return connect(endpoints, tlsCfg, nil)
 }
