@@ -100,6 +100,7 @@ type cluster struct {
 	root      *testing.T
 	opts      clusterOptions
 	bundle    *pki.Bundle
+	emb       *store.Embedded
 	store     *store.Store
 	etcd      *clientv3.Client
 	docker    *client.Client
@@ -167,7 +168,13 @@ func newBareCluster(t *testing.T, opts clusterOptions) *cluster {
 		opts.agentHeartbeat = heartbeat
 	}
 	cli, image := images.HelloImage(t)
-	st, etcd := storetest.New(t)
+	emb := storetest.Embedded(t)
+	etcd, err := emb.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = etcd.Close() })
+	st := store.New(etcd, store.Options{})
 	run := randomHex(4)
 	var nodes []string
 	dirs := map[string]string{}
@@ -189,7 +196,7 @@ func newBareCluster(t *testing.T, opts clusterOptions) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, root: t, opts: opts, bundle: b, store: st, etcd: etcd, docker: cli, image: image,
+	c := &cluster{t: t, root: t, opts: opts, bundle: b, emb: emb, store: st, etcd: etcd, docker: cli, image: image,
 		prefix: "st" + run, nodeID: nodes[0], nodeIDs: nodes, agentDirs: dirs, agents: map[string]*agentProc{}}
 	// Registered first so that it runs last, once the schedulers and the
 	// agents have stopped and cannot create anything any more.

@@ -446,8 +446,12 @@ func Start(t *testing.T, o Options) *Cluster {
 			t.Logf("cluster %s: cleanup took %s", c.Run, time.Since(c.cleanupStart).Round(time.Millisecond))
 		}
 	})
-	// etcd first, so it is closed last.
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: filepath.Join(c.Dir, "etcd"), UnsafeNoFsync: true})
+	// etcd first, so it is closed last. It serves an identity of the
+	// cluster's CA and answers only certificates of that CA.
+	c.run(c.persys, "ca", "init", "--dir", c.pkiDir)
+	c.run(c.persys, "ca", "issue", "--dir", c.pkiDir, "--role", "scheduler", "--name", "etcd", "--ip", "127.0.0.1", "--dns", "localhost")
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: filepath.Join(c.Dir, "etcd"), UnsafeNoFsync: true,
+		TLS: &store.EmbeddedTLS{CAFile: filepath.Join(c.pkiDir, "ca.crt"), CertFile: filepath.Join(c.pkiDir, "etcd.crt"), KeyFile: filepath.Join(c.pkiDir, "etcd.key")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,6 +487,9 @@ func Start(t *testing.T, o Options) *Cluster {
 		schedAddrs = append(schedAddrs, addr)
 		args := []string{"scheduler", "--listen", addr, "--etcd-endpoints", etcdEndpoints,
 			"--metrics-listen", freeAddr(t, "127.0.0.1")}
+		// Each replica reaches etcd with its own certificate.
+		args = append(args, "--etcd-ca", filepath.Join(c.pkiDir, "ca.crt"),
+			"--etcd-cert", filepath.Join(c.pkiDir, name+".crt"), "--etcd-key", filepath.Join(c.pkiDir, name+".key"))
 		args = append(args, o.schedulerFlags()...)
 		args = append(args, c.certFlags(name)...)
 		c.Schedulers = append(c.Schedulers, c.startProc(name, append(args, o.SchedulerFlags...)))
@@ -587,9 +594,10 @@ func hostInSubnet(p netip.Prefix, n int) (netip.Addr, error) {
 }
 
 // issueCertificates creates the CA and every identity with `persys ca`.
+// issueCertificates issues the daemons' identities with the CA that
+// Start made for etcd.
 func (c *Cluster) issueCertificates() {
 	c.t.Helper()
-	c.run(c.persys, "ca", "init", "--dir", c.pkiDir)
 	gw := c.Net.Gateway.String()
 	for i := range c.Opts.Schedulers {
 		c.run(c.persys, "ca", "issue", "--dir", c.pkiDir, "--role", "scheduler", "--name", fmt.Sprintf("scheduler-%d", i+1),
