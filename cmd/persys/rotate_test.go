@@ -122,7 +122,7 @@ func TestGatewayTakesRotatedBundleWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldAdmin := client(oldPair)
-	waitUntil(t, "the gateway answers the old admin", func() (bool, string) {
+	waitUntil(t, "the gateway answers the old admin", 30*time.Second, func() (bool, string) {
 		code, err := get(oldAdmin)
 		return code == http.StatusOK, describe(code, err)
 	})
@@ -147,7 +147,7 @@ func TestGatewayTakesRotatedBundleWithoutRestart(t *testing.T) {
 	}
 
 	copyFile(t, filepath.Join(b.Dir, pki.CABundleFile), files.CA)
-	waitUntil(t, "the gateway answers a user of the new CA", func() (bool, string) {
+	waitUntil(t, "the gateway answers a user of the new CA", 30*time.Second, func() (bool, string) {
 		code, err := get(newAdmin)
 		return code == http.StatusOK, describe(code, err)
 	})
@@ -178,20 +178,6 @@ func describe(code int, err error) string {
 	return http.StatusText(code)
 }
 
-func waitUntil(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s; last: %s", what, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // keepAgentIdentity, as `persys agent` runs it: the holder refuses a
 // scheduler certificate once the scheduler lists it revoked, and takes a
@@ -240,12 +226,12 @@ func TestAgentIdentityFollowsRevocationsAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	waitUntil(t, "revocation stored", func() (bool, string) {
+	waitUntil(t, "revocation stored", 30*time.Second, func() (bool, string) {
 		_, err := persysv1.NewControlServiceClient(conn).RevokeCertificate(context.Background(),
 			&persysv1.RevokeCertificateRequest{Serial: stolen.Leaf().SerialNumber.Text(16)})
 		return err == nil, describe(0, err)
 	})
-	waitUntil(t, "the revoked scheduler certificate refused", func() (bool, string) {
+	waitUntil(t, "the revoked scheduler certificate refused", 30*time.Second, func() (bool, string) {
 		err := handshake(addr, stolen.ClientTLS("localhost"))
 		return err != nil, "accepted"
 	})
@@ -255,7 +241,7 @@ func TestAgentIdentityFollowsRevocationsAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyFile(t, filepath.Join(b.Dir, pki.CABundleFile), files.CA)
-	waitUntil(t, "the new bundle loaded", func() (bool, string) {
+	waitUntil(t, "the new bundle loaded", 30*time.Second, func() (bool, string) {
 		return len(h.Roots()) == 3, fmt.Sprintf("%d roots", len(h.Roots()))
 	})
 }
