@@ -178,7 +178,6 @@ func describe(code int, err error) string {
 	return http.StatusText(code)
 }
 
-
 // keepAgentIdentity, as `persys agent` runs it: the holder refuses a
 // scheduler certificate once the scheduler lists it revoked, and takes a
 // CA bundle written over its file without a restart.
