@@ -63,8 +63,8 @@ func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9443", "host:port for ControlService (gRPC, mTLS)")
 	f.StringVar(&o.dataDir, "data-dir", "persys-data", "data folder: the embedded etcd (unless --etcd-endpoints) and git-cache, the clones compose files are read from")
 	f.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "external etcd cluster, comma separated https:// URLs (needs --etcd-ca, --etcd-cert, --etcd-key); "+
-		"empty runs an embedded etcd on a loopback port that serves --cert over TLS and answers only clients with a certificate of --ca "+
-		"(the scheduler itself calls it in process)")
+		"empty runs an embedded etcd on a loopback port over TLS that answers only the certificate of its own CA in --data-dir/store-pki "+
+		"(the scheduler itself calls it in process; agent, gateway and user certificates are refused)")
 	f.StringVar(&o.etcdCA, "etcd-ca", "", "with --etcd-endpoints: CA bundle (PEM) that verifies the etcd members")
 	f.StringVar(&o.etcdCert, "etcd-cert", "", "with --etcd-endpoints: client certificate (PEM) this scheduler presents to etcd")
 	f.StringVar(&o.etcdKey, "etcd-key", "", "with --etcd-endpoints: private key (PEM) of --etcd-cert")
@@ -242,9 +242,13 @@ func newSchedulerCommand() *cobra.Command {
 	return cmd
 }
 
+// storePKIDir is the folder, in --data-dir, of the embedded etcd's own CA
+// and certificate.
+const storePKIDir = "store-pki"
+
 // etcdFor connects to the external cluster or starts the embedded one,
-// which serves the scheduler's own certificate and answers only clients
-// with a certificate of its CA.
+// which serves a certificate of the store's own CA (in --data-dir) and
+// answers only clients that hold it.
 func etcdFor(o *schedulerOptions, log *slog.Logger) (*clientv3.Client, func(), error) {
 	eps, err := o.etcdEndpointList()
 	if err != nil {
@@ -264,17 +268,23 @@ func etcdFor(o *schedulerOptions, log *slog.Logger) (*clientv3.Client, func(), e
 		}
 		return cli, func() { _ = cli.Close() }, nil
 	}
+	// The store has a CA of its own: a certificate of the cluster's CA
+	// (an agent's, a user's) must not open it.
+	sf, err := pki.EnsureStoreIdentity(filepath.Join(o.dataDir, storePKIDir), time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
 	emb, err := store.StartEmbedded(store.EmbeddedOptions{
 		Dir: o.dataDir, Logger: log,
-		TLS: &store.EmbeddedTLS{CAFile: o.ca, CertFile: o.cert, KeyFile: o.key},
+		TLS: &store.EmbeddedTLS{CAFile: sf.CA, CertFile: sf.Cert, KeyFile: sf.Key},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded etcd in %s: %w", o.dataDir, err)
 	}
 	// The scheduler calls its own etcd in process; the endpoints serve
-	// anything else that holds a certificate of the CA (etcdctl, say).
+	// only the store's own certificate (etcdctl for a backup, say).
 	cli := emb.LocalClient()
-	log.Info("embedded etcd ready", "dir", o.dataDir, "endpoints", emb.Endpoints())
+	log.Info("embedded etcd ready", "dir", o.dataDir, "endpoints", emb.Endpoints(), "client_cert", sf.Cert)
 	return cli, func() { _ = cli.Close(); emb.Close() }, nil
 }
 
@@ -291,9 +301,6 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	}
 	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven)
 	strategy, _ := placement.ParseStrategy(o.strategy)
-	if o.etcdEndpoints == "" && holder.Leaf().VerifyHostname("127.0.0.1") != nil {
-		log.Warn("the embedded etcd serves --cert, which has no SAN 127.0.0.1: clients that check the host (etcdctl) fail; issue it with --ip 127.0.0.1")
-	}
 
 	keyring, err := loadSecretsKeyring(o.secretsKeyFile, log)
 	if err != nil {

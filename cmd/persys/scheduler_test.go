@@ -6,6 +6,8 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -176,11 +178,45 @@ func TestSchedulerEmbeddedEtcdIsLocked(t *testing.T) {
 	if err := put(endpoints[0], noCert); err == nil {
 		t.Error("TLS client without a certificate accepted")
 	}
-	withCert, err := pki.ClientTLS(b.Scheduler, "")
+	// Certificates of the cluster's CA, a daemon's and a user's, do not
+	// open the store: it has a CA of its own.
+	ca, err := pki.LoadCA(filepath.Dir(b.CA))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := put(endpoints[0], withCert); err != nil {
-		t.Errorf("the scheduler's certificate refused: %v", err)
+	userCert, userKey, err := ca.Issue(pki.IssueRequest{CommonName: "olga", Role: pki.RoleOperator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	userFiles := pki.Files{CA: b.CA, Cert: filepath.Join(t.TempDir(), "olga.crt"), Key: filepath.Join(t.TempDir(), "olga.key")}
+	if err := os.WriteFile(userFiles.Cert, userCert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(userFiles.Key, userKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, files := range map[string]pki.Files{"scheduler": b.Scheduler, "operator": userFiles} {
+		cfg, err := pki.ClientTLS(files, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RootCAs = nil
+		cfg.InsecureSkipVerify = true // the server is not under test here; the client certificate is
+		if err := put(endpoints[0], cfg); err == nil {
+			t.Errorf("a %s certificate of the cluster's CA opened the store", name)
+		}
+	}
+	// The store's own certificate, readable only in the data folder, does.
+	own, err := pki.ClientTLS(pki.Files{CA: filepath.Join(o.dataDir, storePKIDir, pki.CACertFile),
+		Cert: filepath.Join(o.dataDir, storePKIDir, pki.StoreCertFile), Key: filepath.Join(o.dataDir, storePKIDir, pki.StoreKeyFile)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := put(endpoints[0], own); err != nil {
+		t.Errorf("the store's own certificate refused: %v", err)
+	}
+	fi, err := os.Stat(filepath.Join(o.dataDir, storePKIDir))
+	if err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("store identity folder: %v, mode %v; want 0700", err, fi.Mode().Perm())
 	}
 }
