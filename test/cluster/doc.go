@@ -1,12 +1,15 @@
 // Package cluster holds multi-node tests of Persys Compute on this
-// machine's Docker engine. Each test starts its own cluster: an embedded
-// etcd, three `persys scheduler` replicas that elect a leader through it
-// and a `persys gateway` on the host, and several `persys agent`s, each in
-// its own container (image persys-node:test, FROM scratch with the static
-// binary) on a private Docker network the test creates. Agents drive the
-// host engine through its socket, so their workloads are ordinary
-// containers labelled with the node that runs them and outlive a dead
-// agent — which is what the node-loss and partition tests need. The tests
+// machine's Docker engine. Each test starts its own cluster: a
+// three-member embedded etcd (internal/store/storetest.NewCluster: peers
+// and clients over TLS with certificate auth, a CA of the store's own),
+// three `persys scheduler` replicas that get every member's endpoint and
+// elect a leader through it, a `persys gateway` on the host, and several
+// `persys agent`s, each in its own container (image persys-node:test,
+// FROM scratch with the static binary) on a private Docker network the
+// test creates. Agents drive the host engine through its socket, so their
+// workloads are ordinary containers labelled with the node that runs them
+// and outlive a dead agent — which is what the node-loss and partition
+// tests need. The tests
 // drive the cluster with persysctl (and, for a burst of applies, with
 // internal/client, the code persysctl runs) and check what really runs on
 // the engine.
