@@ -19,14 +19,16 @@
 // agent restart keeps its workloads; a killed agent's workloads are
 // rescheduled and its stale copies removed when it returns; a partition
 // shorter than the grace heals in place, a longer one reschedules and
-// fences; the leader scheduler is killed during a burst of applies; a node
-// is drained; a missing image runs through the retry engine to FAILED.
+// fences; the leader scheduler is killed during a burst of applies; the
+// etcd member that leads the raft group is killed during a burst of
+// applies; a node is drained; a missing image runs through the retry
+// engine to FAILED.
 //
 // Each test logs one line `cluster: <scenario> submitted=N lost=N
 // duplicated=N nodes=N <facts> <timings>` from what it observed, and
 // TestMain prints an overall line. Environment: PERSYS_BIN_DIR (prebuilt
 // persys and persysctl), PERSYS_CLUSTER_BURST (size of the failover
-// burst), PERSYS_CLUSTER_RESCHEDULE=0 (skip the reschedule half of the
+// bursts), PERSYS_CLUSTER_RESCHEDULE=0 (skip the reschedule half of the
 // node-loss test), PERSYS_CLUSTER_LOGS (folder for every daemon's and
 // agent's full log).
 //
