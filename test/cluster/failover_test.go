@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	gwclient "github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -637,12 +639,19 @@ func TestLeaderFailoverBurst(t *testing.T) {
 // exactly once and runs exactly once, on the node the scheduler assigned.
 // It reports the time to recover (kill → a surviving member leads; kill →
 // the first apply sent after the kill accepted) and the time until all
-// ran.
+// ran. First it checks that the store answers only its own CA.
+//
+// Measured on this 2-core machine under other engineers' load, 200
+// applies: a member leads 1.3s after the kill, but applies are accepted
+// again only 5–7s after it — writes the dead leader had taken wait out
+// etcd's request timeout ("etcdserver: request timed out"), and the
+// scheduler answers those applies 500; 0 lost, 0 duplicated.
 //
 // Not parallel, for TestLeaderFailoverBurst's reasons.
 func TestEtcdMemberKillBurst(t *testing.T) {
 	n := burstSize(t)
 	c := Start(t, Options{Agents: 3})
+	c.checkStoreLocked()
 	before, err := c.Leader()
 	if err != nil {
 		t.Fatal(err)
@@ -775,5 +784,35 @@ func (c *Cluster) checkStoredOnce(ws map[string]*persysv1.WorkloadView, names []
 	}
 	if len(listed) != len(names) {
 		c.t.Errorf("persysctl get workloads lists %d workloads, want %d", len(listed), len(names))
+	}
+}
+
+// checkStoreLocked: the store answers a scheduler's certificate of the
+// store's CA and refuses the same scheduler's certificate of the cluster's
+// CA, so no identity the cluster's CA issues opens it.
+func (c *Cluster) checkStoreLocked() {
+	c.t.Helper()
+	get := func(dir string) error {
+		name := filepath.Join(dir, c.Schedulers[0].Name)
+		cfg, err := pki.ClientTLS(pki.Files{CA: c.Etcd.Bundle.CA, Cert: name + ".crt", Key: name + ".key"}, "")
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		cli, err := store.Connect(c.Etcd.Endpoints(), cfg)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		defer cli.Close()
+		// A refused handshake shows as no answer before the deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err = cli.Get(ctx, store.DefaultPrefix+"/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err
+	}
+	if err := get(c.Etcd.Bundle.Dir); err != nil {
+		c.t.Fatalf("the store refused %s's certificate of the store's CA: %v", c.Schedulers[0].Name, err)
+	}
+	if err := get(c.pkiDir); err == nil {
+		c.t.Errorf("the store answered %s's certificate of the cluster's CA", c.Schedulers[0].Name)
 	}
 }
