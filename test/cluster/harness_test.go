@@ -525,8 +525,8 @@ func Start(t *testing.T, o Options) *Cluster {
 	t.Cleanup(c.closeDirect)
 	t.Cleanup(func() { c.cleanupStart = time.Now() }) // registered last: runs first
 	c.Up = time.Since(began)
-	t.Logf("cluster %s up in %s (%s): %d scheduler(s) on %s, %d agents on network %s (%s)",
-		c.Run, c.Up.Round(time.Millisecond), strings.Join(phases, " "),
+	t.Logf("cluster %s up in %s (%s): %d etcd members, %d scheduler(s) on %s, %d agents on network %s (%s)",
+		c.Run, c.Up.Round(time.Millisecond), strings.Join(phases, " "), len(c.Etcd.Members),
 		o.Schedulers, c.Net.Gateway, o.Agents, c.Net.Name, c.Net.Subnet)
 	return c
 }
