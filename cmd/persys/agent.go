@@ -47,13 +47,14 @@ type agentOptions struct {
 	// joinTokenFile, caHashFile: the same, read from files (identity.go).
 	joinTokenFile, caHashFile string
 	renewFraction             float64
+	revocationRefresh         time.Duration
+	identityReload            time.Duration
 	// Compose and VM runtimes (agent_runtimes.go).
 	extra runtimeOptions
 }
 
 func newAgentCommand() *cobra.Command {
 	o := agentOptions{}
-	hostname, _ := os.Hostname()
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: register with the scheduler, heartbeat, execute what it asks",
@@ -67,7 +68,7 @@ func newAgentCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.nodeID, "node-id", hostname, "node id in the cluster")
+	f.StringVar(&o.nodeID, "node-id", "", "node id in the cluster (default: the common name of the agent's certificate when it has one, else the host name and a hash of the machine id and --data-dir)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9500", "host:port for AgentService (gRPC, mTLS)")
 	f.StringVar(&o.advertise, "advertise", "", "host:port the scheduler dials for AgentService (default: --listen)")
 	f.StringVar(&o.schedulers, "scheduler", "", "scheduler address host:port, several separated by commas (required)")
@@ -168,7 +169,37 @@ func advertiseAddr(flag string, bound net.Addr) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
+// resolveNodeID fills the default node id: an identity's common name (an
+// agent that joined, or --cert, keeps the id it has), else
+// agent.DefaultNodeID, unique per machine and data dir.
+func (o *agentOptions) resolveNodeID() error {
+	if o.nodeID != "" {
+		return nil
+	}
+	cert := o.cert
+	if cert == "" && o.dataDir != "" && agent.HasIdentity(o.dataDir) {
+		cert = agent.IdentityFiles(o.dataDir).Cert
+	}
+	if cert != "" {
+		certs, err := pki.ReadCertFile(cert)
+		if err != nil {
+			return fmt.Errorf("--node-id: read the identity's common name: %w", err)
+		}
+		o.nodeID = certs[0].Subject.CommonName
+		return nil
+	}
+	id, err := agent.DefaultNodeID(o.dataDir)
+	if err != nil {
+		return fmt.Errorf("--node-id: %w", err)
+	}
+	o.nodeID = id
+	return nil
+}
+
 func runAgent(parent context.Context, o agentOptions) (err error) {
+	if err := o.resolveNodeID(); err != nil {
+		return err
+	}
 	if err := o.validate(); err != nil {
 		return err
 	}
@@ -207,6 +238,9 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 
 	var rt runtime.Runtime
 	var dockerCli *client.Client
+	// The agent sets the cluster id (from its data dir, or at its first
+	// registration); the runtimes label and scope by it.
+	cluster := runtime.NewCluster()
 	switch o.runtime {
 	case "sim":
 		simRT, err := sim.New(sim.Options{ApplyDelay: o.simApplyDelay})
@@ -222,7 +256,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 			return fmt.Errorf("docker client: %w", err)
 		}
 		defer dockerCli.Close()
-		dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log, NodeID: o.nodeID, SecretsDir: filepath.Join(o.dataDir, "secrets", "docker")})
+		dockerRT, err := docker.New(docker.Options{Client: dockerCli, Logger: log, NodeID: o.nodeID, Cluster: cluster, SecretsDir: filepath.Join(o.dataDir, "secrets", "docker")})
 		if err != nil {
 			return fmt.Errorf("docker runtime: %w", err)
 		}
@@ -232,7 +266,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 	var pools []agent.StoragePool
 	var vmAccel string
 	if o.runtime != "sim" {
-		extra, p, accel, err := o.extra.extraRuntimes(o.nodeID, o.dataDir, dockerCli, log)
+		extra, p, accel, err := o.extra.extraRuntimes(o.nodeID, cluster, o.dataDir, dockerCli, log)
 		if err != nil {
 			return err
 		}
@@ -247,6 +281,9 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		return fmt.Errorf("--scheduler: %w", err)
 	}
 	defer scheds.Close()
+	revs := pki.NewRevocationSet()
+	stopIdentity := keepAgentIdentity(ctx, o, holder, revs, scheds, log)
+	defer stopIdentity()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -271,9 +308,12 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		HeartbeatInterval:    o.heartbeatInterval,
 		UtilizationThreshold: o.utilizationThreshold,
 		Policy:               o.extra.policy(),
+		SkipHostPortScan:     o.runtime == "sim",
 		DataDir:              o.dataDir,
+		Cluster:              cluster,
 		Logger:               log,
 		Registry:             reg,
+		Revocations:          revs,
 	})
 	if err != nil {
 		return err
@@ -290,7 +330,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		defer cancel()
 		_ = metricsSrv.Close(sctx)
 	}()
-	log.Info("agent starting", "node", o.nodeID, "listen", ln.Addr().String(), "advertise", advertise,
+	log.Info("agent starting", "node", o.nodeID, "cluster", a.ClusterID(), "instance", a.InstanceID(), "listen", ln.Addr().String(), "advertise", advertise,
 		"schedulers", schedulers, "runtime", o.runtime, "runtimes", len(runtimes), "vm_accel", vmAccel, "metrics", metricsSrv.Addr, "capacity", a.Capacity().String())
 
 	ctx, cancel := context.WithCancel(ctx)

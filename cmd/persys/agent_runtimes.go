@@ -100,9 +100,9 @@ func (o *runtimeOptions) pools(dataDir string) ([]agent.StoragePool, error) {
 // extraRuntimes builds the compose runtime (on the container runtime's
 // engine) and the QEMU runtime, as the flags ask. dockerCli is nil when the
 // container runtime is not Docker.
-func (o *runtimeOptions) extraRuntimes(nodeID, dataDir string, dockerCli *client.Client, log *slog.Logger) (rts []runtime.Runtime, pools []agent.StoragePool, accel string, err error) {
+func (o *runtimeOptions) extraRuntimes(nodeID string, cluster *runtime.Cluster, dataDir string, dockerCli *client.Client, log *slog.Logger) (rts []runtime.Runtime, pools []agent.StoragePool, accel string, err error) {
 	if o.compose && dockerCli != nil {
-		rt, err := compose.New(compose.Config{NodeID: nodeID, StateDir: filepath.Join(dataDir, "compose"), Client: dockerCli, Logger: log,
+		rt, err := compose.New(compose.Config{NodeID: nodeID, Cluster: cluster, StateDir: filepath.Join(dataDir, "compose"), Client: dockerCli, Logger: log,
 			Spec: composespec.OptionsFor(o.allowPrivileged, o.allowHostPaths)})
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("compose runtime: %w", err)
@@ -125,7 +125,7 @@ func (o *runtimeOptions) extraRuntimes(nodeID, dataDir string, dockerCli *client
 	for _, p := range pools {
 		byName[p.Name] = p.Path
 	}
-	vm, err := qemu.New(qemu.Config{NodeID: nodeID, StateDir: filepath.Join(dataDir, "vms"), Pools: byName, Accel: o.vmAccel, Logger: log})
+	vm, err := qemu.New(qemu.Config{NodeID: nodeID, Cluster: cluster, StateDir: filepath.Join(dataDir, "vms"), Pools: byName, Accel: o.vmAccel, Logger: log})
 	if err != nil {
 		if o.vm == "auto" {
 			log.Warn("VM runtime unavailable", "err", err)

@@ -2,11 +2,15 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/persys-dev/compute/internal/backup"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/store"
 )
 
 func newBackupCommand() *cobra.Command {
@@ -15,6 +19,7 @@ func newBackupCommand() *cobra.Command {
 		Short: "Save the cluster's etcd state to a snapshot file, or restore one into a new data dir",
 	}
 	var endpoints, dataDir string
+	etcd := &schedulerOptions{} // the scheduler's --etcd-ca/--etcd-cert/--etcd-key, same meaning
 	save := &cobra.Command{
 		Use:   "save FILE",
 		Short: "Write an etcd snapshot: from --etcd-endpoints (running etcd) or --data-dir (a stopped scheduler's embedded etcd)",
@@ -28,9 +33,20 @@ func newBackupCommand() *cobra.Command {
 			case (endpoints == "") == (dataDir == ""):
 				return fmt.Errorf("give exactly one of --etcd-endpoints and --data-dir")
 			case endpoints != "":
-				version, err = backup.Save(cmd.Context(), strings.Split(endpoints, ","), args[0])
+				eps := strings.Split(endpoints, ",")
+				tlsCfg, terr := etcd.etcdClientTLS(eps)
+				if terr != nil {
+					return terr
+				}
+				version, err = backup.Save(cmd.Context(), eps, tlsCfg, args[0])
 			default:
-				version, err = backup.SaveDataDir(cmd.Context(), dataDir, args[0])
+				// The embedded etcd answers only its own store identity.
+				sf, serr := pki.EnsureStoreIdentity(filepath.Join(dataDir, storePKIDir), time.Now())
+				if serr != nil {
+					return serr
+				}
+				version, err = backup.SaveDataDir(cmd.Context(), dataDir,
+					store.EmbeddedTLS{CAFile: sf.CA, CertFile: sf.Cert, KeyFile: sf.Key}, args[0])
 			}
 			if err != nil {
 				return err
@@ -41,6 +57,9 @@ func newBackupCommand() *cobra.Command {
 	}
 	save.Flags().StringVar(&endpoints, "etcd-endpoints", "", "etcd client URLs, comma separated")
 	save.Flags().StringVar(&dataDir, "data-dir", "", "a stopped scheduler's --data-dir (embedded etcd)")
+	save.Flags().StringVar(&etcd.etcdCA, "etcd-ca", "", "with --etcd-endpoints: CA bundle that signed etcd's server certificate")
+	save.Flags().StringVar(&etcd.etcdCert, "etcd-cert", "", "with --etcd-endpoints: client certificate etcd accepts (the scheduler's)")
+	save.Flags().StringVar(&etcd.etcdKey, "etcd-key", "", "with --etcd-endpoints: key of --etcd-cert")
 
 	var restoreDir string
 	restore := &cobra.Command{

@@ -54,6 +54,9 @@ func newCAInitCommand() *cobra.Command {
 			fmt.Fprintf(out, "certificate: %s\n", filepath.Join(dir, pki.CACertFile))
 			fmt.Fprintf(out, "key:         %s\n", filepath.Join(dir, pki.CAKeyFile))
 			fmt.Fprintf(out, "hash:        %s\n", pki.HashCert(ca.Cert))
+			if id, err := pki.ReadClusterID(dir); err == nil {
+				fmt.Fprintf(out, "cluster id:  %s\n", id)
+			}
 			return nil
 		},
 	}

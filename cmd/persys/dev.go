@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/opsmetrics"
 	"github.com/persys-dev/compute/internal/pki"
@@ -37,10 +39,6 @@ type devOptions struct {
 
 func newDevCommand() *cobra.Command {
 	o := &devOptions{}
-	host, _ := os.Hostname()
-	if pki.ValidateName("node id", host) != nil {
-		host = "dev-node"
-	}
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a whole cluster of one in this process: embedded etcd, scheduler, gateway and an agent on the local Docker engine",
@@ -56,7 +54,7 @@ func newDevCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", ".persys-dev", "folder for etcd data, certificates and the persysctl config")
-	f.StringVar(&o.nodeID, "node-id", host, "id of the local node")
+	f.StringVar(&o.nodeID, "node-id", "", "id of the local node (default: the host name and a hash of the machine id and the data folder, or the host name for a data folder made by an older persys dev)")
 	f.StringVar(&o.schedulerListen, "scheduler-listen", "127.0.0.1:9443", "scheduler gRPC address")
 	f.StringVar(&o.gatewayListen, "gateway-listen", "127.0.0.1:8443", "gateway HTTPS address")
 	f.StringVar(&o.agentListen, "agent-listen", "127.0.0.1:9500", "agent gRPC address")
@@ -66,12 +64,17 @@ func newDevCommand() *cobra.Command {
 }
 
 func runDev(ctx context.Context, o *devOptions) error {
-	if err := pki.ValidateName("--node-id", o.nodeID); err != nil {
-		return err
-	}
 	dir, err := filepath.Abs(o.dataDir)
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if o.nodeID == "" {
+		if o.nodeID, err = devNodeID(dir); err != nil {
+			return err
+		}
+	}
+	if err := pki.ValidateName("--node-id", o.nodeID); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
@@ -164,10 +167,11 @@ func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metr
 		return "", err
 	}
 	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven) // API tokens need no certificate
-	clientTLS := holder.ClientTLS("")
-	conn, err := gateway.DialScheduler(schedAddr, clientTLS)
+	// Read at every handshake, so a rotated CA bundle reaches new
+	// connections to the scheduler.
+	conn, err := grpc.NewClient(schedAddr, grpc.WithTransportCredentials(grpcauth.HolderCredentials(holder, "", tls.RequireAndVerifyClientCert)))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("gateway: dialing scheduler %s: %w", schedAddr, err)
 	}
 	reg := obs.NewRegistry()
 	revs := pki.NewRevocationSet()
@@ -203,4 +207,21 @@ func component(name string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", name, err)
+}
+
+// devNodeID is the default node id of persys dev: the agent's default for
+// its data folder, so that two dev clusters on one host never share a
+// node id; a folder made when the default was the host name keeps it, so
+// that its workloads stay on their node.
+func devNodeID(dir string) (string, error) {
+	if host, err := os.Hostname(); err == nil && pki.ValidateName("node id", host) == nil {
+		if _, err := os.Stat(filepath.Join(dir, "pki", "agent-"+host+".crt")); err == nil {
+			return host, nil
+		}
+	}
+	id, err := agent.DefaultNodeID(filepath.Join(dir, "agent"))
+	if err != nil {
+		return "", fmt.Errorf("--node-id: %w", err)
+	}
+	return id, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/opsmetrics"
 	"github.com/persys-dev/compute/internal/pki"
@@ -32,6 +33,7 @@ type gatewayOptions struct {
 	// Identity: renewal and revocations (identity.go).
 	renewFraction     float64
 	revocationRefresh time.Duration
+	identityReload    time.Duration
 }
 
 // newGatewayCommand returns `persys gateway`: the REST+JSON API over HTTPS
@@ -67,6 +69,7 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew the gateway certificate through the scheduler after this share of its lifetime, in (0, 1)")
 	f.DurationVar(&o.revocationRefresh, "revocation-refresh", 30*time.Second, "how often to fetch the revoked certificates from the scheduler (refused at the handshake)")
+	f.DurationVar(&o.identityReload, "identity-reload-interval", pki.DefaultWatchInterval, "how often to look for changed --ca, --cert and --key files (a CA bundle replaced after `persys ca rotate`) and load them without a restart")
 	return cmd
 }
 
@@ -93,6 +96,9 @@ func (o *gatewayOptions) validate() error {
 	}
 	if o.revocationRefresh < time.Second {
 		return fmt.Errorf("--revocation-refresh %s must be at least 1s", o.revocationRefresh)
+	}
+	if o.identityReload < 0 {
+		return fmt.Errorf("--identity-reload-interval %s must not be negative", o.identityReload)
 	}
 	if o.maxBody < 0 {
 		return fmt.Errorf("--max-body-bytes %d: must not be negative", o.maxBody)
@@ -154,12 +160,13 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	// /openapi.json unless the token is valid. A given certificate must
 	// still verify (an expired one fails the handshake).
 	serverTLS := holder.ServerTLS(tls.VerifyClientCertIfGiven)
-	clientTLS := holder.ClientTLS(o.serverName)
 	addrs, err := schedulerAddrs(o.scheduler)
 	if err != nil {
 		return err
 	}
-	pool, err := gateway.DialSchedulers(addrs, clientTLS, log)
+	// The credentials read the holder at every handshake, so a renewed
+	// certificate and a rotated CA bundle reach new scheduler connections.
+	pool, err := gateway.DialSchedulersCreds(addrs, grpcauth.HolderCredentials(holder, o.serverName, tls.RequireAndVerifyClientCert), log)
 	if err != nil {
 		return err
 	}

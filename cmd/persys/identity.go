@@ -398,6 +398,8 @@ func identityFlags(cmd *cobra.Command, o *agentOptions) {
 	f.StringVar(&o.joinTokenFile, "join-token-file", "", "file holding the join token (instead of --join-token)")
 	f.StringVar(&o.caHashFile, "ca-hash-file", "", "file holding the CA hash (instead of --ca-hash)")
 	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew the certificate through the scheduler after this share of its lifetime, in (0, 1)")
+	f.DurationVar(&o.revocationRefresh, "revocation-refresh", 30*time.Second, "how often to fetch the revoked certificates from the scheduler (a revoked caller is refused)")
+	f.DurationVar(&o.identityReload, "identity-reload-interval", pki.DefaultWatchInterval, "how often to look for changed identity files (a CA bundle replaced after `persys ca rotate`) and load them without a restart")
 }
 
 // validateIdentity checks the identity flags: files given, or a joined
@@ -406,6 +408,12 @@ func (o *agentOptions) validateIdentity() error {
 	// Zero (a caller that sets no flags, such as persys dev) is the default.
 	if o.renewFraction < 0 || o.renewFraction >= 1 {
 		return fmt.Errorf("--cert-renew-fraction %v must be in (0, 1)", o.renewFraction)
+	}
+	if o.revocationRefresh != 0 && o.revocationRefresh < time.Second {
+		return fmt.Errorf("--revocation-refresh %s must be at least 1s", o.revocationRefresh)
+	}
+	if o.identityReload < 0 {
+		return fmt.Errorf("--identity-reload-interval %s must not be negative", o.identityReload)
 	}
 	given := 0
 	for _, v := range []string{o.ca, o.cert, o.key} {
@@ -532,22 +540,57 @@ func startAgentRenewal(ctx context.Context, o agentOptions, schedulers []string,
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = (&pki.Renewer{Holder: h, Renew: renewal.Renew, Fraction: o.renewFraction, Logger: log}).Run(ctx)
+		_ = (&pki.Renewer{Holder: h, Renew: renewal.Renew, Fraction: o.renewFraction, Logger: log, Stale: caRotated(h)}).Run(ctx)
 	}()
 	return func() { cancel(); <-done; _ = renewal.Close() }
 }
 
-// startGatewayIdentity keeps the gateway's revocation set current from the
-// scheduler and renews its certificate through it, until ctx ends or the
-// returned function (which waits for both) is called.
-func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, revs *pki.RevocationSet, control persysv1.ControlServiceClient, log *slog.Logger) func() {
+// caRotated is a Renewer.Stale that renews as soon as a peer showed that
+// the cluster's CA was rotated (pki.Holder.CARotated): the renewal brings
+// the new bundle, so users and nodes of the new CA are trusted within
+// seconds of the scheduler's own renewal instead of at the end of this
+// certificate's lifetime.
+func caRotated(h *pki.Holder) func(*x509.Certificate) bool {
+	return func(*x509.Certificate) bool { return h.CARotated() }
+}
+
+// keepAgentIdentity keeps the agent's revocation set current from the
+// schedulers (installed in the holder, so revoked peers fail the
+// handshake) and reloads the identity files when they change (a CA bundle
+// replaced after a rotation), until ctx ends or the returned function,
+// which waits for both, is called.
+func keepAgentIdentity(ctx context.Context, o agentOptions, h *pki.Holder, revs *pki.RevocationSet, scheds grpcauth.RevocationLister, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	h.SetRevocationChecker(revs)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		grpcauth.PollRevocations(ctx, scheds, revs, o.revocationRefresh, log)
+	}()
+	go func() {
+		defer wg.Done()
+		h.WatchFiles(ctx, o.identityReload, log)
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// startGatewayIdentity keeps the gateway's revocation set current from the
+// scheduler, renews its certificate through it and reloads its identity
+// files when they change (a CA bundle replaced after a rotation), until
+// ctx ends or the returned function (which waits for all three) is called.
+func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, revs *pki.RevocationSet, control persysv1.ControlServiceClient, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	h.SetRevocationChecker(revs)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
 		grpcauth.PollRevocations(ctx, control, revs, o.revocationRefresh, log)
+	}()
+	go func() {
+		defer wg.Done()
+		h.WatchFiles(ctx, o.identityReload, log)
 	}()
 	renew := func(ctx context.Context, _ *x509.Certificate, csrPEM []byte) ([]byte, []byte, error) {
 		resp, err := control.RenewCertificate(ctx, &persysv1.RenewCertificateRequest{CsrPem: csrPEM})
@@ -558,7 +601,7 @@ func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, 
 	}
 	go func() {
 		defer wg.Done()
-		_ = (&pki.Renewer{Holder: h, Renew: renew, Fraction: o.renewFraction, Logger: log}).Run(ctx)
+		_ = (&pki.Renewer{Holder: h, Renew: renew, Fraction: o.renewFraction, Logger: log, Stale: caRotated(h)}).Run(ctx)
 	}()
 	return func() { cancel(); wg.Wait() }
 }

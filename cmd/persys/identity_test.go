@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestAgentIdentityFlags(t *testing.T) {
@@ -32,6 +33,8 @@ func TestAgentIdentityFlags(t *testing.T) {
 		{name: "token without hash", o: agentOptions{dataDir: t.TempDir(), joinToken: "a.b"}, wantErr: "holds no identity"},
 		{name: "bad hash", o: agentOptions{dataDir: t.TempDir(), joinToken: "a.b", caHash: "sha256:xyz"}, wantErr: "--ca-hash"},
 		{name: "bad renew fraction", o: agentOptions{ca: "a", cert: "b", key: "c", renewFraction: 1.5}, wantErr: "--cert-renew-fraction"},
+		{name: "negative identity reload", o: agentOptions{ca: "a", cert: "b", key: "c", identityReload: -time.Second}, wantErr: "--identity-reload-interval"},
+		{name: "revocation refresh too short", o: agentOptions{ca: "a", cert: "b", key: "c", revocationRefresh: time.Millisecond}, wantErr: "--revocation-refresh"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

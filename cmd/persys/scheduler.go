@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,22 +28,25 @@ import (
 )
 
 type schedulerOptions struct {
-	listen            string
-	dataDir           string
-	etcdEndpoints     string
-	prefix            string
-	ca, cert, key     string
-	metricsListen     string
-	strategy          string
-	heartbeatInterval time.Duration
-	leaseTTL          time.Duration
-	resyncInterval    time.Duration
-	rescheduleGrace   time.Duration
-	retryBase         time.Duration
-	retryMax          time.Duration
-	maxAttempts       int
-	advertise         string
-	electionTTL       time.Duration
+	listen        string
+	dataDir       string
+	etcdEndpoints string
+	// Credentials for --etcd-endpoints; etcdInsecure allows plaintext.
+	etcdCA, etcdCert, etcdKey string
+	etcdInsecure              bool
+	prefix                    string
+	ca, cert, key             string
+	metricsListen             string
+	strategy                  string
+	heartbeatInterval         time.Duration
+	leaseTTL                  time.Duration
+	resyncInterval            time.Duration
+	rescheduleGrace           time.Duration
+	retryBase                 time.Duration
+	retryMax                  time.Duration
+	maxAttempts               int
+	advertise                 string
+	electionTTL               time.Duration
 	// Identity (see identity.go in internal/scheduler).
 	caDir         string
 	certValidity  time.Duration
@@ -58,7 +62,13 @@ func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.listen, "listen", "127.0.0.1:9443", "host:port for ControlService (gRPC, mTLS)")
 	f.StringVar(&o.dataDir, "data-dir", "persys-data", "data folder: the embedded etcd (unless --etcd-endpoints) and git-cache, the clones compose files are read from")
-	f.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "external etcd cluster, comma separated; empty runs an embedded etcd")
+	f.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "external etcd cluster, comma separated https:// URLs (needs --etcd-ca, --etcd-cert, --etcd-key); "+
+		"empty runs an embedded etcd on a loopback port over TLS that answers only the certificate of its own CA in --data-dir/store-pki "+
+		"(the scheduler itself calls it in process; agent, gateway and user certificates are refused)")
+	f.StringVar(&o.etcdCA, "etcd-ca", "", "with --etcd-endpoints: CA bundle (PEM) that verifies the etcd members")
+	f.StringVar(&o.etcdCert, "etcd-cert", "", "with --etcd-endpoints: client certificate (PEM) this scheduler presents to etcd")
+	f.StringVar(&o.etcdKey, "etcd-key", "", "with --etcd-endpoints: private key (PEM) of --etcd-cert")
+	f.BoolVar(&o.etcdInsecure, "etcd-insecure", false, "with --etcd-endpoints: allow http:// endpoints and TLS without a client certificate (anyone who reaches etcd can then rewrite the cluster)")
 	f.StringVar(&o.prefix, "prefix", "/persys", "etcd key prefix")
 	f.StringVar(&o.ca, "ca", "", "CA certificate (PEM) (required)")
 	f.StringVar(&o.cert, "cert", "", "scheduler certificate (PEM) (required)")
@@ -121,7 +131,90 @@ func (o *schedulerOptions) validate() error {
 	if !strings.HasPrefix(o.prefix, "/") || strings.HasSuffix(o.prefix, "/") {
 		return fmt.Errorf("--prefix %q must start with / and not end with /", o.prefix)
 	}
-	return nil
+	_, err := o.etcdEndpointList()
+	return err
+}
+
+// etcdEndpointList splits --etcd-endpoints and refuses to reach the store
+// without credentials unless --etcd-insecure says so: whoever writes etcd
+// owns the cluster.
+func (o *schedulerOptions) etcdEndpointList() ([]string, error) {
+	creds := []struct{ flag, v string }{{"--etcd-ca", o.etcdCA}, {"--etcd-cert", o.etcdCert}, {"--etcd-key", o.etcdKey}}
+	if o.etcdEndpoints == "" {
+		for _, c := range creds {
+			if c.v != "" {
+				return nil, fmt.Errorf("%s needs --etcd-endpoints (the embedded etcd uses --ca, --cert and --key)", c.flag)
+			}
+		}
+		if o.etcdInsecure {
+			return nil, errors.New("--etcd-insecure needs --etcd-endpoints (the embedded etcd is always locked)")
+		}
+		return nil, nil
+	}
+	var eps []string
+	plain := 0
+	for _, e := range strings.Split(o.etcdEndpoints, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			return nil, fmt.Errorf("--etcd-endpoints %q: empty endpoint", o.etcdEndpoints)
+		}
+		switch {
+		case strings.HasPrefix(e, "https://"):
+		case strings.HasPrefix(e, "http://"):
+			plain++
+		default:
+			return nil, fmt.Errorf("--etcd-endpoints %q: want https://host:port", e)
+		}
+		eps = append(eps, e)
+	}
+	if plain > 0 && !o.etcdInsecure {
+		return nil, fmt.Errorf("--etcd-endpoints: plaintext http:// endpoints are refused; use https:// with --etcd-ca, --etcd-cert and --etcd-key, or pass --etcd-insecure")
+	}
+	if plain > 0 && plain < len(eps) {
+		return nil, errors.New("--etcd-endpoints: mixes http:// and https:// endpoints")
+	}
+	if plain == 0 && !o.etcdInsecure {
+		for _, c := range creds {
+			if c.v == "" {
+				return nil, fmt.Errorf("%s is required with --etcd-endpoints (etcd must know this scheduler by its certificate), or pass --etcd-insecure", c.flag)
+			}
+		}
+	}
+	if (o.etcdCert == "") != (o.etcdKey == "") {
+		return nil, errors.New("--etcd-cert and --etcd-key go together")
+	}
+	return eps, nil
+}
+
+// etcdClientTLS is the TLS of the connection to --etcd-endpoints; nil for
+// plaintext endpoints.
+func (o *schedulerOptions) etcdClientTLS(eps []string) (*tls.Config, error) {
+	if strings.HasPrefix(eps[0], "http://") {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.etcdCA != "" {
+		data, err := os.ReadFile(o.etcdCA)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-ca: %w", err)
+		}
+		certs, err := pki.ParseCertsPEM(data)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-ca %s: %w", o.etcdCA, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		for _, c := range certs {
+			cfg.RootCAs.AddCert(c)
+		}
+	}
+	if o.etcdCert != "" {
+		pair, err := tls.LoadX509KeyPair(o.etcdCert, o.etcdKey)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 func newSchedulerCommand() *cobra.Command {
@@ -149,29 +242,49 @@ func newSchedulerCommand() *cobra.Command {
 	return cmd
 }
 
-// etcdFor connects to the external cluster or starts the embedded one.
+// storePKIDir is the folder, in --data-dir, of the embedded etcd's own CA
+// and certificate.
+const storePKIDir = "store-pki"
+
+// etcdFor connects to the external cluster or starts the embedded one,
+// which serves a certificate of the store's own CA (in --data-dir) and
+// answers only clients that hold it.
 func etcdFor(o *schedulerOptions, log *slog.Logger) (*clientv3.Client, func(), error) {
-	if o.etcdEndpoints != "" {
-		var eps []string
-		for _, e := range strings.Split(o.etcdEndpoints, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				eps = append(eps, e)
-			}
+	eps, err := o.etcdEndpointList()
+	if err != nil {
+		return nil, nil, err
+	}
+	if eps != nil {
+		tlsCfg, err := o.etcdClientTLS(eps)
+		if err != nil {
+			return nil, nil, err
 		}
-		cli, err := store.Connect(eps, nil)
+		if tlsCfg == nil || len(tlsCfg.Certificates) == 0 {
+			log.Warn("etcd reached without a client certificate (--etcd-insecure)", "endpoints", eps)
+		}
+		cli, err := store.Connect(eps, tlsCfg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--etcd-endpoints: %w", err)
 		}
 		return cli, func() { _ = cli.Close() }, nil
 	}
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: o.dataDir, Logger: log})
+	// The store has a CA of its own: a certificate of the cluster's CA
+	// (an agent's, a user's) must not open it.
+	sf, err := pki.EnsureStoreIdentity(filepath.Join(o.dataDir, storePKIDir), time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{
+		Dir: o.dataDir, Logger: log,
+		TLS: &store.EmbeddedTLS{CAFile: sf.CA, CertFile: sf.Cert, KeyFile: sf.Key},
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("embedded etcd in %s: %w", o.dataDir, err)
 	}
 	// The scheduler calls its own etcd in process; the endpoints serve
-	// anything else (etcdctl, say).
+	// only the store's own certificate (etcdctl for a backup, say).
 	cli := emb.LocalClient()
-	log.Info("embedded etcd ready", "dir", o.dataDir, "endpoints", emb.Endpoints())
+	log.Info("embedded etcd ready", "dir", o.dataDir, "endpoints", emb.Endpoints(), "client_cert", sf.Cert)
 	return cli, func() { _ = cli.Close(); emb.Close() }, nil
 }
 
@@ -214,6 +327,14 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		}
 		election = &scheduler.ElectionConfig{Address: addr, TTL: o.electionTTL}
 	}
+	// The CA folder's cluster id is this replica's proposal; etcd keeps
+	// the first one stored.
+	var clusterID string
+	if o.caDir != "" {
+		if clusterID, err = pki.EnsureClusterID(o.caDir); err != nil {
+			return fmt.Errorf("--ca-dir: %w", err)
+		}
+	}
 	reg := obs.NewRegistry()
 	st := store.New(cli, store.Options{Prefix: o.prefix})
 	sched, err := scheduler.New(scheduler.Config{
@@ -232,6 +353,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		Election:          election,
 		AuditRetention:    o.auditRetention,
 		Secrets:           keyring,
+		ClusterID:         clusterID,
 		GitCacheDir:       filepath.Join(o.dataDir, "git-cache"),
 	})
 	if err != nil {

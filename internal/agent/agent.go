@@ -26,6 +26,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/hostaccess"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -64,20 +65,36 @@ type Config struct {
 	// runtimes that implement runtime.Verifier, that what they report
 	// RUNNING is alive; zombies are reported FAILED with RUNTIME_ERROR.
 	AuditInterval time.Duration
-	// DataDir holds the agent's allocation record; empty keeps it in
-	// memory only. Its file system is the node's disk capacity.
+	// DataDir holds the agent's allocation record, its instance id and
+	// the cluster it belongs to; empty keeps them in memory only (a
+	// restart is then another instance, refused while the node's lease
+	// lives). Its file system is the node's disk capacity.
 	DataDir string
 	// StoragePools are reported at registration with their free space, for
 	// the scheduler's disk placement of VM disks.
 	StoragePools []StoragePool
 	// VMAccel is "kvm" or "tcg" when the node runs VMs.
 	VMAccel string
+	// Cluster is shared with the runtimes (their Cluster option): the
+	// agent sets it from DataDir's cluster record at New, or from the
+	// scheduler at the first registration, and records it there. Nil: the
+	// agent keeps one of its own, and runtimes built without one are not
+	// scoped by cluster.
+	Cluster *runtime.Cluster
 	// Policy is what the node lets workloads reach on the host (default:
 	// nothing): reported at registration for placement, and enforced on
 	// every apply (POLICY_DENIED).
-	Policy   hostaccess.Policy
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
+	Policy hostaccess.Policy
+	// SkipHostPortScan reports no host ports bound by others: hollow
+	// nodes of the simulator share one host, whose sockets are no node's.
+	SkipHostPortScan bool
+	Logger           *slog.Logger
+	Registry         prometheus.Registerer
+	// Revocations, when set, refuses calls from revoked certificates on
+	// connections opened before the revocation (the TLS holder refuses
+	// them at the handshake); keep it current with
+	// grpcauth.PollRevocations over Schedulers.
+	Revocations pki.RevocationChecker
 }
 
 // StoragePool is a folder where VM disks are created. Capacity 0 means
@@ -103,6 +120,12 @@ type Agent struct {
 	svc          *service
 	control      controlPlane
 	zombies      *zombies
+	// cluster scopes the runtimes; adoptUnlabelled is the data dir's
+	// choice for objects without a cluster label (cluster.go).
+	cluster         *runtime.Cluster
+	adoptUnlabelled bool
+	// instanceID names this agent at registration (cluster.go).
+	instanceID string
 
 	// kick asks the heartbeat loop for an immediate heartbeat; its buffer of
 	// one coalesces bursts.
@@ -198,11 +221,25 @@ func New(cfg Config) (*Agent, error) {
 		a.order = append(a.order, rt)
 	}
 
+	a.cluster = cfg.Cluster
+	if a.cluster == nil {
+		a.cluster = runtime.NewCluster()
+	}
+	// Before the ledger: a data dir that holds one but no cluster record
+	// was used by an agent before cluster ids.
+	adopt, err := openCluster(cfg.DataDir, a.cluster)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a.adoptUnlabelled = adopt
 	l, err := openLedger(cfg.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	a.ledger = l
+	if a.instanceID, err = loadInstanceID(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
 	if cfg.Capacity != nil {
 		c := cfg.Capacity
 		if c.CpuMillis < 0 || c.MemoryBytes < 0 || c.DiskBytes < 0 {
@@ -235,6 +272,13 @@ func New(cfg Config) (*Agent, error) {
 
 // NodeID returns the node's id.
 func (a *Agent) NodeID() string { return a.cfg.NodeID }
+
+// ClusterID returns the id of the cluster the node belongs to; "" until
+// the first registration of a fresh data dir.
+func (a *Agent) ClusterID() string { return a.cluster.ID() }
+
+// InstanceID returns the id the agent registers with (see Config.DataDir).
+func (a *Agent) InstanceID() string { return a.instanceID }
 
 // Capacity returns what the node offers.
 func (a *Agent) Capacity() *persysv1.Resources {

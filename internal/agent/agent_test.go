@@ -52,8 +52,9 @@ type recordingControl struct {
 	refuseRegisters, refused int
 	// reregister asks, once, the node to register again on a heartbeat.
 	reregister bool
-	// intervalMs is sent in RegisterNodeResponse.
+	// intervalMs and clusterID are sent in RegisterNodeResponse.
 	intervalMs int64
+	clusterID  string
 	// heartbeatIntervalMs is sent in every HeartbeatResponse.
 	heartbeatIntervalMs int64
 	// leader, when set, makes this a follower: registrations and
@@ -112,10 +113,10 @@ func (c *recordingControl) RegisterNode(ctx context.Context, req *persysv1.Regis
 	}
 	c.registers = append(c.registers, proto.Clone(req).(*persysv1.RegisterNodeRequest))
 	c.calls = append(c.calls, "register")
-	interval := c.intervalMs
+	interval, cluster := c.intervalMs, c.clusterID
 	c.mu.Unlock()
 	c.signal()
-	return &persysv1.RegisterNodeResponse{LeaseTtlSeconds: 30, HeartbeatIntervalMs: interval}, nil
+	return &persysv1.RegisterNodeResponse{LeaseTtlSeconds: 30, HeartbeatIntervalMs: interval, ClusterId: cluster}, nil
 }
 
 func (c *recordingControl) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {

@@ -24,6 +24,9 @@ type allocation struct {
 	CPUMillis   int64  `json:"cpu_millis"`
 	MemoryBytes int64  `json:"memory_bytes"`
 	DiskBytes   int64  `json:"disk_bytes"`
+	// Ports are the host ports it publishes: bound by its own runtime,
+	// not by something else (usedHostPorts).
+	Ports []allocPort `json:"ports,omitempty"`
 
 	// seq is the ledger's change counter at the entry's last change.
 	seq uint64
@@ -220,6 +223,29 @@ func (l *ledger) remove(name, uid string) {
 	}
 	delete(l.entries, name)
 	_ = l.saveLocked()
+}
+
+// release zeroes the entries of workloads that a listing taken after mark
+// reported FAILED and that did not change since: nothing of them runs, so
+// they hold no CPU, memory, disk or ports against admission (a workload
+// that failed for good would otherwise keep the node's capacity for as
+// long as its container is kept). A re-apply reserves them again, checked.
+func (l *ledger) release(failed map[string]bool, mark uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := false
+	for name := range failed {
+		e, ok := l.entries[name]
+		if !ok || e.seq > mark || (e.CPUMillis == 0 && e.MemoryBytes == 0 && e.DiskBytes == 0 && len(e.Ports) == 0) {
+			continue
+		}
+		e.CPUMillis, e.MemoryBytes, e.DiskBytes, e.Ports = 0, 0, 0, nil
+		l.entries[name] = e
+		changed = true
+	}
+	if changed {
+		_ = l.saveLocked() // advisory, as in reserve
+	}
 }
 
 // prune drops the entries of workloads that no runtime reported in a

@@ -240,6 +240,7 @@ func (a *Agent) capabilities() *persysv1.NodeCapabilities {
 		}
 		c.StoragePools = append(c.StoragePools, sp)
 	}
+	c.UsedHostPorts = a.usedHostPorts()
 	return c
 }
 
@@ -252,13 +253,20 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 	if err != nil {
 		return a.control.target(), err
 	}
+	// Before the first registration of a data dir the list holds only
+	// what the runtimes adopt without a cluster label (cluster.go).
 	resp, on, err := a.control.registerNode(ctx, &persysv1.RegisterNodeRequest{
 		NodeId:       a.cfg.NodeID,
 		Address:      a.cfg.AdvertiseAddr,
 		Capabilities: a.capabilities(),
 		Workloads:    workloads,
+		InstanceId:   a.instanceID,
+		ClusterId:    a.cluster.ID(),
 	})
 	if err != nil {
+		return on, fmt.Errorf("register node: %w", err)
+	}
+	if err := a.learnCluster(resp.GetClusterId()); err != nil {
 		return on, fmt.Errorf("register node: %w", err)
 	}
 	a.adoptInterval(resp.GetHeartbeatIntervalMs())
@@ -306,10 +314,19 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 		// Only a list taken after the mark may prune the allocation
 		// record: an older one misses workloads applied since.
 		present := make(map[string]bool, len(workloads))
+		var failed map[string]bool
 		for _, w := range workloads {
 			present[w.GetName()] = true
+			// A zombie is reported FAILED but may still hold what it took.
+			if _, zombie := a.zombies.get(w.GetName()); w.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED && !zombie {
+				if failed == nil {
+					failed = map[string]bool{}
+				}
+				failed[w.GetName()] = true
+			}
 		}
 		a.ledger.prune(present, mark, a.log)
+		a.ledger.release(failed, mark)
 		a.metrics.setWorkloads(workloads)
 	}
 	// Listing goes on every time (the ledger and the zombie overlay need
@@ -320,7 +337,10 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 	if digestOnly {
 		req.DigestOnly = true
 	} else {
-		req.Workloads = workloads
+		// Ports go with full lists only (at least every fullListEvery):
+		// folded into the digest, any socket opened on the host would
+		// make every heartbeat full.
+		req.Workloads, req.UsedHostPorts = workloads, a.usedHostPorts()
 	}
 	resp, _, err := a.control.heartbeat(ctx, req)
 	if err != nil {

@@ -6,11 +6,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/obs"
 )
 
 const metricsNamespace = "persys_agent"
 
 type metrics struct {
+	grpcPanics    *prometheus.CounterVec
 	applyDuration *prometheus.HistogramVec
 	applies       *prometheus.CounterVec
 	deletes       *prometheus.CounterVec
@@ -31,6 +33,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		grpcPanics: obs.NewGRPCPanics("agent"),
 		applyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "apply_duration_seconds",
 			Help:    "Time to apply a workload revision, by runtime and result.",
@@ -78,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.watcherEvents, m.zombies, m.leaderChanges} {
+		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.watcherEvents, m.zombies, m.leaderChanges, m.grpcPanics} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -312,3 +312,15 @@ var (
 	_ controlPlane = (*Schedulers)(nil)
 	_ controlPlane = fixedControl{}
 )
+
+// ListRevocations asks the leader for the revoked certificates, so that
+// Schedulers serves grpcauth.PollRevocations.
+func (s *Schedulers) ListRevocations(ctx context.Context, in *persysv1.ListRevocationsRequest, _ ...grpc.CallOption) (*persysv1.ListRevocationsResponse, error) {
+	var resp *persysv1.ListRevocationsResponse
+	_, err := s.invoke(ctx, true, func(ctx context.Context, c persysv1.ControlServiceClient, opts ...grpc.CallOption) error {
+		var err error
+		resp, err = c.ListRevocations(ctx, in, opts...)
+		return err
+	})
+	return resp, err
+}

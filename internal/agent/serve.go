@@ -19,6 +19,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -26,7 +27,8 @@ const gracefulStopTimeout = 10 * time.Second
 
 // NewServer returns a gRPC server with the agent's AgentService and the
 // gRPC health service over mTLS; only callers with a scheduler
-// certificate may call AgentService.
+// certificate that Config.Revocations does not report revoked may call
+// AgentService.
 func NewServer(a *Agent, tlsCfg *tls.Config) (*grpc.Server, *health.Server, error) {
 	if a == nil {
 		return nil, nil, errors.New("agent: serve: agent is nil")
@@ -34,11 +36,14 @@ func NewServer(a *Agent, tlsCfg *tls.Config) (*grpc.Server, *health.Server, erro
 	if tlsCfg == nil {
 		return nil, nil, errors.New("agent: serve: a TLS configuration is required")
 	}
-	srv := grpc.NewServer(
+	revokedUnary, revokedStream := grpcauth.RefuseRevoked(a.cfg.Revocations)
+	// Recovery first, so that a panic in authentication is caught too.
+	opts := append(obs.GRPCRecovery(a.metrics.grpcPanics, a.log),
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.ChainUnaryInterceptor(grpcauth.RequireRole(pki.RoleScheduler)),
-		grpc.ChainStreamInterceptor(grpcauth.RequireRoleStream(pki.RoleScheduler)),
+		grpc.ChainUnaryInterceptor(revokedUnary, grpcauth.RequireRole(pki.RoleScheduler)),
+		grpc.ChainStreamInterceptor(revokedStream, grpcauth.RequireRoleStream(pki.RoleScheduler)),
 	)
+	srv := grpc.NewServer(opts...)
 	persysv1.RegisterAgentServiceServer(srv, a.Service())
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

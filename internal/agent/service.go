@@ -207,6 +207,7 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 	want := allocation{UID: req.GetUid(), Revision: req.GetRevision()}
 	if req.GetSpec().GetDesiredState() != persysv1.DesiredState_DESIRED_STATE_STOPPED {
 		want.setResources(req.GetSpec().GetResources())
+		want.setPorts(req.GetSpec())
 	}
 
 	// A re-apply of the revision that runs already is admitted as is, even

@@ -8,6 +8,7 @@ package backup
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -26,8 +27,9 @@ import (
 const embeddedMemberDir = "member-data"
 
 // Save writes a snapshot of the etcd at endpoints to path and returns the
-// etcd version that made it.
-func Save(ctx context.Context, endpoints []string, path string) (string, error) {
+// etcd version that made it. tlsCfg is the client TLS etcd requires (nil
+// for plaintext endpoints).
+func Save(ctx context.Context, endpoints []string, tlsCfg *tls.Config, path string) (string, error) {
 	if len(endpoints) == 0 {
 		return "", errors.New("backup: no etcd endpoint")
 	}
@@ -35,22 +37,27 @@ func Save(ctx context.Context, endpoints []string, path string) (string, error) 
 		return "", fmt.Errorf("backup: %s exists; snapshots are never overwritten", path)
 	}
 	// etcd's manager writes path.part and renames it when complete.
-	return snapshot.NewV3(zap.NewNop()).Save(ctx, clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second}, path)
+	return snapshot.NewV3(zap.NewNop()).Save(ctx, clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, TLS: tlsCfg}, path)
 }
 
 // SaveDataDir snapshots the embedded etcd in a stopped scheduler's
-// --data-dir: it starts that etcd on loopback for the time of the copy.
-// The scheduler must not run (etcd locks its data dir).
-func SaveDataDir(ctx context.Context, dataDir, path string) (string, error) {
+// --data-dir: it starts that etcd on loopback, with the store's own
+// identity storeTLS, for the time of the copy. The scheduler must not run
+// (etcd locks its data dir).
+func SaveDataDir(ctx context.Context, dataDir string, storeTLS store.EmbeddedTLS, path string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dataDir, embeddedMemberDir)); err != nil {
 		return "", fmt.Errorf("backup: %s holds no embedded etcd: %w", dataDir, err)
 	}
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: dataDir})
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: dataDir, TLS: &storeTLS})
 	if err != nil {
 		return "", fmt.Errorf("backup: open %s (is the scheduler still running?): %w", dataDir, err)
 	}
 	defer emb.Close()
-	return Save(ctx, emb.Endpoints(), path)
+	tlsCfg, err := emb.ClientTLS()
+	if err != nil {
+		return "", fmt.Errorf("backup: %w", err)
+	}
+	return Save(ctx, emb.Endpoints(), tlsCfg, path)
 }
 
 // Restore makes a new embedded data dir from a snapshot. dataDir must not
@@ -67,7 +74,7 @@ func Restore(snapshotPath, dataDir string) error {
 	}
 	// Same member name and token as store.StartEmbedded; the peer URL is
 	// replaced by the embedded server's own at its first start.
-	const name, peer = "persys", "http://127.0.0.1:2380"
+	const name, peer = "persys", "https://127.0.0.1:2380"
 	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
 		SnapshotPath:        snapshotPath,
 		Name:                name,

@@ -4,7 +4,9 @@ import (
 	"context"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -13,8 +15,14 @@ import (
 // every key; a restore over an existing etcd is refused.
 func TestSaveDataDirRestore(t *testing.T) {
 	ctx := context.Background()
+	// The store's own identity, as the scheduler makes it in --data-dir.
+	sf, err := pki.EnsureStoreIdentity(filepath.Join(t.TempDir(), "store-pki"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeTLS := store.EmbeddedTLS{CAFile: sf.CA, CertFile: sf.Cert, KeyFile: sf.Key}
 	old := filepath.Join(t.TempDir(), "old")
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: old, UnsafeNoFsync: true})
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: old, UnsafeNoFsync: true, TLS: &storeTLS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,10 +39,10 @@ func TestSaveDataDirRestore(t *testing.T) {
 	emb.Close()
 
 	snap := filepath.Join(t.TempDir(), "snap.db")
-	if _, err := SaveDataDir(ctx, old, snap); err != nil {
+	if _, err := SaveDataDir(ctx, old, storeTLS, snap); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := SaveDataDir(ctx, old, snap); err == nil {
+	if _, err := SaveDataDir(ctx, old, storeTLS, snap); err == nil {
 		t.Fatal("a second save over the same file passed")
 	}
 	restored := filepath.Join(t.TempDir(), "new")
@@ -44,7 +52,7 @@ func TestSaveDataDirRestore(t *testing.T) {
 	if err := Restore(snap, restored); err == nil {
 		t.Fatal("a restore over an existing etcd passed")
 	}
-	emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: restored, UnsafeNoFsync: true})
+	emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: restored, UnsafeNoFsync: true, TLS: &storeTLS})
 	if err != nil {
 		t.Fatal(err)
 	}

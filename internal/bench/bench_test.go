@@ -286,7 +286,8 @@ func checkSchedulerProcess(t *testing.T, rep *Report, o *Options) {
 }
 
 func TestSchedProcConfigValidate(t *testing.T) {
-	ok := schedProcConfig{EtcdEndpoints: []string{"http://127.0.0.1:2379"}, AgentsAddr: "127.0.0.1:7000"}
+	ok := schedProcConfig{EtcdEndpoints: []string{"https://127.0.0.1:2379"}, AgentsAddr: "127.0.0.1:7000",
+		EtcdCA: "/pki/ca.crt", EtcdCert: "/pki/scheduler.crt", EtcdKey: "/pki/scheduler.key"}
 	if err := ok.validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
@@ -297,8 +298,9 @@ func TestSchedProcConfigValidate(t *testing.T) {
 	}{
 		{"no etcd", func(c *schedProcConfig) { c.EtcdEndpoints = nil }, "etcd_endpoints"},
 		{"gc target out of range", func(c *schedProcConfig) { c.GCPercent = 5 }, "gc_percent"},
-		{"etcd off loopback", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"http://10.0.0.1:2379"} }, "etcd_endpoints"},
-		{"etcd https", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"https://127.0.0.1:2379"} }, "etcd_endpoints"},
+		{"etcd off loopback", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"https://10.0.0.1:2379"} }, "etcd_endpoints"},
+		{"etcd plaintext", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"http://127.0.0.1:2379"} }, "etcd_endpoints"},
+		{"etcd without client key", func(c *schedProcConfig) { c.EtcdKey = "" }, "etcd_key"},
 		{"agents off loopback", func(c *schedProcConfig) { c.AgentsAddr = "192.168.1.1:7000" }, "agents_addr"},
 		{"agents by name", func(c *schedProcConfig) { c.AgentsAddr = "localhost:7000" }, "agents_addr"},
 		{"negative workers", func(c *schedProcConfig) { c.Workers = -1 }, "workers"},

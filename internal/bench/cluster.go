@@ -169,6 +169,7 @@ type Cluster struct {
 	Nodes    []*Hollow
 
 	etcdDir string
+	etcdTLS *store.EmbeddedTLS
 	emb     *store.Embedded
 	proc    *schedProc // with SchedulerProcess
 	phase   phase
@@ -276,7 +277,10 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	if c.etcdDir, err = os.MkdirTemp(o.Dir, "etcd-"); err != nil {
 		return c, fmt.Errorf("bench: etcd dir: %w", err)
 	}
-	if c.emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: c.etcdDir, UnsafeNoFsync: o.EtcdNoFsync}); err != nil {
+	if c.etcdTLS, err = embeddedTLS(c.etcdDir, bundle); err != nil {
+		return c, err
+	}
+	if c.emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: c.etcdDir, TLS: c.etcdTLS, UnsafeNoFsync: o.EtcdNoFsync}); err != nil {
 		return c, err
 	}
 	cli := c.emb.LocalClient()
@@ -384,6 +388,19 @@ func (c *Cluster) startScheduler(ctx context.Context, bundle *pki.Bundle) error 
 	return nil
 }
 
+// embeddedTLS locks the bench's etcd with the scheduler's certificate, or
+// with one of a CA made in dir when the bench runs without mTLS.
+func embeddedTLS(dir string, bundle *pki.Bundle) (*store.EmbeddedTLS, error) {
+	if bundle == nil {
+		var err error
+		if bundle, err = pki.Bootstrap(filepath.Join(dir, "pki"), nil, nil, nil); err != nil {
+			return nil, fmt.Errorf("bench: etcd certificates: %w", err)
+		}
+	}
+	f := bundle.Scheduler
+	return &store.EmbeddedTLS{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key}, nil
+}
+
 // startSchedProc runs the scheduler in a child process on the shared
 // transport.
 func (c *Cluster) startSchedProc(ctx context.Context) error {
@@ -392,6 +409,7 @@ func (c *Cluster) startSchedProc(ctx context.Context) error {
 	}
 	cfg := schedProcConfig{
 		EtcdEndpoints: c.emb.Endpoints(), AgentsAddr: c.muxAddr(),
+		EtcdCA: c.etcdTLS.CAFile, EtcdCert: c.etcdTLS.CertFile, EtcdKey: c.etcdTLS.KeyFile,
 		HeartbeatInterval: c.opts.HeartbeatInterval, LeaseTTL: c.opts.LeaseTTL,
 		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers, GCPercent: c.opts.GCPercent,
 		CPUProfile: c.opts.SchedulerCPUProfile, HeapProfile: c.opts.SchedulerHeapProfile,
@@ -512,9 +530,9 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 	}
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: ln.Addr().String(), Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
-		HeartbeatInterval: c.opts.HeartbeatInterval,
-		Capacity:          &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
-		Logger:            slog.New(slog.DiscardHandler),
+		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
+		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		ln.Close()
@@ -548,9 +566,9 @@ func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: c.muxAddr(), Runtimes: []runtime.Runtime{rt},
 		Control:           persysv1.NewControlServiceClient(c.toSched.as(pki.RoleAgent, id)),
-		HeartbeatInterval: c.opts.HeartbeatInterval,
-		Capacity:          &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
-		Logger:            slog.New(slog.DiscardHandler),
+		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
+		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
+		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		return nil, err

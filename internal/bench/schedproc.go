@@ -55,6 +55,9 @@ const schedProcStartTimeout = 60 * time.Second
 
 type schedProcConfig struct {
 	EtcdEndpoints     []string      `json:"etcd_endpoints"`
+	EtcdCA            string        `json:"etcd_ca"`
+	EtcdCert          string        `json:"etcd_cert"`
+	EtcdKey           string        `json:"etcd_key"`
 	AgentsAddr        string        `json:"agents_addr"`
 	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
 	LeaseTTL          time.Duration `json:"lease_ttl"`
@@ -75,11 +78,16 @@ func (c schedProcConfig) validate() error {
 	}
 	for _, ep := range c.EtcdEndpoints {
 		u, err := url.Parse(ep)
-		if err != nil || u.Scheme != "http" {
-			return fmt.Errorf("etcd_endpoints: %q: want http://loopback:port", ep)
+		if err != nil || u.Scheme != "https" {
+			return fmt.Errorf("etcd_endpoints: %q: want https://loopback:port", ep)
 		}
 		if err := loopbackHostPort(u.Host); err != nil {
 			return fmt.Errorf("etcd_endpoints: %q: %w", ep, err)
+		}
+	}
+	for field, p := range map[string]string{"etcd_ca": c.EtcdCA, "etcd_cert": c.EtcdCert, "etcd_key": c.EtcdKey} {
+		if !filepath.IsAbs(p) {
+			return fmt.Errorf("%s: %q: want an absolute file path", field, p)
 		}
 	}
 	if c.GCPercent != 0 {
@@ -159,7 +167,11 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 		cancel()
 	}()
 
-	cli, err := store.Connect(cfg.EtcdEndpoints, nil)
+	etcdTLS, err := pki.ClientTLS(pki.Files{CA: cfg.EtcdCA, Cert: cfg.EtcdCert, Key: cfg.EtcdKey}, "")
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	cli, err := store.Connect(cfg.EtcdEndpoints, etcdTLS)
 	if err != nil {
 		return err
 	}

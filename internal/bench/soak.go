@@ -80,7 +80,11 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 		dir = d
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: filepath.Join(dir, "etcd"), CompactionRetention: o.CompactionRetention})
+	etcdTLS, err := embeddedTLS(dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: filepath.Join(dir, "etcd"), TLS: etcdTLS, CompactionRetention: o.CompactionRetention})
 	if err != nil {
 		return nil, err
 	}

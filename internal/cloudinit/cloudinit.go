@@ -208,7 +208,7 @@ func validateLogin(l *persysv1.VMLogin) error {
 		if len(h) > MaxPasswordHashBytes {
 			return invalid(FieldPasswordHash, "is %d bytes, more than the limit of %d", len(h), MaxPasswordHashBytes)
 		}
-		if !strings.HasPrefix(h, "$") || strings.ContainsAny(h, " \t\r\n:\x00") {
+		if !strings.HasPrefix(h, "$") || strings.ContainsAny(h, " \t\r\n:\x00") || !utf8.ValidString(h) {
 			return invalid(FieldPasswordHash, "must be a crypt(3) hash such as $6$salt$hash (no spaces or colons)")
 		}
 	}
@@ -229,6 +229,10 @@ func validateLogin(l *persysv1.VMLogin) error {
 		}
 		if strings.ContainsAny(k, "\r\n\x00") {
 			return invalid(f, "must be one line")
+		}
+		// Rendered as a YAML string, which must be UTF-8 (FuzzValidate).
+		if !utf8.ValidString(k) {
+			return invalid(f, "is not valid UTF-8")
 		}
 		k = strings.TrimSpace(k)
 		ok := false
@@ -307,8 +311,9 @@ func Render(in Input) (Seed, error) {
 	if in.Login.GetPasswordSecret() != "" && in.Password == "" {
 		return Seed{}, invalid(FieldPasswordSecret, "the secret's password is empty")
 	}
-	if strings.ContainsAny(in.Password, "\x00") || len(in.Password) > 1024 {
-		return Seed{}, invalid(FieldPasswordSecret, "the secret's password must be at most 1024 bytes without NUL")
+	// Not UTF-8, the password cannot be a YAML string (found by FuzzValidate).
+	if strings.ContainsAny(in.Password, "\x00") || len(in.Password) > 1024 || !utf8.ValidString(in.Password) {
+		return Seed{}, invalid(FieldPasswordSecret, "the secret's password must be at most 1024 bytes of UTF-8 without NUL")
 	}
 	ud, err := renderUserData(in)
 	if err != nil {

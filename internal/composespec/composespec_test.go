@@ -9,15 +9,19 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
-func TestParseErrors(t *testing.T) {
+// parseErrorCase is a compose file Parse refuses, with the field named.
+type parseErrorCase struct {
+	name     string
+	yaml     string
+	env      map[string]string
+	path     string
+	contains string
+}
+
+// parseErrorCases serve TestParseErrors and seed FuzzParse.
+func parseErrorCases() []parseErrorCase {
 	big := "services:\n  web:\n    image: x\n" + "# " + strings.Repeat("x", 10<<20) + "\n"
-	tests := []struct {
-		name     string
-		yaml     string
-		env      map[string]string
-		path     string
-		contains string
-	}{
+	return []parseErrorCase{
 		{"too large", big, nil, "", "larger than the 1048576 bytes (1 MiB)"},
 		{"empty", "  \n", nil, "", "empty"},
 		{"invalid yaml", "services:\n  web:\n    image: x\n   bad: [\n", nil, "", "invalid YAML"},
@@ -43,7 +47,10 @@ func TestParseErrors(t *testing.T) {
 		{"no image", "services:\n  web:\n    command: [x]\n", nil, "services.web.image", "required"},
 		{"bad env name", "services:\n  web:\n    image: x\n", map[string]string{"1A": "x"}, "compose.env.1A", "not a valid variable name"},
 	}
-	for _, tt := range tests {
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tt := range parseErrorCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse(context.Background(), []byte(tt.yaml), tt.env, "p")
 			if err == nil {
@@ -66,8 +73,8 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
-func TestParseOK(t *testing.T) {
-	y := `
+// okCompose is a compose file Parse accepts with GREETING set.
+const okCompose = `
 services:
   web:
     image: ${IMG:-hello}
@@ -94,7 +101,9 @@ volumes:
   data: {}
 x-meta: ignored
 `
-	p, err := Parse(context.Background(), []byte(y), map[string]string{"GREETING": "hi"}, "persys-demo")
+
+func TestParseOK(t *testing.T) {
+	p, err := Parse(context.Background(), []byte(okCompose), map[string]string{"GREETING": "hi"}, "persys-demo")
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}

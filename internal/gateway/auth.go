@@ -155,9 +155,12 @@ func (c *tokenCache) resolve(ctx context.Context, tok string) authResult {
 	ttl := c.ttl
 	switch {
 	case err == nil:
+		// Fail closed: an answer without a user role (a daemon's role
+		// holds nothing here), a user or a token id identifies no one.
 		role, rerr := pki.ParseRole(resp.GetRole())
-		if rerr != nil {
-			res = authResult{err: &httpError{code: http.StatusUnauthorized, msg: fmt.Sprintf("api token %s carries no usable role", resp.GetTokenId())}}
+		if rerr != nil || role.IsDaemon() || resp.GetUser() == "" || resp.GetTokenId() == "" {
+			res = authResult{err: &httpError{code: http.StatusUnauthorized,
+				msg: fmt.Sprintf("api token %q carries no usable identity (user %q, role %q)", resp.GetTokenId(), resp.GetUser(), resp.GetRole())}}
 			ttl = min(ttl, refusalCacheTTL)
 			break
 		}

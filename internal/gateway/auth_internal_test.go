@@ -21,6 +21,8 @@ type tokenScheduler struct {
 	mu      sync.Mutex
 	calls   int
 	answers map[string]error
+	// resps, when set for a token, is the answer instead of ci/operator.
+	resps map[string]*persysv1.AuthenticateTokenResponse
 }
 
 func (s *tokenScheduler) AuthenticateToken(_ context.Context, in *persysv1.AuthenticateTokenRequest, _ ...grpc.CallOption) (*persysv1.AuthenticateTokenResponse, error) {
@@ -29,6 +31,9 @@ func (s *tokenScheduler) AuthenticateToken(_ context.Context, in *persysv1.Authe
 	s.calls++
 	if err := s.answers[in.GetToken()]; err != nil {
 		return nil, err
+	}
+	if r := s.resps[in.GetToken()]; r != nil {
+		return r, nil
 	}
 	return &persysv1.AuthenticateTokenResponse{User: "ci", Role: "operator", TokenId: "abc"}, nil
 }
@@ -92,6 +97,30 @@ func TestTokenCache(t *testing.T) {
 	off.resolve(ctx, "good")
 	if sched.count() != before+2 {
 		t.Fatalf("cache off: %d calls, want 2", sched.count()-before)
+	}
+}
+
+// An answer that names no user, no token id or no user role identifies
+// no one: the request is refused, never run with an empty identity.
+func TestTokenAnswerWithoutIdentityRefused(t *testing.T) {
+	sched := &tokenScheduler{resps: map[string]*persysv1.AuthenticateTokenResponse{
+		"no-role":     {User: "ci", TokenId: "t1"},
+		"daemon-role": {User: "ci", Role: "scheduler", TokenId: "t2"},
+		"odd-role":    {User: "ci", Role: "root", TokenId: "t3"},
+		"no-user":     {Role: "admin", TokenId: "t4"},
+		"no-id":       {User: "ci", Role: "admin"},
+		"good":        {User: "ci", Role: "viewer", TokenId: "t5"},
+	}}
+	c := newTokenCache(sched, 0)
+	for tok, want := range map[string]int{"no-role": 401, "daemon-role": 401, "odd-role": 401, "no-user": 401, "no-id": 401, "good": 0} {
+		res := c.resolve(context.Background(), tok)
+		code := 0
+		if res.err != nil {
+			code = toDetail(res.err).Code
+		}
+		if code != want || (want != 0) != (res.id == nil) {
+			t.Errorf("%s: code %d identity %+v, want code %d", tok, code, res.id, want)
+		}
 	}
 }
 

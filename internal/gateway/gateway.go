@@ -27,6 +27,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -130,7 +131,7 @@ func New(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	for _, rt := range g.routes() {
-		mux.Handle(rt.method+" "+rt.path, g.instrument(rt.method+" "+rt.path, g.authorize(rt, rt.handler)))
+		mux.Handle(rt.method+" "+rt.path, g.instrument(rt.method+" "+rt.path, g.authorize(rt, checkPathNames(rt.path, rt.handler))))
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
 	}
 	// A known path with another method answers 405 with Allow; anything
@@ -146,6 +147,30 @@ func New(cfg Config) http.Handler {
 		return 0, &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
 	}))
 	return mux
+}
+
+// checkPathNames refuses with 400, naming the path field, a request whose
+// {name} or {id} cannot name an object (model.NameProblem) — a '/' that
+// came as %2F, a space, a control character — before any handler or the
+// scheduler sees it; the handlers may check their own stricter rules.
+func checkPathNames(path string, h func(http.ResponseWriter, *http.Request) (int, error)) func(http.ResponseWriter, *http.Request) (int, error) {
+	var fields []string
+	for _, seg := range strings.Split(path, "/") {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			fields = append(fields, strings.TrimSuffix(seg[1:len(seg)-1], "..."))
+		}
+	}
+	if len(fields) == 0 {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) (int, error) {
+		for _, f := range fields {
+			if v := r.PathValue(f); model.NameProblem(v) != "" {
+				return 0, fieldError(f, fmt.Sprintf("%q cannot name an object: %s", v, model.NameProblem(v)))
+			}
+		}
+		return h(w, r)
+	}
 }
 
 func (g *gateway) routes() []route {

@@ -56,7 +56,7 @@ const MaxSchedulerConns = 16
 // on the leader with the same request. Client-streaming calls only fail
 // over. A SchedulerPool is safe for concurrent use.
 type SchedulerPool struct {
-	tls   *tls.Config
+	creds credentials.TransportCredentials
 	log   *slog.Logger
 	addrs []string // configured, in order
 
@@ -73,11 +73,22 @@ var _ grpc.ClientConnInterface = (*SchedulerPool)(nil)
 // are lazy: errors of reaching a scheduler show up on the first call. log
 // receives one line per redirect, failover and leader change; nil discards.
 func DialSchedulers(addrs []string, tlsCfg *tls.Config, log *slog.Logger) (*SchedulerPool, error) {
+	if tlsCfg == nil {
+		return nil, errors.New("gateway: scheduler TLS config is required")
+	}
+	return DialSchedulersCreds(addrs, credentials.NewTLS(tlsCfg.Clone()), log)
+}
+
+// DialSchedulersCreds is DialSchedulers with the transport credentials
+// given, such as grpcauth.HolderCredentials, which read a renewed
+// certificate and a rotated CA bundle at every handshake (a fixed
+// tls.Config keeps trusting the bundle it was built with).
+func DialSchedulersCreds(addrs []string, creds credentials.TransportCredentials, log *slog.Logger) (*SchedulerPool, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("gateway: no scheduler address")
 	}
-	if tlsCfg == nil {
-		return nil, errors.New("gateway: scheduler TLS config is required")
+	if creds == nil {
+		return nil, errors.New("gateway: scheduler transport credentials are required")
 	}
 	for i, a := range addrs {
 		if strings.TrimSpace(a) == "" {
@@ -94,7 +105,7 @@ func DialSchedulers(addrs []string, tlsCfg *tls.Config, log *slog.Logger) (*Sche
 		log = slog.New(slog.DiscardHandler)
 	}
 	p := &SchedulerPool{
-		tls:     tlsCfg.Clone(),
+		creds:   creds,
 		log:     log,
 		addrs:   slices.Clone(addrs),
 		conns:   map[string]*grpc.ClientConn{},
@@ -142,9 +153,9 @@ func (p *SchedulerPool) conn(addr string) (*grpc.ClientConn, error) {
 	if len(p.conns) >= MaxSchedulerConns {
 		return nil, fmt.Errorf("gateway: already %d scheduler connections, not dialling %s", len(p.conns), addr)
 	}
-	cc, err := DialScheduler(addr, p.tls)
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(p.creds))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("gateway: dialing scheduler %s: %w", addr, err)
 	}
 	p.conns[addr] = cc
 	return cc, nil

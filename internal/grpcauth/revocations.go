@@ -7,6 +7,10 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
@@ -61,4 +65,43 @@ func PollRevocations(ctx context.Context, c RevocationLister, set *pki.Revocatio
 		case <-t.C:
 		}
 	}
+}
+
+// RefuseRevoked returns interceptors that refuse every call (PermissionDenied)
+// whose connection's client certificate rc reports revoked. The handshake
+// already refuses revoked peers (pki.Holder); these catch connections
+// opened before the revocation, which gRPC keeps open for later calls.
+// A nil rc refuses nothing. Health checks are not refused.
+func RefuseRevoked(rc pki.RevocationChecker) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
+	check := func(ctx context.Context, method string) error {
+		if rc == nil || strings.HasPrefix(method, healthPrefix) {
+			return nil
+		}
+		p, ok := peer.FromContext(ctx)
+		if !ok {
+			return nil
+		}
+		info, ok := p.AuthInfo.(credentials.TLSInfo)
+		if !ok || len(info.State.PeerCertificates) == 0 {
+			return nil // no certificate: RequireRole refuses the call
+		}
+		c := info.State.PeerCertificates[0]
+		if rc.Revoked(c) {
+			return status.Errorf(codes.PermissionDenied, "%s: certificate %q serial %s is revoked", method, c.Subject.CommonName, c.SerialNumber.Text(16))
+		}
+		return nil
+	}
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if err := check(ctx, info.FullMethod); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	}
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if err := check(ss.Context(), info.FullMethod); err != nil {
+			return err
+		}
+		return handler(srv, ss)
+	}
+	return unary, stream
 }

@@ -164,6 +164,7 @@ func validateSpec(c *collector, s *Spec) {
 		validateVM(c, "spec.vm", s.VM)
 	}
 	validateSecretRefs(c, s)
+	validateEnvBytes(c, s)
 	if r := s.Resources; r != nil {
 		validateQuantity(c, "spec.resources.cpu", r.CPU, ParseCPU)
 		if m, err := ParseCPU(string(r.CPU)); err == nil && r.CPU != "" && m > 0 && m < MinCPUMillis {
@@ -207,15 +208,13 @@ func validateContainer(c *collector, field string, ct *Container) {
 	for i, s := range ct.Args {
 		noNUL(c, index(field+".args", i), s)
 	}
-	if len(ct.Env) > MaxEnv {
-		c.add(field+".env", "at most %d variables, got %d", MaxEnv, len(ct.Env))
-	}
-	for _, k := range sortedKeys(ct.Env) {
-		p := keyPath(field+".env", k)
-		if !envNameRE.MatchString(k) {
-			c.add(p, "name must match [A-Za-z_][A-Za-z0-9_]*")
+	validateEnv(c, field+".env", ct.Env)
+	if n := argvBytes(ct.Command) + argvBytes(ct.Args); n > MaxArgBytes {
+		f := field + ".args"
+		if len(ct.Args) == 0 {
+			f = field + ".command"
 		}
-		noNUL(c, p, ct.Env[k])
+		c.add(f, "command and args take %d bytes in all, more than the limit of %d", n, MaxArgBytes)
 	}
 	validatePorts(c, field+".ports", ct.Ports)
 	validateVolumes(c, field+".volumes", ct.Volumes)
@@ -225,6 +224,72 @@ func validateContainer(c *collector, field string, ct *Container) {
 		c.add(field+".restartPolicy", "must be one of no, always, on-failure, unless-stopped")
 	}
 	validateLabels(c, field+".labels", ct.Labels, true)
+}
+
+// Limits on what a workload's process starts with. Linux refuses to start
+// a process whose arguments and environment pass a quarter of the stack
+// limit (2 MiB by default) or that has one string longer than 128 KiB
+// ("argument list too long"); these stay well inside both, so that such a
+// spec is refused at apply, naming the field, not when it starts.
+const (
+	// MaxEnvBytes bounds a workload's environment in all: each variable
+	// as NAME=value, secretEnv names counted (their values are checked
+	// when the secret is written).
+	MaxEnvBytes = 128 << 10
+	// MaxEnvValueBytes bounds one variable's value.
+	MaxEnvValueBytes = 32 << 10
+	// MaxArgBytes bounds a container's command and args together.
+	MaxArgBytes = 128 << 10
+)
+
+// validateEnv checks one env map: the count, the names, NUL bytes and the
+// size of each value.
+func validateEnv(c *collector, field string, env map[string]string) {
+	if len(env) > MaxEnv {
+		c.add(field, "at most %d variables, got %d", MaxEnv, len(env))
+	}
+	for _, k := range sortedKeys(env) {
+		p := keyPath(field, k)
+		if !envNameRE.MatchString(k) {
+			c.add(p, "name must match [A-Za-z_][A-Za-z0-9_]*")
+		}
+		v := env[k]
+		noNUL(c, p, v)
+		if len(v) > MaxEnvValueBytes {
+			c.add(p, "value is %d bytes, more than the limit of %d", len(v), MaxEnvValueBytes)
+		}
+	}
+}
+
+// validateEnvBytes checks the size of the environment a workload's
+// process starts with: its env and the names its secretEnv sets.
+func validateEnvBytes(c *collector, s *Spec) {
+	field, env := "spec.container.env", map[string]string(nil)
+	switch {
+	case s.Container != nil:
+		env = s.Container.Env
+	case s.Compose != nil:
+		field, env = "spec.compose.env", s.Compose.Env
+	}
+	n := 0
+	for k, v := range env {
+		n += len(k) + 1 + len(v)
+	}
+	for _, e := range s.SecretEnv {
+		n += len(e.Name) + 1
+	}
+	if n > MaxEnvBytes {
+		c.add(field, "takes %d bytes in all (NAME=value, secretEnv names included), more than the limit of %d", n, MaxEnvBytes)
+	}
+}
+
+// argvBytes is what args take on a process's argument list.
+func argvBytes(args []string) int {
+	n := 0
+	for _, a := range args {
+		n += len(a) + 1
+	}
+	return n
 }
 
 func noNUL(c *collector, field, s string) {

@@ -203,16 +203,7 @@ func validateCompose(c *collector, field string, cp *Compose) {
 			c.add(gf+".pollIntervalSeconds", "must be 0 (no polling) or at least 10")
 		}
 	}
-	if len(cp.Env) > MaxEnv {
-		c.add(field+".env", "at most %d variables, got %d", MaxEnv, len(cp.Env))
-	}
-	for _, k := range sortedKeys(cp.Env) {
-		p := keyPath(field+".env", k)
-		if !envNameRE.MatchString(k) {
-			c.add(p, "name must match [A-Za-z_][A-Za-z0-9_]*")
-		}
-		noNUL(c, p, cp.Env[k])
-	}
+	validateEnv(c, field+".env", cp.Env)
 	validateRetain(c, field+".volumeRetain", cp.VolumeRetain)
 }
 

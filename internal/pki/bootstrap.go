@@ -19,6 +19,8 @@ type Bundle struct {
 	CA                        string
 	Scheduler, Gateway, Admin Files
 	Agents                    map[string]Files
+	// ClusterID is the CA's cluster id (see EnsureClusterID).
+	ClusterID string
 }
 
 // Bootstrap lays out every identity of a cluster in dir. It reuses the CA in
@@ -62,11 +64,15 @@ func Bootstrap(dir string, nodeIDs []string, extraDNS []string, extraIPs []net.I
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
+	clusterID, err := EnsureClusterID(dir)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
 	caPath := filepath.Join(dir, CACertFile)
 	dns := dedupe(append([]string{"localhost", "scheduler", "gateway"}, extraDNS...))
 	ips := dedupeIPs(append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, extraIPs...))
 
-	b := &Bundle{Dir: dir, CA: caPath, Agents: make(map[string]Files, len(nodeIDs))}
+	b := &Bundle{Dir: dir, CA: caPath, Agents: make(map[string]Files, len(nodeIDs)), ClusterID: clusterID}
 	ensure := func(name string, req IssueRequest) (Files, error) {
 		f := Files{CA: caPath, Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
 		if ca.current(f, req) {

@@ -36,7 +36,8 @@ type CA struct {
 }
 
 // InitCA creates a new self-signed CA in dir (created 0700 when missing),
-// writing dir/ca.crt (0644) and dir/ca.key (0600). It fails with an error
+// writing dir/ca.crt (0644), dir/ca.key (0600) and, when missing, the
+// cluster id (dir/cluster-id, see EnsureClusterID). It fails with an error
 // wrapping ErrExists if either file is already there, so it never replaces
 // a cluster's CA.
 func InitCA(dir, commonName string, validity time.Duration) (*CA, error) {
@@ -102,6 +103,10 @@ func InitCA(dir, commonName string, validity time.Duration) (*CA, error) {
 	}
 	if err := writeNew(certPath, certPEM, 0o644); err != nil {
 		os.Remove(keyPath)
+		return nil, fmt.Errorf("init ca: %w", err)
+	}
+	// The cluster is born with its CA; an id left in dir is kept.
+	if _, err := EnsureClusterID(dir); err != nil {
 		return nil, fmt.Errorf("init ca: %w", err)
 	}
 	return &CA{Cert: cert, Key: key, CertPEM: certPEM}, nil

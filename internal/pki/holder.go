@@ -2,10 +2,14 @@ package pki
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +35,12 @@ type Holder struct {
 	pool   *x509.CertPool
 	roots  []*x509.Certificate
 	rc     RevocationChecker
+	// loaded is the fingerprint of the files as Reload last read them,
+	// for WatchFiles.
+	loaded [sha256.Size]byte
+	// nextCA is set when a verified peer showed a CA that one of ours
+	// certified but that we do not trust yet (CARotated).
+	nextCA atomic.Bool
 }
 
 // LoadHolder reads f (CA bundle, certificate, key).
@@ -56,7 +66,13 @@ func NewHolder(certPEM, keyPEM, bundlePEM []byte) (*Holder, error) {
 func (h *Holder) Files() Files { return h.files }
 
 // Reload reads the holder's files again and swaps them in.
-func (h *Holder) Reload() error {
+func (h *Holder) Reload() error { return h.reload(false) }
+
+// reload reads the files again and swaps them in; with chained, only if
+// the certificate chains to the bundle read with it.
+func (h *Holder) reload(chained bool) error {
+	// Read before loading: a change in between is seen again by WatchFiles.
+	fp, _ := h.files.fingerprint()
 	pool, cert, err := h.files.load()
 	if err != nil {
 		return fmt.Errorf("reload identity: %w", err)
@@ -65,8 +81,93 @@ func (h *Holder) Reload() error {
 	if err != nil {
 		return fmt.Errorf("reload identity: %w", err)
 	}
+	if chained {
+		leaf := cert.Leaf
+		if leaf == nil {
+			if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+				return fmt.Errorf("reload identity: %w", err)
+			}
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			return fmt.Errorf("reload identity: %w: certificate does not chain to the bundle: %w", ErrInvalid, err)
+		}
+	}
 	h.swap(&cert, pool, roots)
+	h.mu.Lock()
+	h.loaded = fp
+	h.mu.Unlock()
 	return nil
+}
+
+// fingerprint hashes the content of the three files.
+func (f Files) fingerprint() ([sha256.Size]byte, error) {
+	d := sha256.New()
+	for _, p := range []string{f.CA, f.Cert, f.Key} {
+		data, err := readFile(p)
+		if err != nil {
+			return [sha256.Size]byte{}, err
+		}
+		fmt.Fprintf(d, "%d:", len(data))
+		d.Write(data)
+	}
+	return [sha256.Size]byte(d.Sum(nil)), nil
+}
+
+// DefaultWatchInterval is how often WatchFiles looks at the files.
+const DefaultWatchInterval = 10 * time.Second
+
+// WatchFiles reloads the holder's files whenever their content changes,
+// looked at every interval (default DefaultWatchInterval) until ctx ends,
+// so that a CA bundle or certificate replaced on disk (a CA rotation, a
+// certificate renewed by another tool) applies to the next handshake
+// without a restart. A failed reload (a file half written, a key that
+// does not match its certificate yet) keeps the current identity, is
+// retried at the next look and logged once per failure streak; so is a
+// bundle that the certificate beside it does not chain to. A holder
+// without files returns at once.
+func (h *Holder) WatchFiles(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	if h.files == (Files{}) {
+		return
+	}
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fp, err := h.files.fingerprint()
+		h.mu.RLock()
+		same := fp == h.loaded
+		h.mu.RUnlock()
+		if err == nil && same {
+			continue
+		}
+		if err == nil {
+			// A bundle that no longer holds our own CA (a CA file that
+			// now names only the next CA) is not swapped in: peers of our
+			// CA would be refused until we renew.
+			err = h.reload(true)
+		}
+		switch {
+		case err != nil && !failing:
+			failing = true
+			log.Warn("identity files changed but do not load; keeping the current identity", "ca", h.files.CA, "cert", h.files.Cert, "err", err)
+		case err == nil:
+			failing = false
+			leaf := h.Leaf()
+			log.Info("identity files reloaded", "ca", h.files.CA, "cert", h.files.Cert, "cas", len(h.Roots()),
+				"serial", leaf.SerialNumber.Text(16), "expires", leaf.NotAfter)
+		}
+	}
 }
 
 // Update checks that certPEM and keyPEM belong together and that the
@@ -116,6 +217,14 @@ func (h *Holder) Update(certPEM, keyPEM, bundlePEM []byte) error {
 		chain = append(chain, c.Raw)
 	}
 	h.swap(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: certs[0]}, pool, roots)
+	if h.files != (Files{}) {
+		// What was just written is loaded: WatchFiles need not reload it.
+		if fp, err := h.files.fingerprint(); err == nil {
+			h.mu.Lock()
+			h.loaded = fp
+			h.mu.Unlock()
+		}
+	}
 	return nil
 }
 
@@ -134,6 +243,7 @@ func (h *Holder) swap(cert *tls.Certificate, pool *x509.CertPool, roots []*x509.
 	h.mu.Lock()
 	h.cert, h.served, h.pool, h.roots = cert, &served, pool, roots
 	h.mu.Unlock()
+	h.nextCA.Store(false)
 }
 
 // SetRevocationChecker makes every later handshake refuse peers rc reports
@@ -195,9 +305,54 @@ func (h *Holder) revoked() RevocationChecker {
 	return h.rc
 }
 
-// verifyRevocation is a VerifyConnection hook reading the current checker.
+// verifyRevocation is a VerifyConnection hook reading the current checker;
+// it also notes a rotated CA that a verified peer shows (CARotated).
 func (h *Holder) verifyRevocation(cs tls.ConnectionState) error {
-	return VerifyConnection(h.revoked())(cs)
+	if err := VerifyConnection(h.revoked())(cs); err != nil {
+		return err
+	}
+	h.noteNextCA(cs.PeerCertificates)
+	return nil
+}
+
+// CARotated reports whether a peer that passed verification presented a
+// CA certificate that one of our CAs signed for a key we do not trust
+// yet: the cross-signed certificate `persys ca rotate` puts in every
+// bundle, which peers that renewed present with their chain. Nobody
+// without a CA key of ours can make one. A renewal (which brings the new
+// bundle) clears it; Renewer.Stale uses it to renew at once instead of at
+// the end of the lifetime.
+func (h *Holder) CARotated() bool { return h.nextCA.Load() }
+
+// noteNextCA sets nextCA when chain (a verified peer's, leaf first) holds
+// a CA certificate for a key outside our bundle that one of our CAs signed.
+func (h *Holder) noteNextCA(chain []*x509.Certificate) {
+	if len(chain) < 2 || h.nextCA.Load() {
+		return
+	}
+	h.mu.RLock()
+	roots := h.roots
+	h.mu.RUnlock()
+	for _, c := range chain[1:] {
+		if !c.IsCA || trustsKey(roots, c) {
+			continue
+		}
+		for _, r := range roots {
+			if c.CheckSignatureFrom(r) == nil {
+				h.nextCA.Store(true)
+				return
+			}
+		}
+	}
+}
+
+func trustsKey(roots []*x509.Certificate, c *x509.Certificate) bool {
+	for _, r := range roots {
+		if bytes.Equal(r.RawSubjectPublicKeyInfo, c.RawSubjectPublicKeyInfo) {
+			return true
+		}
+	}
+	return false
 }
 
 // ServerTLS returns a TLS 1.3 server configuration that presents the

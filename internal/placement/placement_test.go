@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/model"
 )
 
@@ -95,7 +96,7 @@ func TestPlace(t *testing.T) {
 			name:           "not ready is checked before cordoned",
 			nodes:          []Node{node("a", notReady, cordoned, runtimes())},
 			req:            request(100, mi, 0),
-			wantRejections: []Rejection{{NodeID: "a", Reason: NodeNotReady}},
+			wantRejections: []Rejection{{NodeID: "a", Reason: NodeNotReady, All: only(NodeNotReady, NodeCordoned, RuntimeUnsupported)}},
 		},
 		{
 			name:           "cordoned",
@@ -107,7 +108,7 @@ func TestPlace(t *testing.T) {
 			name:           "cordoned is checked before runtime",
 			nodes:          []Node{node("a", cordoned, runtimes())},
 			req:            request(100, mi, 0),
-			wantRejections: []Rejection{{NodeID: "a", Reason: NodeCordoned}},
+			wantRejections: []Rejection{{NodeID: "a", Reason: NodeCordoned, All: only(NodeCordoned, RuntimeUnsupported)}},
 		},
 		{
 			name:           "runtime unsupported",
@@ -125,7 +126,7 @@ func TestPlace(t *testing.T) {
 			name:           "runtime is checked before selector",
 			nodes:          []Node{node("a", runtimes(model.WorkloadVM))},
 			req:            request(100, mi, 0, "zone", "eu"),
-			wantRejections: []Rejection{{NodeID: "a", Reason: RuntimeUnsupported, Requested: 1}},
+			wantRejections: []Rejection{{NodeID: "a", Reason: RuntimeUnsupported, Requested: 1, All: only(RuntimeUnsupported, SelectorMismatch)}},
 		},
 		{
 			name:         "selector matches",
@@ -173,6 +174,7 @@ func TestPlace(t *testing.T) {
 			req:   request(100, mi, gi, "zone", "eu"),
 			wantRejections: []Rejection{{
 				NodeID: "a", Reason: SelectorMismatch, Key: "zone", Want: "eu", Have: "us", HasLabel: true,
+				All: only(SelectorMismatch, InsufficientCPU, InsufficientMemory, InsufficientDisk),
 			}},
 		},
 		{
@@ -189,6 +191,7 @@ func TestPlace(t *testing.T) {
 			req:   request(200, 2*mi, gi),
 			wantRejections: []Rejection{{
 				NodeID: "a", Reason: InsufficientCPU, Requested: 200, Free: 100, Capacity: 100,
+				All: only(InsufficientCPU, InsufficientMemory, InsufficientDisk),
 			}},
 		},
 		{
@@ -389,12 +392,12 @@ func TestPlace(t *testing.T) {
 			},
 			req: request(500, gi, gi, "zone", "eu"),
 			wantRejections: []Rejection{
-				{NodeID: "n1", Reason: NodeNotReady},
-				{NodeID: "n2", Reason: NodeCordoned},
-				{NodeID: "n3", Reason: RuntimeUnsupported, Requested: 1},
+				{NodeID: "n1", Reason: NodeNotReady, All: only(NodeNotReady, SelectorMismatch)},
+				{NodeID: "n2", Reason: NodeCordoned, All: only(NodeCordoned, SelectorMismatch)},
+				{NodeID: "n3", Reason: RuntimeUnsupported, Requested: 1, All: only(RuntimeUnsupported, SelectorMismatch)},
 				{NodeID: "n4", Reason: InsufficientCPU, Requested: 500, Free: 0, Capacity: 2000},
 				{NodeID: "n5", Reason: InsufficientMemory, Requested: gi, Free: 0, Capacity: 4 * gi},
-				{NodeID: "n6", Reason: SelectorMismatch, Key: "zone", Want: "eu"},
+				{NodeID: "n6", Reason: SelectorMismatch, Key: "zone", Want: "eu", All: only(SelectorMismatch, InsufficientDisk)},
 				{NodeID: "n7", Reason: SelectorMismatch, Key: "zone", Want: "eu", Have: "us", HasLabel: true},
 			},
 		},
@@ -437,11 +440,28 @@ func TestPlace(t *testing.T) {
 			if d.Strategy != tt.wantStrategy {
 				t.Errorf("Strategy = %v, want %v", d.Strategy, tt.wantStrategy)
 			}
-			if !slices.Equal(d.Rejections, tt.wantRejections) {
-				t.Errorf("Rejections:\n got %+v\nwant %+v", d.Rejections, tt.wantRejections)
+			// A case that lists no other reasons (All unset) says the
+			// node fails its Reason alone.
+			want := slices.Clone(tt.wantRejections)
+			for i := range want {
+				if want[i].All == 0 {
+					want[i].All = only(want[i].Reason)
+				}
+			}
+			if !slices.Equal(d.Rejections, want) {
+				t.Errorf("Rejections:\n got %+v\nwant %+v", d.Rejections, want)
 			}
 		})
 	}
+}
+
+// only returns the set of the given reasons.
+func only(rs ...RejectReason) Reasons {
+	var s Reasons
+	for _, r := range rs {
+		s = s.with(r)
+	}
+	return s
 }
 
 func TestRejectionDetail(t *testing.T) {
@@ -505,10 +525,15 @@ func TestEnums(t *testing.T) {
 		want string
 	}{
 		{name: "reason numbers match proto", got: fmt.Sprint(int(NodeNotReady), int(NodeCordoned), int(RuntimeUnsupported),
-			int(InsufficientCPU), int(InsufficientMemory), int(InsufficientDisk), int(SelectorMismatch)), want: "1 2 3 4 5 6 7"},
+			int(InsufficientCPU), int(InsufficientMemory), int(InsufficientDisk), int(SelectorMismatch), int(NodeDraining),
+			int(CapabilityMissing), int(PoolMissing), int(PolicyDenied), int(PortConflict)), want: "1 2 3 4 5 6 7 8 9 10 11 12"},
 		{name: "reason names", got: fmt.Sprint(NodeNotReady, NodeCordoned, RuntimeUnsupported, InsufficientCPU,
-			InsufficientMemory, InsufficientDisk, SelectorMismatch, RejectReason(0)),
-			want: "node_not_ready node_cordoned runtime_unsupported insufficient_cpu insufficient_memory insufficient_disk selector_mismatch RejectReason(0)"},
+			InsufficientMemory, InsufficientDisk, SelectorMismatch, NodeDraining, CapabilityMissing, PoolMissing,
+			PolicyDenied, PortConflict, RejectReason(0), maxReason+1),
+			want: "node_not_ready node_cordoned runtime_unsupported insufficient_cpu insufficient_memory insufficient_disk selector_mismatch " +
+				"node_draining capability_missing pool_missing policy_denied port_conflict RejectReason(0) RejectReason(13)"},
+		{name: "reason sets", got: fmt.Sprint(only(PortConflict, NodeNotReady), Reasons(0), only(PolicyDenied).Has(maxReason+1)),
+			want: "node_not_ready, port_conflict  false"},
 		{name: "strategy names", got: fmt.Sprint(Spread, BinPack, Strategy(9)), want: "spread binpack Strategy(9)"},
 	}
 	for _, tt := range tests {
@@ -621,6 +646,12 @@ func randomCluster(rng *rand.Rand, n int) []Node {
 			MemoryBytes: rng.Int63n(nd.Capacity.MemoryBytes + gi),
 			DiskBytes:   rng.Int63n(nd.Capacity.DiskBytes + gi),
 		}
+		nd.Policy.AllowPrivileged = rng.Intn(2) == 0
+		for _, p := range randomPorts {
+			if rng.Intn(6) == 0 {
+				nd.Ports = append(nd.Ports, p)
+			}
+		}
 		nodes[i] = nd
 	}
 	return nodes
@@ -642,13 +673,75 @@ func randomRequest(rng *rand.Rand) Request {
 			req.NodeSelector[k] = fmt.Sprint(rng.Intn(2))
 		}
 	}
+	if rng.Intn(4) == 0 {
+		req.Host.Privileged, req.Host.PrivilegedField = true, "spec.container.privileged"
+	}
+	for _, p := range randomPorts {
+		if rng.Intn(6) == 0 {
+			req.Host.Ports = append(req.Host.Ports, p)
+		}
+	}
 	return req
+}
+
+// randomPorts are the host ports random nodes take and random requests
+// ask for: some conflict (same number, one on every address), some not.
+var randomPorts = []hostaccess.Port{
+	{Port: 80}, {HostIP: "127.0.0.1", Port: 8080}, {HostIP: "127.0.0.2", Port: 8080}, {Port: 53, Protocol: "udp"},
+}
+
+// sortedSelector is the request's selector as place passes it to filter.
+func sortedSelector(req Request) []label {
+	var sel []label
+	for k, v := range req.NodeSelector {
+		sel = append(sel, label{k, v})
+	}
+	slices.SortFunc(sel, func(a, b label) int { return strings.Compare(a.key, b.key) })
+	return sel
+}
+
+// failing is a slow, independent statement of every filter a node fails.
+func failing(n Node, req Request) Reasons {
+	var s Reasons
+	add := func(fails bool, r RejectReason) {
+		if fails {
+			s = s.with(r)
+		}
+	}
+	add(!n.Ready, NodeNotReady)
+	add(n.Cordoned, NodeCordoned)
+	add(!slices.Contains(n.Runtimes, req.Type), RuntimeUnsupported)
+	add(req.Host.Privileged && !n.Policy.AllowPrivileged, PolicyDenied)
+	for k, v := range req.NodeSelector {
+		have, ok := n.Labels[k]
+		add(!ok || have != v, SelectorMismatch)
+	}
+	for _, w := range req.Host.Ports {
+		for _, p := range n.Ports {
+			add(w.Conflicts(p), PortConflict)
+		}
+	}
+	free := n.Capacity.Sub(n.Allocated)
+	add(req.Resources.CPUMillis > 0 && (n.Capacity.CPUMillis <= 0 || req.Resources.CPUMillis > free.CPUMillis), InsufficientCPU)
+	add(req.Resources.MemoryBytes > 0 && (n.Capacity.MemoryBytes <= 0 || req.Resources.MemoryBytes > free.MemoryBytes), InsufficientMemory)
+	add(req.Resources.DiskBytes > 0 && (n.Capacity.DiskBytes <= 0 || req.Resources.DiskBytes > free.DiskBytes), InsufficientDisk)
+	return s
 }
 
 // feasible is a slow, independent statement of the filters.
 func feasible(n Node, req Request) bool {
 	if !n.Ready || n.Cordoned || !slices.Contains(n.Runtimes, req.Type) {
 		return false
+	}
+	if req.Host.Privileged && !n.Policy.AllowPrivileged {
+		return false
+	}
+	for _, w := range req.Host.Ports {
+		for _, p := range n.Ports {
+			if w.Conflicts(p) {
+				return false
+			}
+		}
 	}
 	for k, v := range req.NodeSelector {
 		if have, ok := n.Labels[k]; !ok || have != v {
@@ -698,8 +791,15 @@ func TestPlaceProperties(t *testing.T) {
 			if i < 0 || feasible(nodes[i], req) {
 				fail("rejection %v names a feasible or unknown node", r)
 			}
-			if r.Reason < NodeNotReady || r.Reason > SelectorMismatch {
+			if r.Reason < NodeNotReady || r.Reason > maxReason {
 				fail("rejection %v has no valid reason", r)
+			}
+			if want := failing(nodes[i], req); r.All != want || !want.Has(r.Reason) {
+				fail("rejection %v lists reasons %v, want %v", r, r.All, want)
+			}
+			// The fast path and the full record agree on the first reason.
+			if first := filter(&nodes[i], &req, sortedSelector(req)); first != r.Reason {
+				fail("rejection %v: filter says %v", r, first)
 			}
 			reasons[r.Reason]++
 		}
@@ -738,7 +838,8 @@ func TestPlaceProperties(t *testing.T) {
 	if placed < iterations/10 || placed > iterations*9/10 {
 		t.Errorf("placed %d of %d random requests; generator is lopsided", placed, iterations)
 	}
-	for r := NodeNotReady; r <= SelectorMismatch; r++ {
+	for _, r := range []RejectReason{NodeNotReady, NodeCordoned, RuntimeUnsupported, InsufficientCPU,
+		InsufficientMemory, InsufficientDisk, SelectorMismatch, PolicyDenied, PortConflict} {
 		if reasons[r] == 0 {
 			t.Errorf("random snapshots never produced %v", r)
 		}

@@ -193,6 +193,7 @@ func TestSampledNoFeasibleNode(t *testing.T) {
 			want[i] = Rejection{Reason: InsufficientCPU, Requested: 500, Free: 100, Capacity: 2000}
 		}
 		want[i].NodeID = nd.ID
+		want[i].All = only(want[i].Reason)
 	}
 	req := request(500, gi, 0, "zone", "eu")
 	s := Sampler{Next: 1234}

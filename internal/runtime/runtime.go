@@ -119,6 +119,10 @@ const (
 	// LabelNode names the node whose agent created it, so agents that share
 	// one engine (tests, several agents on one host) keep apart.
 	LabelNode = "persys.node"
+	// LabelCluster names the cluster whose agent created it: two clusters
+	// on one engine may each have a node of the same id (the default id
+	// was the host name), and must never collect each other's objects.
+	LabelCluster = "persys.cluster"
 )
 
 // MessageOf returns the human part of err: a Failure's message (and cause)

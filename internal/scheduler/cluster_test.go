@@ -110,8 +110,11 @@ func TestControlLoop(t *testing.T) {
 		created, err := c.docker.ContainerCreate(ctx, &container.Config{
 			Image: c.image,
 			Labels: map[string]string{
-				runtime.LabelManaged:  "true",
-				runtime.LabelNode:     c.nodeID,
+				runtime.LabelManaged: "true",
+				runtime.LabelNode:    c.nodeID,
+				// An orphan of this cluster: unlabelled ones are
+				// another agent's (see the agent's cluster rules).
+				runtime.LabelCluster:  c.sched.s.ClusterID(),
 				docker.LabelRuntime:   "docker",
 				runtime.LabelWorkload: name,
 				runtime.LabelUID:      "orphan-" + randomHex(4),

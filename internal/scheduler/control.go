@@ -55,6 +55,13 @@ var anyRoleMethods = map[string]bool{
 	persysv1.ControlService_RenewCertificate_FullMethodName: true,
 }
 
+// agentReadableMethods are open to agents as well as to the gateway and
+// admins: an agent needs the revoked certificates to refuse a revoked
+// scheduler (or anyone else) that calls it.
+var agentReadableMethods = map[string]bool{
+	persysv1.ControlService_ListRevocations_FullMethodName: true,
+}
+
 // gatewayOnlyMethods serve the gateway itself (and an admin's tooling).
 var gatewayOnlyMethods = map[string]bool{
 	persysv1.ControlService_AuthenticateToken_FullMethodName: true,
@@ -75,7 +82,7 @@ func authorizeMethod(ctx context.Context, method string) (pki.Identity, error) {
 		}
 		return id, nil
 	}
-	if anyRoleMethods[method] {
+	if anyRoleMethods[method] || agentReadableMethods[method] && id.Role == pki.RoleAgent {
 		return id, nil
 	}
 	if gatewayOnlyMethods[method] && id.Role != pki.RoleGateway && id.Role != pki.RoleAdmin {
@@ -133,7 +140,13 @@ func toStatus(err error) error {
 		return err
 	}
 	var merr *manifest.Error
+	var nf *store.NotFoundError
 	switch {
+	case errors.As(err, &nf):
+		// The object as the client named it; the log keeps the rest.
+		return status.Error(codes.NotFound, nf.Error())
+	case errors.Is(err, store.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.As(err, &merr):
 		st := status.New(codes.InvalidArgument, merr.Error())
 		if d, derr := st.WithDetails(merr.BadRequest()); derr == nil {
@@ -146,6 +159,8 @@ func toStatus(err error) error {
 		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, store.ErrConflict):
 		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, store.ErrNodeHeld), errors.Is(err, ErrOtherCluster):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
@@ -352,7 +367,7 @@ func (c *controlService) GetClusterSummary(ctx context.Context, _ *persysv1.Clus
 		out.Capacity.DiskBytes += capy.GetDiskBytes()
 	}
 	for _, e := range c.s.workloads {
-		if e.assignment.GetNodeId() == "" {
+		if e.assignment.GetNodeId() == "" || !c.s.holdsLocked(e) {
 			continue
 		}
 		r := e.w.GetSpec().GetResources()
@@ -559,7 +574,7 @@ func (s *Scheduler) nodeViews(only string) []*persysv1.Node {
 	defer s.mu.Unlock()
 	alloc := map[string]*persysv1.Resources{}
 	for _, e := range s.workloads {
-		if id := e.assignment.GetNodeId(); id != "" && (only == "" || id == only) {
+		if id := e.assignment.GetNodeId(); id != "" && (only == "" || id == only) && s.holdsLocked(e) {
 			alloc[id] = addResources(alloc[id], e.w.GetSpec().GetResources())
 		}
 	}

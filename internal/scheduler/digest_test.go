@@ -126,9 +126,15 @@ func newDigestEnv(t *testing.T) *digestEnv {
 // startSimAgent runs a real agent for node id on a fresh sim runtime,
 // labelled node=id, whose heartbeats go through a tap.
 func (e *digestEnv) startSimAgent(id string) simAgent {
+	e.t.Helper()
+	return e.startSimAgentWith(id, sim.Options{})
+}
+
+// startSimAgentWith is startSimAgent on a sim runtime with opts.
+func (e *digestEnv) startSimAgentWith(id string, opts sim.Options) simAgent {
 	t := e.t
 	t.Helper()
-	rt, err := sim.New(sim.Options{})
+	rt, err := sim.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,6 +84,9 @@ type clusterOptions struct {
 	// agentHeartbeat is what agents use before the scheduler tells them
 	// (default heartbeat).
 	agentHeartbeat time.Duration
+	// nodeIDs, when set, are the nodes' ids (and their number), instead of
+	// ids unique to the run: two clusters may then share one.
+	nodeIDs []string
 }
 
 // cluster is a scheduler and one or more agents over an embedded etcd and
@@ -97,6 +100,7 @@ type cluster struct {
 	root      *testing.T
 	opts      clusterOptions
 	bundle    *pki.Bundle
+	emb       *store.Embedded
 	store     *store.Store
 	etcd      *clientv3.Client
 	docker    *client.Client
@@ -164,15 +168,27 @@ func newBareCluster(t *testing.T, opts clusterOptions) *cluster {
 		opts.agentHeartbeat = heartbeat
 	}
 	cli, image := images.HelloImage(t)
-	st, etcd := storetest.New(t)
+	emb := storetest.Embedded(t)
+	etcd, err := emb.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = etcd.Close() })
+	st := store.New(etcd, store.Options{})
 	run := randomHex(4)
 	var nodes []string
 	dirs := map[string]string{}
+	if len(opts.nodeIDs) > 0 {
+		opts.nodes = len(opts.nodeIDs)
+	}
 	for i := 0; i < opts.nodes; i++ {
 		// A node id of its own keeps this run's containers apart from
 		// those of other agents on the shared engine (the runtime scopes
 		// to its node).
 		id := fmt.Sprintf("st-node-%s-%c", run, 'a'+i)
+		if len(opts.nodeIDs) > 0 {
+			id = opts.nodeIDs[i]
+		}
 		nodes = append(nodes, id)
 		dirs[id] = t.TempDir()
 	}
@@ -180,7 +196,7 @@ func newBareCluster(t *testing.T, opts clusterOptions) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, root: t, opts: opts, bundle: b, store: st, etcd: etcd, docker: cli, image: image,
+	c := &cluster{t: t, root: t, opts: opts, bundle: b, emb: emb, store: st, etcd: etcd, docker: cli, image: image,
 		prefix: "st" + run, nodeID: nodes[0], nodeIDs: nodes, agentDirs: dirs, agents: map[string]*agentProc{}}
 	// Registered first so that it runs last, once the schedulers and the
 	// agents have stopped and cannot create anything any more.
@@ -380,7 +396,10 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 		}
 		control, closeControl = persysv1.NewControlServiceClient(conn), conn.Close
 	}
-	rt, err := docker.New(docker.Options{Client: c.docker, Logger: testLogger(), StopTimeout: 2 * time.Second, NodeID: id})
+	// As persys agent does: the agent learns the cluster id, the runtime
+	// labels and scopes by it.
+	cl := runtime.NewCluster()
+	rt, err := docker.New(docker.Options{Client: c.docker, Logger: testLogger(), StopTimeout: 2 * time.Second, NodeID: id, Cluster: cl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,6 +414,7 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 		HeartbeatInterval: c.opts.agentHeartbeat,
 		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:           c.agentDirs[id],
+		Cluster:           cl,
 		Logger:            testLogger().With("component", "agent", "node", id),
 		Registry:          prometheus.NewRegistry(),
 	})

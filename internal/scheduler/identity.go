@@ -424,26 +424,48 @@ func (s *Scheduler) heldBy(nodeID string, ni store.NodeIdentity, found bool, now
 	return ""
 }
 
+// joinRequest is a JoinNodeRequest checked by parseJoinRequest.
+type joinRequest struct {
+	tokenID, secret string
+	csr             *x509.CertificateRequest
+	nodeID          string
+	dns             []string
+	ips             []net.IP
+}
+
+// parseJoinRequest checks everything of a join request that needs no
+// store: the token's form and the CSR (signature, key, node id, names).
+// The request comes from a caller without a certificate; every error
+// names the field.
+func parseJoinRequest(req *persysv1.JoinNodeRequest) (joinRequest, error) {
+	tid, secret, err := ParseJoinToken(req.GetToken())
+	if err != nil {
+		return joinRequest{}, err
+	}
+	csr, err := pki.ParseCSR(req.GetCsrPem())
+	if err != nil {
+		return joinRequest{}, err
+	}
+	nodeID := strings.TrimSpace(csr.Subject.CommonName)
+	if err := pki.ValidateName("csr common name (node id)", nodeID); err != nil {
+		return joinRequest{}, err
+	}
+	dns, ips, err := csrNames(csr)
+	if err != nil {
+		return joinRequest{}, err
+	}
+	return joinRequest{tokenID: tid, secret: secret, csr: csr, nodeID: nodeID, dns: dns, ips: ips}, nil
+}
+
 func (c *controlService) JoinNode(ctx context.Context, req *persysv1.JoinNodeRequest) (*persysv1.JoinNodeResponse, error) {
 	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
-	tid, secret, err := ParseJoinToken(req.GetToken())
+	jr, err := parseJoinRequest(req)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	csr, err := pki.ParseCSR(req.GetCsrPem())
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	nodeID := strings.TrimSpace(csr.Subject.CommonName)
-	if err := pki.ValidateName("csr common name (node id)", nodeID); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
-	dns, ips, err := csrNames(csr)
-	if err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
-	}
+	tid, secret, csr, nodeID, dns, ips := jr.tokenID, jr.secret, jr.csr, jr.nodeID, jr.dns, jr.ips
 	ca, bundle, err := c.s.loadCA()
 	if err != nil {
 		return nil, err

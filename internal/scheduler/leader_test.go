@@ -29,7 +29,7 @@ type replica struct {
 
 func (c *cluster) startReplica(addr string) *replica {
 	c.t.Helper()
-	cli, err := store.Connect(c.etcd.Endpoints(), nil)
+	cli, err := c.emb.Client()
 	if err != nil {
 		c.t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/obs"
 )
 
 type metrics struct {
@@ -26,6 +27,7 @@ type metrics struct {
 	rescheduled       prometheus.Counter
 	moves             prometheus.Counter
 	retries           *prometheus.CounterVec
+	grpcPanics        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
@@ -65,6 +67,7 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			Name: "moves_total", Help: "Workloads moved off a draining node (old copy removed after the new one ran)."}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "retry_attempts_total", Help: "Failed apply attempts that the retry engine recorded, by reason."}, []string{"reason"}),
+		grpcPanics: obs.NewGRPCPanics("scheduler"),
 	}
 	for _, r := range []string{"served", "resend_full"} {
 		m.digestOnly.WithLabelValues(r) // both series from the start, at 0
@@ -73,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
+		m.applies, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, m.grpcPanics, &stateCollector{s: s})
 	return m
 }
 

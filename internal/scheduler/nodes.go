@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -13,11 +15,30 @@ import (
 	"github.com/persys-dev/compute/internal/store"
 )
 
+// ErrOtherCluster: an agent whose data dir belongs to another cluster
+// asked to register.
+var ErrOtherCluster = errors.New("belongs to another cluster")
+
 // registerNode records the node, grants its liveness lease and adopts what
-// it already runs.
+// it already runs. It refuses, before looking at the workloads, an agent of
+// another cluster (what it reports is that cluster's) and, while the node's
+// lease is alive, another agent instance under the same node id.
 func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
 	id := req.GetNodeId()
-	leaseID, err := s.store.GrantNodeLease(ctx, id, s.cfg.LeaseTTL)
+	cluster := s.ClusterID()
+	if cluster == "" {
+		return nil, status.Error(codes.Unavailable, "the scheduler does not know its cluster id yet")
+	}
+	if told := req.GetClusterId(); told != "" && told != cluster {
+		return nil, fmt.Errorf("cluster_id %q: node %s %w (this is cluster %q); start the agent with a fresh data dir to join this one",
+			told, id, ErrOtherCluster, cluster)
+	}
+	leaseID, err := s.store.GrantNodeLeaseAs(ctx, id, req.GetInstanceId(), s.cfg.LeaseTTL)
+	if errors.Is(err, store.ErrNodeHeld) {
+		s.log.Warn("registration refused: node id held by another agent instance", "node", id, "instance", req.GetInstanceId())
+		return nil, fmt.Errorf("node_id %q is registered and alive under another agent instance, not %q: stop that agent or give this one another --node-id: %w",
+			id, req.GetInstanceId(), err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("grant lease for node %s: %w", id, err)
 	}
@@ -71,6 +92,7 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	return &persysv1.RegisterNodeResponse{
 		HeartbeatIntervalMs: interval.Milliseconds(),
 		LeaseTtlSeconds:     int64(s.cfg.LeaseTTL / time.Second),
+		ClusterId:           cluster,
 	}, nil
 }
 
@@ -101,8 +123,13 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	s.mu.Lock()
 	ne.usage = req.GetUsage()
 	ne.lastHeartbeat = s.cfg.Now()
+	portsChanged := !req.GetDigestOnly() && s.setUsedPortsLocked(ne, req.GetUsedHostPorts())
 	intervalMs := s.heartbeatIntervalLocked().Milliseconds()
 	s.mu.Unlock()
+	if portsChanged {
+		// A port given up may be what a pending workload waits for.
+		s.queuePending()
+	}
 	if req.GetDigestOnly() {
 		if !s.processDigest(id, req.GetReportDigest()) {
 			s.metrics.digestOnly.WithLabelValues("resend_full").Inc()

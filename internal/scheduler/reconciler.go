@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/hostaccess"
+	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
@@ -239,13 +241,15 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		NodeSelector: spec.GetNodeSelector(),
 		RequireKVM:   spec.GetVm().GetAccel() == "kvm",
 		Pools:        poolDemands(spec),
+		Host:         hostNeeds(spec),
 	}
 	dec := s.writes().sampler.Place(nodes, req, s.cfg.Strategy)
 	s.metrics.placementDuration.Observe(time.Since(start).Seconds())
+	held := heldPlacement{node: dec.NodeID, res: req.Resources, pools: req.Pools, ports: req.Host.Ports}
 	if dec.Placed() {
 		s.mu.Lock()
-		s.holdLocked(name, dec.NodeID, req.Resources, req.Pools)
-		s.batches.inflight[name] = heldPlacement{node: dec.NodeID, res: req.Resources, pools: req.Pools}
+		s.holdLocked(name, held)
+		s.batches.inflight[name] = held
 		s.mu.Unlock()
 	}
 	placeMu.Unlock()
@@ -276,7 +280,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		}
 		s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(),
 			State:    persysv1.ActualState_ACTUAL_STATE_PENDING,
-			Reason:   persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE,
+			Reason:   pendingReason(dec),
 			Message:  msg,
 			NodeId:   v.in.Node,
 			Revision: v.w.GetRevision()})
@@ -300,7 +304,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	if err != nil {
 		placeMu.Lock()
 		s.mu.Lock()
-		s.releaseLocked(name, dec.NodeID, req.Resources, req.Pools)
+		s.releaseLocked(name, held)
 		s.mu.Unlock()
 		placeMu.Unlock()
 		if errors.Is(err, store.ErrConflict) {
@@ -390,39 +394,41 @@ type placementSnapshot struct {
 // invalidateLocked drops the cached placement snapshot. Callers hold mu.
 func (s *Scheduler) invalidateLocked() { s.snap = nil }
 
-// heldPlacement is a placement chosen and not yet committed: a rebuilt
-// snapshot holds it again (buildSnapshotLocked).
+// heldPlacement is what a placement holds on its node: its resources,
+// pools and host ports. One chosen and not yet committed is kept in
+// flight, and a rebuilt snapshot holds it again (buildSnapshotLocked).
 type heldPlacement struct {
 	node  string
 	res   model.Resources
 	pools []placement.PoolDemand
+	ports []hostaccess.Port
 }
 
-// holdLocked adds a placement of name on nodeID to the cached snapshot,
-// building it first if needed. Callers hold placeMu and mu.
-func (s *Scheduler) holdLocked(name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
+// holdLocked adds a placement of name to the cached snapshot, building it
+// first if needed. Callers hold placeMu and mu.
+func (s *Scheduler) holdLocked(name string, h heldPlacement) {
 	if s.snap == nil {
 		s.snap = s.buildSnapshotLocked()
 	}
-	s.snap.hold(name, nodeID, r, pools)
+	s.snap.hold(name, h)
 }
 
-func (p *placementSnapshot) hold(name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
-	if p.held[name] == nodeID {
+func (p *placementSnapshot) hold(name string, h heldPlacement) {
+	if p.held[name] == h.node {
 		return
 	}
-	p.adjust(nodeID, r, pools, 1)
-	p.held[name] = nodeID
+	p.adjust(h, 1)
+	p.held[name] = h.node
 }
 
 // releaseLocked undoes holdLocked after a failed commit and forgets the
 // placement in flight. Callers hold placeMu and mu.
-func (s *Scheduler) releaseLocked(name, nodeID string, r model.Resources, pools []placement.PoolDemand) {
+func (s *Scheduler) releaseLocked(name string, h heldPlacement) {
 	delete(s.batches.inflight, name)
-	if s.snap == nil || s.snap.held[name] != nodeID {
+	if s.snap == nil || s.snap.held[name] != h.node {
 		return
 	}
-	s.snap.adjust(nodeID, r, pools, -1)
+	s.snap.adjust(h, -1)
 	delete(s.snap.held, name)
 }
 
@@ -436,19 +442,24 @@ func (s *Scheduler) assignmentChangedLocked(name string, a *persysv1.Assignment)
 	s.invalidateLocked()
 }
 
-// adjust adds (sign 1) or removes (sign -1) a workload's demand on a node.
-func (p *placementSnapshot) adjust(nodeID string, r model.Resources, pools []placement.PoolDemand, sign int64) {
-	i, ok := p.index[nodeID]
+// adjust adds (sign 1) or removes (sign -1) a workload's demand on its
+// node.
+func (p *placementSnapshot) adjust(h heldPlacement, sign int64) {
+	i, ok := p.index[h.node]
 	if !ok {
 		return
 	}
 	n := &p.nodes[i]
 	if sign > 0 {
-		n.Allocated = n.Allocated.Add(r)
+		n.Allocated = n.Allocated.Add(h.res)
 	} else {
-		n.Allocated = n.Allocated.Sub(r)
+		n.Allocated = n.Allocated.Sub(h.res)
 	}
-	if len(pools) > 0 {
+	if len(h.ports) > 0 {
+		// Shared with earlier copies of the snapshot, as pools are.
+		n.Ports = adjustPorts(n.Ports, h.ports, sign)
+	}
+	if pools := h.pools; len(pools) > 0 {
 		// The pools slice is shared with earlier copies of the snapshot
 		// handed to placements: copy before writing.
 		n.Pools = slices.Clone(n.Pools)
@@ -493,6 +504,9 @@ func (s *Scheduler) poolAllocationsLocked(only string) map[string]map[string]int
 		}
 	}
 	for _, e := range s.workloads {
+		if !s.holdsLocked(e) {
+			continue
+		}
 		add(e.assignment.GetNodeId(), e.w.GetSpec())
 		add(e.assignment.GetPreviousNodeId(), e.w.GetSpec())
 	}
@@ -502,6 +516,9 @@ func (s *Scheduler) poolAllocationsLocked(only string) map[string]map[string]int
 func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 	alloc := make(map[string]model.Resources, len(s.nodes))
 	for _, e := range s.workloads {
+		if !s.holdsLocked(e) {
+			continue
+		}
 		if id := e.assignment.GetNodeId(); id != "" {
 			alloc[id] = alloc[id].Add(fromProtoResources(e.w.GetSpec().GetResources()))
 		}
@@ -510,6 +527,7 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 		}
 	}
 	poolAlloc := s.poolAllocationsLocked("")
+	ports := s.portsHeldLocked()
 	out := make([]placement.Node, 0, len(s.nodes))
 	for id, ne := range s.nodes {
 		caps := ne.node.GetCapabilities()
@@ -531,6 +549,8 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 			ID: id, Ready: ne.alive, Cordoned: ne.node.GetCordoned(), Runtimes: rts, Labels: caps.GetLabels(),
 			Capacity: fromProtoResources(capacity), Allocated: alloc[id],
 			Accel: caps.GetVmAccel(), Pools: pools,
+			Policy: specaccess.PolicyFromProto(caps.GetPolicy()),
+			Ports:  append(ports[id], usedPorts(caps)...),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -542,7 +562,7 @@ func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 	// in the cache) count too.
 	for name, h := range s.batches.inflight {
 		if e := s.workloads[name]; e != nil && e.assignment.GetNodeId() != h.node {
-			snap.hold(name, h.node, h.res, h.pools)
+			snap.hold(name, h)
 		}
 	}
 	return snap
@@ -763,11 +783,17 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 		return
 	}
 	s.mu.Lock()
+	freed := false
 	if e := s.workloads[name]; e != nil && rev > e.statusRev {
+		freed = !gaveUp(e.status, e.w, s.cfg.MaxAttempts) && gaveUp(st, e.w, s.cfg.MaxAttempts)
 		s.setStatusLocked(e, st, rev)
 	}
 	s.notifyLocked(name)
 	s.mu.Unlock()
+	if freed {
+		// What it held on its node may be where a pending workload fits.
+		s.queuePending()
+	}
 
 	if prev.GetState() != st.GetState() || prev.GetReason() != st.GetReason() {
 		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
@@ -820,8 +846,11 @@ func decisionProto(d placement.Decision) *persysv1.PlacementDecision {
 	out := &persysv1.PlacementDecision{NodeId: d.NodeID, Score: d.Score, FeasibleNodes: int32(d.Feasible),
 		TotalNodes: int32(d.Total), Strategy: d.Strategy.String()}
 	for _, r := range d.Rejections {
-		out.Rejections = append(out.Rejections, &persysv1.NodeRejection{NodeId: r.NodeID,
-			Reason: persysv1.RejectReason(r.Reason), Detail: r.Detail()})
+		nr := &persysv1.NodeRejection{NodeId: r.NodeID, Reason: persysv1.RejectReason(r.Reason), Detail: r.Detail()}
+		for _, a := range r.Also(nil) {
+			nr.Also = append(nr.Also, persysv1.RejectReason(a))
+		}
+		out.Rejections = append(out.Rejections, nr)
 	}
 	return out
 }

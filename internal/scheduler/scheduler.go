@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/store"
@@ -89,6 +90,10 @@ type Config struct {
 	// Secrets seals and opens secrets; nil disables the secret API (its
 	// calls answer FailedPrecondition) and fails applies that reference one.
 	Secrets *secrets.Keyring
+	// ClusterID is the id this scheduler proposes for its cluster (the CA
+	// folder's, see pki.EnsureClusterID); empty proposes a random one. The
+	// first proposal stored in etcd stays the cluster's id for good.
+	ClusterID string
 	// GitCacheDir holds the bare clones compose files are read from (one
 	// folder per repository URL, mode 0700): `persys scheduler` passes
 	// DATA_DIR/git-cache. Empty: a folder under the system's temporary
@@ -198,6 +203,9 @@ type Scheduler struct {
 	// loadedCh is closed once the first snapshot is in the cache.
 	loadedCh   chan struct{}
 	loadedOnce sync.Once
+	// clusterID is the cluster's id, read from etcd when a term starts
+	// (a string; "" before).
+	clusterID atomic.Value
 	// Identity calls and revocations (identity.go).
 	idOnce sync.Once
 	id     *identityState
@@ -291,6 +299,11 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Agents == nil {
 		return nil, errors.New("scheduler: Config.Agents is required")
 	}
+	if cfg.ClusterID != "" {
+		if err := pki.ValidateClusterID("scheduler: Config.ClusterID", cfg.ClusterID); err != nil {
+			return nil, err
+		}
+	}
 	s := &Scheduler{
 		cfg:            cfg,
 		store:          cfg.Store,
@@ -354,6 +367,11 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.events.run(ctx) }()
 
+	if err := s.ensureClusterID(ctx); err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
 	rev, err := s.load(ctx)
 	if err != nil {
 		cancel()
@@ -386,6 +404,33 @@ func (s *Scheduler) lead(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// ensureClusterID reads the cluster's id from etcd, storing this
+// scheduler's proposal when the cluster has none yet.
+func (s *Scheduler) ensureClusterID(ctx context.Context) error {
+	proposed := s.cfg.ClusterID
+	if proposed == "" {
+		var err error
+		if proposed, err = pki.NewClusterID(); err != nil {
+			return err
+		}
+	}
+	id, err := s.store.EnsureClusterID(ctx, proposed)
+	if err != nil {
+		return fmt.Errorf("cluster id: %w", err)
+	}
+	if s.cfg.ClusterID != "" && id != s.cfg.ClusterID {
+		s.log.Warn("the cluster id stored in etcd differs from the CA folder's; keeping etcd's", "cluster", id, "ca_folder", s.cfg.ClusterID)
+	}
+	s.clusterID.Store(id)
+	return nil
+}
+
+// ClusterID returns the cluster's id; "" until this replica first led.
+func (s *Scheduler) ClusterID() string {
+	id, _ := s.clusterID.Load().(string)
+	return id
 }
 
 // load replaces the cache with one consistent snapshot and queues every

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -14,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/obs"
 )
 
 // gracefulStopTimeout bounds how long Serve waits for running calls when
@@ -36,13 +36,16 @@ const streamWorkers = 256
 
 // ServeWith is Serve with the transport given as server options: opts must
 // set the credentials, and may add interceptors that run before the
-// scheduler's own. The daemons use Serve; the hollow-node simulator passes
+// scheduler's own (after panic recovery). The daemons use Serve; the hollow-node simulator passes
 // plaintext credentials and an interceptor that asserts each simulated
 // node's identity (grpcauth.AssertIdentity).
 func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.ServerOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	srv := grpc.NewServer(append(slices.Clone(opts),
+	// Recovery comes first: a panic in any interceptor after it (the
+	// caller's, authentication) or in a handler fails only its call.
+	all := append(obs.GRPCRecovery(s.metrics.grpcPanics, s.log), opts...)
+	srv := grpc.NewServer(append(all,
 		// Calls are served by reused goroutines whose stacks have grown
 		// already, not one new goroutine per call that grows its stack
 		// again (3% of the CPU at 5,000 placements/s); a call that finds

@@ -49,6 +49,10 @@ func (s *Scheduler) dropWorkloadLocked(name string) {
 // setStatusLocked replaces the cached status of e, an entry of the cache.
 // Callers hold mu.
 func (s *Scheduler) setStatusLocked(e *workloadEntry, st *persysv1.WorkloadStatus, rev int64) {
+	if gaveUp(e.status, e.w, s.cfg.MaxAttempts) != gaveUp(st, e.w, s.cfg.MaxAttempts) {
+		// It gives its node back, or takes it again (holdsLocked).
+		s.invalidateLocked()
+	}
 	s.counts.add(e.status, -1)
 	e.status, e.statusRev = st, rev
 	s.counts.add(st, 1)

@@ -91,7 +91,7 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (*persysv1.APIToken,
 	infoKvs := resp.Responses[0].GetResponseRange().GetKvs()
 	hashKvs := resp.Responses[1].GetResponseRange().GetKvs()
 	if len(infoKvs) == 0 {
-		return nil, nil, 0, fmt.Errorf("store: api token %q: %w", id, ErrNotFound)
+		return nil, nil, 0, notFound("api token", id)
 	}
 	info := &persysv1.APIToken{}
 	if err := proto.Unmarshal(infoKvs[0].Value, info); err != nil {

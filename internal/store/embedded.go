@@ -9,15 +9,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
-	"go.etcd.io/etcd/server/v3/etcdserver/api/v3rpc"
-	"go.etcd.io/etcd/server/v3/proxy/grpcproxy/adapter"
 	"go.uber.org/zap/zapcore"
 )
 
@@ -37,21 +36,60 @@ const (
 	maxUnixSocketPath    = 100
 )
 
+// EmbeddedTLS names the PEM files that lock the embedded etcd: every TCP
+// listener (clients and peers) speaks TLS and serves only a client that
+// presents a certificate CAFile verifies. Without it any local process
+// could read and write every key, past the scheduler's mTLS and roles.
+type EmbeddedTLS struct {
+	// CAFile is the cluster's CA bundle; clients and peers must present a
+	// certificate it verifies.
+	CAFile string
+	// CertFile and KeyFile are served to clients and peers and presented
+	// to other members; the certificate needs both server and client auth
+	// usage (a scheduler's has) and SANs for the listen IPs. etcd reads
+	// them at each handshake, so a renewed certificate is used at once.
+	CertFile string
+	KeyFile  string
+}
+
+func (t *EmbeddedTLS) validate() error {
+	if t == nil {
+		return fmt.Errorf("store: embedded etcd: TLS: %w: required (the store answers only to clients with a certificate)", ErrInvalid)
+	}
+	for _, f := range []struct{ field, v string }{{"TLS.CAFile", t.CAFile}, {"TLS.CertFile", t.CertFile}, {"TLS.KeyFile", t.KeyFile}} {
+		if f.v == "" {
+			return fmt.Errorf("store: embedded etcd: %s: %w: required", f.field, ErrInvalid)
+		}
+		if _, err := os.Stat(f.v); err != nil {
+			return fmt.Errorf("store: embedded etcd: %s: %w: %v", f.field, ErrInvalid, err)
+		}
+	}
+	return nil
+}
+
+func (t *EmbeddedTLS) info() transport.TLSInfo {
+	return transport.TLSInfo{CertFile: t.CertFile, KeyFile: t.KeyFile, TrustedCAFile: t.CAFile, ClientCertAuth: true}
+}
+
 // EmbeddedOptions configure StartEmbedded.
 type EmbeddedOptions struct {
 	// Dir is the data directory; required. Created with mode 0700.
 	Dir string
 	// Name is the member name; default "persys".
 	Name string
-	// ClientURL is where clients connect. Empty: loopback TCP on a port the
-	// kernel picks (see Endpoints). ClientURLUnix: a unix socket
-	// Dir/etcd.sock. Otherwise an http:// URL on a loopback address or a
-	// unix:///absolute/path URL. The listener is plaintext, so non-loopback
-	// addresses are refused.
+	// TLS locks the client and peer listeners; required.
+	TLS *EmbeddedTLS
+	// ClientURL is where clients connect. Empty: TLS on loopback TCP on a
+	// port the kernel picks (see Endpoints). Otherwise an https:// URL on
+	// an IP address, or ClientURLUnix: only a unix socket Dir/etcd.sock,
+	// mode 0600 in the 0700 Dir, so only this user reaches it (without TLS).
 	ClientURL string
-	// PeerURL is the raft peer URL; default loopback TCP on a kernel-picked
-	// port. Only a member that other members join needs a fixed one.
+	// PeerURL is the raft peer URL (https, an IP address); default loopback
+	// on a kernel-picked port. A member of several needs a fixed one.
 	PeerURL string
+	// InitialCluster lists every member of a new cluster as
+	// name=peerURL,...; empty: this member alone.
+	InitialCluster string
 	// CompactionRetention is the periodic auto-compaction retention;
 	// default DefaultCompactionRetention.
 	CompactionRetention string
@@ -63,15 +101,17 @@ type EmbeddedOptions struct {
 	Logger *slog.Logger
 }
 
-// Embedded is an in-process single-member etcd server.
+// Embedded is an in-process etcd member.
 type Embedded struct {
 	etcd      *embed.Etcd
+	tls       *EmbeddedTLS
 	log       *slog.Logger
 	closeOnce sync.Once
 }
 
-// StartEmbedded starts an etcd server in this process and waits (at most
-// 30 s) until it serves. Several embedded servers can run in one process as
+// StartEmbedded starts an etcd member in this process and waits (at most
+// 30 s) until it serves, which for a member of several means until a
+// quorum has started. Several embedded servers can run in one process as
 // long as their Dir differ. Callers must Close it.
 func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	if opts.Dir == "" {
@@ -84,6 +124,9 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: embedded etcd: create Dir: %w", err)
 	}
+	if err := opts.TLS.validate(); err != nil {
+		return nil, err
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -93,9 +136,12 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	peerURL, err := parseLoopbackURL("PeerURL", defaultString(opts.PeerURL, "http://127.0.0.1:0"), false)
+	peerURL, err := parseTLSURL("PeerURL", defaultString(opts.PeerURL, "https://127.0.0.1:0"))
 	if err != nil {
 		return nil, err
+	}
+	if opts.InitialCluster != "" && peerURL.Port() == "0" {
+		return nil, fmt.Errorf("store: embedded etcd: PeerURL %q: %w: a member of InitialCluster needs a fixed port", peerURL, ErrInvalid)
 	}
 
 	cfg := embed.NewConfig()
@@ -105,7 +151,9 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	cfg.AdvertiseClientUrls = []url.URL{*clientURL}
 	cfg.ListenPeerUrls = []url.URL{*peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{*peerURL}
-	cfg.InitialCluster = cfg.Name + "=" + peerURL.String()
+	cfg.InitialCluster = defaultString(opts.InitialCluster, cfg.Name+"="+peerURL.String())
+	cfg.ClientTLSInfo = opts.TLS.info()
+	cfg.PeerTLSInfo = opts.TLS.info()
 	cfg.InitialClusterToken = "persys-embedded"
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = defaultString(opts.CompactionRetention, DefaultCompactionRetention)
@@ -134,7 +182,14 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("store: embedded etcd not ready after %s", embeddedReadyTimeout)
 	}
-	em := &Embedded{etcd: e, log: log}
+	if clientURL.Scheme == "unix" {
+		// Only this user may open the plaintext socket.
+		if err := os.Chmod(clientURL.Path, 0o600); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("store: embedded etcd: socket mode: %w", err)
+		}
+	}
+	em := &Embedded{etcd: e, tls: opts.TLS, log: log}
 	log.Debug("embedded etcd ready", "dir", dir, "endpoints", em.Endpoints())
 	return em, nil
 }
@@ -149,14 +204,34 @@ func (e *Embedded) Endpoints() []string {
 			eps = append(eps, "unix://"+addr.String())
 			continue
 		}
-		eps = append(eps, "http://"+addr.String())
+		eps = append(eps, "https://"+addr.String())
 	}
 	return eps
 }
 
-// Client returns a new client connected to this server; the caller closes it.
+// Client returns a new client connected to this server, presenting the
+// server's own certificate over TCP; the caller closes it.
 func (e *Embedded) Client() (*clientv3.Client, error) {
-	return connect(e.Endpoints(), nil, e.log)
+	eps := e.Endpoints()
+	var tlsCfg *tls.Config
+	if !strings.HasPrefix(eps[0], "unix://") {
+		var err error
+		if tlsCfg, err = e.ClientTLS(); err != nil {
+			return nil, err
+		}
+	}
+	return connect(eps, tlsCfg, e.log)
+}
+
+// ClientTLS is a client configuration that presents the server's own
+// certificate and trusts its CA bundle, for clients in other packages.
+func (e *Embedded) ClientTLS() (*tls.Config, error) {
+	info := e.tls.info()
+	cfg, err := info.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("store: embedded etcd client TLS: %w", err)
+	}
+	return cfg, nil
 }
 
 // LocalClient returns a client that calls this server in process: no
@@ -166,10 +241,10 @@ func (e *Embedded) Client() (*clientv3.Client, error) {
 // syscalls). The caller closes it; it works until the server stops. Other
 // processes still reach the server at Endpoints.
 func (e *Embedded) LocalClient() *clientv3.Client {
-	cli := v3client.New(e.etcd.Server)
+	cli, lc := newLocalClient(e.etcd.Server)
 	// The store's keep-alive stream needs a LeaseClient, which a
 	// connectionless client cannot make: register the in-process one.
-	localLeaseClients.Store(cli, adapter.LeaseServerToLeaseClient(v3rpc.NewQuotaLeaseServer(e.etcd.Server)))
+	localLeaseClients.Store(cli, lc)
 	go func() {
 		<-cli.Ctx().Done() // closed
 		localLeaseClients.Delete(cli)
@@ -188,6 +263,19 @@ func leaseClientOf(cli *clientv3.Client) pb.LeaseClient {
 	return pb.NewLeaseClient(cli.ActiveConnection())
 }
 
+// Kill stops the member at once, as a crash would (no leadership
+// transfer, in-flight requests fail), then closes it: for tests of member
+// loss.
+func (e *Embedded) Kill() {
+	e.etcd.Server.HardStop()
+	e.Close()
+}
+
+// IsLeader reports whether this member leads its cluster now.
+func (e *Embedded) IsLeader() bool {
+	return e.etcd.Server.Leader() == e.etcd.Server.MemberID()
+}
+
 // Err reports a fatal error of the running server (the channel is closed
 // once the server has stopped).
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
@@ -200,9 +288,9 @@ func (e *Embedded) Close() {
 	})
 }
 
-// Connect returns a client for an external etcd cluster. tlsCfg may be nil
-// for plaintext endpoints. The client connects lazily; the first request
-// reports an unreachable cluster.
+// Connect returns a client for an external etcd cluster. tlsCfg is nil
+// only for plaintext endpoints, which callers allow explicitly. The client
+// connects lazily; the first request reports an unreachable cluster.
 func Connect(endpoints []string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	return connect(endpoints, tlsCfg, nil)
 }
@@ -234,7 +322,7 @@ func connect(endpoints []string, tlsCfg *tls.Config, log *slog.Logger) (*clientv
 func embeddedClientURL(raw, dir string) (*url.URL, error) {
 	switch raw {
 	case "":
-		return parseLoopbackURL("ClientURL", "http://127.0.0.1:0", true)
+		return parseTLSURL("ClientURL", "https://127.0.0.1:0")
 	case ClientURLUnix:
 		sock := filepath.Join(dir, "etcd.sock")
 		if len(sock) > maxUnixSocketPath {
@@ -246,39 +334,28 @@ func embeddedClientURL(raw, dir string) (*url.URL, error) {
 		}
 		return &url.URL{Scheme: "unix", Path: sock}, nil
 	default:
-		return parseLoopbackURL("ClientURL", raw, true)
+		return parseTLSURL("ClientURL", raw)
 	}
 }
 
-// parseLoopbackURL accepts http URLs on loopback addresses and, when
-// allowUnix, unix:///absolute/path URLs.
-func parseLoopbackURL(field, raw string, allowUnix bool) (*url.URL, error) {
+// parseTLSURL accepts https URLs on a specific IP address: what a member
+// listens on is also what it advertises.
+func parseTLSURL(field, raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: %v", field, raw, ErrInvalid, err)
 	}
-	switch u.Scheme {
-	case "unix":
-		if !allowUnix || u.Host != "" || !filepath.IsAbs(u.Path) {
-			return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: want unix:///absolute/path", field, raw, ErrInvalid)
-		}
-		if len(u.Path) > maxUnixSocketPath {
-			return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: socket path longer than %d bytes", field, raw, ErrInvalid, maxUnixSocketPath)
-		}
-		return u, nil
-	case "http":
-		host, port, err := net.SplitHostPort(u.Host)
-		if err != nil || port == "" {
-			return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: want http://127.0.0.1:PORT", field, raw, ErrInvalid)
-		}
-		ip := net.ParseIP(host)
-		if ip == nil || !ip.IsLoopback() {
-			return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: plaintext listener must be on a loopback IP", field, raw, ErrInvalid)
-		}
-		return &url.URL{Scheme: "http", Host: u.Host}, nil
-	default:
-		return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: scheme must be http or unix", field, raw, ErrInvalid)
+	if u.Scheme != "https" {
+		return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: scheme must be https (plaintext TCP is refused)", field, raw, ErrInvalid)
 	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || port == "" {
+		return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: want https://IP:PORT", field, raw, ErrInvalid)
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		return nil, fmt.Errorf("store: embedded etcd: %s %q: %w: want a specific IP address", field, raw, ErrInvalid)
+	}
+	return &url.URL{Scheme: "https", Host: u.Host}, nil
 }
 
 func defaultString(v, def string) string {

@@ -54,14 +54,19 @@ func TestEmbeddedUnixSocketAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	opts := store.EmbeddedOptions{Dir: dir, ClientURL: store.ClientURLUnix, UnsafeNoFsync: true, Logger: slog.New(slog.DiscardHandler)}
+	opts := store.EmbeddedOptions{Dir: dir, TLS: storetest.TLS(t, t.TempDir()), ClientURL: store.ClientURLUnix, UnsafeNoFsync: true, Logger: slog.New(slog.DiscardHandler)}
 
 	e, err := store.StartEmbedded(opts)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	if ep := e.Endpoints()[0]; ep != "unix://"+filepath.Join(dir, "etcd.sock") {
+	sock := filepath.Join(dir, "etcd.sock")
+	if ep := e.Endpoints()[0]; ep != "unix://"+sock {
 		t.Fatalf("endpoint %q", ep)
+	}
+	// The socket has no TLS: only this user may open it.
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode: %v, %v", fi, err)
 	}
 	cli, err := e.Client()
 	if err != nil {
@@ -95,18 +100,27 @@ func TestEmbeddedUnixSocketAndRestart(t *testing.T) {
 func TestEmbeddedOptionsValidation(t *testing.T) {
 	t.Parallel()
 	long := "/" + strings.Repeat("d", 120)
+	tlsFiles := storetest.TLS(t, t.TempDir())
+	opts := func(clientURL, peerURL string) store.EmbeddedOptions {
+		return store.EmbeddedOptions{Dir: t.TempDir(), TLS: tlsFiles, ClientURL: clientURL, PeerURL: peerURL}
+	}
 	tests := []struct {
 		name  string
 		opts  store.EmbeddedOptions
 		field string
 	}{
-		{name: "no dir", opts: store.EmbeddedOptions{}, field: "Dir"},
-		{name: "public client url", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "http://0.0.0.0:2379"}, field: "ClientURL"},
-		{name: "hostname client url", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "http://localhost:2379"}, field: "ClientURL"},
-		{name: "https client url", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "https://127.0.0.1:2379"}, field: "ClientURL"},
-		{name: "relative unix", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "unix://etcd.sock"}, field: "ClientURL"},
-		{name: "long unix", opts: store.EmbeddedOptions{Dir: t.TempDir(), ClientURL: "unix://" + long}, field: "ClientURL"},
-		{name: "unix peer", opts: store.EmbeddedOptions{Dir: t.TempDir(), PeerURL: "unix:///tmp/p.sock"}, field: "PeerURL"},
+		{name: "no dir", opts: store.EmbeddedOptions{TLS: tlsFiles}, field: "Dir"},
+		{name: "no tls", opts: store.EmbeddedOptions{Dir: t.TempDir()}, field: "TLS"},
+		{name: "no ca file", opts: store.EmbeddedOptions{Dir: t.TempDir(), TLS: &store.EmbeddedTLS{CertFile: tlsFiles.CertFile, KeyFile: tlsFiles.KeyFile}}, field: "TLS.CAFile"},
+		{name: "missing key file", opts: store.EmbeddedOptions{Dir: t.TempDir(), TLS: &store.EmbeddedTLS{CAFile: tlsFiles.CAFile, CertFile: tlsFiles.CertFile, KeyFile: "/nonexistent.key"}}, field: "TLS.KeyFile"},
+		{name: "plaintext client url", opts: opts("http://127.0.0.1:2379", ""), field: "ClientURL"},
+		{name: "unspecified client ip", opts: opts("https://0.0.0.0:2379", ""), field: "ClientURL"},
+		{name: "hostname client url", opts: opts("https://localhost:2379", ""), field: "ClientURL"},
+		{name: "relative unix", opts: opts("unix://etcd.sock", ""), field: "ClientURL"},
+		{name: "long unix", opts: opts("unix://"+long, ""), field: "ClientURL"},
+		{name: "unix peer", opts: opts("", "unix:///tmp/p.sock"), field: "PeerURL"},
+		{name: "plaintext peer", opts: opts("", "http://127.0.0.1:2380"), field: "PeerURL"},
+		{name: "cluster member on port 0", opts: store.EmbeddedOptions{Dir: t.TempDir(), TLS: tlsFiles, InitialCluster: "persys=https://127.0.0.1:0"}, field: "PeerURL"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -86,7 +86,7 @@ func (s *Store) GetJoinToken(ctx context.Context, id, secret string) (*persysv1.
 	}
 	tk, sk := resp.Responses[0].GetResponseRange().GetKvs(), resp.Responses[1].GetResponseRange().GetKvs()
 	if len(tk) == 0 || len(sk) == 0 {
-		return nil, 0, false, fmt.Errorf("store: join token %q: %w", id, ErrNotFound)
+		return nil, 0, false, notFound("join token", id)
 	}
 	t := &persysv1.JoinToken{}
 	if err := proto.Unmarshal(tk[0].Value, t); err != nil {
@@ -166,7 +166,7 @@ func (s *Store) GetNodeIdentity(ctx context.Context, nodeID string) (NodeIdentit
 		return NodeIdentity{}, 0, fmt.Errorf("store: get node identity %q: %w", nodeID, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return NodeIdentity{}, 0, fmt.Errorf("store: node identity %q: %w", nodeID, ErrNotFound)
+		return NodeIdentity{}, 0, notFound("node identity", nodeID)
 	}
 	var ni NodeIdentity
 	if err := json.Unmarshal(resp.Kvs[0].Value, &ni); err != nil {

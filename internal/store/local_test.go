@@ -1,10 +1,14 @@
 package store_test
 
 import (
+	"context"
+	"net"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/store"
@@ -68,5 +72,57 @@ func TestLocalClient(t *testing.T) {
 	}
 	if leader, err := el.Leader(ctx); err != nil || leader != "me" {
 		t.Fatalf("leader %q, %v; want me", leader, err)
+	}
+}
+
+// plainAuth is the AuthInfo of a gRPC connection without TLS.
+type plainAuth struct{}
+
+func (plainAuth) AuthType() string { return "plain" }
+
+// TestLocalClientHidesCallerIdentity: the scheduler calls the store from
+// its gRPC handlers, whose contexts carry the caller's connection. The
+// in-process client must not hand that to etcd, which reads a peer as its
+// own TLS client when client-certificate auth is on (and failed hard on a
+// connection without TLS).
+func TestLocalClientHidesCallerIdentity(t *testing.T) {
+	e := storetest.Embedded(t)
+	cli := e.LocalClient()
+	t.Cleanup(func() { _ = cli.Close() })
+	ctx := peer.NewContext(testCtx(t), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1}, AuthInfo: plainAuth{}})
+	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs("token", "not-an-etcd-token"))
+
+	if _, err := cli.Put(ctx, "k", "v"); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	if _, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.Value("k"), "=", "v")).Then(clientv3.OpPut("k", "w")).Commit(); err != nil {
+		t.Fatalf("txn: %v", err)
+	}
+	if resp, err := cli.Get(ctx, "k"); err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "w" {
+		t.Fatalf("get: %v, %v", resp, err)
+	}
+	lease, err := cli.Grant(ctx, 5)
+	if err != nil {
+		t.Fatalf("grant: %v", err)
+	}
+	if _, err := cli.KeepAliveOnce(ctx, lease.ID); err != nil {
+		t.Fatalf("keep-alive: %v", err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := cli.Watch(wctx, "w")
+	if _, err := cli.Put(ctx, "w", "1"); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	select {
+	case wr := <-wch:
+		if err := wr.Err(); err != nil || len(wr.Events) != 1 {
+			t.Fatalf("watch: %+v, %v", wr, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no watch event")
+	}
+	if _, err := cli.Revoke(ctx, lease.ID); err != nil {
+		t.Fatalf("revoke: %v", err)
 	}
 }

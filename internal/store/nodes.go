@@ -39,7 +39,7 @@ func (s *Store) GetNode(ctx context.Context, id string) (*persysv1.Node, error) 
 		return nil, err
 	}
 	n := &persysv1.Node{}
-	if _, err := s.getProto(ctx, "node", s.nodeKey(id), n); err != nil {
+	if _, err := s.getProto(ctx, "node", id, s.nodeKey(id), n); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -91,38 +91,75 @@ func leaseSeconds(ttl time.Duration) int64 {
 	return max(sec, 1)
 }
 
-// GrantNodeLease grants a lease of ttl (rounded up to whole seconds; etcd
-// may raise very short TTLs to its minimum) and binds nodes/<id>/lease to
-// it. A lease the key was bound to before is revoked. The node is alive
-// until the lease expires; KeepAliveNode extends it.
+// ErrNodeHeld: a node id's lease is alive and held by another identity.
+var ErrNodeHeld = errors.New("held by another identity")
+
+// GrantNodeLease is GrantNodeLeaseAs with no holder identity.
 func (s *Store) GrantNodeLease(ctx context.Context, id string, ttl time.Duration) (int64, error) {
+	return s.GrantNodeLeaseAs(ctx, id, "", ttl)
+}
+
+// grantTries bounds the retries when the liveness key changes between the
+// read and the write of GrantNodeLeaseAs.
+const grantTries = 5
+
+// GrantNodeLeaseAs grants a lease of ttl (rounded up to whole seconds; etcd
+// may raise very short TTLs to its minimum) and binds nodes/<id>/lease to
+// it, with holder (the registering agent's identity) as the key's value. A
+// lease the key was bound to before is revoked. The node is alive until the
+// lease expires; KeepAliveNode extends it.
+//
+// While the key is alive with another non-empty holder, it fails with
+// ErrNodeHeld and changes nothing: two agents never share one node id. An
+// empty holder, on either side, is an agent that predates holders and is
+// not refused.
+func (s *Store) GrantNodeLeaseAs(ctx context.Context, id, holder string, ttl time.Duration) (int64, error) {
 	if err := ValidateName("node id", id); err != nil {
 		return 0, err
 	}
 	if ttl <= 0 {
 		return 0, fmt.Errorf("store: lease ttl: %w: must be positive, got %s", ErrInvalid, ttl)
 	}
-	grant, err := s.cli.Grant(ctx, leaseSeconds(ttl))
-	if err != nil {
-		return 0, fmt.Errorf("store: grant lease for node %q: %w", id, err)
-	}
 	key := s.nodeLeaseKey(id)
-	// Not keys-only: that read path omits the lease id. The value is empty.
-	resp, err := s.cli.Txn(ctx).Then(
-		clientv3.OpGet(key),
-		clientv3.OpPut(key, "", clientv3.WithLease(grant.ID)),
-	).Commit()
-	if err != nil {
-		s.revokeQuietly(grant.ID)
-		return 0, fmt.Errorf("store: bind lease for node %q: %w", id, err)
-	}
-	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
-		if old := clientv3.LeaseID(kvs[0].Lease); old != 0 && old != grant.ID {
+	for try := 0; try < grantTries; try++ {
+		// Not keys-only: that read path omits the lease id.
+		cur, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return 0, fmt.Errorf("store: read lease of node %q: %w", id, err)
+		}
+		var modRev int64
+		var old clientv3.LeaseID
+		if len(cur.Kvs) > 0 {
+			kv := cur.Kvs[0]
+			if held := string(kv.Value); held != "" && holder != "" && held != holder {
+				return 0, fmt.Errorf("store: node %q: %w (%s), and its lease is alive", id, ErrNodeHeld, held)
+			}
+			modRev, old = kv.ModRevision, clientv3.LeaseID(kv.Lease)
+		}
+		grant, err := s.cli.Grant(ctx, leaseSeconds(ttl))
+		if err != nil {
+			return 0, fmt.Errorf("store: grant lease for node %q: %w", id, err)
+		}
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
+			Then(clientv3.OpPut(key, holder, clientv3.WithLease(grant.ID))).
+			Commit()
+		if err != nil {
+			s.revokeQuietly(grant.ID)
+			return 0, fmt.Errorf("store: bind lease for node %q: %w", id, err)
+		}
+		if !resp.Succeeded {
+			// Another registration (or the lease's expiry) came between.
+			s.revokeQuietly(grant.ID)
+			continue
+		}
+		if old != 0 && old != grant.ID {
 			// Only the liveness key was bound to it, and that key has moved.
 			s.revokeQuietly(old)
 		}
+		return int64(grant.ID), nil
 	}
-	return int64(grant.ID), nil
+	return 0, fmt.Errorf("store: bind lease for node %q: %w: the liveness key kept changing", id, ErrConflict)
 }
 
 func (s *Store) revokeQuietly(id clientv3.LeaseID) {

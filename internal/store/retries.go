@@ -54,7 +54,7 @@ func (s *Store) GetRetry(ctx context.Context, name string) (*persysv1.RetryState
 		return nil, err
 	}
 	r := &persysv1.RetryState{}
-	if _, err := s.getProto(ctx, "retry", s.retryKey(name), r); err != nil {
+	if _, err := s.getProto(ctx, "retry of workload", name, s.retryKey(name), r); err != nil {
 		return nil, err
 	}
 	return r, nil

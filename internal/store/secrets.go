@@ -43,7 +43,7 @@ func (s *Store) GetSecret(ctx context.Context, name string) (*persysv1.SealedSec
 		return nil, 0, err
 	}
 	sec := &persysv1.SealedSecret{}
-	rev, err := s.getProto(ctx, "secret", s.secretKey(name), sec)
+	rev, err := s.getProto(ctx, "secret", name, s.secretKey(name), sec)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -130,7 +130,7 @@ func (s *Store) DeleteSecret(ctx context.Context, name string) error {
 		return fmt.Errorf("store: delete secret %q: %w", name, err)
 	}
 	if resp.Deleted == 0 {
-		return fmt.Errorf("store: secret %q: %w", name, ErrNotFound)
+		return notFound("secret", name)
 	}
 	return nil
 }

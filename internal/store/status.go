@@ -29,17 +29,18 @@ func (s *Store) DBStatus(ctx context.Context) (DBStatus, error) {
 	return DBStatus{Revision: st.Header.Revision, DBSize: st.DbSize, DBSizeInUse: st.DbSizeInUse}, nil
 }
 
-// CountKeys counts the keys under the prefix, and those that are not
-// events (events expire by lease; everything else must go with its owner).
+// CountKeys counts the keys under the prefix, and those that must go with
+// their owner: all but events (they expire by lease) and the cluster id
+// (it lasts as long as the cluster).
 func (s *Store) CountKeys(ctx context.Context) (total, nonEvent int64, err error) {
 	resp, err := s.cli.Get(ctx, s.prefix+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: count keys: %w", err)
 	}
-	events := s.dir(dirEvents)
+	events, cluster := s.dir(dirEvents), s.prefix+"/"+clusterIDKey
 	for _, kv := range resp.Kvs {
 		total++
-		if !strings.HasPrefix(string(kv.Key), events) {
+		if k := string(kv.Key); !strings.HasPrefix(k, events) && k != cluster {
 			nonEvent++
 		}
 	}

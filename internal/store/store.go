@@ -30,9 +30,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 )
@@ -53,12 +53,29 @@ var (
 	ErrInvalid = errors.New("invalid argument")
 )
 
+// NotFoundError is ErrNotFound for one object. Its message names the
+// object as a client knows it (`workload "web" not found`), never a key,
+// so the scheduler may pass it on; errors.Is(err, ErrNotFound) holds.
+type NotFoundError struct {
+	Kind, Name string
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %q not found", e.Kind, e.Name) }
+
+// Is makes errors.Is(err, ErrNotFound) hold.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// notFound wraps a NotFoundError of kind and name for the store's callers.
+func notFound(kind, name string) error {
+	return fmt.Errorf("store: %w", &NotFoundError{Kind: kind, Name: name})
+}
+
 // Defaults for Options.
 const (
 	DefaultPrefix   = "/persys"
 	DefaultEventTTL = time.Hour
 
-	maxNameLen = 253
+	maxNameLen = model.MaxNameLen
 )
 
 // Options configure a Store.
@@ -144,24 +161,17 @@ func (s *Store) nodeKey(id string) string         { return s.dir(dirNodes) + id 
 func (s *Store) nodeLeaseKey(id string) string    { return s.dir(dirNodes) + id + leaseSuffix }
 
 // ValidateName checks that v can be used as a workload name or node id in a
-// key: non-empty, at most 253 bytes, no '/', no spaces or control
-// characters. field names the argument in the error.
+// key (model.NameProblem: non-empty, at most 253 bytes, no '/', no spaces
+// or control characters). field names the argument in the error.
 func ValidateName(field, v string) error {
-	if v == "" {
-		return fmt.Errorf("store: %s: %w: empty", field, ErrInvalid)
+	switch p := model.NameProblem(v); {
+	case p == "":
+		return nil
+	case v == "" || len(v) > maxNameLen:
+		return fmt.Errorf("store: %s: %w: %s", field, ErrInvalid, p)
+	default:
+		return fmt.Errorf("store: %s %q: %w: %s", field, v, ErrInvalid, p)
 	}
-	if len(v) > maxNameLen {
-		return fmt.Errorf("store: %s: %w: longer than %d bytes", field, ErrInvalid, maxNameLen)
-	}
-	if v == "." || v == ".." {
-		return fmt.Errorf("store: %s %q: %w: reserved name", field, v, ErrInvalid)
-	}
-	for _, r := range v {
-		if r == '/' || r == unicode.ReplacementChar || unicode.IsSpace(r) || unicode.IsControl(r) {
-			return fmt.Errorf("store: %s %q: %w: contains %q", field, v, ErrInvalid, r)
-		}
-	}
-	return nil
 }
 
 func validateRev(field string, rev int64) error {
@@ -171,19 +181,20 @@ func validateRev(field string, rev int64) error {
 	return nil
 }
 
-// getProto reads key into msg and returns its mod revision; ErrNotFound when
-// the key is absent.
-func (s *Store) getProto(ctx context.Context, what, key string, msg proto.Message) (int64, error) {
+// getProto reads key, the key of the object what (a kind) called name, into
+// msg and returns its mod revision; a NotFoundError when the key is absent.
+// Errors name the object, not the key: they reach clients.
+func (s *Store) getProto(ctx context.Context, what, name, key string, msg proto.Message) (int64, error) {
 	resp, err := s.cli.Get(ctx, key)
 	if err != nil {
-		return 0, fmt.Errorf("store: get %s: %w", key, err)
+		return 0, fmt.Errorf("store: get %s %q: %w", what, name, err)
 	}
 	if len(resp.Kvs) == 0 {
-		return 0, fmt.Errorf("store: %s %q: %w", what, strings.TrimPrefix(key, s.prefix+"/"), ErrNotFound)
+		return 0, notFound(what, name)
 	}
 	kv := resp.Kvs[0]
 	if err := proto.Unmarshal(kv.Value, msg); err != nil {
-		return 0, fmt.Errorf("store: decode %s: %w", key, err)
+		return 0, fmt.Errorf("store: decode %s %q: %w", what, name, err)
 	}
 	return kv.ModRevision, nil
 }
@@ -201,7 +212,7 @@ func marshal(what string, m proto.Message) (string, error) {
 func casFailure(op, what, name string, resp *clientv3.TxnResponse, expectRev int64) error {
 	if len(resp.Responses) > 0 {
 		if rr := resp.Responses[0].GetResponseRange(); rr != nil && len(rr.Kvs) == 0 {
-			return fmt.Errorf("store: %s %s %q: %w", op, what, name, ErrNotFound)
+			return fmt.Errorf("store: %s: %w", op, &NotFoundError{Kind: what, Name: name})
 		} else if rr != nil {
 			return fmt.Errorf("store: %s %s %q: expected revision %d, found %d: %w", op, what, name, expectRev, rr.Kvs[0].ModRevision, ErrConflict)
 		}
@@ -215,7 +226,7 @@ func (s *Store) GetWorkload(ctx context.Context, name string) (*persysv1.Workloa
 		return nil, 0, err
 	}
 	w := &persysv1.Workload{}
-	rev, err := s.getProto(ctx, "workload", s.workloadKey(name), w)
+	rev, err := s.getProto(ctx, "workload", name, s.workloadKey(name), w)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -310,7 +321,7 @@ func (s *Store) GetStatus(ctx context.Context, name string) (*persysv1.WorkloadS
 		return nil, 0, err
 	}
 	st := &persysv1.WorkloadStatus{}
-	rev, err := s.getProto(ctx, "status", s.statusKey(name), st)
+	rev, err := s.getProto(ctx, "status of workload", name, s.statusKey(name), st)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -396,7 +407,7 @@ func (s *Store) GetAssignment(ctx context.Context, name string) (*persysv1.Assig
 		return nil, 0, err
 	}
 	a := &persysv1.Assignment{}
-	rev, err := s.getProto(ctx, "assignment", s.assignmentKey(name), a)
+	rev, err := s.getProto(ctx, "assignment of workload", name, s.assignmentKey(name), a)
 	if err != nil {
 		return nil, 0, err
 	}

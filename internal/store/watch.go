@@ -114,7 +114,8 @@ func (s *Store) rangeAll(ctx context.Context, prefix string, rev *int64, fn func
 		}
 		resp, err := s.cli.Get(ctx, key, opts...)
 		if err != nil {
-			return fmt.Errorf("range %s: %w", prefix, err)
+			// The collection, not the key prefix: errors reach clients.
+			return fmt.Errorf("store: list %s: %w", strings.Trim(strings.TrimPrefix(prefix, s.prefix), "/"), err)
 		}
 		if *rev == 0 {
 			*rev = resp.Header.Revision

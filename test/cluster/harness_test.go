@@ -41,7 +41,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	gwclient "github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/pki"
-	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/store/storetest"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/images"
 )
@@ -228,8 +228,8 @@ type Options struct {
 	// Agents is the number of agent containers (default 3).
 	Agents int
 	// Schedulers is the number of scheduler processes (default 3). All of
-	// them share the one etcd and elect a leader through it; agents and the
-	// gateway get every address.
+	// them share the one three-member etcd and elect a leader through it;
+	// agents and the gateway get every address.
 	Schedulers int
 	// SchedulerFlags are appended to every scheduler's command line, for
 	// example --strategy binpack.
@@ -309,6 +309,8 @@ type Cluster struct {
 	// Up is how long Start took.
 	Up time.Duration
 
+	// Etcd is the store: three embedded members in this test process.
+	Etcd       *storetest.Cluster
 	Net        Network
 	Schedulers []*Proc
 	Gateway    *Proc
@@ -446,12 +448,12 @@ func Start(t *testing.T, o Options) *Cluster {
 			t.Logf("cluster %s: cleanup took %s", c.Run, time.Since(c.cleanupStart).Round(time.Millisecond))
 		}
 	})
-	// etcd first, so it is closed last.
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: filepath.Join(c.Dir, "etcd"), UnsafeNoFsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
+	// etcd first, so it is closed last: three members, peers and clients
+	// over TLS with certificate auth, each behind a relay that a member
+	// kill cuts. The store has a CA of its own, not the cluster's, as in
+	// production: no daemon's or user's certificate opens it.
+	c.Etcd = storetest.NewCluster(t, 3)
+	c.run(c.persys, "ca", "init", "--dir", c.pkiDir)
 
 	c.Net = c.createNetwork(ctx)
 	t.Cleanup(func() {
@@ -475,7 +477,8 @@ func Start(t *testing.T, o Options) *Cluster {
 	c.issueCertificates()
 	mark = phase("etcd+network+pki", mark)
 
-	etcdEndpoints := strings.Join(emb.Endpoints(), ",")
+	etcdEndpoints := strings.Join(c.Etcd.Endpoints(), ",")
+	storePKI := c.Etcd.Bundle.Dir
 	var schedAddrs []string
 	for i := range o.Schedulers {
 		name := fmt.Sprintf("scheduler-%d", i+1)
@@ -483,6 +486,11 @@ func Start(t *testing.T, o Options) *Cluster {
 		schedAddrs = append(schedAddrs, addr)
 		args := []string{"scheduler", "--listen", addr, "--etcd-endpoints", etcdEndpoints,
 			"--metrics-listen", freeAddr(t, "127.0.0.1")}
+		// Each replica reaches etcd with its own certificate of the
+		// store's CA.
+		c.run(c.persys, "ca", "issue", "--dir", storePKI, "--role", "scheduler", "--name", name)
+		args = append(args, "--etcd-ca", c.Etcd.Bundle.CA,
+			"--etcd-cert", filepath.Join(storePKI, name+".crt"), "--etcd-key", filepath.Join(storePKI, name+".key"))
 		args = append(args, o.schedulerFlags()...)
 		args = append(args, c.certFlags(name)...)
 		c.Schedulers = append(c.Schedulers, c.startProc(name, append(args, o.SchedulerFlags...)))
@@ -517,8 +525,8 @@ func Start(t *testing.T, o Options) *Cluster {
 	t.Cleanup(c.closeDirect)
 	t.Cleanup(func() { c.cleanupStart = time.Now() }) // registered last: runs first
 	c.Up = time.Since(began)
-	t.Logf("cluster %s up in %s (%s): %d scheduler(s) on %s, %d agents on network %s (%s)",
-		c.Run, c.Up.Round(time.Millisecond), strings.Join(phases, " "),
+	t.Logf("cluster %s up in %s (%s): %d etcd members, %d scheduler(s) on %s, %d agents on network %s (%s)",
+		c.Run, c.Up.Round(time.Millisecond), strings.Join(phases, " "), len(c.Etcd.Members),
 		o.Schedulers, c.Net.Gateway, o.Agents, c.Net.Name, c.Net.Subnet)
 	return c
 }
@@ -586,10 +594,10 @@ func hostInSubnet(p netip.Prefix, n int) (netip.Addr, error) {
 	return a, nil
 }
 
-// issueCertificates creates the CA and every identity with `persys ca`.
+// issueCertificates issues the daemons' identities with the cluster's CA
+// that Start made.
 func (c *Cluster) issueCertificates() {
 	c.t.Helper()
-	c.run(c.persys, "ca", "init", "--dir", c.pkiDir)
 	gw := c.Net.Gateway.String()
 	for i := range c.Opts.Schedulers {
 		c.run(c.persys, "ca", "issue", "--dir", c.pkiDir, "--role", "scheduler", "--name", fmt.Sprintf("scheduler-%d", i+1),

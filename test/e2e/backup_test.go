@@ -20,7 +20,10 @@ func TestBackupRestore(t *testing.T) {
 		c.mustCtl("apply", "-f", c.writeFile(t, n+".yaml", c.smallManifest(n, "", "", "10m", "8Mi")), "--wait", "--timeout", "2m")
 	}
 	snap := filepath.Join(c.dir, "cluster.snapshot")
-	out := c.run(c.persys, "backup", "save", snap, "--etcd-endpoints", strings.Join(c.etcd.Endpoints(), ","))
+	// The store answers only the scheduler's certificate.
+	out := c.run(c.persys, "backup", "save", snap, "--etcd-endpoints", strings.Join(c.etcd.Endpoints(), ","),
+		"--etcd-ca", filepath.Join(c.pkiDir, "ca.crt"), "--etcd-cert", filepath.Join(c.pkiDir, "scheduler.crt"),
+		"--etcd-key", filepath.Join(c.pkiDir, "scheduler.key"))
 	if !strings.Contains(out, "saved "+snap) {
 		t.Fatalf("backup save printed %q", out)
 	}

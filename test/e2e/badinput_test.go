@@ -349,6 +349,26 @@ func TestBadInputRefused(t *testing.T) {
 		c.assertRefused(t, "bad-auth-"+c.nodeID)
 	})
 
+	t.Run("path names and missing objects", func(t *testing.T) {
+		// A '/' from %2F cannot name a workload: 400 naming the field,
+		// not a 500 from the store.
+		a, err := c.do(t, admin, http.MethodDelete, "/v1/workloads/a%2Fb", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.code != http.StatusBadRequest || len(a.fields) != 1 || a.fields[0] != "name" {
+			t.Errorf("DELETE /v1/workloads/a%%2Fb: %d fields %v, want 400 naming name\n%s", a.code, a.fields, a.body)
+		}
+		// A missing object is named as the user named it, never by its key.
+		out, err := c.ctl("delete", "workload", "nosuch-"+c.nodeID)
+		if err == nil {
+			t.Fatalf("persysctl delete of a missing workload succeeded:\n%s", out)
+		}
+		if want := fmt.Sprintf("workload %q not found", "nosuch-"+c.nodeID); !strings.Contains(out, want) || strings.Contains(out, "/persys") || strings.Contains(out, "workloads/") {
+			t.Errorf("persysctl delete of a missing workload says %q, want %q and no store key", strings.TrimSpace(out), want)
+		}
+	})
+
 	// After all of it the cluster still answers an authorized read.
 	c.mustCtl("get", "nodes")
 }

@@ -148,19 +148,8 @@ func newCluster(t *testing.T) *cluster {
 	cli, image := images.HelloImage(t)
 
 	dir := t.TempDir()
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: filepath.Join(dir, "etcd"), UnsafeNoFsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	etcd, err := emb.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = etcd.Close() })
-
 	c := &cluster{
-		t: t, dir: dir, persys: persys, persysctl: persysctl, etcd: etcd, docker: cli, image: image,
+		t: t, dir: dir, persys: persys, persysctl: persysctl, docker: cli, image: image,
 		nodeID:    fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1_000_000),
 		schedAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		gwAddr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -192,11 +181,25 @@ func newCluster(t *testing.T) *cluster {
 		return []string{"--ca", ca, "--cert", filepath.Join(c.pkiDir, n+".crt"), "--key", filepath.Join(c.pkiDir, n+".key")}
 	}
 
+	// etcd serves the scheduler's certificate and answers only
+	// certificates of the CA, as the embedded one of persys scheduler.
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: filepath.Join(dir, "etcd"), UnsafeNoFsync: true,
+		TLS: &store.EmbeddedTLS{CAFile: ca, CertFile: filepath.Join(c.pkiDir, "scheduler.crt"), KeyFile: filepath.Join(c.pkiDir, "scheduler.key")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	if c.etcd, err = emb.Client(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.etcd.Close() })
+
 	keyFile := filepath.Join(dir, "secrets.key")
 	c.run(persys, "secrets-key", "generate", "--file", keyFile)
-	c.start("scheduler", append([]string{"scheduler", "--listen", c.schedAddr, "--secrets-key-file", keyFile,
+	etcdCert := []string{"--etcd-ca", ca, "--etcd-cert", filepath.Join(c.pkiDir, "scheduler.crt"), "--etcd-key", filepath.Join(c.pkiDir, "scheduler.key")}
+	c.start("scheduler", append(append([]string{"scheduler", "--listen", c.schedAddr, "--secrets-key-file", keyFile,
 		"--etcd-endpoints", strings.Join(emb.Endpoints(), ","), "--metrics-listen", c.metrics["scheduler"],
-		"--heartbeat-interval", "1s", "--lease-ttl", "4s"}, cert("scheduler")...)...)
+		"--heartbeat-interval", "1s", "--lease-ttl", "4s"}, cert("scheduler")...), etcdCert...)...)
 	c.start("gateway", append([]string{"gateway", "--listen", c.gwAddr, "--scheduler", c.schedAddr,
 		"--metrics-listen", c.metrics["gateway"]}, cert("gateway")...)...)
 	c.agentFlags = append([]string{"agent", "--node-id", c.nodeID, "--listen", c.agentAddr, "--scheduler", c.schedAddr,
@@ -373,6 +376,16 @@ func (c *cluster) removeContainers() {
 }
 
 // etcdKeys lists the keys under the cluster prefix that mention name.
+// clusterID is the cluster's id as the scheduler stored it in etcd.
+func (c *cluster) clusterID() string {
+	c.t.Helper()
+	resp, err := c.etcd.Get(context.Background(), "/persys/cluster-id")
+	if err != nil || len(resp.Kvs) == 0 {
+		c.t.Fatalf("cluster id in etcd: %v (%d keys)", err, len(resp.Kvs))
+	}
+	return string(resp.Kvs[0].Value)
+}
+
 func (c *cluster) etcdKeys(name string) []string {
 	c.t.Helper()
 	resp, err := c.etcd.Get(context.Background(), "/persys/", clientv3.WithPrefix(), clientv3.WithKeysOnly())

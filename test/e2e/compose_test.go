@@ -166,7 +166,7 @@ func TestComposeWithSecrets(t *testing.T) {
 	c.mustCtl("delete", "workload", name, "--wait")
 	c.waitFor("containers removed", time.Minute, func() bool { return len(c.containers(name)) == 0 })
 	c.waitFor("etcd keys removed", 30*time.Second, func() bool { return len(c.etcdKeys(name)) == 0 })
-	nets, err := c.docker.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+compose.ProjectName(c.nodeID, name)))})
+	nets, err := c.docker.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+compose.ProjectName(c.nodeID, c.clusterID(), name)))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,12 +1,18 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/store"
 )
 
 // TestLeastPrivilege tries, as an operator would, to reach the host and
@@ -117,6 +123,96 @@ func TestLeastPrivilege(t *testing.T) {
 		})
 		if n := len(c.containers(name)); n != 0 {
 			t.Fatalf("%d containers run for a workload the node's policy refuses", n)
+		}
+	})
+
+	t.Run("two workloads asking for one host port", func(t *testing.T) {
+		port := freePort(t)
+		ports := fmt.Sprintf("    ports: [{containerPort: 8080, hostPort: %d, hostIP: 127.0.0.1}]\n", port)
+		first, second := "port-a-"+c.nodeID, "port-b-"+c.nodeID
+		for _, name := range []string{first, second} {
+			a, err := c.do(t, admin, http.MethodPost, "/v1/workloads", []byte(c.smallManifest(name, "", ports, "10m", "8Mi")))
+			if err != nil || (a.code != http.StatusCreated && a.code != http.StatusOK) {
+				t.Fatalf("apply %s: %v %d %s", name, err, a.code, a.body)
+			}
+			if name == first {
+				c.waitFor(first+" running", 60*time.Second, func() bool {
+					v, ok := c.getWorkload(first)
+					return ok && v.Status.State == "ACTUAL_STATE_RUNNING"
+				})
+			}
+		}
+		// One node: the second stays pending with the conflict as its
+		// reason instead of failing at start.
+		c.waitFor(second+" pending with PORT_CONFLICT", 30*time.Second, func() bool {
+			v, ok := c.getWorkload(second)
+			return ok && v.Status.State == "ACTUAL_STATE_PENDING" && strings.Contains(v.Status.Reason, "PORT_CONFLICT")
+		})
+		if n := len(c.containers(second)); n != 0 {
+			t.Fatalf("%d containers started for a workload whose host port is taken", n)
+		}
+	})
+
+	t.Run("the store answers no certificate of the cluster's CA", func(t *testing.T) {
+		dir := t.TempDir()
+		pkiFile := func(n string) string { return filepath.Join(c.pkiDir, n) }
+		p := c.start("scheduler-embedded", "scheduler", "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--data-dir", dir, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			"--ca", pkiFile("ca.crt"), "--cert", pkiFile("scheduler.crt"), "--key", pkiFile("scheduler.key"))
+		var endpoint string
+		c.waitFor("embedded etcd ready", 60*time.Second, func() bool {
+			for _, line := range strings.Split(p.output(), "\n") {
+				var rec struct {
+					Msg       string   `json:"msg"`
+					Endpoints []string `json:"endpoints"`
+				}
+				if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "embedded etcd ready" && len(rec.Endpoints) == 1 {
+					endpoint = rec.Endpoints[0]
+					return true
+				}
+			}
+			return false
+		})
+		put := func(url string, certs ...tls.Certificate) error {
+			var cfg *tls.Config
+			if strings.HasPrefix(url, "https://") {
+				// The client certificate is under test, not the server's.
+				cfg = &tls.Config{InsecureSkipVerify: true, Certificates: certs}
+			}
+			cli, err := store.Connect([]string{url}, cfg)
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			_, err = cli.Put(ctx, "/persys/nodes/intruder", "x")
+			return err
+		}
+		if !strings.HasPrefix(endpoint, "https://127.0.0.1:") {
+			t.Fatalf("embedded etcd endpoint %q, want https on loopback", endpoint)
+		}
+		if err := put("http://" + strings.TrimPrefix(endpoint, "https://")); err == nil {
+			t.Error("a plaintext client wrote to the store")
+		}
+		if err := put(endpoint); err == nil {
+			t.Error("a TLS client without a certificate wrote to the store")
+		}
+		ca, err := pki.LoadCA(c.pkiDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cert := range []tls.Certificate{c.adminCert(t), issued(t, ca, "olga", pki.RoleOperator), issued(t, ca, c.nodeID, pki.RoleAgent)} {
+			if err := put(endpoint, cert); err == nil {
+				t.Errorf("a certificate of the cluster's CA (%s) wrote to the store", cert.Leaf.Subject.CommonName)
+			}
+		}
+		own, err := tls.LoadX509KeyPair(filepath.Join(dir, "store-pki", "etcd.crt"), filepath.Join(dir, "store-pki", "etcd.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := put(endpoint, own); err != nil {
+			t.Errorf("the store's own certificate was refused: %v", err)
 		}
 	})
 }

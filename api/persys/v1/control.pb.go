@@ -2166,7 +2166,17 @@ type RegisterNodeRequest struct {
 	Address      string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	Capabilities *NodeCapabilities      `protobuf:"bytes,3,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
 	// What the agent already runs, so the scheduler adopts it at once.
-	Workloads     []*WorkloadStatus `protobuf:"bytes,4,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	Workloads []*WorkloadStatus `protobuf:"bytes,4,rep,name=workloads,proto3" json:"workloads,omitempty"`
+	// instance_id names the agent instance (kept in its data dir, so it
+	// survives restarts). While the node's lease is alive, a registration
+	// from another instance under the same node_id is refused; empty (an
+	// agent that predates instance ids) is never refused.
+	InstanceId string `protobuf:"bytes,5,opt,name=instance_id,json=instanceId,proto3" json:"instance_id,omitempty"`
+	// cluster_id is the cluster the agent's data dir already belongs to
+	// (empty before its first registration). The scheduler of another
+	// cluster refuses it before looking at workloads, which are that
+	// cluster's.
+	ClusterId     string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2227,6 +2237,20 @@ func (x *RegisterNodeRequest) GetWorkloads() []*WorkloadStatus {
 		return x.Workloads
 	}
 	return nil
+}
+
+func (x *RegisterNodeRequest) GetInstanceId() string {
+	if x != nil {
+		return x.InstanceId
+	}
+	return ""
+}
+
+func (x *RegisterNodeRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
 }
 
 type RegisterNodeResponse struct {
@@ -3505,12 +3529,16 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"LeaderInfo\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1b\n" +
-	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\xc2\x01\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\x82\x02\n" +
 	"\x13RegisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12?\n" +
 	"\fcapabilities\x18\x03 \x01(\v2\x1b.persys.v1.NodeCapabilitiesR\fcapabilities\x127\n" +
-	"\tworkloads\x18\x04 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\"\x95\x01\n" +
+	"\tworkloads\x18\x04 \x03(\v2\x19.persys.v1.WorkloadStatusR\tworkloads\x12\x1f\n" +
+	"\vinstance_id\x18\x05 \x01(\tR\n" +
+	"instanceId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\"\x95\x01\n" +
 	"\x14RegisterNodeResponse\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\x03R\x13heartbeatIntervalMs\x12*\n" +
 	"\x11lease_ttl_seconds\x18\x02 \x01(\x03R\x0fleaseTtlSeconds\x12\x1d\n" +

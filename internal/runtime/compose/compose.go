@@ -6,10 +6,13 @@
 // and checked with internal/composespec, and changed before it runs:
 // spec.compose.env, secret_env and secret_files are injected, and every
 // container carries the persys labels (managed, workload, uid, revision,
-// node), so the engine is the ground truth and agents sharing one engine
-// stay apart (everything is filtered by persys.node).
+// node, cluster), so the engine is the ground truth and agents sharing one
+// engine stay apart (everything is filtered by persys.node and, with
+// Config.Cluster, persys.cluster); the project's networks and volumes carry
+// the same labels.
 //
-// Project names are persys-<workload>[-<node>] sanitized; images are
+// Project names are persys-<workload>[-<node>][-<cluster>] sanitized (the
+// cluster id cut to 12 characters); images are
 // pulled by the runtime (with the image_pull_secrets credentials matching
 // each image's registry) only when missing, and compose itself never pulls.
 // Per-workload files (Git cache, secret files, the applied revision) live
@@ -64,6 +67,10 @@ type Config struct {
 	// NodeID labels every container (runtime.LabelNode), is part of the
 	// project name, and limits list, status and delete to this node.
 	NodeID string
+	// Cluster, when set, labels every container, network and volume with
+	// runtime.LabelCluster, is part of the project name, and limits list,
+	// status, delete and watch to what it owns (runtime.Cluster.Owns).
+	Cluster *runtime.Cluster
 	// StateDir holds per-workload Git caches, secret files and the applied
 	// revision. Required.
 	StateDir string
@@ -209,16 +216,25 @@ func sanitize(s string) string {
 	return strings.Trim(s, "-_")
 }
 
-// ProjectName is the compose project of a workload on a node.
-func ProjectName(nodeID, workload string) string {
+// ProjectName is the compose project of a workload on a node of a cluster
+// (clusterID cut to 12 characters; empty for runtimes without a cluster).
+func ProjectName(nodeID, clusterID, workload string) string {
 	n := "persys-" + sanitize(workload)
 	if nodeID != "" {
 		n += "-" + sanitize(nodeID)
 	}
+	if len(clusterID) > 12 {
+		clusterID = clusterID[:12]
+	}
+	if clusterID != "" {
+		n += "-" + sanitize(clusterID)
+	}
 	return n
 }
 
-func (r *Runtime) project(name string) string { return ProjectName(r.cfg.NodeID, name) }
+func (r *Runtime) project(name string) string {
+	return ProjectName(r.cfg.NodeID, r.cfg.Cluster.ID(), name)
+}
 
 // workDir is the workload's folder under StateDir.
 func (r *Runtime) workDir(name string) string {
@@ -298,6 +314,9 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	desired := desiredRun
 	if inst.Spec.GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
 		desired = desiredStop
+	}
+	if r.cfg.Cluster != nil && r.cfg.Cluster.ID() == "" {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "apply %s: the agent does not know its cluster id yet", inst.Name)
 	}
 	unlock := r.locks.lock(inst.Name)
 	defer unlock()
@@ -525,15 +544,48 @@ func (r *Runtime) load(ctx context.Context, inst runtime.Instance) (*types.Proje
 			runtime.LabelRevision: strconv.FormatUint(inst.Revision, 10),
 			labelReplicas:         strconv.Itoa(replicas(s)),
 		}
-		if r.cfg.NodeID != "" {
-			s.CustomLabels[runtime.LabelNode] = r.cfg.NodeID
-		}
+		maps.Copy(s.CustomLabels, r.ownerLabels(inst.Name))
 		// The runtime pulls what is missing before up (with the
 		// workload's credentials); compose itself never pulls.
 		s.PullPolicy = types.PullPolicyNever
 		project.Services[name] = s
 	}
+	// Networks and volumes the project creates are named after it and
+	// carry whose they are; external ones belong to someone else.
+	for name, n := range project.Networks {
+		if !bool(n.External) {
+			n.CustomLabels = maps.Clone(n.CustomLabels)
+			if n.CustomLabels == nil {
+				n.CustomLabels = types.Labels{}
+			}
+			maps.Copy(n.CustomLabels, r.ownerLabels(inst.Name))
+			project.Networks[name] = n
+		}
+	}
+	for name, v := range project.Volumes {
+		if !bool(v.External) {
+			v.CustomLabels = maps.Clone(v.CustomLabels)
+			if v.CustomLabels == nil {
+				v.CustomLabels = types.Labels{}
+			}
+			maps.Copy(v.CustomLabels, r.ownerLabels(inst.Name))
+			project.Volumes[name] = v
+		}
+	}
 	return project, commit, nil
+}
+
+// ownerLabels say whose an object of workload name is: managed by persys,
+// this node's, this cluster's.
+func (r *Runtime) ownerLabels(name string) map[string]string {
+	l := map[string]string{runtime.LabelManaged: "true", runtime.LabelWorkload: name}
+	if r.cfg.NodeID != "" {
+		l[runtime.LabelNode] = r.cfg.NodeID
+	}
+	if id := r.cfg.Cluster.ID(); id != "" {
+		l[runtime.LabelCluster] = id
+	}
+	return l
 }
 
 // Size limits of secret material.
@@ -808,8 +860,9 @@ func classify(err error) persysv1.FailureReason {
 	switch {
 	case strings.Contains(msg, "no such image"):
 		return persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
-	case strings.Contains(msg, "address already in use"), strings.Contains(msg, "port is already allocated"),
-		strings.Contains(msg, "network"):
+	case strings.Contains(msg, "address already in use"), strings.Contains(msg, "port is already allocated"):
+		return persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT
+	case strings.Contains(msg, "network"):
 		return persysv1.FailureReason_FAILURE_REASON_NETWORK
 	case strings.Contains(msg, "no space left"), strings.Contains(msg, "volume"), strings.Contains(msg, "mount"):
 		return persysv1.FailureReason_FAILURE_REASON_STORAGE
@@ -884,7 +937,12 @@ func (r *Runtime) containers(ctx context.Context, name string) ([]container.Summ
 	if r.cfg.NodeID != "" {
 		f.Add("label", runtime.LabelNode+"="+r.cfg.NodeID)
 	}
-	return r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, err
+	}
+	// The engine's filters cannot say "this cluster or no cluster label".
+	return slices.DeleteFunc(cs, func(c container.Summary) bool { return !r.cfg.Cluster.Owns(c.Labels[runtime.LabelCluster]) }), nil
 }
 
 // Status reports one workload; MISSING when nothing of it exists.

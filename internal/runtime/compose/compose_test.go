@@ -289,7 +289,7 @@ func TestComposeLifecycle(t *testing.T) {
 	}
 
 	// Delete: containers, network and the named volume are gone.
-	project := ProjectName(h.node, name)
+	project := ProjectName(h.node, "", name)
 	existed, err := h.rt.Delete(ctx, name, "")
 	if err != nil || !existed {
 		t.Fatalf("Delete: existed=%v err=%v", existed, err)
@@ -315,7 +315,7 @@ func TestComposeVolumeRetain(t *testing.T) {
 	if _, _, err := h.rt.Apply(ctx, inst(name, "u", 1, spec)); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	project := ProjectName(h.node, name)
+	project := ProjectName(h.node, "", name)
 	t.Cleanup(func() { _ = h.cli.VolumeRemove(context.Background(), project+"_data", true) })
 	if _, err := h.rt.Delete(ctx, name, ""); err != nil {
 		t.Fatalf("Delete: %v", err)

@@ -63,6 +63,11 @@ type Options struct {
 	// several agents sharing one engine never see (and never collect as
 	// orphans) each other's workloads.
 	NodeID string
+	// Cluster, when set, labels every container with runtime.LabelCluster
+	// and limits list, status, delete and watch to containers it owns
+	// (see runtime.Cluster.Owns), so a cluster never sees the containers
+	// of another cluster's node of the same id on this engine.
+	Cluster *runtime.Cluster
 	// SecretsDir is the folder under which secret_files are written
 	// (SecretsDir[/node-<NodeID>]/<workload>/<uid>/<container>/, files
 	// 0400) and bind-mounted into containers from; the engine must see the
@@ -81,6 +86,7 @@ type Runtime struct {
 	stopTimeout time.Duration
 	pullTimeout time.Duration
 	nodeID      string
+	cluster     *runtime.Cluster
 	secretsDir  string
 	locks       keyedMutex
 }
@@ -114,6 +120,7 @@ func New(opts Options) (*Runtime, error) {
 		stopTimeout: opts.StopTimeout,
 		pullTimeout: opts.PullTimeout,
 		nodeID:      opts.NodeID,
+		cluster:     opts.Cluster,
 	}
 	if r.cli == nil {
 		cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -161,6 +168,15 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		// may each run a copy of the same revision (a workload moving
 		// between them), so the node keeps the names apart.
 		spec.name += "-" + r.nodeID
+	}
+	if r.cluster != nil {
+		id := r.cluster.ID()
+		if id == "" {
+			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "apply %s: the agent does not know its cluster id yet", inst.Name)
+		}
+		spec.config.Labels[runtime.LabelCluster] = id
+		// Two clusters' nodes of one id may run the same revision here.
+		spec.name += "-" + r.cluster.Short()
 	}
 	spec.host.Mounts = append(spec.host.Mounts, r.secretMounts(inst.Name, inst.UID, spec.name, spec.secretFiles)...)
 	unlock := r.locks.lock(inst.Name)
@@ -457,7 +473,14 @@ func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]conta
 	if err != nil {
 		return nil, fmt.Errorf("container list: %w", err)
 	}
-	return cs, nil
+	// The engine's filters cannot say "this cluster or no cluster label".
+	owned := cs[:0]
+	for _, c := range cs {
+		if r.cluster.Owns(c.Labels[runtime.LabelCluster]) {
+			owned = append(owned, c)
+		}
+	}
+	return owned, nil
 }
 
 func (r *Runtime) inspectStatus(ctx context.Context, id string) (*persysv1.WorkloadStatus, error) {

@@ -370,8 +370,8 @@ func TestApplyPortConflict(t *testing.T) {
 	e.apply(runtime.Instance{Name: a, UID: auid, Revision: 1, Spec: e.spec(&persysv1.ContainerSpec{Ports: ports()})})
 	b, buid := e.workload("portb")
 	_, _, err := e.rt.Apply(t.Context(), runtime.Instance{Name: b, UID: buid, Revision: 1, Spec: e.spec(&persysv1.ContainerSpec{Ports: ports()})})
-	if got := runtime.ReasonOf(err); got != persysv1.FailureReason_FAILURE_REASON_NETWORK {
-		t.Fatalf("second apply on port %d: err = %v (reason %s), want NETWORK", port, err, got)
+	if got := runtime.ReasonOf(err); got != persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT {
+		t.Fatalf("second apply on port %d: err = %v (reason %s), want PORT_CONFLICT", port, err, got)
 	}
 	// Nothing half-made is left behind.
 	if st, err := e.rt.Status(t.Context(), b); err != nil || st.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {

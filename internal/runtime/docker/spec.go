@@ -337,7 +337,10 @@ func mountConfig(vols []*persysv1.Volume) ([]mount.Mount, error) {
 // Engine error texts that classify a failure. The engine reports these
 // only as text; this is the one place they are read.
 var (
-	networkErrors = []string{"port is already allocated", "address already in use", "programming external connectivity", "network"}
+	// portErrors: a host port is taken, by another container or by a
+	// process on the host; checked before the network texts they contain.
+	portErrors    = []string{"port is already allocated", "address already in use"}
+	networkErrors = []string{"programming external connectivity", "network"}
 	storageErrors = []string{"mount", "volume", "no space left on device"}
 )
 
@@ -351,6 +354,11 @@ func classify(err error) persysv1.FailureReason {
 		return f.Reason
 	}
 	msg := strings.ToLower(err.Error())
+	for _, s := range portErrors {
+		if strings.Contains(msg, s) {
+			return persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT
+		}
+	}
 	for _, s := range networkErrors {
 		if strings.Contains(msg, s) {
 			return persysv1.FailureReason_FAILURE_REASON_NETWORK

@@ -177,8 +177,9 @@ func TestClassify(t *testing.T) {
 		err  error
 		want persysv1.FailureReason
 	}{
-		{"port allocated", errors.New("driver failed programming external connectivity on endpoint x: Bind for 0.0.0.0:80 failed: port is already allocated"), persysv1.FailureReason_FAILURE_REASON_NETWORK},
-		{"address in use", errors.New("listen tcp 0.0.0.0:80: bind: address already in use"), persysv1.FailureReason_FAILURE_REASON_NETWORK},
+		{"port allocated", errors.New("driver failed programming external connectivity on endpoint x: Bind for 0.0.0.0:80 failed: port is already allocated"), persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT},
+		{"address in use", errors.New("listen tcp 0.0.0.0:80: bind: address already in use"), persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT},
+		{"other connectivity", errors.New("driver failed programming external connectivity on endpoint x: iptables failed"), persysv1.FailureReason_FAILURE_REASON_NETWORK},
 		{"bind source", errors.New(`invalid mount config for type "bind": bind source path does not exist: /nope`), persysv1.FailureReason_FAILURE_REASON_STORAGE},
 		{"volume", errors.New("error while mounting volume '/var/lib/docker/volumes/x'"), persysv1.FailureReason_FAILURE_REASON_STORAGE},
 		{"other", errors.New("OCI runtime create failed"), persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR},

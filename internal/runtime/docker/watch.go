@@ -80,7 +80,7 @@ func (r *Runtime) watchOnce(ctx context.Context, f filters.Args, since *time.Tim
 				*since = time.Unix(0, m.TimeNano)
 			}
 			name := m.Actor.Attributes[runtime.LabelWorkload]
-			if name == "" {
+			if name == "" || !r.cluster.Owns(m.Actor.Attributes[runtime.LabelCluster]) {
 				continue
 			}
 			select {

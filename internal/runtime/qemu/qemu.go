@@ -8,9 +8,12 @@
 // console log. That folder is the runtime's ground truth: a new Runtime on
 // the same StateDir (an agent restart) re-adopts running VMs by pidfile and
 // QMP and never restarts a healthy one. Disks live in
-// <pool>/persys/<node>/<workload>/<disk>.qcow2 (without <node> when
-// Config.NodeID is empty) and survive new revisions of the same workload;
-// Delete removes them unless the spec's disk_retain is RETAIN.
+// <pool>/persys/<node>/<cluster>/<workload>/<disk>.qcow2 (without <node>
+// when Config.NodeID is empty, without <cluster>, the cluster id cut to 12
+// characters, without Config.Cluster) and survive new revisions of the
+// same workload; Delete removes them unless the spec's disk_retain is
+// RETAIN. The QEMU process carries the node, cluster and workload in its
+// environment (PERSYS_NODE, PERSYS_CLUSTER, PERSYS_WORKLOAD).
 //
 // Networking: mode "user" (QEMU user networking, port forwards on the host,
 // the guest at 10.0.2.15) or "bridge" (-netdev bridge through
@@ -77,6 +80,10 @@ type Config struct {
 	// NodeID is written into every VM's record; List, Status and Delete
 	// only see VMs of this node.
 	NodeID string
+	// Cluster, when set, is written into every VM's record and names a
+	// folder of its disks; List, Status and Delete only see VMs it owns
+	// (runtime.Cluster.Owns).
+	Cluster *runtime.Cluster
 	// StateDir holds one folder per VM. Required; created if missing.
 	StateDir string
 	// Pools maps a storage pool's name to its directory.
@@ -210,6 +217,7 @@ type record struct {
 	UID         string     `json:"uid"`
 	Revision    uint64     `json:"revision"`
 	Node        string     `json:"node"`
+	Cluster     string     `json:"cluster,omitempty"`
 	SpecHash    string     `json:"specHash"`
 	Desired     string     `json:"desired"` // "running" or "stopped"
 	Accel       string     `json:"accel"`
@@ -250,7 +258,7 @@ func (r *Runtime) loadRecord(name string) (*record, error) {
 	if rec.Name != name {
 		return nil, fmt.Errorf("%s: names %q, not %q", recordFile, rec.Name, name)
 	}
-	if r.cfg.NodeID != "" && rec.Node != r.cfg.NodeID {
+	if r.cfg.NodeID != "" && rec.Node != r.cfg.NodeID || !r.cfg.Cluster.Owns(rec.Cluster) {
 		return nil, errNoRecord
 	}
 	return &rec, nil
@@ -295,6 +303,9 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		return nil, false, err
 	}
 	desired := desiredOf(inst.Spec)
+	if r.cfg.Cluster != nil && r.cfg.Cluster.ID() == "" {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "apply %s: the agent does not know its cluster id yet", inst.Name)
+	}
 	unlock := r.locks.lock(inst.Name)
 	defer unlock()
 	r.setBusy(inst.Name, 1)
@@ -307,10 +318,11 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	}
 	if errors.Is(err, errNoRecord) {
 		old = nil
-		if _, statErr := os.Stat(r.stateDir(inst.Name)); statErr == nil && r.cfg.NodeID != "" {
-			// A folder of another node (or a broken one): never touch it.
+		if _, statErr := os.Stat(r.stateDir(inst.Name)); statErr == nil && (r.cfg.NodeID != "" || r.cfg.Cluster != nil) {
+			// A folder of another node or cluster (or a broken one): never
+			// touch it.
 			if b, rerr := os.ReadFile(filepath.Join(r.stateDir(inst.Name), recordFile)); rerr == nil && len(b) > 0 {
-				return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "state folder %s belongs to another node", r.stateDir(inst.Name))
+				return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "state folder %s belongs to another node or cluster", r.stateDir(inst.Name))
 			}
 		}
 	}
@@ -358,6 +370,17 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		}
 	}
 
+	if old != nil {
+		// A disk stays where it is across revisions, wherever an older
+		// agent (before cluster folders) put it.
+		for i := range p.disks {
+			for _, d := range old.Disks {
+				if d.Name == p.disks[i].Name && d.Kind != diskISO && p.disks[i].Kind != diskISO {
+					p.disks[i].Path = d.Path
+				}
+			}
+		}
+	}
 	sd := r.stateDir(inst.Name)
 	if err := os.MkdirAll(sd, 0o700); err != nil {
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "create state folder of VM %s", inst.Name)
@@ -367,6 +390,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		UID:         inst.UID,
 		Revision:    inst.Revision,
 		Node:        r.cfg.NodeID,
+		Cluster:     r.cfg.Cluster.ID(),
 		SpecHash:    p.hash,
 		Desired:     desired,
 		Accel:       p.accel,
@@ -473,12 +497,19 @@ func (r *Runtime) start(ctx context.Context, p *plan, rec *record, seed string) 
 	// outlives the context (and the agent).
 	cmd := exec.CommandContext(sctx, r.cfg.QEMUBinary, args...)
 	cmd.Dir = sd
+	// Whose process it is, for operators (/proc/<pid>/environ); the
+	// runtime itself finds it by its pidfile.
+	cmd.Env = append(os.Environ(), "PERSYS_NODE="+r.cfg.NodeID, "PERSYS_CLUSTER="+rec.Cluster, "PERSYS_WORKLOAD="+rec.Name)
 	cmd.Stdout, cmd.Stderr = errOut, errOut
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Run(); err != nil {
 		msg := strings.TrimSpace(tailOf(filepath.Join(sd, errFile), 2048))
 		reason := persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED
-		if strings.Contains(msg, "host forwarding") || strings.Contains(msg, "bridge helper") || strings.Contains(msg, "netdev") {
+		switch {
+		case strings.Contains(msg, "host forwarding"):
+			// QEMU could not bind a forwarded host port: it is taken.
+			reason = persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT
+		case strings.Contains(msg, "bridge helper") || strings.Contains(msg, "netdev"):
 			reason = persysv1.FailureReason_FAILURE_REASON_NETWORK
 		}
 		var ee *exec.Error

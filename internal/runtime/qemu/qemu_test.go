@@ -487,7 +487,7 @@ func TestApplyRejectsBadInput(t *testing.T) {
 		{"bad meta-data", withCI(&persysv1.CloudInit{MetaData: "- a list\n"}), 0, persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, "spec.vm.cloudInit.metaData"},
 		{"password secret not delivered", &persysv1.VMSpec{Disks: []*persysv1.VMDisk{root}, Login: &persysv1.VMLogin{User: "ops", GeneratePassword: true, PasswordSecret: "absent"}}, 0, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND, "absent"},
 		{"kernel QEMU cannot load", &persysv1.VMSpec{KernelBoot: &persysv1.VMKernelBoot{Pool: "p", Kernel: "bad-kernel"}}, 0, persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED, "QEMU"},
-		{"host port in use", &persysv1.VMSpec{Disks: []*persysv1.VMDisk{root}, Networks: []*persysv1.VMNetwork{{PortForwards: []*persysv1.VMPortForward{{HostPort: busyPort, GuestPort: 22}}}}}, 0, persysv1.FailureReason_FAILURE_REASON_NETWORK, "forward"},
+		{"host port in use", &persysv1.VMSpec{Disks: []*persysv1.VMDisk{root}, Networks: []*persysv1.VMNetwork{{PortForwards: []*persysv1.VMPortForward{{HostPort: busyPort, GuestPort: 22}}}}}, 0, persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT, "forward"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -507,7 +507,8 @@ func TestApplyRejectsBadInput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			started := tt.reason == persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED || tt.reason == persysv1.FailureReason_FAILURE_REASON_NETWORK
+			started := tt.reason == persysv1.FailureReason_FAILURE_REASON_VM_BOOT_FAILED || tt.reason == persysv1.FailureReason_FAILURE_REASON_NETWORK ||
+				tt.reason == persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT
 			if !started {
 				// Rejected before anything was made.
 				if st.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {

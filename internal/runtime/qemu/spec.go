@@ -402,13 +402,17 @@ func (r *Runtime) planNets(uid string, vm *persysv1.VMSpec, p *plan) error {
 }
 
 // diskDir is the folder of a workload's disks in a pool:
-// <pool>/persys/<workload>, or <pool>/persys/<node>/<workload> when the
-// runtime has a node id, so agents sharing a pool folder on one host (a VM
-// moving between them) never share disk files.
+// <pool>/persys[/<node>][/<cluster>]/<workload>, with the node id and the
+// cluster id (cut to 12 characters) when the runtime has them, so agents
+// sharing a pool folder on one host (a VM moving between them, or nodes
+// of one id in two clusters) never share disk files.
 func (r *Runtime) diskDir(pool, name string) string {
 	dir := filepath.Join(r.cfg.Pools[pool], "persys")
 	if r.cfg.NodeID != "" {
 		dir = filepath.Join(dir, r.cfg.NodeID)
+	}
+	if c := r.cfg.Cluster.Short(); c != "" {
+		dir = filepath.Join(dir, c)
 	}
 	return filepath.Join(dir, name)
 }
