@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -280,15 +279,16 @@ func (e *env) serveControl(t *testing.T, control *recordingControl) string {
 func (e *env) removeContainers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := e.cli.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", runtime.LabelWorkload))})
+	csRes, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", runtime.LabelWorkload)})
+	cs := csRes.Items
 	if err != nil {
 		t.Errorf("cleanup: list containers: %v", err)
 		return
 	}
 	for _, c := range cs {
 		if name := c.Labels[runtime.LabelWorkload]; len(name) > len(e.prefix) && name[:len(e.prefix)] == e.prefix {
-			if err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+			if _, err := e.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 				t.Errorf("cleanup: remove %s: %v", c.ID, err)
 			}
 		}
@@ -298,8 +298,9 @@ func (e *env) removeContainers(t *testing.T) {
 // containers returns the containers of workload name.
 func (e *env) containers(t *testing.T, name string) []container.Summary {
 	t.Helper()
-	cs, err := e.cli.ContainerList(context.Background(), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", runtime.LabelWorkload+"="+name))})
+	csRes, err := e.cli.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", runtime.LabelWorkload+"="+name)})
+	cs := csRes.Items
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +537,7 @@ func TestAgentWithDocker(t *testing.T) {
 			t.Fatalf("%d containers for %s, want 1", len(cs), pre)
 		}
 		_, from := e.control.counts()
-		if err := e.cli.ContainerRemove(ctx, cs[0].ID, container.RemoveOptions{Force: true}); err != nil {
+		if _, err := e.cli.ContainerRemove(ctx, cs[0].ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 			t.Fatal(err)
 		}
 		hb := e.control.waitHeartbeat(t, from, "heartbeat without "+pre, func(hb *persysv1.HeartbeatRequest) bool {
@@ -555,7 +556,8 @@ func TestAgentWithDocker(t *testing.T) {
 		if len(cs) != 1 {
 			t.Fatalf("%d containers for %s, want 1", len(cs), web)
 		}
-		before, err := e.cli.ContainerInspect(ctx, cs[0].ID)
+		beforeRes, err := e.cli.ContainerInspect(ctx, cs[0].ID, client.ContainerInspectOptions{})
+		before := beforeRes.Container
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -573,7 +575,8 @@ func TestAgentWithDocker(t *testing.T) {
 		if !resp.GetSkipped() || resp.GetStatus().GetRuntimeId() != before.ID {
 			t.Fatalf("re-apply after restart = %v, want skipped", resp)
 		}
-		after, err := e.cli.ContainerInspect(ctx, before.ID)
+		afterRes, err := e.cli.ContainerInspect(ctx, before.ID, client.ContainerInspectOptions{})
+		after := afterRes.Container
 		if err != nil {
 			t.Fatal(err)
 		}

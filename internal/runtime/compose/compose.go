@@ -46,12 +46,9 @@ import (
 	"github.com/docker/cli/cli/flags"
 	"github.com/docker/compose/v5/pkg/api"
 	sdk "github.com/docker/compose/v5/pkg/compose"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
-	mobyclient "github.com/moby/moby/client"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/composespec"
@@ -101,7 +98,6 @@ type Runtime struct {
 	cfg       Config
 	cli       *client.Client
 	ownClient bool
-	moby      *mobyclient.Client
 	svc       api.Compose
 	log       *slog.Logger
 	locks     keyedMutex
@@ -143,23 +139,9 @@ func New(cfg Config) (*Runtime, error) {
 		}
 		r.cli, r.ownClient = cli, true
 	}
-	// The SDK speaks through the moby client of docker/cli, a separate
-	// module from the project's docker/docker client: same engine.
-	mopts := []mobyclient.Opt{mobyclient.WithAPIVersionNegotiation()}
-	if cfg.Client == nil && cfg.DockerHost == "" {
-		// Same environment (DOCKER_HOST, DOCKER_CERT_PATH, ...) as the
-		// project's client.
-		mopts = append(mopts, mobyclient.FromEnv)
-	}
-	mopts = append(mopts, mobyclient.WithHost(r.cli.DaemonHost()))
-	mc, err := mobyclient.New(mopts...)
-	if err != nil {
-		r.closeOwn()
-		return nil, fmt.Errorf("compose runtime: engine client for the compose SDK: %w", err)
-	}
-	r.moby = mc
+	// The SDK speaks through the same engine client as the runtime.
 	dockerCli, err := command.NewDockerCli(
-		command.WithAPIClient(mc),
+		command.WithAPIClient(r.cli),
 		command.WithCombinedStreams(io.Discard),
 		command.WithInputStream(io.NopCloser(bytes.NewReader(nil))),
 	)
@@ -192,9 +174,6 @@ func New(cfg Config) (*Runtime, error) {
 }
 
 func (r *Runtime) closeOwn() {
-	if r.moby != nil {
-		_ = r.moby.Close()
-	}
 	if r.ownClient {
 		_ = r.cli.Close()
 	}
@@ -798,7 +777,7 @@ func (r *Runtime) ensureImages(ctx context.Context, log *slog.Logger, inst runti
 }
 
 func (r *Runtime) pull(ctx context.Context, ref, auth string) error {
-	body, err := r.cli.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: auth})
+	body, err := r.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -930,19 +909,19 @@ func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
 // containers lists every container (running or not) of the workload on
 // this node.
 func (r *Runtime) containers(ctx context.Context, name string) ([]container.Summary, error) {
-	f := filters.NewArgs(filters.Arg("label", runtime.LabelManaged+"=true"), filters.Arg("label", api.ProjectLabel))
+	f := make(client.Filters).Add("label", runtime.LabelManaged+"=true").Add("label", api.ProjectLabel)
 	if name != "" {
 		f.Add("label", runtime.LabelWorkload+"="+name)
 	}
 	if r.cfg.NodeID != "" {
 		f.Add("label", runtime.LabelNode+"="+r.cfg.NodeID)
 	}
-	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	cs, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, err
 	}
 	// The engine's filters cannot say "this cluster or no cluster label".
-	return slices.DeleteFunc(cs, func(c container.Summary) bool { return !r.cfg.Cluster.Owns(c.Labels[runtime.LabelCluster]) }), nil
+	return slices.DeleteFunc(cs.Items, func(c container.Summary) bool { return !r.cfg.Cluster.Owns(c.Labels[runtime.LabelCluster]) }), nil
 }
 
 // Status reports one workload; MISSING when nothing of it exists.
@@ -1143,7 +1122,7 @@ func (r *Runtime) Logs(ctx context.Context, name string, tailBytes int64) ([]byt
 	lines := strconv.FormatInt(tailBytes/16+100, 10)
 	var buf bytes.Buffer
 	for _, c := range ctrs {
-		rc, err := r.cli.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: lines})
+		rc, err := r.cli.ContainerLogs(ctx, c.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: lines})
 		if err != nil {
 			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "logs of %s", first(c.Names))
 		}

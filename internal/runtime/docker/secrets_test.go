@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -68,10 +68,11 @@ func newSecretEnv(t *testing.T) (*env, *syncBuffer, string) {
 // Engine API's archive endpoint (what docker cp uses).
 func readContainerFile(t *testing.T, e *env, id, path string) ([]byte, error) {
 	t.Helper()
-	rc, _, err := e.cli.CopyFromContainer(t.Context(), id, path)
+	res, err := e.cli.CopyFromContainer(t.Context(), id, client.CopyFromContainerOptions{SourcePath: path})
 	if err != nil {
 		return nil, err
 	}
+	rc := res.Content
 	defer rc.Close()
 	tr := tar.NewReader(rc)
 	for {
@@ -122,7 +123,8 @@ func TestSecretEnvAndFiles(t *testing.T) {
 	if st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 		t.Fatalf("status = %v, want RUNNING", st)
 	}
-	info, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId())
+	infoRes, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId(), client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +198,7 @@ func TestSecretEnvAndFiles(t *testing.T) {
 	// A container removed behind the runtime's back leaves its folder;
 	// Delete of the workload still removes it.
 	st3, _ := e.apply(runtime.Instance{Name: name, UID: uid, Revision: 3, Spec: spec, Secrets: secrets(tokenV2)})
-	if err := e.cli.ContainerRemove(ctx, st3.GetRuntimeId(), container.RemoveOptions{Force: true}); err != nil {
+	if _, err := e.cli.ContainerRemove(ctx, st3.GetRuntimeId(), client.ContainerRemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	if existed, err := e.rt.Delete(ctx, name, uid); err != nil || existed {
@@ -271,7 +273,7 @@ func TestPrivateRegistryPull(t *testing.T) {
 	ref := reg.Push(t, e.img, repo)
 	// Runs last: after the containers that use the pulled image are gone.
 	t.Cleanup(func() {
-		if _, err := e.cli.ImageRemove(context.Background(), ref, image.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := e.cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("remove pulled %s: %v", ref, err)
 		}
 	})
@@ -333,7 +335,8 @@ func TestPrivateRegistryPull(t *testing.T) {
 	if skipped || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 		t.Fatalf("apply with credentials: skipped %v, status %v; want RUNNING", skipped, st)
 	}
-	info, err := e.cli.ContainerInspect(t.Context(), st.GetRuntimeId())
+	infoRes, err := e.cli.ContainerInspect(t.Context(), st.GetRuntimeId(), client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +373,7 @@ func TestSecretFilesRewrittenOnStart(t *testing.T) {
 	if err := e.rt.writeSecrets(name, uid, cs.name, cs.secretFiles); err != nil {
 		t.Fatal(err)
 	}
-	created, err := e.cli.ContainerCreate(ctx, cs.config, cs.host, nil, nil, cs.name)
+	created, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cs.config, HostConfig: cs.host, Name: cs.name})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
