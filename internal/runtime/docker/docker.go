@@ -31,8 +31,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/moby/locker"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -86,7 +87,7 @@ type Runtime struct {
 	nodeID      string
 	cluster     *runtime.Cluster
 	secretsDir  string
-	locks       keyedMutex
+	locks       locker.Locker // serializes calls per workload name
 }
 
 // New returns a Runtime. It does not contact the engine.
@@ -177,8 +178,8 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		spec.name += "-" + r.cluster.Short()
 	}
 	spec.host.Mounts = append(spec.host.Mounts, r.secretMounts(inst.Name, inst.UID, spec.name, spec.secretFiles)...)
-	unlock := r.locks.lock(inst.Name)
-	defer unlock()
+	r.locks.Lock(inst.Name)
+	defer r.locks.Unlock(inst.Name)
 	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
 
 	existing, err := r.listContainers(ctx, inst.Name, "")
@@ -366,8 +367,8 @@ func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
 	if name == "" {
 		return false, invalid("name: empty")
 	}
-	unlock := r.locks.lock(name)
-	defer unlock()
+	r.locks.Lock(name)
+	defer r.locks.Unlock(name)
 	existing, err := r.listContainers(ctx, name, uid)
 	if err != nil {
 		return false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", name)
@@ -564,41 +565,6 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// keyedMutex serializes work per key.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		e.refs--
-		if e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }
 
 // Interface guards.

@@ -3,7 +3,6 @@ package docker
 import (
 	"errors"
 	"fmt"
-	goruntime "runtime"
 	"strings"
 	"testing"
 
@@ -209,46 +208,5 @@ func TestContainerName(t *testing.T) {
 				t.Errorf("containerName = %q, want %q", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestKeyedMutex(t *testing.T) {
-	var k keyedMutex
-	unlockA := k.lock("a")
-	// Another key is independent.
-	unlockB := k.lock("b")
-	unlockB()
-
-	acquired := make(chan struct{})
-	go func() {
-		unlock := k.lock("a")
-		close(acquired)
-		unlock()
-	}()
-	refs := func() int {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		if e := k.m["a"]; e != nil {
-			return e.refs
-		}
-		return 0
-	}
-	for refs() != 2 {
-		goruntime.Gosched()
-	}
-	select {
-	case <-acquired:
-		t.Fatal("second lock of the same key did not wait")
-	default:
-	}
-	unlockA()
-	<-acquired
-	for refs() != 0 {
-		goruntime.Gosched()
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if len(k.m) != 0 {
-		t.Errorf("entries left after every unlock: %v", k.m)
 	}
 }
