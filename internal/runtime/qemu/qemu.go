@@ -55,6 +55,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/locker"
+
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -113,7 +115,7 @@ type Runtime struct {
 	cfg   Config
 	accel string
 	log   *slog.Logger
-	locks keyedMutex
+	locks locker.Locker // serializes calls per workload name
 
 	gaMu sync.Mutex
 	ga   map[string]gaState // guest agent answers and back-off, by workload
@@ -306,8 +308,8 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	if r.cfg.Cluster != nil && r.cfg.Cluster.ID() == "" {
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "apply %s: the agent does not know its cluster id yet", inst.Name)
 	}
-	unlock := r.locks.lock(inst.Name)
-	defer unlock()
+	r.locks.Lock(inst.Name)
+	defer r.locks.Unlock(inst.Name)
 	r.setBusy(inst.Name, 1)
 	defer r.setBusy(inst.Name, -1)
 	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
@@ -642,8 +644,8 @@ func (r *Runtime) remove(ctx context.Context, log *slog.Logger, rec *record) err
 // Delete kills the workload's VM and removes its state and disks (unless
 // retained). See runtime.Runtime.
 func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
-	unlock := r.locks.lock(name)
-	defer unlock()
+	r.locks.Lock(name)
+	defer r.locks.Unlock(name)
 	rec, err := r.loadRecord(name)
 	if errors.Is(err, errNoRecord) {
 		return false, nil
@@ -935,41 +937,6 @@ func tailOf(path string, n int64) string {
 	buf := make([]byte, st.Size()-off)
 	k, _ := f.ReadAt(buf, off)
 	return string(buf[:k])
-}
-
-// keyedMutex serializes calls per workload name.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		e.refs--
-		if e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }
 
 var (
