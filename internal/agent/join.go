@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/cenkalti/backoff/v5"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -109,7 +110,8 @@ func Join(ctx context.Context, cfg JoinConfig) (pki.Files, map[string]string, er
 	}
 	var resp *persysv1.JoinNodeResponse
 	deadline := time.Now().Add(cfg.RetryFor)
-	backoff := time.Second
+	// Jittered, so nodes joining together do not retry together.
+	retry := backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: retryJitter, Multiplier: 2, MaxInterval: 12 * time.Second}
 	for {
 		var errs []error
 		refused := false
@@ -128,18 +130,18 @@ func Join(ctx context.Context, cfg JoinConfig) (pki.Files, map[string]string, er
 			break
 		}
 		err := fmt.Errorf("join: %w", errors.Join(errs...))
-		if refused || time.Now().Add(backoff).After(deadline) {
+		wait := retry.NextBackOff()
+		if refused || time.Now().Add(wait).After(deadline) {
 			return pki.Files{}, nil, err
 		}
-		log.Warn("join failed; retrying", "node", cfg.NodeID, "retry_in", backoff.String(), "err", err)
-		t := time.NewTimer(backoff)
+		log.Warn("join failed; retrying", "node", cfg.NodeID, "retry_in", wait.String(), "err", err)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return pki.Files{}, nil, fmt.Errorf("join: %w (last: %w)", ctx.Err(), err)
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 15*time.Second)
 	}
 
 	// Check the answer before keeping it.
