@@ -2,6 +2,7 @@ package compose
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"slices"
 	"time"
@@ -56,30 +57,9 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 			return st, true, nil
 		}
 	}
-	if prev != nil && prev.UID != inst.UID {
-		// Another incarnation of the name: it goes first, with its volumes
-		// unless it kept them.
-		if err := r.down(ctx, prev.Project, !prev.RetainVolume); err != nil {
-			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove project %s of uid %s", prev.Project, prev.UID)
-		}
-		log.Info("removed project of another uid", "project", prev.Project, "old_uid", prev.UID)
-	}
-
 	if prev == nil || prev.UID != inst.UID {
-		// Containers of another uid without a state file (the state folder
-		// was lost): they would be taken for this one's.
-		ctrs, err := r.containers(ctx, inst.Name)
-		if err != nil {
-			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", inst.Name)
-		}
-		for _, c := range ctrs {
-			if c.Labels[runtime.LabelUID] != inst.UID {
-				if err := r.down(ctx, c.Labels[api.ProjectLabel], false); err != nil {
-					return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove project %s of uid %s", c.Labels[api.ProjectLabel], c.Labels[runtime.LabelUID])
-				}
-				log.Info("removed unrecorded project of another uid", "project", c.Labels[api.ProjectLabel], "old_uid", c.Labels[runtime.LabelUID])
-				break
-			}
+		if err := r.removeOtherUID(ctx, log, inst, prev); err != nil {
+			return nil, false, err
 		}
 	}
 
@@ -105,29 +85,8 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "record state of %s", inst.Name)
 	}
 
-	stop := r.cfg.StopTimeout
-	create := api.CreateOptions{
-		RemoveOrphans:        true,
-		Recreate:             api.RecreateDiverged,
-		RecreateDependencies: api.RecreateDiverged,
-		Inherit:              true,
-		Timeout:              &stop,
-		QuietPull:            true,
-	}
 	start := time.Now()
-	if desired == desiredStop {
-		err = r.svc.Create(ctx, project, create)
-		if err == nil {
-			err = r.svc.Stop(ctx, projectName, api.StopOptions{Project: project, Timeout: &stop})
-		}
-	} else {
-		upCtx, cancel := context.WithTimeout(ctx, r.cfg.StartTimeout)
-		err = r.svc.Up(upCtx, project, api.UpOptions{
-			Create: create,
-			Start:  api.StartOptions{Project: project, Wait: true, WaitTimeout: r.cfg.StartTimeout},
-		})
-		cancel()
-	}
+	err = r.up(ctx, project, projectName, desired)
 	status, serr := r.status(ctx, inst.Name, st)
 	if err != nil {
 		// A service that exited is a status, not an apply error.
@@ -149,6 +108,60 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	log.Info("compose project applied", "project", projectName, "services", len(project.Services),
 		"state", status.GetState().String(), "duration", time.Since(start).Round(time.Millisecond).String())
 	return status, false, nil
+}
+
+// removeOtherUID removes what another incarnation of the name left: the
+// project recorded in prev (with its volumes unless it kept them), and a
+// project of another uid found without a state file (the state folder was
+// lost), whose containers would be taken for this one's.
+func (r *Runtime) removeOtherUID(ctx context.Context, log *slog.Logger, inst runtime.Instance, prev *state) error {
+	if prev != nil {
+		if err := r.down(ctx, prev.Project, !prev.RetainVolume); err != nil {
+			return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove project %s of uid %s", prev.Project, prev.UID)
+		}
+		log.Info("removed project of another uid", "project", prev.Project, "old_uid", prev.UID)
+	}
+	ctrs, err := r.containers(ctx, inst.Name)
+	if err != nil {
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", inst.Name)
+	}
+	for _, c := range ctrs {
+		if c.Labels[runtime.LabelUID] != inst.UID {
+			if err := r.down(ctx, c.Labels[api.ProjectLabel], false); err != nil {
+				return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "remove project %s of uid %s", c.Labels[api.ProjectLabel], c.Labels[runtime.LabelUID])
+			}
+			log.Info("removed unrecorded project of another uid", "project", c.Labels[api.ProjectLabel], "old_uid", c.Labels[runtime.LabelUID])
+			break
+		}
+	}
+	return nil
+}
+
+// up has the Compose SDK create the project and start it (waiting up to
+// StartTimeout for the services), or only create and stop it when it is
+// desired stopped.
+func (r *Runtime) up(ctx context.Context, project *types.Project, projectName, desired string) error {
+	stop := r.cfg.StopTimeout
+	create := api.CreateOptions{
+		RemoveOrphans:        true,
+		Recreate:             api.RecreateDiverged,
+		RecreateDependencies: api.RecreateDiverged,
+		Inherit:              true,
+		Timeout:              &stop,
+		QuietPull:            true,
+	}
+	if desired == desiredStop {
+		if err := r.svc.Create(ctx, project, create); err != nil {
+			return err
+		}
+		return r.svc.Stop(ctx, projectName, api.StopOptions{Project: project, Timeout: &stop})
+	}
+	upCtx, cancel := context.WithTimeout(ctx, r.cfg.StartTimeout)
+	defer cancel()
+	return r.svc.Up(upCtx, project, api.UpOptions{
+		Create: create,
+		Start:  api.StartOptions{Project: project, Wait: true, WaitTimeout: r.cfg.StartTimeout},
+	})
 }
 
 // settled reports that an applied revision needs nothing more.

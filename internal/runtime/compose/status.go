@@ -92,6 +92,36 @@ func (r *Runtime) buildStatus(name string, st *state, ctrs []container.Summary) 
 		ws.State = persysv1.ActualState_ACTUAL_STATE_MISSING
 		return ws
 	}
+	svcs := servicesOf(ws, st, ctrs)
+	desiredStopped := st != nil && st.Desired == desiredStop
+	allRunning, anyRunning := true, false
+	var failed []string
+	for _, sn := range slices.Sorted(maps.Keys(svcs)) {
+		s := svcs[sn]
+		slices.Sort(s.ContainerIds)
+		s.State = serviceState(s, desiredStopped)
+		switch {
+		case s.State == persysv1.ActualState_ACTUAL_STATE_FAILED:
+			failed = append(failed, fmt.Sprintf("service %s exited with code %d", sn, s.ExitCode))
+			allRunning = false
+		case s.State == persysv1.ActualState_ACTUAL_STATE_RUNNING:
+			anyRunning = true
+		case s.State == persysv1.ActualState_ACTUAL_STATE_CREATING:
+			anyRunning, allRunning = true, false
+		case !stoppedOnPurpose(s, desiredStopped):
+			allRunning = false
+		}
+		ws.Services = append(ws.Services, s)
+	}
+	ws.RuntimeId = ws.Details["project"]
+	setWorkloadState(ws, failed, desiredStopped, allRunning, anyRunning)
+	return ws
+}
+
+// servicesOf groups the containers per service and adds the services the
+// applied file has but no container runs. Without a state file it takes
+// the workload's uid, revision and project from the labels.
+func servicesOf(ws *persysv1.WorkloadStatus, st *state, ctrs []container.Summary) map[string]*persysv1.ServiceStatus {
 	svcs := map[string]*persysv1.ServiceStatus{}
 	for _, c := range ctrs {
 		if st == nil {
@@ -112,18 +142,8 @@ func (r *Runtime) buildStatus(name string, st *state, ctrs []container.Summary) 
 			}
 			svcs[sn] = s
 		}
-		s.ContainerIds = append(s.ContainerIds, c.ID)
-		switch c.State {
-		case container.StateRunning, container.StateRestarting:
-			s.Running++
-		case container.StateExited, container.StateDead:
-			if code := exitCode(c.Status); code != 0 || c.State == container.StateDead {
-				s.ExitCode = int32(code)
-				s.Message = fmt.Sprintf("container %s: %s", strings.TrimPrefix(first(c.Names), "/"), c.Status)
-			}
-		}
+		addContainer(s, c)
 	}
-	// Services the file has but no container runs.
 	if st != nil {
 		for sn, n := range st.Replicas {
 			if _, ok := svcs[sn]; !ok && n > 0 {
@@ -131,39 +151,47 @@ func (r *Runtime) buildStatus(name string, st *state, ctrs []container.Summary) 
 			}
 		}
 	}
-	desiredStopped := st != nil && st.Desired == desiredStop
-	allRunning, anyRunning := true, false
-	var failed []string
-	for _, sn := range slices.Sorted(maps.Keys(svcs)) {
-		s := svcs[sn]
-		slices.Sort(s.ContainerIds)
-		switch {
-		case s.Running > 0 && s.Running >= s.Desired:
-			s.State = persysv1.ActualState_ACTUAL_STATE_RUNNING
-			anyRunning = true
-		case s.ExitCode != 0 && !desiredStopped:
-			s.State = persysv1.ActualState_ACTUAL_STATE_FAILED
-			failed = append(failed, fmt.Sprintf("service %s exited with code %d", sn, s.ExitCode))
-			allRunning = false
-		case s.Desired == 0 || (len(s.ContainerIds) > 0 && s.Running == 0 && s.Message == "" && !desiredStopped):
-			// Scaled to zero, or a one-shot service that exited 0.
-			s.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
-		case s.Running > 0:
-			s.State = persysv1.ActualState_ACTUAL_STATE_CREATING
-			anyRunning = true
-			allRunning = false
-		default:
-			s.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
-			allRunning = false
+	return svcs
+}
+
+// addContainer counts one container of service s.
+func addContainer(s *persysv1.ServiceStatus, c container.Summary) {
+	s.ContainerIds = append(s.ContainerIds, c.ID)
+	switch c.State {
+	case container.StateRunning, container.StateRestarting:
+		s.Running++
+	case container.StateExited, container.StateDead:
+		if code := exitCode(c.Status); code != 0 || c.State == container.StateDead {
+			s.ExitCode = int32(code)
+			s.Message = fmt.Sprintf("container %s: %s", strings.TrimPrefix(first(c.Names), "/"), c.Status)
 		}
-		ws.Services = append(ws.Services, s)
 	}
-	ids := make([]string, 0, len(ctrs))
-	for _, c := range ctrs {
-		ids = append(ids, shortID(c.ID))
+}
+
+// serviceState is the state of one service from its counted containers.
+func serviceState(s *persysv1.ServiceStatus, desiredStopped bool) persysv1.ActualState {
+	switch {
+	case s.Running > 0 && s.Running >= s.Desired:
+		return persysv1.ActualState_ACTUAL_STATE_RUNNING
+	case s.ExitCode != 0 && !desiredStopped:
+		return persysv1.ActualState_ACTUAL_STATE_FAILED
+	case stoppedOnPurpose(s, desiredStopped):
+		return persysv1.ActualState_ACTUAL_STATE_STOPPED
+	case s.Running > 0:
+		return persysv1.ActualState_ACTUAL_STATE_CREATING
+	default:
+		return persysv1.ActualState_ACTUAL_STATE_STOPPED
 	}
-	slices.Sort(ids)
-	ws.RuntimeId = ws.Details["project"]
+}
+
+// stoppedOnPurpose: scaled to zero, or a one-shot service that exited 0.
+// Such a service does not keep the workload from counting as running.
+func stoppedOnPurpose(s *persysv1.ServiceStatus, desiredStopped bool) bool {
+	return s.Desired == 0 || (len(s.ContainerIds) > 0 && s.Running == 0 && s.Message == "" && !desiredStopped)
+}
+
+// setWorkloadState sums the services' states into the workload's.
+func setWorkloadState(ws *persysv1.WorkloadStatus, failed []string, desiredStopped, allRunning, anyRunning bool) {
 	switch {
 	case len(failed) > 0:
 		ws.State = persysv1.ActualState_ACTUAL_STATE_FAILED
@@ -184,7 +212,6 @@ func (r *Runtime) buildStatus(name string, st *state, ctrs []container.Summary) 
 	default:
 		ws.State = persysv1.ActualState_ACTUAL_STATE_CREATING
 	}
-	return ws
 }
 
 var exitRe = regexp.MustCompile(`Exited \((-?\d+)\)`)
