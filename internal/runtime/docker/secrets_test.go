@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -137,37 +138,7 @@ func TestSecretEnvAndFiles(t *testing.T) {
 			t.Errorf("%s in the container: %d bytes, err %v; want the secret's %d bytes", path, len(got), err, len(want))
 		}
 	}
-	// The mounts are read-only binds from the secrets folder, files 0400.
-	ro := 0
-	for _, m := range info.Mounts {
-		if strings.HasPrefix(m.Source, dir) {
-			if m.RW {
-				t.Errorf("secret mount %s -> %s is writable", m.Source, m.Destination)
-			}
-			ro++
-		}
-	}
-	if ro != 2 {
-		t.Errorf("%d secret mounts from %s, want 2: %+v", ro, dir, info.Mounts)
-	}
-	files := 0
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if fi.Mode().Perm() != 0o400 {
-			t.Errorf("%s has mode %v, want 0400", p, fi.Mode().Perm())
-		}
-		files++
-		return nil
-	})
-	if err != nil || files != 3 {
-		t.Errorf("secret files on the node: %d (err %v), want 3", files, err)
-	}
+	checkSecretMounts(t, info, dir, 2, 3)
 	noValue(t, tokenV1, map[string]string{"labels": strings.Join(mapPairs(info.Config.Labels), ","), "status message": st.GetMessage()})
 
 	// A new revision with a new value replaces the files; the old
@@ -210,6 +181,42 @@ func TestSecretEnvAndFiles(t *testing.T) {
 	noValue(t, tokenV1, map[string]string{"runtime logs": logs.String()})
 	noValue(t, tokenV2, map[string]string{"runtime logs": logs.String()})
 	noValue(t, keyPEM, map[string]string{"runtime logs": logs.String()})
+}
+
+// checkSecretMounts: the container's secret mounts are read-only binds
+// from the secrets folder dir (mounts of them), which holds files 0400.
+func checkSecretMounts(t *testing.T, info container.InspectResponse, dir string, mounts, files int) {
+	t.Helper()
+	ro := 0
+	for _, m := range info.Mounts {
+		if strings.HasPrefix(m.Source, dir) {
+			if m.RW {
+				t.Errorf("secret mount %s -> %s is writable", m.Source, m.Destination)
+			}
+			ro++
+		}
+	}
+	if ro != mounts {
+		t.Errorf("%d secret mounts from %s, want %d: %+v", ro, dir, mounts, info.Mounts)
+	}
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm() != 0o400 {
+			t.Errorf("%s has mode %v, want 0400", p, fi.Mode().Perm())
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != files {
+		t.Errorf("secret files on the node: %d (err %v), want %d", n, err, files)
+	}
 }
 
 func mapPairs(m map[string]string) []string {
