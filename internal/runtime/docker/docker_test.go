@@ -168,50 +168,7 @@ func TestApplyLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := info.Name, "/"+containerName(name, uid, 1); got != want {
-		t.Errorf("container name = %q, want %q", got, want)
-	}
-	if info.HostConfig.NanoCPUs != 250_000_000 {
-		t.Errorf("NanoCPUs = %d, want 250000000", info.HostConfig.NanoCPUs)
-	}
-	if info.HostConfig.Memory != 64<<20 {
-		t.Errorf("Memory = %d, want %d", info.HostConfig.Memory, 64<<20)
-	}
-	for _, kv := range []string{"PORT=8080", "GREETING=hi"} {
-		if !slices.Contains(info.Config.Env, kv) {
-			t.Errorf("env %v lacks %s", info.Config.Env, kv)
-		}
-	}
-	b := info.HostConfig.PortBindings[network.MustParsePort("8080/tcp")]
-	if len(b) != 1 || b[0].HostIP.String() != "127.0.0.1" || b[0].HostPort != itoa(port) {
-		t.Errorf("port bindings = %v", info.HostConfig.PortBindings)
-	}
-	for k, v := range map[string]string{
-		"team": "platform", runtime.LabelManaged: "true", runtime.LabelWorkload: name,
-		runtime.LabelUID: uid, runtime.LabelRevision: "1",
-	} {
-		if info.Config.Labels[k] != v {
-			t.Errorf("label %s = %q, want %q", k, info.Config.Labels[k], v)
-		}
-	}
-	if info.HostConfig.RestartPolicy.Name != container.RestartPolicyOnFailure {
-		t.Errorf("restart policy = %q", info.HostConfig.RestartPolicy.Name)
-	}
-	if info.HostConfig.Init == nil || !*info.HostConfig.Init || info.HostConfig.Privileged {
-		t.Errorf("init = %v privileged = %v", info.HostConfig.Init, info.HostConfig.Privileged)
-	}
-	var sawVolume, sawBind bool
-	for _, m := range info.Mounts {
-		switch {
-		case m.Type == mount.TypeVolume && m.Name == volName && m.Destination == "/data" && m.RW:
-			sawVolume = true
-		case m.Type == mount.TypeBind && m.Source == bindDir && m.Destination == "/config" && !m.RW:
-			sawBind = true
-		}
-	}
-	if !sawVolume || !sawBind {
-		t.Errorf("mounts = %+v, want volume %s at /data (rw) and bind %s at /config (ro)", info.Mounts, volName, bindDir)
-	}
+	checkLifecycleContainer(t, info, name, uid, port, volName, bindDir)
 
 	url := "http://127.0.0.1:" + itoa(port) + "/"
 	eventually(t, 20*time.Second, "GET "+url, func() (bool, string) {
@@ -258,6 +215,14 @@ func TestApplyLifecycle(t *testing.T) {
 		t.Errorf("List shows %s %d times, want once", name, n)
 	}
 
+	checkDelete(t, e, name, volName)
+}
+
+// checkDelete deletes workload name and checks it is gone from Status and
+// List, a second Delete finds nothing, and its named volume stays.
+func checkDelete(t *testing.T, e *env, name, volName string) {
+	t.Helper()
+	ctx := t.Context()
 	existed, err := e.rt.Delete(ctx, name, "")
 	if err != nil || !existed {
 		t.Fatalf("Delete = %v, %v; want true, nil", existed, err)
@@ -265,7 +230,7 @@ func TestApplyLifecycle(t *testing.T) {
 	if n := countListed(t, e.rt, name); n != 0 {
 		t.Errorf("List still shows %s after Delete", name)
 	}
-	got, err = e.rt.Status(ctx, name)
+	got, err := e.rt.Status(ctx, name)
 	if err != nil || got.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
 		t.Errorf("Status after Delete = %v, %v; want MISSING", got, err)
 	}
@@ -276,6 +241,58 @@ func TestApplyLifecycle(t *testing.T) {
 	if _, err := e.cli.VolumeInspect(ctx, volName, client.VolumeInspectOptions{}); err != nil {
 		t.Errorf("named volume gone after Delete: %v", err)
 	}
+}
+
+// checkLifecycleContainer checks what TestApplyLifecycle's first revision
+// asked of the engine: name, resources, env, port, labels, restart policy,
+// init and mounts.
+func checkLifecycleContainer(t *testing.T, info container.InspectResponse, name, uid string, port uint32, volName, bindDir string) {
+	t.Helper()
+	if got, want := info.Name, "/"+containerName(name, uid, 1); got != want {
+		t.Errorf("container name = %q, want %q", got, want)
+	}
+	if info.HostConfig.NanoCPUs != 250_000_000 {
+		t.Errorf("NanoCPUs = %d, want 250000000", info.HostConfig.NanoCPUs)
+	}
+	if info.HostConfig.Memory != 64<<20 {
+		t.Errorf("Memory = %d, want %d", info.HostConfig.Memory, 64<<20)
+	}
+	for _, kv := range []string{"PORT=8080", "GREETING=hi"} {
+		if !slices.Contains(info.Config.Env, kv) {
+			t.Errorf("env %v lacks %s", info.Config.Env, kv)
+		}
+	}
+	b := info.HostConfig.PortBindings[network.MustParsePort("8080/tcp")]
+	if len(b) != 1 || b[0].HostIP.String() != "127.0.0.1" || b[0].HostPort != itoa(port) {
+		t.Errorf("port bindings = %v", info.HostConfig.PortBindings)
+	}
+	for k, v := range map[string]string{
+		"team": "platform", runtime.LabelManaged: "true", runtime.LabelWorkload: name,
+		runtime.LabelUID: uid, runtime.LabelRevision: "1",
+	} {
+		if info.Config.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, info.Config.Labels[k], v)
+		}
+	}
+	if info.HostConfig.RestartPolicy.Name != container.RestartPolicyOnFailure {
+		t.Errorf("restart policy = %q", info.HostConfig.RestartPolicy.Name)
+	}
+	if info.HostConfig.Init == nil || !*info.HostConfig.Init || info.HostConfig.Privileged {
+		t.Errorf("init = %v privileged = %v", info.HostConfig.Init, info.HostConfig.Privileged)
+	}
+	var sawVolume, sawBind bool
+	for _, m := range info.Mounts {
+		switch {
+		case m.Type == mount.TypeVolume && m.Name == volName && m.Destination == "/data" && m.RW:
+			sawVolume = true
+		case m.Type == mount.TypeBind && m.Source == bindDir && m.Destination == "/config" && !m.RW:
+			sawBind = true
+		}
+	}
+	if !sawVolume || !sawBind {
+		t.Errorf("mounts = %+v, want volume %s at /data (rw) and bind %s at /config (ro)", info.Mounts, volName, bindDir)
+	}
+
 }
 
 // TestApplyMissingImage: an image that is not local and whose registry
