@@ -182,19 +182,7 @@ func TestComposeLifecycle(t *testing.T) {
 	if skipped {
 		t.Fatal("first Apply reported skipped")
 	}
-	if ws.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
-		t.Fatalf("state = %s (%s), want RUNNING", ws.GetState(), ws.GetMessage())
-	}
-	web, poll := service(ws, "web"), service(ws, "poller")
-	if web == nil || poll == nil || web.GetRunning() != 1 || poll.GetRunning() != 1 || web.GetDesired() != 1 {
-		t.Fatalf("services = %v", ws.GetServices())
-	}
-	if web.GetImage() != h.hello || len(web.GetContainerIds()) != 1 {
-		t.Fatalf("web = %v", web)
-	}
-	if ws.GetRevision() != 1 || ws.GetUid() != "uid-1" || ws.GetNodeId() != h.node {
-		t.Fatalf("status identity = %v", ws)
-	}
+	web, poll := checkFirstApply(t, h, ws)
 
 	// The poller reaches web over the project network.
 	eventually(t, 30*time.Second, "poller reaches web", func() (bool, string) {
@@ -207,25 +195,7 @@ func TestComposeLifecycle(t *testing.T) {
 	})
 
 	// Secret env and file reached the poller (engine view), never web.
-	pollInfoRes, err := h.cli.ContainerInspect(ctx, poll.GetContainerIds()[0], client.ContainerInspectOptions{})
-	pollInfo := pollInfoRes.Container
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(pollInfo.Config.Env, "API_TOKEN="+secretToken) || !slices.Contains(pollInfo.Config.Env, "SHOW_FILE=/run/secrets/cert") {
-		t.Fatalf("poller env lacks the secret or compose env: %d entries", len(pollInfo.Config.Env))
-	}
-	webInfoRes, err := h.cli.ContainerInspect(ctx, web.GetContainerIds()[0], client.ContainerInspectOptions{})
-	webInfo := webInfoRes.Container
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(strings.Join(webInfo.Config.Env, "\n"), secretToken) {
-		t.Fatal("web got the secret env that is limited to poller")
-	}
-	if got := readContainerFile(t, h.cli, poll.GetContainerIds()[0], "/run/secrets/cert"); got != secretFile {
-		t.Fatalf("secret file content = %q", got)
-	}
+	checkSecretsOnlyInPoller(t, h, web, poll)
 
 	// Same revision again: skipped, nothing recreated.
 	ws2, skipped, err := h.rt.Apply(ctx, in)
@@ -287,6 +257,63 @@ func TestComposeLifecycle(t *testing.T) {
 	}
 
 	// Delete: containers, network and the named volume are gone.
+	checkComposeDelete(t, h, name)
+}
+
+// checkFirstApply checks the status of TestComposeLifecycle's first
+// apply and returns its two services.
+func checkFirstApply(t *testing.T, h *harness, ws *persysv1.WorkloadStatus) (web, poll *persysv1.ServiceStatus) {
+	t.Helper()
+	web, poll = service(ws, "web"), service(ws, "poller")
+	if ws.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("state = %s (%s), want RUNNING", ws.GetState(), ws.GetMessage())
+	}
+	if web == nil || poll == nil || web.GetRunning() != 1 || poll.GetRunning() != 1 || web.GetDesired() != 1 {
+		t.Fatalf("services = %v", ws.GetServices())
+	}
+	if web.GetImage() != h.hello || len(web.GetContainerIds()) != 1 {
+		t.Fatalf("web = %v", web)
+	}
+	if ws.GetRevision() != 1 || ws.GetUid() != "uid-1" || ws.GetNodeId() != h.node {
+		t.Fatalf("status identity = %v", ws)
+	}
+
+	return web, poll
+}
+
+// checkSecretsOnlyInPoller: the secret env and file reached the poller
+// and not web.
+func checkSecretsOnlyInPoller(t *testing.T, h *harness, web, poll *persysv1.ServiceStatus) {
+	t.Helper()
+	ctx := ctxT(t)
+	pollInfoRes, err := h.cli.ContainerInspect(ctx, poll.GetContainerIds()[0], client.ContainerInspectOptions{})
+	pollInfo := pollInfoRes.Container
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(pollInfo.Config.Env, "API_TOKEN="+secretToken) || !slices.Contains(pollInfo.Config.Env, "SHOW_FILE=/run/secrets/cert") {
+		t.Fatalf("poller env lacks the secret or compose env: %d entries", len(pollInfo.Config.Env))
+	}
+	webInfoRes, err := h.cli.ContainerInspect(ctx, web.GetContainerIds()[0], client.ContainerInspectOptions{})
+	webInfo := webInfoRes.Container
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(webInfo.Config.Env, "\n"), secretToken) {
+		t.Fatal("web got the secret env that is limited to poller")
+	}
+	if got := readContainerFile(t, h.cli, poll.GetContainerIds()[0], "/run/secrets/cert"); got != secretFile {
+		t.Fatalf("secret file content = %q", got)
+	}
+
+}
+
+// checkComposeDelete deletes workload name and checks that its project is
+// gone (named volume included), Status is MISSING and a second Delete
+// finds nothing.
+func checkComposeDelete(t *testing.T, h *harness, name string) {
+	t.Helper()
+	ctx := ctxT(t)
 	project := ProjectName(h.node, "", name)
 	existed, err := h.rt.Delete(ctx, name, "")
 	if err != nil || !existed {
