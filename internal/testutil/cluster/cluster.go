@@ -29,8 +29,15 @@ import (
 
 // Options shape the scheduler; zero values take the defaults noted.
 type Options struct {
-	// Nodes are the node ids to issue agent certificates for. Required.
+	// Nodes are the node ids to issue agent certificates for. Required
+	// unless Bundle is set.
 	Nodes []string
+	// Bundle, when set, is the PKI to use instead of a fresh one (agents
+	// started before the scheduler need their certificates first; see
+	// NewBundle).
+	Bundle *pki.Bundle
+	// Addr to listen on. Empty: a free loopback port.
+	Addr string
 	// HeartbeatInterval the scheduler tells its agents. Zero: 200ms.
 	HeartbeatInterval time.Duration
 	// LeaseTTL of a node's lease. Zero: 2s.
@@ -53,18 +60,18 @@ type Scheduler struct {
 // ready. It is stopped, and its errors reported, when t ends.
 func Start(t testing.TB, o Options) *Scheduler {
 	t.Helper()
-	if len(o.Nodes) == 0 {
-		t.Fatal("cluster: Options.Nodes is empty")
+	b := o.Bundle
+	if b == nil {
+		b = NewBundle(t, o.Nodes...)
+	}
+	if o.Addr == "" {
+		o.Addr = "127.0.0.1:0"
 	}
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = 200 * time.Millisecond
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = 2 * time.Second
-	}
-	b, err := pki.Bootstrap(t.TempDir(), o.Nodes, nil, nil)
-	if err != nil {
-		t.Fatalf("cluster: pki: %v", err)
 	}
 	emb := storetest.Embedded(t)
 	etcd, err := emb.Client()
@@ -95,7 +102,7 @@ func Start(t testing.TB, o Options) *Scheduler {
 	if err != nil {
 		t.Fatalf("cluster: scheduler: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +130,19 @@ func Start(t testing.TB, o Options) *Scheduler {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return &Scheduler{Scheduler: s, Addr: ln.Addr().String(), Bundle: b}
+}
+
+// NewBundle bootstraps a PKI with agent certificates for nodes.
+func NewBundle(t testing.TB, nodes ...string) *pki.Bundle {
+	t.Helper()
+	if len(nodes) == 0 {
+		t.Fatal("cluster: no node ids")
+	}
+	b, err := pki.Bootstrap(t.TempDir(), nodes, nil, nil)
+	if err != nil {
+		t.Fatalf("cluster: pki: %v", err)
+	}
+	return b
 }
 
 // Admin returns a ControlService client with the admin's identity.
