@@ -148,53 +148,10 @@ type Agent struct {
 
 // New validates cfg and builds an Agent.
 func New(cfg Config) (*Agent, error) {
-	if cfg.NodeID == "" {
-		return nil, errors.New("agent: config NodeID is required")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
-	if cfg.AdvertiseAddr == "" {
-		return nil, errors.New("agent: config AdvertiseAddr is required")
-	}
-	if _, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err != nil {
-		return nil, fmt.Errorf("agent: config AdvertiseAddr %q: %w", cfg.AdvertiseAddr, err)
-	}
-	switch {
-	case cfg.Control == nil && cfg.Schedulers == nil:
-		return nil, errors.New("agent: config Control or Schedulers is required")
-	case cfg.Control != nil && cfg.Schedulers != nil:
-		return nil, errors.New("agent: config Control and Schedulers are exclusive; set one")
-	}
-	if len(cfg.Runtimes) == 0 {
-		return nil, errors.New("agent: config Runtimes needs at least one runtime")
-	}
-	if cfg.HeartbeatInterval < 0 {
-		return nil, fmt.Errorf("agent: config HeartbeatInterval %s is negative", cfg.HeartbeatInterval)
-	}
-	if cfg.HeartbeatInterval == 0 {
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if cfg.AuditInterval < 0 {
-		return nil, fmt.Errorf("agent: config AuditInterval %s is negative", cfg.AuditInterval)
-	}
-	if cfg.AuditInterval == 0 {
-		cfg.AuditInterval = DefaultAuditInterval
-	}
-	if cfg.UtilizationThreshold < 0 || cfg.UtilizationThreshold > 1 {
-		return nil, fmt.Errorf("agent: config UtilizationThreshold %v is outside (0, 1]", cfg.UtilizationThreshold)
-	}
-	if cfg.UtilizationThreshold == 0 {
-		cfg.UtilizationThreshold = DefaultUtilizationThreshold
-	}
-	for k := range cfg.Labels {
-		if err := validLabelKey(k); err != nil {
-			return nil, fmt.Errorf("agent: config Labels: %w", err)
-		}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Registry == nil {
-		cfg.Registry = prometheus.NewRegistry()
-	}
+	cfg.setDefaults()
 
 	a := &Agent{
 		cfg:      cfg,
@@ -206,19 +163,8 @@ func New(cfg Config) (*Agent, error) {
 		interval: cfg.HeartbeatInterval,
 		contact:  errors.New("not registered with the scheduler yet"),
 	}
-	for i, rt := range cfg.Runtimes {
-		if rt == nil {
-			return nil, fmt.Errorf("agent: config Runtimes[%d] is nil", i)
-		}
-		t := rt.Type()
-		if t == persysv1.WorkloadType_WORKLOAD_TYPE_UNSPECIFIED {
-			return nil, fmt.Errorf("agent: config Runtimes[%d] has no workload type", i)
-		}
-		if _, dup := a.runtimes[t]; dup {
-			return nil, fmt.Errorf("agent: config Runtimes[%d]: a second runtime for %s", i, t)
-		}
-		a.runtimes[t] = rt
-		a.order = append(a.order, rt)
+	if err := a.addRuntimes(cfg.Runtimes); err != nil {
+		return nil, err
 	}
 
 	a.cluster = cfg.Cluster
@@ -240,19 +186,8 @@ func New(cfg Config) (*Agent, error) {
 	if a.instanceID, err = loadInstanceID(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	if cfg.Capacity != nil {
-		c := cfg.Capacity
-		if c.CpuMillis < 0 || c.MemoryBytes < 0 || c.DiskBytes < 0 {
-			return nil, fmt.Errorf("agent: config Capacity has a negative figure: %v", c)
-		}
-		a.capacity = proto.Clone(c).(*persysv1.Resources)
-	} else {
-		c, err := HostCapacity(cfg.DataDir)
-		if err != nil {
-			return nil, fmt.Errorf("agent: read host capacity: %w", err)
-		}
-		a.capacity = c
-		a.hostCapacity = true
+	if err := a.setCapacity(cfg); err != nil {
+		return nil, err
 	}
 	a.hostname, _ = os.Hostname()
 
@@ -268,6 +203,99 @@ func New(cfg Config) (*Agent, error) {
 		a.control = fixedControl{c: cfg.Control}
 	}
 	return a, nil
+}
+
+// validate checks what New cannot default.
+func (cfg *Config) validate() error {
+	if cfg.NodeID == "" {
+		return errors.New("agent: config NodeID is required")
+	}
+	if cfg.AdvertiseAddr == "" {
+		return errors.New("agent: config AdvertiseAddr is required")
+	}
+	if _, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err != nil {
+		return fmt.Errorf("agent: config AdvertiseAddr %q: %w", cfg.AdvertiseAddr, err)
+	}
+	switch {
+	case cfg.Control == nil && cfg.Schedulers == nil:
+		return errors.New("agent: config Control or Schedulers is required")
+	case cfg.Control != nil && cfg.Schedulers != nil:
+		return errors.New("agent: config Control and Schedulers are exclusive; set one")
+	}
+	if len(cfg.Runtimes) == 0 {
+		return errors.New("agent: config Runtimes needs at least one runtime")
+	}
+	if cfg.HeartbeatInterval < 0 {
+		return fmt.Errorf("agent: config HeartbeatInterval %s is negative", cfg.HeartbeatInterval)
+	}
+	if cfg.AuditInterval < 0 {
+		return fmt.Errorf("agent: config AuditInterval %s is negative", cfg.AuditInterval)
+	}
+	if cfg.UtilizationThreshold < 0 || cfg.UtilizationThreshold > 1 {
+		return fmt.Errorf("agent: config UtilizationThreshold %v is outside (0, 1]", cfg.UtilizationThreshold)
+	}
+	for k := range cfg.Labels {
+		if err := validLabelKey(k); err != nil {
+			return fmt.Errorf("agent: config Labels: %w", err)
+		}
+	}
+	return nil
+}
+
+// setDefaults fills the zero fields that have a default.
+func (cfg *Config) setDefaults() {
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.AuditInterval == 0 {
+		cfg.AuditInterval = DefaultAuditInterval
+	}
+	if cfg.UtilizationThreshold == 0 {
+		cfg.UtilizationThreshold = DefaultUtilizationThreshold
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+}
+
+// addRuntimes indexes the runtimes by workload type, one per type.
+func (a *Agent) addRuntimes(rts []runtime.Runtime) error {
+	for i, rt := range rts {
+		if rt == nil {
+			return fmt.Errorf("agent: config Runtimes[%d] is nil", i)
+		}
+		t := rt.Type()
+		if t == persysv1.WorkloadType_WORKLOAD_TYPE_UNSPECIFIED {
+			return fmt.Errorf("agent: config Runtimes[%d] has no workload type", i)
+		}
+		if _, dup := a.runtimes[t]; dup {
+			return fmt.Errorf("agent: config Runtimes[%d]: a second runtime for %s", i, t)
+		}
+		a.runtimes[t] = rt
+		a.order = append(a.order, rt)
+	}
+	return nil
+}
+
+// setCapacity takes the configured capacity, else the host's.
+func (a *Agent) setCapacity(cfg Config) error {
+	if c := cfg.Capacity; c != nil {
+		if c.CpuMillis < 0 || c.MemoryBytes < 0 || c.DiskBytes < 0 {
+			return fmt.Errorf("agent: config Capacity has a negative figure: %v", c)
+		}
+		a.capacity = proto.Clone(c).(*persysv1.Resources)
+		return nil
+	}
+	c, err := HostCapacity(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("agent: read host capacity: %w", err)
+	}
+	a.capacity = c
+	a.hostCapacity = true
+	return nil
 }
 
 // NodeID returns the node's id.

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/cenkalti/backoff/v5"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -107,39 +108,9 @@ func Join(ctx context.Context, cfg JoinConfig) (pki.Files, map[string]string, er
 	if err != nil {
 		return pki.Files{}, nil, fmt.Errorf("join: %w", err)
 	}
-	var resp *persysv1.JoinNodeResponse
-	deadline := time.Now().Add(cfg.RetryFor)
-	backoff := time.Second
-	for {
-		var errs []error
-		refused := false
-		for _, addr := range cfg.Schedulers {
-			resp, err = joinAt(ctx, addr, cfg, csrPEM)
-			if err == nil {
-				break
-			}
-			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
-			if errors.Is(err, ErrJoinRefused) {
-				refused = true
-				break
-			}
-		}
-		if resp != nil {
-			break
-		}
-		err := fmt.Errorf("join: %w", errors.Join(errs...))
-		if refused || time.Now().Add(backoff).After(deadline) {
-			return pki.Files{}, nil, err
-		}
-		log.Warn("join failed; retrying", "node", cfg.NodeID, "retry_in", backoff.String(), "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return pki.Files{}, nil, fmt.Errorf("join: %w (last: %w)", ctx.Err(), err)
-		case <-t.C:
-		}
-		backoff = min(2*backoff, 15*time.Second)
+	resp, err := joinRetrying(ctx, cfg, csrPEM, log)
+	if err != nil {
+		return pki.Files{}, nil, err
 	}
 
 	// Check the answer before keeping it.
@@ -175,6 +146,50 @@ func Join(ctx context.Context, cfg JoinConfig) (pki.Files, map[string]string, er
 	}
 	log.Info("joined the cluster", "node", cfg.NodeID, "serial", id.Serial, "expires", cert.NotAfter, "labels", len(resp.GetLabels()))
 	return files, resp.GetLabels(), nil
+}
+
+// joinRetrying tries the schedulers in turn until one answers, retrying
+// with jittered backoff for cfg.RetryFor while none does (nodes joining
+// together then do not retry together). A refusal ends it at once.
+func joinRetrying(ctx context.Context, cfg JoinConfig, csrPEM []byte, log *slog.Logger) (*persysv1.JoinNodeResponse, error) {
+	deadline := time.Now().Add(cfg.RetryFor)
+	retry := backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: retryJitter, Multiplier: 2, MaxInterval: 12 * time.Second}
+	for {
+		resp, refused, err := joinAny(ctx, cfg, csrPEM)
+		if err == nil {
+			return resp, nil
+		}
+		wait := retry.NextBackOff()
+		if refused || time.Now().Add(wait).After(deadline) {
+			return nil, err
+		}
+		log.Warn("join failed; retrying", "node", cfg.NodeID, "retry_in", wait.String(), "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("join: %w (last: %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
+
+// joinAny tries each scheduler once, in order, and stops at the first
+// answer or refusal.
+func joinAny(ctx context.Context, cfg JoinConfig, csrPEM []byte) (resp *persysv1.JoinNodeResponse, refused bool, err error) {
+	var errs []error
+	for _, addr := range cfg.Schedulers {
+		resp, err := joinAt(ctx, addr, cfg, csrPEM)
+		if err == nil {
+			return resp, false, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+		if errors.Is(err, ErrJoinRefused) {
+			refused = true
+			break
+		}
+	}
+	return nil, refused, fmt.Errorf("join: %w", errors.Join(errs...))
 }
 
 func newAgentCSR(nodeID string, dns []string, ips []net.IP, key *ecdsa.PrivateKey) ([]byte, error) {

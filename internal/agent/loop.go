@@ -23,9 +23,9 @@ const (
 	rpcTimeout         = 10 * time.Second
 )
 
-// Run registers the node (retrying with capped exponential backoff), then
-// heartbeats until ctx ends, following the scheduler leader and
-// registering again with each new one. Workload changes reported by
+// Run registers the node (retrying with capped, jittered exponential
+// backoff), then heartbeats until ctx ends, following the scheduler
+// leader and registering again with each new one. Workload changes reported by
 // runtime watchers trigger an immediate heartbeat; an audit every
 // AuditInterval looks for zombies. Run returns nil when ctx ends; the
 // workloads keep running.
@@ -64,6 +64,7 @@ func (a *Agent) loop(ctx context.Context) {
 	registeredOn := "" // the scheduler address that accepted the registration
 	attempt := 0       // registration attempts since the last success
 	failures := 0      // consecutive heartbeat failures
+	var registerRetry, heartbeatRetry retry
 	leaderChanged := false
 	var sent sentList // reset with each registration and on any heartbeat error
 	for ctx.Err() == nil {
@@ -73,6 +74,7 @@ func (a *Agent) loop(ctx context.Context) {
 				a.log.Info("scheduler leader changed; registering with it", "from", registeredOn, "to", target)
 				a.metrics.leaderChanges.Inc()
 				registered, leaderChanged, attempt = false, true, 0
+				registerRetry.reset()
 			}
 		}
 		if !registered {
@@ -80,6 +82,8 @@ func (a *Agent) loop(ctx context.Context) {
 			on, err := a.register(ctx)
 			if err == nil {
 				registered, registeredOn, attempt, failures = true, on, 0, 0
+				registerRetry.reset()
+				heartbeatRetry.reset()
 				sent = sentList{}
 				if leaderChanged {
 					// Report usage to the new leader at once.
@@ -95,7 +99,7 @@ func (a *Agent) loop(ctx context.Context) {
 				return
 			}
 			a.setContact(err)
-			d := a.retryDelay(registerMinBackoff, attempt)
+			d := a.retryDelay(&registerRetry, registerMinBackoff)
 			a.log.Warn("register with scheduler failed", "attempt", attempt, "scheduler", on,
 				"next", a.control.target(), "retry_in", d.String(), "err", err)
 			if !a.wait(ctx, d, false) {
@@ -119,12 +123,14 @@ func (a *Agent) loop(ctx context.Context) {
 			a.metrics.fullResends.Inc()
 			a.log.Info("scheduler holds no list with the digest sent; sending the full list")
 			failures = 0
+			heartbeatRetry.reset()
 			continue
 		case err == nil:
 			if failures > 0 {
 				a.log.Info("heartbeat recovered", "failures", failures)
 			}
 			failures = 0
+			heartbeatRetry.reset()
 			if !a.wait(ctx, a.heartbeatInterval(), true) {
 				return
 			}
@@ -141,7 +147,7 @@ func (a *Agent) loop(ctx context.Context) {
 				a.log.Warn("scheduler does not know the node; registering again", "err", err)
 				registered = false
 			}
-			d := a.retryDelay(a.heartbeatInterval(), failures)
+			d := a.retryDelay(&heartbeatRetry, a.heartbeatInterval())
 			a.log.Warn("heartbeat failed", "failures", failures, "next", a.control.target(),
 				"retry_in", d.String(), "err", err)
 			if !a.wait(ctx, d, false) {
@@ -151,9 +157,10 @@ func (a *Agent) loop(ctx context.Context) {
 	}
 }
 
-// retryDelay is the wait after n consecutive failed registrations or
-// heartbeats (see leaseRetryDelay).
-func (a *Agent) retryDelay(base time.Duration, n int) time.Duration {
+// retryDelay is the next wait of rt, a sequence of failed registrations
+// or heartbeats, bounded while the node's lease may be alive (see
+// leaseRetryLimit).
+func (a *Agent) retryDelay(rt *retry, base time.Duration) time.Duration {
 	a.mu.Lock()
 	ttl, renewedAt := a.leaseTTL, a.renewedAt
 	a.mu.Unlock()
@@ -161,37 +168,7 @@ func (a *Agent) retryDelay(base time.Duration, n int) time.Duration {
 	if !renewedAt.IsZero() {
 		since = time.Since(renewedAt)
 	}
-	return leaseRetryDelay(base, n, ttl, since)
-}
-
-// minLeaseRetry bounds how often a node whose lease may be alive retries.
-const minLeaseRetry = 100 * time.Millisecond
-
-// leaseRetryDelay is backoff(base, n), except while the node's lease (TTL
-// ttl, renewed since ago) may still be alive: then the wait is at most
-// ttl/8, so that several tries fall inside the TTL. When a scheduler
-// leader dies, its replicas need a moment to elect another; a doubling
-// backoff from the heartbeat interval let the leases expire meanwhile (the
-// new leader then lost every node and moved their workloads). Once the
-// lease is surely gone, the usual backoff takes over.
-func leaseRetryDelay(base time.Duration, n int, ttl, since time.Duration) time.Duration {
-	d := backoff(base, n)
-	if ttl <= 0 || since >= ttl {
-		return d
-	}
-	return min(d, max(ttl/8, minLeaseRetry))
-}
-
-// backoff returns min(base*2^(n-1), maxBackoff), at least base.
-func backoff(base time.Duration, n int) time.Duration {
-	d := base
-	for i := 1; i < n && d < maxBackoff; i++ {
-		d *= 2
-	}
-	if d > maxBackoff && base <= maxBackoff {
-		d = maxBackoff
-	}
-	return d
+	return rt.next(base, ttl, since)
 }
 
 // wait sleeps d or until ctx ends; with kickable, a kick ends it early. It
@@ -419,11 +396,12 @@ func (a *Agent) watch(ctx context.Context, t persysv1.WorkloadType, w runtime.Wa
 	name := runtimeName(t)
 	log := a.log.With("runtime", name)
 	failures := 0
+	var rt retry
 	for ctx.Err() == nil {
 		ch, err := w.Watch(ctx)
 		if err != nil {
 			failures++
-			d := backoff(registerMinBackoff, failures)
+			d := rt.next(registerMinBackoff, 0, 0)
 			log.Warn("watch runtime failed", "retry_in", d.String(), "err", err)
 			if !sleep(ctx, d) {
 				return
@@ -436,6 +414,7 @@ func (a *Agent) watch(ctx context.Context, t persysv1.WorkloadType, w runtime.Wa
 		}
 		for workload := range ch {
 			failures = 0
+			rt.reset()
 			a.metrics.watcherEvents.WithLabelValues(name).Inc()
 			log.Debug("workload changed", "workload", workload)
 			a.Kick()
@@ -444,7 +423,7 @@ func (a *Agent) watch(ctx context.Context, t persysv1.WorkloadType, w runtime.Wa
 			return
 		}
 		failures++
-		d := backoff(registerMinBackoff, failures)
+		d := rt.next(registerMinBackoff, 0, 0)
 		log.Warn("runtime watch ended; watching again", "retry_in", d.String())
 		if !sleep(ctx, d) {
 			return

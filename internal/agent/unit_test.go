@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,51 +95,98 @@ func TestAdmit(t *testing.T) {
 	}
 }
 
-func TestBackoff(t *testing.T) {
+func TestLeaseRetryLimit(t *testing.T) {
+	const ttl = 8 * time.Second
 	tests := []struct {
-		name string
-		base time.Duration
-		n    int
-		want time.Duration
+		name       string
+		base       time.Duration
+		ttl, since time.Duration
+		want       time.Duration
 	}{
-		{name: "first", base: 500 * time.Millisecond, n: 1, want: 500 * time.Millisecond},
-		{name: "second", base: 500 * time.Millisecond, n: 2, want: time.Second},
-		{name: "fifth", base: 500 * time.Millisecond, n: 5, want: 8 * time.Second},
-		{name: "capped", base: 500 * time.Millisecond, n: 6, want: 10 * time.Second},
-		{name: "far", base: 500 * time.Millisecond, n: 1000, want: 10 * time.Second},
-		{name: "base above cap kept", base: 30 * time.Second, n: 3, want: 30 * time.Second},
+		{name: "no lease told: maxBackoff", base: 2 * time.Second, want: maxBackoff},
+		{name: "base above maxBackoff kept", base: 30 * time.Second, want: 30 * time.Second},
+		{name: "lease alive: ttl/8", base: 2 * time.Second, ttl: ttl, since: time.Second, want: time.Second},
+		{name: "lease alive to the end", base: 2 * time.Second, ttl: ttl, since: 7 * time.Second, want: time.Second},
+		{name: "lease surely expired: maxBackoff", base: 2 * time.Second, ttl: ttl, since: ttl, want: maxBackoff},
+		{name: "tiny ttl: floor", base: time.Second, ttl: 400 * time.Millisecond, want: minLeaseRetry},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := backoff(tt.base, tt.n); got != tt.want {
-				t.Fatalf("backoff(%s, %d) = %s, want %s", tt.base, tt.n, got, tt.want)
+			if got := leaseRetryLimit(tt.base, tt.ttl, tt.since); got != tt.want {
+				t.Fatalf("leaseRetryLimit(%s, %s, %s) = %s, want %s", tt.base, tt.ttl, tt.since, got, tt.want)
 			}
 		})
 	}
 }
 
-func TestLeaseRetryDelay(t *testing.T) {
-	const ttl = 8 * time.Second
+// TestRetrySchedules: two agents failing the same way wait different
+// (jittered) times, grow from the base, and never wait longer than the
+// limit: maxBackoff, or ttl/8 while the lease may be alive.
+func TestRetrySchedules(t *testing.T) {
+	const tries = 12
+	schedule := func(base, ttl, since time.Duration) []time.Duration {
+		var r retry
+		out := make([]time.Duration, tries)
+		for i := range out {
+			out[i] = r.next(base, ttl, since)
+		}
+		return out
+	}
 	tests := []struct {
 		name       string
 		base       time.Duration
-		n          int
 		ttl, since time.Duration
-		want       time.Duration
 	}{
-		{name: "no lease told: plain backoff", base: 2 * time.Second, n: 3, want: 8 * time.Second},
-		{name: "lease alive: at most ttl/8", base: 2 * time.Second, n: 1, ttl: ttl, since: time.Second, want: time.Second},
-		{name: "lease alive, many failures", base: 2 * time.Second, n: 9, ttl: ttl, since: 7 * time.Second, want: time.Second},
-		{name: "lease alive, shorter backoff kept", base: 500 * time.Millisecond, n: 1, ttl: ttl, since: 0, want: 500 * time.Millisecond},
-		{name: "lease surely expired: plain backoff", base: 2 * time.Second, n: 3, ttl: ttl, since: ttl, want: 8 * time.Second},
-		{name: "tiny ttl: floor", base: time.Second, n: 1, ttl: 400 * time.Millisecond, since: 0, want: minLeaseRetry},
+		{name: "registration, no lease", base: registerMinBackoff},
+		{name: "heartbeat, lease alive", base: 3 * time.Second, ttl: 16 * time.Second, since: time.Second},
+		{name: "registration, lease alive", base: registerMinBackoff, ttl: 16 * time.Second, since: time.Second},
+		{name: "heartbeat, lease gone", base: 3 * time.Second, ttl: 16 * time.Second, since: 20 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := leaseRetryDelay(tt.base, tt.n, tt.ttl, tt.since); got != tt.want {
-				t.Fatalf("leaseRetryDelay(%s, %d, %s, %s) = %s, want %s", tt.base, tt.n, tt.ttl, tt.since, got, tt.want)
+			limit := leaseRetryLimit(tt.base, tt.ttl, tt.since)
+			a, b := schedule(tt.base, tt.ttl, tt.since), schedule(tt.base, tt.ttl, tt.since)
+			if slices.Equal(a, b) {
+				t.Fatalf("two agents retry in lockstep: %v", a)
+			}
+			for _, s := range [][]time.Duration{a, b} {
+				for i, d := range s {
+					if d <= 0 || d > limit {
+						t.Fatalf("wait %d = %s, want in (0, %s]: %v", i, d, limit, s)
+					}
+				}
+				first := min(tt.base, limit)
+				if lo := time.Duration(float64(first) * (1 - 2*retryJitter)); s[0] < lo {
+					t.Errorf("first wait %s, want about %s", s[0], first)
+				}
+				// After enough doublings every wait is near the limit.
+				if lo := time.Duration(float64(limit) * (1 - retryJitter) / (1 + retryJitter)); s[tries-1] < lo {
+					t.Errorf("wait %d = %s, want at least %s: %v", tries-1, s[tries-1], lo, s)
+				}
 			}
 		})
+	}
+}
+
+// TestRetryLimitMoves: a lease that expires mid-sequence lifts the limit
+// without restarting from the base; one told mid-sequence lowers it at once.
+func TestRetryLimitMoves(t *testing.T) {
+	const ttl = 8 * time.Second
+	var r retry
+	for range 6 {
+		if d := r.next(2*time.Second, ttl, time.Second); d > ttl/8 {
+			t.Fatalf("lease alive: wait %s > %s", d, ttl/8)
+		}
+	}
+	if d := r.next(2*time.Second, ttl, ttl); d < 4*time.Second {
+		t.Fatalf("lease gone after 6 tries: wait %s, want the grown backoff (about %s)", d, maxBackoff)
+	}
+	if d := r.next(2*time.Second, ttl, 0); d > ttl/8 {
+		t.Fatalf("lease renewed: wait %s > %s", d, ttl/8)
+	}
+	r.reset()
+	if d := r.next(2*time.Second, 0, 0); d > 3*time.Second {
+		t.Fatalf("after reset: wait %s, want about the base", d)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -95,7 +96,8 @@ func TestAgentReportsZombieContainer(t *testing.T) {
 	if resp.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 		t.Fatalf("apply = %v", resp)
 	}
-	info, err := e.cli.ContainerInspect(context.Background(), resp.GetStatus().GetRuntimeId())
+	infoRes, err := e.cli.ContainerInspect(context.Background(), resp.GetStatus().GetRuntimeId(), client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/distribution/reference"
-	"github.com/docker/docker/api/types/registry"
+	"github.com/moby/moby/api/pkg/authconfig"
+	"github.com/moby/moby/api/types/registry"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
@@ -213,7 +214,7 @@ func Select(image string, secrets []*persysv1.SecretValue) (creds Credentials, o
 
 // For picks the REGISTRY secret whose server matches the image's registry
 // host (see Select) and returns it encoded for the Engine API's
-// X-Registry-Auth header (image.PullOptions.RegistryAuth). ok is false,
+// X-Registry-Auth header (client.ImagePullOptions.RegistryAuth). ok is false,
 // with an empty encodedAuth, when no secret matches: pull anonymously.
 func For(image string, secrets []*persysv1.SecretValue) (encodedAuth string, ok bool, err error) {
 	creds, ok, err := Select(image, secrets)
@@ -229,7 +230,7 @@ func For(image string, secrets []*persysv1.SecretValue) (encodedAuth string, ok 
 
 // Encode renders credentials as the Engine API's X-Registry-Auth value.
 func Encode(c Credentials) (string, error) {
-	enc, err := registry.EncodeAuthConfig(registry.AuthConfig{
+	enc, err := authconfig.Encode(registry.AuthConfig{
 		Username:      c.Username,
 		Password:      c.Password,
 		ServerAddress: c.Server,

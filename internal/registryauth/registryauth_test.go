@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/registry"
+	"github.com/moby/moby/api/pkg/authconfig"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
@@ -183,7 +183,7 @@ func TestFor(t *testing.T) {
 			if strings.ContainsAny(enc, "+/") {
 				t.Errorf("encoded auth %q is not base64url", enc)
 			}
-			got, err := registry.DecodeAuthConfig(enc)
+			got, err := authconfig.Decode(enc)
 			if err != nil {
 				t.Fatalf("DecodeAuthConfig: %v", err)
 			}

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/moby/moby/api/types/container"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -107,7 +109,7 @@ func TestControlLoop(t *testing.T) {
 		before := c.metric(metric, nil)
 		name := c.name("orphan")
 		ctx := context.Background()
-		created, err := c.docker.ContainerCreate(ctx, &container.Config{
+		created, err := c.docker.ContainerCreate(ctx, client.ContainerCreateOptions{Config: &container.Config{
 			Image: c.image,
 			Labels: map[string]string{
 				runtime.LabelManaged: "true",
@@ -121,11 +123,11 @@ func TestControlLoop(t *testing.T) {
 				runtime.LabelRevision: "1",
 				runLabel:              c.prefix,
 			},
-		}, &container.HostConfig{}, nil, nil, "persys-"+name)
+		}, HostConfig: &container.HostConfig{}, Name: "persys-" + name})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.docker.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		if _, err := c.docker.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "the orphan container to be removed", waitLong, func() (bool, string) {

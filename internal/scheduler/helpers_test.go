@@ -13,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -456,14 +455,15 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 func (c *cluster) removeContainers() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	list, err := c.docker.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", runLabel+"="+c.prefix))})
+	listRes, err := c.docker.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", runLabel+"="+c.prefix)})
+	list := listRes.Items
 	if err != nil {
 		c.t.Errorf("cleanup: list containers: %v", err)
 		return
 	}
 	for _, ct := range list {
-		if err := c.docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
+		if _, err := c.docker.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil {
 			c.t.Errorf("cleanup: remove %s: %v", ct.ID, err)
 		}
 	}
@@ -472,8 +472,9 @@ func (c *cluster) removeContainers() {
 // containers lists the containers of workload name, on every node.
 func (c *cluster) containers(name string) []container.Summary {
 	c.t.Helper()
-	list, err := c.docker.ContainerList(context.Background(), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", runtime.LabelWorkload+"="+name))})
+	listRes, err := c.docker.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", runtime.LabelWorkload+"="+name)})
+	list := listRes.Items
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -503,11 +504,12 @@ func (c *cluster) onlyContainer(name string) container.InspectResponse {
 	if len(list) != 1 {
 		ids := make([]string, 0, len(list))
 		for _, ct := range list {
-			ids = append(ids, ct.ID[:12]+" "+ct.State+" on "+ct.Labels[runtime.LabelNode])
+			ids = append(ids, ct.ID[:12]+" "+string(ct.State)+" on "+ct.Labels[runtime.LabelNode])
 		}
 		c.t.Fatalf("workload %s: want exactly one container, have %d: %v", name, len(list), ids)
 	}
-	info, err := c.docker.ContainerInspect(context.Background(), list[0].ID)
+	infoRes, err := c.docker.ContainerInspect(context.Background(), list[0].ID, client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		c.t.Fatal(err)
 	}

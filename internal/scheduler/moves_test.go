@@ -9,8 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
+	"github.com/moby/moby/client"
+
+	"github.com/moby/moby/api/types/container"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -263,8 +264,9 @@ func (c *cluster) startSampler(names ...string) *sampler {
 }
 
 func (s *sampler) sample(ctx context.Context) {
-	f := filters.NewArgs(filters.Arg("label", runLabel+"="+s.c.prefix), filters.Arg("status", "running"))
-	list, err := s.c.docker.ContainerList(ctx, container.ListOptions{Filters: f})
+	f := make(client.Filters).Add("label", runLabel+"="+s.c.prefix).Add("status", "running")
+	listRes, err := s.c.docker.ContainerList(ctx, client.ContainerListOptions{Filters: f})
+	list := listRes.Items
 	if err != nil {
 		if ctx.Err() == nil {
 			s.mu.Lock()

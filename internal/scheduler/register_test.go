@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -150,7 +151,8 @@ func TestClustersShareAnEngine(t *testing.T) {
 		cl  *cluster
 		id  string
 	}{{"A", a, runA}, {"B", b, runB}} {
-		info, err := a.docker.ContainerInspect(ctxT(t), c.id)
+		infoRes, err := a.docker.ContainerInspect(ctxT(t), c.id, client.ContainerInspectOptions{})
+		info := infoRes.Container
 		if err != nil {
 			t.Fatalf("cluster %s's container %s: %v", c.who, c.id, err)
 		}

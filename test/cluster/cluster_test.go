@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/moby/moby/api/types/container"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
@@ -170,7 +172,8 @@ func TestAgentRestartKeepsWorkloads(t *testing.T) {
 	type seen struct{ id, startedAt string }
 	before := map[string]seen{}
 	for _, n := range mine {
-		info, err := c.Docker.ContainerInspect(context.Background(), ws[n].GetStatus().GetRuntimeId())
+		infoRes, err := c.Docker.ContainerInspect(context.Background(), ws[n].GetStatus().GetRuntimeId(), client.ContainerInspectOptions{})
+		info := infoRes.Container
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,7 +203,8 @@ func TestAgentRestartKeepsWorkloads(t *testing.T) {
 
 	ws = c.waitAllRunning(names, 30*time.Second)
 	for _, n := range mine {
-		info, err := c.Docker.ContainerInspect(context.Background(), before[n].id)
+		infoRes, err := c.Docker.ContainerInspect(context.Background(), before[n].id, client.ContainerInspectOptions{})
+		info := infoRes.Container
 		if err != nil {
 			t.Errorf("workload %s: container %s gone after the agent restart: %v", n, before[n].id[:12], err)
 			continue

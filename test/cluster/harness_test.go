@@ -26,13 +26,11 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
-	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -184,7 +182,7 @@ func buildNodeImage(ctx context.Context, cli *client.Client, binary, tag string)
 	if err := tw.Close(); err != nil {
 		return "", fmt.Errorf("tar: %w", err)
 	}
-	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+	resp, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{
 		Tags: []string{tag}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
 		Labels: map[string]string{"persys.test": "true"},
 	})
@@ -215,7 +213,7 @@ func buildNodeImage(ctx context.Context, cli *client.Client, binary, tag string)
 	}
 	if old != "" && old != img.ID {
 		// Fails harmlessly while another test process still runs it.
-		_, _ = cli.ImageRemove(ctx, old, image.RemoveOptions{PruneChildren: true})
+		_, _ = cli.ImageRemove(ctx, old, client.ImageRemoveOptions{PruneChildren: true})
 	}
 	return img.ID, nil
 }
@@ -457,7 +455,7 @@ func Start(t *testing.T, o Options) *Cluster {
 
 	c.Net = c.createNetwork(ctx)
 	t.Cleanup(func() {
-		if err := cli.NetworkRemove(context.Background(), c.Net.ID); err != nil {
+		if _, err := cli.NetworkRemove(context.Background(), c.Net.ID, client.NetworkRemoveOptions{}); err != nil {
 			t.Errorf("cleanup: remove network %s: %v", c.Net.Name, err)
 		}
 	})
@@ -541,12 +539,13 @@ func (c *Cluster) createNetwork(ctx context.Context) Network {
 	labels := map[string]string{labelRun: c.Run}
 	var lastErr error
 	for attempt := range 5 {
-		probe, err := c.Docker.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels})
+		probe, err := c.Docker.NetworkCreate(ctx, name, client.NetworkCreateOptions{Driver: "bridge", Labels: labels})
 		if err != nil {
 			c.t.Fatalf("create network %s: %v", name, err)
 		}
-		info, err := c.Docker.NetworkInspect(ctx, probe.ID, network.InspectOptions{})
-		if rmErr := c.Docker.NetworkRemove(ctx, probe.ID); rmErr != nil {
+		infoRes, err := c.Docker.NetworkInspect(ctx, probe.ID, client.NetworkInspectOptions{})
+		info := infoRes.Network
+		if _, rmErr := c.Docker.NetworkRemove(ctx, probe.ID, client.NetworkRemoveOptions{}); rmErr != nil {
 			c.t.Fatalf("remove probe network %s: %v", name, rmErr)
 		}
 		if err != nil {
@@ -555,20 +554,21 @@ func (c *Cluster) createNetwork(ctx context.Context) Network {
 		if len(info.IPAM.Config) == 0 {
 			c.t.Fatalf("network %s: the engine assigned no IPv4 subnet", name)
 		}
-		sub, err := netip.ParsePrefix(info.IPAM.Config[0].Subnet)
-		if err != nil {
-			c.t.Fatalf("network %s subnet %q: %v", name, info.IPAM.Config[0].Subnet, err)
+		sub := info.IPAM.Config[0].Subnet
+		if !sub.IsValid() {
+			c.t.Fatalf("network %s: the engine assigned no valid subnet", name)
 		}
-		gw, err := netip.ParseAddr(info.IPAM.Config[0].Gateway)
-		if err != nil {
+		gw := info.IPAM.Config[0].Gateway
+		if !gw.IsValid() {
+			var err error
 			gw, err = hostInSubnet(sub, 1)
 			if err != nil {
 				c.t.Fatal(err)
 			}
 		}
-		created, err := c.Docker.NetworkCreate(ctx, name, network.CreateOptions{
+		created, err := c.Docker.NetworkCreate(ctx, name, client.NetworkCreateOptions{
 			Driver: "bridge", Labels: labels,
-			IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: sub.String(), Gateway: gw.String()}}},
+			IPAM: &network.IPAM{Config: []network.IPAMConfig{{Subnet: sub, Gateway: gw}}},
 		})
 		if err != nil {
 			// Another network took the subnet in between: try again.
@@ -744,12 +744,12 @@ func (c *Cluster) createAgent(ctx context.Context, a *Agent, schedulers string) 
 		}
 		return host + ":" + ctr
 	}
-	created, err := c.Docker.ContainerCreate(ctx,
-		&container.Config{
+	created, err := c.Docker.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{
 			Image: c.nodeImageID, Cmd: args, Hostname: a.NodeID,
 			Labels: map[string]string{labelRun: c.Run, labelRole: "agent"},
 		},
-		&container.HostConfig{
+		HostConfig: &container.HostConfig{
 			NetworkMode: container.NetworkMode(c.Net.Name),
 			Binds: []string{
 				bind(c.engineSocket(), "/var/run/docker.sock", false),
@@ -759,15 +759,16 @@ func (c *Cluster) createAgent(ctx context.Context, a *Agent, schedulers string) 
 				bind(a.dataDir, agentDataDir, false),
 			},
 		},
-		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 			c.Net.Name: c.endpoint(a),
 		}},
-		nil, a.Name)
+		Name: a.Name,
+	})
 	if err != nil {
 		c.t.Fatalf("create agent container %s: %v", a.Name, err)
 	}
 	a.ContainerID = created.ID
-	if err := c.Docker.ContainerStart(ctx, a.ContainerID, container.StartOptions{}); err != nil {
+	if _, err := c.Docker.ContainerStart(ctx, a.ContainerID, client.ContainerStartOptions{}); err != nil {
 		c.t.Fatalf("start agent container %s: %v", a.Name, err)
 	}
 }
@@ -785,7 +786,7 @@ func (c *Cluster) engineSocket() string {
 }
 
 func (c *Cluster) endpoint(a *Agent) *network.EndpointSettings {
-	return &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: a.IP.String()}}
+	return &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: a.IP}}
 }
 
 // AgentByNode finds the agent of a node id.
@@ -803,7 +804,7 @@ func (c *Cluster) AgentByNode(nodeID string) *Agent {
 func (c *Cluster) RestartAgent(a *Agent) {
 	c.t.Helper()
 	timeout := 15
-	if err := c.Docker.ContainerRestart(context.Background(), a.ContainerID, container.StopOptions{Timeout: &timeout}); err != nil {
+	if _, err := c.Docker.ContainerRestart(context.Background(), a.ContainerID, client.ContainerRestartOptions{Timeout: &timeout}); err != nil {
 		c.t.Fatalf("restart agent %s: %v", a.NodeID, err)
 	}
 }
@@ -812,7 +813,7 @@ func (c *Cluster) RestartAgent(a *Agent) {
 // running on the engine.
 func (c *Cluster) KillAgent(a *Agent) {
 	c.t.Helper()
-	if err := c.Docker.ContainerKill(context.Background(), a.ContainerID, "SIGKILL"); err != nil {
+	if _, err := c.Docker.ContainerKill(context.Background(), a.ContainerID, client.ContainerKillOptions{Signal: "SIGKILL"}); err != nil {
 		c.t.Fatalf("kill agent %s: %v", a.NodeID, err)
 	}
 }
@@ -820,7 +821,7 @@ func (c *Cluster) KillAgent(a *Agent) {
 // StartAgent starts a stopped agent container again.
 func (c *Cluster) StartAgent(a *Agent) {
 	c.t.Helper()
-	if err := c.Docker.ContainerStart(context.Background(), a.ContainerID, container.StartOptions{}); err != nil {
+	if _, err := c.Docker.ContainerStart(context.Background(), a.ContainerID, client.ContainerStartOptions{}); err != nil {
 		c.t.Fatalf("start agent %s: %v", a.NodeID, err)
 	}
 }
@@ -829,7 +830,7 @@ func (c *Cluster) StartAgent(a *Agent) {
 // schedulers nor be reached, but it and its workloads keep running.
 func (c *Cluster) Partition(a *Agent) {
 	c.t.Helper()
-	if err := c.Docker.NetworkDisconnect(context.Background(), c.Net.ID, a.ContainerID, true); err != nil {
+	if _, err := c.Docker.NetworkDisconnect(context.Background(), c.Net.ID, client.NetworkDisconnectOptions{Container: a.ContainerID, Force: true}); err != nil {
 		c.t.Fatalf("partition %s: %v", a.NodeID, err)
 	}
 }
@@ -837,7 +838,7 @@ func (c *Cluster) Partition(a *Agent) {
 // Heal reconnects a partitioned agent with its old address.
 func (c *Cluster) Heal(a *Agent) {
 	c.t.Helper()
-	if err := c.Docker.NetworkConnect(context.Background(), c.Net.ID, a.ContainerID, c.endpoint(a)); err != nil {
+	if _, err := c.Docker.NetworkConnect(context.Background(), c.Net.ID, client.NetworkConnectOptions{Container: a.ContainerID, EndpointConfig: c.endpoint(a)}); err != nil {
 		c.t.Fatalf("heal %s: %v", a.NodeID, err)
 	}
 }
@@ -845,7 +846,8 @@ func (c *Cluster) Heal(a *Agent) {
 // AgentStartedAt is when the agent's container last started.
 func (c *Cluster) AgentStartedAt(a *Agent) time.Time {
 	c.t.Helper()
-	info, err := c.Docker.ContainerInspect(context.Background(), a.ContainerID)
+	infoRes, err := c.Docker.ContainerInspect(context.Background(), a.ContainerID, client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -863,7 +865,7 @@ func (c *Cluster) AgentLogs(a *Agent, lines int) string {
 		n = fmt.Sprint(lines)
 	}
 	rc, err := c.Docker.ContainerLogs(context.Background(), a.ContainerID,
-		container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: n})
+		client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: n})
 	if err != nil {
 		return err.Error()
 	}
@@ -899,7 +901,7 @@ func (c *Cluster) removeContainers() {
 		for range min(4, len(list)) {
 			wg.Go(func() {
 				for ct := range next {
-					if err := c.Docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+					if _, err := c.Docker.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 						c.t.Errorf("cleanup: remove container %s: %v", ct.ID[:12], err)
 					}
 				}
@@ -911,17 +913,18 @@ func (c *Cluster) removeContainers() {
 		close(next)
 		wg.Wait()
 	}
-	list := func(f filters.Args) []container.Summary {
-		l, err := c.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	list := func(f client.Filters) []container.Summary {
+		lRes, err := c.Docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+		l := lRes.Items
 		if err != nil {
 			c.t.Errorf("cleanup: list containers: %v", err)
 		}
 		return l
 	}
-	remove(list(filters.NewArgs(filters.Arg("label", labelRun+"="+c.Run), filters.Arg("label", labelRole+"=agent"))))
-	remove(list(filters.NewArgs(filters.Arg("label", labelRun+"="+c.Run))))
+	remove(list(make(client.Filters).Add("label", labelRun+"="+c.Run).Add("label", labelRole+"=agent")))
+	remove(list(make(client.Filters).Add("label", labelRun+"="+c.Run)))
 	var strays []container.Summary
-	for _, ct := range list(filters.NewArgs(filters.Arg("label", "persys.managed=true"))) {
+	for _, ct := range list(make(client.Filters).Add("label", "persys.managed=true")) {
 		for _, a := range c.Agents {
 			if ct.Labels["persys.node"] == a.NodeID {
 				strays = append(strays, ct)
@@ -1203,11 +1206,12 @@ func (c *Cluster) workloadContainers(all bool) map[string][]container.Summary {
 // listWorkloadContainers is workloadContainers without failing the test,
 // for goroutines.
 func (c *Cluster) listWorkloadContainers(all bool) (map[string][]container.Summary, error) {
-	f := filters.NewArgs(filters.Arg("label", labelRun+"="+c.Run), filters.Arg("label", "persys.managed=true"))
+	f := make(client.Filters).Add("label", labelRun+"="+c.Run).Add("label", "persys.managed=true")
 	if !all {
 		f.Add("status", "running")
 	}
-	list, err := c.Docker.ContainerList(context.Background(), container.ListOptions{All: all, Filters: f})
+	listRes, err := c.Docker.ContainerList(context.Background(), client.ContainerListOptions{All: all, Filters: f})
+	list := listRes.Items
 	if err != nil {
 		return nil, fmt.Errorf("list workload containers: %w", err)
 	}

@@ -20,10 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/persys-dev/compute/internal/store"
@@ -336,8 +334,9 @@ func (c *cluster) getWorkload(name string) (workloadView, bool) {
 // containers lists the managed containers of workload name.
 func (c *cluster) containers(name string) []container.Summary {
 	c.t.Helper()
-	list, err := c.docker.ContainerList(context.Background(), container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", "persys.workload="+name))})
+	listRes, err := c.docker.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", "persys.workload="+name)})
+	list := listRes.Items
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -349,17 +348,18 @@ func (c *cluster) removeContainers() {
 	// compose networks and QEMU processes, even when the test failed
 	// before it deleted its workloads.
 	ctx := context.Background()
-	list, err := c.docker.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", "persys.managed=true"), filters.Arg("label", "persys.node="+c.nodeID))})
+	listRes, err := c.docker.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", "persys.managed=true").Add("label", "persys.node="+c.nodeID)})
+	list := listRes.Items
 	if err == nil {
 		for _, ct := range list {
-			_ = c.docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+			_, _ = c.docker.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 		}
 	}
-	if nets, err := c.docker.NetworkList(ctx, network.ListOptions{}); err == nil {
-		for _, n := range nets {
+	if nets, err := c.docker.NetworkList(ctx, client.NetworkListOptions{}); err == nil {
+		for _, n := range nets.Items {
 			if strings.HasSuffix(n.Labels["com.docker.compose.project"], "-"+c.nodeID) {
-				_ = c.docker.NetworkRemove(ctx, n.ID)
+				_, _ = c.docker.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
 			}
 		}
 	}

@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
+	"github.com/moby/moby/client"
 
 	"github.com/persys-dev/compute/internal/runtime/compose"
 	"github.com/persys-dev/compute/internal/testutil/gitserver"
@@ -68,10 +67,11 @@ func (c *cluster) serviceContainers(name string) map[string]string {
 // archive API (what docker cp uses): FROM scratch images have no cat.
 func (c *cluster) readContainerFile(id, path string) string {
 	c.t.Helper()
-	rc, _, err := c.docker.CopyFromContainer(context.Background(), id, path)
+	res, err := c.docker.CopyFromContainer(context.Background(), id, client.CopyFromContainerOptions{SourcePath: path})
 	if err != nil {
 		c.t.Fatalf("copy %s from %s: %v", path, id, err)
 	}
+	rc := res.Content
 	defer rc.Close()
 	tr := tar.NewReader(rc)
 	if _, err := tr.Next(); err != nil {
@@ -120,7 +120,8 @@ func TestComposeWithSecrets(t *testing.T) {
 	}
 
 	// The secret reaches web, as environment and as a file.
-	info, err := c.docker.ContainerInspect(ctx, before["web"])
+	infoRes, err := c.docker.ContainerInspect(ctx, before["web"], client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +131,7 @@ func TestComposeWithSecrets(t *testing.T) {
 	if got := c.readContainerFile(before["web"], "/run/secrets/db-password"); got != secretValue {
 		t.Errorf("secret file holds %d bytes, not the value", len(got))
 	}
-	if pinfo, err := c.docker.ContainerInspect(ctx, before["probe"]); err != nil || contains(pinfo.Config.Env, "DB_PASSWORD="+secretValue) {
+	if pinfo, err := c.docker.ContainerInspect(ctx, before["probe"], client.ContainerInspectOptions{}); err != nil || contains(pinfo.Container.Config.Env, "DB_PASSWORD="+secretValue) {
 		t.Errorf("probe received the secret meant for web only (err %v)", err)
 	}
 
@@ -166,7 +167,8 @@ func TestComposeWithSecrets(t *testing.T) {
 	c.mustCtl("delete", "workload", name, "--wait")
 	c.waitFor("containers removed", time.Minute, func() bool { return len(c.containers(name)) == 0 })
 	c.waitFor("etcd keys removed", 30*time.Second, func() bool { return len(c.etcdKeys(name)) == 0 })
-	nets, err := c.docker.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+compose.ProjectName(c.nodeID, c.clusterID(), name)))})
+	netsRes, err := c.docker.NetworkList(ctx, client.NetworkListOptions{Filters: make(client.Filters).Add("label", "com.docker.compose.project="+compose.ProjectName(c.nodeID, c.clusterID(), name))})
+	nets := netsRes.Items
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +223,8 @@ func TestComposeFromGit(t *testing.T) {
 		if ids["web"] == "" {
 			return ""
 		}
-		info, err := c.docker.ContainerInspect(context.Background(), ids["web"])
+		infoRes, err := c.docker.ContainerInspect(context.Background(), ids["web"], client.ContainerInspectOptions{})
+		info := infoRes.Container
 		if err != nil {
 			return ""
 		}

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/moby/moby/api/types/container"
 )
 
 func (c *cluster) manifest(name string, hostPort int, greeting string) string {
@@ -73,7 +75,8 @@ func TestContainerLifecycle(t *testing.T) {
 
 	// What runs is what the spec says, read back from the engine.
 	ct := c.runningContainer(name)
-	info, err := c.docker.ContainerInspect(ctx, ct.ID)
+	infoRes, err := c.docker.ContainerInspect(ctx, ct.ID, client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +107,7 @@ func TestContainerLifecycle(t *testing.T) {
 
 	// Remove the container behind the cluster's back: the reconciler
 	// brings it back.
-	if err := c.docker.ContainerRemove(ctx, ct.ID, container.RemoveOptions{Force: true}); err != nil {
+	if _, err := c.docker.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitFor("a replacement container", 60*time.Second, func() bool {
@@ -129,7 +132,8 @@ func TestContainerLifecycle(t *testing.T) {
 		list := c.containers(name)
 		return len(list) == 1 && list[0].State == "running" && list[0].Labels["persys.revision"] == "2"
 	})
-	info, err = c.docker.ContainerInspect(ctx, c.runningContainer(name).ID)
+	infoRes, err = c.docker.ContainerInspect(ctx, c.runningContainer(name).ID, client.ContainerInspectOptions{})
+	info = infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}

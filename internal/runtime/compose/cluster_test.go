@@ -6,9 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/api/types/volume"
+	"github.com/moby/moby/client"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -57,19 +55,21 @@ func TestComposeClusterScoped(t *testing.T) {
 		cl      *runtime.Cluster
 		project string
 	}{{clA, projA}, {clB, projB}} {
-		f := filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+c.project),
-			filters.Arg("label", runtime.LabelCluster+"="+c.cl.ID()), filters.Arg("label", runtime.LabelNode+"="+h.node))
-		ctrs, err := h.cli.ContainerList(ctx, containerListAll(f))
+		f := make(client.Filters).Add("label", "com.docker.compose.project="+c.project).Add("label", runtime.LabelCluster+"="+c.cl.ID()).Add("label", runtime.LabelNode+"="+h.node)
+		ctrsRes, err := h.cli.ContainerList(ctx, containerListAll(f))
+		ctrs := ctrsRes.Items
 		if err != nil || len(ctrs) != 1 {
 			t.Fatalf("project %s: %d containers labelled with its cluster and node (%v), want 1", c.project, len(ctrs), err)
 		}
-		nets, err := h.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+		netsRes, err := h.cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+		nets := netsRes.Items
 		if err != nil || len(nets) != 1 {
 			t.Fatalf("project %s: %d networks labelled with its cluster and node (%v), want 1", c.project, len(nets), err)
 		}
-		vols, err := h.cli.VolumeList(ctx, volume.ListOptions{Filters: f})
-		if err != nil || len(vols.Volumes) != 1 {
-			t.Fatalf("project %s: %d volumes labelled with its cluster and node (%v), want 1", c.project, len(vols.Volumes), err)
+		volsRes, err := h.cli.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+		vols := volsRes.Items
+		if err != nil || len(vols) != 1 {
+			t.Fatalf("project %s: %d volumes labelled with its cluster and node (%v), want 1", c.project, len(vols), err)
 		}
 	}
 	list, err := a.List(ctx)

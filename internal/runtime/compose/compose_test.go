@@ -16,11 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -186,19 +182,7 @@ func TestComposeLifecycle(t *testing.T) {
 	if skipped {
 		t.Fatal("first Apply reported skipped")
 	}
-	if ws.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
-		t.Fatalf("state = %s (%s), want RUNNING", ws.GetState(), ws.GetMessage())
-	}
-	web, poll := service(ws, "web"), service(ws, "poller")
-	if web == nil || poll == nil || web.GetRunning() != 1 || poll.GetRunning() != 1 || web.GetDesired() != 1 {
-		t.Fatalf("services = %v", ws.GetServices())
-	}
-	if web.GetImage() != h.hello || len(web.GetContainerIds()) != 1 {
-		t.Fatalf("web = %v", web)
-	}
-	if ws.GetRevision() != 1 || ws.GetUid() != "uid-1" || ws.GetNodeId() != h.node {
-		t.Fatalf("status identity = %v", ws)
-	}
+	web, poll := checkFirstApply(t, h, ws)
 
 	// The poller reaches web over the project network.
 	eventually(t, 30*time.Second, "poller reaches web", func() (bool, string) {
@@ -211,23 +195,7 @@ func TestComposeLifecycle(t *testing.T) {
 	})
 
 	// Secret env and file reached the poller (engine view), never web.
-	pollInfo, err := h.cli.ContainerInspect(ctx, poll.GetContainerIds()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Contains(pollInfo.Config.Env, "API_TOKEN="+secretToken) || !slices.Contains(pollInfo.Config.Env, "SHOW_FILE=/run/secrets/cert") {
-		t.Fatalf("poller env lacks the secret or compose env: %d entries", len(pollInfo.Config.Env))
-	}
-	webInfo, err := h.cli.ContainerInspect(ctx, web.GetContainerIds()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(strings.Join(webInfo.Config.Env, "\n"), secretToken) {
-		t.Fatal("web got the secret env that is limited to poller")
-	}
-	if got := readContainerFile(t, h.cli, poll.GetContainerIds()[0], "/run/secrets/cert"); got != secretFile {
-		t.Fatalf("secret file content = %q", got)
-	}
+	checkSecretsOnlyInPoller(t, h, web, poll)
 
 	// Same revision again: skipped, nothing recreated.
 	ws2, skipped, err := h.rt.Apply(ctx, in)
@@ -289,6 +257,63 @@ func TestComposeLifecycle(t *testing.T) {
 	}
 
 	// Delete: containers, network and the named volume are gone.
+	checkComposeDelete(t, h, name)
+}
+
+// checkFirstApply checks the status of TestComposeLifecycle's first
+// apply and returns its two services.
+func checkFirstApply(t *testing.T, h *harness, ws *persysv1.WorkloadStatus) (web, poll *persysv1.ServiceStatus) {
+	t.Helper()
+	web, poll = service(ws, "web"), service(ws, "poller")
+	if ws.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("state = %s (%s), want RUNNING", ws.GetState(), ws.GetMessage())
+	}
+	if web == nil || poll == nil || web.GetRunning() != 1 || poll.GetRunning() != 1 || web.GetDesired() != 1 {
+		t.Fatalf("services = %v", ws.GetServices())
+	}
+	if web.GetImage() != h.hello || len(web.GetContainerIds()) != 1 {
+		t.Fatalf("web = %v", web)
+	}
+	if ws.GetRevision() != 1 || ws.GetUid() != "uid-1" || ws.GetNodeId() != h.node {
+		t.Fatalf("status identity = %v", ws)
+	}
+
+	return web, poll
+}
+
+// checkSecretsOnlyInPoller: the secret env and file reached the poller
+// and not web.
+func checkSecretsOnlyInPoller(t *testing.T, h *harness, web, poll *persysv1.ServiceStatus) {
+	t.Helper()
+	ctx := ctxT(t)
+	pollInfoRes, err := h.cli.ContainerInspect(ctx, poll.GetContainerIds()[0], client.ContainerInspectOptions{})
+	pollInfo := pollInfoRes.Container
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(pollInfo.Config.Env, "API_TOKEN="+secretToken) || !slices.Contains(pollInfo.Config.Env, "SHOW_FILE=/run/secrets/cert") {
+		t.Fatalf("poller env lacks the secret or compose env: %d entries", len(pollInfo.Config.Env))
+	}
+	webInfoRes, err := h.cli.ContainerInspect(ctx, web.GetContainerIds()[0], client.ContainerInspectOptions{})
+	webInfo := webInfoRes.Container
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(webInfo.Config.Env, "\n"), secretToken) {
+		t.Fatal("web got the secret env that is limited to poller")
+	}
+	if got := readContainerFile(t, h.cli, poll.GetContainerIds()[0], "/run/secrets/cert"); got != secretFile {
+		t.Fatalf("secret file content = %q", got)
+	}
+
+}
+
+// checkComposeDelete deletes workload name and checks that its project is
+// gone (named volume included), Status is MISSING and a second Delete
+// finds nothing.
+func checkComposeDelete(t *testing.T, h *harness, name string) {
+	t.Helper()
+	ctx := ctxT(t)
 	project := ProjectName(h.node, "", name)
 	existed, err := h.rt.Delete(ctx, name, "")
 	if err != nil || !existed {
@@ -316,12 +341,14 @@ func TestComposeVolumeRetain(t *testing.T) {
 		t.Fatalf("Apply: %v", err)
 	}
 	project := ProjectName(h.node, "", name)
-	t.Cleanup(func() { _ = h.cli.VolumeRemove(context.Background(), project+"_data", true) })
+	t.Cleanup(func() {
+		_, _ = h.cli.VolumeRemove(context.Background(), project+"_data", client.VolumeRemoveOptions{Force: true})
+	})
 	if _, err := h.rt.Delete(ctx, name, ""); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
 	assertGone(t, h.cli, project, false)
-	if _, err := h.cli.VolumeInspect(ctx, project+"_data"); err != nil {
+	if _, err := h.cli.VolumeInspect(ctx, project+"_data", client.VolumeInspectOptions{}); err != nil {
 		t.Fatalf("retained volume is gone: %v", err)
 	}
 }
@@ -441,7 +468,8 @@ func TestComposeGitSource(t *testing.T) {
 		if ws.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || ws.GetDetails()["commit"] != s.want {
 			t.Fatalf("ref %s: state %s commit %s, want RUNNING %s", s.ref, ws.GetState(), ws.GetDetails()["commit"], s.want)
 		}
-		info, err := h.cli.ContainerInspect(ctx, service(ws, "web").GetContainerIds()[0])
+		infoRes, err := h.cli.ContainerInspect(ctx, service(ws, "web").GetContainerIds()[0], client.ContainerInspectOptions{})
+		info := infoRes.Container
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -464,10 +492,11 @@ func TestComposeGitSource(t *testing.T) {
 // scratch images, which have no cat).
 func readContainerFile(t *testing.T, cli *client.Client, id, path string) string {
 	t.Helper()
-	rc, _, err := cli.CopyFromContainer(context.Background(), id, path)
+	res, err := cli.CopyFromContainer(context.Background(), id, client.CopyFromContainerOptions{SourcePath: path})
 	if err != nil {
 		t.Fatalf("copy %s from container: %v", path, err)
 	}
+	rc := res.Content
 	defer rc.Close()
 	tr := tar.NewReader(rc)
 	if _, err := tr.Next(); err != nil {
@@ -485,15 +514,17 @@ func readContainerFile(t *testing.T, cli *client.Client, id, path string) string
 func assertGone(t *testing.T, cli *client.Client, project string, volumesToo bool) {
 	t.Helper()
 	ctx := context.Background()
-	f := filters.NewArgs(filters.Arg("label", "com.docker.compose.project="+project))
-	ctrs, err := cli.ContainerList(ctx, containerListAll(f))
+	f := make(client.Filters).Add("label", "com.docker.compose.project="+project)
+	ctrsRes, err := cli.ContainerList(ctx, containerListAll(f))
+	ctrs := ctrsRes.Items
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ctrs) != 0 {
 		t.Fatalf("%d containers of %s remain", len(ctrs), project)
 	}
-	nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	netsRes, err := cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	nets := netsRes.Items
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,18 +532,19 @@ func assertGone(t *testing.T, cli *client.Client, project string, volumesToo boo
 		t.Fatalf("%d networks of %s remain", len(nets), project)
 	}
 	if volumesToo {
-		vols, err := cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+		volsRes, err := cli.VolumeList(ctx, client.VolumeListOptions{Filters: f})
+		vols := volsRes.Items
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(vols.Volumes) != 0 {
-			t.Fatalf("%d volumes of %s remain", len(vols.Volumes), project)
+		if len(vols) != 0 {
+			t.Fatalf("%d volumes of %s remain", len(vols), project)
 		}
 	}
 }
 
-func containerListAll(f filters.Args) container.ListOptions {
-	return container.ListOptions{All: true, Filters: f}
+func containerListAll(f client.Filters) client.ContainerListOptions {
+	return client.ContainerListOptions{All: true, Filters: f}
 }
 
 func TestComposeWatch(t *testing.T) {
@@ -531,7 +563,7 @@ func TestComposeWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A container killed behind the runtime's back is reported.
-	if err := h.cli.ContainerKill(ctx, service(ws, "web").GetContainerIds()[0], "KILL"); err != nil {
+	if _, err := h.cli.ContainerKill(ctx, service(ws, "web").GetContainerIds()[0], client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 		t.Fatal(err)
 	}
 	timeout := time.After(30 * time.Second)

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/image"
+	"github.com/moby/moby/client"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -20,7 +20,7 @@ func TestComposePrivateImage(t *testing.T) {
 	reg := registry.Start(t)
 	ctx := ctxT(t)
 	private := reg.Push(t, h.hello, "persys/private-hello-"+randSuffix(t)+":1")
-	t.Cleanup(func() { _, _ = h.cli.ImageRemove(context.Background(), private, image.RemoveOptions{}) })
+	t.Cleanup(func() { _, _ = h.cli.ImageRemove(context.Background(), private, client.ImageRemoveOptions{}) })
 
 	file := fmt.Sprintf(`
 services:

@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/docker/compose/v5/pkg/api"
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -39,11 +40,7 @@ func (r *Runtime) watchLoop(ctx context.Context, since time.Time, out chan<- str
 		maxBackoff = 5 * time.Second
 	)
 	backoff := minBackoff
-	f := filters.NewArgs(
-		filters.Arg("type", string(events.ContainerEventType)),
-		filters.Arg("label", runtime.LabelManaged+"=true"),
-		filters.Arg("label", api.ProjectLabel),
-	)
+	f := make(client.Filters).Add("type", string(events.ContainerEventType)).Add("label", runtime.LabelManaged+"=true").Add("label", api.ProjectLabel)
 	if r.cfg.NodeID != "" {
 		f.Add("label", runtime.LabelNode+"="+r.cfg.NodeID)
 	}
@@ -67,10 +64,11 @@ func (r *Runtime) watchLoop(ctx context.Context, since time.Time, out chan<- str
 	}
 }
 
-func (r *Runtime) watchOnce(ctx context.Context, f filters.Args, since *time.Time, out chan<- string, healthy func()) error {
+func (r *Runtime) watchOnce(ctx context.Context, f client.Filters, since *time.Time, out chan<- string, healthy func()) error {
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs, errs := r.cli.Events(streamCtx, events.ListOptions{Since: fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()), Filters: f})
+	ev := r.cli.Events(streamCtx, client.EventsListOptions{Since: fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond()), Filters: f})
+	msgs, errs := ev.Messages, ev.Err
 	for {
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -33,7 +35,8 @@ func TestClusterScopedRuntimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := e.cli.ContainerInspect(t.Context(), stA.GetRuntimeId())
+	infoRes, err := e.cli.ContainerInspect(t.Context(), stA.GetRuntimeId(), client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +64,8 @@ func TestClusterScopedRuntimes(t *testing.T) {
 	if existed, err := b.Delete(t.Context(), name, uid); err != nil || !existed {
 		t.Fatalf("cluster B's Delete = %v, %v; want its own copy removed", existed, err)
 	}
-	still, err := e.cli.ContainerInspect(t.Context(), stA.GetRuntimeId())
+	stillRes, err := e.cli.ContainerInspect(t.Context(), stA.GetRuntimeId(), client.ContainerInspectOptions{})
+	still := stillRes.Container
 	if err != nil {
 		t.Fatalf("cluster B's delete removed cluster A's container: %v", err)
 	}

@@ -31,14 +31,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/moby/locker"
+
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -88,7 +87,7 @@ type Runtime struct {
 	nodeID      string
 	cluster     *runtime.Cluster
 	secretsDir  string
-	locks       keyedMutex
+	locks       locker.Locker // serializes calls per workload name
 }
 
 // New returns a Runtime. It does not contact the engine.
@@ -179,8 +178,8 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		spec.name += "-" + r.cluster.Short()
 	}
 	spec.host.Mounts = append(spec.host.Mounts, r.secretMounts(inst.Name, inst.UID, spec.name, spec.secretFiles)...)
-	unlock := r.locks.lock(inst.Name)
-	defer unlock()
+	r.locks.Lock(inst.Name)
+	defer r.locks.Unlock(inst.Name)
 	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
 
 	existing, err := r.listContainers(ctx, inst.Name, "")
@@ -218,7 +217,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	if err := r.writeSecrets(inst.Name, inst.UID, spec.name, spec.secretFiles); err != nil {
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "write secret files of container %s", spec.name)
 	}
-	created, err := r.cli.ContainerCreate(ctx, spec.config, spec.host, nil, nil, spec.name)
+	created, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: spec.config, HostConfig: spec.host, Name: spec.name})
 	if err != nil {
 		if rmErr := r.removeSecrets(inst.Name, inst.UID, spec.name); rmErr != nil {
 			log.Warn("remove secret files of a container not created", "container", spec.name, "error", rmErr)
@@ -232,7 +231,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		log.Warn("engine warning on create", "container", spec.name, "warning", w)
 	}
 	if spec.desired == desiredRun {
-		if err := r.cli.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		if _, err := r.cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 			// Leave nothing half-made: the next apply starts clean.
 			if rmErr := r.remove(context.WithoutCancel(ctx), created.ID); rmErr != nil {
 				log.Warn("remove container that failed to start", "container", spec.name, "error", rmErr)
@@ -260,15 +259,16 @@ type reuseResult struct {
 // otherwise the container is gone and a new one must be created.
 func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id string, spec *createSpec) (res reuseResult, done bool, err error) {
 	desired := spec.desired
-	info, err := r.cli.ContainerInspect(ctx, id)
+	res0, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if cerrdefs.IsNotFound(err) {
 		return res, false, nil
 	}
 	if err != nil {
 		return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect container %s", shortID(id))
 	}
-	state := ""
-	if info.ContainerJSONBase != nil && info.State != nil {
+	info := res0.Container
+	var state container.ContainerState
+	if info.State != nil {
 		state = info.State.Status
 	}
 	name := strings.TrimPrefix(info.Name, "/")
@@ -283,7 +283,7 @@ func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id string, spec *
 		if err := r.writeSecrets(spec.workload, spec.uid, name, spec.secretFiles); err != nil {
 			return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "write secret files of container %s", name)
 		}
-		if err := r.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		if _, err := r.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 			return res, true, runtime.Fail(classify(err), err, "start container %s", name)
 		}
 		log.Info("started created container", "container", name)
@@ -333,7 +333,7 @@ func (r *Runtime) ensureImage(ctx context.Context, log *slog.Logger, ref, auth s
 }
 
 func (r *Runtime) pull(ctx context.Context, ref, auth string) error {
-	body, err := r.cli.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: auth})
+	body, err := r.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -367,8 +367,8 @@ func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
 	if name == "" {
 		return false, invalid("name: empty")
 	}
-	unlock := r.locks.lock(name)
-	defer unlock()
+	r.locks.Lock(name)
+	defer r.locks.Unlock(name)
 	existing, err := r.listContainers(ctx, name, uid)
 	if err != nil {
 		return false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", name)
@@ -451,11 +451,8 @@ func missing(name string) *persysv1.WorkloadStatus {
 
 // managedFilter selects this runtime's containers on this node, optionally
 // of one workload name and uid.
-func (r *Runtime) managedFilter(name, uid string) filters.Args {
-	f := filters.NewArgs(
-		filters.Arg("label", runtime.LabelManaged+"=true"),
-		filters.Arg("label", LabelRuntime+"="+runtimeName),
-	)
+func (r *Runtime) managedFilter(name, uid string) client.Filters {
+	f := make(client.Filters).Add("label", runtime.LabelManaged+"=true").Add("label", LabelRuntime+"="+runtimeName)
 	if r.nodeID != "" {
 		f.Add("label", runtime.LabelNode+"="+r.nodeID)
 	}
@@ -469,10 +466,11 @@ func (r *Runtime) managedFilter(name, uid string) filters.Args {
 }
 
 func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
-	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: r.managedFilter(name, uid)})
+	res, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: r.managedFilter(name, uid)})
 	if err != nil {
 		return nil, fmt.Errorf("container list: %w", err)
 	}
+	cs := res.Items
 	// The engine's filters cannot say "this cluster or no cluster label".
 	owned := cs[:0]
 	for _, c := range cs {
@@ -484,11 +482,11 @@ func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]conta
 }
 
 func (r *Runtime) inspectStatus(ctx context.Context, id string) (*persysv1.WorkloadStatus, error) {
-	info, err := r.cli.ContainerInspect(ctx, id)
+	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("container inspect %s: %w", shortID(id), err)
 	}
-	return statusOf(info), nil
+	return statusOf(res.Container), nil
 }
 
 func (r *Runtime) stopSeconds() int {
@@ -499,7 +497,7 @@ func (r *Runtime) stopSeconds() int {
 // is gone or already stopped is fine.
 func (r *Runtime) stop(ctx context.Context, id string) error {
 	secs := r.stopSeconds()
-	err := r.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
+	_, err := r.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &secs})
 	if err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsNotModified(err) {
 		return fmt.Errorf("container stop %s: %w", shortID(id), err)
 	}
@@ -509,7 +507,7 @@ func (r *Runtime) stop(ctx context.Context, id string) error {
 // remove force-removes a container and its anonymous volumes; a container
 // that is gone (or already being removed) is fine.
 func (r *Runtime) remove(ctx context.Context, id string) error {
-	err := r.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	_, err := r.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 	if err != nil && !cerrdefs.IsNotFound(err) && !(cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")) {
 		return fmt.Errorf("container remove %s: %w", shortID(id), err)
 	}
@@ -567,41 +565,6 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
-}
-
-// keyedMutex serializes work per key.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		e.refs--
-		if e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }
 
 // Interface guards.

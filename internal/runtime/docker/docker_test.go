@@ -17,11 +17,10 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/client"
-	"github.com/docker/go-connections/nat"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -61,14 +60,14 @@ func (e *env) workload(prefix string) (name, uid string) {
 	uid = randHex(e.t, 8)
 	e.t.Cleanup(func() {
 		ctx := context.Background()
-		cs, err := e.cli.ContainerList(ctx, container.ListOptions{All: true,
-			Filters: filters.NewArgs(filters.Arg("label", runtime.LabelWorkload+"="+name))})
+		cs, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", runtime.LabelWorkload+"="+name)})
 		if err != nil {
 			e.t.Errorf("cleanup list: %v", err)
 			return
 		}
-		for _, c := range cs {
-			if err := e.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		for _, c := range cs.Items {
+			if _, err := e.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 				e.t.Errorf("cleanup remove %s: %v", c.ID, err)
 			}
 		}
@@ -137,7 +136,7 @@ func TestApplyLifecycle(t *testing.T) {
 
 	volName := "persys-test-" + name
 	t.Cleanup(func() {
-		if err := e.cli.VolumeRemove(context.Background(), volName, true); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := e.cli.VolumeRemove(context.Background(), volName, client.VolumeRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("cleanup volume: %v", err)
 		}
 	})
@@ -164,10 +163,91 @@ func TestApplyLifecycle(t *testing.T) {
 		t.Fatalf("status after apply = %v", st)
 	}
 
-	info, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId())
+	infoRes, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId(), client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkLifecycleContainer(t, info, name, uid, port, volName, bindDir)
+
+	url := "http://127.0.0.1:" + itoa(port) + "/"
+	eventually(t, 20*time.Second, "GET "+url, func() (bool, string) {
+		body, err := get(ctx, url)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(body, "hello from persys"), body
+	})
+
+	// The same revision again changes nothing.
+	st2, skipped := e.apply(inst)
+	if !skipped || st2.GetRuntimeId() != st.GetRuntimeId() {
+		t.Fatalf("re-apply: skipped=%v id=%s, want skipped and id %s", skipped, st2.GetRuntimeId(), st.GetRuntimeId())
+	}
+
+	// Revision 2 replaces revision 1 on the same host port.
+	inst2 := inst
+	inst2.Revision = 2
+	inst2.Spec.Container.Env["GREETING"] = "hello again"
+	st3, skipped := e.apply(inst2)
+	if skipped || st3.GetRevision() != 2 || st3.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st3.GetRuntimeId() == st.GetRuntimeId() {
+		t.Fatalf("apply r2: skipped=%v status=%v", skipped, st3)
+	}
+	if _, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId(), client.ContainerInspectOptions{}); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("revision 1 container still there (inspect err %v)", err)
+	}
+	eventually(t, 20*time.Second, "GET after revision 2", func() (bool, string) {
+		body, err := get(ctx, url)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(body, "hello from persys"), body
+	})
+
+	got, err := e.rt.Status(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.GetRevision() != 2 || got.GetRuntimeId() != st3.GetRuntimeId() || got.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Errorf("Status = %v", got)
+	}
+	if n := countListed(t, e.rt, name); n != 1 {
+		t.Errorf("List shows %s %d times, want once", name, n)
+	}
+
+	checkDelete(t, e, name, volName)
+}
+
+// checkDelete deletes workload name and checks it is gone from Status and
+// List, a second Delete finds nothing, and its named volume stays.
+func checkDelete(t *testing.T, e *env, name, volName string) {
+	t.Helper()
+	ctx := t.Context()
+	existed, err := e.rt.Delete(ctx, name, "")
+	if err != nil || !existed {
+		t.Fatalf("Delete = %v, %v; want true, nil", existed, err)
+	}
+	if n := countListed(t, e.rt, name); n != 0 {
+		t.Errorf("List still shows %s after Delete", name)
+	}
+	got, err := e.rt.Status(ctx, name)
+	if err != nil || got.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
+		t.Errorf("Status after Delete = %v, %v; want MISSING", got, err)
+	}
+	if existed, err := e.rt.Delete(ctx, name, ""); err != nil || existed {
+		t.Errorf("second Delete = %v, %v; want false, nil", existed, err)
+	}
+	// Named volumes are user data: Delete keeps them.
+	if _, err := e.cli.VolumeInspect(ctx, volName, client.VolumeInspectOptions{}); err != nil {
+		t.Errorf("named volume gone after Delete: %v", err)
+	}
+}
+
+// checkLifecycleContainer checks what TestApplyLifecycle's first revision
+// asked of the engine: name, resources, env, port, labels, restart policy,
+// init and mounts.
+func checkLifecycleContainer(t *testing.T, info container.InspectResponse, name, uid string, port uint32, volName, bindDir string) {
+	t.Helper()
 	if got, want := info.Name, "/"+containerName(name, uid, 1); got != want {
 		t.Errorf("container name = %q, want %q", got, want)
 	}
@@ -182,8 +262,8 @@ func TestApplyLifecycle(t *testing.T) {
 			t.Errorf("env %v lacks %s", info.Config.Env, kv)
 		}
 	}
-	b := info.HostConfig.PortBindings[nat.Port("8080/tcp")]
-	if len(b) != 1 || b[0].HostIP != "127.0.0.1" || b[0].HostPort != itoa(port) {
+	b := info.HostConfig.PortBindings[network.MustParsePort("8080/tcp")]
+	if len(b) != 1 || b[0].HostIP.String() != "127.0.0.1" || b[0].HostPort != itoa(port) {
 		t.Errorf("port bindings = %v", info.HostConfig.PortBindings)
 	}
 	for k, v := range map[string]string{
@@ -213,69 +293,6 @@ func TestApplyLifecycle(t *testing.T) {
 		t.Errorf("mounts = %+v, want volume %s at /data (rw) and bind %s at /config (ro)", info.Mounts, volName, bindDir)
 	}
 
-	url := "http://127.0.0.1:" + itoa(port) + "/"
-	eventually(t, 20*time.Second, "GET "+url, func() (bool, string) {
-		body, err := get(ctx, url)
-		if err != nil {
-			return false, err.Error()
-		}
-		return strings.Contains(body, "hello from persys"), body
-	})
-
-	// The same revision again changes nothing.
-	st2, skipped := e.apply(inst)
-	if !skipped || st2.GetRuntimeId() != st.GetRuntimeId() {
-		t.Fatalf("re-apply: skipped=%v id=%s, want skipped and id %s", skipped, st2.GetRuntimeId(), st.GetRuntimeId())
-	}
-
-	// Revision 2 replaces revision 1 on the same host port.
-	inst2 := inst
-	inst2.Revision = 2
-	inst2.Spec.Container.Env["GREETING"] = "hello again"
-	st3, skipped := e.apply(inst2)
-	if skipped || st3.GetRevision() != 2 || st3.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st3.GetRuntimeId() == st.GetRuntimeId() {
-		t.Fatalf("apply r2: skipped=%v status=%v", skipped, st3)
-	}
-	if _, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId()); !cerrdefs.IsNotFound(err) {
-		t.Fatalf("revision 1 container still there (inspect err %v)", err)
-	}
-	eventually(t, 20*time.Second, "GET after revision 2", func() (bool, string) {
-		body, err := get(ctx, url)
-		if err != nil {
-			return false, err.Error()
-		}
-		return strings.Contains(body, "hello from persys"), body
-	})
-
-	got, err := e.rt.Status(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.GetRevision() != 2 || got.GetRuntimeId() != st3.GetRuntimeId() || got.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
-		t.Errorf("Status = %v", got)
-	}
-	if n := countListed(t, e.rt, name); n != 1 {
-		t.Errorf("List shows %s %d times, want once", name, n)
-	}
-
-	existed, err := e.rt.Delete(ctx, name, "")
-	if err != nil || !existed {
-		t.Fatalf("Delete = %v, %v; want true, nil", existed, err)
-	}
-	if n := countListed(t, e.rt, name); n != 0 {
-		t.Errorf("List still shows %s after Delete", name)
-	}
-	got, err = e.rt.Status(ctx, name)
-	if err != nil || got.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
-		t.Errorf("Status after Delete = %v, %v; want MISSING", got, err)
-	}
-	if existed, err := e.rt.Delete(ctx, name, ""); err != nil || existed {
-		t.Errorf("second Delete = %v, %v; want false, nil", existed, err)
-	}
-	// Named volumes are user data: Delete keeps them.
-	if _, err := e.cli.VolumeInspect(ctx, volName); err != nil {
-		t.Errorf("named volume gone after Delete: %v", err)
-	}
 }
 
 // TestApplyMissingImage: an image that is not local and whose registry
@@ -312,7 +329,8 @@ func TestApplyStoppedAndExited(t *testing.T) {
 		if skipped || st.GetState() != persysv1.ActualState_ACTUAL_STATE_STOPPED {
 			t.Fatalf("apply stopped: skipped=%v status=%v", skipped, st)
 		}
-		info, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId())
+		infoRes, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId(), client.ContainerInspectOptions{})
+		info := infoRes.Container
 		if err != nil || info.State.Running {
 			t.Fatalf("container running=%v err=%v, want created and not running", info.State != nil && info.State.Running, err)
 		}
@@ -392,7 +410,7 @@ func TestWatchReportsRemoval(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Removed behind the runtime's back.
-	if err := e.cli.ContainerRemove(t.Context(), st.GetRuntimeId(), container.RemoveOptions{Force: true}); err != nil {
+	if _, err := e.cli.ContainerRemove(t.Context(), st.GetRuntimeId(), client.ContainerRemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	timeout := time.After(20 * time.Second)
@@ -481,7 +499,8 @@ func TestNodeScopedRuntimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := e.cli.ContainerInspect(t.Context(), st.GetRuntimeId())
+	infoRes, err := e.cli.ContainerInspect(t.Context(), st.GetRuntimeId(), client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/registry"
+	"github.com/moby/moby/api/pkg/authconfig"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -53,7 +53,7 @@ func TestBuildCreateSpecSecrets(t *testing.T) {
 	if f := cs.secretFiles[1]; f.single || f.target != "/etc/tls" || len(f.files) != 2 || string(f.files["tls.key"]) != "KEY" {
 		t.Errorf("secret file 1 = target %q single %v with %d files", f.target, f.single, len(f.files))
 	}
-	ac, err := registry.DecodeAuthConfig(cs.pullAuth)
+	ac, err := authconfig.Decode(cs.pullAuth)
 	if err != nil {
 		t.Fatalf("pull auth: %v", err)
 	}

@@ -16,9 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/image"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -68,10 +69,11 @@ func newSecretEnv(t *testing.T) (*env, *syncBuffer, string) {
 // Engine API's archive endpoint (what docker cp uses).
 func readContainerFile(t *testing.T, e *env, id, path string) ([]byte, error) {
 	t.Helper()
-	rc, _, err := e.cli.CopyFromContainer(t.Context(), id, path)
+	res, err := e.cli.CopyFromContainer(t.Context(), id, client.CopyFromContainerOptions{SourcePath: path})
 	if err != nil {
 		return nil, err
 	}
+	rc := res.Content
 	defer rc.Close()
 	tr := tar.NewReader(rc)
 	for {
@@ -122,7 +124,8 @@ func TestSecretEnvAndFiles(t *testing.T) {
 	if st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 		t.Fatalf("status = %v, want RUNNING", st)
 	}
-	info, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId())
+	infoRes, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId(), client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,37 +138,7 @@ func TestSecretEnvAndFiles(t *testing.T) {
 			t.Errorf("%s in the container: %d bytes, err %v; want the secret's %d bytes", path, len(got), err, len(want))
 		}
 	}
-	// The mounts are read-only binds from the secrets folder, files 0400.
-	ro := 0
-	for _, m := range info.Mounts {
-		if strings.HasPrefix(m.Source, dir) {
-			if m.RW {
-				t.Errorf("secret mount %s -> %s is writable", m.Source, m.Destination)
-			}
-			ro++
-		}
-	}
-	if ro != 2 {
-		t.Errorf("%d secret mounts from %s, want 2: %+v", ro, dir, info.Mounts)
-	}
-	files := 0
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if fi.Mode().Perm() != 0o400 {
-			t.Errorf("%s has mode %v, want 0400", p, fi.Mode().Perm())
-		}
-		files++
-		return nil
-	})
-	if err != nil || files != 3 {
-		t.Errorf("secret files on the node: %d (err %v), want 3", files, err)
-	}
+	checkSecretMounts(t, info, dir, 2, 3)
 	noValue(t, tokenV1, map[string]string{"labels": strings.Join(mapPairs(info.Config.Labels), ","), "status message": st.GetMessage()})
 
 	// A new revision with a new value replaces the files; the old
@@ -196,7 +169,7 @@ func TestSecretEnvAndFiles(t *testing.T) {
 	// A container removed behind the runtime's back leaves its folder;
 	// Delete of the workload still removes it.
 	st3, _ := e.apply(runtime.Instance{Name: name, UID: uid, Revision: 3, Spec: spec, Secrets: secrets(tokenV2)})
-	if err := e.cli.ContainerRemove(ctx, st3.GetRuntimeId(), container.RemoveOptions{Force: true}); err != nil {
+	if _, err := e.cli.ContainerRemove(ctx, st3.GetRuntimeId(), client.ContainerRemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	if existed, err := e.rt.Delete(ctx, name, uid); err != nil || existed {
@@ -208,6 +181,42 @@ func TestSecretEnvAndFiles(t *testing.T) {
 	noValue(t, tokenV1, map[string]string{"runtime logs": logs.String()})
 	noValue(t, tokenV2, map[string]string{"runtime logs": logs.String()})
 	noValue(t, keyPEM, map[string]string{"runtime logs": logs.String()})
+}
+
+// checkSecretMounts: the container's secret mounts are read-only binds
+// from the secrets folder dir (mounts of them), which holds files 0400.
+func checkSecretMounts(t *testing.T, info container.InspectResponse, dir string, mounts, files int) {
+	t.Helper()
+	ro := 0
+	for _, m := range info.Mounts {
+		if strings.HasPrefix(m.Source, dir) {
+			if m.RW {
+				t.Errorf("secret mount %s -> %s is writable", m.Source, m.Destination)
+			}
+			ro++
+		}
+	}
+	if ro != mounts {
+		t.Errorf("%d secret mounts from %s, want %d: %+v", ro, dir, mounts, info.Mounts)
+	}
+	n := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm() != 0o400 {
+			t.Errorf("%s has mode %v, want 0400", p, fi.Mode().Perm())
+		}
+		n++
+		return nil
+	})
+	if err != nil || n != files {
+		t.Errorf("secret files on the node: %d (err %v), want %d", n, err, files)
+	}
 }
 
 func mapPairs(m map[string]string) []string {
@@ -271,7 +280,7 @@ func TestPrivateRegistryPull(t *testing.T) {
 	ref := reg.Push(t, e.img, repo)
 	// Runs last: after the containers that use the pulled image are gone.
 	t.Cleanup(func() {
-		if _, err := e.cli.ImageRemove(context.Background(), ref, image.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := e.cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("remove pulled %s: %v", ref, err)
 		}
 	})
@@ -333,7 +342,8 @@ func TestPrivateRegistryPull(t *testing.T) {
 	if skipped || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 		t.Fatalf("apply with credentials: skipped %v, status %v; want RUNNING", skipped, st)
 	}
-	info, err := e.cli.ContainerInspect(t.Context(), st.GetRuntimeId())
+	infoRes, err := e.cli.ContainerInspect(t.Context(), st.GetRuntimeId(), client.ContainerInspectOptions{})
+	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +380,7 @@ func TestSecretFilesRewrittenOnStart(t *testing.T) {
 	if err := e.rt.writeSecrets(name, uid, cs.name, cs.secretFiles); err != nil {
 		t.Fatal(err)
 	}
-	created, err := e.cli.ContainerCreate(ctx, cs.config, cs.host, nil, nil, cs.name)
+	created, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cs.config, HostConfig: cs.host, Name: cs.name})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}

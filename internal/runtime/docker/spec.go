@@ -11,9 +11,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/go-connections/nat"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -240,12 +240,12 @@ func envList(env map[string]string) ([]string, error) {
 	return out, nil
 }
 
-func portConfig(ports []*persysv1.PortMapping) (nat.PortSet, nat.PortMap, error) {
+func portConfig(ports []*persysv1.PortMapping) (network.PortSet, network.PortMap, error) {
 	if len(ports) == 0 {
 		return nil, nil, nil
 	}
-	exposed := nat.PortSet{}
-	bindings := nat.PortMap{}
+	exposed := network.PortSet{}
+	bindings := network.PortMap{}
 	seenHost := map[string]int{}
 	for i, p := range ports {
 		field := fmt.Sprintf("spec.container.ports[%d]", i)
@@ -266,8 +266,10 @@ func portConfig(ports []*persysv1.PortMapping) (nat.PortSet, nat.PortMap, error)
 		default:
 			return nil, nil, invalid("%s.protocol: %q is not tcp or udp", field, p.GetProtocol())
 		}
+		var hostIP netip.Addr
 		if ip := p.GetHostIp(); ip != "" {
-			if _, err := netip.ParseAddr(ip); err != nil {
+			var err error
+			if hostIP, err = netip.ParseAddr(ip); err != nil {
 				return nil, nil, invalid("%s.host_ip: %q is not an IP address", field, ip)
 			}
 		}
@@ -278,13 +280,13 @@ func portConfig(ports []*persysv1.PortMapping) (nat.PortSet, nat.PortMap, error)
 			}
 			seenHost[key] = i
 		}
-		port := nat.Port(fmt.Sprintf("%d/%s", p.GetContainerPort(), proto))
+		port, _ := network.PortFrom(uint16(p.GetContainerPort()), network.IPProtocol(proto))
 		exposed[port] = struct{}{}
 		hostPort := ""
 		if p.GetHostPort() != 0 {
 			hostPort = strconv.FormatUint(uint64(p.GetHostPort()), 10)
 		}
-		bindings[port] = append(bindings[port], nat.PortBinding{HostIP: p.GetHostIp(), HostPort: hostPort})
+		bindings[port] = append(bindings[port], network.PortBinding{HostIP: hostIP, HostPort: hostPort})
 	}
 	return exposed, bindings, nil
 }

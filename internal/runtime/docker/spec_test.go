@@ -3,13 +3,12 @@ package docker
 import (
 	"errors"
 	"fmt"
-	goruntime "runtime"
 	"strings"
 	"testing"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/go-connections/nat"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -58,13 +57,13 @@ func TestBuildCreateSpec(t *testing.T) {
 	if cs.host.Init == nil || !*cs.host.Init || cs.host.Privileged {
 		t.Errorf("init = %v, privileged = %v", cs.host.Init, cs.host.Privileged)
 	}
-	if b := cs.host.PortBindings[nat.Port("8080/tcp")]; len(b) != 1 || b[0].HostIP != "127.0.0.1" || b[0].HostPort != "18080" {
+	if b := cs.host.PortBindings[network.MustParsePort("8080/tcp")]; len(b) != 1 || b[0].HostIP.String() != "127.0.0.1" || b[0].HostPort != "18080" {
 		t.Errorf("8080/tcp bindings = %v", b)
 	}
-	if b := cs.host.PortBindings[nat.Port("53/udp")]; len(b) != 1 || b[0].HostPort != "" {
+	if b := cs.host.PortBindings[network.MustParsePort("53/udp")]; len(b) != 1 || b[0].HostPort != "" {
 		t.Errorf("53/udp bindings = %v", b)
 	}
-	if _, ok := cs.config.ExposedPorts[nat.Port("53/udp")]; !ok {
+	if _, ok := cs.config.ExposedPorts[network.MustParsePort("53/udp")]; !ok {
 		t.Errorf("53/udp not exposed: %v", cs.config.ExposedPorts)
 	}
 	wantMounts := []mount.Mount{
@@ -112,7 +111,7 @@ func TestBuildCreateSpecDefaults(t *testing.T) {
 	if cs.config.Entrypoint != nil || cs.config.Cmd != nil {
 		t.Errorf("entrypoint %v cmd %v, want image defaults", cs.config.Entrypoint, cs.config.Cmd)
 	}
-	if _, ok := cs.host.PortBindings[nat.Port("80/tcp")]; !ok {
+	if _, ok := cs.host.PortBindings[network.MustParsePort("80/tcp")]; !ok {
 		t.Errorf("empty protocol should mean tcp: %v", cs.host.PortBindings)
 	}
 }
@@ -209,46 +208,5 @@ func TestContainerName(t *testing.T) {
 				t.Errorf("containerName = %q, want %q", got, tt.want)
 			}
 		})
-	}
-}
-
-func TestKeyedMutex(t *testing.T) {
-	var k keyedMutex
-	unlockA := k.lock("a")
-	// Another key is independent.
-	unlockB := k.lock("b")
-	unlockB()
-
-	acquired := make(chan struct{})
-	go func() {
-		unlock := k.lock("a")
-		close(acquired)
-		unlock()
-	}()
-	refs := func() int {
-		k.mu.Lock()
-		defer k.mu.Unlock()
-		if e := k.m["a"]; e != nil {
-			return e.refs
-		}
-		return 0
-	}
-	for refs() != 2 {
-		goruntime.Gosched()
-	}
-	select {
-	case <-acquired:
-		t.Fatal("second lock of the same key did not wait")
-	default:
-	}
-	unlockA()
-	<-acquired
-	for refs() != 0 {
-		goruntime.Gosched()
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if len(k.m) != 0 {
-		t.Errorf("entries left after every unlock: %v", k.m)
 	}
 }

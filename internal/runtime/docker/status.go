@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/api/types/container"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -23,11 +23,6 @@ func statusOf(info container.InspectResponse) *persysv1.WorkloadStatus {
 		Name:     labels[runtime.LabelWorkload],
 		Uid:      labels[runtime.LabelUID],
 		Revision: revisionOf(labels),
-	}
-	if info.ContainerJSONBase == nil {
-		st.State = persysv1.ActualState_ACTUAL_STATE_UNKNOWN
-		st.Message = "engine returned no container state"
-		return st
 	}
 	st.RuntimeId = info.ID
 	st.RestartCount = int32(info.RestartCount)

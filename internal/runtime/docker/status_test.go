@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/api/types/container"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -12,12 +12,10 @@ import (
 
 func inspectOf(desired string, st container.State) container.InspectResponse {
 	return container.InspectResponse{
-		ContainerJSONBase: &container.ContainerJSONBase{
-			ID:           "abc123",
-			Created:      "2026-01-02T03:04:05.000000006Z",
-			RestartCount: 2,
-			State:        &st,
-		},
+		ID:           "abc123",
+		Created:      "2026-01-02T03:04:05.000000006Z",
+		RestartCount: 2,
+		State:        &st,
 		Config: &container.Config{Labels: map[string]string{
 			runtime.LabelWorkload: "web", runtime.LabelUID: "u1", runtime.LabelRevision: "4", LabelDesired: desired,
 		}},

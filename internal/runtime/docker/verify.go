@@ -12,8 +12,10 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/moby/moby/client"
+
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/api/types/container"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -43,20 +45,20 @@ func (r *Runtime) Verify(ctx context.Context, name string) (bool, string, error)
 		return false, "", runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", name)
 	}
 	for _, c := range newestFirst(existing) {
-		info, err := r.cli.ContainerInspect(ctx, c.ID)
+		res, err := r.cli.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
 		if cerrdefs.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
 			return false, "", runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect container %s", containerLabel(c))
 		}
-		return r.verifyInspect(info)
+		return r.verifyInspect(res.Container)
 	}
 	return false, "no container", nil
 }
 
 func (r *Runtime) verifyInspect(info container.InspectResponse) (bool, string, error) {
-	if info.ContainerJSONBase == nil || info.State == nil {
+	if info.State == nil {
 		return false, "engine returned no container state", nil
 	}
 	s := info.State

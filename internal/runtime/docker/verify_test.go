@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -230,7 +231,7 @@ func TestVerify(t *testing.T) {
 		if cached.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 			t.Fatalf("listed %s as %v, want RUNNING", name, cached)
 		}
-		if err := e.cli.ContainerKill(ctx, st.GetRuntimeId(), "KILL"); err != nil {
+		if _, err := e.cli.ContainerKill(ctx, st.GetRuntimeId(), client.ContainerKillOptions{Signal: "KILL"}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 20*time.Second, "Verify reports the killed container dead", func() (bool, string) {
@@ -255,7 +256,8 @@ func TestVerify(t *testing.T) {
 
 	t.Run("zombie process of a container the engine calls running", func(t *testing.T) {
 		name, st := apply("zombie")
-		info, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId())
+		infoRes, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId(), client.ContainerInspectOptions{})
+		info := infoRes.Container
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/api/types/filters"
+	"github.com/moby/moby/client"
+
+	"github.com/moby/moby/api/types/events"
 
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -64,10 +65,11 @@ func (r *Runtime) watchLoop(ctx context.Context, since time.Time, out chan<- str
 
 // watchOnce follows one event stream until it fails or ctx ends. since
 // advances with every event seen; healthy is called for each event.
-func (r *Runtime) watchOnce(ctx context.Context, f filters.Args, since *time.Time, out chan<- string, healthy func()) error {
+func (r *Runtime) watchOnce(ctx context.Context, f client.Filters, since *time.Time, out chan<- string, healthy func()) error {
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs, errs := r.cli.Events(streamCtx, events.ListOptions{Since: sinceParam(*since), Filters: f})
+	ev := r.cli.Events(streamCtx, client.EventsListOptions{Since: sinceParam(*since), Filters: f})
+	msgs, errs := ev.Messages, ev.Err
 	for {
 		select {
 		case <-ctx.Done():

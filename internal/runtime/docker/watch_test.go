@@ -15,8 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -173,7 +172,7 @@ func TestWatchReconnects(t *testing.T) {
 	})
 
 	proxy.cut(true)
-	if err := e.cli.ContainerRemove(t.Context(), st.GetRuntimeId(), container.RemoveOptions{Force: true}); err != nil {
+	if _, err := e.cli.ContainerRemove(t.Context(), st.GetRuntimeId(), client.ContainerRemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	proxy.cut(false)

@@ -55,6 +55,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/locker"
+
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -113,7 +115,7 @@ type Runtime struct {
 	cfg   Config
 	accel string
 	log   *slog.Logger
-	locks keyedMutex
+	locks locker.Locker // serializes calls per workload name
 
 	gaMu sync.Mutex
 	ga   map[string]gaState // guest agent answers and back-off, by workload
@@ -306,85 +308,133 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	if r.cfg.Cluster != nil && r.cfg.Cluster.ID() == "" {
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "apply %s: the agent does not know its cluster id yet", inst.Name)
 	}
-	unlock := r.locks.lock(inst.Name)
-	defer unlock()
+	r.locks.Lock(inst.Name)
+	defer r.locks.Unlock(inst.Name)
 	r.setBusy(inst.Name, 1)
 	defer r.setBusy(inst.Name, -1)
 	log := r.log.With("workload", inst.Name, "uid", inst.UID, "revision", inst.Revision)
 
-	old, err := r.loadRecord(inst.Name)
-	if err != nil && !errors.Is(err, errNoRecord) {
-		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "read the state of VM %s", inst.Name)
+	old, err := r.ownRecord(inst.Name)
+	if err != nil {
+		return nil, false, err
 	}
-	if errors.Is(err, errNoRecord) {
-		old = nil
-		if _, statErr := os.Stat(r.stateDir(inst.Name)); statErr == nil && (r.cfg.NodeID != "" || r.cfg.Cluster != nil) {
-			// A folder of another node or cluster (or a broken one): never
-			// touch it.
-			if b, rerr := os.ReadFile(filepath.Join(r.stateDir(inst.Name), recordFile)); rerr == nil && len(b) > 0 {
-				return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "state folder %s belongs to another node or cluster", r.stateDir(inst.Name))
-			}
-		}
-	}
-
 	if old != nil && old.UID == inst.UID && old.Revision == inst.Revision {
-		pid, up := r.pid(old)
-		switch {
-		case desired == desiredRunning && up:
-			st := r.statusOf(ctx, old)
-			if st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING {
-				if old.Desired != desiredRunning {
-					old.Desired = desiredRunning
-					if err := r.saveRecord(old); err != nil {
-						return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
-					}
-				}
-				return st, true, nil
-			}
-			log.Warn("VM process is up but not running; restarting it", "pid", pid, "qmp", st.GetDetails()["qmp"])
-			r.kill(ctx, old, pid)
-		case desired == desiredStopped && !up && old.Desired == desiredStopped:
-			return r.statusOf(ctx, old), true, nil
-		case desired == desiredStopped:
-			if up {
-				how := r.stop(ctx, old, pid, time.Duration(old.StopSeconds)*time.Second)
-				log.Info("VM stopped", "pid", pid, "how", how)
-			}
-			old.Desired = desiredStopped
-			if err := r.saveRecord(old); err != nil {
-				return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
-			}
-			return r.statusOf(ctx, old), false, nil
+		if st, skipped, done, err := r.applySameRevision(ctx, log, old, desired); done || err != nil {
+			return st, skipped, err
 		}
 	} else if old != nil {
-		pid, up := r.pid(old)
-		if old.UID != inst.UID {
-			if err := r.remove(ctx, log, old); err != nil {
-				return nil, false, err
-			}
-			log.Info("removed VM of another uid", "old_uid", old.UID, "old_revision", old.Revision)
-			old = nil
-		} else if up {
-			how := r.stop(ctx, old, pid, time.Duration(old.StopSeconds)*time.Second)
-			log.Info("stopped VM of an older revision", "old_revision", old.Revision, "pid", pid, "how", how)
+		if old, err = r.retire(ctx, log, old, inst.UID); err != nil {
+			return nil, false, err
 		}
 	}
-
 	if old != nil {
-		// A disk stays where it is across revisions, wherever an older
-		// agent (before cluster folders) put it.
-		for i := range p.disks {
-			for _, d := range old.Disks {
-				if d.Name == p.disks[i].Name && d.Kind != diskISO && p.disks[i].Kind != diskISO {
-					p.disks[i].Path = d.Path
-				}
-			}
-		}
+		keepDiskPaths(p, old)
 	}
-	sd := r.stateDir(inst.Name)
-	if err := os.MkdirAll(sd, 0o700); err != nil {
+	if err := os.MkdirAll(r.stateDir(inst.Name), 0o700); err != nil {
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "create state folder of VM %s", inst.Name)
 	}
+	rec := r.newRecord(inst, p, desired)
+	if old != nil && !old.Retain {
+		removeDroppedDisks(log, old, p)
+	}
+	// The record goes first, so that whatever this Apply creates is found
+	// (and cleaned up by Delete) even when a later step fails.
+	if err := r.saveRecord(rec); err != nil {
+		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
+	}
+	if err := r.prepareAndStart(ctx, log, p, rec); err != nil {
+		return nil, false, err
+	}
+	return r.statusOf(ctx, rec), false, nil
+}
+
+// ownRecord reads the workload's record; nil when there is none. A state
+// folder with a record of another node or cluster (or a broken one) is an
+// error: never touch it.
+func (r *Runtime) ownRecord(name string) (*record, error) {
+	old, err := r.loadRecord(name)
+	if err == nil {
+		return old, nil
+	}
+	if !errors.Is(err, errNoRecord) {
+		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "read the state of VM %s", name)
+	}
+	if _, statErr := os.Stat(r.stateDir(name)); statErr == nil && (r.cfg.NodeID != "" || r.cfg.Cluster != nil) {
+		if b, rerr := os.ReadFile(filepath.Join(r.stateDir(name), recordFile)); rerr == nil && len(b) > 0 {
+			return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "state folder %s belongs to another node or cluster", r.stateDir(name))
+		}
+	}
+	return nil, nil
+}
+
+// applySameRevision handles a VM that already has the instance's uid and
+// revision. done reports that Apply is finished (with st, skipped, err);
+// otherwise the VM must be started again from its plan.
+func (r *Runtime) applySameRevision(ctx context.Context, log *slog.Logger, old *record, desired string) (st *persysv1.WorkloadStatus, skipped, done bool, err error) {
+	pid, up := r.pid(old)
+	switch {
+	case desired == desiredRunning && up:
+		st := r.statusOf(ctx, old)
+		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING {
+			if old.Desired != desiredRunning {
+				old.Desired = desiredRunning
+				if err := r.saveRecord(old); err != nil {
+					return nil, false, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", old.Name)
+				}
+			}
+			return st, true, true, nil
+		}
+		log.Warn("VM process is up but not running; restarting it", "pid", pid, "qmp", st.GetDetails()["qmp"])
+		r.kill(ctx, old, pid)
+	case desired == desiredStopped && !up && old.Desired == desiredStopped:
+		return r.statusOf(ctx, old), true, true, nil
+	case desired == desiredStopped:
+		if up {
+			how := r.stop(ctx, old, pid, time.Duration(old.StopSeconds)*time.Second)
+			log.Info("VM stopped", "pid", pid, "how", how)
+		}
+		old.Desired = desiredStopped
+		if err := r.saveRecord(old); err != nil {
+			return nil, false, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", old.Name)
+		}
+		return r.statusOf(ctx, old), false, true, nil
+	}
+	return nil, false, false, nil
+}
+
+// retire makes way for a new revision: the VM of another uid is removed
+// (nil is returned), one of an older revision of the same uid is stopped
+// and its record returned, so its disks carry over.
+func (r *Runtime) retire(ctx context.Context, log *slog.Logger, old *record, uid string) (*record, error) {
+	pid, up := r.pid(old)
+	if old.UID != uid {
+		if err := r.remove(ctx, log, old); err != nil {
+			return nil, err
+		}
+		log.Info("removed VM of another uid", "old_uid", old.UID, "old_revision", old.Revision)
+		return nil, nil
+	}
+	if up {
+		how := r.stop(ctx, old, pid, time.Duration(old.StopSeconds)*time.Second)
+		log.Info("stopped VM of an older revision", "old_revision", old.Revision, "pid", pid, "how", how)
+	}
+	return old, nil
+}
+
+// keepDiskPaths keeps each disk where it is across revisions, wherever an
+// older agent (before cluster folders) put it.
+func keepDiskPaths(p *plan, old *record) {
+	for i := range p.disks {
+		for _, d := range old.Disks {
+			if d.Name == p.disks[i].Name && d.Kind != diskISO && p.disks[i].Kind != diskISO {
+				p.disks[i].Path = d.Path
+			}
+		}
+	}
+}
+
+// newRecord is what Apply records of the instance's plan.
+func (r *Runtime) newRecord(inst runtime.Instance, p *plan, desired string) *record {
 	rec := &record{
 		Name:        inst.Name,
 		UID:         inst.UID,
@@ -404,51 +454,54 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 			rec.Forwards = append(rec.Forwards, f.String())
 		}
 	}
-	// Disks of the previous revision that the new one dropped.
-	if old != nil && !old.Retain {
-		keep := map[string]bool{}
-		for _, d := range p.disks {
-			keep[d.Path] = true
-		}
-		for _, d := range old.Disks {
-			if d.Kind != diskISO && !keep[d.Path] {
-				if err := os.Remove(d.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					log.Warn("remove disk dropped by the new revision", "disk", d.Name, "error", err)
-				}
+	return rec
+}
+
+// removeDroppedDisks removes the disks of the previous revision that the
+// new one dropped.
+func removeDroppedDisks(log *slog.Logger, old *record, p *plan) {
+	keep := map[string]bool{}
+	for _, d := range p.disks {
+		keep[d.Path] = true
+	}
+	for _, d := range old.Disks {
+		if d.Kind != diskISO && !keep[d.Path] {
+			if err := os.Remove(d.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				log.Warn("remove disk dropped by the new revision", "disk", d.Name, "error", err)
 			}
 		}
 	}
-	// The record goes first, so that whatever this Apply creates is found
-	// (and cleaned up by Delete) even when a later step fails.
-	if err := r.saveRecord(rec); err != nil {
-		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "save the state of VM %s", inst.Name)
-	}
+}
+
+// prepareAndStart makes the disks and the cloud-init seed and, when the
+// VM is desired running, starts it (checking its boot when configured).
+func (r *Runtime) prepareAndStart(ctx context.Context, log *slog.Logger, p *plan, rec *record) error {
 	if err := r.ensureDisks(ctx, log, p); err != nil {
-		return nil, false, err
+		return err
 	}
-	seed, err := cloudinit.BuildSeed(ctx, sd, p.seed)
+	seed, err := cloudinit.BuildSeed(ctx, r.stateDir(rec.Name), p.seed)
 	if err != nil {
 		if errors.Is(err, cloudinit.ErrInvalid) {
-			return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "%s", strings.TrimPrefix(err.Error(), cloudinit.ErrInvalid.Error()+": "))
+			return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "%s", strings.TrimPrefix(err.Error(), cloudinit.ErrInvalid.Error()+": "))
 		}
-		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "build the cloud-init seed of VM %s", inst.Name)
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "build the cloud-init seed of VM %s", rec.Name)
 	}
-	if desired == desiredRunning {
-		pid, err := r.start(ctx, p, rec, seed)
-		if err != nil {
-			return nil, false, err
-		}
-		if r.cfg.BootCheck > 0 {
-			if err := r.bootCheck(ctx, rec, pid); err != nil {
-				log.Warn("VM did not boot", "pid", pid, "error", err)
-				return nil, false, err
-			}
-		}
-		log.Info("VM started", "pid", pid, "accel", p.accel, "vcpus", p.vcpus, "memory_mib", p.memMiB, "spec_hash", p.hash)
-	} else {
+	if rec.Desired != desiredRunning {
 		log.Info("VM prepared, not started (desired stopped)", "spec_hash", p.hash)
+		return nil
 	}
-	return r.statusOf(ctx, rec), false, nil
+	pid, err := r.start(ctx, p, rec, seed)
+	if err != nil {
+		return err
+	}
+	if r.cfg.BootCheck > 0 {
+		if err := r.bootCheck(ctx, rec, pid); err != nil {
+			log.Warn("VM did not boot", "pid", pid, "error", err)
+			return err
+		}
+	}
+	log.Info("VM started", "pid", pid, "accel", p.accel, "vcpus", p.vcpus, "memory_mib", p.memMiB, "spec_hash", p.hash)
+	return nil
 }
 
 func (r *Runtime) setBusy(name string, d int) {
@@ -642,8 +695,8 @@ func (r *Runtime) remove(ctx context.Context, log *slog.Logger, rec *record) err
 // Delete kills the workload's VM and removes its state and disks (unless
 // retained). See runtime.Runtime.
 func (r *Runtime) Delete(ctx context.Context, name, uid string) (bool, error) {
-	unlock := r.locks.lock(name)
-	defer unlock()
+	r.locks.Lock(name)
+	defer r.locks.Unlock(name)
 	rec, err := r.loadRecord(name)
 	if errors.Is(err, errNoRecord) {
 		return false, nil
@@ -935,41 +988,6 @@ func tailOf(path string, n int64) string {
 	buf := make([]byte, st.Size()-off)
 	k, _ := f.ReadAt(buf, off)
 	return string(buf[:k])
-}
-
-// keyedMutex serializes calls per workload name.
-type keyedMutex struct {
-	mu sync.Mutex
-	m  map[string]*keyedEntry
-}
-
-type keyedEntry struct {
-	mu   sync.Mutex
-	refs int
-}
-
-func (k *keyedMutex) lock(key string) (unlock func()) {
-	k.mu.Lock()
-	if k.m == nil {
-		k.m = map[string]*keyedEntry{}
-	}
-	e := k.m[key]
-	if e == nil {
-		e = &keyedEntry{}
-		k.m[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
-		k.mu.Lock()
-		e.refs--
-		if e.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
 }
 
 var (

@@ -172,81 +172,17 @@ func TestVMLifecycle(t *testing.T) {
 	if skipped || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 		t.Fatalf("Apply = %v skipped=%v, want RUNNING, not skipped", st, skipped)
 	}
-	pid := st.GetRuntimeId()
-	if _, err := strconv.Atoi(pid); err != nil || st.GetDetails()["pid"] != pid {
-		t.Fatalf("runtime id %q / details %v: want the QEMU pid", pid, st.GetDetails())
-	}
-	if st.GetDetails()["accel"] != "tcg" || st.GetNodeId() != "node-a" || st.GetRevision() != 1 || st.GetUid() != "uid-1" {
-		t.Errorf("status = %v", st)
-	}
-	if !strings.Contains(st.GetDetails()["portForwards"], "127.0.0.1:"+strconv.Itoa(int(port))+"->80") {
-		t.Errorf("portForwards detail = %q", st.GetDetails()["portForwards"])
-	}
-	if len(st.GetAddresses()) != 1 || st.GetAddresses()[0] != "10.0.2.15" {
-		t.Errorf("addresses = %v, want the user-mode guest address", st.GetAddresses())
-	}
+	pid := checkFirstStatus(t, st, port)
 
-	// The guest boots, reads the seed and prints it on the serial console.
+	// The guest boots, reads the seed and prints it on the serial console;
+	// the port forward reaches its httpd.
+	checkFirstBoot(t, r, port)
 	var serial string
-	eventually(t, bootTimeout, "the guest to be ready", func() (bool, string) {
-		data, _, err := r.Logs(ctx, "vm1", 1<<20)
-		if err != nil {
-			return false, err.Error()
-		}
-		serial = string(data)
-		return strings.Contains(serial, vmguest.MarkerReady), serial
-	})
-	for _, want := range []string{
-		vmguest.MarkerCidata, "MARKER-persys-vm-test", testKey, "name: ops",
-		"instance-id: uid-1-r1", "local-hostname: vm1",
-		vmguest.MarkerBase, "vda", "vdb", vmguest.MarkerAddress + " 10.0.2.15",
-	} {
-		if !strings.Contains(serial, want) {
-			t.Errorf("serial console lacks %q:\n%s", want, serial)
-		}
-	}
-	if strings.Contains(serial, testPassword) || !strings.Contains(serial, "plain_text_passwd: [redacted]") {
-		t.Errorf("the guest console shows the password (or no redacted password line)")
-	}
-	// The port forward reaches the guest's httpd.
-	eventually(t, 30*time.Second, "the port forward", func() (bool, string) {
-		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(int(port)) + "/")
-		if err != nil {
-			return false, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b) == vmguest.HTTPBody, string(b)
-	})
-	if alive, detail, err := r.Verify(ctx, "vm1"); err != nil || !alive {
-		t.Errorf("Verify = %v %q %v, want alive", alive, detail, err)
-	}
 
 	// An agent restart: a new Runtime on the same state folder adopts the
 	// VM, reports the same pid and skips the same revision.
 	r2 := newRuntime(t, stateDir, pools, &logs)
-	list, err := r2.List(ctx)
-	if err != nil {
-		t.Fatalf("List: %v", err)
-	}
-	if len(list) != 1 || list[0].GetName() != "vm1" || list[0].GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || list[0].GetRuntimeId() != pid {
-		t.Fatalf("List after restart = %v, want vm1 RUNNING with pid %s", list, pid)
-	}
-	if list[0].GetDetails()["qmp"] != "running" {
-		t.Errorf("qmp detail = %q", list[0].GetDetails()["qmp"])
-	}
-	st, skipped, err = r2.Apply(ctx, inst)
-	if err != nil || !skipped || st.GetRuntimeId() != pid {
-		t.Fatalf("re-Apply after restart = %v skipped=%v err=%v, want skipped with pid %s", st, skipped, err, pid)
-	}
-	// A runtime of another node does not see it.
-	other, err := New(Config{NodeID: "node-b", StateDir: stateDir, Pools: pools, Accel: "tcg", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l, err := other.List(ctx); err != nil || len(l) != 0 {
-		t.Errorf("List of another node = %v %v, want nothing", l, err)
-	}
+	checkAdopted(t, r2, inst, pid, stateDir, pools)
 
 	// A new revision of the same workload (more memory): the old QEMU is
 	// powered off through ACPI, a new one boots the same disks with a seed
@@ -293,28 +229,7 @@ func TestVMLifecycle(t *testing.T) {
 	if err != nil || skipped || st.GetState() != persysv1.ActualState_ACTUAL_STATE_STOPPED {
 		t.Fatalf("Apply stopped = %v skipped=%v err=%v, want STOPPED", st, skipped, err)
 	}
-	n, _ := strconv.Atoi(pid)
-	if alive(n, filepath.Join(stateDir, "vm1", pidFile)) {
-		t.Errorf("QEMU pid %d still runs after the stop", n)
-	}
-	data, _, err := r2.Logs(ctx, "vm1", 1<<20)
-	if err != nil || strings.Count(string(data), vmguest.MarkerPowerOff) != 2 {
-		t.Errorf("serial console lacks the ACPI power-off (%v):\n%s", err, data)
-	}
-	select {
-	case name := <-watch:
-		if name != "vm1" {
-			t.Errorf("Watch sent %q, want vm1", name)
-		}
-	case <-time.After(30 * time.Second):
-		t.Errorf("Watch did not report the stop")
-	}
-	stopWatch()
-	for range watch {
-	}
-	if ok, _, _ := r2.Verify(ctx, "vm1"); ok {
-		t.Errorf("Verify of a stopped VM reports alive")
-	}
+	checkStopped(t, r2, stateDir, pid, watch, stopWatch)
 	if _, skipped, err := r2.Apply(ctx, stopped); err != nil || !skipped {
 		t.Errorf("Apply stopped again: skipped=%v err=%v, want skipped", skipped, err)
 	}
@@ -338,10 +253,149 @@ func TestVMLifecycle(t *testing.T) {
 	}
 
 	// Delete: the process, the state and the disks go.
+	checkVMDelete(t, r2, stateDir, st.GetRuntimeId(), disks)
+
+	if strings.Contains(logs.String(), testPassword) {
+		t.Errorf("the login password appears in the runtime's logs")
+	}
+	if !strings.Contains(logs.String(), "VM started") {
+		t.Errorf("no decision logged:\n%s", logs.String())
+	}
+}
+
+// checkAdopted: a runtime restarted on the same state folder lists vm1
+// running with the same pid and skips its revision; one of another node
+// does not see it.
+func checkAdopted(t *testing.T, r2 *Runtime, inst runtime.Instance, pid, stateDir string, pools map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	list, err := r2.List(ctx)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	if len(list) != 1 || list[0].GetName() != "vm1" || list[0].GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || list[0].GetRuntimeId() != pid {
+		t.Fatalf("List after restart = %v, want vm1 RUNNING with pid %s", list, pid)
+	}
+	if list[0].GetDetails()["qmp"] != "running" {
+		t.Errorf("qmp detail = %q", list[0].GetDetails()["qmp"])
+	}
+	st, skipped, err := r2.Apply(ctx, inst)
+	if err != nil || !skipped || st.GetRuntimeId() != pid {
+		t.Fatalf("re-Apply after restart = %v skipped=%v err=%v, want skipped with pid %s", st, skipped, err, pid)
+	}
+	// A runtime of another node does not see it.
+	other, err := New(Config{NodeID: "node-b", StateDir: stateDir, Pools: pools, Accel: "tcg", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := other.List(ctx); err != nil || len(l) != 0 {
+		t.Errorf("List of another node = %v %v, want nothing", l, err)
+	}
+
+}
+
+// checkFirstStatus checks TestVMLifecycle's first status and returns the
+// QEMU pid.
+func checkFirstStatus(t *testing.T, st *persysv1.WorkloadStatus, port uint32) string {
+	t.Helper()
+	pid := st.GetRuntimeId()
+	if _, err := strconv.Atoi(pid); err != nil || st.GetDetails()["pid"] != pid {
+		t.Fatalf("runtime id %q / details %v: want the QEMU pid", pid, st.GetDetails())
+	}
+	if st.GetDetails()["accel"] != "tcg" || st.GetNodeId() != "node-a" || st.GetRevision() != 1 || st.GetUid() != "uid-1" {
+		t.Errorf("status = %v", st)
+	}
+	if !strings.Contains(st.GetDetails()["portForwards"], "127.0.0.1:"+strconv.Itoa(int(port))+"->80") {
+		t.Errorf("portForwards detail = %q", st.GetDetails()["portForwards"])
+	}
+	if len(st.GetAddresses()) != 1 || st.GetAddresses()[0] != "10.0.2.15" {
+		t.Errorf("addresses = %v, want the user-mode guest address", st.GetAddresses())
+	}
+
+	return pid
+}
+
+// checkFirstBoot waits for the guest of vm1 to boot and checks that it
+// read its seed (never showing the password), that the port forward
+// reaches its httpd and that Verify finds it alive.
+func checkFirstBoot(t *testing.T, r *Runtime, port uint32) {
+	t.Helper()
+	ctx := context.Background()
+	var serial string
+	eventually(t, bootTimeout, "the guest to be ready", func() (bool, string) {
+		data, _, err := r.Logs(ctx, "vm1", 1<<20)
+		if err != nil {
+			return false, err.Error()
+		}
+		serial = string(data)
+		return strings.Contains(serial, vmguest.MarkerReady), serial
+	})
+	for _, want := range []string{
+		vmguest.MarkerCidata, "MARKER-persys-vm-test", testKey, "name: ops",
+		"instance-id: uid-1-r1", "local-hostname: vm1",
+		vmguest.MarkerBase, "vda", "vdb", vmguest.MarkerAddress + " 10.0.2.15",
+	} {
+		if !strings.Contains(serial, want) {
+			t.Errorf("serial console lacks %q:\n%s", want, serial)
+		}
+	}
+	if strings.Contains(serial, testPassword) || !strings.Contains(serial, "plain_text_passwd: [redacted]") {
+		t.Errorf("the guest console shows the password (or no redacted password line)")
+	}
+	// The port forward reaches the guest's httpd.
+	eventually(t, 30*time.Second, "the port forward", func() (bool, string) {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(int(port)) + "/")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b) == vmguest.HTTPBody, string(b)
+	})
+	if alive, detail, err := r.Verify(ctx, "vm1"); err != nil || !alive {
+		t.Errorf("Verify = %v %q %v, want alive", alive, detail, err)
+	}
+
+}
+
+// checkStopped checks that the stopped VM's QEMU is gone after an ACPI
+// power-off that Watch reported, and that Verify does not find it alive.
+func checkStopped(t *testing.T, r2 *Runtime, stateDir, pid string, watch <-chan string, stopWatch func()) {
+	t.Helper()
+	ctx := context.Background()
+	n, _ := strconv.Atoi(pid)
+	if alive(n, filepath.Join(stateDir, "vm1", pidFile)) {
+		t.Errorf("QEMU pid %d still runs after the stop", n)
+	}
+	data, _, err := r2.Logs(ctx, "vm1", 1<<20)
+	if err != nil || strings.Count(string(data), vmguest.MarkerPowerOff) != 2 {
+		t.Errorf("serial console lacks the ACPI power-off (%v):\n%s", err, data)
+	}
+	select {
+	case name := <-watch:
+		if name != "vm1" {
+			t.Errorf("Watch sent %q, want vm1", name)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("Watch did not report the stop")
+	}
+	stopWatch()
+	for range watch {
+	}
+	if ok, _, _ := r2.Verify(ctx, "vm1"); ok {
+		t.Errorf("Verify of a stopped VM reports alive")
+	}
+}
+
+// checkVMDelete deletes vm1 (not for another uid) and checks that its
+// process (pid), state folder and disks are gone.
+func checkVMDelete(t *testing.T, r2 *Runtime, stateDir, pid string, disks []string) {
+	t.Helper()
+	ctx := context.Background()
 	if existed, err := r2.Delete(ctx, "vm1", "another-uid"); err != nil || existed {
 		t.Errorf("Delete of another uid = %v %v, want nothing deleted", existed, err)
 	}
-	newPid, _ := strconv.Atoi(st.GetRuntimeId())
+	newPid, _ := strconv.Atoi(pid)
 	existed, err := r2.Delete(ctx, "vm1", "uid-1")
 	if err != nil || !existed {
 		t.Fatalf("Delete = %v %v", existed, err)
@@ -359,17 +413,11 @@ func TestVMLifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(stateDir, "vm1")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state folder survives Delete: %v", err)
 	}
-	st, err = r2.Status(ctx, "vm1")
+	st, err := r2.Status(ctx, "vm1")
 	if err != nil || st.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
 		t.Errorf("Status after Delete = %v %v, want MISSING", st, err)
 	}
 
-	if strings.Contains(logs.String(), testPassword) {
-		t.Errorf("the login password appears in the runtime's logs")
-	}
-	if !strings.Contains(logs.String(), "VM started") {
-		t.Errorf("no decision logged:\n%s", logs.String())
-	}
 }
 
 // basePool makes a pool with a small raw base image made by qemu-img.

@@ -150,13 +150,41 @@ func (r *Runtime) buildPlan(inst runtime.Instance) (*plan, error) {
 		return nil, invalid("spec.vm: is required for a VM workload")
 	}
 	p := &plan{}
+	if err := r.planMachine(spec, p); err != nil {
+		return nil, err
+	}
+	if err := r.planDisks(inst.Name, vm, p); err != nil {
+		return nil, err
+	}
+	if err := r.planBoot(vm, p); err != nil {
+		return nil, err
+	}
+	if err := r.planNets(inst.UID, vm, p); err != nil {
+		return nil, err
+	}
+	if err := planSeed(inst, p); err != nil {
+		return nil, err
+	}
 
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(vm)
+	if err != nil {
+		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, err, "spec.vm: encode")
+	}
+	sum := sha256.Sum256(b)
+	p.hash = fmt.Sprintf("%x", sum[:8])
+	return p, nil
+}
+
+// planMachine resolves vCPUs, memory, accelerator, stop timeout and the
+// disk retain policy.
+func (r *Runtime) planMachine(spec *persysv1.WorkloadSpec, p *plan) error {
+	vm := spec.GetVm()
 	p.vcpus = int(vm.GetVcpus())
 	if p.vcpus == 0 {
 		p.vcpus = 1
 	}
 	if p.vcpus < 1 || p.vcpus > MaxVCPUs {
-		return nil, invalid("spec.vm.vcpus: %d is outside 1..%d", vm.GetVcpus(), MaxVCPUs)
+		return invalid("spec.vm.vcpus: %d is outside 1..%d", vm.GetVcpus(), MaxVCPUs)
 	}
 	mem := vm.GetMemoryBytes()
 	if mem == 0 {
@@ -166,7 +194,7 @@ func (r *Runtime) buildPlan(inst runtime.Instance) (*plan, error) {
 		mem = DefaultMemory
 	}
 	if mem < MinMemoryBytes || mem > MaxMemoryBytes {
-		return nil, invalid("spec.vm.memoryBytes: %d is outside %d..%d", mem, int64(MinMemoryBytes), int64(MaxMemoryBytes))
+		return invalid("spec.vm.memoryBytes: %d is outside %d..%d", mem, int64(MinMemoryBytes), int64(MaxMemoryBytes))
 	}
 	p.memMiB = (mem + (1<<20 - 1)) >> 20
 
@@ -175,55 +203,62 @@ func (r *Runtime) buildPlan(inst runtime.Instance) (*plan, error) {
 		p.accel = r.accel
 	case "kvm", "tcg":
 		if vm.GetAccel() == "kvm" && r.accel != "kvm" {
-			return nil, invalid("spec.vm.accel: kvm is required but node %s runs VMs with %s", r.cfg.NodeID, r.accel)
+			return invalid("spec.vm.accel: kvm is required but node %s runs VMs with %s", r.cfg.NodeID, r.accel)
 		}
 		p.accel = vm.GetAccel()
 	default:
-		return nil, invalid("spec.vm.accel: %q must be \"\", \"kvm\" or \"tcg\"", vm.GetAccel())
+		return invalid("spec.vm.accel: %q must be \"\", \"kvm\" or \"tcg\"", vm.GetAccel())
 	}
 
 	if t := vm.GetStopTimeoutSeconds(); t < 0 || t > 3600 {
-		return nil, invalid("spec.vm.stopTimeoutSeconds: %d is outside 0..3600", t)
+		return invalid("spec.vm.stopTimeoutSeconds: %d is outside 0..3600", t)
 	} else if t == 0 {
 		p.stopTimeout = defaultStop
 	} else {
 		p.stopTimeout = time.Duration(t) * time.Second
 	}
 	p.retain = vm.GetDiskRetain() == persysv1.RetainPolicy_RETAIN_POLICY_RETAIN
+	return nil
+}
 
-	if err := r.planDisks(inst.Name, vm, p); err != nil {
-		return nil, err
-	}
-	if kb := vm.GetKernelBoot(); kb != nil {
-		if kb.GetKernel() == "" {
-			return nil, invalid("spec.vm.kernelBoot.kernel: is required")
+// planBoot resolves kernelBoot's files from their pool; without it the VM
+// boots from its disks, so it needs one.
+func (r *Runtime) planBoot(vm *persysv1.VMSpec, p *plan) error {
+	kb := vm.GetKernelBoot()
+	if kb == nil {
+		if len(p.disks) == 0 {
+			return invalid("spec.vm.disks: a VM needs a disk, an ISO or kernelBoot to boot from")
 		}
-		k, err := r.poolFile("spec.vm.kernelBoot.kernel", kb.GetPool(), kb.GetKernel())
+		return nil
+	}
+	if kb.GetKernel() == "" {
+		return invalid("spec.vm.kernelBoot.kernel: is required")
+	}
+	k, err := r.poolFile("spec.vm.kernelBoot.kernel", kb.GetPool(), kb.GetKernel())
+	if err != nil {
+		return err
+	}
+	p.kernel = k
+	if kb.GetInitrd() != "" {
+		i, err := r.poolFile("spec.vm.kernelBoot.initrd", kb.GetPool(), kb.GetInitrd())
 		if err != nil {
-			return nil, err
+			return err
 		}
-		p.kernel = k
-		if kb.GetInitrd() != "" {
-			i, err := r.poolFile("spec.vm.kernelBoot.initrd", kb.GetPool(), kb.GetInitrd())
-			if err != nil {
-				return nil, err
-			}
-			p.initrd = i
-		}
-		if len(kb.GetCmdline()) > MaxCmdlineBytes || strings.ContainsAny(kb.GetCmdline(), "\x00\n\r") {
-			return nil, invalid("spec.vm.kernelBoot.cmdline: must be one line of at most %d bytes", MaxCmdlineBytes)
-		}
-		p.cmdline = kb.GetCmdline()
-	} else if len(p.disks) == 0 {
-		return nil, invalid("spec.vm.disks: a VM needs a disk, an ISO or kernelBoot to boot from")
+		p.initrd = i
 	}
-
-	if err := r.planNets(inst.UID, vm, p); err != nil {
-		return nil, err
+	if len(kb.GetCmdline()) > MaxCmdlineBytes || strings.ContainsAny(kb.GetCmdline(), "\x00\n\r") {
+		return invalid("spec.vm.kernelBoot.cmdline: must be one line of at most %d bytes", MaxCmdlineBytes)
 	}
+	p.cmdline = kb.GetCmdline()
+	return nil
+}
 
+// planSeed checks cloud-init and login and builds the seed's input, the
+// login password included.
+func planSeed(inst runtime.Instance, p *plan) error {
+	vm := inst.Spec.GetVm()
 	if err := cloudinit.Validate(vm.GetCloudInit(), vm.GetLogin()); err != nil {
-		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "%s", strings.TrimPrefix(err.Error(), cloudinit.ErrInvalid.Error()+": "))
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, nil, "%s", strings.TrimPrefix(err.Error(), cloudinit.ErrInvalid.Error()+": "))
 	}
 	p.seed = cloudinit.Input{
 		CloudInit:  vm.GetCloudInit(),
@@ -235,18 +270,11 @@ func (r *Runtime) buildPlan(inst runtime.Instance) (*plan, error) {
 	if s := vm.GetLogin().GetPasswordSecret(); s != "" {
 		pw, err := inst.SecretValue(s, "password")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		p.seed.Password = string(pw)
 	}
-
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(vm)
-	if err != nil {
-		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, err, "spec.vm: encode")
-	}
-	sum := sha256.Sum256(b)
-	p.hash = fmt.Sprintf("%x", sum[:8])
-	return p, nil
+	return nil
 }
 
 func (r *Runtime) planDisks(name string, vm *persysv1.VMSpec, p *plan) error {

@@ -25,8 +25,8 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/client"
 
 	"github.com/persys-dev/compute/internal/testutil/need"
 )
@@ -108,7 +108,7 @@ func BuildHello(ctx context.Context, cli *client.Client, tag string) (string, er
 	if err != nil {
 		return "", fmt.Errorf("build hello: %w", err)
 	}
-	resp, err := cli.ImageBuild(ctx, buildCtx, build.ImageBuildOptions{
+	resp, err := cli.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{
 		Tags:        []string{tag},
 		Remove:      true,
 		ForceRemove: true,
@@ -215,11 +215,9 @@ func DockerOrSkip(t testing.TB) *client.Client {
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, perr := cli.Ping(ctx); perr != nil {
+		if _, perr := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); perr != nil {
 			_ = cli.Close()
 			err = perr
-		} else {
-			cli.NegotiateAPIVersion(ctx)
 		}
 	}
 	if err != nil {

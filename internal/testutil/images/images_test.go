@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/image"
+	"github.com/moby/moby/client"
 )
 
 func TestTarContext(t *testing.T) {
@@ -83,7 +83,7 @@ func TestBuildHelloFresh(t *testing.T) {
 	t.Cleanup(func() { _ = cli.Close() })
 	tag := fmt.Sprintf("persys-hello:build-%d", time.Now().UnixNano())
 	t.Cleanup(func() {
-		if _, err := cli.ImageRemove(context.Background(), tag, image.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+		if _, err := cli.ImageRemove(context.Background(), tag, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil {
 			t.Errorf("cleanup image %s: %v", tag, err)
 		}
 	})

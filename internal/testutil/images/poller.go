@@ -12,8 +12,8 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/client"
 )
 
 // PollerTag is the tag PollerImage builds.
@@ -115,7 +115,7 @@ func BuildPoller(ctx context.Context, cli *client.Client, tag string) (string, e
 	if err != nil {
 		return "", fmt.Errorf("build poller: %w", err)
 	}
-	resp, err := cli.ImageBuild(ctx, buildCtx, build.ImageBuildOptions{
+	resp, err := cli.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{
 		Tags: []string{tag}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
 		Labels: map[string]string{"persys.test": "true"},
 	})

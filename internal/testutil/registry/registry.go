@@ -28,8 +28,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/client"
+	"github.com/moby/moby/client"
 	"golang.org/x/crypto/bcrypt"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -207,11 +206,11 @@ func (r *Registry) Push(t testing.TB, localImage, repo string) (ref string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := r.cli.ImageTag(ctx, localImage, ref); err != nil {
+	if _, err := r.cli.ImageTag(ctx, client.ImageTagOptions{Source: localImage, Target: ref}); err != nil {
 		t.Fatalf("registry push: tag %s as %s: %v", localImage, ref, err)
 	}
 	defer func() {
-		if _, err := r.cli.ImageRemove(context.Background(), ref, image.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := r.cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("registry push: remove local tag %s: %v", ref, err)
 		}
 	}()
@@ -219,7 +218,7 @@ func (r *Registry) Push(t testing.TB, localImage, repo string) (ref string) {
 	if err != nil {
 		t.Fatalf("registry push: %v", err)
 	}
-	body, err := r.cli.ImagePush(ctx, ref, image.PushOptions{RegistryAuth: auth})
+	body, err := r.cli.ImagePush(ctx, ref, client.ImagePushOptions{RegistryAuth: auth})
 	if err != nil {
 		t.Fatalf("registry push %s: %v", ref, err)
 	}

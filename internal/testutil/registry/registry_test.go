@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/image"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/registryauth"
@@ -19,7 +20,7 @@ func pull(t *testing.T, r *Registry, ref, auth string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	body, err := r.Client().ImagePull(ctx, ref, image.PullOptions{RegistryAuth: auth})
+	body, err := r.Client().ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
 	if err != nil {
 		return err
 	}
@@ -98,7 +99,7 @@ func TestStartPushPull(t *testing.T) {
 		t.Fatalf("pull %s with credentials: %v", ref, err)
 	}
 	t.Cleanup(func() {
-		if _, err := r.Client().ImageRemove(context.Background(), ref, image.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		if _, err := r.Client().ImageRemove(context.Background(), ref, client.ImageRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 			t.Errorf("remove %s: %v", ref, err)
 		}
 	})
