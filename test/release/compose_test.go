@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
+	"github.com/moby/moby/client"
 
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/images"
@@ -55,10 +54,10 @@ func TestComposeRunsWorkload(t *testing.T) {
 		}
 		// The workloads are the host engine's containers, not the project's.
 		ctx := context.Background()
-		list, _ := docker.ContainerList(ctx, container.ListOptions{All: true,
-			Filters: filters.NewArgs(filters.Arg("label", "persys.node="+node))})
-		for _, c := range list {
-			_ = docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		list, _ := docker.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", "persys.node="+node)})
+		for _, c := range list.Items {
+			_, _ = docker.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
 		}
 		if out, err := composeCmd("down", "-v", "--timeout", "5"); err != nil {
 			t.Logf("compose down: %v\n%s", err, out)
@@ -116,10 +115,10 @@ func TestComposeRunsWorkload(t *testing.T) {
 	if v.Status.State != "ACTUAL_STATE_RUNNING" {
 		t.Fatalf("workload state %q, want RUNNING:\n%s", v.Status.State, out)
 	}
-	list, err := docker.ContainerList(context.Background(), container.ListOptions{
-		Filters: filters.NewArgs(filters.Arg("label", "persys.node="+node), filters.Arg("label", "persys.workload="+name))})
-	if err != nil || len(list) != 1 || list[0].State != "running" {
-		t.Fatalf("host engine containers of %s: %v %+v", name, err, list)
+	res, err := docker.ContainerList(context.Background(), client.ContainerListOptions{
+		Filters: make(client.Filters).Add("label", "persys.node="+node).Add("label", "persys.workload="+name)})
+	if err != nil || len(res.Items) != 1 || res.Items[0].State != "running" {
+		t.Fatalf("host engine containers of %s: %v %+v", name, err, res.Items)
 	}
 	if out, err := ctlOut("delete", "workload", name, "--wait"); err != nil {
 		t.Fatalf("delete: %v\n%s", err, out)
