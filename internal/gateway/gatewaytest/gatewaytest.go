@@ -37,6 +37,7 @@ import (
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -201,7 +202,7 @@ func (c *Control) enter(ctx context.Context, method string) error {
 		r, ok = redirect{code: codes.FailedPrecondition, leader: c.follower}, true
 	}
 	if ok {
-		if err := grpc.SetTrailer(ctx, metadata.Pairs(gateway.MetadataLeader, r.leader)); err != nil {
+		if err := grpc.SetTrailer(ctx, metadata.Pairs(leaderconn.MetadataKey, r.leader)); err != nil {
 			return status.Errorf(codes.Internal, "setting trailer: %v", err)
 		}
 		return status.Errorf(r.code, "not the leader; the leader is %s", r.leader)
@@ -744,7 +745,7 @@ type Env struct {
 	// their addresses.
 	Controls []*Control
 	// Schedulers is the gateway's connection pool to the Controls.
-	Schedulers *gateway.SchedulerPool
+	Schedulers *leaderconn.Pool
 	// Endpoint is the gateway's base URL, https://127.0.0.1:PORT.
 	Endpoint string
 	// Bundle holds the CA and the scheduler, gateway and admin identities.
@@ -805,7 +806,7 @@ func Start(t testing.TB) *Env {
 
 // StartWith bootstraps a CA in a temporary directory, serves o.Schedulers
 // Controls (see ServeControl), and serves the gateway over HTTPS with mTLS
-// on loopback, connected to all of them through a SchedulerPool.
+// on loopback, connected to all of them through a leaderconn.Pool.
 // Everything stops when the test ends.
 func StartWith(t testing.TB, o Options) *Env {
 	t.Helper()
@@ -834,7 +835,7 @@ func StartWith(t testing.TB, o Options) *Env {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	pool, err := gateway.DialSchedulers(addrs, gwClientTLS, log)
+	pool, err := leaderconn.Dial(leaderconn.Config{Addrs: addrs, TLS: gwClientTLS, Log: log})
 	if err != nil {
 		t.Fatalf("dial schedulers: %v", err)
 	}
