@@ -88,6 +88,12 @@ func (p *Pool) nextConfigured(tried []string) string {
 	return ""
 }
 
+// after returns the configured address after addr, round robin (the
+// first when addr is not configured).
+func (p *Pool) after(addr string) string {
+	return p.addrs[(slices.Index(p.addrs, addr)+1)%len(p.addrs)]
+}
+
 // run makes a call under the rules of Pool and returns the address of its
 // last attempt.
 func (p *Pool) run(ctx context.Context, method string, follow bool, attempt attemptFunc) (string, error) {
@@ -134,7 +140,12 @@ func (p *Pool) run(ctx context.Context, method string, follow bool, attempt atte
 				continue
 			}
 		}
-		if sent {
+		switch {
+		case sent && status.Code(err) == codes.Unavailable:
+			// Reached, but it serves no one and names no leader (cut off
+			// from etcd, or loading): the next call tries the next one.
+			p.move(start, p.after(addr), method)
+		case sent:
 			// The scheduler answered: it becomes current.
 			p.move(start, addr, method)
 		}

@@ -75,7 +75,10 @@ type Config struct {
 //     configured address not yet tried in this call. A call that reached a
 //     scheduler is never re-sent without that scheduler's redirect.
 //   - The address that answered becomes the current address, unless
-//     another call moved the current address meanwhile.
+//     another call moved the current address meanwhile. A scheduler that
+//     was reached but answered Unavailable without naming a leader (cut
+//     off from etcd, or still loading) is not asked again: the next call
+//     starts at the next configured address, round robin.
 //
 // Server-streaming calls follow a redirect too: when the stream ends with a
 // redirect before its first message, it is opened again on the leader with

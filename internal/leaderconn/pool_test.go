@@ -152,10 +152,10 @@ func TestPoolRules(t *testing.T) {
 			wantCode:   codes.FailedPrecondition, wantCalls: [2]int{1, 0}, wantCur: a,
 		},
 		{
-			name:       "an Unavailable without the key from a reached scheduler is an answer",
+			name:       "an Unavailable without the key from a reached scheduler is an answer; the next call goes to the next",
 			configured: []int{a, b},
 			setup:      func(r []*replica, _ func(int) string) { r[a].refuse(codes.Unavailable, "") },
-			wantCode:   codes.Unavailable, wantCalls: [2]int{1, 0}, wantCur: a,
+			wantCode:   codes.Unavailable, wantCalls: [2]int{1, 0}, wantCur: b,
 		},
 		{
 			name:       "a scheduler naming itself is not followed",
