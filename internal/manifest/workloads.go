@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"path"
@@ -9,6 +10,7 @@ import (
 	"strings"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/cloudinit"
 )
 
 // Compose describes a Docker Compose application run as one workload:
@@ -139,7 +141,6 @@ var (
 	// poolFileRE is a file name inside a pool: no directories, no dot files.
 	poolFileRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 	macRE       = regexp.MustCompile(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`)
-	userRE      = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	gitURLRE    = regexp.MustCompile(`^(https?|git|file|ssh)://`)
 	bridgeRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
 	secretKeyRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
@@ -454,34 +455,13 @@ func validateVMCloudInit(c *collector, f string, ci *CloudInit) {
 	}
 }
 
-// validateVMLogin checks the user, password and SSH keys cloud-init sets
-// up.
+// validateVMLogin applies cloudinit's login rules, the one definition the
+// scheduler and the qemu runtime apply too.
 func validateVMLogin(c *collector, f string, l *VMLogin) {
-	if !userRE.MatchString(l.User) {
-		c.add(f+".user", "required, a Linux user name (lowercase, at most 32 characters)")
-	}
-	switch {
-	case l.PasswordHash != "" && l.GeneratePassword:
-		c.add(f+".passwordHash", "give passwordHash or generatePassword, not both")
-	case l.PasswordHash != "" && !strings.HasPrefix(l.PasswordHash, "$"):
-		c.add(f+".passwordHash", "must be a crypt(3) hash such as $6$salt$..., never a plain password")
-	}
-	if len(l.PasswordHash) > 512 || strings.ContainsAny(l.PasswordHash, ": \n\x00") {
-		c.add(f+".passwordHash", "must be one crypt(3) hash without spaces or ':'")
-	}
-	switch {
-	case l.GeneratePassword && l.PasswordSecret == "":
-		c.add(f+".passwordSecret", "required with generatePassword: the secret that keeps the password")
-	case l.PasswordSecret != "":
-		validateName(c, f+".passwordSecret", l.PasswordSecret)
-	}
-	if len(l.SSHAuthorizedKeys) > 32 {
-		c.add(f+".sshAuthorizedKeys", "at most 32 keys")
-	}
-	for i, k := range l.SSHAuthorizedKeys {
-		if !validSSHKey(k) {
-			c.add(index(f+".sshAuthorizedKeys", i), "must be one OpenSSH public key line (ssh-ed25519, ssh-rsa, ecdsa-sha2-… or sk-…)")
-		}
+	err := cloudinit.ValidateLogin(&persysv1.VMLogin{User: l.User, PasswordHash: l.PasswordHash,
+		GeneratePassword: l.GeneratePassword, PasswordSecret: l.PasswordSecret, SshAuthorizedKeys: l.SSHAuthorizedKeys})
+	if fe := (*cloudinit.FieldError)(nil); errors.As(err, &fe) {
+		c.add(f+strings.TrimPrefix(fe.Field, cloudinit.FieldLogin), "%s", fe.Message)
 	}
 }
 
@@ -506,23 +486,6 @@ func poolFile(c *collector, field, name string) {
 	if len(name) > 255 || !poolFileRE.MatchString(name) {
 		c.add(field, "must be a file name in the pool (letters, digits, '.', '_', '+', '-'; no '/')")
 	}
-}
-
-func validSSHKey(k string) bool {
-	if len(k) > 16<<10 || strings.ContainsAny(k, "\n\r\x00") {
-		return false
-	}
-	f := strings.Fields(k)
-	if len(f) < 2 {
-		return false
-	}
-	switch {
-	case f[0] == "ssh-ed25519", f[0] == "ssh-rsa", f[0] == "ssh-dss",
-		strings.HasPrefix(f[0], "ecdsa-sha2-"), strings.HasPrefix(f[0], "sk-"):
-	default:
-		return false
-	}
-	return len(f[1]) >= 16
 }
 
 // vmResources derives what a VM reserves when the manifest gives no
