@@ -65,8 +65,9 @@ func TestClientAgainstGateway(t *testing.T) {
 		t.Fatalf("invalid apply: %#v", err)
 	}
 
-	// Names that need escaping reach the gateway intact.
-	if _, err := c.GetWorkload(ctx, "a/b c", false); !client.IsNotFound(err) || !strings.Contains(err.Error(), `workload "a/b c" not found`) {
+	// Names that need escaping reach the gateway intact (which refuses
+	// this one, naming it as sent).
+	if _, err := c.GetWorkload(ctx, "a/b c", false); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest || !strings.Contains(err.Error(), `"a/b c"`) {
 		t.Fatalf("escaped name: %v", err)
 	}
 
