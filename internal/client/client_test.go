@@ -14,6 +14,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 const manifest = `
@@ -155,15 +156,11 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func TestClientNodesAndLeader(t *testing.T) {
-	env := gatewaytest.StartWith(t, gatewaytest.Options{Schedulers: 2})
-	leader := env.Controls[1]
-	// The first scheduler follows the second: the gateway follows the trailer.
-	env.Controls[0].SetFollower(leader.Addr())
-	for _, ctrl := range env.Controls {
-		ctrl.AddNode(&persysv1.Node{Id: "n1", State: persysv1.NodeState_NODE_STATE_READY})
-		ctrl.AddNode(&persysv1.Node{Id: "n2", State: persysv1.NodeState_NODE_STATE_READY})
-	}
+func TestClientNodes(t *testing.T) {
+	env := gatewaytest.Start(t)
+	leader := env.Control
+	leader.AddNode(&persysv1.Node{Id: "n1", State: persysv1.NodeState_NODE_STATE_READY})
+	leader.AddNode(&persysv1.Node{Id: "n2", State: persysv1.NodeState_NODE_STATE_READY})
 	c := env.Client(t)
 	ctx := t.Context()
 
@@ -203,26 +200,42 @@ func TestClientNodesAndLeader(t *testing.T) {
 	if _, err := c.CordonNode(ctx, "nope"); !client.IsNotFound(err) {
 		t.Errorf("cordon of a missing node: %v", err)
 	}
+}
+
+// TestClientFollowsLeader reaches two real, elected schedulers through a
+// gateway whose first scheduler is the follower.
+func TestClientFollowsLeader(t *testing.T) {
+	rc := realsched.Start(t, realsched.Options{Replicas: 2, NoSecrets: true})
+	li := rc.Leader(t)
+	leader, follower := rc.Addrs[li], rc.Addrs[1-li]
+	gw := rc.StartGateway(t, nil, follower, leader)
+	c := rc.Client(t, gw)
+	ctx := t.Context()
+	db := strings.ReplaceAll(manifest, "web", "db")
+
+	// A stream is a write: the follower redirects it to the leader.
+	resp, err := c.ApplyAll(ctx, []byte(manifest+"---\n"+db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := resp.GetResults(); len(rs) != 2 || rs[0].GetResult() != "created" || rs[1].GetResult() != "created" {
+		t.Fatalf("results %v", rs)
+	}
+	if gw.Pool.Current() != leader {
+		t.Fatalf("the gateway calls %s, want the leader %s", gw.Pool.Current(), leader)
+	}
+	if _, err := c.GetWorkload(ctx, "db", false); err != nil {
+		t.Fatalf("db after ApplyAll: %v", err)
+	}
 	info, err := c.Leader(ctx)
-	if err != nil || info.GetAddress() != leader.Addr() || !info.GetIsLeader() {
+	if err != nil || info.GetAddress() != leader || !info.GetIsLeader() {
 		t.Fatalf("leader: %v %v", info, err)
-	}
-	// Only the first call met the follower; the rest went to the leader.
-	if got := env.Controls[0].Calls("ApplyWorkload"); got != 1 {
-		t.Errorf("the follower got %d applies, want 1", got)
-	}
-	for _, m := range []string{"CordonNode", "UncordonNode", "DrainNode", "GetLeader"} {
-		if got := env.Controls[0].Calls(m); got != 0 {
-			t.Errorf("%s reached the follower %d times after the switch", m, got)
-		}
 	}
 }
 
 func TestClientApplyAll(t *testing.T) {
-	env := gatewaytest.StartWith(t, gatewaytest.Options{Schedulers: 2})
-	leader := env.Controls[1]
-	// A stream is a write: the follower redirects it to the leader.
-	env.Controls[0].SetFollower(leader.Addr())
+	env := gatewaytest.Start(t)
+	leader := env.Control
 	c := env.Client(t)
 	ctx := t.Context()
 	db := strings.ReplaceAll(manifest, "web", "db")

@@ -41,6 +41,12 @@ func TestGatewayFollowsLeader(t *testing.T) {
 	if logs := c.Logs(); !strings.Contains(logs, `"msg":"following scheduler leader"`) {
 		t.Errorf("logs lack the redirect:\n%s", logs)
 	}
+	// A gateway that knows only the follower hears from it who leads.
+	only := c.StartGateway(t, nil, follower)
+	code, body = call(t, hc, "GET", only.Endpoint+"/v1/leader", nil)
+	if code != http.StatusOK || strings.Contains(string(body), `"isLeader"`) || !strings.Contains(string(body), leader) {
+		t.Fatalf("leader from a follower: %d %s", code, body)
+	}
 	// The readiness the persys gateway command serves.
 	if err := gw.Pool.Ready(); err != nil {
 		t.Errorf("ready: %v", err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/pki"
@@ -60,4 +61,21 @@ func (c *Cluster) StartGateway(t testing.TB, cfg func(*gateway.Config), addrs ..
 	go func() { defer wg.Done(); _ = gateway.Serve(ctx, ln, gateway.New(gc), serverTLS) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); _ = pool.Close() })
 	return &Gateway{Endpoint: "https://" + ln.Addr().String(), Pool: pool}
+}
+
+// Config is an admin's persysctl configuration for the gateway.
+func (c *Cluster) Config(gw *Gateway) *client.Config {
+	return &client.Config{Endpoint: gw.Endpoint, CA: c.Bundle.CA, Cert: c.Bundle.Admin.Cert, Key: c.Bundle.Admin.Key}
+}
+
+// Client returns an admin client of the gateway, closed when the test
+// ends.
+func (c *Cluster) Client(t testing.TB, gw *Gateway) *client.Client {
+	t.Helper()
+	cl, err := client.New(c.Config(gw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }
