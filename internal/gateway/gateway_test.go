@@ -20,6 +20,7 @@ import (
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 const webManifest = `
@@ -370,18 +371,6 @@ func startWait(c *http.Client, url string) <-chan waitResult {
 	return out
 }
 
-// eventually waits for cond with a deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestWaitFollowsStream(t *testing.T) {
 	env := gatewaytest.Start(t)
 	c := httpClient(t, env.Bundle.Admin)
@@ -390,7 +379,7 @@ func TestWaitFollowsStream(t *testing.T) {
 	}
 
 	done := startWait(c, env.Endpoint+"/v1/workloads/web/wait?for=running&timeout=60s")
-	eventually(t, "the watch to start", func() bool { return env.Control.Calls("WatchWorkload") == 1 })
+	eventually.Eventually(t, "the watch to start", 10*time.Second, eventually.True(func() bool { return env.Control.Calls("WatchWorkload") == 1 }))
 	// An intermediate state does not end the wait.
 	if err := env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_CREATING, NodeId: "node-1", Revision: 1}); err != nil {
 		t.Fatal(err)
@@ -453,7 +442,7 @@ func TestWaitEnds(t *testing.T) {
 	t.Run("deleted", func(t *testing.T) {
 		calls := env.Control.Calls("WatchWorkload")
 		done := startWait(c, env.Endpoint+"/v1/workloads/web/wait?for=deleted&timeout=60s")
-		eventually(t, "the watch to start", func() bool { return env.Control.Calls("WatchWorkload") == calls+1 })
+		eventually.Eventually(t, "the watch to start", 10*time.Second, eventually.True(func() bool { return env.Control.Calls("WatchWorkload") == calls+1 }))
 		env.Control.Remove("web")
 		r := <-done
 		if r.err != nil || r.code != http.StatusOK {
