@@ -25,9 +25,11 @@ spec:
   container: {image: example/web:1}
 `
 
-func TestClientAgainstGateway(t *testing.T) {
-	env := gatewaytest.Start(t)
-	c := env.Client(t)
+// TestClientAgainstScheduler applies, reads and deletes workloads through
+// a gateway in front of a real scheduler.
+func TestClientAgainstScheduler(t *testing.T) {
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true})
+	c := rc.Client(t, rc.StartGateway(t, nil))
 	ctx := t.Context()
 
 	resp, err := c.Apply(ctx, []byte(manifest))
@@ -72,10 +74,28 @@ func TestClientAgainstGateway(t *testing.T) {
 		t.Fatalf("escaped name: %v", err)
 	}
 
+	if err := c.DeleteWorkload(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, "web", "deleted", time.Minute); err != nil {
+		t.Fatalf("wait deleted: %v", err)
+	}
+}
+
+// TestClientWaitRetryAndNodes drives workload states and nodes that need
+// a node to report them; the in-memory scheduler sets them directly.
+func TestClientWaitRetryAndNodes(t *testing.T) {
+	env := gatewaytest.Start(t)
+	c := env.Client(t)
+	ctx := t.Context()
+	if _, err := c.Apply(ctx, []byte(manifest)); err != nil {
+		t.Fatal(err)
+	}
+	var ae *client.APIError
 	if err := env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED, Reason: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}); err != nil {
 		t.Fatal(err)
 	}
-	v, err = c.Wait(ctx, "web", "running", time.Minute)
+	v, err := c.Wait(ctx, "web", "running", time.Minute)
 	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED {
 		t.Fatalf("wait on failed: %v %v", v, err)
 	}
