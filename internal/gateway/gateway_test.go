@@ -643,6 +643,55 @@ func TestNodeRoutes(t *testing.T) {
 		t.Fatalf("incomplete drain: %d %s", code, body)
 	}
 
+	checkDrainTimeouts(t, env, c)
+
+	code, body = call(t, c, "GET", env.Endpoint+"/v1/leader", nil)
+	if code != http.StatusOK || !bytes.Contains(body, []byte(`"isLeader":true`)) || !bytes.Contains(body, []byte(env.Control.Addr())) {
+		t.Fatalf("leader: %d %s", code, body)
+	}
+}
+
+func TestNodeRouteRoles(t *testing.T) {
+	env := gatewaytest.Start(t)
+	env.Control.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
+	viewer := httpClient(t, env.IssueUser(t, "vera", pki.RoleViewer))
+	operator := httpClient(t, env.IssueUser(t, "otto", pki.RoleOperator))
+	tests := []struct {
+		name   string
+		c      *http.Client
+		method string
+		path   string
+		want   int
+	}{
+		{"viewer may not cordon", viewer, "POST", "/v1/nodes/node-1/cordon", http.StatusForbidden},
+		{"viewer may not uncordon", viewer, "POST", "/v1/nodes/node-1/uncordon", http.StatusForbidden},
+		{"viewer may not drain", viewer, "POST", "/v1/nodes/node-1/drain", http.StatusForbidden},
+		{"viewer reads the leader", viewer, "GET", "/v1/leader", http.StatusOK},
+		{"operator cordons", operator, "POST", "/v1/nodes/node-1/cordon", http.StatusOK},
+		{"operator uncordons", operator, "POST", "/v1/nodes/node-1/uncordon", http.StatusOK},
+		{"operator drains", operator, "POST", "/v1/nodes/node-1/drain?timeout=5s", http.StatusOK},
+		{"cordon is POST only", operator, "GET", "/v1/nodes/node-1/cordon", http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := call(t, tt.c, tt.method, env.Endpoint+tt.path, nil)
+			if code != tt.want {
+				t.Fatalf("code %d, want %d; body %s", code, tt.want, body)
+			}
+		})
+	}
+	for _, m := range []string{"CordonNode", "UncordonNode", "DrainNode"} {
+		if n := env.Control.Calls(m); n != 1 {
+			t.Errorf("%s calls = %d, want 1 (the viewer's must not reach the scheduler)", m, n)
+		}
+	}
+}
+
+// checkDrainTimeouts checks that the drain timeout query reaches the
+// scheduler as seconds with the call's deadline 10 s later, and that bad
+// ones are refused before they reach it.
+func checkDrainTimeouts(t *testing.T, env *gatewaytest.Env, c *http.Client) {
+	t.Helper()
 	timeouts := []struct {
 		name  string
 		query string
@@ -687,44 +736,4 @@ func TestNodeRoutes(t *testing.T) {
 		t.Errorf("invalid drains reached the scheduler")
 	}
 
-	code, body = call(t, c, "GET", env.Endpoint+"/v1/leader", nil)
-	if code != http.StatusOK || !bytes.Contains(body, []byte(`"isLeader":true`)) || !bytes.Contains(body, []byte(env.Control.Addr())) {
-		t.Fatalf("leader: %d %s", code, body)
-	}
-}
-
-func TestNodeRouteRoles(t *testing.T) {
-	env := gatewaytest.Start(t)
-	env.Control.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
-	viewer := httpClient(t, env.IssueUser(t, "vera", pki.RoleViewer))
-	operator := httpClient(t, env.IssueUser(t, "otto", pki.RoleOperator))
-	tests := []struct {
-		name   string
-		c      *http.Client
-		method string
-		path   string
-		want   int
-	}{
-		{"viewer may not cordon", viewer, "POST", "/v1/nodes/node-1/cordon", http.StatusForbidden},
-		{"viewer may not uncordon", viewer, "POST", "/v1/nodes/node-1/uncordon", http.StatusForbidden},
-		{"viewer may not drain", viewer, "POST", "/v1/nodes/node-1/drain", http.StatusForbidden},
-		{"viewer reads the leader", viewer, "GET", "/v1/leader", http.StatusOK},
-		{"operator cordons", operator, "POST", "/v1/nodes/node-1/cordon", http.StatusOK},
-		{"operator uncordons", operator, "POST", "/v1/nodes/node-1/uncordon", http.StatusOK},
-		{"operator drains", operator, "POST", "/v1/nodes/node-1/drain?timeout=5s", http.StatusOK},
-		{"cordon is POST only", operator, "GET", "/v1/nodes/node-1/cordon", http.StatusMethodNotAllowed},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			code, body := call(t, tt.c, tt.method, env.Endpoint+tt.path, nil)
-			if code != tt.want {
-				t.Fatalf("code %d, want %d; body %s", code, tt.want, body)
-			}
-		})
-	}
-	for _, m := range []string{"CordonNode", "UncordonNode", "DrainNode"} {
-		if n := env.Control.Calls(m); n != 1 {
-			t.Errorf("%s calls = %d, want 1 (the viewer's must not reach the scheduler)", m, n)
-		}
-	}
 }
