@@ -14,6 +14,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
+	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
@@ -82,47 +83,41 @@ func TestClientAgainstScheduler(t *testing.T) {
 	}
 }
 
-// TestClientWaitRetryAndNodes drives workload states and nodes that need
-// a node to report them; the in-memory scheduler sets them directly.
+// TestClientWaitRetryAndNodes runs web on a real agent whose sim runtime
+// fails its image, behind a real scheduler and gateway.
 func TestClientWaitRetryAndNodes(t *testing.T) {
-	env := gatewaytest.Start(t)
-	c := env.Client(t)
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true, Nodes: []string{"n1"}})
+	rc.StartAgent(t, "n1", sim.Options{FailImages: map[string]persysv1.FailureReason{
+		"example/web:1": persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}})
+	c := rc.Client(t, rc.StartGateway(t, nil))
 	ctx := t.Context()
 	if _, err := c.Apply(ctx, []byte(manifest)); err != nil {
 		t.Fatal(err)
 	}
-	var ae *client.APIError
-	if err := env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED, Reason: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}); err != nil {
-		t.Fatal(err)
-	}
 	v, err := c.Wait(ctx, "web", "running", time.Minute)
-	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED {
+	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED ||
+		v.GetStatus().GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
 		t.Fatalf("wait on failed: %v %v", v, err)
 	}
-	v, err = c.RetryWorkload(ctx, "web")
-	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_PENDING {
+	if v, err = c.RetryWorkload(ctx, "web"); err != nil || v.GetWorkload().GetName() != "web" {
 		t.Fatalf("retry: %v %v", v, err)
 	}
 
-	// A wait that times out returns the last view and a 408 APIError.
-	v, err = c.Wait(ctx, "web", "running", 100*time.Millisecond)
+	// A wait that times out returns the last view and a 408 APIError: no
+	// node matches this one's selector, so it stays PENDING.
+	pending := strings.Replace(strings.ReplaceAll(manifest, "web", "nowhere"), "  type: container\n", "  type: container\n  nodeSelector: {zone: none}\n", 1)
+	if _, err := c.Apply(ctx, []byte(pending)); err != nil {
+		t.Fatal(err)
+	}
+	var ae *client.APIError
+	v, err = c.Wait(ctx, "nowhere", "running", 100*time.Millisecond)
 	if !errors.As(err, &ae) || ae.Code != http.StatusRequestTimeout || !strings.Contains(ae.Message, "PENDING") {
 		t.Fatalf("wait timeout: %v", err)
 	}
-	if v.GetWorkload().GetName() != "web" {
+	if v.GetWorkload().GetName() != "nowhere" {
 		t.Errorf("timeout without the last view: %v", v)
 	}
 
-	if err := c.DeleteWorkload(ctx, "web"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Wait(ctx, "web", "deleted", time.Minute); err != nil {
-		t.Fatalf("wait deleted: %v", err)
-	}
-
-	env.Control.AddNode(&persysv1.Node{Id: "n1"})
-	env.Control.AddEvent(&persysv1.Event{Type: "Placed", Workload: "web"})
-	env.Control.SetSummary(&persysv1.ClusterSummary{NodesTotal: 1})
 	if nodes, err := c.ListNodes(ctx); err != nil || len(nodes.GetNodes()) != 1 {
 		t.Fatalf("nodes: %v %v", nodes, err)
 	}
@@ -132,8 +127,14 @@ func TestClientWaitRetryAndNodes(t *testing.T) {
 	if s, err := c.Summary(ctx); err != nil || s.GetNodesTotal() != 1 {
 		t.Fatalf("summary: %v %v", s, err)
 	}
-	if ev, err := c.ListEvents(ctx, "web", 5); err != nil || len(ev.GetEvents()) != 1 {
+	if ev, err := c.ListEvents(ctx, "web", 5); err != nil || len(ev.GetEvents()) == 0 {
 		t.Fatalf("events: %v %v", ev, err)
+	}
+	if err := c.DeleteWorkload(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, "web", "deleted", time.Minute); err != nil {
+		t.Fatalf("wait deleted: %v", err)
 	}
 }
 

@@ -42,6 +42,9 @@ type Options struct {
 	NoSecrets bool
 	// Config edits each scheduler's configuration before New.
 	Config func(*scheduler.Config)
+	// Nodes are the node ids the CA issues agent certificates for (see
+	// StartAgent).
+	Nodes []string
 }
 
 // Cluster is running schedulers.
@@ -98,7 +101,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.Prefix == "" {
 		o.Prefix = "/persys"
 	}
-	b, err := pki.Bootstrap(t.TempDir(), nil, nil, nil)
+	b, err := pki.Bootstrap(t.TempDir(), o.Nodes, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
