@@ -14,6 +14,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
@@ -139,11 +140,14 @@ func TestClientWaitRetryAndNodes(t *testing.T) {
 }
 
 func TestClientRefusesWrongCA(t *testing.T) {
-	env := gatewaytest.Start(t)
-	other := gatewaytest.Start(t)
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true})
+	other, err := pki.Bootstrap(t.TempDir(), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Trusting another cluster's CA: the gateway's certificate fails.
-	cfg := *env.Config
-	cfg.CA = other.Bundle.CA
+	cfg := *rc.Config(rc.StartGateway(t, nil))
+	cfg.CA = other.CA
 	c, err := client.New(&cfg)
 	if err != nil {
 		t.Fatal(err)
