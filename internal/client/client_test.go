@@ -181,45 +181,56 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
+// TestClientNodes cordons and drains nodes of a real scheduler with two
+// real agents on the sim runtime (the drain timeout's path to the
+// scheduler is checked in the gateway's tests).
 func TestClientNodes(t *testing.T) {
-	env := gatewaytest.Start(t)
-	leader := env.Control
-	leader.AddNode(&persysv1.Node{Id: "n1", State: persysv1.NodeState_NODE_STATE_READY})
-	leader.AddNode(&persysv1.Node{Id: "n2", State: persysv1.NodeState_NODE_STATE_READY})
-	c := env.Client(t)
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true, Nodes: []string{"n1", "n2"}})
+	rc.StartAgent(t, "n1", sim.Options{})
+	rc.StartAgent(t, "n2", sim.Options{})
+	c := rc.Client(t, rc.StartGateway(t, nil))
 	ctx := t.Context()
 
 	if _, err := c.Apply(ctx, []byte(manifest)); err != nil {
 		t.Fatal(err)
 	}
-	if err := leader.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "n1", Revision: 1}); err != nil {
-		t.Fatal(err)
+	v, err := c.Wait(ctx, "web", "running", time.Minute)
+	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("wait running: %v %v", v, err)
 	}
-	n, err := c.CordonNode(ctx, "n2")
+	on, other := v.GetStatus().GetNodeId(), "n1"
+	if on == "n1" {
+		other = "n2"
+	}
+	n, err := c.CordonNode(ctx, other)
 	if err != nil || !n.GetCordoned() {
 		t.Fatalf("cordon: %v %v", n, err)
 	}
-	// n2 is cordoned: the drain of n1 cannot move web.
-	resp, err := c.DrainNode(ctx, "n1", 5*time.Second)
+	// The other node is cordoned: the drain cannot move web.
+	resp, err := c.DrainNode(ctx, on, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if resp.GetComplete() || len(resp.GetWorkloads()) != 1 || resp.GetWorkloads()[0].GetResult() != "unmoved" {
 		t.Fatalf("drain with nowhere to go: %v", resp)
 	}
-	if req, _ := leader.LastDrain(); req.GetTimeoutSeconds() != 5 {
-		t.Errorf("timeout_seconds %d, want 5", req.GetTimeoutSeconds())
-	}
-	if n, err = c.UncordonNode(ctx, "n2"); err != nil || n.GetCordoned() {
+	if n, err = c.UncordonNode(ctx, other); err != nil || n.GetCordoned() {
 		t.Fatalf("uncordon: %v %v", n, err)
 	}
-	if resp, err = c.DrainNode(ctx, "n1", 0); err != nil || !resp.GetComplete() || resp.GetWorkloads()[0].GetToNode() != "n2" {
+	// The drain completes; web may have moved already once the other node
+	// could take it (the drained node stays cordoned).
+	if resp, err = c.DrainNode(ctx, on, 0); err != nil || !resp.GetComplete() {
 		t.Fatalf("drain: %v %v", resp, err)
 	}
-	if req, _ := leader.LastDrain(); req.GetTimeoutSeconds() != 120 {
-		t.Errorf("default timeout_seconds %d, want 120", req.GetTimeoutSeconds())
+	for _, w := range resp.GetWorkloads() {
+		if w.GetToNode() != other {
+			t.Fatalf("drain moved %v, want to %s", w, other)
+		}
 	}
-	if _, err := c.DrainNode(ctx, "n1", -time.Second); err == nil {
+	if v, err = c.Wait(ctx, "web", "running", time.Minute); err != nil || v.GetStatus().GetNodeId() != other {
+		t.Fatalf("web after the drain: %v %v", v, err)
+	}
+	if _, err := c.DrainNode(ctx, on, -time.Second); err == nil {
 		t.Error("negative drain timeout accepted")
 	}
 	if _, err := c.CordonNode(ctx, "nope"); !client.IsNotFound(err) {
