@@ -200,3 +200,18 @@ func newSoakCommand() *cobra.Command {
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	return cmd
 }
+
+// newBenchSchedulerProcessCommand is the hidden command persys bench
+// --scheduler-process starts as its child: only the scheduler, configured
+// by the JSON argument, ending when its standard input closes.
+func newBenchSchedulerProcessCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    bench.SchedulerProcessCommand + " CONFIG",
+		Short:  "The scheduler process of persys bench (started by it)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return bench.RunSchedulerProcess(args[0], cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
+}

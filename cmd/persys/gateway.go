@@ -17,6 +17,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/opsmetrics"
 	"github.com/persys-dev/compute/internal/pki"
@@ -166,7 +167,7 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	}
 	// The credentials read the holder at every handshake, so a renewed
 	// certificate and a rotated CA bundle reach new scheduler connections.
-	pool, err := gateway.DialSchedulersCreds(addrs, grpcauth.HolderCredentials(holder, o.serverName, tls.RequireAndVerifyClientCert), log)
+	pool, err := leaderconn.Dial(leaderconn.Config{Addrs: addrs, Creds: grpcauth.HolderCredentials(holder, o.serverName, tls.RequireAndVerifyClientCert), Log: log})
 	if err != nil {
 		return err
 	}

@@ -10,10 +10,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +20,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/cli"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -183,47 +182,11 @@ func newJoinTokenListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tEXPIRES\tUSES\tSTATE\tLABELS\tCREATED BY")
-			now := time.Now()
-			for _, t := range resp.GetTokens() {
-				state := "valid"
-				switch {
-				case t.GetRevoked():
-					state = "revoked"
-				case !now.Before(t.GetExpiresAt().AsTime()):
-					state = "expired"
-				case t.GetMaxUses() > 0 && t.GetUses() >= t.GetMaxUses():
-					state = "used up"
-				}
-				uses := fmt.Sprintf("%d/%d", t.GetUses(), t.GetMaxUses())
-				if t.GetMaxUses() == 0 {
-					uses = fmt.Sprintf("%d/-", t.GetUses())
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.GetId(), t.GetExpiresAt().AsTime().UTC().Format(time.RFC3339), uses, state,
-					labelString(t.GetLabels()), t.GetCreatedBy())
-			}
-			return tw.Flush()
+			return cli.PrintJoinTokens(cmd.OutOrStdout(), resp.GetTokens(), time.Now())
 		},
 	}
 	a.flags(cmd)
 	return cmd
-}
-
-func labelString(l map[string]string) string {
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, k+"="+l[k])
-	}
-	if len(parts) == 0 {
-		return "-"
-	}
-	return strings.Join(parts, ",")
 }
 
 func newJoinTokenRevokeCommand() *cobra.Command {
@@ -292,7 +255,7 @@ func newCARevokeCommand() *cobra.Command {
 				return err
 			}
 			r := resp.GetRevocation()
-			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at %s\n", revocationSubject(r), r.GetRevokedAt().AsTime().UTC().Format(time.RFC3339))
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked %s at %s\n", cli.RevocationSubject(r), r.GetRevokedAt().AsTime().UTC().Format(time.RFC3339))
 			return nil
 		},
 	}
@@ -300,16 +263,6 @@ func newCARevokeCommand() *cobra.Command {
 	cmd.Flags().StringVar(&node, "node", "", "revoke every certificate issued so far to this node id")
 	cmd.Flags().StringVar(&user, "user", "", "revoke every certificate issued so far to this user")
 	return cmd
-}
-
-func revocationSubject(r *persysv1.Revocation) string {
-	switch {
-	case r.GetSerial() != "":
-		return "serial " + r.GetSerial()
-	case r.GetNodeId() != "":
-		return "node " + r.GetNodeId()
-	}
-	return "user " + r.GetUser()
 }
 
 func newCARevocationsCommand() *cobra.Command {
@@ -331,12 +284,7 @@ func newCARevocationsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REVOKED\tAT\tBY")
-			for _, r := range resp.GetRevocations() {
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", revocationSubject(r), r.GetRevokedAt().AsTime().UTC().Format(time.RFC3339), r.GetRevokedBy())
-			}
-			return tw.Flush()
+			return cli.PrintRevocations(cmd.OutOrStdout(), resp.GetRevocations())
 		},
 	}
 	a.flags(cmd)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -19,7 +20,13 @@ import (
 // TestMain lets the scenarios re-execute this test binary as their
 // scheduler process.
 func TestMain(m *testing.M) {
-	RunSchedulerProcessIfAsked()
+	if len(os.Args) == 3 && os.Args[1] == SchedulerProcessCommand {
+		if err := RunSchedulerProcess(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench scheduler process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 

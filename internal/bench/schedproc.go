@@ -39,7 +39,8 @@ import (
 )
 
 // The scheduler process. With ClusterOptions.SchedulerProcess the bench
-// re-executes its own binary with schedProcEnv set: the child runs only the
+// re-executes its own binary as "persys bench-scheduler-process CONFIG"
+// (SchedulerProcessCommand, a hidden command): the child runs only the
 // scheduler (etcd and the hollow nodes stay in the bench), so the
 // scheduler's resident memory and CPU time are its own figures, not
 // shared with etcd and thousands of hollow agents. The child serves the
@@ -47,8 +48,11 @@ import (
 // listens on loopback only and ends when its standard input closes (the
 // bench ended, however it ended: no scheduler is left behind).
 
-// schedProcEnv holds the child's configuration as JSON.
-const schedProcEnv = "PERSYS_BENCH_SCHEDULER_PROCESS"
+// SchedulerProcessCommand is the hidden command, the first argument, that
+// runs a binary as the bench's scheduler process; the second argument is
+// its configuration as JSON. The persys binary registers it; a test binary
+// checks for it in TestMain.
+const SchedulerProcessCommand = "bench-scheduler-process"
 
 // schedProcStartTimeout bounds the wait for the child's ready line.
 const schedProcStartTimeout = 60 * time.Second
@@ -126,33 +130,25 @@ type schedProcReady struct {
 	MetricsAddr string `json:"metrics_addr"`
 }
 
-// RunSchedulerProcessIfAsked runs the bench's scheduler process and exits
-// when this process was started as one; otherwise it returns at once. The
-// persys binary (and the bench package's tests) call it first thing.
-func RunSchedulerProcessIfAsked() {
-	raw, ok := os.LookupEnv(schedProcEnv)
-	if !ok {
-		return
-	}
-	if err := runSchedulerProcess(raw, os.Stdin, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "bench scheduler process:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
+// RunSchedulerProcess runs the bench's scheduler process with the JSON
+// configuration raw until stdin closes or a signal ends it; it writes its
+// ready line to stdout.
+func RunSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
+	return runSchedulerProcess(raw, stdin, stdout)
 }
 
 func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 	if len(raw) > 64<<10 {
-		return fmt.Errorf("%s: longer than 64 KiB", schedProcEnv)
+		return errors.New("configuration: longer than 64 KiB")
 	}
 	var cfg schedProcConfig
 	dec := json.NewDecoder(strings.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {
-		return fmt.Errorf("%s: %w", schedProcEnv, err)
+		return fmt.Errorf("configuration: %w", err)
 	}
 	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("%s: %w", schedProcEnv, err)
+		return fmt.Errorf("configuration: %w", err)
 	}
 	if cfg.GCPercent != 0 {
 		gctune.Apply(cfg.GCPercent)
@@ -314,8 +310,7 @@ func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), schedProcEnv+"="+string(raw))
+	cmd := exec.Command(exe, SchedulerProcessCommand, string(raw))
 	cmd.Stderr = os.Stderr
 	// Its own process group: a terminal's Ctrl-C reaches the bench, which
 	// then closes the child's stdin; the child does not race it.

@@ -18,6 +18,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 const webManifest = `
@@ -305,22 +306,28 @@ func TestWorkloadRetryAndLeader(t *testing.T) {
 	expect(t, c.persysctl(t, "", "get", "leader", "-l", "a=b"), 1, nil, []string{"Error: --selector applies only to listing workloads"})
 }
 
-// TestFollowsLeader runs persysctl against a gateway whose first scheduler
-// does not lead: every write still lands on the leader.
+// TestFollowsLeader runs persysctl against a gateway whose first
+// scheduler, of two real elected ones, does not lead: writes still land on
+// the leader.
 func TestFollowsLeader(t *testing.T) {
-	env := gatewaytest.StartWith(t, gatewaytest.Options{Schedulers: 2})
-	env.Controls[0].SetFollower(env.Controls[1].Addr())
+	rc := realsched.Start(t, realsched.Options{Replicas: 2, NoSecrets: true})
+	li := rc.Leader(t)
+	leader, follower := rc.Addrs[li], rc.Addrs[1-li]
+	gw := rc.StartGateway(t, nil, follower, leader)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
-	if err := client.WriteConfig(cfg, env.Config); err != nil {
+	if err := client.WriteConfig(cfg, rc.Config(gw)); err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{env: env, config: cfg, dir: dir}
+	t.Setenv("HOME", filepath.Join(dir, "home"))
+	t.Setenv(client.EnvConfig, "")
+	c := &cluster{config: cfg, dir: dir}
 	file := c.writeManifest(t, "web.yaml", webManifest)
 	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, []string{"workload/web created\n"}, nil)
-	expect(t, c.persysctl(t, "", "get", "leader"), 0, []string{"Address:     " + env.Controls[1].Addr() + "\n", "the leader"}, nil)
-	if n := env.Controls[1].Calls("ApplyWorkload"); n != 1 {
-		t.Errorf("the leader got %d applies, want 1", n)
+	expect(t, c.persysctl(t, "", "get", "leader"), 0, []string{"Address:     " + leader + "\n", "the leader"}, nil)
+	expect(t, c.persysctl(t, "", "get", "workload", "web"), 0, []string{"web"}, nil)
+	if gw.Pool.Current() != leader {
+		t.Errorf("the gateway calls %s, want the leader %s", gw.Pool.Current(), leader)
 	}
 }
 

@@ -343,10 +343,40 @@ func volumesLine(vols []*persysv1.Volume) string {
 	return strings.Join(out, ", ")
 }
 
+// printDescribeWorkload prints a workload section by section: its
+// identity and status, its spec by type, the placement, compose services
+// and the failure, then its events.
 func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time) error {
-	wl, st, as := v.GetWorkload(), v.GetStatus(), v.GetAssignment()
-	spec := wl.GetSpec()
 	k := kv{w: w, width: 15}
+	describeWorkloadStatus(k, v, now)
+	spec := v.GetWorkload().GetSpec()
+	if c := spec.GetContainer(); c != nil {
+		describeContainerSpec(k, c)
+	}
+	if c := spec.GetCompose(); c != nil {
+		describeComposeSpec(k, c)
+	}
+	if vm := spec.GetVm(); vm != nil {
+		describeVMSpec(k, vm)
+	}
+	describeSecretRefs(k, spec)
+	describeWorkloadPlacing(k, v)
+	if err := describePlacement(w, k, v.GetAssignment(), now); err != nil {
+		return err
+	}
+	if err := describeServices(w, k, v.GetStatus().GetServices()); err != nil {
+		return err
+	}
+	describeFailure(w, k, v.GetStatus(), now)
+	k.head("Events")
+	return printEventsTable(w, v.GetEvents(), now, "  ")
+}
+
+// describeWorkloadStatus prints the workload's identity, revision and
+// what the node reports of it.
+func describeWorkloadStatus(k kv, v *persysv1.WorkloadView, now time.Time) {
+	wl, st := v.GetWorkload(), v.GetStatus()
+	spec := wl.GetSpec()
 	k.line("Name", wl.GetName())
 	k.line("UID", wl.GetUid())
 	k.line("Type", enumName(spec.GetType()))
@@ -376,37 +406,38 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 	if st.GetNextAttemptAt() != nil {
 		k.line("Next attempt", when(now, st.GetNextAttemptAt()))
 	}
-	if c := spec.GetContainer(); c != nil {
-		k.line("Image", c.GetImage())
-		if len(c.GetCommand()) > 0 {
-			k.line("Command", strings.Join(c.GetCommand(), " "))
-		}
-		if len(c.GetArgs()) > 0 {
-			k.line("Args", strings.Join(c.GetArgs(), " "))
-		}
-		if len(c.GetEnv()) > 0 {
-			k.line("Env", joinMap(c.GetEnv()))
-		}
-		if len(c.GetPorts()) > 0 {
-			k.line("Ports", portsLine(c.GetPorts()))
-		}
-		if len(c.GetVolumes()) > 0 {
-			k.line("Volumes", volumesLine(c.GetVolumes()))
-		}
-		if c.GetRestartPolicy() != "" {
-			k.line("Restart", c.GetRestartPolicy())
-		}
-		if c.GetPrivileged() {
-			k.line("Privileged", "true")
-		}
+}
+
+// describeContainerSpec prints a container workload's spec.
+func describeContainerSpec(k kv, c *persysv1.ContainerSpec) {
+	k.line("Image", c.GetImage())
+	if len(c.GetCommand()) > 0 {
+		k.line("Command", strings.Join(c.GetCommand(), " "))
 	}
-	if c := spec.GetCompose(); c != nil {
-		describeComposeSpec(k, c)
+	if len(c.GetArgs()) > 0 {
+		k.line("Args", strings.Join(c.GetArgs(), " "))
 	}
-	if vm := spec.GetVm(); vm != nil {
-		describeVMSpec(k, vm)
+	if len(c.GetEnv()) > 0 {
+		k.line("Env", joinMap(c.GetEnv()))
 	}
-	describeSecretRefs(k, spec)
+	if len(c.GetPorts()) > 0 {
+		k.line("Ports", portsLine(c.GetPorts()))
+	}
+	if len(c.GetVolumes()) > 0 {
+		k.line("Volumes", volumesLine(c.GetVolumes()))
+	}
+	if c.GetRestartPolicy() != "" {
+		k.line("Restart", c.GetRestartPolicy())
+	}
+	if c.GetPrivileged() {
+		k.line("Privileged", "true")
+	}
+}
+
+// describeWorkloadPlacing prints addresses, details and what placement
+// reads from the spec.
+func describeWorkloadPlacing(k kv, v *persysv1.WorkloadView) {
+	st, spec := v.GetStatus(), v.GetWorkload().GetSpec()
 	if len(st.GetAddresses()) > 0 {
 		k.line("Addresses", strings.Join(st.GetAddresses(), ", "))
 	}
@@ -418,51 +449,64 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 	if p := spec.GetNodeLossPolicy(); p != persysv1.NodeLossPolicy_NODE_LOSS_POLICY_UNSPECIFIED {
 		k.line("On node loss", strings.ToLower(enumName(p)))
 	}
+}
 
-	if d := as.GetDecision(); d != nil || as.GetNodeId() != "" {
-		k.head("Placement")
-		sub := kv{w: w, indent: "  ", width: 13}
-		sub.line("Node", as.GetNodeId())
-		if p := as.GetPreviousNodeId(); p != "" {
-			sub.line("Previous", p+" (its copy is removed once the one on "+orNone(as.GetNodeId())+" runs)")
-		}
-		if as.GetCause() != "" {
-			sub.line("Cause", as.GetCause())
-		}
-		sub.line("Placed", stamp(now, as.GetPlacedAt()))
-		if d != nil {
-			sub.line("Strategy", d.GetStrategy())
-			sub.line("Score", strconv.FormatFloat(d.GetScore(), 'f', 3, 64))
-			sub.line("Feasible", fmt.Sprintf("%d/%d nodes", d.GetFeasibleNodes(), d.GetTotalNodes()))
-			if len(d.GetRejections()) > 0 {
-				sub.head("Rejected")
-				tw := newTable(w)
-				row(tw, "    ", "NODE", "REASON", "DETAIL")
-				for _, r := range d.GetRejections() {
-					row(tw, "    ", r.GetNodeId(), enumName(r.GetReason()), r.GetDetail())
-				}
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-			}
-		}
+// describePlacement prints the assignment and the decision behind it,
+// with every node the decision ruled out.
+func describePlacement(w io.Writer, k kv, as *persysv1.Assignment, now time.Time) error {
+	d := as.GetDecision()
+	if d == nil && as.GetNodeId() == "" {
+		return nil
 	}
-	if len(st.GetServices()) > 0 {
-		k.head("Services")
-		tw := newTable(w)
-		row(tw, "  ", "SERVICE", "STATE", "RUNNING", "IMAGE", "EXIT", "MESSAGE")
-		for _, sv := range st.GetServices() {
-			exit := ""
-			if sv.GetExitCode() != 0 {
-				exit = strconv.Itoa(int(sv.GetExitCode()))
-			}
-			row(tw, "  ", sv.GetName(), stateKey(enumName(sv.GetState())),
-				fmt.Sprintf("%d/%d", sv.GetRunning(), sv.GetDesired()), sv.GetImage(), orNone(exit), orNone(sv.GetMessage()))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+	k.head("Placement")
+	sub := kv{w: w, indent: "  ", width: 13}
+	sub.line("Node", as.GetNodeId())
+	if p := as.GetPreviousNodeId(); p != "" {
+		sub.line("Previous", p+" (its copy is removed once the one on "+orNone(as.GetNodeId())+" runs)")
 	}
+	if as.GetCause() != "" {
+		sub.line("Cause", as.GetCause())
+	}
+	sub.line("Placed", stamp(now, as.GetPlacedAt()))
+	if d == nil {
+		return nil
+	}
+	sub.line("Strategy", d.GetStrategy())
+	sub.line("Score", strconv.FormatFloat(d.GetScore(), 'f', 3, 64))
+	sub.line("Feasible", fmt.Sprintf("%d/%d nodes", d.GetFeasibleNodes(), d.GetTotalNodes()))
+	if len(d.GetRejections()) == 0 {
+		return nil
+	}
+	sub.head("Rejected")
+	tw := newTable(w)
+	row(tw, "    ", "NODE", "REASON", "DETAIL")
+	for _, r := range d.GetRejections() {
+		row(tw, "    ", r.GetNodeId(), enumName(r.GetReason()), r.GetDetail())
+	}
+	return tw.Flush()
+}
+
+// describeServices prints a compose workload's services.
+func describeServices(w io.Writer, k kv, services []*persysv1.ServiceStatus) error {
+	if len(services) == 0 {
+		return nil
+	}
+	k.head("Services")
+	tw := newTable(w)
+	row(tw, "  ", "SERVICE", "STATE", "RUNNING", "IMAGE", "EXIT", "MESSAGE")
+	for _, sv := range services {
+		exit := ""
+		if sv.GetExitCode() != 0 {
+			exit = strconv.Itoa(int(sv.GetExitCode()))
+		}
+		row(tw, "  ", sv.GetName(), stateKey(enumName(sv.GetState())),
+			fmt.Sprintf("%d/%d", sv.GetRunning(), sv.GetDesired()), sv.GetImage(), orNone(exit), orNone(sv.GetMessage()))
+	}
+	return tw.Flush()
+}
+
+// describeFailure prints why the workload failed, or the node's message.
+func describeFailure(w io.Writer, k kv, st *persysv1.WorkloadStatus, now time.Time) {
 	if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED || st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
 		k.head("Failure")
 		sub := kv{w: w, indent: "  ", width: 13}
@@ -472,8 +516,6 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 	} else if st.GetMessage() != "" {
 		k.line("Message", st.GetMessage())
 	}
-	k.head("Events")
-	return printEventsTable(w, v.GetEvents(), now, "  ")
 }
 
 func printDescribeNode(w io.Writer, n *persysv1.Node, workloads []*persysv1.WorkloadView, now time.Time) error {

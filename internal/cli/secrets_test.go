@@ -128,27 +128,7 @@ func TestSecretCommands(t *testing.T) {
 		t.Fatalf("create registry without username: code %d err %q", r.code, r.err)
 	}
 
-	r = cli("secret", "list")
-	if r.code != 0 || !strings.Contains(r.out, "NAME") || !strings.Contains(r.out, "app") || !strings.Contains(r.out, "git-cred") ||
-		!strings.Contains(r.out, "git ") {
-		t.Fatalf("list: code %d out %q err %q", r.code, r.out, r.err)
-	}
-	r = cli("-o", "json", "secret", "get", "app")
-	if r.code != 0 {
-		t.Fatalf("get -o json: code %d err %q", r.code, r.err)
-	}
-	var got struct {
-		Name    string   `json:"name"`
-		Keys    []string `json:"keys"`
-		Version string   `json:"version"`
-	}
-	if err := json.Unmarshal([]byte(r.out), &got); err != nil || got.Name != "app" || got.Version != "2" || strings.Join(got.Keys, ",") != "password" {
-		t.Fatalf("get -o json = %q (%v)", r.out, err)
-	}
-	r = cli("-o", "yaml", "secret", "list")
-	if r.code != 0 || !strings.Contains(r.out, "name: app") {
-		t.Fatalf("list -o yaml: code %d out %q", r.code, r.out)
-	}
+	checkSecretReads(t, cli)
 
 	// A viewer is refused.
 	viewerCfg := filepath.Join(dir, "viewer.yaml")
@@ -171,5 +151,32 @@ func TestSecretCommands(t *testing.T) {
 	r = cli("secret", "create", "Bad_Name", "--from-literal", "k=v")
 	if r.code != 1 || !strings.Contains(r.err, "NAME") {
 		t.Fatalf("bad name: code %d err %q", r.code, r.err)
+	}
+}
+
+// checkSecretReads lists and gets the secrets TestSecretCommands made, in
+// each output format.
+func checkSecretReads(t *testing.T, cli func(args ...string) result) {
+	t.Helper()
+	r := cli("secret", "list")
+	if r.code != 0 || !strings.Contains(r.out, "NAME") || !strings.Contains(r.out, "app") || !strings.Contains(r.out, "git-cred") ||
+		!strings.Contains(r.out, "git ") {
+		t.Fatalf("list: code %d out %q err %q", r.code, r.out, r.err)
+	}
+	r = cli("-o", "json", "secret", "get", "app")
+	if r.code != 0 {
+		t.Fatalf("get -o json: code %d err %q", r.code, r.err)
+	}
+	var got struct {
+		Name    string   `json:"name"`
+		Keys    []string `json:"keys"`
+		Version string   `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(r.out), &got); err != nil || got.Name != "app" || got.Version != "2" || strings.Join(got.Keys, ",") != "password" {
+		t.Fatalf("get -o json = %q (%v)", r.out, err)
+	}
+	r = cli("-o", "yaml", "secret", "list")
+	if r.code != 0 || !strings.Contains(r.out, "name: app") {
+		t.Fatalf("list -o yaml: code %d out %q", r.code, r.out)
 	}
 }

@@ -14,6 +14,9 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/runtime/sim"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 const manifest = `
@@ -24,9 +27,11 @@ spec:
   container: {image: example/web:1}
 `
 
-func TestClientAgainstGateway(t *testing.T) {
-	env := gatewaytest.Start(t)
-	c := env.Client(t)
+// TestClientAgainstScheduler applies, reads and deletes workloads through
+// a gateway in front of a real scheduler.
+func TestClientAgainstScheduler(t *testing.T) {
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true})
+	c := rc.Client(t, rc.StartGateway(t, nil))
 	ctx := t.Context()
 
 	resp, err := c.Apply(ctx, []byte(manifest))
@@ -65,31 +70,10 @@ func TestClientAgainstGateway(t *testing.T) {
 		t.Fatalf("invalid apply: %#v", err)
 	}
 
-	// Names that need escaping reach the gateway intact, and one that
-	// cannot name an object is refused naming the field.
-	if _, err := c.GetWorkload(ctx, "a/b c", false); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest || !strings.Contains(err.Error(), `"a/b c" cannot name an object`) {
+	// Names that need escaping reach the gateway intact (which refuses
+	// this one, naming it as sent).
+	if _, err := c.GetWorkload(ctx, "a/b c", false); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest || !strings.Contains(err.Error(), `"a/b c"`) {
 		t.Fatalf("escaped name: %v", err)
-	}
-
-	if err := env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED, Reason: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}); err != nil {
-		t.Fatal(err)
-	}
-	v, err = c.Wait(ctx, "web", "running", time.Minute)
-	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED {
-		t.Fatalf("wait on failed: %v %v", v, err)
-	}
-	v, err = c.RetryWorkload(ctx, "web")
-	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_PENDING {
-		t.Fatalf("retry: %v %v", v, err)
-	}
-
-	// A wait that times out returns the last view and a 408 APIError.
-	v, err = c.Wait(ctx, "web", "running", 100*time.Millisecond)
-	if !errors.As(err, &ae) || ae.Code != http.StatusRequestTimeout || !strings.Contains(ae.Message, "PENDING") {
-		t.Fatalf("wait timeout: %v", err)
-	}
-	if v.GetWorkload().GetName() != "web" {
-		t.Errorf("timeout without the last view: %v", v)
 	}
 
 	if err := c.DeleteWorkload(ctx, "web"); err != nil {
@@ -98,10 +82,43 @@ func TestClientAgainstGateway(t *testing.T) {
 	if _, err := c.Wait(ctx, "web", "deleted", time.Minute); err != nil {
 		t.Fatalf("wait deleted: %v", err)
 	}
+}
 
-	env.Control.AddNode(&persysv1.Node{Id: "n1"})
-	env.Control.AddEvent(&persysv1.Event{Type: "Placed", Workload: "web"})
-	env.Control.SetSummary(&persysv1.ClusterSummary{NodesTotal: 1})
+// TestClientWaitRetryAndNodes runs web on a real agent whose sim runtime
+// fails its image, behind a real scheduler and gateway.
+func TestClientWaitRetryAndNodes(t *testing.T) {
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true, Nodes: []string{"n1"}})
+	rc.StartAgent(t, "n1", sim.Options{FailImages: map[string]persysv1.FailureReason{
+		"example/web:1": persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}})
+	c := rc.Client(t, rc.StartGateway(t, nil))
+	ctx := t.Context()
+	if _, err := c.Apply(ctx, []byte(manifest)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.Wait(ctx, "web", "running", time.Minute)
+	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED ||
+		v.GetStatus().GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
+		t.Fatalf("wait on failed: %v %v", v, err)
+	}
+	if v, err = c.RetryWorkload(ctx, "web"); err != nil || v.GetWorkload().GetName() != "web" {
+		t.Fatalf("retry: %v %v", v, err)
+	}
+
+	// A wait that times out returns the last view and a 408 APIError: no
+	// node matches this one's selector, so it stays PENDING.
+	pending := strings.Replace(strings.ReplaceAll(manifest, "web", "nowhere"), "  type: container\n", "  type: container\n  nodeSelector: {zone: none}\n", 1)
+	if _, err := c.Apply(ctx, []byte(pending)); err != nil {
+		t.Fatal(err)
+	}
+	var ae *client.APIError
+	v, err = c.Wait(ctx, "nowhere", "running", 100*time.Millisecond)
+	if !errors.As(err, &ae) || ae.Code != http.StatusRequestTimeout || !strings.Contains(ae.Message, "PENDING") {
+		t.Fatalf("wait timeout: %v", err)
+	}
+	if v.GetWorkload().GetName() != "nowhere" {
+		t.Errorf("timeout without the last view: %v", v)
+	}
+
 	if nodes, err := c.ListNodes(ctx); err != nil || len(nodes.GetNodes()) != 1 {
 		t.Fatalf("nodes: %v %v", nodes, err)
 	}
@@ -111,17 +128,26 @@ func TestClientAgainstGateway(t *testing.T) {
 	if s, err := c.Summary(ctx); err != nil || s.GetNodesTotal() != 1 {
 		t.Fatalf("summary: %v %v", s, err)
 	}
-	if ev, err := c.ListEvents(ctx, "web", 5); err != nil || len(ev.GetEvents()) != 1 {
+	if ev, err := c.ListEvents(ctx, "web", 5); err != nil || len(ev.GetEvents()) == 0 {
 		t.Fatalf("events: %v %v", ev, err)
+	}
+	if err := c.DeleteWorkload(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, "web", "deleted", time.Minute); err != nil {
+		t.Fatalf("wait deleted: %v", err)
 	}
 }
 
 func TestClientRefusesWrongCA(t *testing.T) {
-	env := gatewaytest.Start(t)
-	other := gatewaytest.Start(t)
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true})
+	other, err := pki.Bootstrap(t.TempDir(), nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Trusting another cluster's CA: the gateway's certificate fails.
-	cfg := *env.Config
-	cfg.CA = other.Bundle.CA
+	cfg := *rc.Config(rc.StartGateway(t, nil))
+	cfg.CA = other.CA
 	c, err := client.New(&cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -155,74 +181,97 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-func TestClientNodesAndLeader(t *testing.T) {
-	env := gatewaytest.StartWith(t, gatewaytest.Options{Schedulers: 2})
-	leader := env.Controls[1]
-	// The first scheduler follows the second: the gateway follows the trailer.
-	env.Controls[0].SetFollower(leader.Addr())
-	for _, ctrl := range env.Controls {
-		ctrl.AddNode(&persysv1.Node{Id: "n1", State: persysv1.NodeState_NODE_STATE_READY})
-		ctrl.AddNode(&persysv1.Node{Id: "n2", State: persysv1.NodeState_NODE_STATE_READY})
-	}
-	c := env.Client(t)
+// TestClientNodes cordons and drains nodes of a real scheduler with two
+// real agents on the sim runtime (the drain timeout's path to the
+// scheduler is checked in the gateway's tests).
+func TestClientNodes(t *testing.T) {
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true, Nodes: []string{"n1", "n2"}})
+	rc.StartAgent(t, "n1", sim.Options{})
+	rc.StartAgent(t, "n2", sim.Options{})
+	c := rc.Client(t, rc.StartGateway(t, nil))
 	ctx := t.Context()
 
 	if _, err := c.Apply(ctx, []byte(manifest)); err != nil {
 		t.Fatal(err)
 	}
-	if err := leader.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "n1", Revision: 1}); err != nil {
-		t.Fatal(err)
+	v, err := c.Wait(ctx, "web", "running", time.Minute)
+	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("wait running: %v %v", v, err)
 	}
-	n, err := c.CordonNode(ctx, "n2")
+	on, other := v.GetStatus().GetNodeId(), "n1"
+	if on == "n1" {
+		other = "n2"
+	}
+	n, err := c.CordonNode(ctx, other)
 	if err != nil || !n.GetCordoned() {
 		t.Fatalf("cordon: %v %v", n, err)
 	}
-	// n2 is cordoned: the drain of n1 cannot move web.
-	resp, err := c.DrainNode(ctx, "n1", 5*time.Second)
+	// The other node is cordoned: the drain cannot move web.
+	resp, err := c.DrainNode(ctx, on, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if resp.GetComplete() || len(resp.GetWorkloads()) != 1 || resp.GetWorkloads()[0].GetResult() != "unmoved" {
 		t.Fatalf("drain with nowhere to go: %v", resp)
 	}
-	if req, _ := leader.LastDrain(); req.GetTimeoutSeconds() != 5 {
-		t.Errorf("timeout_seconds %d, want 5", req.GetTimeoutSeconds())
-	}
-	if n, err = c.UncordonNode(ctx, "n2"); err != nil || n.GetCordoned() {
+	if n, err = c.UncordonNode(ctx, other); err != nil || n.GetCordoned() {
 		t.Fatalf("uncordon: %v %v", n, err)
 	}
-	if resp, err = c.DrainNode(ctx, "n1", 0); err != nil || !resp.GetComplete() || resp.GetWorkloads()[0].GetToNode() != "n2" {
+	// The drain completes; web may have moved already once the other node
+	// could take it (the drained node stays cordoned).
+	if resp, err = c.DrainNode(ctx, on, 0); err != nil || !resp.GetComplete() {
 		t.Fatalf("drain: %v %v", resp, err)
 	}
-	if req, _ := leader.LastDrain(); req.GetTimeoutSeconds() != 120 {
-		t.Errorf("default timeout_seconds %d, want 120", req.GetTimeoutSeconds())
+	for _, w := range resp.GetWorkloads() {
+		if w.GetToNode() != other {
+			t.Fatalf("drain moved %v, want to %s", w, other)
+		}
 	}
-	if _, err := c.DrainNode(ctx, "n1", -time.Second); err == nil {
+	if v, err = c.Wait(ctx, "web", "running", time.Minute); err != nil || v.GetStatus().GetNodeId() != other {
+		t.Fatalf("web after the drain: %v %v", v, err)
+	}
+	if _, err := c.DrainNode(ctx, on, -time.Second); err == nil {
 		t.Error("negative drain timeout accepted")
 	}
 	if _, err := c.CordonNode(ctx, "nope"); !client.IsNotFound(err) {
 		t.Errorf("cordon of a missing node: %v", err)
 	}
+}
+
+// TestClientFollowsLeader reaches two real, elected schedulers through a
+// gateway whose first scheduler is the follower.
+func TestClientFollowsLeader(t *testing.T) {
+	rc := realsched.Start(t, realsched.Options{Replicas: 2, NoSecrets: true})
+	li := rc.Leader(t)
+	leader, follower := rc.Addrs[li], rc.Addrs[1-li]
+	gw := rc.StartGateway(t, nil, follower, leader)
+	c := rc.Client(t, gw)
+	ctx := t.Context()
+	db := strings.ReplaceAll(manifest, "web", "db")
+
+	// A stream is a write: the follower redirects it to the leader.
+	resp, err := c.ApplyAll(ctx, []byte(manifest+"---\n"+db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs := resp.GetResults(); len(rs) != 2 || rs[0].GetResult() != "created" || rs[1].GetResult() != "created" {
+		t.Fatalf("results %v", rs)
+	}
+	if gw.Pool.Current() != leader {
+		t.Fatalf("the gateway calls %s, want the leader %s", gw.Pool.Current(), leader)
+	}
+	if _, err := c.GetWorkload(ctx, "db", false); err != nil {
+		t.Fatalf("db after ApplyAll: %v", err)
+	}
 	info, err := c.Leader(ctx)
-	if err != nil || info.GetAddress() != leader.Addr() || !info.GetIsLeader() {
+	if err != nil || info.GetAddress() != leader || !info.GetIsLeader() {
 		t.Fatalf("leader: %v %v", info, err)
-	}
-	// Only the first call met the follower; the rest went to the leader.
-	if got := env.Controls[0].Calls("ApplyWorkload"); got != 1 {
-		t.Errorf("the follower got %d applies, want 1", got)
-	}
-	for _, m := range []string{"CordonNode", "UncordonNode", "DrainNode", "GetLeader"} {
-		if got := env.Controls[0].Calls(m); got != 0 {
-			t.Errorf("%s reached the follower %d times after the switch", m, got)
-		}
 	}
 }
 
 func TestClientApplyAll(t *testing.T) {
-	env := gatewaytest.StartWith(t, gatewaytest.Options{Schedulers: 2})
-	leader := env.Controls[1]
-	// A stream is a write: the follower redirects it to the leader.
-	env.Controls[0].SetFollower(leader.Addr())
+	env := gatewaytest.Start(t)
+	leader := env.Control
 	c := env.Client(t)
 	ctx := t.Context()
 	db := strings.ReplaceAll(manifest, "web", "db")

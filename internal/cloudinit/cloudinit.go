@@ -58,6 +58,7 @@ const (
 	FieldMetaData       = "spec.vm.cloudInit.metaData"
 	FieldNetworkConfig  = "spec.vm.cloudInit.networkConfig"
 	FieldVendorData     = "spec.vm.cloudInit.vendorData"
+	FieldLogin          = "spec.vm.login"
 	FieldLoginUser      = "spec.vm.login.user"
 	FieldPasswordHash   = "spec.vm.login.passwordHash"
 	FieldGeneratePass   = "spec.vm.login.generatePassword"
@@ -65,8 +66,21 @@ const (
 	FieldSSHKeys        = "spec.vm.login.sshAuthorizedKeys"
 )
 
+// FieldError is a validation error of one field; it wraps ErrInvalid.
+// Callers that collect errors per field (the manifest) read Field and
+// Message instead of parsing the text.
+type FieldError struct {
+	Field   string // the manifest's JSON path, one of the Field constants
+	Message string
+}
+
+func (e *FieldError) Error() string { return ErrInvalid.Error() + ": " + e.Field + ": " + e.Message }
+
+// Unwrap makes errors.Is(err, ErrInvalid) hold.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
 func invalid(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
+	return &FieldError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 var (
@@ -108,7 +122,7 @@ func Validate(ci *persysv1.CloudInit, login *persysv1.VMLogin) error {
 	if _, err := yamlMapping(FieldNetworkConfig, ci.GetNetworkConfig()); err != nil {
 		return err
 	}
-	return validateLogin(login)
+	return ValidateLogin(login)
 }
 
 func checkText(field, s string) error {
@@ -181,7 +195,11 @@ func yamlMapping(field, s string) (*yaml.Node, error) {
 	return &doc, nil
 }
 
-func validateLogin(l *persysv1.VMLogin) error {
+// ValidateLogin checks a VM's login: the one definition of the login
+// rules (user name, root refused, password, SSH keys and their limits),
+// used by the manifest, the scheduler (through Validate) and the qemu
+// runtime. The error is a *FieldError.
+func ValidateLogin(l *persysv1.VMLogin) error {
 	if l == nil {
 		return nil
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 const webManifest = `
@@ -370,18 +371,6 @@ func startWait(c *http.Client, url string) <-chan waitResult {
 	return out
 }
 
-// eventually waits for cond with a deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestWaitFollowsStream(t *testing.T) {
 	env := gatewaytest.Start(t)
 	c := httpClient(t, env.Bundle.Admin)
@@ -390,7 +379,7 @@ func TestWaitFollowsStream(t *testing.T) {
 	}
 
 	done := startWait(c, env.Endpoint+"/v1/workloads/web/wait?for=running&timeout=60s")
-	eventually(t, "the watch to start", func() bool { return env.Control.Calls("WatchWorkload") == 1 })
+	eventually.Eventually(t, "the watch to start", 10*time.Second, eventually.True(func() bool { return env.Control.Calls("WatchWorkload") == 1 }))
 	// An intermediate state does not end the wait.
 	if err := env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_CREATING, NodeId: "node-1", Revision: 1}); err != nil {
 		t.Fatal(err)
@@ -453,7 +442,7 @@ func TestWaitEnds(t *testing.T) {
 	t.Run("deleted", func(t *testing.T) {
 		calls := env.Control.Calls("WatchWorkload")
 		done := startWait(c, env.Endpoint+"/v1/workloads/web/wait?for=deleted&timeout=60s")
-		eventually(t, "the watch to start", func() bool { return env.Control.Calls("WatchWorkload") == calls+1 })
+		eventually.Eventually(t, "the watch to start", 10*time.Second, eventually.True(func() bool { return env.Control.Calls("WatchWorkload") == calls+1 }))
 		env.Control.Remove("web")
 		r := <-done
 		if r.err != nil || r.code != http.StatusOK {
@@ -654,6 +643,55 @@ func TestNodeRoutes(t *testing.T) {
 		t.Fatalf("incomplete drain: %d %s", code, body)
 	}
 
+	checkDrainTimeouts(t, env, c)
+
+	code, body = call(t, c, "GET", env.Endpoint+"/v1/leader", nil)
+	if code != http.StatusOK || !bytes.Contains(body, []byte(`"isLeader":true`)) || !bytes.Contains(body, []byte(env.Control.Addr())) {
+		t.Fatalf("leader: %d %s", code, body)
+	}
+}
+
+func TestNodeRouteRoles(t *testing.T) {
+	env := gatewaytest.Start(t)
+	env.Control.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
+	viewer := httpClient(t, env.IssueUser(t, "vera", pki.RoleViewer))
+	operator := httpClient(t, env.IssueUser(t, "otto", pki.RoleOperator))
+	tests := []struct {
+		name   string
+		c      *http.Client
+		method string
+		path   string
+		want   int
+	}{
+		{"viewer may not cordon", viewer, "POST", "/v1/nodes/node-1/cordon", http.StatusForbidden},
+		{"viewer may not uncordon", viewer, "POST", "/v1/nodes/node-1/uncordon", http.StatusForbidden},
+		{"viewer may not drain", viewer, "POST", "/v1/nodes/node-1/drain", http.StatusForbidden},
+		{"viewer reads the leader", viewer, "GET", "/v1/leader", http.StatusOK},
+		{"operator cordons", operator, "POST", "/v1/nodes/node-1/cordon", http.StatusOK},
+		{"operator uncordons", operator, "POST", "/v1/nodes/node-1/uncordon", http.StatusOK},
+		{"operator drains", operator, "POST", "/v1/nodes/node-1/drain?timeout=5s", http.StatusOK},
+		{"cordon is POST only", operator, "GET", "/v1/nodes/node-1/cordon", http.StatusMethodNotAllowed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := call(t, tt.c, tt.method, env.Endpoint+tt.path, nil)
+			if code != tt.want {
+				t.Fatalf("code %d, want %d; body %s", code, tt.want, body)
+			}
+		})
+	}
+	for _, m := range []string{"CordonNode", "UncordonNode", "DrainNode"} {
+		if n := env.Control.Calls(m); n != 1 {
+			t.Errorf("%s calls = %d, want 1 (the viewer's must not reach the scheduler)", m, n)
+		}
+	}
+}
+
+// checkDrainTimeouts checks that the drain timeout query reaches the
+// scheduler as seconds with the call's deadline 10 s later, and that bad
+// ones are refused before they reach it.
+func checkDrainTimeouts(t *testing.T, env *gatewaytest.Env, c *http.Client) {
+	t.Helper()
 	timeouts := []struct {
 		name  string
 		query string
@@ -698,49 +736,4 @@ func TestNodeRoutes(t *testing.T) {
 		t.Errorf("invalid drains reached the scheduler")
 	}
 
-	code, body = call(t, c, "GET", env.Endpoint+"/v1/leader", nil)
-	if code != http.StatusOK || !bytes.Contains(body, []byte(`"isLeader":true`)) || !bytes.Contains(body, []byte(env.Control.Addr())) {
-		t.Fatalf("leader: %d %s", code, body)
-	}
-	env.Control.SetFollower("10.9.9.9:9443")
-	code, body = call(t, c, "GET", env.Endpoint+"/v1/leader", nil)
-	if code != http.StatusOK || bytes.Contains(body, []byte(`"isLeader"`)) || !bytes.Contains(body, []byte("10.9.9.9:9443")) {
-		t.Fatalf("leader from a follower: %d %s", code, body)
-	}
-}
-
-func TestNodeRouteRoles(t *testing.T) {
-	env := gatewaytest.Start(t)
-	env.Control.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
-	viewer := httpClient(t, env.IssueUser(t, "vera", pki.RoleViewer))
-	operator := httpClient(t, env.IssueUser(t, "otto", pki.RoleOperator))
-	tests := []struct {
-		name   string
-		c      *http.Client
-		method string
-		path   string
-		want   int
-	}{
-		{"viewer may not cordon", viewer, "POST", "/v1/nodes/node-1/cordon", http.StatusForbidden},
-		{"viewer may not uncordon", viewer, "POST", "/v1/nodes/node-1/uncordon", http.StatusForbidden},
-		{"viewer may not drain", viewer, "POST", "/v1/nodes/node-1/drain", http.StatusForbidden},
-		{"viewer reads the leader", viewer, "GET", "/v1/leader", http.StatusOK},
-		{"operator cordons", operator, "POST", "/v1/nodes/node-1/cordon", http.StatusOK},
-		{"operator uncordons", operator, "POST", "/v1/nodes/node-1/uncordon", http.StatusOK},
-		{"operator drains", operator, "POST", "/v1/nodes/node-1/drain?timeout=5s", http.StatusOK},
-		{"cordon is POST only", operator, "GET", "/v1/nodes/node-1/cordon", http.StatusMethodNotAllowed},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			code, body := call(t, tt.c, tt.method, env.Endpoint+tt.path, nil)
-			if code != tt.want {
-				t.Fatalf("code %d, want %d; body %s", code, tt.want, body)
-			}
-		})
-	}
-	for _, m := range []string{"CordonNode", "UncordonNode", "DrainNode"} {
-		if n := env.Control.Calls(m); n != 1 {
-			t.Errorf("%s calls = %d, want 1 (the viewer's must not reach the scheduler)", m, n)
-		}
-	}
 }

@@ -92,52 +92,8 @@ func TestSecretRoutes(t *testing.T) {
 		}
 	}
 
-	// Viewers and operators may not read, write or delete secrets.
-	for _, role := range []pki.Role{pki.RoleViewer, pki.RoleOperator} {
-		cfg := env.IssueUser(t, "user-"+string(role), role)
-		for _, rq := range []struct{ method, path, body string }{
-			{"GET", "/v1/secrets", ""},
-			{"GET", "/v1/secrets/db", ""},
-			{"POST", "/v1/secrets", body},
-			{"PUT", "/v1/secrets/db", body},
-			{"DELETE", "/v1/secrets/db", ""},
-		} {
-			code, out := secretHTTP(t, cfg, rq.method, env.Endpoint+rq.path, rq.body)
-			if code != http.StatusForbidden {
-				t.Errorf("%s %s as %s = %d %s, want 403", rq.method, rq.path, role, code, out)
-			}
-			for _, l := range leaks {
-				if bytes.Contains(out, l) {
-					t.Fatalf("%s %s as %s returned a secret value", rq.method, rq.path, role)
-				}
-			}
-		}
-	}
-
-	// Bad input: 400 naming the field, without the value.
-	for _, tc := range []struct{ name, body, field string }{
-		{"bad base64", `{"name":"x","data":{"k":"%%%not-base64-` + textValue + `"}}`, "data.k"},
-		{"bad name", `{"name":"Bad_Name","stringData":{"k":"v"}}`, "name"},
-		{"bad type", `{"name":"x","type":"tls","stringData":{"k":"v"}}`, "type"},
-		{"missing registry keys", `{"name":"x","type":"registry","stringData":{"server":"r.local"}}`, "data"},
-		{"key in both", `{"name":"x","data":{"k":"dg=="},"stringData":{"k":"v"}}`, "stringData.k"},
-		{"no data", `{"name":"x"}`, "data"},
-		{"unknown field", `{"name":"x","values":{"k":"v"}}`, ""},
-		{"not json", `name: x`, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			code, out := secretHTTP(t, admin, "POST", env.Endpoint+"/v1/secrets", tc.body)
-			if code != http.StatusBadRequest {
-				t.Fatalf("POST = %d %s, want 400", code, out)
-			}
-			if tc.field != "" && !bytes.Contains(out, []byte(`"field":"`+tc.field+`"`)) {
-				t.Fatalf("POST = %s, want field %q named", out, tc.field)
-			}
-			if bytes.Contains(out, []byte(textValue)) {
-				t.Fatal("the error quotes a value")
-			}
-		})
-	}
+	checkSecretRoles(t, env, body, leaks)
+	checkSecretBadInput(t, env, textValue)
 	if code, out := secretHTTP(t, admin, "POST", env.Endpoint+"/v1/secrets",
 		`{"name":"big","stringData":{"k":"`+strings.Repeat("x", 2<<20)+`"}}`); code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("POST of 2 MiB = %d %.200s, want 413", code, out)
@@ -161,5 +117,62 @@ func TestSecretRoutes(t *testing.T) {
 	}
 	if !bytes.Contains(logs, []byte("/v1/secrets")) {
 		t.Fatal("the log capture saw no secret request: is it wired?")
+	}
+}
+
+// checkSecretRoles checks that viewers and operators may not read, write or
+// delete secrets, and hear no value in the refusal.
+func checkSecretRoles(t *testing.T, env *secretstest.Env, body string, leaks [][]byte) {
+	t.Helper()
+	for _, role := range []pki.Role{pki.RoleViewer, pki.RoleOperator} {
+		cfg := env.IssueUser(t, "user-"+string(role), role)
+		for _, rq := range []struct{ method, path, body string }{
+			{"GET", "/v1/secrets", ""},
+			{"GET", "/v1/secrets/db", ""},
+			{"POST", "/v1/secrets", body},
+			{"PUT", "/v1/secrets/db", body},
+			{"DELETE", "/v1/secrets/db", ""},
+		} {
+			code, out := secretHTTP(t, cfg, rq.method, env.Endpoint+rq.path, rq.body)
+			if code != http.StatusForbidden {
+				t.Errorf("%s %s as %s = %d %s, want 403", rq.method, rq.path, role, code, out)
+			}
+			for _, l := range leaks {
+				if bytes.Contains(out, l) {
+					t.Fatalf("%s %s as %s returned a secret value", rq.method, rq.path, role)
+				}
+			}
+		}
+	}
+
+}
+
+// checkSecretBadInput checks that bad input is a 400 naming the field,
+// without the value.
+func checkSecretBadInput(t *testing.T, env *secretstest.Env, textValue string) {
+	t.Helper()
+	admin := env.Config
+	for _, tc := range []struct{ name, body, field string }{
+		{"bad base64", `{"name":"x","data":{"k":"%%%not-base64-` + textValue + `"}}`, "data.k"},
+		{"bad name", `{"name":"Bad_Name","stringData":{"k":"v"}}`, "name"},
+		{"bad type", `{"name":"x","type":"tls","stringData":{"k":"v"}}`, "type"},
+		{"missing registry keys", `{"name":"x","type":"registry","stringData":{"server":"r.local"}}`, "data"},
+		{"key in both", `{"name":"x","data":{"k":"dg=="},"stringData":{"k":"v"}}`, "stringData.k"},
+		{"no data", `{"name":"x"}`, "data"},
+		{"unknown field", `{"name":"x","values":{"k":"v"}}`, ""},
+		{"not json", `name: x`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := secretHTTP(t, admin, "POST", env.Endpoint+"/v1/secrets", tc.body)
+			if code != http.StatusBadRequest {
+				t.Fatalf("POST = %d %s, want 400", code, out)
+			}
+			if tc.field != "" && !bytes.Contains(out, []byte(`"field":"`+tc.field+`"`)) {
+				t.Fatalf("POST = %s, want field %q named", out, tc.field)
+			}
+			if bytes.Contains(out, []byte(textValue)) {
+				t.Fatal("the error quotes a value")
+			}
+		})
 	}
 }

@@ -1,13 +1,16 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/cloudinit"
 )
 
 // Compose describes a Docker Compose application run as one workload:
@@ -138,7 +141,6 @@ var (
 	// poolFileRE is a file name inside a pool: no directories, no dot files.
 	poolFileRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 	macRE       = regexp.MustCompile(`^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$`)
-	userRE      = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 	gitURLRE    = regexp.MustCompile(`^(https?|git|file|ssh)://`)
 	bridgeRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$`)
 	secretKeyRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
@@ -270,7 +272,31 @@ func validateServices(c *collector, field, typ string, services []string) {
 	}
 }
 
+// validateVM checks a VM spec one sub-object at a time, each in its own
+// function (as Kubernetes' validation does), so that a field group's rules
+// read and change in one place.
 func validateVM(c *collector, field string, vm *VM) {
+	validateVMSize(c, field, vm)
+	validateRetain(c, field+".diskRetain", vm.DiskRetain)
+	validateLabels(c, field+".metadata", vm.Metadata, false)
+	validateVMDisks(c, field+".disks", vm.Disks)
+	validateVMNetworks(c, field+".networks", vm.Networks)
+	if vm.CloudInit != nil {
+		validateVMCloudInit(c, field+".cloudInit", vm.CloudInit)
+	}
+	if vm.Login != nil {
+		validateVMLogin(c, field+".login", vm.Login)
+	}
+	if vm.KernelBoot != nil {
+		validateVMKernelBoot(c, field+".kernelBoot", vm.KernelBoot)
+	} else if !slices.ContainsFunc(vm.Disks, func(d VMDisk) bool { return d.BaseImage != "" || d.ISO != "" }) {
+		c.add(field+".disks", "nothing to boot: give a disk with baseImage or iso, or kernelBoot")
+	}
+}
+
+// validateVMSize checks the VM's processors, memory, accelerator and stop
+// timeout.
+func validateVMSize(c *collector, field string, vm *VM) {
 	if vm.VCPUs < 1 || vm.VCPUs > MaxVCPUs {
 		c.add(field+".vcpus", "must be between 1 and %d", MaxVCPUs)
 	}
@@ -290,93 +316,71 @@ func validateVM(c *collector, field string, vm *VM) {
 	if vm.StopTimeoutSeconds < 0 || vm.StopTimeoutSeconds > 3600 {
 		c.add(field+".stopTimeoutSeconds", "must be between 0 (30 s) and 3600")
 	}
-	validateRetain(c, field+".diskRetain", vm.DiskRetain)
-	validateLabels(c, field+".metadata", vm.Metadata, false)
-	if len(vm.Disks) > MaxDisks {
-		c.add(field+".disks", "at most %d disks, got %d", MaxDisks, len(vm.Disks))
+}
+
+// validateVMDisks checks each disk and that names and boot indexes are
+// unique.
+func validateVMDisks(c *collector, field string, disks []VMDisk) {
+	if len(disks) > MaxDisks {
+		c.add(field, "at most %d disks, got %d", MaxDisks, len(disks))
 	}
 	names := map[string]int{}
 	boots := map[int]int{}
-	for i, d := range vm.Disks {
-		f := index(field+".disks", i)
-		validateName(c, f+".name", d.Name)
+	for i, d := range disks {
+		f := index(field, i)
+		validateVMDisk(c, f, d)
 		if j, dup := names[d.Name]; dup && d.Name != "" {
-			c.add(f+".name", "already used by %s", index(field+".disks", j))
+			c.add(f+".name", "already used by %s", index(field, j))
 		} else {
 			names[d.Name] = i
 		}
-		validateName(c, f+".pool", d.Pool)
-		validateQuantity(c, f+".size", d.Size, ParseBytes)
-		switch {
-		case d.ISO != "" && (d.BaseImage != "" || d.Size != "" || d.FullCopy):
-			c.add(f+".iso", "an ISO disk takes no baseImage, size or fullCopy")
-		case d.ISO != "":
-			poolFile(c, f+".iso", d.ISO)
-		case d.BaseImage != "":
-			poolFile(c, f+".baseImage", d.BaseImage)
-		case d.Size == "":
-			c.add(f+".size", "required for a blank disk (or give baseImage or iso)")
-		case d.FullCopy:
-			c.add(f+".fullCopy", "needs baseImage")
+		if d.BootIndex <= 0 || d.BootIndex > 64 {
+			continue
 		}
-		if d.BootIndex < 0 || d.BootIndex > 64 {
-			c.add(f+".bootIndex", "must be between 0 (not bootable) and 64")
-		} else if d.BootIndex > 0 {
-			if j, dup := boots[d.BootIndex]; dup {
-				c.add(f+".bootIndex", "already used by %s", index(field+".disks", j))
-			} else {
-				boots[d.BootIndex] = i
-			}
+		if j, dup := boots[d.BootIndex]; dup {
+			c.add(f+".bootIndex", "already used by %s", index(field, j))
+		} else {
+			boots[d.BootIndex] = i
 		}
 	}
-	if len(vm.Networks) > MaxNetworks {
-		c.add(field+".networks", "at most %d networks, got %d", MaxNetworks, len(vm.Networks))
+}
+
+// validateVMDisk checks one disk: a pool, and exactly one source (an ISO,
+// a base image, or a size for a blank disk).
+func validateVMDisk(c *collector, f string, d VMDisk) {
+	validateName(c, f+".name", d.Name)
+	validateName(c, f+".pool", d.Pool)
+	validateQuantity(c, f+".size", d.Size, ParseBytes)
+	switch {
+	case d.ISO != "" && (d.BaseImage != "" || d.Size != "" || d.FullCopy):
+		c.add(f+".iso", "an ISO disk takes no baseImage, size or fullCopy")
+	case d.ISO != "":
+		poolFile(c, f+".iso", d.ISO)
+	case d.BaseImage != "":
+		poolFile(c, f+".baseImage", d.BaseImage)
+	case d.Size == "":
+		c.add(f+".size", "required for a blank disk (or give baseImage or iso)")
+	case d.FullCopy:
+		c.add(f+".fullCopy", "needs baseImage")
+	}
+	if d.BootIndex < 0 || d.BootIndex > 64 {
+		c.add(f+".bootIndex", "must be between 0 (not bootable) and 64")
+	}
+}
+
+// validateVMNetworks checks each network and that no host port is
+// forwarded twice across them.
+func validateVMNetworks(c *collector, field string, networks []VMNetwork) {
+	if len(networks) > MaxNetworks {
+		c.add(field, "at most %d networks, got %d", MaxNetworks, len(networks))
 	}
 	hostPorts := map[string]string{}
-	for i, n := range vm.Networks {
-		f := index(field+".networks", i)
-		switch n.Mode {
-		case "", "user":
-			if n.Bridge != "" {
-				c.add(f+".bridge", "only with mode bridge")
-			}
-		case "bridge":
-			if !bridgeRE.MatchString(n.Bridge) {
-				c.add(f+".bridge", "required with mode bridge, a Linux interface name")
-			}
-			if len(n.PortForwards) > 0 {
-				c.add(f+".portForwards", "only with mode user")
-			}
-		default:
-			c.add(f+".mode", "must be user or bridge")
-		}
-		if n.MAC != "" && !macRE.MatchString(n.MAC) {
-			c.add(f+".mac", "must be six hex bytes separated by ':'")
-		}
-		if len(n.PortForwards) > MaxPorts {
-			c.add(f+".portForwards", "at most %d forwards", MaxPorts)
-		}
+	for i, n := range networks {
+		f := index(field, i)
+		validateVMNetwork(c, f, n)
 		for j, pf := range n.PortForwards {
 			pff := index(f+".portForwards", j)
-			if pf.HostPort < 1 || pf.HostPort > 65535 {
-				c.add(pff+".hostPort", "must be between 1 and 65535")
-			}
-			if pf.GuestPort < 1 || pf.GuestPort > 65535 {
-				c.add(pff+".guestPort", "must be between 1 and 65535")
-			}
-			proto := pf.Protocol
-			switch proto {
-			case "":
-				proto = "tcp"
-			case "tcp", "udp":
-			default:
-				c.add(pff+".protocol", "must be tcp or udp")
-			}
-			if pf.HostIP != "" {
-				if a, err := netip.ParseAddr(pf.HostIP); err != nil || a.Zone() != "" {
-					c.add(pff+".hostIP", "must be an IP address without zone")
-				}
-			}
+			proto := validatePortForward(c, pff, pf)
 			key := fmt.Sprintf("%s|%d|%s", pf.HostIP, pf.HostPort, proto)
 			if prev, dup := hostPorts[key]; dup {
 				c.add(pff+".hostPort", "already forwarded by %s", prev)
@@ -385,72 +389,96 @@ func validateVM(c *collector, field string, vm *VM) {
 			}
 		}
 	}
-	if ci := vm.CloudInit; ci != nil {
-		f := field + ".cloudInit"
-		for _, part := range []struct{ name, v string }{
-			{"userData", ci.UserData}, {"metaData", ci.MetaData},
-			{"networkConfig", ci.NetworkConfig}, {"vendorData", ci.VendorData},
-		} {
-			if len(part.v) > MaxCloudInitPart {
-				c.add(f+"."+part.name, "is %d bytes, larger than the limit of %d bytes", len(part.v), MaxCloudInitPart)
-			}
-			noNUL(c, f+"."+part.name, part.v)
+}
+
+// validateVMNetwork checks one network's mode, bridge, MAC and forward
+// count.
+func validateVMNetwork(c *collector, f string, n VMNetwork) {
+	switch n.Mode {
+	case "", "user":
+		if n.Bridge != "" {
+			c.add(f+".bridge", "only with mode bridge")
+		}
+	case "bridge":
+		if !bridgeRE.MatchString(n.Bridge) {
+			c.add(f+".bridge", "required with mode bridge, a Linux interface name")
+		}
+		if len(n.PortForwards) > 0 {
+			c.add(f+".portForwards", "only with mode user")
+		}
+	default:
+		c.add(f+".mode", "must be user or bridge")
+	}
+	if n.MAC != "" && !macRE.MatchString(n.MAC) {
+		c.add(f+".mac", "must be six hex bytes separated by ':'")
+	}
+	if len(n.PortForwards) > MaxPorts {
+		c.add(f+".portForwards", "at most %d forwards", MaxPorts)
+	}
+}
+
+// validatePortForward checks one forward and returns its protocol with
+// the default applied.
+func validatePortForward(c *collector, f string, pf VMPortForward) string {
+	if pf.HostPort < 1 || pf.HostPort > 65535 {
+		c.add(f+".hostPort", "must be between 1 and 65535")
+	}
+	if pf.GuestPort < 1 || pf.GuestPort > 65535 {
+		c.add(f+".guestPort", "must be between 1 and 65535")
+	}
+	proto := pf.Protocol
+	switch proto {
+	case "":
+		proto = "tcp"
+	case "tcp", "udp":
+	default:
+		c.add(f+".protocol", "must be tcp or udp")
+	}
+	if pf.HostIP != "" {
+		if a, err := netip.ParseAddr(pf.HostIP); err != nil || a.Zone() != "" {
+			c.add(f+".hostIP", "must be an IP address without zone")
 		}
 	}
-	if l := vm.Login; l != nil {
-		f := field + ".login"
-		if !userRE.MatchString(l.User) {
-			c.add(f+".user", "required, a Linux user name (lowercase, at most 32 characters)")
+	return proto
+}
+
+// validateVMCloudInit bounds each cloud-init part.
+func validateVMCloudInit(c *collector, f string, ci *CloudInit) {
+	for _, part := range []struct{ name, v string }{
+		{"userData", ci.UserData}, {"metaData", ci.MetaData},
+		{"networkConfig", ci.NetworkConfig}, {"vendorData", ci.VendorData},
+	} {
+		if len(part.v) > MaxCloudInitPart {
+			c.add(f+"."+part.name, "is %d bytes, larger than the limit of %d bytes", len(part.v), MaxCloudInitPart)
 		}
-		switch {
-		case l.PasswordHash != "" && l.GeneratePassword:
-			c.add(f+".passwordHash", "give passwordHash or generatePassword, not both")
-		case l.PasswordHash != "" && !strings.HasPrefix(l.PasswordHash, "$"):
-			c.add(f+".passwordHash", "must be a crypt(3) hash such as $6$salt$..., never a plain password")
-		}
-		if len(l.PasswordHash) > 512 || strings.ContainsAny(l.PasswordHash, ": \n\x00") {
-			c.add(f+".passwordHash", "must be one crypt(3) hash without spaces or ':'")
-		}
-		switch {
-		case l.GeneratePassword && l.PasswordSecret == "":
-			c.add(f+".passwordSecret", "required with generatePassword: the secret that keeps the password")
-		case l.PasswordSecret != "":
-			validateName(c, f+".passwordSecret", l.PasswordSecret)
-		}
-		if len(l.SSHAuthorizedKeys) > 32 {
-			c.add(f+".sshAuthorizedKeys", "at most 32 keys")
-		}
-		for i, k := range l.SSHAuthorizedKeys {
-			if !validSSHKey(k) {
-				c.add(index(f+".sshAuthorizedKeys", i), "must be one OpenSSH public key line (ssh-ed25519, ssh-rsa, ecdsa-sha2-… or sk-…)")
-			}
-		}
+		noNUL(c, f+"."+part.name, part.v)
 	}
-	if kb := vm.KernelBoot; kb != nil {
-		f := field + ".kernelBoot"
-		validateName(c, f+".pool", kb.Pool)
-		if kb.Kernel == "" {
-			c.add(f+".kernel", "required, a file in the pool")
-		} else {
-			poolFile(c, f+".kernel", kb.Kernel)
-		}
-		if kb.Initrd != "" {
-			poolFile(c, f+".initrd", kb.Initrd)
-		}
-		if len(kb.Cmdline) > 4096 || strings.ContainsAny(kb.Cmdline, "\n\x00") {
-			c.add(f+".cmdline", "must be one line of at most 4096 characters")
-		}
+}
+
+// validateVMLogin applies cloudinit's login rules, the one definition the
+// scheduler and the qemu runtime apply too.
+func validateVMLogin(c *collector, f string, l *VMLogin) {
+	err := cloudinit.ValidateLogin(&persysv1.VMLogin{User: l.User, PasswordHash: l.PasswordHash,
+		GeneratePassword: l.GeneratePassword, PasswordSecret: l.PasswordSecret, SshAuthorizedKeys: l.SSHAuthorizedKeys})
+	if fe := (*cloudinit.FieldError)(nil); errors.As(err, &fe) {
+		c.add(f+strings.TrimPrefix(fe.Field, cloudinit.FieldLogin), "%s", fe.Message)
 	}
-	if vm.KernelBoot == nil {
-		bootable := false
-		for _, d := range vm.Disks {
-			if d.BaseImage != "" || d.ISO != "" {
-				bootable = true
-			}
-		}
-		if !bootable {
-			c.add(field+".disks", "nothing to boot: give a disk with baseImage or iso, or kernelBoot")
-		}
+}
+
+// validateVMKernelBoot checks a direct kernel boot's files and command
+// line.
+func validateVMKernelBoot(c *collector, f string, kb *KernelBoot) {
+	validateName(c, f+".pool", kb.Pool)
+	if kb.Kernel == "" {
+		c.add(f+".kernel", "required, a file in the pool")
+	} else {
+		poolFile(c, f+".kernel", kb.Kernel)
+	}
+	if kb.Initrd != "" {
+		poolFile(c, f+".initrd", kb.Initrd)
+	}
+	if len(kb.Cmdline) > 4096 || strings.ContainsAny(kb.Cmdline, "\n\x00") {
+		c.add(f+".cmdline", "must be one line of at most 4096 characters")
 	}
 }
 
@@ -458,23 +486,6 @@ func poolFile(c *collector, field, name string) {
 	if len(name) > 255 || !poolFileRE.MatchString(name) {
 		c.add(field, "must be a file name in the pool (letters, digits, '.', '_', '+', '-'; no '/')")
 	}
-}
-
-func validSSHKey(k string) bool {
-	if len(k) > 16<<10 || strings.ContainsAny(k, "\n\r\x00") {
-		return false
-	}
-	f := strings.Fields(k)
-	if len(f) < 2 {
-		return false
-	}
-	switch {
-	case f[0] == "ssh-ed25519", f[0] == "ssh-rsa", f[0] == "ssh-dss",
-		strings.HasPrefix(f[0], "ecdsa-sha2-"), strings.HasPrefix(f[0], "sk-"):
-	default:
-		return false
-	}
-	return len(f[1]) >= 16
 }
 
 // vmResources derives what a VM reserves when the manifest gives no

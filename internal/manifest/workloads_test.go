@@ -39,7 +39,10 @@ func TestComposeAndVMInvalid(t *testing.T) {
 		{"vm forward twice", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, networks: [{portForwards: [{hostPort: 2222, guestPort: 22}, {hostPort: 2222, guestPort: 23}]}]}\n", []string{"spec.vm.networks[0].portForwards[1].hostPort"}, "already forwarded"},
 		{"vm user data NUL", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, cloudInit: {userData: \"a\\0b\"}}\n", []string{"spec.vm.cloudInit.userData"}, "NUL"},
 		{"vm user data too large", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, cloudInit: {userData: '" + strings.Repeat("a", MaxCloudInitPart+1) + "'}}\n", []string{"spec.vm.cloudInit.userData"}, "larger than the limit"},
-		{"vm plain password", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, login: {user: u, passwordHash: secret}}\n", []string{"spec.vm.login.passwordHash"}, "never a plain password"},
+		{"vm plain password", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, login: {user: u, passwordHash: secret}}\n", []string{"spec.vm.login.passwordHash"}, "must be a crypt(3) hash"},
+		// The login rules are cloudinit's, as the scheduler and the qemu runtime apply them.
+		{"vm root login", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, login: {user: root}}\n", []string{"spec.vm.login.user"}, "root is not allowed"},
+		{"vm too many ssh keys", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, login: {user: u, sshAuthorizedKeys: [" + strings.TrimSuffix(strings.Repeat("'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA',", 101), ",") + "]}}\n", []string{"spec.vm.login.sshAuthorizedKeys"}, "more than the limit of 100"},
 		{"vm generated password needs secret", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, login: {user: u, generatePassword: true}}\n", []string{"spec.vm.login.passwordSecret"}, "required"},
 		{"vm ssh key", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}, login: {user: u, sshAuthorizedKeys: [hello]}}\n", []string{"spec.vm.login.sshAuthorizedKeys[0]"}, "OpenSSH public key"},
 		{"vm with secret env", vm + "  vm: {vcpus: 1, memory: 256Mi, kernelBoot: {pool: p, kernel: k}}\n  secretEnv: [{name: X, secret: s, key: k}]\n", []string{"spec.secretEnv"}, "container and compose"},

@@ -1,12 +1,12 @@
 // Package gatewaytest runs a real gateway, over real mutual TLS with
-// certificates from internal/pki, in front of one or more in-memory
-// ControlServices that stand in for scheduler replicas. It exists for tests
+// certificates from internal/pki, in front of an in-memory ControlService
+// that stands in for the scheduler. Leader following is tested against
+// real schedulers (internal/testutil/realsched), not here. It exists for tests
 // of the gateway and of its clients (internal/client, internal/cli);
 // production code must not import it. The in-memory service keeps
 // workloads, nodes and events in maps, streams WatchWorkload from its own
 // change notifications, cordons and drains nodes, and lets a test inject an
-// error per method or per applied workload, play a follower that redirects
-// to the leader with the x-persys-leader trailer, and count calls.
+// error per method or per applied workload, and count calls.
 package gatewaytest
 
 import (
@@ -28,7 +28,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -61,26 +60,10 @@ type Control struct {
 	onApply   func(name string)
 
 	// addr is where ServeControl serves it.
-	addr string
-	// follower, when set, is the leader address every write is refused
-	// with; redirects refuse single methods the same way.
-	follower  string
-	redirects map[string]redirect
+	addr      string
 	leader    *persysv1.LeaderInfo
 	lastDrain *persysv1.DrainRequest
 	drainLeft time.Duration
-}
-
-// redirect is a refusal with a leader hint.
-type redirect struct {
-	code   codes.Code
-	leader string
-}
-
-// writeMethods are the calls a follower refuses.
-var writeMethods = map[string]bool{
-	"ApplyWorkload": true, "ApplyWorkloads": true, "DeleteWorkload": true, "RetryWorkload": true,
-	"CordonNode": true, "UncordonNode": true, "DrainNode": true,
 }
 
 // SetOnApply makes f run after every successful apply of a workload
@@ -102,7 +85,6 @@ func NewControl() *Control {
 		calls:     map[string]int{},
 		changed:   make(chan struct{}),
 		summary:   &persysv1.ClusterSummary{},
-		redirects: map[string]redirect{},
 	}
 }
 
@@ -113,30 +95,8 @@ func (c *Control) Addr() string {
 	return c.addr
 }
 
-// SetFollower makes c act as a scheduler that does not lead: every write
-// (apply, delete, retry, cordon, uncordon, drain) fails with
-// FailedPrecondition and the x-persys-leader trailer naming leader, and
-// GetLeader names leader. An empty leader makes c lead again.
-func (c *Control) SetFollower(leader string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.follower = leader
-}
-
-// SetRedirect makes method fail with code and the x-persys-leader trailer
-// naming leader; an empty leader clears it.
-func (c *Control) SetRedirect(method string, code codes.Code, leader string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if leader == "" {
-		delete(c.redirects, method)
-		return
-	}
-	c.redirects[method] = redirect{code: code, leader: leader}
-}
-
 // SetLeader sets what GetLeader answers; nil restores the default (this
-// Control's own address as the leader, or the follower's leader).
+// Control's own address as the leader).
 func (c *Control) SetLeader(info *persysv1.LeaderInfo) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -190,22 +150,11 @@ func (c *Control) Calls(method string) int {
 	return c.calls[method]
 }
 
-// enter counts a call and returns the refusal of a follower or the
-// injected error, if any.
-func (c *Control) enter(ctx context.Context, method string) error {
+// enter counts a call and returns the injected error, if any.
+func (c *Control) enter(_ context.Context, method string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls[method]++
-	r, ok := c.redirects[method]
-	if !ok && c.follower != "" && writeMethods[method] {
-		r, ok = redirect{code: codes.FailedPrecondition, leader: c.follower}, true
-	}
-	if ok {
-		if err := grpc.SetTrailer(ctx, metadata.Pairs(gateway.MetadataLeader, r.leader)); err != nil {
-			return status.Errorf(codes.Internal, "setting trailer: %v", err)
-		}
-		return status.Errorf(r.code, "not the leader; the leader is %s", r.leader)
-	}
 	return c.errs[method]
 }
 
@@ -700,8 +649,8 @@ func (c *Control) DrainNode(ctx context.Context, req *persysv1.DrainRequest) (*p
 	return resp, nil
 }
 
-// GetLeader answers what SetLeader stored, else the follower's leader,
-// else this Control itself as the leader.
+// GetLeader answers what SetLeader stored, else this Control itself as
+// the leader.
 func (c *Control) GetLeader(ctx context.Context, _ *persysv1.GetLeaderRequest) (*persysv1.LeaderInfo, error) {
 	if err := c.enter(ctx, "GetLeader"); err != nil {
 		return nil, err
@@ -711,8 +660,6 @@ func (c *Control) GetLeader(ctx context.Context, _ *persysv1.GetLeaderRequest) (
 	switch {
 	case c.leader != nil:
 		return proto.Clone(c.leader).(*persysv1.LeaderInfo), nil
-	case c.follower != "":
-		return &persysv1.LeaderInfo{Address: c.follower}, nil
 	default:
 		return &persysv1.LeaderInfo{Address: c.addr, Id: "scheduler", IsLeader: true}, nil
 	}
@@ -736,15 +683,10 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// Env is a running gateway in front of one or more Controls.
+// Env is a running gateway in front of one Control.
 type Env struct {
-	// Control is the first scheduler, the one the gateway calls first.
+	// Control is the scheduler the gateway calls.
 	Control *Control
-	// Controls are all schedulers, in the order the gateway was given
-	// their addresses.
-	Controls []*Control
-	// Schedulers is the gateway's connection pool to the Controls.
-	Schedulers *gateway.SchedulerPool
 	// Endpoint is the gateway's base URL, https://127.0.0.1:PORT.
 	Endpoint string
 	// Bundle holds the CA and the scheduler, gateway and admin identities.
@@ -762,9 +704,6 @@ func (e *Env) Logs() string { return e.logs.String() }
 
 // Options change what StartWith starts.
 type Options struct {
-	// Schedulers is how many Controls to serve (0 means 1); the gateway
-	// gets all their addresses, in order.
-	Schedulers int
 	// CallTimeout is the gateway's Config.CallTimeout (0: its default).
 	CallTimeout time.Duration
 }
@@ -803,9 +742,9 @@ func Start(t testing.TB) *Env {
 	return StartWith(t, Options{})
 }
 
-// StartWith bootstraps a CA in a temporary directory, serves o.Schedulers
-// Controls (see ServeControl), and serves the gateway over HTTPS with mTLS
-// on loopback, connected to all of them through a SchedulerPool.
+// StartWith bootstraps a CA in a temporary directory, serves a Control
+// (see ServeControl), and serves the gateway over HTTPS with mTLS on
+// loopback in front of it.
 // Everything stops when the test ends.
 func StartWith(t testing.TB, o Options) *Env {
 	t.Helper()
@@ -814,19 +753,8 @@ func StartWith(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatalf("bootstrap pki: %v", err)
 	}
-	n := o.Schedulers
-	if n <= 0 {
-		n = 1
-	}
-	var (
-		ctrls []*Control
-		addrs []string
-	)
-	for range n {
-		ctrl := NewControl()
-		ctrls = append(ctrls, ctrl)
-		addrs = append(addrs, ServeControl(t, bundle, ctrl))
-	}
+	ctrl := NewControl()
+	addr := ServeControl(t, bundle, ctrl)
 
 	gwClientTLS, err := pki.ClientTLS(bundle.Gateway, "")
 	if err != nil {
@@ -834,15 +762,15 @@ func StartWith(t testing.TB, o Options) *Env {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	pool, err := gateway.DialSchedulers(addrs, gwClientTLS, log)
+	conn, err := gateway.DialScheduler(addr, gwClientTLS)
 	if err != nil {
-		t.Fatalf("dial schedulers: %v", err)
+		t.Fatalf("dial scheduler: %v", err)
 	}
-	t.Cleanup(func() { _ = pool.Close() })
+	t.Cleanup(func() { _ = conn.Close() })
 
 	reg := prometheus.NewRegistry()
 	h := gateway.New(gateway.Config{
-		Control:     persysv1.NewControlServiceClient(pool),
+		Control:     persysv1.NewControlServiceClient(conn),
 		Logger:      log,
 		Registry:    reg,
 		CallTimeout: o.CallTimeout,
@@ -872,14 +800,12 @@ func StartWith(t testing.TB, o Options) *Env {
 
 	endpoint := "https://" + gln.Addr().String()
 	return &Env{
-		Control:    ctrls[0],
-		Controls:   ctrls,
-		Schedulers: pool,
-		Endpoint:   endpoint,
-		Bundle:     bundle,
-		Config:     &client.Config{Endpoint: endpoint, CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key},
-		Registry:   reg,
-		logs:       logs,
+		Control:  ctrl,
+		Endpoint: endpoint,
+		Bundle:   bundle,
+		Config:   &client.Config{Endpoint: endpoint, CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key},
+		Registry: reg,
+		logs:     logs,
 	}
 }
 

@@ -1,0 +1,229 @@
+// Package realsched runs real schedulers (scheduler.New and
+// scheduler.Serve) over one embedded etcd for tests of the clients in
+// front of them: the gateway, the leader-following pool, the CLI. Every
+// hop is mutual TLS with certificates of one pki.Bootstrap CA. With
+// several replicas they elect a leader as in production. Everything stops
+// when the test ends; production code must not import it.
+package realsched
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/scheduler"
+	"github.com/persys-dev/compute/internal/secrets"
+	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/store/storetest"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
+)
+
+// Options configure Start.
+type Options struct {
+	// Replicas is the number of schedulers (default 1). Above one they
+	// hold an election and only the leader answers.
+	Replicas int
+	// Prefix is the store's key prefix (default "/persys", as in
+	// production).
+	Prefix string
+	// NoSecrets leaves the secret API off (no keyring).
+	NoSecrets bool
+	// Config edits each scheduler's configuration before New.
+	Config func(*scheduler.Config)
+	// Nodes are the node ids the CA issues agent certificates for (see
+	// StartAgent).
+	Nodes []string
+}
+
+// Cluster is running schedulers.
+type Cluster struct {
+	// Bundle holds the CA and the gateway, admin and scheduler identities.
+	Bundle *pki.Bundle
+	// Store is the schedulers' store (for raw checks).
+	Store *store.Store
+	// Addrs are the replicas' ControlService addresses, in start order.
+	Addrs []string
+	// Schedulers are the replicas, in the order of Addrs.
+	Schedulers []*scheduler.Scheduler
+	// Keyring is the schedulers' keyring (nil with NoSecrets).
+	Keyring *secrets.Keyring
+	// KeyFile is the keyring's file.
+	KeyFile string
+
+	logs *Buffer
+}
+
+// Buffer is a log sink safe for concurrent writes.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Logs returns the schedulers' log lines so far (JSON, one per line).
+func (c *Cluster) Logs() string { return c.logs.String() }
+
+// LogSink is where the schedulers log; tests may send other components'
+// logs there too.
+func (c *Cluster) LogSink() *Buffer { return c.logs }
+
+// Start runs the schedulers and waits until they serve (and, with
+// replicas, until one leads).
+func Start(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Prefix == "" {
+		o.Prefix = "/persys"
+	}
+	b, err := pki.Bootstrap(t.TempDir(), o.Nodes, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := storetest.NewWithOptions(t, store.Options{Prefix: o.Prefix})
+	c := &Cluster{Bundle: b, Store: st, logs: &Buffer{}}
+	if !o.NoSecrets {
+		c.KeyFile = filepath.Join(t.TempDir(), "secrets.key")
+		if _, err := secrets.GenerateKeyFile(c.KeyFile); err != nil {
+			t.Fatal(err)
+		}
+		if c.Keyring, err = secrets.Load(c.KeyFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range o.Replicas {
+		c.start(t, o)
+	}
+	if o.Replicas > 1 {
+		c.Leader(t)
+	}
+	return c
+}
+
+func (c *Cluster) start(t testing.TB, o Options) {
+	t.Helper()
+	serverTLS, err := pki.ServerTLS(c.Bundle.Scheduler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientTLS, err := pki.ClientTLS(c.Bundle.Scheduler, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	cfg := scheduler.Config{
+		Store:    c.Store,
+		Agents:   scheduler.TLSDialer{TLS: clientTLS},
+		Logger:   slog.New(slog.NewJSONHandler(c.logs, nil)).With("scheduler", addr),
+		Registry: prometheus.NewRegistry(),
+		// Long, so that outcomes come from events, not the safety net.
+		ResyncInterval: 10 * time.Minute,
+	}
+	if c.Keyring != nil {
+		cfg.Secrets = c.Keyring
+	}
+	if o.Replicas > 1 {
+		cfg.Election = &scheduler.ElectionConfig{Address: addr, TTL: 2 * time.Second}
+	}
+	if o.Config != nil {
+		o.Config(&cfg)
+	}
+	s, err := scheduler.New(cfg)
+	if err != nil {
+		_ = ln.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); _ = s.Run(ctx) }()
+	go func() { defer wg.Done(); _ = scheduler.Serve(ctx, ln, s, serverTLS) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	c.Addrs = append(c.Addrs, addr)
+	c.Schedulers = append(c.Schedulers, s)
+	if o.Replicas == 1 {
+		eventually.Eventually(t, "scheduler ready", 30*time.Second, func() (bool, string) {
+			if err := s.Ready(); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
+	}
+}
+
+// Conn returns a connection to the scheduler at addr with the gateway's
+// identity, closed when the test ends.
+func (c *Cluster) Conn(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	tlsCfg, err := pki.ClientTLS(c.Bundle.Gateway, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// Leader waits until one replica leads and serves and every other
+// replica names it, and returns its index.
+func (c *Cluster) Leader(t testing.TB) int {
+	t.Helper()
+	leader := -1
+	clients := make([]persysv1.ControlServiceClient, len(c.Addrs))
+	for i, a := range c.Addrs {
+		clients[i] = persysv1.NewControlServiceClient(c.Conn(t, a))
+	}
+	eventually.Eventually(t, "a scheduler leader all replicas know", 30*time.Second, func() (bool, string) {
+		leader = -1
+		named := map[string]int{}
+		for i, cl := range clients {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			info, err := cl.GetLeader(ctx, &persysv1.GetLeaderRequest{})
+			cancel()
+			if err != nil {
+				return false, err.Error()
+			}
+			named[info.GetAddress()]++
+			if info.GetIsLeader() && c.Schedulers[i].Ready() == nil {
+				leader = i
+			}
+		}
+		if leader < 0 || named[c.Addrs[leader]] != len(c.Addrs) {
+			return false, fmt.Sprintf("replicas name %v", named)
+		}
+		return true, ""
+	})
+	return leader
+}
