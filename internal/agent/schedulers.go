@@ -16,10 +16,6 @@ import (
 	"github.com/persys-dev/compute/internal/leaderconn"
 )
 
-// LeaderMetadataKey is the gRPC trailer key in which a scheduler follower
-// names the leader; defined once in leaderconn.
-const LeaderMetadataKey = leaderconn.MetadataKey
-
 // errLeaderMoved marks a heartbeat refused by a follower that named
 // another leader; the Schedulers now point at that leader.
 var errLeaderMoved = leaderconn.ErrLeaderMoved
