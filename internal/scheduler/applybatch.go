@@ -10,6 +10,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/principal"
 )
 
 // MaxApplyItems bounds the workloads of one ApplyWorkloads call.
@@ -28,7 +29,7 @@ func (c *controlService) ApplyWorkloads(ctx context.Context, req *persysv1.Apply
 		return nil, err
 	}
 	items := req.GetItems()
-	who, err := principalOf(ctx)
+	who, err := principal.Of(ctx)
 	if err != nil {
 		return nil, err
 	}

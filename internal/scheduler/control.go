@@ -10,16 +10,15 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -94,15 +93,13 @@ func authorizeMethod(ctx context.Context, method string) (pki.Identity, error) {
 	return id, nil
 }
 
-type callerKey struct{}
-
 // UnaryAuth authorizes every unary call by the caller's certificate role.
 func UnaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	id, err := authorizeMethod(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
-	return handler(context.WithValue(ctx, callerKey{}, id), req)
+	return handler(principal.WithIdentity(ctx, id), req)
 }
 
 // StreamAuth authorizes every streaming call.
@@ -112,24 +109,6 @@ func StreamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, hand
 	}
 	return handler(srv, ss)
 }
-
-// callerCN names who asked: the certificate's common name, or, for calls
-// the gateway forwards, the user the gateway authenticated.
-func callerCN(ctx context.Context) string {
-	id, _ := ctx.Value(callerKey{}).(pki.Identity)
-	if id.Role == pki.RoleGateway {
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if u := md.Get(gatewayUserKey); len(u) == 1 && u[0] != "" {
-				return u[0]
-			}
-		}
-	}
-	return id.CommonName
-}
-
-// gatewayUserKey is the metadata key the gateway sets to the user it
-// authenticated (kept equal to gateway.MetadataUser).
-const gatewayUserKey = authz.MetadataUser
 
 // toStatus maps sentinel errors to gRPC codes, once, at the boundary.
 func toStatus(err error) error {
@@ -214,7 +193,7 @@ func validateNodeCall(ctx context.Context, nodeID string) error {
 	if nodeID == "" {
 		return status.Error(codes.InvalidArgument, "node_id: required")
 	}
-	if cn := callerCN(ctx); cn != "" && cn != nodeID {
+	if cn := principal.CN(ctx); cn != "" && cn != nodeID {
 		return status.Errorf(codes.PermissionDenied, "node_id %q does not match the caller's certificate %q", nodeID, cn)
 	}
 	return nil
@@ -224,7 +203,7 @@ func (c *controlService) ApplyWorkload(ctx context.Context, req *persysv1.ApplyR
 	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
-	who, err := principalOf(ctx)
+	who, err := principal.Of(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +274,7 @@ func (c *controlService) RetryWorkload(ctx context.Context, req *persysv1.RetryR
 		return nil, status.Errorf(codes.NotFound, "workload %q not found", req.GetName())
 	}
 	c.s.resetAttempts(req.GetName())
-	c.s.events.add(&persysv1.Event{Type: "RetryRequested", Workload: req.GetName(), Message: "retry requested by " + callerCN(ctx)})
+	c.s.events.add(&persysv1.Event{Type: "RetryRequested", Workload: req.GetName(), Message: "retry requested by " + principal.CN(ctx)})
 	c.s.queue.Add(req.GetName())
 	return c.s.viewOf(req.GetName(), false, ctx), nil
 }
@@ -403,7 +382,7 @@ func (c *controlService) ListEvents(ctx context.Context, req *persysv1.ListEvent
 
 // applyWorkload creates the workload or, when its spec or labels changed,
 // writes a new revision; an identical apply changes nothing.
-func (s *Scheduler) applyWorkload(ctx context.Context, who principal, req *persysv1.ApplyRequest) (*persysv1.Workload, string, error) {
+func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, req *persysv1.ApplyRequest) (*persysv1.Workload, string, error) {
 	name := req.GetName()
 	if err := s.ensureGeneratedSecrets(ctx, who, name, req.GetSpec()); err != nil {
 		return nil, "", err
@@ -420,8 +399,8 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal, req *persy
 			return nil, err
 		}
 		s.cacheWorkload(w, newRev)
-		s.log.Info("workload created", "workload", name, "revision", 1, "by", callerCN(ctx))
-		s.events.add(&persysv1.Event{Type: "Created", Workload: name, Revision: 1, Message: "created by " + callerCN(ctx)})
+		s.log.Info("workload created", "workload", name, "revision", 1, "by", principal.CN(ctx))
+		s.events.add(&persysv1.Event{Type: "Created", Workload: name, Revision: 1, Message: "created by " + principal.CN(ctx)})
 		return w, nil
 	}
 	s.mu.Lock()
@@ -473,9 +452,9 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal, req *persy
 			return nil, "", err
 		}
 		s.cacheWorkload(next, newRev)
-		s.log.Info("workload updated", "workload", name, "revision", next.GetRevision(), "by", callerCN(ctx))
+		s.log.Info("workload updated", "workload", name, "revision", next.GetRevision(), "by", principal.CN(ctx))
 		s.events.add(&persysv1.Event{Type: "Updated", Workload: name, Revision: next.GetRevision(),
-			Message: fmt.Sprintf("revision %d by %s", next.GetRevision(), callerCN(ctx))})
+			Message: fmt.Sprintf("revision %d by %s", next.GetRevision(), principal.CN(ctx))})
 		return next, "updated", nil
 	}
 	return nil, "", fmt.Errorf("apply %q: %w: too many concurrent changes", name, store.ErrConflict)
@@ -503,8 +482,8 @@ func (s *Scheduler) deleteWorkload(ctx context.Context, name string) error {
 			return err
 		}
 		s.cacheWorkload(next, newRev)
-		s.log.Info("workload deleting", "workload", name, "by", callerCN(ctx))
-		s.events.add(&persysv1.Event{Type: "DeleteRequested", Workload: name, Message: "delete requested by " + callerCN(ctx)})
+		s.log.Info("workload deleting", "workload", name, "by", principal.CN(ctx))
+		s.events.add(&persysv1.Event{Type: "DeleteRequested", Workload: name, Message: "delete requested by " + principal.CN(ctx)})
 		return nil
 	}
 	return fmt.Errorf("delete %q: %w: too many concurrent changes", name, store.ErrConflict)

@@ -47,6 +47,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -338,7 +339,7 @@ func (c *controlService) CreateJoinToken(ctx context.Context, req *persysv1.Crea
 		MaxUses:   req.GetMaxUses(),
 		Labels:    req.GetLabels(),
 		CreatedAt: timestamppb.New(now),
-		CreatedBy: callerCN(ctx),
+		CreatedBy: principal.CN(ctx),
 	}
 	if err := c.s.store.CreateJoinToken(ctx, t, store.HashSecret(secret)); err != nil {
 		return nil, toStatus(err)
@@ -369,8 +370,8 @@ func (c *controlService) RevokeJoinToken(ctx context.Context, req *persysv1.Revo
 	if _, err := c.s.store.RevokeJoinToken(ctx, req.GetId()); err != nil {
 		return nil, toStatus(err)
 	}
-	c.s.log.Info("join token revoked", "token_id", req.GetId(), "by", callerCN(ctx))
-	c.s.events.add(&persysv1.Event{Type: "JoinTokenRevoked", Actor: callerCN(ctx), Message: "join token " + req.GetId() + " revoked"})
+	c.s.log.Info("join token revoked", "token_id", req.GetId(), "by", principal.CN(ctx))
+	c.s.events.add(&persysv1.Event{Type: "JoinTokenRevoked", Actor: principal.CN(ctx), Message: "join token " + req.GetId() + " revoked"})
 	return &persysv1.RevokeJoinTokenResponse{}, nil
 }
 
@@ -594,7 +595,7 @@ func (c *controlService) RevokeCertificate(ctx context.Context, req *persysv1.Re
 		User:   req.GetUser(),
 		// The wall clock, as in certificates (see waitPastRevocation).
 		RevokedAt: timestamppb.New(time.Now()),
-		RevokedBy: callerCN(ctx),
+		RevokedBy: principal.CN(ctx),
 	}
 	if err := c.s.store.PutRevocation(ctx, r); err != nil {
 		return nil, toStatus(err)

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -117,8 +118,8 @@ func (s *Scheduler) setCordon(ctx context.Context, id string, cordoned, draining
 	case !cordoned:
 		what = "NodeUncordoned"
 	}
-	s.log.Info("node scheduling changed", "node", id, "cordoned", cordoned, "draining", draining, "by", callerCN(ctx))
-	s.events.add(&persysv1.Event{Type: what, NodeId: id, Message: "by " + callerCN(ctx)})
+	s.log.Info("node scheduling changed", "node", id, "cordoned", cordoned, "draining", draining, "by", principal.CN(ctx))
+	s.events.add(&persysv1.Event{Type: what, NodeId: id, Message: "by " + principal.CN(ctx)})
 	if !cordoned {
 		s.queuePending()
 	}

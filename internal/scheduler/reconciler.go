@@ -18,6 +18,7 @@ import (
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/reconcile"
 	"github.com/persys-dev/compute/internal/store"
 )
@@ -593,7 +594,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
 		// retry engine tries again (the secret may be created meanwhile).
-		secrets, serr := s.secretValuesFor(actx, principalOfWorkload(v.w), v.w.GetSpec())
+		secrets, serr := s.secretValuesFor(actx, principal.OfWorkload(v.w), v.w.GetSpec())
 		if serr != nil {
 			reason := persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND
 			if errors.Is(serr, errSecretDenied) {

@@ -17,6 +17,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/store"
 )
@@ -66,11 +67,11 @@ func (c *controlService) secretCall(ctx context.Context, method string, perm aut
 	if err := c.s.serving(ctx); err != nil {
 		return nil, err
 	}
-	who, err := principalOf(ctx)
+	who, err := principal.Of(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if !who.may(perm) {
+	if !who.May(perm) {
 		return nil, status.Errorf(codes.PermissionDenied, "%s needs permission %s, which %s lacks", method, perm, who)
 	}
 	return c.s.keyring()
@@ -119,7 +120,7 @@ func (c *controlService) PutSecret(ctx context.Context, req *persysv1.PutSecretR
 		verb, typ = "created", "SecretCreated"
 	}
 	c.s.wakeSecretWaiters(info.GetName())
-	by := callerCN(ctx)
+	by := principal.CN(ctx)
 	c.s.log.Info("secret "+verb, "secret", info.GetName(), "type", secrets.TypeName(info.GetType()),
 		"keys", strings.Join(info.GetKeys(), ","), "version", info.GetVersion(), "by", by)
 	c.s.events.add(&persysv1.Event{Type: typ, Actor: by, Action: "secret." + strings.TrimSuffix(verb, "d"), Result: "ok",
@@ -161,7 +162,7 @@ func (c *controlService) DeleteSecret(ctx context.Context, req *persysv1.DeleteS
 	if err := c.s.store.DeleteSecret(ctx, req.GetName()); err != nil {
 		return nil, secretStatus(err)
 	}
-	by := callerCN(ctx)
+	by := principal.CN(ctx)
 	c.s.log.Info("secret deleted", "secret", req.GetName(), "by", by)
 	c.s.events.add(&persysv1.Event{Type: "SecretDeleted", Actor: by, Action: "secret.delete", Result: "ok",
 		Message: fmt.Sprintf("secret %q deleted by %s", req.GetName(), by)})
@@ -298,7 +299,7 @@ func secretRefs(spec *persysv1.WorkloadSpec) map[string]*secretRef {
 // none). A missing secret or key is an error naming it and the field that
 // references it; the reconciler turns it into FAILED with reason
 // SECRET_NOT_FOUND, and the retry engine tries again.
-func (s *Scheduler) secretValuesFor(ctx context.Context, who principal, spec *persysv1.WorkloadSpec) ([]*persysv1.SecretValue, error) {
+func (s *Scheduler) secretValuesFor(ctx context.Context, who principal.Principal, spec *persysv1.WorkloadSpec) ([]*persysv1.SecretValue, error) {
 	refs := secretRefs(spec)
 	if len(refs) == 0 {
 		return nil, nil
@@ -357,7 +358,7 @@ func (s *Scheduler) secretValuesFor(ctx context.Context, who principal, spec *pe
 // password, the secret password_secret (key "password") when it does not
 // exist yet. An existing secret is kept: the password stays the same
 // across revisions.
-func (s *Scheduler) ensureGeneratedSecrets(ctx context.Context, who principal, name string, spec *persysv1.WorkloadSpec) error {
+func (s *Scheduler) ensureGeneratedSecrets(ctx context.Context, who principal.Principal, name string, spec *persysv1.WorkloadSpec) error {
 	login := spec.GetVm().GetLogin()
 	if !login.GetGeneratePassword() {
 		return nil
@@ -393,7 +394,7 @@ func (s *Scheduler) ensureGeneratedSecrets(ctx context.Context, who principal, n
 		return err
 	}
 	s.log.Info("secret created", "secret", secret, "workload", name, "generated", "password")
-	s.events.add(&persysv1.Event{Type: "SecretCreated", Workload: name, Actor: callerCN(ctx), Action: "secret.create", Result: "ok",
+	s.events.add(&persysv1.Event{Type: "SecretCreated", Workload: name, Actor: principal.CN(ctx), Action: "secret.create", Result: "ok",
 		Message: fmt.Sprintf("secret %q created with a generated login password for workload %q", secret, name)})
 	return nil
 }
@@ -405,8 +406,8 @@ var errSecretDenied = errors.New("secret use denied")
 // secretUseAllowed reports whether who may reference the secret: callers
 // who may read secrets may reference any, others only those whose allow
 // list names their role or their name.
-func secretUseAllowed(who principal, info *persysv1.SecretInfo, field string) error {
-	if who.may(authz.SecretsRead) || slices.Contains(info.GetAllowRoles(), string(who.Role)) ||
+func secretUseAllowed(who principal.Principal, info *persysv1.SecretInfo, field string) error {
+	if who.May(authz.SecretsRead) || slices.Contains(info.GetAllowRoles(), string(who.Role)) ||
 		(who.Name != "" && slices.Contains(info.GetAllowUsers(), who.Name)) {
 		return nil
 	}
@@ -418,9 +419,9 @@ func secretUseAllowed(who principal, info *persysv1.SecretInfo, field string) er
 // that who may not make, and records every reference a caller without
 // secrets.read makes, allowed or refused, as an audit event. A secret
 // that does not exist yet is checked when it is delivered.
-func (s *Scheduler) checkSecretUse(ctx context.Context, who principal, spec *persysv1.WorkloadSpec) error {
+func (s *Scheduler) checkSecretUse(ctx context.Context, who principal.Principal, spec *persysv1.WorkloadSpec) error {
 	refs := secretRefs(spec)
-	if len(refs) == 0 || who.may(authz.SecretsRead) {
+	if len(refs) == 0 || who.May(authz.SecretsRead) {
 		return nil
 	}
 	for _, name := range slices.Sorted(maps.Keys(refs)) {

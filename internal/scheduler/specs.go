@@ -25,7 +25,7 @@ import (
 	"github.com/persys-dev/compute/internal/gitsource"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/manifest"
-	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -36,7 +36,7 @@ import (
 // workloads that declare no resources, the sum of the services' limits,
 // and for every workload what it asks of its host (host_access). Then it
 // checks that p may ask for that (host access, the secrets referenced).
-func (s *Scheduler) prepareSpec(ctx context.Context, p principal, spec *persysv1.WorkloadSpec) error {
+func (s *Scheduler) prepareSpec(ctx context.Context, p principal.Principal, spec *persysv1.WorkloadSpec) error {
 	if vm := spec.GetVm(); vm != nil {
 		if err := cloudinit.Validate(vm.GetCloudInit(), vm.GetLogin()); err != nil {
 			return cloudInitError(err)
@@ -54,7 +54,7 @@ func (s *Scheduler) prepareSpec(ctx context.Context, p principal, spec *persysv1
 		spec.HostAccess = specaccess.ToProto(specaccess.Of(spec))
 	}
 	if field, what, ok := specaccess.FromProto(spec.GetHostAccess()).HostField(); ok {
-		return p.require(authz.WorkloadsHost, field, what)
+		return p.Require(authz.WorkloadsHost, field, what)
 	}
 	return nil
 }
@@ -142,7 +142,7 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 	// The scheduler itself reads the repository; whether the workload's
 	// principal may use the secret was checked at apply (checkSecretUse)
 	// and is checked again when the secret is delivered.
-	vals, err := s.secretValuesFor(ctx, principal{Name: "scheduler", Role: pki.RoleScheduler}, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
+	vals, err := s.secretValuesFor(ctx, principal.Scheduler, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
 		Git: &persysv1.GitSource{CredentialsSecret: g.GetCredentialsSecret()}}})
 	if err != nil {
 		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
@@ -309,7 +309,7 @@ func (s *Scheduler) pollGit(ctx context.Context, name string, w *persysv1.Worklo
 		if err == nil {
 			next := proto.Clone(w).(*persysv1.Workload)
 			spec := next.GetSpec()
-			if err = s.prepareSpec(ctx, principalOfWorkload(w), spec); err == nil {
+			if err = s.prepareSpec(ctx, principal.OfWorkload(w), spec); err == nil {
 				err = s.writePolledRevision(ctx, name, w, next, g.GetResolvedCommit(), spec.GetCompose().GetGit().GetResolvedCommit())
 			}
 		}

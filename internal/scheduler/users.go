@@ -27,14 +27,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -55,10 +54,7 @@ const (
 	apiTokenSecretBytes = 32
 	// maxAPITokenLen bounds what AuthenticateToken reads.
 	maxAPITokenLen = 256
-	// forwardedRoleKey is the metadata key the gateway sets to the role of
-	// the user it authenticated (kept equal to gateway.MetadataRole).
-	forwardedRoleKey = authz.MetadataRole
-	revokeTries      = 5
+	revokeTries    = 5
 )
 
 // userRoles are the roles a user certificate or an API token may carry.
@@ -74,28 +70,6 @@ type usersState struct {
 func (s *Scheduler) auditLog() *store.AuditLog {
 	s.users.once.Do(func() { s.users.audit = s.store.AuditLog(s.cfg.AuditRetention) })
 	return s.users.audit
-}
-
-// requireAdminCaller admits an admin's own certificate, or the gateway
-// acting for a user whose role (metadata x-persys-role) is admin.
-func requireAdminCaller(ctx context.Context, method string) error {
-	id, _ := ctx.Value(callerKey{}).(pki.Identity)
-	switch id.Role {
-	case pki.RoleAdmin:
-		return nil
-	case pki.RoleGateway:
-		role := ""
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if r := md.Get(forwardedRoleKey); len(r) == 1 {
-				role = r[0]
-			}
-		}
-		if role == string(pki.RoleAdmin) {
-			return nil
-		}
-		return status.Errorf(codes.PermissionDenied, "%s requires role admin, user %q has role %q", method, callerCN(ctx), role)
-	}
-	return status.Errorf(codes.PermissionDenied, "%s requires role admin, caller %q has role %s", method, id.CommonName, id.Role)
 }
 
 func parseUserRole(field, s string) (pki.Role, error) {
@@ -119,7 +93,7 @@ func ttlFrom(field string, secs int64, def, limit time.Duration) (time.Duration,
 }
 
 func (c *controlService) IssueUserCertificate(ctx context.Context, req *persysv1.IssueUserCertificateRequest) (*persysv1.IssueUserCertificateResponse, error) {
-	if err := requireAdminCaller(ctx, "IssueUserCertificate"); err != nil {
+	if err := principal.RequireAdmin(ctx, "IssueUserCertificate"); err != nil {
 		return nil, err
 	}
 	if err := pki.ValidateName("name", req.GetName()); err != nil {
@@ -148,8 +122,8 @@ func (c *controlService) IssueUserCertificate(ctx context.Context, req *persysv1
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "sign: %v", err)
 	}
-	c.s.log.Info("user certificate issued", "user", req.GetName(), "role", role, "ttl", ttl.String(), "by", callerCN(ctx))
-	c.s.events.add(&persysv1.Event{Type: "UserCertificateIssued", Actor: callerCN(ctx),
+	c.s.log.Info("user certificate issued", "user", req.GetName(), "role", role, "ttl", ttl.String(), "by", principal.CN(ctx))
+	c.s.events.add(&persysv1.Event{Type: "UserCertificateIssued", Actor: principal.CN(ctx),
 		Message: fmt.Sprintf("certificate for user %s with role %s, valid %s", req.GetName(), role, ttl)})
 	return &persysv1.IssueUserCertificateResponse{CertificatePem: certPEM, CaBundlePem: bundle}, nil
 }
@@ -185,7 +159,7 @@ func ParseAPITokenID(tok string) (string, bool) {
 }
 
 func (c *controlService) CreateAPIToken(ctx context.Context, req *persysv1.CreateAPITokenRequest) (*persysv1.CreateAPITokenResponse, error) {
-	if err := requireAdminCaller(ctx, "CreateAPIToken"); err != nil {
+	if err := principal.RequireAdmin(ctx, "CreateAPIToken"); err != nil {
 		return nil, err
 	}
 	if err := c.s.serving(ctx); err != nil {
@@ -209,7 +183,7 @@ func (c *controlService) CreateAPIToken(ctx context.Context, req *persysv1.Creat
 			return nil, toStatus(err)
 		}
 		info := &persysv1.APIToken{Id: id, User: req.GetUser(), Role: string(role),
-			CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(ttl)), CreatedBy: callerCN(ctx)}
+			CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(ttl)), CreatedBy: principal.CN(ctx)}
 		sum := sha256.Sum256([]byte(tok))
 		err = c.s.store.CreateAPIToken(ctx, info, sum[:])
 		if errors.Is(err, store.ErrExists) {
@@ -219,8 +193,8 @@ func (c *controlService) CreateAPIToken(ctx context.Context, req *persysv1.Creat
 			return nil, toStatus(err)
 		}
 		c.s.log.Info("api token created", "token_id", id, "user", info.GetUser(), "role", role,
-			"expires", info.GetExpiresAt().AsTime().Format(time.RFC3339), "by", callerCN(ctx))
-		c.s.events.add(&persysv1.Event{Type: "APITokenCreated", Actor: callerCN(ctx),
+			"expires", info.GetExpiresAt().AsTime().Format(time.RFC3339), "by", principal.CN(ctx))
+		c.s.events.add(&persysv1.Event{Type: "APITokenCreated", Actor: principal.CN(ctx),
 			Message: fmt.Sprintf("api token %s for user %s with role %s", id, info.GetUser(), role)})
 		return &persysv1.CreateAPITokenResponse{Token: tok, Info: info}, nil
 	}
@@ -228,7 +202,7 @@ func (c *controlService) CreateAPIToken(ctx context.Context, req *persysv1.Creat
 }
 
 func (c *controlService) ListAPITokens(ctx context.Context, _ *persysv1.ListAPITokensRequest) (*persysv1.ListAPITokensResponse, error) {
-	if err := requireAdminCaller(ctx, "ListAPITokens"); err != nil {
+	if err := principal.RequireAdmin(ctx, "ListAPITokens"); err != nil {
 		return nil, err
 	}
 	list, err := c.s.store.ListAPITokens(ctx)
@@ -239,7 +213,7 @@ func (c *controlService) ListAPITokens(ctx context.Context, _ *persysv1.ListAPIT
 }
 
 func (c *controlService) RevokeAPIToken(ctx context.Context, req *persysv1.RevokeAPITokenRequest) (*persysv1.RevokeAPITokenResponse, error) {
-	if err := requireAdminCaller(ctx, "RevokeAPIToken"); err != nil {
+	if err := principal.RequireAdmin(ctx, "RevokeAPIToken"); err != nil {
 		return nil, err
 	}
 	if err := c.s.serving(ctx); err != nil {
@@ -270,8 +244,8 @@ func (c *controlService) RevokeAPIToken(ctx context.Context, req *persysv1.Revok
 		if err != nil {
 			return nil, toStatus(err)
 		}
-		c.s.log.Info("api token revoked", "token_id", id, "user", info.GetUser(), "by", callerCN(ctx))
-		c.s.events.add(&persysv1.Event{Type: "APITokenRevoked", Actor: callerCN(ctx),
+		c.s.log.Info("api token revoked", "token_id", id, "user", info.GetUser(), "by", principal.CN(ctx))
+		c.s.events.add(&persysv1.Event{Type: "APITokenRevoked", Actor: principal.CN(ctx),
 			Message: fmt.Sprintf("api token %s of user %s revoked", id, info.GetUser())})
 		return &persysv1.RevokeAPITokenResponse{}, nil
 	}
