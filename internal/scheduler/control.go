@@ -19,6 +19,7 @@ import (
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/principal"
+	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -124,8 +125,10 @@ func toStatus(err error) error {
 	case errors.As(err, &nf):
 		// The object as the client named it; the log keeps the rest.
 		return status.Error(codes.NotFound, nf.Error())
-	case errors.Is(err, store.ErrInvalid):
+	case errors.Is(err, store.ErrInvalid), errors.Is(err, secrets.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, secrets.ErrUnknownKey), errors.Is(err, secrets.ErrDecrypt):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.As(err, &merr):
 		st := status.New(codes.InvalidArgument, merr.Error())
 		if d, derr := st.WithDetails(merr.BadRequest()); derr == nil {
@@ -274,7 +277,7 @@ func (c *controlService) RetryWorkload(ctx context.Context, req *persysv1.RetryR
 		return nil, status.Errorf(codes.NotFound, "workload %q not found", req.GetName())
 	}
 	c.s.resetAttempts(req.GetName())
-	c.s.events.add(&persysv1.Event{Type: "RetryRequested", Workload: req.GetName(), Message: "retry requested by " + principal.CN(ctx)})
+	c.s.events.Add(&persysv1.Event{Type: "RetryRequested", Workload: req.GetName(), Message: "retry requested by " + principal.CN(ctx)})
 	c.s.queue.Add(req.GetName())
 	return c.s.viewOf(req.GetName(), false, ctx), nil
 }
@@ -384,7 +387,7 @@ func (c *controlService) ListEvents(ctx context.Context, req *persysv1.ListEvent
 // writes a new revision; an identical apply changes nothing.
 func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, req *persysv1.ApplyRequest) (*persysv1.Workload, string, error) {
 	name := req.GetName()
-	if err := s.ensureGeneratedSecrets(ctx, who, name, req.GetSpec()); err != nil {
+	if err := s.secrets.EnsureGenerated(ctx, who, name, req.GetSpec()); err != nil {
 		return nil, "", err
 	}
 	now := timestamppb.New(s.cfg.Now())
@@ -400,7 +403,7 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, 
 		}
 		s.cacheWorkload(w, newRev)
 		s.log.Info("workload created", "workload", name, "revision", 1, "by", principal.CN(ctx))
-		s.events.add(&persysv1.Event{Type: "Created", Workload: name, Revision: 1, Message: "created by " + principal.CN(ctx)})
+		s.events.Add(&persysv1.Event{Type: "Created", Workload: name, Revision: 1, Message: "created by " + principal.CN(ctx)})
 		return w, nil
 	}
 	s.mu.Lock()
@@ -453,7 +456,7 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, 
 		}
 		s.cacheWorkload(next, newRev)
 		s.log.Info("workload updated", "workload", name, "revision", next.GetRevision(), "by", principal.CN(ctx))
-		s.events.add(&persysv1.Event{Type: "Updated", Workload: name, Revision: next.GetRevision(),
+		s.events.Add(&persysv1.Event{Type: "Updated", Workload: name, Revision: next.GetRevision(),
 			Message: fmt.Sprintf("revision %d by %s", next.GetRevision(), principal.CN(ctx))})
 		return next, "updated", nil
 	}
@@ -483,7 +486,7 @@ func (s *Scheduler) deleteWorkload(ctx context.Context, name string) error {
 		}
 		s.cacheWorkload(next, newRev)
 		s.log.Info("workload deleting", "workload", name, "by", principal.CN(ctx))
-		s.events.add(&persysv1.Event{Type: "DeleteRequested", Workload: name, Message: "delete requested by " + principal.CN(ctx)})
+		s.events.Add(&persysv1.Event{Type: "DeleteRequested", Workload: name, Message: "delete requested by " + principal.CN(ctx)})
 		return nil
 	}
 	return fmt.Errorf("delete %q: %w: too many concurrent changes", name, store.ErrConflict)

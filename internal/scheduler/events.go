@@ -27,7 +27,7 @@ func newEventWriter(st *store.Store, log *slog.Logger) *eventWriter {
 	return &eventWriter{store: st, log: log, ch: make(chan *persysv1.Event, 4096)}
 }
 
-func (w *eventWriter) add(ev *persysv1.Event) {
+func (w *eventWriter) Add(ev *persysv1.Event) {
 	if ev.Time == nil {
 		ev.Time = timestamppb.Now()
 	}

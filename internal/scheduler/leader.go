@@ -69,7 +69,7 @@ func (s *Scheduler) runElected(ctx context.Context) error {
 		s.leaderAddr.Store(s.cfg.Election.Address)
 		s.leading.Store(true)
 		s.log.Info("elected leader", "address", s.cfg.Election.Address)
-		s.events.add(&persysv1.Event{Type: "LeaderElected", Message: "scheduler " + s.cfg.Election.Address + " leads"})
+		s.events.Add(&persysv1.Event{Type: "LeaderElected", Message: "scheduler " + s.cfg.Election.Address + " leads"})
 		lctx, lcancel := context.WithCancel(ctx)
 		go func() {
 			select {

@@ -91,7 +91,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	s.queue.Add(name)
 	s.metrics.moves.Inc()
 	s.log.Info("moved", "workload", name, "from", prev, "to", a.GetNodeId())
-	s.events.add(&persysv1.Event{Type: "Moved", Workload: name, NodeId: a.GetNodeId(),
+	s.events.Add(&persysv1.Event{Type: "Moved", Workload: name, NodeId: a.GetNodeId(),
 		Message: fmt.Sprintf("moved from %s to %s", prev, a.GetNodeId())})
 }
 
@@ -119,7 +119,7 @@ func (s *Scheduler) setCordon(ctx context.Context, id string, cordoned, draining
 		what = "NodeUncordoned"
 	}
 	s.log.Info("node scheduling changed", "node", id, "cordoned", cordoned, "draining", draining, "by", principal.CN(ctx))
-	s.events.add(&persysv1.Event{Type: what, NodeId: id, Message: "by " + principal.CN(ctx)})
+	s.events.Add(&persysv1.Event{Type: what, NodeId: id, Message: "by " + principal.CN(ctx)})
 	if !cordoned {
 		s.queuePending()
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/reconcile"
+	"github.com/persys-dev/compute/internal/secretsvc"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -206,7 +207,7 @@ func (s *Scheduler) recordAttempt(ctx context.Context, name string, v view, atte
 		msg += fmt.Sprintf("; next attempt in %s", delay)
 	}
 	s.metrics.retries.WithLabelValues(trimEnum(st.GetReason().String(), "FAILURE_REASON_")).Inc()
-	s.events.add(&persysv1.Event{Type: "AttemptFailed", Workload: name, NodeId: st.GetNodeId(), Reason: st.GetReason(),
+	s.events.Add(&persysv1.Event{Type: "AttemptFailed", Workload: name, NodeId: st.GetNodeId(), Reason: st.GetReason(),
 		Message: msg, Revision: v.w.GetRevision()})
 	r := &persysv1.RetryState{Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Attempts: int32(attempt),
 		LastReason: st.GetReason(), LastMessage: st.GetMessage()}
@@ -266,7 +267,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 				e.moveBlocked = summarizeRejections(dec)
 			}
 			s.mu.Unlock()
-			s.events.add(&persysv1.Event{Type: "MoveBlocked", Workload: name, NodeId: v.in.Node,
+			s.events.Add(&persysv1.Event{Type: "MoveBlocked", Workload: name, NodeId: v.in.Node,
 				Reason: persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, Message: summarizeRejections(dec)})
 			return false
 		}
@@ -360,7 +361,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 	case "drain":
 		evType = "Moving"
 	}
-	s.events.add(&persysv1.Event{Type: evType, Workload: name, NodeId: dec.NodeID, Revision: v.w.GetRevision(),
+	s.events.Add(&persysv1.Event{Type: evType, Workload: name, NodeId: dec.NodeID, Revision: v.w.GetRevision(),
 		Reason: st.Reason, Message: st.Message})
 	return true
 }
@@ -594,10 +595,10 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
 		// retry engine tries again (the secret may be created meanwhile).
-		secrets, serr := s.secretValuesFor(actx, principal.OfWorkload(v.w), v.w.GetSpec())
+		secrets, serr := s.secrets.ValuesFor(actx, principal.OfWorkload(v.w), v.w.GetSpec())
 		if serr != nil {
 			reason := persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND
-			if errors.Is(serr, errSecretDenied) {
+			if errors.Is(serr, secretsvc.ErrDenied) {
 				reason = persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED
 			}
 			resp = &persysv1.ApplyWorkloadResponse{Status: &persysv1.WorkloadStatus{
@@ -729,7 +730,7 @@ func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
 	s.notifyLocked(name)
 	s.mu.Unlock()
 	s.log.Info("deleted", "workload", name)
-	s.events.add(&persysv1.Event{Type: "Deleted", Workload: name, NodeId: v.in.Node, Message: "workload removed"})
+	s.events.Add(&persysv1.Event{Type: "Deleted", Workload: name, NodeId: v.in.Node, Message: "workload removed"})
 	s.queuePending()
 }
 
@@ -800,7 +801,7 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
 			s.metrics.failures.WithLabelValues(trimEnum(st.GetReason().String(), "FAILURE_REASON_")).Inc()
 		}
-		s.events.add(&persysv1.Event{Type: eventType(st.GetState()), Workload: name, NodeId: st.GetNodeId(),
+		s.events.Add(&persysv1.Event{Type: eventType(st.GetState()), Workload: name, NodeId: st.GetNodeId(),
 			Reason: st.GetReason(), Message: st.GetMessage(), Revision: st.GetRevision()})
 	}
 }

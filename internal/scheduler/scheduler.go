@@ -20,9 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/secrets"
+	"github.com/persys-dev/compute/internal/secretsvc"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -206,11 +208,13 @@ type Scheduler struct {
 	// clusterID is the cluster's id, read from etcd when a term starts
 	// (a string; "" before).
 	clusterID atomic.Value
-	// Identity calls and revocations (identity.go).
-	idOnce sync.Once
-	id     *identityState
-	// API tokens, user certificates and the audit log (users.go).
-	users usersState
+	// identity serves the CA, join tokens, revocations, users and API
+	// tokens (internal/identity); audit is the audit log it shares with
+	// the secrets calls.
+	identity *identity.Service
+	audit    *store.AuditLog
+	// secrets serves the secret API and delivers values (internal/secretsvc).
+	secrets *secretsvc.Service
 }
 
 type tombstone struct {
@@ -321,6 +325,11 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.events = newEventWriter(cfg.Store, cfg.Logger)
+	s.audit = cfg.Store.AuditLog(cfg.AuditRetention)
+	s.identity = identity.New(identity.Config{Store: cfg.Store, Audit: s.audit, Nodes: identityNodes{s},
+		Events: s.events, Logger: cfg.Logger, Now: cfg.Now})
+	s.secrets = secretsvc.New(secretsvc.Config{Store: cfg.Store, Audit: s.audit, Keyring: cfg.Secrets,
+		Events: s.events, Logger: cfg.Logger, Now: cfg.Now, Changed: s.wakeSecretWaiters})
 	return s, nil
 }
 

@@ -42,7 +42,7 @@ func (s *Scheduler) prepareSpec(ctx context.Context, p principal.Principal, spec
 			return cloudInitError(err)
 		}
 	}
-	if err := s.checkSecretUse(ctx, p, spec); err != nil {
+	if err := s.secrets.CheckUse(ctx, p, spec); err != nil {
 		return err
 	}
 	spec.HostAccess = nil // derived here, never taken from the caller
@@ -140,9 +140,9 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 		return nil, nil
 	}
 	// The scheduler itself reads the repository; whether the workload's
-	// principal may use the secret was checked at apply (checkSecretUse)
+	// principal may use the secret was checked at apply (secretsvc CheckUse)
 	// and is checked again when the secret is delivered.
-	vals, err := s.secretValuesFor(ctx, principal.Scheduler, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
+	vals, err := s.secrets.ValuesFor(ctx, principal.Scheduler, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
 		Git: &persysv1.GitSource{CredentialsSecret: g.GetCredentialsSecret()}}})
 	if err != nil {
 		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
@@ -316,7 +316,7 @@ func (s *Scheduler) pollGit(ctx context.Context, name string, w *persysv1.Worklo
 	}
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("git poll failed", "workload", name, "url", gitsource.RedactURL(g.GetUrl()), "ref", g.GetRef(), "err", err)
-		s.events.add(&persysv1.Event{Type: "GitPollFailed", Workload: name, Revision: w.GetRevision(),
+		s.events.Add(&persysv1.Event{Type: "GitPollFailed", Workload: name, Revision: w.GetRevision(),
 			Reason: persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED, Message: err.Error()})
 	}
 }
@@ -342,7 +342,7 @@ func (s *Scheduler) writePolledRevision(ctx context.Context, name string, cur, n
 	}
 	s.cacheWorkload(next, newRev)
 	s.log.Info("git ref moved", "workload", name, "ref", next.GetSpec().GetCompose().GetGit().GetRef(), "from", from, "to", to, "revision", next.GetRevision())
-	s.events.add(&persysv1.Event{Type: "GitCommitChanged", Workload: name, Revision: next.GetRevision(),
+	s.events.Add(&persysv1.Event{Type: "GitCommitChanged", Workload: name, Revision: next.GetRevision(),
 		Message: fmt.Sprintf("ref %s moved from %.12s to %.12s: revision %d", next.GetSpec().GetCompose().GetGit().GetRef(), from, to, next.GetRevision())})
 	return nil
 }

@@ -175,11 +175,11 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 	if was != alive {
 		if alive {
 			s.log.Info("node ready", "node", id)
-			s.events.add(&persysv1.Event{Type: "NodeReady", NodeId: id, Message: "node lease acquired"})
+			s.events.Add(&persysv1.Event{Type: "NodeReady", NodeId: id, Message: "node lease acquired"})
 		} else {
 			s.log.Warn("node lost", "node", id)
 			s.metrics.nodeLosses.Inc()
-			s.events.add(&persysv1.Event{Type: "NodeLost", NodeId: id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST,
+			s.events.Add(&persysv1.Event{Type: "NodeLost", NodeId: id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST,
 				Message: "node lease expired"})
 		}
 	}

@@ -1,4 +1,4 @@
-package scheduler
+package identity
 
 // Node identity: join tokens, certificate signing for joining agents,
 // renewals, and revocations.
@@ -26,18 +26,17 @@ package scheduler
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/big"
 	"net"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -45,7 +44,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
@@ -62,10 +60,10 @@ const (
 	joinCommitTries  = 5
 )
 
-// IdentityConfig turns on the identity calls. Without a CADir, JoinNode,
+// CAConfig turns on the signing calls. Without a CADir, JoinNode,
 // RenewCertificate and CreateJoinToken answer FailedPrecondition; the other
 // identity calls (listing and revoking) work without it.
-type IdentityConfig struct {
+type CAConfig struct {
 	// CADir holds ca.crt and ca.key (the signing CA) and, after a
 	// rotation, ca-bundle.crt. It is read at every signing, so `persys ca
 	// rotate` takes effect without a restart.
@@ -75,51 +73,29 @@ type IdentityConfig struct {
 	CertValidity time.Duration
 }
 
-// identityState is the scheduler's identity part, created on first use.
-type identityState struct {
-	cfg     IdentityConfig
-	revoked *pki.RevocationSet
-
-	mu sync.Mutex
-	// serials maps node id to the serial of the certificate it last
-	// registered or heartbeated with.
-	serials map[string]string
-	// handled remembers revocations already acted upon (key → time).
-	handled map[string]time.Time
-}
-
-func (s *Scheduler) ident() *identityState {
-	s.idOnce.Do(func() {
-		s.id = &identityState{revoked: pki.NewRevocationSet(), serials: map[string]string{}, handled: map[string]time.Time{}}
-	})
-	return s.id
-}
-
-// SetIdentity configures the identity calls; call it before Run and Serve.
-func (s *Scheduler) SetIdentity(cfg IdentityConfig) {
+// SetCA configures the signing calls; call it before serving.
+func (s *Service) SetCA(cfg CAConfig) {
 	if cfg.CertValidity <= 0 {
 		cfg.CertValidity = pki.DefaultLeafValidity
 	}
-	id := s.ident()
-	id.mu.Lock()
-	id.cfg = cfg
-	id.mu.Unlock()
+	s.mu.Lock()
+	s.ca = cfg
+	s.mu.Unlock()
 }
 
-// Revocations is the scheduler's revocation set, kept current by
-// RunIdentity; install it in the TLS holders (pki.Holder.SetRevocationChecker).
-func (s *Scheduler) Revocations() *pki.RevocationSet { return s.ident().revoked }
+// Revocations is the revocation set, kept current by Run; install it in
+// the TLS holders (pki.Holder.SetRevocationChecker).
+func (s *Service) Revocations() *pki.RevocationSet { return s.revoked }
 
-func (s *Scheduler) identityConfig() IdentityConfig {
-	id := s.ident()
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	return id.cfg
+func (s *Service) caConfig() CAConfig {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ca
 }
 
 // loadCA reads the signing CA and the trusted bundle.
-func (s *Scheduler) loadCA() (*pki.CA, []byte, error) {
-	cfg := s.identityConfig()
+func (s *Service) loadCA() (*pki.CA, []byte, error) {
+	cfg := s.caConfig()
 	if cfg.CADir == "" {
 		return nil, nil, status.Error(codes.FailedPrecondition, "this scheduler has no CA key (start it with --ca-dir) and cannot sign certificates")
 	}
@@ -134,9 +110,9 @@ func (s *Scheduler) loadCA() (*pki.CA, []byte, error) {
 	return ca, bundle, nil
 }
 
-// RunIdentity keeps the revocation set current from etcd and turns revoked
-// nodes NotReady, until ctx ends.
-func (s *Scheduler) RunIdentity(ctx context.Context) error {
+// Run keeps the revocation set current from etcd and turns revoked nodes
+// NotReady, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
 	for list := range s.store.WatchRevocations(ctx) {
 		s.applyRevocations(ctx, list)
 	}
@@ -147,59 +123,45 @@ func toPKI(r *persysv1.Revocation) pki.Revocation {
 	return pki.Revocation{Serial: strings.ToLower(r.GetSerial()), NodeID: r.GetNodeId(), User: r.GetUser(), At: r.GetRevokedAt().AsTime()}
 }
 
-func (s *Scheduler) applyRevocations(ctx context.Context, list []*persysv1.Revocation) {
-	id := s.ident()
+func (s *Service) applyRevocations(ctx context.Context, list []*persysv1.Revocation) {
 	rs := make([]pki.Revocation, 0, len(list))
 	for _, r := range list {
 		rs = append(rs, toPKI(r))
 	}
-	id.revoked.Replace(rs)
+	s.revoked.Replace(rs)
 	// Nodes whose current certificate is now revoked lose their lease.
-	s.mu.Lock()
-	type target struct {
-		id    string
-		lease int64
-	}
-	var targets []target
-	for nid, ne := range s.nodes {
-		if ne.node == nil || !ne.alive {
-			continue
-		}
-		targets = append(targets, target{nid, ne.node.GetLeaseId()})
-	}
-	s.mu.Unlock()
-	for _, t := range targets {
-		why := s.nodeRevocation(t.id, rs)
+	leases := s.nodes.AliveNodeLeases()
+	for _, t := range slices.Sorted(maps.Keys(leases)) {
+		why := s.nodeRevocation(t, rs)
 		if why == "" {
 			continue
 		}
-		key := t.id + "|" + why
-		id.mu.Lock()
-		done := !id.handled[key].IsZero()
+		key := t + "|" + why
+		s.mu.Lock()
+		done := !s.handled[key].IsZero()
 		if !done {
-			id.handled[key] = time.Now()
+			s.handled[key] = time.Now()
 		}
-		id.mu.Unlock()
+		s.mu.Unlock()
 		if done {
 			continue
 		}
-		s.log.Warn("node identity revoked; ending its lease", "node", t.id, "revocation", why)
-		s.events.add(&persysv1.Event{Type: "NodeRevoked", NodeId: t.id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED,
+		s.log.Warn("node identity revoked; ending its lease", "node", t, "revocation", why)
+		s.events.Add(&persysv1.Event{Type: "NodeRevoked", NodeId: t, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED,
 			Message: "node identity revoked (" + why + "): refused from now on, its workloads move as for a lost node"})
-		if t.lease != 0 {
-			if err := s.store.RevokeNodeLease(ctx, t.lease); err != nil {
-				s.log.Error("revoke lease of revoked node", "node", t.id, "err", err)
+		if lease := leases[t]; lease != 0 {
+			if err := s.store.RevokeNodeLease(ctx, lease); err != nil {
+				s.log.Error("revoke lease of revoked node", "node", t, "err", err)
 			}
 		}
 	}
 }
 
 // nodeRevocation says why node id's current certificate is revoked, or "".
-func (s *Scheduler) nodeRevocation(nodeID string, rs []pki.Revocation) string {
-	id := s.ident()
-	id.mu.Lock()
-	serial := id.serials[nodeID]
-	id.mu.Unlock()
+func (s *Service) nodeRevocation(nodeID string, rs []pki.Revocation) string {
+	s.mu.Lock()
+	serial := s.serials[nodeID]
+	s.mu.Unlock()
 	for _, r := range rs {
 		switch {
 		case r.NodeID == nodeID:
@@ -224,42 +186,25 @@ func peerCert(ctx context.Context) *x509.Certificate {
 	return info.State.VerifiedChains[0][0]
 }
 
-// checkRevoked refuses a caller whose certificate was revoked after its
-// connection was opened (new handshakes are refused by TLS) and remembers
-// which certificate each node speaks with.
-func (s *Scheduler) checkRevoked(ctx context.Context, method string) error {
+// CheckRevoked refuses a caller whose certificate was revoked after its
+// connection was opened (new handshakes are refused by TLS) and, on an
+// agent's call (agentCall), remembers which certificate each node speaks
+// with.
+func (s *Service) CheckRevoked(ctx context.Context, method string, agentCall bool) error {
 	c := peerCert(ctx)
 	if c == nil {
 		return nil
 	}
-	id := s.ident()
-	if id.revoked.Revoked(c) {
+	if s.revoked.Revoked(c) {
 		return status.Errorf(codes.PermissionDenied, "%s: certificate %q serial %s is revoked (%s)", method, c.Subject.CommonName,
 			c.SerialNumber.Text(16), persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED)
 	}
-	if agentMethods[method] && len(c.Subject.OrganizationalUnit) == 1 && c.Subject.OrganizationalUnit[0] == string(pki.RoleAgent) {
-		id.mu.Lock()
-		id.serials[c.Subject.CommonName] = c.SerialNumber.Text(16)
-		id.mu.Unlock()
+	if agentCall && len(c.Subject.OrganizationalUnit) == 1 && c.Subject.OrganizationalUnit[0] == string(pki.RoleAgent) {
+		s.mu.Lock()
+		s.serials[c.Subject.CommonName] = c.SerialNumber.Text(16)
+		s.mu.Unlock()
 	}
 	return nil
-}
-
-// RevocationUnary refuses unary calls on connections whose client
-// certificate has been revoked since the handshake.
-func (s *Scheduler) RevocationUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := s.checkRevoked(ctx, info.FullMethod); err != nil {
-		return nil, err
-	}
-	return handler(ctx, req)
-}
-
-// RevocationStream is RevocationUnary for streams.
-func (s *Scheduler) RevocationStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := s.checkRevoked(ss.Context(), info.FullMethod); err != nil {
-		return err
-	}
-	return handler(srv, ss)
 }
 
 // ParseJoinToken splits "<id>.<secret>" and checks its shape.
@@ -306,10 +251,7 @@ func validateLabels(field string, labels map[string]string) error {
 	return nil
 }
 
-func (c *controlService) CreateJoinToken(ctx context.Context, req *persysv1.CreateJoinTokenRequest) (*persysv1.CreateJoinTokenResponse, error) {
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
+func (s *Service) CreateJoinToken(ctx context.Context, req *persysv1.CreateJoinTokenRequest) (*persysv1.CreateJoinTokenResponse, error) {
 	ttl := time.Duration(req.GetTtlSeconds()) * time.Second
 	if req.GetTtlSeconds() <= 0 || ttl > maxTokenTTL {
 		return nil, status.Errorf(codes.InvalidArgument, "ttl_seconds %d: must be in 1..%d", req.GetTtlSeconds(), int64(maxTokenTTL/time.Second))
@@ -320,19 +262,19 @@ func (c *controlService) CreateJoinToken(ctx context.Context, req *persysv1.Crea
 	if err := validateLabels("labels", req.GetLabels()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	ca, _, err := c.s.loadCA()
+	ca, _, err := s.loadCA()
 	if err != nil {
 		return nil, err
 	}
 	tid, err := randomHex(tokenIDBytes)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	secret, err := randomHex(tokenSecretBytes)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
-	now := c.s.cfg.Now()
+	now := s.now()
 	t := &persysv1.JoinToken{
 		Id:        tid,
 		ExpiresAt: timestamppb.New(now.Add(ttl)),
@@ -341,37 +283,31 @@ func (c *controlService) CreateJoinToken(ctx context.Context, req *persysv1.Crea
 		CreatedAt: timestamppb.New(now),
 		CreatedBy: principal.CN(ctx),
 	}
-	if err := c.s.store.CreateJoinToken(ctx, t, store.HashSecret(secret)); err != nil {
-		return nil, toStatus(err)
+	if err := s.store.CreateJoinToken(ctx, t, store.HashSecret(secret)); err != nil {
+		return nil, err
 	}
-	c.s.log.Info("join token created", "token_id", tid, "expires", t.GetExpiresAt().AsTime(), "max_uses", t.GetMaxUses(), "by", t.GetCreatedBy())
-	c.s.events.add(&persysv1.Event{Type: "JoinTokenCreated", Actor: t.GetCreatedBy(), Message: "join token " + tid + " created"})
+	s.log.Info("join token created", "token_id", tid, "expires", t.GetExpiresAt().AsTime(), "max_uses", t.GetMaxUses(), "by", t.GetCreatedBy())
+	s.events.Add(&persysv1.Event{Type: "JoinTokenCreated", Actor: t.GetCreatedBy(), Message: "join token " + tid + " created"})
 	return &persysv1.CreateJoinTokenResponse{Token: tid + "." + secret, CaHash: pki.HashCert(ca.Cert), Info: t}, nil
 }
 
-func (c *controlService) ListJoinTokens(ctx context.Context, _ *persysv1.ListJoinTokensRequest) (*persysv1.ListJoinTokensResponse, error) {
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
-	ts, err := c.s.store.ListJoinTokens(ctx)
+func (s *Service) ListJoinTokens(ctx context.Context, _ *persysv1.ListJoinTokensRequest) (*persysv1.ListJoinTokensResponse, error) {
+	ts, err := s.store.ListJoinTokens(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &persysv1.ListJoinTokensResponse{Tokens: ts}, nil
 }
 
-func (c *controlService) RevokeJoinToken(ctx context.Context, req *persysv1.RevokeJoinTokenRequest) (*persysv1.RevokeJoinTokenResponse, error) {
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
+func (s *Service) RevokeJoinToken(ctx context.Context, req *persysv1.RevokeJoinTokenRequest) (*persysv1.RevokeJoinTokenResponse, error) {
 	if req.GetId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "id: required")
 	}
-	if _, err := c.s.store.RevokeJoinToken(ctx, req.GetId()); err != nil {
-		return nil, toStatus(err)
+	if _, err := s.store.RevokeJoinToken(ctx, req.GetId()); err != nil {
+		return nil, err
 	}
-	c.s.log.Info("join token revoked", "token_id", req.GetId(), "by", principal.CN(ctx))
-	c.s.events.add(&persysv1.Event{Type: "JoinTokenRevoked", Actor: principal.CN(ctx), Message: "join token " + req.GetId() + " revoked"})
+	s.log.Info("join token revoked", "token_id", req.GetId(), "by", principal.CN(ctx))
+	s.events.Add(&persysv1.Event{Type: "JoinTokenRevoked", Actor: principal.CN(ctx), Message: "join token " + req.GetId() + " revoked"})
 	return &persysv1.RevokeJoinTokenResponse{}, nil
 }
 
@@ -400,12 +336,12 @@ func tokenRefusal(t *persysv1.JoinToken, now time.Time) string {
 }
 
 // heldBy explains who holds node id, or "" when it is free to join.
-func (s *Scheduler) heldBy(nodeID string, ni store.NodeIdentity, found bool, now time.Time) string {
+func (s *Service) heldBy(nodeID string, ni store.NodeIdentity, found bool, now time.Time) string {
 	if found {
 		if now.After(ni.NotAfter) {
 			return ""
 		}
-		rs := s.ident().revoked
+		rs := s.revoked
 		if at, ok := rs.NodeRevokedAt(nodeID); ok && !ni.IssuedAt.After(at) {
 			return ""
 		}
@@ -415,11 +351,7 @@ func (s *Scheduler) heldBy(nodeID string, ni store.NodeIdentity, found bool, now
 		return fmt.Sprintf("node id %q is held by a valid certificate (serial %s, until %s); revoke it first (persys ca revoke --node %s)",
 			nodeID, ni.Serial, ni.NotAfter.UTC().Format(time.RFC3339), nodeID)
 	}
-	s.mu.Lock()
-	ne := s.nodes[nodeID]
-	alive := ne != nil && ne.alive
-	s.mu.Unlock()
-	if alive {
+	if s.nodes.NodeAlive(nodeID) {
 		return fmt.Sprintf("node id %q is registered and alive under another certificate", nodeID)
 	}
 	return ""
@@ -458,45 +390,42 @@ func parseJoinRequest(req *persysv1.JoinNodeRequest) (joinRequest, error) {
 	return joinRequest{tokenID: tid, secret: secret, csr: csr, nodeID: nodeID, dns: dns, ips: ips}, nil
 }
 
-func (c *controlService) JoinNode(ctx context.Context, req *persysv1.JoinNodeRequest) (*persysv1.JoinNodeResponse, error) {
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
+func (s *Service) JoinNode(ctx context.Context, req *persysv1.JoinNodeRequest) (*persysv1.JoinNodeResponse, error) {
 	jr, err := parseJoinRequest(req)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	tid, secret, csr, nodeID, dns, ips := jr.tokenID, jr.secret, jr.csr, jr.nodeID, jr.dns, jr.ips
-	ca, bundle, err := c.s.loadCA()
+	ca, bundle, err := s.loadCA()
 	if err != nil {
 		return nil, err
 	}
-	validity := c.s.identityConfig().CertValidity
+	validity := s.caConfig().CertValidity
 	for range joinCommitTries {
-		now := c.s.cfg.Now()
-		t, rev, match, err := c.s.store.GetJoinToken(ctx, tid, secret)
+		now := s.now()
+		t, rev, match, err := s.store.GetJoinToken(ctx, tid, secret)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && !match) {
-			c.s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", "unknown token or wrong secret")
+			s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", "unknown token or wrong secret")
 			return nil, status.Errorf(codes.Unauthenticated, "token: join token %s is unknown or its secret is wrong", tid)
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		if why := tokenRefusal(t, now); why != "" {
-			c.s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", why)
+			s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", why)
 			return nil, status.Error(codes.Unauthenticated, "token: "+why)
 		}
-		ni, niRev, err := c.s.store.GetNodeIdentity(ctx, nodeID)
+		ni, niRev, err := s.store.GetNodeIdentity(ctx, nodeID)
 		found := err == nil
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, toStatus(err)
+			return nil, err
 		}
-		if why := c.s.heldBy(nodeID, ni, found, now); why != "" {
-			c.s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", why)
+		if why := s.heldBy(nodeID, ni, found, now); why != "" {
+			s.log.Warn("join refused", "node", nodeID, "token_id", tid, "reason", why)
 			return nil, status.Error(codes.AlreadyExists, why)
 		}
-		if err := waitPastRevocation(ctx, c.s.ident().revoked, nodeID); err != nil {
-			return nil, toStatus(err)
+		if err := waitPastRevocation(ctx, s.revoked, nodeID); err != nil {
+			return nil, err
 		}
 		certPEM, err := ca.SignCSR(csr, pki.IssueRequest{CommonName: nodeID, Role: pki.RoleAgent, DNSNames: dns, IPs: ips, Validity: validity})
 		if err != nil {
@@ -504,28 +433,25 @@ func (c *controlService) JoinNode(ctx context.Context, req *persysv1.JoinNodeReq
 		}
 		cert, err := pki.ParseCertPEM(certPEM)
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		t.Uses++
 		rec := store.NodeIdentity{Serial: cert.SerialNumber.Text(16), IssuedAt: pki.IssuedAt(cert), NotAfter: cert.NotAfter, TokenID: tid}
-		err = c.s.store.CommitJoin(ctx, t, rev, nodeID, niRev, rec)
+		err = s.store.CommitJoin(ctx, t, rev, nodeID, niRev, rec)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
-		c.s.log.Info("node joined", "node", nodeID, "token_id", tid, "serial", rec.Serial, "not_after", cert.NotAfter)
-		c.s.events.add(&persysv1.Event{Type: "NodeJoined", NodeId: nodeID, Message: "certificate " + rec.Serial + " issued with join token " + tid})
+		s.log.Info("node joined", "node", nodeID, "token_id", tid, "serial", rec.Serial, "not_after", cert.NotAfter)
+		s.events.Add(&persysv1.Event{Type: "NodeJoined", NodeId: nodeID, Message: "certificate " + rec.Serial + " issued with join token " + tid})
 		return &persysv1.JoinNodeResponse{CertificatePem: certPEM, CaBundlePem: bundle, Labels: t.GetLabels()}, nil
 	}
 	return nil, status.Errorf(codes.Aborted, "join of node %q: token or node identity kept changing; retry", nodeID)
 }
 
-func (c *controlService) RenewCertificate(ctx context.Context, req *persysv1.RenewCertificateRequest) (*persysv1.RenewCertificateResponse, error) {
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
+func (s *Service) RenewCertificate(ctx context.Context, req *persysv1.RenewCertificateRequest) (*persysv1.RenewCertificateResponse, error) {
 	cur := peerCert(ctx)
 	if cur == nil {
 		return nil, status.Error(codes.Unauthenticated, "renew: a verified client certificate is required")
@@ -541,11 +467,11 @@ func (c *controlService) RenewCertificate(ctx context.Context, req *persysv1.Ren
 	if cn := strings.TrimSpace(csr.Subject.CommonName); cn != who.CommonName {
 		return nil, status.Errorf(codes.PermissionDenied, "csr_pem: common name %q differs from the caller's certificate %q", cn, who.CommonName)
 	}
-	ca, bundle, err := c.s.loadCA()
+	ca, bundle, err := s.loadCA()
 	if err != nil {
 		return nil, err
 	}
-	validity := c.s.identityConfig().CertValidity
+	validity := s.caConfig().CertValidity
 	if !who.Role.IsDaemon() {
 		// A user's certificate keeps the lifetime it was issued with: a
 		// renewal is no way around a short-lived grant.
@@ -559,22 +485,19 @@ func (c *controlService) RenewCertificate(ctx context.Context, req *persysv1.Ren
 	}
 	cert, err := pki.ParseCertPEM(certPEM)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	serial := cert.SerialNumber.Text(16)
 	if who.Role == pki.RoleAgent {
-		if err := c.s.store.PutNodeIdentity(ctx, who.CommonName, store.NodeIdentity{Serial: serial, IssuedAt: pki.IssuedAt(cert), NotAfter: cert.NotAfter}); err != nil {
-			return nil, toStatus(err)
+		if err := s.store.PutNodeIdentity(ctx, who.CommonName, store.NodeIdentity{Serial: serial, IssuedAt: pki.IssuedAt(cert), NotAfter: cert.NotAfter}); err != nil {
+			return nil, err
 		}
 	}
-	c.s.log.Info("certificate renewed", "name", who.CommonName, "role", string(who.Role), "old_serial", who.Serial, "serial", serial, "not_after", cert.NotAfter)
+	s.log.Info("certificate renewed", "name", who.CommonName, "role", string(who.Role), "old_serial", who.Serial, "serial", serial, "not_after", cert.NotAfter)
 	return &persysv1.RenewCertificateResponse{CertificatePem: certPEM, CaBundlePem: bundle}, nil
 }
 
-func (c *controlService) RevokeCertificate(ctx context.Context, req *persysv1.RevokeCertificateRequest) (*persysv1.RevokeCertificateResponse, error) {
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
+func (s *Service) RevokeCertificate(ctx context.Context, req *persysv1.RevokeCertificateRequest) (*persysv1.RevokeCertificateResponse, error) {
 	n := 0
 	for _, v := range []string{req.GetSerial(), req.GetNodeId(), req.GetUser()} {
 		if v != "" {
@@ -597,16 +520,16 @@ func (c *controlService) RevokeCertificate(ctx context.Context, req *persysv1.Re
 		RevokedAt: timestamppb.New(time.Now()),
 		RevokedBy: principal.CN(ctx),
 	}
-	if err := c.s.store.PutRevocation(ctx, r); err != nil {
-		return nil, toStatus(err)
+	if err := s.store.PutRevocation(ctx, r); err != nil {
+		return nil, err
 	}
 	// Act at once here too; the watch brings the same list to every replica.
-	list, _, err := c.s.store.ListRevocations(ctx)
+	list, _, err := s.store.ListRevocations(ctx)
 	if err == nil {
-		c.s.applyRevocations(ctx, list)
+		s.applyRevocations(ctx, list)
 	}
-	c.s.log.Warn("certificate revoked", "serial", r.GetSerial(), "node", r.GetNodeId(), "user", r.GetUser(), "by", r.GetRevokedBy())
-	c.s.events.add(&persysv1.Event{Type: "CertificateRevoked", NodeId: r.GetNodeId(), Actor: r.GetRevokedBy(),
+	s.log.Warn("certificate revoked", "serial", r.GetSerial(), "node", r.GetNodeId(), "user", r.GetUser(), "by", r.GetRevokedBy())
+	s.events.Add(&persysv1.Event{Type: "CertificateRevoked", NodeId: r.GetNodeId(), Actor: r.GetRevokedBy(),
 		Reason: persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED, Message: revocationText(r)})
 	return &persysv1.RevokeCertificateResponse{Revocation: r}, nil
 }
@@ -621,39 +544,12 @@ func revocationText(r *persysv1.Revocation) string {
 	return "user " + r.GetUser() + " revoked"
 }
 
-func (c *controlService) ListRevocations(ctx context.Context, _ *persysv1.ListRevocationsRequest) (*persysv1.ListRevocationsResponse, error) {
-	if err := c.s.serving(ctx); err != nil {
+func (s *Service) ListRevocations(ctx context.Context, _ *persysv1.ListRevocationsRequest) (*persysv1.ListRevocationsResponse, error) {
+	list, _, err := s.store.ListRevocations(ctx)
+	if err != nil {
 		return nil, err
 	}
-	list, _, err := c.s.store.ListRevocations(ctx)
-	if err != nil {
-		return nil, toStatus(err)
-	}
 	return &persysv1.ListRevocationsResponse{Revocations: list}, nil
-}
-
-// Interface guard: the TLS layer may use the set directly.
-var _ pki.RevocationChecker = (*pki.RevocationSet)(nil)
-
-// HolderDialer dials agents with the identity in Holder, read at every
-// handshake (renewed certificates and a rotated CA bundle apply to new
-// connections). Each agent's certificate must name the host of its
-// advertised address.
-type HolderDialer struct {
-	Holder *pki.Holder
-}
-
-// Dial implements AgentDialer.
-func (d HolderDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, func() error, error) {
-	if addr == "" {
-		return nil, nil, fmt.Errorf("node %s has no agent address", nodeID)
-	}
-	creds := grpcauth.HolderCredentials(d.Holder, "", tls.RequireAndVerifyClientCert)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		return nil, nil, fmt.Errorf("dial agent %s at %s: %w", nodeID, addr, err)
-	}
-	return persysv1.NewAgentServiceClient(conn), conn.Close, nil
 }
 
 // waitPastRevocation waits, when node id was revoked within the current
