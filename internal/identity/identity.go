@@ -44,6 +44,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
@@ -147,7 +148,7 @@ func (s *Service) applyRevocations(ctx context.Context, list []*persysv1.Revocat
 			continue
 		}
 		s.log.Warn("node identity revoked; ending its lease", "node", t, "revocation", why)
-		s.events.Add(&persysv1.Event{Type: "NodeRevoked", NodeId: t, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED,
+		s.events.Add(model.EventNodeRevoked, &persysv1.Event{NodeId: t, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED,
 			Message: "node identity revoked (" + why + "): refused from now on, its workloads move as for a lost node"})
 		if lease := leases[t]; lease != 0 {
 			if err := s.store.RevokeNodeLease(ctx, lease); err != nil {
@@ -287,7 +288,7 @@ func (s *Service) CreateJoinToken(ctx context.Context, req *persysv1.CreateJoinT
 		return nil, err
 	}
 	s.log.Info("join token created", "token_id", tid, "expires", t.GetExpiresAt().AsTime(), "max_uses", t.GetMaxUses(), "by", t.GetCreatedBy())
-	s.events.Add(&persysv1.Event{Type: "JoinTokenCreated", Actor: t.GetCreatedBy(), Message: "join token " + tid + " created"})
+	s.events.Add(model.EventJoinTokenCreated, &persysv1.Event{Actor: t.GetCreatedBy(), Message: "join token " + tid + " created"})
 	return &persysv1.CreateJoinTokenResponse{Token: tid + "." + secret, CaHash: pki.HashCert(ca.Cert), Info: t}, nil
 }
 
@@ -307,7 +308,7 @@ func (s *Service) RevokeJoinToken(ctx context.Context, req *persysv1.RevokeJoinT
 		return nil, err
 	}
 	s.log.Info("join token revoked", "token_id", req.GetId(), "by", principal.CN(ctx))
-	s.events.Add(&persysv1.Event{Type: "JoinTokenRevoked", Actor: principal.CN(ctx), Message: "join token " + req.GetId() + " revoked"})
+	s.events.Add(model.EventJoinTokenRevoked, &persysv1.Event{Actor: principal.CN(ctx), Message: "join token " + req.GetId() + " revoked"})
 	return &persysv1.RevokeJoinTokenResponse{}, nil
 }
 
@@ -445,7 +446,7 @@ func (s *Service) JoinNode(ctx context.Context, req *persysv1.JoinNodeRequest) (
 			return nil, err
 		}
 		s.log.Info("node joined", "node", nodeID, "token_id", tid, "serial", rec.Serial, "not_after", cert.NotAfter)
-		s.events.Add(&persysv1.Event{Type: "NodeJoined", NodeId: nodeID, Message: "certificate " + rec.Serial + " issued with join token " + tid})
+		s.events.Add(model.EventNodeJoined, &persysv1.Event{NodeId: nodeID, Message: "certificate " + rec.Serial + " issued with join token " + tid})
 		return &persysv1.JoinNodeResponse{CertificatePem: certPEM, CaBundlePem: bundle, Labels: t.GetLabels()}, nil
 	}
 	return nil, status.Errorf(codes.Aborted, "join of node %q: token or node identity kept changing; retry", nodeID)
@@ -529,7 +530,7 @@ func (s *Service) RevokeCertificate(ctx context.Context, req *persysv1.RevokeCer
 		s.applyRevocations(ctx, list)
 	}
 	s.log.Warn("certificate revoked", "serial", r.GetSerial(), "node", r.GetNodeId(), "user", r.GetUser(), "by", r.GetRevokedBy())
-	s.events.Add(&persysv1.Event{Type: "CertificateRevoked", NodeId: r.GetNodeId(), Actor: r.GetRevokedBy(),
+	s.events.Add(model.EventCertificateRevoked, &persysv1.Event{NodeId: r.GetNodeId(), Actor: r.GetRevokedBy(),
 		Reason: persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED, Message: revocationText(r)})
 	return &persysv1.RevokeCertificateResponse{Revocation: r}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 )
@@ -31,9 +32,10 @@ type Nodes interface {
 	AliveNodeLeases() map[string]int64
 }
 
-// Events records cluster events (asynchronously, best effort).
+// Events records cluster events (asynchronously, best effort) with the
+// type given.
 type Events interface {
-	Add(ev *persysv1.Event)
+	Add(t model.EventType, ev *persysv1.Event)
 }
 
 // Config holds the service's collaborators.

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
@@ -107,7 +108,7 @@ func (s *Service) IssueUserCertificate(ctx context.Context, req *persysv1.IssueU
 		return nil, status.Errorf(codes.InvalidArgument, "sign: %v", err)
 	}
 	s.log.Info("user certificate issued", "user", req.GetName(), "role", role, "ttl", ttl.String(), "by", principal.CN(ctx))
-	s.events.Add(&persysv1.Event{Type: "UserCertificateIssued", Actor: principal.CN(ctx),
+	s.events.Add(model.EventUserCertificateIssued, &persysv1.Event{Actor: principal.CN(ctx),
 		Message: fmt.Sprintf("certificate for user %s with role %s, valid %s", req.GetName(), role, ttl)})
 	return &persysv1.IssueUserCertificateResponse{CertificatePem: certPEM, CaBundlePem: bundle}, nil
 }
@@ -172,7 +173,7 @@ func (s *Service) CreateAPIToken(ctx context.Context, req *persysv1.CreateAPITok
 		}
 		s.log.Info("api token created", "token_id", id, "user", info.GetUser(), "role", role,
 			"expires", info.GetExpiresAt().AsTime().Format(time.RFC3339), "by", principal.CN(ctx))
-		s.events.Add(&persysv1.Event{Type: "APITokenCreated", Actor: principal.CN(ctx),
+		s.events.Add(model.EventAPITokenCreated, &persysv1.Event{Actor: principal.CN(ctx),
 			Message: fmt.Sprintf("api token %s for user %s with role %s", id, info.GetUser(), role)})
 		return &persysv1.CreateAPITokenResponse{Token: tok, Info: info}, nil
 	}
@@ -214,7 +215,7 @@ func (s *Service) RevokeAPIToken(ctx context.Context, req *persysv1.RevokeAPITok
 			return nil, err
 		}
 		s.log.Info("api token revoked", "token_id", id, "user", info.GetUser(), "by", principal.CN(ctx))
-		s.events.Add(&persysv1.Event{Type: "APITokenRevoked", Actor: principal.CN(ctx),
+		s.events.Add(model.EventAPITokenRevoked, &persysv1.Event{Actor: principal.CN(ctx),
 			Message: fmt.Sprintf("api token %s of user %s revoked", id, info.GetUser())})
 		return &persysv1.RevokeAPITokenResponse{}, nil
 	}

@@ -17,6 +17,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/secrets"
@@ -277,7 +278,7 @@ func (c *controlService) RetryWorkload(ctx context.Context, req *persysv1.RetryR
 		return nil, status.Errorf(codes.NotFound, "workload %q not found", req.GetName())
 	}
 	c.s.resetAttempts(req.GetName())
-	c.s.events.Add(&persysv1.Event{Type: "RetryRequested", Workload: req.GetName(), Message: "retry requested by " + principal.CN(ctx)})
+	c.s.events.Add(model.EventRetryRequested, &persysv1.Event{Workload: req.GetName(), Message: "retry requested by " + principal.CN(ctx)})
 	c.s.queue.Add(req.GetName())
 	return c.s.viewOf(req.GetName(), false, ctx), nil
 }
@@ -403,7 +404,7 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, 
 		}
 		s.cacheWorkload(w, newRev)
 		s.log.Info("workload created", "workload", name, "revision", 1, "by", principal.CN(ctx))
-		s.events.Add(&persysv1.Event{Type: "Created", Workload: name, Revision: 1, Message: "created by " + principal.CN(ctx)})
+		s.events.Add(model.EventCreated, &persysv1.Event{Workload: name, Revision: 1, Message: "created by " + principal.CN(ctx)})
 		return w, nil
 	}
 	s.mu.Lock()
@@ -456,7 +457,7 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, 
 		}
 		s.cacheWorkload(next, newRev)
 		s.log.Info("workload updated", "workload", name, "revision", next.GetRevision(), "by", principal.CN(ctx))
-		s.events.Add(&persysv1.Event{Type: "Updated", Workload: name, Revision: next.GetRevision(),
+		s.events.Add(model.EventUpdated, &persysv1.Event{Workload: name, Revision: next.GetRevision(),
 			Message: fmt.Sprintf("revision %d by %s", next.GetRevision(), principal.CN(ctx))})
 		return next, "updated", nil
 	}
@@ -486,7 +487,7 @@ func (s *Scheduler) deleteWorkload(ctx context.Context, name string) error {
 		}
 		s.cacheWorkload(next, newRev)
 		s.log.Info("workload deleting", "workload", name, "by", principal.CN(ctx))
-		s.events.Add(&persysv1.Event{Type: "DeleteRequested", Workload: name, Message: "delete requested by " + principal.CN(ctx)})
+		s.events.Add(model.EventDeleteRequested, &persysv1.Event{Workload: name, Message: "delete requested by " + principal.CN(ctx)})
 		return nil
 	}
 	return fmt.Errorf("delete %q: %w: too many concurrent changes", name, store.ErrConflict)

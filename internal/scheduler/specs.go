@@ -25,6 +25,7 @@ import (
 	"github.com/persys-dev/compute/internal/gitsource"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
@@ -316,7 +317,7 @@ func (s *Scheduler) pollGit(ctx context.Context, name string, w *persysv1.Worklo
 	}
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("git poll failed", "workload", name, "url", gitsource.RedactURL(g.GetUrl()), "ref", g.GetRef(), "err", err)
-		s.events.Add(&persysv1.Event{Type: "GitPollFailed", Workload: name, Revision: w.GetRevision(),
+		s.events.Add(model.EventGitPollFailed, &persysv1.Event{Workload: name, Revision: w.GetRevision(),
 			Reason: persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED, Message: err.Error()})
 	}
 }
@@ -342,7 +343,7 @@ func (s *Scheduler) writePolledRevision(ctx context.Context, name string, cur, n
 	}
 	s.cacheWorkload(next, newRev)
 	s.log.Info("git ref moved", "workload", name, "ref", next.GetSpec().GetCompose().GetGit().GetRef(), "from", from, "to", to, "revision", next.GetRevision())
-	s.events.Add(&persysv1.Event{Type: "GitCommitChanged", Workload: name, Revision: next.GetRevision(),
+	s.events.Add(model.EventGitCommitChanged, &persysv1.Event{Workload: name, Revision: next.GetRevision(),
 		Message: fmt.Sprintf("ref %s moved from %.12s to %.12s: revision %d", next.GetSpec().GetCompose().GetGit().GetRef(), from, to, next.GetRevision())})
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/authz"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/secrets"
@@ -89,9 +90,9 @@ func (s *Service) Put(ctx context.Context, req *persysv1.PutSecretRequest) (*per
 	if err != nil {
 		return nil, err
 	}
-	verb, typ := "updated", "SecretUpdated"
+	verb, typ := "updated", model.EventSecretUpdated
 	if created {
-		verb, typ = "created", "SecretCreated"
+		verb, typ = "created", model.EventSecretCreated
 	}
 	if s.changed != nil {
 		s.changed(info.GetName())
@@ -99,7 +100,7 @@ func (s *Service) Put(ctx context.Context, req *persysv1.PutSecretRequest) (*per
 	by := principal.CN(ctx)
 	s.log.Info("secret "+verb, "secret", info.GetName(), "type", secrets.TypeName(info.GetType()),
 		"keys", strings.Join(info.GetKeys(), ","), "version", info.GetVersion(), "by", by)
-	s.events.Add(&persysv1.Event{Type: typ, Actor: by, Action: "secret." + strings.TrimSuffix(verb, "d"), Result: "ok",
+	s.events.Add(typ, &persysv1.Event{Actor: by, Action: "secret." + strings.TrimSuffix(verb, "d"), Result: "ok",
 		Message: fmt.Sprintf("secret %q %s (version %d, keys %s, may be referenced by roles [%s] users [%s]) by %s", info.GetName(), verb,
 			info.GetVersion(), strings.Join(info.GetKeys(), ", "), strings.Join(info.GetAllowRoles(), ", "), strings.Join(info.GetAllowUsers(), ", "), by)})
 	return info, nil
@@ -143,7 +144,7 @@ func (s *Service) Delete(ctx context.Context, req *persysv1.DeleteSecretRequest)
 	}
 	by := principal.CN(ctx)
 	s.log.Info("secret deleted", "secret", req.GetName(), "by", by)
-	s.events.Add(&persysv1.Event{Type: "SecretDeleted", Actor: by, Action: "secret.delete", Result: "ok",
+	s.events.Add(model.EventSecretDeleted, &persysv1.Event{Actor: by, Action: "secret.delete", Result: "ok",
 		Message: fmt.Sprintf("secret %q deleted by %s", req.GetName(), by)})
 	return &persysv1.DeleteSecretResponse{}, nil
 }
@@ -354,7 +355,7 @@ func (s *Service) EnsureGenerated(ctx context.Context, who principal.Principal, 
 		return err
 	}
 	s.log.Info("secret created", "secret", secret, "workload", name, "generated", "password")
-	s.events.Add(&persysv1.Event{Type: "SecretCreated", Workload: name, Actor: principal.CN(ctx), Action: "secret.create", Result: "ok",
+	s.events.Add(model.EventSecretCreated, &persysv1.Event{Workload: name, Actor: principal.CN(ctx), Action: "secret.create", Result: "ok",
 		Message: fmt.Sprintf("secret %q created with a generated login password for workload %q", secret, name)})
 	return nil
 }

@@ -21,13 +21,15 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/store"
 )
 
-// Events records cluster events (asynchronously, best effort).
+// Events records cluster events (asynchronously, best effort) with the
+// type given.
 type Events interface {
-	Add(ev *persysv1.Event)
+	Add(t model.EventType, ev *persysv1.Event)
 }
 
 // Config holds the service's collaborators.
