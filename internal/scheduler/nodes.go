@@ -17,8 +17,8 @@ import (
 )
 
 // ErrOtherCluster: an agent whose data dir belongs to another cluster
-// asked to register.
-var ErrOtherCluster = errors.New("belongs to another cluster")
+// asked to register (model.ErrOtherCluster).
+var ErrOtherCluster = model.ErrOtherCluster
 
 // registerNode records the node, grants its liveness lease and adopts what
 // it already runs. It refuses, before looking at the workloads, an agent of

@@ -442,7 +442,7 @@ type placementSnapshot struct {
 }
 
 // invalidateLocked drops the cached placement snapshot. Callers hold mu.
-func (s *Scheduler) invalidateLocked() { s.snap = nil }
+func (c *cache) invalidateLocked() { c.snap = nil }
 
 // heldPlacement is what a placement holds on its node: its resources,
 // pools and host ports. One chosen and not yet committed is kept in

@@ -280,17 +280,15 @@ func (s *Scheduler) gitPollLoop(ctx context.Context) {
 			w    *persysv1.Workload
 		}
 		var todo []due
-		s.mu.Lock()
-		for name, e := range s.workloads {
+		s.eachWorkload(func(name string, e *workloadEntry) {
 			g := e.w.GetSpec().GetCompose().GetGit()
 			if g.GetPollIntervalSeconds() <= 0 || e.w.GetDeleting() {
-				continue
+				return
 			}
 			if now.Sub(last[name]) >= time.Duration(g.GetPollIntervalSeconds())*time.Second {
 				todo = append(todo, due{name, e.w})
 			}
-		}
-		s.mu.Unlock()
+		})
 		for _, d := range todo {
 			last[d.name] = now
 			s.pollGit(ctx, d.name, d.w)

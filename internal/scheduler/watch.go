@@ -193,8 +193,8 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 }
 
 // assignedLocked lists the workloads assigned to node id. Callers hold mu.
-func (s *Scheduler) assignedLocked(id string) []string {
-	set := s.byNode[id]
+func (c *cache) assignedLocked(id string) []string {
+	set := c.byNode[id]
 	names := make([]string, 0, len(set))
 	for name := range set {
 		names = append(names, name)
