@@ -11,10 +11,14 @@ package scheduler
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/manifest"
 )
 
 type cache struct {
@@ -194,4 +198,130 @@ func (c *cache) aliveNodeLeases() map[string]int64 {
 		}
 	}
 	return leases
+}
+
+// holdsLocked reports whether e holds its resources, pools and host ports
+// on its node. A workload that failed for good (its attempts at this
+// revision ran out) does not: nothing of it runs there, and holding its
+// share would keep other work off the node until someone deletes it. A
+// retry or a new revision holds them again with its next status. Callers
+// hold mu.
+func (c *cache) holdsLocked(e *workloadEntry) bool {
+	return !gaveUp(e.status, e.w, c.maxAttempts)
+}
+
+// poolAllocations sums, per node and pool, the disks of the workloads
+// assigned there (a moving workload counts on both nodes). Callers hold mu.
+func (c *cache) poolAllocationsLocked(only string) map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	add := func(node string, spec *persysv1.WorkloadSpec) {
+		if node == "" || (only != "" && node != only) || spec.GetVm() == nil {
+			return
+		}
+		if out[node] == nil {
+			out[node] = map[string]int64{}
+		}
+		for pool, b := range manifest.PoolDemand(spec) {
+			out[node][pool] += b
+		}
+	}
+	for _, e := range c.workloads {
+		if !c.holdsLocked(e) {
+			continue
+		}
+		add(e.assignment.GetNodeId(), e.w.GetSpec())
+		add(e.assignment.GetPreviousNodeId(), e.w.GetSpec())
+	}
+	return out
+}
+
+// workloadView is the cached part of a workload's view; nil when there is
+// none.
+func (c *cache) workloadView(name string) *persysv1.WorkloadView {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.workloads[name]
+	if e == nil {
+		return nil
+	}
+	v := &persysv1.WorkloadView{Workload: e.w, Status: e.status, Assignment: e.assignment}
+	if v.Status == nil {
+		v.Status = &persysv1.WorkloadStatus{Name: name, Uid: e.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_PENDING}
+	}
+	if e.assignment == nil && e.pending != nil {
+		v.Assignment = &persysv1.Assignment{Name: name, Uid: e.w.GetUid(), Decision: e.pending}
+	}
+	return v
+}
+
+// nodeViews returns nodes (or one node) with live usage and allocation.
+func (c *cache) nodeViews(only string) []*persysv1.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	alloc := map[string]*persysv1.Resources{}
+	for _, e := range c.workloads {
+		if id := e.assignment.GetNodeId(); id != "" && (only == "" || id == only) && c.holdsLocked(e) {
+			alloc[id] = addResources(alloc[id], e.w.GetSpec().GetResources())
+		}
+	}
+	poolAlloc := c.poolAllocationsLocked(only)
+	var out []*persysv1.Node
+	for id, ne := range c.nodes {
+		if only != "" && id != only {
+			continue
+		}
+		n := cloneNode(ne.node)
+		n.State = persysv1.NodeState_NODE_STATE_NOT_READY
+		if ne.alive {
+			n.State = persysv1.NodeState_NODE_STATE_READY
+		}
+		n.Usage = ne.usage
+		n.Allocated = alloc[id]
+		if n.Allocated == nil {
+			n.Allocated = &persysv1.Resources{}
+		}
+		for _, p := range n.GetCapabilities().GetStoragePools() {
+			p.AllocatedBytes = poolAlloc[id][p.GetName()]
+		}
+		if !ne.lastHeartbeat.IsZero() {
+			n.LastHeartbeat = timestamppb.New(ne.lastHeartbeat)
+		}
+		out = append(out, n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
+	return out
+}
+
+// summary counts nodes, capacity and workloads by state.
+func (c *cache) summary() *persysv1.ClusterSummary {
+	out := &persysv1.ClusterSummary{WorkloadsByState: map[string]int32{}, Capacity: &persysv1.Resources{}, Allocated: &persysv1.Resources{}}
+	// Totals only: no per-node views (copies of every node), so that a
+	// dashboard polling a large cluster costs little and holds mu briefly.
+	c.mu.Lock()
+	for _, ne := range c.nodes {
+		out.NodesTotal++
+		if ne.alive {
+			out.NodesReady++
+		}
+		capy := ne.node.GetCapabilities().GetCapacity()
+		out.Capacity.CpuMillis += capy.GetCpuMillis()
+		out.Capacity.MemoryBytes += capy.GetMemoryBytes()
+		out.Capacity.DiskBytes += capy.GetDiskBytes()
+	}
+	for _, e := range c.workloads {
+		if e.assignment.GetNodeId() == "" || !c.holdsLocked(e) {
+			continue
+		}
+		r := e.w.GetSpec().GetResources()
+		out.Allocated.CpuMillis += r.GetCpuMillis()
+		out.Allocated.MemoryBytes += r.GetMemoryBytes()
+		out.Allocated.DiskBytes += r.GetDiskBytes()
+	}
+	counts := c.stateCountsLocked()
+	c.mu.Unlock()
+	for st, n := range counts {
+		out.WorkloadsTotal += int32(n)
+		out.WorkloadsByState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = int32(n)
+	}
+	return out
 }

@@ -7,7 +7,6 @@ package scheduler
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -97,36 +96,8 @@ func (s *Scheduler) Drain(ctx context.Context, id string, timeout time.Duration)
 
 // ClusterSummary counts nodes, capacity and workloads by state.
 func (s *Scheduler) ClusterSummary() *persysv1.ClusterSummary {
-	out := &persysv1.ClusterSummary{WorkloadsByState: map[string]int32{}, Capacity: &persysv1.Resources{}, Allocated: &persysv1.Resources{},
-		Leader: s.leaderAddrString()}
-	// Totals only: no per-node views (copies of every node), so that a
-	// dashboard polling a large cluster costs little and holds mu briefly.
-	s.mu.Lock()
-	for _, ne := range s.nodes {
-		out.NodesTotal++
-		if ne.alive {
-			out.NodesReady++
-		}
-		capy := ne.node.GetCapabilities().GetCapacity()
-		out.Capacity.CpuMillis += capy.GetCpuMillis()
-		out.Capacity.MemoryBytes += capy.GetMemoryBytes()
-		out.Capacity.DiskBytes += capy.GetDiskBytes()
-	}
-	for _, e := range s.workloads {
-		if e.assignment.GetNodeId() == "" || !s.holdsLocked(e) {
-			continue
-		}
-		r := e.w.GetSpec().GetResources()
-		out.Allocated.CpuMillis += r.GetCpuMillis()
-		out.Allocated.MemoryBytes += r.GetMemoryBytes()
-		out.Allocated.DiskBytes += r.GetDiskBytes()
-	}
-	counts := s.stateCountsLocked()
-	s.mu.Unlock()
-	for st, n := range counts {
-		out.WorkloadsTotal += int32(n)
-		out.WorkloadsByState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = int32(n)
-	}
+	out := s.summary()
+	out.Leader = s.leaderAddrString()
 	return out
 }
 

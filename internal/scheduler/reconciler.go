@@ -538,31 +538,6 @@ func poolDemands(spec *persysv1.WorkloadSpec) []placement.PoolDemand {
 	return out
 }
 
-// poolAllocations sums, per node and pool, the disks of the workloads
-// assigned there (a moving workload counts on both nodes). Callers hold mu.
-func (s *Scheduler) poolAllocationsLocked(only string) map[string]map[string]int64 {
-	out := map[string]map[string]int64{}
-	add := func(node string, spec *persysv1.WorkloadSpec) {
-		if node == "" || (only != "" && node != only) || spec.GetVm() == nil {
-			return
-		}
-		if out[node] == nil {
-			out[node] = map[string]int64{}
-		}
-		for pool, b := range manifest.PoolDemand(spec) {
-			out[node][pool] += b
-		}
-	}
-	for _, e := range s.workloads {
-		if !s.holdsLocked(e) {
-			continue
-		}
-		add(e.assignment.GetNodeId(), e.w.GetSpec())
-		add(e.assignment.GetPreviousNodeId(), e.w.GetSpec())
-	}
-	return out
-}
-
 func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 	alloc := make(map[string]model.Resources, len(s.nodes))
 	for _, e := range s.workloads {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -159,69 +158,6 @@ func (s *Scheduler) cacheWorkload(w *persysv1.Workload, rev int64) {
 	s.queue.Add(w.GetName())
 }
 
-// viewOf assembles a workload's view from the cache; events are read from
-// etcd only when asked for.
-func (s *Scheduler) viewOf(name string, withEvents bool, ctx context.Context) *persysv1.WorkloadView {
-	s.mu.Lock()
-	e := s.workloads[name]
-	if e == nil {
-		s.mu.Unlock()
-		return nil
-	}
-	v := &persysv1.WorkloadView{Workload: e.w, Status: e.status, Assignment: e.assignment}
-	if v.Status == nil {
-		v.Status = &persysv1.WorkloadStatus{Name: name, Uid: e.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_PENDING}
-	}
-	if e.assignment == nil && e.pending != nil {
-		v.Assignment = &persysv1.Assignment{Name: name, Uid: e.w.GetUid(), Decision: e.pending}
-	}
-	s.mu.Unlock()
-	if withEvents && ctx != nil {
-		if evs, err := s.store.ListEvents(ctx, name, 20); err == nil {
-			v.Events = evs
-		}
-	}
-	return v
-}
-
-// nodeViews returns nodes (or one node) with live usage and allocation.
-func (s *Scheduler) nodeViews(only string) []*persysv1.Node {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	alloc := map[string]*persysv1.Resources{}
-	for _, e := range s.workloads {
-		if id := e.assignment.GetNodeId(); id != "" && (only == "" || id == only) && s.holdsLocked(e) {
-			alloc[id] = addResources(alloc[id], e.w.GetSpec().GetResources())
-		}
-	}
-	poolAlloc := s.poolAllocationsLocked(only)
-	var out []*persysv1.Node
-	for id, ne := range s.nodes {
-		if only != "" && id != only {
-			continue
-		}
-		n := cloneNode(ne.node)
-		n.State = persysv1.NodeState_NODE_STATE_NOT_READY
-		if ne.alive {
-			n.State = persysv1.NodeState_NODE_STATE_READY
-		}
-		n.Usage = ne.usage
-		n.Allocated = alloc[id]
-		if n.Allocated == nil {
-			n.Allocated = &persysv1.Resources{}
-		}
-		for _, p := range n.GetCapabilities().GetStoragePools() {
-			p.AllocatedBytes = poolAlloc[id][p.GetName()]
-		}
-		if !ne.lastHeartbeat.IsZero() {
-			n.LastHeartbeat = timestamppb.New(ne.lastHeartbeat)
-		}
-		out = append(out, n)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
-	return out
-}
-
 func addResources(a, b *persysv1.Resources) *persysv1.Resources {
 	return &persysv1.Resources{CpuMillis: a.GetCpuMillis() + b.GetCpuMillis(),
 		MemoryBytes: a.GetMemoryBytes() + b.GetMemoryBytes(), DiskBytes: a.GetDiskBytes() + b.GetDiskBytes()}
@@ -247,3 +183,21 @@ func equalLabels(a, b map[string]string) bool {
 	}
 	return true
 }
+
+// viewOf is what describe shows of a workload (with its last events when
+// withEvents and ctx is not nil); nil when there is none.
+func (s *Scheduler) viewOf(name string, withEvents bool, ctx context.Context) *persysv1.WorkloadView {
+	v := s.workloadView(name)
+	if v == nil {
+		return nil
+	}
+	if withEvents && ctx != nil {
+		if evs, err := s.store.ListEvents(ctx, name, 20); err == nil {
+			v.Events = evs
+		}
+	}
+	return v
+}
+
+// nodeViews lists the nodes, or only node only when it is not "".
+func (s *Scheduler) nodeViews(only string) []*persysv1.Node { return s.cache.nodeViews(only) }
