@@ -68,11 +68,11 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 		Deleting:      e.w.GetDeleting(),
 		UID:           e.w.GetUid(),
 		Revision:      e.w.GetRevision(),
-		DesiredState:  e.w.GetSpec().GetDesiredState(),
+		DesiredState:  model.DesiredState(e.w.GetSpec().GetDesiredState()),
 		Attempts:      e.attempts,
 		NextAttemptAt: e.nextAttemptAt,
 		MaxAttempts:   s.cfg.MaxAttempts,
-		LastReason:    e.lastReason,
+		LastReason:    model.FailureReason(e.lastReason),
 		LastMessage:   e.lastMessage,
 		Grace:         s.cfg.RescheduleGrace,
 		Reschedulable: e.w.GetSpec().GetNodeLossPolicy() != persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT,
@@ -92,8 +92,8 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 			v.unreported = ne.alive && !ne.reported
 			v.addr = ne.node.GetAddress()
 			if r := ne.reports[name]; r != nil {
-				v.in.Observed = &reconcile.Observed{UID: r.GetUid(), Revision: r.GetRevision(), State: r.GetState(),
-					Reason: r.GetReason(), Message: r.GetMessage()}
+				v.in.Observed = &reconcile.Observed{UID: r.GetUid(), Revision: r.GetRevision(), State: model.ActualState(r.GetState()),
+					Reason: model.FailureReason(r.GetReason()), Message: r.GetMessage()}
 			}
 		}
 	}
@@ -147,17 +147,17 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 // recordPlan stores the status a plan carries, keeping the node's report
 // details (runtime id, exit code) when the plan agrees with the report.
 func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan reconcile.Plan) {
-	if plan.State == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
+	if plan.State == model.StateUnspecified {
 		return
 	}
-	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: plan.State, Reason: plan.Reason,
+	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState(plan.State), Reason: persysv1.FailureReason(plan.Reason),
 		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
-	if plan.State == persysv1.ActualState_ACTUAL_STATE_FAILED {
+	if plan.State == model.StateFailed {
 		st.Attempts = int32(v.in.Attempts)
 	}
 	s.mu.Lock()
 	if ne := s.nodes[v.in.Node]; ne != nil {
-		if r := ne.reports[name]; r != nil && r.GetState() == plan.State {
+		if r := ne.reports[name]; r != nil && model.ActualState(r.GetState()) == plan.State {
 			st.RuntimeId, st.ExitCode, st.RestartCount, st.Revision = r.GetRuntimeId(), r.GetExitCode(), r.GetRestartCount(), r.GetRevision()
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/reconcile"
 )
 
@@ -46,7 +47,7 @@ func (s *Scheduler) settle(name string) {
 // and the next attempt until then, as after an apply that failed at once.
 // It reports whether it handled the plan.
 func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, plan reconcile.Plan) bool {
-	if plan.State != persysv1.ActualState_ACTUAL_STATE_FAILED {
+	if plan.State != model.StateFailed {
 		return false
 	}
 	var attempt int
@@ -63,7 +64,7 @@ func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, p
 	if attempt == 0 {
 		return false
 	}
-	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: plan.State, Reason: plan.Reason,
+	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState(plan.State), Reason: persysv1.FailureReason(plan.Reason),
 		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
 	s.recordAttempt(ctx, name, v, attempt, delay, st)
 	s.setStatus(ctx, name, st)
