@@ -1,5 +1,7 @@
 // Package model holds the scheduler's domain types and enums, free of
-// protobuf: resource amounts and workload types. The numeric values of the
+// protobuf: resource amounts and workload types, event types (EventType:
+// the one list of what the scheduler emits), assignment causes, and the
+// domain's sentinel errors. The numeric values of the
 // enums equal those of the matching protobuf enums in api/persys/v1, so
 // adapters at the wire boundary convert with a plain type conversion; callers
 // must still validate values that come from outside (see Validate and the

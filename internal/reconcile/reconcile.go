@@ -8,15 +8,15 @@ import (
 	"fmt"
 	"time"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 )
 
 // Observed is what the assigned node last said about the workload.
 type Observed struct {
 	UID      string
 	Revision uint64
-	State    persysv1.ActualState
-	Reason   persysv1.FailureReason
+	State    model.ActualState
+	Reason   model.FailureReason
 	Message  string
 }
 
@@ -29,7 +29,7 @@ type Input struct {
 	Deleting     bool
 	UID          string
 	Revision     uint64
-	DesiredState persysv1.DesiredState
+	DesiredState model.DesiredState
 
 	// Assignment; Node is empty when the workload is not placed.
 	Node      string
@@ -58,7 +58,7 @@ type Input struct {
 	// MaxAttempts ends the retries (0: retry for ever); LastReason and
 	// LastMessage describe the last failed attempt.
 	MaxAttempts int
-	LastReason  persysv1.FailureReason
+	LastReason  model.FailureReason
 	LastMessage string
 }
 
@@ -112,8 +112,8 @@ func (a Action) String() string {
 // and when to look again (zero means only when an event arrives).
 type Plan struct {
 	Action  Action
-	State   persysv1.ActualState
-	Reason  persysv1.FailureReason
+	State   model.ActualState
+	Reason  model.FailureReason
 	Message string
 	Requeue time.Duration
 }
@@ -135,15 +135,15 @@ func Decide(in Input) Plan {
 			return Plan{Action: RemoveKeys}
 		default:
 			// Delete is idempotent, so a stale "missing" report costs one call.
-			return Plan{Action: DeleteOnNode, State: persysv1.ActualState_ACTUAL_STATE_DELETING}
+			return Plan{Action: DeleteOnNode, State: model.StateDeleting}
 		}
 	}
 	if in.Node == "" {
 		return Plan{Action: Place}
 	}
 	if !in.NodeReady {
-		plan := Plan{Action: Wait, State: persysv1.ActualState_ACTUAL_STATE_UNKNOWN,
-			Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST, Message: "node " + in.Node + " is not ready"}
+		plan := Plan{Action: Wait, State: model.StateUnknown,
+			Reason: model.ReasonNodeLost, Message: "node " + in.Node + " is not ready"}
 		if in.Reschedulable {
 			if in.NodeLostFor >= in.Grace {
 				plan.Action = Reschedule
@@ -167,7 +167,7 @@ func Decide(in Input) Plan {
 		}
 		return Plan{Action: action, State: obs.State, Reason: obs.Reason, Message: obs.Message}
 	}
-	if current && obs.State == persysv1.ActualState_ACTUAL_STATE_CREATING {
+	if current && obs.State == model.StateCreating {
 		// The runtime is still starting it (or restarting it under its own
 		// restart policy): report and look again shortly.
 		return Plan{Action: Wait, State: obs.State, Requeue: time.Second}
@@ -177,11 +177,11 @@ func Decide(in Input) Plan {
 	// at once the first time and with backoff after that, until the
 	// attempts run out.
 	if in.MaxAttempts > 0 && in.Attempts >= in.MaxAttempts {
-		return Plan{Action: Wait, State: persysv1.ActualState_ACTUAL_STATE_FAILED, Reason: in.LastReason,
+		return Plan{Action: Wait, State: model.StateFailed, Reason: in.LastReason,
 			Message: fmt.Sprintf("gave up after %d attempts: %s", in.Attempts, in.LastMessage)}
 	}
 	plan := Plan{Action: Apply}
-	if current && obs.State == persysv1.ActualState_ACTUAL_STATE_FAILED {
+	if current && obs.State == model.StateFailed {
 		plan.State, plan.Reason, plan.Message = obs.State, obs.Reason, obs.Message
 	}
 	if in.Attempts > 0 && in.Now.Before(in.NextAttemptAt) {
@@ -191,11 +191,11 @@ func Decide(in Input) Plan {
 	return plan
 }
 
-func reached(state persysv1.ActualState, desired persysv1.DesiredState) bool {
-	if desired == persysv1.DesiredState_DESIRED_STATE_STOPPED {
-		return state == persysv1.ActualState_ACTUAL_STATE_STOPPED
+func reached(state model.ActualState, desired model.DesiredState) bool {
+	if desired == model.DesiredStopped {
+		return state == model.StateStopped
 	}
-	return state == persysv1.ActualState_ACTUAL_STATE_RUNNING
+	return state == model.StateRunning
 }
 
 // Backoff is the delay before re-apply attempt n (1-based): zero for the

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 )
 
 // benchInputs are the decisions the scheduler's workers take most often,
@@ -12,9 +13,9 @@ import (
 // they should be (the resync and every changed report land here), then new
 // ones to place, applies, creations in progress, lost nodes and deletions.
 func benchInputs(now time.Time) map[string]Input {
-	running := &Observed{UID: "u1", Revision: 3, State: persysv1.ActualState_ACTUAL_STATE_RUNNING}
+	running := &Observed{UID: "u1", Revision: 3, State: model.StateRunning}
 	base := Input{Now: now, Exists: true, UID: "u1", Revision: 3,
-		DesiredState: persysv1.DesiredState_DESIRED_STATE_RUNNING, Node: "node-1", NodeReady: true,
+		DesiredState: model.DesiredRunning, Node: "node-1", NodeReady: true,
 		Grace: 10 * time.Second, Reschedulable: true, MaxAttempts: 6}
 	with := func(f func(in *Input)) Input {
 		in := base
@@ -28,15 +29,15 @@ func benchInputs(now time.Time) map[string]Input {
 			in.Observed = nil
 		}),
 		"creating": with(func(in *Input) {
-			in.Observed = &Observed{UID: "u1", Revision: 3, State: persysv1.ActualState_ACTUAL_STATE_CREATING}
+			in.Observed = &Observed{UID: "u1", Revision: 3, State: model.StateCreating}
 		}),
 		"failed-backoff": with(func(in *Input) {
-			in.Observed = &Observed{UID: "u1", Revision: 3, State: persysv1.ActualState_ACTUAL_STATE_FAILED,
-				Reason: persysv1.FailureReason_FAILURE_REASON_CONTAINER_EXITED, Message: "exited with code 1"}
+			in.Observed = &Observed{UID: "u1", Revision: 3, State: model.StateFailed,
+				Reason: model.FailureReason(persysv1.FailureReason_FAILURE_REASON_CONTAINER_EXITED), Message: "exited with code 1"}
 			in.Attempts, in.NextAttemptAt = 2, now.Add(5*time.Second)
 		}),
 		"gave-up": with(func(in *Input) {
-			in.Observed = &Observed{UID: "u1", Revision: 3, State: persysv1.ActualState_ACTUAL_STATE_FAILED}
+			in.Observed = &Observed{UID: "u1", Revision: 3, State: model.StateFailed}
 			in.Attempts, in.LastMessage = 6, "image not found"
 		}),
 		"node-lost-grace": with(func(in *Input) {

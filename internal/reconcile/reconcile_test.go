@@ -5,22 +5,23 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 )
 
 const (
-	running  = persysv1.ActualState_ACTUAL_STATE_RUNNING
-	stopped  = persysv1.ActualState_ACTUAL_STATE_STOPPED
-	failed   = persysv1.ActualState_ACTUAL_STATE_FAILED
-	creating = persysv1.ActualState_ACTUAL_STATE_CREATING
-	missing  = persysv1.ActualState_ACTUAL_STATE_MISSING
+	running  = model.StateRunning
+	stopped  = model.StateStopped
+	failed   = model.StateFailed
+	creating = model.StateCreating
+	missing  = model.StateMissing
 )
 
 func TestDecide(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	base := Input{Now: now, Exists: true, UID: "u1", Revision: 2,
-		DesiredState: persysv1.DesiredState_DESIRED_STATE_RUNNING, Node: "n1", NodeReady: true}
+		DesiredState: model.DesiredRunning, Node: "n1", NodeReady: true}
 	with := func(f func(*Input)) Input { in := base; f(&in); return in }
-	obs := func(uid string, rev uint64, st persysv1.ActualState) *Observed {
+	obs := func(uid string, rev uint64, st model.ActualState) *Observed {
 		return &Observed{UID: uid, Revision: rev, State: st}
 	}
 
@@ -28,7 +29,7 @@ func TestDecide(t *testing.T) {
 		name    string
 		in      Input
 		action  Action
-		state   persysv1.ActualState
+		state   model.ActualState
 		requeue bool
 	}{
 		{"gone workload does nothing", with(func(i *Input) { i.Exists = false }), Nothing, 0, false},
@@ -51,24 +52,24 @@ func TestDecide(t *testing.T) {
 		}), Apply, failed, false},
 		{"creating: wait and look again", with(func(i *Input) { i.Observed = obs("u1", 2, creating) }), Wait, creating, true},
 		{"desired stopped but running: apply (stop)", with(func(i *Input) {
-			i.DesiredState = persysv1.DesiredState_DESIRED_STATE_STOPPED
+			i.DesiredState = model.DesiredStopped
 			i.Observed = obs("u1", 2, running)
 		}), Apply, 0, false},
 		{"desired stopped and stopped: nothing", with(func(i *Input) {
-			i.DesiredState = persysv1.DesiredState_DESIRED_STATE_STOPPED
+			i.DesiredState = model.DesiredStopped
 			i.Observed = obs("u1", 2, stopped)
 		}), Nothing, stopped, false},
 		{"desired running but stopped: apply (start)", with(func(i *Input) { i.Observed = obs("u1", 2, stopped) }), Apply, 0, false},
-		{"node not ready: wait as unknown", with(func(i *Input) { i.NodeReady = false; i.Observed = obs("u1", 2, running) }), Wait, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, false},
+		{"node not ready: wait as unknown", with(func(i *Input) { i.NodeReady = false; i.Observed = obs("u1", 2, running) }), Wait, model.StateUnknown, false},
 		{"node lost within grace: wait and look again at grace", with(func(i *Input) {
 			i.NodeReady, i.Reschedulable, i.Grace, i.NodeLostFor = false, true, 10*time.Second, 3*time.Second
-		}), Wait, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, true},
+		}), Wait, model.StateUnknown, true},
 		{"node lost past grace: reschedule", with(func(i *Input) {
 			i.NodeReady, i.Reschedulable, i.Grace, i.NodeLostFor = false, true, 10*time.Second, 10*time.Second
-		}), Reschedule, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, false},
+		}), Reschedule, model.StateUnknown, false},
 		{"node lost, policy wait: never reschedule", with(func(i *Input) {
 			i.NodeReady, i.Reschedulable, i.Grace, i.NodeLostFor = false, false, 10*time.Second, time.Hour
-		}), Wait, persysv1.ActualState_ACTUAL_STATE_UNKNOWN, false},
+		}), Wait, model.StateUnknown, false},
 		{"draining node: move", with(func(i *Input) { i.NodeDraining = true; i.Observed = obs("u1", 2, running) }), Reschedule, 0, false},
 		{"moved copy runs: remove the previous one", with(func(i *Input) {
 			i.PreviousNode = "n0"
@@ -78,10 +79,10 @@ func TestDecide(t *testing.T) {
 		{"attempts exhausted: failed for good", with(func(i *Input) {
 			i.Observed = obs("u1", 2, failed)
 			i.Attempts, i.MaxAttempts = 5, 5
-			i.LastReason = persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
+			i.LastReason = model.FailureReason(persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND)
 		}), Wait, failed, false},
-		{"deleting and running: delete on node", with(func(i *Input) { i.Deleting = true; i.Observed = obs("u1", 2, running) }), DeleteOnNode, persysv1.ActualState_ACTUAL_STATE_DELETING, false},
-		{"deleting, unreported: delete on node anyway", with(func(i *Input) { i.Deleting = true }), DeleteOnNode, persysv1.ActualState_ACTUAL_STATE_DELETING, false},
+		{"deleting and running: delete on node", with(func(i *Input) { i.Deleting = true; i.Observed = obs("u1", 2, running) }), DeleteOnNode, model.StateDeleting, false},
+		{"deleting, unreported: delete on node anyway", with(func(i *Input) { i.Deleting = true }), DeleteOnNode, model.StateDeleting, false},
 		{"deleting, unplaced: remove keys", with(func(i *Input) { i.Deleting = true; i.Node = "" }), RemoveKeys, 0, false},
 		{"deleting, node lost: remove keys", with(func(i *Input) { i.Deleting = true; i.NodeReady = false }), RemoveKeys, 0, false},
 	}
@@ -119,7 +120,7 @@ func TestBackoff(t *testing.T) {
 
 // A deleted or stopped workload never gets placed, whatever was observed.
 func TestNeverPlacesDeletingWorkloads(t *testing.T) {
-	states := []persysv1.ActualState{0, running, stopped, failed, creating, missing}
+	states := []model.ActualState{0, running, stopped, failed, creating, missing}
 	for _, node := range []string{"", "n1"} {
 		for _, ready := range []bool{true, false} {
 			for _, st := range states {

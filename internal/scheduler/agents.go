@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/pki"
 )
 
 // AgentDialer gives the scheduler a client for a node's AgentService.
@@ -125,4 +127,25 @@ func (s *Scheduler) agentsClose() {
 		_ = c.close()
 		delete(p.conns, id)
 	}
+}
+
+// HolderDialer dials agents with the identity in Holder, read at every
+// handshake (renewed certificates and a rotated CA bundle apply to new
+// connections). Each agent's certificate must name the host of its
+// advertised address.
+type HolderDialer struct {
+	Holder *pki.Holder
+}
+
+// Dial implements AgentDialer.
+func (d HolderDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, func() error, error) {
+	if addr == "" {
+		return nil, nil, fmt.Errorf("node %s has no agent address", nodeID)
+	}
+	creds := grpcauth.HolderCredentials(d.Holder, "", tls.RequireAndVerifyClientCert)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial agent %s at %s: %w", nodeID, addr, err)
+	}
+	return persysv1.NewAgentServiceClient(conn), conn.Close, nil
 }

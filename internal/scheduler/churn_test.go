@@ -8,6 +8,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store/storetest"
 )
 
@@ -34,7 +35,7 @@ func TestApplyDeleteChurnLeavesNothing(t *testing.T) {
 	}
 	svc := s.Service()
 	// Calls made in process carry the identity UnaryAuth would have set.
-	ctx = context.WithValue(ctx, callerKey{}, pki.Identity{CommonName: "admin", Role: pki.RoleAdmin})
+	ctx = principal.WithIdentity(ctx, pki.Identity{CommonName: "admin", Role: pki.RoleAdmin})
 	spec := &persysv1.WorkloadSpec{Type: 1, DesiredState: 1, Resources: &persysv1.Resources{CpuMillis: 10, MemoryBytes: 8 << 20},
 		Container: &persysv1.ContainerSpec{Image: "x:1", RestartPolicy: "no"}}
 	for i := 1; i <= 1500; i++ {

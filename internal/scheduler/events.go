@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -27,7 +28,10 @@ func newEventWriter(st *store.Store, log *slog.Logger) *eventWriter {
 	return &eventWriter{store: st, log: log, ch: make(chan *persysv1.Event, 4096)}
 }
 
-func (w *eventWriter) add(ev *persysv1.Event) {
+// Add queues ev with type t (the only way an event gets its type, so that
+// every type emitted is one of model.EventTypes).
+func (w *eventWriter) Add(t model.EventType, ev *persysv1.Event) {
+	ev.Type = string(t)
 	if ev.Time == nil {
 		ev.Time = timestamppb.Now()
 	}

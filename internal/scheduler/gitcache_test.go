@@ -12,6 +12,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store/storetest"
 	"github.com/persys-dev/compute/internal/testutil/gitserver"
 )
@@ -60,7 +61,7 @@ func TestConcurrentGitAppliesReadTheirOwnCommit(t *testing.T) {
 	}
 	svc := s.Service()
 	// Calls made in process carry the identity UnaryAuth would have set.
-	ctx = context.WithValue(ctx, callerKey{}, pki.Identity{CommonName: "admin", Role: pki.RoleAdmin})
+	ctx = principal.WithIdentity(ctx, pki.Identity{CommonName: "admin", Role: pki.RoleAdmin})
 
 	for _, transport := range []struct{ name, url string }{
 		{"http", repo.URL},

@@ -35,16 +35,6 @@ func usedPorts(caps *persysv1.NodeCapabilities) []hostaccess.Port {
 	return out
 }
 
-// holdsLocked reports whether e holds its resources, pools and host ports
-// on its node. A workload that failed for good (its attempts at this
-// revision ran out) does not: nothing of it runs there, and holding its
-// share would keep other work off the node until someone deletes it. A
-// retry or a new revision holds them again with its next status. Callers
-// hold mu.
-func (s *Scheduler) holdsLocked(e *workloadEntry) bool {
-	return !gaveUp(e.status, e.w, s.cfg.MaxAttempts)
-}
-
 // gaveUp reports whether st is the final FAILED status of w's revision.
 func gaveUp(st *persysv1.WorkloadStatus, w *persysv1.Workload, maxAttempts int) bool {
 	return maxAttempts > 0 && st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED &&

@@ -9,7 +9,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/cenkalti/backoff/v5"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 )
 
 // LeaderTrailer is the gRPC trailer in which a follower names the leader's
@@ -31,15 +34,21 @@ func (s *Scheduler) runElected(ctx context.Context) error {
 	if ttl <= 0 {
 		ttl = 5 * time.Second
 	}
+	// Session failures (etcd unreachable) back off with jitter, so that
+	// replicas do not retry in step; capped low so a follower stays ready
+	// to take over.
+	retry := retryBackoff(time.Second, 5*time.Second)
 	for ctx.Err() == nil {
 		el, err := s.store.NewElection(ctx, ttl)
 		if err != nil {
-			s.log.Error("election session", "err", err)
-			if !sleepCtx(ctx, time.Second) {
+			wait := retry.NextBackOff()
+			s.log.Error("election session", "err", err, "retry_in", wait.Round(time.Millisecond).String())
+			if !sleepCtx(ctx, wait) {
 				return nil
 			}
 			continue
 		}
+		retry.Reset()
 		octx, ocancel := context.WithCancel(ctx)
 		observed := make(chan struct{})
 		go func() {
@@ -69,7 +78,7 @@ func (s *Scheduler) runElected(ctx context.Context) error {
 		s.leaderAddr.Store(s.cfg.Election.Address)
 		s.leading.Store(true)
 		s.log.Info("elected leader", "address", s.cfg.Election.Address)
-		s.events.add(&persysv1.Event{Type: "LeaderElected", Message: "scheduler " + s.cfg.Election.Address + " leads"})
+		s.events.Add(model.EventLeaderElected, &persysv1.Event{Message: "scheduler " + s.cfg.Election.Address + " leads"})
 		lctx, lcancel := context.WithCancel(ctx)
 		go func() {
 			select {
@@ -117,6 +126,14 @@ func (s *Scheduler) serving(ctx context.Context) error {
 		return status.Error(codes.Unavailable, "scheduler is loading its state from etcd; retry shortly")
 	}
 	return nil
+}
+
+// retryBackoff is the pause schedule of a retry loop: from initial,
+// growing up to maxWait, each pause randomized by ±50%.
+func retryBackoff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.RandomizationFactor, b.Multiplier = initial, maxWait, 0.5, 2
+	return b
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -11,24 +11,17 @@ import (
 
 // GetWorkloadLogs asks the agent of the node that runs the workload for
 // the tail of its log.
-func (c *controlService) GetWorkloadLogs(ctx context.Context, req *persysv1.GetWorkloadLogsRequest) (*persysv1.GetWorkloadLogsResponse, error) {
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
+func (s *Scheduler) WorkloadLogs(ctx context.Context, req *persysv1.GetWorkloadLogsRequest) (*persysv1.GetWorkloadLogsResponse, error) {
 	name := req.GetName()
-	s := c.s
-	s.mu.Lock()
-	e := s.workloads[name]
 	var nodeID, addr string
-	if e != nil {
+	found := s.withWorkload(name, func(e *workloadEntry) {
 		nodeID = e.assignment.GetNodeId()
 		if ne := s.nodes[nodeID]; ne != nil {
 			addr = ne.node.GetAddress()
 		}
-	}
-	s.mu.Unlock()
+	})
 	switch {
-	case e == nil:
+	case !found:
 		return nil, status.Errorf(codes.NotFound, "workload %q not found", name)
 	case nodeID == "":
 		return nil, status.Errorf(codes.FailedPrecondition, "workload %q is not placed on a node yet", name)

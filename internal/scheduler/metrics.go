@@ -104,19 +104,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		byState[strings.TrimPrefix(v, "ACTUAL_STATE_")] = 0
 	}
 	delete(byState, "UNSPECIFIED")
-	ready, notReady := 0, 0
-	c.s.mu.Lock()
-	for st, n := range c.s.stateCountsLocked() {
+	counts, ready, notReady := c.s.stats()
+	for st, n := range counts {
 		byState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = n
 	}
-	for _, ne := range c.s.nodes {
-		if ne.alive {
-			ready++
-		} else {
-			notReady++
-		}
-	}
-	c.s.mu.Unlock()
 	for k, v := range byState {
 		ch <- prometheus.MustNewConstMetric(workloadsDesc, prometheus.GaugeValue, float64(v), k)
 	}

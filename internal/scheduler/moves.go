@@ -12,6 +12,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -21,9 +23,9 @@ import (
 func (s *Scheduler) reschedule(ctx context.Context, name string, v view) bool {
 	var placed bool
 	if v.in.NodeReady {
-		placed = s.placeFrom(ctx, name, v, "drain", v.in.Node)
+		placed = s.placeFrom(ctx, name, v, model.CauseDrain, v.in.Node)
 	} else {
-		placed = s.placeFrom(ctx, name, v, "node-lost", "")
+		placed = s.placeFrom(ctx, name, v, model.CauseNodeLost, "")
 	}
 	if placed {
 		// A new node starts a new series of attempts: what failed on the
@@ -90,7 +92,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	s.queue.Add(name)
 	s.metrics.moves.Inc()
 	s.log.Info("moved", "workload", name, "from", prev, "to", a.GetNodeId())
-	s.events.add(&persysv1.Event{Type: "Moved", Workload: name, NodeId: a.GetNodeId(),
+	s.events.Add(model.EventMoved, &persysv1.Event{Workload: name, NodeId: a.GetNodeId(),
 		Message: fmt.Sprintf("moved from %s to %s", prev, a.GetNodeId())})
 }
 
@@ -110,15 +112,15 @@ func (s *Scheduler) setCordon(ctx context.Context, id string, cordoned, draining
 	if err := s.store.PutNode(ctx, n); err != nil {
 		return nil, err
 	}
-	what := "NodeCordoned"
+	what := model.EventNodeCordoned
 	switch {
 	case draining:
-		what = "NodeDraining"
+		what = model.EventNodeDraining
 	case !cordoned:
-		what = "NodeUncordoned"
+		what = model.EventNodeUncordoned
 	}
-	s.log.Info("node scheduling changed", "node", id, "cordoned", cordoned, "draining", draining, "by", callerCN(ctx))
-	s.events.add(&persysv1.Event{Type: what, NodeId: id, Message: "by " + callerCN(ctx)})
+	s.log.Info("node scheduling changed", "node", id, "cordoned", cordoned, "draining", draining, "by", principal.CN(ctx))
+	s.events.Add(what, &persysv1.Event{NodeId: id, Message: "by " + principal.CN(ctx)})
 	if !cordoned {
 		s.queuePending()
 	}

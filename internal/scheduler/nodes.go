@@ -12,12 +12,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/store"
 )
 
 // ErrOtherCluster: an agent whose data dir belongs to another cluster
-// asked to register.
-var ErrOtherCluster = errors.New("belongs to another cluster")
+// asked to register (model.ErrOtherCluster).
+var ErrOtherCluster = model.ErrOtherCluster
 
 // registerNode records the node, grants its liveness lease and adopts what
 // it already runs. It refuses, before looking at the workloads, an agent of
@@ -74,7 +75,7 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	// The connection pool redials by itself when the address changed; an
 	// unchanged one keeps serving calls that are in flight.
 	s.log.Info("node registered", "node", id, "address", req.GetAddress(), "workloads", len(req.GetWorkloads()))
-	s.events.add(&persysv1.Event{Type: "NodeRegistered", NodeId: id, Message: "registered at " + req.GetAddress()})
+	s.events.Add(model.EventNodeRegistered, &persysv1.Event{NodeId: id, Message: "registered at " + req.GetAddress()})
 	// The registration's list comes without a digest: the first heartbeat
 	// after it is full.
 	s.processReports(id, req.GetWorkloads(), 0)
@@ -310,7 +311,7 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 		}
 		s.metrics.orphansRemoved.Inc()
 		s.log.Info("orphan removed", "node", nodeID, "workload", name, "uid", uid)
-		s.events.add(&persysv1.Event{Type: "OrphanRemoved", Workload: name, NodeId: nodeID,
+		s.events.Add(model.EventOrphanRemoved, &persysv1.Event{Workload: name, NodeId: nodeID,
 			Message: "removed a copy the scheduler does not assign to this node"})
 	}()
 }

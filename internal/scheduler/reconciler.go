@@ -18,7 +18,9 @@ import (
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/reconcile"
+	"github.com/persys-dev/compute/internal/secretsvc"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -66,11 +68,11 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 		Deleting:      e.w.GetDeleting(),
 		UID:           e.w.GetUid(),
 		Revision:      e.w.GetRevision(),
-		DesiredState:  e.w.GetSpec().GetDesiredState(),
+		DesiredState:  model.DesiredState(e.w.GetSpec().GetDesiredState()),
 		Attempts:      e.attempts,
 		NextAttemptAt: e.nextAttemptAt,
 		MaxAttempts:   s.cfg.MaxAttempts,
-		LastReason:    e.lastReason,
+		LastReason:    model.FailureReason(e.lastReason),
 		LastMessage:   e.lastMessage,
 		Grace:         s.cfg.RescheduleGrace,
 		Reschedulable: e.w.GetSpec().GetNodeLossPolicy() != persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT,
@@ -90,8 +92,8 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 			v.unreported = ne.alive && !ne.reported
 			v.addr = ne.node.GetAddress()
 			if r := ne.reports[name]; r != nil {
-				v.in.Observed = &reconcile.Observed{UID: r.GetUid(), Revision: r.GetRevision(), State: r.GetState(),
-					Reason: r.GetReason(), Message: r.GetMessage()}
+				v.in.Observed = &reconcile.Observed{UID: r.GetUid(), Revision: r.GetRevision(), State: model.ActualState(r.GetState()),
+					Reason: model.FailureReason(r.GetReason()), Message: r.GetMessage()}
 			}
 		}
 	}
@@ -116,7 +118,7 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 	}
 	switch plan.Action {
 	case reconcile.Place:
-		return s.place(ctx, name, v, "new")
+		return s.place(ctx, name, v, model.CauseNew)
 	case reconcile.Reschedule:
 		s.recordPlan(ctx, name, v, plan)
 		return s.reschedule(ctx, name, v)
@@ -145,17 +147,17 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 // recordPlan stores the status a plan carries, keeping the node's report
 // details (runtime id, exit code) when the plan agrees with the report.
 func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan reconcile.Plan) {
-	if plan.State == persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
+	if plan.State == model.StateUnspecified {
 		return
 	}
-	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: plan.State, Reason: plan.Reason,
+	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState(plan.State), Reason: persysv1.FailureReason(plan.Reason),
 		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
-	if plan.State == persysv1.ActualState_ACTUAL_STATE_FAILED {
+	if plan.State == model.StateFailed {
 		st.Attempts = int32(v.in.Attempts)
 	}
 	s.mu.Lock()
 	if ne := s.nodes[v.in.Node]; ne != nil {
-		if r := ne.reports[name]; r != nil && r.GetState() == plan.State {
+		if r := ne.reports[name]; r != nil && model.ActualState(r.GetState()) == plan.State {
 			st.RuntimeId, st.ExitCode, st.RestartCount, st.Revision = r.GetRuntimeId(), r.GetExitCode(), r.GetRestartCount(), r.GetRevision()
 		}
 	}
@@ -205,7 +207,7 @@ func (s *Scheduler) recordAttempt(ctx context.Context, name string, v view, atte
 		msg += fmt.Sprintf("; next attempt in %s", delay)
 	}
 	s.metrics.retries.WithLabelValues(trimEnum(st.GetReason().String(), "FAILURE_REASON_")).Inc()
-	s.events.add(&persysv1.Event{Type: "AttemptFailed", Workload: name, NodeId: st.GetNodeId(), Reason: st.GetReason(),
+	s.events.Add(model.EventAttemptFailed, &persysv1.Event{Workload: name, NodeId: st.GetNodeId(), Reason: st.GetReason(),
 		Message: msg, Revision: v.w.GetRevision()})
 	r := &persysv1.RetryState{Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Attempts: int32(attempt),
 		LastReason: st.GetReason(), LastMessage: st.GetMessage()}
@@ -219,18 +221,60 @@ func (s *Scheduler) recordAttempt(ctx context.Context, name string, v view, atte
 
 // place runs the pure placement over a snapshot of the nodes and commits
 // the result in one etcd transaction guarded by the revisions it read.
-// cause is "new", "node-lost" or "drain"; a drain keeps the old copy (on
-// previous) until the new one runs.
-func (s *Scheduler) place(ctx context.Context, name string, v view, cause string) bool {
+func (s *Scheduler) place(ctx context.Context, name string, v view, cause model.AssignmentCause) bool {
 	return s.placeFrom(ctx, name, v, cause, "")
 }
 
-func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, previous string) bool {
-	// Choosing a node and holding it in the cached snapshot happen under
-	// placeMu, so that concurrent workers see each other's choices before
-	// they commit (optimistic reservation; released if the commit fails).
+// placeFrom places workload name, which is on node previous ("" for none;
+// a drain keeps the old copy there until the new one runs), in four steps:
+//
+//  1. choose a node and hold its resources in the cached snapshot, so that
+//     concurrent workers see the choice before it commits;
+//  2. without a node: record why (pending, or a blocked move) and stop;
+//  3. commit the assignment and the SCHEDULED status in one transaction
+//     guarded by the revisions read; on failure release the hold and
+//     queue the workload again;
+//  4. put what was committed into the cache, unless the watch brought it
+//     first, and announce it.
+func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause model.AssignmentCause, previous string) bool {
+	dec, held := s.choose(name, v)
+	if !dec.Placed() {
+		s.unplaced(ctx, name, v, cause, dec)
+		return false
+	}
+	a, st := placementRecords(name, v, dec, cause, previous, s.cfg.Now())
+	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
+	if err != nil {
+		s.releaseHeld(name, held)
+		s.requeueAfterCommit(name, err)
+		return false
+	}
+	s.cachePlacement(name, v, cause, a, st, rev)
+	s.metrics.placements.Inc()
+	s.log.Info("placed", "workload", name, "node", dec.NodeID, "revision", v.w.GetRevision(), "cause", cause,
+		"previous", previous, "feasible", dec.Feasible, "total", dec.Total)
+	evType := model.EventPlaced
+	switch cause {
+	case model.CauseNodeLost:
+		evType = model.EventRescheduled
+		s.metrics.rescheduled.Inc()
+	case model.CauseDrain:
+		evType = model.EventMoving
+	}
+	s.events.Add(evType, &persysv1.Event{Workload: name, NodeId: dec.NodeID, Revision: v.w.GetRevision(),
+		Reason: st.Reason, Message: st.Message})
+	return true
+}
+
+// choose runs the pure placement for v and, when it found a node, holds
+// the request on that node in the cached snapshot. Choosing and holding
+// happen under placeMu, so that concurrent workers see each other's
+// choices before they commit (an optimistic reservation, released by
+// releaseHeld if the commit fails).
+func (s *Scheduler) choose(name string, v view) (placement.Decision, heldPlacement) {
 	placeMu := &s.writes().placeMu
 	placeMu.Lock()
+	defer placeMu.Unlock()
 	start := time.Now()
 	nodes := s.placementNodes()
 	spec := v.w.GetSpec()
@@ -252,116 +296,122 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause, p
 		s.batches.inflight[name] = held
 		s.mu.Unlock()
 	}
-	placeMu.Unlock()
-	record := decisionProto(dec)
-	now := s.cfg.Now()
+	return dec, held
+}
 
-	if !dec.Placed() {
-		s.metrics.unschedulable.Inc()
-		if cause == "drain" {
-			// It keeps running where it is; drain reports why.
-			s.mu.Lock()
-			if e := s.workloads[name]; e != nil {
-				e.moveBlocked = summarizeRejections(dec)
-			}
-			s.mu.Unlock()
-			s.events.add(&persysv1.Event{Type: "MoveBlocked", Workload: name, NodeId: v.in.Node,
-				Reason: persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, Message: summarizeRejections(dec)})
-			return false
-		}
+// unplaced records that no node fits: a drained workload keeps running
+// where it is and drain reports why; any other stays PENDING with the
+// decision kept for describe. No timer: a node joining or capacity
+// freeing queues it again.
+func (s *Scheduler) unplaced(ctx context.Context, name string, v view, cause model.AssignmentCause, dec placement.Decision) {
+	s.metrics.unschedulable.Inc()
+	why := summarizeRejections(dec)
+	if cause == model.CauseDrain {
 		s.mu.Lock()
 		if e := s.workloads[name]; e != nil {
-			e.pending = record
+			e.moveBlocked = why
 		}
 		s.mu.Unlock()
-		msg := summarizeRejections(dec)
-		if cause == "node-lost" {
-			msg = "node " + v.in.Node + " lost and no other node fits: " + msg
-		}
-		s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(),
-			State:    persysv1.ActualState_ACTUAL_STATE_PENDING,
-			Reason:   pendingReason(dec),
-			Message:  msg,
-			NodeId:   v.in.Node,
-			Revision: v.w.GetRevision()})
-		// No timer: a node joining or capacity freeing queues it again.
-		return false
+		s.events.Add(model.EventMoveBlocked, &persysv1.Event{Workload: name, NodeId: v.in.Node,
+			Reason: persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, Message: why})
+		return
 	}
+	record := decisionProto(dec)
+	s.mu.Lock()
+	if e := s.workloads[name]; e != nil {
+		e.pending = record
+	}
+	s.mu.Unlock()
+	msg := why
+	if cause == model.CauseNodeLost {
+		msg = "node " + v.in.Node + " lost and no other node fits: " + msg
+	}
+	s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(),
+		State:    persysv1.ActualState_ACTUAL_STATE_PENDING,
+		Reason:   pendingReason(dec),
+		Message:  msg,
+		NodeId:   v.in.Node,
+		Revision: v.w.GetRevision()})
+}
 
+// placementRecords are the assignment and the SCHEDULED status that
+// commit a placement.
+func placementRecords(name string, v view, dec placement.Decision, cause model.AssignmentCause, previous string, now time.Time) (*persysv1.Assignment, *persysv1.WorkloadStatus) {
 	a := &persysv1.Assignment{Name: name, Uid: v.w.GetUid(), NodeId: dec.NodeID, Revision: v.w.GetRevision(),
-		PlacedAt: timestamppb.New(now), Decision: record, PreviousNodeId: previous, Cause: cause}
+		PlacedAt: timestamppb.New(now), Decision: decisionProto(dec), PreviousNodeId: previous, Cause: string(cause)}
 	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
 		NodeId: dec.NodeID, Revision: v.w.GetRevision(), UpdatedAt: timestamppb.New(now),
 		Message: fmt.Sprintf("placed on %s (%d of %d nodes feasible)", dec.NodeID, dec.Feasible, dec.Total)}
 	if dec.Sampled {
 		st.Message = fmt.Sprintf("placed on %s (%d of %d nodes scanned)", dec.NodeID, dec.Scanned, dec.Total)
 	}
-	if cause == "node-lost" {
+	if cause == model.CauseNodeLost {
 		st.Reason = persysv1.FailureReason_FAILURE_REASON_NODE_LOST
 		st.Message = fmt.Sprintf("node %s lost; rescheduled on %s", v.in.Node, dec.NodeID)
 	}
-	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
-	if err != nil {
-		placeMu.Lock()
-		s.mu.Lock()
-		s.releaseLocked(name, held)
-		s.mu.Unlock()
-		placeMu.Unlock()
-		if errors.Is(err, store.ErrConflict) {
-			// Someone changed the workload or placed it meanwhile: the
-			// watch brings the new state and queues the workload again.
-			s.log.Info("placement conflict, will retry", "workload", name)
-			s.queue.AddAfter(name, 100*time.Millisecond)
-			return false
-		}
-		s.log.Error("commit placement", "workload", name, "err", err)
-		s.queue.AddAfter(name, time.Second)
-		return false
-	}
+	return a, st
+}
+
+// releaseHeld gives back what choose held for a placement that did not
+// commit.
+func (s *Scheduler) releaseHeld(name string, held heldPlacement) {
+	placeMu := &s.writes().placeMu
 	placeMu.Lock()
+	defer placeMu.Unlock()
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.releaseLocked(name, held)
+}
+
+// requeueAfterCommit queues a workload whose placement did not commit.
+func (s *Scheduler) requeueAfterCommit(name string, err error) {
+	if errors.Is(err, store.ErrConflict) {
+		// Someone changed the workload or placed it meanwhile: the watch
+		// brings the new state and queues the workload again.
+		s.log.Info("placement conflict, will retry", "workload", name)
+		s.queue.AddAfter(name, 100*time.Millisecond)
+		return
+	}
+	s.log.Error("commit placement", "workload", name, "err", err)
+	s.queue.AddAfter(name, time.Second)
+}
+
+// cachePlacement puts a committed placement into the cache and wakes its
+// watchers, unless the workload changed meanwhile (the watch then brings
+// what is current) or the watch brought this assignment first and
+// accounted for it (assignmentChangedLocked).
+func (s *Scheduler) cachePlacement(name string, v view, cause model.AssignmentCause, a *persysv1.Assignment, st *persysv1.WorkloadStatus, rev int64) {
+	placeMu := &s.writes().placeMu
+	placeMu.Lock()
+	defer placeMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	delete(s.batches.inflight, name)
-	if e := s.workloads[name]; e == nil {
+	e := s.workloads[name]
+	if e == nil {
 		s.invalidateLocked()
-	} else if e.assignRev >= rev || e.rev == v.rev {
-		switch {
-		case e.assignRev >= rev:
-			// The watch brought this assignment first and accounted for
-			// it (assignmentChangedLocked).
-		case v.assign != nil && cause != "node-lost":
-			// A move: the old node is released when the move ends.
-			s.invalidateLocked()
-		case v.assign != nil:
-			// Off a lost node: the snapshot still counts it there, which
-			// no placement sees (the node is not ready) until the node
-			// returns, and that rebuilds the snapshot (setAlive). Not
-			// rebuilding here keeps a mass reschedule incremental.
-		}
-		if rev > e.assignRev {
-			s.setAssignmentLocked(name, e, a, rev)
-		}
-		e.pending, e.moveBlocked = nil, ""
-		if rev > e.statusRev {
-			s.setStatusLocked(e, st, rev)
-		}
-		s.notifyLocked(name)
+		return
 	}
-	s.mu.Unlock()
-	placeMu.Unlock()
-	s.metrics.placements.Inc()
-	s.log.Info("placed", "workload", name, "node", dec.NodeID, "revision", v.w.GetRevision(), "cause", cause,
-		"previous", previous, "feasible", dec.Feasible, "total", dec.Total)
-	evType := "Placed"
-	switch cause {
-	case "node-lost":
-		evType = "Rescheduled"
-		s.metrics.rescheduled.Inc()
-	case "drain":
-		evType = "Moving"
+	if e.assignRev < rev && e.rev != v.rev {
+		return
 	}
-	s.events.add(&persysv1.Event{Type: evType, Workload: name, NodeId: dec.NodeID, Revision: v.w.GetRevision(),
-		Reason: st.Reason, Message: st.Message})
-	return true
+	// A move off a live node (drain) changes the snapshot: the old node is
+	// released when the move ends, so rebuild it. Off a lost node the
+	// snapshot still counts the workload there, which no placement sees
+	// (the node is not ready) until the node returns, and that rebuilds
+	// the snapshot (setAlive): not rebuilding keeps a mass reschedule
+	// incremental.
+	if e.assignRev < rev && v.assign != nil && cause != model.CauseNodeLost {
+		s.invalidateLocked()
+	}
+	if rev > e.assignRev {
+		s.setAssignmentLocked(name, e, a, rev)
+	}
+	e.pending, e.moveBlocked = nil, ""
+	if rev > e.statusRev {
+		s.setStatusLocked(e, st, rev)
+	}
+	s.notifyLocked(name)
 }
 
 // placementNodes returns the placement snapshot: every node with what its
@@ -392,7 +442,7 @@ type placementSnapshot struct {
 }
 
 // invalidateLocked drops the cached placement snapshot. Callers hold mu.
-func (s *Scheduler) invalidateLocked() { s.snap = nil }
+func (c *cache) invalidateLocked() { c.snap = nil }
 
 // heldPlacement is what a placement holds on its node: its resources,
 // pools and host ports. One chosen and not yet committed is kept in
@@ -488,31 +538,6 @@ func poolDemands(spec *persysv1.WorkloadSpec) []placement.PoolDemand {
 	return out
 }
 
-// poolAllocations sums, per node and pool, the disks of the workloads
-// assigned there (a moving workload counts on both nodes). Callers hold mu.
-func (s *Scheduler) poolAllocationsLocked(only string) map[string]map[string]int64 {
-	out := map[string]map[string]int64{}
-	add := func(node string, spec *persysv1.WorkloadSpec) {
-		if node == "" || (only != "" && node != only) || spec.GetVm() == nil {
-			return
-		}
-		if out[node] == nil {
-			out[node] = map[string]int64{}
-		}
-		for pool, b := range manifest.PoolDemand(spec) {
-			out[node][pool] += b
-		}
-	}
-	for _, e := range s.workloads {
-		if !s.holdsLocked(e) {
-			continue
-		}
-		add(e.assignment.GetNodeId(), e.w.GetSpec())
-		add(e.assignment.GetPreviousNodeId(), e.w.GetSpec())
-	}
-	return out
-}
-
 func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
 	alloc := make(map[string]model.Resources, len(s.nodes))
 	for _, e := range s.workloads {
@@ -593,10 +618,10 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
 		// retry engine tries again (the secret may be created meanwhile).
-		secrets, serr := s.secretValuesFor(actx, principalOfWorkload(v.w), v.w.GetSpec())
+		secrets, serr := s.secrets.ValuesFor(actx, principal.OfWorkload(v.w), v.w.GetSpec())
 		if serr != nil {
 			reason := persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND
-			if errors.Is(serr, errSecretDenied) {
+			if errors.Is(serr, secretsvc.ErrDenied) {
 				reason = persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED
 			}
 			resp = &persysv1.ApplyWorkloadResponse{Status: &persysv1.WorkloadStatus{
@@ -728,7 +753,7 @@ func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
 	s.notifyLocked(name)
 	s.mu.Unlock()
 	s.log.Info("deleted", "workload", name)
-	s.events.add(&persysv1.Event{Type: "Deleted", Workload: name, NodeId: v.in.Node, Message: "workload removed"})
+	s.events.Add(model.EventDeleted, &persysv1.Event{Workload: name, NodeId: v.in.Node, Message: "workload removed"})
 	s.queuePending()
 }
 
@@ -799,7 +824,7 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
 			s.metrics.failures.WithLabelValues(trimEnum(st.GetReason().String(), "FAILURE_REASON_")).Inc()
 		}
-		s.events.add(&persysv1.Event{Type: eventType(st.GetState()), Workload: name, NodeId: st.GetNodeId(),
+		s.events.Add(eventType(st.GetState()), &persysv1.Event{Workload: name, NodeId: st.GetNodeId(),
 			Reason: st.GetReason(), Message: st.GetMessage(), Revision: st.GetRevision()})
 	}
 }
@@ -814,26 +839,26 @@ func sameStatus(a, b *persysv1.WorkloadStatus) bool {
 		a.GetRuntimeId() == b.GetRuntimeId() && a.GetExitCode() == b.GetExitCode() && a.GetRestartCount() == b.GetRestartCount()
 }
 
-func eventType(st persysv1.ActualState) string {
+func eventType(st persysv1.ActualState) model.EventType {
 	switch st {
 	case persysv1.ActualState_ACTUAL_STATE_PENDING:
-		return "Pending"
+		return model.EventPending
 	case persysv1.ActualState_ACTUAL_STATE_SCHEDULED:
-		return "Scheduled"
+		return model.EventScheduled
 	case persysv1.ActualState_ACTUAL_STATE_CREATING:
-		return "Creating"
+		return model.EventCreating
 	case persysv1.ActualState_ACTUAL_STATE_RUNNING:
-		return "Running"
+		return model.EventRunning
 	case persysv1.ActualState_ACTUAL_STATE_STOPPED:
-		return "Stopped"
+		return model.EventStopped
 	case persysv1.ActualState_ACTUAL_STATE_FAILED:
-		return "Failed"
+		return model.EventFailed
 	case persysv1.ActualState_ACTUAL_STATE_UNKNOWN:
-		return "Unknown"
+		return model.EventUnknown
 	case persysv1.ActualState_ACTUAL_STATE_DELETING:
-		return "Deleting"
+		return model.EventDeleting
 	}
-	return "StatusChanged"
+	return model.EventStatusChanged
 }
 
 func trimEnum(s, prefix string) string { return strings.TrimPrefix(s, prefix) }

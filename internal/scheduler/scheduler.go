@@ -2,8 +2,16 @@
 // state in etcd (through internal/store), keeps an in-memory cache fed by
 // etcd watches, accepts node registrations and heartbeats, places workloads
 // with internal/placement, decides with internal/reconcile, and drives the
-// agents over gRPC. Callers build it with New, serve Service() over gRPC with
-// mTLS, and call Run, which returns when its context ends.
+// agents over gRPC. The API around it lives elsewhere: the ControlService
+// adapter in internal/scheduler/controlapi (over this package's local API,
+// local.go), the CA, join tokens, users and API tokens in
+// internal/identity, and secrets in internal/secretsvc; who a call acts for
+// in internal/principal.
+//
+// Callers build it with New, serve it with Serve (or ServeWith) over gRPC
+// with mTLS, run RunIdentity beside it, and call Run, which returns when
+// its context ends. The cache's maps are guarded by one mutex, mu, that no
+// other package touches.
 package scheduler
 
 import (
@@ -20,9 +28,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/secrets"
+	"github.com/persys-dev/compute/internal/secretsvc"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -165,24 +175,9 @@ type Scheduler struct {
 	events  *eventWriter
 	git     gitCache
 
-	mu        sync.Mutex
-	workloads map[string]*workloadEntry
-	// counts counts workloads by observed state (statecount.go); change
-	// workloads and their statuses through its methods.
-	counts stateCounts
-	// byNode indexes workloads by the node their assignment names (see
-	// statecount.go): a node's loss or first report costs its own
-	// workloads, not a scan of the whole cache.
-	byNode   map[string]map[string]struct{}
-	nodes    map[string]*nodeEntry
-	watchers map[string]map[chan struct{}]struct{}
-	loaded   bool
-	// tombstones remember, per deleted workload name, the last revision of
-	// the deleted workload, so that a late write-back of our own (or a
-	// lagging watch event) never brings it back into the cache.
-	tombstones map[string]tombstone
-	// snap caches the placement view; nil means rebuild.
-	snap *placementSnapshot
+	// cache holds the workloads, nodes and assignments read from etcd,
+	// and the lock that guards them (cache.go).
+	cache
 	// batches group-commit placements and statuses (batch.go).
 	batches writeBatches
 	// orphanInflight de-duplicates orphan removals: node/name → true.
@@ -206,42 +201,13 @@ type Scheduler struct {
 	// clusterID is the cluster's id, read from etcd when a term starts
 	// (a string; "" before).
 	clusterID atomic.Value
-	// Identity calls and revocations (identity.go).
-	idOnce sync.Once
-	id     *identityState
-	// API tokens, user certificates and the audit log (users.go).
-	users usersState
-}
-
-type tombstone struct {
-	rev int64
-	at  time.Time
-}
-
-// buryLocked records that name was deleted at or after rev. Callers hold mu.
-func (s *Scheduler) buryLocked(name string, rev int64) {
-	if t, ok := s.tombstones[name]; !ok || rev > t.rev {
-		s.tombstones[name] = tombstone{rev: rev, at: time.Now()}
-	}
-}
-
-// buriedLocked reports whether a workload write at rev is older than its
-// deletion. Callers hold mu.
-func (s *Scheduler) buriedLocked(name string, rev int64) bool {
-	t, ok := s.tombstones[name]
-	return ok && rev <= t.rev
-}
-
-// pruneTombstones forgets deletions older than a minute: by then the watch
-// has long delivered them and no request still holds an older revision.
-func (s *Scheduler) pruneTombstones() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for name, t := range s.tombstones {
-		if time.Since(t.at) > time.Minute {
-			delete(s.tombstones, name)
-		}
-	}
+	// identity serves the CA, join tokens, revocations, users and API
+	// tokens (internal/identity); audit is the audit log it shares with
+	// the secrets calls.
+	identity *identity.Service
+	audit    *store.AuditLog
+	// secrets serves the secret API and delivers values (internal/secretsvc).
+	secrets *secretsvc.Service
 }
 
 // workloadEntry is the cache of one workload's keys plus the in-memory
@@ -309,18 +275,18 @@ func New(cfg Config) (*Scheduler, error) {
 		store:          cfg.Store,
 		log:            cfg.Logger,
 		queue:          newQueue(),
-		workloads:      map[string]*workloadEntry{},
-		counts:         stateCounts{},
-		byNode:         map[string]map[string]struct{}{},
+		cache:          newCache(cfg.MaxAttempts),
 		nodeLossSem:    make(chan struct{}, nodeLossWriters),
-		nodes:          map[string]*nodeEntry{},
-		watchers:       map[string]map[chan struct{}]struct{}{},
 		orphanInflight: map[string]bool{},
-		tombstones:     map[string]tombstone{},
 		loadedCh:       make(chan struct{}),
 	}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.events = newEventWriter(cfg.Store, cfg.Logger)
+	s.audit = cfg.Store.AuditLog(cfg.AuditRetention)
+	s.identity = identity.New(identity.Config{Store: cfg.Store, Audit: s.audit, Nodes: identityNodes{s},
+		Events: s.events, Logger: cfg.Logger, Now: cfg.Now})
+	s.secrets = secretsvc.New(secretsvc.Config{Store: cfg.Store, Audit: s.audit, Keyring: cfg.Secrets,
+		Events: s.events, Logger: cfg.Logger, Now: cfg.Now, Changed: s.wakeSecretWaiters})
 	return s, nil
 }
 
@@ -540,12 +506,7 @@ func (s *Scheduler) resyncLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		s.pruneTombstones()
-		s.mu.Lock()
-		names := make([]string, 0, len(s.workloads))
-		for name := range s.workloads {
-			names = append(names, name)
-		}
-		s.mu.Unlock()
+		names := s.names()
 		for _, n := range names {
 			s.queue.AddLow(n)
 		}
@@ -570,34 +531,6 @@ func (s *Scheduler) worker(ctx context.Context) {
 		}
 		s.reconcile(ctx, name)
 		s.queue.Done(name)
-	}
-}
-
-// notify wakes every WatchWorkload stream of name. Callers hold mu.
-func (s *Scheduler) notifyLocked(name string) {
-	for ch := range s.watchers[name] {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (s *Scheduler) subscribe(name string) (chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	s.mu.Lock()
-	if s.watchers[name] == nil {
-		s.watchers[name] = map[chan struct{}]struct{}{}
-	}
-	s.watchers[name][ch] = struct{}{}
-	s.mu.Unlock()
-	return ch, func() {
-		s.mu.Lock()
-		delete(s.watchers[name], ch)
-		if len(s.watchers[name]) == 0 {
-			delete(s.watchers, name)
-		}
-		s.mu.Unlock()
 	}
 }
 

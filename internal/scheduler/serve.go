@@ -14,6 +14,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/scheduler/controlapi"
 )
 
 // gracefulStopTimeout bounds how long Serve waits for running calls when
@@ -51,10 +52,10 @@ func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.
 		// again (3% of the CPU at 5,000 placements/s); a call that finds
 		// every worker busy still gets a goroutine of its own.
 		grpc.NumStreamWorkers(streamWorkers),
-		grpc.ChainUnaryInterceptor(UnaryAuth, s.RevocationUnary),
-		grpc.ChainStreamInterceptor(StreamAuth, s.RevocationStream),
+		grpc.ChainUnaryInterceptor(controlapi.UnaryAuth, s.RevocationUnary),
+		grpc.ChainStreamInterceptor(controlapi.StreamAuth, s.RevocationStream),
 	)...)
-	persysv1.RegisterControlServiceServer(srv, &controlService{s: s, stop: ctx.Done()})
+	persysv1.RegisterControlServiceServer(srv, controlapi.New(s, s.identity, s.secrets, ctx.Done()))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)

@@ -25,7 +25,8 @@ import (
 	"github.com/persys-dev/compute/internal/gitsource"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/manifest"
-	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/model"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -36,13 +37,13 @@ import (
 // workloads that declare no resources, the sum of the services' limits,
 // and for every workload what it asks of its host (host_access). Then it
 // checks that p may ask for that (host access, the secrets referenced).
-func (s *Scheduler) prepareSpec(ctx context.Context, p principal, spec *persysv1.WorkloadSpec) error {
+func (s *Scheduler) prepareSpec(ctx context.Context, p principal.Principal, spec *persysv1.WorkloadSpec) error {
 	if vm := spec.GetVm(); vm != nil {
 		if err := cloudinit.Validate(vm.GetCloudInit(), vm.GetLogin()); err != nil {
 			return cloudInitError(err)
 		}
 	}
-	if err := s.checkSecretUse(ctx, p, spec); err != nil {
+	if err := s.secrets.CheckUse(ctx, p, spec); err != nil {
 		return err
 	}
 	spec.HostAccess = nil // derived here, never taken from the caller
@@ -54,7 +55,7 @@ func (s *Scheduler) prepareSpec(ctx context.Context, p principal, spec *persysv1
 		spec.HostAccess = specaccess.ToProto(specaccess.Of(spec))
 	}
 	if field, what, ok := specaccess.FromProto(spec.GetHostAccess()).HostField(); ok {
-		return p.require(authz.WorkloadsHost, field, what)
+		return p.Require(authz.WorkloadsHost, field, what)
 	}
 	return nil
 }
@@ -140,9 +141,9 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 		return nil, nil
 	}
 	// The scheduler itself reads the repository; whether the workload's
-	// principal may use the secret was checked at apply (checkSecretUse)
+	// principal may use the secret was checked at apply (secretsvc CheckUse)
 	// and is checked again when the secret is delivered.
-	vals, err := s.secretValuesFor(ctx, principal{Name: "scheduler", Role: pki.RoleScheduler}, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
+	vals, err := s.secrets.ValuesFor(ctx, principal.Scheduler, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
 		Git: &persysv1.GitSource{CredentialsSecret: g.GetCredentialsSecret()}}})
 	if err != nil {
 		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
@@ -279,17 +280,15 @@ func (s *Scheduler) gitPollLoop(ctx context.Context) {
 			w    *persysv1.Workload
 		}
 		var todo []due
-		s.mu.Lock()
-		for name, e := range s.workloads {
+		s.eachWorkload(func(name string, e *workloadEntry) {
 			g := e.w.GetSpec().GetCompose().GetGit()
 			if g.GetPollIntervalSeconds() <= 0 || e.w.GetDeleting() {
-				continue
+				return
 			}
 			if now.Sub(last[name]) >= time.Duration(g.GetPollIntervalSeconds())*time.Second {
 				todo = append(todo, due{name, e.w})
 			}
-		}
-		s.mu.Unlock()
+		})
 		for _, d := range todo {
 			last[d.name] = now
 			s.pollGit(ctx, d.name, d.w)
@@ -309,14 +308,14 @@ func (s *Scheduler) pollGit(ctx context.Context, name string, w *persysv1.Worklo
 		if err == nil {
 			next := proto.Clone(w).(*persysv1.Workload)
 			spec := next.GetSpec()
-			if err = s.prepareSpec(ctx, principalOfWorkload(w), spec); err == nil {
+			if err = s.prepareSpec(ctx, principal.OfWorkload(w), spec); err == nil {
 				err = s.writePolledRevision(ctx, name, w, next, g.GetResolvedCommit(), spec.GetCompose().GetGit().GetResolvedCommit())
 			}
 		}
 	}
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("git poll failed", "workload", name, "url", gitsource.RedactURL(g.GetUrl()), "ref", g.GetRef(), "err", err)
-		s.events.add(&persysv1.Event{Type: "GitPollFailed", Workload: name, Revision: w.GetRevision(),
+		s.events.Add(model.EventGitPollFailed, &persysv1.Event{Workload: name, Revision: w.GetRevision(),
 			Reason: persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED, Message: err.Error()})
 	}
 }
@@ -342,7 +341,7 @@ func (s *Scheduler) writePolledRevision(ctx context.Context, name string, cur, n
 	}
 	s.cacheWorkload(next, newRev)
 	s.log.Info("git ref moved", "workload", name, "ref", next.GetSpec().GetCompose().GetGit().GetRef(), "from", from, "to", to, "revision", next.GetRevision())
-	s.events.add(&persysv1.Event{Type: "GitCommitChanged", Workload: name, Revision: next.GetRevision(),
+	s.events.Add(model.EventGitCommitChanged, &persysv1.Event{Workload: name, Revision: next.GetRevision(),
 		Message: fmt.Sprintf("ref %s moved from %.12s to %.12s: revision %d", next.GetSpec().GetCompose().GetGit().GetRef(), from, to, next.GetRevision())})
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/reconcile"
 )
 
@@ -18,24 +19,19 @@ import (
 // reachedState notes that an apply of the workload reached its desired
 // state.
 func (s *Scheduler) reachedState(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.workloads[name]; e != nil {
-		e.reachedAt = s.cfg.Now()
-	}
+	s.withWorkload(name, func(e *workloadEntry) { e.reachedAt = s.cfg.Now() })
 }
 
 // settle forgets the failed attempts of a workload that is in its desired
 // state once that held for StableAfter; before that it looks again when
 // the time is up.
 func (s *Scheduler) settle(name string) {
-	s.mu.Lock()
-	e := s.workloads[name]
 	var wait time.Duration
-	if e != nil && e.attempts > 0 && !e.reachedAt.IsZero() {
-		wait = s.cfg.StableAfter - s.cfg.Now().Sub(e.reachedAt)
-	}
-	s.mu.Unlock()
+	s.withWorkload(name, func(e *workloadEntry) {
+		if e.attempts > 0 && !e.reachedAt.IsZero() {
+			wait = s.cfg.StableAfter - s.cfg.Now().Sub(e.reachedAt)
+		}
+	})
 	if wait > 0 {
 		s.queue.AddAfter(name, wait)
 		return
@@ -51,21 +47,24 @@ func (s *Scheduler) settle(name string) {
 // and the next attempt until then, as after an apply that failed at once.
 // It reports whether it handled the plan.
 func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, plan reconcile.Plan) bool {
-	if plan.State != persysv1.ActualState_ACTUAL_STATE_FAILED {
+	if plan.State != model.StateFailed {
 		return false
 	}
-	s.mu.Lock()
-	e := s.workloads[name]
-	if e == nil || e.reachedAt.IsZero() || e.attempts == 0 {
-		s.mu.Unlock()
+	var attempt int
+	var delay time.Duration
+	s.withWorkload(name, func(e *workloadEntry) {
+		if e.reachedAt.IsZero() || e.attempts == 0 {
+			return
+		}
+		attempt = e.attempts
+		delay = reconcile.Backoff(attempt+1, s.cfg.RetryBase, s.cfg.RetryMax)
+		e.nextAttemptAt = s.cfg.Now().Add(delay)
+		e.reachedAt = time.Time{}
+	})
+	if attempt == 0 {
 		return false
 	}
-	attempt := e.attempts
-	delay := reconcile.Backoff(attempt+1, s.cfg.RetryBase, s.cfg.RetryMax)
-	e.nextAttemptAt = s.cfg.Now().Add(delay)
-	e.reachedAt = time.Time{}
-	s.mu.Unlock()
-	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: plan.State, Reason: plan.Reason,
+	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState(plan.State), Reason: persysv1.FailureReason(plan.Reason),
 		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
 	s.recordAttempt(ctx, name, v, attempt, delay, st)
 	s.setStatus(ctx, name, st)

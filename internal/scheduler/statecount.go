@@ -27,84 +27,84 @@ func (c stateCounts) add(st *persysv1.WorkloadStatus, n int) {
 }
 
 // putWorkloadLocked adds or replaces the cache entry of name. Callers hold mu.
-func (s *Scheduler) putWorkloadLocked(name string, e *workloadEntry) {
-	if old := s.workloads[name]; old != nil {
-		s.counts.add(old.status, -1)
-		s.unindexLocked(name, old)
+func (c *cache) putWorkloadLocked(name string, e *workloadEntry) {
+	if old := c.workloads[name]; old != nil {
+		c.counts.add(old.status, -1)
+		c.unindexLocked(name, old)
 	}
-	s.workloads[name] = e
-	s.counts.add(e.status, 1)
-	s.indexLocked(name, e)
+	c.workloads[name] = e
+	c.counts.add(e.status, 1)
+	c.indexLocked(name, e)
 }
 
 // dropWorkloadLocked removes the cache entry of name. Callers hold mu.
-func (s *Scheduler) dropWorkloadLocked(name string) {
-	if old := s.workloads[name]; old != nil {
-		s.counts.add(old.status, -1)
-		s.unindexLocked(name, old)
-		delete(s.workloads, name)
+func (c *cache) dropWorkloadLocked(name string) {
+	if old := c.workloads[name]; old != nil {
+		c.counts.add(old.status, -1)
+		c.unindexLocked(name, old)
+		delete(c.workloads, name)
 	}
 }
 
 // setStatusLocked replaces the cached status of e, an entry of the cache.
 // Callers hold mu.
-func (s *Scheduler) setStatusLocked(e *workloadEntry, st *persysv1.WorkloadStatus, rev int64) {
-	if gaveUp(e.status, e.w, s.cfg.MaxAttempts) != gaveUp(st, e.w, s.cfg.MaxAttempts) {
+func (c *cache) setStatusLocked(e *workloadEntry, st *persysv1.WorkloadStatus, rev int64) {
+	if gaveUp(e.status, e.w, c.maxAttempts) != gaveUp(st, e.w, c.maxAttempts) {
 		// It gives its node back, or takes it again (holdsLocked).
-		s.invalidateLocked()
+		c.invalidateLocked()
 	}
-	s.counts.add(e.status, -1)
+	c.counts.add(e.status, -1)
 	e.status, e.statusRev = st, rev
-	s.counts.add(st, 1)
+	c.counts.add(st, 1)
 }
 
 // resetEntryLocked empties e, the cache entry of name, for a new workload
 // of the same name. Callers hold mu.
-func (s *Scheduler) resetEntryLocked(name string, e *workloadEntry) {
-	s.counts.add(e.status, -1)
-	s.unindexLocked(name, e)
+func (c *cache) resetEntryLocked(name string, e *workloadEntry) {
+	c.counts.add(e.status, -1)
+	c.unindexLocked(name, e)
 	*e = workloadEntry{}
-	s.counts.add(nil, 1)
+	c.counts.add(nil, 1)
 }
 
 // setAssignmentLocked replaces the assignment of e, the cache entry of
 // name, keeping byNode in step. Callers hold mu.
-func (s *Scheduler) setAssignmentLocked(name string, e *workloadEntry, a *persysv1.Assignment, rev int64) {
-	s.unindexLocked(name, e)
+func (c *cache) setAssignmentLocked(name string, e *workloadEntry, a *persysv1.Assignment, rev int64) {
+	c.unindexLocked(name, e)
 	e.assignment, e.assignRev = a, rev
-	s.indexLocked(name, e)
+	c.indexLocked(name, e)
 }
 
-func (s *Scheduler) indexLocked(name string, e *workloadEntry) {
+func (c *cache) indexLocked(name string, e *workloadEntry) {
 	id := e.assignment.GetNodeId()
 	if id == "" {
 		return
 	}
-	set := s.byNode[id]
+	set := c.byNode[id]
 	if set == nil {
 		set = map[string]struct{}{}
-		s.byNode[id] = set
+		c.byNode[id] = set
 	}
 	set[name] = struct{}{}
 }
 
-func (s *Scheduler) unindexLocked(name string, e *workloadEntry) {
+func (c *cache) unindexLocked(name string, e *workloadEntry) {
 	id := e.assignment.GetNodeId()
 	if id == "" {
 		return
 	}
-	if set := s.byNode[id]; set != nil {
+	if set := c.byNode[id]; set != nil {
 		delete(set, name)
 		if len(set) == 0 {
-			delete(s.byNode, id)
+			delete(c.byNode, id)
 		}
 	}
 }
 
 // stateCountsLocked returns a copy of the counts. Callers hold mu.
-func (s *Scheduler) stateCountsLocked() map[persysv1.ActualState]int {
-	out := make(map[persysv1.ActualState]int, len(s.counts))
-	for k, v := range s.counts {
+func (c *cache) stateCountsLocked() map[persysv1.ActualState]int {
+	out := make(map[persysv1.ActualState]int, len(c.counts))
+	for k, v := range c.counts {
 		out[k] = v
 	}
 	return out

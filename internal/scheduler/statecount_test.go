@@ -9,7 +9,7 @@ import (
 // The counts follow every kind of change to the cache and agree with a
 // walk over it.
 func TestStateCountsFollowTheCache(t *testing.T) {
-	s := &Scheduler{workloads: map[string]*workloadEntry{}, counts: stateCounts{}, byNode: map[string]map[string]struct{}{}}
+	s := &Scheduler{cache: newCache(0)}
 	running := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING}
 	failed := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}
 
@@ -45,7 +45,7 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 // The node index follows every kind of change to the cache and agrees
 // with a walk over it.
 func TestNodeIndexFollowsTheCache(t *testing.T) {
-	s := &Scheduler{workloads: map[string]*workloadEntry{}, counts: stateCounts{}, byNode: map[string]map[string]struct{}{}}
+	s := &Scheduler{cache: newCache(0)}
 	on := func(node string) *persysv1.Assignment { return &persysv1.Assignment{NodeId: node} }
 	check := func(step string) {
 		t.Helper()

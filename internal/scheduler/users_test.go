@@ -39,6 +39,7 @@ import (
 	"github.com/persys-dev/compute/internal/cli"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/store/storetest"
@@ -669,7 +670,7 @@ func TestPersysctlWithToken(t *testing.T) {
 			tok = strings.TrimSpace(v)
 		}
 	}
-	id, ok := scheduler.ParseAPITokenID(tok)
+	id, ok := identity.ParseAPITokenID(tok)
 	if !ok || !strings.Contains(out, "not shown again") {
 		t.Fatalf("token create printed no token:\n%s", out)
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -25,16 +26,16 @@ func (s *Scheduler) watchLoop(ctx context.Context, rev int64) error {
 		}
 		s.log.Warn("etcd watch ended; reloading state")
 		var err error
+		retry := retryBackoff(time.Second, 10*time.Second)
 		for {
 			rev, err = s.load(ctx)
 			if err == nil {
 				break
 			}
-			s.log.Error("reload after watch failure", "err", err)
-			select {
-			case <-ctx.Done():
+			wait := retry.NextBackOff()
+			s.log.Error("reload after watch failure", "err", err, "retry_in", wait.Round(time.Millisecond).String())
+			if !sleepCtx(ctx, wait) {
 				return nil
-			case <-time.After(time.Second):
 			}
 		}
 	}
@@ -175,11 +176,11 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 	if was != alive {
 		if alive {
 			s.log.Info("node ready", "node", id)
-			s.events.add(&persysv1.Event{Type: "NodeReady", NodeId: id, Message: "node lease acquired"})
+			s.events.Add(model.EventNodeReady, &persysv1.Event{NodeId: id, Message: "node lease acquired"})
 		} else {
 			s.log.Warn("node lost", "node", id)
 			s.metrics.nodeLosses.Inc()
-			s.events.add(&persysv1.Event{Type: "NodeLost", NodeId: id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST,
+			s.events.Add(model.EventNodeLost, &persysv1.Event{NodeId: id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST,
 				Message: "node lease expired"})
 		}
 	}
@@ -192,8 +193,8 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 }
 
 // assignedLocked lists the workloads assigned to node id. Callers hold mu.
-func (s *Scheduler) assignedLocked(id string) []string {
-	set := s.byNode[id]
+func (c *cache) assignedLocked(id string) []string {
+	set := c.byNode[id]
 	names := make([]string, 0, len(set))
 	for name := range set {
 		names = append(names, name)

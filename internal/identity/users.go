@@ -1,4 +1,4 @@
-package scheduler
+package identity
 
 // Users: client certificates for people (signed from a CSR, with a role),
 // API tokens, and the audit log the gateway writes to.
@@ -23,18 +23,17 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/authz"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -55,48 +54,11 @@ const (
 	apiTokenSecretBytes = 32
 	// maxAPITokenLen bounds what AuthenticateToken reads.
 	maxAPITokenLen = 256
-	// forwardedRoleKey is the metadata key the gateway sets to the role of
-	// the user it authenticated (kept equal to gateway.MetadataRole).
-	forwardedRoleKey = authz.MetadataRole
-	revokeTries      = 5
+	revokeTries    = 5
 )
 
 // userRoles are the roles a user certificate or an API token may carry.
 var userRoles = []pki.Role{pki.RoleAdmin, pki.RoleOperator, pki.RoleViewer}
-
-// usersState is the scheduler's user part, created on first use.
-type usersState struct {
-	once  sync.Once
-	audit *store.AuditLog
-}
-
-// auditLog returns the scheduler's audit log.
-func (s *Scheduler) auditLog() *store.AuditLog {
-	s.users.once.Do(func() { s.users.audit = s.store.AuditLog(s.cfg.AuditRetention) })
-	return s.users.audit
-}
-
-// requireAdminCaller admits an admin's own certificate, or the gateway
-// acting for a user whose role (metadata x-persys-role) is admin.
-func requireAdminCaller(ctx context.Context, method string) error {
-	id, _ := ctx.Value(callerKey{}).(pki.Identity)
-	switch id.Role {
-	case pki.RoleAdmin:
-		return nil
-	case pki.RoleGateway:
-		role := ""
-		if md, ok := metadata.FromIncomingContext(ctx); ok {
-			if r := md.Get(forwardedRoleKey); len(r) == 1 {
-				role = r[0]
-			}
-		}
-		if role == string(pki.RoleAdmin) {
-			return nil
-		}
-		return status.Errorf(codes.PermissionDenied, "%s requires role admin, user %q has role %q", method, callerCN(ctx), role)
-	}
-	return status.Errorf(codes.PermissionDenied, "%s requires role admin, caller %q has role %s", method, id.CommonName, id.Role)
-}
 
 func parseUserRole(field, s string) (pki.Role, error) {
 	for _, r := range userRoles {
@@ -118,10 +80,7 @@ func ttlFrom(field string, secs int64, def, limit time.Duration) (time.Duration,
 	return time.Duration(secs) * time.Second, nil
 }
 
-func (c *controlService) IssueUserCertificate(ctx context.Context, req *persysv1.IssueUserCertificateRequest) (*persysv1.IssueUserCertificateResponse, error) {
-	if err := requireAdminCaller(ctx, "IssueUserCertificate"); err != nil {
-		return nil, err
-	}
+func (s *Service) IssueUserCertificate(ctx context.Context, req *persysv1.IssueUserCertificateRequest) (*persysv1.IssueUserCertificateResponse, error) {
 	if err := pki.ValidateName("name", req.GetName()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -140,7 +99,7 @@ func (c *controlService) IssueUserCertificate(ctx context.Context, req *persysv1
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "csr_pem: %v", err)
 	}
-	ca, bundle, err := c.s.loadCA()
+	ca, bundle, err := s.loadCA()
 	if err != nil {
 		return nil, err
 	}
@@ -148,8 +107,8 @@ func (c *controlService) IssueUserCertificate(ctx context.Context, req *persysv1
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "sign: %v", err)
 	}
-	c.s.log.Info("user certificate issued", "user", req.GetName(), "role", role, "ttl", ttl.String(), "by", callerCN(ctx))
-	c.s.events.add(&persysv1.Event{Type: "UserCertificateIssued", Actor: callerCN(ctx),
+	s.log.Info("user certificate issued", "user", req.GetName(), "role", role, "ttl", ttl.String(), "by", principal.CN(ctx))
+	s.events.Add(model.EventUserCertificateIssued, &persysv1.Event{Actor: principal.CN(ctx),
 		Message: fmt.Sprintf("certificate for user %s with role %s, valid %s", req.GetName(), role, ttl)})
 	return &persysv1.IssueUserCertificateResponse{CertificatePem: certPEM, CaBundlePem: bundle}, nil
 }
@@ -184,13 +143,7 @@ func ParseAPITokenID(tok string) (string, bool) {
 	return id, true
 }
 
-func (c *controlService) CreateAPIToken(ctx context.Context, req *persysv1.CreateAPITokenRequest) (*persysv1.CreateAPITokenResponse, error) {
-	if err := requireAdminCaller(ctx, "CreateAPIToken"); err != nil {
-		return nil, err
-	}
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
+func (s *Service) CreateAPIToken(ctx context.Context, req *persysv1.CreateAPITokenRequest) (*persysv1.CreateAPITokenResponse, error) {
 	if err := pki.ValidateName("user", req.GetUser()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
@@ -202,55 +155,46 @@ func (c *controlService) CreateAPIToken(ctx context.Context, req *persysv1.Creat
 	if err != nil {
 		return nil, err
 	}
-	now := c.s.cfg.Now()
+	now := s.now()
 	for range 3 {
 		tok, id, err := newAPIToken()
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		info := &persysv1.APIToken{Id: id, User: req.GetUser(), Role: string(role),
-			CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(ttl)), CreatedBy: callerCN(ctx)}
+			CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(ttl)), CreatedBy: principal.CN(ctx)}
 		sum := sha256.Sum256([]byte(tok))
-		err = c.s.store.CreateAPIToken(ctx, info, sum[:])
+		err = s.store.CreateAPIToken(ctx, info, sum[:])
 		if errors.Is(err, store.ErrExists) {
 			continue // an id collision: draw again
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
-		c.s.log.Info("api token created", "token_id", id, "user", info.GetUser(), "role", role,
-			"expires", info.GetExpiresAt().AsTime().Format(time.RFC3339), "by", callerCN(ctx))
-		c.s.events.add(&persysv1.Event{Type: "APITokenCreated", Actor: callerCN(ctx),
+		s.log.Info("api token created", "token_id", id, "user", info.GetUser(), "role", role,
+			"expires", info.GetExpiresAt().AsTime().Format(time.RFC3339), "by", principal.CN(ctx))
+		s.events.Add(model.EventAPITokenCreated, &persysv1.Event{Actor: principal.CN(ctx),
 			Message: fmt.Sprintf("api token %s for user %s with role %s", id, info.GetUser(), role)})
 		return &persysv1.CreateAPITokenResponse{Token: tok, Info: info}, nil
 	}
 	return nil, status.Error(codes.Aborted, "api token: no free id after 3 draws; try again")
 }
 
-func (c *controlService) ListAPITokens(ctx context.Context, _ *persysv1.ListAPITokensRequest) (*persysv1.ListAPITokensResponse, error) {
-	if err := requireAdminCaller(ctx, "ListAPITokens"); err != nil {
-		return nil, err
-	}
-	list, err := c.s.store.ListAPITokens(ctx)
+func (s *Service) ListAPITokens(ctx context.Context, _ *persysv1.ListAPITokensRequest) (*persysv1.ListAPITokensResponse, error) {
+	list, err := s.store.ListAPITokens(ctx)
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	return &persysv1.ListAPITokensResponse{Tokens: list}, nil
 }
 
-func (c *controlService) RevokeAPIToken(ctx context.Context, req *persysv1.RevokeAPITokenRequest) (*persysv1.RevokeAPITokenResponse, error) {
-	if err := requireAdminCaller(ctx, "RevokeAPIToken"); err != nil {
-		return nil, err
-	}
-	if err := c.s.serving(ctx); err != nil {
-		return nil, err
-	}
+func (s *Service) RevokeAPIToken(ctx context.Context, req *persysv1.RevokeAPITokenRequest) (*persysv1.RevokeAPITokenResponse, error) {
 	id := req.GetId()
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "id: required")
 	}
 	for range revokeTries {
-		info, _, rev, err := c.s.store.GetAPIToken(ctx, id)
+		info, _, rev, err := s.store.GetAPIToken(ctx, id)
 		if errors.Is(err, store.ErrInvalid) {
 			return nil, status.Errorf(codes.InvalidArgument, "id: %v", err)
 		}
@@ -258,20 +202,20 @@ func (c *controlService) RevokeAPIToken(ctx context.Context, req *persysv1.Revok
 			return nil, status.Errorf(codes.NotFound, "api token %q not found", id)
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		if info.GetRevoked() {
 			return &persysv1.RevokeAPITokenResponse{}, nil
 		}
-		_, err = c.s.store.RevokeAPIToken(ctx, id, rev)
+		_, err = s.store.RevokeAPIToken(ctx, id, rev)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
-		c.s.log.Info("api token revoked", "token_id", id, "user", info.GetUser(), "by", callerCN(ctx))
-		c.s.events.add(&persysv1.Event{Type: "APITokenRevoked", Actor: callerCN(ctx),
+		s.log.Info("api token revoked", "token_id", id, "user", info.GetUser(), "by", principal.CN(ctx))
+		s.events.Add(model.EventAPITokenRevoked, &persysv1.Event{Actor: principal.CN(ctx),
 			Message: fmt.Sprintf("api token %s of user %s revoked", id, info.GetUser())})
 		return &persysv1.RevokeAPITokenResponse{}, nil
 	}
@@ -282,18 +226,18 @@ func (c *controlService) RevokeAPIToken(ctx context.Context, req *persysv1.Revok
 // has the wrong secret: which of them is not told.
 var errBadToken = status.Error(codes.Unauthenticated, "api token is not valid")
 
-func (c *controlService) AuthenticateToken(ctx context.Context, req *persysv1.AuthenticateTokenRequest) (*persysv1.AuthenticateTokenResponse, error) {
+func (s *Service) AuthenticateToken(ctx context.Context, req *persysv1.AuthenticateTokenRequest) (*persysv1.AuthenticateTokenResponse, error) {
 	tok := req.GetToken()
 	id, ok := ParseAPITokenID(tok)
 	if !ok {
 		return nil, errBadToken
 	}
-	info, hash, _, err := c.s.store.GetAPIToken(ctx, id)
+	info, hash, _, err := s.store.GetAPIToken(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errBadToken
 	}
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	if info.GetRevoked() {
 		return nil, status.Errorf(codes.Unauthenticated, "api token %s was revoked", id)
@@ -302,7 +246,7 @@ func (c *controlService) AuthenticateToken(ctx context.Context, req *persysv1.Au
 	if len(hash) != len(sum) || subtle.ConstantTimeCompare(hash, sum[:]) != 1 {
 		return nil, errBadToken
 	}
-	if exp := info.GetExpiresAt(); exp != nil && !c.s.cfg.Now().Before(exp.AsTime()) {
+	if exp := info.GetExpiresAt(); exp != nil && !s.now().Before(exp.AsTime()) {
 		return nil, status.Errorf(codes.Unauthenticated, "api token %s expired at %s", id, exp.AsTime().UTC().Format(time.RFC3339))
 	}
 	if _, err := parseUserRole("role", info.GetRole()); err != nil {
@@ -311,7 +255,7 @@ func (c *controlService) AuthenticateToken(ctx context.Context, req *persysv1.Au
 	return &persysv1.AuthenticateTokenResponse{User: info.GetUser(), Role: info.GetRole(), TokenId: id}, nil
 }
 
-func (c *controlService) RecordAudit(ctx context.Context, req *persysv1.RecordAuditRequest) (*persysv1.RecordAuditResponse, error) {
+func (s *Service) RecordAudit(ctx context.Context, req *persysv1.RecordAuditRequest) (*persysv1.RecordAuditResponse, error) {
 	ev := req.GetEvent()
 	if ev == nil {
 		return nil, status.Error(codes.InvalidArgument, "event: required")
@@ -321,10 +265,10 @@ func (c *controlService) RecordAudit(ctx context.Context, req *persysv1.RecordAu
 	}
 	ev = proto.CloneOf(ev)
 	if ev.GetTime() == nil {
-		ev.Time = timestamppb.New(c.s.cfg.Now())
+		ev.Time = timestamppb.New(s.now())
 	}
-	if err := c.s.auditLog().Append(ctx, ev); err != nil {
-		c.s.log.Error("audit event not stored", "actor", ev.GetActor(), "action", ev.GetAction(), "result", ev.GetResult(), "err", err)
+	if err := s.audit.Append(ctx, ev); err != nil {
+		s.log.Error("audit event not stored", "actor", ev.GetActor(), "action", ev.GetAction(), "result", ev.GetResult(), "err", err)
 		if errors.Is(err, store.ErrInvalid) {
 			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}

@@ -1,4 +1,4 @@
-package scheduler
+package identity
 
 import (
 	"crypto/ecdsa"

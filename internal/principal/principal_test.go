@@ -1,0 +1,62 @@
+package principal
+
+import (
+	"context"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/persys-dev/compute/internal/authz"
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+// Every way a call can arrive without a verified user and role has no
+// principal: the checks built on it fail closed.
+func TestPrincipalFailsClosed(t *testing.T) {
+	gw := pki.Identity{CommonName: "gateway", Role: pki.RoleGateway}
+	with := func(id *pki.Identity, kv ...string) context.Context {
+		ctx := context.Background()
+		if id != nil {
+			ctx = WithIdentity(ctx, *id)
+		}
+		return metadata.NewIncomingContext(ctx, metadata.Pairs(kv...))
+	}
+	agent := pki.Identity{CommonName: "node-1", Role: pki.RoleAgent}
+	tests := []struct {
+		name string
+		ctx  context.Context
+		want Principal // zero: refused
+	}{
+		{"no identity", with(nil), Principal{}},
+		{"gateway without metadata", with(&gw), Principal{}},
+		{"gateway without role", with(&gw, authz.MetadataUser, "olga"), Principal{}},
+		{"gateway without user", with(&gw, authz.MetadataRole, "admin"), Principal{}},
+		{"gateway with a daemon role", with(&gw, authz.MetadataUser, "olga", authz.MetadataRole, "scheduler"), Principal{}},
+		{"gateway with two roles", with(&gw, authz.MetadataUser, "olga", authz.MetadataRole, "viewer", authz.MetadataRole, "admin"), Principal{}},
+		{"agent", with(&agent), Principal{}},
+		{"gateway for an operator", with(&gw, authz.MetadataUser, "olga", authz.MetadataRole, "operator"), Principal{"olga", pki.RoleOperator}},
+		{"admin certificate", with(&pki.Identity{CommonName: "root", Role: pki.RoleAdmin}), Principal{"root", pki.RoleAdmin}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Of(tt.ctx)
+			if tt.want == (Principal{}) {
+				if status.Code(err) != codes.PermissionDenied {
+					t.Fatalf("principalOf = %v, %v; want PermissionDenied", p, err)
+				}
+				return
+			}
+			if err != nil || p != tt.want {
+				t.Fatalf("principalOf = %v, %v; want %v", p, err, tt.want)
+			}
+		})
+	}
+	if (Principal{Role: pki.RoleOperator}).May(authz.WorkloadsHost) || !(Principal{Role: pki.RoleAdmin}).May(authz.WorkloadsHost) {
+		t.Fatal("workloads.host must be the admin's alone")
+	}
+	if (Principal{}).May(authz.WorkloadsRead) {
+		t.Fatal("a principal without a role may do nothing")
+	}
+}
