@@ -12,12 +12,13 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/model"
 )
 
 // LeaderTrailer is the gRPC trailer in which a follower names the leader's
 // address; agents and the gateway retry there.
-const LeaderTrailer = "x-persys-leader"
+const LeaderTrailer = leaderconn.MetadataKey
 
 // ElectionConfig makes a scheduler one replica of several.
 type ElectionConfig struct {

@@ -144,6 +144,9 @@ func toStatus(err error) error {
 		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, store.ErrNodeHeld), errors.Is(err, model.ErrOtherCluster):
 		return status.Error(codes.FailedPrecondition, err.Error())
+	case store.Unavailable(err):
+		// etcd lost its leader under the write: retry, do not give up.
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
