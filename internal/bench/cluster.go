@@ -78,7 +78,19 @@ type ClusterOptions struct {
 	Progress io.Writer
 }
 
+// defaults checks the options and fills in what was left zero, one group
+// at a time.
 func (o *ClusterOptions) defaults() error {
+	for _, step := range []func() error{o.checkShape, o.checkProfiles, o.timingDefaults, o.capacityDefaults, o.setupDefaults} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkShape checks the cluster's size against the transport.
+func (o *ClusterOptions) checkShape() error {
 	if o.Nodes < 1 || o.Nodes > 20000 {
 		return fmt.Errorf("bench: nodes %d: must be between 1 and 20000", o.Nodes)
 	}
@@ -88,6 +100,14 @@ func (o *ClusterOptions) defaults() error {
 	if o.MTLS && o.SchedulerProcess {
 		return errors.New("bench: a scheduler process serves the shared transport only; drop --mtls or --scheduler-process")
 	}
+	if o.Dir == "" {
+		return errors.New("bench: data dir: empty")
+	}
+	return nil
+}
+
+// checkProfiles checks the scheduler process's profile files.
+func (o *ClusterOptions) checkProfiles() error {
 	if !o.SchedulerProcess && (o.SchedulerCPUProfile != "" || o.SchedulerHeapProfile != "") {
 		return errors.New("bench: scheduler profiles need a scheduler process (--scheduler-process)")
 	}
@@ -96,6 +116,12 @@ func (o *ClusterOptions) defaults() error {
 			return fmt.Errorf("bench: scheduler profile %q: want an absolute path", p)
 		}
 	}
+	return nil
+}
+
+// timingDefaults checks and fills the durations and the scheduler's
+// tuning.
+func (o *ClusterOptions) timingDefaults() error {
 	if o.ApplyDelay < 0 {
 		return fmt.Errorf("bench: apply delay %s: must not be negative", o.ApplyDelay)
 	}
@@ -117,6 +143,11 @@ func (o *ClusterOptions) defaults() error {
 	if o.Workers < 0 {
 		return fmt.Errorf("bench: scheduler workers %d: must not be negative", o.Workers)
 	}
+	return nil
+}
+
+// capacityDefaults checks and fills each hollow node's capacity.
+func (o *ClusterOptions) capacityDefaults() error {
 	if o.NodeCPUMillis < 0 || o.NodeMemoryBytes < 0 {
 		return errors.New("bench: node capacity must not be negative")
 	}
@@ -126,9 +157,11 @@ func (o *ClusterOptions) defaults() error {
 	if o.NodeMemoryBytes == 0 {
 		o.NodeMemoryBytes = 8 << 30
 	}
-	if o.Dir == "" {
-		return errors.New("bench: data dir: empty")
-	}
+	return nil
+}
+
+// setupDefaults checks and fills how the cluster is started.
+func (o *ClusterOptions) setupDefaults() error {
 	if o.CertConcurrency == 0 {
 		o.CertConcurrency = 2 * goruntime.GOMAXPROCS(0)
 	}

@@ -708,6 +708,28 @@ type NodeLossResult struct {
 	Proc          ProcStats `json:"process"`
 }
 
+// pickLost chooses the nodes the node-loss scenario stops, every k-th so
+// that they are spread over the id range, and the workloads placed on them.
+func pickLost(c *Cluster, o *Options, views []*persysv1.WorkloadView) (map[string]*Hollow, []string, error) {
+	lostCount := max(1, int(math.Round(o.LossFraction*float64(len(c.Nodes)))))
+	if lostCount >= len(c.Nodes) {
+		return nil, nil, fmt.Errorf("bench: stopping %d of %d nodes leaves none to move to", lostCount, len(c.Nodes))
+	}
+	lost := map[string]*Hollow{}
+	step := float64(len(c.Nodes)) / float64(lostCount)
+	for i := range lostCount {
+		h := c.Nodes[int(float64(i)*step)]
+		lost[h.ID] = h
+	}
+	var affected []string
+	for _, v := range views {
+		if lost[v.GetAssignment().GetNodeId()] != nil {
+			affected = append(affected, v.GetWorkload().GetName())
+		}
+	}
+	return lost, affected, nil
+}
+
 func nodeLoss(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 	ns := names("nl", o.Workloads)
 	fmt.Fprintf(o.Progress, "node-loss: placing %d workloads\n", len(ns))
@@ -721,23 +743,11 @@ func nodeLoss(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 	if err != nil {
 		return fmt.Errorf("bench: list workloads: %w", err)
 	}
-	lostCount := max(1, int(math.Round(o.LossFraction*float64(len(c.Nodes)))))
-	if lostCount >= len(c.Nodes) {
-		return fmt.Errorf("bench: stopping %d of %d nodes leaves none to move to", lostCount, len(c.Nodes))
+	lost, affected, err := pickLost(c, o, resp.GetWorkloads())
+	if err != nil {
+		return err
 	}
-	// Every k-th node, so that the lost ones are spread over the id range.
-	lost := map[string]*Hollow{}
-	step := float64(len(c.Nodes)) / float64(lostCount)
-	for i := range lostCount {
-		h := c.Nodes[int(float64(i)*step)]
-		lost[h.ID] = h
-	}
-	var affected []string
-	for _, v := range resp.GetWorkloads() {
-		if lost[v.GetAssignment().GetNodeId()] != nil {
-			affected = append(affected, v.GetWorkload().GetName())
-		}
-	}
+	lostCount := len(lost)
 	ttl, grace := o.params().LeaseTTLSec, o.params().GraceSec
 	res := NodeLossResult{NodesStopped: lostCount, Affected: len(affected), BoundSec: ttl + grace + 5}
 	fmt.Fprintf(o.Progress, "node-loss: stopping %d nodes with %d workloads\n", lostCount, len(affected))
