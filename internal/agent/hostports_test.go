@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"os"
+	goruntime "runtime"
 	"slices"
 	"testing"
 
@@ -69,7 +70,10 @@ func TestPortsProtoSortsAndBounds(t *testing.T) {
 // port of a workload the agent applied is its own and is not.
 func TestUsedHostPorts(t *testing.T) {
 	if _, err := readProcNetTCP(); err != nil {
-		t.Skipf("no /proc/net/tcp: %v", err)
+		if goruntime.GOOS == "linux" {
+			t.Fatalf("no /proc/net/tcp on Linux: %v", err)
+		}
+		t.Skipf("no /proc/net/tcp outside Linux: %v", err)
 	}
 	other := listenTCP(t)
 	mine := listenTCP(t) // stands for the proxy of the workload's port

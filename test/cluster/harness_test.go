@@ -483,7 +483,7 @@ func Start(t *testing.T, o Options) *Cluster {
 		addr := freeAddr(t, c.Net.Gateway.String())
 		schedAddrs = append(schedAddrs, addr)
 		args := []string{"scheduler", "--listen", addr, "--etcd-endpoints", etcdEndpoints,
-			"--metrics-listen", freeAddr(t, "127.0.0.1")}
+			"--metrics-listen", freeAddr(t, "127.0.0.1"), "--data-dir", filepath.Join(c.Dir, name+"-data")}
 		// Each replica reaches etcd with its own certificate of the
 		// store's CA.
 		c.run(c.persys, "ca", "issue", "--dir", storePKI, "--role", "scheduler", "--name", name)

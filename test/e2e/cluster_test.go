@@ -195,7 +195,10 @@ func newCluster(t *testing.T) *cluster {
 	keyFile := filepath.Join(dir, "secrets.key")
 	c.run(persys, "secrets-key", "generate", "--file", keyFile)
 	etcdCert := []string{"--etcd-ca", ca, "--etcd-cert", filepath.Join(c.pkiDir, "scheduler.crt"), "--etcd-key", filepath.Join(c.pkiDir, "scheduler.key")}
+	// --data-dir holds the scheduler's Git cache: in the test's folder,
+	// never the working directory.
 	c.start("scheduler", append(append([]string{"scheduler", "--listen", c.schedAddr, "--secrets-key-file", keyFile,
+		"--data-dir", filepath.Join(dir, "scheduler-data"),
 		"--etcd-endpoints", strings.Join(emb.Endpoints(), ","), "--metrics-listen", c.metrics["scheduler"],
 		"--heartbeat-interval", "1s", "--lease-ttl", "4s"}, cert("scheduler")...), etcdCert...)...)
 	c.start("gateway", append([]string{"gateway", "--listen", c.gwAddr, "--scheduler", c.schedAddr,
