@@ -8,16 +8,23 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/testutil/cluster"
+	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 // newRealEnv is a test's PKI and a real scheduler on embedded etcd; the
 // agent registers with it and heartbeats to it as in production.
-func newRealEnv(t *testing.T) (*env, *cluster.Scheduler) {
+func newRealEnv(t *testing.T) (*env, *realsched.Cluster) {
 	t.Helper()
-	s := cluster.Start(t, cluster.Options{Nodes: []string{nodeID}, LeaseTTL: 2 * time.Second})
-	return &env{bundle: s.Bundle, addr: s.Addr, image: "app:1", prefix: randomPrefix()}, s
+	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases})
+	return &env{bundle: s.Bundle, addr: s.Addrs[0], image: "app:1", prefix: randomPrefix()}, s
+}
+
+// shortLeases makes a node's lease and heartbeats short, so that a test
+// sees several renewals.
+func shortLeases(c *scheduler.Config) {
+	c.HeartbeatInterval, c.LeaseTTL = 200*time.Millisecond, 2*time.Second
 }
 
 func randomPrefix() string {
@@ -48,7 +55,7 @@ func waitNodeReady(t *testing.T, admin persysv1.ControlServiceClient, within tim
 // scheduler answers keeps retrying its registration (not ready meanwhile)
 // and registers once a real scheduler serves its address.
 func TestAgentRetriesUntilSchedulerStarts(t *testing.T) {
-	b := cluster.NewBundle(t, nodeID)
+	b := realsched.NewBundle(t, nodeID)
 	addr := freeport.Addr(t, "127.0.0.1")
 	e := &env{bundle: b, addr: addr, image: "app:1", prefix: randomPrefix()}
 	ra, _ := e.startSimAgent(t)
@@ -57,7 +64,7 @@ func TestAgentRetriesUntilSchedulerStarts(t *testing.T) {
 	if err := ra.agent.Ready(); err == nil {
 		t.Fatal("agent ready without a scheduler")
 	}
-	s := cluster.Start(t, cluster.Options{Bundle: b, Addr: addr})
+	s := realsched.Start(t, realsched.Options{Bundle: b, Addr: addr, NoSecrets: true, Config: shortLeases})
 	waitNodeReady(t, s.Admin(t), waitFor)
 	deadline := time.Now().Add(waitFor)
 	for ra.agent.Ready() != nil {

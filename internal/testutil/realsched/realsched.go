@@ -45,6 +45,22 @@ type Options struct {
 	// Nodes are the node ids the CA issues agent certificates for (see
 	// StartAgent).
 	Nodes []string
+	// Bundle, when set, is the PKI to use instead of a fresh one (an
+	// agent started before the scheduler needs its certificate first;
+	// see NewBundle).
+	Bundle *pki.Bundle
+	// Addr is where a single replica listens; empty: a free loopback port.
+	Addr string
+}
+
+// NewBundle bootstraps a PKI with agent certificates for nodes.
+func NewBundle(t testing.TB, nodes ...string) *pki.Bundle {
+	t.Helper()
+	b, err := pki.Bootstrap(t.TempDir(), nodes, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // Cluster is running schedulers.
@@ -101,9 +117,9 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.Prefix == "" {
 		o.Prefix = "/persys"
 	}
-	b, err := pki.Bootstrap(t.TempDir(), o.Nodes, nil, nil)
-	if err != nil {
-		t.Fatal(err)
+	b := o.Bundle
+	if b == nil {
+		b = NewBundle(t, o.Nodes...)
 	}
 	st, _ := storetest.NewWithOptions(t, store.Options{Prefix: o.Prefix})
 	c := &Cluster{Bundle: b, Store: st, logs: &Buffer{}}
@@ -112,6 +128,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		if _, err := secrets.GenerateKeyFile(c.KeyFile); err != nil {
 			t.Fatal(err)
 		}
+		var err error
 		if c.Keyring, err = secrets.Load(c.KeyFile); err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +152,11 @@ func (c *Cluster) start(t testing.TB, o Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	listen := "127.0.0.1:0"
+	if o.Addr != "" && o.Replicas == 1 {
+		listen = o.Addr
+	}
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +215,22 @@ func (c *Cluster) Conn(t testing.TB, addr string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
+}
+
+// Admin returns a ControlService client of the first replica with the
+// admin's identity.
+func (c *Cluster) Admin(t testing.TB) persysv1.ControlServiceClient {
+	t.Helper()
+	cfg, err := pki.ClientTLS(c.Bundle.Admin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(c.Addrs[0], grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return persysv1.NewControlServiceClient(conn)
 }
 
 // Leader waits until one replica leads and serves and every other
