@@ -2,10 +2,8 @@ package compose
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -14,11 +12,11 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/client"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/registryauth"
 	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/runtime/imagepull"
 )
 
 // ensureImages pulls every service image that is not present, with the
@@ -64,70 +62,16 @@ func (r *Runtime) ensureImages(ctx context.Context, log *slog.Logger, inst runti
 		}
 		pullCtx, cancel := context.WithTimeout(ctx, r.cfg.PullTimeout)
 		start := time.Now()
-		err = r.pull(pullCtx, ref, auth)
+		err = imagepull.Pull(pullCtx, r.cli, ref, auth)
 		cancel()
 		if err != nil {
-			reason := classifyPull(err)
+			reason := imagepull.Classify(err)
 			log.Warn("image pull failed", "service", svcName, "image", ref, "with_credentials", withCreds, "reason", reason.String(), "error", err)
 			return runtime.Fail(reason, err, "services.%s: image %s is not present and could not be pulled", svcName, ref)
 		}
 		log.Info("image pulled", "service", svcName, "image", ref, "with_credentials", withCreds, "duration", time.Since(start).Round(time.Millisecond).String())
 	}
 	return nil
-}
-
-func (r *Runtime) pull(ctx context.Context, ref, auth string) error {
-	body, err := r.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
-	if err != nil {
-		return fmt.Errorf("pull %s: %w", ref, err)
-	}
-	defer body.Close()
-	dec := json.NewDecoder(body)
-	for {
-		var msg struct {
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("pull %s: read progress: %w", ref, err)
-		}
-		if msg.ErrorDetail.Message != "" {
-			return fmt.Errorf("pull %s: %s", ref, msg.ErrorDetail.Message)
-		}
-		if msg.Error != "" {
-			return fmt.Errorf("pull %s: %s", ref, msg.Error)
-		}
-	}
-}
-
-// Pull error texts, as the docker runtime reads them (engine 20.10,
-// registry 2.8).
-var (
-	pullRefusedErrors = []string{
-		"no basic auth credentials", "unauthorized", "authentication required",
-		"denied", "forbidden", "incorrect username or password",
-	}
-	pullNotFoundErrors = []string{"manifest unknown", "name unknown", "not found"}
-)
-
-func classifyPull(err error) persysv1.FailureReason {
-	msg := strings.ToLower(err.Error())
-	for _, s := range pullRefusedErrors {
-		if strings.Contains(msg, s) {
-			return persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED
-		}
-	}
-	for _, s := range pullNotFoundErrors {
-		if strings.Contains(msg, s) {
-			return persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
-		}
-	}
-	return persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED
 }
 
 func classify(err error) persysv1.FailureReason {

@@ -21,10 +21,7 @@ package docker
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -42,6 +39,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/runtime/imagepull"
 )
 
 // Options configure a Runtime.
@@ -320,8 +318,8 @@ func (r *Runtime) ensureImage(ctx context.Context, log *slog.Logger, ref, auth s
 	pullCtx, cancel := context.WithTimeout(ctx, r.pullTimeout)
 	defer cancel()
 	start := time.Now()
-	if err := r.pull(pullCtx, ref, auth); err != nil {
-		reason := classifyPull(err)
+	if err := imagepull.Pull(pullCtx, r.cli, ref, auth); err != nil {
+		reason := imagepull.Classify(err)
 		log.Warn("image pull failed", "image", ref, "with_credentials", auth != "", "reason", reason.String(), "error", err)
 		return runtime.Fail(reason, err, "image %s is not present and could not be pulled", ref)
 	}
@@ -330,35 +328,6 @@ func (r *Runtime) ensureImage(ctx context.Context, log *slog.Logger, ref, auth s
 	}
 	log.Info("image pulled", "image", ref, "with_credentials", auth != "", "duration", time.Since(start).String())
 	return nil
-}
-
-func (r *Runtime) pull(ctx context.Context, ref, auth string) error {
-	body, err := r.cli.ImagePull(ctx, ref, client.ImagePullOptions{RegistryAuth: auth})
-	if err != nil {
-		return fmt.Errorf("pull %s: %w", ref, err)
-	}
-	defer body.Close()
-	dec := json.NewDecoder(body)
-	for {
-		var msg struct {
-			Error       string `json:"error"`
-			ErrorDetail struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&msg); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("pull %s: read progress: %w", ref, err)
-		}
-		if msg.ErrorDetail.Message != "" {
-			return fmt.Errorf("pull %s: %s", ref, msg.ErrorDetail.Message)
-		}
-		if msg.Error != "" {
-			return fmt.Errorf("pull %s: %s", ref, msg.Error)
-		}
-	}
 }
 
 // Delete stops and removes every container of the workload (only those

@@ -9,6 +9,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/runtime/imagepull"
 )
 
 const testSecretValue = "hunter2-do-not-print"
@@ -172,7 +173,7 @@ func TestClassifyPull(t *testing.T) {
 		{"context deadline exceeded", persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED},
 	}
 	for _, tt := range tests {
-		if got := classifyPull(errors.New(tt.msg)); got != tt.want {
+		if got := imagepull.Classify(errors.New(tt.msg)); got != tt.want {
 			t.Errorf("classifyPull(%q) = %s, want %s", tt.msg, got, tt.want)
 		}
 	}
