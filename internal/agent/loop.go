@@ -99,6 +99,7 @@ func (a *Agent) loop(ctx context.Context) {
 				return
 			}
 			a.setContact(err)
+			a.metrics.registerFailures.Inc()
 			d := a.retryDelay(&registerRetry, registerMinBackoff)
 			a.log.Warn("register with scheduler failed", "attempt", attempt, "scheduler", on,
 				"next", a.control.target(), "retry_in", d.String(), "err", err)

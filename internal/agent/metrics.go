@@ -26,6 +26,7 @@ type metrics struct {
 	staleLists        prometheus.Counter
 	fullResends       prometheus.Counter
 	registrations     prometheus.Counter
+	registerFailures  prometheus.Counter
 	watcherEvents     *prometheus.CounterVec
 	zombies           *prometheus.CounterVec
 	leaderChanges     prometheus.Counter
@@ -67,6 +68,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "registrations_total",
 			Help: "Successful registrations with the scheduler.",
 		}),
+		registerFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "registration_failures_total",
+			Help: "Registration attempts that failed (the scheduler unreachable or refusing); each is retried with backoff.",
+		}),
 		watcherEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "watcher_events_total",
 			Help: "Workload changes reported by runtime watchers.",
@@ -81,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.watcherEvents, m.zombies, m.leaderChanges, m.grpcPanics} {
+		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.leaderChanges, m.grpcPanics} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"testing"
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/scheduler"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
@@ -59,20 +61,23 @@ func TestAgentRetriesUntilSchedulerStarts(t *testing.T) {
 	addr := freeport.Addr(t, "127.0.0.1")
 	e := &env{bundle: b, addr: addr, image: "app:1", prefix: randomPrefix()}
 	ra, _ := e.startSimAgent(t)
-	// Several attempts fail meanwhile (the first waits are about 0.5s and 1s).
-	time.Sleep(2 * time.Second)
+	// Several attempts fail meanwhile, each counted, and the agent is not
+	// ready through them.
+	eventually.Eventually(t, "two failed registrations", waitFor, func() (bool, string) {
+		n := metricValue(t, ra.registry, "persys_agent_registration_failures_total", nil)
+		return n >= 2, fmt.Sprintf("%v failed", n)
+	})
 	if err := ra.agent.Ready(); err == nil {
 		t.Fatal("agent ready without a scheduler")
 	}
 	s := realsched.Start(t, realsched.Options{Bundle: b, Addr: addr, NoSecrets: true, Config: shortLeases})
 	waitNodeReady(t, s.Admin(t), waitFor)
-	deadline := time.Now().Add(waitFor)
-	for ra.agent.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent not ready after the scheduler registered it: %v", ra.agent.Ready())
+	eventually.Eventually(t, "agent ready after the scheduler registered it", waitFor, func() (bool, string) {
+		if err := ra.agent.Ready(); err != nil {
+			return false, err.Error()
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return true, ""
+	})
 }
 
 // TestAgentWithRealScheduler: the node the agent registers is READY at a

@@ -137,6 +137,9 @@ func (h *Holder) WatchFiles(ctx context.Context, interval time.Duration, log *sl
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// refused is the last set of files that did not load: each new one
+	// is logged once, a file left as it is not again at every look.
+	var refused [sha256.Size]byte
 	failing := false
 	for {
 		select {
@@ -158,8 +161,8 @@ func (h *Holder) WatchFiles(ctx context.Context, interval time.Duration, log *sl
 			err = h.reload(true)
 		}
 		switch {
-		case err != nil && !failing:
-			failing = true
+		case err != nil && (!failing || fp != refused):
+			failing, refused = true, fp
 			log.Warn("identity files changed but do not load; keeping the current identity", "ca", h.files.CA, "cert", h.files.Cert, "err", err)
 		case err == nil:
 			failing = false

@@ -1,11 +1,15 @@
 package pki
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -41,7 +45,20 @@ func TestHolderWatchFilesPicksUpRotatedBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := serveTLS(t, server.ServerTLS(tls.RequireAndVerifyClientCert))
-	go server.WatchFiles(t.Context(), 10*time.Millisecond, nil)
+	logs := &lockedLog{}
+	go server.WatchFiles(t.Context(), 10*time.Millisecond, slog.New(slog.NewTextHandler(logs, nil)))
+	// refusals waits until the watcher has logged n refused sets of files:
+	// it looked at the change and kept what it had.
+	refusals := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for strings.Count(logs.String(), "do not load") < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("the watcher did not refuse %d changes; log:\n%s", n, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 
 	old, err := LoadCA(b.Dir)
 	if err != nil {
@@ -80,7 +97,7 @@ func TestHolderWatchFilesPicksUpRotatedBundle(t *testing.T) {
 	if err := os.WriteFile(files.CA, []byte("not a bundle"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // several looks of the watcher
+	refusals(1)
 	if err := tlsCall(addr, oldUser); err != nil {
 		t.Fatalf("after an unloadable bundle: %v", err)
 	}
@@ -94,7 +111,7 @@ func TestHolderWatchFilesPicksUpRotatedBundle(t *testing.T) {
 	if err := writeReplace(files.CA, nextOnly, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
+	refusals(2)
 	if err := tlsCall(addr, oldUser); err != nil {
 		t.Fatalf("after a bundle without the server's own CA: %v", err)
 	}
@@ -212,4 +229,22 @@ func TestHolderNotesRotatedCA(t *testing.T) {
 	if client.CARotated() || len(client.Roots()) != 3 {
 		t.Fatalf("after renewal: rotated %v, %d roots; want false and 3", client.CARotated(), len(client.Roots()))
 	}
+}
+
+// lockedLog is a log sink safe for the watcher's goroutine and the test.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
