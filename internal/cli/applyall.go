@@ -21,7 +21,7 @@ func (o *options) applyAll(cmd *cobra.Command, c *client.Client, data []byte, wa
 	if err != nil {
 		return err
 	}
-	table := o.output == FormatTable
+	table := !o.structured()
 	results := resp.GetResults()
 	var notApplied, notReady []string
 	for _, r := range results {
@@ -42,6 +42,13 @@ func (o *options) applyAll(cmd *cobra.Command, c *client.Client, data []byte, wa
 			continue
 		}
 		name, forState := r.GetName(), waitFor(r.GetWorkload())
+		if failedBefore(r.GetWorkload()) {
+			notReady = append(notReady, name)
+			if table {
+				fmt.Fprintf(o.streams.Out, "workload/%s failed before this apply: %s\n", name, failure(r.GetWorkload()))
+			}
+			continue
+		}
 		view, err := c.Wait(ctx, name, forState, timeout)
 		if ctx.Err() != nil {
 			// Interrupted: the rest is not waited for.

@@ -92,18 +92,18 @@ func newRoot(o *options) *cobra.Command {
 		SilenceUsage:  true,
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			switch o.output {
-			case FormatTable, FormatJSON, FormatYAML:
+			case FormatTable, FormatWide, FormatName, FormatJSON, FormatYAML:
 				return nil
 			}
-			return fmt.Errorf("invalid --output %q: must be table, json or yaml", o.output)
+			return fmt.Errorf("invalid --output %q: must be table, wide, name, json or yaml", o.output)
 		},
 	}
 	root.SetIn(o.streams.In)
 	root.SetOut(o.streams.Out)
 	root.SetErr(o.streams.Err)
-	root.CompletionOptions.DisableDefaultCmd = true
+	root.CompletionOptions.HiddenDefaultCmd = false
 	root.PersistentFlags().StringVar(&o.configPath, "config", "", "config file (default $"+client.EnvConfig+" or ~/"+client.DefaultConfigPath+")")
-	root.PersistentFlags().StringVarP(&o.output, "output", "o", FormatTable, "output format: table, json or yaml")
+	root.PersistentFlags().StringVarP(&o.output, "output", "o", FormatTable, "output format: table, wide, name, json or yaml")
 	root.AddCommand(
 		newApplyCommand(o),
 		newGetCommand(o),
@@ -118,8 +118,15 @@ func newRoot(o *options) *cobra.Command {
 		newSecretCommand(o),
 		newTokenCommand(o),
 		newUserCommand(o),
+		newVersionCommand(o),
 	)
 	return root
+}
+
+// structured reports whether -o asks for the whole object (JSON or YAML)
+// rather than a table or names.
+func (o *options) structured() bool {
+	return o.output == FormatJSON || o.output == FormatYAML
 }
 
 // client loads the config and builds a gateway client.

@@ -61,6 +61,24 @@ func failure(v *persysv1.WorkloadView) string {
 	return msg
 }
 
+// failedBefore reports whether the view an apply answered with already
+// shows the workload's revision FAILED. The apply did not change the spec
+// (unchanged, or labels only), so a wait would hand back that older
+// failure as if this apply had caused it; the caller says so instead.
+func failedBefore(v *persysv1.WorkloadView) bool {
+	st := v.GetStatus()
+	return st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED &&
+		st.GetRevision() == v.GetWorkload().GetRevision()
+}
+
+// failedBeforeErr is the error of apply --wait for a workload that
+// failedBefore.
+func failedBeforeErr(v *persysv1.WorkloadView) error {
+	name := v.GetWorkload().GetName()
+	return fmt.Errorf("workload %s: revision %d had already failed before this apply, which did not change its spec: %s "+
+		"(`persysctl retry workload %s` tries it again)", name, v.GetWorkload().GetRevision(), failure(v), name)
+}
+
 // waitFor is the state --wait waits for: stopped when the workload asks
 // for it, else running.
 func waitFor(v *persysv1.WorkloadView) string {
@@ -127,21 +145,29 @@ func newApplyCommand(o *options) *cobra.Command {
 			}
 			name := resp.GetWorkload().GetWorkload().GetName()
 			if !wait {
-				if o.output != FormatTable {
+				if o.structured() {
 					return printObject(o.streams.Out, o.output, resp)
 				}
 				_, err := fmt.Fprintf(o.streams.Out, "workload/%s %s\n", name, resp.GetResult())
 				return err
 			}
-			if o.output == FormatTable {
+			if !o.structured() {
 				fmt.Fprintf(o.streams.Out, "workload/%s %s\n", name, resp.GetResult())
+			}
+			if failedBefore(resp.GetWorkload()) {
+				if o.structured() {
+					if err := printObject(o.streams.Out, o.output, resp.GetWorkload()); err != nil {
+						return err
+					}
+				}
+				return failedBeforeErr(resp.GetWorkload())
 			}
 			forState := waitFor(resp.GetWorkload())
 			view, err := c.Wait(cmd.Context(), name, forState, timeout)
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				if err := printObject(o.streams.Out, o.output, view); err != nil {
 					return err
 				}
@@ -149,7 +175,7 @@ func newApplyCommand(o *options) *cobra.Command {
 			if isFailed(view) {
 				return failed(view)
 			}
-			if o.output == FormatTable {
+			if !o.structured() {
 				fmt.Fprintf(o.streams.Out, "workload/%s %s on %s (revision %d)\n", name, forState, orNone(workloadNode(view)), view.GetWorkload().GetRevision())
 			}
 			return nil
@@ -181,8 +207,13 @@ func newGetCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get workloads|workload NAME|nodes|node ID|leader",
 		Short: "List workloads or nodes, show one, or show the scheduler leader",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: "List workloads or nodes, show one, or show the scheduler leader. Without arguments, list what can be got.\n" +
+			"-o wide adds columns, -o name prints kind/name lines for scripts, -o json and -o yaml the whole objects.",
+		Args: cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return printGettable(o.streams.Out)
+			}
 			if strings.EqualFold(args[0], "leader") {
 				if len(args) != 1 {
 					return fmt.Errorf("get leader takes no name")
@@ -215,37 +246,37 @@ func newGetCommand(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if o.output != FormatTable {
+				if o.structured() {
 					return printObject(o.streams.Out, o.output, list)
 				}
-				return printWorkloadsTable(o.streams.Out, list.GetWorkloads(), now)
+				return printWorkloads(o.streams.Out, o.output, list.GetWorkloads(), now)
 			case kind == "workload":
 				v, err := c.GetWorkload(ctx, args[1], false)
 				if err != nil {
 					return err
 				}
-				if o.output != FormatTable {
+				if o.structured() {
 					return printObject(o.streams.Out, o.output, v)
 				}
-				return printWorkloadsTable(o.streams.Out, []*persysv1.WorkloadView{v}, now)
+				return printWorkloads(o.streams.Out, o.output, []*persysv1.WorkloadView{v}, now)
 			case len(args) == 1:
 				list, err := c.ListNodes(ctx)
 				if err != nil {
 					return err
 				}
-				if o.output != FormatTable {
+				if o.structured() {
 					return printObject(o.streams.Out, o.output, list)
 				}
-				return printNodesTable(o.streams.Out, list.GetNodes(), now)
+				return printNodes(o.streams.Out, o.output, list.GetNodes(), now)
 			default:
 				n, err := c.GetNode(ctx, args[1])
 				if err != nil {
 					return err
 				}
-				if o.output != FormatTable {
+				if o.structured() {
 					return printObject(o.streams.Out, o.output, n)
 				}
-				return printNodesTable(o.streams.Out, []*persysv1.Node{n}, now)
+				return printNodes(o.streams.Out, o.output, []*persysv1.Node{n}, now)
 			}
 		},
 	}
@@ -277,7 +308,7 @@ func newDescribeCommand(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if o.output != FormatTable {
+				if o.structured() {
 					return printObject(o.streams.Out, o.output, v)
 				}
 				return printDescribeWorkload(o.streams.Out, v, o.now())
@@ -286,7 +317,7 @@ func newDescribeCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				return printObject(o.streams.Out, o.output, n)
 			}
 			list, err := c.ListWorkloads(ctx)
@@ -378,7 +409,7 @@ func (o *options) runRetry(cmd *cobra.Command, name string) error {
 	if err != nil {
 		return err
 	}
-	if o.output != FormatTable {
+	if o.structured() {
 		return printObject(o.streams.Out, o.output, v)
 	}
 	_, err = fmt.Fprintf(o.streams.Out, "workload/%s retry requested\n", name)
@@ -434,7 +465,7 @@ func newNodeCommand(o *options) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if o.output != FormatTable {
+				if o.structured() {
 					return printObject(o.streams.Out, o.output, n)
 				}
 				_, err = fmt.Fprintf(o.streams.Out, "node/%s %s\n", n.GetId(), done)
@@ -478,7 +509,7 @@ func newDrainCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				err = printObject(o.streams.Out, o.output, resp)
 			} else {
 				err = printDrain(o.streams.Out, resp)
@@ -512,7 +543,7 @@ func (o *options) runLeader(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	if o.output != FormatTable {
+	if o.structured() {
 		return printObject(o.streams.Out, o.output, info)
 	}
 	return printLeader(o.streams.Out, info)
@@ -541,7 +572,7 @@ func newClusterCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				return printObject(o.streams.Out, o.output, s)
 			}
 			return printSummary(o.streams.Out, s)
@@ -580,7 +611,7 @@ func newEventsCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				return printObject(o.streams.Out, o.output, list)
 			}
 			if strings.EqualFold(typ, "audit") {

@@ -26,6 +26,11 @@ const (
 	FormatTable = "table"
 	FormatJSON  = "json"
 	FormatYAML  = "yaml"
+	// FormatWide is the table with more columns; FormatName prints
+	// kind/name lines for scripts (kubectl's -o wide and -o name). Commands
+	// without a list print their table for both.
+	FormatWide = "wide"
+	FormatName = "name"
 )
 
 const none = "-"

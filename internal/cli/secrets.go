@@ -76,7 +76,7 @@ func newSecretCreateCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				return printObject(o.streams.Out, o.output, info)
 			}
 			verb := "updated"
@@ -180,7 +180,7 @@ func newSecretGetCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				return printObject(o.streams.Out, o.output, info)
 			}
 			return printSecretsTable(o.streams.Out, []*persysv1.SecretInfo{info}, o.now())
@@ -204,7 +204,7 @@ func newSecretListCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				return printObject(o.streams.Out, o.output, list)
 			}
 			return printSecretsTable(o.streams.Out, list.GetSecrets(), o.now())

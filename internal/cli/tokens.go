@@ -68,7 +68,7 @@ func newTokenCreateCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				return printObject(o.streams.Out, o.output, resp)
 			}
 			info := resp.GetInfo()
@@ -103,7 +103,7 @@ func newTokenListCommand(o *options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if o.output != FormatTable {
+			if o.structured() {
 				return printObject(o.streams.Out, o.output, list)
 			}
 			return printTokensTable(o.streams.Out, list.GetTokens(), o.now())

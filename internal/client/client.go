@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/buildinfo"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -454,6 +455,22 @@ func (c *Client) DrainNode(ctx context.Context, id string, timeout time.Duration
 		return nil, err
 	}
 	return out, nil
+}
+
+// ServerVersion returns the gateway's build.
+func (c *Client) ServerVersion(ctx context.Context) (buildinfo.Info, error) {
+	var info buildinfo.Info
+	code, _, data, err := c.send(ctx, http.MethodGet, "/v1/version", nil, nil)
+	if err != nil {
+		return info, err
+	}
+	if code != http.StatusOK {
+		return info, decodeError(code, data)
+	}
+	if err := json.Unmarshal(data, &info); err != nil {
+		return info, fmt.Errorf("GET /v1/version: decoding answer: %w", err)
+	}
+	return info, nil
 }
 
 // Leader returns the scheduler leader as the scheduler that answered

@@ -201,6 +201,7 @@ func (g *gateway) routes() []route {
 		{"POST", "/v1/nodes/{id}/uncordon", writers, g.uncordon},
 		{"POST", "/v1/nodes/{id}/drain", writers, g.drain},
 		{"GET", "/v1/leader", readers, g.leader},
+		{"GET", "/v1/version", readers, g.version},
 		{"GET", "/v1/cluster/summary", readers, g.summary},
 		{"GET", "/v1/events", readers, g.listEvents},
 		{"GET", "/openapi.json", nil, g.openAPI},

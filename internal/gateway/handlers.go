@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/buildinfo"
 	"github.com/persys-dev/compute/internal/manifest"
 )
 
@@ -188,6 +190,20 @@ func (g *gateway) leader(w http.ResponseWriter, r *http.Request) (int, error) {
 		return 0, err
 	}
 	return writeJSON(w, http.StatusOK, info)
+}
+
+// version answers the gateway's own build; it needs no scheduler, so a
+// client can tell the two ends' versions apart even while the scheduler is
+// away.
+func (g *gateway) version(w http.ResponseWriter, _ *http.Request) (int, error) {
+	b, err := json.Marshal(buildinfo.Get())
+	if err != nil {
+		return 0, fmt.Errorf("encoding response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
+	return http.StatusOK, nil
 }
 
 func (g *gateway) summary(w http.ResponseWriter, r *http.Request) (int, error) {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/buildinfo"
 	"github.com/persys-dev/compute/internal/manifest"
 )
 
@@ -193,6 +194,10 @@ func buildOpenAPI() obj {
 			"get": op("getLeader", "The scheduler leader's address and id, as the scheduler that answered knows them.", nil, nil,
 				withErrors(obj{"200": response("The leader.", ref("LeaderInfo"))})),
 		},
+		"/v1/version": obj{
+			"get": op("getVersion", "The gateway's build: version, commit, build date, Go version and platform (persysctl version shows it as the server's).", nil, nil,
+				withErrors(obj{"200": response("The build.", ref("BuildInfo"))})),
+		},
 		"/v1/cluster/summary": obj{
 			"get": op("getClusterSummary", "Counts of nodes and workloads, capacity and allocation.", nil, nil,
 				withErrors(obj{"200": response("The summary.", ref("ClusterSummary"))})),
@@ -280,6 +285,7 @@ func buildOpenAPI() obj {
 	schemas["SecretRequest"] = goSchema(reflect.TypeOf(SecretRequest{}))
 	schemas["SecretRequest"].(obj)["description"] = "A secret: name (DNS subdomain), type (opaque, registry or git; default opaque), " +
 		"values base64-encoded in data or as text in stringData; at most 1 MiB in all."
+	schemas["BuildInfo"] = goSchema(reflect.TypeOf(buildinfo.Info{}))
 	schemas["Manifest"] = goSchema(reflect.TypeOf(manifest.Manifest{}))
 	schemas["Manifest"].(obj)["description"] = "A workload manifest (apiVersion " + manifest.APIVersion + ", kind " + manifest.Kind + "). " +
 		"Unknown and duplicate keys are refused; every invalid field is named in the error's fields."
