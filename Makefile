@@ -58,7 +58,7 @@ images: build
 test: deps
 	bash scripts/test.sh
 
-demo: deps build
+demo:
 	bash scripts/demo.sh up
 
 demo-down:

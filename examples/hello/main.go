@@ -1,8 +1,8 @@
 // Command hello is the example workload of Persys Compute: a tiny static
 // HTTP server meant to be built into a FROM scratch image. It listens on
-// $PORT (default 8080), answers GET / with a greeting and the hostname and
-// GET /healthz with "ok", and exits promptly on SIGTERM or SIGINT so that
-// stopping its container is fast.
+// $PORT (default 8080), answers GET / with a greeting ($GREETING when set)
+// and the hostname and GET /healthz with "ok", and exits promptly on
+// SIGTERM or SIGINT so that stopping its container is fast.
 //
 // For tests, "hello exit CODE" exits at once with CODE instead of serving,
 // and "hello probe URL" fetches URL once a second and logs the first line
@@ -57,6 +57,12 @@ func run() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		// The greeting comes from the environment on every request, so
+		// an env change in the manifest shows in the answer.
+		if g := os.Getenv("GREETING"); g != "" {
+			fmt.Fprintf(w, "hello from persys\ngreeting: %s\nhostname: %s\n", g, host)
+			return
+		}
 		fmt.Fprintf(w, "hello from persys\nhostname: %s\n", host)
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
