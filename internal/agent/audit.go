@@ -110,8 +110,12 @@ func (zs *zombies) overlay(all []*persysv1.WorkloadStatus) []*persysv1.WorkloadS
 	return all
 }
 
-// auditLoop runs the audit every AuditInterval until ctx ends.
+// auditLoop repairs at once (a restart after a crash is when leftovers
+// exist), then runs the audit every AuditInterval until ctx ends.
 func (a *Agent) auditLoop(ctx context.Context) {
+	if a.repair(ctx) > 0 {
+		a.Kick()
+	}
 	t := time.NewTicker(a.cfg.AuditInterval)
 	defer t.Stop()
 	for {
@@ -124,11 +128,11 @@ func (a *Agent) auditLoop(ctx context.Context) {
 	}
 }
 
-// audit verifies every workload that a runtime with a Verifier reports
-// RUNNING, records the zombies it finds and asks for a heartbeat at once
-// when it found one.
+// audit repairs crash leftovers, verifies every workload that a runtime
+// with a Verifier reports RUNNING, records the zombies it finds and asks
+// for a heartbeat at once when it repaired or found one.
 func (a *Agent) audit(ctx context.Context) {
-	found := 0
+	found := a.repair(ctx)
 	for _, rt := range a.order {
 		v, ok := rt.(runtime.Verifier)
 		if !ok {
@@ -155,6 +159,31 @@ func (a *Agent) audit(ctx context.Context) {
 	if found > 0 {
 		a.Kick()
 	}
+}
+
+// repair asks every runtime that can (runtime.Repairer) to finish what a
+// crash in the middle of its apply left, and returns how many repairs were
+// made: each changes what the node reports.
+func (a *Agent) repair(ctx context.Context) int {
+	n := 0
+	for _, rt := range a.order {
+		r, ok := rt.(runtime.Repairer)
+		if !ok {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
+		done, err := r.Repair(rctx)
+		cancel()
+		for _, d := range done {
+			a.metrics.repairs.WithLabelValues(runtimeName(rt.Type()), d.Action).Inc()
+			a.log.Info("repaired a crash leftover", "runtime", runtimeName(rt.Type()), "workload", d.Workload, "action", d.Action, "detail", d.Detail)
+		}
+		n += len(done)
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("repair failed", "runtime", runtimeName(rt.Type()), "err", err)
+		}
+	}
+	return n
 }
 
 // auditOne verifies one workload listed RUNNING and reports whether it is

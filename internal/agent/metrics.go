@@ -29,6 +29,7 @@ type metrics struct {
 	registerFailures  prometheus.Counter
 	watcherEvents     *prometheus.CounterVec
 	zombies           *prometheus.CounterVec
+	repairs           *prometheus.CounterVec
 	leaderChanges     prometheus.Counter
 }
 
@@ -76,6 +77,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "watcher_events_total",
 			Help: "Workload changes reported by runtime watchers.",
 		}, []string{"runtime"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "repairs_total",
+			Help: "Leftovers of a crash in the middle of an apply that the agent finished (for example a container created but never started), by runtime and action.",
+		}, []string{"runtime", "action"}),
 		zombies: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "zombies_detected_total",
 			Help: "Workloads a runtime reported running although they were dead, found by the audit.",
@@ -86,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.leaderChanges, m.grpcPanics} {
+		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.repairs, m.leaderChanges, m.grpcPanics} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

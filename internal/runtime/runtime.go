@@ -80,6 +80,24 @@ type Verifier interface {
 	Verify(ctx context.Context, name string) (alive bool, detail string, err error)
 }
 
+// Repairer is an optional ability: a runtime that can find what a crash in
+// the middle of its own Apply left behind (a container created but never
+// started) and finish that step. The agent calls Repair when it starts and
+// on every audit; Repair serializes with Apply and Delete of the same
+// workload, so it never takes an Apply in flight for a crash's leftover.
+type Repairer interface {
+	Repair(ctx context.Context) ([]Repair, error)
+}
+
+// Repair is one leftover a runtime found and what it did about it.
+type Repair struct {
+	Workload string
+	// Action is a short verb phrase, for example "started created container"
+	// (also the metric label).
+	Action string
+	Detail string
+}
+
 // Failure is a runtime error with its enum reason.
 type Failure struct {
 	Reason  persysv1.FailureReason

@@ -38,6 +38,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/imagepull"
 )
@@ -212,6 +213,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	if err := r.ensureImage(ctx, log, spec.config.Image, spec.pullAuth); err != nil {
 		return nil, false, err
 	}
+	failpoint.Inject(failpoint.DockerAfterImage)
 	if err := r.writeSecrets(inst.Name, inst.UID, spec.name, spec.secretFiles); err != nil {
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "write secret files of container %s", spec.name)
 	}
@@ -228,6 +230,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	for _, w := range created.Warnings {
 		log.Warn("engine warning on create", "container", spec.name, "warning", w)
 	}
+	failpoint.Inject(failpoint.DockerAfterCreate)
 	if spec.desired == desiredRun {
 		if _, err := r.cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 			// Leave nothing half-made: the next apply starts clean.
@@ -238,6 +241,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 			}
 			return nil, false, runtime.Fail(classify(err), err, "start container %s", spec.name)
 		}
+		failpoint.Inject(failpoint.DockerAfterStart)
 	}
 	status, err := r.inspectStatus(ctx, created.ID)
 	if err != nil {
@@ -487,6 +491,7 @@ func (r *Runtime) stopAndRemove(ctx context.Context, id string) error {
 	if err := r.stop(ctx, id); err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.DockerBetweenStopAndRemove)
 	return r.remove(ctx, id)
 }
 
