@@ -50,6 +50,13 @@ type Input struct {
 	// Observed is nil when the node has not reported the workload (missing,
 	// or not yet known).
 	Observed *Observed
+	// ObservedSince is when the node's report of this revision entered its
+	// current state (zero: unknown). TransitionTimeout bounds how long a
+	// transitional state (CREATING) may last before the revision is
+	// applied again (0: no bound); applies are idempotent by revision, so
+	// a second one finishes what the first left.
+	ObservedSince     time.Time
+	TransitionTimeout time.Duration
 
 	// Backoff state for re-applies of this revision: attempts so far that did
 	// not reach the desired state, and the earliest time of the next one.
@@ -116,6 +123,9 @@ type Plan struct {
 	Reason  model.FailureReason
 	Message string
 	Requeue time.Duration
+	// Resend: the Apply re-sends a revision the node has not finished
+	// within TransitionTimeout; the caller records an event saying so.
+	Resend bool
 }
 
 // Decide follows the decision matrix of DESIGN §4:
@@ -168,9 +178,7 @@ func Decide(in Input) Plan {
 		return Plan{Action: action, State: obs.State, Reason: obs.Reason, Message: obs.Message}
 	}
 	if current && obs.State == model.StateCreating {
-		// The runtime is still starting it (or restarting it under its own
-		// restart policy): report and look again shortly.
-		return Plan{Action: Wait, State: obs.State, Requeue: time.Second}
+		return decideCreating(in)
 	}
 
 	// Missing, another revision, failed, or in the wrong run state: apply,
@@ -188,6 +196,29 @@ func Decide(in Input) Plan {
 		plan.Action = Wait
 		plan.Requeue = in.NextAttemptAt.Sub(in.Now)
 	}
+	return plan
+}
+
+// decideCreating decides for a revision the node reports CREATING: the runtime
+// is still starting it (or restarting it under its own restart policy), so
+// wait and look again shortly — until TransitionTimeout passes, when the
+// start is taken as lost (its process died between two steps) and the
+// revision is applied again.
+func decideCreating(in Input) Plan {
+	plan := Plan{Action: Wait, State: model.StateCreating, Requeue: time.Second}
+	if in.TransitionTimeout <= 0 || in.ObservedSince.IsZero() {
+		return plan
+	}
+	stuck := in.Now.Sub(in.ObservedSince)
+	if stuck < in.TransitionTimeout {
+		if left := in.TransitionTimeout - stuck; left < plan.Requeue {
+			plan.Requeue = left
+		}
+		return plan
+	}
+	plan.Action, plan.Requeue, plan.Resend = Apply, 0, true
+	plan.Message = fmt.Sprintf("CREATING for %s, longer than %s: applying revision %d again",
+		stuck.Round(time.Second), in.TransitionTimeout, in.Revision)
 	return plan
 }
 

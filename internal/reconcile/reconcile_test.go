@@ -51,6 +51,18 @@ func TestDecide(t *testing.T) {
 			i.NextAttemptAt = now.Add(-time.Second)
 		}), Apply, failed, false},
 		{"creating: wait and look again", with(func(i *Input) { i.Observed = obs("u1", 2, creating) }), Wait, creating, true},
+		{"creating within its deadline: wait", with(func(i *Input) {
+			i.Observed = obs("u1", 2, creating)
+			i.ObservedSince, i.TransitionTimeout = now.Add(-30*time.Second), time.Minute
+		}), Wait, creating, true},
+		{"creating past its deadline: apply again", with(func(i *Input) {
+			i.Observed = obs("u1", 2, creating)
+			i.ObservedSince, i.TransitionTimeout = now.Add(-61*time.Second), time.Minute
+		}), Apply, creating, false},
+		{"creating since an unknown time: wait", with(func(i *Input) {
+			i.Observed = obs("u1", 2, creating)
+			i.TransitionTimeout = time.Minute
+		}), Wait, creating, true},
 		{"desired stopped but running: apply (stop)", with(func(i *Input) {
 			i.DesiredState = model.DesiredStopped
 			i.Observed = obs("u1", 2, running)
