@@ -280,13 +280,13 @@ func (s *Scheduler) gitPollLoop(ctx context.Context) {
 			w    *persysv1.Workload
 		}
 		var todo []due
-		s.eachWorkload(func(name string, e *workloadEntry) {
-			g := e.w.GetSpec().GetCompose().GetGit()
-			if g.GetPollIntervalSeconds() <= 0 || e.w.GetDeleting() {
+		s.cache.Each(func(name string, w *persysv1.Workload, _ persysv1.FailureReason) {
+			g := w.GetSpec().GetCompose().GetGit()
+			if g.GetPollIntervalSeconds() <= 0 || w.GetDeleting() {
 				return
 			}
 			if now.Sub(last[name]) >= time.Duration(g.GetPollIntervalSeconds())*time.Second {
-				todo = append(todo, due{name, e.w})
+				todo = append(todo, due{name, w})
 			}
 		})
 		for _, d := range todo {
