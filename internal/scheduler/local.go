@@ -108,7 +108,7 @@ func (s *Scheduler) ListEvents(ctx context.Context, f store.EventFilter, limit i
 
 // Leader says who leads.
 func (s *Scheduler) Leader() *persysv1.LeaderInfo {
-	info := &persysv1.LeaderInfo{Address: s.leaderAddrString(), IsLeader: s.leading.Load()}
+	info := &persysv1.LeaderInfo{Address: s.leaderAddrString(), IsLeader: s.elector.Leading()}
 	if s.cfg.Election == nil {
 		info.IsLeader = true
 	}

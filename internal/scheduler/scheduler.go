@@ -6,7 +6,9 @@
 // adapter in internal/scheduler/controlapi (over this package's local API,
 // local.go), the CA, join tokens, users and API tokens in
 // internal/identity, and secrets in internal/secretsvc; who a call acts for
-// in internal/principal.
+// in internal/principal. Its cache of the store is
+// internal/scheduler/statecache, and which replica leads is decided by
+// internal/scheduler/election.
 //
 // Callers build it with New, serve it with Serve (or ServeWith) over gRPC
 // with mTLS, run RunIdentity beside it, and call Run, which returns when
@@ -31,6 +33,7 @@ import (
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/reconcile"
+	"github.com/persys-dev/compute/internal/scheduler/election"
 	"github.com/persys-dev/compute/internal/scheduler/statecache"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/secretsvc"
@@ -196,10 +199,9 @@ type Scheduler struct {
 	background sync.WaitGroup
 	// nodeLossSem bounds the NotReady records written at once (watch.go).
 	nodeLossSem chan struct{}
-	// leading is true while this replica is the leader; leaderAddr holds
-	// the current leader's address (a string) for followers' redirects.
-	leading    atomic.Bool
-	leaderAddr atomic.Value
+	// elector says whether this replica leads, and who does for
+	// followers' redirects.
+	elector *election.Elector
 	// loadedCh is closed once the first snapshot is in the cache.
 	loadedCh   chan struct{}
 	loadedOnce sync.Once
@@ -240,6 +242,17 @@ func New(cfg Config) (*Scheduler, error) {
 		orphanInflight: map[string]bool{},
 		loadedCh:       make(chan struct{}),
 	}
+	ecfg := election.Config{Store: cfg.Store, Logger: cfg.Logger, Alone: cfg.Election == nil, Elected: s.elected}
+	if cfg.Election != nil {
+		if cfg.Election.Address == "" {
+			return nil, errors.New("scheduler: Config.Election.Address is required")
+		}
+		ecfg.Address, ecfg.TTL = cfg.Election.Address, cfg.Election.TTL
+	}
+	var err error
+	if s.elector, err = election.New(ecfg); err != nil {
+		return nil, err
+	}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.events = newEventWriter(cfg.Store, cfg.Logger)
 	s.audit = cfg.Store.AuditLog(cfg.AuditRetention)
@@ -253,7 +266,7 @@ func New(cfg Config) (*Scheduler, error) {
 // Ready reports nil when the replica can serve: a leader once its cache is
 // loaded from etcd, a follower at once (it answers with the leader).
 func (s *Scheduler) Ready() error {
-	if s.cfg.Election != nil && !s.leading.Load() {
+	if s.cfg.Election != nil && !s.elector.Leading() {
 		return nil
 	}
 	if !s.cache.Loaded() {
@@ -265,13 +278,7 @@ func (s *Scheduler) Ready() error {
 // Run serves as the leader until ctx ends: alone when no election is
 // configured, otherwise each time this replica wins the election, standing
 // by as a follower in between.
-func (s *Scheduler) Run(ctx context.Context) error {
-	if s.cfg.Election == nil {
-		s.leading.Store(true)
-		return s.lead(ctx)
-	}
-	return s.runElected(ctx)
-}
+func (s *Scheduler) Run(ctx context.Context) error { return s.elector.Run(ctx, s.lead) }
 
 // lead loads the cache, then watches etcd and reconciles until ctx ends.
 func (s *Scheduler) lead(ctx context.Context) error {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/store"
@@ -115,4 +117,23 @@ func (s *Scheduler) recordNodeLost(ctx context.Context, node *persysv1.Node) {
 			s.log.Error("record node state", "node", node.GetId(), "state", node.GetState().String(), "err", err)
 		}
 	}()
+}
+
+// retryBackoff is the pause schedule of a retry loop: from initial,
+// growing up to maxWait, each pause randomized by ±50%.
+func retryBackoff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.RandomizationFactor, b.Multiplier = initial, maxWait, 0.5, 2
+	return b
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
