@@ -7,8 +7,9 @@
 // local.go), the CA, join tokens, users and API tokens in
 // internal/identity, and secrets in internal/secretsvc; who a call acts for
 // in internal/principal. Its cache of the store is
-// internal/scheduler/statecache, and which replica leads is decided by
-// internal/scheduler/election.
+// internal/scheduler/statecache; which replica leads is decided by
+// internal/scheduler/election; compose files of Git sources are read and
+// polled by internal/scheduler/gitcompose.
 //
 // Callers build it with New, serve it with Serve (or ServeWith) over gRPC
 // with mTLS, run RunIdentity beside it, and call Run, which returns when
@@ -34,6 +35,7 @@ import (
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/reconcile"
 	"github.com/persys-dev/compute/internal/scheduler/election"
+	"github.com/persys-dev/compute/internal/scheduler/gitcompose"
 	"github.com/persys-dev/compute/internal/scheduler/statecache"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/secretsvc"
@@ -177,7 +179,10 @@ type Scheduler struct {
 	metrics *metrics
 	queue   *queue
 	events  *eventWriter
-	git     gitCache
+	// git reads compose files from Git sources, and gitPoll polls those
+	// that ask for it while this replica leads.
+	git     *gitcompose.Fetcher
+	gitPoll *gitcompose.Poller
 
 	// cache holds the workloads, nodes and assignments read from etcd,
 	// with the revisions they were read at.
@@ -260,6 +265,9 @@ func New(cfg Config) (*Scheduler, error) {
 		Events: s.events, Logger: cfg.Logger, Now: cfg.Now})
 	s.secrets = secretsvc.New(secretsvc.Config{Store: cfg.Store, Audit: s.audit, Keyring: cfg.Secrets,
 		Events: s.events, Logger: cfg.Logger, Now: cfg.Now, Changed: s.wakeSecretWaiters})
+	s.git = gitcompose.NewFetcher(cfg.GitCacheDir, s.secrets)
+	s.gitPoll = &gitcompose.Poller{Store: cfg.Store, Fetcher: s.git, Each: s.cache.Each, Prepare: s.prepareSpec,
+		Written: s.cacheWorkload, Event: s.events.Add, Logger: cfg.Logger, Now: cfg.Now}
 	return s, nil
 }
 
@@ -317,7 +325,7 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.resyncLoop(ctx) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); s.gitPollLoop(ctx) }()
+	go func() { defer wg.Done(); s.gitPoll.Run(ctx) }()
 
 	err = s.watchLoop(ctx, rev)
 	s.queue.Close()
