@@ -6,7 +6,6 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -147,15 +146,6 @@ type writeBatches struct {
 	placement *batcher[store.PlacementWrite, store.WriteResult]
 	status    *batcher[*persysv1.WorkloadStatus, store.WriteResult]
 	create    *batcher[*persysv1.Workload, store.WriteResult]
-	// placeMu serializes choosing a node and reserving it in the cached
-	// snapshot, so that concurrent workers see each other's choices.
-	placeMu sync.Mutex
-	// sampler places over large clusters from a rotating cursor, so that
-	// a bounded sample still spreads evenly. Guarded by placeMu.
-	sampler placement.Sampler
-	// inflight holds the placements chosen and not yet committed, by
-	// workload name. Guarded by placeMu and Scheduler.mu.
-	inflight map[string]heldPlacement
 }
 
 func (s *Scheduler) writes() *writeBatches {
@@ -164,7 +154,6 @@ func (s *Scheduler) writes() *writeBatches {
 		b.placement = newBatcher(batchMax, 30*time.Second, s.store.CommitPlacements)
 		b.status = newBatcher(batchMax, 30*time.Second, s.store.PutStatuses)
 		b.create = newBatcher(batchMax, 30*time.Second, s.store.CreateWorkloads)
-		b.inflight = map[string]heldPlacement{}
 	})
 	return b
 }

@@ -52,10 +52,9 @@ func TestApplyDeleteChurnLeavesNothing(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				s.mu.Lock()
-				e := s.workloads[name]
-				t.Fatalf("cycle %d: %s stuck: deleting=%v rev=%d uid=%s assign=%v status=%v queued=%v processing=%v timer=%v in %v",
-					i, name, e.w.GetDeleting(), e.rev, e.w.GetUid(), e.assignment, e.status.GetState(), s.queue.queued[name], s.queue.processing[name], s.queue.timers[name] != nil, time.Until(s.queue.timers[name].at))
+				e := s.cache.WorkloadView(name)
+				t.Fatalf("cycle %d: %s stuck: deleting=%v uid=%s assign=%v status=%v queued=%v processing=%v timer=%v in %v",
+					i, name, e.GetWorkload().GetDeleting(), e.GetWorkload().GetUid(), e.GetAssignment(), e.GetStatus().GetState(), s.queue.queued[name], s.queue.processing[name], s.queue.timers[name] != nil, time.Until(s.queue.timers[name].at))
 			}
 			time.Sleep(time.Millisecond)
 		}

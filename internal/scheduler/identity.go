@@ -47,6 +47,6 @@ func (s *Scheduler) RevocationStream(srv any, ss grpc.ServerStream, info *grpc.S
 // identityNodes answers the identity service from the node cache.
 type identityNodes struct{ s *Scheduler }
 
-func (n identityNodes) NodeAlive(id string) bool { return n.s.nodeAlive(id) }
+func (n identityNodes) NodeAlive(id string) bool { return n.s.cache.NodeAlive(id) }
 
-func (n identityNodes) AliveNodeLeases() map[string]int64 { return n.s.aliveNodeLeases() }
+func (n identityNodes) AliveNodeLeases() map[string]int64 { return n.s.cache.AliveNodeLeases() }

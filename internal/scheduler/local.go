@@ -58,7 +58,7 @@ func (s *Scheduler) WorkloadView(name string, withEvents bool, ctx context.Conte
 
 // WorkloadNames lists, sorted, the workloads whose labels match selector.
 func (s *Scheduler) WorkloadNames(selector map[string]string) []string {
-	return s.workloadNames(selector)
+	return s.cache.WorkloadNames(selector)
 }
 
 // DeleteWorkload marks a workload for deletion.
@@ -68,7 +68,7 @@ func (s *Scheduler) DeleteWorkload(ctx context.Context, name string) error {
 
 // RetryWorkload forgets a workload's failed attempts and reconciles it now.
 func (s *Scheduler) RetryWorkload(ctx context.Context, name string) (*persysv1.WorkloadView, error) {
-	if !s.withWorkload(name, func(*workloadEntry) {}) {
+	if !s.cache.Has(name) {
 		return nil, status.Errorf(codes.NotFound, "workload %q not found", name)
 	}
 	s.resetAttempts(name)
@@ -79,10 +79,10 @@ func (s *Scheduler) RetryWorkload(ctx context.Context, name string) (*persysv1.W
 
 // Subscribe returns a channel that receives when workload name changes,
 // and the function that ends the subscription.
-func (s *Scheduler) Subscribe(name string) (chan struct{}, func()) { return s.subscribe(name) }
+func (s *Scheduler) Subscribe(name string) (chan struct{}, func()) { return s.cache.Subscribe(name) }
 
 // NodeViews lists the nodes, or only node only when it is not "".
-func (s *Scheduler) NodeViews(only string) []*persysv1.Node { return s.nodeViews(only) }
+func (s *Scheduler) NodeViews(only string) []*persysv1.Node { return s.cache.NodeViews(only) }
 
 // SetCordon cordons or uncordons a node.
 func (s *Scheduler) SetCordon(ctx context.Context, id string, cordoned bool) (*persysv1.Node, error) {
@@ -96,7 +96,7 @@ func (s *Scheduler) Drain(ctx context.Context, id string, timeout time.Duration)
 
 // ClusterSummary counts nodes, capacity and workloads by state.
 func (s *Scheduler) ClusterSummary() *persysv1.ClusterSummary {
-	out := s.summary()
+	out := s.cache.Summary()
 	out.Leader = s.leaderAddrString()
 	return out
 }
@@ -108,7 +108,7 @@ func (s *Scheduler) ListEvents(ctx context.Context, f store.EventFilter, limit i
 
 // Leader says who leads.
 func (s *Scheduler) Leader() *persysv1.LeaderInfo {
-	info := &persysv1.LeaderInfo{Address: s.leaderAddrString(), IsLeader: s.leading.Load()}
+	info := &persysv1.LeaderInfo{Address: s.leaderAddrString(), IsLeader: s.elector.Leading()}
 	if s.cfg.Election == nil {
 		info.IsLeader = true
 	}

@@ -13,13 +13,7 @@ import (
 // the tail of its log.
 func (s *Scheduler) WorkloadLogs(ctx context.Context, req *persysv1.GetWorkloadLogsRequest) (*persysv1.GetWorkloadLogsResponse, error) {
 	name := req.GetName()
-	var nodeID, addr string
-	found := s.withWorkload(name, func(e *workloadEntry) {
-		nodeID = e.assignment.GetNodeId()
-		if ne := s.nodes[nodeID]; ne != nil {
-			addr = ne.node.GetAddress()
-		}
-	})
+	nodeID, addr, found := s.cache.Location(name)
 	switch {
 	case !found:
 		return nil, status.Errorf(codes.NotFound, "workload %q not found", name)

@@ -104,7 +104,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		byState[strings.TrimPrefix(v, "ACTUAL_STATE_")] = 0
 	}
 	delete(byState, "UNSPECIFIED")
-	counts, ready, notReady := c.s.stats()
+	counts, ready, notReady := c.s.cache.Stats()
 	for st, n := range counts {
 		byState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = n
 	}

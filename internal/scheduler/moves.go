@@ -39,12 +39,7 @@ func (s *Scheduler) reschedule(ctx context.Context, name string, v view) bool {
 // runs, then forgets the previous node in the assignment.
 func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	prev := v.in.PreviousNode
-	s.mu.Lock()
-	addr, alive := "", false
-	if ne := s.nodes[prev]; ne != nil {
-		addr, alive = ne.node.GetAddress(), ne.alive
-	}
-	s.mu.Unlock()
+	addr, alive, _ := s.cache.NodeAddress(prev)
 	if alive {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 		defer cancel()
@@ -57,22 +52,13 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 			s.queue.AddAfter(name, time.Second)
 			return
 		}
-		s.mu.Lock()
-		if ne := s.nodes[prev]; ne != nil {
-			ne.setReport(name, nil)
-		}
-		s.mu.Unlock()
+		s.cache.SetReport(prev, name, nil)
 	}
 	a := proto.Clone(v.assign).(*persysv1.Assignment)
 	a.PreviousNodeId = ""
 	// The commit writes a status too: keep the one the new copy has (a
 	// nil one would read SCHEDULED while the new copy runs).
-	var st *persysv1.WorkloadStatus
-	s.mu.Lock()
-	if e := s.workloads[name]; e != nil && e.status.GetNodeId() == a.GetNodeId() {
-		st = proto.Clone(e.status).(*persysv1.WorkloadStatus)
-	}
-	s.mu.Unlock()
+	st := s.cache.StatusOn(name, a.GetNodeId())
 	rev, err := s.store.CommitPlacementRev(ctx, a, st, v.rev, v.assignRv)
 	if err != nil {
 		if !errors.Is(err, store.ErrConflict) {
@@ -81,13 +67,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 		s.queue.AddAfter(name, 100*time.Millisecond)
 		return
 	}
-	s.mu.Lock()
-	s.invalidateLocked()
-	if e := s.workloads[name]; e != nil && e.rev == v.rev {
-		s.setAssignmentLocked(name, e, a, rev)
-		s.notifyLocked(name)
-	}
-	s.mu.Unlock()
+	s.cache.PreviousCleared(name, v.rev, a, rev)
 	// Look once more: the move is over, and the status may lag the node.
 	s.queue.Add(name)
 	s.metrics.moves.Inc()
@@ -98,17 +78,10 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 
 // setCordon records a node's cordon and drain flags in etcd and the cache.
 func (s *Scheduler) setCordon(ctx context.Context, id string, cordoned, draining bool) (*persysv1.Node, error) {
-	s.mu.Lock()
-	ne := s.nodes[id]
-	if ne == nil || ne.node == nil {
-		s.mu.Unlock()
+	n := s.cache.SetCordon(id, cordoned, draining)
+	if n == nil {
 		return nil, status.Errorf(codes.NotFound, "node %q not found", id)
 	}
-	n := cloneNode(ne.node)
-	n.Cordoned, n.Draining = cordoned, draining
-	ne.node = n
-	s.invalidateLocked()
-	s.mu.Unlock()
 	if err := s.store.PutNode(ctx, n); err != nil {
 		return nil, err
 	}
@@ -124,7 +97,7 @@ func (s *Scheduler) setCordon(ctx context.Context, id string, cordoned, draining
 	if !cordoned {
 		s.queuePending()
 	}
-	views := s.nodeViews(id)
+	views := s.cache.NodeViews(id)
 	if len(views) == 0 {
 		return n, nil
 	}
@@ -137,15 +110,7 @@ func (s *Scheduler) drain(ctx context.Context, id string, timeout time.Duration)
 	if _, err := s.setCordon(ctx, id, true, true); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	var names []string
-	for name, e := range s.workloads {
-		if e.assignment.GetNodeId() == id {
-			e.moveBlocked = ""
-			names = append(names, name)
-		}
-	}
-	s.mu.Unlock()
+	names := s.cache.StartDrain(id)
 	sort.Strings(names)
 	for _, n := range names {
 		s.queue.Add(n)
@@ -156,7 +121,7 @@ func (s *Scheduler) drain(ctx context.Context, id string, timeout time.Duration)
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		resp, settled := s.drainState(id, names)
+		resp, settled := s.cache.DrainState(id, names)
 		if settled {
 			return resp, nil
 		}
@@ -164,47 +129,9 @@ func (s *Scheduler) drain(ctx context.Context, id string, timeout time.Duration)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-deadline.C:
-			resp, _ = s.drainState(id, names)
+			resp, _ = s.cache.DrainState(id, names)
 			return resp, nil
 		case <-tick.C:
 		}
 	}
-}
-
-// drainState reports each drained workload; settled is true when none is
-// still in flight (each moved, is blocked, or is gone).
-func (s *Scheduler) drainState(id string, names []string) (*persysv1.DrainResponse, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	resp := &persysv1.DrainResponse{Complete: true}
-	settled := true
-	for _, name := range names {
-		e := s.workloads[name]
-		r := &persysv1.DrainResult{Workload: name}
-		switch {
-		case e == nil || e.w.GetDeleting():
-			r.Result, r.Message = "moved", "workload deleted"
-		case e.assignment.GetNodeId() != id && e.assignment.GetPreviousNodeId() == "":
-			r.Result, r.ToNode = "moved", e.assignment.GetNodeId()
-		case e.moveBlocked != "":
-			r.Result, r.Reason, r.Message = "unmoved", persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, e.moveBlocked
-			resp.Complete = false
-		default:
-			r.Result, r.ToNode = "unmoved", e.assignment.GetNodeId()
-			r.Message = "replacement not running yet"
-			if e.assignment.GetNodeId() == id {
-				r.Message = "not moved yet"
-			}
-			if st := e.status; st != nil && st.GetReason() != persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
-				r.Reason, r.Message = st.GetReason(), st.GetMessage()
-			}
-			resp.Complete = false
-			settled = false
-		}
-		resp.Workloads = append(resp.Workloads, r)
-	}
-	if ne := s.nodes[id]; ne != nil {
-		resp.Node = cloneNode(ne.node)
-	}
-	return resp, settled
 }

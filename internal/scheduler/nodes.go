@@ -8,11 +8,11 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
+	"github.com/persys-dev/compute/internal/scheduler/statecache"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -44,30 +44,14 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 		return nil, fmt.Errorf("grant lease for node %s: %w", id, err)
 	}
 	now := s.cfg.Now()
-	s.mu.Lock()
-	s.invalidateLocked()
-	ne := s.nodes[id]
-	if ne == nil {
-		ne = &nodeEntry{reports: map[string]*persysv1.WorkloadStatus{}}
-		s.nodes[id] = ne
-	}
-	node := &persysv1.Node{
+	node := s.cache.RegisterNode(&persysv1.Node{
 		Id:           id,
 		Address:      req.GetAddress(),
 		Capabilities: req.GetCapabilities(),
 		State:        persysv1.NodeState_NODE_STATE_READY,
 		RegisteredAt: timestamppb.New(now),
 		LeaseId:      leaseID,
-	}
-	if ne.node != nil {
-		// What the operator set survives the agent's restarts: a node
-		// being drained goes on draining.
-		node.Cordoned, node.Draining = ne.node.GetCordoned(), ne.node.GetDraining()
-	}
-	ne.node = node
-	ne.alive = true
-	ne.lastHeartbeat = now
-	s.mu.Unlock()
+	}, now)
 
 	if err := s.store.PutNode(ctx, node); err != nil {
 		return nil, fmt.Errorf("store node %s: %w", id, err)
@@ -79,17 +63,12 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	// The registration's list comes without a digest: the first heartbeat
 	// after it is full.
 	s.processReports(id, req.GetWorkloads(), 0)
-	s.mu.Lock()
-	names := s.assignedLocked(id)
-	s.mu.Unlock()
-	for _, n := range names {
+	for _, n := range s.cache.AssignedTo(id) {
 		s.queue.Add(n)
 	}
 	// A node that joins or returns may be where a pending workload fits.
 	s.queuePending()
-	s.mu.Lock()
-	interval := s.heartbeatIntervalLocked()
-	s.mu.Unlock()
+	interval := s.heartbeatInterval(s.cache.NodeCount())
 	return &persysv1.RegisterNodeResponse{
 		HeartbeatIntervalMs: interval.Milliseconds(),
 		LeaseTtlSeconds:     int64(s.cfg.LeaseTTL / time.Second),
@@ -104,14 +83,8 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 // resend_full.
 func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
 	id := req.GetNodeId()
-	s.mu.Lock()
-	ne := s.nodes[id]
-	var leaseID int64
-	if ne != nil && ne.node != nil {
-		leaseID = ne.node.GetLeaseId()
-	}
-	s.mu.Unlock()
-	if ne == nil || leaseID == 0 {
+	leaseID := s.cache.NodeLease(id)
+	if leaseID == 0 {
 		return &persysv1.HeartbeatResponse{Reregister: true}, nil
 	}
 	if err := s.store.KeepAliveNode(ctx, leaseID); err != nil {
@@ -121,12 +94,9 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 		return nil, fmt.Errorf("renew lease of node %s: %w", id, err)
 	}
 	s.metrics.heartbeats.Inc()
-	s.mu.Lock()
-	ne.usage = req.GetUsage()
-	ne.lastHeartbeat = s.cfg.Now()
-	portsChanged := !req.GetDigestOnly() && s.setUsedPortsLocked(ne, req.GetUsedHostPorts())
-	intervalMs := s.heartbeatIntervalLocked().Milliseconds()
-	s.mu.Unlock()
+	portsChanged, nodes := s.cache.RecordHeartbeat(id, statecache.Heartbeat{Usage: req.GetUsage(), At: s.cfg.Now(),
+		Full: !req.GetDigestOnly(), UsedPorts: req.GetUsedHostPorts()})
+	intervalMs := s.heartbeatInterval(nodes).Milliseconds()
 	if portsChanged {
 		// A port given up may be what a pending workload waits for.
 		s.queuePending()
@@ -143,10 +113,10 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	return &persysv1.HeartbeatResponse{DigestKept: kept && req.GetReportDigest() != 0, HeartbeatIntervalMs: intervalMs}, nil
 }
 
-// heartbeatIntervalLocked is the interval agents are told now (see
-// Config.MaxHeartbeatRate). Callers hold s.mu.
-func (s *Scheduler) heartbeatIntervalLocked() time.Duration {
-	return HeartbeatInterval(len(s.nodes), s.cfg.HeartbeatInterval, s.cfg.LeaseTTL, s.cfg.MaxHeartbeatRate)
+// heartbeatInterval is the interval agents of a cluster of nodes are
+// told (see Config.MaxHeartbeatRate).
+func (s *Scheduler) heartbeatInterval(nodes int) time.Duration {
+	return HeartbeatInterval(nodes, s.cfg.HeartbeatInterval, s.cfg.LeaseTTL, s.cfg.MaxHeartbeatRate)
 }
 
 // HeartbeatInterval spreads nodes' heartbeats so that together they send
@@ -158,146 +128,63 @@ func HeartbeatInterval(nodes int, base, ttl time.Duration, rate float64) time.Du
 	return max(d, base).Truncate(time.Millisecond)
 }
 
-type orphan struct{ name, uid string }
-
 // processReports stores a node's full report with the agent's digest of it
 // (0: none), queues every workload whose report changed (or vanished), and
 // removes orphans: what the node runs that the scheduler does not assign
 // to it. It reports false when the node is not known.
 func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadStatus, digest uint64) bool {
-	var changed []string
-	var orphans []orphan
-
-	s.mu.Lock()
-	ne := s.nodes[nodeID]
-	if ne == nil {
-		s.mu.Unlock()
+	r := s.cache.StoreReports(nodeID, reports, digest)
+	if !r.Known {
 		return false
 	}
-	next := make(map[string]*persysv1.WorkloadStatus, len(reports))
-	for _, st := range reports {
-		name := st.GetName()
-		if name == "" {
-			continue
-		}
-		next[name] = st
-		if !sameReport(ne.reports[name], st) {
-			changed = append(changed, name)
-		}
-		if s.isOrphanLocked(nodeID, name, st) {
-			orphans = append(orphans, orphan{name, st.GetUid()})
-		}
-	}
-	for name := range ne.reports {
-		if _, ok := next[name]; !ok {
-			changed = append(changed, name)
-		}
-	}
-	ne.reports = next
-	ne.reportDigest = digest
-	if !ne.reported {
-		// The node's first full list since this scheduler started or since
-		// the node came back: its assigned workloads waited for it (see
-		// reconcileOnce), those it does not run included.
-		ne.reported = true
-		changed = append(changed, s.assignedLocked(nodeID)...)
-	}
-	s.mu.Unlock()
-
-	for _, n := range changed {
+	for _, n := range r.Changed {
 		s.queue.Add(n)
 	}
-	for _, o := range orphans {
-		s.removeOrphan(nodeID, o.name, o.uid)
+	for _, o := range r.Orphans {
+		s.removeOrphan(nodeID, o.Name, o.UID)
 	}
 	return true
 }
 
 // processDigest serves a heartbeat whose list is the node's last full one,
-// sent as its digest alone. Nothing the node reports changed, so nothing
-// is queued; but an assignment may have moved away since, so what the node
-// reports is checked for orphans again, as a full list would be. It
-// reports false when the list held is not the one with that digest (none
-// yet since this scheduler started or the node registered, or changed
-// here since): the agent must send it.
+// sent as its digest alone (see statecache.Cache.DigestOrphans), removing
+// the orphans in it. It reports false when the agent must send the list.
 func (s *Scheduler) processDigest(nodeID string, digest uint64) bool {
-	var orphans []orphan
-	s.mu.Lock()
-	ne := s.nodes[nodeID]
-	if ne == nil || !ne.reported || ne.reportDigest == 0 || ne.reportDigest != digest {
-		s.mu.Unlock()
+	orphans, ok := s.cache.DigestOrphans(nodeID, digest)
+	if !ok {
 		return false
 	}
-	for name, st := range ne.reports {
-		if s.isOrphanLocked(nodeID, name, st) {
-			orphans = append(orphans, orphan{name, st.GetUid()})
-		}
-	}
-	s.mu.Unlock()
 	for _, o := range orphans {
-		s.removeOrphan(nodeID, o.name, o.uid)
+		s.removeOrphan(nodeID, o.Name, o.UID)
 	}
 	return true
-}
-
-// isOrphanLocked reports whether the workload a node reports with st is
-// one the scheduler does not assign to that node, or another instance of
-// it (another uid). s.mu is held.
-func (s *Scheduler) isOrphanLocked(nodeID, name string, st *persysv1.WorkloadStatus) bool {
-	e := s.workloads[name]
-	onNode := e != nil && (e.assignment.GetNodeId() == nodeID || e.assignment.GetPreviousNodeId() == nodeID)
-	return !onNode || (st.GetUid() != "" && st.GetUid() != e.w.GetUid())
-}
-
-// setReport records what the scheduler learned of a workload on the node
-// outside the node's lists (st nil: it is gone). A change that matters
-// means reports no longer is the list the agent's digest stands for, so
-// the next digest-only heartbeat is answered with resend_full. s.mu is
-// held.
-func (ne *nodeEntry) setReport(name string, st *persysv1.WorkloadStatus) {
-	old, had := ne.reports[name]
-	if st == nil {
-		if !had {
-			return
-		}
-		delete(ne.reports, name)
-	} else {
-		ne.reports[name] = st
-		if had && sameReport(old, st) && old.GetMessage() == st.GetMessage() {
-			return
-		}
-	}
-	ne.reportDigest = 0
 }
 
 // removeOrphan asks a node to delete a workload it should not run, once at
 // a time per node and name.
 func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 	key := nodeID + "/" + name + "/" + uid
-	s.mu.Lock()
+	addr, _, _ := s.cache.NodeAddress(nodeID)
+	s.runMu.Lock()
 	if s.orphanInflight[key] {
-		s.mu.Unlock()
+		s.runMu.Unlock()
 		return
 	}
 	runCtx := s.runCtx
 	if runCtx == nil || runCtx.Err() != nil {
-		s.mu.Unlock()
+		s.runMu.Unlock()
 		return
 	}
 	s.orphanInflight[key] = true
-	addr := ""
-	if ne := s.nodes[nodeID]; ne != nil {
-		addr = ne.node.GetAddress()
-	}
 	s.background.Add(1)
-	s.mu.Unlock()
+	s.runMu.Unlock()
 
 	go func() {
 		defer s.background.Done()
 		defer func() {
-			s.mu.Lock()
+			s.runMu.Lock()
 			delete(s.orphanInflight, key)
-			s.mu.Unlock()
+			s.runMu.Unlock()
 		}()
 		ctx, cancel := context.WithTimeout(runCtx, s.cfg.ApplyTimeout)
 		defer cancel()
@@ -314,20 +201,4 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 		s.events.Add(model.EventOrphanRemoved, &persysv1.Event{Workload: name, NodeId: nodeID,
 			Message: "removed a copy the scheduler does not assign to this node"})
 	}()
-}
-
-// sameReport compares what matters for reconciliation.
-func sameReport(a, b *persysv1.WorkloadStatus) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.GetUid() == b.GetUid() && a.GetRevision() == b.GetRevision() && a.GetState() == b.GetState() &&
-		a.GetReason() == b.GetReason() && a.GetRuntimeId() == b.GetRuntimeId() && a.GetRestartCount() == b.GetRestartCount()
-}
-
-func cloneNode(n *persysv1.Node) *persysv1.Node {
-	if n == nil {
-		return &persysv1.Node{}
-	}
-	return proto.Clone(n).(*persysv1.Node)
 }

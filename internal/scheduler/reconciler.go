@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -13,13 +12,11 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/hostaccess"
-	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
-	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/reconcile"
+	"github.com/persys-dev/compute/internal/scheduler/statecache"
 	"github.com/persys-dev/compute/internal/secretsvc"
 	"github.com/persys-dev/compute/internal/store"
 )
@@ -51,50 +48,48 @@ type view struct {
 	unreported bool
 }
 
+// snapshotFor reads what the decision about workload name needs.
 func (s *Scheduler) snapshotFor(name string) (view, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.workloads[name]
-	if e == nil {
+	r, ok := s.cache.Read(name)
+	if !ok {
 		return view{}, false
 	}
-	if e.attemptRevision != e.w.GetRevision() {
-		e.attempts, e.attemptRevision, e.nextAttemptAt = 0, e.w.GetRevision(), time.Time{}
-	}
-	v := view{w: e.w, rev: e.rev, assign: e.assignment, assignRv: e.assignRev}
+	w := r.Workload
+	v := view{w: w, rev: r.Rev, assign: r.Assignment, assignRv: r.AssignmentRev}
 	v.in = reconcile.Input{
 		Now:           s.cfg.Now(),
 		Exists:        true,
-		Deleting:      e.w.GetDeleting(),
-		UID:           e.w.GetUid(),
-		Revision:      e.w.GetRevision(),
-		DesiredState:  model.DesiredState(e.w.GetSpec().GetDesiredState()),
-		Attempts:      e.attempts,
-		NextAttemptAt: e.nextAttemptAt,
+		Deleting:      w.GetDeleting(),
+		UID:           w.GetUid(),
+		Revision:      w.GetRevision(),
+		DesiredState:  model.DesiredState(w.GetSpec().GetDesiredState()),
+		Attempts:      r.Attempts,
+		NextAttemptAt: r.NextAttemptAt,
 		MaxAttempts:   s.cfg.MaxAttempts,
-		LastReason:    model.FailureReason(e.lastReason),
-		LastMessage:   e.lastMessage,
+		LastReason:    model.FailureReason(r.LastReason),
+		LastMessage:   r.LastMessage,
 		Grace:         s.cfg.RescheduleGrace,
-		Reschedulable: e.w.GetSpec().GetNodeLossPolicy() != persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT,
+		Reschedulable: w.GetSpec().GetNodeLossPolicy() != persysv1.NodeLossPolicy_NODE_LOSS_POLICY_WAIT,
 	}
 	if s.cfg.MaxAttempts < 0 {
 		v.in.MaxAttempts = 0
 	}
-	if e.assignment != nil {
-		v.in.Node = e.assignment.GetNodeId()
-		v.in.PreviousNode = e.assignment.GetPreviousNodeId()
-		if ne := s.nodes[v.in.Node]; ne != nil {
-			v.in.NodeReady = ne.alive
-			v.in.NodeDraining = ne.node.GetDraining() && e.moveBlocked == ""
-			if !ne.alive && !ne.lostAt.IsZero() {
-				v.in.NodeLostFor = v.in.Now.Sub(ne.lostAt)
-			}
-			v.unreported = ne.alive && !ne.reported
-			v.addr = ne.node.GetAddress()
-			if r := ne.reports[name]; r != nil {
-				v.in.Observed = &reconcile.Observed{UID: r.GetUid(), Revision: r.GetRevision(), State: model.ActualState(r.GetState()),
-					Reason: model.FailureReason(r.GetReason()), Message: r.GetMessage()}
-			}
+	if r.Assignment == nil {
+		return v, true
+	}
+	v.in.Node = r.Assignment.GetNodeId()
+	v.in.PreviousNode = r.Assignment.GetPreviousNodeId()
+	if r.NodeKnown {
+		v.in.NodeReady = r.NodeAlive
+		v.in.NodeDraining = r.NodeDraining && r.MoveBlocked == ""
+		if !r.NodeAlive && !r.NodeLostAt.IsZero() {
+			v.in.NodeLostFor = v.in.Now.Sub(r.NodeLostAt)
+		}
+		v.unreported = r.NodeAlive && !r.NodeReported
+		v.addr = r.NodeAddress
+		if rep := r.Report; rep != nil {
+			v.in.Observed = &reconcile.Observed{UID: rep.GetUid(), Revision: rep.GetRevision(), State: model.ActualState(rep.GetState()),
+				Reason: model.FailureReason(rep.GetReason()), Message: rep.GetMessage()}
 		}
 	}
 	return v, true
@@ -155,27 +150,15 @@ func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan re
 	if plan.State == model.StateFailed {
 		st.Attempts = int32(v.in.Attempts)
 	}
-	s.mu.Lock()
-	if ne := s.nodes[v.in.Node]; ne != nil {
-		if r := ne.reports[name]; r != nil && model.ActualState(r.GetState()) == plan.State {
-			st.RuntimeId, st.ExitCode, st.RestartCount, st.Revision = r.GetRuntimeId(), r.GetExitCode(), r.GetRestartCount(), r.GetRevision()
-		}
+	if r := s.cache.Report(v.in.Node, name); r != nil && model.ActualState(r.GetState()) == plan.State {
+		st.RuntimeId, st.ExitCode, st.RestartCount, st.Revision = r.GetRuntimeId(), r.GetExitCode(), r.GetRestartCount(), r.GetRevision()
 	}
-	s.mu.Unlock()
 	s.setStatus(ctx, name, st)
 }
 
 // resetAttempts ends the retry record of a workload that reached its state.
 func (s *Scheduler) resetAttempts(name string) {
-	s.mu.Lock()
-	e := s.workloads[name]
-	stored := false
-	if e != nil {
-		stored = e.retryStored
-		e.attempts, e.nextAttemptAt, e.lastReason, e.lastMessage, e.retryStored = 0, time.Time{}, 0, "", false
-	}
-	s.mu.Unlock()
-	if stored {
+	if s.cache.ResetAttempts(name) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.store.DeleteRetry(ctx, name); err != nil {
@@ -191,11 +174,7 @@ func (s *Scheduler) resetAttempts(name string) {
 func (s *Scheduler) recordAttempt(ctx context.Context, name string, v view, attempt int, delay time.Duration, st *persysv1.WorkloadStatus) {
 	next := s.cfg.Now().Add(delay)
 	final := s.cfg.MaxAttempts > 0 && attempt >= s.cfg.MaxAttempts
-	s.mu.Lock()
-	if e := s.workloads[name]; e != nil {
-		e.lastReason, e.lastMessage, e.retryStored = st.GetReason(), st.GetMessage(), true
-	}
-	s.mu.Unlock()
+	s.cache.NoteFailure(name, st.GetReason(), st.GetMessage())
 	st.Attempts = int32(attempt)
 	msg := fmt.Sprintf("attempt %d failed: %s", attempt, st.GetMessage())
 	if final {
@@ -237,7 +216,8 @@ func (s *Scheduler) place(ctx context.Context, name string, v view, cause model.
 //  4. put what was committed into the cache, unless the watch brought it
 //     first, and announce it.
 func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause model.AssignmentCause, previous string) bool {
-	dec, held := s.choose(name, v)
+	dec, held, took := s.cache.Choose(name, v.w.GetSpec())
+	s.metrics.placementDuration.Observe(took.Seconds())
 	if !dec.Placed() {
 		s.unplaced(ctx, name, v, cause, dec)
 		return false
@@ -245,11 +225,12 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause mo
 	a, st := placementRecords(name, v, dec, cause, previous, s.cfg.Now())
 	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
 	if err != nil {
-		s.releaseHeld(name, held)
+		s.cache.Release(name, held)
 		s.requeueAfterCommit(name, err)
 		return false
 	}
-	s.cachePlacement(name, v, cause, a, st, rev)
+	s.cache.Placed(statecache.Placement{Name: name, WorkloadRev: v.rev, Moved: v.assign != nil && cause != model.CauseNodeLost,
+		Assignment: a, Status: st, Rev: rev})
 	s.metrics.placements.Inc()
 	s.log.Info("placed", "workload", name, "node", dec.NodeID, "revision", v.w.GetRevision(), "cause", cause,
 		"previous", previous, "feasible", dec.Feasible, "total", dec.Total)
@@ -266,39 +247,6 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause mo
 	return true
 }
 
-// choose runs the pure placement for v and, when it found a node, holds
-// the request on that node in the cached snapshot. Choosing and holding
-// happen under placeMu, so that concurrent workers see each other's
-// choices before they commit (an optimistic reservation, released by
-// releaseHeld if the commit fails).
-func (s *Scheduler) choose(name string, v view) (placement.Decision, heldPlacement) {
-	placeMu := &s.writes().placeMu
-	placeMu.Lock()
-	defer placeMu.Unlock()
-	start := time.Now()
-	nodes := s.placementNodes()
-	spec := v.w.GetSpec()
-	req := placement.Request{
-		Workload:     name,
-		Type:         model.WorkloadType(spec.GetType()),
-		Resources:    fromProtoResources(spec.GetResources()),
-		NodeSelector: spec.GetNodeSelector(),
-		RequireKVM:   spec.GetVm().GetAccel() == "kvm",
-		Pools:        poolDemands(spec),
-		Host:         hostNeeds(spec),
-	}
-	dec := s.writes().sampler.Place(nodes, req, s.cfg.Strategy)
-	s.metrics.placementDuration.Observe(time.Since(start).Seconds())
-	held := heldPlacement{node: dec.NodeID, res: req.Resources, pools: req.Pools, ports: req.Host.Ports}
-	if dec.Placed() {
-		s.mu.Lock()
-		s.holdLocked(name, held)
-		s.batches.inflight[name] = held
-		s.mu.Unlock()
-	}
-	return dec, held
-}
-
 // unplaced records that no node fits: a drained workload keeps running
 // where it is and drain reports why; any other stays PENDING with the
 // decision kept for describe. No timer: a node joining or capacity
@@ -307,21 +255,12 @@ func (s *Scheduler) unplaced(ctx context.Context, name string, v view, cause mod
 	s.metrics.unschedulable.Inc()
 	why := summarizeRejections(dec)
 	if cause == model.CauseDrain {
-		s.mu.Lock()
-		if e := s.workloads[name]; e != nil {
-			e.moveBlocked = why
-		}
-		s.mu.Unlock()
+		s.cache.SetMoveBlocked(name, why)
 		s.events.Add(model.EventMoveBlocked, &persysv1.Event{Workload: name, NodeId: v.in.Node,
 			Reason: persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, Message: why})
 		return
 	}
-	record := decisionProto(dec)
-	s.mu.Lock()
-	if e := s.workloads[name]; e != nil {
-		e.pending = record
-	}
-	s.mu.Unlock()
+	s.cache.SetPending(name, decisionProto(dec))
 	msg := why
 	if cause == model.CauseNodeLost {
 		msg = "node " + v.in.Node + " lost and no other node fits: " + msg
@@ -352,17 +291,6 @@ func placementRecords(name string, v view, dec placement.Decision, cause model.A
 	return a, st
 }
 
-// releaseHeld gives back what choose held for a placement that did not
-// commit.
-func (s *Scheduler) releaseHeld(name string, held heldPlacement) {
-	placeMu := &s.writes().placeMu
-	placeMu.Lock()
-	defer placeMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.releaseLocked(name, held)
-}
-
 // requeueAfterCommit queues a workload whose placement did not commit.
 func (s *Scheduler) requeueAfterCommit(name string, err error) {
 	if errors.Is(err, store.ErrConflict) {
@@ -376,237 +304,13 @@ func (s *Scheduler) requeueAfterCommit(name string, err error) {
 	s.queue.AddAfter(name, time.Second)
 }
 
-// cachePlacement puts a committed placement into the cache and wakes its
-// watchers, unless the workload changed meanwhile (the watch then brings
-// what is current) or the watch brought this assignment first and
-// accounted for it (assignmentChangedLocked).
-func (s *Scheduler) cachePlacement(name string, v view, cause model.AssignmentCause, a *persysv1.Assignment, st *persysv1.WorkloadStatus, rev int64) {
-	placeMu := &s.writes().placeMu
-	placeMu.Lock()
-	defer placeMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.batches.inflight, name)
-	e := s.workloads[name]
-	if e == nil {
-		s.invalidateLocked()
-		return
-	}
-	if e.assignRev < rev && e.rev != v.rev {
-		return
-	}
-	// A move off a live node (drain) changes the snapshot: the old node is
-	// released when the move ends, so rebuild it. Off a lost node the
-	// snapshot still counts the workload there, which no placement sees
-	// (the node is not ready) until the node returns, and that rebuilds
-	// the snapshot (setAlive): not rebuilding keeps a mass reschedule
-	// incremental.
-	if e.assignRev < rev && v.assign != nil && cause != model.CauseNodeLost {
-		s.invalidateLocked()
-	}
-	if rev > e.assignRev {
-		s.setAssignmentLocked(name, e, a, rev)
-	}
-	e.pending, e.moveBlocked = nil, ""
-	if rev > e.statusRev {
-		s.setStatusLocked(e, st, rev)
-	}
-	s.notifyLocked(name)
-}
-
-// placementNodes returns the placement snapshot: every node with what its
-// assigned workloads request. Callers hold placeMu, and use the nodes
-// before they release it: a snapshot's nodes only change under placeMu
-// (holdLocked, releaseLocked), while others only replace s.snap.
-func (s *Scheduler) placementNodes() []placement.Node {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.snap == nil {
-		s.snap = s.buildSnapshotLocked()
-	}
-	return s.snap.nodes
-}
-
-// placementSnapshot caches the placement view between changes, so that a
-// burst of placements does not walk every workload for each one. Every
-// change to nodes, assignments or specs made elsewhere drops it
-// (invalidateLocked); a placement this scheduler chooses holds its node in
-// it before the commit (holdLocked) and gives it back if the commit fails
-// (releaseLocked).
-type placementSnapshot struct {
-	nodes []placement.Node
-	index map[string]int
-	// held maps the workloads placed into this snapshot since it was built
-	// to their node.
-	held map[string]string
-}
-
-// invalidateLocked drops the cached placement snapshot. Callers hold mu.
-func (c *cache) invalidateLocked() { c.snap = nil }
-
-// heldPlacement is what a placement holds on its node: its resources,
-// pools and host ports. One chosen and not yet committed is kept in
-// flight, and a rebuilt snapshot holds it again (buildSnapshotLocked).
-type heldPlacement struct {
-	node  string
-	res   model.Resources
-	pools []placement.PoolDemand
-	ports []hostaccess.Port
-}
-
-// holdLocked adds a placement of name to the cached snapshot, building it
-// first if needed. Callers hold placeMu and mu.
-func (s *Scheduler) holdLocked(name string, h heldPlacement) {
-	if s.snap == nil {
-		s.snap = s.buildSnapshotLocked()
-	}
-	s.snap.hold(name, h)
-}
-
-func (p *placementSnapshot) hold(name string, h heldPlacement) {
-	if p.held[name] == h.node {
-		return
-	}
-	p.adjust(h, 1)
-	p.held[name] = h.node
-}
-
-// releaseLocked undoes holdLocked after a failed commit and forgets the
-// placement in flight. Callers hold placeMu and mu.
-func (s *Scheduler) releaseLocked(name string, h heldPlacement) {
-	delete(s.batches.inflight, name)
-	if s.snap == nil || s.snap.held[name] != h.node {
-		return
-	}
-	s.snap.adjust(h, -1)
-	delete(s.snap.held, name)
-}
-
-// assignmentChangedLocked accounts for an assignment the watch brought: one
-// this scheduler already holds in the snapshot changes nothing; any other
-// drops the snapshot. Callers hold mu.
-func (s *Scheduler) assignmentChangedLocked(name string, a *persysv1.Assignment) {
-	if s.snap != nil && a.GetPreviousNodeId() == "" && a.GetNodeId() != "" && s.snap.held[name] == a.GetNodeId() {
-		return
-	}
-	s.invalidateLocked()
-}
-
-// adjust adds (sign 1) or removes (sign -1) a workload's demand on its
-// node.
-func (p *placementSnapshot) adjust(h heldPlacement, sign int64) {
-	i, ok := p.index[h.node]
-	if !ok {
-		return
-	}
-	n := &p.nodes[i]
-	if sign > 0 {
-		n.Allocated = n.Allocated.Add(h.res)
-	} else {
-		n.Allocated = n.Allocated.Sub(h.res)
-	}
-	if len(h.ports) > 0 {
-		// Shared with earlier copies of the snapshot, as pools are.
-		n.Ports = adjustPorts(n.Ports, h.ports, sign)
-	}
-	if pools := h.pools; len(pools) > 0 {
-		// The pools slice is shared with earlier copies of the snapshot
-		// handed to placements: copy before writing.
-		n.Pools = slices.Clone(n.Pools)
-		for _, pd := range pools {
-			for j := range n.Pools {
-				if n.Pools[j].Name == pd.Name {
-					n.Pools[j].Allocated += sign * pd.Bytes
-				}
-			}
-		}
-	}
-}
-
-// poolDemands lists, sorted by pool name, what a workload's VM disks need
-// on each storage pool.
-func poolDemands(spec *persysv1.WorkloadSpec) []placement.PoolDemand {
-	m := manifest.PoolDemand(spec)
-	if len(m) == 0 {
-		return nil
-	}
-	out := make([]placement.PoolDemand, 0, len(m))
-	for name, b := range m {
-		out = append(out, placement.PoolDemand{Name: name, Bytes: b})
-	}
-	slices.SortFunc(out, func(a, b placement.PoolDemand) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-func (s *Scheduler) buildSnapshotLocked() *placementSnapshot {
-	alloc := make(map[string]model.Resources, len(s.nodes))
-	for _, e := range s.workloads {
-		if !s.holdsLocked(e) {
-			continue
-		}
-		if id := e.assignment.GetNodeId(); id != "" {
-			alloc[id] = alloc[id].Add(fromProtoResources(e.w.GetSpec().GetResources()))
-		}
-		if id := e.assignment.GetPreviousNodeId(); id != "" {
-			alloc[id] = alloc[id].Add(fromProtoResources(e.w.GetSpec().GetResources()))
-		}
-	}
-	poolAlloc := s.poolAllocationsLocked("")
-	ports := s.portsHeldLocked()
-	out := make([]placement.Node, 0, len(s.nodes))
-	for id, ne := range s.nodes {
-		caps := ne.node.GetCapabilities()
-		rts := make([]model.WorkloadType, 0, len(caps.GetRuntimes()))
-		for _, r := range caps.GetRuntimes() {
-			rts = append(rts, model.WorkloadType(r))
-		}
-		var pools []placement.Pool
-		for _, p := range caps.GetStoragePools() {
-			pools = append(pools, placement.Pool{Name: p.GetName(), Capacity: p.GetCapacityBytes(), Allocated: poolAlloc[id][p.GetName()], Free: p.GetFreeBytes()})
-		}
-		// An agent refuses work past its utilization threshold: place
-		// against what it admits (older agents: their capacity).
-		capacity := caps.GetAllocatable()
-		if capacity == nil {
-			capacity = caps.GetCapacity()
-		}
-		out = append(out, placement.Node{
-			ID: id, Ready: ne.alive, Cordoned: ne.node.GetCordoned(), Runtimes: rts, Labels: caps.GetLabels(),
-			Capacity: fromProtoResources(capacity), Allocated: alloc[id],
-			Accel: caps.GetVmAccel(), Pools: pools,
-			Policy: specaccess.PolicyFromProto(caps.GetPolicy()),
-			Ports:  append(ports[id], usedPorts(caps)...),
-		})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	snap := &placementSnapshot{nodes: out, index: make(map[string]int, len(out)), held: map[string]string{}}
-	for i, n := range out {
-		snap.index[n.ID] = i
-	}
-	// Placements chosen and not yet committed (or committed and not yet
-	// in the cache) count too.
-	for name, h := range s.batches.inflight {
-		if e := s.workloads[name]; e != nil && e.assignment.GetNodeId() != h.node {
-			snap.hold(name, h)
-		}
-	}
-	return snap
-}
-
 // apply sends the desired revision to the assigned node and records what
 // the agent answered.
 func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconcile.Plan) bool {
-	s.mu.Lock()
-	e := s.workloads[name]
-	if e == nil {
-		s.mu.Unlock()
+	attempt, delay, ok := s.cache.BeginAttempt(name)
+	if !ok {
 		return false
 	}
-	e.attempts++
-	attempt := e.attempts
-	delay := reconcile.Backoff(attempt+1, s.cfg.RetryBase, s.cfg.RetryMax)
-	e.nextAttemptAt = s.cfg.Now().Add(delay)
-	s.mu.Unlock()
 
 	node := v.in.Node
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
@@ -676,15 +380,11 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	}
 	s.metrics.applies.WithLabelValues(result).Inc()
 
-	s.mu.Lock()
-	if ne := s.nodes[node]; ne != nil {
-		ne.setReport(name, st)
-	}
+	s.cache.SetReport(node, name, st)
 	reached := st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
 	if v.w.GetSpec().GetDesiredState() == persysv1.DesiredState_DESIRED_STATE_STOPPED {
 		reached = st.GetState() == persysv1.ActualState_ACTUAL_STATE_STOPPED
 	}
-	s.mu.Unlock()
 	s.log.Info("apply", "workload", name, "node", node, "revision", v.w.GetRevision(), "result", result,
 		"state", st.GetState().String(), "reason", st.GetReason().String(), "duration_ms", elapsed.Milliseconds())
 	if reached {
@@ -722,11 +422,7 @@ func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool 
 		}
 		return false
 	}
-	s.mu.Lock()
-	if ne := s.nodes[node]; ne != nil {
-		ne.setReport(name, nil)
-	}
-	s.mu.Unlock()
+	s.cache.SetReport(node, name, nil)
 	s.log.Info("removed from node", "workload", name, "node", node)
 	s.removeKeys(ctx, name, v)
 	return false
@@ -744,14 +440,7 @@ func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
 		s.queue.AddAfter(name, time.Second)
 		return
 	}
-	s.mu.Lock()
-	if e := s.workloads[name]; e != nil && e.rev == v.rev {
-		s.dropWorkloadLocked(name)
-	}
-	s.invalidateLocked()
-	s.buryLocked(name, v.rev)
-	s.notifyLocked(name)
-	s.mu.Unlock()
+	s.cache.KeysDeleted(name, v.rev)
 	s.log.Info("deleted", "workload", name)
 	s.events.Add(model.EventDeleted, &persysv1.Event{Workload: name, NodeId: v.in.Node, Message: "workload removed"})
 	s.queuePending()
@@ -759,25 +448,7 @@ func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
 
 // queuePending queues every workload waiting for a feasible node.
 func (s *Scheduler) queuePending() {
-	s.mu.Lock()
-	var names []string
-	for name, e := range s.workloads {
-		if e.w.GetDeleting() {
-			continue
-		}
-		if e.assignment == nil {
-			names = append(names, name)
-		} else if ne := s.nodes[e.assignment.GetNodeId()]; ne == nil || !ne.alive {
-			// Waiting for a node to move to after its own was lost.
-			names = append(names, name)
-		} else if ne.node.GetDraining() && e.moveBlocked != "" {
-			// A drain found no room for it; capacity may have appeared.
-			e.moveBlocked = ""
-			names = append(names, name)
-		}
-	}
-	s.mu.Unlock()
-	for _, n := range names {
+	for _, n := range s.cache.Pending() {
 		s.queue.Add(n)
 	}
 }
@@ -786,18 +457,10 @@ func (s *Scheduler) queuePending() {
 // idle cluster writes nothing), emits an event on a state change and wakes
 // watchers.
 func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.WorkloadStatus) {
-	s.mu.Lock()
-	e := s.workloads[name]
-	if e == nil {
-		s.mu.Unlock()
+	prev, ok := s.cache.Status(name)
+	if !ok || sameStatus(prev, st) {
 		return
 	}
-	prev := e.status
-	if sameStatus(prev, st) {
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
 
 	st.UpdatedAt = timestamppb.New(s.cfg.Now())
 	rev, err := s.putStatus(ctx, st)
@@ -807,15 +470,7 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 		}
 		return
 	}
-	s.mu.Lock()
-	freed := false
-	if e := s.workloads[name]; e != nil && rev > e.statusRev {
-		freed = !gaveUp(e.status, e.w, s.cfg.MaxAttempts) && gaveUp(st, e.w, s.cfg.MaxAttempts)
-		s.setStatusLocked(e, st, rev)
-	}
-	s.notifyLocked(name)
-	s.mu.Unlock()
-	if freed {
+	if s.cache.StatusWritten(name, st, rev) {
 		// What it held on its node may be where a pending workload fits.
 		s.queuePending()
 	}
@@ -862,10 +517,6 @@ func eventType(st persysv1.ActualState) model.EventType {
 }
 
 func trimEnum(s, prefix string) string { return strings.TrimPrefix(s, prefix) }
-
-func fromProtoResources(r *persysv1.Resources) model.Resources {
-	return model.Resources{CPUMillis: r.GetCpuMillis(), MemoryBytes: r.GetMemoryBytes(), DiskBytes: r.GetDiskBytes()}
-}
 
 func decisionProto(d placement.Decision) *persysv1.PlacementDecision {
 	out := &persysv1.PlacementDecision{NodeId: d.NodeID, Score: d.Score, FeasibleNodes: int32(d.Feasible),

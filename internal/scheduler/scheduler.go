@@ -6,12 +6,15 @@
 // adapter in internal/scheduler/controlapi (over this package's local API,
 // local.go), the CA, join tokens, users and API tokens in
 // internal/identity, and secrets in internal/secretsvc; who a call acts for
-// in internal/principal.
+// in internal/principal. Its cache of the store is
+// internal/scheduler/statecache; which replica leads is decided by
+// internal/scheduler/election; compose files of Git sources are read and
+// polled by internal/scheduler/gitcompose.
 //
 // Callers build it with New, serve it with Serve (or ServeWith) over gRPC
 // with mTLS, run RunIdentity beside it, and call Run, which returns when
-// its context ends. The cache's maps are guarded by one mutex, mu, that no
-// other package touches.
+// its context ends. What it knows of the store lives in its cache
+// (internal/scheduler/statecache), which alone holds the lock over it.
 package scheduler
 
 import (
@@ -27,10 +30,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/placement"
+	"github.com/persys-dev/compute/internal/reconcile"
+	"github.com/persys-dev/compute/internal/scheduler/election"
+	"github.com/persys-dev/compute/internal/scheduler/gitcompose"
+	"github.com/persys-dev/compute/internal/scheduler/statecache"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/secretsvc"
 	"github.com/persys-dev/compute/internal/store"
@@ -165,7 +171,7 @@ const DefaultMaxHeartbeatRate = 1000
 // DefaultWorkers is the reconcile worker count when Config leaves it zero.
 const DefaultWorkers = 512
 
-// Scheduler is the control loop. All cache fields are guarded by mu.
+// Scheduler is the control loop.
 type Scheduler struct {
 	cfg     Config
 	store   *store.Store
@@ -173,28 +179,34 @@ type Scheduler struct {
 	metrics *metrics
 	queue   *queue
 	events  *eventWriter
-	git     gitCache
+	// git reads compose files from Git sources, and gitPoll polls those
+	// that ask for it while this replica leads.
+	git     *gitcompose.Fetcher
+	gitPoll *gitcompose.Poller
 
 	// cache holds the workloads, nodes and assignments read from etcd,
-	// and the lock that guards them (cache.go).
-	cache
+	// with the revisions they were read at.
+	cache *statecache.Cache
 	// batches group-commit placements and statuses (batch.go).
 	batches writeBatches
+
+	// runMu guards runCtx and orphanInflight (none of the cache).
+	runMu sync.Mutex
 	// orphanInflight de-duplicates orphan removals: node/name → true.
 	orphanInflight map[string]bool
 
 	poolOnce sync.Once
 	pool     *agentPool
-	// runCtx is Run's context; background counts the goroutines started
-	// from request handlers (orphan removals) that Run waits for.
+	// runCtx is Run's context (guarded by runMu); background counts the
+	// goroutines started from request handlers (orphan removals) that Run
+	// waits for.
 	runCtx     context.Context
 	background sync.WaitGroup
 	// nodeLossSem bounds the NotReady records written at once (watch.go).
 	nodeLossSem chan struct{}
-	// leading is true while this replica is the leader; leaderAddr holds
-	// the current leader's address (a string) for followers' redirects.
-	leading    atomic.Bool
-	leaderAddr atomic.Value
+	// elector says whether this replica leads, and who does for
+	// followers' redirects.
+	elector *election.Elector
 	// loadedCh is closed once the first snapshot is in the cache.
 	loadedCh   chan struct{}
 	loadedOnce sync.Once
@@ -208,52 +220,6 @@ type Scheduler struct {
 	audit    *store.AuditLog
 	// secrets serves the secret API and delivers values (internal/secretsvc).
 	secrets *secretsvc.Service
-}
-
-// workloadEntry is the cache of one workload's keys plus the in-memory
-// retry state of its current revision.
-type workloadEntry struct {
-	w          *persysv1.Workload
-	rev        int64
-	status     *persysv1.WorkloadStatus
-	statusRev  int64
-	assignment *persysv1.Assignment
-	assignRev  int64
-
-	// Unplaced decision, kept for describe while the workload is pending.
-	pending *persysv1.PlacementDecision
-
-	attempts        int
-	attemptRevision uint64
-	nextAttemptAt   time.Time
-	lastReason      persysv1.FailureReason
-	lastMessage     string
-	retryStored     bool
-	// reachedAt is when an apply of the current attempt series last
-	// reached the desired state; the attempts reset only once it held for
-	// Config.StableAfter (crash-loop backoff).
-	reachedAt time.Time
-	// moveBlocked says why a drain could not move the workload.
-	moveBlocked string
-}
-
-// nodeEntry is the cache of one node plus what it last reported.
-type nodeEntry struct {
-	node    *persysv1.Node
-	alive   bool
-	reports map[string]*persysv1.WorkloadStatus
-	// reported is true once the node sent a full list since this scheduler
-	// started; before that, absence from reports means nothing.
-	reported bool
-	// reportDigest is the agent's digest of the full list that reports
-	// holds, so that a heartbeat repeating the list can carry the digest
-	// alone. 0: none (an agent without digests, a registration, or reports
-	// changed here since, by an apply or a delete).
-	reportDigest  uint64
-	usage         *persysv1.Resources
-	lastHeartbeat time.Time
-	// lostAt is when the node turned NotReady (zero while ready).
-	lostAt time.Time
 }
 
 // New builds a scheduler; call Run to start it.
@@ -271,14 +237,26 @@ func New(cfg Config) (*Scheduler, error) {
 		}
 	}
 	s := &Scheduler{
-		cfg:            cfg,
-		store:          cfg.Store,
-		log:            cfg.Logger,
-		queue:          newQueue(),
-		cache:          newCache(cfg.MaxAttempts),
+		cfg:   cfg,
+		store: cfg.Store,
+		log:   cfg.Logger,
+		queue: newQueue(),
+		cache: statecache.New(statecache.Config{MaxAttempts: cfg.MaxAttempts, Strategy: cfg.Strategy, Now: cfg.Now,
+			Backoff: func(attempt int) time.Duration { return reconcile.Backoff(attempt+1, cfg.RetryBase, cfg.RetryMax) }}),
 		nodeLossSem:    make(chan struct{}, nodeLossWriters),
 		orphanInflight: map[string]bool{},
 		loadedCh:       make(chan struct{}),
+	}
+	ecfg := election.Config{Store: cfg.Store, Logger: cfg.Logger, Alone: cfg.Election == nil, Elected: s.elected}
+	if cfg.Election != nil {
+		if cfg.Election.Address == "" {
+			return nil, errors.New("scheduler: Config.Election.Address is required")
+		}
+		ecfg.Address, ecfg.TTL = cfg.Election.Address, cfg.Election.TTL
+	}
+	var err error
+	if s.elector, err = election.New(ecfg); err != nil {
+		return nil, err
 	}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.events = newEventWriter(cfg.Store, cfg.Logger)
@@ -287,18 +265,19 @@ func New(cfg Config) (*Scheduler, error) {
 		Events: s.events, Logger: cfg.Logger, Now: cfg.Now})
 	s.secrets = secretsvc.New(secretsvc.Config{Store: cfg.Store, Audit: s.audit, Keyring: cfg.Secrets,
 		Events: s.events, Logger: cfg.Logger, Now: cfg.Now, Changed: s.wakeSecretWaiters})
+	s.git = gitcompose.NewFetcher(cfg.GitCacheDir, s.secrets)
+	s.gitPoll = &gitcompose.Poller{Store: cfg.Store, Fetcher: s.git, Each: s.cache.Each, Prepare: s.prepareSpec,
+		Written: s.cacheWorkload, Event: s.events.Add, Logger: cfg.Logger, Now: cfg.Now}
 	return s, nil
 }
 
 // Ready reports nil when the replica can serve: a leader once its cache is
 // loaded from etcd, a follower at once (it answers with the leader).
 func (s *Scheduler) Ready() error {
-	if s.cfg.Election != nil && !s.leading.Load() {
+	if s.cfg.Election != nil && !s.elector.Leading() {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.loaded {
+	if !s.cache.Loaded() {
 		return errors.New("scheduler cache not loaded yet")
 	}
 	return nil
@@ -307,27 +286,20 @@ func (s *Scheduler) Ready() error {
 // Run serves as the leader until ctx ends: alone when no election is
 // configured, otherwise each time this replica wins the election, standing
 // by as a follower in between.
-func (s *Scheduler) Run(ctx context.Context) error {
-	if s.cfg.Election == nil {
-		s.leading.Store(true)
-		return s.lead(ctx)
-	}
-	return s.runElected(ctx)
-}
+func (s *Scheduler) Run(ctx context.Context) error { return s.elector.Run(ctx, s.lead) }
 
 // lead loads the cache, then watches etcd and reconciles until ctx ends.
 func (s *Scheduler) lead(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.queue.reset()
-	s.mu.Lock()
+	s.runMu.Lock()
 	s.runCtx = ctx
-	// A term starts from etcd alone. What nodes reported in an earlier
-	// term of this replica is stale (another leader may have acted since),
-	// so every node reports again before its workloads are decided; a
-	// reload within the term (watch failure) keeps the reports.
-	s.nodes = map[string]*nodeEntry{}
-	s.mu.Unlock()
+	s.runMu.Unlock()
+	// A term starts from etcd alone: every node reports again before its
+	// workloads are decided; a reload within the term (watch failure)
+	// keeps the reports.
+	s.cache.ForgetNodes()
 
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -353,17 +325,17 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); s.resyncLoop(ctx) }()
 	wg.Add(1)
-	go func() { defer wg.Done(); s.gitPollLoop(ctx) }()
+	go func() { defer wg.Done(); s.gitPoll.Run(ctx) }()
 
 	err = s.watchLoop(ctx, rev)
 	s.queue.Close()
 	cancel()
 	wg.Wait()
-	// No orphan removal starts after this: they check runCtx under mu.
-	s.mu.Lock()
+	// No orphan removal starts after this: they check runCtx under runMu.
+	s.runMu.Lock()
 	s.runCtx = nil
-	s.loaded = false
-	s.mu.Unlock()
+	s.runMu.Unlock()
+	s.cache.Unload()
 	s.background.Wait()
 	s.agentsClose()
 	if ctx.Err() != nil {
@@ -406,43 +378,9 @@ func (s *Scheduler) load(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("load state from etcd: %w", err)
 	}
-	s.mu.Lock()
-	old := s.nodes
-	s.invalidateLocked()
-	s.workloads, s.counts, s.byNode = map[string]*workloadEntry{}, stateCounts{}, map[string]map[string]struct{}{}
-	for name, w := range snap.Workloads {
-		e := &workloadEntry{w: w, rev: snap.WorkloadRevs[name]}
-		e.status = snap.Statuses[name]
-		if a, ok := snap.Assignments[name]; ok {
-			e.assignment, e.assignRev = a, snap.AssignmentRevs[name] // indexed by putWorkloadLocked
-		}
-		if r := snap.Retries[name]; r != nil && r.GetUid() == w.GetUid() && r.GetRevision() == w.GetRevision() {
-			e.attempts, e.attemptRevision, e.retryStored = int(r.GetAttempts()), r.GetRevision(), true
-			e.nextAttemptAt = r.GetNextAttemptAt().AsTime()
-			e.lastReason, e.lastMessage = r.GetLastReason(), r.GetLastMessage()
-		}
-		s.putWorkloadLocked(name, e)
-	}
-	s.nodes = map[string]*nodeEntry{}
-	for id, n := range snap.Nodes {
-		ne := &nodeEntry{node: n, alive: snap.AliveNodes[id], reports: map[string]*persysv1.WorkloadStatus{}}
-		if !ne.alive {
-			// The grace starts now: how long it was lost before is unknown.
-			ne.lostAt = s.cfg.Now()
-		}
-		if prev, ok := old[id]; ok {
-			// A reload after a watch failure keeps what nodes reported.
-			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat
-			ne.reportDigest = prev.reportDigest
-		}
-		s.nodes[id] = ne
-	}
-	s.loaded = true
-	names := make([]string, 0, len(s.workloads))
-	for name := range s.workloads {
-		names = append(names, name)
-	}
-	s.mu.Unlock()
+	names := s.cache.Load(statecache.Snapshot{Workloads: snap.Workloads, WorkloadRevs: snap.WorkloadRevs,
+		Statuses: snap.Statuses, Assignments: snap.Assignments, AssignmentRevs: snap.AssignmentRevs,
+		Nodes: snap.Nodes, AliveNodes: snap.AliveNodes, Retries: snap.Retries})
 	s.loadedOnce.Do(func() { close(s.loadedCh) })
 	for _, n := range names {
 		s.queue.Add(n)
@@ -467,13 +405,11 @@ func (s *Scheduler) renewTermLeases(ctx context.Context) {
 		lease int64
 	}
 	var leases []nodeLease
-	s.mu.Lock()
-	for id, ne := range s.nodes {
-		if ne.alive && ne.node.GetLeaseId() != 0 {
-			leases = append(leases, nodeLease{id, ne.node.GetLeaseId()})
+	for id, lease := range s.cache.AliveNodeLeases() {
+		if lease != 0 {
+			leases = append(leases, nodeLease{id, lease})
 		}
 	}
-	s.mu.Unlock()
 	if len(leases) == 0 {
 		return
 	}
@@ -505,8 +441,8 @@ func (s *Scheduler) resyncLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		s.pruneTombstones()
-		names := s.names()
+		s.cache.PruneTombstones()
+		names := s.cache.Names()
 		for _, n := range names {
 			s.queue.AddLow(n)
 		}

@@ -16,12 +16,12 @@ import (
 // the backoff timer.
 func (s *Scheduler) wakeSecretWaiters(secret string) {
 	var names []string
-	s.eachWorkload(func(name string, e *workloadEntry) {
-		if (e.lastReason != persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND &&
-			e.lastReason != persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED) || e.w.GetDeleting() {
+	s.cache.Each(func(name string, w *persysv1.Workload, lastReason persysv1.FailureReason) {
+		if (lastReason != persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND &&
+			lastReason != persysv1.FailureReason_FAILURE_REASON_POLICY_DENIED) || w.GetDeleting() {
 			return
 		}
-		if secretsvc.References(e.w.GetSpec(), secret) {
+		if secretsvc.References(w.GetSpec(), secret) {
 			names = append(names, name)
 		}
 	})

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
@@ -19,20 +18,14 @@ import (
 // reachedState notes that an apply of the workload reached its desired
 // state.
 func (s *Scheduler) reachedState(name string) {
-	s.withWorkload(name, func(e *workloadEntry) { e.reachedAt = s.cfg.Now() })
+	s.cache.MarkReached(name)
 }
 
 // settle forgets the failed attempts of a workload that is in its desired
 // state once that held for StableAfter; before that it looks again when
 // the time is up.
 func (s *Scheduler) settle(name string) {
-	var wait time.Duration
-	s.withWorkload(name, func(e *workloadEntry) {
-		if e.attempts > 0 && !e.reachedAt.IsZero() {
-			wait = s.cfg.StableAfter - s.cfg.Now().Sub(e.reachedAt)
-		}
-	})
-	if wait > 0 {
+	if wait := s.cache.StableWait(name, s.cfg.StableAfter); wait > 0 {
 		s.queue.AddAfter(name, wait)
 		return
 	}
@@ -50,17 +43,7 @@ func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, p
 	if plan.State != model.StateFailed {
 		return false
 	}
-	var attempt int
-	var delay time.Duration
-	s.withWorkload(name, func(e *workloadEntry) {
-		if e.reachedAt.IsZero() || e.attempts == 0 {
-			return
-		}
-		attempt = e.attempts
-		delay = reconcile.Backoff(attempt+1, s.cfg.RetryBase, s.cfg.RetryMax)
-		e.nextAttemptAt = s.cfg.Now().Add(delay)
-		e.reachedAt = time.Time{}
-	})
+	attempt, delay := s.cache.FailedAfterReach(name)
 	if attempt == 0 {
 		return false
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/store"
@@ -44,85 +46,17 @@ func (s *Scheduler) watchLoop(ctx context.Context, rev int64) error {
 func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 	switch c.Kind {
 	case store.KindWorkload:
-		// The echo of a write this scheduler made and cached already
-		// (cacheWorkload queued it then) changes nothing: queue only news.
-		changed := false
-		s.mu.Lock()
-		e := s.workloads[c.Key]
-		if c.Deleted {
-			if e != nil && c.ModRevision >= e.rev {
-				s.dropWorkloadLocked(c.Key)
-				s.invalidateLocked()
-			}
-			s.buryLocked(c.Key, c.ModRevision)
-			changed = true
-		} else if e == nil {
-			if !s.buriedLocked(c.Key, c.ModRevision) {
-				s.putWorkloadLocked(c.Key, &workloadEntry{w: c.Workload, rev: c.ModRevision})
-				changed = true
-			}
-		} else if c.ModRevision > e.rev {
-			e.w, e.rev = c.Workload, c.ModRevision
-			s.invalidateLocked()
-			changed = true
-		}
-		if changed {
-			s.notifyLocked(c.Key)
-		}
-		s.mu.Unlock()
-		if changed {
+		if s.cache.WorkloadChanged(c.Key, c.Workload, c.ModRevision, c.Deleted) {
 			s.queue.Add(c.Key)
 		}
 	case store.KindStatus:
-		s.mu.Lock()
-		if e := s.workloads[c.Key]; e != nil {
-			if c.Deleted {
-				if c.ModRevision >= e.statusRev {
-					s.setStatusLocked(e, nil, c.ModRevision)
-				}
-			} else if c.ModRevision > e.statusRev {
-				s.setStatusLocked(e, c.Status, c.ModRevision)
-			}
-			s.notifyLocked(c.Key)
-		}
-		s.mu.Unlock()
+		s.cache.StatusChanged(c.Key, c.Status, c.ModRevision, c.Deleted)
 	case store.KindAssignment:
-		changed := false
-		s.mu.Lock()
-		if e := s.workloads[c.Key]; e != nil {
-			if c.Deleted {
-				if c.ModRevision >= e.assignRev {
-					s.setAssignmentLocked(c.Key, e, nil, 0)
-					s.invalidateLocked()
-				}
-				changed = true
-			} else if c.ModRevision > e.assignRev {
-				s.setAssignmentLocked(c.Key, e, c.Assignment, c.ModRevision)
-				s.assignmentChangedLocked(c.Key, c.Assignment)
-				// A placement of ours whose commit has not returned yet:
-				// placeFrom goes on with it, no second reconcile needed.
-				h, ours := s.batches.inflight[c.Key]
-				changed = !ours || h.node != c.Assignment.GetNodeId()
-			}
-			if changed {
-				s.notifyLocked(c.Key)
-			}
-		}
-		s.mu.Unlock()
-		if changed {
+		if s.cache.AssignmentChanged(c.Key, c.Assignment, c.ModRevision, c.Deleted) {
 			s.queue.Add(c.Key)
 		}
 	case store.KindNode:
-		s.mu.Lock()
-		s.invalidateLocked()
-		if c.Deleted {
-			delete(s.nodes, c.Key)
-		} else if ne := s.nodes[c.Key]; ne != nil {
-			ne.node = c.Node
-		} else {
-			s.nodes[c.Key] = &nodeEntry{node: c.Node, reports: map[string]*persysv1.WorkloadStatus{}}
-		}
-		s.mu.Unlock()
+		s.cache.NodeChanged(c.Key, c.Node, c.Deleted)
 	case store.KindNodeLease:
 		s.setAlive(ctx, c.Key, !c.Deleted)
 	}
@@ -132,48 +66,18 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 // etcd (one write per transition) and re-reconciles its workloads; gaining
 // it re-reconciles them and the pending ones.
 func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
-	s.mu.Lock()
-	s.invalidateLocked()
-	ne := s.nodes[id]
-	if ne == nil {
-		if !alive {
-			s.mu.Unlock()
-			return
-		}
-		ne = &nodeEntry{node: &persysv1.Node{Id: id}, reports: map[string]*persysv1.WorkloadStatus{}}
-		s.nodes[id] = ne
+	l := s.cache.SetAlive(id, alive)
+	if !l.Known {
+		return
 	}
-	was := ne.alive
-	ne.alive = alive
-	if alive {
-		ne.lostAt = time.Time{}
-	} else if was || ne.lostAt.IsZero() {
-		ne.lostAt = s.cfg.Now()
-	}
-	var node *persysv1.Node
-	want := persysv1.NodeState_NODE_STATE_READY
-	if !alive {
-		want = persysv1.NodeState_NODE_STATE_NOT_READY
-		ne.reported = false
-		ne.reports = map[string]*persysv1.WorkloadStatus{}
-		ne.reportDigest = 0
-	}
-	if ne.node.GetState() != want {
-		node = cloneNode(ne.node)
-		node.State = want
-		ne.node = node
-	}
-	names := s.assignedLocked(id)
-	s.mu.Unlock()
-
 	// Only a loss is recorded here. A lease appears when a node registers,
 	// and registration writes the whole record itself: writing the cached
 	// copy here as well would race with it and could leave a stale or bare
 	// record (no address, capabilities or lease) in etcd.
-	if node != nil && !alive {
-		s.recordNodeLost(ctx, node)
+	if l.Record != nil && !alive {
+		s.recordNodeLost(ctx, l.Record)
 	}
-	if was != alive {
+	if l.Was != alive {
 		if alive {
 			s.log.Info("node ready", "node", id)
 			s.events.Add(model.EventNodeReady, &persysv1.Event{NodeId: id, Message: "node lease acquired"})
@@ -184,22 +88,12 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 				Message: "node lease expired"})
 		}
 	}
-	for _, n := range names {
+	for _, n := range l.Assigned {
 		s.queue.Add(n)
 	}
-	if alive && !was {
+	if alive && !l.Was {
 		s.queuePending()
 	}
-}
-
-// assignedLocked lists the workloads assigned to node id. Callers hold mu.
-func (c *cache) assignedLocked(id string) []string {
-	set := c.byNode[id]
-	names := make([]string, 0, len(set))
-	for name := range set {
-		names = append(names, name)
-	}
-	return names
 }
 
 // nodeLossWriters bounds the NotReady records written at once.
@@ -223,4 +117,23 @@ func (s *Scheduler) recordNodeLost(ctx context.Context, node *persysv1.Node) {
 			s.log.Error("record node state", "node", node.GetId(), "state", node.GetState().String(), "err", err)
 		}
 	}()
+}
+
+// retryBackoff is the pause schedule of a retry loop: from initial,
+// growing up to maxWait, each pause randomized by ±50%.
+func retryBackoff(initial, maxWait time.Duration) *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.RandomizationFactor, b.Multiplier = initial, maxWait, 0.5, 2
+	return b
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

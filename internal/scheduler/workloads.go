@@ -39,10 +39,7 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, 
 		s.events.Add(model.EventCreated, &persysv1.Event{Workload: name, Revision: 1, Message: "created by " + principal.CN(ctx)})
 		return w, nil
 	}
-	s.mu.Lock()
-	_, cached := s.workloads[name]
-	s.mu.Unlock()
-	if !cached {
+	if !s.cache.Has(name) {
 		// Most likely new: skip the read.
 		w, err := create()
 		if err == nil {
@@ -128,48 +125,9 @@ func (s *Scheduler) deleteWorkload(ctx context.Context, name string) error {
 // cacheWorkload records our own write at once (the watch echo is ignored
 // as not newer) and queues the workload, so nothing waits for the watch.
 func (s *Scheduler) cacheWorkload(w *persysv1.Workload, rev int64) {
-	s.mu.Lock()
-	if s.buriedLocked(w.GetName(), rev) {
-		// The reconciler deleted it already (it saw our write through the
-		// watch first): do not bring it back.
-		s.mu.Unlock()
-		return
+	if s.cache.WorkloadWritten(w, rev) {
+		s.queue.Add(w.GetName())
 	}
-	e := s.workloads[w.GetName()]
-	if e != nil && e.assignment != nil {
-		// Only an assigned workload counts in the placement snapshot.
-		s.invalidateLocked()
-	}
-	if e == nil {
-		e = &workloadEntry{}
-		s.putWorkloadLocked(w.GetName(), e)
-	}
-	if rev <= e.rev {
-		// The watch brought this write first and queued it.
-		s.mu.Unlock()
-		return
-	}
-	if e.w != nil && e.w.GetUid() != w.GetUid() {
-		s.resetEntryLocked(w.GetName(), e)
-	}
-	e.w, e.rev = w, rev
-	s.notifyLocked(w.GetName())
-	s.mu.Unlock()
-	s.queue.Add(w.GetName())
-}
-
-func addResources(a, b *persysv1.Resources) *persysv1.Resources {
-	return &persysv1.Resources{CpuMillis: a.GetCpuMillis() + b.GetCpuMillis(),
-		MemoryBytes: a.GetMemoryBytes() + b.GetMemoryBytes(), DiskBytes: a.GetDiskBytes() + b.GetDiskBytes()}
-}
-
-func matchLabels(labels, selector map[string]string) bool {
-	for k, v := range selector {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 func equalLabels(a, b map[string]string) bool {
@@ -187,7 +145,7 @@ func equalLabels(a, b map[string]string) bool {
 // viewOf is what describe shows of a workload (with its last events when
 // withEvents and ctx is not nil); nil when there is none.
 func (s *Scheduler) viewOf(name string, withEvents bool, ctx context.Context) *persysv1.WorkloadView {
-	v := s.workloadView(name)
+	v := s.cache.WorkloadView(name)
 	if v == nil {
 		return nil
 	}
@@ -198,6 +156,3 @@ func (s *Scheduler) viewOf(name string, withEvents bool, ctx context.Context) *p
 	}
 	return v
 }
-
-// nodeViews lists the nodes, or only node only when it is not "".
-func (s *Scheduler) nodeViews(only string) []*persysv1.Node { return s.cache.nodeViews(only) }

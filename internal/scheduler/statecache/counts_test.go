@@ -1,4 +1,4 @@
-package scheduler
+package statecache
 
 import (
 	"testing"
@@ -9,17 +9,17 @@ import (
 // The counts follow every kind of change to the cache and agree with a
 // walk over it.
 func TestStateCountsFollowTheCache(t *testing.T) {
-	s := &Scheduler{cache: newCache(0)}
+	s := New(Config{})
 	running := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING}
 	failed := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}
 
-	s.putWorkloadLocked("a", &workloadEntry{})
-	s.putWorkloadLocked("b", &workloadEntry{status: running})
-	s.putWorkloadLocked("c", &workloadEntry{})
+	s.putWorkloadLocked("a", &workload{})
+	s.putWorkloadLocked("b", &workload{status: running})
+	s.putWorkloadLocked("c", &workload{})
 	s.setStatusLocked(s.workloads["a"], running, 2)
 	s.setStatusLocked(s.workloads["c"], failed, 3)
-	s.putWorkloadLocked("b", &workloadEntry{}) // replaced: PENDING again
-	s.resetEntryLocked("c", s.workloads["c"])  // a new workload of the same name
+	s.putWorkloadLocked("b", &workload{})     // replaced: PENDING again
+	s.resetEntryLocked("c", s.workloads["c"]) // a new workload of the same name
 	s.setStatusLocked(s.workloads["c"], failed, 4)
 	s.dropWorkloadLocked("a")
 	s.dropWorkloadLocked("missing")
@@ -45,22 +45,22 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 // The node index follows every kind of change to the cache and agrees
 // with a walk over it.
 func TestNodeIndexFollowsTheCache(t *testing.T) {
-	s := &Scheduler{cache: newCache(0)}
+	s := New(Config{})
 	on := func(node string) *persysv1.Assignment { return &persysv1.Assignment{NodeId: node} }
 	check := func(step string) {
 		t.Helper()
-		if d := s.nodeIndexDriftLocked(); d != "" {
+		if d := s.indexDriftLocked(); d != "" {
 			t.Fatalf("after %s: %s", step, d)
 		}
 	}
-	s.putWorkloadLocked("a", &workloadEntry{assignment: on("n1")})
-	s.putWorkloadLocked("b", &workloadEntry{})
-	s.putWorkloadLocked("c", &workloadEntry{assignment: on("n1")})
+	s.putWorkloadLocked("a", &workload{assignment: on("n1")})
+	s.putWorkloadLocked("b", &workload{})
+	s.putWorkloadLocked("c", &workload{assignment: on("n1")})
 	check("put")
 	s.setAssignmentLocked("b", s.workloads["b"], on("n2"), 2)
 	s.setAssignmentLocked("a", s.workloads["a"], on("n2"), 3) // moved
 	check("assign")
-	s.putWorkloadLocked("c", &workloadEntry{assignment: on("n3")}) // replaced
+	s.putWorkloadLocked("c", &workload{assignment: on("n3")}) // replaced
 	s.resetEntryLocked("b", s.workloads["b"])
 	s.setAssignmentLocked("a", s.workloads["a"], nil, 0) // unassigned
 	check("replace, reset, unassign")

@@ -1,0 +1,300 @@
+// Package statecache is the scheduler's informer-style copy of the store:
+// workloads with their statuses and assignments, nodes with what they last
+// reported, the etcd revisions each was read at, tombstones of deleted
+// workloads, the in-memory retry state of each workload's current
+// revision, and the placement snapshot with the placements held in it
+// before they commit. It alone owns the lock that guards them.
+//
+// Callers never hold that lock: every method is one whole operation (apply
+// a watch event, record a node's report, choose and hold a node, record a
+// commit, read a view for the API), and what must happen atomically
+// happens inside one method. It does no I/O: the scheduler writes etcd and
+// calls agents, then tells the cache what it wrote, with the revision.
+package statecache
+
+import (
+	"sync"
+	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/placement"
+)
+
+// Config holds what the cache's decisions depend on.
+type Config struct {
+	// MaxAttempts is the scheduler's Config.MaxAttempts: a workload whose
+	// attempts at its revision ran out gives its node's resources back.
+	MaxAttempts int
+	// Strategy is the placement strategy of Choose.
+	Strategy placement.Strategy
+	// Backoff is the pause after failed attempt n (1-based) before the
+	// next one.
+	Backoff func(attempt int) time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Cache is the scheduler's copy of the store. Make it with New.
+type Cache struct {
+	cfg Config
+
+	// placeMu serializes choosing a node and holding it in the snapshot,
+	// so that concurrent workers see each other's choices before they
+	// commit. It is taken before mu, never after.
+	placeMu sync.Mutex
+	// sampler places over large clusters from a rotating cursor, so that
+	// a bounded sample still spreads evenly. Guarded by placeMu.
+	sampler placement.Sampler
+
+	// mu guards every field below.
+	mu        sync.Mutex
+	workloads map[string]*workload
+	// counts counts workloads by observed state (counts.go); change
+	// workloads and their statuses through its methods.
+	counts stateCounts
+	// byNode indexes workloads by the node their assignment names: a
+	// node's loss or first report costs its own workloads, not a scan of
+	// the whole cache.
+	byNode   map[string]map[string]struct{}
+	nodes    map[string]*node
+	watchers map[string]map[chan struct{}]struct{}
+	loaded   bool
+	// tombstones remember, per deleted workload name, the last revision of
+	// the deleted workload, so that a late write-back of the scheduler's
+	// own (or a lagging watch event) never brings it back.
+	tombstones map[string]tombstone
+	// snap caches the placement view; nil means rebuild.
+	snap *snapshot
+	// inflight holds the placements chosen and not yet committed (or
+	// committed and not yet cached), by workload name. Changed under
+	// placeMu and mu.
+	inflight map[string]Hold
+}
+
+// workload is the cache of one workload's keys plus the in-memory retry
+// state of its current revision.
+type workload struct {
+	w          *persysv1.Workload
+	rev        int64
+	status     *persysv1.WorkloadStatus
+	statusRev  int64
+	assignment *persysv1.Assignment
+	assignRev  int64
+
+	// Unplaced decision, kept for describe while the workload is pending.
+	pending *persysv1.PlacementDecision
+
+	attempts        int
+	attemptRevision uint64
+	nextAttemptAt   time.Time
+	lastReason      persysv1.FailureReason
+	lastMessage     string
+	retryStored     bool
+	// reachedAt is when an apply of the current attempt series last
+	// reached the desired state; the attempts reset only once it held for
+	// a while (crash-loop backoff).
+	reachedAt time.Time
+	// moveBlocked says why a drain could not move the workload.
+	moveBlocked string
+}
+
+// node is the cache of one node plus what it last reported.
+type node struct {
+	node    *persysv1.Node
+	alive   bool
+	reports map[string]*persysv1.WorkloadStatus
+	// reported is true once the node sent a full list since this scheduler
+	// started; before that, absence from reports means nothing.
+	reported bool
+	// reportDigest is the agent's digest of the full list that reports
+	// holds, so that a heartbeat repeating the list can carry the digest
+	// alone. 0: none (an agent without digests, a registration, or reports
+	// changed here since, by an apply or a delete).
+	reportDigest  uint64
+	usage         *persysv1.Resources
+	lastHeartbeat time.Time
+	// lostAt is when the node turned NotReady (zero while ready).
+	lostAt time.Time
+}
+
+func newNode(n *persysv1.Node) *node {
+	return &node{node: n, reports: map[string]*persysv1.WorkloadStatus{}}
+}
+
+type tombstone struct {
+	rev int64
+	at  time.Time
+}
+
+// New makes an empty cache; Load fills it.
+func New(cfg Config) *Cache {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Backoff == nil {
+		cfg.Backoff = func(int) time.Duration { return 0 }
+	}
+	return &Cache{
+		cfg:        cfg,
+		workloads:  map[string]*workload{},
+		counts:     stateCounts{},
+		byNode:     map[string]map[string]struct{}{},
+		nodes:      map[string]*node{},
+		watchers:   map[string]map[chan struct{}]struct{}{},
+		tombstones: map[string]tombstone{},
+		inflight:   map[string]Hold{},
+	}
+}
+
+// Snapshot is one consistent read of the store (store.Snapshot without
+// its revision).
+type Snapshot struct {
+	Workloads      map[string]*persysv1.Workload
+	WorkloadRevs   map[string]int64
+	Statuses       map[string]*persysv1.WorkloadStatus
+	Assignments    map[string]*persysv1.Assignment
+	AssignmentRevs map[string]int64
+	Nodes          map[string]*persysv1.Node
+	AliveNodes     map[string]bool
+	Retries        map[string]*persysv1.RetryState
+}
+
+// Load replaces the cache's workloads and nodes with snap and marks it
+// loaded; it returns every workload's name. What nodes reported is kept
+// for the nodes still there (a reload after a watch failure); ForgetNodes
+// drops it when a term starts.
+func (c *Cache) Load(snap Snapshot) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.nodes
+	c.invalidateLocked()
+	c.workloads, c.counts, c.byNode = map[string]*workload{}, stateCounts{}, map[string]map[string]struct{}{}
+	for name, w := range snap.Workloads {
+		e := &workload{w: w, rev: snap.WorkloadRevs[name]}
+		e.status = snap.Statuses[name]
+		if a, ok := snap.Assignments[name]; ok {
+			e.assignment, e.assignRev = a, snap.AssignmentRevs[name] // indexed by putWorkloadLocked
+		}
+		if r := snap.Retries[name]; r != nil && r.GetUid() == w.GetUid() && r.GetRevision() == w.GetRevision() {
+			e.attempts, e.attemptRevision, e.retryStored = int(r.GetAttempts()), r.GetRevision(), true
+			e.nextAttemptAt = r.GetNextAttemptAt().AsTime()
+			e.lastReason, e.lastMessage = r.GetLastReason(), r.GetLastMessage()
+		}
+		c.putWorkloadLocked(name, e)
+	}
+	c.nodes = map[string]*node{}
+	for id, n := range snap.Nodes {
+		ne := newNode(n)
+		ne.alive = snap.AliveNodes[id]
+		if !ne.alive {
+			// The grace starts now: how long it was lost before is unknown.
+			ne.lostAt = c.cfg.Now()
+		}
+		if prev, ok := old[id]; ok {
+			// A reload after a watch failure keeps what nodes reported.
+			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat
+			ne.reportDigest = prev.reportDigest
+		}
+		c.nodes[id] = ne
+	}
+	c.loaded = true
+	names := make([]string, 0, len(c.workloads))
+	for name := range c.workloads {
+		names = append(names, name)
+	}
+	return names
+}
+
+// ForgetNodes drops every node and what it reported: a term starts from
+// etcd alone, and what nodes reported in an earlier term of this replica
+// is stale (another leader may have acted since).
+func (c *Cache) ForgetNodes() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes = map[string]*node{}
+}
+
+// Unload marks the cache not loaded (a term ended).
+func (c *Cache) Unload() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loaded = false
+}
+
+// Loaded reports whether Load filled the cache since the last Unload.
+func (c *Cache) Loaded() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.loaded
+}
+
+// buryLocked records that name was deleted at or after rev.
+func (c *Cache) buryLocked(name string, rev int64) {
+	if t, ok := c.tombstones[name]; !ok || rev > t.rev {
+		c.tombstones[name] = tombstone{rev: rev, at: time.Now()}
+	}
+}
+
+// buriedLocked reports whether a workload write at rev is older than its
+// deletion.
+func (c *Cache) buriedLocked(name string, rev int64) bool {
+	t, ok := c.tombstones[name]
+	return ok && rev <= t.rev
+}
+
+// PruneTombstones forgets deletions older than a minute: by then the watch
+// has long delivered them and no request still holds an older revision.
+func (c *Cache) PruneTombstones() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, t := range c.tombstones {
+		if time.Since(t.at) > time.Minute {
+			delete(c.tombstones, name)
+		}
+	}
+}
+
+// notifyLocked wakes every subscriber of name.
+func (c *Cache) notifyLocked(name string) {
+	for ch := range c.watchers[name] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Subscribe returns a channel that receives when workload name changes in
+// the cache, and the function that ends the subscription.
+func (c *Cache) Subscribe(name string) (chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	c.mu.Lock()
+	if c.watchers[name] == nil {
+		c.watchers[name] = map[chan struct{}]struct{}{}
+	}
+	c.watchers[name][ch] = struct{}{}
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.watchers[name], ch)
+		if len(c.watchers[name]) == 0 {
+			delete(c.watchers, name)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// holdsLocked reports whether e holds its resources, pools and host ports
+// on its node. A workload that failed for good (its attempts at this
+// revision ran out) does not: nothing of it runs there, and holding its
+// share would keep other work off the node until someone deletes it. A
+// retry or a new revision holds them again with its next status.
+func (c *Cache) holdsLocked(e *workload) bool {
+	return !gaveUp(e.status, e.w, c.cfg.MaxAttempts)
+}
+
+// gaveUp reports whether st is the final FAILED status of w's revision.
+func gaveUp(st *persysv1.WorkloadStatus, w *persysv1.Workload, maxAttempts int) bool {
+	return maxAttempts > 0 && st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED &&
+		int(st.GetAttempts()) >= maxAttempts && st.GetRevision() == w.GetRevision()
+}

@@ -1,0 +1,77 @@
+package statecache
+
+import (
+	"testing"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+func workloadNamed(name, uid string, cpu int64) *persysv1.Workload {
+	return &persysv1.Workload{Name: name, Uid: uid, Revision: 1, Spec: &persysv1.WorkloadSpec{
+		Type:      persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER,
+		Resources: &persysv1.Resources{CpuMillis: cpu, MemoryBytes: 1 << 20}}}
+}
+
+// A deleted workload stays deleted: neither a late write-back of the
+// scheduler's own nor a lagging watch event at an older revision brings
+// it back; a newer write (a new workload of that name) does.
+func TestTombstoneKeepsADeletedWorkloadOut(t *testing.T) {
+	c := New(Config{})
+	w := workloadNamed("web", "u1", 100)
+	if !c.WorkloadWritten(w, 4) {
+		t.Fatal("first write of web was not news")
+	}
+	if c.WorkloadChanged("web", w, 4, false) {
+		t.Error("the watch's echo of our own write was news")
+	}
+	if !c.WorkloadChanged("web", nil, 5, true) || c.Has("web") {
+		t.Fatal("deletion at 5 did not remove web")
+	}
+	if c.WorkloadWritten(w, 4) || c.WorkloadChanged("web", w, 5, false) || c.Has("web") {
+		t.Fatal("a write at or before the deletion brought web back")
+	}
+	if !c.WorkloadWritten(workloadNamed("web", "u2", 100), 6) || !c.Has("web") {
+		t.Fatal("a new workload web at 6 was not cached")
+	}
+}
+
+// A chosen node is held before the commit, so a concurrent choice sees it
+// taken; a release gives it back, and a commit keeps it held.
+func TestChooseHoldsTheNodeUntilReleased(t *testing.T) {
+	c := New(Config{})
+	c.NodeChanged("n1", &persysv1.Node{Id: "n1", Capabilities: &persysv1.NodeCapabilities{
+		Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
+		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30, DiskBytes: 1 << 30}}}, false)
+	c.SetAlive("n1", true)
+	a, b := workloadNamed("a", "ua", 600), workloadNamed("b", "ub", 600)
+	c.WorkloadWritten(a, 2)
+	c.WorkloadWritten(b, 3)
+
+	dec, held, _ := c.Choose("a", a.GetSpec())
+	if dec.NodeID != "n1" {
+		t.Fatalf("a: placed on %q, want n1 (%+v)", dec.NodeID, dec)
+	}
+	if dec, _, _ := c.Choose("b", b.GetSpec()); dec.Placed() {
+		t.Fatalf("b placed on %s while a holds 600 of its 1000 millicores", dec.NodeID)
+	}
+	c.Release("a", held)
+	dec, _, _ = c.Choose("b", b.GetSpec())
+	if dec.NodeID != "n1" {
+		t.Fatalf("b: placed on %q after a's release, want n1", dec.NodeID)
+	}
+	c.Placed(Placement{Name: "b", WorkloadRev: 3, Rev: 4,
+		Assignment: &persysv1.Assignment{Name: "b", Uid: "ub", NodeId: "n1", Revision: 1},
+		Status:     &persysv1.WorkloadStatus{Name: "b", State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED}})
+	if got := c.AssignedTo("n1"); len(got) != 1 || got[0] != "b" {
+		t.Fatalf("n1 holds %v after b's commit, want [b]", got)
+	}
+	c.NodeChanged("n1", &persysv1.Node{Id: "n1", Capabilities: &persysv1.NodeCapabilities{
+		Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
+		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30, DiskBytes: 1 << 30}}}, false)
+	if dec, _, _ := c.Choose("a", a.GetSpec()); dec.Placed() {
+		t.Fatalf("a placed on %s after the snapshot's rebuild while b holds 600 of its 1000 millicores", dec.NodeID)
+	}
+	if d := c.IndexDrift(); d != "" {
+		t.Fatal(d)
+	}
+}

@@ -1,0 +1,344 @@
+package statecache
+
+// Nodes: registrations, heartbeats, what each node reports running, and
+// the operator's cordon and drain.
+
+import (
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+// RegisterNode records n, a node that registered at now, as alive. What
+// the operator set survives the agent's restarts: the cached record's
+// cordon and drain flags are copied into n (a node being drained goes on
+// draining). It returns n.
+func (c *Cache) RegisterNode(n *persysv1.Node, now time.Time) *persysv1.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.invalidateLocked()
+	ne := c.nodes[n.GetId()]
+	if ne == nil {
+		ne = newNode(nil)
+		c.nodes[n.GetId()] = ne
+	}
+	if ne.node != nil {
+		n.Cordoned, n.Draining = ne.node.GetCordoned(), ne.node.GetDraining()
+	}
+	ne.node = n
+	ne.alive = true
+	ne.lastHeartbeat = now
+	return n
+}
+
+// NodeLease is node id's liveness lease; 0 when the node is unknown or
+// has none (it must register again).
+func (c *Cache) NodeLease(id string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ne := c.nodes[id]; ne != nil {
+		return ne.node.GetLeaseId()
+	}
+	return 0
+}
+
+// Heartbeat is what a heartbeat tells besides the workloads.
+type Heartbeat struct {
+	Usage *persysv1.Resources
+	At    time.Time
+	// Full is false for a digest-only heartbeat, whose used ports mean
+	// nothing.
+	Full      bool
+	UsedPorts []*persysv1.HostPort
+}
+
+// RecordHeartbeat records node id's usage and the host ports something
+// else binds there; it reports whether those ports changed (which drops
+// the placement snapshot) and how many nodes the cache knows.
+func (c *Cache) RecordHeartbeat(id string, hb Heartbeat) (portsChanged bool, nodes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ne := c.nodes[id]; ne != nil {
+		ne.usage = hb.Usage
+		ne.lastHeartbeat = hb.At
+		portsChanged = hb.Full && c.setUsedPortsLocked(ne, hb.UsedPorts)
+	}
+	return portsChanged, len(c.nodes)
+}
+
+// maxUsedHostPorts bounds the used ports a node's record keeps (agents
+// send no more than this).
+const maxUsedHostPorts = 1024
+
+// setUsedPortsLocked records the host ports a full heartbeat reports bound
+// by something else, in the node's capabilities as registration does. The
+// record is replaced, never changed in place (views share it), and only
+// when the list changed, which also drops the placement snapshot; it
+// reports whether it did.
+func (c *Cache) setUsedPortsLocked(ne *node, used []*persysv1.HostPort) bool {
+	if len(used) > maxUsedHostPorts {
+		used = used[:maxUsedHostPorts]
+	}
+	old := ne.node.GetCapabilities().GetUsedHostPorts()
+	if slices.EqualFunc(old, used, func(a, b *persysv1.HostPort) bool { return proto.Equal(a, b) }) {
+		return false
+	}
+	n := cloneNode(ne.node)
+	if n.Capabilities == nil {
+		n.Capabilities = &persysv1.NodeCapabilities{}
+	}
+	n.Capabilities.UsedHostPorts = used
+	ne.node = n
+	c.invalidateLocked()
+	return true
+}
+
+// NodeCount is how many nodes the cache knows.
+func (c *Cache) NodeCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.nodes)
+}
+
+// Orphan is a copy of a workload that a node runs and the scheduler does
+// not assign to it (or another instance of it, with another uid).
+type Orphan struct{ Name, UID string }
+
+// Reports is what StoreReports found in a node's full list.
+type Reports struct {
+	// Known is false when the node is not in the cache.
+	Known bool
+	// Changed lists the workloads whose report changed or vanished, and,
+	// on the node's first list, every workload assigned to it.
+	Changed []string
+	Orphans []Orphan
+}
+
+// StoreReports stores node id's full list of what it runs, with the
+// agent's digest of it (0: none).
+func (c *Cache) StoreReports(id string, reports []*persysv1.WorkloadStatus, digest uint64) Reports {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	if ne == nil {
+		return Reports{}
+	}
+	out := Reports{Known: true}
+	next := make(map[string]*persysv1.WorkloadStatus, len(reports))
+	for _, st := range reports {
+		name := st.GetName()
+		if name == "" {
+			continue
+		}
+		next[name] = st
+		if !sameReport(ne.reports[name], st) {
+			out.Changed = append(out.Changed, name)
+		}
+		if c.isOrphanLocked(id, name, st) {
+			out.Orphans = append(out.Orphans, Orphan{name, st.GetUid()})
+		}
+	}
+	for name := range ne.reports {
+		if _, ok := next[name]; !ok {
+			out.Changed = append(out.Changed, name)
+		}
+	}
+	ne.reports = next
+	ne.reportDigest = digest
+	if !ne.reported {
+		// The node's first full list since this scheduler started or since
+		// the node came back: its assigned workloads waited for it, those
+		// it does not run included.
+		ne.reported = true
+		out.Changed = append(out.Changed, c.assignedLocked(id)...)
+	}
+	return out
+}
+
+// DigestOrphans serves a heartbeat whose list is node id's last full one,
+// sent as its digest alone: nothing the node reports changed, but an
+// assignment may have moved away since, so the list held is checked for
+// orphans again. ok is false when the list held is not the one with that
+// digest (none yet since the scheduler started or the node registered, or
+// changed here since): the agent must send it.
+func (c *Cache) DigestOrphans(id string, digest uint64) (orphans []Orphan, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	if ne == nil || !ne.reported || ne.reportDigest == 0 || ne.reportDigest != digest {
+		return nil, false
+	}
+	for name, st := range ne.reports {
+		if c.isOrphanLocked(id, name, st) {
+			orphans = append(orphans, Orphan{name, st.GetUid()})
+		}
+	}
+	return orphans, true
+}
+
+// isOrphanLocked reports whether the workload a node reports with st is
+// one the scheduler does not assign to that node, or another instance of
+// it (another uid).
+func (c *Cache) isOrphanLocked(id, name string, st *persysv1.WorkloadStatus) bool {
+	e := c.workloads[name]
+	onNode := e != nil && (e.assignment.GetNodeId() == id || e.assignment.GetPreviousNodeId() == id)
+	return !onNode || (st.GetUid() != "" && st.GetUid() != e.w.GetUid())
+}
+
+// SetReport records what the scheduler learned of workload name on node
+// id outside the node's lists, from an agent's answer (st nil: it is
+// gone). A change that matters means the list held no longer is the one
+// the agent's digest stands for, so the next digest-only heartbeat is
+// answered with resend_full.
+func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	if ne == nil {
+		return
+	}
+	old, had := ne.reports[name]
+	if st == nil {
+		if !had {
+			return
+		}
+		delete(ne.reports, name)
+	} else {
+		ne.reports[name] = st
+		if had && sameReport(old, st) && old.GetMessage() == st.GetMessage() {
+			return
+		}
+	}
+	ne.reportDigest = 0
+}
+
+// Report is node id's last report of workload name; nil when none.
+func (c *Cache) Report(id, name string) *persysv1.WorkloadStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ne := c.nodes[id]; ne != nil {
+		return ne.reports[name]
+	}
+	return nil
+}
+
+// sameReport compares what matters for reconciliation.
+func sameReport(a, b *persysv1.WorkloadStatus) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.GetUid() == b.GetUid() && a.GetRevision() == b.GetRevision() && a.GetState() == b.GetState() &&
+		a.GetReason() == b.GetReason() && a.GetRuntimeId() == b.GetRuntimeId() && a.GetRestartCount() == b.GetRestartCount()
+}
+
+// NodeAddress is node id's address and whether it is alive; known is
+// false when the cache has no such node.
+func (c *Cache) NodeAddress(id string) (addr string, alive, known bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	if ne == nil {
+		return "", false, false
+	}
+	return ne.node.GetAddress(), ne.alive, true
+}
+
+// NodeAlive reports whether node id is registered and alive.
+func (c *Cache) NodeAlive(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	return ne != nil && ne.alive
+}
+
+// AliveNodeLeases maps every alive node to its lease id.
+func (c *Cache) AliveNodeLeases() map[string]int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	leases := map[string]int64{}
+	for id, ne := range c.nodes {
+		if ne.node != nil && ne.alive {
+			leases[id] = ne.node.GetLeaseId()
+		}
+	}
+	return leases
+}
+
+// AssignedTo lists the workloads assigned to node id.
+func (c *Cache) AssignedTo(id string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.assignedLocked(id)
+}
+
+// SetCordon sets node id's cordon and drain flags in a new copy of its
+// record and returns it; nil when the node is unknown.
+func (c *Cache) SetCordon(id string, cordoned, draining bool) *persysv1.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	if ne == nil || ne.node == nil {
+		return nil
+	}
+	n := cloneNode(ne.node)
+	n.Cordoned, n.Draining = cordoned, draining
+	ne.node = n
+	c.invalidateLocked()
+	return n
+}
+
+// StartDrain lists the workloads on node id, forgetting why an earlier
+// drain could not move them.
+func (c *Cache) StartDrain(id string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var names []string
+	for name, e := range c.workloads {
+		if e.assignment.GetNodeId() == id {
+			e.moveBlocked = ""
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// DrainState reports each of names, drained from node id; settled is
+// true when none is still in flight (each moved, is blocked, or is gone).
+func (c *Cache) DrainState(id string, names []string) (*persysv1.DrainResponse, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	resp := &persysv1.DrainResponse{Complete: true}
+	settled := true
+	for _, name := range names {
+		e := c.workloads[name]
+		r := &persysv1.DrainResult{Workload: name}
+		switch {
+		case e == nil || e.w.GetDeleting():
+			r.Result, r.Message = "moved", "workload deleted"
+		case e.assignment.GetNodeId() != id && e.assignment.GetPreviousNodeId() == "":
+			r.Result, r.ToNode = "moved", e.assignment.GetNodeId()
+		case e.moveBlocked != "":
+			r.Result, r.Reason, r.Message = "unmoved", persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, e.moveBlocked
+			resp.Complete = false
+		default:
+			r.Result, r.ToNode = "unmoved", e.assignment.GetNodeId()
+			r.Message = "replacement not running yet"
+			if e.assignment.GetNodeId() == id {
+				r.Message = "not moved yet"
+			}
+			if st := e.status; st != nil && st.GetReason() != persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
+				r.Reason, r.Message = st.GetReason(), st.GetMessage()
+			}
+			resp.Complete = false
+			settled = false
+		}
+		resp.Workloads = append(resp.Workloads, r)
+	}
+	if ne := c.nodes[id]; ne != nil {
+		resp.Node = cloneNode(ne.node)
+	}
+	return resp, settled
+}
