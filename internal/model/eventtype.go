@@ -23,6 +23,9 @@ const (
 	EventMoveBlocked   EventType = "MoveBlocked"
 	EventAttemptFailed EventType = "AttemptFailed"
 	EventOrphanRemoved EventType = "OrphanRemoved"
+	// EventApplyResent: a revision the node reported CREATING for longer
+	// than the apply timeout was applied again (a start lost in a crash).
+	EventApplyResent EventType = "ApplyResent"
 
 	// Workloads: observed state changes reported by agents.
 	EventPending       EventType = "Pending"
@@ -74,7 +77,7 @@ const (
 func EventTypes() []EventType {
 	return []EventType{
 		EventCreated, EventUpdated, EventDeleteRequested, EventRetryRequested, EventDeleted,
-		EventPlaced, EventRescheduled, EventMoving, EventMoved, EventMoveBlocked, EventAttemptFailed, EventOrphanRemoved,
+		EventPlaced, EventRescheduled, EventMoving, EventMoved, EventMoveBlocked, EventAttemptFailed, EventOrphanRemoved, EventApplyResent,
 		EventPending, EventScheduled, EventCreating, EventRunning, EventStopped, EventFailed, EventUnknown, EventDeleting, EventStatusChanged,
 		EventGitPollFailed, EventGitCommitChanged,
 		EventNodeRegistered, EventNodeReady, EventNodeLost, EventNodeCordoned, EventNodeDraining, EventNodeUncordoned, EventNodeJoined, EventNodeRevoked,

@@ -18,6 +18,7 @@ type metrics struct {
 	reconcileDuration prometheus.Histogram
 	applyDuration     prometheus.Histogram
 	applies           *prometheus.CounterVec
+	applyResends      prometheus.Counter
 	failures          *prometheus.CounterVec
 	heartbeats        prometheus.Counter
 	digestOnly        *prometheus.CounterVec
@@ -47,6 +48,8 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1e-3, 2, 16)}),
 		applies: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "applies_total", Help: "Agent applies by result."}, []string{"result"}),
+		applyResends: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "apply_resends_total", Help: "Revisions applied again because their node reported them CREATING for longer than the apply timeout (a start lost in a crash); each is an ApplyResent event."}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "workload_failures_total", Help: "Workloads that turned Failed, by reason."}, []string{"reason"}),
 		heartbeats: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
@@ -76,7 +79,7 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, m.grpcPanics, &stateCollector{s: s})
+		m.applies, m.applyResends, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, m.grpcPanics, &stateCollector{s: s})
 	return m
 }
 

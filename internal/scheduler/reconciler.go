@@ -90,6 +90,7 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 		if rep := r.Report; rep != nil {
 			v.in.Observed = &reconcile.Observed{UID: rep.GetUid(), Revision: rep.GetRevision(), State: model.ActualState(rep.GetState()),
 				Reason: model.FailureReason(rep.GetReason()), Message: rep.GetMessage()}
+			v.in.ObservedSince, v.in.TransitionTimeout = r.ReportSince, s.cfg.ApplyTimeout
 		}
 	}
 	return v, true
@@ -313,6 +314,14 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	}
 
 	node := v.in.Node
+	if plan.Resend {
+		// A start the node never finished (its agent died between two
+		// steps, say): said as an event, and the deadline starts over.
+		s.cache.RestartReportClock(node, name)
+		s.metrics.applyResends.Inc()
+		s.log.Warn("applying a revision again: its start did not finish", "workload", name, "node", node, "message", plan.Message)
+		s.events.Add(model.EventApplyResent, &persysv1.Event{Workload: name, NodeId: node, Message: plan.Message})
+	}
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
 	var resp *persysv1.ApplyWorkloadResponse

@@ -38,6 +38,12 @@ type Options struct {
 	// these images fails with the reason after ApplyDelay, and the
 	// workload is reported FAILED until the next apply or delete.
 	FailImages map[string]persysv1.FailureReason
+	// LoseStartImages scripts a start lost half-way, as when an agent
+	// dies between creating a container and starting it: the first apply
+	// of a revision of a container with one of these images returns, and
+	// then reports, CREATING for ever; applying that revision again
+	// finishes it.
+	LoseStartImages []string
 	// Seed makes the runtime ids reproducible: the same seed and the same
 	// sequence of applies give the same ids.
 	Seed int64
@@ -47,6 +53,7 @@ type Options struct {
 type Runtime struct {
 	delay      time.Duration
 	failImages map[string]persysv1.FailureReason
+	loseStart  map[string]bool
 
 	mu        sync.Mutex
 	rnd       *rand.Rand
@@ -61,6 +68,8 @@ type entry struct {
 	desired persysv1.DesiredState
 	// zombie: reported RUNNING, but Verify finds it dead.
 	zombie bool
+	// lost: the start of this revision was lost (LoseStartImages).
+	lost bool
 }
 
 type watcher struct {
@@ -82,9 +91,14 @@ func New(opts Options) (*Runtime, error) {
 		}
 		fail[img] = reason
 	}
+	lose := map[string]bool{}
+	for _, img := range opts.LoseStartImages {
+		lose[img] = true
+	}
 	return &Runtime{
 		delay:      opts.ApplyDelay,
 		failImages: fail,
+		loseStart:  lose,
 		rnd:        rand.New(rand.NewPCG(uint64(opts.Seed), 0x5e11)),
 		workloads:  map[string]*entry{},
 		watchers:   map[*watcher]struct{}{},
@@ -138,6 +152,13 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		r.mu.Unlock()
 		return st, true, nil
 	}
+	if e, ok := r.workloads[inst.Name]; ok && e.lost && e.status.GetUid() == inst.UID && e.status.GetRevision() == inst.Revision {
+		e.lost = false // applied again: this time it starts
+	} else if r.loseStart[inst.Spec.GetContainer().GetImage()] {
+		st := r.recordLostLocked(inst, desired)
+		r.mu.Unlock()
+		return st, false, nil
+	}
 	e := &entry{desired: desired, status: &persysv1.WorkloadStatus{
 		Name:      inst.Name,
 		Uid:       inst.UID,
@@ -189,6 +210,19 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	}
 	st.UpdatedAt = timestamppb.Now()
 	return proto.Clone(st).(*persysv1.WorkloadStatus), false, err
+}
+
+// recordLostLocked records inst as a start lost half-way and returns its
+// CREATING status. r.mu is held.
+func (r *Runtime) recordLostLocked(inst runtime.Instance, desired persysv1.DesiredState) *persysv1.WorkloadStatus {
+	e := &entry{desired: desired, lost: true, status: &persysv1.WorkloadStatus{
+		Name: inst.Name, Uid: inst.UID, Revision: inst.Revision,
+		State:     persysv1.ActualState_ACTUAL_STATE_CREATING,
+		RuntimeId: fmt.Sprintf("sim-%016x", r.rnd.Uint64()),
+		UpdatedAt: timestamppb.Now(),
+	}}
+	r.workloads[inst.Name] = e
+	return proto.Clone(e.status).(*persysv1.WorkloadStatus)
 }
 
 // Delete forgets the workload (only when its uid matches, if uid is set).

@@ -103,6 +103,9 @@ type node struct {
 	node    *persysv1.Node
 	alive   bool
 	reports map[string]*persysv1.WorkloadStatus
+	// since is when each report entered its uid, revision and state, so
+	// that a transitional state gets a deadline (reconcile.Input.ObservedSince).
+	since map[string]time.Time
 	// reported is true once the node sent a full list since this scheduler
 	// started; before that, absence from reports means nothing.
 	reported bool
@@ -118,7 +121,7 @@ type node struct {
 }
 
 func newNode(n *persysv1.Node) *node {
-	return &node{node: n, reports: map[string]*persysv1.WorkloadStatus{}}
+	return &node{node: n, reports: map[string]*persysv1.WorkloadStatus{}, since: map[string]time.Time{}}
 }
 
 type tombstone struct {
@@ -193,6 +196,7 @@ func (c *Cache) Load(snap Snapshot) []string {
 		if prev, ok := old[id]; ok {
 			// A reload after a watch failure keeps what nodes reported.
 			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat
+			ne.since = prev.since
 			ne.reportDigest = prev.reportDigest
 		}
 		c.nodes[id] = ne

@@ -137,6 +137,7 @@ func (c *Cache) StoreReports(id string, reports []*persysv1.WorkloadStatus, dige
 		if !sameReport(ne.reports[name], st) {
 			out.Changed = append(out.Changed, name)
 		}
+		ne.noteSince(name, ne.reports[name], st, c.cfg.Now())
 		if c.isOrphanLocked(id, name, st) {
 			out.Orphans = append(out.Orphans, Orphan{name, st.GetUid()})
 		}
@@ -144,6 +145,7 @@ func (c *Cache) StoreReports(id string, reports []*persysv1.WorkloadStatus, dige
 	for name := range ne.reports {
 		if _, ok := next[name]; !ok {
 			out.Changed = append(out.Changed, name)
+			delete(ne.since, name)
 		}
 	}
 	ne.reports = next
@@ -206,13 +208,33 @@ func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
 			return
 		}
 		delete(ne.reports, name)
+		delete(ne.since, name)
 	} else {
+		ne.noteSince(name, old, st, c.cfg.Now())
 		ne.reports[name] = st
 		if had && sameReport(old, st) && old.GetMessage() == st.GetMessage() {
 			return
 		}
 	}
 	ne.reportDigest = 0
+}
+
+// noteSince starts the clock of name's report when st differs from old
+// in uid, revision or state.
+func (ne *node) noteSince(name string, old, st *persysv1.WorkloadStatus, now time.Time) {
+	if old == nil || old.GetUid() != st.GetUid() || old.GetRevision() != st.GetRevision() || old.GetState() != st.GetState() {
+		ne.since[name] = now
+	}
+}
+
+// RestartReportClock starts the clock of node id's report of name again:
+// the revision was just applied again, so its deadline starts over.
+func (c *Cache) RestartReportClock(id, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ne := c.nodes[id]; ne != nil && ne.reports[name] != nil {
+		ne.since[name] = c.cfg.Now()
+	}
 }
 
 // Report is node id's last report of workload name; nil when none.

@@ -39,7 +39,9 @@ type Reading struct {
 	NodeReported bool
 	NodeAddress  string
 	// Report is what the node last reported of the workload; nil: nothing.
-	Report *persysv1.WorkloadStatus
+	// ReportSince is when the report entered its uid, revision and state.
+	Report      *persysv1.WorkloadStatus
+	ReportSince time.Time
 }
 
 // Read returns the reading of workload name; false when the cache has no
@@ -63,7 +65,7 @@ func (c *Cache) Read(name string) (Reading, bool) {
 	if ne := c.nodes[e.assignment.GetNodeId()]; ne != nil {
 		r.NodeKnown, r.NodeAlive, r.NodeDraining = true, ne.alive, ne.node.GetDraining()
 		r.NodeLostAt, r.NodeReported, r.NodeAddress = ne.lostAt, ne.reported, ne.node.GetAddress()
-		r.Report = ne.reports[name]
+		r.Report, r.ReportSince = ne.reports[name], ne.since[name]
 	}
 	return r, true
 }
