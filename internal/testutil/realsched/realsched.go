@@ -51,6 +51,9 @@ type Options struct {
 	Bundle *pki.Bundle
 	// Addr is where a single replica listens; empty: a free loopback port.
 	Addr string
+	// ServerOptions are added to every replica's gRPC server, before its
+	// own authentication (callrec's recorder, for one).
+	ServerOptions []grpc.ServerOption
 }
 
 // NewBundle bootstraps a PKI with agent certificates for nodes.
@@ -78,7 +81,8 @@ type Cluster struct {
 	// KeyFile is the keyring's file.
 	KeyFile string
 
-	logs *Buffer
+	logs  *Buffer
+	stops []func()
 }
 
 // Buffer is a log sink safe for concurrent writes.
@@ -168,6 +172,7 @@ func (c *Cluster) start(t testing.TB, o Options) {
 		Registry: prometheus.NewRegistry(),
 		// Long, so that outcomes come from events, not the safety net.
 		ResyncInterval: 10 * time.Minute,
+		GitCacheDir:    t.TempDir(),
 	}
 	if c.Keyring != nil {
 		cfg.Secrets = c.Keyring
@@ -187,8 +192,11 @@ func (c *Cluster) start(t testing.TB, o Options) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = s.Run(ctx) }()
-	go func() { defer wg.Done(); _ = scheduler.Serve(ctx, ln, s, serverTLS) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(serverTLS))}, o.ServerOptions...)
+	go func() { defer wg.Done(); _ = scheduler.ServeWith(ctx, ln, s, opts...) }()
+	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
+	t.Cleanup(stop)
+	c.stops = append(c.stops, stop)
 	c.Addrs = append(c.Addrs, addr)
 	c.Schedulers = append(c.Schedulers, s)
 	if o.Replicas == 1 {
@@ -200,6 +208,10 @@ func (c *Cluster) start(t testing.TB, o Options) {
 		})
 	}
 }
+
+// Stop stops replica i (as a crash of its process would, without giving
+// up its leadership) and returns once it no longer serves.
+func (c *Cluster) Stop(i int) { c.stops[i]() }
 
 // Conn returns a connection to the scheduler at addr with the gateway's
 // identity, closed when the test ends.
