@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -25,6 +26,10 @@ type Call struct {
 	// Left is how long the caller's deadline had left when the call
 	// arrived; zero without a deadline.
 	Left time.Duration
+	// Server is the address the call arrived at (one replica's).
+	Server string
+	// Err is a unary call's answer (nil for streams).
+	Err error
 }
 
 // Recorder keeps every call in arrival order; the zero value is ready
@@ -40,7 +45,7 @@ func (r *Recorder) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(r.unary), grpc.ChainStreamInterceptor(r.stream)}
 }
 
-func (r *Recorder) record(ctx context.Context, fullMethod string, req any) {
+func newCall(ctx context.Context, fullMethod string, req any) Call {
 	c := Call{Method: path.Base(fullMethod)}
 	if m, ok := req.(proto.Message); ok {
 		c.Request = proto.Clone(m)
@@ -48,14 +53,26 @@ func (r *Recorder) record(ctx context.Context, fullMethod string, req any) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.Left = time.Until(dl)
 	}
+	if p, ok := peer.FromContext(ctx); ok && p.LocalAddr != nil {
+		c.Server = p.LocalAddr.String()
+	}
+	return c
+}
+
+func (r *Recorder) add(c Call) {
 	r.mu.Lock()
 	r.calls = append(r.calls, c)
 	r.mu.Unlock()
 }
 
+// unary records a call once answered (before the answer is sent), so
+// that a caller that got its answer finds the call recorded.
 func (r *Recorder) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	r.record(ctx, info.FullMethod, req)
-	return handler(ctx, req)
+	c := newCall(ctx, info.FullMethod, req)
+	resp, err := handler(ctx, req)
+	c.Err = err
+	r.add(c)
+	return resp, err
 }
 
 func (r *Recorder) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -74,13 +91,13 @@ type recordingStream struct {
 func (s *recordingStream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
 	if err == nil {
-		s.once.Do(func() { s.r.record(s.Context(), s.method, m) })
+		s.once.Do(func() { s.r.add(newCall(s.Context(), s.method, m)) })
 	}
 	return err
 }
 
-// Calls returns the calls of method so far, in arrival order; every
-// method's with "".
+// Calls returns the calls of method so far, unary ones in the order they
+// were answered; every method's with "".
 func (r *Recorder) Calls(method string) []Call {
 	r.mu.Lock()
 	defer r.mu.Unlock()
