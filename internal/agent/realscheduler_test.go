@@ -10,6 +10,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/scheduler"
+	"github.com/persys-dev/compute/internal/testutil/callrec"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
@@ -113,4 +114,44 @@ func TestAgentWithRealScheduler(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestAgentRegistersAgainWhenAsked: a scheduler that does not know the
+// node answers its heartbeat with reregister, and the agent registers
+// with it again. Here the scheduler is restarted after the node's record
+// was removed from the store meanwhile. (Registrations refused while no
+// scheduler answers: TestAgentRetriesUntilSchedulerStarts.)
+func TestAgentRegistersAgainWhenAsked(t *testing.T) {
+	rec := &callrec.Recorder{}
+	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases, ServerOptions: rec.ServerOptions()})
+	addr := s.Addrs[0]
+	e := &env{bundle: s.Bundle, addr: addr, image: "app:1", prefix: randomPrefix()}
+	ra, _ := e.startSimAgent(t)
+	waitNodeCall(t, rec, addr, "Heartbeat")
+	s.Stop(0)
+	if err := s.Store.DeleteNode(context.Background(), nodeID); err != nil {
+		t.Fatal(err)
+	}
+	before := len(nodeCalls(rec, addr, true))
+	s.Restart(t)
+
+	eventually.Eventually(t, "a registration with the restarted scheduler", waitFor, func() (bool, string) {
+		calls := nodeCalls(rec, addr, true)[before:]
+		for _, c := range calls {
+			if c.Method == "RegisterNode" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d calls answered", len(calls))
+	})
+	if first := nodeCalls(rec, addr, true)[before]; first.Method != "Heartbeat" {
+		t.Fatalf("the restarted scheduler answered %s first, want the heartbeat it asks to register again", first.Method)
+	}
+	waitNodeReady(t, s.Admin(t), waitFor)
+	eventually.Eventually(t, "the agent ready", waitFor, func() (bool, string) {
+		if err := ra.agent.Ready(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 }

@@ -83,6 +83,7 @@ type Cluster struct {
 
 	logs  *Buffer
 	stops []func()
+	opts  Options
 }
 
 // Buffer is a log sink safe for concurrent writes.
@@ -126,7 +127,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		b = NewBundle(t, o.Nodes...)
 	}
 	st, _ := storetest.NewWithOptions(t, store.Options{Prefix: o.Prefix})
-	c := &Cluster{Bundle: b, Store: st, logs: &Buffer{}}
+	c := &Cluster{Bundle: b, Store: st, logs: &Buffer{}, opts: o}
 	if !o.NoSecrets {
 		c.KeyFile = filepath.Join(t.TempDir(), "secrets.key")
 		if _, err := secrets.GenerateKeyFile(c.KeyFile); err != nil {
@@ -212,6 +213,20 @@ func (c *Cluster) start(t testing.TB, o Options) {
 // Stop stops replica i (as a crash of its process would, without giving
 // up its leadership) and returns once it no longer serves.
 func (c *Cluster) Stop(i int) { c.stops[i]() }
+
+// Restart starts the scheduler of a one-replica cluster again after
+// Stop, on its address and over the same store: a new process whose
+// memory is what the store holds.
+func (c *Cluster) Restart(t testing.TB) {
+	t.Helper()
+	if len(c.Addrs) != 1 {
+		t.Fatalf("realsched: Restart needs one replica, the cluster has %d", len(c.Addrs))
+	}
+	o := c.opts
+	o.Replicas, o.Addr = 1, c.Addrs[0]
+	c.Addrs, c.Schedulers, c.stops = nil, nil, nil
+	c.start(t, o)
+}
 
 // Conn returns a connection to the scheduler at addr with the gateway's
 // identity, closed when the test ends.
