@@ -28,8 +28,9 @@ type Call struct {
 	Left time.Duration
 	// Server is the address the call arrived at (one replica's).
 	Server string
-	// Err is a unary call's answer (nil for streams).
-	Err error
+	// Response and Err are a unary call's answer (nil for streams).
+	Response proto.Message
+	Err      error
 }
 
 // Recorder keeps every call in arrival order; the zero value is ready
@@ -70,6 +71,9 @@ func (r *Recorder) add(c Call) {
 func (r *Recorder) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	c := newCall(ctx, info.FullMethod, req)
 	resp, err := handler(ctx, req)
+	if m, ok := resp.(proto.Message); ok && err == nil {
+		c.Response = proto.Clone(m)
+	}
 	c.Err = err
 	r.add(c)
 	return resp, err
