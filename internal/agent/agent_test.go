@@ -221,6 +221,15 @@ type env struct {
 	cli     *client.Client // nil in a bare env
 	image   string
 	prefix  string // of this run's workload names
+	node    string // the agent's node id; "" is nodeID
+}
+
+// nodeName is the agent's node id.
+func (e *env) nodeName() string {
+	if e.node != "" {
+		return e.node
+	}
+	return nodeID
 }
 
 func testLogger() *slog.Logger {
@@ -319,7 +328,7 @@ func (e *env) spec(cpu, mem int64) *persysv1.WorkloadSpec {
 
 func (e *env) runtime(t *testing.T) *docker.Runtime {
 	t.Helper()
-	rt, err := docker.New(docker.Options{Client: e.cli, Logger: testLogger(), StopTimeout: 2 * time.Second, NodeID: nodeID})
+	rt, err := docker.New(docker.Options{Client: e.cli, Logger: testLogger(), StopTimeout: 2 * time.Second, NodeID: e.nodeName()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +364,7 @@ type runningAgent struct {
 // mTLS. Options change the configuration before the agent is built.
 func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Config)) *runningAgent {
 	t.Helper()
-	files := e.bundle.Agents[nodeID]
+	files := e.bundle.Agents[e.nodeName()]
 	clientTLS, err := pki.ClientTLS(files, "")
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +383,7 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 	}
 	reg := prometheus.NewRegistry()
 	cfg := agent.Config{
-		NodeID:        nodeID,
+		NodeID:        e.nodeName(),
 		AdvertiseAddr: ln.Addr().String(),
 		Labels:        map[string]string{"zone": "test"},
 		Control:       persysv1.NewControlServiceClient(conn),

@@ -13,6 +13,7 @@ import (
 	"github.com/persys-dev/compute/internal/testutil/callrec"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
+	"github.com/persys-dev/compute/internal/testutil/images"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
@@ -154,4 +155,93 @@ func TestAgentRegistersAgainWhenAsked(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// realEnv is a real scheduler that records the calls it answers, for an
+// agent of node; cfg edits the scheduler's configuration after
+// shortLeases.
+type realEnv struct {
+	*env
+	s   *realsched.Cluster
+	rec *callrec.Recorder
+}
+
+func newRecordedEnv(t *testing.T, node string, cfg func(*scheduler.Config)) *realEnv {
+	t.Helper()
+	rec := &callrec.Recorder{}
+	s := realsched.Start(t, realsched.Options{Nodes: []string{node}, NoSecrets: true, ServerOptions: rec.ServerOptions(),
+		Config: func(c *scheduler.Config) {
+			shortLeases(c)
+			if cfg != nil {
+				cfg(c)
+			}
+		}})
+	return &realEnv{env: &env{bundle: s.Bundle, addr: s.Addrs[0], image: "app:1", prefix: randomPrefix(), node: node}, s: s, rec: rec}
+}
+
+// withDocker gives the env the Docker engine and the test image, and
+// removes this run's containers when the test ends.
+func (e *env) withDocker(t *testing.T) {
+	t.Helper()
+	e.cli, e.image = images.HelloImage(t)
+	t.Cleanup(func() { e.removeContainers(t) })
+}
+
+// apply applies a workload through the scheduler and returns its uid.
+func (r *realEnv) apply(t *testing.T, name string, spec *persysv1.WorkloadSpec) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	resp, err := r.s.Admin(t).ApplyWorkload(ctx, &persysv1.ApplyRequest{Name: name, Spec: spec})
+	if err != nil {
+		t.Fatalf("apply %s: %v", name, err)
+	}
+	return resp.GetWorkload().GetWorkload().GetUid()
+}
+
+// waitAgentState waits until the agent reports workload name in a state
+// ok accepts, and returns that status.
+func waitAgentState(t *testing.T, ra *runningAgent, name, what string, ok func(*persysv1.WorkloadStatus) bool) *persysv1.WorkloadStatus {
+	t.Helper()
+	var got *persysv1.WorkloadStatus
+	eventually.Eventually(t, name+" "+what, waitFor, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := ra.client.GetWorkloadStatus(ctx, &persysv1.GetWorkloadStatusRequest{Name: name})
+		if err != nil {
+			return false, err.Error()
+		}
+		got = st
+		return ok(st), st.String()
+	})
+	return got
+}
+
+// heartbeatsTo are the heartbeats the scheduler answered, in order.
+func (r *realEnv) heartbeats() []*persysv1.HeartbeatRequest {
+	var out []*persysv1.HeartbeatRequest
+	for _, c := range nodeCalls(r.rec, r.addr, true) {
+		if c.Method == "Heartbeat" {
+			out = append(out, c.Request.(*persysv1.HeartbeatRequest))
+		}
+	}
+	return out
+}
+
+// waitHeartbeat waits for an answered heartbeat with index >= from that
+// satisfies ok and returns it.
+func (r *realEnv) waitHeartbeat(t *testing.T, from int, what string, ok func(*persysv1.HeartbeatRequest) bool) *persysv1.HeartbeatRequest {
+	t.Helper()
+	var got *persysv1.HeartbeatRequest
+	eventually.Eventually(t, what, waitFor, func() (bool, string) {
+		hbs := r.heartbeats()
+		for _, hb := range hbs[min(from, len(hbs)):] {
+			if ok(hb) {
+				got = hb
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d heartbeats", len(hbs))
+	})
+	return got
 }
