@@ -221,6 +221,15 @@ type env struct {
 	cli     *client.Client // nil in a bare env
 	image   string
 	prefix  string // of this run's workload names
+	node    string // the agent's node id; "" is nodeID
+}
+
+// nodeName is the agent's node id.
+func (e *env) nodeName() string {
+	if e.node != "" {
+		return e.node
+	}
+	return nodeID
 }
 
 func testLogger() *slog.Logger {
@@ -319,7 +328,7 @@ func (e *env) spec(cpu, mem int64) *persysv1.WorkloadSpec {
 
 func (e *env) runtime(t *testing.T) *docker.Runtime {
 	t.Helper()
-	rt, err := docker.New(docker.Options{Client: e.cli, Logger: testLogger(), StopTimeout: 2 * time.Second, NodeID: nodeID})
+	rt, err := docker.New(docker.Options{Client: e.cli, Logger: testLogger(), StopTimeout: 2 * time.Second, NodeID: e.nodeName()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +364,7 @@ type runningAgent struct {
 // mTLS. Options change the configuration before the agent is built.
 func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Config)) *runningAgent {
 	t.Helper()
-	files := e.bundle.Agents[nodeID]
+	files := e.bundle.Agents[e.nodeName()]
 	clientTLS, err := pki.ClientTLS(files, "")
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +383,7 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 	}
 	reg := prometheus.NewRegistry()
 	cfg := agent.Config{
-		NodeID:        nodeID,
+		NodeID:        e.nodeName(),
 		AdvertiseAddr: ln.Addr().String(),
 		Labels:        map[string]string{"zone": "test"},
 		Control:       persysv1.NewControlServiceClient(conn),
@@ -639,55 +648,5 @@ func (c *dockerAgentCase) adoptsOnRestart(t *testing.T) {
 	fits := apply(t, a2.client, &persysv1.ApplyWorkloadRequest{Name: big, Uid: "uid-big", Revision: 1, Spec: e.spec(1200, 64*mib)})
 	if fits.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 		t.Fatalf("apply after delete = %v", fits)
-	}
-}
-
-func TestAgentRetriesRegistrationAndRegistersAgain(t *testing.T) {
-	control := &recordingControl{refuseRegisters: 2, reregister: true, intervalMs: 50}
-	e := newEnv(t, control)
-	a := e.startAgent(t, "")
-
-	// Two refused attempts, then a registration; the scheduler's interval
-	// (50ms) replaces the agent's 10 minutes, so heartbeats flow; the first
-	// one is answered with reregister, which makes the agent register again.
-	control.waitRegister(t, 1)
-	control.waitHeartbeat(t, 1, "a heartbeat after the second registration", func(*persysv1.HeartbeatRequest) bool { return true })
-	control.mu.Lock()
-	refused := control.refused
-	control.mu.Unlock()
-	if refused != 2 {
-		t.Fatalf("%d registrations refused, want 2", refused)
-	}
-	if err := a.agent.Ready(); err != nil {
-		t.Fatalf("Ready after heartbeats: %v", err)
-	}
-}
-
-// TestAgentTakesIntervalFromHeartbeats: the scheduler may change the
-// interval in any heartbeat's answer (it stretches it as the cluster
-// grows). Registration leaves the agent's 10 minutes; a kick sends one
-// heartbeat, and only the interval in its answer makes the next ones come.
-func TestAgentTakesIntervalFromHeartbeats(t *testing.T) {
-	control := &recordingControl{heartbeatIntervalMs: 50}
-	e := newEnv(t, control)
-	a := e.startAgent(t, "")
-	control.waitRegister(t, 0)
-	a.agent.Kick()
-	control.waitHeartbeat(t, 2, "a third heartbeat at the interval the scheduler answered", func(*persysv1.HeartbeatRequest) bool { return true })
-}
-
-// TestAgentIgnoresAbsurdInterval: an interval below the agent's floor
-// would flood the scheduler; the agent keeps its own (10 minutes here),
-// so after the kicked heartbeat no other comes.
-func TestAgentIgnoresAbsurdInterval(t *testing.T) {
-	control := &recordingControl{heartbeatIntervalMs: 1}
-	e := newEnv(t, control)
-	a := e.startAgent(t, "")
-	control.waitRegister(t, 0)
-	a.agent.Kick()
-	control.waitHeartbeat(t, 0, "the kicked heartbeat", func(*persysv1.HeartbeatRequest) bool { return true })
-	time.Sleep(300 * time.Millisecond) // at 1 ms, hundreds would come meanwhile
-	if _, n := control.counts(); n != 1 {
-		t.Fatalf("%d heartbeats after a 1 ms interval was told, want the kicked one only", n)
 	}
 }

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,9 @@ import (
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
+	"github.com/persys-dev/compute/internal/testutil/callrec"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 // clusterEnv runs agents of one node id, unique to the test, whose docker
@@ -22,9 +26,36 @@ type clusterEnv struct {
 	node string
 }
 
-func newClusterEnv(t *testing.T, control *recordingControl) *clusterEnv {
-	e := newEnv(t, control)
-	return &clusterEnv{env: e, node: e.prefix + "-node"}
+// newClusterEnv is a real scheduler that records the calls it answers,
+// for agents of a node id of this test's own, and the Docker engine.
+func newClusterEnv(t *testing.T) (*clusterEnv, *realEnv) {
+	t.Helper()
+	prefix := randomPrefix()
+	r := newRecordedEnv(t, prefix+"-node", nil)
+	r.prefix = prefix
+	r.withDocker(t)
+	return &clusterEnv{env: r.env, node: r.node}, r
+}
+
+// registrationAt waits for the registration with index i that the
+// scheduler answered, and returns it with the cluster id it told.
+func (r *realEnv) registrationAt(t *testing.T, i int) (*persysv1.RegisterNodeRequest, string) {
+	t.Helper()
+	var got callrec.Call
+	eventually.Eventually(t, fmt.Sprintf("registration %d", i), waitFor, func() (bool, string) {
+		var regs []callrec.Call
+		for _, c := range nodeCalls(r.rec, r.addr, true) {
+			if c.Method == "RegisterNode" {
+				regs = append(regs, c)
+			}
+		}
+		if len(regs) <= i {
+			return false, fmt.Sprintf("%d registrations", len(regs))
+		}
+		got = regs[i]
+		return true, ""
+	})
+	return got.Request.(*persysv1.RegisterNodeRequest), got.Response.(*persysv1.RegisterNodeResponse).GetClusterId()
 }
 
 func (e *clusterEnv) scopedRuntime(t *testing.T, cl *runtime.Cluster) *docker.Runtime {
@@ -68,13 +99,12 @@ func (e *clusterEnv) run(t *testing.T, name, cluster string) {
 // through, response handled.
 func waitReady(t *testing.T, a *agent.Agent) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for a.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent not ready within %s: %v", waitFor, a.Ready())
+	eventually.Eventually(t, "the agent ready", waitFor, func() (bool, string) {
+		if err := a.Ready(); err != nil {
+			return false, err.Error()
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return true, ""
+	})
 }
 
 func names(ws []*persysv1.WorkloadStatus) []string {
@@ -91,24 +121,23 @@ func names(ws []*persysv1.WorkloadStatus) []string {
 // reports only that cluster's; a restart is the same instance of the same
 // cluster, and a scheduler of another cluster is refused.
 func TestAgentLearnsItsCluster(t *testing.T) {
-	control := &recordingControl{clusterID: "cluster-one-0123456789"}
-	e := newClusterEnv(t, control)
+	e, r := newClusterEnv(t)
 	foreign, legacy, own := e.prefix+"-foreign", e.prefix+"-legacy", e.prefix+"-own"
 	e.run(t, foreign, "cluster-two-0123456789")
 	e.run(t, legacy, "")
 	dataDir := t.TempDir()
 
 	ra := e.start(t, dataDir)
-	first := control.waitRegister(t, 0)
-	if first.GetInstanceId() == "" || first.GetClusterId() != "" {
-		t.Fatalf("first registration: instance %q, cluster %q; want an instance and no cluster", first.GetInstanceId(), first.GetClusterId())
+	first, cluster := r.registrationAt(t, 0)
+	if first.GetInstanceId() == "" || first.GetClusterId() != "" || cluster == "" {
+		t.Fatalf("first registration: instance %q, cluster %q, told %q; want an instance, no cluster, and one told", first.GetInstanceId(), first.GetClusterId(), cluster)
 	}
 	if got := names(first.GetWorkloads()); len(got) != 0 {
 		t.Fatalf("first registration reports %v before the agent knows its cluster, want nothing", got)
 	}
 	waitReady(t, ra.agent)
-	if got := ra.agent.ClusterID(); got != control.clusterID {
-		t.Fatalf("ClusterID() = %q, want %q", got, control.clusterID)
+	if got := ra.agent.ClusterID(); got != cluster {
+		t.Fatalf("ClusterID() = %q, want %q", got, cluster)
 	}
 	b, err := os.ReadFile(filepath.Join(dataDir, "cluster.json"))
 	if err != nil {
@@ -118,22 +147,22 @@ func TestAgentLearnsItsCluster(t *testing.T) {
 		ClusterID       string `json:"cluster_id"`
 		AdoptUnlabelled bool   `json:"adopt_unlabelled"`
 	}
-	if err := json.Unmarshal(b, &rec); err != nil || rec.ClusterID != control.clusterID || rec.AdoptUnlabelled {
-		t.Fatalf("cluster record %s (%v): want %s, no adoption", b, err, control.clusterID)
+	if err := json.Unmarshal(b, &rec); err != nil || rec.ClusterID != cluster || rec.AdoptUnlabelled {
+		t.Fatalf("cluster record %s (%v): want %s, no adoption", b, err, cluster)
 	}
 
-	resp := apply(t, ra.client, &persysv1.ApplyWorkloadRequest{Name: own, Uid: "uid-own", Revision: 1, Spec: e.spec(0, 0)})
-	if resp.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
-		t.Fatalf("apply %s: %v", own, resp.GetStatus())
-	}
+	r.apply(t, own, e.spec(0, 0))
+	waitAgentState(t, ra, own, "running", func(st *persysv1.WorkloadStatus) bool {
+		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
+	})
 	for _, c := range e.containers(t, own) {
-		if c.Labels[runtime.LabelCluster] != control.clusterID || c.Labels[runtime.LabelNode] != e.node {
+		if c.Labels[runtime.LabelCluster] != cluster || c.Labels[runtime.LabelNode] != e.node {
 			t.Fatalf("%s carries cluster %q node %q", own, c.Labels[runtime.LabelCluster], c.Labels[runtime.LabelNode])
 		}
 	}
-	_, hbs := control.counts()
+	from := len(r.heartbeats())
 	ra.agent.Kick()
-	hb := control.waitHeartbeat(t, hbs, "a full heartbeat with "+own, func(h *persysv1.HeartbeatRequest) bool {
+	hb := r.waitHeartbeat(t, from, "a full heartbeat with "+own, func(h *persysv1.HeartbeatRequest) bool {
 		return findWorkload(h.GetWorkloads(), own) != nil
 	})
 	if got := names(hb.GetWorkloads()); len(got) != 1 {
@@ -143,36 +172,27 @@ func TestAgentLearnsItsCluster(t *testing.T) {
 
 	// A restart: same instance, same cluster, its workload reported at
 	// registration.
-	regs, _ := control.counts()
 	ra = e.start(t, dataDir)
-	again := control.waitRegister(t, regs)
-	if again.GetInstanceId() != first.GetInstanceId() || again.GetClusterId() != control.clusterID {
-		t.Fatalf("after a restart: instance %q cluster %q; want %q and %q", again.GetInstanceId(), again.GetClusterId(), first.GetInstanceId(), control.clusterID)
+	again, _ := r.registrationAt(t, 1)
+	if again.GetInstanceId() != first.GetInstanceId() || again.GetClusterId() != cluster {
+		t.Fatalf("after a restart: instance %q cluster %q; want %q and %q", again.GetInstanceId(), again.GetClusterId(), first.GetInstanceId(), cluster)
 	}
 	if got := names(again.GetWorkloads()); len(got) != 1 || got[0] != own {
 		t.Fatalf("registration after a restart reports %v, want [%s]", got, own)
 	}
 	ra.stop()
 
-	// A scheduler of another cluster: the agent does not take its id.
-	control.mu.Lock()
-	control.clusterID = "cluster-three-0123456789"
-	control.mu.Unlock()
-	regs, _ = control.counts()
+	// A scheduler of another cluster (a store of its own): the agent does
+	// not take its id.
+	other := realsched.Start(t, realsched.Options{Bundle: r.s.Bundle, NoSecrets: true, Config: shortLeases})
+	e.addr = other.Addrs[0]
 	ra = e.start(t, dataDir)
-	control.waitRegister(t, regs)
-	mismatch := func() bool {
+	eventually.Eventually(t, "the agent to see another cluster's scheduler", waitFor, func() (bool, string) {
 		err := ra.agent.Ready()
-		return err != nil && strings.Contains(err.Error(), "another cluster")
-	}
-	for deadline := time.Now().Add(waitFor); !mismatch() && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err := ra.agent.Ready(); !mismatch() {
-		t.Fatalf("Ready with another cluster's scheduler = %v, want the mismatch", err)
-	}
-	if got := ra.agent.ClusterID(); got != "cluster-one-0123456789" {
-		t.Fatalf("ClusterID() = %q after another cluster's scheduler, want the recorded one", got)
+		return err != nil && strings.Contains(err.Error(), "another cluster"), fmt.Sprint(err)
+	})
+	if got := ra.agent.ClusterID(); got != cluster {
+		t.Fatalf("ClusterID() = %q after another cluster's scheduler, want the recorded one %q", got, cluster)
 	}
 	for _, name := range []string{foreign, legacy, own} {
 		if len(e.containers(t, name)) != 1 {
@@ -186,8 +206,7 @@ func TestAgentLearnsItsCluster(t *testing.T) {
 // so they are reported (and the scheduler keeps or collects them as
 // before); another cluster's never are.
 func TestAgentAdoptsUnlabelledOfItsOldDataDir(t *testing.T) {
-	control := &recordingControl{clusterID: "cluster-one-0123456789"}
-	e := newClusterEnv(t, control)
+	e, r := newClusterEnv(t)
 	foreign, legacy := e.prefix+"-foreign", e.prefix+"-legacy"
 	e.run(t, foreign, "cluster-two-0123456789")
 	e.run(t, legacy, "")
@@ -196,7 +215,7 @@ func TestAgentAdoptsUnlabelledOfItsOldDataDir(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra := e.start(t, dataDir)
-	first := control.waitRegister(t, 0)
+	first, _ := r.registrationAt(t, 0)
 	if got := names(first.GetWorkloads()); len(got) != 1 || got[0] != legacy {
 		t.Fatalf("first registration reports %v, want [%s]", got, legacy)
 	}

@@ -1,20 +1,25 @@
 package agent_test
 
 import (
+	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/sim"
+	"github.com/persys-dev/compute/internal/scheduler"
+	"github.com/persys-dev/compute/internal/testutil/callrec"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 const fullResends = "persys_agent_heartbeat_full_resends_total"
 
 // startSimAgent runs an agent on a fresh sim runtime against the env's
-// control server. Its heartbeat interval is long: every heartbeat the test
-// waits for comes from a kick, a runtime watch event, a registration or a
-// resend_full answer.
+// scheduler.
 func (e *env) startSimAgent(t *testing.T) (*runningAgent, *sim.Runtime) {
 	t.Helper()
 	rt, err := sim.New(sim.Options{Seed: 1})
@@ -25,189 +30,234 @@ func (e *env) startSimAgent(t *testing.T) (*runningAgent, *sim.Runtime) {
 	return ra, rt
 }
 
+// digestEnv is a real scheduler that records the calls it answers, and
+// an agent on a sim runtime registered with it. The scheduler's heartbeat
+// interval is long, so every heartbeat the test waits for comes from a
+// kick, a runtime watch event, a registration or a resend_full answer;
+// its retries wait long, so a failed workload stays as the test left it.
+type digestEnv struct {
+	t    *testing.T // the test, not a subtest
+	s    *realsched.Cluster
+	rec  *callrec.Recorder
+	e    *env
+	ra   *runningAgent
+	rt   *sim.Runtime
+	addr string
+}
+
+func newDigestEnv(t *testing.T) *digestEnv {
+	t.Helper()
+	rec := &callrec.Recorder{}
+	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, ServerOptions: rec.ServerOptions(),
+		Config: func(c *scheduler.Config) {
+			c.HeartbeatInterval, c.LeaseTTL = 10*time.Minute, 30*time.Minute
+			c.RetryBase, c.RetryMax = 10*time.Minute, 10*time.Minute
+		}})
+	d := &digestEnv{t: t, s: s, rec: rec, addr: s.Addrs[0]}
+	d.e = &env{bundle: s.Bundle, addr: d.addr, image: "app:1", prefix: randomPrefix()}
+	d.ra, d.rt = d.e.startSimAgent(t)
+	waitNodeCall(t, rec, d.addr, "RegisterNode")
+	return d
+}
+
+// apply applies a workload through the scheduler, which places it on the
+// agent's node.
+func (d *digestEnv) apply(t *testing.T, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if _, err := d.s.Admin(t).ApplyWorkload(ctx, &persysv1.ApplyRequest{Name: name, Spec: d.e.spec(100, 64*mib)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// calls are the registrations and heartbeats the scheduler answered.
+func (d *digestEnv) calls() []callrec.Call { return nodeCalls(d.rec, d.addr, true) }
+
+// heartbeats are the heartbeats the scheduler answered, in order.
+func (d *digestEnv) heartbeats() []callrec.Call {
+	var out []callrec.Call
+	for _, c := range d.calls() {
+		if c.Method == "Heartbeat" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// heartbeatAt waits for the answered heartbeat with index i.
+func (d *digestEnv) heartbeatAt(t *testing.T, i int, what string) callrec.Call {
+	t.Helper()
+	eventually.Eventually(t, what, waitFor, func() (bool, string) {
+		n := len(d.heartbeats())
+		return n > i, fmt.Sprintf("%d heartbeats; calls %s", n, describeCalls(d.rec.Calls("")))
+	})
+	return d.heartbeats()[i]
+}
+
+func hbReq(c callrec.Call) *persysv1.HeartbeatRequest { return c.Request.(*persysv1.HeartbeatRequest) }
+
+func hbResp(c callrec.Call) *persysv1.HeartbeatResponse {
+	r, _ := c.Response.(*persysv1.HeartbeatResponse)
+	return r
+}
+
 // kickUntil kicks the agent and waits for the next heartbeat, from index
 // from on, until one satisfies ok (at most tries heartbeats); it returns
 // that heartbeat and its index.
-func (c *recordingControl) kickUntil(t *testing.T, ra *runningAgent, from, tries int, what string, ok func(*persysv1.HeartbeatRequest) bool) (*persysv1.HeartbeatRequest, int) {
+func (d *digestEnv) kickUntil(t *testing.T, from, tries int, what string, ok func(*persysv1.HeartbeatRequest) bool) (*persysv1.HeartbeatRequest, int) {
 	t.Helper()
 	for i := from; i < from+tries; i++ {
-		ra.agent.Kick()
-		hb := c.heartbeatAt(t, i, what)
-		if ok(hb) {
+		d.ra.agent.Kick()
+		if hb := hbReq(d.heartbeatAt(t, i, what)); ok(hb) {
 			return hb, i
 		}
 	}
-	t.Fatalf("no %s in %d heartbeats", what, tries)
+	t.Fatalf("no %s in %d heartbeats; calls %s", what, tries, describeCalls(d.rec.Calls("")))
 	return nil, 0
-}
-
-// heartbeatAt waits for the heartbeat with index i.
-func (c *recordingControl) heartbeatAt(t *testing.T, i int, what string) *persysv1.HeartbeatRequest {
-	t.Helper()
-	var got *persysv1.HeartbeatRequest
-	c.wait(t, what, func() bool {
-		if len(c.heartbeats) > i {
-			got = c.heartbeats[i]
-			return true
-		}
-		return false
-	})
-	return got
-}
-
-// heartbeatsBefore counts the heartbeats accepted before registration
-// number reg (0-based): the index of the first heartbeat after it.
-func (c *recordingControl) heartbeatsBefore(reg int) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	hb, r := 0, 0
-	for _, call := range c.calls {
-		if call == "register" {
-			if r == reg {
-				break
-			}
-			r++
-			continue
-		}
-		hb++
-	}
-	return hb
 }
 
 func isDigestOnly(hb *persysv1.HeartbeatRequest) bool {
 	return hb.GetDigestOnly() && len(hb.GetWorkloads()) == 0 && hb.GetReportDigest() != 0
 }
 
-// checkDigestsFollowFullLists checks every recorded heartbeat: a
+// checkDigestsFollowFullLists checks every answered heartbeat: a
 // digest-only one names the digest of the last full list sent since the
 // latest registration, and the heartbeat after a resend_full answer is
 // full.
-func (c *recordingControl) checkDigestsFollowFullLists(t *testing.T) {
+func (d *digestEnv) checkDigestsFollowFullLists(t *testing.T) {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	var last uint64 // digest of the last full list on this registration
-	hb := 0
-	for _, call := range c.calls {
-		if call == "register" {
-			last = 0
+	resend := false
+	for i, c := range d.calls() {
+		if c.Method == "RegisterNode" {
+			last, resend = 0, false
 			continue
 		}
-		req := c.heartbeats[hb]
+		req := hbReq(c)
 		if req.GetDigestOnly() {
 			if len(req.GetWorkloads()) != 0 || req.GetReportDigest() == 0 || req.GetReportDigest() != last {
-				t.Errorf("heartbeat %d: digest-only with digest %#x and %d workloads; the last full list since registration has digest %#x",
-					hb, req.GetReportDigest(), len(req.GetWorkloads()), last)
+				t.Errorf("call %d: digest-only with digest %#x and %d workloads; the last full list since registration has digest %#x",
+					i, req.GetReportDigest(), len(req.GetWorkloads()), last)
 			}
-			if c.resent >= 0 && hb == c.resent+1 {
-				t.Errorf("heartbeat %d follows a resend_full answer and is digest-only", hb)
+			if resend {
+				t.Errorf("call %d follows a resend_full answer and is digest-only", i)
 			}
 		} else {
 			last = req.GetReportDigest()
 		}
-		hb++
+		resend = hbResp(c).GetResendFull()
 	}
 }
 
 func TestHeartbeatDigest(t *testing.T) {
-	control := &recordingControl{keepDigests: true, resent: -1}
-	e := newBareEnv(t, control)
-	ra, rt := e.startSimAgent(t)
-	control.waitRegister(t, 0)
-	name := e.prefix + "-dg"
-	st := apply(t, ra.client, &persysv1.ApplyWorkloadRequest{Name: name, Uid: "uid-dg", Revision: 1, Spec: e.spec(100, 64*mib)}).GetStatus()
-	if st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
-		t.Fatalf("apply = %v", st)
-	}
+	d := newDigestEnv(t)
+	name := d.e.prefix + "-dg"
+	d.apply(t, name)
 
-	// A full list that names the workload, then its digest alone.
-	_, n := control.counts()
-	full, n := control.kickUntil(t, ra, n, 4, "full list with the workload", func(hb *persysv1.HeartbeatRequest) bool {
+	// A full list that names the workload running, then its digest alone.
+	n := len(d.heartbeats())
+	full, n := d.kickUntil(t, n, 10, "full list with the workload running", func(hb *persysv1.HeartbeatRequest) bool {
 		return !hb.GetDigestOnly() && findWorkload(hb.GetWorkloads(), name).GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
 	})
 	if full.GetReportDigest() == 0 {
 		t.Fatalf("full heartbeat without a digest: %v", full)
 	}
-	hb, _ := control.kickUntil(t, ra, n+1, 4, "digest-only heartbeat over the unchanged list", isDigestOnly)
+	hb, _ := d.kickUntil(t, n+1, 4, "digest-only heartbeat over the unchanged list", isDigestOnly)
 	if hb.GetReportDigest() != full.GetReportDigest() || hb.GetUsage().GetMemoryBytes() != 64*mib {
 		t.Fatalf("digest-only heartbeat %v: want digest %#x and the usage", hb, full.GetReportDigest())
 	}
 
 	t.Run("a change goes as a full list at once", func(t *testing.T) {
-		_, n := control.counts()
-		rt.Kill(name) // the runtime's watch kicks the heartbeat
-		changed := control.waitHeartbeat(t, n, "a heartbeat with the failure", func(hb *persysv1.HeartbeatRequest) bool {
-			return findWorkload(hb.GetWorkloads(), name).GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED
+		n := len(d.heartbeats())
+		d.rt.Kill(name) // the runtime's watch kicks the heartbeat
+		var changed *persysv1.HeartbeatRequest
+		eventually.Eventually(t, "a heartbeat with the failure", waitFor, func() (bool, string) {
+			for _, c := range d.heartbeats()[n:] {
+				if hb := hbReq(c); findWorkload(hb.GetWorkloads(), name).GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
+					changed = hb
+					return true, ""
+				}
+			}
+			return false, ""
 		})
 		if changed.GetDigestOnly() || changed.GetReportDigest() == full.GetReportDigest() {
 			t.Fatalf("heartbeat with the change: digest_only %v, digest %#x (was %#x)", changed.GetDigestOnly(),
 				changed.GetReportDigest(), full.GetReportDigest())
 		}
-		_, n = control.counts()
-		hb, _ := control.kickUntil(t, ra, n, 4, "digest-only heartbeat after the change", isDigestOnly)
+		hb, _ := d.kickUntil(t, len(d.heartbeats()), 4, "digest-only heartbeat after the change", isDigestOnly)
 		if hb.GetReportDigest() != changed.GetReportDigest() {
 			t.Fatalf("digest-only heartbeat after the change has digest %#x, want %#x", hb.GetReportDigest(), changed.GetReportDigest())
 		}
 	})
 
 	t.Run("resend_full brings the full list without waiting", func(t *testing.T) {
-		control.mu.Lock()
-		control.resendOnce = true
-		control.mu.Unlock()
-		_, n := control.counts()
-		hb, i := control.kickUntil(t, ra, n, 4, "digest-only heartbeat", isDigestOnly)
+		d.kickUntil(t, len(d.heartbeats()), 4, "digest-only heartbeat", isDigestOnly)
+		resends := metricValue(t, d.ra.registry, fullResends, nil)
+		// A restarted scheduler holds no list of the node. It serves until
+		// the whole test ends.
+		d.s.Stop(0)
+		d.s.Restart(d.t)
+		hb, i := d.kickUntil(t, len(d.heartbeats()), 1, "digest-only heartbeat to the restarted scheduler", isDigestOnly)
+		if !hbResp(d.heartbeatAt(t, i, "")).GetResendFull() {
+			t.Fatalf("the restarted scheduler did not answer resend_full to %v", hb)
+		}
 		// The heartbeat interval is ten minutes and this does not kick:
 		// the answer alone brings the next heartbeat.
-		next := control.heartbeatAt(t, i+1, "the heartbeat after resend_full")
-		control.mu.Lock()
-		resent := control.resent
-		control.mu.Unlock()
-		if resent != i {
-			t.Fatalf("resend_full answered heartbeat %d, want %d", resent, i)
-		}
+		next := hbReq(d.heartbeatAt(t, i+1, "the heartbeat after resend_full"))
 		if next.GetDigestOnly() || next.GetReportDigest() != hb.GetReportDigest() || findWorkload(next.GetWorkloads(), name) == nil {
 			t.Fatalf("heartbeat after resend_full: %v; want the full list with digest %#x", next, hb.GetReportDigest())
 		}
-		if got := metricValue(t, ra.registry, fullResends, nil); got != 1 {
-			t.Fatalf("%s = %v, want 1", fullResends, got)
+		if got := metricValue(t, d.ra.registry, fullResends, nil) - resends; got != 1 {
+			t.Fatalf("%s grew by %v, want 1", fullResends, got)
 		}
 	})
 
 	t.Run("a registration starts with a full list", func(t *testing.T) {
 		// Be sure the list is being sent as a digest before.
-		_, n := control.counts()
-		control.kickUntil(t, ra, n, 4, "digest-only heartbeat", isDigestOnly)
-		control.mu.Lock()
-		control.reregister = true
-		regs := len(control.registers)
-		control.mu.Unlock()
-		_, n = control.counts()
-		control.kickUntil(t, ra, n, 1, "heartbeat", func(*persysv1.HeartbeatRequest) bool { return true })
-		control.waitRegister(t, regs)
-		i := control.heartbeatsBefore(regs)
-		ra.agent.Kick()
-		hb := control.heartbeatAt(t, i, "the heartbeat after registering again")
-		if hb.GetDigestOnly() || findWorkload(hb.GetWorkloads(), name) == nil {
-			t.Fatalf("first heartbeat after registering again: %v; want the full list", hb)
+		d.kickUntil(t, len(d.heartbeats()), 4, "digest-only heartbeat", isDigestOnly)
+		// The node's lease lapses (it is revoked, as etcd does once it
+		// expires): the scheduler asks the node to register again.
+		before := len(d.calls())
+		if _, err := d.s.Store.GrantNodeLease(context.Background(), nodeID, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		d.ra.agent.Kick()
+		eventually.Eventually(t, "a registration", waitFor, func() (bool, string) {
+			for _, c := range d.calls()[before:] {
+				if c.Method == "RegisterNode" {
+					return true, ""
+				}
+			}
+			return false, ""
+		})
+		d.ra.agent.Kick()
+		var first *persysv1.HeartbeatRequest
+		eventually.Eventually(t, "the heartbeat after registering again", waitFor, func() (bool, string) {
+			registered := false
+			for _, c := range d.calls()[before:] {
+				if c.Method == "RegisterNode" {
+					registered = true
+				} else if registered {
+					first = hbReq(c)
+					return true, ""
+				}
+			}
+			return false, ""
+		})
+		if first.GetDigestOnly() || findWorkload(first.GetWorkloads(), name) == nil {
+			t.Fatalf("first heartbeat after registering again: %v; want the full list", first)
 		}
 	})
 
-	control.checkDigestsFollowFullLists(t)
+	d.checkDigestsFollowFullLists(t)
 }
 
-// A scheduler that never says it kept the digest gets full lists only: it
-// would read an empty list as a node that runs nothing.
-func TestHeartbeatFullListsWithoutDigestKept(t *testing.T) {
-	control := &recordingControl{}
-	e := newBareEnv(t, control)
-	ra, _ := e.startSimAgent(t)
-	control.waitRegister(t, 0)
-	name := e.prefix + "-nd"
-	apply(t, ra.client, &persysv1.ApplyWorkloadRequest{Name: name, Uid: "uid-nd", Revision: 1, Spec: e.spec(100, 64*mib)})
-	_, n := control.counts()
-	for i := 0; i < 5; i++ {
-		if hb, _ := control.kickUntil(t, ra, n+i, 1, "heartbeat", func(*persysv1.HeartbeatRequest) bool { return true }); hb.GetDigestOnly() {
-			t.Fatalf("heartbeat %d is digest-only although the scheduler never kept a digest: %v", n+i, hb)
-		}
+// describeCalls sums calls up for a failure message.
+func describeCalls(calls []callrec.Call) string {
+	out := ""
+	for _, c := range calls {
+		out += fmt.Sprintf("\n  %s err=%v", c.Method, c.Err)
 	}
+	return out
 }

@@ -1,15 +1,19 @@
 package agent_test
 
 import (
-	"net"
-	"slices"
+	"fmt"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/runtime/sim"
+	"github.com/persys-dev/compute/internal/testutil/callrec"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 // withSchedulers makes the agent follow the leader among addrs.
@@ -59,105 +63,97 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map
 	return 0
 }
 
-func anyHeartbeat(*persysv1.HeartbeatRequest) bool { return true }
-
-// callsOf returns a copy of the calls the control accepted.
-func (c *recordingControl) callsOf() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.calls)
+// nodeCalls returns the RegisterNode and Heartbeat calls that arrived at
+// server, ok: only those answered without error.
+func nodeCalls(rec *callrec.Recorder, server string, ok bool) []callrec.Call {
+	var out []callrec.Call
+	for _, c := range rec.Calls("") {
+		if (c.Method == "RegisterNode" || c.Method == "Heartbeat") && c.Server == server && (c.Err == nil) == ok {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
+// waitNodeCall waits until server answered a call of method from the node
+// without error.
+func waitNodeCall(t *testing.T, rec *callrec.Recorder, server, method string) {
+	t.Helper()
+	eventually.Eventually(t, method+" answered by "+server, waitFor, func() (bool, string) {
+		calls := nodeCalls(rec, server, true)
+		for _, c := range calls {
+			if c.Method == method {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d calls answered", len(calls))
+	})
+}
+
+// TestAgentFollowsSchedulerLeader: two real schedulers elect a leader.
+// The agent, given only the follower, reaches the leader through the
+// follower's redirect; when the leader stops, it follows the new one.
 func TestAgentFollowsSchedulerLeader(t *testing.T) {
-	// B leads; A is a follower that names B. Only A is listed, so the
-	// agent reaches B through the hint alone.
-	b := &recordingControl{intervalMs: 50}
-	e := newEnv(t, b)
-	a := &recordingControl{intervalMs: 50}
-	aAddr := e.serveControl(t, a)
-	a.setLeader(e.addr)
-	opt, scheds := e.withSchedulers(t, aAddr)
-	ra := e.startAgent(t, "", opt)
+	rec := &callrec.Recorder{}
+	s := realsched.Start(t, realsched.Options{Replicas: 2, Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases,
+		ServerOptions: rec.ServerOptions()})
+	li := s.Leader(t)
+	leader, follower := s.Addrs[li], s.Addrs[1-li]
+	e := &env{bundle: s.Bundle, addr: follower, image: "app:1", prefix: randomPrefix()}
+	opt, scheds := e.withSchedulers(t, follower)
+	rt, err := sim.New(sim.Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := e.startAgent(t, "", opt, func(c *agent.Config) { c.Runtimes = []runtime.Runtime{rt} })
 
-	b.waitRegister(t, 0)
-	b.waitHeartbeat(t, 0, "a heartbeat on the leader", anyHeartbeat)
-	if got := scheds.Leader(); got != e.addr {
-		t.Fatalf("Leader() = %s, want %s", got, e.addr)
+	waitNodeCall(t, rec, leader, "Heartbeat")
+	if got := scheds.Leader(); got != leader {
+		t.Fatalf("Leader() = %s, want %s", got, leader)
 	}
-	a.mu.Lock()
-	aRedirected, aRegisters := a.redirected, len(a.registers)
-	a.mu.Unlock()
-	if aRedirected == 0 || aRegisters != 0 {
-		t.Fatalf("follower A: %d calls redirected, %d registrations accepted; want ≥1 and 0", aRedirected, aRegisters)
+	if refused, accepted := nodeCalls(rec, follower, false), nodeCalls(rec, follower, true); len(refused) == 0 || len(accepted) != 0 {
+		t.Fatalf("follower: %d calls refused, %d accepted; want ≥1 and 0", len(refused), len(accepted))
 	}
-	if calls := b.callsOf(); calls[0] != "register" {
-		t.Fatalf("leader B saw %v first, want a registration", calls)
+	if calls := nodeCalls(rec, leader, true); calls[0].Method != "RegisterNode" {
+		t.Fatalf("the leader answered %s first, want a registration", calls[0].Method)
 	}
 
-	t.Run("leadership moves and the agent registers with the new leader", func(t *testing.T) {
-		a.setLeader("")
-		b.setLeader(aAddr)
-		a.waitHeartbeat(t, 0, "a heartbeat on the new leader A", anyHeartbeat)
-		calls := a.callsOf()
-		if calls[0] != "register" {
-			t.Fatalf("new leader A saw %v, want a registration before any heartbeat", calls)
-		}
-		reg := a.waitRegister(t, 0)
-		if reg.GetNodeId() != nodeID || reg.GetAddress() != ra.addr {
-			t.Fatalf("registration on A = %v", reg)
-		}
-		if got := scheds.Leader(); got != aAddr {
-			t.Fatalf("Leader() = %s, want %s", got, aAddr)
+	t.Run("the leader stops and the agent follows the new one", func(t *testing.T) {
+		s.Stop(li)
+		waitNodeCall(t, rec, follower, "Heartbeat")
+		if got := scheds.Leader(); got != follower {
+			t.Fatalf("Leader() = %s, want %s", got, follower)
 		}
 		if got := metricValue(t, ra.registry, "persys_agent_scheduler_leader_changes_total", nil); got < 1 {
 			t.Fatalf("leader changes counted %v, want ≥1", got)
 		}
-		if err := ra.agent.Ready(); err != nil {
-			t.Fatalf("Ready: %v", err)
-		}
+		eventually.Eventually(t, "the agent ready", waitFor, func() (bool, string) {
+			if err := ra.agent.Ready(); err != nil {
+				return false, err.Error()
+			}
+			return true, ""
+		})
 	})
 }
 
+// TestAgentTriesTheNextSchedulerWithoutHint: the first listed scheduler is
+// down (no answer, no hint): the agent moves on to the next one, a real
+// scheduler, after its backoff.
 func TestAgentTriesTheNextSchedulerWithoutHint(t *testing.T) {
-	// The first listed scheduler is down (Unavailable, no hint): the agent
-	// moves on to the next one after its backoff.
-	b := &recordingControl{intervalMs: 50}
-	e := newEnv(t, b)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	rec := &callrec.Recorder{}
+	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases, ServerOptions: rec.ServerOptions()})
+	e := &env{bundle: s.Bundle, addr: s.Addrs[0], image: "app:1", prefix: randomPrefix()}
+	down := freeport.Addr(t, "127.0.0.1")
+	opt, scheds := e.withSchedulers(t, down, s.Addrs[0])
+	rt, err := sim.New(sim.Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := ln.Addr().String()
-	_ = ln.Close()
-	opt, scheds := e.withSchedulers(t, down, e.addr)
-	e.startAgent(t, "", opt)
+	e.startAgent(t, "", opt, func(c *agent.Config) { c.Runtimes = []runtime.Runtime{rt} })
 
-	b.waitRegister(t, 0)
-	b.waitHeartbeat(t, 0, "a heartbeat on the second scheduler", anyHeartbeat)
-	if got := scheds.Leader(); got != e.addr {
-		t.Fatalf("Leader() = %s, want %s", got, e.addr)
+	waitNodeCall(t, rec, s.Addrs[0], "RegisterNode")
+	waitNodeCall(t, rec, s.Addrs[0], "Heartbeat")
+	if got := scheds.Leader(); got != s.Addrs[0] {
+		t.Fatalf("Leader() = %s, want %s", got, s.Addrs[0])
 	}
-}
-
-func TestAgentSurvivesFollowersNamingEachOther(t *testing.T) {
-	b := &recordingControl{intervalMs: 50}
-	e := newEnv(t, b)
-	a := &recordingControl{intervalMs: 50}
-	aAddr := e.serveControl(t, a)
-	a.setLeader(e.addr)
-	b.setLeader(aAddr)
-	opt, _ := e.withSchedulers(t, aAddr, e.addr)
-	ra := e.startAgent(t, "", opt)
-
-	// Both refuse, naming each other: the agent keeps retrying with
-	// backoff and is not ready.
-	b.wait(t, "two refusals on each follower", func() bool { return b.redirected >= 2 })
-	a.wait(t, "two refusals on each follower", func() bool { return a.redirected >= 2 })
-	if err := ra.agent.Ready(); err == nil {
-		t.Fatal("Ready while no scheduler accepted the node")
-	}
-	// B wins the election.
-	b.setLeader("")
-	b.waitRegister(t, 0)
-	b.waitHeartbeat(t, 0, "a heartbeat on the leader", anyHeartbeat)
 }

@@ -22,8 +22,7 @@ func (panickingRuntime) Health(context.Context) error { panic("runtime bug") }
 // A handler that panics fails its call with Internal and is counted by
 // method; the agent serves on.
 func TestServePanicIsInternalAndCounted(t *testing.T) {
-	control := &recordingControl{}
-	e := newBareEnv(t, control)
+	e, _ := newRealEnv(t)
 	simRT, err := sim.New(sim.Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,10 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/scheduler"
+	"github.com/persys-dev/compute/internal/testutil/callrec"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
+	"github.com/persys-dev/compute/internal/testutil/images"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
@@ -113,4 +115,133 @@ func TestAgentWithRealScheduler(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestAgentRegistersAgainWhenAsked: a scheduler that does not know the
+// node answers its heartbeat with reregister, and the agent registers
+// with it again. Here the scheduler is restarted after the node's record
+// was removed from the store meanwhile. (Registrations refused while no
+// scheduler answers: TestAgentRetriesUntilSchedulerStarts.)
+func TestAgentRegistersAgainWhenAsked(t *testing.T) {
+	rec := &callrec.Recorder{}
+	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases, ServerOptions: rec.ServerOptions()})
+	addr := s.Addrs[0]
+	e := &env{bundle: s.Bundle, addr: addr, image: "app:1", prefix: randomPrefix()}
+	ra, _ := e.startSimAgent(t)
+	waitNodeCall(t, rec, addr, "Heartbeat")
+	s.Stop(0)
+	if err := s.Store.DeleteNode(context.Background(), nodeID); err != nil {
+		t.Fatal(err)
+	}
+	before := len(nodeCalls(rec, addr, true))
+	s.Restart(t)
+
+	eventually.Eventually(t, "a registration with the restarted scheduler", waitFor, func() (bool, string) {
+		calls := nodeCalls(rec, addr, true)[before:]
+		for _, c := range calls {
+			if c.Method == "RegisterNode" {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d calls answered", len(calls))
+	})
+	if first := nodeCalls(rec, addr, true)[before]; first.Method != "Heartbeat" {
+		t.Fatalf("the restarted scheduler answered %s first, want the heartbeat it asks to register again", first.Method)
+	}
+	waitNodeReady(t, s.Admin(t), waitFor)
+	eventually.Eventually(t, "the agent ready", waitFor, func() (bool, string) {
+		if err := ra.agent.Ready(); err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
+}
+
+// realEnv is a real scheduler that records the calls it answers, for an
+// agent of node; cfg edits the scheduler's configuration after
+// shortLeases.
+type realEnv struct {
+	*env
+	s   *realsched.Cluster
+	rec *callrec.Recorder
+}
+
+func newRecordedEnv(t *testing.T, node string, cfg func(*scheduler.Config)) *realEnv {
+	t.Helper()
+	rec := &callrec.Recorder{}
+	s := realsched.Start(t, realsched.Options{Nodes: []string{node}, NoSecrets: true, ServerOptions: rec.ServerOptions(),
+		Config: func(c *scheduler.Config) {
+			shortLeases(c)
+			if cfg != nil {
+				cfg(c)
+			}
+		}})
+	return &realEnv{env: &env{bundle: s.Bundle, addr: s.Addrs[0], image: "app:1", prefix: randomPrefix(), node: node}, s: s, rec: rec}
+}
+
+// withDocker gives the env the Docker engine and the test image, and
+// removes this run's containers when the test ends.
+func (e *env) withDocker(t *testing.T) {
+	t.Helper()
+	e.cli, e.image = images.HelloImage(t)
+	t.Cleanup(func() { e.removeContainers(t) })
+}
+
+// apply applies a workload through the scheduler and returns its uid.
+func (r *realEnv) apply(t *testing.T, name string, spec *persysv1.WorkloadSpec) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	resp, err := r.s.Admin(t).ApplyWorkload(ctx, &persysv1.ApplyRequest{Name: name, Spec: spec})
+	if err != nil {
+		t.Fatalf("apply %s: %v", name, err)
+	}
+	return resp.GetWorkload().GetWorkload().GetUid()
+}
+
+// waitAgentState waits until the agent reports workload name in a state
+// ok accepts, and returns that status.
+func waitAgentState(t *testing.T, ra *runningAgent, name, what string, ok func(*persysv1.WorkloadStatus) bool) *persysv1.WorkloadStatus {
+	t.Helper()
+	var got *persysv1.WorkloadStatus
+	eventually.Eventually(t, name+" "+what, waitFor, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := ra.client.GetWorkloadStatus(ctx, &persysv1.GetWorkloadStatusRequest{Name: name})
+		if err != nil {
+			return false, err.Error()
+		}
+		got = st
+		return ok(st), st.String()
+	})
+	return got
+}
+
+// heartbeatsTo are the heartbeats the scheduler answered, in order.
+func (r *realEnv) heartbeats() []*persysv1.HeartbeatRequest {
+	var out []*persysv1.HeartbeatRequest
+	for _, c := range nodeCalls(r.rec, r.addr, true) {
+		if c.Method == "Heartbeat" {
+			out = append(out, c.Request.(*persysv1.HeartbeatRequest))
+		}
+	}
+	return out
+}
+
+// waitHeartbeat waits for an answered heartbeat with index >= from that
+// satisfies ok and returns it.
+func (r *realEnv) waitHeartbeat(t *testing.T, from int, what string, ok func(*persysv1.HeartbeatRequest) bool) *persysv1.HeartbeatRequest {
+	t.Helper()
+	var got *persysv1.HeartbeatRequest
+	eventually.Eventually(t, what, waitFor, func() (bool, string) {
+		hbs := r.heartbeats()
+		for _, hb := range hbs[min(from, len(hbs)):] {
+			if ok(hb) {
+				got = hb
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d heartbeats", len(hbs))
+	})
+	return got
 }

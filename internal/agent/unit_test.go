@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -390,5 +391,34 @@ func TestAllocatableAgreesWithAdmit(t *testing.T) {
 		if r := admit(0, 0, 0, a.GetMemoryBytes()+1, 0, a.GetMemoryBytes()+1, tc.capacity, tc.threshold); r == nil {
 			t.Errorf("%v at %v: one byte past allocatable %d admitted", tc.capacity, tc.threshold, a.GetMemoryBytes())
 		}
+	}
+}
+
+// TestAdoptInterval: the agent takes the heartbeat interval a scheduler
+// tells (at registration or in any heartbeat's answer) only within its
+// bounds: one that would flood the scheduler, or stall the lease, is
+// ignored and the current one kept.
+func TestAdoptInterval(t *testing.T) {
+	tests := []struct {
+		name string
+		told int64 // milliseconds
+		want time.Duration
+	}{
+		{"taken", 50, 50 * time.Millisecond},
+		{"zero keeps the current", 0, 10 * time.Minute},
+		{"below the floor", 1, 10 * time.Minute},
+		{"negative", -5, 10 * time.Minute},
+		{"above the ceiling", (10*time.Minute + time.Millisecond).Milliseconds(), 10 * time.Minute},
+		{"the ceiling", (10 * time.Minute).Milliseconds(), 10 * time.Minute},
+		{"the floor", 10, 10 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &Agent{interval: 10 * time.Minute, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			a.adoptInterval(tt.told)
+			if got := a.heartbeatInterval(); got != tt.want {
+				t.Fatalf("interval after %d ms told = %s, want %s", tt.told, got, tt.want)
+			}
+		})
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/sim"
+	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/testutil/need"
 )
 
@@ -85,30 +86,32 @@ func makeZombie(t *testing.T, pid int) (resume func()) {
 	}
 }
 
+// longRetries keeps a failed workload failed for the test's length: the
+// scheduler's retry comes after ten minutes.
+func longRetries(c *scheduler.Config) { c.RetryBase, c.RetryMax = 10*time.Minute, 10*time.Minute }
+
 func TestAgentReportsZombieContainer(t *testing.T) {
-	control := &recordingControl{}
-	e := newEnv(t, control)
+	e := newRecordedEnv(t, nodeID, longRetries)
+	e.withDocker(t)
 	ra := e.startAgent(t, "", withAudit(100*time.Millisecond))
-	control.waitRegister(t, 0)
 	name := e.prefix + "-zombie"
-	req := &persysv1.ApplyWorkloadRequest{Name: name, Uid: "uid-z", Revision: 1, Spec: e.spec(100, 64*mib)}
-	resp := apply(t, ra.client, req)
-	if resp.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
-		t.Fatalf("apply = %v", resp)
-	}
-	infoRes, err := e.cli.ContainerInspect(context.Background(), resp.GetStatus().GetRuntimeId(), client.ContainerInspectOptions{})
+	uid := e.apply(t, name, e.spec(100, 64*mib))
+	st := waitAgentState(t, ra, name, "running", func(st *persysv1.WorkloadStatus) bool {
+		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
+	})
+	infoRes, err := e.cli.ContainerInspect(context.Background(), st.GetRuntimeId(), client.ContainerInspectOptions{})
 	info := infoRes.Container
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	_, from := control.counts()
+	from := len(e.heartbeats())
 	resume := makeZombie(t, info.State.Pid)
-	hb := control.waitHeartbeat(t, from, "a heartbeat reporting the zombie", func(hb *persysv1.HeartbeatRequest) bool {
+	hb := e.waitHeartbeat(t, from, "a heartbeat reporting the zombie", func(hb *persysv1.HeartbeatRequest) bool {
 		return isZombie(findWorkload(hb.GetWorkloads(), name))
 	})
 	w := findWorkload(hb.GetWorkloads(), name)
-	if w.GetUid() != "uid-z" || w.GetRevision() != 1 || w.GetRuntimeId() != info.ID || !strings.Contains(w.GetMessage(), "zombie") {
+	if w.GetUid() != uid || w.GetRevision() != 1 || w.GetRuntimeId() != info.ID || !strings.Contains(w.GetMessage(), "zombie") {
 		t.Fatalf("zombie reported as %v", w)
 	}
 	if got := metricValue(t, ra.registry, "persys_agent_zombies_detected_total", map[string]string{"runtime": "container"}); got != 1 {
@@ -121,9 +124,9 @@ func TestAgentReportsZombieContainer(t *testing.T) {
 
 	// Once the shim resumes the engine sees the exit: the runtime's own
 	// status replaces the zombie report.
-	_, from = control.counts()
+	from = len(e.heartbeats())
 	resume()
-	hb = control.waitHeartbeat(t, from, "a heartbeat with the real exit", func(hb *persysv1.HeartbeatRequest) bool {
+	hb = e.waitHeartbeat(t, from, "a heartbeat with the real exit", func(hb *persysv1.HeartbeatRequest) bool {
 		w := findWorkload(hb.GetWorkloads(), name)
 		return w != nil && !isZombie(w) && w.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING
 	})
@@ -134,9 +137,9 @@ func TestAgentReportsZombieContainer(t *testing.T) {
 
 func TestAgentZombieRecreatedOnApplyAndDeletesCounted(t *testing.T) {
 	// A real engine cannot produce a zombie that can also be removed (its
-	// shim is frozen), so this uses the simulator's scripted zombie.
-	control := &recordingControl{}
-	e := newBareEnv(t, control)
+	// shim is frozen), so this uses the simulator's scripted zombie. The
+	// scheduler retries a failed workload at once.
+	e := newRecordedEnv(t, nodeID, func(c *scheduler.Config) { c.RetryBase, c.RetryMax = 10*time.Millisecond, 10*time.Millisecond })
 	simRT, err := sim.New(sim.Options{Seed: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -144,17 +147,15 @@ func TestAgentZombieRecreatedOnApplyAndDeletesCounted(t *testing.T) {
 	ra := e.startAgent(t, "", withAudit(50*time.Millisecond), func(c *agent.Config) {
 		c.Runtimes = []runtime.Runtime{simRT}
 	})
-	control.waitRegister(t, 0)
 	name := e.prefix + "-simz"
-	req := &persysv1.ApplyWorkloadRequest{Name: name, Uid: "uid-s", Revision: 3, Spec: e.spec(100, 64*mib)}
-	first := apply(t, ra.client, req).GetStatus()
-	if first.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
-		t.Fatalf("apply = %v", first)
-	}
+	e.apply(t, name, e.spec(100, 64*mib))
+	first := waitAgentState(t, ra, name, "running", func(st *persysv1.WorkloadStatus) bool {
+		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
+	})
 
-	_, from := control.counts()
+	from := len(e.heartbeats())
 	simRT.MakeZombie(name)
-	control.waitHeartbeat(t, from, "a heartbeat reporting the zombie", func(hb *persysv1.HeartbeatRequest) bool {
+	e.waitHeartbeat(t, from, "a heartbeat reporting the zombie", func(hb *persysv1.HeartbeatRequest) bool {
 		return isZombie(findWorkload(hb.GetWorkloads(), name))
 	})
 	if got := metricValue(t, ra.registry, "persys_agent_zombies_detected_total", map[string]string{"runtime": "container"}); got != 1 {
@@ -163,30 +164,38 @@ func TestAgentZombieRecreatedOnApplyAndDeletesCounted(t *testing.T) {
 
 	// The scheduler recreates it by applying the same revision: the agent
 	// removes the zombie instead of skipping what the runtime calls running.
-	again := apply(t, ra.client, req)
-	st := again.GetStatus()
-	if again.GetSkipped() || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetRuntimeId() == first.GetRuntimeId() {
-		t.Fatalf("re-apply of a zombie = %v, want a new running instance (was %s)", again, first.GetRuntimeId())
+	again := waitAgentState(t, ra, name, "running in a new instance", func(st *persysv1.WorkloadStatus) bool {
+		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && st.GetRuntimeId() != first.GetRuntimeId()
+	})
+	if again.GetRevision() != first.GetRevision() {
+		t.Fatalf("recreated at revision %d, want the same %d", again.GetRevision(), first.GetRevision())
 	}
-	_, from = control.counts()
-	ra.agent.Kick()
-	control.waitHeartbeat(t, from, "a heartbeat with the new instance running", func(hb *persysv1.HeartbeatRequest) bool {
+	e.waitHeartbeat(t, from, "a heartbeat with the new instance running", func(hb *persysv1.HeartbeatRequest) bool {
 		w := findWorkload(hb.GetWorkloads(), name)
-		return w.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && w.GetRuntimeId() == st.GetRuntimeId()
+		return w.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && w.GetRuntimeId() == again.GetRuntimeId()
 	})
 
-	// Deletes naming a uid are the scheduler's orphan cleanup.
+	// The scheduler's delete of its workload names no uid; its cleanup of
+	// an orphan (a workload it never placed there) does.
 	ctx := context.Background()
-	if r, err := ra.client.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: "uid-s"}); err != nil || !r.GetExisted() {
-		t.Fatalf("orphan delete = %v, %v", r, err)
+	if _, err := e.s.Admin(t).DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: name}); err != nil {
+		t.Fatal(err)
 	}
+	waitAgentState(t, ra, name, "deleted", func(st *persysv1.WorkloadStatus) bool {
+		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_MISSING
+	})
+	stray := e.prefix + "-stray"
+	apply(t, ra.client, &persysv1.ApplyWorkloadRequest{Name: stray, Uid: "uid-stray", Revision: 1, Spec: e.spec(100, 64*mib)})
+	waitAgentState(t, ra, stray, "removed as an orphan", func(st *persysv1.WorkloadStatus) bool {
+		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_MISSING
+	})
 	if r, err := ra.client.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: name}); err != nil || r.GetExisted() {
 		t.Fatalf("second delete = %v, %v", r, err)
 	}
 	for _, c := range []struct {
 		kind, result string
 		want         float64
-	}{{"orphan", "deleted", 1}, {"workload", "absent", 1}, {"orphan", "absent", 0}} {
+	}{{"orphan", "deleted", 1}, {"workload", "deleted", 1}, {"workload", "absent", 1}, {"orphan", "absent", 0}} {
 		if got := metricValue(t, ra.registry, "persys_agent_deletes_total", map[string]string{"kind": c.kind, "result": c.result}); got != c.want {
 			t.Errorf("deletes{kind=%s,result=%s} = %v, want %v", c.kind, c.result, got, c.want)
 		}

@@ -6,18 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
-	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
+	"github.com/persys-dev/compute/internal/runtime/sim"
+	"github.com/persys-dev/compute/internal/testutil/callrec"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
@@ -34,26 +32,80 @@ spec:
     memory: 64Mi
 `
 
-// cluster is a gateway with an in-memory scheduler and a persysctl
-// config file pointing at it.
+// The tests of this package share one real scheduler on embedded etcd
+// with one sim agent (node-1, which fails brokenImage) and a gateway in
+// front, over mutual TLS; each test uses workload names of its own. The
+// node tests start a cluster of their own.
+var (
+	shared   *realsched.Cluster
+	sharedGW *realsched.Gateway
+	// calls records every call that reaches the shared scheduler.
+	calls callrec.Recorder
+)
+
+const brokenImage = "example/broken:1"
+
+func TestMain(m *testing.M) {
+	os.Exit(realsched.Main(m, func(tb testing.TB) {
+		shared = realsched.Start(tb, realsched.Options{Nodes: []string{"node-1"}, NoSecrets: true, ServerOptions: calls.ServerOptions()})
+		shared.StartAgent(tb, "node-1", sim.Options{FailImages: map[string]persysv1.FailureReason{
+			brokenImage: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}})
+		sharedGW = shared.StartGateway(tb, nil)
+	}))
+}
+
+// cluster is a persysctl config file pointing at a gateway.
 type cluster struct {
-	env    *gatewaytest.Env
 	config string
 	dir    string
 }
 
+// startCluster points a config file at the shared gateway.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	env := gatewaytest.Start(t)
+	return configFor(t, shared.Config(sharedGW))
+}
+
+func configFor(t *testing.T, cc *client.Config) *cluster {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.yaml")
-	if err := client.WriteConfig(cfg, env.Config); err != nil {
+	if err := client.WriteConfig(cfg, cc); err != nil {
 		t.Fatal(err)
 	}
 	// No test may fall back to the real home directory.
 	t.Setenv("HOME", filepath.Join(dir, "home"))
 	t.Setenv(client.EnvConfig, "")
-	return &cluster{env: env, config: cfg, dir: dir}
+	return &cluster{config: cfg, dir: dir}
+}
+
+// named is webManifest named name, with extra spec lines.
+func named(name string, specLines ...string) string {
+	m := strings.Replace(webManifest, "name: web", "name: "+name, 1)
+	for _, l := range specLines {
+		m += "  " + l + "\n"
+	}
+	return m
+}
+
+// unplaceable is a spec line no node matches: the workload stays PENDING.
+const unplaceable = "nodeSelector: {zone: nowhere}"
+
+// unreachableGit is a compose workload from a Git repository no server
+// answers: the scheduler fails its apply.
+func unreachableGit(name string) string {
+	return "kind: Workload\nmetadata: {name: " + name + "}\nspec:\n  type: compose\n  compose:\n    git: {url: 'http://127.0.0.1:1/none.git', ref: main}\n"
+}
+
+// waitState waits through the gateway until workload name is running or
+// failed and returns its status.
+func waitState(t *testing.T, gw *realsched.Gateway, rc *realsched.Cluster, name string) *persysv1.WorkloadStatus {
+	t.Helper()
+	v, err := rc.Client(t, gw).Wait(t.Context(), name, "running", time.Minute)
+	if err != nil {
+		t.Fatalf("wait for %s: %v", name, err)
+	}
+	return v.GetStatus()
 }
 
 type result struct {
@@ -102,80 +154,60 @@ func expect(t *testing.T, r result, code int, outHas, errHas []string) {
 
 func TestApplyGetDescribeDelete(t *testing.T) {
 	c := startCluster(t)
-	file := c.writeManifest(t, "web.yaml", webManifest)
+	m := named("gdd")
+	file := c.writeManifest(t, "gdd.yaml", m)
 
-	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, []string{"workload/web created\n"}, nil)
-	expect(t, c.persysctl(t, webManifest, "apply", "-f", "-"), 0, []string{"workload/web unchanged\n"}, nil)
+	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, []string{"workload/gdd created\n"}, nil)
+	expect(t, c.persysctl(t, m, "apply", "-f", "-"), 0, []string{"workload/gdd unchanged\n"}, nil)
 
 	r := c.persysctl(t, "", "get", "workloads")
-	expect(t, r, 0, []string{"NAME", "REVISION", "web", "CONTAINER", "PENDING"}, nil)
+	expect(t, r, 0, []string{"NAME", "REVISION", "gdd", "CONTAINER"}, nil)
 
-	r = c.persysctl(t, "", "get", "workload", "web", "-o", "json")
+	r = c.persysctl(t, "", "get", "workload", "gdd", "-o", "json")
 	expect(t, r, 0, nil, nil)
 	view := &persysv1.WorkloadView{}
-	if err := protojson.Unmarshal([]byte(r.out), view); err != nil || view.GetWorkload().GetName() != "web" {
+	if err := protojson.Unmarshal([]byte(r.out), view); err != nil || view.GetWorkload().GetName() != "gdd" {
 		t.Fatalf("json output %q: %v", r.out, err)
 	}
-	expect(t, c.persysctl(t, "", "get", "workload", "web", "-o", "yaml"), 0, []string{"name: web", "cpuMillis: \"250\""}, nil)
+	expect(t, c.persysctl(t, "", "get", "workload", "gdd", "-o", "yaml"), 0, []string{"name: gdd", "cpuMillis: \"250\""}, nil)
 
-	c.env.Control.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
-	if err := c.env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "node-1", Revision: 1}); err != nil {
-		t.Fatal(err)
+	if st := waitState(t, sharedGW, shared, "gdd"); st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("gdd: %v", st)
 	}
-	c.env.Control.AddEvent(&persysv1.Event{Type: "Applied", Workload: "web", NodeId: "node-1", Message: "started"})
-	expect(t, c.persysctl(t, "", "describe", "workload", "web"), 0,
-		[]string{"Name:           web", "State:          RUNNING", "Image:          example/web:1", "Applied", "started"}, nil)
-	expect(t, c.persysctl(t, "", "describe", "node", "node-1"), 0, []string{"ID:             node-1", "web"}, nil)
+	expect(t, c.persysctl(t, "", "describe", "workload", "gdd"), 0,
+		[]string{"Name:           gdd", "State:          RUNNING", "Image:          example/web:1", "Created", "Placed"}, nil)
+	expect(t, c.persysctl(t, "", "describe", "node", "node-1"), 0, []string{"ID:             node-1", "gdd"}, nil)
 	expect(t, c.persysctl(t, "", "get", "nodes"), 0, []string{"node-1", "READY"}, nil)
 	expect(t, c.persysctl(t, "", "get", "node", "node-1", "-o", "json"), 0, []string{`"id": "node-1"`}, nil)
-	expect(t, c.persysctl(t, "", "events", "--workload", "web"), 0, []string{"Applied", "started"}, nil)
-	c.env.Control.SetSummary(&persysv1.ClusterSummary{NodesTotal: 1, NodesReady: 1, WorkloadsTotal: 1, Leader: "scheduler"})
-	expect(t, c.persysctl(t, "", "cluster", "summary"), 0, []string{"1 total, 1 ready", "scheduler"}, nil)
+	expect(t, c.persysctl(t, "", "events", "--workload", "gdd"), 0, []string{"Created", "Placed"}, nil)
+	expect(t, c.persysctl(t, "", "cluster", "summary"), 0, []string{"1 total, 1 ready"}, nil)
 
-	expect(t, c.persysctl(t, "", "delete", "workload", "web", "--wait"), 0, []string{"workload/web deleted\n"}, nil)
-	expect(t, c.persysctl(t, "", "get", "workload", "web"), 1, nil, []string{`Error: workload "web" not found`})
+	expect(t, c.persysctl(t, "", "delete", "workload", "gdd", "--wait"), 0, []string{"workload/gdd deleted\n"}, nil)
+	expect(t, c.persysctl(t, "", "get", "workload", "gdd"), 1, nil, []string{`Error: workload "gdd" not found`})
 }
 
 func TestApplyWait(t *testing.T) {
 	c := startCluster(t)
-	file := c.writeManifest(t, "web.yaml", webManifest)
+	expect(t, c.persysctl(t, "", "apply", "-f", c.writeManifest(t, "aw.yaml", named("aw")), "--wait", "--timeout", "30s"), 0,
+		[]string{"workload/aw created\n", "workload/aw running on node-1 (revision 1)\n"}, nil)
 
-	// The stand-in scheduler moves the workload on as soon as it is applied.
-	var next atomic.Int32
-	next.Store(int32(persysv1.ActualState_ACTUAL_STATE_RUNNING))
-	c.env.Control.SetOnApply(func(name string) {
-		st := &persysv1.WorkloadStatus{State: persysv1.ActualState(next.Load()), NodeId: "node-1", Revision: 1}
-		if st.State == persysv1.ActualState_ACTUAL_STATE_FAILED {
-			st.Reason = persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
-			st.Message = "image example/web:1 not found"
-		}
-		_ = c.env.Control.SetStatus(name, st)
-	})
-	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "30s"), 0,
-		[]string{"workload/web created\n", "workload/web running on node-1 (revision 1)\n"}, nil)
-
-	c.env.Control.Remove("web")
-	next.Store(int32(persysv1.ActualState_ACTUAL_STATE_FAILED))
-	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait"), 1,
-		[]string{"workload/web created\n"},
-		[]string{"Error: workload web failed: IMAGE_NOT_FOUND: image example/web:1 not found\n"})
+	brokenFile := c.writeManifest(t, "aw-broken.yaml", strings.Replace(named("aw-broken"), "example/web:1", brokenImage, 1))
+	expect(t, c.persysctl(t, "", "apply", "-f", brokenFile, "--wait"), 1,
+		[]string{"workload/aw-broken created\n"},
+		[]string{"Error: workload aw-broken failed: IMAGE_NOT_FOUND: "})
 
 	// A wait that times out fails with the state it saw.
-	c.env.Control.SetOnApply(nil)
-	c.env.Control.Remove("web")
-	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "200ms"), 1,
-		nil, []string{"Error: timed out after 200ms waiting for workload \"web\" to be running (state PENDING)"})
+	expect(t, c.persysctl(t, "", "apply", "-f", c.writeManifest(t, "aw-pending.yaml", named("aw-pending", unplaceable)), "--wait", "--timeout", "200ms"), 1,
+		nil, []string{"Error: timed out after 200ms waiting for workload \"aw-pending\" to be running (state PENDING, reason NO_FEASIBLE_NODE: 0 of 1 nodes feasible: 1 selector_mismatch)"})
 
 	// retry of a failed workload.
-	if err := c.env.Control.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, c.persysctl(t, "", "retry", "workload", "web"), 0, []string{"workload/web retry requested\n"}, nil)
+	expect(t, c.persysctl(t, "", "retry", "workload", "aw-broken"), 0, []string{"workload/aw-broken retry requested\n"}, nil)
 }
 
 func TestErrors(t *testing.T) {
 	c := startCluster(t)
-	bad := c.writeManifest(t, "bad.yaml", strings.Replace(webManifest, "memory: 64Mi", "memory: -64Mi", 1))
+	applies := len(calls.Calls("ApplyWorkload"))
+	bad := c.writeManifest(t, "bad.yaml", strings.Replace(named("errors"), "memory: 64Mi", "memory: -64Mi", 1))
 	tests := []struct {
 		name   string
 		args   []string
@@ -190,14 +222,14 @@ func TestErrors(t *testing.T) {
 		{"missing node", []string{"describe", "node", "n9"}, []string{`Error: node "n9" not found`}},
 		{"unknown command", []string{"frobnicate"}, []string{"Error: unknown command"}},
 		{"bad selector", []string{"get", "workloads", "-l", "app"}, []string{"Error: invalid --selector"}},
-		{"bad timeout", []string{"delete", "workload", "web", "--wait", "--timeout", "0s"}, []string{"Error: invalid --timeout"}},
+		{"bad timeout", []string{"delete", "workload", "errors", "--wait", "--timeout", "0s"}, []string{"Error: invalid --timeout"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			expect(t, c.persysctl(t, "", tt.args...), 1, nil, tt.errHas)
 		})
 	}
-	if n := c.env.Control.Calls("ApplyWorkload"); n != 0 {
+	if n := len(calls.Calls("ApplyWorkload")) - applies; n != 0 {
 		t.Errorf("the scheduler was called %d times", n)
 	}
 }
@@ -207,7 +239,7 @@ func TestConfigSources(t *testing.T) {
 
 	// $PERSYSCTL_CONFIG is used when --config is absent.
 	t.Setenv(client.EnvConfig, c.config)
-	expect(t, runCLI(t, "", "get", "workloads"), 0, []string{"No workloads."}, nil)
+	expect(t, runCLI(t, "", "get", "nodes"), 0, []string{"node-1"}, nil)
 
 	// --config wins over $PERSYSCTL_CONFIG.
 	missing := filepath.Join(c.dir, "missing.yaml")
@@ -227,41 +259,61 @@ func TestConfigSources(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(home, ".persys", "config.yaml"), data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, runCLI(t, "", "get", "workloads"), 0, []string{"No workloads."}, nil)
+	expect(t, runCLI(t, "", "get", "nodes"), 0, []string{"node-1"}, nil)
 }
 
-func TestNodeCommands(t *testing.T) {
-	c := startCluster(t)
-	ctrl := c.env.Control
-	ctrl.AddNode(&persysv1.Node{Id: "node-1", State: persysv1.NodeState_NODE_STATE_READY})
-	ctrl.AddNode(&persysv1.Node{Id: "node-2", State: persysv1.NodeState_NODE_STATE_READY})
-	file := c.writeManifest(t, "web.yaml", webManifest)
-	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, nil, nil)
-	if err := ctrl.SetStatus("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "node-1", Revision: 1}); err != nil {
-		t.Fatal(err)
+// lastDrain is the timeout of the last DrainNode call rec saw.
+func lastDrain(t *testing.T, rec *callrec.Recorder) int64 {
+	t.Helper()
+	cs := rec.Calls("DrainNode")
+	if len(cs) == 0 {
+		t.Fatal("no DrainNode call reached the scheduler")
 	}
+	return cs[len(cs)-1].Request.(*persysv1.DrainRequest).GetTimeoutSeconds()
+}
 
+// TestNodeCommands cordons and drains the nodes of a cluster of its own:
+// a real scheduler with sim agents on node-1 and node-2.
+func TestNodeCommands(t *testing.T) {
+	rec := &callrec.Recorder{}
+	rc := realsched.Start(t, realsched.Options{Nodes: []string{"node-1", "node-2"}, NoSecrets: true, ServerOptions: rec.ServerOptions()})
+	rc.StartAgent(t, "node-1", sim.Options{})
+	rc.StartAgent(t, "node-2", sim.Options{})
+	gw := rc.StartGateway(t, nil)
+	c := configFor(t, rc.Config(gw))
+
+	// With node-2 cordoned, web runs on node-1.
 	expect(t, c.persysctl(t, "", "node", "cordon", "node-2"), 0, []string{"node/node-2 cordoned\n"}, nil)
 	expect(t, c.persysctl(t, "", "get", "nodes"), 0, []string{"READY,CORDONED"}, nil)
 	expect(t, c.persysctl(t, "", "node", "cordon", "node-2", "-o", "json"), 0, []string{`"cordoned": true`}, nil)
+	expect(t, c.persysctl(t, "", "apply", "-f", c.writeManifest(t, "web.yaml", webManifest)), 0, nil, nil)
+	if st := waitState(t, gw, rc, "web"); st.GetNodeId() != "node-1" {
+		t.Fatalf("web: %v, want running on node-1", st)
+	}
 
 	// Nowhere to go: the drain is incomplete and persysctl fails.
-	expect(t, c.persysctl(t, "", "node", "drain", "node-1", "--timeout", "5s"), 1,
-		[]string{"workload/web not moved: NO_FEASIBLE_NODE: no other ready node\n", "node/node-1 cordoned, drain incomplete (0 of 1 workloads moved)\n"},
-		[]string{"Error: drain of node node-1 incomplete: 1 of 1 workloads did not move within 5s\n"})
-	if req, _ := ctrl.LastDrain(); req.GetTimeoutSeconds() != 5 {
-		t.Errorf("timeout_seconds %d, want 5", req.GetTimeoutSeconds())
+	expect(t, c.persysctl(t, "", "node", "drain", "node-1", "--timeout", "2s"), 1,
+		[]string{"workload/web not moved: NO_FEASIBLE_NODE: ", "node/node-1 cordoned, drain incomplete (0 of 1 workloads moved)\n"},
+		[]string{"Error: drain of node node-1 incomplete: 1 of 1 workloads did not move within 2s\n"})
+	if got := lastDrain(t, rec); got != 2 {
+		t.Errorf("timeout_seconds %d, want 2", got)
 	}
 
 	expect(t, c.persysctl(t, "", "nodes", "uncordon", "node-2"), 0, []string{"node/node-2 uncordoned\n"}, nil)
-	expect(t, c.persysctl(t, "", "node", "drain", "node-1"), 0,
-		[]string{"workload/web moved to node-2\n", "node/node-1 drained (1 of 1 workloads moved)\n"}, nil)
-	if req, _ := ctrl.LastDrain(); req.GetTimeoutSeconds() != 120 {
-		t.Errorf("default timeout_seconds %d, want 120", req.GetTimeoutSeconds())
+	// web may have moved already once node-2 could take it.
+	r := c.persysctl(t, "", "node", "drain", "node-1")
+	expect(t, r, 0, []string{"node/node-1 drained ("}, nil)
+	if strings.Contains(r.out, "workload/web") && !strings.Contains(r.out, "workload/web moved to node-2\n") {
+		t.Errorf("drain output %q, want web moved to node-2", r.out)
+	}
+	if got := lastDrain(t, rec); got != 120 {
+		t.Errorf("default timeout_seconds %d, want 120", got)
+	}
+	if st := waitState(t, gw, rc, "web"); st.GetNodeId() != "node-2" {
+		t.Fatalf("web after the drain: %v", st)
 	}
 	expect(t, c.persysctl(t, "", "describe", "workload", "web"), 0, []string{"Node:           node-2", "Cause:        drain"}, nil)
-	r := c.persysctl(t, "", "node", "drain", "node-1", "-o", "json")
-	expect(t, r, 0, []string{`"complete": true`}, nil)
+	expect(t, c.persysctl(t, "", "node", "drain", "node-1", "-o", "json"), 0, []string{`"complete": true`}, nil)
 
 	tests := []struct {
 		name   string
@@ -283,24 +335,21 @@ func TestNodeCommands(t *testing.T) {
 
 func TestWorkloadRetryAndLeader(t *testing.T) {
 	c := startCluster(t)
-	file := c.writeManifest(t, "web.yaml", webManifest)
+	file := c.writeManifest(t, "rl.yaml", strings.Replace(named("rl"), "example/web:1", brokenImage, 1))
 	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, nil, nil)
-	expect(t, c.persysctl(t, "", "workload", "retry", "web"), 1, nil, []string{"is ACTUAL_STATE_PENDING, not FAILED"})
-	if err := c.env.Control.SetStatus("web", &persysv1.WorkloadStatus{
-		State: persysv1.ActualState_ACTUAL_STATE_FAILED, Reason: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND,
-		Attempts: 5, NextAttemptAt: timestamppb.New(fixedNow.Add(2 * time.Minute)),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	expect(t, c.persysctl(t, "", "describe", "workload", "web"), 0, []string{"Attempts:       5\n", "Next attempt:   2026-01-02T15:06:05Z (in 2m)\n"}, nil)
-	expect(t, c.persysctl(t, "", "workload", "retry", "web"), 0, []string{"workload/web retry requested\n"}, nil)
-	if n := c.env.Control.Calls("RetryWorkload"); n != 2 {
-		t.Errorf("RetryWorkload calls = %d, want 2", n)
+	// The failed attempt is counted and the next one planned.
+	eventually.Eventually(t, "rl's failed attempt described", time.Minute, func() (bool, string) {
+		r := c.persysctl(t, "", "describe", "workload", "rl")
+		return strings.Contains(r.out, "Attempts:       ") && strings.Contains(r.out, "Next attempt:   "), r.out
+	})
+	retries := calls.Named("RetryWorkload", "rl")
+	expect(t, c.persysctl(t, "", "workload", "retry", "rl"), 0, []string{"workload/rl retry requested\n"}, nil)
+	if n := calls.Named("RetryWorkload", "rl") - retries; n != 1 {
+		t.Errorf("RetryWorkload calls = %d, want 1", n)
 	}
 
-	addr := c.env.Control.Addr()
-	expect(t, c.persysctl(t, "", "get", "leader"), 0, []string{"Leader:      scheduler\n", "Address:     " + addr + "\n", "Answered by: the leader\n"}, nil)
-	expect(t, c.persysctl(t, "", "cluster", "leader"), 0, []string{"Address:     " + addr + "\n"}, nil)
+	expect(t, c.persysctl(t, "", "get", "leader"), 0, []string{"Answered by: the leader\n"}, nil)
+	expect(t, c.persysctl(t, "", "cluster", "leader"), 0, []string{"Answered by: the leader\n"}, nil)
 	expect(t, c.persysctl(t, "", "get", "leader", "-o", "json"), 0, []string{`"isLeader": true`}, nil)
 	expect(t, c.persysctl(t, "", "get", "leader", "x"), 1, nil, []string{"Error: get leader takes no name"})
 	expect(t, c.persysctl(t, "", "get", "leader", "-l", "a=b"), 1, nil, []string{"Error: --selector applies only to listing workloads"})
@@ -314,14 +363,7 @@ func TestFollowsLeader(t *testing.T) {
 	li := rc.Leader(t)
 	leader, follower := rc.Addrs[li], rc.Addrs[1-li]
 	gw := rc.StartGateway(t, nil, follower, leader)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yaml")
-	if err := client.WriteConfig(cfg, rc.Config(gw)); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("HOME", filepath.Join(dir, "home"))
-	t.Setenv(client.EnvConfig, "")
-	c := &cluster{config: cfg, dir: dir}
+	c := configFor(t, rc.Config(gw))
 	file := c.writeManifest(t, "web.yaml", webManifest)
 	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, []string{"workload/web created\n"}, nil)
 	expect(t, c.persysctl(t, "", "get", "leader"), 0, []string{"Address:     " + leader + "\n", "the leader"}, nil)
@@ -345,112 +387,105 @@ func workloads(names ...string) string {
 	return "# a stack\n---\n" + strings.Join(docs, "---\n") + "---\n"
 }
 
+// batches counts the ApplyWorkloads calls whose first item is named
+// first.
+func batches(first string) int {
+	n := 0
+	for _, c := range calls.Calls("ApplyWorkloads") {
+		if items := c.Request.(*persysv1.ApplyWorkloadsRequest).GetItems(); len(items) > 0 && items[0].GetName() == first {
+			n++
+		}
+	}
+	return n
+}
+
 func TestApplyMany(t *testing.T) {
 	c := startCluster(t)
-	file := c.writeManifest(t, "stack.yaml", workloads("web", "db", "cache"))
-	ctrl := c.env.Control
+	file := c.writeManifest(t, "stack.yaml", workloads("am-web", "am-db", "am-cache"))
+	singles := len(calls.Calls("ApplyWorkload"))
 
 	r := c.persysctl(t, "", "apply", "-f", file)
 	expect(t, r, 0, nil, nil)
-	if want := "workload/web created\nworkload/db created\nworkload/cache created\n"; r.out != want {
+	if want := "workload/am-web created\nworkload/am-db created\nworkload/am-cache created\n"; r.out != want {
 		t.Errorf("stdout %q, want %q", r.out, want)
 	}
-	if a, b := ctrl.Calls("ApplyWorkloads"), ctrl.Calls("ApplyWorkload"); a != 1 || b != 0 {
+	if a, b := batches("am-web"), len(calls.Calls("ApplyWorkload"))-singles; a != 1 || b != 0 {
 		t.Errorf("ApplyWorkloads calls %d, ApplyWorkload calls %d; want 1 and 0", a, b)
 	}
-	expect(t, c.persysctl(t, workloads("web", "db", "cache"), "apply", "-f", "-"), 0,
-		[]string{"workload/web unchanged\nworkload/db unchanged\nworkload/cache unchanged\n"}, nil)
+	expect(t, c.persysctl(t, workloads("am-web", "am-db", "am-cache"), "apply", "-f", "-"), 0,
+		[]string{"workload/am-web unchanged\nworkload/am-db unchanged\nworkload/am-cache unchanged\n"}, nil)
 
 	r = c.persysctl(t, "", "apply", "-f", file, "-o", "json")
 	expect(t, r, 0, nil, nil)
 	resp := &persysv1.ApplyWorkloadsResponse{}
 	if err := protojson.Unmarshal([]byte(r.out), resp); err != nil || len(resp.GetResults()) != 3 ||
-		resp.GetResults()[2].GetName() != "cache" || resp.GetResults()[2].GetResult() != "unchanged" {
+		resp.GetResults()[2].GetName() != "am-cache" || resp.GetResults()[2].GetResult() != "unchanged" {
 		t.Fatalf("json output %q: %v", r.out, err)
 	}
-	expect(t, c.persysctl(t, "", "apply", "-f", file, "-o", "yaml"), 0, []string{"results:\n", "name: db\n", "result: unchanged\n"}, nil)
+	expect(t, c.persysctl(t, "", "apply", "-f", file, "-o", "yaml"), 0, []string{"results:\n", "name: am-db\n", "result: unchanged\n"}, nil)
 
-	// One workload that cannot be applied: its own line, exit status 1.
-	ctrl.SetApplyError("db", status.Error(codes.FailedPrecondition, `workload "db" is being deleted`))
-	expect(t, c.persysctl(t, "", "apply", "-f", file), 1,
-		[]string{"workload/web unchanged\nworkload/db error: workload \"db\" is being deleted\nworkload/cache unchanged\n"},
-		[]string{"Error: 1 of 3 workloads failed to apply: db\n"})
-	r = c.persysctl(t, "", "apply", "-f", file, "-o", "json")
-	expect(t, r, 1, []string{`"errorCode": 9`, `"errorMessage": "workload \"db\" is being deleted"`}, []string{"Error: 1 of 3 workloads failed to apply: db\n"})
-	ctrl.SetApplyError("db", nil)
+	// One workload that cannot be applied (its Git repository does not
+	// answer): its own line, exit status 1.
+	failing := c.writeManifest(t, "failing.yaml", workloads("am-web")+unreachableGit("am-db")+"---\n"+strings.TrimPrefix(workloads("am-cache"), "# a stack\n---\n"))
+	expect(t, c.persysctl(t, "", "apply", "-f", failing), 1,
+		[]string{"workload/am-web unchanged\nworkload/am-db error: spec.compose.git", "\nworkload/am-cache unchanged\n"},
+		[]string{"Error: 1 of 3 workloads failed to apply: am-db\n"})
+	r = c.persysctl(t, "", "apply", "-f", failing, "-o", "json")
+	expect(t, r, 1, []string{`"errorCode": 9`, `"errorMessage": "spec.compose.git`}, []string{"Error: 1 of 3 workloads failed to apply: am-db\n"})
 
 	// An invalid document applies nothing and is named.
-	bad := c.writeManifest(t, "bad.yaml", workloads("one", "two")+strings.Replace(workloads("three"), "memory: 64Mi", "memory: -64Mi", 1))
+	bad := c.writeManifest(t, "bad.yaml", workloads("am-one", "am-two")+strings.Replace(workloads("am-three"), "memory: 64Mi", "memory: -64Mi", 1))
 	expect(t, c.persysctl(t, "", "apply", "-f", bad), 1, nil,
 		[]string{"Error: invalid manifest\n", "\n  documents[2].spec.resources.memory: must not be negative\n"})
-	expect(t, c.persysctl(t, "", "get", "workload", "one"), 1, nil, []string{`workload "one" not found`})
+	expect(t, c.persysctl(t, "", "get", "workload", "am-one"), 1, nil, []string{`workload "am-one" not found`})
 
 	// One document between markers is a single apply, as before.
-	single := c.writeManifest(t, "single.yaml", workloads("solo"))
-	expect(t, c.persysctl(t, "", "apply", "-f", single), 0, []string{"workload/solo created\n"}, nil)
-	if n := ctrl.Calls("ApplyWorkload"); n != 1 {
+	single := c.writeManifest(t, "single.yaml", workloads("am-solo"))
+	expect(t, c.persysctl(t, "", "apply", "-f", single), 0, []string{"workload/am-solo created\n"}, nil)
+	if n := calls.Named("ApplyWorkload", "am-solo"); n != 1 {
 		t.Errorf("ApplyWorkload calls %d, want 1", n)
 	}
 }
 
 func TestApplyManyWait(t *testing.T) {
 	c := startCluster(t)
-	ctrl := c.env.Control
-	file := c.writeManifest(t, "stack.yaml", workloads("web", "db", "job-stopped"))
+	// amw-db fails on node-1 (its image), amw-job-stopped is stopped.
+	stack := strings.Replace(workloads("amw-web", "amw-db", "amw-job-stopped"), "name: amw-db\nspec:\n  type: container\n  container:\n    image: example/web:1", "name: amw-db\nspec:\n  type: container\n  container:\n    image: "+brokenImage, 1)
+	file := c.writeManifest(t, "stack.yaml", stack)
+	r := c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "30s")
+	expect(t, r, 1,
+		[]string{"workload/amw-web created\nworkload/amw-db created\nworkload/amw-job-stopped created\n" +
+			"workload/amw-web running on node-1 (revision 1)\n" +
+			"workload/amw-db failed: IMAGE_NOT_FOUND: ",
+			"\nworkload/amw-job-stopped stopped on node-1 (revision 1)\n"},
+		[]string{"Error: 1 of 3 workloads failed or timed out while waiting: amw-db\n"})
 
-	// The stand-in scheduler starts (or stops) each workload as it is
-	// applied; db fails when failDB is set.
-	var failDB atomic.Bool
-	failDB.Store(true)
-	ctrl.SetOnApply(func(name string) {
-		st := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "node-1", Revision: 1}
-		switch {
-		case strings.HasSuffix(name, "-stopped"):
-			st.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
-		case name == "db" && failDB.Load():
-			st.State, st.Reason, st.Message = persysv1.ActualState_ACTUAL_STATE_FAILED, persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, "image example/web:1 not found"
-		}
-		_ = ctrl.SetStatus(name, st)
-	})
-	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "30s"), 1,
-		[]string{"workload/web created\nworkload/db created\nworkload/job-stopped created\n" +
-			"workload/web running on node-1 (revision 1)\n" +
-			"workload/db failed: IMAGE_NOT_FOUND: image example/web:1 not found\n" +
-			"workload/job-stopped stopped on node-1 (revision 1)\n"},
-		[]string{"Error: 1 of 3 workloads failed or timed out while waiting: db\n"})
-
-	for _, n := range []string{"web", "db", "job-stopped"} {
-		ctrl.Remove(n)
-	}
-	failDB.Store(false)
+	// amw-db's image fixed: its revision 2 runs.
+	file = c.writeManifest(t, "stack.yaml", workloads("amw-web", "amw-db", "amw-job-stopped"))
 	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait"), 0,
-		[]string{"workload/db running on node-1 (revision 1)\n", "workload/job-stopped stopped on node-1 (revision 1)\n"}, nil)
+		[]string{"workload/amw-db running on node-1 (revision 2)\n", "workload/amw-job-stopped stopped on node-1 (revision 1)\n"}, nil)
 
 	// -o json prints the answer with each workload as the wait left it.
-	r := c.persysctl(t, "", "apply", "-f", file, "--wait", "-o", "json")
+	r = c.persysctl(t, "", "apply", "-f", file, "--wait", "-o", "json")
 	expect(t, r, 0, nil, nil)
 	resp := &persysv1.ApplyWorkloadsResponse{}
 	if err := protojson.Unmarshal([]byte(r.out), resp); err != nil || len(resp.GetResults()) != 3 {
 		t.Fatalf("json output %q: %v", r.out, err)
 	}
 	if st := resp.GetResults()[1].GetWorkload().GetStatus(); st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetNodeId() != "node-1" {
-		t.Errorf("db after the wait: %v", st)
+		t.Errorf("amw-db after the wait: %v", st)
 	}
 
 	// Waits that time out name every workload; the one not applied is not
 	// waited for.
-	ctrl.SetOnApply(nil)
-	for _, n := range []string{"web", "db", "job-stopped"} {
-		ctrl.Remove(n)
-	}
-	ctrl.SetApplyError("job-stopped", status.Error(codes.Aborted, "revision conflict"))
-	r = c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "200ms")
+	timeouts := strings.ReplaceAll(workloads("amt-web", "amt-db"), "type: container\n", "type: container\n  "+unplaceable+"\n") + unreachableGit("amt-job-stopped")
+	r = c.persysctl(t, "", "apply", "-f", c.writeManifest(t, "timeouts.yaml", timeouts), "--wait", "--timeout", "200ms")
 	expect(t, r, 1,
-		[]string{"workload/job-stopped error: revision conflict\n",
-			"workload/web error: timed out after 200ms waiting for workload \"web\" to be running (state PENDING)\n",
-			"workload/db error: timed out after 200ms"},
-		[]string{"Error: 1 of 3 workloads failed to apply: job-stopped; 2 of 3 workloads failed or timed out while waiting: web, db\n"})
-	if n := strings.Count(r.out, "workload/job-stopped"); n != 1 {
+		[]string{"workload/amt-job-stopped error: spec.compose.git",
+			"workload/amt-web error: timed out after 200ms waiting for workload \"amt-web\" to be running (state PENDING, reason NO_FEASIBLE_NODE",
+			"workload/amt-db error: timed out after 200ms"},
+		[]string{"Error: 1 of 3 workloads failed to apply: amt-job-stopped; 2 of 3 workloads failed or timed out while waiting: amt-web, amt-db\n"})
+	if n := strings.Count(r.out, "workload/amt-job-stopped"); n != 1 {
 		t.Errorf("the workload not applied has %d lines, want 1:\n%s", n, r.out)
 	}
 }

@@ -9,13 +9,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
-	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime/sim"
+	"github.com/persys-dev/compute/internal/testutil/callrec"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
@@ -269,10 +268,13 @@ func TestClientFollowsLeader(t *testing.T) {
 	}
 }
 
+// TestClientApplyAll applies a stream through a gateway in front of a
+// real scheduler: one call for the stream, an item the scheduler cannot
+// apply in its own result, an invalid stream as an APIError.
 func TestClientApplyAll(t *testing.T) {
-	env := gatewaytest.Start(t)
-	leader := env.Control
-	c := env.Client(t)
+	rec := &callrec.Recorder{}
+	rc := realsched.Start(t, realsched.Options{NoSecrets: true, ServerOptions: rec.ServerOptions()})
+	c := rc.Client(t, rc.StartGateway(t, nil))
 	ctx := t.Context()
 	db := strings.ReplaceAll(manifest, "web", "db")
 	stream := []byte(manifest + "---\n" + db)
@@ -285,21 +287,22 @@ func TestClientApplyAll(t *testing.T) {
 		rs[1].GetName() != "db" || rs[1].GetResult() != "created" {
 		t.Fatalf("results %v", rs)
 	}
-	if n := leader.Calls("ApplyWorkloads"); n != 1 {
-		t.Errorf("the leader got %d ApplyWorkloads calls, want 1", n)
+	if n := len(rec.Calls("ApplyWorkloads")); n != 1 {
+		t.Errorf("the scheduler got %d ApplyWorkloads calls, want 1", n)
 	}
 	if _, err := c.GetWorkload(ctx, "db", false); err != nil {
 		t.Fatalf("db after ApplyAll: %v", err)
 	}
 
-	// One item failing is in its result, not an error.
-	leader.SetApplyError("db", status.Error(codes.FailedPrecondition, "db is being deleted"))
-	resp, err = c.ApplyAll(ctx, stream)
+	// One item failing is in its result, not an error: db now comes from
+	// a Git repository that no server answers.
+	dbGit := "kind: Workload\nmetadata: {name: db}\nspec:\n  type: compose\n  compose:\n    git: {url: 'http://127.0.0.1:1/none.git', ref: main}\n"
+	resp, err = c.ApplyAll(ctx, []byte(manifest+"---\n"+dbGit))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs := resp.GetResults(); rs[0].GetResult() != "unchanged" || rs[1].GetResult() != "" ||
-		codes.Code(rs[1].GetErrorCode()) != codes.FailedPrecondition || rs[1].GetErrorMessage() != "db is being deleted" {
+	if rs := resp.GetResults(); len(rs) != 2 || rs[0].GetResult() != "unchanged" || rs[1].GetResult() != "" ||
+		codes.Code(rs[1].GetErrorCode()) != codes.FailedPrecondition || !strings.HasPrefix(rs[1].GetErrorMessage(), "spec.compose.git") {
 		t.Fatalf("results %v", rs)
 	}
 
@@ -311,5 +314,8 @@ func TestClientApplyAll(t *testing.T) {
 	}
 	if _, err := c.ApplyAll(ctx, nil); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
 		t.Fatalf("empty stream: %v", err)
+	}
+	if n := len(rec.Calls("ApplyWorkloads")); n != 2 {
+		t.Errorf("the scheduler got %d ApplyWorkloads calls, want 2: invalid streams must not reach it", n)
 	}
 }

@@ -7,14 +7,13 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+	"time"
+
 	"google.golang.org/protobuf/encoding/protojson"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
 	"github.com/persys-dev/compute/internal/manifest"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 // manifestStream is one container workload document per name, joined with
@@ -36,12 +35,31 @@ func decodeResults(t *testing.T, body []byte) []*persysv1.ApplyResult {
 	return resp.GetResults()
 }
 
-func TestApplyManifests(t *testing.T) {
-	env := gatewaytest.Start(t)
-	c := httpClient(t, env.Bundle.Admin)
-	url := env.Endpoint + "/v1/manifests"
+// unreachableGit is a compose workload from a Git repository that no
+// server answers: the scheduler fails its apply, and only its own.
+func unreachableGit(name string) string {
+	return "kind: Workload\nmetadata: {name: " + name + "}\nspec:\n  type: compose\n  compose:\n    git: {url: 'http://127.0.0.1:1/none.git', ref: main}\n"
+}
 
-	code, body := call(t, c, "POST", url, []byte(manifestStream("web", "db", "cache")))
+// batchCalls counts the ApplyWorkloads calls whose first item is named
+// first.
+func batchCalls(first string) int {
+	n := 0
+	for _, c := range calls.Calls("ApplyWorkloads") {
+		if items := c.Request.(*persysv1.ApplyWorkloadsRequest).GetItems(); len(items) > 0 && items[0].GetName() == first {
+			n++
+		}
+	}
+	return n
+}
+
+func TestApplyManifests(t *testing.T) {
+	c := httpClient(t, shared.Bundle.Admin)
+	url := sharedGW.Endpoint + "/v1/manifests"
+	singles := len(calls.Calls("ApplyWorkload"))
+	before := len(audits())
+
+	code, body := call(t, c, "POST", url, []byte(manifestStream("mf-web", "mf-db", "mf-cache")))
 	if code != http.StatusOK {
 		t.Fatalf("code %d, body %s", code, body)
 	}
@@ -49,29 +67,30 @@ func TestApplyManifests(t *testing.T) {
 	if len(results) != 3 {
 		t.Fatalf("%d results, want 3: %s", len(results), body)
 	}
-	for i, want := range []string{"web", "db", "cache"} {
+	for i, want := range []string{"mf-web", "mf-db", "mf-cache"} {
 		r := results[i]
 		if r.GetName() != want || r.GetResult() != "created" || r.GetErrorCode() != 0 || r.GetWorkload().GetWorkload().GetName() != want {
 			t.Errorf("results[%d] = %v, want %s created", i, r, want)
 		}
 	}
-	if n := env.Control.Calls("ApplyWorkloads"); n != 1 {
+	if n := batchCalls("mf-web"); n != 1 {
 		t.Errorf("ApplyWorkloads calls = %d, want 1", n)
 	}
-	if n := env.Control.Calls("ApplyWorkload"); n != 0 {
+	if n := len(calls.Calls("ApplyWorkload")) - singles; n != 0 {
 		t.Errorf("ApplyWorkload calls = %d, want 0: a stream is one call", n)
 	}
-	audits := env.Control.Audits()
-	if ev := audits[len(audits)-1]; ev.GetAction() != "POST /v1/manifests" || ev.GetResult() != "200 allowed" ||
+	eventually.Eventually(t, "the audit event", 10*time.Second, eventually.True(func() bool { return len(audits()) > before }))
+	evs := audits()
+	if ev := evs[len(evs)-1]; ev.GetAction() != "POST /v1/manifests" || ev.GetResult() != "200 allowed" ||
 		ev.GetWorkload() != "" || !strings.Contains(ev.GetMessage(), "3 workloads") {
 		t.Errorf("audit event %v", ev)
 	}
 
-	// Again with db changed and cache failing on its own: still 200, the
-	// failure is in its result, lowerCamel.
-	env.Control.SetApplyError("cache", status.Error(codes.Aborted, "revision conflict"))
-	changed := manifestStream("web") + "---\n" + strings.Replace(manifestStream("db"), "example/web:1", "example/db:2", 1) +
-		"---\n" + manifestStream("cache")
+	// Again with mf-db changed and mf-cache failing on its own (its Git
+	// repository does not answer): still 200, the failure is in its
+	// result, lowerCamel.
+	changed := manifestStream("mf-web") + "---\n" + strings.Replace(manifestStream("mf-db"), "example/web:1", "example/db:2", 1) +
+		"---\n" + unreachableGit("mf-cache")
 	code, body = call(t, c, "POST", url, []byte(changed))
 	if code != http.StatusOK {
 		t.Fatalf("second apply: code %d, body %s", code, body)
@@ -79,22 +98,25 @@ func TestApplyManifests(t *testing.T) {
 	results = decodeResults(t, body)
 	got := make([]string, len(results))
 	for i, r := range results {
-		got[i] = fmt.Sprintf("%s %s %d %s", r.GetName(), r.GetResult(), r.GetErrorCode(), r.GetErrorMessage())
+		got[i] = fmt.Sprintf("%s %s %d", r.GetName(), r.GetResult(), r.GetErrorCode())
 	}
-	want := []string{"web unchanged 0 ", "db updated 0 ", "cache  10 revision conflict"}
+	want := []string{"mf-web unchanged 0", "mf-db updated 0", "mf-cache  9"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("results %q, want %q", got, want)
 	}
-	if !bytes.Contains(body, []byte(`"errorCode":10`)) || !bytes.Contains(body, []byte(`"errorMessage":"revision conflict"`)) {
+	if len(results) == 3 && !strings.HasPrefix(results[2].GetErrorMessage(), "spec.compose.git") {
+		t.Errorf("mf-cache's error %q does not name spec.compose.git", results[2].GetErrorMessage())
+	}
+	if !bytes.Contains(body, []byte(`"errorCode":9`)) || !bytes.Contains(body, []byte(`"errorMessage":"spec.compose.git`)) {
 		t.Errorf("body lacks errorCode and errorMessage: %s", body)
 	}
 }
 
 func TestApplyManifestsRefused(t *testing.T) {
-	env := gatewaytest.Start(t)
-	c := httpClient(t, env.Bundle.Admin)
+	c := httpClient(t, shared.Bundle.Admin)
+	batches := len(calls.Calls("ApplyWorkloads"))
 
-	tooMany := strings.Repeat("---\n"+webManifest, manifest.MaxDocuments+1)
+	tooMany := strings.Repeat("---\n"+workload("refused"), manifest.MaxDocuments+1)
 	tests := []struct {
 		name      string
 		body      string
@@ -102,21 +124,21 @@ func TestApplyManifestsRefused(t *testing.T) {
 		wantField string
 		wantMsg   string // substring of the message, or of the first field's reason
 	}{
-		{"invalid second document", manifestStream("web") + "---\n" + strings.Replace(manifestStream("db"), "memory: 64Mi", "memory: -1Mi", 1),
+		{"invalid second document", manifestStream("refused") + "---\n" + strings.Replace(manifestStream("refused-db"), "memory: 64Mi", "memory: -1Mi", 1),
 			http.StatusBadRequest, "documents[1].spec.resources.memory", "must not be negative"},
-		{"broken YAML document", manifestStream("web") + "---\nkind: [Workload\n",
+		{"broken YAML document", manifestStream("refused") + "---\nkind: [Workload\n",
 			http.StatusBadRequest, "documents[1]", "document starting at line"},
-		{"duplicate names", manifestStream("web", "db", "web"),
-			http.StatusBadRequest, "documents[2].metadata.name", `"web" is also the name of documents[0]`},
+		{"duplicate names", manifestStream("refused", "refused-db", "refused"),
+			http.StatusBadRequest, "documents[2].metadata.name", `"refused" is also the name of documents[0]`},
 		{"empty body", "", http.StatusBadRequest, "", "request body is empty"},
 		{"only comments", "# nothing\n---\n", http.StatusBadRequest, "", "manifest is empty"},
 		{"too many documents", tooMany, http.StatusBadRequest, "", "more than 1000 documents"},
-		{"oversized body", manifestStream("web") + "#" + strings.Repeat("x", manifest.MaxStreamSize) + "\n",
+		{"oversized body", manifestStream("refused") + "#" + strings.Repeat("x", manifest.MaxStreamSize) + "\n",
 			http.StatusRequestEntityTooLarge, "", "manifest stream is larger than the limit of 2097152 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, body := call(t, c, "POST", env.Endpoint+"/v1/manifests", []byte(tt.body))
+			code, body := call(t, c, "POST", sharedGW.Endpoint+"/v1/manifests", []byte(tt.body))
 			if code != tt.wantCode {
 				t.Fatalf("code %d, want %d; body %s", code, tt.wantCode, body)
 			}
@@ -136,90 +158,23 @@ func TestApplyManifestsRefused(t *testing.T) {
 			}
 		})
 	}
-	if n := env.Control.Calls("ApplyWorkloads"); n != 0 {
+	if n := len(calls.Calls("ApplyWorkloads")) - batches; n != 0 {
 		t.Errorf("the scheduler was called %d times for invalid streams", n)
 	}
-	if code, body := call(t, c, "GET", env.Endpoint+"/v1/workloads", nil); code != http.StatusOK || bytes.Contains(body, []byte(`"name"`)) {
-		t.Errorf("workloads after refused streams: %d %s", code, body)
+	if code, body := call(t, c, "GET", sharedGW.Endpoint+"/v1/workloads/refused", nil); code != http.StatusNotFound {
+		t.Errorf("refused after refused streams: %d %s", code, body)
 	}
 
-	// The scheduler's refusals map as for a single apply.
-	st, err := status.New(codes.InvalidArgument, "invalid manifest: items[1].spec.compose.inline: not a compose file").
-		WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
-			{Field: "items[1].spec.compose.inline", Description: "not a compose file"},
-		}})
-	if err != nil {
-		t.Fatal(err)
+	// What only the scheduler checks refuses the whole stream, naming the
+	// item, as for a single apply.
+	code, body := call(t, c, "POST", sharedGW.Endpoint+"/v1/manifests", []byte(manifestStream("refused")+"---\n"+badCompose("refused-compose")))
+	if code != http.StatusBadRequest {
+		t.Fatalf("code %d, want 400; body %s", code, body)
 	}
-	for _, tt := range []struct {
-		err       error
-		wantCode  int
-		wantField string
-	}{
-		{st.Err(), http.StatusBadRequest, "items[1].spec.compose.inline"},
-		{status.Error(codes.Unavailable, "no leader"), http.StatusServiceUnavailable, ""},
-		{status.Error(codes.ResourceExhausted, "busy"), http.StatusTooManyRequests, ""},
-	} {
-		env.Control.SetError("ApplyWorkloads", tt.err)
-		code, body := call(t, c, "POST", env.Endpoint+"/v1/manifests", []byte(manifestStream("web", "db")))
-		if code != tt.wantCode {
-			t.Errorf("%v: code %d, want %d; body %s", tt.err, code, tt.wantCode, body)
-			continue
-		}
-		if d := decodeErr(t, body); tt.wantField != "" && !hasField(d, tt.wantField) {
-			t.Errorf("fields %+v lack %s", d.Fields, tt.wantField)
-		}
+	if d := decodeErr(t, body); len(d.Fields) == 0 || !strings.HasPrefix(d.Fields[0].Field, "items[1].spec.compose.inline") {
+		t.Errorf("fields %+v, want one under items[1].spec.compose.inline", d.Fields)
 	}
-}
-
-// The in-memory scheduler refuses a call the way the real one does, for
-// callers that skip the gateway's own checks.
-func TestControlApplyWorkloadsValidates(t *testing.T) {
-	ctrl := gatewaytest.NewControl()
-	item := func(name string) *persysv1.ApplyRequest {
-		m, err := manifest.Parse([]byte(manifestStream(name)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.ToApplyRequest()
-	}
-	many := make([]*persysv1.ApplyRequest, 1001)
-	for i := range many {
-		many[i] = item(fmt.Sprintf("w%d", i))
-	}
-	bad := item("bad")
-	bad.Spec.Container.Image = ""
-	tests := []struct {
-		name  string
-		items []*persysv1.ApplyRequest
-		field string
-	}{
-		{"no items", nil, "items"},
-		{"too many", many, "items"},
-		{"duplicate name", []*persysv1.ApplyRequest{item("a"), item("b"), item("a")}, "items[2].metadata.name"},
-		{"invalid item", []*persysv1.ApplyRequest{item("a"), bad}, "items[1].spec.container.image"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := ctrl.ApplyWorkloads(t.Context(), &persysv1.ApplyWorkloadsRequest{Items: tt.items})
-			st := status.Convert(err)
-			if st.Code() != codes.InvalidArgument {
-				t.Fatalf("err %v, want InvalidArgument", err)
-			}
-			var fields []string
-			for _, d := range st.Details() {
-				if br, ok := d.(*errdetails.BadRequest); ok {
-					for _, v := range br.GetFieldViolations() {
-						fields = append(fields, v.GetField())
-					}
-				}
-			}
-			if len(fields) != 1 || fields[0] != tt.field {
-				t.Fatalf("fields %q, want [%s]", fields, tt.field)
-			}
-		})
-	}
-	if resp, err := ctrl.ListWorkloads(t.Context(), &persysv1.ListWorkloadsRequest{}); err != nil || len(resp.GetWorkloads()) != 0 {
-		t.Fatalf("refused calls applied workloads: %v %v", resp, err)
+	if code, body := call(t, c, "GET", sharedGW.Endpoint+"/v1/workloads/refused", nil); code != http.StatusNotFound {
+		t.Errorf("a refused stream applied its valid item: %d %s", code, body)
 	}
 }

@@ -291,7 +291,9 @@ func (c *controlService) WatchWorkload(req *persysv1.GetWorkloadRequest, stream 
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			// A status, not a clean end: the caller reads a clean end as
+			// the workload deleted.
+			return status.FromContextError(ctx.Err()).Err()
 		case <-c.stop:
 			return status.Error(codes.Unavailable, "scheduler is shutting down")
 		case <-ch:

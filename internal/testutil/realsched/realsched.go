@@ -51,6 +51,9 @@ type Options struct {
 	Bundle *pki.Bundle
 	// Addr is where a single replica listens; empty: a free loopback port.
 	Addr string
+	// ServerOptions are added to every replica's gRPC server, before its
+	// own authentication (callrec's recorder, for one).
+	ServerOptions []grpc.ServerOption
 }
 
 // NewBundle bootstraps a PKI with agent certificates for nodes.
@@ -78,7 +81,9 @@ type Cluster struct {
 	// KeyFile is the keyring's file.
 	KeyFile string
 
-	logs *Buffer
+	logs  *Buffer
+	stops []func()
+	opts  Options
 }
 
 // Buffer is a log sink safe for concurrent writes.
@@ -122,7 +127,7 @@ func Start(t testing.TB, o Options) *Cluster {
 		b = NewBundle(t, o.Nodes...)
 	}
 	st, _ := storetest.NewWithOptions(t, store.Options{Prefix: o.Prefix})
-	c := &Cluster{Bundle: b, Store: st, logs: &Buffer{}}
+	c := &Cluster{Bundle: b, Store: st, logs: &Buffer{}, opts: o}
 	if !o.NoSecrets {
 		c.KeyFile = filepath.Join(t.TempDir(), "secrets.key")
 		if _, err := secrets.GenerateKeyFile(c.KeyFile); err != nil {
@@ -168,6 +173,7 @@ func (c *Cluster) start(t testing.TB, o Options) {
 		Registry: prometheus.NewRegistry(),
 		// Long, so that outcomes come from events, not the safety net.
 		ResyncInterval: 10 * time.Minute,
+		GitCacheDir:    t.TempDir(),
 	}
 	if c.Keyring != nil {
 		cfg.Secrets = c.Keyring
@@ -187,8 +193,11 @@ func (c *Cluster) start(t testing.TB, o Options) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = s.Run(ctx) }()
-	go func() { defer wg.Done(); _ = scheduler.Serve(ctx, ln, s, serverTLS) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	opts := append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(serverTLS))}, o.ServerOptions...)
+	go func() { defer wg.Done(); _ = scheduler.ServeWith(ctx, ln, s, opts...) }()
+	stop := sync.OnceFunc(func() { cancel(); wg.Wait() })
+	t.Cleanup(stop)
+	c.stops = append(c.stops, stop)
 	c.Addrs = append(c.Addrs, addr)
 	c.Schedulers = append(c.Schedulers, s)
 	if o.Replicas == 1 {
@@ -199,6 +208,24 @@ func (c *Cluster) start(t testing.TB, o Options) {
 			return true, ""
 		})
 	}
+}
+
+// Stop stops replica i (as a crash of its process would, without giving
+// up its leadership) and returns once it no longer serves.
+func (c *Cluster) Stop(i int) { c.stops[i]() }
+
+// Restart starts the scheduler of a one-replica cluster again after
+// Stop, on its address and over the same store: a new process whose
+// memory is what the store holds.
+func (c *Cluster) Restart(t testing.TB) {
+	t.Helper()
+	if len(c.Addrs) != 1 {
+		t.Fatalf("realsched: Restart needs one replica, the cluster has %d", len(c.Addrs))
+	}
+	o := c.opts
+	o.Replicas, o.Addr = 1, c.Addrs[0]
+	c.Addrs, c.Schedulers, c.stops = nil, nil, nil
+	c.start(t, o)
 }
 
 // Conn returns a connection to the scheduler at addr with the gateway's
