@@ -23,9 +23,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
-	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
@@ -94,7 +94,7 @@ func (c *recordingControl) redirect(ctx context.Context) error {
 		return nil
 	}
 	c.signal()
-	if err := grpc.SetTrailer(ctx, metadata.Pairs(leaderconn.MetadataKey, leader)); err != nil {
+	if err := grpc.SetTrailer(ctx, metadata.Pairs(contract.MetadataLeader, leader)); err != nil {
 		return err
 	}
 	return status.Errorf(codes.FailedPrecondition, "not the leader; the leader is %s", leader)
