@@ -7,19 +7,15 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 )
-
-// ErrorDomain is the errdetails.ErrorInfo domain of the failure reasons
-// the agent attaches to gRPC errors.
-const ErrorDomain = "persys.dev"
 
 const healthTimeout = 5 * time.Second
 
@@ -41,34 +37,8 @@ type service struct {
 
 var _ persysv1.AgentServiceServer = (*service)(nil)
 
-// statusError builds a gRPC error carrying a failure reason.
-func statusError(code codes.Code, reason persysv1.FailureReason, msg string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason.String(), Domain: ErrorDomain}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-// ReasonFromError returns the failure reason an agent attached to a gRPC
-// error, or UNSPECIFIED when it carries none.
-func ReasonFromError(err error) persysv1.FailureReason {
-	st, ok := status.FromError(err)
-	if !ok {
-		return persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
-			if v, ok := persysv1.FailureReason_value[info.GetReason()]; ok {
-				return persysv1.FailureReason(v)
-			}
-		}
-	}
-	return persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED
-}
-
 func invalidSpec(err error) error {
-	return statusError(codes.InvalidArgument, persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, err.Error())
+	return rpcreason.Error(codes.InvalidArgument, persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, err.Error())
 }
 
 // runtimeError translates a runtime error of a call without a status in
@@ -77,7 +47,7 @@ func runtimeError(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	return statusError(codes.Unavailable, runtime.ReasonOf(err), fmt.Sprintf("%s: %v", op, err))
+	return rpcreason.Error(codes.Unavailable, runtime.ReasonOf(err), fmt.Sprintf("%s: %v", op, err))
 }
 
 func runtimeName(t persysv1.WorkloadType) string {

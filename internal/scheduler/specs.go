@@ -12,12 +12,11 @@ import (
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/cloudinit"
@@ -146,7 +145,7 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 	vals, err := s.secrets.ValuesFor(ctx, principal.Scheduler, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
 		Git: &persysv1.GitSource{CredentialsSecret: g.GetCredentialsSecret()}}})
 	if err != nil {
-		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
+		return nil, rpcreason.Error(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
 			fmt.Sprintf("spec.compose.git.credentialsSecret: %v", err))
 	}
 	var sv *persysv1.SecretValue
@@ -157,7 +156,7 @@ func (s *Scheduler) gitAuth(ctx context.Context, g *persysv1.GitSource) (*gitsou
 	}
 	auth, err := gitsource.AuthFromSecret(sv)
 	if err != nil {
-		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
+		return nil, rpcreason.Error(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
 			fmt.Sprintf("spec.compose.git.credentialsSecret %q: %v", g.GetCredentialsSecret(), err))
 	}
 	return auth, nil
@@ -186,7 +185,7 @@ func (s *Scheduler) gitCacheDir(url string) (string, error) {
 		}
 	})
 	if c.err != nil {
-		return "", withReason(codes.Internal, persysv1.FailureReason_FAILURE_REASON_STORAGE, fmt.Sprintf("git cache folder %s: %v", c.dir, c.err))
+		return "", rpcreason.Error(codes.Internal, persysv1.FailureReason_FAILURE_REASON_STORAGE, fmt.Sprintf("git cache folder %s: %v", c.dir, c.err))
 	}
 	return filepath.Join(c.dir, cacheKey(url)), nil
 }
@@ -213,17 +212,8 @@ func cacheKey(url string) string {
 	return out + "-" + hex.EncodeToString(sum[:8])
 }
 
-// withReason is a gRPC error that names its failure enum for the gateway.
-func withReason(code codes.Code, reason persysv1.FailureReason, msg string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: strings.TrimPrefix(reason.String(), "FAILURE_REASON_"), Domain: "persys"}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
 func gitError(err error) error {
-	return withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED,
+	return rpcreason.Error(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED,
 		"spec.compose.git: "+err.Error())
 }
 
