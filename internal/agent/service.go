@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
@@ -54,11 +55,13 @@ func runtimeName(t persysv1.WorkloadType) string {
 	return strings.ToLower(strings.TrimPrefix(t.String(), "WORKLOAD_TYPE_"))
 }
 
-func reasonName(r persysv1.FailureReason) string {
+// reasonLabel is the reason label of an apply: the canonical spelling
+// (IMAGE_NOT_FOUND), or "none" for an apply without a failure.
+func reasonLabel(r persysv1.FailureReason) string {
 	if r == persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
 		return "none"
 	}
-	return strings.ToLower(strings.TrimPrefix(r.String(), "FAILURE_REASON_"))
+	return contract.Name(r)
 }
 
 const maxNameLen = 253
@@ -118,7 +121,7 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 	}
 	rt, ok := a.runtimes[req.GetSpec().GetType()]
 	if !ok {
-		return nil, invalidSpec(fmt.Errorf("spec.type %s: this node has no runtime for it", req.GetSpec().GetType()))
+		return nil, invalidSpec(fmt.Errorf("spec.type %s: this node has no runtime for it", contract.Name(req.GetSpec().GetType())))
 	}
 	unlock, err := a.locks.lock(ctx, req.GetName())
 	if err != nil {
@@ -142,7 +145,7 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 		result = "skipped"
 	}
 	a.metrics.applyDuration.WithLabelValues(rtName, result).Observe(elapsed.Seconds())
-	a.metrics.applies.WithLabelValues(result, reasonName(reason)).Inc()
+	a.metrics.applies.WithLabelValues(result, reasonLabel(reason)).Inc()
 	fields := []any{"workload", req.GetName(), "uid", req.GetUid(), "revision", req.GetRevision(),
 		"runtime", rtName, "result", result, "duration", elapsed.String()}
 	switch {
@@ -150,9 +153,9 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 		a.log.Warn("apply aborted", append(fields, "err", err)...)
 		return nil, err
 	case result == "failed":
-		a.log.Warn("apply failed", append(fields, "reason", reason.String(), "message", resp.GetStatus().GetMessage())...)
+		a.log.Warn("apply failed", append(fields, "reason", contract.Name(reason), "message", resp.GetStatus().GetMessage())...)
 	default:
-		a.log.Info("apply", append(fields, "state", resp.GetStatus().GetState().String())...)
+		a.log.Info("apply", append(fields, "state", contract.Name(resp.GetStatus().GetState()))...)
 	}
 	return resp, nil
 }

@@ -279,9 +279,11 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 	})
 }
 
-// writeJSON writes a protobuf message as lowerCamel protojson.
+// writeJSON writes a protobuf message as lowerCamel protojson with enum
+// values in the canonical spelling of package contract (RUNNING,
+// IMAGE_NOT_FOUND), the spelling of error bodies and metric labels.
 func writeJSON(w http.ResponseWriter, code int, m proto.Message) (int, error) {
-	b, err := jsonOut.Marshal(m)
+	b, err := contract.MarshalJSON(jsonOut, m)
 	if err != nil {
 		return 0, fmt.Errorf("encoding response: %w", err)
 	}

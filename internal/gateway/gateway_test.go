@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
@@ -100,7 +101,7 @@ func TestApplyCreatedThenUnchanged(t *testing.T) {
 		t.Fatalf("first apply: code %d, body %s", code, body)
 	}
 	resp := &persysv1.ApplyResponse{}
-	if err := protojson.Unmarshal(body, resp); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, resp); err != nil {
 		t.Fatalf("decode %s: %v", body, err)
 	}
 	if resp.GetResult() != "created" || resp.GetWorkload().GetWorkload().GetName() != "web" {
@@ -110,7 +111,7 @@ func TestApplyCreatedThenUnchanged(t *testing.T) {
 		t.Errorf("memory = %d, want %d", got, 64<<20)
 	}
 	// lowerCamel JSON names, enums by name.
-	for _, want := range []string{`"cpuMillis"`, `"WORKLOAD_TYPE_CONTAINER"`, `"result":"created"`} {
+	for _, want := range []string{`"cpuMillis"`, `"type":"CONTAINER"`, `"result":"created"`} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("body lacks %s: %s", want, body)
 		}
@@ -296,7 +297,7 @@ func TestReadRoutes(t *testing.T) {
 		{"list selector miss", "/v1/workloads?selector=app%3Ddb", nil, []string{`"web"`}},
 		{"get", "/v1/workloads/web", []string{`"name":"web"`}, []string{`"events"`}},
 		{"get with events", "/v1/workloads/web?events=true", []string{`"events"`, `"Applied"`}, nil},
-		{"nodes", "/v1/nodes", []string{`"id":"node-1"`, `"NODE_STATE_READY"`}, nil},
+		{"nodes", "/v1/nodes", []string{`"id":"node-1"`, `"state":"READY"`}, nil},
 		{"node", "/v1/nodes/node-1", []string{`"id":"node-1"`}, nil},
 		{"summary", "/v1/cluster/summary", []string{`"nodesTotal":1`, `"leader":"scheduler"`}, nil},
 		{"events of web", "/v1/events?workload=web", []string{`"Applied"`}, []string{`"db"`}},
@@ -338,7 +339,7 @@ func TestDeleteAndRetry(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, body := call(t, c, "POST", env.Endpoint+"/v1/workloads/web/retry", nil)
-	if code != http.StatusOK || !bytes.Contains(body, []byte("ACTUAL_STATE_PENDING")) {
+	if code != http.StatusOK || !bytes.Contains(body, []byte(`"state":"PENDING"`)) {
 		t.Fatalf("retry: %d %s", code, body)
 	}
 	if code, body := call(t, c, "DELETE", env.Endpoint+"/v1/workloads/web", nil); code != http.StatusAccepted {
@@ -397,7 +398,7 @@ func TestWaitFollowsStream(t *testing.T) {
 		t.Fatalf("wait: %v %d %s", r.err, r.code, r.body)
 	}
 	view := &persysv1.WorkloadView{}
-	if err := protojson.Unmarshal(r.body, view); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, r.body, view); err != nil {
 		t.Fatal(err)
 	}
 	if view.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
@@ -420,7 +421,7 @@ func TestWaitEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, body := call(t, c, "GET", env.Endpoint+"/v1/workloads/web/wait?for=running", nil)
-		if code != http.StatusOK || !bytes.Contains(body, []byte("FAILURE_REASON_IMAGE_NOT_FOUND")) {
+		if code != http.StatusOK || !bytes.Contains(body, []byte(`"reason":"IMAGE_NOT_FOUND"`)) {
 			t.Fatalf("wait: %d %s", code, body)
 		}
 	})
@@ -429,7 +430,7 @@ func TestWaitEnds(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, body := call(t, c, "GET", env.Endpoint+"/v1/workloads/web/wait?for=running&timeout=200ms", nil)
-		if code != http.StatusRequestTimeout || !bytes.Contains(body, []byte("ACTUAL_STATE_PENDING")) {
+		if code != http.StatusRequestTimeout || !bytes.Contains(body, []byte(`"state":"PENDING"`)) {
 			t.Fatalf("wait: %d %s", code, body)
 		}
 	})
@@ -621,7 +622,7 @@ func TestNodeRoutes(t *testing.T) {
 		t.Fatalf("drain: %d %s", code, body)
 	}
 	resp := &persysv1.DrainResponse{}
-	if err := protojson.Unmarshal(body, resp); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, resp); err != nil {
 		t.Fatal(err)
 	}
 	if !resp.GetComplete() || len(resp.GetWorkloads()) != 1 || resp.GetWorkloads()[0].GetToNode() != "node-2" || !resp.GetNode().GetCordoned() {
@@ -639,7 +640,7 @@ func TestNodeRoutes(t *testing.T) {
 
 	// An incomplete drain is still 200; the body says what did not move.
 	code, body = call(t, c, "POST", env.Endpoint+"/v1/nodes/node-2/drain", nil)
-	if code != http.StatusOK || bytes.Contains(body, []byte(`"complete":true`)) || !bytes.Contains(body, []byte("FAILURE_REASON_NO_FEASIBLE_NODE")) {
+	if code != http.StatusOK || bytes.Contains(body, []byte(`"complete":true`)) || !bytes.Contains(body, []byte(`"reason":"NO_FEASIBLE_NODE"`)) {
 		t.Fatalf("incomplete drain: %d %s", code, body)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway/gatewaytest"
 	"github.com/persys-dev/compute/internal/manifest"
@@ -30,7 +31,7 @@ func manifestStream(names ...string) string {
 func decodeResults(t *testing.T, body []byte) []*persysv1.ApplyResult {
 	t.Helper()
 	resp := &persysv1.ApplyWorkloadsResponse{}
-	if err := protojson.Unmarshal(body, resp); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, resp); err != nil {
 		t.Fatalf("decode %s: %v", body, err)
 	}
 	return resp.GetResults()

@@ -11,12 +11,12 @@ package scheduler
 
 import (
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/manifest"
 )
@@ -321,7 +321,7 @@ func (c *cache) summary() *persysv1.ClusterSummary {
 	c.mu.Unlock()
 	for st, n := range counts {
 		out.WorkloadsTotal += int32(n)
-		out.WorkloadsByState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = int32(n)
+		out.WorkloadsByState[contract.Name(st)] = int32(n)
 	}
 	return out
 }

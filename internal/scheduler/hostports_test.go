@@ -194,7 +194,7 @@ func TestRejectReasonsMirrorProto(t *testing.T) {
 		if v == 0 {
 			continue
 		}
-		want := strings.ToLower(strings.TrimPrefix(name, "REJECT_REASON_"))
+		want := strings.TrimPrefix(name, "REJECT_REASON_")
 		if got := placement.RejectReason(v).String(); got != want {
 			t.Errorf("placement.RejectReason(%d) = %q, want %q (%s)", v, got, want, name)
 		}
@@ -231,7 +231,7 @@ func TestNodePolicyRulesPlacement(t *testing.T) {
 		if r.GetReason() != persysv1.RejectReason_REJECT_REASON_POLICY_DENIED ||
 			!slices.Equal(r.GetAlso(), []persysv1.RejectReason{persysv1.RejectReason_REJECT_REASON_INSUFFICIENT_MEMORY}) ||
 			!strings.HasPrefix(r.GetDetail(), "spec.container.privileged: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed") ||
-			!strings.HasSuffix(r.GetDetail(), "; also insufficient_memory") {
+			!strings.HasSuffix(r.GetDetail(), "; also INSUFFICIENT_MEMORY") {
 			t.Errorf("rejection of %s = %v, want POLICY_DENIED naming the field, also INSUFFICIENT_MEMORY", id, r)
 		}
 	}

@@ -637,7 +637,7 @@ func describeEvents(evs []*persysv1.Event) string {
 }
 
 func protoJSONUnmarshal(b []byte, m proto.Message) error {
-	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, m)
+	return contract.UnmarshalJSON(protojson.UnmarshalOptions{DiscardUnknown: true}, b, m)
 }
 
 // persysctl authenticates with a token from its config or $PERSYS_TOKEN,

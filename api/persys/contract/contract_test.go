@@ -159,6 +159,10 @@ func TestMarshalJSON(t *testing.T) {
 	if bytes.Contains(b, []byte(`"FAILURE_REASON_IMAGE_NOT_FOUND"`)) {
 		t.Errorf("JSON keeps a full enum name:\n%s", b)
 	}
+	// protojson's field order (workload, status, events) is kept.
+	if !bytes.HasPrefix(b, []byte(`{"workload":{"name":"web"`)) {
+		t.Errorf("field order changed:\n%s", b)
+	}
 	d := &persysv1.PlacementDecision{Rejections: []*persysv1.NodeRejection{{NodeId: "n1",
 		Reason: persysv1.RejectReason_REJECT_REASON_NODE_CORDONED,
 		Also:   []persysv1.RejectReason{persysv1.RejectReason_REJECT_REASON_INSUFFICIENT_CPU, persysv1.RejectReason_REJECT_REASON_PORT_CONFLICT}}}}
@@ -186,7 +190,11 @@ func TestUnmarshalJSONReadsBothSpellings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string][]byte{"canonical": short, "protojson": full, "proto field names": snake} {
+	multiline, err := contract.MarshalJSON(protojson.MarshalOptions{Multiline: true, UseProtoNames: true}, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"canonical": short, "protojson": full, "proto field names": snake, "indented": multiline} {
 		got := &persysv1.WorkloadView{}
 		if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, b, got); err != nil {
 			t.Fatalf("%s: %v", name, err)
