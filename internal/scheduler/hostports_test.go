@@ -13,7 +13,6 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
-	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/store/storetest"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
@@ -184,24 +183,6 @@ func TestFailedWorkloadReleasesItsNode(t *testing.T) {
 	}
 	if got := summary.GetAllocated().GetCpuMillis(); got != 1500 {
 		t.Errorf("cluster summary allocates %dm, want 1500m", got)
-	}
-}
-
-// TestRejectReasonsMirrorProto: placement.RejectReason has a value and the
-// same name for every wire RejectReason, and no other.
-func TestRejectReasonsMirrorProto(t *testing.T) {
-	for v, name := range persysv1.RejectReason_name {
-		if v == 0 {
-			continue
-		}
-		want := strings.TrimPrefix(name, "REJECT_REASON_")
-		if got := placement.RejectReason(v).String(); got != want {
-			t.Errorf("placement.RejectReason(%d) = %q, want %q (%s)", v, got, want, name)
-		}
-	}
-	next := placement.RejectReason(len(persysv1.RejectReason_name))
-	if got := next.String(); !strings.HasPrefix(got, "RejectReason(") {
-		t.Errorf("placement.RejectReason(%d) = %q has no wire value", next, got)
 	}
 }
 
