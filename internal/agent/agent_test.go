@@ -23,9 +23,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/persys-dev/compute/api/persys/contract"
+	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
-	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
@@ -94,7 +95,7 @@ func (c *recordingControl) redirect(ctx context.Context) error {
 		return nil
 	}
 	c.signal()
-	if err := grpc.SetTrailer(ctx, metadata.Pairs(leaderconn.MetadataKey, leader)); err != nil {
+	if err := grpc.SetTrailer(ctx, metadata.Pairs(contract.MetadataLeader, leader)); err != nil {
 		return err
 	}
 	return status.Errorf(codes.FailedPrecondition, "not the leader; the leader is %s", leader)
@@ -542,8 +543,8 @@ func (c *dockerAgentCase) refusesInvalid(t *testing.T) {
 	spec := e.spec(0, 0)
 	spec.Type = persysv1.WorkloadType_WORKLOAD_TYPE_VM
 	_, err := a1.client.ApplyWorkload(ctx, &persysv1.ApplyWorkloadRequest{Name: e.prefix + "-vm", Uid: "u", Revision: 1, Spec: spec})
-	if status.Code(err) != codes.InvalidArgument || agent.ReasonFromError(err) != persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC {
-		t.Fatalf("apply of a type without runtime: %v (reason %s)", err, agent.ReasonFromError(err))
+	if status.Code(err) != codes.InvalidArgument || rpcreason.Of(err) != persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC {
+		t.Fatalf("apply of a type without runtime: %v (reason %s)", err, rpcreason.Of(err))
 	}
 }
 

@@ -1,10 +1,9 @@
 package agent
 
 import (
-	"strings"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/obs"
 )
@@ -98,7 +97,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	for v := range persysv1.ActualState_name {
 		if s := persysv1.ActualState(v); s != persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
-			m.byState = append(m.byState, stateGauge{state: s, gauge: m.workloads.WithLabelValues(stateName(s))})
+			m.byState = append(m.byState, stateGauge{state: s, gauge: m.workloads.WithLabelValues(contract.Name(s))})
 		}
 	}
 	return m, nil
@@ -127,10 +126,6 @@ func (m *metrics) setWorkloads(ws []*persysv1.WorkloadStatus) {
 	// The unspecified state's series appears once a workload has it.
 	if n := count(persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED); n > 0 || m.unspecifiedShown {
 		m.unspecifiedShown = true
-		m.workloads.WithLabelValues(stateName(persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED)).Set(n)
+		m.workloads.WithLabelValues(contract.Name(persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED)).Set(n)
 	}
-}
-
-func stateName(s persysv1.ActualState) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "ACTUAL_STATE_"))
 }

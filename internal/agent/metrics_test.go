@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
@@ -38,7 +39,7 @@ func TestSetWorkloadsGauge(t *testing.T) {
 		}
 		return out
 	}
-	gauge := func(s persysv1.ActualState) float64 { return series()[stateName(s)] }
+	gauge := func(s persysv1.ActualState) float64 { return series()[contract.Name(s)] }
 
 	m.setWorkloads([]*persysv1.WorkloadStatus{st(running), st(running), st(failed)})
 	if r, f := gauge(running), gauge(failed); r != 2 || f != 1 {

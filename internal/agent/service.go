@@ -7,19 +7,16 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract"
+	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 )
-
-// ErrorDomain is the errdetails.ErrorInfo domain of the failure reasons
-// the agent attaches to gRPC errors.
-const ErrorDomain = "persys.dev"
 
 const healthTimeout = 5 * time.Second
 
@@ -41,34 +38,8 @@ type service struct {
 
 var _ persysv1.AgentServiceServer = (*service)(nil)
 
-// statusError builds a gRPC error carrying a failure reason.
-func statusError(code codes.Code, reason persysv1.FailureReason, msg string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason.String(), Domain: ErrorDomain}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
-// ReasonFromError returns the failure reason an agent attached to a gRPC
-// error, or UNSPECIFIED when it carries none.
-func ReasonFromError(err error) persysv1.FailureReason {
-	st, ok := status.FromError(err)
-	if !ok {
-		return persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED
-	}
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
-			if v, ok := persysv1.FailureReason_value[info.GetReason()]; ok {
-				return persysv1.FailureReason(v)
-			}
-		}
-	}
-	return persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED
-}
-
 func invalidSpec(err error) error {
-	return statusError(codes.InvalidArgument, persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, err.Error())
+	return rpcreason.Error(codes.InvalidArgument, persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, err.Error())
 }
 
 // runtimeError translates a runtime error of a call without a status in
@@ -77,18 +48,20 @@ func runtimeError(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	return statusError(codes.Unavailable, runtime.ReasonOf(err), fmt.Sprintf("%s: %v", op, err))
+	return rpcreason.Error(codes.Unavailable, runtime.ReasonOf(err), fmt.Sprintf("%s: %v", op, err))
 }
 
 func runtimeName(t persysv1.WorkloadType) string {
 	return strings.ToLower(strings.TrimPrefix(t.String(), "WORKLOAD_TYPE_"))
 }
 
-func reasonName(r persysv1.FailureReason) string {
+// reasonLabel is the reason label of an apply: the canonical spelling
+// (IMAGE_NOT_FOUND), or "none" for an apply without a failure.
+func reasonLabel(r persysv1.FailureReason) string {
 	if r == persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
 		return "none"
 	}
-	return strings.ToLower(strings.TrimPrefix(r.String(), "FAILURE_REASON_"))
+	return contract.Name(r)
 }
 
 const maxNameLen = 253
@@ -148,7 +121,7 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 	}
 	rt, ok := a.runtimes[req.GetSpec().GetType()]
 	if !ok {
-		return nil, invalidSpec(fmt.Errorf("spec.type %s: this node has no runtime for it", req.GetSpec().GetType()))
+		return nil, invalidSpec(fmt.Errorf("spec.type %s: this node has no runtime for it", contract.Name(req.GetSpec().GetType())))
 	}
 	unlock, err := a.locks.lock(ctx, req.GetName())
 	if err != nil {
@@ -172,7 +145,7 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 		result = "skipped"
 	}
 	a.metrics.applyDuration.WithLabelValues(rtName, result).Observe(elapsed.Seconds())
-	a.metrics.applies.WithLabelValues(result, reasonName(reason)).Inc()
+	a.metrics.applies.WithLabelValues(result, reasonLabel(reason)).Inc()
 	fields := []any{"workload", req.GetName(), "uid", req.GetUid(), "revision", req.GetRevision(),
 		"runtime", rtName, "result", result, "duration", elapsed.String()}
 	switch {
@@ -180,9 +153,9 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 		a.log.Warn("apply aborted", append(fields, "err", err)...)
 		return nil, err
 	case result == "failed":
-		a.log.Warn("apply failed", append(fields, "reason", reason.String(), "message", resp.GetStatus().GetMessage())...)
+		a.log.Warn("apply failed", append(fields, "reason", contract.Name(reason), "message", resp.GetStatus().GetMessage())...)
 	default:
-		a.log.Info("apply", append(fields, "state", resp.GetStatus().GetState().String())...)
+		a.log.Info("apply", append(fields, "state", contract.Name(resp.GetStatus().GetState()))...)
 	}
 	return resp, nil
 }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
@@ -266,16 +267,13 @@ func TestValidateApply(t *testing.T) {
 	}
 }
 
-func TestReasonFromError(t *testing.T) {
+func TestInvalidSpecCarriesItsReason(t *testing.T) {
 	err := invalidSpec(errors.New("spec.type is required"))
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("code = %s, want InvalidArgument", status.Code(err))
 	}
-	if got := ReasonFromError(err); got != persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC {
-		t.Fatalf("ReasonFromError = %s, want INVALID_SPEC", got)
-	}
-	if got := ReasonFromError(errors.New("plain")); got != persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
-		t.Fatalf("ReasonFromError(plain) = %s, want UNSPECIFIED", got)
+	if got := rpcreason.Of(err); got != persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC {
+		t.Fatalf("reason = %s, want INVALID_SPEC", got)
 	}
 }
 

@@ -2,20 +2,12 @@
 // gateway checks a route's permission with it, and the scheduler checks
 // it again from the caller's verified identity for what a route cannot
 // see (a host path inside a manifest, a secret a workload references).
-// It also names the gRPC metadata keys that carry, from the gateway to the
-// scheduler, the user the gateway authenticated and that user's role.
 package authz
 
 import (
 	"slices"
 
 	"github.com/persys-dev/compute/internal/pki"
-)
-
-// Metadata keys the gateway sets on every call it forwards for a user.
-const (
-	MetadataUser = "x-persys-user"
-	MetadataRole = "x-persys-role"
 )
 
 // Permission names one thing a role may do.

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/runtime/sim"
@@ -166,7 +167,7 @@ func TestApplyGetDescribeDelete(t *testing.T) {
 	r = c.persysctl(t, "", "get", "workload", "gdd", "-o", "json")
 	expect(t, r, 0, nil, nil)
 	view := &persysv1.WorkloadView{}
-	if err := protojson.Unmarshal([]byte(r.out), view); err != nil || view.GetWorkload().GetName() != "gdd" {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, []byte(r.out), view); err != nil || view.GetWorkload().GetName() != "gdd" {
 		t.Fatalf("json output %q: %v", r.out, err)
 	}
 	expect(t, c.persysctl(t, "", "get", "workload", "gdd", "-o", "yaml"), 0, []string{"name: gdd", "cpuMillis: \"250\""}, nil)
@@ -418,7 +419,7 @@ func TestApplyMany(t *testing.T) {
 	r = c.persysctl(t, "", "apply", "-f", file, "-o", "json")
 	expect(t, r, 0, nil, nil)
 	resp := &persysv1.ApplyWorkloadsResponse{}
-	if err := protojson.Unmarshal([]byte(r.out), resp); err != nil || len(resp.GetResults()) != 3 ||
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, []byte(r.out), resp); err != nil || len(resp.GetResults()) != 3 ||
 		resp.GetResults()[2].GetName() != "am-cache" || resp.GetResults()[2].GetResult() != "unchanged" {
 		t.Fatalf("json output %q: %v", r.out, err)
 	}
@@ -469,7 +470,7 @@ func TestApplyManyWait(t *testing.T) {
 	r = c.persysctl(t, "", "apply", "-f", file, "--wait", "-o", "json")
 	expect(t, r, 0, nil, nil)
 	resp := &persysv1.ApplyWorkloadsResponse{}
-	if err := protojson.Unmarshal([]byte(r.out), resp); err != nil || len(resp.GetResults()) != 3 {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, []byte(r.out), resp); err != nil || len(resp.GetResults()) != 3 {
 		t.Fatalf("json output %q: %v", r.out, err)
 	}
 	if st := resp.GetResults()[1].GetWorkload().GetStatus(); st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetNodeId() != "node-1" {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"sigs.k8s.io/yaml"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/manifest"
 )
@@ -35,10 +36,11 @@ const (
 
 const none = "-"
 
-// printObject writes m as indented JSON or as YAML. protojson's own
+// printObject writes m as indented JSON or as YAML, enums in the
+// canonical spelling as the gateway sends them. protojson's own
 // whitespace is deliberately unstable, so the JSON is re-indented here.
 func printObject(w io.Writer, format string, m proto.Message) error {
-	raw, err := protojson.MarshalOptions{EmitUnpopulated: false}.Marshal(m)
+	raw, err := contract.MarshalJSON(protojson.MarshalOptions{EmitUnpopulated: false}, m)
 	if err != nil {
 		return fmt.Errorf("encoding output: %w", err)
 	}
@@ -63,19 +65,13 @@ func printObject(w io.Writer, format string, m proto.Message) error {
 	}
 }
 
-// enumName is an enum value's name without its type prefix
-// (ACTUAL_STATE_RUNNING -> RUNNING); the zero value prints as "-".
+// enumName is an enum value in the canonical spelling (ACTUAL_STATE_RUNNING
+// -> RUNNING); the zero value prints as "-".
 func enumName(e protoreflect.Enum) string {
-	desc := e.Descriptor()
 	if e.Number() == 0 {
 		return none
 	}
-	v := desc.Values().ByNumber(e.Number())
-	if v == nil {
-		return strconv.Itoa(int(e.Number()))
-	}
-	prefix := strings.TrimSuffix(string(desc.Values().ByNumber(0).Name()), "UNSPECIFIED")
-	return strings.TrimPrefix(string(v.Name()), prefix)
+	return contract.Name(e)
 }
 
 // stateKey strips the ActualState prefix from a summary map key.

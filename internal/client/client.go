@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/buildinfo"
 	"github.com/persys-dev/compute/internal/pki"
@@ -141,6 +142,8 @@ func NewWithTLS(endpoint string, tlsCfg *tls.Config) (*Client, error) {
 // Close releases idle connections.
 func (c *Client) Close() { c.http.CloseIdleConnections() }
 
+// unmarshal reads the gateway's JSON: enums in the canonical spelling, or
+// as full names from a gateway of an older build.
 var unmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // do sends one request and decodes a 2xx body into out (when not nil).
@@ -161,7 +164,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return code, decodeError(code, data)
 	}
 	if out != nil {
-		if err := unmarshal.Unmarshal(data, out); err != nil {
+		if err := contract.UnmarshalJSON(unmarshal, data, out); err != nil {
 			return code, fmt.Errorf("%s %s: decoding answer: %w", method, path, err)
 		}
 	}
@@ -351,10 +354,10 @@ func (c *Client) Wait(ctx context.Context, name, forState string, timeout time.D
 		return nil, err
 	}
 	if code == http.StatusRequestTimeout {
-		state := strings.TrimPrefix(out.GetStatus().GetState().String(), "ACTUAL_STATE_")
+		state := contract.Name(out.GetStatus().GetState())
 		msg := fmt.Sprintf("timed out after %s waiting for workload %q to be %s (state %s", timeout, name, forState, state)
 		if r := out.GetStatus().GetReason(); r != persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
-			msg += ", reason " + strings.TrimPrefix(r.String(), "FAILURE_REASON_")
+			msg += ", reason " + contract.Name(r)
 		}
 		if m := out.GetStatus().GetMessage(); m != "" {
 			msg += ": " + m

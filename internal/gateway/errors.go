@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/persys-dev/compute/api/persys/contract"
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/manifest"
 )
 
@@ -30,8 +32,8 @@ type ErrorDetail struct {
 	Code    int          `json:"code"`
 	Message string       `json:"message"`
 	Fields  []FieldError `json:"fields,omitempty"`
-	// Reason is the failure enum when there is one, for example
-	// INVALID_SPEC or GIT_FETCH_FAILED.
+	// Reason is the failure enum when there is one, in the canonical
+	// spelling of package contract: INVALID_SPEC, GIT_FETCH_FAILED.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -121,10 +123,14 @@ func toDetail(err error) ErrorDetail {
 				d.Fields = append(d.Fields, FieldError{Field: v.GetField(), Reason: v.GetDescription()})
 			}
 			if d.Reason == "" {
-				d.Reason = "INVALID_SPEC"
+				d.Reason = contract.Name(persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC)
 			}
 		case *errdetails.ErrorInfo:
-			d.Reason = det.GetReason()
+			if r, ok := contract.ReasonFromInfo(det); ok {
+				d.Reason = contract.Name(r)
+			} else {
+				d.Reason = det.GetReason()
+			}
 		}
 	}
 	return d

@@ -37,8 +37,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
@@ -65,13 +65,6 @@ type Config struct {
 	// the TLS layer refuses them at new handshakes.
 	Revocations pki.RevocationChecker
 }
-
-// Metadata keys the gateway adds to every scheduler call so that the
-// scheduler can attribute changes (audit events) to the user.
-const (
-	MetadataUser = authz.MetadataUser
-	MetadataRole = authz.MetadataRole
-)
 
 const (
 	defaultWaitTimeout  = 60 * time.Second
@@ -246,9 +239,9 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 		user, method := "", ""
 		if id := auth.id; id != nil {
 			user, method = id.User, id.Method
-			md := metadata.Pairs(MetadataUser, id.User)
+			md := metadata.Pairs(contract.MetadataUser, id.User)
 			if id.Role != "" {
-				md.Append(MetadataRole, string(id.Role))
+				md.Append(contract.MetadataRole, string(id.Role))
 			}
 			ctx = metadata.NewOutgoingContext(ctx, md)
 		}
@@ -287,9 +280,11 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 	})
 }
 
-// writeJSON writes a protobuf message as lowerCamel protojson.
+// writeJSON writes a protobuf message as lowerCamel protojson with enum
+// values in the canonical spelling of package contract (RUNNING,
+// IMAGE_NOT_FOUND), the spelling of error bodies and metric labels.
 func writeJSON(w http.ResponseWriter, code int, m proto.Message) (int, error) {
-	b, err := jsonOut.Marshal(m)
+	b, err := contract.MarshalJSON(jsonOut, m)
 	if err != nil {
 		return 0, fmt.Errorf("encoding response: %w", err)
 	}

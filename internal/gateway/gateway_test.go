@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/manifest"
@@ -123,7 +124,7 @@ func TestApplyCreatedThenUnchanged(t *testing.T) {
 
 	body := post(t, c, sharedGW, webManifest, http.StatusCreated)
 	resp := &persysv1.ApplyResponse{}
-	if err := protojson.Unmarshal(body, resp); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, resp); err != nil {
 		t.Fatalf("decode %s: %v", body, err)
 	}
 	if resp.GetResult() != "created" || resp.GetWorkload().GetWorkload().GetName() != "web" {
@@ -133,7 +134,7 @@ func TestApplyCreatedThenUnchanged(t *testing.T) {
 		t.Errorf("memory = %d, want %d", got, 64<<20)
 	}
 	// lowerCamel JSON names, enums by name.
-	for _, want := range []string{`"cpuMillis"`, `"WORKLOAD_TYPE_CONTAINER"`, `"result":"created"`} {
+	for _, want := range []string{`"cpuMillis"`, `"type":"CONTAINER"`, `"result":"created"`} {
 		if !bytes.Contains(body, []byte(want)) {
 			t.Errorf("body lacks %s: %s", want, body)
 		}
@@ -300,9 +301,9 @@ func TestReadRoutes(t *testing.T) {
 		{"list", "/v1/workloads", []string{`"name":"reader"`}, nil},
 		{"list selector match", "/v1/workloads?selector=app%3Dreader", []string{`"name":"reader"`}, nil},
 		{"list selector miss", "/v1/workloads?selector=app%3Dnone", nil, []string{`"reader"`}},
-		{"get", "/v1/workloads/reader", []string{`"name":"reader"`, `"ACTUAL_STATE_RUNNING"`, `"nodeId":"node-1"`}, []string{`"events"`}},
+		{"get", "/v1/workloads/reader", []string{`"name":"reader"`, `"state":"RUNNING"`, `"nodeId":"node-1"`}, []string{`"events"`}},
 		{"get with events", "/v1/workloads/reader?events=true", []string{`"events"`, `"Created"`, `"Placed"`}, nil},
-		{"nodes", "/v1/nodes", []string{`"id":"node-1"`, `"NODE_STATE_READY"`}, nil},
+		{"nodes", "/v1/nodes", []string{`"id":"node-1"`, `"state":"READY"`}, nil},
 		{"node", "/v1/nodes/node-1", []string{`"id":"node-1"`}, nil},
 		{"summary", "/v1/cluster/summary", []string{`"nodesTotal":1`, `"nodesReady":1`}, nil},
 		{"healthz", "/healthz", []string{"ok"}, nil},
@@ -425,7 +426,7 @@ func TestWaitFollowsStream(t *testing.T) {
 		t.Fatalf("wait: %v %d %s", r.err, r.code, r.body)
 	}
 	view := &persysv1.WorkloadView{}
-	if err := protojson.Unmarshal(r.body, view); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, r.body, view); err != nil {
 		t.Fatal(err)
 	}
 	if st := view.GetStatus(); st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetRevision() != 2 || st.GetNodeId() != "node-1" {
@@ -445,14 +446,14 @@ func TestWaitEnds(t *testing.T) {
 	t.Run("failed is terminal", func(t *testing.T) {
 		post(t, c, sharedGW, broken(workload("wait-failed")), http.StatusCreated)
 		code, body := call(t, c, "GET", sharedGW.Endpoint+"/v1/workloads/wait-failed/wait?for=running", nil)
-		if code != http.StatusOK || !bytes.Contains(body, []byte("FAILURE_REASON_IMAGE_NOT_FOUND")) {
+		if code != http.StatusOK || !bytes.Contains(body, []byte(`"reason":"IMAGE_NOT_FOUND"`)) {
 			t.Fatalf("wait: %d %s", code, body)
 		}
 	})
 	t.Run("timeout answers 408 with the last view", func(t *testing.T) {
 		post(t, c, sharedGW, workload("wait-pending", unplaceable), http.StatusCreated)
 		code, body := call(t, c, "GET", sharedGW.Endpoint+"/v1/workloads/wait-pending/wait?for=running&timeout=200ms", nil)
-		if code != http.StatusRequestTimeout || !bytes.Contains(body, []byte("ACTUAL_STATE_PENDING")) {
+		if code != http.StatusRequestTimeout || !bytes.Contains(body, []byte(`"state":"PENDING"`)) {
 			t.Fatalf("wait: %d %s", code, body)
 		}
 	})
@@ -683,7 +684,7 @@ func TestNodeRoutes(t *testing.T) {
 	}
 	// An incomplete drain is still 200; the body says what did not move.
 	code, body = call(t, c, "POST", url+"/v1/nodes/node-1/drain?timeout=2s", nil)
-	if code != http.StatusOK || bytes.Contains(body, []byte(`"complete":true`)) || !bytes.Contains(body, []byte("FAILURE_REASON_NO_FEASIBLE_NODE")) {
+	if code != http.StatusOK || bytes.Contains(body, []byte(`"complete":true`)) || !bytes.Contains(body, []byte(`"reason":"NO_FEASIBLE_NODE"`)) {
 		t.Fatalf("incomplete drain: %d %s", code, body)
 	}
 	code, body = call(t, c, "POST", url+"/v1/nodes/node-2/uncordon", nil)
@@ -699,7 +700,7 @@ func TestNodeRoutes(t *testing.T) {
 		t.Fatalf("drain: %d %s", code, body)
 	}
 	resp := &persysv1.DrainResponse{}
-	if err := protojson.Unmarshal(body, resp); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, resp); err != nil {
 		t.Fatal(err)
 	}
 	if !resp.GetComplete() || !resp.GetNode().GetCordoned() {

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
@@ -29,7 +30,7 @@ func manifestStream(names ...string) string {
 func decodeResults(t *testing.T, body []byte) []*persysv1.ApplyResult {
 	t.Helper()
 	resp := &persysv1.ApplyWorkloadsResponse{}
-	if err := protojson.Unmarshal(body, resp); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, resp); err != nil {
 		t.Fatalf("decode %s: %v", body, err)
 	}
 	return resp.GetResults()

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/buildinfo"
 	"github.com/persys-dev/compute/internal/manifest"
@@ -297,7 +298,7 @@ func buildOpenAPI() obj {
 		"info": obj{
 			"title":       "Persys Compute gateway",
 			"version":     "v1",
-			"description": "REST+JSON API of Persys Compute. Every request but /healthz and /openapi.json needs an identity: a client certificate issued by the cluster CA (mutual TLS) or an API token in \"Authorization: Bearer psy_...\". Without one the answer is 401; a role that lacks the route's permission gets 403 naming the permission. Every POST, PUT and DELETE is recorded as an audit event. Bodies are protobuf messages in their JSON mapping: lowerCamel field names, enums as names, 64-bit integers as strings, unset fields omitted.",
+			"description": "REST+JSON API of Persys Compute. Every request but /healthz and /openapi.json needs an identity: a client certificate issued by the cluster CA (mutual TLS) or an API token in \"Authorization: Bearer psy_...\". Without one the answer is 401; a role that lacks the route's permission gets 403 naming the permission. Every POST, PUT and DELETE is recorded as an audit event. Bodies are protobuf messages in their JSON mapping: lowerCamel field names, enum values as their names without the enum prefix (RUNNING, IMAGE_NOT_FOUND, as in error bodies and metric labels), 64-bit integers as strings, unset fields omitted.",
 		},
 		"paths":      paths,
 		"components": obj{"schemas": schemas},
@@ -356,7 +357,7 @@ func singularSchema(schemas obj, fd protoreflect.FieldDescriptor) obj {
 		vals := fd.Enum().Values()
 		names := make([]string, 0, vals.Len())
 		for i := 0; i < vals.Len(); i++ {
-			names = append(names, string(vals.Get(i).Name()))
+			names = append(names, contract.ValueName(fd.Enum(), vals.Get(i).Number()))
 		}
 		return obj{"type": "string", "enum": names}
 	case protoreflect.MessageKind, protoreflect.GroupKind:

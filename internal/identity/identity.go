@@ -43,6 +43,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract"
+	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
@@ -197,8 +199,9 @@ func (s *Service) CheckRevoked(ctx context.Context, method string, agentCall boo
 		return nil
 	}
 	if s.revoked.Revoked(c) {
-		return status.Errorf(codes.PermissionDenied, "%s: certificate %q serial %s is revoked (%s)", method, c.Subject.CommonName,
-			c.SerialNumber.Text(16), persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED)
+		reason := persysv1.FailureReason_FAILURE_REASON_NODE_REVOKED
+		return rpcreason.Error(codes.PermissionDenied, reason, fmt.Sprintf("%s: certificate %q serial %s is revoked (%s)", method,
+			c.Subject.CommonName, c.SerialNumber.Text(16), contract.Name(reason)))
 	}
 	if agentCall && len(c.Subject.OrganizationalUnit) == 1 && c.Subject.OrganizationalUnit[0] == string(pki.RoleAgent) {
 		s.mu.Lock()

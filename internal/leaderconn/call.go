@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/persys-dev/compute/api/persys/contract"
 )
 
 // noFollow is the NoFollow call option; the Pool reads it and does not
@@ -49,7 +51,7 @@ func callOpts(opts []grpc.CallOption) (rest []grpc.CallOption, follow bool, addr
 // LeaderHint returns the leader address named in mds, if any.
 func LeaderHint(mds ...metadata.MD) string {
 	for _, md := range mds {
-		for _, v := range md.Get(MetadataKey) {
+		for _, v := range md.Get(contract.MetadataLeader) {
 			if v = strings.TrimSpace(v); v != "" {
 				return v
 			}

@@ -6,6 +6,7 @@ import (
 
 	"google.golang.org/grpc/metadata"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/internal/leaderconn"
 )
 
@@ -41,7 +42,7 @@ func TestValidAddress(t *testing.T) {
 }
 
 func TestLeaderHint(t *testing.T) {
-	const k = leaderconn.MetadataKey
+	const k = contract.MetadataLeader
 	tests := []struct {
 		name string
 		mds  []metadata.MD

@@ -1,7 +1,7 @@
 // Package leaderconn is the one client of the scheduler replicas that
 // follows their leader; the gateway and the agent both use it. A follower
 // refuses a call with FailedPrecondition (or Unavailable) and names the
-// leader's address in the MetadataKey trailer; a Pool retries there and
+// leader's address in the contract.MetadataLeader trailer; a Pool retries there and
 // sends the calls that follow to that leader. Callers dial a Pool with
 // Dial, wrap it with persysv1.NewControlServiceClient and Close it when
 // done.
@@ -24,11 +24,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
-
-// MetadataKey is the gRPC trailer (or header) key in which a scheduler
-// that is not the leader names the leader's ControlService address when it
-// refuses a call. The scheduler sets it; this package reads it.
-const MetadataKey = "x-persys-leader"
 
 // MaxConns bounds the connections a Pool keeps: the configured addresses
 // plus leader addresses learned from refusals.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/pki"
@@ -52,7 +53,7 @@ func (r *replica) GetLeader(ctx context.Context, _ *persysv1.GetLeaderRequest) (
 		return &persysv1.LeaderInfo{Address: r.addr, IsLeader: true}, nil
 	}
 	if r.hint != "" {
-		_ = grpc.SetTrailer(ctx, metadata.Pairs(leaderconn.MetadataKey, r.hint))
+		_ = grpc.SetTrailer(ctx, metadata.Pairs(contract.MetadataLeader, r.hint))
 	}
 	return nil, status.Error(r.code, "refused")
 }

@@ -34,7 +34,7 @@ func TestPlaceHostAccess(t *testing.T) {
 			nodes:   []Node{node("a"), node("b", policy(hostaccess.Policy{AllowPrivileged: true}))},
 			req:     withHost(request(100, mi, 0), priv),
 			want:    "b",
-			rejects: []string{"a: policy_denied: spec.container.privileged: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed by the node's policy (agent flag --allow-privileged)"},
+			rejects: []string{"a: POLICY_DENIED: spec.container.privileged: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed by the node's policy (agent flag --allow-privileged)"},
 		},
 		{
 			name: "host path must lie under an allowed folder",
@@ -44,7 +44,7 @@ func TestPlaceHostAccess(t *testing.T) {
 			},
 			req:     withHost(request(100, mi, 0), data),
 			want:    "b",
-			rejects: []string{`a: policy_denied: spec.container.volumes[0].source: host path "/srv/data/x" is not allowed by the node's policy (agent flag --allow-host-path)`},
+			rejects: []string{`a: POLICY_DENIED: spec.container.volumes[0].source: host path "/srv/data/x" is not allowed by the node's policy (agent flag --allow-host-path)`},
 		},
 		{
 			name:  "a workload without host needs goes anywhere",
@@ -57,14 +57,14 @@ func TestPlaceHostAccess(t *testing.T) {
 			nodes:   []Node{node("a", taken(port("127.0.0.1", 8080, "tcp", ""))), node("b")},
 			req:     withHost(request(100, mi, 0), web),
 			want:    "b",
-			rejects: []string{"a: port_conflict: spec.container.ports[0].hostPort: port 127.0.0.1:8080/tcp is taken"},
+			rejects: []string{"a: PORT_CONFLICT: spec.container.ports[0].hostPort: port 127.0.0.1:8080/tcp is taken"},
 		},
 		{
 			name:    "taken on every address conflicts with one address",
 			nodes:   []Node{node("a", taken(port("", 8080, "", ""))), node("b")},
 			req:     withHost(request(100, mi, 0), web),
 			want:    "b",
-			rejects: []string{"a: port_conflict: spec.container.ports[0].hostPort: port 127.0.0.1:8080/tcp is taken"},
+			rejects: []string{"a: PORT_CONFLICT: spec.container.ports[0].hostPort: port 127.0.0.1:8080/tcp is taken"},
 		},
 		{
 			name:  "other address, protocol or number is free",
@@ -78,13 +78,13 @@ func TestPlaceHostAccess(t *testing.T) {
 			req: withHost(request(100, mi, 0), hostaccess.Needs{Ports: []hostaccess.Port{
 				port("", 8080, "tcp", "spec.vm.networks[0].portForwards[0].hostPort"),
 				port("", 9000, "udp", "spec.vm.networks[0].portForwards[1].hostPort")}}),
-			rejects: []string{"a: port_conflict: spec.vm.networks[0].portForwards[1].hostPort: port *:9000/udp is taken"},
+			rejects: []string{"a: PORT_CONFLICT: spec.vm.networks[0].portForwards[1].hostPort: port *:9000/udp is taken"},
 		},
 		{
 			name:    "policy is checked before ports and resources, and all are listed",
 			nodes:   []Node{node("a", taken(port("", 8080, "", "")), allocated(2000, 0, 0))},
 			req:     withHost(request(100, mi, 0), hostaccess.Needs{Privileged: true, PrivilegedField: "f", Ports: web.Ports}),
-			rejects: []string{"a: policy_denied: f: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed by the node's policy (agent flag --allow-privileged); also insufficient_cpu, port_conflict"},
+			rejects: []string{"a: POLICY_DENIED: f: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed by the node's policy (agent flag --allow-privileged); also INSUFFICIENT_CPU, PORT_CONFLICT"},
 		},
 	}
 	for _, tt := range tests {
@@ -123,7 +123,7 @@ func TestRejectionAllReasons(t *testing.T) {
 			req:    vm,
 			reason: InsufficientCPU,
 			also:   []RejectReason{InsufficientMemory},
-			detail: "cpu: requested 4000m, free 2000m of 2000m; also insufficient_memory",
+			detail: "cpu: requested 4000m, free 2000m of 2000m; also INSUFFICIENT_MEMORY",
 		},
 		{
 			name:   "only memory",
@@ -147,7 +147,7 @@ func TestRejectionAllReasons(t *testing.T) {
 			reason: NodeNotReady,
 			also: []RejectReason{NodeCordoned, RuntimeUnsupported, InsufficientCPU, InsufficientMemory, InsufficientDisk,
 				SelectorMismatch, CapabilityMissing, PoolMissing, PolicyDenied, PortConflict},
-			detail: "node is not ready; also node_cordoned, runtime_unsupported, insufficient_cpu, insufficient_memory, insufficient_disk, selector_mismatch, capability_missing, pool_missing, policy_denied, port_conflict",
+			detail: "node is not ready; also NODE_CORDONED, RUNTIME_UNSUPPORTED, INSUFFICIENT_CPU, INSUFFICIENT_MEMORY, INSUFFICIENT_DISK, SELECTOR_MISMATCH, CAPABILITY_MISSING, POOL_MISSING, POLICY_DENIED, PORT_CONFLICT",
 		},
 	}
 	for _, tt := range tests {

@@ -69,33 +69,35 @@ const (
 // maxReason is the largest RejectReason; Reasons has a bit for each.
 const maxReason = PortConflict
 
-// String returns a snake_case name fit for logs and metric labels.
+// String returns the canonical spelling of the reason, the wire enum's
+// value name without its prefix (NODE_NOT_READY), for logs, details and
+// events alike.
 func (r RejectReason) String() string {
 	switch r {
 	case NodeNotReady:
-		return "node_not_ready"
+		return "NODE_NOT_READY"
 	case NodeCordoned:
-		return "node_cordoned"
+		return "NODE_CORDONED"
 	case RuntimeUnsupported:
-		return "runtime_unsupported"
+		return "RUNTIME_UNSUPPORTED"
 	case InsufficientCPU:
-		return "insufficient_cpu"
+		return "INSUFFICIENT_CPU"
 	case InsufficientMemory:
-		return "insufficient_memory"
+		return "INSUFFICIENT_MEMORY"
 	case InsufficientDisk:
-		return "insufficient_disk"
+		return "INSUFFICIENT_DISK"
 	case SelectorMismatch:
-		return "selector_mismatch"
+		return "SELECTOR_MISMATCH"
 	case NodeDraining:
-		return "node_draining"
+		return "NODE_DRAINING"
 	case CapabilityMissing:
-		return "capability_missing"
+		return "CAPABILITY_MISSING"
 	case PoolMissing:
-		return "pool_missing"
+		return "POOL_MISSING"
 	case PolicyDenied:
-		return "policy_denied"
+		return "POLICY_DENIED"
 	case PortConflict:
-		return "port_conflict"
+		return "PORT_CONFLICT"
 	}
 	return "RejectReason(" + strconv.Itoa(int(r)) + ")"
 }

@@ -470,42 +470,42 @@ func TestRejectionDetail(t *testing.T) {
 		rej  Rejection
 		want string
 	}{
-		{name: "not ready", rej: Rejection{NodeID: "n1", Reason: NodeNotReady}, want: "n1: node_not_ready: node is not ready"},
-		{name: "cordoned", rej: Rejection{NodeID: "n1", Reason: NodeCordoned}, want: "n1: node_cordoned: node is cordoned"},
+		{name: "not ready", rej: Rejection{NodeID: "n1", Reason: NodeNotReady}, want: "n1: NODE_NOT_READY: node is not ready"},
+		{name: "cordoned", rej: Rejection{NodeID: "n1", Reason: NodeCordoned}, want: "n1: NODE_CORDONED: node is cordoned"},
 		{
 			name: "runtime",
 			rej:  Rejection{NodeID: "n1", Reason: RuntimeUnsupported, Requested: int64(model.WorkloadVM)},
-			want: "n1: runtime_unsupported: runtime vm is not supported by the node",
+			want: "n1: RUNTIME_UNSUPPORTED: runtime vm is not supported by the node",
 		},
 		{
 			name: "cpu",
 			rej:  Rejection{NodeID: "n1", Reason: InsufficientCPU, Requested: 500, Free: 250, Capacity: 2000},
-			want: "n1: insufficient_cpu: cpu: requested 500m, free 250m of 2000m",
+			want: "n1: INSUFFICIENT_CPU: cpu: requested 500m, free 250m of 2000m",
 		},
 		{
 			name: "memory",
 			rej:  Rejection{NodeID: "n1", Reason: InsufficientMemory, Requested: 512 * mi, Free: -gi, Capacity: 1536 * 1024},
-			want: "n1: insufficient_memory: memory: requested 512Mi, free -1Gi of 1536Ki",
+			want: "n1: INSUFFICIENT_MEMORY: memory: requested 512Mi, free -1Gi of 1536Ki",
 		},
 		{
 			name: "disk",
 			rej:  Rejection{NodeID: "n1", Reason: InsufficientDisk, Requested: 1000, Free: 0, Capacity: 2 << 40},
-			want: "n1: insufficient_disk: disk: requested 1000, free 0 of 2Ti",
+			want: "n1: INSUFFICIENT_DISK: disk: requested 1000, free 0 of 2Ti",
 		},
 		{
 			name: "disk beyond the largest suffix",
 			rej:  Rejection{NodeID: "n1", Reason: InsufficientDisk, Requested: 1 << 50, Free: 1023, Capacity: 1 << 51},
-			want: "n1: insufficient_disk: disk: requested 1024Ti, free 1023 of 2048Ti",
+			want: "n1: INSUFFICIENT_DISK: disk: requested 1024Ti, free 1023 of 2048Ti",
 		},
 		{
 			name: "selector value",
 			rej:  Rejection{NodeID: "n1", Reason: SelectorMismatch, Key: "zone", Want: "eu", Have: "us", HasLabel: true},
-			want: "n1: selector_mismatch: selector zone=eu: node has zone=us",
+			want: "n1: SELECTOR_MISMATCH: selector zone=eu: node has zone=us",
 		},
 		{
 			name: "selector missing",
 			rej:  Rejection{NodeID: "n1", Reason: SelectorMismatch, Key: "zone", Want: "eu"},
-			want: "n1: selector_mismatch: selector zone=eu: node has no label zone",
+			want: "n1: SELECTOR_MISMATCH: selector zone=eu: node has no label zone",
 		},
 		{name: "unknown reason", rej: Rejection{NodeID: "n1", Reason: 99}, want: "n1: RejectReason(99): RejectReason(99)"},
 	}
@@ -530,10 +530,10 @@ func TestEnums(t *testing.T) {
 		{name: "reason names", got: fmt.Sprint(NodeNotReady, NodeCordoned, RuntimeUnsupported, InsufficientCPU,
 			InsufficientMemory, InsufficientDisk, SelectorMismatch, NodeDraining, CapabilityMissing, PoolMissing,
 			PolicyDenied, PortConflict, RejectReason(0), maxReason+1),
-			want: "node_not_ready node_cordoned runtime_unsupported insufficient_cpu insufficient_memory insufficient_disk selector_mismatch " +
-				"node_draining capability_missing pool_missing policy_denied port_conflict RejectReason(0) RejectReason(13)"},
+			want: "NODE_NOT_READY NODE_CORDONED RUNTIME_UNSUPPORTED INSUFFICIENT_CPU INSUFFICIENT_MEMORY INSUFFICIENT_DISK SELECTOR_MISMATCH " +
+				"NODE_DRAINING CAPABILITY_MISSING POOL_MISSING POLICY_DENIED PORT_CONFLICT RejectReason(0) RejectReason(13)"},
 		{name: "reason sets", got: fmt.Sprint(only(PortConflict, NodeNotReady), Reasons(0), only(PolicyDenied).Has(maxReason+1)),
-			want: "node_not_ready, port_conflict  false"},
+			want: "NODE_NOT_READY, PORT_CONFLICT  false"},
 		{name: "strategy names", got: fmt.Sprint(Spread, BinPack, Strategy(9)), want: "spread binpack Strategy(9)"},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/pki"
@@ -59,11 +60,11 @@ func Of(ctx context.Context) (Principal, error) {
 	switch id.Role {
 	case pki.RoleGateway:
 		md, _ := metadata.FromIncomingContext(ctx)
-		user, role := onlyValue(md, authz.MetadataUser), pki.Role(onlyValue(md, authz.MetadataRole))
+		user, role := onlyValue(md, contract.MetadataUser), pki.Role(onlyValue(md, contract.MetadataRole))
 		if user == "" || !slices.Contains(authz.UserRoles(), role) {
 			return Principal{}, status.Errorf(codes.PermissionDenied,
 				"gateway %q forwarded the call without a user and a user role (%s=%q, %s=%q)",
-				id.CommonName, authz.MetadataUser, user, authz.MetadataRole, role)
+				id.CommonName, contract.MetadataUser, user, contract.MetadataRole, role)
 		}
 		return Principal{Name: user, Role: role}, nil
 	case pki.RoleAdmin, pki.RoleOperator, pki.RoleViewer, pki.RoleScheduler:
@@ -113,7 +114,7 @@ func (p Principal) String() string {
 func CN(ctx context.Context) string {
 	id := Identity(ctx)
 	if id.Role == pki.RoleGateway {
-		if u := onlyValue(metadataOf(ctx), authz.MetadataUser); u != "" {
+		if u := onlyValue(metadataOf(ctx), contract.MetadataUser); u != "" {
 			return u
 		}
 	}
@@ -133,7 +134,7 @@ func RequireAdmin(ctx context.Context, method string) error {
 	case pki.RoleAdmin:
 		return nil
 	case pki.RoleGateway:
-		role := onlyValue(metadataOf(ctx), authz.MetadataRole)
+		role := onlyValue(metadataOf(ctx), contract.MetadataRole)
 		if role == string(pki.RoleAdmin) {
 			return nil
 		}

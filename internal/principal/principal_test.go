@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/internal/authz"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -31,12 +32,12 @@ func TestPrincipalFailsClosed(t *testing.T) {
 	}{
 		{"no identity", with(nil), Principal{}},
 		{"gateway without metadata", with(&gw), Principal{}},
-		{"gateway without role", with(&gw, authz.MetadataUser, "olga"), Principal{}},
-		{"gateway without user", with(&gw, authz.MetadataRole, "admin"), Principal{}},
-		{"gateway with a daemon role", with(&gw, authz.MetadataUser, "olga", authz.MetadataRole, "scheduler"), Principal{}},
-		{"gateway with two roles", with(&gw, authz.MetadataUser, "olga", authz.MetadataRole, "viewer", authz.MetadataRole, "admin"), Principal{}},
+		{"gateway without role", with(&gw, contract.MetadataUser, "olga"), Principal{}},
+		{"gateway without user", with(&gw, contract.MetadataRole, "admin"), Principal{}},
+		{"gateway with a daemon role", with(&gw, contract.MetadataUser, "olga", contract.MetadataRole, "scheduler"), Principal{}},
+		{"gateway with two roles", with(&gw, contract.MetadataUser, "olga", contract.MetadataRole, "viewer", contract.MetadataRole, "admin"), Principal{}},
 		{"agent", with(&agent), Principal{}},
-		{"gateway for an operator", with(&gw, authz.MetadataUser, "olga", authz.MetadataRole, "operator"), Principal{"olga", pki.RoleOperator}},
+		{"gateway for an operator", with(&gw, contract.MetadataUser, "olga", contract.MetadataRole, "operator"), Principal{"olga", pki.RoleOperator}},
 		{"admin certificate", with(&pki.Identity{CommonName: "root", Role: pki.RoleAdmin}), Principal{"root", pki.RoleAdmin}},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,7 @@ import (
 	"github.com/moby/moby/api/pkg/authconfig"
 	"github.com/moby/moby/api/types/registry"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
@@ -128,7 +129,7 @@ func Parse(sv *persysv1.SecretValue) (Credentials, error) {
 	}
 	name := sv.GetName()
 	if sv.GetType() != persysv1.SecretType_SECRET_TYPE_REGISTRY {
-		return Credentials{}, fmt.Errorf("%w: secret %q: type is %s, not %s", ErrInvalidSecret, name, sv.GetType(), persysv1.SecretType_SECRET_TYPE_REGISTRY)
+		return Credentials{}, fmt.Errorf("%w: secret %q: type is %s, not %s", ErrInvalidSecret, name, contract.Name(sv.GetType()), contract.Name(persysv1.SecretType_SECRET_TYPE_REGISTRY))
 	}
 	data := sv.GetData()
 	get := func(key string, limit int) (string, error) {

@@ -84,7 +84,7 @@ func TestParse(t *testing.T) {
 			want: Credentials{Secret: "hub", Server: "docker.io", Username: "bob", Password: pass}},
 		{name: "nil", sv: nil, wantErr: "missing"},
 		{name: "wrong type", sv: &persysv1.SecretValue{Name: "o", Type: persysv1.SecretType_SECRET_TYPE_OPAQUE},
-			wantErr: `secret "o": type is SECRET_TYPE_OPAQUE, not SECRET_TYPE_REGISTRY`},
+			wantErr: `secret "o": type is OPAQUE, not REGISTRY`},
 		{name: "missing server", sv: regSecret("reg", "", "alice", pass), wantErr: `secret "reg": key "server": missing or empty`},
 		{name: "missing username", sv: regSecret("reg", "127.0.0.1:5000", "", pass), wantErr: `secret "reg": key "username": missing or empty`},
 		{name: "missing password", sv: regSecret("reg", "127.0.0.1:5000", "alice", ""), wantErr: `secret "reg": key "password": missing or empty`},

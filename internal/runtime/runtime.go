@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
@@ -105,11 +106,12 @@ type Failure struct {
 	Err     error
 }
 
+// Error starts with the reason in the canonical spelling (IMAGE_NOT_FOUND).
 func (f *Failure) Error() string {
 	if f.Err != nil {
-		return fmt.Sprintf("%s: %s: %v", f.Reason, f.Message, f.Err)
+		return fmt.Sprintf("%s: %s: %v", contract.Name(f.Reason), f.Message, f.Err)
 	}
-	return fmt.Sprintf("%s: %s", f.Reason, f.Message)
+	return contract.Name(f.Reason) + ": " + f.Message
 }
 
 func (f *Failure) Unwrap() error { return f.Err }

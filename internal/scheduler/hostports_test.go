@@ -13,7 +13,6 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
-	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/store/storetest"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
@@ -187,24 +186,6 @@ func TestFailedWorkloadReleasesItsNode(t *testing.T) {
 	}
 }
 
-// TestRejectReasonsMirrorProto: placement.RejectReason has a value and the
-// same name for every wire RejectReason, and no other.
-func TestRejectReasonsMirrorProto(t *testing.T) {
-	for v, name := range persysv1.RejectReason_name {
-		if v == 0 {
-			continue
-		}
-		want := strings.ToLower(strings.TrimPrefix(name, "REJECT_REASON_"))
-		if got := placement.RejectReason(v).String(); got != want {
-			t.Errorf("placement.RejectReason(%d) = %q, want %q (%s)", v, got, want, name)
-		}
-	}
-	next := placement.RejectReason(len(persysv1.RejectReason_name))
-	if got := next.String(); !strings.HasPrefix(got, "RejectReason(") {
-		t.Errorf("placement.RejectReason(%d) = %q has no wire value", next, got)
-	}
-}
-
 // TestNodePolicyRulesPlacement: a node's policy, as its agent registers
 // it, decides where a privileged workload may go; a workload no node's
 // policy admits stays pending with POLICY_DENIED, and every reason that
@@ -231,7 +212,7 @@ func TestNodePolicyRulesPlacement(t *testing.T) {
 		if r.GetReason() != persysv1.RejectReason_REJECT_REASON_POLICY_DENIED ||
 			!slices.Equal(r.GetAlso(), []persysv1.RejectReason{persysv1.RejectReason_REJECT_REASON_INSUFFICIENT_MEMORY}) ||
 			!strings.HasPrefix(r.GetDetail(), "spec.container.privileged: privileged access (privileged mode, devices, added capabilities or host namespaces) is not allowed") ||
-			!strings.HasSuffix(r.GetDetail(), "; also insufficient_memory") {
+			!strings.HasSuffix(r.GetDetail(), "; also INSUFFICIENT_MEMORY") {
 			t.Errorf("rejection of %s = %v, want POLICY_DENIED naming the field, also INSUFFICIENT_MEMORY", id, r)
 		}
 	}

@@ -9,14 +9,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/model"
 )
-
-// LeaderTrailer is the gRPC trailer in which a follower names the leader's
-// address; agents and the gateway retry there.
-const LeaderTrailer = leaderconn.MetadataKey
 
 // ElectionConfig makes a scheduler one replica of several.
 type ElectionConfig struct {
@@ -40,7 +36,7 @@ func (s *Scheduler) serving(ctx context.Context) error {
 	if !s.elector.Leading() {
 		leader := s.leaderAddrString()
 		if leader != "" {
-			_ = grpc.SetTrailer(ctx, metadata.Pairs(LeaderTrailer, leader))
+			_ = grpc.SetTrailer(ctx, metadata.Pairs(contract.MetadataLeader, leader))
 			return status.Errorf(codes.FailedPrecondition, "not the leader; the leader is %s", leader)
 		}
 		return status.Error(codes.Unavailable, "no scheduler leads yet; retry shortly")

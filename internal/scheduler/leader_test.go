@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -83,7 +83,7 @@ func refused(t *testing.T, r *replica, name string, spec *persysv1.WorkloadSpec)
 	if err == nil {
 		t.Fatalf("apply %s on %s (not the leader) succeeded", name, r.p.addr)
 	}
-	return err, trailer.Get(scheduler.LeaderTrailer)
+	return err, trailer.Get(contract.MetadataLeader)
 }
 
 // TestLeaderElection runs scheduler replicas on one etcd: exactly one
@@ -124,7 +124,7 @@ func TestLeaderElection(t *testing.T) {
 			t.Errorf("apply on the follower: %v, want FailedPrecondition", err)
 		}
 		if len(named) != 1 || named[0] != leader.p.addr {
-			t.Errorf("trailer %s = %q, want [%s]", scheduler.LeaderTrailer, named, leader.p.addr)
+			t.Errorf("trailer %s = %q, want [%s]", contract.MetadataLeader, named, leader.p.addr)
 		}
 		if _, err := c.get(w1); status.Code(err) != codes.NotFound {
 			t.Errorf("the refused apply reached the leader: %v", err)
@@ -206,7 +206,7 @@ func TestLeaderElection(t *testing.T) {
 		}
 		for _, n := range named {
 			if n == crashed.p.addr {
-				t.Errorf("the cut-off replica names itself as the leader in %s", scheduler.LeaderTrailer)
+				t.Errorf("the cut-off replica names itself as the leader in %s", contract.MetadataLeader)
 			}
 		}
 

@@ -2,11 +2,11 @@ package scheduler
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/obs"
 )
@@ -103,19 +103,20 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	byState := map[string]int{}
-	for _, v := range persysv1.ActualState_name {
-		byState[strings.TrimPrefix(v, "ACTUAL_STATE_")] = 0
+	for v := range persysv1.ActualState_name {
+		if s := persysv1.ActualState(v); s != persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
+			byState[contract.Name(s)] = 0
+		}
 	}
-	delete(byState, "UNSPECIFIED")
 	counts, ready, notReady := c.s.cache.Stats()
 	for st, n := range counts {
-		byState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = n
+		byState[contract.Name(st)] = n
 	}
 	for k, v := range byState {
 		ch <- prometheus.MustNewConstMetric(workloadsDesc, prometheus.GaugeValue, float64(v), k)
 	}
-	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(ready), "ready")
-	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(notReady), "not_ready")
+	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(ready), contract.Name(persysv1.NodeState_NODE_STATE_READY))
+	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(notReady), contract.Name(persysv1.NodeState_NODE_STATE_NOT_READY))
 	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(c.s.queue.Len()))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
@@ -186,7 +187,7 @@ func (s *Scheduler) recordAttempt(ctx context.Context, name string, v view, atte
 		st.NextAttemptAt = timestamppb.New(next)
 		msg += fmt.Sprintf("; next attempt in %s", delay)
 	}
-	s.metrics.retries.WithLabelValues(trimEnum(st.GetReason().String(), "FAILURE_REASON_")).Inc()
+	s.metrics.retries.WithLabelValues(contract.Name(st.GetReason())).Inc()
 	s.events.Add(model.EventAttemptFailed, &persysv1.Event{Workload: name, NodeId: st.GetNodeId(), Reason: st.GetReason(),
 		Message: msg, Revision: v.w.GetRevision()})
 	r := &persysv1.RetryState{Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Attempts: int32(attempt),
@@ -395,7 +396,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		reached = st.GetState() == persysv1.ActualState_ACTUAL_STATE_STOPPED
 	}
 	s.log.Info("apply", "workload", name, "node", node, "revision", v.w.GetRevision(), "result", result,
-		"state", st.GetState().String(), "reason", st.GetReason().String(), "duration_ms", elapsed.Milliseconds())
+		"state", contract.Name(st.GetState()), "reason", contract.Name(st.GetReason()), "duration_ms", elapsed.Milliseconds())
 	if reached {
 		s.reachedState(name)
 	} else if st.GetState() != persysv1.ActualState_ACTUAL_STATE_CREATING {
@@ -486,7 +487,7 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 
 	if prev.GetState() != st.GetState() || prev.GetReason() != st.GetReason() {
 		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
-			s.metrics.failures.WithLabelValues(trimEnum(st.GetReason().String(), "FAILURE_REASON_")).Inc()
+			s.metrics.failures.WithLabelValues(contract.Name(st.GetReason())).Inc()
 		}
 		s.events.Add(eventType(st.GetState()), &persysv1.Event{Workload: name, NodeId: st.GetNodeId(),
 			Reason: st.GetReason(), Message: st.GetMessage(), Revision: st.GetRevision()})
@@ -524,8 +525,6 @@ func eventType(st persysv1.ActualState) model.EventType {
 	}
 	return model.EventStatusChanged
 }
-
-func trimEnum(s, prefix string) string { return strings.TrimPrefix(s, prefix) }
 
 func decisionProto(d placement.Decision) *persysv1.PlacementDecision {
 	out := &persysv1.PlacementDecision{NodeId: d.NodeID, Score: d.Score, FeasibleNodes: int32(d.Feasible),

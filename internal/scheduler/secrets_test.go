@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
@@ -460,7 +461,7 @@ func TestSecretCallsForwardedForNonAdmins(t *testing.T) {
 	e := newSecretEnv(t, true, false)
 	gw := persysv1.NewControlServiceClient(secDial(t, e.addr, e.bundle.Gateway))
 	for _, role := range []string{"viewer", "operator"} {
-		ctx := metadata.AppendToOutgoingContext(secCtx(t), "x-persys-user", "u-"+role, "x-persys-role", role)
+		ctx := metadata.AppendToOutgoingContext(secCtx(t), contract.MetadataUser, "u-"+role, contract.MetadataRole, role)
 		if _, err := gw.ListSecrets(ctx, &persysv1.ListSecretsRequest{}); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("ListSecrets for a %s = %v, want PermissionDenied", role, err)
 		}
@@ -469,7 +470,7 @@ func TestSecretCallsForwardedForNonAdmins(t *testing.T) {
 			t.Errorf("PutSecret for a %s = %v, want PermissionDenied", role, err)
 		}
 	}
-	ctx := metadata.AppendToOutgoingContext(secCtx(t), "x-persys-user", "alice", "x-persys-role", "admin")
+	ctx := metadata.AppendToOutgoingContext(secCtx(t), contract.MetadataUser, "alice", contract.MetadataRole, "admin")
 	if _, err := gw.PutSecret(ctx, &persysv1.PutSecretRequest{Name: "x", Type: opaqueType,
 		Data: map[string][]byte{"k": []byte("v")}}); err != nil {
 		t.Fatalf("PutSecret for an admin through the gateway: %v", err)

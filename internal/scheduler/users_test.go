@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/cli"
 	"github.com/persys-dev/compute/internal/client"
@@ -539,7 +540,7 @@ func TestSchedulerAdminCallsCheckForwardedRole(t *testing.T) {
 	}
 	gw := dial(e.bundle.Gateway)
 	as := func(role string) context.Context {
-		return metadata.NewOutgoingContext(usrCtx(t), metadata.Pairs("x-persys-user", "u", "x-persys-role", role))
+		return metadata.NewOutgoingContext(usrCtx(t), metadata.Pairs(contract.MetadataUser, "u", contract.MetadataRole, role))
 	}
 	req := &persysv1.CreateAPITokenRequest{User: "ci", Role: "viewer"}
 	if _, err := gw.CreateAPIToken(as("operator"), req); status.Code(err) != codes.PermissionDenied {
@@ -636,7 +637,7 @@ func describeEvents(evs []*persysv1.Event) string {
 }
 
 func protoJSONUnmarshal(b []byte, m proto.Message) error {
-	return protojson.UnmarshalOptions{DiscardUnknown: true}.Unmarshal(b, m)
+	return contract.UnmarshalJSON(protojson.UnmarshalOptions{DiscardUnknown: true}, b, m)
 }
 
 // persysctl authenticates with a token from its config or $PERSYS_TOKEN,

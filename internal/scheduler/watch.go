@@ -6,6 +6,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/store"
@@ -114,7 +115,7 @@ func (s *Scheduler) recordNodeLost(ctx context.Context, node *persysv1.Node) {
 		}
 		defer func() { <-s.nodeLossSem }()
 		if err := s.store.PutNode(ctx, node); err != nil && ctx.Err() == nil {
-			s.log.Error("record node state", "node", node.GetId(), "state", node.GetState().String(), "err", err)
+			s.log.Error("record node state", "node", node.GetId(), "state", contract.Name(node.GetState()), "err", err)
 		}
 	}()
 }

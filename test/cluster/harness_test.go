@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	gwclient "github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/pki"
@@ -965,7 +966,7 @@ func (c *Cluster) ctlJSON(m proto.Message, args ...string) error {
 	if err != nil {
 		return fmt.Errorf("persysctl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(out))
 	}
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal([]byte(out), m); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{DiscardUnknown: true}, []byte(out), m); err != nil {
 		return fmt.Errorf("decode persysctl %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil

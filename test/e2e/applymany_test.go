@@ -69,7 +69,7 @@ func TestApplyManyDocuments(t *testing.T) {
 			t.Errorf("output lacks workload/%s created:\n%s", n, out)
 		}
 		v, ok := c.getWorkload(n)
-		if !ok || v.Status.State != "ACTUAL_STATE_RUNNING" {
+		if !ok || v.Status.State != "RUNNING" {
 			t.Errorf("%s after apply --wait: %q, want RUNNING", n, v.Status.State)
 		}
 		if got := c.runningContainer(n); got.Labels["persys.revision"] != "1" {

@@ -58,7 +58,7 @@ func TestBackupRestore(t *testing.T) {
 	for _, n := range names {
 		c.waitFor(n+" back and running", 2*time.Minute, func() bool {
 			v, ok := c.getWorkload(n)
-			return ok && v.Status.State == "ACTUAL_STATE_RUNNING"
+			return ok && v.Status.State == "RUNNING"
 		})
 	}
 }

@@ -216,7 +216,7 @@ func newCluster(t *testing.T) *cluster {
 	}
 	c.waitFor("node "+c.nodeID+" ready", 60*time.Second, func() bool {
 		out, err := c.ctl("get", "nodes", "-o", "json")
-		return err == nil && strings.Contains(out, c.nodeID) && strings.Contains(out, "NODE_STATE_READY")
+		return err == nil && strings.Contains(out, c.nodeID) && strings.Contains(out, `"READY"`)
 	})
 	return c
 }

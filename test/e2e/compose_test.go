@@ -347,12 +347,12 @@ func TestPrivateImage(t *testing.T) {
 	}
 	c.waitFor("IMAGE_PULL_FAILED", time.Minute, func() bool {
 		v, ok := c.getWorkload(denied)
-		return ok && v.Status.Reason == "FAILURE_REASON_IMAGE_PULL_FAILED"
+		return ok && v.Status.Reason == "IMAGE_PULL_FAILED"
 	})
 
 	allowed := "allowed-" + c.nodeID
 	c.mustCtl("apply", "-f", manifest(allowed, "  imagePullSecrets: [regcred]\n"), "--wait", "--timeout", "2m")
-	if v, ok := c.getWorkload(allowed); !ok || v.Status.State != "ACTUAL_STATE_RUNNING" {
+	if v, ok := c.getWorkload(allowed); !ok || v.Status.State != "RUNNING" {
 		t.Fatalf("with credentials: %+v", v.Status)
 	}
 	for _, p := range c.procs {

@@ -69,7 +69,7 @@ func TestContainerLifecycle(t *testing.T) {
 		t.Fatalf("apply output does not say created:\n%s", out)
 	}
 	v, ok := c.getWorkload(name)
-	if !ok || v.Status.State != "ACTUAL_STATE_RUNNING" || v.Status.NodeID != c.nodeID {
+	if !ok || v.Status.State != "RUNNING" || v.Status.NodeID != c.nodeID {
 		t.Fatalf("after apply --wait: state %q on node %q, want RUNNING on %s", v.Status.State, v.Status.NodeID, c.nodeID)
 	}
 
@@ -120,7 +120,7 @@ func TestContainerLifecycle(t *testing.T) {
 	})
 	c.waitFor("status RUNNING with the replacement", 30*time.Second, func() bool {
 		v, ok := c.getWorkload(name)
-		return ok && v.Status.State == "ACTUAL_STATE_RUNNING" && v.Status.RuntimeID != ct.ID
+		return ok && v.Status.State == "RUNNING" && v.Status.RuntimeID != ct.ID
 	})
 
 	// Change the spec: a new revision replaces the old container.

@@ -58,7 +58,7 @@ func TestMonitoringOnLiveCluster(t *testing.T) {
 	})
 	// Label values the rules select on exist as series, not only the names.
 	t.Run("rule selectors match series", func(t *testing.T) {
-		for _, q := range []string{`persys_scheduler_workloads{state="FAILED"}`, `persys_scheduler_nodes{state="not_ready"}`,
+		for _, q := range []string{`persys_scheduler_workloads{state="FAILED"}`, `persys_scheduler_nodes{state="NOT_READY"}`,
 			`persys_scheduler_leader == 1`, `persys_certificate_expiry_timestamp_seconds{cert="identity"}`} {
 			prom.waitQuery(t, c, "count("+q+")", func(v float64) bool { return v >= 1 })
 		}

@@ -106,7 +106,7 @@ func TestLeastPrivilege(t *testing.T) {
 		}
 		c.waitFor(name+" running", 60*time.Second, func() bool {
 			v, ok := c.getWorkload(name)
-			return ok && v.Status.State == "ACTUAL_STATE_RUNNING"
+			return ok && v.Status.State == "RUNNING"
 		})
 	})
 
@@ -138,7 +138,7 @@ func TestLeastPrivilege(t *testing.T) {
 			if name == first {
 				c.waitFor(first+" running", 60*time.Second, func() bool {
 					v, ok := c.getWorkload(first)
-					return ok && v.Status.State == "ACTUAL_STATE_RUNNING"
+					return ok && v.Status.State == "RUNNING"
 				})
 			}
 		}
@@ -146,7 +146,7 @@ func TestLeastPrivilege(t *testing.T) {
 		// reason instead of failing at start.
 		c.waitFor(second+" pending with PORT_CONFLICT", 30*time.Second, func() bool {
 			v, ok := c.getWorkload(second)
-			return ok && v.Status.State == "ACTUAL_STATE_PENDING" && strings.Contains(v.Status.Reason, "PORT_CONFLICT")
+			return ok && v.Status.State == "PENDING" && strings.Contains(v.Status.Reason, "PORT_CONFLICT")
 		})
 		if n := len(c.containers(second)); n != 0 {
 			t.Fatalf("%d containers started for a workload whose host port is taken", n)

@@ -129,7 +129,7 @@ func TestVMRefusals(t *testing.T) {
 		t.Logf("apply: %s", strings.TrimSpace(out))
 		c.waitFor("PENDING with NO_FEASIBLE_NODE", time.Minute, func() bool {
 			v, _ := c.statusOf(name)
-			return v.Status.State == "ACTUAL_STATE_PENDING" && v.Status.Reason == "FAILURE_REASON_NO_FEASIBLE_NODE"
+			return v.Status.State == "PENDING" && v.Status.Reason == "NO_FEASIBLE_NODE"
 		})
 		desc := c.mustCtl("describe", "workload", name)
 		for _, want := range []string{"PENDING", "NO_FEASIBLE_NODE", "pool default: requested", "free"} {
@@ -213,7 +213,7 @@ func TestVMBootFailures(t *testing.T) {
 		var v statusView
 		c.waitFor("FAILED with STORAGE", 2*time.Minute, func() bool {
 			v, _ = c.statusOf(name)
-			return v.Status.State == "ACTUAL_STATE_FAILED" && v.Status.Reason == "FAILURE_REASON_STORAGE"
+			return v.Status.State == "FAILED" && v.Status.Reason == "STORAGE"
 		})
 		t.Logf("status: %+v", v.Status)
 		for _, want := range []string{"spec.vm.disks[0].baseImage", "no-such-image.qcow2", "default"} {
@@ -239,7 +239,7 @@ func TestVMBootFailures(t *testing.T) {
 		var raw string
 		c.waitFor("FAILED with VM_BOOT_FAILED", 3*time.Minute, func() bool {
 			v, raw = c.statusOf(name)
-			return v.Status.State == "ACTUAL_STATE_FAILED" && v.Status.Reason == "FAILURE_REASON_VM_BOOT_FAILED" &&
+			return v.Status.State == "FAILED" && v.Status.Reason == "VM_BOOT_FAILED" &&
 				v.Status.Attempts >= 1 && v.Status.NextAttemptAt != ""
 		})
 		t.Logf("status: %+v", v.Status)

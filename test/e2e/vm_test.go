@@ -148,7 +148,7 @@ func TestVMLifecycle(t *testing.T) {
 	})
 
 	v, _ := c.vmStatus(name)
-	if v.Status.State != "ACTUAL_STATE_RUNNING" || len(v.Status.Addresses) == 0 {
+	if v.Status.State != "RUNNING" || len(v.Status.Addresses) == 0 {
 		t.Fatalf("status = %+v, want RUNNING with an address", v.Status)
 	}
 	desc := c.mustCtl("describe", "workload", name)
@@ -174,11 +174,11 @@ func TestVMLifecycle(t *testing.T) {
 	c.start("agent", c.agentFlags...)
 	c.waitFor("node ready again", time.Minute, func() bool {
 		out, err := c.ctl("get", "nodes", "-o", "json")
-		return err == nil && strings.Contains(out, "NODE_STATE_READY")
+		return err == nil && strings.Contains(out, `"READY"`)
 	})
 	c.waitFor("the VM reported RUNNING by the new agent", time.Minute, func() bool {
 		v, ok := c.vmStatus(name)
-		return ok && v.Status.State == "ACTUAL_STATE_RUNNING"
+		return ok && v.Status.State == "RUNNING"
 	})
 	if v, _ := c.vmStatus(name); v.Status.RuntimeID != strconv.Itoa(pid) || !pidAlive(pid) {
 		t.Fatalf("after the agent restart the VM runs as pid %q, want the same pid %d", v.Status.RuntimeID, pid)
@@ -187,7 +187,7 @@ func TestVMLifecycle(t *testing.T) {
 	// Stop: ACPI power-down (or a hard stop after the timeout).
 	c.mustCtl("apply", "-f", c.vmManifest(name, "stopped", port, marker, sshKey), "--wait", "--timeout", "2m")
 	c.waitFor("QEMU gone after stop", time.Minute, func() bool { return !pidAlive(pid) })
-	if v, _ := c.vmStatus(name); v.Status.State != "ACTUAL_STATE_STOPPED" {
+	if v, _ := c.vmStatus(name); v.Status.State != "STOPPED" {
 		t.Fatalf("after stop: %+v", v.Status)
 	}
 
@@ -195,7 +195,7 @@ func TestVMLifecycle(t *testing.T) {
 	c.mustCtl("apply", "-f", c.vmManifest(name, "running", port, marker, sshKey), "--wait", "--timeout", "3m")
 	v, _ = c.vmStatus(name)
 	pid2, _ := strconv.Atoi(v.Status.RuntimeID)
-	if v.Status.State != "ACTUAL_STATE_RUNNING" || !pidAlive(pid2) || pid2 == pid {
+	if v.Status.State != "RUNNING" || !pidAlive(pid2) || pid2 == pid {
 		t.Fatalf("after start: %+v (old pid %d)", v.Status, pid)
 	}
 

@@ -112,7 +112,7 @@ func TestComposeRunsWorkload(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if v.Status.State != "ACTUAL_STATE_RUNNING" {
+	if v.Status.State != "RUNNING" {
 		t.Fatalf("workload state %q, want RUNNING:\n%s", v.Status.State, out)
 	}
 	res, err := docker.ContainerList(context.Background(), client.ContainerListOptions{

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/compose/v5/pkg/api"
 	"github.com/moby/moby/api/types/container"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -106,7 +107,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "record state of %s", inst.Name)
 	}
 	log.Info("compose project applied", "project", projectName, "services", len(project.Services),
-		"state", status.GetState().String(), "duration", time.Since(start).Round(time.Millisecond).String())
+		"state", contract.Name(status.GetState()), "duration", time.Since(start).Round(time.Millisecond).String())
 	return status, false, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/registryauth"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -34,7 +35,7 @@ func (r *Runtime) ensureImages(ctx context.Context, log *slog.Logger, inst runti
 			return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND, nil, "%s: secret %q was not delivered with the workload", field, n)
 		}
 		if sv.GetType() != persysv1.SecretType_SECRET_TYPE_REGISTRY {
-			return invalid("%s: secret %q is of type %s, not %s", field, n, sv.GetType(), persysv1.SecretType_SECRET_TYPE_REGISTRY)
+			return invalid("%s: secret %q is of type %s, not %s", field, n, contract.Name(sv.GetType()), contract.Name(persysv1.SecretType_SECRET_TYPE_REGISTRY))
 		}
 		svs = append(svs, sv)
 	}
@@ -66,7 +67,7 @@ func (r *Runtime) ensureImages(ctx context.Context, log *slog.Logger, inst runti
 		cancel()
 		if err != nil {
 			reason := imagepull.Classify(err)
-			log.Warn("image pull failed", "service", svcName, "image", ref, "with_credentials", withCreds, "reason", reason.String(), "error", err)
+			log.Warn("image pull failed", "service", svcName, "image", ref, "with_credentials", withCreds, "reason", contract.Name(reason), "error", err)
 			return runtime.Fail(reason, err, "services.%s: image %s is not present and could not be pulled", svcName, ref)
 		}
 		log.Info("image pulled", "service", svcName, "image", ref, "with_credentials", withCreds, "duration", time.Since(start).Round(time.Millisecond).String())

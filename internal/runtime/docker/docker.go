@@ -37,6 +37,7 @@ import (
 	"github.com/moby/moby/client"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -247,7 +248,7 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 	if err != nil {
 		return nil, false, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "inspect container %s", spec.name)
 	}
-	log.Info("container applied", "container", spec.name, "id", shortID(created.ID), "state", status.GetState().String())
+	log.Info("container applied", "container", spec.name, "id", shortID(created.ID), "state", contract.Name(status.GetState()))
 	return status, false, nil
 }
 
@@ -324,7 +325,7 @@ func (r *Runtime) ensureImage(ctx context.Context, log *slog.Logger, ref, auth s
 	start := time.Now()
 	if err := imagepull.Pull(pullCtx, r.cli, ref, auth); err != nil {
 		reason := imagepull.Classify(err)
-		log.Warn("image pull failed", "image", ref, "with_credentials", auth != "", "reason", reason.String(), "error", err)
+		log.Warn("image pull failed", "image", ref, "with_credentials", auth != "", "reason", contract.Name(reason), "error", err)
 		return runtime.Fail(reason, err, "image %s is not present and could not be pulled", ref)
 	}
 	if _, err := r.cli.ImageInspect(ctx, ref); err != nil {

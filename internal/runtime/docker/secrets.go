@@ -12,6 +12,7 @@ import (
 
 	"github.com/moby/moby/api/types/mount"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/registryauth"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -173,7 +174,7 @@ func pullAuth(inst runtime.Instance, image string) (string, error) {
 			return "", runtime.Fail(persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND, nil, "%s: secret %q was not delivered with the workload", field, name)
 		}
 		if sv.GetType() != persysv1.SecretType_SECRET_TYPE_REGISTRY {
-			return "", invalid("%s: secret %q is of type %s, not %s", field, name, sv.GetType(), persysv1.SecretType_SECRET_TYPE_REGISTRY)
+			return "", invalid("%s: secret %q is of type %s, not %s", field, name, contract.Name(sv.GetType()), contract.Name(persysv1.SecretType_SECRET_TYPE_REGISTRY))
 		}
 		svs = append(svs, sv)
 	}

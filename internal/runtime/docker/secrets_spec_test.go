@@ -127,7 +127,7 @@ func TestBuildCreateSpecSecretsInvalid(t *testing.T) {
 			`spec.image_pull_secrets[0]: secret "reg" was not delivered`},
 		{"pull secret empty name", func(i *runtime.Instance) { i.Spec.ImagePullSecrets = []string{""} }, invalidR, "spec.image_pull_secrets[0]: empty"},
 		{"pull secret not REGISTRY", func(i *runtime.Instance) { i.Spec.ImagePullSecrets = []string{"db"} }, invalidR,
-			`secret "db" is of type SECRET_TYPE_OPAQUE, not SECRET_TYPE_REGISTRY`},
+			`secret "db" is of type OPAQUE, not REGISTRY`},
 		{"pull secret without username", func(i *runtime.Instance) { delete(i.Secrets["reg"].Data, "username") }, notFound,
 			`key "username": missing or empty`},
 		{"pull secret with a bad server", func(i *runtime.Instance) { i.Secrets["reg"].Data["server"] = []byte("not a host") }, invalidR,

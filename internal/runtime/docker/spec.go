@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -90,7 +91,7 @@ func buildCreateSpec(inst runtime.Instance, stopTimeoutSeconds int) (*createSpec
 		return nil, invalid("spec: missing")
 	}
 	if spec.GetType() != persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER {
-		return nil, invalid("spec.type: %s is not %s", spec.GetType(), persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER)
+		return nil, invalid("spec.type: %s is not %s", contract.Name(spec.GetType()), contract.Name(persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER))
 	}
 	switch spec.GetDesiredState() {
 	case persysv1.DesiredState_DESIRED_STATE_UNSPECIFIED, persysv1.DesiredState_DESIRED_STATE_RUNNING,

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -338,7 +339,7 @@ func (r *Runtime) Verify(_ context.Context, name string) (bool, string, error) {
 	case e.zombie:
 		return false, fmt.Sprintf("simulated zombie %s", e.status.GetRuntimeId()), nil
 	case e.status.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING:
-		return false, fmt.Sprintf("instance is %s", e.status.GetState()), nil
+		return false, "instance is " + contract.Name(e.status.GetState()), nil
 	}
 	return true, "", nil
 }

@@ -18,10 +18,9 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gitsource"
 	"github.com/persys-dev/compute/internal/principal"
@@ -81,7 +80,7 @@ func (f *Fetcher) Auth(ctx context.Context, g *persysv1.GitSource) (*gitsource.A
 	vals, err := f.secrets.ValuesFor(ctx, principal.Scheduler, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{
 		Git: &persysv1.GitSource{CredentialsSecret: g.GetCredentialsSecret()}}})
 	if err != nil {
-		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
+		return nil, rpcreason.Error(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
 			fmt.Sprintf("spec.compose.git.credentialsSecret: %v", err))
 	}
 	var sv *persysv1.SecretValue
@@ -92,7 +91,7 @@ func (f *Fetcher) Auth(ctx context.Context, g *persysv1.GitSource) (*gitsource.A
 	}
 	auth, err := gitsource.AuthFromSecret(sv)
 	if err != nil {
-		return nil, withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
+		return nil, rpcreason.Error(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND,
 			fmt.Sprintf("spec.compose.git.credentialsSecret %q: %v", g.GetCredentialsSecret(), err))
 	}
 	return auth, nil
@@ -112,7 +111,7 @@ func (f *Fetcher) repoDir(url string) (string, error) {
 		}
 	})
 	if f.err != nil {
-		return "", withReason(codes.Internal, persysv1.FailureReason_FAILURE_REASON_STORAGE, fmt.Sprintf("git cache folder %s: %v", f.dir, f.err))
+		return "", rpcreason.Error(codes.Internal, persysv1.FailureReason_FAILURE_REASON_STORAGE, fmt.Sprintf("git cache folder %s: %v", f.dir, f.err))
 	}
 	return filepath.Join(f.dir, cacheKey(url)), nil
 }
@@ -139,16 +138,7 @@ func cacheKey(url string) string {
 	return out + "-" + hex.EncodeToString(sum[:8])
 }
 
-// withReason is a gRPC error that names its failure enum for the gateway.
-func withReason(code codes.Code, reason persysv1.FailureReason, msg string) error {
-	st := status.New(code, msg)
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: strings.TrimPrefix(reason.String(), "FAILURE_REASON_"), Domain: "persys"}); err == nil {
-		st = d
-	}
-	return st.Err()
-}
-
 func gitError(err error) error {
-	return withReason(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED,
+	return rpcreason.Error(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_GIT_FETCH_FAILED,
 		"spec.compose.git: "+err.Error())
 }

@@ -5,10 +5,10 @@ package statecache
 
 import (
 	"sort"
-	"strings"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
@@ -142,7 +142,7 @@ func (c *Cache) Summary() *persysv1.ClusterSummary {
 	c.mu.Unlock()
 	for st, n := range counts {
 		out.WorkloadsTotal += int32(n)
-		out.WorkloadsByState[strings.TrimPrefix(st.String(), "ACTUAL_STATE_")] = int32(n)
+		out.WorkloadsByState[contract.Name(st)] = int32(n)
 	}
 	return out
 }
