@@ -199,7 +199,7 @@ func TestApplyWait(t *testing.T) {
 
 	// A wait that times out fails with the state it saw.
 	expect(t, c.persysctl(t, "", "apply", "-f", c.writeManifest(t, "aw-pending.yaml", named("aw-pending", unplaceable)), "--wait", "--timeout", "200ms"), 1,
-		nil, []string{"Error: timed out after 200ms waiting for workload \"aw-pending\" to be running (state PENDING, reason NO_FEASIBLE_NODE: 0 of 1 nodes feasible: 1 selector_mismatch)"})
+		nil, []string{"Error: timed out after 200ms waiting for workload \"aw-pending\" to be running (state PENDING, reason NO_FEASIBLE_NODE: 0 of 1 nodes feasible: 1 SELECTOR_MISMATCH)"})
 
 	// retry of a failed workload.
 	expect(t, c.persysctl(t, "", "retry", "workload", "aw-broken"), 0, []string{"workload/aw-broken retry requested\n"}, nil)

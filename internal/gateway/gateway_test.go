@@ -112,7 +112,7 @@ func waitView(t *testing.T, c *http.Client, gw *realsched.Gateway, name string) 
 		t.Fatalf("wait for %s: code %d; body %s", name, code, body)
 	}
 	v := &persysv1.WorkloadView{}
-	if err := protojson.Unmarshal(body, v); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, v); err != nil {
 		t.Fatalf("decode %s: %v", body, err)
 	}
 	return v
@@ -280,7 +280,7 @@ func TestNotFoundAndUnknownRoutes(t *testing.T) {
 func eventsOf(t *testing.T, body []byte) []*persysv1.Event {
 	t.Helper()
 	resp := &persysv1.ListEventsResponse{}
-	if err := protojson.Unmarshal(body, resp); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, resp); err != nil {
 		t.Fatalf("decode %s: %v", body, err)
 	}
 	return resp.GetEvents()

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
@@ -29,7 +30,7 @@ func TestGatewayFollowsLeader(t *testing.T) {
 		t.Fatalf("leader: %d %s", code, body)
 	}
 	info := &persysv1.LeaderInfo{}
-	if err := protojson.Unmarshal(body, info); err != nil {
+	if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, info); err != nil {
 		t.Fatal(err)
 	}
 	if info.GetAddress() != leader || !info.GetIsLeader() {
