@@ -10,7 +10,9 @@
 //	PERSYS_FAILPOINTS="docker/after-create=kill,scheduler/after-assign=kill@2"
 //
 // "kill" sends the process SIGKILL at the point's first hit ("kill@N": at
-// its Nth hit); the process never runs its shutdown. A name that is not in
+// its Nth hit); the process never runs its shutdown. With ArmEnv naming a
+// file, hits count only while that file exists, so a test can set a
+// cluster up first and arm the point just before the step it tests. A name that is not in
 // Names is refused at the first Inject, so a typo in a test cannot pass
 // unnoticed.
 package failpoint
@@ -18,6 +20,10 @@ package failpoint
 // Env is the environment variable that arms failpoints in a failpoints
 // build.
 const Env = "PERSYS_FAILPOINTS"
+
+// ArmEnv names a file whose existence arms the points of Env; unset, they
+// are armed from the start.
+const ArmEnv = "PERSYS_FAILPOINTS_ARM"
 
 // The points, one constant each so that code and tests share the spelling.
 const (
@@ -30,6 +36,25 @@ const (
 	// DockerBetweenStopAndRemove: a replaced or deleted container is
 	// stopped but still exists.
 	DockerBetweenStopAndRemove = "docker/between-stop-and-remove"
+
+	// SchedulerAfterWorkloadWrite: a new workload is in etcd; nothing
+	// placed it yet.
+	SchedulerAfterWorkloadWrite = "scheduler/after-workload-write"
+	// SchedulerAfterGroupCommit: a group commit of placements is in etcd;
+	// no waiter has its answer and the cache does not know it.
+	SchedulerAfterGroupCommit = "scheduler/after-group-commit"
+	// SchedulerAfterAssign: the assignment is committed; no agent was
+	// called.
+	SchedulerAfterAssign = "scheduler/after-assign"
+	// SchedulerAfterAgentAnswer: the agent applied the revision; its
+	// status is not written.
+	SchedulerAfterAgentAnswer = "scheduler/after-agent-answer"
+	// SchedulerMidMove: a moved workload's new copy runs; the old one is
+	// not removed.
+	SchedulerMidMove = "scheduler/mid-move"
+	// SchedulerAfterNodeDelete: the agent removed a deleted workload; its
+	// keys are still in etcd.
+	SchedulerAfterNodeDelete = "scheduler/after-node-delete"
 )
 
 // Names lists every point.
@@ -38,4 +63,10 @@ var Names = []string{
 	DockerAfterCreate,
 	DockerAfterStart,
 	DockerBetweenStopAndRemove,
+	SchedulerAfterWorkloadWrite,
+	SchedulerAfterGroupCommit,
+	SchedulerAfterAssign,
+	SchedulerAfterAgentAnswer,
+	SchedulerMidMove,
+	SchedulerAfterNodeDelete,
 }

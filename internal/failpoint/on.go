@@ -21,9 +21,10 @@ type armed struct {
 }
 
 var (
-	once   sync.Once
-	mu     sync.Mutex
-	points map[string]*armed
+	once    sync.Once
+	mu      sync.Mutex
+	points  map[string]*armed
+	armFile string
 )
 
 // Inject kills the process when name is armed and this is the hit it was
@@ -35,6 +36,12 @@ func Inject(name string) {
 	if p == nil {
 		mu.Unlock()
 		return
+	}
+	if armFile != "" {
+		if _, err := os.Stat(armFile); err != nil {
+			mu.Unlock()
+			return
+		}
 	}
 	p.hits++
 	hit := p.hits == p.at
@@ -52,6 +59,7 @@ func Inject(name string) {
 // so that a test that mistyped a point fails at once.
 func load() {
 	points = map[string]*armed{}
+	armFile = os.Getenv(ArmEnv)
 	spec := os.Getenv(Env)
 	if spec == "" {
 		return

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -151,7 +152,11 @@ type writeBatches struct {
 func (s *Scheduler) writes() *writeBatches {
 	b := &s.batches
 	b.once.Do(func() {
-		b.placement = newBatcher(batchMax, 30*time.Second, s.store.CommitPlacements)
+		b.placement = newBatcher(batchMax, 30*time.Second, func(ctx context.Context, ws []store.PlacementWrite) []store.WriteResult {
+			out := s.store.CommitPlacements(ctx, ws)
+			failpoint.Inject(failpoint.SchedulerAfterGroupCommit)
+			return out
+		})
 		b.status = newBatcher(batchMax, 30*time.Second, s.store.PutStatuses)
 		b.create = newBatcher(batchMax, 30*time.Second, s.store.CreateWorkloads)
 	})

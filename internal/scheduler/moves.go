@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
@@ -39,6 +40,7 @@ func (s *Scheduler) reschedule(ctx context.Context, name string, v view) bool {
 // runs, then forgets the previous node in the assignment.
 func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	prev := v.in.PreviousNode
+	failpoint.Inject(failpoint.SchedulerMidMove)
 	addr, alive, _ := s.cache.NodeAddress(prev)
 	if alive {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/principal"
@@ -231,6 +232,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause mo
 		s.requeueAfterCommit(name, err)
 		return false
 	}
+	failpoint.Inject(failpoint.SchedulerAfterAssign)
 	s.cache.Placed(statecache.Placement{Name: name, WorkloadRev: v.rev, Moved: v.assign != nil && cause != model.CauseNodeLost,
 		Assignment: a, Status: st, Rev: rev})
 	s.metrics.placements.Inc()
@@ -369,6 +371,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		s.queue.AddAfter(name, delay)
 		return false
 	}
+	failpoint.Inject(failpoint.SchedulerAfterAgentAnswer)
 	s.metrics.applyDuration.Observe(elapsed.Seconds())
 	st := resp.GetStatus()
 	if st == nil {
@@ -432,6 +435,7 @@ func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool 
 		}
 		return false
 	}
+	failpoint.Inject(failpoint.SchedulerAfterNodeDelete)
 	s.cache.SetReport(node, name, nil)
 	s.log.Info("removed from node", "workload", name, "node", node)
 	s.removeKeys(ctx, name, v)

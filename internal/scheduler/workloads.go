@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
@@ -34,6 +35,7 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, 
 		if err != nil {
 			return nil, err
 		}
+		failpoint.Inject(failpoint.SchedulerAfterWorkloadWrite)
 		s.cacheWorkload(w, newRev)
 		s.log.Info("workload created", "workload", name, "revision", 1, "by", principal.CN(ctx))
 		s.events.Add(model.EventCreated, &persysv1.Event{Workload: name, Revision: 1, Message: "created by " + principal.CN(ctx)})

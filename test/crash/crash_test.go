@@ -109,7 +109,7 @@ func (d *dev) start(spec string) {
 	d.log, d.logMu, d.done = &bytes.Buffer{}, &sync.Mutex{}, make(chan struct{})
 	d.proc = exec.Command(d.persys, "dev", "--data-dir", d.dir, "--gateway-listen", d.gw,
 		"--scheduler-listen", d.sched, "--agent-listen", d.agent, "--metrics-port", "0")
-	d.proc.Env = append(os.Environ(), failpoint.Env+"="+spec)
+	d.proc.Env = append(os.Environ(), failpoint.Env+"="+spec, failpoint.ArmEnv+"="+d.armFile())
 	d.proc.Stdout = lockedWriter{d.logMu, d.log}
 	d.proc.Stderr = lockedWriter{d.logMu, d.log}
 	if err := d.proc.Start(); err != nil {
@@ -130,6 +130,23 @@ func (d *dev) start(spec string) {
 		}
 		return false, fmt.Sprintf("%d nodes, none ready", len(nodes.GetNodes()))
 	})
+}
+
+// armFile is the file whose existence arms the failpoints (ArmEnv).
+func (d *dev) armFile() string { return filepath.Join(d.dir, "failpoints-armed") }
+
+func (d *dev) arm() {
+	d.t.Helper()
+	if err := os.WriteFile(d.armFile(), nil, 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *dev) disarm() {
+	d.t.Helper()
+	if err := os.Remove(d.armFile()); err != nil {
+		d.t.Fatal(err)
+	}
 }
 
 func (d *dev) output() string {
@@ -304,44 +321,53 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// TestCrashMatrix: for each agent-side failpoint of the container path,
-// three workloads run, a change is applied without waiting (a fourth
-// workload, or a new revision of the first), persys dev dies at the point,
-// and a restart on the same data dir must converge: every workload
-// RUNNING at its latest revision with exactly one container; after
-// delete, no container and no workload left.
+// step is what a crash case does once the point is armed.
+type step int
+
+const (
+	addFourth step = iota // apply a fourth workload, without waiting
+	updateFirst           // apply a new revision of w1, without waiting
+	deleteThird           // delete w3, without waiting
+)
+
+// TestCrashMatrix: for each failpoint of the container path (agent and
+// scheduler; persys dev runs both in one process), three workloads run,
+// the point is armed, one change is made without waiting (a fourth
+// workload, a new revision of w1, or the delete of w3), persys dev dies at
+// the point, and a restart on the same data dir must converge: every
+// workload RUNNING at its latest revision with exactly one container, a
+// deleted one without any; after deleting everything, no container and
+// no workload left.
 func TestCrashMatrix(t *testing.T) {
 	cases := []struct {
 		point string
-		// hit arms the point at this hit: the three first applies hit the
-		// apply points too.
-		hit    int
-		update bool // the change is a new revision of w1, not a fourth workload
+		step  step
 	}{
-		{failpoint.DockerAfterImage, 4, false},
-		{failpoint.DockerAfterCreate, 4, false},
-		{failpoint.DockerAfterStart, 4, false},
-		{failpoint.DockerBetweenStopAndRemove, 1, true},
+		{failpoint.DockerAfterImage, addFourth},
+		{failpoint.DockerAfterCreate, addFourth},
+		{failpoint.DockerAfterStart, addFourth},
+		{failpoint.DockerBetweenStopAndRemove, updateFirst},
+		{failpoint.SchedulerAfterWorkloadWrite, addFourth},
+		{failpoint.SchedulerAfterGroupCommit, addFourth},
+		{failpoint.SchedulerAfterAssign, addFourth},
+		{failpoint.SchedulerAfterAgentAnswer, addFourth},
+		{failpoint.SchedulerAfterNodeDelete, deleteThird},
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.point, "/", "-"), func(t *testing.T) {
 			r := row{point: tc.point}
 			defer func() { record(r) }()
 			d := newDev(t)
-			d.start(fmt.Sprintf("%s=kill@%d", tc.point, tc.hit))
+			d.start(tc.point + "=kill")
 			want := map[string]string{}
 			for _, n := range []string{"w1", "w2", "w3"} {
 				d.mustCtl("apply", "-f", d.manifest(n, "one"), "--wait", "--timeout", "90s")
 				want[n] = "one"
 			}
-			if tc.update {
-				d.mustCtl("apply", "-f", d.manifest("w1", "two"))
-				want["w1"] = "two"
-			} else {
-				d.mustCtl("apply", "-f", d.manifest("w4", "one"))
-				want["w4"] = "one"
-			}
+			d.arm()
+			gone := d.change(tc.step, want)
 			d.waitKilled(tc.point)
+			d.disarm()
 
 			d.start("")
 			d.waitConverged(want)
@@ -353,6 +379,12 @@ func TestCrashMatrix(t *testing.T) {
 			}
 			if r.duplicates > 0 {
 				t.Errorf("%d duplicate containers after convergence", r.duplicates)
+			}
+			if gone != "" {
+				d.waitFor(gone+" removed", convergeBound, func(c *pclient.Client) (bool, string) {
+					_, err := c.GetWorkload(context.Background(), gone, false)
+					return err != nil && len(d.containers(gone)) == 0, fmt.Sprintf("%d containers", len(d.containers(gone)))
+				})
 			}
 
 			for n := range want {
@@ -367,6 +399,27 @@ func TestCrashMatrix(t *testing.T) {
 			}
 		})
 	}
+}
+
+// change makes the step's change without waiting for it, updates want,
+// and returns the workload it deletes ("" for none). The apply of a
+// workload whose write is the crash point gets no answer; the write is in
+// etcd all the same, so the workload must come up after the restart.
+func (d *dev) change(st step, want map[string]string) (deleted string) {
+	d.t.Helper()
+	switch st {
+	case updateFirst:
+		d.mustCtl("apply", "-f", d.manifest("w1", "two"))
+		want["w1"] = "two"
+	case deleteThird:
+		d.mustCtl("delete", "workload", "w3")
+		delete(want, "w3")
+		return "w3"
+	default:
+		_, _ = d.ctl("apply", "-f", d.manifest("w4", "one"))
+		want["w4"] = "one"
+	}
+	return ""
 }
 
 // waitConverged waits until every workload in want runs the revision
