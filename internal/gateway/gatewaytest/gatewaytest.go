@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/grpcauth"
@@ -43,7 +44,7 @@ import (
 // Control is an in-memory ControlService. The zero value is not usable;
 // use NewControl.
 type Control struct {
-	persysv1.UnimplementedControlServiceServer
+	persysv1grpc.UnimplementedControlServiceServer
 
 	mu      sync.Mutex
 	views   map[string]*persysv1.WorkloadView
@@ -722,7 +723,7 @@ func ServeControl(t testing.TB, bundle *pki.Bundle, ctrl *Control) string {
 		grpc.UnaryInterceptor(grpcauth.RequireRole(pki.RoleGateway)),
 		grpc.StreamInterceptor(grpcauth.RequireRoleStream(pki.RoleGateway)),
 	)
-	persysv1.RegisterControlServiceServer(srv, ctrl)
+	persysv1grpc.RegisterControlServiceServer(srv, ctrl)
 	sln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
@@ -770,7 +771,7 @@ func StartWith(t testing.TB, o Options) *Env {
 
 	reg := prometheus.NewRegistry()
 	h := gateway.New(gateway.Config{
-		Control:     persysv1.NewControlServiceClient(conn),
+		Control:     persysv1grpc.NewControlServiceClient(conn),
 		Logger:      log,
 		Registry:    reg,
 		CallTimeout: o.CallTimeout,
