@@ -38,12 +38,15 @@ $(TOOLS)/protoc-gen-go:
 $(TOOLS)/protoc-gen-go-grpc:
 	GOBIN=$(TOOLS) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
-# Regenerates api/ from the .proto files.
+# Regenerates api/ from the .proto files. Each file goes to the Go package
+# its go_package names: the messages to api/persys/v1 (persysv1), the
+# services (*_service.proto) and their gRPC stubs to api/persys/v1/persysv1grpc,
+# so that code using only the messages links no gRPC.
 proto: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 	bash scripts/install-deps.sh proto
 	PATH=$(TOOLS):$$PATH protoc -I api -I /usr/include \
-		--go_out=api --go_opt=paths=source_relative \
-		--go-grpc_out=api --go-grpc_opt=paths=source_relative \
+		--go_out=. --go_opt=module=github.com/persys-dev/compute \
+		--go-grpc_out=. --go-grpc_opt=module=github.com/persys-dev/compute \
 		api/persys/v1/*.proto
 
 vet:

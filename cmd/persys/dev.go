@@ -16,7 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
@@ -175,7 +175,7 @@ func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metr
 	}
 	reg := obs.NewRegistry()
 	revs := pki.NewRevocationSet()
-	h := gateway.New(gateway.Config{Control: persysv1.NewControlServiceClient(conn), Logger: log, Registry: reg, Revocations: revs})
+	h := gateway.New(gateway.Config{Control: persysv1grpc.NewControlServiceClient(conn), Logger: log, Registry: reg, Revocations: revs})
 	if err := opsmetrics.RegisterCerts(reg, "gateway", holder); err != nil {
 		_ = conn.Close()
 		return "", err
@@ -190,7 +190,7 @@ func startDevGateway(ctx context.Context, b *pki.Bundle, schedAddr, listen, metr
 		_ = conn.Close()
 		return "", fmt.Errorf("--gateway-listen %s: %w", listen, err)
 	}
-	stopIdentity := startGatewayIdentity(ctx, gatewayOptions{}, holder, revs, persysv1.NewControlServiceClient(conn), log)
+	stopIdentity := startGatewayIdentity(ctx, gatewayOptions{}, holder, revs, persysv1grpc.NewControlServiceClient(conn), log)
 	go func() {
 		err := gateway.Serve(ctx, ln, h, serverTLS)
 		stopIdentity()

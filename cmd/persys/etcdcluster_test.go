@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
@@ -96,7 +97,7 @@ func TestSchedulerSurvivesEtcdMemberLoss(t *testing.T) {
 			}
 		}()
 	}
-	control := persysv1.NewControlServiceClient(dialTLS(t, schedAddr, b.Admin))
+	control := persysv1grpc.NewControlServiceClient(dialTLS(t, schedAddr, b.Admin))
 	waitUntil(t, "3 ready nodes", 60*time.Second, func() (bool, string) {
 		resp, err := control.ListNodes(ctx, &persysv1.ListNodesRequest{})
 		if err != nil {
@@ -197,9 +198,9 @@ func TestSchedulerSurvivesEtcdMemberLoss(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprintf("burst-%03d", i)
 	}
-	agentsList := map[string]persysv1.AgentServiceClient{}
+	agentsList := map[string]persysv1grpc.AgentServiceClient{}
 	for id, addr := range agentAddrs {
-		agentsList[id] = persysv1.NewAgentServiceClient(dialTLS(t, addr, b.Scheduler))
+		agentsList[id] = persysv1grpc.NewAgentServiceClient(dialTLS(t, addr, b.Scheduler))
 	}
 	// where lists the nodes each workload runs on, as the agents say.
 	where := func() map[string][]string {

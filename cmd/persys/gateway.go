@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/leaderconn"
@@ -174,12 +174,12 @@ func runGateway(parent context.Context, o gatewayOptions) error {
 	defer pool.Close()
 	pool.Connect()
 	revs := pki.NewRevocationSet()
-	stopIdentity := startGatewayIdentity(ctx, o, holder, revs, persysv1.NewControlServiceClient(pool), log)
+	stopIdentity := startGatewayIdentity(ctx, o, holder, revs, persysv1grpc.NewControlServiceClient(pool), log)
 	defer stopIdentity()
 
 	reg := obs.NewRegistry()
 	h := gateway.New(gateway.Config{
-		Control:      persysv1.NewControlServiceClient(pool),
+		Control:      persysv1grpc.NewControlServiceClient(pool),
 		Logger:       log,
 		Registry:     reg,
 		MaxBodyBytes: o.maxBody,

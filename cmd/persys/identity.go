@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/cli"
 	"github.com/persys-dev/compute/internal/grpcauth"
@@ -44,7 +45,7 @@ func (a *adminConn) flags(cmd *cobra.Command) {
 }
 
 // dial returns a ControlService client and a close function.
-func (a *adminConn) dial() (persysv1.ControlServiceClient, func(), error) {
+func (a *adminConn) dial() (persysv1grpc.ControlServiceClient, func(), error) {
 	files := pki.Files{CA: a.ca, Cert: a.cert, Key: a.key}
 	pkiDir := filepath.Join(a.devDir, "pki")
 	if files.CA == "" {
@@ -64,7 +65,7 @@ func (a *adminConn) dial() (persysv1.ControlServiceClient, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--scheduler %s: %w", a.scheduler, err)
 	}
-	return persysv1.NewControlServiceClient(conn), func() { _ = conn.Close() }, nil
+	return persysv1grpc.NewControlServiceClient(conn), func() { _ = conn.Close() }, nil
 }
 
 func (a *adminConn) ctx(parent context.Context) (context.Context, context.CancelFunc) {
@@ -527,7 +528,7 @@ func keepAgentIdentity(ctx context.Context, o agentOptions, h *pki.Holder, revs 
 // scheduler, renews its certificate through it and reloads its identity
 // files when they change (a CA bundle replaced after a rotation), until
 // ctx ends or the returned function (which waits for all three) is called.
-func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, revs *pki.RevocationSet, control persysv1.ControlServiceClient, log *slog.Logger) func() {
+func startGatewayIdentity(ctx context.Context, o gatewayOptions, h *pki.Holder, revs *pki.RevocationSet, control persysv1grpc.ControlServiceClient, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	h.SetRevocationChecker(revs)
 	var wg sync.WaitGroup

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
@@ -226,7 +227,7 @@ func TestAgentIdentityFollowsRevocationsAndFiles(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	waitUntil(t, "revocation stored", 30*time.Second, func() (bool, string) {
-		_, err := persysv1.NewControlServiceClient(conn).RevokeCertificate(context.Background(),
+		_, err := persysv1grpc.NewControlServiceClient(conn).RevokeCertificate(context.Background(),
 			&persysv1.RevokeCertificateRequest{Serial: stolen.Leaf().SerialNumber.Text(16)})
 		return err == nil, describe(0, err)
 	})

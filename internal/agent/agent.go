@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -48,7 +49,7 @@ type Config struct {
 	Runtimes []runtime.Runtime
 	// Control is the scheduler's ControlService, used as is. Exactly one
 	// of Control and Schedulers is required.
-	Control persysv1.ControlServiceClient
+	Control persysv1grpc.ControlServiceClient
 	// Schedulers are the scheduler replicas; the agent follows their
 	// leader (see DialSchedulers). The caller closes it after Run.
 	Schedulers *Schedulers
@@ -337,7 +338,7 @@ func (a *Agent) heartbeatInterval() time.Duration {
 }
 
 // Service returns the AgentService implementation.
-func (a *Agent) Service() persysv1.AgentServiceServer { return a.svc }
+func (a *Agent) Service() persysv1grpc.AgentServiceServer { return a.svc }
 
 // Kick asks for an immediate heartbeat. Bursts coalesce: while one
 // heartbeat is being sent at most one more is queued.

@@ -26,6 +26,7 @@ import (
 	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -42,7 +43,7 @@ const (
 // recordingControl stands in for the scheduler: it records every
 // registration and heartbeat.
 type recordingControl struct {
-	persysv1.UnimplementedControlServiceServer
+	persysv1grpc.UnimplementedControlServiceServer
 
 	mu         sync.Mutex
 	registers  []*persysv1.RegisterNodeRequest
@@ -276,7 +277,7 @@ func (e *env) serveControl(t *testing.T, control *recordingControl) string {
 	}
 	control.notify = make(chan struct{}, 1)
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
-	persysv1.RegisterControlServiceServer(srv, control)
+	persysv1grpc.RegisterControlServiceServer(srv, control)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -356,7 +357,7 @@ type runningAgent struct {
 	registry *prometheus.Registry
 	addr     string
 	// client calls the agent as the scheduler.
-	client persysv1.AgentServiceClient
+	client persysv1grpc.AgentServiceClient
 	stop   func()
 }
 
@@ -387,7 +388,7 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 		NodeID:        e.nodeName(),
 		AdvertiseAddr: ln.Addr().String(),
 		Labels:        map[string]string{"zone": "test"},
-		Control:       persysv1.NewControlServiceClient(conn),
+		Control:       persysv1grpc.NewControlServiceClient(conn),
 		// Long enough that every heartbeat the test waits for comes from a
 		// runtime watch event or the registration, never from the ticker.
 		HeartbeatInterval: 10 * time.Minute,
@@ -428,12 +429,12 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 		agent:    a,
 		registry: reg,
 		addr:     ln.Addr().String(),
-		client:   persysv1.NewAgentServiceClient(dial(t, ln.Addr().String(), e.bundle.Scheduler)),
+		client:   persysv1grpc.NewAgentServiceClient(dial(t, ln.Addr().String(), e.bundle.Scheduler)),
 		stop:     stop,
 	}
 }
 
-func apply(t *testing.T, c persysv1.AgentServiceClient, req *persysv1.ApplyWorkloadRequest) *persysv1.ApplyWorkloadResponse {
+func apply(t *testing.T, c persysv1grpc.AgentServiceClient, req *persysv1.ApplyWorkloadRequest) *persysv1.ApplyWorkloadResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -552,7 +553,7 @@ func (c *dockerAgentCase) refusesInvalid(t *testing.T) {
 func (c *dockerAgentCase) onlySchedulerCalls(t *testing.T) {
 	e, a1, ctx := c.e, c.a1, context.Background()
 	for name, f := range map[string]pki.Files{"gateway": e.bundle.Gateway, "admin": e.bundle.Admin} {
-		c := persysv1.NewAgentServiceClient(dial(t, a1.addr, f))
+		c := persysv1grpc.NewAgentServiceClient(dial(t, a1.addr, f))
 		_, err := c.ApplyWorkload(ctx, &persysv1.ApplyWorkloadRequest{Name: e.prefix + "-intruder", Uid: "u", Revision: 1, Spec: e.spec(0, 0)})
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("ApplyWorkload as %s: %v, want PermissionDenied", name, err)

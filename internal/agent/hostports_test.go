@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/sim"
@@ -82,7 +83,7 @@ func TestUsedHostPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Runtimes: []runtime.Runtime{rt},
-		Control: persysv1.NewControlServiceClient(nil), Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
+		Control: persysv1grpc.NewControlServiceClient(nil), Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -226,7 +227,7 @@ func joinAt(ctx context.Context, addr string, cfg JoinConfig, csrPEM []byte) (*p
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	resp, err := persysv1.NewControlServiceClient(conn).JoinNode(ctx, &persysv1.JoinNodeRequest{Token: cfg.Token, CsrPem: csrPEM}, grpc.WaitForReady(false))
+	resp, err := persysv1grpc.NewControlServiceClient(conn).JoinNode(ctx, &persysv1.JoinNodeRequest{Token: cfg.Token, CsrPem: csrPEM}, grpc.WaitForReady(false))
 	if err != nil {
 		pinMu.Lock()
 		perr := pinErr

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/sim"
 )
@@ -33,7 +34,7 @@ func TestHeartbeatListDoesNotWaitForSlowRuntimes(t *testing.T) {
 	}
 	gate := make(chan struct{}, 16)
 	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Runtimes: []runtime.Runtime{gatedRuntime{rt, gate}},
-		Control: persysv1.NewControlServiceClient(nil), Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
+		Control: persysv1grpc.NewControlServiceClient(nil), Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/testutil/callrec"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
@@ -38,7 +39,7 @@ func randomPrefix() string {
 }
 
 // waitNodeReady waits until the scheduler reports the node READY.
-func waitNodeReady(t *testing.T, admin persysv1.ControlServiceClient, within time.Duration) *persysv1.Node {
+func waitNodeReady(t *testing.T, admin persysv1grpc.ControlServiceClient, within time.Duration) *persysv1.Node {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {

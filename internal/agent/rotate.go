@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -57,7 +58,7 @@ func (r *SchedulerRenewal) Renew(ctx context.Context, _ *x509.Certificate, csrPE
 		c, err := r.conn(addr)
 		if err == nil {
 			var resp *persysv1.RenewCertificateResponse
-			resp, err = persysv1.NewControlServiceClient(c).RenewCertificate(ctx, &persysv1.RenewCertificateRequest{CsrPem: csrPEM})
+			resp, err = persysv1grpc.NewControlServiceClient(c).RenewCertificate(ctx, &persysv1.RenewCertificateRequest{CsrPem: csrPEM})
 			if err == nil {
 				return resp.GetCertificatePem(), resp.GetCaBundlePem(), nil
 			}

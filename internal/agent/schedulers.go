@@ -13,6 +13,7 @@ import (
 	grpcbackoff "google.golang.org/grpc/backoff"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/leaderconn"
 )
 
@@ -31,7 +32,7 @@ type controlPlane interface {
 
 // fixedControl is one ControlService client used as is (Config.Control).
 type fixedControl struct {
-	c persysv1.ControlServiceClient
+	c persysv1grpc.ControlServiceClient
 }
 
 func (f fixedControl) target() string { return "" }
@@ -53,7 +54,7 @@ func (f fixedControl) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequ
 // lease for the node. It is safe for concurrent use; Close it when done.
 type Schedulers struct {
 	pool *leaderconn.Pool
-	c    persysv1.ControlServiceClient
+	c    persysv1grpc.ControlServiceClient
 }
 
 // DialSchedulers prepares connections to the scheduler replicas at addrs
@@ -85,7 +86,7 @@ func DialSchedulers(addrs []string, tlsCfg *tls.Config, opts ...grpc.DialOption)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Schedulers{pool: pool, c: persysv1.NewControlServiceClient(pool)}, nil
+	return &Schedulers{pool: pool, c: persysv1grpc.NewControlServiceClient(pool)}, nil
 }
 
 // Leader returns the address calls go to now: the last one that answered,

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
@@ -44,10 +44,10 @@ func NewServer(a *Agent, tlsCfg *tls.Config) (*grpc.Server, *health.Server, erro
 		grpc.ChainStreamInterceptor(revokedStream, grpcauth.RequireRoleStream(pki.RoleScheduler)),
 	)
 	srv := grpc.NewServer(opts...)
-	persysv1.RegisterAgentServiceServer(srv, a.Service())
+	persysv1grpc.RegisterAgentServiceServer(srv, a.Service())
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	hs.SetServingStatus(persysv1.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	hs.SetServingStatus(persysv1grpc.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
 	return srv, hs, nil
 }

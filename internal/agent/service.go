@@ -14,6 +14,7 @@ import (
 	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -32,11 +33,11 @@ func detach(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // service adapts the Agent to AgentService.
 type service struct {
-	persysv1.UnimplementedAgentServiceServer
+	persysv1grpc.UnimplementedAgentServiceServer
 	a *Agent
 }
 
-var _ persysv1.AgentServiceServer = (*service)(nil)
+var _ persysv1grpc.AgentServiceServer = (*service)(nil)
 
 func invalidSpec(err error) error {
 	return rpcreason.Error(codes.InvalidArgument, persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC, err.Error())

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/gctune"
 	"github.com/persys-dev/compute/internal/pki"
@@ -209,7 +210,7 @@ type Cluster struct {
 	cancel  context.CancelFunc
 	bg      sync.WaitGroup
 	admin   []*grpc.ClientConn
-	clients []persysv1.ControlServiceClient
+	clients []persysv1grpc.ControlServiceClient
 
 	// The shared transport (nil with MTLS): the hollow agents' AgentService
 	// behind one listener, and the connections each way.
@@ -495,7 +496,7 @@ func (c *Cluster) startMux() error {
 	}
 	c.mux = newHollowMux()
 	c.muxSrv = grpc.NewServer(sharedServerOptions(pki.RoleScheduler)...)
-	persysv1.RegisterAgentServiceServer(c.muxSrv, c.mux)
+	persysv1grpc.RegisterAgentServiceServer(c.muxSrv, c.mux)
 	srv := c.muxSrv
 	c.goBackground("hollow listener", func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -516,7 +517,7 @@ func (c *Cluster) dialAdmin(bundle *pki.Bundle) error {
 		}
 		c.toSched = cs
 		for i := range 4 {
-			c.clients = append(c.clients, persysv1.NewControlServiceClient(cs.as(pki.RoleAdmin, fmt.Sprintf("bench-%d", i))))
+			c.clients = append(c.clients, persysv1grpc.NewControlServiceClient(cs.as(pki.RoleAdmin, fmt.Sprintf("bench-%d", i))))
 		}
 		return nil
 	}
@@ -530,7 +531,7 @@ func (c *Cluster) dialAdmin(bundle *pki.Bundle) error {
 			return fmt.Errorf("bench: admin client: %w", err)
 		}
 		c.admin = append(c.admin, conn)
-		c.clients = append(c.clients, persysv1.NewControlServiceClient(conn))
+		c.clients = append(c.clients, persysv1grpc.NewControlServiceClient(conn))
 	}
 	return nil
 }
@@ -598,7 +599,7 @@ func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
 	}
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: c.muxAddr(), Runtimes: []runtime.Runtime{rt},
-		Control:           persysv1.NewControlServiceClient(c.toSched.as(pki.RoleAgent, id)),
+		Control:           persysv1grpc.NewControlServiceClient(c.toSched.as(pki.RoleAgent, id)),
 		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
 		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
 		Logger:   slog.New(slog.DiscardHandler),
@@ -659,7 +660,7 @@ func (c *Cluster) failed() error {
 }
 
 // Control returns admin client i (round robin over a few connections).
-func (c *Cluster) Control(i int) persysv1.ControlServiceClient {
+func (c *Cluster) Control(i int) persysv1grpc.ControlServiceClient {
 	return c.clients[i%len(c.clients)]
 }
 

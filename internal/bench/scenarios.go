@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/gctune"
 	"github.com/persys-dev/compute/internal/scheduler"
 )
@@ -671,7 +672,7 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 
 // waitState follows the workload with WatchWorkload until its status is
 // state.
-func waitState(ctx context.Context, cli persysv1.ControlServiceClient, name string, state persysv1.ActualState) error {
+func waitState(ctx context.Context, cli persysv1grpc.ControlServiceClient, name string, state persysv1.ActualState) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := cli.WatchWorkload(ctx, &persysv1.GetWorkloadRequest{Name: name})

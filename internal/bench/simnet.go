@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -152,16 +153,16 @@ func sharedServerOptions(allowed ...pki.Role) []grpc.ServerOption {
 // dispatching each call to the node it names. A stopped node answers
 // Unavailable, as a dead agent's connection would.
 type hollowMux struct {
-	persysv1.UnimplementedAgentServiceServer
+	persysv1grpc.UnimplementedAgentServiceServer
 	mu    sync.RWMutex
-	nodes map[string]persysv1.AgentServiceServer
+	nodes map[string]persysv1grpc.AgentServiceServer
 }
 
 func newHollowMux() *hollowMux {
-	return &hollowMux{nodes: map[string]persysv1.AgentServiceServer{}}
+	return &hollowMux{nodes: map[string]persysv1grpc.AgentServiceServer{}}
 }
 
-func (m *hollowMux) add(id string, svc persysv1.AgentServiceServer) {
+func (m *hollowMux) add(id string, svc persysv1grpc.AgentServiceServer) {
 	m.mu.Lock()
 	m.nodes[id] = svc
 	m.mu.Unlock()
@@ -173,7 +174,7 @@ func (m *hollowMux) remove(id string) {
 	m.mu.Unlock()
 }
 
-func (m *hollowMux) node(ctx context.Context) (persysv1.AgentServiceServer, error) {
+func (m *hollowMux) node(ctx context.Context) (persysv1grpc.AgentServiceServer, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	v := md.Get(simNodeKey)
 	if len(v) != 1 {
@@ -243,9 +244,9 @@ type sharedDialer struct {
 	conns *connSet
 }
 
-func (d sharedDialer) Dial(nodeID, _ string) (persysv1.AgentServiceClient, func() error, error) {
+func (d sharedDialer) Dial(nodeID, _ string) (persysv1grpc.AgentServiceClient, func() error, error) {
 	// Spread the nodes over the connections, not all on "scheduler"'s.
 	tc := taggedConn{cc: d.conns.pick(nodeID),
 		md: []string{simIdentityKey, string(pki.RoleScheduler) + ":scheduler", simNodeKey, nodeID}}
-	return persysv1.NewAgentServiceClient(tc), func() error { return nil }, nil
+	return persysv1grpc.NewAgentServiceClient(tc), func() error { return nil }, nil
 }

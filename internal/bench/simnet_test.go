@@ -11,13 +11,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
 // fakeAgent answers HealthCheck with the identity the call arrived as.
 type fakeAgent struct {
-	persysv1.UnimplementedAgentServiceServer
+	persysv1grpc.UnimplementedAgentServiceServer
 	id string
 }
 
@@ -39,7 +40,7 @@ func TestHollowMuxRoutesAndAuthenticates(t *testing.T) {
 	}
 	mux := newHollowMux()
 	srv := grpc.NewServer(sharedServerOptions(pki.RoleScheduler)...)
-	persysv1.RegisterAgentServiceServer(srv, mux)
+	persysv1grpc.RegisterAgentServiceServer(srv, mux)
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Stop()
 	for _, id := range []string{"n1", "n2"} {
@@ -73,14 +74,14 @@ func TestHollowMuxRoutesAndAuthenticates(t *testing.T) {
 		t.Fatalf("node taken off: %v, want Unavailable", err)
 	}
 
-	raw := persysv1.NewAgentServiceClient(conns.conns[0])
+	raw := persysv1grpc.NewAgentServiceClient(conns.conns[0])
 	noID := metadata.AppendToOutgoingContext(ctx, simNodeKey, "n1")
 	if _, err := raw.HealthCheck(noID, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("no identity: %v, want Unauthenticated", err)
 	}
 	asAgent := conns.as(pki.RoleAgent, "n1")
 	asAgent.md = append(asAgent.md, simNodeKey, "n1")
-	if _, err := persysv1.NewAgentServiceClient(asAgent).HealthCheck(ctx, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.PermissionDenied {
+	if _, err := persysv1grpc.NewAgentServiceClient(asAgent).HealthCheck(ctx, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("agent role calling an agent: %v, want PermissionDenied", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -117,7 +118,7 @@ func (g *gateway) authenticate(r *http.Request) authResult {
 // tokenCache resolves bearer tokens through the scheduler and remembers
 // the answers briefly, keyed by the token's SHA-256.
 type tokenCache struct {
-	control persysv1.ControlServiceClient
+	control persysv1grpc.ControlServiceClient
 	ttl     time.Duration
 	now     func() time.Time
 
@@ -130,7 +131,7 @@ type tokenEntry struct {
 	until time.Time
 }
 
-func newTokenCache(control persysv1.ControlServiceClient, ttl time.Duration) *tokenCache {
+func newTokenCache(control persysv1grpc.ControlServiceClient, ttl time.Duration) *tokenCache {
 	if ttl == 0 {
 		ttl = defaultTokenCacheTTL
 	}

@@ -12,12 +12,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 )
 
 // tokenScheduler answers AuthenticateToken from a table and counts calls;
 // the cache logic needs nothing else of the scheduler.
 type tokenScheduler struct {
-	persysv1.ControlServiceClient
+	persysv1grpc.ControlServiceClient
 	mu      sync.Mutex
 	calls   int
 	answers map[string]error

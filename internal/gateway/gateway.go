@@ -38,7 +38,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/persys-dev/compute/api/persys/contract"
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
@@ -47,7 +47,7 @@ import (
 // Config wires the gateway to the scheduler.
 type Config struct {
 	// Control is the scheduler's ControlService; required.
-	Control persysv1.ControlServiceClient
+	Control persysv1grpc.ControlServiceClient
 	// Logger receives one line per request; nil discards.
 	Logger *slog.Logger
 	// Registry receives the request metrics; nil registers nothing.
@@ -80,7 +80,7 @@ const (
 var jsonOut = protojson.MarshalOptions{EmitUnpopulated: false, UseProtoNames: false}
 
 type gateway struct {
-	control     persysv1.ControlServiceClient
+	control     persysv1grpc.ControlServiceClient
 	log         *slog.Logger
 	maxBody     int64
 	callTimeout time.Duration

@@ -14,13 +14,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
 // agentStub answers HealthCheck with the caller's common name.
 type agentStub struct {
-	persysv1.UnimplementedAgentServiceServer
+	persysv1grpc.UnimplementedAgentServiceServer
 }
 
 func (agentStub) HealthCheck(ctx context.Context, _ *persysv1.HealthCheckRequest) (*persysv1.HealthCheckResponse, error) {
@@ -42,7 +43,7 @@ func TestRequireRole(t *testing.T) {
 	}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)),
 		grpc.UnaryInterceptor(grpcauth.RequireRole(pki.RoleScheduler)))
-	persysv1.RegisterAgentServiceServer(srv, agentStub{})
+	persysv1grpc.RegisterAgentServiceServer(srv, agentStub{})
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -80,7 +81,7 @@ func TestRequireRole(t *testing.T) {
 			conn := dial(t, tt.files)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			resp, err := persysv1.NewAgentServiceClient(conn).HealthCheck(ctx, &persysv1.HealthCheckRequest{})
+			resp, err := persysv1grpc.NewAgentServiceClient(conn).HealthCheck(ctx, &persysv1.HealthCheckRequest{})
 			if got := status.Code(err); got != tt.wantCode {
 				t.Fatalf("HealthCheck code = %s (%v), want %s", got, err, tt.wantCode)
 			}
@@ -106,14 +107,14 @@ func TestPolicy(t *testing.T) {
 	}
 	policy := grpcauth.Policy{
 		Methods: map[string][]pki.Role{
-			persysv1.AgentService_HealthCheck_FullMethodName:   {pki.RoleAgent},
-			persysv1.AgentService_ListWorkloads_FullMethodName: nil,
+			persysv1grpc.AgentService_HealthCheck_FullMethodName:   {pki.RoleAgent},
+			persysv1grpc.AgentService_ListWorkloads_FullMethodName: nil,
 		},
 		Default: []pki.Role{pki.RoleGateway},
 	}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)),
 		grpc.UnaryInterceptor(policy.Unary()), grpc.StreamInterceptor(policy.Stream()))
-	persysv1.RegisterAgentServiceServer(srv, agentStub{})
+	persysv1grpc.RegisterAgentServiceServer(srv, agentStub{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -121,16 +122,16 @@ func TestPolicy(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 
-	call := map[string]func(context.Context, persysv1.AgentServiceClient) error{
-		"HealthCheck": func(ctx context.Context, c persysv1.AgentServiceClient) error {
+	call := map[string]func(context.Context, persysv1grpc.AgentServiceClient) error{
+		"HealthCheck": func(ctx context.Context, c persysv1grpc.AgentServiceClient) error {
 			_, err := c.HealthCheck(ctx, &persysv1.HealthCheckRequest{})
 			return err
 		},
-		"ListWorkloads": func(ctx context.Context, c persysv1.AgentServiceClient) error {
+		"ListWorkloads": func(ctx context.Context, c persysv1grpc.AgentServiceClient) error {
 			_, err := c.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{})
 			return err
 		},
-		"GetWorkloadStatus": func(ctx context.Context, c persysv1.AgentServiceClient) error {
+		"GetWorkloadStatus": func(ctx context.Context, c persysv1grpc.AgentServiceClient) error {
 			_, err := c.GetWorkloadStatus(ctx, &persysv1.GetWorkloadStatusRequest{Name: "x"})
 			return err
 		},
@@ -160,7 +161,7 @@ func TestPolicy(t *testing.T) {
 			defer conn.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err = call[tt.method](ctx, persysv1.NewAgentServiceClient(conn))
+			err = call[tt.method](ctx, persysv1grpc.NewAgentServiceClient(conn))
 			if got := status.Code(err); got != tt.wantCode {
 				t.Fatalf("%s code = %s (%v), want %s", tt.method, got, err, tt.wantCode)
 			}

@@ -3,7 +3,7 @@
 // refuses a call with FailedPrecondition (or Unavailable) and names the
 // leader's address in the contract.MetadataLeader trailer; a Pool retries there and
 // sends the calls that follow to that leader. Callers dial a Pool with
-// Dial, wrap it with persysv1.NewControlServiceClient and Close it when
+// Dial, wrap it with persysv1grpc.NewControlServiceClient and Close it when
 // done.
 package leaderconn
 

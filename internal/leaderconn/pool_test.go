@@ -15,6 +15,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -24,7 +25,7 @@ import (
 // real scheduler does not produce on demand (TestRealReplicas covers the
 // real refusal).
 type replica struct {
-	persysv1.UnimplementedControlServiceServer
+	persysv1grpc.UnimplementedControlServiceServer
 	addr string
 
 	mu    sync.Mutex
@@ -81,7 +82,7 @@ func newFleet(t *testing.T, n int) *fleet {
 		}
 		r := &replica{addr: ln.Addr().String()}
 		srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
-		persysv1.RegisterControlServiceServer(srv, r)
+		persysv1grpc.RegisterControlServiceServer(srv, r)
 		go func() { _ = srv.Serve(ln) }()
 		t.Cleanup(srv.Stop)
 		f.replicas = append(f.replicas, r)
@@ -211,7 +212,7 @@ func TestPoolRules(t *testing.T) {
 			}
 			tt.setup(f.replicas, addr)
 			p := f.pool(t, configured...)
-			c := persysv1.NewControlServiceClient(p)
+			c := persysv1grpc.NewControlServiceClient(p)
 			info, err := c.GetLeader(t.Context(), &persysv1.GetLeaderRequest{})
 			if got := status.Code(err); got != tt.wantCode {
 				t.Fatalf("code %v (%v), want %v", got, err, tt.wantCode)
@@ -248,7 +249,7 @@ func TestPoolClosedAndValidation(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	c := persysv1.NewControlServiceClient(p)
+	c := persysv1grpc.NewControlServiceClient(p)
 	if _, err := c.GetLeader(t.Context(), &persysv1.GetLeaderRequest{}); status.Code(err) != codes.Unavailable {
 		t.Fatalf("call on a closed pool: %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/leaderconn"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
@@ -39,7 +40,7 @@ func TestRealReplicas(t *testing.T) {
 		logs := &realsched.Buffer{}
 		p := dial(t, slog.New(slog.NewJSONHandler(logs, nil)))
 		var by string
-		if _, err := persysv1.NewControlServiceClient(p).ListNodes(t.Context(), &persysv1.ListNodesRequest{}, leaderconn.AnsweredBy(&by)); err != nil {
+		if _, err := persysv1grpc.NewControlServiceClient(p).ListNodes(t.Context(), &persysv1.ListNodesRequest{}, leaderconn.AnsweredBy(&by)); err != nil {
 			t.Fatal(err)
 		}
 		if p.Current() != leader || by != leader {
@@ -53,7 +54,7 @@ func TestRealReplicas(t *testing.T) {
 	t.Run("NoFollow reports the move and points at the leader", func(t *testing.T) {
 		p := dial(t, nil)
 		var by string
-		_, err := persysv1.NewControlServiceClient(p).ListNodes(t.Context(), &persysv1.ListNodesRequest{},
+		_, err := persysv1grpc.NewControlServiceClient(p).ListNodes(t.Context(), &persysv1.ListNodesRequest{},
 			leaderconn.NoFollow(), leaderconn.AnsweredBy(&by))
 		if !errors.Is(err, leaderconn.ErrLeaderMoved) || status.Code(err) != codes.FailedPrecondition {
 			t.Fatalf("err %v, want ErrLeaderMoved with the follower's FailedPrecondition", err)
@@ -65,7 +66,7 @@ func TestRealReplicas(t *testing.T) {
 
 	t.Run("a stream refused by the follower is opened on the leader", func(t *testing.T) {
 		p := dial(t, nil)
-		stream, err := persysv1.NewControlServiceClient(p).WatchWorkload(t.Context(), &persysv1.GetWorkloadRequest{Name: "nothing"})
+		stream, err := persysv1grpc.NewControlServiceClient(p).WatchWorkload(t.Context(), &persysv1.GetWorkloadRequest{Name: "nothing"})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,14 +10,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
 // AgentDialer gives the scheduler a client for a node's AgentService.
 type AgentDialer interface {
-	Dial(nodeID, addr string) (persysv1.AgentServiceClient, func() error, error)
+	Dial(nodeID, addr string) (persysv1grpc.AgentServiceClient, func() error, error)
 }
 
 // TLSDialer dials agents over gRPC with mTLS, verifying the agent's
@@ -27,7 +27,7 @@ type TLSDialer struct {
 }
 
 // Dial implements AgentDialer.
-func (d TLSDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, func() error, error) {
+func (d TLSDialer) Dial(nodeID, addr string) (persysv1grpc.AgentServiceClient, func() error, error) {
 	if addr == "" {
 		return nil, nil, fmt.Errorf("node %s has no agent address", nodeID)
 	}
@@ -39,7 +39,7 @@ func (d TLSDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, func(
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial agent %s at %s: %w", nodeID, addr, err)
 	}
-	return persysv1.NewAgentServiceClient(conn), conn.Close, nil
+	return persysv1grpc.NewAgentServiceClient(conn), conn.Close, nil
 }
 
 // agentPool keeps one connection per node and address, and bounds the
@@ -55,7 +55,7 @@ type agentPool struct {
 
 type agentConn struct {
 	addr   string
-	client persysv1.AgentServiceClient
+	client persysv1grpc.AgentServiceClient
 	close  func() error
 }
 
@@ -87,7 +87,7 @@ func (p *agentPool) slot(ctx context.Context, nodeID string) (release func(), er
 	}
 }
 
-func (p *agentPool) client(nodeID, addr string) (persysv1.AgentServiceClient, error) {
+func (p *agentPool) client(nodeID, addr string) (persysv1grpc.AgentServiceClient, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if c, ok := p.conns[nodeID]; ok && c.addr == addr {
@@ -106,7 +106,7 @@ func (p *agentPool) client(nodeID, addr string) (persysv1.AgentServiceClient, er
 }
 
 // call runs fn with nodeID's client within one of the node's call slots.
-func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(persysv1.AgentServiceClient) error) error {
+func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(persysv1grpc.AgentServiceClient) error) error {
 	release, err := p.slot(ctx, nodeID)
 	if err != nil {
 		return err
@@ -138,7 +138,7 @@ type HolderDialer struct {
 }
 
 // Dial implements AgentDialer.
-func (d HolderDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, func() error, error) {
+func (d HolderDialer) Dial(nodeID, addr string) (persysv1grpc.AgentServiceClient, func() error, error) {
 	if addr == "" {
 		return nil, nil, fmt.Errorf("node %s has no agent address", nodeID)
 	}
@@ -147,5 +147,5 @@ func (d HolderDialer) Dial(nodeID, addr string) (persysv1.AgentServiceClient, fu
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial agent %s at %s: %w", nodeID, addr, err)
 	}
-	return persysv1.NewAgentServiceClient(conn), conn.Close, nil
+	return persysv1grpc.NewAgentServiceClient(conn), conn.Close, nil
 }

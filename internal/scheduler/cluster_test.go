@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
@@ -311,8 +312,8 @@ func TestNodeCallsBeforeLoad(t *testing.T) {
 	}()
 
 	c := &cluster{t: t, root: t}
-	agentCli := persysv1.NewControlServiceClient(c.dial(ln.Addr().String(), b.Agents[nodeID]))
-	adminCli := persysv1.NewControlServiceClient(c.dial(ln.Addr().String(), b.Admin))
+	agentCli := persysv1grpc.NewControlServiceClient(c.dial(ln.Addr().String(), b.Agents[nodeID]))
+	adminCli := persysv1grpc.NewControlServiceClient(c.dial(ln.Addr().String(), b.Admin))
 	register := func(workloads ...*persysv1.WorkloadStatus) error {
 		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer rcancel()

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
 	persysruntime "github.com/persys-dev/compute/internal/runtime"
@@ -35,7 +36,7 @@ const (
 // next digest-only heartbeat: what a scheduler that holds another list
 // would see.
 type tapControl struct {
-	persysv1.ControlServiceClient
+	persysv1grpc.ControlServiceClient
 
 	mu          sync.Mutex
 	sent        []tapped
@@ -95,7 +96,7 @@ type digestEnv struct {
 	// rtB is node b's runtime; ctlB calls the scheduler as node b.
 	rtB   *sim.Runtime
 	addrB string
-	ctlB  persysv1.ControlServiceClient
+	ctlB  persysv1grpc.ControlServiceClient
 }
 
 func newDigestEnv(t *testing.T) *digestEnv {
@@ -119,7 +120,7 @@ func newDigestEnv(t *testing.T) *digestEnv {
 	e := &digestEnv{cluster: c, a: a, b: b}
 	e.agent = e.startSimAgent(a)
 	e.rtB, e.addrB = e.serveSimAgent(b)
-	e.ctlB = persysv1.NewControlServiceClient(c.dial(c.schedAddr, bundle.Agents[b]))
+	e.ctlB = persysv1grpc.NewControlServiceClient(c.dial(c.schedAddr, bundle.Agents[b]))
 	return e
 }
 
@@ -151,7 +152,7 @@ func (e *digestEnv) startSimAgentWith(id string, opts sim.Options) simAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tap := &tapControl{ControlServiceClient: persysv1.NewControlServiceClient(conn)}
+	tap := &tapControl{ControlServiceClient: persysv1grpc.NewControlServiceClient(conn)}
 	ln := listen(t, "127.0.0.1:0")
 	reg := prometheus.NewRegistry()
 	a, err := agent.New(agent.Config{
@@ -193,7 +194,7 @@ func (e *digestEnv) serveSimAgent(id string) (*sim.Runtime, string) {
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: ln.Addr().String(), Runtimes: []persysruntime.Runtime{rt},
 		// Never called: Run is not started.
-		Control:  persysv1.NewControlServiceClient(e.dial(e.schedAddr, e.bundle.Agents[id])),
+		Control:  persysv1grpc.NewControlServiceClient(e.dial(e.schedAddr, e.bundle.Agents[id])),
 		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:  t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: prometheus.NewRegistry(),
 	})

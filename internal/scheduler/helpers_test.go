@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -109,7 +110,7 @@ type cluster struct {
 	nodeIDs   []string
 	schedAddr string
 	agentDirs map[string]string
-	control   persysv1.ControlServiceClient
+	control   persysv1grpc.ControlServiceClient
 
 	sched  *schedProc
 	agent  *agentProc
@@ -144,7 +145,7 @@ func newClusterWith(t *testing.T, opts clusterOptions) *cluster {
 	c := newBareCluster(t, opts)
 	c.sched = c.startScheduler("127.0.0.1:0")
 	c.schedAddr = c.sched.addr
-	c.control = persysv1.NewControlServiceClient(c.dial(c.schedAddr, c.bundle.Admin))
+	c.control = persysv1grpc.NewControlServiceClient(c.dial(c.schedAddr, c.bundle.Admin))
 	for _, id := range c.nodeIDs {
 		c.startAgentOn(id, []string{c.schedAddr})
 	}
@@ -218,8 +219,8 @@ func (c *cluster) dial(addr string, f pki.Files) *grpc.ClientConn {
 }
 
 // adminClient is a ControlService client with the admin identity.
-func (c *cluster) adminClient(addr string) persysv1.ControlServiceClient {
-	return persysv1.NewControlServiceClient(c.dial(addr, c.bundle.Admin))
+func (c *cluster) adminClient(addr string) persysv1grpc.ControlServiceClient {
+	return persysv1grpc.NewControlServiceClient(c.dial(addr, c.bundle.Admin))
 }
 
 // listen listens on addr, retrying briefly: a restarted scheduler takes
@@ -379,7 +380,7 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 	if err != nil {
 		t.Fatal(err)
 	}
-	var control persysv1.ControlServiceClient
+	var control persysv1grpc.ControlServiceClient
 	var schedulers *agent.Schedulers
 	var closeControl func() error
 	if follow {
@@ -393,7 +394,7 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 		if err != nil {
 			t.Fatal(err)
 		}
-		control, closeControl = persysv1.NewControlServiceClient(conn), conn.Close
+		control, closeControl = persysv1grpc.NewControlServiceClient(conn), conn.Close
 	}
 	// As persys agent does: the agent learns the cluster id, the runtime
 	// labels and scopes by it.

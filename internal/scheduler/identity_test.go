@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
@@ -45,7 +46,7 @@ type idEnv struct {
 	sched   *scheduler.Scheduler
 	holder  *pki.Holder
 	addr    string
-	admin   persysv1.ControlServiceClient
+	admin   persysv1grpc.ControlServiceClient
 	offset  atomic.Int64 // added to the scheduler's clock
 	logs    *syncBuffer
 	logger  *slog.Logger
@@ -198,7 +199,7 @@ func newIDEnv(t *testing.T, o idOptions) *idEnv {
 		}
 		return true, ""
 	})
-	e.admin = persysv1.NewControlServiceClient(e.dial(b.Admin))
+	e.admin = persysv1grpc.NewControlServiceClient(e.dial(b.Admin))
 	return e
 }
 
@@ -327,7 +328,7 @@ func TestJoinNode(t *testing.T) {
 		t.Fatalf("identity record %q lacks serial %s", rec, id.Serial)
 	}
 	// The joined identity speaks mTLS with the scheduler.
-	hb, err := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "joined-1"})
+	hb, err := persysv1grpc.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "joined-1"})
 	if err != nil || !hb.GetReregister() {
 		t.Fatalf("heartbeat with the joined identity = %v, %v; want a request to register", hb, err)
 	}
@@ -340,7 +341,7 @@ func TestJoinNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).RenewCertificate(ctxT(t), &persysv1.RenewCertificateRequest{CsrPem: forged})
+	_, err = persysv1grpc.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).RenewCertificate(ctxT(t), &persysv1.RenewCertificateRequest{CsrPem: forged})
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "common name") {
 		t.Fatalf("renewal for another common name: %v, want PermissionDenied", err)
 	}
@@ -418,7 +419,7 @@ func TestJoinRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw := persysv1.NewControlServiceClient(e.dialTLS(pinned))
+	raw := persysv1grpc.NewControlServiceClient(e.dialTLS(pinned))
 	for _, csr := range [][]byte{nil, []byte("junk"), bytes.Repeat([]byte("A"), pki.MaxCSRSize+1)} {
 		_, err := raw.JoinNode(ctxT(t), &persysv1.JoinNodeRequest{Token: good.GetToken(), CsrPem: csr})
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "csr_pem") {
@@ -495,14 +496,14 @@ func TestRotationUnderLoad(t *testing.T) {
 	}()
 
 	agentSerial0, schedSerial0 := h.Leaf().SerialNumber.Text(16), e.holder.Leaf().SerialNumber.Text(16)
-	long := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS("")))
+	long := persysv1grpc.NewControlServiceClient(e.dialTLS(h.ClientTLS("")))
 	var calls, failures int
 	var firstErr error
 	// The load: the agent's heartbeats and an admin's apply loop (a new
 	// revision each time) against the scheduler whose certificate rotates
 	// too.
 	applies := 0
-	call := func(c persysv1.ControlServiceClient) {
+	call := func(c persysv1grpc.ControlServiceClient) {
 		calls++
 		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer ccancel()
@@ -540,7 +541,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		}
 		call(long)
 		fresh := e.dialTLS(h.ClientTLS(""))
-		call(persysv1.NewControlServiceClient(fresh))
+		call(persysv1grpc.NewControlServiceClient(fresh))
 		_ = fresh.Close()
 		if renewedTwice() {
 			extra++ // keep calling a while on the renewed certificates
@@ -580,7 +581,7 @@ func (e *idEnv) startSimAgent(id string, h *pki.Holder) string {
 		AdvertiseAddr:     ln.Addr().String(),
 		Labels:            map[string]string{"zone": "test"},
 		Runtimes:          []runtime.Runtime{rt},
-		Control:           persysv1.NewControlServiceClient(conn),
+		Control:           persysv1grpc.NewControlServiceClient(conn),
 		HeartbeatInterval: heartbeat,
 		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:           t.TempDir(),
@@ -692,7 +693,7 @@ func TestRevokedNodeIsRefusedAndLosesItsWorkloads(t *testing.T) {
 
 	// Its next handshake is refused, and so are calls on a connection
 	// opened before the revocation.
-	fresh := persysv1.NewControlServiceClient(e.dialTLS(ha.ClientTLS("")))
+	fresh := persysv1grpc.NewControlServiceClient(e.dialTLS(ha.ClientTLS("")))
 	if _, err := fresh.Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "joined-a"}); err == nil {
 		t.Fatalf("a new connection with the revoked certificate was accepted")
 	}
@@ -727,7 +728,7 @@ func TestRevokeBySerialRefusesHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS("")))
+	c := persysv1grpc.NewControlServiceClient(e.dialTLS(h.ClientTLS("")))
 	if _, err := c.Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "static-c"}); err != nil {
 		t.Fatalf("before revocation: %v", err)
 	}
@@ -741,7 +742,7 @@ func TestRevokeBySerialRefusesHandshake(t *testing.T) {
 		t.Fatalf("heartbeat on the old connection: %v, want PermissionDenied naming NODE_REVOKED", err)
 	}
 	// ...and a new handshake fails.
-	if _, err := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "static-c"}); err == nil || status.Code(err) == codes.PermissionDenied {
+	if _, err := persysv1grpc.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "static-c"}); err == nil || status.Code(err) == codes.PermissionDenied {
 		t.Fatalf("new connection with a revoked certificate: %v, want a failed handshake", err)
 	}
 	for _, bad := range []*persysv1.RevokeCertificateRequest{{}, {Serial: "xyz"}, {Serial: "ab", NodeId: "n"}} {
@@ -783,7 +784,7 @@ func TestCARotation(t *testing.T) {
 			fmt.Sprintf("scheduler new=%v agent new=%v agent roots=%d\nlogs: %s", signedByNext(e.holder.Leaf()), signedByNext(h.Leaf()), len(h.Roots()), lastLines(e.logs.String(), 8))
 	})
 	// New connections both ways work on the new certificates.
-	c := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS("")))
+	c := persysv1grpc.NewControlServiceClient(e.dialTLS(h.ClientTLS("")))
 	if _, err := c.Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "rot-a"}); err != nil {
 		t.Fatalf("heartbeat after rotation: %v", err)
 	}
@@ -840,7 +841,7 @@ func TestIdentityWithoutCAKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = persysv1.NewControlServiceClient(e.dialTLS(pinned)).JoinNode(ctxT(t), &persysv1.JoinNodeRequest{Token: "0123456789ab.00112233445566778899aabbccddeeff", CsrPem: csr})
+	_, err = persysv1grpc.NewControlServiceClient(e.dialTLS(pinned)).JoinNode(ctxT(t), &persysv1.JoinNodeRequest{Token: "0123456789ab.00112233445566778899aabbccddeeff", CsrPem: csr})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "--ca-dir") {
 		t.Fatalf("JoinNode without a CA key: %v, want FailedPrecondition naming --ca-dir", err)
 	}
@@ -852,7 +853,7 @@ func TestIdentityWithoutCAKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).RenewCertificate(ctxT(t), &persysv1.RenewCertificateRequest{CsrPem: own})
+	_, err = persysv1grpc.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).RenewCertificate(ctxT(t), &persysv1.RenewCertificateRequest{CsrPem: own})
 	if status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("RenewCertificate without a CA key: %v", err)
 	}
@@ -889,7 +890,7 @@ func TestRevokedUserRefusedAtHandshake(t *testing.T) {
 		t.Fatal(err)
 	}
 	list := func() error {
-		_, err := persysv1.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).ListRevocations(ctxT(t), &persysv1.ListRevocationsRequest{})
+		_, err := persysv1grpc.NewControlServiceClient(e.dialTLS(h.ClientTLS(""))).ListRevocations(ctxT(t), &persysv1.ListRevocationsRequest{})
 		return err
 	}
 	if err := list(); err != nil {

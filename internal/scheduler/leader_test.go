@@ -14,6 +14,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -24,7 +25,7 @@ const electionTTL = 2 * time.Second
 type replica struct {
 	p      *schedProc
 	etcd   *clientv3.Client
-	client persysv1.ControlServiceClient
+	client persysv1grpc.ControlServiceClient
 }
 
 func (c *cluster) startReplica(addr string) *replica {

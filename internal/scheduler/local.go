@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/scheduler/controlapi"
@@ -22,7 +23,7 @@ import (
 // Service returns the ControlService over this scheduler, for calls made
 // in process; they must carry the caller's identity as UnaryAuth sets it
 // (principal.WithIdentity).
-func (s *Scheduler) Service() persysv1.ControlServiceServer {
+func (s *Scheduler) Service() persysv1grpc.ControlServiceServer {
 	return controlapi.New(s, s.identity, s.secrets, nil)
 }
 

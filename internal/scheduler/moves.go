@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/principal"
@@ -45,7 +46,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	if alive {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 		defer cancel()
-		err := s.agents().call(actx, prev, addr, func(cli persysv1.AgentServiceClient) error {
+		err := s.agents().call(actx, prev, addr, func(cli persysv1grpc.AgentServiceClient) error {
 			_, err := cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: v.w.GetUid()})
 			return err
 		})

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/scheduler/statecache"
 	"github.com/persys-dev/compute/internal/store"
@@ -188,7 +189,7 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 		}()
 		ctx, cancel := context.WithTimeout(runCtx, s.cfg.ApplyTimeout)
 		defer cancel()
-		err := s.agents().call(ctx, nodeID, addr, func(cli persysv1.AgentServiceClient) error {
+		err := s.agents().call(ctx, nodeID, addr, func(cli persysv1grpc.AgentServiceClient) error {
 			_, err := cli.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: uid})
 			return err
 		})

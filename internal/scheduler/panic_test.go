@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/store/storetest"
@@ -23,7 +24,7 @@ import (
 // serveLight runs a scheduler over embedded etcd without agents, serving
 // with mTLS and extra server options, waits until it is ready and returns
 // an admin client and its registry.
-func serveLight(t *testing.T, extra ...grpc.ServerOption) (persysv1.ControlServiceClient, *prometheus.Registry) {
+func serveLight(t *testing.T, extra ...grpc.ServerOption) (persysv1grpc.ControlServiceClient, *prometheus.Registry) {
 	t.Helper()
 	b, err := pki.Bootstrap(t.TempDir(), nil, nil, nil)
 	if err != nil {
@@ -75,7 +76,7 @@ func serveLight(t *testing.T, extra ...grpc.ServerOption) (persysv1.ControlServi
 		}
 		return true, ""
 	})
-	return persysv1.NewControlServiceClient(conn), reg
+	return persysv1grpc.NewControlServiceClient(conn), reg
 }
 
 // A panic in an interceptor that runs before authentication (the first

@@ -13,6 +13,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
@@ -329,7 +330,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	defer cancel()
 	var resp *persysv1.ApplyWorkloadResponse
 	var start time.Time // once the node's call slot is held
-	err := s.agents().call(actx, node, v.addr, func(cli persysv1.AgentServiceClient) error {
+	err := s.agents().call(actx, node, v.addr, func(cli persysv1grpc.AgentServiceClient) error {
 		start = time.Now()
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
@@ -424,7 +425,7 @@ func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool 
 	node := v.in.Node
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
-	err := s.agents().call(actx, node, v.addr, func(cli persysv1.AgentServiceClient) error {
+	err := s.agents().call(actx, node, v.addr, func(cli persysv1grpc.AgentServiceClient) error {
 		_, err := cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name})
 		return err
 	})

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/scheduler"
@@ -66,7 +67,7 @@ func TestRegisterNodeIdentity(t *testing.T) {
 	}()
 
 	c := &cluster{t: t, root: t}
-	agentCli := persysv1.NewControlServiceClient(c.dial(ln.Addr().String(), b.Agents[nodeID]))
+	agentCli := persysv1grpc.NewControlServiceClient(c.dial(ln.Addr().String(), b.Agents[nodeID]))
 	register := func(instance, cluster string) (*persysv1.RegisterNodeResponse, error) {
 		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
 		defer rcancel()

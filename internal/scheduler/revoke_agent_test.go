@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/pki"
@@ -77,13 +78,13 @@ func TestAgentRefusesRevokedScheduler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dialAgent := func(hd *pki.Holder) persysv1.AgentServiceClient {
+	dialAgent := func(hd *pki.Holder) persysv1grpc.AgentServiceClient {
 		conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(hd.ClientTLS(""))))
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = conn.Close() })
-		return persysv1.NewAgentServiceClient(conn)
+		return persysv1grpc.NewAgentServiceClient(conn)
 	}
 	open := dialAgent(stolen)
 	if _, err := open.ListWorkloads(ctxT(t), &persysv1.ListAgentWorkloadsRequest{}); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -80,7 +81,7 @@ func (r *recordingRuntime) secretsOf(name string) (map[string]*persysv1.SecretVa
 type secretEnv struct {
 	t       *testing.T
 	store   *store.Store
-	admin   persysv1.ControlServiceClient
+	admin   persysv1grpc.ControlServiceClient
 	logs    *lockedBuffer
 	rt      *recordingRuntime
 	keyPath string
@@ -158,7 +159,7 @@ func newSecretEnvWith(t *testing.T, o secretEnvOptions) *secretEnv {
 		return true, ""
 	})
 	e.bundle, e.addr = b, ln.Addr().String()
-	e.admin = persysv1.NewControlServiceClient(secDial(t, ln.Addr().String(), b.Admin))
+	e.admin = persysv1grpc.NewControlServiceClient(secDial(t, ln.Addr().String(), b.Admin))
 	if withAgent {
 		e.startAgent(node, b.Agents[node], ln.Addr().String(), log)
 	}
@@ -204,7 +205,7 @@ func (e *secretEnv) startAgent(id string, files pki.Files, schedAddr string, log
 	}
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: ln.Addr().String(), Runtimes: []runtime.Runtime{e.rt},
-		Control: persysv1.NewControlServiceClient(conn), HeartbeatInterval: heartbeat,
+		Control: persysv1grpc.NewControlServiceClient(conn), HeartbeatInterval: heartbeat,
 		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:  t.TempDir(), Logger: log.With("component", "agent", "node", id), Registry: prometheus.NewRegistry(),
 	})
@@ -459,7 +460,7 @@ func TestSecretsWithoutKeyring(t *testing.T) {
 // role; the scheduler refuses secret calls for any role but admin.
 func TestSecretCallsForwardedForNonAdmins(t *testing.T) {
 	e := newSecretEnv(t, true, false)
-	gw := persysv1.NewControlServiceClient(secDial(t, e.addr, e.bundle.Gateway))
+	gw := persysv1grpc.NewControlServiceClient(secDial(t, e.addr, e.bundle.Gateway))
 	for _, role := range []string{"viewer", "operator"} {
 		ctx := metadata.AppendToOutgoingContext(secCtx(t), contract.MetadataUser, "u-"+role, contract.MetadataRole, role)
 		if _, err := gw.ListSecrets(ctx, &persysv1.ListSecretsRequest{}); status.Code(err) != codes.PermissionDenied {

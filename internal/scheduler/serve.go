@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/scheduler/controlapi"
 )
@@ -55,7 +55,7 @@ func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.
 		grpc.ChainUnaryInterceptor(controlapi.UnaryAuth, s.RevocationUnary),
 		grpc.ChainStreamInterceptor(controlapi.StreamAuth, s.RevocationStream),
 	)...)
-	persysv1.RegisterControlServiceServer(srv, controlapi.New(s, s.identity, s.secrets, ctx.Done()))
+	persysv1grpc.RegisterControlServiceServer(srv, controlapi.New(s, s.identity, s.secrets, ctx.Done()))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)

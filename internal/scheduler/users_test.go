@@ -37,6 +37,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/cli"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
@@ -159,7 +160,7 @@ func newUsersEnv(t *testing.T) *usersEnv {
 	t.Cleanup(func() { _ = conn.Close() })
 	e.gwReg = prometheus.NewRegistry()
 	h := gateway.New(gateway.Config{
-		Control:     persysv1.NewControlServiceClient(conn),
+		Control:     persysv1grpc.NewControlServiceClient(conn),
 		Logger:      log.With("component", "gateway"),
 		Registry:    e.gwReg,
 		Revocations: e.revs,
@@ -526,7 +527,7 @@ func TestIssueUserCertificate(t *testing.T) {
 // refuses the gateway-only calls to users.
 func TestSchedulerAdminCallsCheckForwardedRole(t *testing.T) {
 	e := newUsersEnv(t)
-	dial := func(f pki.Files) persysv1.ControlServiceClient {
+	dial := func(f pki.Files) persysv1grpc.ControlServiceClient {
 		cfg, err := pki.ClientTLS(f, "")
 		if err != nil {
 			t.Fatal(err)
@@ -536,7 +537,7 @@ func TestSchedulerAdminCallsCheckForwardedRole(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = conn.Close() })
-		return persysv1.NewControlServiceClient(conn)
+		return persysv1grpc.NewControlServiceClient(conn)
 	}
 	gw := dial(e.bundle.Gateway)
 	as := func(role string) context.Context {

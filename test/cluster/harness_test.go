@@ -38,6 +38,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	gwclient "github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store/storetest"
@@ -1058,7 +1059,7 @@ func (c *Cluster) DirectLeader(ctx context.Context, p *Proc) (*persysv1.LeaderIn
 		}
 		c.mu.Unlock()
 	}
-	return persysv1.NewControlServiceClient(conn).GetLeader(ctx, &persysv1.GetLeaderRequest{})
+	return persysv1grpc.NewControlServiceClient(conn).GetLeader(ctx, &persysv1.GetLeaderRequest{})
 }
 
 // closeDirect closes DirectLeader's connections.

@@ -620,14 +620,7 @@ const file_persys_v1_agent_proto_rawDesc = "" +
 	"\bruntimes\x18\x03 \x03(\v2,.persys.v1.HealthCheckResponse.RuntimesEntryR\bruntimes\x1a;\n" +
 	"\rRuntimesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x94\x04\n" +
-	"\fAgentService\x12R\n" +
-	"\rApplyWorkload\x12\x1f.persys.v1.ApplyWorkloadRequest\x1a .persys.v1.ApplyWorkloadResponse\x12U\n" +
-	"\x0eDeleteWorkload\x12 .persys.v1.DeleteWorkloadRequest\x1a!.persys.v1.DeleteWorkloadResponse\x12S\n" +
-	"\x11GetWorkloadStatus\x12#.persys.v1.GetWorkloadStatusRequest\x1a\x19.persys.v1.WorkloadStatus\x12\\\n" +
-	"\rListWorkloads\x12$.persys.v1.ListAgentWorkloadsRequest\x1a%.persys.v1.ListAgentWorkloadsResponse\x12L\n" +
-	"\vHealthCheck\x12\x1d.persys.v1.HealthCheckRequest\x1a\x1e.persys.v1.HealthCheckResponse\x12X\n" +
-	"\x0fGetWorkloadLogs\x12!.persys.v1.GetWorkloadLogsRequest\x1a\".persys.v1.GetWorkloadLogsResponseB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_agent_proto_rawDescOnce sync.Once
@@ -665,20 +658,8 @@ var file_persys_v1_agent_proto_depIdxs = []int32{
 	14, // 2: persys.v1.ApplyWorkloadResponse.status:type_name -> persys.v1.WorkloadStatus
 	14, // 3: persys.v1.ListAgentWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadStatus
 	11, // 4: persys.v1.HealthCheckResponse.runtimes:type_name -> persys.v1.HealthCheckResponse.RuntimesEntry
-	2,  // 5: persys.v1.AgentService.ApplyWorkload:input_type -> persys.v1.ApplyWorkloadRequest
-	4,  // 6: persys.v1.AgentService.DeleteWorkload:input_type -> persys.v1.DeleteWorkloadRequest
-	6,  // 7: persys.v1.AgentService.GetWorkloadStatus:input_type -> persys.v1.GetWorkloadStatusRequest
-	7,  // 8: persys.v1.AgentService.ListWorkloads:input_type -> persys.v1.ListAgentWorkloadsRequest
-	9,  // 9: persys.v1.AgentService.HealthCheck:input_type -> persys.v1.HealthCheckRequest
-	0,  // 10: persys.v1.AgentService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
-	3,  // 11: persys.v1.AgentService.ApplyWorkload:output_type -> persys.v1.ApplyWorkloadResponse
-	5,  // 12: persys.v1.AgentService.DeleteWorkload:output_type -> persys.v1.DeleteWorkloadResponse
-	14, // 13: persys.v1.AgentService.GetWorkloadStatus:output_type -> persys.v1.WorkloadStatus
-	8,  // 14: persys.v1.AgentService.ListWorkloads:output_type -> persys.v1.ListAgentWorkloadsResponse
-	10, // 15: persys.v1.AgentService.HealthCheck:output_type -> persys.v1.HealthCheckResponse
-	1,  // 16: persys.v1.AgentService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for method output_type
+	5,  // [5:5] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -698,7 +679,7 @@ func file_persys_v1_agent_proto_init() {
 			NumEnums:      0,
 			NumMessages:   12,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_persys_v1_agent_proto_goTypes,
 		DependencyIndexes: file_persys_v1_agent_proto_depIdxs,

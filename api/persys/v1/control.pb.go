@@ -3378,7 +3378,7 @@ var File_persys_v1_control_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\"\x87\x02\n" +
+	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15persys/v1/types.proto\"\x87\x02\n" +
 	"\x10PutSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.persys.v1.SecretTypeR\x04type\x129\n" +
@@ -3616,45 +3616,7 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\">\n" +
 	"\x12ListEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events2\xc0\x15\n" +
-	"\x0eControlService\x12O\n" +
-	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
-	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
-	"\rApplyWorkload\x12\x17.persys.v1.ApplyRequest\x1a\x18.persys.v1.ApplyResponse\x12U\n" +
-	"\x0eApplyWorkloads\x12 .persys.v1.ApplyWorkloadsRequest\x1a!.persys.v1.ApplyWorkloadsResponse\x12E\n" +
-	"\vGetWorkload\x12\x1d.persys.v1.GetWorkloadRequest\x1a\x17.persys.v1.WorkloadView\x12R\n" +
-	"\rListWorkloads\x12\x1f.persys.v1.ListWorkloadsRequest\x1a .persys.v1.ListWorkloadsResponse\x12E\n" +
-	"\x0eDeleteWorkload\x12\x18.persys.v1.DeleteRequest\x1a\x19.persys.v1.DeleteResponse\x12A\n" +
-	"\rRetryWorkload\x12\x17.persys.v1.RetryRequest\x1a\x17.persys.v1.WorkloadView\x12I\n" +
-	"\rWatchWorkload\x12\x1d.persys.v1.GetWorkloadRequest\x1a\x17.persys.v1.WorkloadView0\x01\x12F\n" +
-	"\tListNodes\x12\x1b.persys.v1.ListNodesRequest\x1a\x1c.persys.v1.ListNodesResponse\x125\n" +
-	"\aGetNode\x12\x19.persys.v1.GetNodeRequest\x1a\x0f.persys.v1.Node\x12P\n" +
-	"\x11GetClusterSummary\x12 .persys.v1.ClusterSummaryRequest\x1a\x19.persys.v1.ClusterSummary\x12I\n" +
-	"\n" +
-	"ListEvents\x12\x1c.persys.v1.ListEventsRequest\x1a\x1d.persys.v1.ListEventsResponse\x127\n" +
-	"\n" +
-	"CordonNode\x12\x18.persys.v1.CordonRequest\x1a\x0f.persys.v1.Node\x129\n" +
-	"\fUncordonNode\x12\x18.persys.v1.CordonRequest\x1a\x0f.persys.v1.Node\x12>\n" +
-	"\tDrainNode\x12\x17.persys.v1.DrainRequest\x1a\x18.persys.v1.DrainResponse\x12?\n" +
-	"\tGetLeader\x12\x1b.persys.v1.GetLeaderRequest\x1a\x15.persys.v1.LeaderInfo\x12X\n" +
-	"\x0fGetWorkloadLogs\x12!.persys.v1.GetWorkloadLogsRequest\x1a\".persys.v1.GetWorkloadLogsResponse\x12?\n" +
-	"\tPutSecret\x12\x1b.persys.v1.PutSecretRequest\x1a\x15.persys.v1.SecretInfo\x12?\n" +
-	"\tGetSecret\x12\x1b.persys.v1.GetSecretRequest\x1a\x15.persys.v1.SecretInfo\x12L\n" +
-	"\vListSecrets\x12\x1d.persys.v1.ListSecretsRequest\x1a\x1e.persys.v1.ListSecretsResponse\x12O\n" +
-	"\fDeleteSecret\x12\x1e.persys.v1.DeleteSecretRequest\x1a\x1f.persys.v1.DeleteSecretResponse\x12C\n" +
-	"\bJoinNode\x12\x1a.persys.v1.JoinNodeRequest\x1a\x1b.persys.v1.JoinNodeResponse\x12[\n" +
-	"\x10RenewCertificate\x12\".persys.v1.RenewCertificateRequest\x1a#.persys.v1.RenewCertificateResponse\x12X\n" +
-	"\x0fCreateJoinToken\x12!.persys.v1.CreateJoinTokenRequest\x1a\".persys.v1.CreateJoinTokenResponse\x12U\n" +
-	"\x0eListJoinTokens\x12 .persys.v1.ListJoinTokensRequest\x1a!.persys.v1.ListJoinTokensResponse\x12X\n" +
-	"\x0fRevokeJoinToken\x12!.persys.v1.RevokeJoinTokenRequest\x1a\".persys.v1.RevokeJoinTokenResponse\x12^\n" +
-	"\x11RevokeCertificate\x12#.persys.v1.RevokeCertificateRequest\x1a$.persys.v1.RevokeCertificateResponse\x12X\n" +
-	"\x0fListRevocations\x12!.persys.v1.ListRevocationsRequest\x1a\".persys.v1.ListRevocationsResponse\x12g\n" +
-	"\x14IssueUserCertificate\x12&.persys.v1.IssueUserCertificateRequest\x1a'.persys.v1.IssueUserCertificateResponse\x12U\n" +
-	"\x0eCreateAPIToken\x12 .persys.v1.CreateAPITokenRequest\x1a!.persys.v1.CreateAPITokenResponse\x12R\n" +
-	"\rListAPITokens\x12\x1f.persys.v1.ListAPITokensRequest\x1a .persys.v1.ListAPITokensResponse\x12U\n" +
-	"\x0eRevokeAPIToken\x12 .persys.v1.RevokeAPITokenRequest\x1a!.persys.v1.RevokeAPITokenResponse\x12^\n" +
-	"\x11AuthenticateToken\x12#.persys.v1.AuthenticateTokenRequest\x1a$.persys.v1.AuthenticateTokenResponse\x12L\n" +
-	"\vRecordAudit\x12\x1d.persys.v1.RecordAuditRequest\x1a\x1e.persys.v1.RecordAuditResponseB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06eventsB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_control_proto_rawDescOnce sync.Once
@@ -3752,9 +3714,6 @@ var file_persys_v1_control_proto_goTypes = []any{
 	(*WorkloadSpec)(nil),                 // 79: persys.v1.WorkloadSpec
 	(*Workload)(nil),                     // 80: persys.v1.Workload
 	(*Assignment)(nil),                   // 81: persys.v1.Assignment
-	(*GetWorkloadLogsRequest)(nil),       // 82: persys.v1.GetWorkloadLogsRequest
-	(*ClusterSummary)(nil),               // 83: persys.v1.ClusterSummary
-	(*GetWorkloadLogsResponse)(nil),      // 84: persys.v1.GetWorkloadLogsResponse
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
 	69, // 0: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
@@ -3797,78 +3756,8 @@ var file_persys_v1_control_proto_depIdxs = []int32{
 	50, // 37: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
 	74, // 38: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
 	72, // 39: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	41, // 40: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
-	43, // 41: persys.v1.ControlService.Heartbeat:input_type -> persys.v1.HeartbeatRequest
-	45, // 42: persys.v1.ControlService.ApplyWorkload:input_type -> persys.v1.ApplyRequest
-	47, // 43: persys.v1.ControlService.ApplyWorkloads:input_type -> persys.v1.ApplyWorkloadsRequest
-	51, // 44: persys.v1.ControlService.GetWorkload:input_type -> persys.v1.GetWorkloadRequest
-	52, // 45: persys.v1.ControlService.ListWorkloads:input_type -> persys.v1.ListWorkloadsRequest
-	54, // 46: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
-	56, // 47: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
-	51, // 48: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
-	57, // 49: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
-	59, // 50: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
-	60, // 51: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
-	61, // 52: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
-	35, // 53: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
-	35, // 54: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
-	36, // 55: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
-	39, // 56: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
-	82, // 57: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
-	0,  // 58: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
-	1,  // 59: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
-	2,  // 60: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
-	4,  // 61: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
-	6,  // 62: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
-	8,  // 63: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
-	11, // 64: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
-	13, // 65: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
-	15, // 66: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
-	18, // 67: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
-	20, // 68: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
-	22, // 69: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
-	25, // 70: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
-	27, // 71: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
-	29, // 72: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
-	31, // 73: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
-	33, // 74: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
-	42, // 75: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	44, // 76: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	46, // 77: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	48, // 78: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
-	50, // 79: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	53, // 80: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	55, // 81: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	50, // 82: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	50, // 83: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	58, // 84: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	74, // 85: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	83, // 86: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	62, // 87: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	74, // 88: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	74, // 89: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	38, // 90: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	40, // 91: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	84, // 92: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	70, // 93: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	70, // 94: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	3,  // 95: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	5,  // 96: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	7,  // 97: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	9,  // 98: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	12, // 99: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	14, // 100: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	16, // 101: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	19, // 102: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	21, // 103: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	23, // 104: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	26, // 105: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	28, // 106: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	30, // 107: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	32, // 108: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	34, // 109: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	75, // [75:110] is the sub-list for method output_type
-	40, // [40:75] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
 	40, // [40:40] is the sub-list for extension type_name
 	40, // [40:40] is the sub-list for extension extendee
 	0,  // [0:40] is the sub-list for field type_name
@@ -3880,7 +3769,6 @@ func file_persys_v1_control_proto_init() {
 		return
 	}
 	file_persys_v1_types_proto_init()
-	file_persys_v1_agent_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
@@ -3889,7 +3777,7 @@ func file_persys_v1_control_proto_init() {
 			NumEnums:      0,
 			NumMessages:   69,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_persys_v1_control_proto_goTypes,
 		DependencyIndexes: file_persys_v1_control_proto_depIdxs,

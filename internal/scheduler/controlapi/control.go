@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
 	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/manifest"
@@ -24,7 +25,7 @@ import (
 )
 
 type controlService struct {
-	persysv1.UnimplementedControlServiceServer
+	persysv1grpc.UnimplementedControlServiceServer
 	s   Loop
 	id  *identity.Service
 	sec *secretsvc.Service
@@ -36,8 +37,8 @@ type controlService struct {
 // Which roles may call which methods: agents register and heartbeat, the
 // gateway (and an admin's own tooling) reads and writes desired state.
 var agentMethods = map[string]bool{
-	persysv1.ControlService_RegisterNode_FullMethodName: true,
-	persysv1.ControlService_Heartbeat_FullMethodName:    true,
+	persysv1grpc.ControlService_RegisterNode_FullMethodName: true,
+	persysv1grpc.ControlService_Heartbeat_FullMethodName:    true,
 }
 
 // IsAgentMethod reports whether method is one only agents call.
@@ -47,26 +48,26 @@ func IsAgentMethod(method string) bool { return agentMethods[method] }
 // caller instead (the scheduler's TLS verifies client certificates only
 // when given, and every other method requires one here).
 var openMethods = map[string]bool{
-	persysv1.ControlService_JoinNode_FullMethodName: true,
+	persysv1grpc.ControlService_JoinNode_FullMethodName: true,
 }
 
 // anyRoleMethods are open to every verified identity: each acts only on
 // the caller's own identity.
 var anyRoleMethods = map[string]bool{
-	persysv1.ControlService_RenewCertificate_FullMethodName: true,
+	persysv1grpc.ControlService_RenewCertificate_FullMethodName: true,
 }
 
 // agentReadableMethods are open to agents as well as to the gateway and
 // admins: an agent needs the revoked certificates to refuse a revoked
 // scheduler (or anyone else) that calls it.
 var agentReadableMethods = map[string]bool{
-	persysv1.ControlService_ListRevocations_FullMethodName: true,
+	persysv1grpc.ControlService_ListRevocations_FullMethodName: true,
 }
 
 // gatewayOnlyMethods serve the gateway itself (and an admin's tooling).
 var gatewayOnlyMethods = map[string]bool{
-	persysv1.ControlService_AuthenticateToken_FullMethodName: true,
-	persysv1.ControlService_RecordAudit_FullMethodName:       true,
+	persysv1grpc.ControlService_AuthenticateToken_FullMethodName: true,
+	persysv1grpc.ControlService_RecordAudit_FullMethodName:       true,
 }
 
 func authorizeMethod(ctx context.Context, method string) (pki.Identity, error) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/secretsvc"
@@ -59,7 +60,7 @@ type Loop interface {
 // New returns the ControlService over loop, id and sec. stop, when not
 // nil, ends open WatchWorkload streams (a graceful stop waits for every
 // stream, and a watch never ends alone).
-func New(loop Loop, id *identity.Service, sec *secretsvc.Service, stop <-chan struct{}) persysv1.ControlServiceServer {
+func New(loop Loop, id *identity.Service, sec *secretsvc.Service, stop <-chan struct{}) persysv1grpc.ControlServiceServer {
 	return &controlService{s: loop, id: id, sec: sec, stop: stop}
 }
 

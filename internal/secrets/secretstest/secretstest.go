@@ -16,7 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/pki"
@@ -115,7 +115,7 @@ func Start(t testing.TB) *Env {
 		cancel()
 		t.Fatalf("secretstest: %v", err)
 	}
-	h := gateway.New(gateway.Config{Control: persysv1.NewControlServiceClient(conn), Logger: log.With("component", "gateway"),
+	h := gateway.New(gateway.Config{Control: persysv1grpc.NewControlServiceClient(conn), Logger: log.With("component", "gateway"),
 		Registry: prometheus.NewRegistry()})
 	gwTLS, err := pki.ServerTLS(bundle.Gateway)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
 	persysruntime "github.com/persys-dev/compute/internal/runtime"
@@ -64,7 +65,7 @@ func (c *Cluster) StartAgent(t testing.TB, id string, opts sim.Options) *sim.Run
 	go func() { defer wg.Done(); _ = agent.Serve(ctx, ln, a, serverTLS) }()
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); _ = scheds.Close() })
-	control := persysv1.NewControlServiceClient(c.Conn(t, c.Addrs[0]))
+	control := persysv1grpc.NewControlServiceClient(c.Conn(t, c.Addrs[0]))
 	eventually.Eventually(t, "node "+id+" READY", 30*time.Second, func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

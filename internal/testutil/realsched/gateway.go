@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/leaderconn"
@@ -47,7 +47,7 @@ func (c *Cluster) StartGateway(t testing.TB, cfg func(*gateway.Config), addrs ..
 	}
 	// As the persys gateway command: a client may come with a token instead.
 	serverTLS.ClientAuth = tls.VerifyClientCertIfGiven
-	gc := gateway.Config{Control: persysv1.NewControlServiceClient(pool), Logger: log}
+	gc := gateway.Config{Control: persysv1grpc.NewControlServiceClient(pool), Logger: log}
 	if cfg != nil {
 		cfg(&gc)
 	}

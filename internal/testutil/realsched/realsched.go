@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/secrets"
@@ -246,7 +247,7 @@ func (c *Cluster) Conn(t testing.TB, addr string) *grpc.ClientConn {
 
 // Admin returns a ControlService client of the first replica with the
 // admin's identity.
-func (c *Cluster) Admin(t testing.TB) persysv1.ControlServiceClient {
+func (c *Cluster) Admin(t testing.TB) persysv1grpc.ControlServiceClient {
 	t.Helper()
 	cfg, err := pki.ClientTLS(c.Bundle.Admin, "")
 	if err != nil {
@@ -257,7 +258,7 @@ func (c *Cluster) Admin(t testing.TB) persysv1.ControlServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	return persysv1.NewControlServiceClient(conn)
+	return persysv1grpc.NewControlServiceClient(conn)
 }
 
 // Leader waits until one replica leads and serves and every other
@@ -265,9 +266,9 @@ func (c *Cluster) Admin(t testing.TB) persysv1.ControlServiceClient {
 func (c *Cluster) Leader(t testing.TB) int {
 	t.Helper()
 	leader := -1
-	clients := make([]persysv1.ControlServiceClient, len(c.Addrs))
+	clients := make([]persysv1grpc.ControlServiceClient, len(c.Addrs))
 	for i, a := range c.Addrs {
-		clients[i] = persysv1.NewControlServiceClient(c.Conn(t, a))
+		clients[i] = persysv1grpc.NewControlServiceClient(c.Conn(t, a))
 	}
 	eventually.Eventually(t, "a scheduler leader all replicas know", 30*time.Second, func() (bool, string) {
 		leader = -1

@@ -2,12 +2,13 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             v3.21.12
-// source: persys/v1/agent.proto
+// source: persys/v1/agent_service.proto
 
-package persysv1
+package persysv1grpc
 
 import (
 	context "context"
+	v1 "github.com/persys-dev/compute/api/persys/v1"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -35,15 +36,15 @@ const (
 type AgentServiceClient interface {
 	// Applies one revision of a workload. Applying the revision that already
 	// runs is a no-op answered with skipped = true.
-	ApplyWorkload(ctx context.Context, in *ApplyWorkloadRequest, opts ...grpc.CallOption) (*ApplyWorkloadResponse, error)
+	ApplyWorkload(ctx context.Context, in *v1.ApplyWorkloadRequest, opts ...grpc.CallOption) (*v1.ApplyWorkloadResponse, error)
 	// Stops and removes every revision of a workload. Deleting what does not
 	// exist succeeds.
-	DeleteWorkload(ctx context.Context, in *DeleteWorkloadRequest, opts ...grpc.CallOption) (*DeleteWorkloadResponse, error)
-	GetWorkloadStatus(ctx context.Context, in *GetWorkloadStatusRequest, opts ...grpc.CallOption) (*WorkloadStatus, error)
-	ListWorkloads(ctx context.Context, in *ListAgentWorkloadsRequest, opts ...grpc.CallOption) (*ListAgentWorkloadsResponse, error)
-	HealthCheck(ctx context.Context, in *HealthCheckRequest, opts ...grpc.CallOption) (*HealthCheckResponse, error)
+	DeleteWorkload(ctx context.Context, in *v1.DeleteWorkloadRequest, opts ...grpc.CallOption) (*v1.DeleteWorkloadResponse, error)
+	GetWorkloadStatus(ctx context.Context, in *v1.GetWorkloadStatusRequest, opts ...grpc.CallOption) (*v1.WorkloadStatus, error)
+	ListWorkloads(ctx context.Context, in *v1.ListAgentWorkloadsRequest, opts ...grpc.CallOption) (*v1.ListAgentWorkloadsResponse, error)
+	HealthCheck(ctx context.Context, in *v1.HealthCheckRequest, opts ...grpc.CallOption) (*v1.HealthCheckResponse, error)
 	// The tail of a workload's log (container output, VM serial console).
-	GetWorkloadLogs(ctx context.Context, in *GetWorkloadLogsRequest, opts ...grpc.CallOption) (*GetWorkloadLogsResponse, error)
+	GetWorkloadLogs(ctx context.Context, in *v1.GetWorkloadLogsRequest, opts ...grpc.CallOption) (*v1.GetWorkloadLogsResponse, error)
 }
 
 type agentServiceClient struct {
@@ -54,9 +55,9 @@ func NewAgentServiceClient(cc grpc.ClientConnInterface) AgentServiceClient {
 	return &agentServiceClient{cc}
 }
 
-func (c *agentServiceClient) ApplyWorkload(ctx context.Context, in *ApplyWorkloadRequest, opts ...grpc.CallOption) (*ApplyWorkloadResponse, error) {
+func (c *agentServiceClient) ApplyWorkload(ctx context.Context, in *v1.ApplyWorkloadRequest, opts ...grpc.CallOption) (*v1.ApplyWorkloadResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ApplyWorkloadResponse)
+	out := new(v1.ApplyWorkloadResponse)
 	err := c.cc.Invoke(ctx, AgentService_ApplyWorkload_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -64,9 +65,9 @@ func (c *agentServiceClient) ApplyWorkload(ctx context.Context, in *ApplyWorkloa
 	return out, nil
 }
 
-func (c *agentServiceClient) DeleteWorkload(ctx context.Context, in *DeleteWorkloadRequest, opts ...grpc.CallOption) (*DeleteWorkloadResponse, error) {
+func (c *agentServiceClient) DeleteWorkload(ctx context.Context, in *v1.DeleteWorkloadRequest, opts ...grpc.CallOption) (*v1.DeleteWorkloadResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(DeleteWorkloadResponse)
+	out := new(v1.DeleteWorkloadResponse)
 	err := c.cc.Invoke(ctx, AgentService_DeleteWorkload_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -74,9 +75,9 @@ func (c *agentServiceClient) DeleteWorkload(ctx context.Context, in *DeleteWorkl
 	return out, nil
 }
 
-func (c *agentServiceClient) GetWorkloadStatus(ctx context.Context, in *GetWorkloadStatusRequest, opts ...grpc.CallOption) (*WorkloadStatus, error) {
+func (c *agentServiceClient) GetWorkloadStatus(ctx context.Context, in *v1.GetWorkloadStatusRequest, opts ...grpc.CallOption) (*v1.WorkloadStatus, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(WorkloadStatus)
+	out := new(v1.WorkloadStatus)
 	err := c.cc.Invoke(ctx, AgentService_GetWorkloadStatus_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -84,9 +85,9 @@ func (c *agentServiceClient) GetWorkloadStatus(ctx context.Context, in *GetWorkl
 	return out, nil
 }
 
-func (c *agentServiceClient) ListWorkloads(ctx context.Context, in *ListAgentWorkloadsRequest, opts ...grpc.CallOption) (*ListAgentWorkloadsResponse, error) {
+func (c *agentServiceClient) ListWorkloads(ctx context.Context, in *v1.ListAgentWorkloadsRequest, opts ...grpc.CallOption) (*v1.ListAgentWorkloadsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListAgentWorkloadsResponse)
+	out := new(v1.ListAgentWorkloadsResponse)
 	err := c.cc.Invoke(ctx, AgentService_ListWorkloads_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -94,9 +95,9 @@ func (c *agentServiceClient) ListWorkloads(ctx context.Context, in *ListAgentWor
 	return out, nil
 }
 
-func (c *agentServiceClient) HealthCheck(ctx context.Context, in *HealthCheckRequest, opts ...grpc.CallOption) (*HealthCheckResponse, error) {
+func (c *agentServiceClient) HealthCheck(ctx context.Context, in *v1.HealthCheckRequest, opts ...grpc.CallOption) (*v1.HealthCheckResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(HealthCheckResponse)
+	out := new(v1.HealthCheckResponse)
 	err := c.cc.Invoke(ctx, AgentService_HealthCheck_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -104,9 +105,9 @@ func (c *agentServiceClient) HealthCheck(ctx context.Context, in *HealthCheckReq
 	return out, nil
 }
 
-func (c *agentServiceClient) GetWorkloadLogs(ctx context.Context, in *GetWorkloadLogsRequest, opts ...grpc.CallOption) (*GetWorkloadLogsResponse, error) {
+func (c *agentServiceClient) GetWorkloadLogs(ctx context.Context, in *v1.GetWorkloadLogsRequest, opts ...grpc.CallOption) (*v1.GetWorkloadLogsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(GetWorkloadLogsResponse)
+	out := new(v1.GetWorkloadLogsResponse)
 	err := c.cc.Invoke(ctx, AgentService_GetWorkloadLogs_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -122,15 +123,15 @@ func (c *agentServiceClient) GetWorkloadLogs(ctx context.Context, in *GetWorkloa
 type AgentServiceServer interface {
 	// Applies one revision of a workload. Applying the revision that already
 	// runs is a no-op answered with skipped = true.
-	ApplyWorkload(context.Context, *ApplyWorkloadRequest) (*ApplyWorkloadResponse, error)
+	ApplyWorkload(context.Context, *v1.ApplyWorkloadRequest) (*v1.ApplyWorkloadResponse, error)
 	// Stops and removes every revision of a workload. Deleting what does not
 	// exist succeeds.
-	DeleteWorkload(context.Context, *DeleteWorkloadRequest) (*DeleteWorkloadResponse, error)
-	GetWorkloadStatus(context.Context, *GetWorkloadStatusRequest) (*WorkloadStatus, error)
-	ListWorkloads(context.Context, *ListAgentWorkloadsRequest) (*ListAgentWorkloadsResponse, error)
-	HealthCheck(context.Context, *HealthCheckRequest) (*HealthCheckResponse, error)
+	DeleteWorkload(context.Context, *v1.DeleteWorkloadRequest) (*v1.DeleteWorkloadResponse, error)
+	GetWorkloadStatus(context.Context, *v1.GetWorkloadStatusRequest) (*v1.WorkloadStatus, error)
+	ListWorkloads(context.Context, *v1.ListAgentWorkloadsRequest) (*v1.ListAgentWorkloadsResponse, error)
+	HealthCheck(context.Context, *v1.HealthCheckRequest) (*v1.HealthCheckResponse, error)
 	// The tail of a workload's log (container output, VM serial console).
-	GetWorkloadLogs(context.Context, *GetWorkloadLogsRequest) (*GetWorkloadLogsResponse, error)
+	GetWorkloadLogs(context.Context, *v1.GetWorkloadLogsRequest) (*v1.GetWorkloadLogsResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -141,22 +142,22 @@ type AgentServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedAgentServiceServer struct{}
 
-func (UnimplementedAgentServiceServer) ApplyWorkload(context.Context, *ApplyWorkloadRequest) (*ApplyWorkloadResponse, error) {
+func (UnimplementedAgentServiceServer) ApplyWorkload(context.Context, *v1.ApplyWorkloadRequest) (*v1.ApplyWorkloadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApplyWorkload not implemented")
 }
-func (UnimplementedAgentServiceServer) DeleteWorkload(context.Context, *DeleteWorkloadRequest) (*DeleteWorkloadResponse, error) {
+func (UnimplementedAgentServiceServer) DeleteWorkload(context.Context, *v1.DeleteWorkloadRequest) (*v1.DeleteWorkloadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteWorkload not implemented")
 }
-func (UnimplementedAgentServiceServer) GetWorkloadStatus(context.Context, *GetWorkloadStatusRequest) (*WorkloadStatus, error) {
+func (UnimplementedAgentServiceServer) GetWorkloadStatus(context.Context, *v1.GetWorkloadStatusRequest) (*v1.WorkloadStatus, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkloadStatus not implemented")
 }
-func (UnimplementedAgentServiceServer) ListWorkloads(context.Context, *ListAgentWorkloadsRequest) (*ListAgentWorkloadsResponse, error) {
+func (UnimplementedAgentServiceServer) ListWorkloads(context.Context, *v1.ListAgentWorkloadsRequest) (*v1.ListAgentWorkloadsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWorkloads not implemented")
 }
-func (UnimplementedAgentServiceServer) HealthCheck(context.Context, *HealthCheckRequest) (*HealthCheckResponse, error) {
+func (UnimplementedAgentServiceServer) HealthCheck(context.Context, *v1.HealthCheckRequest) (*v1.HealthCheckResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method HealthCheck not implemented")
 }
-func (UnimplementedAgentServiceServer) GetWorkloadLogs(context.Context, *GetWorkloadLogsRequest) (*GetWorkloadLogsResponse, error) {
+func (UnimplementedAgentServiceServer) GetWorkloadLogs(context.Context, *v1.GetWorkloadLogsRequest) (*v1.GetWorkloadLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkloadLogs not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
@@ -181,7 +182,7 @@ func RegisterAgentServiceServer(s grpc.ServiceRegistrar, srv AgentServiceServer)
 }
 
 func _AgentService_ApplyWorkload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ApplyWorkloadRequest)
+	in := new(v1.ApplyWorkloadRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -193,13 +194,13 @@ func _AgentService_ApplyWorkload_Handler(srv interface{}, ctx context.Context, d
 		FullMethod: AgentService_ApplyWorkload_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AgentServiceServer).ApplyWorkload(ctx, req.(*ApplyWorkloadRequest))
+		return srv.(AgentServiceServer).ApplyWorkload(ctx, req.(*v1.ApplyWorkloadRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _AgentService_DeleteWorkload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(DeleteWorkloadRequest)
+	in := new(v1.DeleteWorkloadRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -211,13 +212,13 @@ func _AgentService_DeleteWorkload_Handler(srv interface{}, ctx context.Context, 
 		FullMethod: AgentService_DeleteWorkload_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AgentServiceServer).DeleteWorkload(ctx, req.(*DeleteWorkloadRequest))
+		return srv.(AgentServiceServer).DeleteWorkload(ctx, req.(*v1.DeleteWorkloadRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _AgentService_GetWorkloadStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetWorkloadStatusRequest)
+	in := new(v1.GetWorkloadStatusRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -229,13 +230,13 @@ func _AgentService_GetWorkloadStatus_Handler(srv interface{}, ctx context.Contex
 		FullMethod: AgentService_GetWorkloadStatus_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AgentServiceServer).GetWorkloadStatus(ctx, req.(*GetWorkloadStatusRequest))
+		return srv.(AgentServiceServer).GetWorkloadStatus(ctx, req.(*v1.GetWorkloadStatusRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _AgentService_ListWorkloads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListAgentWorkloadsRequest)
+	in := new(v1.ListAgentWorkloadsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -247,13 +248,13 @@ func _AgentService_ListWorkloads_Handler(srv interface{}, ctx context.Context, d
 		FullMethod: AgentService_ListWorkloads_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AgentServiceServer).ListWorkloads(ctx, req.(*ListAgentWorkloadsRequest))
+		return srv.(AgentServiceServer).ListWorkloads(ctx, req.(*v1.ListAgentWorkloadsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _AgentService_HealthCheck_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(HealthCheckRequest)
+	in := new(v1.HealthCheckRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -265,13 +266,13 @@ func _AgentService_HealthCheck_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: AgentService_HealthCheck_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AgentServiceServer).HealthCheck(ctx, req.(*HealthCheckRequest))
+		return srv.(AgentServiceServer).HealthCheck(ctx, req.(*v1.HealthCheckRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _AgentService_GetWorkloadLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetWorkloadLogsRequest)
+	in := new(v1.GetWorkloadLogsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -283,7 +284,7 @@ func _AgentService_GetWorkloadLogs_Handler(srv interface{}, ctx context.Context,
 		FullMethod: AgentService_GetWorkloadLogs_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AgentServiceServer).GetWorkloadLogs(ctx, req.(*GetWorkloadLogsRequest))
+		return srv.(AgentServiceServer).GetWorkloadLogs(ctx, req.(*v1.GetWorkloadLogsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -321,5 +322,5 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "persys/v1/agent.proto",
+	Metadata: "persys/v1/agent_service.proto",
 }

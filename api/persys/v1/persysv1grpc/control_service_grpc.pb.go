@@ -2,12 +2,13 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             v3.21.12
-// source: persys/v1/control.proto
+// source: persys/v1/control_service.proto
 
-package persysv1
+package persysv1grpc
 
 import (
 	context "context"
+	v1 "github.com/persys-dev/compute/api/persys/v1"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -64,63 +65,63 @@ const (
 // the gateway reads and writes desired state.
 type ControlServiceClient interface {
 	// Agents.
-	RegisterNode(ctx context.Context, in *RegisterNodeRequest, opts ...grpc.CallOption) (*RegisterNodeResponse, error)
-	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	RegisterNode(ctx context.Context, in *v1.RegisterNodeRequest, opts ...grpc.CallOption) (*v1.RegisterNodeResponse, error)
+	Heartbeat(ctx context.Context, in *v1.HeartbeatRequest, opts ...grpc.CallOption) (*v1.HeartbeatResponse, error)
 	// Gateway.
-	ApplyWorkload(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	ApplyWorkload(ctx context.Context, in *v1.ApplyRequest, opts ...grpc.CallOption) (*v1.ApplyResponse, error)
 	// Applies several workloads in one call (persysctl apply -f with many
 	// documents). Every item is validated first, and one invalid item
 	// refuses the whole call (InvalidArgument, fields named items[i]...), so
 	// a typo never leaves a set half applied. Each valid item is then
 	// applied as ApplyWorkload would, and answered on its own: a conflict on
 	// one does not undo the others.
-	ApplyWorkloads(ctx context.Context, in *ApplyWorkloadsRequest, opts ...grpc.CallOption) (*ApplyWorkloadsResponse, error)
-	GetWorkload(ctx context.Context, in *GetWorkloadRequest, opts ...grpc.CallOption) (*WorkloadView, error)
-	ListWorkloads(ctx context.Context, in *ListWorkloadsRequest, opts ...grpc.CallOption) (*ListWorkloadsResponse, error)
-	DeleteWorkload(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
-	RetryWorkload(ctx context.Context, in *RetryRequest, opts ...grpc.CallOption) (*WorkloadView, error)
+	ApplyWorkloads(ctx context.Context, in *v1.ApplyWorkloadsRequest, opts ...grpc.CallOption) (*v1.ApplyWorkloadsResponse, error)
+	GetWorkload(ctx context.Context, in *v1.GetWorkloadRequest, opts ...grpc.CallOption) (*v1.WorkloadView, error)
+	ListWorkloads(ctx context.Context, in *v1.ListWorkloadsRequest, opts ...grpc.CallOption) (*v1.ListWorkloadsResponse, error)
+	DeleteWorkload(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*v1.DeleteResponse, error)
+	RetryWorkload(ctx context.Context, in *v1.RetryRequest, opts ...grpc.CallOption) (*v1.WorkloadView, error)
 	// Streams the workload's view each time it changes, starting with the
 	// current one, until the context ends or the workload is gone.
-	WatchWorkload(ctx context.Context, in *GetWorkloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WorkloadView], error)
-	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
-	GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*Node, error)
-	GetClusterSummary(ctx context.Context, in *ClusterSummaryRequest, opts ...grpc.CallOption) (*ClusterSummary, error)
-	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
+	WatchWorkload(ctx context.Context, in *v1.GetWorkloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WorkloadView], error)
+	ListNodes(ctx context.Context, in *v1.ListNodesRequest, opts ...grpc.CallOption) (*v1.ListNodesResponse, error)
+	GetNode(ctx context.Context, in *v1.GetNodeRequest, opts ...grpc.CallOption) (*v1.Node, error)
+	GetClusterSummary(ctx context.Context, in *v1.ClusterSummaryRequest, opts ...grpc.CallOption) (*v1.ClusterSummary, error)
+	ListEvents(ctx context.Context, in *v1.ListEventsRequest, opts ...grpc.CallOption) (*v1.ListEventsResponse, error)
 	// Cordon stops new placements on a node; uncordon resumes them.
-	CordonNode(ctx context.Context, in *CordonRequest, opts ...grpc.CallOption) (*Node, error)
-	UncordonNode(ctx context.Context, in *CordonRequest, opts ...grpc.CallOption) (*Node, error)
+	CordonNode(ctx context.Context, in *v1.CordonRequest, opts ...grpc.CallOption) (*v1.Node, error)
+	UncordonNode(ctx context.Context, in *v1.CordonRequest, opts ...grpc.CallOption) (*v1.Node, error)
 	// Drain cordons the node and moves each workload to another node, removing
 	// the old copy only once the new one runs. It answers when every workload
 	// moved or the deadline passed, listing what could not move and why.
-	DrainNode(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error)
+	DrainNode(ctx context.Context, in *v1.DrainRequest, opts ...grpc.CallOption) (*v1.DrainResponse, error)
 	// Who leads: followers answer every other write with FAILED_PRECONDITION
 	// and the leader's address in the "x-persys-leader" trailer.
-	GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*LeaderInfo, error)
+	GetLeader(ctx context.Context, in *v1.GetLeaderRequest, opts ...grpc.CallOption) (*v1.LeaderInfo, error)
 	// Proxied to the agent that runs the workload.
-	GetWorkloadLogs(ctx context.Context, in *GetWorkloadLogsRequest, opts ...grpc.CallOption) (*GetWorkloadLogsResponse, error)
+	GetWorkloadLogs(ctx context.Context, in *v1.GetWorkloadLogsRequest, opts ...grpc.CallOption) (*v1.GetWorkloadLogsResponse, error)
 	// Secrets (admin). Reads never return values.
-	PutSecret(ctx context.Context, in *PutSecretRequest, opts ...grpc.CallOption) (*SecretInfo, error)
-	GetSecret(ctx context.Context, in *GetSecretRequest, opts ...grpc.CallOption) (*SecretInfo, error)
-	ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error)
-	DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error)
+	PutSecret(ctx context.Context, in *v1.PutSecretRequest, opts ...grpc.CallOption) (*v1.SecretInfo, error)
+	GetSecret(ctx context.Context, in *v1.GetSecretRequest, opts ...grpc.CallOption) (*v1.SecretInfo, error)
+	ListSecrets(ctx context.Context, in *v1.ListSecretsRequest, opts ...grpc.CallOption) (*v1.ListSecretsResponse, error)
+	DeleteSecret(ctx context.Context, in *v1.DeleteSecretRequest, opts ...grpc.CallOption) (*v1.DeleteSecretResponse, error)
 	// Identity. JoinNode is the one call open without a client certificate:
 	// the join token authenticates it.
-	JoinNode(ctx context.Context, in *JoinNodeRequest, opts ...grpc.CallOption) (*JoinNodeResponse, error)
+	JoinNode(ctx context.Context, in *v1.JoinNodeRequest, opts ...grpc.CallOption) (*v1.JoinNodeResponse, error)
 	// Renews the caller's own certificate from a CSR with the same identity.
-	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error)
-	CreateJoinToken(ctx context.Context, in *CreateJoinTokenRequest, opts ...grpc.CallOption) (*CreateJoinTokenResponse, error)
-	ListJoinTokens(ctx context.Context, in *ListJoinTokensRequest, opts ...grpc.CallOption) (*ListJoinTokensResponse, error)
-	RevokeJoinToken(ctx context.Context, in *RevokeJoinTokenRequest, opts ...grpc.CallOption) (*RevokeJoinTokenResponse, error)
-	RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*RevokeCertificateResponse, error)
-	ListRevocations(ctx context.Context, in *ListRevocationsRequest, opts ...grpc.CallOption) (*ListRevocationsResponse, error)
-	IssueUserCertificate(ctx context.Context, in *IssueUserCertificateRequest, opts ...grpc.CallOption) (*IssueUserCertificateResponse, error)
-	CreateAPIToken(ctx context.Context, in *CreateAPITokenRequest, opts ...grpc.CallOption) (*CreateAPITokenResponse, error)
-	ListAPITokens(ctx context.Context, in *ListAPITokensRequest, opts ...grpc.CallOption) (*ListAPITokensResponse, error)
-	RevokeAPIToken(ctx context.Context, in *RevokeAPITokenRequest, opts ...grpc.CallOption) (*RevokeAPITokenResponse, error)
+	RenewCertificate(ctx context.Context, in *v1.RenewCertificateRequest, opts ...grpc.CallOption) (*v1.RenewCertificateResponse, error)
+	CreateJoinToken(ctx context.Context, in *v1.CreateJoinTokenRequest, opts ...grpc.CallOption) (*v1.CreateJoinTokenResponse, error)
+	ListJoinTokens(ctx context.Context, in *v1.ListJoinTokensRequest, opts ...grpc.CallOption) (*v1.ListJoinTokensResponse, error)
+	RevokeJoinToken(ctx context.Context, in *v1.RevokeJoinTokenRequest, opts ...grpc.CallOption) (*v1.RevokeJoinTokenResponse, error)
+	RevokeCertificate(ctx context.Context, in *v1.RevokeCertificateRequest, opts ...grpc.CallOption) (*v1.RevokeCertificateResponse, error)
+	ListRevocations(ctx context.Context, in *v1.ListRevocationsRequest, opts ...grpc.CallOption) (*v1.ListRevocationsResponse, error)
+	IssueUserCertificate(ctx context.Context, in *v1.IssueUserCertificateRequest, opts ...grpc.CallOption) (*v1.IssueUserCertificateResponse, error)
+	CreateAPIToken(ctx context.Context, in *v1.CreateAPITokenRequest, opts ...grpc.CallOption) (*v1.CreateAPITokenResponse, error)
+	ListAPITokens(ctx context.Context, in *v1.ListAPITokensRequest, opts ...grpc.CallOption) (*v1.ListAPITokensResponse, error)
+	RevokeAPIToken(ctx context.Context, in *v1.RevokeAPITokenRequest, opts ...grpc.CallOption) (*v1.RevokeAPITokenResponse, error)
 	// The gateway resolves a bearer token to its user and role.
-	AuthenticateToken(ctx context.Context, in *AuthenticateTokenRequest, opts ...grpc.CallOption) (*AuthenticateTokenResponse, error)
+	AuthenticateToken(ctx context.Context, in *v1.AuthenticateTokenRequest, opts ...grpc.CallOption) (*v1.AuthenticateTokenResponse, error)
 	// The gateway records one audit event per mutating request.
-	RecordAudit(ctx context.Context, in *RecordAuditRequest, opts ...grpc.CallOption) (*RecordAuditResponse, error)
+	RecordAudit(ctx context.Context, in *v1.RecordAuditRequest, opts ...grpc.CallOption) (*v1.RecordAuditResponse, error)
 }
 
 type controlServiceClient struct {
@@ -131,9 +132,9 @@ func NewControlServiceClient(cc grpc.ClientConnInterface) ControlServiceClient {
 	return &controlServiceClient{cc}
 }
 
-func (c *controlServiceClient) RegisterNode(ctx context.Context, in *RegisterNodeRequest, opts ...grpc.CallOption) (*RegisterNodeResponse, error) {
+func (c *controlServiceClient) RegisterNode(ctx context.Context, in *v1.RegisterNodeRequest, opts ...grpc.CallOption) (*v1.RegisterNodeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RegisterNodeResponse)
+	out := new(v1.RegisterNodeResponse)
 	err := c.cc.Invoke(ctx, ControlService_RegisterNode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -141,9 +142,9 @@ func (c *controlServiceClient) RegisterNode(ctx context.Context, in *RegisterNod
 	return out, nil
 }
 
-func (c *controlServiceClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error) {
+func (c *controlServiceClient) Heartbeat(ctx context.Context, in *v1.HeartbeatRequest, opts ...grpc.CallOption) (*v1.HeartbeatResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(HeartbeatResponse)
+	out := new(v1.HeartbeatResponse)
 	err := c.cc.Invoke(ctx, ControlService_Heartbeat_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -151,9 +152,9 @@ func (c *controlServiceClient) Heartbeat(ctx context.Context, in *HeartbeatReque
 	return out, nil
 }
 
-func (c *controlServiceClient) ApplyWorkload(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+func (c *controlServiceClient) ApplyWorkload(ctx context.Context, in *v1.ApplyRequest, opts ...grpc.CallOption) (*v1.ApplyResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ApplyResponse)
+	out := new(v1.ApplyResponse)
 	err := c.cc.Invoke(ctx, ControlService_ApplyWorkload_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -161,9 +162,9 @@ func (c *controlServiceClient) ApplyWorkload(ctx context.Context, in *ApplyReque
 	return out, nil
 }
 
-func (c *controlServiceClient) ApplyWorkloads(ctx context.Context, in *ApplyWorkloadsRequest, opts ...grpc.CallOption) (*ApplyWorkloadsResponse, error) {
+func (c *controlServiceClient) ApplyWorkloads(ctx context.Context, in *v1.ApplyWorkloadsRequest, opts ...grpc.CallOption) (*v1.ApplyWorkloadsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ApplyWorkloadsResponse)
+	out := new(v1.ApplyWorkloadsResponse)
 	err := c.cc.Invoke(ctx, ControlService_ApplyWorkloads_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -171,9 +172,9 @@ func (c *controlServiceClient) ApplyWorkloads(ctx context.Context, in *ApplyWork
 	return out, nil
 }
 
-func (c *controlServiceClient) GetWorkload(ctx context.Context, in *GetWorkloadRequest, opts ...grpc.CallOption) (*WorkloadView, error) {
+func (c *controlServiceClient) GetWorkload(ctx context.Context, in *v1.GetWorkloadRequest, opts ...grpc.CallOption) (*v1.WorkloadView, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(WorkloadView)
+	out := new(v1.WorkloadView)
 	err := c.cc.Invoke(ctx, ControlService_GetWorkload_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -181,9 +182,9 @@ func (c *controlServiceClient) GetWorkload(ctx context.Context, in *GetWorkloadR
 	return out, nil
 }
 
-func (c *controlServiceClient) ListWorkloads(ctx context.Context, in *ListWorkloadsRequest, opts ...grpc.CallOption) (*ListWorkloadsResponse, error) {
+func (c *controlServiceClient) ListWorkloads(ctx context.Context, in *v1.ListWorkloadsRequest, opts ...grpc.CallOption) (*v1.ListWorkloadsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListWorkloadsResponse)
+	out := new(v1.ListWorkloadsResponse)
 	err := c.cc.Invoke(ctx, ControlService_ListWorkloads_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -191,9 +192,9 @@ func (c *controlServiceClient) ListWorkloads(ctx context.Context, in *ListWorklo
 	return out, nil
 }
 
-func (c *controlServiceClient) DeleteWorkload(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error) {
+func (c *controlServiceClient) DeleteWorkload(ctx context.Context, in *v1.DeleteRequest, opts ...grpc.CallOption) (*v1.DeleteResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(DeleteResponse)
+	out := new(v1.DeleteResponse)
 	err := c.cc.Invoke(ctx, ControlService_DeleteWorkload_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -201,9 +202,9 @@ func (c *controlServiceClient) DeleteWorkload(ctx context.Context, in *DeleteReq
 	return out, nil
 }
 
-func (c *controlServiceClient) RetryWorkload(ctx context.Context, in *RetryRequest, opts ...grpc.CallOption) (*WorkloadView, error) {
+func (c *controlServiceClient) RetryWorkload(ctx context.Context, in *v1.RetryRequest, opts ...grpc.CallOption) (*v1.WorkloadView, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(WorkloadView)
+	out := new(v1.WorkloadView)
 	err := c.cc.Invoke(ctx, ControlService_RetryWorkload_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -211,13 +212,13 @@ func (c *controlServiceClient) RetryWorkload(ctx context.Context, in *RetryReque
 	return out, nil
 }
 
-func (c *controlServiceClient) WatchWorkload(ctx context.Context, in *GetWorkloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WorkloadView], error) {
+func (c *controlServiceClient) WatchWorkload(ctx context.Context, in *v1.GetWorkloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WorkloadView], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[0], ControlService_WatchWorkload_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[GetWorkloadRequest, WorkloadView]{ClientStream: stream}
+	x := &grpc.GenericClientStream[v1.GetWorkloadRequest, v1.WorkloadView]{ClientStream: stream}
 	if err := x.ClientStream.SendMsg(in); err != nil {
 		return nil, err
 	}
@@ -228,11 +229,11 @@ func (c *controlServiceClient) WatchWorkload(ctx context.Context, in *GetWorkloa
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type ControlService_WatchWorkloadClient = grpc.ServerStreamingClient[WorkloadView]
+type ControlService_WatchWorkloadClient = grpc.ServerStreamingClient[v1.WorkloadView]
 
-func (c *controlServiceClient) ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error) {
+func (c *controlServiceClient) ListNodes(ctx context.Context, in *v1.ListNodesRequest, opts ...grpc.CallOption) (*v1.ListNodesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListNodesResponse)
+	out := new(v1.ListNodesResponse)
 	err := c.cc.Invoke(ctx, ControlService_ListNodes_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -240,9 +241,9 @@ func (c *controlServiceClient) ListNodes(ctx context.Context, in *ListNodesReque
 	return out, nil
 }
 
-func (c *controlServiceClient) GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*Node, error) {
+func (c *controlServiceClient) GetNode(ctx context.Context, in *v1.GetNodeRequest, opts ...grpc.CallOption) (*v1.Node, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Node)
+	out := new(v1.Node)
 	err := c.cc.Invoke(ctx, ControlService_GetNode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -250,9 +251,9 @@ func (c *controlServiceClient) GetNode(ctx context.Context, in *GetNodeRequest, 
 	return out, nil
 }
 
-func (c *controlServiceClient) GetClusterSummary(ctx context.Context, in *ClusterSummaryRequest, opts ...grpc.CallOption) (*ClusterSummary, error) {
+func (c *controlServiceClient) GetClusterSummary(ctx context.Context, in *v1.ClusterSummaryRequest, opts ...grpc.CallOption) (*v1.ClusterSummary, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ClusterSummary)
+	out := new(v1.ClusterSummary)
 	err := c.cc.Invoke(ctx, ControlService_GetClusterSummary_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -260,9 +261,9 @@ func (c *controlServiceClient) GetClusterSummary(ctx context.Context, in *Cluste
 	return out, nil
 }
 
-func (c *controlServiceClient) ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error) {
+func (c *controlServiceClient) ListEvents(ctx context.Context, in *v1.ListEventsRequest, opts ...grpc.CallOption) (*v1.ListEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListEventsResponse)
+	out := new(v1.ListEventsResponse)
 	err := c.cc.Invoke(ctx, ControlService_ListEvents_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -270,9 +271,9 @@ func (c *controlServiceClient) ListEvents(ctx context.Context, in *ListEventsReq
 	return out, nil
 }
 
-func (c *controlServiceClient) CordonNode(ctx context.Context, in *CordonRequest, opts ...grpc.CallOption) (*Node, error) {
+func (c *controlServiceClient) CordonNode(ctx context.Context, in *v1.CordonRequest, opts ...grpc.CallOption) (*v1.Node, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Node)
+	out := new(v1.Node)
 	err := c.cc.Invoke(ctx, ControlService_CordonNode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -280,9 +281,9 @@ func (c *controlServiceClient) CordonNode(ctx context.Context, in *CordonRequest
 	return out, nil
 }
 
-func (c *controlServiceClient) UncordonNode(ctx context.Context, in *CordonRequest, opts ...grpc.CallOption) (*Node, error) {
+func (c *controlServiceClient) UncordonNode(ctx context.Context, in *v1.CordonRequest, opts ...grpc.CallOption) (*v1.Node, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(Node)
+	out := new(v1.Node)
 	err := c.cc.Invoke(ctx, ControlService_UncordonNode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -290,9 +291,9 @@ func (c *controlServiceClient) UncordonNode(ctx context.Context, in *CordonReque
 	return out, nil
 }
 
-func (c *controlServiceClient) DrainNode(ctx context.Context, in *DrainRequest, opts ...grpc.CallOption) (*DrainResponse, error) {
+func (c *controlServiceClient) DrainNode(ctx context.Context, in *v1.DrainRequest, opts ...grpc.CallOption) (*v1.DrainResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(DrainResponse)
+	out := new(v1.DrainResponse)
 	err := c.cc.Invoke(ctx, ControlService_DrainNode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -300,9 +301,9 @@ func (c *controlServiceClient) DrainNode(ctx context.Context, in *DrainRequest, 
 	return out, nil
 }
 
-func (c *controlServiceClient) GetLeader(ctx context.Context, in *GetLeaderRequest, opts ...grpc.CallOption) (*LeaderInfo, error) {
+func (c *controlServiceClient) GetLeader(ctx context.Context, in *v1.GetLeaderRequest, opts ...grpc.CallOption) (*v1.LeaderInfo, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(LeaderInfo)
+	out := new(v1.LeaderInfo)
 	err := c.cc.Invoke(ctx, ControlService_GetLeader_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -310,9 +311,9 @@ func (c *controlServiceClient) GetLeader(ctx context.Context, in *GetLeaderReque
 	return out, nil
 }
 
-func (c *controlServiceClient) GetWorkloadLogs(ctx context.Context, in *GetWorkloadLogsRequest, opts ...grpc.CallOption) (*GetWorkloadLogsResponse, error) {
+func (c *controlServiceClient) GetWorkloadLogs(ctx context.Context, in *v1.GetWorkloadLogsRequest, opts ...grpc.CallOption) (*v1.GetWorkloadLogsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(GetWorkloadLogsResponse)
+	out := new(v1.GetWorkloadLogsResponse)
 	err := c.cc.Invoke(ctx, ControlService_GetWorkloadLogs_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -320,9 +321,9 @@ func (c *controlServiceClient) GetWorkloadLogs(ctx context.Context, in *GetWorkl
 	return out, nil
 }
 
-func (c *controlServiceClient) PutSecret(ctx context.Context, in *PutSecretRequest, opts ...grpc.CallOption) (*SecretInfo, error) {
+func (c *controlServiceClient) PutSecret(ctx context.Context, in *v1.PutSecretRequest, opts ...grpc.CallOption) (*v1.SecretInfo, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SecretInfo)
+	out := new(v1.SecretInfo)
 	err := c.cc.Invoke(ctx, ControlService_PutSecret_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -330,9 +331,9 @@ func (c *controlServiceClient) PutSecret(ctx context.Context, in *PutSecretReque
 	return out, nil
 }
 
-func (c *controlServiceClient) GetSecret(ctx context.Context, in *GetSecretRequest, opts ...grpc.CallOption) (*SecretInfo, error) {
+func (c *controlServiceClient) GetSecret(ctx context.Context, in *v1.GetSecretRequest, opts ...grpc.CallOption) (*v1.SecretInfo, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SecretInfo)
+	out := new(v1.SecretInfo)
 	err := c.cc.Invoke(ctx, ControlService_GetSecret_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -340,9 +341,9 @@ func (c *controlServiceClient) GetSecret(ctx context.Context, in *GetSecretReque
 	return out, nil
 }
 
-func (c *controlServiceClient) ListSecrets(ctx context.Context, in *ListSecretsRequest, opts ...grpc.CallOption) (*ListSecretsResponse, error) {
+func (c *controlServiceClient) ListSecrets(ctx context.Context, in *v1.ListSecretsRequest, opts ...grpc.CallOption) (*v1.ListSecretsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListSecretsResponse)
+	out := new(v1.ListSecretsResponse)
 	err := c.cc.Invoke(ctx, ControlService_ListSecrets_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -350,9 +351,9 @@ func (c *controlServiceClient) ListSecrets(ctx context.Context, in *ListSecretsR
 	return out, nil
 }
 
-func (c *controlServiceClient) DeleteSecret(ctx context.Context, in *DeleteSecretRequest, opts ...grpc.CallOption) (*DeleteSecretResponse, error) {
+func (c *controlServiceClient) DeleteSecret(ctx context.Context, in *v1.DeleteSecretRequest, opts ...grpc.CallOption) (*v1.DeleteSecretResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(DeleteSecretResponse)
+	out := new(v1.DeleteSecretResponse)
 	err := c.cc.Invoke(ctx, ControlService_DeleteSecret_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -360,9 +361,9 @@ func (c *controlServiceClient) DeleteSecret(ctx context.Context, in *DeleteSecre
 	return out, nil
 }
 
-func (c *controlServiceClient) JoinNode(ctx context.Context, in *JoinNodeRequest, opts ...grpc.CallOption) (*JoinNodeResponse, error) {
+func (c *controlServiceClient) JoinNode(ctx context.Context, in *v1.JoinNodeRequest, opts ...grpc.CallOption) (*v1.JoinNodeResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(JoinNodeResponse)
+	out := new(v1.JoinNodeResponse)
 	err := c.cc.Invoke(ctx, ControlService_JoinNode_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -370,9 +371,9 @@ func (c *controlServiceClient) JoinNode(ctx context.Context, in *JoinNodeRequest
 	return out, nil
 }
 
-func (c *controlServiceClient) RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error) {
+func (c *controlServiceClient) RenewCertificate(ctx context.Context, in *v1.RenewCertificateRequest, opts ...grpc.CallOption) (*v1.RenewCertificateResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RenewCertificateResponse)
+	out := new(v1.RenewCertificateResponse)
 	err := c.cc.Invoke(ctx, ControlService_RenewCertificate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -380,9 +381,9 @@ func (c *controlServiceClient) RenewCertificate(ctx context.Context, in *RenewCe
 	return out, nil
 }
 
-func (c *controlServiceClient) CreateJoinToken(ctx context.Context, in *CreateJoinTokenRequest, opts ...grpc.CallOption) (*CreateJoinTokenResponse, error) {
+func (c *controlServiceClient) CreateJoinToken(ctx context.Context, in *v1.CreateJoinTokenRequest, opts ...grpc.CallOption) (*v1.CreateJoinTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(CreateJoinTokenResponse)
+	out := new(v1.CreateJoinTokenResponse)
 	err := c.cc.Invoke(ctx, ControlService_CreateJoinToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -390,9 +391,9 @@ func (c *controlServiceClient) CreateJoinToken(ctx context.Context, in *CreateJo
 	return out, nil
 }
 
-func (c *controlServiceClient) ListJoinTokens(ctx context.Context, in *ListJoinTokensRequest, opts ...grpc.CallOption) (*ListJoinTokensResponse, error) {
+func (c *controlServiceClient) ListJoinTokens(ctx context.Context, in *v1.ListJoinTokensRequest, opts ...grpc.CallOption) (*v1.ListJoinTokensResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListJoinTokensResponse)
+	out := new(v1.ListJoinTokensResponse)
 	err := c.cc.Invoke(ctx, ControlService_ListJoinTokens_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -400,9 +401,9 @@ func (c *controlServiceClient) ListJoinTokens(ctx context.Context, in *ListJoinT
 	return out, nil
 }
 
-func (c *controlServiceClient) RevokeJoinToken(ctx context.Context, in *RevokeJoinTokenRequest, opts ...grpc.CallOption) (*RevokeJoinTokenResponse, error) {
+func (c *controlServiceClient) RevokeJoinToken(ctx context.Context, in *v1.RevokeJoinTokenRequest, opts ...grpc.CallOption) (*v1.RevokeJoinTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RevokeJoinTokenResponse)
+	out := new(v1.RevokeJoinTokenResponse)
 	err := c.cc.Invoke(ctx, ControlService_RevokeJoinToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -410,9 +411,9 @@ func (c *controlServiceClient) RevokeJoinToken(ctx context.Context, in *RevokeJo
 	return out, nil
 }
 
-func (c *controlServiceClient) RevokeCertificate(ctx context.Context, in *RevokeCertificateRequest, opts ...grpc.CallOption) (*RevokeCertificateResponse, error) {
+func (c *controlServiceClient) RevokeCertificate(ctx context.Context, in *v1.RevokeCertificateRequest, opts ...grpc.CallOption) (*v1.RevokeCertificateResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RevokeCertificateResponse)
+	out := new(v1.RevokeCertificateResponse)
 	err := c.cc.Invoke(ctx, ControlService_RevokeCertificate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -420,9 +421,9 @@ func (c *controlServiceClient) RevokeCertificate(ctx context.Context, in *Revoke
 	return out, nil
 }
 
-func (c *controlServiceClient) ListRevocations(ctx context.Context, in *ListRevocationsRequest, opts ...grpc.CallOption) (*ListRevocationsResponse, error) {
+func (c *controlServiceClient) ListRevocations(ctx context.Context, in *v1.ListRevocationsRequest, opts ...grpc.CallOption) (*v1.ListRevocationsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListRevocationsResponse)
+	out := new(v1.ListRevocationsResponse)
 	err := c.cc.Invoke(ctx, ControlService_ListRevocations_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -430,9 +431,9 @@ func (c *controlServiceClient) ListRevocations(ctx context.Context, in *ListRevo
 	return out, nil
 }
 
-func (c *controlServiceClient) IssueUserCertificate(ctx context.Context, in *IssueUserCertificateRequest, opts ...grpc.CallOption) (*IssueUserCertificateResponse, error) {
+func (c *controlServiceClient) IssueUserCertificate(ctx context.Context, in *v1.IssueUserCertificateRequest, opts ...grpc.CallOption) (*v1.IssueUserCertificateResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(IssueUserCertificateResponse)
+	out := new(v1.IssueUserCertificateResponse)
 	err := c.cc.Invoke(ctx, ControlService_IssueUserCertificate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -440,9 +441,9 @@ func (c *controlServiceClient) IssueUserCertificate(ctx context.Context, in *Iss
 	return out, nil
 }
 
-func (c *controlServiceClient) CreateAPIToken(ctx context.Context, in *CreateAPITokenRequest, opts ...grpc.CallOption) (*CreateAPITokenResponse, error) {
+func (c *controlServiceClient) CreateAPIToken(ctx context.Context, in *v1.CreateAPITokenRequest, opts ...grpc.CallOption) (*v1.CreateAPITokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(CreateAPITokenResponse)
+	out := new(v1.CreateAPITokenResponse)
 	err := c.cc.Invoke(ctx, ControlService_CreateAPIToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -450,9 +451,9 @@ func (c *controlServiceClient) CreateAPIToken(ctx context.Context, in *CreateAPI
 	return out, nil
 }
 
-func (c *controlServiceClient) ListAPITokens(ctx context.Context, in *ListAPITokensRequest, opts ...grpc.CallOption) (*ListAPITokensResponse, error) {
+func (c *controlServiceClient) ListAPITokens(ctx context.Context, in *v1.ListAPITokensRequest, opts ...grpc.CallOption) (*v1.ListAPITokensResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ListAPITokensResponse)
+	out := new(v1.ListAPITokensResponse)
 	err := c.cc.Invoke(ctx, ControlService_ListAPITokens_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -460,9 +461,9 @@ func (c *controlServiceClient) ListAPITokens(ctx context.Context, in *ListAPITok
 	return out, nil
 }
 
-func (c *controlServiceClient) RevokeAPIToken(ctx context.Context, in *RevokeAPITokenRequest, opts ...grpc.CallOption) (*RevokeAPITokenResponse, error) {
+func (c *controlServiceClient) RevokeAPIToken(ctx context.Context, in *v1.RevokeAPITokenRequest, opts ...grpc.CallOption) (*v1.RevokeAPITokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RevokeAPITokenResponse)
+	out := new(v1.RevokeAPITokenResponse)
 	err := c.cc.Invoke(ctx, ControlService_RevokeAPIToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -470,9 +471,9 @@ func (c *controlServiceClient) RevokeAPIToken(ctx context.Context, in *RevokeAPI
 	return out, nil
 }
 
-func (c *controlServiceClient) AuthenticateToken(ctx context.Context, in *AuthenticateTokenRequest, opts ...grpc.CallOption) (*AuthenticateTokenResponse, error) {
+func (c *controlServiceClient) AuthenticateToken(ctx context.Context, in *v1.AuthenticateTokenRequest, opts ...grpc.CallOption) (*v1.AuthenticateTokenResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(AuthenticateTokenResponse)
+	out := new(v1.AuthenticateTokenResponse)
 	err := c.cc.Invoke(ctx, ControlService_AuthenticateToken_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -480,9 +481,9 @@ func (c *controlServiceClient) AuthenticateToken(ctx context.Context, in *Authen
 	return out, nil
 }
 
-func (c *controlServiceClient) RecordAudit(ctx context.Context, in *RecordAuditRequest, opts ...grpc.CallOption) (*RecordAuditResponse, error) {
+func (c *controlServiceClient) RecordAudit(ctx context.Context, in *v1.RecordAuditRequest, opts ...grpc.CallOption) (*v1.RecordAuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(RecordAuditResponse)
+	out := new(v1.RecordAuditResponse)
 	err := c.cc.Invoke(ctx, ControlService_RecordAudit_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
@@ -498,63 +499,63 @@ func (c *controlServiceClient) RecordAudit(ctx context.Context, in *RecordAuditR
 // the gateway reads and writes desired state.
 type ControlServiceServer interface {
 	// Agents.
-	RegisterNode(context.Context, *RegisterNodeRequest) (*RegisterNodeResponse, error)
-	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	RegisterNode(context.Context, *v1.RegisterNodeRequest) (*v1.RegisterNodeResponse, error)
+	Heartbeat(context.Context, *v1.HeartbeatRequest) (*v1.HeartbeatResponse, error)
 	// Gateway.
-	ApplyWorkload(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	ApplyWorkload(context.Context, *v1.ApplyRequest) (*v1.ApplyResponse, error)
 	// Applies several workloads in one call (persysctl apply -f with many
 	// documents). Every item is validated first, and one invalid item
 	// refuses the whole call (InvalidArgument, fields named items[i]...), so
 	// a typo never leaves a set half applied. Each valid item is then
 	// applied as ApplyWorkload would, and answered on its own: a conflict on
 	// one does not undo the others.
-	ApplyWorkloads(context.Context, *ApplyWorkloadsRequest) (*ApplyWorkloadsResponse, error)
-	GetWorkload(context.Context, *GetWorkloadRequest) (*WorkloadView, error)
-	ListWorkloads(context.Context, *ListWorkloadsRequest) (*ListWorkloadsResponse, error)
-	DeleteWorkload(context.Context, *DeleteRequest) (*DeleteResponse, error)
-	RetryWorkload(context.Context, *RetryRequest) (*WorkloadView, error)
+	ApplyWorkloads(context.Context, *v1.ApplyWorkloadsRequest) (*v1.ApplyWorkloadsResponse, error)
+	GetWorkload(context.Context, *v1.GetWorkloadRequest) (*v1.WorkloadView, error)
+	ListWorkloads(context.Context, *v1.ListWorkloadsRequest) (*v1.ListWorkloadsResponse, error)
+	DeleteWorkload(context.Context, *v1.DeleteRequest) (*v1.DeleteResponse, error)
+	RetryWorkload(context.Context, *v1.RetryRequest) (*v1.WorkloadView, error)
 	// Streams the workload's view each time it changes, starting with the
 	// current one, until the context ends or the workload is gone.
-	WatchWorkload(*GetWorkloadRequest, grpc.ServerStreamingServer[WorkloadView]) error
-	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
-	GetNode(context.Context, *GetNodeRequest) (*Node, error)
-	GetClusterSummary(context.Context, *ClusterSummaryRequest) (*ClusterSummary, error)
-	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
+	WatchWorkload(*v1.GetWorkloadRequest, grpc.ServerStreamingServer[v1.WorkloadView]) error
+	ListNodes(context.Context, *v1.ListNodesRequest) (*v1.ListNodesResponse, error)
+	GetNode(context.Context, *v1.GetNodeRequest) (*v1.Node, error)
+	GetClusterSummary(context.Context, *v1.ClusterSummaryRequest) (*v1.ClusterSummary, error)
+	ListEvents(context.Context, *v1.ListEventsRequest) (*v1.ListEventsResponse, error)
 	// Cordon stops new placements on a node; uncordon resumes them.
-	CordonNode(context.Context, *CordonRequest) (*Node, error)
-	UncordonNode(context.Context, *CordonRequest) (*Node, error)
+	CordonNode(context.Context, *v1.CordonRequest) (*v1.Node, error)
+	UncordonNode(context.Context, *v1.CordonRequest) (*v1.Node, error)
 	// Drain cordons the node and moves each workload to another node, removing
 	// the old copy only once the new one runs. It answers when every workload
 	// moved or the deadline passed, listing what could not move and why.
-	DrainNode(context.Context, *DrainRequest) (*DrainResponse, error)
+	DrainNode(context.Context, *v1.DrainRequest) (*v1.DrainResponse, error)
 	// Who leads: followers answer every other write with FAILED_PRECONDITION
 	// and the leader's address in the "x-persys-leader" trailer.
-	GetLeader(context.Context, *GetLeaderRequest) (*LeaderInfo, error)
+	GetLeader(context.Context, *v1.GetLeaderRequest) (*v1.LeaderInfo, error)
 	// Proxied to the agent that runs the workload.
-	GetWorkloadLogs(context.Context, *GetWorkloadLogsRequest) (*GetWorkloadLogsResponse, error)
+	GetWorkloadLogs(context.Context, *v1.GetWorkloadLogsRequest) (*v1.GetWorkloadLogsResponse, error)
 	// Secrets (admin). Reads never return values.
-	PutSecret(context.Context, *PutSecretRequest) (*SecretInfo, error)
-	GetSecret(context.Context, *GetSecretRequest) (*SecretInfo, error)
-	ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error)
-	DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error)
+	PutSecret(context.Context, *v1.PutSecretRequest) (*v1.SecretInfo, error)
+	GetSecret(context.Context, *v1.GetSecretRequest) (*v1.SecretInfo, error)
+	ListSecrets(context.Context, *v1.ListSecretsRequest) (*v1.ListSecretsResponse, error)
+	DeleteSecret(context.Context, *v1.DeleteSecretRequest) (*v1.DeleteSecretResponse, error)
 	// Identity. JoinNode is the one call open without a client certificate:
 	// the join token authenticates it.
-	JoinNode(context.Context, *JoinNodeRequest) (*JoinNodeResponse, error)
+	JoinNode(context.Context, *v1.JoinNodeRequest) (*v1.JoinNodeResponse, error)
 	// Renews the caller's own certificate from a CSR with the same identity.
-	RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error)
-	CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error)
-	ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error)
-	RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*RevokeJoinTokenResponse, error)
-	RevokeCertificate(context.Context, *RevokeCertificateRequest) (*RevokeCertificateResponse, error)
-	ListRevocations(context.Context, *ListRevocationsRequest) (*ListRevocationsResponse, error)
-	IssueUserCertificate(context.Context, *IssueUserCertificateRequest) (*IssueUserCertificateResponse, error)
-	CreateAPIToken(context.Context, *CreateAPITokenRequest) (*CreateAPITokenResponse, error)
-	ListAPITokens(context.Context, *ListAPITokensRequest) (*ListAPITokensResponse, error)
-	RevokeAPIToken(context.Context, *RevokeAPITokenRequest) (*RevokeAPITokenResponse, error)
+	RenewCertificate(context.Context, *v1.RenewCertificateRequest) (*v1.RenewCertificateResponse, error)
+	CreateJoinToken(context.Context, *v1.CreateJoinTokenRequest) (*v1.CreateJoinTokenResponse, error)
+	ListJoinTokens(context.Context, *v1.ListJoinTokensRequest) (*v1.ListJoinTokensResponse, error)
+	RevokeJoinToken(context.Context, *v1.RevokeJoinTokenRequest) (*v1.RevokeJoinTokenResponse, error)
+	RevokeCertificate(context.Context, *v1.RevokeCertificateRequest) (*v1.RevokeCertificateResponse, error)
+	ListRevocations(context.Context, *v1.ListRevocationsRequest) (*v1.ListRevocationsResponse, error)
+	IssueUserCertificate(context.Context, *v1.IssueUserCertificateRequest) (*v1.IssueUserCertificateResponse, error)
+	CreateAPIToken(context.Context, *v1.CreateAPITokenRequest) (*v1.CreateAPITokenResponse, error)
+	ListAPITokens(context.Context, *v1.ListAPITokensRequest) (*v1.ListAPITokensResponse, error)
+	RevokeAPIToken(context.Context, *v1.RevokeAPITokenRequest) (*v1.RevokeAPITokenResponse, error)
 	// The gateway resolves a bearer token to its user and role.
-	AuthenticateToken(context.Context, *AuthenticateTokenRequest) (*AuthenticateTokenResponse, error)
+	AuthenticateToken(context.Context, *v1.AuthenticateTokenRequest) (*v1.AuthenticateTokenResponse, error)
 	// The gateway records one audit event per mutating request.
-	RecordAudit(context.Context, *RecordAuditRequest) (*RecordAuditResponse, error)
+	RecordAudit(context.Context, *v1.RecordAuditRequest) (*v1.RecordAuditResponse, error)
 	mustEmbedUnimplementedControlServiceServer()
 }
 
@@ -565,109 +566,109 @@ type ControlServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedControlServiceServer struct{}
 
-func (UnimplementedControlServiceServer) RegisterNode(context.Context, *RegisterNodeRequest) (*RegisterNodeResponse, error) {
+func (UnimplementedControlServiceServer) RegisterNode(context.Context, *v1.RegisterNodeRequest) (*v1.RegisterNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RegisterNode not implemented")
 }
-func (UnimplementedControlServiceServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
+func (UnimplementedControlServiceServer) Heartbeat(context.Context, *v1.HeartbeatRequest) (*v1.HeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
 }
-func (UnimplementedControlServiceServer) ApplyWorkload(context.Context, *ApplyRequest) (*ApplyResponse, error) {
+func (UnimplementedControlServiceServer) ApplyWorkload(context.Context, *v1.ApplyRequest) (*v1.ApplyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApplyWorkload not implemented")
 }
-func (UnimplementedControlServiceServer) ApplyWorkloads(context.Context, *ApplyWorkloadsRequest) (*ApplyWorkloadsResponse, error) {
+func (UnimplementedControlServiceServer) ApplyWorkloads(context.Context, *v1.ApplyWorkloadsRequest) (*v1.ApplyWorkloadsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ApplyWorkloads not implemented")
 }
-func (UnimplementedControlServiceServer) GetWorkload(context.Context, *GetWorkloadRequest) (*WorkloadView, error) {
+func (UnimplementedControlServiceServer) GetWorkload(context.Context, *v1.GetWorkloadRequest) (*v1.WorkloadView, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkload not implemented")
 }
-func (UnimplementedControlServiceServer) ListWorkloads(context.Context, *ListWorkloadsRequest) (*ListWorkloadsResponse, error) {
+func (UnimplementedControlServiceServer) ListWorkloads(context.Context, *v1.ListWorkloadsRequest) (*v1.ListWorkloadsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWorkloads not implemented")
 }
-func (UnimplementedControlServiceServer) DeleteWorkload(context.Context, *DeleteRequest) (*DeleteResponse, error) {
+func (UnimplementedControlServiceServer) DeleteWorkload(context.Context, *v1.DeleteRequest) (*v1.DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteWorkload not implemented")
 }
-func (UnimplementedControlServiceServer) RetryWorkload(context.Context, *RetryRequest) (*WorkloadView, error) {
+func (UnimplementedControlServiceServer) RetryWorkload(context.Context, *v1.RetryRequest) (*v1.WorkloadView, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetryWorkload not implemented")
 }
-func (UnimplementedControlServiceServer) WatchWorkload(*GetWorkloadRequest, grpc.ServerStreamingServer[WorkloadView]) error {
+func (UnimplementedControlServiceServer) WatchWorkload(*v1.GetWorkloadRequest, grpc.ServerStreamingServer[v1.WorkloadView]) error {
 	return status.Error(codes.Unimplemented, "method WatchWorkload not implemented")
 }
-func (UnimplementedControlServiceServer) ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error) {
+func (UnimplementedControlServiceServer) ListNodes(context.Context, *v1.ListNodesRequest) (*v1.ListNodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListNodes not implemented")
 }
-func (UnimplementedControlServiceServer) GetNode(context.Context, *GetNodeRequest) (*Node, error) {
+func (UnimplementedControlServiceServer) GetNode(context.Context, *v1.GetNodeRequest) (*v1.Node, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetNode not implemented")
 }
-func (UnimplementedControlServiceServer) GetClusterSummary(context.Context, *ClusterSummaryRequest) (*ClusterSummary, error) {
+func (UnimplementedControlServiceServer) GetClusterSummary(context.Context, *v1.ClusterSummaryRequest) (*v1.ClusterSummary, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetClusterSummary not implemented")
 }
-func (UnimplementedControlServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
+func (UnimplementedControlServiceServer) ListEvents(context.Context, *v1.ListEventsRequest) (*v1.ListEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEvents not implemented")
 }
-func (UnimplementedControlServiceServer) CordonNode(context.Context, *CordonRequest) (*Node, error) {
+func (UnimplementedControlServiceServer) CordonNode(context.Context, *v1.CordonRequest) (*v1.Node, error) {
 	return nil, status.Error(codes.Unimplemented, "method CordonNode not implemented")
 }
-func (UnimplementedControlServiceServer) UncordonNode(context.Context, *CordonRequest) (*Node, error) {
+func (UnimplementedControlServiceServer) UncordonNode(context.Context, *v1.CordonRequest) (*v1.Node, error) {
 	return nil, status.Error(codes.Unimplemented, "method UncordonNode not implemented")
 }
-func (UnimplementedControlServiceServer) DrainNode(context.Context, *DrainRequest) (*DrainResponse, error) {
+func (UnimplementedControlServiceServer) DrainNode(context.Context, *v1.DrainRequest) (*v1.DrainResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DrainNode not implemented")
 }
-func (UnimplementedControlServiceServer) GetLeader(context.Context, *GetLeaderRequest) (*LeaderInfo, error) {
+func (UnimplementedControlServiceServer) GetLeader(context.Context, *v1.GetLeaderRequest) (*v1.LeaderInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetLeader not implemented")
 }
-func (UnimplementedControlServiceServer) GetWorkloadLogs(context.Context, *GetWorkloadLogsRequest) (*GetWorkloadLogsResponse, error) {
+func (UnimplementedControlServiceServer) GetWorkloadLogs(context.Context, *v1.GetWorkloadLogsRequest) (*v1.GetWorkloadLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkloadLogs not implemented")
 }
-func (UnimplementedControlServiceServer) PutSecret(context.Context, *PutSecretRequest) (*SecretInfo, error) {
+func (UnimplementedControlServiceServer) PutSecret(context.Context, *v1.PutSecretRequest) (*v1.SecretInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutSecret not implemented")
 }
-func (UnimplementedControlServiceServer) GetSecret(context.Context, *GetSecretRequest) (*SecretInfo, error) {
+func (UnimplementedControlServiceServer) GetSecret(context.Context, *v1.GetSecretRequest) (*v1.SecretInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSecret not implemented")
 }
-func (UnimplementedControlServiceServer) ListSecrets(context.Context, *ListSecretsRequest) (*ListSecretsResponse, error) {
+func (UnimplementedControlServiceServer) ListSecrets(context.Context, *v1.ListSecretsRequest) (*v1.ListSecretsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSecrets not implemented")
 }
-func (UnimplementedControlServiceServer) DeleteSecret(context.Context, *DeleteSecretRequest) (*DeleteSecretResponse, error) {
+func (UnimplementedControlServiceServer) DeleteSecret(context.Context, *v1.DeleteSecretRequest) (*v1.DeleteSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteSecret not implemented")
 }
-func (UnimplementedControlServiceServer) JoinNode(context.Context, *JoinNodeRequest) (*JoinNodeResponse, error) {
+func (UnimplementedControlServiceServer) JoinNode(context.Context, *v1.JoinNodeRequest) (*v1.JoinNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method JoinNode not implemented")
 }
-func (UnimplementedControlServiceServer) RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error) {
+func (UnimplementedControlServiceServer) RenewCertificate(context.Context, *v1.RenewCertificateRequest) (*v1.RenewCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RenewCertificate not implemented")
 }
-func (UnimplementedControlServiceServer) CreateJoinToken(context.Context, *CreateJoinTokenRequest) (*CreateJoinTokenResponse, error) {
+func (UnimplementedControlServiceServer) CreateJoinToken(context.Context, *v1.CreateJoinTokenRequest) (*v1.CreateJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateJoinToken not implemented")
 }
-func (UnimplementedControlServiceServer) ListJoinTokens(context.Context, *ListJoinTokensRequest) (*ListJoinTokensResponse, error) {
+func (UnimplementedControlServiceServer) ListJoinTokens(context.Context, *v1.ListJoinTokensRequest) (*v1.ListJoinTokensResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJoinTokens not implemented")
 }
-func (UnimplementedControlServiceServer) RevokeJoinToken(context.Context, *RevokeJoinTokenRequest) (*RevokeJoinTokenResponse, error) {
+func (UnimplementedControlServiceServer) RevokeJoinToken(context.Context, *v1.RevokeJoinTokenRequest) (*v1.RevokeJoinTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeJoinToken not implemented")
 }
-func (UnimplementedControlServiceServer) RevokeCertificate(context.Context, *RevokeCertificateRequest) (*RevokeCertificateResponse, error) {
+func (UnimplementedControlServiceServer) RevokeCertificate(context.Context, *v1.RevokeCertificateRequest) (*v1.RevokeCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeCertificate not implemented")
 }
-func (UnimplementedControlServiceServer) ListRevocations(context.Context, *ListRevocationsRequest) (*ListRevocationsResponse, error) {
+func (UnimplementedControlServiceServer) ListRevocations(context.Context, *v1.ListRevocationsRequest) (*v1.ListRevocationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRevocations not implemented")
 }
-func (UnimplementedControlServiceServer) IssueUserCertificate(context.Context, *IssueUserCertificateRequest) (*IssueUserCertificateResponse, error) {
+func (UnimplementedControlServiceServer) IssueUserCertificate(context.Context, *v1.IssueUserCertificateRequest) (*v1.IssueUserCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueUserCertificate not implemented")
 }
-func (UnimplementedControlServiceServer) CreateAPIToken(context.Context, *CreateAPITokenRequest) (*CreateAPITokenResponse, error) {
+func (UnimplementedControlServiceServer) CreateAPIToken(context.Context, *v1.CreateAPITokenRequest) (*v1.CreateAPITokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateAPIToken not implemented")
 }
-func (UnimplementedControlServiceServer) ListAPITokens(context.Context, *ListAPITokensRequest) (*ListAPITokensResponse, error) {
+func (UnimplementedControlServiceServer) ListAPITokens(context.Context, *v1.ListAPITokensRequest) (*v1.ListAPITokensResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAPITokens not implemented")
 }
-func (UnimplementedControlServiceServer) RevokeAPIToken(context.Context, *RevokeAPITokenRequest) (*RevokeAPITokenResponse, error) {
+func (UnimplementedControlServiceServer) RevokeAPIToken(context.Context, *v1.RevokeAPITokenRequest) (*v1.RevokeAPITokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeAPIToken not implemented")
 }
-func (UnimplementedControlServiceServer) AuthenticateToken(context.Context, *AuthenticateTokenRequest) (*AuthenticateTokenResponse, error) {
+func (UnimplementedControlServiceServer) AuthenticateToken(context.Context, *v1.AuthenticateTokenRequest) (*v1.AuthenticateTokenResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuthenticateToken not implemented")
 }
-func (UnimplementedControlServiceServer) RecordAudit(context.Context, *RecordAuditRequest) (*RecordAuditResponse, error) {
+func (UnimplementedControlServiceServer) RecordAudit(context.Context, *v1.RecordAuditRequest) (*v1.RecordAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordAudit not implemented")
 }
 func (UnimplementedControlServiceServer) mustEmbedUnimplementedControlServiceServer() {}
@@ -692,7 +693,7 @@ func RegisterControlServiceServer(s grpc.ServiceRegistrar, srv ControlServiceSer
 }
 
 func _ControlService_RegisterNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RegisterNodeRequest)
+	in := new(v1.RegisterNodeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -704,13 +705,13 @@ func _ControlService_RegisterNode_Handler(srv interface{}, ctx context.Context, 
 		FullMethod: ControlService_RegisterNode_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).RegisterNode(ctx, req.(*RegisterNodeRequest))
+		return srv.(ControlServiceServer).RegisterNode(ctx, req.(*v1.RegisterNodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_Heartbeat_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(HeartbeatRequest)
+	in := new(v1.HeartbeatRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -722,13 +723,13 @@ func _ControlService_Heartbeat_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: ControlService_Heartbeat_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).Heartbeat(ctx, req.(*HeartbeatRequest))
+		return srv.(ControlServiceServer).Heartbeat(ctx, req.(*v1.HeartbeatRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_ApplyWorkload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ApplyRequest)
+	in := new(v1.ApplyRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -740,13 +741,13 @@ func _ControlService_ApplyWorkload_Handler(srv interface{}, ctx context.Context,
 		FullMethod: ControlService_ApplyWorkload_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ApplyWorkload(ctx, req.(*ApplyRequest))
+		return srv.(ControlServiceServer).ApplyWorkload(ctx, req.(*v1.ApplyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_ApplyWorkloads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ApplyWorkloadsRequest)
+	in := new(v1.ApplyWorkloadsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -758,13 +759,13 @@ func _ControlService_ApplyWorkloads_Handler(srv interface{}, ctx context.Context
 		FullMethod: ControlService_ApplyWorkloads_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ApplyWorkloads(ctx, req.(*ApplyWorkloadsRequest))
+		return srv.(ControlServiceServer).ApplyWorkloads(ctx, req.(*v1.ApplyWorkloadsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_GetWorkload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetWorkloadRequest)
+	in := new(v1.GetWorkloadRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -776,13 +777,13 @@ func _ControlService_GetWorkload_Handler(srv interface{}, ctx context.Context, d
 		FullMethod: ControlService_GetWorkload_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).GetWorkload(ctx, req.(*GetWorkloadRequest))
+		return srv.(ControlServiceServer).GetWorkload(ctx, req.(*v1.GetWorkloadRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_ListWorkloads_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListWorkloadsRequest)
+	in := new(v1.ListWorkloadsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -794,13 +795,13 @@ func _ControlService_ListWorkloads_Handler(srv interface{}, ctx context.Context,
 		FullMethod: ControlService_ListWorkloads_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ListWorkloads(ctx, req.(*ListWorkloadsRequest))
+		return srv.(ControlServiceServer).ListWorkloads(ctx, req.(*v1.ListWorkloadsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_DeleteWorkload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(DeleteRequest)
+	in := new(v1.DeleteRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -812,13 +813,13 @@ func _ControlService_DeleteWorkload_Handler(srv interface{}, ctx context.Context
 		FullMethod: ControlService_DeleteWorkload_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).DeleteWorkload(ctx, req.(*DeleteRequest))
+		return srv.(ControlServiceServer).DeleteWorkload(ctx, req.(*v1.DeleteRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_RetryWorkload_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RetryRequest)
+	in := new(v1.RetryRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -830,24 +831,24 @@ func _ControlService_RetryWorkload_Handler(srv interface{}, ctx context.Context,
 		FullMethod: ControlService_RetryWorkload_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).RetryWorkload(ctx, req.(*RetryRequest))
+		return srv.(ControlServiceServer).RetryWorkload(ctx, req.(*v1.RetryRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_WatchWorkload_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(GetWorkloadRequest)
+	m := new(v1.GetWorkloadRequest)
 	if err := stream.RecvMsg(m); err != nil {
 		return err
 	}
-	return srv.(ControlServiceServer).WatchWorkload(m, &grpc.GenericServerStream[GetWorkloadRequest, WorkloadView]{ServerStream: stream})
+	return srv.(ControlServiceServer).WatchWorkload(m, &grpc.GenericServerStream[v1.GetWorkloadRequest, v1.WorkloadView]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type ControlService_WatchWorkloadServer = grpc.ServerStreamingServer[WorkloadView]
+type ControlService_WatchWorkloadServer = grpc.ServerStreamingServer[v1.WorkloadView]
 
 func _ControlService_ListNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListNodesRequest)
+	in := new(v1.ListNodesRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -859,13 +860,13 @@ func _ControlService_ListNodes_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: ControlService_ListNodes_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ListNodes(ctx, req.(*ListNodesRequest))
+		return srv.(ControlServiceServer).ListNodes(ctx, req.(*v1.ListNodesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_GetNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetNodeRequest)
+	in := new(v1.GetNodeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -877,13 +878,13 @@ func _ControlService_GetNode_Handler(srv interface{}, ctx context.Context, dec f
 		FullMethod: ControlService_GetNode_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).GetNode(ctx, req.(*GetNodeRequest))
+		return srv.(ControlServiceServer).GetNode(ctx, req.(*v1.GetNodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_GetClusterSummary_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ClusterSummaryRequest)
+	in := new(v1.ClusterSummaryRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -895,13 +896,13 @@ func _ControlService_GetClusterSummary_Handler(srv interface{}, ctx context.Cont
 		FullMethod: ControlService_GetClusterSummary_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).GetClusterSummary(ctx, req.(*ClusterSummaryRequest))
+		return srv.(ControlServiceServer).GetClusterSummary(ctx, req.(*v1.ClusterSummaryRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_ListEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListEventsRequest)
+	in := new(v1.ListEventsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -913,13 +914,13 @@ func _ControlService_ListEvents_Handler(srv interface{}, ctx context.Context, de
 		FullMethod: ControlService_ListEvents_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ListEvents(ctx, req.(*ListEventsRequest))
+		return srv.(ControlServiceServer).ListEvents(ctx, req.(*v1.ListEventsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_CordonNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CordonRequest)
+	in := new(v1.CordonRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -931,13 +932,13 @@ func _ControlService_CordonNode_Handler(srv interface{}, ctx context.Context, de
 		FullMethod: ControlService_CordonNode_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).CordonNode(ctx, req.(*CordonRequest))
+		return srv.(ControlServiceServer).CordonNode(ctx, req.(*v1.CordonRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_UncordonNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CordonRequest)
+	in := new(v1.CordonRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -949,13 +950,13 @@ func _ControlService_UncordonNode_Handler(srv interface{}, ctx context.Context, 
 		FullMethod: ControlService_UncordonNode_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).UncordonNode(ctx, req.(*CordonRequest))
+		return srv.(ControlServiceServer).UncordonNode(ctx, req.(*v1.CordonRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_DrainNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(DrainRequest)
+	in := new(v1.DrainRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -967,13 +968,13 @@ func _ControlService_DrainNode_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: ControlService_DrainNode_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).DrainNode(ctx, req.(*DrainRequest))
+		return srv.(ControlServiceServer).DrainNode(ctx, req.(*v1.DrainRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_GetLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetLeaderRequest)
+	in := new(v1.GetLeaderRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -985,13 +986,13 @@ func _ControlService_GetLeader_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: ControlService_GetLeader_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).GetLeader(ctx, req.(*GetLeaderRequest))
+		return srv.(ControlServiceServer).GetLeader(ctx, req.(*v1.GetLeaderRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_GetWorkloadLogs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetWorkloadLogsRequest)
+	in := new(v1.GetWorkloadLogsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1003,13 +1004,13 @@ func _ControlService_GetWorkloadLogs_Handler(srv interface{}, ctx context.Contex
 		FullMethod: ControlService_GetWorkloadLogs_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).GetWorkloadLogs(ctx, req.(*GetWorkloadLogsRequest))
+		return srv.(ControlServiceServer).GetWorkloadLogs(ctx, req.(*v1.GetWorkloadLogsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_PutSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(PutSecretRequest)
+	in := new(v1.PutSecretRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1021,13 +1022,13 @@ func _ControlService_PutSecret_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: ControlService_PutSecret_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).PutSecret(ctx, req.(*PutSecretRequest))
+		return srv.(ControlServiceServer).PutSecret(ctx, req.(*v1.PutSecretRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_GetSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetSecretRequest)
+	in := new(v1.GetSecretRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1039,13 +1040,13 @@ func _ControlService_GetSecret_Handler(srv interface{}, ctx context.Context, dec
 		FullMethod: ControlService_GetSecret_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).GetSecret(ctx, req.(*GetSecretRequest))
+		return srv.(ControlServiceServer).GetSecret(ctx, req.(*v1.GetSecretRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_ListSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListSecretsRequest)
+	in := new(v1.ListSecretsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1057,13 +1058,13 @@ func _ControlService_ListSecrets_Handler(srv interface{}, ctx context.Context, d
 		FullMethod: ControlService_ListSecrets_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ListSecrets(ctx, req.(*ListSecretsRequest))
+		return srv.(ControlServiceServer).ListSecrets(ctx, req.(*v1.ListSecretsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_DeleteSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(DeleteSecretRequest)
+	in := new(v1.DeleteSecretRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1075,13 +1076,13 @@ func _ControlService_DeleteSecret_Handler(srv interface{}, ctx context.Context, 
 		FullMethod: ControlService_DeleteSecret_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).DeleteSecret(ctx, req.(*DeleteSecretRequest))
+		return srv.(ControlServiceServer).DeleteSecret(ctx, req.(*v1.DeleteSecretRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_JoinNode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(JoinNodeRequest)
+	in := new(v1.JoinNodeRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1093,13 +1094,13 @@ func _ControlService_JoinNode_Handler(srv interface{}, ctx context.Context, dec 
 		FullMethod: ControlService_JoinNode_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).JoinNode(ctx, req.(*JoinNodeRequest))
+		return srv.(ControlServiceServer).JoinNode(ctx, req.(*v1.JoinNodeRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_RenewCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RenewCertificateRequest)
+	in := new(v1.RenewCertificateRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1111,13 +1112,13 @@ func _ControlService_RenewCertificate_Handler(srv interface{}, ctx context.Conte
 		FullMethod: ControlService_RenewCertificate_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).RenewCertificate(ctx, req.(*RenewCertificateRequest))
+		return srv.(ControlServiceServer).RenewCertificate(ctx, req.(*v1.RenewCertificateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_CreateJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CreateJoinTokenRequest)
+	in := new(v1.CreateJoinTokenRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1129,13 +1130,13 @@ func _ControlService_CreateJoinToken_Handler(srv interface{}, ctx context.Contex
 		FullMethod: ControlService_CreateJoinToken_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).CreateJoinToken(ctx, req.(*CreateJoinTokenRequest))
+		return srv.(ControlServiceServer).CreateJoinToken(ctx, req.(*v1.CreateJoinTokenRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_ListJoinTokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListJoinTokensRequest)
+	in := new(v1.ListJoinTokensRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1147,13 +1148,13 @@ func _ControlService_ListJoinTokens_Handler(srv interface{}, ctx context.Context
 		FullMethod: ControlService_ListJoinTokens_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ListJoinTokens(ctx, req.(*ListJoinTokensRequest))
+		return srv.(ControlServiceServer).ListJoinTokens(ctx, req.(*v1.ListJoinTokensRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_RevokeJoinToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RevokeJoinTokenRequest)
+	in := new(v1.RevokeJoinTokenRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1165,13 +1166,13 @@ func _ControlService_RevokeJoinToken_Handler(srv interface{}, ctx context.Contex
 		FullMethod: ControlService_RevokeJoinToken_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).RevokeJoinToken(ctx, req.(*RevokeJoinTokenRequest))
+		return srv.(ControlServiceServer).RevokeJoinToken(ctx, req.(*v1.RevokeJoinTokenRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_RevokeCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RevokeCertificateRequest)
+	in := new(v1.RevokeCertificateRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1183,13 +1184,13 @@ func _ControlService_RevokeCertificate_Handler(srv interface{}, ctx context.Cont
 		FullMethod: ControlService_RevokeCertificate_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).RevokeCertificate(ctx, req.(*RevokeCertificateRequest))
+		return srv.(ControlServiceServer).RevokeCertificate(ctx, req.(*v1.RevokeCertificateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_ListRevocations_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListRevocationsRequest)
+	in := new(v1.ListRevocationsRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1201,13 +1202,13 @@ func _ControlService_ListRevocations_Handler(srv interface{}, ctx context.Contex
 		FullMethod: ControlService_ListRevocations_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ListRevocations(ctx, req.(*ListRevocationsRequest))
+		return srv.(ControlServiceServer).ListRevocations(ctx, req.(*v1.ListRevocationsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_IssueUserCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(IssueUserCertificateRequest)
+	in := new(v1.IssueUserCertificateRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1219,13 +1220,13 @@ func _ControlService_IssueUserCertificate_Handler(srv interface{}, ctx context.C
 		FullMethod: ControlService_IssueUserCertificate_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).IssueUserCertificate(ctx, req.(*IssueUserCertificateRequest))
+		return srv.(ControlServiceServer).IssueUserCertificate(ctx, req.(*v1.IssueUserCertificateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_CreateAPIToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(CreateAPITokenRequest)
+	in := new(v1.CreateAPITokenRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1237,13 +1238,13 @@ func _ControlService_CreateAPIToken_Handler(srv interface{}, ctx context.Context
 		FullMethod: ControlService_CreateAPIToken_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).CreateAPIToken(ctx, req.(*CreateAPITokenRequest))
+		return srv.(ControlServiceServer).CreateAPIToken(ctx, req.(*v1.CreateAPITokenRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_ListAPITokens_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ListAPITokensRequest)
+	in := new(v1.ListAPITokensRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1255,13 +1256,13 @@ func _ControlService_ListAPITokens_Handler(srv interface{}, ctx context.Context,
 		FullMethod: ControlService_ListAPITokens_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).ListAPITokens(ctx, req.(*ListAPITokensRequest))
+		return srv.(ControlServiceServer).ListAPITokens(ctx, req.(*v1.ListAPITokensRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_RevokeAPIToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RevokeAPITokenRequest)
+	in := new(v1.RevokeAPITokenRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1273,13 +1274,13 @@ func _ControlService_RevokeAPIToken_Handler(srv interface{}, ctx context.Context
 		FullMethod: ControlService_RevokeAPIToken_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).RevokeAPIToken(ctx, req.(*RevokeAPITokenRequest))
+		return srv.(ControlServiceServer).RevokeAPIToken(ctx, req.(*v1.RevokeAPITokenRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_AuthenticateToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(AuthenticateTokenRequest)
+	in := new(v1.AuthenticateTokenRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1291,13 +1292,13 @@ func _ControlService_AuthenticateToken_Handler(srv interface{}, ctx context.Cont
 		FullMethod: ControlService_AuthenticateToken_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).AuthenticateToken(ctx, req.(*AuthenticateTokenRequest))
+		return srv.(ControlServiceServer).AuthenticateToken(ctx, req.(*v1.AuthenticateTokenRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
 func _ControlService_RecordAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(RecordAuditRequest)
+	in := new(v1.RecordAuditRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -1309,7 +1310,7 @@ func _ControlService_RecordAudit_Handler(srv interface{}, ctx context.Context, d
 		FullMethod: ControlService_RecordAudit_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ControlServiceServer).RecordAudit(ctx, req.(*RecordAuditRequest))
+		return srv.(ControlServiceServer).RecordAudit(ctx, req.(*v1.RecordAuditRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1465,5 +1466,5 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 			ServerStreams: true,
 		},
 	},
-	Metadata: "persys/v1/control.proto",
+	Metadata: "persys/v1/control_service.proto",
 }
