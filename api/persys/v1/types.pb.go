@@ -4512,8 +4512,11 @@ type ServiceProgress struct {
 	// The revision an automatic rollback left (0: none).
 	RolledBackFrom uint64 `protobuf:"varint,14,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
 	Message        string `protobuf:"bytes,15,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Replicas of the current revision that are available, as last counted:
+	// an update makes progress when it grows.
+	UpdatedAvailable int32 `protobuf:"varint,16,opt,name=updated_available,json=updatedAvailable,proto3" json:"updated_available,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ServiceProgress) Reset() {
@@ -4649,6 +4652,13 @@ func (x *ServiceProgress) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *ServiceProgress) GetUpdatedAvailable() int32 {
+	if x != nil {
+		return x.UpdatedAvailable
+	}
+	return 0
 }
 
 var File_persys_v1_types_proto protoreflect.FileDescriptor
@@ -5057,7 +5067,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\bR\x06status\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12C\n" +
-	"\x0flast_transition\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastTransition\"\xc5\x04\n" +
+	"\x0flast_transition\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastTransition\"\xf2\x04\n" +
 	"\x0fServiceProgress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12/\n" +
@@ -5077,7 +5087,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\vprogress_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"progressAt\x12(\n" +
 	"\x10rolled_back_from\x18\x0e \x01(\x04R\x0erolledBackFrom\x12\x18\n" +
-	"\amessage\x18\x0f \x01(\tR\amessage*{\n" +
+	"\amessage\x18\x0f \x01(\tR\amessage\x12+\n" +
+	"\x11updated_available\x18\x10 \x01(\x05R\x10updatedAvailable*{\n" +
 	"\fWorkloadType\x12\x1d\n" +
 	"\x19WORKLOAD_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17WORKLOAD_TYPE_CONTAINER\x10\x01\x12\x19\n" +
