@@ -33,6 +33,7 @@ import (
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/secretsvc"
+	"github.com/persys-dev/compute/internal/servicectl"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -208,6 +209,9 @@ type Scheduler struct {
 	audit    *store.AuditLog
 	// secrets serves the secret API and delivers values (internal/secretsvc).
 	secrets *secretsvc.Service
+	// services is the service controller (internal/servicectl; wiring in
+	// services.go), run while leading.
+	services *servicectl.Controller
 }
 
 // workloadEntry is the cache of one workload's keys plus the in-memory
@@ -287,6 +291,9 @@ func New(cfg Config) (*Scheduler, error) {
 		Events: s.events, Logger: cfg.Logger, Now: cfg.Now})
 	s.secrets = secretsvc.New(secretsvc.Config{Store: cfg.Store, Audit: s.audit, Keyring: cfg.Secrets,
 		Events: s.events, Logger: cfg.Logger, Now: cfg.Now, Changed: s.wakeSecretWaiters})
+	if err := s.newServiceController(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -354,6 +361,9 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	go func() { defer wg.Done(); s.resyncLoop(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.gitPollLoop(ctx) }()
+	// Service controller wiring: it runs while this replica leads.
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = s.services.Run(ctx) }()
 
 	err = s.watchLoop(ctx, rev)
 	s.queue.Close()
