@@ -279,10 +279,12 @@ func (v *view) failure(p *Progress) (stopReason, bool) {
 	return stopReason{why: why + "; update stopped"}, true
 }
 
-// canaryActive: the update holds at Canary new replicas.
+// canaryActive: the update holds at Canary new replicas. A return to a
+// revision that completed before (undo, rollback) is no canary.
 func (v *view) canaryActive() bool {
 	in := v.in
-	return in.Policy.Canary > 0 && !in.Promoted && v.rollout && in.Prior.CurrentGood != 0 && in.Prior.CurrentGood != in.Target
+	return in.Policy.Canary > 0 && !in.Promoted && v.rollout && in.Prior.CurrentGood != 0 &&
+		in.Target != in.Prior.CurrentGood && in.Target != in.Prior.PreviousGood
 }
 
 func (v *view) holdingCanary() bool {

@@ -192,6 +192,13 @@ func TestDecide(t *testing.T) {
 			in.Policy.Canary, in.Promoted = 1, true
 			return in
 		}(), create: names(newHash, 1), phase: PhaseProgressing, good: 1},
+		{name: "an undo to the previous good revision is no canary", in: func() Input {
+			in := update(4, surge1, many(oldHash, "r"), many(badHash, "rrr"))
+			in.Policy.Canary = 1
+			in.Target, in.TargetHash = 1, oldHash
+			in.Prior.CurrentGood, in.Prior.PreviousGood, in.Prior.Revision = 3, 1, 3
+			return in
+		}(), create: names(oldHash, 1), phase: PhaseProgressing, good: 3},
 		{name: "paused holds the update", in: func() Input {
 			in := update(4, surge1, many(oldHash, "rrrr"))
 			in.Policy.Paused = true
