@@ -286,6 +286,7 @@ func (s *Scheduler) choose(name string, v view) (placement.Decision, heldPlaceme
 		RequireKVM:   spec.GetVm().GetAccel() == "kvm",
 		Pools:        poolDemands(spec),
 		Host:         hostNeeds(spec),
+		Spread:       s.spreadFor(name, v.w, nodes), // service replicas (services.go)
 	}
 	dec := s.writes().sampler.Place(nodes, req, s.cfg.Strategy)
 	s.metrics.placementDuration.Observe(time.Since(start).Seconds())

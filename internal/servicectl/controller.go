@@ -391,7 +391,7 @@ func (c *Controller) act(ctx context.Context, svc *persysv1.Service, target *per
 		if err == nil {
 			_, _, err = c.cfg.Workloads.ApplyWorkload(ctx, who, &persysv1.ApplyRequest{Name: cr.Name, Labels: labels, Spec: spec,
 				Owner: &persysv1.ServiceOwner{Service: svc.GetName(), ServiceUid: svc.GetUid(),
-					Revision: target.GetNumber(), TemplateHash: target.GetTemplateHash()}})
+					Revision: target.GetNumber(), TemplateHash: target.GetTemplateHash(), Spread: svc.GetSpec().GetSpread()}})
 		}
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("create %s: %v", cr.Name, err))

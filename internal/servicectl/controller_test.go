@@ -203,3 +203,52 @@ func TestApplyServiceRefusesInvalid(t *testing.T) {
 		t.Fatalf("a workload with an owner from the wire: %v", err)
 	}
 }
+
+// TestServiceSpread: maxPerNode 1 over three nodes puts one replica on
+// each, and a fourth finds no node (spread limit) and stays pending.
+func TestServiceSpread(t *testing.T) {
+	c := realsched.Start(t, realsched.Options{Nodes: []string{"n1", "n2", "n3"}})
+	for _, n := range []string{"n1", "n2", "n3"} {
+		c.StartAgent(t, n, sim.Options{})
+	}
+	ctl := c.Admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	req := serviceRequest(3, "good:1")
+	req.Spec.Spread = &persysv1.ServiceSpread{MaxPerNode: 1}
+	if _, err := ctl.ApplyService(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	waitComplete(t, ctl, 1, 3, "good:1", 4, 0)
+	nodes := map[string]int{}
+	resp, err := ctl.ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{LabelSelector: map[string]string{servicectl.LabelService: "web"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range resp.GetWorkloads() {
+		nodes[v.GetStatus().GetNodeId()]++
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("replicas by node %v, want one on each of three", nodes)
+	}
+	if _, err := ctl.ScaleService(ctx, &persysv1.ScaleServiceRequest{Name: "web", Replicas: 4}); err != nil {
+		t.Fatal(err)
+	}
+	eventually.Eventually(t, "a fourth replica pending on the spread limit", wait, func() (bool, string) {
+		resp, err := ctl.ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{LabelSelector: map[string]string{servicectl.LabelService: "web"}})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, v := range resp.GetWorkloads() {
+			if v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_PENDING {
+				continue
+			}
+			v, err := ctl.GetWorkload(ctx, &persysv1.GetWorkloadRequest{Name: v.GetWorkload().GetName()})
+			if err != nil {
+				return false, err.Error()
+			}
+			return strings.Contains(v.GetStatus().GetMessage(), "spread"), v.GetStatus().GetMessage()
+		}
+		return false, fmt.Sprintf("%d replicas, none pending", len(resp.GetWorkloads()))
+	})
+}

@@ -376,6 +376,9 @@ const (
 	RejectReason_REJECT_REASON_POLICY_DENIED RejectReason = 11
 	// A host port the workload publishes is already taken on the node.
 	RejectReason_REJECT_REASON_PORT_CONFLICT RejectReason = 12
+	// The node holds as many replicas of the service as its spread allows
+	// on one node.
+	RejectReason_REJECT_REASON_SPREAD_LIMIT RejectReason = 13
 )
 
 // Enum value maps for RejectReason.
@@ -394,6 +397,7 @@ var (
 		10: "REJECT_REASON_POOL_MISSING",
 		11: "REJECT_REASON_POLICY_DENIED",
 		12: "REJECT_REASON_PORT_CONFLICT",
+		13: "REJECT_REASON_SPREAD_LIMIT",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -409,6 +413,7 @@ var (
 		"REJECT_REASON_POOL_MISSING":        10,
 		"REJECT_REASON_POLICY_DENIED":       11,
 		"REJECT_REASON_PORT_CONFLICT":       12,
+		"REJECT_REASON_SPREAD_LIMIT":        13,
 	}
 )
 
@@ -2277,8 +2282,10 @@ type ServiceOwner struct {
 	// same name does not adopt the old one's replicas.
 	ServiceUid string `protobuf:"bytes,2,opt,name=service_uid,json=serviceUid,proto3" json:"service_uid,omitempty"`
 	// The service revision whose template the replica runs.
-	Revision      uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
-	TemplateHash  string `protobuf:"bytes,4,opt,name=template_hash,json=templateHash,proto3" json:"template_hash,omitempty"`
+	Revision     uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	TemplateHash string `protobuf:"bytes,4,opt,name=template_hash,json=templateHash,proto3" json:"template_hash,omitempty"`
+	// The service's spread, which placement applies to its replicas.
+	Spread        *ServiceSpread `protobuf:"bytes,5,opt,name=spread,proto3" json:"spread,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2339,6 +2346,13 @@ func (x *ServiceOwner) GetTemplateHash() string {
 		return x.TemplateHash
 	}
 	return ""
+}
+
+func (x *ServiceOwner) GetSpread() *ServiceSpread {
+	if x != nil {
+		return x.Spread
+	}
+	return nil
 }
 
 // WorkloadStatus is observed state, stored at status/<name>, written only on change.
@@ -4833,13 +4847,14 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x05owner\x18P \x01(\v2\x17.persys.v1.ServiceOwnerR\x05owner\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x8a\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x01\n" +
 	"\fServiceOwner\x12\x18\n" +
 	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1f\n" +
 	"\vservice_uid\x18\x02 \x01(\tR\n" +
 	"serviceUid\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12#\n" +
-	"\rtemplate_hash\x18\x04 \x01(\tR\ftemplateHash\"\xb3\x05\n" +
+	"\rtemplate_hash\x18\x04 \x01(\tR\ftemplateHash\x120\n" +
+	"\x06spread\x18\x05 \x01(\v2\x18.persys.v1.ServiceSpreadR\x06spread\"\xb3\x05\n" +
 	"\x0eWorkloadStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12,\n" +
@@ -5132,7 +5147,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x18\n" +
-	"\x14NODE_STATE_NOT_READY\x10\x02*\xd5\x03\n" +
+	"\x14NODE_STATE_NOT_READY\x10\x02*\xf5\x03\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_NODE_NOT_READY\x10\x01\x12\x1f\n" +
@@ -5147,7 +5162,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x1aREJECT_REASON_POOL_MISSING\x10\n" +
 	"\x12\x1f\n" +
 	"\x1bREJECT_REASON_POLICY_DENIED\x10\v\x12\x1f\n" +
-	"\x1bREJECT_REASON_PORT_CONFLICT\x10\f*a\n" +
+	"\x1bREJECT_REASON_PORT_CONFLICT\x10\f\x12\x1e\n" +
+	"\x1aREJECT_REASON_SPREAD_LIMIT\x10\r*a\n" +
 	"\fRetainPolicy\x12\x1d\n" +
 	"\x19RETAIN_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RETAIN_POLICY_DELETE\x10\x01\x12\x18\n" +
@@ -5288,64 +5304,65 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	66, // 30: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
 	66, // 31: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
 	29, // 32: persys.v1.Workload.owner:type_name -> persys.v1.ServiceOwner
-	2,  // 33: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
-	3,  // 34: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	66, // 35: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	66, // 36: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	31, // 37: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	60, // 38: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
-	2,  // 39: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
-	66, // 40: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 41: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	66, // 42: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
-	35, // 43: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
-	5,  // 44: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
-	5,  // 45: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
-	34, // 46: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
-	10, // 47: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
-	0,  // 48: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	61, // 49: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	39, // 50: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
-	10, // 51: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
-	37, // 52: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
-	38, // 53: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
-	36, // 54: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 55: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	66, // 56: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	10, // 57: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	10, // 58: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	66, // 59: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	66, // 60: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 61: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	41, // 62: persys.v1.EventBatch.events:type_name -> persys.v1.Event
-	8,  // 63: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	66, // 64: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	66, // 65: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 66: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	62, // 67: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	43, // 68: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	63, // 69: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	10, // 70: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	10, // 71: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	25, // 72: persys.v1.ServiceSpec.template:type_name -> persys.v1.WorkloadSpec
-	64, // 73: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
-	47, // 74: persys.v1.ServiceSpec.spread:type_name -> persys.v1.ServiceSpread
-	48, // 75: persys.v1.ServiceSpec.update:type_name -> persys.v1.ServiceUpdatePolicy
-	65, // 76: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
-	49, // 77: persys.v1.Service.spec:type_name -> persys.v1.ServiceSpec
-	66, // 78: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	66, // 79: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	25, // 80: persys.v1.ServiceRevision.template:type_name -> persys.v1.WorkloadSpec
-	66, // 81: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
-	66, // 82: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
-	9,  // 83: persys.v1.ServiceProgress.phase:type_name -> persys.v1.RolloutPhase
-	52, // 84: persys.v1.ServiceProgress.conditions:type_name -> persys.v1.ServiceCondition
-	66, // 85: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
-	86, // [86:86] is the sub-list for method output_type
-	86, // [86:86] is the sub-list for method input_type
-	86, // [86:86] is the sub-list for extension type_name
-	86, // [86:86] is the sub-list for extension extendee
-	0,  // [0:86] is the sub-list for field type_name
+	47, // 33: persys.v1.ServiceOwner.spread:type_name -> persys.v1.ServiceSpread
+	2,  // 34: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
+	3,  // 35: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
+	66, // 36: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 37: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	31, // 38: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
+	60, // 39: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	2,  // 40: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
+	66, // 41: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 42: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
+	66, // 43: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	35, // 44: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
+	5,  // 45: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
+	5,  // 46: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
+	34, // 47: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
+	10, // 48: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
+	0,  // 49: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
+	61, // 50: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	39, // 51: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
+	10, // 52: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
+	37, // 53: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
+	38, // 54: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
+	36, // 55: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 56: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	66, // 57: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	10, // 58: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	10, // 59: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	66, // 60: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	66, // 61: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 62: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	41, // 63: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	8,  // 64: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	66, // 65: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	66, // 66: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 67: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	62, // 68: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	43, // 69: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	63, // 70: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	10, // 71: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	10, // 72: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	25, // 73: persys.v1.ServiceSpec.template:type_name -> persys.v1.WorkloadSpec
+	64, // 74: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
+	47, // 75: persys.v1.ServiceSpec.spread:type_name -> persys.v1.ServiceSpread
+	48, // 76: persys.v1.ServiceSpec.update:type_name -> persys.v1.ServiceUpdatePolicy
+	65, // 77: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
+	49, // 78: persys.v1.Service.spec:type_name -> persys.v1.ServiceSpec
+	66, // 79: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	66, // 80: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 81: persys.v1.ServiceRevision.template:type_name -> persys.v1.WorkloadSpec
+	66, // 82: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
+	66, // 83: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
+	9,  // 84: persys.v1.ServiceProgress.phase:type_name -> persys.v1.RolloutPhase
+	52, // 85: persys.v1.ServiceProgress.conditions:type_name -> persys.v1.ServiceCondition
+	66, // 86: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
+	87, // [87:87] is the sub-list for method output_type
+	87, // [87:87] is the sub-list for method input_type
+	87, // [87:87] is the sub-list for extension type_name
+	87, // [87:87] is the sub-list for extension extendee
+	0,  // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
