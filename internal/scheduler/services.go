@@ -14,7 +14,7 @@ import (
 
 func (s *Scheduler) newServiceController() error {
 	c, err := servicectl.New(servicectl.Config{Store: s.store, Workloads: s, Events: s.events,
-		Logger: s.log.With("controller", "service"), Now: s.cfg.Now})
+		Logger: s.log.With("controller", "service"), Now: s.cfg.Now, Registry: s.cfg.Registry})
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -55,13 +56,16 @@ type Config struct {
 	Resync time.Duration
 	// History is how many revisions are kept per service (default 10).
 	History int
+	// Registry receives the controller's metrics; nil registers none.
+	Registry prometheus.Registerer
 }
 
 // Controller runs the services' rollouts.
 type Controller struct {
-	cfg Config
-	st  *store.Store
-	log *slog.Logger
+	cfg     Config
+	st      *store.Store
+	log     *slog.Logger
+	metrics *metrics
 
 	mu sync.Mutex
 	// dirty holds the services to look at; due the ones to look at again
@@ -91,7 +95,7 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Events == nil {
 		cfg.Events = nopEvents{}
 	}
-	return &Controller{cfg: cfg, st: cfg.Store, log: cfg.Logger, dirty: map[string]bool{},
+	return &Controller{cfg: cfg, st: cfg.Store, log: cfg.Logger, metrics: newMetrics(cfg.Registry), dirty: map[string]bool{},
 		due: map[string]time.Time{}, wake: make(chan struct{}, 1)}, nil
 }
 
@@ -173,7 +177,10 @@ func (c *Controller) drain(ctx context.Context) {
 		if name == "" {
 			return
 		}
+		start := time.Now()
 		at, err := c.sync(ctx, name)
+		c.metrics.steps.Inc()
+		c.metrics.stepTime.Observe(time.Since(start).Seconds())
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("service step failed", "service", name, "err", err)
 			at = c.cfg.Now().Add(time.Second) // conflicts and etcd hiccups: again soon, never tightly
@@ -377,6 +384,7 @@ func (c *Controller) act(ctx context.Context, svc *persysv1.Service, target *per
 			problems = append(problems, fmt.Sprintf("delete %s: %v", n, err))
 			continue
 		}
+		c.metrics.replicas.WithLabelValues("delete").Inc()
 		c.cfg.Events.Add(model.EventReplicaDeleted, &persysv1.Event{Workload: EventSubject(svc.GetName()), Message: "replica " + n})
 	}
 	who := principal.Principal{Name: target.GetAppliedBy(), Role: pki.Role(target.GetAppliedRole())}
@@ -397,6 +405,7 @@ func (c *Controller) act(ctx context.Context, svc *persysv1.Service, target *per
 			problems = append(problems, fmt.Sprintf("create %s: %v", cr.Name, err))
 			continue
 		}
+		c.metrics.replicas.WithLabelValues("create").Inc()
 		c.cfg.Events.Add(model.EventReplicaCreated, &persysv1.Event{Workload: EventSubject(svc.GetName()),
 			Revision: target.GetNumber(), Message: "replica " + cr.Name})
 	}
@@ -436,6 +445,7 @@ func (c *Controller) rollback(ctx context.Context, svc *persysv1.Service, rev in
 	if err := c.setTemplate(ctx, svc, rev, to); err != nil {
 		return err
 	}
+	c.metrics.rollbacks.Inc()
 	c.log.Warn("service rolled back", "service", svc.GetName(), "from", d.Progress.Revision, "to", to.GetNumber(), "why", d.Progress.Message)
 	c.cfg.Events.Add(model.EventRolledBack, &persysv1.Event{Workload: EventSubject(svc.GetName()), Revision: to.GetNumber(),
 		Message: d.Progress.Message})
@@ -475,6 +485,7 @@ func (c *Controller) phaseEvent(name string, p *persysv1.ServiceProgress) {
 		ev.Message = fmt.Sprintf("revision %d: %d replicas available", p.GetRevision(), p.GetAvailable())
 		c.cfg.Events.Add(model.EventRolloutComplete, ev)
 	case persysv1.RolloutPhase_ROLLOUT_PHASE_FAILED:
+		c.metrics.failed.Inc()
 		c.cfg.Events.Add(model.EventRolloutFailed, ev)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/servicectl"
@@ -103,8 +105,10 @@ func waitComplete(t *testing.T, ctl persysv1.ControlServiceClient, rev uint64, n
 // agents: create, scale up and down, a rolling update, an update whose
 // replicas fail (rolled back by itself), history, undo, and delete.
 func TestServiceLifecycle(t *testing.T) {
+	reg := prometheus.NewRegistry()
 	c := realsched.Start(t, realsched.Options{Nodes: []string{"n1", "n2", "n3"}, Config: func(cfg *scheduler.Config) {
 		cfg.RetryBase, cfg.RetryMax, cfg.MaxAttempts = 50*time.Millisecond, 100*time.Millisecond, 2
+		cfg.Registry = reg
 	}})
 	for _, n := range []string{"n1", "n2", "n3"} {
 		c.StartAgent(t, n, sim.Options{FailImages: map[string]persysv1.FailureReason{
@@ -153,6 +157,9 @@ func TestServiceLifecycle(t *testing.T) {
 		return v.GetProgress().GetRolledBackFrom() == 3 && img == "good:2", fmt.Sprintf("%s; template %s; %v", rs, img, v.GetProgress())
 	})
 	waitComplete(t, ctl, 2, 2, "good:2", 3, 2)
+	if got := gathered(t, reg, "persys_service_rollbacks_total"); got != 1 {
+		t.Fatalf("persys_service_rollbacks_total = %v, want 1", got)
+	}
 
 	hist, err := ctl.RolloutHistory(ctx, &persysv1.GetServiceRequest{Name: "web"})
 	if err != nil {
@@ -251,4 +258,20 @@ func TestServiceSpread(t *testing.T) {
 		}
 		return false, fmt.Sprintf("%d replicas, none pending", len(resp.GetWorkloads()))
 	})
+}
+
+// gathered is the value of the counter name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no series %s", name)
+	return 0
 }
