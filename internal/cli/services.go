@@ -241,7 +241,22 @@ func newRolloutCommand(o *options) *cobra.Command {
 				return run(cmd, c, args[0])
 			}}
 	}
-	cmd.AddCommand(withClient("status", "Show where the service's update stands", o.rolloutStatus))
+	var (
+		wait    bool
+		timeout time.Duration
+	)
+	status := withClient("status", "Show where the service's update stands", func(cmd *cobra.Command, c *client.Client, name string) error {
+		if !wait {
+			return o.rolloutStatus(cmd, c, name)
+		}
+		if err := checkTimeout(timeout); err != nil {
+			return err
+		}
+		return o.rolloutWait(cmd, c, name, timeout)
+	})
+	status.Flags().BoolVarP(&wait, "wait", "w", false, "follow the update until it completes, fails, pauses or waits for a promote")
+	status.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "how long --wait follows")
+	cmd.AddCommand(status)
 	cmd.AddCommand(withClient("history", "List the service's kept revisions", func(cmd *cobra.Command, c *client.Client, name string) error {
 		h, err := c.RolloutHistory(cmd.Context(), name)
 		if err != nil {
@@ -283,6 +298,73 @@ func (o *options) rolloutDone(v *persysv1.ServiceView, err error, name, done str
 	return err
 }
 
+// rolloutPoll is how often rollout status --wait looks again.
+const rolloutPoll = time.Second
+
+// rolloutWait prints the status each time it changes until the update
+// settles (complete, failed, paused or awaiting promotion) or timeout.
+func (o *options) rolloutWait(cmd *cobra.Command, c *client.Client, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for {
+		v, err := c.GetService(cmd.Context(), name, false)
+		if err != nil {
+			return err
+		}
+		// Settled only once the controller saw the current spec.
+		settled := v.GetProgress().GetObservedGeneration() == v.GetService().GetGeneration() && settledPhase(v.GetProgress().GetPhase())
+		if line := statusLine(name, v); line != last && o.output == FormatTable {
+			last = line
+			fmt.Fprint(o.streams.Out, line)
+		}
+		if settled {
+			return o.rolloutStatusOf(name, v)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("rollout of service %s: still %s after %s", name, phaseName(v.GetProgress().GetPhase()), timeout)
+		}
+		t := time.NewTimer(rolloutPoll)
+		select {
+		case <-cmd.Context().Done():
+			t.Stop()
+			return cmd.Context().Err()
+		case <-t.C:
+		}
+	}
+}
+
+func settledPhase(p persysv1.RolloutPhase) bool {
+	switch p {
+	case persysv1.RolloutPhase_ROLLOUT_PHASE_COMPLETE, persysv1.RolloutPhase_ROLLOUT_PHASE_FAILED,
+		persysv1.RolloutPhase_ROLLOUT_PHASE_PAUSED, persysv1.RolloutPhase_ROLLOUT_PHASE_AWAITING_PROMOTION:
+		return true
+	}
+	return false
+}
+
+func statusLine(name string, v *persysv1.ServiceView) string {
+	p := v.GetProgress()
+	line := fmt.Sprintf("service/%s revision %d: %s — %d of %d updated, %d ready, %d available\n", name, p.GetRevision(),
+		phaseName(p.GetPhase()), p.GetUpdated(), v.GetService().GetSpec().GetReplicas(), p.GetReady(), p.GetAvailable())
+	if p.GetMessage() != "" {
+		line += p.GetMessage() + "\n"
+	}
+	return line
+}
+
+// rolloutStatusOf is the outcome of a settled wait: an error when failed.
+func (o *options) rolloutStatusOf(name string, v *persysv1.ServiceView) error {
+	if o.output != FormatTable {
+		if err := printObject(o.streams.Out, o.output, v.GetProgress()); err != nil {
+			return err
+		}
+	}
+	if v.GetProgress().GetPhase() == persysv1.RolloutPhase_ROLLOUT_PHASE_FAILED {
+		return fmt.Errorf("rollout of service %s failed", name)
+	}
+	return nil
+}
+
 func (o *options) rolloutStatus(cmd *cobra.Command, c *client.Client, name string) error {
 	v, err := c.GetService(cmd.Context(), name, false)
 	if err != nil {
@@ -291,16 +373,8 @@ func (o *options) rolloutStatus(cmd *cobra.Command, c *client.Client, name strin
 	if o.output != FormatTable {
 		return printObject(o.streams.Out, o.output, v.GetProgress())
 	}
-	p := v.GetProgress()
-	fmt.Fprintf(o.streams.Out, "service/%s revision %d: %s — %d of %d updated, %d ready, %d available\n", name, p.GetRevision(),
-		phaseName(p.GetPhase()), p.GetUpdated(), v.GetService().GetSpec().GetReplicas(), p.GetReady(), p.GetAvailable())
-	if p.GetMessage() != "" {
-		fmt.Fprintln(o.streams.Out, p.GetMessage())
-	}
-	if p.GetPhase() == persysv1.RolloutPhase_ROLLOUT_PHASE_FAILED {
-		return fmt.Errorf("rollout of service %s failed", name)
-	}
-	return nil
+	fmt.Fprint(o.streams.Out, statusLine(name, v))
+	return o.rolloutStatusOf(name, v)
 }
 
 // deleteService is `delete service NAME`.

@@ -55,9 +55,9 @@ func TestServiceCommands(t *testing.T) {
 	// A canary update stops at one new replica until promoted.
 	file = c.writeManifest(t, "api2.yaml", strings.Replace(strings.Replace(apiService, "replicas: 2", "replicas: 3", 1), "api:1", "api:2", 1))
 	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, []string{"service/api updated\n"}, nil)
-	waitPhase("AWAITING_PROMOTION", "1 of 3 updated")
+	expect(t, c.persysctl(t, "", "rollout", "status", "api", "--wait"), 0, []string{"AWAITING_PROMOTION — 1 of 3 updated", "promote to go on"}, nil)
 	expect(t, c.persysctl(t, "", "rollout", "promote", "api"), 0, []string{"service/api promoted\n"}, nil)
-	waitPhase("COMPLETE", "3 of 3 updated")
+	expect(t, c.persysctl(t, "", "rollout", "status", "api", "-w", "--timeout", "1m"), 0, []string{"revision 2: COMPLETE — 3 of 3 updated"}, nil)
 	expect(t, c.persysctl(t, "", "rollout", "history", "api"), 0, []string{"REVISION", "api:1", "api:2"}, nil)
 	expect(t, c.persysctl(t, "", "describe", "service", "api"), 0,
 		[]string{"Name:", "api", "Rollout:", "COMPLETE at revision 2", "Conditions:", "Available", "Revisions:", "Events:", "RolloutComplete"}, nil)

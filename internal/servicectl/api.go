@@ -222,7 +222,10 @@ func (c *Controller) Promote(ctx context.Context, who principal.Principal, name 
 		if TemplateHash(s.GetSpec().GetTemplate()) != cur.GetTemplateHash() {
 			return status.Errorf(codes.Aborted, "service %q changed its template meanwhile; look at rollout status again", name)
 		}
-		s.PromotedRevision = cur.GetNumber()
+		if s.PromotedRevision != cur.GetNumber() {
+			s.PromotedRevision = cur.GetNumber()
+			s.Generation++ // a wait on the rollout waits for the controller to see it
+		}
 		return nil
 	})
 	if err == nil {
