@@ -22,6 +22,11 @@ const (
 	// ports below 1024. Nodes must allow the first two as well.
 	WorkloadsHost Permission = "workloads.host"
 	WorkloadsLogs Permission = "workloads.logs"
+	// ServicesRead and ServicesWrite are workloads.read and
+	// workloads.write for services (rollouts, scale); what a service's
+	// template asks of its hosts needs workloads.host as a workload does.
+	ServicesRead  Permission = "services.read"
+	ServicesWrite Permission = "services.write"
 	NodesRead     Permission = "nodes.read"
 	NodesWrite    Permission = "nodes.write"
 	ClusterRead   Permission = "cluster.read"
@@ -38,8 +43,8 @@ const (
 )
 
 var (
-	viewer   = []Permission{WorkloadsRead, WorkloadsLogs, NodesRead, ClusterRead, EventsRead, IdentityRead}
-	operator = append(slices.Clone(viewer), WorkloadsWrite, NodesWrite)
+	viewer   = []Permission{WorkloadsRead, WorkloadsLogs, ServicesRead, NodesRead, ClusterRead, EventsRead, IdentityRead}
+	operator = append(slices.Clone(viewer), WorkloadsWrite, ServicesWrite, NodesWrite)
 	admin    = append(slices.Clone(operator), WorkloadsHost, SecretsRead, SecretsWrite,
 		TokensRead, TokensWrite, UsersWrite)
 )

@@ -110,6 +110,8 @@ func newRoot(o *options) *cobra.Command {
 		newDescribeCommand(o),
 		newDeleteCommand(o),
 		newRetryCommand(o),
+		newScaleCommand(o),
+		newRolloutCommand(o),
 		newWorkloadCommand(o),
 		newNodeCommand(o),
 		newClusterCommand(o),
@@ -145,6 +147,8 @@ func kindOf(arg string) (string, error) {
 		return "workload", nil
 	case "node", "nodes", "no":
 		return "node", nil
+	case "service", "services", "svc":
+		return "service", nil
 	}
-	return "", fmt.Errorf("unknown resource type %q: use workload or node", arg)
+	return "", fmt.Errorf("unknown resource type %q: use workload, service or node", arg)
 }

@@ -130,6 +130,17 @@ func newApplyCommand(o *options) *cobra.Command {
 				return err
 			}
 			defer c.Close()
+			if svcs, rest, ok := splitServices(data); ok {
+				// Services are applied one by one; the workloads of the
+				// stream, if any, as below.
+				if wait {
+					return fmt.Errorf("--wait applies to workloads; follow a service with rollout status")
+				}
+				if err := o.applyServices(cmd, c, svcs); err != nil || rest == nil {
+					return err
+				}
+				data = rest
+			}
 			// Several documents go in one call. Counting them does not
 			// validate them: the gateway does, naming the invalid ones, and
 			// refuses a stream with too many. Input past the stream limit
@@ -205,9 +216,9 @@ func parseSelectorFlag(s string) (map[string]string, error) {
 func newGetCommand(o *options) *cobra.Command {
 	var selector string
 	cmd := &cobra.Command{
-		Use:   "get workloads|workload NAME|nodes|node ID|leader",
-		Short: "List workloads or nodes, show one, or show the scheduler leader",
-		Long: "List workloads or nodes, show one, or show the scheduler leader. Without arguments, list what can be got.\n" +
+		Use:   "get workloads|workload NAME|services|service NAME|nodes|node ID|leader",
+		Short: "List workloads, services or nodes, show one, or show the scheduler leader",
+		Long: "List workloads, services or nodes, show one, or show the scheduler leader. Without arguments, list what can be got.\n" +
 			"-o wide adds columns, -o name prints kind/name lines for scripts, -o json and -o yaml the whole objects.",
 		Args: cobra.RangeArgs(0, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -239,6 +250,13 @@ func newGetCommand(o *options) *cobra.Command {
 				return err
 			}
 			defer c.Close()
+			if kind == "service" {
+				name := ""
+				if len(args) == 2 {
+					name = args[1]
+				}
+				return o.getServices(cmd, c, name)
+			}
 			ctx, now := cmd.Context(), o.now()
 			switch {
 			case kind == "workload" && len(args) == 1:
@@ -286,8 +304,8 @@ func newGetCommand(o *options) *cobra.Command {
 
 func newDescribeCommand(o *options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "describe workload NAME|node ID",
-		Short: "Show a workload or a node in detail",
+		Use:   "describe workload NAME|service NAME|node ID",
+		Short: "Show a workload, a service or a node in detail",
 		Long: "describe workload shows state, node, revision, uid, image, resources, the placement decision\n" +
 			"(feasible and total nodes, each rejected node with its reason), the failure reason and message,\n" +
 			"and recent events. describe node shows capacity, allocation, usage and the node's workloads.",
@@ -303,6 +321,9 @@ func newDescribeCommand(o *options) *cobra.Command {
 			}
 			defer c.Close()
 			ctx := cmd.Context()
+			if kind == "service" {
+				return o.describeService(cmd, c, args[1])
+			}
 			if kind == "workload" {
 				v, err := c.GetWorkload(ctx, args[1], true)
 				if err != nil {
@@ -347,11 +368,14 @@ func newDeleteCommand(o *options) *cobra.Command {
 		timeout time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "delete workload NAME",
-		Short: "Delete a workload",
+		Use:   "delete workload|service NAME",
+		Short: "Delete a workload or a service (with its replicas)",
 		Long:  "Delete a workload. Removal from its node is asynchronous; --wait blocks until it is gone.",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if kind, _ := kindOf(args[0]); kind == "service" {
+				return o.deleteService(cmd, args[1], wait)
+			}
 			if err := workloadOnly("delete", args); err != nil {
 				return err
 			}

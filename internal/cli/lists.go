@@ -123,6 +123,7 @@ func printNodesWide(w io.Writer, nodes []*persysv1.Node, now time.Time) error {
 // without arguments.
 var gettable = []struct{ kind, short, what string }{
 	{"workloads", "wl", "containers, compose projects and VMs, with state, node and revision (-l key=value selects by label)"},
+	{"services", "svc", "replicated workloads with their rollout: ready, updated and available replicas"},
 	{"nodes", "no", "the agents, with state, allocation and runtimes"},
 	{"leader", "", "the scheduler replica that leads"},
 }

@@ -42,7 +42,7 @@ func TestGetWithoutArguments(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
-	for _, kind := range []string{"workloads", "nodes", "leader"} {
+	for _, kind := range []string{"workloads", "services", "nodes", "leader"} {
 		if !strings.Contains(out.String(), "\n"+kind+" ") {
 			t.Errorf("get without arguments does not list %s:\n%s", kind, out.String())
 		}

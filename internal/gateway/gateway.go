@@ -201,6 +201,7 @@ func (g *gateway) routes() []route {
 		{"GET", "/healthz", nil, g.healthz},
 	}
 	base = append(base, g.logRoutes()...)
+	base = append(base, g.serviceRoutes()...)
 	base = append(base, g.secretRoutes()...)
 	return append(base, g.identityRoutes()...)
 }

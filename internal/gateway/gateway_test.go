@@ -631,7 +631,8 @@ func TestOpenAPIServed(t *testing.T) {
 	if !strings.HasPrefix(doc.OpenAPI, "3.0") {
 		t.Errorf("openapi %q", doc.OpenAPI)
 	}
-	for _, s := range []string{"WorkloadView", "Manifest", "Error", "Node", "ClusterSummary", "PlacementDecision", "DrainResponse", "LeaderInfo"} {
+	for _, s := range []string{"WorkloadView", "Manifest", "Error", "Node", "ClusterSummary", "PlacementDecision", "DrainResponse", "LeaderInfo",
+		"ServiceView", "ServiceManifest", "ScaleRequest", "RolloutHistoryResponse"} {
 		if _, ok := doc.Components.Schemas[s]; !ok {
 			t.Errorf("schema %s missing", s)
 		}

@@ -292,6 +292,7 @@ func buildOpenAPI() obj {
 		"Unknown and duplicate keys are refused; every invalid field is named in the error's fields."
 
 	addIdentityOpenAPI(paths, schemas)
+	addServiceOpenAPI(paths, schemas)
 
 	return obj{
 		"openapi": "3.0.3",

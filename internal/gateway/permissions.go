@@ -24,6 +24,8 @@ const (
 	PermWorkloadsWrite = authz.WorkloadsWrite
 	PermWorkloadsHost  = authz.WorkloadsHost
 	PermWorkloadsLogs  = authz.WorkloadsLogs
+	PermServicesRead   = authz.ServicesRead
+	PermServicesWrite  = authz.ServicesWrite
 	PermNodesRead      = authz.NodesRead
 	PermNodesWrite     = authz.NodesWrite
 	PermClusterRead    = authz.ClusterRead
@@ -53,6 +55,16 @@ var routePermissions = map[string]Permission{
 	"GET /v1/workloads/{name}/wait":     PermWorkloadsRead,
 	"POST /v1/workloads/{name}/retry":   PermWorkloadsWrite,
 	"GET /v1/workloads/{name}/logs":     PermWorkloadsLogs,
+	"POST /v1/services":                 PermServicesWrite,
+	"GET /v1/services":                  PermServicesRead,
+	"GET /v1/services/{name}":           PermServicesRead,
+	"DELETE /v1/services/{name}":        PermServicesWrite,
+	"POST /v1/services/{name}/scale":    PermServicesWrite,
+	"GET /v1/services/{name}/history":   PermServicesRead,
+	"POST /v1/services/{name}/undo":     PermServicesWrite,
+	"POST /v1/services/{name}/pause":    PermServicesWrite,
+	"POST /v1/services/{name}/resume":   PermServicesWrite,
+	"POST /v1/services/{name}/promote":  PermServicesWrite,
 	"GET /v1/nodes":                     PermNodesRead,
 	"GET /v1/nodes/{id}":                PermNodesRead,
 	"POST /v1/nodes/{id}/cordon":        PermNodesWrite,

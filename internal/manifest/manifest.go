@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -116,42 +117,52 @@ func Parse(data []byte) (*Manifest, error) {
 // parse is Parse for a document whose first line is line 1+offset of a
 // stream (ParseAll), so that YAML errors name lines of the stream.
 func parse(data []byte, offset int) (*Manifest, error) {
-	if len(data) > MaxSize {
-		return nil, &Error{Fields: []FieldError{{Reason: fmt.Sprintf("manifest is %d bytes, larger than the limit of %d bytes", len(data), MaxSize)}}}
-	}
-	js, err := toJSON(data, offset)
-	if err != nil {
-		return nil, err
-	}
-	var generic any
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.UseNumber()
-	if err := dec.Decode(&generic); err != nil {
-		return nil, &Error{Fields: []FieldError{{Reason: "invalid document: " + err.Error()}}}
-	}
-	switch generic.(type) {
-	case nil:
-		return nil, &Error{Fields: []FieldError{{Reason: "manifest is empty"}}}
-	case map[string]any:
-	default:
-		return nil, &Error{Fields: []FieldError{{Reason: "manifest must be a YAML mapping or a JSON object"}}}
-	}
-	var c collector
-	checkShape(&c, "", generic, manifestType)
-	if err := c.err(); err != nil {
-		return nil, err
-	}
 	m := &Manifest{}
-	dec = json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(m); err != nil {
-		// checkShape is stricter than encoding/json, so this is a backstop.
-		return nil, &Error{Fields: []FieldError{decodeFieldError(err)}}
+	if err := decodeStrict(data, offset, manifestType, m); err != nil {
+		return nil, err
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// decodeStrict decodes a YAML or JSON document into out, whose type is t:
+// size limit, duplicate keys, unknown fields and wrong types are refused
+// with field-named errors. It does not validate values.
+func decodeStrict(data []byte, offset int, t reflect.Type, out any) error {
+	if len(data) > MaxSize {
+		return &Error{Fields: []FieldError{{Reason: fmt.Sprintf("manifest is %d bytes, larger than the limit of %d bytes", len(data), MaxSize)}}}
+	}
+	js, err := toJSON(data, offset)
+	if err != nil {
+		return err
+	}
+	var generic any
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	if err := dec.Decode(&generic); err != nil {
+		return &Error{Fields: []FieldError{{Reason: "invalid document: " + err.Error()}}}
+	}
+	switch generic.(type) {
+	case nil:
+		return &Error{Fields: []FieldError{{Reason: "manifest is empty"}}}
+	case map[string]any:
+	default:
+		return &Error{Fields: []FieldError{{Reason: "manifest must be a YAML mapping or a JSON object"}}}
+	}
+	var c collector
+	checkShape(&c, "", generic, t)
+	if err := c.err(); err != nil {
+		return err
+	}
+	dec = json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		// checkShape is stricter than encoding/json, so this is a backstop.
+		return &Error{Fields: []FieldError{decodeFieldError(err)}}
+	}
+	return nil
 }
 
 // toJSON converts YAML (or JSON, which is YAML) to JSON, refusing duplicate

@@ -70,6 +70,10 @@ func ValidateApplyRequest(req *persysv1.ApplyRequest) error {
 	if req == nil {
 		return &Error{Fields: []FieldError{{Reason: "request is empty"}}}
 	}
+	if req.GetOwner() != nil {
+		// Only the service controller, in process, applies owned replicas.
+		return &Error{Fields: []FieldError{{Field: "owner", Reason: "set only by the service controller; apply the service instead"}}}
+	}
 	return validateProto(req.GetName(), req.GetLabels(), req.GetSpec())
 }
 

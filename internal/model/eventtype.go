@@ -65,6 +65,22 @@ const (
 	EventSecretUpdated EventType = "SecretUpdated"
 	EventSecretDeleted EventType = "SecretDeleted"
 
+	// Services (their events name the service as "service/<name>").
+	EventServiceCreated         EventType = "ServiceCreated"
+	EventServiceUpdated         EventType = "ServiceUpdated"
+	EventServiceDeleteRequested EventType = "ServiceDeleteRequested"
+	EventServiceDeleted         EventType = "ServiceDeleted"
+	EventServiceScaled          EventType = "ServiceScaled"
+	EventReplicaCreated         EventType = "ReplicaCreated"
+	EventReplicaDeleted         EventType = "ReplicaDeleted"
+	EventRolloutComplete        EventType = "RolloutComplete"
+	EventRolloutFailed          EventType = "RolloutFailed"
+	EventRolledBack             EventType = "RolledBack"
+	EventRolloutPaused          EventType = "RolloutPaused"
+	EventRolloutResumed         EventType = "RolloutResumed"
+	EventRolloutPromoted        EventType = "RolloutPromoted"
+	EventRolloutUndone          EventType = "RolloutUndone"
+
 	// The scheduler itself.
 	EventLeaderElected EventType = "LeaderElected"
 
@@ -83,6 +99,9 @@ func EventTypes() []EventType {
 		EventNodeRegistered, EventNodeReady, EventNodeLost, EventNodeCordoned, EventNodeDraining, EventNodeUncordoned, EventNodeJoined, EventNodeRevoked,
 		EventJoinTokenCreated, EventJoinTokenRevoked, EventCertificateRevoked, EventUserCertificateIssued, EventAPITokenCreated, EventAPITokenRevoked,
 		EventSecretCreated, EventSecretUpdated, EventSecretDeleted,
+		EventServiceCreated, EventServiceUpdated, EventServiceDeleteRequested, EventServiceDeleted, EventServiceScaled,
+		EventReplicaCreated, EventReplicaDeleted, EventRolloutComplete, EventRolloutFailed, EventRolledBack,
+		EventRolloutPaused, EventRolloutResumed, EventRolloutPromoted, EventRolloutUndone,
 		EventLeaderElected,
 		EventAudit,
 	}

@@ -64,10 +64,13 @@ const (
 	// PortConflict: a host port the workload publishes is taken on the
 	// node, by another workload or by something Persys did not start.
 	PortConflict RejectReason = 12
+	// SpreadLimit: the node already holds the most replicas of the
+	// request's group (a service) that one node may.
+	SpreadLimit RejectReason = 13
 )
 
 // maxReason is the largest RejectReason; Reasons has a bit for each.
-const maxReason = PortConflict
+const maxReason = SpreadLimit
 
 // String returns the canonical spelling of the reason, the wire enum's
 // value name without its prefix (NODE_NOT_READY), for logs, details and
@@ -98,6 +101,8 @@ func (r RejectReason) String() string {
 		return "POLICY_DENIED"
 	case PortConflict:
 		return "PORT_CONFLICT"
+	case SpreadLimit:
+		return "SPREAD_LIMIT"
 	}
 	return "RejectReason(" + strconv.Itoa(int(r)) + ")"
 }
@@ -254,6 +259,23 @@ type Request struct {
 	// Host is what the workload asks of its host: the node's policy must
 	// admit it and its ports must be free there.
 	Host hostaccess.Needs
+	// Spread, when set, spreads the request's group (the replicas of a
+	// service) over nodes and over the values of a node label.
+	Spread *GroupSpread
+}
+
+// GroupSpread is where the other members of a request's group already are.
+// The caller counts them; Place only reads the maps.
+type GroupSpread struct {
+	// MaxPerNode > 0 rejects a node that holds that many already.
+	MaxPerNode int
+	// PerNode counts the group's members by node id.
+	PerNode map[string]int
+	// Label, when set, prefers the nodes whose value of that label holds
+	// the fewest members (PerValue, by label value; a node without the
+	// label counts as the value ""), before the strategy's score.
+	Label    string
+	PerValue map[string]int
 }
 
 // Validate checks a request built from external input; errors name the
@@ -362,6 +384,8 @@ func (r Rejection) detail() string {
 			return "port " + p.String() + " is taken"
 		}
 		return r.Key + ": port " + p.String() + " is taken"
+	case SpreadLimit:
+		return "the node holds " + strconv.FormatInt(r.Requested, 10) + " replicas of the service, its spread allows " + strconv.FormatInt(r.Capacity, 10) + " per node"
 	case SelectorMismatch:
 		if !r.HasLabel {
 			return "selector " + r.Key + "=" + r.Want + ": node has no label " + r.Key
@@ -401,7 +425,8 @@ func bytes(v int64) string {
 type Decision struct {
 	// NodeID is the chosen node; empty when no node is feasible.
 	NodeID string
-	// Score is the chosen node's score in [0, 1] (higher is better).
+	// Score is the chosen node's score in [0, 1] (higher is better), less
+	// one per member of its group on its value of the spread label.
 	Score float64
 	// Feasible counts the nodes found to pass every filter among the
 	// Scanned ones; Total counts all the nodes given. Without a sample
@@ -545,7 +570,6 @@ func place(nodes []Node, req *Request, strategy Strategy, start int) (Decision, 
 	}
 	slices.SortFunc(sel, func(a, b label) int { return cmp.Compare(a.key, b.key) })
 
-	want := req.Resources
 	var bestScore float64
 	best := -1
 	next := start
@@ -557,7 +581,7 @@ func place(nodes []Node, req *Request, strategy Strategy, start int) (Decision, 
 				continue
 			}
 			d.Feasible++
-			s := score(nd, want, strategy)
+			s := nodeScore(nd, req, strategy)
 			if best < 0 || s > bestScore || (s == bestScore && nd.ID < nodes[best].ID) {
 				bestScore, best = s, i
 			}
@@ -577,7 +601,7 @@ func place(nodes []Node, req *Request, strategy Strategy, start int) (Decision, 
 				d.Feasible++
 				// Ties go to the first scanned: no string compare, and
 				// with a rotating start equal nodes are taken in turn.
-				if s := score(nd, want, strategy); best < 0 || s > bestScore {
+				if s := nodeScore(nd, req, strategy); best < 0 || s > bestScore {
 					bestScore, best = s, i
 				}
 				if d.Feasible == SampleSize {
@@ -660,6 +684,9 @@ func filter(n *Node, req *Request, sel []label) RejectReason {
 			return PortConflict
 		}
 	}
+	if spreadFull(n, req) {
+		return SpreadLimit
+	}
 	r, c, a := &req.Resources, &n.Capacity, &n.Allocated
 	switch {
 	case !fits(r.CPUMillis, c.CPUMillis, a.CPUMillis):
@@ -711,6 +738,9 @@ func reasons(n *Node, req *Request, sel []label) (first RejectReason, all Reason
 	}
 	if _, taken := portConflict(n, req); taken {
 		fail(PortConflict)
+	}
+	if spreadFull(n, req) {
+		fail(SpreadLimit)
 	}
 	r, c, a := &req.Resources, &n.Capacity, &n.Allocated
 	if !fits(r.CPUMillis, c.CPUMillis, a.CPUMillis) {
@@ -785,6 +815,8 @@ func rejection(n *Node, req *Request, sel []label) Rejection {
 	case PortConflict:
 		p, _ := portConflict(n, req)
 		rej.Key, rej.Want, rej.Have, rej.Requested = p.Field, p.HostIP, p.Proto(), int64(p.Port)
+	case SpreadLimit:
+		rej.Requested, rej.Capacity = int64(req.Spread.PerNode[n.ID]), int64(req.Spread.MaxPerNode)
 	case PoolMissing:
 		for _, pd := range req.Pools {
 			if n.pool(pd.Name) == nil {
@@ -825,6 +857,24 @@ func fits(requested, capacity, allocated int64) bool {
 }
 
 // score returns the node's score for the strategy, higher is better.
+// spreadFull reports whether the node holds as many of the request's
+// group as one node may.
+func spreadFull(n *Node, req *Request) bool {
+	sp := req.Spread
+	return sp != nil && sp.MaxPerNode > 0 && sp.PerNode[n.ID] >= sp.MaxPerNode
+}
+
+// nodeScore is score, lowered by one per member of the request's group
+// on the node's value of the spread label: a less used value always wins,
+// and the strategy decides among the nodes of equally used values.
+func nodeScore(n *Node, req *Request, strategy Strategy) float64 {
+	s := score(n, req.Resources, strategy)
+	if sp := req.Spread; sp != nil && sp.Label != "" {
+		s -= float64(sp.PerValue[n.Labels[sp.Label]])
+	}
+	return s
+}
+
 func score(n *Node, r model.Resources, strategy Strategy) float64 {
 	var sum float64
 	var dims int

@@ -526,12 +526,12 @@ func TestEnums(t *testing.T) {
 	}{
 		{name: "reason numbers match proto", got: fmt.Sprint(int(NodeNotReady), int(NodeCordoned), int(RuntimeUnsupported),
 			int(InsufficientCPU), int(InsufficientMemory), int(InsufficientDisk), int(SelectorMismatch), int(NodeDraining),
-			int(CapabilityMissing), int(PoolMissing), int(PolicyDenied), int(PortConflict)), want: "1 2 3 4 5 6 7 8 9 10 11 12"},
+			int(CapabilityMissing), int(PoolMissing), int(PolicyDenied), int(PortConflict), int(SpreadLimit)), want: "1 2 3 4 5 6 7 8 9 10 11 12 13"},
 		{name: "reason names", got: fmt.Sprint(NodeNotReady, NodeCordoned, RuntimeUnsupported, InsufficientCPU,
 			InsufficientMemory, InsufficientDisk, SelectorMismatch, NodeDraining, CapabilityMissing, PoolMissing,
-			PolicyDenied, PortConflict, RejectReason(0), maxReason+1),
+			PolicyDenied, PortConflict, SpreadLimit, RejectReason(0), maxReason+1),
 			want: "NODE_NOT_READY NODE_CORDONED RUNTIME_UNSUPPORTED INSUFFICIENT_CPU INSUFFICIENT_MEMORY INSUFFICIENT_DISK SELECTOR_MISMATCH " +
-				"NODE_DRAINING CAPABILITY_MISSING POOL_MISSING POLICY_DENIED PORT_CONFLICT RejectReason(0) RejectReason(13)"},
+				"NODE_DRAINING CAPABILITY_MISSING POOL_MISSING POLICY_DENIED PORT_CONFLICT SPREAD_LIMIT RejectReason(0) RejectReason(14)"},
 		{name: "reason sets", got: fmt.Sprint(only(PortConflict, NodeNotReady), Reasons(0), only(PolicyDenied).Has(maxReason+1)),
 			want: "NODE_NOT_READY, PORT_CONFLICT  false"},
 		{name: "strategy names", got: fmt.Sprint(Spread, BinPack, Strategy(9)), want: "spread binpack Strategy(9)"},

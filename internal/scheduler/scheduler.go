@@ -39,6 +39,7 @@ import (
 	"github.com/persys-dev/compute/internal/scheduler/statecache"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/secretsvc"
+	"github.com/persys-dev/compute/internal/servicectl"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -220,6 +221,9 @@ type Scheduler struct {
 	audit    *store.AuditLog
 	// secrets serves the secret API and delivers values (internal/secretsvc).
 	secrets *secretsvc.Service
+	// services is the service controller (internal/servicectl; wiring in
+	// services.go), run while leading.
+	services *servicectl.Controller
 }
 
 // New builds a scheduler; call Run to start it.
@@ -268,6 +272,9 @@ func New(cfg Config) (*Scheduler, error) {
 	s.git = gitcompose.NewFetcher(cfg.GitCacheDir, s.secrets)
 	s.gitPoll = &gitcompose.Poller{Store: cfg.Store, Fetcher: s.git, Each: s.cache.Each, Prepare: s.prepareSpec,
 		Written: s.cacheWorkload, Event: s.events.Add, Logger: cfg.Logger, Now: cfg.Now}
+	if err := s.newServiceController(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -326,6 +333,9 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	go func() { defer wg.Done(); s.resyncLoop(ctx) }()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.gitPoll.Run(ctx) }()
+	// Service controller wiring: it runs while this replica leads.
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = s.services.Run(ctx) }()
 
 	err = s.watchLoop(ctx, rev)
 	s.queue.Close()

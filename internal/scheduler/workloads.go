@@ -30,7 +30,8 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, 
 	// caller to the read-modify-write path.
 	create := func() (*persysv1.Workload, error) {
 		w := &persysv1.Workload{Name: name, Uid: newUID(), Labels: req.GetLabels(), Spec: req.GetSpec(),
-			Revision: 1, CreatedAt: now, UpdatedAt: now, AppliedBy: who.Name, AppliedRole: string(who.Role)}
+			Revision: 1, CreatedAt: now, UpdatedAt: now, AppliedBy: who.Name, AppliedRole: string(who.Role),
+			Owner: req.GetOwner()} // set only by the service controller
 		newRev, err := s.createWorkload(ctx, w)
 		if err != nil {
 			return nil, err

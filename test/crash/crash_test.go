@@ -325,9 +325,9 @@ func TestMain(m *testing.M) {
 type step int
 
 const (
-	addFourth step = iota // apply a fourth workload, without waiting
-	updateFirst           // apply a new revision of w1, without waiting
-	deleteThird           // delete w3, without waiting
+	addFourth   step = iota // apply a fourth workload, without waiting
+	updateFirst             // apply a new revision of w1, without waiting
+	deleteThird             // delete w3, without waiting
 )
 
 // TestCrashMatrix: for each failpoint of the container path (agent and

@@ -22,6 +22,552 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ApplyServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Spec          *ServiceSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyServiceRequest) Reset() {
+	*x = ApplyServiceRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyServiceRequest) ProtoMessage() {}
+
+func (x *ApplyServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyServiceRequest.ProtoReflect.Descriptor instead.
+func (*ApplyServiceRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ApplyServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ApplyServiceRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *ApplyServiceRequest) GetSpec() *ServiceSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type ApplyServiceResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service *ServiceView           `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// created, updated or unchanged.
+	Result        string `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyServiceResponse) Reset() {
+	*x = ApplyServiceResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyServiceResponse) ProtoMessage() {}
+
+func (x *ApplyServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyServiceResponse.ProtoReflect.Descriptor instead.
+func (*ApplyServiceResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ApplyServiceResponse) GetService() *ServiceView {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+func (x *ApplyServiceResponse) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+// ServiceView is a service with its progress and replicas (rollout status
+// is GetService).
+type ServiceView struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Service  *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Progress *ServiceProgress       `protobuf:"bytes,2,opt,name=progress,proto3" json:"progress,omitempty"`
+	// Names of the replica workloads, sorted.
+	Replicas      []string `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	Events        []*Event `protobuf:"bytes,4,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceView) Reset() {
+	*x = ServiceView{}
+	mi := &file_persys_v1_control_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceView) ProtoMessage() {}
+
+func (x *ServiceView) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceView.ProtoReflect.Descriptor instead.
+func (*ServiceView) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ServiceView) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+func (x *ServiceView) GetProgress() *ServiceProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+func (x *ServiceView) GetReplicas() []string {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *ServiceView) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type GetServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	WithEvents    bool                   `protobuf:"varint,2,opt,name=with_events,json=withEvents,proto3" json:"with_events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceRequest) Reset() {
+	*x = GetServiceRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceRequest) ProtoMessage() {}
+
+func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
+func (*GetServiceRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetServiceRequest) GetWithEvents() bool {
+	if x != nil {
+		return x.WithEvents
+	}
+	return false
+}
+
+type ListServicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesRequest) Reset() {
+	*x = ListServicesRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesRequest) ProtoMessage() {}
+
+func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
+func (*ListServicesRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{4}
+}
+
+type ListServicesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Services      []*ServiceView         `protobuf:"bytes,1,rep,name=services,proto3" json:"services,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServicesResponse) Reset() {
+	*x = ListServicesResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServicesResponse) ProtoMessage() {}
+
+func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
+func (*ListServicesResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ListServicesResponse) GetServices() []*ServiceView {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+type DeleteServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServiceRequest) Reset() {
+	*x = DeleteServiceRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServiceRequest) ProtoMessage() {}
+
+func (x *DeleteServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServiceRequest.ProtoReflect.Descriptor instead.
+func (*DeleteServiceRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DeleteServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteServiceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServiceResponse) Reset() {
+	*x = DeleteServiceResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServiceResponse) ProtoMessage() {}
+
+func (x *DeleteServiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServiceResponse.ProtoReflect.Descriptor instead.
+func (*DeleteServiceResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{7}
+}
+
+type ScaleServiceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Replicas      int32                  `protobuf:"varint,2,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScaleServiceRequest) Reset() {
+	*x = ScaleServiceRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScaleServiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScaleServiceRequest) ProtoMessage() {}
+
+func (x *ScaleServiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScaleServiceRequest.ProtoReflect.Descriptor instead.
+func (*ScaleServiceRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ScaleServiceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScaleServiceRequest) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+type RolloutHistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	Revisions     []*ServiceRevision `protobuf:"bytes,1,rep,name=revisions,proto3" json:"revisions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutHistoryResponse) Reset() {
+	*x = RolloutHistoryResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutHistoryResponse) ProtoMessage() {}
+
+func (x *RolloutHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutHistoryResponse.ProtoReflect.Descriptor instead.
+func (*RolloutHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RolloutHistoryResponse) GetRevisions() []*ServiceRevision {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+type RolloutUndoRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The revision to return to; 0: the one before the current.
+	ToRevision    uint64 `protobuf:"varint,2,opt,name=to_revision,json=toRevision,proto3" json:"to_revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RolloutUndoRequest) Reset() {
+	*x = RolloutUndoRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RolloutUndoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RolloutUndoRequest) ProtoMessage() {}
+
+func (x *RolloutUndoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RolloutUndoRequest.ProtoReflect.Descriptor instead.
+func (*RolloutUndoRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RolloutUndoRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RolloutUndoRequest) GetToRevision() uint64 {
+	if x != nil {
+		return x.ToRevision
+	}
+	return 0
+}
+
 type PutSecretRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -37,7 +583,7 @@ type PutSecretRequest struct {
 
 func (x *PutSecretRequest) Reset() {
 	*x = PutSecretRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[0]
+	mi := &file_persys_v1_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +595,7 @@ func (x *PutSecretRequest) String() string {
 func (*PutSecretRequest) ProtoMessage() {}
 
 func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[0]
+	mi := &file_persys_v1_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +608,7 @@ func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretRequest.ProtoReflect.Descriptor instead.
 func (*PutSecretRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{0}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutSecretRequest) GetName() string {
@@ -109,7 +655,7 @@ type GetSecretRequest struct {
 
 func (x *GetSecretRequest) Reset() {
 	*x = GetSecretRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[1]
+	mi := &file_persys_v1_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -121,7 +667,7 @@ func (x *GetSecretRequest) String() string {
 func (*GetSecretRequest) ProtoMessage() {}
 
 func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[1]
+	mi := &file_persys_v1_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -134,7 +680,7 @@ func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{1}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSecretRequest) GetName() string {
@@ -152,7 +698,7 @@ type ListSecretsRequest struct {
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[2]
+	mi := &file_persys_v1_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +710,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[2]
+	mi := &file_persys_v1_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +723,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{2}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{13}
 }
 
 type ListSecretsResponse struct {
@@ -189,7 +735,7 @@ type ListSecretsResponse struct {
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[3]
+	mi := &file_persys_v1_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +747,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[3]
+	mi := &file_persys_v1_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +760,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{3}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListSecretsResponse) GetSecrets() []*SecretInfo {
@@ -233,7 +779,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[4]
+	mi := &file_persys_v1_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +791,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[4]
+	mi := &file_persys_v1_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +804,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{4}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeleteSecretRequest) GetName() string {
@@ -276,7 +822,7 @@ type DeleteSecretResponse struct {
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[5]
+	mi := &file_persys_v1_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +834,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[5]
+	mi := &file_persys_v1_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +847,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{5}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{16}
 }
 
 type JoinNodeRequest struct {
@@ -316,7 +862,7 @@ type JoinNodeRequest struct {
 
 func (x *JoinNodeRequest) Reset() {
 	*x = JoinNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[6]
+	mi := &file_persys_v1_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +874,7 @@ func (x *JoinNodeRequest) String() string {
 func (*JoinNodeRequest) ProtoMessage() {}
 
 func (x *JoinNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[6]
+	mi := &file_persys_v1_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +887,7 @@ func (x *JoinNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinNodeRequest.ProtoReflect.Descriptor instead.
 func (*JoinNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{6}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JoinNodeRequest) GetToken() string {
@@ -370,7 +916,7 @@ type JoinNodeResponse struct {
 
 func (x *JoinNodeResponse) Reset() {
 	*x = JoinNodeResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[7]
+	mi := &file_persys_v1_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +928,7 @@ func (x *JoinNodeResponse) String() string {
 func (*JoinNodeResponse) ProtoMessage() {}
 
 func (x *JoinNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[7]
+	mi := &file_persys_v1_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +941,7 @@ func (x *JoinNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinNodeResponse.ProtoReflect.Descriptor instead.
 func (*JoinNodeResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{7}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinNodeResponse) GetCertificatePem() []byte {
@@ -428,7 +974,7 @@ type RenewCertificateRequest struct {
 
 func (x *RenewCertificateRequest) Reset() {
 	*x = RenewCertificateRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[8]
+	mi := &file_persys_v1_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +986,7 @@ func (x *RenewCertificateRequest) String() string {
 func (*RenewCertificateRequest) ProtoMessage() {}
 
 func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[8]
+	mi := &file_persys_v1_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +999,7 @@ func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{8}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RenewCertificateRequest) GetCsrPem() []byte {
@@ -473,7 +1019,7 @@ type RenewCertificateResponse struct {
 
 func (x *RenewCertificateResponse) Reset() {
 	*x = RenewCertificateResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[9]
+	mi := &file_persys_v1_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -485,7 +1031,7 @@ func (x *RenewCertificateResponse) String() string {
 func (*RenewCertificateResponse) ProtoMessage() {}
 
 func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[9]
+	mi := &file_persys_v1_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -498,7 +1044,7 @@ func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{9}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RenewCertificateResponse) GetCertificatePem() []byte {
@@ -533,7 +1079,7 @@ type JoinToken struct {
 
 func (x *JoinToken) Reset() {
 	*x = JoinToken{}
-	mi := &file_persys_v1_control_proto_msgTypes[10]
+	mi := &file_persys_v1_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +1091,7 @@ func (x *JoinToken) String() string {
 func (*JoinToken) ProtoMessage() {}
 
 func (x *JoinToken) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[10]
+	mi := &file_persys_v1_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +1104,7 @@ func (x *JoinToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinToken.ProtoReflect.Descriptor instead.
 func (*JoinToken) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{10}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JoinToken) GetId() string {
@@ -628,7 +1174,7 @@ type CreateJoinTokenRequest struct {
 
 func (x *CreateJoinTokenRequest) Reset() {
 	*x = CreateJoinTokenRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[11]
+	mi := &file_persys_v1_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +1186,7 @@ func (x *CreateJoinTokenRequest) String() string {
 func (*CreateJoinTokenRequest) ProtoMessage() {}
 
 func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[11]
+	mi := &file_persys_v1_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +1199,7 @@ func (x *CreateJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{11}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateJoinTokenRequest) GetTtlSeconds() int64 {
@@ -689,7 +1235,7 @@ type CreateJoinTokenResponse struct {
 
 func (x *CreateJoinTokenResponse) Reset() {
 	*x = CreateJoinTokenResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[12]
+	mi := &file_persys_v1_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -701,7 +1247,7 @@ func (x *CreateJoinTokenResponse) String() string {
 func (*CreateJoinTokenResponse) ProtoMessage() {}
 
 func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[12]
+	mi := &file_persys_v1_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -714,7 +1260,7 @@ func (x *CreateJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{12}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateJoinTokenResponse) GetToken() string {
@@ -746,7 +1292,7 @@ type ListJoinTokensRequest struct {
 
 func (x *ListJoinTokensRequest) Reset() {
 	*x = ListJoinTokensRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[13]
+	mi := &file_persys_v1_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +1304,7 @@ func (x *ListJoinTokensRequest) String() string {
 func (*ListJoinTokensRequest) ProtoMessage() {}
 
 func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[13]
+	mi := &file_persys_v1_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +1317,7 @@ func (x *ListJoinTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{13}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{24}
 }
 
 type ListJoinTokensResponse struct {
@@ -783,7 +1329,7 @@ type ListJoinTokensResponse struct {
 
 func (x *ListJoinTokensResponse) Reset() {
 	*x = ListJoinTokensResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[14]
+	mi := &file_persys_v1_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1341,7 @@ func (x *ListJoinTokensResponse) String() string {
 func (*ListJoinTokensResponse) ProtoMessage() {}
 
 func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[14]
+	mi := &file_persys_v1_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1354,7 @@ func (x *ListJoinTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJoinTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListJoinTokensResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{14}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListJoinTokensResponse) GetTokens() []*JoinToken {
@@ -827,7 +1373,7 @@ type RevokeJoinTokenRequest struct {
 
 func (x *RevokeJoinTokenRequest) Reset() {
 	*x = RevokeJoinTokenRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[15]
+	mi := &file_persys_v1_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +1385,7 @@ func (x *RevokeJoinTokenRequest) String() string {
 func (*RevokeJoinTokenRequest) ProtoMessage() {}
 
 func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[15]
+	mi := &file_persys_v1_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +1398,7 @@ func (x *RevokeJoinTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{15}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RevokeJoinTokenRequest) GetId() string {
@@ -870,7 +1416,7 @@ type RevokeJoinTokenResponse struct {
 
 func (x *RevokeJoinTokenResponse) Reset() {
 	*x = RevokeJoinTokenResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[16]
+	mi := &file_persys_v1_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +1428,7 @@ func (x *RevokeJoinTokenResponse) String() string {
 func (*RevokeJoinTokenResponse) ProtoMessage() {}
 
 func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[16]
+	mi := &file_persys_v1_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1441,7 @@ func (x *RevokeJoinTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeJoinTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeJoinTokenResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{16}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{27}
 }
 
 type Revocation struct {
@@ -912,7 +1458,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_persys_v1_control_proto_msgTypes[17]
+	mi := &file_persys_v1_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1470,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[17]
+	mi := &file_persys_v1_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1483,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{17}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Revocation) GetSerial() string {
@@ -986,7 +1532,7 @@ type RevokeCertificateRequest struct {
 
 func (x *RevokeCertificateRequest) Reset() {
 	*x = RevokeCertificateRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[18]
+	mi := &file_persys_v1_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -998,7 +1544,7 @@ func (x *RevokeCertificateRequest) String() string {
 func (*RevokeCertificateRequest) ProtoMessage() {}
 
 func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[18]
+	mi := &file_persys_v1_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1011,7 +1557,7 @@ func (x *RevokeCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{18}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeCertificateRequest) GetSerial() string {
@@ -1044,7 +1590,7 @@ type RevokeCertificateResponse struct {
 
 func (x *RevokeCertificateResponse) Reset() {
 	*x = RevokeCertificateResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[19]
+	mi := &file_persys_v1_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1602,7 @@ func (x *RevokeCertificateResponse) String() string {
 func (*RevokeCertificateResponse) ProtoMessage() {}
 
 func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[19]
+	mi := &file_persys_v1_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1615,7 @@ func (x *RevokeCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCertificateResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{19}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeCertificateResponse) GetRevocation() *Revocation {
@@ -1087,7 +1633,7 @@ type ListRevocationsRequest struct {
 
 func (x *ListRevocationsRequest) Reset() {
 	*x = ListRevocationsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[20]
+	mi := &file_persys_v1_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1645,7 @@ func (x *ListRevocationsRequest) String() string {
 func (*ListRevocationsRequest) ProtoMessage() {}
 
 func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[20]
+	mi := &file_persys_v1_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1658,7 @@ func (x *ListRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*ListRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{20}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{31}
 }
 
 type ListRevocationsResponse struct {
@@ -1124,7 +1670,7 @@ type ListRevocationsResponse struct {
 
 func (x *ListRevocationsResponse) Reset() {
 	*x = ListRevocationsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[21]
+	mi := &file_persys_v1_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1682,7 @@ func (x *ListRevocationsResponse) String() string {
 func (*ListRevocationsResponse) ProtoMessage() {}
 
 func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[21]
+	mi := &file_persys_v1_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1695,7 @@ func (x *ListRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*ListRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{21}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListRevocationsResponse) GetRevocations() []*Revocation {
@@ -1172,7 +1718,7 @@ type IssueUserCertificateRequest struct {
 
 func (x *IssueUserCertificateRequest) Reset() {
 	*x = IssueUserCertificateRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[22]
+	mi := &file_persys_v1_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1730,7 @@ func (x *IssueUserCertificateRequest) String() string {
 func (*IssueUserCertificateRequest) ProtoMessage() {}
 
 func (x *IssueUserCertificateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[22]
+	mi := &file_persys_v1_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1743,7 @@ func (x *IssueUserCertificateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueUserCertificateRequest.ProtoReflect.Descriptor instead.
 func (*IssueUserCertificateRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{22}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *IssueUserCertificateRequest) GetName() string {
@@ -1238,7 +1784,7 @@ type IssueUserCertificateResponse struct {
 
 func (x *IssueUserCertificateResponse) Reset() {
 	*x = IssueUserCertificateResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[23]
+	mi := &file_persys_v1_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1796,7 @@ func (x *IssueUserCertificateResponse) String() string {
 func (*IssueUserCertificateResponse) ProtoMessage() {}
 
 func (x *IssueUserCertificateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[23]
+	mi := &file_persys_v1_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1809,7 @@ func (x *IssueUserCertificateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueUserCertificateResponse.ProtoReflect.Descriptor instead.
 func (*IssueUserCertificateResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{23}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *IssueUserCertificateResponse) GetCertificatePem() []byte {
@@ -1295,7 +1841,7 @@ type APIToken struct {
 
 func (x *APIToken) Reset() {
 	*x = APIToken{}
-	mi := &file_persys_v1_control_proto_msgTypes[24]
+	mi := &file_persys_v1_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1853,7 @@ func (x *APIToken) String() string {
 func (*APIToken) ProtoMessage() {}
 
 func (x *APIToken) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[24]
+	mi := &file_persys_v1_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1866,7 @@ func (x *APIToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use APIToken.ProtoReflect.Descriptor instead.
 func (*APIToken) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{24}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *APIToken) GetId() string {
@@ -1383,7 +1929,7 @@ type CreateAPITokenRequest struct {
 
 func (x *CreateAPITokenRequest) Reset() {
 	*x = CreateAPITokenRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[25]
+	mi := &file_persys_v1_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1941,7 @@ func (x *CreateAPITokenRequest) String() string {
 func (*CreateAPITokenRequest) ProtoMessage() {}
 
 func (x *CreateAPITokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[25]
+	mi := &file_persys_v1_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1954,7 @@ func (x *CreateAPITokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPITokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateAPITokenRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{25}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateAPITokenRequest) GetUser() string {
@@ -1443,7 +1989,7 @@ type CreateAPITokenResponse struct {
 
 func (x *CreateAPITokenResponse) Reset() {
 	*x = CreateAPITokenResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[26]
+	mi := &file_persys_v1_control_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +2001,7 @@ func (x *CreateAPITokenResponse) String() string {
 func (*CreateAPITokenResponse) ProtoMessage() {}
 
 func (x *CreateAPITokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[26]
+	mi := &file_persys_v1_control_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +2014,7 @@ func (x *CreateAPITokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAPITokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateAPITokenResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{26}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CreateAPITokenResponse) GetToken() string {
@@ -1493,7 +2039,7 @@ type ListAPITokensRequest struct {
 
 func (x *ListAPITokensRequest) Reset() {
 	*x = ListAPITokensRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[27]
+	mi := &file_persys_v1_control_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +2051,7 @@ func (x *ListAPITokensRequest) String() string {
 func (*ListAPITokensRequest) ProtoMessage() {}
 
 func (x *ListAPITokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[27]
+	mi := &file_persys_v1_control_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +2064,7 @@ func (x *ListAPITokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPITokensRequest.ProtoReflect.Descriptor instead.
 func (*ListAPITokensRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{27}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{38}
 }
 
 type ListAPITokensResponse struct {
@@ -1530,7 +2076,7 @@ type ListAPITokensResponse struct {
 
 func (x *ListAPITokensResponse) Reset() {
 	*x = ListAPITokensResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[28]
+	mi := &file_persys_v1_control_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +2088,7 @@ func (x *ListAPITokensResponse) String() string {
 func (*ListAPITokensResponse) ProtoMessage() {}
 
 func (x *ListAPITokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[28]
+	mi := &file_persys_v1_control_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +2101,7 @@ func (x *ListAPITokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAPITokensResponse.ProtoReflect.Descriptor instead.
 func (*ListAPITokensResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{28}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAPITokensResponse) GetTokens() []*APIToken {
@@ -1574,7 +2120,7 @@ type RevokeAPITokenRequest struct {
 
 func (x *RevokeAPITokenRequest) Reset() {
 	*x = RevokeAPITokenRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[29]
+	mi := &file_persys_v1_control_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +2132,7 @@ func (x *RevokeAPITokenRequest) String() string {
 func (*RevokeAPITokenRequest) ProtoMessage() {}
 
 func (x *RevokeAPITokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[29]
+	mi := &file_persys_v1_control_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +2145,7 @@ func (x *RevokeAPITokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPITokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeAPITokenRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{29}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RevokeAPITokenRequest) GetId() string {
@@ -1617,7 +2163,7 @@ type RevokeAPITokenResponse struct {
 
 func (x *RevokeAPITokenResponse) Reset() {
 	*x = RevokeAPITokenResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[30]
+	mi := &file_persys_v1_control_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1629,7 +2175,7 @@ func (x *RevokeAPITokenResponse) String() string {
 func (*RevokeAPITokenResponse) ProtoMessage() {}
 
 func (x *RevokeAPITokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[30]
+	mi := &file_persys_v1_control_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1642,7 +2188,7 @@ func (x *RevokeAPITokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeAPITokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeAPITokenResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{30}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{41}
 }
 
 type AuthenticateTokenRequest struct {
@@ -1654,7 +2200,7 @@ type AuthenticateTokenRequest struct {
 
 func (x *AuthenticateTokenRequest) Reset() {
 	*x = AuthenticateTokenRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[31]
+	mi := &file_persys_v1_control_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1666,7 +2212,7 @@ func (x *AuthenticateTokenRequest) String() string {
 func (*AuthenticateTokenRequest) ProtoMessage() {}
 
 func (x *AuthenticateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[31]
+	mi := &file_persys_v1_control_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1679,7 +2225,7 @@ func (x *AuthenticateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateTokenRequest.ProtoReflect.Descriptor instead.
 func (*AuthenticateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{31}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *AuthenticateTokenRequest) GetToken() string {
@@ -1700,7 +2246,7 @@ type AuthenticateTokenResponse struct {
 
 func (x *AuthenticateTokenResponse) Reset() {
 	*x = AuthenticateTokenResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[32]
+	mi := &file_persys_v1_control_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1712,7 +2258,7 @@ func (x *AuthenticateTokenResponse) String() string {
 func (*AuthenticateTokenResponse) ProtoMessage() {}
 
 func (x *AuthenticateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[32]
+	mi := &file_persys_v1_control_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1725,7 +2271,7 @@ func (x *AuthenticateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateTokenResponse.ProtoReflect.Descriptor instead.
 func (*AuthenticateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{32}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *AuthenticateTokenResponse) GetUser() string {
@@ -1758,7 +2304,7 @@ type RecordAuditRequest struct {
 
 func (x *RecordAuditRequest) Reset() {
 	*x = RecordAuditRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[33]
+	mi := &file_persys_v1_control_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +2316,7 @@ func (x *RecordAuditRequest) String() string {
 func (*RecordAuditRequest) ProtoMessage() {}
 
 func (x *RecordAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[33]
+	mi := &file_persys_v1_control_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +2329,7 @@ func (x *RecordAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuditRequest.ProtoReflect.Descriptor instead.
 func (*RecordAuditRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{33}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RecordAuditRequest) GetEvent() *Event {
@@ -1801,7 +2347,7 @@ type RecordAuditResponse struct {
 
 func (x *RecordAuditResponse) Reset() {
 	*x = RecordAuditResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[34]
+	mi := &file_persys_v1_control_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2359,7 @@ func (x *RecordAuditResponse) String() string {
 func (*RecordAuditResponse) ProtoMessage() {}
 
 func (x *RecordAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[34]
+	mi := &file_persys_v1_control_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2372,7 @@ func (x *RecordAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordAuditResponse.ProtoReflect.Descriptor instead.
 func (*RecordAuditResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{34}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{45}
 }
 
 type CordonRequest struct {
@@ -1838,7 +2384,7 @@ type CordonRequest struct {
 
 func (x *CordonRequest) Reset() {
 	*x = CordonRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[35]
+	mi := &file_persys_v1_control_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2396,7 @@ func (x *CordonRequest) String() string {
 func (*CordonRequest) ProtoMessage() {}
 
 func (x *CordonRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[35]
+	mi := &file_persys_v1_control_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2409,7 @@ func (x *CordonRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CordonRequest.ProtoReflect.Descriptor instead.
 func (*CordonRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{35}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CordonRequest) GetId() string {
@@ -1884,7 +2430,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[36]
+	mi := &file_persys_v1_control_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +2442,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[36]
+	mi := &file_persys_v1_control_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +2455,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{36}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *DrainRequest) GetId() string {
@@ -1940,7 +2486,7 @@ type DrainResult struct {
 
 func (x *DrainResult) Reset() {
 	*x = DrainResult{}
-	mi := &file_persys_v1_control_proto_msgTypes[37]
+	mi := &file_persys_v1_control_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1952,7 +2498,7 @@ func (x *DrainResult) String() string {
 func (*DrainResult) ProtoMessage() {}
 
 func (x *DrainResult) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[37]
+	mi := &file_persys_v1_control_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1965,7 +2511,7 @@ func (x *DrainResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResult.ProtoReflect.Descriptor instead.
 func (*DrainResult) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{37}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DrainResult) GetWorkload() string {
@@ -2014,7 +2560,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[38]
+	mi := &file_persys_v1_control_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2572,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[38]
+	mi := &file_persys_v1_control_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2585,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{38}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DrainResponse) GetNode() *Node {
@@ -2071,7 +2617,7 @@ type GetLeaderRequest struct {
 
 func (x *GetLeaderRequest) Reset() {
 	*x = GetLeaderRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[39]
+	mi := &file_persys_v1_control_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2083,7 +2629,7 @@ func (x *GetLeaderRequest) String() string {
 func (*GetLeaderRequest) ProtoMessage() {}
 
 func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[39]
+	mi := &file_persys_v1_control_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2096,7 +2642,7 @@ func (x *GetLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLeaderRequest.ProtoReflect.Descriptor instead.
 func (*GetLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{39}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{50}
 }
 
 type LeaderInfo struct {
@@ -2111,7 +2657,7 @@ type LeaderInfo struct {
 
 func (x *LeaderInfo) Reset() {
 	*x = LeaderInfo{}
-	mi := &file_persys_v1_control_proto_msgTypes[40]
+	mi := &file_persys_v1_control_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2123,7 +2669,7 @@ func (x *LeaderInfo) String() string {
 func (*LeaderInfo) ProtoMessage() {}
 
 func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[40]
+	mi := &file_persys_v1_control_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2136,7 +2682,7 @@ func (x *LeaderInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaderInfo.ProtoReflect.Descriptor instead.
 func (*LeaderInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{40}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *LeaderInfo) GetAddress() string {
@@ -2183,7 +2729,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[41]
+	mi := &file_persys_v1_control_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2741,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[41]
+	mi := &file_persys_v1_control_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2754,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{41}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RegisterNodeRequest) GetNodeId() string {
@@ -2266,7 +2812,7 @@ type RegisterNodeResponse struct {
 
 func (x *RegisterNodeResponse) Reset() {
 	*x = RegisterNodeResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[42]
+	mi := &file_persys_v1_control_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2278,7 +2824,7 @@ func (x *RegisterNodeResponse) String() string {
 func (*RegisterNodeResponse) ProtoMessage() {}
 
 func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[42]
+	mi := &file_persys_v1_control_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2291,7 +2837,7 @@ func (x *RegisterNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeResponse.ProtoReflect.Descriptor instead.
 func (*RegisterNodeResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{42}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RegisterNodeResponse) GetHeartbeatIntervalMs() int64 {
@@ -2342,7 +2888,7 @@ type HeartbeatRequest struct {
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[43]
+	mi := &file_persys_v1_control_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2354,7 +2900,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[43]
+	mi := &file_persys_v1_control_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2367,7 +2913,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{43}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *HeartbeatRequest) GetNodeId() string {
@@ -2438,7 +2984,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[44]
+	mi := &file_persys_v1_control_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2996,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[44]
+	mi := &file_persys_v1_control_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +3009,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{44}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -2495,17 +3041,19 @@ func (x *HeartbeatResponse) GetHeartbeatIntervalMs() int64 {
 }
 
 type ApplyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Spec          *WorkloadSpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Labels map[string]string      `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Spec   *WorkloadSpec          `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Set only by the service controller (in process); refused on the wire.
+	Owner         *ServiceOwner `protobuf:"bytes,80,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[45]
+	mi := &file_persys_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2517,7 +3065,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[45]
+	mi := &file_persys_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2530,7 +3078,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{45}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ApplyRequest) GetName() string {
@@ -2554,6 +3102,13 @@ func (x *ApplyRequest) GetSpec() *WorkloadSpec {
 	return nil
 }
 
+func (x *ApplyRequest) GetOwner() *ServiceOwner {
+	if x != nil {
+		return x.Owner
+	}
+	return nil
+}
+
 type ApplyResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Workload *WorkloadView          `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
@@ -2565,7 +3120,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[46]
+	mi := &file_persys_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +3132,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[46]
+	mi := &file_persys_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +3145,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{46}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ApplyResponse) GetWorkload() *WorkloadView {
@@ -2617,7 +3172,7 @@ type ApplyWorkloadsRequest struct {
 
 func (x *ApplyWorkloadsRequest) Reset() {
 	*x = ApplyWorkloadsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[47]
+	mi := &file_persys_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2629,7 +3184,7 @@ func (x *ApplyWorkloadsRequest) String() string {
 func (*ApplyWorkloadsRequest) ProtoMessage() {}
 
 func (x *ApplyWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[47]
+	mi := &file_persys_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2642,7 +3197,7 @@ func (x *ApplyWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{47}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ApplyWorkloadsRequest) GetItems() []*ApplyRequest {
@@ -2662,7 +3217,7 @@ type ApplyWorkloadsResponse struct {
 
 func (x *ApplyWorkloadsResponse) Reset() {
 	*x = ApplyWorkloadsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[48]
+	mi := &file_persys_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +3229,7 @@ func (x *ApplyWorkloadsResponse) String() string {
 func (*ApplyWorkloadsResponse) ProtoMessage() {}
 
 func (x *ApplyWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[48]
+	mi := &file_persys_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +3242,7 @@ func (x *ApplyWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{48}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ApplyWorkloadsResponse) GetResults() []*ApplyResult {
@@ -2713,7 +3268,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_persys_v1_control_proto_msgTypes[49]
+	mi := &file_persys_v1_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2725,7 +3280,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[49]
+	mi := &file_persys_v1_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2738,7 +3293,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{49}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ApplyResult) GetName() string {
@@ -2789,7 +3344,7 @@ type WorkloadView struct {
 
 func (x *WorkloadView) Reset() {
 	*x = WorkloadView{}
-	mi := &file_persys_v1_control_proto_msgTypes[50]
+	mi := &file_persys_v1_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2801,7 +3356,7 @@ func (x *WorkloadView) String() string {
 func (*WorkloadView) ProtoMessage() {}
 
 func (x *WorkloadView) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[50]
+	mi := &file_persys_v1_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2814,7 +3369,7 @@ func (x *WorkloadView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadView.ProtoReflect.Descriptor instead.
 func (*WorkloadView) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{50}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *WorkloadView) GetWorkload() *Workload {
@@ -2855,7 +3410,7 @@ type GetWorkloadRequest struct {
 
 func (x *GetWorkloadRequest) Reset() {
 	*x = GetWorkloadRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[51]
+	mi := &file_persys_v1_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +3422,7 @@ func (x *GetWorkloadRequest) String() string {
 func (*GetWorkloadRequest) ProtoMessage() {}
 
 func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[51]
+	mi := &file_persys_v1_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +3435,7 @@ func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{51}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *GetWorkloadRequest) GetName() string {
@@ -2906,7 +3461,7 @@ type ListWorkloadsRequest struct {
 
 func (x *ListWorkloadsRequest) Reset() {
 	*x = ListWorkloadsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[52]
+	mi := &file_persys_v1_control_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2918,7 +3473,7 @@ func (x *ListWorkloadsRequest) String() string {
 func (*ListWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[52]
+	mi := &file_persys_v1_control_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2931,7 +3486,7 @@ func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{52}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ListWorkloadsRequest) GetLabelSelector() map[string]string {
@@ -2950,7 +3505,7 @@ type ListWorkloadsResponse struct {
 
 func (x *ListWorkloadsResponse) Reset() {
 	*x = ListWorkloadsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[53]
+	mi := &file_persys_v1_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2962,7 +3517,7 @@ func (x *ListWorkloadsResponse) String() string {
 func (*ListWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[53]
+	mi := &file_persys_v1_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2975,7 +3530,7 @@ func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{53}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListWorkloadsResponse) GetWorkloads() []*WorkloadView {
@@ -2994,7 +3549,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[54]
+	mi := &file_persys_v1_control_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3006,7 +3561,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[54]
+	mi := &file_persys_v1_control_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3019,7 +3574,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{54}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *DeleteRequest) GetName() string {
@@ -3037,7 +3592,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[55]
+	mi := &file_persys_v1_control_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3049,7 +3604,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[55]
+	mi := &file_persys_v1_control_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3062,7 +3617,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{55}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{66}
 }
 
 type RetryRequest struct {
@@ -3074,7 +3629,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[56]
+	mi := &file_persys_v1_control_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3086,7 +3641,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[56]
+	mi := &file_persys_v1_control_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3099,7 +3654,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{56}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *RetryRequest) GetName() string {
@@ -3117,7 +3672,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[57]
+	mi := &file_persys_v1_control_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3129,7 +3684,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[57]
+	mi := &file_persys_v1_control_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3142,7 +3697,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{57}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{68}
 }
 
 type ListNodesResponse struct {
@@ -3154,7 +3709,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[58]
+	mi := &file_persys_v1_control_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3166,7 +3721,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[58]
+	mi := &file_persys_v1_control_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3179,7 +3734,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{58}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -3198,7 +3753,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[59]
+	mi := &file_persys_v1_control_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3765,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[59]
+	mi := &file_persys_v1_control_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3778,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{59}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetNodeRequest) GetId() string {
@@ -3241,7 +3796,7 @@ type ClusterSummaryRequest struct {
 
 func (x *ClusterSummaryRequest) Reset() {
 	*x = ClusterSummaryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[60]
+	mi := &file_persys_v1_control_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3808,7 @@ func (x *ClusterSummaryRequest) String() string {
 func (*ClusterSummaryRequest) ProtoMessage() {}
 
 func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[60]
+	mi := &file_persys_v1_control_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3821,7 @@ func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummaryRequest.ProtoReflect.Descriptor instead.
 func (*ClusterSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{60}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{71}
 }
 
 type ListEventsRequest struct {
@@ -3281,7 +3836,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[61]
+	mi := &file_persys_v1_control_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3293,7 +3848,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[61]
+	mi := &file_persys_v1_control_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3306,7 +3861,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{61}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListEventsRequest) GetWorkload() string {
@@ -3339,7 +3894,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[62]
+	mi := &file_persys_v1_control_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3351,7 +3906,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[62]
+	mi := &file_persys_v1_control_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3364,7 +3919,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{62}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -3378,7 +3933,41 @@ var File_persys_v1_control_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_proto_rawDesc = "" +
 	"\n" +
-	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15persys/v1/types.proto\"\x87\x02\n" +
+	"\x17persys/v1/control.proto\x12\tpersys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15persys/v1/types.proto\"\xd4\x01\n" +
+	"\x13ApplyServiceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12B\n" +
+	"\x06labels\x18\x02 \x03(\v2*.persys.v1.ApplyServiceRequest.LabelsEntryR\x06labels\x12*\n" +
+	"\x04spec\x18\x03 \x01(\v2\x16.persys.v1.ServiceSpecR\x04spec\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
+	"\x14ApplyServiceResponse\x120\n" +
+	"\aservice\x18\x01 \x01(\v2\x16.persys.v1.ServiceViewR\aservice\x12\x16\n" +
+	"\x06result\x18\x02 \x01(\tR\x06result\"\xb9\x01\n" +
+	"\vServiceView\x12,\n" +
+	"\aservice\x18\x01 \x01(\v2\x12.persys.v1.ServiceR\aservice\x126\n" +
+	"\bprogress\x18\x02 \x01(\v2\x1a.persys.v1.ServiceProgressR\bprogress\x12\x1a\n" +
+	"\breplicas\x18\x03 \x03(\tR\breplicas\x12(\n" +
+	"\x06events\x18\x04 \x03(\v2\x10.persys.v1.EventR\x06events\"H\n" +
+	"\x11GetServiceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vwith_events\x18\x02 \x01(\bR\n" +
+	"withEvents\"\x15\n" +
+	"\x13ListServicesRequest\"J\n" +
+	"\x14ListServicesResponse\x122\n" +
+	"\bservices\x18\x01 \x03(\v2\x16.persys.v1.ServiceViewR\bservices\"*\n" +
+	"\x14DeleteServiceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x17\n" +
+	"\x15DeleteServiceResponse\"E\n" +
+	"\x13ScaleServiceRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\breplicas\x18\x02 \x01(\x05R\breplicas\"R\n" +
+	"\x16RolloutHistoryResponse\x128\n" +
+	"\trevisions\x18\x01 \x03(\v2\x1a.persys.v1.ServiceRevisionR\trevisions\"I\n" +
+	"\x12RolloutUndoRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vto_revision\x18\x02 \x01(\x04R\n" +
+	"toRevision\"\x87\x02\n" +
 	"\x10PutSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12)\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x15.persys.v1.SecretTypeR\x04type\x129\n" +
@@ -3560,11 +4149,12 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"resendFull\x12\x1f\n" +
 	"\vdigest_kept\x18\x03 \x01(\bR\n" +
 	"digestKept\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x04 \x01(\x03R\x13heartbeatIntervalMs\"\xc7\x01\n" +
+	"\x15heartbeat_interval_ms\x18\x04 \x01(\x03R\x13heartbeatIntervalMs\"\xf6\x01\n" +
 	"\fApplyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12;\n" +
 	"\x06labels\x18\x02 \x03(\v2#.persys.v1.ApplyRequest.LabelsEntryR\x06labels\x12+\n" +
-	"\x04spec\x18\x03 \x01(\v2\x17.persys.v1.WorkloadSpecR\x04spec\x1a9\n" +
+	"\x04spec\x18\x03 \x01(\v2\x17.persys.v1.WorkloadSpecR\x04spec\x12-\n" +
+	"\x05owner\x18P \x01(\v2\x17.persys.v1.ServiceOwnerR\x05owner\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\\\n" +
@@ -3630,137 +4220,163 @@ func file_persys_v1_control_proto_rawDescGZIP() []byte {
 	return file_persys_v1_control_proto_rawDescData
 }
 
-var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_persys_v1_control_proto_goTypes = []any{
-	(*PutSecretRequest)(nil),             // 0: persys.v1.PutSecretRequest
-	(*GetSecretRequest)(nil),             // 1: persys.v1.GetSecretRequest
-	(*ListSecretsRequest)(nil),           // 2: persys.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),          // 3: persys.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),          // 4: persys.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),         // 5: persys.v1.DeleteSecretResponse
-	(*JoinNodeRequest)(nil),              // 6: persys.v1.JoinNodeRequest
-	(*JoinNodeResponse)(nil),             // 7: persys.v1.JoinNodeResponse
-	(*RenewCertificateRequest)(nil),      // 8: persys.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil),     // 9: persys.v1.RenewCertificateResponse
-	(*JoinToken)(nil),                    // 10: persys.v1.JoinToken
-	(*CreateJoinTokenRequest)(nil),       // 11: persys.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),      // 12: persys.v1.CreateJoinTokenResponse
-	(*ListJoinTokensRequest)(nil),        // 13: persys.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),       // 14: persys.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),       // 15: persys.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil),      // 16: persys.v1.RevokeJoinTokenResponse
-	(*Revocation)(nil),                   // 17: persys.v1.Revocation
-	(*RevokeCertificateRequest)(nil),     // 18: persys.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),    // 19: persys.v1.RevokeCertificateResponse
-	(*ListRevocationsRequest)(nil),       // 20: persys.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),      // 21: persys.v1.ListRevocationsResponse
-	(*IssueUserCertificateRequest)(nil),  // 22: persys.v1.IssueUserCertificateRequest
-	(*IssueUserCertificateResponse)(nil), // 23: persys.v1.IssueUserCertificateResponse
-	(*APIToken)(nil),                     // 24: persys.v1.APIToken
-	(*CreateAPITokenRequest)(nil),        // 25: persys.v1.CreateAPITokenRequest
-	(*CreateAPITokenResponse)(nil),       // 26: persys.v1.CreateAPITokenResponse
-	(*ListAPITokensRequest)(nil),         // 27: persys.v1.ListAPITokensRequest
-	(*ListAPITokensResponse)(nil),        // 28: persys.v1.ListAPITokensResponse
-	(*RevokeAPITokenRequest)(nil),        // 29: persys.v1.RevokeAPITokenRequest
-	(*RevokeAPITokenResponse)(nil),       // 30: persys.v1.RevokeAPITokenResponse
-	(*AuthenticateTokenRequest)(nil),     // 31: persys.v1.AuthenticateTokenRequest
-	(*AuthenticateTokenResponse)(nil),    // 32: persys.v1.AuthenticateTokenResponse
-	(*RecordAuditRequest)(nil),           // 33: persys.v1.RecordAuditRequest
-	(*RecordAuditResponse)(nil),          // 34: persys.v1.RecordAuditResponse
-	(*CordonRequest)(nil),                // 35: persys.v1.CordonRequest
-	(*DrainRequest)(nil),                 // 36: persys.v1.DrainRequest
-	(*DrainResult)(nil),                  // 37: persys.v1.DrainResult
-	(*DrainResponse)(nil),                // 38: persys.v1.DrainResponse
-	(*GetLeaderRequest)(nil),             // 39: persys.v1.GetLeaderRequest
-	(*LeaderInfo)(nil),                   // 40: persys.v1.LeaderInfo
-	(*RegisterNodeRequest)(nil),          // 41: persys.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),         // 42: persys.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),             // 43: persys.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),            // 44: persys.v1.HeartbeatResponse
-	(*ApplyRequest)(nil),                 // 45: persys.v1.ApplyRequest
-	(*ApplyResponse)(nil),                // 46: persys.v1.ApplyResponse
-	(*ApplyWorkloadsRequest)(nil),        // 47: persys.v1.ApplyWorkloadsRequest
-	(*ApplyWorkloadsResponse)(nil),       // 48: persys.v1.ApplyWorkloadsResponse
-	(*ApplyResult)(nil),                  // 49: persys.v1.ApplyResult
-	(*WorkloadView)(nil),                 // 50: persys.v1.WorkloadView
-	(*GetWorkloadRequest)(nil),           // 51: persys.v1.GetWorkloadRequest
-	(*ListWorkloadsRequest)(nil),         // 52: persys.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil),        // 53: persys.v1.ListWorkloadsResponse
-	(*DeleteRequest)(nil),                // 54: persys.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 55: persys.v1.DeleteResponse
-	(*RetryRequest)(nil),                 // 56: persys.v1.RetryRequest
-	(*ListNodesRequest)(nil),             // 57: persys.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 58: persys.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 59: persys.v1.GetNodeRequest
-	(*ClusterSummaryRequest)(nil),        // 60: persys.v1.ClusterSummaryRequest
-	(*ListEventsRequest)(nil),            // 61: persys.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),           // 62: persys.v1.ListEventsResponse
-	nil,                                  // 63: persys.v1.PutSecretRequest.DataEntry
-	nil,                                  // 64: persys.v1.JoinNodeResponse.LabelsEntry
-	nil,                                  // 65: persys.v1.JoinToken.LabelsEntry
-	nil,                                  // 66: persys.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                  // 67: persys.v1.ApplyRequest.LabelsEntry
-	nil,                                  // 68: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	(SecretType)(0),                      // 69: persys.v1.SecretType
-	(*SecretInfo)(nil),                   // 70: persys.v1.SecretInfo
-	(*timestamppb.Timestamp)(nil),        // 71: google.protobuf.Timestamp
-	(*Event)(nil),                        // 72: persys.v1.Event
-	(FailureReason)(0),                   // 73: persys.v1.FailureReason
-	(*Node)(nil),                         // 74: persys.v1.Node
-	(*NodeCapabilities)(nil),             // 75: persys.v1.NodeCapabilities
-	(*WorkloadStatus)(nil),               // 76: persys.v1.WorkloadStatus
-	(*Resources)(nil),                    // 77: persys.v1.Resources
-	(*HostPort)(nil),                     // 78: persys.v1.HostPort
-	(*WorkloadSpec)(nil),                 // 79: persys.v1.WorkloadSpec
-	(*Workload)(nil),                     // 80: persys.v1.Workload
-	(*Assignment)(nil),                   // 81: persys.v1.Assignment
+	(*ApplyServiceRequest)(nil),          // 0: persys.v1.ApplyServiceRequest
+	(*ApplyServiceResponse)(nil),         // 1: persys.v1.ApplyServiceResponse
+	(*ServiceView)(nil),                  // 2: persys.v1.ServiceView
+	(*GetServiceRequest)(nil),            // 3: persys.v1.GetServiceRequest
+	(*ListServicesRequest)(nil),          // 4: persys.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),         // 5: persys.v1.ListServicesResponse
+	(*DeleteServiceRequest)(nil),         // 6: persys.v1.DeleteServiceRequest
+	(*DeleteServiceResponse)(nil),        // 7: persys.v1.DeleteServiceResponse
+	(*ScaleServiceRequest)(nil),          // 8: persys.v1.ScaleServiceRequest
+	(*RolloutHistoryResponse)(nil),       // 9: persys.v1.RolloutHistoryResponse
+	(*RolloutUndoRequest)(nil),           // 10: persys.v1.RolloutUndoRequest
+	(*PutSecretRequest)(nil),             // 11: persys.v1.PutSecretRequest
+	(*GetSecretRequest)(nil),             // 12: persys.v1.GetSecretRequest
+	(*ListSecretsRequest)(nil),           // 13: persys.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 14: persys.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),          // 15: persys.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),         // 16: persys.v1.DeleteSecretResponse
+	(*JoinNodeRequest)(nil),              // 17: persys.v1.JoinNodeRequest
+	(*JoinNodeResponse)(nil),             // 18: persys.v1.JoinNodeResponse
+	(*RenewCertificateRequest)(nil),      // 19: persys.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil),     // 20: persys.v1.RenewCertificateResponse
+	(*JoinToken)(nil),                    // 21: persys.v1.JoinToken
+	(*CreateJoinTokenRequest)(nil),       // 22: persys.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),      // 23: persys.v1.CreateJoinTokenResponse
+	(*ListJoinTokensRequest)(nil),        // 24: persys.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),       // 25: persys.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),       // 26: persys.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),      // 27: persys.v1.RevokeJoinTokenResponse
+	(*Revocation)(nil),                   // 28: persys.v1.Revocation
+	(*RevokeCertificateRequest)(nil),     // 29: persys.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),    // 30: persys.v1.RevokeCertificateResponse
+	(*ListRevocationsRequest)(nil),       // 31: persys.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),      // 32: persys.v1.ListRevocationsResponse
+	(*IssueUserCertificateRequest)(nil),  // 33: persys.v1.IssueUserCertificateRequest
+	(*IssueUserCertificateResponse)(nil), // 34: persys.v1.IssueUserCertificateResponse
+	(*APIToken)(nil),                     // 35: persys.v1.APIToken
+	(*CreateAPITokenRequest)(nil),        // 36: persys.v1.CreateAPITokenRequest
+	(*CreateAPITokenResponse)(nil),       // 37: persys.v1.CreateAPITokenResponse
+	(*ListAPITokensRequest)(nil),         // 38: persys.v1.ListAPITokensRequest
+	(*ListAPITokensResponse)(nil),        // 39: persys.v1.ListAPITokensResponse
+	(*RevokeAPITokenRequest)(nil),        // 40: persys.v1.RevokeAPITokenRequest
+	(*RevokeAPITokenResponse)(nil),       // 41: persys.v1.RevokeAPITokenResponse
+	(*AuthenticateTokenRequest)(nil),     // 42: persys.v1.AuthenticateTokenRequest
+	(*AuthenticateTokenResponse)(nil),    // 43: persys.v1.AuthenticateTokenResponse
+	(*RecordAuditRequest)(nil),           // 44: persys.v1.RecordAuditRequest
+	(*RecordAuditResponse)(nil),          // 45: persys.v1.RecordAuditResponse
+	(*CordonRequest)(nil),                // 46: persys.v1.CordonRequest
+	(*DrainRequest)(nil),                 // 47: persys.v1.DrainRequest
+	(*DrainResult)(nil),                  // 48: persys.v1.DrainResult
+	(*DrainResponse)(nil),                // 49: persys.v1.DrainResponse
+	(*GetLeaderRequest)(nil),             // 50: persys.v1.GetLeaderRequest
+	(*LeaderInfo)(nil),                   // 51: persys.v1.LeaderInfo
+	(*RegisterNodeRequest)(nil),          // 52: persys.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),         // 53: persys.v1.RegisterNodeResponse
+	(*HeartbeatRequest)(nil),             // 54: persys.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),            // 55: persys.v1.HeartbeatResponse
+	(*ApplyRequest)(nil),                 // 56: persys.v1.ApplyRequest
+	(*ApplyResponse)(nil),                // 57: persys.v1.ApplyResponse
+	(*ApplyWorkloadsRequest)(nil),        // 58: persys.v1.ApplyWorkloadsRequest
+	(*ApplyWorkloadsResponse)(nil),       // 59: persys.v1.ApplyWorkloadsResponse
+	(*ApplyResult)(nil),                  // 60: persys.v1.ApplyResult
+	(*WorkloadView)(nil),                 // 61: persys.v1.WorkloadView
+	(*GetWorkloadRequest)(nil),           // 62: persys.v1.GetWorkloadRequest
+	(*ListWorkloadsRequest)(nil),         // 63: persys.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil),        // 64: persys.v1.ListWorkloadsResponse
+	(*DeleteRequest)(nil),                // 65: persys.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 66: persys.v1.DeleteResponse
+	(*RetryRequest)(nil),                 // 67: persys.v1.RetryRequest
+	(*ListNodesRequest)(nil),             // 68: persys.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 69: persys.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 70: persys.v1.GetNodeRequest
+	(*ClusterSummaryRequest)(nil),        // 71: persys.v1.ClusterSummaryRequest
+	(*ListEventsRequest)(nil),            // 72: persys.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),           // 73: persys.v1.ListEventsResponse
+	nil,                                  // 74: persys.v1.ApplyServiceRequest.LabelsEntry
+	nil,                                  // 75: persys.v1.PutSecretRequest.DataEntry
+	nil,                                  // 76: persys.v1.JoinNodeResponse.LabelsEntry
+	nil,                                  // 77: persys.v1.JoinToken.LabelsEntry
+	nil,                                  // 78: persys.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 79: persys.v1.ApplyRequest.LabelsEntry
+	nil,                                  // 80: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	(*ServiceSpec)(nil),                  // 81: persys.v1.ServiceSpec
+	(*Service)(nil),                      // 82: persys.v1.Service
+	(*ServiceProgress)(nil),              // 83: persys.v1.ServiceProgress
+	(*Event)(nil),                        // 84: persys.v1.Event
+	(*ServiceRevision)(nil),              // 85: persys.v1.ServiceRevision
+	(SecretType)(0),                      // 86: persys.v1.SecretType
+	(*SecretInfo)(nil),                   // 87: persys.v1.SecretInfo
+	(*timestamppb.Timestamp)(nil),        // 88: google.protobuf.Timestamp
+	(FailureReason)(0),                   // 89: persys.v1.FailureReason
+	(*Node)(nil),                         // 90: persys.v1.Node
+	(*NodeCapabilities)(nil),             // 91: persys.v1.NodeCapabilities
+	(*WorkloadStatus)(nil),               // 92: persys.v1.WorkloadStatus
+	(*Resources)(nil),                    // 93: persys.v1.Resources
+	(*HostPort)(nil),                     // 94: persys.v1.HostPort
+	(*WorkloadSpec)(nil),                 // 95: persys.v1.WorkloadSpec
+	(*ServiceOwner)(nil),                 // 96: persys.v1.ServiceOwner
+	(*Workload)(nil),                     // 97: persys.v1.Workload
+	(*Assignment)(nil),                   // 98: persys.v1.Assignment
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
-	69, // 0: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
-	63, // 1: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
-	70, // 2: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
-	64, // 3: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
-	71, // 4: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	65, // 5: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
-	71, // 6: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	66, // 7: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
-	10, // 8: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
-	10, // 9: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
-	71, // 10: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
-	17, // 11: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
-	17, // 12: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
-	71, // 13: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
-	71, // 14: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
-	24, // 15: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
-	24, // 16: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
-	72, // 17: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
-	73, // 18: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
-	74, // 19: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
-	37, // 20: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
-	75, // 21: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
-	76, // 22: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	77, // 23: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
-	76, // 24: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	78, // 25: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
-	67, // 26: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	79, // 27: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	50, // 28: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
-	45, // 29: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
-	49, // 30: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
-	50, // 31: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
-	80, // 32: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	76, // 33: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	81, // 34: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	72, // 35: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	68, // 36: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	50, // 37: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	74, // 38: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	72, // 39: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	74, // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
+	81, // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
+	2,  // 2: persys.v1.ApplyServiceResponse.service:type_name -> persys.v1.ServiceView
+	82, // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
+	83, // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
+	84, // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
+	2,  // 6: persys.v1.ListServicesResponse.services:type_name -> persys.v1.ServiceView
+	85, // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
+	86, // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
+	75, // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
+	87, // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
+	76, // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
+	88, // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	77, // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
+	88, // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	78, // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
+	21, // 16: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
+	21, // 17: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
+	88, // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	28, // 19: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
+	28, // 20: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
+	88, // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
+	88, // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	35, // 23: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
+	35, // 24: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
+	84, // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
+	89, // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
+	90, // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
+	48, // 28: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
+	91, // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
+	92, // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	93, // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
+	92, // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	94, // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
+	79, // 34: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	95, // 35: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	96, // 36: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
+	61, // 37: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
+	56, // 38: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
+	60, // 39: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
+	61, // 40: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
+	97, // 41: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	92, // 42: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	98, // 43: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	84, // 44: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	80, // 45: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	61, // 46: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
+	90, // 47: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	84, // 48: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }
@@ -3775,7 +4391,7 @@ func file_persys_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_control_proto_rawDesc), len(file_persys_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   69,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

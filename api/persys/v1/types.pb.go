@@ -376,6 +376,9 @@ const (
 	RejectReason_REJECT_REASON_POLICY_DENIED RejectReason = 11
 	// A host port the workload publishes is already taken on the node.
 	RejectReason_REJECT_REASON_PORT_CONFLICT RejectReason = 12
+	// The node holds as many replicas of the service as its spread allows
+	// on one node.
+	RejectReason_REJECT_REASON_SPREAD_LIMIT RejectReason = 13
 )
 
 // Enum value maps for RejectReason.
@@ -394,6 +397,7 @@ var (
 		10: "REJECT_REASON_POOL_MISSING",
 		11: "REJECT_REASON_POLICY_DENIED",
 		12: "REJECT_REASON_PORT_CONFLICT",
+		13: "REJECT_REASON_SPREAD_LIMIT",
 	}
 	RejectReason_value = map[string]int32{
 		"REJECT_REASON_UNSPECIFIED":         0,
@@ -409,6 +413,7 @@ var (
 		"REJECT_REASON_POOL_MISSING":        10,
 		"REJECT_REASON_POLICY_DENIED":       11,
 		"REJECT_REASON_PORT_CONFLICT":       12,
+		"REJECT_REASON_SPREAD_LIMIT":        13,
 	}
 )
 
@@ -595,6 +600,75 @@ func (x SecretType) Number() protoreflect.EnumNumber {
 // Deprecated: Use SecretType.Descriptor instead.
 func (SecretType) EnumDescriptor() ([]byte, []int) {
 	return file_persys_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+// RolloutPhase is where a service's update stands.
+type RolloutPhase int32
+
+const (
+	RolloutPhase_ROLLOUT_PHASE_UNSPECIFIED RolloutPhase = 0
+	// Replicas are being replaced or added.
+	RolloutPhase_ROLLOUT_PHASE_PROGRESSING RolloutPhase = 1
+	// Every replica runs the current revision and is available.
+	RolloutPhase_ROLLOUT_PHASE_COMPLETE RolloutPhase = 2
+	// The update is paused (update.paused).
+	RolloutPhase_ROLLOUT_PHASE_PAUSED RolloutPhase = 3
+	// The canaries are available; rollout promote lets the update go on.
+	RolloutPhase_ROLLOUT_PHASE_AWAITING_PROMOTION RolloutPhase = 4
+	// New replicas failed or the deadline passed, and no rollback happens
+	// (auto_rollback off or no good revision): the update stopped.
+	RolloutPhase_ROLLOUT_PHASE_FAILED RolloutPhase = 5
+	// The update failed and the service returns to its last good revision.
+	RolloutPhase_ROLLOUT_PHASE_ROLLING_BACK RolloutPhase = 6
+)
+
+// Enum value maps for RolloutPhase.
+var (
+	RolloutPhase_name = map[int32]string{
+		0: "ROLLOUT_PHASE_UNSPECIFIED",
+		1: "ROLLOUT_PHASE_PROGRESSING",
+		2: "ROLLOUT_PHASE_COMPLETE",
+		3: "ROLLOUT_PHASE_PAUSED",
+		4: "ROLLOUT_PHASE_AWAITING_PROMOTION",
+		5: "ROLLOUT_PHASE_FAILED",
+		6: "ROLLOUT_PHASE_ROLLING_BACK",
+	}
+	RolloutPhase_value = map[string]int32{
+		"ROLLOUT_PHASE_UNSPECIFIED":        0,
+		"ROLLOUT_PHASE_PROGRESSING":        1,
+		"ROLLOUT_PHASE_COMPLETE":           2,
+		"ROLLOUT_PHASE_PAUSED":             3,
+		"ROLLOUT_PHASE_AWAITING_PROMOTION": 4,
+		"ROLLOUT_PHASE_FAILED":             5,
+		"ROLLOUT_PHASE_ROLLING_BACK":       6,
+	}
+)
+
+func (x RolloutPhase) Enum() *RolloutPhase {
+	p := new(RolloutPhase)
+	*p = x
+	return p
+}
+
+func (x RolloutPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RolloutPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_persys_v1_types_proto_enumTypes[9].Descriptor()
+}
+
+func (RolloutPhase) Type() protoreflect.EnumType {
+	return &file_persys_v1_types_proto_enumTypes[9]
+}
+
+func (x RolloutPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RolloutPhase.Descriptor instead.
+func (RolloutPhase) EnumDescriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 // Resources are CPU in millicores, memory and disk in bytes.
@@ -2083,8 +2157,11 @@ type Workload struct {
 	// checks what that principal may do (host access, secret references)
 	// again when it derives a new revision itself (a Git poll) and when it
 	// delivers secrets.
-	AppliedBy     string `protobuf:"bytes,9,opt,name=applied_by,json=appliedBy,proto3" json:"applied_by,omitempty"`
-	AppliedRole   string `protobuf:"bytes,10,opt,name=applied_role,json=appliedRole,proto3" json:"applied_role,omitempty"`
+	AppliedBy   string `protobuf:"bytes,9,opt,name=applied_by,json=appliedBy,proto3" json:"applied_by,omitempty"`
+	AppliedRole string `protobuf:"bytes,10,opt,name=applied_role,json=appliedRole,proto3" json:"applied_role,omitempty"`
+	// Set on the replicas of a service by the service controller; empty on
+	// workloads users apply. Field numbers 80..89 are the service's.
+	Owner         *ServiceOwner `protobuf:"bytes,80,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2189,6 +2266,95 @@ func (x *Workload) GetAppliedRole() string {
 	return ""
 }
 
+func (x *Workload) GetOwner() *ServiceOwner {
+	if x != nil {
+		return x.Owner
+	}
+	return nil
+}
+
+// ServiceOwner names the service (and its revision) a replica workload
+// belongs to.
+type ServiceOwner struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The service's uid: a service deleted and created again under the
+	// same name does not adopt the old one's replicas.
+	ServiceUid string `protobuf:"bytes,2,opt,name=service_uid,json=serviceUid,proto3" json:"service_uid,omitempty"`
+	// The service revision whose template the replica runs.
+	Revision     uint64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	TemplateHash string `protobuf:"bytes,4,opt,name=template_hash,json=templateHash,proto3" json:"template_hash,omitempty"`
+	// The service's spread, which placement applies to its replicas.
+	Spread        *ServiceSpread `protobuf:"bytes,5,opt,name=spread,proto3" json:"spread,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceOwner) Reset() {
+	*x = ServiceOwner{}
+	mi := &file_persys_v1_types_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceOwner) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceOwner) ProtoMessage() {}
+
+func (x *ServiceOwner) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceOwner.ProtoReflect.Descriptor instead.
+func (*ServiceOwner) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ServiceOwner) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceOwner) GetServiceUid() string {
+	if x != nil {
+		return x.ServiceUid
+	}
+	return ""
+}
+
+func (x *ServiceOwner) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ServiceOwner) GetTemplateHash() string {
+	if x != nil {
+		return x.TemplateHash
+	}
+	return ""
+}
+
+func (x *ServiceOwner) GetSpread() *ServiceSpread {
+	if x != nil {
+		return x.Spread
+	}
+	return nil
+}
+
 // WorkloadStatus is observed state, stored at status/<name>, written only on change.
 type WorkloadStatus struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -2222,7 +2388,7 @@ type WorkloadStatus struct {
 
 func (x *WorkloadStatus) Reset() {
 	*x = WorkloadStatus{}
-	mi := &file_persys_v1_types_proto_msgTypes[19]
+	mi := &file_persys_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2234,7 +2400,7 @@ func (x *WorkloadStatus) String() string {
 func (*WorkloadStatus) ProtoMessage() {}
 
 func (x *WorkloadStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[19]
+	mi := &file_persys_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2247,7 +2413,7 @@ func (x *WorkloadStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadStatus.ProtoReflect.Descriptor instead.
 func (*WorkloadStatus) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WorkloadStatus) GetName() string {
@@ -2379,7 +2545,7 @@ type ServiceStatus struct {
 
 func (x *ServiceStatus) Reset() {
 	*x = ServiceStatus{}
-	mi := &file_persys_v1_types_proto_msgTypes[20]
+	mi := &file_persys_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2557,7 @@ func (x *ServiceStatus) String() string {
 func (*ServiceStatus) ProtoMessage() {}
 
 func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[20]
+	mi := &file_persys_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2570,7 @@ func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
 func (*ServiceStatus) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ServiceStatus) GetName() string {
@@ -2480,7 +2646,7 @@ type RetryState struct {
 
 func (x *RetryState) Reset() {
 	*x = RetryState{}
-	mi := &file_persys_v1_types_proto_msgTypes[21]
+	mi := &file_persys_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2658,7 @@ func (x *RetryState) String() string {
 func (*RetryState) ProtoMessage() {}
 
 func (x *RetryState) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[21]
+	mi := &file_persys_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2671,7 @@ func (x *RetryState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryState.ProtoReflect.Descriptor instead.
 func (*RetryState) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RetryState) GetName() string {
@@ -2577,7 +2743,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_persys_v1_types_proto_msgTypes[22]
+	mi := &file_persys_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2589,7 +2755,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[22]
+	mi := &file_persys_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2602,7 +2768,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Assignment) GetName() string {
@@ -2674,7 +2840,7 @@ type NodeRejection struct {
 
 func (x *NodeRejection) Reset() {
 	*x = NodeRejection{}
-	mi := &file_persys_v1_types_proto_msgTypes[23]
+	mi := &file_persys_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2852,7 @@ func (x *NodeRejection) String() string {
 func (*NodeRejection) ProtoMessage() {}
 
 func (x *NodeRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[23]
+	mi := &file_persys_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2865,7 @@ func (x *NodeRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRejection.ProtoReflect.Descriptor instead.
 func (*NodeRejection) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NodeRejection) GetNodeId() string {
@@ -2744,7 +2910,7 @@ type PlacementDecision struct {
 
 func (x *PlacementDecision) Reset() {
 	*x = PlacementDecision{}
-	mi := &file_persys_v1_types_proto_msgTypes[24]
+	mi := &file_persys_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +2922,7 @@ func (x *PlacementDecision) String() string {
 func (*PlacementDecision) ProtoMessage() {}
 
 func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[24]
+	mi := &file_persys_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +2935,7 @@ func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDecision.ProtoReflect.Descriptor instead.
 func (*PlacementDecision) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PlacementDecision) GetNodeId() string {
@@ -2841,7 +3007,7 @@ type NodeCapabilities struct {
 
 func (x *NodeCapabilities) Reset() {
 	*x = NodeCapabilities{}
-	mi := &file_persys_v1_types_proto_msgTypes[25]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2853,7 +3019,7 @@ func (x *NodeCapabilities) String() string {
 func (*NodeCapabilities) ProtoMessage() {}
 
 func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[25]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2866,7 +3032,7 @@ func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCapabilities.ProtoReflect.Descriptor instead.
 func (*NodeCapabilities) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NodeCapabilities) GetCapacity() *Resources {
@@ -2964,7 +3130,7 @@ type NodePolicy struct {
 
 func (x *NodePolicy) Reset() {
 	*x = NodePolicy{}
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3142,7 @@ func (x *NodePolicy) String() string {
 func (*NodePolicy) ProtoMessage() {}
 
 func (x *NodePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3155,7 @@ func (x *NodePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePolicy.ProtoReflect.Descriptor instead.
 func (*NodePolicy) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodePolicy) GetAllowPrivileged() bool {
@@ -3023,7 +3189,7 @@ type HostPort struct {
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3201,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3214,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -3094,7 +3260,7 @@ type StoragePool struct {
 
 func (x *StoragePool) Reset() {
 	*x = StoragePool{}
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3272,7 @@ func (x *StoragePool) String() string {
 func (*StoragePool) ProtoMessage() {}
 
 func (x *StoragePool) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3285,7 @@ func (x *StoragePool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoragePool.ProtoReflect.Descriptor instead.
 func (*StoragePool) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StoragePool) GetName() string {
@@ -3181,7 +3347,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3193,7 +3359,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3206,7 +3372,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Node) GetId() string {
@@ -3306,7 +3472,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3484,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3497,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -3418,7 +3584,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3596,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3609,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EventBatch) GetEvents() []*Event {
@@ -3473,7 +3639,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3485,7 +3651,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3498,7 +3664,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SecretInfo) GetName() string {
@@ -3570,7 +3736,7 @@ type SecretValue struct {
 
 func (x *SecretValue) Reset() {
 	*x = SecretValue{}
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3748,7 @@ func (x *SecretValue) String() string {
 func (*SecretValue) ProtoMessage() {}
 
 func (x *SecretValue) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3761,7 @@ func (x *SecretValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
 func (*SecretValue) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SecretValue) GetName() string {
@@ -3633,7 +3799,7 @@ type SealedSecret struct {
 
 func (x *SealedSecret) Reset() {
 	*x = SealedSecret{}
-	mi := &file_persys_v1_types_proto_msgTypes[34]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3645,7 +3811,7 @@ func (x *SealedSecret) String() string {
 func (*SealedSecret) ProtoMessage() {}
 
 func (x *SealedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[34]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3658,7 +3824,7 @@ func (x *SealedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedSecret.ProtoReflect.Descriptor instead.
 func (*SealedSecret) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SealedSecret) GetInfo() *SecretInfo {
@@ -3704,7 +3870,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[35]
+	mi := &file_persys_v1_types_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3716,7 +3882,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[35]
+	mi := &file_persys_v1_types_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3729,7 +3895,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -3779,6 +3945,734 @@ func (x *ClusterSummary) GetLeader() string {
 		return x.Leader
 	}
 	return ""
+}
+
+// ServiceSpread limits how a service's replicas share nodes.
+type ServiceSpread struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many replicas on one node; 0: no limit.
+	MaxPerNode int32 `protobuf:"varint,1,opt,name=max_per_node,json=maxPerNode,proto3" json:"max_per_node,omitempty"`
+	// Spread the replicas evenly over the values of this node label (for
+	// example "zone"): a replica goes to a value that holds the fewest.
+	NodeLabel     string `protobuf:"bytes,2,opt,name=node_label,json=nodeLabel,proto3" json:"node_label,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceSpread) Reset() {
+	*x = ServiceSpread{}
+	mi := &file_persys_v1_types_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceSpread) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceSpread) ProtoMessage() {}
+
+func (x *ServiceSpread) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceSpread.ProtoReflect.Descriptor instead.
+func (*ServiceSpread) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *ServiceSpread) GetMaxPerNode() int32 {
+	if x != nil {
+		return x.MaxPerNode
+	}
+	return 0
+}
+
+func (x *ServiceSpread) GetNodeLabel() string {
+	if x != nil {
+		return x.NodeLabel
+	}
+	return ""
+}
+
+// ServiceUpdatePolicy says how a template change rolls out (as a
+// Kubernetes Deployment's strategy or Nomad's update stanza).
+type ServiceUpdatePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many replicas below `replicas` may be unavailable during
+	// an update.
+	MaxUnavailable int32 `protobuf:"varint,1,opt,name=max_unavailable,json=maxUnavailable,proto3" json:"max_unavailable,omitempty"`
+	// At most this many replicas above `replicas` may exist during an update.
+	MaxSurge int32 `protobuf:"varint,2,opt,name=max_surge,json=maxSurge,proto3" json:"max_surge,omitempty"`
+	// A ready replica counts as available once it stayed ready this long.
+	MinReadySeconds int64 `protobuf:"varint,3,opt,name=min_ready_seconds,json=minReadySeconds,proto3" json:"min_ready_seconds,omitempty"`
+	// An update that makes no progress for this long fails (0: 600 s).
+	ProgressDeadlineSeconds int64 `protobuf:"varint,4,opt,name=progress_deadline_seconds,json=progressDeadlineSeconds,proto3" json:"progress_deadline_seconds,omitempty"`
+	// A failed update returns to the last good revision by itself.
+	AutoRollback bool `protobuf:"varint,5,opt,name=auto_rollback,json=autoRollback,proto3" json:"auto_rollback,omitempty"`
+	// When > 0 an update stops after this many new replicas are available
+	// and waits for a promote.
+	Canary int32 `protobuf:"varint,6,opt,name=canary,proto3" json:"canary,omitempty"`
+	// No replica is replaced while set (scaling still happens).
+	Paused        bool `protobuf:"varint,7,opt,name=paused,proto3" json:"paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceUpdatePolicy) Reset() {
+	*x = ServiceUpdatePolicy{}
+	mi := &file_persys_v1_types_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceUpdatePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceUpdatePolicy) ProtoMessage() {}
+
+func (x *ServiceUpdatePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceUpdatePolicy.ProtoReflect.Descriptor instead.
+func (*ServiceUpdatePolicy) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ServiceUpdatePolicy) GetMaxUnavailable() int32 {
+	if x != nil {
+		return x.MaxUnavailable
+	}
+	return 0
+}
+
+func (x *ServiceUpdatePolicy) GetMaxSurge() int32 {
+	if x != nil {
+		return x.MaxSurge
+	}
+	return 0
+}
+
+func (x *ServiceUpdatePolicy) GetMinReadySeconds() int64 {
+	if x != nil {
+		return x.MinReadySeconds
+	}
+	return 0
+}
+
+func (x *ServiceUpdatePolicy) GetProgressDeadlineSeconds() int64 {
+	if x != nil {
+		return x.ProgressDeadlineSeconds
+	}
+	return 0
+}
+
+func (x *ServiceUpdatePolicy) GetAutoRollback() bool {
+	if x != nil {
+		return x.AutoRollback
+	}
+	return false
+}
+
+func (x *ServiceUpdatePolicy) GetCanary() int32 {
+	if x != nil {
+		return x.Canary
+	}
+	return 0
+}
+
+func (x *ServiceUpdatePolicy) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+// ServiceSpec is a replicated set of identical workloads.
+type ServiceSpec struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Replicas int32                  `protobuf:"varint,1,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	// The spec of every replica.
+	Template *WorkloadSpec `protobuf:"bytes,2,opt,name=template,proto3" json:"template,omitempty"`
+	// Labels put on every replica (besides persys.service=<name>).
+	Selector      map[string]string    `protobuf:"bytes,3,rep,name=selector,proto3" json:"selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Spread        *ServiceSpread       `protobuf:"bytes,4,opt,name=spread,proto3" json:"spread,omitempty"`
+	Update        *ServiceUpdatePolicy `protobuf:"bytes,5,opt,name=update,proto3" json:"update,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceSpec) Reset() {
+	*x = ServiceSpec{}
+	mi := &file_persys_v1_types_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceSpec) ProtoMessage() {}
+
+func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
+func (*ServiceSpec) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ServiceSpec) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *ServiceSpec) GetTemplate() *WorkloadSpec {
+	if x != nil {
+		return x.Template
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetSelector() map[string]string {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetSpread() *ServiceSpread {
+	if x != nil {
+		return x.Spread
+	}
+	return nil
+}
+
+func (x *ServiceSpec) GetUpdate() *ServiceUpdatePolicy {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+// Service is desired state, stored at services/<name>.
+type Service struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Uid    string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	Labels map[string]string      `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Spec   *ServiceSpec           `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Increments on every spec change.
+	Generation uint64                 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	CreatedAt  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Set when the user deleted it: the controller deletes its replicas and
+	// then its keys.
+	Deleting bool `protobuf:"varint,8,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	// Who applied the current template: replicas are applied on their
+	// behalf, so what they may not do a service cannot do for them.
+	AppliedBy   string `protobuf:"bytes,9,opt,name=applied_by,json=appliedBy,proto3" json:"applied_by,omitempty"`
+	AppliedRole string `protobuf:"bytes,10,opt,name=applied_role,json=appliedRole,proto3" json:"applied_role,omitempty"`
+	// The revision a canary update may go past (rollout promote).
+	PromotedRevision uint64 `protobuf:"varint,11,opt,name=promoted_revision,json=promotedRevision,proto3" json:"promoted_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Service) Reset() {
+	*x = Service{}
+	mi := &file_persys_v1_types_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Service) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Service) ProtoMessage() {}
+
+func (x *Service) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Service.ProtoReflect.Descriptor instead.
+func (*Service) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *Service) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Service) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *Service) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *Service) GetSpec() *ServiceSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Service) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Service) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Service) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *Service) GetDeleting() bool {
+	if x != nil {
+		return x.Deleting
+	}
+	return false
+}
+
+func (x *Service) GetAppliedBy() string {
+	if x != nil {
+		return x.AppliedBy
+	}
+	return ""
+}
+
+func (x *Service) GetAppliedRole() string {
+	if x != nil {
+		return x.AppliedRole
+	}
+	return ""
+}
+
+func (x *Service) GetPromotedRevision() uint64 {
+	if x != nil {
+		return x.PromotedRevision
+	}
+	return 0
+}
+
+// ServiceRevision is one template of a service, stored at
+// servicerevisions/<service>/<number>; the newest few are kept.
+type ServiceRevision struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	Number  uint64                 `protobuf:"varint,2,opt,name=number,proto3" json:"number,omitempty"`
+	// Hex SHA-256 of the template's deterministic encoding; replica names
+	// carry its first 8 characters.
+	TemplateHash string                 `protobuf:"bytes,3,opt,name=template_hash,json=templateHash,proto3" json:"template_hash,omitempty"`
+	Template     *WorkloadSpec          `protobuf:"bytes,4,opt,name=template,proto3" json:"template,omitempty"`
+	CreatedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	AppliedBy    string                 `protobuf:"bytes,6,opt,name=applied_by,json=appliedBy,proto3" json:"applied_by,omitempty"`
+	AppliedRole  string                 `protobuf:"bytes,7,opt,name=applied_role,json=appliedRole,proto3" json:"applied_role,omitempty"`
+	// Why it was made: "apply", "rollback" or "undo".
+	Cause         string `protobuf:"bytes,8,opt,name=cause,proto3" json:"cause,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceRevision) Reset() {
+	*x = ServiceRevision{}
+	mi := &file_persys_v1_types_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceRevision) ProtoMessage() {}
+
+func (x *ServiceRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceRevision.ProtoReflect.Descriptor instead.
+func (*ServiceRevision) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ServiceRevision) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceRevision) GetNumber() uint64 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *ServiceRevision) GetTemplateHash() string {
+	if x != nil {
+		return x.TemplateHash
+	}
+	return ""
+}
+
+func (x *ServiceRevision) GetTemplate() *WorkloadSpec {
+	if x != nil {
+		return x.Template
+	}
+	return nil
+}
+
+func (x *ServiceRevision) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ServiceRevision) GetAppliedBy() string {
+	if x != nil {
+		return x.AppliedBy
+	}
+	return ""
+}
+
+func (x *ServiceRevision) GetAppliedRole() string {
+	if x != nil {
+		return x.AppliedRole
+	}
+	return ""
+}
+
+func (x *ServiceRevision) GetCause() string {
+	if x != nil {
+		return x.Cause
+	}
+	return ""
+}
+
+// ServiceCondition is one observed fact about a service, as Kubernetes'
+// conditions.
+type ServiceCondition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Available, Progressing, RolledBack, ...
+	Type           string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	Status         bool                   `protobuf:"varint,2,opt,name=status,proto3" json:"status,omitempty"`
+	Reason         string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message        string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	LastTransition *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_transition,json=lastTransition,proto3" json:"last_transition,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ServiceCondition) Reset() {
+	*x = ServiceCondition{}
+	mi := &file_persys_v1_types_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceCondition) ProtoMessage() {}
+
+func (x *ServiceCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceCondition.ProtoReflect.Descriptor instead.
+func (*ServiceCondition) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ServiceCondition) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ServiceCondition) GetStatus() bool {
+	if x != nil {
+		return x.Status
+	}
+	return false
+}
+
+func (x *ServiceCondition) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ServiceCondition) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ServiceCondition) GetLastTransition() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTransition
+	}
+	return nil
+}
+
+// ServiceProgress is a service's observed state, written by the service
+// controller at serviceprogress/<name>.
+type ServiceProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Uid   string                 `protobuf:"bytes,2,opt,name=uid,proto3" json:"uid,omitempty"`
+	// The service generation the controller last acted on.
+	ObservedGeneration uint64 `protobuf:"varint,3,opt,name=observed_generation,json=observedGeneration,proto3" json:"observed_generation,omitempty"`
+	// The revision the spec's template is.
+	Revision uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Replicas that exist, are ready, run the current revision, and are
+	// available (ready for min_ready_seconds).
+	Replicas   int32               `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Ready      int32               `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	Updated    int32               `protobuf:"varint,7,opt,name=updated,proto3" json:"updated,omitempty"`
+	Available  int32               `protobuf:"varint,8,opt,name=available,proto3" json:"available,omitempty"`
+	Phase      RolloutPhase        `protobuf:"varint,9,opt,name=phase,proto3,enum=persys.v1.RolloutPhase" json:"phase,omitempty"`
+	Conditions []*ServiceCondition `protobuf:"bytes,10,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	// The last revision that completed, and the one before it.
+	CurrentGoodRevision  uint64 `protobuf:"varint,11,opt,name=current_good_revision,json=currentGoodRevision,proto3" json:"current_good_revision,omitempty"`
+	PreviousGoodRevision uint64 `protobuf:"varint,12,opt,name=previous_good_revision,json=previousGoodRevision,proto3" json:"previous_good_revision,omitempty"`
+	// When the current update last made progress (deadline base).
+	ProgressAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=progress_at,json=progressAt,proto3" json:"progress_at,omitempty"`
+	// The revision an automatic rollback left (0: none).
+	RolledBackFrom uint64 `protobuf:"varint,14,opt,name=rolled_back_from,json=rolledBackFrom,proto3" json:"rolled_back_from,omitempty"`
+	Message        string `protobuf:"bytes,15,opt,name=message,proto3" json:"message,omitempty"`
+	// Replicas of the current revision that are available, as last counted:
+	// an update makes progress when it grows.
+	UpdatedAvailable int32 `protobuf:"varint,16,opt,name=updated_available,json=updatedAvailable,proto3" json:"updated_available,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ServiceProgress) Reset() {
+	*x = ServiceProgress{}
+	mi := &file_persys_v1_types_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceProgress) ProtoMessage() {}
+
+func (x *ServiceProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceProgress.ProtoReflect.Descriptor instead.
+func (*ServiceProgress) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ServiceProgress) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ServiceProgress) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
+}
+
+func (x *ServiceProgress) GetObservedGeneration() uint64 {
+	if x != nil {
+		return x.ObservedGeneration
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetReplicas() int32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetReady() int32 {
+	if x != nil {
+		return x.Ready
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetUpdated() int32 {
+	if x != nil {
+		return x.Updated
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetAvailable() int32 {
+	if x != nil {
+		return x.Available
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetPhase() RolloutPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return RolloutPhase_ROLLOUT_PHASE_UNSPECIFIED
+}
+
+func (x *ServiceProgress) GetConditions() []*ServiceCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+func (x *ServiceProgress) GetCurrentGoodRevision() uint64 {
+	if x != nil {
+		return x.CurrentGoodRevision
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetPreviousGoodRevision() uint64 {
+	if x != nil {
+		return x.PreviousGoodRevision
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetProgressAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProgressAt
+	}
+	return nil
+}
+
+func (x *ServiceProgress) GetRolledBackFrom() uint64 {
+	if x != nil {
+		return x.RolledBackFrom
+	}
+	return 0
+}
+
+func (x *ServiceProgress) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ServiceProgress) GetUpdatedAvailable() int32 {
+	if x != nil {
+		return x.UpdatedAvailable
+	}
+	return 0
 }
 
 var File_persys_v1_types_proto protoreflect.FileDescriptor
@@ -3934,7 +4828,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x05ports\x18\x04 \x03(\v2\x13.persys.v1.HostPortR\x05ports\"4\n" +
 	"\bHostPath\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x14\n" +
-	"\x05field\x18\x02 \x01(\tR\x05field\"\xc1\x03\n" +
+	"\x05field\x18\x02 \x01(\tR\x05field\"\xf0\x03\n" +
 	"\bWorkload\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x127\n" +
@@ -3949,10 +4843,18 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"applied_by\x18\t \x01(\tR\tappliedBy\x12!\n" +
 	"\fapplied_role\x18\n" +
-	" \x01(\tR\vappliedRole\x1a9\n" +
+	" \x01(\tR\vappliedRole\x12-\n" +
+	"\x05owner\x18P \x01(\v2\x17.persys.v1.ServiceOwnerR\x05owner\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x01\n" +
+	"\fServiceOwner\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1f\n" +
+	"\vservice_uid\x18\x02 \x01(\tR\n" +
+	"serviceUid\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x04R\brevision\x12#\n" +
+	"\rtemplate_hash\x18\x04 \x01(\tR\ftemplateHash\x120\n" +
+	"\x06spread\x18\x05 \x01(\v2\x18.persys.v1.ServiceSpreadR\x06spread\"\xb3\x05\n" +
 	"\x0eWorkloadStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12,\n" +
@@ -4120,7 +5022,88 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x06leader\x18\a \x01(\tR\x06leader\x1aC\n" +
 	"\x15WorkloadsByStateEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01*{\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"P\n" +
+	"\rServiceSpread\x12 \n" +
+	"\fmax_per_node\x18\x01 \x01(\x05R\n" +
+	"maxPerNode\x12\x1d\n" +
+	"\n" +
+	"node_label\x18\x02 \x01(\tR\tnodeLabel\"\x98\x02\n" +
+	"\x13ServiceUpdatePolicy\x12'\n" +
+	"\x0fmax_unavailable\x18\x01 \x01(\x05R\x0emaxUnavailable\x12\x1b\n" +
+	"\tmax_surge\x18\x02 \x01(\x05R\bmaxSurge\x12*\n" +
+	"\x11min_ready_seconds\x18\x03 \x01(\x03R\x0fminReadySeconds\x12:\n" +
+	"\x19progress_deadline_seconds\x18\x04 \x01(\x03R\x17progressDeadlineSeconds\x12#\n" +
+	"\rauto_rollback\x18\x05 \x01(\bR\fautoRollback\x12\x16\n" +
+	"\x06canary\x18\x06 \x01(\x05R\x06canary\x12\x16\n" +
+	"\x06paused\x18\a \x01(\bR\x06paused\"\xc7\x02\n" +
+	"\vServiceSpec\x12\x1a\n" +
+	"\breplicas\x18\x01 \x01(\x05R\breplicas\x123\n" +
+	"\btemplate\x18\x02 \x01(\v2\x17.persys.v1.WorkloadSpecR\btemplate\x12@\n" +
+	"\bselector\x18\x03 \x03(\v2$.persys.v1.ServiceSpec.SelectorEntryR\bselector\x120\n" +
+	"\x06spread\x18\x04 \x01(\v2\x18.persys.v1.ServiceSpreadR\x06spread\x126\n" +
+	"\x06update\x18\x05 \x01(\v2\x1e.persys.v1.ServiceUpdatePolicyR\x06update\x1a;\n" +
+	"\rSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x03\n" +
+	"\aService\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x126\n" +
+	"\x06labels\x18\x03 \x03(\v2\x1e.persys.v1.Service.LabelsEntryR\x06labels\x12*\n" +
+	"\x04spec\x18\x04 \x01(\v2\x16.persys.v1.ServiceSpecR\x04spec\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\x04R\n" +
+	"generation\x129\n" +
+	"\n" +
+	"created_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x1a\n" +
+	"\bdeleting\x18\b \x01(\bR\bdeleting\x12\x1d\n" +
+	"\n" +
+	"applied_by\x18\t \x01(\tR\tappliedBy\x12!\n" +
+	"\fapplied_role\x18\n" +
+	" \x01(\tR\vappliedRole\x12+\n" +
+	"\x11promoted_revision\x18\v \x01(\x04R\x10promotedRevision\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb0\x02\n" +
+	"\x0fServiceRevision\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x16\n" +
+	"\x06number\x18\x02 \x01(\x04R\x06number\x12#\n" +
+	"\rtemplate_hash\x18\x03 \x01(\tR\ftemplateHash\x123\n" +
+	"\btemplate\x18\x04 \x01(\v2\x17.persys.v1.WorkloadSpecR\btemplate\x129\n" +
+	"\n" +
+	"created_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"applied_by\x18\x06 \x01(\tR\tappliedBy\x12!\n" +
+	"\fapplied_role\x18\a \x01(\tR\vappliedRole\x12\x14\n" +
+	"\x05cause\x18\b \x01(\tR\x05cause\"\xb5\x01\n" +
+	"\x10ServiceCondition\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\bR\x06status\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12C\n" +
+	"\x0flast_transition\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastTransition\"\xf2\x04\n" +
+	"\x0fServiceProgress\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03uid\x18\x02 \x01(\tR\x03uid\x12/\n" +
+	"\x13observed_generation\x18\x03 \x01(\x04R\x12observedGeneration\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\x12\x1a\n" +
+	"\breplicas\x18\x05 \x01(\x05R\breplicas\x12\x14\n" +
+	"\x05ready\x18\x06 \x01(\x05R\x05ready\x12\x18\n" +
+	"\aupdated\x18\a \x01(\x05R\aupdated\x12\x1c\n" +
+	"\tavailable\x18\b \x01(\x05R\tavailable\x12-\n" +
+	"\x05phase\x18\t \x01(\x0e2\x17.persys.v1.RolloutPhaseR\x05phase\x12;\n" +
+	"\n" +
+	"conditions\x18\n" +
+	" \x03(\v2\x1b.persys.v1.ServiceConditionR\n" +
+	"conditions\x122\n" +
+	"\x15current_good_revision\x18\v \x01(\x04R\x13currentGoodRevision\x124\n" +
+	"\x16previous_good_revision\x18\f \x01(\x04R\x14previousGoodRevision\x12;\n" +
+	"\vprogress_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"progressAt\x12(\n" +
+	"\x10rolled_back_from\x18\x0e \x01(\x04R\x0erolledBackFrom\x12\x18\n" +
+	"\amessage\x18\x0f \x01(\tR\amessage\x12+\n" +
+	"\x11updated_available\x18\x10 \x01(\x05R\x10updatedAvailable*{\n" +
 	"\fWorkloadType\x12\x1d\n" +
 	"\x19WORKLOAD_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17WORKLOAD_TYPE_CONTAINER\x10\x01\x12\x19\n" +
@@ -4164,7 +5147,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x18\n" +
-	"\x14NODE_STATE_NOT_READY\x10\x02*\xd5\x03\n" +
+	"\x14NODE_STATE_NOT_READY\x10\x02*\xf5\x03\n" +
 	"\fRejectReason\x12\x1d\n" +
 	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cREJECT_REASON_NODE_NOT_READY\x10\x01\x12\x1f\n" +
@@ -4179,7 +5162,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x1aREJECT_REASON_POOL_MISSING\x10\n" +
 	"\x12\x1f\n" +
 	"\x1bREJECT_REASON_POLICY_DENIED\x10\v\x12\x1f\n" +
-	"\x1bREJECT_REASON_PORT_CONFLICT\x10\f*a\n" +
+	"\x1bREJECT_REASON_PORT_CONFLICT\x10\f\x12\x1e\n" +
+	"\x1aREJECT_REASON_SPREAD_LIMIT\x10\r*a\n" +
 	"\fRetainPolicy\x12\x1d\n" +
 	"\x19RETAIN_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14RETAIN_POLICY_DELETE\x10\x01\x12\x18\n" +
@@ -4193,7 +5177,15 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x17SECRET_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SECRET_TYPE_OPAQUE\x10\x01\x12\x18\n" +
 	"\x14SECRET_TYPE_REGISTRY\x10\x02\x12\x13\n" +
-	"\x0fSECRET_TYPE_GIT\x10\x03B6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\x0fSECRET_TYPE_GIT\x10\x03*\xe2\x01\n" +
+	"\fRolloutPhase\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19ROLLOUT_PHASE_PROGRESSING\x10\x01\x12\x1a\n" +
+	"\x16ROLLOUT_PHASE_COMPLETE\x10\x02\x12\x18\n" +
+	"\x14ROLLOUT_PHASE_PAUSED\x10\x03\x12$\n" +
+	" ROLLOUT_PHASE_AWAITING_PROMOTION\x10\x04\x12\x18\n" +
+	"\x14ROLLOUT_PHASE_FAILED\x10\x05\x12\x1e\n" +
+	"\x1aROLLOUT_PHASE_ROLLING_BACK\x10\x06B6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_types_proto_rawDescOnce sync.Once
@@ -4207,8 +5199,8 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 	return file_persys_v1_types_proto_rawDescData
 }
 
-var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -4219,131 +5211,158 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(RetainPolicy)(0),             // 6: persys.v1.RetainPolicy
 	(NodeLossPolicy)(0),           // 7: persys.v1.NodeLossPolicy
 	(SecretType)(0),               // 8: persys.v1.SecretType
-	(*Resources)(nil),             // 9: persys.v1.Resources
-	(*PortMapping)(nil),           // 10: persys.v1.PortMapping
-	(*Volume)(nil),                // 11: persys.v1.Volume
-	(*ContainerSpec)(nil),         // 12: persys.v1.ContainerSpec
-	(*SecretEnv)(nil),             // 13: persys.v1.SecretEnv
-	(*SecretFile)(nil),            // 14: persys.v1.SecretFile
-	(*GitSource)(nil),             // 15: persys.v1.GitSource
-	(*ComposeSpec)(nil),           // 16: persys.v1.ComposeSpec
-	(*VMDisk)(nil),                // 17: persys.v1.VMDisk
-	(*VMPortForward)(nil),         // 18: persys.v1.VMPortForward
-	(*VMNetwork)(nil),             // 19: persys.v1.VMNetwork
-	(*CloudInit)(nil),             // 20: persys.v1.CloudInit
-	(*VMLogin)(nil),               // 21: persys.v1.VMLogin
-	(*VMKernelBoot)(nil),          // 22: persys.v1.VMKernelBoot
-	(*VMSpec)(nil),                // 23: persys.v1.VMSpec
-	(*WorkloadSpec)(nil),          // 24: persys.v1.WorkloadSpec
-	(*HostAccess)(nil),            // 25: persys.v1.HostAccess
-	(*HostPath)(nil),              // 26: persys.v1.HostPath
-	(*Workload)(nil),              // 27: persys.v1.Workload
-	(*WorkloadStatus)(nil),        // 28: persys.v1.WorkloadStatus
-	(*ServiceStatus)(nil),         // 29: persys.v1.ServiceStatus
-	(*RetryState)(nil),            // 30: persys.v1.RetryState
-	(*Assignment)(nil),            // 31: persys.v1.Assignment
-	(*NodeRejection)(nil),         // 32: persys.v1.NodeRejection
-	(*PlacementDecision)(nil),     // 33: persys.v1.PlacementDecision
-	(*NodeCapabilities)(nil),      // 34: persys.v1.NodeCapabilities
-	(*NodePolicy)(nil),            // 35: persys.v1.NodePolicy
-	(*HostPort)(nil),              // 36: persys.v1.HostPort
-	(*StoragePool)(nil),           // 37: persys.v1.StoragePool
-	(*Node)(nil),                  // 38: persys.v1.Node
-	(*Event)(nil),                 // 39: persys.v1.Event
-	(*EventBatch)(nil),            // 40: persys.v1.EventBatch
-	(*SecretInfo)(nil),            // 41: persys.v1.SecretInfo
-	(*SecretValue)(nil),           // 42: persys.v1.SecretValue
-	(*SealedSecret)(nil),          // 43: persys.v1.SealedSecret
-	(*ClusterSummary)(nil),        // 44: persys.v1.ClusterSummary
-	nil,                           // 45: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 46: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 47: persys.v1.ComposeSpec.EnvEntry
-	nil,                           // 48: persys.v1.VMSpec.MetadataEntry
-	nil,                           // 49: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 50: persys.v1.Workload.LabelsEntry
-	nil,                           // 51: persys.v1.WorkloadStatus.DetailsEntry
-	nil,                           // 52: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 53: persys.v1.SecretValue.DataEntry
-	nil,                           // 54: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	(*timestamppb.Timestamp)(nil), // 55: google.protobuf.Timestamp
+	(RolloutPhase)(0),             // 9: persys.v1.RolloutPhase
+	(*Resources)(nil),             // 10: persys.v1.Resources
+	(*PortMapping)(nil),           // 11: persys.v1.PortMapping
+	(*Volume)(nil),                // 12: persys.v1.Volume
+	(*ContainerSpec)(nil),         // 13: persys.v1.ContainerSpec
+	(*SecretEnv)(nil),             // 14: persys.v1.SecretEnv
+	(*SecretFile)(nil),            // 15: persys.v1.SecretFile
+	(*GitSource)(nil),             // 16: persys.v1.GitSource
+	(*ComposeSpec)(nil),           // 17: persys.v1.ComposeSpec
+	(*VMDisk)(nil),                // 18: persys.v1.VMDisk
+	(*VMPortForward)(nil),         // 19: persys.v1.VMPortForward
+	(*VMNetwork)(nil),             // 20: persys.v1.VMNetwork
+	(*CloudInit)(nil),             // 21: persys.v1.CloudInit
+	(*VMLogin)(nil),               // 22: persys.v1.VMLogin
+	(*VMKernelBoot)(nil),          // 23: persys.v1.VMKernelBoot
+	(*VMSpec)(nil),                // 24: persys.v1.VMSpec
+	(*WorkloadSpec)(nil),          // 25: persys.v1.WorkloadSpec
+	(*HostAccess)(nil),            // 26: persys.v1.HostAccess
+	(*HostPath)(nil),              // 27: persys.v1.HostPath
+	(*Workload)(nil),              // 28: persys.v1.Workload
+	(*ServiceOwner)(nil),          // 29: persys.v1.ServiceOwner
+	(*WorkloadStatus)(nil),        // 30: persys.v1.WorkloadStatus
+	(*ServiceStatus)(nil),         // 31: persys.v1.ServiceStatus
+	(*RetryState)(nil),            // 32: persys.v1.RetryState
+	(*Assignment)(nil),            // 33: persys.v1.Assignment
+	(*NodeRejection)(nil),         // 34: persys.v1.NodeRejection
+	(*PlacementDecision)(nil),     // 35: persys.v1.PlacementDecision
+	(*NodeCapabilities)(nil),      // 36: persys.v1.NodeCapabilities
+	(*NodePolicy)(nil),            // 37: persys.v1.NodePolicy
+	(*HostPort)(nil),              // 38: persys.v1.HostPort
+	(*StoragePool)(nil),           // 39: persys.v1.StoragePool
+	(*Node)(nil),                  // 40: persys.v1.Node
+	(*Event)(nil),                 // 41: persys.v1.Event
+	(*EventBatch)(nil),            // 42: persys.v1.EventBatch
+	(*SecretInfo)(nil),            // 43: persys.v1.SecretInfo
+	(*SecretValue)(nil),           // 44: persys.v1.SecretValue
+	(*SealedSecret)(nil),          // 45: persys.v1.SealedSecret
+	(*ClusterSummary)(nil),        // 46: persys.v1.ClusterSummary
+	(*ServiceSpread)(nil),         // 47: persys.v1.ServiceSpread
+	(*ServiceUpdatePolicy)(nil),   // 48: persys.v1.ServiceUpdatePolicy
+	(*ServiceSpec)(nil),           // 49: persys.v1.ServiceSpec
+	(*Service)(nil),               // 50: persys.v1.Service
+	(*ServiceRevision)(nil),       // 51: persys.v1.ServiceRevision
+	(*ServiceCondition)(nil),      // 52: persys.v1.ServiceCondition
+	(*ServiceProgress)(nil),       // 53: persys.v1.ServiceProgress
+	nil,                           // 54: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 55: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 56: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 57: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 58: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 59: persys.v1.Workload.LabelsEntry
+	nil,                           // 60: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 61: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 62: persys.v1.SecretValue.DataEntry
+	nil,                           // 63: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	nil,                           // 64: persys.v1.ServiceSpec.SelectorEntry
+	nil,                           // 65: persys.v1.Service.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 66: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	45, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
-	10, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
-	11, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	46, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
-	15, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
-	47, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	54, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	11, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
+	12, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
+	55, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	16, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
+	56, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
 	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
-	18, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
-	17, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
-	19, // 9: persys.v1.VMSpec.networks:type_name -> persys.v1.VMNetwork
-	20, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
-	21, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
-	22, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
-	48, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	19, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
+	18, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
+	20, // 9: persys.v1.VMSpec.networks:type_name -> persys.v1.VMNetwork
+	21, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
+	22, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
+	23, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
+	57, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
 	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
 	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
-	9,  // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	49, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
-	12, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
+	10, // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
+	58, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	13, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
 	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
-	16, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
-	23, // 22: persys.v1.WorkloadSpec.vm:type_name -> persys.v1.VMSpec
-	13, // 23: persys.v1.WorkloadSpec.secret_env:type_name -> persys.v1.SecretEnv
-	14, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
-	25, // 25: persys.v1.WorkloadSpec.host_access:type_name -> persys.v1.HostAccess
-	26, // 26: persys.v1.HostAccess.host_paths:type_name -> persys.v1.HostPath
-	36, // 27: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
-	50, // 28: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
-	24, // 29: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	55, // 30: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	55, // 31: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 32: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
-	3,  // 33: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	55, // 34: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	55, // 35: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	29, // 36: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	51, // 37: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
-	2,  // 38: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
-	55, // 39: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 40: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	55, // 41: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
-	33, // 42: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
-	5,  // 43: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
-	5,  // 44: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
-	32, // 45: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
-	9,  // 46: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
-	0,  // 47: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	52, // 48: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	37, // 49: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
-	9,  // 50: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
-	35, // 51: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
-	36, // 52: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
-	34, // 53: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 54: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	55, // 55: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	9,  // 56: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	9,  // 57: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	55, // 58: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	55, // 59: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 60: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	39, // 61: persys.v1.EventBatch.events:type_name -> persys.v1.Event
-	8,  // 62: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	55, // 63: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	55, // 64: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 65: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	53, // 66: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	41, // 67: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	54, // 68: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	9,  // 69: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	9,  // 70: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	17, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
+	24, // 22: persys.v1.WorkloadSpec.vm:type_name -> persys.v1.VMSpec
+	14, // 23: persys.v1.WorkloadSpec.secret_env:type_name -> persys.v1.SecretEnv
+	15, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
+	26, // 25: persys.v1.WorkloadSpec.host_access:type_name -> persys.v1.HostAccess
+	27, // 26: persys.v1.HostAccess.host_paths:type_name -> persys.v1.HostPath
+	38, // 27: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
+	59, // 28: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	25, // 29: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
+	66, // 30: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	66, // 31: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	29, // 32: persys.v1.Workload.owner:type_name -> persys.v1.ServiceOwner
+	47, // 33: persys.v1.ServiceOwner.spread:type_name -> persys.v1.ServiceSpread
+	2,  // 34: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
+	3,  // 35: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
+	66, // 36: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	66, // 37: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	31, // 38: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
+	60, // 39: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	2,  // 40: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
+	66, // 41: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 42: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
+	66, // 43: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	35, // 44: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
+	5,  // 45: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
+	5,  // 46: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
+	34, // 47: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
+	10, // 48: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
+	0,  // 49: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
+	61, // 50: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	39, // 51: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
+	10, // 52: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
+	37, // 53: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
+	38, // 54: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
+	36, // 55: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 56: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	66, // 57: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	10, // 58: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	10, // 59: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	66, // 60: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	66, // 61: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 62: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	41, // 63: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	8,  // 64: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	66, // 65: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	66, // 66: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 67: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	62, // 68: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	43, // 69: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	63, // 70: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	10, // 71: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	10, // 72: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	25, // 73: persys.v1.ServiceSpec.template:type_name -> persys.v1.WorkloadSpec
+	64, // 74: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
+	47, // 75: persys.v1.ServiceSpec.spread:type_name -> persys.v1.ServiceSpread
+	48, // 76: persys.v1.ServiceSpec.update:type_name -> persys.v1.ServiceUpdatePolicy
+	65, // 77: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
+	49, // 78: persys.v1.Service.spec:type_name -> persys.v1.ServiceSpec
+	66, // 79: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	66, // 80: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	25, // 81: persys.v1.ServiceRevision.template:type_name -> persys.v1.WorkloadSpec
+	66, // 82: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
+	66, // 83: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
+	9,  // 84: persys.v1.ServiceProgress.phase:type_name -> persys.v1.RolloutPhase
+	52, // 85: persys.v1.ServiceProgress.conditions:type_name -> persys.v1.ServiceCondition
+	66, // 86: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
+	87, // [87:87] is the sub-list for method output_type
+	87, // [87:87] is the sub-list for method input_type
+	87, // [87:87] is the sub-list for extension type_name
+	87, // [87:87] is the sub-list for extension extendee
+	0,  // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -4356,8 +5375,8 @@ func file_persys_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   46,
+			NumEnums:      10,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -55,6 +55,9 @@ type Loop interface {
 	ClusterSummary() *persysv1.ClusterSummary
 	ListEvents(ctx context.Context, f store.EventFilter, limit int) ([]*persysv1.Event, error)
 	Leader() *persysv1.LeaderInfo
+
+	// Services is the service controller's API (services.go).
+	Services() Services
 }
 
 // New returns the ControlService over loop, id and sec. stop, when not

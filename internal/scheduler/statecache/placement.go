@@ -73,6 +73,7 @@ func (c *Cache) Choose(name string, spec *persysv1.WorkloadSpec) (dec placement.
 		c.snap = c.buildSnapshotLocked()
 	}
 	nodes := c.snap.nodes
+	req.Spread = c.spreadLocked(name, nodes)
 	c.mu.Unlock()
 	dec = c.sampler.Place(nodes, req, c.cfg.Strategy)
 	took = time.Since(start)
@@ -84,6 +85,46 @@ func (c *Cache) Choose(name string, spec *persysv1.WorkloadSpec) (dec placement.
 		c.mu.Unlock()
 	}
 	return dec, h, took
+}
+
+// spreadLocked counts where the other replicas of name's service are
+// (placed, or held for a placement in flight; being deleted or not: they
+// still run), for placement to apply the service's spread; nil for a
+// workload that no service with a spread owns. It walks the cached
+// workloads, a cost per replica placement that grows with the cluster
+// (an index by owner would make it constant). c.mu is held.
+func (c *Cache) spreadLocked(name string, nodes []placement.Node) *placement.GroupSpread {
+	e := c.workloads[name]
+	if e == nil {
+		return nil
+	}
+	o := e.w.GetOwner()
+	sp := o.GetSpread()
+	if o.GetServiceUid() == "" || (sp.GetMaxPerNode() == 0 && sp.GetNodeLabel() == "") {
+		return nil
+	}
+	g := &placement.GroupSpread{MaxPerNode: int(sp.GetMaxPerNode()), Label: sp.GetNodeLabel(),
+		PerNode: map[string]int{}, PerValue: map[string]int{}}
+	for n, other := range c.workloads {
+		if n == name || other.w.GetOwner().GetServiceUid() != o.GetServiceUid() {
+			continue
+		}
+		node := other.assignment.GetNodeId()
+		if h, ok := c.inflight[n]; ok && h.node != "" {
+			node = h.node
+		}
+		if node != "" {
+			g.PerNode[node]++
+		}
+	}
+	if g.Label != "" {
+		for i := range nodes {
+			if n := g.PerNode[nodes[i].ID]; n > 0 {
+				g.PerValue[nodes[i].Labels[g.Label]] += n
+			}
+		}
+	}
+	return g
 }
 
 // Release gives back what Choose held for a placement that did not

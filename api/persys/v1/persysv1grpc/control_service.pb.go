@@ -25,7 +25,7 @@ var File_persys_v1_control_service_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xc0\x15\n" +
+	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xb0\x1b\n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
@@ -63,7 +63,18 @@ const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\rListAPITokens\x12\x1f.persys.v1.ListAPITokensRequest\x1a .persys.v1.ListAPITokensResponse\x12U\n" +
 	"\x0eRevokeAPIToken\x12 .persys.v1.RevokeAPITokenRequest\x1a!.persys.v1.RevokeAPITokenResponse\x12^\n" +
 	"\x11AuthenticateToken\x12#.persys.v1.AuthenticateTokenRequest\x1a$.persys.v1.AuthenticateTokenResponse\x12L\n" +
-	"\vRecordAudit\x12\x1d.persys.v1.RecordAuditRequest\x1a\x1e.persys.v1.RecordAuditResponseBGZEgithub.com/persys-dev/compute/api/persys/v1/persysv1grpc;persysv1grpcb\x06proto3"
+	"\vRecordAudit\x12\x1d.persys.v1.RecordAuditRequest\x1a\x1e.persys.v1.RecordAuditResponse\x12O\n" +
+	"\fApplyService\x12\x1e.persys.v1.ApplyServiceRequest\x1a\x1f.persys.v1.ApplyServiceResponse\x12B\n" +
+	"\n" +
+	"GetService\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12O\n" +
+	"\fListServices\x12\x1e.persys.v1.ListServicesRequest\x1a\x1f.persys.v1.ListServicesResponse\x12R\n" +
+	"\rDeleteService\x12\x1f.persys.v1.DeleteServiceRequest\x1a .persys.v1.DeleteServiceResponse\x12F\n" +
+	"\fScaleService\x12\x1e.persys.v1.ScaleServiceRequest\x1a\x16.persys.v1.ServiceView\x12Q\n" +
+	"\x0eRolloutHistory\x12\x1c.persys.v1.GetServiceRequest\x1a!.persys.v1.RolloutHistoryResponse\x12D\n" +
+	"\vRolloutUndo\x12\x1d.persys.v1.RolloutUndoRequest\x1a\x16.persys.v1.ServiceView\x12D\n" +
+	"\fRolloutPause\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12E\n" +
+	"\rRolloutResume\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12F\n" +
+	"\x0eRolloutPromote\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceViewBGZEgithub.com/persys-dev/compute/api/persys/v1/persysv1grpc;persysv1grpcb\x06proto3"
 
 var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.RegisterNodeRequest)(nil),          // 0: persys.v1.RegisterNodeRequest
@@ -99,36 +110,47 @@ var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.RevokeAPITokenRequest)(nil),        // 30: persys.v1.RevokeAPITokenRequest
 	(*v1.AuthenticateTokenRequest)(nil),     // 31: persys.v1.AuthenticateTokenRequest
 	(*v1.RecordAuditRequest)(nil),           // 32: persys.v1.RecordAuditRequest
-	(*v1.RegisterNodeResponse)(nil),         // 33: persys.v1.RegisterNodeResponse
-	(*v1.HeartbeatResponse)(nil),            // 34: persys.v1.HeartbeatResponse
-	(*v1.ApplyResponse)(nil),                // 35: persys.v1.ApplyResponse
-	(*v1.ApplyWorkloadsResponse)(nil),       // 36: persys.v1.ApplyWorkloadsResponse
-	(*v1.WorkloadView)(nil),                 // 37: persys.v1.WorkloadView
-	(*v1.ListWorkloadsResponse)(nil),        // 38: persys.v1.ListWorkloadsResponse
-	(*v1.DeleteResponse)(nil),               // 39: persys.v1.DeleteResponse
-	(*v1.ListNodesResponse)(nil),            // 40: persys.v1.ListNodesResponse
-	(*v1.Node)(nil),                         // 41: persys.v1.Node
-	(*v1.ClusterSummary)(nil),               // 42: persys.v1.ClusterSummary
-	(*v1.ListEventsResponse)(nil),           // 43: persys.v1.ListEventsResponse
-	(*v1.DrainResponse)(nil),                // 44: persys.v1.DrainResponse
-	(*v1.LeaderInfo)(nil),                   // 45: persys.v1.LeaderInfo
-	(*v1.GetWorkloadLogsResponse)(nil),      // 46: persys.v1.GetWorkloadLogsResponse
-	(*v1.SecretInfo)(nil),                   // 47: persys.v1.SecretInfo
-	(*v1.ListSecretsResponse)(nil),          // 48: persys.v1.ListSecretsResponse
-	(*v1.DeleteSecretResponse)(nil),         // 49: persys.v1.DeleteSecretResponse
-	(*v1.JoinNodeResponse)(nil),             // 50: persys.v1.JoinNodeResponse
-	(*v1.RenewCertificateResponse)(nil),     // 51: persys.v1.RenewCertificateResponse
-	(*v1.CreateJoinTokenResponse)(nil),      // 52: persys.v1.CreateJoinTokenResponse
-	(*v1.ListJoinTokensResponse)(nil),       // 53: persys.v1.ListJoinTokensResponse
-	(*v1.RevokeJoinTokenResponse)(nil),      // 54: persys.v1.RevokeJoinTokenResponse
-	(*v1.RevokeCertificateResponse)(nil),    // 55: persys.v1.RevokeCertificateResponse
-	(*v1.ListRevocationsResponse)(nil),      // 56: persys.v1.ListRevocationsResponse
-	(*v1.IssueUserCertificateResponse)(nil), // 57: persys.v1.IssueUserCertificateResponse
-	(*v1.CreateAPITokenResponse)(nil),       // 58: persys.v1.CreateAPITokenResponse
-	(*v1.ListAPITokensResponse)(nil),        // 59: persys.v1.ListAPITokensResponse
-	(*v1.RevokeAPITokenResponse)(nil),       // 60: persys.v1.RevokeAPITokenResponse
-	(*v1.AuthenticateTokenResponse)(nil),    // 61: persys.v1.AuthenticateTokenResponse
-	(*v1.RecordAuditResponse)(nil),          // 62: persys.v1.RecordAuditResponse
+	(*v1.ApplyServiceRequest)(nil),          // 33: persys.v1.ApplyServiceRequest
+	(*v1.GetServiceRequest)(nil),            // 34: persys.v1.GetServiceRequest
+	(*v1.ListServicesRequest)(nil),          // 35: persys.v1.ListServicesRequest
+	(*v1.DeleteServiceRequest)(nil),         // 36: persys.v1.DeleteServiceRequest
+	(*v1.ScaleServiceRequest)(nil),          // 37: persys.v1.ScaleServiceRequest
+	(*v1.RolloutUndoRequest)(nil),           // 38: persys.v1.RolloutUndoRequest
+	(*v1.RegisterNodeResponse)(nil),         // 39: persys.v1.RegisterNodeResponse
+	(*v1.HeartbeatResponse)(nil),            // 40: persys.v1.HeartbeatResponse
+	(*v1.ApplyResponse)(nil),                // 41: persys.v1.ApplyResponse
+	(*v1.ApplyWorkloadsResponse)(nil),       // 42: persys.v1.ApplyWorkloadsResponse
+	(*v1.WorkloadView)(nil),                 // 43: persys.v1.WorkloadView
+	(*v1.ListWorkloadsResponse)(nil),        // 44: persys.v1.ListWorkloadsResponse
+	(*v1.DeleteResponse)(nil),               // 45: persys.v1.DeleteResponse
+	(*v1.ListNodesResponse)(nil),            // 46: persys.v1.ListNodesResponse
+	(*v1.Node)(nil),                         // 47: persys.v1.Node
+	(*v1.ClusterSummary)(nil),               // 48: persys.v1.ClusterSummary
+	(*v1.ListEventsResponse)(nil),           // 49: persys.v1.ListEventsResponse
+	(*v1.DrainResponse)(nil),                // 50: persys.v1.DrainResponse
+	(*v1.LeaderInfo)(nil),                   // 51: persys.v1.LeaderInfo
+	(*v1.GetWorkloadLogsResponse)(nil),      // 52: persys.v1.GetWorkloadLogsResponse
+	(*v1.SecretInfo)(nil),                   // 53: persys.v1.SecretInfo
+	(*v1.ListSecretsResponse)(nil),          // 54: persys.v1.ListSecretsResponse
+	(*v1.DeleteSecretResponse)(nil),         // 55: persys.v1.DeleteSecretResponse
+	(*v1.JoinNodeResponse)(nil),             // 56: persys.v1.JoinNodeResponse
+	(*v1.RenewCertificateResponse)(nil),     // 57: persys.v1.RenewCertificateResponse
+	(*v1.CreateJoinTokenResponse)(nil),      // 58: persys.v1.CreateJoinTokenResponse
+	(*v1.ListJoinTokensResponse)(nil),       // 59: persys.v1.ListJoinTokensResponse
+	(*v1.RevokeJoinTokenResponse)(nil),      // 60: persys.v1.RevokeJoinTokenResponse
+	(*v1.RevokeCertificateResponse)(nil),    // 61: persys.v1.RevokeCertificateResponse
+	(*v1.ListRevocationsResponse)(nil),      // 62: persys.v1.ListRevocationsResponse
+	(*v1.IssueUserCertificateResponse)(nil), // 63: persys.v1.IssueUserCertificateResponse
+	(*v1.CreateAPITokenResponse)(nil),       // 64: persys.v1.CreateAPITokenResponse
+	(*v1.ListAPITokensResponse)(nil),        // 65: persys.v1.ListAPITokensResponse
+	(*v1.RevokeAPITokenResponse)(nil),       // 66: persys.v1.RevokeAPITokenResponse
+	(*v1.AuthenticateTokenResponse)(nil),    // 67: persys.v1.AuthenticateTokenResponse
+	(*v1.RecordAuditResponse)(nil),          // 68: persys.v1.RecordAuditResponse
+	(*v1.ApplyServiceResponse)(nil),         // 69: persys.v1.ApplyServiceResponse
+	(*v1.ServiceView)(nil),                  // 70: persys.v1.ServiceView
+	(*v1.ListServicesResponse)(nil),         // 71: persys.v1.ListServicesResponse
+	(*v1.DeleteServiceResponse)(nil),        // 72: persys.v1.DeleteServiceResponse
+	(*v1.RolloutHistoryResponse)(nil),       // 73: persys.v1.RolloutHistoryResponse
 }
 var file_persys_v1_control_service_proto_depIdxs = []int32{
 	0,  // 0: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
@@ -166,43 +188,63 @@ var file_persys_v1_control_service_proto_depIdxs = []int32{
 	30, // 32: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
 	31, // 33: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
 	32, // 34: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
-	33, // 35: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	34, // 36: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	35, // 37: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	36, // 38: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
-	37, // 39: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	38, // 40: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	39, // 41: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	37, // 42: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	37, // 43: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	40, // 44: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	41, // 45: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	42, // 46: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	43, // 47: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	41, // 48: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	41, // 49: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	44, // 50: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	45, // 51: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	46, // 52: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	47, // 53: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	47, // 54: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	48, // 55: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	49, // 56: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	50, // 57: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	51, // 58: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	52, // 59: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	53, // 60: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	54, // 61: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	55, // 62: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	56, // 63: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	57, // 64: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	58, // 65: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	59, // 66: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	60, // 67: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	61, // 68: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	62, // 69: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	35, // [35:70] is the sub-list for method output_type
-	0,  // [0:35] is the sub-list for method input_type
+	33, // 35: persys.v1.ControlService.ApplyService:input_type -> persys.v1.ApplyServiceRequest
+	34, // 36: persys.v1.ControlService.GetService:input_type -> persys.v1.GetServiceRequest
+	35, // 37: persys.v1.ControlService.ListServices:input_type -> persys.v1.ListServicesRequest
+	36, // 38: persys.v1.ControlService.DeleteService:input_type -> persys.v1.DeleteServiceRequest
+	37, // 39: persys.v1.ControlService.ScaleService:input_type -> persys.v1.ScaleServiceRequest
+	34, // 40: persys.v1.ControlService.RolloutHistory:input_type -> persys.v1.GetServiceRequest
+	38, // 41: persys.v1.ControlService.RolloutUndo:input_type -> persys.v1.RolloutUndoRequest
+	34, // 42: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
+	34, // 43: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
+	34, // 44: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
+	39, // 45: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	40, // 46: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	41, // 47: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	42, // 48: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
+	43, // 49: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	44, // 50: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	45, // 51: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	43, // 52: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	43, // 53: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	46, // 54: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	47, // 55: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	48, // 56: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	49, // 57: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	47, // 58: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	47, // 59: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	50, // 60: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	51, // 61: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	52, // 62: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	53, // 63: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	53, // 64: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	54, // 65: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	55, // 66: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	56, // 67: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	57, // 68: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	58, // 69: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	59, // 70: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	60, // 71: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	61, // 72: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	62, // 73: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	63, // 74: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	64, // 75: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	65, // 76: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	66, // 77: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	67, // 78: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	68, // 79: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	69, // 80: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
+	70, // 81: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
+	71, // 82: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
+	72, // 83: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
+	70, // 84: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
+	73, // 85: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
+	70, // 86: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
+	70, // 87: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
+	70, // 88: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
+	70, // 89: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
+	45, // [45:90] is the sub-list for method output_type
+	0,  // [0:45] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

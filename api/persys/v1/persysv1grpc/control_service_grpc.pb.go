@@ -55,6 +55,16 @@ const (
 	ControlService_RevokeAPIToken_FullMethodName       = "/persys.v1.ControlService/RevokeAPIToken"
 	ControlService_AuthenticateToken_FullMethodName    = "/persys.v1.ControlService/AuthenticateToken"
 	ControlService_RecordAudit_FullMethodName          = "/persys.v1.ControlService/RecordAudit"
+	ControlService_ApplyService_FullMethodName         = "/persys.v1.ControlService/ApplyService"
+	ControlService_GetService_FullMethodName           = "/persys.v1.ControlService/GetService"
+	ControlService_ListServices_FullMethodName         = "/persys.v1.ControlService/ListServices"
+	ControlService_DeleteService_FullMethodName        = "/persys.v1.ControlService/DeleteService"
+	ControlService_ScaleService_FullMethodName         = "/persys.v1.ControlService/ScaleService"
+	ControlService_RolloutHistory_FullMethodName       = "/persys.v1.ControlService/RolloutHistory"
+	ControlService_RolloutUndo_FullMethodName          = "/persys.v1.ControlService/RolloutUndo"
+	ControlService_RolloutPause_FullMethodName         = "/persys.v1.ControlService/RolloutPause"
+	ControlService_RolloutResume_FullMethodName        = "/persys.v1.ControlService/RolloutResume"
+	ControlService_RolloutPromote_FullMethodName       = "/persys.v1.ControlService/RolloutPromote"
 )
 
 // ControlServiceClient is the client API for ControlService service.
@@ -122,6 +132,22 @@ type ControlServiceClient interface {
 	AuthenticateToken(ctx context.Context, in *v1.AuthenticateTokenRequest, opts ...grpc.CallOption) (*v1.AuthenticateTokenResponse, error)
 	// The gateway records one audit event per mutating request.
 	RecordAudit(ctx context.Context, in *v1.RecordAuditRequest, opts ...grpc.CallOption) (*v1.RecordAuditResponse, error)
+	// Services: replicated workloads with rolling updates. A service's
+	// replicas are ordinary workloads labelled persys.service=<name>.
+	ApplyService(ctx context.Context, in *v1.ApplyServiceRequest, opts ...grpc.CallOption) (*v1.ApplyServiceResponse, error)
+	GetService(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
+	ListServices(ctx context.Context, in *v1.ListServicesRequest, opts ...grpc.CallOption) (*v1.ListServicesResponse, error)
+	// Deletes the service and, through its controller, its replicas.
+	DeleteService(ctx context.Context, in *v1.DeleteServiceRequest, opts ...grpc.CallOption) (*v1.DeleteServiceResponse, error)
+	ScaleService(ctx context.Context, in *v1.ScaleServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
+	// Rollout operations: history lists the kept revisions; undo returns the
+	// template to a revision (the previous one when 0); pause and resume
+	// set update.paused; promote lets a canary update go on.
+	RolloutHistory(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.RolloutHistoryResponse, error)
+	RolloutUndo(ctx context.Context, in *v1.RolloutUndoRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
+	RolloutPause(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
+	RolloutResume(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
+	RolloutPromote(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
 }
 
 type controlServiceClient struct {
@@ -491,6 +517,106 @@ func (c *controlServiceClient) RecordAudit(ctx context.Context, in *v1.RecordAud
 	return out, nil
 }
 
+func (c *controlServiceClient) ApplyService(ctx context.Context, in *v1.ApplyServiceRequest, opts ...grpc.CallOption) (*v1.ApplyServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ApplyServiceResponse)
+	err := c.cc.Invoke(ctx, ControlService_ApplyService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) GetService(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ServiceView)
+	err := c.cc.Invoke(ctx, ControlService_GetService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) ListServices(ctx context.Context, in *v1.ListServicesRequest, opts ...grpc.CallOption) (*v1.ListServicesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ListServicesResponse)
+	err := c.cc.Invoke(ctx, ControlService_ListServices_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) DeleteService(ctx context.Context, in *v1.DeleteServiceRequest, opts ...grpc.CallOption) (*v1.DeleteServiceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.DeleteServiceResponse)
+	err := c.cc.Invoke(ctx, ControlService_DeleteService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) ScaleService(ctx context.Context, in *v1.ScaleServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ServiceView)
+	err := c.cc.Invoke(ctx, ControlService_ScaleService_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) RolloutHistory(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.RolloutHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.RolloutHistoryResponse)
+	err := c.cc.Invoke(ctx, ControlService_RolloutHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) RolloutUndo(ctx context.Context, in *v1.RolloutUndoRequest, opts ...grpc.CallOption) (*v1.ServiceView, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ServiceView)
+	err := c.cc.Invoke(ctx, ControlService_RolloutUndo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) RolloutPause(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ServiceView)
+	err := c.cc.Invoke(ctx, ControlService_RolloutPause_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) RolloutResume(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ServiceView)
+	err := c.cc.Invoke(ctx, ControlService_RolloutResume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) RolloutPromote(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ServiceView)
+	err := c.cc.Invoke(ctx, ControlService_RolloutPromote_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControlServiceServer is the server API for ControlService service.
 // All implementations must embed UnimplementedControlServiceServer
 // for forward compatibility.
@@ -556,6 +682,22 @@ type ControlServiceServer interface {
 	AuthenticateToken(context.Context, *v1.AuthenticateTokenRequest) (*v1.AuthenticateTokenResponse, error)
 	// The gateway records one audit event per mutating request.
 	RecordAudit(context.Context, *v1.RecordAuditRequest) (*v1.RecordAuditResponse, error)
+	// Services: replicated workloads with rolling updates. A service's
+	// replicas are ordinary workloads labelled persys.service=<name>.
+	ApplyService(context.Context, *v1.ApplyServiceRequest) (*v1.ApplyServiceResponse, error)
+	GetService(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error)
+	ListServices(context.Context, *v1.ListServicesRequest) (*v1.ListServicesResponse, error)
+	// Deletes the service and, through its controller, its replicas.
+	DeleteService(context.Context, *v1.DeleteServiceRequest) (*v1.DeleteServiceResponse, error)
+	ScaleService(context.Context, *v1.ScaleServiceRequest) (*v1.ServiceView, error)
+	// Rollout operations: history lists the kept revisions; undo returns the
+	// template to a revision (the previous one when 0); pause and resume
+	// set update.paused; promote lets a canary update go on.
+	RolloutHistory(context.Context, *v1.GetServiceRequest) (*v1.RolloutHistoryResponse, error)
+	RolloutUndo(context.Context, *v1.RolloutUndoRequest) (*v1.ServiceView, error)
+	RolloutPause(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error)
+	RolloutResume(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error)
+	RolloutPromote(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error)
 	mustEmbedUnimplementedControlServiceServer()
 }
 
@@ -670,6 +812,36 @@ func (UnimplementedControlServiceServer) AuthenticateToken(context.Context, *v1.
 }
 func (UnimplementedControlServiceServer) RecordAudit(context.Context, *v1.RecordAuditRequest) (*v1.RecordAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordAudit not implemented")
+}
+func (UnimplementedControlServiceServer) ApplyService(context.Context, *v1.ApplyServiceRequest) (*v1.ApplyServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApplyService not implemented")
+}
+func (UnimplementedControlServiceServer) GetService(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetService not implemented")
+}
+func (UnimplementedControlServiceServer) ListServices(context.Context, *v1.ListServicesRequest) (*v1.ListServicesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListServices not implemented")
+}
+func (UnimplementedControlServiceServer) DeleteService(context.Context, *v1.DeleteServiceRequest) (*v1.DeleteServiceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteService not implemented")
+}
+func (UnimplementedControlServiceServer) ScaleService(context.Context, *v1.ScaleServiceRequest) (*v1.ServiceView, error) {
+	return nil, status.Error(codes.Unimplemented, "method ScaleService not implemented")
+}
+func (UnimplementedControlServiceServer) RolloutHistory(context.Context, *v1.GetServiceRequest) (*v1.RolloutHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutHistory not implemented")
+}
+func (UnimplementedControlServiceServer) RolloutUndo(context.Context, *v1.RolloutUndoRequest) (*v1.ServiceView, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutUndo not implemented")
+}
+func (UnimplementedControlServiceServer) RolloutPause(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutPause not implemented")
+}
+func (UnimplementedControlServiceServer) RolloutResume(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutResume not implemented")
+}
+func (UnimplementedControlServiceServer) RolloutPromote(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error) {
+	return nil, status.Error(codes.Unimplemented, "method RolloutPromote not implemented")
 }
 func (UnimplementedControlServiceServer) mustEmbedUnimplementedControlServiceServer() {}
 func (UnimplementedControlServiceServer) testEmbeddedByValue()                        {}
@@ -1315,6 +1487,186 @@ func _ControlService_RecordAudit_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlService_ApplyService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.ApplyServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).ApplyService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_ApplyService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).ApplyService(ctx, req.(*v1.ApplyServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_GetService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.GetServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).GetService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_GetService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).GetService(ctx, req.(*v1.GetServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_ListServices_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.ListServicesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).ListServices(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_ListServices_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).ListServices(ctx, req.(*v1.ListServicesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_DeleteService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.DeleteServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).DeleteService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_DeleteService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).DeleteService(ctx, req.(*v1.DeleteServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_ScaleService_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.ScaleServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).ScaleService(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_ScaleService_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).ScaleService(ctx, req.(*v1.ScaleServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_RolloutHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.GetServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).RolloutHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_RolloutHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).RolloutHistory(ctx, req.(*v1.GetServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_RolloutUndo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.RolloutUndoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).RolloutUndo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_RolloutUndo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).RolloutUndo(ctx, req.(*v1.RolloutUndoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_RolloutPause_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.GetServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).RolloutPause(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_RolloutPause_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).RolloutPause(ctx, req.(*v1.GetServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_RolloutResume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.GetServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).RolloutResume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_RolloutResume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).RolloutResume(ctx, req.(*v1.GetServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_RolloutPromote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.GetServiceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).RolloutPromote(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_RolloutPromote_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).RolloutPromote(ctx, req.(*v1.GetServiceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControlService_ServiceDesc is the grpc.ServiceDesc for ControlService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1457,6 +1809,46 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RecordAudit",
 			Handler:    _ControlService_RecordAudit_Handler,
+		},
+		{
+			MethodName: "ApplyService",
+			Handler:    _ControlService_ApplyService_Handler,
+		},
+		{
+			MethodName: "GetService",
+			Handler:    _ControlService_GetService_Handler,
+		},
+		{
+			MethodName: "ListServices",
+			Handler:    _ControlService_ListServices_Handler,
+		},
+		{
+			MethodName: "DeleteService",
+			Handler:    _ControlService_DeleteService_Handler,
+		},
+		{
+			MethodName: "ScaleService",
+			Handler:    _ControlService_ScaleService_Handler,
+		},
+		{
+			MethodName: "RolloutHistory",
+			Handler:    _ControlService_RolloutHistory_Handler,
+		},
+		{
+			MethodName: "RolloutUndo",
+			Handler:    _ControlService_RolloutUndo_Handler,
+		},
+		{
+			MethodName: "RolloutPause",
+			Handler:    _ControlService_RolloutPause_Handler,
+		},
+		{
+			MethodName: "RolloutResume",
+			Handler:    _ControlService_RolloutResume_Handler,
+		},
+		{
+			MethodName: "RolloutPromote",
+			Handler:    _ControlService_RolloutPromote_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,236 @@
+package gateway
+
+// The service routes: a Service manifest in, the service's view out; the
+// rollout operations are POSTs on the service. Each is one ControlService
+// call.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"reflect"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/manifest"
+)
+
+func (g *gateway) serviceRoutes() []route {
+	return []route{
+		{"POST", "/v1/services", writers, g.applyService},
+		{"GET", "/v1/services", readers, g.listServices},
+		{"GET", "/v1/services/{name}", readers, g.getService},
+		{"DELETE", "/v1/services/{name}", writers, g.deleteService},
+		{"POST", "/v1/services/{name}/scale", writers, g.scaleService},
+		{"GET", "/v1/services/{name}/history", readers, g.serviceHistory},
+		{"POST", "/v1/services/{name}/undo", writers, g.undoService},
+		{"POST", "/v1/services/{name}/pause", writers, g.rolloutOp(persysv1grpc.ControlServiceClient.RolloutPause)},
+		{"POST", "/v1/services/{name}/resume", writers, g.rolloutOp(persysv1grpc.ControlServiceClient.RolloutResume)},
+		{"POST", "/v1/services/{name}/promote", writers, g.rolloutOp(persysv1grpc.ControlServiceClient.RolloutPromote)},
+	}
+}
+
+func (g *gateway) applyService(w http.ResponseWriter, r *http.Request) (int, error) {
+	body, err := readBody(w, r, g.maxBody, "manifest", "a service manifest (YAML or JSON)")
+	if err != nil {
+		return 0, err
+	}
+	m, err := manifest.ParseService(body)
+	if err != nil {
+		return 0, manifestError(err)
+	}
+	req := m.ToApplyServiceRequest()
+	noteWorkload(r, "service/"+req.GetName())
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ApplyService(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	code := http.StatusOK
+	if resp.GetResult() == "created" {
+		code = http.StatusCreated
+	}
+	return writeJSON(w, code, resp)
+}
+
+func (g *gateway) listServices(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.ListServices(ctx, &persysv1.ListServicesRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) getService(w http.ResponseWriter, r *http.Request) (int, error) {
+	events, err := parseBool(r.URL.Query(), "events")
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	v, err := g.control.GetService(ctx, &persysv1.GetServiceRequest{Name: r.PathValue("name"), WithEvents: events})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+func (g *gateway) deleteService(w http.ResponseWriter, r *http.Request) (int, error) {
+	noteWorkload(r, "service/"+r.PathValue("name"))
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.DeleteService(ctx, &persysv1.DeleteServiceRequest{Name: r.PathValue("name")})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusAccepted, resp)
+}
+
+// ScaleRequest is the body of POST /v1/services/{name}/scale.
+type ScaleRequest struct {
+	Replicas *int32 `json:"replicas"`
+}
+
+// UndoRequest is the body of POST /v1/services/{name}/undo (optional).
+type UndoRequest struct {
+	// ToRevision 0 (or absent) returns to the revision before the current.
+	ToRevision uint64 `json:"toRevision,omitempty"`
+}
+
+// decodeBody decodes a small JSON body strictly into v; an empty body is
+// allowed when optional.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	body, err := readBody(w, r, 64<<10, "request body", "")
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		if optional {
+			return nil
+		}
+		return &httpError{code: http.StatusBadRequest, msg: "request body is empty: send a JSON object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &httpError{code: http.StatusBadRequest, msg: "invalid JSON body: " + err.Error()}
+	}
+	return nil
+}
+
+func (g *gateway) scaleService(w http.ResponseWriter, r *http.Request) (int, error) {
+	var req ScaleRequest
+	if err := decodeBody(w, r, &req, false); err != nil {
+		return 0, err
+	}
+	if req.Replicas == nil {
+		return 0, fieldError("replicas", "required")
+	}
+	noteWorkload(r, "service/"+r.PathValue("name"))
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	v, err := g.control.ScaleService(ctx, &persysv1.ScaleServiceRequest{Name: r.PathValue("name"), Replicas: *req.Replicas})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+func (g *gateway) serviceHistory(w http.ResponseWriter, r *http.Request) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	resp, err := g.control.RolloutHistory(ctx, &persysv1.GetServiceRequest{Name: r.PathValue("name")})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+func (g *gateway) undoService(w http.ResponseWriter, r *http.Request) (int, error) {
+	var req UndoRequest
+	if err := decodeBody(w, r, &req, true); err != nil {
+		return 0, err
+	}
+	noteWorkload(r, "service/"+r.PathValue("name"))
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	v, err := g.control.RolloutUndo(ctx, &persysv1.RolloutUndoRequest{Name: r.PathValue("name"), ToRevision: req.ToRevision})
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}
+
+// rolloutOp is a route that calls one rollout operation on the service.
+func (g *gateway) rolloutOp(call func(persysv1grpc.ControlServiceClient, context.Context, *persysv1.GetServiceRequest, ...grpc.CallOption) (*persysv1.ServiceView, error)) func(http.ResponseWriter, *http.Request) (int, error) {
+	return func(w http.ResponseWriter, r *http.Request) (int, error) {
+		noteWorkload(r, "service/"+r.PathValue("name"))
+		ctx, cancel := g.callCtx(r)
+		defer cancel()
+		v, err := call(g.control, ctx, &persysv1.GetServiceRequest{Name: r.PathValue("name")})
+		if err != nil {
+			return 0, err
+		}
+		return writeJSON(w, http.StatusOK, v)
+	}
+}
+
+// addServiceOpenAPI documents the service routes.
+func addServiceOpenAPI(paths, schemas obj) {
+	name := pathParam("name", "Service name.")
+	view := func(id, summary string) obj {
+		return op(id, summary, []obj{name}, nil, withErrors(obj{"200": response("The service.", ref("ServiceView"))}, 404, 409))
+	}
+	jsonBody := func(schema string, required bool) obj {
+		return obj{"required": required, "content": obj{"application/json": obj{"schema": ref(schema)}}}
+	}
+	paths["/v1/services"] = obj{
+		"post": op("applyService", "Create or update a service (kind: Service) from a manifest: replicas of a workload template, rolled out by its update policy.",
+			nil,
+			obj{"required": true, "description": "A service manifest, YAML or JSON. At most 1 MiB.",
+				"content": obj{"application/yaml": obj{"schema": ref("ServiceManifest")}, "application/json": obj{"schema": ref("ServiceManifest")}}},
+			withErrors(obj{
+				"200": response("The service was updated or is unchanged (see result).", ref("ApplyServiceResponse")),
+				"201": response("The service was created.", ref("ApplyServiceResponse")),
+			}, 400, 409, 413)),
+		"get": op("listServices", "List services with their rollout progress.", nil, nil,
+			withErrors(obj{"200": response("The services.", ref("ListServicesResponse"))})),
+	}
+	paths["/v1/services/{name}"] = obj{
+		"get": op("getService", "Get a service: spec, rollout progress (phase, ready/updated/available counts, conditions, good revisions) and replicas.",
+			[]obj{name, queryParam("events", "Include the service's recent events.", obj{"type": "boolean", "default": false})}, nil,
+			withErrors(obj{"200": response("The service.", ref("ServiceView"))}, 400, 404)),
+		"delete": op("deleteService", "Delete a service and, asynchronously, its replicas.", []obj{name}, nil,
+			withErrors(obj{"202": response("Deletion accepted.", ref("DeleteServiceResponse"))}, 404, 409)),
+	}
+	paths["/v1/services/{name}/scale"] = obj{
+		"post": op("scaleService", "Set the service's replicas.", []obj{name}, jsonBody("ScaleRequest", true),
+			withErrors(obj{"200": response("The service.", ref("ServiceView"))}, 400, 404, 409)),
+	}
+	paths["/v1/services/{name}/history"] = obj{
+		"get": op("serviceHistory", "The kept template revisions, oldest first.", []obj{name}, nil,
+			withErrors(obj{"200": response("The revisions.", ref("RolloutHistoryResponse"))}, 404)),
+	}
+	paths["/v1/services/{name}/undo"] = obj{
+		"post": op("undoService", "Return the template to a kept revision (the one before the current when toRevision is absent).",
+			[]obj{name}, jsonBody("UndoRequest", false),
+			withErrors(obj{"200": response("The service.", ref("ServiceView"))}, 400, 404, 409)),
+	}
+	paths["/v1/services/{name}/pause"] = obj{"post": view("pauseService", "Pause the service's update.")}
+	paths["/v1/services/{name}/resume"] = obj{"post": view("resumeService", "Resume the service's update.")}
+	paths["/v1/services/{name}/promote"] = obj{"post": view("promoteService", "Let a canary update go on past its canaries.")}
+	for _, m := range []protoreflect.ProtoMessage{&persysv1.ApplyServiceResponse{}, &persysv1.ServiceView{},
+		&persysv1.ListServicesResponse{}, &persysv1.DeleteServiceResponse{}, &persysv1.RolloutHistoryResponse{}} {
+		addMessageSchema(schemas, m.ProtoReflect().Descriptor())
+	}
+	schemas["ServiceManifest"] = goSchema(reflect.TypeOf(manifest.ServiceManifest{}))
+	schemas["ScaleRequest"] = goSchema(reflect.TypeOf(ScaleRequest{}))
+	schemas["UndoRequest"] = goSchema(reflect.TypeOf(UndoRequest{}))
+}

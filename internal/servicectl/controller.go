@@ -1,0 +1,566 @@
+package servicectl
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/model"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/principal"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// LabelService is the label every replica carries: the service's name.
+const LabelService = "persys.service"
+
+// Workloads is what the controller needs of the scheduler's workload API:
+// replicas are applied and deleted through the path user workloads take.
+type Workloads interface {
+	PrepareSpec(ctx context.Context, who principal.Principal, spec *persysv1.WorkloadSpec) error
+	ApplyWorkload(ctx context.Context, who principal.Principal, req *persysv1.ApplyRequest) (*persysv1.Workload, string, error)
+	DeleteWorkload(ctx context.Context, name string) error
+	WorkloadNames(selector map[string]string) []string
+	// WorkloadView is nil when the workload does not exist.
+	WorkloadView(name string, withEvents bool, ctx context.Context) *persysv1.WorkloadView
+}
+
+// Events records cluster events (asynchronously, best effort).
+type Events interface {
+	Add(t model.EventType, ev *persysv1.Event)
+}
+
+// Config holds the controller's collaborators.
+type Config struct {
+	Store     *store.Store
+	Workloads Workloads
+	Events    Events
+	Logger    *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Resync looks at every service again this often (default 30s), as a
+	// safety net under the watch.
+	Resync time.Duration
+	// History is how many revisions are kept per service (default 10).
+	History int
+	// Registry receives the controller's metrics; nil registers none.
+	Registry prometheus.Registerer
+}
+
+// Controller runs the services' rollouts.
+type Controller struct {
+	cfg     Config
+	st      *store.Store
+	log     *slog.Logger
+	metrics *metrics
+
+	mu sync.Mutex
+	// dirty holds the services to look at; due the ones to look at again
+	// at a time (a replica turns available, a deadline passes).
+	dirty map[string]bool
+	due   map[string]time.Time
+	wake  chan struct{}
+}
+
+// New builds a controller; Store and Workloads are required.
+func New(cfg Config) (*Controller, error) {
+	if cfg.Store == nil || cfg.Workloads == nil {
+		return nil, errors.New("servicectl: Config.Store and Config.Workloads are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.History <= 0 {
+		cfg.History = 10
+	}
+	if cfg.Events == nil {
+		cfg.Events = nopEvents{}
+	}
+	return &Controller{cfg: cfg, st: cfg.Store, log: cfg.Logger, metrics: newMetrics(cfg.Registry), dirty: map[string]bool{},
+		due: map[string]time.Time{}, wake: make(chan struct{}, 1)}, nil
+}
+
+type nopEvents struct{}
+
+func (nopEvents) Add(model.EventType, *persysv1.Event) {}
+
+// Enqueue asks the controller to look at a service soon.
+func (c *Controller) Enqueue(name string) {
+	c.mu.Lock()
+	c.dirty[name] = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run watches the services and their replicas and steps each changed
+// service until ctx ends. Run it only while leading: one controller acts.
+func (c *Controller) Run(ctx context.Context) error {
+	changes := make(chan string, 256)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.watch(ctx, changes) }()
+	defer wg.Wait()
+	resync := time.NewTicker(c.cfg.Resync)
+	defer resync.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		next := c.popDueLocked(c.cfg.Now())
+		c.mu.Unlock()
+		timer.Reset(next)
+		select {
+		case <-ctx.Done():
+			return nil
+		case name := <-changes:
+			c.Enqueue(name)
+		case <-c.wake:
+		case <-timer.C:
+		case <-resync.C:
+			c.enqueueAll(ctx)
+		}
+		c.drain(ctx)
+	}
+}
+
+// popDueLocked moves due services to dirty and returns how long until the
+// next is due.
+func (c *Controller) popDueLocked(now time.Time) time.Duration {
+	next := time.Hour
+	for name, at := range c.due {
+		if d := at.Sub(now); d <= 0 {
+			c.dirty[name] = true
+			delete(c.due, name)
+		} else {
+			next = min(next, d)
+		}
+	}
+	if len(c.dirty) > 0 {
+		return time.Millisecond
+	}
+	return next
+}
+
+// drain steps every dirty service once.
+func (c *Controller) drain(ctx context.Context) {
+	for ctx.Err() == nil {
+		c.mu.Lock()
+		var name string
+		for n := range c.dirty {
+			name = n
+			break
+		}
+		delete(c.dirty, name)
+		c.mu.Unlock()
+		if name == "" {
+			return
+		}
+		start := time.Now()
+		at, err := c.sync(ctx, name)
+		c.metrics.steps.Inc()
+		c.metrics.stepTime.Observe(time.Since(start).Seconds())
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("service step failed", "service", name, "err", err)
+			at = c.cfg.Now().Add(time.Second) // conflicts and etcd hiccups: again soon, never tightly
+		}
+		if !at.IsZero() {
+			c.mu.Lock()
+			if cur, ok := c.due[name]; !ok || at.Before(cur) {
+				c.due[name] = at
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (c *Controller) enqueueAll(ctx context.Context) {
+	svcs, _, err := c.st.ListServices(ctx)
+	if err != nil {
+		c.log.Warn("list services", "err", err)
+		return
+	}
+	for _, s := range svcs {
+		c.Enqueue(s.GetName())
+	}
+}
+
+// watch lists the services and follows their changes, starting over
+// when the watch ends.
+func (c *Controller) watch(ctx context.Context, out chan<- string) {
+	for ctx.Err() == nil {
+		svcs, rev, err := c.st.ListServices(ctx)
+		if err == nil {
+			for _, s := range svcs {
+				c.Enqueue(s.GetName())
+			}
+			for name := range c.st.WatchServiceChanges(ctx, rev) {
+				select {
+				case out <- name:
+				case <-ctx.Done():
+					return
+				}
+			}
+		} else {
+			c.log.Warn("list services", "err", err)
+		}
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// TemplateHash is the hex SHA-256 of the template's deterministic
+// encoding.
+func TemplateHash(t *persysv1.WorkloadSpec) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(t)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// sync takes one step of a service and says when to look again.
+func (c *Controller) sync(ctx context.Context, name string) (time.Time, error) {
+	svc, rev, err := c.st.GetService(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	instances, views := c.replicas(svc)
+	if svc.GetDeleting() {
+		return time.Time{}, c.finishDelete(ctx, svc, rev, views)
+	}
+	target, err := c.ensureRevision(ctx, svc)
+	if err != nil {
+		return time.Time{}, err
+	}
+	prior, err := c.st.GetServiceProgress(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		prior, err = &persysv1.ServiceProgress{Name: name, Uid: svc.GetUid()}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	in := Input{Now: c.cfg.Now(), Service: name, Replicas: int(svc.GetSpec().GetReplicas()),
+		Policy: policyOf(svc.GetSpec().GetUpdate()), Target: target.GetNumber(), TargetHash: target.GetTemplateHash(),
+		Promoted: svc.GetPromotedRevision() == target.GetNumber(), Prior: progressFromProto(prior), Instances: instances}
+	d := Decide(in)
+	if d.RollbackTo != 0 {
+		return time.Time{}, c.rollback(ctx, svc, rev, d)
+	}
+	msg := c.act(ctx, svc, target, d)
+	next := progressToProto(svc, d.Progress, in.Now, prior)
+	if msg != "" {
+		next.Message = msg
+	}
+	if err := c.writeProgress(ctx, svc, prior, next); err != nil {
+		return time.Time{}, err
+	}
+	return d.RecheckAt, nil
+}
+
+// replicas lists the service's replicas (labelled with its name and
+// owned by its uid) as decision instances.
+func (c *Controller) replicas(svc *persysv1.Service) ([]Instance, []*persysv1.WorkloadView) {
+	var (
+		out   []Instance
+		views []*persysv1.WorkloadView
+	)
+	for _, n := range c.cfg.Workloads.WorkloadNames(map[string]string{LabelService: svc.GetName()}) {
+		v := c.cfg.Workloads.WorkloadView(n, false, nil)
+		w := v.GetWorkload()
+		if w == nil || w.GetOwner().GetServiceUid() != svc.GetUid() {
+			continue
+		}
+		views = append(views, v)
+		i := Instance{Name: n, Hash: w.GetOwner().GetTemplateHash(), Index: indexOf(n), Deleting: w.GetDeleting()}
+		i.State, i.ReadySince = replicaState(v)
+		out = append(out, i)
+	}
+	return out, views
+}
+
+func indexOf(name string) int {
+	k := strings.LastIndexByte(name, '-')
+	n, err := strconv.Atoi(name[k+1:])
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// failedAttempts is how many failed starts of a replica count as failed
+// for an update, before the retry engine gives up on it.
+const failedAttempts = 3
+
+// replicaState classifies a replica, and says since when it is ready.
+func replicaState(v *persysv1.WorkloadView) (State, time.Time) {
+	st := v.GetStatus()
+	switch {
+	case replicaReady(v):
+		return Ready, st.GetUpdatedAt().AsTime()
+	case st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED, st.GetAttempts() >= failedAttempts:
+		return Failed, time.Time{}
+	}
+	return Starting, time.Time{}
+}
+
+// replicaReady decides readiness, in this one place: the replica runs
+// the revision asked for. Once agents run health checks it becomes
+// st.Ready (WorkloadStatus.ready = 60: runs and passes readiness).
+func replicaReady(v *persysv1.WorkloadView) bool {
+	st := v.GetStatus()
+	return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && st.GetRevision() == v.GetWorkload().GetRevision()
+}
+
+func policyOf(u *persysv1.ServiceUpdatePolicy) Policy {
+	return Policy{MaxUnavailable: int(u.GetMaxUnavailable()), MaxSurge: int(u.GetMaxSurge()),
+		MinReady:         time.Duration(u.GetMinReadySeconds()) * time.Second,
+		ProgressDeadline: time.Duration(u.GetProgressDeadlineSeconds()) * time.Second,
+		AutoRollback:     u.GetAutoRollback(), Canary: int(u.GetCanary()), Paused: u.GetPaused()}
+}
+
+// ensureRevision returns the revision of the service's template, storing
+// a new one (with the template's applier) when the template is new.
+func (c *Controller) ensureRevision(ctx context.Context, svc *persysv1.Service) (*persysv1.ServiceRevision, error) {
+	hash := TemplateHash(svc.GetSpec().GetTemplate())
+	revs, err := c.st.ListServiceRevisions(ctx, svc.GetName())
+	if err != nil {
+		return nil, err
+	}
+	var last uint64
+	for _, r := range revs {
+		if r.GetTemplateHash() == hash {
+			return r, nil
+		}
+		last = max(last, r.GetNumber())
+	}
+	r := &persysv1.ServiceRevision{Service: svc.GetName(), Number: last + 1, TemplateHash: hash,
+		Template: svc.GetSpec().GetTemplate(), CreatedAt: timestamppb.New(c.cfg.Now()),
+		AppliedBy: svc.GetAppliedBy(), AppliedRole: svc.GetAppliedRole(), Cause: "apply"}
+	var protect []uint64
+	if p, err := c.st.GetServiceProgress(ctx, svc.GetName()); err == nil {
+		protect = []uint64{p.GetCurrentGoodRevision(), p.GetPreviousGoodRevision()}
+	}
+	if err := c.st.PutServiceRevision(ctx, r, c.cfg.History, protect...); err != nil {
+		return nil, err
+	}
+	c.log.Info("service revision", "service", svc.GetName(), "revision", r.GetNumber(), "hash", hash[:hashLen])
+	return r, nil
+}
+
+// act carries out a decision's deletes and creates; the message says
+// what failed (empty when everything did).
+func (c *Controller) act(ctx context.Context, svc *persysv1.Service, target *persysv1.ServiceRevision, d Decision) string {
+	var problems []string
+	for _, n := range d.Delete {
+		if err := c.cfg.Workloads.DeleteWorkload(ctx, n); err != nil && !errors.Is(err, store.ErrNotFound) {
+			problems = append(problems, fmt.Sprintf("delete %s: %v", n, err))
+			continue
+		}
+		c.metrics.replicas.WithLabelValues("delete").Inc()
+		c.cfg.Events.Add(model.EventReplicaDeleted, &persysv1.Event{Workload: EventSubject(svc.GetName()), Message: "replica " + n})
+	}
+	who := principal.Principal{Name: target.GetAppliedBy(), Role: pki.Role(target.GetAppliedRole())}
+	labels := maps.Clone(svc.GetSpec().GetSelector())
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelService] = svc.GetName()
+	for _, cr := range d.Create {
+		spec := proto.CloneOf(target.GetTemplate())
+		err := c.cfg.Workloads.PrepareSpec(ctx, who, spec)
+		if err == nil {
+			_, _, err = c.cfg.Workloads.ApplyWorkload(ctx, who, &persysv1.ApplyRequest{Name: cr.Name, Labels: labels, Spec: spec,
+				Owner: &persysv1.ServiceOwner{Service: svc.GetName(), ServiceUid: svc.GetUid(),
+					Revision: target.GetNumber(), TemplateHash: target.GetTemplateHash(), Spread: svc.GetSpec().GetSpread()}})
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("create %s: %v", cr.Name, err))
+			continue
+		}
+		c.metrics.replicas.WithLabelValues("create").Inc()
+		c.cfg.Events.Add(model.EventReplicaCreated, &persysv1.Event{Workload: EventSubject(svc.GetName()),
+			Revision: target.GetNumber(), Message: "replica " + cr.Name})
+	}
+	if len(problems) > 0 {
+		c.log.Warn("service replicas", "service", svc.GetName(), "problems", strings.Join(problems, "; "))
+		return strings.Join(problems, "; ")
+	}
+	return ""
+}
+
+// EventSubject is the Workload field of a service's events.
+func EventSubject(service string) string { return "service/" + service }
+
+// rollback returns the service's template to revision d.RollbackTo: the
+// progress first (it remembers the revision left), then the spec.
+func (c *Controller) rollback(ctx context.Context, svc *persysv1.Service, rev int64, d Decision) error {
+	revs, err := c.st.ListServiceRevisions(ctx, svc.GetName())
+	if err != nil {
+		return err
+	}
+	var to *persysv1.ServiceRevision
+	for _, r := range revs {
+		if r.GetNumber() == d.RollbackTo {
+			to = r
+		}
+	}
+	prior, _ := c.st.GetServiceProgress(ctx, svc.GetName())
+	next := progressToProto(svc, d.Progress, c.cfg.Now(), prior)
+	if to == nil {
+		next.Phase = persysv1.RolloutPhase_ROLLOUT_PHASE_FAILED
+		next.Message = d.Progress.Message + fmt.Sprintf("; revision %d is no longer kept: update stopped", d.RollbackTo)
+		return c.writeProgress(ctx, svc, prior, next)
+	}
+	if err := c.writeProgress(ctx, svc, prior, next); err != nil {
+		return err
+	}
+	if err := c.setTemplate(ctx, svc, rev, to); err != nil {
+		return err
+	}
+	c.metrics.rollbacks.Inc()
+	c.log.Warn("service rolled back", "service", svc.GetName(), "from", d.Progress.Revision, "to", to.GetNumber(), "why", d.Progress.Message)
+	c.cfg.Events.Add(model.EventRolledBack, &persysv1.Event{Workload: EventSubject(svc.GetName()), Revision: to.GetNumber(),
+		Message: d.Progress.Message})
+	return nil
+}
+
+// setTemplate writes revision to's template (and applier) as the
+// service's template, if the service is still at mod revision rev.
+func (c *Controller) setTemplate(ctx context.Context, svc *persysv1.Service, rev int64, to *persysv1.ServiceRevision) error {
+	next := proto.CloneOf(svc)
+	next.Spec.Template = to.GetTemplate()
+	next.AppliedBy, next.AppliedRole = to.GetAppliedBy(), to.GetAppliedRole()
+	next.Generation++
+	next.UpdatedAt = timestamppb.New(c.cfg.Now())
+	_, err := c.st.UpdateService(ctx, next, rev)
+	return err
+}
+
+func (c *Controller) writeProgress(ctx context.Context, svc *persysv1.Service, prior, next *persysv1.ServiceProgress) error {
+	if proto.Equal(prior, next) {
+		return nil
+	}
+	if prior.GetPhase() != next.GetPhase() {
+		c.phaseEvent(svc.GetName(), next)
+	}
+	err := c.st.PutServiceProgress(ctx, next)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // deleted meanwhile
+	}
+	return err
+}
+
+func (c *Controller) phaseEvent(name string, p *persysv1.ServiceProgress) {
+	ev := &persysv1.Event{Workload: EventSubject(name), Revision: p.GetRevision(), Message: p.GetMessage()}
+	switch p.GetPhase() {
+	case persysv1.RolloutPhase_ROLLOUT_PHASE_COMPLETE:
+		ev.Message = fmt.Sprintf("revision %d: %d replicas available", p.GetRevision(), p.GetAvailable())
+		c.cfg.Events.Add(model.EventRolloutComplete, ev)
+	case persysv1.RolloutPhase_ROLLOUT_PHASE_FAILED:
+		c.metrics.failed.Inc()
+		c.cfg.Events.Add(model.EventRolloutFailed, ev)
+	}
+}
+
+// finishDelete deletes the replicas of a deleted service, then its keys.
+func (c *Controller) finishDelete(ctx context.Context, svc *persysv1.Service, rev int64, views []*persysv1.WorkloadView) error {
+	for _, v := range views {
+		if !v.GetWorkload().GetDeleting() {
+			if err := c.cfg.Workloads.DeleteWorkload(ctx, v.GetWorkload().GetName()); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	if len(views) > 0 {
+		return nil // the replicas' removal brings the service back here
+	}
+	if err := c.st.DeleteServiceKeys(ctx, svc.GetName(), rev); err != nil {
+		return err
+	}
+	c.log.Info("service deleted", "service", svc.GetName())
+	c.cfg.Events.Add(model.EventServiceDeleted, &persysv1.Event{Workload: EventSubject(svc.GetName())})
+	return nil
+}
+
+var phaseToProto = map[Phase]persysv1.RolloutPhase{
+	PhaseProgressing:       persysv1.RolloutPhase_ROLLOUT_PHASE_PROGRESSING,
+	PhaseComplete:          persysv1.RolloutPhase_ROLLOUT_PHASE_COMPLETE,
+	PhasePaused:            persysv1.RolloutPhase_ROLLOUT_PHASE_PAUSED,
+	PhaseAwaitingPromotion: persysv1.RolloutPhase_ROLLOUT_PHASE_AWAITING_PROMOTION,
+	PhaseFailed:            persysv1.RolloutPhase_ROLLOUT_PHASE_FAILED,
+	PhaseRollingBack:       persysv1.RolloutPhase_ROLLOUT_PHASE_ROLLING_BACK,
+}
+
+func progressFromProto(p *persysv1.ServiceProgress) Progress {
+	out := Progress{Revision: p.GetRevision(), CurrentGood: p.GetCurrentGoodRevision(), PreviousGood: p.GetPreviousGoodRevision(),
+		UpdatedAvailable: int(p.GetUpdatedAvailable()), RolledBackFrom: p.GetRolledBackFrom(), Message: p.GetMessage()}
+	if p.GetProgressAt() != nil {
+		out.ProgressAt = p.GetProgressAt().AsTime()
+	}
+	for ph, pp := range phaseToProto {
+		if pp == p.GetPhase() {
+			out.Phase = ph
+		}
+	}
+	return out
+}
+
+// progressToProto is the stored form of p, with conditions whose
+// transition times carry over from prior while their status holds.
+func progressToProto(svc *persysv1.Service, p Progress, now time.Time, prior *persysv1.ServiceProgress) *persysv1.ServiceProgress {
+	out := &persysv1.ServiceProgress{Name: svc.GetName(), Uid: svc.GetUid(), ObservedGeneration: svc.GetGeneration(),
+		Revision: p.Revision, Replicas: int32(p.Replicas), Ready: int32(p.Ready), Updated: int32(p.Updated),
+		Available: int32(p.Available), Phase: phaseToProto[p.Phase], CurrentGoodRevision: p.CurrentGood,
+		PreviousGoodRevision: p.PreviousGood, RolledBackFrom: p.RolledBackFrom, Message: p.Message,
+		UpdatedAvailable: int32(p.UpdatedAvailable)}
+	if !p.ProgressAt.IsZero() {
+		out.ProgressAt = timestamppb.New(p.ProgressAt)
+	}
+	floor := int(svc.GetSpec().GetReplicas() - svc.GetSpec().GetUpdate().GetMaxUnavailable())
+	conds := []*persysv1.ServiceCondition{
+		{Type: "Available", Status: p.Available >= floor, Reason: fmt.Sprintf("%d of %d available, at least %d needed", p.Available, svc.GetSpec().GetReplicas(), max(floor, 0))},
+		{Type: "Progressing", Status: p.Phase == PhaseProgressing || p.Phase == PhaseRollingBack, Reason: p.Phase.String()},
+	}
+	if p.RolledBackFrom != 0 {
+		conds = append(conds, &persysv1.ServiceCondition{Type: "RolledBack", Status: true,
+			Reason: fmt.Sprintf("revision %d failed; back to revision %d", p.RolledBackFrom, p.CurrentGood)})
+	}
+	for _, cd := range conds {
+		cd.LastTransition = timestamppb.New(now)
+		for _, old := range prior.GetConditions() {
+			if old.GetType() == cd.GetType() && old.GetStatus() == cd.GetStatus() {
+				cd.LastTransition = old.GetLastTransition()
+			}
+		}
+	}
+	out.Conditions = conds
+	return out
+}
