@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -359,10 +360,11 @@ func TestDeleteAndRetry(t *testing.T) {
 	if n := calls.Named("RetryWorkload", "retrier"); n != 1 {
 		t.Errorf("RetryWorkload calls = %d, want 1", n)
 	}
-	code, body = call(t, c, "GET", sharedGW.Endpoint+"/v1/events?workload=retrier", nil)
-	if code != http.StatusOK || !bytes.Contains(body, []byte(`"RetryRequested"`)) {
-		t.Fatalf("events after retry: %d %s", code, body)
-	}
+	// Events are written in batches, a moment after the call.
+	eventually.Eventually(t, "a RetryRequested event", 10*time.Second, func() (bool, string) {
+		code, body := call(t, c, "GET", sharedGW.Endpoint+"/v1/events?workload=retrier", nil)
+		return code == http.StatusOK && bytes.Contains(body, []byte(`"RetryRequested"`)), fmt.Sprintf("%d %s", code, body)
+	})
 	if code, body := call(t, c, "DELETE", sharedGW.Endpoint+"/v1/workloads/retrier", nil); code != http.StatusAccepted {
 		t.Fatalf("delete: %d %s", code, body)
 	}

@@ -55,7 +55,7 @@ func TestServiceRoutes(t *testing.T) {
 			if code != http.StatusOK || json.Unmarshal(body, &v) != nil {
 				return false, fmt.Sprintf("%d %s", code, body)
 			}
-			return v.Progress.Phase == "ROLLOUT_PHASE_COMPLETE" && v.Progress.Available == n && len(v.Replicas) == n, string(body)
+			return v.Progress.Phase == "COMPLETE" && v.Progress.Available == n && len(v.Replicas) == n, string(body)
 		})
 	}
 	waitFor(2)

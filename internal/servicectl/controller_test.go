@@ -255,7 +255,7 @@ func TestServiceSpread(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			return strings.Contains(v.GetStatus().GetMessage(), "spread"), v.GetStatus().GetMessage()
+			return strings.Contains(v.GetStatus().GetMessage(), "SPREAD_LIMIT"), v.GetStatus().GetMessage()
 		}
 		return false, fmt.Sprintf("%d replicas, none pending", len(resp.GetWorkloads()))
 	})
