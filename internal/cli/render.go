@@ -367,6 +367,7 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 	if err := describeServices(w, k, v.GetStatus().GetServices()); err != nil {
 		return err
 	}
+	describeHealth(w, k, v, now)
 	describeFailure(w, k, v.GetStatus(), now)
 	k.head("Events")
 	return printEventsTable(w, v.GetEvents(), now, "  ")

@@ -227,7 +227,7 @@ func TestProberLivenessFailure(t *testing.T) {
 		Checks: Checks{Liveness: &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_EXEC,
 			Command: []string{"sh", "-c", "echo dead; exit 1"}, IntervalSeconds: 1, FailureThreshold: 3}},
 		Target:   local{},
-		OnResult: func(kind string, ok bool) { results.Add(1) },
+		OnResult: func(string, persysv1.HealthCheckType, bool) { results.Add(1) },
 		Second:   20 * time.Millisecond,
 	})
 	eventually.Eventually(t, "liveness failure", 10*time.Second, func() (bool, string) {

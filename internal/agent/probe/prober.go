@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
 // Options configure a Prober.
@@ -18,9 +20,9 @@ type Options struct {
 	// liveness failure). It must not block for long and must not call
 	// Stop.
 	OnChange func(Snapshot)
-	// OnResult is called after every check with its kind and result (for
-	// metrics).
-	OnResult func(kind string, ok bool)
+	// OnResult is called after every check with its kind, type and result
+	// (for metrics).
+	OnResult func(kind string, typ persysv1.HealthCheckType, ok bool)
 	// Second is the length of the checks' seconds; zero is time.Second.
 	// Tests shorten it.
 	Second time.Duration
@@ -108,7 +110,7 @@ func (p *Prober) run(ctx context.Context, opts Options, st *state) {
 		}
 		next.at = time.Now().Add(scaled(hc.GetIntervalSeconds(), DefaultInterval, opts.Second))
 		if opts.OnResult != nil {
-			opts.OnResult(next.kind, r.OK)
+			opts.OnResult(next.kind, hc.GetType(), r.OK)
 		}
 		snap := st.record(next.kind, r, time.Now())
 		p.mu.Lock()
