@@ -60,6 +60,8 @@ type healthFailure struct {
 	inst   instance
 	detail string
 	since  time.Time
+	// The last check's snapshot, shown as the status's health output.
+	snap probe.Snapshot
 }
 
 // healthChecks runs the health checks of the instances the node runs: a
@@ -252,14 +254,9 @@ func (h *healthChecks) overlay(st *persysv1.WorkloadStatus) *persysv1.WorkloadSt
 		out.Reason = persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED
 		out.Message = f.detail
 		out.UpdatedAt = timestamppb.New(f.since)
-		out.Ready, out.Health = false, persysv1.HealthState_HEALTH_STATE_UNHEALTHY
+		setSnapshot(out, f.snap)
 	case running && probing && rp.inst == inst:
-		snap := rp.p.Snapshot()
-		out.Ready, out.Health = snap.Ready, snap.Health
-		out.HealthOutput, out.HealthCheck = snap.Output, snap.Check
-		if !snap.CheckedAt.IsZero() {
-			out.HealthCheckedAt = timestamppb.New(snap.CheckedAt)
-		}
+		setSnapshot(out, rp.p.Snapshot())
 	case running:
 		if _, has := h.checksOf(st); has {
 			// Checks not started yet (outside Run, or before the next
@@ -274,6 +271,15 @@ func (h *healthChecks) overlay(st *persysv1.WorkloadStatus) *persysv1.WorkloadSt
 	return out
 }
 
+// setSnapshot puts what the checks say into st.
+func setSnapshot(st *persysv1.WorkloadStatus, snap probe.Snapshot) {
+	st.Ready, st.Health = snap.Ready, snap.Health
+	st.HealthOutput, st.HealthCheck = snap.Output, snap.Check
+	if !snap.CheckedAt.IsZero() {
+		st.HealthCheckedAt = timestamppb.New(snap.CheckedAt)
+	}
+}
+
 // changed is a prober's report of a new snapshot: the node reports at
 // once, and a liveness failure stops the instance.
 func (h *healthChecks) changed(name string, inst instance, s probe.Snapshot) {
@@ -281,7 +287,7 @@ func (h *healthChecks) changed(name string, inst instance, s probe.Snapshot) {
 		"health", s.Health.String(), "ready", s.Ready, "check", s.Check, "output", s.Output)
 	if s.LivenessFailed {
 		h.mu.Lock()
-		h.failures[name] = healthFailure{inst: inst, detail: s.Detail, since: time.Now()}
+		h.failures[name] = healthFailure{inst: inst, detail: s.Detail, since: time.Now(), snap: s}
 		ctx := h.ctx
 		if ctx != nil {
 			h.wg.Add(1)

@@ -150,7 +150,12 @@ func runExec(ctx context.Context, hc *persysv1.HealthCheck, t Target) Result {
 	}
 	text := strings.TrimSpace(string(out))
 	if code != 0 {
-		text = strings.TrimSpace(fmt.Sprintf("exit code %d: %s", code, text))
+		prefix := fmt.Sprintf("exit code %d", code)
+		if text == "" {
+			text = prefix
+		} else {
+			text = prefix + ": " + text
+		}
 	}
 	return Result{OK: code == 0, Output: clip(text)}
 }

@@ -88,6 +88,7 @@ func TestRun(t *testing.T) {
 		{"tcp refused", 200, tcp, closedAddr, false, "refused"},
 		{"exec exit 0", 200, execCheck("sh", "-c", "echo fine"), "", true, "fine"},
 		{"exec exit 3", 200, execCheck("sh", "-c", "echo broken; exit 3"), "", false, "exit code 3: broken"},
+		{"exec exit 4 silently", 200, execCheck("sh", "-c", "exit 4"), "", false, "exit code 4"},
 		{"exec times out", 200, &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_EXEC,
 			Command: []string{"sleep", "5"}, TimeoutSeconds: 1}, "", false, "timed out"},
 		{"unknown type", 200, &persysv1.HealthCheck{}, "", false, "unknown check type"},
@@ -95,7 +96,13 @@ func TestRun(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			code.Store(tc.code)
-			r := Run(context.Background(), tc.hc, local{tc.addr}, 50*time.Millisecond)
+			// Seconds are real but for the timeout case: a loaded machine
+			// may take a while to start a process.
+			second := time.Second
+			if tc.hc.GetTimeoutSeconds() > 0 {
+				second = 50 * time.Millisecond
+			}
+			r := Run(context.Background(), tc.hc, local{tc.addr}, second)
 			if r.OK != tc.ok || !strings.Contains(r.Output, tc.output) {
 				t.Fatalf("Run = %v %q, want %v with %q", r.OK, r.Output, tc.ok, tc.output)
 			}
@@ -195,10 +202,10 @@ func TestProber(t *testing.T) {
 	code.Store(200)
 	addr := server(t, &code)
 	fast := &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_HTTP, Path: "/healthz", Port: 80,
-		IntervalSeconds: 1, FailureThreshold: 2}
+		IntervalSeconds: 1, FailureThreshold: 2, TimeoutSeconds: 100}
 	changes := make(chan Snapshot, 100)
 	p := Start(context.Background(), Options{
-		Checks:   Checks{Readiness: fast, Liveness: &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_EXEC, Command: []string{"true"}, IntervalSeconds: 1}},
+		Checks:   Checks{Readiness: fast, Liveness: &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_EXEC, Command: []string{"true"}, IntervalSeconds: 1, TimeoutSeconds: 100}},
 		Target:   local{addr},
 		OnChange: func(s Snapshot) { changes <- s },
 		Second:   20 * time.Millisecond,
@@ -225,7 +232,7 @@ func TestProberLivenessFailure(t *testing.T) {
 	var results atomic.Int32
 	p := Start(context.Background(), Options{
 		Checks: Checks{Liveness: &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_EXEC,
-			Command: []string{"sh", "-c", "echo dead; exit 1"}, IntervalSeconds: 1, FailureThreshold: 3}},
+			Command: []string{"sh", "-c", "echo dead; exit 1"}, IntervalSeconds: 1, FailureThreshold: 3, TimeoutSeconds: 100}},
 		Target:   local{},
 		OnResult: func(string, persysv1.HealthCheckType, bool) { results.Add(1) },
 		Second:   20 * time.Millisecond,
