@@ -29,8 +29,11 @@ func describeHealth(w io.Writer, k kv, v *persysv1.WorkloadView, now time.Time) 
 	sub := kv{w: w, indent: "  ", width: 13}
 	sub.line("Ready", strconv.FormatBool(st.GetReady()))
 	sub.line("State", strings.ToLower(enumName(st.GetHealth())))
-	if out := st.GetHealthOutput(); out != "" || st.GetHealthCheck() != "" {
+	if out := st.GetHealthOutput(); out != "" || st.GetHealthCheckedAt() != nil {
 		sub.line("Last change", fmt.Sprintf("%s check, %s: %s", st.GetHealthCheck(), stamp(now, st.GetHealthCheckedAt()), orNone(oneLine(out))))
+	} else if st.GetHealthCheck() != "" {
+		// Health the runtime judged itself (a compose healthcheck).
+		sub.line("Checked by", st.GetHealthCheck())
 	}
 	for _, c := range checks {
 		if c.hc != nil {
