@@ -76,11 +76,34 @@ type healthChecks struct {
 	ctx      context.Context // nil outside Run: no prober starts
 	probers  map[string]runningProber
 	failures map[string]healthFailure
-	wg       sync.WaitGroup // liveness failures being handled
+	// specs holds the health spec of each applied instance by name: the
+	// allocation record keeps it across restarts, but a listing may prune
+	// an entry while its apply runs.
+	specs map[string]appliedChecks
+	wg    sync.WaitGroup // liveness failures being handled
 }
 
 func newHealthChecks(a *Agent) *healthChecks {
-	return &healthChecks{a: a, second: time.Second, probers: map[string]runningProber{}, failures: map[string]healthFailure{}}
+	return &healthChecks{a: a, second: time.Second, probers: map[string]runningProber{},
+		failures: map[string]healthFailure{}, specs: map[string]appliedChecks{}}
+}
+
+// appliedChecks is the health spec (healthSpec) of one applied revision.
+type appliedChecks struct {
+	uid      string
+	revision uint64
+	spec     []byte
+}
+
+// remember records the checks of the revision an apply runs.
+func (h *healthChecks) remember(name, uid string, revision uint64, spec []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if spec == nil {
+		delete(h.specs, name)
+		return
+	}
+	h.specs[name] = appliedChecks{uid: uid, revision: revision, spec: spec}
 }
 
 // run lets sync start probers until ctx ends, then stops them all.
@@ -125,12 +148,19 @@ func healthSpec(spec *persysv1.WorkloadSpec) []byte {
 
 // checksOf returns the checks recorded for the instance st reports.
 func (h *healthChecks) checksOf(st *persysv1.WorkloadStatus) (*persysv1.WorkloadSpec, bool) {
-	al, ok := h.a.ledger.get(st.GetName())
-	if !ok || len(al.Health) == 0 || al.UID != st.GetUid() || al.Revision != st.GetRevision() {
+	h.mu.Lock()
+	ac, ok := h.specs[st.GetName()]
+	h.mu.Unlock()
+	if !ok {
+		// After an agent restart: the allocation record.
+		al, found := h.a.ledger.get(st.GetName())
+		ac, ok = appliedChecks{uid: al.UID, revision: al.Revision, spec: al.Health}, found
+	}
+	if !ok || len(ac.spec) == 0 || ac.uid != st.GetUid() || ac.revision != st.GetRevision() {
 		return nil, false
 	}
 	spec := &persysv1.WorkloadSpec{}
-	if err := proto.Unmarshal(al.Health, spec); err != nil {
+	if err := proto.Unmarshal(ac.spec, spec); err != nil {
 		return nil, false
 	}
 	return spec, true
@@ -354,6 +384,7 @@ func (h *healthChecks) forget(name string) {
 	rp, ok := h.probers[name]
 	delete(h.probers, name)
 	delete(h.failures, name)
+	delete(h.specs, name)
 	h.mu.Unlock()
 	if ok {
 		rp.p.Stop()

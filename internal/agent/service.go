@@ -230,6 +230,7 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 	// An instance that failed its liveness check is replaced now (the
 	// runtime recreates the stopped container of the same revision).
 	a.health.clearFailure(name)
+	a.health.remember(name, want.UID, want.Revision, want.Health)
 	st, skipped, err := rt.Apply(ctx, runtime.Instance{
 		Name: name, UID: req.GetUid(), Revision: req.GetRevision(), Spec: req.GetSpec(),
 		Secrets: secretsByName(req.GetSecrets()),
