@@ -377,14 +377,22 @@ func (h *healthChecks) clearFailure(name string) {
 	h.mu.Unlock()
 }
 
-// forget drops what the checks hold of name (a delete, or an apply that
-// replaces the instance) and stops its prober.
-func (h *healthChecks) forget(name string) {
+// forget drops what the checks hold of name (a delete; with uid, only of
+// that uid's instances, as the scheduler's orphan cleanup asks) and stops
+// its prober.
+func (h *healthChecks) forget(name, uid string) {
 	h.mu.Lock()
 	rp, ok := h.probers[name]
-	delete(h.probers, name)
-	delete(h.failures, name)
-	delete(h.specs, name)
+	ok = ok && (uid == "" || rp.inst.uid == uid)
+	if ok {
+		delete(h.probers, name)
+	}
+	if f, has := h.failures[name]; has && (uid == "" || f.inst.uid == uid) {
+		delete(h.failures, name)
+	}
+	if ac, has := h.specs[name]; has && (uid == "" || ac.uid == uid) {
+		delete(h.specs, name)
+	}
 	h.mu.Unlock()
 	if ok {
 		rp.p.Stop()

@@ -312,7 +312,7 @@ func (s *service) DeleteWorkload(ctx context.Context, req *persysv1.DeleteWorklo
 		return nil, runtimeError(opCtx, "delete "+req.GetName(), err)
 	}
 	a.ledger.remove(req.GetName(), req.GetUid())
-	a.health.forget(req.GetName())
+	a.health.forget(req.GetName(), req.GetUid())
 	if z, ok := a.zombies.get(req.GetName()); ok && (req.GetUid() == "" || z.uid == req.GetUid()) {
 		a.zombies.remove(req.GetName())
 	}
