@@ -24,11 +24,25 @@ type Probe struct {
 }
 
 // HTTPGetAction is an HTTP GET of Path on Port; ExpectedStatus is a code
-// ("200") or a range ("200-299"), by default 200-399.
+// (200) or a range ("200-299"), by default 200-399.
 type HTTPGetAction struct {
-	Path           string `json:"path,omitempty"`
-	Port           int    `json:"port"`
-	ExpectedStatus string `json:"expectedStatus,omitempty"`
+	Path           string      `json:"path,omitempty"`
+	Port           int         `json:"port"`
+	ExpectedStatus StatusRange `json:"expectedStatus,omitempty"`
+}
+
+// StatusRange is an HTTP status code or range, written as a number (200)
+// or a string ("200", "200-299").
+type StatusRange string
+
+// UnmarshalJSON takes a string or a number, as Quantity does.
+func (r *StatusRange) UnmarshalJSON(b []byte) error {
+	var q Quantity
+	if err := q.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	*r = StatusRange(q)
+	return nil
 }
 
 // TCPSocketAction opens a TCP connection to Port.
@@ -154,7 +168,7 @@ func validateHTTPGet(c *collector, f string, h *HTTPGetAction, s *Spec) {
 	}
 	validateProbePort(c, f+".port", h.Port, s)
 	if h.ExpectedStatus != "" {
-		if _, _, err := ParseStatusRange(h.ExpectedStatus); err != nil {
+		if _, _, err := ParseStatusRange(string(h.ExpectedStatus)); err != nil {
 			c.add(f+".expectedStatus", "%v", err)
 		}
 	}
@@ -250,7 +264,7 @@ func probeToProto(p *Probe) *persysv1.HealthCheck {
 		hc.Type = persysv1.HealthCheckType_HEALTH_CHECK_TYPE_HTTP
 		hc.Path, hc.Port = p.HTTPGet.Path, clampPort(p.HTTPGet.Port)
 		if p.HTTPGet.ExpectedStatus != "" {
-			hc.ExpectedStatusMin, hc.ExpectedStatusMax, _ = ParseStatusRange(p.HTTPGet.ExpectedStatus)
+			hc.ExpectedStatusMin, hc.ExpectedStatusMax, _ = ParseStatusRange(string(p.HTTPGet.ExpectedStatus))
 		}
 	case p.TCPSocket != nil:
 		hc.Type = persysv1.HealthCheckType_HEALTH_CHECK_TYPE_TCP
@@ -279,7 +293,7 @@ func probeFromProto(hc *persysv1.HealthCheck) *Probe {
 	switch hc.GetType() {
 	case persysv1.HealthCheckType_HEALTH_CHECK_TYPE_HTTP:
 		p.HTTPGet = &HTTPGetAction{Path: hc.GetPath(), Port: int(hc.GetPort()),
-			ExpectedStatus: formatStatusRange(hc.GetExpectedStatusMin(), hc.GetExpectedStatusMax())}
+			ExpectedStatus: StatusRange(formatStatusRange(hc.GetExpectedStatusMin(), hc.GetExpectedStatusMax()))}
 	case persysv1.HealthCheckType_HEALTH_CHECK_TYPE_TCP:
 		p.TCPSocket = &TCPSocketAction{Port: int(hc.GetPort())}
 	case persysv1.HealthCheckType_HEALTH_CHECK_TYPE_EXEC:
