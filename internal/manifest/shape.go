@@ -8,7 +8,7 @@ import (
 )
 
 var (
-	manifestType = reflect.TypeFor[Manifest]()
+	manifestType    = reflect.TypeFor[Manifest]()
 	quantityType    = reflect.TypeFor[Quantity]()
 	statusRangeType = reflect.TypeFor[StatusRange]()
 )
