@@ -121,6 +121,7 @@ type Agent struct {
 	svc          *service
 	control      controlPlane
 	zombies      *zombies
+	health       *healthChecks
 	// cluster scopes the runtimes; adoptUnlabelled is the data dir's
 	// choice for objects without a cluster label (cluster.go).
 	cluster         *runtime.Cluster
@@ -198,6 +199,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.metrics = m
 	a.svc = &service{a: a}
+	a.health = newHealthChecks(a)
 	if cfg.Schedulers != nil {
 		a.control = cfg.Schedulers
 	} else {

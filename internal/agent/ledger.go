@@ -27,6 +27,9 @@ type allocation struct {
 	// Ports are the host ports it publishes: bound by its own runtime,
 	// not by something else (usedHostPorts).
 	Ports []allocPort `json:"ports,omitempty"`
+	// Health is what the health checks need of the spec (healthSpec),
+	// so that they resume after an agent restart; nil without checks.
+	Health []byte `json:"health,omitempty"`
 
 	// seq is the ledger's change counter at the entry's last change.
 	seq uint64

@@ -52,6 +52,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer wg.Done()
 		a.auditLoop(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.health.run(ctx)
+	}()
 	a.loop(ctx)
 	wg.Wait()
 	a.log.Info("agent stopped; workloads left running")
@@ -362,7 +367,8 @@ func (a *Agent) usage() *persysv1.Resources {
 }
 
 // listAll lists the workloads of every runtime, stamped with the node id,
-// with known zombies reported FAILED.
+// with known zombies reported FAILED and each workload's health (the
+// listing also starts and stops the health checks).
 // A runtime that cannot list fails the whole call: a partial list would
 // tell the scheduler that running workloads are missing.
 func (a *Agent) listAll(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
@@ -376,7 +382,7 @@ func (a *Agent) listAll(ctx context.Context) ([]*persysv1.WorkloadStatus, error)
 			all = append(all, a.stamp(w))
 		}
 	}
-	return a.zombies.overlay(all), nil
+	return a.health.sync(a.zombies.overlay(all)), nil
 }
 
 // stamp fills the node id of a status reported by a runtime.

@@ -30,6 +30,8 @@ type metrics struct {
 	zombies           *prometheus.CounterVec
 	repairs           *prometheus.CounterVec
 	leaderChanges     prometheus.Counter
+	healthChecks      *prometheus.CounterVec
+	livenessFailures  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -88,8 +90,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "scheduler_leader_changes_total",
 			Help: "Times the agent moved to another scheduler and registered with it.",
 		}),
+		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "health_checks_total",
+			Help: "Health checks run, by check (startup, liveness, readiness), type (http, tcp, exec) and result (pass, fail).",
+		}, []string{"check", "type", "result"}),
+		livenessFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "liveness_failures_total",
+			Help: "Instances that failed their liveness (or startup) check past its threshold and were stopped and reported HEALTH_CHECK_FAILED.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
+	for _, c := range []prometheus.Collector{m.healthChecks, m.livenessFailures, m.applyDuration, m.applies, m.deletes, m.workloads,
 		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.repairs, m.leaderChanges, m.grpcPanics} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -128,4 +138,13 @@ func (m *metrics) setWorkloads(ws []*persysv1.WorkloadStatus) {
 		m.unspecifiedShown = true
 		m.workloads.WithLabelValues(contract.Name(persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED)).Set(n)
 	}
+}
+
+// healthCheck counts one health check's result.
+func (m *metrics) healthCheck(check string, typ persysv1.HealthCheckType, ok bool) {
+	result := "fail"
+	if ok {
+		result = "pass"
+	}
+	m.healthChecks.WithLabelValues(check, contract.Name(typ), result).Inc()
 }

@@ -182,6 +182,7 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 	if req.GetSpec().GetDesiredState() != persysv1.DesiredState_DESIRED_STATE_STOPPED {
 		want.setResources(req.GetSpec().GetResources())
 		want.setPorts(req.GetSpec())
+		want.Health = healthSpec(req.GetSpec())
 	}
 
 	// A re-apply of the revision that runs already is admitted as is, even
@@ -200,6 +201,10 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 		return &persysv1.ApplyWorkloadResponse{Status: a.failedStatus(req, reason, refusal.Error())}, reason, nil
 	}
 
+	// An instance that failed its liveness check is replaced now (the
+	// runtime recreates the stopped container of the same revision).
+	a.health.clearFailure(name)
+	a.health.remember(name, want.UID, want.Revision, want.Health)
 	st, skipped, err := rt.Apply(ctx, runtime.Instance{
 		Name: name, UID: req.GetUid(), Revision: req.GetRevision(), Spec: req.GetSpec(),
 		Secrets: secretsByName(req.GetSecrets()),
@@ -223,7 +228,7 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 		st = &persysv1.WorkloadStatus{Name: name, Uid: req.GetUid(), Revision: req.GetRevision(),
 			State: persysv1.ActualState_ACTUAL_STATE_RUNNING}
 	}
-	st = a.stamp(st)
+	st = a.health.overlay(a.stamp(st))
 	if st.GetUpdatedAt() == nil {
 		st.UpdatedAt = timestamppb.Now()
 	}
@@ -281,6 +286,7 @@ func (s *service) DeleteWorkload(ctx context.Context, req *persysv1.DeleteWorklo
 		return nil, runtimeError(opCtx, "delete "+req.GetName(), err)
 	}
 	a.ledger.remove(req.GetName(), req.GetUid())
+	a.health.forget(req.GetName(), req.GetUid())
 	if z, ok := a.zombies.get(req.GetName()); ok && (req.GetUid() == "" || z.uid == req.GetUid()) {
 		a.zombies.remove(req.GetName())
 	}
@@ -311,7 +317,7 @@ func (s *service) GetWorkloadStatus(ctx context.Context, req *persysv1.GetWorklo
 		case persysv1.ActualState_ACTUAL_STATE_MISSING, persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED:
 			continue
 		}
-		return a.stamp(st), nil
+		return a.health.overlay(a.stamp(st)), nil
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, runtimeError(ctx, "status "+req.GetName(), err)

@@ -368,6 +368,7 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 	if err := describeServices(w, k, v.GetStatus().GetServices()); err != nil {
 		return err
 	}
+	describeHealth(w, k, v, now)
 	describeFailure(w, k, v.GetStatus(), now)
 	k.head("Events")
 	return printEventsTable(w, v.GetEvents(), now, "  ")
@@ -494,14 +495,27 @@ func describeServices(w io.Writer, k kv, services []*persysv1.ServiceStatus) err
 	}
 	k.head("Services")
 	tw := newTable(w)
-	row(tw, "  ", "SERVICE", "STATE", "RUNNING", "IMAGE", "EXIT", "MESSAGE")
+	// The health column appears when a service has a healthcheck.
+	withHealth := false
+	for _, sv := range services {
+		withHealth = withHealth || sv.GetHealth() != persysv1.HealthState_HEALTH_STATE_UNSPECIFIED
+	}
+	cols := []string{"SERVICE", "STATE", "RUNNING", "IMAGE", "EXIT", "MESSAGE"}
+	if withHealth {
+		cols = append(cols[:2:2], append([]string{"HEALTH"}, cols[2:]...)...)
+	}
+	row(tw, "  ", cols...)
 	for _, sv := range services {
 		exit := ""
 		if sv.GetExitCode() != 0 {
 			exit = strconv.Itoa(int(sv.GetExitCode()))
 		}
-		row(tw, "  ", sv.GetName(), stateKey(enumName(sv.GetState())),
-			fmt.Sprintf("%d/%d", sv.GetRunning(), sv.GetDesired()), sv.GetImage(), orNone(exit), orNone(sv.GetMessage()))
+		cells := []string{sv.GetName(), stateKey(enumName(sv.GetState())),
+			fmt.Sprintf("%d/%d", sv.GetRunning(), sv.GetDesired()), sv.GetImage(), orNone(exit), orNone(sv.GetMessage())}
+		if withHealth {
+			cells = append(cells[:2:2], append([]string{strings.ToLower(enumName(sv.GetHealth()))}, cells[2:]...)...)
+		}
+		row(tw, "  ", cells...)
 	}
 	return tw.Flush()
 }

@@ -82,6 +82,12 @@ func TestRenderKindsGolden(t *testing.T) {
 	}{
 		{"describe-workload-compose", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureCompose(), fixedNow) }},
 		{"describe-workload-vm", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureVM(), fixedNow) }},
+		{"describe-workload-compose-health", func(b *bytes.Buffer) error {
+			v := fixtureCompose()
+			v.Status.Services[0].Health = persysv1.HealthState_HEALTH_STATE_STARTING
+			v.Status.Health, v.Status.HealthCheck = persysv1.HealthState_HEALTH_STATE_STARTING, "compose healthcheck"
+			return printDescribeWorkload(b, v, fixedNow)
+		}},
 		{"describe-node-pools", func(b *bytes.Buffer) error { return printDescribeNode(b, node, nil, fixedNow) }},
 	}
 	for _, tt := range tests {

@@ -242,6 +242,10 @@ func TestRenderGolden(t *testing.T) {
 		{"node.yaml", func(b *bytes.Buffer) error { return printObject(b, FormatYAML, fixtureNodes()[0]) }},
 		{"describe-workload-running", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureRunning(), fixedNow) }},
 		{"describe-workload-failed", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureFailed(), fixedNow) }},
+		{"describe-workload-health", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureHealth(), fixedNow) }},
+		{"describe-workload-liveness-failed", func(b *bytes.Buffer) error {
+			return printDescribeWorkload(b, fixtureLivenessFailed(), fixedNow)
+		}},
 		{"describe-workload-pending", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixturePending(), fixedNow) }},
 		{"describe-workload-moving", func(b *bytes.Buffer) error { return printDescribeWorkload(b, fixtureMoving(), fixedNow) }},
 		{"drain-complete", func(b *bytes.Buffer) error { return printDrain(b, fixtureDrain(true)) }},
@@ -355,4 +359,34 @@ func TestAgeAndBytes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fixtureHealth is a running workload with every kind of check, not ready.
+func fixtureHealth() *persysv1.WorkloadView {
+	v := fixtureRunning()
+	spec := v.Workload.Spec
+	spec.StartupCheck = &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_TCP, Port: 8080, FailureThreshold: 30}
+	spec.LivenessCheck = &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_EXEC, Command: []string{"/bin/web", "check"},
+		IntervalSeconds: 20, StartPeriodSeconds: 15}
+	spec.ReadinessCheck = &persysv1.HealthCheck{Type: persysv1.HealthCheckType_HEALTH_CHECK_TYPE_HTTP, Port: 8080, Path: "/ready",
+		ExpectedStatusMin: 200, ExpectedStatusMax: 299, SuccessThreshold: 2}
+	v.Status.Health = persysv1.HealthState_HEALTH_STATE_UNHEALTHY
+	v.Status.HealthCheck = "readiness"
+	v.Status.HealthOutput = "HTTP 503: warming\n  up"
+	v.Status.HealthCheckedAt = ago(30 * time.Second)
+	return v
+}
+
+// fixtureLivenessFailed is a workload the agent stopped after its
+// liveness check failed.
+func fixtureLivenessFailed() *persysv1.WorkloadView {
+	v := fixtureHealth()
+	v.Workload.Spec.StartupCheck, v.Workload.Spec.ReadinessCheck = nil, nil
+	v.Status.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+	v.Status.Reason = persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED
+	v.Status.Message = "liveness check failed: exit code 1: broken"
+	v.Status.Attempts = 1
+	v.Status.HealthCheck = "liveness"
+	v.Status.HealthOutput = "exit code 1: broken"
+	return v
 }

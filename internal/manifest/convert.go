@@ -106,6 +106,9 @@ func (m *Manifest) ToApplyRequest() *persysv1.ApplyRequest {
 		spec.Vm = vmToProto(s.VM)
 	}
 	secretRefsToProto(&s, spec)
+	spec.StartupCheck = probeToProto(s.StartupProbe)
+	spec.LivenessCheck = probeToProto(s.LivenessProbe)
+	spec.ReadinessCheck = probeToProto(s.ReadinessProbe)
 	ApplyDefaults(spec)
 	return &persysv1.ApplyRequest{
 		Name:   m.Metadata.Name,
@@ -211,6 +214,9 @@ func FromWorkload(w *persysv1.Workload) *Manifest {
 		m.Spec.VM = vmFromProto(pv)
 	}
 	secretRefsFromProto(s, &m.Spec)
+	m.Spec.StartupProbe = probeFromProto(s.GetStartupCheck())
+	m.Spec.LivenessProbe = probeFromProto(s.GetLivenessCheck())
+	m.Spec.ReadinessProbe = probeFromProto(s.GetReadinessCheck())
 	return m
 }
 

@@ -70,6 +70,13 @@ type Spec struct {
 	SecretEnv        []SecretEnv  `json:"secretEnv,omitempty"`
 	SecretFiles      []SecretFile `json:"secretFiles,omitempty"`
 	ImagePullSecrets []string     `json:"imagePullSecrets,omitempty"`
+	// Health checks the agent runs, as Kubernetes probes (container and
+	// VM workloads): a startup probe gates the other two, a failing
+	// liveness probe stops the instance (a failed attempt, reason
+	// HEALTH_CHECK_FAILED), a readiness probe decides whether it is ready.
+	StartupProbe   *Probe `json:"startupProbe,omitempty"`
+	LivenessProbe  *Probe `json:"livenessProbe,omitempty"`
+	ReadinessProbe *Probe `json:"readinessProbe,omitempty"`
 }
 
 // Container describes a container workload.

@@ -22,6 +22,20 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.json from the current output")
 
+// probe adds a probe (YAML under spec, indented by two) to base.
+func probe(yamlText string) string { return probeOn(base, yamlText) }
+
+func probeOn(doc, yamlText string) string {
+	return strings.Replace(doc, "spec:\n", "spec:\n  "+yamlText+"\n", 1)
+}
+
+// vmProbe adds a probe to a VM whose only port forward has guest port 22.
+func vmProbe(yamlText string) string {
+	return "kind: Workload\nmetadata: {name: v}\nspec:\n  type: vm\n  vm:\n    vcpus: 1\n    memory: 256Mi\n" +
+		"    disks: [{name: root, pool: default, baseImage: b.qcow2}]\n" +
+		"    networks: [{portForwards: [{hostPort: 2222, guestPort: 22}]}]\n  " + yamlText + "\n"
+}
+
 // base is a valid manifest that the bad cases edit.
 const base = `apiVersion: persys/v1
 kind: Workload
@@ -192,6 +206,35 @@ func badCases() []badCase {
 		{"named volume with a path", edit("type: bind", "type: volume"), []string{"spec.container.volumes[0].source"}, "must be a volume name"},
 		{"duplicate volume target", edit("        target: /data\n", "        target: /data\n      - {type: volume, source: cache, target: /data/}\n"), []string{"spec.container.volumes[1].target"}, "already mounted by spec.container.volumes[0]"},
 		{"too many volumes", edit("    labels:\n      team", repeatLines("      - {type: volume, source: v%d-x, target: /v}\n", 64)+"    labels:\n      team"), nil, "at most 64 volumes, got 65"},
+
+		// Probes.
+		{"probe without action", probe("readinessProbe:\n    periodSeconds: 5"), []string{"spec.readinessProbe"}, "needs one of httpGet, tcpSocket, exec"},
+		{"probe with two actions", probe("readinessProbe:\n    tcpSocket: {port: 8080}\n    exec: {command: [/hello]}"), []string{"spec.readinessProbe"}, "give one of httpGet, tcpSocket, exec, not 2"},
+		{"negative probe period", probe("livenessProbe:\n    tcpSocket: {port: 8080}\n    periodSeconds: -1"), []string{"spec.livenessProbe.periodSeconds"}, "must not be negative"},
+		{"negative failure threshold", probe("livenessProbe:\n    tcpSocket: {port: 8080}\n    failureThreshold: -3"), []string{"spec.livenessProbe.failureThreshold"}, "must not be negative"},
+		{"probe period too long", probe("livenessProbe:\n    tcpSocket: {port: 8080}\n    periodSeconds: 3601"), []string{"spec.livenessProbe.periodSeconds"}, "at most 3600"},
+		{"timeout longer than period", probe("readinessProbe:\n    tcpSocket: {port: 8080}\n    periodSeconds: 2\n    timeoutSeconds: 5"), []string{"spec.readinessProbe.timeoutSeconds"}, "longer than the period of 2 s"},
+		{"timeout longer than default period", probe("readinessProbe:\n    tcpSocket: {port: 8080}\n    timeoutSeconds: 11"), []string{"spec.readinessProbe.timeoutSeconds"}, "longer than the period of 10 s"},
+		{"liveness success threshold", probe("livenessProbe:\n    tcpSocket: {port: 8080}\n    successThreshold: 2"), []string{"spec.livenessProbe.successThreshold"}, "must be 1"},
+		{"probe port out of range", probe("readinessProbe:\n    tcpSocket: {port: 70000}"), []string{"spec.readinessProbe.tcpSocket.port"}, "between 1 and 65535"},
+		{"probe port zero", probe("readinessProbe:\n    httpGet: {path: /}"), []string{"spec.readinessProbe.httpGet.port"}, "between 1 and 65535"},
+		{"probe port not exposed", probe("readinessProbe:\n    httpGet: {port: 8081}"), []string{"spec.readinessProbe.httpGet.port"}, "not a tcp port of spec.container.ports"},
+		{"probe port udp only", probeOn(strings.Replace(base, "      - containerPort: 9090\n", "      - containerPort: 9090\n        protocol: udp\n", 1), "startupProbe:\n    tcpSocket: {port: 9090}"), []string{"spec.startupProbe.tcpSocket.port"}, "not a tcp port"},
+		{"empty exec command", probe("livenessProbe:\n    exec: {command: []}"), []string{"spec.livenessProbe.exec.command"}, "required"},
+		{"exec without program", probe("livenessProbe:\n    exec: {command: [\"\", x]}"), []string{"spec.livenessProbe.exec.command[0]"}, "must name the program"},
+		{"NUL in exec command", probe("livenessProbe:\n    exec: {command: [/hello, \"a\\0b\"]}"), []string{"spec.livenessProbe.exec.command[1]"}, "NUL"},
+		{"too many exec args", probe("livenessProbe:\n    exec:\n      command: [" + strings.TrimSuffix(strings.Repeat("a,", 65), ",") + "]"), []string{"spec.livenessProbe.exec.command"}, "at most 64 entries, got 65"},
+		{"http path without slash", probe("readinessProbe:\n    httpGet: {port: 8080, path: ready}"), []string{"spec.readinessProbe.httpGet.path"}, "must start with /"},
+		{"http path with space", probe("readinessProbe:\n    httpGet: {port: 8080, path: \"/a b\"}"), []string{"spec.readinessProbe.httpGet.path"}, "spaces or control characters"},
+		{"expected status out of range", probe("readinessProbe:\n    httpGet: {port: 8080, expectedStatus: \"200-600\"}"), []string{"spec.readinessProbe.httpGet.expectedStatus"}, "between 100 and 599"},
+		{"expected status reversed", probe("readinessProbe:\n    httpGet: {port: 8080, expectedStatus: \"299-200\"}"), []string{"spec.readinessProbe.httpGet.expectedStatus"}, "is empty"},
+		{"expected status a word", probe("readinessProbe:\n    httpGet: {port: 8080, expectedStatus: ok}"), []string{"spec.readinessProbe.httpGet.expectedStatus"}, "must be a status code"},
+		{"expected status a list", probe("readinessProbe:\n    httpGet: {port: 8080, expectedStatus: [200]}"), []string{"spec.readinessProbe.httpGet.expectedStatus"}, "must be a status code such as 200"},
+		{"expected status a fraction", probe("readinessProbe:\n    httpGet: {port: 8080, expectedStatus: 200.5}"), []string{"spec.readinessProbe.httpGet.expectedStatus"}, "must be a status code"},
+		{"unknown probe field", probe("readinessProbe:\n    tcpSocket: {port: 8080}\n    period: 5"), []string{"spec.readinessProbe.period"}, "unknown field"},
+		{"probe on compose", "kind: Workload\nmetadata: {name: a}\nspec:\n  type: compose\n  compose: {inline: \"services: {a: {image: x}}\"}\n  livenessProbe:\n    tcpSocket: {port: 80}\n", []string{"spec.livenessProbe"}, "healthcheck in the compose file"},
+		{"exec probe on a vm", vmProbe("livenessProbe:\n    exec: {command: [/bin/true]}"), []string{"spec.livenessProbe.exec"}, "not for VMs"},
+		{"vm probe port not forwarded", vmProbe("readinessProbe:\n    tcpSocket: {port: 80}"), []string{"spec.readinessProbe.tcpSocket.port"}, "not the guest port of a tcp port forward"},
 
 		// All errors are collected, in field order.
 		{"several errors at once",
@@ -660,7 +703,7 @@ func TestShapeCoversAllTypes(t *testing.T) {
 	// they set every field.
 	set := map[string]bool{}
 	all := map[string]bool{}
-	for _, file := range []string{"full.yaml", "full-compose.yaml", "full-compose-git.yaml", "full-vm.yaml", "full-vm-password.yaml"} {
+	for _, file := range []string{"full.yaml", "full-compose.yaml", "full-compose-git.yaml", "full-vm.yaml", "full-vm-password.yaml", "full-probes.yaml", "full-probes-2.yaml", "full-probes-3.yaml"} {
 		data, err := os.ReadFile(filepath.Join("testdata", file))
 		if err != nil {
 			t.Fatal(err)

@@ -8,8 +8,9 @@ import (
 )
 
 var (
-	manifestType = reflect.TypeFor[Manifest]()
-	quantityType = reflect.TypeFor[Quantity]()
+	manifestType    = reflect.TypeFor[Manifest]()
+	quantityType    = reflect.TypeFor[Quantity]()
+	statusRangeType = reflect.TypeFor[StatusRange]()
 )
 
 // checkShape compares a generic JSON value (decoded with UseNumber) with the
@@ -19,6 +20,14 @@ var (
 // case. JSON null is accepted anywhere and leaves the zero value.
 func checkShape(c *collector, path string, v any, t reflect.Type) {
 	if v == nil {
+		return
+	}
+	if t == statusRangeType {
+		switch v.(type) {
+		case string, json.Number:
+		default:
+			c.add(path, "must be a status code such as 200 or a range such as \"200-299\", got %s", jsonKind(v))
+		}
 		return
 	}
 	if t == quantityType {

@@ -169,6 +169,7 @@ func validateSpec(c *collector, s *Spec) {
 	}
 	validateSecretRefs(c, s)
 	validateEnvBytes(c, s)
+	validateProbes(c, s)
 	if r := s.Resources; r != nil {
 		validateQuantity(c, "spec.resources.cpu", r.CPU, ParseCPU)
 		if m, err := ParseCPU(string(r.CPU)); err == nil && r.CPU != "" && m > 0 && m < MinCPUMillis {

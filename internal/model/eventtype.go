@@ -37,6 +37,9 @@ const (
 	EventUnknown       EventType = "Unknown"
 	EventDeleting      EventType = "Deleting"
 	EventStatusChanged EventType = "StatusChanged"
+	// HealthChanged: a running workload's health checks changed its
+	// health state or readiness.
+	EventHealthChanged EventType = "HealthChanged"
 
 	// Workloads: Git sources.
 	EventGitPollFailed    EventType = "GitPollFailed"
@@ -94,7 +97,7 @@ func EventTypes() []EventType {
 	return []EventType{
 		EventCreated, EventUpdated, EventDeleteRequested, EventRetryRequested, EventDeleted,
 		EventPlaced, EventRescheduled, EventMoving, EventMoved, EventMoveBlocked, EventAttemptFailed, EventOrphanRemoved, EventApplyResent,
-		EventPending, EventScheduled, EventCreating, EventRunning, EventStopped, EventFailed, EventUnknown, EventDeleting, EventStatusChanged,
+		EventPending, EventScheduled, EventCreating, EventRunning, EventStopped, EventFailed, EventUnknown, EventDeleting, EventStatusChanged, EventHealthChanged,
 		EventGitPollFailed, EventGitCommitChanged,
 		EventNodeRegistered, EventNodeReady, EventNodeLost, EventNodeCordoned, EventNodeDraining, EventNodeUncordoned, EventNodeJoined, EventNodeRevoked,
 		EventJoinTokenCreated, EventJoinTokenRevoked, EventCertificateRevoked, EventUserCertificateIssued, EventAPITokenCreated, EventAPITokenRevoked,

@@ -156,6 +156,9 @@ func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan re
 	}
 	if r := s.cache.Report(v.in.Node, name); r != nil && model.ActualState(r.GetState()) == plan.State {
 		st.RuntimeId, st.ExitCode, st.RestartCount, st.Revision = r.GetRuntimeId(), r.GetExitCode(), r.GetRestartCount(), r.GetRevision()
+		// The agent's health checks (ready is what a Service counts).
+		st.Ready, st.Health, st.HealthOutput, st.HealthCheckedAt, st.HealthCheck =
+			r.GetReady(), r.GetHealth(), r.GetHealthOutput(), r.GetHealthCheckedAt(), r.GetHealthCheck()
 	}
 	s.setStatus(ctx, name, st)
 }
@@ -496,6 +499,10 @@ func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.Wor
 		}
 		s.events.Add(eventType(st.GetState()), &persysv1.Event{Workload: name, NodeId: st.GetNodeId(),
 			Reason: st.GetReason(), Message: st.GetMessage(), Revision: st.GetRevision()})
+	} else if st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING &&
+		(prev.GetHealth() != st.GetHealth() || prev.GetReady() != st.GetReady()) {
+		s.events.Add(model.EventHealthChanged, &persysv1.Event{Workload: name, NodeId: st.GetNodeId(),
+			Message: healthMessage(st), Revision: st.GetRevision()})
 	}
 }
 
@@ -506,7 +513,8 @@ func sameStatus(a, b *persysv1.WorkloadStatus) bool {
 	return a.GetState() == b.GetState() && a.GetReason() == b.GetReason() && a.GetMessage() == b.GetMessage() &&
 		a.GetAttempts() == b.GetAttempts() &&
 		a.GetNodeId() == b.GetNodeId() && a.GetRevision() == b.GetRevision() && a.GetUid() == b.GetUid() &&
-		a.GetRuntimeId() == b.GetRuntimeId() && a.GetExitCode() == b.GetExitCode() && a.GetRestartCount() == b.GetRestartCount()
+		a.GetRuntimeId() == b.GetRuntimeId() && a.GetExitCode() == b.GetExitCode() && a.GetRestartCount() == b.GetRestartCount() &&
+		a.GetReady() == b.GetReady() && a.GetHealth() == b.GetHealth() && a.GetHealthOutput() == b.GetHealthOutput()
 }
 
 func eventType(st persysv1.ActualState) model.EventType {
@@ -562,4 +570,19 @@ func summarizeRejections(d placement.Decision) string {
 		parts = append(parts, fmt.Sprintf("%d %s", counts[k], k))
 	}
 	return fmt.Sprintf("0 of %d nodes feasible: %s", d.Total, strings.Join(parts, ", "))
+}
+
+// healthMessage describes a running workload's health for its
+// HealthChanged event.
+func healthMessage(st *persysv1.WorkloadStatus) string {
+	msg := contract.Name(st.GetHealth())
+	if st.GetReady() {
+		msg += ", ready"
+	} else {
+		msg += ", not ready"
+	}
+	if out := st.GetHealthOutput(); out != "" {
+		msg += " (" + st.GetHealthCheck() + ": " + out + ")"
+	}
+	return msg
 }

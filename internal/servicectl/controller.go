@@ -336,7 +336,8 @@ func replicaState(v *persysv1.WorkloadView) (State, time.Time) {
 // st.Ready (WorkloadStatus.ready = 60: runs and passes readiness).
 func replicaReady(v *persysv1.WorkloadView) bool {
 	st := v.GetStatus()
-	return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && st.GetRevision() == v.GetWorkload().GetRevision()
+	return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && st.GetReady() &&
+		st.GetRevision() == v.GetWorkload().GetRevision()
 }
 
 func policyOf(u *persysv1.ServiceUpdatePolicy) Policy {

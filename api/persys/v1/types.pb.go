@@ -231,6 +231,9 @@ const (
 	FailureReason_FAILURE_REASON_POLICY_DENIED FailureReason = 16
 	// A host port the spec publishes is taken on the node.
 	FailureReason_FAILURE_REASON_PORT_CONFLICT FailureReason = 17
+	// A liveness check failed failure_threshold times in a row: the agent
+	// stopped the instance, and the retry engine counts the attempt.
+	FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED FailureReason = 18
 )
 
 // Enum value maps for FailureReason.
@@ -254,6 +257,7 @@ var (
 		15: "FAILURE_REASON_NODE_REVOKED",
 		16: "FAILURE_REASON_POLICY_DENIED",
 		17: "FAILURE_REASON_PORT_CONFLICT",
+		18: "FAILURE_REASON_HEALTH_CHECK_FAILED",
 	}
 	FailureReason_value = map[string]int32{
 		"FAILURE_REASON_UNSPECIFIED":            0,
@@ -274,6 +278,7 @@ var (
 		"FAILURE_REASON_NODE_REVOKED":           15,
 		"FAILURE_REASON_POLICY_DENIED":          16,
 		"FAILURE_REASON_PORT_CONFLICT":          17,
+		"FAILURE_REASON_HEALTH_CHECK_FAILED":    18,
 	}
 )
 
@@ -548,6 +553,120 @@ func (NodeLossPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_persys_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
+// HealthCheckType is how a health check probes the workload.
+type HealthCheckType int32
+
+const (
+	HealthCheckType_HEALTH_CHECK_TYPE_UNSPECIFIED HealthCheckType = 0
+	// An HTTP GET whose status is in [expected_status_min, expected_status_max].
+	HealthCheckType_HEALTH_CHECK_TYPE_HTTP HealthCheckType = 1
+	// A TCP connection that opens.
+	HealthCheckType_HEALTH_CHECK_TYPE_TCP HealthCheckType = 2
+	// A command run in the container (Docker exec) that exits 0.
+	HealthCheckType_HEALTH_CHECK_TYPE_EXEC HealthCheckType = 3
+)
+
+// Enum value maps for HealthCheckType.
+var (
+	HealthCheckType_name = map[int32]string{
+		0: "HEALTH_CHECK_TYPE_UNSPECIFIED",
+		1: "HEALTH_CHECK_TYPE_HTTP",
+		2: "HEALTH_CHECK_TYPE_TCP",
+		3: "HEALTH_CHECK_TYPE_EXEC",
+	}
+	HealthCheckType_value = map[string]int32{
+		"HEALTH_CHECK_TYPE_UNSPECIFIED": 0,
+		"HEALTH_CHECK_TYPE_HTTP":        1,
+		"HEALTH_CHECK_TYPE_TCP":         2,
+		"HEALTH_CHECK_TYPE_EXEC":        3,
+	}
+)
+
+func (x HealthCheckType) Enum() *HealthCheckType {
+	p := new(HealthCheckType)
+	*p = x
+	return p
+}
+
+func (x HealthCheckType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthCheckType) Descriptor() protoreflect.EnumDescriptor {
+	return file_persys_v1_types_proto_enumTypes[8].Descriptor()
+}
+
+func (HealthCheckType) Type() protoreflect.EnumType {
+	return &file_persys_v1_types_proto_enumTypes[8]
+}
+
+func (x HealthCheckType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthCheckType.Descriptor instead.
+func (HealthCheckType) EnumDescriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+// HealthState is what the agent's checks say of a running workload.
+type HealthState int32
+
+const (
+	// The workload has no health checks (or does not run).
+	HealthState_HEALTH_STATE_UNSPECIFIED HealthState = 0
+	// In the start period or its startup check has not passed yet.
+	HealthState_HEALTH_STATE_STARTING HealthState = 1
+	// Every check passes.
+	HealthState_HEALTH_STATE_HEALTHY HealthState = 2
+	// A readiness check fails, or a liveness check fails below its
+	// threshold.
+	HealthState_HEALTH_STATE_UNHEALTHY HealthState = 3
+)
+
+// Enum value maps for HealthState.
+var (
+	HealthState_name = map[int32]string{
+		0: "HEALTH_STATE_UNSPECIFIED",
+		1: "HEALTH_STATE_STARTING",
+		2: "HEALTH_STATE_HEALTHY",
+		3: "HEALTH_STATE_UNHEALTHY",
+	}
+	HealthState_value = map[string]int32{
+		"HEALTH_STATE_UNSPECIFIED": 0,
+		"HEALTH_STATE_STARTING":    1,
+		"HEALTH_STATE_HEALTHY":     2,
+		"HEALTH_STATE_UNHEALTHY":   3,
+	}
+)
+
+func (x HealthState) Enum() *HealthState {
+	p := new(HealthState)
+	*p = x
+	return p
+}
+
+func (x HealthState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HealthState) Descriptor() protoreflect.EnumDescriptor {
+	return file_persys_v1_types_proto_enumTypes[9].Descriptor()
+}
+
+func (HealthState) Type() protoreflect.EnumType {
+	return &file_persys_v1_types_proto_enumTypes[9]
+}
+
+func (x HealthState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HealthState.Descriptor instead.
+func (HealthState) EnumDescriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
 type SecretType int32
 
 const (
@@ -586,11 +705,11 @@ func (x SecretType) String() string {
 }
 
 func (SecretType) Descriptor() protoreflect.EnumDescriptor {
-	return file_persys_v1_types_proto_enumTypes[8].Descriptor()
+	return file_persys_v1_types_proto_enumTypes[10].Descriptor()
 }
 
 func (SecretType) Type() protoreflect.EnumType {
-	return &file_persys_v1_types_proto_enumTypes[8]
+	return &file_persys_v1_types_proto_enumTypes[10]
 }
 
 func (x SecretType) Number() protoreflect.EnumNumber {
@@ -599,7 +718,7 @@ func (x SecretType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SecretType.Descriptor instead.
 func (SecretType) EnumDescriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 // RolloutPhase is where a service's update stands.
@@ -655,11 +774,11 @@ func (x RolloutPhase) String() string {
 }
 
 func (RolloutPhase) Descriptor() protoreflect.EnumDescriptor {
-	return file_persys_v1_types_proto_enumTypes[9].Descriptor()
+	return file_persys_v1_types_proto_enumTypes[11].Descriptor()
 }
 
 func (RolloutPhase) Type() protoreflect.EnumType {
-	return &file_persys_v1_types_proto_enumTypes[9]
+	return &file_persys_v1_types_proto_enumTypes[11]
 }
 
 func (x RolloutPhase) Number() protoreflect.EnumNumber {
@@ -668,7 +787,7 @@ func (x RolloutPhase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RolloutPhase.Descriptor instead.
 func (RolloutPhase) EnumDescriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 // Resources are CPU in millicores, memory and disk in bytes.
@@ -1893,9 +2012,16 @@ type WorkloadSpec struct {
 	// What the workload asks of its host, derived by the scheduler when the
 	// spec is applied (compose files parsed once); a caller's value is
 	// replaced. Placement and the node policy check read it.
-	HostAccess    *HostAccess `protobuf:"bytes,12,opt,name=host_access,json=hostAccess,proto3" json:"host_access,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HostAccess *HostAccess `protobuf:"bytes,12,opt,name=host_access,json=hostAccess,proto3" json:"host_access,omitempty"`
+	// Health checks the agent runs (container and VM workloads; compose
+	// services use their compose file's healthcheck). startup gates the
+	// other two; liveness failing stops the instance (HEALTH_CHECK_FAILED);
+	// readiness sets WorkloadStatus.ready.
+	StartupCheck   *HealthCheck `protobuf:"bytes,60,opt,name=startup_check,json=startupCheck,proto3" json:"startup_check,omitempty"`
+	LivenessCheck  *HealthCheck `protobuf:"bytes,61,opt,name=liveness_check,json=livenessCheck,proto3" json:"liveness_check,omitempty"`
+	ReadinessCheck *HealthCheck `protobuf:"bytes,62,opt,name=readiness_check,json=readinessCheck,proto3" json:"readiness_check,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkloadSpec) Reset() {
@@ -2012,6 +2138,162 @@ func (x *WorkloadSpec) GetHostAccess() *HostAccess {
 	return nil
 }
 
+func (x *WorkloadSpec) GetStartupCheck() *HealthCheck {
+	if x != nil {
+		return x.StartupCheck
+	}
+	return nil
+}
+
+func (x *WorkloadSpec) GetLivenessCheck() *HealthCheck {
+	if x != nil {
+		return x.LivenessCheck
+	}
+	return nil
+}
+
+func (x *WorkloadSpec) GetReadinessCheck() *HealthCheck {
+	if x != nil {
+		return x.ReadinessCheck
+	}
+	return nil
+}
+
+// HealthCheck is one check the agent runs against a workload. Zero
+// durations and thresholds take the defaults (interval 10 s, timeout 1 s,
+// failure threshold 3, success threshold 1, start period 0).
+type HealthCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  HealthCheckType        `protobuf:"varint,1,opt,name=type,proto3,enum=persys.v1.HealthCheckType" json:"type,omitempty"`
+	// http: the request path (default "/").
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// http and tcp: the container port (it must be one the container
+	// declares) or, for a VM, the guest port of a port forward.
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// http: the accepted status codes; 0 and 0 mean 200 to 399.
+	ExpectedStatusMin uint32 `protobuf:"varint,4,opt,name=expected_status_min,json=expectedStatusMin,proto3" json:"expected_status_min,omitempty"`
+	ExpectedStatusMax uint32 `protobuf:"varint,5,opt,name=expected_status_max,json=expectedStatusMax,proto3" json:"expected_status_max,omitempty"`
+	// exec: the argv run in the container.
+	Command         []string `protobuf:"bytes,6,rep,name=command,proto3" json:"command,omitempty"`
+	IntervalSeconds int32    `protobuf:"varint,7,opt,name=interval_seconds,json=intervalSeconds,proto3" json:"interval_seconds,omitempty"`
+	TimeoutSeconds  int32    `protobuf:"varint,8,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
+	// Consecutive failures that make the check fail, and consecutive
+	// successes that make it pass again.
+	FailureThreshold int32 `protobuf:"varint,9,opt,name=failure_threshold,json=failureThreshold,proto3" json:"failure_threshold,omitempty"`
+	SuccessThreshold int32 `protobuf:"varint,10,opt,name=success_threshold,json=successThreshold,proto3" json:"success_threshold,omitempty"`
+	// No check runs before start_period after the instance started.
+	StartPeriodSeconds int32 `protobuf:"varint,11,opt,name=start_period_seconds,json=startPeriodSeconds,proto3" json:"start_period_seconds,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *HealthCheck) Reset() {
+	*x = HealthCheck{}
+	mi := &file_persys_v1_types_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HealthCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HealthCheck) ProtoMessage() {}
+
+func (x *HealthCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HealthCheck.ProtoReflect.Descriptor instead.
+func (*HealthCheck) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HealthCheck) GetType() HealthCheckType {
+	if x != nil {
+		return x.Type
+	}
+	return HealthCheckType_HEALTH_CHECK_TYPE_UNSPECIFIED
+}
+
+func (x *HealthCheck) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *HealthCheck) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetExpectedStatusMin() uint32 {
+	if x != nil {
+		return x.ExpectedStatusMin
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetExpectedStatusMax() uint32 {
+	if x != nil {
+		return x.ExpectedStatusMax
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *HealthCheck) GetIntervalSeconds() int32 {
+	if x != nil {
+		return x.IntervalSeconds
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetTimeoutSeconds() int32 {
+	if x != nil {
+		return x.TimeoutSeconds
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetFailureThreshold() int32 {
+	if x != nil {
+		return x.FailureThreshold
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetSuccessThreshold() int32 {
+	if x != nil {
+		return x.SuccessThreshold
+	}
+	return 0
+}
+
+func (x *HealthCheck) GetStartPeriodSeconds() int32 {
+	if x != nil {
+		return x.StartPeriodSeconds
+	}
+	return 0
+}
+
 // HostAccess is what a workload asks of its host; each entry names the
 // manifest field that asks, so a refusal can name it.
 type HostAccess struct {
@@ -2028,7 +2310,7 @@ type HostAccess struct {
 
 func (x *HostAccess) Reset() {
 	*x = HostAccess{}
-	mi := &file_persys_v1_types_proto_msgTypes[16]
+	mi := &file_persys_v1_types_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2040,7 +2322,7 @@ func (x *HostAccess) String() string {
 func (*HostAccess) ProtoMessage() {}
 
 func (x *HostAccess) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[16]
+	mi := &file_persys_v1_types_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2053,7 +2335,7 @@ func (x *HostAccess) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostAccess.ProtoReflect.Descriptor instead.
 func (*HostAccess) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{16}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HostAccess) GetPrivileged() bool {
@@ -2095,7 +2377,7 @@ type HostPath struct {
 
 func (x *HostPath) Reset() {
 	*x = HostPath{}
-	mi := &file_persys_v1_types_proto_msgTypes[17]
+	mi := &file_persys_v1_types_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2389,7 @@ func (x *HostPath) String() string {
 func (*HostPath) ProtoMessage() {}
 
 func (x *HostPath) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[17]
+	mi := &file_persys_v1_types_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2402,7 @@ func (x *HostPath) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPath.ProtoReflect.Descriptor instead.
 func (*HostPath) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{17}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HostPath) GetPath() string {
@@ -2168,7 +2450,7 @@ type Workload struct {
 
 func (x *Workload) Reset() {
 	*x = Workload{}
-	mi := &file_persys_v1_types_proto_msgTypes[18]
+	mi := &file_persys_v1_types_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2462,7 @@ func (x *Workload) String() string {
 func (*Workload) ProtoMessage() {}
 
 func (x *Workload) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[18]
+	mi := &file_persys_v1_types_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2475,7 @@ func (x *Workload) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workload.ProtoReflect.Descriptor instead.
 func (*Workload) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{18}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Workload) GetName() string {
@@ -2292,7 +2574,7 @@ type ServiceOwner struct {
 
 func (x *ServiceOwner) Reset() {
 	*x = ServiceOwner{}
-	mi := &file_persys_v1_types_proto_msgTypes[19]
+	mi := &file_persys_v1_types_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2304,7 +2586,7 @@ func (x *ServiceOwner) String() string {
 func (*ServiceOwner) ProtoMessage() {}
 
 func (x *ServiceOwner) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[19]
+	mi := &file_persys_v1_types_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2317,7 +2599,7 @@ func (x *ServiceOwner) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceOwner.ProtoReflect.Descriptor instead.
 func (*ServiceOwner) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{19}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ServiceOwner) GetService() string {
@@ -2381,14 +2663,26 @@ type WorkloadStatus struct {
 	Addresses []string `protobuf:"bytes,15,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	// Runtime details shown by describe, for example "accel": "tcg",
 	// "pid": "1234", "commit": "abc".
-	Details       map[string]string `protobuf:"bytes,16,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Details map[string]string `protobuf:"bytes,16,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The workload runs and passes its readiness checks (true for a
+	// running workload that has none); a compose workload's services with
+	// a healthcheck are all healthy. A Service counts only ready instances.
+	Ready  bool        `protobuf:"varint,60,opt,name=ready,proto3" json:"ready,omitempty"`
+	Health HealthState `protobuf:"varint,61,opt,name=health,proto3,enum=persys.v1.HealthState" json:"health,omitempty"`
+	// The output of the last check whose result changed (a result that
+	// repeats does not refresh it, so an idle node's heartbeat stays
+	// unchanged), truncated to 1 KiB, and when it ran.
+	HealthOutput    string                 `protobuf:"bytes,62,opt,name=health_output,json=healthOutput,proto3" json:"health_output,omitempty"`
+	HealthCheckedAt *timestamppb.Timestamp `protobuf:"bytes,63,opt,name=health_checked_at,json=healthCheckedAt,proto3" json:"health_checked_at,omitempty"`
+	// Which check gave health_output: "startup", "liveness" or "readiness".
+	HealthCheck   string `protobuf:"bytes,64,opt,name=health_check,json=healthCheck,proto3" json:"health_check,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkloadStatus) Reset() {
 	*x = WorkloadStatus{}
-	mi := &file_persys_v1_types_proto_msgTypes[20]
+	mi := &file_persys_v1_types_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2400,7 +2694,7 @@ func (x *WorkloadStatus) String() string {
 func (*WorkloadStatus) ProtoMessage() {}
 
 func (x *WorkloadStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[20]
+	mi := &file_persys_v1_types_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2413,7 +2707,7 @@ func (x *WorkloadStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadStatus.ProtoReflect.Descriptor instead.
 func (*WorkloadStatus) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{20}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WorkloadStatus) GetName() string {
@@ -2528,6 +2822,41 @@ func (x *WorkloadStatus) GetDetails() map[string]string {
 	return nil
 }
 
+func (x *WorkloadStatus) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *WorkloadStatus) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
+func (x *WorkloadStatus) GetHealthOutput() string {
+	if x != nil {
+		return x.HealthOutput
+	}
+	return ""
+}
+
+func (x *WorkloadStatus) GetHealthCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HealthCheckedAt
+	}
+	return nil
+}
+
+func (x *WorkloadStatus) GetHealthCheck() string {
+	if x != nil {
+		return x.HealthCheck
+	}
+	return ""
+}
+
 type ServiceStatus struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -2538,14 +2867,17 @@ type ServiceStatus struct {
 	Message  string                 `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
 	Image    string                 `protobuf:"bytes,7,opt,name=image,proto3" json:"image,omitempty"`
 	// Container ids, so an update can be seen to recreate only what changed.
-	ContainerIds  []string `protobuf:"bytes,8,rep,name=container_ids,json=containerIds,proto3" json:"container_ids,omitempty"`
+	ContainerIds []string `protobuf:"bytes,8,rep,name=container_ids,json=containerIds,proto3" json:"container_ids,omitempty"`
+	// From the compose file's healthcheck, as Docker runs it: STARTING,
+	// HEALTHY or UNHEALTHY; UNSPECIFIED when the service has none.
+	Health        HealthState `protobuf:"varint,60,opt,name=health,proto3,enum=persys.v1.HealthState" json:"health,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceStatus) Reset() {
 	*x = ServiceStatus{}
-	mi := &file_persys_v1_types_proto_msgTypes[21]
+	mi := &file_persys_v1_types_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2557,7 +2889,7 @@ func (x *ServiceStatus) String() string {
 func (*ServiceStatus) ProtoMessage() {}
 
 func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[21]
+	mi := &file_persys_v1_types_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2570,7 +2902,7 @@ func (x *ServiceStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceStatus.ProtoReflect.Descriptor instead.
 func (*ServiceStatus) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{21}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ServiceStatus) GetName() string {
@@ -2629,6 +2961,13 @@ func (x *ServiceStatus) GetContainerIds() []string {
 	return nil
 }
 
+func (x *ServiceStatus) GetHealth() HealthState {
+	if x != nil {
+		return x.Health
+	}
+	return HealthState_HEALTH_STATE_UNSPECIFIED
+}
+
 // RetryState is the retry engine's record of one workload, stored at
 // retries/<name> so a restarted scheduler keeps the backoff schedule.
 type RetryState struct {
@@ -2646,7 +2985,7 @@ type RetryState struct {
 
 func (x *RetryState) Reset() {
 	*x = RetryState{}
-	mi := &file_persys_v1_types_proto_msgTypes[22]
+	mi := &file_persys_v1_types_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +2997,7 @@ func (x *RetryState) String() string {
 func (*RetryState) ProtoMessage() {}
 
 func (x *RetryState) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[22]
+	mi := &file_persys_v1_types_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +3010,7 @@ func (x *RetryState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryState.ProtoReflect.Descriptor instead.
 func (*RetryState) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{22}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RetryState) GetName() string {
@@ -2743,7 +3082,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_persys_v1_types_proto_msgTypes[23]
+	mi := &file_persys_v1_types_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +3094,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[23]
+	mi := &file_persys_v1_types_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +3107,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{23}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Assignment) GetName() string {
@@ -2840,7 +3179,7 @@ type NodeRejection struct {
 
 func (x *NodeRejection) Reset() {
 	*x = NodeRejection{}
-	mi := &file_persys_v1_types_proto_msgTypes[24]
+	mi := &file_persys_v1_types_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2852,7 +3191,7 @@ func (x *NodeRejection) String() string {
 func (*NodeRejection) ProtoMessage() {}
 
 func (x *NodeRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[24]
+	mi := &file_persys_v1_types_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2865,7 +3204,7 @@ func (x *NodeRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeRejection.ProtoReflect.Descriptor instead.
 func (*NodeRejection) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{24}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NodeRejection) GetNodeId() string {
@@ -2910,7 +3249,7 @@ type PlacementDecision struct {
 
 func (x *PlacementDecision) Reset() {
 	*x = PlacementDecision{}
-	mi := &file_persys_v1_types_proto_msgTypes[25]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2922,7 +3261,7 @@ func (x *PlacementDecision) String() string {
 func (*PlacementDecision) ProtoMessage() {}
 
 func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[25]
+	mi := &file_persys_v1_types_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2935,7 +3274,7 @@ func (x *PlacementDecision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementDecision.ProtoReflect.Descriptor instead.
 func (*PlacementDecision) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{25}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PlacementDecision) GetNodeId() string {
@@ -3007,7 +3346,7 @@ type NodeCapabilities struct {
 
 func (x *NodeCapabilities) Reset() {
 	*x = NodeCapabilities{}
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3019,7 +3358,7 @@ func (x *NodeCapabilities) String() string {
 func (*NodeCapabilities) ProtoMessage() {}
 
 func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3032,7 +3371,7 @@ func (x *NodeCapabilities) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeCapabilities.ProtoReflect.Descriptor instead.
 func (*NodeCapabilities) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodeCapabilities) GetCapacity() *Resources {
@@ -3130,7 +3469,7 @@ type NodePolicy struct {
 
 func (x *NodePolicy) Reset() {
 	*x = NodePolicy{}
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3142,7 +3481,7 @@ func (x *NodePolicy) String() string {
 func (*NodePolicy) ProtoMessage() {}
 
 func (x *NodePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3155,7 +3494,7 @@ func (x *NodePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePolicy.ProtoReflect.Descriptor instead.
 func (*NodePolicy) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NodePolicy) GetAllowPrivileged() bool {
@@ -3189,7 +3528,7 @@ type HostPort struct {
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3201,7 +3540,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3214,7 +3553,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -3260,7 +3599,7 @@ type StoragePool struct {
 
 func (x *StoragePool) Reset() {
 	*x = StoragePool{}
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3272,7 +3611,7 @@ func (x *StoragePool) String() string {
 func (*StoragePool) ProtoMessage() {}
 
 func (x *StoragePool) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3285,7 +3624,7 @@ func (x *StoragePool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoragePool.ProtoReflect.Descriptor instead.
 func (*StoragePool) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StoragePool) GetName() string {
@@ -3347,7 +3686,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3359,7 +3698,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3372,7 +3711,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Node) GetId() string {
@@ -3472,7 +3811,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3484,7 +3823,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3497,7 +3836,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -3584,7 +3923,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3935,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3948,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EventBatch) GetEvents() []*Event {
@@ -3639,7 +3978,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3651,7 +3990,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3664,7 +4003,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SecretInfo) GetName() string {
@@ -3736,7 +4075,7 @@ type SecretValue struct {
 
 func (x *SecretValue) Reset() {
 	*x = SecretValue{}
-	mi := &file_persys_v1_types_proto_msgTypes[34]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3748,7 +4087,7 @@ func (x *SecretValue) String() string {
 func (*SecretValue) ProtoMessage() {}
 
 func (x *SecretValue) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[34]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3761,7 +4100,7 @@ func (x *SecretValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
 func (*SecretValue) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SecretValue) GetName() string {
@@ -3799,7 +4138,7 @@ type SealedSecret struct {
 
 func (x *SealedSecret) Reset() {
 	*x = SealedSecret{}
-	mi := &file_persys_v1_types_proto_msgTypes[35]
+	mi := &file_persys_v1_types_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3811,7 +4150,7 @@ func (x *SealedSecret) String() string {
 func (*SealedSecret) ProtoMessage() {}
 
 func (x *SealedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[35]
+	mi := &file_persys_v1_types_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3824,7 +4163,7 @@ func (x *SealedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedSecret.ProtoReflect.Descriptor instead.
 func (*SealedSecret) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SealedSecret) GetInfo() *SecretInfo {
@@ -3870,7 +4209,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[36]
+	mi := &file_persys_v1_types_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +4221,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[36]
+	mi := &file_persys_v1_types_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +4234,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{36}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -3961,7 +4300,7 @@ type ServiceSpread struct {
 
 func (x *ServiceSpread) Reset() {
 	*x = ServiceSpread{}
-	mi := &file_persys_v1_types_proto_msgTypes[37]
+	mi := &file_persys_v1_types_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3973,7 +4312,7 @@ func (x *ServiceSpread) String() string {
 func (*ServiceSpread) ProtoMessage() {}
 
 func (x *ServiceSpread) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[37]
+	mi := &file_persys_v1_types_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3986,7 +4325,7 @@ func (x *ServiceSpread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpread.ProtoReflect.Descriptor instead.
 func (*ServiceSpread) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{37}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ServiceSpread) GetMaxPerNode() int32 {
@@ -4029,7 +4368,7 @@ type ServiceUpdatePolicy struct {
 
 func (x *ServiceUpdatePolicy) Reset() {
 	*x = ServiceUpdatePolicy{}
-	mi := &file_persys_v1_types_proto_msgTypes[38]
+	mi := &file_persys_v1_types_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4041,7 +4380,7 @@ func (x *ServiceUpdatePolicy) String() string {
 func (*ServiceUpdatePolicy) ProtoMessage() {}
 
 func (x *ServiceUpdatePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[38]
+	mi := &file_persys_v1_types_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4054,7 +4393,7 @@ func (x *ServiceUpdatePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceUpdatePolicy.ProtoReflect.Descriptor instead.
 func (*ServiceUpdatePolicy) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{38}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ServiceUpdatePolicy) GetMaxUnavailable() int32 {
@@ -4122,7 +4461,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_persys_v1_types_proto_msgTypes[39]
+	mi := &file_persys_v1_types_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4134,7 +4473,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[39]
+	mi := &file_persys_v1_types_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4147,7 +4486,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{39}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ServiceSpec) GetReplicas() int32 {
@@ -4211,7 +4550,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_persys_v1_types_proto_msgTypes[40]
+	mi := &file_persys_v1_types_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4223,7 +4562,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[40]
+	mi := &file_persys_v1_types_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4236,7 +4575,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{40}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Service) GetName() string {
@@ -4337,7 +4676,7 @@ type ServiceRevision struct {
 
 func (x *ServiceRevision) Reset() {
 	*x = ServiceRevision{}
-	mi := &file_persys_v1_types_proto_msgTypes[41]
+	mi := &file_persys_v1_types_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4349,7 +4688,7 @@ func (x *ServiceRevision) String() string {
 func (*ServiceRevision) ProtoMessage() {}
 
 func (x *ServiceRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[41]
+	mi := &file_persys_v1_types_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4362,7 +4701,7 @@ func (x *ServiceRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceRevision.ProtoReflect.Descriptor instead.
 func (*ServiceRevision) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{41}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ServiceRevision) GetService() string {
@@ -4437,7 +4776,7 @@ type ServiceCondition struct {
 
 func (x *ServiceCondition) Reset() {
 	*x = ServiceCondition{}
-	mi := &file_persys_v1_types_proto_msgTypes[42]
+	mi := &file_persys_v1_types_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4449,7 +4788,7 @@ func (x *ServiceCondition) String() string {
 func (*ServiceCondition) ProtoMessage() {}
 
 func (x *ServiceCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[42]
+	mi := &file_persys_v1_types_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4462,7 +4801,7 @@ func (x *ServiceCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceCondition.ProtoReflect.Descriptor instead.
 func (*ServiceCondition) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{42}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ServiceCondition) GetType() string {
@@ -4535,7 +4874,7 @@ type ServiceProgress struct {
 
 func (x *ServiceProgress) Reset() {
 	*x = ServiceProgress{}
-	mi := &file_persys_v1_types_proto_msgTypes[43]
+	mi := &file_persys_v1_types_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4547,7 +4886,7 @@ func (x *ServiceProgress) String() string {
 func (*ServiceProgress) ProtoMessage() {}
 
 func (x *ServiceProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[43]
+	mi := &file_persys_v1_types_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4560,7 +4899,7 @@ func (x *ServiceProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceProgress.ProtoReflect.Descriptor instead.
 func (*ServiceProgress) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{43}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ServiceProgress) GetName() string {
@@ -4797,7 +5136,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"diskRetain\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe5\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\a\n" +
 	"\fWorkloadSpec\x12+\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x17.persys.v1.WorkloadTypeR\x04type\x12<\n" +
 	"\rdesired_state\x18\x02 \x01(\x0e2\x17.persys.v1.DesiredStateR\fdesiredState\x122\n" +
@@ -4813,10 +5152,26 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	" \x03(\v2\x15.persys.v1.SecretFileR\vsecretFiles\x12,\n" +
 	"\x12image_pull_secrets\x18\v \x03(\tR\x10imagePullSecrets\x126\n" +
 	"\vhost_access\x18\f \x01(\v2\x15.persys.v1.HostAccessR\n" +
-	"hostAccess\x1a?\n" +
+	"hostAccess\x12;\n" +
+	"\rstartup_check\x18< \x01(\v2\x16.persys.v1.HealthCheckR\fstartupCheck\x12=\n" +
+	"\x0eliveness_check\x18= \x01(\v2\x16.persys.v1.HealthCheckR\rlivenessCheck\x12?\n" +
+	"\x0freadiness_check\x18> \x01(\v2\x16.persys.v1.HealthCheckR\x0ereadinessCheck\x1a?\n" +
 	"\x11NodeSelectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbf\x03\n" +
+	"\vHealthCheck\x12.\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1a.persys.v1.HealthCheckTypeR\x04type\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12.\n" +
+	"\x13expected_status_min\x18\x04 \x01(\rR\x11expectedStatusMin\x12.\n" +
+	"\x13expected_status_max\x18\x05 \x01(\rR\x11expectedStatusMax\x12\x18\n" +
+	"\acommand\x18\x06 \x03(\tR\acommand\x12)\n" +
+	"\x10interval_seconds\x18\a \x01(\x05R\x0fintervalSeconds\x12'\n" +
+	"\x0ftimeout_seconds\x18\b \x01(\x05R\x0etimeoutSeconds\x12+\n" +
+	"\x11failure_threshold\x18\t \x01(\x05R\x10failureThreshold\x12+\n" +
+	"\x11success_threshold\x18\n" +
+	" \x01(\x05R\x10successThreshold\x120\n" +
+	"\x14start_period_seconds\x18\v \x01(\x05R\x12startPeriodSeconds\"\xb6\x01\n" +
 	"\n" +
 	"HostAccess\x12\x1e\n" +
 	"\n" +
@@ -4854,7 +5209,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"serviceUid\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12#\n" +
 	"\rtemplate_hash\x18\x04 \x01(\tR\ftemplateHash\x120\n" +
-	"\x06spread\x18\x05 \x01(\v2\x18.persys.v1.ServiceSpreadR\x06spread\"\xb3\x05\n" +
+	"\x06spread\x18\x05 \x01(\v2\x18.persys.v1.ServiceSpreadR\x06spread\"\x89\a\n" +
 	"\x0eWorkloadStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12,\n" +
@@ -4874,10 +5229,15 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x0fnext_attempt_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x124\n" +
 	"\bservices\x18\x0e \x03(\v2\x18.persys.v1.ServiceStatusR\bservices\x12\x1c\n" +
 	"\taddresses\x18\x0f \x03(\tR\taddresses\x12@\n" +
-	"\adetails\x18\x10 \x03(\v2&.persys.v1.WorkloadStatus.DetailsEntryR\adetails\x1a:\n" +
+	"\adetails\x18\x10 \x03(\v2&.persys.v1.WorkloadStatus.DetailsEntryR\adetails\x12\x14\n" +
+	"\x05ready\x18< \x01(\bR\x05ready\x12.\n" +
+	"\x06health\x18= \x01(\x0e2\x16.persys.v1.HealthStateR\x06health\x12#\n" +
+	"\rhealth_output\x18> \x01(\tR\fhealthOutput\x12F\n" +
+	"\x11health_checked_at\x18? \x01(\v2\x1a.google.protobuf.TimestampR\x0fhealthCheckedAt\x12!\n" +
+	"\fhealth_check\x18@ \x01(\tR\vhealthCheck\x1a:\n" +
 	"\fDetailsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf7\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa7\x02\n" +
 	"\rServiceStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x16.persys.v1.ActualStateR\x05state\x12\x18\n" +
@@ -4886,7 +5246,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\texit_code\x18\x05 \x01(\x05R\bexitCode\x12\x18\n" +
 	"\amessage\x18\x06 \x01(\tR\amessage\x12\x14\n" +
 	"\x05image\x18\a \x01(\tR\x05image\x12#\n" +
-	"\rcontainer_ids\x18\b \x03(\tR\fcontainerIds\"\x8c\x02\n" +
+	"\rcontainer_ids\x18\b \x03(\tR\fcontainerIds\x12.\n" +
+	"\x06health\x18< \x01(\x0e2\x16.persys.v1.HealthStateR\x06health\"\x8c\x02\n" +
 	"\n" +
 	"RetryState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -5123,7 +5484,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x13ACTUAL_STATE_FAILED\x10\x06\x12\x18\n" +
 	"\x14ACTUAL_STATE_UNKNOWN\x10\a\x12\x19\n" +
 	"\x15ACTUAL_STATE_DELETING\x10\b\x12\x18\n" +
-	"\x14ACTUAL_STATE_MISSING\x10\t*\xff\x04\n" +
+	"\x14ACTUAL_STATE_MISSING\x10\t*\xa7\x05\n" +
 	"\rFailureReason\x12\x1e\n" +
 	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\"\n" +
 	"\x1eFAILURE_REASON_IMAGE_NOT_FOUND\x10\x01\x12)\n" +
@@ -5143,7 +5504,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x1fFAILURE_REASON_SECRET_NOT_FOUND\x10\x0e\x12\x1f\n" +
 	"\x1bFAILURE_REASON_NODE_REVOKED\x10\x0f\x12 \n" +
 	"\x1cFAILURE_REASON_POLICY_DENIED\x10\x10\x12 \n" +
-	"\x1cFAILURE_REASON_PORT_CONFLICT\x10\x11*W\n" +
+	"\x1cFAILURE_REASON_PORT_CONFLICT\x10\x11\x12&\n" +
+	"\"FAILURE_REASON_HEALTH_CHECK_FAILED\x10\x12*W\n" +
 	"\tNodeState\x12\x1a\n" +
 	"\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10NODE_STATE_READY\x10\x01\x12\x18\n" +
@@ -5171,7 +5533,17 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x0eNodeLossPolicy\x12 \n" +
 	"\x1cNODE_LOSS_POLICY_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bNODE_LOSS_POLICY_RESCHEDULE\x10\x01\x12\x19\n" +
-	"\x15NODE_LOSS_POLICY_WAIT\x10\x02*p\n" +
+	"\x15NODE_LOSS_POLICY_WAIT\x10\x02*\x87\x01\n" +
+	"\x0fHealthCheckType\x12!\n" +
+	"\x1dHEALTH_CHECK_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16HEALTH_CHECK_TYPE_HTTP\x10\x01\x12\x19\n" +
+	"\x15HEALTH_CHECK_TYPE_TCP\x10\x02\x12\x1a\n" +
+	"\x16HEALTH_CHECK_TYPE_EXEC\x10\x03*|\n" +
+	"\vHealthState\x12\x1c\n" +
+	"\x18HEALTH_STATE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15HEALTH_STATE_STARTING\x10\x01\x12\x18\n" +
+	"\x14HEALTH_STATE_HEALTHY\x10\x02\x12\x1a\n" +
+	"\x16HEALTH_STATE_UNHEALTHY\x10\x03*p\n" +
 	"\n" +
 	"SecretType\x12\x1b\n" +
 	"\x17SECRET_TYPE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -5199,8 +5571,8 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 	return file_persys_v1_types_proto_rawDescData
 }
 
-var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 10)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -5210,159 +5582,169 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(RejectReason)(0),             // 5: persys.v1.RejectReason
 	(RetainPolicy)(0),             // 6: persys.v1.RetainPolicy
 	(NodeLossPolicy)(0),           // 7: persys.v1.NodeLossPolicy
-	(SecretType)(0),               // 8: persys.v1.SecretType
-	(RolloutPhase)(0),             // 9: persys.v1.RolloutPhase
-	(*Resources)(nil),             // 10: persys.v1.Resources
-	(*PortMapping)(nil),           // 11: persys.v1.PortMapping
-	(*Volume)(nil),                // 12: persys.v1.Volume
-	(*ContainerSpec)(nil),         // 13: persys.v1.ContainerSpec
-	(*SecretEnv)(nil),             // 14: persys.v1.SecretEnv
-	(*SecretFile)(nil),            // 15: persys.v1.SecretFile
-	(*GitSource)(nil),             // 16: persys.v1.GitSource
-	(*ComposeSpec)(nil),           // 17: persys.v1.ComposeSpec
-	(*VMDisk)(nil),                // 18: persys.v1.VMDisk
-	(*VMPortForward)(nil),         // 19: persys.v1.VMPortForward
-	(*VMNetwork)(nil),             // 20: persys.v1.VMNetwork
-	(*CloudInit)(nil),             // 21: persys.v1.CloudInit
-	(*VMLogin)(nil),               // 22: persys.v1.VMLogin
-	(*VMKernelBoot)(nil),          // 23: persys.v1.VMKernelBoot
-	(*VMSpec)(nil),                // 24: persys.v1.VMSpec
-	(*WorkloadSpec)(nil),          // 25: persys.v1.WorkloadSpec
-	(*HostAccess)(nil),            // 26: persys.v1.HostAccess
-	(*HostPath)(nil),              // 27: persys.v1.HostPath
-	(*Workload)(nil),              // 28: persys.v1.Workload
-	(*ServiceOwner)(nil),          // 29: persys.v1.ServiceOwner
-	(*WorkloadStatus)(nil),        // 30: persys.v1.WorkloadStatus
-	(*ServiceStatus)(nil),         // 31: persys.v1.ServiceStatus
-	(*RetryState)(nil),            // 32: persys.v1.RetryState
-	(*Assignment)(nil),            // 33: persys.v1.Assignment
-	(*NodeRejection)(nil),         // 34: persys.v1.NodeRejection
-	(*PlacementDecision)(nil),     // 35: persys.v1.PlacementDecision
-	(*NodeCapabilities)(nil),      // 36: persys.v1.NodeCapabilities
-	(*NodePolicy)(nil),            // 37: persys.v1.NodePolicy
-	(*HostPort)(nil),              // 38: persys.v1.HostPort
-	(*StoragePool)(nil),           // 39: persys.v1.StoragePool
-	(*Node)(nil),                  // 40: persys.v1.Node
-	(*Event)(nil),                 // 41: persys.v1.Event
-	(*EventBatch)(nil),            // 42: persys.v1.EventBatch
-	(*SecretInfo)(nil),            // 43: persys.v1.SecretInfo
-	(*SecretValue)(nil),           // 44: persys.v1.SecretValue
-	(*SealedSecret)(nil),          // 45: persys.v1.SealedSecret
-	(*ClusterSummary)(nil),        // 46: persys.v1.ClusterSummary
-	(*ServiceSpread)(nil),         // 47: persys.v1.ServiceSpread
-	(*ServiceUpdatePolicy)(nil),   // 48: persys.v1.ServiceUpdatePolicy
-	(*ServiceSpec)(nil),           // 49: persys.v1.ServiceSpec
-	(*Service)(nil),               // 50: persys.v1.Service
-	(*ServiceRevision)(nil),       // 51: persys.v1.ServiceRevision
-	(*ServiceCondition)(nil),      // 52: persys.v1.ServiceCondition
-	(*ServiceProgress)(nil),       // 53: persys.v1.ServiceProgress
-	nil,                           // 54: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 55: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 56: persys.v1.ComposeSpec.EnvEntry
-	nil,                           // 57: persys.v1.VMSpec.MetadataEntry
-	nil,                           // 58: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 59: persys.v1.Workload.LabelsEntry
-	nil,                           // 60: persys.v1.WorkloadStatus.DetailsEntry
-	nil,                           // 61: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 62: persys.v1.SecretValue.DataEntry
-	nil,                           // 63: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	nil,                           // 64: persys.v1.ServiceSpec.SelectorEntry
-	nil,                           // 65: persys.v1.Service.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 66: google.protobuf.Timestamp
+	(HealthCheckType)(0),          // 8: persys.v1.HealthCheckType
+	(HealthState)(0),              // 9: persys.v1.HealthState
+	(SecretType)(0),               // 10: persys.v1.SecretType
+	(RolloutPhase)(0),             // 11: persys.v1.RolloutPhase
+	(*Resources)(nil),             // 12: persys.v1.Resources
+	(*PortMapping)(nil),           // 13: persys.v1.PortMapping
+	(*Volume)(nil),                // 14: persys.v1.Volume
+	(*ContainerSpec)(nil),         // 15: persys.v1.ContainerSpec
+	(*SecretEnv)(nil),             // 16: persys.v1.SecretEnv
+	(*SecretFile)(nil),            // 17: persys.v1.SecretFile
+	(*GitSource)(nil),             // 18: persys.v1.GitSource
+	(*ComposeSpec)(nil),           // 19: persys.v1.ComposeSpec
+	(*VMDisk)(nil),                // 20: persys.v1.VMDisk
+	(*VMPortForward)(nil),         // 21: persys.v1.VMPortForward
+	(*VMNetwork)(nil),             // 22: persys.v1.VMNetwork
+	(*CloudInit)(nil),             // 23: persys.v1.CloudInit
+	(*VMLogin)(nil),               // 24: persys.v1.VMLogin
+	(*VMKernelBoot)(nil),          // 25: persys.v1.VMKernelBoot
+	(*VMSpec)(nil),                // 26: persys.v1.VMSpec
+	(*WorkloadSpec)(nil),          // 27: persys.v1.WorkloadSpec
+	(*HealthCheck)(nil),           // 28: persys.v1.HealthCheck
+	(*HostAccess)(nil),            // 29: persys.v1.HostAccess
+	(*HostPath)(nil),              // 30: persys.v1.HostPath
+	(*Workload)(nil),              // 31: persys.v1.Workload
+	(*ServiceOwner)(nil),          // 32: persys.v1.ServiceOwner
+	(*WorkloadStatus)(nil),        // 33: persys.v1.WorkloadStatus
+	(*ServiceStatus)(nil),         // 34: persys.v1.ServiceStatus
+	(*RetryState)(nil),            // 35: persys.v1.RetryState
+	(*Assignment)(nil),            // 36: persys.v1.Assignment
+	(*NodeRejection)(nil),         // 37: persys.v1.NodeRejection
+	(*PlacementDecision)(nil),     // 38: persys.v1.PlacementDecision
+	(*NodeCapabilities)(nil),      // 39: persys.v1.NodeCapabilities
+	(*NodePolicy)(nil),            // 40: persys.v1.NodePolicy
+	(*HostPort)(nil),              // 41: persys.v1.HostPort
+	(*StoragePool)(nil),           // 42: persys.v1.StoragePool
+	(*Node)(nil),                  // 43: persys.v1.Node
+	(*Event)(nil),                 // 44: persys.v1.Event
+	(*EventBatch)(nil),            // 45: persys.v1.EventBatch
+	(*SecretInfo)(nil),            // 46: persys.v1.SecretInfo
+	(*SecretValue)(nil),           // 47: persys.v1.SecretValue
+	(*SealedSecret)(nil),          // 48: persys.v1.SealedSecret
+	(*ClusterSummary)(nil),        // 49: persys.v1.ClusterSummary
+	(*ServiceSpread)(nil),         // 50: persys.v1.ServiceSpread
+	(*ServiceUpdatePolicy)(nil),   // 51: persys.v1.ServiceUpdatePolicy
+	(*ServiceSpec)(nil),           // 52: persys.v1.ServiceSpec
+	(*Service)(nil),               // 53: persys.v1.Service
+	(*ServiceRevision)(nil),       // 54: persys.v1.ServiceRevision
+	(*ServiceCondition)(nil),      // 55: persys.v1.ServiceCondition
+	(*ServiceProgress)(nil),       // 56: persys.v1.ServiceProgress
+	nil,                           // 57: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 58: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 59: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 60: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 61: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 62: persys.v1.Workload.LabelsEntry
+	nil,                           // 63: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 64: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 65: persys.v1.SecretValue.DataEntry
+	nil,                           // 66: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	nil,                           // 67: persys.v1.ServiceSpec.SelectorEntry
+	nil,                           // 68: persys.v1.Service.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 69: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	54, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
-	11, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
-	12, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	55, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
-	16, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
-	56, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	57, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	13, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
+	14, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
+	58, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	18, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
+	59, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
 	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
-	19, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
-	18, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
-	20, // 9: persys.v1.VMSpec.networks:type_name -> persys.v1.VMNetwork
-	21, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
-	22, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
-	23, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
-	57, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	21, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
+	20, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
+	22, // 9: persys.v1.VMSpec.networks:type_name -> persys.v1.VMNetwork
+	23, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
+	24, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
+	25, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
+	60, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
 	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
 	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
-	10, // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	58, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
-	13, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
+	12, // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
+	61, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	15, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
 	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
-	17, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
-	24, // 22: persys.v1.WorkloadSpec.vm:type_name -> persys.v1.VMSpec
-	14, // 23: persys.v1.WorkloadSpec.secret_env:type_name -> persys.v1.SecretEnv
-	15, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
-	26, // 25: persys.v1.WorkloadSpec.host_access:type_name -> persys.v1.HostAccess
-	27, // 26: persys.v1.HostAccess.host_paths:type_name -> persys.v1.HostPath
-	38, // 27: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
-	59, // 28: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
-	25, // 29: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	66, // 30: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	66, // 31: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
-	29, // 32: persys.v1.Workload.owner:type_name -> persys.v1.ServiceOwner
-	47, // 33: persys.v1.ServiceOwner.spread:type_name -> persys.v1.ServiceSpread
-	2,  // 34: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
-	3,  // 35: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	66, // 36: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	66, // 37: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
-	31, // 38: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	60, // 39: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
-	2,  // 40: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
-	66, // 41: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
-	3,  // 42: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	66, // 43: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
-	35, // 44: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
-	5,  // 45: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
-	5,  // 46: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
-	34, // 47: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
-	10, // 48: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
-	0,  // 49: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	61, // 50: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	39, // 51: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
-	10, // 52: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
-	37, // 53: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
-	38, // 54: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
-	36, // 55: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 56: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	66, // 57: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	10, // 58: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	10, // 59: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	66, // 60: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	66, // 61: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 62: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	41, // 63: persys.v1.EventBatch.events:type_name -> persys.v1.Event
-	8,  // 64: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	66, // 65: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	66, // 66: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 67: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	62, // 68: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	43, // 69: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	63, // 70: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	10, // 71: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	10, // 72: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	25, // 73: persys.v1.ServiceSpec.template:type_name -> persys.v1.WorkloadSpec
-	64, // 74: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
-	47, // 75: persys.v1.ServiceSpec.spread:type_name -> persys.v1.ServiceSpread
-	48, // 76: persys.v1.ServiceSpec.update:type_name -> persys.v1.ServiceUpdatePolicy
-	65, // 77: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
-	49, // 78: persys.v1.Service.spec:type_name -> persys.v1.ServiceSpec
-	66, // 79: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	66, // 80: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	25, // 81: persys.v1.ServiceRevision.template:type_name -> persys.v1.WorkloadSpec
-	66, // 82: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
-	66, // 83: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
-	9,  // 84: persys.v1.ServiceProgress.phase:type_name -> persys.v1.RolloutPhase
-	52, // 85: persys.v1.ServiceProgress.conditions:type_name -> persys.v1.ServiceCondition
-	66, // 86: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
-	87, // [87:87] is the sub-list for method output_type
-	87, // [87:87] is the sub-list for method input_type
-	87, // [87:87] is the sub-list for extension type_name
-	87, // [87:87] is the sub-list for extension extendee
-	0,  // [0:87] is the sub-list for field type_name
+	19, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
+	26, // 22: persys.v1.WorkloadSpec.vm:type_name -> persys.v1.VMSpec
+	16, // 23: persys.v1.WorkloadSpec.secret_env:type_name -> persys.v1.SecretEnv
+	17, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
+	29, // 25: persys.v1.WorkloadSpec.host_access:type_name -> persys.v1.HostAccess
+	28, // 26: persys.v1.WorkloadSpec.startup_check:type_name -> persys.v1.HealthCheck
+	28, // 27: persys.v1.WorkloadSpec.liveness_check:type_name -> persys.v1.HealthCheck
+	28, // 28: persys.v1.WorkloadSpec.readiness_check:type_name -> persys.v1.HealthCheck
+	8,  // 29: persys.v1.HealthCheck.type:type_name -> persys.v1.HealthCheckType
+	30, // 30: persys.v1.HostAccess.host_paths:type_name -> persys.v1.HostPath
+	41, // 31: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
+	62, // 32: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	27, // 33: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
+	69, // 34: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	69, // 35: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 36: persys.v1.Workload.owner:type_name -> persys.v1.ServiceOwner
+	50, // 37: persys.v1.ServiceOwner.spread:type_name -> persys.v1.ServiceSpread
+	2,  // 38: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
+	3,  // 39: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
+	69, // 40: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	69, // 41: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	34, // 42: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
+	63, // 43: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	9,  // 44: persys.v1.WorkloadStatus.health:type_name -> persys.v1.HealthState
+	69, // 45: persys.v1.WorkloadStatus.health_checked_at:type_name -> google.protobuf.Timestamp
+	2,  // 46: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
+	9,  // 47: persys.v1.ServiceStatus.health:type_name -> persys.v1.HealthState
+	69, // 48: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	3,  // 49: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
+	69, // 50: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	38, // 51: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
+	5,  // 52: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
+	5,  // 53: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
+	37, // 54: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
+	12, // 55: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
+	0,  // 56: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
+	64, // 57: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	42, // 58: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
+	12, // 59: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
+	40, // 60: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
+	41, // 61: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
+	39, // 62: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 63: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	69, // 64: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	12, // 65: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	12, // 66: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	69, // 67: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	69, // 68: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 69: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	44, // 70: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	10, // 71: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	69, // 72: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	69, // 73: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 74: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	65, // 75: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	46, // 76: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	66, // 77: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	12, // 78: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	12, // 79: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	27, // 80: persys.v1.ServiceSpec.template:type_name -> persys.v1.WorkloadSpec
+	67, // 81: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
+	50, // 82: persys.v1.ServiceSpec.spread:type_name -> persys.v1.ServiceSpread
+	51, // 83: persys.v1.ServiceSpec.update:type_name -> persys.v1.ServiceUpdatePolicy
+	68, // 84: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
+	52, // 85: persys.v1.Service.spec:type_name -> persys.v1.ServiceSpec
+	69, // 86: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	69, // 87: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	27, // 88: persys.v1.ServiceRevision.template:type_name -> persys.v1.WorkloadSpec
+	69, // 89: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
+	69, // 90: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
+	11, // 91: persys.v1.ServiceProgress.phase:type_name -> persys.v1.RolloutPhase
+	55, // 92: persys.v1.ServiceProgress.conditions:type_name -> persys.v1.ServiceCondition
+	69, // 93: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
+	94, // [94:94] is the sub-list for method output_type
+	94, // [94:94] is the sub-list for method input_type
+	94, // [94:94] is the sub-list for extension type_name
+	94, // [94:94] is the sub-list for extension extendee
+	0,  // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -5375,8 +5757,8 @@ func file_persys_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
-			NumEnums:      10,
-			NumMessages:   56,
+			NumEnums:      12,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -115,7 +115,66 @@ func (r *Runtime) buildStatus(name string, st *state, ctrs []container.Summary) 
 	}
 	ws.RuntimeId = ws.Details["project"]
 	setWorkloadState(ws, failed, desiredStopped, allRunning, anyRunning)
+	setWorkloadHealth(ws)
 	return ws
+}
+
+// setWorkloadHealth sums the health of the services that have a
+// healthcheck (Docker runs it) into the workload's: the worst of them,
+// and ready while it runs and every one of them is healthy. Without any
+// healthcheck the health stays unspecified and the agent decides.
+func setWorkloadHealth(ws *persysv1.WorkloadStatus) {
+	worst := persysv1.HealthState_HEALTH_STATE_UNSPECIFIED
+	for _, s := range ws.Services {
+		worst = worseHealth(worst, s.Health)
+	}
+	if worst == persysv1.HealthState_HEALTH_STATE_UNSPECIFIED {
+		return
+	}
+	ws.Health = worst
+	ws.Ready = ws.State == persysv1.ActualState_ACTUAL_STATE_RUNNING && worst == persysv1.HealthState_HEALTH_STATE_HEALTHY
+	ws.HealthCheck = "compose healthcheck"
+}
+
+// healthRank orders health states from best to worst.
+var healthRank = map[persysv1.HealthState]int{
+	persysv1.HealthState_HEALTH_STATE_UNSPECIFIED: 0,
+	persysv1.HealthState_HEALTH_STATE_HEALTHY:     1,
+	persysv1.HealthState_HEALTH_STATE_STARTING:    2,
+	persysv1.HealthState_HEALTH_STATE_UNHEALTHY:   3,
+}
+
+func worseHealth(a, b persysv1.HealthState) persysv1.HealthState {
+	if healthRank[b] > healthRank[a] {
+		return b
+	}
+	return a
+}
+
+// containerHealth reads a running container's healthcheck state from the
+// list view: its Health summary (Engine API 1.52 and later) or, from older
+// engines, the status text ("Up 5 seconds (healthy)").
+func containerHealth(c container.Summary) persysv1.HealthState {
+	if c.Health != nil {
+		switch c.Health.Status {
+		case container.Healthy:
+			return persysv1.HealthState_HEALTH_STATE_HEALTHY
+		case container.Unhealthy:
+			return persysv1.HealthState_HEALTH_STATE_UNHEALTHY
+		case container.Starting:
+			return persysv1.HealthState_HEALTH_STATE_STARTING
+		}
+		return persysv1.HealthState_HEALTH_STATE_UNSPECIFIED
+	}
+	switch {
+	case strings.Contains(c.Status, "(unhealthy)"):
+		return persysv1.HealthState_HEALTH_STATE_UNHEALTHY
+	case strings.Contains(c.Status, "(healthy)"):
+		return persysv1.HealthState_HEALTH_STATE_HEALTHY
+	case strings.Contains(c.Status, "(health: starting)"):
+		return persysv1.HealthState_HEALTH_STATE_STARTING
+	}
+	return persysv1.HealthState_HEALTH_STATE_UNSPECIFIED
 }
 
 // servicesOf groups the containers per service and adds the services the
@@ -160,6 +219,7 @@ func addContainer(s *persysv1.ServiceStatus, c container.Summary) {
 	switch c.State {
 	case container.StateRunning, container.StateRestarting:
 		s.Running++
+		s.Health = worseHealth(s.Health, containerHealth(c))
 	case container.StateExited, container.StateDead:
 		if code := exitCode(c.Status); code != 0 || c.State == container.StateDead {
 			s.ExitCode = int32(code)
