@@ -91,8 +91,7 @@ func makeZombie(t *testing.T, pid int) (resume func()) {
 func longRetries(c *scheduler.Config) { c.RetryBase, c.RetryMax = 10*time.Minute, 10*time.Minute }
 
 func TestAgentReportsZombieContainer(t *testing.T) {
-	e := newRecordedEnv(t, nodeID, longRetries)
-	e.withDocker(t)
+	e := newDockerEnv(t, longRetries)
 	ra := e.startAgent(t, "", withAudit(100*time.Millisecond))
 	name := e.prefix + "-zombie"
 	uid := e.apply(t, name, e.spec(100, 64*mib))
