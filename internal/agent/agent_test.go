@@ -2,8 +2,7 @@ package agent_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -19,11 +18,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
@@ -31,7 +27,7 @@ import (
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
-	"github.com/persys-dev/compute/internal/testutil/images"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 const (
@@ -39,173 +35,6 @@ const (
 	waitFor = 60 * time.Second
 	mib     = int64(1 << 20)
 )
-
-// recordingControl stands in for the scheduler: it records every
-// registration and heartbeat.
-type recordingControl struct {
-	persysv1grpc.UnimplementedControlServiceServer
-
-	mu         sync.Mutex
-	registers  []*persysv1.RegisterNodeRequest
-	heartbeats []*persysv1.HeartbeatRequest
-	notify     chan struct{}
-	// refuseRegisters is how many registrations to refuse with
-	// Unavailable; refused counts them.
-	refuseRegisters, refused int
-	// reregister asks, once, the node to register again on a heartbeat.
-	reregister bool
-	// intervalMs and clusterID are sent in RegisterNodeResponse.
-	intervalMs int64
-	clusterID  string
-	// heartbeatIntervalMs is sent in every HeartbeatResponse.
-	heartbeatIntervalMs int64
-	// leader, when set, makes this a follower: registrations and
-	// heartbeats are refused with FailedPrecondition and the leader's
-	// address in the x-persys-leader trailer; redirected counts them.
-	leader     string
-	redirected int
-	// calls logs "register" and "heartbeat" in the order they were
-	// accepted.
-	calls []string
-	// keepDigests makes it answer a full heartbeat that has a digest as a
-	// scheduler that kept it (digest_kept); without it, it answers as one
-	// that predates digests.
-	keepDigests bool
-	// resendOnce answers the next digest-only heartbeat with resend_full;
-	// resent is the index in heartbeats of the last one it answered so.
-	resendOnce bool
-	resent     int
-}
-
-// setLeader makes the server a follower naming leader, or ("") the leader.
-func (c *recordingControl) setLeader(leader string) {
-	c.mu.Lock()
-	c.leader = leader
-	c.mu.Unlock()
-}
-
-// redirect refuses the call as a follower when a leader is set.
-func (c *recordingControl) redirect(ctx context.Context) error {
-	c.mu.Lock()
-	leader := c.leader
-	if leader != "" {
-		c.redirected++
-	}
-	c.mu.Unlock()
-	if leader == "" {
-		return nil
-	}
-	c.signal()
-	if err := grpc.SetTrailer(ctx, metadata.Pairs(contract.MetadataLeader, leader)); err != nil {
-		return err
-	}
-	return status.Errorf(codes.FailedPrecondition, "not the leader; the leader is %s", leader)
-}
-
-func (c *recordingControl) RegisterNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
-	if err := c.redirect(ctx); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if c.refused < c.refuseRegisters {
-		c.refused++
-		c.mu.Unlock()
-		c.signal()
-		return nil, status.Error(codes.Unavailable, "scheduler not ready")
-	}
-	c.registers = append(c.registers, proto.Clone(req).(*persysv1.RegisterNodeRequest))
-	c.calls = append(c.calls, "register")
-	interval, cluster := c.intervalMs, c.clusterID
-	c.mu.Unlock()
-	c.signal()
-	return &persysv1.RegisterNodeResponse{LeaseTtlSeconds: 30, HeartbeatIntervalMs: interval, ClusterId: cluster}, nil
-}
-
-func (c *recordingControl) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
-	if err := c.redirect(ctx); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	c.heartbeats = append(c.heartbeats, proto.Clone(req).(*persysv1.HeartbeatRequest))
-	c.calls = append(c.calls, "heartbeat")
-	resp := &persysv1.HeartbeatResponse{Reregister: c.reregister, HeartbeatIntervalMs: c.heartbeatIntervalMs}
-	c.reregister = false
-	switch {
-	case resp.Reregister:
-	case req.GetDigestOnly() && c.resendOnce:
-		c.resendOnce, c.resent = false, len(c.heartbeats)-1
-		resp.ResendFull = true
-	case !req.GetDigestOnly() && c.keepDigests && req.GetReportDigest() != 0:
-		resp.DigestKept = true
-	}
-	c.mu.Unlock()
-	c.signal()
-	return resp, nil
-}
-
-func (c *recordingControl) signal() {
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
-}
-
-func (c *recordingControl) counts() (registers, heartbeats int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.registers), len(c.heartbeats)
-}
-
-// waitRegister waits for a registration with index >= from and returns it.
-func (c *recordingControl) waitRegister(t *testing.T, from int) *persysv1.RegisterNodeRequest {
-	t.Helper()
-	var got *persysv1.RegisterNodeRequest
-	c.wait(t, "a registration", func() bool {
-		if len(c.registers) > from {
-			got = c.registers[from]
-			return true
-		}
-		return false
-	})
-	return got
-}
-
-// waitHeartbeat waits for a heartbeat with index >= from that satisfies ok.
-func (c *recordingControl) waitHeartbeat(t *testing.T, from int, what string, ok func(*persysv1.HeartbeatRequest) bool) *persysv1.HeartbeatRequest {
-	t.Helper()
-	var got *persysv1.HeartbeatRequest
-	c.wait(t, what, func() bool {
-		for _, hb := range c.heartbeats[min(from, len(c.heartbeats)):] {
-			if ok(hb) {
-				got = hb
-				return true
-			}
-		}
-		return false
-	})
-	return got
-}
-
-// wait evaluates cond under the lock after every recorded call, until it
-// holds or the deadline passes.
-func (c *recordingControl) wait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.NewTimer(waitFor)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		done := cond()
-		c.mu.Unlock()
-		if done {
-			return
-		}
-		select {
-		case <-c.notify:
-		case <-deadline.C:
-			t.Fatalf("no %s within %s", what, waitFor)
-		}
-	}
-}
 
 func findWorkload(ws []*persysv1.WorkloadStatus, name string) *persysv1.WorkloadStatus {
 	for _, w := range ws {
@@ -217,13 +46,12 @@ func findWorkload(ws []*persysv1.WorkloadStatus, name string) *persysv1.Workload
 }
 
 type env struct {
-	bundle  *pki.Bundle
-	control *recordingControl
-	addr    string         // the control server
-	cli     *client.Client // nil in a bare env
-	image   string
-	prefix  string // of this run's workload names
-	node    string // the agent's node id; "" is nodeID
+	bundle *pki.Bundle
+	addr   string         // the scheduler
+	cli    *client.Client // nil in a bare env
+	image  string
+	prefix string // of this run's workload names
+	node   string // the agent's node id; "" is nodeID
 }
 
 // nodeName is the agent's node id.
@@ -240,51 +68,6 @@ func testLogger() *slog.Logger {
 		w = os.Stderr
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// newEnv is a test's PKI, a stand-in scheduler serving control over mTLS
-// and the Docker engine with the test image.
-func newEnv(t *testing.T, control *recordingControl) *env {
-	t.Helper()
-	cli, image := images.HelloImage(t)
-	e := newBareEnv(t, control)
-	e.cli, e.image = cli, image
-	t.Cleanup(func() { e.removeContainers(t) })
-	return e
-}
-
-// newBareEnv is newEnv without Docker.
-func newBareEnv(t *testing.T, control *recordingControl) *env {
-	t.Helper()
-	b, err := pki.Bootstrap(t.TempDir(), []string{nodeID}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	e := &env{bundle: b, control: control, image: "app:1", prefix: "agt-" + hex.EncodeToString(rnd[:])}
-	e.addr = e.serveControl(t, control)
-	return e
-}
-
-// serveControl serves control as a scheduler on loopback over mTLS and
-// returns its address.
-func (e *env) serveControl(t *testing.T, control *recordingControl) string {
-	t.Helper()
-	serverTLS, err := pki.ServerTLS(e.bundle.Scheduler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	control.notify = make(chan struct{}, 1)
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
-	persysv1grpc.RegisterControlServiceServer(srv, control)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(srv.Stop)
-	return ln.Addr().String()
 }
 
 // removeContainers removes every container of this run's workloads.
@@ -445,22 +228,26 @@ func apply(t *testing.T, c persysv1grpc.AgentServiceClient, req *persysv1.ApplyW
 	return resp
 }
 
+// TestAgentWithDocker runs an agent on the Docker engine registered with
+// a real scheduler; the test calls the agent as that scheduler does.
 func TestAgentWithDocker(t *testing.T) {
-	e := newEnv(t, &recordingControl{})
+	r := newDockerEnv(t, nil)
+	e := r.env
 	ctx := context.Background()
-	pre, web, big := e.prefix+"-pre", e.prefix+"-web", e.prefix+"-big"
+	pre, web, side, big := e.prefix+"-pre", e.prefix+"-web", e.prefix+"-side", e.prefix+"-big"
 	dataDir := t.TempDir()
 
 	// A workload that runs before the agent starts, as after an agent
-	// restart.
+	// restart; the scheduler never placed it.
 	if _, _, err := e.runtime(t).Apply(ctx, runtime.Instance{Name: pre, UID: "uid-pre", Revision: 1, Spec: e.spec(100, 64*mib)}); err != nil {
 		t.Fatalf("apply %s directly: %v", pre, err)
 	}
 
 	a1 := e.startAgent(t, dataDir)
-	c := &dockerAgentCase{e: e, a1: a1, pre: pre, web: web, big: big, dataDir: dataDir}
+	c := &dockerAgentCase{r: r, e: e, a1: a1, pre: pre, web: web, side: side, big: big, dataDir: dataDir}
 
 	t.Run("registers with capabilities and existing workloads", c.registers)
+	t.Run("the scheduler removes what it did not place", c.removesOrphan)
 	t.Run("apply runs a container and a repeated apply is skipped", c.applies)
 	t.Run("apply above the utilization threshold is refused", c.refusesAboveThreshold)
 	t.Run("invalid requests are InvalidArgument with INVALID_SPEC", c.refusesInvalid)
@@ -470,19 +257,21 @@ func TestAgentWithDocker(t *testing.T) {
 }
 
 // dockerAgentCase is what the steps of TestAgentWithDocker share: the
-// environment, the first agent and the workload names.
+// scheduler, the environment, the first agent and the workload names.
 type dockerAgentCase struct {
-	e                      *env
-	a1                     *runningAgent
-	pre, web, big, dataDir string
+	r                            *realEnv
+	e                            *env
+	a1                           *runningAgent
+	pre, web, side, big, dataDir string
+	webUID                       string
 }
 
 // registers: registers with capabilities and existing workloads.
 func (c *dockerAgentCase) registers(t *testing.T) {
-	e, a1, pre := c.e, c.a1, c.pre
-	reg := e.control.waitRegister(t, 0)
-	if reg.GetNodeId() != nodeID || reg.GetAddress() != a1.addr {
-		t.Fatalf("registered as %q at %q, want %q at %q", reg.GetNodeId(), reg.GetAddress(), nodeID, a1.addr)
+	a1, pre := c.a1, c.pre
+	reg, _ := c.r.registrationAt(t, 0)
+	if reg.GetNodeId() != c.e.nodeName() || reg.GetAddress() != a1.addr {
+		t.Fatalf("registered as %q at %q, want %q at %q", reg.GetNodeId(), reg.GetAddress(), c.e.nodeName(), a1.addr)
 	}
 	caps := reg.GetCapabilities()
 	if caps.GetCapacity().GetCpuMillis() != 2000 || caps.GetCapacity().GetMemoryBytes() != 1024*mib {
@@ -496,23 +285,42 @@ func (c *dockerAgentCase) registers(t *testing.T) {
 	}
 	w := findWorkload(reg.GetWorkloads(), pre)
 	if w == nil || w.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || w.GetUid() != "uid-pre" ||
-		w.GetRevision() != 1 || w.GetNodeId() != nodeID {
+		w.GetRevision() != 1 || w.GetNodeId() != c.e.nodeName() {
 		t.Fatalf("registration reports %s as %v, want it running at revision 1", pre, w)
 	}
 }
 
-// applies: apply runs a container and a repeated apply is skipped.
+// removesOrphan: the scheduler has the agent delete what it reported but
+// the scheduler never placed.
+func (c *dockerAgentCase) removesOrphan(t *testing.T) {
+	eventually.Eventually(t, c.pre+" removed", waitFor, func() (bool, string) {
+		n := len(c.e.containers(t, c.pre))
+		return n == 0, fmt.Sprintf("%d containers", n)
+	})
+}
+
+// running waits until the agent runs name and returns its status.
+func running(t *testing.T, ra *runningAgent, name string) *persysv1.WorkloadStatus {
+	t.Helper()
+	return waitAgentState(t, ra, name, "running", func(st *persysv1.WorkloadStatus) bool {
+		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
+	})
+}
+
+// applies: the scheduler's apply runs a container and a repeated apply is
+// skipped.
 func (c *dockerAgentCase) applies(t *testing.T) {
 	e, a1, web := c.e, c.a1, c.web
-	req := &persysv1.ApplyWorkloadRequest{Name: web, Uid: "uid-web", Revision: 1, Spec: e.spec(500, 128*mib)}
-	resp := apply(t, a1.client, req)
-	st := resp.GetStatus()
-	if resp.GetSkipped() || st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetNodeId() != nodeID || st.GetRuntimeId() == "" {
-		t.Fatalf("first apply = %v", resp)
+	c.webUID = c.r.apply(t, web, e.spec(500, 128*mib))
+	c.r.apply(t, c.side, e.spec(100, 64*mib))
+	st := running(t, a1, web)
+	running(t, a1, c.side)
+	if st.GetNodeId() != e.nodeName() || st.GetRuntimeId() == "" || st.GetUid() != c.webUID {
+		t.Fatalf("web runs as %v", st)
 	}
-	again := apply(t, a1.client, req)
+	again := apply(t, a1.client, &persysv1.ApplyWorkloadRequest{Name: web, Uid: c.webUID, Revision: 1, Spec: e.spec(500, 128*mib)})
 	if !again.GetSkipped() || again.GetStatus().GetRuntimeId() != st.GetRuntimeId() {
-		t.Fatalf("second apply = %v, want skipped on container %s", again, st.GetRuntimeId())
+		t.Fatalf("repeated apply = %v, want skipped on container %s", again, st.GetRuntimeId())
 	}
 	if n := len(e.containers(t, web)); n != 1 {
 		t.Fatalf("%d containers for %s, want 1", n, web)
@@ -522,7 +330,7 @@ func (c *dockerAgentCase) applies(t *testing.T) {
 // refusesAboveThreshold: apply above the utilization threshold is refused.
 func (c *dockerAgentCase) refusesAboveThreshold(t *testing.T) {
 	e, a1, big, ctx := c.e, c.a1, c.big, context.Background()
-	// 500m of 2000m are allocated; 1200m more exceeds 80%.
+	// 600m of 2000m are allocated; 1200m more exceeds 80%.
 	resp := apply(t, a1.client, &persysv1.ApplyWorkloadRequest{Name: big, Uid: "uid-big", Revision: 1, Spec: e.spec(1200, 64*mib)})
 	st := resp.GetStatus()
 	if st.GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED ||
@@ -566,34 +374,36 @@ func (c *dockerAgentCase) onlySchedulerCalls(t *testing.T) {
 		t.Fatalf("a refused caller created %d containers", len(cs))
 	}
 	h, err := a1.client.HealthCheck(ctx, &persysv1.HealthCheckRequest{})
-	if err != nil || !h.GetHealthy() || h.GetRuntimes()["container"] != "ok" || h.GetNodeId() != nodeID {
+	if err != nil || !h.GetHealthy() || h.GetRuntimes()["container"] != "ok" || h.GetNodeId() != e.nodeName() {
 		t.Fatalf("HealthCheck = %v, %v", h, err)
 	}
 }
 
-// reportsRemovedContainer: a container removed behind the agent's back is reported at once.
+// reportsRemovedContainer: a container removed behind the agent's back is
+// reported at once, in a full list.
 func (c *dockerAgentCase) reportsRemovedContainer(t *testing.T) {
-	e, pre, web, ctx := c.e, c.pre, c.web, context.Background()
-	cs := e.containers(t, pre)
+	e, side, web, ctx := c.e, c.side, c.web, context.Background()
+	cs := e.containers(t, side)
 	if len(cs) != 1 {
-		t.Fatalf("%d containers for %s, want 1", len(cs), pre)
+		t.Fatalf("%d containers for %s, want 1", len(cs), side)
 	}
-	_, from := e.control.counts()
+	from := len(c.r.heartbeats())
 	if _, err := e.cli.ContainerRemove(ctx, cs[0].ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	hb := e.control.waitHeartbeat(t, from, "heartbeat without "+pre, func(hb *persysv1.HeartbeatRequest) bool {
-		return findWorkload(hb.GetWorkloads(), pre) == nil
+	hb := c.r.waitHeartbeat(t, from, "heartbeat without "+side, func(hb *persysv1.HeartbeatRequest) bool {
+		return !hb.GetDigestOnly() && findWorkload(hb.GetWorkloads(), side) == nil
 	})
 	if findWorkload(hb.GetWorkloads(), web) == nil {
 		t.Fatalf("heartbeat lacks %s: not the full set", web)
 	}
-	if hb.GetNodeId() != nodeID || hb.GetUsage() == nil {
+	if hb.GetNodeId() != e.nodeName() || hb.GetUsage() == nil {
 		t.Fatalf("heartbeat = %v", hb)
 	}
 }
 
-// adoptsOnRestart: a new agent adopts the running container without restarting it.
+// adoptsOnRestart: a new agent adopts the running container without
+// restarting it.
 func (c *dockerAgentCase) adoptsOnRestart(t *testing.T) {
 	e, a1, web, big, dataDir, ctx := c.e, c.a1, c.web, c.big, c.dataDir, context.Background()
 	cs := e.containers(t, web)
@@ -606,18 +416,18 @@ func (c *dockerAgentCase) adoptsOnRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	a1.stop()
-	regs, _ := e.control.counts()
 
 	a2 := e.startAgent(t, dataDir)
-	reg := e.control.waitRegister(t, regs)
+	reg, _ := c.r.registrationAt(t, 1)
 	w := findWorkload(reg.GetWorkloads(), web)
 	if w == nil || w.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || w.GetRuntimeId() != before.ID {
 		t.Fatalf("re-registration reports %s as %v, want running in container %s", web, w, before.ID)
 	}
-	// The scheduler re-applies what it adopted: a no-op.
-	resp := apply(t, a2.client, &persysv1.ApplyWorkloadRequest{Name: web, Uid: "uid-web", Revision: 1, Spec: e.spec(500, 128*mib)})
-	if !resp.GetSkipped() || resp.GetStatus().GetRuntimeId() != before.ID {
-		t.Fatalf("re-apply after restart = %v, want skipped", resp)
+	// An apply of what the agent adopted (the scheduler sends its own
+	// too, at once) keeps the container.
+	resp := apply(t, a2.client, &persysv1.ApplyWorkloadRequest{Name: web, Uid: c.webUID, Revision: 1, Spec: e.spec(500, 128*mib)})
+	if resp.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || resp.GetStatus().GetRuntimeId() != before.ID {
+		t.Fatalf("re-apply after restart = %v, want container %s running", resp, before.ID)
 	}
 	afterRes, err := e.cli.ContainerInspect(ctx, before.ID, client.ContainerInspectOptions{})
 	after := afterRes.Container
@@ -629,20 +439,21 @@ func (c *dockerAgentCase) adoptsOnRestart(t *testing.T) {
 			before.State.StartedAt, after.State.StartedAt, after.State.Running, before.RestartCount, after.RestartCount)
 	}
 	// The allocation record survived the restart: the node is still
-	// 500m full.
+	// 500m full at least.
 	refused := apply(t, a2.client, &persysv1.ApplyWorkloadRequest{Name: big, Uid: "uid-big", Revision: 1, Spec: e.spec(1200, 64*mib)})
 	if refused.GetStatus().GetReason() != persysv1.FailureReason_FAILURE_REASON_INSUFFICIENT_RESOURCES {
 		t.Fatalf("apply over threshold after restart = %v", refused)
 	}
 
-	del, err := a2.client.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: web, Uid: "uid-web"})
-	if err != nil || !del.GetExisted() {
-		t.Fatalf("DeleteWorkload = %v, %v", del, err)
+	// The scheduler deletes web.
+	if _, err := c.r.s.Admin(t).DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: web}); err != nil {
+		t.Fatal(err)
 	}
-	if cs := e.containers(t, web); len(cs) != 0 {
-		t.Fatalf("%d containers left after delete", len(cs))
-	}
-	del, err = a2.client.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: web})
+	eventually.Eventually(t, web+" deleted", waitFor, func() (bool, string) {
+		n := len(e.containers(t, web))
+		return n == 0, fmt.Sprintf("%d containers", n)
+	})
+	del, err := a2.client.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: web})
 	if err != nil || del.GetExisted() {
 		t.Fatalf("second DeleteWorkload = %v, %v", del, err)
 	}

@@ -67,7 +67,7 @@ func TestHealthChecksWithRealScheduler(t *testing.T) {
 	eventually.Eventually(t, "a HealthChanged event", waitFor, func() (bool, string) {
 		var types []string
 		for _, ev := range events(ready) {
-			if ev.GetType() == string(model.EventHealthChanged) && strings.Contains(ev.GetMessage(), "healthy, ready") {
+			if ev.GetType() == string(model.EventHealthChanged) && strings.Contains(ev.GetMessage(), "HEALTHY, ready") {
 				return true, ""
 			}
 			types = append(types, ev.GetType()+": "+ev.GetMessage())

@@ -41,19 +41,17 @@ func randomPrefix() string {
 // waitNodeReady waits until the scheduler reports the node READY.
 func waitNodeReady(t *testing.T, admin persysv1grpc.ControlServiceClient, within time.Duration) *persysv1.Node {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
+	var n *persysv1.Node
+	eventually.Eventually(t, "node READY at the scheduler", within, func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		n, err := admin.GetNode(ctx, &persysv1.GetNodeRequest{Id: nodeID})
-		cancel()
-		if err == nil && n.GetState() == persysv1.NodeState_NODE_STATE_READY {
-			return n
+		defer cancel()
+		var err error
+		if n, err = admin.GetNode(ctx, &persysv1.GetNodeRequest{Id: nodeID}); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node never READY at the scheduler: %v, %v", n, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return n.GetState() == persysv1.NodeState_NODE_STATE_READY, n.GetState().String()
+	})
+	return n
 }
 
 // TestAgentRetriesUntilSchedulerStarts: an agent started before any
@@ -105,9 +103,9 @@ func TestAgentWithRealScheduler(t *testing.T) {
 	if n.GetCapabilities().GetLabels()["zone"] != "test" || n.GetCapabilities().GetCapacity().GetCpuMillis() != 2000 {
 		t.Errorf("node at the scheduler = labels %v capacity %v, want zone=test and 2000 millicpu", n.GetCapabilities().GetLabels(), n.GetCapabilities().GetCapacity())
 	}
-	if err := ra.agent.Ready(); err != nil {
-		t.Errorf("agent not ready after registering: %v", err)
-	}
+	// The scheduler may show the node READY a moment before the agent has
+	// read the registration's answer.
+	waitReady(t, ra.agent)
 	// Three lease TTLs: without renewing heartbeats the lease would lapse.
 	end := time.Now().Add(3 * 2 * time.Second)
 	for time.Now().Before(end) {
@@ -178,6 +176,18 @@ func newRecordedEnv(t *testing.T, node string, cfg func(*scheduler.Config)) *rea
 			}
 		}})
 	return &realEnv{env: &env{bundle: s.Bundle, addr: s.Addrs[0], image: "app:1", prefix: randomPrefix(), node: node}, s: s, rec: rec}
+}
+
+// newDockerEnv is newRecordedEnv with the Docker engine, for a node id of
+// the test's own: a scheduler removes what its node runs unplaced, so no
+// two runs on one engine may share a node id.
+func newDockerEnv(t *testing.T, cfg func(*scheduler.Config)) *realEnv {
+	t.Helper()
+	prefix := randomPrefix()
+	r := newRecordedEnv(t, prefix+"-node", cfg)
+	r.prefix = prefix
+	r.withDocker(t)
+	return r
 }
 
 // withDocker gives the env the Docker engine and the test image, and

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/scheduler"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/need"
 )
 
@@ -73,17 +75,11 @@ func makeZombie(t *testing.T, pid int) (resume func()) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill container process %d: %v", pid, err)
 	}
-	deadline := time.Now().Add(waitFor)
-	for {
+	eventually.Eventually(t, fmt.Sprintf("process %d a zombie", pid), waitFor, func() (bool, string) {
 		s, _, err := procState(pid)
-		if err == nil && s == 'Z' {
-			return resume
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d did not become a zombie (state %c, %v)", pid, s, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return err == nil && s == 'Z', fmt.Sprintf("state %c, %v", s, err)
+	})
+	return resume
 }
 
 // longRetries keeps a failed workload failed for the test's length: the
@@ -91,8 +87,7 @@ func makeZombie(t *testing.T, pid int) (resume func()) {
 func longRetries(c *scheduler.Config) { c.RetryBase, c.RetryMax = 10*time.Minute, 10*time.Minute }
 
 func TestAgentReportsZombieContainer(t *testing.T) {
-	e := newRecordedEnv(t, nodeID, longRetries)
-	e.withDocker(t)
+	e := newDockerEnv(t, longRetries)
 	ra := e.startAgent(t, "", withAudit(100*time.Millisecond))
 	name := e.prefix + "-zombie"
 	uid := e.apply(t, name, e.spec(100, 64*mib))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,12 +27,38 @@ spec:
   container: {image: example/web:1}
 `
 
+// Most tests of this package share one real scheduler on embedded etcd
+// with a sim agent on n1 (which fails brokenImage) and a gateway in front,
+// over mutual TLS; each uses workload names of its own. The node and
+// leader tests start clusters of their own.
+var (
+	shared   *realsched.Cluster
+	sharedGW *realsched.Gateway
+	// calls records every call that reaches the shared scheduler.
+	calls callrec.Recorder
+)
+
+const brokenImage = "example/broken:1"
+
+func TestMain(m *testing.M) {
+	os.Exit(realsched.Main(m, func(tb testing.TB) {
+		shared = realsched.Start(tb, realsched.Options{NoSecrets: true, Nodes: []string{"n1"}, ServerOptions: calls.ServerOptions()})
+		shared.StartAgent(tb, "n1", sim.Options{FailImages: map[string]persysv1.FailureReason{
+			brokenImage: persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}})
+		sharedGW = shared.StartGateway(tb, nil)
+	}))
+}
+
+// named is manifest with every "web" replaced by name (its label too).
+func named(name string) string { return strings.ReplaceAll(manifest, "web", name) }
+
 // TestClientAgainstScheduler applies, reads and deletes workloads through
 // a gateway in front of a real scheduler.
 func TestClientAgainstScheduler(t *testing.T) {
-	rc := realsched.Start(t, realsched.Options{NoSecrets: true})
-	c := rc.Client(t, rc.StartGateway(t, nil))
+	shared.Forget(t, "cas")
+	c := shared.Client(t, sharedGW)
 	ctx := t.Context()
+	manifest := named("cas")
 
 	resp, err := c.Apply(ctx, []byte(manifest))
 	if err != nil {
@@ -44,11 +71,11 @@ func TestClientAgainstScheduler(t *testing.T) {
 		t.Fatalf("second apply: %v %v", resp, err)
 	}
 
-	v, err := c.GetWorkload(ctx, "web", false)
-	if err != nil || v.GetWorkload().GetName() != "web" {
+	v, err := c.GetWorkload(ctx, "cas", false)
+	if err != nil || v.GetWorkload().GetName() != "cas" {
 		t.Fatalf("get: %v %v", v, err)
 	}
-	list, err := c.ListWorkloadsSelector(ctx, map[string]string{"app": "web"})
+	list, err := c.ListWorkloadsSelector(ctx, map[string]string{"app": "cas"})
 	if err != nil || len(list.GetWorkloads()) != 1 {
 		t.Fatalf("list by selector: %v %v", list, err)
 	}
@@ -75,37 +102,35 @@ func TestClientAgainstScheduler(t *testing.T) {
 		t.Fatalf("escaped name: %v", err)
 	}
 
-	if err := c.DeleteWorkload(ctx, "web"); err != nil {
+	if err := c.DeleteWorkload(ctx, "cas"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Wait(ctx, "web", "deleted", time.Minute); err != nil {
+	if _, err := c.Wait(ctx, "cas", "deleted", time.Minute); err != nil {
 		t.Fatalf("wait deleted: %v", err)
 	}
 }
 
-// TestClientWaitRetryAndNodes runs web on a real agent whose sim runtime
-// fails its image, behind a real scheduler and gateway.
+// TestClientWaitRetryAndNodes runs wr on the shared agent, whose sim
+// runtime fails its image.
 func TestClientWaitRetryAndNodes(t *testing.T) {
-	rc := realsched.Start(t, realsched.Options{NoSecrets: true, Nodes: []string{"n1"}})
-	rc.StartAgent(t, "n1", sim.Options{FailImages: map[string]persysv1.FailureReason{
-		"example/web:1": persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}})
-	c := rc.Client(t, rc.StartGateway(t, nil))
+	shared.Forget(t, "wr", "nowhere")
+	c := shared.Client(t, sharedGW)
 	ctx := t.Context()
-	if _, err := c.Apply(ctx, []byte(manifest)); err != nil {
+	if _, err := c.Apply(ctx, []byte(strings.Replace(named("wr"), "example/wr:1", brokenImage, 1))); err != nil {
 		t.Fatal(err)
 	}
-	v, err := c.Wait(ctx, "web", "running", time.Minute)
+	v, err := c.Wait(ctx, "wr", "running", time.Minute)
 	if err != nil || v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED ||
 		v.GetStatus().GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
 		t.Fatalf("wait on failed: %v %v", v, err)
 	}
-	if v, err = c.RetryWorkload(ctx, "web"); err != nil || v.GetWorkload().GetName() != "web" {
+	if v, err = c.RetryWorkload(ctx, "wr"); err != nil || v.GetWorkload().GetName() != "wr" {
 		t.Fatalf("retry: %v %v", v, err)
 	}
 
 	// A wait that times out returns the last view and a 408 APIError: no
 	// node matches this one's selector, so it stays PENDING.
-	pending := strings.Replace(strings.ReplaceAll(manifest, "web", "nowhere"), "  type: container\n", "  type: container\n  nodeSelector: {zone: none}\n", 1)
+	pending := strings.Replace(named("nowhere"), "  type: container\n", "  type: container\n  nodeSelector: {zone: none}\n", 1)
 	if _, err := c.Apply(ctx, []byte(pending)); err != nil {
 		t.Fatal(err)
 	}
@@ -127,25 +152,24 @@ func TestClientWaitRetryAndNodes(t *testing.T) {
 	if s, err := c.Summary(ctx); err != nil || s.GetNodesTotal() != 1 {
 		t.Fatalf("summary: %v %v", s, err)
 	}
-	if ev, err := c.ListEvents(ctx, "web", 5); err != nil || len(ev.GetEvents()) == 0 {
+	if ev, err := c.ListEvents(ctx, "wr", 5); err != nil || len(ev.GetEvents()) == 0 {
 		t.Fatalf("events: %v %v", ev, err)
 	}
-	if err := c.DeleteWorkload(ctx, "web"); err != nil {
+	if err := c.DeleteWorkload(ctx, "wr"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Wait(ctx, "web", "deleted", time.Minute); err != nil {
+	if _, err := c.Wait(ctx, "wr", "deleted", time.Minute); err != nil {
 		t.Fatalf("wait deleted: %v", err)
 	}
 }
 
 func TestClientRefusesWrongCA(t *testing.T) {
-	rc := realsched.Start(t, realsched.Options{NoSecrets: true})
 	other, err := pki.Bootstrap(t.TempDir(), nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Trusting another cluster's CA: the gateway's certificate fails.
-	cfg := *rc.Config(rc.StartGateway(t, nil))
+	cfg := *shared.Config(sharedGW)
 	cfg.CA = other.CA
 	c, err := client.New(&cfg)
 	if err != nil {
@@ -272,32 +296,42 @@ func TestClientFollowsLeader(t *testing.T) {
 // real scheduler: one call for the stream, an item the scheduler cannot
 // apply in its own result, an invalid stream as an APIError.
 func TestClientApplyAll(t *testing.T) {
-	rec := &callrec.Recorder{}
-	rc := realsched.Start(t, realsched.Options{NoSecrets: true, ServerOptions: rec.ServerOptions()})
-	c := rc.Client(t, rc.StartGateway(t, nil))
+	shared.Forget(t, "aa-web", "aa-db")
+	c := shared.Client(t, sharedGW)
 	ctx := t.Context()
-	db := strings.ReplaceAll(manifest, "web", "db")
-	stream := []byte(manifest + "---\n" + db)
+	web, db := named("aa-web"), named("aa-db")
+	stream := []byte(web + "---\n" + db)
+	// batches counts the ApplyWorkloads calls of this test's streams.
+	batches := func() int {
+		n := 0
+		for _, c := range calls.Calls("ApplyWorkloads") {
+			if items := c.Request.(*persysv1.ApplyWorkloadsRequest).GetItems(); len(items) > 0 && items[0].GetName() == "aa-web" {
+				n++
+			}
+		}
+		return n
+	}
+	before := batches()
 
 	resp, err := c.ApplyAll(ctx, stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rs := resp.GetResults(); len(rs) != 2 || rs[0].GetName() != "web" || rs[0].GetResult() != "created" ||
-		rs[1].GetName() != "db" || rs[1].GetResult() != "created" {
+	if rs := resp.GetResults(); len(rs) != 2 || rs[0].GetName() != "aa-web" || rs[0].GetResult() != "created" ||
+		rs[1].GetName() != "aa-db" || rs[1].GetResult() != "created" {
 		t.Fatalf("results %v", rs)
 	}
-	if n := len(rec.Calls("ApplyWorkloads")); n != 1 {
+	if n := batches() - before; n != 1 {
 		t.Errorf("the scheduler got %d ApplyWorkloads calls, want 1", n)
 	}
-	if _, err := c.GetWorkload(ctx, "db", false); err != nil {
-		t.Fatalf("db after ApplyAll: %v", err)
+	if _, err := c.GetWorkload(ctx, "aa-db", false); err != nil {
+		t.Fatalf("aa-db after ApplyAll: %v", err)
 	}
 
-	// One item failing is in its result, not an error: db now comes from
-	// a Git repository that no server answers.
-	dbGit := "kind: Workload\nmetadata: {name: db}\nspec:\n  type: compose\n  compose:\n    git: {url: 'http://127.0.0.1:1/none.git', ref: main}\n"
-	resp, err = c.ApplyAll(ctx, []byte(manifest+"---\n"+dbGit))
+	// One item failing is in its result, not an error: aa-db now comes
+	// from a Git repository that no server answers.
+	dbGit := "kind: Workload\nmetadata: {name: aa-db}\nspec:\n  type: compose\n  compose:\n    git: {url: 'http://127.0.0.1:1/none.git', ref: main}\n"
+	resp, err = c.ApplyAll(ctx, []byte(web+"---\n"+dbGit))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,7 +341,7 @@ func TestClientApplyAll(t *testing.T) {
 	}
 
 	// An invalid stream comes back as an APIError naming the document.
-	_, err = c.ApplyAll(ctx, []byte(manifest+"---\n"+strings.Replace(db, "type: container", "type: spaceship", 1)))
+	_, err = c.ApplyAll(ctx, []byte(web+"---\n"+strings.Replace(db, "type: container", "type: spaceship", 1)))
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Code != http.StatusBadRequest || len(ae.Fields) != 1 || ae.Fields[0].Field != "documents[1].spec.type" {
 		t.Fatalf("invalid stream: %#v", err)
@@ -315,7 +349,7 @@ func TestClientApplyAll(t *testing.T) {
 	if _, err := c.ApplyAll(ctx, nil); !errors.As(err, &ae) || ae.Code != http.StatusBadRequest {
 		t.Fatalf("empty stream: %v", err)
 	}
-	if n := len(rec.Calls("ApplyWorkloads")); n != 2 {
+	if n := batches() - before; n != 2 {
 		t.Errorf("the scheduler got %d ApplyWorkloads calls, want 2: invalid streams must not reach it", n)
 	}
 }

@@ -110,6 +110,7 @@ func (tt auditCase) check(t *testing.T) {
 }
 
 func TestPermissionsAndAudit(t *testing.T) {
+	shared.Forget(t, "audited")
 	viewer := httpClient(t, shared.IssueUser(t, "vera", pki.RoleViewer))
 	operator := httpClient(t, shared.IssueUser(t, "otto", pki.RoleOperator))
 	agent := httpClient(t, shared.IssueUser(t, "node-9", pki.RoleAgent))

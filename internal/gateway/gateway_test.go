@@ -120,6 +120,7 @@ func waitView(t *testing.T, c *http.Client, gw *realsched.Gateway, name string) 
 }
 
 func TestApplyCreatedThenUnchanged(t *testing.T) {
+	shared.Forget(t, "web")
 	c := httpClient(t, shared.Bundle.Admin)
 	before := calls.Named("ApplyWorkload", "web")
 
@@ -224,6 +225,7 @@ func TestApplyRejectedBeforeScheduler(t *testing.T) {
 // The mapping of every gRPC code is TestHTTPStatus and TestErrorDetail.
 func TestSchedulerRefusalNamesField(t *testing.T) {
 	c := httpClient(t, shared.Bundle.Admin)
+	before := calls.Named("ApplyWorkload", "badcompose")
 	code, body := call(t, c, "POST", sharedGW.Endpoint+"/v1/workloads", []byte(badCompose("badcompose")))
 	if code != http.StatusBadRequest {
 		t.Fatalf("code %d, body %s", code, body)
@@ -232,7 +234,7 @@ func TestSchedulerRefusalNamesField(t *testing.T) {
 	if len(d.Fields) == 0 || !strings.HasPrefix(d.Fields[0].Field, "spec.compose.inline") || d.Fields[0].Reason == "" {
 		t.Errorf("fields %+v, want one under spec.compose.inline", d.Fields)
 	}
-	if n := calls.Named("ApplyWorkload", "badcompose"); n != 1 {
+	if n := calls.Named("ApplyWorkload", "badcompose") - before; n != 1 {
 		t.Errorf("ApplyWorkload calls for badcompose = %d, want 1: the scheduler refused it", n)
 	}
 }
@@ -288,6 +290,7 @@ func eventsOf(t *testing.T, body []byte) []*persysv1.Event {
 }
 
 func TestReadRoutes(t *testing.T) {
+	shared.Forget(t, "reader")
 	c := httpClient(t, shared.Bundle.Admin)
 	post(t, c, sharedGW, workload("reader"), http.StatusCreated)
 	if v := waitView(t, c, sharedGW, "reader"); v.GetStatus().GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
@@ -348,7 +351,9 @@ func TestReadRoutes(t *testing.T) {
 }
 
 func TestDeleteAndRetry(t *testing.T) {
+	shared.Forget(t, "retrier")
 	c := httpClient(t, shared.Bundle.Admin)
+	retries := calls.Named("RetryWorkload", "retrier")
 	post(t, c, sharedGW, broken(workload("retrier")), http.StatusCreated)
 	if v := waitView(t, c, sharedGW, "retrier"); v.GetStatus().GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
 		t.Fatalf("retrier: %v", v.GetStatus())
@@ -357,7 +362,7 @@ func TestDeleteAndRetry(t *testing.T) {
 	if code != http.StatusOK || !bytes.Contains(body, []byte(`"name":"retrier"`)) {
 		t.Fatalf("retry: %d %s", code, body)
 	}
-	if n := calls.Named("RetryWorkload", "retrier"); n != 1 {
+	if n := calls.Named("RetryWorkload", "retrier") - retries; n != 1 {
 		t.Errorf("RetryWorkload calls = %d, want 1", n)
 	}
 	// Events are written in batches, a moment after the call.
@@ -410,12 +415,13 @@ func waitWatching(t *testing.T, name string, want int) {
 // states that do not end it (PENDING, then a new revision being placed)
 // to RUNNING of the new revision, without polling.
 func TestWaitFollowsStream(t *testing.T) {
+	shared.Forget(t, "follower")
 	c := httpClient(t, shared.Bundle.Admin)
 	post(t, c, sharedGW, workload("follower", unplaceable), http.StatusCreated)
-	gets := calls.Named("GetWorkload", "follower")
+	gets, watches := calls.Named("GetWorkload", "follower"), calls.Named("WatchWorkload", "follower")
 
 	done := startWait(c, sharedGW.Endpoint+"/v1/workloads/follower/wait?for=running&timeout=60s")
-	waitWatching(t, "follower", 1)
+	waitWatching(t, "follower", watches+1)
 	select {
 	case r := <-done:
 		t.Fatalf("wait returned on PENDING: %d %s", r.code, r.body)
@@ -437,12 +443,13 @@ func TestWaitFollowsStream(t *testing.T) {
 	if n := calls.Named("GetWorkload", "follower") - gets; n != 0 {
 		t.Errorf("wait polled GetWorkload %d times", n)
 	}
-	if n := calls.Named("WatchWorkload", "follower"); n != 1 {
+	if n := calls.Named("WatchWorkload", "follower") - watches; n != 1 {
 		t.Errorf("%d watches, want 1", n)
 	}
 }
 
 func TestWaitEnds(t *testing.T) {
+	shared.Forget(t, "wait-failed", "wait-pending", "wait-gone")
 	c := httpClient(t, shared.Bundle.Admin)
 
 	t.Run("failed is terminal", func(t *testing.T) {
@@ -467,8 +474,9 @@ func TestWaitEnds(t *testing.T) {
 	})
 	t.Run("deleted", func(t *testing.T) {
 		post(t, c, sharedGW, workload("wait-gone"), http.StatusCreated)
+		watches := calls.Named("WatchWorkload", "wait-gone")
 		done := startWait(c, sharedGW.Endpoint+"/v1/workloads/wait-gone/wait?for=deleted&timeout=60s")
-		waitWatching(t, "wait-gone", 1)
+		waitWatching(t, "wait-gone", watches+1)
 		if code, body := call(t, c, "DELETE", sharedGW.Endpoint+"/v1/workloads/wait-gone", nil); code != http.StatusAccepted {
 			t.Fatalf("delete: %d %s", code, body)
 		}
@@ -528,6 +536,7 @@ func TestTLSRefusals(t *testing.T) {
 }
 
 func TestRoles(t *testing.T) {
+	shared.Forget(t, "roles-web", "roles-a", "roles-b")
 	viewer := httpClient(t, shared.IssueUser(t, "rita", pki.RoleViewer))
 	operator := httpClient(t, shared.IssueUser(t, "oscar", pki.RoleOperator))
 	agent := httpClient(t, shared.IssueUser(t, "node-8", pki.RoleAgent))

@@ -332,8 +332,8 @@ func replicaState(v *persysv1.WorkloadView) (State, time.Time) {
 }
 
 // replicaReady decides readiness, in this one place: the replica runs
-// the revision asked for. Once agents run health checks it becomes
-// st.Ready (WorkloadStatus.ready = 60: runs and passes readiness).
+// the revision asked for and its agent says it is ready (it passes its
+// readiness checks, or has none).
 func replicaReady(v *persysv1.WorkloadView) bool {
 	st := v.GetStatus()
 	return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && st.GetReady() &&

@@ -1,9 +1,14 @@
 // Package realsched runs real schedulers (scheduler.New and
-// scheduler.Serve) over one embedded etcd for tests of the clients in
-// front of them: the gateway, the leader-following pool, the CLI. Every
-// hop is mutual TLS with certificates of one pki.Bootstrap CA. With
-// several replicas they elect a leader as in production. Everything stops
-// when the test ends; production code must not import it.
+// scheduler.ServeWith) over one embedded etcd for tests of the clients in
+// front of them: the gateway, the leader-following pool, the CLI, the
+// agent. Every hop is mutual TLS with certificates of one pki.Bootstrap
+// CA, which also issues users of any role (IssueUser). With several
+// replicas they elect a leader as in production; a replica can be
+// stopped (Stop) and a single one restarted over the same store
+// (Restart). Agents on the sim runtime and gateways start beside them.
+// Everything stops when the test ends, or, with Main, when the last test
+// of a package that shares one cluster has run. Production code must not
+// import it.
 package realsched
 
 import (
