@@ -237,8 +237,19 @@ func (h *healthChecks) ensure(st *persysv1.WorkloadStatus) *probe.Prober {
 		Second:   h.second,
 	})
 	h.mu.Lock()
+	cur, raced := h.probers[name]
+	if raced && cur.inst == inst {
+		// A concurrent listing started this instance's checks first.
+		h.mu.Unlock()
+		p.Stop()
+		return old
+	}
 	h.probers[name] = runningProber{inst: inst, p: p}
 	h.mu.Unlock()
+	if raced {
+		// A concurrent listing saw an older instance; this one replaces it.
+		cur.p.Stop()
+	}
 	h.a.log.Info("health checks started", "workload", name, "uid", inst.uid, "revision", inst.revision)
 	return old
 }
