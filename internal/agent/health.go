@@ -237,8 +237,19 @@ func (h *healthChecks) ensure(st *persysv1.WorkloadStatus) *probe.Prober {
 		Second:   h.second,
 	})
 	h.mu.Lock()
+	cur, raced := h.probers[name]
+	if raced && cur.inst == inst {
+		// A concurrent listing started this instance's checks first.
+		h.mu.Unlock()
+		p.Stop()
+		return old
+	}
 	h.probers[name] = runningProber{inst: inst, p: p}
 	h.mu.Unlock()
+	if raced {
+		// A concurrent listing saw an older instance; this one replaces it.
+		cur.p.Stop()
+	}
 	h.a.log.Info("health checks started", "workload", name, "uid", inst.uid, "revision", inst.revision)
 	return old
 }
@@ -369,12 +380,33 @@ func (h *healthChecks) stopFailed(ctx context.Context, name string, inst instanc
 	log.Warn("liveness check failed; the runtime cannot stop the instance, reported failed", "detail", f.detail)
 }
 
-// clearFailure forgets the liveness failure of name: an apply replaces
-// the failed instance.
-func (h *healthChecks) clearFailure(name string) {
+// replaceFailed prepares an apply of name that replaces an instance that
+// failed its liveness check: its prober stops and the instance is stopped
+// now, if stopFailed has not yet, so that the runtime recreates it rather
+// than skip a revision it still sees running. The caller holds the
+// workload's lock.
+func (h *healthChecks) replaceFailed(ctx context.Context, rt runtime.Runtime, name string) error {
 	h.mu.Lock()
+	f, ok := h.failures[name]
 	delete(h.failures, name)
+	rp, probing := h.probers[name]
+	probing = probing && ok && rp.inst == f.inst
+	if probing {
+		delete(h.probers, name)
+	}
 	h.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if probing {
+		rp.p.Stop()
+	}
+	if s, can := rt.(instanceStopper); can {
+		if err := s.StopInstance(ctx, f.inst.runtimeID); err != nil {
+			return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "stop the instance of %s that failed its liveness check", name)
+		}
+	}
+	return nil
 }
 
 // forget drops what the checks hold of name (a delete; with uid, only of

@@ -203,7 +203,14 @@ func (a *Agent) apply(ctx context.Context, rt runtime.Runtime, req *persysv1.App
 
 	// An instance that failed its liveness check is replaced now (the
 	// runtime recreates the stopped container of the same revision).
-	a.health.clearFailure(name)
+	if err := a.health.replaceFailed(ctx, rt, name); err != nil {
+		a.ledger.restore(name, prev, hadPrev)
+		if ctx.Err() != nil {
+			return nil, persysv1.FailureReason_FAILURE_REASON_UNSPECIFIED, status.FromContextError(ctx.Err()).Err()
+		}
+		reason := runtime.ReasonOf(err)
+		return &persysv1.ApplyWorkloadResponse{Status: a.failedStatus(req, reason, runtime.MessageOf(err))}, reason, nil
+	}
 	a.health.remember(name, want.UID, want.Revision, want.Health)
 	st, skipped, err := rt.Apply(ctx, runtime.Instance{
 		Name: name, UID: req.GetUid(), Revision: req.GetRevision(), Spec: req.GetSpec(),

@@ -17,6 +17,7 @@ func TestClassify(t *testing.T) {
 		{"network p_default not found", persysv1.FailureReason_FAILURE_REASON_NETWORK},
 		{"No such image: app:1", persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND},
 		{"exit status 1", persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR},
+		{"container persys-w-network-1 is unhealthy", persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED},
 	}
 	for _, tt := range tests {
 		if got := classify(errors.New(tt.msg)); got != tt.want {

@@ -9,6 +9,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/runtime"
 )
 
 // TestComposeHealthcheck: the compose file's own healthcheck, run by
@@ -44,6 +45,26 @@ func TestComposeHealthcheck(t *testing.T) {
 	}
 	if p := service(ws, "plain"); p.GetHealth() != persysv1.HealthState_HEALTH_STATE_UNSPECIFIED {
 		t.Fatalf("service without a healthcheck has health %s", p.GetHealth())
+	}
+}
+
+// TestComposeNeverHealthy: a service whose healthcheck never passes fails
+// the apply (compose up waits for it) with HEALTH_CHECK_FAILED, a failed
+// attempt the retry engine counts as it counts a liveness failure.
+func TestComposeNeverHealthy(t *testing.T) {
+	h := newHarness(t)
+	name := "sick-" + randSuffix(t)
+	file := fmt.Sprintf(`services:
+  sick:
+    image: %s
+    healthcheck: {test: ["CMD", "/hello", "exit", "1"], interval: 1s, timeout: 5s, retries: 1}
+`, h.hello)
+	_, _, err := h.rt.Apply(ctxT(t), inst(name, "u", 1, &persysv1.WorkloadSpec{Compose: &persysv1.ComposeSpec{Inline: file}}))
+	if err == nil {
+		t.Fatal("Apply of a service that never turns healthy succeeded")
+	}
+	if r := runtime.ReasonOf(err); r != persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED {
+		t.Fatalf("Apply failed with %s (%v), want HEALTH_CHECK_FAILED", r, err)
 	}
 }
 

@@ -82,6 +82,10 @@ func classify(err error) persysv1.FailureReason {
 	}
 	msg := strings.ToLower(err.Error())
 	switch {
+	case strings.HasSuffix(msg, " is unhealthy"):
+		// up waits for the healthchecks; first, as the container's name
+		// may hold any word below.
+		return persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED
 	case strings.Contains(msg, "no such image"):
 		return persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND
 	case strings.Contains(msg, "address already in use"), strings.Contains(msg, "port is already allocated"):
