@@ -11,7 +11,7 @@ import (
 const metricsNamespace = "persys_agent"
 
 type metrics struct {
-	grpcPanics    *prometheus.CounterVec
+	grpc          *obs.GRPCServer
 	applyDuration *prometheus.HistogramVec
 	applies       *prometheus.CounterVec
 	deletes       *prometheus.CounterVec
@@ -34,7 +34,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		grpcPanics: obs.NewGRPCPanics("agent"),
+		grpc: obs.NewGRPCServer("agent"),
 		applyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "apply_duration_seconds",
 			Help:    "Time to apply a workload revision, by runtime and result.",
@@ -89,8 +89,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Times the agent moved to another scheduler and registered with it.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.repairs, m.leaderChanges, m.grpcPanics} {
+	for _, c := range append([]prometheus.Collector{m.applyDuration, m.applies, m.deletes, m.workloads,
+		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.repairs, m.leaderChanges},
+		m.grpc.Collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
