@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/persys-dev/compute/internal/gctune"
 	"github.com/persys-dev/compute/internal/obs"
@@ -248,8 +247,8 @@ const storePKIDir = "store-pki"
 
 // etcdFor connects to the external cluster or starts the embedded one,
 // which serves a certificate of the store's own CA (in --data-dir) and
-// answers only clients that hold it.
-func etcdFor(o *schedulerOptions, log *slog.Logger) (*clientv3.Client, func(), error) {
+// answers only clients that hold it. The returned func closes both.
+func etcdFor(o *schedulerOptions, log *slog.Logger) (*store.Store, func(), error) {
 	eps, err := o.etcdEndpointList()
 	if err != nil {
 		return nil, nil, err
@@ -262,11 +261,11 @@ func etcdFor(o *schedulerOptions, log *slog.Logger) (*clientv3.Client, func(), e
 		if tlsCfg == nil || len(tlsCfg.Certificates) == 0 {
 			log.Warn("etcd reached without a client certificate (--etcd-insecure)", "endpoints", eps)
 		}
-		cli, err := store.Connect(eps, tlsCfg)
+		st, err := store.Dial(eps, tlsCfg, store.Options{Prefix: o.prefix})
 		if err != nil {
 			return nil, nil, fmt.Errorf("--etcd-endpoints: %w", err)
 		}
-		return cli, func() { _ = cli.Close() }, nil
+		return st, func() { _ = st.Close() }, nil
 	}
 	// The store has a CA of its own: a certificate of the cluster's CA
 	// (an agent's, a user's) must not open it.
@@ -283,9 +282,9 @@ func etcdFor(o *schedulerOptions, log *slog.Logger) (*clientv3.Client, func(), e
 	}
 	// The scheduler calls its own etcd in process; the endpoints serve
 	// only the store's own certificate (etcdctl for a backup, say).
-	cli := emb.LocalClient()
+	st := emb.LocalStore(store.Options{Prefix: o.prefix})
 	log.Info("embedded etcd ready", "dir", o.dataDir, "endpoints", emb.Endpoints(), "client_cert", sf.Cert)
-	return cli, func() { _ = cli.Close(); emb.Close() }, nil
+	return st, func() { _ = st.Close(); emb.Close() }, nil
 }
 
 // runScheduler runs a scheduler until ctx ends. started, when set, receives
@@ -307,7 +306,7 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		return err
 	}
 
-	cli, closeEtcd, err := etcdFor(o, log)
+	st, closeEtcd, err := etcdFor(o, log)
 	if err != nil {
 		return err
 	}
@@ -336,7 +335,6 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 		}
 	}
 	reg := obs.NewRegistry()
-	st := store.New(cli, store.Options{Prefix: o.prefix})
 	sched, err := scheduler.New(scheduler.Config{
 		Store:             st,
 		Agents:            scheduler.HolderDialer{Holder: holder},

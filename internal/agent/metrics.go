@@ -11,7 +11,7 @@ import (
 const metricsNamespace = "persys_agent"
 
 type metrics struct {
-	grpcPanics    *prometheus.CounterVec
+	grpc          *obs.GRPCServer
 	applyDuration *prometheus.HistogramVec
 	applies       *prometheus.CounterVec
 	deletes       *prometheus.CounterVec
@@ -36,7 +36,7 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		grpcPanics: obs.NewGRPCPanics("agent"),
+		grpc: obs.NewGRPCServer("agent"),
 		applyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: metricsNamespace, Name: "apply_duration_seconds",
 			Help:    "Time to apply a workload revision, by runtime and result.",
@@ -99,8 +99,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Instances that failed their liveness (or startup) check past its threshold and were stopped and reported HEALTH_CHECK_FAILED.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.healthChecks, m.livenessFailures, m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.repairs, m.leaderChanges, m.grpcPanics} {
+	for _, c := range append([]prometheus.Collector{m.healthChecks, m.livenessFailures, m.applyDuration, m.applies, m.deletes, m.workloads,
+		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.repairs, m.leaderChanges},
+		m.grpc.Collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

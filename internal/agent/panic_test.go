@@ -43,6 +43,38 @@ func TestServePanicIsInternalAndCounted(t *testing.T) {
 	if _, err := ra.client.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{}); err != nil {
 		t.Fatalf("ListWorkloads after the panics: %v", err)
 	}
+	// Each call is in the server metrics with the code it returned.
+	if v := handledCalls(t, ra, "HealthCheck", "Internal"); v != 2 {
+		t.Errorf("persys_agent_grpc_server_handled_total{HealthCheck,Internal} = %v, want 2", v)
+	}
+	if v := handledCalls(t, ra, "ListWorkloads", "OK"); v != 1 {
+		t.Errorf("persys_agent_grpc_server_handled_total{ListWorkloads,OK} = %v, want 1", v)
+	}
+}
+
+// handledCalls is persys_agent_grpc_server_handled_total for one
+// AgentService method and code.
+func handledCalls(t *testing.T, ra *runningAgent, method, code string) float64 {
+	t.Helper()
+	mfs, err := ra.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "persys_agent_grpc_server_handled_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["grpc_service"] == "persys.v1.AgentService" && labels["grpc_method"] == method && labels["grpc_code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 func counterValue(t *testing.T, ra *runningAgent, method string) float64 {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
-	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -37,8 +36,9 @@ func NewServer(a *Agent, tlsCfg *tls.Config) (*grpc.Server, *health.Server, erro
 		return nil, nil, errors.New("agent: serve: a TLS configuration is required")
 	}
 	revokedUnary, revokedStream := grpcauth.RefuseRevoked(a.cfg.Revocations)
-	// Recovery first, so that a panic in authentication is caught too.
-	opts := append(obs.GRPCRecovery(a.metrics.grpcPanics, a.log),
+	// Metrics, call log and recovery first, so that a panic in
+	// authentication is caught, counted and logged too.
+	opts := append(a.metrics.grpc.Options(a.log),
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(revokedUnary, grpcauth.RequireRole(pki.RoleScheduler)),
 		grpc.ChainStreamInterceptor(revokedStream, grpcauth.RequireRoleStream(pki.RoleScheduler)),
@@ -49,6 +49,7 @@ func NewServer(a *Agent, tlsCfg *tls.Config) (*grpc.Server, *health.Server, erro
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(persysv1grpc.AgentService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
+	a.metrics.grpc.Initialize(srv)
 	return srv, hs, nil
 }
 

@@ -13,18 +13,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/etcdutl/v3/snapshot"
-	"go.uber.org/zap"
 
 	"github.com/persys-dev/compute/internal/store"
 )
 
-// embeddedMemberDir is where store.StartEmbedded keeps etcd's own data
-// inside --data-dir; TestRestoreServesWorkloads fails if the two drift.
-const embeddedMemberDir = "member-data"
+// revisionBump is how far a restore moves the revision past the
+// snapshot's: more than any client may have seen since.
+const revisionBump = 1_000_000
 
 // Save writes a snapshot of the etcd at endpoints to path and returns the
 // etcd version that made it. tlsCfg is the client TLS etcd requires (nil
@@ -36,8 +31,7 @@ func Save(ctx context.Context, endpoints []string, tlsCfg *tls.Config, path stri
 	if _, err := os.Stat(path); err == nil {
 		return "", fmt.Errorf("backup: %s exists; snapshots are never overwritten", path)
 	}
-	// etcd's manager writes path.part and renames it when complete.
-	return snapshot.NewV3(zap.NewNop()).Save(ctx, clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, TLS: tlsCfg}, path)
+	return store.SaveSnapshot(ctx, endpoints, tlsCfg, path)
 }
 
 // SaveDataDir snapshots the embedded etcd in a stopped scheduler's
@@ -45,7 +39,7 @@ func Save(ctx context.Context, endpoints []string, tlsCfg *tls.Config, path stri
 // identity storeTLS, for the time of the copy. The scheduler must not run
 // (etcd locks its data dir).
 func SaveDataDir(ctx context.Context, dataDir string, storeTLS store.EmbeddedTLS, path string) (string, error) {
-	if _, err := os.Stat(filepath.Join(dataDir, embeddedMemberDir)); err != nil {
+	if _, err := os.Stat(filepath.Join(dataDir, store.EmbeddedMemberDir)); err != nil {
 		return "", fmt.Errorf("backup: %s holds no embedded etcd: %w", dataDir, err)
 	}
 	emb, err := store.StartEmbedded(store.EmbeddedOptions{Dir: dataDir, TLS: &storeTLS})
@@ -65,28 +59,15 @@ func SaveDataDir(ctx context.Context, dataDir string, storeTLS store.EmbeddedTLS
 // seen, and the history before it marked compacted, so that no watcher
 // mistakes the restored state for a continuation of what it watched.
 func Restore(snapshotPath, dataDir string) error {
-	out := filepath.Join(dataDir, embeddedMemberDir)
+	out := filepath.Join(dataDir, store.EmbeddedMemberDir)
 	if _, err := os.Stat(out); err == nil {
 		return fmt.Errorf("backup: %s already holds an etcd; restore into a new --data-dir", dataDir)
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	// Same member name and token as store.StartEmbedded; the peer URL is
-	// replaced by the embedded server's own at its first start.
-	const name, peer = "persys", "https://127.0.0.1:2380"
-	err := snapshot.NewV3(zap.NewNop()).Restore(snapshot.RestoreConfig{
-		SnapshotPath:        snapshotPath,
-		Name:                name,
-		OutputDataDir:       out,
-		PeerURLs:            []string{peer},
-		InitialCluster:      name + "=" + peer,
-		InitialClusterToken: "persys-embedded",
-		RevisionBump:        1_000_000,
-		MarkCompacted:       true,
-	})
-	if err != nil {
-		return fmt.Errorf("backup: restore %s into %s: %w", snapshotPath, dataDir, err)
+	if err := store.RestoreSnapshot(snapshotPath, dataDir, revisionBump); err != nil {
+		return fmt.Errorf("backup: %w", err)
 	}
 	return nil
 }

@@ -1,5 +1,7 @@
 // Package obs gives every component the same observability surface: a JSON
-// slog logger and a plain HTTP listener with /metrics, /healthz and /readyz.
+// slog logger, a plain HTTP listener with /metrics, /healthz and /readyz,
+// and the instruments of a gRPC server (GRPCServer: call metrics, one log
+// line per call, panic recovery).
 // The listener is the only plaintext port of a component; bind it to
 // localhost unless a Prometheus server elsewhere must scrape it.
 package obs

@@ -300,155 +300,17 @@ func TestHeartbeatDigests(t *testing.T) {
 	e.apply(wa, e.simSpec(e.a))
 	e.waitRunningOn(wa, e.a)
 
-	if !t.Run("an unchanged list goes as its digest", func(t *testing.T) {
-		e.t = t
-		from := e.agent.tap.count()
-		e.waitDigestServed(3)
-		var full, digests int
-		for _, h := range e.agent.tap.heartbeats(from) {
-			if h.req.GetDigestOnly() {
-				digests++
-				if len(h.req.GetWorkloads()) != 0 || h.req.GetUsage() == nil {
-					t.Fatalf("digest-only heartbeat with %d workloads and usage %v", len(h.req.GetWorkloads()), h.req.GetUsage())
-				}
-			} else {
-				full++
-			}
-		}
-		if digests < 3 {
-			t.Fatalf("the agent sent %d digest-only heartbeats (%d full) while the scheduler counted 3 or more", digests, full)
-		}
-		// The scheduler's view is what the node runs.
-		v := e.waitRunningOn(wa, e.a)
-		if v.GetStatus().GetUid() != v.GetWorkload().GetUid() {
-			t.Fatalf("%s: status of uid %s, workload %s", wa, v.GetStatus().GetUid(), v.GetWorkload().GetUid())
-		}
-		if got := e.usageOf(e.a); got != 100 {
-			t.Fatalf("usage of %s: %d cpu millis, want 100", e.a, got)
-		}
-	}) {
+	if !t.Run("an unchanged list goes as its digest", func(t *testing.T) { digestUnchangedList(t, e, wa) }) {
 		t.FailNow()
 	}
 
-	t.Run("a change reaches the scheduler in a full list", func(t *testing.T) {
-		e.t = t
-		const failures = "persys_scheduler_workload_failures_total"
-		exited := map[string]string{"reason": "CONTAINER_EXITED"}
-		before := e.metric(failures, exited)
-		registrations := agentMetric(t, e.agent.reg, "persys_agent_registrations_total")
-		from := e.agent.tap.count()
-		e.agent.rt.Kill(wa)
-		// Only a heartbeat can tell the scheduler: nothing else carries
-		// the failure of a running container.
-		waitFor(t, "the scheduler to see "+wa+" fail", waitLong, func() (bool, string) {
-			got := e.metric(failures, exited)
-			return got > before, fmt.Sprintf("%v (was %v)", got, before)
-		})
-		if got := agentMetric(t, e.agent.reg, "persys_agent_registrations_total"); got != registrations {
-			t.Fatalf("the agent registered again (%v, was %v): the list may have come with the registration", got, registrations)
-		}
-		carried := false
-		for _, h := range e.agent.tap.heartbeats(from) {
-			if w := findStatus(h.req.GetWorkloads(), wa); w.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
-				carried = !h.req.GetDigestOnly()
-				break
-			}
-		}
-		if !carried {
-			t.Fatalf("no full heartbeat carried the failure of %s", wa)
-		}
-		// The scheduler restarts it; the new list goes as a digest again.
-		e.waitRunningOn(wa, e.a)
-		e.waitDigestServed(2)
-	})
+	t.Run("a change reaches the scheduler in a full list", func(t *testing.T) { digestChangeGoesFull(t, e, wa) })
 
-	t.Run("a scheduler that holds another list asks for it", func(t *testing.T) {
-		e.t = t
-		resend := map[string]string{"result": "resend_full"}
-		before := e.metric(digestOnlyMetric, resend)
-		resends := agentMetric(t, e.agent.reg, agentResends)
-		from := e.agent.tap.count()
-		e.agent.tap.mu.Lock()
-		e.agent.tap.corruptNext = true
-		e.agent.tap.mu.Unlock()
-		var after []tapped
-		waitFor(t, "the heartbeat after a forged digest", waitLong, func() (bool, string) {
-			after = e.agent.tap.heartbeats(from)
-			for i, h := range after {
-				if h.corrupted {
-					after = after[i:]
-					return len(after) >= 2, fmt.Sprintf("%d heartbeats since the forged one", len(after)-1)
-				}
-			}
-			return false, fmt.Sprintf("%d heartbeats, none forged", len(after))
-		})
-		if !after[0].resp.GetResendFull() {
-			t.Fatalf("answer to a digest the scheduler does not hold: %v, want resend_full", after[0].resp)
-		}
-		if next := after[1]; next.req.GetDigestOnly() || findStatus(next.req.GetWorkloads(), wa) == nil ||
-			next.req.GetReportDigest() != after[0].req.GetReportDigest()^0xff || !next.resp.GetDigestKept() {
-			t.Fatalf("heartbeat after resend_full: %v, answered %v; want the full list with the real digest, kept", next.req, next.resp)
-		}
-		if got := e.metric(digestOnlyMetric, resend); got != before+1 {
-			t.Fatalf("%s{result=resend_full} = %v, want %v", digestOnlyMetric, got, before+1)
-		}
-		if got := agentMetric(t, e.agent.reg, agentResends); got != resends+1 {
-			t.Fatalf("%s = %v, want %v", agentResends, got, resends+1)
-		}
-		e.waitDigestServed(1)
-	})
+	t.Run("a scheduler that holds another list asks for it", func(t *testing.T) { digestForgedAsksResend(t, e, wa) })
 
 	wb := e.name("wb")
 	const dB = uint64(0xb0b)
-	if !t.Run("node b reports with its own digest", func(t *testing.T) {
-		e.t = t
-		e.registerB()
-		// A digest before any full list since the registration.
-		if resp := e.mustHeartbeatB(dB, true, 1); !resp.GetResendFull() {
-			t.Fatalf("digest-only heartbeat right after registering: %v, want resend_full", resp)
-		}
-		if resp := e.mustHeartbeatB(dB, false, 2); !resp.GetDigestKept() {
-			t.Fatalf("full heartbeat with a digest: %v, want digest_kept", resp)
-		}
-		e.apply(wb, e.simSpec(e.b))
-		e.waitRunningOn(wb, e.b)
-		// The apply changed what the scheduler holds for node b: the list
-		// with digest dB is no longer it.
-		if resp := e.mustHeartbeatB(dB, true, 3); !resp.GetResendFull() {
-			t.Fatalf("digest-only heartbeat after the scheduler applied a workload: %v, want resend_full", resp)
-		}
-		if resp := e.mustHeartbeatB(dB, false, 3); !resp.GetDigestKept() {
-			t.Fatalf("full heartbeat with a digest: %v, want digest_kept", resp)
-		}
-		if resp := e.mustHeartbeatB(dB, true, 4); resp.GetResendFull() || resp.GetReregister() {
-			t.Fatalf("digest-only heartbeat with the digest held: %v, want a plain answer", resp)
-		}
-		if got := e.usageOf(e.b); got != 4 {
-			t.Fatalf("usage of %s after a digest-only heartbeat: %d cpu millis, want 4", e.b, got)
-		}
-		if resp := e.mustHeartbeatB(dB+1, true, 5); !resp.GetResendFull() {
-			t.Fatalf("digest-only heartbeat with another digest: %v, want resend_full", resp)
-		}
-		// resend_full renewed the lease and the usage all the same.
-		if got := e.usageOf(e.b); got != 5 {
-			t.Fatalf("usage of %s after resend_full: %d cpu millis, want 5", e.b, got)
-		}
-		// An agent without digests: full lists are kept, no digest is.
-		if resp := e.mustHeartbeatB(0, false, 6); resp.GetDigestKept() {
-			t.Fatalf("full heartbeat without a digest: %v, want digest_kept unset", resp)
-		}
-		if resp := e.mustHeartbeatB(dB, false, 7); !resp.GetDigestKept() {
-			t.Fatalf("full heartbeat with a digest: %v, want digest_kept", resp)
-		}
-		// A registration carries a list without a digest.
-		e.registerB()
-		if resp := e.mustHeartbeatB(dB, true, 7); !resp.GetResendFull() {
-			t.Fatalf("digest-only heartbeat after registering again: %v, want resend_full", resp)
-		}
-		if resp := e.mustHeartbeatB(dB, false, 7); !resp.GetDigestKept() {
-			t.Fatalf("full heartbeat with a digest: %v, want digest_kept", resp)
-		}
-	}) {
+	if !t.Run("node b reports with its own digest", func(t *testing.T) { digestNodeB(t, e, wb, dB) }) {
 		t.FailNow()
 	}
 
@@ -475,43 +337,7 @@ func TestHeartbeatDigests(t *testing.T) {
 		}
 	})
 
-	t.Run("an orphan is removed while the node sends only digests", func(t *testing.T) {
-		e.t = t
-		const orphans = "persys_scheduler_orphans_removed_total"
-		before := e.metric(orphans, nil)
-		uid := findStatus(e.listB(), wb).GetUid()
-		if uid == "" {
-			t.Fatalf("%s does not run on %s", wb, e.b)
-		}
-		// The workload goes from etcd behind the scheduler's back: its
-		// copy on node b is no longer assigned to anyone, and node b's
-		// list does not change.
-		_, rev, err := e.store.GetWorkload(ctxT(t), wb)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := e.store.DeleteWorkloadKeys(ctxT(t), wb, rev); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "the scheduler to forget "+wb, waitLong, func() (bool, string) {
-			_, err := e.get(wb)
-			return status.Code(err) == codes.NotFound, fmt.Sprint(err)
-		})
-		if findStatus(e.listB(), wb) == nil {
-			t.Fatalf("%s left node %s before any heartbeat", wb, e.b)
-		}
-		waitFor(t, "the orphan to leave node "+e.b, waitLong, func() (bool, string) {
-			if resp := e.mustHeartbeatB(dB, true, 9); resp.GetResendFull() {
-				t.Fatalf("digest-only heartbeat: %v, want the digest still held", resp)
-			}
-			w := findStatus(e.listB(), wb)
-			return w == nil, fmt.Sprint(w)
-		})
-		waitFor(t, orphans+" to grow", waitLong, func() (bool, string) {
-			got := e.metric(orphans, nil)
-			return got > before, fmt.Sprintf("%v (was %v)", got, before)
-		})
-	})
+	t.Run("an orphan is removed while the node sends only digests", func(t *testing.T) { digestOrphanRemoved(t, e, wb, dB) })
 
 	t.Run("a restarted scheduler holds no digest", func(t *testing.T) {
 		e.t = t
@@ -538,6 +364,196 @@ func TestHeartbeatDigests(t *testing.T) {
 		// The real agent gets its list to the new scheduler, then digests.
 		e.waitDigestServed(2)
 		e.waitRunningOn(wa, e.a)
+	})
+}
+
+// digestUnchangedList: the real agent, whose list of wa does not change,
+// sends digests.
+func digestUnchangedList(t *testing.T, e *digestEnv, wa string) {
+	e.t = t
+	from := e.agent.tap.count()
+	e.waitDigestServed(3)
+	var full, digests int
+	for _, h := range e.agent.tap.heartbeats(from) {
+		if h.req.GetDigestOnly() {
+			digests++
+			if len(h.req.GetWorkloads()) != 0 || h.req.GetUsage() == nil {
+				t.Fatalf("digest-only heartbeat with %d workloads and usage %v", len(h.req.GetWorkloads()), h.req.GetUsage())
+			}
+		} else {
+			full++
+		}
+	}
+	if digests < 3 {
+		t.Fatalf("the agent sent %d digest-only heartbeats (%d full) while the scheduler counted 3 or more", digests, full)
+	}
+	// The scheduler's view is what the node runs.
+	v := e.waitRunningOn(wa, e.a)
+	if v.GetStatus().GetUid() != v.GetWorkload().GetUid() {
+		t.Fatalf("%s: status of uid %s, workload %s", wa, v.GetStatus().GetUid(), v.GetWorkload().GetUid())
+	}
+	if got := e.usageOf(e.a); got != 100 {
+		t.Fatalf("usage of %s: %d cpu millis, want 100", e.a, got)
+	}
+}
+
+// digestChangeGoesFull kills wa: the failure goes in a full list.
+func digestChangeGoesFull(t *testing.T, e *digestEnv, wa string) {
+	e.t = t
+	const failures = "persys_scheduler_workload_failures_total"
+	exited := map[string]string{"reason": "CONTAINER_EXITED"}
+	before := e.metric(failures, exited)
+	registrations := agentMetric(t, e.agent.reg, "persys_agent_registrations_total")
+	from := e.agent.tap.count()
+	e.agent.rt.Kill(wa)
+	// Only a heartbeat can tell the scheduler: nothing else carries
+	// the failure of a running container.
+	waitFor(t, "the scheduler to see "+wa+" fail", waitLong, func() (bool, string) {
+		got := e.metric(failures, exited)
+		return got > before, fmt.Sprintf("%v (was %v)", got, before)
+	})
+	if got := agentMetric(t, e.agent.reg, "persys_agent_registrations_total"); got != registrations {
+		t.Fatalf("the agent registered again (%v, was %v): the list may have come with the registration", got, registrations)
+	}
+	carried := false
+	for _, h := range e.agent.tap.heartbeats(from) {
+		if w := findStatus(h.req.GetWorkloads(), wa); w.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
+			carried = !h.req.GetDigestOnly()
+			break
+		}
+	}
+	if !carried {
+		t.Fatalf("no full heartbeat carried the failure of %s", wa)
+	}
+	// The scheduler restarts it; the new list goes as a digest again.
+	e.waitRunningOn(wa, e.a)
+	e.waitDigestServed(2)
+}
+
+// digestForgedAsksResend forges the agent's next digest.
+func digestForgedAsksResend(t *testing.T, e *digestEnv, wa string) {
+	e.t = t
+	resend := map[string]string{"result": "resend_full"}
+	before := e.metric(digestOnlyMetric, resend)
+	resends := agentMetric(t, e.agent.reg, agentResends)
+	from := e.agent.tap.count()
+	e.agent.tap.mu.Lock()
+	e.agent.tap.corruptNext = true
+	e.agent.tap.mu.Unlock()
+	var after []tapped
+	waitFor(t, "the heartbeat after a forged digest", waitLong, func() (bool, string) {
+		after = e.agent.tap.heartbeats(from)
+		for i, h := range after {
+			if h.corrupted {
+				after = after[i:]
+				return len(after) >= 2, fmt.Sprintf("%d heartbeats since the forged one", len(after)-1)
+			}
+		}
+		return false, fmt.Sprintf("%d heartbeats, none forged", len(after))
+	})
+	if !after[0].resp.GetResendFull() {
+		t.Fatalf("answer to a digest the scheduler does not hold: %v, want resend_full", after[0].resp)
+	}
+	if next := after[1]; next.req.GetDigestOnly() || findStatus(next.req.GetWorkloads(), wa) == nil ||
+		next.req.GetReportDigest() != after[0].req.GetReportDigest()^0xff || !next.resp.GetDigestKept() {
+		t.Fatalf("heartbeat after resend_full: %v, answered %v; want the full list with the real digest, kept", next.req, next.resp)
+	}
+	if got := e.metric(digestOnlyMetric, resend); got != before+1 {
+		t.Fatalf("%s{result=resend_full} = %v, want %v", digestOnlyMetric, got, before+1)
+	}
+	if got := agentMetric(t, e.agent.reg, agentResends); got != resends+1 {
+		t.Fatalf("%s = %v, want %v", agentResends, got, resends+1)
+	}
+	e.waitDigestServed(1)
+}
+
+// digestNodeB drives node b's heartbeats by hand, with digest dB.
+func digestNodeB(t *testing.T, e *digestEnv, wb string, dB uint64) {
+	e.t = t
+	e.registerB()
+	// A digest before any full list since the registration.
+	if resp := e.mustHeartbeatB(dB, true, 1); !resp.GetResendFull() {
+		t.Fatalf("digest-only heartbeat right after registering: %v, want resend_full", resp)
+	}
+	if resp := e.mustHeartbeatB(dB, false, 2); !resp.GetDigestKept() {
+		t.Fatalf("full heartbeat with a digest: %v, want digest_kept", resp)
+	}
+	e.apply(wb, e.simSpec(e.b))
+	e.waitRunningOn(wb, e.b)
+	// The apply changed what the scheduler holds for node b: the list
+	// with digest dB is no longer it.
+	if resp := e.mustHeartbeatB(dB, true, 3); !resp.GetResendFull() {
+		t.Fatalf("digest-only heartbeat after the scheduler applied a workload: %v, want resend_full", resp)
+	}
+	if resp := e.mustHeartbeatB(dB, false, 3); !resp.GetDigestKept() {
+		t.Fatalf("full heartbeat with a digest: %v, want digest_kept", resp)
+	}
+	if resp := e.mustHeartbeatB(dB, true, 4); resp.GetResendFull() || resp.GetReregister() {
+		t.Fatalf("digest-only heartbeat with the digest held: %v, want a plain answer", resp)
+	}
+	if got := e.usageOf(e.b); got != 4 {
+		t.Fatalf("usage of %s after a digest-only heartbeat: %d cpu millis, want 4", e.b, got)
+	}
+	if resp := e.mustHeartbeatB(dB+1, true, 5); !resp.GetResendFull() {
+		t.Fatalf("digest-only heartbeat with another digest: %v, want resend_full", resp)
+	}
+	// resend_full renewed the lease and the usage all the same.
+	if got := e.usageOf(e.b); got != 5 {
+		t.Fatalf("usage of %s after resend_full: %d cpu millis, want 5", e.b, got)
+	}
+	// An agent without digests: full lists are kept, no digest is.
+	if resp := e.mustHeartbeatB(0, false, 6); resp.GetDigestKept() {
+		t.Fatalf("full heartbeat without a digest: %v, want digest_kept unset", resp)
+	}
+	if resp := e.mustHeartbeatB(dB, false, 7); !resp.GetDigestKept() {
+		t.Fatalf("full heartbeat with a digest: %v, want digest_kept", resp)
+	}
+	// A registration carries a list without a digest.
+	e.registerB()
+	if resp := e.mustHeartbeatB(dB, true, 7); !resp.GetResendFull() {
+		t.Fatalf("digest-only heartbeat after registering again: %v, want resend_full", resp)
+	}
+	if resp := e.mustHeartbeatB(dB, false, 7); !resp.GetDigestKept() {
+		t.Fatalf("full heartbeat with a digest: %v, want digest_kept", resp)
+	}
+}
+
+// digestOrphanRemoved deletes wb behind the scheduler's back.
+func digestOrphanRemoved(t *testing.T, e *digestEnv, wb string, dB uint64) {
+	e.t = t
+	const orphans = "persys_scheduler_orphans_removed_total"
+	before := e.metric(orphans, nil)
+	uid := findStatus(e.listB(), wb).GetUid()
+	if uid == "" {
+		t.Fatalf("%s does not run on %s", wb, e.b)
+	}
+	// The workload goes from etcd behind the scheduler's back: its
+	// copy on node b is no longer assigned to anyone, and node b's
+	// list does not change.
+	_, rev, err := e.store.GetWorkload(ctxT(t), wb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.DeleteWorkloadKeys(ctxT(t), wb, rev); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the scheduler to forget "+wb, waitLong, func() (bool, string) {
+		_, err := e.get(wb)
+		return status.Code(err) == codes.NotFound, fmt.Sprint(err)
+	})
+	if findStatus(e.listB(), wb) == nil {
+		t.Fatalf("%s left node %s before any heartbeat", wb, e.b)
+	}
+	waitFor(t, "the orphan to leave node "+e.b, waitLong, func() (bool, string) {
+		if resp := e.mustHeartbeatB(dB, true, 9); resp.GetResendFull() {
+			t.Fatalf("digest-only heartbeat: %v, want the digest still held", resp)
+		}
+		w := findStatus(e.listB(), wb)
+		return w == nil, fmt.Sprint(w)
+	})
+	waitFor(t, orphans+" to grow", waitLong, func() (bool, string) {
+		got := e.metric(orphans, nil)
+		return got > before, fmt.Sprintf("%v (was %v)", got, before)
 	})
 }
 

@@ -332,6 +332,21 @@ func TestJoinNode(t *testing.T) {
 	if err != nil || !hb.GetReregister() {
 		t.Fatalf("heartbeat with the joined identity = %v, %v; want a request to register", hb, err)
 	}
+	checkJoinedIdentityBounds(t, e, h, tok)
+	// Nothing secret in the logs of the scheduler and the agent.
+	logs := e.logs.String()
+	if strings.Contains(logs, secret) || strings.Contains(logs, "PRIVATE KEY") || strings.Contains(logs, string(keyPEM[30:80])) {
+		t.Fatalf("logs hold the token secret or a private key:\n%s", logs)
+	}
+	if !strings.Contains(logs, "node joined") {
+		t.Fatalf("logs lack the join line:\n%s", logs)
+	}
+}
+
+// checkJoinedIdentityBounds: the identity h that joined with tok cannot
+// renew as another node, and tok, single use, is used up.
+func checkJoinedIdentityBounds(t *testing.T, e *idEnv, h *pki.Holder, tok *persysv1.CreateJoinTokenResponse) {
+	t.Helper()
 	// A renewal cannot change the identity.
 	otherKey, err := pki.NewKey()
 	if err != nil {
@@ -353,14 +368,6 @@ func TestJoinNode(t *testing.T) {
 	list, err := e.admin.ListJoinTokens(ctxT(t), &persysv1.ListJoinTokensRequest{})
 	if err != nil || len(list.GetTokens()) != 1 || list.GetTokens()[0].GetUses() != 1 {
 		t.Fatalf("ListJoinTokens = %v, %v; want one token with one use", list, err)
-	}
-	// Nothing secret in the logs of the scheduler and the agent.
-	logs := e.logs.String()
-	if strings.Contains(logs, secret) || strings.Contains(logs, "PRIVATE KEY") || strings.Contains(logs, string(keyPEM[30:80])) {
-		t.Fatalf("logs hold the token secret or a private key:\n%s", logs)
-	}
-	if !strings.Contains(logs, "node joined") {
-		t.Fatalf("logs lack the join line:\n%s", logs)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -228,55 +229,59 @@ func TestLeaderElection(t *testing.T) {
 		t.FailNow()
 	}
 
-	t.Run("leader loses its session and leads again", func(t *testing.T) {
-		c.t = t
-		// The only replica still in touch with etcd loses its session (as
-		// after a long pause): it steps down, campaigns again and, alone,
-		// leads again in the same process.
-		elected := c.metricSum("persys_scheduler_placements_total")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+	t.Run("leader loses its session and leads again", func(t *testing.T) { leaderReelected(t, c, leader, node, first, w1, w2, w3) })
+}
+
+// leaderReelected revokes the session of leader, the only replica in
+// touch with etcd: it leads again, and w1 (first) runs on unchanged.
+func leaderReelected(t *testing.T, c *cluster, leader *replica, node string, first container.InspectResponse, w1, w2, w3 string) {
+	c.t = t
+	// The only replica still in touch with etcd loses its session (as
+	// after a long pause): it steps down, campaigns again and, alone,
+	// leads again in the same process.
+	elected := c.metricSum("persys_scheduler_placements_total")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.etcd.Get(ctx, c.store.Prefix()+"/election/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lease clientv3.LeaseID
+	for _, kv := range resp.Kvs {
+		if string(kv.Value) == leader.p.addr {
+			lease = clientv3.LeaseID(kv.Lease)
+		}
+	}
+	if lease == 0 {
+		t.Fatalf("no election key of %s under %s/election/: %v", leader.p.addr, c.store.Prefix(), resp.Kvs)
+	}
+	start := time.Now()
+	if _, err := c.etcd.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, leader.p.addr+" to start a new term", waitLong, func() (bool, string) {
 		resp, err := c.etcd.Get(ctx, c.store.Prefix()+"/election/", clientv3.WithPrefix())
 		if err != nil {
-			t.Fatal(err)
+			return false, err.Error()
 		}
-		var lease clientv3.LeaseID
 		for _, kv := range resp.Kvs {
-			if string(kv.Value) == leader.p.addr {
-				lease = clientv3.LeaseID(kv.Lease)
+			if string(kv.Value) == leader.p.addr && clientv3.LeaseID(kv.Lease) != lease {
+				return true, ""
 			}
 		}
-		if lease == 0 {
-			t.Fatalf("no election key of %s under %s/election/: %v", leader.p.addr, c.store.Prefix(), resp.Kvs)
-		}
-		start := time.Now()
-		if _, err := c.etcd.Revoke(ctx, lease); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, leader.p.addr+" to start a new term", waitLong, func() (bool, string) {
-			resp, err := c.etcd.Get(ctx, c.store.Prefix()+"/election/", clientv3.WithPrefix())
-			if err != nil {
-				return false, err.Error()
-			}
-			for _, kv := range resp.Kvs {
-				if string(kv.Value) == leader.p.addr && clientv3.LeaseID(kv.Lease) != lease {
-					return true, ""
-				}
-			}
-			return false, fmt.Sprint(resp.Kvs)
-		})
-		took := c.waitLeads(leader, start)
-		t.Logf("re-elected after losing its session: %s", took.Round(time.Millisecond))
-		w4 := c.name("w4")
-		c.apply(w4, c.spec(64*mib, nil))
-		for _, n := range []string{w1, w2, w3, w4} {
-			c.waitRunningOn(n, node)
-		}
-		if got := c.onlyContainer(w1); got.ID != first.ID || got.State.StartedAt != first.State.StartedAt {
-			t.Errorf("%s was replaced or restarted over the re-election", w1)
-		}
-		if got := c.metricSum("persys_scheduler_placements_total"); got != elected+1 {
-			t.Errorf("placements over the re-election: %v, want only %s's (1)", got-elected, w4)
-		}
+		return false, fmt.Sprint(resp.Kvs)
 	})
+	took := c.waitLeads(leader, start)
+	t.Logf("re-elected after losing its session: %s", took.Round(time.Millisecond))
+	w4 := c.name("w4")
+	c.apply(w4, c.spec(64*mib, nil))
+	for _, n := range []string{w1, w2, w3, w4} {
+		c.waitRunningOn(n, node)
+	}
+	if got := c.onlyContainer(w1); got.ID != first.ID || got.State.StartedAt != first.State.StartedAt {
+		t.Errorf("%s was replaced or restarted over the re-election", w1)
+	}
+	if got := c.metricSum("persys_scheduler_placements_total"); got != elected+1 {
+		t.Errorf("placements over the re-election: %v, want only %s's (1)", got-elected, w4)
+	}
 }

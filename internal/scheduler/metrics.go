@@ -28,7 +28,7 @@ type metrics struct {
 	rescheduled       prometheus.Counter
 	moves             prometheus.Counter
 	retries           *prometheus.CounterVec
-	grpcPanics        *prometheus.CounterVec
+	grpc              *obs.GRPCServer
 }
 
 func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
@@ -70,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			Name: "moves_total", Help: "Workloads moved off a draining node (old copy removed after the new one ran)."}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "retry_attempts_total", Help: "Failed apply attempts that the retry engine recorded, by reason."}, []string{"reason"}),
-		grpcPanics: obs.NewGRPCPanics("scheduler"),
+		grpc: obs.NewGRPCServer("scheduler"),
 	}
 	for _, r := range []string{"served", "resend_full"} {
 		m.digestOnly.WithLabelValues(r) // both series from the start, at 0
@@ -79,7 +79,8 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.applyResends, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, m.grpcPanics, &stateCollector{s: s})
+		m.applies, m.applyResends, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
+	reg.MustRegister(m.grpc.Collectors()...)
 	return m
 }
 

@@ -326,179 +326,188 @@ func TestDrain(t *testing.T) {
 	a, b := c.nodeIDs[0], c.nodeIDs[1]
 	d1, d2 := c.name("d1"), c.name("d2")
 
-	t.Run("moves every workload", func(t *testing.T) {
-		c.t = t
-		c.placeOn(a, map[string]*persysv1.WorkloadSpec{d1: c.spec(64*mib, nil), d2: c.spec(64*mib, nil)})
-		old := map[string]string{d1: c.runningOn(d1, a).ID, d2: c.runningOn(d2, a).ID}
-
-		s := c.startSampler(d1, d2)
-		resp := c.drain(a, 60*time.Second)
-		mins, when, maxes, errs := s.stop()
-		if len(errs) > 0 {
-			t.Fatalf("sampling containers: %v", errs)
-		}
-
-		if !resp.GetComplete() {
-			t.Errorf("drain of %s not complete: %v", a, resp)
-		}
-		got := map[string]*persysv1.DrainResult{}
-		for _, r := range resp.GetWorkloads() {
-			got[r.GetWorkload()] = r
-		}
-		if len(got) != 2 {
-			t.Errorf("drain results for %d workloads, want 2: %v", len(got), resp.GetWorkloads())
-		}
-		for _, n := range []string{d1, d2} {
-			r := got[n]
-			if r.GetResult() != "moved" || r.GetToNode() != b {
-				t.Errorf("%s: drain result %q to %q (%s), want moved to %s", n, r.GetResult(), r.GetToNode(), r.GetMessage(), b)
-			}
-		}
-		if n := resp.GetNode(); !n.GetCordoned() || !n.GetDraining() {
-			t.Errorf("drain response: node %s cordoned=%v draining=%v, want both", a, n.GetCordoned(), n.GetDraining())
-		}
-		n, err := c.nodeByID(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !n.GetCordoned() || !n.GetDraining() {
-			t.Errorf("ListNodes: %s cordoned=%v draining=%v, want both", a, n.GetCordoned(), n.GetDraining())
-		}
-
-		for _, name := range []string{d1, d2} {
-			v := c.waitRunningOn(name, b)
-			if cause := v.GetAssignment().GetCause(); cause != "drain" {
-				t.Errorf("%s: assignment cause %q, want drain", name, cause)
-			}
-			if prev := v.GetAssignment().GetPreviousNodeId(); prev != "" {
-				t.Errorf("%s: previous node %q still set after the drain answered", name, prev)
-			}
-			all, _ := c.copies(name)
-			if all[a] != 0 || len(c.containers(name)) != 1 {
-				t.Errorf("%s: want exactly one copy, on %s: %s", name, b, c.describeCopies(name))
-			}
-			if ct := c.runningOn(name, b); ct.ID == old[name] {
-				t.Errorf("%s: the copy on %s is the old container", name, b)
-			}
-			t.Logf("%s: running copies during the drain: at least %d, at most %d", name, mins[name], maxes[name])
-			if m, ok := mins[name]; !ok || m < 1 {
-				t.Errorf("%s: %d running copies seen at %s during the drain (sampled: %v); the old copy must run until the new one does",
-					name, m, when[name], ok)
-			}
-			types := c.eventTypes(name)
-			moving, movedAt := indexOf(types, "Moving"), indexOf(types, "Moved")
-			if moving < 0 || movedAt < 0 || moving > movedAt {
-				t.Errorf("%s: want a Moving event before a Moved event, have %v", name, types)
-			}
-		}
-	})
+	t.Run("moves every workload", func(t *testing.T) { drainMovesEveryWorkload(t, c, a, b, d1, d2) })
 	if t.Failed() {
 		t.FailNow()
 	}
 
-	t.Run("uncordon clears cordon and drain", func(t *testing.T) {
-		c.t = t
-		n := c.uncordon(a)
+	t.Run("uncordon clears cordon and drain", func(t *testing.T) { drainUncordonClears(t, c, a) })
+
+	t.Run("no feasible node", func(t *testing.T) { drainNoFeasibleNode(t, c, a, b) })
+}
+
+// drainMovesEveryWorkload drains a, where d1 and d2 run, onto b.
+func drainMovesEveryWorkload(t *testing.T, c *cluster, a, b, d1, d2 string) {
+	c.t = t
+	c.placeOn(a, map[string]*persysv1.WorkloadSpec{d1: c.spec(64*mib, nil), d2: c.spec(64*mib, nil)})
+	old := map[string]string{d1: c.runningOn(d1, a).ID, d2: c.runningOn(d2, a).ID}
+
+	s := c.startSampler(d1, d2)
+	resp := c.drain(a, 60*time.Second)
+	mins, when, maxes, errs := s.stop()
+	if len(errs) > 0 {
+		t.Fatalf("sampling containers: %v", errs)
+	}
+
+	if !resp.GetComplete() {
+		t.Errorf("drain of %s not complete: %v", a, resp)
+	}
+	got := map[string]*persysv1.DrainResult{}
+	for _, r := range resp.GetWorkloads() {
+		got[r.GetWorkload()] = r
+	}
+	if len(got) != 2 {
+		t.Errorf("drain results for %d workloads, want 2: %v", len(got), resp.GetWorkloads())
+	}
+	for _, n := range []string{d1, d2} {
+		r := got[n]
+		if r.GetResult() != "moved" || r.GetToNode() != b {
+			t.Errorf("%s: drain result %q to %q (%s), want moved to %s", n, r.GetResult(), r.GetToNode(), r.GetMessage(), b)
+		}
+	}
+	if n := resp.GetNode(); !n.GetCordoned() || !n.GetDraining() {
+		t.Errorf("drain response: node %s cordoned=%v draining=%v, want both", a, n.GetCordoned(), n.GetDraining())
+	}
+	n, err := c.nodeByID(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !n.GetCordoned() || !n.GetDraining() {
+		t.Errorf("ListNodes: %s cordoned=%v draining=%v, want both", a, n.GetCordoned(), n.GetDraining())
+	}
+
+	for _, name := range []string{d1, d2} {
+		v := c.waitRunningOn(name, b)
+		if cause := v.GetAssignment().GetCause(); cause != "drain" {
+			t.Errorf("%s: assignment cause %q, want drain", name, cause)
+		}
+		if prev := v.GetAssignment().GetPreviousNodeId(); prev != "" {
+			t.Errorf("%s: previous node %q still set after the drain answered", name, prev)
+		}
+		all, _ := c.copies(name)
+		if all[a] != 0 || len(c.containers(name)) != 1 {
+			t.Errorf("%s: want exactly one copy, on %s: %s", name, b, c.describeCopies(name))
+		}
+		if ct := c.runningOn(name, b); ct.ID == old[name] {
+			t.Errorf("%s: the copy on %s is the old container", name, b)
+		}
+		t.Logf("%s: running copies during the drain: at least %d, at most %d", name, mins[name], maxes[name])
+		if m, ok := mins[name]; !ok || m < 1 {
+			t.Errorf("%s: %d running copies seen at %s during the drain (sampled: %v); the old copy must run until the new one does",
+				name, m, when[name], ok)
+		}
+		types := c.eventTypes(name)
+		moving, movedAt := indexOf(types, "Moving"), indexOf(types, "Moved")
+		if moving < 0 || movedAt < 0 || moving > movedAt {
+			t.Errorf("%s: want a Moving event before a Moved event, have %v", name, types)
+		}
+	}
+}
+
+// drainUncordonClears uncordons the drained node a.
+func drainUncordonClears(t *testing.T, c *cluster, a string) {
+	c.t = t
+	n := c.uncordon(a)
+	if n.GetCordoned() || n.GetDraining() {
+		t.Fatalf("uncordon answered cordoned=%v draining=%v", n.GetCordoned(), n.GetDraining())
+	}
+	listed, err := c.nodeByID(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listed.GetCordoned() || listed.GetDraining() {
+		t.Fatalf("ListNodes after uncordon: cordoned=%v draining=%v", listed.GetCordoned(), listed.GetDraining())
+	}
+	stored, err := c.store.GetNode(context.Background(), a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.GetCordoned() || stored.GetDraining() {
+		t.Fatalf("etcd after uncordon: cordoned=%v draining=%v", stored.GetCordoned(), stored.GetDraining())
+	}
+}
+
+// drainNoFeasibleNode drains a while b is cordoned: the workload stays.
+func drainNoFeasibleNode(t *testing.T, c *cluster, a, b string) {
+	c.t = t
+	stuck := c.name("stuck")
+	c.placeOn(a, map[string]*persysv1.WorkloadSpec{stuck: c.spec(64*mib, nil)})
+	before := c.runningOn(stuck, a)
+	if n := c.cordon(b); !n.GetCordoned() || n.GetDraining() {
+		t.Fatalf("cordon %s answered cordoned=%v draining=%v", b, n.GetCordoned(), n.GetDraining())
+	}
+
+	resp := c.drain(a, 10*time.Second)
+	if resp.GetComplete() {
+		t.Errorf("drain with nowhere to go answered complete: %v", resp)
+	}
+	var r *persysv1.DrainResult
+	for _, x := range resp.GetWorkloads() {
+		if x.GetWorkload() == stuck {
+			r = x
+		} else if x.GetResult() != "moved" {
+			t.Errorf("drain result for %s: %v", x.GetWorkload(), x)
+		}
+	}
+	if r.GetResult() != "unmoved" || r.GetReason() != persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE {
+		t.Errorf("%s: drain result %q reason %s (%s), want unmoved NO_FEASIBLE_NODE", stuck, r.GetResult(), r.GetReason(), r.GetMessage())
+	}
+	v := c.waitRunningOn(stuck, a)
+	if got := c.runningOn(stuck, a); got.ID != before.ID {
+		t.Errorf("%s: container replaced by the blocked drain", stuck)
+	}
+	if got := len(c.containers(stuck)); got != 1 {
+		t.Errorf("%s: %d copies after the blocked drain: %s", stuck, got, c.describeCopies(stuck))
+	}
+	if v.GetAssignment().GetPreviousNodeId() != "" {
+		t.Errorf("%s: previous node %q set although it did not move", stuck, v.GetAssignment().GetPreviousNodeId())
+	}
+	if types := c.eventTypes(stuck); indexOf(types, "MoveBlocked") < 0 {
+		t.Errorf("%s: no MoveBlocked event: %v", stuck, types)
+	}
+
+	// The node's agent restarts: registering again keeps what the
+	// operator set on the node.
+	c.agents[a].stop(t)
+	c.startAgentOn(a, []string{c.schedAddr})
+	waitFor(t, "the restarted agent of "+a+" to register", waitLong, func() (bool, string) {
+		n, err := c.nodeByID(a)
+		if err != nil {
+			return false, err.Error()
+		}
+		return n.GetAddress() == c.agents[a].addr && n.GetState() == persysv1.NodeState_NODE_STATE_READY,
+			n.GetAddress() + " " + n.GetState().String()
+	})
+	if n, err := c.nodeByID(a); err != nil || !n.GetCordoned() || !n.GetDraining() {
+		t.Errorf("after its agent registered again, %s: %v (err %v); want cordoned and draining", a, n, err)
+	}
+	if stored, err := c.store.GetNode(context.Background(), a); err != nil || !stored.GetCordoned() || !stored.GetDraining() {
+		t.Errorf("etcd after %s registered again: %v (err %v); want cordoned and draining", a, stored, err)
+	}
+	c.waitRunningOn(stuck, a)
+	if got := c.runningOn(stuck, a); got.ID != before.ID {
+		t.Errorf("%s: container replaced over the agent restart", stuck)
+	}
+
+	for _, id := range []string{a, b} {
+		if n := c.uncordon(id); n.GetCordoned() || n.GetDraining() {
+			t.Errorf("uncordon %s answered cordoned=%v draining=%v", id, n.GetCordoned(), n.GetDraining())
+		}
+	}
+	for _, id := range []string{a, b} {
+		n, err := c.nodeByID(id)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if n.GetCordoned() || n.GetDraining() {
-			t.Fatalf("uncordon answered cordoned=%v draining=%v", n.GetCordoned(), n.GetDraining())
+			t.Errorf("ListNodes: %s cordoned=%v draining=%v after uncordon", id, n.GetCordoned(), n.GetDraining())
 		}
-		listed, err := c.nodeByID(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if listed.GetCordoned() || listed.GetDraining() {
-			t.Fatalf("ListNodes after uncordon: cordoned=%v draining=%v", listed.GetCordoned(), listed.GetDraining())
-		}
-		stored, err := c.store.GetNode(context.Background(), a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if stored.GetCordoned() || stored.GetDraining() {
-			t.Fatalf("etcd after uncordon: cordoned=%v draining=%v", stored.GetCordoned(), stored.GetDraining())
-		}
-	})
-
-	t.Run("no feasible node", func(t *testing.T) {
-		c.t = t
-		stuck := c.name("stuck")
-		c.placeOn(a, map[string]*persysv1.WorkloadSpec{stuck: c.spec(64*mib, nil)})
-		before := c.runningOn(stuck, a)
-		if n := c.cordon(b); !n.GetCordoned() || n.GetDraining() {
-			t.Fatalf("cordon %s answered cordoned=%v draining=%v", b, n.GetCordoned(), n.GetDraining())
-		}
-
-		resp := c.drain(a, 10*time.Second)
-		if resp.GetComplete() {
-			t.Errorf("drain with nowhere to go answered complete: %v", resp)
-		}
-		var r *persysv1.DrainResult
-		for _, x := range resp.GetWorkloads() {
-			if x.GetWorkload() == stuck {
-				r = x
-			} else if x.GetResult() != "moved" {
-				t.Errorf("drain result for %s: %v", x.GetWorkload(), x)
-			}
-		}
-		if r.GetResult() != "unmoved" || r.GetReason() != persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE {
-			t.Errorf("%s: drain result %q reason %s (%s), want unmoved NO_FEASIBLE_NODE", stuck, r.GetResult(), r.GetReason(), r.GetMessage())
-		}
-		v := c.waitRunningOn(stuck, a)
-		if got := c.runningOn(stuck, a); got.ID != before.ID {
-			t.Errorf("%s: container replaced by the blocked drain", stuck)
-		}
-		if got := len(c.containers(stuck)); got != 1 {
-			t.Errorf("%s: %d copies after the blocked drain: %s", stuck, got, c.describeCopies(stuck))
-		}
-		if v.GetAssignment().GetPreviousNodeId() != "" {
-			t.Errorf("%s: previous node %q set although it did not move", stuck, v.GetAssignment().GetPreviousNodeId())
-		}
-		if types := c.eventTypes(stuck); indexOf(types, "MoveBlocked") < 0 {
-			t.Errorf("%s: no MoveBlocked event: %v", stuck, types)
-		}
-
-		// The node's agent restarts: registering again keeps what the
-		// operator set on the node.
-		c.agents[a].stop(t)
-		c.startAgentOn(a, []string{c.schedAddr})
-		waitFor(t, "the restarted agent of "+a+" to register", waitLong, func() (bool, string) {
-			n, err := c.nodeByID(a)
-			if err != nil {
-				return false, err.Error()
-			}
-			return n.GetAddress() == c.agents[a].addr && n.GetState() == persysv1.NodeState_NODE_STATE_READY,
-				n.GetAddress() + " " + n.GetState().String()
-		})
-		if n, err := c.nodeByID(a); err != nil || !n.GetCordoned() || !n.GetDraining() {
-			t.Errorf("after its agent registered again, %s: %v (err %v); want cordoned and draining", a, n, err)
-		}
-		if stored, err := c.store.GetNode(context.Background(), a); err != nil || !stored.GetCordoned() || !stored.GetDraining() {
-			t.Errorf("etcd after %s registered again: %v (err %v); want cordoned and draining", a, stored, err)
-		}
-		c.waitRunningOn(stuck, a)
-		if got := c.runningOn(stuck, a); got.ID != before.ID {
-			t.Errorf("%s: container replaced over the agent restart", stuck)
-		}
-
-		for _, id := range []string{a, b} {
-			if n := c.uncordon(id); n.GetCordoned() || n.GetDraining() {
-				t.Errorf("uncordon %s answered cordoned=%v draining=%v", id, n.GetCordoned(), n.GetDraining())
-			}
-		}
-		for _, id := range []string{a, b} {
-			n, err := c.nodeByID(id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n.GetCordoned() || n.GetDraining() {
-				t.Errorf("ListNodes: %s cordoned=%v draining=%v after uncordon", id, n.GetCordoned(), n.GetDraining())
-			}
-		}
-		// Uncordoning does not move it: it runs where it ran.
-		c.waitHeartbeats(3)
-		if got := c.runningOn(stuck, a); got.ID != before.ID {
-			t.Errorf("%s: container replaced after the uncordon", stuck)
-		}
-	})
+	}
+	// Uncordoning does not move it: it runs where it ran.
+	c.waitHeartbeats(3)
+	if got := c.runningOn(stuck, a); got.ID != before.ID {
+		t.Errorf("%s: container replaced after the uncordon", stuck)
+	}
 }
 
 // attemptMessages lists the messages of the workload's AttemptFailed
@@ -562,13 +571,19 @@ func checkAttemptOrder(t *testing.T, name string, msgs []string, first int) {
 	}
 }
 
+// What TestRetryEngine expects: fastConfig's MaxAttempts, and the metric
+// that counts applies.
+const (
+	retryMaxAttempts = 3
+	appliesMetric    = "persys_scheduler_applies_total"
+)
+
 // TestRetryEngine applies a workload whose image cannot be had: each
 // attempt is an event and is persisted under retries/, the last allowed one
 // turns it FAILED for good and nothing is applied after that; a retry
 // request starts over; a scheduler restarted in the middle of a backoff
 // continues the count from etcd.
 func TestRetryEngine(t *testing.T) {
-	const maxAttempts = 3
 	c := newClusterWith(t, clusterOptions{config: fastConfig})
 	bad := c.name("bad")
 	badSpec := func() *persysv1.WorkloadSpec {
@@ -576,157 +591,165 @@ func TestRetryEngine(t *testing.T) {
 		s.Container.Image = "persys-does-not-exist:v0"
 		return s
 	}
-	const applies = "persys_scheduler_applies_total"
 
-	t.Run("gives up after MaxAttempts", func(t *testing.T) {
-		c.t = t
-		c.apply(bad, badSpec())
-		v := c.waitGaveUp(bad)
-		st := v.GetStatus()
-		if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED {
-			t.Errorf("%s: reason %s (%s), want IMAGE_PULL_FAILED (no registry is reachable)", bad, st.GetReason(), st.GetMessage())
-		}
-		if !strings.HasPrefix(st.GetMessage(), fmt.Sprintf("gave up after %d attempts", maxAttempts)) {
-			t.Errorf("%s: message %q, want it to start with %q", bad, st.GetMessage(), fmt.Sprintf("gave up after %d attempts", maxAttempts))
-		}
-		if st.GetAttempts() != maxAttempts {
-			t.Errorf("%s: status attempts %d, want %d", bad, st.GetAttempts(), maxAttempts)
-		}
-		if st.GetNextAttemptAt() != nil {
-			t.Errorf("%s: a next attempt is announced after the last one: %v", bad, st.GetNextAttemptAt().AsTime())
-		}
-		msgs := c.waitAttempts(bad, maxAttempts)
-		checkAttemptOrder(t, bad, msgs, 1)
-		r, err := c.retryRecord(bad)
-		if err != nil {
-			t.Fatalf("retries/%s: %v", bad, err)
-		}
-		if r.GetAttempts() != maxAttempts || r.GetLastReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED ||
-			r.GetUid() != v.GetWorkload().GetUid() || r.GetRevision() != v.GetWorkload().GetRevision() {
-			t.Errorf("retries/%s = %v, want %d attempts of uid %s revision %d with IMAGE_PULL_FAILED", bad, r, maxAttempts,
-				v.GetWorkload().GetUid(), v.GetWorkload().GetRevision())
-		}
-		if r.GetNextAttemptAt() != nil {
-			t.Errorf("retries/%s announces a next attempt after the last one", bad)
-		}
-		if got := c.metricSum(applies); got != maxAttempts {
-			t.Errorf("%s = %v, want one apply per attempt (%d)", applies, got, maxAttempts)
-		}
-
-		// Given up means given up: nothing is applied any more, while the
-		// node keeps reporting.
-		c.waitHeartbeats(5)
-		if got := c.metricSum(applies); got != maxAttempts {
-			t.Errorf("%s grew to %v after the retry engine gave up at %d", applies, got, maxAttempts)
-		}
-		if msgs := c.attemptMessages(bad); len(msgs) != maxAttempts {
-			t.Errorf("%s: %d AttemptFailed events after giving up, want %d: %q", bad, len(msgs), maxAttempts, msgs)
-		}
-		c.waitGaveUp(bad)
-	})
+	t.Run("gives up after MaxAttempts", func(t *testing.T) { retryGivesUp(t, c, bad, badSpec) })
 	if t.Failed() {
 		t.FailNow()
 	}
 
-	t.Run("retry starts over", func(t *testing.T) {
-		c.t = t
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := c.control.RetryWorkload(ctx, &persysv1.RetryRequest{Name: bad}); err != nil {
-			t.Fatalf("retry %s: %v", bad, err)
-		}
-		// The record is reset at once: gone, or already the first attempt
-		// of the new series.
-		if r, err := c.retryRecord(bad); err == nil && r.GetAttempts() >= maxAttempts {
-			t.Errorf("retries/%s still has %d attempts after the retry request", bad, r.GetAttempts())
-		}
-		msgs := c.waitAttempts(bad, 2*maxAttempts)
-		checkAttemptOrder(t, bad, msgs[maxAttempts:], 1)
-		types := c.eventTypes(bad)
-		retried := indexOf(types, "RetryRequested")
-		if retried < 0 {
-			t.Fatalf("%s: no RetryRequested event: %v", bad, types)
-		}
-		failedAfter := 0
-		for _, ty := range types[retried:] {
-			if ty == "AttemptFailed" {
-				failedAfter++
-			}
-		}
-		if failedAfter != maxAttempts {
-			t.Errorf("%s: %d AttemptFailed events after RetryRequested, want %d: %v", bad, failedAfter, maxAttempts, types)
-		}
-		v := c.waitGaveUp(bad)
-		if v.GetStatus().GetAttempts() != maxAttempts {
-			t.Errorf("%s: attempts %d after the second series, want %d", bad, v.GetStatus().GetAttempts(), maxAttempts)
-		}
-		if r, err := c.retryRecord(bad); err != nil || r.GetAttempts() != maxAttempts {
-			t.Errorf("retries/%s after the second series: %v, %v; want %d attempts", bad, r, err, maxAttempts)
-		}
-		if got := c.metricSum(applies); got != 2*maxAttempts {
-			t.Errorf("%s = %v, want %d", applies, got, 2*maxAttempts)
-		}
-	})
+	t.Run("retry starts over", func(t *testing.T) { retryStartsOver(t, c, bad) })
 
-	t.Run("scheduler restart keeps the count", func(t *testing.T) {
-		c.t = t
-		// A backoff long enough to restart the scheduler inside it.
-		slow := func(cfg *scheduler.Config) {
-			fastConfig(cfg)
-			cfg.RetryBase, cfg.RetryMax = 3*time.Second, 3*time.Second
-		}
-		c.sched.stop(t)
-		c.opts.config = slow
-		c.startScheduler(c.schedAddr)
-		name := c.name("restart")
-		c.apply(name, badSpec())
-		var r1 *persysv1.RetryState
-		waitFor(t, "the first failed attempt of "+name+" in etcd", waitLong, func() (bool, string) {
-			var err error
-			r1, err = c.retryRecord(name)
-			if err != nil {
-				return false, err.Error()
-			}
-			return r1.GetAttempts() >= 1, fmt.Sprint(r1)
-		})
-		c.sched.stop(t)
-		if r1.GetAttempts() != 1 || r1.GetNextAttemptAt() == nil {
-			t.Fatalf("retries/%s when the scheduler stopped: %v; want attempt 1 with a next attempt", name, r1)
-		}
-		stoppedAt := time.Now()
-		next := r1.GetNextAttemptAt().AsTime()
-		if !stoppedAt.Before(next) {
-			// Not a failure of the code under test: the restart would
-			// not happen inside the backoff. Say so plainly.
-			t.Fatalf("the scheduler stopped at %s, after the next attempt was due (%s): the backoff is too short for this machine",
-				stoppedAt.Format(time.RFC3339Nano), next.Format(time.RFC3339Nano))
-		}
+	t.Run("scheduler restart keeps the count", func(t *testing.T) { retryCountSurvivesRestart(t, c, badSpec) })
+}
 
-		c.startScheduler(c.schedAddr)
-		msgs := c.waitAttempts(name, 2)
-		checkAttemptOrder(t, name, msgs, 1)
-		r2, err := c.retryRecord(name)
-		if err != nil || r2.GetAttempts() < 2 {
-			t.Fatalf("retries/%s after the restart: %v, %v; want attempt 2 or later (count continued)", name, r2, err)
+// retryGivesUp applies bad until the retry engine gives up.
+func retryGivesUp(t *testing.T, c *cluster, bad string, badSpec func() *persysv1.WorkloadSpec) {
+	c.t = t
+	c.apply(bad, badSpec())
+	v := c.waitGaveUp(bad)
+	st := v.GetStatus()
+	if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED {
+		t.Errorf("%s: reason %s (%s), want IMAGE_PULL_FAILED (no registry is reachable)", bad, st.GetReason(), st.GetMessage())
+	}
+	if !strings.HasPrefix(st.GetMessage(), fmt.Sprintf("gave up after %d attempts", retryMaxAttempts)) {
+		t.Errorf("%s: message %q, want it to start with %q", bad, st.GetMessage(), fmt.Sprintf("gave up after %d attempts", retryMaxAttempts))
+	}
+	if st.GetAttempts() != retryMaxAttempts {
+		t.Errorf("%s: status attempts %d, want %d", bad, st.GetAttempts(), retryMaxAttempts)
+	}
+	if st.GetNextAttemptAt() != nil {
+		t.Errorf("%s: a next attempt is announced after the last one: %v", bad, st.GetNextAttemptAt().AsTime())
+	}
+	msgs := c.waitAttempts(bad, retryMaxAttempts)
+	checkAttemptOrder(t, bad, msgs, 1)
+	r, err := c.retryRecord(bad)
+	if err != nil {
+		t.Fatalf("retries/%s: %v", bad, err)
+	}
+	if r.GetAttempts() != retryMaxAttempts || r.GetLastReason() != persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED ||
+		r.GetUid() != v.GetWorkload().GetUid() || r.GetRevision() != v.GetWorkload().GetRevision() {
+		t.Errorf("retries/%s = %v, want %d attempts of uid %s revision %d with IMAGE_PULL_FAILED", bad, r, retryMaxAttempts,
+			v.GetWorkload().GetUid(), v.GetWorkload().GetRevision())
+	}
+	if r.GetNextAttemptAt() != nil {
+		t.Errorf("retries/%s announces a next attempt after the last one", bad)
+	}
+	if got := c.metricSum(appliesMetric); got != retryMaxAttempts {
+		t.Errorf("%s = %v, want one apply per attempt (%d)", appliesMetric, got, retryMaxAttempts)
+	}
+
+	// Given up means given up: nothing is applied any more, while the
+	// node keeps reporting.
+	c.waitHeartbeats(5)
+	if got := c.metricSum(appliesMetric); got != retryMaxAttempts {
+		t.Errorf("%s grew to %v after the retry engine gave up at %d", appliesMetric, got, retryMaxAttempts)
+	}
+	if msgs := c.attemptMessages(bad); len(msgs) != retryMaxAttempts {
+		t.Errorf("%s: %d AttemptFailed events after giving up, want %d: %q", bad, len(msgs), retryMaxAttempts, msgs)
+	}
+	c.waitGaveUp(bad)
+}
+
+// retryStartsOver asks to retry bad, which failed for good.
+func retryStartsOver(t *testing.T, c *cluster, bad string) {
+	c.t = t
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.control.RetryWorkload(ctx, &persysv1.RetryRequest{Name: bad}); err != nil {
+		t.Fatalf("retry %s: %v", bad, err)
+	}
+	// The record is reset at once: gone, or already the first attempt
+	// of the new series.
+	if r, err := c.retryRecord(bad); err == nil && r.GetAttempts() >= retryMaxAttempts {
+		t.Errorf("retries/%s still has %d attempts after the retry request", bad, r.GetAttempts())
+	}
+	msgs := c.waitAttempts(bad, 2*retryMaxAttempts)
+	checkAttemptOrder(t, bad, msgs[retryMaxAttempts:], 1)
+	types := c.eventTypes(bad)
+	retried := indexOf(types, "RetryRequested")
+	if retried < 0 {
+		t.Fatalf("%s: no RetryRequested event: %v", bad, types)
+	}
+	failedAfter := 0
+	for _, ty := range types[retried:] {
+		if ty == "AttemptFailed" {
+			failedAfter++
 		}
-		// The restarted scheduler honoured the persisted schedule: its
-		// first attempt came no earlier than the one announced.
-		for _, ev := range c.events(name) {
-			if ev.GetType() == "AttemptFailed" && strings.HasPrefix(ev.GetMessage(), "attempt 2 failed") {
-				if ev.GetTime().AsTime().Before(next) {
-					t.Errorf("%s: attempt 2 failed at %s, before it was due at %s", name,
-						ev.GetTime().AsTime().Format(time.RFC3339Nano), next.Format(time.RFC3339Nano))
-				}
+	}
+	if failedAfter != retryMaxAttempts {
+		t.Errorf("%s: %d AttemptFailed events after RetryRequested, want %d: %v", bad, failedAfter, retryMaxAttempts, types)
+	}
+	v := c.waitGaveUp(bad)
+	if v.GetStatus().GetAttempts() != retryMaxAttempts {
+		t.Errorf("%s: attempts %d after the second series, want %d", bad, v.GetStatus().GetAttempts(), retryMaxAttempts)
+	}
+	if r, err := c.retryRecord(bad); err != nil || r.GetAttempts() != retryMaxAttempts {
+		t.Errorf("retries/%s after the second series: %v, %v; want %d attempts", bad, r, err, retryMaxAttempts)
+	}
+	if got := c.metricSum(appliesMetric); got != 2*retryMaxAttempts {
+		t.Errorf("%s = %v, want %d", appliesMetric, got, 2*retryMaxAttempts)
+	}
+}
+
+// retryCountSurvivesRestart restarts the scheduler inside a backoff.
+func retryCountSurvivesRestart(t *testing.T, c *cluster, badSpec func() *persysv1.WorkloadSpec) {
+	c.t = t
+	// A backoff long enough to restart the scheduler inside it.
+	slow := func(cfg *scheduler.Config) {
+		fastConfig(cfg)
+		cfg.RetryBase, cfg.RetryMax = 3*time.Second, 3*time.Second
+	}
+	c.sched.stop(t)
+	c.opts.config = slow
+	c.startScheduler(c.schedAddr)
+	name := c.name("restart")
+	c.apply(name, badSpec())
+	var r1 *persysv1.RetryState
+	waitFor(t, "the first failed attempt of "+name+" in etcd", waitLong, func() (bool, string) {
+		var err error
+		r1, err = c.retryRecord(name)
+		if err != nil {
+			return false, err.Error()
+		}
+		return r1.GetAttempts() >= 1, fmt.Sprint(r1)
+	})
+	c.sched.stop(t)
+	if r1.GetAttempts() != 1 || r1.GetNextAttemptAt() == nil {
+		t.Fatalf("retries/%s when the scheduler stopped: %v; want attempt 1 with a next attempt", name, r1)
+	}
+	stoppedAt := time.Now()
+	next := r1.GetNextAttemptAt().AsTime()
+	if !stoppedAt.Before(next) {
+		// Not a failure of the code under test: the restart would
+		// not happen inside the backoff. Say so plainly.
+		t.Fatalf("the scheduler stopped at %s, after the next attempt was due (%s): the backoff is too short for this machine",
+			stoppedAt.Format(time.RFC3339Nano), next.Format(time.RFC3339Nano))
+	}
+
+	c.startScheduler(c.schedAddr)
+	msgs := c.waitAttempts(name, 2)
+	checkAttemptOrder(t, name, msgs, 1)
+	r2, err := c.retryRecord(name)
+	if err != nil || r2.GetAttempts() < 2 {
+		t.Fatalf("retries/%s after the restart: %v, %v; want attempt 2 or later (count continued)", name, r2, err)
+	}
+	// The restarted scheduler honoured the persisted schedule: its
+	// first attempt came no earlier than the one announced.
+	for _, ev := range c.events(name) {
+		if ev.GetType() == "AttemptFailed" && strings.HasPrefix(ev.GetMessage(), "attempt 2 failed") {
+			if ev.GetTime().AsTime().Before(next) {
+				t.Errorf("%s: attempt 2 failed at %s, before it was due at %s", name,
+					ev.GetTime().AsTime().Format(time.RFC3339Nano), next.Format(time.RFC3339Nano))
 			}
 		}
-		v := c.waitGaveUp(name)
-		if v.GetStatus().GetAttempts() != maxAttempts {
-			t.Errorf("%s: gave up after %d attempts, want %d", name, v.GetStatus().GetAttempts(), maxAttempts)
-		}
-		checkAttemptOrder(t, name, c.waitAttempts(name, maxAttempts), 1)
-		// Only the attempts after the restart were this scheduler's.
-		if got := c.metricSum(applies); got != maxAttempts-1 {
-			t.Errorf("the restarted scheduler sent %v applies, want %d", got, maxAttempts-1)
-		}
-	})
+	}
+	v := c.waitGaveUp(name)
+	if v.GetStatus().GetAttempts() != retryMaxAttempts {
+		t.Errorf("%s: gave up after %d attempts, want %d", name, v.GetStatus().GetAttempts(), retryMaxAttempts)
+	}
+	checkAttemptOrder(t, name, c.waitAttempts(name, retryMaxAttempts), 1)
+	// Only the attempts after the restart were this scheduler's.
+	if got := c.metricSum(appliesMetric); got != retryMaxAttempts-1 {
+		t.Errorf("the restarted scheduler sent %v appliesMetric, want %d", got, retryMaxAttempts-1)
+	}
 }

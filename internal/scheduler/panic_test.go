@@ -133,6 +133,40 @@ func TestServePanicIsInternalAndCounted(t *testing.T) {
 	if _, err := c.ListNodes(cctx, &persysv1.ListNodesRequest{}); err != nil {
 		t.Fatalf("ListNodes after the panics: %v", err)
 	}
+	// Each call is in the server metrics with the code it returned.
+	for _, tc := range []struct {
+		method, code string
+		want         float64
+	}{{"GetLeader", "Internal", 2}, {"WatchWorkload", "Internal", 1}, {"ListNodes", "OK", 1}} {
+		if got := handledCalls(t, reg, tc.method, tc.code); got != tc.want {
+			t.Errorf("persys_scheduler_grpc_server_handled_total{%s,%s} = %v, want %v", tc.method, tc.code, got, tc.want)
+		}
+	}
+}
+
+// handledCalls is persys_scheduler_grpc_server_handled_total for one
+// ControlService method and code.
+func handledCalls(t *testing.T, reg *prometheus.Registry, method, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "persys_scheduler_grpc_server_handled_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["grpc_service"] == "persys.v1.ControlService" && labels["grpc_method"] == method && labels["grpc_code"] == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // Store errors reach clients as gRPC codes that name the object, never a

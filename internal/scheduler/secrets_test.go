@@ -343,7 +343,31 @@ func TestSecretsDeliveredOnlyToTheirWorkload(t *testing.T) {
 		t.Fatalf("plain received secrets %v", keysOf(got))
 	}
 
-	// Reads carry names, types and key names only.
+	checkSecretReadsHideValues(t, e, values)
+
+	// Update increments the version and keeps the creation time.
+	upd := e.put("db", opaqueType, "password", dbPass, "user", dbUser)
+	if upd.GetVersion() != 2 || !proto.Equal(upd.GetCreatedAt(), info.GetCreatedAt()) {
+		t.Fatalf("update: version %d created %v, want version 2 created %v", upd.GetVersion(), upd.GetCreatedAt(), info.GetCreatedAt())
+	}
+	if _, err := e.admin.DeleteSecret(secCtx(t), &persysv1.DeleteSecretRequest{Name: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin.GetSecret(secCtx(t), &persysv1.GetSecretRequest{Name: "other"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("GetSecret after delete = %v, want NotFound", err)
+	}
+	if _, err := e.admin.PutSecret(secCtx(t), &persysv1.PutSecretRequest{Name: "bad/name", Type: opaqueType,
+		Data: map[string][]byte{"k": []byte("v")}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("PutSecret of a bad name = %v, want InvalidArgument", err)
+	}
+
+	checkSecretEventsHideValues(t, e, values)
+}
+
+// checkSecretReadsHideValues: reads carry names, types and key names,
+// none of values.
+func checkSecretReadsHideValues(t *testing.T, e *secretEnv, values []string) {
+	t.Helper()
 	g, err := e.admin.GetSecret(secCtx(t), &persysv1.GetSecretRequest{Name: "db"})
 	if err != nil {
 		t.Fatal(err)
@@ -363,26 +387,15 @@ func TestSecretsDeliveredOnlyToTheirWorkload(t *testing.T) {
 			}
 		}
 	}
+}
 
-	// Update increments the version and keeps the creation time.
-	upd := e.put("db", opaqueType, "password", dbPass, "user", dbUser)
-	if upd.GetVersion() != 2 || !proto.Equal(upd.GetCreatedAt(), info.GetCreatedAt()) {
-		t.Fatalf("update: version %d created %v, want version 2 created %v", upd.GetVersion(), upd.GetCreatedAt(), info.GetCreatedAt())
-	}
-	if _, err := e.admin.DeleteSecret(secCtx(t), &persysv1.DeleteSecretRequest{Name: "other"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.admin.GetSecret(secCtx(t), &persysv1.GetSecretRequest{Name: "other"}); status.Code(err) != codes.NotFound {
-		t.Fatalf("GetSecret after delete = %v, want NotFound", err)
-	}
-	if _, err := e.admin.PutSecret(secCtx(t), &persysv1.PutSecretRequest{Name: "bad/name", Type: opaqueType,
-		Data: map[string][]byte{"k": []byte("v")}}); status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("PutSecret of a bad name = %v, want InvalidArgument", err)
-	}
-
-	// Events name the secret changes and carry no value.
+// checkSecretEventsHideValues: events name the secret changes, and
+// neither they nor the log carry any of values.
+func checkSecretEventsHideValues(t *testing.T, e *secretEnv, values []string) {
+	t.Helper()
 	var evs *persysv1.ListEventsResponse
 	secPoll(t, "secret events", func() (bool, string) {
+		var err error
 		evs, err = e.admin.ListEvents(secCtx(t), &persysv1.ListEventsRequest{Limit: 1000})
 		if err != nil {
 			return false, err.Error()

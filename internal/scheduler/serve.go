@@ -13,7 +13,6 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
-	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/scheduler/controlapi"
 )
 
@@ -37,15 +36,17 @@ const streamWorkers = 256
 
 // ServeWith is Serve with the transport given as server options: opts must
 // set the credentials, and may add interceptors that run before the
-// scheduler's own (after panic recovery). The daemons use Serve; the hollow-node simulator passes
+// scheduler's own (after the metrics, the call log and panic
+// recovery). The daemons use Serve; the hollow-node simulator passes
 // plaintext credentials and an interceptor that asserts each simulated
 // node's identity (grpcauth.AssertIdentity).
 func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.ServerOption) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Recovery comes first: a panic in any interceptor after it (the
-	// caller's, authentication) or in a handler fails only its call.
-	all := append(obs.GRPCRecovery(s.metrics.grpcPanics, s.log), opts...)
+	// Metrics, the call log and recovery come first: a panic in any
+	// interceptor after them (the caller's, authentication) or in a
+	// handler fails only its call, which is counted and logged.
+	all := append(s.metrics.grpc.Options(s.log), opts...)
 	srv := grpc.NewServer(append(all,
 		// Calls are served by reused goroutines whose stacks have grown
 		// already, not one new goroutine per call that grows its stack
@@ -59,6 +60,7 @@ func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
+	s.metrics.grpc.Initialize(srv)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)

@@ -375,9 +375,26 @@ func TestUsersTokensRolesAndAudit(t *testing.T) {
 		!strings.Contains(list.body, `"expiresAt"`) || !strings.Contains(list.body, `"revoked":true`) {
 		t.Fatalf("token list: %d %s", list.code, list.body)
 	}
-	for _, tok := range []string{opTok, viewTok, expTok} {
+	checkTokenSecretsHidden(t, e, list.body, opTok, viewTok, expTok)
+
+	// An expired user certificate is refused at the handshake.
+	expired := e.expiredCert("old", pki.RoleAdmin)
+	req, _ := http.NewRequest("GET", e.endpoint+"/v1/workloads", nil)
+	if resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: expired}, Timeout: 10 * time.Second}).Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a client with an expired certificate got an answer %d", resp.StatusCode)
+	}
+
+	checkAuditTrail(t, e, admin, opID, opTok, viewTok, expTok)
+}
+
+// checkTokenSecretsHidden: the secret of none of toks is in the token
+// list listBody, the logs or etcd.
+func checkTokenSecretsHidden(t *testing.T, e *usersEnv, listBody string, toks ...string) {
+	t.Helper()
+	for _, tok := range toks {
 		secret := tok[strings.LastIndex(tok, "_")+1:]
-		if strings.Contains(list.body, secret) {
+		if strings.Contains(listBody, secret) {
 			t.Fatal("the token list holds a token's secret")
 		}
 		if strings.Contains(e.logs.String(), secret) {
@@ -394,15 +411,13 @@ func TestUsersTokensRolesAndAudit(t *testing.T) {
 			}
 		}
 	}
+}
 
-	// An expired user certificate is refused at the handshake.
-	expired := e.expiredCert("old", pki.RoleAdmin)
-	req, _ := http.NewRequest("GET", e.endpoint+"/v1/workloads", nil)
-	if resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: expired}, Timeout: 10 * time.Second}).Do(req); err == nil {
-		resp.Body.Close()
-		t.Fatalf("a client with an expired certificate got an answer %d", resp.StatusCode)
-	}
-
+// checkAuditTrail: every change TestUsersTokensRolesAndAudit made or was
+// refused is audited with who, what and the result, without a token's
+// secret (toks) or a request body; reads are not audited.
+func checkAuditTrail(t *testing.T, e *usersEnv, admin *http.Client, opID string, toks ...string) {
+	t.Helper()
 	// Every refusal of a change is in the audit log, with who, what and
 	// the result; the log lists through the events API by type.
 	want := []struct{ actor, action, result, via string }{
@@ -445,7 +460,7 @@ func TestUsersTokensRolesAndAudit(t *testing.T) {
 		}
 	}
 	for _, ev := range audits {
-		for _, tok := range []string{opTok, viewTok, expTok} {
+		for _, tok := range toks {
 			if strings.Contains(ev.String(), tok[strings.LastIndex(tok, "_")+1:]) {
 				t.Fatalf("audit event holds a token: %v", ev)
 			}
@@ -712,10 +727,20 @@ func TestPersysctlWithToken(t *testing.T) {
 		t.Fatalf("events --type audit: %v\n%s", err, out)
 	}
 
-	// user issue: the key is made here, the CA signs through the gateway,
-	// and the written config works with the new identity's role.
+	persysctlIssuesUser(t, ctl, dir, adminCfg, tokCfg)
+}
+
+// persysctlRun runs persysctl with a config file and returns its output,
+// its error output and its error.
+type persysctlRun func(cfg string, args ...string) (string, string, error)
+
+// persysctlIssuesUser: user issue makes the key here, the CA signs through
+// the gateway, and the written config works with the new identity's role;
+// tokCfg's revoked token issues nothing.
+func persysctlIssuesUser(t *testing.T, ctl persysctlRun, dir, adminCfg, tokCfg string) {
+	t.Helper()
 	doraCfg := filepath.Join(dir, "dora.yaml")
-	out, _, err = ctl(adminCfg, "user", "issue", "dora", "--role", "viewer", "--ttl", "24h", "--out", filepath.Join(dir, "dora"), "--out-config", doraCfg)
+	out, _, err := ctl(adminCfg, "user", "issue", "dora", "--role", "viewer", "--ttl", "24h", "--out", filepath.Join(dir, "dora"), "--out-config", doraCfg)
 	if err != nil || !strings.Contains(out, `issued user "dora" (role viewer)`) {
 		t.Fatalf("user issue: %v\n%s", err, out)
 	}

@@ -145,8 +145,8 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	}
 
 	cfg := embed.NewConfig()
-	cfg.Name = defaultString(opts.Name, "persys")
-	cfg.Dir = filepath.Join(dir, "member-data")
+	cfg.Name = defaultString(opts.Name, embeddedName)
+	cfg.Dir = filepath.Join(dir, EmbeddedMemberDir)
 	cfg.ListenClientUrls = []url.URL{*clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{*clientURL}
 	cfg.ListenPeerUrls = []url.URL{*peerURL}
@@ -154,7 +154,7 @@ func StartEmbedded(opts EmbeddedOptions) (*Embedded, error) {
 	cfg.InitialCluster = defaultString(opts.InitialCluster, cfg.Name+"="+peerURL.String())
 	cfg.ClientTLSInfo = opts.TLS.info()
 	cfg.PeerTLSInfo = opts.TLS.info()
-	cfg.InitialClusterToken = "persys-embedded"
+	cfg.InitialClusterToken = embeddedClusterToken
 	cfg.AutoCompactionMode = embed.CompactorModePeriodic
 	cfg.AutoCompactionRetention = defaultString(opts.CompactionRetention, DefaultCompactionRetention)
 	cfg.QuotaBackendBytes = opts.QuotaBackendBytes
@@ -252,6 +252,14 @@ func (e *Embedded) LocalClient() *clientv3.Client {
 	return cli
 }
 
+// LocalStore returns a Store over a LocalClient of this server; its Close
+// closes that client, not the server.
+func (e *Embedded) LocalStore(opts Options) *Store {
+	s := New(e.LocalClient(), opts)
+	s.ownsClient = true
+	return s
+}
+
 // localLeaseClients maps each LocalClient to its in-process LeaseClient.
 var localLeaseClients sync.Map // *clientv3.Client → pb.LeaseClient
 
@@ -304,7 +312,16 @@ func connect(endpoints []string, tlsCfg *tls.Config, log *slog.Logger) (*clientv
 			return nil, fmt.Errorf("store: connect: endpoints[%d]: %w: empty", i, ErrInvalid)
 		}
 	}
-	cli, err := clientv3.New(clientv3.Config{
+	cli, err := clientv3.New(clientConfig(endpoints, tlsCfg, log))
+	if err != nil {
+		return nil, fmt.Errorf("store: connect to %v: %w", endpoints, err)
+	}
+	return cli, nil
+}
+
+// clientConfig is how every client of the store dials etcd.
+func clientConfig(endpoints []string, tlsCfg *tls.Config, log *slog.Logger) clientv3.Config {
+	return clientv3.Config{
 		Endpoints:   endpoints,
 		TLS:         tlsCfg,
 		DialTimeout: connectDialTimeout,
@@ -312,11 +329,7 @@ func connect(endpoints []string, tlsCfg *tls.Config, log *slog.Logger) (*clientv
 		// Keep idle connections checked so a dead member is noticed.
 		DialKeepAliveTime:    30 * time.Second,
 		DialKeepAliveTimeout: 10 * time.Second,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: connect to %v: %w", endpoints, err)
 	}
-	return cli, nil
 }
 
 func embeddedClientURL(raw, dir string) (*url.URL, error) {

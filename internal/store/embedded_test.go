@@ -145,3 +145,49 @@ func TestConnectValidation(t *testing.T) {
 		t.Fatalf("empty endpoint: %v", err)
 	}
 }
+
+// TestDialAndLocalStoreOwnTheirClient: a Store made by Dial or LocalStore
+// works and its Close ends its client; one made by New leaves the client
+// to its caller.
+func TestDialAndLocalStoreOwnTheirClient(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	e := storetest.Embedded(t)
+	tlsCfg, err := e.ClientTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialed, err := store.Dial(e.Endpoints(), tlsCfg, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := e.LocalStore(store.Options{})
+	for name, st := range map[string]*store.Store{"Dial": dialed, "LocalStore": local} {
+		if _, err := st.Revision(ctx); err != nil {
+			t.Fatalf("%s: revision: %v", name, err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatalf("%s: close: %v", name, err)
+		}
+		// The in-process client may still answer; its context tells.
+		if st.Client().Ctx().Err() == nil {
+			t.Fatalf("%s: Close left the client open", name)
+		}
+	}
+
+	cli, err := e.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	borrowed := store.New(cli, store.Options{})
+	if err := borrowed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if cli.Ctx().Err() != nil {
+		t.Fatal("Close of a store made by New closed the caller's client")
+	}
+	if _, err := store.Dial(nil, nil, store.Options{}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("Dial without endpoints: %v", err)
+	}
+}

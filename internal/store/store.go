@@ -4,7 +4,8 @@
 // events), read-modify-write operations as transactions that compare a key's
 // mod revision, a consistent snapshot (Load) and a typed watch from that
 // snapshot's revision (Watch). It also starts an embedded etcd server
-// (StartEmbedded) and connects to external clusters (Connect).
+// (StartEmbedded), connects to external clusters (Dial, Connect), and
+// saves and restores etcd snapshots (SaveSnapshot, RestoreSnapshot).
 //
 // Callers keep the revisions they read and pass them back: a write against a
 // revision that changed meanwhile fails with ErrConflict, and the caller
@@ -24,6 +25,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -105,6 +107,8 @@ type Store struct {
 
 	// ka carries KeepAliveNode's renewals on one shared stream.
 	ka *leaseKeeper
+	// ownsClient: Close closes cli (a Store made by Dial or LocalStore).
+	ownsClient bool
 }
 
 // New returns a Store over cli. The caller owns cli and closes it after the
@@ -124,6 +128,34 @@ func New(cli *clientv3.Client, opts Options) *Store {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Store{cli: cli, prefix: prefix, eventTTL: ttl, log: log, ka: newLeaseKeeper(cli)}
+}
+
+// Dial connects to an external etcd cluster (as Connect) and returns a
+// Store that owns the client: Close closes it. tlsCfg is nil only for
+// plaintext endpoints, which callers allow explicitly.
+func Dial(endpoints []string, tlsCfg *tls.Config, opts Options) (*Store, error) {
+	cli, err := connect(endpoints, tlsCfg, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s := New(cli, opts)
+	s.ownsClient = true
+	return s, nil
+}
+
+// Close closes the etcd client of a Store made by Dial or LocalStore, which
+// also ends the keep-alive stream; a Store made by New leaves its client to
+// the caller and Close does nothing.
+func (s *Store) Close() error {
+	if !s.ownsClient {
+		return nil
+	}
+	// A client without a connection (LocalStore's) reports its own
+	// cancellation as the result of a clean close.
+	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
 }
 
 // Client returns the underlying etcd client (for leader election).

@@ -155,28 +155,7 @@ func TestWatchTypedChanges(t *testing.T) {
 			}
 			lastRev = c.ModRevision
 			got = append(got, seen{c.Kind, c.Key, c.Deleted})
-			switch {
-			case c.Kind == store.KindWorkload && !c.Deleted:
-				if c.Workload.GetUid() != "u1" || c.ModRevision != wrev {
-					t.Errorf("workload change %v rev %d", c.Workload, c.ModRevision)
-				}
-			case c.Kind == store.KindAssignment && !c.Deleted:
-				if c.Assignment.GetNodeId() != "n1" {
-					t.Errorf("assignment change %v", c.Assignment)
-				}
-			case c.Kind == store.KindStatus && !c.Deleted:
-				if c.Status.GetState() != persysv1.ActualState_ACTUAL_STATE_SCHEDULED {
-					t.Errorf("status change %v", c.Status)
-				}
-			case c.Kind == store.KindNode && !c.Deleted:
-				if c.Node.GetAddress() != "a:1" {
-					t.Errorf("node change %v", c.Node)
-				}
-			case c.Deleted && (c.Workload != nil || c.Status != nil || c.Assignment != nil || c.Node != nil):
-				t.Errorf("delete with payload: %+v", c)
-			case c.Kind == store.KindNodeLease && c.Deleted:
-				done = true
-			}
+			done = checkWatchedChange(t, c, wrev)
 		case <-timeout:
 			t.Fatalf("timed out; got %v", got)
 		}
@@ -210,6 +189,36 @@ func TestWatchTypedChanges(t *testing.T) {
 			t.Fatalf("resync after cancel: %v", c.Err)
 		}
 	}
+}
+
+// checkWatchedChange checks the payload of one change of
+// TestWatchTypedChanges (wrev: the workload's revision) and reports
+// whether it is the last one, the node lease's deletion.
+func checkWatchedChange(t *testing.T, c store.Change, wrev int64) bool {
+	t.Helper()
+	switch {
+	case c.Kind == store.KindWorkload && !c.Deleted:
+		if c.Workload.GetUid() != "u1" || c.ModRevision != wrev {
+			t.Errorf("workload change %v rev %d", c.Workload, c.ModRevision)
+		}
+	case c.Kind == store.KindAssignment && !c.Deleted:
+		if c.Assignment.GetNodeId() != "n1" {
+			t.Errorf("assignment change %v", c.Assignment)
+		}
+	case c.Kind == store.KindStatus && !c.Deleted:
+		if c.Status.GetState() != persysv1.ActualState_ACTUAL_STATE_SCHEDULED {
+			t.Errorf("status change %v", c.Status)
+		}
+	case c.Kind == store.KindNode && !c.Deleted:
+		if c.Node.GetAddress() != "a:1" {
+			t.Errorf("node change %v", c.Node)
+		}
+	case c.Deleted && (c.Workload != nil || c.Status != nil || c.Assignment != nil || c.Node != nil):
+		t.Errorf("delete with payload: %+v", c)
+	case c.Kind == store.KindNodeLease && c.Deleted:
+		return true
+	}
+	return false
 }
 
 func TestWatchResyncOnCompaction(t *testing.T) {

@@ -1,0 +1,102 @@
+package obs
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// GRPCServer is what one component's gRPC server reports about its calls:
+// Prometheus server metrics (persys_<component>_grpc_server_*: started,
+// handled by code, messages, a handling-time histogram), recovered panics
+// (persys_<component>_grpc_panics_total, by method) and one log line per
+// call. Register Collectors on the component's registry, put Options
+// before the server's other interceptor options, and call Initialize once
+// the services are registered.
+type GRPCServer struct {
+	panics  *prometheus.CounterVec
+	metrics *grpcprom.ServerMetrics
+}
+
+// NewGRPCServer returns the instruments of component's gRPC server.
+func NewGRPCServer(component string) *GRPCServer {
+	return &GRPCServer{
+		panics: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "persys", Subsystem: component, Name: "grpc_panics_total",
+			Help: "gRPC calls whose handler or interceptor panicked; the call got Internal and the process went on.",
+		}, []string{"method"}),
+		metrics: grpcprom.NewServerMetrics(
+			grpcprom.WithServerCounterOptions(grpcprom.WithNamespace("persys"), grpcprom.WithSubsystem(component)),
+			grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramNamespace("persys"), grpcprom.WithHistogramSubsystem(component)),
+		),
+	}
+}
+
+// Collectors are the metrics to register on the component's registry.
+func (g *GRPCServer) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{g.panics, g.metrics}
+}
+
+// Initialize sets every method of srv's registered services at zero in
+// the metrics, so that rates exist before a method's first call.
+func (g *GRPCServer) Initialize(srv *grpc.Server) { g.metrics.InitializeMetrics(srv) }
+
+// Options returns the server options that measure, log and guard every
+// call. The metrics and the log line come first, so that a call whose
+// handler panicked is counted and logged as the Internal it returned;
+// recovery follows, before any option the caller adds (grpc chains
+// interceptors in the order the options are given), so that a panic in
+// authentication fails only its call too.
+func (g *GRPCServer) Options(log *slog.Logger) []grpc.ServerOption {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	logger := logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		// logging.Level has slog's numbering.
+		log.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+	logOpts := []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithLevels(callLevel),
+	}
+	onPanic := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		method, _ := grpc.Method(ctx)
+		g.panics.WithLabelValues(method).Inc()
+		// Still inside the deferred recover: the stack is the panic's.
+		log.Error("gRPC call panicked", "method", method, "panic", p, "stack", string(debug.Stack()))
+		// The panic value stays in the log: it may hold internal detail.
+		return status.Error(codes.Internal, "internal error")
+	})
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(
+			g.metrics.UnaryServerInterceptor(),
+			logging.UnaryServerInterceptor(logger, logOpts...),
+			recovery.UnaryServerInterceptor(onPanic),
+		),
+		grpc.ChainStreamInterceptor(
+			g.metrics.StreamServerInterceptor(),
+			logging.StreamServerInterceptor(logger, logOpts...),
+			recovery.StreamServerInterceptor(onPanic),
+		),
+	}
+}
+
+// callLevel logs a call that succeeded at debug and one that failed at
+// warn. A call its client cancelled (a watch the client closed) is no
+// failure of the server's.
+func callLevel(code codes.Code) logging.Level {
+	switch code {
+	case codes.OK, codes.Canceled:
+		return logging.LevelDebug
+	default:
+		return logging.LevelWarn
+	}
+}
