@@ -94,7 +94,11 @@ func TestExamplesParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Parse(data); err != nil {
+		parse := func(b []byte) error { _, err := Parse(b); return err }
+		if KindOf(data) == KindService {
+			parse = func(b []byte) error { _, err := ParseService(b); return err }
+		}
+		if err := parse(data); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
