@@ -666,7 +666,11 @@ type PortMapping struct {
 	// "tcp" or "udp".
 	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	// Host address to bind; empty means all.
-	HostIp        string `protobuf:"bytes,4,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	HostIp string `protobuf:"bytes,4,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	// dynamic asks the scheduler for a host port from the node's dynamic
+	// range (host_port must be 0): it picks the lowest free one when it
+	// places the workload and records it in Assignment.dynamic_host_ports.
+	Dynamic       bool `protobuf:"varint,90,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -727,6 +731,13 @@ func (x *PortMapping) GetHostIp() string {
 		return x.HostIp
 	}
 	return ""
+}
+
+func (x *PortMapping) GetDynamic() bool {
+	if x != nil {
+		return x.Dynamic
+	}
+	return false
 }
 
 type Volume struct {
@@ -2570,9 +2581,12 @@ type Assignment struct {
 	// copy, removed once the copy on node_id runs.
 	PreviousNodeId string `protobuf:"bytes,7,opt,name=previous_node_id,json=previousNodeId,proto3" json:"previous_node_id,omitempty"`
 	// Why it was (re)placed: "new", "node-lost", "drain".
-	Cause         string `protobuf:"bytes,8,opt,name=cause,proto3" json:"cause,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cause string `protobuf:"bytes,8,opt,name=cause,proto3" json:"cause,omitempty"`
+	// The host ports the scheduler chose on node_id for the spec's dynamic
+	// port mappings, in the order of those mappings in spec.container.ports.
+	DynamicHostPorts []uint32 `protobuf:"varint,90,rep,packed,name=dynamic_host_ports,json=dynamicHostPorts,proto3" json:"dynamic_host_ports,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -2659,6 +2673,13 @@ func (x *Assignment) GetCause() string {
 		return x.Cause
 	}
 	return ""
+}
+
+func (x *Assignment) GetDynamicHostPorts() []uint32 {
+	if x != nil {
+		return x.DynamicHostPorts
+	}
+	return nil
 }
 
 type NodeRejection struct {
@@ -2835,6 +2856,9 @@ type NodeCapabilities struct {
 	// Host ports already bound on the node by something Persys did not
 	// start (reported by the agent; placement treats them as taken).
 	UsedHostPorts []*HostPort `protobuf:"bytes,11,rep,name=used_host_ports,json=usedHostPorts,proto3" json:"used_host_ports,omitempty"`
+	// The range the scheduler picks dynamic host ports from on this node
+	// (agent flag --dynamic-ports). Unset: the node takes no dynamic ports.
+	DynamicPorts  *PortRange `protobuf:"bytes,90,opt,name=dynamic_ports,json=dynamicPorts,proto3" json:"dynamic_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2946,6 +2970,66 @@ func (x *NodeCapabilities) GetUsedHostPorts() []*HostPort {
 	return nil
 }
 
+func (x *NodeCapabilities) GetDynamicPorts() *PortRange {
+	if x != nil {
+		return x.DynamicPorts
+	}
+	return nil
+}
+
+// PortRange is an inclusive range of port numbers.
+type PortRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	First         uint32                 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	Last          uint32                 `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortRange) Reset() {
+	*x = PortRange{}
+	mi := &file_persys_v1_types_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortRange) ProtoMessage() {}
+
+func (x *PortRange) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
+func (*PortRange) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PortRange) GetFirst() uint32 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *PortRange) GetLast() uint32 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
 // NodePolicy is what a node's agent allows (its flags, default off), as
 // Nomad's driver configuration: placement treats a node whose policy
 // forbids what a spec asks for as infeasible (POLICY_DENIED) and the
@@ -2964,7 +3048,7 @@ type NodePolicy struct {
 
 func (x *NodePolicy) Reset() {
 	*x = NodePolicy{}
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3060,7 @@ func (x *NodePolicy) String() string {
 func (*NodePolicy) ProtoMessage() {}
 
 func (x *NodePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[26]
+	mi := &file_persys_v1_types_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3073,7 @@ func (x *NodePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePolicy.ProtoReflect.Descriptor instead.
 func (*NodePolicy) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{26}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NodePolicy) GetAllowPrivileged() bool {
@@ -3023,7 +3107,7 @@ type HostPort struct {
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3119,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[27]
+	mi := &file_persys_v1_types_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3132,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{27}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -3094,7 +3178,7 @@ type StoragePool struct {
 
 func (x *StoragePool) Reset() {
 	*x = StoragePool{}
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3106,7 +3190,7 @@ func (x *StoragePool) String() string {
 func (*StoragePool) ProtoMessage() {}
 
 func (x *StoragePool) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3119,7 +3203,7 @@ func (x *StoragePool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoragePool.ProtoReflect.Descriptor instead.
 func (*StoragePool) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StoragePool) GetName() string {
@@ -3181,7 +3265,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3193,7 +3277,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3206,7 +3290,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Node) GetId() string {
@@ -3306,7 +3390,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3402,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3415,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -3418,7 +3502,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3430,7 +3514,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3443,7 +3527,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EventBatch) GetEvents() []*Event {
@@ -3473,7 +3557,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3485,7 +3569,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3498,7 +3582,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SecretInfo) GetName() string {
@@ -3570,7 +3654,7 @@ type SecretValue struct {
 
 func (x *SecretValue) Reset() {
 	*x = SecretValue{}
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3666,7 @@ func (x *SecretValue) String() string {
 func (*SecretValue) ProtoMessage() {}
 
 func (x *SecretValue) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3679,7 @@ func (x *SecretValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
 func (*SecretValue) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SecretValue) GetName() string {
@@ -3633,7 +3717,7 @@ type SealedSecret struct {
 
 func (x *SealedSecret) Reset() {
 	*x = SealedSecret{}
-	mi := &file_persys_v1_types_proto_msgTypes[34]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3645,7 +3729,7 @@ func (x *SealedSecret) String() string {
 func (*SealedSecret) ProtoMessage() {}
 
 func (x *SealedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[34]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3658,7 +3742,7 @@ func (x *SealedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedSecret.ProtoReflect.Descriptor instead.
 func (*SealedSecret) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SealedSecret) GetInfo() *SecretInfo {
@@ -3704,7 +3788,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[35]
+	mi := &file_persys_v1_types_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3716,7 +3800,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[35]
+	mi := &file_persys_v1_types_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3729,7 +3813,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -3791,12 +3875,13 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\x03 \x01(\x03R\tdiskBytes\"\x86\x01\n" +
+	"disk_bytes\x18\x03 \x01(\x03R\tdiskBytes\"\xa0\x01\n" +
 	"\vPortMapping\x12%\n" +
 	"\x0econtainer_port\x18\x01 \x01(\rR\rcontainerPort\x12\x1b\n" +
 	"\thost_port\x18\x02 \x01(\rR\bhostPort\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x17\n" +
-	"\ahost_ip\x18\x04 \x01(\tR\x06hostIp\"i\n" +
+	"\ahost_ip\x18\x04 \x01(\tR\x06hostIp\x12\x18\n" +
+	"\adynamic\x18Z \x01(\bR\adynamic\"i\n" +
 	"\x06Volume\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -3994,7 +4079,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x0fnext_attempt_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x129\n" +
 	"\vlast_reason\x18\x06 \x01(\x0e2\x18.persys.v1.FailureReasonR\n" +
 	"lastReason\x12!\n" +
-	"\flast_message\x18\a \x01(\tR\vlastMessage\"\x9a\x02\n" +
+	"\flast_message\x18\a \x01(\tR\vlastMessage\"\xc8\x02\n" +
 	"\n" +
 	"Assignment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -4004,7 +4089,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\tplaced_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x128\n" +
 	"\bdecision\x18\x06 \x01(\v2\x1c.persys.v1.PlacementDecisionR\bdecision\x12(\n" +
 	"\x10previous_node_id\x18\a \x01(\tR\x0epreviousNodeId\x12\x14\n" +
-	"\x05cause\x18\b \x01(\tR\x05cause\"\x9e\x01\n" +
+	"\x05cause\x18\b \x01(\tR\x05cause\x12,\n" +
+	"\x12dynamic_host_ports\x18Z \x03(\rR\x10dynamicHostPorts\"\x9e\x01\n" +
 	"\rNodeRejection\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12/\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x17.persys.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -4019,7 +4105,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"rejections\x18\x05 \x03(\v2\x18.persys.v1.NodeRejectionR\n" +
 	"rejections\x12\x1a\n" +
-	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\xb1\x04\n" +
+	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\xec\x04\n" +
 	"\x10NodeCapabilities\x120\n" +
 	"\bcapacity\x18\x01 \x01(\v2\x14.persys.v1.ResourcesR\bcapacity\x123\n" +
 	"\bruntimes\x18\x02 \x03(\x0e2\x17.persys.v1.WorkloadTypeR\bruntimes\x12?\n" +
@@ -4032,10 +4118,14 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\vallocatable\x18\t \x01(\v2\x14.persys.v1.ResourcesR\vallocatable\x12-\n" +
 	"\x06policy\x18\n" +
 	" \x01(\v2\x15.persys.v1.NodePolicyR\x06policy\x12;\n" +
-	"\x0fused_host_ports\x18\v \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\x1a9\n" +
+	"\x0fused_host_ports\x18\v \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\x129\n" +
+	"\rdynamic_ports\x18Z \x01(\v2\x14.persys.v1.PortRangeR\fdynamicPorts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"5\n" +
+	"\tPortRange\x12\x14\n" +
+	"\x05first\x18\x01 \x01(\rR\x05first\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\rR\x04last\"a\n" +
 	"\n" +
 	"NodePolicy\x12)\n" +
 	"\x10allow_privileged\x18\x01 \x01(\bR\x0fallowPrivileged\x12(\n" +
@@ -4208,7 +4298,7 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -4245,35 +4335,36 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(*NodeRejection)(nil),         // 32: persys.v1.NodeRejection
 	(*PlacementDecision)(nil),     // 33: persys.v1.PlacementDecision
 	(*NodeCapabilities)(nil),      // 34: persys.v1.NodeCapabilities
-	(*NodePolicy)(nil),            // 35: persys.v1.NodePolicy
-	(*HostPort)(nil),              // 36: persys.v1.HostPort
-	(*StoragePool)(nil),           // 37: persys.v1.StoragePool
-	(*Node)(nil),                  // 38: persys.v1.Node
-	(*Event)(nil),                 // 39: persys.v1.Event
-	(*EventBatch)(nil),            // 40: persys.v1.EventBatch
-	(*SecretInfo)(nil),            // 41: persys.v1.SecretInfo
-	(*SecretValue)(nil),           // 42: persys.v1.SecretValue
-	(*SealedSecret)(nil),          // 43: persys.v1.SealedSecret
-	(*ClusterSummary)(nil),        // 44: persys.v1.ClusterSummary
-	nil,                           // 45: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 46: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 47: persys.v1.ComposeSpec.EnvEntry
-	nil,                           // 48: persys.v1.VMSpec.MetadataEntry
-	nil,                           // 49: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 50: persys.v1.Workload.LabelsEntry
-	nil,                           // 51: persys.v1.WorkloadStatus.DetailsEntry
-	nil,                           // 52: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 53: persys.v1.SecretValue.DataEntry
-	nil,                           // 54: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	(*timestamppb.Timestamp)(nil), // 55: google.protobuf.Timestamp
+	(*PortRange)(nil),             // 35: persys.v1.PortRange
+	(*NodePolicy)(nil),            // 36: persys.v1.NodePolicy
+	(*HostPort)(nil),              // 37: persys.v1.HostPort
+	(*StoragePool)(nil),           // 38: persys.v1.StoragePool
+	(*Node)(nil),                  // 39: persys.v1.Node
+	(*Event)(nil),                 // 40: persys.v1.Event
+	(*EventBatch)(nil),            // 41: persys.v1.EventBatch
+	(*SecretInfo)(nil),            // 42: persys.v1.SecretInfo
+	(*SecretValue)(nil),           // 43: persys.v1.SecretValue
+	(*SealedSecret)(nil),          // 44: persys.v1.SealedSecret
+	(*ClusterSummary)(nil),        // 45: persys.v1.ClusterSummary
+	nil,                           // 46: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 47: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 48: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 49: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 50: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 51: persys.v1.Workload.LabelsEntry
+	nil,                           // 52: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 53: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 54: persys.v1.SecretValue.DataEntry
+	nil,                           // 55: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	(*timestamppb.Timestamp)(nil), // 56: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	45, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	46, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
 	10, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
 	11, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	46, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	47, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
 	15, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
-	47, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	48, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
 	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
 	18, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
 	17, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
@@ -4281,12 +4372,12 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	20, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
 	21, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
 	22, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
-	48, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	49, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
 	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
 	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
 	9,  // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	49, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	50, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
 	12, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
 	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
 	16, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
@@ -4295,55 +4386,56 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	14, // 24: persys.v1.WorkloadSpec.secret_files:type_name -> persys.v1.SecretFile
 	25, // 25: persys.v1.WorkloadSpec.host_access:type_name -> persys.v1.HostAccess
 	26, // 26: persys.v1.HostAccess.host_paths:type_name -> persys.v1.HostPath
-	36, // 27: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
-	50, // 28: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	37, // 27: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
+	51, // 28: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
 	24, // 29: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	55, // 30: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	55, // 31: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 30: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	56, // 31: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
 	2,  // 32: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
 	3,  // 33: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	55, // 34: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	55, // 35: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	56, // 34: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	56, // 35: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
 	29, // 36: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	51, // 37: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	52, // 37: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
 	2,  // 38: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
-	55, // 39: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	56, // 39: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
 	3,  // 40: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	55, // 41: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	56, // 41: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
 	33, // 42: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
 	5,  // 43: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
 	5,  // 44: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
 	32, // 45: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
 	9,  // 46: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
 	0,  // 47: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	52, // 48: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	37, // 49: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
+	53, // 48: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	38, // 49: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
 	9,  // 50: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
-	35, // 51: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
-	36, // 52: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
-	34, // 53: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 54: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	55, // 55: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	9,  // 56: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	9,  // 57: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	55, // 58: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	55, // 59: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 60: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	39, // 61: persys.v1.EventBatch.events:type_name -> persys.v1.Event
-	8,  // 62: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	55, // 63: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	55, // 64: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	8,  // 65: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	53, // 66: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	41, // 67: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	54, // 68: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	9,  // 69: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	9,  // 70: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	71, // [71:71] is the sub-list for method output_type
-	71, // [71:71] is the sub-list for method input_type
-	71, // [71:71] is the sub-list for extension type_name
-	71, // [71:71] is the sub-list for extension extendee
-	0,  // [0:71] is the sub-list for field type_name
+	36, // 51: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
+	37, // 52: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
+	35, // 53: persys.v1.NodeCapabilities.dynamic_ports:type_name -> persys.v1.PortRange
+	34, // 54: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 55: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	56, // 56: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	9,  // 57: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	9,  // 58: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	56, // 59: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	56, // 60: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 61: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	40, // 62: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	8,  // 63: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	56, // 64: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	56, // 65: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 66: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	54, // 67: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	42, // 68: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	55, // 69: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	9,  // 70: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	9,  // 71: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -4357,7 +4449,7 @@ func file_persys_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
 			NumEnums:      9,
-			NumMessages:   46,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
