@@ -64,6 +64,7 @@ func fixtureRunning() *persysv1.WorkloadView {
 					Ports: []*persysv1.PortMapping{
 						{ContainerPort: 8080, HostPort: 80, Protocol: "tcp"},
 						{ContainerPort: 9090, HostIp: "127.0.0.1"},
+						{ContainerPort: 9100, Protocol: "tcp", Dynamic: true},
 					},
 					Volumes:       []*persysv1.Volume{{Type: "bind", Source: "/srv/data", Target: "/data", ReadOnly: true}},
 					RestartPolicy: "always",
@@ -75,7 +76,7 @@ func fixtureRunning() *persysv1.WorkloadView {
 			Revision: 3, RuntimeId: "4f1c2d", RestartCount: 1, UpdatedAt: ago(4 * time.Minute),
 		},
 		Assignment: &persysv1.Assignment{
-			Name: "web", NodeId: "node-1", Revision: 3, PlacedAt: ago(5 * time.Minute),
+			Name: "web", NodeId: "node-1", Revision: 3, PlacedAt: ago(5 * time.Minute), DynamicHostPorts: []uint32{20001},
 			Decision: &persysv1.PlacementDecision{
 				NodeId: "node-1", Score: 0.8125, FeasibleNodes: 1, TotalNodes: 3, Strategy: "spread",
 				Rejections: []*persysv1.NodeRejection{
