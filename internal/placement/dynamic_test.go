@@ -136,3 +136,25 @@ func TestPickDynamicAgreesWithDynamicFree(t *testing.T) {
 		}
 	}
 }
+
+// TestDynamicPortsAllocateNothing: counting a range's free ports adds no
+// allocation to a placement that places.
+func TestDynamicPortsAllocateNothing(t *testing.T) {
+	nodes := []Node{
+		node("a", dynRange(20000, 32000), taken(hostaccess.Port{Port: 20000}, hostaccess.Port{Port: 20001, Protocol: "udp"})),
+		node("b", dynRange(20000, 32000)),
+	}
+	req := withDynamic(request(100, mi, 0), "p0", "p1")
+	req.Host.Ports = []hostaccess.Port{{Port: 20002}}
+	dst := make([]uint32, 0, 2)
+	if n := testing.AllocsPerRun(100, func() {
+		if !Place(nodes, req, Spread).Placed() {
+			t.Fatal("not placed")
+		}
+		if _, ok := PickDynamic(&nodes[0], &req, dst[:0]); !ok {
+			t.Fatal("nothing picked")
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per placement, want 0", n)
+	}
+}
