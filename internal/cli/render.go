@@ -550,6 +550,9 @@ func printDescribeNode(w io.Writer, n *persysv1.Node, workloads []*persysv1.Work
 	if capa.GetVmAccel() != "" {
 		k.line("VM accel", capa.GetVmAccel())
 	}
+	if r := capa.GetDynamicPorts(); r != nil {
+		k.line("Dynamic ports", fmt.Sprintf("%d-%d", r.GetFirst(), r.GetLast()))
+	}
 	k.line("Registered", stamp(now, n.GetRegisteredAt()))
 	k.line("Last heartbeat", stamp(now, n.GetLastHeartbeat()))
 	k.head("Resources")

@@ -131,6 +131,7 @@ func fixtureNodes() []*persysv1.Node {
 				Capacity: &persysv1.Resources{CpuMillis: 4000, MemoryBytes: 16 * gi, DiskBytes: 100 * gi},
 				Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER, persysv1.WorkloadType_WORKLOAD_TYPE_COMPOSE},
 				Labels:   map[string]string{"zone": "a"}, Os: "linux", Arch: "amd64", Hostname: "host-1",
+				DynamicPorts: &persysv1.PortRange{First: 20000, Last: 32000},
 			},
 			Allocated: &persysv1.Resources{CpuMillis: 500, MemoryBytes: 256 * mi, DiskBytes: gi},
 			Usage:     &persysv1.Resources{CpuMillis: 120, MemoryBytes: 1288490189, DiskBytes: 5 * gi},
