@@ -226,6 +226,9 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause mo
 	}
 	a, st := placementRecords(name, v, dec, cause, previous, s.cfg.Now())
 	a.DynamicHostPorts = held.DynamicPorts()
+	if previous != "" {
+		a.PreviousDynamicHostPorts = v.assign.GetDynamicHostPorts()
+	}
 	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
 	if err != nil {
 		s.cache.Release(name, held)

@@ -2585,8 +2585,11 @@ type Assignment struct {
 	// The host ports the scheduler chose on node_id for the spec's dynamic
 	// port mappings, in the order of those mappings in spec.container.ports.
 	DynamicHostPorts []uint32 `protobuf:"varint,90,rep,packed,name=dynamic_host_ports,json=dynamicHostPorts,proto3" json:"dynamic_host_ports,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// While the workload moves: the dynamic host ports its copy on
+	// previous_node_id holds there (held until that copy is removed).
+	PreviousDynamicHostPorts []uint32 `protobuf:"varint,91,rep,packed,name=previous_dynamic_host_ports,json=previousDynamicHostPorts,proto3" json:"previous_dynamic_host_ports,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -2678,6 +2681,13 @@ func (x *Assignment) GetCause() string {
 func (x *Assignment) GetDynamicHostPorts() []uint32 {
 	if x != nil {
 		return x.DynamicHostPorts
+	}
+	return nil
+}
+
+func (x *Assignment) GetPreviousDynamicHostPorts() []uint32 {
+	if x != nil {
+		return x.PreviousDynamicHostPorts
 	}
 	return nil
 }
@@ -4079,7 +4089,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x0fnext_attempt_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x129\n" +
 	"\vlast_reason\x18\x06 \x01(\x0e2\x18.persys.v1.FailureReasonR\n" +
 	"lastReason\x12!\n" +
-	"\flast_message\x18\a \x01(\tR\vlastMessage\"\xc8\x02\n" +
+	"\flast_message\x18\a \x01(\tR\vlastMessage\"\x87\x03\n" +
 	"\n" +
 	"Assignment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -4090,7 +4100,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\bdecision\x18\x06 \x01(\v2\x1c.persys.v1.PlacementDecisionR\bdecision\x12(\n" +
 	"\x10previous_node_id\x18\a \x01(\tR\x0epreviousNodeId\x12\x14\n" +
 	"\x05cause\x18\b \x01(\tR\x05cause\x12,\n" +
-	"\x12dynamic_host_ports\x18Z \x03(\rR\x10dynamicHostPorts\"\x9e\x01\n" +
+	"\x12dynamic_host_ports\x18Z \x03(\rR\x10dynamicHostPorts\x12=\n" +
+	"\x1bprevious_dynamic_host_ports\x18[ \x03(\rR\x18previousDynamicHostPorts\"\x9e\x01\n" +
 	"\rNodeRejection\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12/\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x17.persys.v1.RejectReasonR\x06reason\x12\x16\n" +

@@ -334,8 +334,8 @@ func (c *Cache) portsHeldLocked() map[string][]hostaccess.Port {
 	out := map[string][]hostaccess.Port{}
 	for _, e := range c.workloads {
 		spec := e.w.GetSpec()
-		dyn := e.assignment.GetDynamicHostPorts()
-		if (!hasHostPorts(spec) && len(dyn) == 0) || !c.holdsLocked(e) {
+		dyn, prevDyn := e.assignment.GetDynamicHostPorts(), e.assignment.GetPreviousDynamicHostPorts()
+		if (!hasHostPorts(spec) && len(dyn) == 0 && len(prevDyn) == 0) || !c.holdsLocked(e) {
 			continue
 		}
 		ports := hostNeeds(spec).Ports
@@ -344,10 +344,13 @@ func (c *Cache) portsHeldLocked() map[string][]hostaccess.Port {
 				out[id] = append(out[id], ports...)
 			}
 		}
-		// The dynamic ports were chosen on node_id; during a move the
-		// old node's are no longer known and are not held there.
+		// Dynamic ports differ per node: those chosen on node_id, and
+		// during a move those the old copy holds on previous_node_id.
 		if id := e.assignment.GetNodeId(); id != "" && len(dyn) > 0 {
 			out[id] = append(out[id], boundDynamic(specaccess.DynamicPorts(spec), dyn)...)
+		}
+		if id := e.assignment.GetPreviousNodeId(); id != "" && len(prevDyn) > 0 {
+			out[id] = append(out[id], boundDynamic(specaccess.DynamicPorts(spec), prevDyn)...)
 		}
 	}
 	return out
