@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/agent"
@@ -53,6 +57,12 @@ func TestDynamicPorts(t *testing.T) {
 				st.GetReason() == persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT,
 			st.GetState().String() + " " + st.GetReason().String() + ": " + st.GetMessage()
 	})
+
+	// A placed workload keeps its number of dynamic ports.
+	_, err := admin.ApplyWorkload(ctx, &persysv1.ApplyRequest{Name: "b", Spec: spec(2)})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "spec.container.ports:") {
+		t.Fatalf("b with two dynamic ports: %v, want InvalidArgument naming spec.container.ports", err)
+	}
 
 	if _, err := admin.DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: "a"}); err != nil {
 		t.Fatal(err)
