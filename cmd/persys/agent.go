@@ -308,6 +308,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		HeartbeatInterval:    o.heartbeatInterval,
 		UtilizationThreshold: o.utilizationThreshold,
 		Policy:               o.extra.policy(),
+		DynamicPorts:         o.extra.portRange(),
 		SkipHostPortScan:     o.runtime == "sim",
 		DataDir:              o.dataDir,
 		Cluster:              cluster,

@@ -29,6 +29,8 @@ type runtimeOptions struct {
 	// The node's policy on host-level features (default: none allowed).
 	allowPrivileged bool
 	allowHostPaths  []string
+	// dynamicPorts is the range dynamic host ports are picked from.
+	dynamicPorts string
 }
 
 func (o *runtimeOptions) flags(f *pflag.FlagSet) {
@@ -38,6 +40,19 @@ func (o *runtimeOptions) flags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.storagePools, "storage-pool", nil, "storage pool for VM disks, NAME=PATH or NAME=PATH:SIZE (repeatable; default: pool \"default\" in the data folder)")
 	f.BoolVar(&o.allowPrivileged, "allow-privileged", false, "run workloads that ask for privileged mode, devices, added capabilities, host network/PID/IPC or a VM bridge (their applier also needs permission workloads.host)")
 	f.StringArrayVar(&o.allowHostPaths, "allow-host-path", nil, "absolute host folder under which workloads may bind host paths (repeatable; default: none)")
+	dynamicPortsFlag(f, &o.dynamicPorts)
+}
+
+// dynamicPortsFlag registers --dynamic-ports, for the agent and for
+// persys dev alike.
+func dynamicPortsFlag(f *pflag.FlagSet, v *string) {
+	f.StringVar(v, "dynamic-ports", hostaccess.DefaultDynamicPorts.String(), "host ports the scheduler picks dynamic ports from on this node, FIRST-LAST, or off")
+}
+
+// portRange is --dynamic-ports, checked by validate.
+func (o *runtimeOptions) portRange() hostaccess.PortRange {
+	r, _ := hostaccess.ParsePortRange(o.dynamicPorts)
+	return r
 }
 
 // policy is the node's policy on host-level features, reported at
@@ -66,6 +81,9 @@ func (o *runtimeOptions) validate() error {
 		if err := hostaccess.ValidatePolicyPath(p); err != nil {
 			return fmt.Errorf("--allow-host-path: %w", err)
 		}
+	}
+	if _, err := hostaccess.ParsePortRange(o.dynamicPorts); err != nil {
+		return fmt.Errorf("--dynamic-ports: %w", err)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ type devOptions struct {
 	agentListen     string
 	metricsBase     int
 	labels          string
+	dynamicPorts    string
 }
 
 func newDevCommand() *cobra.Command {
@@ -60,6 +61,7 @@ func newDevCommand() *cobra.Command {
 	f.StringVar(&o.agentListen, "agent-listen", "127.0.0.1:9500", "agent gRPC address")
 	f.IntVar(&o.metricsBase, "metrics-port", 9101, "first of three loopback ports for /metrics of scheduler, gateway and agent (0 disables them)")
 	f.StringVar(&o.labels, "labels", "", "labels of the local node, k=v,k2=v2")
+	dynamicPortsFlag(f, &o.dynamicPorts)
 	return cmd
 }
 
@@ -134,7 +136,7 @@ func runDev(ctx context.Context, o *devOptions) error {
 		dataDir: filepath.Join(dir, "agent"), metricsListen: metrics(2),
 		heartbeatInterval: 2 * time.Second, utilizationThreshold: 0.8,
 		auditInterval: agent.DefaultAuditInterval, runtime: "docker", // validate refuses zero values
-		extra: runtimeOptions{compose: true, vm: "auto"},
+		extra: runtimeOptions{compose: true, vm: "auto", dynamicPorts: o.dynamicPorts},
 	}
 	go func() { errc <- component("agent", runAgent(ctx, ao)) }()
 

@@ -86,6 +86,9 @@ type Config struct {
 	// nothing): reported at registration for placement, and enforced on
 	// every apply (POLICY_DENIED).
 	Policy hostaccess.Policy
+	// DynamicPorts is the range the scheduler picks dynamic host ports
+	// from on this node, reported at registration (zero: none).
+	DynamicPorts hostaccess.PortRange
 	// SkipHostPortScan reports no host ports bound by others: hollow
 	// nodes of the simulator share one host, whose sockets are no node's.
 	SkipHostPortScan bool

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 )
@@ -213,6 +214,9 @@ func (a *Agent) capabilities() *persysv1.NodeCapabilities {
 	}
 	c.VmAccel = a.cfg.VMAccel
 	c.Policy = specaccess.PolicyToProto(a.cfg.Policy)
+	if r := a.cfg.DynamicPorts; r != (hostaccess.PortRange{}) {
+		c.DynamicPorts = &persysv1.PortRange{First: r.First, Last: r.Last}
+	}
 	for _, p := range a.cfg.StoragePools {
 		sp := &persysv1.StoragePool{Name: p.Name, Path: p.Path, CapacityBytes: p.Capacity}
 		if size, free, err := fsSpace(p.Path); err == nil {

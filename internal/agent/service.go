@@ -120,6 +120,13 @@ func (s *service) ApplyWorkload(ctx context.Context, req *persysv1.ApplyWorkload
 	if err := validateApply(req); err != nil {
 		return nil, invalidSpec(err)
 	}
+	// The scheduler chose the dynamic ports: from here on they are
+	// published, reserved and reported like static ones.
+	spec, err := specaccess.BindDynamic(req.GetSpec(), req.GetDynamicHostPorts())
+	if err != nil {
+		return nil, invalidSpec(err)
+	}
+	req.Spec = spec
 	rt, ok := a.runtimes[req.GetSpec().GetType()]
 	if !ok {
 		return nil, invalidSpec(fmt.Errorf("spec.type %s: this node has no runtime for it", contract.Name(req.GetSpec().GetType())))

@@ -28,14 +28,14 @@ func printWorkloads(w io.Writer, format string, views []*persysv1.WorkloadView, 
 }
 
 // printWorkloadsWide is the table plus what a workload runs, its attempts,
-// addresses and labels.
+// addresses, published host ports and labels.
 func printWorkloadsWide(w io.Writer, views []*persysv1.WorkloadView, now time.Time) error {
 	if len(views) == 0 {
 		_, err := fmt.Fprintln(w, "No workloads.")
 		return err
 	}
 	tw := newTable(w)
-	row(tw, "", "NAME", "TYPE", "STATE", "NODE", "REVISION", "REASON", "AGE", "SOURCE", "ATTEMPTS", "ADDRESSES", "LABELS")
+	row(tw, "", "NAME", "TYPE", "STATE", "NODE", "REVISION", "REASON", "AGE", "SOURCE", "ATTEMPTS", "ADDRESSES", "PORTS", "LABELS")
 	for _, v := range views {
 		wl, st := v.GetWorkload(), v.GetStatus()
 		row(tw, "",
@@ -49,10 +49,42 @@ func printWorkloadsWide(w io.Writer, views []*persysv1.WorkloadView, now time.Ti
 			workloadSource(wl.GetSpec()),
 			strconv.Itoa(int(st.GetAttempts())),
 			orNone(strings.Join(st.GetAddresses(), ",")),
+			hostPortsCell(wl.GetSpec(), v.GetAssignment().GetDynamicHostPorts()),
 			joinMap(wl.GetLabels()),
 		)
 	}
 	return tw.Flush()
+}
+
+// hostPortsCell lists a container's published host ports,
+// "host->container/proto" separated by commas, the dynamic ones with the
+// port the scheduler chose ("?" before it chose).
+func hostPortsCell(spec *persysv1.WorkloadSpec, chosen []uint32) string {
+	var out []string
+	k := 0
+	for _, p := range spec.GetContainer().GetPorts() {
+		host := ""
+		switch {
+		case p.GetHostPort() != 0:
+			host = strconv.FormatUint(uint64(p.GetHostPort()), 10)
+		case p.GetDynamic() && k < len(chosen):
+			host = strconv.FormatUint(uint64(chosen[k]), 10)
+		case p.GetDynamic():
+			host = "?"
+		}
+		if p.GetDynamic() {
+			k++
+		}
+		if host == "" {
+			continue
+		}
+		proto := p.GetProtocol()
+		if proto == "" {
+			proto = "tcp"
+		}
+		out = append(out, host+"->"+strconv.FormatUint(uint64(p.GetContainerPort()), 10)+"/"+proto)
+	}
+	return orNone(strings.Join(out, ","))
 }
 
 // workloadSource says in one cell what a workload runs: the container

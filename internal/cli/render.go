@@ -313,16 +313,28 @@ func resourcesLine(r *persysv1.Resources) string {
 		manifest.FormatCPU(r.GetCpuMillis()), humanBytes(r.GetMemoryBytes()), humanBytes(r.GetDiskBytes()))
 }
 
-func portsLine(ports []*persysv1.PortMapping) string {
+// portsLine prints every mapping, "host->container/proto"; a dynamic one
+// as "dynamic 20001" with the port the scheduler chose (chosen, in the
+// order of the dynamic mappings), or "dynamic" before it chose.
+func portsLine(ports []*persysv1.PortMapping, chosen []uint32) string {
 	var out []string
+	k := 0
 	for _, p := range ports {
 		proto := p.GetProtocol()
 		if proto == "" {
 			proto = "tcp"
 		}
 		host := "auto"
-		if p.GetHostPort() != 0 {
+		switch {
+		case p.GetHostPort() != 0:
 			host = strconv.FormatUint(uint64(p.GetHostPort()), 10)
+		case p.GetDynamic() && k < len(chosen):
+			host = "dynamic " + strconv.FormatUint(uint64(chosen[k]), 10)
+		case p.GetDynamic():
+			host = "dynamic"
+		}
+		if p.GetDynamic() {
+			k++
 		}
 		if p.GetHostIp() != "" {
 			host = p.GetHostIp() + ":" + host
@@ -352,7 +364,7 @@ func printDescribeWorkload(w io.Writer, v *persysv1.WorkloadView, now time.Time)
 	describeWorkloadStatus(k, v, now)
 	spec := v.GetWorkload().GetSpec()
 	if c := spec.GetContainer(); c != nil {
-		describeContainerSpec(k, c)
+		describeContainerSpec(k, c, v.GetAssignment().GetDynamicHostPorts())
 	}
 	if c := spec.GetCompose(); c != nil {
 		describeComposeSpec(k, c)
@@ -411,7 +423,7 @@ func describeWorkloadStatus(k kv, v *persysv1.WorkloadView, now time.Time) {
 }
 
 // describeContainerSpec prints a container workload's spec.
-func describeContainerSpec(k kv, c *persysv1.ContainerSpec) {
+func describeContainerSpec(k kv, c *persysv1.ContainerSpec, chosen []uint32) {
 	k.line("Image", c.GetImage())
 	if len(c.GetCommand()) > 0 {
 		k.line("Command", strings.Join(c.GetCommand(), " "))
@@ -423,7 +435,7 @@ func describeContainerSpec(k kv, c *persysv1.ContainerSpec) {
 		k.line("Env", joinMap(c.GetEnv()))
 	}
 	if len(c.GetPorts()) > 0 {
-		k.line("Ports", portsLine(c.GetPorts()))
+		k.line("Ports", portsLine(c.GetPorts(), chosen))
 	}
 	if len(c.GetVolumes()) > 0 {
 		k.line("Volumes", volumesLine(c.GetVolumes()))
@@ -551,6 +563,9 @@ func printDescribeNode(w io.Writer, n *persysv1.Node, workloads []*persysv1.Work
 	k.line("Labels", joinMap(capa.GetLabels()))
 	if capa.GetVmAccel() != "" {
 		k.line("VM accel", capa.GetVmAccel())
+	}
+	if r := capa.GetDynamicPorts(); r != nil {
+		k.line("Dynamic ports", fmt.Sprintf("%d-%d", r.GetFirst(), r.GetLast()))
 	}
 	k.line("Registered", stamp(now, n.GetRegisteredAt()))
 	k.line("Last heartbeat", stamp(now, n.GetLastHeartbeat()))

@@ -64,6 +64,7 @@ func fixtureRunning() *persysv1.WorkloadView {
 					Ports: []*persysv1.PortMapping{
 						{ContainerPort: 8080, HostPort: 80, Protocol: "tcp"},
 						{ContainerPort: 9090, HostIp: "127.0.0.1"},
+						{ContainerPort: 9100, Protocol: "tcp", Dynamic: true},
 					},
 					Volumes:       []*persysv1.Volume{{Type: "bind", Source: "/srv/data", Target: "/data", ReadOnly: true}},
 					RestartPolicy: "always",
@@ -75,7 +76,7 @@ func fixtureRunning() *persysv1.WorkloadView {
 			Revision: 3, RuntimeId: "4f1c2d", RestartCount: 1, UpdatedAt: ago(4 * time.Minute),
 		},
 		Assignment: &persysv1.Assignment{
-			Name: "web", NodeId: "node-1", Revision: 3, PlacedAt: ago(5 * time.Minute),
+			Name: "web", NodeId: "node-1", Revision: 3, PlacedAt: ago(5 * time.Minute), DynamicHostPorts: []uint32{20001},
 			Decision: &persysv1.PlacementDecision{
 				NodeId: "node-1", Score: 0.8125, FeasibleNodes: 1, TotalNodes: 3, Strategy: "spread",
 				Rejections: []*persysv1.NodeRejection{
@@ -130,6 +131,7 @@ func fixtureNodes() []*persysv1.Node {
 				Capacity: &persysv1.Resources{CpuMillis: 4000, MemoryBytes: 16 * gi, DiskBytes: 100 * gi},
 				Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER, persysv1.WorkloadType_WORKLOAD_TYPE_COMPOSE},
 				Labels:   map[string]string{"zone": "a"}, Os: "linux", Arch: "amd64", Hostname: "host-1",
+				DynamicPorts: &persysv1.PortRange{First: 20000, Last: 32000},
 			},
 			Allocated: &persysv1.Resources{CpuMillis: 500, MemoryBytes: 256 * mi, DiskBytes: gi},
 			Usage:     &persysv1.Resources{CpuMillis: 120, MemoryBytes: 1288490189, DiskBytes: 5 * gi},

@@ -168,3 +168,44 @@ func ValidatePolicyPath(p string) error {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// PortRange is an inclusive range of host ports a node gives out as
+// dynamic ports; the zero value is no range.
+type PortRange struct {
+	First, Last uint32
+}
+
+// DefaultDynamicPorts is the agent's range when its flag is not given,
+// as Nomad's: above the registered ports most services fix, below the
+// kernel's ephemeral range (32768-60999), so that an outgoing connection
+// never holds a port the scheduler gives out.
+var DefaultDynamicPorts = PortRange{First: 20000, Last: 32000}
+
+// String prints "first-last", or "" for no range.
+func (r PortRange) String() string {
+	if r == (PortRange{}) {
+		return ""
+	}
+	return strconv.FormatUint(uint64(r.First), 10) + "-" + strconv.FormatUint(uint64(r.Last), 10)
+}
+
+// ParsePortRange reads "first-last" (inclusive, 1-65535, first <= last);
+// "" and "off" are no range.
+func ParsePortRange(s string) (PortRange, error) {
+	if s == "" || s == "off" {
+		return PortRange{}, nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		return PortRange{}, errString("must be FIRST-LAST (for example 20000-32000) or off, got " + strconv.Quote(s))
+	}
+	first, err1 := strconv.ParseUint(a, 10, 16)
+	last, err2 := strconv.ParseUint(b, 10, 16)
+	switch {
+	case err1 != nil || err2 != nil || first == 0:
+		return PortRange{}, errString("ports must be numbers between 1 and 65535, got " + strconv.Quote(s))
+	case first > last:
+		return PortRange{}, errString("first port must not be above the last, got " + strconv.Quote(s))
+	}
+	return PortRange{First: uint32(first), Last: uint32(last)}, nil
+}

@@ -1,6 +1,9 @@
 package hostaccess
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestHostField(t *testing.T) {
 	tests := []struct {
@@ -88,6 +91,39 @@ func TestValidatePolicyPath(t *testing.T) {
 	for _, p := range []string{"", "srv", "/srv/", "/a/../b", "/a//b"} {
 		if err := ValidatePolicyPath(p); err == nil {
 			t.Errorf("%q: accepted", p)
+		}
+	}
+}
+
+func TestParsePortRange(t *testing.T) {
+	tests := []struct {
+		in   string
+		want PortRange
+		err  string
+	}{
+		{in: "20000-32000", want: PortRange{20000, 32000}},
+		{in: "80-80", want: PortRange{80, 80}},
+		{in: "", want: PortRange{}},
+		{in: "off", want: PortRange{}},
+		{in: "20000", err: "must be FIRST-LAST"},
+		{in: "0-10", err: "between 1 and 65535"},
+		{in: "1-70000", err: "between 1 and 65535"},
+		{in: "a-b", err: "between 1 and 65535"},
+		{in: "30000-20000", err: "must not be above"},
+	}
+	for _, tt := range tests {
+		got, err := ParsePortRange(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParsePortRange(%q) error %v, want one containing %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParsePortRange(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+		if back, _ := ParsePortRange(got.String()); back != got {
+			t.Errorf("String %q does not parse back to %v", got.String(), got)
 		}
 	}
 }

@@ -87,6 +87,7 @@ func (m *Manifest) ToApplyRequest() *persysv1.ApplyRequest {
 				HostPort:      clampPort(p.HostPort),
 				Protocol:      p.Protocol,
 				HostIp:        p.HostIP,
+				Dynamic:       p.Dynamic,
 			})
 		}
 		for _, v := range ct.Volumes {
@@ -195,6 +196,7 @@ func FromWorkload(w *persysv1.Workload) *Manifest {
 				HostPort:      int(p.GetHostPort()),
 				Protocol:      p.GetProtocol(),
 				HostIP:        p.GetHostIp(),
+				Dynamic:       p.GetDynamic(),
 			})
 		}
 		for _, v := range pc.GetVolumes() {

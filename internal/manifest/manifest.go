@@ -98,6 +98,9 @@ type Port struct {
 	HostPort      int    `json:"hostPort,omitempty"`
 	Protocol      string `json:"protocol,omitempty"`
 	HostIP        string `json:"hostIP,omitempty"`
+	// Dynamic asks for a host port from the node's dynamic range, chosen
+	// by the scheduler at placement (HostPort must be 0).
+	Dynamic bool `json:"dynamic,omitempty"`
 }
 
 // Volume mounts a host path (bind) or a named volume into the container.

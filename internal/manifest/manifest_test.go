@@ -194,6 +194,7 @@ func badCases() []badCase {
 		{"bad host ip", edit("hostIP: 127.0.0.1", "hostIP: localhost"), []string{"spec.container.ports[0].hostIP"}, "IPv4 or IPv6"},
 		{"host ip with zone", edit("hostIP: 127.0.0.1", `hostIP: "fe80::1%eth0"`), []string{"spec.container.ports[0].hostIP"}, "without zone"},
 		{"duplicate host binding", edit("      - containerPort: 9090", "      - containerPort: 9090\n        hostPort: 18080\n        hostIP: 127.0.0.1"), []string{"spec.container.ports[1].hostPort"}, "already published by spec.container.ports[0]"},
+		{"dynamic with a host port", edit("      - containerPort: 9090", "      - containerPort: 9090\n        hostPort: 18081\n        dynamic: true"), []string{"spec.container.ports[1].dynamic"}, "leave hostPort unset (got 18081)"},
 		{"too many ports", edit("      - containerPort: 9090\n", repeatLines("      - containerPort: 1%d\n", 64)), []string{"spec.container.ports"}, "at most 64 ports, got 65"},
 
 		// Volumes.

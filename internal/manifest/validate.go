@@ -316,6 +316,9 @@ func validatePorts(c *collector, field string, ports []Port) {
 		if p.HostPort < 0 || p.HostPort > 65535 {
 			c.add(pf+".hostPort", "must be between 0 and 65535")
 		}
+		if p.Dynamic && p.HostPort != 0 {
+			c.add(pf+".dynamic", "a dynamic port takes its host port from the node's range: leave hostPort unset (got %d)", p.HostPort)
+		}
 		proto := p.Protocol
 		switch proto {
 		case "":

@@ -198,6 +198,9 @@ type Node struct {
 	// Ports are the host ports taken on the node: those of the workloads
 	// assigned to it and those the agent reports bound by something else.
 	Ports []hostaccess.Port
+	// DynamicFirst..DynamicLast (inclusive) is the range dynamic host
+	// ports are picked from; 0 and 0: the node offers none.
+	DynamicFirst, DynamicLast uint32
 }
 
 // Pool is a storage pool of a node: its capacity and the bytes of the disks
@@ -243,6 +246,9 @@ func (n *Node) Validate() error {
 	if err := n.Allocated.Validate("allocated"); err != nil {
 		return fmt.Errorf("node %s: %w", n.ID, err)
 	}
+	if (n.DynamicFirst != 0 || n.DynamicLast != 0) && (n.DynamicFirst == 0 || n.DynamicLast < n.DynamicFirst || n.DynamicLast > 65535) {
+		return fmt.Errorf("node %s: dynamicPorts: %w: %d-%d is not a range within 1-65535", n.ID, ErrInvalid, n.DynamicFirst, n.DynamicLast)
+	}
 	return nil
 }
 
@@ -259,6 +265,9 @@ type Request struct {
 	// Host is what the workload asks of its host: the node's policy must
 	// admit it and its ports must be free there.
 	Host hostaccess.Needs
+	// Dynamic are the host ports the workload asks for without a number
+	// (Port 0): the node's dynamic range must have as many free.
+	Dynamic []hostaccess.Port
 	// Spread, when set, spreads the request's group (the replicas of a
 	// service) over nodes and over the values of a node label.
 	Spread *GroupSpread
@@ -312,7 +321,10 @@ func (r *Request) Validate() error {
 //     (empty for privileged mode).
 //   - PortConflict: Key the field of the first requested port that is
 //     taken, Requested its number, Want its host address, Have its
-//     protocol.
+//     protocol. When the node's dynamic range is what falls short, Have
+//     is "dynamic", Key the field of the first dynamic port, Requested
+//     the number of dynamic ports asked for, Free the free ports of the
+//     range and Capacity its size (0: the node offers no range).
 //
 // All holds every reason that rules the node out, Reason among them; the
 // structured fields describe Reason only.
@@ -379,6 +391,13 @@ func (r Rejection) detail() string {
 		d, _ := hostaccess.Policy{}.Admits(n)
 		return d.Error()
 	case PortConflict:
+		if r.Have == dynamicMark {
+			if r.Capacity == 0 {
+				return r.Key + ": the node offers no dynamic ports (agent flag --dynamic-ports)"
+			}
+			return r.Key + ": dynamic ports: requested " + strconv.FormatInt(r.Requested, 10) +
+				", free " + strconv.FormatInt(r.Free, 10) + " of " + strconv.FormatInt(r.Capacity, 10) + " in the node's range"
+		}
 		p := hostaccess.Port{HostIP: r.Want, Port: uint32(r.Requested), Protocol: r.Have}
 		if r.Key == "" {
 			return "port " + p.String() + " is taken"
@@ -474,7 +493,8 @@ const SampleSize = 256
 // Ready, not cordoned, runtime supported, KVM when required, the node's
 // policy admits the request's host needs, every storage pool exists and
 // has room, every node selector label matches, no requested host port is
-// taken, CPU, memory and disk each fit in Capacity-Allocated (a resource
+// taken, the node's dynamic range has a free port for each dynamic one
+// (PickDynamic then chooses them), CPU, memory and disk each fit in Capacity-Allocated (a resource
 // the request needs never fits on a node with zero capacity for it; a
 // resource it does not need is not checked). A rejection also records, in
 // All, every other filter the node fails, so that fixing one reason does
@@ -687,6 +707,9 @@ func filter(n *Node, req *Request, sel []label) RejectReason {
 	if spreadFull(n, req) {
 		return SpreadLimit
 	}
+	if len(req.Dynamic) > 0 && DynamicFree(n, req) < len(req.Dynamic) {
+		return PortConflict
+	}
 	r, c, a := &req.Resources, &n.Capacity, &n.Allocated
 	switch {
 	case !fits(r.CPUMillis, c.CPUMillis, a.CPUMillis):
@@ -742,6 +765,9 @@ func reasons(n *Node, req *Request, sel []label) (first RejectReason, all Reason
 	if spreadFull(n, req) {
 		fail(SpreadLimit)
 	}
+	if len(req.Dynamic) > 0 && DynamicFree(n, req) < len(req.Dynamic) {
+		fail(PortConflict)
+	}
 	r, c, a := &req.Resources, &n.Capacity, &n.Allocated
 	if !fits(r.CPUMillis, c.CPUMillis, a.CPUMillis) {
 		fail(InsufficientCPU)
@@ -784,6 +810,85 @@ func portConflict(n *Node, req *Request) (hostaccess.Port, bool) {
 	return hostaccess.Port{}, false
 }
 
+// dynamicMark in Rejection.Have marks a PortConflict of the dynamic range.
+const dynamicMark = "dynamic"
+
+// rangeSize is the number of ports in the node's dynamic range.
+func rangeSize(n *Node) int {
+	if n.DynamicFirst == 0 || n.DynamicLast < n.DynamicFirst {
+		return 0
+	}
+	return int(n.DynamicLast-n.DynamicFirst) + 1
+}
+
+// dynamicTaken reports whether port number p cannot be given out as a
+// dynamic port on n: a port taken on the node, or asked for statically by
+// req, has that number. Any address and protocol count, so that a chosen
+// number is free for every mapping whatever its address and protocol.
+func dynamicTaken(n *Node, req *Request, p uint32) bool {
+	for i := range n.Ports {
+		if n.Ports[i].Port == p {
+			return true
+		}
+	}
+	for i := range req.Host.Ports {
+		if req.Host.Ports[i].Port == p {
+			return true
+		}
+	}
+	return false
+}
+
+// DynamicFree counts the port numbers of n's dynamic range that
+// PickDynamic could give req. It allocates nothing: each taken number in
+// the range is counted once, at its first occurrence.
+func DynamicFree(n *Node, req *Request) int {
+	size := rangeSize(n)
+	if size == 0 {
+		return 0
+	}
+	taken := 0
+	in := func(p uint32) bool { return p >= n.DynamicFirst && p <= n.DynamicLast }
+	for i := range n.Ports {
+		p := n.Ports[i].Port
+		if in(p) && !slices.ContainsFunc(n.Ports[:i], func(q hostaccess.Port) bool { return q.Port == p }) {
+			taken++
+		}
+	}
+	for i := range req.Host.Ports {
+		p := req.Host.Ports[i].Port
+		if in(p) && !slices.ContainsFunc(n.Ports, func(q hostaccess.Port) bool { return q.Port == p }) &&
+			!slices.ContainsFunc(req.Host.Ports[:i], func(q hostaccess.Port) bool { return q.Port == p }) {
+			taken++
+		}
+	}
+	return size - taken
+}
+
+// PickDynamic chooses the host ports of req's dynamic mappings on n: the
+// lowest free numbers of n's range, in order, so that the same snapshot
+// always gives the same ports. It appends them to dst and reports false
+// when the range has too few free (Place rules such a node out).
+func PickDynamic(n *Node, req *Request, dst []uint32) ([]uint32, bool) {
+	need := len(req.Dynamic)
+	if need == 0 {
+		return dst, true
+	}
+	if rangeSize(n) == 0 {
+		return dst, false
+	}
+	for p := n.DynamicFirst; need > 0; p++ {
+		if !dynamicTaken(n, req, p) {
+			dst = append(dst, p)
+			need--
+		}
+		if p == n.DynamicLast {
+			break
+		}
+	}
+	return dst, need == 0
+}
+
 // rejection builds the structured record for a node that filter rejected,
 // running every filter so that All holds each reason that rules it out;
 // only rejected nodes pay for it.
@@ -813,8 +918,12 @@ func rejection(n *Node, req *Request, sel []label) Rejection {
 		p, _ := policyDenial(n, req)
 		rej.Key, rej.Want = p.Field, p.Path
 	case PortConflict:
-		p, _ := portConflict(n, req)
+		p, taken := portConflict(n, req)
 		rej.Key, rej.Want, rej.Have, rej.Requested = p.Field, p.HostIP, p.Proto(), int64(p.Port)
+		if !taken {
+			rej.Key, rej.Want, rej.Have, rej.Requested = req.Dynamic[0].Field, "", dynamicMark, int64(len(req.Dynamic))
+			rej.Free, rej.Capacity = int64(DynamicFree(n, req)), int64(rangeSize(n))
+		}
 	case SpreadLimit:
 		rej.Requested, rej.Capacity = int64(req.Spread.PerNode[n.ID]), int64(req.Spread.MaxPerNode)
 	case PoolMissing:

@@ -58,7 +58,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 		s.cache.SetReport(prev, name, nil)
 	}
 	a := proto.Clone(v.assign).(*persysv1.Assignment)
-	a.PreviousNodeId = ""
+	a.PreviousNodeId, a.PreviousDynamicHostPorts = "", nil
 	// The commit writes a status too: keep the one the new copy has (a
 	// nil one would read SCHEDULED while the new copy runs).
 	st := s.cache.StatusOn(name, a.GetNodeId())

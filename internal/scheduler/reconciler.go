@@ -230,6 +230,10 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause mo
 		return false
 	}
 	a, st := placementRecords(name, v, dec, cause, previous, s.cfg.Now())
+	a.DynamicHostPorts = held.DynamicPorts()
+	if previous != "" {
+		a.PreviousDynamicHostPorts = v.assign.GetDynamicHostPorts()
+	}
 	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
 	if err != nil {
 		s.cache.Release(name, held)
@@ -354,7 +358,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		var err error
 		resp, err = cli.ApplyWorkload(actx, &persysv1.ApplyWorkloadRequest{
 			Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Spec: v.w.GetSpec(),
-			Secrets: secrets})
+			Secrets: secrets, DynamicHostPorts: v.assign.GetDynamicHostPorts()})
 		return err
 	})
 	elapsed := time.Since(start)

@@ -12,10 +12,28 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/failpoint"
+	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/store"
 )
+
+// keepsDynamicPorts refuses a new spec for a placed workload that asks
+// for another number of dynamic ports than its node gave it: the ports
+// are chosen once, at placement, and an update is applied where the
+// workload runs.
+func (s *Scheduler) keepsDynamicPorts(name string, spec *persysv1.WorkloadSpec) error {
+	r, ok := s.cache.Read(name)
+	a := r.Assignment
+	if !ok || a.GetNodeId() == "" {
+		return nil
+	}
+	if have, want := len(a.GetDynamicHostPorts()), len(specaccess.DynamicPorts(spec)); have != want {
+		return status.Errorf(codes.InvalidArgument, "spec.container.ports: the workload holds %d dynamic ports on node %s and the new spec asks for %d; "+
+			"their number cannot change while it is placed (delete it and apply again)", have, a.GetNodeId(), want)
+	}
+	return nil
+}
 
 // applyWorkload creates the workload or, when its spec or labels changed,
 // writes a new revision; an identical apply changes nothing.
@@ -69,6 +87,9 @@ func (s *Scheduler) applyWorkload(ctx context.Context, who principal.Principal, 
 		}
 		if cur.GetDeleting() {
 			return nil, "", status.Errorf(codes.FailedPrecondition, "workload %q is being deleted; apply again once it is gone", name)
+		}
+		if err := s.keepsDynamicPorts(name, req.GetSpec()); err != nil {
+			return nil, "", err
 		}
 		if proto.Equal(cur.GetSpec(), req.GetSpec()) && equalLabels(cur.GetLabels(), req.GetLabels()) {
 			return cur, "unchanged", nil

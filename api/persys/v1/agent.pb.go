@@ -142,9 +142,13 @@ type ApplyWorkloadRequest struct {
 	Revision uint64                 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	Spec     *WorkloadSpec          `protobuf:"bytes,4,opt,name=spec,proto3" json:"spec,omitempty"`
 	// Values of the secrets the spec references (and nothing else).
-	Secrets       []*SecretValue `protobuf:"bytes,5,rep,name=secrets,proto3" json:"secrets,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Secrets []*SecretValue `protobuf:"bytes,5,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// The host ports the scheduler chose for the spec's dynamic port
+	// mappings, in their order (Assignment.dynamic_host_ports); the agent
+	// publishes each as if the mapping named it as host_port.
+	DynamicHostPorts []uint32 `protobuf:"varint,90,rep,packed,name=dynamic_host_ports,json=dynamicHostPorts,proto3" json:"dynamic_host_ports,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ApplyWorkloadRequest) Reset() {
@@ -208,6 +212,13 @@ func (x *ApplyWorkloadRequest) GetSpec() *WorkloadSpec {
 func (x *ApplyWorkloadRequest) GetSecrets() []*SecretValue {
 	if x != nil {
 		return x.Secrets
+	}
+	return nil
+}
+
+func (x *ApplyWorkloadRequest) GetDynamicHostPorts() []uint32 {
+	if x != nil {
+		return x.DynamicHostPorts
 	}
 	return nil
 }
@@ -593,13 +604,14 @@ const file_persys_v1_agent_proto_rawDesc = "" +
 	"\x17GetWorkloadLogsResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1c\n" +
 	"\ttruncated\x18\x02 \x01(\bR\ttruncated\x12\x17\n" +
-	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"\xb7\x01\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"\xe5\x01\n" +
 	"\x14ApplyWorkloadRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1a\n" +
 	"\brevision\x18\x03 \x01(\x04R\brevision\x12+\n" +
 	"\x04spec\x18\x04 \x01(\v2\x17.persys.v1.WorkloadSpecR\x04spec\x120\n" +
-	"\asecrets\x18\x05 \x03(\v2\x16.persys.v1.SecretValueR\asecrets\"d\n" +
+	"\asecrets\x18\x05 \x03(\v2\x16.persys.v1.SecretValueR\asecrets\x12,\n" +
+	"\x12dynamic_host_ports\x18Z \x03(\rR\x10dynamicHostPorts\"d\n" +
 	"\x15ApplyWorkloadResponse\x121\n" +
 	"\x06status\x18\x01 \x01(\v2\x19.persys.v1.WorkloadStatusR\x06status\x12\x18\n" +
 	"\askipped\x18\x02 \x01(\bR\askipped\"=\n" +

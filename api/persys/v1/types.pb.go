@@ -859,7 +859,11 @@ type PortMapping struct {
 	// "tcp" or "udp".
 	Protocol string `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
 	// Host address to bind; empty means all.
-	HostIp        string `protobuf:"bytes,4,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	HostIp string `protobuf:"bytes,4,opt,name=host_ip,json=hostIp,proto3" json:"host_ip,omitempty"`
+	// dynamic asks the scheduler for a host port from the node's dynamic
+	// range (host_port must be 0): it picks the lowest free one when it
+	// places the workload and records it in Assignment.dynamic_host_ports.
+	Dynamic       bool `protobuf:"varint,90,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -920,6 +924,13 @@ func (x *PortMapping) GetHostIp() string {
 		return x.HostIp
 	}
 	return ""
+}
+
+func (x *PortMapping) GetDynamic() bool {
+	if x != nil {
+		return x.Dynamic
+	}
+	return false
 }
 
 type Volume struct {
@@ -3075,9 +3086,15 @@ type Assignment struct {
 	// copy, removed once the copy on node_id runs.
 	PreviousNodeId string `protobuf:"bytes,7,opt,name=previous_node_id,json=previousNodeId,proto3" json:"previous_node_id,omitempty"`
 	// Why it was (re)placed: "new", "node-lost", "drain".
-	Cause         string `protobuf:"bytes,8,opt,name=cause,proto3" json:"cause,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cause string `protobuf:"bytes,8,opt,name=cause,proto3" json:"cause,omitempty"`
+	// The host ports the scheduler chose on node_id for the spec's dynamic
+	// port mappings, in the order of those mappings in spec.container.ports.
+	DynamicHostPorts []uint32 `protobuf:"varint,90,rep,packed,name=dynamic_host_ports,json=dynamicHostPorts,proto3" json:"dynamic_host_ports,omitempty"`
+	// While the workload moves: the dynamic host ports its copy on
+	// previous_node_id holds there (held until that copy is removed).
+	PreviousDynamicHostPorts []uint32 `protobuf:"varint,91,rep,packed,name=previous_dynamic_host_ports,json=previousDynamicHostPorts,proto3" json:"previous_dynamic_host_ports,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -3164,6 +3181,20 @@ func (x *Assignment) GetCause() string {
 		return x.Cause
 	}
 	return ""
+}
+
+func (x *Assignment) GetDynamicHostPorts() []uint32 {
+	if x != nil {
+		return x.DynamicHostPorts
+	}
+	return nil
+}
+
+func (x *Assignment) GetPreviousDynamicHostPorts() []uint32 {
+	if x != nil {
+		return x.PreviousDynamicHostPorts
+	}
+	return nil
 }
 
 type NodeRejection struct {
@@ -3340,6 +3371,9 @@ type NodeCapabilities struct {
 	// Host ports already bound on the node by something Persys did not
 	// start (reported by the agent; placement treats them as taken).
 	UsedHostPorts []*HostPort `protobuf:"bytes,11,rep,name=used_host_ports,json=usedHostPorts,proto3" json:"used_host_ports,omitempty"`
+	// The range the scheduler picks dynamic host ports from on this node
+	// (agent flag --dynamic-ports). Unset: the node takes no dynamic ports.
+	DynamicPorts  *PortRange `protobuf:"bytes,90,opt,name=dynamic_ports,json=dynamicPorts,proto3" json:"dynamic_ports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3451,6 +3485,66 @@ func (x *NodeCapabilities) GetUsedHostPorts() []*HostPort {
 	return nil
 }
 
+func (x *NodeCapabilities) GetDynamicPorts() *PortRange {
+	if x != nil {
+		return x.DynamicPorts
+	}
+	return nil
+}
+
+// PortRange is an inclusive range of port numbers.
+type PortRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	First         uint32                 `protobuf:"varint,1,opt,name=first,proto3" json:"first,omitempty"`
+	Last          uint32                 `protobuf:"varint,2,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortRange) Reset() {
+	*x = PortRange{}
+	mi := &file_persys_v1_types_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortRange) ProtoMessage() {}
+
+func (x *PortRange) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortRange.ProtoReflect.Descriptor instead.
+func (*PortRange) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PortRange) GetFirst() uint32 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *PortRange) GetLast() uint32 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
 // NodePolicy is what a node's agent allows (its flags, default off), as
 // Nomad's driver configuration: placement treats a node whose policy
 // forbids what a spec asks for as infeasible (POLICY_DENIED) and the
@@ -3469,7 +3563,7 @@ type NodePolicy struct {
 
 func (x *NodePolicy) Reset() {
 	*x = NodePolicy{}
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3481,7 +3575,7 @@ func (x *NodePolicy) String() string {
 func (*NodePolicy) ProtoMessage() {}
 
 func (x *NodePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[28]
+	mi := &file_persys_v1_types_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3494,7 +3588,7 @@ func (x *NodePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodePolicy.ProtoReflect.Descriptor instead.
 func (*NodePolicy) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{28}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodePolicy) GetAllowPrivileged() bool {
@@ -3528,7 +3622,7 @@ type HostPort struct {
 
 func (x *HostPort) Reset() {
 	*x = HostPort{}
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3540,7 +3634,7 @@ func (x *HostPort) String() string {
 func (*HostPort) ProtoMessage() {}
 
 func (x *HostPort) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[29]
+	mi := &file_persys_v1_types_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3553,7 +3647,7 @@ func (x *HostPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostPort.ProtoReflect.Descriptor instead.
 func (*HostPort) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{29}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HostPort) GetHostIp() string {
@@ -3599,7 +3693,7 @@ type StoragePool struct {
 
 func (x *StoragePool) Reset() {
 	*x = StoragePool{}
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3611,7 +3705,7 @@ func (x *StoragePool) String() string {
 func (*StoragePool) ProtoMessage() {}
 
 func (x *StoragePool) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[30]
+	mi := &file_persys_v1_types_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3624,7 +3718,7 @@ func (x *StoragePool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoragePool.ProtoReflect.Descriptor instead.
 func (*StoragePool) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{30}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StoragePool) GetName() string {
@@ -3686,7 +3780,7 @@ type Node struct {
 
 func (x *Node) Reset() {
 	*x = Node{}
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3698,7 +3792,7 @@ func (x *Node) String() string {
 func (*Node) ProtoMessage() {}
 
 func (x *Node) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[31]
+	mi := &file_persys_v1_types_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3711,7 +3805,7 @@ func (x *Node) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Node.ProtoReflect.Descriptor instead.
 func (*Node) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{31}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Node) GetId() string {
@@ -3811,7 +3905,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3823,7 +3917,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[32]
+	mi := &file_persys_v1_types_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3836,7 +3930,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{32}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Event) GetTime() *timestamppb.Timestamp {
@@ -3923,7 +4017,7 @@ type EventBatch struct {
 
 func (x *EventBatch) Reset() {
 	*x = EventBatch{}
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3935,7 +4029,7 @@ func (x *EventBatch) String() string {
 func (*EventBatch) ProtoMessage() {}
 
 func (x *EventBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[33]
+	mi := &file_persys_v1_types_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3948,7 +4042,7 @@ func (x *EventBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EventBatch.ProtoReflect.Descriptor instead.
 func (*EventBatch) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{33}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *EventBatch) GetEvents() []*Event {
@@ -3978,7 +4072,7 @@ type SecretInfo struct {
 
 func (x *SecretInfo) Reset() {
 	*x = SecretInfo{}
-	mi := &file_persys_v1_types_proto_msgTypes[34]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3990,7 +4084,7 @@ func (x *SecretInfo) String() string {
 func (*SecretInfo) ProtoMessage() {}
 
 func (x *SecretInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[34]
+	mi := &file_persys_v1_types_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4003,7 +4097,7 @@ func (x *SecretInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretInfo.ProtoReflect.Descriptor instead.
 func (*SecretInfo) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{34}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *SecretInfo) GetName() string {
@@ -4075,7 +4169,7 @@ type SecretValue struct {
 
 func (x *SecretValue) Reset() {
 	*x = SecretValue{}
-	mi := &file_persys_v1_types_proto_msgTypes[35]
+	mi := &file_persys_v1_types_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4087,7 +4181,7 @@ func (x *SecretValue) String() string {
 func (*SecretValue) ProtoMessage() {}
 
 func (x *SecretValue) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[35]
+	mi := &file_persys_v1_types_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4100,7 +4194,7 @@ func (x *SecretValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretValue.ProtoReflect.Descriptor instead.
 func (*SecretValue) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{35}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SecretValue) GetName() string {
@@ -4138,7 +4232,7 @@ type SealedSecret struct {
 
 func (x *SealedSecret) Reset() {
 	*x = SealedSecret{}
-	mi := &file_persys_v1_types_proto_msgTypes[36]
+	mi := &file_persys_v1_types_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4150,7 +4244,7 @@ func (x *SealedSecret) String() string {
 func (*SealedSecret) ProtoMessage() {}
 
 func (x *SealedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[36]
+	mi := &file_persys_v1_types_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4163,7 +4257,7 @@ func (x *SealedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedSecret.ProtoReflect.Descriptor instead.
 func (*SealedSecret) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{36}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SealedSecret) GetInfo() *SecretInfo {
@@ -4209,7 +4303,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_persys_v1_types_proto_msgTypes[37]
+	mi := &file_persys_v1_types_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4221,7 +4315,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[37]
+	mi := &file_persys_v1_types_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4234,7 +4328,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{37}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ClusterSummary) GetNodesTotal() int32 {
@@ -4300,7 +4394,7 @@ type ServiceSpread struct {
 
 func (x *ServiceSpread) Reset() {
 	*x = ServiceSpread{}
-	mi := &file_persys_v1_types_proto_msgTypes[38]
+	mi := &file_persys_v1_types_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4312,7 +4406,7 @@ func (x *ServiceSpread) String() string {
 func (*ServiceSpread) ProtoMessage() {}
 
 func (x *ServiceSpread) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[38]
+	mi := &file_persys_v1_types_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4325,7 +4419,7 @@ func (x *ServiceSpread) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpread.ProtoReflect.Descriptor instead.
 func (*ServiceSpread) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{38}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ServiceSpread) GetMaxPerNode() int32 {
@@ -4368,7 +4462,7 @@ type ServiceUpdatePolicy struct {
 
 func (x *ServiceUpdatePolicy) Reset() {
 	*x = ServiceUpdatePolicy{}
-	mi := &file_persys_v1_types_proto_msgTypes[39]
+	mi := &file_persys_v1_types_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4380,7 +4474,7 @@ func (x *ServiceUpdatePolicy) String() string {
 func (*ServiceUpdatePolicy) ProtoMessage() {}
 
 func (x *ServiceUpdatePolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[39]
+	mi := &file_persys_v1_types_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4393,7 +4487,7 @@ func (x *ServiceUpdatePolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceUpdatePolicy.ProtoReflect.Descriptor instead.
 func (*ServiceUpdatePolicy) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{39}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ServiceUpdatePolicy) GetMaxUnavailable() int32 {
@@ -4461,7 +4555,7 @@ type ServiceSpec struct {
 
 func (x *ServiceSpec) Reset() {
 	*x = ServiceSpec{}
-	mi := &file_persys_v1_types_proto_msgTypes[40]
+	mi := &file_persys_v1_types_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4473,7 +4567,7 @@ func (x *ServiceSpec) String() string {
 func (*ServiceSpec) ProtoMessage() {}
 
 func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[40]
+	mi := &file_persys_v1_types_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4486,7 +4580,7 @@ func (x *ServiceSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceSpec.ProtoReflect.Descriptor instead.
 func (*ServiceSpec) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{40}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ServiceSpec) GetReplicas() int32 {
@@ -4550,7 +4644,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_persys_v1_types_proto_msgTypes[41]
+	mi := &file_persys_v1_types_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4562,7 +4656,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[41]
+	mi := &file_persys_v1_types_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4575,7 +4669,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{41}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *Service) GetName() string {
@@ -4676,7 +4770,7 @@ type ServiceRevision struct {
 
 func (x *ServiceRevision) Reset() {
 	*x = ServiceRevision{}
-	mi := &file_persys_v1_types_proto_msgTypes[42]
+	mi := &file_persys_v1_types_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4688,7 +4782,7 @@ func (x *ServiceRevision) String() string {
 func (*ServiceRevision) ProtoMessage() {}
 
 func (x *ServiceRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[42]
+	mi := &file_persys_v1_types_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4701,7 +4795,7 @@ func (x *ServiceRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceRevision.ProtoReflect.Descriptor instead.
 func (*ServiceRevision) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{42}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ServiceRevision) GetService() string {
@@ -4776,7 +4870,7 @@ type ServiceCondition struct {
 
 func (x *ServiceCondition) Reset() {
 	*x = ServiceCondition{}
-	mi := &file_persys_v1_types_proto_msgTypes[43]
+	mi := &file_persys_v1_types_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4788,7 +4882,7 @@ func (x *ServiceCondition) String() string {
 func (*ServiceCondition) ProtoMessage() {}
 
 func (x *ServiceCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[43]
+	mi := &file_persys_v1_types_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4801,7 +4895,7 @@ func (x *ServiceCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceCondition.ProtoReflect.Descriptor instead.
 func (*ServiceCondition) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{43}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ServiceCondition) GetType() string {
@@ -4874,7 +4968,7 @@ type ServiceProgress struct {
 
 func (x *ServiceProgress) Reset() {
 	*x = ServiceProgress{}
-	mi := &file_persys_v1_types_proto_msgTypes[44]
+	mi := &file_persys_v1_types_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4886,7 +4980,7 @@ func (x *ServiceProgress) String() string {
 func (*ServiceProgress) ProtoMessage() {}
 
 func (x *ServiceProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_types_proto_msgTypes[44]
+	mi := &file_persys_v1_types_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4899,7 +4993,7 @@ func (x *ServiceProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceProgress.ProtoReflect.Descriptor instead.
 func (*ServiceProgress) Descriptor() ([]byte, []int) {
-	return file_persys_v1_types_proto_rawDescGZIP(), []int{44}
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ServiceProgress) GetName() string {
@@ -5024,12 +5118,13 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"cpu_millis\x18\x01 \x01(\x03R\tcpuMillis\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\x03 \x01(\x03R\tdiskBytes\"\x86\x01\n" +
+	"disk_bytes\x18\x03 \x01(\x03R\tdiskBytes\"\xa0\x01\n" +
 	"\vPortMapping\x12%\n" +
 	"\x0econtainer_port\x18\x01 \x01(\rR\rcontainerPort\x12\x1b\n" +
 	"\thost_port\x18\x02 \x01(\rR\bhostPort\x12\x1a\n" +
 	"\bprotocol\x18\x03 \x01(\tR\bprotocol\x12\x17\n" +
-	"\ahost_ip\x18\x04 \x01(\tR\x06hostIp\"i\n" +
+	"\ahost_ip\x18\x04 \x01(\tR\x06hostIp\x12\x18\n" +
+	"\adynamic\x18Z \x01(\bR\adynamic\"i\n" +
 	"\x06Volume\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\tR\x06source\x12\x16\n" +
@@ -5257,7 +5352,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x0fnext_attempt_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x129\n" +
 	"\vlast_reason\x18\x06 \x01(\x0e2\x18.persys.v1.FailureReasonR\n" +
 	"lastReason\x12!\n" +
-	"\flast_message\x18\a \x01(\tR\vlastMessage\"\x9a\x02\n" +
+	"\flast_message\x18\a \x01(\tR\vlastMessage\"\x87\x03\n" +
 	"\n" +
 	"Assignment\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -5267,7 +5362,9 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\tplaced_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\bplacedAt\x128\n" +
 	"\bdecision\x18\x06 \x01(\v2\x1c.persys.v1.PlacementDecisionR\bdecision\x12(\n" +
 	"\x10previous_node_id\x18\a \x01(\tR\x0epreviousNodeId\x12\x14\n" +
-	"\x05cause\x18\b \x01(\tR\x05cause\"\x9e\x01\n" +
+	"\x05cause\x18\b \x01(\tR\x05cause\x12,\n" +
+	"\x12dynamic_host_ports\x18Z \x03(\rR\x10dynamicHostPorts\x12=\n" +
+	"\x1bprevious_dynamic_host_ports\x18[ \x03(\rR\x18previousDynamicHostPorts\"\x9e\x01\n" +
 	"\rNodeRejection\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12/\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x17.persys.v1.RejectReasonR\x06reason\x12\x16\n" +
@@ -5282,7 +5379,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"rejections\x18\x05 \x03(\v2\x18.persys.v1.NodeRejectionR\n" +
 	"rejections\x12\x1a\n" +
-	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\xb1\x04\n" +
+	"\bstrategy\x18\x06 \x01(\tR\bstrategy\"\xec\x04\n" +
 	"\x10NodeCapabilities\x120\n" +
 	"\bcapacity\x18\x01 \x01(\v2\x14.persys.v1.ResourcesR\bcapacity\x123\n" +
 	"\bruntimes\x18\x02 \x03(\x0e2\x17.persys.v1.WorkloadTypeR\bruntimes\x12?\n" +
@@ -5295,10 +5392,14 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\vallocatable\x18\t \x01(\v2\x14.persys.v1.ResourcesR\vallocatable\x12-\n" +
 	"\x06policy\x18\n" +
 	" \x01(\v2\x15.persys.v1.NodePolicyR\x06policy\x12;\n" +
-	"\x0fused_host_ports\x18\v \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\x1a9\n" +
+	"\x0fused_host_ports\x18\v \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\x129\n" +
+	"\rdynamic_ports\x18Z \x01(\v2\x14.persys.v1.PortRangeR\fdynamicPorts\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"5\n" +
+	"\tPortRange\x12\x14\n" +
+	"\x05first\x18\x01 \x01(\rR\x05first\x12\x12\n" +
+	"\x04last\x18\x02 \x01(\rR\x04last\"a\n" +
 	"\n" +
 	"NodePolicy\x12)\n" +
 	"\x10allow_privileged\x18\x01 \x01(\bR\x0fallowPrivileged\x12(\n" +
@@ -5572,7 +5673,7 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -5614,44 +5715,45 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(*NodeRejection)(nil),         // 37: persys.v1.NodeRejection
 	(*PlacementDecision)(nil),     // 38: persys.v1.PlacementDecision
 	(*NodeCapabilities)(nil),      // 39: persys.v1.NodeCapabilities
-	(*NodePolicy)(nil),            // 40: persys.v1.NodePolicy
-	(*HostPort)(nil),              // 41: persys.v1.HostPort
-	(*StoragePool)(nil),           // 42: persys.v1.StoragePool
-	(*Node)(nil),                  // 43: persys.v1.Node
-	(*Event)(nil),                 // 44: persys.v1.Event
-	(*EventBatch)(nil),            // 45: persys.v1.EventBatch
-	(*SecretInfo)(nil),            // 46: persys.v1.SecretInfo
-	(*SecretValue)(nil),           // 47: persys.v1.SecretValue
-	(*SealedSecret)(nil),          // 48: persys.v1.SealedSecret
-	(*ClusterSummary)(nil),        // 49: persys.v1.ClusterSummary
-	(*ServiceSpread)(nil),         // 50: persys.v1.ServiceSpread
-	(*ServiceUpdatePolicy)(nil),   // 51: persys.v1.ServiceUpdatePolicy
-	(*ServiceSpec)(nil),           // 52: persys.v1.ServiceSpec
-	(*Service)(nil),               // 53: persys.v1.Service
-	(*ServiceRevision)(nil),       // 54: persys.v1.ServiceRevision
-	(*ServiceCondition)(nil),      // 55: persys.v1.ServiceCondition
-	(*ServiceProgress)(nil),       // 56: persys.v1.ServiceProgress
-	nil,                           // 57: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 58: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 59: persys.v1.ComposeSpec.EnvEntry
-	nil,                           // 60: persys.v1.VMSpec.MetadataEntry
-	nil,                           // 61: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 62: persys.v1.Workload.LabelsEntry
-	nil,                           // 63: persys.v1.WorkloadStatus.DetailsEntry
-	nil,                           // 64: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 65: persys.v1.SecretValue.DataEntry
-	nil,                           // 66: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	nil,                           // 67: persys.v1.ServiceSpec.SelectorEntry
-	nil,                           // 68: persys.v1.Service.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 69: google.protobuf.Timestamp
+	(*PortRange)(nil),             // 40: persys.v1.PortRange
+	(*NodePolicy)(nil),            // 41: persys.v1.NodePolicy
+	(*HostPort)(nil),              // 42: persys.v1.HostPort
+	(*StoragePool)(nil),           // 43: persys.v1.StoragePool
+	(*Node)(nil),                  // 44: persys.v1.Node
+	(*Event)(nil),                 // 45: persys.v1.Event
+	(*EventBatch)(nil),            // 46: persys.v1.EventBatch
+	(*SecretInfo)(nil),            // 47: persys.v1.SecretInfo
+	(*SecretValue)(nil),           // 48: persys.v1.SecretValue
+	(*SealedSecret)(nil),          // 49: persys.v1.SealedSecret
+	(*ClusterSummary)(nil),        // 50: persys.v1.ClusterSummary
+	(*ServiceSpread)(nil),         // 51: persys.v1.ServiceSpread
+	(*ServiceUpdatePolicy)(nil),   // 52: persys.v1.ServiceUpdatePolicy
+	(*ServiceSpec)(nil),           // 53: persys.v1.ServiceSpec
+	(*Service)(nil),               // 54: persys.v1.Service
+	(*ServiceRevision)(nil),       // 55: persys.v1.ServiceRevision
+	(*ServiceCondition)(nil),      // 56: persys.v1.ServiceCondition
+	(*ServiceProgress)(nil),       // 57: persys.v1.ServiceProgress
+	nil,                           // 58: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 59: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 60: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 61: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 62: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 63: persys.v1.Workload.LabelsEntry
+	nil,                           // 64: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 65: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 66: persys.v1.SecretValue.DataEntry
+	nil,                           // 67: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	nil,                           // 68: persys.v1.ServiceSpec.SelectorEntry
+	nil,                           // 69: persys.v1.Service.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 70: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	57, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	58, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
 	13, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
 	14, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	58, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	59, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
 	18, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
-	59, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	60, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
 	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
 	21, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
 	20, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
@@ -5659,12 +5761,12 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	23, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
 	24, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
 	25, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
-	60, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	61, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
 	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
 	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
 	12, // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	61, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	62, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
 	15, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
 	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
 	19, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
@@ -5677,74 +5779,75 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	28, // 28: persys.v1.WorkloadSpec.readiness_check:type_name -> persys.v1.HealthCheck
 	8,  // 29: persys.v1.HealthCheck.type:type_name -> persys.v1.HealthCheckType
 	30, // 30: persys.v1.HostAccess.host_paths:type_name -> persys.v1.HostPath
-	41, // 31: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
-	62, // 32: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	42, // 31: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
+	63, // 32: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
 	27, // 33: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	69, // 34: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	69, // 35: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	70, // 34: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	70, // 35: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
 	32, // 36: persys.v1.Workload.owner:type_name -> persys.v1.ServiceOwner
-	50, // 37: persys.v1.ServiceOwner.spread:type_name -> persys.v1.ServiceSpread
+	51, // 37: persys.v1.ServiceOwner.spread:type_name -> persys.v1.ServiceSpread
 	2,  // 38: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
 	3,  // 39: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	69, // 40: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	69, // 41: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	70, // 40: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	70, // 41: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
 	34, // 42: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	63, // 43: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	64, // 43: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
 	9,  // 44: persys.v1.WorkloadStatus.health:type_name -> persys.v1.HealthState
-	69, // 45: persys.v1.WorkloadStatus.health_checked_at:type_name -> google.protobuf.Timestamp
+	70, // 45: persys.v1.WorkloadStatus.health_checked_at:type_name -> google.protobuf.Timestamp
 	2,  // 46: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
 	9,  // 47: persys.v1.ServiceStatus.health:type_name -> persys.v1.HealthState
-	69, // 48: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	70, // 48: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
 	3,  // 49: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	69, // 50: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	70, // 50: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
 	38, // 51: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
 	5,  // 52: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
 	5,  // 53: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
 	37, // 54: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
 	12, // 55: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
 	0,  // 56: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	64, // 57: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
-	42, // 58: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
+	65, // 57: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	43, // 58: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
 	12, // 59: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
-	40, // 60: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
-	41, // 61: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
-	39, // 62: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
-	4,  // 63: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	69, // 64: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
-	12, // 65: persys.v1.Node.usage:type_name -> persys.v1.Resources
-	12, // 66: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	69, // 67: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	69, // 68: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
-	3,  // 69: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
-	44, // 70: persys.v1.EventBatch.events:type_name -> persys.v1.Event
-	10, // 71: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	69, // 72: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	69, // 73: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
-	10, // 74: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	65, // 75: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
-	46, // 76: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	66, // 77: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
-	12, // 78: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
-	12, // 79: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
-	27, // 80: persys.v1.ServiceSpec.template:type_name -> persys.v1.WorkloadSpec
-	67, // 81: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
-	50, // 82: persys.v1.ServiceSpec.spread:type_name -> persys.v1.ServiceSpread
-	51, // 83: persys.v1.ServiceSpec.update:type_name -> persys.v1.ServiceUpdatePolicy
-	68, // 84: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
-	52, // 85: persys.v1.Service.spec:type_name -> persys.v1.ServiceSpec
-	69, // 86: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	69, // 87: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
-	27, // 88: persys.v1.ServiceRevision.template:type_name -> persys.v1.WorkloadSpec
-	69, // 89: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
-	69, // 90: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
-	11, // 91: persys.v1.ServiceProgress.phase:type_name -> persys.v1.RolloutPhase
-	55, // 92: persys.v1.ServiceProgress.conditions:type_name -> persys.v1.ServiceCondition
-	69, // 93: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
-	94, // [94:94] is the sub-list for method output_type
-	94, // [94:94] is the sub-list for method input_type
-	94, // [94:94] is the sub-list for extension type_name
-	94, // [94:94] is the sub-list for extension extendee
-	0,  // [0:94] is the sub-list for field type_name
+	41, // 60: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
+	42, // 61: persys.v1.NodeCapabilities.used_host_ports:type_name -> persys.v1.HostPort
+	40, // 62: persys.v1.NodeCapabilities.dynamic_ports:type_name -> persys.v1.PortRange
+	39, // 63: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
+	4,  // 64: persys.v1.Node.state:type_name -> persys.v1.NodeState
+	70, // 65: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	12, // 66: persys.v1.Node.usage:type_name -> persys.v1.Resources
+	12, // 67: persys.v1.Node.allocated:type_name -> persys.v1.Resources
+	70, // 68: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	70, // 69: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	3,  // 70: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
+	45, // 71: persys.v1.EventBatch.events:type_name -> persys.v1.Event
+	10, // 72: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
+	70, // 73: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	70, // 74: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	10, // 75: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
+	66, // 76: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	47, // 77: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
+	67, // 78: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	12, // 79: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
+	12, // 80: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
+	27, // 81: persys.v1.ServiceSpec.template:type_name -> persys.v1.WorkloadSpec
+	68, // 82: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
+	51, // 83: persys.v1.ServiceSpec.spread:type_name -> persys.v1.ServiceSpread
+	52, // 84: persys.v1.ServiceSpec.update:type_name -> persys.v1.ServiceUpdatePolicy
+	69, // 85: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
+	53, // 86: persys.v1.Service.spec:type_name -> persys.v1.ServiceSpec
+	70, // 87: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	70, // 88: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	27, // 89: persys.v1.ServiceRevision.template:type_name -> persys.v1.WorkloadSpec
+	70, // 90: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
+	70, // 91: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
+	11, // 92: persys.v1.ServiceProgress.phase:type_name -> persys.v1.RolloutPhase
+	56, // 93: persys.v1.ServiceProgress.conditions:type_name -> persys.v1.ServiceCondition
+	70, // 94: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
+	95, // [95:95] is the sub-list for method output_type
+	95, // [95:95] is the sub-list for method input_type
+	95, // [95:95] is the sub-list for extension type_name
+	95, // [95:95] is the sub-list for extension extendee
+	0,  // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -5758,7 +5861,7 @@ func file_persys_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   57,
+			NumMessages:   58,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

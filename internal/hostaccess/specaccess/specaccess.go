@@ -12,6 +12,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/hostaccess"
+	"google.golang.org/protobuf/proto"
 )
 
 // Of returns the needs of a container or VM spec from its fields; for a
@@ -103,4 +104,59 @@ func PolicyToProto(p hostaccess.Policy) *persysv1.NodePolicy {
 // older agent) allows nothing.
 func PolicyFromProto(p *persysv1.NodePolicy) hostaccess.Policy {
 	return hostaccess.Policy{AllowPrivileged: p.GetAllowPrivileged(), AllowHostPaths: append([]string(nil), p.GetAllowHostPaths()...)}
+}
+
+// DynamicPorts lists the container's dynamic port mappings, in their
+// order, as host ports without a number: what the scheduler must find free
+// in the node's dynamic range. Only containers have dynamic ports.
+func DynamicPorts(spec *persysv1.WorkloadSpec) []hostaccess.Port {
+	var out []hostaccess.Port
+	for i, p := range spec.GetContainer().GetPorts() {
+		if p.GetDynamic() {
+			out = append(out, hostaccess.Port{HostIP: p.GetHostIp(), Protocol: strings.ToLower(p.GetProtocol()),
+				Field: fmt.Sprintf("spec.container.ports[%d].hostPort", i)})
+		}
+	}
+	return out
+}
+
+// HasDynamicPorts reports whether the spec asks for a dynamic host port,
+// without allocating.
+func HasDynamicPorts(spec *persysv1.WorkloadSpec) bool {
+	for _, p := range spec.GetContainer().GetPorts() {
+		if p.GetDynamic() {
+			return true
+		}
+	}
+	return false
+}
+
+// BindDynamic returns spec with the chosen host ports written into its
+// dynamic mappings, in order, so that a runtime publishes them as it
+// publishes static ones; spec itself is not changed. A spec without
+// dynamic mappings is returned as is. The count must match, and no chosen
+// port may be 0.
+func BindDynamic(spec *persysv1.WorkloadSpec, chosen []uint32) (*persysv1.WorkloadSpec, error) {
+	if !HasDynamicPorts(spec) {
+		if len(chosen) > 0 {
+			return nil, fmt.Errorf("dynamic_host_ports: %d given, but the spec has no dynamic port", len(chosen))
+		}
+		return spec, nil
+	}
+	out := proto.Clone(spec).(*persysv1.WorkloadSpec)
+	k := 0
+	for i, p := range out.GetContainer().GetPorts() {
+		if !p.GetDynamic() {
+			continue
+		}
+		if k >= len(chosen) || chosen[k] == 0 {
+			return nil, fmt.Errorf("spec.container.ports[%d].hostPort: dynamic, but no host port was chosen for it (dynamic_host_ports has %d)", i, len(chosen))
+		}
+		p.HostPort = chosen[k]
+		k++
+	}
+	if k != len(chosen) {
+		return nil, fmt.Errorf("dynamic_host_ports: %d given for %d dynamic ports", len(chosen), k)
+	}
+	return out, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/moby/moby/client"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/images"
@@ -531,4 +532,39 @@ func TestNodeScopedRuntimes(t *testing.T) {
 	if n := countListed(t, a, name); n != 1 {
 		t.Fatalf("with a copy on each node the owner lists %d copies, want 1", n)
 	}
+}
+
+// TestApplyDynamicPort: a dynamic port bound to the scheduler's choice
+// (as the agent binds it) is published on that host port and answers.
+func TestApplyDynamicPort(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := t.Context()
+	port := freePort(t)
+	name, uid := e.workload("dyn")
+	spec := e.spec(&persysv1.ContainerSpec{Env: map[string]string{"PORT": "8080"},
+		Ports: []*persysv1.PortMapping{{ContainerPort: 8080, Protocol: "tcp", HostIp: "127.0.0.1", Dynamic: true}}})
+	bound, err := specaccess.BindDynamic(spec, []uint32{port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := e.apply(runtime.Instance{Name: name, UID: uid, Revision: 1, Spec: bound})
+	if st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("status after apply = %v", st)
+	}
+	info, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId(), client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := info.Container.HostConfig.PortBindings[network.MustParsePort("8080/tcp")]; len(b) != 1 || b[0].HostPort != itoa(port) {
+		t.Fatalf("bindings of 8080/tcp = %v, want host port %d", b, port)
+	}
+	url := "http://127.0.0.1:" + itoa(port) + "/"
+	eventually(t, 20*time.Second, "GET "+url, func() (bool, string) {
+		body, err := get(ctx, url)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(body, "hello from persys"), body
+	})
 }

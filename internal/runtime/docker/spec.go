@@ -259,6 +259,11 @@ func portConfig(ports []*persysv1.PortMapping) (network.PortSet, network.PortMap
 		if p.GetHostPort() > 65535 {
 			return nil, nil, invalid("%s.host_port: %d is not in 0..65535", field, p.GetHostPort())
 		}
+		if p.GetDynamic() && p.GetHostPort() == 0 {
+			// The engine would pick an ephemeral port that no placement
+			// counted: the scheduler's choice must have been bound.
+			return nil, nil, invalid("%s.host_port: dynamic, but no host port was chosen for it", field)
+		}
 		proto := p.GetProtocol()
 		switch proto {
 		case "":

@@ -136,6 +136,7 @@ func TestBuildCreateSpecInvalid(t *testing.T) {
 		{"port too big", func(i *runtime.Instance) { i.Spec.Container.Ports[1].ContainerPort = 70000 }, "spec.container.ports[1].container_port"},
 		{"host port too big", func(i *runtime.Instance) { i.Spec.Container.Ports[0].HostPort = 65536 }, "spec.container.ports[0].host_port"},
 		{"protocol", func(i *runtime.Instance) { i.Spec.Container.Ports[0].Protocol = "sctp" }, "spec.container.ports[0].protocol"},
+		{"dynamic port not chosen", func(i *runtime.Instance) { i.Spec.Container.Ports[1].Dynamic = true }, "spec.container.ports[1].host_port"},
 		{"host ip", func(i *runtime.Instance) { i.Spec.Container.Ports[0].HostIp = "localhost" }, "spec.container.ports[0].host_ip"},
 		{"duplicate host port", func(i *runtime.Instance) {
 			i.Spec.Container.Ports = append(i.Spec.Container.Ports, &persysv1.PortMapping{ContainerPort: 9090, HostPort: 18080, HostIp: "127.0.0.1"})

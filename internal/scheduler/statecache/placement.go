@@ -39,8 +39,16 @@ type Hold struct {
 	node  string
 	res   model.Resources
 	pools []placement.PoolDemand
+	// ports are the static host ports and the dynamic ones chosen.
 	ports []hostaccess.Port
+	// dynamic are the numbers chosen for the spec's dynamic ports, in
+	// their order.
+	dynamic []uint32
 }
+
+// DynamicPorts are the host ports chosen for the spec's dynamic port
+// mappings, in their order: the assignment records them.
+func (h Hold) DynamicPorts() []uint32 { return h.dynamic }
 
 // request is the placement request of workload name with spec: what it
 // needs of a node, as the snapshot counts it.
@@ -53,6 +61,7 @@ func request(name string, spec *persysv1.WorkloadSpec) placement.Request {
 		RequireKVM:   spec.GetVm().GetAccel() == "kvm",
 		Pools:        poolDemands(spec),
 		Host:         hostNeeds(spec),
+		Dynamic:      specaccess.DynamicPorts(spec),
 	}
 }
 
@@ -72,12 +81,18 @@ func (c *Cache) Choose(name string, spec *persysv1.WorkloadSpec) (dec placement.
 	if c.snap == nil {
 		c.snap = c.buildSnapshotLocked()
 	}
-	nodes := c.snap.nodes
+	snap := c.snap
+	nodes := snap.nodes
 	req.Spread = c.spreadLocked(name, nodes)
 	c.mu.Unlock()
 	dec = c.sampler.Place(nodes, req, c.cfg.Strategy)
-	took = time.Since(start)
 	h = Hold{node: dec.NodeID, res: req.Resources, pools: req.Pools, ports: req.Host.Ports}
+	if dec.Placed() && len(req.Dynamic) > 0 {
+		// Chosen over the same snapshot, under the same lock, so that
+		// the next choice sees them taken.
+		h.dynamic, h.ports = pickDynamic(&nodes[snap.index[dec.NodeID]], &req)
+	}
+	took = time.Since(start)
 	if dec.Placed() {
 		c.mu.Lock()
 		c.holdLocked(name, h)
@@ -125,6 +140,26 @@ func (c *Cache) spreadLocked(name string, nodes []placement.Node) *placement.Gro
 		}
 	}
 	return g
+}
+
+// pickDynamic chooses the dynamic ports of req on n (Place found room)
+// and returns them with every host port the placement holds there.
+func pickDynamic(n *placement.Node, req *placement.Request) ([]uint32, []hostaccess.Port) {
+	chosen, _ := placement.PickDynamic(n, req, nil)
+	return chosen, append(slices.Clip(req.Host.Ports), boundDynamic(req.Dynamic, chosen)...)
+}
+
+// boundDynamic is the dynamic ports with their chosen numbers.
+func boundDynamic(dyn []hostaccess.Port, chosen []uint32) []hostaccess.Port {
+	out := make([]hostaccess.Port, 0, len(chosen))
+	for i, p := range chosen {
+		if i < len(dyn) {
+			b := dyn[i]
+			b.Port = p
+			out = append(out, b)
+		}
+	}
+	return out
 }
 
 // Release gives back what Choose held for a placement that did not
@@ -287,8 +322,10 @@ func (c *Cache) buildSnapshotLocked() *snapshot {
 			ID: id, Ready: ne.alive, Cordoned: ne.node.GetCordoned(), Runtimes: rts, Labels: caps.GetLabels(),
 			Capacity: fromProtoResources(capacity), Allocated: alloc[id],
 			Accel: caps.GetVmAccel(), Pools: pools,
-			Policy: specaccess.PolicyFromProto(caps.GetPolicy()),
-			Ports:  append(ports[id], usedPorts(caps)...),
+			Policy:       specaccess.PolicyFromProto(caps.GetPolicy()),
+			Ports:        append(ports[id], usedPorts(caps)...),
+			DynamicFirst: caps.GetDynamicPorts().GetFirst(),
+			DynamicLast:  caps.GetDynamicPorts().GetLast(),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -338,7 +375,8 @@ func (c *Cache) portsHeldLocked() map[string][]hostaccess.Port {
 	out := map[string][]hostaccess.Port{}
 	for _, e := range c.workloads {
 		spec := e.w.GetSpec()
-		if !hasHostPorts(spec) || !c.holdsLocked(e) {
+		dyn, prevDyn := e.assignment.GetDynamicHostPorts(), e.assignment.GetPreviousDynamicHostPorts()
+		if (!hasHostPorts(spec) && len(dyn) == 0 && len(prevDyn) == 0) || !c.holdsLocked(e) {
 			continue
 		}
 		ports := hostNeeds(spec).Ports
@@ -346,6 +384,14 @@ func (c *Cache) portsHeldLocked() map[string][]hostaccess.Port {
 			if id != "" {
 				out[id] = append(out[id], ports...)
 			}
+		}
+		// Dynamic ports differ per node: those chosen on node_id, and
+		// during a move those the old copy holds on previous_node_id.
+		if id := e.assignment.GetNodeId(); id != "" && len(dyn) > 0 {
+			out[id] = append(out[id], boundDynamic(specaccess.DynamicPorts(spec), dyn)...)
+		}
+		if id := e.assignment.GetPreviousNodeId(); id != "" && len(prevDyn) > 0 {
+			out[id] = append(out[id], boundDynamic(specaccess.DynamicPorts(spec), prevDyn)...)
 		}
 	}
 	return out

@@ -24,6 +24,13 @@ import (
 // scheduler reports the node READY. It stops when the test ends.
 func (c *Cluster) StartAgent(t testing.TB, id string, opts sim.Options) *sim.Runtime {
 	t.Helper()
+	return c.StartAgentConfig(t, id, opts, nil)
+}
+
+// StartAgentConfig is StartAgent with edit applied to the agent's
+// configuration before the agent is made (nil: none).
+func (c *Cluster) StartAgentConfig(t testing.TB, id string, opts sim.Options, edit func(*agent.Config)) *sim.Runtime {
+	t.Helper()
 	files, ok := c.Bundle.Agents[id]
 	if !ok {
 		t.Fatalf("realsched: node %q is not in Options.Nodes", id)
@@ -48,13 +55,17 @@ func (c *Cluster) StartAgent(t testing.TB, id string, opts sim.Options) *sim.Run
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		NodeID: id, AdvertiseAddr: ln.Addr().String(), Labels: map[string]string{"node": id},
 		Runtimes: []persysruntime.Runtime{rt}, Schedulers: scheds, HeartbeatInterval: 200 * time.Millisecond,
 		Capacity: &persysv1.Resources{CpuMillis: 4000, MemoryBytes: 4 << 30, DiskBytes: 40 << 30},
 		DataDir:  t.TempDir(), Logger: slog.New(slog.NewJSONHandler(c.logs, nil)).With("component", "agent", "node", id),
 		Registry: prometheus.NewRegistry(),
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		_ = ln.Close()
 		t.Fatal(err)
