@@ -3,8 +3,8 @@
 # missing, builds the binaries and the example image, starts `persys dev` in
 # the background, applies examples/hello.yaml, waits until it runs and shows
 # it; each step says what it does and how long it took.
-# `make demo-down`: deletes every workload of the dev cluster (not only the
-# example), stops the cluster, removes what its node left on the engine
+# `make demo-down`: deletes every service and workload of the dev cluster
+# (not only the example), stops the cluster, removes what its node left on the engine
 # (containers, compose networks and volumes, VM processes) and the data
 # dir, and says what it removed. DEMO_KEEP_DATA=1 keeps the data dir.
 set -euo pipefail
@@ -85,10 +85,24 @@ up() {
   echo "Stop it:           make demo-down   (DEMO_KEEP_DATA=1 keeps $dir)"
 }
 
-# delete_workloads deletes every workload of the dev cluster and waits for
+# delete_workloads deletes every service of the dev cluster (its
+# controller deletes their replicas), then every workload, and waits for
 # each to be gone from its node.
 delete_workloads() {
   local names
+  names=$($ctl get services -o name 2>/dev/null | sed -n 's#^service/##p' || true)
+  for n in $names; do
+    if $ctl delete service "$n" >/dev/null 2>&1; then
+      echo "deleted service $n"
+    fi
+  done
+  # The replicas go with their services; wait for the controller.
+  for n in $names; do
+    for _ in $(seq 1 120); do
+      [ -z "$($ctl get workloads -l "persys.service=$n" -o name 2>/dev/null)" ] && break
+      sleep 0.5
+    done
+  done
   names=$($ctl get workloads -o name 2>/dev/null | sed -n 's#^workload/##p' || true)
   if [ -z "$names" ]; then
     echo "no workloads"
@@ -136,7 +150,7 @@ sweep() {
 
 down() {
   if running; then
-    step "deleting every workload of the dev cluster" delete_workloads
+    step "deleting every service and workload of the dev cluster" delete_workloads
     step "stopping persys dev" stop_cluster
   else
     echo "persys dev is not running"
