@@ -24,6 +24,7 @@ import (
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
 	"github.com/persys-dev/compute/internal/store/storetest"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 )
 
@@ -98,7 +99,7 @@ func TestSchedulerSurvivesEtcdMemberLoss(t *testing.T) {
 		}()
 	}
 	control := persysv1grpc.NewControlServiceClient(dialTLS(t, schedAddr, b.Admin))
-	waitUntil(t, "3 ready nodes", 60*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "3 ready nodes", 60*time.Second, func() (bool, string) {
 		resp, err := control.ListNodes(ctx, &persysv1.ListNodesRequest{})
 		if err != nil {
 			return false, err.Error()
@@ -216,7 +217,7 @@ func TestSchedulerSurvivesEtcdMemberLoss(t *testing.T) {
 		}
 		return on
 	}
-	waitUntil(t, "every workload on a node", 90*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "every workload on a node", 90*time.Second, func() (bool, string) {
 		n := len(where())
 		return n == burst, fmt.Sprintf("%d of %d on nodes", n, burst)
 	})
@@ -224,7 +225,7 @@ func TestSchedulerSurvivesEtcdMemberLoss(t *testing.T) {
 
 	// Every workload runs, as the scheduler sees it: a status write that
 	// failed in the leader change waits for the periodic resync.
-	waitUntil(t, "every workload running", 90*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "every workload running", 90*time.Second, func() (bool, string) {
 		resp, err := control.ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{})
 		if err != nil {
 			return false, err.Error()
@@ -332,21 +333,6 @@ func dialTLS(t *testing.T, addr string, f pki.Files) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn
-}
-
-func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, detail)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func quietLogger() *slog.Logger {

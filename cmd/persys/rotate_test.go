@@ -26,6 +26,7 @@ import (
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/scheduler"
 	"github.com/persys-dev/compute/internal/store/storetest"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 )
 
@@ -123,7 +124,7 @@ func TestGatewayTakesRotatedBundleWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	oldAdmin := client(oldPair)
-	waitUntil(t, "the gateway answers the old admin", 30*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "the gateway answers the old admin", 30*time.Second, func() (bool, string) {
 		code, err := get(oldAdmin)
 		return code == http.StatusOK, describe(code, err)
 	})
@@ -148,7 +149,7 @@ func TestGatewayTakesRotatedBundleWithoutRestart(t *testing.T) {
 	}
 
 	copyFile(t, filepath.Join(b.Dir, pki.CABundleFile), files.CA)
-	waitUntil(t, "the gateway answers a user of the new CA", 30*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "the gateway answers a user of the new CA", 30*time.Second, func() (bool, string) {
 		code, err := get(newAdmin)
 		return code == http.StatusOK, describe(code, err)
 	})
@@ -226,12 +227,12 @@ func TestAgentIdentityFollowsRevocationsAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	waitUntil(t, "revocation stored", 30*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "revocation stored", 30*time.Second, func() (bool, string) {
 		_, err := persysv1grpc.NewControlServiceClient(conn).RevokeCertificate(context.Background(),
 			&persysv1.RevokeCertificateRequest{Serial: stolen.Leaf().SerialNumber.Text(16)})
 		return err == nil, describe(0, err)
 	})
-	waitUntil(t, "the revoked scheduler certificate refused", 30*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "the revoked scheduler certificate refused", 30*time.Second, func() (bool, string) {
 		err := handshake(addr, stolen.ClientTLS("localhost"))
 		return err != nil, "accepted"
 	})
@@ -241,7 +242,7 @@ func TestAgentIdentityFollowsRevocationsAndFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyFile(t, filepath.Join(b.Dir, pki.CABundleFile), files.CA)
-	waitUntil(t, "the new bundle loaded", 30*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "the new bundle loaded", 30*time.Second, func() (bool, string) {
 		return len(h.Roots()) == 3, fmt.Sprintf("%d roots", len(h.Roots()))
 	})
 }

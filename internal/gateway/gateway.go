@@ -295,6 +295,18 @@ func writeJSON(w http.ResponseWriter, code int, m proto.Message) (int, error) {
 	return code, nil
 }
 
+// answer makes one scheduler call within the request's call timeout and
+// writes its answer as JSON with code: the shape of most routes.
+func answer(g *gateway, w http.ResponseWriter, r *http.Request, code int, call func(context.Context) (proto.Message, error)) (int, error) {
+	ctx, cancel := g.callCtx(r)
+	defer cancel()
+	m, err := call(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return writeJSON(w, code, m)
+}
+
 func (g *gateway) callCtx(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(r.Context(), g.callTimeout)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/buildinfo"
 	"github.com/persys-dev/compute/internal/manifest"
@@ -61,13 +63,9 @@ func (g *gateway) applyManifests(w http.ResponseWriter, r *http.Request) (int, e
 		req.Items[i] = m.ToApplyRequest()
 	}
 	noteWorkloads(r, len(ms))
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.ApplyWorkloads(ctx, req)
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.ApplyWorkloads(ctx, req)
+	})
 }
 
 func (g *gateway) listWorkloads(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -75,13 +73,9 @@ func (g *gateway) listWorkloads(w http.ResponseWriter, r *http.Request) (int, er
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{LabelSelector: sel})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{LabelSelector: sel})
+	})
 }
 
 func (g *gateway) getWorkload(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -89,73 +83,45 @@ func (g *gateway) getWorkload(w http.ResponseWriter, r *http.Request) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	view, err := g.control.GetWorkload(ctx, &persysv1.GetWorkloadRequest{Name: r.PathValue("name"), WithEvents: events})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, view)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.GetWorkload(ctx, &persysv1.GetWorkloadRequest{Name: r.PathValue("name"), WithEvents: events})
+	})
 }
 
 func (g *gateway) deleteWorkload(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: r.PathValue("name")})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusAccepted, resp)
+	return answer(g, w, r, http.StatusAccepted, func(ctx context.Context) (proto.Message, error) {
+		return g.control.DeleteWorkload(ctx, &persysv1.DeleteRequest{Name: r.PathValue("name")})
+	})
 }
 
 func (g *gateway) retry(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	view, err := g.control.RetryWorkload(ctx, &persysv1.RetryRequest{Name: r.PathValue("name")})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, view)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.RetryWorkload(ctx, &persysv1.RetryRequest{Name: r.PathValue("name")})
+	})
 }
 
 func (g *gateway) listNodes(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.ListNodes(ctx, &persysv1.ListNodesRequest{})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.ListNodes(ctx, &persysv1.ListNodesRequest{})
+	})
 }
 
 func (g *gateway) getNode(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	node, err := g.control.GetNode(ctx, &persysv1.GetNodeRequest{Id: r.PathValue("id")})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, node)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.GetNode(ctx, &persysv1.GetNodeRequest{Id: r.PathValue("id")})
+	})
 }
 
 func (g *gateway) cordon(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	node, err := g.control.CordonNode(ctx, &persysv1.CordonRequest{Id: r.PathValue("id")})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, node)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.CordonNode(ctx, &persysv1.CordonRequest{Id: r.PathValue("id")})
+	})
 }
 
 func (g *gateway) uncordon(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	node, err := g.control.UncordonNode(ctx, &persysv1.CordonRequest{Id: r.PathValue("id")})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, node)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.UncordonNode(ctx, &persysv1.CordonRequest{Id: r.PathValue("id")})
+	})
 }
 
 // drain is a long call: the scheduler answers when every workload moved or
@@ -183,13 +149,9 @@ func (g *gateway) drain(w http.ResponseWriter, r *http.Request) (int, error) {
 }
 
 func (g *gateway) leader(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	info, err := g.control.GetLeader(ctx, &persysv1.GetLeaderRequest{})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, info)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.GetLeader(ctx, &persysv1.GetLeaderRequest{})
+	})
 }
 
 // version answers the gateway's own build; it needs no scheduler, so a
@@ -207,13 +169,9 @@ func (g *gateway) version(w http.ResponseWriter, _ *http.Request) (int, error) {
 }
 
 func (g *gateway) summary(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	s, err := g.control.GetClusterSummary(ctx, &persysv1.ClusterSummaryRequest{})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, s)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.GetClusterSummary(ctx, &persysv1.ClusterSummaryRequest{})
+	})
 }
 
 func (g *gateway) listEvents(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -229,13 +187,9 @@ func (g *gateway) listEvents(w http.ResponseWriter, r *http.Request) (int, error
 		}
 		req.Limit = int32(n)
 	}
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.ListEvents(ctx, req)
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.ListEvents(ctx, req)
+	})
 }
 
 func (g *gateway) healthz(w http.ResponseWriter, _ *http.Request) (int, error) {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -111,13 +113,9 @@ func (g *gateway) createToken(w http.ResponseWriter, r *http.Request) (int, erro
 }
 
 func (g *gateway) listTokens(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.ListAPITokens(ctx, &persysv1.ListAPITokensRequest{})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.ListAPITokens(ctx, &persysv1.ListAPITokensRequest{})
+	})
 }
 
 func (g *gateway) revokeToken(w http.ResponseWriter, r *http.Request) (int, error) {

@@ -2,12 +2,15 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"sort"
+
+	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/pki"
@@ -140,13 +143,9 @@ func (g *gateway) putSecret(w http.ResponseWriter, r *http.Request) (int, error)
 }
 
 func (g *gateway) listSecrets(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.ListSecrets(ctx, &persysv1.ListSecretsRequest{})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.ListSecrets(ctx, &persysv1.ListSecretsRequest{})
+	})
 }
 
 func (g *gateway) getSecret(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -154,13 +153,9 @@ func (g *gateway) getSecret(w http.ResponseWriter, r *http.Request) (int, error)
 	if err := secrets.ValidateName(name); err != nil {
 		return 0, fieldError("name", reasonOf(err))
 	}
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	info, err := g.control.GetSecret(ctx, &persysv1.GetSecretRequest{Name: name})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, info)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.GetSecret(ctx, &persysv1.GetSecretRequest{Name: name})
+	})
 }
 
 func (g *gateway) deleteSecret(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -168,11 +163,7 @@ func (g *gateway) deleteSecret(w http.ResponseWriter, r *http.Request) (int, err
 	if err := secrets.ValidateName(name); err != nil {
 		return 0, fieldError("name", reasonOf(err))
 	}
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.DeleteSecret(ctx, &persysv1.DeleteSecretRequest{Name: name})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.DeleteSecret(ctx, &persysv1.DeleteSecretRequest{Name: name})
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"reflect"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -59,13 +60,9 @@ func (g *gateway) applyService(w http.ResponseWriter, r *http.Request) (int, err
 }
 
 func (g *gateway) listServices(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.ListServices(ctx, &persysv1.ListServicesRequest{})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.ListServices(ctx, &persysv1.ListServicesRequest{})
+	})
 }
 
 func (g *gateway) getService(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -73,24 +70,16 @@ func (g *gateway) getService(w http.ResponseWriter, r *http.Request) (int, error
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	v, err := g.control.GetService(ctx, &persysv1.GetServiceRequest{Name: r.PathValue("name"), WithEvents: events})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, v)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.GetService(ctx, &persysv1.GetServiceRequest{Name: r.PathValue("name"), WithEvents: events})
+	})
 }
 
 func (g *gateway) deleteService(w http.ResponseWriter, r *http.Request) (int, error) {
 	noteWorkload(r, "service/"+r.PathValue("name"))
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.DeleteService(ctx, &persysv1.DeleteServiceRequest{Name: r.PathValue("name")})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusAccepted, resp)
+	return answer(g, w, r, http.StatusAccepted, func(ctx context.Context) (proto.Message, error) {
+		return g.control.DeleteService(ctx, &persysv1.DeleteServiceRequest{Name: r.PathValue("name")})
+	})
 }
 
 // ScaleRequest is the body of POST /v1/services/{name}/scale.
@@ -134,23 +123,15 @@ func (g *gateway) scaleService(w http.ResponseWriter, r *http.Request) (int, err
 		return 0, fieldError("replicas", "required")
 	}
 	noteWorkload(r, "service/"+r.PathValue("name"))
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	v, err := g.control.ScaleService(ctx, &persysv1.ScaleServiceRequest{Name: r.PathValue("name"), Replicas: *req.Replicas})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, v)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.ScaleService(ctx, &persysv1.ScaleServiceRequest{Name: r.PathValue("name"), Replicas: *req.Replicas})
+	})
 }
 
 func (g *gateway) serviceHistory(w http.ResponseWriter, r *http.Request) (int, error) {
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	resp, err := g.control.RolloutHistory(ctx, &persysv1.GetServiceRequest{Name: r.PathValue("name")})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.RolloutHistory(ctx, &persysv1.GetServiceRequest{Name: r.PathValue("name")})
+	})
 }
 
 func (g *gateway) undoService(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -159,13 +140,9 @@ func (g *gateway) undoService(w http.ResponseWriter, r *http.Request) (int, erro
 		return 0, err
 	}
 	noteWorkload(r, "service/"+r.PathValue("name"))
-	ctx, cancel := g.callCtx(r)
-	defer cancel()
-	v, err := g.control.RolloutUndo(ctx, &persysv1.RolloutUndoRequest{Name: r.PathValue("name"), ToRevision: req.ToRevision})
-	if err != nil {
-		return 0, err
-	}
-	return writeJSON(w, http.StatusOK, v)
+	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
+		return g.control.RolloutUndo(ctx, &persysv1.RolloutUndoRequest{Name: r.PathValue("name"), ToRevision: req.ToRevision})
+	})
 }
 
 // rolloutOp is a route that calls one rollout operation on the service.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 // copyIdentity copies f into dir and returns the copies.
@@ -51,13 +54,9 @@ func TestHolderWatchFilesPicksUpRotatedBundle(t *testing.T) {
 	// it looked at the change and kept what it had.
 	refusals := func(n int) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for strings.Count(logs.String(), "do not load") < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("the watcher did not refuse %d changes; log:\n%s", n, logs.String())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		eventually.Eventually(t, fmt.Sprintf("the watcher refusing %d changes", n), 10*time.Second, func() (bool, string) {
+			return strings.Count(logs.String(), "do not load") >= n, logs.String()
+		})
 	}
 
 	old, err := LoadCA(b.Dir)
@@ -126,17 +125,12 @@ func TestHolderWatchFilesPicksUpRotatedBundle(t *testing.T) {
 	if err := writeReplace(files.CA, bundle, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := tlsCall(addr, newUser)
-		if err == nil {
-			break
+	eventually.Eventually(t, "a certificate of the new CA accepted after the bundle changed", 10*time.Second, func() (bool, string) {
+		if err := tlsCall(addr, newUser); err != nil {
+			return false, err.Error()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a certificate of the new CA is still refused after the bundle changed: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return true, ""
+	})
 	if got := len(server.Roots()); got != 3 {
 		t.Errorf("roots after reload = %d, want 3 (new, old, cross-signed)", got)
 	}
@@ -213,13 +207,9 @@ func TestHolderNotesRotatedCA(t *testing.T) {
 			Stale: func(*x509.Certificate) bool { return client.CARotated() }}).Run(ctx)
 	}()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(10 * time.Second)
-	for client.Leaf().CheckSignatureFrom(next.Cert) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the client did not renew after noting the rotation")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.Eventually(t, "the client renewed after noting the rotation", 10*time.Second, eventually.True(func() bool {
+		return client.Leaf().CheckSignatureFrom(next.Cert) == nil
+	}))
 	if client.CARotated() {
 		t.Fatal("still noted after the renewal")
 	}
