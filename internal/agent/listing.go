@@ -74,3 +74,15 @@ func (a *Agent) heartbeatList(ctx context.Context, budget time.Duration) (ws []*
 		return nil, false, ctx.Err()
 	}
 }
+
+// seed offers a complete list taken outside the lister (the registration's)
+// as the last one, so the first heartbeat after a (re)start does not wait
+// for a slow runtime: without a last list it would, and miss the lease.
+func (l *lister) seed(ws []*persysv1.WorkloadStatus) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// A listing in flight may have started before this list was taken.
+	if l.running == nil || !l.hasLast {
+		l.last, l.hasLast = ws, true
+	}
+}

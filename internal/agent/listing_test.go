@@ -74,3 +74,27 @@ func TestHeartbeatListDoesNotWaitForSlowRuntimes(t *testing.T) {
 		gate <- struct{}{}
 	}
 }
+
+// After a (re)start the registration's list is the last complete one: the
+// first heartbeat must not wait for a runtime that hangs (it would miss
+// the lease, and the node would be lost while it is busy stopping).
+func TestFirstHeartbeatAfterRegistrationDoesNotWait(t *testing.T) {
+	rt, err := sim.New(sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Runtimes: []runtime.Runtime{gatedRuntime{rt, make(chan struct{})}},
+		Control: persysv1grpc.NewControlServiceClient(nil), Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := []*persysv1.WorkloadStatus{{Name: "w1", NodeId: "n1"}}
+	a.lister.seed(registered)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, fresh, err := a.heartbeatList(ctx, 10*time.Millisecond)
+	if err != nil || fresh || len(ws) != 1 || ws[0].GetName() != "w1" {
+		t.Fatalf("first heartbeat list = %v, fresh %v, %v; want the registration's list", ws, fresh, err)
+	}
+}

@@ -265,6 +265,7 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 	a.mu.Unlock()
 	a.metrics.registrations.Inc()
 	a.metrics.setWorkloads(workloads)
+	a.lister.seed(workloads)
 	a.log.Info("registered with scheduler", "scheduler", on, "address", a.cfg.AdvertiseAddr, "workloads", len(workloads),
 		"heartbeat_interval", interval.String(), "lease_ttl_seconds", resp.GetLeaseTtlSeconds())
 	return on, nil
