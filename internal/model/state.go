@@ -34,5 +34,11 @@ const (
 // the ones it decides itself.
 type FailureReason int32
 
-// ReasonNodeLost: the workload's node is NotReady.
-const ReasonNodeLost FailureReason = 9
+// Reasons pure code decides itself.
+const (
+	// ReasonNodeLost: the workload's node is NotReady.
+	ReasonNodeLost FailureReason = 9
+	// ReasonContainerExited: the workload's process ended without being
+	// asked to (whatever its exit code).
+	ReasonContainerExited FailureReason = 11
+)

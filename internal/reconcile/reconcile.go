@@ -189,8 +189,18 @@ func Decide(in Input) Plan {
 			Message: fmt.Sprintf("gave up after %d attempts: %s", in.Attempts, in.LastMessage)}
 	}
 	plan := Plan{Action: Apply}
-	if current && obs.State == model.StateFailed {
+	switch {
+	case current && obs.State == model.StateFailed:
 		plan.State, plan.Reason, plan.Message = obs.State, obs.Reason, obs.Message
+	case current && obs.State == model.StateStopped:
+		// Stopped though it should run (its process exited 0, or the
+		// engine stopped it on a restart): a failure like any other exit,
+		// counted and backed off, never restarted in silence.
+		plan.State, plan.Reason = model.StateFailed, model.ReasonContainerExited
+		plan.Message = "stopped while it should run"
+		if obs.Message != "" {
+			plan.Message += ": " + obs.Message
+		}
 	}
 	if in.Attempts > 0 && in.Now.Before(in.NextAttemptAt) {
 		plan.Action = Wait

@@ -71,7 +71,7 @@ func TestDecide(t *testing.T) {
 			i.DesiredState = model.DesiredStopped
 			i.Observed = obs("u1", 2, stopped)
 		}), Nothing, stopped, false},
-		{"desired running but stopped: apply (start)", with(func(i *Input) { i.Observed = obs("u1", 2, stopped) }), Apply, 0, false},
+		{"desired running but stopped: a counted failure, apply again", with(func(i *Input) { i.Observed = obs("u1", 2, stopped) }), Apply, failed, false},
 		{"node not ready: wait as unknown", with(func(i *Input) { i.NodeReady = false; i.Observed = obs("u1", 2, running) }), Wait, model.StateUnknown, false},
 		{"node lost within grace: wait and look again at grace", with(func(i *Input) {
 			i.NodeReady, i.Reschedulable, i.Grace, i.NodeLostFor = false, true, 10*time.Second, 3*time.Second

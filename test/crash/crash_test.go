@@ -74,6 +74,7 @@ type dev struct {
 	gw, sched, agent    string
 	image               string
 	docker              *client.Client
+	dockerHost          string
 	proc                *exec.Cmd
 	log                 *bytes.Buffer
 	logMu               *sync.Mutex
@@ -94,9 +95,15 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 }
 
 func newDev(t *testing.T) *dev {
-	persys, persysctl := binaries(t)
 	cli, image := images.HelloImage(t)
-	d := &dev{t: t, persys: persys, persysctl: persysctl, dir: t.TempDir(), image: image, docker: cli,
+	return newDevOn(t, cli, "", image)
+}
+
+// newDevOn is a dev whose agent uses the engine at dockerHost ("": the
+// machine's), which cli reaches and which holds image.
+func newDevOn(t *testing.T, cli *client.Client, dockerHost, image string) *dev {
+	persys, persysctl := binaries(t)
+	d := &dev{t: t, persys: persys, persysctl: persysctl, dir: t.TempDir(), image: image, docker: cli, dockerHost: dockerHost,
 		gw: freeport.Addr(t, "127.0.0.1"), sched: freeport.Addr(t, "127.0.0.1"), agent: freeport.Addr(t, "127.0.0.1")}
 	t.Cleanup(d.cleanup)
 	return d
@@ -110,6 +117,9 @@ func (d *dev) start(spec string) {
 	d.proc = exec.Command(d.persys, "dev", "--data-dir", d.dir, "--gateway-listen", d.gw,
 		"--scheduler-listen", d.sched, "--agent-listen", d.agent, "--metrics-port", "0")
 	d.proc.Env = append(os.Environ(), failpoint.Env+"="+spec, failpoint.ArmEnv+"="+d.armFile())
+	if d.dockerHost != "" {
+		d.proc.Env = append(d.proc.Env, "DOCKER_HOST="+d.dockerHost)
+	}
 	d.proc.Stdout = lockedWriter{d.logMu, d.log}
 	d.proc.Stderr = lockedWriter{d.logMu, d.log}
 	if err := d.proc.Start(); err != nil {
@@ -385,35 +395,44 @@ func TestCrashMatrix(t *testing.T) {
 			d.start("")
 			d.waitConverged(want)
 			r.converged, r.seconds = true, time.Since(d.startedAt).Seconds()
-			for n := range want {
-				if k := len(d.containers(n)); k > 1 {
-					r.duplicates += k - 1
-				}
-			}
-			if r.duplicates > 0 {
-				t.Errorf("%d duplicate containers after convergence", r.duplicates)
-			}
-			if gone != "" {
-				d.waitFor(gone+" removed", convergeBound, func(c *pclient.Client) (bool, string) {
-					_, err := c.GetWorkload(context.Background(), gone, false)
-					return err != nil && len(d.containers(gone)) == 0, fmt.Sprintf("%d containers", len(d.containers(gone)))
-				})
-			}
-
-			for n := range want {
-				d.mustCtl("delete", "workload", n, "--wait", "--timeout", "90s")
-			}
-			// A workload deleted while its node was lost (a slow restart
-			// can miss the lease) is gone from the cluster at once and from
-			// the node when it reports again: orphan cleanup, bounded.
-			r.leftovers = d.containersLeftAfter(convergeBound)
-			if r.leftovers > 0 {
-				t.Errorf("%d containers left after deleting every workload", r.leftovers)
-			}
-			if out := d.mustCtl("get", "workloads", "-o", "name"); strings.TrimSpace(out) != "" {
-				t.Errorf("workloads left after delete: %s", out)
-			}
+			d.checkAndDeleteAll(&r, want, gone)
 		})
+	}
+}
+
+// checkAndDeleteAll counts duplicates of the converged workloads in want,
+// waits for gone ("" for none) to be removed, deletes every workload and
+// counts what is left on the engine.
+func (d *dev) checkAndDeleteAll(r *row, want map[string]string, gone string) {
+	t := d.t
+	t.Helper()
+	for n := range want {
+		if k := len(d.containers(n)); k > 1 {
+			r.duplicates += k - 1
+		}
+	}
+	if r.duplicates > 0 {
+		t.Errorf("%d duplicate containers after convergence", r.duplicates)
+	}
+	if gone != "" {
+		d.waitFor(gone+" removed", convergeBound, func(c *pclient.Client) (bool, string) {
+			_, err := c.GetWorkload(context.Background(), gone, false)
+			return err != nil && len(d.containers(gone)) == 0, fmt.Sprintf("%d containers", len(d.containers(gone)))
+		})
+	}
+
+	for n := range want {
+		d.mustCtl("delete", "workload", n, "--wait", "--timeout", "90s")
+	}
+	// A workload deleted while its node was lost (a slow restart
+	// can miss the lease) is gone from the cluster at once and from
+	// the node when it reports again: orphan cleanup, bounded.
+	r.leftovers = d.containersLeftAfter(convergeBound)
+	if r.leftovers > 0 {
+		t.Errorf("%d containers left after deleting every workload", r.leftovers)
+	}
+	if out := d.mustCtl("get", "workloads", "-o", "name"); strings.TrimSpace(out) != "" {
+		t.Errorf("workloads left after delete: %s", out)
 	}
 }
 
