@@ -169,7 +169,7 @@ func New(cfg Config) http.Handler {
 func checkPathNames(path string, h func(http.ResponseWriter, *http.Request) (int, error)) func(http.ResponseWriter, *http.Request) (int, error) {
 	var fields []string
 	for _, seg := range strings.Split(path, "/") {
-		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") && seg != "{$}" {
 			fields = append(fields, strings.TrimSuffix(seg[1:len(seg)-1], "..."))
 		}
 	}
