@@ -91,6 +91,9 @@ func IdentityFrom(r *http.Request) *Identity { return authFrom(r).id }
 
 // authenticate identifies the caller of r: certificate first, then token.
 func (g *gateway) authenticate(r *http.Request) authResult {
+	if err := crossSiteRefusal(r); err != nil {
+		return authResult{err: err}
+	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		id, err := pki.PeerIdentity(r.TLS)
 		if err != nil {

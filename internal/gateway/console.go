@@ -11,6 +11,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/persys-dev/compute/internal/gateway/console"
@@ -82,6 +83,27 @@ func (g *gateway) sessionAuth(r *http.Request) authResult {
 			msg: console.CSRFHeader + " header: missing or not this session's CSRF token (a console session must send it on every " + r.Method + ")"}}
 	}
 	return authResult{id: &id}
+}
+
+// crossSiteRefusal refuses a state-changing request that a browser says
+// comes from another site's page: a browser presents its client
+// certificate to every site that asks, so without this a form elsewhere
+// could act with it. Clients that are not browsers send neither header.
+func crossSiteRefusal(r *http.Request) error {
+	if !mutating(r.Method) {
+		return nil
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return &httpError{code: http.StatusForbidden, msg: "cross-site request refused: Sec-Fetch-Site is " + r.Header.Get("Sec-Fetch-Site") + "; act from the console's own pages"}
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host != r.Host {
+			return &httpError{code: http.StatusForbidden, msg: "cross-site request refused: Origin " + strconv.Quote(o) + " is not this gateway"}
+		}
+	}
+	return nil
 }
 
 // loginRedirect sends a browser without credentials from a console page
