@@ -14,10 +14,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/persys-dev/compute/internal/testutil/need"
@@ -72,8 +74,38 @@ func browser(t *testing.T) func() context.Context {
 		if err := chromedp.Do(ctx); err != nil {
 			t.Fatalf("new browser context: %v", err)
 		}
+		failOnScriptErrors(t, ctx)
 		return ctx
 	}
+}
+
+// failOnScriptErrors fails the test, at its end, for every uncaught
+// exception of the console's JavaScript in the tab.
+func failOnScriptErrors(t *testing.T, ctx context.Context) {
+	var mu sync.Mutex
+	var seen []string
+	err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*cdpruntime.EventExceptionThrown); ok && e.ExceptionDetails != nil {
+			d := e.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			mu.Lock()
+			seen = append(seen, fmt.Sprintf("%s:%d: %s", d.URL, d.LineNumber+1, msg))
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, s := range seen {
+			t.Errorf("uncaught JavaScript exception: %s", s)
+		}
+	})
 }
 
 // do runs steps with a generous bound, failing the test with what.
@@ -213,6 +245,14 @@ func TestConsole(t *testing.T) {
 	if !eval[bool](t, admin, `window.__sameDocument === true`) {
 		t.Error("the workload page reloaded; it must update live")
 	}
+
+	// The other pages render: the summary counts it, the events page
+	// lists its creation, the services page answers.
+	do(t, admin, "summary page", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#summary .card .bar")))
+	do(t, admin, "events page", chromedp.Navigate(base+"/ui/events"))
+	until(t, admin, "the workload's events listed", `[...document.querySelectorAll('#events tbody tr')].some(r => r.textContent.includes("`+name+`") && r.textContent.includes("Running"))`)
+	do(t, admin, "services page", chromedp.Navigate(base+"/ui/services"))
+	until(t, admin, "the services table", `document.querySelector('#services tbody').textContent.includes("No services.")`)
 
 	// A POST of the admin's own session without its CSRF token: 403.
 	if code := fetchStatus(t, admin, "POST", "/v1/nodes/"+d.nodeID+"/cordon", false); code != http.StatusForbidden {
