@@ -187,100 +187,147 @@ func fetchStatus(t *testing.T, ctx context.Context, method, path string, withCSR
 	return eval[int](t, ctx, fmt.Sprintf(`fetch(%q, {method: %q, headers: %s, credentials: "same-origin"}).then(r => r.status)`, path, method, hdr))
 }
 
+// run is one browser test against one dev cluster.
+type run struct {
+	t          *testing.T
+	d          *dev
+	base, art  string
+	name, mark string
+}
+
 func TestConsole(t *testing.T) {
 	newTab := browser(t)
 	d := startDev(t)
-	base := "https://" + d.gw
-	art := artifactsDir(t)
-	adminTok, viewerTok := d.token("console-admin", "admin"), d.token("console-viewer", "viewer")
 	name := fmt.Sprintf("console-%d", time.Now().UnixNano()%1_000_000)
-	mark := "hello-from-" + name
+	r := &run{t: t, d: d, base: "https://" + d.gw, art: artifactsDir(t), name: name, mark: "hello-from-" + name}
+	adminTok, viewerTok := d.token("console-admin", "admin"), d.token("console-viewer", "viewer")
 
 	admin := newTab()
-	login(t, admin, base, adminTok)
-	ck := sessionCookie(t, admin, base)
+	login(t, admin, r.base, adminTok)
+	ck := r.checkCookie(admin)
+	r.nodesPage(admin)
+	r.applyFromForm(admin)
+	r.workloadPage(admin)
+	r.otherPages(admin)
+	r.csrf(admin)
+	r.deleteFromList(admin)
+	viewerChecks(t, newTab(), d, r.base, viewerTok)
+	r.logout(admin, ck)
+}
+
+// checkCookie: the session cookie is HttpOnly, Secure, SameSite=Strict,
+// for Path=/ and short-lived.
+func (r *run) checkCookie(tab context.Context) *network.Cookie {
+	t := r.t
+	ck := sessionCookie(t, tab, r.base)
 	if !ck.HTTPOnly || !ck.Secure || ck.SameSite != network.CookieSameSiteStrict || ck.Path != "/" {
 		t.Errorf("session cookie: httpOnly %v secure %v sameSite %q path %q; want HttpOnly, Secure, Strict, /", ck.HTTPOnly, ck.Secure, ck.SameSite, ck.Path)
 	}
 	if left := time.Until(time.Unix(int64(ck.Expires), 0)); left <= 0 || left > 31*time.Minute {
 		t.Errorf("session cookie expires in %s, want a short expiry (30 min)", left)
 	}
-	if v := eval[bool](t, admin, `document.cookie.includes("persys_session")`); v {
+	if v := eval[bool](t, tab, `document.cookie.includes("persys_session")`); v {
 		t.Error("the session cookie is readable from JavaScript")
 	}
+	return ck
+}
 
-	// Nodes: capacity bars and the admin's buttons.
-	do(t, admin, "nodes page", chromedp.Navigate(base+"/ui/nodes"),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-node="`+d.nodeID+`"] .bar`)),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-node="`+d.nodeID+`"] button[data-act="cordon"]`)))
-	screenshot(t, admin, art, "nodes.png")
+// nodesPage: capacity bars and the admin's buttons.
+func (r *run) nodesPage(tab context.Context) {
+	row := `tr[data-node="` + r.d.nodeID + `"]`
+	do(r.t, tab, "nodes page", chromedp.Navigate(r.base+"/ui/nodes"),
+		chromedp.WaitVisible(chromedp.CSS(row+` .bar`)), chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="cordon"]`)))
+	screenshot(r.t, tab, r.art, "nodes.png")
+}
 
-	// An invalid manifest: the field-named errors next to the text.
-	do(t, admin, "workloads page", chromedp.Navigate(base+"/ui/workloads"), chromedp.WaitVisible(chromedp.ID("manifest")))
-	eval[bool](t, admin, `window.__sameDocument = true`)
-	bad := "kind: Workload\nmetadata: {name: " + name + "}\nspec:\n  type: container\n  container: {}\n  resources: {cpu: lots, memory: 32Mi}\n"
-	do(t, admin, "applying an invalid manifest", chromedp.SetValue(chromedp.ID("manifest"), bad), chromedp.Click(chromedp.ID("apply-btn")),
+// sameDocument marks the page, so that noReload can tell it was not
+// reloaded since.
+func sameDocument(t *testing.T, tab context.Context) {
+	eval[bool](t, tab, `window.__sameDocument = true`)
+}
+
+func noReload(t *testing.T, tab context.Context, what string) {
+	t.Helper()
+	if !eval[bool](t, tab, `window.__sameDocument === true`) {
+		t.Errorf("the %s reloaded; it must update live", what)
+	}
+}
+
+// applyFromForm: an invalid manifest shows its field-named errors next
+// to the text; a valid one appears and reaches RUNNING without a reload.
+func (r *run) applyFromForm(tab context.Context) {
+	t := r.t
+	do(t, tab, "workloads page", chromedp.Navigate(r.base+"/ui/workloads"), chromedp.WaitVisible(chromedp.ID("manifest")))
+	sameDocument(t, tab)
+	bad := "kind: Workload\nmetadata: {name: " + r.name + "}\nspec:\n  type: container\n  container: {}\n  resources: {cpu: lots, memory: 32Mi}\n"
+	do(t, tab, "applying an invalid manifest", chromedp.SetValue(chromedp.ID("manifest"), bad), chromedp.Click(chromedp.ID("apply-btn")),
 		chromedp.WaitVisible(chromedp.CSS("#apply-errors li[data-field]")))
-	errs := eval[string](t, admin, `document.querySelector("#apply-errors").innerText`)
+	errs := eval[string](t, tab, `document.querySelector("#apply-errors").innerText`)
 	if !strings.Contains(errs, "spec.container.image") || !strings.Contains(errs, "resources.cpu") {
 		t.Errorf("apply errors %q: want the fields spec.container.image and …resources.cpu named", errs)
 	}
-	screenshot(t, admin, art, "apply-error.png")
+	screenshot(t, tab, r.art, "apply-error.png")
 
-	// A valid one: the row appears and reaches RUNNING without a reload.
-	good := fmt.Sprintf("kind: Workload\nmetadata: {name: %s}\nspec:\n  type: container\n  container:\n    image: %s\n    env: {GREETING: %s, TARGET: \"http://127.0.0.1:9/\"}\n  resources: {cpu: 50m, memory: 32Mi}\n", name, d.image, mark)
-	do(t, admin, "applying a manifest", chromedp.SetValue(chromedp.ID("manifest"), good), chromedp.Click(chromedp.ID("apply-btn")))
-	until(t, admin, name+" RUNNING in the list", `document.querySelector('tr[data-name="`+name+`"] .state.RUNNING') !== null`)
-	if !eval[bool](t, admin, `window.__sameDocument === true`) {
-		t.Error("the workloads page reloaded; it must update live")
-	}
+	good := fmt.Sprintf("kind: Workload\nmetadata: {name: %s}\nspec:\n  type: container\n  container:\n    image: %s\n    env: {GREETING: %s, TARGET: \"http://127.0.0.1:9/\"}\n  resources: {cpu: 50m, memory: 32Mi}\n", r.name, r.d.image, r.mark)
+	do(t, tab, "applying a manifest", chromedp.SetValue(chromedp.ID("manifest"), good), chromedp.Click(chromedp.ID("apply-btn")))
+	until(t, tab, r.name+" RUNNING in the list", `document.querySelector('tr[data-name="`+r.name+`"] .state.RUNNING') !== null`)
+	noReload(t, tab, "workloads page")
+}
 
-	// The workload page: RUNNING, its log tail live.
-	do(t, admin, "workload page", chromedp.Navigate(base+"/ui/workloads/"+name), chromedp.WaitVisible(chromedp.ID("logs")))
-	eval[bool](t, admin, `window.__sameDocument = true`)
-	until(t, admin, "RUNNING on the workload page", `document.querySelector('#state.RUNNING') !== null`)
-	until(t, admin, "the greeting in the log", `document.querySelector('#logs').textContent.includes(`+fmt.Sprintf("%q", "greeting: "+mark)+`)`)
-	until(t, admin, "new log lines", `document.querySelector('#logs').textContent.split("poll error").length > 3`)
-	screenshot(t, admin, art, "workload.png")
-	if !eval[bool](t, admin, `window.__sameDocument === true`) {
-		t.Error("the workload page reloaded; it must update live")
-	}
+// workloadPage: RUNNING, and its log tail growing, without a reload.
+func (r *run) workloadPage(tab context.Context) {
+	t := r.t
+	do(t, tab, "workload page", chromedp.Navigate(r.base+"/ui/workloads/"+r.name), chromedp.WaitVisible(chromedp.ID("logs")))
+	sameDocument(t, tab)
+	until(t, tab, "RUNNING on the workload page", `document.querySelector('#state.RUNNING') !== null`)
+	until(t, tab, "the greeting in the log", `document.querySelector('#logs').textContent.includes(`+fmt.Sprintf("%q", "greeting: "+r.mark)+`)`)
+	until(t, tab, "new log lines", `document.querySelector('#logs').textContent.split("poll error").length > 3`)
+	screenshot(t, tab, r.art, "workload.png")
+	noReload(t, tab, "workload page")
+}
 
-	// The other pages render: the summary counts it, the events page
-	// lists its creation, the services page answers.
-	do(t, admin, "summary page", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#summary .card .bar")))
-	do(t, admin, "events page", chromedp.Navigate(base+"/ui/events"))
-	until(t, admin, "the workload's events listed", `[...document.querySelectorAll('#events tbody tr')].some(r => r.textContent.includes("`+name+`") && r.textContent.includes("Running"))`)
-	do(t, admin, "services page", chromedp.Navigate(base+"/ui/services"))
-	until(t, admin, "the services table", `document.querySelector('#services tbody').textContent.includes("No services.")`)
+// otherPages: the summary counts, the events page lists the workload's
+// events, the services page answers.
+func (r *run) otherPages(tab context.Context) {
+	t := r.t
+	do(t, tab, "summary page", chromedp.Navigate(r.base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#summary .card .bar")))
+	do(t, tab, "events page", chromedp.Navigate(r.base+"/ui/events"))
+	until(t, tab, "the workload's events listed", `[...document.querySelectorAll('#events tbody tr')].some(r => r.textContent.includes("`+r.name+`") && r.textContent.includes("Running"))`)
+	do(t, tab, "services page", chromedp.Navigate(r.base+"/ui/services"))
+	until(t, tab, "the services table", `document.querySelector('#services tbody').textContent.includes("No services.")`)
+}
 
-	// A POST of the admin's own session without its CSRF token: 403.
-	if code := fetchStatus(t, admin, "POST", "/v1/nodes/"+d.nodeID+"/cordon", false); code != http.StatusForbidden {
+// csrf: a POST of the admin's own session without its CSRF token is 403;
+// with it, admitted.
+func (r *run) csrf(tab context.Context) {
+	t := r.t
+	if code := fetchStatus(t, tab, "POST", "/v1/nodes/"+r.d.nodeID+"/cordon", false); code != http.StatusForbidden {
 		t.Errorf("POST without X-CSRF-Token from a session: %d, want 403", code)
 	}
-	if code := fetchStatus(t, admin, "POST", "/v1/workloads/"+name+"/retry", true); code >= 400 && code != http.StatusConflict {
+	if code := fetchStatus(t, tab, "POST", "/v1/workloads/"+r.name+"/retry", true); code >= 400 && code != http.StatusConflict {
 		t.Errorf("POST with the session's CSRF token: %d, want it admitted", code)
 	}
+}
 
-	// Delete from the list (two clicks: arm, confirm); the row goes.
-	do(t, admin, "workloads page", chromedp.Navigate(base+"/ui/workloads"),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-name="`+name+`"] button[data-act="delete"]`)))
-	eval[bool](t, admin, `window.__sameDocument = true`)
-	del := chromedp.CSS(`tr[data-name="` + name + `"] button[data-act="delete"]`)
-	do(t, admin, "arming delete", chromedp.Click(del), chromedp.WaitVisible(chromedp.CSS(`tr[data-name="`+name+`"] button.armed`)))
-	do(t, admin, "confirming delete", chromedp.Click(chromedp.CSS(`tr[data-name="`+name+`"] button.armed`)))
-	until(t, admin, name+" gone from the list", `document.querySelector('#workloads tbody tr') !== null && document.querySelector('tr[data-name="`+name+`"]') === null`)
-	if !eval[bool](t, admin, `window.__sameDocument === true`) {
-		t.Error("the workloads page reloaded after delete")
-	}
+// deleteFromList: two clicks (arm, confirm), and the row goes live.
+func (r *run) deleteFromList(tab context.Context) {
+	t := r.t
+	row := `tr[data-name="` + r.name + `"]`
+	do(t, tab, "workloads page", chromedp.Navigate(r.base+"/ui/workloads"), chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="delete"]`)))
+	sameDocument(t, tab)
+	do(t, tab, "arming delete", chromedp.Click(chromedp.CSS(row+` button[data-act="delete"]`)), chromedp.WaitVisible(chromedp.CSS(row+` button.armed`)))
+	do(t, tab, "confirming delete", chromedp.Click(chromedp.CSS(row+` button.armed`)))
+	until(t, tab, r.name+" gone from the list", `document.querySelector('#workloads tbody tr') !== null && document.querySelector('`+row+`') === null`)
+	noReload(t, tab, "workloads page")
+}
 
-	viewerChecks(t, newTab(), d, base, viewerTok)
-
-	// Logout ends the session on the server: the old cookie is refused.
-	do(t, admin, "logging out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("token")))
-	req, _ := http.NewRequest("GET", base+"/v1/workloads", nil)
+// logout ends the session on the server: the old cookie is refused.
+func (r *run) logout(tab context.Context, ck *network.Cookie) {
+	t := r.t
+	do(t, tab, "logging out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("token")))
+	req, _ := http.NewRequest("GET", r.base+"/v1/workloads", nil)
 	req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
-	resp, err := d.httpClient().Do(req)
+	resp, err := r.d.httpClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +335,7 @@ func TestConsole(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the cookie after logout: %d, want 401", resp.StatusCode)
 	}
-	do(t, admin, "opening the console after logout", chromedp.Navigate(base+"/ui/workloads"), chromedp.WaitVisible(chromedp.ID("token")))
+	do(t, tab, "opening the console after logout", chromedp.Navigate(r.base+"/ui/workloads"), chromedp.WaitVisible(chromedp.ID("token")))
 }
 
 // viewerChecks: a viewer's session sees the pages without any action
