@@ -3,7 +3,8 @@
 // mTLS): token login, apply from the form, a workload reaching RUNNING
 // and its log without reload, delete, a viewer without buttons and
 // refused server-side, CSRF, logout. Screenshots go to $PERSYS_ARTIFACTS
-// (default: a temporary folder).
+// (default: a temporary folder). follow_test.go checks the pages' stream
+// reader on both answers a watch URL may give (NDJSON or a plain list).
 package console
 
 import (
