@@ -239,6 +239,12 @@ func (r *run) nodesPage(tab context.Context) {
 	do(r.t, tab, "nodes page", chromedp.Navigate(r.base+"/ui/nodes"),
 		chromedp.WaitVisible(chromedp.CSS(row+` .bar`)), chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="cordon"]`)))
 	screenshot(r.t, tab, r.art, "nodes.png")
+	// Cordon and uncordon from the page; the row follows.
+	do(r.t, tab, "cordon", chromedp.Click(chromedp.CSS(row+` button[data-act="cordon"]`)),
+		chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="uncordon"]`)))
+	until(r.t, tab, "the row saying cordoned", `document.querySelector('`+row+`').textContent.includes("cordoned")`)
+	do(r.t, tab, "uncordon", chromedp.Click(chromedp.CSS(row+` button[data-act="uncordon"]`)),
+		chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="cordon"]`)))
 }
 
 // sameDocument marks the page, so that noReload can tell it was not
