@@ -186,21 +186,41 @@ function wlState(v) {
   return (v.status && v.status.state) || "PENDING";
 }
 
+// armed holds the confirm-first buttons clicked once ("act:name" → until
+// when), so that a live re-render keeps them armed.
+const armed = new Map();
+const armWindow = 5000;
+function isArmed(key) { return (armed.get(key) || 0) > Date.now(); }
+
+function showArmed(b, label, on) {
+  b.classList.toggle("armed", on);
+  b.textContent = on ? "Confirm " + label.toLowerCase() : label;
+}
+
 // button makes an action button that calls the API and reports the answer;
 // with confirm set, the first click arms it and the second acts.
 function button(label, act, name, run, confirm) {
   const b = el("button", { type: "button", class: "action" + (confirm ? " danger" : ""), "data-act": act, "data-name": name }, label);
+  if (confirm && isArmed(act + ":" + name)) showArmed(b, label, true);
   b.addEventListener("click", () => actionClick(b, label, run, confirm));
   return b;
 }
 async function actionClick(b, label, run, confirm) {
-  if (confirm && !b.classList.contains("armed")) {
-    b.classList.add("armed");
-    b.textContent = "Confirm " + label.toLowerCase();
-    setTimeout(() => { b.classList.remove("armed"); b.textContent = label; }, 5000);
+  const key = b.dataset.act + ":" + b.dataset.name;
+  if (confirm && !isArmed(key)) {
+    armed.set(key, Date.now() + armWindow);
+    showArmed(b, label, true);
+    setTimeout(() => {
+      if (isArmed(key)) return; // armed again since
+      armed.delete(key);
+      const sel = 'button[data-act="' + CSS.escape(b.dataset.act) + '"][data-name="' + CSS.escape(b.dataset.name) + '"]';
+      for (const x of document.querySelectorAll(sel)) showArmed(x, label, false);
+    }, armWindow + 50);
     return;
   }
+  armed.delete(key);
   b.disabled = true;
+  showArmed(b, label, false);
   try {
     await run();
     banner(label + ": done", true);
@@ -208,8 +228,6 @@ async function actionClick(b, label, run, confirm) {
     banner(label + " refused: " + e.message);
   } finally {
     b.disabled = false;
-    b.classList.remove("armed");
-    b.textContent = label;
   }
 }
 const enc = encodeURIComponent;
@@ -280,8 +298,16 @@ async function nodesPage() {
 // watchWorkloads keeps a name → WorkloadView map in step with the watch
 // stream and calls render after each change.
 function watchWorkloads(render) {
-  let items = new Map(), next = null, pending = false;
-  const flush = () => { pending = false; render(items); };
+  let items = new Map(), next = null, pending = false, last = "";
+  // Unchanged data is not drawn again (the list fallback answers every
+  // second), so the page stays still under the pointer.
+  const flush = () => {
+    pending = false;
+    const sig = JSON.stringify([...items.entries()]);
+    if (sig === last) return;
+    last = sig;
+    render(items);
+  };
   follow("/v1/workloads?watch=true", (ev) => {
     switch (ev.type) {
       case "RESET": next = new Map(); return;
