@@ -29,6 +29,8 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The Debian package is installed in a clean bookworm container made with
 # debootstrap from the configured apt mirror (scripts/debian-image.sh).
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+# The web console is tested in a real headless Chromium driven from Go.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ "${1:-}" = proto ]; then
   command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
   [ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)

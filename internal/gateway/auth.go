@@ -3,7 +3,8 @@ package gateway
 // Authentication: who is asking. A request is identified by its verified
 // client certificate (role in the certificate's OU) or, when it has none,
 // by an "Authorization: Bearer psy_..." API token that the scheduler
-// resolves (AuthenticateToken). A certificate wins when both are present.
+// resolves (AuthenticateToken), or else by a console session cookie made
+// from such a token (console.go). A certificate wins when both are present.
 // Resolved tokens are cached for Config.TokenCacheTTL (default 10 s);
 // refusals are cached for at most a second, and transport failures not at
 // all. Tokens are held only as their SHA-256 and never logged.
@@ -30,6 +31,8 @@ import (
 const (
 	AuthCertificate = "certificate"
 	AuthToken       = "token"
+	// AuthSession is a console session cookie made from an API token.
+	AuthSession = "session"
 )
 
 const (
@@ -45,10 +48,12 @@ const (
 type Identity struct {
 	User string
 	Role pki.Role
-	// Method is AuthCertificate or AuthToken.
+	// Method is AuthCertificate, AuthToken or AuthSession.
 	Method string
-	// TokenID names the API token (AuthToken only).
+	// TokenID names the API token (AuthToken and AuthSession).
 	TokenID string
+	// SessionID is the console session's id (AuthSession only).
+	SessionID string
 }
 
 // describe names the caller for audit events and logs.
@@ -56,8 +61,11 @@ func (id *Identity) describe() string {
 	if id == nil {
 		return "no credentials"
 	}
-	if id.Method == AuthToken {
+	switch id.Method {
+	case AuthToken:
 		return "api token " + id.TokenID
+	case AuthSession:
+		return "console session of api token " + id.TokenID
 	}
 	return "client certificate"
 }
@@ -83,6 +91,9 @@ func IdentityFrom(r *http.Request) *Identity { return authFrom(r).id }
 
 // authenticate identifies the caller of r: certificate first, then token.
 func (g *gateway) authenticate(r *http.Request) authResult {
+	if err := crossSiteRefusal(r); err != nil {
+		return authResult{err: err}
+	}
 	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
 		id, err := pki.PeerIdentity(r.TLS)
 		if err != nil {
@@ -102,7 +113,8 @@ func (g *gateway) authenticate(r *http.Request) authResult {
 	}
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return authResult{}
+		// A browser of the console: its session cookie (console.go).
+		return g.sessionAuth(r)
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {

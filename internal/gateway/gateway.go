@@ -15,6 +15,8 @@
 //   - auth.go (who is asking) and permissions.go (what each role may do,
 //     from internal/authz);
 //   - audit.go: one audit event per mutating request;
+//   - console.go: mounts the web console (package console) at /ui/ and
+//     resolves its session cookies, with their CSRF check;
 //   - errors.go: the one mapping of gRPC codes and manifest errors to HTTP;
 //   - serve.go, metrics.go, dial.go: serving, metrics and dialling.
 //
@@ -39,6 +41,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/console"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
@@ -91,6 +94,9 @@ type gateway struct {
 	auditMetrics *auditMetrics
 	anonAudit    *bucket
 	revocations  pki.RevocationChecker
+	// sessions and console serve the web console at /ui/ (console.go).
+	sessions *console.Sessions
+	console  *console.Console
 }
 
 type route struct {
@@ -124,6 +130,7 @@ func New(cfg Config) http.Handler {
 	g.revocations = cfg.Revocations
 	g.anonAudit = newBucket(anonAuditRate, anonAuditBurst)
 	g.auditMetrics = newAuditMetrics(cfg.Registry)
+	g.initConsole()
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -137,7 +144,7 @@ func New(cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	for _, rt := range g.routes() {
-		mux.Handle(rt.method+" "+rt.path, g.instrument(rt.method+" "+rt.path, g.authorize(rt, checkPathNames(rt.path, rt.handler))))
+		mux.Handle(rt.method+" "+rt.path, g.instrument(rt.method+" "+rt.path, loginRedirect(rt, g.authorize(rt, checkPathNames(rt.path, rt.handler)))))
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
 	}
 	// A known path with another method answers 405 with Allow; anything
@@ -162,7 +169,7 @@ func New(cfg Config) http.Handler {
 func checkPathNames(path string, h func(http.ResponseWriter, *http.Request) (int, error)) func(http.ResponseWriter, *http.Request) (int, error) {
 	var fields []string
 	for _, seg := range strings.Split(path, "/") {
-		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") && seg != "{$}" {
 			fields = append(fields, strings.TrimSuffix(seg[1:len(seg)-1], "..."))
 		}
 	}
@@ -203,6 +210,7 @@ func (g *gateway) routes() []route {
 	base = append(base, g.logRoutes()...)
 	base = append(base, g.serviceRoutes()...)
 	base = append(base, g.secretRoutes()...)
+	base = append(base, g.consoleRoutes()...)
 	return append(base, g.identityRoutes()...)
 }
 

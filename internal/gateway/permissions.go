@@ -42,6 +42,9 @@ const (
 var publicRoutes = map[string]bool{
 	"GET /healthz":      true,
 	"GET /openapi.json": true,
+	// The console's login page and its script and stylesheet.
+	"GET /ui/login":   true,
+	"GET /ui/static/": true,
 }
 
 // routePermissions is the one table of what each route needs, keyed by
@@ -83,6 +86,17 @@ var routePermissions = map[string]Permission{
 	"DELETE /v1/tokens/{id}":            PermTokensWrite,
 	"POST /v1/users/{name}/certificate": PermUsersWrite,
 	"GET /v1/whoami":                    PermIdentityRead,
+	// The web console: a page needs the read permission of what it shows;
+	// its actions are REST calls with their own permissions above.
+	"GET /ui/{$}":              PermClusterRead,
+	"GET /ui/nodes":            PermNodesRead,
+	"GET /ui/workloads":        PermWorkloadsRead,
+	"GET /ui/workloads/{name}": PermWorkloadsRead,
+	"GET /ui/events":           PermEventsRead,
+	"GET /ui/services":         PermServicesRead,
+	"GET /ui/services/{name}":  PermServicesRead,
+	"POST /ui/login":           PermIdentityRead,
+	"POST /ui/logout":          PermIdentityRead,
 }
 
 // RoleHas reports whether role holds permission p.
