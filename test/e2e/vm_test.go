@@ -113,7 +113,8 @@ func copyFile(t *testing.T, src, dst string) {
 // TestVMLifecycle boots a real VM under QEMU (TCG) through persysctl:
 // cloud-init reaches the guest, the guest's address and the port forward
 // work, an agent restart keeps the same QEMU process, stop powers it off,
-// start boots it again, and delete removes the process, its disks and the
+// start boots it again, QEMU killed under it is a counted failure and a
+// new QEMU boots it, and delete removes the process, its disks and the
 // pool space it held.
 func TestVMLifecycle(t *testing.T) {
 	guest := vmguest.GuestFiles(t)
@@ -199,9 +200,27 @@ func TestVMLifecycle(t *testing.T) {
 		t.Fatalf("after start: %+v (old pid %d)", v.Status, pid)
 	}
 
+	// QEMU killed under the VM: a counted failure (an AttemptFailed event
+	// with its reason), then a new QEMU process boots the same disks.
+	if err := syscall.Kill(pid2, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	pid3 := 0
+	c.waitFor("the VM back in a new QEMU after a kill", 3*time.Minute, func() bool {
+		v, ok := c.vmStatus(name)
+		pid3, _ = strconv.Atoi(v.Status.RuntimeID)
+		return ok && v.Status.State == "RUNNING" && pid3 != pid2 && pidAlive(pid3)
+	})
+	c.waitFor("the kill counted as a failed attempt", time.Minute, func() bool {
+		// RUNTIME_ERROR, or VM_BOOT_FAILED when QEMU died before the
+		// guest's boot marker (TCG boots slowly).
+		desc := c.mustCtl("describe", "workload", name)
+		return strings.Contains(desc, "AttemptFailed") && (strings.Contains(desc, "RUNTIME_ERROR") || strings.Contains(desc, "VM_BOOT_FAILED"))
+	})
+
 	// Delete: the process, the disks and the pool allocation go.
 	c.mustCtl("delete", "workload", name, "--wait")
-	c.waitFor("QEMU gone after delete", time.Minute, func() bool { return !pidAlive(pid2) })
+	c.waitFor("QEMU gone after delete", time.Minute, func() bool { return !pidAlive(pid3) })
 	c.waitFor("etcd keys removed", 30*time.Second, func() bool { return len(c.etcdKeys(name)) == 0 })
 	var left []string
 	_ = filepath.Walk(c.poolDir, func(p string, info os.FileInfo, err error) error {
