@@ -55,6 +55,9 @@ const (
 	// SchedulerAfterNodeDelete: the agent removed a deleted workload; its
 	// keys are still in etcd.
 	SchedulerAfterNodeDelete = "scheduler/after-node-delete"
+	// ComposeAfterCreate: every container of a compose project exists,
+	// none was started.
+	ComposeAfterCreate = "compose/after-create"
 )
 
 // Names lists every point.
@@ -69,4 +72,5 @@ var Names = []string{
 	SchedulerAfterAgentAnswer,
 	SchedulerMidMove,
 	SchedulerAfterNodeDelete,
+	ComposeAfterCreate,
 }

@@ -68,13 +68,16 @@ func binaries(t *testing.T) (persys, persysctl string) {
 
 // dev is one `persys dev` on a data dir that outlives its processes.
 type dev struct {
-	t                   *testing.T
-	persys, persysctl   string
-	dir                 string
-	gw, sched, agent    string
-	image               string
-	docker              *client.Client
-	dockerHost          string
+	t                 *testing.T
+	persys, persysctl string
+	dir               string
+	gw, sched, agent  string
+	image             string
+	docker            *client.Client
+	dockerHost        string
+	// services holds the number of containers of each compose workload
+	// (one for every other workload).
+	services            map[string]int
 	proc                *exec.Cmd
 	log                 *bytes.Buffer
 	logMu               *sync.Mutex
@@ -288,6 +291,60 @@ spec:
 	return path
 }
 
+// composeManifest writes a compose workload of two services of the hello
+// image, both carrying greeting.
+func (d *dev) composeManifest(name, greeting string) string {
+	d.t.Helper()
+	m := fmt.Sprintf(`kind: Workload
+metadata: {name: %s}
+spec:
+  type: compose
+  compose:
+    inline: |
+      services:
+        web:
+          image: %s
+          environment: {GREETING: %s}
+          stop_grace_period: 1s
+        api:
+          image: %s
+          environment: {GREETING: %s}
+          stop_grace_period: 1s
+`, name, d.image, greeting, d.image, greeting)
+	if d.services == nil {
+		d.services = map[string]int{}
+	}
+	d.services[name] = 2
+	path := filepath.Join(d.dir, name+"-"+greeting+".yaml")
+	if err := os.WriteFile(path, []byte(m), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
+	return path
+}
+
+// containersOf is how many containers workload n runs when converged.
+func (d *dev) containersOf(n string) int {
+	if k, ok := d.services[n]; ok {
+		return k
+	}
+	return 1
+}
+
+// greetingOf is the GREETING a spec's revision carries: the container's
+// env, or the first one named in a compose file.
+func greetingOf(spec *persysv1.WorkloadSpec) string {
+	if c := spec.GetContainer(); c != nil {
+		return c.GetEnv()["GREETING"]
+	}
+	inline := spec.GetCompose().GetInline()
+	_, rest, ok := strings.Cut(inline, "GREETING: ")
+	if !ok {
+		return ""
+	}
+	g, _, _ := strings.Cut(rest, "}")
+	return g
+}
+
 // containers lists the ids of the containers of workload name ("" for
 // all) that this dev's node made.
 func (d *dev) containers(name string) []string {
@@ -351,6 +408,7 @@ const (
 	addFourth   step = iota // apply a fourth workload, without waiting
 	updateFirst             // apply a new revision of w1, without waiting
 	deleteThird             // delete w3, without waiting
+	addCompose              // apply a compose workload of two services, without waiting
 )
 
 // TestCrashMatrix: for each failpoint of the container path (agent and
@@ -375,6 +433,7 @@ func TestCrashMatrix(t *testing.T) {
 		{failpoint.SchedulerAfterAssign, addFourth},
 		{failpoint.SchedulerAfterAgentAnswer, addFourth},
 		{failpoint.SchedulerAfterNodeDelete, deleteThird},
+		{failpoint.ComposeAfterCreate, addCompose},
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.point, "/", "-"), func(t *testing.T) {
@@ -407,8 +466,8 @@ func (d *dev) checkAndDeleteAll(r *row, want map[string]string, gone string) {
 	t := d.t
 	t.Helper()
 	for n := range want {
-		if k := len(d.containers(n)); k > 1 {
-			r.duplicates += k - 1
+		if k, w := len(d.containers(n)), d.containersOf(n); k > w {
+			r.duplicates += k - w
 		}
 	}
 	if r.duplicates > 0 {
@@ -450,6 +509,9 @@ func (d *dev) change(st step, want map[string]string) (deleted string) {
 		d.mustCtl("delete", "workload", "w3")
 		delete(want, "w3")
 		return "w3"
+	case addCompose:
+		d.mustCtl("apply", "-f", d.composeManifest("c4", "one"))
+		want["c4"] = "one"
 	default:
 		_, _ = d.ctl("apply", "-f", d.manifest("w4", "one"))
 		want["w4"] = "one"
@@ -471,8 +533,8 @@ func (d *dev) waitConverged(want map[string]string) {
 			w, st := v.GetWorkload(), v.GetStatus()
 			name := w.GetName()
 			seen[name] = true
-			if w.GetSpec().GetContainer().GetEnv()["GREETING"] != want[name] {
-				return false, fmt.Sprintf("%s holds greeting %q, want %q", name, w.GetSpec().GetContainer().GetEnv()["GREETING"], want[name])
+			if g := greetingOf(w.GetSpec()); g != want[name] {
+				return false, fmt.Sprintf("%s holds greeting %q, want %q", name, g, want[name])
 			}
 			if st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || st.GetRevision() != w.GetRevision() {
 				return false, fmt.Sprintf("%s is %s at revision %d of %d (%s)", name, st.GetState(), st.GetRevision(), w.GetRevision(), st.GetMessage())

@@ -13,6 +13,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -159,10 +160,14 @@ func (r *Runtime) up(ctx context.Context, project *types.Project, projectName, d
 	}
 	upCtx, cancel := context.WithTimeout(ctx, r.cfg.StartTimeout)
 	defer cancel()
-	return r.svc.Up(upCtx, project, api.UpOptions{
-		Create: create,
-		Start:  api.StartOptions{Project: project, Wait: true, WaitTimeout: r.cfg.StartTimeout},
-	})
+	// Create, then start: an up in two steps, so that a crash between
+	// them is a failpoint of its own (the restarted agent reports the
+	// project stopped, and the scheduler counts it and applies it again).
+	if err := r.svc.Create(upCtx, project, create); err != nil {
+		return err
+	}
+	failpoint.Inject(failpoint.ComposeAfterCreate)
+	return r.svc.Start(upCtx, projectName, api.StartOptions{Project: project, Wait: true, WaitTimeout: r.cfg.StartTimeout})
 }
 
 // settled reports that an applied revision needs nothing more.
