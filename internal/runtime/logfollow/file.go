@@ -146,8 +146,19 @@ func (fl *fileFollow) resume(size int64) int64 {
 	start := max(0, size-maxRescan)
 	buf := make([]byte, size-start)
 	n, _ := fl.f.ReadAt(buf, start)
-	if i := bytes.LastIndex(buf[:n], fl.recent); i >= 0 {
-		return start + int64(i+len(fl.recent))
+	// The cut may have kept less than was remembered: try shorter ends of
+	// it, longest first, down to a length still unlikely to repeat.
+	for k := len(fl.recent); k >= minResumeMatch || k == len(fl.recent); k /= 2 {
+		end := fl.recent[len(fl.recent)-k:]
+		if i := bytes.LastIndex(buf[:n], end); i >= 0 {
+			return start + int64(i+k)
+		}
+		if k == 0 {
+			break
+		}
 	}
 	return 0
 }
+
+// minResumeMatch is the shortest end of what was sent that resume trusts.
+const minResumeMatch = 16
