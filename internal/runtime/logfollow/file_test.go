@@ -63,13 +63,13 @@ func followFile(t *testing.T, path string, tail int64) (*collector, func() error
 
 func waitFor(t *testing.T, c *collector, want string) {
 	t.Helper()
-	eventually.Eventually(t, "follow output "+strconv(want), 10*time.Second, func() (bool, string) {
+	eventually.Eventually(t, "follow output "+quoted(want), 10*time.Second, func() (bool, string) {
 		got := c.String()
 		return got == want, got
 	})
 }
 
-func strconv(s string) string { return "\"" + strings.ReplaceAll(s, "\n", `\n`) + "\"" }
+func quoted(s string) string { return "\"" + strings.ReplaceAll(s, "\n", `\n`) + "\"" }
 
 func TestFileFollowsTailThenAppends(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "serial.log")
