@@ -44,11 +44,15 @@ func newLogsCommand(o *options) *cobra.Command {
 			return printLogTail(cmd, o, c, args[1], fl.tail)
 		},
 	}
+	fl.register(cmd)
+	return cmd
+}
+
+func (fl *logsFlags) register(cmd *cobra.Command) {
 	cmd.Flags().Int64Var(&fl.tail, "tail", 0, "bytes from the end of the log (0: 64 KiB; at most 4 MiB)")
 	cmd.Flags().BoolVarP(&fl.follow, "follow", "f", false, "stream new output until Ctrl-C or the workload's output ends")
 	cmd.Flags().StringVar(&fl.since, "since", "", "with --follow: start at output since a time (RFC 3339) or this long ago (5m, 1h)")
 	cmd.Flags().StringVar(&fl.service, "service", "", "with --follow: only this service of a compose workload")
-	return cmd
 }
 
 func (fl logsFlags) check() error {

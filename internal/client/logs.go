@@ -51,16 +51,7 @@ type LogFollow struct {
 // gateway's reason, from its X-Persys-Error trailer). It has no timeout
 // of its own.
 func (c *Client) FollowLogs(ctx context.Context, name string, f LogFollow, w io.Writer) error {
-	q := url.Values{"follow": {"true"}}
-	if f.TailBytes > 0 {
-		q.Set("tail_bytes", strconv.FormatInt(f.TailBytes, 10))
-	}
-	if f.Since != "" {
-		q.Set("since", f.Since)
-	}
-	if f.Service != "" {
-		q.Set("service", f.Service)
-	}
+	q := f.query()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+workloadPath(name, "/logs")+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
@@ -84,6 +75,20 @@ func (c *Client) FollowLogs(ctx context.Context, name string, f LogFollow, w io.
 		return fmt.Errorf("the log of %s ended early: %s", name, msg)
 	}
 	return nil
+}
+
+func (f LogFollow) query() url.Values {
+	q := url.Values{"follow": {"true"}}
+	if f.TailBytes > 0 {
+		q.Set("tail_bytes", strconv.FormatInt(f.TailBytes, 10))
+	}
+	if f.Since != "" {
+		q.Set("since", f.Since)
+	}
+	if f.Service != "" {
+		q.Set("service", f.Service)
+	}
+	return q
 }
 
 // quietCancel drops an error caused by the caller ending ctx.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/status"
@@ -54,22 +56,15 @@ func parseLogQuery(r *http.Request, now time.Time) (logQuery, error) {
 		}
 		lq.follow = b
 	}
-	for _, p := range []string{"tail_bytes", "tail"} {
-		if v := q.Get(p); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 0 {
-				return lq, fieldError(p, fmt.Sprintf("must be a non-negative number of bytes, got %q", v))
-			}
-			lq.tail = n
-			break
-		}
+	tail, err := parseTail(q)
+	if err != nil {
+		return lq, err
 	}
+	lq.tail = tail
 	if v := q.Get("since"); v != "" {
-		t, err := parseSince(v, now)
-		if err != nil {
+		if lq.since, err = parseSince(v, now); err != nil {
 			return lq, fieldError("since", err.Error())
 		}
-		lq.since = t
 	}
 	lq.service = q.Get("service")
 	if len(lq.service) > maxServiceName {
@@ -79,6 +74,20 @@ func parseLogQuery(r *http.Request, now time.Time) (logQuery, error) {
 		return lq, fieldError("follow", "since and service need follow=true")
 	}
 	return lq, nil
+}
+
+// parseTail reads tail_bytes, or tail, its older name.
+func parseTail(q url.Values) (int64, error) {
+	for _, p := range []string{"tail_bytes", "tail"} {
+		if v := q.Get(p); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return 0, fieldError(p, fmt.Sprintf("must be a non-negative number of bytes, got %q", v))
+			}
+			return n, nil
+		}
+	}
+	return 0, nil
 }
 
 // parseSince reads an RFC 3339 time or a duration back from now (5m, 1h).
@@ -156,7 +165,11 @@ func (g *gateway) followLogs(w http.ResponseWriter, r *http.Request, lq logQuery
 	if err := rc.Flush(); err != nil {
 		return http.StatusOK, nil
 	}
+	stopped := endOnShutdown(ctx, r.Context(), cancel)
 	err = g.relayLogs(rc, w, stream.Recv, first.GetData())
+	if stopped.Load() {
+		err = errors.New("the gateway is shutting down; reconnect")
+	}
 	if err != nil && r.Context().Err() == nil {
 		w.Header().Set(FollowErrorTrailer, err.Error())
 		g.log.Info("log follow ended", "workload", req.GetName(), "err", err)
@@ -194,4 +207,27 @@ func (g *gateway) relayLogs(rc *http.ResponseController, w io.Writer, recv func(
 		}
 		data = m.GetData()
 	}
+}
+
+// streamStopKey holds, in a request's context, the channel Serve closes
+// when it shuts down.
+type streamStopKey struct{}
+
+// endOnShutdown calls cancel when the server shuts down (before ctx ends)
+// and reports, once cancel was called for that, true.
+func endOnShutdown(ctx, reqCtx context.Context, cancel context.CancelFunc) *atomic.Bool {
+	var stopped atomic.Bool
+	stop, _ := reqCtx.Value(streamStopKey{}).(<-chan struct{})
+	if stop == nil {
+		return &stopped
+	}
+	go func() {
+		select {
+		case <-stop:
+			stopped.Store(true)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return &stopped
 }

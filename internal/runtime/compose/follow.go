@@ -39,6 +39,12 @@ func (r *Runtime) FollowLogs(ctx context.Context, name string, f runtime.LogFoll
 		}
 	}
 	f.Start()
+	return followAll(ctx, r.cli, ctrs, f, emit)
+}
+
+// followAll follows every container at once; a line is never split
+// between two containers' output, and all end when one fails.
+func followAll(ctx context.Context, eng logfollow.Engine, ctrs []container.Summary, f runtime.LogFollow, emit func([]byte) error) error {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range ctrs {
@@ -51,7 +57,7 @@ func (r *Runtime) FollowLogs(ctx context.Context, name string, f runtime.LogFoll
 			defer mu.Unlock()
 			return logfollow.Chunks(prefixLines(prefix, p), emit)
 		}
-		g.Go(func() error { return logfollow.Container(gctx, r.cli, c.ID, f, send) })
+		g.Go(func() error { return logfollow.Container(gctx, eng, c.ID, f, send) })
 	}
 	return g.Wait()
 }

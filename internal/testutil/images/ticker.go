@@ -72,6 +72,11 @@ func BuildTicker(ctx context.Context, cli *client.Client, tag string) (string, e
 	if err != nil {
 		return "", err
 	}
+	return buildTickerImage(ctx, cli, tag, source, binary)
+}
+
+// buildImage builds the ticker's FROM scratch image from its binary.
+func buildTickerImage(ctx context.Context, cli *client.Client, tag, source string, binary []byte) (string, error) {
 	buildCtx, err := tarContext(map[string]fileEntry{
 		"Dockerfile": {data: []byte(tickerDockerfile), mode: 0o644},
 		"ticker":     {data: binary, mode: 0o755},
