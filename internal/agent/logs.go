@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -78,7 +79,9 @@ func (a *Agent) runtimeRunning(ctx context.Context, name string) (runtime.Runtim
 // the caller goes away or the output ends. The first message carries no
 // data: it tells the caller the stream started (node_id set).
 func (s *service) StreamWorkloadLogs(req *persysv1.StreamWorkloadLogsRequest, stream grpc.ServerStreamingServer[persysv1.StreamWorkloadLogsResponse]) error {
-	a, ctx := s.a, stream.Context()
+	a := s.a
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
 	f, err := logFollow(req)
 	if err != nil {
 		return err
@@ -96,13 +99,32 @@ func (s *service) StreamWorkloadLogs(req *persysv1.StreamWorkloadLogsRequest, st
 		return stream.Send(&persysv1.StreamWorkloadLogsResponse{Data: p, NodeId: a.cfg.NodeID})
 	}
 	f.Started = func() { sendErr = send(nil) }
+	stopping := a.onStreamsDone(ctx, cancel)
 	err = fl.FollowLogs(ctx, req.GetName(), f, func(p []byte) error {
 		if sendErr != nil {
 			return sendErr
 		}
 		return send(p)
 	})
+	if stopping.Load() {
+		return status.Error(codes.Unavailable, "the agent is shutting down")
+	}
 	return followError(ctx, req.GetName(), err)
+}
+
+// onStreamsDone cancels when the server stops before ctx ends, and then
+// reports true.
+func (a *Agent) onStreamsDone(ctx context.Context, cancel context.CancelFunc) *atomic.Bool {
+	var stopping atomic.Bool
+	go func() {
+		select {
+		case <-a.streamsDone:
+			stopping.Store(true)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return &stopping
 }
 
 // logFollow checks a follow request and turns it into the runtime's terms.

@@ -207,6 +207,24 @@ func TestLogsFollow(t *testing.T) {
 		}
 	})
 	t.Run("bad parameters", func(t *testing.T) { c.logsFollowRefusals(t, ctr) })
+	// Last: a gateway shutdown ends an open follow at once, saying so,
+	// rather than holding the shutdown until its timeout.
+	t.Run("gateway shutdown", func(t *testing.T) {
+		f := c.follow(t, ctr, "-f")
+		c.waitTicks(t, f, "", func([]int) bool { return true })
+		c.procs["gateway"].stop(t)
+		select {
+		case err := <-f.done:
+			if err == nil || !strings.Contains(f.output(), "shutting down") {
+				t.Fatalf("follow ended with %v, want the gateway's shutdown named:\n%s", err, tail(f.output(), 5))
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("the follow did not end with the gateway")
+		}
+		if out := c.procs["gateway"].output(); strings.Contains(out, "shutting down: context deadline exceeded") {
+			t.Fatalf("the gateway waited for the follow until its shutdown timeout:\n%s", tail(out, 10))
+		}
+	})
 }
 
 // logsFollowRefusals checks that bad parameters are refused naming the
