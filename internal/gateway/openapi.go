@@ -156,7 +156,7 @@ func buildOpenAPI() obj {
 					"With follow=true the answer streams: chunked text/plain (not SSE, not NDJSON: the log's own bytes), flushed as the workload writes, starting with the tail (or the output since a time) and ending when the client disconnects or the output ends (the container exited). "+
 					"A compose workload's lines are prefixed \"SERVICE | \" unless service names one. A client that does not read for 10s is cut off. A failure after the stream began ends the body and sets the X-Persys-Error trailer.",
 				[]obj{name,
-					queryParam("tail_bytes", "Bytes from the end (default 64 KiB, at most 4 MiB); with since, default everything since then. tail is an older name for it.", obj{"type": "integer", "minimum": 0}),
+					queryParam("tail_bytes", "Bytes from the end (default 64 KiB, at most 4 MiB); ignored with since, which starts at that time. tail is an older name for it.", obj{"type": "integer", "minimum": 0}),
 					queryParam("follow", "Stream new output as it is written.", obj{"type": "boolean", "default": false}),
 					queryParam("since", "With follow: start at output written at or after this RFC 3339 time, or this long ago (5m, 1h). Not for VM consoles, which keep no times.", obj{"type": "string"}),
 					queryParam("service", "With follow: only this service of a compose workload.", obj{"type": "string", "maxLength": maxServiceName}),

@@ -143,7 +143,7 @@ type StreamWorkloadLogsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// How much of the log before the call to send first: 0 means 64 KiB,
-	// capped at 4 MiB. With since set, 0 means everything since then.
+	// capped at 4 MiB. Ignored with since: the output since then is sent.
 	TailBytes int64 `protobuf:"varint,2,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"`
 	// Start with the output written at or after this time instead of the
 	// tail (containers and compose services; VM consoles keep no times).
@@ -214,7 +214,8 @@ func (x *StreamWorkloadLogsRequest) GetService() string {
 }
 
 // StreamWorkloadLogsResponse is one bounded chunk of log output (at most
-// 32 KiB), in the order it was written.
+// 32 KiB), in the order it was written. The first message of a stream
+// carries no data: it says the follow started (node_id set).
 type StreamWorkloadLogsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
