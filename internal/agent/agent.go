@@ -149,7 +149,15 @@ type Agent struct {
 	// expires.
 	leaseTTL  time.Duration
 	renewedAt time.Time
+
+	// streamsDone closes when Serve stops: open log follows end then,
+	// since they never end alone and a graceful stop waits for them.
+	streamsDone chan struct{}
+	streamsOnce sync.Once
 }
+
+// endStreams ends every open log follow.
+func (a *Agent) endStreams() { a.streamsOnce.Do(func() { close(a.streamsDone) }) }
 
 // New validates cfg and builds an Agent.
 func New(cfg Config) (*Agent, error) {
@@ -166,7 +174,9 @@ func New(cfg Config) (*Agent, error) {
 		zombies:  newZombies(),
 		kick:     make(chan struct{}, 1),
 		interval: cfg.HeartbeatInterval,
-		contact:  errors.New("not registered with the scheduler yet"),
+		// Log follows end with the server (Serve).
+		streamsDone: make(chan struct{}),
+		contact:     errors.New("not registered with the scheduler yet"),
 	}
 	if err := a.addRuntimes(cfg.Runtimes); err != nil {
 		return nil, err

@@ -69,6 +69,7 @@ func Serve(ctx context.Context, ln net.Listener, a *Agent, tlsCfg *tls.Config) e
 	case <-ctx.Done():
 	}
 	hs.Shutdown()
+	a.endStreams()
 	stopped := make(chan struct{})
 	go func() {
 		srv.GracefulStop()

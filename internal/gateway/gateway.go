@@ -60,6 +60,9 @@ type Config struct {
 	// CallTimeout bounds each unary call to the scheduler; 0 means 30s.
 	// Drain calls are bounded by their own timeout plus 10 s instead.
 	CallTimeout time.Duration
+	// FollowWriteTimeout bounds each write of a followed log: a client
+	// that reads slower is cut off. 0 means FollowWriteTimeout (10s).
+	FollowWriteTimeout time.Duration
 	// TokenCacheTTL is how long a resolved API token is trusted without
 	// asking the scheduler again; 0 means 10s, negative disables the cache.
 	TokenCacheTTL time.Duration
@@ -87,6 +90,8 @@ type gateway struct {
 	log         *slog.Logger
 	maxBody     int64
 	callTimeout time.Duration
+	// followWrite bounds each write of a followed log (logs.go).
+	followWrite time.Duration
 	metrics     *metrics
 	// tokens resolves bearer tokens (auth.go); auditMetrics counts audit
 	// events (audit.go).
@@ -124,6 +129,7 @@ func New(cfg Config) http.Handler {
 		log:         cfg.Logger,
 		maxBody:     cfg.MaxBodyBytes,
 		callTimeout: cfg.CallTimeout,
+		followWrite: cfg.FollowWriteTimeout,
 		metrics:     newMetrics(cfg.Registry),
 	}
 	g.tokens = newTokenCache(cfg.Control, cfg.TokenCacheTTL)

@@ -152,10 +152,19 @@ func buildOpenAPI() obj {
 		},
 		"/v1/workloads/{name}/logs": obj{
 			"get": op("workloadLogs",
-				"The tail of the workload's log as text/plain: container output or a VM's serial console. X-Persys-Node names the node, X-Persys-Truncated says whether the log held more.",
-				[]obj{name, queryParam("tail", "Bytes from the end (default 64 KiB, at most 4 MiB).", obj{"type": "integer", "minimum": 0})},
+				"The tail of the workload's log as text/plain: container output or a VM's serial console. X-Persys-Node names the node, X-Persys-Truncated says whether the log held more. "+
+					"With follow=true the answer streams: chunked text/plain (not SSE, not NDJSON: the log's own bytes), flushed as the workload writes, starting with the tail (or the output since a time) and ending when the client disconnects or the output ends (the container exited). "+
+					"A compose workload's lines are prefixed \"SERVICE | \" unless service names one. A client that does not read for 10s is cut off. A failure after the stream began ends the body and sets the X-Persys-Error trailer.",
+				[]obj{name,
+					queryParam("tail_bytes", "Bytes from the end (default 64 KiB, at most 4 MiB); ignored with since, which starts at that time. tail is an older name for it.", obj{"type": "integer", "minimum": 0}),
+					queryParam("follow", "Stream new output as it is written.", obj{"type": "boolean", "default": false}),
+					queryParam("since", "With follow: start at output written at or after this RFC 3339 time, or this long ago (5m, 1h). Not for VM consoles, which keep no times.", obj{"type": "string"}),
+					queryParam("service", "With follow: only this service of a compose workload.", obj{"type": "string", "maxLength": maxServiceName}),
+				},
 				nil,
-				withErrors(obj{"200": obj{"description": "The log's tail.", "content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}}, 400, 404, 409, 503)),
+				withErrors(obj{"200": obj{"description": "The log's tail, or with follow=true its stream.",
+					"headers": obj{FollowErrorTrailer: obj{"description": "Trailer of a followed log: why it ended early.", "schema": obj{"type": "string"}}},
+					"content": obj{"text/plain": obj{"schema": obj{"type": "string"}}}}}, 400, 404, 409, 503)),
 		},
 		"/v1/workloads/{name}/retry": obj{
 			"post": op("retryWorkload", "Reset a FAILED workload's retries and place it again.",

@@ -27,6 +27,9 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsCfg *tls.Con
 	if tlsCfg.ClientAuth == tls.NoClientCert {
 		return errors.New("gateway: serve: TLS config must require client certificates")
 	}
+	// Streams (followed logs) never end alone: a shutdown ends them, so
+	// that it waits only for calls that do.
+	stopStreams := make(chan struct{})
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         tlsCfg.Clone(),
@@ -36,9 +39,10 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, tlsCfg *tls.Con
 		// worth a warning, not a crash or stderr noise in another format.
 		ErrorLog: log.New(slogWriter{}, "", 0),
 		BaseContext: func(net.Listener) context.Context {
-			return context.WithoutCancel(ctx)
+			return context.WithValue(context.WithoutCancel(ctx), streamStopKey{}, (<-chan struct{})(stopStreams))
 		},
 	}
+	srv.RegisterOnShutdown(func() { close(stopStreams) })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
 	select {

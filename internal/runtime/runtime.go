@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -71,6 +72,47 @@ type Watcher interface {
 type Logger interface {
 	Logs(ctx context.Context, name string, tailBytes int64) (data []byte, truncated bool, err error)
 }
+
+// MaxLogChunk bounds one chunk a Follower emits.
+const MaxLogChunk = 32 << 10
+
+// LogFollow says where a followed log starts and what it holds.
+type LogFollow struct {
+	// TailBytes of the log written before the call are sent first (at
+	// most; whole lines where the runtime keeps lines). Ignored with Since.
+	TailBytes int64
+	// Since, when not zero, starts at the output written at or after it.
+	Since time.Time
+	// Service names one compose service ("" means every service).
+	Service string
+	// Started, when set, is called once the options were found good and
+	// the follow is under way, before the first chunk.
+	Started func()
+}
+
+// Start calls f.Started if set.
+func (f LogFollow) Start() {
+	if f.Started != nil {
+		f.Started()
+	}
+}
+
+// Follower is an optional ability: a runtime that streams a workload's
+// output as it is written. FollowLogs calls emit with chunks of at most
+// MaxLogChunk bytes, in order, until ctx ends or the output ends (both
+// nil) or emit fails (its error). It leaves no goroutine behind.
+type Follower interface {
+	FollowLogs(ctx context.Context, name string, f LogFollow, emit func([]byte) error) error
+}
+
+// Errors of FollowLogs that are the caller's to fix.
+var (
+	// ErrLogSince: the runtime keeps no times (a VM's serial console).
+	ErrLogSince = errors.New("this runtime's log keeps no times")
+	// ErrLogService: the service is not part of the workload, or the
+	// workload has no services.
+	ErrLogService = errors.New("no such service")
+)
 
 // Verifier is an optional ability: a runtime that can check, beyond what
 // it reports, that a workload it lists as RUNNING is really alive (its

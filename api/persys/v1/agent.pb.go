@@ -9,6 +9,7 @@ package persysv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -135,6 +136,138 @@ func (x *GetWorkloadLogsResponse) GetNodeId() string {
 	return ""
 }
 
+// StreamWorkloadLogsRequest asks for a workload's log, then its new output
+// as it is written, until the caller goes away or the output ends (the
+// container exited).
+type StreamWorkloadLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How much of the log before the call to send first: 0 means 64 KiB,
+	// capped at 4 MiB. Ignored with since: the output since then is sent.
+	TailBytes int64 `protobuf:"varint,2,opt,name=tail_bytes,json=tailBytes,proto3" json:"tail_bytes,omitempty"`
+	// Start with the output written at or after this time instead of the
+	// tail (containers and compose services; VM consoles keep no times).
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	// Compose: only this service. Empty means every service, each line
+	// prefixed "SERVICE | ".
+	Service       string `protobuf:"bytes,4,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamWorkloadLogsRequest) Reset() {
+	*x = StreamWorkloadLogsRequest{}
+	mi := &file_persys_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamWorkloadLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamWorkloadLogsRequest) ProtoMessage() {}
+
+func (x *StreamWorkloadLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamWorkloadLogsRequest.ProtoReflect.Descriptor instead.
+func (*StreamWorkloadLogsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *StreamWorkloadLogsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StreamWorkloadLogsRequest) GetTailBytes() int64 {
+	if x != nil {
+		return x.TailBytes
+	}
+	return 0
+}
+
+func (x *StreamWorkloadLogsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *StreamWorkloadLogsRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+// StreamWorkloadLogsResponse is one bounded chunk of log output (at most
+// 32 KiB), in the order it was written. The first message of a stream
+// carries no data: it says the follow started (node_id set).
+type StreamWorkloadLogsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamWorkloadLogsResponse) Reset() {
+	*x = StreamWorkloadLogsResponse{}
+	mi := &file_persys_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamWorkloadLogsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamWorkloadLogsResponse) ProtoMessage() {}
+
+func (x *StreamWorkloadLogsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamWorkloadLogsResponse.ProtoReflect.Descriptor instead.
+func (*StreamWorkloadLogsResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StreamWorkloadLogsResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *StreamWorkloadLogsResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 type ApplyWorkloadRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -153,7 +286,7 @@ type ApplyWorkloadRequest struct {
 
 func (x *ApplyWorkloadRequest) Reset() {
 	*x = ApplyWorkloadRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[2]
+	mi := &file_persys_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +298,7 @@ func (x *ApplyWorkloadRequest) String() string {
 func (*ApplyWorkloadRequest) ProtoMessage() {}
 
 func (x *ApplyWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[2]
+	mi := &file_persys_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +311,7 @@ func (x *ApplyWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ApplyWorkloadRequest) GetName() string {
@@ -233,7 +366,7 @@ type ApplyWorkloadResponse struct {
 
 func (x *ApplyWorkloadResponse) Reset() {
 	*x = ApplyWorkloadResponse{}
-	mi := &file_persys_v1_agent_proto_msgTypes[3]
+	mi := &file_persys_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +378,7 @@ func (x *ApplyWorkloadResponse) String() string {
 func (*ApplyWorkloadResponse) ProtoMessage() {}
 
 func (x *ApplyWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[3]
+	mi := &file_persys_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +391,7 @@ func (x *ApplyWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApplyWorkloadResponse) GetStatus() *WorkloadStatus {
@@ -286,7 +419,7 @@ type DeleteWorkloadRequest struct {
 
 func (x *DeleteWorkloadRequest) Reset() {
 	*x = DeleteWorkloadRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[4]
+	mi := &file_persys_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -298,7 +431,7 @@ func (x *DeleteWorkloadRequest) String() string {
 func (*DeleteWorkloadRequest) ProtoMessage() {}
 
 func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[4]
+	mi := &file_persys_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -311,7 +444,7 @@ func (x *DeleteWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteWorkloadRequest) GetName() string {
@@ -337,7 +470,7 @@ type DeleteWorkloadResponse struct {
 
 func (x *DeleteWorkloadResponse) Reset() {
 	*x = DeleteWorkloadResponse{}
-	mi := &file_persys_v1_agent_proto_msgTypes[5]
+	mi := &file_persys_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -349,7 +482,7 @@ func (x *DeleteWorkloadResponse) String() string {
 func (*DeleteWorkloadResponse) ProtoMessage() {}
 
 func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[5]
+	mi := &file_persys_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -362,7 +495,7 @@ func (x *DeleteWorkloadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkloadResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWorkloadResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteWorkloadResponse) GetExisted() bool {
@@ -381,7 +514,7 @@ type GetWorkloadStatusRequest struct {
 
 func (x *GetWorkloadStatusRequest) Reset() {
 	*x = GetWorkloadStatusRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[6]
+	mi := &file_persys_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -393,7 +526,7 @@ func (x *GetWorkloadStatusRequest) String() string {
 func (*GetWorkloadStatusRequest) ProtoMessage() {}
 
 func (x *GetWorkloadStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[6]
+	mi := &file_persys_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -406,7 +539,7 @@ func (x *GetWorkloadStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadStatusRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetWorkloadStatusRequest) GetName() string {
@@ -424,7 +557,7 @@ type ListAgentWorkloadsRequest struct {
 
 func (x *ListAgentWorkloadsRequest) Reset() {
 	*x = ListAgentWorkloadsRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[7]
+	mi := &file_persys_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +569,7 @@ func (x *ListAgentWorkloadsRequest) String() string {
 func (*ListAgentWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListAgentWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[7]
+	mi := &file_persys_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +582,7 @@ func (x *ListAgentWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 type ListAgentWorkloadsResponse struct {
@@ -461,7 +594,7 @@ type ListAgentWorkloadsResponse struct {
 
 func (x *ListAgentWorkloadsResponse) Reset() {
 	*x = ListAgentWorkloadsResponse{}
-	mi := &file_persys_v1_agent_proto_msgTypes[8]
+	mi := &file_persys_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +606,7 @@ func (x *ListAgentWorkloadsResponse) String() string {
 func (*ListAgentWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListAgentWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[8]
+	mi := &file_persys_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +619,7 @@ func (x *ListAgentWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{8}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListAgentWorkloadsResponse) GetWorkloads() []*WorkloadStatus {
@@ -504,7 +637,7 @@ type HealthCheckRequest struct {
 
 func (x *HealthCheckRequest) Reset() {
 	*x = HealthCheckRequest{}
-	mi := &file_persys_v1_agent_proto_msgTypes[9]
+	mi := &file_persys_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +649,7 @@ func (x *HealthCheckRequest) String() string {
 func (*HealthCheckRequest) ProtoMessage() {}
 
 func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[9]
+	mi := &file_persys_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +662,7 @@ func (x *HealthCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckRequest.ProtoReflect.Descriptor instead.
 func (*HealthCheckRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 type HealthCheckResponse struct {
@@ -543,7 +676,7 @@ type HealthCheckResponse struct {
 
 func (x *HealthCheckResponse) Reset() {
 	*x = HealthCheckResponse{}
-	mi := &file_persys_v1_agent_proto_msgTypes[10]
+	mi := &file_persys_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +688,7 @@ func (x *HealthCheckResponse) String() string {
 func (*HealthCheckResponse) ProtoMessage() {}
 
 func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_agent_proto_msgTypes[10]
+	mi := &file_persys_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +701,7 @@ func (x *HealthCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthCheckResponse.ProtoReflect.Descriptor instead.
 func (*HealthCheckResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_persys_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthCheckResponse) GetNodeId() string {
@@ -596,7 +729,7 @@ var File_persys_v1_agent_proto protoreflect.FileDescriptor
 
 const file_persys_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x15persys/v1/agent.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\"K\n" +
+	"\x15persys/v1/agent.proto\x12\tpersys.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15persys/v1/types.proto\"K\n" +
 	"\x16GetWorkloadLogsRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
@@ -604,7 +737,16 @@ const file_persys_v1_agent_proto_rawDesc = "" +
 	"\x17GetWorkloadLogsResponse\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1c\n" +
 	"\ttruncated\x18\x02 \x01(\bR\ttruncated\x12\x17\n" +
-	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"\xe5\x01\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"\x9a\x01\n" +
+	"\x19StreamWorkloadLogsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"tail_bytes\x18\x02 \x01(\x03R\ttailBytes\x120\n" +
+	"\x05since\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x18\n" +
+	"\aservice\x18\x04 \x01(\tR\aservice\"I\n" +
+	"\x1aStreamWorkloadLogsResponse\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\"\xe5\x01\n" +
 	"\x14ApplyWorkloadRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12\x1a\n" +
@@ -646,35 +788,39 @@ func file_persys_v1_agent_proto_rawDescGZIP() []byte {
 	return file_persys_v1_agent_proto_rawDescData
 }
 
-var file_persys_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_persys_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_persys_v1_agent_proto_goTypes = []any{
 	(*GetWorkloadLogsRequest)(nil),     // 0: persys.v1.GetWorkloadLogsRequest
 	(*GetWorkloadLogsResponse)(nil),    // 1: persys.v1.GetWorkloadLogsResponse
-	(*ApplyWorkloadRequest)(nil),       // 2: persys.v1.ApplyWorkloadRequest
-	(*ApplyWorkloadResponse)(nil),      // 3: persys.v1.ApplyWorkloadResponse
-	(*DeleteWorkloadRequest)(nil),      // 4: persys.v1.DeleteWorkloadRequest
-	(*DeleteWorkloadResponse)(nil),     // 5: persys.v1.DeleteWorkloadResponse
-	(*GetWorkloadStatusRequest)(nil),   // 6: persys.v1.GetWorkloadStatusRequest
-	(*ListAgentWorkloadsRequest)(nil),  // 7: persys.v1.ListAgentWorkloadsRequest
-	(*ListAgentWorkloadsResponse)(nil), // 8: persys.v1.ListAgentWorkloadsResponse
-	(*HealthCheckRequest)(nil),         // 9: persys.v1.HealthCheckRequest
-	(*HealthCheckResponse)(nil),        // 10: persys.v1.HealthCheckResponse
-	nil,                                // 11: persys.v1.HealthCheckResponse.RuntimesEntry
-	(*WorkloadSpec)(nil),               // 12: persys.v1.WorkloadSpec
-	(*SecretValue)(nil),                // 13: persys.v1.SecretValue
-	(*WorkloadStatus)(nil),             // 14: persys.v1.WorkloadStatus
+	(*StreamWorkloadLogsRequest)(nil),  // 2: persys.v1.StreamWorkloadLogsRequest
+	(*StreamWorkloadLogsResponse)(nil), // 3: persys.v1.StreamWorkloadLogsResponse
+	(*ApplyWorkloadRequest)(nil),       // 4: persys.v1.ApplyWorkloadRequest
+	(*ApplyWorkloadResponse)(nil),      // 5: persys.v1.ApplyWorkloadResponse
+	(*DeleteWorkloadRequest)(nil),      // 6: persys.v1.DeleteWorkloadRequest
+	(*DeleteWorkloadResponse)(nil),     // 7: persys.v1.DeleteWorkloadResponse
+	(*GetWorkloadStatusRequest)(nil),   // 8: persys.v1.GetWorkloadStatusRequest
+	(*ListAgentWorkloadsRequest)(nil),  // 9: persys.v1.ListAgentWorkloadsRequest
+	(*ListAgentWorkloadsResponse)(nil), // 10: persys.v1.ListAgentWorkloadsResponse
+	(*HealthCheckRequest)(nil),         // 11: persys.v1.HealthCheckRequest
+	(*HealthCheckResponse)(nil),        // 12: persys.v1.HealthCheckResponse
+	nil,                                // 13: persys.v1.HealthCheckResponse.RuntimesEntry
+	(*timestamppb.Timestamp)(nil),      // 14: google.protobuf.Timestamp
+	(*WorkloadSpec)(nil),               // 15: persys.v1.WorkloadSpec
+	(*SecretValue)(nil),                // 16: persys.v1.SecretValue
+	(*WorkloadStatus)(nil),             // 17: persys.v1.WorkloadStatus
 }
 var file_persys_v1_agent_proto_depIdxs = []int32{
-	12, // 0: persys.v1.ApplyWorkloadRequest.spec:type_name -> persys.v1.WorkloadSpec
-	13, // 1: persys.v1.ApplyWorkloadRequest.secrets:type_name -> persys.v1.SecretValue
-	14, // 2: persys.v1.ApplyWorkloadResponse.status:type_name -> persys.v1.WorkloadStatus
-	14, // 3: persys.v1.ListAgentWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadStatus
-	11, // 4: persys.v1.HealthCheckResponse.runtimes:type_name -> persys.v1.HealthCheckResponse.RuntimesEntry
-	5,  // [5:5] is the sub-list for method output_type
-	5,  // [5:5] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	14, // 0: persys.v1.StreamWorkloadLogsRequest.since:type_name -> google.protobuf.Timestamp
+	15, // 1: persys.v1.ApplyWorkloadRequest.spec:type_name -> persys.v1.WorkloadSpec
+	16, // 2: persys.v1.ApplyWorkloadRequest.secrets:type_name -> persys.v1.SecretValue
+	17, // 3: persys.v1.ApplyWorkloadResponse.status:type_name -> persys.v1.WorkloadStatus
+	17, // 4: persys.v1.ListAgentWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadStatus
+	13, // 5: persys.v1.HealthCheckResponse.runtimes:type_name -> persys.v1.HealthCheckResponse.RuntimesEntry
+	6,  // [6:6] is the sub-list for method output_type
+	6,  // [6:6] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_agent_proto_init() }
@@ -689,7 +835,7 @@ func file_persys_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_agent_proto_rawDesc), len(file_persys_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

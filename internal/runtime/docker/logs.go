@@ -3,6 +3,7 @@ package docker
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strconv"
 
@@ -12,6 +13,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
+	"github.com/persys-dev/compute/internal/runtime/logfollow"
 )
 
 // logLineGuess turns a byte budget into the engine's line-based tail: the
@@ -71,3 +73,22 @@ func (t *tailWriter) Write(p []byte) (int, error) {
 }
 
 var _ runtime.Logger = (*Runtime)(nil)
+
+// FollowLogs streams the output of the workload's newest container. See
+// runtime.Follower.
+func (r *Runtime) FollowLogs(ctx context.Context, name string, f runtime.LogFollow, emit func([]byte) error) error {
+	if f.Service != "" {
+		return fmt.Errorf("workload %s is a container, not a compose stack: %w", name, runtime.ErrLogService)
+	}
+	existing, err := r.listContainers(ctx, name, "")
+	if err != nil {
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers of %s", name)
+	}
+	if len(existing) == 0 {
+		return runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, nil, "workload %s has no container", name)
+	}
+	f.Start()
+	return logfollow.Container(ctx, r.cli, newestFirst(existing)[0].ID, f, emit)
+}
+
+var _ runtime.Follower = (*Runtime)(nil)

@@ -15,6 +15,10 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/identity"
@@ -46,6 +50,9 @@ type Loop interface {
 	// changes, and the function that ends the subscription.
 	Subscribe(name string) (chan struct{}, func())
 	WorkloadLogs(ctx context.Context, req *persysv1.GetWorkloadLogsRequest) (*persysv1.GetWorkloadLogsResponse, error)
+	// StreamWorkloadLogs relays the agent's follow of a workload's log to
+	// send until ctx ends or the agent's stream does.
+	StreamWorkloadLogs(ctx context.Context, req *persysv1.StreamWorkloadLogsRequest, send func(*persysv1.StreamWorkloadLogsResponse) error) error
 
 	// NodeViews lists the nodes, or only node only when it is not "".
 	NodeViews(only string) []*persysv1.Node
@@ -74,4 +81,30 @@ func (c *controlService) GetWorkloadLogs(ctx context.Context, req *persysv1.GetW
 		return nil, err
 	}
 	return c.s.WorkloadLogs(ctx, req)
+}
+
+// StreamWorkloadLogs relays the follow of a workload's log from the agent
+// of its node; a server shutdown ends it with Unavailable.
+func (c *controlService) StreamWorkloadLogs(req *persysv1.StreamWorkloadLogsRequest, stream grpc.ServerStreamingServer[persysv1.StreamWorkloadLogsResponse]) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	if err := c.s.Serving(ctx); err != nil {
+		return err
+	}
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-c.stop:
+			close(stopped)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := c.s.StreamWorkloadLogs(ctx, req, stream.Send)
+	select {
+	case <-stopped:
+		return status.Error(codes.Unavailable, "scheduler is shutting down")
+	default:
+		return err
+	}
 }

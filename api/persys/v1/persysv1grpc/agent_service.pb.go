@@ -25,14 +25,15 @@ var File_persys_v1_agent_service_proto protoreflect.FileDescriptor
 
 const file_persys_v1_agent_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpersys/v1/agent_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto2\x94\x04\n" +
+	"\x1dpersys/v1/agent_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto2\xf9\x04\n" +
 	"\fAgentService\x12R\n" +
 	"\rApplyWorkload\x12\x1f.persys.v1.ApplyWorkloadRequest\x1a .persys.v1.ApplyWorkloadResponse\x12U\n" +
 	"\x0eDeleteWorkload\x12 .persys.v1.DeleteWorkloadRequest\x1a!.persys.v1.DeleteWorkloadResponse\x12S\n" +
 	"\x11GetWorkloadStatus\x12#.persys.v1.GetWorkloadStatusRequest\x1a\x19.persys.v1.WorkloadStatus\x12\\\n" +
 	"\rListWorkloads\x12$.persys.v1.ListAgentWorkloadsRequest\x1a%.persys.v1.ListAgentWorkloadsResponse\x12L\n" +
 	"\vHealthCheck\x12\x1d.persys.v1.HealthCheckRequest\x1a\x1e.persys.v1.HealthCheckResponse\x12X\n" +
-	"\x0fGetWorkloadLogs\x12!.persys.v1.GetWorkloadLogsRequest\x1a\".persys.v1.GetWorkloadLogsResponseBGZEgithub.com/persys-dev/compute/api/persys/v1/persysv1grpc;persysv1grpcb\x06proto3"
+	"\x0fGetWorkloadLogs\x12!.persys.v1.GetWorkloadLogsRequest\x1a\".persys.v1.GetWorkloadLogsResponse\x12c\n" +
+	"\x12StreamWorkloadLogs\x12$.persys.v1.StreamWorkloadLogsRequest\x1a%.persys.v1.StreamWorkloadLogsResponse0\x01BGZEgithub.com/persys-dev/compute/api/persys/v1/persysv1grpc;persysv1grpcb\x06proto3"
 
 var file_persys_v1_agent_service_proto_goTypes = []any{
 	(*v1.ApplyWorkloadRequest)(nil),       // 0: persys.v1.ApplyWorkloadRequest
@@ -41,12 +42,14 @@ var file_persys_v1_agent_service_proto_goTypes = []any{
 	(*v1.ListAgentWorkloadsRequest)(nil),  // 3: persys.v1.ListAgentWorkloadsRequest
 	(*v1.HealthCheckRequest)(nil),         // 4: persys.v1.HealthCheckRequest
 	(*v1.GetWorkloadLogsRequest)(nil),     // 5: persys.v1.GetWorkloadLogsRequest
-	(*v1.ApplyWorkloadResponse)(nil),      // 6: persys.v1.ApplyWorkloadResponse
-	(*v1.DeleteWorkloadResponse)(nil),     // 7: persys.v1.DeleteWorkloadResponse
-	(*v1.WorkloadStatus)(nil),             // 8: persys.v1.WorkloadStatus
-	(*v1.ListAgentWorkloadsResponse)(nil), // 9: persys.v1.ListAgentWorkloadsResponse
-	(*v1.HealthCheckResponse)(nil),        // 10: persys.v1.HealthCheckResponse
-	(*v1.GetWorkloadLogsResponse)(nil),    // 11: persys.v1.GetWorkloadLogsResponse
+	(*v1.StreamWorkloadLogsRequest)(nil),  // 6: persys.v1.StreamWorkloadLogsRequest
+	(*v1.ApplyWorkloadResponse)(nil),      // 7: persys.v1.ApplyWorkloadResponse
+	(*v1.DeleteWorkloadResponse)(nil),     // 8: persys.v1.DeleteWorkloadResponse
+	(*v1.WorkloadStatus)(nil),             // 9: persys.v1.WorkloadStatus
+	(*v1.ListAgentWorkloadsResponse)(nil), // 10: persys.v1.ListAgentWorkloadsResponse
+	(*v1.HealthCheckResponse)(nil),        // 11: persys.v1.HealthCheckResponse
+	(*v1.GetWorkloadLogsResponse)(nil),    // 12: persys.v1.GetWorkloadLogsResponse
+	(*v1.StreamWorkloadLogsResponse)(nil), // 13: persys.v1.StreamWorkloadLogsResponse
 }
 var file_persys_v1_agent_service_proto_depIdxs = []int32{
 	0,  // 0: persys.v1.AgentService.ApplyWorkload:input_type -> persys.v1.ApplyWorkloadRequest
@@ -55,14 +58,16 @@ var file_persys_v1_agent_service_proto_depIdxs = []int32{
 	3,  // 3: persys.v1.AgentService.ListWorkloads:input_type -> persys.v1.ListAgentWorkloadsRequest
 	4,  // 4: persys.v1.AgentService.HealthCheck:input_type -> persys.v1.HealthCheckRequest
 	5,  // 5: persys.v1.AgentService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
-	6,  // 6: persys.v1.AgentService.ApplyWorkload:output_type -> persys.v1.ApplyWorkloadResponse
-	7,  // 7: persys.v1.AgentService.DeleteWorkload:output_type -> persys.v1.DeleteWorkloadResponse
-	8,  // 8: persys.v1.AgentService.GetWorkloadStatus:output_type -> persys.v1.WorkloadStatus
-	9,  // 9: persys.v1.AgentService.ListWorkloads:output_type -> persys.v1.ListAgentWorkloadsResponse
-	10, // 10: persys.v1.AgentService.HealthCheck:output_type -> persys.v1.HealthCheckResponse
-	11, // 11: persys.v1.AgentService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	6,  // [6:12] is the sub-list for method output_type
-	0,  // [0:6] is the sub-list for method input_type
+	6,  // 6: persys.v1.AgentService.StreamWorkloadLogs:input_type -> persys.v1.StreamWorkloadLogsRequest
+	7,  // 7: persys.v1.AgentService.ApplyWorkload:output_type -> persys.v1.ApplyWorkloadResponse
+	8,  // 8: persys.v1.AgentService.DeleteWorkload:output_type -> persys.v1.DeleteWorkloadResponse
+	9,  // 9: persys.v1.AgentService.GetWorkloadStatus:output_type -> persys.v1.WorkloadStatus
+	10, // 10: persys.v1.AgentService.ListWorkloads:output_type -> persys.v1.ListAgentWorkloadsResponse
+	11, // 11: persys.v1.AgentService.HealthCheck:output_type -> persys.v1.HealthCheckResponse
+	12, // 12: persys.v1.AgentService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	13, // 13: persys.v1.AgentService.StreamWorkloadLogs:output_type -> persys.v1.StreamWorkloadLogsResponse
+	7,  // [7:14] is the sub-list for method output_type
+	0,  // [0:7] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -20,12 +20,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AgentService_ApplyWorkload_FullMethodName     = "/persys.v1.AgentService/ApplyWorkload"
-	AgentService_DeleteWorkload_FullMethodName    = "/persys.v1.AgentService/DeleteWorkload"
-	AgentService_GetWorkloadStatus_FullMethodName = "/persys.v1.AgentService/GetWorkloadStatus"
-	AgentService_ListWorkloads_FullMethodName     = "/persys.v1.AgentService/ListWorkloads"
-	AgentService_HealthCheck_FullMethodName       = "/persys.v1.AgentService/HealthCheck"
-	AgentService_GetWorkloadLogs_FullMethodName   = "/persys.v1.AgentService/GetWorkloadLogs"
+	AgentService_ApplyWorkload_FullMethodName      = "/persys.v1.AgentService/ApplyWorkload"
+	AgentService_DeleteWorkload_FullMethodName     = "/persys.v1.AgentService/DeleteWorkload"
+	AgentService_GetWorkloadStatus_FullMethodName  = "/persys.v1.AgentService/GetWorkloadStatus"
+	AgentService_ListWorkloads_FullMethodName      = "/persys.v1.AgentService/ListWorkloads"
+	AgentService_HealthCheck_FullMethodName        = "/persys.v1.AgentService/HealthCheck"
+	AgentService_GetWorkloadLogs_FullMethodName    = "/persys.v1.AgentService/GetWorkloadLogs"
+	AgentService_StreamWorkloadLogs_FullMethodName = "/persys.v1.AgentService/StreamWorkloadLogs"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -45,6 +46,9 @@ type AgentServiceClient interface {
 	HealthCheck(ctx context.Context, in *v1.HealthCheckRequest, opts ...grpc.CallOption) (*v1.HealthCheckResponse, error)
 	// The tail of a workload's log (container output, VM serial console).
 	GetWorkloadLogs(ctx context.Context, in *v1.GetWorkloadLogsRequest, opts ...grpc.CallOption) (*v1.GetWorkloadLogsResponse, error)
+	// The log's tail (or its output since a time), then its new output as
+	// it is written, until the caller cancels or the output ends.
+	StreamWorkloadLogs(ctx context.Context, in *v1.StreamWorkloadLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.StreamWorkloadLogsResponse], error)
 }
 
 type agentServiceClient struct {
@@ -115,6 +119,25 @@ func (c *agentServiceClient) GetWorkloadLogs(ctx context.Context, in *v1.GetWork
 	return out, nil
 }
 
+func (c *agentServiceClient) StreamWorkloadLogs(ctx context.Context, in *v1.StreamWorkloadLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.StreamWorkloadLogsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &AgentService_ServiceDesc.Streams[0], AgentService_StreamWorkloadLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.StreamWorkloadLogsRequest, v1.StreamWorkloadLogsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_StreamWorkloadLogsClient = grpc.ServerStreamingClient[v1.StreamWorkloadLogsResponse]
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -132,6 +155,9 @@ type AgentServiceServer interface {
 	HealthCheck(context.Context, *v1.HealthCheckRequest) (*v1.HealthCheckResponse, error)
 	// The tail of a workload's log (container output, VM serial console).
 	GetWorkloadLogs(context.Context, *v1.GetWorkloadLogsRequest) (*v1.GetWorkloadLogsResponse, error)
+	// The log's tail (or its output since a time), then its new output as
+	// it is written, until the caller cancels or the output ends.
+	StreamWorkloadLogs(*v1.StreamWorkloadLogsRequest, grpc.ServerStreamingServer[v1.StreamWorkloadLogsResponse]) error
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -159,6 +185,9 @@ func (UnimplementedAgentServiceServer) HealthCheck(context.Context, *v1.HealthCh
 }
 func (UnimplementedAgentServiceServer) GetWorkloadLogs(context.Context, *v1.GetWorkloadLogsRequest) (*v1.GetWorkloadLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkloadLogs not implemented")
+}
+func (UnimplementedAgentServiceServer) StreamWorkloadLogs(*v1.StreamWorkloadLogsRequest, grpc.ServerStreamingServer[v1.StreamWorkloadLogsResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamWorkloadLogs not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -289,6 +318,17 @@ func _AgentService_GetWorkloadLogs_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_StreamWorkloadLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.StreamWorkloadLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(AgentServiceServer).StreamWorkloadLogs(m, &grpc.GenericServerStream[v1.StreamWorkloadLogsRequest, v1.StreamWorkloadLogsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AgentService_StreamWorkloadLogsServer = grpc.ServerStreamingServer[v1.StreamWorkloadLogsResponse]
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -321,6 +361,12 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AgentService_GetWorkloadLogs_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "StreamWorkloadLogs",
+			Handler:       _AgentService_StreamWorkloadLogs_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "persys/v1/agent_service.proto",
 }

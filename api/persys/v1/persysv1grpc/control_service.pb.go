@@ -25,7 +25,7 @@ var File_persys_v1_control_service_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xb0\x1b\n" +
+	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\x95\x1c\n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
@@ -46,7 +46,8 @@ const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\fUncordonNode\x12\x18.persys.v1.CordonRequest\x1a\x0f.persys.v1.Node\x12>\n" +
 	"\tDrainNode\x12\x17.persys.v1.DrainRequest\x1a\x18.persys.v1.DrainResponse\x12?\n" +
 	"\tGetLeader\x12\x1b.persys.v1.GetLeaderRequest\x1a\x15.persys.v1.LeaderInfo\x12X\n" +
-	"\x0fGetWorkloadLogs\x12!.persys.v1.GetWorkloadLogsRequest\x1a\".persys.v1.GetWorkloadLogsResponse\x12?\n" +
+	"\x0fGetWorkloadLogs\x12!.persys.v1.GetWorkloadLogsRequest\x1a\".persys.v1.GetWorkloadLogsResponse\x12c\n" +
+	"\x12StreamWorkloadLogs\x12$.persys.v1.StreamWorkloadLogsRequest\x1a%.persys.v1.StreamWorkloadLogsResponse0\x01\x12?\n" +
 	"\tPutSecret\x12\x1b.persys.v1.PutSecretRequest\x1a\x15.persys.v1.SecretInfo\x12?\n" +
 	"\tGetSecret\x12\x1b.persys.v1.GetSecretRequest\x1a\x15.persys.v1.SecretInfo\x12L\n" +
 	"\vListSecrets\x12\x1d.persys.v1.ListSecretsRequest\x1a\x1e.persys.v1.ListSecretsResponse\x12O\n" +
@@ -93,64 +94,66 @@ var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.DrainRequest)(nil),                 // 13: persys.v1.DrainRequest
 	(*v1.GetLeaderRequest)(nil),             // 14: persys.v1.GetLeaderRequest
 	(*v1.GetWorkloadLogsRequest)(nil),       // 15: persys.v1.GetWorkloadLogsRequest
-	(*v1.PutSecretRequest)(nil),             // 16: persys.v1.PutSecretRequest
-	(*v1.GetSecretRequest)(nil),             // 17: persys.v1.GetSecretRequest
-	(*v1.ListSecretsRequest)(nil),           // 18: persys.v1.ListSecretsRequest
-	(*v1.DeleteSecretRequest)(nil),          // 19: persys.v1.DeleteSecretRequest
-	(*v1.JoinNodeRequest)(nil),              // 20: persys.v1.JoinNodeRequest
-	(*v1.RenewCertificateRequest)(nil),      // 21: persys.v1.RenewCertificateRequest
-	(*v1.CreateJoinTokenRequest)(nil),       // 22: persys.v1.CreateJoinTokenRequest
-	(*v1.ListJoinTokensRequest)(nil),        // 23: persys.v1.ListJoinTokensRequest
-	(*v1.RevokeJoinTokenRequest)(nil),       // 24: persys.v1.RevokeJoinTokenRequest
-	(*v1.RevokeCertificateRequest)(nil),     // 25: persys.v1.RevokeCertificateRequest
-	(*v1.ListRevocationsRequest)(nil),       // 26: persys.v1.ListRevocationsRequest
-	(*v1.IssueUserCertificateRequest)(nil),  // 27: persys.v1.IssueUserCertificateRequest
-	(*v1.CreateAPITokenRequest)(nil),        // 28: persys.v1.CreateAPITokenRequest
-	(*v1.ListAPITokensRequest)(nil),         // 29: persys.v1.ListAPITokensRequest
-	(*v1.RevokeAPITokenRequest)(nil),        // 30: persys.v1.RevokeAPITokenRequest
-	(*v1.AuthenticateTokenRequest)(nil),     // 31: persys.v1.AuthenticateTokenRequest
-	(*v1.RecordAuditRequest)(nil),           // 32: persys.v1.RecordAuditRequest
-	(*v1.ApplyServiceRequest)(nil),          // 33: persys.v1.ApplyServiceRequest
-	(*v1.GetServiceRequest)(nil),            // 34: persys.v1.GetServiceRequest
-	(*v1.ListServicesRequest)(nil),          // 35: persys.v1.ListServicesRequest
-	(*v1.DeleteServiceRequest)(nil),         // 36: persys.v1.DeleteServiceRequest
-	(*v1.ScaleServiceRequest)(nil),          // 37: persys.v1.ScaleServiceRequest
-	(*v1.RolloutUndoRequest)(nil),           // 38: persys.v1.RolloutUndoRequest
-	(*v1.RegisterNodeResponse)(nil),         // 39: persys.v1.RegisterNodeResponse
-	(*v1.HeartbeatResponse)(nil),            // 40: persys.v1.HeartbeatResponse
-	(*v1.ApplyResponse)(nil),                // 41: persys.v1.ApplyResponse
-	(*v1.ApplyWorkloadsResponse)(nil),       // 42: persys.v1.ApplyWorkloadsResponse
-	(*v1.WorkloadView)(nil),                 // 43: persys.v1.WorkloadView
-	(*v1.ListWorkloadsResponse)(nil),        // 44: persys.v1.ListWorkloadsResponse
-	(*v1.DeleteResponse)(nil),               // 45: persys.v1.DeleteResponse
-	(*v1.ListNodesResponse)(nil),            // 46: persys.v1.ListNodesResponse
-	(*v1.Node)(nil),                         // 47: persys.v1.Node
-	(*v1.ClusterSummary)(nil),               // 48: persys.v1.ClusterSummary
-	(*v1.ListEventsResponse)(nil),           // 49: persys.v1.ListEventsResponse
-	(*v1.DrainResponse)(nil),                // 50: persys.v1.DrainResponse
-	(*v1.LeaderInfo)(nil),                   // 51: persys.v1.LeaderInfo
-	(*v1.GetWorkloadLogsResponse)(nil),      // 52: persys.v1.GetWorkloadLogsResponse
-	(*v1.SecretInfo)(nil),                   // 53: persys.v1.SecretInfo
-	(*v1.ListSecretsResponse)(nil),          // 54: persys.v1.ListSecretsResponse
-	(*v1.DeleteSecretResponse)(nil),         // 55: persys.v1.DeleteSecretResponse
-	(*v1.JoinNodeResponse)(nil),             // 56: persys.v1.JoinNodeResponse
-	(*v1.RenewCertificateResponse)(nil),     // 57: persys.v1.RenewCertificateResponse
-	(*v1.CreateJoinTokenResponse)(nil),      // 58: persys.v1.CreateJoinTokenResponse
-	(*v1.ListJoinTokensResponse)(nil),       // 59: persys.v1.ListJoinTokensResponse
-	(*v1.RevokeJoinTokenResponse)(nil),      // 60: persys.v1.RevokeJoinTokenResponse
-	(*v1.RevokeCertificateResponse)(nil),    // 61: persys.v1.RevokeCertificateResponse
-	(*v1.ListRevocationsResponse)(nil),      // 62: persys.v1.ListRevocationsResponse
-	(*v1.IssueUserCertificateResponse)(nil), // 63: persys.v1.IssueUserCertificateResponse
-	(*v1.CreateAPITokenResponse)(nil),       // 64: persys.v1.CreateAPITokenResponse
-	(*v1.ListAPITokensResponse)(nil),        // 65: persys.v1.ListAPITokensResponse
-	(*v1.RevokeAPITokenResponse)(nil),       // 66: persys.v1.RevokeAPITokenResponse
-	(*v1.AuthenticateTokenResponse)(nil),    // 67: persys.v1.AuthenticateTokenResponse
-	(*v1.RecordAuditResponse)(nil),          // 68: persys.v1.RecordAuditResponse
-	(*v1.ApplyServiceResponse)(nil),         // 69: persys.v1.ApplyServiceResponse
-	(*v1.ServiceView)(nil),                  // 70: persys.v1.ServiceView
-	(*v1.ListServicesResponse)(nil),         // 71: persys.v1.ListServicesResponse
-	(*v1.DeleteServiceResponse)(nil),        // 72: persys.v1.DeleteServiceResponse
-	(*v1.RolloutHistoryResponse)(nil),       // 73: persys.v1.RolloutHistoryResponse
+	(*v1.StreamWorkloadLogsRequest)(nil),    // 16: persys.v1.StreamWorkloadLogsRequest
+	(*v1.PutSecretRequest)(nil),             // 17: persys.v1.PutSecretRequest
+	(*v1.GetSecretRequest)(nil),             // 18: persys.v1.GetSecretRequest
+	(*v1.ListSecretsRequest)(nil),           // 19: persys.v1.ListSecretsRequest
+	(*v1.DeleteSecretRequest)(nil),          // 20: persys.v1.DeleteSecretRequest
+	(*v1.JoinNodeRequest)(nil),              // 21: persys.v1.JoinNodeRequest
+	(*v1.RenewCertificateRequest)(nil),      // 22: persys.v1.RenewCertificateRequest
+	(*v1.CreateJoinTokenRequest)(nil),       // 23: persys.v1.CreateJoinTokenRequest
+	(*v1.ListJoinTokensRequest)(nil),        // 24: persys.v1.ListJoinTokensRequest
+	(*v1.RevokeJoinTokenRequest)(nil),       // 25: persys.v1.RevokeJoinTokenRequest
+	(*v1.RevokeCertificateRequest)(nil),     // 26: persys.v1.RevokeCertificateRequest
+	(*v1.ListRevocationsRequest)(nil),       // 27: persys.v1.ListRevocationsRequest
+	(*v1.IssueUserCertificateRequest)(nil),  // 28: persys.v1.IssueUserCertificateRequest
+	(*v1.CreateAPITokenRequest)(nil),        // 29: persys.v1.CreateAPITokenRequest
+	(*v1.ListAPITokensRequest)(nil),         // 30: persys.v1.ListAPITokensRequest
+	(*v1.RevokeAPITokenRequest)(nil),        // 31: persys.v1.RevokeAPITokenRequest
+	(*v1.AuthenticateTokenRequest)(nil),     // 32: persys.v1.AuthenticateTokenRequest
+	(*v1.RecordAuditRequest)(nil),           // 33: persys.v1.RecordAuditRequest
+	(*v1.ApplyServiceRequest)(nil),          // 34: persys.v1.ApplyServiceRequest
+	(*v1.GetServiceRequest)(nil),            // 35: persys.v1.GetServiceRequest
+	(*v1.ListServicesRequest)(nil),          // 36: persys.v1.ListServicesRequest
+	(*v1.DeleteServiceRequest)(nil),         // 37: persys.v1.DeleteServiceRequest
+	(*v1.ScaleServiceRequest)(nil),          // 38: persys.v1.ScaleServiceRequest
+	(*v1.RolloutUndoRequest)(nil),           // 39: persys.v1.RolloutUndoRequest
+	(*v1.RegisterNodeResponse)(nil),         // 40: persys.v1.RegisterNodeResponse
+	(*v1.HeartbeatResponse)(nil),            // 41: persys.v1.HeartbeatResponse
+	(*v1.ApplyResponse)(nil),                // 42: persys.v1.ApplyResponse
+	(*v1.ApplyWorkloadsResponse)(nil),       // 43: persys.v1.ApplyWorkloadsResponse
+	(*v1.WorkloadView)(nil),                 // 44: persys.v1.WorkloadView
+	(*v1.ListWorkloadsResponse)(nil),        // 45: persys.v1.ListWorkloadsResponse
+	(*v1.DeleteResponse)(nil),               // 46: persys.v1.DeleteResponse
+	(*v1.ListNodesResponse)(nil),            // 47: persys.v1.ListNodesResponse
+	(*v1.Node)(nil),                         // 48: persys.v1.Node
+	(*v1.ClusterSummary)(nil),               // 49: persys.v1.ClusterSummary
+	(*v1.ListEventsResponse)(nil),           // 50: persys.v1.ListEventsResponse
+	(*v1.DrainResponse)(nil),                // 51: persys.v1.DrainResponse
+	(*v1.LeaderInfo)(nil),                   // 52: persys.v1.LeaderInfo
+	(*v1.GetWorkloadLogsResponse)(nil),      // 53: persys.v1.GetWorkloadLogsResponse
+	(*v1.StreamWorkloadLogsResponse)(nil),   // 54: persys.v1.StreamWorkloadLogsResponse
+	(*v1.SecretInfo)(nil),                   // 55: persys.v1.SecretInfo
+	(*v1.ListSecretsResponse)(nil),          // 56: persys.v1.ListSecretsResponse
+	(*v1.DeleteSecretResponse)(nil),         // 57: persys.v1.DeleteSecretResponse
+	(*v1.JoinNodeResponse)(nil),             // 58: persys.v1.JoinNodeResponse
+	(*v1.RenewCertificateResponse)(nil),     // 59: persys.v1.RenewCertificateResponse
+	(*v1.CreateJoinTokenResponse)(nil),      // 60: persys.v1.CreateJoinTokenResponse
+	(*v1.ListJoinTokensResponse)(nil),       // 61: persys.v1.ListJoinTokensResponse
+	(*v1.RevokeJoinTokenResponse)(nil),      // 62: persys.v1.RevokeJoinTokenResponse
+	(*v1.RevokeCertificateResponse)(nil),    // 63: persys.v1.RevokeCertificateResponse
+	(*v1.ListRevocationsResponse)(nil),      // 64: persys.v1.ListRevocationsResponse
+	(*v1.IssueUserCertificateResponse)(nil), // 65: persys.v1.IssueUserCertificateResponse
+	(*v1.CreateAPITokenResponse)(nil),       // 66: persys.v1.CreateAPITokenResponse
+	(*v1.ListAPITokensResponse)(nil),        // 67: persys.v1.ListAPITokensResponse
+	(*v1.RevokeAPITokenResponse)(nil),       // 68: persys.v1.RevokeAPITokenResponse
+	(*v1.AuthenticateTokenResponse)(nil),    // 69: persys.v1.AuthenticateTokenResponse
+	(*v1.RecordAuditResponse)(nil),          // 70: persys.v1.RecordAuditResponse
+	(*v1.ApplyServiceResponse)(nil),         // 71: persys.v1.ApplyServiceResponse
+	(*v1.ServiceView)(nil),                  // 72: persys.v1.ServiceView
+	(*v1.ListServicesResponse)(nil),         // 73: persys.v1.ListServicesResponse
+	(*v1.DeleteServiceResponse)(nil),        // 74: persys.v1.DeleteServiceResponse
+	(*v1.RolloutHistoryResponse)(nil),       // 75: persys.v1.RolloutHistoryResponse
 }
 var file_persys_v1_control_service_proto_depIdxs = []int32{
 	0,  // 0: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
@@ -171,80 +174,82 @@ var file_persys_v1_control_service_proto_depIdxs = []int32{
 	13, // 15: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
 	14, // 16: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
 	15, // 17: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
-	16, // 18: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
-	17, // 19: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
-	18, // 20: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
-	19, // 21: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
-	20, // 22: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
-	21, // 23: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
-	22, // 24: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
-	23, // 25: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
-	24, // 26: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
-	25, // 27: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
-	26, // 28: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
-	27, // 29: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
-	28, // 30: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
-	29, // 31: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
-	30, // 32: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
-	31, // 33: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
-	32, // 34: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
-	33, // 35: persys.v1.ControlService.ApplyService:input_type -> persys.v1.ApplyServiceRequest
-	34, // 36: persys.v1.ControlService.GetService:input_type -> persys.v1.GetServiceRequest
-	35, // 37: persys.v1.ControlService.ListServices:input_type -> persys.v1.ListServicesRequest
-	36, // 38: persys.v1.ControlService.DeleteService:input_type -> persys.v1.DeleteServiceRequest
-	37, // 39: persys.v1.ControlService.ScaleService:input_type -> persys.v1.ScaleServiceRequest
-	34, // 40: persys.v1.ControlService.RolloutHistory:input_type -> persys.v1.GetServiceRequest
-	38, // 41: persys.v1.ControlService.RolloutUndo:input_type -> persys.v1.RolloutUndoRequest
-	34, // 42: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
-	34, // 43: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
-	34, // 44: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
-	39, // 45: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	40, // 46: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	41, // 47: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	42, // 48: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
-	43, // 49: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	44, // 50: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	45, // 51: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	43, // 52: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	43, // 53: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	46, // 54: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	47, // 55: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	48, // 56: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	49, // 57: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	47, // 58: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	47, // 59: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	50, // 60: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	51, // 61: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	52, // 62: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	53, // 63: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	53, // 64: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	54, // 65: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	55, // 66: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	56, // 67: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	57, // 68: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	58, // 69: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	59, // 70: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	60, // 71: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	61, // 72: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	62, // 73: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	63, // 74: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	64, // 75: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	65, // 76: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	66, // 77: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	67, // 78: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	68, // 79: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	69, // 80: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
-	70, // 81: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
-	71, // 82: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
-	72, // 83: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
-	70, // 84: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
-	73, // 85: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
-	70, // 86: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
-	70, // 87: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
-	70, // 88: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
-	70, // 89: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
-	45, // [45:90] is the sub-list for method output_type
-	0,  // [0:45] is the sub-list for method input_type
+	16, // 18: persys.v1.ControlService.StreamWorkloadLogs:input_type -> persys.v1.StreamWorkloadLogsRequest
+	17, // 19: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
+	18, // 20: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
+	19, // 21: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
+	20, // 22: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
+	21, // 23: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
+	22, // 24: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
+	23, // 25: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
+	24, // 26: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
+	25, // 27: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
+	26, // 28: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
+	27, // 29: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
+	28, // 30: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
+	29, // 31: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
+	30, // 32: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
+	31, // 33: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
+	32, // 34: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
+	33, // 35: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
+	34, // 36: persys.v1.ControlService.ApplyService:input_type -> persys.v1.ApplyServiceRequest
+	35, // 37: persys.v1.ControlService.GetService:input_type -> persys.v1.GetServiceRequest
+	36, // 38: persys.v1.ControlService.ListServices:input_type -> persys.v1.ListServicesRequest
+	37, // 39: persys.v1.ControlService.DeleteService:input_type -> persys.v1.DeleteServiceRequest
+	38, // 40: persys.v1.ControlService.ScaleService:input_type -> persys.v1.ScaleServiceRequest
+	35, // 41: persys.v1.ControlService.RolloutHistory:input_type -> persys.v1.GetServiceRequest
+	39, // 42: persys.v1.ControlService.RolloutUndo:input_type -> persys.v1.RolloutUndoRequest
+	35, // 43: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
+	35, // 44: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
+	35, // 45: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
+	40, // 46: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	41, // 47: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	42, // 48: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	43, // 49: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
+	44, // 50: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	45, // 51: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	46, // 52: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	44, // 53: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	44, // 54: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	47, // 55: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	48, // 56: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	49, // 57: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	50, // 58: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	48, // 59: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	48, // 60: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	51, // 61: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	52, // 62: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	53, // 63: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	54, // 64: persys.v1.ControlService.StreamWorkloadLogs:output_type -> persys.v1.StreamWorkloadLogsResponse
+	55, // 65: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	55, // 66: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	56, // 67: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	57, // 68: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	58, // 69: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	59, // 70: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	60, // 71: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	61, // 72: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	62, // 73: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	63, // 74: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	64, // 75: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	65, // 76: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	66, // 77: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	67, // 78: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	68, // 79: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	69, // 80: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	70, // 81: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	71, // 82: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
+	72, // 83: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
+	73, // 84: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
+	74, // 85: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
+	72, // 86: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
+	75, // 87: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
+	72, // 88: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
+	72, // 89: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
+	72, // 90: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
+	72, // 91: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
+	46, // [46:92] is the sub-list for method output_type
+	0,  // [0:46] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -38,6 +38,7 @@ const (
 	ControlService_DrainNode_FullMethodName            = "/persys.v1.ControlService/DrainNode"
 	ControlService_GetLeader_FullMethodName            = "/persys.v1.ControlService/GetLeader"
 	ControlService_GetWorkloadLogs_FullMethodName      = "/persys.v1.ControlService/GetWorkloadLogs"
+	ControlService_StreamWorkloadLogs_FullMethodName   = "/persys.v1.ControlService/StreamWorkloadLogs"
 	ControlService_PutSecret_FullMethodName            = "/persys.v1.ControlService/PutSecret"
 	ControlService_GetSecret_FullMethodName            = "/persys.v1.ControlService/GetSecret"
 	ControlService_ListSecrets_FullMethodName          = "/persys.v1.ControlService/ListSecrets"
@@ -109,6 +110,9 @@ type ControlServiceClient interface {
 	GetLeader(ctx context.Context, in *v1.GetLeaderRequest, opts ...grpc.CallOption) (*v1.LeaderInfo, error)
 	// Proxied to the agent that runs the workload.
 	GetWorkloadLogs(ctx context.Context, in *v1.GetWorkloadLogsRequest, opts ...grpc.CallOption) (*v1.GetWorkloadLogsResponse, error)
+	// Relayed from the agent that runs the workload: the log, then its new
+	// output until the caller cancels or the output ends.
+	StreamWorkloadLogs(ctx context.Context, in *v1.StreamWorkloadLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.StreamWorkloadLogsResponse], error)
 	// Secrets (admin). Reads never return values.
 	PutSecret(ctx context.Context, in *v1.PutSecretRequest, opts ...grpc.CallOption) (*v1.SecretInfo, error)
 	GetSecret(ctx context.Context, in *v1.GetSecretRequest, opts ...grpc.CallOption) (*v1.SecretInfo, error)
@@ -346,6 +350,25 @@ func (c *controlServiceClient) GetWorkloadLogs(ctx context.Context, in *v1.GetWo
 	}
 	return out, nil
 }
+
+func (c *controlServiceClient) StreamWorkloadLogs(ctx context.Context, in *v1.StreamWorkloadLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.StreamWorkloadLogsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[1], ControlService_StreamWorkloadLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.StreamWorkloadLogsRequest, v1.StreamWorkloadLogsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_StreamWorkloadLogsClient = grpc.ServerStreamingClient[v1.StreamWorkloadLogsResponse]
 
 func (c *controlServiceClient) PutSecret(ctx context.Context, in *v1.PutSecretRequest, opts ...grpc.CallOption) (*v1.SecretInfo, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -659,6 +682,9 @@ type ControlServiceServer interface {
 	GetLeader(context.Context, *v1.GetLeaderRequest) (*v1.LeaderInfo, error)
 	// Proxied to the agent that runs the workload.
 	GetWorkloadLogs(context.Context, *v1.GetWorkloadLogsRequest) (*v1.GetWorkloadLogsResponse, error)
+	// Relayed from the agent that runs the workload: the log, then its new
+	// output until the caller cancels or the output ends.
+	StreamWorkloadLogs(*v1.StreamWorkloadLogsRequest, grpc.ServerStreamingServer[v1.StreamWorkloadLogsResponse]) error
 	// Secrets (admin). Reads never return values.
 	PutSecret(context.Context, *v1.PutSecretRequest) (*v1.SecretInfo, error)
 	GetSecret(context.Context, *v1.GetSecretRequest) (*v1.SecretInfo, error)
@@ -761,6 +787,9 @@ func (UnimplementedControlServiceServer) GetLeader(context.Context, *v1.GetLeade
 }
 func (UnimplementedControlServiceServer) GetWorkloadLogs(context.Context, *v1.GetWorkloadLogsRequest) (*v1.GetWorkloadLogsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetWorkloadLogs not implemented")
+}
+func (UnimplementedControlServiceServer) StreamWorkloadLogs(*v1.StreamWorkloadLogsRequest, grpc.ServerStreamingServer[v1.StreamWorkloadLogsResponse]) error {
+	return status.Error(codes.Unimplemented, "method StreamWorkloadLogs not implemented")
 }
 func (UnimplementedControlServiceServer) PutSecret(context.Context, *v1.PutSecretRequest) (*v1.SecretInfo, error) {
 	return nil, status.Error(codes.Unimplemented, "method PutSecret not implemented")
@@ -1180,6 +1209,17 @@ func _ControlService_GetWorkloadLogs_Handler(srv interface{}, ctx context.Contex
 	}
 	return interceptor(ctx, in, info, handler)
 }
+
+func _ControlService_StreamWorkloadLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.StreamWorkloadLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServiceServer).StreamWorkloadLogs(m, &grpc.GenericServerStream[v1.StreamWorkloadLogsRequest, v1.StreamWorkloadLogsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_StreamWorkloadLogsServer = grpc.ServerStreamingServer[v1.StreamWorkloadLogsResponse]
 
 func _ControlService_PutSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(v1.PutSecretRequest)
@@ -1855,6 +1895,11 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchWorkload",
 			Handler:       _ControlService_WatchWorkload_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamWorkloadLogs",
+			Handler:       _ControlService_StreamWorkloadLogs_Handler,
 			ServerStreams: true,
 		},
 	},
