@@ -25,7 +25,7 @@ var File_persys_v1_control_service_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xb0\x1b\n" +
+	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xfc\x1d\n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
@@ -35,7 +35,12 @@ const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\rListWorkloads\x12\x1f.persys.v1.ListWorkloadsRequest\x1a .persys.v1.ListWorkloadsResponse\x12E\n" +
 	"\x0eDeleteWorkload\x12\x18.persys.v1.DeleteRequest\x1a\x19.persys.v1.DeleteResponse\x12A\n" +
 	"\rRetryWorkload\x12\x17.persys.v1.RetryRequest\x1a\x17.persys.v1.WorkloadView\x12I\n" +
-	"\rWatchWorkload\x12\x1d.persys.v1.GetWorkloadRequest\x1a\x17.persys.v1.WorkloadView0\x01\x12F\n" +
+	"\rWatchWorkload\x12\x1d.persys.v1.GetWorkloadRequest\x1a\x17.persys.v1.WorkloadView0\x01\x12W\n" +
+	"\x0eWatchWorkloads\x12 .persys.v1.WatchWorkloadsRequest\x1a!.persys.v1.WatchWorkloadsResponse0\x01\x12K\n" +
+	"\n" +
+	"WatchNodes\x12\x1c.persys.v1.WatchNodesRequest\x1a\x1d.persys.v1.WatchNodesResponse0\x01\x12T\n" +
+	"\rWatchServices\x12\x1f.persys.v1.WatchServicesRequest\x1a .persys.v1.WatchServicesResponse0\x01\x12N\n" +
+	"\vWatchEvents\x12\x1d.persys.v1.WatchEventsRequest\x1a\x1e.persys.v1.WatchEventsResponse0\x01\x12F\n" +
 	"\tListNodes\x12\x1b.persys.v1.ListNodesRequest\x1a\x1c.persys.v1.ListNodesResponse\x125\n" +
 	"\aGetNode\x12\x19.persys.v1.GetNodeRequest\x1a\x0f.persys.v1.Node\x12P\n" +
 	"\x11GetClusterSummary\x12 .persys.v1.ClusterSummaryRequest\x1a\x19.persys.v1.ClusterSummary\x12I\n" +
@@ -85,72 +90,80 @@ var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.ListWorkloadsRequest)(nil),         // 5: persys.v1.ListWorkloadsRequest
 	(*v1.DeleteRequest)(nil),                // 6: persys.v1.DeleteRequest
 	(*v1.RetryRequest)(nil),                 // 7: persys.v1.RetryRequest
-	(*v1.ListNodesRequest)(nil),             // 8: persys.v1.ListNodesRequest
-	(*v1.GetNodeRequest)(nil),               // 9: persys.v1.GetNodeRequest
-	(*v1.ClusterSummaryRequest)(nil),        // 10: persys.v1.ClusterSummaryRequest
-	(*v1.ListEventsRequest)(nil),            // 11: persys.v1.ListEventsRequest
-	(*v1.CordonRequest)(nil),                // 12: persys.v1.CordonRequest
-	(*v1.DrainRequest)(nil),                 // 13: persys.v1.DrainRequest
-	(*v1.GetLeaderRequest)(nil),             // 14: persys.v1.GetLeaderRequest
-	(*v1.GetWorkloadLogsRequest)(nil),       // 15: persys.v1.GetWorkloadLogsRequest
-	(*v1.PutSecretRequest)(nil),             // 16: persys.v1.PutSecretRequest
-	(*v1.GetSecretRequest)(nil),             // 17: persys.v1.GetSecretRequest
-	(*v1.ListSecretsRequest)(nil),           // 18: persys.v1.ListSecretsRequest
-	(*v1.DeleteSecretRequest)(nil),          // 19: persys.v1.DeleteSecretRequest
-	(*v1.JoinNodeRequest)(nil),              // 20: persys.v1.JoinNodeRequest
-	(*v1.RenewCertificateRequest)(nil),      // 21: persys.v1.RenewCertificateRequest
-	(*v1.CreateJoinTokenRequest)(nil),       // 22: persys.v1.CreateJoinTokenRequest
-	(*v1.ListJoinTokensRequest)(nil),        // 23: persys.v1.ListJoinTokensRequest
-	(*v1.RevokeJoinTokenRequest)(nil),       // 24: persys.v1.RevokeJoinTokenRequest
-	(*v1.RevokeCertificateRequest)(nil),     // 25: persys.v1.RevokeCertificateRequest
-	(*v1.ListRevocationsRequest)(nil),       // 26: persys.v1.ListRevocationsRequest
-	(*v1.IssueUserCertificateRequest)(nil),  // 27: persys.v1.IssueUserCertificateRequest
-	(*v1.CreateAPITokenRequest)(nil),        // 28: persys.v1.CreateAPITokenRequest
-	(*v1.ListAPITokensRequest)(nil),         // 29: persys.v1.ListAPITokensRequest
-	(*v1.RevokeAPITokenRequest)(nil),        // 30: persys.v1.RevokeAPITokenRequest
-	(*v1.AuthenticateTokenRequest)(nil),     // 31: persys.v1.AuthenticateTokenRequest
-	(*v1.RecordAuditRequest)(nil),           // 32: persys.v1.RecordAuditRequest
-	(*v1.ApplyServiceRequest)(nil),          // 33: persys.v1.ApplyServiceRequest
-	(*v1.GetServiceRequest)(nil),            // 34: persys.v1.GetServiceRequest
-	(*v1.ListServicesRequest)(nil),          // 35: persys.v1.ListServicesRequest
-	(*v1.DeleteServiceRequest)(nil),         // 36: persys.v1.DeleteServiceRequest
-	(*v1.ScaleServiceRequest)(nil),          // 37: persys.v1.ScaleServiceRequest
-	(*v1.RolloutUndoRequest)(nil),           // 38: persys.v1.RolloutUndoRequest
-	(*v1.RegisterNodeResponse)(nil),         // 39: persys.v1.RegisterNodeResponse
-	(*v1.HeartbeatResponse)(nil),            // 40: persys.v1.HeartbeatResponse
-	(*v1.ApplyResponse)(nil),                // 41: persys.v1.ApplyResponse
-	(*v1.ApplyWorkloadsResponse)(nil),       // 42: persys.v1.ApplyWorkloadsResponse
-	(*v1.WorkloadView)(nil),                 // 43: persys.v1.WorkloadView
-	(*v1.ListWorkloadsResponse)(nil),        // 44: persys.v1.ListWorkloadsResponse
-	(*v1.DeleteResponse)(nil),               // 45: persys.v1.DeleteResponse
-	(*v1.ListNodesResponse)(nil),            // 46: persys.v1.ListNodesResponse
-	(*v1.Node)(nil),                         // 47: persys.v1.Node
-	(*v1.ClusterSummary)(nil),               // 48: persys.v1.ClusterSummary
-	(*v1.ListEventsResponse)(nil),           // 49: persys.v1.ListEventsResponse
-	(*v1.DrainResponse)(nil),                // 50: persys.v1.DrainResponse
-	(*v1.LeaderInfo)(nil),                   // 51: persys.v1.LeaderInfo
-	(*v1.GetWorkloadLogsResponse)(nil),      // 52: persys.v1.GetWorkloadLogsResponse
-	(*v1.SecretInfo)(nil),                   // 53: persys.v1.SecretInfo
-	(*v1.ListSecretsResponse)(nil),          // 54: persys.v1.ListSecretsResponse
-	(*v1.DeleteSecretResponse)(nil),         // 55: persys.v1.DeleteSecretResponse
-	(*v1.JoinNodeResponse)(nil),             // 56: persys.v1.JoinNodeResponse
-	(*v1.RenewCertificateResponse)(nil),     // 57: persys.v1.RenewCertificateResponse
-	(*v1.CreateJoinTokenResponse)(nil),      // 58: persys.v1.CreateJoinTokenResponse
-	(*v1.ListJoinTokensResponse)(nil),       // 59: persys.v1.ListJoinTokensResponse
-	(*v1.RevokeJoinTokenResponse)(nil),      // 60: persys.v1.RevokeJoinTokenResponse
-	(*v1.RevokeCertificateResponse)(nil),    // 61: persys.v1.RevokeCertificateResponse
-	(*v1.ListRevocationsResponse)(nil),      // 62: persys.v1.ListRevocationsResponse
-	(*v1.IssueUserCertificateResponse)(nil), // 63: persys.v1.IssueUserCertificateResponse
-	(*v1.CreateAPITokenResponse)(nil),       // 64: persys.v1.CreateAPITokenResponse
-	(*v1.ListAPITokensResponse)(nil),        // 65: persys.v1.ListAPITokensResponse
-	(*v1.RevokeAPITokenResponse)(nil),       // 66: persys.v1.RevokeAPITokenResponse
-	(*v1.AuthenticateTokenResponse)(nil),    // 67: persys.v1.AuthenticateTokenResponse
-	(*v1.RecordAuditResponse)(nil),          // 68: persys.v1.RecordAuditResponse
-	(*v1.ApplyServiceResponse)(nil),         // 69: persys.v1.ApplyServiceResponse
-	(*v1.ServiceView)(nil),                  // 70: persys.v1.ServiceView
-	(*v1.ListServicesResponse)(nil),         // 71: persys.v1.ListServicesResponse
-	(*v1.DeleteServiceResponse)(nil),        // 72: persys.v1.DeleteServiceResponse
-	(*v1.RolloutHistoryResponse)(nil),       // 73: persys.v1.RolloutHistoryResponse
+	(*v1.WatchWorkloadsRequest)(nil),        // 8: persys.v1.WatchWorkloadsRequest
+	(*v1.WatchNodesRequest)(nil),            // 9: persys.v1.WatchNodesRequest
+	(*v1.WatchServicesRequest)(nil),         // 10: persys.v1.WatchServicesRequest
+	(*v1.WatchEventsRequest)(nil),           // 11: persys.v1.WatchEventsRequest
+	(*v1.ListNodesRequest)(nil),             // 12: persys.v1.ListNodesRequest
+	(*v1.GetNodeRequest)(nil),               // 13: persys.v1.GetNodeRequest
+	(*v1.ClusterSummaryRequest)(nil),        // 14: persys.v1.ClusterSummaryRequest
+	(*v1.ListEventsRequest)(nil),            // 15: persys.v1.ListEventsRequest
+	(*v1.CordonRequest)(nil),                // 16: persys.v1.CordonRequest
+	(*v1.DrainRequest)(nil),                 // 17: persys.v1.DrainRequest
+	(*v1.GetLeaderRequest)(nil),             // 18: persys.v1.GetLeaderRequest
+	(*v1.GetWorkloadLogsRequest)(nil),       // 19: persys.v1.GetWorkloadLogsRequest
+	(*v1.PutSecretRequest)(nil),             // 20: persys.v1.PutSecretRequest
+	(*v1.GetSecretRequest)(nil),             // 21: persys.v1.GetSecretRequest
+	(*v1.ListSecretsRequest)(nil),           // 22: persys.v1.ListSecretsRequest
+	(*v1.DeleteSecretRequest)(nil),          // 23: persys.v1.DeleteSecretRequest
+	(*v1.JoinNodeRequest)(nil),              // 24: persys.v1.JoinNodeRequest
+	(*v1.RenewCertificateRequest)(nil),      // 25: persys.v1.RenewCertificateRequest
+	(*v1.CreateJoinTokenRequest)(nil),       // 26: persys.v1.CreateJoinTokenRequest
+	(*v1.ListJoinTokensRequest)(nil),        // 27: persys.v1.ListJoinTokensRequest
+	(*v1.RevokeJoinTokenRequest)(nil),       // 28: persys.v1.RevokeJoinTokenRequest
+	(*v1.RevokeCertificateRequest)(nil),     // 29: persys.v1.RevokeCertificateRequest
+	(*v1.ListRevocationsRequest)(nil),       // 30: persys.v1.ListRevocationsRequest
+	(*v1.IssueUserCertificateRequest)(nil),  // 31: persys.v1.IssueUserCertificateRequest
+	(*v1.CreateAPITokenRequest)(nil),        // 32: persys.v1.CreateAPITokenRequest
+	(*v1.ListAPITokensRequest)(nil),         // 33: persys.v1.ListAPITokensRequest
+	(*v1.RevokeAPITokenRequest)(nil),        // 34: persys.v1.RevokeAPITokenRequest
+	(*v1.AuthenticateTokenRequest)(nil),     // 35: persys.v1.AuthenticateTokenRequest
+	(*v1.RecordAuditRequest)(nil),           // 36: persys.v1.RecordAuditRequest
+	(*v1.ApplyServiceRequest)(nil),          // 37: persys.v1.ApplyServiceRequest
+	(*v1.GetServiceRequest)(nil),            // 38: persys.v1.GetServiceRequest
+	(*v1.ListServicesRequest)(nil),          // 39: persys.v1.ListServicesRequest
+	(*v1.DeleteServiceRequest)(nil),         // 40: persys.v1.DeleteServiceRequest
+	(*v1.ScaleServiceRequest)(nil),          // 41: persys.v1.ScaleServiceRequest
+	(*v1.RolloutUndoRequest)(nil),           // 42: persys.v1.RolloutUndoRequest
+	(*v1.RegisterNodeResponse)(nil),         // 43: persys.v1.RegisterNodeResponse
+	(*v1.HeartbeatResponse)(nil),            // 44: persys.v1.HeartbeatResponse
+	(*v1.ApplyResponse)(nil),                // 45: persys.v1.ApplyResponse
+	(*v1.ApplyWorkloadsResponse)(nil),       // 46: persys.v1.ApplyWorkloadsResponse
+	(*v1.WorkloadView)(nil),                 // 47: persys.v1.WorkloadView
+	(*v1.ListWorkloadsResponse)(nil),        // 48: persys.v1.ListWorkloadsResponse
+	(*v1.DeleteResponse)(nil),               // 49: persys.v1.DeleteResponse
+	(*v1.WatchWorkloadsResponse)(nil),       // 50: persys.v1.WatchWorkloadsResponse
+	(*v1.WatchNodesResponse)(nil),           // 51: persys.v1.WatchNodesResponse
+	(*v1.WatchServicesResponse)(nil),        // 52: persys.v1.WatchServicesResponse
+	(*v1.WatchEventsResponse)(nil),          // 53: persys.v1.WatchEventsResponse
+	(*v1.ListNodesResponse)(nil),            // 54: persys.v1.ListNodesResponse
+	(*v1.Node)(nil),                         // 55: persys.v1.Node
+	(*v1.ClusterSummary)(nil),               // 56: persys.v1.ClusterSummary
+	(*v1.ListEventsResponse)(nil),           // 57: persys.v1.ListEventsResponse
+	(*v1.DrainResponse)(nil),                // 58: persys.v1.DrainResponse
+	(*v1.LeaderInfo)(nil),                   // 59: persys.v1.LeaderInfo
+	(*v1.GetWorkloadLogsResponse)(nil),      // 60: persys.v1.GetWorkloadLogsResponse
+	(*v1.SecretInfo)(nil),                   // 61: persys.v1.SecretInfo
+	(*v1.ListSecretsResponse)(nil),          // 62: persys.v1.ListSecretsResponse
+	(*v1.DeleteSecretResponse)(nil),         // 63: persys.v1.DeleteSecretResponse
+	(*v1.JoinNodeResponse)(nil),             // 64: persys.v1.JoinNodeResponse
+	(*v1.RenewCertificateResponse)(nil),     // 65: persys.v1.RenewCertificateResponse
+	(*v1.CreateJoinTokenResponse)(nil),      // 66: persys.v1.CreateJoinTokenResponse
+	(*v1.ListJoinTokensResponse)(nil),       // 67: persys.v1.ListJoinTokensResponse
+	(*v1.RevokeJoinTokenResponse)(nil),      // 68: persys.v1.RevokeJoinTokenResponse
+	(*v1.RevokeCertificateResponse)(nil),    // 69: persys.v1.RevokeCertificateResponse
+	(*v1.ListRevocationsResponse)(nil),      // 70: persys.v1.ListRevocationsResponse
+	(*v1.IssueUserCertificateResponse)(nil), // 71: persys.v1.IssueUserCertificateResponse
+	(*v1.CreateAPITokenResponse)(nil),       // 72: persys.v1.CreateAPITokenResponse
+	(*v1.ListAPITokensResponse)(nil),        // 73: persys.v1.ListAPITokensResponse
+	(*v1.RevokeAPITokenResponse)(nil),       // 74: persys.v1.RevokeAPITokenResponse
+	(*v1.AuthenticateTokenResponse)(nil),    // 75: persys.v1.AuthenticateTokenResponse
+	(*v1.RecordAuditResponse)(nil),          // 76: persys.v1.RecordAuditResponse
+	(*v1.ApplyServiceResponse)(nil),         // 77: persys.v1.ApplyServiceResponse
+	(*v1.ServiceView)(nil),                  // 78: persys.v1.ServiceView
+	(*v1.ListServicesResponse)(nil),         // 79: persys.v1.ListServicesResponse
+	(*v1.DeleteServiceResponse)(nil),        // 80: persys.v1.DeleteServiceResponse
+	(*v1.RolloutHistoryResponse)(nil),       // 81: persys.v1.RolloutHistoryResponse
 }
 var file_persys_v1_control_service_proto_depIdxs = []int32{
 	0,  // 0: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
@@ -162,89 +175,97 @@ var file_persys_v1_control_service_proto_depIdxs = []int32{
 	6,  // 6: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
 	7,  // 7: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
 	4,  // 8: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
-	8,  // 9: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
-	9,  // 10: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
-	10, // 11: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
-	11, // 12: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
-	12, // 13: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
-	12, // 14: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
-	13, // 15: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
-	14, // 16: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
-	15, // 17: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
-	16, // 18: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
-	17, // 19: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
-	18, // 20: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
-	19, // 21: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
-	20, // 22: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
-	21, // 23: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
-	22, // 24: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
-	23, // 25: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
-	24, // 26: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
-	25, // 27: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
-	26, // 28: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
-	27, // 29: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
-	28, // 30: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
-	29, // 31: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
-	30, // 32: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
-	31, // 33: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
-	32, // 34: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
-	33, // 35: persys.v1.ControlService.ApplyService:input_type -> persys.v1.ApplyServiceRequest
-	34, // 36: persys.v1.ControlService.GetService:input_type -> persys.v1.GetServiceRequest
-	35, // 37: persys.v1.ControlService.ListServices:input_type -> persys.v1.ListServicesRequest
-	36, // 38: persys.v1.ControlService.DeleteService:input_type -> persys.v1.DeleteServiceRequest
-	37, // 39: persys.v1.ControlService.ScaleService:input_type -> persys.v1.ScaleServiceRequest
-	34, // 40: persys.v1.ControlService.RolloutHistory:input_type -> persys.v1.GetServiceRequest
-	38, // 41: persys.v1.ControlService.RolloutUndo:input_type -> persys.v1.RolloutUndoRequest
-	34, // 42: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
-	34, // 43: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
-	34, // 44: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
-	39, // 45: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	40, // 46: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	41, // 47: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	42, // 48: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
-	43, // 49: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	44, // 50: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	45, // 51: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	43, // 52: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	43, // 53: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	46, // 54: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	47, // 55: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	48, // 56: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	49, // 57: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	47, // 58: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	47, // 59: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	50, // 60: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	51, // 61: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	52, // 62: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	53, // 63: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	53, // 64: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	54, // 65: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	55, // 66: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	56, // 67: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	57, // 68: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	58, // 69: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	59, // 70: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	60, // 71: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	61, // 72: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	62, // 73: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	63, // 74: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	64, // 75: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	65, // 76: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	66, // 77: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	67, // 78: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	68, // 79: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	69, // 80: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
-	70, // 81: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
-	71, // 82: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
-	72, // 83: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
-	70, // 84: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
-	73, // 85: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
-	70, // 86: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
-	70, // 87: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
-	70, // 88: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
-	70, // 89: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
-	45, // [45:90] is the sub-list for method output_type
-	0,  // [0:45] is the sub-list for method input_type
+	8,  // 9: persys.v1.ControlService.WatchWorkloads:input_type -> persys.v1.WatchWorkloadsRequest
+	9,  // 10: persys.v1.ControlService.WatchNodes:input_type -> persys.v1.WatchNodesRequest
+	10, // 11: persys.v1.ControlService.WatchServices:input_type -> persys.v1.WatchServicesRequest
+	11, // 12: persys.v1.ControlService.WatchEvents:input_type -> persys.v1.WatchEventsRequest
+	12, // 13: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
+	13, // 14: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
+	14, // 15: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
+	15, // 16: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
+	16, // 17: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
+	16, // 18: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
+	17, // 19: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
+	18, // 20: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
+	19, // 21: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
+	20, // 22: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
+	21, // 23: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
+	22, // 24: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
+	23, // 25: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
+	24, // 26: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
+	25, // 27: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
+	26, // 28: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
+	27, // 29: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
+	28, // 30: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
+	29, // 31: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
+	30, // 32: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
+	31, // 33: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
+	32, // 34: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
+	33, // 35: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
+	34, // 36: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
+	35, // 37: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
+	36, // 38: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
+	37, // 39: persys.v1.ControlService.ApplyService:input_type -> persys.v1.ApplyServiceRequest
+	38, // 40: persys.v1.ControlService.GetService:input_type -> persys.v1.GetServiceRequest
+	39, // 41: persys.v1.ControlService.ListServices:input_type -> persys.v1.ListServicesRequest
+	40, // 42: persys.v1.ControlService.DeleteService:input_type -> persys.v1.DeleteServiceRequest
+	41, // 43: persys.v1.ControlService.ScaleService:input_type -> persys.v1.ScaleServiceRequest
+	38, // 44: persys.v1.ControlService.RolloutHistory:input_type -> persys.v1.GetServiceRequest
+	42, // 45: persys.v1.ControlService.RolloutUndo:input_type -> persys.v1.RolloutUndoRequest
+	38, // 46: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
+	38, // 47: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
+	38, // 48: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
+	43, // 49: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	44, // 50: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	45, // 51: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	46, // 52: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
+	47, // 53: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	48, // 54: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	49, // 55: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	47, // 56: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	47, // 57: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	50, // 58: persys.v1.ControlService.WatchWorkloads:output_type -> persys.v1.WatchWorkloadsResponse
+	51, // 59: persys.v1.ControlService.WatchNodes:output_type -> persys.v1.WatchNodesResponse
+	52, // 60: persys.v1.ControlService.WatchServices:output_type -> persys.v1.WatchServicesResponse
+	53, // 61: persys.v1.ControlService.WatchEvents:output_type -> persys.v1.WatchEventsResponse
+	54, // 62: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	55, // 63: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	56, // 64: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	57, // 65: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	55, // 66: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	55, // 67: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	58, // 68: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	59, // 69: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	60, // 70: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	61, // 71: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	61, // 72: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	62, // 73: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	63, // 74: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	64, // 75: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	65, // 76: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	66, // 77: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	67, // 78: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	68, // 79: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	69, // 80: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	70, // 81: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	71, // 82: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	72, // 83: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	73, // 84: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	74, // 85: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	75, // 86: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	76, // 87: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	77, // 88: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
+	78, // 89: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
+	79, // 90: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
+	80, // 91: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
+	78, // 92: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
+	81, // 93: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
+	78, // 94: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
+	78, // 95: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
+	78, // 96: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
+	78, // 97: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
+	49, // [49:98] is the sub-list for method output_type
+	0,  // [0:49] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
