@@ -170,7 +170,9 @@ func (g *gateway) watchWorkloads(w http.ResponseWriter, r *http.Request, sel map
 	req := &persysv1.WatchWorkloadsRequest{Position: pos, LabelSelector: sel}
 	return serveWatch(w, r, func(ctx context.Context) (watchStream[*persysv1.WatchWorkloadsResponse], error) {
 		return g.control.WatchWorkloads(ctx, req)
-	}, func(m *persysv1.WatchWorkloadsResponse, l *WatchLine) error { return objectJSON(&l.Workload, m.GetWorkload()) })
+	}, func(m *persysv1.WatchWorkloadsResponse, l *WatchLine) error {
+		return objectJSON(&l.Workload, m.GetWorkload())
+	})
 }
 
 func (g *gateway) watchNodes(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -192,7 +194,9 @@ func (g *gateway) watchServices(w http.ResponseWriter, r *http.Request) (int, er
 	req := &persysv1.WatchServicesRequest{Position: pos}
 	return serveWatch(w, r, func(ctx context.Context) (watchStream[*persysv1.WatchServicesResponse], error) {
 		return g.control.WatchServices(ctx, req)
-	}, func(m *persysv1.WatchServicesResponse, l *WatchLine) error { return objectJSON(&l.Service, m.GetService()) })
+	}, func(m *persysv1.WatchServicesResponse, l *WatchLine) error {
+		return objectJSON(&l.Service, m.GetService())
+	})
 }
 
 // followEvents serves GET /v1/events?follow=true with the list's
