@@ -13,7 +13,7 @@ import (
 	"github.com/persys-dev/compute/internal/store/storetest"
 )
 
-func startHub(t *testing.T, cfg watchhub.Config) (*watchhub.Hub, *store.Store) {
+func startHub(t testing.TB, cfg watchhub.Config) (*watchhub.Hub, *store.Store) {
 	t.Helper()
 	st, _ := storetest.New(t)
 	cfg.Source = st

@@ -164,6 +164,9 @@ func (w *Watcher) recv(ctx context.Context) (*Item, error) {
 		it := w.pending[0]
 		w.pending[0] = nil
 		w.pending = w.pending[1:]
+		if len(w.pending) == 0 {
+			w.pending = nil // let the list's backing array go
+		}
 		return it, nil
 	}
 	select {
