@@ -99,17 +99,14 @@ func (c *Client) Watch(ctx context.Context, kind string, opts WatchOptions, fn f
 		if ctx.Err() != nil {
 			return nil
 		}
-		var apiErr *APIError
-		switch {
-		case errors.As(err, &apiErr) && apiErr.Code == http.StatusGone:
+		if gone(err) {
 			pos = nil
 			if err := fn(WatchItem{Type: WatchRelist}); err != nil {
 				return err
 			}
 			continue
-		case errors.As(err, &apiErr) && apiErr.Code < 500:
-			return err
-		case err != nil && !errors.Is(err, errResume) && !errors.As(err, &apiErr) && !isTransport(err):
+		}
+		if !resumable(err) {
 			return err
 		}
 		t := time.NewTimer(retry.NextBackOff())
@@ -120,6 +117,21 @@ func (c *Client) Watch(ctx context.Context, kind string, opts WatchOptions, fn f
 		case <-t.C:
 		}
 	}
+}
+
+func gone(err error) bool {
+	var apiErr *APIError
+	return errors.As(err, &apiErr) && apiErr.Code == http.StatusGone
+}
+
+// resumable: the connection broke, the reader fell behind, or the
+// gateway or scheduler is unavailable; a refusal (4xx) is final.
+func resumable(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500
+	}
+	return errors.Is(err, errResume) || isTransport(err)
 }
 
 // isTransport reports whether err is a broken connection rather than a
@@ -161,7 +173,7 @@ func (c *Client) watchOnce(ctx context.Context, kind string, opts WatchOptions, 
 		advance(pos, l)
 	}
 	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("watch %s: %w", kind, err)
+		return fmt.Errorf("%w: watch %s: %v", errResume, kind, err) // a broken stream resumes
 	}
 	return errResume
 }
@@ -179,27 +191,7 @@ func advance(pos **watchPos, l watchLine) {
 }
 
 func (c *Client) openWatch(ctx context.Context, kind string, opts WatchOptions, pos *watchPos) (io.ReadCloser, error) {
-	q := url.Values{}
-	if kind == "events" {
-		q.Set("follow", "true")
-		if opts.Workload != "" {
-			q.Set("workload", opts.Workload)
-		}
-		if opts.Type != "" {
-			q.Set("type", opts.Type)
-		}
-	} else {
-		q.Set("watch", "true")
-	}
-	if sel := formatSelector(opts.Selector); sel != "" {
-		q.Set("selector", sel)
-	}
-	if pos != nil {
-		q.Set("since", strconv.FormatInt(pos.rev, 10))
-		if pos.index != nil {
-			q.Set("since_index", strconv.Itoa(int(*pos.index)))
-		}
-	}
+	q := watchQuery(kind, opts, pos)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+"/v1/"+kind+"?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
@@ -253,4 +245,30 @@ func formatSelector(sel map[string]string) string {
 		parts[i] = k + "=" + sel[k]
 	}
 	return strings.Join(parts, ",")
+}
+
+// watchQuery is the query of a watch of kind from pos (nil: list first).
+func watchQuery(kind string, opts WatchOptions, pos *watchPos) url.Values {
+	q := url.Values{}
+	if kind == "events" {
+		q.Set("follow", "true")
+		if opts.Workload != "" {
+			q.Set("workload", opts.Workload)
+		}
+		if opts.Type != "" {
+			q.Set("type", opts.Type)
+		}
+	} else {
+		q.Set("watch", "true")
+	}
+	if sel := formatSelector(opts.Selector); sel != "" {
+		q.Set("selector", sel)
+	}
+	if pos != nil {
+		q.Set("since", strconv.FormatInt(pos.rev, 10))
+		if pos.index != nil {
+			q.Set("since_index", strconv.Itoa(int(*pos.index)))
+		}
+	}
+	return q
 }

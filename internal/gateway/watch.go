@@ -96,7 +96,7 @@ func serveWatch[M watchMsg](w http.ResponseWriter, r *http.Request, open func(co
 	if err != nil {
 		return 0, watchRefusal(err)
 	}
-	first, err := stream.Recv()
+	m, err := stream.Recv()
 	if err != nil {
 		return 0, watchRefusal(err)
 	}
@@ -107,16 +107,12 @@ func serveWatch[M watchMsg](w http.ResponseWriter, r *http.Request, open func(co
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	for m := first; ; {
-		line := WatchLine{Type: contract.Name(m.GetType()), Revision: m.GetRevision()}
-		if t := m.GetType(); t == persysv1.WatchEventType_WATCH_EVENT_TYPE_PUT || t == persysv1.WatchEventType_WATCH_EVENT_TYPE_DELETE {
-			i := m.GetIndex()
-			line.Index = &i
+	for {
+		line, err := toLine(m, object)
+		if err != nil {
+			return http.StatusOK, writeLine(w, rc, line)
 		}
-		if err := object(m, &line); err != nil {
-			return http.StatusOK, writeLine(w, rc, WatchLine{Type: "ERROR", Error: &ErrorDetail{Code: http.StatusInternalServerError, Message: err.Error()}})
-		}
-		if err := writeLine(w, rc, line); err != nil {
+		if writeLine(w, rc, line) != nil {
 			return http.StatusOK, nil // the client went away
 		}
 		if m, err = stream.Recv(); err != nil {
@@ -127,6 +123,19 @@ func serveWatch[M watchMsg](w http.ResponseWriter, r *http.Request, open func(co
 			return http.StatusOK, writeLine(w, rc, WatchLine{Type: "ERROR", Error: &d})
 		}
 	}
+}
+
+// toLine is m as a line; on error, the ERROR line to end with.
+func toLine[M watchMsg](m M, object func(M, *WatchLine) error) (WatchLine, error) {
+	line := WatchLine{Type: contract.Name(m.GetType()), Revision: m.GetRevision()}
+	if t := m.GetType(); t == persysv1.WatchEventType_WATCH_EVENT_TYPE_PUT || t == persysv1.WatchEventType_WATCH_EVENT_TYPE_DELETE {
+		i := m.GetIndex()
+		line.Index = &i
+	}
+	if err := object(m, &line); err != nil {
+		return WatchLine{Type: "ERROR", Error: &ErrorDetail{Code: http.StatusInternalServerError, Message: err.Error()}}, err
+	}
+	return line, nil
 }
 
 func writeLine(w http.ResponseWriter, rc *http.ResponseController, line WatchLine) error {
@@ -223,25 +232,7 @@ func addWatchOpenAPI(paths, schemas obj) {
 	for _, m := range []proto.Message{&persysv1.WorkloadView{}, &persysv1.Node{}, &persysv1.ServiceView{}, &persysv1.Event{}} {
 		addMessageSchema(schemas, m.ProtoReflect().Descriptor())
 	}
-	schemas["WatchLine"] = obj{
-		"type": "object",
-		"description": "One line of a watch stream (application/x-ndjson: one JSON object a line, flushed as it comes). " +
-			"A watch without since starts with SNAPSHOT lines (the current list, all at one revision) and a BOOKMARK, " +
-			"then sends a PUT or DELETE per change in revision order, a BOOKMARK now and then, and an ERROR line when it ends " +
-			"(429: the client fell behind; 503: the scheduler stopped serving it). To resume, pass since (and since_index) " +
-			"of the last PUT, DELETE or BOOKMARK read: every later change comes exactly once.",
-		"required": []string{"type"},
-		"properties": obj{
-			"type":     obj{"type": "string", "enum": []string{"SNAPSHOT", "PUT", "DELETE", "BOOKMARK", "ERROR"}},
-			"revision": obj{"type": "integer", "format": "int64", "description": "The etcd revision of the change (of the list, for SNAPSHOT)."},
-			"index":    obj{"type": "integer", "description": "PUT and DELETE: the change's position within its revision (one transaction may change several objects)."},
-			"workload": ref("WorkloadView"),
-			"node":     ref("Node"),
-			"service":  ref("ServiceView"),
-			"event":    ref("Event"),
-			"error":    obj{"type": "object", "description": "ERROR: why the stream ended (as Error.error)."},
-		},
-	}
+	schemas["WatchLine"] = watchLineSchema()
 	position := []obj{
 		queryParam("since", "Resume after this revision (the revision of the last PUT, DELETE or BOOKMARK read) instead of listing first.",
 			obj{"type": "integer", "format": "int64", "minimum": 1}),
@@ -266,5 +257,27 @@ func addWatchOpenAPI(paths, schemas obj) {
 		resp["200"].(obj)["content"].(obj)["application/x-ndjson"] = obj{"schema": ref("WatchLine")}
 		resp["400"] = errResponse("Invalid input; fields names each invalid field (since, since_index, selector, ...).")
 		resp["410"] = errResponse("The position in since is older than the scheduler keeps: list again.")
+	}
+}
+
+func watchLineSchema() obj {
+	return obj{
+		"type": "object",
+		"description": "One line of a watch stream (application/x-ndjson: one JSON object a line, flushed as it comes). " +
+			"A watch without since starts with SNAPSHOT lines (the current list, all at one revision) and a BOOKMARK, " +
+			"then sends a PUT or DELETE per change in revision order, a BOOKMARK now and then, and an ERROR line when it ends " +
+			"(429: the client fell behind; 503: the scheduler stopped serving it). To resume, pass since (and since_index) " +
+			"of the last PUT, DELETE or BOOKMARK read: every later change comes exactly once.",
+		"required": []string{"type"},
+		"properties": obj{
+			"type":     obj{"type": "string", "enum": []string{"SNAPSHOT", "PUT", "DELETE", "BOOKMARK", "ERROR"}},
+			"revision": obj{"type": "integer", "format": "int64", "description": "The etcd revision of the change (of the list, for SNAPSHOT)."},
+			"index":    obj{"type": "integer", "description": "PUT and DELETE: the change's position within its revision (one transaction may change several objects)."},
+			"workload": ref("WorkloadView"),
+			"node":     ref("Node"),
+			"service":  ref("ServiceView"),
+			"event":    ref("Event"),
+			"error":    obj{"type": "object", "description": "ERROR: why the stream ended (as Error.error)."},
+		},
 	}
 }

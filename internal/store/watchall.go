@@ -210,16 +210,19 @@ func (s *Store) decodeAll(key string, value []byte, deleted bool, modRev int64) 
 		return Change{}, false
 	}
 	c := Change{Deleted: deleted, ModRevision: modRev}
-	var msg proto.Message
 	switch {
 	case strings.HasPrefix(rel, dirServices):
 		c.Kind, c.Key = KindService, rel[len(dirServices):]
-		c.Service = &persysv1.Service{}
-		msg = c.Service
+		if !deleted {
+			c.Service = &persysv1.Service{}
+		}
+		return c, s.decodeValue(&c, key, value, c.Service)
 	case strings.HasPrefix(rel, dirServiceProgress):
 		c.Kind, c.Key = KindServiceProgress, rel[len(dirServiceProgress):]
-		c.Progress = &persysv1.ServiceProgress{}
-		msg = c.Progress
+		if !deleted {
+			c.Progress = &persysv1.ServiceProgress{}
+		}
+		return c, s.decodeValue(&c, key, value, c.Progress)
 	case strings.HasPrefix(rel, dirEvents):
 		c.Kind, c.Key = KindEvents, rel[len(dirEvents):]
 		if deleted {
@@ -232,19 +235,21 @@ func (s *Store) decodeAll(key string, value []byte, deleted bool, modRev int64) 
 		}
 		c.Events = evs
 		return c, true
-	default:
-		return Change{}, false
 	}
+	return Change{}, false
+}
+
+// decodeValue checks c's key and, for a put, decodes value into msg.
+func (s *Store) decodeValue(c *Change, key string, value []byte, msg proto.Message) bool {
 	if c.Key == "" || strings.Contains(c.Key, "/") {
-		return Change{}, false
+		return false
 	}
-	if deleted {
-		c.Service, c.Progress = nil, nil
-		return c, true
+	if c.Deleted {
+		return true
 	}
 	if err := proto.Unmarshal(value, msg); err != nil {
-		s.log.Warn("skipping undecodable value", "key", key, "revision", modRev, "error", err)
-		return Change{}, false
+		s.log.Warn("skipping undecodable value", "key", key, "revision", c.ModRevision, "error", err)
+		return false
 	}
-	return c, true
+	return true
 }

@@ -109,43 +109,24 @@ func (t *touched) add(k string) {
 	}
 }
 
+// changed collects what one revision touched.
+type changed struct {
+	workloads, nodes, services touched
+	events                     []*persysv1.Event
+}
+
 // apply records one revision's changes and returns its items: one per
 // object whose view changed, then one per event, numbered per kind.
 func (st *state) apply(b store.Batch) []*Item {
-	var w, n, s touched
-	var events []*persysv1.Event
+	var ch changed
 	for _, c := range b.Changes {
-		switch c.Kind {
-		case store.KindWorkload:
-			setOrDelete(st.workloads, c.Key, c.Workload, c.Deleted)
-			w.add(c.Key)
-		case store.KindStatus:
-			setOrDelete(st.statuses, c.Key, c.Status, c.Deleted)
-			w.add(c.Key)
-		case store.KindAssignment:
-			setOrDelete(st.assignments, c.Key, c.Assignment, c.Deleted)
-			w.add(c.Key)
-		case store.KindNode:
-			setOrDelete(st.nodes, c.Key, c.Node, c.Deleted)
-			n.add(c.Key)
-		case store.KindNodeLease:
-			setOrDelete(st.alive, c.Key, true, c.Deleted)
-			n.add(c.Key)
-		case store.KindService:
-			setOrDelete(st.services, c.Key, c.Service, c.Deleted)
-			s.add(c.Key)
-		case store.KindServiceProgress:
-			setOrDelete(st.progress, c.Key, c.Progress, c.Deleted)
-			s.add(c.Key)
-		case store.KindEvents:
-			events = append(events, c.Events...)
-		}
+		st.record(c, &ch)
 	}
 	var items []*Item
-	items = diff(items, Workloads, b.Revision, w.order, st.views, st.workloadView, func(it *Item, v *persysv1.WorkloadView) { it.Workload = v })
-	items = diff(items, Nodes, b.Revision, n.order, st.nodeViews, st.nodeView, func(it *Item, v *persysv1.Node) { it.Node = v })
-	items = diff(items, Services, b.Revision, s.order, st.serviceViews, st.serviceView, func(it *Item, v *persysv1.ServiceView) { it.Service = v })
-	for i, ev := range events {
+	items = diff(items, Workloads, b.Revision, ch.workloads.order, st.views, st.workloadView, func(it *Item, v *persysv1.WorkloadView) { it.Workload = v })
+	items = diff(items, Nodes, b.Revision, ch.nodes.order, st.nodeViews, st.nodeView, func(it *Item, v *persysv1.Node) { it.Node = v })
+	items = diff(items, Services, b.Revision, ch.services.order, st.serviceViews, st.serviceView, func(it *Item, v *persysv1.ServiceView) { it.Service = v })
+	for i, ev := range ch.events {
 		it := &Item{Op: OpPut, Kind: Events, Revision: b.Revision, Index: int32(i), Event: ev}
 		st.addTail(it)
 		items = append(items, it)
@@ -154,6 +135,36 @@ func (st *state) apply(b store.Batch) []*Item {
 		st.snaps = [numKinds][]*Item{}
 	}
 	return items
+}
+
+// record applies one change to the state and notes what it touched.
+func (st *state) record(c store.Change, ch *changed) {
+	switch c.Kind {
+	case store.KindWorkload:
+		setOrDelete(st.workloads, c.Key, c.Workload, c.Deleted)
+	case store.KindStatus:
+		setOrDelete(st.statuses, c.Key, c.Status, c.Deleted)
+	case store.KindAssignment:
+		setOrDelete(st.assignments, c.Key, c.Assignment, c.Deleted)
+	case store.KindNode:
+		setOrDelete(st.nodes, c.Key, c.Node, c.Deleted)
+	case store.KindNodeLease:
+		setOrDelete(st.alive, c.Key, true, c.Deleted)
+	case store.KindService:
+		setOrDelete(st.services, c.Key, c.Service, c.Deleted)
+	case store.KindServiceProgress:
+		setOrDelete(st.progress, c.Key, c.Progress, c.Deleted)
+	case store.KindEvents:
+		ch.events = append(ch.events, c.Events...)
+	}
+	switch c.Kind {
+	case store.KindWorkload, store.KindStatus, store.KindAssignment:
+		ch.workloads.add(c.Key)
+	case store.KindNode, store.KindNodeLease:
+		ch.nodes.add(c.Key)
+	case store.KindService, store.KindServiceProgress:
+		ch.services.add(c.Key)
+	}
 }
 
 func setOrDelete[V any](m map[string]V, k string, v V, deleted bool) {
