@@ -294,6 +294,33 @@ func TestWatchRefusals(t *testing.T) {
 		readUntilBookmark(t, s)
 	})
 
+	t.Run("nodes services and events stream", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		sc := streamClient(t, rc.Bundle.Admin)
+		nodes := openWatch(t, ctx, sc, gw.Endpoint+"/v1/nodes?watch=true")
+		defer nodes.body.Close()
+		if l := nodes.next(t); l.Type != "SNAPSHOT" || !strings.Contains(string(l.Node), `"id":"node-1"`) || !strings.Contains(string(l.Node), `"state":"READY"`) {
+			t.Fatalf("first node line %+v (node %s), want node-1 READY", l, l.Node)
+		}
+		svcs := openWatch(t, ctx, sc, gw.Endpoint+"/v1/services?watch=true")
+		defer svcs.body.Close()
+		readUntilBookmark(t, svcs)
+		events := openWatch(t, ctx, sc, gw.Endpoint+"/v1/events?follow=true&type=Created")
+		defer events.body.Close()
+		readUntilBookmark(t, events)
+		if code, body := call(t, c, "POST", gw.Endpoint+"/v1/services", []byte(serviceManifest)); code != http.StatusCreated {
+			t.Fatalf("apply service: %d %s", code, body)
+		}
+		if l := nextChangeLine(t, svcs); l.Type != "PUT" || !strings.Contains(string(l.Service), `"name":"web"`) {
+			t.Fatalf("service line %+v (service %s), want PUT of web", l, l.Service)
+		}
+		// The service's replicas are created: Created events, and only those.
+		if l := nextChangeLine(t, events); l.Type != "PUT" || !strings.Contains(string(l.Event), `"type":"Created"`) {
+			t.Fatalf("event line %+v (event %s), want a Created event", l, l.Event)
+		}
+	})
+
 	t.Run("agent identity refused", func(t *testing.T) {
 		agent := dialScheduler(t, rc, rc.Bundle.Agents["node-1"])
 		st, err := agent.WatchWorkloads(context.Background(), &persysv1.WatchWorkloadsRequest{})
@@ -335,6 +362,16 @@ func TestWatchRefusals(t *testing.T) {
 			break
 		}
 	})
+}
+
+// nextChangeLine skips bookmarks.
+func nextChangeLine(t *testing.T, s *lineStream) gateway.WatchLine {
+	t.Helper()
+	for {
+		if l := s.next(t); l.Type != "BOOKMARK" {
+			return l
+		}
+	}
 }
 
 // dialScheduler connects to rc's scheduler as files, with a fixed
