@@ -112,7 +112,10 @@ func (h *Hub) Watch(ctx context.Context, req Request) (*Watcher, error) {
 		if err != nil {
 			return nil, err
 		}
-		w.pending, w.pos = items, req.Since
+		// A bookmark right after the replay: the client hears at once
+		// that it is caught up (dropped by filter when Since is newer).
+		w.pending = append(items, &Item{Op: OpBookmark, Kind: req.Kind, Revision: h.st.rev})
+		w.pos = req.Since
 	}
 	h.subs[req.Kind][w] = struct{}{}
 	return w, nil
