@@ -73,10 +73,11 @@ func (g *gateway) listWorkloads(w http.ResponseWriter, r *http.Request) (int, er
 	if err != nil {
 		return 0, err
 	}
-	if watch, err := wantsWatch(r, "watch"); err != nil || watch {
-		if err != nil {
-			return 0, err
-		}
+	watch, err := wantsWatch(r, "watch")
+	if err != nil {
+		return 0, err
+	}
+	if watch {
 		return g.watchWorkloads(w, r, sel)
 	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
@@ -107,10 +108,11 @@ func (g *gateway) retry(w http.ResponseWriter, r *http.Request) (int, error) {
 }
 
 func (g *gateway) listNodes(w http.ResponseWriter, r *http.Request) (int, error) {
-	if watch, err := wantsWatch(r, "watch"); err != nil || watch {
-		if err != nil {
-			return 0, err
-		}
+	watch, err := wantsWatch(r, "watch")
+	if err != nil {
+		return 0, err
+	}
+	if watch {
 		return g.watchNodes(w, r)
 	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
@@ -199,10 +201,11 @@ func (g *gateway) listEvents(w http.ResponseWriter, r *http.Request) (int, error
 		}
 		req.Limit = int32(n)
 	}
-	if follow, err := wantsWatch(r, "follow"); err != nil || follow {
-		if err != nil {
-			return 0, err
-		}
+	follow, err := wantsWatch(r, "follow")
+	if err != nil {
+		return 0, err
+	}
+	if follow {
 		return g.followEvents(w, r, req.Workload, req.Type)
 	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
