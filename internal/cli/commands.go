@@ -214,7 +214,10 @@ func parseSelectorFlag(s string) (map[string]string, error) {
 }
 
 func newGetCommand(o *options) *cobra.Command {
-	var selector string
+	var (
+		selector string
+		watch    bool
+	)
 	cmd := &cobra.Command{
 		Use:   "get workloads|workload NAME|services|service NAME|nodes|node ID|leader",
 		Short: "List workloads, services or nodes, show one, or show the scheduler leader",
@@ -244,6 +247,9 @@ func newGetCommand(o *options) *cobra.Command {
 			}
 			if sel != nil && (kind != "workload" || len(args) == 2) {
 				return fmt.Errorf("--selector applies only to listing workloads")
+			}
+			if watch {
+				return o.getWatch(cmd, kind, args, sel)
 			}
 			c, err := o.client()
 			if err != nil {
@@ -299,6 +305,7 @@ func newGetCommand(o *options) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector for workloads, key=value[,key=value]")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after the list, print a row for every change until interrupted")
 	return cmd
 }
 
@@ -617,6 +624,7 @@ func newEventsCommand(o *options) *cobra.Command {
 		workload string
 		limit    int
 		typ      string
+		follow   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "events",
@@ -625,6 +633,12 @@ func newEventsCommand(o *options) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 0 {
 				return fmt.Errorf("invalid --limit %d: must not be negative", limit)
+			}
+			if follow {
+				if limit != 0 {
+					return fmt.Errorf("--limit does not apply to --follow (it starts with the newest 100)")
+				}
+				return o.watch(cmd, "events", client.WatchOptions{Workload: workload, Type: typ})
 			}
 			c, err := o.client()
 			if err != nil {
@@ -647,5 +661,6 @@ func newEventsCommand(o *options) *cobra.Command {
 	cmd.Flags().StringVar(&workload, "workload", "", "only events of this workload")
 	cmd.Flags().IntVar(&limit, "limit", 0, "at most this many events (0: the gateway's default)")
 	cmd.Flags().StringVar(&typ, "type", "", "only events of this type, e.g. audit (who changed what, allowed or denied)")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "after the newest events, print each new one until interrupted")
 	return cmd
 }

@@ -73,6 +73,13 @@ func (g *gateway) listWorkloads(w http.ResponseWriter, r *http.Request) (int, er
 	if err != nil {
 		return 0, err
 	}
+	watch, err := wantsWatch(r, "watch")
+	if err != nil {
+		return 0, err
+	}
+	if watch {
+		return g.watchWorkloads(w, r, sel)
+	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{LabelSelector: sel})
 	})
@@ -101,6 +108,13 @@ func (g *gateway) retry(w http.ResponseWriter, r *http.Request) (int, error) {
 }
 
 func (g *gateway) listNodes(w http.ResponseWriter, r *http.Request) (int, error) {
+	watch, err := wantsWatch(r, "watch")
+	if err != nil {
+		return 0, err
+	}
+	if watch {
+		return g.watchNodes(w, r)
+	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.ListNodes(ctx, &persysv1.ListNodesRequest{})
 	})
@@ -186,6 +200,13 @@ func (g *gateway) listEvents(w http.ResponseWriter, r *http.Request) (int, error
 			return 0, fieldError("limit", fmt.Sprintf("must be an integer from 1 to %d, got %q", maxEventsLimit, s))
 		}
 		req.Limit = int32(n)
+	}
+	follow, err := wantsWatch(r, "follow")
+	if err != nil {
+		return 0, err
+	}
+	if follow {
+		return g.followEvents(w, r, req.Workload, req.Type)
 	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.ListEvents(ctx, req)

@@ -302,6 +302,7 @@ func buildOpenAPI() obj {
 
 	addIdentityOpenAPI(paths, schemas)
 	addServiceOpenAPI(paths, schemas)
+	addWatchOpenAPI(paths, schemas)
 
 	return obj{
 		"openapi": "3.0.3",

@@ -60,6 +60,13 @@ func (g *gateway) applyService(w http.ResponseWriter, r *http.Request) (int, err
 }
 
 func (g *gateway) listServices(w http.ResponseWriter, r *http.Request) (int, error) {
+	watch, err := wantsWatch(r, "watch")
+	if err != nil {
+		return 0, err
+	}
+	if watch {
+		return g.watchServices(w, r)
+	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.ListServices(ctx, &persysv1.ListServicesRequest{})
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/scheduler/controlapi"
+	"github.com/persys-dev/compute/internal/scheduler/watchhub"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -25,6 +26,11 @@ import (
 // (principal.WithIdentity).
 func (s *Scheduler) Service() persysv1grpc.ControlServiceServer {
 	return controlapi.New(s, s.identity, s.secrets, nil)
+}
+
+// Watch starts a resumable watch (see internal/scheduler/watchhub).
+func (s *Scheduler) Watch(ctx context.Context, req watchhub.Request) (*watchhub.Watcher, error) {
+	return s.hub.Watch(ctx, req)
 }
 
 // Serving refuses calls a follower must not answer (naming the leader in

@@ -37,6 +37,7 @@ import (
 	"github.com/persys-dev/compute/internal/scheduler/election"
 	"github.com/persys-dev/compute/internal/scheduler/gitcompose"
 	"github.com/persys-dev/compute/internal/scheduler/statecache"
+	"github.com/persys-dev/compute/internal/scheduler/watchhub"
 	"github.com/persys-dev/compute/internal/secrets"
 	"github.com/persys-dev/compute/internal/secretsvc"
 	"github.com/persys-dev/compute/internal/servicectl"
@@ -50,6 +51,9 @@ type Config struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	Strategy placement.Strategy
+	// Watch sizes the resumable watches (internal/scheduler/watchhub);
+	// its Source and Logger are the scheduler's.
+	Watch watchhub.Config
 
 	// HeartbeatInterval is what agents are told to use (default 2s), at
 	// least: see MaxHeartbeatRate.
@@ -224,6 +228,9 @@ type Scheduler struct {
 	// services is the service controller (internal/servicectl; wiring in
 	// services.go), run while leading.
 	services *servicectl.Controller
+	// hub serves the resumable watches (WatchWorkloads and the others)
+	// while this replica leads.
+	hub *watchhub.Hub
 }
 
 // New builds a scheduler; call Run to start it.
@@ -272,6 +279,9 @@ func New(cfg Config) (*Scheduler, error) {
 	s.git = gitcompose.NewFetcher(cfg.GitCacheDir, s.secrets)
 	s.gitPoll = &gitcompose.Poller{Store: cfg.Store, Fetcher: s.git, Each: s.cache.Each, Prepare: s.prepareSpec,
 		Written: s.cacheWorkload, Event: s.events.Add, Logger: cfg.Logger, Now: cfg.Now}
+	wcfg := cfg.Watch
+	wcfg.Source, wcfg.Logger = cfg.Store, cfg.Logger
+	s.hub = watchhub.New(wcfg)
 	if err := s.newServiceController(); err != nil {
 		return nil, err
 	}
@@ -336,6 +346,8 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	// Service controller wiring: it runs while this replica leads.
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = s.services.Run(ctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = s.hub.Run(ctx) }()
 
 	err = s.watchLoop(ctx, rev)
 	s.queue.Close()

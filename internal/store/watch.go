@@ -164,6 +164,12 @@ func (k Kind) String() string {
 		return "node-lease"
 	case KindResync:
 		return "resync"
+	case KindService:
+		return "service"
+	case KindServiceProgress:
+		return "service-progress"
+	case KindEvents:
+		return "events"
 	default:
 		return "unknown"
 	}
@@ -184,6 +190,10 @@ type Change struct {
 	Status      *persysv1.WorkloadStatus
 	Assignment  *persysv1.Assignment
 	Node        *persysv1.Node
+	// Service, Progress and Events: only from WatchAll (watchall.go).
+	Service  *persysv1.Service
+	Progress *persysv1.ServiceProgress
+	Events   []*persysv1.Event
 	// Err says why, for KindResync.
 	Err error
 }

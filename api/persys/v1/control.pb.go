@@ -22,6 +22,67 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// WatchEventType says what one item of a watch stream is.
+type WatchEventType int32
+
+const (
+	WatchEventType_WATCH_EVENT_TYPE_UNSPECIFIED WatchEventType = 0
+	// One object of the initial list; all carry the list's revision.
+	WatchEventType_WATCH_EVENT_TYPE_SNAPSHOT WatchEventType = 1
+	// The object was created or changed at revision.
+	WatchEventType_WATCH_EVENT_TYPE_PUT WatchEventType = 2
+	// The object was deleted (or no longer matches the selector) at
+	// revision; the object is its last state.
+	WatchEventType_WATCH_EVENT_TYPE_DELETE WatchEventType = 3
+	// Nothing else is owed up to revision (no object): resume from here.
+	WatchEventType_WATCH_EVENT_TYPE_BOOKMARK WatchEventType = 4
+)
+
+// Enum value maps for WatchEventType.
+var (
+	WatchEventType_name = map[int32]string{
+		0: "WATCH_EVENT_TYPE_UNSPECIFIED",
+		1: "WATCH_EVENT_TYPE_SNAPSHOT",
+		2: "WATCH_EVENT_TYPE_PUT",
+		3: "WATCH_EVENT_TYPE_DELETE",
+		4: "WATCH_EVENT_TYPE_BOOKMARK",
+	}
+	WatchEventType_value = map[string]int32{
+		"WATCH_EVENT_TYPE_UNSPECIFIED": 0,
+		"WATCH_EVENT_TYPE_SNAPSHOT":    1,
+		"WATCH_EVENT_TYPE_PUT":         2,
+		"WATCH_EVENT_TYPE_DELETE":      3,
+		"WATCH_EVENT_TYPE_BOOKMARK":    4,
+	}
+)
+
+func (x WatchEventType) Enum() *WatchEventType {
+	p := new(WatchEventType)
+	*p = x
+	return p
+}
+
+func (x WatchEventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (WatchEventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_persys_v1_control_proto_enumTypes[0].Descriptor()
+}
+
+func (WatchEventType) Type() protoreflect.EnumType {
+	return &file_persys_v1_control_proto_enumTypes[0]
+}
+
+func (x WatchEventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use WatchEventType.Descriptor instead.
+func (WatchEventType) EnumDescriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
 type ApplyServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -3929,6 +3990,538 @@ func (x *ListEventsResponse) GetEvents() []*Event {
 	return nil
 }
 
+// WatchPosition is where a watch resumes: after every change of the kind
+// up to revision, or, when index is set, after the change with that index
+// within revision (the changes of one etcd transaction share a revision).
+type WatchPosition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SinceRevision int64                  `protobuf:"varint,1,opt,name=since_revision,json=sinceRevision,proto3" json:"since_revision,omitempty"`
+	SinceIndex    *int32                 `protobuf:"varint,2,opt,name=since_index,json=sinceIndex,proto3,oneof" json:"since_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPosition) Reset() {
+	*x = WatchPosition{}
+	mi := &file_persys_v1_control_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPosition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPosition) ProtoMessage() {}
+
+func (x *WatchPosition) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPosition.ProtoReflect.Descriptor instead.
+func (*WatchPosition) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *WatchPosition) GetSinceRevision() int64 {
+	if x != nil {
+		return x.SinceRevision
+	}
+	return 0
+}
+
+func (x *WatchPosition) GetSinceIndex() int32 {
+	if x != nil && x.SinceIndex != nil {
+		return *x.SinceIndex
+	}
+	return 0
+}
+
+type WatchWorkloadsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *WatchPosition         `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	LabelSelector map[string]string      `protobuf:"bytes,2,rep,name=label_selector,json=labelSelector,proto3" json:"label_selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchWorkloadsRequest) Reset() {
+	*x = WatchWorkloadsRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchWorkloadsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchWorkloadsRequest) ProtoMessage() {}
+
+func (x *WatchWorkloadsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchWorkloadsRequest.ProtoReflect.Descriptor instead.
+func (*WatchWorkloadsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *WatchWorkloadsRequest) GetPosition() *WatchPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *WatchWorkloadsRequest) GetLabelSelector() map[string]string {
+	if x != nil {
+		return x.LabelSelector
+	}
+	return nil
+}
+
+type WatchWorkloadsResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Type     WatchEventType         `protobuf:"varint,1,opt,name=type,proto3,enum=persys.v1.WatchEventType" json:"type,omitempty"`
+	Revision int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Position of the change within revision (0 for snapshots and bookmarks).
+	Index         int32         `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Workload      *WorkloadView `protobuf:"bytes,4,opt,name=workload,proto3" json:"workload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchWorkloadsResponse) Reset() {
+	*x = WatchWorkloadsResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchWorkloadsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchWorkloadsResponse) ProtoMessage() {}
+
+func (x *WatchWorkloadsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchWorkloadsResponse.ProtoReflect.Descriptor instead.
+func (*WatchWorkloadsResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *WatchWorkloadsResponse) GetType() WatchEventType {
+	if x != nil {
+		return x.Type
+	}
+	return WatchEventType_WATCH_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *WatchWorkloadsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchWorkloadsResponse) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *WatchWorkloadsResponse) GetWorkload() *WorkloadView {
+	if x != nil {
+		return x.Workload
+	}
+	return nil
+}
+
+type WatchNodesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *WatchPosition         `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNodesRequest) Reset() {
+	*x = WatchNodesRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNodesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNodesRequest) ProtoMessage() {}
+
+func (x *WatchNodesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNodesRequest.ProtoReflect.Descriptor instead.
+func (*WatchNodesRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *WatchNodesRequest) GetPosition() *WatchPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+type WatchNodesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Type     WatchEventType         `protobuf:"varint,1,opt,name=type,proto3,enum=persys.v1.WatchEventType" json:"type,omitempty"`
+	Revision int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Index    int32                  `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// The node's stored record with its state from its lease (READY or
+	// NOT_READY); usage and allocation are not part of a watch.
+	Node          *Node `protobuf:"bytes,4,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchNodesResponse) Reset() {
+	*x = WatchNodesResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[78]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchNodesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchNodesResponse) ProtoMessage() {}
+
+func (x *WatchNodesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[78]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchNodesResponse.ProtoReflect.Descriptor instead.
+func (*WatchNodesResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{78}
+}
+
+func (x *WatchNodesResponse) GetType() WatchEventType {
+	if x != nil {
+		return x.Type
+	}
+	return WatchEventType_WATCH_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *WatchNodesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchNodesResponse) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *WatchNodesResponse) GetNode() *Node {
+	if x != nil {
+		return x.Node
+	}
+	return nil
+}
+
+type WatchServicesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Position      *WatchPosition         `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchServicesRequest) Reset() {
+	*x = WatchServicesRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[79]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchServicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchServicesRequest) ProtoMessage() {}
+
+func (x *WatchServicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[79]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchServicesRequest.ProtoReflect.Descriptor instead.
+func (*WatchServicesRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{79}
+}
+
+func (x *WatchServicesRequest) GetPosition() *WatchPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+type WatchServicesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Type     WatchEventType         `protobuf:"varint,1,opt,name=type,proto3,enum=persys.v1.WatchEventType" json:"type,omitempty"`
+	Revision int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Index    int32                  `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	// The service and its rollout progress (no replicas, no events).
+	Service       *ServiceView `protobuf:"bytes,4,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchServicesResponse) Reset() {
+	*x = WatchServicesResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[80]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchServicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchServicesResponse) ProtoMessage() {}
+
+func (x *WatchServicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[80]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchServicesResponse.ProtoReflect.Descriptor instead.
+func (*WatchServicesResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{80}
+}
+
+func (x *WatchServicesResponse) GetType() WatchEventType {
+	if x != nil {
+		return x.Type
+	}
+	return WatchEventType_WATCH_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *WatchServicesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchServicesResponse) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *WatchServicesResponse) GetService() *ServiceView {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
+type WatchEventsRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Position *WatchPosition         `protobuf:"bytes,1,opt,name=position,proto3" json:"position,omitempty"`
+	// Keep only this workload's events, or events of this type (any case).
+	Workload      string `protobuf:"bytes,2,opt,name=workload,proto3" json:"workload,omitempty"`
+	Type          string `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsRequest) Reset() {
+	*x = WatchEventsRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[81]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsRequest) ProtoMessage() {}
+
+func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[81]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
+func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{81}
+}
+
+func (x *WatchEventsRequest) GetPosition() *WatchPosition {
+	if x != nil {
+		return x.Position
+	}
+	return nil
+}
+
+func (x *WatchEventsRequest) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *WatchEventsRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+type WatchEventsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          WatchEventType         `protobuf:"varint,1,opt,name=type,proto3,enum=persys.v1.WatchEventType" json:"type,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Index         int32                  `protobuf:"varint,3,opt,name=index,proto3" json:"index,omitempty"`
+	Event         *Event                 `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchEventsResponse) Reset() {
+	*x = WatchEventsResponse{}
+	mi := &file_persys_v1_control_proto_msgTypes[82]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchEventsResponse) ProtoMessage() {}
+
+func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[82]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
+func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{82}
+}
+
+func (x *WatchEventsResponse) GetType() WatchEventType {
+	if x != nil {
+		return x.Type
+	}
+	return WatchEventType_WATCH_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *WatchEventsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchEventsResponse) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *WatchEventsResponse) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 var File_persys_v1_control_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_proto_rawDesc = "" +
@@ -4206,7 +4799,52 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\">\n" +
 	"\x12ListEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06eventsB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events\"l\n" +
+	"\rWatchPosition\x12%\n" +
+	"\x0esince_revision\x18\x01 \x01(\x03R\rsinceRevision\x12$\n" +
+	"\vsince_index\x18\x02 \x01(\x05H\x00R\n" +
+	"sinceIndex\x88\x01\x01B\x0e\n" +
+	"\f_since_index\"\xeb\x01\n" +
+	"\x15WatchWorkloadsRequest\x124\n" +
+	"\bposition\x18\x01 \x01(\v2\x18.persys.v1.WatchPositionR\bposition\x12Z\n" +
+	"\x0elabel_selector\x18\x02 \x03(\v23.persys.v1.WatchWorkloadsRequest.LabelSelectorEntryR\rlabelSelector\x1a@\n" +
+	"\x12LabelSelectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xae\x01\n" +
+	"\x16WatchWorkloadsResponse\x12-\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x19.persys.v1.WatchEventTypeR\x04type\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\x123\n" +
+	"\bworkload\x18\x04 \x01(\v2\x17.persys.v1.WorkloadViewR\bworkload\"I\n" +
+	"\x11WatchNodesRequest\x124\n" +
+	"\bposition\x18\x01 \x01(\v2\x18.persys.v1.WatchPositionR\bposition\"\x9a\x01\n" +
+	"\x12WatchNodesResponse\x12-\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x19.persys.v1.WatchEventTypeR\x04type\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\x12#\n" +
+	"\x04node\x18\x04 \x01(\v2\x0f.persys.v1.NodeR\x04node\"L\n" +
+	"\x14WatchServicesRequest\x124\n" +
+	"\bposition\x18\x01 \x01(\v2\x18.persys.v1.WatchPositionR\bposition\"\xaa\x01\n" +
+	"\x15WatchServicesResponse\x12-\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x19.persys.v1.WatchEventTypeR\x04type\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\x120\n" +
+	"\aservice\x18\x04 \x01(\v2\x16.persys.v1.ServiceViewR\aservice\"z\n" +
+	"\x12WatchEventsRequest\x124\n" +
+	"\bposition\x18\x01 \x01(\v2\x18.persys.v1.WatchPositionR\bposition\x12\x1a\n" +
+	"\bworkload\x18\x02 \x01(\tR\bworkload\x12\x12\n" +
+	"\x04type\x18\x03 \x01(\tR\x04type\"\x9e\x01\n" +
+	"\x13WatchEventsResponse\x12-\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x19.persys.v1.WatchEventTypeR\x04type\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x14\n" +
+	"\x05index\x18\x03 \x01(\x05R\x05index\x12&\n" +
+	"\x05event\x18\x04 \x01(\v2\x10.persys.v1.EventR\x05event*\xa7\x01\n" +
+	"\x0eWatchEventType\x12 \n" +
+	"\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
+	"\x19WATCH_EVENT_TYPE_SNAPSHOT\x10\x01\x12\x18\n" +
+	"\x14WATCH_EVENT_TYPE_PUT\x10\x02\x12\x1b\n" +
+	"\x17WATCH_EVENT_TYPE_DELETE\x10\x03\x12\x1d\n" +
+	"\x19WATCH_EVENT_TYPE_BOOKMARK\x10\x04B6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_control_proto_rawDescOnce sync.Once
@@ -4220,163 +4858,188 @@ func file_persys_v1_control_proto_rawDescGZIP() []byte {
 	return file_persys_v1_control_proto_rawDescData
 }
 
-var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_persys_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
 var file_persys_v1_control_proto_goTypes = []any{
-	(*ApplyServiceRequest)(nil),          // 0: persys.v1.ApplyServiceRequest
-	(*ApplyServiceResponse)(nil),         // 1: persys.v1.ApplyServiceResponse
-	(*ServiceView)(nil),                  // 2: persys.v1.ServiceView
-	(*GetServiceRequest)(nil),            // 3: persys.v1.GetServiceRequest
-	(*ListServicesRequest)(nil),          // 4: persys.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),         // 5: persys.v1.ListServicesResponse
-	(*DeleteServiceRequest)(nil),         // 6: persys.v1.DeleteServiceRequest
-	(*DeleteServiceResponse)(nil),        // 7: persys.v1.DeleteServiceResponse
-	(*ScaleServiceRequest)(nil),          // 8: persys.v1.ScaleServiceRequest
-	(*RolloutHistoryResponse)(nil),       // 9: persys.v1.RolloutHistoryResponse
-	(*RolloutUndoRequest)(nil),           // 10: persys.v1.RolloutUndoRequest
-	(*PutSecretRequest)(nil),             // 11: persys.v1.PutSecretRequest
-	(*GetSecretRequest)(nil),             // 12: persys.v1.GetSecretRequest
-	(*ListSecretsRequest)(nil),           // 13: persys.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),          // 14: persys.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),          // 15: persys.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),         // 16: persys.v1.DeleteSecretResponse
-	(*JoinNodeRequest)(nil),              // 17: persys.v1.JoinNodeRequest
-	(*JoinNodeResponse)(nil),             // 18: persys.v1.JoinNodeResponse
-	(*RenewCertificateRequest)(nil),      // 19: persys.v1.RenewCertificateRequest
-	(*RenewCertificateResponse)(nil),     // 20: persys.v1.RenewCertificateResponse
-	(*JoinToken)(nil),                    // 21: persys.v1.JoinToken
-	(*CreateJoinTokenRequest)(nil),       // 22: persys.v1.CreateJoinTokenRequest
-	(*CreateJoinTokenResponse)(nil),      // 23: persys.v1.CreateJoinTokenResponse
-	(*ListJoinTokensRequest)(nil),        // 24: persys.v1.ListJoinTokensRequest
-	(*ListJoinTokensResponse)(nil),       // 25: persys.v1.ListJoinTokensResponse
-	(*RevokeJoinTokenRequest)(nil),       // 26: persys.v1.RevokeJoinTokenRequest
-	(*RevokeJoinTokenResponse)(nil),      // 27: persys.v1.RevokeJoinTokenResponse
-	(*Revocation)(nil),                   // 28: persys.v1.Revocation
-	(*RevokeCertificateRequest)(nil),     // 29: persys.v1.RevokeCertificateRequest
-	(*RevokeCertificateResponse)(nil),    // 30: persys.v1.RevokeCertificateResponse
-	(*ListRevocationsRequest)(nil),       // 31: persys.v1.ListRevocationsRequest
-	(*ListRevocationsResponse)(nil),      // 32: persys.v1.ListRevocationsResponse
-	(*IssueUserCertificateRequest)(nil),  // 33: persys.v1.IssueUserCertificateRequest
-	(*IssueUserCertificateResponse)(nil), // 34: persys.v1.IssueUserCertificateResponse
-	(*APIToken)(nil),                     // 35: persys.v1.APIToken
-	(*CreateAPITokenRequest)(nil),        // 36: persys.v1.CreateAPITokenRequest
-	(*CreateAPITokenResponse)(nil),       // 37: persys.v1.CreateAPITokenResponse
-	(*ListAPITokensRequest)(nil),         // 38: persys.v1.ListAPITokensRequest
-	(*ListAPITokensResponse)(nil),        // 39: persys.v1.ListAPITokensResponse
-	(*RevokeAPITokenRequest)(nil),        // 40: persys.v1.RevokeAPITokenRequest
-	(*RevokeAPITokenResponse)(nil),       // 41: persys.v1.RevokeAPITokenResponse
-	(*AuthenticateTokenRequest)(nil),     // 42: persys.v1.AuthenticateTokenRequest
-	(*AuthenticateTokenResponse)(nil),    // 43: persys.v1.AuthenticateTokenResponse
-	(*RecordAuditRequest)(nil),           // 44: persys.v1.RecordAuditRequest
-	(*RecordAuditResponse)(nil),          // 45: persys.v1.RecordAuditResponse
-	(*CordonRequest)(nil),                // 46: persys.v1.CordonRequest
-	(*DrainRequest)(nil),                 // 47: persys.v1.DrainRequest
-	(*DrainResult)(nil),                  // 48: persys.v1.DrainResult
-	(*DrainResponse)(nil),                // 49: persys.v1.DrainResponse
-	(*GetLeaderRequest)(nil),             // 50: persys.v1.GetLeaderRequest
-	(*LeaderInfo)(nil),                   // 51: persys.v1.LeaderInfo
-	(*RegisterNodeRequest)(nil),          // 52: persys.v1.RegisterNodeRequest
-	(*RegisterNodeResponse)(nil),         // 53: persys.v1.RegisterNodeResponse
-	(*HeartbeatRequest)(nil),             // 54: persys.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),            // 55: persys.v1.HeartbeatResponse
-	(*ApplyRequest)(nil),                 // 56: persys.v1.ApplyRequest
-	(*ApplyResponse)(nil),                // 57: persys.v1.ApplyResponse
-	(*ApplyWorkloadsRequest)(nil),        // 58: persys.v1.ApplyWorkloadsRequest
-	(*ApplyWorkloadsResponse)(nil),       // 59: persys.v1.ApplyWorkloadsResponse
-	(*ApplyResult)(nil),                  // 60: persys.v1.ApplyResult
-	(*WorkloadView)(nil),                 // 61: persys.v1.WorkloadView
-	(*GetWorkloadRequest)(nil),           // 62: persys.v1.GetWorkloadRequest
-	(*ListWorkloadsRequest)(nil),         // 63: persys.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil),        // 64: persys.v1.ListWorkloadsResponse
-	(*DeleteRequest)(nil),                // 65: persys.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 66: persys.v1.DeleteResponse
-	(*RetryRequest)(nil),                 // 67: persys.v1.RetryRequest
-	(*ListNodesRequest)(nil),             // 68: persys.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 69: persys.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 70: persys.v1.GetNodeRequest
-	(*ClusterSummaryRequest)(nil),        // 71: persys.v1.ClusterSummaryRequest
-	(*ListEventsRequest)(nil),            // 72: persys.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),           // 73: persys.v1.ListEventsResponse
-	nil,                                  // 74: persys.v1.ApplyServiceRequest.LabelsEntry
-	nil,                                  // 75: persys.v1.PutSecretRequest.DataEntry
-	nil,                                  // 76: persys.v1.JoinNodeResponse.LabelsEntry
-	nil,                                  // 77: persys.v1.JoinToken.LabelsEntry
-	nil,                                  // 78: persys.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                  // 79: persys.v1.ApplyRequest.LabelsEntry
-	nil,                                  // 80: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	(*ServiceSpec)(nil),                  // 81: persys.v1.ServiceSpec
-	(*Service)(nil),                      // 82: persys.v1.Service
-	(*ServiceProgress)(nil),              // 83: persys.v1.ServiceProgress
-	(*Event)(nil),                        // 84: persys.v1.Event
-	(*ServiceRevision)(nil),              // 85: persys.v1.ServiceRevision
-	(SecretType)(0),                      // 86: persys.v1.SecretType
-	(*SecretInfo)(nil),                   // 87: persys.v1.SecretInfo
-	(*timestamppb.Timestamp)(nil),        // 88: google.protobuf.Timestamp
-	(FailureReason)(0),                   // 89: persys.v1.FailureReason
-	(*Node)(nil),                         // 90: persys.v1.Node
-	(*NodeCapabilities)(nil),             // 91: persys.v1.NodeCapabilities
-	(*WorkloadStatus)(nil),               // 92: persys.v1.WorkloadStatus
-	(*Resources)(nil),                    // 93: persys.v1.Resources
-	(*HostPort)(nil),                     // 94: persys.v1.HostPort
-	(*WorkloadSpec)(nil),                 // 95: persys.v1.WorkloadSpec
-	(*ServiceOwner)(nil),                 // 96: persys.v1.ServiceOwner
-	(*Workload)(nil),                     // 97: persys.v1.Workload
-	(*Assignment)(nil),                   // 98: persys.v1.Assignment
+	(WatchEventType)(0),                  // 0: persys.v1.WatchEventType
+	(*ApplyServiceRequest)(nil),          // 1: persys.v1.ApplyServiceRequest
+	(*ApplyServiceResponse)(nil),         // 2: persys.v1.ApplyServiceResponse
+	(*ServiceView)(nil),                  // 3: persys.v1.ServiceView
+	(*GetServiceRequest)(nil),            // 4: persys.v1.GetServiceRequest
+	(*ListServicesRequest)(nil),          // 5: persys.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),         // 6: persys.v1.ListServicesResponse
+	(*DeleteServiceRequest)(nil),         // 7: persys.v1.DeleteServiceRequest
+	(*DeleteServiceResponse)(nil),        // 8: persys.v1.DeleteServiceResponse
+	(*ScaleServiceRequest)(nil),          // 9: persys.v1.ScaleServiceRequest
+	(*RolloutHistoryResponse)(nil),       // 10: persys.v1.RolloutHistoryResponse
+	(*RolloutUndoRequest)(nil),           // 11: persys.v1.RolloutUndoRequest
+	(*PutSecretRequest)(nil),             // 12: persys.v1.PutSecretRequest
+	(*GetSecretRequest)(nil),             // 13: persys.v1.GetSecretRequest
+	(*ListSecretsRequest)(nil),           // 14: persys.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 15: persys.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),          // 16: persys.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),         // 17: persys.v1.DeleteSecretResponse
+	(*JoinNodeRequest)(nil),              // 18: persys.v1.JoinNodeRequest
+	(*JoinNodeResponse)(nil),             // 19: persys.v1.JoinNodeResponse
+	(*RenewCertificateRequest)(nil),      // 20: persys.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil),     // 21: persys.v1.RenewCertificateResponse
+	(*JoinToken)(nil),                    // 22: persys.v1.JoinToken
+	(*CreateJoinTokenRequest)(nil),       // 23: persys.v1.CreateJoinTokenRequest
+	(*CreateJoinTokenResponse)(nil),      // 24: persys.v1.CreateJoinTokenResponse
+	(*ListJoinTokensRequest)(nil),        // 25: persys.v1.ListJoinTokensRequest
+	(*ListJoinTokensResponse)(nil),       // 26: persys.v1.ListJoinTokensResponse
+	(*RevokeJoinTokenRequest)(nil),       // 27: persys.v1.RevokeJoinTokenRequest
+	(*RevokeJoinTokenResponse)(nil),      // 28: persys.v1.RevokeJoinTokenResponse
+	(*Revocation)(nil),                   // 29: persys.v1.Revocation
+	(*RevokeCertificateRequest)(nil),     // 30: persys.v1.RevokeCertificateRequest
+	(*RevokeCertificateResponse)(nil),    // 31: persys.v1.RevokeCertificateResponse
+	(*ListRevocationsRequest)(nil),       // 32: persys.v1.ListRevocationsRequest
+	(*ListRevocationsResponse)(nil),      // 33: persys.v1.ListRevocationsResponse
+	(*IssueUserCertificateRequest)(nil),  // 34: persys.v1.IssueUserCertificateRequest
+	(*IssueUserCertificateResponse)(nil), // 35: persys.v1.IssueUserCertificateResponse
+	(*APIToken)(nil),                     // 36: persys.v1.APIToken
+	(*CreateAPITokenRequest)(nil),        // 37: persys.v1.CreateAPITokenRequest
+	(*CreateAPITokenResponse)(nil),       // 38: persys.v1.CreateAPITokenResponse
+	(*ListAPITokensRequest)(nil),         // 39: persys.v1.ListAPITokensRequest
+	(*ListAPITokensResponse)(nil),        // 40: persys.v1.ListAPITokensResponse
+	(*RevokeAPITokenRequest)(nil),        // 41: persys.v1.RevokeAPITokenRequest
+	(*RevokeAPITokenResponse)(nil),       // 42: persys.v1.RevokeAPITokenResponse
+	(*AuthenticateTokenRequest)(nil),     // 43: persys.v1.AuthenticateTokenRequest
+	(*AuthenticateTokenResponse)(nil),    // 44: persys.v1.AuthenticateTokenResponse
+	(*RecordAuditRequest)(nil),           // 45: persys.v1.RecordAuditRequest
+	(*RecordAuditResponse)(nil),          // 46: persys.v1.RecordAuditResponse
+	(*CordonRequest)(nil),                // 47: persys.v1.CordonRequest
+	(*DrainRequest)(nil),                 // 48: persys.v1.DrainRequest
+	(*DrainResult)(nil),                  // 49: persys.v1.DrainResult
+	(*DrainResponse)(nil),                // 50: persys.v1.DrainResponse
+	(*GetLeaderRequest)(nil),             // 51: persys.v1.GetLeaderRequest
+	(*LeaderInfo)(nil),                   // 52: persys.v1.LeaderInfo
+	(*RegisterNodeRequest)(nil),          // 53: persys.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),         // 54: persys.v1.RegisterNodeResponse
+	(*HeartbeatRequest)(nil),             // 55: persys.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),            // 56: persys.v1.HeartbeatResponse
+	(*ApplyRequest)(nil),                 // 57: persys.v1.ApplyRequest
+	(*ApplyResponse)(nil),                // 58: persys.v1.ApplyResponse
+	(*ApplyWorkloadsRequest)(nil),        // 59: persys.v1.ApplyWorkloadsRequest
+	(*ApplyWorkloadsResponse)(nil),       // 60: persys.v1.ApplyWorkloadsResponse
+	(*ApplyResult)(nil),                  // 61: persys.v1.ApplyResult
+	(*WorkloadView)(nil),                 // 62: persys.v1.WorkloadView
+	(*GetWorkloadRequest)(nil),           // 63: persys.v1.GetWorkloadRequest
+	(*ListWorkloadsRequest)(nil),         // 64: persys.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil),        // 65: persys.v1.ListWorkloadsResponse
+	(*DeleteRequest)(nil),                // 66: persys.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 67: persys.v1.DeleteResponse
+	(*RetryRequest)(nil),                 // 68: persys.v1.RetryRequest
+	(*ListNodesRequest)(nil),             // 69: persys.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 70: persys.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 71: persys.v1.GetNodeRequest
+	(*ClusterSummaryRequest)(nil),        // 72: persys.v1.ClusterSummaryRequest
+	(*ListEventsRequest)(nil),            // 73: persys.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),           // 74: persys.v1.ListEventsResponse
+	(*WatchPosition)(nil),                // 75: persys.v1.WatchPosition
+	(*WatchWorkloadsRequest)(nil),        // 76: persys.v1.WatchWorkloadsRequest
+	(*WatchWorkloadsResponse)(nil),       // 77: persys.v1.WatchWorkloadsResponse
+	(*WatchNodesRequest)(nil),            // 78: persys.v1.WatchNodesRequest
+	(*WatchNodesResponse)(nil),           // 79: persys.v1.WatchNodesResponse
+	(*WatchServicesRequest)(nil),         // 80: persys.v1.WatchServicesRequest
+	(*WatchServicesResponse)(nil),        // 81: persys.v1.WatchServicesResponse
+	(*WatchEventsRequest)(nil),           // 82: persys.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),          // 83: persys.v1.WatchEventsResponse
+	nil,                                  // 84: persys.v1.ApplyServiceRequest.LabelsEntry
+	nil,                                  // 85: persys.v1.PutSecretRequest.DataEntry
+	nil,                                  // 86: persys.v1.JoinNodeResponse.LabelsEntry
+	nil,                                  // 87: persys.v1.JoinToken.LabelsEntry
+	nil,                                  // 88: persys.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 89: persys.v1.ApplyRequest.LabelsEntry
+	nil,                                  // 90: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	nil,                                  // 91: persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
+	(*ServiceSpec)(nil),                  // 92: persys.v1.ServiceSpec
+	(*Service)(nil),                      // 93: persys.v1.Service
+	(*ServiceProgress)(nil),              // 94: persys.v1.ServiceProgress
+	(*Event)(nil),                        // 95: persys.v1.Event
+	(*ServiceRevision)(nil),              // 96: persys.v1.ServiceRevision
+	(SecretType)(0),                      // 97: persys.v1.SecretType
+	(*SecretInfo)(nil),                   // 98: persys.v1.SecretInfo
+	(*timestamppb.Timestamp)(nil),        // 99: google.protobuf.Timestamp
+	(FailureReason)(0),                   // 100: persys.v1.FailureReason
+	(*Node)(nil),                         // 101: persys.v1.Node
+	(*NodeCapabilities)(nil),             // 102: persys.v1.NodeCapabilities
+	(*WorkloadStatus)(nil),               // 103: persys.v1.WorkloadStatus
+	(*Resources)(nil),                    // 104: persys.v1.Resources
+	(*HostPort)(nil),                     // 105: persys.v1.HostPort
+	(*WorkloadSpec)(nil),                 // 106: persys.v1.WorkloadSpec
+	(*ServiceOwner)(nil),                 // 107: persys.v1.ServiceOwner
+	(*Workload)(nil),                     // 108: persys.v1.Workload
+	(*Assignment)(nil),                   // 109: persys.v1.Assignment
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
-	74, // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
-	81, // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
-	2,  // 2: persys.v1.ApplyServiceResponse.service:type_name -> persys.v1.ServiceView
-	82, // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
-	83, // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
-	84, // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
-	2,  // 6: persys.v1.ListServicesResponse.services:type_name -> persys.v1.ServiceView
-	85, // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
-	86, // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
-	75, // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
-	87, // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
-	76, // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
-	88, // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	77, // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
-	88, // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	78, // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
-	21, // 16: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
-	21, // 17: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
-	88, // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
-	28, // 19: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
-	28, // 20: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
-	88, // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
-	88, // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
-	35, // 23: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
-	35, // 24: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
-	84, // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
-	89, // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
-	90, // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
-	48, // 28: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
-	91, // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
-	92, // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	93, // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
-	92, // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	94, // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
-	79, // 34: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	95, // 35: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	96, // 36: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
-	61, // 37: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
-	56, // 38: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
-	60, // 39: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
-	61, // 40: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
-	97, // 41: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	92, // 42: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	98, // 43: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	84, // 44: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	80, // 45: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	61, // 46: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	90, // 47: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	84, // 48: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	84,  // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
+	92,  // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
+	3,   // 2: persys.v1.ApplyServiceResponse.service:type_name -> persys.v1.ServiceView
+	93,  // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
+	94,  // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
+	95,  // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
+	3,   // 6: persys.v1.ListServicesResponse.services:type_name -> persys.v1.ServiceView
+	96,  // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
+	97,  // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
+	85,  // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
+	98,  // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
+	86,  // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
+	99,  // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	87,  // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
+	99,  // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	88,  // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
+	22,  // 16: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
+	22,  // 17: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
+	99,  // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	29,  // 19: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
+	29,  // 20: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
+	99,  // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
+	99,  // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	36,  // 23: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
+	36,  // 24: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
+	95,  // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
+	100, // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
+	101, // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
+	49,  // 28: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
+	102, // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
+	103, // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	104, // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
+	103, // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	105, // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
+	89,  // 34: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	106, // 35: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	107, // 36: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
+	62,  // 37: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
+	57,  // 38: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
+	61,  // 39: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
+	62,  // 40: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
+	108, // 41: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	103, // 42: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	109, // 43: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	95,  // 44: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	90,  // 45: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	62,  // 46: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
+	101, // 47: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	95,  // 48: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	75,  // 49: persys.v1.WatchWorkloadsRequest.position:type_name -> persys.v1.WatchPosition
+	91,  // 50: persys.v1.WatchWorkloadsRequest.label_selector:type_name -> persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
+	0,   // 51: persys.v1.WatchWorkloadsResponse.type:type_name -> persys.v1.WatchEventType
+	62,  // 52: persys.v1.WatchWorkloadsResponse.workload:type_name -> persys.v1.WorkloadView
+	75,  // 53: persys.v1.WatchNodesRequest.position:type_name -> persys.v1.WatchPosition
+	0,   // 54: persys.v1.WatchNodesResponse.type:type_name -> persys.v1.WatchEventType
+	101, // 55: persys.v1.WatchNodesResponse.node:type_name -> persys.v1.Node
+	75,  // 56: persys.v1.WatchServicesRequest.position:type_name -> persys.v1.WatchPosition
+	0,   // 57: persys.v1.WatchServicesResponse.type:type_name -> persys.v1.WatchEventType
+	3,   // 58: persys.v1.WatchServicesResponse.service:type_name -> persys.v1.ServiceView
+	75,  // 59: persys.v1.WatchEventsRequest.position:type_name -> persys.v1.WatchPosition
+	0,   // 60: persys.v1.WatchEventsResponse.type:type_name -> persys.v1.WatchEventType
+	95,  // 61: persys.v1.WatchEventsResponse.event:type_name -> persys.v1.Event
+	62,  // [62:62] is the sub-list for method output_type
+	62,  // [62:62] is the sub-list for method input_type
+	62,  // [62:62] is the sub-list for extension type_name
+	62,  // [62:62] is the sub-list for extension extendee
+	0,   // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }
@@ -4385,18 +5048,20 @@ func file_persys_v1_control_proto_init() {
 		return
 	}
 	file_persys_v1_types_proto_init()
+	file_persys_v1_control_proto_msgTypes[74].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_control_proto_rawDesc), len(file_persys_v1_control_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   81,
+			NumEnums:      1,
+			NumMessages:   91,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_persys_v1_control_proto_goTypes,
 		DependencyIndexes: file_persys_v1_control_proto_depIdxs,
+		EnumInfos:         file_persys_v1_control_proto_enumTypes,
 		MessageInfos:      file_persys_v1_control_proto_msgTypes,
 	}.Build()
 	File_persys_v1_control_proto = out.File

@@ -23,6 +23,7 @@ import (
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/principal"
+	"github.com/persys-dev/compute/internal/scheduler/watchhub"
 	"github.com/persys-dev/compute/internal/secretsvc"
 	"github.com/persys-dev/compute/internal/store"
 )
@@ -62,6 +63,9 @@ type Loop interface {
 	ClusterSummary() *persysv1.ClusterSummary
 	ListEvents(ctx context.Context, f store.EventFilter, limit int) ([]*persysv1.Event, error)
 	Leader() *persysv1.LeaderInfo
+
+	// Watch starts a resumable watch (watch.go).
+	Watch(ctx context.Context, req watchhub.Request) (*watchhub.Watcher, error)
 
 	// Services is the service controller's API (services.go).
 	Services() Services

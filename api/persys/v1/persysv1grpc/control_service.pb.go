@@ -25,7 +25,7 @@ var File_persys_v1_control_service_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\x95\x1c\n" +
+	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xe1\x1e\n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
@@ -35,7 +35,12 @@ const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\rListWorkloads\x12\x1f.persys.v1.ListWorkloadsRequest\x1a .persys.v1.ListWorkloadsResponse\x12E\n" +
 	"\x0eDeleteWorkload\x12\x18.persys.v1.DeleteRequest\x1a\x19.persys.v1.DeleteResponse\x12A\n" +
 	"\rRetryWorkload\x12\x17.persys.v1.RetryRequest\x1a\x17.persys.v1.WorkloadView\x12I\n" +
-	"\rWatchWorkload\x12\x1d.persys.v1.GetWorkloadRequest\x1a\x17.persys.v1.WorkloadView0\x01\x12F\n" +
+	"\rWatchWorkload\x12\x1d.persys.v1.GetWorkloadRequest\x1a\x17.persys.v1.WorkloadView0\x01\x12W\n" +
+	"\x0eWatchWorkloads\x12 .persys.v1.WatchWorkloadsRequest\x1a!.persys.v1.WatchWorkloadsResponse0\x01\x12K\n" +
+	"\n" +
+	"WatchNodes\x12\x1c.persys.v1.WatchNodesRequest\x1a\x1d.persys.v1.WatchNodesResponse0\x01\x12T\n" +
+	"\rWatchServices\x12\x1f.persys.v1.WatchServicesRequest\x1a .persys.v1.WatchServicesResponse0\x01\x12N\n" +
+	"\vWatchEvents\x12\x1d.persys.v1.WatchEventsRequest\x1a\x1e.persys.v1.WatchEventsResponse0\x01\x12F\n" +
 	"\tListNodes\x12\x1b.persys.v1.ListNodesRequest\x1a\x1c.persys.v1.ListNodesResponse\x125\n" +
 	"\aGetNode\x12\x19.persys.v1.GetNodeRequest\x1a\x0f.persys.v1.Node\x12P\n" +
 	"\x11GetClusterSummary\x12 .persys.v1.ClusterSummaryRequest\x1a\x19.persys.v1.ClusterSummary\x12I\n" +
@@ -86,74 +91,82 @@ var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.ListWorkloadsRequest)(nil),         // 5: persys.v1.ListWorkloadsRequest
 	(*v1.DeleteRequest)(nil),                // 6: persys.v1.DeleteRequest
 	(*v1.RetryRequest)(nil),                 // 7: persys.v1.RetryRequest
-	(*v1.ListNodesRequest)(nil),             // 8: persys.v1.ListNodesRequest
-	(*v1.GetNodeRequest)(nil),               // 9: persys.v1.GetNodeRequest
-	(*v1.ClusterSummaryRequest)(nil),        // 10: persys.v1.ClusterSummaryRequest
-	(*v1.ListEventsRequest)(nil),            // 11: persys.v1.ListEventsRequest
-	(*v1.CordonRequest)(nil),                // 12: persys.v1.CordonRequest
-	(*v1.DrainRequest)(nil),                 // 13: persys.v1.DrainRequest
-	(*v1.GetLeaderRequest)(nil),             // 14: persys.v1.GetLeaderRequest
-	(*v1.GetWorkloadLogsRequest)(nil),       // 15: persys.v1.GetWorkloadLogsRequest
-	(*v1.StreamWorkloadLogsRequest)(nil),    // 16: persys.v1.StreamWorkloadLogsRequest
-	(*v1.PutSecretRequest)(nil),             // 17: persys.v1.PutSecretRequest
-	(*v1.GetSecretRequest)(nil),             // 18: persys.v1.GetSecretRequest
-	(*v1.ListSecretsRequest)(nil),           // 19: persys.v1.ListSecretsRequest
-	(*v1.DeleteSecretRequest)(nil),          // 20: persys.v1.DeleteSecretRequest
-	(*v1.JoinNodeRequest)(nil),              // 21: persys.v1.JoinNodeRequest
-	(*v1.RenewCertificateRequest)(nil),      // 22: persys.v1.RenewCertificateRequest
-	(*v1.CreateJoinTokenRequest)(nil),       // 23: persys.v1.CreateJoinTokenRequest
-	(*v1.ListJoinTokensRequest)(nil),        // 24: persys.v1.ListJoinTokensRequest
-	(*v1.RevokeJoinTokenRequest)(nil),       // 25: persys.v1.RevokeJoinTokenRequest
-	(*v1.RevokeCertificateRequest)(nil),     // 26: persys.v1.RevokeCertificateRequest
-	(*v1.ListRevocationsRequest)(nil),       // 27: persys.v1.ListRevocationsRequest
-	(*v1.IssueUserCertificateRequest)(nil),  // 28: persys.v1.IssueUserCertificateRequest
-	(*v1.CreateAPITokenRequest)(nil),        // 29: persys.v1.CreateAPITokenRequest
-	(*v1.ListAPITokensRequest)(nil),         // 30: persys.v1.ListAPITokensRequest
-	(*v1.RevokeAPITokenRequest)(nil),        // 31: persys.v1.RevokeAPITokenRequest
-	(*v1.AuthenticateTokenRequest)(nil),     // 32: persys.v1.AuthenticateTokenRequest
-	(*v1.RecordAuditRequest)(nil),           // 33: persys.v1.RecordAuditRequest
-	(*v1.ApplyServiceRequest)(nil),          // 34: persys.v1.ApplyServiceRequest
-	(*v1.GetServiceRequest)(nil),            // 35: persys.v1.GetServiceRequest
-	(*v1.ListServicesRequest)(nil),          // 36: persys.v1.ListServicesRequest
-	(*v1.DeleteServiceRequest)(nil),         // 37: persys.v1.DeleteServiceRequest
-	(*v1.ScaleServiceRequest)(nil),          // 38: persys.v1.ScaleServiceRequest
-	(*v1.RolloutUndoRequest)(nil),           // 39: persys.v1.RolloutUndoRequest
-	(*v1.RegisterNodeResponse)(nil),         // 40: persys.v1.RegisterNodeResponse
-	(*v1.HeartbeatResponse)(nil),            // 41: persys.v1.HeartbeatResponse
-	(*v1.ApplyResponse)(nil),                // 42: persys.v1.ApplyResponse
-	(*v1.ApplyWorkloadsResponse)(nil),       // 43: persys.v1.ApplyWorkloadsResponse
-	(*v1.WorkloadView)(nil),                 // 44: persys.v1.WorkloadView
-	(*v1.ListWorkloadsResponse)(nil),        // 45: persys.v1.ListWorkloadsResponse
-	(*v1.DeleteResponse)(nil),               // 46: persys.v1.DeleteResponse
-	(*v1.ListNodesResponse)(nil),            // 47: persys.v1.ListNodesResponse
-	(*v1.Node)(nil),                         // 48: persys.v1.Node
-	(*v1.ClusterSummary)(nil),               // 49: persys.v1.ClusterSummary
-	(*v1.ListEventsResponse)(nil),           // 50: persys.v1.ListEventsResponse
-	(*v1.DrainResponse)(nil),                // 51: persys.v1.DrainResponse
-	(*v1.LeaderInfo)(nil),                   // 52: persys.v1.LeaderInfo
-	(*v1.GetWorkloadLogsResponse)(nil),      // 53: persys.v1.GetWorkloadLogsResponse
-	(*v1.StreamWorkloadLogsResponse)(nil),   // 54: persys.v1.StreamWorkloadLogsResponse
-	(*v1.SecretInfo)(nil),                   // 55: persys.v1.SecretInfo
-	(*v1.ListSecretsResponse)(nil),          // 56: persys.v1.ListSecretsResponse
-	(*v1.DeleteSecretResponse)(nil),         // 57: persys.v1.DeleteSecretResponse
-	(*v1.JoinNodeResponse)(nil),             // 58: persys.v1.JoinNodeResponse
-	(*v1.RenewCertificateResponse)(nil),     // 59: persys.v1.RenewCertificateResponse
-	(*v1.CreateJoinTokenResponse)(nil),      // 60: persys.v1.CreateJoinTokenResponse
-	(*v1.ListJoinTokensResponse)(nil),       // 61: persys.v1.ListJoinTokensResponse
-	(*v1.RevokeJoinTokenResponse)(nil),      // 62: persys.v1.RevokeJoinTokenResponse
-	(*v1.RevokeCertificateResponse)(nil),    // 63: persys.v1.RevokeCertificateResponse
-	(*v1.ListRevocationsResponse)(nil),      // 64: persys.v1.ListRevocationsResponse
-	(*v1.IssueUserCertificateResponse)(nil), // 65: persys.v1.IssueUserCertificateResponse
-	(*v1.CreateAPITokenResponse)(nil),       // 66: persys.v1.CreateAPITokenResponse
-	(*v1.ListAPITokensResponse)(nil),        // 67: persys.v1.ListAPITokensResponse
-	(*v1.RevokeAPITokenResponse)(nil),       // 68: persys.v1.RevokeAPITokenResponse
-	(*v1.AuthenticateTokenResponse)(nil),    // 69: persys.v1.AuthenticateTokenResponse
-	(*v1.RecordAuditResponse)(nil),          // 70: persys.v1.RecordAuditResponse
-	(*v1.ApplyServiceResponse)(nil),         // 71: persys.v1.ApplyServiceResponse
-	(*v1.ServiceView)(nil),                  // 72: persys.v1.ServiceView
-	(*v1.ListServicesResponse)(nil),         // 73: persys.v1.ListServicesResponse
-	(*v1.DeleteServiceResponse)(nil),        // 74: persys.v1.DeleteServiceResponse
-	(*v1.RolloutHistoryResponse)(nil),       // 75: persys.v1.RolloutHistoryResponse
+	(*v1.WatchWorkloadsRequest)(nil),        // 8: persys.v1.WatchWorkloadsRequest
+	(*v1.WatchNodesRequest)(nil),            // 9: persys.v1.WatchNodesRequest
+	(*v1.WatchServicesRequest)(nil),         // 10: persys.v1.WatchServicesRequest
+	(*v1.WatchEventsRequest)(nil),           // 11: persys.v1.WatchEventsRequest
+	(*v1.ListNodesRequest)(nil),             // 12: persys.v1.ListNodesRequest
+	(*v1.GetNodeRequest)(nil),               // 13: persys.v1.GetNodeRequest
+	(*v1.ClusterSummaryRequest)(nil),        // 14: persys.v1.ClusterSummaryRequest
+	(*v1.ListEventsRequest)(nil),            // 15: persys.v1.ListEventsRequest
+	(*v1.CordonRequest)(nil),                // 16: persys.v1.CordonRequest
+	(*v1.DrainRequest)(nil),                 // 17: persys.v1.DrainRequest
+	(*v1.GetLeaderRequest)(nil),             // 18: persys.v1.GetLeaderRequest
+	(*v1.GetWorkloadLogsRequest)(nil),       // 19: persys.v1.GetWorkloadLogsRequest
+	(*v1.StreamWorkloadLogsRequest)(nil),    // 20: persys.v1.StreamWorkloadLogsRequest
+	(*v1.PutSecretRequest)(nil),             // 21: persys.v1.PutSecretRequest
+	(*v1.GetSecretRequest)(nil),             // 22: persys.v1.GetSecretRequest
+	(*v1.ListSecretsRequest)(nil),           // 23: persys.v1.ListSecretsRequest
+	(*v1.DeleteSecretRequest)(nil),          // 24: persys.v1.DeleteSecretRequest
+	(*v1.JoinNodeRequest)(nil),              // 25: persys.v1.JoinNodeRequest
+	(*v1.RenewCertificateRequest)(nil),      // 26: persys.v1.RenewCertificateRequest
+	(*v1.CreateJoinTokenRequest)(nil),       // 27: persys.v1.CreateJoinTokenRequest
+	(*v1.ListJoinTokensRequest)(nil),        // 28: persys.v1.ListJoinTokensRequest
+	(*v1.RevokeJoinTokenRequest)(nil),       // 29: persys.v1.RevokeJoinTokenRequest
+	(*v1.RevokeCertificateRequest)(nil),     // 30: persys.v1.RevokeCertificateRequest
+	(*v1.ListRevocationsRequest)(nil),       // 31: persys.v1.ListRevocationsRequest
+	(*v1.IssueUserCertificateRequest)(nil),  // 32: persys.v1.IssueUserCertificateRequest
+	(*v1.CreateAPITokenRequest)(nil),        // 33: persys.v1.CreateAPITokenRequest
+	(*v1.ListAPITokensRequest)(nil),         // 34: persys.v1.ListAPITokensRequest
+	(*v1.RevokeAPITokenRequest)(nil),        // 35: persys.v1.RevokeAPITokenRequest
+	(*v1.AuthenticateTokenRequest)(nil),     // 36: persys.v1.AuthenticateTokenRequest
+	(*v1.RecordAuditRequest)(nil),           // 37: persys.v1.RecordAuditRequest
+	(*v1.ApplyServiceRequest)(nil),          // 38: persys.v1.ApplyServiceRequest
+	(*v1.GetServiceRequest)(nil),            // 39: persys.v1.GetServiceRequest
+	(*v1.ListServicesRequest)(nil),          // 40: persys.v1.ListServicesRequest
+	(*v1.DeleteServiceRequest)(nil),         // 41: persys.v1.DeleteServiceRequest
+	(*v1.ScaleServiceRequest)(nil),          // 42: persys.v1.ScaleServiceRequest
+	(*v1.RolloutUndoRequest)(nil),           // 43: persys.v1.RolloutUndoRequest
+	(*v1.RegisterNodeResponse)(nil),         // 44: persys.v1.RegisterNodeResponse
+	(*v1.HeartbeatResponse)(nil),            // 45: persys.v1.HeartbeatResponse
+	(*v1.ApplyResponse)(nil),                // 46: persys.v1.ApplyResponse
+	(*v1.ApplyWorkloadsResponse)(nil),       // 47: persys.v1.ApplyWorkloadsResponse
+	(*v1.WorkloadView)(nil),                 // 48: persys.v1.WorkloadView
+	(*v1.ListWorkloadsResponse)(nil),        // 49: persys.v1.ListWorkloadsResponse
+	(*v1.DeleteResponse)(nil),               // 50: persys.v1.DeleteResponse
+	(*v1.WatchWorkloadsResponse)(nil),       // 51: persys.v1.WatchWorkloadsResponse
+	(*v1.WatchNodesResponse)(nil),           // 52: persys.v1.WatchNodesResponse
+	(*v1.WatchServicesResponse)(nil),        // 53: persys.v1.WatchServicesResponse
+	(*v1.WatchEventsResponse)(nil),          // 54: persys.v1.WatchEventsResponse
+	(*v1.ListNodesResponse)(nil),            // 55: persys.v1.ListNodesResponse
+	(*v1.Node)(nil),                         // 56: persys.v1.Node
+	(*v1.ClusterSummary)(nil),               // 57: persys.v1.ClusterSummary
+	(*v1.ListEventsResponse)(nil),           // 58: persys.v1.ListEventsResponse
+	(*v1.DrainResponse)(nil),                // 59: persys.v1.DrainResponse
+	(*v1.LeaderInfo)(nil),                   // 60: persys.v1.LeaderInfo
+	(*v1.GetWorkloadLogsResponse)(nil),      // 61: persys.v1.GetWorkloadLogsResponse
+	(*v1.StreamWorkloadLogsResponse)(nil),   // 62: persys.v1.StreamWorkloadLogsResponse
+	(*v1.SecretInfo)(nil),                   // 63: persys.v1.SecretInfo
+	(*v1.ListSecretsResponse)(nil),          // 64: persys.v1.ListSecretsResponse
+	(*v1.DeleteSecretResponse)(nil),         // 65: persys.v1.DeleteSecretResponse
+	(*v1.JoinNodeResponse)(nil),             // 66: persys.v1.JoinNodeResponse
+	(*v1.RenewCertificateResponse)(nil),     // 67: persys.v1.RenewCertificateResponse
+	(*v1.CreateJoinTokenResponse)(nil),      // 68: persys.v1.CreateJoinTokenResponse
+	(*v1.ListJoinTokensResponse)(nil),       // 69: persys.v1.ListJoinTokensResponse
+	(*v1.RevokeJoinTokenResponse)(nil),      // 70: persys.v1.RevokeJoinTokenResponse
+	(*v1.RevokeCertificateResponse)(nil),    // 71: persys.v1.RevokeCertificateResponse
+	(*v1.ListRevocationsResponse)(nil),      // 72: persys.v1.ListRevocationsResponse
+	(*v1.IssueUserCertificateResponse)(nil), // 73: persys.v1.IssueUserCertificateResponse
+	(*v1.CreateAPITokenResponse)(nil),       // 74: persys.v1.CreateAPITokenResponse
+	(*v1.ListAPITokensResponse)(nil),        // 75: persys.v1.ListAPITokensResponse
+	(*v1.RevokeAPITokenResponse)(nil),       // 76: persys.v1.RevokeAPITokenResponse
+	(*v1.AuthenticateTokenResponse)(nil),    // 77: persys.v1.AuthenticateTokenResponse
+	(*v1.RecordAuditResponse)(nil),          // 78: persys.v1.RecordAuditResponse
+	(*v1.ApplyServiceResponse)(nil),         // 79: persys.v1.ApplyServiceResponse
+	(*v1.ServiceView)(nil),                  // 80: persys.v1.ServiceView
+	(*v1.ListServicesResponse)(nil),         // 81: persys.v1.ListServicesResponse
+	(*v1.DeleteServiceResponse)(nil),        // 82: persys.v1.DeleteServiceResponse
+	(*v1.RolloutHistoryResponse)(nil),       // 83: persys.v1.RolloutHistoryResponse
 }
 var file_persys_v1_control_service_proto_depIdxs = []int32{
 	0,  // 0: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
@@ -165,91 +178,99 @@ var file_persys_v1_control_service_proto_depIdxs = []int32{
 	6,  // 6: persys.v1.ControlService.DeleteWorkload:input_type -> persys.v1.DeleteRequest
 	7,  // 7: persys.v1.ControlService.RetryWorkload:input_type -> persys.v1.RetryRequest
 	4,  // 8: persys.v1.ControlService.WatchWorkload:input_type -> persys.v1.GetWorkloadRequest
-	8,  // 9: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
-	9,  // 10: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
-	10, // 11: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
-	11, // 12: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
-	12, // 13: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
-	12, // 14: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
-	13, // 15: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
-	14, // 16: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
-	15, // 17: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
-	16, // 18: persys.v1.ControlService.StreamWorkloadLogs:input_type -> persys.v1.StreamWorkloadLogsRequest
-	17, // 19: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
-	18, // 20: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
-	19, // 21: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
-	20, // 22: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
-	21, // 23: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
-	22, // 24: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
-	23, // 25: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
-	24, // 26: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
-	25, // 27: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
-	26, // 28: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
-	27, // 29: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
-	28, // 30: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
-	29, // 31: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
-	30, // 32: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
-	31, // 33: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
-	32, // 34: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
-	33, // 35: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
-	34, // 36: persys.v1.ControlService.ApplyService:input_type -> persys.v1.ApplyServiceRequest
-	35, // 37: persys.v1.ControlService.GetService:input_type -> persys.v1.GetServiceRequest
-	36, // 38: persys.v1.ControlService.ListServices:input_type -> persys.v1.ListServicesRequest
-	37, // 39: persys.v1.ControlService.DeleteService:input_type -> persys.v1.DeleteServiceRequest
-	38, // 40: persys.v1.ControlService.ScaleService:input_type -> persys.v1.ScaleServiceRequest
-	35, // 41: persys.v1.ControlService.RolloutHistory:input_type -> persys.v1.GetServiceRequest
-	39, // 42: persys.v1.ControlService.RolloutUndo:input_type -> persys.v1.RolloutUndoRequest
-	35, // 43: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
-	35, // 44: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
-	35, // 45: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
-	40, // 46: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	41, // 47: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	42, // 48: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	43, // 49: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
-	44, // 50: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	45, // 51: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	46, // 52: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	44, // 53: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	44, // 54: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	47, // 55: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	48, // 56: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	49, // 57: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	50, // 58: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	48, // 59: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	48, // 60: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	51, // 61: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	52, // 62: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	53, // 63: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	54, // 64: persys.v1.ControlService.StreamWorkloadLogs:output_type -> persys.v1.StreamWorkloadLogsResponse
-	55, // 65: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	55, // 66: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	56, // 67: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	57, // 68: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	58, // 69: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	59, // 70: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	60, // 71: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	61, // 72: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	62, // 73: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	63, // 74: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	64, // 75: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	65, // 76: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	66, // 77: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	67, // 78: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	68, // 79: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	69, // 80: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	70, // 81: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	71, // 82: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
-	72, // 83: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
-	73, // 84: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
-	74, // 85: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
-	72, // 86: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
-	75, // 87: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
-	72, // 88: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
-	72, // 89: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
-	72, // 90: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
-	72, // 91: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
-	46, // [46:92] is the sub-list for method output_type
-	0,  // [0:46] is the sub-list for method input_type
+	8,  // 9: persys.v1.ControlService.WatchWorkloads:input_type -> persys.v1.WatchWorkloadsRequest
+	9,  // 10: persys.v1.ControlService.WatchNodes:input_type -> persys.v1.WatchNodesRequest
+	10, // 11: persys.v1.ControlService.WatchServices:input_type -> persys.v1.WatchServicesRequest
+	11, // 12: persys.v1.ControlService.WatchEvents:input_type -> persys.v1.WatchEventsRequest
+	12, // 13: persys.v1.ControlService.ListNodes:input_type -> persys.v1.ListNodesRequest
+	13, // 14: persys.v1.ControlService.GetNode:input_type -> persys.v1.GetNodeRequest
+	14, // 15: persys.v1.ControlService.GetClusterSummary:input_type -> persys.v1.ClusterSummaryRequest
+	15, // 16: persys.v1.ControlService.ListEvents:input_type -> persys.v1.ListEventsRequest
+	16, // 17: persys.v1.ControlService.CordonNode:input_type -> persys.v1.CordonRequest
+	16, // 18: persys.v1.ControlService.UncordonNode:input_type -> persys.v1.CordonRequest
+	17, // 19: persys.v1.ControlService.DrainNode:input_type -> persys.v1.DrainRequest
+	18, // 20: persys.v1.ControlService.GetLeader:input_type -> persys.v1.GetLeaderRequest
+	19, // 21: persys.v1.ControlService.GetWorkloadLogs:input_type -> persys.v1.GetWorkloadLogsRequest
+	20, // 22: persys.v1.ControlService.StreamWorkloadLogs:input_type -> persys.v1.StreamWorkloadLogsRequest
+	21, // 23: persys.v1.ControlService.PutSecret:input_type -> persys.v1.PutSecretRequest
+	22, // 24: persys.v1.ControlService.GetSecret:input_type -> persys.v1.GetSecretRequest
+	23, // 25: persys.v1.ControlService.ListSecrets:input_type -> persys.v1.ListSecretsRequest
+	24, // 26: persys.v1.ControlService.DeleteSecret:input_type -> persys.v1.DeleteSecretRequest
+	25, // 27: persys.v1.ControlService.JoinNode:input_type -> persys.v1.JoinNodeRequest
+	26, // 28: persys.v1.ControlService.RenewCertificate:input_type -> persys.v1.RenewCertificateRequest
+	27, // 29: persys.v1.ControlService.CreateJoinToken:input_type -> persys.v1.CreateJoinTokenRequest
+	28, // 30: persys.v1.ControlService.ListJoinTokens:input_type -> persys.v1.ListJoinTokensRequest
+	29, // 31: persys.v1.ControlService.RevokeJoinToken:input_type -> persys.v1.RevokeJoinTokenRequest
+	30, // 32: persys.v1.ControlService.RevokeCertificate:input_type -> persys.v1.RevokeCertificateRequest
+	31, // 33: persys.v1.ControlService.ListRevocations:input_type -> persys.v1.ListRevocationsRequest
+	32, // 34: persys.v1.ControlService.IssueUserCertificate:input_type -> persys.v1.IssueUserCertificateRequest
+	33, // 35: persys.v1.ControlService.CreateAPIToken:input_type -> persys.v1.CreateAPITokenRequest
+	34, // 36: persys.v1.ControlService.ListAPITokens:input_type -> persys.v1.ListAPITokensRequest
+	35, // 37: persys.v1.ControlService.RevokeAPIToken:input_type -> persys.v1.RevokeAPITokenRequest
+	36, // 38: persys.v1.ControlService.AuthenticateToken:input_type -> persys.v1.AuthenticateTokenRequest
+	37, // 39: persys.v1.ControlService.RecordAudit:input_type -> persys.v1.RecordAuditRequest
+	38, // 40: persys.v1.ControlService.ApplyService:input_type -> persys.v1.ApplyServiceRequest
+	39, // 41: persys.v1.ControlService.GetService:input_type -> persys.v1.GetServiceRequest
+	40, // 42: persys.v1.ControlService.ListServices:input_type -> persys.v1.ListServicesRequest
+	41, // 43: persys.v1.ControlService.DeleteService:input_type -> persys.v1.DeleteServiceRequest
+	42, // 44: persys.v1.ControlService.ScaleService:input_type -> persys.v1.ScaleServiceRequest
+	39, // 45: persys.v1.ControlService.RolloutHistory:input_type -> persys.v1.GetServiceRequest
+	43, // 46: persys.v1.ControlService.RolloutUndo:input_type -> persys.v1.RolloutUndoRequest
+	39, // 47: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
+	39, // 48: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
+	39, // 49: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
+	44, // 50: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	45, // 51: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	46, // 52: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	47, // 53: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
+	48, // 54: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	49, // 55: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	50, // 56: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	48, // 57: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	48, // 58: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	51, // 59: persys.v1.ControlService.WatchWorkloads:output_type -> persys.v1.WatchWorkloadsResponse
+	52, // 60: persys.v1.ControlService.WatchNodes:output_type -> persys.v1.WatchNodesResponse
+	53, // 61: persys.v1.ControlService.WatchServices:output_type -> persys.v1.WatchServicesResponse
+	54, // 62: persys.v1.ControlService.WatchEvents:output_type -> persys.v1.WatchEventsResponse
+	55, // 63: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	56, // 64: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	57, // 65: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	58, // 66: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	56, // 67: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	56, // 68: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	59, // 69: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	60, // 70: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	61, // 71: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	62, // 72: persys.v1.ControlService.StreamWorkloadLogs:output_type -> persys.v1.StreamWorkloadLogsResponse
+	63, // 73: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	63, // 74: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	64, // 75: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	65, // 76: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	66, // 77: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	67, // 78: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	68, // 79: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	69, // 80: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	70, // 81: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	71, // 82: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	72, // 83: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	73, // 84: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	74, // 85: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	75, // 86: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	76, // 87: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	77, // 88: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	78, // 89: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	79, // 90: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
+	80, // 91: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
+	81, // 92: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
+	82, // 93: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
+	80, // 94: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
+	83, // 95: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
+	80, // 96: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
+	80, // 97: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
+	80, // 98: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
+	80, // 99: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
+	50, // [50:100] is the sub-list for method output_type
+	0,  // [0:50] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -29,6 +29,10 @@ const (
 	ControlService_DeleteWorkload_FullMethodName       = "/persys.v1.ControlService/DeleteWorkload"
 	ControlService_RetryWorkload_FullMethodName        = "/persys.v1.ControlService/RetryWorkload"
 	ControlService_WatchWorkload_FullMethodName        = "/persys.v1.ControlService/WatchWorkload"
+	ControlService_WatchWorkloads_FullMethodName       = "/persys.v1.ControlService/WatchWorkloads"
+	ControlService_WatchNodes_FullMethodName           = "/persys.v1.ControlService/WatchNodes"
+	ControlService_WatchServices_FullMethodName        = "/persys.v1.ControlService/WatchServices"
+	ControlService_WatchEvents_FullMethodName          = "/persys.v1.ControlService/WatchEvents"
 	ControlService_ListNodes_FullMethodName            = "/persys.v1.ControlService/ListNodes"
 	ControlService_GetNode_FullMethodName              = "/persys.v1.ControlService/GetNode"
 	ControlService_GetClusterSummary_FullMethodName    = "/persys.v1.ControlService/GetClusterSummary"
@@ -94,6 +98,17 @@ type ControlServiceClient interface {
 	// Streams the workload's view each time it changes, starting with the
 	// current one, until the context ends or the workload is gone.
 	WatchWorkload(ctx context.Context, in *v1.GetWorkloadRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WorkloadView], error)
+	// Resumable watches backed by etcd revisions. Without since_revision a
+	// watch sends the current list (SNAPSHOT items at one revision, then a
+	// BOOKMARK), then one PUT or DELETE per change in revision order, and a
+	// BOOKMARK now and then. With since_revision (and since_index) it sends
+	// every change after that position exactly once; a position older than
+	// the scheduler keeps fails with OutOfRange ("list again"). A watcher
+	// that falls too far behind is cut off with ResourceExhausted.
+	WatchWorkloads(ctx context.Context, in *v1.WatchWorkloadsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WatchWorkloadsResponse], error)
+	WatchNodes(ctx context.Context, in *v1.WatchNodesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WatchNodesResponse], error)
+	WatchServices(ctx context.Context, in *v1.WatchServicesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WatchServicesResponse], error)
+	WatchEvents(ctx context.Context, in *v1.WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WatchEventsResponse], error)
 	ListNodes(ctx context.Context, in *v1.ListNodesRequest, opts ...grpc.CallOption) (*v1.ListNodesResponse, error)
 	GetNode(ctx context.Context, in *v1.GetNodeRequest, opts ...grpc.CallOption) (*v1.Node, error)
 	GetClusterSummary(ctx context.Context, in *v1.ClusterSummaryRequest, opts ...grpc.CallOption) (*v1.ClusterSummary, error)
@@ -261,6 +276,82 @@ func (c *controlServiceClient) WatchWorkload(ctx context.Context, in *v1.GetWork
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ControlService_WatchWorkloadClient = grpc.ServerStreamingClient[v1.WorkloadView]
 
+func (c *controlServiceClient) WatchWorkloads(ctx context.Context, in *v1.WatchWorkloadsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WatchWorkloadsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[1], ControlService_WatchWorkloads_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.WatchWorkloadsRequest, v1.WatchWorkloadsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchWorkloadsClient = grpc.ServerStreamingClient[v1.WatchWorkloadsResponse]
+
+func (c *controlServiceClient) WatchNodes(ctx context.Context, in *v1.WatchNodesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WatchNodesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[2], ControlService_WatchNodes_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.WatchNodesRequest, v1.WatchNodesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchNodesClient = grpc.ServerStreamingClient[v1.WatchNodesResponse]
+
+func (c *controlServiceClient) WatchServices(ctx context.Context, in *v1.WatchServicesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WatchServicesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[3], ControlService_WatchServices_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.WatchServicesRequest, v1.WatchServicesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchServicesClient = grpc.ServerStreamingClient[v1.WatchServicesResponse]
+
+func (c *controlServiceClient) WatchEvents(ctx context.Context, in *v1.WatchEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.WatchEventsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[4], ControlService_WatchEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.WatchEventsRequest, v1.WatchEventsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchEventsClient = grpc.ServerStreamingClient[v1.WatchEventsResponse]
+
 func (c *controlServiceClient) ListNodes(ctx context.Context, in *v1.ListNodesRequest, opts ...grpc.CallOption) (*v1.ListNodesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(v1.ListNodesResponse)
@@ -353,7 +444,7 @@ func (c *controlServiceClient) GetWorkloadLogs(ctx context.Context, in *v1.GetWo
 
 func (c *controlServiceClient) StreamWorkloadLogs(ctx context.Context, in *v1.StreamWorkloadLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.StreamWorkloadLogsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[1], ControlService_StreamWorkloadLogs_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[5], ControlService_StreamWorkloadLogs_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -666,6 +757,17 @@ type ControlServiceServer interface {
 	// Streams the workload's view each time it changes, starting with the
 	// current one, until the context ends or the workload is gone.
 	WatchWorkload(*v1.GetWorkloadRequest, grpc.ServerStreamingServer[v1.WorkloadView]) error
+	// Resumable watches backed by etcd revisions. Without since_revision a
+	// watch sends the current list (SNAPSHOT items at one revision, then a
+	// BOOKMARK), then one PUT or DELETE per change in revision order, and a
+	// BOOKMARK now and then. With since_revision (and since_index) it sends
+	// every change after that position exactly once; a position older than
+	// the scheduler keeps fails with OutOfRange ("list again"). A watcher
+	// that falls too far behind is cut off with ResourceExhausted.
+	WatchWorkloads(*v1.WatchWorkloadsRequest, grpc.ServerStreamingServer[v1.WatchWorkloadsResponse]) error
+	WatchNodes(*v1.WatchNodesRequest, grpc.ServerStreamingServer[v1.WatchNodesResponse]) error
+	WatchServices(*v1.WatchServicesRequest, grpc.ServerStreamingServer[v1.WatchServicesResponse]) error
+	WatchEvents(*v1.WatchEventsRequest, grpc.ServerStreamingServer[v1.WatchEventsResponse]) error
 	ListNodes(context.Context, *v1.ListNodesRequest) (*v1.ListNodesResponse, error)
 	GetNode(context.Context, *v1.GetNodeRequest) (*v1.Node, error)
 	GetClusterSummary(context.Context, *v1.ClusterSummaryRequest) (*v1.ClusterSummary, error)
@@ -760,6 +862,18 @@ func (UnimplementedControlServiceServer) RetryWorkload(context.Context, *v1.Retr
 }
 func (UnimplementedControlServiceServer) WatchWorkload(*v1.GetWorkloadRequest, grpc.ServerStreamingServer[v1.WorkloadView]) error {
 	return status.Error(codes.Unimplemented, "method WatchWorkload not implemented")
+}
+func (UnimplementedControlServiceServer) WatchWorkloads(*v1.WatchWorkloadsRequest, grpc.ServerStreamingServer[v1.WatchWorkloadsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchWorkloads not implemented")
+}
+func (UnimplementedControlServiceServer) WatchNodes(*v1.WatchNodesRequest, grpc.ServerStreamingServer[v1.WatchNodesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchNodes not implemented")
+}
+func (UnimplementedControlServiceServer) WatchServices(*v1.WatchServicesRequest, grpc.ServerStreamingServer[v1.WatchServicesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchServices not implemented")
+}
+func (UnimplementedControlServiceServer) WatchEvents(*v1.WatchEventsRequest, grpc.ServerStreamingServer[v1.WatchEventsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchEvents not implemented")
 }
 func (UnimplementedControlServiceServer) ListNodes(context.Context, *v1.ListNodesRequest) (*v1.ListNodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListNodes not implemented")
@@ -1047,6 +1161,50 @@ func _ControlService_WatchWorkload_Handler(srv interface{}, stream grpc.ServerSt
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ControlService_WatchWorkloadServer = grpc.ServerStreamingServer[v1.WorkloadView]
+
+func _ControlService_WatchWorkloads_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.WatchWorkloadsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServiceServer).WatchWorkloads(m, &grpc.GenericServerStream[v1.WatchWorkloadsRequest, v1.WatchWorkloadsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchWorkloadsServer = grpc.ServerStreamingServer[v1.WatchWorkloadsResponse]
+
+func _ControlService_WatchNodes_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.WatchNodesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServiceServer).WatchNodes(m, &grpc.GenericServerStream[v1.WatchNodesRequest, v1.WatchNodesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchNodesServer = grpc.ServerStreamingServer[v1.WatchNodesResponse]
+
+func _ControlService_WatchServices_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.WatchServicesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServiceServer).WatchServices(m, &grpc.GenericServerStream[v1.WatchServicesRequest, v1.WatchServicesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchServicesServer = grpc.ServerStreamingServer[v1.WatchServicesResponse]
+
+func _ControlService_WatchEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.WatchEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServiceServer).WatchEvents(m, &grpc.GenericServerStream[v1.WatchEventsRequest, v1.WatchEventsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchEventsServer = grpc.ServerStreamingServer[v1.WatchEventsResponse]
 
 func _ControlService_ListNodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(v1.ListNodesRequest)
@@ -1895,6 +2053,26 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "WatchWorkload",
 			Handler:       _ControlService_WatchWorkload_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchWorkloads",
+			Handler:       _ControlService_WatchWorkloads_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchNodes",
+			Handler:       _ControlService_WatchNodes_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchServices",
+			Handler:       _ControlService_WatchServices_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchEvents",
+			Handler:       _ControlService_WatchEvents_Handler,
 			ServerStreams: true,
 		},
 		{
