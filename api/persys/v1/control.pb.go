@@ -3929,6 +3929,272 @@ func (x *ListEventsResponse) GetEvents() []*Event {
 	return nil
 }
 
+type ServiceEndpointsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpointsRequest) Reset() {
+	*x = ServiceEndpointsRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpointsRequest) ProtoMessage() {}
+
+func (x *ServiceEndpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpointsRequest.ProtoReflect.Descriptor instead.
+func (*ServiceEndpointsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *ServiceEndpointsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ServiceEndpointList is a service's endpoints at one etcd revision.
+type ServiceEndpointList struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The etcd revision the set was read at.
+	Revision  int64              `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Endpoints []*ServiceEndpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// Watch only: SNAPSHOT for the first set of a stream, UPDATE after.
+	Type          string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpointList) Reset() {
+	*x = ServiceEndpointList{}
+	mi := &file_persys_v1_control_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpointList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpointList) ProtoMessage() {}
+
+func (x *ServiceEndpointList) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpointList.ProtoReflect.Descriptor instead.
+func (*ServiceEndpointList) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{75}
+}
+
+func (x *ServiceEndpointList) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceEndpointList) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ServiceEndpointList) GetEndpoints() []*ServiceEndpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *ServiceEndpointList) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// ServiceEndpoint is one ready replica of a service.
+type ServiceEndpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica workload's name.
+	Replica string `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	NodeId  string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The host part of the node's registered address.
+	NodeAddress string                 `protobuf:"bytes,3,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
+	Ports       []*ServiceEndpointPort `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty"`
+	// The container's IP where the runtime reports one.
+	ContainerIp string `protobuf:"bytes,5,opt,name=container_ip,json=containerIp,proto3" json:"container_ip,omitempty"`
+	// The service template revision the replica runs.
+	Revision      uint64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpoint) Reset() {
+	*x = ServiceEndpoint{}
+	mi := &file_persys_v1_control_proto_msgTypes[76]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpoint) ProtoMessage() {}
+
+func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[76]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
+func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{76}
+}
+
+func (x *ServiceEndpoint) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetPorts() []*ServiceEndpointPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *ServiceEndpoint) GetContainerIp() string {
+	if x != nil {
+		return x.ContainerIp
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ServiceEndpointPort is a container port and the host port that reaches it
+// (fixed in the template or picked by the scheduler).
+type ServiceEndpointPort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerPort uint32                 `protobuf:"varint,1,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
+	HostPort      uint32                 `protobuf:"varint,2,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	Protocol      string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpointPort) Reset() {
+	*x = ServiceEndpointPort{}
+	mi := &file_persys_v1_control_proto_msgTypes[77]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpointPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpointPort) ProtoMessage() {}
+
+func (x *ServiceEndpointPort) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[77]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpointPort.ProtoReflect.Descriptor instead.
+func (*ServiceEndpointPort) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{77}
+}
+
+func (x *ServiceEndpointPort) GetContainerPort() uint32 {
+	if x != nil {
+		return x.ContainerPort
+	}
+	return 0
+}
+
+func (x *ServiceEndpointPort) GetHostPort() uint32 {
+	if x != nil {
+		return x.HostPort
+	}
+	return 0
+}
+
+func (x *ServiceEndpointPort) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
 var File_persys_v1_control_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_proto_rawDesc = "" +
@@ -4206,7 +4472,25 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x05limit\x18\x02 \x01(\x05R\x05limit\x12\x12\n" +
 	"\x04type\x18\x03 \x01(\tR\x04type\">\n" +
 	"\x12ListEventsResponse\x12(\n" +
-	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06eventsB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
+	"\x06events\x18\x01 \x03(\v2\x10.persys.v1.EventR\x06events\"-\n" +
+	"\x17ServiceEndpointsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x99\x01\n" +
+	"\x13ServiceEndpointList\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x128\n" +
+	"\tendpoints\x18\x03 \x03(\v2\x1a.persys.v1.ServiceEndpointR\tendpoints\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\"\xdc\x01\n" +
+	"\x0fServiceEndpoint\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12!\n" +
+	"\fnode_address\x18\x03 \x01(\tR\vnodeAddress\x124\n" +
+	"\x05ports\x18\x04 \x03(\v2\x1e.persys.v1.ServiceEndpointPortR\x05ports\x12!\n" +
+	"\fcontainer_ip\x18\x05 \x01(\tR\vcontainerIp\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"u\n" +
+	"\x13ServiceEndpointPort\x12%\n" +
+	"\x0econtainer_port\x18\x01 \x01(\rR\rcontainerPort\x12\x1b\n" +
+	"\thost_port\x18\x02 \x01(\rR\bhostPort\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocolB6Z4github.com/persys-dev/compute/api/persys/v1;persysv1b\x06proto3"
 
 var (
 	file_persys_v1_control_proto_rawDescOnce sync.Once
@@ -4220,7 +4504,7 @@ func file_persys_v1_control_proto_rawDescGZIP() []byte {
 	return file_persys_v1_control_proto_rawDescData
 }
 
-var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
+var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 85)
 var file_persys_v1_control_proto_goTypes = []any{
 	(*ApplyServiceRequest)(nil),          // 0: persys.v1.ApplyServiceRequest
 	(*ApplyServiceResponse)(nil),         // 1: persys.v1.ApplyServiceResponse
@@ -4296,87 +4580,93 @@ var file_persys_v1_control_proto_goTypes = []any{
 	(*ClusterSummaryRequest)(nil),        // 71: persys.v1.ClusterSummaryRequest
 	(*ListEventsRequest)(nil),            // 72: persys.v1.ListEventsRequest
 	(*ListEventsResponse)(nil),           // 73: persys.v1.ListEventsResponse
-	nil,                                  // 74: persys.v1.ApplyServiceRequest.LabelsEntry
-	nil,                                  // 75: persys.v1.PutSecretRequest.DataEntry
-	nil,                                  // 76: persys.v1.JoinNodeResponse.LabelsEntry
-	nil,                                  // 77: persys.v1.JoinToken.LabelsEntry
-	nil,                                  // 78: persys.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                  // 79: persys.v1.ApplyRequest.LabelsEntry
-	nil,                                  // 80: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	(*ServiceSpec)(nil),                  // 81: persys.v1.ServiceSpec
-	(*Service)(nil),                      // 82: persys.v1.Service
-	(*ServiceProgress)(nil),              // 83: persys.v1.ServiceProgress
-	(*Event)(nil),                        // 84: persys.v1.Event
-	(*ServiceRevision)(nil),              // 85: persys.v1.ServiceRevision
-	(SecretType)(0),                      // 86: persys.v1.SecretType
-	(*SecretInfo)(nil),                   // 87: persys.v1.SecretInfo
-	(*timestamppb.Timestamp)(nil),        // 88: google.protobuf.Timestamp
-	(FailureReason)(0),                   // 89: persys.v1.FailureReason
-	(*Node)(nil),                         // 90: persys.v1.Node
-	(*NodeCapabilities)(nil),             // 91: persys.v1.NodeCapabilities
-	(*WorkloadStatus)(nil),               // 92: persys.v1.WorkloadStatus
-	(*Resources)(nil),                    // 93: persys.v1.Resources
-	(*HostPort)(nil),                     // 94: persys.v1.HostPort
-	(*WorkloadSpec)(nil),                 // 95: persys.v1.WorkloadSpec
-	(*ServiceOwner)(nil),                 // 96: persys.v1.ServiceOwner
-	(*Workload)(nil),                     // 97: persys.v1.Workload
-	(*Assignment)(nil),                   // 98: persys.v1.Assignment
+	(*ServiceEndpointsRequest)(nil),      // 74: persys.v1.ServiceEndpointsRequest
+	(*ServiceEndpointList)(nil),          // 75: persys.v1.ServiceEndpointList
+	(*ServiceEndpoint)(nil),              // 76: persys.v1.ServiceEndpoint
+	(*ServiceEndpointPort)(nil),          // 77: persys.v1.ServiceEndpointPort
+	nil,                                  // 78: persys.v1.ApplyServiceRequest.LabelsEntry
+	nil,                                  // 79: persys.v1.PutSecretRequest.DataEntry
+	nil,                                  // 80: persys.v1.JoinNodeResponse.LabelsEntry
+	nil,                                  // 81: persys.v1.JoinToken.LabelsEntry
+	nil,                                  // 82: persys.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 83: persys.v1.ApplyRequest.LabelsEntry
+	nil,                                  // 84: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	(*ServiceSpec)(nil),                  // 85: persys.v1.ServiceSpec
+	(*Service)(nil),                      // 86: persys.v1.Service
+	(*ServiceProgress)(nil),              // 87: persys.v1.ServiceProgress
+	(*Event)(nil),                        // 88: persys.v1.Event
+	(*ServiceRevision)(nil),              // 89: persys.v1.ServiceRevision
+	(SecretType)(0),                      // 90: persys.v1.SecretType
+	(*SecretInfo)(nil),                   // 91: persys.v1.SecretInfo
+	(*timestamppb.Timestamp)(nil),        // 92: google.protobuf.Timestamp
+	(FailureReason)(0),                   // 93: persys.v1.FailureReason
+	(*Node)(nil),                         // 94: persys.v1.Node
+	(*NodeCapabilities)(nil),             // 95: persys.v1.NodeCapabilities
+	(*WorkloadStatus)(nil),               // 96: persys.v1.WorkloadStatus
+	(*Resources)(nil),                    // 97: persys.v1.Resources
+	(*HostPort)(nil),                     // 98: persys.v1.HostPort
+	(*WorkloadSpec)(nil),                 // 99: persys.v1.WorkloadSpec
+	(*ServiceOwner)(nil),                 // 100: persys.v1.ServiceOwner
+	(*Workload)(nil),                     // 101: persys.v1.Workload
+	(*Assignment)(nil),                   // 102: persys.v1.Assignment
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
-	74, // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
-	81, // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
-	2,  // 2: persys.v1.ApplyServiceResponse.service:type_name -> persys.v1.ServiceView
-	82, // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
-	83, // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
-	84, // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
-	2,  // 6: persys.v1.ListServicesResponse.services:type_name -> persys.v1.ServiceView
-	85, // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
-	86, // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
-	75, // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
-	87, // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
-	76, // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
-	88, // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	77, // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
-	88, // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	78, // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
-	21, // 16: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
-	21, // 17: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
-	88, // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
-	28, // 19: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
-	28, // 20: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
-	88, // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
-	88, // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
-	35, // 23: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
-	35, // 24: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
-	84, // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
-	89, // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
-	90, // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
-	48, // 28: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
-	91, // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
-	92, // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	93, // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
-	92, // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	94, // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
-	79, // 34: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	95, // 35: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	96, // 36: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
-	61, // 37: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
-	56, // 38: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
-	60, // 39: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
-	61, // 40: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
-	97, // 41: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	92, // 42: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	98, // 43: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	84, // 44: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	80, // 45: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	61, // 46: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	90, // 47: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	84, // 48: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	78,  // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
+	85,  // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
+	2,   // 2: persys.v1.ApplyServiceResponse.service:type_name -> persys.v1.ServiceView
+	86,  // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
+	87,  // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
+	88,  // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
+	2,   // 6: persys.v1.ListServicesResponse.services:type_name -> persys.v1.ServiceView
+	89,  // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
+	90,  // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
+	79,  // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
+	91,  // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
+	80,  // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
+	92,  // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	81,  // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
+	92,  // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	82,  // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
+	21,  // 16: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
+	21,  // 17: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
+	92,  // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	28,  // 19: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
+	28,  // 20: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
+	92,  // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
+	92,  // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	35,  // 23: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
+	35,  // 24: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
+	88,  // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
+	93,  // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
+	94,  // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
+	48,  // 28: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
+	95,  // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
+	96,  // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	97,  // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
+	96,  // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	98,  // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
+	83,  // 34: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	99,  // 35: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	100, // 36: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
+	61,  // 37: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
+	56,  // 38: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
+	60,  // 39: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
+	61,  // 40: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
+	101, // 41: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	96,  // 42: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	102, // 43: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	88,  // 44: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	84,  // 45: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	61,  // 46: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
+	94,  // 47: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	88,  // 48: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	76,  // 49: persys.v1.ServiceEndpointList.endpoints:type_name -> persys.v1.ServiceEndpoint
+	77,  // 50: persys.v1.ServiceEndpoint.ports:type_name -> persys.v1.ServiceEndpointPort
+	51,  // [51:51] is the sub-list for method output_type
+	51,  // [51:51] is the sub-list for method input_type
+	51,  // [51:51] is the sub-list for extension type_name
+	51,  // [51:51] is the sub-list for extension extendee
+	0,   // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }
@@ -4391,7 +4681,7 @@ func file_persys_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_control_proto_rawDesc), len(file_persys_v1_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   81,
+			NumMessages:   85,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

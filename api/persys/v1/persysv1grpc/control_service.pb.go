@@ -25,7 +25,7 @@ var File_persys_v1_control_service_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xb0\x1b\n" +
+	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xea\x1c\n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
@@ -74,7 +74,9 @@ const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\vRolloutUndo\x12\x1d.persys.v1.RolloutUndoRequest\x1a\x16.persys.v1.ServiceView\x12D\n" +
 	"\fRolloutPause\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12E\n" +
 	"\rRolloutResume\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12F\n" +
-	"\x0eRolloutPromote\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceViewBGZEgithub.com/persys-dev/compute/api/persys/v1/persysv1grpc;persysv1grpcb\x06proto3"
+	"\x0eRolloutPromote\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12Y\n" +
+	"\x13GetServiceEndpoints\x12\".persys.v1.ServiceEndpointsRequest\x1a\x1e.persys.v1.ServiceEndpointList\x12]\n" +
+	"\x15WatchServiceEndpoints\x12\".persys.v1.ServiceEndpointsRequest\x1a\x1e.persys.v1.ServiceEndpointList0\x01BGZEgithub.com/persys-dev/compute/api/persys/v1/persysv1grpc;persysv1grpcb\x06proto3"
 
 var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.RegisterNodeRequest)(nil),          // 0: persys.v1.RegisterNodeRequest
@@ -116,41 +118,43 @@ var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.DeleteServiceRequest)(nil),         // 36: persys.v1.DeleteServiceRequest
 	(*v1.ScaleServiceRequest)(nil),          // 37: persys.v1.ScaleServiceRequest
 	(*v1.RolloutUndoRequest)(nil),           // 38: persys.v1.RolloutUndoRequest
-	(*v1.RegisterNodeResponse)(nil),         // 39: persys.v1.RegisterNodeResponse
-	(*v1.HeartbeatResponse)(nil),            // 40: persys.v1.HeartbeatResponse
-	(*v1.ApplyResponse)(nil),                // 41: persys.v1.ApplyResponse
-	(*v1.ApplyWorkloadsResponse)(nil),       // 42: persys.v1.ApplyWorkloadsResponse
-	(*v1.WorkloadView)(nil),                 // 43: persys.v1.WorkloadView
-	(*v1.ListWorkloadsResponse)(nil),        // 44: persys.v1.ListWorkloadsResponse
-	(*v1.DeleteResponse)(nil),               // 45: persys.v1.DeleteResponse
-	(*v1.ListNodesResponse)(nil),            // 46: persys.v1.ListNodesResponse
-	(*v1.Node)(nil),                         // 47: persys.v1.Node
-	(*v1.ClusterSummary)(nil),               // 48: persys.v1.ClusterSummary
-	(*v1.ListEventsResponse)(nil),           // 49: persys.v1.ListEventsResponse
-	(*v1.DrainResponse)(nil),                // 50: persys.v1.DrainResponse
-	(*v1.LeaderInfo)(nil),                   // 51: persys.v1.LeaderInfo
-	(*v1.GetWorkloadLogsResponse)(nil),      // 52: persys.v1.GetWorkloadLogsResponse
-	(*v1.SecretInfo)(nil),                   // 53: persys.v1.SecretInfo
-	(*v1.ListSecretsResponse)(nil),          // 54: persys.v1.ListSecretsResponse
-	(*v1.DeleteSecretResponse)(nil),         // 55: persys.v1.DeleteSecretResponse
-	(*v1.JoinNodeResponse)(nil),             // 56: persys.v1.JoinNodeResponse
-	(*v1.RenewCertificateResponse)(nil),     // 57: persys.v1.RenewCertificateResponse
-	(*v1.CreateJoinTokenResponse)(nil),      // 58: persys.v1.CreateJoinTokenResponse
-	(*v1.ListJoinTokensResponse)(nil),       // 59: persys.v1.ListJoinTokensResponse
-	(*v1.RevokeJoinTokenResponse)(nil),      // 60: persys.v1.RevokeJoinTokenResponse
-	(*v1.RevokeCertificateResponse)(nil),    // 61: persys.v1.RevokeCertificateResponse
-	(*v1.ListRevocationsResponse)(nil),      // 62: persys.v1.ListRevocationsResponse
-	(*v1.IssueUserCertificateResponse)(nil), // 63: persys.v1.IssueUserCertificateResponse
-	(*v1.CreateAPITokenResponse)(nil),       // 64: persys.v1.CreateAPITokenResponse
-	(*v1.ListAPITokensResponse)(nil),        // 65: persys.v1.ListAPITokensResponse
-	(*v1.RevokeAPITokenResponse)(nil),       // 66: persys.v1.RevokeAPITokenResponse
-	(*v1.AuthenticateTokenResponse)(nil),    // 67: persys.v1.AuthenticateTokenResponse
-	(*v1.RecordAuditResponse)(nil),          // 68: persys.v1.RecordAuditResponse
-	(*v1.ApplyServiceResponse)(nil),         // 69: persys.v1.ApplyServiceResponse
-	(*v1.ServiceView)(nil),                  // 70: persys.v1.ServiceView
-	(*v1.ListServicesResponse)(nil),         // 71: persys.v1.ListServicesResponse
-	(*v1.DeleteServiceResponse)(nil),        // 72: persys.v1.DeleteServiceResponse
-	(*v1.RolloutHistoryResponse)(nil),       // 73: persys.v1.RolloutHistoryResponse
+	(*v1.ServiceEndpointsRequest)(nil),      // 39: persys.v1.ServiceEndpointsRequest
+	(*v1.RegisterNodeResponse)(nil),         // 40: persys.v1.RegisterNodeResponse
+	(*v1.HeartbeatResponse)(nil),            // 41: persys.v1.HeartbeatResponse
+	(*v1.ApplyResponse)(nil),                // 42: persys.v1.ApplyResponse
+	(*v1.ApplyWorkloadsResponse)(nil),       // 43: persys.v1.ApplyWorkloadsResponse
+	(*v1.WorkloadView)(nil),                 // 44: persys.v1.WorkloadView
+	(*v1.ListWorkloadsResponse)(nil),        // 45: persys.v1.ListWorkloadsResponse
+	(*v1.DeleteResponse)(nil),               // 46: persys.v1.DeleteResponse
+	(*v1.ListNodesResponse)(nil),            // 47: persys.v1.ListNodesResponse
+	(*v1.Node)(nil),                         // 48: persys.v1.Node
+	(*v1.ClusterSummary)(nil),               // 49: persys.v1.ClusterSummary
+	(*v1.ListEventsResponse)(nil),           // 50: persys.v1.ListEventsResponse
+	(*v1.DrainResponse)(nil),                // 51: persys.v1.DrainResponse
+	(*v1.LeaderInfo)(nil),                   // 52: persys.v1.LeaderInfo
+	(*v1.GetWorkloadLogsResponse)(nil),      // 53: persys.v1.GetWorkloadLogsResponse
+	(*v1.SecretInfo)(nil),                   // 54: persys.v1.SecretInfo
+	(*v1.ListSecretsResponse)(nil),          // 55: persys.v1.ListSecretsResponse
+	(*v1.DeleteSecretResponse)(nil),         // 56: persys.v1.DeleteSecretResponse
+	(*v1.JoinNodeResponse)(nil),             // 57: persys.v1.JoinNodeResponse
+	(*v1.RenewCertificateResponse)(nil),     // 58: persys.v1.RenewCertificateResponse
+	(*v1.CreateJoinTokenResponse)(nil),      // 59: persys.v1.CreateJoinTokenResponse
+	(*v1.ListJoinTokensResponse)(nil),       // 60: persys.v1.ListJoinTokensResponse
+	(*v1.RevokeJoinTokenResponse)(nil),      // 61: persys.v1.RevokeJoinTokenResponse
+	(*v1.RevokeCertificateResponse)(nil),    // 62: persys.v1.RevokeCertificateResponse
+	(*v1.ListRevocationsResponse)(nil),      // 63: persys.v1.ListRevocationsResponse
+	(*v1.IssueUserCertificateResponse)(nil), // 64: persys.v1.IssueUserCertificateResponse
+	(*v1.CreateAPITokenResponse)(nil),       // 65: persys.v1.CreateAPITokenResponse
+	(*v1.ListAPITokensResponse)(nil),        // 66: persys.v1.ListAPITokensResponse
+	(*v1.RevokeAPITokenResponse)(nil),       // 67: persys.v1.RevokeAPITokenResponse
+	(*v1.AuthenticateTokenResponse)(nil),    // 68: persys.v1.AuthenticateTokenResponse
+	(*v1.RecordAuditResponse)(nil),          // 69: persys.v1.RecordAuditResponse
+	(*v1.ApplyServiceResponse)(nil),         // 70: persys.v1.ApplyServiceResponse
+	(*v1.ServiceView)(nil),                  // 71: persys.v1.ServiceView
+	(*v1.ListServicesResponse)(nil),         // 72: persys.v1.ListServicesResponse
+	(*v1.DeleteServiceResponse)(nil),        // 73: persys.v1.DeleteServiceResponse
+	(*v1.RolloutHistoryResponse)(nil),       // 74: persys.v1.RolloutHistoryResponse
+	(*v1.ServiceEndpointList)(nil),          // 75: persys.v1.ServiceEndpointList
 }
 var file_persys_v1_control_service_proto_depIdxs = []int32{
 	0,  // 0: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
@@ -198,53 +202,57 @@ var file_persys_v1_control_service_proto_depIdxs = []int32{
 	34, // 42: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
 	34, // 43: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
 	34, // 44: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
-	39, // 45: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	40, // 46: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	41, // 47: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	42, // 48: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
-	43, // 49: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	44, // 50: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	45, // 51: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	43, // 52: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	43, // 53: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	46, // 54: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	47, // 55: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	48, // 56: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	49, // 57: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	47, // 58: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	47, // 59: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	50, // 60: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	51, // 61: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	52, // 62: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	53, // 63: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	53, // 64: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	54, // 65: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	55, // 66: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	56, // 67: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	57, // 68: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	58, // 69: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	59, // 70: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	60, // 71: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	61, // 72: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	62, // 73: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	63, // 74: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	64, // 75: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	65, // 76: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	66, // 77: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	67, // 78: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	68, // 79: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	69, // 80: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
-	70, // 81: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
-	71, // 82: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
-	72, // 83: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
-	70, // 84: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
-	73, // 85: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
-	70, // 86: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
-	70, // 87: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
-	70, // 88: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
-	70, // 89: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
-	45, // [45:90] is the sub-list for method output_type
-	0,  // [0:45] is the sub-list for method input_type
+	39, // 45: persys.v1.ControlService.GetServiceEndpoints:input_type -> persys.v1.ServiceEndpointsRequest
+	39, // 46: persys.v1.ControlService.WatchServiceEndpoints:input_type -> persys.v1.ServiceEndpointsRequest
+	40, // 47: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	41, // 48: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	42, // 49: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	43, // 50: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
+	44, // 51: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	45, // 52: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	46, // 53: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	44, // 54: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	44, // 55: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	47, // 56: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	48, // 57: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	49, // 58: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	50, // 59: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	48, // 60: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	48, // 61: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	51, // 62: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	52, // 63: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	53, // 64: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	54, // 65: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	54, // 66: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	55, // 67: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	56, // 68: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	57, // 69: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	58, // 70: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	59, // 71: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	60, // 72: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	61, // 73: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	62, // 74: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	63, // 75: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	64, // 76: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	65, // 77: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	66, // 78: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	67, // 79: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	68, // 80: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	69, // 81: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	70, // 82: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
+	71, // 83: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
+	72, // 84: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
+	73, // 85: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
+	71, // 86: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
+	74, // 87: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
+	71, // 88: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
+	71, // 89: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
+	71, // 90: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
+	71, // 91: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
+	75, // 92: persys.v1.ControlService.GetServiceEndpoints:output_type -> persys.v1.ServiceEndpointList
+	75, // 93: persys.v1.ControlService.WatchServiceEndpoints:output_type -> persys.v1.ServiceEndpointList
+	47, // [47:94] is the sub-list for method output_type
+	0,  // [0:47] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name
