@@ -13,8 +13,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
-	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/contract"
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
 // EndpointsEvent is one line of the endpoints watch.

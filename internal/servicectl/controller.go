@@ -351,7 +351,7 @@ func policyOf(u *persysv1.ServiceUpdatePolicy) Policy {
 		MinReady:         time.Duration(u.GetMinReadySeconds()) * time.Second,
 		ProgressDeadline: time.Duration(u.GetProgressDeadlineSeconds()) * time.Second,
 		AutoRollback:     u.GetAutoRollback(), Canary: int(u.GetCanary()), Paused: u.GetPaused(),
-		DrainDelay:       time.Duration(u.GetDrainDelayMs()) * time.Millisecond}
+		DrainDelay: time.Duration(u.GetDrainDelayMs()) * time.Millisecond}
 }
 
 // drainingSince maps each draining replica to when it left the endpoints.
