@@ -6,7 +6,6 @@ package servicectl
 
 import (
 	"context"
-	"errors"
 	"net"
 	"slices"
 	"time"
@@ -52,43 +51,39 @@ func (c *Controller) WatchEndpoints(ctx context.Context, name string, send func(
 	}
 	for ctx.Err() == nil {
 		for range c.st.WatchServiceReplicas(ctx, name, cur.GetRevision()) {
-			next, err := c.Endpoints(ctx, name)
-			if err != nil {
+			if cur, err = c.sendChange(ctx, cur, send); err != nil {
 				return err
 			}
-			changed := !slices.EqualFunc(cur.GetEndpoints(), next.GetEndpoints(), func(a, b *persysv1.ServiceEndpoint) bool { return proto.Equal(a, b) })
-			cur = next
-			if changed {
-				cur.Type = EndpointsUpdate
-				if err := send(cur); err != nil {
-					return err
-				}
-			}
 		}
-		// The watch ended (compaction, lost leader): read again and
-		// watch from there.
+		// The watch ended (compaction, lost leader): read again after a
+		// pause and watch from there.
 		t := time.NewTimer(rewatchPause)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 		case <-t.C:
-			next, err := c.Endpoints(ctx, name)
-			if err != nil {
-				if ctx.Err() != nil || errors.Is(err, store.ErrNotFound) {
-					return err
-				}
-				continue
-			}
-			if !slices.EqualFunc(cur.GetEndpoints(), next.GetEndpoints(), func(a, b *persysv1.ServiceEndpoint) bool { return proto.Equal(a, b) }) {
-				next.Type = EndpointsUpdate
-				if err := send(next); err != nil {
-					return err
-				}
+			next, err := c.sendChange(ctx, cur, send)
+			if err != nil && !store.Unavailable(err) {
+				return err // gone, or the receiver went away
 			}
 			cur = next
 		}
 	}
 	return ctx.Err()
+}
+
+// sendChange reads the endpoints again and sends them when they differ
+// from cur; it returns the set read.
+func (c *Controller) sendChange(ctx context.Context, cur *persysv1.ServiceEndpointList, send func(*persysv1.ServiceEndpointList) error) (*persysv1.ServiceEndpointList, error) {
+	next, err := c.Endpoints(ctx, cur.GetService())
+	if err != nil {
+		return cur, err
+	}
+	if slices.EqualFunc(cur.GetEndpoints(), next.GetEndpoints(), func(a, b *persysv1.ServiceEndpoint) bool { return proto.Equal(a, b) }) {
+		return next, nil
+	}
+	next.Type = EndpointsUpdate
+	return next, send(next)
 }
 
 // nodeAddress is the host part of the node's registered address.
