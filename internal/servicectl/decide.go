@@ -316,7 +316,9 @@ type stopReason struct {
 // the target changes.
 func (v *view) failure(p *Progress) (stopReason, bool) {
 	in := v.in
-	if !v.rollout {
+	if !v.rollout || v.targetDone() {
+		// A target revision all available is no failing update, even one
+		// that failed on the way (slow starts past the deadline).
 		return stopReason{}, false
 	}
 	if p.Phase == PhaseFailed {
@@ -340,6 +342,12 @@ func (v *view) failure(p *Progress) (stopReason, bool) {
 		return stopReason{rollbackTo: p.CurrentGood, why: why + fmt.Sprintf("; rolling back to revision %d", p.CurrentGood)}, true
 	}
 	return stopReason{why: why + "; update stopped"}, true
+}
+
+// targetDone: exactly Replicas replicas, all of the target revision and
+// available.
+func (v *view) targetDone() bool {
+	return len(v.older) == 0 && len(v.newer) == v.in.Replicas && v.newAvailable >= v.in.Replicas
 }
 
 // canaryActive: the update holds at Canary new replicas. A return to a
@@ -468,7 +476,7 @@ func (v *view) phase(newTarget int, p *Progress) Phase {
 	switch {
 	case !v.rollout && len(v.newer) != in.Replicas:
 		return PhaseProgressing // scaling
-	case !v.rollout || len(v.older) == 0 && len(v.newer) == in.Replicas && v.newAvailable >= in.Replicas:
+	case !v.rollout || v.targetDone():
 		return PhaseComplete
 	case v.canaryActive() && v.newAvailable >= newTarget:
 		return PhaseAwaitingPromotion

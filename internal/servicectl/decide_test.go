@@ -434,3 +434,20 @@ func TestDecideDrains(t *testing.T) {
 		t.Fatalf("drained: delete %v (replicas %d), want %v", d.Delete, d.Progress.Replicas, names(newHash, 2))
 	}
 }
+
+// A failed update whose new replicas all turn available after all (slow
+// starts past the deadline, no rollback target) completes: it is no
+// longer failing, and a FAILED phase would keep the controller from ever
+// replacing a replica again.
+func TestDecideFailedUpdateCompletesWhenAvailable(t *testing.T) {
+	in := update(3, surge1, many(newHash, "rrr"))
+	in.Prior.Phase, in.Prior.CurrentGood, in.Prior.ProgressAt = PhaseFailed, 0, t0.Add(-time.Hour)
+	d := Decide(in)
+	if d.Progress.Phase != PhaseComplete || d.Progress.CurrentGood != 2 {
+		t.Fatalf("phase %v, current good %d: want COMPLETE at revision 2", d.Progress.Phase, d.Progress.CurrentGood)
+	}
+	in.Instances = many(newHash, "rrs")
+	if d := Decide(in); d.Progress.Phase != PhaseFailed {
+		t.Fatalf("with one replica still starting: phase %v, want FAILED", d.Progress.Phase)
+	}
+}

@@ -43,7 +43,7 @@ metadata: {name: %[1]s}
 spec:
   replicas: %[2]d
   spread: {maxPerNode: 3}
-  update: {maxSurge: %[3]d, maxUnavailable: %[4]d, progressDeadline: 20s, autoRollback: true, drainDelay: 2s}
+  update: {maxSurge: %[3]d, maxUnavailable: %[4]d, progressDeadline: 90s, autoRollback: true, drainDelay: 2s}
   template:
     type: container
     container:
@@ -55,7 +55,9 @@ spec:
     readinessProbe:
       exec: {command: ["/hello", "exit", %[9]q]}
       initialDelaySeconds: 1
-      periodSeconds: 1
+      periodSeconds: 5
+      timeoutSeconds: 5
+      failureThreshold: 3
     resources: {cpu: 50m, memory: 16Mi}
 `, svcName, svcReplicas, svcSurge, svcMaxUnav, c.HelloImg, greeting, labelRun, c.Run, code)
 }
