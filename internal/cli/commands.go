@@ -219,7 +219,7 @@ func newGetCommand(o *options) *cobra.Command {
 		watch    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "get workloads|workload NAME|services|service NAME|nodes|node ID|leader",
+		Use:   "get workloads|workload NAME|services|service NAME|endpoints SERVICE|nodes|node ID|leader",
 		Short: "List workloads, services or nodes, show one, or show the scheduler leader",
 		Long: "List workloads, services or nodes, show one, or show the scheduler leader. Without arguments, list what can be got.\n" +
 			"-o wide adds columns, -o name prints kind/name lines for scripts, -o json and -o yaml the whole objects.",
@@ -236,6 +236,17 @@ func newGetCommand(o *options) *cobra.Command {
 					return fmt.Errorf("--selector applies only to listing workloads")
 				}
 				return o.runLeader(cmd)
+			}
+			if isEndpointsKind(args[0]) {
+				if len(args) != 2 || selector != "" {
+					return fmt.Errorf("get endpoints takes one service name and no --selector")
+				}
+				c, err := o.client()
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				return o.getEndpoints(cmd, c, args[1], watch)
 			}
 			kind, err := kindOf(args[0])
 			if err != nil {
@@ -305,7 +316,7 @@ func newGetCommand(o *options) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector for workloads, key=value[,key=value]")
-	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after the list, print a row for every change until interrupted")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "after the list, print a row for every change until interrupted (get endpoints SERVICE: the whole set again each time it changes; -o json: one JSON line each)")
 	return cmd
 }
 

@@ -35,13 +35,14 @@ func printWorkloadsWide(w io.Writer, views []*persysv1.WorkloadView, now time.Ti
 		return err
 	}
 	tw := newTable(w)
-	row(tw, "", "NAME", "TYPE", "STATE", "NODE", "REVISION", "REASON", "AGE", "SOURCE", "ATTEMPTS", "ADDRESSES", "PORTS", "LABELS")
+	row(tw, "", "NAME", "TYPE", "STATE", "READY", "NODE", "REVISION", "REASON", "AGE", "SOURCE", "ATTEMPTS", "ADDRESSES", "PORTS", "LABELS")
 	for _, v := range views {
 		wl, st := v.GetWorkload(), v.GetStatus()
 		row(tw, "",
 			wl.GetName(),
 			enumName(wl.GetSpec().GetType()),
 			workloadState(v),
+			readyCell(st),
 			workloadNode(v),
 			strconv.FormatUint(wl.GetRevision(), 10),
 			enumName(st.GetReason()),
@@ -54,6 +55,15 @@ func printWorkloadsWide(w io.Writer, views []*persysv1.WorkloadView, now time.Ti
 		)
 	}
 	return tw.Flush()
+}
+
+// readyCell says whether a running workload passes its readiness checks
+// (a service's endpoints hold only ready replicas); "-" when not running.
+func readyCell(st *persysv1.WorkloadStatus) string {
+	if st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		return none
+	}
+	return strconv.FormatBool(st.GetReady())
 }
 
 // hostPortsCell lists a container's published host ports,
@@ -156,6 +166,7 @@ func printNodesWide(w io.Writer, nodes []*persysv1.Node, now time.Time) error {
 var gettable = []struct{ kind, short, what string }{
 	{"workloads", "wl", "containers, compose projects and VMs, with state, node and revision (-l key=value selects by label)"},
 	{"services", "svc", "replicated workloads with their rollout: ready, updated and available replicas"},
+	{"endpoints", "ep", "a service's ready replicas with node address and host ports (get endpoints SERVICE [--watch])"},
 	{"nodes", "no", "the agents, with state, allocation and runtimes"},
 	{"leader", "", "the scheduler replica that leads"},
 }

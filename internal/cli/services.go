@@ -97,8 +97,9 @@ func printDescribeService(w io.Writer, v *persysv1.ServiceView, revs []*persysv1
 	if sp := spec.GetSpread(); sp != nil {
 		k.line("Spread", fmt.Sprintf("max %d per node, over node label %q", sp.GetMaxPerNode(), sp.GetNodeLabel()))
 	}
-	k.line("Update", fmt.Sprintf("maxUnavailable %d, maxSurge %d, minReady %ds, deadline %ds, autoRollback %v, canary %d, paused %v",
-		u.GetMaxUnavailable(), u.GetMaxSurge(), u.GetMinReadySeconds(), u.GetProgressDeadlineSeconds(), u.GetAutoRollback(), u.GetCanary(), u.GetPaused()))
+	k.line("Update", fmt.Sprintf("maxUnavailable %d, maxSurge %d, minReady %ds, deadline %ds, autoRollback %v, canary %d, paused %v, drainDelay %s",
+		u.GetMaxUnavailable(), u.GetMaxSurge(), u.GetMinReadySeconds(), u.GetProgressDeadlineSeconds(), u.GetAutoRollback(), u.GetCanary(), u.GetPaused(),
+		time.Duration(u.GetDrainDelayMs())*time.Millisecond))
 	k.line("Rollout", fmt.Sprintf("%s at revision %d (last good %d, before it %d)", phaseName(p.GetPhase()), p.GetRevision(),
 		p.GetCurrentGoodRevision(), p.GetPreviousGoodRevision()))
 	if p.GetMessage() != "" {

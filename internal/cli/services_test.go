@@ -67,6 +67,15 @@ func TestServiceCommands(t *testing.T) {
 	expect(t, c.persysctl(t, "", "rollout", "resume", "api"), 0, []string{"service/api resumed\n"}, nil)
 	waitPhase("COMPLETE", "3 of 3 updated")
 	expect(t, c.persysctl(t, "", "get", "service", "api", "-o", "json"), 0, []string{`"api:1"`}, nil)
+	eventually.Eventually(t, "3 endpoints", time.Minute, func() (bool, string) {
+		r := c.persysctl(t, "", "get", "endpoints", "api", "-o", "name")
+		return strings.Count(r.out, "endpoint/api-") == 3, r.out + r.err
+	})
+	expect(t, c.persysctl(t, "", "get", "endpoints", "api"), 0, []string{"REPLICA", "NODE", "ADDRESS", "PORTS", "api-", "n1"}, nil)
+	expect(t, c.persysctl(t, "", "get", "ep", "api", "-o", "json"), 0, []string{`"service": "api"`, `"nodeId": "n1"`, `"revision"`}, nil)
+	expect(t, c.persysctl(t, "", "get", "endpoints"), 1, nil, []string{"one service name"})
+	expect(t, c.persysctl(t, "", "get", "endpoints", "nosuch"), 1, nil, []string{"nosuch"})
+	expect(t, c.persysctl(t, "", "get", "workloads", "--watch"), 1, nil, []string{"--watch applies only to get endpoints"})
 
 	expect(t, c.persysctl(t, "", "scale", "service", "api"), 1, nil, []string{"--replicas is required"})
 	expect(t, c.persysctl(t, "", "scale", "service", "api", "--replicas", "-3"), 1, nil, []string{"replicas"})

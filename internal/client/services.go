@@ -1,11 +1,14 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
@@ -114,4 +117,65 @@ func (c *Client) RolloutOp(ctx context.Context, name, op string) (*persysv1.Serv
 		return nil, err
 	}
 	return out, nil
+}
+
+// ServiceEndpoints returns the service's endpoints: its ready replicas
+// that are not being removed, with where to reach them.
+func (c *Client) ServiceEndpoints(ctx context.Context, name string) (*persysv1.ServiceEndpointList, error) {
+	out := &persysv1.ServiceEndpointList{}
+	if _, err := c.do(ctx, http.MethodGet, servicePath(name, "/endpoints"), nil, nil, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// maxEndpointsLine bounds one line of the endpoints watch (1,000 replicas
+// with a few ports each fit well within it).
+const maxEndpointsLine = 8 << 20
+
+// WatchServiceEndpoints follows the service's endpoints: fn gets each
+// NDJSON line of the watch (the whole set, SNAPSHOT first then UPDATE),
+// raw, until ctx ends (nil), the stream ends or fn fails. Only the
+// opening of the stream is bounded by DefaultCallTimeout.
+func (c *Client) WatchServiceEndpoints(ctx context.Context, name string, fn func(line []byte) error) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, c.base.String()+servicePath(name, "/endpoints")+"?watch=true", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/x-ndjson")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	opening := time.AfterFunc(DefaultCallTimeout, cancel)
+	resp, err := c.http.Do(req)
+	if !opening.Stop() && err != nil {
+		return fmt.Errorf("GET %s: no answer within %s", c.base.Host, DefaultCallTimeout)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("GET %s: %w", c.base.Host, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize))
+		return decodeError(resp.StatusCode, data)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), maxEndpointsLine)
+	for sc.Scan() {
+		if err := fn(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("endpoints watch of %q: %w", name, err)
+	}
+	return fmt.Errorf("endpoints watch of %q: the gateway ended the stream", name)
 }

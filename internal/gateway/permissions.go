@@ -64,6 +64,7 @@ var routePermissions = map[string]Permission{
 	"DELETE /v1/services/{name}":        PermServicesWrite,
 	"POST /v1/services/{name}/scale":    PermServicesWrite,
 	"GET /v1/services/{name}/history":   PermServicesRead,
+	"GET /v1/services/{name}/endpoints": PermServicesRead,
 	"POST /v1/services/{name}/undo":     PermServicesWrite,
 	"POST /v1/services/{name}/pause":    PermServicesWrite,
 	"POST /v1/services/{name}/resume":   PermServicesWrite,

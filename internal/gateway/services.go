@@ -28,6 +28,7 @@ func (g *gateway) serviceRoutes() []route {
 		{"DELETE", "/v1/services/{name}", writers, g.deleteService},
 		{"POST", "/v1/services/{name}/scale", writers, g.scaleService},
 		{"GET", "/v1/services/{name}/history", readers, g.serviceHistory},
+		{"GET", "/v1/services/{name}/endpoints", readers, g.serviceEndpoints},
 		{"POST", "/v1/services/{name}/undo", writers, g.undoService},
 		{"POST", "/v1/services/{name}/pause", writers, g.rolloutOp(persysv1grpc.ControlServiceClient.RolloutPause)},
 		{"POST", "/v1/services/{name}/resume", writers, g.rolloutOp(persysv1grpc.ControlServiceClient.RolloutResume)},
@@ -202,6 +203,13 @@ func addServiceOpenAPI(paths, schemas obj) {
 		"get": op("serviceHistory", "The kept template revisions, oldest first.", []obj{name}, nil,
 			withErrors(obj{"200": response("The revisions.", ref("RolloutHistoryResponse"))}, 404)),
 	}
+	paths["/v1/services/{name}/endpoints"] = obj{
+		"get": op("serviceEndpoints", "The service's endpoints: its ready replicas that are not being removed, with node address, host ports and container IP. With watch=true, an NDJSON stream (application/x-ndjson) of EndpointsEvent lines: the whole set (SNAPSHOT), then the whole new set each time it changes (UPDATE), with the etcd revision.",
+			[]obj{name, queryParam("watch", "Stream the endpoints as they change.", obj{"type": "boolean", "default": false})}, nil,
+			withErrors(obj{"200": obj{"description": "The endpoints, or the stream of them.", "content": obj{
+				"application/json":     obj{"schema": ref("ServiceEndpointList")},
+				"application/x-ndjson": obj{"schema": ref("EndpointsEvent")}}}}, 400, 404)),
+	}
 	paths["/v1/services/{name}/undo"] = obj{
 		"post": op("undoService", "Return the template to a kept revision (the one before the current when toRevision is absent).",
 			[]obj{name}, jsonBody("UndoRequest", false),
@@ -211,10 +219,12 @@ func addServiceOpenAPI(paths, schemas obj) {
 	paths["/v1/services/{name}/resume"] = obj{"post": view("resumeService", "Resume the service's update.")}
 	paths["/v1/services/{name}/promote"] = obj{"post": view("promoteService", "Let a canary update go on past its canaries.")}
 	for _, m := range []protoreflect.ProtoMessage{&persysv1.ApplyServiceResponse{}, &persysv1.ServiceView{},
-		&persysv1.ListServicesResponse{}, &persysv1.DeleteServiceResponse{}, &persysv1.RolloutHistoryResponse{}} {
+		&persysv1.ListServicesResponse{}, &persysv1.DeleteServiceResponse{}, &persysv1.RolloutHistoryResponse{},
+		&persysv1.ServiceEndpointList{}} {
 		addMessageSchema(schemas, m.ProtoReflect().Descriptor())
 	}
 	schemas["ServiceManifest"] = goSchema(reflect.TypeOf(manifest.ServiceManifest{}))
 	schemas["ScaleRequest"] = goSchema(reflect.TypeOf(ScaleRequest{}))
 	schemas["UndoRequest"] = goSchema(reflect.TypeOf(UndoRequest{}))
+	schemas["EndpointsEvent"] = goSchema(reflect.TypeOf(EndpointsEvent{}))
 }

@@ -32,6 +32,12 @@ const (
 	DefaultMaxSurge = 1
 	// DefaultProgressDeadline applies when update.progressDeadline is absent.
 	DefaultProgressDeadline = 10 * time.Minute
+	// DefaultDrainDelay applies when update.drainDelay is absent: long
+	// enough for a client following the endpoints watch to let go of a
+	// replica before it stops.
+	DefaultDrainDelay = 2 * time.Second
+	// MaxDrainDelay bounds update.drainDelay.
+	MaxDrainDelay = 10 * time.Minute
 )
 
 var serviceManifestType = reflect.TypeFor[ServiceManifest]()
@@ -72,6 +78,9 @@ type UpdatePolicy struct {
 	AutoRollback     bool   `json:"autoRollback,omitempty"`
 	Canary           int    `json:"canary,omitempty"`
 	Paused           bool   `json:"paused,omitempty"`
+	// DrainDelay is a Go duration such as "2s": how long a replica stays
+	// out of the endpoints before it is stopped ("0s": at once).
+	DrainDelay string `json:"drainDelay,omitempty"`
 }
 
 // KindOf returns the kind a YAML or JSON document declares ("" when it
@@ -193,6 +202,17 @@ func validateUpdatePolicy(c *collector, u *UpdatePolicy, replicas int) {
 			c.add("spec.update.progressDeadline", "must be whole seconds, got %s", u.ProgressDeadline)
 		}
 	}
+	if u.DrainDelay != "" {
+		d, err := time.ParseDuration(u.DrainDelay)
+		switch {
+		case err != nil:
+			c.add("spec.update.drainDelay", "must be a duration such as \"2s\" or \"500ms\", got %q", u.DrainDelay)
+		case d < 0 || d > MaxDrainDelay:
+			c.add("spec.update.drainDelay", "must be between 0s and %s, got %s", MaxDrainDelay, u.DrainDelay)
+		case d%time.Millisecond != 0:
+			c.add("spec.update.drainDelay", "must be whole milliseconds, got %s", u.DrainDelay)
+		}
+	}
 	if u.Canary < 0 || (replicas > 0 && u.Canary > replicas) {
 		c.add("spec.update.canary", "must be between 0 and spec.replicas (%d), got %d", replicas, u.Canary)
 	}
@@ -206,7 +226,8 @@ func (m *ServiceManifest) ToApplyServiceRequest() *persysv1.ApplyServiceRequest 
 	spec := &persysv1.ServiceSpec{
 		Replicas: int32(replicasOf(&s)),
 		Selector: copyMap(s.Selector),
-		Update:   &persysv1.ServiceUpdatePolicy{MaxSurge: DefaultMaxSurge, ProgressDeadlineSeconds: int64(DefaultProgressDeadline / time.Second)},
+		Update: &persysv1.ServiceUpdatePolicy{MaxSurge: DefaultMaxSurge, ProgressDeadlineSeconds: int64(DefaultProgressDeadline / time.Second),
+			DrainDelayMs: DefaultDrainDelay.Milliseconds()},
 	}
 	if sp := s.Spread; sp != nil && (sp.MaxPerNode != 0 || sp.NodeLabel != "") {
 		spec.Spread = &persysv1.ServiceSpread{MaxPerNode: int32(sp.MaxPerNode), NodeLabel: sp.NodeLabel}
@@ -227,6 +248,9 @@ func (m *ServiceManifest) ToApplyServiceRequest() *persysv1.ApplyServiceRequest 
 			p.ProgressDeadlineSeconds = int64(d / time.Second)
 		}
 		p.AutoRollback, p.Canary, p.Paused = u.AutoRollback, int32(u.Canary), u.Paused
+		if d, err := time.ParseDuration(u.DrainDelay); err == nil && u.DrainDelay != "" {
+			p.DrainDelayMs = d.Milliseconds()
+		}
 	}
 	if s.Template != nil {
 		spec.Template = (&Manifest{Kind: Kind, Metadata: Metadata{Name: m.Metadata.Name}, Spec: *s.Template}).ToApplyRequest().GetSpec()
@@ -249,7 +273,8 @@ func FromService(name string, labels map[string]string, spec *persysv1.ServiceSp
 	if u := spec.GetUpdate(); u != nil {
 		mu, ms := int(u.GetMaxUnavailable()), int(u.GetMaxSurge())
 		m.Spec.Update = &UpdatePolicy{MaxUnavailable: &mu, MaxSurge: &ms, MinReadySeconds: int(u.GetMinReadySeconds()),
-			AutoRollback: u.GetAutoRollback(), Canary: int(u.GetCanary()), Paused: u.GetPaused()}
+			AutoRollback: u.GetAutoRollback(), Canary: int(u.GetCanary()), Paused: u.GetPaused(),
+			DrainDelay: (time.Duration(u.GetDrainDelayMs()) * time.Millisecond).String()}
 		if sec := u.GetProgressDeadlineSeconds(); sec != 0 {
 			m.Spec.Update.ProgressDeadline = formatSeconds(sec)
 		}

@@ -50,7 +50,7 @@ func TestParseServiceValid(t *testing.T) {
 	}
 	req := m.ToApplyServiceRequest()
 	want := &persysv1.ServiceUpdatePolicy{MaxUnavailable: 1, MaxSurge: 1, MinReadySeconds: 5,
-		ProgressDeadlineSeconds: 120, AutoRollback: true, Canary: 1}
+		ProgressDeadlineSeconds: 120, AutoRollback: true, Canary: 1, DrainDelayMs: 2000}
 	if !proto.Equal(req.GetSpec().GetUpdate(), want) {
 		t.Fatalf("update = %v, want %v", req.GetSpec().GetUpdate(), want)
 	}
@@ -91,6 +91,9 @@ func TestParseServiceInvalid(t *testing.T) {
 		{"template field bad", editService("image: nginx:1.27", "image: \"\""), "spec.template.container.image", "required"},
 		{"bad deadline", editService("progressDeadline: 2m", "progressDeadline: soon"), "spec.update.progressDeadline", "duration"},
 		{"short deadline", editService("progressDeadline: 2m", "progressDeadline: 10ms"), "spec.update.progressDeadline", "between 1s"},
+		{"bad drain delay", editService("progressDeadline: 2m", "progressDeadline: 2m\n    drainDelay: later"), "spec.update.drainDelay", "duration"},
+		{"negative drain delay", editService("progressDeadline: 2m", "progressDeadline: 2m\n    drainDelay: -1s"), "spec.update.drainDelay", "between 0s"},
+		{"long drain delay", editService("progressDeadline: 2m", "progressDeadline: 2m\n    drainDelay: 1h"), "spec.update.drainDelay", "between 0s"},
 		{"negative min ready", editService("minReadySeconds: 5", "minReadySeconds: -5"), "spec.update.minReadySeconds", "between 0"},
 		{"canary above replicas", editService("canary: 1", "canary: 5"), "spec.update.canary", "spec.replicas (4)"},
 		{"negative max per node", editService("maxPerNode: 2", "maxPerNode: -1"), "spec.spread.maxPerNode", "between 0"},

@@ -303,7 +303,7 @@ func (c *Controller) viewOf(ctx context.Context, svc *persysv1.Service, withEven
 	if p, err := c.st.GetServiceProgress(ctx, svc.GetName()); err == nil {
 		v.Progress = p
 	}
-	_, views := c.replicas(svc)
+	_, views := c.replicas(svc, nil)
 	for _, w := range views {
 		v.Replicas = append(v.Replicas, w.GetWorkload().GetName())
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,8 @@ type Workloads interface {
 	WorkloadNames(selector map[string]string) []string
 	// WorkloadView is nil when the workload does not exist.
 	WorkloadView(name string, withEvents bool, ctx context.Context) *persysv1.WorkloadView
+	// NodeViews lists the nodes, or only node only when it is not "".
+	NodeViews(only string) []*persysv1.Node
 }
 
 // Events records cluster events (asynchronously, best effort).
@@ -252,18 +255,18 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	instances, views := c.replicas(svc)
-	if svc.GetDeleting() {
-		return time.Time{}, c.finishDelete(ctx, svc, rev, views)
+	prior, err := c.st.GetServiceProgress(ctx, name)
+	if errors.Is(err, store.ErrNotFound) || err == nil && prior.GetUid() != svc.GetUid() {
+		prior, err = &persysv1.ServiceProgress{Name: name, Uid: svc.GetUid()}, nil
 	}
-	target, err := c.ensureRevision(ctx, svc)
 	if err != nil {
 		return time.Time{}, err
 	}
-	prior, err := c.st.GetServiceProgress(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		prior, err = &persysv1.ServiceProgress{Name: name, Uid: svc.GetUid()}, nil
+	instances, views := c.replicas(svc, prior)
+	if svc.GetDeleting() {
+		return c.finishDelete(ctx, svc, rev, views, prior)
 	}
+	target, err := c.ensureRevision(ctx, svc)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -276,6 +279,7 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Time, error) {
 	}
 	msg := c.act(ctx, svc, target, d)
 	next := progressToProto(svc, d.Progress, in.Now, prior)
+	next.Draining = nextDraining(prior, instances, d, in.Now)
 	if msg != "" {
 		next.Message = msg
 	}
@@ -286,12 +290,13 @@ func (c *Controller) sync(ctx context.Context, name string) (time.Time, error) {
 }
 
 // replicas lists the service's replicas (labelled with its name and
-// owned by its uid) as decision instances.
-func (c *Controller) replicas(svc *persysv1.Service) ([]Instance, []*persysv1.WorkloadView) {
+// owned by its uid) as decision instances, draining as progress says.
+func (c *Controller) replicas(svc *persysv1.Service, progress *persysv1.ServiceProgress) ([]Instance, []*persysv1.WorkloadView) {
 	var (
 		out   []Instance
 		views []*persysv1.WorkloadView
 	)
+	since := drainingSince(progress)
 	for _, n := range c.cfg.Workloads.WorkloadNames(map[string]string{LabelService: svc.GetName()}) {
 		v := c.cfg.Workloads.WorkloadView(n, false, nil)
 		w := v.GetWorkload()
@@ -301,6 +306,7 @@ func (c *Controller) replicas(svc *persysv1.Service) ([]Instance, []*persysv1.Wo
 		views = append(views, v)
 		i := Instance{Name: n, Hash: w.GetOwner().GetTemplateHash(), Index: indexOf(n), Deleting: w.GetDeleting()}
 		i.State, i.ReadySince = replicaState(v)
+		i.DrainingSince = since[n]
 		out = append(out, i)
 	}
 	return out, views
@@ -344,7 +350,33 @@ func policyOf(u *persysv1.ServiceUpdatePolicy) Policy {
 	return Policy{MaxUnavailable: int(u.GetMaxUnavailable()), MaxSurge: int(u.GetMaxSurge()),
 		MinReady:         time.Duration(u.GetMinReadySeconds()) * time.Second,
 		ProgressDeadline: time.Duration(u.GetProgressDeadlineSeconds()) * time.Second,
-		AutoRollback:     u.GetAutoRollback(), Canary: int(u.GetCanary()), Paused: u.GetPaused()}
+		AutoRollback:     u.GetAutoRollback(), Canary: int(u.GetCanary()), Paused: u.GetPaused(),
+		DrainDelay: time.Duration(u.GetDrainDelayMs()) * time.Millisecond}
+}
+
+// drainingSince maps each draining replica to when it left the endpoints.
+func drainingSince(p *persysv1.ServiceProgress) map[string]time.Time {
+	out := make(map[string]time.Time, len(p.GetDraining()))
+	for _, d := range p.GetDraining() {
+		out[d.GetReplica()] = d.GetSince().AsTime()
+	}
+	return out
+}
+
+// nextDraining is the draining list after decision d: the replicas still
+// draining (not deleted, now or before) and the ones d drains, since now.
+func nextDraining(prior *persysv1.ServiceProgress, is []Instance, d Decision, now time.Time) []*persysv1.ServiceEndpointDrain {
+	var out []*persysv1.ServiceEndpointDrain
+	for _, i := range is {
+		switch {
+		case i.Deleting || slices.Contains(d.Delete, i.Name):
+		case i.draining():
+			out = append(out, &persysv1.ServiceEndpointDrain{Replica: i.Name, Since: timestamppb.New(i.DrainingSince)})
+		case slices.Contains(d.Drain, i.Name):
+			out = append(out, &persysv1.ServiceEndpointDrain{Replica: i.Name, Since: timestamppb.New(now)})
+		}
+	}
+	return out
 }
 
 // ensureRevision returns the revision of the service's template, storing
@@ -435,6 +467,7 @@ func (c *Controller) rollback(ctx context.Context, svc *persysv1.Service, rev in
 	}
 	prior, _ := c.st.GetServiceProgress(ctx, svc.GetName())
 	next := progressToProto(svc, d.Progress, c.cfg.Now(), prior)
+	next.Draining = prior.GetDraining() // the next step deletes them
 	if to == nil {
 		next.Phase = persysv1.RolloutPhase_ROLLOUT_PHASE_FAILED
 		next.Message = d.Progress.Message + fmt.Sprintf("; revision %d is no longer kept: update stopped", d.RollbackTo)
@@ -491,24 +524,41 @@ func (c *Controller) phaseEvent(name string, p *persysv1.ServiceProgress) {
 	}
 }
 
-// finishDelete deletes the replicas of a deleted service, then its keys.
-func (c *Controller) finishDelete(ctx context.Context, svc *persysv1.Service, rev int64, views []*persysv1.WorkloadView) error {
+// finishDelete drains and then deletes the replicas of a deleted
+// service, then deletes its keys; it says when to look again for a drain.
+func (c *Controller) finishDelete(ctx context.Context, svc *persysv1.Service, rev int64, views []*persysv1.WorkloadView,
+	prior *persysv1.ServiceProgress) (time.Time, error) {
+	delay := time.Duration(svc.GetSpec().GetUpdate().GetDrainDelayMs()) * time.Millisecond
+	now, since := c.cfg.Now(), drainingSince(prior)
+	next := proto.CloneOf(prior)
+	next.Draining = nil
+	var recheck time.Time
 	for _, v := range views {
-		if !v.GetWorkload().GetDeleting() {
-			if err := c.cfg.Workloads.DeleteWorkload(ctx, v.GetWorkload().GetName()); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
+		name := v.GetWorkload().GetName()
+		switch at, ok := since[name]; {
+		case v.GetWorkload().GetDeleting():
+		case delay > 0 && !ok:
+			next.Draining = append(next.Draining, &persysv1.ServiceEndpointDrain{Replica: name, Since: timestamppb.New(now)})
+			recheck = earliest(recheck, now.Add(delay))
+		case delay > 0 && now.Before(at.Add(delay)):
+			next.Draining = append(next.Draining, &persysv1.ServiceEndpointDrain{Replica: name, Since: timestamppb.New(at)})
+			recheck = earliest(recheck, at.Add(delay))
+		default:
+			if err := c.cfg.Workloads.DeleteWorkload(ctx, name); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return time.Time{}, err
 			}
 		}
 	}
 	if len(views) > 0 {
-		return nil // the replicas' removal brings the service back here
+		// The replicas' removal brings the service back here.
+		return recheck, c.writeProgress(ctx, svc, prior, next)
 	}
 	if err := c.st.DeleteServiceKeys(ctx, svc.GetName(), rev); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	c.log.Info("service deleted", "service", svc.GetName())
 	c.cfg.Events.Add(model.EventServiceDeleted, &persysv1.Event{Workload: EventSubject(svc.GetName())})
-	return nil
+	return time.Time{}, nil
 }
 
 var phaseToProto = map[Phase]persysv1.RolloutPhase{

@@ -276,3 +276,66 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no series %s", name)
 	return 0
 }
+
+// TestServiceDrain: a replica being removed leaves the endpoints (and a
+// WatchServiceEndpoints stream sees it go) while its workload still
+// stands, and is deleted only after the drain delay; deleting the
+// service drains every replica the same way.
+func TestServiceDrain(t *testing.T) {
+	c := realsched.Start(t, realsched.Options{Nodes: []string{"n1"}})
+	c.StartAgent(t, "n1", sim.Options{})
+	ctl := c.Admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	req := serviceRequest(3, "good:1")
+	req.Spec.Update.DrainDelayMs = 1500
+	if _, err := ctl.ApplyService(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	waitComplete(t, ctl, 1, 3, "good:1", 4, 0)
+	stream, err := ctl.WatchServiceEndpoints(ctx, &persysv1.ServiceEndpointsRequest{Name: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || first.GetType() != servicectl.EndpointsSnapshot || len(first.GetEndpoints()) != 3 {
+		t.Fatalf("first watch message %v, %v: want a SNAPSHOT of 3", first, err)
+	}
+
+	// drained waits for a look at which n endpoints remain while more
+	// replicas (not deleting) still stand, then for the replicas to go.
+	drained := func(n int) {
+		t.Helper()
+		eventually.Eventually(t, fmt.Sprintf("%d endpoints while more replicas stand", n), wait, func() (bool, string) {
+			eps, err := ctl.GetServiceEndpoints(ctx, &persysv1.ServiceEndpointsRequest{Name: "web"})
+			if err != nil {
+				return false, err.Error()
+			}
+			rs := replicasOf(t, ctl)
+			return len(eps.GetEndpoints()) == n && rs.running > n, fmt.Sprintf("%d endpoints; %s", len(eps.GetEndpoints()), rs)
+		})
+	}
+	if _, err := ctl.ScaleService(ctx, &persysv1.ScaleServiceRequest{Name: "web", Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	drained(1)
+	for last := first; len(last.GetEndpoints()) != 1; {
+		next, err := stream.Recv()
+		if err != nil || next.GetType() != servicectl.EndpointsUpdate || next.GetRevision() <= last.GetRevision() {
+			t.Fatalf("watch after revision %d: %v, %v", last.GetRevision(), next, err)
+		}
+		last = next
+	}
+	waitComplete(t, ctl, 1, 1, "good:1", 4, 1)
+
+	if _, err := ctl.DeleteService(ctx, &persysv1.DeleteServiceRequest{Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	drained(0)
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("watch: %v, want the empty set", err)
+	}
+	if _, err := stream.Recv(); status.Code(err) != codes.NotFound {
+		t.Fatalf("watch after the service went: %v, want NotFound", err)
+	}
+}

@@ -33,7 +33,14 @@ type Instance struct {
 	State    State
 	// ReadySince is when it became ready (meaningful when Ready).
 	ReadySince time.Time
+	// DrainingSince is when it left the endpoints to be removed (zero:
+	// it is not draining). A draining replica holds its place, is never
+	// available, and is deleted once out for Policy.DrainDelay.
+	DrainingSince time.Time
 }
+
+// draining reports whether i left the endpoints to be removed.
+func (i Instance) draining() bool { return !i.DrainingSince.IsZero() }
 
 // Policy is the update policy, with durations.
 type Policy struct {
@@ -44,6 +51,9 @@ type Policy struct {
 	AutoRollback     bool
 	Canary           int
 	Paused           bool
+	// DrainDelay is how long a replica stays out of the endpoints before
+	// it is deleted (0: deleted at once).
+	DrainDelay time.Duration
 }
 
 // Phase is where the rollout stands.
@@ -111,12 +121,15 @@ type Create struct {
 	Index int
 }
 
-// Decision is one step: what to create and delete, the revision to roll
+// Decision is one step: what to create, what to take out of the
+// endpoints (Drain: the caller records Now as their DrainingSince) and
+// what to delete, the revision to roll
 // back to (0: none; the caller rewrites the template, and nothing else is
 // done in this step), the progress to record, and when to look again even
 // if nothing changes (zero: only on change).
 type Decision struct {
 	Create     []Create
+	Drain      []string
 	Delete     []string
 	RollbackTo uint64
 	Progress   Progress
@@ -145,13 +158,13 @@ type view struct {
 }
 
 func (in *Input) available(i Instance) bool {
-	return !i.Deleting && i.State == Ready && !in.Now.Before(i.ReadySince.Add(in.Policy.MinReady))
+	return !i.Deleting && !i.draining() && i.State == Ready && !in.Now.Before(i.ReadySince.Add(in.Policy.MinReady))
 }
 
 func count(in *Input) view {
 	v := view{in: in, total: len(in.Instances)}
 	for _, i := range in.Instances {
-		if i.Deleting {
+		if i.Deleting || i.draining() {
 			continue
 		}
 		if i.State == Ready {
@@ -218,17 +231,22 @@ func Decide(in Input) Decision {
 			d.Progress.Phase = PhaseFailed
 		}
 		d.Progress.Message = stop.why
+		if d.RollbackTo == 0 {
+			d.Delete = v.drained()
+			d.RecheckAt = v.drainEnd()
+		}
 		return d
 	}
 	if in.Policy.Paused && v.rollout {
 		// Paused time does not count against the deadline.
 		p.Phase, p.ProgressAt, p.Message = PhasePaused, in.Now, "update paused"
 		d.Progress = p
-		d.RecheckAt = v.nextAvailable()
+		d.Delete = v.drained()
+		d.RecheckAt = earliest(v.nextAvailable(), v.drainEnd())
 		return d
 	}
 	newTarget := v.newTarget()
-	d.Delete = v.deletions(newTarget)
+	d.Drain, d.Delete = v.removals(v.deletions(newTarget))
 	d.Create = v.creations(newTarget)
 	p.Phase = v.phase(newTarget, &p)
 	if p.Phase == PhaseAwaitingPromotion {
@@ -239,8 +257,53 @@ func Decide(in Input) Decision {
 		p.PreviousGood, p.CurrentGood = p.CurrentGood, in.Target
 	}
 	d.Progress = p
-	d.RecheckAt = v.recheck(&p)
+	d.RecheckAt = earliest(v.recheck(&p), v.drainEnd())
 	return d
+}
+
+// removals turns the replicas chosen for removal into drains, with the
+// draining replicas whose delay passed as the deletions; with no drain
+// delay everything chosen is deleted at once.
+func (v *view) removals(chosen []string) (drain, del []string) {
+	del = v.drained()
+	if v.in.Policy.DrainDelay <= 0 {
+		return nil, append(del, chosen...)
+	}
+	return chosen, del
+}
+
+// drained lists the draining replicas out of the endpoints for the drain
+// delay (all of them when there is no delay any more).
+func (v *view) drained() []string {
+	var out []string
+	for _, i := range v.in.Instances {
+		if i.draining() && !i.Deleting && !v.in.Now.Before(i.DrainingSince.Add(v.in.Policy.DrainDelay)) {
+			out = append(out, i.Name)
+		}
+	}
+	return out
+}
+
+// drainEnd is when the next draining replica may be deleted (zero: none
+// waits).
+func (v *view) drainEnd() time.Time {
+	var t time.Time
+	for _, i := range v.in.Instances {
+		if i.draining() && !i.Deleting {
+			if at := i.DrainingSince.Add(v.in.Policy.DrainDelay); at.After(v.in.Now) {
+				t = earliest(t, at)
+			}
+		}
+	}
+	return t
+}
+
+// earliest is the earlier of two times, zero meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 type stopReason struct {
@@ -253,7 +316,9 @@ type stopReason struct {
 // the target changes.
 func (v *view) failure(p *Progress) (stopReason, bool) {
 	in := v.in
-	if !v.rollout {
+	if !v.rollout || v.targetDone() {
+		// A target revision all available is no failing update, even one
+		// that failed on the way (slow starts past the deadline).
 		return stopReason{}, false
 	}
 	if p.Phase == PhaseFailed {
@@ -277,6 +342,12 @@ func (v *view) failure(p *Progress) (stopReason, bool) {
 		return stopReason{rollbackTo: p.CurrentGood, why: why + fmt.Sprintf("; rolling back to revision %d", p.CurrentGood)}, true
 	}
 	return stopReason{why: why + "; update stopped"}, true
+}
+
+// targetDone: exactly Replicas replicas, all of the target revision and
+// available.
+func (v *view) targetDone() bool {
+	return len(v.older) == 0 && len(v.newer) == v.in.Replicas && v.newAvailable >= v.in.Replicas
 }
 
 // canaryActive: the update holds at Canary new replicas. A return to a
@@ -405,7 +476,7 @@ func (v *view) phase(newTarget int, p *Progress) Phase {
 	switch {
 	case !v.rollout && len(v.newer) != in.Replicas:
 		return PhaseProgressing // scaling
-	case !v.rollout || len(v.older) == 0 && len(v.newer) == in.Replicas && v.newAvailable >= in.Replicas:
+	case !v.rollout || v.targetDone():
 		return PhaseComplete
 	case v.canaryActive() && v.newAvailable >= newTarget:
 		return PhaseAwaitingPromotion
@@ -419,7 +490,7 @@ func (v *view) phase(newTarget int, p *Progress) Phase {
 func (v *view) nextAvailable() time.Time {
 	var t time.Time
 	for _, i := range v.in.Instances {
-		if i.Deleting || i.State != Ready {
+		if i.Deleting || i.draining() || i.State != Ready {
 			continue
 		}
 		at := i.ReadySince.Add(v.in.Policy.MinReady)

@@ -276,6 +276,19 @@ func checkSafety(t *testing.T, in Input, d Decision) {
 		if !ok || seen[n] || i.Deleting {
 			t.Fatalf("deletes %q: unknown, twice or already deleting", n)
 		}
+		if in.Policy.DrainDelay > 0 && (!i.draining() || in.Now.Sub(i.DrainingSince) < in.Policy.DrainDelay) {
+			t.Fatalf("deletes %q before it drained for %s (draining since %v, now %v)", n, in.Policy.DrainDelay, i.DrainingSince, in.Now)
+		}
+		seen[n] = true
+		if in.available(i) {
+			lost++
+		}
+	}
+	for _, n := range d.Drain {
+		i, ok := byName[n]
+		if !ok || seen[n] || i.Deleting || i.draining() {
+			t.Fatalf("drains %q: unknown, twice, deleting or draining already", n)
+		}
 		seen[n] = true
 		if in.available(i) {
 			lost++
@@ -290,13 +303,13 @@ func checkSafety(t *testing.T, in Input, d Decision) {
 		}
 		seen[c.Name] = true
 	}
-	if d.RollbackTo != 0 && (len(d.Create) > 0 || len(d.Delete) > 0) {
+	if d.RollbackTo != 0 && (len(d.Create) > 0 || len(d.Delete) > 0 || len(d.Drain) > 0) {
 		t.Fatalf("a rollback step also acts: %v %v", d.Create, d.Delete)
 	}
 	if d.Progress.Phase == PhaseFailed && len(d.Create) > 0 {
 		t.Fatalf("a failed update creates %v", d.Create)
 	}
-	if in.Policy.Paused && d.Progress.Phase == PhasePaused && (len(d.Create) > 0 || len(d.Delete) > 0) {
+	if in.Policy.Paused && d.Progress.Phase == PhasePaused && (len(d.Create) > 0 || len(d.Drain) > 0) {
 		t.Fatalf("a paused update acts")
 	}
 }
@@ -327,5 +340,114 @@ func TestDecideSafetyProperties(t *testing.T) {
 		in.Prior.Phase = Phase(r.IntN(7))
 		d := Decide(in)
 		checkSafety(t, in, d)
+	}
+}
+
+// TestDecideDrainProperty steps random services through time: replicas
+// start, turn ready, flap and fail at random, and each decision is
+// carried out (creates start, drains leave the endpoints, deletes go
+// some steps later). A replica is never deleted before it has been out
+// of the endpoints for the drain delay, and every step keeps the safety
+// rules.
+func TestDecideDrainProperty(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for run := 0; run < 300; run++ {
+		delay := time.Duration(1+r.IntN(3)) * time.Second
+		p := Policy{MaxUnavailable: r.IntN(2), MaxSurge: 1 + r.IntN(2), ProgressDeadline: time.Minute, AutoRollback: true, DrainDelay: delay}
+		in := steady(1+r.IntN(5), p, many(newHash, "rrrrr"[:1+r.IntN(5)]))
+		lastIn := map[string]time.Time{} // when each replica was last in the endpoints
+		for step := 0; step < 60; step++ {
+			in.Now = in.Now.Add(time.Duration(r.IntN(1500)) * time.Millisecond)
+			in.Instances = churn(r, in.Now, in.Instances)
+			for _, i := range in.Instances {
+				if i.State == Ready && !i.Deleting && !i.draining() {
+					lastIn[i.Name] = in.Now
+				}
+			}
+			if r.IntN(10) == 0 {
+				in.Replicas = r.IntN(6)
+			}
+			d := Decide(in)
+			checkSafety(t, in, d)
+			for _, n := range d.Delete {
+				if at, ok := lastIn[n]; ok && in.Now.Sub(at) < delay {
+					t.Fatalf("run %d step %d: %s deleted %s after it left the endpoints, drain delay %s", run, step, n, in.Now.Sub(at), delay)
+				}
+			}
+			in.Instances = carryOut(in, d)
+			in.Prior = d.Progress
+		}
+	}
+}
+
+// churn changes replicas as agents would: starting ones turn ready or
+// fail, ready ones sometimes flap, deleted ones go.
+func churn(r *rand.Rand, now time.Time, is []Instance) []Instance {
+	out := is[:0]
+	for _, i := range is {
+		switch k := r.IntN(10); {
+		case i.Deleting && k < 5:
+			continue // gone
+		case i.State == Starting && k < 5:
+			i.State, i.ReadySince = Ready, now
+		case i.State == Starting && k == 5:
+			i.State = Failed
+		case i.State == Ready && k == 0:
+			i.State = Starting
+		}
+		out = append(out, i)
+	}
+	return out
+}
+
+// carryOut applies a decision to the instances, as the controller does.
+func carryOut(in Input, d Decision) []Instance {
+	is := slices.Clone(in.Instances)
+	for k := range is {
+		if slices.Contains(d.Drain, is[k].Name) {
+			is[k].DrainingSince = in.Now
+		}
+		if slices.Contains(d.Delete, is[k].Name) {
+			is[k].Deleting = true
+		}
+	}
+	for _, c := range d.Create {
+		is = append(is, Instance{Name: c.Name, Hash: in.TargetHash, Index: c.Index})
+	}
+	return is
+}
+
+func TestDecideDrains(t *testing.T) {
+	p := surge1
+	p.DrainDelay = 2 * time.Second
+	in := steady(2, p, many(newHash, "rrr"))
+	d := Decide(in)
+	if want := names(newHash, 2); !slices.Equal(d.Drain, want) || len(d.Delete) != 0 {
+		t.Fatalf("scale down: drain %v delete %v, want drain %v and no delete", d.Drain, d.Delete, want)
+	}
+	in.Instances[2].DrainingSince = t0.Add(-time.Second)
+	if d := Decide(in); len(d.Drain) != 0 || len(d.Delete) != 0 || !d.RecheckAt.Equal(t0.Add(time.Second)) {
+		t.Fatalf("draining for 1s: drain %v delete %v recheck %v, want nothing until %v", d.Drain, d.Delete, d.RecheckAt, t0.Add(time.Second))
+	}
+	in.Now = t0.Add(time.Second)
+	if d := Decide(in); !slices.Equal(d.Delete, names(newHash, 2)) || d.Progress.Replicas != 2 {
+		t.Fatalf("drained: delete %v (replicas %d), want %v", d.Delete, d.Progress.Replicas, names(newHash, 2))
+	}
+}
+
+// A failed update whose new replicas all turn available after all (slow
+// starts past the deadline, no rollback target) completes: it is no
+// longer failing, and a FAILED phase would keep the controller from ever
+// replacing a replica again.
+func TestDecideFailedUpdateCompletesWhenAvailable(t *testing.T) {
+	in := update(3, surge1, many(newHash, "rrr"))
+	in.Prior.Phase, in.Prior.CurrentGood, in.Prior.ProgressAt = PhaseFailed, 0, t0.Add(-time.Hour)
+	d := Decide(in)
+	if d.Progress.Phase != PhaseComplete || d.Progress.CurrentGood != 2 {
+		t.Fatalf("phase %v, current good %d: want COMPLETE at revision 2", d.Progress.Phase, d.Progress.CurrentGood)
+	}
+	in.Instances = many(newHash, "rrs")
+	if d := Decide(in); d.Progress.Phase != PhaseFailed {
+		t.Fatalf("with one replica still starting: phase %v, want FAILED", d.Progress.Phase)
 	}
 }

@@ -112,3 +112,52 @@ func TestServiceOfReplica(t *testing.T) {
 		}
 	}
 }
+
+// TestServiceReplicas: one read holds the service, its progress and its
+// own replicas' keys (not those of a service whose name extends it), and
+// the watch sends the revision of each change to them.
+func TestServiceReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, _ := storetest.New(t)
+	if _, err := s.ReadServiceReplicas(ctx, "web"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing service: %v", err)
+	}
+	if _, err := s.CreateService(ctx, &persysv1.Service{Name: "web", Uid: "u1"}); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := s.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := s.WatchServiceReplicas(ctx, "web", rev)
+	for _, name := range []string{"web-0123abcd-0", "web-x-0123abcd-0", "webby"} {
+		if _, err := s.CreateWorkload(ctx, workload(name, "u-"+name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := <-ch; got <= rev {
+		t.Fatalf("watch sent revision %d, want one after %d", got, rev)
+	}
+	if err := s.PutServiceProgress(ctx, &persysv1.ServiceProgress{Name: "web", Uid: "u1",
+		Draining: []*persysv1.ServiceEndpointDrain{{Replica: "web-0123abcd-0"}}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.ReadServiceReplicas(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Workloads) != 1 || r.Workloads["web-0123abcd-0"] == nil || r.Service.GetUid() != "u1" ||
+		len(r.Progress.GetDraining()) != 1 || r.Revision <= rev {
+		t.Fatalf("read %+v, want web's one replica, its progress and a newer revision", r)
+	}
+	// Older changes (web-x's replica, under the same prefix) may come
+	// first; the progress write's revision must come.
+	for got := int64(0); got < r.Revision; {
+		select {
+		case got = <-ch:
+		case <-ctx.Done():
+			t.Fatalf("no change at or after %d sent for the progress write (last %d)", r.Revision, got)
+		}
+	}
+}

@@ -236,6 +236,10 @@ type Options struct {
 	SchedulerFlags []string
 	// AgentFlags are appended to every agent's command line.
 	AgentFlags []string
+	// AgentFlagsFor, when set, adds flags to agent i's (from 0) command
+	// line: the agents share one engine, so what binds host ports (their
+	// --dynamic-ports ranges) must differ between them.
+	AgentFlagsFor func(i int) []string
 	// HeartbeatInterval and LeaseTTL go to the schedulers (default 1s, 4s).
 	HeartbeatInterval time.Duration
 	LeaseTTL          time.Duration
@@ -740,6 +744,9 @@ func (c *Cluster) createAgent(ctx context.Context, a *Agent, schedulers string) 
 		"--data-dir", agentDataDir, "--metrics-listen", fmt.Sprintf("0.0.0.0:%d", agentMetrics),
 		"--heartbeat-interval", c.Opts.HeartbeatInterval.String(), "--labels", "cluster.node=" + a.NodeID}
 	args = append(args, c.Opts.AgentFlags...)
+	if c.Opts.AgentFlagsFor != nil {
+		args = append(args, c.Opts.AgentFlagsFor(slices.Index(c.Agents, a))...)
+	}
 	bind := func(host, ctr string, ro bool) string {
 		if ro {
 			return host + ":" + ctr + ":ro"

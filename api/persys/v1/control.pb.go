@@ -4522,6 +4522,272 @@ func (x *WatchEventsResponse) GetEvent() *Event {
 	return nil
 }
 
+type ServiceEndpointsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpointsRequest) Reset() {
+	*x = ServiceEndpointsRequest{}
+	mi := &file_persys_v1_control_proto_msgTypes[83]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpointsRequest) ProtoMessage() {}
+
+func (x *ServiceEndpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[83]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpointsRequest.ProtoReflect.Descriptor instead.
+func (*ServiceEndpointsRequest) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{83}
+}
+
+func (x *ServiceEndpointsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ServiceEndpointList is a service's endpoints at one etcd revision.
+type ServiceEndpointList struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// The etcd revision the set was read at.
+	Revision  int64              `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	Endpoints []*ServiceEndpoint `protobuf:"bytes,3,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// Watch only: SNAPSHOT for the first set of a stream, UPDATE after.
+	Type          string `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpointList) Reset() {
+	*x = ServiceEndpointList{}
+	mi := &file_persys_v1_control_proto_msgTypes[84]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpointList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpointList) ProtoMessage() {}
+
+func (x *ServiceEndpointList) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[84]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpointList.ProtoReflect.Descriptor instead.
+func (*ServiceEndpointList) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{84}
+}
+
+func (x *ServiceEndpointList) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceEndpointList) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *ServiceEndpointList) GetEndpoints() []*ServiceEndpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *ServiceEndpointList) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+// ServiceEndpoint is one ready replica of a service.
+type ServiceEndpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica workload's name.
+	Replica string `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	NodeId  string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The host part of the node's registered address.
+	NodeAddress string                 `protobuf:"bytes,3,opt,name=node_address,json=nodeAddress,proto3" json:"node_address,omitempty"`
+	Ports       []*ServiceEndpointPort `protobuf:"bytes,4,rep,name=ports,proto3" json:"ports,omitempty"`
+	// The container's IP where the runtime reports one.
+	ContainerIp string `protobuf:"bytes,5,opt,name=container_ip,json=containerIp,proto3" json:"container_ip,omitempty"`
+	// The service template revision the replica runs.
+	Revision      uint64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpoint) Reset() {
+	*x = ServiceEndpoint{}
+	mi := &file_persys_v1_control_proto_msgTypes[85]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpoint) ProtoMessage() {}
+
+func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[85]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
+func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{85}
+}
+
+func (x *ServiceEndpoint) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetNodeAddress() string {
+	if x != nil {
+		return x.NodeAddress
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetPorts() []*ServiceEndpointPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *ServiceEndpoint) GetContainerIp() string {
+	if x != nil {
+		return x.ContainerIp
+	}
+	return ""
+}
+
+func (x *ServiceEndpoint) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// ServiceEndpointPort is a container port and the host port that reaches it
+// (fixed in the template or picked by the scheduler).
+type ServiceEndpointPort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerPort uint32                 `protobuf:"varint,1,opt,name=container_port,json=containerPort,proto3" json:"container_port,omitempty"`
+	HostPort      uint32                 `protobuf:"varint,2,opt,name=host_port,json=hostPort,proto3" json:"host_port,omitempty"`
+	Protocol      string                 `protobuf:"bytes,3,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpointPort) Reset() {
+	*x = ServiceEndpointPort{}
+	mi := &file_persys_v1_control_proto_msgTypes[86]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpointPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpointPort) ProtoMessage() {}
+
+func (x *ServiceEndpointPort) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[86]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpointPort.ProtoReflect.Descriptor instead.
+func (*ServiceEndpointPort) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{86}
+}
+
+func (x *ServiceEndpointPort) GetContainerPort() uint32 {
+	if x != nil {
+		return x.ContainerPort
+	}
+	return 0
+}
+
+func (x *ServiceEndpointPort) GetHostPort() uint32 {
+	if x != nil {
+		return x.HostPort
+	}
+	return 0
+}
+
+func (x *ServiceEndpointPort) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
 var File_persys_v1_control_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_proto_rawDesc = "" +
@@ -4838,7 +5104,25 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.persys.v1.WatchEventTypeR\x04type\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x14\n" +
 	"\x05index\x18\x03 \x01(\x05R\x05index\x12&\n" +
-	"\x05event\x18\x04 \x01(\v2\x10.persys.v1.EventR\x05event*\xa7\x01\n" +
+	"\x05event\x18\x04 \x01(\v2\x10.persys.v1.EventR\x05event\"-\n" +
+	"\x17ServiceEndpointsRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x99\x01\n" +
+	"\x13ServiceEndpointList\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x128\n" +
+	"\tendpoints\x18\x03 \x03(\v2\x1a.persys.v1.ServiceEndpointR\tendpoints\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\"\xdc\x01\n" +
+	"\x0fServiceEndpoint\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12!\n" +
+	"\fnode_address\x18\x03 \x01(\tR\vnodeAddress\x124\n" +
+	"\x05ports\x18\x04 \x03(\v2\x1e.persys.v1.ServiceEndpointPortR\x05ports\x12!\n" +
+	"\fcontainer_ip\x18\x05 \x01(\tR\vcontainerIp\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x04R\brevision\"u\n" +
+	"\x13ServiceEndpointPort\x12%\n" +
+	"\x0econtainer_port\x18\x01 \x01(\rR\rcontainerPort\x12\x1b\n" +
+	"\thost_port\x18\x02 \x01(\rR\bhostPort\x12\x1a\n" +
+	"\bprotocol\x18\x03 \x01(\tR\bprotocol*\xa7\x01\n" +
 	"\x0eWatchEventType\x12 \n" +
 	"\x1cWATCH_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19WATCH_EVENT_TYPE_SNAPSHOT\x10\x01\x12\x18\n" +
@@ -4859,7 +5143,7 @@ func file_persys_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_persys_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 91)
+var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
 var file_persys_v1_control_proto_goTypes = []any{
 	(WatchEventType)(0),                  // 0: persys.v1.WatchEventType
 	(*ApplyServiceRequest)(nil),          // 1: persys.v1.ApplyServiceRequest
@@ -4945,101 +5229,107 @@ var file_persys_v1_control_proto_goTypes = []any{
 	(*WatchServicesResponse)(nil),        // 81: persys.v1.WatchServicesResponse
 	(*WatchEventsRequest)(nil),           // 82: persys.v1.WatchEventsRequest
 	(*WatchEventsResponse)(nil),          // 83: persys.v1.WatchEventsResponse
-	nil,                                  // 84: persys.v1.ApplyServiceRequest.LabelsEntry
-	nil,                                  // 85: persys.v1.PutSecretRequest.DataEntry
-	nil,                                  // 86: persys.v1.JoinNodeResponse.LabelsEntry
-	nil,                                  // 87: persys.v1.JoinToken.LabelsEntry
-	nil,                                  // 88: persys.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                  // 89: persys.v1.ApplyRequest.LabelsEntry
-	nil,                                  // 90: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	nil,                                  // 91: persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
-	(*ServiceSpec)(nil),                  // 92: persys.v1.ServiceSpec
-	(*Service)(nil),                      // 93: persys.v1.Service
-	(*ServiceProgress)(nil),              // 94: persys.v1.ServiceProgress
-	(*Event)(nil),                        // 95: persys.v1.Event
-	(*ServiceRevision)(nil),              // 96: persys.v1.ServiceRevision
-	(SecretType)(0),                      // 97: persys.v1.SecretType
-	(*SecretInfo)(nil),                   // 98: persys.v1.SecretInfo
-	(*timestamppb.Timestamp)(nil),        // 99: google.protobuf.Timestamp
-	(FailureReason)(0),                   // 100: persys.v1.FailureReason
-	(*Node)(nil),                         // 101: persys.v1.Node
-	(*NodeCapabilities)(nil),             // 102: persys.v1.NodeCapabilities
-	(*WorkloadStatus)(nil),               // 103: persys.v1.WorkloadStatus
-	(*Resources)(nil),                    // 104: persys.v1.Resources
-	(*HostPort)(nil),                     // 105: persys.v1.HostPort
-	(*WorkloadSpec)(nil),                 // 106: persys.v1.WorkloadSpec
-	(*ServiceOwner)(nil),                 // 107: persys.v1.ServiceOwner
-	(*Workload)(nil),                     // 108: persys.v1.Workload
-	(*Assignment)(nil),                   // 109: persys.v1.Assignment
+	(*ServiceEndpointsRequest)(nil),      // 84: persys.v1.ServiceEndpointsRequest
+	(*ServiceEndpointList)(nil),          // 85: persys.v1.ServiceEndpointList
+	(*ServiceEndpoint)(nil),              // 86: persys.v1.ServiceEndpoint
+	(*ServiceEndpointPort)(nil),          // 87: persys.v1.ServiceEndpointPort
+	nil,                                  // 88: persys.v1.ApplyServiceRequest.LabelsEntry
+	nil,                                  // 89: persys.v1.PutSecretRequest.DataEntry
+	nil,                                  // 90: persys.v1.JoinNodeResponse.LabelsEntry
+	nil,                                  // 91: persys.v1.JoinToken.LabelsEntry
+	nil,                                  // 92: persys.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 93: persys.v1.ApplyRequest.LabelsEntry
+	nil,                                  // 94: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	nil,                                  // 95: persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
+	(*ServiceSpec)(nil),                  // 96: persys.v1.ServiceSpec
+	(*Service)(nil),                      // 97: persys.v1.Service
+	(*ServiceProgress)(nil),              // 98: persys.v1.ServiceProgress
+	(*Event)(nil),                        // 99: persys.v1.Event
+	(*ServiceRevision)(nil),              // 100: persys.v1.ServiceRevision
+	(SecretType)(0),                      // 101: persys.v1.SecretType
+	(*SecretInfo)(nil),                   // 102: persys.v1.SecretInfo
+	(*timestamppb.Timestamp)(nil),        // 103: google.protobuf.Timestamp
+	(FailureReason)(0),                   // 104: persys.v1.FailureReason
+	(*Node)(nil),                         // 105: persys.v1.Node
+	(*NodeCapabilities)(nil),             // 106: persys.v1.NodeCapabilities
+	(*WorkloadStatus)(nil),               // 107: persys.v1.WorkloadStatus
+	(*Resources)(nil),                    // 108: persys.v1.Resources
+	(*HostPort)(nil),                     // 109: persys.v1.HostPort
+	(*WorkloadSpec)(nil),                 // 110: persys.v1.WorkloadSpec
+	(*ServiceOwner)(nil),                 // 111: persys.v1.ServiceOwner
+	(*Workload)(nil),                     // 112: persys.v1.Workload
+	(*Assignment)(nil),                   // 113: persys.v1.Assignment
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
-	84,  // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
-	92,  // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
+	88,  // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
+	96,  // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
 	3,   // 2: persys.v1.ApplyServiceResponse.service:type_name -> persys.v1.ServiceView
-	93,  // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
-	94,  // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
-	95,  // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
+	97,  // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
+	98,  // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
+	99,  // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
 	3,   // 6: persys.v1.ListServicesResponse.services:type_name -> persys.v1.ServiceView
-	96,  // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
-	97,  // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
-	85,  // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
-	98,  // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
-	86,  // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
-	99,  // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	87,  // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
-	99,  // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
+	100, // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
+	101, // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
+	89,  // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
+	102, // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
+	90,  // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
+	103, // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	91,  // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
+	103, // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	92,  // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
 	22,  // 16: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
 	22,  // 17: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
-	99,  // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	103, // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
 	29,  // 19: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
 	29,  // 20: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
-	99,  // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
-	99,  // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	103, // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
+	103, // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
 	36,  // 23: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
 	36,  // 24: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
-	95,  // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
-	100, // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
-	101, // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
+	99,  // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
+	104, // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
+	105, // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
 	49,  // 28: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
-	102, // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
-	103, // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	104, // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
-	103, // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	105, // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
-	89,  // 34: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	106, // 35: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	107, // 36: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
+	106, // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
+	107, // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	108, // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
+	107, // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	109, // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
+	93,  // 34: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	110, // 35: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	111, // 36: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
 	62,  // 37: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
 	57,  // 38: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
 	61,  // 39: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
 	62,  // 40: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
-	108, // 41: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	103, // 42: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	109, // 43: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	95,  // 44: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	90,  // 45: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	112, // 41: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	107, // 42: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	113, // 43: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	99,  // 44: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	94,  // 45: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
 	62,  // 46: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	101, // 47: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	95,  // 48: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	105, // 47: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	99,  // 48: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
 	75,  // 49: persys.v1.WatchWorkloadsRequest.position:type_name -> persys.v1.WatchPosition
-	91,  // 50: persys.v1.WatchWorkloadsRequest.label_selector:type_name -> persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
+	95,  // 50: persys.v1.WatchWorkloadsRequest.label_selector:type_name -> persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
 	0,   // 51: persys.v1.WatchWorkloadsResponse.type:type_name -> persys.v1.WatchEventType
 	62,  // 52: persys.v1.WatchWorkloadsResponse.workload:type_name -> persys.v1.WorkloadView
 	75,  // 53: persys.v1.WatchNodesRequest.position:type_name -> persys.v1.WatchPosition
 	0,   // 54: persys.v1.WatchNodesResponse.type:type_name -> persys.v1.WatchEventType
-	101, // 55: persys.v1.WatchNodesResponse.node:type_name -> persys.v1.Node
+	105, // 55: persys.v1.WatchNodesResponse.node:type_name -> persys.v1.Node
 	75,  // 56: persys.v1.WatchServicesRequest.position:type_name -> persys.v1.WatchPosition
 	0,   // 57: persys.v1.WatchServicesResponse.type:type_name -> persys.v1.WatchEventType
 	3,   // 58: persys.v1.WatchServicesResponse.service:type_name -> persys.v1.ServiceView
 	75,  // 59: persys.v1.WatchEventsRequest.position:type_name -> persys.v1.WatchPosition
 	0,   // 60: persys.v1.WatchEventsResponse.type:type_name -> persys.v1.WatchEventType
-	95,  // 61: persys.v1.WatchEventsResponse.event:type_name -> persys.v1.Event
-	62,  // [62:62] is the sub-list for method output_type
-	62,  // [62:62] is the sub-list for method input_type
-	62,  // [62:62] is the sub-list for extension type_name
-	62,  // [62:62] is the sub-list for extension extendee
-	0,   // [0:62] is the sub-list for field type_name
+	99,  // 61: persys.v1.WatchEventsResponse.event:type_name -> persys.v1.Event
+	86,  // 62: persys.v1.ServiceEndpointList.endpoints:type_name -> persys.v1.ServiceEndpoint
+	87,  // 63: persys.v1.ServiceEndpoint.ports:type_name -> persys.v1.ServiceEndpointPort
+	64,  // [64:64] is the sub-list for method output_type
+	64,  // [64:64] is the sub-list for method input_type
+	64,  // [64:64] is the sub-list for extension type_name
+	64,  // [64:64] is the sub-list for extension extendee
+	0,   // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }
@@ -5055,7 +5345,7 @@ func file_persys_v1_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_control_proto_rawDesc), len(file_persys_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   91,
+			NumMessages:   95,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

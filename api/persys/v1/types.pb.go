@@ -4455,7 +4455,11 @@ type ServiceUpdatePolicy struct {
 	// and waits for a promote.
 	Canary int32 `protobuf:"varint,6,opt,name=canary,proto3" json:"canary,omitempty"`
 	// No replica is replaced while set (scaling still happens).
-	Paused        bool `protobuf:"varint,7,opt,name=paused,proto3" json:"paused,omitempty"`
+	Paused bool `protobuf:"varint,7,opt,name=paused,proto3" json:"paused,omitempty"`
+	// A replica being removed leaves the endpoints first and is stopped this
+	// long after (0: at once), so clients following the endpoints stop
+	// sending it requests before it stops.
+	DrainDelayMs  int64 `protobuf:"varint,100,opt,name=drain_delay_ms,json=drainDelayMs,proto3" json:"drain_delay_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -4537,6 +4541,13 @@ func (x *ServiceUpdatePolicy) GetPaused() bool {
 		return x.Paused
 	}
 	return false
+}
+
+func (x *ServiceUpdatePolicy) GetDrainDelayMs() int64 {
+	if x != nil {
+		return x.DrainDelayMs
+	}
+	return 0
 }
 
 // ServiceSpec is a replicated set of identical workloads.
@@ -4962,8 +4973,11 @@ type ServiceProgress struct {
 	// Replicas of the current revision that are available, as last counted:
 	// an update makes progress when it grows.
 	UpdatedAvailable int32 `protobuf:"varint,16,opt,name=updated_available,json=updatedAvailable,proto3" json:"updated_available,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Replicas taken out of the endpoints to be removed, and since when;
+	// each is deleted once out for the update's drain delay.
+	Draining      []*ServiceEndpointDrain `protobuf:"bytes,100,rep,name=draining,proto3" json:"draining,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ServiceProgress) Reset() {
@@ -5106,6 +5120,67 @@ func (x *ServiceProgress) GetUpdatedAvailable() int32 {
 		return x.UpdatedAvailable
 	}
 	return 0
+}
+
+func (x *ServiceProgress) GetDraining() []*ServiceEndpointDrain {
+	if x != nil {
+		return x.Draining
+	}
+	return nil
+}
+
+// ServiceEndpointDrain is a replica out of the endpoints, waiting for its
+// drain delay before it is deleted.
+type ServiceEndpointDrain struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replica       string                 `protobuf:"bytes,1,opt,name=replica,proto3" json:"replica,omitempty"`
+	Since         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceEndpointDrain) Reset() {
+	*x = ServiceEndpointDrain{}
+	mi := &file_persys_v1_types_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceEndpointDrain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceEndpointDrain) ProtoMessage() {}
+
+func (x *ServiceEndpointDrain) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_types_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceEndpointDrain.ProtoReflect.Descriptor instead.
+func (*ServiceEndpointDrain) Descriptor() ([]byte, []int) {
+	return file_persys_v1_types_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *ServiceEndpointDrain) GetReplica() string {
+	if x != nil {
+		return x.Replica
+	}
+	return ""
+}
+
+func (x *ServiceEndpointDrain) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
 }
 
 var File_persys_v1_types_proto protoreflect.FileDescriptor
@@ -5489,7 +5564,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\fmax_per_node\x18\x01 \x01(\x05R\n" +
 	"maxPerNode\x12\x1d\n" +
 	"\n" +
-	"node_label\x18\x02 \x01(\tR\tnodeLabel\"\x98\x02\n" +
+	"node_label\x18\x02 \x01(\tR\tnodeLabel\"\xbe\x02\n" +
 	"\x13ServiceUpdatePolicy\x12'\n" +
 	"\x0fmax_unavailable\x18\x01 \x01(\x05R\x0emaxUnavailable\x12\x1b\n" +
 	"\tmax_surge\x18\x02 \x01(\x05R\bmaxSurge\x12*\n" +
@@ -5497,7 +5572,8 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x19progress_deadline_seconds\x18\x04 \x01(\x03R\x17progressDeadlineSeconds\x12#\n" +
 	"\rauto_rollback\x18\x05 \x01(\bR\fautoRollback\x12\x16\n" +
 	"\x06canary\x18\x06 \x01(\x05R\x06canary\x12\x16\n" +
-	"\x06paused\x18\a \x01(\bR\x06paused\"\xc7\x02\n" +
+	"\x06paused\x18\a \x01(\bR\x06paused\x12$\n" +
+	"\x0edrain_delay_ms\x18d \x01(\x03R\fdrainDelayMs\"\xc7\x02\n" +
 	"\vServiceSpec\x12\x1a\n" +
 	"\breplicas\x18\x01 \x01(\x05R\breplicas\x123\n" +
 	"\btemplate\x18\x02 \x01(\v2\x17.persys.v1.WorkloadSpecR\btemplate\x12@\n" +
@@ -5544,7 +5620,7 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"\x06status\x18\x02 \x01(\bR\x06status\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x04 \x01(\tR\amessage\x12C\n" +
-	"\x0flast_transition\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastTransition\"\xf2\x04\n" +
+	"\x0flast_transition\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x0elastTransition\"\xaf\x05\n" +
 	"\x0fServiceProgress\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03uid\x18\x02 \x01(\tR\x03uid\x12/\n" +
@@ -5565,7 +5641,11 @@ const file_persys_v1_types_proto_rawDesc = "" +
 	"progressAt\x12(\n" +
 	"\x10rolled_back_from\x18\x0e \x01(\x04R\x0erolledBackFrom\x12\x18\n" +
 	"\amessage\x18\x0f \x01(\tR\amessage\x12+\n" +
-	"\x11updated_available\x18\x10 \x01(\x05R\x10updatedAvailable*{\n" +
+	"\x11updated_available\x18\x10 \x01(\x05R\x10updatedAvailable\x12;\n" +
+	"\bdraining\x18d \x03(\v2\x1f.persys.v1.ServiceEndpointDrainR\bdraining\"b\n" +
+	"\x14ServiceEndpointDrain\x12\x18\n" +
+	"\areplica\x18\x01 \x01(\tR\areplica\x120\n" +
+	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since*{\n" +
 	"\fWorkloadType\x12\x1d\n" +
 	"\x19WORKLOAD_TYPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17WORKLOAD_TYPE_CONTAINER\x10\x01\x12\x19\n" +
@@ -5673,7 +5753,7 @@ func file_persys_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_persys_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 12)
-var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_persys_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
 var file_persys_v1_types_proto_goTypes = []any{
 	(WorkloadType)(0),             // 0: persys.v1.WorkloadType
 	(DesiredState)(0),             // 1: persys.v1.DesiredState
@@ -5733,27 +5813,28 @@ var file_persys_v1_types_proto_goTypes = []any{
 	(*ServiceRevision)(nil),       // 55: persys.v1.ServiceRevision
 	(*ServiceCondition)(nil),      // 56: persys.v1.ServiceCondition
 	(*ServiceProgress)(nil),       // 57: persys.v1.ServiceProgress
-	nil,                           // 58: persys.v1.ContainerSpec.EnvEntry
-	nil,                           // 59: persys.v1.ContainerSpec.LabelsEntry
-	nil,                           // 60: persys.v1.ComposeSpec.EnvEntry
-	nil,                           // 61: persys.v1.VMSpec.MetadataEntry
-	nil,                           // 62: persys.v1.WorkloadSpec.NodeSelectorEntry
-	nil,                           // 63: persys.v1.Workload.LabelsEntry
-	nil,                           // 64: persys.v1.WorkloadStatus.DetailsEntry
-	nil,                           // 65: persys.v1.NodeCapabilities.LabelsEntry
-	nil,                           // 66: persys.v1.SecretValue.DataEntry
-	nil,                           // 67: persys.v1.ClusterSummary.WorkloadsByStateEntry
-	nil,                           // 68: persys.v1.ServiceSpec.SelectorEntry
-	nil,                           // 69: persys.v1.Service.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 70: google.protobuf.Timestamp
+	(*ServiceEndpointDrain)(nil),  // 58: persys.v1.ServiceEndpointDrain
+	nil,                           // 59: persys.v1.ContainerSpec.EnvEntry
+	nil,                           // 60: persys.v1.ContainerSpec.LabelsEntry
+	nil,                           // 61: persys.v1.ComposeSpec.EnvEntry
+	nil,                           // 62: persys.v1.VMSpec.MetadataEntry
+	nil,                           // 63: persys.v1.WorkloadSpec.NodeSelectorEntry
+	nil,                           // 64: persys.v1.Workload.LabelsEntry
+	nil,                           // 65: persys.v1.WorkloadStatus.DetailsEntry
+	nil,                           // 66: persys.v1.NodeCapabilities.LabelsEntry
+	nil,                           // 67: persys.v1.SecretValue.DataEntry
+	nil,                           // 68: persys.v1.ClusterSummary.WorkloadsByStateEntry
+	nil,                           // 69: persys.v1.ServiceSpec.SelectorEntry
+	nil,                           // 70: persys.v1.Service.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 71: google.protobuf.Timestamp
 }
 var file_persys_v1_types_proto_depIdxs = []int32{
-	58, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
+	59, // 0: persys.v1.ContainerSpec.env:type_name -> persys.v1.ContainerSpec.EnvEntry
 	13, // 1: persys.v1.ContainerSpec.ports:type_name -> persys.v1.PortMapping
 	14, // 2: persys.v1.ContainerSpec.volumes:type_name -> persys.v1.Volume
-	59, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
+	60, // 3: persys.v1.ContainerSpec.labels:type_name -> persys.v1.ContainerSpec.LabelsEntry
 	18, // 4: persys.v1.ComposeSpec.git:type_name -> persys.v1.GitSource
-	60, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
+	61, // 5: persys.v1.ComposeSpec.env:type_name -> persys.v1.ComposeSpec.EnvEntry
 	6,  // 6: persys.v1.ComposeSpec.volume_retain:type_name -> persys.v1.RetainPolicy
 	21, // 7: persys.v1.VMNetwork.port_forwards:type_name -> persys.v1.VMPortForward
 	20, // 8: persys.v1.VMSpec.disks:type_name -> persys.v1.VMDisk
@@ -5761,12 +5842,12 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	23, // 10: persys.v1.VMSpec.cloud_init:type_name -> persys.v1.CloudInit
 	24, // 11: persys.v1.VMSpec.login:type_name -> persys.v1.VMLogin
 	25, // 12: persys.v1.VMSpec.kernel_boot:type_name -> persys.v1.VMKernelBoot
-	61, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
+	62, // 13: persys.v1.VMSpec.metadata:type_name -> persys.v1.VMSpec.MetadataEntry
 	6,  // 14: persys.v1.VMSpec.disk_retain:type_name -> persys.v1.RetainPolicy
 	0,  // 15: persys.v1.WorkloadSpec.type:type_name -> persys.v1.WorkloadType
 	1,  // 16: persys.v1.WorkloadSpec.desired_state:type_name -> persys.v1.DesiredState
 	12, // 17: persys.v1.WorkloadSpec.resources:type_name -> persys.v1.Resources
-	62, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
+	63, // 18: persys.v1.WorkloadSpec.node_selector:type_name -> persys.v1.WorkloadSpec.NodeSelectorEntry
 	15, // 19: persys.v1.WorkloadSpec.container:type_name -> persys.v1.ContainerSpec
 	7,  // 20: persys.v1.WorkloadSpec.node_loss_policy:type_name -> persys.v1.NodeLossPolicy
 	19, // 21: persys.v1.WorkloadSpec.compose:type_name -> persys.v1.ComposeSpec
@@ -5780,32 +5861,32 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	8,  // 29: persys.v1.HealthCheck.type:type_name -> persys.v1.HealthCheckType
 	30, // 30: persys.v1.HostAccess.host_paths:type_name -> persys.v1.HostPath
 	42, // 31: persys.v1.HostAccess.ports:type_name -> persys.v1.HostPort
-	63, // 32: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
+	64, // 32: persys.v1.Workload.labels:type_name -> persys.v1.Workload.LabelsEntry
 	27, // 33: persys.v1.Workload.spec:type_name -> persys.v1.WorkloadSpec
-	70, // 34: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
-	70, // 35: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
+	71, // 34: persys.v1.Workload.created_at:type_name -> google.protobuf.Timestamp
+	71, // 35: persys.v1.Workload.updated_at:type_name -> google.protobuf.Timestamp
 	32, // 36: persys.v1.Workload.owner:type_name -> persys.v1.ServiceOwner
 	51, // 37: persys.v1.ServiceOwner.spread:type_name -> persys.v1.ServiceSpread
 	2,  // 38: persys.v1.WorkloadStatus.state:type_name -> persys.v1.ActualState
 	3,  // 39: persys.v1.WorkloadStatus.reason:type_name -> persys.v1.FailureReason
-	70, // 40: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
-	70, // 41: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
+	71, // 40: persys.v1.WorkloadStatus.updated_at:type_name -> google.protobuf.Timestamp
+	71, // 41: persys.v1.WorkloadStatus.next_attempt_at:type_name -> google.protobuf.Timestamp
 	34, // 42: persys.v1.WorkloadStatus.services:type_name -> persys.v1.ServiceStatus
-	64, // 43: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
+	65, // 43: persys.v1.WorkloadStatus.details:type_name -> persys.v1.WorkloadStatus.DetailsEntry
 	9,  // 44: persys.v1.WorkloadStatus.health:type_name -> persys.v1.HealthState
-	70, // 45: persys.v1.WorkloadStatus.health_checked_at:type_name -> google.protobuf.Timestamp
+	71, // 45: persys.v1.WorkloadStatus.health_checked_at:type_name -> google.protobuf.Timestamp
 	2,  // 46: persys.v1.ServiceStatus.state:type_name -> persys.v1.ActualState
 	9,  // 47: persys.v1.ServiceStatus.health:type_name -> persys.v1.HealthState
-	70, // 48: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
+	71, // 48: persys.v1.RetryState.next_attempt_at:type_name -> google.protobuf.Timestamp
 	3,  // 49: persys.v1.RetryState.last_reason:type_name -> persys.v1.FailureReason
-	70, // 50: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
+	71, // 50: persys.v1.Assignment.placed_at:type_name -> google.protobuf.Timestamp
 	38, // 51: persys.v1.Assignment.decision:type_name -> persys.v1.PlacementDecision
 	5,  // 52: persys.v1.NodeRejection.reason:type_name -> persys.v1.RejectReason
 	5,  // 53: persys.v1.NodeRejection.also:type_name -> persys.v1.RejectReason
 	37, // 54: persys.v1.PlacementDecision.rejections:type_name -> persys.v1.NodeRejection
 	12, // 55: persys.v1.NodeCapabilities.capacity:type_name -> persys.v1.Resources
 	0,  // 56: persys.v1.NodeCapabilities.runtimes:type_name -> persys.v1.WorkloadType
-	65, // 57: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
+	66, // 57: persys.v1.NodeCapabilities.labels:type_name -> persys.v1.NodeCapabilities.LabelsEntry
 	43, // 58: persys.v1.NodeCapabilities.storage_pools:type_name -> persys.v1.StoragePool
 	12, // 59: persys.v1.NodeCapabilities.allocatable:type_name -> persys.v1.Resources
 	41, // 60: persys.v1.NodeCapabilities.policy:type_name -> persys.v1.NodePolicy
@@ -5813,41 +5894,43 @@ var file_persys_v1_types_proto_depIdxs = []int32{
 	40, // 62: persys.v1.NodeCapabilities.dynamic_ports:type_name -> persys.v1.PortRange
 	39, // 63: persys.v1.Node.capabilities:type_name -> persys.v1.NodeCapabilities
 	4,  // 64: persys.v1.Node.state:type_name -> persys.v1.NodeState
-	70, // 65: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
+	71, // 65: persys.v1.Node.registered_at:type_name -> google.protobuf.Timestamp
 	12, // 66: persys.v1.Node.usage:type_name -> persys.v1.Resources
 	12, // 67: persys.v1.Node.allocated:type_name -> persys.v1.Resources
-	70, // 68: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
-	70, // 69: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
+	71, // 68: persys.v1.Node.last_heartbeat:type_name -> google.protobuf.Timestamp
+	71, // 69: persys.v1.Event.time:type_name -> google.protobuf.Timestamp
 	3,  // 70: persys.v1.Event.reason:type_name -> persys.v1.FailureReason
 	45, // 71: persys.v1.EventBatch.events:type_name -> persys.v1.Event
 	10, // 72: persys.v1.SecretInfo.type:type_name -> persys.v1.SecretType
-	70, // 73: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
-	70, // 74: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
+	71, // 73: persys.v1.SecretInfo.created_at:type_name -> google.protobuf.Timestamp
+	71, // 74: persys.v1.SecretInfo.updated_at:type_name -> google.protobuf.Timestamp
 	10, // 75: persys.v1.SecretValue.type:type_name -> persys.v1.SecretType
-	66, // 76: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
+	67, // 76: persys.v1.SecretValue.data:type_name -> persys.v1.SecretValue.DataEntry
 	47, // 77: persys.v1.SealedSecret.info:type_name -> persys.v1.SecretInfo
-	67, // 78: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
+	68, // 78: persys.v1.ClusterSummary.workloads_by_state:type_name -> persys.v1.ClusterSummary.WorkloadsByStateEntry
 	12, // 79: persys.v1.ClusterSummary.capacity:type_name -> persys.v1.Resources
 	12, // 80: persys.v1.ClusterSummary.allocated:type_name -> persys.v1.Resources
 	27, // 81: persys.v1.ServiceSpec.template:type_name -> persys.v1.WorkloadSpec
-	68, // 82: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
+	69, // 82: persys.v1.ServiceSpec.selector:type_name -> persys.v1.ServiceSpec.SelectorEntry
 	51, // 83: persys.v1.ServiceSpec.spread:type_name -> persys.v1.ServiceSpread
 	52, // 84: persys.v1.ServiceSpec.update:type_name -> persys.v1.ServiceUpdatePolicy
-	69, // 85: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
+	70, // 85: persys.v1.Service.labels:type_name -> persys.v1.Service.LabelsEntry
 	53, // 86: persys.v1.Service.spec:type_name -> persys.v1.ServiceSpec
-	70, // 87: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
-	70, // 88: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
+	71, // 87: persys.v1.Service.created_at:type_name -> google.protobuf.Timestamp
+	71, // 88: persys.v1.Service.updated_at:type_name -> google.protobuf.Timestamp
 	27, // 89: persys.v1.ServiceRevision.template:type_name -> persys.v1.WorkloadSpec
-	70, // 90: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
-	70, // 91: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
+	71, // 90: persys.v1.ServiceRevision.created_at:type_name -> google.protobuf.Timestamp
+	71, // 91: persys.v1.ServiceCondition.last_transition:type_name -> google.protobuf.Timestamp
 	11, // 92: persys.v1.ServiceProgress.phase:type_name -> persys.v1.RolloutPhase
 	56, // 93: persys.v1.ServiceProgress.conditions:type_name -> persys.v1.ServiceCondition
-	70, // 94: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
-	95, // [95:95] is the sub-list for method output_type
-	95, // [95:95] is the sub-list for method input_type
-	95, // [95:95] is the sub-list for extension type_name
-	95, // [95:95] is the sub-list for extension extendee
-	0,  // [0:95] is the sub-list for field type_name
+	71, // 94: persys.v1.ServiceProgress.progress_at:type_name -> google.protobuf.Timestamp
+	58, // 95: persys.v1.ServiceProgress.draining:type_name -> persys.v1.ServiceEndpointDrain
+	71, // 96: persys.v1.ServiceEndpointDrain.since:type_name -> google.protobuf.Timestamp
+	97, // [97:97] is the sub-list for method output_type
+	97, // [97:97] is the sub-list for method input_type
+	97, // [97:97] is the sub-list for extension type_name
+	97, // [97:97] is the sub-list for extension extendee
+	0,  // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_types_proto_init() }
@@ -5861,7 +5944,7 @@ func file_persys_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_types_proto_rawDesc), len(file_persys_v1_types_proto_rawDesc)),
 			NumEnums:      12,
-			NumMessages:   58,
+			NumMessages:   59,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -2,6 +2,9 @@ package controlapi
 
 import (
 	"context"
+	"errors"
+
+	"google.golang.org/grpc"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -23,6 +26,8 @@ type Services interface {
 	Promote(ctx context.Context, who principal.Principal, name string) (*persysv1.Service, error)
 	Undo(ctx context.Context, who principal.Principal, name string, to uint64) (*persysv1.Service, error)
 	History(ctx context.Context, name string) ([]*persysv1.ServiceRevision, error)
+	Endpoints(ctx context.Context, name string) (*persysv1.ServiceEndpointList, error)
+	WatchEndpoints(ctx context.Context, name string, send func(*persysv1.ServiceEndpointList) error) error
 }
 
 var _ Services = (*servicectl.Controller)(nil)
@@ -37,13 +42,17 @@ func (c *controlService) serviceCall(ctx context.Context, name string) (principa
 	if err != nil {
 		return who, err
 	}
+	return who, checkServiceName(name)
+}
+
+func checkServiceName(name string) error {
 	if name == "" {
-		return who, status.Error(codes.InvalidArgument, "name: required")
+		return status.Error(codes.InvalidArgument, "name: required")
 	}
 	if len(name) > manifest.MaxServiceNameLen {
-		return who, status.Errorf(codes.InvalidArgument, "name: at most %d characters", manifest.MaxServiceNameLen)
+		return status.Errorf(codes.InvalidArgument, "name: at most %d characters", manifest.MaxServiceNameLen)
 	}
-	return who, nil
+	return nil
 }
 
 func (c *controlService) ApplyService(ctx context.Context, req *persysv1.ApplyServiceRequest) (*persysv1.ApplyServiceResponse, error) {
@@ -158,4 +167,47 @@ func (c *controlService) RolloutPromote(ctx context.Context, req *persysv1.GetSe
 	}
 	svc, err := c.s.Services().Promote(ctx, who, req.GetName())
 	return c.viewAfter(ctx, svc, err)
+}
+
+func (c *controlService) GetServiceEndpoints(ctx context.Context, req *persysv1.ServiceEndpointsRequest) (*persysv1.ServiceEndpointList, error) {
+	if _, err := c.serviceCall(ctx, req.GetName()); err != nil {
+		return nil, err
+	}
+	l, err := c.s.Services().Endpoints(ctx, req.GetName())
+	return l, toStatus(err)
+}
+
+// WatchServiceEndpoints streams the service's endpoints: the current set,
+// then the whole new set at each change. It ends with NotFound when the
+// service goes, Unavailable when the scheduler stops.
+func (c *controlService) WatchServiceEndpoints(req *persysv1.ServiceEndpointsRequest, stream grpc.ServerStreamingServer[persysv1.ServiceEndpointList]) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	// A stream's caller was authorized by its role (StreamAuth); reading
+	// endpoints needs no principal.
+	if err := c.s.Serving(ctx); err != nil {
+		return err
+	}
+	if err := checkServiceName(req.GetName()); err != nil {
+		return err
+	}
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-c.stop:
+			close(stopped)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err := c.s.Services().WatchEndpoints(ctx, req.GetName(), stream.Send)
+	select {
+	case <-stopped:
+		return status.Error(codes.Unavailable, "scheduler is shutting down")
+	default:
+	}
+	if errors.Is(err, context.Canceled) && stream.Context().Err() != nil {
+		return status.FromContextError(stream.Context().Err()).Err()
+	}
+	return toStatus(err)
 }

@@ -25,7 +25,7 @@ var File_persys_v1_control_service_proto protoreflect.FileDescriptor
 
 const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\xe1\x1e\n" +
+	"\x1fpersys/v1/control_service.proto\x12\tpersys.v1\x1a\x15persys/v1/types.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto2\x9b \n" +
 	"\x0eControlService\x12O\n" +
 	"\fRegisterNode\x12\x1e.persys.v1.RegisterNodeRequest\x1a\x1f.persys.v1.RegisterNodeResponse\x12F\n" +
 	"\tHeartbeat\x12\x1b.persys.v1.HeartbeatRequest\x1a\x1c.persys.v1.HeartbeatResponse\x12B\n" +
@@ -80,7 +80,9 @@ const file_persys_v1_control_service_proto_rawDesc = "" +
 	"\vRolloutUndo\x12\x1d.persys.v1.RolloutUndoRequest\x1a\x16.persys.v1.ServiceView\x12D\n" +
 	"\fRolloutPause\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12E\n" +
 	"\rRolloutResume\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12F\n" +
-	"\x0eRolloutPromote\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceViewBGZEgithub.com/persys-dev/compute/api/persys/v1/persysv1grpc;persysv1grpcb\x06proto3"
+	"\x0eRolloutPromote\x12\x1c.persys.v1.GetServiceRequest\x1a\x16.persys.v1.ServiceView\x12Y\n" +
+	"\x13GetServiceEndpoints\x12\".persys.v1.ServiceEndpointsRequest\x1a\x1e.persys.v1.ServiceEndpointList\x12]\n" +
+	"\x15WatchServiceEndpoints\x12\".persys.v1.ServiceEndpointsRequest\x1a\x1e.persys.v1.ServiceEndpointList0\x01BGZEgithub.com/persys-dev/compute/api/persys/v1/persysv1grpc;persysv1grpcb\x06proto3"
 
 var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.RegisterNodeRequest)(nil),          // 0: persys.v1.RegisterNodeRequest
@@ -127,46 +129,48 @@ var file_persys_v1_control_service_proto_goTypes = []any{
 	(*v1.DeleteServiceRequest)(nil),         // 41: persys.v1.DeleteServiceRequest
 	(*v1.ScaleServiceRequest)(nil),          // 42: persys.v1.ScaleServiceRequest
 	(*v1.RolloutUndoRequest)(nil),           // 43: persys.v1.RolloutUndoRequest
-	(*v1.RegisterNodeResponse)(nil),         // 44: persys.v1.RegisterNodeResponse
-	(*v1.HeartbeatResponse)(nil),            // 45: persys.v1.HeartbeatResponse
-	(*v1.ApplyResponse)(nil),                // 46: persys.v1.ApplyResponse
-	(*v1.ApplyWorkloadsResponse)(nil),       // 47: persys.v1.ApplyWorkloadsResponse
-	(*v1.WorkloadView)(nil),                 // 48: persys.v1.WorkloadView
-	(*v1.ListWorkloadsResponse)(nil),        // 49: persys.v1.ListWorkloadsResponse
-	(*v1.DeleteResponse)(nil),               // 50: persys.v1.DeleteResponse
-	(*v1.WatchWorkloadsResponse)(nil),       // 51: persys.v1.WatchWorkloadsResponse
-	(*v1.WatchNodesResponse)(nil),           // 52: persys.v1.WatchNodesResponse
-	(*v1.WatchServicesResponse)(nil),        // 53: persys.v1.WatchServicesResponse
-	(*v1.WatchEventsResponse)(nil),          // 54: persys.v1.WatchEventsResponse
-	(*v1.ListNodesResponse)(nil),            // 55: persys.v1.ListNodesResponse
-	(*v1.Node)(nil),                         // 56: persys.v1.Node
-	(*v1.ClusterSummary)(nil),               // 57: persys.v1.ClusterSummary
-	(*v1.ListEventsResponse)(nil),           // 58: persys.v1.ListEventsResponse
-	(*v1.DrainResponse)(nil),                // 59: persys.v1.DrainResponse
-	(*v1.LeaderInfo)(nil),                   // 60: persys.v1.LeaderInfo
-	(*v1.GetWorkloadLogsResponse)(nil),      // 61: persys.v1.GetWorkloadLogsResponse
-	(*v1.StreamWorkloadLogsResponse)(nil),   // 62: persys.v1.StreamWorkloadLogsResponse
-	(*v1.SecretInfo)(nil),                   // 63: persys.v1.SecretInfo
-	(*v1.ListSecretsResponse)(nil),          // 64: persys.v1.ListSecretsResponse
-	(*v1.DeleteSecretResponse)(nil),         // 65: persys.v1.DeleteSecretResponse
-	(*v1.JoinNodeResponse)(nil),             // 66: persys.v1.JoinNodeResponse
-	(*v1.RenewCertificateResponse)(nil),     // 67: persys.v1.RenewCertificateResponse
-	(*v1.CreateJoinTokenResponse)(nil),      // 68: persys.v1.CreateJoinTokenResponse
-	(*v1.ListJoinTokensResponse)(nil),       // 69: persys.v1.ListJoinTokensResponse
-	(*v1.RevokeJoinTokenResponse)(nil),      // 70: persys.v1.RevokeJoinTokenResponse
-	(*v1.RevokeCertificateResponse)(nil),    // 71: persys.v1.RevokeCertificateResponse
-	(*v1.ListRevocationsResponse)(nil),      // 72: persys.v1.ListRevocationsResponse
-	(*v1.IssueUserCertificateResponse)(nil), // 73: persys.v1.IssueUserCertificateResponse
-	(*v1.CreateAPITokenResponse)(nil),       // 74: persys.v1.CreateAPITokenResponse
-	(*v1.ListAPITokensResponse)(nil),        // 75: persys.v1.ListAPITokensResponse
-	(*v1.RevokeAPITokenResponse)(nil),       // 76: persys.v1.RevokeAPITokenResponse
-	(*v1.AuthenticateTokenResponse)(nil),    // 77: persys.v1.AuthenticateTokenResponse
-	(*v1.RecordAuditResponse)(nil),          // 78: persys.v1.RecordAuditResponse
-	(*v1.ApplyServiceResponse)(nil),         // 79: persys.v1.ApplyServiceResponse
-	(*v1.ServiceView)(nil),                  // 80: persys.v1.ServiceView
-	(*v1.ListServicesResponse)(nil),         // 81: persys.v1.ListServicesResponse
-	(*v1.DeleteServiceResponse)(nil),        // 82: persys.v1.DeleteServiceResponse
-	(*v1.RolloutHistoryResponse)(nil),       // 83: persys.v1.RolloutHistoryResponse
+	(*v1.ServiceEndpointsRequest)(nil),      // 44: persys.v1.ServiceEndpointsRequest
+	(*v1.RegisterNodeResponse)(nil),         // 45: persys.v1.RegisterNodeResponse
+	(*v1.HeartbeatResponse)(nil),            // 46: persys.v1.HeartbeatResponse
+	(*v1.ApplyResponse)(nil),                // 47: persys.v1.ApplyResponse
+	(*v1.ApplyWorkloadsResponse)(nil),       // 48: persys.v1.ApplyWorkloadsResponse
+	(*v1.WorkloadView)(nil),                 // 49: persys.v1.WorkloadView
+	(*v1.ListWorkloadsResponse)(nil),        // 50: persys.v1.ListWorkloadsResponse
+	(*v1.DeleteResponse)(nil),               // 51: persys.v1.DeleteResponse
+	(*v1.WatchWorkloadsResponse)(nil),       // 52: persys.v1.WatchWorkloadsResponse
+	(*v1.WatchNodesResponse)(nil),           // 53: persys.v1.WatchNodesResponse
+	(*v1.WatchServicesResponse)(nil),        // 54: persys.v1.WatchServicesResponse
+	(*v1.WatchEventsResponse)(nil),          // 55: persys.v1.WatchEventsResponse
+	(*v1.ListNodesResponse)(nil),            // 56: persys.v1.ListNodesResponse
+	(*v1.Node)(nil),                         // 57: persys.v1.Node
+	(*v1.ClusterSummary)(nil),               // 58: persys.v1.ClusterSummary
+	(*v1.ListEventsResponse)(nil),           // 59: persys.v1.ListEventsResponse
+	(*v1.DrainResponse)(nil),                // 60: persys.v1.DrainResponse
+	(*v1.LeaderInfo)(nil),                   // 61: persys.v1.LeaderInfo
+	(*v1.GetWorkloadLogsResponse)(nil),      // 62: persys.v1.GetWorkloadLogsResponse
+	(*v1.StreamWorkloadLogsResponse)(nil),   // 63: persys.v1.StreamWorkloadLogsResponse
+	(*v1.SecretInfo)(nil),                   // 64: persys.v1.SecretInfo
+	(*v1.ListSecretsResponse)(nil),          // 65: persys.v1.ListSecretsResponse
+	(*v1.DeleteSecretResponse)(nil),         // 66: persys.v1.DeleteSecretResponse
+	(*v1.JoinNodeResponse)(nil),             // 67: persys.v1.JoinNodeResponse
+	(*v1.RenewCertificateResponse)(nil),     // 68: persys.v1.RenewCertificateResponse
+	(*v1.CreateJoinTokenResponse)(nil),      // 69: persys.v1.CreateJoinTokenResponse
+	(*v1.ListJoinTokensResponse)(nil),       // 70: persys.v1.ListJoinTokensResponse
+	(*v1.RevokeJoinTokenResponse)(nil),      // 71: persys.v1.RevokeJoinTokenResponse
+	(*v1.RevokeCertificateResponse)(nil),    // 72: persys.v1.RevokeCertificateResponse
+	(*v1.ListRevocationsResponse)(nil),      // 73: persys.v1.ListRevocationsResponse
+	(*v1.IssueUserCertificateResponse)(nil), // 74: persys.v1.IssueUserCertificateResponse
+	(*v1.CreateAPITokenResponse)(nil),       // 75: persys.v1.CreateAPITokenResponse
+	(*v1.ListAPITokensResponse)(nil),        // 76: persys.v1.ListAPITokensResponse
+	(*v1.RevokeAPITokenResponse)(nil),       // 77: persys.v1.RevokeAPITokenResponse
+	(*v1.AuthenticateTokenResponse)(nil),    // 78: persys.v1.AuthenticateTokenResponse
+	(*v1.RecordAuditResponse)(nil),          // 79: persys.v1.RecordAuditResponse
+	(*v1.ApplyServiceResponse)(nil),         // 80: persys.v1.ApplyServiceResponse
+	(*v1.ServiceView)(nil),                  // 81: persys.v1.ServiceView
+	(*v1.ListServicesResponse)(nil),         // 82: persys.v1.ListServicesResponse
+	(*v1.DeleteServiceResponse)(nil),        // 83: persys.v1.DeleteServiceResponse
+	(*v1.RolloutHistoryResponse)(nil),       // 84: persys.v1.RolloutHistoryResponse
+	(*v1.ServiceEndpointList)(nil),          // 85: persys.v1.ServiceEndpointList
 }
 var file_persys_v1_control_service_proto_depIdxs = []int32{
 	0,  // 0: persys.v1.ControlService.RegisterNode:input_type -> persys.v1.RegisterNodeRequest
@@ -219,58 +223,62 @@ var file_persys_v1_control_service_proto_depIdxs = []int32{
 	39, // 47: persys.v1.ControlService.RolloutPause:input_type -> persys.v1.GetServiceRequest
 	39, // 48: persys.v1.ControlService.RolloutResume:input_type -> persys.v1.GetServiceRequest
 	39, // 49: persys.v1.ControlService.RolloutPromote:input_type -> persys.v1.GetServiceRequest
-	44, // 50: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
-	45, // 51: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
-	46, // 52: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
-	47, // 53: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
-	48, // 54: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
-	49, // 55: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
-	50, // 56: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
-	48, // 57: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
-	48, // 58: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
-	51, // 59: persys.v1.ControlService.WatchWorkloads:output_type -> persys.v1.WatchWorkloadsResponse
-	52, // 60: persys.v1.ControlService.WatchNodes:output_type -> persys.v1.WatchNodesResponse
-	53, // 61: persys.v1.ControlService.WatchServices:output_type -> persys.v1.WatchServicesResponse
-	54, // 62: persys.v1.ControlService.WatchEvents:output_type -> persys.v1.WatchEventsResponse
-	55, // 63: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
-	56, // 64: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
-	57, // 65: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
-	58, // 66: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
-	56, // 67: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
-	56, // 68: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
-	59, // 69: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
-	60, // 70: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
-	61, // 71: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
-	62, // 72: persys.v1.ControlService.StreamWorkloadLogs:output_type -> persys.v1.StreamWorkloadLogsResponse
-	63, // 73: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
-	63, // 74: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
-	64, // 75: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
-	65, // 76: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
-	66, // 77: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
-	67, // 78: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
-	68, // 79: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
-	69, // 80: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
-	70, // 81: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
-	71, // 82: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
-	72, // 83: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
-	73, // 84: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
-	74, // 85: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
-	75, // 86: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
-	76, // 87: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
-	77, // 88: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
-	78, // 89: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
-	79, // 90: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
-	80, // 91: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
-	81, // 92: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
-	82, // 93: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
-	80, // 94: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
-	83, // 95: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
-	80, // 96: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
-	80, // 97: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
-	80, // 98: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
-	80, // 99: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
-	50, // [50:100] is the sub-list for method output_type
-	0,  // [0:50] is the sub-list for method input_type
+	44, // 50: persys.v1.ControlService.GetServiceEndpoints:input_type -> persys.v1.ServiceEndpointsRequest
+	44, // 51: persys.v1.ControlService.WatchServiceEndpoints:input_type -> persys.v1.ServiceEndpointsRequest
+	45, // 52: persys.v1.ControlService.RegisterNode:output_type -> persys.v1.RegisterNodeResponse
+	46, // 53: persys.v1.ControlService.Heartbeat:output_type -> persys.v1.HeartbeatResponse
+	47, // 54: persys.v1.ControlService.ApplyWorkload:output_type -> persys.v1.ApplyResponse
+	48, // 55: persys.v1.ControlService.ApplyWorkloads:output_type -> persys.v1.ApplyWorkloadsResponse
+	49, // 56: persys.v1.ControlService.GetWorkload:output_type -> persys.v1.WorkloadView
+	50, // 57: persys.v1.ControlService.ListWorkloads:output_type -> persys.v1.ListWorkloadsResponse
+	51, // 58: persys.v1.ControlService.DeleteWorkload:output_type -> persys.v1.DeleteResponse
+	49, // 59: persys.v1.ControlService.RetryWorkload:output_type -> persys.v1.WorkloadView
+	49, // 60: persys.v1.ControlService.WatchWorkload:output_type -> persys.v1.WorkloadView
+	52, // 61: persys.v1.ControlService.WatchWorkloads:output_type -> persys.v1.WatchWorkloadsResponse
+	53, // 62: persys.v1.ControlService.WatchNodes:output_type -> persys.v1.WatchNodesResponse
+	54, // 63: persys.v1.ControlService.WatchServices:output_type -> persys.v1.WatchServicesResponse
+	55, // 64: persys.v1.ControlService.WatchEvents:output_type -> persys.v1.WatchEventsResponse
+	56, // 65: persys.v1.ControlService.ListNodes:output_type -> persys.v1.ListNodesResponse
+	57, // 66: persys.v1.ControlService.GetNode:output_type -> persys.v1.Node
+	58, // 67: persys.v1.ControlService.GetClusterSummary:output_type -> persys.v1.ClusterSummary
+	59, // 68: persys.v1.ControlService.ListEvents:output_type -> persys.v1.ListEventsResponse
+	57, // 69: persys.v1.ControlService.CordonNode:output_type -> persys.v1.Node
+	57, // 70: persys.v1.ControlService.UncordonNode:output_type -> persys.v1.Node
+	60, // 71: persys.v1.ControlService.DrainNode:output_type -> persys.v1.DrainResponse
+	61, // 72: persys.v1.ControlService.GetLeader:output_type -> persys.v1.LeaderInfo
+	62, // 73: persys.v1.ControlService.GetWorkloadLogs:output_type -> persys.v1.GetWorkloadLogsResponse
+	63, // 74: persys.v1.ControlService.StreamWorkloadLogs:output_type -> persys.v1.StreamWorkloadLogsResponse
+	64, // 75: persys.v1.ControlService.PutSecret:output_type -> persys.v1.SecretInfo
+	64, // 76: persys.v1.ControlService.GetSecret:output_type -> persys.v1.SecretInfo
+	65, // 77: persys.v1.ControlService.ListSecrets:output_type -> persys.v1.ListSecretsResponse
+	66, // 78: persys.v1.ControlService.DeleteSecret:output_type -> persys.v1.DeleteSecretResponse
+	67, // 79: persys.v1.ControlService.JoinNode:output_type -> persys.v1.JoinNodeResponse
+	68, // 80: persys.v1.ControlService.RenewCertificate:output_type -> persys.v1.RenewCertificateResponse
+	69, // 81: persys.v1.ControlService.CreateJoinToken:output_type -> persys.v1.CreateJoinTokenResponse
+	70, // 82: persys.v1.ControlService.ListJoinTokens:output_type -> persys.v1.ListJoinTokensResponse
+	71, // 83: persys.v1.ControlService.RevokeJoinToken:output_type -> persys.v1.RevokeJoinTokenResponse
+	72, // 84: persys.v1.ControlService.RevokeCertificate:output_type -> persys.v1.RevokeCertificateResponse
+	73, // 85: persys.v1.ControlService.ListRevocations:output_type -> persys.v1.ListRevocationsResponse
+	74, // 86: persys.v1.ControlService.IssueUserCertificate:output_type -> persys.v1.IssueUserCertificateResponse
+	75, // 87: persys.v1.ControlService.CreateAPIToken:output_type -> persys.v1.CreateAPITokenResponse
+	76, // 88: persys.v1.ControlService.ListAPITokens:output_type -> persys.v1.ListAPITokensResponse
+	77, // 89: persys.v1.ControlService.RevokeAPIToken:output_type -> persys.v1.RevokeAPITokenResponse
+	78, // 90: persys.v1.ControlService.AuthenticateToken:output_type -> persys.v1.AuthenticateTokenResponse
+	79, // 91: persys.v1.ControlService.RecordAudit:output_type -> persys.v1.RecordAuditResponse
+	80, // 92: persys.v1.ControlService.ApplyService:output_type -> persys.v1.ApplyServiceResponse
+	81, // 93: persys.v1.ControlService.GetService:output_type -> persys.v1.ServiceView
+	82, // 94: persys.v1.ControlService.ListServices:output_type -> persys.v1.ListServicesResponse
+	83, // 95: persys.v1.ControlService.DeleteService:output_type -> persys.v1.DeleteServiceResponse
+	81, // 96: persys.v1.ControlService.ScaleService:output_type -> persys.v1.ServiceView
+	84, // 97: persys.v1.ControlService.RolloutHistory:output_type -> persys.v1.RolloutHistoryResponse
+	81, // 98: persys.v1.ControlService.RolloutUndo:output_type -> persys.v1.ServiceView
+	81, // 99: persys.v1.ControlService.RolloutPause:output_type -> persys.v1.ServiceView
+	81, // 100: persys.v1.ControlService.RolloutResume:output_type -> persys.v1.ServiceView
+	81, // 101: persys.v1.ControlService.RolloutPromote:output_type -> persys.v1.ServiceView
+	85, // 102: persys.v1.ControlService.GetServiceEndpoints:output_type -> persys.v1.ServiceEndpointList
+	85, // 103: persys.v1.ControlService.WatchServiceEndpoints:output_type -> persys.v1.ServiceEndpointList
+	52, // [52:104] is the sub-list for method output_type
+	0,  // [0:52] is the sub-list for method input_type
 	0,  // [0:0] is the sub-list for extension type_name
 	0,  // [0:0] is the sub-list for extension extendee
 	0,  // [0:0] is the sub-list for field type_name

@@ -20,56 +20,58 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ControlService_RegisterNode_FullMethodName         = "/persys.v1.ControlService/RegisterNode"
-	ControlService_Heartbeat_FullMethodName            = "/persys.v1.ControlService/Heartbeat"
-	ControlService_ApplyWorkload_FullMethodName        = "/persys.v1.ControlService/ApplyWorkload"
-	ControlService_ApplyWorkloads_FullMethodName       = "/persys.v1.ControlService/ApplyWorkloads"
-	ControlService_GetWorkload_FullMethodName          = "/persys.v1.ControlService/GetWorkload"
-	ControlService_ListWorkloads_FullMethodName        = "/persys.v1.ControlService/ListWorkloads"
-	ControlService_DeleteWorkload_FullMethodName       = "/persys.v1.ControlService/DeleteWorkload"
-	ControlService_RetryWorkload_FullMethodName        = "/persys.v1.ControlService/RetryWorkload"
-	ControlService_WatchWorkload_FullMethodName        = "/persys.v1.ControlService/WatchWorkload"
-	ControlService_WatchWorkloads_FullMethodName       = "/persys.v1.ControlService/WatchWorkloads"
-	ControlService_WatchNodes_FullMethodName           = "/persys.v1.ControlService/WatchNodes"
-	ControlService_WatchServices_FullMethodName        = "/persys.v1.ControlService/WatchServices"
-	ControlService_WatchEvents_FullMethodName          = "/persys.v1.ControlService/WatchEvents"
-	ControlService_ListNodes_FullMethodName            = "/persys.v1.ControlService/ListNodes"
-	ControlService_GetNode_FullMethodName              = "/persys.v1.ControlService/GetNode"
-	ControlService_GetClusterSummary_FullMethodName    = "/persys.v1.ControlService/GetClusterSummary"
-	ControlService_ListEvents_FullMethodName           = "/persys.v1.ControlService/ListEvents"
-	ControlService_CordonNode_FullMethodName           = "/persys.v1.ControlService/CordonNode"
-	ControlService_UncordonNode_FullMethodName         = "/persys.v1.ControlService/UncordonNode"
-	ControlService_DrainNode_FullMethodName            = "/persys.v1.ControlService/DrainNode"
-	ControlService_GetLeader_FullMethodName            = "/persys.v1.ControlService/GetLeader"
-	ControlService_GetWorkloadLogs_FullMethodName      = "/persys.v1.ControlService/GetWorkloadLogs"
-	ControlService_StreamWorkloadLogs_FullMethodName   = "/persys.v1.ControlService/StreamWorkloadLogs"
-	ControlService_PutSecret_FullMethodName            = "/persys.v1.ControlService/PutSecret"
-	ControlService_GetSecret_FullMethodName            = "/persys.v1.ControlService/GetSecret"
-	ControlService_ListSecrets_FullMethodName          = "/persys.v1.ControlService/ListSecrets"
-	ControlService_DeleteSecret_FullMethodName         = "/persys.v1.ControlService/DeleteSecret"
-	ControlService_JoinNode_FullMethodName             = "/persys.v1.ControlService/JoinNode"
-	ControlService_RenewCertificate_FullMethodName     = "/persys.v1.ControlService/RenewCertificate"
-	ControlService_CreateJoinToken_FullMethodName      = "/persys.v1.ControlService/CreateJoinToken"
-	ControlService_ListJoinTokens_FullMethodName       = "/persys.v1.ControlService/ListJoinTokens"
-	ControlService_RevokeJoinToken_FullMethodName      = "/persys.v1.ControlService/RevokeJoinToken"
-	ControlService_RevokeCertificate_FullMethodName    = "/persys.v1.ControlService/RevokeCertificate"
-	ControlService_ListRevocations_FullMethodName      = "/persys.v1.ControlService/ListRevocations"
-	ControlService_IssueUserCertificate_FullMethodName = "/persys.v1.ControlService/IssueUserCertificate"
-	ControlService_CreateAPIToken_FullMethodName       = "/persys.v1.ControlService/CreateAPIToken"
-	ControlService_ListAPITokens_FullMethodName        = "/persys.v1.ControlService/ListAPITokens"
-	ControlService_RevokeAPIToken_FullMethodName       = "/persys.v1.ControlService/RevokeAPIToken"
-	ControlService_AuthenticateToken_FullMethodName    = "/persys.v1.ControlService/AuthenticateToken"
-	ControlService_RecordAudit_FullMethodName          = "/persys.v1.ControlService/RecordAudit"
-	ControlService_ApplyService_FullMethodName         = "/persys.v1.ControlService/ApplyService"
-	ControlService_GetService_FullMethodName           = "/persys.v1.ControlService/GetService"
-	ControlService_ListServices_FullMethodName         = "/persys.v1.ControlService/ListServices"
-	ControlService_DeleteService_FullMethodName        = "/persys.v1.ControlService/DeleteService"
-	ControlService_ScaleService_FullMethodName         = "/persys.v1.ControlService/ScaleService"
-	ControlService_RolloutHistory_FullMethodName       = "/persys.v1.ControlService/RolloutHistory"
-	ControlService_RolloutUndo_FullMethodName          = "/persys.v1.ControlService/RolloutUndo"
-	ControlService_RolloutPause_FullMethodName         = "/persys.v1.ControlService/RolloutPause"
-	ControlService_RolloutResume_FullMethodName        = "/persys.v1.ControlService/RolloutResume"
-	ControlService_RolloutPromote_FullMethodName       = "/persys.v1.ControlService/RolloutPromote"
+	ControlService_RegisterNode_FullMethodName          = "/persys.v1.ControlService/RegisterNode"
+	ControlService_Heartbeat_FullMethodName             = "/persys.v1.ControlService/Heartbeat"
+	ControlService_ApplyWorkload_FullMethodName         = "/persys.v1.ControlService/ApplyWorkload"
+	ControlService_ApplyWorkloads_FullMethodName        = "/persys.v1.ControlService/ApplyWorkloads"
+	ControlService_GetWorkload_FullMethodName           = "/persys.v1.ControlService/GetWorkload"
+	ControlService_ListWorkloads_FullMethodName         = "/persys.v1.ControlService/ListWorkloads"
+	ControlService_DeleteWorkload_FullMethodName        = "/persys.v1.ControlService/DeleteWorkload"
+	ControlService_RetryWorkload_FullMethodName         = "/persys.v1.ControlService/RetryWorkload"
+	ControlService_WatchWorkload_FullMethodName         = "/persys.v1.ControlService/WatchWorkload"
+	ControlService_WatchWorkloads_FullMethodName        = "/persys.v1.ControlService/WatchWorkloads"
+	ControlService_WatchNodes_FullMethodName            = "/persys.v1.ControlService/WatchNodes"
+	ControlService_WatchServices_FullMethodName         = "/persys.v1.ControlService/WatchServices"
+	ControlService_WatchEvents_FullMethodName           = "/persys.v1.ControlService/WatchEvents"
+	ControlService_ListNodes_FullMethodName             = "/persys.v1.ControlService/ListNodes"
+	ControlService_GetNode_FullMethodName               = "/persys.v1.ControlService/GetNode"
+	ControlService_GetClusterSummary_FullMethodName     = "/persys.v1.ControlService/GetClusterSummary"
+	ControlService_ListEvents_FullMethodName            = "/persys.v1.ControlService/ListEvents"
+	ControlService_CordonNode_FullMethodName            = "/persys.v1.ControlService/CordonNode"
+	ControlService_UncordonNode_FullMethodName          = "/persys.v1.ControlService/UncordonNode"
+	ControlService_DrainNode_FullMethodName             = "/persys.v1.ControlService/DrainNode"
+	ControlService_GetLeader_FullMethodName             = "/persys.v1.ControlService/GetLeader"
+	ControlService_GetWorkloadLogs_FullMethodName       = "/persys.v1.ControlService/GetWorkloadLogs"
+	ControlService_StreamWorkloadLogs_FullMethodName    = "/persys.v1.ControlService/StreamWorkloadLogs"
+	ControlService_PutSecret_FullMethodName             = "/persys.v1.ControlService/PutSecret"
+	ControlService_GetSecret_FullMethodName             = "/persys.v1.ControlService/GetSecret"
+	ControlService_ListSecrets_FullMethodName           = "/persys.v1.ControlService/ListSecrets"
+	ControlService_DeleteSecret_FullMethodName          = "/persys.v1.ControlService/DeleteSecret"
+	ControlService_JoinNode_FullMethodName              = "/persys.v1.ControlService/JoinNode"
+	ControlService_RenewCertificate_FullMethodName      = "/persys.v1.ControlService/RenewCertificate"
+	ControlService_CreateJoinToken_FullMethodName       = "/persys.v1.ControlService/CreateJoinToken"
+	ControlService_ListJoinTokens_FullMethodName        = "/persys.v1.ControlService/ListJoinTokens"
+	ControlService_RevokeJoinToken_FullMethodName       = "/persys.v1.ControlService/RevokeJoinToken"
+	ControlService_RevokeCertificate_FullMethodName     = "/persys.v1.ControlService/RevokeCertificate"
+	ControlService_ListRevocations_FullMethodName       = "/persys.v1.ControlService/ListRevocations"
+	ControlService_IssueUserCertificate_FullMethodName  = "/persys.v1.ControlService/IssueUserCertificate"
+	ControlService_CreateAPIToken_FullMethodName        = "/persys.v1.ControlService/CreateAPIToken"
+	ControlService_ListAPITokens_FullMethodName         = "/persys.v1.ControlService/ListAPITokens"
+	ControlService_RevokeAPIToken_FullMethodName        = "/persys.v1.ControlService/RevokeAPIToken"
+	ControlService_AuthenticateToken_FullMethodName     = "/persys.v1.ControlService/AuthenticateToken"
+	ControlService_RecordAudit_FullMethodName           = "/persys.v1.ControlService/RecordAudit"
+	ControlService_ApplyService_FullMethodName          = "/persys.v1.ControlService/ApplyService"
+	ControlService_GetService_FullMethodName            = "/persys.v1.ControlService/GetService"
+	ControlService_ListServices_FullMethodName          = "/persys.v1.ControlService/ListServices"
+	ControlService_DeleteService_FullMethodName         = "/persys.v1.ControlService/DeleteService"
+	ControlService_ScaleService_FullMethodName          = "/persys.v1.ControlService/ScaleService"
+	ControlService_RolloutHistory_FullMethodName        = "/persys.v1.ControlService/RolloutHistory"
+	ControlService_RolloutUndo_FullMethodName           = "/persys.v1.ControlService/RolloutUndo"
+	ControlService_RolloutPause_FullMethodName          = "/persys.v1.ControlService/RolloutPause"
+	ControlService_RolloutResume_FullMethodName         = "/persys.v1.ControlService/RolloutResume"
+	ControlService_RolloutPromote_FullMethodName        = "/persys.v1.ControlService/RolloutPromote"
+	ControlService_GetServiceEndpoints_FullMethodName   = "/persys.v1.ControlService/GetServiceEndpoints"
+	ControlService_WatchServiceEndpoints_FullMethodName = "/persys.v1.ControlService/WatchServiceEndpoints"
 )
 
 // ControlServiceClient is the client API for ControlService service.
@@ -167,6 +169,11 @@ type ControlServiceClient interface {
 	RolloutPause(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
 	RolloutResume(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
 	RolloutPromote(ctx context.Context, in *v1.GetServiceRequest, opts ...grpc.CallOption) (*v1.ServiceView, error)
+	// Endpoints: the service's ready replicas (not being removed) with
+	// where to reach them. The watch sends the full current set, then the
+	// full new set each time it changes.
+	GetServiceEndpoints(ctx context.Context, in *v1.ServiceEndpointsRequest, opts ...grpc.CallOption) (*v1.ServiceEndpointList, error)
+	WatchServiceEndpoints(ctx context.Context, in *v1.ServiceEndpointsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.ServiceEndpointList], error)
 }
 
 type controlServiceClient struct {
@@ -731,6 +738,35 @@ func (c *controlServiceClient) RolloutPromote(ctx context.Context, in *v1.GetSer
 	return out, nil
 }
 
+func (c *controlServiceClient) GetServiceEndpoints(ctx context.Context, in *v1.ServiceEndpointsRequest, opts ...grpc.CallOption) (*v1.ServiceEndpointList, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(v1.ServiceEndpointList)
+	err := c.cc.Invoke(ctx, ControlService_GetServiceEndpoints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlServiceClient) WatchServiceEndpoints(ctx context.Context, in *v1.ServiceEndpointsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[v1.ServiceEndpointList], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ControlService_ServiceDesc.Streams[6], ControlService_WatchServiceEndpoints_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[v1.ServiceEndpointsRequest, v1.ServiceEndpointList]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchServiceEndpointsClient = grpc.ServerStreamingClient[v1.ServiceEndpointList]
+
 // ControlServiceServer is the server API for ControlService service.
 // All implementations must embed UnimplementedControlServiceServer
 // for forward compatibility.
@@ -826,6 +862,11 @@ type ControlServiceServer interface {
 	RolloutPause(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error)
 	RolloutResume(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error)
 	RolloutPromote(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error)
+	// Endpoints: the service's ready replicas (not being removed) with
+	// where to reach them. The watch sends the full current set, then the
+	// full new set each time it changes.
+	GetServiceEndpoints(context.Context, *v1.ServiceEndpointsRequest) (*v1.ServiceEndpointList, error)
+	WatchServiceEndpoints(*v1.ServiceEndpointsRequest, grpc.ServerStreamingServer[v1.ServiceEndpointList]) error
 	mustEmbedUnimplementedControlServiceServer()
 }
 
@@ -985,6 +1026,12 @@ func (UnimplementedControlServiceServer) RolloutResume(context.Context, *v1.GetS
 }
 func (UnimplementedControlServiceServer) RolloutPromote(context.Context, *v1.GetServiceRequest) (*v1.ServiceView, error) {
 	return nil, status.Error(codes.Unimplemented, "method RolloutPromote not implemented")
+}
+func (UnimplementedControlServiceServer) GetServiceEndpoints(context.Context, *v1.ServiceEndpointsRequest) (*v1.ServiceEndpointList, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetServiceEndpoints not implemented")
+}
+func (UnimplementedControlServiceServer) WatchServiceEndpoints(*v1.ServiceEndpointsRequest, grpc.ServerStreamingServer[v1.ServiceEndpointList]) error {
+	return status.Error(codes.Unimplemented, "method WatchServiceEndpoints not implemented")
 }
 func (UnimplementedControlServiceServer) mustEmbedUnimplementedControlServiceServer() {}
 func (UnimplementedControlServiceServer) testEmbeddedByValue()                        {}
@@ -1865,6 +1912,35 @@ func _ControlService_RolloutPromote_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControlService_GetServiceEndpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(v1.ServiceEndpointsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServiceServer).GetServiceEndpoints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControlService_GetServiceEndpoints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServiceServer).GetServiceEndpoints(ctx, req.(*v1.ServiceEndpointsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControlService_WatchServiceEndpoints_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(v1.ServiceEndpointsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServiceServer).WatchServiceEndpoints(m, &grpc.GenericServerStream[v1.ServiceEndpointsRequest, v1.ServiceEndpointList]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ControlService_WatchServiceEndpointsServer = grpc.ServerStreamingServer[v1.ServiceEndpointList]
+
 // ControlService_ServiceDesc is the grpc.ServiceDesc for ControlService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -2048,6 +2124,10 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "RolloutPromote",
 			Handler:    _ControlService_RolloutPromote_Handler,
 		},
+		{
+			MethodName: "GetServiceEndpoints",
+			Handler:    _ControlService_GetServiceEndpoints_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -2078,6 +2158,11 @@ var ControlService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "StreamWorkloadLogs",
 			Handler:       _ControlService_StreamWorkloadLogs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchServiceEndpoints",
+			Handler:       _ControlService_WatchServiceEndpoints_Handler,
 			ServerStreams: true,
 		},
 	},
