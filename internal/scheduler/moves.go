@@ -85,9 +85,11 @@ func (s *Scheduler) setCordon(ctx context.Context, id string, cordoned, draining
 	if n == nil {
 		return nil, status.Errorf(codes.NotFound, "node %q not found", id)
 	}
-	if err := s.store.PutNode(ctx, n); err != nil {
+	rev, err := s.store.PutNode(ctx, n)
+	if err != nil {
 		return nil, err
 	}
+	s.cache.NodeWritten(id, rev)
 	what := model.EventNodeCordoned
 	switch {
 	case draining:

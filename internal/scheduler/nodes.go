@@ -54,9 +54,11 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 		LeaseId:      leaseID,
 	}, now)
 
-	if err := s.store.PutNode(ctx, node); err != nil {
+	rev, err := s.store.PutNode(ctx, node)
+	if err != nil {
 		return nil, fmt.Errorf("store node %s: %w", id, err)
 	}
+	s.cache.NodeWritten(id, rev)
 	// The connection pool redials by itself when the address changed; an
 	// unchanged one keeps serving calls that are in flight.
 	s.log.Info("node registered", "node", id, "address", req.GetAddress(), "workloads", len(req.GetWorkloads()))

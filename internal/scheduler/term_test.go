@@ -25,7 +25,7 @@ func TestNewTermRenewsLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.store.PutNode(ctx, &persysv1.Node{Id: c.nodeID, Address: "127.0.0.1:1", LeaseId: lease,
+	if _, err := c.store.PutNode(ctx, &persysv1.Node{Id: c.nodeID, Address: "127.0.0.1:1", LeaseId: lease,
 		State: persysv1.NodeState_NODE_STATE_READY}); err != nil {
 		t.Fatal(err)
 	}

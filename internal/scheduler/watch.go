@@ -57,7 +57,7 @@ func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {
 			s.queue.Add(c.Key)
 		}
 	case store.KindNode:
-		s.cache.NodeChanged(c.Key, c.Node, c.Deleted)
+		s.cache.NodeChanged(c.Key, c.Node, c.ModRevision, c.Deleted)
 	case store.KindNodeLease:
 		s.setAlive(ctx, c.Key, !c.Deleted)
 	}
@@ -114,9 +114,11 @@ func (s *Scheduler) recordNodeLost(ctx context.Context, node *persysv1.Node) {
 			return
 		}
 		defer func() { <-s.nodeLossSem }()
-		if err := s.store.PutNode(ctx, node); err != nil && ctx.Err() == nil {
+		rev, err := s.store.PutNode(ctx, node)
+		if err != nil && ctx.Err() == nil {
 			s.log.Error("record node state", "node", node.GetId(), "state", contract.Name(node.GetState()), "err", err)
 		}
+		s.cache.NodeWritten(node.GetId(), rev)
 	}()
 }
 

@@ -15,22 +15,24 @@ import (
 
 // PutNode writes the node record. Call it at registration and when the
 // node's state or cordon flag changes, never per heartbeat: live figures
-// (usage, last heartbeat) belong in the scheduler's memory.
-func (s *Store) PutNode(ctx context.Context, n *persysv1.Node) error {
+// (usage, last heartbeat) belong in the scheduler's memory. It returns the
+// revision of the write.
+func (s *Store) PutNode(ctx context.Context, n *persysv1.Node) (rev int64, err error) {
 	if n == nil {
-		return fmt.Errorf("store: node: %w: nil", ErrInvalid)
+		return 0, fmt.Errorf("store: node: %w: nil", ErrInvalid)
 	}
 	if err := ValidateName("node id", n.GetId()); err != nil {
-		return err
+		return 0, err
 	}
 	val, err := marshal("node", n)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := s.cli.Put(ctx, s.nodeKey(n.GetId()), val); err != nil {
-		return fmt.Errorf("store: put node %q: %w", n.GetId(), err)
+	resp, err := s.cli.Put(ctx, s.nodeKey(n.GetId()), val)
+	if err != nil {
+		return 0, fmt.Errorf("store: put node %q: %w", n.GetId(), err)
 	}
-	return nil
+	return resp.Header.GetRevision(), nil
 }
 
 // GetNode returns the node record; ErrNotFound when absent.

@@ -34,7 +34,7 @@ func TestNodes(t *testing.T) {
 	n1 := &persysv1.Node{Id: "n1", Address: "10.0.0.1:7443", State: persysv1.NodeState_NODE_STATE_READY}
 	n2 := &persysv1.Node{Id: "n2", Address: "10.0.0.2:7443", Cordoned: true}
 	for _, n := range []*persysv1.Node{n2, n1} {
-		if err := s.PutNode(ctx, n); err != nil {
+		if _, err := s.PutNode(ctx, n); err != nil {
 			t.Fatalf("put %s: %v", n.Id, err)
 		}
 	}

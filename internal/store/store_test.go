@@ -108,8 +108,8 @@ func TestValidation(t *testing.T) {
 			return s.CommitPlacement(ctx, assignment("a", "u", "n"), &persysv1.WorkloadStatus{Name: "a", Uid: "x"}, 1, 0)
 		}, "uid"},
 		{"delete assignment zero rev", func() error { return s.DeleteAssignment(ctx, "a", 0) }, "expectRev"},
-		{"node nil", func() error { return s.PutNode(ctx, nil) }, "node"},
-		{"node bad id", func() error { return s.PutNode(ctx, &persysv1.Node{Id: "x/lease"}) }, "node id"},
+		{"node nil", func() error { _, err := s.PutNode(ctx, nil); return err }, "node"},
+		{"node bad id", func() error { _, err := s.PutNode(ctx, &persysv1.Node{Id: "x/lease"}); return err }, "node id"},
 		{"lease zero ttl", func() error { _, err := s.GrantNodeLease(ctx, "n", 0); return err }, "ttl"},
 		{"keepalive zero", func() error { return s.KeepAliveNode(ctx, 0) }, "lease id"},
 		{"event nil", func() error { return s.AppendEvent(ctx, nil) }, "event"},

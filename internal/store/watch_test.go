@@ -43,7 +43,7 @@ func TestLoadIsOneRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"n0", "n1"} {
-		if err := s.PutNode(ctx, &persysv1.Node{Id: id}); err != nil {
+		if _, err := s.PutNode(ctx, &persysv1.Node{Id: id}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func TestWatchTypedChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutNode(ctx, &persysv1.Node{Id: "n1", Address: "a:1"}); err != nil {
+	if _, err := s.PutNode(ctx, &persysv1.Node{Id: "n1", Address: "a:1"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GrantNodeLease(ctx, "n1", time.Second); err != nil {

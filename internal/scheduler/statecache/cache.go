@@ -100,7 +100,11 @@ type workload struct {
 
 // node is the cache of one node plus what it last reported.
 type node struct {
-	node    *persysv1.Node
+	node *persysv1.Node
+	// rev is the etcd revision of the newest record written or seen: a
+	// watch event older than it is stale (the scheduler's own write went
+	// to the cache first) and must not undo that write.
+	rev     int64
 	alive   bool
 	reports map[string]*persysv1.WorkloadStatus
 	// since is when each report entered its uid, revision and state, so

@@ -41,7 +41,7 @@ func TestChooseHoldsTheNodeUntilReleased(t *testing.T) {
 	c := New(Config{})
 	c.NodeChanged("n1", &persysv1.Node{Id: "n1", Capabilities: &persysv1.NodeCapabilities{
 		Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
-		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30, DiskBytes: 1 << 30}}}, false)
+		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30, DiskBytes: 1 << 30}}}, 1, false)
 	c.SetAlive("n1", true)
 	a, b := workloadNamed("a", "ua", 600), workloadNamed("b", "ub", 600)
 	c.WorkloadWritten(a, 2)
@@ -67,11 +67,31 @@ func TestChooseHoldsTheNodeUntilReleased(t *testing.T) {
 	}
 	c.NodeChanged("n1", &persysv1.Node{Id: "n1", Capabilities: &persysv1.NodeCapabilities{
 		Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
-		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30, DiskBytes: 1 << 30}}}, false)
+		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30, DiskBytes: 1 << 30}}}, 1, false)
 	if dec, _, _ := c.Choose("a", a.GetSpec()); dec.Placed() {
 		t.Fatalf("a placed on %s after the snapshot's rebuild while b holds 600 of its 1000 millicores", dec.NodeID)
 	}
 	if d := c.IndexDrift(); d != "" {
 		t.Fatal(d)
+	}
+}
+
+// The scheduler's own node write goes to the cache first; the watch's
+// event of an older record (a registration before it) must not undo it,
+// or a cordon read back at once shows the node uncordoned.
+func TestStaleNodeEventDoesNotUndoAWrite(t *testing.T) {
+	c := New(Config{})
+	c.NodeChanged("n1", &persysv1.Node{Id: "n1"}, 3, false)
+	if c.SetCordon("n1", true, false) == nil {
+		t.Fatal("n1 not cached")
+	}
+	c.NodeWritten("n1", 5)
+	c.NodeChanged("n1", &persysv1.Node{Id: "n1"}, 4, false)
+	if v := c.NodeViews("n1"); len(v) != 1 || !v[0].GetCordoned() {
+		t.Fatalf("after a stale event: %v, want n1 cordoned", v)
+	}
+	c.NodeChanged("n1", &persysv1.Node{Id: "n1", Address: "a:1"}, 6, false)
+	if v := c.NodeViews("n1"); len(v) != 1 || v[0].GetAddress() != "a:1" || v[0].GetCordoned() {
+		t.Fatalf("after a newer event: %v, want its record", v)
 	}
 }

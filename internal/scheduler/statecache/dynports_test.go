@@ -12,7 +12,7 @@ func dynamicNode(c *Cache, id string, first, last uint32) {
 	c.NodeChanged(id, &persysv1.Node{Id: id, Capabilities: &persysv1.NodeCapabilities{
 		Runtimes:     []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
 		Capacity:     &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30, DiskBytes: 1 << 30},
-		DynamicPorts: &persysv1.PortRange{First: first, Last: last}}}, false)
+		DynamicPorts: &persysv1.PortRange{First: first, Last: last}}}, 1, false)
 	c.SetAlive(id, true)
 }
 

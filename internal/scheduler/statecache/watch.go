@@ -92,16 +92,32 @@ func (c *Cache) AssignmentChanged(name string, a *persysv1.Assignment, rev int64
 }
 
 // NodeChanged applies a change of node id's record (n nil when deleted).
-func (c *Cache) NodeChanged(id string, n *persysv1.Node, deleted bool) {
+func (c *Cache) NodeChanged(id string, n *persysv1.Node, rev int64, deleted bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.invalidateLocked()
-	if deleted {
+	ne := c.nodes[id]
+	switch {
+	case deleted:
 		delete(c.nodes, id)
-	} else if ne := c.nodes[id]; ne != nil {
-		ne.node = n
-	} else {
-		c.nodes[id] = newNode(n)
+	case ne != nil && rev < ne.rev:
+		return // older than what the scheduler wrote
+	case ne != nil:
+		ne.node, ne.rev = n, rev
+	default:
+		ne = newNode(n)
+		ne.rev = rev
+		c.nodes[id] = ne
+	}
+	c.invalidateLocked()
+}
+
+// NodeWritten records that the scheduler wrote node id's record (already
+// in the cache) at rev, so the watch's older events do not undo it.
+func (c *Cache) NodeWritten(id string, rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ne := c.nodes[id]; ne != nil && rev > ne.rev {
+		ne.rev = rev
 	}
 }
 
