@@ -58,6 +58,9 @@ const (
 	// ComposeAfterCreate: every container of a compose project exists,
 	// none was started.
 	ComposeAfterCreate = "compose/after-create"
+	// QEMUAfterProcessStart: the VM's QEMU runs; its guest has not booted
+	// and the agent has not answered.
+	QEMUAfterProcessStart = "qemu/after-process-start"
 )
 
 // Names lists every point.
@@ -73,4 +76,5 @@ var Names = []string{
 	SchedulerMidMove,
 	SchedulerAfterNodeDelete,
 	ComposeAfterCreate,
+	QEMUAfterProcessStart,
 }

@@ -61,6 +61,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/cloudinit"
+	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -494,6 +495,7 @@ func (r *Runtime) prepareAndStart(ctx context.Context, log *slog.Logger, p *plan
 	if err != nil {
 		return err
 	}
+	failpoint.Inject(failpoint.QEMUAfterProcessStart)
 	if r.cfg.BootCheck > 0 {
 		if err := r.bootCheck(ctx, rec, pid); err != nil {
 			log.Warn("VM did not boot", "pid", pid, "error", err)
