@@ -338,3 +338,46 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// TestServicesScenario runs the services scenario small: every service
+// must turn available, roll to the new revision and leave no old replica.
+func TestServicesScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and a hollow cluster")
+	}
+	for _, apart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("scheduler-process=%v", apart), func(t *testing.T) {
+			o := Options{
+				Cluster: ClusterOptions{Nodes: 20, Dir: t.TempDir(), HeartbeatInterval: 500 * time.Millisecond,
+					ReadyDelay: 200 * time.Millisecond, EtcdNoFsync: true, SchedulerProcess: apart},
+				Services: 20, Replicas: 3, Concurrency: 8, Timeout: 2 * time.Minute, ProgressEvery: time.Second,
+			}
+			var progress bytes.Buffer
+			o.Progress = &syncWriter{w: &progress}
+			rep, err := Run(context.Background(), ScenarioServices, o)
+			if err != nil {
+				t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+			}
+			var table bytes.Buffer
+			if err := rep.WriteTable(&table); err != nil {
+				t.Fatal(err)
+			}
+			t.Log("\n" + table.String())
+			r, ok := rep.Result.(ServicesResult)
+			if !ok {
+				t.Fatalf("result of type %T", rep.Result)
+			}
+			if r.Replaced != 60 || r.WorkloadsAtEnd != 60 || r.AvailableSec <= 0 || r.UpdatedSec <= 0 || r.UpdateCPUSec <= 0 {
+				t.Fatalf("services: %+v", r)
+			}
+			if apart && (r.SchedulerPeakRSSMiB <= 0 || rep.SchedulerProcess == nil) {
+				t.Fatalf("no scheduler process figures: %+v", r)
+			}
+			// Seen apart from the controller's own progress: every
+			// workload runs the new template and is ready.
+			if r.OldAtEnd != 0 || r.NotReadyAtEnd != 0 {
+				t.Fatalf("at the end: %d replicas of the old template, %d not ready", r.OldAtEnd, r.NotReadyAtEnd)
+			}
+		})
+	}
+}

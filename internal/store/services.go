@@ -172,6 +172,24 @@ func (s *Store) GetServiceProgress(ctx context.Context, name string) (*persysv1.
 	return p, nil
 }
 
+// ListServiceProgress returns the progress of every service the
+// controller wrote one for, in key order.
+func (s *Store) ListServiceProgress(ctx context.Context) ([]*persysv1.ServiceProgress, error) {
+	var (
+		out []*persysv1.ServiceProgress
+		rev int64
+	)
+	err := s.rangeAll(ctx, s.dir(dirServiceProgress), &rev, func(kv *mvccpb.KeyValue) {
+		p := &persysv1.ServiceProgress{}
+		if err := proto.Unmarshal(kv.Value, p); err != nil {
+			s.log.Warn("skipping undecodable service progress", "key", string(kv.Key), "err", err)
+			return
+		}
+		out = append(out, p)
+	})
+	return out, err
+}
+
 // PutServiceProgress writes p while services/<p.Name> is the one created
 // with uid p.Uid (ErrNotFound otherwise), as PutStatus does for workloads.
 func (s *Store) PutServiceProgress(ctx context.Context, p *persysv1.ServiceProgress) error {
