@@ -145,9 +145,9 @@ func (o *Options) params() Params {
 	}
 	return Params{
 		Nodes: o.Cluster.Nodes, Workloads: o.Workloads, Rate: o.Rate, Concurrency: o.Concurrency, SubmitBatch: o.SubmitBatch,
-		ApplyDelayMs:        float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
-		ReadyDelayMs:        float64(o.Cluster.ReadyDelay) / float64(time.Millisecond),
-		Services:            o.Services, Replicas: o.Replicas,
+		ApplyDelayMs: float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
+		ReadyDelayMs: float64(o.Cluster.ReadyDelay) / float64(time.Millisecond),
+		Services:     o.Services, Replicas: o.Replicas,
 		HeartbeatIntervalMs: float64(o.Cluster.HeartbeatInterval) / float64(time.Millisecond),
 		HeartbeatEffectiveMs: float64(scheduler.HeartbeatInterval(o.Cluster.Nodes, durationOr(o.Cluster.HeartbeatInterval, 2*time.Second),
 			durationOr(o.Cluster.LeaseTTL, schedulerLeaseTTL), scheduler.DefaultMaxHeartbeatRate)) / float64(time.Millisecond),
