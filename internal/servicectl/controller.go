@@ -58,7 +58,15 @@ type Config struct {
 	History int
 	// Registry receives the controller's metrics; nil registers none.
 	Registry prometheus.Registerer
+	// Workers is how many services are stepped at once (default
+	// DefaultWorkers).
+	Workers int
 }
+
+// DefaultWorkers is Config.Workers' default: a step waits on etcd a few
+// times, so one service at a time left a 2-CPU scheduler mostly idle
+// (persys bench services).
+const DefaultWorkers = 16
 
 // Controller runs the services' rollouts.
 type Controller struct {
@@ -69,10 +77,14 @@ type Controller struct {
 
 	mu sync.Mutex
 	// dirty holds the services to look at; due the ones to look at again
-	// at a time (a replica turns available, a deadline passes).
+	// at a time (a replica turns available, a deadline passes); busy the
+	// ones a worker is stepping.
 	dirty map[string]bool
 	due   map[string]time.Time
+	busy  map[string]bool
 	wake  chan struct{}
+
+	revs revisionCache
 }
 
 // New builds a controller; Store and Workloads are required.
@@ -92,11 +104,15 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.History <= 0 {
 		cfg.History = 10
 	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
 	if cfg.Events == nil {
 		cfg.Events = nopEvents{}
 	}
 	return &Controller{cfg: cfg, st: cfg.Store, log: cfg.Logger, metrics: newMetrics(cfg.Registry), dirty: map[string]bool{},
-		due: map[string]time.Time{}, wake: make(chan struct{}, 1)}, nil
+		due: map[string]time.Time{}, busy: map[string]bool{}, wake: make(chan struct{}, 1),
+		revs: revisionCache{m: map[string]cachedRevision{}}}, nil
 }
 
 type nopEvents struct{}
@@ -117,6 +133,7 @@ func (c *Controller) Enqueue(name string) {
 // Run watches the services and their replicas and steps each changed
 // service until ctx ends. Run it only while leading: one controller acts.
 func (c *Controller) Run(ctx context.Context) error {
+	c.revs.reset() // another leader may have written revisions meanwhile
 	changes := make(chan string, 256)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -163,35 +180,60 @@ func (c *Controller) popDueLocked(now time.Time) time.Duration {
 	return next
 }
 
-// drain steps every dirty service once.
+// drain steps every dirty service once, cfg.Workers services at a time
+// (a step mostly waits on etcd) and never one service twice at once.
 func (c *Controller) drain(ctx context.Context) {
-	for ctx.Err() == nil {
-		c.mu.Lock()
-		var name string
-		for n := range c.dirty {
-			name = n
-			break
-		}
-		delete(c.dirty, name)
-		c.mu.Unlock()
-		if name == "" {
-			return
-		}
-		start := time.Now()
-		at, err := c.sync(ctx, name)
-		c.metrics.steps.Inc()
-		c.metrics.stepTime.Observe(time.Since(start).Seconds())
-		if err != nil && ctx.Err() == nil {
-			c.log.Warn("service step failed", "service", name, "err", err)
-			at = c.cfg.Now().Add(time.Second) // conflicts and etcd hiccups: again soon, never tightly
-		}
-		if !at.IsZero() {
-			c.mu.Lock()
-			if cur, ok := c.due[name]; !ok || at.Before(cur) {
-				c.due[name] = at
+	var wg sync.WaitGroup
+	for range c.cfg.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				name := c.take()
+				if name == "" {
+					return
+				}
+				c.step(ctx, name)
+				c.mu.Lock()
+				delete(c.busy, name)
+				c.mu.Unlock()
 			}
-			c.mu.Unlock()
+		}()
+	}
+	wg.Wait()
+}
+
+// take removes a dirty service that no worker is stepping from the dirty
+// set and marks it busy; "" when there is none.
+func (c *Controller) take() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for n := range c.dirty {
+		if !c.busy[n] {
+			delete(c.dirty, n)
+			c.busy[n] = true
+			return n
 		}
+	}
+	return ""
+}
+
+// step syncs one service and records when to look at it again.
+func (c *Controller) step(ctx context.Context, name string) {
+	start := time.Now()
+	at, err := c.sync(ctx, name)
+	c.metrics.steps.Inc()
+	c.metrics.stepTime.Observe(time.Since(start).Seconds())
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("service step failed", "service", name, "err", err)
+		at = c.cfg.Now().Add(time.Second) // conflicts and etcd hiccups: again soon, never tightly
+	}
+	if !at.IsZero() {
+		c.mu.Lock()
+		if cur, ok := c.due[name]; !ok || at.Before(cur) {
+			c.due[name] = at
+		}
+		c.mu.Unlock()
 	}
 }
 
@@ -351,6 +393,9 @@ func policyOf(u *persysv1.ServiceUpdatePolicy) Policy {
 // a new one (with the template's applier) when the template is new.
 func (c *Controller) ensureRevision(ctx context.Context, svc *persysv1.Service) (*persysv1.ServiceRevision, error) {
 	hash := TemplateHash(svc.GetSpec().GetTemplate())
+	if r := c.revs.get(svc.GetName(), svc.GetUid(), hash); r != nil {
+		return r, nil
+	}
 	revs, err := c.st.ListServiceRevisions(ctx, svc.GetName())
 	if err != nil {
 		return nil, err
@@ -358,6 +403,7 @@ func (c *Controller) ensureRevision(ctx context.Context, svc *persysv1.Service) 
 	var last uint64
 	for _, r := range revs {
 		if r.GetTemplateHash() == hash {
+			c.revs.put(svc.GetName(), svc.GetUid(), r)
 			return r, nil
 		}
 		last = max(last, r.GetNumber())
@@ -369,9 +415,11 @@ func (c *Controller) ensureRevision(ctx context.Context, svc *persysv1.Service) 
 	if p, err := c.st.GetServiceProgress(ctx, svc.GetName()); err == nil {
 		protect = []uint64{p.GetCurrentGoodRevision(), p.GetPreviousGoodRevision()}
 	}
+	c.revs.forget(svc.GetName())
 	if err := c.st.PutServiceRevision(ctx, r, c.cfg.History, protect...); err != nil {
 		return nil, err
 	}
+	c.revs.put(svc.GetName(), svc.GetUid(), r)
 	c.log.Info("service revision", "service", svc.GetName(), "revision", r.GetNumber(), "hash", hash[:hashLen])
 	return r, nil
 }
@@ -503,6 +551,7 @@ func (c *Controller) finishDelete(ctx context.Context, svc *persysv1.Service, re
 	if len(views) > 0 {
 		return nil // the replicas' removal brings the service back here
 	}
+	c.revs.forget(svc.GetName())
 	if err := c.st.DeleteServiceKeys(ctx, svc.GetName(), rev); err != nil {
 		return err
 	}
