@@ -118,6 +118,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"no dir", ClusterOptions{Nodes: 1}, "data dir"},
 		{"short lease", ClusterOptions{Nodes: 1, Dir: "x", LeaseTTL: time.Second}, "lease TTL"},
 		{"negative delay", ClusterOptions{Nodes: 1, Dir: "x", ApplyDelay: -1}, "apply delay"},
+		{"negative ready delay", ClusterOptions{Nodes: 1, Dir: "x", ReadyDelay: -1}, "ready delay"},
 		{"scheduler process with mTLS", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, SchedulerProcess: true}, "scheduler process"},
 		{"scheduler profile in one process", ClusterOptions{Nodes: 1, Dir: "x", SchedulerCPUProfile: "/tmp/x"}, "scheduler process"},
 		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
@@ -337,6 +338,31 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func TestServicesOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		o       Options
+		wantErr string
+	}{
+		{"no services", Options{Replicas: 1}, "services"},
+		{"too many services", Options{Services: maxBenchServices + 1, Replicas: 1}, "services"},
+		{"no replicas", Options{Services: 1}, "replicas"},
+		{"too many replicas", Options{Services: 1, Replicas: maxBenchReplicas + 1}, "replicas"},
+		{"ok", Options{Services: 3, Replicas: 4}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.defaults(ScenarioServices)
+			switch {
+			case tc.wantErr == "" && (err != nil || tc.o.Workloads != 12):
+				t.Fatalf("error %v, workloads %d; want none and 12", err, tc.o.Workloads)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
 }
 
 // TestServicesScenario runs the services scenario small: every service

@@ -78,8 +78,7 @@ func benchService(replicas int, image string) *persysv1.ServiceSpec {
 func applyServices(ctx context.Context, c *Cluster, o *Options, ns []string, image string) error {
 	var (
 		next  atomic.Int64
-		mu    sync.Mutex
-		first error
+		first firstError
 		wg    sync.WaitGroup
 	)
 	for k := range min(o.Concurrency, len(ns)) {
@@ -87,27 +86,39 @@ func applyServices(ctx context.Context, c *Cluster, o *Options, ns []string, ima
 		go func() {
 			defer wg.Done()
 			cli := c.Control(k)
-			for ctx.Err() == nil {
-				i := int(next.Add(1)) - 1
-				if i >= len(ns) {
-					return
-				}
+			for i := int(next.Add(1)) - 1; i < len(ns) && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
 				_, err := cli.ApplyService(ctx, &persysv1.ApplyServiceRequest{Name: ns[i], Spec: benchService(o.Replicas, image)})
 				if err != nil {
-					mu.Lock()
-					if first == nil {
-						first = fmt.Errorf("bench: apply service %s: %w", ns[i], err)
-					}
-					mu.Unlock()
+					first.set(fmt.Errorf("bench: apply service %s: %w", ns[i], err))
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	if first != nil {
-		return first
+	if err := first.get(); err != nil {
+		return err
 	}
 	return ctx.Err()
+}
+
+// firstError keeps the first error of concurrent calls.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstError) set(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err == nil {
+		f.err = err
+	}
+}
+
+func (f *firstError) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
 }
 
 // servicesDone reads every service's progress from etcd (not through the
@@ -235,6 +246,21 @@ func services(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		return err
 	}
 	res.UpdateCPUPerReplMs = 1000 * res.UpdateCPUSec / float64(res.Replaced)
+	if err := servicesEnd(ctx, c, o, &res); err != nil {
+		return err
+	}
+	rep.Result = res
+	rep.Table = servicesRows(c, o, res)
+	if res.OldAtEnd != 0 || res.NotReadyAtEnd != 0 {
+		return fmt.Errorf("bench: at the end %d replicas run the old template and %d are not ready", res.OldAtEnd, res.NotReadyAtEnd)
+	}
+	return nil
+}
+
+// servicesEnd waits until only the new replicas are left, checks them
+// and records the processes' memory.
+func servicesEnd(ctx context.Context, c *Cluster, o *Options, res *ServicesResult) error {
+	var err error
 	if res.WorkloadsAtEnd, err = waitWorkloads(ctx, c, res.Replaced, o.Timeout); err != nil {
 		return err
 	}
@@ -245,11 +271,6 @@ func services(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		res.SchedulerRSSMiB, res.SchedulerPeakRSSMiB = st.RSSMiB, st.PeakRSSMiB
 	}
 	res.Proc = procStats()
-	rep.Result = res
-	rep.Table = servicesRows(c, o, res)
-	if res.OldAtEnd != 0 || res.NotReadyAtEnd != 0 {
-		return fmt.Errorf("bench: at the end %d replicas run the old template and %d are not ready", res.OldAtEnd, res.NotReadyAtEnd)
-	}
 	return nil
 }
 
