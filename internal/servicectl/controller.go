@@ -64,9 +64,10 @@ type Config struct {
 }
 
 // DefaultWorkers is Config.Workers' default: a step waits on etcd a few
-// times, so one service at a time left a 2-CPU scheduler mostly idle
-// (persys bench services).
-const DefaultWorkers = 16
+// times, so one service at a time left a 2-CPU scheduler mostly idle, and
+// 16 at a time still a quarter busy, in persys bench services (1,000
+// services on a loaded machine).
+const DefaultWorkers = 64
 
 // Controller runs the services' rollouts.
 type Controller struct {
@@ -134,10 +135,9 @@ func (c *Controller) Enqueue(name string) {
 // service until ctx ends. Run it only while leading: one controller acts.
 func (c *Controller) Run(ctx context.Context) error {
 	c.revs.reset() // another leader may have written revisions meanwhile
-	changes := make(chan string, 256)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); c.watch(ctx, changes) }()
+	go func() { defer wg.Done(); c.watch(ctx) }()
 	defer wg.Wait()
 	resync := time.NewTicker(c.cfg.Resync)
 	defer resync.Stop()
@@ -151,8 +151,6 @@ func (c *Controller) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case name := <-changes:
-			c.Enqueue(name)
 		case <-c.wake:
 		case <-timer.C:
 		case <-resync.C:
@@ -203,11 +201,12 @@ func (c *Controller) drain(ctx context.Context) {
 	wg.Wait()
 }
 
-// take removes a dirty service that no worker is stepping from the dirty
-// set and marks it busy; "" when there is none.
+// take removes a dirty (or due) service that no worker is stepping from
+// the dirty set and marks it busy; "" when there is none.
 func (c *Controller) take() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.popDueLocked(c.cfg.Now())
 	for n := range c.dirty {
 		if !c.busy[n] {
 			delete(c.dirty, n)
@@ -250,19 +249,17 @@ func (c *Controller) enqueueAll(ctx context.Context) {
 
 // watch lists the services and follows their changes, starting over
 // when the watch ends.
-func (c *Controller) watch(ctx context.Context, out chan<- string) {
+func (c *Controller) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		svcs, rev, err := c.st.ListServices(ctx)
 		if err == nil {
 			for _, s := range svcs {
 				c.Enqueue(s.GetName())
 			}
+			// Enqueued at once, not through Run's loop: a drain under way
+			// picks changed services up, rather than after its pass.
 			for name := range c.st.WatchServiceChanges(ctx, rev) {
-				select {
-				case out <- name:
-				case <-ctx.Done():
-					return
-				}
+				c.Enqueue(name)
 			}
 		} else {
 			c.log.Warn("list services", "err", err)

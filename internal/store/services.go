@@ -196,23 +196,28 @@ func (s *Store) PutServiceProgress(ctx context.Context, p *persysv1.ServiceProgr
 	if p == nil || p.GetUid() == "" {
 		return fmt.Errorf("store: service progress: %w: nil or without uid", ErrInvalid)
 	}
-	svc, _, err := s.GetService(ctx, p.GetName())
-	if err != nil {
+	if err := ValidateName("service name", p.GetName()); err != nil {
 		return err
-	}
-	if svc.GetUid() != p.GetUid() {
-		return fmt.Errorf("store: put progress of service %q: uid %q is not %q: %w", p.GetName(), svc.GetUid(), p.GetUid(), ErrNotFound)
 	}
 	val, err := marshal("service progress", p)
 	if err != nil {
 		return err
 	}
+	// One read gives the uid and the create revision the write is
+	// conditioned on (the controller writes progress on most steps).
 	resp, err := s.cli.Get(ctx, s.serviceKey(p.GetName()))
 	if err != nil {
 		return fmt.Errorf("store: put progress of service %q: %w", p.GetName(), err)
 	}
 	if len(resp.Kvs) == 0 {
 		return notFound("service", p.GetName())
+	}
+	svc := &persysv1.Service{}
+	if err := proto.Unmarshal(resp.Kvs[0].Value, svc); err != nil {
+		return fmt.Errorf("store: put progress of service %q: decode the service: %w", p.GetName(), err)
+	}
+	if svc.GetUid() != p.GetUid() {
+		return fmt.Errorf("store: put progress of service %q: uid %q is not %q: %w", p.GetName(), svc.GetUid(), p.GetUid(), ErrNotFound)
 	}
 	tr, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(s.serviceKey(p.GetName())), "=", resp.Kvs[0].CreateRevision)).
