@@ -57,8 +57,8 @@ func newServicesCommand() *cobra.Command {
 	f.DurationVar(&o.Cluster.ReadyDelay, "ready-delay", time.Second, "sim runtime RUNNING → ready delay (its simulated readiness check)")
 	_ = f.Set("scheduler-process", "true")
 	f.Lookup("scheduler-process").DefValue = "true"
-	_ = f.Set("timeout", "15m")
-	f.Lookup("timeout").DefValue = "15m"
+	_ = f.Set("timeout", "30m")
+	f.Lookup("timeout").DefValue = "30m"
 	return cmd
 }
 
