@@ -79,10 +79,12 @@ type Controller struct {
 	mu sync.Mutex
 	// dirty holds the services to look at; due the ones to look at again
 	// at a time (a replica turns available, a deadline passes); busy the
-	// ones a worker is stepping.
+	// ones a worker is stepping. work wakes idle workers; wake tells Run
+	// that a due time was set.
 	dirty map[string]bool
 	due   map[string]time.Time
 	busy  map[string]bool
+	work  chan struct{}
 	wake  chan struct{}
 
 	revs revisionCache
@@ -112,7 +114,7 @@ func New(cfg Config) (*Controller, error) {
 		cfg.Events = nopEvents{}
 	}
 	return &Controller{cfg: cfg, st: cfg.Store, log: cfg.Logger, metrics: newMetrics(cfg.Registry), dirty: map[string]bool{},
-		due: map[string]time.Time{}, busy: map[string]bool{}, wake: make(chan struct{}, 1),
+		due: map[string]time.Time{}, busy: map[string]bool{}, wake: make(chan struct{}, 1), work: make(chan struct{}, cfg.Workers),
 		revs: revisionCache{m: map[string]cachedRevision{}}}, nil
 }
 
@@ -125,19 +127,30 @@ func (c *Controller) Enqueue(name string) {
 	c.mu.Lock()
 	c.dirty[name] = true
 	c.mu.Unlock()
+	c.kick()
+}
+
+// kick wakes an idle worker; when every token is taken, enough workers
+// are awake already (each takes work until there is none).
+func (c *Controller) kick() {
 	select {
-	case c.wake <- struct{}{}:
+	case c.work <- struct{}{}:
 	default:
 	}
 }
 
 // Run watches the services and their replicas and steps each changed
-// service until ctx ends. Run it only while leading: one controller acts.
+// service until ctx ends, cfg.Workers services at a time (a step mostly
+// waits on etcd) and never one service twice at once. Run it only while
+// leading: one controller acts.
 func (c *Controller) Run(ctx context.Context) error {
 	c.revs.reset() // another leader may have written revisions meanwhile
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(1 + c.cfg.Workers)
 	go func() { defer wg.Done(); c.watch(ctx) }()
+	for range c.cfg.Workers {
+		go func() { defer wg.Done(); c.worker(ctx) }()
+	}
 	defer wg.Wait()
 	resync := time.NewTicker(c.cfg.Resync)
 	defer resync.Stop()
@@ -146,17 +159,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	for {
 		c.mu.Lock()
 		next := c.popDueLocked(c.cfg.Now())
+		pending := len(c.dirty) > 0
 		c.mu.Unlock()
+		if pending {
+			c.kick()
+		}
 		timer.Reset(next)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-c.wake:
+		case <-c.wake: // a step set a due time
 		case <-timer.C:
 		case <-resync.C:
 			c.enqueueAll(ctx)
 		}
-		c.drain(ctx)
 	}
 }
 
@@ -172,41 +188,38 @@ func (c *Controller) popDueLocked(now time.Time) time.Duration {
 			next = min(next, d)
 		}
 	}
-	if len(c.dirty) > 0 {
-		return time.Millisecond
-	}
 	return next
 }
 
-// drain steps every dirty service once, cfg.Workers services at a time
-// (a step mostly waits on etcd) and never one service twice at once.
-func (c *Controller) drain(ctx context.Context) {
-	var wg sync.WaitGroup
-	for range c.cfg.Workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				name := c.take()
-				if name == "" {
-					return
-				}
-				c.step(ctx, name)
-				c.mu.Lock()
-				delete(c.busy, name)
-				c.mu.Unlock()
+// worker steps dirty services, one at a time, until ctx ends; it sleeps
+// while there is none it may take. A worker always looks for work again
+// after a step, so a service enqueued while it was being stepped is
+// stepped again.
+func (c *Controller) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.work:
+		}
+		for ctx.Err() == nil {
+			name := c.take()
+			if name == "" {
+				break
 			}
-		}()
+			c.step(ctx, name)
+			c.mu.Lock()
+			delete(c.busy, name)
+			c.mu.Unlock()
+		}
 	}
-	wg.Wait()
 }
 
-// take removes a dirty (or due) service that no worker is stepping from
-// the dirty set and marks it busy; "" when there is none.
+// take removes a dirty service that no worker is stepping from the dirty
+// set and marks it busy; "" when there is none.
 func (c *Controller) take() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.popDueLocked(c.cfg.Now())
 	for n := range c.dirty {
 		if !c.busy[n] {
 			delete(c.dirty, n)
@@ -233,6 +246,10 @@ func (c *Controller) step(ctx context.Context, name string) {
 			c.due[name] = at
 		}
 		c.mu.Unlock()
+		select { // Run's timer
+		case c.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
