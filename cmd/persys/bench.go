@@ -40,12 +40,34 @@ to stdout, progress lines to stderr, and --json writes the full report.`,
 		newScenarioCommand(bench.ScenarioLatency, "Submit --workloads at --rate per second; submit-to-RUNNING latency percentiles", 200, 500),
 		newScenarioCommand(bench.ScenarioNodeLoss, "With --workloads RUNNING, stop --loss-fraction of the nodes; time until their workloads run elsewhere, duplicates", 200, 2000),
 		newScenarioCommand(bench.ScenarioChurn, "Create/update/delete over --workloads names for --duration; etcd growth, heartbeats/s, RSS", 200, 1000),
+		newServicesCommand(),
 	)
 	return cmd
 }
 
+// newServicesCommand is the services scenario: the scenario flags, its
+// shape, and the scheduler in a process of its own by default so that its
+// CPU time per replaced instance is its own.
+func newServicesCommand() *cobra.Command {
+	o := &bench.Options{Cluster: bench.ClusterOptions{Nodes: 1000}}
+	cmd := scenarioCommand(bench.ScenarioServices, "Create --services × --replicas, time until all available; roll every service (maxUnavailable 1, maxSurge 1), time until all updated, scheduler CPU per replaced instance", o)
+	f := cmd.Flags()
+	f.IntVar(&o.Services, "services", 1000, "services to create and roll (1-100000)")
+	f.IntVar(&o.Replicas, "replicas", 10, "replicas per service (1-1000)")
+	f.DurationVar(&o.Cluster.ReadyDelay, "ready-delay", time.Second, "sim runtime RUNNING → ready delay (its simulated readiness check)")
+	_ = f.Set("scheduler-process", "true")
+	f.Lookup("scheduler-process").DefValue = "true"
+	_ = f.Set("timeout", "30m")
+	f.Lookup("timeout").DefValue = "30m"
+	return cmd
+}
+
 func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command {
-	o := bench.Options{Cluster: bench.ClusterOptions{Nodes: nodes}, Workloads: workloads}
+	return scenarioCommand(name, short, &bench.Options{Cluster: bench.ClusterOptions{Nodes: nodes}, Workloads: workloads})
+}
+
+// scenarioCommand runs one scenario with o, which its flags fill.
+func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	var jsonOut, cpuProfile, memProfile, pprofAddr string
 	cmd := &cobra.Command{
 		Use:   name,
@@ -107,7 +129,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 					}
 				}
 			}
-			rep, err := bench.Run(ctx, name, o)
+			rep, err := bench.Run(ctx, name, *o)
 			if rep != nil {
 				if terr := rep.WriteTable(os.Stdout); terr != nil && err == nil {
 					err = terr
@@ -126,8 +148,10 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&o.Cluster.Nodes, "nodes", nodes, "hollow agents (1-20000)")
-	f.IntVar(&o.Workloads, "workloads", workloads, "workloads to submit (churn: names to churn over)")
+	f.IntVar(&o.Cluster.Nodes, "nodes", o.Cluster.Nodes, "hollow agents (1-20000)")
+	if name != bench.ScenarioServices {
+		f.IntVar(&o.Workloads, "workloads", o.Workloads, "workloads to submit (churn: names to churn over)")
+	}
 	f.Float64Var(&o.Rate, "rate", 0, "submissions per second (latency, default 50) or operations per second (churn, 0: unlimited)")
 	f.IntVar(&o.Concurrency, "concurrency", bench.DefaultConcurrency, "concurrent submitters")
 	f.IntVar(&o.SubmitBatch, "submit-batch", 1, "workloads per submission: 1 calls ApplyWorkload, more call ApplyWorkloads as persysctl apply -f does with many documents (throughput, node-loss, churn's pool; at most 1000)")

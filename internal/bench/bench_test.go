@@ -118,6 +118,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"no dir", ClusterOptions{Nodes: 1}, "data dir"},
 		{"short lease", ClusterOptions{Nodes: 1, Dir: "x", LeaseTTL: time.Second}, "lease TTL"},
 		{"negative delay", ClusterOptions{Nodes: 1, Dir: "x", ApplyDelay: -1}, "apply delay"},
+		{"negative ready delay", ClusterOptions{Nodes: 1, Dir: "x", ReadyDelay: -1}, "ready delay"},
 		{"scheduler process with mTLS", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, SchedulerProcess: true}, "scheduler process"},
 		{"scheduler profile in one process", ClusterOptions{Nodes: 1, Dir: "x", SchedulerCPUProfile: "/tmp/x"}, "scheduler process"},
 		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
@@ -337,4 +338,72 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+func TestServicesOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		o       Options
+		wantErr string
+	}{
+		{"no services", Options{Replicas: 1}, "services"},
+		{"too many services", Options{Services: maxBenchServices + 1, Replicas: 1}, "services"},
+		{"no replicas", Options{Services: 1}, "replicas"},
+		{"too many replicas", Options{Services: 1, Replicas: maxBenchReplicas + 1}, "replicas"},
+		{"ok", Options{Services: 3, Replicas: 4}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.o.defaults(ScenarioServices)
+			switch {
+			case tc.wantErr == "" && (err != nil || tc.o.Workloads != 12):
+				t.Fatalf("error %v, workloads %d; want none and 12", err, tc.o.Workloads)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestServicesScenario runs the services scenario small: every service
+// must turn available, roll to the new revision and leave no old replica.
+func TestServicesScenario(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and a hollow cluster")
+	}
+	for _, apart := range []bool{false, true} {
+		t.Run(fmt.Sprintf("scheduler-process=%v", apart), func(t *testing.T) {
+			o := Options{
+				Cluster: ClusterOptions{Nodes: 20, Dir: t.TempDir(), HeartbeatInterval: 500 * time.Millisecond,
+					ReadyDelay: 200 * time.Millisecond, EtcdNoFsync: true, SchedulerProcess: apart},
+				Services: 20, Replicas: 3, Concurrency: 8, Timeout: 2 * time.Minute, ProgressEvery: time.Second,
+			}
+			var progress bytes.Buffer
+			o.Progress = &syncWriter{w: &progress}
+			rep, err := Run(context.Background(), ScenarioServices, o)
+			if err != nil {
+				t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+			}
+			var table bytes.Buffer
+			if err := rep.WriteTable(&table); err != nil {
+				t.Fatal(err)
+			}
+			t.Log("\n" + table.String())
+			r, ok := rep.Result.(ServicesResult)
+			if !ok {
+				t.Fatalf("result of type %T", rep.Result)
+			}
+			if r.Replaced != 60 || r.WorkloadsAtEnd != 60 || r.AvailableSec <= 0 || r.UpdatedSec <= 0 || r.UpdateCPUSec <= 0 {
+				t.Fatalf("services: %+v", r)
+			}
+			if apart && (r.SchedulerPeakRSSMiB <= 0 || rep.SchedulerProcess == nil) {
+				t.Fatalf("no scheduler process figures: %+v", r)
+			}
+			// Seen apart from the controller's own progress: every
+			// workload runs the new template and is ready.
+			if r.OldAtEnd != 0 || r.NotReadyAtEnd != 0 {
+				t.Fatalf("at the end: %d replicas of the old template, %d not ready", r.OldAtEnd, r.NotReadyAtEnd)
+			}
+		})
+	}
 }

@@ -51,6 +51,9 @@ type ClusterOptions struct {
 	Nodes int
 	// ApplyDelay is the sim runtime's CREATING → RUNNING delay.
 	ApplyDelay time.Duration
+	// ReadyDelay is the sim runtime's RUNNING → ready delay (its simulated
+	// readiness check; 0: ready as soon as RUNNING).
+	ReadyDelay time.Duration
 	// HeartbeatInterval of the agents (the scheduler tells them; default 2s).
 	HeartbeatInterval time.Duration
 	// LeaseTTL and RescheduleGrace of the scheduler (0: its defaults).
@@ -125,6 +128,9 @@ func (o *ClusterOptions) checkProfiles() error {
 func (o *ClusterOptions) timingDefaults() error {
 	if o.ApplyDelay < 0 {
 		return fmt.Errorf("bench: apply delay %s: must not be negative", o.ApplyDelay)
+	}
+	if o.ReadyDelay < 0 {
+		return fmt.Errorf("bench: ready delay %s: must not be negative", o.ReadyDelay)
 	}
 	if o.HeartbeatInterval < 0 || o.LeaseTTL < 0 || o.RescheduleGrace < 0 {
 		return errors.New("bench: heartbeat interval, lease TTL and reschedule grace must not be negative")
@@ -549,7 +555,7 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: node %s: %w", id, err)
 	}
-	rt, err := sim.New(sim.Options{ApplyDelay: c.opts.ApplyDelay})
+	rt, err := sim.New(sim.Options{ApplyDelay: c.opts.ApplyDelay, ReadyDelay: c.opts.ReadyDelay})
 	if err != nil {
 		return nil, err
 	}
@@ -593,7 +599,7 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 // calls go over the bench's shared connections as agent:id, and its
 // AgentService joins the shared listener.
 func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
-	rt, err := sim.New(sim.Options{ApplyDelay: c.opts.ApplyDelay})
+	rt, err := sim.New(sim.Options{ApplyDelay: c.opts.ApplyDelay, ReadyDelay: c.opts.ReadyDelay})
 	if err != nil {
 		return nil, err
 	}

@@ -17,13 +17,17 @@ type Row struct {
 
 // Params are the knobs of a run, as the report shows them.
 type Params struct {
-	Nodes               int     `json:"nodes"`
-	Workloads           int     `json:"workloads"`
-	Rate                float64 `json:"rate,omitempty"`
-	Concurrency         int     `json:"concurrency,omitempty"`
-	SubmitBatch         int     `json:"submit_batch,omitempty"`
-	DurationSec         float64 `json:"duration_s,omitempty"`
-	ApplyDelayMs        float64 `json:"apply_delay_ms"`
+	Nodes        int     `json:"nodes"`
+	Workloads    int     `json:"workloads"`
+	Rate         float64 `json:"rate,omitempty"`
+	Concurrency  int     `json:"concurrency,omitempty"`
+	SubmitBatch  int     `json:"submit_batch,omitempty"`
+	DurationSec  float64 `json:"duration_s,omitempty"`
+	ApplyDelayMs float64 `json:"apply_delay_ms"`
+	ReadyDelayMs float64 `json:"ready_delay_ms,omitempty"`
+	// Services and Replicas: the services scenario's shape.
+	Services            int     `json:"services,omitempty"`
+	Replicas            int     `json:"replicas,omitempty"`
 	HeartbeatIntervalMs float64 `json:"heartbeat_interval_ms"`
 	// HeartbeatEffectiveMs is the interval the scheduler tells agents at
 	// this many nodes (it stretches HeartbeatIntervalMs in large clusters).

@@ -59,6 +59,9 @@ type Options struct {
 	// with a file of many documents). Throughput, node-loss and churn's
 	// pool only; latency submits one at a time.
 	SubmitBatch int
+	// Services and Replicas shape the services scenario (Workloads is
+	// then their product).
+	Services, Replicas int
 	// Duration of the churn (default 30s).
 	Duration time.Duration
 	// LossFraction of the nodes node-loss stops (default 0.1).
@@ -78,6 +81,11 @@ type Options struct {
 }
 
 func (o *Options) defaults(scenario string) error {
+	if scenario == ScenarioServices {
+		if err := o.servicesDefaults(); err != nil {
+			return err
+		}
+	}
 	if o.Workloads < 1 || o.Workloads > 1_000_000 {
 		return fmt.Errorf("bench: workloads %d: must be between 1 and 1000000", o.Workloads)
 	}
@@ -137,7 +145,9 @@ func (o *Options) params() Params {
 	}
 	return Params{
 		Nodes: o.Cluster.Nodes, Workloads: o.Workloads, Rate: o.Rate, Concurrency: o.Concurrency, SubmitBatch: o.SubmitBatch,
-		ApplyDelayMs:        float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
+		ApplyDelayMs: float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
+		ReadyDelayMs: float64(o.Cluster.ReadyDelay) / float64(time.Millisecond),
+		Services:     o.Services, Replicas: o.Replicas,
 		HeartbeatIntervalMs: float64(o.Cluster.HeartbeatInterval) / float64(time.Millisecond),
 		HeartbeatEffectiveMs: float64(scheduler.HeartbeatInterval(o.Cluster.Nodes, durationOr(o.Cluster.HeartbeatInterval, 2*time.Second),
 			durationOr(o.Cluster.LeaseTTL, schedulerLeaseTTL), scheduler.DefaultMaxHeartbeatRate)) / float64(time.Millisecond),
@@ -162,8 +172,10 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 		fn = nodeLoss
 	case ScenarioChurn:
 		fn = churn
+	case ScenarioServices:
+		fn = services
 	default:
-		return nil, fmt.Errorf("bench: scenario %q: unknown (throughput, latency, node-loss, churn)", scenario)
+		return nil, fmt.Errorf("bench: scenario %q: unknown (throughput, latency, node-loss, churn, services)", scenario)
 	}
 	if err := o.defaults(scenario); err != nil {
 		return nil, err

@@ -172,29 +172,52 @@ func (s *Store) GetServiceProgress(ctx context.Context, name string) (*persysv1.
 	return p, nil
 }
 
+// ListServiceProgress returns the progress of every service the
+// controller wrote one for, in key order.
+func (s *Store) ListServiceProgress(ctx context.Context) ([]*persysv1.ServiceProgress, error) {
+	var (
+		out []*persysv1.ServiceProgress
+		rev int64
+	)
+	err := s.rangeAll(ctx, s.dir(dirServiceProgress), &rev, func(kv *mvccpb.KeyValue) {
+		p := &persysv1.ServiceProgress{}
+		if err := proto.Unmarshal(kv.Value, p); err != nil {
+			s.log.Warn("skipping undecodable service progress", "key", string(kv.Key), "err", err)
+			return
+		}
+		out = append(out, p)
+	})
+	return out, err
+}
+
 // PutServiceProgress writes p while services/<p.Name> is the one created
 // with uid p.Uid (ErrNotFound otherwise), as PutStatus does for workloads.
 func (s *Store) PutServiceProgress(ctx context.Context, p *persysv1.ServiceProgress) error {
 	if p == nil || p.GetUid() == "" {
 		return fmt.Errorf("store: service progress: %w: nil or without uid", ErrInvalid)
 	}
-	svc, _, err := s.GetService(ctx, p.GetName())
-	if err != nil {
+	if err := ValidateName("service name", p.GetName()); err != nil {
 		return err
-	}
-	if svc.GetUid() != p.GetUid() {
-		return fmt.Errorf("store: put progress of service %q: uid %q is not %q: %w", p.GetName(), svc.GetUid(), p.GetUid(), ErrNotFound)
 	}
 	val, err := marshal("service progress", p)
 	if err != nil {
 		return err
 	}
+	// One read gives the uid and the create revision the write is
+	// conditioned on (the controller writes progress on most steps).
 	resp, err := s.cli.Get(ctx, s.serviceKey(p.GetName()))
 	if err != nil {
 		return fmt.Errorf("store: put progress of service %q: %w", p.GetName(), err)
 	}
 	if len(resp.Kvs) == 0 {
 		return notFound("service", p.GetName())
+	}
+	svc := &persysv1.Service{}
+	if err := proto.Unmarshal(resp.Kvs[0].Value, svc); err != nil {
+		return fmt.Errorf("store: put progress of service %q: decode the service: %w", p.GetName(), err)
+	}
+	if svc.GetUid() != p.GetUid() {
+		return fmt.Errorf("store: put progress of service %q: uid %q is not %q: %w", p.GetName(), svc.GetUid(), p.GetUid(), ErrNotFound)
 	}
 	tr, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(s.serviceKey(p.GetName())), "=", resp.Kvs[0].CreateRevision)).

@@ -43,6 +43,9 @@ func TestServiceKeys(t *testing.T) {
 	if p, err := s.GetServiceProgress(ctx, "web"); err != nil || p.GetReady() != 2 {
 		t.Fatalf("progress = %v, %v", p, err)
 	}
+	if all, err := s.ListServiceProgress(ctx); err != nil || len(all) != 1 || all[0].GetName() != "web" || all[0].GetReady() != 2 {
+		t.Fatalf("list progress = %v, %v", all, err)
+	}
 
 	for n := uint64(1); n <= 6; n++ {
 		if err := s.PutServiceRevision(ctx, &persysv1.ServiceRevision{Service: "web", Number: n}, 3, 2); err != nil {
@@ -70,6 +73,9 @@ func TestServiceKeys(t *testing.T) {
 	}
 	if _, err := s.GetServiceProgress(ctx, "web"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("progress after delete: %v", err)
+	}
+	if all, err := s.ListServiceProgress(ctx); err != nil || len(all) != 0 {
+		t.Fatalf("list progress after delete = %v, %v", all, err)
 	}
 	if revs, _ := s.ListServiceRevisions(ctx, "web"); len(revs) != 0 {
 		t.Fatalf("revisions after delete: %v", revs)

@@ -234,6 +234,9 @@ type record struct {
 	StartedAt    time.Time `json:"startedAt,omitzero"`
 	SerialOffset int64     `json:"serialOffset,omitempty"`
 	UpdatedAt    time.Time `json:"updatedAt"`
+	// LivenessStopped is the runtime id (pid) of the instance StopInstance
+	// stopped after a failed liveness check; the next start clears it.
+	LivenessStopped string `json:"livenessStopped,omitempty"`
 }
 
 const (
@@ -793,6 +796,9 @@ func (r *Runtime) statusOf(ctx context.Context, rec *record) *persysv1.WorkloadS
 			// An Apply is creating disks or starting QEMU right now.
 			st.State = persysv1.ActualState_ACTUAL_STATE_CREATING
 			st.Message = "starting"
+			return st
+		}
+		if livenessStatus(rec, st) {
 			return st
 		}
 		r.noteDown(rec)

@@ -3,6 +3,9 @@
 // nothing, and reports them RUNNING after a configurable delay. Scripted
 // failures by image name, Kill and MakeZombie let tests drive failures. It
 // is never the default runtime; an agent using it must say so loudly.
+// With a ReadyDelay it also stands in for health checks: a running
+// instance reports itself not ready (STARTING) until the delay passes,
+// then ready (HEALTHY), without any probe.
 //
 // Callers build a Runtime with New and use it through runtime.Runtime,
 // runtime.Watcher and runtime.Verifier; it is safe for concurrent use.
@@ -48,11 +51,17 @@ type Options struct {
 	// Seed makes the runtime ids reproducible: the same seed and the same
 	// sequence of applies give the same ids.
 	Seed int64
+	// ReadyDelay simulates a readiness check: a RUNNING instance reports
+	// ready = false (health STARTING) for this long after it started, then
+	// ready (HEALTHY), and the watchers hear of it. Zero reports no health
+	// at all, and the agent counts a running instance as ready.
+	ReadyDelay time.Duration
 }
 
 // Runtime is the in-memory simulated runtime.
 type Runtime struct {
 	delay      time.Duration
+	readyDelay time.Duration
 	failImages map[string]persysv1.FailureReason
 	loseStart  map[string]bool
 
@@ -82,6 +91,9 @@ func New(opts Options) (*Runtime, error) {
 	if opts.ApplyDelay < 0 {
 		return nil, fmt.Errorf("sim runtime: ApplyDelay %s is negative", opts.ApplyDelay)
 	}
+	if opts.ReadyDelay < 0 {
+		return nil, fmt.Errorf("sim runtime: ReadyDelay %s is negative", opts.ReadyDelay)
+	}
 	fail := make(map[string]persysv1.FailureReason, len(opts.FailImages))
 	for img, reason := range opts.FailImages {
 		if img == "" {
@@ -98,6 +110,7 @@ func New(opts Options) (*Runtime, error) {
 	}
 	return &Runtime{
 		delay:      opts.ApplyDelay,
+		readyDelay: opts.ReadyDelay,
 		failImages: fail,
 		loseStart:  lose,
 		rnd:        rand.New(rand.NewPCG(uint64(opts.Seed), 0x5e11)),
@@ -210,7 +223,38 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		st.State = target
 	}
 	st.UpdatedAt = timestamppb.Now()
+	if st.State == persysv1.ActualState_ACTUAL_STATE_RUNNING && r.readyDelay > 0 {
+		r.startReadinessLocked(inst.Name, e)
+	}
 	return proto.Clone(st).(*persysv1.WorkloadStatus), false, err
+}
+
+// startReadinessLocked reports the running entry e not ready until
+// ReadyDelay passes, then ready, as a passing readiness check would.
+// r.mu is held.
+func (r *Runtime) startReadinessLocked(name string, e *entry) {
+	e.status.Ready, e.status.Health = false, persysv1.HealthState_HEALTH_STATE_STARTING
+	time.AfterFunc(r.readyDelay, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.workloads[name] != e || e.status.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+			return // replaced, deleted or killed meanwhile
+		}
+		e.status.Ready, e.status.Health = true, persysv1.HealthState_HEALTH_STATE_HEALTHY
+		e.status.UpdatedAt = timestamppb.Now()
+		r.notifyLocked(name)
+	})
+}
+
+// notifyLocked tells the watchers that name changed; a lagging watcher
+// misses it, which loses nothing (see watchBuffer). r.mu is held.
+func (r *Runtime) notifyLocked(name string) {
+	for w := range r.watchers {
+		select {
+		case w.ch <- name:
+		default:
+		}
+	}
 }
 
 // recordLostLocked records inst as a start lost half-way and returns its
@@ -267,7 +311,7 @@ func (r *Runtime) List(_ context.Context) ([]*persysv1.WorkloadStatus, error) {
 }
 
 // Watch returns a channel that receives the name of each workload Kill
-// fails; nothing else sends. The channel is closed when ctx ends.
+// fails or that turns ready after ReadyDelay; nothing else sends. The channel is closed when ctx ends.
 func (r *Runtime) Watch(ctx context.Context) (<-chan string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sim watch: %w", err)
@@ -301,13 +345,9 @@ func (r *Runtime) Kill(name string) {
 	st.Reason = persysv1.FailureReason_FAILURE_REASON_CONTAINER_EXITED
 	st.Message = "exited with code 137"
 	st.ExitCode = 137
+	st.Ready, st.Health = false, persysv1.HealthState_HEALTH_STATE_UNSPECIFIED
 	st.UpdatedAt = timestamppb.Now()
-	for w := range r.watchers {
-		select {
-		case w.ch <- name:
-		default:
-		}
-	}
+	r.notifyLocked(name)
 }
 
 // MakeZombie turns a RUNNING workload into a zombie: List and Status keep

@@ -43,6 +43,7 @@ func TestNew(t *testing.T) {
 		{name: "delay and failures", opts: Options{ApplyDelay: time.Second, Seed: 7,
 			FailImages: map[string]persysv1.FailureReason{"bad:1": persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND}}},
 		{name: "negative delay", opts: Options{ApplyDelay: -time.Second}, wantErr: "ApplyDelay"},
+		{name: "negative ready delay", opts: Options{ReadyDelay: -time.Second}, wantErr: "ReadyDelay"},
 		{name: "empty image", opts: Options{FailImages: map[string]persysv1.FailureReason{"": persysv1.FailureReason_FAILURE_REASON_NETWORK}}, wantErr: "empty image"},
 		{name: "unspecified reason", opts: Options{FailImages: map[string]persysv1.FailureReason{"x": 0}}, wantErr: `FailImages["x"]`},
 		{name: "unknown reason", opts: Options{FailImages: map[string]persysv1.FailureReason{"x": 999}}, wantErr: `FailImages["x"]`},
@@ -503,5 +504,66 @@ func TestVerifyAndZombies(t *testing.T) {
 	r, _ := New(Options{})
 	if _, _, err := r.Verify(ctx, ""); runtime.ReasonOf(err) != persysv1.FailureReason_FAILURE_REASON_INVALID_SPEC {
 		t.Fatalf("Verify of an empty name: %v", err)
+	}
+}
+
+// TestReadyDelay: a running instance is not ready (STARTING) until the
+// delay passes, then ready (HEALTHY) and the watchers hear of it; without
+// a delay no health is reported at all.
+func TestReadyDelay(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r, err := New(Options{ReadyDelay: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := r.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := r.Apply(ctx, inst("web", "u1", 1, "app:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetState() != running || st.GetReady() || st.GetHealth() != persysv1.HealthState_HEALTH_STATE_STARTING {
+		t.Fatalf("right after apply: %s ready=%v health=%s, want RUNNING, not ready, STARTING", st.GetState(), st.GetReady(), st.GetHealth())
+	}
+	select {
+	case name := <-ch:
+		if name != "web" {
+			t.Fatalf("watch sent %q, want web", name)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification after the ready delay")
+	}
+	st, err = r.Status(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.GetReady() || st.GetHealth() != persysv1.HealthState_HEALTH_STATE_HEALTHY {
+		t.Fatalf("after the delay: ready=%v health=%s, want ready, HEALTHY", st.GetReady(), st.GetHealth())
+	}
+
+	// A kill during the delay: never reported ready.
+	if _, _, err := r.Apply(ctx, inst("db", "u2", 1, "app:1")); err != nil {
+		t.Fatal(err)
+	}
+	r.Kill("db")
+	<-ch // the kill
+	time.Sleep(400 * time.Millisecond)
+	if st, _ := r.Status(ctx, "db"); st.GetState() != failed || st.GetReady() {
+		t.Fatalf("killed: %s ready=%v, want FAILED, not ready", st.GetState(), st.GetReady())
+	}
+
+	plain, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err = plain.Apply(ctx, inst("web", "u1", 1, "app:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetReady() || st.GetHealth() != persysv1.HealthState_HEALTH_STATE_UNSPECIFIED {
+		t.Fatalf("without a delay: ready=%v health=%s, want no health reported", st.GetReady(), st.GetHealth())
 	}
 }

@@ -55,10 +55,16 @@ type Cache struct {
 	// byNode indexes workloads by the node their assignment names: a
 	// node's loss or first report costs its own workloads, not a scan of
 	// the whole cache.
-	byNode   map[string]map[string]struct{}
-	nodes    map[string]*node
-	watchers map[string]map[chan struct{}]struct{}
-	loaded   bool
+	byNode map[string]map[string]struct{}
+	// byService indexes workloads by their ServiceLabel (a service's
+	// replicas), so that listing one service's replicas, which the
+	// service controller does on every step, and a replica's spread cost
+	// that service, not a walk of every workload. An entry may be stale
+	// (the workload went or its label changed): readers check and drop it.
+	byService map[string]map[string]struct{}
+	nodes     map[string]*node
+	watchers  map[string]map[chan struct{}]struct{}
+	loaded    bool
 	// tombstones remember, per deleted workload name, the last revision of
 	// the deleted workload, so that a late write-back of the scheduler's
 	// own (or a lagging watch event) never brings it back.
@@ -146,6 +152,7 @@ func New(cfg Config) *Cache {
 		workloads:  map[string]*workload{},
 		counts:     stateCounts{},
 		byNode:     map[string]map[string]struct{}{},
+		byService:  map[string]map[string]struct{}{},
 		nodes:      map[string]*node{},
 		watchers:   map[string]map[chan struct{}]struct{}{},
 		tombstones: map[string]tombstone{},
@@ -176,6 +183,7 @@ func (c *Cache) Load(snap Snapshot) []string {
 	old := c.nodes
 	c.invalidateLocked()
 	c.workloads, c.counts, c.byNode = map[string]*workload{}, stateCounts{}, map[string]map[string]struct{}{}
+	c.byService = map[string]map[string]struct{}{}
 	for name, w := range snap.Workloads {
 		e := &workload{w: w, rev: snap.WorkloadRevs[name]}
 		e.status = snap.Statuses[name]

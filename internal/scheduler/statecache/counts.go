@@ -39,6 +39,44 @@ func (c *Cache) putWorkloadLocked(name string, e *workload) {
 	c.workloads[name] = e
 	c.counts.add(e.status, 1)
 	c.indexLocked(name, e)
+	c.indexServiceLocked(name, e.w)
+}
+
+// ServiceLabel is the label the service controller puts on each replica
+// (servicectl.LabelService): byService indexes it.
+const ServiceLabel = "persys.service"
+
+// indexServiceLocked adds name to byService under w's ServiceLabel; call
+// it whenever a cache entry gets a workload. Entries are dropped lazily
+// (serviceMembersLocked).
+func (c *Cache) indexServiceLocked(name string, w *persysv1.Workload) {
+	v := w.GetLabels()[ServiceLabel]
+	if v == "" {
+		return
+	}
+	set := c.byService[v]
+	if set == nil {
+		set = map[string]struct{}{}
+		c.byService[v] = set
+	}
+	set[name] = struct{}{}
+}
+
+// serviceMembersLocked calls fn with each cached workload labelled
+// ServiceLabel=service, dropping the index's stale entries.
+func (c *Cache) serviceMembersLocked(service string, fn func(name string, e *workload)) {
+	set := c.byService[service]
+	for name := range set {
+		e := c.workloads[name]
+		if e == nil || e.w.GetLabels()[ServiceLabel] != service {
+			delete(set, name)
+			continue
+		}
+		fn(name, e)
+	}
+	if len(set) == 0 {
+		delete(c.byService, service)
+	}
 }
 
 // dropWorkloadLocked removes the cache entry of name.

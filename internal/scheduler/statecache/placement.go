@@ -105,9 +105,9 @@ func (c *Cache) Choose(name string, spec *persysv1.WorkloadSpec) (dec placement.
 // spreadLocked counts where the other replicas of name's service are
 // (placed, or held for a placement in flight; being deleted or not: they
 // still run), for placement to apply the service's spread; nil for a
-// workload that no service with a spread owns. It walks the cached
-// workloads, a cost per replica placement that grows with the cluster
-// (an index by owner would make it constant). c.mu is held.
+// workload that no service with a spread owns. It looks at that
+// service's replicas only (byService: every replica carries the service's
+// name as its ServiceLabel). c.mu is held.
 func (c *Cache) spreadLocked(name string, nodes []placement.Node) *placement.GroupSpread {
 	e := c.workloads[name]
 	if e == nil {
@@ -120,9 +120,9 @@ func (c *Cache) spreadLocked(name string, nodes []placement.Node) *placement.Gro
 	}
 	g := &placement.GroupSpread{MaxPerNode: int(sp.GetMaxPerNode()), Label: sp.GetNodeLabel(),
 		PerNode: map[string]int{}, PerValue: map[string]int{}}
-	for n, other := range c.workloads {
+	c.serviceMembersLocked(o.GetService(), func(n string, other *workload) {
 		if n == name || other.w.GetOwner().GetServiceUid() != o.GetServiceUid() {
-			continue
+			return
 		}
 		node := other.assignment.GetNodeId()
 		if h, ok := c.inflight[n]; ok && h.node != "" {
@@ -131,7 +131,7 @@ func (c *Cache) spreadLocked(name string, nodes []placement.Node) *placement.Gro
 		if node != "" {
 			g.PerNode[node]++
 		}
-	}
+	})
 	if g.Label != "" {
 		for i := range nodes {
 			if n := g.PerNode[nodes[i].ID]; n > 0 {

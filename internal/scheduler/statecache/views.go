@@ -34,10 +34,20 @@ func (c *Cache) WorkloadView(name string) *persysv1.WorkloadView {
 // WorkloadNames lists, sorted, the workloads whose labels match selector.
 func (c *Cache) WorkloadNames(selector map[string]string) []string {
 	c.mu.Lock()
-	names := make([]string, 0, len(c.workloads))
-	for name, e := range c.workloads {
-		if matchLabels(e.w.GetLabels(), selector) {
-			names = append(names, name)
+	var names []string
+	if service, ok := selector[ServiceLabel]; ok {
+		// A service's replicas: its index entry, not every workload.
+		c.serviceMembersLocked(service, func(name string, e *workload) {
+			if matchLabels(e.w.GetLabels(), selector) {
+				names = append(names, name)
+			}
+		})
+	} else {
+		names = make([]string, 0, len(c.workloads))
+		for name, e := range c.workloads {
+			if matchLabels(e.w.GetLabels(), selector) {
+				names = append(names, name)
+			}
 		}
 	}
 	c.mu.Unlock()

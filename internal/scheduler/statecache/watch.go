@@ -34,6 +34,7 @@ func (c *Cache) WorkloadChanged(name string, w *persysv1.Workload, rev int64, de
 		}
 	case rev > e.rev:
 		e.w, e.rev = w, rev
+		c.indexServiceLocked(name, w)
 		c.invalidateLocked()
 		changed = true
 	}

@@ -255,6 +255,7 @@ func (c *Cache) WorkloadWritten(w *persysv1.Workload, rev int64) bool {
 		c.resetEntryLocked(name, e)
 	}
 	e.w, e.rev = w, rev
+	c.indexServiceLocked(name, w)
 	c.notifyLocked(name)
 	return true
 }
