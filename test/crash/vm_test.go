@@ -2,7 +2,6 @@ package crash
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,9 +26,7 @@ func TestVMCrashAfterProcessStart(t *testing.T) {
 	if err := os.MkdirAll(pool, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{guest.Kernel, guest.Initrd, guest.BaseRaw} {
-		copyInto(t, f, filepath.Join(pool, filepath.Base(f)))
-	}
+	guest.CopyToPool(t, pool)
 	d.start(failpoint.QEMUAfterProcessStart + "=kill")
 	d.arm()
 	d.mustCtl("apply", "-f", d.vmManifest("v1"))
@@ -95,23 +92,4 @@ func qemuProcesses(dir string) []string {
 		}
 	}
 	return pids
-}
-
-func copyInto(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
 }

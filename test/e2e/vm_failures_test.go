@@ -198,7 +198,7 @@ func TestVMRefusals(t *testing.T) {
 func TestVMBootFailures(t *testing.T) {
 	guest := vmguest.GuestFiles(t)
 	c := newCluster(t)
-	copyFile(t, guest.Kernel, filepath.Join(c.poolDir, "vmlinuz"))
+	guest.CopyToPool(t, c.poolDir)
 	junk := bytes.Repeat([]byte("not an initramfs\x00\xff"), 16<<10)
 	if err := os.WriteFile(filepath.Join(c.poolDir, "junk.img"), junk, 0o644); err != nil {
 		t.Fatal(err)

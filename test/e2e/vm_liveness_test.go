@@ -22,9 +22,7 @@ import (
 func TestVMLivenessRestart(t *testing.T) {
 	guest := vmguest.GuestFiles(t)
 	c := newCluster(t)
-	for _, f := range []string{guest.Kernel, guest.Initrd} {
-		copyFile(t, f, filepath.Join(c.poolDir, filepath.Base(f)))
-	}
+	guest.CopyToPool(t, c.poolDir)
 	name := "vm-live-" + c.nodeID
 	m := fmt.Sprintf(`kind: Workload
 metadata: {name: %s}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -91,25 +90,6 @@ func pidAlive(pid int) bool {
 	return !strings.HasPrefix(rest, "Z")
 }
 
-func copyFile(t *testing.T, src, dst string) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestVMLifecycle boots a real VM under QEMU (TCG) through persysctl:
 // cloud-init reaches the guest, the guest's address and the port forward
 // work, an agent restart keeps the same QEMU process, stop powers it off,
@@ -119,9 +99,7 @@ func copyFile(t *testing.T, src, dst string) {
 func TestVMLifecycle(t *testing.T) {
 	guest := vmguest.GuestFiles(t)
 	c := newCluster(t)
-	for _, f := range []string{guest.Kernel, guest.Initrd, guest.BaseRaw} {
-		copyFile(t, f, filepath.Join(c.poolDir, filepath.Base(f)))
-	}
+	guest.CopyToPool(t, c.poolDir)
 	name := "vm-" + c.nodeID
 	port := freePort(t)
 	marker := "persys-marker-" + strconv.FormatInt(time.Now().UnixNano(), 36)

@@ -226,25 +226,35 @@ func DockerOrSkip(t testing.TB) *client.Client {
 	return cli
 }
 
-var hello struct {
+// builtOnce is an image built once per test process; a build error is
+// reported to every caller.
+type builtOnce struct {
 	once sync.Once
 	err  error
 }
 
-// HelloImage returns a connected client and the tag of the hello image,
-// building the image once per test process. A build error is reported to
-// every caller.
-func HelloImage(t testing.TB) (cli *client.Client, tag string) {
+// get returns a connected client (see DockerOrSkip for when Docker is
+// missing) and tag, building the image with build the first time.
+func (b *builtOnce) get(t testing.TB, tag string, build func(context.Context, *client.Client, string) (string, error)) (*client.Client, string) {
 	t.Helper()
-	cli = DockerOrSkip(t)
+	cli := DockerOrSkip(t)
 	t.Cleanup(func() { _ = cli.Close() })
-	hello.once.Do(func() {
+	b.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		_, hello.err = BuildHello(ctx, cli, HelloTag)
+		_, b.err = build(ctx, cli, tag)
 	})
-	if hello.err != nil {
-		t.Fatalf("hello image: %v", hello.err)
+	if b.err != nil {
+		t.Fatalf("image %s: %v", tag, b.err)
 	}
-	return cli, HelloTag
+	return cli, tag
+}
+
+var hello builtOnce
+
+// HelloImage returns a connected client and the tag of the hello image,
+// building the image once per test process.
+func HelloImage(t testing.TB) (cli *client.Client, tag string) {
+	t.Helper()
+	return hello.get(t, HelloTag, BuildHello)
 }

@@ -7,9 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/build"
@@ -133,25 +131,11 @@ func BuildPoller(ctx context.Context, cli *client.Client, tag string) (string, e
 	return img.ID, nil
 }
 
-var poller struct {
-	once sync.Once
-	err  error
-}
+var poller builtOnce
 
 // PollerImage returns a connected client and the tag of the poller image,
-// building it once per test process (see DockerOrSkip for when Docker is
-// missing).
+// building it once per test process.
 func PollerImage(t testing.TB) (cli *client.Client, tag string) {
 	t.Helper()
-	cli = DockerOrSkip(t)
-	t.Cleanup(func() { _ = cli.Close() })
-	poller.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		_, poller.err = BuildPoller(ctx, cli, PollerTag)
-	})
-	if poller.err != nil {
-		t.Fatalf("poller image: %v", poller.err)
-	}
-	return cli, PollerTag
+	return poller.get(t, PollerTag, BuildPoller)
 }

@@ -8,9 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/build"
@@ -129,25 +127,11 @@ func buildTickerBinary(ctx context.Context) ([]byte, error) {
 	return binary, nil
 }
 
-var ticker struct {
-	once sync.Once
-	err  error
-}
+var ticker builtOnce
 
 // TickerImage returns a connected client and the tag of the ticker image,
-// building it once per test process (see DockerOrSkip for when Docker is
-// missing).
+// building it once per test process.
 func TickerImage(t testing.TB) (cli *client.Client, tag string) {
 	t.Helper()
-	cli = DockerOrSkip(t)
-	t.Cleanup(func() { _ = cli.Close() })
-	ticker.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		_, ticker.err = BuildTicker(ctx, cli, TickerTag)
-	})
-	if ticker.err != nil {
-		t.Fatalf("ticker image: %v", ticker.err)
-	}
-	return cli, TickerTag
+	return ticker.get(t, TickerTag, BuildTicker)
 }

@@ -13,6 +13,7 @@ package vmguest
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,4 +153,33 @@ func Guest(t testing.TB) (kernel, initrd string) {
 func missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	need.Missing(t, format, args...)
+}
+
+// CopyToPool copies the guest's kernel, initrd and base image into the
+// storage pool folder dir under their usual names (vmlinuz, initrd.img,
+// base.raw), so a manifest can name them from that pool.
+func (f Files) CopyToPool(t testing.TB, dir string) {
+	t.Helper()
+	for _, src := range []string{f.Kernel, f.Initrd, f.BaseRaw} {
+		if err := copyFile(src, filepath.Join(dir, filepath.Base(src))); err != nil {
+			t.Fatalf("vmguest: %v", err)
+		}
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
