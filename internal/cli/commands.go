@@ -262,57 +262,7 @@ func newGetCommand(o *options) *cobra.Command {
 			if watch {
 				return o.getWatch(cmd, kind, args, sel)
 			}
-			c, err := o.client()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if kind == "service" {
-				name := ""
-				if len(args) == 2 {
-					name = args[1]
-				}
-				return o.getServices(cmd, c, name)
-			}
-			ctx, now := cmd.Context(), o.now()
-			switch {
-			case kind == "workload" && len(args) == 1:
-				list, err := c.ListWorkloadsSelector(ctx, sel)
-				if err != nil {
-					return err
-				}
-				if o.structured() {
-					return printObject(o.streams.Out, o.output, list)
-				}
-				return printWorkloads(o.streams.Out, o.output, list.GetWorkloads(), now)
-			case kind == "workload":
-				v, err := c.GetWorkload(ctx, args[1], false)
-				if err != nil {
-					return err
-				}
-				if o.structured() {
-					return printObject(o.streams.Out, o.output, v)
-				}
-				return printWorkloads(o.streams.Out, o.output, []*persysv1.WorkloadView{v}, now)
-			case len(args) == 1:
-				list, err := c.ListNodes(ctx)
-				if err != nil {
-					return err
-				}
-				if o.structured() {
-					return printObject(o.streams.Out, o.output, list)
-				}
-				return printNodes(o.streams.Out, o.output, list.GetNodes(), now)
-			default:
-				n, err := c.GetNode(ctx, args[1])
-				if err != nil {
-					return err
-				}
-				if o.structured() {
-					return printObject(o.streams.Out, o.output, n)
-				}
-				return printNodes(o.streams.Out, o.output, []*persysv1.Node{n}, now)
-			}
+			return o.runGet(cmd, kind, args, sel)
 		},
 	}
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector for workloads, key=value[,key=value]")
@@ -674,4 +624,59 @@ func newEventsCommand(o *options) *cobra.Command {
 	cmd.Flags().StringVar(&typ, "type", "", "only events of this type, e.g. audit (who changed what, allowed or denied)")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "after the newest events, print each new one until interrupted")
 	return cmd
+}
+
+// runGet lists or shows services, workloads or nodes (kind) once.
+func (o *options) runGet(cmd *cobra.Command, kind string, args []string, sel map[string]string) error {
+	c, err := o.client()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if kind == "service" {
+		name := ""
+		if len(args) == 2 {
+			name = args[1]
+		}
+		return o.getServices(cmd, c, name)
+	}
+	ctx, now := cmd.Context(), o.now()
+	switch {
+	case kind == "workload" && len(args) == 1:
+		list, err := c.ListWorkloadsSelector(ctx, sel)
+		if err != nil {
+			return err
+		}
+		if o.structured() {
+			return printObject(o.streams.Out, o.output, list)
+		}
+		return printWorkloads(o.streams.Out, o.output, list.GetWorkloads(), now)
+	case kind == "workload":
+		v, err := c.GetWorkload(ctx, args[1], false)
+		if err != nil {
+			return err
+		}
+		if o.structured() {
+			return printObject(o.streams.Out, o.output, v)
+		}
+		return printWorkloads(o.streams.Out, o.output, []*persysv1.WorkloadView{v}, now)
+	case len(args) == 1:
+		list, err := c.ListNodes(ctx)
+		if err != nil {
+			return err
+		}
+		if o.structured() {
+			return printObject(o.streams.Out, o.output, list)
+		}
+		return printNodes(o.streams.Out, o.output, list.GetNodes(), now)
+	default:
+		n, err := c.GetNode(ctx, args[1])
+		if err != nil {
+			return err
+		}
+		if o.structured() {
+			return printObject(o.streams.Out, o.output, n)
+		}
+		return printNodes(o.streams.Out, o.output, []*persysv1.Node{n}, now)
+	}
 }

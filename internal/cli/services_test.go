@@ -75,7 +75,6 @@ func TestServiceCommands(t *testing.T) {
 	expect(t, c.persysctl(t, "", "get", "ep", "api", "-o", "json"), 0, []string{`"service": "api"`, `"nodeId": "n1"`, `"revision"`}, nil)
 	expect(t, c.persysctl(t, "", "get", "endpoints"), 1, nil, []string{"one service name"})
 	expect(t, c.persysctl(t, "", "get", "endpoints", "nosuch"), 1, nil, []string{"nosuch"})
-	expect(t, c.persysctl(t, "", "get", "workloads", "--watch"), 1, nil, []string{"--watch applies only to get endpoints"})
 
 	expect(t, c.persysctl(t, "", "scale", "service", "api"), 1, nil, []string{"--replicas is required"})
 	expect(t, c.persysctl(t, "", "scale", "service", "api", "--replicas", "-3"), 1, nil, []string{"replicas"})
