@@ -2,15 +2,8 @@ package images
 
 import (
 	"context"
-
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
-	cerrdefs "github.com/containerd/errdefs"
-	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
 )
 
@@ -76,59 +69,10 @@ ENTRYPOINT ["/poller"]
 `
 
 // BuildPoller compiles the poller client (a static binary, standard
-// library only) and builds a FROM scratch image tagged tag, unless it
-// exists. It returns the image id.
+// library only) and builds a FROM scratch image tagged tag, unless one
+// built from the same source exists. It returns the image id.
 func BuildPoller(ctx context.Context, cli *client.Client, tag string) (string, error) {
-	if img, err := cli.ImageInspect(ctx, tag); err == nil {
-		return img.ID, nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("build poller: inspect %s: %w", tag, err)
-	}
-	dir, err := os.MkdirTemp("", "persys-poller-*")
-	if err != nil {
-		return "", fmt.Errorf("build poller: %w", err)
-	}
-	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(pollerSource), 0o644); err != nil {
-		return "", fmt.Errorf("build poller: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module poller\n\ngo 1.22\n"), 0o644); err != nil {
-		return "", fmt.Errorf("build poller: %w", err)
-	}
-	bin := filepath.Join(dir, "poller")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOFLAGS=-mod=mod", "GOWORK=off")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build poller: go build: %w: %s", err, out)
-	}
-	binary, err := os.ReadFile(bin)
-	if err != nil {
-		return "", fmt.Errorf("build poller: %w", err)
-	}
-	buildCtx, err := tarContext(map[string]fileEntry{
-		"Dockerfile": {data: []byte(pollerDockerfile), mode: 0o644},
-		"poller":     {data: binary, mode: 0o755},
-	})
-	if err != nil {
-		return "", fmt.Errorf("build poller: %w", err)
-	}
-	resp, err := cli.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{
-		Tags: []string{tag}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
-		Labels: map[string]string{"persys.test": "true"},
-	})
-	if err != nil {
-		return "", fmt.Errorf("build poller: image build: %w", err)
-	}
-	defer resp.Body.Close()
-	if err := readBuildStream(resp.Body); err != nil {
-		return "", fmt.Errorf("build poller: image build: %w", err)
-	}
-	img, err := cli.ImageInspect(ctx, tag)
-	if err != nil {
-		return "", fmt.Errorf("build poller: inspect built %s: %w", tag, err)
-	}
-	return img.ID, nil
+	return buildProgramImage(ctx, cli, program{name: "poller", source: pollerSource, dockerfile: pollerDockerfile}, tag)
 }
 
 var poller builtOnce
