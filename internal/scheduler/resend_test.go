@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -80,6 +81,11 @@ func TestStableWorkloadFailureIsCounted(t *testing.T) {
 		return st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && st.GetAttempts() == 0, st.String()
 	})
 	time.Sleep(2 * time.Second) // well past StableAfter: the attempts are forgotten
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(c.Logs())
+		}
+	})
 	rt.Kill("steady")
 	eventually.Eventually(t, "the failure counted and steady running again", 30*time.Second, func() (bool, string) {
 		v := view()
@@ -89,7 +95,7 @@ func TestStableWorkloadFailureIsCounted(t *testing.T) {
 				counted = true
 			}
 		}
-		st := v.GetStatus().GetState()
-		return counted && st == persysv1.ActualState_ACTUAL_STATE_RUNNING, "state " + st.String()
+		st := v.GetStatus()
+		return counted && st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING, fmt.Sprintf("status %v; events %v", st, v.GetEvents())
 	})
 }

@@ -25,6 +25,7 @@ func (s *Scheduler) reachedState(name string) {
 // state once that held for StableAfter; before that it looks again when
 // the time is up.
 func (s *Scheduler) settle(name string) {
+	s.cache.SeenReached(name)
 	if wait := s.cache.StableWait(name, s.cfg.StableAfter); wait > 0 {
 		s.queue.AddAfter(name, wait)
 		return
@@ -32,13 +33,16 @@ func (s *Scheduler) settle(name string) {
 	s.resetAttempts(name)
 }
 
-// failedAfterReach records, once, that a workload whose last apply reached
-// its desired state was then reported FAILED by its node: that apply was a
-// failed attempt after all (an event, the retry record, the reason the
-// retry engine shows). The backoff counts from now, not from the apply
-// (which may be long past), and the status shows FAILED with the attempts
-// and the next attempt until then, as after an apply that failed at once.
-// It reports whether it handled the plan.
+// failedAfterReach records, once, that a workload that ran in its desired
+// state was then reported FAILED (or stopped) by its node: the apply that
+// reached it was a failed attempt after all, or, after a run long enough
+// for its attempts to be forgotten, this failure is attempt 1. Either way
+// it is told (an event, the retry record, the reason the retry engine
+// shows) before the workload runs again, never restarted in silence. The
+// backoff counts from now, not from the apply (which may be long past),
+// and the status shows FAILED with the attempts and the next attempt until
+// then, as after an apply that failed at once. It reports whether it
+// handled the plan.
 func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, plan reconcile.Plan) bool {
 	if plan.State != model.StateFailed {
 		return false

@@ -165,17 +165,22 @@ func (s *sampler) finish() {
 // poller is a client that follows the endpoints API every 50 ms and sends
 // one request to every endpoint it lists, through the host port (the
 // agents share this host's engine, so every node's host ports are here).
+// Like any client of a list it acts only on a fresh one: it stops using a
+// list staleAfter after asking for it (half the drain delay, so that a
+// replica it still sends to has not been told to stop), and asks again.
 type poller struct {
-	requests, failures atomic.Int64
-	mu                 sync.Mutex
-	firstFailures      []string
-	stop               chan struct{}
-	done               sync.WaitGroup
+	requests, failures, stale atomic.Int64
+	mu                        sync.Mutex
+	firstFailures             []string
+	stop                      chan struct{}
+	done                      sync.WaitGroup
 }
 
 func (c *Cluster) startPoller() *poller {
 	p := &poller{stop: make(chan struct{})}
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	// A slow answer on a loaded machine is not a failed one; a replica
+	// stopped under a request fails it at once (reset or refused).
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	p.done.Add(1)
 	go func() {
 		defer p.done.Done()
@@ -187,28 +192,39 @@ func (c *Cluster) startPoller() *poller {
 				return
 			case <-tick.C:
 			}
+			asked := time.Now()
 			eps, err := c.endpoints()
 			if err != nil {
 				continue // the endpoints API, not a replica, failed: nothing was asked of a replica
 			}
 			for _, ep := range eps.GetEndpoints() {
-				p.request(hc, ep)
+				if time.Since(asked) > staleAfter {
+					p.stale.Add(1)
+					break
+				}
+				p.request(hc, ep, asked)
 			}
 		}
 	}()
 	return p
 }
 
-func (p *poller) request(hc *http.Client, ep *persysv1.ServiceEndpoint) {
+// staleAfter is how long the poller uses an endpoint list: half the
+// service's drainDelay.
+const staleAfter = time.Second
+
+func (p *poller) request(hc *http.Client, ep *persysv1.ServiceEndpoint, asked time.Time) {
 	if len(ep.GetPorts()) == 0 {
 		p.fail(fmt.Sprintf("%s: no host port", ep.GetReplica()))
 		return
 	}
 	url := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ep.GetPorts()[0].GetHostPort()))) + "/"
 	p.requests.Add(1)
+	sent := time.Now()
 	resp, err := hc.Get(url)
 	if err != nil {
-		p.fail(fmt.Sprintf("%s %s: %v", ep.GetReplica(), url, err))
+		p.fail(fmt.Sprintf("%s %s (list asked for %s before, answer after %s): %v", ep.GetReplica(), url,
+			sent.Sub(asked).Round(time.Millisecond), time.Since(sent).Round(time.Millisecond), err))
 		return
 	}
 	resp.Body.Close()
@@ -267,8 +283,8 @@ func TestServiceRollout(t *testing.T) {
 	timings = append(timings, Timing{"rollout", c.waitComplete("web: rolled to greeting two", svcReplicas, 3*time.Minute)})
 	client.finish()
 	samples.finish()
-	t.Logf("rollout: %d requests, %d failed; fewest endpoints %d, most replicas %d",
-		client.requests.Load(), client.failures.Load(), samples.minEndpoints.Load(), samples.maxReplicas.Load())
+	t.Logf("rollout: %d requests, %d failed, %d lists dropped as stale; fewest endpoints %d, most replicas %d",
+		client.requests.Load(), client.failures.Load(), client.stale.Load(), samples.minEndpoints.Load(), samples.maxReplicas.Load())
 	if client.requests.Load() == 0 || client.failures.Load() != 0 {
 		t.Errorf("rollout: %d requests, %d failed, want some and none failed: %v", client.requests.Load(), client.failures.Load(), client.firstFailures)
 	}

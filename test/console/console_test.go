@@ -9,6 +9,7 @@ package console
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -109,6 +110,38 @@ func failOnScriptErrors(t *testing.T, ctx context.Context) {
 	})
 }
 
+// open loads url in the tab, waits until the page's script has wired its
+// handlers (console.js marks body[data-ready] last; a click before that
+// would do nothing), then runs then. Chromium aborts a load, or one of its
+// scripts, with net::ERR_NETWORK_CHANGED when a network interface comes or
+// goes, which the engine does on this host whenever a container starts or
+// stops: a load that failed so, or whose script never got ready, is tried
+// again, logged, at most openTries times.
+func open(t *testing.T, tab context.Context, what, url string, then ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	for try := 1; ; try++ {
+		c, cancel := context.WithTimeout(tab, scriptWait)
+		err := chromedp.Do(c, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("body[data-ready]")))
+		cancel()
+		if err == nil {
+			break
+		}
+		aborted := strings.Contains(err.Error(), "ERR_NETWORK_CHANGED") || errors.Is(err, context.DeadlineExceeded)
+		if !aborted || try == openTries {
+			t.Fatalf("%s: load %d of %s: %v", what, try, url, err)
+		}
+		t.Logf("%s: loading %s: %v; loading it again", what, url, err)
+	}
+	if len(then) > 0 {
+		do(t, tab, what, then...)
+	}
+}
+
+const (
+	openTries  = 5
+	scriptWait = 30 * time.Second
+)
+
 // do runs steps with a generous bound, failing the test with what.
 func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
@@ -154,11 +187,11 @@ func screenshot(t *testing.T, ctx context.Context, dir, name string) {
 // login page) and logs in with token.
 func login(t *testing.T, ctx context.Context, base, token string) {
 	t.Helper()
-	do(t, ctx, "opening the console", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.ID("token")))
+	open(t, ctx, "opening the console", base+"/ui/", chromedp.WaitVisible(chromedp.ID("token")))
 	if loc := eval[string](t, ctx, `location.pathname`); loc != "/ui/login" {
 		t.Fatalf("without credentials /ui/ went to %s, want /ui/login", loc)
 	}
-	do(t, ctx, "logging in", chromedp.SetValue(chromedp.ID("token"), token), chromedp.Click(chromedp.ID("login-btn")),
+	do(t, ctx, "logging in", chromedp.WaitEnabled(chromedp.ID("login-btn")), chromedp.SetValue(chromedp.ID("token"), token), chromedp.Click(chromedp.ID("login-btn")),
 		chromedp.WaitVisible(chromedp.CSS("#summary .card")))
 }
 
@@ -236,7 +269,7 @@ func (r *run) checkCookie(tab context.Context) *network.Cookie {
 // nodesPage: capacity bars and the admin's buttons.
 func (r *run) nodesPage(tab context.Context) {
 	row := `tr[data-node="` + r.d.nodeID + `"]`
-	do(r.t, tab, "nodes page", chromedp.Navigate(r.base+"/ui/nodes"),
+	open(r.t, tab, "nodes page", r.base+"/ui/nodes",
 		chromedp.WaitVisible(chromedp.CSS(row+` .bar`)), chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="cordon"]`)))
 	screenshot(r.t, tab, r.art, "nodes.png")
 	// Cordon and uncordon from the page; the row follows.
@@ -264,7 +297,7 @@ func noReload(t *testing.T, tab context.Context, what string) {
 // to the text; a valid one appears and reaches RUNNING without a reload.
 func (r *run) applyFromForm(tab context.Context) {
 	t := r.t
-	do(t, tab, "workloads page", chromedp.Navigate(r.base+"/ui/workloads"), chromedp.WaitVisible(chromedp.ID("manifest")))
+	open(t, tab, "workloads page", r.base+"/ui/workloads", chromedp.WaitVisible(chromedp.ID("manifest")))
 	sameDocument(t, tab)
 	bad := "kind: Workload\nmetadata: {name: " + r.name + "}\nspec:\n  type: container\n  container: {}\n  resources: {cpu: lots, memory: 32Mi}\n"
 	do(t, tab, "applying an invalid manifest", chromedp.SetValue(chromedp.ID("manifest"), bad), chromedp.Click(chromedp.ID("apply-btn")),
@@ -284,7 +317,7 @@ func (r *run) applyFromForm(tab context.Context) {
 // workloadPage: RUNNING, and its log tail growing, without a reload.
 func (r *run) workloadPage(tab context.Context) {
 	t := r.t
-	do(t, tab, "workload page", chromedp.Navigate(r.base+"/ui/workloads/"+r.name), chromedp.WaitVisible(chromedp.ID("logs")))
+	open(t, tab, "workload page", r.base+"/ui/workloads/"+r.name, chromedp.WaitVisible(chromedp.ID("logs")))
 	sameDocument(t, tab)
 	until(t, tab, "RUNNING on the workload page", `document.querySelector('#state.RUNNING') !== null`)
 	until(t, tab, "the greeting in the log", `document.querySelector('#logs').textContent.includes(`+fmt.Sprintf("%q", "greeting: "+r.mark)+`)`)
@@ -297,10 +330,10 @@ func (r *run) workloadPage(tab context.Context) {
 // events, the services page answers.
 func (r *run) otherPages(tab context.Context) {
 	t := r.t
-	do(t, tab, "summary page", chromedp.Navigate(r.base+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#summary .card .bar")))
-	do(t, tab, "events page", chromedp.Navigate(r.base+"/ui/events"))
+	open(t, tab, "summary page", r.base+"/ui/", chromedp.WaitVisible(chromedp.CSS("#summary .card .bar")))
+	open(t, tab, "events page", r.base+"/ui/events")
 	until(t, tab, "the workload's events listed", `[...document.querySelectorAll('#events tbody tr')].some(r => r.textContent.includes("`+r.name+`") && r.textContent.includes("Running"))`)
-	do(t, tab, "services page", chromedp.Navigate(r.base+"/ui/services"))
+	open(t, tab, "services page", r.base+"/ui/services")
 	until(t, tab, "the services table", `document.querySelector('#services tbody').textContent.includes("No services.")`)
 }
 
@@ -320,7 +353,7 @@ func (r *run) csrf(tab context.Context) {
 func (r *run) deleteFromList(tab context.Context) {
 	t := r.t
 	row := `tr[data-name="` + r.name + `"]`
-	do(t, tab, "workloads page", chromedp.Navigate(r.base+"/ui/workloads"), chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="delete"]`)))
+	open(t, tab, "workloads page", r.base+"/ui/workloads", chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="delete"]`)))
 	sameDocument(t, tab)
 	do(t, tab, "arming delete", chromedp.Click(chromedp.CSS(row+` button[data-act="delete"]`)), chromedp.WaitVisible(chromedp.CSS(row+` button.armed`)))
 	do(t, tab, "confirming delete", chromedp.Click(chromedp.CSS(row+` button.armed`)))
@@ -342,7 +375,7 @@ func (r *run) logout(tab context.Context, ck *network.Cookie) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("the cookie after logout: %d, want 401", resp.StatusCode)
 	}
-	do(t, tab, "opening the console after logout", chromedp.Navigate(r.base+"/ui/workloads"), chromedp.WaitVisible(chromedp.ID("token")))
+	open(t, tab, "opening the console after logout", r.base+"/ui/workloads", chromedp.WaitVisible(chromedp.ID("token")))
 }
 
 // viewerChecks: a viewer's session sees the pages without any action
@@ -353,11 +386,11 @@ func viewerChecks(t *testing.T, tab context.Context, d *dev, base, token string)
 	if role := eval[string](t, tab, `document.querySelector("#role").textContent`); role != "viewer" {
 		t.Fatalf("viewer session shows role %q", role)
 	}
-	do(t, tab, "viewer nodes page", chromedp.Navigate(base+"/ui/nodes"), chromedp.WaitVisible(chromedp.CSS(`tr[data-node="`+d.nodeID+`"] .bar`)))
+	open(t, tab, "viewer nodes page", base+"/ui/nodes", chromedp.WaitVisible(chromedp.CSS(`tr[data-node="`+d.nodeID+`"] .bar`)))
 	if n := eval[int](t, tab, `document.querySelectorAll("button.action").length`); n != 0 {
 		t.Errorf("viewer sees %d action buttons on the nodes page", n)
 	}
-	do(t, tab, "viewer workloads page", chromedp.Navigate(base+"/ui/workloads"), chromedp.WaitVisible(chromedp.CSS(`#workloads tbody tr`)))
+	open(t, tab, "viewer workloads page", base+"/ui/workloads", chromedp.WaitVisible(chromedp.CSS(`#workloads tbody tr`)))
 	if n := eval[int](t, tab, `document.querySelectorAll("button.action, #apply-btn, #manifest").length`); n != 0 {
 		t.Errorf("viewer sees %d action buttons or the apply form on the workloads page", n)
 	}

@@ -141,6 +141,17 @@ func (c *Cache) MarkReached(name string) {
 	}
 }
 
+// SeenReached notes that workload name was seen in its desired state
+// without an apply of this scheduler reaching it (a scheduler that
+// started after the apply): the run counts from now.
+func (c *Cache) SeenReached(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.workloads[name]; e != nil && e.reachedAt.IsZero() {
+		e.reachedAt = c.cfg.Now()
+	}
+}
+
 // StableWait is how long workload name must still hold its desired state
 // before its failed attempts are forgotten (stableAfter in all); zero or
 // less: now.
@@ -153,17 +164,23 @@ func (c *Cache) StableWait(name string, stableAfter time.Duration) time.Duration
 	return 0
 }
 
-// FailedAfterReach handles, once, a FAILED report of workload name after
-// an apply that reached its desired state: that apply was a failed
-// attempt after all, whose backoff counts from now. It returns the
-// attempt and its backoff; attempt 0 when it does not apply (no such
-// reach, or no attempt).
+// FailedAfterReach counts, once, a FAILED report of workload name that
+// followed a run in its desired state: the apply that reached it was a
+// failed attempt after all, or, when that run held long enough for its
+// attempts to be forgotten (or a restarted scheduler saw it running), the
+// failure is attempt 1. Its backoff counts from now. It returns the attempt
+// and its backoff; attempt 0 when there was no such run since the last
+// failure counted (an apply's failed answer counted it, or a retry starts
+// over).
 func (c *Cache) FailedAfterReach(name string) (attempt int, delay time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.workloads[name]
-	if e == nil || e.reachedAt.IsZero() || e.attempts == 0 {
+	if e == nil || e.reachedAt.IsZero() {
 		return 0, 0
+	}
+	if e.attempts == 0 {
+		e.attempts = 1
 	}
 	delay = c.cfg.Backoff(e.attempts)
 	e.nextAttemptAt = c.cfg.Now().Add(delay)

@@ -520,6 +520,7 @@ function loginPage() {
       out.textContent = "login failed: " + err.message;
     }
   });
+  $("#login-btn").disabled = false;
 }
 
 function wireLogout() {
@@ -537,3 +538,5 @@ const pages = {
 };
 wireLogout();
 (pages[BODY.page] || (() => {}))();
+// Handlers are wired: what a click does now is what the page means.
+BODY.ready = "true";
