@@ -8,6 +8,7 @@ package scheduler
 import (
 	"github.com/persys-dev/compute/internal/scheduler/controlapi"
 	"github.com/persys-dev/compute/internal/servicectl"
+	"github.com/persys-dev/compute/internal/store"
 )
 
 func (s *Scheduler) newServiceController() error {
@@ -17,6 +18,13 @@ func (s *Scheduler) newServiceController() error {
 		return err
 	}
 	s.services = c
+	// Replicas' changes come from the cache the controller reads them
+	// from, once they are in it; the controller watches only services.
+	s.cache.SetChangeHook(func(name string) {
+		if svc := store.ServiceOfReplica(name); svc != "" {
+			c.Enqueue(svc)
+		}
+	})
 	return nil
 }
 

@@ -258,6 +258,11 @@ func Decide(in Input) Decision {
 	}
 	d.Progress = p
 	d.RecheckAt = earliest(v.recheck(&p), v.drainEnd())
+	if len(d.Drain) > 0 {
+		// The drains this step starts end after the delay; nothing else
+		// may wake the service then.
+		d.RecheckAt = earliest(d.RecheckAt, in.Now.Add(in.Policy.DrainDelay))
+	}
 	return d
 }
 

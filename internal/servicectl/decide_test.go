@@ -376,6 +376,9 @@ func TestDecideDrainProperty(t *testing.T) {
 			}
 			in.Instances = carryOut(in, d)
 			in.Prior = d.Progress
+			if end := (&view{in: &in}).drainEnd(); !end.IsZero() && (d.RecheckAt.IsZero() || d.RecheckAt.After(end)) {
+				t.Fatalf("run %d step %d: a drain ends at %v but the service is looked at again only at %v", run, step, end, d.RecheckAt)
+			}
 		}
 	}
 }
@@ -424,6 +427,10 @@ func TestDecideDrains(t *testing.T) {
 	d := Decide(in)
 	if want := names(newHash, 2); !slices.Equal(d.Drain, want) || len(d.Delete) != 0 {
 		t.Fatalf("scale down: drain %v delete %v, want drain %v and no delete", d.Drain, d.Delete, want)
+	}
+	// Nothing else wakes the service when the drain it starts ends.
+	if want := t0.Add(2 * time.Second); !d.RecheckAt.Equal(want) {
+		t.Fatalf("scale down: recheck at %v, want at the drain's end %v", d.RecheckAt, want)
 	}
 	in.Instances[2].DrainingSince = t0.Add(-time.Second)
 	if d := Decide(in); len(d.Drain) != 0 || len(d.Delete) != 0 || !d.RecheckAt.Equal(t0.Add(time.Second)) {

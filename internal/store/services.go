@@ -287,48 +287,28 @@ func (s *Store) PutServiceRevision(ctx context.Context, r *persysv1.ServiceRevis
 	return nil
 }
 
-// WatchServiceChanges sends the name of a service whenever its key or
-// one of its replicas' workload or status keys changes (replicas are
-// named <service>-<hash>-<index>; the receiver checks ownership), from
-// revision rev on. The channel closes when ctx ends or the watch fails;
-// the caller lists again and watches anew.
+// WatchServiceChanges sends the name of a service whenever its key
+// changes, from revision rev on. (Its replicas' changes reach the service
+// controller from the scheduler's cache, which it reads them from.) The
+// channel closes when ctx ends or the watch fails; the caller lists again
+// and watches anew.
 func (s *Store) WatchServiceChanges(ctx context.Context, rev int64) <-chan string {
 	out := make(chan string, watchBufferSize)
-	ctx, cancel := context.WithCancel(ctx)
-	dirs := []string{dirServices, dirWorkloads, dirStatus}
-	done := make(chan struct{}, len(dirs))
-	for _, d := range dirs {
-		wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.dir(d), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		go func() {
-			defer func() { done <- struct{}{} }()
-			for resp := range wch {
-				if resp.Err() != nil {
+	wch := s.cli.Watch(clientv3.WithRequireLeader(ctx), s.dir(dirServices), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	go func() {
+		defer close(out)
+		for resp := range wch {
+			if resp.Err() != nil {
+				return
+			}
+			for _, ev := range resp.Events {
+				select {
+				case out <- strings.TrimPrefix(string(ev.Kv.Key), s.dir(dirServices)):
+				case <-ctx.Done():
 					return
 				}
-				for _, ev := range resp.Events {
-					name := strings.TrimPrefix(string(ev.Kv.Key), s.dir(d))
-					if d != dirServices {
-						name = ServiceOfReplica(name)
-					}
-					if name == "" {
-						continue
-					}
-					select {
-					case out <- name:
-					case <-ctx.Done():
-						return
-					}
-				}
 			}
-		}()
-	}
-	go func() {
-		<-done // the first watch to end ends them all
-		cancel()
-		for range len(dirs) - 1 {
-			<-done
 		}
-		close(out)
 	}()
 	return out
 }

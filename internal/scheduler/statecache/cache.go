@@ -14,6 +14,7 @@ package statecache
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -45,6 +46,9 @@ type Cache struct {
 	// sampler places over large clusters from a rotating cursor, so that
 	// a bounded sample still spreads evenly. Guarded by placeMu.
 	sampler placement.Sampler
+
+	// hook is SetChangeHook's function (nil until set).
+	hook atomic.Pointer[func(workload string)]
 
 	// mu guards every field below.
 	mu        sync.Mutex
@@ -270,8 +274,11 @@ func (c *Cache) PruneTombstones() {
 	}
 }
 
-// notifyLocked wakes every subscriber of name.
+// notifyLocked wakes every subscriber of name and calls the change hook.
 func (c *Cache) notifyLocked(name string) {
+	if hook := c.hook.Load(); hook != nil {
+		(*hook)(name)
+	}
 	for ch := range c.watchers[name] {
 		select {
 		case ch <- struct{}{}:
@@ -279,6 +286,13 @@ func (c *Cache) notifyLocked(name string) {
 		}
 	}
 }
+
+// SetChangeHook makes the cache call fn with the name of every workload
+// that changes in it, after the change, so that fn's owner reads the
+// change from the cache rather than racing it (a controller woken by its
+// own watch of the store could read the cache before the change arrived).
+// fn runs under the cache's lock: it must not block or call the cache.
+func (c *Cache) SetChangeHook(fn func(workload string)) { c.hook.Store(&fn) }
 
 // Subscribe returns a channel that receives when workload name changes in
 // the cache, and the function that ends the subscription.
