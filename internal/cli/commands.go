@@ -110,7 +110,9 @@ func newApplyCommand(o *options) *cobra.Command {
 			"unchanged, or workload/NAME error: MESSAGE when it alone could not be applied (exit status 1). With --wait,\n" +
 			"the applied workloads are waited for one after the other, each within --timeout, with a line each; exit\n" +
 			"status 1 names those that failed or timed out. With -o json or yaml the whole answer is printed, one result\n" +
-			"per document (after --wait, each with the workload as the wait left it).",
+			"per document (after --wait, each with the workload as the wait left it).\n\n" +
+			"Services (kind: Service) are applied one by one; with --wait each is followed, as rollout status --wait\n" +
+			"does, until its update completes, fails, pauses or waits for a promote (exit status 1 when one failed).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -131,12 +133,10 @@ func newApplyCommand(o *options) *cobra.Command {
 			}
 			defer c.Close()
 			if svcs, rest, ok := splitServices(data); ok {
-				// Services are applied one by one; the workloads of the
+				// Services are applied one by one (and with --wait followed
+				// until their rollouts settle); the workloads of the
 				// stream, if any, as below.
-				if wait {
-					return fmt.Errorf("--wait applies to workloads; follow a service with rollout status")
-				}
-				if err := o.applyServices(cmd, c, svcs); err != nil || rest == nil {
+				if err := o.applyServices(cmd, c, svcs, wait, timeout); err != nil || rest == nil {
 					return err
 				}
 				data = rest
@@ -193,7 +193,7 @@ func newApplyCommand(o *options) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&file, "filename", "f", "", "manifest file, or - for standard input")
-	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the workload runs or fails")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the workload runs or fails (a service: until its rollout settles)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "how long --wait waits")
 	return cmd
 }

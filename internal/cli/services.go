@@ -44,12 +44,14 @@ func splitServices(data []byte) (services [][]byte, rest []byte, ok bool) {
 }
 
 // applyServices applies each service document and prints one line each.
-func (o *options) applyServices(cmd *cobra.Command, c *client.Client, docs [][]byte) error {
+func (o *options) applyServices(cmd *cobra.Command, c *client.Client, docs [][]byte, wait bool, timeout time.Duration) error {
+	var names []string
 	for _, d := range docs {
 		resp, err := c.ApplyService(cmd.Context(), d)
 		if err != nil {
 			return err
 		}
+		names = append(names, resp.GetService().GetService().GetName())
 		if o.structured() {
 			if err := printObject(o.streams.Out, o.output, resp); err != nil {
 				return err
@@ -57,6 +59,22 @@ func (o *options) applyServices(cmd *cobra.Command, c *client.Client, docs [][]b
 			continue
 		}
 		fmt.Fprintf(o.streams.Out, "service/%s %s\n", resp.GetService().GetService().GetName(), resp.GetResult())
+	}
+	if !wait {
+		return nil
+	}
+	var failed []string
+	for _, n := range names {
+		if err := o.rolloutWait(cmd, c, n, timeout); err != nil {
+			if cmd.Context().Err() != nil {
+				return err
+			}
+			fmt.Fprintf(o.streams.Err, "%v\n", err)
+			failed = append(failed, n)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("rollout of %d service(s) did not complete: %s", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
 }

@@ -23,8 +23,8 @@ spec:
     resources: {cpu: 100m, memory: 32Mi}
 `
 
-// The service verbs against a real scheduler with a sim agent: apply of a
-// stream mixing a Service and a Workload, get, describe, scale, a canary
+// The service verbs against a real scheduler with a sim agent: apply
+// --wait of a stream mixing a Service and a Workload, get, describe, scale, a canary
 // update held until promote, history, undo, pause, delete.
 func TestServiceCommands(t *testing.T) {
 	rc := realsched.Start(t, realsched.Options{Nodes: []string{"n1"}, NoSecrets: true})
@@ -39,7 +39,9 @@ func TestServiceCommands(t *testing.T) {
 	t.Setenv(client.EnvConfig, "")
 	c := &cluster{config: cfg, dir: dir}
 	file := c.writeManifest(t, "api.yaml", apiService+"---\n"+webManifest)
-	expect(t, c.persysctl(t, "", "apply", "-f", file), 0, []string{"service/api created\n", "workload/web created\n"}, nil)
+	// --wait follows the service's rollout, then waits for the workload.
+	expect(t, c.persysctl(t, "", "apply", "-f", file, "--wait", "--timeout", "1m"), 0,
+		[]string{"service/api created\n", "revision 1: COMPLETE — 2 of 2 updated", "workload/web created\n", "workload/web running on n1"}, nil)
 
 	waitPhase := func(phase string, updated string) {
 		eventually.Eventually(t, "api "+phase, time.Minute, func() (bool, string) {
