@@ -61,25 +61,41 @@ async function api(method, url, body, contentType) {
 const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
 
 // follow reads an NDJSON watch stream (one JSON object per line) and
-// hands each object to onItem. Each (re)connect starts with {type:
-// "RESET"} because a stream starts with a full SNAPSHOT. While the server
-// answers with a plain list instead (no application/x-ndjson), the list
-// is fetched again every second and handed on as RESET, one SNAPSHOT per
-// item (keyed itemKey) and a BOOKMARK.
+// hands each object to onItem. A stream starts with {type: "RESET"} and a
+// full SNAPSHOT; once its BOOKMARK came, follow keeps the position of the
+// last change or bookmark read, and a reconnect resumes there (since=,
+// since_index=) with the changes missed, no RESET and no repeats. A
+// position the scheduler no longer keeps (410 Gone) starts over with a
+// RESET. While the server answers with a plain list instead (no
+// application/x-ndjson), the list is fetched again every second and
+// handed on as RESET, one SNAPSHOT per item (keyed itemKey) and a
+// BOOKMARK.
 async function follow(url, onItem, listKey, itemKey) {
+  let pos = null;
   for (;;) {
     let wait = 1000;
     try {
-      const r = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+      const r = await fetch(pos ? resumeURL(url, pos) : url, { credentials: "same-origin", cache: "no-store" });
       if (r.status === 401) { toLogin(); return; }
+      if (r.status === 410 && pos) { pos = null; continue; } // too old: list again
       if (!r.ok) {
         const t = await r.text();
         throw new Error(r.status + " " + t.slice(0, 300));
       }
       const ct = r.headers.get("content-type") || "";
       if (ct.startsWith("application/x-ndjson")) {
-        onItem({ type: "RESET" });
-        await readLines(r.body, (line) => onItem(JSON.parse(line)));
+        if (!pos) onItem({ type: "RESET" });
+        let listed = pos !== null; // a resumed stream has no snapshot
+        await readLines(r.body, (line) => {
+          const ev = JSON.parse(line);
+          if (ev.type === "BOOKMARK") {
+            listed = true;
+            pos = { revision: ev.revision };
+          } else if (listed && (ev.type === "PUT" || ev.type === "DELETE")) {
+            pos = { revision: ev.revision, index: ev.index };
+          }
+          onItem(ev);
+        });
         wait = 500; // the stream ended: reconnect soon
       } else {
         const data = await r.json();
@@ -94,6 +110,13 @@ async function follow(url, onItem, listKey, itemKey) {
     }
     await sleep(wait);
   }
+}
+
+// resumeURL is url asking for the changes after pos.
+function resumeURL(url, pos) {
+  let q = "since=" + encodeURIComponent(pos.revision);
+  if (pos.index !== undefined && pos.index !== null) q += "&since_index=" + encodeURIComponent(pos.index);
+  return url + (url.includes("?") ? "&" : "?") + q;
 }
 
 // readLines splits a byte stream into lines, calling onLine for each
