@@ -204,11 +204,16 @@ func (k *kills) run(prefix string, tc killCase) killRow {
 	var lost *Agent
 	switch tc.killed {
 	case killLeader:
-		if !leader.DiedAt(tc.point, killBound) {
+		dead := k.waitDeath(tc.point)
+		if dead == nil {
 			c.Disarm()
-			t.Fatalf("row %s: leader %s did not die at %s within %s; log tail:\n%s", prefix, leader.Name, tc.point, killBound, tail(leader.Output(), 30))
+			t.Fatalf("row %s: no scheduler died at %s within %s; leader's log tail:\n%s", prefix, tc.point, killBound, tail(leader.Output(), 30))
 		}
 		killedAt = time.Now()
+		if dead != leader {
+			t.Logf("row %s: leadership moved before the kill: %s died at the point", prefix, dead.Name)
+			leader = dead
+		}
 		// At once: the next leader must not die at the same point when
 		// it finishes the operation.
 		c.Disarm()
@@ -330,11 +335,20 @@ func (k *kills) afterLeaderKill(prefix string, old *Proc, op killOp, rs rowState
 		return p != nil && p != old && p.alive(), "leader " + l.GetAddress()
 	})
 	c.t.Logf("row %s: a new leader answers %s after the kill", prefix, took.Round(time.Millisecond))
-	if op == opDrain {
-		out, err := c.Ctl("node", "drain", rs.drained, "--timeout", "60s")
-		if err != nil {
-			c.t.Errorf("row %s: persysctl node drain %s again after the failover: %v\n%s", prefix, rs.drained, err, out)
-		}
+	if op != opDrain {
+		return
+	}
+	// The new leader refuses calls while it loads the store: asked again
+	// after "unavailable", as persysctl's user would; any other refusal
+	// is an error.
+	var err error
+	ok, out := until(killBound, func() (bool, string) {
+		var out string
+		out, err = c.Ctl("node", "drain", rs.drained, "--timeout", "60s")
+		return err == nil || !strings.Contains(out, "unavailable"), out
+	})
+	if !ok || err != nil {
+		c.t.Errorf("row %s: persysctl node drain %s again after the failover: %v\n%s", prefix, rs.drained, err, out)
 	}
 }
 
@@ -368,6 +382,25 @@ func (k *kills) afterAgentKill(prefix string, lost *Agent, rs rowState) {
 		}
 		return n.GetState() == nodeReady, n.GetState().String()
 	})
+}
+
+// waitDeath waits up to killBound for a scheduler to die and returns it
+// when it died at point; nil when none died, or one died of something
+// else.
+func (k *kills) waitDeath(point string) *Proc {
+	deadline := time.Now().Add(killBound)
+	for time.Now().Before(deadline) {
+		for _, p := range k.c.Schedulers {
+			if !p.alive() {
+				if p.DiedAt(point, time.Second) {
+					return p
+				}
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
 }
 
 // leader is the scheduler that leads now, by persysctl get leader.
