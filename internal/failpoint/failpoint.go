@@ -10,19 +10,28 @@
 //	PERSYS_FAILPOINTS="docker/after-create=kill,scheduler/after-assign=kill@2"
 //
 // "kill" sends the process SIGKILL at the point's first hit ("kill@N": at
-// its Nth hit); the process never runs its shutdown. With ArmEnv naming a
-// file, hits count only while that file exists, so a test can set a
-// cluster up first and arm the point just before the step it tests. A name that is not in
-// Names is refused at the first Inject, so a typo in a test cannot pass
-// unnoticed.
+// its Nth hit); the process never runs its shutdown. "pause" ("pause@N")
+// holds the goroutine that hit the point until the arm file is removed or
+// rewritten, so that a test can break another part of the cluster (kill
+// the agent a scheduler is about to call) while this process waits at the
+// point; it needs ArmEnv.
+//
+// With ArmEnv naming a file, hits count only while that file exists, so a
+// test can set a cluster up first and arm the point just before the step
+// it tests. A file that is not empty holds a spec of its own, in Env's
+// syntax, which replaces Env's while the file holds it: one set of
+// processes can be armed at one point, then at another, without a
+// restart; each new content starts the counts over. A name that is not
+// in Names is refused at the first Inject, so a typo in a test cannot
+// pass unnoticed.
 package failpoint
 
 // Env is the environment variable that arms failpoints in a failpoints
 // build.
 const Env = "PERSYS_FAILPOINTS"
 
-// ArmEnv names a file whose existence arms the points of Env; unset, they
-// are armed from the start.
+// ArmEnv names a file whose existence arms the points of Env, or of the
+// spec the file holds; unset, Env's points are armed from the start.
 const ArmEnv = "PERSYS_FAILPOINTS_ARM"
 
 // The points, one constant each so that code and tests share the spelling.

@@ -22,12 +22,18 @@
 // fences; the leader scheduler is killed during a burst of applies; the
 // etcd member that leads the raft group is killed during a burst of
 // applies; a node is drained; a missing image runs through the retry
-// engine to FAILED.
+// engine to FAILED; the leader is killed at each scheduler failpoint
+// (internal/failpoint; its schedulers run a persys built with the
+// failpoints tag) while an apply, a batch apply, a drain or a delete
+// reaches it, and an agent is killed while the leader holds at the
+// points where that agent's death matters, each row converging before
+// the next (the kill table).
 //
 // Each test logs one line `cluster: <scenario> submitted=N lost=N
 // duplicated=N nodes=N <facts> <timings>` from what it observed, and
-// TestMain prints an overall line. Environment: PERSYS_BIN_DIR (prebuilt
-// persys and persysctl), PERSYS_CLUSTER_BURST (size of the failover
+// TestMain prints an overall line and the kill table. Environment:
+// PERSYS_BIN_DIR (prebuilt persys and persysctl, and persys-failpoints
+// when it holds one), PERSYS_CLUSTER_BURST (size of the failover
 // bursts), PERSYS_CLUSTER_RESCHEDULE=0 (skip the reschedule half of the
 // node-loss test), PERSYS_CLUSTER_LOGS (folder for every daemon's and
 // agent's full log).

@@ -40,6 +40,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	gwclient "github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store/storetest"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
@@ -74,8 +75,12 @@ func TestMain(m *testing.M) {
 	if len(results.list) > 0 {
 		fmt.Println(overall(code, time.Since(began)))
 	}
+	printKillTable()
 	if bins.dir != "" && bins.built {
 		_ = os.RemoveAll(bins.dir)
+	}
+	if fpBin.dir != "" {
+		_ = os.RemoveAll(fpBin.dir)
 	}
 	os.Exit(code)
 }
@@ -128,6 +133,51 @@ func binaries(t *testing.T) (persys, persysctl string) {
 		t.Fatal(bins.err)
 	}
 	return filepath.Join(bins.dir, "persys"), filepath.Join(bins.dir, "persysctl")
+}
+
+var fpBin struct {
+	once sync.Once
+	dir  string // a folder this process made, removed at the end
+	path string
+	err  error
+}
+
+// failpointBinary is persys built with the failpoints tag, once per test
+// process, or $PERSYS_BIN_DIR/persys-failpoints when that exists.
+func failpointBinary(t *testing.T) string {
+	t.Helper()
+	fpBin.once.Do(func() {
+		if d := os.Getenv(envBinDir); d != "" {
+			if p := filepath.Join(d, "persys-failpoints"); fileExists(p) {
+				fpBin.path = p
+				return
+			}
+		}
+		root, err := images.ModuleRoot()
+		if err != nil {
+			fpBin.err = err
+			return
+		}
+		if fpBin.dir, fpBin.err = os.MkdirTemp("", "persys-cluster-fp-"); fpBin.err != nil {
+			return
+		}
+		fpBin.path = filepath.Join(fpBin.dir, "persys")
+		c := exec.Command("go", "build", "-tags", "failpoints", "-trimpath", "-o", fpBin.path, "./cmd/persys")
+		c.Dir = root
+		c.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+		if out, err := c.CombinedOutput(); err != nil {
+			fpBin.err = fmt.Errorf("build persys with failpoints: %w\n%s", err, out)
+		}
+	})
+	if fpBin.err != nil {
+		t.Fatal(fpBin.err)
+	}
+	return fpBin.path
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 var nodeImg struct {
@@ -251,6 +301,11 @@ type Options struct {
 	// (default 1s, 4s, 4).
 	RetryBase, RetryMax time.Duration
 	MaxAttempts         int
+	// Failpoints runs the schedulers from a persys built with the
+	// failpoints tag, armed through the file Cluster.FailpointFile (see
+	// internal/failpoint): a test writes a spec there to arm a point in
+	// every replica and removes it to disarm.
+	Failpoints bool
 }
 
 func (o *Options) defaults() {
@@ -303,8 +358,12 @@ type Cluster struct {
 	HelloImg  string
 	persys    string
 	persysctl string
-	pkiDir    string
-	config    string // persysctl config file
+	// schedBin and schedEnv are what the schedulers run: persys, or its
+	// failpoints build with the arm file in the environment.
+	schedBin string
+	schedEnv []string
+	pkiDir   string
+	config   string // persysctl config file
 	// nodeImageID is the id NodeImage had when this process built it;
 	// agents are created from the id, so a concurrent rebuild of the tag
 	// by another test process cannot swap their binary.
@@ -351,6 +410,9 @@ type Proc struct {
 	Name    string
 	Addr    string // main listen address
 	Metrics string // metrics listen address
+	bin     string
+	env     []string // added to this process's environment
+	restart int      // how many times RestartProc started this name before
 	args    []string
 	cmd     *exec.Cmd
 	mu      sync.Mutex
@@ -381,6 +443,22 @@ func (p *Proc) alive() bool {
 	default:
 		return true
 	}
+}
+
+// DiedAt waits up to timeout for the process to end at a failpoint it was
+// armed to die at, and then treats the exit as intended. It reports
+// whether the process died there: false when it still runs, or ended
+// without reaching point.
+func (p *Proc) DiedAt(point string, timeout time.Duration) bool {
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		return false
+	}
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	return strings.Contains(p.Output(), "failpoint "+point+": killing the process")
 }
 
 // Stop sends SIGTERM and waits; after 20 s it kills.
@@ -445,6 +523,11 @@ func Start(t *testing.T, o Options) *Cluster {
 		persys: persys, persysctl: persysctl, nodeImageID: nodeID,
 	}
 	c.pkiDir = filepath.Join(c.Dir, "pki")
+	c.schedBin = persys
+	if o.Failpoints {
+		c.schedBin = failpointBinary(t)
+		c.schedEnv = []string{failpoint.ArmEnv + "=" + c.FailpointFile()}
+	}
 	ctx := context.Background()
 
 	t.Cleanup(func() {
@@ -497,7 +580,7 @@ func Start(t *testing.T, o Options) *Cluster {
 			"--etcd-cert", filepath.Join(storePKI, name+".crt"), "--etcd-key", filepath.Join(storePKI, name+".key"))
 		args = append(args, o.schedulerFlags()...)
 		args = append(args, c.certFlags(name)...)
-		c.Schedulers = append(c.Schedulers, c.startProc(name, append(args, o.SchedulerFlags...)))
+		c.Schedulers = append(c.Schedulers, c.startProcOf(c.schedBin, c.schedEnv, name, append(args, o.SchedulerFlags...)))
 	}
 	for _, s := range c.Schedulers {
 		c.waitHTTP(s, "/healthz", 30*time.Second)
@@ -646,9 +729,18 @@ func flagValue(args []string, flag string) string {
 
 func (c *Cluster) startProc(name string, args []string) *Proc {
 	c.t.Helper()
-	p := &Proc{Name: name, args: args, done: make(chan struct{}),
+	return c.startProcOf(c.persys, nil, name, args)
+}
+
+// startProcOf starts bin with env added to this process's environment.
+func (c *Cluster) startProcOf(bin string, env []string, name string, args []string) *Proc {
+	c.t.Helper()
+	p := &Proc{Name: name, bin: bin, env: env, args: args, done: make(chan struct{}),
 		Addr: flagValue(args, "--listen"), Metrics: flagValue(args, "--metrics-listen")}
-	p.cmd = exec.Command(c.persys, args...)
+	p.cmd = exec.Command(bin, args...)
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = procWriter{p}, procWriter{p}
 	if err := p.cmd.Start(); err != nil {
 		c.t.Fatalf("start %s: %v", name, err)
@@ -664,7 +756,13 @@ func (c *Cluster) startProc(name string, args []string) *Proc {
 		if c.t.Failed() {
 			c.t.Logf("---- %s log (tail) ----\n%s", name, tail(p.Output(), 40))
 		}
-		c.keepLog(name, p.Output())
+		logName := name
+		if p.restart > 0 {
+			// Each start its own file: a killed scheduler's log is the
+			// one that shows where it died.
+			logName = fmt.Sprintf("%s.%d", name, p.restart)
+		}
+		c.keepLog(logName, p.Output())
 	})
 	return p
 }
@@ -695,7 +793,8 @@ func (c *Cluster) RestartProc(p *Proc) *Proc {
 	if err := p.Stop(); err != nil {
 		c.t.Fatal(err)
 	}
-	np := c.startProc(p.Name, p.args)
+	np := c.startProcOf(p.bin, p.env, p.Name, p.args)
+	np.restart = p.restart + 1
 	for i, s := range c.Schedulers {
 		if s == p {
 			c.Schedulers[i] = np
