@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -51,7 +52,15 @@ type agentPool struct {
 	mu      sync.Mutex
 	conns   map[string]agentConn
 	slots   map[string]chan struct{}
+	// inflight cancels, per node, the calls in flight to it: a node whose
+	// lease ran out does not answer, and a call to it would otherwise
+	// hold its worker (and the workload's reschedule) until the dial or
+	// the apply timed out.
+	inflight map[string]map[*context.CancelCauseFunc]struct{}
 }
+
+// errNodeLost ends the calls in flight to a node that was lost.
+var errNodeLost = errors.New("node lost: its lease ran out")
 
 type agentConn struct {
 	addr   string
@@ -62,7 +71,7 @@ type agentConn struct {
 func (s *Scheduler) agents() *agentPool {
 	s.poolOnce.Do(func() {
 		s.pool = &agentPool{dialer: s.cfg.Agents, perNode: s.cfg.AgentCallsPerNode,
-			conns: map[string]agentConn{}, slots: map[string]chan struct{}{}}
+			conns: map[string]agentConn{}, slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
 	})
 	return s.pool
 }
@@ -105,8 +114,25 @@ func (p *agentPool) client(nodeID, addr string) (persysv1grpc.AgentServiceClient
 	return cli, nil
 }
 
-// call runs fn with nodeID's client within one of the node's call slots.
-func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(persysv1grpc.AgentServiceClient) error) error {
+// call runs fn with nodeID's client within one of the node's call slots;
+// fn's context ends when ctx does or the node is lost (nodeLost).
+func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(context.Context, persysv1grpc.AgentServiceClient) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p.mu.Lock()
+	if p.inflight[nodeID] == nil {
+		p.inflight[nodeID] = map[*context.CancelCauseFunc]struct{}{}
+	}
+	p.inflight[nodeID][&cancel] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.inflight[nodeID], &cancel)
+		if len(p.inflight[nodeID]) == 0 {
+			delete(p.inflight, nodeID)
+		}
+		p.mu.Unlock()
+	}()
 	release, err := p.slot(ctx, nodeID)
 	if err != nil {
 		return err
@@ -116,7 +142,22 @@ func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(persy
 	if err != nil {
 		return err
 	}
-	return fn(cli)
+	if err := fn(ctx, cli); err != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, errNodeLost) {
+			return fmt.Errorf("node %s: %w (%v)", nodeID, cause, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// nodeLost ends the calls in flight to nodeID.
+func (p *agentPool) nodeLost(nodeID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.inflight[nodeID] {
+		(*c)(errNodeLost)
+	}
 }
 
 func (s *Scheduler) agentsClose() {

@@ -2,17 +2,25 @@ package scheduler
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 )
 
 // TestAgentCallSlots: a node gets at most perNode calls at once; another
 // node is not held up by it; a wait ends with the caller's context and
 // names the node.
 func TestAgentCallSlots(t *testing.T) {
-	p := &agentPool{perNode: 2, conns: map[string]agentConn{}, slots: map[string]chan struct{}{}}
+	p := &agentPool{perNode: 2, conns: map[string]agentConn{}, slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
 	ctx := context.Background()
 	r1, err := p.slot(ctx, "n1")
 	if err != nil {
@@ -88,5 +96,90 @@ func TestHeartbeatInterval(t *testing.T) {
 		if got := HeartbeatInterval(tc.nodes, tc.base, tc.ttl, tc.rate); got != tc.want {
 			t.Errorf("HeartbeatInterval(%d nodes, base %s, ttl %s, %v/s) = %s, want %s", tc.nodes, tc.base, tc.ttl, tc.rate, got, tc.want)
 		}
+	}
+}
+
+// TestNodeLostEndsCallsInFlight: a call to an agent that stopped
+// answering (here: a listener that accepts and never speaks TLS, as a
+// dead host's connection hangs) ends when the node is lost, saying so,
+// instead of holding its worker until the dial gives up; calls to other
+// nodes go on.
+func TestNodeLostEndsCallsInFlight(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		held  []net.Conn
+		ended = make(chan struct{})
+	)
+	go func() {
+		defer close(ended)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	p := &agentPool{dialer: TLSDialer{TLS: &tls.Config{MinVersion: tls.VersionTLS13}}, perNode: 4,
+		conns: map[string]agentConn{}, slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
+	t.Cleanup(func() {
+		for _, c := range p.conns {
+			_ = c.close()
+		}
+		ln.Close()
+		<-ended
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	call := func(node string) chan error {
+		done := make(chan error, 1)
+		go func() {
+			done <- p.call(context.Background(), node, ln.Addr().String(), func(ctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+				_, err := cli.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{}, grpc.WaitForReady(true))
+				return err
+			})
+		}()
+		return done
+	}
+	lost, other := call("n1"), call("n2")
+	eventually := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		n := len(p.inflight["n1"])
+		p.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(eventually) {
+			t.Fatal("the call to n1 never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.nodeLost("n1")
+	select {
+	case err := <-lost:
+		if !errors.Is(err, errNodeLost) || !strings.Contains(err.Error(), "n1") {
+			t.Fatalf("call to the lost node ended with %v, want errNodeLost naming n1", err)
+		}
+	case <-time.After(queueWait):
+		t.Fatal("the call to the lost node did not end")
+	}
+	select {
+	case err := <-other:
+		t.Fatalf("the call to n2 ended with n1's loss: %v", err)
+	default:
+	}
+	p.nodeLost("n2")
+	if err := <-other; !errors.Is(err, errNodeLost) {
+		t.Fatalf("n2: %v", err)
 	}
 }

@@ -46,8 +46,8 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	if alive {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 		defer cancel()
-		err := s.agents().call(actx, prev, addr, func(cli persysv1grpc.AgentServiceClient) error {
-			_, err := cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: v.w.GetUid()})
+		err := s.agents().call(actx, prev, addr, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+			_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: v.w.GetUid()})
 			return err
 		})
 		if err != nil {

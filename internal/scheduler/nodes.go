@@ -191,8 +191,8 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 		}()
 		ctx, cancel := context.WithTimeout(runCtx, s.cfg.ApplyTimeout)
 		defer cancel()
-		err := s.agents().call(ctx, nodeID, addr, func(cli persysv1grpc.AgentServiceClient) error {
-			_, err := cli.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: uid})
+		err := s.agents().call(ctx, nodeID, addr, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+			_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: uid})
 			return err
 		})
 		if err != nil {

@@ -337,12 +337,12 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 	defer cancel()
 	var resp *persysv1.ApplyWorkloadResponse
 	var start time.Time // once the node's call slot is held
-	err := s.agents().call(actx, node, v.addr, func(cli persysv1grpc.AgentServiceClient) error {
+	err := s.agents().call(actx, node, v.addr, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 		start = time.Now()
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
 		// retry engine tries again (the secret may be created meanwhile).
-		secrets, serr := s.secrets.ValuesFor(actx, principal.OfWorkload(v.w), v.w.GetSpec())
+		secrets, serr := s.secrets.ValuesFor(cctx, principal.OfWorkload(v.w), v.w.GetSpec())
 		if serr != nil {
 			reason := persysv1.FailureReason_FAILURE_REASON_SECRET_NOT_FOUND
 			if errors.Is(serr, secretsvc.ErrDenied) {
@@ -356,7 +356,7 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 			return nil
 		}
 		var err error
-		resp, err = cli.ApplyWorkload(actx, &persysv1.ApplyWorkloadRequest{
+		resp, err = cli.ApplyWorkload(cctx, &persysv1.ApplyWorkloadRequest{
 			Name: name, Uid: v.w.GetUid(), Revision: v.w.GetRevision(), Spec: v.w.GetSpec(),
 			Secrets: secrets, DynamicHostPorts: v.assign.GetDynamicHostPorts()})
 		return err
@@ -432,8 +432,8 @@ func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool 
 	node := v.in.Node
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
-	err := s.agents().call(actx, node, v.addr, func(cli persysv1grpc.AgentServiceClient) error {
-		_, err := cli.DeleteWorkload(actx, &persysv1.DeleteWorkloadRequest{Name: name})
+	err := s.agents().call(actx, node, v.addr, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+		_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name})
 		return err
 	})
 	if err != nil {

@@ -84,6 +84,7 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 			s.events.Add(model.EventNodeReady, &persysv1.Event{NodeId: id, Message: "node lease acquired"})
 		} else {
 			s.log.Warn("node lost", "node", id)
+			s.agents().nodeLost(id)
 			s.metrics.nodeLosses.Inc()
 			s.events.Add(model.EventNodeLost, &persysv1.Event{NodeId: id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST,
 				Message: "node lease expired"})
