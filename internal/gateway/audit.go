@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 const (
@@ -142,7 +143,7 @@ func auditEvent(r *http.Request, route string, a authResult, code int, err error
 		msg = append(msg, "from "+host)
 	}
 	if err != nil && (denied || code >= 400) {
-		d := toDetail(err).Message
+		d := httperr.Detail(err).Message
 		if len(d) > maxAuditDetail {
 			d = d[:maxAuditDetail] + "…"
 		}

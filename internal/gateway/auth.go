@@ -12,7 +12,6 @@ package gateway
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -24,6 +23,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -102,12 +102,11 @@ func (g *gateway) authenticate(r *http.Request) authResult {
 				cn = r.TLS.PeerCertificates[0].Subject.CommonName
 			}
 			return authResult{id: &Identity{User: cn, Method: AuthCertificate},
-				err: &httpError{code: http.StatusForbidden, msg: fmt.Sprintf("client certificate carries no usable identity: %v", err)}}
+				err: httperr.New(http.StatusForbidden, fmt.Sprintf("client certificate carries no usable identity: %v", err))}
 		}
 		who := &Identity{User: id.CommonName, Role: id.Role, Method: AuthCertificate}
 		if g.revocations != nil && g.revocations.Revoked(r.TLS.PeerCertificates[0]) {
-			return authResult{id: who, err: &httpError{code: http.StatusUnauthorized,
-				msg: fmt.Sprintf("client certificate of %q (serial %s) is revoked", id.CommonName, id.Serial)}}
+			return authResult{id: who, err: httperr.New(http.StatusUnauthorized, fmt.Sprintf("client certificate of %q (serial %s) is revoked", id.CommonName, id.Serial))}
 		}
 		return authResult{id: who}
 	}
@@ -118,11 +117,11 @@ func (g *gateway) authenticate(r *http.Request) authResult {
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return authResult{err: &httpError{code: http.StatusUnauthorized, msg: "Authorization header: must be \"Bearer <token>\""}}
+		return authResult{err: httperr.New(http.StatusUnauthorized, "Authorization header: must be \"Bearer <token>\"")}
 	}
 	tok = strings.TrimSpace(tok)
 	if len(tok) > maxBearerLen {
-		return authResult{err: &httpError{code: http.StatusUnauthorized, msg: fmt.Sprintf("Authorization header: token longer than %d bytes", maxBearerLen)}}
+		return authResult{err: httperr.New(http.StatusUnauthorized, fmt.Sprintf("Authorization header: token longer than %d bytes", maxBearerLen))}
 	}
 	return g.tokens.resolve(r.Context(), tok)
 }
@@ -172,24 +171,23 @@ func (c *tokenCache) resolve(ctx context.Context, tok string) authResult {
 		// holds nothing here), a user or a token id identifies no one.
 		role, rerr := pki.ParseRole(resp.GetRole())
 		if rerr != nil || role.IsDaemon() || resp.GetUser() == "" || resp.GetTokenId() == "" {
-			res = authResult{err: &httpError{code: http.StatusUnauthorized,
-				msg: fmt.Sprintf("api token %q carries no usable identity (user %q, role %q)", resp.GetTokenId(), resp.GetUser(), resp.GetRole())}}
+			res = authResult{err: httperr.New(http.StatusUnauthorized, fmt.Sprintf("api token %q carries no usable identity (user %q, role %q)", resp.GetTokenId(), resp.GetUser(), resp.GetRole()))}
 			ttl = min(ttl, refusalCacheTTL)
 			break
 		}
 		res = authResult{id: &Identity{User: resp.GetUser(), Role: role, Method: AuthToken, TokenID: resp.GetTokenId()}}
 	case status.Code(err) == codes.Unauthenticated:
-		res = authResult{err: &httpError{code: http.StatusUnauthorized, msg: status.Convert(err).Message()}}
+		res = authResult{err: httperr.New(http.StatusUnauthorized, status.Convert(err).Message())}
 		ttl = min(ttl, refusalCacheTTL)
 	default:
 		// The scheduler could not answer: nothing is cached.
-		d := toDetail(err)
+		d := httperr.Detail(err)
 		msg := "api token could not be checked: " + d.Message
 		code := d.Code
 		if code < 500 {
 			code = http.StatusServiceUnavailable
 		}
-		return authResult{err: &httpError{code: code, msg: msg}}
+		return authResult{err: httperr.New(code, msg)}
 	}
 	if ttl > 0 {
 		c.mu.Lock()
@@ -222,11 +220,10 @@ func (c *tokenCache) forget(id string) {
 }
 
 // errNoCredentials answers a request without certificate or token.
-var errNoCredentials = &httpError{code: http.StatusUnauthorized,
-	msg: "authentication required: present a client certificate of the cluster CA or an \"Authorization: Bearer <token>\" header"}
+var errNoCredentials = httperr.New(http.StatusUnauthorized, "authentication required: present a client certificate of the cluster CA or an \"Authorization: Bearer <token>\" header")
 
 // isAuthRefusal reports whether err is the gateway's own 401 or 403.
 func isAuthRefusal(err error) bool {
-	var he *httpError
-	return errors.As(err, &he) && (he.code == http.StatusUnauthorized || he.code == http.StatusForbidden)
+	c := httperr.CodeOf(err)
+	return c == http.StatusUnauthorized || c == http.StatusForbidden
 }

@@ -13,6 +13,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 // tokenScheduler answers AuthenticateToken from a table and counts calls;
@@ -81,7 +82,7 @@ func TestTokenCache(t *testing.T) {
 		res := c.resolve(ctx, st.token)
 		code := 0
 		if res.err != nil {
-			code = toDetail(res.err).Code
+			code = httperr.Detail(res.err).Code
 		}
 		if code != st.wantCode || sched.count() != st.wantCalls {
 			t.Fatalf("%s: code %d after %d calls, want %d after %d", st.name, code, sched.count(), st.wantCode, st.wantCalls)
@@ -117,7 +118,7 @@ func TestTokenAnswerWithoutIdentityRefused(t *testing.T) {
 		res := c.resolve(context.Background(), tok)
 		code := 0
 		if res.err != nil {
-			code = toDetail(res.err).Code
+			code = httperr.Detail(res.err).Code
 		}
 		if code != want || (want != 0) != (res.id == nil) {
 			t.Errorf("%s: code %d identity %+v, want code %d", tok, code, res.id, want)

@@ -8,18 +8,17 @@ package gateway
 
 import (
 	"crypto/subtle"
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/persys-dev/compute/internal/gateway/console"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 // errSessionEnded answers a cookie whose session is gone.
-var errSessionEnded = &httpError{code: http.StatusUnauthorized,
-	msg: "console session expired or logged out: log in again at /ui/login"}
+var errSessionEnded = httperr.New(http.StatusUnauthorized, "console session expired or logged out: log in again at /ui/login")
 
 func (g *gateway) initConsole() {
 	g.sessions = console.NewSessions(0, 0)
@@ -79,8 +78,7 @@ func (g *gateway) sessionAuth(r *http.Request) authResult {
 	id := *res.id
 	id.Method, id.SessionID = AuthSession, sess.ID
 	if mutating(r.Method) && subtle.ConstantTimeCompare([]byte(r.Header.Get(console.CSRFHeader)), []byte(sess.CSRF)) != 1 {
-		return authResult{id: &id, err: &httpError{code: http.StatusForbidden,
-			msg: console.CSRFHeader + " header: missing or not this session's CSRF token (a console session must send it on every " + r.Method + ")"}}
+		return authResult{id: &id, err: httperr.New(http.StatusForbidden, console.CSRFHeader+" header: missing or not this session's CSRF token (a console session must send it on every "+r.Method+")")}
 	}
 	return authResult{id: &id}
 }
@@ -95,12 +93,12 @@ func crossSiteRefusal(r *http.Request) error {
 	}
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "cross-site", "same-site":
-		return &httpError{code: http.StatusForbidden, msg: "cross-site request refused: Sec-Fetch-Site is " + r.Header.Get("Sec-Fetch-Site") + "; act from the console's own pages"}
+		return httperr.New(http.StatusForbidden, "cross-site request refused: Sec-Fetch-Site is "+r.Header.Get("Sec-Fetch-Site")+"; act from the console's own pages")
 	}
 	if o := r.Header.Get("Origin"); o != "" {
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
-			return &httpError{code: http.StatusForbidden, msg: "cross-site request refused: Origin " + strconv.Quote(o) + " is not this gateway"}
+			return httperr.New(http.StatusForbidden, "cross-site request refused: Origin "+strconv.Quote(o)+" is not this gateway")
 		}
 	}
 	return nil
@@ -114,8 +112,7 @@ func loginRedirect(rt route, h func(http.ResponseWriter, *http.Request) (int, er
 	}
 	return func(w http.ResponseWriter, r *http.Request) (int, error) {
 		code, err := h(w, r)
-		var he *httpError
-		if errors.As(err, &he) && he.code == http.StatusUnauthorized {
+		if httperr.CodeOf(err) == http.StatusUnauthorized {
 			http.Redirect(w, r, "/ui/login?next="+url.QueryEscape(r.URL.Path), http.StatusSeeOther)
 			return http.StatusSeeOther, nil
 		}

@@ -42,6 +42,7 @@ import (
 	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/gateway/console"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
@@ -159,11 +160,11 @@ func New(cfg Config) http.Handler {
 		allow := strings.Join(methods, ", ")
 		mux.Handle(path, g.instrument("method-not-allowed", func(w http.ResponseWriter, r *http.Request) (int, error) {
 			w.Header().Set("Allow", allow)
-			return 0, &httpError{code: http.StatusMethodNotAllowed, msg: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)}
+			return 0, httperr.New(http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
 		}))
 	}
 	mux.Handle("/", g.instrument("unmatched", func(_ http.ResponseWriter, r *http.Request) (int, error) {
-		return 0, &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
+		return 0, httperr.New(http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	}))
 	return mux
 }
@@ -185,7 +186,7 @@ func checkPathNames(path string, h func(http.ResponseWriter, *http.Request) (int
 	return func(w http.ResponseWriter, r *http.Request) (int, error) {
 		for _, f := range fields {
 			if v := r.PathValue(f); model.NameProblem(v) != "" {
-				return 0, fieldError(f, fmt.Sprintf("%q cannot name an object: %s", v, model.NameProblem(v)))
+				return 0, httperr.Field(f, fmt.Sprintf("%q cannot name an object: %s", v, model.NameProblem(v)))
 			}
 		}
 		return h(w, r)
@@ -263,7 +264,7 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 		r = r.WithContext(ctx)
 		code, err := h(sw, r)
 		if err != nil {
-			code = writeError(sw, err)
+			code = httperr.Write(sw, err)
 		} else if sw.code == 0 && code != 0 {
 			sw.WriteHeader(code)
 		}
@@ -333,13 +334,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, what, want st
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, &httpError{code: http.StatusRequestEntityTooLarge,
-				msg: fmt.Sprintf("%s is larger than the limit of %d bytes", what, tooBig.Limit)}
+			return nil, httperr.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("%s is larger than the limit of %d bytes", what, tooBig.Limit))
 		}
-		return nil, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("reading request body: %v", err)}
+		return nil, httperr.New(http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err))
 	}
 	if want != "" && len(bytes.TrimSpace(body)) == 0 {
-		return nil, &httpError{code: http.StatusBadRequest, msg: "request body is empty: send " + want}
+		return nil, httperr.New(http.StatusBadRequest, "request body is empty: send "+want)
 	}
 	return body, nil
 }

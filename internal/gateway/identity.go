@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -66,14 +67,14 @@ func (g *gateway) readJSON(w http.ResponseWriter, r *http.Request, v any) error 
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
-			return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is larger than the limit of %d bytes", tooBig.Limit)}
+			return httperr.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than the limit of %d bytes", tooBig.Limit))
 		case errors.Is(err, io.EOF):
-			return &httpError{code: http.StatusBadRequest, msg: "request body is empty: send a JSON object"}
+			return httperr.New(http.StatusBadRequest, "request body is empty: send a JSON object")
 		}
-		return &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("request body: %v", err)}
+		return httperr.New(http.StatusBadRequest, fmt.Sprintf("request body: %v", err))
 	}
 	if dec.More() {
-		return &httpError{code: http.StatusBadRequest, msg: "request body: more than one JSON value"}
+		return httperr.New(http.StatusBadRequest, "request body: more than one JSON value")
 	}
 	return nil
 }
@@ -83,9 +84,9 @@ func validateUserRole(field, role string) error {
 	case string(pki.RoleAdmin), string(pki.RoleOperator), string(pki.RoleViewer):
 		return nil
 	case "":
-		return fieldError(field, "required: admin, operator or viewer")
+		return httperr.Field(field, "required: admin, operator or viewer")
 	}
-	return fieldError(field, fmt.Sprintf("must be admin, operator or viewer, got %q", role))
+	return httperr.Field(field, fmt.Sprintf("must be admin, operator or viewer, got %q", role))
 }
 
 func (g *gateway) createToken(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -94,13 +95,13 @@ func (g *gateway) createToken(w http.ResponseWriter, r *http.Request) (int, erro
 		return 0, err
 	}
 	if err := pki.ValidateName("user", body.User); err != nil {
-		return 0, fieldError("user", strings.TrimPrefix(err.Error(), "user: "))
+		return 0, httperr.Field("user", strings.TrimPrefix(err.Error(), "user: "))
 	}
 	if err := validateUserRole("role", body.Role); err != nil {
 		return 0, err
 	}
 	if body.TTLSeconds < 0 {
-		return 0, fieldError("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
+		return 0, httperr.Field("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
 	}
 	ctx, cancel := g.callCtx(r)
 	defer cancel()
@@ -137,16 +138,16 @@ func (g *gateway) issueUserCertificate(w http.ResponseWriter, r *http.Request) (
 	}
 	name := r.PathValue("name")
 	if err := pki.ValidateName("name", name); err != nil {
-		return 0, fieldError("name", strings.TrimPrefix(err.Error(), "name: "))
+		return 0, httperr.Field("name", strings.TrimPrefix(err.Error(), "name: "))
 	}
 	if err := validateUserRole("role", body.Role); err != nil {
 		return 0, err
 	}
 	if strings.TrimSpace(body.CSRPEM) == "" {
-		return 0, fieldError("csrPem", "required: a PEM certificate request")
+		return 0, httperr.Field("csrPem", "required: a PEM certificate request")
 	}
 	if body.TTLSeconds < 0 {
-		return 0, fieldError("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
+		return 0, httperr.Field("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
 	}
 	ctx, cancel := g.callCtx(r)
 	defer cancel()

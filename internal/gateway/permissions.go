@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/persys-dev/compute/internal/authz"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -149,8 +150,7 @@ func (g *gateway) authorize(rt route, h func(http.ResponseWriter, *http.Request)
 			allowed = rt.roles == nil && a.id.Role.Valid() || slices.Contains(rt.roles, a.id.Role)
 		}
 		if !allowed {
-			return 0, &httpError{code: http.StatusForbidden,
-				msg: fmt.Sprintf("permission denied: role %s lacks %s", roleName(a.id.Role), perm)}
+			return 0, httperr.New(http.StatusForbidden, fmt.Sprintf("permission denied: role %s lacks %s", roleName(a.id.Role), perm))
 		}
 		return h(w, r)
 	}

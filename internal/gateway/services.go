@@ -17,6 +17,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/manifest"
 )
 
@@ -43,7 +44,7 @@ func (g *gateway) applyService(w http.ResponseWriter, r *http.Request) (int, err
 	}
 	m, err := manifest.ParseService(body)
 	if err != nil {
-		return 0, manifestError(err)
+		return 0, httperr.FromManifest(err)
 	}
 	req := m.ToApplyServiceRequest()
 	noteWorkload(r, "service/"+req.GetName())
@@ -112,12 +113,12 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) er
 		if optional {
 			return nil
 		}
-		return &httpError{code: http.StatusBadRequest, msg: "request body is empty: send a JSON object"}
+		return httperr.New(http.StatusBadRequest, "request body is empty: send a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return &httpError{code: http.StatusBadRequest, msg: "invalid JSON body: " + err.Error()}
+		return httperr.New(http.StatusBadRequest, "invalid JSON body: "+err.Error())
 	}
 	return nil
 }
@@ -128,7 +129,7 @@ func (g *gateway) scaleService(w http.ResponseWriter, r *http.Request) (int, err
 		return 0, err
 	}
 	if req.Replicas == nil {
-		return 0, fieldError("replicas", "required")
+		return 0, httperr.Field("replicas", "required")
 	}
 	noteWorkload(r, "service/"+r.PathValue("name"))
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {

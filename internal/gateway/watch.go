@@ -32,6 +32,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 // WatchLine is one line of a watch stream.
@@ -67,17 +68,17 @@ func parsePosition(q url.Values) (*persysv1.WatchPosition, error) {
 	if s := q.Get("since"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 1 {
-			return nil, fieldError("since", fmt.Sprintf("must be a revision (a positive integer), got %q", s))
+			return nil, httperr.Field("since", fmt.Sprintf("must be a revision (a positive integer), got %q", s))
 		}
 		p.SinceRevision = n
 	}
 	if s := q.Get("since_index"); s != "" {
 		n, err := strconv.ParseInt(s, 10, 32)
 		if err != nil || n < 0 || n == math.MaxInt32 {
-			return nil, fieldError("since_index", fmt.Sprintf("must be an index (0 or more), got %q", s))
+			return nil, httperr.Field("since_index", fmt.Sprintf("must be an index (0 or more), got %q", s))
 		}
 		if p.SinceRevision == 0 {
-			return nil, fieldError("since_index", "needs since")
+			return nil, httperr.Field("since_index", "needs since")
 		}
 		i := int32(n)
 		p.SinceIndex = &i
@@ -119,7 +120,7 @@ func serveWatch[M watchMsg](w http.ResponseWriter, r *http.Request, open func(co
 			if ctx.Err() != nil {
 				return http.StatusOK, nil
 			}
-			d := toDetail(err)
+			d := httperr.Detail(err)
 			return http.StatusOK, writeLine(w, rc, WatchLine{Type: "ERROR", Error: &d})
 		}
 	}
@@ -153,7 +154,7 @@ func writeLine(w http.ResponseWriter, rc *http.ResponseController, line WatchLin
 // the scheduler no longer keeps is 410 Gone.
 func watchRefusal(err error) error {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.OutOfRange {
-		return &httpError{code: http.StatusGone, msg: st.Message()}
+		return httperr.New(http.StatusGone, st.Message())
 	}
 	return err
 }
