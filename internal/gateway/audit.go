@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/authn"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
@@ -84,19 +85,11 @@ func noteWorkloads(r *http.Request, n int) {
 	}
 }
 
-func mutating(method string) bool {
-	switch method {
-	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
 // auditEvent builds the audit event of one answered request.
-func auditEvent(r *http.Request, route string, a authResult, code int, err error, note *auditNote) *persysv1.Event {
+func auditEvent(r *http.Request, route string, a authn.Result, code int, err error, note *auditNote) *persysv1.Event {
 	actor := "anonymous"
-	if a.id != nil && a.id.User != "" {
-		actor = a.id.User
+	if a.ID != nil && a.ID.User != "" {
+		actor = a.ID.User
 	}
 	// allowed: the route's authorization passed; denied: refused for the
 	// identity (401, 403); unrouted: no route matched (404, 405), so no
@@ -129,9 +122,9 @@ func auditEvent(r *http.Request, route string, a authResult, code int, err error
 	case strings.Contains(route, "/v1/nodes/{id}"):
 		ev.NodeId = r.PathValue("id")
 	}
-	msg := []string{"via " + a.id.describe()}
-	if a.id != nil && a.id.Role != "" {
-		msg = append(msg, "role "+string(a.id.Role))
+	msg := []string{"via " + a.ID.Describe()}
+	if a.ID != nil && a.ID.Role != "" {
+		msg = append(msg, "role "+string(a.ID.Role))
 	}
 	if p := RoutePermission(route); p != "" && strings.Contains(route, " /") {
 		msg = append(msg, "needs "+string(p))

@@ -12,12 +12,13 @@
 //     every route goes through; handlers.go, wait.go, logs.go, secrets.go,
 //     identity.go: the REST handlers;
 //   - openapi.go: the OpenAPI document served at /openapi.json;
-//   - auth.go (who is asking) and permissions.go (what each role may do,
-//     from internal/authz);
+//   - package authn (who is asking: certificate, API token, console
+//     session with its CSRF check) and permissions.go (what each role may
+//     do, from internal/authz);
 //   - audit.go: one audit event per mutating request;
-//   - console.go: mounts the web console (package console) at /ui/ and
-//     resolves its session cookies, with their CSRF check;
-//   - errors.go: the one mapping of gRPC codes and manifest errors to HTTP;
+//   - console.go: mounts the web console (package console) at /ui/;
+//   - package httperr: the error body and the one mapping of gRPC codes
+//     and manifest errors to HTTP;
 //   - serve.go, metrics.go, dial.go: serving, metrics and dialling.
 //
 // Following the scheduler leader is internal/leaderconn's.
@@ -41,6 +42,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/authn"
 	"github.com/persys-dev/compute/internal/gateway/console"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/manifest"
@@ -94,13 +96,13 @@ type gateway struct {
 	// followWrite bounds each write of a followed log (logs.go).
 	followWrite time.Duration
 	metrics     *metrics
-	// tokens resolves bearer tokens (auth.go); auditMetrics counts audit
-	// events (audit.go).
-	tokens       *tokenCache
+	// auth identifies the caller of every request (package authn);
+	// auditMetrics counts audit events (audit.go).
+	auth         *authn.Authenticator
 	auditMetrics *auditMetrics
 	anonAudit    *bucket
-	revocations  pki.RevocationChecker
-	// sessions and console serve the web console at /ui/ (console.go).
+	// sessions and console serve the web console at /ui/ (console.go);
+	// auth reads the same session table.
 	sessions *console.Sessions
 	console  *console.Console
 }
@@ -133,11 +135,11 @@ func New(cfg Config) http.Handler {
 		followWrite: cfg.FollowWriteTimeout,
 		metrics:     newMetrics(cfg.Registry),
 	}
-	g.tokens = newTokenCache(cfg.Control, cfg.TokenCacheTTL)
-	g.revocations = cfg.Revocations
 	g.anonAudit = newBucket(anonAuditRate, anonAuditBurst)
 	g.auditMetrics = newAuditMetrics(cfg.Registry)
 	g.initConsole()
+	g.auth = authn.New(authn.Config{Tokens: cfg.Control, TokenCacheTTL: cfg.TokenCacheTTL,
+		Revocations: cfg.Revocations, Sessions: g.sessions})
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -249,11 +251,11 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		auth := g.authenticate(r)
+		auth := g.auth.Authenticate(r)
 		note := &auditNote{}
-		ctx := context.WithValue(context.WithValue(r.Context(), authKey{}, auth), auditNoteKey{}, note)
+		ctx := context.WithValue(authn.NewContext(r.Context(), auth), auditNoteKey{}, note)
 		user, method := "", ""
-		if id := auth.id; id != nil {
+		if id := auth.ID; id != nil {
 			user, method = id.User, id.Method
 			md := metadata.Pairs(contract.MetadataUser, id.User)
 			if id.Role != "" {
@@ -271,8 +273,8 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 		if sw.code != 0 {
 			code = sw.code
 		}
-		if mutating(r.Method) {
-			g.auditRequest(r.Context(), auditEvent(r, name, auth, code, err, note), auth.id == nil)
+		if authn.Mutating(r.Method) {
+			g.auditRequest(r.Context(), auditEvent(r, name, auth, code, err, note), auth.ID == nil)
 		}
 		elapsed := time.Since(start)
 		g.metrics.observe(name, code, elapsed)

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/authn"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -127,7 +128,7 @@ func (g *gateway) revokeToken(w http.ResponseWriter, r *http.Request) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	g.tokens.forget(id)
+	g.auth.Forget(id)
 	return writeJSON(w, http.StatusOK, resp)
 }
 
@@ -160,9 +161,9 @@ func (g *gateway) issueUserCertificate(w http.ResponseWriter, r *http.Request) (
 }
 
 func (g *gateway) whoami(w http.ResponseWriter, r *http.Request) (int, error) {
-	id := IdentityFrom(r)
+	id := authn.FromRequest(r).ID
 	if id == nil {
-		return 0, errNoCredentials
+		return 0, authn.ErrNoCredentials
 	}
 	b, err := json.Marshal(WhoAmI{User: id.User, Role: string(id.Role), Auth: id.Method, TokenID: id.TokenID})
 	if err != nil {
