@@ -15,7 +15,8 @@
 //   - package authn (who is asking: certificate, API token, console
 //     session with its CSRF check) and permissions.go (what each role may
 //     do, from internal/authz);
-//   - audit.go: one audit event per mutating request;
+//   - package audit: one audit event per mutating request, built and
+//     recorded once the request is answered;
 //   - console.go: mounts the web console (package console) at /ui/;
 //   - package httperr: the error body and the one mapping of gRPC codes
 //     and manifest errors to HTTP;
@@ -42,6 +43,7 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/audit"
 	"github.com/persys-dev/compute/internal/gateway/authn"
 	"github.com/persys-dev/compute/internal/gateway/console"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
@@ -97,10 +99,9 @@ type gateway struct {
 	followWrite time.Duration
 	metrics     *metrics
 	// auth identifies the caller of every request (package authn);
-	// auditMetrics counts audit events (audit.go).
-	auth         *authn.Authenticator
-	auditMetrics *auditMetrics
-	anonAudit    *bucket
+	// audit records an event for each mutating one (package audit).
+	auth  *authn.Authenticator
+	audit *audit.Auditor
 	// sessions and console serve the web console at /ui/ (console.go);
 	// auth reads the same session table.
 	sessions *console.Sessions
@@ -135,8 +136,6 @@ func New(cfg Config) http.Handler {
 		followWrite: cfg.FollowWriteTimeout,
 		metrics:     newMetrics(cfg.Registry),
 	}
-	g.anonAudit = newBucket(anonAuditRate, anonAuditBurst)
-	g.auditMetrics = newAuditMetrics(cfg.Registry)
 	g.initConsole()
 	g.auth = authn.New(authn.Config{Tokens: cfg.Control, TokenCacheTTL: cfg.TokenCacheTTL,
 		Revocations: cfg.Revocations, Sessions: g.sessions})
@@ -149,6 +148,7 @@ func New(cfg Config) http.Handler {
 	if g.callTimeout <= 0 {
 		g.callTimeout = 30 * time.Second
 	}
+	g.audit = audit.New(audit.Config{Sink: cfg.Control, Logger: g.log, Registry: cfg.Registry})
 
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
@@ -252,8 +252,7 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		auth := g.auth.Authenticate(r)
-		note := &auditNote{}
-		ctx := context.WithValue(authn.NewContext(r.Context(), auth), auditNoteKey{}, note)
+		ctx := audit.NewContext(authn.NewContext(r.Context(), auth))
 		user, method := "", ""
 		if id := auth.ID; id != nil {
 			user, method = id.User, id.Method
@@ -274,7 +273,8 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 			code = sw.code
 		}
 		if authn.Mutating(r.Method) {
-			g.auditRequest(r.Context(), auditEvent(r, name, auth, code, err, note), auth.ID == nil)
+			ev := audit.Event(r, audit.Answer{Route: name, Permission: RoutePermission(name), Caller: auth.ID, Code: code, Err: err})
+			g.audit.Record(r.Context(), ev, auth.ID == nil)
 		}
 		elapsed := time.Since(start)
 		g.metrics.observe(name, code, elapsed)

@@ -14,6 +14,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/buildinfo"
+	"github.com/persys-dev/compute/internal/gateway/audit"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/manifest"
 )
@@ -31,7 +32,7 @@ func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
 		return 0, httperr.FromManifest(err)
 	}
 	req := m.ToApplyRequest()
-	noteWorkload(r, req.GetName())
+	audit.NoteWorkload(r, req.GetName())
 	ctx, cancel := g.callCtx(r)
 	defer cancel()
 	resp, err := g.control.ApplyWorkload(ctx, req)
@@ -63,7 +64,7 @@ func (g *gateway) applyManifests(w http.ResponseWriter, r *http.Request) (int, e
 	for i, m := range ms {
 		req.Items[i] = m.ToApplyRequest()
 	}
-	noteWorkloads(r, len(ms))
+	audit.NoteWorkloads(r, len(ms))
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.ApplyWorkloads(ctx, req)
 	})

@@ -17,6 +17,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/audit"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/manifest"
 )
@@ -47,7 +48,7 @@ func (g *gateway) applyService(w http.ResponseWriter, r *http.Request) (int, err
 		return 0, httperr.FromManifest(err)
 	}
 	req := m.ToApplyServiceRequest()
-	noteWorkload(r, "service/"+req.GetName())
+	audit.NoteWorkload(r, "service/"+req.GetName())
 	ctx, cancel := g.callCtx(r)
 	defer cancel()
 	resp, err := g.control.ApplyService(ctx, req)
@@ -85,7 +86,7 @@ func (g *gateway) getService(w http.ResponseWriter, r *http.Request) (int, error
 }
 
 func (g *gateway) deleteService(w http.ResponseWriter, r *http.Request) (int, error) {
-	noteWorkload(r, "service/"+r.PathValue("name"))
+	audit.NoteWorkload(r, "service/"+r.PathValue("name"))
 	return answer(g, w, r, http.StatusAccepted, func(ctx context.Context) (proto.Message, error) {
 		return g.control.DeleteService(ctx, &persysv1.DeleteServiceRequest{Name: r.PathValue("name")})
 	})
@@ -131,7 +132,7 @@ func (g *gateway) scaleService(w http.ResponseWriter, r *http.Request) (int, err
 	if req.Replicas == nil {
 		return 0, httperr.Field("replicas", "required")
 	}
-	noteWorkload(r, "service/"+r.PathValue("name"))
+	audit.NoteWorkload(r, "service/"+r.PathValue("name"))
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.ScaleService(ctx, &persysv1.ScaleServiceRequest{Name: r.PathValue("name"), Replicas: *req.Replicas})
 	})
@@ -148,7 +149,7 @@ func (g *gateway) undoService(w http.ResponseWriter, r *http.Request) (int, erro
 	if err := decodeBody(w, r, &req, true); err != nil {
 		return 0, err
 	}
-	noteWorkload(r, "service/"+r.PathValue("name"))
+	audit.NoteWorkload(r, "service/"+r.PathValue("name"))
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.RolloutUndo(ctx, &persysv1.RolloutUndoRequest{Name: r.PathValue("name"), ToRevision: req.ToRevision})
 	})
@@ -157,7 +158,7 @@ func (g *gateway) undoService(w http.ResponseWriter, r *http.Request) (int, erro
 // rolloutOp is a route that calls one rollout operation on the service.
 func (g *gateway) rolloutOp(call func(persysv1grpc.ControlServiceClient, context.Context, *persysv1.GetServiceRequest, ...grpc.CallOption) (*persysv1.ServiceView, error)) func(http.ResponseWriter, *http.Request) (int, error) {
 	return func(w http.ResponseWriter, r *http.Request) (int, error) {
-		noteWorkload(r, "service/"+r.PathValue("name"))
+		audit.NoteWorkload(r, "service/"+r.PathValue("name"))
 		ctx, cancel := g.callCtx(r)
 		defer cancel()
 		v, err := call(g.control, ctx, &persysv1.GetServiceRequest{Name: r.PathValue("name")})
