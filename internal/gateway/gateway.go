@@ -11,7 +11,8 @@
 //   - gateway.go: Config, New, the route table and the instrumentation
 //     every route goes through; handlers.go, wait.go, logs.go, secrets.go,
 //     identity.go: the REST handlers;
-//   - openapi.go: the OpenAPI document served at /openapi.json;
+//   - openapi.go: serves the OpenAPI document that package openapi
+//     builds from the gateway's body types and limits;
 //   - package authn (who is asking: certificate, API token, console
 //     session with its CSRF check) and permissions.go (what each role may
 //     do, from internal/authz);

@@ -222,13 +222,6 @@ func (g *gateway) healthz(w http.ResponseWriter, _ *http.Request) (int, error) {
 	return http.StatusOK, nil
 }
 
-func (g *gateway) openAPI(w http.ResponseWriter, _ *http.Request) (int, error) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(openAPIDocument())
-	return http.StatusOK, nil
-}
-
 // parseSelector reads "k=v,k2=v2" into a map.
 func parseSelector(s string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {

@@ -66,46 +66,6 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 	walk(all)
 }
 
-func TestOpenAPISchemaFollowsProtoJSON(t *testing.T) {
-	var all struct {
-		Components struct {
-			Schemas map[string]struct {
-				Properties map[string]map[string]any `json:"properties"`
-			} `json:"schemas"`
-		} `json:"components"`
-	}
-	if err := json.Unmarshal(openAPIDocument(), &all); err != nil {
-		t.Fatal(err)
-	}
-	s := all.Components.Schemas
-	tests := []struct {
-		name, schema, prop, key string
-		want                    any
-	}{
-		{"lowerCamel names", "Resources", "cpuMillis", "type", "string"},
-		{"int64 as string", "Workload", "revision", "format", "uint64"},
-		{"timestamps", "Workload", "createdAt", "format", "date-time"},
-		{"int32 as integer", "PlacementDecision", "feasibleNodes", "type", "integer"},
-		{"maps", "Workload", "labels", "type", "object"},
-		{"manifest by json tags", "Manifest", "apiVersion", "type", "string"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, ok := s[tt.schema].Properties[tt.prop]
-			if !ok {
-				t.Fatalf("%s.%s missing", tt.schema, tt.prop)
-			}
-			if p[tt.key] != tt.want {
-				t.Errorf("%s.%s.%s = %v, want %v", tt.schema, tt.prop, tt.key, p[tt.key], tt.want)
-			}
-		})
-	}
-	state := s["WorkloadStatus"].Properties["state"]["enum"].([]any)
-	if len(state) != len(persysv1.ActualState_name) {
-		t.Errorf("state enum has %d values, want %d", len(state), len(persysv1.ActualState_name))
-	}
-}
-
 func TestWaitDone(t *testing.T) {
 	view := func(wlRev, stRev uint64, st persysv1.ActualState) *persysv1.WorkloadView {
 		return &persysv1.WorkloadView{
