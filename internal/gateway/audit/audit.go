@@ -69,6 +69,7 @@ type Auditor struct {
 	log     *slog.Logger
 	metrics *metrics
 	anon    *bucket
+	now     func() time.Time
 }
 
 // New returns an Auditor. It panics when cfg.Sink is nil or the metrics
@@ -81,7 +82,8 @@ func New(cfg Config) *Auditor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Auditor{sink: cfg.Sink, log: log, metrics: newMetrics(cfg.Registry), anon: newBucket(AnonymousRate, anonymousBurst)}
+	return &Auditor{sink: cfg.Sink, log: log, metrics: newMetrics(cfg.Registry),
+		anon: newBucket(AnonymousRate, anonymousBurst), now: time.Now}
 }
 
 type metrics struct {
@@ -243,7 +245,7 @@ func message(r *http.Request, a Answer, note *Note, denied, routed bool) string 
 // within the anonymous rate for requests without any identity.
 func (a *Auditor) Record(ctx context.Context, ev *persysv1.Event, anonymous bool) {
 	if anonymous {
-		ok, report := a.anon.allow(time.Now())
+		ok, report := a.anon.allow(a.now())
 		if !ok {
 			a.metrics.suppressed.Inc()
 			if report > 0 {
