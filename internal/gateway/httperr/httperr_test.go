@@ -1,13 +1,18 @@
 package httperr
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/persys-dev/compute/internal/manifest"
 )
 
 func TestHTTPStatus(t *testing.T) {
@@ -74,5 +79,40 @@ func TestErrorDetail(t *testing.T) {
 				t.Fatalf("fields %+v, want %s", d.Fields, tt.wantField)
 			}
 		})
+	}
+}
+
+// TestFromManifest: a manifest's field errors become the body's fields
+// under a short message; any other parse error is a plain 400.
+func TestFromManifest(t *testing.T) {
+	_, err := manifest.Parse([]byte("apiVersion: persys/v1\nkind: Workload\nmetadata: {name: Bad_Name}\nspec: {}\n"))
+	if err == nil {
+		t.Fatal("the manifest parsed")
+	}
+	d := Detail(FromManifest(err))
+	if d.Code != http.StatusBadRequest || d.Message != manifest.ErrInvalid.Error() || len(d.Fields) == 0 || d.Fields[0].Reason == "" {
+		t.Fatalf("detail %+v, want a 400 with the manifest's fields", d)
+	}
+	d = Detail(FromManifest(errors.New("yaml: line 1: did not find expected key")))
+	if d.Code != http.StatusBadRequest || d.Message != "yaml: line 1: did not find expected key" || d.Fields != nil {
+		t.Fatalf("detail %+v, want a plain 400", d)
+	}
+}
+
+// TestWrite: the body is ErrorBody as JSON, with its headers.
+func TestWrite(t *testing.T) {
+	w := httptest.NewRecorder()
+	if code := Write(w, Field("selector", "bad")); code != http.StatusBadRequest || w.Code != code {
+		t.Fatalf("Write returned %d and wrote %d, want 400", code, w.Code)
+	}
+	if w.Header().Get("Content-Type") != "application/json" || w.Header().Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("headers %v", w.Header())
+	}
+	want := `{"error":{"code":400,"message":"invalid selector: bad","fields":[{"field":"selector","reason":"bad"}]}}` + "\n"
+	if w.Body.String() != want {
+		t.Fatalf("body %s, want %s", w.Body, want)
+	}
+	if CodeOf(fmt.Errorf("wrapped: %w", New(http.StatusGone, "gone"))) != http.StatusGone || CodeOf(errors.New("plain")) != 0 {
+		t.Fatal("CodeOf does not find the code through wrapping, or finds one in a plain error")
 	}
 }
