@@ -1,26 +1,26 @@
-// Package gateway owns the northbound REST+JSON API of Persys Compute. It
-// terminates HTTPS with mutual TLS (users are identified by their client
-// certificate), turns manifests and query parameters into ControlService
-// requests for the scheduler, and maps gRPC status codes to HTTP once, here
-// at the boundary. The gateway holds no state: every answer comes from the
+// Package gateway owns the northbound REST+JSON API of Persys Compute:
+// the route table, which ties each route to its permission and its
+// handler, and the handlers, which turn manifests and query parameters
+// into ControlService requests for the scheduler. It terminates HTTPS with
+// mutual TLS. The gateway holds no state: every answer comes from the
 // scheduler. Callers build the handler with New over a ControlService
 // client (leaderconn.Pool to follow the leader of several scheduler
 // replicas, or DialScheduler for one) and serve it with Serve.
 //
-// The package is laid out by concern:
-//   - gateway.go: Config, New, the route table and the instrumentation
-//     every route goes through; handlers.go, wait.go, logs.go, secrets.go,
-//     identity.go: the REST handlers;
-//   - openapi.go: serves the OpenAPI document that package openapi
-//     builds from the gateway's body types and limits;
-//   - package authn (who is asking: certificate, API token, console
-//     session with its CSRF check) and permissions.go (what each role may
-//     do, from internal/authz);
-//   - package audit: one audit event per mutating request, built and
-//     recorded once the request is answered;
+// Every request goes through instrument, which asks package authn who is
+// asking, runs the route (authorize checks the route's permission from
+// permissions.go, with internal/authz's table), writes errors through
+// package httperr (gRPC codes mapped to HTTP once, here at the boundary),
+// hands mutating requests to package audit, and logs and counts the
+// answer. The files:
+//   - gateway.go: Config, New, the route table and instrument;
+//     handlers.go, wait.go, logs.go, watch.go, endpoints.go, services.go,
+//     secrets.go, identity.go: the REST handlers;
+//   - permissions.go: what each route needs and the authorize step;
+//   - openapi.go: serves the document package openapi builds from the
+//     gateway's body types and limits;
 //   - console.go: mounts the web console (package console) at /ui/;
-//   - package httperr: the error body and the one mapping of gRPC codes
-//     and manifest errors to HTTP;
+//   - errors.go: the error body's types (package httperr's);
 //   - serve.go, metrics.go, dial.go: serving, metrics and dialling.
 //
 // Following the scheduler leader is internal/leaderconn's.

@@ -20,7 +20,8 @@ import (
 )
 
 // The REST handlers: each turns a request into one ControlService call
-// and writes its answer as JSON (errors are mapped once, in errors.go).
+// and writes its answer as JSON (errors are mapped once, by package
+// httperr).
 
 func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
 	body, err := readBody(w, r, g.maxBody, "manifest", "a workload manifest (YAML or JSON)")
