@@ -1,23 +1,26 @@
-// Package gateway owns the northbound REST+JSON API of Persys Compute. It
-// terminates HTTPS with mutual TLS (users are identified by their client
-// certificate), turns manifests and query parameters into ControlService
-// requests for the scheduler, and maps gRPC status codes to HTTP once, here
-// at the boundary. The gateway holds no state: every answer comes from the
+// Package gateway owns the northbound REST+JSON API of Persys Compute:
+// the route table, which ties each route to its permission and its
+// handler, and the handlers, which turn manifests and query parameters
+// into ControlService requests for the scheduler. It terminates HTTPS with
+// mutual TLS. The gateway holds no state: every answer comes from the
 // scheduler. Callers build the handler with New over a ControlService
 // client (leaderconn.Pool to follow the leader of several scheduler
 // replicas, or DialScheduler for one) and serve it with Serve.
 //
-// The package is laid out by concern:
-//   - gateway.go: Config, New, the route table and the instrumentation
-//     every route goes through; handlers.go, wait.go, logs.go, secrets.go,
-//     identity.go: the REST handlers;
-//   - openapi.go: the OpenAPI document served at /openapi.json;
-//   - auth.go (who is asking) and permissions.go (what each role may do,
-//     from internal/authz);
-//   - audit.go: one audit event per mutating request;
-//   - console.go: mounts the web console (package console) at /ui/ and
-//     resolves its session cookies, with their CSRF check;
-//   - errors.go: the one mapping of gRPC codes and manifest errors to HTTP;
+// Every request goes through instrument, which asks package authn who is
+// asking, runs the route (authorize checks the route's permission from
+// permissions.go, with internal/authz's table), writes errors through
+// package httperr (gRPC codes mapped to HTTP once, here at the boundary),
+// hands mutating requests to package audit, and logs and counts the
+// answer. The files:
+//   - gateway.go: Config, New, the route table and instrument;
+//     handlers.go, wait.go, logs.go, watch.go, endpoints.go, services.go,
+//     secrets.go, identity.go: the REST handlers;
+//   - permissions.go: what each route needs and the authorize step;
+//   - openapi.go: serves the document package openapi builds from the
+//     gateway's body types and limits;
+//   - console.go: mounts the web console (package console) at /ui/;
+//   - errors.go: the error body's types (package httperr's);
 //   - serve.go, metrics.go, dial.go: serving, metrics and dialling.
 //
 // Following the scheduler leader is internal/leaderconn's.
@@ -41,7 +44,10 @@ import (
 
 	"github.com/persys-dev/compute/api/persys/contract"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/audit"
+	"github.com/persys-dev/compute/internal/gateway/authn"
 	"github.com/persys-dev/compute/internal/gateway/console"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/pki"
@@ -93,13 +99,12 @@ type gateway struct {
 	// followWrite bounds each write of a followed log (logs.go).
 	followWrite time.Duration
 	metrics     *metrics
-	// tokens resolves bearer tokens (auth.go); auditMetrics counts audit
-	// events (audit.go).
-	tokens       *tokenCache
-	auditMetrics *auditMetrics
-	anonAudit    *bucket
-	revocations  pki.RevocationChecker
-	// sessions and console serve the web console at /ui/ (console.go).
+	// auth identifies the caller of every request (package authn);
+	// audit records an event for each mutating one (package audit).
+	auth  *authn.Authenticator
+	audit *audit.Auditor
+	// sessions and console serve the web console at /ui/ (console.go);
+	// auth reads the same session table.
 	sessions *console.Sessions
 	console  *console.Console
 }
@@ -132,11 +137,9 @@ func New(cfg Config) http.Handler {
 		followWrite: cfg.FollowWriteTimeout,
 		metrics:     newMetrics(cfg.Registry),
 	}
-	g.tokens = newTokenCache(cfg.Control, cfg.TokenCacheTTL)
-	g.revocations = cfg.Revocations
-	g.anonAudit = newBucket(anonAuditRate, anonAuditBurst)
-	g.auditMetrics = newAuditMetrics(cfg.Registry)
 	g.initConsole()
+	g.auth = authn.New(authn.Config{Tokens: cfg.Control, TokenCacheTTL: cfg.TokenCacheTTL,
+		Revocations: cfg.Revocations, Sessions: g.sessions})
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -146,6 +149,7 @@ func New(cfg Config) http.Handler {
 	if g.callTimeout <= 0 {
 		g.callTimeout = 30 * time.Second
 	}
+	g.audit = audit.New(audit.Config{Sink: cfg.Control, Logger: g.log, Registry: cfg.Registry})
 
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
@@ -159,11 +163,11 @@ func New(cfg Config) http.Handler {
 		allow := strings.Join(methods, ", ")
 		mux.Handle(path, g.instrument("method-not-allowed", func(w http.ResponseWriter, r *http.Request) (int, error) {
 			w.Header().Set("Allow", allow)
-			return 0, &httpError{code: http.StatusMethodNotAllowed, msg: fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow)}
+			return 0, httperr.New(http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
 		}))
 	}
 	mux.Handle("/", g.instrument("unmatched", func(_ http.ResponseWriter, r *http.Request) (int, error) {
-		return 0, &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
+		return 0, httperr.New(http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	}))
 	return mux
 }
@@ -185,7 +189,7 @@ func checkPathNames(path string, h func(http.ResponseWriter, *http.Request) (int
 	return func(w http.ResponseWriter, r *http.Request) (int, error) {
 		for _, f := range fields {
 			if v := r.PathValue(f); model.NameProblem(v) != "" {
-				return 0, fieldError(f, fmt.Sprintf("%q cannot name an object: %s", v, model.NameProblem(v)))
+				return 0, httperr.Field(f, fmt.Sprintf("%q cannot name an object: %s", v, model.NameProblem(v)))
 			}
 		}
 		return h(w, r)
@@ -248,11 +252,10 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		auth := g.authenticate(r)
-		note := &auditNote{}
-		ctx := context.WithValue(context.WithValue(r.Context(), authKey{}, auth), auditNoteKey{}, note)
+		auth := g.auth.Authenticate(r)
+		ctx := audit.NewContext(authn.NewContext(r.Context(), auth))
 		user, method := "", ""
-		if id := auth.id; id != nil {
+		if id := auth.ID; id != nil {
 			user, method = id.User, id.Method
 			md := metadata.Pairs(contract.MetadataUser, id.User)
 			if id.Role != "" {
@@ -263,15 +266,16 @@ func (g *gateway) instrument(name string, h func(http.ResponseWriter, *http.Requ
 		r = r.WithContext(ctx)
 		code, err := h(sw, r)
 		if err != nil {
-			code = writeError(sw, err)
+			code = httperr.Write(sw, err)
 		} else if sw.code == 0 && code != 0 {
 			sw.WriteHeader(code)
 		}
 		if sw.code != 0 {
 			code = sw.code
 		}
-		if mutating(r.Method) {
-			g.auditRequest(r.Context(), auditEvent(r, name, auth, code, err, note), auth.id == nil)
+		if authn.Mutating(r.Method) {
+			ev := audit.Event(r, audit.Answer{Route: name, Permission: RoutePermission(name), Caller: auth.ID, Code: code, Err: err})
+			g.audit.Record(r.Context(), ev, auth.ID == nil)
 		}
 		elapsed := time.Since(start)
 		g.metrics.observe(name, code, elapsed)
@@ -333,13 +337,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64, what, want st
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return nil, &httpError{code: http.StatusRequestEntityTooLarge,
-				msg: fmt.Sprintf("%s is larger than the limit of %d bytes", what, tooBig.Limit)}
+			return nil, httperr.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("%s is larger than the limit of %d bytes", what, tooBig.Limit))
 		}
-		return nil, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("reading request body: %v", err)}
+		return nil, httperr.New(http.StatusBadRequest, fmt.Sprintf("reading request body: %v", err))
 	}
 	if want != "" && len(bytes.TrimSpace(body)) == 0 {
-		return nil, &httpError{code: http.StatusBadRequest, msg: "request body is empty: send " + want}
+		return nil, httperr.New(http.StatusBadRequest, "request body is empty: send "+want)
 	}
 	return body, nil
 }

@@ -14,11 +14,14 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/buildinfo"
+	"github.com/persys-dev/compute/internal/gateway/audit"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/manifest"
 )
 
 // The REST handlers: each turns a request into one ControlService call
-// and writes its answer as JSON (errors are mapped once, in errors.go).
+// and writes its answer as JSON (errors are mapped once, by package
+// httperr).
 
 func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
 	body, err := readBody(w, r, g.maxBody, "manifest", "a workload manifest (YAML or JSON)")
@@ -27,10 +30,10 @@ func (g *gateway) apply(w http.ResponseWriter, r *http.Request) (int, error) {
 	}
 	m, err := manifest.Parse(body)
 	if err != nil {
-		return 0, manifestError(err)
+		return 0, httperr.FromManifest(err)
 	}
 	req := m.ToApplyRequest()
-	noteWorkload(r, req.GetName())
+	audit.NoteWorkload(r, req.GetName())
 	ctx, cancel := g.callCtx(r)
 	defer cancel()
 	resp, err := g.control.ApplyWorkload(ctx, req)
@@ -56,13 +59,13 @@ func (g *gateway) applyManifests(w http.ResponseWriter, r *http.Request) (int, e
 	}
 	ms, err := manifest.ParseAll(body)
 	if err != nil {
-		return 0, manifestError(err)
+		return 0, httperr.FromManifest(err)
 	}
 	req := &persysv1.ApplyWorkloadsRequest{Items: make([]*persysv1.ApplyRequest, len(ms))}
 	for i, m := range ms {
 		req.Items[i] = m.ToApplyRequest()
 	}
-	noteWorkloads(r, len(ms))
+	audit.NoteWorkloads(r, len(ms))
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.ApplyWorkloads(ctx, req)
 	})
@@ -192,12 +195,12 @@ func (g *gateway) listEvents(w http.ResponseWriter, r *http.Request) (int, error
 	q := r.URL.Query()
 	req := &persysv1.ListEventsRequest{Workload: q.Get("workload"), Type: q.Get("type")}
 	if len(req.Type) > 64 {
-		return 0, fieldError("type", "longer than 64 characters")
+		return 0, httperr.Field("type", "longer than 64 characters")
 	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > maxEventsLimit {
-			return 0, fieldError("limit", fmt.Sprintf("must be an integer from 1 to %d, got %q", maxEventsLimit, s))
+			return 0, httperr.Field("limit", fmt.Sprintf("must be an integer from 1 to %d, got %q", maxEventsLimit, s))
 		}
 		req.Limit = int32(n)
 	}
@@ -220,13 +223,6 @@ func (g *gateway) healthz(w http.ResponseWriter, _ *http.Request) (int, error) {
 	return http.StatusOK, nil
 }
 
-func (g *gateway) openAPI(w http.ResponseWriter, _ *http.Request) (int, error) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(openAPIDocument())
-	return http.StatusOK, nil
-}
-
 // parseSelector reads "k=v,k2=v2" into a map.
 func parseSelector(s string) (map[string]string, error) {
 	if strings.TrimSpace(s) == "" {
@@ -237,10 +233,10 @@ func parseSelector(s string) (map[string]string, error) {
 		k, v, ok := strings.Cut(part, "=")
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
 		if !ok || k == "" {
-			return nil, fieldError("selector", fmt.Sprintf("%q is not of the form key=value", part))
+			return nil, httperr.Field("selector", fmt.Sprintf("%q is not of the form key=value", part))
 		}
 		if old, dup := sel[k]; dup && old != v {
-			return nil, fieldError("selector", fmt.Sprintf("key %q is given twice with different values", k))
+			return nil, httperr.Field("selector", fmt.Sprintf("key %q is given twice with different values", k))
 		}
 		sel[k] = v
 	}
@@ -254,12 +250,12 @@ func parseTimeout(name, s string, limit time.Duration) (time.Duration, error) {
 	if err != nil {
 		n, nerr := strconv.Atoi(s)
 		if nerr != nil {
-			return 0, fieldError(name, fmt.Sprintf("must be a duration such as 60s or 2m, got %q", s))
+			return 0, httperr.Field(name, fmt.Sprintf("must be a duration such as 60s or 2m, got %q", s))
 		}
 		d = time.Duration(n) * time.Second
 	}
 	if d <= 0 || d > limit {
-		return 0, fieldError(name, fmt.Sprintf("must be more than 0 and at most %s, got %s", limit, s))
+		return 0, httperr.Field(name, fmt.Sprintf("must be more than 0 and at most %s, got %s", limit, s))
 	}
 	return d, nil
 }
@@ -271,7 +267,7 @@ func parseBool(q map[string][]string, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(vals[0])
 	if err != nil {
-		return false, fieldError(name, fmt.Sprintf("must be true or false, got %q", vals[0]))
+		return false, httperr.Field(name, fmt.Sprintf("must be true or false, got %q", vals[0]))
 	}
 	return b, nil
 }

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/authn"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -66,14 +66,14 @@ func (g *gateway) readJSON(w http.ResponseWriter, r *http.Request, v any) error 
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
-			return &httpError{code: http.StatusRequestEntityTooLarge, msg: fmt.Sprintf("request body is larger than the limit of %d bytes", tooBig.Limit)}
+			return httperr.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than the limit of %d bytes", tooBig.Limit))
 		case errors.Is(err, io.EOF):
-			return &httpError{code: http.StatusBadRequest, msg: "request body is empty: send a JSON object"}
+			return httperr.New(http.StatusBadRequest, "request body is empty: send a JSON object")
 		}
-		return &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("request body: %v", err)}
+		return httperr.New(http.StatusBadRequest, fmt.Sprintf("request body: %v", err))
 	}
 	if dec.More() {
-		return &httpError{code: http.StatusBadRequest, msg: "request body: more than one JSON value"}
+		return httperr.New(http.StatusBadRequest, "request body: more than one JSON value")
 	}
 	return nil
 }
@@ -83,9 +83,9 @@ func validateUserRole(field, role string) error {
 	case string(pki.RoleAdmin), string(pki.RoleOperator), string(pki.RoleViewer):
 		return nil
 	case "":
-		return fieldError(field, "required: admin, operator or viewer")
+		return httperr.Field(field, "required: admin, operator or viewer")
 	}
-	return fieldError(field, fmt.Sprintf("must be admin, operator or viewer, got %q", role))
+	return httperr.Field(field, fmt.Sprintf("must be admin, operator or viewer, got %q", role))
 }
 
 func (g *gateway) createToken(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -94,13 +94,13 @@ func (g *gateway) createToken(w http.ResponseWriter, r *http.Request) (int, erro
 		return 0, err
 	}
 	if err := pki.ValidateName("user", body.User); err != nil {
-		return 0, fieldError("user", strings.TrimPrefix(err.Error(), "user: "))
+		return 0, httperr.Field("user", strings.TrimPrefix(err.Error(), "user: "))
 	}
 	if err := validateUserRole("role", body.Role); err != nil {
 		return 0, err
 	}
 	if body.TTLSeconds < 0 {
-		return 0, fieldError("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
+		return 0, httperr.Field("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
 	}
 	ctx, cancel := g.callCtx(r)
 	defer cancel()
@@ -126,7 +126,7 @@ func (g *gateway) revokeToken(w http.ResponseWriter, r *http.Request) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	g.tokens.forget(id)
+	g.auth.Forget(id)
 	return writeJSON(w, http.StatusOK, resp)
 }
 
@@ -137,16 +137,16 @@ func (g *gateway) issueUserCertificate(w http.ResponseWriter, r *http.Request) (
 	}
 	name := r.PathValue("name")
 	if err := pki.ValidateName("name", name); err != nil {
-		return 0, fieldError("name", strings.TrimPrefix(err.Error(), "name: "))
+		return 0, httperr.Field("name", strings.TrimPrefix(err.Error(), "name: "))
 	}
 	if err := validateUserRole("role", body.Role); err != nil {
 		return 0, err
 	}
 	if strings.TrimSpace(body.CSRPEM) == "" {
-		return 0, fieldError("csrPem", "required: a PEM certificate request")
+		return 0, httperr.Field("csrPem", "required: a PEM certificate request")
 	}
 	if body.TTLSeconds < 0 {
-		return 0, fieldError("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
+		return 0, httperr.Field("ttlSeconds", fmt.Sprintf("must not be negative, got %d", body.TTLSeconds))
 	}
 	ctx, cancel := g.callCtx(r)
 	defer cancel()
@@ -159,9 +159,9 @@ func (g *gateway) issueUserCertificate(w http.ResponseWriter, r *http.Request) (
 }
 
 func (g *gateway) whoami(w http.ResponseWriter, r *http.Request) (int, error) {
-	id := IdentityFrom(r)
+	id := authn.FromRequest(r).ID
 	if id == nil {
-		return 0, errNoCredentials
+		return 0, authn.ErrNoCredentials
 	}
 	b, err := json.Marshal(WhoAmI{User: id.User, Role: string(id.Role), Auth: id.Method, TokenID: id.TokenID})
 	if err != nil {
@@ -171,51 +171,4 @@ func (g *gateway) whoami(w http.ResponseWriter, r *http.Request) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(append(b, '\n'))
 	return http.StatusOK, nil
-}
-
-// addIdentityOpenAPI documents the identity routes and the events' type
-// filter.
-func addIdentityOpenAPI(paths, schemas obj) {
-	admin := func(r obj) obj {
-		r["401"] = errResponse("No valid identity: no client certificate and no valid API token.")
-		r["403"] = errResponse("The caller's role lacks the permission (admin).")
-		return r
-	}
-	paths["/v1/tokens"] = obj{
-		"post": op("createAPIToken", "Create an API token for a user with a role (admin; permission tokens.write). The token is in the answer once and never again; only its SHA-256 is stored.", nil,
-			obj{"required": true, "content": jsonContent(ref("CreateTokenBody"))},
-			withErrors(admin(obj{"201": response("The token (shown once) and its info.", ref("CreateAPITokenResponse"))}), 400, 413)),
-		"get": op("listAPITokens", "List API tokens: id, user, role, expiry, revoked; never the token (admin; permission tokens.read).", nil, nil,
-			withErrors(admin(obj{"200": response("The tokens.", ref("ListAPITokensResponse"))}))),
-	}
-	paths["/v1/tokens/{id}"] = obj{
-		"delete": op("revokeAPIToken", "Revoke an API token at once (admin; permission tokens.write). Other gateways may accept it for up to their token cache time (10 s).",
-			[]obj{pathParam("id", "Token id (the part after psy_).")}, nil,
-			withErrors(admin(obj{"200": response("Revoked.", ref("RevokeAPITokenResponse"))}), 400, 404)),
-	}
-	paths["/v1/users/{name}/certificate"] = obj{
-		"post": op("issueUserCertificate", "Sign a user's certificate request with a role (admin; permission users.write). The key never leaves the user.",
-			[]obj{pathParam("name", "User name (the certificate's common name).")},
-			obj{"required": true, "content": jsonContent(ref("IssueUserCertificateBody"))},
-			withErrors(admin(obj{"201": response("The certificate and the CA bundle.", ref("IssueUserCertificateResponse"))}), 400, 413)),
-	}
-	paths["/v1/whoami"] = obj{
-		"get": op("whoami", "The caller's identity as the gateway sees it.", nil, nil,
-			withErrors(obj{"200": response("The caller.", ref("WhoAmI"))})),
-	}
-	if ev, ok := paths["/v1/events"].(obj); ok {
-		if get, ok := ev["get"].(obj); ok {
-			params, _ := get["parameters"].([]obj)
-			get["parameters"] = append(params, queryParam("type", "Only events of this type, compared without regard to case (Audit: the audit log).", obj{"type": "string", "example": "Audit"}))
-		}
-	}
-	for _, m := range []protoreflect.ProtoMessage{
-		&persysv1.CreateAPITokenResponse{}, &persysv1.ListAPITokensResponse{}, &persysv1.RevokeAPITokenResponse{},
-		&persysv1.IssueUserCertificateResponse{},
-	} {
-		addMessageSchema(schemas, m.ProtoReflect().Descriptor())
-	}
-	schemas["CreateTokenBody"] = goSchema(reflect.TypeOf(CreateTokenBody{}))
-	schemas["IssueUserCertificateBody"] = goSchema(reflect.TypeOf(IssueUserCertificateBody{}))
-	schemas["WhoAmI"] = goSchema(reflect.TypeOf(WhoAmI{}))
 }

@@ -10,10 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
@@ -68,46 +64,6 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 		}
 	}
 	walk(all)
-}
-
-func TestOpenAPISchemaFollowsProtoJSON(t *testing.T) {
-	var all struct {
-		Components struct {
-			Schemas map[string]struct {
-				Properties map[string]map[string]any `json:"properties"`
-			} `json:"schemas"`
-		} `json:"components"`
-	}
-	if err := json.Unmarshal(openAPIDocument(), &all); err != nil {
-		t.Fatal(err)
-	}
-	s := all.Components.Schemas
-	tests := []struct {
-		name, schema, prop, key string
-		want                    any
-	}{
-		{"lowerCamel names", "Resources", "cpuMillis", "type", "string"},
-		{"int64 as string", "Workload", "revision", "format", "uint64"},
-		{"timestamps", "Workload", "createdAt", "format", "date-time"},
-		{"int32 as integer", "PlacementDecision", "feasibleNodes", "type", "integer"},
-		{"maps", "Workload", "labels", "type", "object"},
-		{"manifest by json tags", "Manifest", "apiVersion", "type", "string"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p, ok := s[tt.schema].Properties[tt.prop]
-			if !ok {
-				t.Fatalf("%s.%s missing", tt.schema, tt.prop)
-			}
-			if p[tt.key] != tt.want {
-				t.Errorf("%s.%s.%s = %v, want %v", tt.schema, tt.prop, tt.key, p[tt.key], tt.want)
-			}
-		})
-	}
-	state := s["WorkloadStatus"].Properties["state"]["enum"].([]any)
-	if len(state) != len(persysv1.ActualState_name) {
-		t.Errorf("state enum has %d values, want %d", len(state), len(persysv1.ActualState_name))
-	}
 }
 
 func TestWaitDone(t *testing.T) {
@@ -178,32 +134,6 @@ func TestParseSelector(t *testing.T) {
 	}
 }
 
-func TestHTTPStatus(t *testing.T) {
-	tests := []struct {
-		code codes.Code
-		want int
-	}{
-		{codes.InvalidArgument, http.StatusBadRequest},
-		{codes.NotFound, http.StatusNotFound},
-		{codes.AlreadyExists, http.StatusConflict},
-		{codes.Aborted, http.StatusConflict},
-		{codes.FailedPrecondition, http.StatusConflict},
-		{codes.Unavailable, http.StatusServiceUnavailable},
-		{codes.DeadlineExceeded, http.StatusGatewayTimeout},
-		{codes.PermissionDenied, http.StatusForbidden},
-		{codes.Unauthenticated, http.StatusUnauthorized},
-		{codes.Internal, http.StatusInternalServerError},
-		{codes.Unknown, http.StatusInternalServerError},
-	}
-	for _, tt := range tests {
-		t.Run(tt.code.String(), func(t *testing.T) {
-			if got := HTTPStatus(tt.code); got != tt.want {
-				t.Errorf("HTTPStatus(%v) = %d, want %d", tt.code, got, tt.want)
-			}
-		})
-	}
-}
-
 func TestServeRefusesTLSWithoutClientAuth(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -215,46 +145,5 @@ func TestServeRefusesTLSWithoutClientAuth(t *testing.T) {
 	}
 	if err := Serve(t.Context(), ln, http.NotFoundHandler(), nil); err == nil {
 		t.Fatal("Serve accepted a nil TLS config")
-	}
-}
-
-// TestErrorDetail: a scheduler's gRPC error becomes the error body: the
-// code mapped by HTTPStatus, BadRequest fields kept, Unavailable said so.
-// Codes a test cannot make a real scheduler answer are checked here.
-func TestErrorDetail(t *testing.T) {
-	withFields, err := status.New(codes.InvalidArgument, "invalid manifest: items[1].spec.compose.inline: not a compose file").
-		WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
-			{Field: "items[1].spec.compose.inline", Description: "not a compose file"},
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name      string
-		err       error
-		wantCode  int
-		wantField string
-		wantMsg   string
-	}{
-		{"fields", withFields.Err(), http.StatusBadRequest, "items[1].spec.compose.inline", "invalid manifest"},
-		{"already exists", status.Error(codes.AlreadyExists, "boom"), http.StatusConflict, "", "boom"},
-		{"aborted", status.Error(codes.Aborted, "boom"), http.StatusConflict, "", "boom"},
-		{"unavailable", status.Error(codes.Unavailable, "no leader"), http.StatusServiceUnavailable, "", "scheduler unavailable: no leader"},
-		{"busy", status.Error(codes.ResourceExhausted, "busy"), http.StatusTooManyRequests, "", "busy"},
-		{"deadline", status.Error(codes.DeadlineExceeded, "boom"), http.StatusGatewayTimeout, "", "boom"},
-		{"permission", status.Error(codes.PermissionDenied, "boom"), http.StatusForbidden, "", "boom"},
-		{"unauthenticated", status.Error(codes.Unauthenticated, "boom"), http.StatusUnauthorized, "", "boom"},
-		{"internal", status.Error(codes.Internal, "boom"), http.StatusInternalServerError, "", "boom"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := toDetail(tt.err)
-			if d.Code != tt.wantCode || !strings.Contains(d.Message, tt.wantMsg) {
-				t.Fatalf("detail %+v, want code %d and message with %q", d, tt.wantCode, tt.wantMsg)
-			}
-			if tt.wantField != "" && (len(d.Fields) != 1 || d.Fields[0].Field != tt.wantField || d.Fields[0].Reason == "") {
-				t.Fatalf("fields %+v, want %s", d.Fields, tt.wantField)
-			}
-		})
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 // FollowWriteTimeout bounds each write of a followed log to the client: a
@@ -52,7 +53,7 @@ func parseLogQuery(r *http.Request, now time.Time) (logQuery, error) {
 	if v := q.Get("follow"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			return lq, fieldError("follow", fmt.Sprintf("must be true or false, got %q", v))
+			return lq, httperr.Field("follow", fmt.Sprintf("must be true or false, got %q", v))
 		}
 		lq.follow = b
 	}
@@ -63,15 +64,15 @@ func parseLogQuery(r *http.Request, now time.Time) (logQuery, error) {
 	lq.tail = tail
 	if v := q.Get("since"); v != "" {
 		if lq.since, err = parseSince(v, now); err != nil {
-			return lq, fieldError("since", err.Error())
+			return lq, httperr.Field("since", err.Error())
 		}
 	}
 	lq.service = q.Get("service")
 	if len(lq.service) > maxServiceName {
-		return lq, fieldError("service", fmt.Sprintf("must be at most %d bytes", maxServiceName))
+		return lq, httperr.Field("service", fmt.Sprintf("must be at most %d bytes", maxServiceName))
 	}
 	if !lq.follow && (!lq.since.IsZero() || lq.service != "") {
-		return lq, fieldError("follow", "since and service need follow=true")
+		return lq, httperr.Field("follow", "since and service need follow=true")
 	}
 	return lq, nil
 }
@@ -82,7 +83,7 @@ func parseTail(q url.Values) (int64, error) {
 		if v := q.Get(p); v != "" {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 0 {
-				return 0, fieldError(p, fmt.Sprintf("must be a non-negative number of bytes, got %q", v))
+				return 0, httperr.Field(p, fmt.Sprintf("must be a non-negative number of bytes, got %q", v))
 			}
 			return n, nil
 		}
@@ -180,7 +181,7 @@ func (g *gateway) followLogs(w http.ResponseWriter, r *http.Request, lq logQuery
 // followStartErr is the answer to a follow that ended before it started.
 func followStartErr(name string, err error) error {
 	if errors.Is(err, io.EOF) {
-		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("workload %q has no output to follow", name)}
+		return httperr.New(http.StatusNotFound, fmt.Sprintf("workload %q has no output to follow", name))
 	}
 	return err
 }

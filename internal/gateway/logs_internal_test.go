@@ -9,6 +9,7 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 func TestParseLogQuery(t *testing.T) {
@@ -37,8 +38,8 @@ func TestParseLogQuery(t *testing.T) {
 			r := httptest.NewRequest("GET", "/v1/workloads/w/logs?"+tc.query, nil)
 			got, err := parseLogQuery(r, now)
 			if tc.field != "" {
-				var he *httpError
-				if !errors.As(err, &he) || he.code != http.StatusBadRequest || len(he.fields) != 1 || he.fields[0].Field != tc.field {
+				var he *httperr.Error
+				if !errors.As(err, &he) || he.Code != http.StatusBadRequest || len(he.Fields) != 1 || he.Fields[0].Field != tc.field {
 					t.Fatalf("error %v, want a 400 naming %s", err, tc.field)
 				}
 				return

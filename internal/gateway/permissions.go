@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/persys-dev/compute/internal/authz"
+	"github.com/persys-dev/compute/internal/gateway/authn"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
@@ -136,21 +138,20 @@ func (g *gateway) authorize(rt route, h func(http.ResponseWriter, *http.Request)
 	perm := RoutePermission(key)
 	_, listed := routePermissions[key]
 	return func(w http.ResponseWriter, r *http.Request) (int, error) {
-		a := authFrom(r)
-		if a.err != nil {
-			return 0, a.err
+		a := authn.FromRequest(r)
+		if a.Err != nil {
+			return 0, a.Err
 		}
-		if a.id == nil {
-			return 0, errNoCredentials
+		if a.ID == nil {
+			return 0, authn.ErrNoCredentials
 		}
-		allowed := RoleHas(a.id.Role, perm)
+		allowed := RoleHas(a.ID.Role, perm)
 		if !listed {
 			// Not in the table: the roles the route was registered with.
-			allowed = rt.roles == nil && a.id.Role.Valid() || slices.Contains(rt.roles, a.id.Role)
+			allowed = rt.roles == nil && a.ID.Role.Valid() || slices.Contains(rt.roles, a.ID.Role)
 		}
 		if !allowed {
-			return 0, &httpError{code: http.StatusForbidden,
-				msg: fmt.Sprintf("permission denied: role %s lacks %s", roleName(a.id.Role), perm)}
+			return 0, httperr.New(http.StatusForbidden, fmt.Sprintf("permission denied: role %s lacks %s", roleName(a.ID.Role), perm))
 		}
 		return h(w, r)
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/secrets"
 )
@@ -61,28 +62,28 @@ func parseSecretRequest(body []byte, pathName string) (*persysv1.PutSecretReques
 		var typ *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &typ):
-			return nil, fieldError(typ.Field, "has the wrong JSON type, want "+typ.Type.String())
+			return nil, httperr.Field(typ.Field, "has the wrong JSON type, want "+typ.Type.String())
 		case errors.As(err, &syn):
-			return nil, &httpError{code: http.StatusBadRequest, msg: fmt.Sprintf("body is not valid JSON (at byte %d)", syn.Offset)}
+			return nil, httperr.New(http.StatusBadRequest, fmt.Sprintf("body is not valid JSON (at byte %d)", syn.Offset))
 		}
 		// Unknown fields: the decoder names the key, not a value.
-		return nil, &httpError{code: http.StatusBadRequest, msg: "body: " + err.Error()}
+		return nil, httperr.New(http.StatusBadRequest, "body: "+err.Error())
 	}
 	if dec.More() {
-		return nil, &httpError{code: http.StatusBadRequest, msg: "body: one JSON object expected, found more"}
+		return nil, httperr.New(http.StatusBadRequest, "body: one JSON object expected, found more")
 	}
 	if pathName != "" {
 		if req.Name != "" && req.Name != pathName {
-			return nil, fieldError("name", fmt.Sprintf("%q differs from the path's %q", req.Name, pathName))
+			return nil, httperr.Field("name", fmt.Sprintf("%q differs from the path's %q", req.Name, pathName))
 		}
 		req.Name = pathName
 	}
 	if err := secrets.ValidateName(req.Name); err != nil {
-		return nil, fieldError("name", reasonOf(err))
+		return nil, httperr.Field("name", reasonOf(err))
 	}
 	typ, err := secrets.ParseType(req.Type)
 	if err != nil {
-		return nil, fieldError("type", "must be opaque, registry or git")
+		return nil, httperr.Field("type", "must be opaque, registry or git")
 	}
 	data := make(map[string][]byte, len(req.Data)+len(req.StringData))
 	keys := make([]string, 0, len(req.Data))
@@ -93,18 +94,18 @@ func parseSecretRequest(body []byte, pathName string) (*persysv1.PutSecretReques
 	for _, k := range keys {
 		v, err := base64.StdEncoding.DecodeString(req.Data[k])
 		if err != nil {
-			return nil, fieldError("data."+k, "not valid base64 (use stringData for text)")
+			return nil, httperr.Field("data."+k, "not valid base64 (use stringData for text)")
 		}
 		data[k] = v
 	}
 	for k, v := range req.StringData {
 		if _, dup := data[k]; dup {
-			return nil, fieldError("stringData."+k, "also given in data")
+			return nil, httperr.Field("stringData."+k, "also given in data")
 		}
 		data[k] = []byte(v)
 	}
 	if err := secrets.Validate(req.Name, typ, data); err != nil {
-		return nil, fieldError("data", reasonOf(err))
+		return nil, httperr.Field("data", reasonOf(err))
 	}
 	return &persysv1.PutSecretRequest{Name: req.Name, Type: typ, Data: data, AllowRoles: req.AllowRoles, AllowUsers: req.AllowUsers}, nil
 }
@@ -151,7 +152,7 @@ func (g *gateway) listSecrets(w http.ResponseWriter, r *http.Request) (int, erro
 func (g *gateway) getSecret(w http.ResponseWriter, r *http.Request) (int, error) {
 	name := r.PathValue("name")
 	if err := secrets.ValidateName(name); err != nil {
-		return 0, fieldError("name", reasonOf(err))
+		return 0, httperr.Field("name", reasonOf(err))
 	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.GetSecret(ctx, &persysv1.GetSecretRequest{Name: name})
@@ -161,7 +162,7 @@ func (g *gateway) getSecret(w http.ResponseWriter, r *http.Request) (int, error)
 func (g *gateway) deleteSecret(w http.ResponseWriter, r *http.Request) (int, error) {
 	name := r.PathValue("name")
 	if err := secrets.ValidateName(name); err != nil {
-		return 0, fieldError("name", reasonOf(err))
+		return 0, httperr.Field("name", reasonOf(err))
 	}
 	return answer(g, w, r, http.StatusOK, func(ctx context.Context) (proto.Message, error) {
 		return g.control.DeleteSecret(ctx, &persysv1.DeleteSecretRequest{Name: name})

@@ -160,6 +160,15 @@ func TestServiceEndpointsRoute(t *testing.T) {
 	if code, body := call(t, c, "POST", url, []byte(endpointsManifest)); code != http.StatusCreated {
 		t.Fatalf("apply: %d %s", code, body)
 	}
+	waitEndpoints(t, c, gw, url)
+	checkEndpointsWatch(t, c, url)
+	checkEndpointsAccess(t, rc, c, url)
+}
+
+// waitEndpoints waits until the service has its 2 ready endpoints, each
+// with a dynamic host port on n1.
+func waitEndpoints(t *testing.T, c *http.Client, gw *realsched.Gateway, url string) {
+	t.Helper()
 	eventually.Eventually(t, "2 endpoints", time.Minute, func() (bool, string) {
 		code, body := call(t, c, "GET", url+"/api/endpoints", nil)
 		var l endpointList
@@ -174,9 +183,13 @@ func TestServiceEndpointsRoute(t *testing.T) {
 		}
 		return true, ""
 	})
+}
 
-	// The watch: a snapshot of 2, then updates as the service scales to
-	// 3 and back to 1 (each removed replica leaves the set before it goes).
+// checkEndpointsWatch: a snapshot of 2, then updates as the service
+// scales to 3 and back to 1 (each removed replica leaves the set before
+// it goes).
+func checkEndpointsWatch(t *testing.T, c *http.Client, url string) {
+	t.Helper()
 	req, err := http.NewRequest("GET", url+"/api/endpoints?watch=true", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +253,11 @@ func TestServiceEndpointsRoute(t *testing.T) {
 		}
 		until(n)
 	}
+}
 
+// checkEndpointsAccess: who may read the endpoints, and bad input.
+func checkEndpointsAccess(t *testing.T, rc *realsched.Cluster, c *http.Client, url string) {
+	t.Helper()
 	viewer := httpClient(t, rc.IssueUser(t, "vera", pki.RoleViewer))
 	agent := httpClient(t, rc.IssueUser(t, "node-9", pki.RoleAgent))
 	for _, tc := range []struct {

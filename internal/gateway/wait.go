@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 // Wait conditions accepted by the wait route's "for" parameter.
@@ -57,7 +58,7 @@ func (g *gateway) wait(w http.ResponseWriter, r *http.Request) (int, error) {
 	switch forState {
 	case WaitRunning, WaitStopped, WaitDeleted:
 	default:
-		return 0, fieldError("for", fmt.Sprintf("must be one of running, stopped, deleted, got %q", forState))
+		return 0, httperr.Field("for", fmt.Sprintf("must be one of running, stopped, deleted, got %q", forState))
 	}
 	timeout := defaultWaitTimeout
 	if s := q.Get("timeout"); s != "" {
@@ -99,12 +100,12 @@ func (g *gateway) waitErr(r *http.Request, ctx context.Context, err error, name,
 		_, werr := writeJSON(w, http.StatusOK, last)
 		return werr
 	case errors.Is(err, io.EOF):
-		return &httpError{code: http.StatusNotFound, msg: fmt.Sprintf("workload %q was deleted while waiting for it to be %s", name, forState)}
+		return httperr.New(http.StatusNotFound, fmt.Sprintf("workload %q was deleted while waiting for it to be %s", name, forState))
 	case (ctx.Err() != nil || status.Code(err) == codes.DeadlineExceeded) && r.Context().Err() == nil:
 		// The scheduler may notice the propagated deadline a moment
 		// before our own context does.
 		if last == nil {
-			return &httpError{code: http.StatusRequestTimeout, msg: fmt.Sprintf("timed out after %s waiting for workload %q to be %s; the scheduler sent no state", timeout, name, forState)}
+			return httperr.New(http.StatusRequestTimeout, fmt.Sprintf("timed out after %s waiting for workload %q to be %s; the scheduler sent no state", timeout, name, forState))
 		}
 		_, werr := writeJSON(w, http.StatusRequestTimeout, last)
 		return werr

@@ -9,7 +9,8 @@
 // authenticate each request before a console handler runs (Config.Caller)
 // and must gate each route of Routes with its permission; it resolves the
 // session cookie (CookieName) through Sessions and refuses a state-changing
-// request of a cookie session without the session's X-CSRF-Token.
+// request of a cookie session without the session's X-CSRF-Token (package
+// authn does both for it).
 package console
 
 import (
@@ -35,7 +36,7 @@ const CookieName = "__Host-persys_session"
 // state-changing request.
 const CSRFHeader = "X-CSRF-Token"
 
-// Authentication methods of a Caller (the gateway's spelling).
+// Authentication methods of a Caller (package authn's spelling).
 const (
 	MethodCertificate = "certificate"
 	MethodToken       = "token"

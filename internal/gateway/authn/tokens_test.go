@@ -1,4 +1,4 @@
-package gateway
+package authn
 
 import (
 	"context"
@@ -12,13 +12,12 @@ import (
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 // tokenScheduler answers AuthenticateToken from a table and counts calls;
 // the cache logic needs nothing else of the scheduler.
 type tokenScheduler struct {
-	persysv1grpc.ControlServiceClient
 	mu      sync.Mutex
 	calls   int
 	answers map[string]error
@@ -80,14 +79,14 @@ func TestTokenCache(t *testing.T) {
 		}
 		res := c.resolve(ctx, st.token)
 		code := 0
-		if res.err != nil {
-			code = toDetail(res.err).Code
+		if res.Err != nil {
+			code = httperr.Detail(res.Err).Code
 		}
 		if code != st.wantCode || sched.count() != st.wantCalls {
 			t.Fatalf("%s: code %d after %d calls, want %d after %d", st.name, code, sched.count(), st.wantCode, st.wantCalls)
 		}
-		if code == 0 && (res.id.User != "ci" || res.id.Method != AuthToken || res.id.TokenID != "abc") {
-			t.Fatalf("%s: identity %+v", st.name, res.id)
+		if code == 0 && (res.ID.User != "ci" || res.ID.Method != AuthToken || res.ID.TokenID != "abc") {
+			t.Fatalf("%s: identity %+v", st.name, res.ID)
 		}
 	}
 
@@ -116,45 +115,11 @@ func TestTokenAnswerWithoutIdentityRefused(t *testing.T) {
 	for tok, want := range map[string]int{"no-role": 401, "daemon-role": 401, "odd-role": 401, "no-user": 401, "no-id": 401, "good": 0} {
 		res := c.resolve(context.Background(), tok)
 		code := 0
-		if res.err != nil {
-			code = toDetail(res.err).Code
+		if res.Err != nil {
+			code = httperr.Detail(res.Err).Code
 		}
-		if code != want || (want != 0) != (res.id == nil) {
-			t.Errorf("%s: code %d identity %+v, want code %d", tok, code, res.id, want)
+		if code != want || (want != 0) != (res.ID == nil) {
+			t.Errorf("%s: code %d identity %+v, want code %d", tok, code, res.ID, want)
 		}
-	}
-}
-
-func TestAnonymousAuditBucket(t *testing.T) {
-	b := newBucket(2, 3)
-	now := time.Unix(5000, 0)
-	var got []bool
-	var reports []int
-	step := func(advance time.Duration) {
-		now = now.Add(advance)
-		ok, report := b.allow(now)
-		got = append(got, ok)
-		reports = append(reports, report)
-	}
-	for range 5 {
-		step(0) // burst of 3, then two suppressed
-	}
-	step(500 * time.Millisecond) // one token back
-	step(0)                      // none
-	step(11 * time.Second)       // refilled to the burst
-	want := []bool{true, true, true, false, false, true, false, true}
-	wantReports := []int{0, 0, 0, 1, 0, 0, 0, 0}
-	for i := range want {
-		if got[i] != want[i] || reports[i] != wantReports[i] {
-			t.Fatalf("step %d: allowed %v report %d, want %v %d (all: %v %v)", i, got[i], reports[i], want[i], wantReports[i], got, reports)
-		}
-	}
-	// The two suppressed since the last report are reported, with this
-	// one, at the first suppression after the gap.
-	for range 2 {
-		step(0)
-	}
-	if ok, report := b.allow(now); ok || report != 3 {
-		t.Fatalf("after the gap: allowed %v report %d, want a report of 3", ok, report)
 	}
 }
