@@ -67,6 +67,9 @@ const (
 	// ComposeAfterCreate: every container of a compose project exists,
 	// none was started.
 	ComposeAfterCreate = "compose/after-create"
+	// ComposeBetweenServices: the first service of a compose project of
+	// several runs; the others were created and not started.
+	ComposeBetweenServices = "compose/between-services"
 	// QEMUAfterProcessStart: the VM's QEMU runs; its guest has not booted
 	// and the agent has not answered.
 	QEMUAfterProcessStart = "qemu/after-process-start"
@@ -85,5 +88,6 @@ var Names = []string{
 	SchedulerMidMove,
 	SchedulerAfterNodeDelete,
 	ComposeAfterCreate,
+	ComposeBetweenServices,
 	QEMUAfterProcessStart,
 }

@@ -434,6 +434,7 @@ func TestCrashMatrix(t *testing.T) {
 		{failpoint.SchedulerAfterAgentAnswer, addFourth},
 		{failpoint.SchedulerAfterNodeDelete, deleteThird},
 		{failpoint.ComposeAfterCreate, addCompose},
+		{failpoint.ComposeBetweenServices, addCompose},
 	}
 	for _, tc := range cases {
 		t.Run(strings.ReplaceAll(tc.point, "/", "-"), func(t *testing.T) {

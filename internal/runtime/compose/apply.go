@@ -167,7 +167,40 @@ func (r *Runtime) up(ctx context.Context, project *types.Project, projectName, d
 		return err
 	}
 	failpoint.Inject(failpoint.ComposeAfterCreate)
+	if first := firstService(project); first != "" {
+		// One service first, then the rest: a crash between them leaves
+		// a project partly up, a failpoint of its own (the next apply of
+		// the revision starts the rest).
+		one, err := project.WithSelectedServices([]string{first}, types.IgnoreDependencies)
+		if err != nil {
+			return err
+		}
+		// A first service that fails to start does not keep the others
+		// down: the start of the whole project below reports it with the
+		// state of all.
+		if err := r.svc.Start(upCtx, projectName, api.StartOptions{Project: one, Wait: true, WaitTimeout: r.cfg.StartTimeout}); err == nil {
+			failpoint.Inject(failpoint.ComposeBetweenServices)
+		}
+	}
 	return r.svc.Start(upCtx, projectName, api.StartOptions{Project: project, Wait: true, WaitTimeout: r.cfg.StartTimeout})
+}
+
+// firstService is the service of a project of several that starts first:
+// the first by name of those that depend on none; "" for a project of one
+// (nothing comes between its services) or when every one depends on
+// another.
+func firstService(p *types.Project) string {
+	if len(p.Services) < 2 {
+		return ""
+	}
+	names := p.ServiceNames()
+	slices.Sort(names)
+	for _, n := range names {
+		if len(p.Services[n].DependsOn) == 0 {
+			return n
+		}
+	}
+	return ""
 }
 
 // settled reports that an applied revision needs nothing more.
