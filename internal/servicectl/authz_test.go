@@ -2,7 +2,9 @@ package servicectl_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,8 @@ import (
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
@@ -102,4 +106,66 @@ func waitRevisions(t *testing.T, ctl persysv1grpc.ControlServiceClient, n int) {
 		}
 		return len(h.GetRevisions()) == n, fmt.Sprintf("%d revisions", len(h.GetRevisions()))
 	})
+}
+
+const privilegedService = `kind: Service
+metadata: {name: web}
+spec:
+  replicas: 1
+  template:
+    type: container
+    container: {image: "good:1", privileged: true}
+`
+
+// TestServiceRolesThroughGateway: through the real gateway, a viewer
+// reads a service and its endpoints as it reads workloads and may not
+// write it; an operator writes it but not a template that asks for
+// privileged mode (403 naming the field); an admin may.
+func TestServiceRolesThroughGateway(t *testing.T) {
+	c := realsched.Start(t, realsched.Options{NoSecrets: true})
+	gw := c.StartGateway(t, nil)
+	as := func(name string, role pki.Role) *client.Client {
+		f := c.IssueUser(t, name, role)
+		cl, err := client.New(&client.Config{Endpoint: gw.Endpoint, CA: f.CA, Cert: f.Cert, Key: f.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	viewer, operator, admin := as("vera", pki.RoleViewer), as("olga", pki.RoleOperator), as("ada", pki.RoleAdmin)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	plain := []byte(strings.Replace(privilegedService, ", privileged: true", "", 1))
+
+	refused := func(what string, err error, code int, has ...string) {
+		t.Helper()
+		var api *client.APIError
+		if !errors.As(err, &api) || api.Code != code {
+			t.Fatalf("%s: %v, want HTTP %d", what, err, code)
+		}
+		for _, s := range has {
+			if !strings.Contains(api.Error(), s) {
+				t.Errorf("%s: %q lacks %q", what, api.Error(), s)
+			}
+		}
+	}
+	_, err := operator.ApplyService(ctx, []byte(privilegedService))
+	refused("operator's privileged service", err, http.StatusForbidden, "spec.template.container.privileged", "workloads.host")
+	_, err = viewer.ApplyService(ctx, plain)
+	refused("viewer's service", err, http.StatusForbidden, "services.write")
+	if _, err := operator.ApplyService(ctx, plain); err != nil {
+		t.Fatalf("operator's plain service: %v", err)
+	}
+	if _, err := viewer.GetService(ctx, "web", false); err != nil {
+		t.Errorf("viewer's get: %v", err)
+	}
+	if _, err := viewer.ServiceEndpoints(ctx, "web"); err != nil {
+		t.Errorf("viewer's endpoints: %v", err)
+	}
+	_, err = viewer.ScaleService(ctx, "web", 2)
+	refused("viewer's scale", err, http.StatusForbidden, "services.write")
+	if _, err := admin.ApplyService(ctx, []byte(privilegedService)); err != nil {
+		t.Fatalf("admin's privileged service: %v", err)
+	}
 }
