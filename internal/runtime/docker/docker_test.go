@@ -218,15 +218,7 @@ func TestApplyLifecycle(t *testing.T) {
 		t.Errorf("List shows %s %d times, want once", name, n)
 	}
 	checkBridgeAddress(t, e, got)
-	listed, err := e.rt.List(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range listed {
-		if l.GetName() == name && !slices.Equal(l.GetAddresses(), got.GetAddresses()) {
-			t.Errorf("List addresses %v, Status addresses %v", l.GetAddresses(), got.GetAddresses())
-		}
-	}
+	checkListedAddresses(t, e, got)
 
 	checkDelete(t, e, name, volName)
 }
@@ -268,6 +260,21 @@ func checkBridgeAddress(t *testing.T, e *env, st *persysv1.WorkloadStatus) {
 		}
 		return strings.Contains(body, "hello from persys"), body
 	})
+}
+
+// checkListedAddresses checks that List reports st's workload with the
+// addresses Status gave.
+func checkListedAddresses(t *testing.T, e *env, st *persysv1.WorkloadStatus) {
+	t.Helper()
+	listed, err := e.rt.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range listed {
+		if l.GetName() == st.GetName() && !slices.Equal(l.GetAddresses(), st.GetAddresses()) {
+			t.Errorf("List addresses %v, Status addresses %v", l.GetAddresses(), st.GetAddresses())
+		}
+	}
 }
 
 // checkDelete deletes workload name and checks it is gone from Status and
