@@ -93,13 +93,28 @@ func (p Principal) May(perm authz.Permission) bool {
 	return p.Role == pki.RoleScheduler || authz.RoleHas(p.Role, perm)
 }
 
-// Require refuses with PermissionDenied naming the field and the missing
+// Require refuses with a *FieldDenied naming the field and the missing
 // permission.
 func (p Principal) Require(perm authz.Permission, field, what string) error {
 	if p.May(perm) {
 		return nil
 	}
-	return status.Errorf(codes.PermissionDenied, "%s: %s needs permission %s, which %s lacks", field, what, perm, p)
+	return &FieldDenied{Field: field, Reason: fmt.Sprintf("%s needs permission %s, which %s lacks", what, perm, p)}
+}
+
+// FieldDenied refuses one field of a request for want of a permission.
+// It is PermissionDenied at the gRPC boundary; a caller that embeds the
+// checked object in a larger one (a service's template) renames Field.
+type FieldDenied struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldDenied) Error() string { return e.Field + ": " + e.Reason }
+
+// GRPCStatus makes the refusal PermissionDenied over gRPC.
+func (e *FieldDenied) GRPCStatus() *status.Status {
+	return status.New(codes.PermissionDenied, e.Error())
 }
 
 func (p Principal) String() string {

@@ -2,6 +2,8 @@ package principal
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -59,5 +61,29 @@ func TestPrincipalFailsClosed(t *testing.T) {
 	}
 	if (Principal{}).May(authz.WorkloadsRead) {
 		t.Fatal("a principal without a role may do nothing")
+	}
+}
+
+// TestRequire: a principal without the permission is refused with the
+// field named, as PermissionDenied (also when wrapped); one with it, and
+// the scheduler, are not.
+func TestRequire(t *testing.T) {
+	op := Principal{Name: "olga", Role: pki.RoleOperator}
+	err := op.Require(authz.WorkloadsHost, "spec.container.privileged", "privileged mode")
+	var denied *FieldDenied
+	if !errors.As(err, &denied) || denied.Field != "spec.container.privileged" {
+		t.Fatalf("Require = %v, want a FieldDenied on spec.container.privileged", err)
+	}
+	want := `spec.container.privileged: privileged mode needs permission workloads.host, which user "olga" with role operator lacks`
+	if s := status.Convert(err); s.Code() != codes.PermissionDenied || s.Message() != want {
+		t.Errorf("status = %v %q, want PermissionDenied %q", s.Code(), s.Message(), want)
+	}
+	if code := status.Code(fmt.Errorf("to_revision: %w", err)); code != codes.PermissionDenied {
+		t.Errorf("wrapped: code %v, want PermissionDenied", code)
+	}
+	for _, p := range []Principal{{Name: "ada", Role: pki.RoleAdmin}, Scheduler} {
+		if err := p.Require(authz.WorkloadsHost, "spec.container.privileged", "privileged mode"); err != nil {
+			t.Errorf("%s: %v, want allowed", p, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -159,6 +160,10 @@ func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan re
 		// The agent's health checks (ready is what a Service counts).
 		st.Ready, st.Health, st.HealthOutput, st.HealthCheckedAt, st.HealthCheck =
 			r.GetReady(), r.GetHealth(), r.GetHealthOutput(), r.GetHealthCheckedAt(), r.GetHealthCheck()
+		// Where it runs and what describe shows: a status written for a
+		// readiness change must not drop the addresses a service's
+		// endpoints carry.
+		st.Addresses, st.Details, st.Services = r.GetAddresses(), r.GetDetails(), r.GetServices()
 	}
 	s.setStatus(ctx, name, st)
 }
@@ -518,7 +523,8 @@ func sameStatus(a, b *persysv1.WorkloadStatus) bool {
 		a.GetAttempts() == b.GetAttempts() &&
 		a.GetNodeId() == b.GetNodeId() && a.GetRevision() == b.GetRevision() && a.GetUid() == b.GetUid() &&
 		a.GetRuntimeId() == b.GetRuntimeId() && a.GetExitCode() == b.GetExitCode() && a.GetRestartCount() == b.GetRestartCount() &&
-		a.GetReady() == b.GetReady() && a.GetHealth() == b.GetHealth() && a.GetHealthOutput() == b.GetHealthOutput()
+		a.GetReady() == b.GetReady() && a.GetHealth() == b.GetHealth() && a.GetHealthOutput() == b.GetHealthOutput() &&
+		slices.Equal(a.GetAddresses(), b.GetAddresses())
 }
 
 func eventType(st persysv1.ActualState) model.EventType {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -33,11 +34,7 @@ const writeAttempts = 5
 // workload's spec is.
 func (c *Controller) Apply(ctx context.Context, who principal.Principal, req *persysv1.ApplyServiceRequest) (*persysv1.Service, string, error) {
 	if err := c.cfg.Workloads.PrepareSpec(ctx, who, proto.CloneOf(req.GetSpec().GetTemplate())); err != nil {
-		var merr *manifest.Error
-		if errors.As(err, &merr) {
-			return nil, "", merr.Within("spec.template", "")
-		}
-		return nil, "", err
+		return nil, "", templateError(err)
 	}
 	name := req.GetName()
 	now := timestamppb.New(c.cfg.Now())
@@ -262,6 +259,11 @@ func (c *Controller) Undo(ctx context.Context, who principal.Principal, name str
 		return nil, &manifest.Error{Fields: []manifest.FieldError{{Field: "to_revision",
 			Reason: fmt.Sprintf("no revision to return to (asked %d; kept: %v)", to, kept)}}}
 	}
+	// Going back is applying that template again: the caller must be
+	// allowed what it asks of the hosts, whoever applied it first.
+	if err := c.cfg.Workloads.PrepareSpec(ctx, who, proto.CloneOf(target.GetTemplate())); err != nil {
+		return nil, fmt.Errorf("to_revision: revision %d's template: %w", target.GetNumber(), templateError(err))
+	}
 	out, err := c.modify(ctx, name, func(s *persysv1.Service) error {
 		if err := notDeleting(s); err != nil {
 			return err
@@ -278,6 +280,32 @@ func (c *Controller) Undo(ctx context.Context, who principal.Principal, name str
 			Message: fmt.Sprintf("back to revision %d by %s", target.GetNumber(), who.Name)})
 	}
 	return out, err
+}
+
+// templateError names the fields of a refused template as a service
+// manifest does (spec.template.container.image for a workload spec's
+// spec.container.image).
+func templateError(err error) error {
+	var merr *manifest.Error
+	if errors.As(err, &merr) {
+		out := &manifest.Error{Fields: make([]manifest.FieldError, len(merr.Fields))}
+		for k, f := range merr.Fields {
+			out.Fields[k] = manifest.FieldError{Field: templateField(f.Field), Reason: f.Reason}
+		}
+		return out
+	}
+	var denied *principal.FieldDenied
+	if errors.As(err, &denied) {
+		return &principal.FieldDenied{Field: templateField(denied.Field), Reason: denied.Reason}
+	}
+	return err
+}
+
+func templateField(f string) string {
+	if f == "" || f == "spec" {
+		return "spec.template"
+	}
+	return "spec.template." + strings.TrimPrefix(f, "spec.")
 }
 
 // History lists the kept revisions, oldest first.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -170,6 +171,7 @@ func TestApplyLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLifecycleContainer(t, info, name, uid, port, volName, bindDir)
+	checkBridgeAddress(t, e, st)
 
 	url := "http://127.0.0.1:" + itoa(port) + "/"
 	eventually(t, 20*time.Second, "GET "+url, func() (bool, string) {
@@ -215,8 +217,64 @@ func TestApplyLifecycle(t *testing.T) {
 	if n := countListed(t, e.rt, name); n != 1 {
 		t.Errorf("List shows %s %d times, want once", name, n)
 	}
+	checkBridgeAddress(t, e, got)
+	checkListedAddresses(t, e, got)
 
 	checkDelete(t, e, name, volName)
+}
+
+// checkBridgeAddress checks that st, the status of a running container on
+// the default bridge, reports the container's bridge address: the one the
+// engine gives, inside the bridge network's subnet, and serving the hello
+// image's page on its container port.
+func checkBridgeAddress(t *testing.T, e *env, st *persysv1.WorkloadStatus) {
+	t.Helper()
+	ctx := t.Context()
+	res, err := e.cli.ContainerInspect(ctx, st.GetRuntimeId(), client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := res.Container.NetworkSettings.Networks["bridge"]
+	if br == nil || !br.IPAddress.IsValid() {
+		t.Fatalf("engine reports no bridge address: %+v", res.Container.NetworkSettings.Networks)
+	}
+	if got := st.GetAddresses(); len(got) != 1 || got[0] != br.IPAddress.String() {
+		t.Fatalf("addresses = %v, want [%s] (the engine's bridge address)", got, br.IPAddress)
+	}
+	nw, err := e.cli.NetworkInspect(ctx, "bridge", client.NetworkInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSubnet := false
+	for _, c := range nw.Network.IPAM.Config {
+		inSubnet = inSubnet || c.Subnet.Contains(br.IPAddress)
+	}
+	if !inSubnet {
+		t.Errorf("address %s is outside the bridge's subnets %+v", br.IPAddress, nw.Network.IPAM.Config)
+	}
+	url := "http://" + net.JoinHostPort(st.GetAddresses()[0], "8080") + "/"
+	eventually(t, 20*time.Second, "GET "+url, func() (bool, string) {
+		body, err := get(ctx, url)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(body, "hello from persys"), body
+	})
+}
+
+// checkListedAddresses checks that List reports st's workload with the
+// addresses Status gave.
+func checkListedAddresses(t *testing.T, e *env, st *persysv1.WorkloadStatus) {
+	t.Helper()
+	listed, err := e.rt.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range listed {
+		if l.GetName() == st.GetName() && !slices.Equal(l.GetAddresses(), st.GetAddresses()) {
+			t.Errorf("List addresses %v, Status addresses %v", l.GetAddresses(), st.GetAddresses())
+		}
+	}
 }
 
 // checkDelete deletes workload name and checks it is gone from Status and
@@ -342,14 +400,14 @@ func TestApplyStoppedAndExited(t *testing.T) {
 		inst.Revision = 2
 		inst.Spec.DesiredState = persysv1.DesiredState_DESIRED_STATE_RUNNING
 		st2, _ := e.apply(inst)
-		if st2.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
-			t.Fatalf("apply running: %v", st2)
+		if st2.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING || len(st2.GetAddresses()) == 0 {
+			t.Fatalf("apply running: %v, want RUNNING with an address", st2)
 		}
 		// And stopping it in a third revision stops it.
 		inst.Revision = 3
 		inst.Spec.DesiredState = persysv1.DesiredState_DESIRED_STATE_STOPPED
-		if st3, _ := e.apply(inst); st3.GetState() != persysv1.ActualState_ACTUAL_STATE_STOPPED {
-			t.Fatalf("apply stopped again: %v", st3)
+		if st3, _ := e.apply(inst); st3.GetState() != persysv1.ActualState_ACTUAL_STATE_STOPPED || len(st3.GetAddresses()) != 0 {
+			t.Fatalf("apply stopped again: %v, want STOPPED without addresses", st3)
 		}
 	})
 

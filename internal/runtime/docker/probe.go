@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"sort"
 	"strconv"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -20,9 +19,9 @@ import (
 const maxExecOutput = 64 << 10
 
 // ProbeAddress returns where the agent reaches port (tcp) of the running
-// container id: its address on its first network that has one (sorted by
-// name), else the host binding that publishes the port (an unspecified
-// host address is reached on loopback).
+// container id: the first address its status reports (containerAddresses),
+// else the host binding that publishes the port (an unspecified host
+// address is reached on loopback).
 func (r *Runtime) ProbeAddress(ctx context.Context, id string, port uint32) (string, error) {
 	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 	if err != nil {
@@ -32,15 +31,8 @@ func (r *Runtime) ProbeAddress(ctx context.Context, id string, port uint32) (str
 	if ns == nil {
 		return "", fmt.Errorf("container %s has no network settings", shortID(id))
 	}
-	names := make([]string, 0, len(ns.Networks))
-	for name := range ns.Networks {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		if ep := ns.Networks[name]; ep != nil && ep.IPAddress.IsValid() && !ep.IPAddress.IsUnspecified() {
-			return net.JoinHostPort(ep.IPAddress.String(), strconv.Itoa(int(port))), nil
-		}
+	if addrs := containerAddresses(ns); len(addrs) > 0 {
+		return net.JoinHostPort(addrs[0], strconv.Itoa(int(port))), nil
 	}
 	p, ok := network.PortFrom(uint16(port), network.TCP)
 	if ok {

@@ -2,6 +2,9 @@ package docker
 
 import (
 	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -26,6 +29,7 @@ func statusOf(info container.InspectResponse) *persysv1.WorkloadStatus {
 	}
 	st.RuntimeId = info.ID
 	st.RestartCount = int32(info.RestartCount)
+	st.Addresses = containerAddresses(info.NetworkSettings)
 	s := info.State
 	if s == nil {
 		st.State = persysv1.ActualState_ACTUAL_STATE_UNKNOWN
@@ -82,6 +86,29 @@ func statusOf(info container.InspectResponse) *persysv1.WorkloadStatus {
 		st.Message = fmt.Sprintf("unknown engine state %q", s.Status)
 	}
 	return st
+}
+
+// containerAddresses lists the container's IP addresses on its networks,
+// by network name, each network's IPv4 address before its global IPv6
+// one. The engine clears them when the container stops, so only a
+// running (or paused) container has any; host networking has none.
+func containerAddresses(ns *container.NetworkSettings) []string {
+	if ns == nil {
+		return nil
+	}
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(ns.Networks)) {
+		ep := ns.Networks[name]
+		if ep == nil {
+			continue
+		}
+		for _, a := range []netip.Addr{ep.IPAddress, ep.GlobalIPv6Address} {
+			if a.IsValid() && !a.IsUnspecified() && !slices.Contains(out, a.String()) {
+				out = append(out, a.String())
+			}
+		}
+	}
+	return out
 }
 
 // revisionOf reads the revision label; 0 when missing or malformed.

@@ -1,10 +1,13 @@
 package docker
 
 import (
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/runtime"
@@ -76,5 +79,41 @@ func TestStatusOfNoState(t *testing.T) {
 	st := statusOf(container.InspectResponse{})
 	if st.GetState() != persysv1.ActualState_ACTUAL_STATE_UNKNOWN {
 		t.Errorf("state = %s, want UNKNOWN", st.GetState())
+	}
+}
+
+func TestStatusOfAddresses(t *testing.T) {
+	ep := func(v4, v6 string) *network.EndpointSettings {
+		e := &network.EndpointSettings{}
+		if v4 != "" {
+			e.IPAddress = netip.MustParseAddr(v4)
+		}
+		if v6 != "" {
+			e.GlobalIPv6Address = netip.MustParseAddr(v6)
+		}
+		return e
+	}
+	tests := []struct {
+		name     string
+		settings *container.NetworkSettings
+		want     []string
+	}{
+		{"no settings", nil, nil},
+		{"bridge", &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"bridge": ep("172.17.0.2", "")}}, []string{"172.17.0.2"}},
+		{"stopped (addresses cleared)", &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"bridge": ep("", "")}}, nil},
+		{"host network", &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"host": ep("", ""), "none": nil}}, nil},
+		{"dual stack, networks by name", &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{
+			"zeta": ep("10.9.0.3", ""), "app": ep("10.8.0.2", "fd00::2"), "lo": ep("0.0.0.0", ""),
+		}}, []string{"10.8.0.2", "fd00::2", "10.9.0.3"}},
+		{"same address twice", &container.NetworkSettings{Networks: map[string]*network.EndpointSettings{"a": ep("10.0.0.2", ""), "b": ep("10.0.0.2", "")}}, []string{"10.0.0.2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info := inspectOf(desiredRun, container.State{Status: "running", Running: true})
+			info.NetworkSettings = tt.settings
+			if got := statusOf(info).GetAddresses(); !slices.Equal(got, tt.want) {
+				t.Errorf("addresses = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

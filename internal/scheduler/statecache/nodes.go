@@ -254,7 +254,8 @@ func sameReport(a, b *persysv1.WorkloadStatus) bool {
 	}
 	return a.GetUid() == b.GetUid() && a.GetRevision() == b.GetRevision() && a.GetState() == b.GetState() &&
 		a.GetReason() == b.GetReason() && a.GetRuntimeId() == b.GetRuntimeId() && a.GetRestartCount() == b.GetRestartCount() &&
-		a.GetReady() == b.GetReady() && a.GetHealth() == b.GetHealth() && a.GetHealthOutput() == b.GetHealthOutput()
+		a.GetReady() == b.GetReady() && a.GetHealth() == b.GetHealth() && a.GetHealthOutput() == b.GetHealthOutput() &&
+		slices.Equal(a.GetAddresses(), b.GetAddresses()) // a service's endpoints carry them
 }
 
 // NodeAddress is node id's address and whether it is alive; known is
