@@ -28,14 +28,22 @@ import (
 // reconcile brings one workload a step closer to its desired state. After a
 // placement it continues at once with the apply, so a new workload reaches
 // its node without waiting for the watch to echo the assignment.
-func (s *Scheduler) reconcile(ctx context.Context, name string) {
+//
+// It reports whether it handed the workload off (an apply in flight): the
+// queue's Done then comes when the call ends, not from the worker.
+func (s *Scheduler) reconcile(ctx context.Context, name string) (handedOff bool) {
 	start := time.Now()
 	defer func() { s.metrics.reconcileDuration.Observe(time.Since(start).Seconds()) }()
 	for step := 0; step < 3 && ctx.Err() == nil; step++ {
-		if !s.reconcileOnce(ctx, name) {
-			return
+		next, handed := s.reconcileOnce(ctx, name)
+		if handed {
+			return true
+		}
+		if !next {
+			return false
 		}
 	}
+	return false
 }
 
 // view is a consistent copy of what one decision needs.
@@ -101,35 +109,36 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 }
 
 // reconcileOnce takes one decision and carries it out; it reports whether
-// another step should follow at once.
-func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
+// another step should follow at once, and whether an apply was handed
+// off.
+func (s *Scheduler) reconcileOnce(ctx context.Context, name string) (next, handedOff bool) {
 	v, ok := s.snapshotFor(name)
 	if !ok {
-		return false
+		return false, false
 	}
 	if v.unreported && !v.in.Deleting {
 		// Wait for the node's report instead of re-applying blindly; the
 		// report queues this workload again (processReports).
-		return false
+		return false, false
 	}
 	plan := reconcile.Decide(v.in)
 	if s.failedAfterReach(ctx, name, v, plan) {
-		return false
+		return false, false
 	}
 	switch plan.Action {
 	case reconcile.Place:
-		return s.place(ctx, name, v, model.CauseNew)
+		return s.place(ctx, name, v, model.CauseNew), false
 	case reconcile.Reschedule:
 		s.recordPlan(ctx, name, v, plan)
-		return s.reschedule(ctx, name, v)
+		return s.reschedule(ctx, name, v), false
 	case reconcile.RemovePrevious:
 		s.recordPlan(ctx, name, v, plan)
 		s.removePrevious(ctx, name, v)
 	case reconcile.Apply:
-		return s.apply(ctx, name, v, plan)
+		return false, s.apply(ctx, name, v, plan)
 	case reconcile.DeleteOnNode:
 		s.recordPlan(ctx, name, v, plan)
-		return s.deleteOnNode(ctx, name, v)
+		return s.deleteOnNode(ctx, name, v), false
 	case reconcile.RemoveKeys:
 		s.removeKeys(ctx, name, v)
 	case reconcile.Wait, reconcile.Nothing:
@@ -141,7 +150,7 @@ func (s *Scheduler) reconcileOnce(ctx context.Context, name string) bool {
 			s.settle(name)
 		}
 	}
-	return false
+	return false, false
 }
 
 // recordPlan stores the status a plan carries, keeping the node's report
@@ -323,7 +332,11 @@ func (s *Scheduler) requeueAfterCommit(name string, err error) {
 
 // apply sends the desired revision to the assigned node and records what
 // the agent answered.
-func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconcile.Plan) bool {
+//
+// The agent call does not hold the worker: it is handed to the node's
+// outbox (dispatcher), and apply reports true; the workload stays being
+// processed in the queue until the call's answer is recorded.
+func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconcile.Plan) (handedOff bool) {
 	attempt, delay, ok := s.cache.BeginAttempt(name)
 	if !ok {
 		return false
@@ -338,6 +351,24 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 		s.log.Warn("applying a revision again: its start did not finish", "workload", name, "node", node, "message", plan.Message)
 		s.events.Add(model.EventApplyResent, &persysv1.Event{Workload: name, NodeId: node, Message: plan.Message})
 	}
+	s.dispatch.submit(node, func() {
+		defer s.queue.Done(name)
+		if ctx.Err() != nil {
+			return // the term ended while the call waited its turn
+		}
+		if s.callApply(ctx, name, v, attempt, delay) {
+			// A move whose new copy runs continues at once: the old
+			// copy goes (after Done, as the queue holds it till then).
+			s.queue.Add(name)
+		}
+	})
+	return true
+}
+
+// callApply makes the agent call of apply and records what the agent
+// answered; it reports whether a move's next step should follow at once.
+func (s *Scheduler) callApply(ctx context.Context, name string, v view, attempt int, delay time.Duration) bool {
+	node := v.in.Node
 	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 	defer cancel()
 	var resp *persysv1.ApplyWorkloadResponse

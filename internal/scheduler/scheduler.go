@@ -202,6 +202,8 @@ type Scheduler struct {
 
 	poolOnce sync.Once
 	pool     *agentPool
+	// dispatch runs the agent calls of applies the workers hand off.
+	dispatch *dispatcher
 	// runCtx is Run's context (guarded by runMu); background counts the
 	// goroutines started from request handlers (orphan removals) that Run
 	// waits for.
@@ -257,6 +259,7 @@ func New(cfg Config) (*Scheduler, error) {
 		nodeLossSem:    make(chan struct{}, nodeLossWriters),
 		orphanInflight: map[string]bool{},
 		loadedCh:       make(chan struct{}),
+		dispatch:       newDispatcher(cfg.AgentCallsPerNode),
 	}
 	ecfg := election.Config{Store: cfg.Store, Logger: cfg.Logger, Alone: cfg.Election == nil, Elected: s.elected}
 	if cfg.Election != nil {
@@ -353,6 +356,9 @@ func (s *Scheduler) lead(ctx context.Context) error {
 	s.queue.Close()
 	cancel()
 	wg.Wait()
+	// Handed-off applies end with the term (their context) before the
+	// cache unloads and the next term resets the queue.
+	s.dispatch.wait()
 	// No orphan removal starts after this: they check runCtx under runMu.
 	s.runMu.Lock()
 	s.runCtx = nil
@@ -487,8 +493,9 @@ func (s *Scheduler) worker(ctx context.Context) {
 		if !ok {
 			return
 		}
-		s.reconcile(ctx, name)
-		s.queue.Done(name)
+		if !s.reconcile(ctx, name) {
+			s.queue.Done(name)
+		}
 	}
 }
 
