@@ -283,7 +283,7 @@ func sideLabel(s procSide) string {
 	if s.proc != nil {
 		return s.name + " process"
 	}
-	return "bench process (scheduler, etcd, hollow nodes and the watchers' clients together)"
+	return "bench process (all in one)"
 }
 
 // watchStartOf says where the watchers start: with WatchList each lists;

@@ -107,47 +107,75 @@ func TestWatchersOptions(t *testing.T) {
 
 // TestWatchersScenario runs the watchers scenario small over both
 // transports, with the scheduler and the gateway in processes of their
-// own: every watcher must see every change once, and each process must
-// report its own figures.
+// own, and over gRPC with the scheduler in this process and watchers
+// that list first: every watcher must see every change once, and each
+// process must report its own figures.
 func TestWatchersScenario(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, a hollow cluster, a scheduler and a gateway process")
 	}
 	const watchers, changes = 20, 15
-	o := Options{
-		Cluster: ClusterOptions{Nodes: 4, Dir: t.TempDir(), HeartbeatInterval: 500 * time.Millisecond,
-			EtcdNoFsync: true, SchedulerProcess: true},
-		Workloads: 200, SubmitBatch: 50, Concurrency: 4, Watchers: watchers, Changes: changes, WatchTransport: WatchBoth,
-		Timeout: 2 * time.Minute, ProgressEvery: time.Second,
+	tests := []struct {
+		name      string
+		apart     bool
+		transport string
+		list      bool
+		want      []string
+	}{
+		{"both, scheduler process", true, WatchBoth, false, []string{WatchGRPC, WatchGateway}},
+		{"grpc in one process, listing first", false, WatchGRPC, true, []string{WatchGRPC}},
 	}
-	var progress bytes.Buffer
-	o.Progress = &syncWriter{w: &progress}
-	rep, err := Run(context.Background(), ScenarioWatchers, o)
-	if err != nil {
-		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := Options{
+				Cluster: ClusterOptions{Nodes: 4, Dir: t.TempDir(), HeartbeatInterval: 500 * time.Millisecond,
+					EtcdNoFsync: true, SchedulerProcess: tc.apart},
+				Workloads: 200, SubmitBatch: 50, Concurrency: 4, Watchers: watchers, Changes: changes,
+				WatchTransport: tc.transport, WatchList: tc.list, Timeout: 2 * time.Minute, ProgressEvery: time.Second,
+			}
+			var progress bytes.Buffer
+			o.Progress = &syncWriter{w: &progress}
+			rep, err := Run(context.Background(), ScenarioWatchers, o)
+			if err != nil {
+				t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+			}
+			var table bytes.Buffer
+			if err := rep.WriteTable(&table); err != nil {
+				t.Fatal(err)
+			}
+			t.Log("\n" + table.String())
+			r, ok := rep.Result.(WatchersResult)
+			if !ok {
+				t.Fatalf("result of type %T", rep.Result)
+			}
+			if len(r.Phases) != len(tc.want) {
+				t.Fatalf("%d phases, want %v", len(r.Phases), tc.want)
+			}
+			for i, ph := range r.Phases {
+				if ph.Transport != tc.want[i] {
+					t.Fatalf("phase %d: %s, want %s", i, ph.Transport, tc.want[i])
+				}
+				checkWatchPhase(t, ph, tc.apart, tc.list, watchers, changes)
+			}
+		})
 	}
-	var table bytes.Buffer
-	if err := rep.WriteTable(&table); err != nil {
-		t.Fatal(err)
+}
+
+// checkWatchPhase checks one phase's accounting and figures.
+func checkWatchPhase(t *testing.T, ph WatchPhase, apart, list bool, watchers, changes int) {
+	t.Helper()
+	if ph.ExactlyOnce != watchers || ph.Deliveries != int64(watchers*changes) || ph.Delivery.N != watchers*changes || ph.Fanout.N != changes {
+		t.Fatalf("%s: %d watchers exactly once, %d deliveries (%d latencies, %d per change), want %d, %d",
+			ph.Transport, ph.ExactlyOnce, ph.Deliveries, ph.Delivery.N, ph.Fanout.N, watchers, watchers*changes)
 	}
-	t.Log("\n" + table.String())
-	r, ok := rep.Result.(WatchersResult)
-	if !ok {
-		t.Fatalf("result of type %T", rep.Result)
+	if (ph.Since > 0) == list {
+		t.Fatalf("%s: since revision %d with list %v", ph.Transport, ph.Since, list)
 	}
-	if len(r.Phases) != 2 || r.Phases[0].Transport != WatchGRPC || r.Phases[1].Transport != WatchGateway {
-		t.Fatalf("phases: %+v", r.Phases)
+	sched := ph.Scheduler
+	if (sched.Process == "scheduler process") != apart || sched.Opened.Goroutines <= sched.Before.Goroutines || sched.After.HeapAllocBytes <= 0 {
+		t.Fatalf("%s: scheduler figures %+v", ph.Transport, sched)
 	}
-	for _, ph := range r.Phases {
-		if ph.ExactlyOnce != watchers || ph.Deliveries != watchers*changes || ph.Delivery.N != watchers*changes || ph.Fanout.N != changes {
-			t.Fatalf("%s: %d watchers exactly once, %d deliveries (%d latencies, %d per change), want %d, %d",
-				ph.Transport, ph.ExactlyOnce, ph.Deliveries, ph.Delivery.N, ph.Fanout.N, watchers, watchers*changes)
-		}
-		if ph.Since <= 0 || ph.Scheduler.Process != "scheduler process" || ph.Scheduler.Opened.Goroutines <= ph.Scheduler.Before.Goroutines {
-			t.Fatalf("%s: since %d, scheduler figures %+v", ph.Transport, ph.Since, ph.Scheduler)
-		}
-		if gw := ph.Gateway; (ph.Transport == WatchGateway) != (gw != nil) || gw != nil && gw.Opened.Goroutines <= gw.Before.Goroutines {
-			t.Fatalf("%s: gateway figures %+v", ph.Transport, gw)
-		}
+	if gw := ph.Gateway; (ph.Transport == WatchGateway) != (gw != nil) || gw != nil && gw.Opened.Goroutines <= gw.Before.Goroutines {
+		t.Fatalf("%s: gateway figures %+v", ph.Transport, gw)
 	}
 }
