@@ -13,7 +13,7 @@ func watchersRows(c *Cluster, o *Options, res WatchersResult) []Row {
 		{"assumes", fmt.Sprintf("%d workloads RUNNING on %d hollow nodes", res.Workloads, len(c.Nodes)), ""},
 		{"assumes", "a change sets one label of one workload (ApplyWorkload, same spec: no agent call), " + how, ""},
 		{"assumes", "each watcher: its own client and mTLS connection, reads as admin, decodes in the bench process", ""},
-		{"assumes", "memory: live heap and RSS after a collection that returns freed pages; per watcher = (open - before) / watchers", ""},
+		{"assumes", "memory: live heap and RSS after a collection that returns freed pages; per watcher = (open, or after the changes, - before) / watchers", ""},
 	}
 	if c.proc == nil {
 		rows = append(rows, Row{"warning", "the scheduler runs in the bench process: its memory, goroutine and CPU figures include the watchers' clients, etcd and the hollow nodes", ""})
@@ -60,11 +60,12 @@ func procRows(prefix string, watchers int, f WatchProcFigures) []Row {
 	n := float64(watchers)
 	mib := func(b int64) float64 { return float64(b) / (1 << 20) }
 	live := func(m MemSample) int64 { return m.HeapAllocBytes + m.StackInuseBytes }
+	per := func(a, b int64) float64 { return float64(b-a) / n / 1024 }
 	return []Row{
-		{p + "heap + stacks per watcher", fmt.Sprintf("%.1f KiB (%.1f → %.1f MiB open, %.1f MiB after the changes)",
-			float64(live(f.Opened)-live(f.Before))/n/1024, mib(live(f.Before)), mib(live(f.Opened)), mib(live(f.After))), ""},
-		{p + "RSS per watcher", fmt.Sprintf("%.1f KiB (%.0f → %.0f MiB open, %.0f MiB after the changes)",
-			float64(f.Opened.RSSBytes-f.Before.RSSBytes)/n/1024, mib(f.Before.RSSBytes), mib(f.Opened.RSSBytes), mib(f.After.RSSBytes)), ""},
+		{p + "heap + stacks per watcher", fmt.Sprintf("%.1f KiB open, %.1f KiB after the changes (%.1f → %.1f → %.1f MiB)",
+			per(live(f.Before), live(f.Opened)), per(live(f.Before), live(f.After)), mib(live(f.Before)), mib(live(f.Opened)), mib(live(f.After))), ""},
+		{p + "RSS per watcher", fmt.Sprintf("%.1f KiB open, %.1f KiB after the changes (%.0f → %.0f → %.0f MiB)",
+			per(f.Before.RSSBytes, f.Opened.RSSBytes), per(f.Before.RSSBytes, f.After.RSSBytes), mib(f.Before.RSSBytes), mib(f.Opened.RSSBytes), mib(f.After.RSSBytes)), ""},
 		{p + "goroutines per watcher", fmt.Sprintf("%.2f (%d → %d)", float64(f.Opened.Goroutines-f.Before.Goroutines)/n, f.Before.Goroutines, f.Opened.Goroutines),
 			"no goroutine per etcd key"},
 		{p + "CPU per delivered change", fmt.Sprintf("%.2f µs (%.2fs in all; idle with the watchers open: %.3f CPU-s/s)", f.CPUPerDelivUs, f.ChangesCPUSec, f.IdleCPU), ""},
