@@ -320,6 +320,10 @@ func TestSchedProcConfigValidate(t *testing.T) {
 		{"agents by name", func(c *schedProcConfig) { c.AgentsAddr = "localhost:7000" }, "agents_addr"},
 		{"negative workers", func(c *schedProcConfig) { c.Workers = -1 }, "workers"},
 		{"relative profile", func(c *schedProcConfig) { c.CPUProfile = "cpu.prof" }, "cpu_profile"},
+		{"client identity without key", func(c *schedProcConfig) { c.ClientCA, c.ClientCert = "/pki/ca.crt", "/pki/scheduler.crt" }, "client_key"},
+		{"relative client certificate", func(c *schedProcConfig) {
+			c.ClientCA, c.ClientCert, c.ClientKey = "/pki/ca.crt", "scheduler.crt", "/pki/scheduler.key"
+		}, "client_cert"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

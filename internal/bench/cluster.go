@@ -223,7 +223,7 @@ type Cluster struct {
 	etcdDir string
 	etcdTLS *store.EmbeddedTLS
 	emb     *store.Embedded
-	proc    *schedProc // with SchedulerProcess
+	proc    *childProc // with SchedulerProcess
 	phase   phase
 	cancel  context.CancelFunc
 	bg      sync.WaitGroup

@@ -135,7 +135,7 @@ func RunGatewayProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 
 // startGatewayProc starts the gateway process in front of the scheduler's
 // client listener, with the bundle's gateway identity.
-func startGatewayProc(ctx context.Context, c *Cluster) (*schedProc, error) {
+func startGatewayProc(ctx context.Context, c *Cluster) (*childProc, error) {
 	if c.ClientAddr == "" || c.bundle == nil {
 		return nil, errors.New("bench: a gateway needs the scheduler's mTLS listener (ClusterOptions.ClientTLS)")
 	}

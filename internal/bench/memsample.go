@@ -36,7 +36,7 @@ func serveMemSample(w http.ResponseWriter, _ *http.Request) {
 }
 
 // memSample asks the child for its MemSample.
-func (p *schedProc) memSample() (MemSample, error) {
+func (p *childProc) memSample() (MemSample, error) {
 	var s MemSample
 	resp, err := p.http.Get("http://" + p.ready.MetricsAddr + "/memstats")
 	if err != nil {

@@ -326,8 +326,9 @@ func schedProcMux(reg *prometheus.Registry, cpuPath, heapPath string) *http.Serv
 	return mux
 }
 
-// schedProc is the bench's handle on a running scheduler process.
-type schedProc struct {
+// childProc is the bench's handle on a running child process: the
+// scheduler's (startSchedProc) or the gateway's (startGatewayProc).
+type childProc struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	ready   schedProcReady
@@ -339,14 +340,14 @@ type schedProc struct {
 
 // startSchedProc re-executes this binary as the scheduler process and
 // waits for its ready line. onExit is called if it ends before stop.
-func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)) (*schedProc, error) {
+func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)) (*childProc, error) {
 	return startChild(ctx, "scheduler process", SchedulerProcessCommand, cfg, onExit)
 }
 
 // startChild re-executes this binary with the hidden command and its
 // JSON configuration cfg, and waits for its ready line; what names the
 // child in errors. onExit is called if it ends before stop.
-func startChild(ctx context.Context, what, command string, cfg any, onExit func(error)) (*schedProc, error) {
+func startChild(ctx context.Context, what, command string, cfg any, onExit func(error)) (*childProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("bench: %s: %w", what, err)
@@ -371,7 +372,7 @@ func startChild(ctx context.Context, what, command string, cfg any, onExit func(
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", what, err)
 	}
-	p := &schedProc{cmd: cmd, stdin: stdin, exited: make(chan struct{}),
+	p := &childProc{cmd: cmd, stdin: stdin, exited: make(chan struct{}),
 		http: &http.Client{Timeout: 30 * time.Second}}
 	lines := make(chan string, 1)
 	go func() {
@@ -413,7 +414,7 @@ func startChild(ctx context.Context, what, command string, cfg any, onExit func(
 
 // stop closes the child's stdin (it ends by itself) and kills it if it is
 // still there after a while.
-func (p *schedProc) stop() {
+func (p *childProc) stop() {
 	p.stopped.Store(true)
 	_ = p.stdin.Close()
 	select {
@@ -425,7 +426,7 @@ func (p *schedProc) stop() {
 	<-p.exited
 }
 
-func (p *schedProc) running() bool {
+func (p *childProc) running() bool {
 	select {
 	case <-p.exited:
 		return false
@@ -434,7 +435,7 @@ func (p *schedProc) running() bool {
 	}
 }
 
-func (p *schedProc) post(path string) error {
+func (p *childProc) post(path string) error {
 	resp, err := p.http.Post("http://"+p.ready.MetricsAddr+path, "text/plain", nil)
 	if err != nil {
 		return err
@@ -449,7 +450,7 @@ func (p *schedProc) post(path string) error {
 
 // Gather scrapes the child's /metrics: the bench reads the scheduler's
 // gauges and histograms through it as it does an in-process registry.
-func (p *schedProc) Gather() ([]*dto.MetricFamily, error) {
+func (p *childProc) Gather() ([]*dto.MetricFamily, error) {
 	resp, err := p.http.Get("http://" + p.ready.MetricsAddr + "/metrics")
 	if err != nil {
 		return nil, err
@@ -471,7 +472,7 @@ func (p *schedProc) Gather() ([]*dto.MetricFamily, error) {
 }
 
 // stats reads the child's resident memory and CPU time from /proc.
-func (p *schedProc) stats() SchedProcStats {
+func (p *childProc) stats() SchedProcStats {
 	return statsOfPID(p.cmd.Process.Pid)
 }
 

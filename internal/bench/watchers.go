@@ -38,6 +38,10 @@ const (
 	// watchIdleWindow is how long a phase measures the CPU that open,
 	// idle watchers cost before it makes changes.
 	watchIdleWindow = 3 * time.Second
+	// watchChangeTimeout bounds the wait for one change to reach every
+	// watcher when they are made one at a time: a lost delivery of the
+	// last change fails the run then, not after --timeout.
+	watchChangeTimeout = 30 * time.Second
 	// watchSettle bounds the wait for the scheduler to drop a phase's
 	// streams before the next phase measures its baseline.
 	watchSettle = 30 * time.Second
@@ -127,7 +131,7 @@ type WatchProcFigures struct {
 // the gateway's) or, with proc nil, this one.
 type procSide struct {
 	name string
-	proc *schedProc
+	proc *childProc
 }
 
 func (s procSide) mem() (MemSample, error) {
@@ -171,7 +175,7 @@ func watchers(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 	// Let the creation's aftermath (status reports, events) pass before
 	// the first baseline.
 	sleepCtx(ctx, watchIdleWindow)
-	var gw *schedProc
+	var gw *childProc
 	if o.WatchTransport != WatchGRPC {
 		var err error
 		if gw, err = startGatewayProc(ctx, c); err != nil {
@@ -213,7 +217,7 @@ func createWorkloads(ctx context.Context, c *Cluster, o *Options, ns []string) e
 
 // watchPhase runs one transport's phase on workloads ns; its changes'
 // markers start at k0.
-func watchPhase(ctx context.Context, c *Cluster, o *Options, gw *schedProc, transport string, ns []string, k0 int) (WatchPhase, error) {
+func watchPhase(ctx context.Context, c *Cluster, o *Options, gw *childProc, transport string, ns []string, k0 int) (WatchPhase, error) {
 	ph := WatchPhase{Transport: transport}
 	sides := []procSide{{name: "scheduler", proc: c.proc}}
 	addr := c.ClientAddr
@@ -357,7 +361,13 @@ func makeChanges(ctx context.Context, c *Cluster, o *Options, a *account, sec *f
 			return rpcs, fmt.Errorf("bench: change %d of %s: result %q, want updated", j, name, r)
 		}
 		if tick == nil {
-			if err := awaitChanges(ctx, a, &completed, j+1); err != nil {
+			cctx, ccancel := context.WithTimeout(ctx, watchChangeTimeout)
+			err := awaitChanges(cctx, a, &completed, j+1)
+			ccancel()
+			if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("bench: change %d: %d of %d watchers saw it within %s", j, a.seen[j].Load(), len(a.watchers), watchChangeTimeout)
+			}
+			if err != nil {
 				return rpcs, err
 			}
 		}

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -77,6 +78,35 @@ func TestAccount(t *testing.T) {
 				t.Fatalf("latencies: %v, last %v", all, last)
 			}
 		})
+	}
+}
+
+func TestGatewayProcConfigValidate(t *testing.T) {
+	ok := gwProcConfig{Scheduler: "127.0.0.1:9443", CA: "/pki/ca.crt", Cert: "/pki/gateway.crt", Key: "/pki/gateway.key"}
+	if err := ok.validate(); err != nil {
+		t.Fatalf("valid config: %v", err)
+	}
+	tests := []struct {
+		name    string
+		tweak   func(c *gwProcConfig)
+		wantErr string
+	}{
+		{"scheduler off loopback", func(c *gwProcConfig) { c.Scheduler = "10.0.0.1:9443" }, "scheduler"},
+		{"scheduler by name", func(c *gwProcConfig) { c.Scheduler = "localhost:9443" }, "scheduler"},
+		{"relative key", func(c *gwProcConfig) { c.Key = "gateway.key" }, "key"},
+		{"no CA", func(c *gwProcConfig) { c.CA = "" }, "ca"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.tweak(&c)
+			if err := c.validate(); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one naming %q", err, tc.wantErr)
+			}
+		})
+	}
+	if err := RunGatewayProcess(`{"scheduler":"127.0.0.1:1","surprise":1}`, strings.NewReader(""), io.Discard); err == nil || !strings.Contains(err.Error(), "surprise") {
+		t.Fatalf("unknown field: error %v", err)
 	}
 }
 
