@@ -54,9 +54,10 @@ func newWatchersCommand() *cobra.Command {
 	o := &bench.Options{Cluster: bench.ClusterOptions{Nodes: 100}, Workloads: 10000}
 	cmd := scenarioCommand(bench.ScenarioWatchers, "Open --watchers watchers of --workloads RUNNING workloads over gRPC and/or the gateway's NDJSON stream, make --changes changes; delivery latency to every watcher, exactly-once accounting, scheduler and gateway memory, goroutines and CPU per watcher", o)
 	f := cmd.Flags()
-	f.IntVar(&o.Watchers, "watchers", 1000, "concurrent watchers, each its own client and mTLS connection (1-20000)")
+	f.IntVar(&o.Watchers, "watchers", 1000, "concurrent watchers, each its own client and mTLS connection unless --conns (1-20000)")
 	f.IntVar(&o.Changes, "changes", 300, "changes per transport, each a label change of one workload")
 	f.StringVar(&o.WatchTransport, "transport", bench.WatchBoth, "grpc (WatchWorkloads to the scheduler), gateway (GET /v1/workloads?watch=true through a gateway process) or both, one after the other")
+	f.IntVar(&o.WatchConns, "conns", 0, "clients (connections) the watchers share, round robin (0: one per watcher, as separate processes would have)")
 	f.BoolVar(&o.WatchList, "list", false, "have every watcher start with the full list (watchers × workloads SNAPSHOT items) instead of resuming after the bench's own list")
 	for name, val := range map[string]string{"scheduler-process": "true", "submit-batch": "100"} {
 		_ = f.Set(name, val)

@@ -66,11 +66,12 @@ type Options struct {
 	// scenario: Watchers clients over WatchTransport (grpc, gateway or
 	// both, one after the other) see Changes changes each phase; with
 	// WatchList each starts with the full list instead of resuming after
-	// the bench's own list. Rate is then changes per second (0: one at a
-	// time, each after every watcher saw the one before).
-	Watchers, Changes int
-	WatchTransport    string
-	WatchList         bool
+	// the bench's own list; WatchConns clients are shared by the watchers
+	// round robin (0: each its own). Rate is then changes per second (0:
+	// one at a time, each after every watcher saw the one before).
+	Watchers, Changes, WatchConns int
+	WatchTransport                string
+	WatchList                     bool
 	// Duration of the churn (default 30s).
 	Duration time.Duration
 	// LossFraction of the nodes node-loss stops (default 0.1).

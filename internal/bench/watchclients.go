@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,12 +22,14 @@ import (
 	"github.com/persys-dev/compute/internal/pki"
 )
 
-// The watchers' clients. Each watcher is a client of its own, as a
-// thousand persysctl processes or dashboards would be: a gRPC watcher has
-// its own mTLS connection to the scheduler and one WatchWorkloads stream
-// on it; a gateway watcher has its own HTTPS connection (HTTP/2, mutual
-// TLS, as internal/client dials) to the gateway and one NDJSON stream
-// (GET /v1/workloads?watch=true). Both read with the admin identity.
+// The watchers' clients. By default each watcher is a client of its own,
+// as a thousand persysctl processes or dashboards would be: a gRPC
+// watcher has its own mTLS connection to the scheduler and one
+// WatchWorkloads stream on it; a gateway watcher has its own HTTPS
+// connection (HTTP/2, mutual TLS, as internal/client dials) to the
+// gateway and one NDJSON stream (GET /v1/workloads?watch=true). With
+// Options.WatchConns the watchers share that many clients, round robin.
+// All read with the admin identity.
 
 // openConcurrency bounds the watchers that are dialling and waiting for
 // their first item at once.
@@ -64,35 +67,30 @@ func (s *watcherSet) close() {
 // (WatchGRPC: to the scheduler at addr; WatchGateway: to the gateway at
 // addr) and returns once each has read its first BOOKMARK, or at the
 // first failure or after timeout.
-func openWatchers(ctx context.Context, transport, addr string, admin pki.Files, start watchStart, a *account, timeout time.Duration) (*watcherSet, error) {
+func openWatchers(ctx context.Context, transport, addr string, admin pki.Files, conns int, start watchStart, a *account, timeout time.Duration) (*watcherSet, error) {
 	tlsCfg, err := pki.ClientTLS(admin, "")
 	if err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	set := &watcherSet{cancel: cancel}
+	n := len(a.watchers)
+	if conns > 0 {
+		n = min(conns, n)
+	}
+	runs := make([]watchRun, n)
+	for i := range runs {
+		var closeFn func()
+		if runs[i], closeFn, err = newWatchClient(transport, addr, tlsCfg, start, a); err != nil {
+			set.close()
+			return nil, fmt.Errorf("bench: watch client %d: %w", i, err)
+		}
+		set.closers = append(set.closers, closeFn)
+	}
 	opened := make(chan error, len(a.watchers))
 	sem := make(chan struct{}, openConcurrency)
-	for _, w := range a.watchers {
-		var run func(context.Context, *watchAcct, func(error))
-		switch transport {
-		case WatchGRPC:
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-			if err != nil {
-				set.close()
-				return nil, fmt.Errorf("bench: watcher %d: %w", w.id, err)
-			}
-			set.closers = append(set.closers, func() { _ = conn.Close() })
-			cli := persysv1grpc.NewControlServiceClient(conn)
-			run = func(ctx context.Context, w *watchAcct, opened func(error)) { grpcWatch(ctx, cli, start, a, w, opened) }
-		default:
-			tr := &http.Transport{TLSClientConfig: tlsCfg.Clone(), ForceAttemptHTTP2: true}
-			set.closers = append(set.closers, tr.CloseIdleConnections)
-			hc := &http.Client{Transport: tr}
-			run = func(ctx context.Context, w *watchAcct, opened func(error)) {
-				gatewayWatch(ctx, hc, addr, start, a, w, opened)
-			}
-		}
+	for i, w := range a.watchers {
+		run := runs[i%n]
 		set.wg.Add(1)
 		go func() {
 			defer set.wg.Done()
@@ -127,6 +125,30 @@ func openWatchers(ctx context.Context, transport, addr string, admin pki.Files, 
 		}
 	}
 	return set, nil
+}
+
+// watchRun reads one watcher's stream into the ledger; it calls opened
+// at the watcher's first bookmark or when it fails before.
+type watchRun func(ctx context.Context, w *watchAcct, opened func(error))
+
+// newWatchClient makes one client of transport: a gRPC connection or an
+// HTTP client with a transport of its own; closeFn releases it.
+func newWatchClient(transport, addr string, tlsCfg *tls.Config, start watchStart, a *account) (run watchRun, closeFn func(), err error) {
+	if transport == WatchGRPC {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+		if err != nil {
+			return nil, nil, err
+		}
+		cli := persysv1grpc.NewControlServiceClient(conn)
+		return func(ctx context.Context, w *watchAcct, opened func(error)) { grpcWatch(ctx, cli, start, a, w, opened) },
+			func() { _ = conn.Close() }, nil
+	}
+	tr := &http.Transport{TLSClientConfig: tlsCfg.Clone(), ForceAttemptHTTP2: true}
+	hc := &http.Client{Transport: tr}
+	return func(ctx context.Context, w *watchAcct, opened func(error)) {
+			gatewayWatch(ctx, hc, addr, start, a, w, opened)
+		},
+		tr.CloseIdleConnections, nil
 }
 
 // grpcWatch reads one WatchWorkloads stream into the ledger; opened is

@@ -54,6 +54,9 @@ func (o *Options) watchersDefaults() error {
 	if o.Changes < 1 || o.Changes > maxBenchChanges {
 		return fmt.Errorf("bench: changes %d: must be between 1 and %d", o.Changes, maxBenchChanges)
 	}
+	if o.WatchConns < 0 {
+		return fmt.Errorf("bench: conns %d: must not be negative (0: one per watcher)", o.WatchConns)
+	}
 	switch o.WatchTransport {
 	case "":
 		o.WatchTransport = WatchBoth
@@ -78,12 +81,14 @@ func watchTransports(t string) []string {
 // WatchersResult is the outcome of the watchers scenario: one phase per
 // transport.
 type WatchersResult struct {
-	Watchers  int          `json:"watchers"`
-	Workloads int          `json:"workloads"`
-	Changes   int          `json:"changes_per_phase"`
-	Rate      float64      `json:"changes_per_s,omitempty"`
-	List      bool         `json:"watchers_list_first"`
-	Phases    []WatchPhase `json:"phases"`
+	Watchers  int     `json:"watchers"`
+	Workloads int     `json:"workloads"`
+	Changes   int     `json:"changes_per_phase"`
+	Rate      float64 `json:"changes_per_s,omitempty"`
+	List      bool    `json:"watchers_list_first"`
+	// Conns is how many clients the watchers share (0: one each).
+	Conns  int          `json:"client_conns,omitempty"`
+	Phases []WatchPhase `json:"phases"`
 }
 
 // WatchPhase is one transport's figures.
@@ -183,7 +188,7 @@ func watchers(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		}
 		defer gw.stop()
 	}
-	res := WatchersResult{Watchers: o.Watchers, Workloads: o.Workloads, Changes: o.Changes, Rate: o.Rate, List: o.WatchList}
+	res := WatchersResult{Watchers: o.Watchers, Workloads: o.Workloads, Changes: o.Changes, Rate: o.Rate, List: o.WatchList, Conns: o.WatchConns}
 	stopProfile := profile(c, o)
 	defer stopProfile()
 	var err error
@@ -237,7 +242,7 @@ func watchPhase(ctx context.Context, c *Cluster, o *Options, gw *childProc, tran
 	a := newAccount(o.Watchers, o.Changes, k0, ns)
 	fmt.Fprintf(o.Progress, "watchers: %s: opening %d watchers\n", transport, o.Watchers)
 	t0 := time.Now()
-	set, err := openWatchers(ctx, transport, addr, c.bundle.Admin, start, a, o.Timeout)
+	set, err := openWatchers(ctx, transport, addr, c.bundle.Admin, o.WatchConns, start, a, o.Timeout)
 	if err != nil {
 		return ph, err
 	}

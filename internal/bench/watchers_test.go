@@ -119,6 +119,7 @@ func TestWatchersOptions(t *testing.T) {
 		{"no watchers", Options{Workloads: 1, Changes: 1}, "watchers"},
 		{"too many watchers", Options{Workloads: 1, Changes: 1, Watchers: maxBenchWatchers + 1}, "watchers"},
 		{"no changes", Options{Workloads: 1, Watchers: 1}, "changes"},
+		{"negative conns", Options{Workloads: 1, Watchers: 1, Changes: 1, WatchConns: -1}, "conns"},
 		{"unknown transport", Options{Workloads: 1, Watchers: 1, Changes: 1, WatchTransport: "smoke"}, "transport"},
 		{"ok", Options{Workloads: 1, Watchers: 1, Changes: 1}, ""},
 	}
@@ -138,7 +139,7 @@ func TestWatchersOptions(t *testing.T) {
 // TestWatchersScenario runs the watchers scenario small over both
 // transports, with the scheduler and the gateway in processes of their
 // own, and over gRPC with the scheduler in this process and watchers
-// that list first: every watcher must see every change once, and each
+// that list first and share three connections: every watcher must see every change once, and each
 // process must report its own figures.
 func TestWatchersScenario(t *testing.T) {
 	if testing.Short() {
@@ -150,10 +151,11 @@ func TestWatchersScenario(t *testing.T) {
 		apart     bool
 		transport string
 		list      bool
+		conns     int
 		want      []string
 	}{
-		{"both, scheduler process", true, WatchBoth, false, []string{WatchGRPC, WatchGateway}},
-		{"grpc in one process, listing first", false, WatchGRPC, true, []string{WatchGRPC}},
+		{"both, scheduler process", true, WatchBoth, false, 0, []string{WatchGRPC, WatchGateway}},
+		{"grpc in one process, listing first, 3 connections", false, WatchGRPC, true, 3, []string{WatchGRPC}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,7 +163,7 @@ func TestWatchersScenario(t *testing.T) {
 				Cluster: ClusterOptions{Nodes: 4, Dir: t.TempDir(), HeartbeatInterval: 500 * time.Millisecond,
 					EtcdNoFsync: true, SchedulerProcess: tc.apart},
 				Workloads: 200, SubmitBatch: 50, Concurrency: 4, Watchers: watchers, Changes: changes,
-				WatchTransport: tc.transport, WatchList: tc.list, Timeout: 2 * time.Minute, ProgressEvery: time.Second,
+				WatchTransport: tc.transport, WatchList: tc.list, WatchConns: tc.conns, Timeout: 2 * time.Minute, ProgressEvery: time.Second,
 			}
 			var progress bytes.Buffer
 			o.Progress = &syncWriter{w: &progress}

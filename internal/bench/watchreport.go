@@ -12,7 +12,7 @@ func watchersRows(c *Cluster, o *Options, res WatchersResult) []Row {
 	rows := []Row{
 		{"assumes", fmt.Sprintf("%d workloads RUNNING on %d hollow nodes", res.Workloads, len(c.Nodes)), ""},
 		{"assumes", "a change sets one label of one workload (ApplyWorkload, same spec: no agent call), " + how, ""},
-		{"assumes", "each watcher: its own client and mTLS connection, reads as admin, decodes in the bench process", ""},
+		{"assumes", clients(res) + ", reading as admin and decoding in the bench process", ""},
 		{"assumes", "memory: live heap and RSS after a collection that returns freed pages; per watcher = (open, or after the changes, - before) / watchers", ""},
 	}
 	if c.proc == nil {
@@ -70,6 +70,14 @@ func procRows(prefix string, watchers int, f WatchProcFigures) []Row {
 			"no goroutine per etcd key"},
 		{p + "CPU per delivered change", fmt.Sprintf("%.2f µs (%.2fs in all; idle with the watchers open: %.3f CPU-s/s)", f.CPUPerDelivUs, f.ChangesCPUSec, f.IdleCPU), ""},
 	}
+}
+
+// clients says how the watchers connect.
+func clients(res WatchersResult) string {
+	if res.Conns == 0 || res.Conns >= res.Watchers {
+		return "each watcher its own client and mTLS connection"
+	}
+	return fmt.Sprintf("%d watchers sharing %d clients round robin (HTTP/2 opens more connections past its stream limit)", res.Watchers, res.Conns)
 }
 
 // distMs shows a distribution with its minimum, in milliseconds.
