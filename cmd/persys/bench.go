@@ -41,7 +41,28 @@ to stdout, progress lines to stderr, and --json writes the full report.`,
 		newScenarioCommand(bench.ScenarioNodeLoss, "With --workloads RUNNING, stop --loss-fraction of the nodes; time until their workloads run elsewhere, duplicates", 200, 2000),
 		newScenarioCommand(bench.ScenarioChurn, "Create/update/delete over --workloads names for --duration; etcd growth, heartbeats/s, RSS", 200, 1000),
 		newServicesCommand(),
+		newWatchersCommand(),
 	)
+	return cmd
+}
+
+// newWatchersCommand is the watchers scenario: its flags, its shape, and
+// the scheduler in a process of its own by default so that its memory,
+// goroutines and CPU per watcher are its own (the gateway always runs in
+// one of its own).
+func newWatchersCommand() *cobra.Command {
+	o := &bench.Options{Cluster: bench.ClusterOptions{Nodes: 100}, Workloads: 10000}
+	cmd := scenarioCommand(bench.ScenarioWatchers, "Open --watchers watchers of --workloads RUNNING workloads over gRPC and/or the gateway's NDJSON stream, make --changes changes; delivery latency to every watcher, exactly-once accounting, scheduler and gateway memory, goroutines and CPU per watcher", o)
+	f := cmd.Flags()
+	f.IntVar(&o.Watchers, "watchers", 1000, "concurrent watchers, each its own client and mTLS connection unless --conns (1-20000)")
+	f.IntVar(&o.Changes, "changes", 300, "changes per transport, each a label change of one workload")
+	f.StringVar(&o.WatchTransport, "transport", bench.WatchBoth, "grpc (WatchWorkloads to the scheduler), gateway (GET /v1/workloads?watch=true through a gateway process) or both, one after the other")
+	f.IntVar(&o.WatchConns, "conns", 0, "clients (connections) the watchers share, round robin (0: one per watcher, as separate processes would have)")
+	f.BoolVar(&o.WatchList, "list", false, "have every watcher start with the full list (watchers × workloads SNAPSHOT items) instead of resuming after the bench's own list")
+	for name, val := range map[string]string{"scheduler-process": "true", "submit-batch": "100"} {
+		_ = f.Set(name, val)
+		f.Lookup(name).DefValue = val
+	}
 	return cmd
 }
 
@@ -152,7 +173,7 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	if name != bench.ScenarioServices {
 		f.IntVar(&o.Workloads, "workloads", o.Workloads, "workloads to submit (churn: names to churn over)")
 	}
-	f.Float64Var(&o.Rate, "rate", 0, "submissions per second (latency, default 50) or operations per second (churn, 0: unlimited)")
+	f.Float64Var(&o.Rate, "rate", 0, "submissions per second (latency, default 50), operations per second (churn, 0: unlimited) or changes per second (watchers, 0: one at a time, each after every watcher saw the one before)")
 	f.IntVar(&o.Concurrency, "concurrency", bench.DefaultConcurrency, "concurrent submitters")
 	f.IntVar(&o.SubmitBatch, "submit-batch", 1, "workloads per submission: 1 calls ApplyWorkload, more call ApplyWorkloads as persysctl apply -f does with many documents (throughput, node-loss, churn's pool; at most 1000)")
 	f.DurationVar(&o.Duration, "duration", 30*time.Second, "how long churn runs")
@@ -223,6 +244,21 @@ func newSoakCommand() *cobra.Command {
 	f.DurationVar(&o.EventTTL, "event-ttl", time.Minute, "event retention")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
 	return cmd
+}
+
+// newBenchGatewayProcessCommand is the hidden command persys bench
+// watchers starts as its gateway: only the gateway, configured by the
+// JSON argument, ending when its standard input closes.
+func newBenchGatewayProcessCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    bench.GatewayProcessCommand + " CONFIG",
+		Short:  "The gateway process of persys bench watchers (started by it)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return bench.RunGatewayProcess(args[0], cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
 }
 
 // newBenchSchedulerProcessCommand is the hidden command persys bench

@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSchedulerCommand(), newAgentCommand(), newGatewayCommand(), newCACommand(), newDevCommand(), newBenchCommand(), newBenchSchedulerProcessCommand())
+	root.AddCommand(newSchedulerCommand(), newAgentCommand(), newGatewayCommand(), newCACommand(), newDevCommand(), newBenchCommand(), newBenchSchedulerProcessCommand(), newBenchGatewayProcessCommand())
 	root.AddCommand(newSecretsKeyCommand(), newVersionCommand(), newBackupCommand())
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)

@@ -27,6 +27,13 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
+	if len(os.Args) == 3 && os.Args[1] == GatewayProcessCommand {
+		if err := RunGatewayProcess(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench gateway process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	os.Exit(m.Run())
 }
 
@@ -73,9 +80,9 @@ func TestDistOf(t *testing.T) {
 		want Dist
 	}{
 		{"empty", nil, Dist{}},
-		{"one", ms(7), Dist{N: 1, P50: 7, P90: 7, P99: 7, Max: 7, Mean: 7}},
-		{"hundred", ms(hundred...), Dist{N: 100, P50: 50, P90: 90, P99: 99, Max: 100, Mean: 50.5}},
-		{"two", ms(10, 20), Dist{N: 2, P50: 10, P90: 20, P99: 20, Max: 20, Mean: 15}},
+		{"one", ms(7), Dist{N: 1, Min: 7, P50: 7, P90: 7, P99: 7, Max: 7, Mean: 7}},
+		{"hundred", ms(hundred...), Dist{N: 100, Min: 1, P50: 50, P90: 90, P99: 99, Max: 100, Mean: 50.5}},
+		{"two", ms(10, 20), Dist{N: 2, Min: 10, P50: 10, P90: 20, P99: 20, Max: 20, Mean: 15}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -313,6 +320,10 @@ func TestSchedProcConfigValidate(t *testing.T) {
 		{"agents by name", func(c *schedProcConfig) { c.AgentsAddr = "localhost:7000" }, "agents_addr"},
 		{"negative workers", func(c *schedProcConfig) { c.Workers = -1 }, "workers"},
 		{"relative profile", func(c *schedProcConfig) { c.CPUProfile = "cpu.prof" }, "cpu_profile"},
+		{"client identity without key", func(c *schedProcConfig) { c.ClientCA, c.ClientCert = "/pki/ca.crt", "/pki/scheduler.crt" }, "client_key"},
+		{"relative client certificate", func(c *schedProcConfig) {
+			c.ClientCA, c.ClientCert, c.ClientKey = "/pki/ca.crt", "scheduler.crt", "/pki/scheduler.key"
+		}, "client_cert"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

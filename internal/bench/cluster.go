@@ -80,6 +80,14 @@ type ClusterOptions struct {
 	StartBatch int
 	// Progress receives a line per started batch; nil is silent.
 	Progress io.Writer
+	// ClientTLS has the scheduler serve its ControlService over mTLS on
+	// a loopback listener of its own (Cluster.ClientAddr), as persys
+	// scheduler does, for API clients: watchers, a gateway. The
+	// identities are those of Dir/pki.
+	ClientTLS bool
+	// ExtraFiles is how many more descriptors the run needs besides the
+	// cluster's own (its clients' connections).
+	ExtraFiles int
 }
 
 // defaults checks the options and fills in what was left zero, one group
@@ -206,12 +214,16 @@ type Cluster struct {
 	Store    *store.Store
 	Sched    *scheduler.Scheduler // nil with SchedulerProcess
 	Addr     string
-	Nodes    []*Hollow
+	// ClientAddr is the scheduler's mTLS listener (with ClientTLS).
+	ClientAddr string
+	Nodes      []*Hollow
+
+	bundle *pki.Bundle // the identities, with MTLS or ClientTLS
 
 	etcdDir string
 	etcdTLS *store.EmbeddedTLS
 	emb     *store.Embedded
-	proc    *schedProc // with SchedulerProcess
+	proc    *childProc // with SchedulerProcess
 	phase   phase
 	cancel  context.CancelFunc
 	bg      sync.WaitGroup
@@ -302,10 +314,21 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 		}
 		fmt.Fprintf(o.Progress, "bench: certificates: %d issued, %d reused in %.1fs\n", cst.Issued, cst.Reused, cst.Seconds)
 	}
+	if o.ClientTLS && bundle == nil {
+		// Absolute: the scheduler process reads the files too.
+		dir, err := filepath.Abs(filepath.Join(o.Dir, "pki"))
+		if err != nil {
+			return c, fmt.Errorf("bench: data dir: %w", err)
+		}
+		if bundle, err = pki.Bootstrap(dir, nil, nil, nil); err != nil {
+			return c, fmt.Errorf("bench: certificates: %w", err)
+		}
+	}
+	c.bundle = bundle
 	// Per node with mTLS: the agent's listener, and two loopback
 	// connections (agent to scheduler, scheduler to agent) with both ends
 	// in this process. The shared transport needs a few in all.
-	want := uint64(4096)
+	want := uint64(4096) + uint64(max(o.ExtraFiles, 0))
 	if o.MTLS {
 		want += uint64(o.Nodes) * 5
 	}
@@ -416,6 +439,9 @@ func (c *Cluster) startScheduler(ctx context.Context, bundle *pki.Bundle) error 
 	c.cancel = cancel
 	c.goBackground("scheduler run", func() error { return c.Sched.Run(runCtx) })
 	c.goBackground("scheduler serve", func() error { return serve(runCtx, ln) })
+	if err := c.serveClients(runCtx); err != nil {
+		return err
+	}
 	for c.Sched.Ready() != nil {
 		if err := c.failed(); err != nil {
 			return err
@@ -425,6 +451,29 @@ func (c *Cluster) startScheduler(ctx context.Context, bundle *pki.Bundle) error 
 		}
 	}
 
+	return nil
+}
+
+// serveClients starts the in-process scheduler's mTLS listener for API
+// clients (ClientTLS); with MTLS its one listener is that already.
+func (c *Cluster) serveClients(ctx context.Context) error {
+	switch {
+	case !c.opts.ClientTLS:
+		return nil
+	case c.opts.MTLS:
+		c.ClientAddr = c.Addr
+		return nil
+	}
+	tlsCfg, err := pki.ServerTLS(c.bundle.Scheduler)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("bench: scheduler client listener: %w", err)
+	}
+	c.ClientAddr = ln.Addr().String()
+	c.goBackground("scheduler client serve", func() error { return scheduler.Serve(ctx, ln, c.Sched, tlsCfg) })
 	return nil
 }
 
@@ -454,11 +503,15 @@ func (c *Cluster) startSchedProc(ctx context.Context) error {
 		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers, GCPercent: c.opts.GCPercent,
 		CPUProfile: c.opts.SchedulerCPUProfile, HeapProfile: c.opts.SchedulerHeapProfile,
 	}
+	if c.opts.ClientTLS {
+		f := c.bundle.Scheduler
+		cfg.ClientCA, cfg.ClientCert, cfg.ClientKey = f.CA, f.Cert, f.Key
+	}
 	p, err := startSchedProc(ctx, cfg, c.fail)
 	if err != nil {
 		return err
 	}
-	c.proc, c.Registry, c.Addr = p, p, p.ready.Addr
+	c.proc, c.Registry, c.Addr, c.ClientAddr = p, p, p.ready.Addr, p.ready.ClientAddr
 	return nil
 }
 

@@ -189,6 +189,7 @@ func loadAverage() float64 {
 // Dist summarizes durations in milliseconds.
 type Dist struct {
 	N    int     `json:"n"`
+	Min  float64 `json:"min_ms"`
 	P50  float64 `json:"p50_ms"`
 	P90  float64 `json:"p90_ms"`
 	P99  float64 `json:"p99_ms"`
@@ -213,7 +214,7 @@ func distOf(ds []time.Duration) Dist {
 	for _, d := range s {
 		sum += d
 	}
-	return Dist{N: len(s), P50: ms(rank(50)), P90: ms(rank(90)), P99: ms(rank(99)), Max: ms(s[len(s)-1]),
+	return Dist{N: len(s), Min: ms(s[0]), P50: ms(rank(50)), P90: ms(rank(90)), P99: ms(rank(99)), Max: ms(s[len(s)-1]),
 		Mean: ms(sum / time.Duration(len(s)))}
 }
 

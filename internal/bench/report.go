@@ -26,8 +26,12 @@ type Params struct {
 	ApplyDelayMs float64 `json:"apply_delay_ms"`
 	ReadyDelayMs float64 `json:"ready_delay_ms,omitempty"`
 	// Services and Replicas: the services scenario's shape.
-	Services            int     `json:"services,omitempty"`
-	Replicas            int     `json:"replicas,omitempty"`
+	Services int `json:"services,omitempty"`
+	Replicas int `json:"replicas,omitempty"`
+	// Watchers, Changes and WatchTransport: the watchers scenario's shape.
+	Watchers            int     `json:"watchers,omitempty"`
+	Changes             int     `json:"changes,omitempty"`
+	WatchTransport      string  `json:"watch_transport,omitempty"`
 	HeartbeatIntervalMs float64 `json:"heartbeat_interval_ms"`
 	// HeartbeatEffectiveMs is the interval the scheduler tells agents at
 	// this many nodes (it stretches HeartbeatIntervalMs in large clusters).

@@ -62,6 +62,16 @@ type Options struct {
 	// Services and Replicas shape the services scenario (Workloads is
 	// then their product).
 	Services, Replicas int
+	// Watchers, Changes, WatchTransport and WatchList shape the watchers
+	// scenario: Watchers clients over WatchTransport (grpc, gateway or
+	// both, one after the other) see Changes changes each phase; with
+	// WatchList each starts with the full list instead of resuming after
+	// the bench's own list; WatchConns clients are shared by the watchers
+	// round robin (0: each its own). Rate is then changes per second (0:
+	// one at a time, each after every watcher saw the one before).
+	Watchers, Changes, WatchConns int
+	WatchTransport                string
+	WatchList                     bool
 	// Duration of the churn (default 30s).
 	Duration time.Duration
 	// LossFraction of the nodes node-loss stops (default 0.1).
@@ -80,11 +90,20 @@ type Options struct {
 	AtEnd func()
 }
 
+// scenarioDefaults checks and fills the options of one scenario only.
+func (o *Options) scenarioDefaults(scenario string) error {
+	switch scenario {
+	case ScenarioServices:
+		return o.servicesDefaults()
+	case ScenarioWatchers:
+		return o.watchersDefaults()
+	}
+	return nil
+}
+
 func (o *Options) defaults(scenario string) error {
-	if scenario == ScenarioServices {
-		if err := o.servicesDefaults(); err != nil {
-			return err
-		}
+	if err := o.scenarioDefaults(scenario); err != nil {
+		return err
 	}
 	if o.Workloads < 1 || o.Workloads > 1_000_000 {
 		return fmt.Errorf("bench: workloads %d: must be between 1 and 1000000", o.Workloads)
@@ -174,8 +193,10 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 		fn = churn
 	case ScenarioServices:
 		fn = services
+	case ScenarioWatchers:
+		fn = watchers
 	default:
-		return nil, fmt.Errorf("bench: scenario %q: unknown (throughput, latency, node-loss, churn, services)", scenario)
+		return nil, fmt.Errorf("bench: scenario %q: unknown (throughput, latency, node-loss, churn, services, watchers)", scenario)
 	}
 	if err := o.defaults(scenario); err != nil {
 		return nil, err
@@ -196,10 +217,12 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 		rep.Params.DurationSec = o.Duration.Seconds()
 	case ScenarioNodeLoss:
 		rep.Params.LossFraction = o.LossFraction
+	case ScenarioWatchers:
+		rep.Params.Watchers, rep.Params.Changes, rep.Params.WatchTransport = o.Watchers, o.Changes, o.WatchTransport
 	}
 	err = fn(ctx, c, &o, rep)
 	workloads := o.Workloads
-	if scenario == ScenarioChurn || scenario == ScenarioNodeLoss {
+	if scenario == ScenarioChurn || scenario == ScenarioNodeLoss || scenario == ScenarioWatchers {
 		workloads = 0 // not what the phase's CPU went to
 	}
 	rep.CPU = c.phase.cpu

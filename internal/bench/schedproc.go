@@ -73,6 +73,12 @@ type schedProcConfig struct {
 	// path, so another local process cannot make it write elsewhere.
 	CPUProfile  string `json:"cpu_profile,omitempty"`
 	HeapProfile string `json:"heap_profile,omitempty"`
+	// ClientCA, ClientCert and ClientKey, when set, are the scheduler's
+	// identity for a second listener that serves API clients (watchers,
+	// a gateway) over mTLS, as persys scheduler does.
+	ClientCA   string `json:"client_ca,omitempty"`
+	ClientCert string `json:"client_cert,omitempty"`
+	ClientKey  string `json:"client_key,omitempty"`
 }
 
 // validate accepts loopback addresses only: the child is a test host.
@@ -102,10 +108,14 @@ func (c schedProcConfig) validate() error {
 	if err := loopbackHostPort(c.AgentsAddr); err != nil {
 		return fmt.Errorf("agents_addr: %q: %w", c.AgentsAddr, err)
 	}
-	for field, p := range map[string]string{"cpu_profile": c.CPUProfile, "heap_profile": c.HeapProfile} {
+	for field, p := range map[string]string{"cpu_profile": c.CPUProfile, "heap_profile": c.HeapProfile,
+		"client_ca": c.ClientCA, "client_cert": c.ClientCert, "client_key": c.ClientKey} {
 		if p != "" && !filepath.IsAbs(p) {
 			return fmt.Errorf("%s: %q: want an absolute file path", field, p)
 		}
+	}
+	if (c.ClientCA == "") != (c.ClientCert == "") || (c.ClientCert == "") != (c.ClientKey == "") {
+		return errors.New("client_ca, client_cert and client_key: set all three or none")
 	}
 	if c.HeartbeatInterval < 0 || c.LeaseTTL < 0 || c.RescheduleGrace < 0 || c.Workers < 0 {
 		return errors.New("heartbeat_interval, lease_ttl, reschedule_grace and workers must not be negative")
@@ -124,10 +134,13 @@ func loopbackHostPort(hp string) error {
 	return nil
 }
 
-// schedProcReady is the child's one line on standard output.
+// schedProcReady is a child's one line on standard output (the
+// scheduler's or the gateway's process).
 type schedProcReady struct {
 	Addr        string `json:"addr"`
 	MetricsAddr string `json:"metrics_addr"`
+	// ClientAddr is the scheduler's mTLS listener for API clients.
+	ClientAddr string `json:"client_addr,omitempty"`
 }
 
 // RunSchedulerProcess runs the bench's scheduler process with the JSON
@@ -200,7 +213,7 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 	go func() { _ = srv.Serve(mln) }()
 	defer srv.Close()
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); errc <- sched.Run(ctx) }()
@@ -210,6 +223,10 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 	}()
 	defer wg.Wait()
 	defer cancel()
+	clientAddr, err := serveClients(ctx, cfg, sched, &wg, errc)
+	if err != nil {
+		return err
+	}
 
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -222,7 +239,7 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 		case <-t.C:
 		}
 	}
-	line, _ := json.Marshal(schedProcReady{Addr: ln.Addr().String(), MetricsAddr: mln.Addr().String()})
+	line, _ := json.Marshal(schedProcReady{Addr: ln.Addr().String(), MetricsAddr: mln.Addr().String(), ClientAddr: clientAddr})
 	if _, err := fmt.Fprintf(stdout, "%s\n", line); err != nil {
 		return err
 	}
@@ -237,11 +254,32 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 	}
 }
 
-// schedProcMux serves /metrics and the profiles the bench asks for, into
-// the files named at start (none: the endpoint answers 404).
+// serveClients serves the scheduler's ControlService over mTLS on a
+// loopback listener of its own when cfg names the identity; it returns
+// the listener's address ("" without one).
+func serveClients(ctx context.Context, cfg schedProcConfig, sched *scheduler.Scheduler, wg *sync.WaitGroup, errc chan<- error) (string, error) {
+	if cfg.ClientCert == "" {
+		return "", nil
+	}
+	tlsCfg, err := pki.ServerTLS(pki.Files{CA: cfg.ClientCA, Cert: cfg.ClientCert, Key: cfg.ClientKey})
+	if err != nil {
+		return "", fmt.Errorf("client listener: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("client listener: %w", err)
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); errc <- scheduler.Serve(ctx, ln, sched, tlsCfg) }()
+	return ln.Addr().String(), nil
+}
+
+// schedProcMux serves /metrics, /memstats and the profiles the bench asks
+// for, into the files named at start (none: the endpoint answers 404).
 func schedProcMux(reg *prometheus.Registry, cpuPath, heapPath string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /memstats", serveMemSample)
 	var mu sync.Mutex
 	var cpu *os.File
 	if cpuPath != "" {
@@ -288,8 +326,9 @@ func schedProcMux(reg *prometheus.Registry, cpuPath, heapPath string) *http.Serv
 	return mux
 }
 
-// schedProc is the bench's handle on a running scheduler process.
-type schedProc struct {
+// childProc is the bench's handle on a running child process: the
+// scheduler's (startSchedProc) or the gateway's (startGatewayProc).
+type childProc struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	ready   schedProcReady
@@ -301,16 +340,23 @@ type schedProc struct {
 
 // startSchedProc re-executes this binary as the scheduler process and
 // waits for its ready line. onExit is called if it ends before stop.
-func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)) (*schedProc, error) {
+func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)) (*childProc, error) {
+	return startChild(ctx, "scheduler process", SchedulerProcessCommand, cfg, onExit)
+}
+
+// startChild re-executes this binary with the hidden command and its
+// JSON configuration cfg, and waits for its ready line; what names the
+// child in errors. onExit is called if it ends before stop.
+func startChild(ctx context.Context, what, command string, cfg any, onExit func(error)) (*childProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("bench: scheduler process: %w", err)
+		return nil, fmt.Errorf("bench: %s: %w", what, err)
 	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe, SchedulerProcessCommand, string(raw))
+	cmd := exec.Command(exe, command, string(raw))
 	cmd.Stderr = os.Stderr
 	// Its own process group: a terminal's Ctrl-C reaches the bench, which
 	// then closes the child's stdin; the child does not race it.
@@ -324,9 +370,9 @@ func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: start scheduler process: %w", err)
+		return nil, fmt.Errorf("bench: start %s: %w", what, err)
 	}
-	p := &schedProc{cmd: cmd, stdin: stdin, exited: make(chan struct{}),
+	p := &childProc{cmd: cmd, stdin: stdin, exited: make(chan struct{}),
 		http: &http.Client{Timeout: 30 * time.Second}}
 	lines := make(chan string, 1)
 	go func() {
@@ -341,7 +387,7 @@ func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)
 		p.waitErr = cmd.Wait()
 		close(p.exited)
 		if onExit != nil && !p.stopped.Load() {
-			onExit(fmt.Errorf("scheduler process ended: %v", p.waitErr))
+			onExit(fmt.Errorf("%s ended: %v", what, p.waitErr))
 		}
 	}()
 	timer := time.NewTimer(schedProcStartTimeout)
@@ -350,16 +396,16 @@ func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)
 	case line, ok := <-lines:
 		if !ok {
 			<-p.exited
-			return nil, fmt.Errorf("bench: scheduler process ended before it was ready: %v", p.waitErr)
+			return nil, fmt.Errorf("bench: %s ended before it was ready: %v", what, p.waitErr)
 		}
 		if err := json.Unmarshal([]byte(line), &p.ready); err != nil || p.ready.Addr == "" || p.ready.MetricsAddr == "" {
 			p.stop()
-			return nil, fmt.Errorf("bench: scheduler process: ready line %q: not understood", line)
+			return nil, fmt.Errorf("bench: %s: ready line %q: not understood", what, line)
 		}
 		return p, nil
 	case <-timer.C:
 		p.stop()
-		return nil, fmt.Errorf("bench: scheduler process not ready after %s", schedProcStartTimeout)
+		return nil, fmt.Errorf("bench: %s not ready after %s", what, schedProcStartTimeout)
 	case <-ctx.Done():
 		p.stop()
 		return nil, ctx.Err()
@@ -368,7 +414,7 @@ func startSchedProc(ctx context.Context, cfg schedProcConfig, onExit func(error)
 
 // stop closes the child's stdin (it ends by itself) and kills it if it is
 // still there after a while.
-func (p *schedProc) stop() {
+func (p *childProc) stop() {
 	p.stopped.Store(true)
 	_ = p.stdin.Close()
 	select {
@@ -380,7 +426,7 @@ func (p *schedProc) stop() {
 	<-p.exited
 }
 
-func (p *schedProc) running() bool {
+func (p *childProc) running() bool {
 	select {
 	case <-p.exited:
 		return false
@@ -389,7 +435,7 @@ func (p *schedProc) running() bool {
 	}
 }
 
-func (p *schedProc) post(path string) error {
+func (p *childProc) post(path string) error {
 	resp, err := p.http.Post("http://"+p.ready.MetricsAddr+path, "text/plain", nil)
 	if err != nil {
 		return err
@@ -404,7 +450,7 @@ func (p *schedProc) post(path string) error {
 
 // Gather scrapes the child's /metrics: the bench reads the scheduler's
 // gauges and histograms through it as it does an in-process registry.
-func (p *schedProc) Gather() ([]*dto.MetricFamily, error) {
+func (p *childProc) Gather() ([]*dto.MetricFamily, error) {
 	resp, err := p.http.Get("http://" + p.ready.MetricsAddr + "/metrics")
 	if err != nil {
 		return nil, err
@@ -426,7 +472,7 @@ func (p *schedProc) Gather() ([]*dto.MetricFamily, error) {
 }
 
 // stats reads the child's resident memory and CPU time from /proc.
-func (p *schedProc) stats() SchedProcStats {
+func (p *childProc) stats() SchedProcStats {
 	return statsOfPID(p.cmd.Process.Pid)
 }
 
