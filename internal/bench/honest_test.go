@@ -161,37 +161,53 @@ func TestStallWatch(t *testing.T) {
 	}
 }
 
-// TestThroughputThatCannotFitSaysWhy runs a throughput scenario whose
-// nodes hold fewer workloads than it submits: it must end before its
-// timeout, stopped by the stall check, with the reason the scheduler
-// gives, and print no rate.
-func TestThroughputThatCannotFitSaysWhy(t *testing.T) {
+// TestRunThatCannotFitSaysWhy runs scenarios whose nodes hold fewer
+// workloads than they submit: each must end before its timeout, stopped
+// by the stall check, with the reason the scheduler gives, and print no
+// rate.
+func TestRunThatCannotFitSaysWhy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and a hollow cluster")
 	}
-	o := Options{
-		// 100 mCPU, 80% usable: 8 workloads of 10 mCPU per node, 16 in all.
-		Cluster: ClusterOptions{Nodes: 2, Dir: t.TempDir(), HeartbeatInterval: 500 * time.Millisecond, EtcdNoFsync: true,
-			NodeCPUMillis: 100},
-		Workloads: 24, Concurrency: 4, Timeout: 10 * time.Minute, StallAfter: time.Second,
+	for _, scenario := range []string{ScenarioThroughput, ScenarioLatency} {
+		t.Run(scenario, func(t *testing.T) {
+			o := Options{
+				// 100 mCPU, 80% usable: 8 workloads of 10 mCPU per node, 16 in all.
+				Cluster: ClusterOptions{Nodes: 2, Dir: t.TempDir(), HeartbeatInterval: 500 * time.Millisecond, EtcdNoFsync: true,
+					NodeCPUMillis: 100},
+				Workloads: 24, Concurrency: 4, Rate: 200, Timeout: 10 * time.Minute, StallAfter: time.Second,
+			}
+			var progress bytes.Buffer
+			o.Progress = &syncWriter{w: &progress}
+			rep, err := Run(context.Background(), scenario, o)
+			if err == nil {
+				t.Fatal("run of 24 workloads on room for 16 succeeded")
+			}
+			checkUnfinished(t, rep, err)
+		})
 	}
-	var progress bytes.Buffer
-	o.Progress = &syncWriter{w: &progress}
-	rep, err := Run(context.Background(), ScenarioThroughput, o)
-	if err == nil {
-		t.Fatal("run of 24 workloads on room for 16 succeeded")
+}
+
+// checkUnfinished checks the account of a run of 24 workloads on room
+// for 16.
+func checkUnfinished(t *testing.T, rep *Report, err error) {
+	t.Helper()
+	var u *Unfinished
+	switch r := rep.Result.(type) {
+	case ThroughputResult:
+		u = r.Unfinished
+	case LatencyResult:
+		u = r.Unfinished
 	}
-	res, ok := rep.Result.(ThroughputResult)
-	if !ok || res.Unfinished == nil {
+	if u == nil {
 		t.Fatalf("result %+v: no account of the unfinished run (err %v)", rep.Result, err)
 	}
-	u := res.Unfinished
 	if !u.Stalled || u.Total != 24 || u.Running != 16 || u.Pending != 8 || len(u.Why) != 1 || u.Why[0].Count != 8 ||
 		u.Why[0].Reason != "every node ruled out (insufficient_cpu: 2)" {
 		t.Fatalf("unfinished = %+v, want stalled with 16 RUNNING and 8 pending, every node ruled out by CPU", u)
 	}
-	want := "16 of 24 placed, 16 RUNNING; stopped after"
-	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "8 pending: every node ruled out (insufficient_cpu: 2)") {
+	if !strings.Contains(err.Error(), "16 of 24 placed, 16 RUNNING; stopped after") ||
+		!strings.Contains(err.Error(), "8 pending: every node ruled out (insufficient_cpu: 2)") {
 		t.Fatalf("error %q does not say how far it got and why", err)
 	}
 	var table bytes.Buffer
@@ -199,8 +215,8 @@ func TestThroughputThatCannotFitSaysWhy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, row := range rep.Table {
-		if strings.Contains(row.Metric, "placements/s") || strings.Contains(row.Metric, "RUNNING after") || strings.Contains(row.Metric, "per workload") ||
-			strings.Contains(row.Value, "per workload") {
+		if strings.Contains(row.Metric, "placements/s") || strings.Contains(row.Metric, "RUNNING after") ||
+			strings.Contains(row.Metric, "RUNNING p") || strings.Contains(row.Value, "per workload") {
 			t.Fatalf("unfinished run shows a rate: %+v\n%s", row, table.String())
 		}
 	}

@@ -61,7 +61,7 @@ func idleRows(r IdleResult, workloads, nodes int, apart bool) []Row {
 		where = "bench process (hollow agents, etcd)"
 	}
 	rows := []Row{
-		{Metric: fmt.Sprintf("at rest for %.0fs: heartbeats handled", r.Seconds), Value: fmt.Sprintf("%.2f/s (%d nodes, %d workloads)", r.HeartbeatsPerSec, nodes, workloads)},
+		{Metric: fmt.Sprintf("at rest for %.0fs: heartbeats handled", r.Seconds), Value: fmt.Sprintf("%.2f/s (%s, %s)", r.HeartbeatsPerSec, plural(nodes, "node"), plural(workloads, "workload"))},
 		{Metric: "at rest: CPU of the " + where, Value: fmt.Sprintf("%.1f ms/s, %.1f ms per heartbeat (upper bound of an agent's heartbeat: the process does more)",
 			r.BenchCPUMsPerSec, r.BenchCPUMsPerHeartbeat)},
 	}

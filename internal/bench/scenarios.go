@@ -675,6 +675,8 @@ type LatencyResult struct {
 	// AgentApplies are the scheduler's agent calls, timed one by one by the
 	// bench (in-process scheduler, shared transport only).
 	AgentApplies Dist `json:"agent_applies_exact"`
+	// Unfinished says how far a run that stalled got, and why.
+	Unfinished *Unfinished `json:"unfinished,omitempty"`
 }
 
 func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
@@ -692,9 +694,13 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		return fmt.Sprintf("submitted %d/%d  running %d", launched.Load(), len(ns), finished.Load())
 	})
 	defer stopProgress()
+	// runCtx ends the waits early when the run stalls with nothing left
+	// that can be placed.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
 	one := func(i int) {
 		defer wg.Done()
-		wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		wctx, cancel := context.WithTimeout(runCtx, o.Timeout)
 		defer cancel()
 		cli := c.Control(i)
 		start := time.Now()
@@ -718,6 +724,7 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 	}
 	stopProfile := profile(c, o)
 	start := time.Now()
+	stall := watchStall(ctx, c, len(ns), o.StallAfter, start, func() bool { return launched.Load() >= int64(len(ns)) }, cancelRun)
 	interval := time.Duration(float64(time.Second) / o.Rate)
 	var lastLaunch time.Time
 	for i := range ns {
@@ -731,9 +738,17 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		go one(i)
 	}
 	wg.Wait()
+	unfinished := stall()
 	stopProfile()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if unfinished != nil {
+		// No percentiles and no rate: they would describe only the part
+		// that fit.
+		rep.Result = LatencyResult{Submitted: len(ns), Failed: failed, TargetRate: o.Rate, Unfinished: unfinished}
+		rep.Table = []Row{{Metric: "submissions", Value: fmt.Sprintf("%d at %.0f/s", len(ns), o.Rate)}, {Metric: "unfinished", Value: unfinished.String()}}
+		return fmt.Errorf("bench: %s", unfinished)
 	}
 	res := LatencyResult{Submitted: len(ns), Failed: failed, TargetRate: o.Rate, SubmitToRun: distOf(lats), ApplyRPC: distOf(rpcs)}
 	if firstErr != nil {

@@ -200,3 +200,41 @@ func unfinishedAt(ctx context.Context, c *Cluster, total int, start time.Time, s
 	}
 	return u
 }
+
+// watchStall follows a run whose waits are its own (one watch per
+// workload): once ready says everything was submitted, and nothing has
+// changed for after while every workload not RUNNING is pending with no
+// feasible node, it records how far the run got and calls cancel. The
+// function it returns ends the watch and gives that record (nil when the
+// run did not stall).
+func watchStall(ctx context.Context, c *Cluster, total int, after time.Duration, start time.Time, ready func() bool, cancel func()) func() *Unfinished {
+	done := make(chan struct{})
+	result := make(chan *Unfinished, 1)
+	go func() {
+		sw := newStallWatch(after, start)
+		for {
+			p, r, pend, err := progressOf(c)
+			now := time.Now()
+			if err == nil && ready() && sw.stalled(now, p, r, pend) {
+				if _, _, stuck, err := pendingWhy(ctx, c); err == nil && stuck {
+					u := unfinishedAt(ctx, c, total, start, true)
+					cancel()
+					<-done
+					result <- u
+					return
+				}
+				sw.restart(now)
+			}
+			select {
+			case <-done:
+				result <- nil
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	return func() *Unfinished {
+		close(done)
+		return <-result
+	}
+}
