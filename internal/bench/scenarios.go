@@ -464,7 +464,7 @@ func waitRunning(ctx context.Context, c *Cluster, want int, timeout, stallAfter 
 		if err == nil && r >= want {
 			return nil
 		}
-		if err == nil && sw.stalled(time.Now(), p, r, pend) {
+		if err == nil && sw.stalled(time.Now(), p, r, pend) && pend > 0 {
 			if _, _, stuck, err := pendingWhy(wctx, c); err == nil && stuck {
 				return fmt.Errorf("bench: %s", unfinishedAt(ctx, c, want, start, true))
 			}
@@ -580,7 +580,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 				}
 				// Submissions done and nothing moves: ask the scheduler
 				// whether what is left can be placed at all.
-				if int(submitted.Load()) >= len(ns) && sw.stalled(now, p, r, pend) {
+				if int(submitted.Load()) >= len(ns) && sw.stalled(now, p, r, pend) && pend > 0 {
 					if _, _, stuck, err := pendingWhy(watchCtx, c); err == nil && stuck {
 						unfinished = unfinishedAt(ctx, c, len(ns), start, true)
 						watchDone <- fmt.Errorf("bench: %s", unfinished)

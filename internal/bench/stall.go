@@ -130,7 +130,8 @@ func pendingWhy(ctx context.Context, c *Cluster) (pending int, why []PendingGrou
 
 // stallWatch notices a wait that no longer progresses: it is fed the
 // figures that move while a run converges and says when they stood still
-// for its period.
+// for its period. Its callers list the workloads (to ask why) only when
+// the PENDING gauge is above zero, as that list is large.
 type stallWatch struct {
 	after time.Duration
 	last  [3]int
@@ -215,7 +216,7 @@ func watchStall(ctx context.Context, c *Cluster, total int, after time.Duration,
 		for {
 			p, r, pend, err := progressOf(c)
 			now := time.Now()
-			if err == nil && ready() && sw.stalled(now, p, r, pend) {
+			if err == nil && ready() && sw.stalled(now, p, r, pend) && pend > 0 {
 				if _, _, stuck, err := pendingWhy(ctx, c); err == nil && stuck {
 					u := unfinishedAt(ctx, c, total, start, true)
 					cancel()
