@@ -18,6 +18,7 @@ import (
 
 	"github.com/persys-dev/compute/internal/bench"
 	"github.com/persys-dev/compute/internal/gctune"
+	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/scheduler"
 )
 
@@ -89,7 +90,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 
 // scenarioCommand runs one scenario with o, which its flags fill.
 func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
-	var jsonOut, cpuProfile, memProfile, pprofAddr string
+	var jsonOut, cpuProfile, memProfile, pprofAddr, nodeCPU, nodeMemory string
 	cmd := &cobra.Command{
 		Use:   name,
 		Short: short,
@@ -98,6 +99,9 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			o.Progress = os.Stderr
+			if err := nodeCapacity(&o.Cluster, nodeCPU, nodeMemory); err != nil {
+				return err
+			}
 			for _, p := range []*string{&o.Cluster.SchedulerCPUProfile, &o.Cluster.SchedulerHeapProfile} {
 				if *p != "" {
 					abs, err := filepath.Abs(*p)
@@ -179,6 +183,12 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	f.DurationVar(&o.Duration, "duration", 30*time.Second, "how long churn runs")
 	f.Float64Var(&o.LossFraction, "loss-fraction", 0.1, "share of the nodes node-loss stops")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound on each wait for convergence")
+	if name == bench.ScenarioThroughput {
+		f.DurationVar(&o.IdleSample, "idle-sample", 0, "after every workload runs, watch the cluster at rest this long: heartbeats and CPU per second (0: skip)")
+	}
+	f.DurationVar(&o.StallAfter, "stall-after", bench.DefaultStallAfter, "end a wait for convergence early, saying why, when nothing changed for this long and every workload not RUNNING is pending with no node that fits")
+	f.StringVar(&nodeCPU, "node-cpu", "4", "each hollow node's CPU capacity, as in a manifest (4, 64, 2500m); placement uses up to 80% of it and a bench workload asks 10m")
+	f.StringVar(&nodeMemory, "node-memory", "8Gi", "each hollow node's memory capacity, as in a manifest (8Gi, 64Gi); placement uses up to 80% of it and a bench workload asks 8Mi")
 	f.DurationVar(&o.ProgressEvery, "progress-every", 3*time.Second, "period of the progress line on stderr")
 	f.DurationVar(&o.Cluster.ApplyDelay, "apply-delay", 0, "sim runtime CREATING → RUNNING delay")
 	f.DurationVar(&o.Cluster.HeartbeatInterval, "heartbeat-interval", 2*time.Second, "agent heartbeat interval")
@@ -199,6 +209,25 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	f.StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the scenario, cluster still running (go tool pprof -sample_index=inuse_space shows who holds what)")
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve net/http/pprof (with mutex and block profiles) on this loopback address, e.g. 127.0.0.1:6060")
 	return cmd
+}
+
+// nodeCapacity sets the hollow nodes' capacity from the --node-cpu and
+// --node-memory quantities.
+func nodeCapacity(c *bench.ClusterOptions, cpu, memory string) error {
+	var err error
+	if c.NodeCPUMillis, err = manifest.ParseCPU(cpu); err != nil {
+		return fmt.Errorf("--node-cpu %q: %w", cpu, err)
+	}
+	if c.NodeCPUMillis < 1 {
+		return fmt.Errorf("--node-cpu %q: must be at least 1m", cpu)
+	}
+	if c.NodeMemoryBytes, err = manifest.ParseBytes(memory); err != nil {
+		return fmt.Errorf("--node-memory %q: %w", memory, err)
+	}
+	if c.NodeMemoryBytes < 1 {
+		return fmt.Errorf("--node-memory %q: must be at least 1 byte", memory)
+	}
+	return nil
 }
 
 func newSoakCommand() *cobra.Command {

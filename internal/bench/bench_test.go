@@ -103,6 +103,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"negative rate", Options{Workloads: 1, Rate: -1}, "rate"},
 		{"loss fraction one", Options{Workloads: 1, LossFraction: 1}, "loss fraction"},
 		{"negative duration", Options{Workloads: 1, Duration: -time.Second}, "duration"},
+		{"negative stall-after", Options{Workloads: 1, StallAfter: -time.Second}, "stall-after"},
+		{"negative idle sample", Options{Workloads: 1, IdleSample: -time.Second}, "idle-sample"},
 		{"ok", Options{Workloads: 1}, ""},
 	}
 	for _, tc := range tests {
@@ -126,6 +128,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"short lease", ClusterOptions{Nodes: 1, Dir: "x", LeaseTTL: time.Second}, "lease TTL"},
 		{"negative delay", ClusterOptions{Nodes: 1, Dir: "x", ApplyDelay: -1}, "apply delay"},
 		{"negative ready delay", ClusterOptions{Nodes: 1, Dir: "x", ReadyDelay: -1}, "ready delay"},
+		{"negative node CPU", ClusterOptions{Nodes: 1, Dir: "x", NodeCPUMillis: -1}, "node CPU"},
+		{"negative node memory", ClusterOptions{Nodes: 1, Dir: "x", NodeMemoryBytes: -1}, "node memory"},
 		{"scheduler process with mTLS", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, SchedulerProcess: true}, "scheduler process"},
 		{"scheduler profile in one process", ClusterOptions{Nodes: 1, Dir: "x", SchedulerCPUProfile: "/tmp/x"}, "scheduler process"},
 		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
@@ -249,14 +253,7 @@ func TestScenarios(t *testing.T) {
 			}
 			switch r := rep.Result.(type) {
 			case ThroughputResult:
-				if r.NotRunning != 0 || r.Duplicates != 0 {
-					t.Fatalf("throughput: %+v", r)
-				}
-				// Equal nodes, equal workloads, spread: concurrent workers
-				// see each other's choices, so none piles onto one node.
-				if r.PerNodeMin != r.PerNodeMax {
-					t.Fatalf("throughput: %d to %d workloads per node, want an even spread", r.PerNodeMin, r.PerNodeMax)
-				}
+				checkThroughput(t, rep, &o, r)
 			case NodeLossResult:
 				if r.Duplicates != 0 || r.MaxDuplicates != 0 || r.Recovered != r.Affected {
 					t.Fatalf("node-loss: %+v", r)
@@ -273,6 +270,29 @@ func TestScenarios(t *testing.T) {
 				t.Fatalf("result of type %T", rep.Result)
 			}
 		})
+	}
+}
+
+// checkThroughput checks a throughput run that converged.
+func checkThroughput(t *testing.T, rep *Report, o *Options, r ThroughputResult) {
+	t.Helper()
+	if r.NotRunning != 0 || r.Duplicates != 0 {
+		t.Fatalf("throughput: %+v", r)
+	}
+	// Equal nodes, equal workloads, spread: concurrent workers
+	// see each other's choices, so none piles onto one node.
+	if r.PerNodeMin != r.PerNodeMax {
+		t.Fatalf("throughput: %d to %d workloads per node, want an even spread", r.PerNodeMin, r.PerNodeMax)
+	}
+	// The bench times every agent call itself where it can.
+	if exact := !o.Cluster.MTLS && !o.Cluster.SchedulerProcess; exact != (r.AgentApplies.N == o.Workloads) {
+		t.Fatalf("throughput: %d exact agent call samples of %d workloads (exact expected: %v)", r.AgentApplies.N, o.Workloads, exact)
+	}
+	// No goal is set for 4 nodes and 16 workloads.
+	for _, row := range rep.Table {
+		if (row.Metric == "placements/s" || row.Metric == "all RUNNING after") && row.Goal != "" {
+			t.Fatalf("throughput: goal %q beside a run of 4 nodes", row.Goal)
+		}
 	}
 }
 

@@ -163,8 +163,11 @@ func (o *ClusterOptions) timingDefaults() error {
 
 // capacityDefaults checks and fills each hollow node's capacity.
 func (o *ClusterOptions) capacityDefaults() error {
-	if o.NodeCPUMillis < 0 || o.NodeMemoryBytes < 0 {
-		return errors.New("bench: node capacity must not be negative")
+	if o.NodeCPUMillis < 0 {
+		return fmt.Errorf("bench: node CPU %dm: must not be negative", o.NodeCPUMillis)
+	}
+	if o.NodeMemoryBytes < 0 {
+		return fmt.Errorf("bench: node memory %d bytes: must not be negative", o.NodeMemoryBytes)
 	}
 	if o.NodeCPUMillis == 0 {
 		o.NodeCPUMillis = 4000
@@ -232,12 +235,15 @@ type Cluster struct {
 
 	// The shared transport (nil with MTLS): the hollow agents' AgentService
 	// behind one listener, and the connections each way.
-	mux      *hollowMux
-	muxSrv   *grpc.Server
-	toSched  *connSet
-	toAgents *connSet
-	errMu    sync.Mutex
-	bgErr    error
+	mux    *hollowMux
+	muxSrv *grpc.Server
+	// agentApplies are the scheduler's ApplyWorkload calls to the hollow
+	// agents, timed one by one (in-process scheduler, shared transport).
+	agentApplies durSamples
+	toSched      *connSet
+	toAgents     *connSet
+	errMu        sync.Mutex
+	bgErr        error
 }
 
 // Hollow is one hollow node: a real agent on the sim runtime.
@@ -417,7 +423,7 @@ func (c *Cluster) startScheduler(ctx context.Context, bundle *pki.Bundle) error 
 		if err := c.startMux(); err != nil {
 			return err
 		}
-		dialer = sharedDialer{conns: c.toAgents}
+		dialer = sharedDialer{conns: c.toAgents, applies: &c.agentApplies}
 		serve = func(ctx context.Context, ln net.Listener) error {
 			return scheduler.ServeWith(ctx, ln, c.Sched, sharedServerOptions(pki.RoleAgent, pki.RoleAdmin)...)
 		}

@@ -10,9 +10,11 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Metric names read from the scheduler's registry.
@@ -56,20 +58,35 @@ func gauges(reg prometheus.Gatherer, names ...string) (map[string]float64, error
 	return out, nil
 }
 
-// Histo summarizes a scheduler histogram: count, mean and the upper bounds
-// of the buckets that hold the median and the 99th percentile.
+// Histo summarizes a scheduler histogram: count and mean (exact), and the
+// bucket that holds the median and the 99th percentile, given by its lower
+// and upper bounds (-1: above the last bucket): a Prometheus histogram
+// keeps no more than that.
 type Histo struct {
-	Count  uint64  `json:"count"`
-	MeanMs float64 `json:"mean_ms"`
-	P50Ms  float64 `json:"p50_le_ms"`
-	P99Ms  float64 `json:"p99_le_ms"`
+	Count   uint64  `json:"count"`
+	MeanMs  float64 `json:"mean_ms"`
+	P50LoMs float64 `json:"p50_gt_ms"`
+	P50Ms   float64 `json:"p50_le_ms"`
+	P99LoMs float64 `json:"p99_gt_ms"`
+	P99Ms   float64 `json:"p99_le_ms"`
 }
 
 func (h Histo) String() string {
 	if h.Count == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("mean %.2f ms, p50 ≤ %.2f ms, p99 ≤ %.2f ms (n=%d)", h.MeanMs, h.P50Ms, h.P99Ms, h.Count)
+	return fmt.Sprintf("mean %s ms, p50 in (%s, %s] ms, p99 in (%s, %s] ms (histogram buckets, n=%d)",
+		msOf(h.MeanMs), msOf(h.P50LoMs), msOf(h.P50Ms), msOf(h.P99LoMs), msOf(h.P99Ms), h.Count)
+}
+
+// msOf writes milliseconds with three significant digits, so that a
+// bucket bound of 0.001 ms does not print as 0.00; -1 is above the last
+// bucket.
+func msOf(v float64) string {
+	if v < 0 {
+		return "+Inf"
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
 // histos reads the named histograms (in seconds) from reg.
@@ -83,42 +100,93 @@ func histos(reg prometheus.Gatherer, names ...string) map[string]Histo {
 		if !slices.Contains(names, mf.GetName()) || len(mf.GetMetric()) != 1 || mf.GetMetric()[0].GetHistogram() == nil {
 			continue
 		}
-		h := mf.GetMetric()[0].GetHistogram()
-		n := h.GetSampleCount()
-		r := Histo{Count: n}
-		if n == 0 {
-			out[mf.GetName()] = r
-			continue
-		}
-		r.MeanMs = h.GetSampleSum() / float64(n) * 1000
-		r.P50Ms, r.P99Ms = math.Inf(1), math.Inf(1)
-		for _, b := range h.GetBucket() {
-			c := float64(b.GetCumulativeCount())
-			if math.IsInf(r.P50Ms, 1) && c >= 0.5*float64(n) {
-				r.P50Ms = b.GetUpperBound() * 1000
-			}
-			if math.IsInf(r.P99Ms, 1) && c >= 0.99*float64(n) {
-				r.P99Ms = b.GetUpperBound() * 1000
-			}
-		}
-		out[mf.GetName()] = r
+		out[mf.GetName()] = histoOf(mf.GetMetric()[0].GetHistogram())
 	}
 	return out
 }
 
-// schedulerTimings are the scheduler's own histograms, as table rows.
-func schedulerTimings(reg prometheus.Gatherer) (map[string]Histo, []Row) {
+// histoOf finds the buckets of the median and the 99th percentile.
+func histoOf(h *dto.Histogram) Histo {
+	n := h.GetSampleCount()
+	r := Histo{Count: n}
+	if n == 0 {
+		return r
+	}
+	r.MeanMs = h.GetSampleSum() / float64(n) * 1000
+	r.P50Ms, r.P99Ms = math.Inf(1), math.Inf(1)
+	lo := 0.0
+	for _, b := range h.GetBucket() {
+		c, up := float64(b.GetCumulativeCount()), b.GetUpperBound()*1000
+		if math.IsInf(r.P50Ms, 1) && c >= 0.5*float64(n) {
+			r.P50LoMs, r.P50Ms = lo, up
+		}
+		if math.IsInf(r.P99Ms, 1) && c >= 0.99*float64(n) {
+			r.P99LoMs, r.P99Ms = lo, up
+		}
+		lo = up
+	}
+	// Above the last bucket: -1, as JSON has no infinity.
+	if math.IsInf(r.P50Ms, 1) {
+		r.P50LoMs, r.P50Ms = lo, -1
+	}
+	if math.IsInf(r.P99Ms, 1) {
+		r.P99LoMs, r.P99Ms = lo, -1
+	}
+	return r
+}
+
+// schedulerTimings are the scheduler's own histograms, as table rows, and
+// beside them the exact samples the bench takes of the same thing where
+// it can: the scheduler's agent calls, timed on the shared transport when
+// the scheduler runs in this process.
+func schedulerTimings(reg prometheus.Gatherer, applies Dist) (map[string]Histo, []Row) {
 	const (
 		place     = "persys_scheduler_placement_duration_seconds"
 		reconcile = "persys_scheduler_reconcile_duration_seconds"
 		apply     = "persys_scheduler_apply_duration_seconds"
 	)
 	hs := histos(reg, place, reconcile, apply)
+	exact := applies.String()
+	if applies.N == 0 {
+		exact = "- (taken only with the scheduler in this process on the shared transport)"
+	}
 	return hs, []Row{
 		{Metric: "scheduler: placement function", Value: hs[place].String()},
 		{Metric: "scheduler: one reconcile (etcd + agent calls)", Value: hs[reconcile].String()},
 		{Metric: "scheduler: agent ApplyWorkload call", Value: hs[apply].String()},
+		{Metric: "scheduler: agent ApplyWorkload call, exact (bench-side samples)", Value: exact},
 	}
+}
+
+// maxSamples bounds the durations a durSamples keeps (8 MiB of them).
+const maxSamples = 1 << 20
+
+// durSamples collects durations for exact percentiles; the zero value is
+// ready, and a nil one drops what it is given.
+type durSamples struct {
+	mu      sync.Mutex
+	ds      []time.Duration
+	dropped int
+}
+
+func (s *durSamples) add(d time.Duration) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	if len(s.ds) < maxSamples {
+		s.ds = append(s.ds, d)
+	} else {
+		s.dropped++
+	}
+	s.mu.Unlock()
+}
+
+// dist is the distribution of what was added so far.
+func (s *durSamples) dist() Dist {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return distOf(s.ds)
 }
 
 // ProcStats is the whole process: etcd, the scheduler, every agent and the

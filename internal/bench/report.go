@@ -24,7 +24,10 @@ type Params struct {
 	SubmitBatch  int     `json:"submit_batch,omitempty"`
 	DurationSec  float64 `json:"duration_s,omitempty"`
 	ApplyDelayMs float64 `json:"apply_delay_ms"`
-	ReadyDelayMs float64 `json:"ready_delay_ms,omitempty"`
+	// NodeCPUMillis and NodeMemoryBytes are each hollow node's capacity.
+	NodeCPUMillis   int64   `json:"node_cpu_millis"`
+	NodeMemoryBytes int64   `json:"node_memory_bytes"`
+	ReadyDelayMs    float64 `json:"ready_delay_ms,omitempty"`
 	// Services and Replicas: the services scenario's shape.
 	Services int `json:"services,omitempty"`
 	Replicas int `json:"replicas,omitempty"`
@@ -86,8 +89,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if p.SubmitBatch > 1 {
 		submit = fmt.Sprintf(", %d workloads per submission", p.SubmitBatch)
 	}
-	fmt.Fprintf(w, "scenario %s: %d nodes, %d workloads%s, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, GC target %s, %d CPUs, %s transport, %s\n",
-		r.Scenario, p.Nodes, p.Workloads, submit, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, p.Transport, where)
+	fmt.Fprintf(w, "scenario %s: %d nodes of %gCPU/%.1fGiB, %d workloads%s, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, GC target %s, %d CPUs, %s transport, %s\n",
+		r.Scenario, p.Nodes, float64(p.NodeCPUMillis)/1000, float64(p.NodeMemoryBytes)/(1<<30), p.Workloads, submit, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, p.Transport, where)
 	fmt.Fprintf(w, "machine load average (1 min): %.2f before, %.2f after\n", r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")

@@ -78,6 +78,13 @@ type Options struct {
 	LossFraction float64
 	// Timeout bounds each wait for convergence (default 5m).
 	Timeout time.Duration
+	// IdleSample, when positive, has throughput watch the cluster at rest
+	// this long after every workload runs: heartbeats and CPU per second.
+	IdleSample time.Duration
+	// StallAfter ends a wait for convergence early when nothing changed
+	// for this long and every workload not RUNNING is pending with no
+	// node that fits (default DefaultStallAfter).
+	StallAfter time.Duration
 	// ProgressEvery is the period of the progress line (default 3s).
 	ProgressEvery time.Duration
 	// Progress receives progress lines; nil is silent.
@@ -144,6 +151,12 @@ func (o *Options) defaults(scenario string) error {
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
 	}
+	if o.StallAfter < 0 || o.IdleSample < 0 {
+		return fmt.Errorf("bench: stall-after %s, idle-sample %s: must not be negative", o.StallAfter, o.IdleSample)
+	}
+	if o.StallAfter == 0 {
+		o.StallAfter = DefaultStallAfter
+	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 3 * time.Second
 	}
@@ -164,7 +177,8 @@ func (o *Options) params() Params {
 	}
 	return Params{
 		Nodes: o.Cluster.Nodes, Workloads: o.Workloads, Rate: o.Rate, Concurrency: o.Concurrency, SubmitBatch: o.SubmitBatch,
-		ApplyDelayMs: float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
+		ApplyDelayMs:  float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
+		NodeCPUMillis: o.Cluster.NodeCPUMillis, NodeMemoryBytes: o.Cluster.NodeMemoryBytes,
 		ReadyDelayMs: float64(o.Cluster.ReadyDelay) / float64(time.Millisecond),
 		Services:     o.Services, Replicas: o.Replicas,
 		HeartbeatIntervalMs: float64(o.Cluster.HeartbeatInterval) / float64(time.Millisecond),
@@ -222,14 +236,14 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 	}
 	err = fn(ctx, c, &o, rep)
 	workloads := o.Workloads
-	if scenario == ScenarioChurn || scenario == ScenarioNodeLoss || scenario == ScenarioWatchers {
-		workloads = 0 // not what the phase's CPU went to
+	if err != nil || scenario == ScenarioChurn || scenario == ScenarioNodeLoss || scenario == ScenarioWatchers {
+		workloads = 0 // not what the phase's CPU went to, or not all of them placed
 	}
 	rep.CPU = c.phase.cpu
 	if st, ok := c.SchedulerProcess(); ok {
 		rep.SchedulerProcess = &st
 	}
-	rep.Table = append(rep.Table, c.phase.rows(c, workloads)...)
+	rep.Table = append(rep.Table, c.phase.rows(c, workloads, goalFor(goalSchedulerRSS, shapeOf(scenario, &o)))...)
 	if err != nil {
 		return rep, err
 	}
@@ -437,20 +451,30 @@ func runningCount(_ context.Context, c *Cluster) (running, total int, err error)
 	return running, total, nil
 }
 
-// waitRunning polls the scheduler until want workloads are RUNNING.
-func waitRunning(ctx context.Context, c *Cluster, want int, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+// waitRunning polls the scheduler until want workloads are RUNNING. It
+// ends early, saying why, when nothing changes for stallAfter and every
+// workload not RUNNING is pending with no node that fits.
+func waitRunning(ctx context.Context, c *Cluster, want int, timeout, stallAfter time.Duration) error {
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	sw := newStallWatch(stallAfter, start)
 	for {
-		running, _, err := runningCount(ctx, c)
-		if err == nil && running >= want {
+		p, r, pend, err := progressOf(c)
+		if err == nil && r >= want {
 			return nil
+		}
+		if err == nil && sw.stalled(time.Now(), p, r, pend) && pend > 0 {
+			if _, _, stuck, err := pendingWhy(wctx, c); err == nil && stuck {
+				return fmt.Errorf("bench: %s", unfinishedAt(ctx, c, want, start, true))
+			}
+			sw.restart(time.Now())
 		}
 		if err := c.failed(); err != nil {
 			return err
 		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
-			return fmt.Errorf("bench: %d of %d workloads RUNNING after %s", running, want, timeout)
+		if !sleepCtx(wctx, 100*time.Millisecond) {
+			return fmt.Errorf("bench: %s", unfinishedAt(ctx, c, want, start, false))
 		}
 	}
 }
@@ -506,8 +530,15 @@ type ThroughputResult struct {
 	// node stopped, each is a heartbeat handled too late.
 	NodesLost int       `json:"nodes_lost"`
 	Proc      ProcStats `json:"process"`
-	// Scheduler holds its own timing histograms.
+	// Unfinished says how far a run that did not converge got, and why.
+	Unfinished *Unfinished `json:"unfinished,omitempty"`
+	// Idle is the cluster at rest afterwards (with Options.IdleSample).
+	Idle *IdleResult `json:"idle,omitempty"`
+	// Scheduler holds its own timing histograms (bucket bounds).
 	Scheduler map[string]Histo `json:"scheduler_timings"`
+	// AgentApplies are the scheduler's agent calls, timed one by one by the
+	// bench (in-process scheduler, shared transport only).
+	AgentApplies Dist `json:"agent_applies_exact"`
 }
 
 func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
@@ -526,30 +557,41 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	watchCtx, cancelWatch := context.WithTimeout(ctx, o.Timeout)
 	defer cancelWatch()
 	var placedAt, runningAt time.Time
+	var unfinished *Unfinished
 	watchDone := make(chan error, 1)
 	go func() {
+		sw := newStallWatch(o.StallAfter, start)
 		for {
-			g, err := gauges(c.Registry, metricPlacements)
+			p, r, pend, err := progressOf(c)
+			now := time.Now()
 			if err == nil {
-				placed.Store(int64(g[metricPlacements]))
-				if placedAt.IsZero() && int(g[metricPlacements]) >= len(ns) {
-					placedAt = time.Now()
-				}
-			}
-			if r, _, err := runningCount(watchCtx, c); err == nil {
+				placed.Store(int64(p))
 				running.Store(int64(r))
+				if placedAt.IsZero() && p >= len(ns) {
+					placedAt = now
+				}
 				if r >= len(ns) {
-					runningAt = time.Now()
+					runningAt = now
 					if placedAt.IsZero() {
 						placedAt = runningAt
 					}
 					watchDone <- nil
 					return
 				}
+				// Submissions done and nothing moves: ask the scheduler
+				// whether what is left can be placed at all.
+				if int(submitted.Load()) >= len(ns) && sw.stalled(now, p, r, pend) && pend > 0 {
+					if _, _, stuck, err := pendingWhy(watchCtx, c); err == nil && stuck {
+						unfinished = unfinishedAt(ctx, c, len(ns), start, true)
+						watchDone <- fmt.Errorf("bench: %s", unfinished)
+						return
+					}
+					sw.restart(now)
+				}
 			}
 			if !sleepCtx(watchCtx, 100*time.Millisecond) {
-				watchDone <- fmt.Errorf("bench: %d of %d workloads RUNNING (%d placed) after %s",
-					running.Load(), len(ns), placed.Load(), o.Timeout)
+				unfinished = unfinishedAt(ctx, c, len(ns), start, false)
+				watchDone <- fmt.Errorf("bench: %s", unfinished)
 				return
 			}
 		}
@@ -567,12 +609,13 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	res := ThroughputResult{Submitted: len(ns), SubmitErrors: errs, SubmitSec: submitSec,
 		SubmitRate: float64(len(ns)) / submitSec, ApplyRPC: distOf(durs), Placements: int(placed.Load())}
 	if werr != nil {
-		// Show how far it got.
-		el := time.Since(start).Seconds()
-		res.PlacementsPS = float64(res.Placements) / el
+		// Show how far it got, and no rate: an unfinished run has none.
+		res.Unfinished = unfinished
 		rep.Result = res
-		rep.Table = append(submitRows(o, res.Submitted, res.SubmitErrors, res.SubmitSec, res.SubmitRate, res.ApplyRPC),
-			Row{"placements/s (unfinished)", fmt.Sprintf("%.0f (%d placed, %d RUNNING after %.1fs)", res.PlacementsPS, res.Placements, running.Load(), el), "3,750/s at 5,000 nodes"})
+		rep.Table = submitRows(o, res.Submitted, res.SubmitErrors, res.SubmitSec, res.SubmitRate, res.ApplyRPC)
+		if unfinished != nil {
+			rep.Table = append(rep.Table, Row{Metric: "unfinished", Value: unfinished.String()})
+		}
 		return werr
 	}
 	res.PlacedSec, res.RunningSec = placedAt.Sub(start).Seconds(), runningAt.Sub(start).Seconds()
@@ -588,9 +631,10 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	}
 	res.Proc = procStats()
 	rep.Result = res
+	at := shapeOf(ScenarioThroughput, o)
 	rep.Table = append(submitRows(o, res.Submitted, res.SubmitErrors, res.SubmitSec, res.SubmitRate, res.ApplyRPC), []Row{
-		{"placements/s", fmt.Sprintf("%.0f (all %d placed after %.2fs)", res.PlacementsPS, len(ns), res.PlacedSec), "3,750/s at 5,000 nodes"},
-		{"all RUNNING after", fmt.Sprintf("%.2fs", res.RunningSec), "5,000 workloads on 1,000 nodes < 5 s"},
+		{"placements/s", fmt.Sprintf("%.0f (all %d placed after %.2fs)", res.PlacementsPS, len(ns), res.PlacedSec), goalFor(goalPlacementRate, at)},
+		{"all RUNNING after", fmt.Sprintf("%.2fs", res.RunningSec), goalFor(goalAllRunning, at)},
 		{"workloads per node", fmt.Sprintf("min %d, max %d", res.PerNodeMin, res.PerNodeMax), ""},
 		{"not RUNNING at the end", fmt.Sprint(res.NotRunning), "0"},
 		{"duplicates", fmt.Sprint(res.Duplicates), "0"},
@@ -599,9 +643,20 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		{"Go heap in use, goroutines", fmt.Sprintf("%.0f MiB, %d", res.Proc.HeapMiB, res.Proc.Goroutines), ""},
 	}...)
 	var rows []Row
-	res.Scheduler, rows = schedulerTimings(c.Registry)
+	res.AgentApplies = c.agentApplies.dist()
+	res.Scheduler, rows = schedulerTimings(c.Registry, res.AgentApplies)
 	rep.Result = res
 	rep.Table = append(rep.Table, rows...)
+	if o.IdleSample > 0 {
+		idle, err := idleSample(ctx, c, o.IdleSample)
+		if err != nil {
+			return err
+		}
+		res.Idle = &idle
+		rep.Result = res
+		_, apart := c.SchedulerProcess()
+		rep.Table = append(rep.Table, idleRows(idle, len(ns), len(c.Nodes), apart)...)
+	}
 	return nil
 }
 
@@ -615,8 +670,13 @@ type LatencyResult struct {
 	SubmitToRun  Dist      `json:"submit_to_running"`
 	ApplyRPC     Dist      `json:"apply_rpc"`
 	Proc         ProcStats `json:"process"`
-	// Scheduler holds its own timing histograms.
+	// Scheduler holds its own timing histograms (bucket bounds).
 	Scheduler map[string]Histo `json:"scheduler_timings"`
+	// AgentApplies are the scheduler's agent calls, timed one by one by the
+	// bench (in-process scheduler, shared transport only).
+	AgentApplies Dist `json:"agent_applies_exact"`
+	// Unfinished says how far a run that stalled got, and why.
+	Unfinished *Unfinished `json:"unfinished,omitempty"`
 }
 
 func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
@@ -634,9 +694,13 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		return fmt.Sprintf("submitted %d/%d  running %d", launched.Load(), len(ns), finished.Load())
 	})
 	defer stopProgress()
+	// runCtx ends the waits early when the run stalls with nothing left
+	// that can be placed.
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
 	one := func(i int) {
 		defer wg.Done()
-		wctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		wctx, cancel := context.WithTimeout(runCtx, o.Timeout)
 		defer cancel()
 		cli := c.Control(i)
 		start := time.Now()
@@ -660,6 +724,7 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 	}
 	stopProfile := profile(c, o)
 	start := time.Now()
+	stall := watchStall(ctx, c, len(ns), o.StallAfter, start, func() bool { return launched.Load() >= int64(len(ns)) }, cancelRun)
 	interval := time.Duration(float64(time.Second) / o.Rate)
 	var lastLaunch time.Time
 	for i := range ns {
@@ -673,9 +738,17 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 		go one(i)
 	}
 	wg.Wait()
+	unfinished := stall()
 	stopProfile()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if unfinished != nil {
+		// No percentiles and no rate: they would describe only the part
+		// that fit.
+		rep.Result = LatencyResult{Submitted: len(ns), Failed: failed, TargetRate: o.Rate, Unfinished: unfinished}
+		rep.Table = []Row{{Metric: "submissions", Value: fmt.Sprintf("%d at %.0f/s", len(ns), o.Rate)}, {Metric: "unfinished", Value: unfinished.String()}}
+		return fmt.Errorf("bench: %s", unfinished)
 	}
 	res := LatencyResult{Submitted: len(ns), Failed: failed, TargetRate: o.Rate, SubmitToRun: distOf(lats), ApplyRPC: distOf(rpcs)}
 	if firstErr != nil {
@@ -686,17 +759,19 @@ func latency(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 	}
 	res.Proc = procStats()
 	rep.Result = res
+	at := shapeOf(ScenarioLatency, o)
 	rep.Table = []Row{
 		{"submissions", fmt.Sprintf("%d at %.0f/s (achieved %.0f/s), %d failed", res.Submitted, res.TargetRate, res.AchievedRate, res.Failed), ""},
-		{"submit → RUNNING p50", fmt.Sprintf("%.1f ms", res.SubmitToRun.P50), "< 200 ms idle (single workload)"},
+		{"submit → RUNNING p50", fmt.Sprintf("%.1f ms", res.SubmitToRun.P50), goalFor(goalLatencyP50, at)},
 		{"submit → RUNNING p90", fmt.Sprintf("%.1f ms", res.SubmitToRun.P90), ""},
-		{"submit → RUNNING p99", fmt.Sprintf("%.1f ms", res.SubmitToRun.P99), "< 1 s at 1,000/s on 1,000 nodes"},
+		{"submit → RUNNING p99", fmt.Sprintf("%.1f ms", res.SubmitToRun.P99), goalFor(goalLatencyP99, at)},
 		{"submit → RUNNING max", fmt.Sprintf("%.1f ms", res.SubmitToRun.Max), ""},
 		{"ApplyWorkload RPC", res.ApplyRPC.String(), ""},
 		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
 	}
 	var rows []Row
-	res.Scheduler, rows = schedulerTimings(c.Registry)
+	res.AgentApplies = c.agentApplies.dist()
+	res.Scheduler, rows = schedulerTimings(c.Registry, res.AgentApplies)
 	rep.Result = res
 	rep.Table = append(rep.Table, rows...)
 	if firstErr != nil {
@@ -772,7 +847,7 @@ func nodeLoss(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 	if _, _, err := submitAll(ctx, c, o, ns, "bench:v1", nil); err != nil {
 		return err
 	}
-	if err := waitRunning(ctx, c, len(ns), o.Timeout); err != nil {
+	if err := waitRunning(ctx, c, len(ns), o.Timeout, o.StallAfter); err != nil {
 		return err
 	}
 	resp, err := c.Control(0).ListWorkloads(ctx, &persysv1.ListWorkloadsRequest{}, bigList)
@@ -942,7 +1017,7 @@ func churn(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 	if _, _, err := submitAll(ctx, c, o, ns, "bench:v1", nil); err != nil {
 		return err
 	}
-	if err := waitRunning(ctx, c, len(ns), o.Timeout); err != nil {
+	if err := waitRunning(ctx, c, len(ns), o.Timeout, o.StallAfter); err != nil {
 		return err
 	}
 	res := ChurnResult{ExpectedHBs: float64(len(c.Nodes)) / c.opts.HeartbeatInterval.Seconds()}

@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -46,10 +47,18 @@ const (
 type taggedConn struct {
 	cc grpc.ClientConnInterface
 	md []string
+	// applies, when set, times ApplyWorkload calls.
+	applies *durSamples
 }
 
 func (t taggedConn) Invoke(ctx context.Context, method string, args, reply any, opts ...grpc.CallOption) error {
-	return t.cc.Invoke(metadata.AppendToOutgoingContext(ctx, t.md...), method, args, reply, opts...)
+	if t.applies == nil || method != persysv1grpc.AgentService_ApplyWorkload_FullMethodName {
+		return t.cc.Invoke(metadata.AppendToOutgoingContext(ctx, t.md...), method, args, reply, opts...)
+	}
+	start := time.Now()
+	err := t.cc.Invoke(metadata.AppendToOutgoingContext(ctx, t.md...), method, args, reply, opts...)
+	t.applies.add(time.Since(start))
+	return err
 }
 
 func (t taggedConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
@@ -242,11 +251,14 @@ func (m *hollowMux) GetWorkloadLogs(ctx context.Context, req *persysv1.GetWorklo
 // hollow mux.
 type sharedDialer struct {
 	conns *connSet
+	// applies, when set, receives the duration of every ApplyWorkload
+	// call, as the scheduler sees it (exact samples for the report).
+	applies *durSamples
 }
 
 func (d sharedDialer) Dial(nodeID, _ string) (persysv1grpc.AgentServiceClient, func() error, error) {
 	// Spread the nodes over the connections, not all on "scheduler"'s.
-	tc := taggedConn{cc: d.conns.pick(nodeID),
+	tc := taggedConn{cc: d.conns.pick(nodeID), applies: d.applies,
 		md: []string{simIdentityKey, string(pki.RoleScheduler) + ":scheduler", simNodeKey, nodeID}}
 	return persysv1grpc.NewAgentServiceClient(tc), func() error { return nil }, nil
 }

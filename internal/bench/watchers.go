@@ -217,7 +217,7 @@ func createWorkloads(ctx context.Context, c *Cluster, o *Options, ns []string) e
 	if _, _, err := submitAll(ctx, c, o, ns, "bench:v1", &submitted); err != nil {
 		return err
 	}
-	return waitRunning(ctx, c, len(ns), o.Timeout)
+	return waitRunning(ctx, c, len(ns), o.Timeout, o.StallAfter)
 }
 
 // watchPhase runs one transport's phase on workloads ns; its changes'

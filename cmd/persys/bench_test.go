@@ -1,0 +1,50 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/persys-dev/compute/internal/bench"
+)
+
+func TestBenchNodeCapacityFlags(t *testing.T) {
+	tests := []struct {
+		name, cpu, memory string
+		wantCPU, wantMem  int64
+		wantErr           string
+	}{
+		{"defaults", "4", "8Gi", 4000, 8 << 30, ""},
+		{"density", "64", "64Gi", 64000, 64 << 30, ""},
+		{"millicores", "2500m", "512Mi", 2500, 512 << 20, ""},
+		{"bad cpu", "four", "8Gi", 0, 0, "--node-cpu"},
+		{"zero cpu", "0", "8Gi", 0, 0, "--node-cpu"},
+		{"bad memory", "4", "lots", 0, 0, "--node-memory"},
+		{"zero memory", "4", "0", 0, 0, "--node-memory"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var c bench.ClusterOptions
+			err := nodeCapacity(&c, tc.cpu, tc.memory)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || c.NodeCPUMillis != tc.wantCPU || c.NodeMemoryBytes != tc.wantMem {
+				t.Fatalf("capacity %dm, %d bytes (err %v), want %dm, %d bytes", c.NodeCPUMillis, c.NodeMemoryBytes, err, tc.wantCPU, tc.wantMem)
+			}
+		})
+	}
+	// The flags reach the throughput command.
+	cmd := newBenchCommand()
+	tp, _, err := cmd.Find([]string{bench.ScenarioThroughput})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"node-cpu", "node-memory", "stall-after", "idle-sample"} {
+		if tp.Flags().Lookup(name) == nil {
+			t.Errorf("throughput has no --%s", name)
+		}
+	}
+}
