@@ -103,6 +103,10 @@ type Config struct {
 	// Docker engine gains nothing from more concurrent creates, and on a
 	// small node they starve its agent's heartbeats.
 	AgentCallsPerNode int
+	// AgentCallsTotal bounds the applies in flight to all nodes together
+	// (default 8,192): each holds a goroutine and buffers, and the rest
+	// wait in their nodes' outboxes as a few hundred bytes each.
+	AgentCallsTotal int
 	// Now is the clock (default time.Now); tests may pass their own.
 	Now func() time.Time
 	// AuditRetention is how long audit events are kept (default
@@ -161,6 +165,9 @@ func (c *Config) defaults() {
 	}
 	if c.AgentCallsPerNode <= 0 {
 		c.AgentCallsPerNode = 8
+	}
+	if c.AgentCallsTotal <= 0 {
+		c.AgentCallsTotal = 8192
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -259,7 +266,7 @@ func New(cfg Config) (*Scheduler, error) {
 		nodeLossSem:    make(chan struct{}, nodeLossWriters),
 		orphanInflight: map[string]bool{},
 		loadedCh:       make(chan struct{}),
-		dispatch:       newDispatcher(cfg.AgentCallsPerNode),
+		dispatch:       newDispatcher(cfg.AgentCallsPerNode, cfg.AgentCallsTotal),
 	}
 	ecfg := election.Config{Store: cfg.Store, Logger: cfg.Logger, Alone: cfg.Election == nil, Elected: s.elected}
 	if cfg.Election != nil {

@@ -1,0 +1,74 @@
+package scheduler
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestDispatcherBounds: every handed-off call runs once; no node ever runs
+// more than perNode at once, all nodes together never more than maxTotal;
+// each node's calls are taken in the order handed off; a node starved of the
+// global slots gets one when another node's call ends.
+func TestDispatcherBounds(t *testing.T) {
+	const perNode, maxTotal, nodes, perNodeCalls = 2, 3, 5, 40
+	d := newDispatcher(perNode, maxTotal)
+	var (
+		mu             sync.Mutex
+		byNode         = map[string]int{}
+		total, maxSeen int
+		maxNode        = map[string]int{}
+		started        = map[string][]int{}
+		ran            int
+		done           sync.WaitGroup
+	)
+	for i := range perNodeCalls {
+		for n := range nodes {
+			node := fmt.Sprintf("n%d", n)
+			done.Add(1)
+			d.submit(node, func() {
+				defer done.Done()
+				mu.Lock()
+				started[node] = append(started[node], i)
+				byNode[node]++
+				total++
+				maxNode[node] = max(maxNode[node], byNode[node])
+				maxSeen = max(maxSeen, total)
+				mu.Unlock()
+				time.Sleep(100 * time.Microsecond) // let calls overlap; nothing is timed
+				mu.Lock()
+				byNode[node]--
+				total--
+				ran++
+				mu.Unlock()
+			})
+		}
+	}
+	done.Wait()
+	d.wait()
+	if ran != nodes*perNodeCalls {
+		t.Fatalf("%d calls ran, want %d", ran, nodes*perNodeCalls)
+	}
+	if maxSeen > maxTotal {
+		t.Errorf("%d calls ran at once, want at most %d", maxSeen, maxTotal)
+	}
+	for node, m := range maxNode {
+		if m > perNode {
+			t.Errorf("node %s ran %d calls at once, want at most %d", node, m, perNode)
+		}
+		// Handed to goroutines in order; with perNode running at once, two
+		// may note their start in either order, never further apart.
+		for pos, i := range started[node] {
+			if i-pos >= perNode || pos-i >= perNode {
+				t.Errorf("node %s started call %d as its %dth: out of the order handed off: %v", node, i, pos, started[node])
+				break
+			}
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.nodes) != 0 || d.total != 0 {
+		t.Errorf("after the last call: %d outboxes, %d running, want none", len(d.nodes), d.total)
+	}
+}
