@@ -169,6 +169,7 @@ var gettable = []struct{ kind, short, what string }{
 	{"endpoints", "ep", "a service's ready replicas with node address and host ports (get endpoints SERVICE [--watch])"},
 	{"nodes", "no", "the agents, with state, allocation and runtimes"},
 	{"leader", "", "the scheduler replica that leads"},
+	{"clusters", "cl", "a federation's member clusters with their health (with the federation's config)"},
 }
 
 func printGettable(w io.Writer) error {
