@@ -171,6 +171,9 @@ func Probe(ctx context.Context, c *client.Client) (health.Summary, error) {
 // gateway's certificate does not verify against it, cert when the member
 // refuses the identity, gateway when it cannot be reached.
 func Check(ctx context.Context, id *Identity) (health.Summary, error) {
+	if err := id.handshake(ctx); err != nil {
+		return health.Summary{}, Classify(err)
+	}
 	c, err := id.Client()
 	if err != nil {
 		return health.Summary{}, httperr.Field("gateway", err.Error())
@@ -206,4 +209,38 @@ func Classify(err error) error {
 		return httperr.New(http.StatusBadGateway, "the member gateway answered "+aerr.Error())
 	}
 	return httperr.Field("gateway", "cannot reach the member gateway: "+err.Error())
+}
+
+// handshake opens one HTTP/1.1 connection and reads the first answer.
+// Under TLS 1.3 a server refuses a client certificate only after the
+// client's side of the handshake is done, as an alert on the first read;
+// the HTTP/2 client reports that as a connection it could not make, so
+// the refusal is read here, where the alert keeps its type.
+func (id *Identity) handshake(ctx context.Context) error {
+	u, err := url.Parse(id.Gateway)
+	if err != nil {
+		return err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host = net.JoinHostPort(u.Hostname(), "443")
+	}
+	d := tls.Dialer{Config: &tls.Config{
+		MinVersion: tls.VersionTLS12, RootCAs: id.Roots, Certificates: []tls.Certificate{id.Pair},
+		ServerName: u.Hostname(), NextProtos: []string{"http/1.1"},
+	}}
+	conn, err := d.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := fmt.Fprintf(conn, "GET /v1/version HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", u.Host); err != nil {
+		return err
+	}
+	var buf [1]byte
+	_, err = conn.Read(buf[:])
+	return err
 }
