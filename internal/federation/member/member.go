@@ -152,14 +152,27 @@ func (id *Identity) Client() (*client.Client, error) {
 	})
 }
 
-// Probe asks the member's gateway for its cluster summary.
+// StandaloneLeader is the leader shown for a member whose one scheduler
+// holds no election.
+const StandaloneLeader = "standalone"
+
+// Probe asks the member's gateway for its cluster summary (and, when the
+// summary names no leader, who leads).
 func Probe(ctx context.Context, c *client.Client) (health.Summary, error) {
 	s, err := c.Summary(ctx)
 	if err != nil {
 		return health.Summary{}, err
 	}
+	leader := s.GetLeader()
+	if leader == "" {
+		// A scheduler without election (one replica on an embedded
+		// etcd) names no leader address; it leads by itself.
+		if info, err := c.Leader(ctx); err == nil && info.GetIsLeader() && info.GetAddress() == "" {
+			leader = StandaloneLeader
+		}
+	}
 	return health.Summary{
-		Leader:     s.GetLeader(),
+		Leader:     leader,
 		NodesTotal: s.GetNodesTotal(), NodesReady: s.GetNodesReady(), Workloads: s.GetWorkloadsTotal(),
 		CPUCapacityMillis: s.GetCapacity().GetCpuMillis(), CPUAllocatedMillis: s.GetAllocated().GetCpuMillis(),
 		MemoryCapacityBytes: s.GetCapacity().GetMemoryBytes(), MemoryAllocatedBytes: s.GetAllocated().GetMemoryBytes(),
