@@ -4,17 +4,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
 )
 
-// Member clusters of a federation: `persysctl get clusters` with the
-// federation's persysctl config.
+// Member clusters of a federation and its workloads: `persysctl get
+// clusters` and `get workloads` with the federation's persysctl config.
 
 func isClustersKind(arg string) bool {
 	switch strings.ToLower(arg) {
@@ -109,4 +111,36 @@ func printPlain(w io.Writer, format string, v any) error {
 	}
 	_, err = w.Write(append(raw, '\n'))
 	return err
+}
+
+// federated reports whether the views came through a federation: each
+// carries the member cluster it runs in.
+func federated(views []*persysv1.WorkloadView) bool {
+	for _, v := range views {
+		if v.GetWorkload().GetLabels()[fedapi.LabelCluster] == "" {
+			return false
+		}
+	}
+	return len(views) > 0
+}
+
+// printFederatedWorkloads is the workload table with the member cluster
+// first.
+func printFederatedWorkloads(w io.Writer, views []*persysv1.WorkloadView, now time.Time) error {
+	tw := newTable(w)
+	row(tw, "", "NAME", "CLUSTER", "TYPE", "STATE", "NODE", "REVISION", "REASON", "AGE")
+	for _, v := range views {
+		wl := v.GetWorkload()
+		row(tw, "",
+			wl.GetName(),
+			wl.GetLabels()[fedapi.LabelCluster],
+			enumName(wl.GetSpec().GetType()),
+			workloadState(v),
+			orNone(workloadNode(v)),
+			strconv.FormatUint(wl.GetRevision(), 10),
+			enumName(v.GetStatus().GetReason()),
+			age(now, wl.GetCreatedAt()),
+		)
+	}
+	return tw.Flush()
 }

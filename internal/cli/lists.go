@@ -24,6 +24,9 @@ func printWorkloads(w io.Writer, format string, views []*persysv1.WorkloadView, 
 	case FormatWide:
 		return printWorkloadsWide(w, views, now)
 	}
+	if federated(views) {
+		return printFederatedWorkloads(w, views, now) // through a federation (clusters.go)
+	}
 	return printWorkloadsTable(w, views, now)
 }
 

@@ -8,6 +8,13 @@
 //	GET    /v1/clusters/{name}  one member
 //	DELETE /v1/clusters/{name}  remove a member (nothing changes at the member)
 //	GET    /v1/events           member events (?cluster=NAME&limit=N)
+//	POST   /v1/workloads        apply a federated workload (a manifest with a placement block)
+//	GET    /v1/workloads        federated workloads as their members show them
+//	GET    /v1/workloads/{name} one, with the federation's decisions among its events
+//	DELETE /v1/workloads/{name} delete it at every member that may hold it
+//
+// Workload answers are the gateway's protobuf JSON, so persysctl reads
+// them unchanged; each view carries the fedapi.LabelCluster label.
 //
 // A join is checked in full before anything is stored: the fields, then
 // one probe of the member's gateway with the identity it issued.
@@ -25,9 +32,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/persys-dev/compute/api/persys/contract"
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 
 	"github.com/persys-dev/compute/internal/federation/fedapi"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedwork"
 	"github.com/persys-dev/compute/internal/federation/health"
 	"github.com/persys-dev/compute/internal/federation/member"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
@@ -42,10 +55,12 @@ const checkTimeout = 10 * time.Second
 
 // Config wires the API.
 type Config struct {
-	Store    *fedstore.Store
-	Grace    time.Duration
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
+	Store *fedstore.Store
+	// Workloads serves the workload routes; nil leaves them out.
+	Workloads *fedwork.Service
+	Grace     time.Duration
+	Logger    *slog.Logger
+	Registry  prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -77,6 +92,12 @@ func New(cfg Config) http.Handler {
 	a.route(mux, "GET /v1/clusters/{name}", pki.RoleViewer, a.getCluster)
 	a.route(mux, "DELETE /v1/clusters/{name}", pki.RoleAdmin, a.leave)
 	a.route(mux, "GET /v1/events", pki.RoleViewer, a.events)
+	if cfg.Workloads != nil {
+		a.route(mux, "POST /v1/workloads", pki.RoleOperator, a.applyWorkload)
+		a.route(mux, "GET /v1/workloads", pki.RoleViewer, a.listWorkloads)
+		a.route(mux, "GET /v1/workloads/{name}", pki.RoleViewer, a.getWorkload)
+		a.route(mux, "DELETE /v1/workloads/{name}", pki.RoleOperator, a.deleteWorkload)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.requests.WithLabelValues("unknown", strconv.Itoa(httperr.Write(w, httperr.New(http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)))).Inc()
 	})
@@ -100,10 +121,15 @@ func (a *api) route(mux *http.ServeMux, pattern string, need pki.Role, h handler
 			code = httperr.Write(w, err)
 			return
 		}
+		data, err := encode(body)
+		if err != nil {
+			code = httperr.Write(w, err)
+			return
+		}
 		code = c
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
-		_ = json.NewEncoder(w).Encode(body)
+		_, _ = w.Write(data)
 	})
 }
 
@@ -248,4 +274,51 @@ func storeErr(err error) error {
 			Fields: []httperr.FieldError{{Field: "name", Reason: "no member cluster of this name"}}}
 	}
 	return err
+}
+
+// encode writes protobuf answers as the gateway does (persysctl decodes
+// them with the same rules) and the federation's own types as JSON.
+func encode(body any) ([]byte, error) {
+	if m, ok := body.(proto.Message); ok {
+		b, err := contract.MarshalJSON(protojson.MarshalOptions{}, m)
+		return append(b, '\n'), err
+	}
+	b, err := json.Marshal(body)
+	return append(b, '\n'), err
+}
+
+func (a *api) applyWorkload(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, 0, httperr.New(http.StatusBadRequest, "reading the manifest: "+err.Error())
+	}
+	if len(body) > maxBody {
+		return nil, 0, httperr.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("manifest larger than %d bytes", maxBody))
+	}
+	resp, err := a.cfg.Workloads.Apply(r.Context(), body)
+	if err != nil {
+		return nil, 0, err
+	}
+	code := http.StatusOK
+	if resp.GetResult() == "created" {
+		code = http.StatusCreated
+	}
+	return resp, code, nil
+}
+
+func (a *api) listWorkloads(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Workloads.List(r.Context())
+	return out, http.StatusOK, err
+}
+
+func (a *api) getWorkload(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Workloads.Get(r.Context(), r.PathValue("name"), r.URL.Query().Get("events") == "true")
+	return out, http.StatusOK, err
+}
+
+func (a *api) deleteWorkload(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	if err := a.cfg.Workloads.Delete(r.Context(), r.PathValue("name")); err != nil {
+		return nil, 0, err
+	}
+	return &persysv1.DeleteResponse{}, http.StatusOK, nil
 }

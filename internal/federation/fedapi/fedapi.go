@@ -86,7 +86,9 @@ type Event struct {
 	Time    time.Time `json:"time"`
 	Type    string    `json:"type"`
 	Cluster string    `json:"cluster"`
-	Message string    `json:"message"`
+	// Workload names the federated workload, for workload events.
+	Workload string `json:"workload,omitempty"`
+	Message  string `json:"message"`
 }
 
 // EventList is the body of GET /v1/events.
@@ -101,4 +103,55 @@ const (
 	EventReachable   = "ClusterReachable"
 	EventUnreachable = "ClusterUnreachable"
 	EventLost        = "ClusterLost"
+	// Workload events: placed on a member, moved to the next member
+	// because the chosen one had no room, or left unplaced.
+	EventPlaced    = "Placed"
+	EventOffloaded = "Offloaded"
+	EventUnplaced  = "Unplaced"
 )
+
+// Labels the federation sets on the workloads it sends to a member: which
+// member the federation chose and at which federation revision. Views
+// answered through the federation carry them too (persysctl reads the
+// cluster label for its CLUSTER column).
+const (
+	LabelCluster  = "federation.persys.dev/cluster"
+	LabelRevision = "federation.persys.dev/revision"
+)
+
+// Strategies of a placement.
+const (
+	// StrategyFill places on the first cluster of Placement.Clusters
+	// that is reachable (and, with offload, that has room).
+	StrategyFill = "fill"
+)
+
+// Placement is the block a federated workload manifest carries beside
+// metadata and spec: which member clusters may run it, in preference
+// order, and what to do when the preferred one has no room.
+type Placement struct {
+	Clusters []string `json:"clusters"`
+	// Strategy is "fill" (the default).
+	Strategy string `json:"strategy,omitempty"`
+	// Offload: when the chosen member reports that no node fits, place
+	// the workload on the next cluster and record why.
+	Offload bool `json:"offload,omitempty"`
+}
+
+// Decision is where the federation placed a workload and why; it is
+// stored before the member is asked to apply.
+type Decision struct {
+	Cluster string `json:"cluster"`
+	// Revision is the federation revision the decision was made for.
+	Revision int64     `json:"revision"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// Refusal is a member that could not place a revision of a workload.
+type Refusal struct {
+	Cluster  string    `json:"cluster"`
+	Revision int64     `json:"revision"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}

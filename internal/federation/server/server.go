@@ -1,8 +1,8 @@
 // Package server wires one federation process: its CA and identities in
 // the data folder (made on first start, kept after), its etcd (embedded
 // by default, or an external cluster), the member health monitor, the
-// HTTPS API with mutual TLS, the metrics and health listener, and a
-// persysctl config for its admin. Run returns when its context ends,
+// federated workloads' loop, the HTTPS API with mutual TLS, the metrics
+// and health listener, and a persysctl config for its admin. Run returns when its context ends,
 // after everything it started has stopped.
 package server
 
@@ -23,6 +23,7 @@ import (
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/api"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedwork"
 	"github.com/persys-dev/compute/internal/federation/monitor"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/obs"
@@ -106,7 +107,8 @@ func Run(ctx context.Context, o Options) error {
 
 	reg := obs.NewRegistry()
 	mon := monitor.New(monitor.Config{Store: st, Interval: o.Interval, Grace: o.Grace, Timeout: o.ProbeTimeout, Logger: o.Logger, Registry: reg})
-	h := api.New(api.Config{Store: st, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
+	work := fedwork.New(fedwork.Config{Store: st, Logger: o.Logger})
+	h := api.New(api.Config{Store: st, Workloads: work, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
 	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return ready(ctx, cli) }, o.Logger)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
@@ -130,9 +132,10 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	monDone := make(chan struct{})
-	go func() { defer close(monDone); _ = mon.Run(ctx) }()
-	defer func() { cancel(); <-monDone }()
+	loops := make(chan struct{}, 2)
+	go func() { defer func() { loops <- struct{}{} }(); _ = mon.Run(ctx) }()
+	go func() { defer func() { loops <- struct{}{} }(); work.Run(ctx, interval(o.Interval)) }()
+	defer func() { cancel(); <-loops; <-loops }()
 
 	o.Logger.Info("federation listening", "addr", ln.Addr().String(), "data", dir)
 	fmt.Fprintf(o.Out, "persys federation is running\n  api   https://%s\n  data  %s\n\nPoint persysctl at it:\n  export PERSYSCTL_CONFIG=%s\n\n", ln.Addr(), dir, cfgPath)
@@ -172,6 +175,14 @@ func openEtcd(dir string, o Options) (*clientv3.Client, func(), error) {
 	}
 	cli := emb.LocalClient()
 	return cli, func() { _ = cli.Close(); emb.Close() }, nil
+}
+
+// interval is the period of the workload loop: the probe interval.
+func interval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return monitor.DefaultInterval
+	}
+	return d
 }
 
 func ready(ctx context.Context, cli *clientv3.Client) error {
