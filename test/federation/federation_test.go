@@ -3,13 +3,18 @@ package federation
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	dockerclient "github.com/moby/moby/client"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
@@ -21,9 +26,9 @@ import (
 // reachable through persysctl, and marks a killed member unreachable and
 // then lost after the grace while the other stays ready.
 func TestMembers(t *testing.T) {
-	_ = images.DockerOrSkip(t).Close()
+	docker, _ := images.HelloImage(t) // built before the clusters start
 	b := build(t)
-	a, bm := startMember(t, b, "a"), startMember(t, b, "b")
+	a, bm := startMember(t, b, "a", docker), startMember(t, b, "b", docker)
 	a.waitReady(t)
 	bm.waitReady(t)
 
@@ -121,6 +126,8 @@ func TestMembers(t *testing.T) {
 		return strings.Contains(body, `persys_federation_members{state="Ready"} 2`), ""
 	})
 
+	offload(t, b, fdir, ctl, list)
+
 	// Kill b: unreachable, then lost after the grace; a stays ready.
 	bm.kill()
 	seen := map[fedapi.State]bool{}
@@ -136,7 +143,12 @@ func TestMembers(t *testing.T) {
 		}
 		return false, "no member b"
 	})
-	evs := events(t, fcfg, "b")
+	var evs []fedapi.Event
+	for _, e := range events(t, fcfg, "b") {
+		if e.Workload == "" { // the member's own events, not its workloads'
+			evs = append(evs, e)
+		}
+	}
 	want := []string{fedapi.EventJoined, fedapi.EventUnreachable, fedapi.EventLost}
 	if len(evs) != len(want) {
 		t.Fatalf("events of b %+v, want %v", evs, want)
@@ -169,15 +181,7 @@ func clusters(t *testing.T, ctl func(...string) (string, error)) []fedapi.Cluste
 
 func events(t *testing.T, cfgPath, cluster string) []fedapi.Event {
 	t.Helper()
-	cfg, _, err := client.LoadConfig(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := fedClient(t, cfgPath)
 	l, err := c.ClusterEvents(context.Background(), cluster, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -197,4 +201,104 @@ func metricsBody(t *testing.T, addr, path string) string {
 		t.Fatal(err)
 	}
 	return string(body)
+}
+
+// offload applies, through the federation, two workloads that each take
+// 60% of a member's CPU: the first runs on a, the second does not fit
+// there and runs on b, each with exactly one container on the engine;
+// then both are deleted through the federation.
+func offload(t *testing.T, b bins, fdir string, ctl func(...string) (string, error), members []fedapi.Cluster) {
+	t.Helper()
+	_, image := images.HelloImage(t)
+	cpu := members[0].Health.CPUCapacityMillis * 6 / 10
+	dir := t.TempDir()
+	for _, name := range []string{"w1", "w2"} {
+		file := filepath.Join(dir, name+".yaml")
+		body := fmt.Sprintf("apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: %s\nspec:\n  type: container\n  desiredState: running\n"+
+			"  container:\n    image: %s\n  resources:\n    cpu: %dm\n    memory: 16Mi\nplacement:\n  clusters: [a, b]\n  offload: true\n", name, image, cpu)
+		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := ctl("apply", "-f", file); err != nil || !strings.Contains(out, "workload/"+name+" created") {
+			t.Fatalf("apply %s through the federation: %v\n%s", name, err, out)
+		}
+		if name == "w1" {
+			waitWorkload(t, fdir, "w1", "a")
+		}
+	}
+	waitWorkload(t, fdir, "w2", "b")
+	table, err := ctl("get", "workloads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table, "CLUSTER") || !rowHas(table, "w1", " a ") || !rowHas(table, "w2", " b ") {
+		t.Fatalf("get workloads through the federation:\n%s", table)
+	}
+	out, err := ctl("describe", "workload", "w2")
+	if err != nil || !strings.Contains(out, "offloaded from a") {
+		t.Fatalf("describe w2 does not say why it runs on b: %v\n%s", err, out)
+	}
+	for _, name := range []string{"w1", "w2"} {
+		if n := containers(t, name); n != 1 {
+			t.Fatalf("%d containers of %s on the engine, want 1", n, name)
+		}
+		if out, err := ctl("delete", "workload", name); err != nil {
+			t.Fatalf("delete %s: %v\n%s", name, err, out)
+		}
+	}
+	waitFor(t, nil, "no containers of w1 and w2", 60*time.Second, func() (bool, string) {
+		n1, n2 := containers(t, "w1"), containers(t, "w2")
+		return n1+n2 == 0, fmt.Sprintf("%d and %d", n1, n2)
+	})
+}
+
+// waitWorkload waits until the federation shows name running on cluster.
+func waitWorkload(t *testing.T, fcfg, name, cluster string) {
+	t.Helper()
+	c := fedClient(t, filepath.Join(fcfg, "persysctl.yaml"))
+	waitFor(t, nil, name+" running on "+cluster, 90*time.Second, func() (bool, string) {
+		v, err := c.GetWorkload(context.Background(), name, false)
+		if err != nil {
+			return false, err.Error()
+		}
+		got := v.GetWorkload().GetLabels()[fedapi.LabelCluster]
+		st := v.GetStatus().GetState()
+		return got == cluster && st == persysv1.ActualState_ACTUAL_STATE_RUNNING, got + " " + st.String() + " " + v.GetStatus().GetMessage()
+	})
+}
+
+func rowHas(table, name, cell string) bool {
+	for _, l := range strings.Split(table, "\n") {
+		if strings.HasPrefix(l, name+" ") && strings.Contains(l, cell) {
+			return true
+		}
+	}
+	return false
+}
+
+// containers counts the engine's containers of a workload, of any cluster.
+func containers(t *testing.T, name string) int {
+	t.Helper()
+	cli := images.DockerOrSkip(t)
+	defer cli.Close()
+	res, err := cli.ContainerList(context.Background(), dockerclient.ContainerListOptions{All: true,
+		Filters: make(dockerclient.Filters).Add("label", "persys.workload="+name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(res.Items)
+}
+
+func fedClient(t *testing.T, cfgPath string) *client.Client {
+	t.Helper()
+	cfg, _, err := client.LoadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }

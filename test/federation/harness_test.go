@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	dockerclient "github.com/moby/moby/client"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/pki"
@@ -143,10 +145,14 @@ type member struct {
 	dir, gateway string
 }
 
-func startMember(t *testing.T, b bins, name string) *member {
+func startMember(t *testing.T, b bins, name string, docker *dockerclient.Client) *member {
 	t.Helper()
 	m := &member{dir: t.TempDir(), gateway: freeport.Addr(t, "127.0.0.1")}
-	m.proc = start(t, "persys dev "+name, b.persys, "dev", "--data-dir", m.dir, "--node-id", "fed-"+name,
+	node := fmt.Sprintf("fed-%s-%d", name, os.Getpid())
+	// Registered before the process, so it runs after its stop: a killed
+	// member leaves its containers behind.
+	t.Cleanup(func() { removeContainers(docker, node) })
+	m.proc = start(t, "persys dev "+name, b.persys, "dev", "--data-dir", m.dir, "--node-id", node,
 		"--gateway-listen", m.gateway, "--scheduler-listen", freeport.Addr(t, "127.0.0.1"),
 		"--agent-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0")
 	return m
@@ -259,4 +265,16 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// removeContainers removes what a node of a dev member left on the engine.
+func removeContainers(docker *dockerclient.Client, node string) {
+	ctx := context.Background()
+	res, err := docker.ContainerList(ctx, dockerclient.ContainerListOptions{All: true, Filters: make(dockerclient.Filters).Add("label", "persys.node="+node)})
+	if err != nil {
+		return
+	}
+	for _, c := range res.Items {
+		_, _ = docker.ContainerRemove(ctx, c.ID, dockerclient.ContainerRemoveOptions{Force: true})
+	}
 }
