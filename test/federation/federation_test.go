@@ -212,7 +212,9 @@ func offload(t *testing.T, b bins, fdir string, ctl func(...string) (string, err
 	_, image := images.HelloImage(t)
 	cpu := members[0].Health.CPUCapacityMillis * 6 / 10
 	dir := t.TempDir()
-	for _, name := range []string{"w1", "w2"} {
+	// Names of this process only: other tests may share the engine.
+	w1, w2 := fmt.Sprintf("fed1-%d", os.Getpid()), fmt.Sprintf("fed2-%d", os.Getpid())
+	for _, name := range []string{w1, w2} {
 		file := filepath.Join(dir, name+".yaml")
 		body := fmt.Sprintf("apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: %s\nspec:\n  type: container\n  desiredState: running\n"+
 			"  container:\n    image: %s\n  resources:\n    cpu: %dm\n    memory: 16Mi\nplacement:\n  clusters: [a, b]\n  offload: true\n", name, image, cpu)
@@ -222,23 +224,23 @@ func offload(t *testing.T, b bins, fdir string, ctl func(...string) (string, err
 		if out, err := ctl("apply", "-f", file); err != nil || !strings.Contains(out, "workload/"+name+" created") {
 			t.Fatalf("apply %s through the federation: %v\n%s", name, err, out)
 		}
-		if name == "w1" {
-			waitWorkload(t, fdir, "w1", "a")
+		if name == w1 {
+			waitWorkload(t, fdir, w1, "a")
 		}
 	}
-	waitWorkload(t, fdir, "w2", "b")
+	waitWorkload(t, fdir, w2, "b")
 	table, err := ctl("get", "workloads")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(table, "CLUSTER") || !rowHas(table, "w1", " a ") || !rowHas(table, "w2", " b ") {
+	if !strings.Contains(table, "CLUSTER") || !rowHas(table, w1, " a ") || !rowHas(table, w2, " b ") {
 		t.Fatalf("get workloads through the federation:\n%s", table)
 	}
-	out, err := ctl("describe", "workload", "w2")
+	out, err := ctl("describe", "workload", w2)
 	if err != nil || !strings.Contains(out, "offloaded from a") {
 		t.Fatalf("describe w2 does not say why it runs on b: %v\n%s", err, out)
 	}
-	for _, name := range []string{"w1", "w2"} {
+	for _, name := range []string{w1, w2} {
 		if n := containers(t, name); n != 1 {
 			t.Fatalf("%d containers of %s on the engine, want 1", n, name)
 		}
@@ -246,8 +248,8 @@ func offload(t *testing.T, b bins, fdir string, ctl func(...string) (string, err
 			t.Fatalf("delete %s: %v\n%s", name, err, out)
 		}
 	}
-	waitFor(t, nil, "no containers of w1 and w2", 60*time.Second, func() (bool, string) {
-		n1, n2 := containers(t, "w1"), containers(t, "w2")
+	waitFor(t, nil, "no containers of the two workloads", 60*time.Second, func() (bool, string) {
+		n1, n2 := containers(t, w1), containers(t, w2)
 		return n1+n2 == 0, fmt.Sprintf("%d and %d", n1, n2)
 	})
 }
