@@ -103,11 +103,10 @@ const (
 	EventReachable   = "ClusterReachable"
 	EventUnreachable = "ClusterUnreachable"
 	EventLost        = "ClusterLost"
-	// Workload events: placed on a member, moved to the next member
-	// because the chosen one had no room, or left unplaced.
+	// Workload events: placed on a member, or moved to the next member
+	// because the chosen one had no room.
 	EventPlaced    = "Placed"
 	EventOffloaded = "Offloaded"
-	EventUnplaced  = "Unplaced"
 )
 
 // Labels the federation sets on the workloads it sends to a member: which
