@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,49 +34,75 @@ func TestMembers(t *testing.T) {
 	bm.waitReady(t)
 
 	fdir, metrics := t.TempDir(), freeport.Addr(t, "127.0.0.1")
-	fed := start(t, "persys federation", b.persys, "federation", "--data-dir", fdir, "--listen", freeport.Addr(t, "127.0.0.1"),
+	e := &env{t: t, b: b, a: a, bm: bm, fdir: fdir, fcfg: filepath.Join(fdir, "persysctl.yaml"), ids: map[*member]string{}}
+	e.fed = start(t, "persys federation", b.persys, "federation", "--data-dir", fdir, "--listen", freeport.Addr(t, "127.0.0.1"),
 		"--metrics-listen", metrics, "--probe-interval", "1s", "--grace", "6s", "--probe-timeout", "2s")
-	fcfg := filepath.Join(fdir, "persysctl.yaml")
-	ctl := func(args ...string) (string, error) {
-		return run(b.persysctl, append([]string{"--config", fcfg}, args...)...)
-	}
-	waitFor(t, fed, "the federation API", 60*time.Second, func() (bool, string) {
-		out, err := ctl("get", "clusters")
+	waitFor(t, e.fed, "the federation API", 60*time.Second, func() (bool, string) {
+		out, err := e.ctl("get", "clusters")
 		return err == nil && strings.Contains(out, "No clusters."), out
 	})
 
 	// The identity each member issues to the federation, through the
 	// member's own gateway (its CA signs a request made here).
-	ids := map[*member]string{}
 	for _, m := range []*member{a, bm} {
-		ids[m] = filepath.Join(m.dir, "fedid")
-		must(t, b.persysctl, "--config", m.config(), "user", "issue", "federation", "--role", "operator", "--out", ids[m])
+		e.ids[m] = filepath.Join(m.dir, "fedid")
+		must(t, b.persysctl, "--config", m.config(), "user", "issue", "federation", "--role", "operator", "--out", e.ids[m])
 	}
-	join := func(name string, m *member, extra ...string) (string, error) {
-		args := []string{"federation", "join", name, "--config", fcfg, "--gateway", "https://" + m.gateway,
-			"--ca", filepath.Join(ids[m], "federation-ca.crt"),
-			"--cert", filepath.Join(ids[m], "federation.crt"), "--key", filepath.Join(ids[m], "federation.key")}
-		return run(b.persys, append(args, extra...)...)
+	e.badJoins()
+	for name, m := range map[string]*member{"a": a, "b": bm} {
+		if out, err := e.join(name, m); err != nil || !strings.Contains(out, "cluster "+name+" joined: Ready") {
+			t.Fatalf("join %s: %v\n%s", name, err, out)
+		}
 	}
+	if out, err := e.join("a", a); err == nil || !strings.Contains(out, "name:") || !strings.Contains(out, "already a member") {
+		t.Fatalf("second join of a: %v\n%s", err, out)
+	}
+	list := e.checkReady(metrics)
+	offload(t, b, fdir, e.ctl, list)
+	e.killB()
+}
 
-	// Bad joins: each refused, naming the field; nothing stored.
+// env is one federation in front of members a and b.
+type env struct {
+	t     *testing.T
+	b     bins
+	a, bm *member
+	fed   *proc
+	fdir  string
+	fcfg  string
+	ids   map[*member]string
+}
+
+func (e *env) ctl(args ...string) (string, error) {
+	return run(e.b.persysctl, append([]string{"--config", e.fcfg}, args...)...)
+}
+
+func (e *env) join(name string, m *member, extra ...string) (string, error) {
+	args := []string{"federation", "join", name, "--config", e.fcfg, "--gateway", "https://" + m.gateway,
+		"--ca", filepath.Join(e.ids[m], "federation-ca.crt"),
+		"--cert", filepath.Join(e.ids[m], "federation.crt"), "--key", filepath.Join(e.ids[m], "federation.key")}
+	return run(e.b.persys, append(args, extra...)...)
+}
+
+// badJoins: each refused, naming the field; nothing stored.
+func (e *env) badJoins() {
+	t, a, bm := e.t, e.a, e.bm
 	expCert, expKey := a.expiredIdentity(t, t.TempDir())
 	bad := []struct {
 		name  string
-		join  func() (string, error)
+		extra []string
+		as    string
 		wants []string
 	}{
-		{"wrong CA", func() (string, error) { return join("a", a, "--ca", filepath.Join(ids[bm], "federation-ca.crt")) }, []string{"ca:", "does not verify"}},
-		{"expired identity", func() (string, error) { return join("a", a, "--cert", expCert, "--key", expKey) }, []string{"cert:", "expired"}},
-		{"identity of another member", func() (string, error) {
-			return join("a", a, "--cert", filepath.Join(ids[bm], "federation.crt"), "--key", filepath.Join(ids[bm], "federation.key"))
-		}, []string{"cert:", "refused"}},
-		{"plain http gateway", func() (string, error) { return join("a", a, "--gateway", "http://"+a.gateway) }, []string{"gateway:", "https://"}},
-		{"gateway not listening", func() (string, error) { return join("a", a, "--gateway", "https://"+freeport.Addr(t, "127.0.0.1")) }, []string{"gateway:", "cannot reach"}},
-		{"name not a DNS label", func() (string, error) { return join("A_1", a) }, []string{"name:", "DNS label"}},
+		{"wrong CA", []string{"--ca", filepath.Join(e.ids[bm], "federation-ca.crt")}, "a", []string{"ca:", "does not verify"}},
+		{"expired identity", []string{"--cert", expCert, "--key", expKey}, "a", []string{"cert:", "expired"}},
+		{"identity of another member", []string{"--cert", filepath.Join(e.ids[bm], "federation.crt"), "--key", filepath.Join(e.ids[bm], "federation.key")}, "a", []string{"cert:", "refused"}},
+		{"plain http gateway", []string{"--gateway", "http://" + a.gateway}, "a", []string{"gateway:", "https://"}},
+		{"gateway not listening", []string{"--gateway", "https://" + freeport.Addr(t, "127.0.0.1")}, "a", []string{"gateway:", "cannot reach"}},
+		{"name not a DNS label", nil, "A_1", []string{"name:", "DNS label"}},
 	}
 	for _, tc := range bad {
-		out, err := tc.join()
+		out, err := e.join(tc.as, a, tc.extra...)
 		if err == nil {
 			t.Fatalf("%s: join succeeded:\n%s", tc.name, out)
 		}
@@ -84,22 +111,17 @@ func TestMembers(t *testing.T) {
 				t.Fatalf("%s: join said %q, want it to contain %q", tc.name, out, w)
 			}
 		}
-		if out, err := ctl("get", "clusters"); err != nil || !strings.Contains(out, "No clusters.") {
+		if out, err := e.ctl("get", "clusters"); err != nil || !strings.Contains(out, "No clusters.") {
 			t.Fatalf("%s: after the refused join get clusters says %q (%v), want no clusters", tc.name, out, err)
 		}
 	}
+}
 
-	for name, m := range map[string]*member{"a": a, "b": bm} {
-		if out, err := join(name, m); err != nil || !strings.Contains(out, "cluster "+name+" joined: Ready") {
-			t.Fatalf("join %s: %v\n%s", name, err, out)
-		}
-	}
-	if out, err := join("a", a); err == nil || !strings.Contains(out, "name:") || !strings.Contains(out, "already a member") {
-		t.Fatalf("second join of a: %v\n%s", err, out)
-	}
-
-	// Both reachable, with the member's leader, node and capacity.
-	list := clusters(t, ctl)
+// checkReady: both reachable, with the member's leader, node and
+// capacity, in get clusters and in the federation's metrics.
+func (e *env) checkReady(metrics string) []fedapi.Cluster {
+	t := e.t
+	list := clusters(t, e.ctl)
 	if len(list) != 2 {
 		t.Fatalf("clusters %+v, want a and b", list)
 	}
@@ -109,7 +131,7 @@ func TestMembers(t *testing.T) {
 			t.Fatalf("member %s health %+v, want ready with its leader, 1 node and capacity", c.Name, h)
 		}
 	}
-	table, err := ctl("get", "clusters")
+	table, err := e.ctl("get", "clusters")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,47 +143,42 @@ func TestMembers(t *testing.T) {
 	if metricsBody(t, metrics, "/healthz") != "ok\n" {
 		t.Fatal("federation /healthz is not ok")
 	}
-	waitFor(t, fed, "two ready members in /metrics", 30*time.Second, func() (bool, string) {
+	waitFor(t, e.fed, "two ready members in /metrics", 30*time.Second, func() (bool, string) {
 		body := metricsBody(t, metrics, "/metrics")
 		return strings.Contains(body, `persys_federation_members{state="Ready"} 2`), ""
 	})
+	return list
+}
 
-	offload(t, b, fdir, ctl, list)
-
-	// Kill b: unreachable, then lost after the grace; a stays ready.
-	bm.kill()
-	seen := map[fedapi.State]bool{}
-	waitFor(t, fed, "b lost", 60*time.Second, func() (bool, string) {
-		for _, c := range clusters(t, ctl) {
+// killB: b unreachable, then lost after the grace, with an event each;
+// a stays ready; b then leaves.
+func (e *env) killB() {
+	t := e.t
+	e.bm.kill()
+	waitFor(t, e.fed, "b lost", 60*time.Second, func() (bool, string) {
+		for _, c := range clusters(t, e.ctl) {
 			if c.Name == "a" && c.Health.State != fedapi.StateReady {
 				t.Fatalf("a is %s while b is down: %+v", c.Health.State, c.Health)
 			}
 			if c.Name == "b" {
-				seen[c.Health.State] = true
 				return c.Health.State == fedapi.StateLost && !c.Health.Reachable && c.Health.LastError != "", string(c.Health.State)
 			}
 		}
 		return false, "no member b"
 	})
-	var evs []fedapi.Event
-	for _, e := range events(t, fcfg, "b") {
-		if e.Workload == "" { // the member's own events, not its workloads'
-			evs = append(evs, e)
+	var types []string
+	for _, ev := range events(t, e.fcfg, "b") {
+		if ev.Workload == "" { // the member's own events, not its workloads'
+			types = append(types, ev.Type)
 		}
 	}
-	want := []string{fedapi.EventJoined, fedapi.EventUnreachable, fedapi.EventLost}
-	if len(evs) != len(want) {
-		t.Fatalf("events of b %+v, want %v", evs, want)
+	if want := []string{fedapi.EventJoined, fedapi.EventUnreachable, fedapi.EventLost}; !slices.Equal(types, want) {
+		t.Fatalf("events of b %v, want %v", types, want)
 	}
-	for i, e := range evs {
-		if e.Type != want[i] {
-			t.Fatalf("events of b %+v, want %v", evs, want)
-		}
-	}
-	if out, err := run(b.persys, "federation", "leave", "b", "--config", fcfg); err != nil {
+	if out, err := run(e.b.persys, "federation", "leave", "b", "--config", e.fcfg); err != nil {
 		t.Fatalf("leave b: %v\n%s", err, out)
 	}
-	if list := clusters(t, ctl); len(list) != 1 || list[0].Name != "a" {
+	if list := clusters(t, e.ctl); len(list) != 1 || list[0].Name != "a" {
 		t.Fatalf("after leave: %+v", list)
 	}
 }
