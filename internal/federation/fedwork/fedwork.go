@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -51,6 +52,15 @@ type Config struct {
 // must not run concurrently with itself.
 type Service struct {
 	cfg Config
+	// clients keeps one gateway client per member (and identity), so
+	// that calls reuse connections instead of a handshake each.
+	mu      sync.Mutex
+	clients map[string]memberClient
+}
+
+type memberClient struct {
+	cert string
+	c    *client.Client
 }
 
 // New returns a Service.
@@ -64,7 +74,17 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg}
+	return &Service{cfg: cfg, clients: map[string]memberClient{}}
+}
+
+// Close releases the member connections.
+func (s *Service) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, mc := range s.clients {
+		mc.c.Close()
+		delete(s.clients, name)
+	}
 }
 
 // split takes the placement block out of a manifest and returns the rest
@@ -214,17 +234,31 @@ func memberManifest(w fedstore.Workload) ([]byte, error) {
 	return json.Marshal(doc)
 }
 
-// memberClient returns a gateway client for a member.
+// memberClient returns the gateway client of a member, made again when
+// the member's identity changed. Callers do not close it.
 func (s *Service) memberClient(ctx context.Context, name string) (*client.Client, error) {
 	m, err := s.cfg.Store.GetMember(ctx, name)
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if mc, ok := s.clients[name]; ok && mc.cert == m.Cert {
+		return mc.c, nil
+	}
 	id, err := member.Parse(fedapi.JoinRequest{Name: m.Name, Gateway: m.Gateway, CA: m.CA, Cert: m.Cert, Key: m.Key}, s.cfg.Now())
 	if err != nil {
 		return nil, fmt.Errorf("cluster %s: its identity: %w", name, err)
 	}
-	return id.Client()
+	c, err := id.Client()
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := s.clients[name]; ok {
+		old.c.Close()
+	}
+	s.clients[name] = memberClient{cert: m.Cert, c: c}
+	return c, nil
 }
 
 // send applies the decided revision at its member and records that the
@@ -238,7 +272,6 @@ func (s *Service) send(ctx context.Context, w fedstore.Workload) (*persysv1.Work
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	resp, err := c.Apply(cctx, body)
@@ -320,7 +353,6 @@ func (s *Service) memberView(ctx context.Context, cluster, name string, events b
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	return c.GetWorkload(cctx, name, events)
@@ -400,7 +432,6 @@ func (s *Service) deleteAt(ctx context.Context, cluster, name string) error {
 	if err != nil {
 		return err
 	}
-	defer c.Close()
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	if err := c.DeleteWorkload(cctx, name); err != nil && !client.IsNotFound(err) {

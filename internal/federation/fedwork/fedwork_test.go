@@ -53,6 +53,7 @@ func start(t *testing.T) *env {
 		}
 	}
 	e.svc = fedwork.New(fedwork.Config{Store: e.fed.Store})
+	t.Cleanup(e.svc.Close)
 	return e
 }
 

@@ -108,6 +108,7 @@ func Run(ctx context.Context, o Options) error {
 	reg := obs.NewRegistry()
 	mon := monitor.New(monitor.Config{Store: st, Interval: o.Interval, Grace: o.Grace, Timeout: o.ProbeTimeout, Logger: o.Logger, Registry: reg})
 	work := fedwork.New(fedwork.Config{Store: st, Logger: o.Logger})
+	defer work.Close()
 	h := api.New(api.Config{Store: st, Workloads: work, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
 	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return ready(ctx, cli) }, o.Logger)
 	if err != nil {
