@@ -103,10 +103,12 @@ const (
 	EventReachable   = "ClusterReachable"
 	EventUnreachable = "ClusterUnreachable"
 	EventLost        = "ClusterLost"
-	// Workload events: placed on a member, or moved to the next member
-	// because the chosen one had no room.
+	// Workload events: placed on a member, moved to the next member
+	// because the chosen one had no room, or because it was unreachable
+	// for longer than the failover grace.
 	EventPlaced    = "Placed"
 	EventOffloaded = "Offloaded"
+	EventFailover  = "FailedOver"
 )
 
 // Labels the federation sets on the workloads it sends to a member: which
@@ -135,6 +137,17 @@ type Placement struct {
 	// Offload: when the chosen member reports that no node fits, place
 	// the workload on the next cluster and record why.
 	Offload bool `json:"offload,omitempty"`
+	// Failover, when set: a member not reached for longer than its grace
+	// loses the workload to the next ready cluster; the copy left there
+	// is deleted once the member is reachable again.
+	Failover *Failover `json:"failover,omitempty"`
+}
+
+// Failover says how long a workload waits for an unreachable member.
+type Failover struct {
+	// Grace is a duration ("30s"); it counts from the member's last
+	// contact.
+	Grace string `json:"grace"`
 }
 
 // Decision is where the federation placed a workload and why; it is
@@ -145,6 +158,13 @@ type Decision struct {
 	Revision int64     `json:"revision"`
 	Reason   string    `json:"reason"`
 	At       time.Time `json:"at"`
+}
+
+// Same reports whether d and o are one decision (times compared as
+// instants: a decision read back from the store has lost its monotonic
+// clock reading and location).
+func (d Decision) Same(o Decision) bool {
+	return d.Cluster == o.Cluster && d.Revision == o.Revision && d.Reason == o.Reason && d.At.Equal(o.At)
 }
 
 // Refusal is a member that could not place a revision of a workload.

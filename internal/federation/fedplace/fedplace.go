@@ -9,6 +9,7 @@ package fedplace
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
@@ -35,7 +36,43 @@ func Validate(p fedapi.Placement, members map[string]bool) error {
 	if p.Strategy != "" && p.Strategy != fedapi.StrategyFill {
 		return httperr.Field("placement.strategy", fmt.Sprintf("%q: must be %s (the default)", p.Strategy, fedapi.StrategyFill))
 	}
+	if p.Failover != nil {
+		if _, err := FailoverGrace(p); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// minFailoverGrace keeps a failover from racing the member probes.
+const minFailoverGrace = time.Second
+
+// FailoverGrace is the placement's failover grace; 0 without failover.
+func FailoverGrace(p fedapi.Placement) (time.Duration, error) {
+	if p.Failover == nil {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(p.Failover.Grace)
+	if err != nil || d < minFailoverGrace {
+		return 0, httperr.Field("placement.failover.grace", fmt.Sprintf("%q: must be a duration of at least %s, such as 30s", p.Failover.Grace, minFailoverGrace))
+	}
+	return d, nil
+}
+
+// FailoverDue reports whether a workload on a member with health h must
+// move at now: failover is set, the member is not Ready, and its last
+// contact (or, never reached, the time it entered its state) is at least
+// the grace ago.
+func FailoverDue(p fedapi.Placement, h fedapi.Health, now time.Time) bool {
+	grace, err := FailoverGrace(p)
+	if grace == 0 || err != nil || h.State == fedapi.StateReady {
+		return false
+	}
+	since := h.LastContact
+	if since.IsZero() {
+		since = h.Since
+	}
+	return !since.IsZero() && now.Sub(since) >= grace
 }
 
 // Choose returns the member for revision rev: the first cluster of the

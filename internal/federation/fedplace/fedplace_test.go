@@ -3,6 +3,7 @@ package fedplace_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
@@ -23,6 +24,9 @@ func TestValidate(t *testing.T) {
 		{"unknown cluster", fedapi.Placement{Clusters: []string{"a", "c"}}, "placement.clusters[1]"},
 		{"twice", fedapi.Placement{Clusters: []string{"a", "a"}}, "placement.clusters[1]"},
 		{"other strategy", fedapi.Placement{Clusters: []string{"a"}, Strategy: "spread"}, "placement.strategy"},
+		{"failover", fedapi.Placement{Clusters: []string{"a"}, Failover: &fedapi.Failover{Grace: "30s"}}, ""},
+		{"failover grace not a duration", fedapi.Placement{Clusters: []string{"a"}, Failover: &fedapi.Failover{Grace: "soon"}}, "placement.failover.grace"},
+		{"failover grace too short", fedapi.Placement{Clusters: []string{"a"}, Failover: &fedapi.Failover{Grace: "10ms"}}, "placement.failover.grace"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,6 +92,33 @@ func TestCapacityRefusal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, got := fedplace.CapacityRefusal(tc.v); got != tc.want {
 				t.Fatalf("CapacityRefusal = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFailoverDue(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 1, 0, 0, time.UTC)
+	with := fedapi.Placement{Clusters: []string{"a"}, Failover: &fedapi.Failover{Grace: "30s"}}
+	ago := func(s int) time.Time { return now.Add(-time.Duration(s) * time.Second) }
+	tests := []struct {
+		name string
+		p    fedapi.Placement
+		h    fedapi.Health
+		want bool
+	}{
+		{"no failover", fedapi.Placement{Clusters: []string{"a"}}, fedapi.Health{State: fedapi.StateLost, LastContact: ago(300)}, false},
+		{"ready", with, fedapi.Health{State: fedapi.StateReady, LastContact: ago(300)}, false},
+		{"unreachable within grace", with, fedapi.Health{State: fedapi.StateUnreachable, LastContact: ago(29)}, false},
+		{"unreachable past grace", with, fedapi.Health{State: fedapi.StateUnreachable, LastContact: ago(30)}, true},
+		{"lost past grace", with, fedapi.Health{State: fedapi.StateLost, LastContact: ago(60)}, true},
+		{"never reached, since past grace", with, fedapi.Health{State: fedapi.StateLost, Since: ago(31)}, true},
+		{"no health", with, fedapi.Health{}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := fedplace.FailoverDue(tc.p, tc.h, now); got != tc.want {
+				t.Fatalf("FailoverDue = %v, want %v", got, tc.want)
 			}
 		})
 	}

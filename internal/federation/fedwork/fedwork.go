@@ -6,7 +6,10 @@
 // sending one again changes nothing. With offload, a member that reports
 // that no node fits is recorded as a refusal of that revision, the next
 // cluster of the placement is chosen, and the refused member's copy is
-// deleted, so that at most one member holds the workload.
+// deleted, so that at most one member holds the workload. With failover,
+// a member not reached for longer than the placement's grace loses the
+// workload to the next ready cluster, and the copy it may still run is
+// deleted once it is reachable again.
 package fedwork
 
 import (
@@ -17,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -171,7 +175,7 @@ func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl feda
 	if cur.Deleting {
 		return cur, "", httperr.New(http.StatusConflict, "workload "+name+" is being deleted; apply it again once it is gone")
 	}
-	if exists && bytes.Equal(cur.Manifest, mjson) && slices.Equal(cur.Placement.Clusters, pl.Clusters) && cur.Placement.Offload == pl.Offload && cur.Placement.Strategy == pl.Strategy {
+	if exists && bytes.Equal(cur.Manifest, mjson) && reflect.DeepEqual(cur.Placement, pl) {
 		return cur, "unchanged", nil
 	}
 	result := "created"
@@ -208,6 +212,8 @@ func (s *Service) setDecision(w *fedstore.Workload, d fedapi.Decision) {
 	if old := w.Sent.Cluster; old != "" && old != d.Cluster && !slices.Contains(w.Stale, old) {
 		w.Stale = append(w.Stale, old)
 	}
+	// A member chosen again holds the live copy, not a stale one.
+	w.Stale = slices.DeleteFunc(w.Stale, func(c string) bool { return c == d.Cluster })
 	w.Decision = d
 	w.History = append(w.History, d)
 }
@@ -279,7 +285,7 @@ func (s *Service) send(ctx context.Context, w fedstore.Workload) (*persysv1.Work
 		return nil, err
 	}
 	err = s.update(ctx, w.Name, func(cur *fedstore.Workload) bool {
-		if cur.Decision != w.Decision || cur.Sent == w.Decision {
+		if !cur.Decision.Same(w.Decision) || cur.Sent.Same(w.Decision) {
 			return false // decided again meanwhile, or recorded
 		}
 		cur.Sent = w.Decision

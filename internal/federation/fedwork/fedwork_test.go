@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,10 @@ func TestOffload(t *testing.T) {
 	if resp.GetResult() != "created" || resp.GetWorkload().GetWorkload().GetLabels()[fedapi.LabelCluster] != "a" {
 		t.Fatalf("apply w1 = %v", resp)
 	}
+	// The apply itself records that a took the decision.
+	if w, _, err := e.fed.Store.GetWorkload(ctx, "w1"); err != nil || w.Decision.Cluster != "a" || !w.Sent.Same(w.Decision) {
+		t.Fatalf("w1 after apply: %+v, %v; want decided for a and sent", w, err)
+	}
 	running := persysv1.ActualState_ACTUAL_STATE_RUNNING.String()
 	eventually.Eventually(t, "w1 running on a", 30*time.Second, func() (bool, string) {
 		s := memberState(t, e.a, "w1")
@@ -108,7 +113,7 @@ func TestOffload(t *testing.T) {
 	})
 	w, _, _ := e.fed.Store.GetWorkload(ctx, "w2")
 	if !strings.Contains(w.Decision.Reason, "offloaded from a") || !strings.Contains(w.Decision.Reason, "no node fits") ||
-		len(w.Refusals) != 1 || w.Refusals[0].Cluster != "a" || len(w.History) != 2 || w.Sent != w.Decision {
+		len(w.Refusals) != 1 || w.Refusals[0].Cluster != "a" || len(w.History) != 2 || !w.Sent.Same(w.Decision) {
 		t.Fatalf("w2 after offload: %+v", w)
 	}
 	if s := memberState(t, e.a, "w2"); s != "" {
@@ -195,6 +200,65 @@ func TestDecisionBeforeSend(t *testing.T) {
 			return false, err.Error()
 		}
 		w, _, _ := e.fed.Store.GetWorkload(ctx, "w1")
-		return w.Sent == w.Decision && memberState(t, e.a, "w1") != "", fmt.Sprintf("%+v", w.Sent)
+		return w.Sent.Same(w.Decision) && memberState(t, e.a, "w1") != "", fmt.Sprintf("%+v", w.Sent)
 	})
+}
+
+// TestFailover: a workload whose member is lost past the failover grace
+// moves to the next ready cluster; when the member is back, the copy it
+// still holds is deleted, so that one member holds the workload.
+func TestFailover(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	placement := "placement:\n  clusters: [a, b]\n  failover:\n    grace: 5s\n"
+	if _, err := e.svc.Apply(ctx, manifest("w1", placement)); err != nil {
+		t.Fatal(err)
+	}
+	running := persysv1.ActualState_ACTUAL_STATE_RUNNING.String()
+	eventually.Eventually(t, "w1 running on a", 30*time.Second, func() (bool, string) {
+		s := memberState(t, e.a, "w1")
+		return s == running, s
+	})
+	// a's scheduler stops; the federation has not reached a for a minute
+	// (the health record is what the monitor would have written).
+	e.a.Cluster.Stop(0)
+	a, err := e.fed.Admin.GetCluster(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := a.Health
+	lost.State, lost.Reachable, lost.LastContact, lost.Since = fedapi.StateLost, false, time.Now().Add(-time.Minute), time.Now()
+	if err := e.fed.Store.PutHealth(ctx, "a", lost); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w, _, err := e.fed.Store.GetWorkload(ctx, "w1")
+	if err != nil || w.Decision.Cluster != "b" || !w.Sent.Same(w.Decision) || !slices.Equal(w.Stale, []string{"a"}) || !strings.Contains(w.Decision.Reason, "failover from a") {
+		t.Fatalf("after a was lost: %+v, %v", w, err)
+	}
+	eventually.Eventually(t, "w1 running on b", 30*time.Second, func() (bool, string) {
+		s := memberState(t, e.b, "w1")
+		return s == running, s
+	})
+
+	// a is back: its copy goes, and w1 stays on b.
+	e.a.Cluster.Restart(t)
+	back := lost
+	back.State, back.Reachable, back.LastContact = fedapi.StateReady, true, time.Now()
+	if err := e.fed.Store.PutHealth(ctx, "a", back); err != nil {
+		t.Fatal(err)
+	}
+	eventually.Eventually(t, "the stale copy on a deleted", 60*time.Second, func() (bool, string) {
+		if err := e.svc.Reconcile(ctx); err != nil {
+			return false, err.Error()
+		}
+		w, _, _ := e.fed.Store.GetWorkload(ctx, "w1")
+		s := memberState(t, e.a, "w1")
+		return len(w.Stale) == 0 && (s == "" || s == persysv1.ActualState_ACTUAL_STATE_DELETING.String()), fmt.Sprintf("stale %v, at a %q", w.Stale, s)
+	})
+	if w, _, _ := e.fed.Store.GetWorkload(ctx, "w1"); w.Decision.Cluster != "b" {
+		t.Fatalf("w1 moved back to %s", w.Decision.Cluster)
+	}
 }

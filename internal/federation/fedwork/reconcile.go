@@ -3,6 +3,7 @@ package fedwork
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -28,8 +29,10 @@ func (s *Service) Run(ctx context.Context, interval time.Duration) {
 }
 
 // Reconcile makes one pass over the federated workloads: it finishes
-// deletes, removes stale copies, sends decisions a member has not taken
-// yet, and, with offload, moves a workload its member has no room for.
+// deletes, removes stale copies from members that are reachable again,
+// moves a workload whose member was unreachable past its failover grace,
+// sends decisions a member has not taken yet, and, with offload, moves a
+// workload its member has no room for.
 func (s *Service) Reconcile(ctx context.Context) error {
 	ws, revs, err := s.cfg.Store.ListWorkloads(ctx)
 	if err != nil {
@@ -69,7 +72,10 @@ func (s *Service) reconcileOne(ctx context.Context, w fedstore.Workload, rev int
 		}
 		s.cfg.Logger.Info("stale copy deleted", "workload", w.Name, "cluster", c)
 	}
-	if w.Sent != w.Decision {
+	if fedplace.FailoverDue(w.Placement, healths[w.Decision.Cluster], s.cfg.Now()) {
+		return s.failover(ctx, w, healths)
+	}
+	if !w.Sent.Same(w.Decision) {
 		if !ready(w.Decision.Cluster) {
 			return nil
 		}
@@ -96,7 +102,7 @@ func (s *Service) offload(ctx context.Context, w fedstore.Workload, healths map[
 	from := w.Decision.Cluster
 	var moved fedstore.Workload
 	err = s.update(ctx, w.Name, func(cur *fedstore.Workload) bool {
-		if cur.Decision != w.Decision {
+		if !cur.Decision.Same(w.Decision) {
 			return false
 		}
 		cur.Refusals = append(cur.Refusals, fedapi.Refusal{Cluster: from, Revision: cur.Revision, Reason: why, At: s.cfg.Now()})
@@ -120,4 +126,31 @@ func (s *Service) offload(ctx context.Context, w fedstore.Workload, healths map[
 		return err
 	}
 	return s.deleteAt(ctx, from, w.Name)
+}
+
+// failover moves w off a member not reached for longer than the grace;
+// the copy there stays listed as stale until the member is back.
+func (s *Service) failover(ctx context.Context, w fedstore.Workload, healths map[string]fedapi.Health) error {
+	from := w.Decision.Cluster
+	h := healths[from]
+	var moved fedstore.Workload
+	err := s.update(ctx, w.Name, func(cur *fedstore.Workload) bool {
+		if !cur.Decision.Same(w.Decision) {
+			return false
+		}
+		c, reason, ok := fedplace.Choose(cur.Placement, cur.Revision, healths, cur.Refusals)
+		if !ok {
+			return false // nowhere to go: wait for a member
+		}
+		why := fmt.Sprintf("failover from %s (%s, last contact %s, grace %s)", from, h.State, h.LastContact.UTC().Format(time.RFC3339), cur.Placement.Failover.Grace)
+		s.setDecision(cur, fedapi.Decision{Cluster: c, Revision: cur.Revision, Reason: why + "; " + reason, At: s.cfg.Now()})
+		moved = *cur
+		return true
+	})
+	if err != nil || moved.Name == "" {
+		return err
+	}
+	s.event(ctx, fedapi.EventFailover, moved, "failed over from "+from+" to "+moved.Decision.Cluster)
+	_, err = s.send(ctx, moved)
+	return err
 }
