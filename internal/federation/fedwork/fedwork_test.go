@@ -122,20 +122,7 @@ func TestOffload(t *testing.T) {
 	if s := memberState(t, e.a, "w1"); s != running {
 		t.Fatalf("w1 at a is %s, want it untouched", s)
 	}
-	list, err := e.svc.List(ctx)
-	if err != nil || len(list.GetWorkloads()) != 2 {
-		t.Fatalf("list = %v, %v", list, err)
-	}
-	for _, v := range list.GetWorkloads() {
-		want := map[string]string{"w1": "a", "w2": "b"}[v.GetWorkload().GetName()]
-		if got := v.GetWorkload().GetLabels()[fedapi.LabelCluster]; got != want {
-			t.Fatalf("%s shown on cluster %q, want %q", v.GetWorkload().GetName(), got, want)
-		}
-	}
-	v, err := e.svc.Get(ctx, "w2", true)
-	if err != nil || len(v.GetEvents()) < 2 || !strings.Contains(v.GetEvents()[1].GetMessage(), "offloaded from a") {
-		t.Fatalf("w2 with events: %v, %v", v, err)
-	}
+	checkViews(t, e.svc)
 
 	if err := e.svc.Delete(ctx, "w2"); err != nil {
 		t.Fatal(err)
@@ -260,5 +247,26 @@ func TestFailover(t *testing.T) {
 	})
 	if w, _, _ := e.fed.Store.GetWorkload(ctx, "w1"); w.Decision.Cluster != "b" {
 		t.Fatalf("w1 moved back to %s", w.Decision.Cluster)
+	}
+}
+
+// checkViews: the list shows w1 on a and w2 on b; w2's events start with
+// the federation's decisions, the second saying why it moved.
+func checkViews(t *testing.T, svc *fedwork.Service) {
+	t.Helper()
+	ctx := context.Background()
+	list, err := svc.List(ctx)
+	if err != nil || len(list.GetWorkloads()) != 2 {
+		t.Fatalf("list = %v, %v", list, err)
+	}
+	for _, v := range list.GetWorkloads() {
+		want := map[string]string{"w1": "a", "w2": "b"}[v.GetWorkload().GetName()]
+		if got := v.GetWorkload().GetLabels()[fedapi.LabelCluster]; got != want {
+			t.Fatalf("%s shown on cluster %q, want %q", v.GetWorkload().GetName(), got, want)
+		}
+	}
+	v, err := svc.Get(ctx, "w2", true)
+	if err != nil || len(v.GetEvents()) < 2 || !strings.Contains(v.GetEvents()[1].GetMessage(), "offloaded from a") {
+		t.Fatalf("w2 with events: %v, %v", v, err)
 	}
 }
