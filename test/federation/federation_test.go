@@ -59,7 +59,9 @@ func TestMembers(t *testing.T) {
 	}
 	list := e.checkReady(metrics)
 	offload(t, b, fdir, e.ctl, list)
+	w3 := e.applyOnB()
 	e.killB()
+	e.failover(w3)
 }
 
 // env is one federation in front of members a and b.
@@ -71,6 +73,8 @@ type env struct {
 	fdir  string
 	fcfg  string
 	ids   map[*member]string
+	// killedAt is when b was killed.
+	killedAt time.Time
 }
 
 func (e *env) ctl(args ...string) (string, error) {
@@ -151,10 +155,11 @@ func (e *env) checkReady(metrics string) []fedapi.Cluster {
 }
 
 // killB: b unreachable, then lost after the grace, with an event each;
-// a stays ready; b then leaves.
+// a stays ready.
 func (e *env) killB() {
 	t := e.t
 	e.bm.kill()
+	e.killedAt = time.Now()
 	waitFor(t, e.fed, "b lost", 60*time.Second, func() (bool, string) {
 		for _, c := range clusters(t, e.ctl) {
 			if c.Name == "a" && c.Health.State != fedapi.StateReady {
@@ -174,12 +179,6 @@ func (e *env) killB() {
 	}
 	if want := []string{fedapi.EventJoined, fedapi.EventUnreachable, fedapi.EventLost}; !slices.Equal(types, want) {
 		t.Fatalf("events of b %v, want %v", types, want)
-	}
-	if out, err := run(e.b.persys, "federation", "leave", "b", "--config", e.fcfg); err != nil {
-		t.Fatalf("leave b: %v\n%s", err, out)
-	}
-	if list := clusters(t, e.ctl); len(list) != 1 || list[0].Name != "a" {
-		t.Fatalf("after leave: %+v", list)
 	}
 }
 
@@ -320,4 +319,60 @@ func fedClient(t *testing.T, cfgPath string) *client.Client {
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// applyOnB applies, through the federation, a workload that prefers b
+// with a failover grace, and waits until it runs there.
+func (e *env) applyOnB() string {
+	t := e.t
+	_, image := images.HelloImage(t)
+	name := fmt.Sprintf("fed3-%d", os.Getpid())
+	file := filepath.Join(t.TempDir(), "w3.yaml")
+	body := fmt.Sprintf("apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: %s\nspec:\n  type: container\n  desiredState: running\n"+
+		"  container:\n    image: %s\n  resources:\n    cpu: 100m\n    memory: 16Mi\nplacement:\n  clusters: [b, a]\n  failover:\n    grace: 4s\n", name, image)
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := e.ctl("apply", "-f", file); err != nil {
+		t.Fatalf("apply %s: %v\n%s", name, err, out)
+	}
+	waitWorkload(t, e.fdir, name, "b")
+	return name
+}
+
+// failover: with b lost, the workload runs on a; once b is back, the
+// copy b's agent kept running is deleted: one container on the engine.
+// b then leaves.
+func (e *env) failover(name string) {
+	t := e.t
+	waitWorkload(t, e.fdir, name, "a")
+	t.Logf("%s running on a %s after b was killed (failover grace 4s, probes every 1s)", name, time.Since(e.killedAt).Round(100*time.Millisecond))
+	// b's agent died with its process; its container still runs.
+	if n := containers(t, name); n != 2 {
+		t.Fatalf("%d containers of %s while b is down, want 2 (a's and the one b left)", n, name)
+	}
+	out, err := e.ctl("describe", "workload", name)
+	if err != nil || !strings.Contains(out, "failover from b") {
+		t.Fatalf("describe %s does not say it failed over: %v\n%s", name, err, out)
+	}
+	e.bm.restart(t)
+	e.bm.waitReady(t)
+	waitFor(t, e.fed, "one container of "+name+" once b is back", 90*time.Second, func() (bool, string) {
+		n := containers(t, name)
+		return n == 1, fmt.Sprintf("%d containers", n)
+	})
+	waitWorkload(t, e.fdir, name, "a")
+	if out, err := e.ctl("delete", "workload", name); err != nil {
+		t.Fatalf("delete %s: %v\n%s", name, err, out)
+	}
+	waitFor(t, nil, "no container of "+name, 60*time.Second, func() (bool, string) {
+		n := containers(t, name)
+		return n == 0, fmt.Sprintf("%d containers", n)
+	})
+	if out, err := run(e.b.persys, "federation", "leave", "b", "--config", e.fcfg); err != nil {
+		t.Fatalf("leave b: %v\n%s", err, out)
+	}
+	if list := clusters(t, e.ctl); len(list) != 1 || list[0].Name != "a" {
+		t.Fatalf("after leave: %+v", list)
+	}
 }

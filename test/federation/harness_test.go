@@ -143,6 +143,8 @@ func (p *proc) exited() bool {
 type member struct {
 	*proc
 	dir, gateway string
+	bin          string
+	args         []string
 }
 
 func startMember(t *testing.T, b bins, name string, docker *dockerclient.Client) *member {
@@ -152,10 +154,18 @@ func startMember(t *testing.T, b bins, name string, docker *dockerclient.Client)
 	// Registered before the process, so it runs after its stop: a killed
 	// member leaves its containers behind.
 	t.Cleanup(func() { removeContainers(docker, node) })
-	m.proc = start(t, "persys dev "+name, b.persys, "dev", "--data-dir", m.dir, "--node-id", node,
+	m.bin, m.args = b.persys, []string{"dev", "--data-dir", m.dir, "--node-id", node,
 		"--gateway-listen", m.gateway, "--scheduler-listen", freeport.Addr(t, "127.0.0.1"),
-		"--agent-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0")
+		"--agent-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0"}
+	m.proc = start(t, "persys dev "+name, m.bin, m.args...)
 	return m
+}
+
+// restart starts the member again on its data dir and addresses, after
+// kill: its agent finds what it left running.
+func (m *member) restart(t *testing.T) {
+	t.Helper()
+	m.proc = start(t, m.proc.name, m.bin, m.args...)
 }
 
 func (m *member) config() string { return filepath.Join(m.dir, "persysctl.yaml") }
