@@ -28,7 +28,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,6 +99,9 @@ func New(cfg Config) http.Handler {
 		a.route(mux, "GET /v1/workloads", pki.RoleViewer, a.listWorkloads)
 		a.route(mux, "GET /v1/workloads/{name}", pki.RoleViewer, a.getWorkload)
 		a.route(mux, "DELETE /v1/workloads/{name}", pki.RoleOperator, a.deleteWorkload)
+		a.route(mux, "POST /v1/manifests", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
+			return nil, 0, httperr.New(http.StatusBadRequest, "the federation applies one workload per manifest: apply each document on its own")
+		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.requests.WithLabelValues("unknown", strconv.Itoa(httperr.Write(w, httperr.New(http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)))).Inc()
@@ -241,6 +246,9 @@ func duplicate(name string) error {
 
 func (a *api) leave(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	name := r.PathValue("name")
+	if err := a.holding(r.Context(), name); err != nil {
+		return nil, 0, err
+	}
 	if err := a.cfg.Store.DeleteMember(r.Context(), name); err != nil {
 		return nil, 0, storeErr(err)
 	}
@@ -249,6 +257,27 @@ func (a *api) leave(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	}
 	a.cfg.Logger.Info("cluster removed", "cluster", name)
 	return struct{}{}, http.StatusOK, nil
+}
+
+// holding refuses to remove a member that federated workloads are placed
+// on or may still have a copy on: the federation could no longer reach
+// them there.
+func (a *api) holding(ctx context.Context, name string) error {
+	ws, _, err := a.cfg.Store.ListWorkloads(ctx)
+	if err != nil {
+		return err
+	}
+	var held []string
+	for _, w := range ws {
+		if w.Decision.Cluster == name || slices.Contains(w.Stale, name) {
+			held = append(held, w.Name)
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	return &httperr.Error{Code: http.StatusConflict, Message: "cluster " + name + " holds federated workloads",
+		Fields: []httperr.FieldError{{Field: "name", Reason: fmt.Sprintf("federated workloads are placed on %s or have a copy there: %s; delete them first", name, strings.Join(held, ", "))}}}
 }
 
 func (a *api) events(_ http.ResponseWriter, r *http.Request) (any, int, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,12 +81,31 @@ func TestJoin(t *testing.T) {
 	if err := fed.Admin.LeaveCluster(ctx, "nowhere"); !client.IsNotFound(err) {
 		t.Fatalf("leave of an unknown cluster: %v, want 404", err)
 	}
+	// A member that holds a federated workload does not leave.
+	wl := "apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: w1\nspec:\n  type: container\n  container:\n    image: sim/app:1\nplacement:\n  clusters: [east]\n"
+	if resp, err := fed.Admin.Apply(ctx, []byte(wl)); err != nil || resp.GetWorkload().GetWorkload().GetLabels()[fedapi.LabelCluster] != "east" {
+		t.Fatalf("apply w1 through the federation: %v, %v", resp, err)
+	}
+	var held *client.APIError
+	if err := fed.Admin.LeaveCluster(ctx, "east"); !errors.As(err, &held) || held.Code != http.StatusConflict || !strings.Contains(held.Fields[0].Reason, "w1") {
+		t.Fatalf("leave of a member holding w1: %v, want 409 naming w1", err)
+	}
+	if err := fed.Admin.DeleteWorkload(ctx, "w1"); err != nil {
+		t.Fatal(err)
+	}
 	if err := fed.Admin.LeaveCluster(ctx, "east"); err != nil {
 		t.Fatal(err)
 	}
 	evs, err := fed.Admin.ClusterEvents(ctx, "east", 0)
-	if err != nil || len(evs.Events) != 2 || evs.Events[0].Type != fedapi.EventJoined || evs.Events[1].Type != fedapi.EventLeft {
-		t.Fatalf("events of east = %+v, %v; want joined, left", evs, err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, e := range evs.Events {
+		types = append(types, e.Type)
+	}
+	if !slices.Equal(types, []string{fedapi.EventJoined, fedapi.EventPlaced, fedapi.EventLeft}) {
+		t.Fatalf("events of east = %v; want joined, placed, left", types)
 	}
 }
 
