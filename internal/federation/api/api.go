@@ -336,8 +336,39 @@ func (a *api) applyWorkload(_ http.ResponseWriter, r *http.Request) (any, int, e
 }
 
 func (a *api) listWorkloads(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	sel, err := parseSelector(r.URL.Query().Get("selector"))
+	if err != nil {
+		return nil, 0, err
+	}
 	out, err := a.cfg.Workloads.List(r.Context())
-	return out, http.StatusOK, err
+	if err != nil || len(sel) == 0 {
+		return out, http.StatusOK, err
+	}
+	out.Workloads = slices.DeleteFunc(out.Workloads, func(v *persysv1.WorkloadView) bool {
+		for k, want := range sel {
+			if got, ok := v.GetWorkload().GetLabels()[k]; !ok || got != want {
+				return true
+			}
+		}
+		return false
+	})
+	return out, http.StatusOK, nil
+}
+
+// parseSelector reads the gateway's label selector: key=value[,key=value].
+func parseSelector(raw string) (map[string]string, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	sel := map[string]string{}
+	for _, part := range strings.Split(raw, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, httperr.Field("selector", fmt.Sprintf("%q is not key=value", part))
+		}
+		sel[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return sel, nil
 }
 
 func (a *api) getWorkload(_ http.ResponseWriter, r *http.Request) (any, int, error) {

@@ -86,6 +86,12 @@ func TestJoin(t *testing.T) {
 	if resp, err := fed.Admin.Apply(ctx, []byte(wl)); err != nil || resp.GetWorkload().GetWorkload().GetLabels()[fedapi.LabelCluster] != "east" {
 		t.Fatalf("apply w1 through the federation: %v, %v", resp, err)
 	}
+	for cluster, want := range map[string]int{"east": 1, "west": 0} {
+		l, err := fed.Admin.ListWorkloadsSelector(ctx, map[string]string{fedapi.LabelCluster: cluster})
+		if err != nil || len(l.GetWorkloads()) != want {
+			t.Fatalf("workloads on %s: %v, %v; want %d", cluster, l, err, want)
+		}
+	}
 	var held *client.APIError
 	if err := fed.Admin.LeaveCluster(ctx, "east"); !errors.As(err, &held) || held.Code != http.StatusConflict || !strings.Contains(held.Fields[0].Reason, "w1") {
 		t.Fatalf("leave of a member holding w1: %v, want 409 naming w1", err)
