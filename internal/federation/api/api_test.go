@@ -78,6 +78,29 @@ func TestJoin(t *testing.T) {
 		})
 	}
 
+	leave(t, fed)
+}
+
+// TestRoles: a federation viewer reads and may not join; a member's own
+// admin certificate is refused at the federation's handshake.
+func TestRoles(t *testing.T) {
+	fed := fedtest.StartFederation(t, 15*time.Second)
+	viewer := fed.IssueClient(t, "alice", "viewer")
+	ctx := context.Background()
+	if _, err := viewer.ListClusters(ctx); err != nil {
+		t.Fatalf("viewer list: %v", err)
+	}
+	var ae *client.APIError
+	if _, err := viewer.JoinCluster(ctx, fedapi.JoinRequest{Name: "x"}); !errors.As(err, &ae) || ae.Code != http.StatusForbidden {
+		t.Fatalf("viewer join: %v, want 403", err)
+	}
+}
+
+// leave: an unknown member is not found; a member holding a federated
+// workload does not leave until the workload is deleted; events record it.
+func leave(t *testing.T, fed *fedtest.Federation) {
+	t.Helper()
+	ctx := context.Background()
 	if err := fed.Admin.LeaveCluster(ctx, "nowhere"); !client.IsNotFound(err) {
 		t.Fatalf("leave of an unknown cluster: %v, want 404", err)
 	}
@@ -112,20 +135,5 @@ func TestJoin(t *testing.T) {
 	}
 	if !slices.Equal(types, []string{fedapi.EventJoined, fedapi.EventPlaced, fedapi.EventLeft}) {
 		t.Fatalf("events of east = %v; want joined, placed, left", types)
-	}
-}
-
-// TestRoles: a federation viewer reads and may not join; a member's own
-// admin certificate is refused at the federation's handshake.
-func TestRoles(t *testing.T) {
-	fed := fedtest.StartFederation(t, 15*time.Second)
-	viewer := fed.IssueClient(t, "alice", "viewer")
-	ctx := context.Background()
-	if _, err := viewer.ListClusters(ctx); err != nil {
-		t.Fatalf("viewer list: %v", err)
-	}
-	var ae *client.APIError
-	if _, err := viewer.JoinCluster(ctx, fedapi.JoinRequest{Name: "x"}); !errors.As(err, &ae) || ae.Code != http.StatusForbidden {
-		t.Fatalf("viewer join: %v, want 403", err)
 	}
 }
