@@ -35,8 +35,9 @@ func TestMembers(t *testing.T) {
 
 	fdir, metrics := t.TempDir(), freeport.Addr(t, "127.0.0.1")
 	e := &env{t: t, b: b, a: a, bm: bm, fdir: fdir, fcfg: filepath.Join(fdir, "persysctl.yaml"), ids: map[*member]string{}}
-	e.fed = start(t, "persys federation", b.persys, "federation", "--data-dir", fdir, "--listen", freeport.Addr(t, "127.0.0.1"),
-		"--metrics-listen", metrics, "--probe-interval", "1s", "--grace", "6s", "--probe-timeout", "2s")
+	e.fedArgs = []string{"federation", "--data-dir", fdir, "--listen", freeport.Addr(t, "127.0.0.1"),
+		"--metrics-listen", metrics, "--probe-interval", "1s", "--grace", "6s", "--probe-timeout", "2s"}
+	e.fed = start(t, "persys federation", b.persys, e.fedArgs...)
 	waitFor(t, e.fed, "the federation API", 60*time.Second, func() (bool, string) {
 		out, err := e.ctl("get", "clusters")
 		return err == nil && strings.Contains(out, "No clusters."), out
@@ -60,19 +61,21 @@ func TestMembers(t *testing.T) {
 	list := e.checkReady(metrics)
 	offload(t, b, fdir, e.ctl, list)
 	w3 := e.applyOnB()
+	e.crashFederation(w3)
 	e.killB()
 	e.failover(w3)
 }
 
 // env is one federation in front of members a and b.
 type env struct {
-	t     *testing.T
-	b     bins
-	a, bm *member
-	fed   *proc
-	fdir  string
-	fcfg  string
-	ids   map[*member]string
+	t       *testing.T
+	b       bins
+	a, bm   *member
+	fed     *proc
+	fdir    string
+	fcfg    string
+	ids     map[*member]string
+	fedArgs []string
 	// killedAt is when b was killed.
 	killedAt time.Time
 }
@@ -374,5 +377,32 @@ func (e *env) failover(name string) {
 	}
 	if list := clusters(t, e.ctl); len(list) != 1 || list[0].Name != "a" {
 		t.Fatalf("after leave: %+v", list)
+	}
+}
+
+// crashFederation kills the federation and starts it again on its data
+// dir: members and the workload's decision are read back from its etcd,
+// and the workload is not placed again.
+func (e *env) crashFederation(name string) {
+	t := e.t
+	e.fed.kill()
+	e.fed = start(t, "persys federation (restarted)", e.b.persys, e.fedArgs...)
+	waitFor(t, e.fed, "both members ready after the restart", 60*time.Second, func() (bool, string) {
+		out, err := e.ctl("get", "clusters")
+		return err == nil && strings.Count(out, " Ready ") == 2, out
+	})
+	waitWorkload(t, e.fdir, name, "b")
+	v, err := fedClient(t, e.fcfg).GetWorkload(context.Background(), name, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	placed := 0
+	for _, ev := range v.GetEvents() {
+		if ev.GetType() == "FederationPlaced" {
+			placed++
+		}
+	}
+	if placed != 1 {
+		t.Fatalf("%s has %d federation decisions after the restart, want the one made before", name, placed)
 	}
 }
