@@ -60,6 +60,7 @@ func newFederationCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&o.DataDir, "data-dir", ".persys-federation", "folder for the federation's etcd data, CA, certificates and persysctl config")
 	f.StringVar(&o.Listen, "listen", "127.0.0.1:8543", "host:port of the federation API (HTTPS, mTLS)")
+	f.StringSliceVar(&o.SANs, "tls-san", nil, "extra host names or IP addresses for the API's certificate, comma separated (it always covers localhost and loopback); the certificate is issued again when one is missing")
 	f.StringVar(&o.MetricsListen, "metrics-listen", "127.0.0.1:9110", "plain HTTP listener for /metrics, /healthz and /readyz (empty disables it)")
 	f.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "external etcd, comma separated https:// URLs (needs --etcd-ca, --etcd-cert, --etcd-key); default: embedded in --data-dir")
 	f.StringVar(&o.EtcdCA, "etcd-ca", "", "CA bundle of the external etcd")

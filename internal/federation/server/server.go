@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -39,6 +40,9 @@ type Options struct {
 	// Listen is the API's host:port; MetricsListen the plain /metrics,
 	// /healthz and /readyz listener ("" disables it).
 	Listen, MetricsListen string
+	// SANs are extra host names and IP addresses the API's certificate
+	// is valid for (it always is for localhost and loopback).
+	SANs []string
 	// EtcdEndpoints, when set, replace the embedded etcd; EtcdCA,
 	// EtcdCert and EtcdKey are the client identity for them.
 	EtcdEndpoints                 []string
@@ -94,8 +98,12 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	bundle, err := pki.Bootstrap(filepath.Join(dir, "pki"), nil, nil, nil)
+	dns, ips := splitSANs(o.SANs)
+	bundle, err := pki.Bootstrap(filepath.Join(dir, "pki"), nil, dns, ips)
 	if err != nil {
+		if len(o.SANs) > 0 {
+			return fmt.Errorf("federation certificates (--tls-san %s): %w", strings.Join(o.SANs, ","), err)
+		}
 		return fmt.Errorf("federation certificates: %w", err)
 	}
 	cli, closeStore, err := openEtcd(dir, o)
@@ -176,6 +184,18 @@ func openEtcd(dir string, o Options) (*clientv3.Client, func(), error) {
 	}
 	cli := emb.LocalClient()
 	return cli, func() { _ = cli.Close(); emb.Close() }, nil
+}
+
+// splitSANs sorts names from addresses.
+func splitSANs(sans []string) (dns []string, ips []net.IP) {
+	for _, s := range sans {
+		if ip := net.ParseIP(s); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, s)
+		}
+	}
+	return dns, ips
 }
 
 // interval is the period of the workload loop: the probe interval.
