@@ -134,7 +134,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	cfgPath := filepath.Join(dir, "persysctl.yaml")
 	if err := client.WriteConfig(cfgPath, &client.Config{
-		Endpoint: "https://" + ln.Addr().String(), CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key,
+		Endpoint: "https://" + localAddr(ln.Addr()), CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key,
 	}); err != nil {
 		_ = ln.Close()
 		return err
@@ -184,6 +184,19 @@ func openEtcd(dir string, o Options) (*clientv3.Client, func(), error) {
 	}
 	cli := emb.LocalClient()
 	return cli, func() { _ = cli.Close(); emb.Close() }, nil
+}
+
+// localAddr is where a client on this host reaches addr: loopback for a
+// listener on every address (the certificate covers loopback).
+func localAddr(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // splitSANs sorts names from addresses.
