@@ -116,7 +116,14 @@ type handler func(w http.ResponseWriter, r *http.Request) (any, int, error)
 func (a *api) route(mux *http.ServeMux, pattern string, need pki.Role, h handler) {
 	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		code := 0
-		defer func() { a.requests.WithLabelValues(pattern, strconv.Itoa(code)).Inc() }()
+		defer func() {
+			a.requests.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
+			if r.Method != http.MethodGet {
+				// One line per change, naming who asked.
+				id, _ := pki.PeerIdentity(r.TLS)
+				a.cfg.Logger.Info("request", "route", pattern, "path", r.URL.Path, "status", code, "user", id.CommonName, "role", id.Role)
+			}
+		}()
 		if err := authorize(r, need); err != nil {
 			code = httperr.Write(w, err)
 			return

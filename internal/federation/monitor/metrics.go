@@ -14,6 +14,7 @@ type metrics struct {
 	reachable   *prometheus.GaugeVec
 	duration    *prometheus.HistogramVec
 	transitions *prometheus.CounterVec
+	expiry      *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,9 +36,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "persys", Subsystem: "federation", Name: "member_transitions_total",
 			Help: "Member health transitions, by the state entered.",
 		}, []string{"state"}),
+		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "persys", Subsystem: "federation", Name: "member_identity_expiry_timestamp_seconds",
+			Help: "When the identity the member issued to the federation expires (Unix seconds); renew it before.",
+		}, []string{"cluster"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.members, m.reachable, m.duration, m.transitions)
+		reg.MustRegister(m.members, m.reachable, m.duration, m.transitions, m.expiry)
 	}
 	return m
 }
@@ -53,7 +58,10 @@ func (m *metrics) probe(cluster string, ok bool, d time.Duration) {
 
 func (m *metrics) transition(tr health.Transition) { m.transitions.WithLabelValues(string(tr)).Inc() }
 
-func (m *metrics) forget(cluster string) { m.reachable.DeleteLabelValues(cluster) }
+func (m *metrics) forget(cluster string) {
+	m.reachable.DeleteLabelValues(cluster)
+	m.expiry.DeleteLabelValues(cluster)
+}
 
 func (m *metrics) setStates(counts map[fedapi.State]int) {
 	for _, s := range []fedapi.State{fedapi.StatePending, fedapi.StateReady, fedapi.StateUnreachable, fedapi.StateLost} {

@@ -181,6 +181,7 @@ func (m *Monitor) clientFor(mem fedstore.Member) (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.metrics.expiry.WithLabelValues(mem.Name).Set(float64(id.Leaf.NotAfter.Unix()))
 	if old, ok := m.clients[mem.Name]; ok {
 		old.c.Close()
 	}

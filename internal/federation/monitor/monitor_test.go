@@ -58,8 +58,11 @@ func TestRound(t *testing.T) {
 	if h.NodesReady != 1 || h.CPUCapacityMillis == 0 { // one replica holds no election: no leader named
 		t.Fatalf("ready member's figures: %+v", h)
 	}
-	if got := reachable(t, reg, "east"); got != 1 {
+	if got := gauge(t, reg, "persys_federation_member_reachable", "east"); got != 1 {
 		t.Fatalf("member_reachable = %v, want 1", got)
+	}
+	if got := gauge(t, reg, "persys_federation_member_identity_expiry_timestamp_seconds", "east"); got < float64(time.Now().Unix()) {
+		t.Fatalf("identity expiry %v, want a time to come", got)
 	}
 	contact := h.LastContact
 
@@ -72,7 +75,7 @@ func TestRound(t *testing.T) {
 	clk.add(11 * time.Second) // 16 s after the last contact
 	step(fedapi.StateLost)
 
-	if got := reachable(t, reg, "east"); got != 0 {
+	if got := gauge(t, reg, "persys_federation_member_reachable", "east"); got != 0 {
 		t.Fatalf("member_reachable = %v, want 0", got)
 	}
 
@@ -109,15 +112,15 @@ func TestRound(t *testing.T) {
 	}
 }
 
-// reachable reads persys_federation_member_reachable{cluster}.
-func reachable(t *testing.T, reg *prometheus.Registry, cluster string) float64 {
+// gauge reads the gauge name{cluster}.
+func gauge(t *testing.T, reg *prometheus.Registry, name, cluster string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "persys_federation_member_reachable" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
@@ -126,7 +129,7 @@ func reachable(t *testing.T, reg *prometheus.Registry, cluster string) float64 {
 			}
 		}
 	}
-	t.Fatalf("no persys_federation_member_reachable{cluster=%q}", cluster)
+	t.Fatalf("no %s{cluster=%q}", name, cluster)
 	return 0
 }
 
