@@ -19,7 +19,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newSchedulerCommand(), newAgentCommand(), newGatewayCommand(), newCACommand(), newDevCommand(), newBenchCommand(), newBenchSchedulerProcessCommand(), newBenchGatewayProcessCommand())
-	root.AddCommand(newSecretsKeyCommand(), newVersionCommand(), newBackupCommand())
+	root.AddCommand(newSecretsKeyCommand(), newVersionCommand(), newBackupCommand(), newFederationCommand())
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)

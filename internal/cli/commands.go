@@ -219,7 +219,7 @@ func newGetCommand(o *options) *cobra.Command {
 		watch    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "get workloads|workload NAME|services|service NAME|endpoints SERVICE|nodes|node ID|leader",
+		Use:   "get workloads|workload NAME|services|service NAME|endpoints SERVICE|nodes|node ID|leader|clusters",
 		Short: "List workloads, services or nodes, show one, or show the scheduler leader",
 		Long: "List workloads, services or nodes, show one, or show the scheduler leader. Without arguments, list what can be got.\n" +
 			"-o wide adds columns, -o name prints kind/name lines for scripts, -o json and -o yaml the whole objects.",
@@ -236,6 +236,9 @@ func newGetCommand(o *options) *cobra.Command {
 					return fmt.Errorf("--selector applies only to listing workloads")
 				}
 				return o.runLeader(cmd)
+			}
+			if isClustersKind(args[0]) && selector == "" && !watch {
+				return o.getClusters(cmd, args) // a federation's members (clusters.go)
 			}
 			if isEndpointsKind(args[0]) {
 				if len(args) != 2 || selector != "" {

@@ -24,6 +24,9 @@ func printWorkloads(w io.Writer, format string, views []*persysv1.WorkloadView, 
 	case FormatWide:
 		return printWorkloadsWide(w, views, now)
 	}
+	if federated(views) {
+		return printFederatedWorkloads(w, views, now) // through a federation (clusters.go)
+	}
 	return printWorkloadsTable(w, views, now)
 }
 
@@ -169,6 +172,7 @@ var gettable = []struct{ kind, short, what string }{
 	{"endpoints", "ep", "a service's ready replicas with node address and host ports (get endpoints SERVICE [--watch])"},
 	{"nodes", "no", "the agents, with state, allocation and runtimes"},
 	{"leader", "", "the scheduler replica that leads"},
+	{"clusters", "cl", "a federation's member clusters with their health (with the federation's config)"},
 }
 
 func printGettable(w io.Writer) error {

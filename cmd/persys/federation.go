@@ -1,0 +1,188 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/federation/fedapi"
+	"github.com/persys-dev/compute/internal/federation/monitor"
+	"github.com/persys-dev/compute/internal/federation/server"
+	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+type federationOptions struct {
+	server.Options
+	etcdEndpoints string
+	logLevel      string
+}
+
+// newFederationCommand returns `persys federation`: the control plane
+// over member clusters, and its join and leave commands.
+func newFederationCommand() *cobra.Command {
+	o := &federationOptions{}
+	cmd := &cobra.Command{
+		Use:   "federation",
+		Short: "Run a federation: one front door over member clusters, each reached through its gateway",
+		Long: "federation keeps its own state in etcd (embedded in --data-dir, or --etcd-endpoints), creates its own CA " +
+			"and admin identity in --data-dir/pki on first start, serves its API over HTTPS with mutual TLS, and writes " +
+			"a persysctl config for its admin (--data-dir/persysctl.yaml). It probes every member's gateway each " +
+			"--probe-interval with the identity the member issued; a member not reached for --grace is Lost.\n\n" +
+			"Add members with `persys federation join`.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			level, err := gatewayLogLevel(o.logLevel)
+			if err != nil {
+				return err
+			}
+			if o.etcdEndpoints != "" {
+				for _, e := range strings.Split(o.etcdEndpoints, ",") {
+					if e = strings.TrimSpace(e); !strings.HasPrefix(e, "https://") {
+						return fmt.Errorf("--etcd-endpoints %q: want https://host:port", e)
+					}
+					o.EtcdEndpoints = append(o.EtcdEndpoints, strings.TrimSpace(e))
+				}
+			}
+			o.Logger = obs.NewLogger(os.Stderr, "federation", level)
+			o.Out = os.Stdout
+			return server.Run(ctx, o.Options)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DataDir, "data-dir", ".persys-federation", "folder for the federation's etcd data, CA, certificates and persysctl config")
+	f.StringVar(&o.Listen, "listen", "127.0.0.1:8543", "host:port of the federation API (HTTPS, mTLS)")
+	f.StringSliceVar(&o.SANs, "tls-san", nil, "extra host names or IP addresses for the API's certificate, comma separated (it always covers localhost and loopback); the certificate is issued again when one is missing")
+	f.StringVar(&o.MetricsListen, "metrics-listen", "127.0.0.1:9110", "plain HTTP listener for /metrics, /healthz and /readyz (empty disables it)")
+	f.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "external etcd, comma separated https:// URLs (needs --etcd-ca, --etcd-cert, --etcd-key); default: embedded in --data-dir")
+	f.StringVar(&o.EtcdCA, "etcd-ca", "", "CA bundle of the external etcd")
+	f.StringVar(&o.EtcdCert, "etcd-cert", "", "client certificate for the external etcd")
+	f.StringVar(&o.EtcdKey, "etcd-key", "", "client key for the external etcd")
+	f.StringVar(&o.Prefix, "prefix", "/persys-federation", "etcd key prefix of the federation's state")
+	f.DurationVar(&o.Interval, "probe-interval", monitor.DefaultInterval, "how often every member's gateway is probed")
+	f.DurationVar(&o.Grace, "grace", monitor.DefaultGrace, "a member not reached for this long is Lost")
+	f.DurationVar(&o.ProbeTimeout, "probe-timeout", monitor.DefaultTimeout, "time allowed to one probe")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.AddCommand(newFederationJoinCommand(), newFederationLeaveCommand())
+	return cmd
+}
+
+func newFederationJoinCommand() *cobra.Command {
+	var configPath, gateway, ca, cert, key string
+	cmd := &cobra.Command{
+		Use:   "join CLUSTER --gateway URL --ca FILE --cert FILE --key FILE",
+		Short: "Add a member cluster, reached at its gateway with an identity its CA issued to the federation",
+		Long: "join sends the member's gateway URL, its CA bundle and the identity the member issued to the federation " +
+			"(on the member: `persysctl user issue federation --role operator`, or `persys ca issue-user`) to the " +
+			"federation named by --config (default $" + client.EnvConfig + ": the federation's persysctl config). " +
+			"The federation probes the member with that identity and stores it only if the probe succeeds; an " +
+			"error names the field at fault (ca when the gateway's certificate does not verify, cert when the " +
+			"member refuses the identity or it expired, gateway when it cannot be reached, name when taken).",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := fedapi.JoinRequest{Name: args[0], Gateway: gateway}
+			for _, f := range []struct {
+				flag, path string
+				dst        *string
+			}{{"--ca", ca, &req.CA}, {"--cert", cert, &req.Cert}, {"--key", key, &req.Key}} {
+				if f.path == "" {
+					return fmt.Errorf("%s: required", f.flag)
+				}
+				data, err := readSmallFile(f.path)
+				if err != nil {
+					return fmt.Errorf("%s: %w", f.flag, err)
+				}
+				*f.dst = string(data)
+			}
+			c, err := federationClient(configPath)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out, err := c.JoinCluster(cmd.Context(), req)
+			if err != nil {
+				return joinError(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster %s joined: %s, leader %s, %d nodes, identity %s until %s\n",
+				out.Name, out.Health.State, orDash(out.Health.Leader), out.Health.NodesTotal, out.Identity, out.IdentityExpires.UTC().Format(time.RFC3339))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configPath, "config", "", "the federation's persysctl config (default $"+client.EnvConfig+")")
+	f.StringVar(&gateway, "gateway", "", "the member gateway's URL, https://host:port (required)")
+	f.StringVar(&ca, "ca", "", "the member's CA bundle, PEM (required)")
+	f.StringVar(&cert, "cert", "", "the certificate the member issued to the federation, PEM (required)")
+	f.StringVar(&key, "key", "", "its private key, PEM (required)")
+	return cmd
+}
+
+func newFederationLeaveCommand() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "leave CLUSTER",
+		Short: "Remove a member cluster from the federation (nothing changes at the member)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := federationClient(configPath)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.LeaveCluster(cmd.Context(), args[0]); err != nil {
+				return joinError(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster %s removed\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "the federation's persysctl config (default $"+client.EnvConfig+")")
+	return cmd
+}
+
+func federationClient(path string) (*client.Client, error) {
+	cfg, _, err := client.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return client.New(cfg)
+}
+
+// joinError puts the fields the federation named into the message.
+func joinError(err error) error {
+	ae, ok := err.(*client.APIError)
+	if !ok || len(ae.Fields) == 0 {
+		return err
+	}
+	parts := make([]string, 0, len(ae.Fields))
+	for _, f := range ae.Fields {
+		parts = append(parts, f.Field+": "+f.Reason)
+	}
+	return fmt.Errorf("%s", strings.Join(parts, "; "))
+}
+
+func readSmallFile(path string) ([]byte, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > pki.MaxFileSize {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, pki.MaxFileSize)
+	}
+	return os.ReadFile(path)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

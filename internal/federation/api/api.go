@@ -1,0 +1,391 @@
+// Package api owns the federation's HTTPS API, on the gateway's shape:
+// JSON bodies, the gateway's error body naming the invalid fields
+// (httperr), and roles taken from the caller's client certificate of the
+// federation CA (viewer reads; admin joins and removes members). Routes:
+//
+//	GET    /v1/clusters         members with their health
+//	POST   /v1/clusters         join a member (fedapi.JoinRequest)
+//	GET    /v1/clusters/{name}  one member
+//	DELETE /v1/clusters/{name}  remove a member (nothing changes at the member)
+//	GET    /v1/events           member events (?cluster=NAME&limit=N)
+//	POST   /v1/workloads        apply a federated workload (a manifest with a placement block)
+//	GET    /v1/workloads        federated workloads as their members show them
+//	GET    /v1/workloads/{name} one, with the federation's decisions among its events
+//	DELETE /v1/workloads/{name} delete it at every member that may hold it
+//
+// Workload answers are the gateway's protobuf JSON, so persysctl reads
+// them unchanged; each view carries the fedapi.LabelCluster label.
+//
+// A join is checked in full before anything is stored: the fields, then
+// one probe of the member's gateway with the identity it issued.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/persys-dev/compute/api/persys/contract"
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+
+	"github.com/persys-dev/compute/internal/federation/fedapi"
+	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedwork"
+	"github.com/persys-dev/compute/internal/federation/health"
+	"github.com/persys-dev/compute/internal/federation/member"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
+	"github.com/persys-dev/compute/internal/pki"
+)
+
+// maxBody bounds a request body (a join carries three PEM texts).
+const maxBody = 1 << 20
+
+// checkTimeout bounds the probe a join makes.
+const checkTimeout = 10 * time.Second
+
+// Config wires the API.
+type Config struct {
+	Store *fedstore.Store
+	// Workloads serves the workload routes; nil leaves them out.
+	Workloads *fedwork.Service
+	Grace     time.Duration
+	Logger    *slog.Logger
+	Registry  prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+type api struct {
+	cfg      Config
+	requests *prometheus.CounterVec
+}
+
+// New returns the API's handler. Serve it over TLS that requires and
+// verifies client certificates of the federation CA.
+func New(cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	a := &api{cfg: cfg, requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "persys", Subsystem: "federation", Name: "requests_total",
+		Help: "HTTP requests answered by the federation API, by route and status code.",
+	}, []string{"route", "code"})}
+	if cfg.Registry != nil {
+		cfg.Registry.MustRegister(a.requests)
+	}
+	mux := http.NewServeMux()
+	a.route(mux, "GET /v1/clusters", pki.RoleViewer, a.listClusters)
+	a.route(mux, "POST /v1/clusters", pki.RoleAdmin, a.join)
+	a.route(mux, "GET /v1/clusters/{name}", pki.RoleViewer, a.getCluster)
+	a.route(mux, "DELETE /v1/clusters/{name}", pki.RoleAdmin, a.leave)
+	a.route(mux, "GET /v1/events", pki.RoleViewer, a.events)
+	if cfg.Workloads != nil {
+		a.route(mux, "POST /v1/workloads", pki.RoleOperator, a.applyWorkload)
+		a.route(mux, "GET /v1/workloads", pki.RoleViewer, a.listWorkloads)
+		a.route(mux, "GET /v1/workloads/{name}", pki.RoleViewer, a.getWorkload)
+		a.route(mux, "DELETE /v1/workloads/{name}", pki.RoleOperator, a.deleteWorkload)
+		a.route(mux, "POST /v1/manifests", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
+			return nil, 0, httperr.New(http.StatusBadRequest, "the federation applies one workload per manifest: apply each document on its own")
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		a.requests.WithLabelValues("unknown", strconv.Itoa(httperr.Write(w, httperr.New(http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)))).Inc()
+	})
+	return mux
+}
+
+type handler func(w http.ResponseWriter, r *http.Request) (any, int, error)
+
+// route registers h behind the role check; h returns the body and code
+// of a success or an error written once here.
+func (a *api) route(mux *http.ServeMux, pattern string, need pki.Role, h handler) {
+	mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		code := 0
+		defer func() {
+			a.requests.WithLabelValues(pattern, strconv.Itoa(code)).Inc()
+			if r.Method != http.MethodGet {
+				// One line per change, naming who asked.
+				id, _ := pki.PeerIdentity(r.TLS)
+				a.cfg.Logger.Info("request", "route", pattern, "path", r.URL.Path, "status", code, "user", id.CommonName, "role", id.Role)
+			}
+		}()
+		if err := authorize(r, need); err != nil {
+			code = httperr.Write(w, err)
+			return
+		}
+		body, c, err := h(w, r)
+		if err != nil {
+			code = httperr.Write(w, err)
+			return
+		}
+		data, err := encode(body)
+		if err != nil {
+			code = httperr.Write(w, err)
+			return
+		}
+		code = c
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write(data)
+	})
+}
+
+// rank orders the user roles: a higher role may do what a lower may.
+var rank = map[pki.Role]int{pki.RoleViewer: 1, pki.RoleOperator: 2, pki.RoleAdmin: 3}
+
+func authorize(r *http.Request, need pki.Role) error {
+	id, err := pki.PeerIdentity(r.TLS)
+	if err != nil {
+		return httperr.New(http.StatusUnauthorized, "authentication required: present a client certificate of the federation CA")
+	}
+	if rank[id.Role] < rank[need] {
+		return httperr.New(http.StatusForbidden, fmt.Sprintf("%s %q may not %s %s: needs role %s", id.Role, id.CommonName, r.Method, r.URL.Path, need))
+	}
+	return nil
+}
+
+func (a *api) listClusters(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	members, err := a.cfg.Store.ListMembers(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	healths, err := a.cfg.Store.Healths(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	out := fedapi.ClusterList{Clusters: make([]fedapi.Cluster, 0, len(members))}
+	for _, m := range members {
+		out.Clusters = append(out.Clusters, view(m, healths))
+	}
+	return out, http.StatusOK, nil
+}
+
+func (a *api) getCluster(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	m, err := a.cfg.Store.GetMember(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return nil, 0, storeErr(err)
+	}
+	healths, err := a.cfg.Store.Healths(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	return view(m, healths), http.StatusOK, nil
+}
+
+// view is a member as the API shows it, without its private key.
+func view(m fedstore.Member, healths map[string]fedapi.Health) fedapi.Cluster {
+	c := fedapi.Cluster{Name: m.Name, Gateway: m.Gateway, JoinedAt: m.JoinedAt, Health: health.Initial(m.JoinedAt)}
+	if h, ok := healths[m.Name]; ok {
+		c.Health = h
+	}
+	if leaf, err := pki.ParseCertPEM([]byte(m.Cert)); err == nil {
+		c.IdentityExpires = leaf.NotAfter
+		if id, err := pki.IdentityFromCert(leaf); err == nil {
+			c.Identity = id.CommonName + " (" + string(id.Role) + ")"
+		}
+	}
+	return c
+}
+
+func (a *api) join(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req fedapi.JoinRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, 0, httperr.New(http.StatusBadRequest, "invalid join request body: "+err.Error())
+	}
+	now := a.cfg.Now()
+	id, err := member.Parse(req, now)
+	if err != nil {
+		return nil, 0, err
+	}
+	ctx := r.Context()
+	if _, err := a.cfg.Store.GetMember(ctx, req.Name); err == nil {
+		return nil, 0, duplicate(req.Name)
+	} else if !errors.Is(err, fedstore.ErrNotFound) {
+		return nil, 0, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	sum, err := member.Check(cctx, id)
+	if err != nil {
+		a.cfg.Logger.Info("join refused", "cluster", req.Name, "gateway", req.Gateway, "err", err)
+		return nil, 0, err
+	}
+	m := fedstore.Member{Name: req.Name, Gateway: id.Gateway, CA: req.CA, Cert: req.Cert, Key: req.Key, JoinedAt: now}
+	if err := a.cfg.Store.CreateMember(ctx, m); err != nil {
+		if errors.Is(err, fedstore.ErrExists) {
+			return nil, 0, duplicate(req.Name)
+		}
+		return nil, 0, err
+	}
+	h, _ := health.Step(health.Initial(now), health.Probe{At: a.cfg.Now(), Summary: sum}, now, a.cfg.Grace)
+	if err := a.cfg.Store.PutHealth(ctx, m.Name, h); err != nil {
+		return nil, 0, err
+	}
+	msg := fmt.Sprintf("cluster %s joined at %s as %s (%s)", m.Name, m.Gateway, id.Identity.CommonName, id.Identity.Role)
+	if err := a.cfg.Store.AddEvent(ctx, fedapi.Event{Time: now, Type: fedapi.EventJoined, Cluster: m.Name, Message: msg}); err != nil {
+		a.cfg.Logger.Warn("join event not written", "cluster", m.Name, "err", err)
+	}
+	a.cfg.Logger.Info("cluster joined", "cluster", m.Name, "gateway", m.Gateway, "identity", id.Identity.CommonName)
+	return view(m, map[string]fedapi.Health{m.Name: h}), http.StatusCreated, nil
+}
+
+func duplicate(name string) error {
+	return &httperr.Error{Code: http.StatusConflict, Message: "cluster " + name + " is already a member",
+		Fields: []httperr.FieldError{{Field: "name", Reason: fmt.Sprintf("%q is already a member: remove it first or pick another name", name)}}}
+}
+
+func (a *api) leave(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	name := r.PathValue("name")
+	if err := a.holding(r.Context(), name); err != nil {
+		return nil, 0, err
+	}
+	if err := a.cfg.Store.DeleteMember(r.Context(), name); err != nil {
+		return nil, 0, storeErr(err)
+	}
+	if err := a.cfg.Store.AddEvent(r.Context(), fedapi.Event{Time: a.cfg.Now(), Type: fedapi.EventLeft, Cluster: name, Message: "cluster " + name + " removed from the federation"}); err != nil {
+		a.cfg.Logger.Warn("leave event not written", "cluster", name, "err", err)
+	}
+	a.cfg.Logger.Info("cluster removed", "cluster", name)
+	return struct{}{}, http.StatusOK, nil
+}
+
+// holding refuses to remove a member that federated workloads are placed
+// on or may still have a copy on: the federation could no longer reach
+// them there.
+func (a *api) holding(ctx context.Context, name string) error {
+	ws, _, err := a.cfg.Store.ListWorkloads(ctx)
+	if err != nil {
+		return err
+	}
+	var held []string
+	for _, w := range ws {
+		if w.Decision.Cluster == name || slices.Contains(w.Stale, name) {
+			held = append(held, w.Name)
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	return &httperr.Error{Code: http.StatusConflict, Message: "cluster " + name + " holds federated workloads",
+		Fields: []httperr.FieldError{{Field: "name", Reason: fmt.Sprintf("federated workloads are placed on %s or have a copy there: %s; delete them first", name, strings.Join(held, ", "))}}}
+}
+
+func (a *api) events(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	q := r.URL.Query()
+	limit := 0
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return nil, 0, httperr.Field("limit", fmt.Sprintf("%q must be a whole number >= 0", s))
+		}
+		limit = n
+	}
+	evs, err := a.cfg.Store.ListEvents(r.Context(), q.Get("cluster"), limit)
+	if err != nil {
+		return nil, 0, err
+	}
+	return fedapi.EventList{Events: evs}, http.StatusOK, nil
+}
+
+func storeErr(err error) error {
+	if errors.Is(err, fedstore.ErrNotFound) {
+		return &httperr.Error{Code: http.StatusNotFound, Message: err.Error(),
+			Fields: []httperr.FieldError{{Field: "name", Reason: "no member cluster of this name"}}}
+	}
+	return err
+}
+
+// encode writes protobuf answers as the gateway does (persysctl decodes
+// them with the same rules) and the federation's own types as JSON.
+func encode(body any) ([]byte, error) {
+	if m, ok := body.(proto.Message); ok {
+		b, err := contract.MarshalJSON(protojson.MarshalOptions{}, m)
+		return append(b, '\n'), err
+	}
+	b, err := json.Marshal(body)
+	return append(b, '\n'), err
+}
+
+func (a *api) applyWorkload(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, 0, httperr.New(http.StatusBadRequest, "reading the manifest: "+err.Error())
+	}
+	if len(body) > maxBody {
+		return nil, 0, httperr.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("manifest larger than %d bytes", maxBody))
+	}
+	resp, err := a.cfg.Workloads.Apply(r.Context(), body)
+	if err != nil {
+		return nil, 0, err
+	}
+	code := http.StatusOK
+	if resp.GetResult() == "created" {
+		code = http.StatusCreated
+	}
+	return resp, code, nil
+}
+
+func (a *api) listWorkloads(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	sel, err := parseSelector(r.URL.Query().Get("selector"))
+	if err != nil {
+		return nil, 0, err
+	}
+	out, err := a.cfg.Workloads.List(r.Context())
+	if err != nil || len(sel) == 0 {
+		return out, http.StatusOK, err
+	}
+	out.Workloads = slices.DeleteFunc(out.Workloads, func(v *persysv1.WorkloadView) bool {
+		for k, want := range sel {
+			if got, ok := v.GetWorkload().GetLabels()[k]; !ok || got != want {
+				return true
+			}
+		}
+		return false
+	})
+	return out, http.StatusOK, nil
+}
+
+// parseSelector reads the gateway's label selector: key=value[,key=value].
+func parseSelector(raw string) (map[string]string, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	sel := map[string]string{}
+	for _, part := range strings.Split(raw, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || strings.TrimSpace(k) == "" {
+			return nil, httperr.Field("selector", fmt.Sprintf("%q is not key=value", part))
+		}
+		sel[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return sel, nil
+}
+
+func (a *api) getWorkload(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Workloads.Get(r.Context(), r.PathValue("name"), r.URL.Query().Get("events") == "true")
+	return out, http.StatusOK, err
+}
+
+func (a *api) deleteWorkload(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	if err := a.cfg.Workloads.Delete(r.Context(), r.PathValue("name")); err != nil {
+		return nil, 0, err
+	}
+	return &persysv1.DeleteResponse{}, http.StatusOK, nil
+}

@@ -1,0 +1,176 @@
+// Package fedapi owns the JSON shapes of the federation API: what
+// `persys federation join` sends, what GET /v1/clusters answers and the
+// member health states. The federation server, its client and persysctl
+// share these types; nothing here does I/O.
+package fedapi
+
+import "time"
+
+// State is a member's health as the federation sees it.
+type State string
+
+// Member states, in the order a new member usually goes through them.
+const (
+	// StatePending: joined, not probed yet.
+	StatePending State = "Pending"
+	// StateReady: the last probe reached the member's gateway.
+	StateReady State = "Ready"
+	// StateUnreachable: probes fail, for less than the grace period.
+	StateUnreachable State = "Unreachable"
+	// StateLost: no contact for longer than the grace period; the member's
+	// federated work is to be placed elsewhere (later slices).
+	StateLost State = "Lost"
+)
+
+// JoinRequest is the body of POST /v1/clusters: a member cluster's name,
+// its gateway and the identity that member issued to the federation, as
+// PEM text (the federation keeps them in its own store).
+type JoinRequest struct {
+	Name    string `json:"name"`
+	Gateway string `json:"gateway"`
+	// CA is the member's CA bundle: the member gateway's certificate must
+	// chain to it.
+	CA string `json:"ca"`
+	// Cert and Key are the federation's client identity at the member,
+	// issued by the member's CA.
+	Cert string `json:"cert"`
+	Key  string `json:"key"`
+}
+
+// Cluster is one member as GET /v1/clusters shows it. It never carries
+// the private key.
+type Cluster struct {
+	Name    string `json:"name"`
+	Gateway string `json:"gateway"`
+	// Identity is the federation's identity at the member: common name
+	// and role of the certificate the member issued, and when it expires.
+	Identity        string    `json:"identity"`
+	IdentityExpires time.Time `json:"identity_expires"`
+	JoinedAt        time.Time `json:"joined_at"`
+	Health          Health    `json:"health"`
+}
+
+// Health is what the federation last learnt about a member, the way a
+// scheduler keeps a node's lease: last contact, reachability, and the
+// member's own summary at that contact.
+type Health struct {
+	State     State  `json:"state"`
+	Reachable bool   `json:"reachable"`
+	Leader    string `json:"leader,omitempty"`
+	// Figures of the member's cluster summary at the last contact.
+	NodesTotal           int32 `json:"nodes_total"`
+	NodesReady           int32 `json:"nodes_ready"`
+	Workloads            int32 `json:"workloads"`
+	CPUCapacityMillis    int64 `json:"cpu_capacity_millis"`
+	CPUAllocatedMillis   int64 `json:"cpu_allocated_millis"`
+	MemoryCapacityBytes  int64 `json:"memory_capacity_bytes"`
+	MemoryAllocatedBytes int64 `json:"memory_allocated_bytes"`
+	// LastContact is the last successful probe; zero before the first.
+	LastContact time.Time `json:"last_contact,omitzero"`
+	// LastProbe is the last probe, successful or not.
+	LastProbe time.Time `json:"last_probe,omitzero"`
+	// Since is when the member entered State.
+	Since time.Time `json:"since,omitzero"`
+	// LastError is the last failed probe's error; empty once one succeeds.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// ClusterList is the body of GET /v1/clusters.
+type ClusterList struct {
+	Clusters []Cluster `json:"clusters"`
+}
+
+// Event is something that happened to a member (joined, left, reachable,
+// unreachable, lost), kept for a bounded time.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Type    string    `json:"type"`
+	Cluster string    `json:"cluster"`
+	// Workload names the federated workload, for workload events.
+	Workload string `json:"workload,omitempty"`
+	Message  string `json:"message"`
+}
+
+// EventList is the body of GET /v1/events.
+type EventList struct {
+	Events []Event `json:"events"`
+}
+
+// Event types.
+const (
+	EventJoined      = "ClusterJoined"
+	EventLeft        = "ClusterLeft"
+	EventReachable   = "ClusterReachable"
+	EventUnreachable = "ClusterUnreachable"
+	EventLost        = "ClusterLost"
+	// Workload events: placed on a member, moved to the next member
+	// because the chosen one had no room, or because it was unreachable
+	// for longer than the failover grace.
+	EventPlaced    = "Placed"
+	EventOffloaded = "Offloaded"
+	EventFailover  = "FailedOver"
+)
+
+// Labels the federation sets on the workloads it sends to a member: which
+// member the federation chose and at which federation revision. Views
+// answered through the federation carry them too (persysctl reads the
+// cluster label for its CLUSTER column).
+const (
+	LabelCluster  = "federation.persys.dev/cluster"
+	LabelRevision = "federation.persys.dev/revision"
+)
+
+// Strategies of a placement.
+const (
+	// StrategyFill places on the first cluster of Placement.Clusters
+	// that is reachable (and, with offload, that has room).
+	StrategyFill = "fill"
+)
+
+// Placement is the block a federated workload manifest carries beside
+// metadata and spec: which member clusters may run it, in preference
+// order, and what to do when the preferred one has no room.
+type Placement struct {
+	Clusters []string `json:"clusters"`
+	// Strategy is "fill" (the default).
+	Strategy string `json:"strategy,omitempty"`
+	// Offload: when the chosen member reports that no node fits, place
+	// the workload on the next cluster and record why.
+	Offload bool `json:"offload,omitempty"`
+	// Failover, when set: a member not reached for longer than its grace
+	// loses the workload to the next ready cluster; the copy left there
+	// is deleted once the member is reachable again.
+	Failover *Failover `json:"failover,omitempty"`
+}
+
+// Failover says how long a workload waits for an unreachable member.
+type Failover struct {
+	// Grace is a duration ("30s"); it counts from the member's last
+	// contact.
+	Grace string `json:"grace"`
+}
+
+// Decision is where the federation placed a workload and why; it is
+// stored before the member is asked to apply.
+type Decision struct {
+	Cluster string `json:"cluster"`
+	// Revision is the federation revision the decision was made for.
+	Revision int64     `json:"revision"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// Same reports whether d and o are one decision (times compared as
+// instants: a decision read back from the store has lost its monotonic
+// clock reading and location).
+func (d Decision) Same(o Decision) bool {
+	return d.Cluster == o.Cluster && d.Revision == o.Revision && d.Reason == o.Reason && d.At.Equal(o.At)
+}
+
+// Refusal is a member that could not place a revision of a workload.
+type Refusal struct {
+	Cluster  string    `json:"cluster"`
+	Revision int64     `json:"revision"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}

@@ -1,0 +1,227 @@
+// Package server wires one federation process: its CA and identities in
+// the data folder (made on first start, kept after), its etcd (embedded
+// by default, or an external cluster), the member health monitor, the
+// federated workloads' loop, the HTTPS API with mutual TLS, the metrics
+// and health listener, and a persysctl config for its admin. Run returns when its context ends,
+// after everything it started has stopped.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/federation/api"
+	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedwork"
+	"github.com/persys-dev/compute/internal/federation/monitor"
+	"github.com/persys-dev/compute/internal/gateway"
+	"github.com/persys-dev/compute/internal/obs"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/store"
+)
+
+// Options configure Run.
+type Options struct {
+	// DataDir holds pki/ (the federation CA and identities), etcd/ (the
+	// embedded store), store-pki/ and persysctl.yaml; required.
+	DataDir string
+	// Listen is the API's host:port; MetricsListen the plain /metrics,
+	// /healthz and /readyz listener ("" disables it).
+	Listen, MetricsListen string
+	// SANs are extra host names and IP addresses the API's certificate
+	// is valid for (it always is for localhost and loopback).
+	SANs []string
+	// EtcdEndpoints, when set, replace the embedded etcd; EtcdCA,
+	// EtcdCert and EtcdKey are the client identity for them.
+	EtcdEndpoints                 []string
+	EtcdCA, EtcdCert, EtcdKey     string
+	Prefix                        string
+	Interval, Grace, ProbeTimeout time.Duration
+	Logger                        *slog.Logger
+	// Out receives the start banner (addresses and the persysctl config).
+	Out io.Writer
+	// Started, when set, receives the API's bound address once it serves.
+	Started chan<- string
+}
+
+func (o *Options) validate() error {
+	if o.DataDir == "" {
+		return errors.New("--data-dir: required")
+	}
+	if _, _, err := net.SplitHostPort(o.Listen); err != nil {
+		return fmt.Errorf("--listen %q: %w", o.Listen, err)
+	}
+	if o.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(o.MetricsListen); err != nil {
+			return fmt.Errorf("--metrics-listen %q: %w", o.MetricsListen, err)
+		}
+	}
+	if len(o.EtcdEndpoints) > 0 && (o.EtcdCA == "" || o.EtcdCert == "" || o.EtcdKey == "") {
+		return errors.New("--etcd-endpoints needs --etcd-ca, --etcd-cert and --etcd-key (the federation's store holds member identities)")
+	}
+	if o.Interval < 0 || o.Grace < 0 || o.ProbeTimeout < 0 {
+		return errors.New("--probe-interval, --grace and --probe-timeout must not be negative")
+	}
+	if o.Grace > 0 && o.Interval > 0 && o.Grace < o.Interval {
+		return fmt.Errorf("--grace %s: must be at least --probe-interval %s", o.Grace, o.Interval)
+	}
+	return nil
+}
+
+// Run serves the federation until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	dns, ips := splitSANs(o.SANs)
+	bundle, err := pki.Bootstrap(filepath.Join(dir, "pki"), nil, dns, ips)
+	if err != nil {
+		if len(o.SANs) > 0 {
+			return fmt.Errorf("federation certificates (--tls-san %s): %w", strings.Join(o.SANs, ","), err)
+		}
+		return fmt.Errorf("federation certificates: %w", err)
+	}
+	cli, closeStore, err := openEtcd(dir, o)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	st := fedstore.New(cli, o.Prefix, 0)
+
+	reg := obs.NewRegistry()
+	mon := monitor.New(monitor.Config{Store: st, Interval: o.Interval, Grace: o.Grace, Timeout: o.ProbeTimeout, Logger: o.Logger, Registry: reg})
+	work := fedwork.New(fedwork.Config{Store: st, Logger: o.Logger})
+	defer work.Close()
+	h := api.New(api.Config{Store: st, Workloads: work, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
+	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return ready(ctx, cli) }, o.Logger)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
+	}
+	defer func() { _ = msrv.Close(context.Background()) }()
+
+	holder, err := pki.LoadHolder(bundle.Gateway)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.Listen, err)
+	}
+	cfgPath := filepath.Join(dir, "persysctl.yaml")
+	if err := client.WriteConfig(cfgPath, &client.Config{
+		Endpoint: "https://" + localAddr(ln.Addr()), CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key,
+	}); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	loops := make(chan struct{}, 2)
+	go func() { defer func() { loops <- struct{}{} }(); _ = mon.Run(ctx) }()
+	go func() { defer func() { loops <- struct{}{} }(); work.Run(ctx, interval(o.Interval)) }()
+	defer func() { cancel(); <-loops; <-loops }()
+
+	o.Logger.Info("federation listening", "addr", ln.Addr().String(), "data", dir)
+	fmt.Fprintf(o.Out, "persys federation is running\n  api   https://%s\n  data  %s\n\nPoint persysctl at it:\n  export PERSYSCTL_CONFIG=%s\n\n", ln.Addr(), dir, cfgPath)
+	if o.Started != nil {
+		o.Started <- ln.Addr().String()
+	}
+	// The gateway's serve loop: graceful shutdown, handshake failures
+	// logged as warnings. Every request must carry a federation
+	// certificate.
+	return gateway.Serve(ctx, ln, h, holder.ServerTLS(tls.RequireAndVerifyClientCert))
+}
+
+// openEtcd returns a client of the external etcd, or starts the embedded
+// one in dir/etcd, locked with a store CA of its own (as the scheduler's).
+func openEtcd(dir string, o Options) (*clientv3.Client, func(), error) {
+	if len(o.EtcdEndpoints) > 0 {
+		tlsCfg, err := pki.ClientTLS(pki.Files{CA: o.EtcdCA, Cert: o.EtcdCert, Key: o.EtcdKey}, "")
+		if err != nil {
+			return nil, nil, fmt.Errorf("--etcd-ca/--etcd-cert/--etcd-key: %w", err)
+		}
+		cli, err := store.Connect(o.EtcdEndpoints, tlsCfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--etcd-endpoints: %w", err)
+		}
+		return cli, func() { _ = cli.Close() }, nil
+	}
+	sf, err := pki.EnsureStoreIdentity(filepath.Join(dir, "store-pki"), time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
+	emb, err := store.StartEmbedded(store.EmbeddedOptions{
+		Dir: filepath.Join(dir, "etcd"), Logger: o.Logger,
+		TLS: &store.EmbeddedTLS{CAFile: sf.CA, CertFile: sf.Cert, KeyFile: sf.Key},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded etcd in %s: %w", filepath.Join(dir, "etcd"), err)
+	}
+	cli := emb.LocalClient()
+	return cli, func() { _ = cli.Close(); emb.Close() }, nil
+}
+
+// localAddr is where a client on this host reaches addr: loopback for a
+// listener on every address (the certificate covers loopback).
+func localAddr(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// splitSANs sorts names from addresses.
+func splitSANs(sans []string) (dns []string, ips []net.IP) {
+	for _, s := range sans {
+		if ip := net.ParseIP(s); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, s)
+		}
+	}
+	return dns, ips
+}
+
+// interval is the period of the workload loop: the probe interval.
+func interval(d time.Duration) time.Duration {
+	if d <= 0 {
+		return monitor.DefaultInterval
+	}
+	return d
+}
+
+func ready(ctx context.Context, cli *clientv3.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err := cli.Get(ctx, "health-probe")
+	return err
+}
