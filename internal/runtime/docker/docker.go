@@ -17,6 +17,12 @@
 // IMAGE_NOT_FOUND, a secret or key not delivered SECRET_NOT_FOUND. Values
 // never reach logs, labels or failure messages; the container's env shows
 // them to whoever can inspect containers on the node.
+//
+// Status cache: while at least one Watch is active the runtime follows the
+// engine's event stream and List answers from a cache of every container's
+// status (one list and inspect at start and after each stream gap, then one
+// inspect per container event; Apply and Delete write what they see). From
+// a gap until its re-list, and with no Watch, List lists and inspects live.
 package docker
 
 import (
