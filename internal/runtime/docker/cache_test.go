@@ -137,3 +137,23 @@ func TestStatusCacheListIsACopy(t *testing.T) {
 		t.Fatalf("changing a listed status changed the cache: %v", got)
 	}
 }
+
+func TestEventQueue(t *testing.T) {
+	q := eventQueue{byID: map[string]*queuedEvent{}}
+	q.add("c1", "a", false)
+	q.add("c2", "b", false)
+	q.add("c1", "a", true) // destroy after start: one entry, destroyed
+	q.add("c1", "a", false)
+	var got []string
+	for len(q.order) > 0 {
+		id, e := q.pop()
+		got = append(got, id+"/"+e.name+"/"+map[bool]string{true: "destroyed", false: "inspect"}[e.destroyed])
+	}
+	want := []string{"c1/a/destroyed", "c2/b/inspect"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("queue = %v, want %v", got, want)
+	}
+	if len(q.byID) != 0 {
+		t.Fatalf("queue kept %v", q.byID)
+	}
+}

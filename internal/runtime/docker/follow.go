@@ -225,37 +225,86 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 	if before != nil {
 		r.notify(changedNames(before, r.cache.snapshot())...)
 	}
+	q := eventQueue{byID: map[string]*queuedEvent{}}
+	take := func(m events.Message) {
+		healthy()
+		if m.TimeNano > 0 {
+			*since = time.Unix(0, m.TimeNano)
+		}
+		name := m.Actor.Attributes[runtime.LabelWorkload]
+		if name != "" && r.cluster.Owns(m.Actor.Attributes[runtime.LabelCluster]) {
+			q.add(m.Actor.ID, name, m.Action == events.ActionDestroy)
+		}
+	}
 	for {
+		if len(q.order) == 0 {
+			select {
+			case <-streamCtx.Done():
+				return streamCtx.Err()
+			case err := <-ev.Err:
+				return err
+			case m := <-ev.Messages:
+				take(m)
+			}
+			continue
+		}
+		// Read whatever arrived before the next inspect.
 		select {
 		case <-streamCtx.Done():
 			return streamCtx.Err()
 		case err := <-ev.Err:
 			return err
 		case m := <-ev.Messages:
-			healthy()
-			if m.TimeNano > 0 {
-				*since = time.Unix(0, m.TimeNano)
-			}
-			name := m.Actor.Attributes[runtime.LabelWorkload]
-			if name == "" || !r.cluster.Owns(m.Actor.Attributes[runtime.LabelCluster]) {
-				continue
-			}
-			if err := r.applyEvent(streamCtx, m); err != nil {
+			take(m)
+		default:
+			id, e := q.pop()
+			if err := r.applyEvent(streamCtx, id, e.destroyed); err != nil {
 				return err
 			}
-			r.notify(name)
+			r.notify(e.name)
 		}
 	}
 }
 
-// applyEvent brings the cache up to date with the container the event
-// names: gone after destroy, else as the engine reports it now.
-func (r *Runtime) applyEvent(ctx context.Context, m events.Message) error {
-	if m.Action == events.ActionDestroy {
-		r.cache.gone(m.Actor.ID)
+// eventQueue holds, in arrival order and once per container, the
+// containers with events not yet applied. Reading the stream thus never
+// waits for an inspect: the engine drops events for a subscriber that
+// stays behind.
+type eventQueue struct {
+	order []string
+	byID  map[string]*queuedEvent
+}
+
+type queuedEvent struct {
+	name      string
+	destroyed bool
+}
+
+func (q *eventQueue) add(id, name string, destroyed bool) {
+	if e, ok := q.byID[id]; ok {
+		e.destroyed = e.destroyed || destroyed
+		return
+	}
+	q.byID[id] = &queuedEvent{name: name, destroyed: destroyed}
+	q.order = append(q.order, id)
+}
+
+func (q *eventQueue) pop() (string, *queuedEvent) {
+	id := q.order[0]
+	q.order = q.order[1:]
+	e := q.byID[id]
+	delete(q.byID, id)
+	return id, e
+}
+
+// applyEvent brings the cache up to date with a container that had
+// events: gone after destroy, else as the engine reports it now.
+func (r *Runtime) applyEvent(ctx context.Context, id string, destroyed bool) error {
+	if destroyed {
+		r.cache.gone(id)
 		return nil
 	}
-	_, err := r.inspectStatus(ctx, m.Actor.ID)
+	_, err := r.inspectStatus(ctx, id)
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return err
 	}
