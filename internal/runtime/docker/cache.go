@@ -38,6 +38,7 @@ type cacheEntry struct {
 	ticket  uint64
 	st      *persysv1.WorkloadStatus // nil: a tombstone
 	created time.Time
+	cluster string // the container's cluster label
 }
 
 func newStatusCache() *statusCache {
@@ -71,14 +72,14 @@ func (c *statusCache) end(t uint64) {
 }
 
 // put records what an inspect begun with ticket t saw; created orders the
-// containers of one revision.
-func (c *statusCache) put(t uint64, id string, st *persysv1.WorkloadStatus, created time.Time) {
+// containers of one revision, cluster is the container's cluster label.
+func (c *statusCache) put(t uint64, id string, st *persysv1.WorkloadStatus, created time.Time, cluster string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.byID[id]; ok && e.ticket > t {
 		return
 	}
-	c.byID[id] = &cacheEntry{ticket: t, st: st, created: created}
+	c.byID[id] = &cacheEntry{ticket: t, st: st, created: created, cluster: cluster}
 }
 
 // gone records that the container no longer exists. Ids are never
@@ -113,15 +114,17 @@ func (c *statusCache) setLive(live bool) {
 }
 
 // list returns copies of the newest container's status of every workload
-// (highest revision, then latest creation), sorted by name; ok is false
-// when the cache is not live.
-func (c *statusCache) list() (out []*persysv1.WorkloadStatus, ok bool) {
+// (highest revision, then latest creation) among the containers whose
+// cluster label owns accepts, sorted by name; ok is false when the cache
+// is not live. Ownership is decided here, not when the cache is filled,
+// because the agent learns its cluster id after it starts.
+func (c *statusCache) list(owns func(cluster string) bool) (out []*persysv1.WorkloadStatus, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live {
 		return nil, false
 	}
-	newest := c.newestByName()
+	newest := c.newestByName(owns)
 	out = make([]*persysv1.WorkloadStatus, 0, len(newest))
 	for _, name := range sortedKeys(newest) {
 		out = append(out, proto.Clone(newest[name].st).(*persysv1.WorkloadStatus))
@@ -129,12 +132,13 @@ func (c *statusCache) list() (out []*persysv1.WorkloadStatus, ok bool) {
 	return out, true
 }
 
-// newestByName picks each workload's newest container; the caller holds mu.
-func (c *statusCache) newestByName() map[string]*cacheEntry {
+// newestByName picks each workload's newest owned container; the caller
+// holds mu.
+func (c *statusCache) newestByName(owns func(cluster string) bool) map[string]*cacheEntry {
 	newest := map[string]*cacheEntry{}
 	for _, e := range c.byID {
 		name := e.st.GetName()
-		if name == "" {
+		if name == "" || !owns(e.cluster) {
 			continue
 		}
 		if cur, ok := newest[name]; !ok || newer(e, cur) {
@@ -155,12 +159,12 @@ func newer(a, b *cacheEntry) bool {
 	return a.st.GetRuntimeId() > b.st.GetRuntimeId()
 }
 
-// snapshot returns the newest status of every workload, live or not.
-func (c *statusCache) snapshot() map[string]*persysv1.WorkloadStatus {
+// snapshot returns the newest owned status of every workload, live or not.
+func (c *statusCache) snapshot(owns func(cluster string) bool) map[string]*persysv1.WorkloadStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	out := map[string]*persysv1.WorkloadStatus{}
-	for name, e := range c.newestByName() {
+	for name, e := range c.newestByName(owns) {
 		out[name] = e.st
 	}
 	return out

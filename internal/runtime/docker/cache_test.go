@@ -17,10 +17,12 @@ const (
 	failed  = persysv1.ActualState_ACTUAL_STATE_FAILED
 )
 
+func ownsAll(string) bool { return true }
+
 // listed renders the cache's list as "name/id/state" strings.
 func listed(t *testing.T, c *statusCache) []string {
 	t.Helper()
-	ws, ok := c.list()
+	ws, ok := c.list(ownsAll)
 	if !ok {
 		t.Fatal("cache not live")
 	}
@@ -41,8 +43,8 @@ func TestStatusCache(t *testing.T) {
 		name: "a write begun earlier than the entry's is dropped",
 		run: func(c *statusCache) {
 			old, fresh := c.begin(), c.begin()
-			c.put(fresh, "a1", cst("a", 1, "a1", failed), t0)
-			c.put(old, "a1", cst("a", 1, "a1", running), t0)
+			c.put(fresh, "a1", cst("a", 1, "a1", failed), t0, "")
+			c.put(old, "a1", cst("a", 1, "a1", running), t0, "")
 			c.end(old)
 			c.end(fresh)
 		},
@@ -52,7 +54,7 @@ func TestStatusCache(t *testing.T) {
 		run: func(c *statusCache) {
 			late := c.begin()
 			c.gone("a1")
-			c.put(late, "a1", cst("a", 1, "a1", running), t0)
+			c.put(late, "a1", cst("a", 1, "a1", running), t0, "")
 			c.end(late)
 		},
 		want: []string{},
@@ -60,10 +62,10 @@ func TestStatusCache(t *testing.T) {
 		name: "the newest revision wins, then the latest creation",
 		run: func(c *statusCache) {
 			t := c.begin()
-			c.put(t, "a1", cst("a", 1, "a1", running), t0.Add(time.Hour))
-			c.put(t, "a2", cst("a", 2, "a2", failed), t0)
-			c.put(t, "b1", cst("b", 1, "b1", failed), t0)
-			c.put(t, "b2", cst("b", 1, "b2", running), t0.Add(time.Second))
+			c.put(t, "a1", cst("a", 1, "a1", running), t0.Add(time.Hour), "")
+			c.put(t, "a2", cst("a", 2, "a2", failed), t0, "")
+			c.put(t, "b1", cst("b", 1, "b1", failed), t0, "")
+			c.put(t, "b2", cst("b", 1, "b2", running), t0.Add(time.Second), "")
 			c.end(t)
 		},
 		want: []string{"a/a2/ACTUAL_STATE_FAILED", "b/b2/ACTUAL_STATE_RUNNING"},
@@ -71,15 +73,15 @@ func TestStatusCache(t *testing.T) {
 		name: "a re-list removes what it did not see and keeps newer writes",
 		run: func(c *statusCache) {
 			t := c.begin()
-			c.put(t, "a1", cst("a", 1, "a1", running), t0)
-			c.put(t, "b1", cst("b", 1, "b1", running), t0)
+			c.put(t, "a1", cst("a", 1, "a1", running), t0, "")
+			c.put(t, "b1", cst("b", 1, "b1", running), t0, "")
 			c.end(t)
 			list := c.begin()
 			late := c.begin() // an Apply that created c1 after the list began
-			c.put(late, "c1", cst("c", 1, "c1", running), t0)
+			c.put(late, "c1", cst("c", 1, "c1", running), t0, "")
 			c.end(late)
 			c.replace(list, map[string]bool{"b1": true})
-			c.put(t, "a1", cst("a", 1, "a1", running), t0) // older than the re-list
+			c.put(t, "a1", cst("a", 1, "a1", running), t0, "") // older than the re-list
 			c.end(list)
 		},
 		want: []string{"b/b1/ACTUAL_STATE_RUNNING", "c/c1/ACTUAL_STATE_RUNNING"},
@@ -96,17 +98,42 @@ func TestStatusCache(t *testing.T) {
 	}
 }
 
+// TestStatusCacheOwnership: the cache holds every cluster's containers of
+// the node and lists those its caller owns at the time of the call.
+func TestStatusCacheOwnership(t *testing.T) {
+	c := newStatusCache()
+	tk := c.begin()
+	c.put(tk, "a1", cst("a", 1, "a1", running), time.Time{}, "mine")
+	c.put(tk, "b1", cst("b", 1, "b1", running), time.Time{}, "theirs")
+	c.put(tk, "c1", cst("c", 1, "c1", running), time.Time{}, "")
+	c.replace(tk, map[string]bool{"a1": true, "b1": true, "c1": true})
+	c.end(tk)
+	for _, tt := range []struct {
+		owner string
+		want  []string
+	}{{"", []string{"c"}}, {"mine", []string{"a"}}} {
+		ws, _ := c.list(func(l string) bool { return l == tt.owner })
+		var got []string
+		for _, w := range ws {
+			got = append(got, w.GetName())
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("owner %q: listed %v, want %v", tt.owner, got, tt.want)
+		}
+	}
+}
+
 func TestStatusCacheNotLive(t *testing.T) {
 	c := newStatusCache()
-	if _, ok := c.list(); ok {
+	if _, ok := c.list(ownsAll); ok {
 		t.Fatal("a cache never re-listed answers")
 	}
 	c.replace(c.begin(), nil)
-	if _, ok := c.list(); !ok {
+	if _, ok := c.list(ownsAll); !ok {
 		t.Fatal("a re-listed cache does not answer")
 	}
 	c.setLive(false)
-	if _, ok := c.list(); ok {
+	if _, ok := c.list(ownsAll); ok {
 		t.Fatal("a cache after a gap answers")
 	}
 }
@@ -128,10 +155,10 @@ func TestStatusCacheDropsTombstones(t *testing.T) {
 func TestStatusCacheListIsACopy(t *testing.T) {
 	c := newStatusCache()
 	tk := c.begin()
-	c.put(tk, "a1", cst("a", 1, "a1", running), time.Time{})
+	c.put(tk, "a1", cst("a", 1, "a1", running), time.Time{}, "")
 	c.replace(tk, map[string]bool{"a1": true})
 	c.end(tk)
-	ws, _ := c.list()
+	ws, _ := c.list(ownsAll)
 	ws[0].State = failed
 	if got := listed(t, c); got[0] != "a/a1/ACTUAL_STATE_RUNNING" {
 		t.Fatalf("changing a listed status changed the cache: %v", got)
@@ -140,10 +167,10 @@ func TestStatusCacheListIsACopy(t *testing.T) {
 
 func TestEventQueue(t *testing.T) {
 	q := eventQueue{byID: map[string]*queuedEvent{}}
-	q.add("c1", "a", false)
-	q.add("c2", "b", false)
-	q.add("c1", "a", true) // destroy after start: one entry, destroyed
-	q.add("c1", "a", false)
+	q.add("c1", "a", false, true)
+	q.add("c2", "b", false, true)
+	q.add("c1", "a", true, true) // destroy after start: one entry, destroyed
+	q.add("c1", "a", false, true)
 	var got []string
 	for len(q.order) > 0 {
 		id, e := q.pop()

@@ -404,7 +404,7 @@ func (r *Runtime) Status(ctx context.Context, name string) (*persysv1.WorkloadSt
 // lists and inspects live, so it never reports a container RUNNING that
 // the engine saw die.
 func (r *Runtime) List(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
-	if ws, ok := r.cache.list(); ok {
+	if ws, ok := r.cache.list(r.cluster.Owns); ok {
 		return ws, nil
 	}
 	return r.listLive(ctx)
@@ -465,12 +465,22 @@ func (r *Runtime) managedFilter(name, uid string) client.Filters {
 	return f
 }
 
-func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
+// listNodeContainers lists this runtime's containers on this node, of
+// every cluster.
+func (r *Runtime) listNodeContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
 	res, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: r.managedFilter(name, uid)})
 	if err != nil {
 		return nil, fmt.Errorf("container list: %w", err)
 	}
-	cs := res.Items
+	return res.Items, nil
+}
+
+// listContainers lists this runtime's containers of this node and cluster.
+func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
+	cs, err := r.listNodeContainers(ctx, name, uid)
+	if err != nil {
+		return nil, err
+	}
 	// The engine's filters cannot say "this cluster or no cluster label".
 	owned := cs[:0]
 	for _, c := range cs {
@@ -494,7 +504,11 @@ func (r *Runtime) inspectStatus(ctx context.Context, id string) (*persysv1.Workl
 		return nil, fmt.Errorf("container inspect %s: %w", shortID(id), err)
 	}
 	st := statusOf(res.Container)
-	r.cache.put(t, id, st, createdAt(res.Container.Created))
+	var cluster string
+	if res.Container.Config != nil {
+		cluster = res.Container.Config.Labels[runtime.LabelCluster]
+	}
+	r.cache.put(t, id, st, createdAt(res.Container.Created), cluster)
 	return st, nil
 }
 

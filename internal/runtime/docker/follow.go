@@ -27,6 +27,10 @@ var followActions = []events.Action{
 	events.ActionUnPause,
 }
 
+// replayMargin is how far before its start the follower's first event
+// stream replays.
+const replayMargin = time.Second
+
 // follower is the one goroutine that feeds the status cache from the
 // engine's event stream while at least one Watch is active, and hands the
 // names of changed workloads to the watchers. lifeMu serializes starting
@@ -183,13 +187,13 @@ func (r *Runtime) followLoop(ctx context.Context, done chan<- struct{}) {
 	}
 	// Replay from a little before now: the first re-list and the stream
 	// overlap rather than leave a hole between them.
-	since := time.Now().Add(-time.Second)
+	since := time.Now().Add(-replayMargin)
 	var before map[string]*persysv1.WorkloadStatus // nil: nothing told yet
 	for {
 		err := r.followOnce(ctx, filter, &since, before, func() { backoff = minBackoff })
 		// What the stream missed is unknown until the next re-list.
 		r.cache.setLive(false)
-		before = r.cache.snapshot()
+		before = r.cache.snapshot(r.cluster.Owns)
 		if ctx.Err() != nil {
 			return
 		}
@@ -223,7 +227,7 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 		return fmt.Errorf("re-list: %w", err)
 	}
 	if before != nil {
-		r.notify(changedNames(before, r.cache.snapshot())...)
+		r.notify(changedNames(before, r.cache.snapshot(r.cluster.Owns))...)
 	}
 	q := eventQueue{byID: map[string]*queuedEvent{}}
 	take := func(m events.Message) {
@@ -231,9 +235,11 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 		if m.TimeNano > 0 {
 			*since = time.Unix(0, m.TimeNano)
 		}
+		// Every cluster's containers of this node go into the cache (see
+		// statusCache.list); only owned ones are told to the watchers.
 		name := m.Actor.Attributes[runtime.LabelWorkload]
-		if name != "" && r.cluster.Owns(m.Actor.Attributes[runtime.LabelCluster]) {
-			q.add(m.Actor.ID, name, m.Action == events.ActionDestroy)
+		if name != "" {
+			q.add(m.Actor.ID, name, m.Action == events.ActionDestroy, r.cluster.Owns(m.Actor.Attributes[runtime.LabelCluster]))
 		}
 	}
 	for {
@@ -261,7 +267,9 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 			if err := r.applyEvent(streamCtx, id, e.destroyed); err != nil {
 				return err
 			}
-			r.notify(e.name)
+			if e.owned {
+				r.notify(e.name)
+			}
 		}
 	}
 }
@@ -278,14 +286,16 @@ type eventQueue struct {
 type queuedEvent struct {
 	name      string
 	destroyed bool
+	owned     bool
 }
 
-func (q *eventQueue) add(id, name string, destroyed bool) {
+func (q *eventQueue) add(id, name string, destroyed, owned bool) {
 	if e, ok := q.byID[id]; ok {
 		e.destroyed = e.destroyed || destroyed
+		e.owned = owned
 		return
 	}
-	q.byID[id] = &queuedEvent{name: name, destroyed: destroyed}
+	q.byID[id] = &queuedEvent{name: name, destroyed: destroyed, owned: owned}
 	q.order = append(q.order, id)
 }
 
@@ -311,12 +321,13 @@ func (r *Runtime) applyEvent(ctx context.Context, id string, destroyed bool) err
 	return nil
 }
 
-// relist lists and inspects every container of this runtime into the
-// cache and makes it live.
+// relist lists and inspects every container of this runtime on this node
+// (of every cluster: see statusCache.list) into the cache and makes it
+// live.
 func (r *Runtime) relist(ctx context.Context) error {
 	t := r.cache.begin()
 	defer r.cache.end(t)
-	all, err := r.listContainers(ctx, "", "")
+	all, err := r.listNodeContainers(ctx, "", "")
 	if err != nil {
 		return err
 	}

@@ -78,7 +78,7 @@ func watchLive(t *testing.T, rt *Runtime) *watched {
 		}
 	}()
 	eventually(t, 30*time.Second, "status cache live", func() (bool, string) {
-		_, ok := rt.cache.list()
+		_, ok := rt.cache.list(rt.cluster.Owns)
 		return ok, "cache not live"
 	})
 	return w
@@ -185,7 +185,7 @@ func TestListRelistsAfterGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	// In the gap the cache is stale: List asks the engine.
-	if _, live := e.rt.cache.list(); live {
+	if _, live := e.rt.cache.list(e.rt.cluster.Owns); live {
 		t.Fatal("cache still answers in an event stream gap")
 	}
 	if ok, detail := killedState(listedState(t, e.rt, killName)); !ok {
@@ -198,7 +198,7 @@ func TestListRelistsAfterGap(t *testing.T) {
 	counter.reset()
 	release()
 	eventually(t, 30*time.Second, "cache re-listed", func() (bool, string) {
-		_, live := e.rt.cache.list()
+		_, live := e.rt.cache.list(e.rt.cluster.Owns)
 		return live && counter.get("list") > 0, "not re-listed"
 	})
 	if ok, detail := killedState(listedState(t, e.rt, killName)); !ok {
@@ -238,5 +238,40 @@ func TestCloseStopsFollowing(t *testing.T) {
 	e.rt.fol.lifeMu.Unlock()
 	if running {
 		t.Fatal("follower still running after Close")
+	}
+}
+
+// TestCacheFollowsClusterID: the agent learns its cluster id after the
+// runtime started following; the cache then lists the cluster's
+// containers at once, without a re-list.
+func TestCacheFollowsClusterID(t *testing.T) {
+	t.Parallel()
+	e, counter := newCountedEnv(t, nil)
+	cluster := runtime.NewCluster()
+	e.rt.cluster = cluster // not yet known, as at the agent's start
+	known := runtime.NewCluster()
+	known.Set("cluster-"+randHex(t, 4), false)
+	other, err := New(Options{Client: e.cli, StopTimeout: 2 * time.Second, NodeID: e.rt.nodeID, Cluster: known, SecretsDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, uid := e.workload("clusterid")
+	if _, _, err := other.Apply(t.Context(), runtime.Instance{Name: name, UID: uid, Revision: 1, Spec: e.spec(&persysv1.ContainerSpec{})}); err != nil {
+		t.Fatal(err)
+	}
+	// Let the container's events fall out of the window the follower
+	// replays when it opens, so only the re-list can bring it in.
+	time.Sleep(replayMargin + 100*time.Millisecond)
+	watchLive(t, e.rt)
+	if got := listedState(t, e.rt, name); got != nil {
+		t.Fatalf("listed before the cluster id is known: %v", got)
+	}
+	counter.reset()
+	cluster.Set(known.ID(), false)
+	if got := listedState(t, e.rt, name); got.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("after the cluster id is known: %v, want RUNNING", got)
+	}
+	if counts, total := counter.counts(); total != 0 {
+		t.Fatalf("List after the cluster id asked the engine: %v", counts)
 	}
 }

@@ -64,7 +64,7 @@ func BenchmarkHeartbeatList(b *testing.B) {
 		for range ch {
 		}
 	}()
-	for _, ok := rt.cache.list(); !ok; _, ok = rt.cache.list() {
+	for _, ok := rt.cache.list(rt.cluster.Owns); !ok; _, ok = rt.cache.list(rt.cluster.Owns) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	after := measureList(b, "cache", rt.List, n, counter, window, every)
