@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -167,16 +168,16 @@ func TestStatusCacheListIsACopy(t *testing.T) {
 
 func TestEventQueue(t *testing.T) {
 	q := eventQueue{byID: map[string]*queuedEvent{}}
-	q.add("c1", "a", false, true)
-	q.add("c2", "b", false, true)
-	q.add("c1", "a", true, true) // destroy after start: one entry, destroyed
-	q.add("c1", "a", false, true)
+	q.add("c1", "a", false, false) // create: not told
+	q.add("c2", "b", false, false)
+	q.add("c1", "a", true, true) // destroy after create: one entry, destroyed, told
+	q.add("c1", "a", false, false)
 	var got []string
 	for len(q.order) > 0 {
 		id, e := q.pop()
-		got = append(got, id+"/"+e.name+"/"+map[bool]string{true: "destroyed", false: "inspect"}[e.destroyed])
+		got = append(got, fmt.Sprintf("%s/%s/destroyed=%t/tell=%t", id, e.name, e.destroyed, e.tell))
 	}
-	want := []string{"c1/a/destroyed", "c2/b/inspect"}
+	want := []string{"c1/a/destroyed=true/tell=true", "c2/b/destroyed=false/tell=false"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("queue = %v, want %v", got, want)
 	}

@@ -78,8 +78,8 @@ func (s *subscriber) take() []string {
 }
 
 // Watch sends the workload name whenever one of this runtime's containers
-// is created, starts, stops, dies, is killed, runs out of memory, pauses,
-// resumes or is removed, including changes made behind the runtime's back.
+// starts, stops, dies, is killed, runs out of memory, pauses, resumes or
+// is removed, including changes made behind the runtime's back.
 // The cache List answers from is updated before the name is sent. Changes
 // after Watch is called are not lost to a slow receiver or a broken event
 // stream: each reconnection replays from the last event seen and re-lists
@@ -236,10 +236,12 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 			*since = time.Unix(0, m.TimeNano)
 		}
 		// Every cluster's containers of this node go into the cache (see
-		// statusCache.list); only owned ones are told to the watchers.
+		// statusCache.list); only owned ones are told to the watchers, and
+		// not for a create (a start or nothing follows; the creator knows).
 		name := m.Actor.Attributes[runtime.LabelWorkload]
 		if name != "" {
-			q.add(m.Actor.ID, name, m.Action == events.ActionDestroy, r.cluster.Owns(m.Actor.Attributes[runtime.LabelCluster]))
+			tell := m.Action != events.ActionCreate && r.cluster.Owns(m.Actor.Attributes[runtime.LabelCluster])
+			q.add(m.Actor.ID, name, m.Action == events.ActionDestroy, tell)
 		}
 	}
 	for {
@@ -267,7 +269,7 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 			if err := r.applyEvent(streamCtx, id, e.destroyed); err != nil {
 				return err
 			}
-			if e.owned {
+			if e.tell {
 				r.notify(e.name)
 			}
 		}
@@ -286,16 +288,16 @@ type eventQueue struct {
 type queuedEvent struct {
 	name      string
 	destroyed bool
-	owned     bool
+	tell      bool // send the name to the watchers
 }
 
-func (q *eventQueue) add(id, name string, destroyed, owned bool) {
+func (q *eventQueue) add(id, name string, destroyed, tell bool) {
 	if e, ok := q.byID[id]; ok {
 		e.destroyed = e.destroyed || destroyed
-		e.owned = owned
+		e.tell = e.tell || tell
 		return
 	}
-	q.byID[id] = &queuedEvent{name: name, destroyed: destroyed, owned: owned}
+	q.byID[id] = &queuedEvent{name: name, destroyed: destroyed, tell: tell}
 	q.order = append(q.order, id)
 }
 
