@@ -31,6 +31,7 @@ type statusCache struct {
 	seq      uint64              // last ticket handed out
 	inFlight map[uint64]struct{} // tickets begun and not ended
 	byID     map[string]*cacheEntry
+	tombs    int // entries of byID that are tombstones
 	live     bool
 }
 
@@ -60,6 +61,9 @@ func (c *statusCache) end(t uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.inFlight, t)
+	if c.tombs == 0 {
+		return
+	}
 	oldest := c.seq + 1
 	for f := range c.inFlight {
 		oldest = min(oldest, f)
@@ -67,6 +71,7 @@ func (c *statusCache) end(t uint64) {
 	for id, e := range c.byID {
 		if e.st == nil && e.ticket < oldest {
 			delete(c.byID, id)
+			c.tombs--
 		}
 	}
 }
@@ -79,7 +84,7 @@ func (c *statusCache) put(t uint64, id string, st *persysv1.WorkloadStatus, crea
 	if e, ok := c.byID[id]; ok && e.ticket > t {
 		return
 	}
-	c.byID[id] = &cacheEntry{ticket: t, st: st, created: created, cluster: cluster}
+	c.set(id, &cacheEntry{ticket: t, st: st, created: created, cluster: cluster})
 }
 
 // gone records that the container no longer exists. Ids are never
@@ -89,7 +94,7 @@ func (c *statusCache) gone(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
-	c.byID[id] = &cacheEntry{ticket: c.seq}
+	c.set(id, &cacheEntry{ticket: c.seq})
 }
 
 // replace installs a full re-list whose list call began with ticket t:
@@ -100,10 +105,21 @@ func (c *statusCache) replace(t uint64, seen map[string]bool) {
 	defer c.mu.Unlock()
 	for id, e := range c.byID {
 		if !seen[id] && e.st != nil && e.ticket < t {
-			c.byID[id] = &cacheEntry{ticket: t}
+			c.set(id, &cacheEntry{ticket: t})
 		}
 	}
 	c.live = true
+}
+
+// set stores an entry, counting tombstones; the caller holds mu.
+func (c *statusCache) set(id string, e *cacheEntry) {
+	if old, ok := c.byID[id]; ok && old.st == nil {
+		c.tombs--
+	}
+	if e.st == nil {
+		c.tombs++
+	}
+	c.byID[id] = e
 }
 
 // setLive marks whether the cache misses nothing.
