@@ -31,9 +31,9 @@ var followActions = []events.Action{
 // stream replays.
 const replayMargin = time.Second
 
-// follower is the one goroutine that feeds the status cache from the
-// engine's event stream while at least one Watch is active, and hands the
-// names of changed workloads to the watchers. lifeMu serializes starting
+// follower is the state of the one goroutine that feeds the status cache
+// from the engine's event stream while at least one Watch is active, and
+// hands the names of changed workloads to the watchers. lifeMu serializes starting
 // and stopping it; mu guards the subscribers and the stream hook.
 type follower struct {
 	lifeMu sync.Mutex
@@ -188,12 +188,16 @@ func (r *Runtime) followLoop(ctx context.Context, done chan<- struct{}) {
 	// Replay from a little before now: the first re-list and the stream
 	// overlap rather than leave a hole between them.
 	since := time.Now().Add(-replayMargin)
-	var before map[string]*persysv1.WorkloadStatus // nil: nothing told yet
+	// What the watchers last learned: the cache when the stream broke
+	// after a complete re-list. nil: nothing yet.
+	var before map[string]*persysv1.WorkloadStatus
 	for {
-		err := r.followOnce(ctx, filter, &since, before, func() { backoff = minBackoff })
+		relisted, err := r.followOnce(ctx, filter, &since, before, func() { backoff = minBackoff })
 		// What the stream missed is unknown until the next re-list.
 		r.cache.setLive(false)
-		before = r.cache.snapshot(r.cluster.Owns)
+		if relisted {
+			before = r.cache.snapshot(r.cluster.Owns)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -216,7 +220,8 @@ func (r *Runtime) followLoop(ctx context.Context, done chan<- struct{}) {
 // cache (telling the watchers of every workload that differs from before,
 // when before is not nil), then applies events until the stream fails or
 // ctx ends. since advances with every event; healthy is called for each.
-func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *time.Time, before map[string]*persysv1.WorkloadStatus, healthy func()) error {
+// relisted reports that the re-list completed.
+func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *time.Time, before map[string]*persysv1.WorkloadStatus, healthy func()) (relisted bool, err error) {
 	streamCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.fol.mu.Lock()
@@ -224,7 +229,7 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 	r.fol.mu.Unlock()
 	ev := r.cli.Events(streamCtx, client.EventsListOptions{Since: sinceParam(*since), Filters: filter})
 	if err := r.relist(streamCtx); err != nil {
-		return fmt.Errorf("re-list: %w", err)
+		return false, fmt.Errorf("re-list: %w", err)
 	}
 	if before != nil {
 		r.notify(changedNames(before, r.cache.snapshot(r.cluster.Owns))...)
@@ -248,9 +253,9 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 		if len(q.order) == 0 {
 			select {
 			case <-streamCtx.Done():
-				return streamCtx.Err()
+				return true, streamCtx.Err()
 			case err := <-ev.Err:
-				return err
+				return true, err
 			case m := <-ev.Messages:
 				take(m)
 			}
@@ -259,15 +264,15 @@ func (r *Runtime) followOnce(ctx context.Context, filter client.Filters, since *
 		// Read whatever arrived before the next inspect.
 		select {
 		case <-streamCtx.Done():
-			return streamCtx.Err()
+			return true, streamCtx.Err()
 		case err := <-ev.Err:
-			return err
+			return true, err
 		case m := <-ev.Messages:
 			take(m)
 		default:
 			id, e := q.pop()
 			if err := r.applyEvent(streamCtx, id, e.destroyed); err != nil {
-				return err
+				return true, err
 			}
 			if e.tell {
 				r.notify(e.name)
