@@ -17,6 +17,12 @@
 // IMAGE_NOT_FOUND, a secret or key not delivered SECRET_NOT_FOUND. Values
 // never reach logs, labels or failure messages; the container's env shows
 // them to whoever can inspect containers on the node.
+//
+// Status cache: while at least one Watch is active the runtime follows the
+// engine's event stream and List answers from a cache of every container's
+// status (one list and inspect at start and after each stream gap, then one
+// inspect per container event; Apply and Delete write what they see). From
+// a gap until its re-list, and with no Watch, List lists and inspects live.
 package docker
 
 import (
@@ -88,6 +94,8 @@ type Runtime struct {
 	cluster     *runtime.Cluster
 	secretsDir  string
 	locks       locker.Locker // serializes calls per workload name
+	cache       *statusCache  // what List answers from while a Watch is active
+	fol         follower
 }
 
 // New returns a Runtime. It does not contact the engine.
@@ -120,6 +128,7 @@ func New(opts Options) (*Runtime, error) {
 		pullTimeout: opts.PullTimeout,
 		nodeID:      opts.NodeID,
 		cluster:     opts.Cluster,
+		cache:       newStatusCache(),
 	}
 	if r.cli == nil {
 		cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -141,8 +150,12 @@ func New(opts Options) (*Runtime, error) {
 	return r, nil
 }
 
-// Close releases the engine client when New created it.
+// Close stops following the engine's events and releases the engine
+// client when New created it. Watch channels still open send nothing more.
 func (r *Runtime) Close() error {
+	r.fol.lifeMu.Lock()
+	r.stopFollowing()
+	r.fol.lifeMu.Unlock()
 	if r.ownClient {
 		return r.cli.Close()
 	}
@@ -385,7 +398,20 @@ func (r *Runtime) Status(ctx context.Context, name string) (*persysv1.WorkloadSt
 }
 
 // List reports the newest revision of every workload with a container.
+// While a Watch is active and the event stream has had no gap since its
+// last re-list, the answer comes from the status cache and costs no engine
+// call; otherwise (no watcher yet, or a gap until the re-list completes) it
+// lists and inspects live, so it never reports a container RUNNING that
+// the engine saw die.
 func (r *Runtime) List(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
+	if ws, ok := r.cache.list(r.cluster.Owns); ok {
+		return ws, nil
+	}
+	return r.listLive(ctx)
+}
+
+// listLive lists the containers and inspects each workload's newest.
+func (r *Runtime) listLive(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
 	all, err := r.listContainers(ctx, "", "")
 	if err != nil {
 		return nil, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_RUNTIME_ERROR, err, "list containers")
@@ -439,12 +465,22 @@ func (r *Runtime) managedFilter(name, uid string) client.Filters {
 	return f
 }
 
-func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
+// listNodeContainers lists this runtime's containers on this node, of
+// every cluster.
+func (r *Runtime) listNodeContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
 	res, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: r.managedFilter(name, uid)})
 	if err != nil {
 		return nil, fmt.Errorf("container list: %w", err)
 	}
-	cs := res.Items
+	return res.Items, nil
+}
+
+// listContainers lists this runtime's containers of this node and cluster.
+func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]container.Summary, error) {
+	cs, err := r.listNodeContainers(ctx, name, uid)
+	if err != nil {
+		return nil, err
+	}
 	// The engine's filters cannot say "this cluster or no cluster label".
 	owned := cs[:0]
 	for _, c := range cs {
@@ -455,12 +491,34 @@ func (r *Runtime) listContainers(ctx context.Context, name, uid string) ([]conta
 	return owned, nil
 }
 
+// inspectStatus inspects one container and records what it saw (or that
+// the container is gone) in the status cache.
 func (r *Runtime) inspectStatus(ctx context.Context, id string) (*persysv1.WorkloadStatus, error) {
+	t := r.cache.begin()
+	defer r.cache.end(t)
 	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		r.cache.gone(id)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("container inspect %s: %w", shortID(id), err)
 	}
-	return statusOf(res.Container), nil
+	st := statusOf(res.Container)
+	var cluster string
+	if res.Container.Config != nil {
+		cluster = res.Container.Config.Labels[runtime.LabelCluster]
+	}
+	r.cache.put(t, id, st, createdAt(res.Container.Created), cluster)
+	return st, nil
+}
+
+// createdAt parses the engine's creation time; zero when malformed.
+func createdAt(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 func (r *Runtime) stopSeconds() int {
@@ -485,6 +543,7 @@ func (r *Runtime) remove(ctx context.Context, id string) error {
 	if err != nil && !cerrdefs.IsNotFound(err) && !(cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")) {
 		return fmt.Errorf("container remove %s: %w", shortID(id), err)
 	}
+	r.cache.gone(id)
 	return nil
 }
 

@@ -97,7 +97,7 @@ func (e *env) apply(inst runtime.Instance) (*persysv1.WorkloadStatus, bool) {
 	return st, skipped
 }
 
-func randHex(t *testing.T, n int) string {
+func randHex(t testing.TB, n int) string {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
