@@ -124,7 +124,9 @@ type Agent struct {
 	svc          *service
 	control      controlPlane
 	zombies      *zombies
-	health       *healthChecks
+	// repairNotes waits to tell the scheduler the repairs made.
+	repairNotes repairNotes
+	health      *healthChecks
 	// cluster scopes the runtimes; adoptUnlabelled is the data dir's
 	// choice for objects without a cluster label (cluster.go).
 	cluster         *runtime.Cluster

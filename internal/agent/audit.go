@@ -176,6 +176,7 @@ func (a *Agent) repair(ctx context.Context) int {
 		cancel()
 		for _, d := range done {
 			a.metrics.repairs.WithLabelValues(runtimeName(rt.Type()), d.Action).Inc()
+			a.repairNotes.add(&persysv1.AgentRepair{Workload: d.Workload, Runtime: runtimeName(rt.Type()), Action: d.Action, Detail: d.Detail})
 			a.log.Info("repaired a crash leftover", "runtime", runtimeName(rt.Type()), "workload", d.Workload, "action", d.Action, "detail", d.Detail)
 		}
 		n += len(done)

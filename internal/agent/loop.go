@@ -320,7 +320,8 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 	// Listing goes on every time (the ledger and the zombie overlay need
 	// it); only sending an unchanged list is saved.
 	now := time.Now()
-	req := &persysv1.HeartbeatRequest{NodeId: a.cfg.NodeID, Usage: a.usage(), ReportDigest: reportDigest(workloads)}
+	req := &persysv1.HeartbeatRequest{NodeId: a.cfg.NodeID, Usage: a.usage(), ReportDigest: reportDigest(workloads),
+		Repairs: a.repairNotes.peek()}
 	digestOnly := sent.digestOnly(req.ReportDigest, now)
 	if digestOnly {
 		req.DigestOnly = true
@@ -336,6 +337,11 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 		return replyOK, fmt.Errorf("heartbeat: %w", err)
 	}
 	a.setContact(nil)
+	if !resp.GetReregister() {
+		if dropped := a.repairNotes.sent(req.Repairs); dropped > 0 {
+			a.log.Warn("repairs not told to the scheduler: too many while it was out of reach", "dropped", dropped)
+		}
+	}
 	// The scheduler stretches the interval as its cluster grows.
 	a.adoptInterval(resp.GetHeartbeatIntervalMs())
 	if !resp.GetReregister() {

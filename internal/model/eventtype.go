@@ -26,6 +26,10 @@ const (
 	// EventApplyResent: a revision the node reported CREATING for longer
 	// than the apply timeout was applied again (a start lost in a crash).
 	EventApplyResent EventType = "ApplyResent"
+	// EventRepaired: an agent finished a crash leftover (a container
+	// created but never started, started; one that would not start,
+	// removed), told in its heartbeat.
+	EventRepaired EventType = "Repaired"
 
 	// Workloads: observed state changes reported by agents.
 	EventPending       EventType = "Pending"
@@ -96,7 +100,7 @@ const (
 func EventTypes() []EventType {
 	return []EventType{
 		EventCreated, EventUpdated, EventDeleteRequested, EventRetryRequested, EventDeleted,
-		EventPlaced, EventRescheduled, EventMoving, EventMoved, EventMoveBlocked, EventAttemptFailed, EventOrphanRemoved, EventApplyResent,
+		EventPlaced, EventRescheduled, EventMoving, EventMoved, EventMoveBlocked, EventAttemptFailed, EventOrphanRemoved, EventApplyResent, EventRepaired,
 		EventPending, EventScheduled, EventCreating, EventRunning, EventStopped, EventFailed, EventUnknown, EventDeleting, EventStatusChanged, EventHealthChanged,
 		EventGitPollFailed, EventGitCommitChanged,
 		EventNodeRegistered, EventNodeReady, EventNodeLost, EventNodeCordoned, EventNodeDraining, EventNodeUncordoned, EventNodeJoined, EventNodeRevoked,

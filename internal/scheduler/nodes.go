@@ -86,6 +86,9 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 // resend_full.
 func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
 	id := req.GetNodeId()
+	if err := checkRepairs(req.GetRepairs()); err != nil {
+		return nil, err
+	}
 	leaseID := s.cache.NodeLease(id)
 	if leaseID == 0 {
 		return &persysv1.HeartbeatResponse{Reregister: true}, nil
@@ -97,6 +100,10 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 		return nil, fmt.Errorf("renew lease of node %s: %w", id, err)
 	}
 	s.metrics.heartbeats.Inc()
+	for _, r := range req.GetRepairs() {
+		s.events.Add(model.EventRepaired, &persysv1.Event{Workload: r.GetWorkload(), NodeId: id,
+			Message: fmt.Sprintf("%s: %s", r.GetRuntime(), r.GetAction()) + detailSuffix(r.GetDetail())})
+	}
 	portsChanged, nodes := s.cache.RecordHeartbeat(id, statecache.Heartbeat{Usage: req.GetUsage(), At: s.cfg.Now(),
 		Full: !req.GetDigestOnly(), UsedPorts: req.GetUsedHostPorts()})
 	intervalMs := s.heartbeatInterval(nodes).Milliseconds()
@@ -114,6 +121,35 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	}
 	kept := s.processReports(id, req.GetWorkloads(), req.GetReportDigest())
 	return &persysv1.HeartbeatResponse{DigestKept: kept && req.GetReportDigest() != 0, HeartbeatIntervalMs: intervalMs}, nil
+}
+
+// Bounds of the repairs one heartbeat tells (an agent keeps at most 256).
+const (
+	maxRepairsPerHeartbeat = 256
+	maxRepairField         = 1024
+)
+
+// checkRepairs refuses a heartbeat whose repairs exceed their bounds,
+// naming the field.
+func checkRepairs(rs []*persysv1.AgentRepair) error {
+	if len(rs) > maxRepairsPerHeartbeat {
+		return status.Errorf(codes.InvalidArgument, "repairs: %d, at most %d per heartbeat", len(rs), maxRepairsPerHeartbeat)
+	}
+	for i, r := range rs {
+		for field, v := range map[string]string{"workload": r.GetWorkload(), "runtime": r.GetRuntime(), "action": r.GetAction(), "detail": r.GetDetail()} {
+			if len(v) > maxRepairField {
+				return status.Errorf(codes.InvalidArgument, "repairs[%d].%s: %d bytes, at most %d", i, field, len(v), maxRepairField)
+			}
+		}
+	}
+	return nil
+}
+
+func detailSuffix(d string) string {
+	if d == "" {
+		return ""
+	}
+	return " (" + d + ")"
 }
 
 // heartbeatInterval is the interval agents of a cluster of nodes are

@@ -2943,6 +2943,10 @@ type HeartbeatRequest struct {
 	// Host ports bound on the node by something Persys did not start; sent
 	// with full reports.
 	UsedHostPorts []*HostPort `protobuf:"bytes,6,rep,name=used_host_ports,json=usedHostPorts,proto3" json:"used_host_ports,omitempty"`
+	// Crash leftovers the agent finished since its last heartbeat that
+	// reached the scheduler (at most 256), each told once as a Repaired
+	// event.
+	Repairs       []*AgentRepair `protobuf:"bytes,7,rep,name=repairs,proto3" json:"repairs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3019,6 +3023,85 @@ func (x *HeartbeatRequest) GetUsedHostPorts() []*HostPort {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetRepairs() []*AgentRepair {
+	if x != nil {
+		return x.Repairs
+	}
+	return nil
+}
+
+// AgentRepair is one crash leftover an agent finished: a container created
+// but never started, started; one that would not start, removed.
+type AgentRepair struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Workload string                 `protobuf:"bytes,1,opt,name=workload,proto3" json:"workload,omitempty"`
+	// The runtime that holds it: container, compose or vm.
+	Runtime string `protobuf:"bytes,2,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// What the agent did ("started created container", ...).
+	Action        string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentRepair) Reset() {
+	*x = AgentRepair{}
+	mi := &file_persys_v1_control_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentRepair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentRepair) ProtoMessage() {}
+
+func (x *AgentRepair) ProtoReflect() protoreflect.Message {
+	mi := &file_persys_v1_control_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentRepair.ProtoReflect.Descriptor instead.
+func (*AgentRepair) Descriptor() ([]byte, []int) {
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *AgentRepair) GetWorkload() string {
+	if x != nil {
+		return x.Workload
+	}
+	return ""
+}
+
+func (x *AgentRepair) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+func (x *AgentRepair) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AgentRepair) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Set when the scheduler does not know the node (for example after its
@@ -3045,7 +3128,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[55]
+	mi := &file_persys_v1_control_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3140,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[55]
+	mi := &file_persys_v1_control_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3153,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{55}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *HeartbeatResponse) GetReregister() bool {
@@ -3114,7 +3197,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[56]
+	mi := &file_persys_v1_control_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3126,7 +3209,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[56]
+	mi := &file_persys_v1_control_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3139,7 +3222,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{56}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ApplyRequest) GetName() string {
@@ -3181,7 +3264,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[57]
+	mi := &file_persys_v1_control_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3193,7 +3276,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[57]
+	mi := &file_persys_v1_control_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3206,7 +3289,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{57}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ApplyResponse) GetWorkload() *WorkloadView {
@@ -3233,7 +3316,7 @@ type ApplyWorkloadsRequest struct {
 
 func (x *ApplyWorkloadsRequest) Reset() {
 	*x = ApplyWorkloadsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[58]
+	mi := &file_persys_v1_control_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3245,7 +3328,7 @@ func (x *ApplyWorkloadsRequest) String() string {
 func (*ApplyWorkloadsRequest) ProtoMessage() {}
 
 func (x *ApplyWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[58]
+	mi := &file_persys_v1_control_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3258,7 +3341,7 @@ func (x *ApplyWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{58}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ApplyWorkloadsRequest) GetItems() []*ApplyRequest {
@@ -3278,7 +3361,7 @@ type ApplyWorkloadsResponse struct {
 
 func (x *ApplyWorkloadsResponse) Reset() {
 	*x = ApplyWorkloadsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[59]
+	mi := &file_persys_v1_control_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3290,7 +3373,7 @@ func (x *ApplyWorkloadsResponse) String() string {
 func (*ApplyWorkloadsResponse) ProtoMessage() {}
 
 func (x *ApplyWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[59]
+	mi := &file_persys_v1_control_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3303,7 +3386,7 @@ func (x *ApplyWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ApplyWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{59}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ApplyWorkloadsResponse) GetResults() []*ApplyResult {
@@ -3329,7 +3412,7 @@ type ApplyResult struct {
 
 func (x *ApplyResult) Reset() {
 	*x = ApplyResult{}
-	mi := &file_persys_v1_control_proto_msgTypes[60]
+	mi := &file_persys_v1_control_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3424,7 @@ func (x *ApplyResult) String() string {
 func (*ApplyResult) ProtoMessage() {}
 
 func (x *ApplyResult) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[60]
+	mi := &file_persys_v1_control_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3437,7 @@ func (x *ApplyResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResult.ProtoReflect.Descriptor instead.
 func (*ApplyResult) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{60}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ApplyResult) GetName() string {
@@ -3405,7 +3488,7 @@ type WorkloadView struct {
 
 func (x *WorkloadView) Reset() {
 	*x = WorkloadView{}
-	mi := &file_persys_v1_control_proto_msgTypes[61]
+	mi := &file_persys_v1_control_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3417,7 +3500,7 @@ func (x *WorkloadView) String() string {
 func (*WorkloadView) ProtoMessage() {}
 
 func (x *WorkloadView) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[61]
+	mi := &file_persys_v1_control_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3430,7 +3513,7 @@ func (x *WorkloadView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkloadView.ProtoReflect.Descriptor instead.
 func (*WorkloadView) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{61}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *WorkloadView) GetWorkload() *Workload {
@@ -3471,7 +3554,7 @@ type GetWorkloadRequest struct {
 
 func (x *GetWorkloadRequest) Reset() {
 	*x = GetWorkloadRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[62]
+	mi := &file_persys_v1_control_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3483,7 +3566,7 @@ func (x *GetWorkloadRequest) String() string {
 func (*GetWorkloadRequest) ProtoMessage() {}
 
 func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[62]
+	mi := &file_persys_v1_control_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3496,7 +3579,7 @@ func (x *GetWorkloadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkloadRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkloadRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{62}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetWorkloadRequest) GetName() string {
@@ -3522,7 +3605,7 @@ type ListWorkloadsRequest struct {
 
 func (x *ListWorkloadsRequest) Reset() {
 	*x = ListWorkloadsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[63]
+	mi := &file_persys_v1_control_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3534,7 +3617,7 @@ func (x *ListWorkloadsRequest) String() string {
 func (*ListWorkloadsRequest) ProtoMessage() {}
 
 func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[63]
+	mi := &file_persys_v1_control_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3547,7 +3630,7 @@ func (x *ListWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{63}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ListWorkloadsRequest) GetLabelSelector() map[string]string {
@@ -3566,7 +3649,7 @@ type ListWorkloadsResponse struct {
 
 func (x *ListWorkloadsResponse) Reset() {
 	*x = ListWorkloadsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[64]
+	mi := &file_persys_v1_control_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3578,7 +3661,7 @@ func (x *ListWorkloadsResponse) String() string {
 func (*ListWorkloadsResponse) ProtoMessage() {}
 
 func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[64]
+	mi := &file_persys_v1_control_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3591,7 +3674,7 @@ func (x *ListWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{64}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListWorkloadsResponse) GetWorkloads() []*WorkloadView {
@@ -3610,7 +3693,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[65]
+	mi := &file_persys_v1_control_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3622,7 +3705,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[65]
+	mi := &file_persys_v1_control_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3635,7 +3718,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{65}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *DeleteRequest) GetName() string {
@@ -3653,7 +3736,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[66]
+	mi := &file_persys_v1_control_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3665,7 +3748,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[66]
+	mi := &file_persys_v1_control_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3678,7 +3761,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{66}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{67}
 }
 
 type RetryRequest struct {
@@ -3690,7 +3773,7 @@ type RetryRequest struct {
 
 func (x *RetryRequest) Reset() {
 	*x = RetryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[67]
+	mi := &file_persys_v1_control_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3702,7 +3785,7 @@ func (x *RetryRequest) String() string {
 func (*RetryRequest) ProtoMessage() {}
 
 func (x *RetryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[67]
+	mi := &file_persys_v1_control_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3715,7 +3798,7 @@ func (x *RetryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryRequest.ProtoReflect.Descriptor instead.
 func (*RetryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{67}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *RetryRequest) GetName() string {
@@ -3733,7 +3816,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[68]
+	mi := &file_persys_v1_control_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3745,7 +3828,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[68]
+	mi := &file_persys_v1_control_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3758,7 +3841,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{68}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{69}
 }
 
 type ListNodesResponse struct {
@@ -3770,7 +3853,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[69]
+	mi := &file_persys_v1_control_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3782,7 +3865,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[69]
+	mi := &file_persys_v1_control_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3795,7 +3878,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{69}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -3814,7 +3897,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[70]
+	mi := &file_persys_v1_control_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3826,7 +3909,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[70]
+	mi := &file_persys_v1_control_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3839,7 +3922,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{70}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetNodeRequest) GetId() string {
@@ -3857,7 +3940,7 @@ type ClusterSummaryRequest struct {
 
 func (x *ClusterSummaryRequest) Reset() {
 	*x = ClusterSummaryRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[71]
+	mi := &file_persys_v1_control_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3869,7 +3952,7 @@ func (x *ClusterSummaryRequest) String() string {
 func (*ClusterSummaryRequest) ProtoMessage() {}
 
 func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[71]
+	mi := &file_persys_v1_control_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3882,7 +3965,7 @@ func (x *ClusterSummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummaryRequest.ProtoReflect.Descriptor instead.
 func (*ClusterSummaryRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{71}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{72}
 }
 
 type ListEventsRequest struct {
@@ -3897,7 +3980,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[72]
+	mi := &file_persys_v1_control_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3909,7 +3992,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[72]
+	mi := &file_persys_v1_control_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3922,7 +4005,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{72}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListEventsRequest) GetWorkload() string {
@@ -3955,7 +4038,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[73]
+	mi := &file_persys_v1_control_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3967,7 +4050,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[73]
+	mi := &file_persys_v1_control_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3980,7 +4063,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{73}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -4003,7 +4086,7 @@ type WatchPosition struct {
 
 func (x *WatchPosition) Reset() {
 	*x = WatchPosition{}
-	mi := &file_persys_v1_control_proto_msgTypes[74]
+	mi := &file_persys_v1_control_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4015,7 +4098,7 @@ func (x *WatchPosition) String() string {
 func (*WatchPosition) ProtoMessage() {}
 
 func (x *WatchPosition) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[74]
+	mi := &file_persys_v1_control_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4028,7 +4111,7 @@ func (x *WatchPosition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchPosition.ProtoReflect.Descriptor instead.
 func (*WatchPosition) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{74}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *WatchPosition) GetSinceRevision() int64 {
@@ -4055,7 +4138,7 @@ type WatchWorkloadsRequest struct {
 
 func (x *WatchWorkloadsRequest) Reset() {
 	*x = WatchWorkloadsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[75]
+	mi := &file_persys_v1_control_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4067,7 +4150,7 @@ func (x *WatchWorkloadsRequest) String() string {
 func (*WatchWorkloadsRequest) ProtoMessage() {}
 
 func (x *WatchWorkloadsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[75]
+	mi := &file_persys_v1_control_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4080,7 +4163,7 @@ func (x *WatchWorkloadsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchWorkloadsRequest.ProtoReflect.Descriptor instead.
 func (*WatchWorkloadsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{75}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *WatchWorkloadsRequest) GetPosition() *WatchPosition {
@@ -4110,7 +4193,7 @@ type WatchWorkloadsResponse struct {
 
 func (x *WatchWorkloadsResponse) Reset() {
 	*x = WatchWorkloadsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[76]
+	mi := &file_persys_v1_control_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4122,7 +4205,7 @@ func (x *WatchWorkloadsResponse) String() string {
 func (*WatchWorkloadsResponse) ProtoMessage() {}
 
 func (x *WatchWorkloadsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[76]
+	mi := &file_persys_v1_control_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4135,7 +4218,7 @@ func (x *WatchWorkloadsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchWorkloadsResponse.ProtoReflect.Descriptor instead.
 func (*WatchWorkloadsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{76}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *WatchWorkloadsResponse) GetType() WatchEventType {
@@ -4175,7 +4258,7 @@ type WatchNodesRequest struct {
 
 func (x *WatchNodesRequest) Reset() {
 	*x = WatchNodesRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[77]
+	mi := &file_persys_v1_control_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4187,7 +4270,7 @@ func (x *WatchNodesRequest) String() string {
 func (*WatchNodesRequest) ProtoMessage() {}
 
 func (x *WatchNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[77]
+	mi := &file_persys_v1_control_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4200,7 +4283,7 @@ func (x *WatchNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodesRequest.ProtoReflect.Descriptor instead.
 func (*WatchNodesRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{77}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *WatchNodesRequest) GetPosition() *WatchPosition {
@@ -4224,7 +4307,7 @@ type WatchNodesResponse struct {
 
 func (x *WatchNodesResponse) Reset() {
 	*x = WatchNodesResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[78]
+	mi := &file_persys_v1_control_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4236,7 +4319,7 @@ func (x *WatchNodesResponse) String() string {
 func (*WatchNodesResponse) ProtoMessage() {}
 
 func (x *WatchNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[78]
+	mi := &file_persys_v1_control_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4249,7 +4332,7 @@ func (x *WatchNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchNodesResponse.ProtoReflect.Descriptor instead.
 func (*WatchNodesResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{78}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *WatchNodesResponse) GetType() WatchEventType {
@@ -4289,7 +4372,7 @@ type WatchServicesRequest struct {
 
 func (x *WatchServicesRequest) Reset() {
 	*x = WatchServicesRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[79]
+	mi := &file_persys_v1_control_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4301,7 +4384,7 @@ func (x *WatchServicesRequest) String() string {
 func (*WatchServicesRequest) ProtoMessage() {}
 
 func (x *WatchServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[79]
+	mi := &file_persys_v1_control_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4314,7 +4397,7 @@ func (x *WatchServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchServicesRequest.ProtoReflect.Descriptor instead.
 func (*WatchServicesRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{79}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *WatchServicesRequest) GetPosition() *WatchPosition {
@@ -4337,7 +4420,7 @@ type WatchServicesResponse struct {
 
 func (x *WatchServicesResponse) Reset() {
 	*x = WatchServicesResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[80]
+	mi := &file_persys_v1_control_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4349,7 +4432,7 @@ func (x *WatchServicesResponse) String() string {
 func (*WatchServicesResponse) ProtoMessage() {}
 
 func (x *WatchServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[80]
+	mi := &file_persys_v1_control_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4362,7 +4445,7 @@ func (x *WatchServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchServicesResponse.ProtoReflect.Descriptor instead.
 func (*WatchServicesResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{80}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *WatchServicesResponse) GetType() WatchEventType {
@@ -4405,7 +4488,7 @@ type WatchEventsRequest struct {
 
 func (x *WatchEventsRequest) Reset() {
 	*x = WatchEventsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[81]
+	mi := &file_persys_v1_control_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4417,7 +4500,7 @@ func (x *WatchEventsRequest) String() string {
 func (*WatchEventsRequest) ProtoMessage() {}
 
 func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[81]
+	mi := &file_persys_v1_control_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4430,7 +4513,7 @@ func (x *WatchEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsRequest.ProtoReflect.Descriptor instead.
 func (*WatchEventsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{81}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *WatchEventsRequest) GetPosition() *WatchPosition {
@@ -4466,7 +4549,7 @@ type WatchEventsResponse struct {
 
 func (x *WatchEventsResponse) Reset() {
 	*x = WatchEventsResponse{}
-	mi := &file_persys_v1_control_proto_msgTypes[82]
+	mi := &file_persys_v1_control_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4478,7 +4561,7 @@ func (x *WatchEventsResponse) String() string {
 func (*WatchEventsResponse) ProtoMessage() {}
 
 func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[82]
+	mi := &file_persys_v1_control_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4491,7 +4574,7 @@ func (x *WatchEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchEventsResponse.ProtoReflect.Descriptor instead.
 func (*WatchEventsResponse) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{82}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *WatchEventsResponse) GetType() WatchEventType {
@@ -4531,7 +4614,7 @@ type ServiceEndpointsRequest struct {
 
 func (x *ServiceEndpointsRequest) Reset() {
 	*x = ServiceEndpointsRequest{}
-	mi := &file_persys_v1_control_proto_msgTypes[83]
+	mi := &file_persys_v1_control_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4543,7 +4626,7 @@ func (x *ServiceEndpointsRequest) String() string {
 func (*ServiceEndpointsRequest) ProtoMessage() {}
 
 func (x *ServiceEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[83]
+	mi := &file_persys_v1_control_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4556,7 +4639,7 @@ func (x *ServiceEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*ServiceEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{83}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ServiceEndpointsRequest) GetName() string {
@@ -4581,7 +4664,7 @@ type ServiceEndpointList struct {
 
 func (x *ServiceEndpointList) Reset() {
 	*x = ServiceEndpointList{}
-	mi := &file_persys_v1_control_proto_msgTypes[84]
+	mi := &file_persys_v1_control_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4676,7 @@ func (x *ServiceEndpointList) String() string {
 func (*ServiceEndpointList) ProtoMessage() {}
 
 func (x *ServiceEndpointList) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[84]
+	mi := &file_persys_v1_control_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4689,7 @@ func (x *ServiceEndpointList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceEndpointList.ProtoReflect.Descriptor instead.
 func (*ServiceEndpointList) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{84}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ServiceEndpointList) GetService() string {
@@ -4656,7 +4739,7 @@ type ServiceEndpoint struct {
 
 func (x *ServiceEndpoint) Reset() {
 	*x = ServiceEndpoint{}
-	mi := &file_persys_v1_control_proto_msgTypes[85]
+	mi := &file_persys_v1_control_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4668,7 +4751,7 @@ func (x *ServiceEndpoint) String() string {
 func (*ServiceEndpoint) ProtoMessage() {}
 
 func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[85]
+	mi := &file_persys_v1_control_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4681,7 +4764,7 @@ func (x *ServiceEndpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceEndpoint.ProtoReflect.Descriptor instead.
 func (*ServiceEndpoint) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{85}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ServiceEndpoint) GetReplica() string {
@@ -4739,7 +4822,7 @@ type ServiceEndpointPort struct {
 
 func (x *ServiceEndpointPort) Reset() {
 	*x = ServiceEndpointPort{}
-	mi := &file_persys_v1_control_proto_msgTypes[86]
+	mi := &file_persys_v1_control_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4751,7 +4834,7 @@ func (x *ServiceEndpointPort) String() string {
 func (*ServiceEndpointPort) ProtoMessage() {}
 
 func (x *ServiceEndpointPort) ProtoReflect() protoreflect.Message {
-	mi := &file_persys_v1_control_proto_msgTypes[86]
+	mi := &file_persys_v1_control_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4764,7 +4847,7 @@ func (x *ServiceEndpointPort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceEndpointPort.ProtoReflect.Descriptor instead.
 func (*ServiceEndpointPort) Descriptor() ([]byte, []int) {
-	return file_persys_v1_control_proto_rawDescGZIP(), []int{86}
+	return file_persys_v1_control_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ServiceEndpointPort) GetContainerPort() uint32 {
@@ -4991,7 +5074,7 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\x03R\x13heartbeatIntervalMs\x12*\n" +
 	"\x11lease_ttl_seconds\x18\x02 \x01(\x03R\x0fleaseTtlSeconds\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\x93\x02\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\xc5\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.persys.v1.ResourcesR\x05usage\x127\n" +
@@ -4999,7 +5082,13 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\rreport_digest\x18\x04 \x01(\x06R\freportDigest\x12\x1f\n" +
 	"\vdigest_only\x18\x05 \x01(\bR\n" +
 	"digestOnly\x12;\n" +
-	"\x0fused_host_ports\x18\x06 \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\"\xa9\x01\n" +
+	"\x0fused_host_ports\x18\x06 \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\x120\n" +
+	"\arepairs\x18\a \x03(\v2\x16.persys.v1.AgentRepairR\arepairs\"s\n" +
+	"\vAgentRepair\x12\x1a\n" +
+	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x18\n" +
+	"\aruntime\x18\x02 \x01(\tR\aruntime\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xa9\x01\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -5143,7 +5232,7 @@ func file_persys_v1_control_proto_rawDescGZIP() []byte {
 }
 
 var file_persys_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 95)
+var file_persys_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 96)
 var file_persys_v1_control_proto_goTypes = []any{
 	(WatchEventType)(0),                  // 0: persys.v1.WatchEventType
 	(*ApplyServiceRequest)(nil),          // 1: persys.v1.ApplyServiceRequest
@@ -5201,135 +5290,137 @@ var file_persys_v1_control_proto_goTypes = []any{
 	(*RegisterNodeRequest)(nil),          // 53: persys.v1.RegisterNodeRequest
 	(*RegisterNodeResponse)(nil),         // 54: persys.v1.RegisterNodeResponse
 	(*HeartbeatRequest)(nil),             // 55: persys.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),            // 56: persys.v1.HeartbeatResponse
-	(*ApplyRequest)(nil),                 // 57: persys.v1.ApplyRequest
-	(*ApplyResponse)(nil),                // 58: persys.v1.ApplyResponse
-	(*ApplyWorkloadsRequest)(nil),        // 59: persys.v1.ApplyWorkloadsRequest
-	(*ApplyWorkloadsResponse)(nil),       // 60: persys.v1.ApplyWorkloadsResponse
-	(*ApplyResult)(nil),                  // 61: persys.v1.ApplyResult
-	(*WorkloadView)(nil),                 // 62: persys.v1.WorkloadView
-	(*GetWorkloadRequest)(nil),           // 63: persys.v1.GetWorkloadRequest
-	(*ListWorkloadsRequest)(nil),         // 64: persys.v1.ListWorkloadsRequest
-	(*ListWorkloadsResponse)(nil),        // 65: persys.v1.ListWorkloadsResponse
-	(*DeleteRequest)(nil),                // 66: persys.v1.DeleteRequest
-	(*DeleteResponse)(nil),               // 67: persys.v1.DeleteResponse
-	(*RetryRequest)(nil),                 // 68: persys.v1.RetryRequest
-	(*ListNodesRequest)(nil),             // 69: persys.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),            // 70: persys.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),               // 71: persys.v1.GetNodeRequest
-	(*ClusterSummaryRequest)(nil),        // 72: persys.v1.ClusterSummaryRequest
-	(*ListEventsRequest)(nil),            // 73: persys.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),           // 74: persys.v1.ListEventsResponse
-	(*WatchPosition)(nil),                // 75: persys.v1.WatchPosition
-	(*WatchWorkloadsRequest)(nil),        // 76: persys.v1.WatchWorkloadsRequest
-	(*WatchWorkloadsResponse)(nil),       // 77: persys.v1.WatchWorkloadsResponse
-	(*WatchNodesRequest)(nil),            // 78: persys.v1.WatchNodesRequest
-	(*WatchNodesResponse)(nil),           // 79: persys.v1.WatchNodesResponse
-	(*WatchServicesRequest)(nil),         // 80: persys.v1.WatchServicesRequest
-	(*WatchServicesResponse)(nil),        // 81: persys.v1.WatchServicesResponse
-	(*WatchEventsRequest)(nil),           // 82: persys.v1.WatchEventsRequest
-	(*WatchEventsResponse)(nil),          // 83: persys.v1.WatchEventsResponse
-	(*ServiceEndpointsRequest)(nil),      // 84: persys.v1.ServiceEndpointsRequest
-	(*ServiceEndpointList)(nil),          // 85: persys.v1.ServiceEndpointList
-	(*ServiceEndpoint)(nil),              // 86: persys.v1.ServiceEndpoint
-	(*ServiceEndpointPort)(nil),          // 87: persys.v1.ServiceEndpointPort
-	nil,                                  // 88: persys.v1.ApplyServiceRequest.LabelsEntry
-	nil,                                  // 89: persys.v1.PutSecretRequest.DataEntry
-	nil,                                  // 90: persys.v1.JoinNodeResponse.LabelsEntry
-	nil,                                  // 91: persys.v1.JoinToken.LabelsEntry
-	nil,                                  // 92: persys.v1.CreateJoinTokenRequest.LabelsEntry
-	nil,                                  // 93: persys.v1.ApplyRequest.LabelsEntry
-	nil,                                  // 94: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	nil,                                  // 95: persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
-	(*ServiceSpec)(nil),                  // 96: persys.v1.ServiceSpec
-	(*Service)(nil),                      // 97: persys.v1.Service
-	(*ServiceProgress)(nil),              // 98: persys.v1.ServiceProgress
-	(*Event)(nil),                        // 99: persys.v1.Event
-	(*ServiceRevision)(nil),              // 100: persys.v1.ServiceRevision
-	(SecretType)(0),                      // 101: persys.v1.SecretType
-	(*SecretInfo)(nil),                   // 102: persys.v1.SecretInfo
-	(*timestamppb.Timestamp)(nil),        // 103: google.protobuf.Timestamp
-	(FailureReason)(0),                   // 104: persys.v1.FailureReason
-	(*Node)(nil),                         // 105: persys.v1.Node
-	(*NodeCapabilities)(nil),             // 106: persys.v1.NodeCapabilities
-	(*WorkloadStatus)(nil),               // 107: persys.v1.WorkloadStatus
-	(*Resources)(nil),                    // 108: persys.v1.Resources
-	(*HostPort)(nil),                     // 109: persys.v1.HostPort
-	(*WorkloadSpec)(nil),                 // 110: persys.v1.WorkloadSpec
-	(*ServiceOwner)(nil),                 // 111: persys.v1.ServiceOwner
-	(*Workload)(nil),                     // 112: persys.v1.Workload
-	(*Assignment)(nil),                   // 113: persys.v1.Assignment
+	(*AgentRepair)(nil),                  // 56: persys.v1.AgentRepair
+	(*HeartbeatResponse)(nil),            // 57: persys.v1.HeartbeatResponse
+	(*ApplyRequest)(nil),                 // 58: persys.v1.ApplyRequest
+	(*ApplyResponse)(nil),                // 59: persys.v1.ApplyResponse
+	(*ApplyWorkloadsRequest)(nil),        // 60: persys.v1.ApplyWorkloadsRequest
+	(*ApplyWorkloadsResponse)(nil),       // 61: persys.v1.ApplyWorkloadsResponse
+	(*ApplyResult)(nil),                  // 62: persys.v1.ApplyResult
+	(*WorkloadView)(nil),                 // 63: persys.v1.WorkloadView
+	(*GetWorkloadRequest)(nil),           // 64: persys.v1.GetWorkloadRequest
+	(*ListWorkloadsRequest)(nil),         // 65: persys.v1.ListWorkloadsRequest
+	(*ListWorkloadsResponse)(nil),        // 66: persys.v1.ListWorkloadsResponse
+	(*DeleteRequest)(nil),                // 67: persys.v1.DeleteRequest
+	(*DeleteResponse)(nil),               // 68: persys.v1.DeleteResponse
+	(*RetryRequest)(nil),                 // 69: persys.v1.RetryRequest
+	(*ListNodesRequest)(nil),             // 70: persys.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),            // 71: persys.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),               // 72: persys.v1.GetNodeRequest
+	(*ClusterSummaryRequest)(nil),        // 73: persys.v1.ClusterSummaryRequest
+	(*ListEventsRequest)(nil),            // 74: persys.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),           // 75: persys.v1.ListEventsResponse
+	(*WatchPosition)(nil),                // 76: persys.v1.WatchPosition
+	(*WatchWorkloadsRequest)(nil),        // 77: persys.v1.WatchWorkloadsRequest
+	(*WatchWorkloadsResponse)(nil),       // 78: persys.v1.WatchWorkloadsResponse
+	(*WatchNodesRequest)(nil),            // 79: persys.v1.WatchNodesRequest
+	(*WatchNodesResponse)(nil),           // 80: persys.v1.WatchNodesResponse
+	(*WatchServicesRequest)(nil),         // 81: persys.v1.WatchServicesRequest
+	(*WatchServicesResponse)(nil),        // 82: persys.v1.WatchServicesResponse
+	(*WatchEventsRequest)(nil),           // 83: persys.v1.WatchEventsRequest
+	(*WatchEventsResponse)(nil),          // 84: persys.v1.WatchEventsResponse
+	(*ServiceEndpointsRequest)(nil),      // 85: persys.v1.ServiceEndpointsRequest
+	(*ServiceEndpointList)(nil),          // 86: persys.v1.ServiceEndpointList
+	(*ServiceEndpoint)(nil),              // 87: persys.v1.ServiceEndpoint
+	(*ServiceEndpointPort)(nil),          // 88: persys.v1.ServiceEndpointPort
+	nil,                                  // 89: persys.v1.ApplyServiceRequest.LabelsEntry
+	nil,                                  // 90: persys.v1.PutSecretRequest.DataEntry
+	nil,                                  // 91: persys.v1.JoinNodeResponse.LabelsEntry
+	nil,                                  // 92: persys.v1.JoinToken.LabelsEntry
+	nil,                                  // 93: persys.v1.CreateJoinTokenRequest.LabelsEntry
+	nil,                                  // 94: persys.v1.ApplyRequest.LabelsEntry
+	nil,                                  // 95: persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	nil,                                  // 96: persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
+	(*ServiceSpec)(nil),                  // 97: persys.v1.ServiceSpec
+	(*Service)(nil),                      // 98: persys.v1.Service
+	(*ServiceProgress)(nil),              // 99: persys.v1.ServiceProgress
+	(*Event)(nil),                        // 100: persys.v1.Event
+	(*ServiceRevision)(nil),              // 101: persys.v1.ServiceRevision
+	(SecretType)(0),                      // 102: persys.v1.SecretType
+	(*SecretInfo)(nil),                   // 103: persys.v1.SecretInfo
+	(*timestamppb.Timestamp)(nil),        // 104: google.protobuf.Timestamp
+	(FailureReason)(0),                   // 105: persys.v1.FailureReason
+	(*Node)(nil),                         // 106: persys.v1.Node
+	(*NodeCapabilities)(nil),             // 107: persys.v1.NodeCapabilities
+	(*WorkloadStatus)(nil),               // 108: persys.v1.WorkloadStatus
+	(*Resources)(nil),                    // 109: persys.v1.Resources
+	(*HostPort)(nil),                     // 110: persys.v1.HostPort
+	(*WorkloadSpec)(nil),                 // 111: persys.v1.WorkloadSpec
+	(*ServiceOwner)(nil),                 // 112: persys.v1.ServiceOwner
+	(*Workload)(nil),                     // 113: persys.v1.Workload
+	(*Assignment)(nil),                   // 114: persys.v1.Assignment
 }
 var file_persys_v1_control_proto_depIdxs = []int32{
-	88,  // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
-	96,  // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
+	89,  // 0: persys.v1.ApplyServiceRequest.labels:type_name -> persys.v1.ApplyServiceRequest.LabelsEntry
+	97,  // 1: persys.v1.ApplyServiceRequest.spec:type_name -> persys.v1.ServiceSpec
 	3,   // 2: persys.v1.ApplyServiceResponse.service:type_name -> persys.v1.ServiceView
-	97,  // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
-	98,  // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
-	99,  // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
+	98,  // 3: persys.v1.ServiceView.service:type_name -> persys.v1.Service
+	99,  // 4: persys.v1.ServiceView.progress:type_name -> persys.v1.ServiceProgress
+	100, // 5: persys.v1.ServiceView.events:type_name -> persys.v1.Event
 	3,   // 6: persys.v1.ListServicesResponse.services:type_name -> persys.v1.ServiceView
-	100, // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
-	101, // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
-	89,  // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
-	102, // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
-	90,  // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
-	103, // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
-	91,  // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
-	103, // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
-	92,  // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
+	101, // 7: persys.v1.RolloutHistoryResponse.revisions:type_name -> persys.v1.ServiceRevision
+	102, // 8: persys.v1.PutSecretRequest.type:type_name -> persys.v1.SecretType
+	90,  // 9: persys.v1.PutSecretRequest.data:type_name -> persys.v1.PutSecretRequest.DataEntry
+	103, // 10: persys.v1.ListSecretsResponse.secrets:type_name -> persys.v1.SecretInfo
+	91,  // 11: persys.v1.JoinNodeResponse.labels:type_name -> persys.v1.JoinNodeResponse.LabelsEntry
+	104, // 12: persys.v1.JoinToken.expires_at:type_name -> google.protobuf.Timestamp
+	92,  // 13: persys.v1.JoinToken.labels:type_name -> persys.v1.JoinToken.LabelsEntry
+	104, // 14: persys.v1.JoinToken.created_at:type_name -> google.protobuf.Timestamp
+	93,  // 15: persys.v1.CreateJoinTokenRequest.labels:type_name -> persys.v1.CreateJoinTokenRequest.LabelsEntry
 	22,  // 16: persys.v1.CreateJoinTokenResponse.info:type_name -> persys.v1.JoinToken
 	22,  // 17: persys.v1.ListJoinTokensResponse.tokens:type_name -> persys.v1.JoinToken
-	103, // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
+	104, // 18: persys.v1.Revocation.revoked_at:type_name -> google.protobuf.Timestamp
 	29,  // 19: persys.v1.RevokeCertificateResponse.revocation:type_name -> persys.v1.Revocation
 	29,  // 20: persys.v1.ListRevocationsResponse.revocations:type_name -> persys.v1.Revocation
-	103, // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
-	103, // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
+	104, // 21: persys.v1.APIToken.expires_at:type_name -> google.protobuf.Timestamp
+	104, // 22: persys.v1.APIToken.created_at:type_name -> google.protobuf.Timestamp
 	36,  // 23: persys.v1.CreateAPITokenResponse.info:type_name -> persys.v1.APIToken
 	36,  // 24: persys.v1.ListAPITokensResponse.tokens:type_name -> persys.v1.APIToken
-	99,  // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
-	104, // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
-	105, // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
+	100, // 25: persys.v1.RecordAuditRequest.event:type_name -> persys.v1.Event
+	105, // 26: persys.v1.DrainResult.reason:type_name -> persys.v1.FailureReason
+	106, // 27: persys.v1.DrainResponse.node:type_name -> persys.v1.Node
 	49,  // 28: persys.v1.DrainResponse.workloads:type_name -> persys.v1.DrainResult
-	106, // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
-	107, // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	108, // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
-	107, // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
-	109, // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
-	93,  // 34: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
-	110, // 35: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
-	111, // 36: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
-	62,  // 37: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
-	57,  // 38: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
-	61,  // 39: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
-	62,  // 40: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
-	112, // 41: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
-	107, // 42: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
-	113, // 43: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
-	99,  // 44: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
-	94,  // 45: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
-	62,  // 46: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
-	105, // 47: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
-	99,  // 48: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
-	75,  // 49: persys.v1.WatchWorkloadsRequest.position:type_name -> persys.v1.WatchPosition
-	95,  // 50: persys.v1.WatchWorkloadsRequest.label_selector:type_name -> persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
-	0,   // 51: persys.v1.WatchWorkloadsResponse.type:type_name -> persys.v1.WatchEventType
-	62,  // 52: persys.v1.WatchWorkloadsResponse.workload:type_name -> persys.v1.WorkloadView
-	75,  // 53: persys.v1.WatchNodesRequest.position:type_name -> persys.v1.WatchPosition
-	0,   // 54: persys.v1.WatchNodesResponse.type:type_name -> persys.v1.WatchEventType
-	105, // 55: persys.v1.WatchNodesResponse.node:type_name -> persys.v1.Node
-	75,  // 56: persys.v1.WatchServicesRequest.position:type_name -> persys.v1.WatchPosition
-	0,   // 57: persys.v1.WatchServicesResponse.type:type_name -> persys.v1.WatchEventType
-	3,   // 58: persys.v1.WatchServicesResponse.service:type_name -> persys.v1.ServiceView
-	75,  // 59: persys.v1.WatchEventsRequest.position:type_name -> persys.v1.WatchPosition
-	0,   // 60: persys.v1.WatchEventsResponse.type:type_name -> persys.v1.WatchEventType
-	99,  // 61: persys.v1.WatchEventsResponse.event:type_name -> persys.v1.Event
-	86,  // 62: persys.v1.ServiceEndpointList.endpoints:type_name -> persys.v1.ServiceEndpoint
-	87,  // 63: persys.v1.ServiceEndpoint.ports:type_name -> persys.v1.ServiceEndpointPort
-	64,  // [64:64] is the sub-list for method output_type
-	64,  // [64:64] is the sub-list for method input_type
-	64,  // [64:64] is the sub-list for extension type_name
-	64,  // [64:64] is the sub-list for extension extendee
-	0,   // [0:64] is the sub-list for field type_name
+	107, // 29: persys.v1.RegisterNodeRequest.capabilities:type_name -> persys.v1.NodeCapabilities
+	108, // 30: persys.v1.RegisterNodeRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	109, // 31: persys.v1.HeartbeatRequest.usage:type_name -> persys.v1.Resources
+	108, // 32: persys.v1.HeartbeatRequest.workloads:type_name -> persys.v1.WorkloadStatus
+	110, // 33: persys.v1.HeartbeatRequest.used_host_ports:type_name -> persys.v1.HostPort
+	56,  // 34: persys.v1.HeartbeatRequest.repairs:type_name -> persys.v1.AgentRepair
+	94,  // 35: persys.v1.ApplyRequest.labels:type_name -> persys.v1.ApplyRequest.LabelsEntry
+	111, // 36: persys.v1.ApplyRequest.spec:type_name -> persys.v1.WorkloadSpec
+	112, // 37: persys.v1.ApplyRequest.owner:type_name -> persys.v1.ServiceOwner
+	63,  // 38: persys.v1.ApplyResponse.workload:type_name -> persys.v1.WorkloadView
+	58,  // 39: persys.v1.ApplyWorkloadsRequest.items:type_name -> persys.v1.ApplyRequest
+	62,  // 40: persys.v1.ApplyWorkloadsResponse.results:type_name -> persys.v1.ApplyResult
+	63,  // 41: persys.v1.ApplyResult.workload:type_name -> persys.v1.WorkloadView
+	113, // 42: persys.v1.WorkloadView.workload:type_name -> persys.v1.Workload
+	108, // 43: persys.v1.WorkloadView.status:type_name -> persys.v1.WorkloadStatus
+	114, // 44: persys.v1.WorkloadView.assignment:type_name -> persys.v1.Assignment
+	100, // 45: persys.v1.WorkloadView.events:type_name -> persys.v1.Event
+	95,  // 46: persys.v1.ListWorkloadsRequest.label_selector:type_name -> persys.v1.ListWorkloadsRequest.LabelSelectorEntry
+	63,  // 47: persys.v1.ListWorkloadsResponse.workloads:type_name -> persys.v1.WorkloadView
+	106, // 48: persys.v1.ListNodesResponse.nodes:type_name -> persys.v1.Node
+	100, // 49: persys.v1.ListEventsResponse.events:type_name -> persys.v1.Event
+	76,  // 50: persys.v1.WatchWorkloadsRequest.position:type_name -> persys.v1.WatchPosition
+	96,  // 51: persys.v1.WatchWorkloadsRequest.label_selector:type_name -> persys.v1.WatchWorkloadsRequest.LabelSelectorEntry
+	0,   // 52: persys.v1.WatchWorkloadsResponse.type:type_name -> persys.v1.WatchEventType
+	63,  // 53: persys.v1.WatchWorkloadsResponse.workload:type_name -> persys.v1.WorkloadView
+	76,  // 54: persys.v1.WatchNodesRequest.position:type_name -> persys.v1.WatchPosition
+	0,   // 55: persys.v1.WatchNodesResponse.type:type_name -> persys.v1.WatchEventType
+	106, // 56: persys.v1.WatchNodesResponse.node:type_name -> persys.v1.Node
+	76,  // 57: persys.v1.WatchServicesRequest.position:type_name -> persys.v1.WatchPosition
+	0,   // 58: persys.v1.WatchServicesResponse.type:type_name -> persys.v1.WatchEventType
+	3,   // 59: persys.v1.WatchServicesResponse.service:type_name -> persys.v1.ServiceView
+	76,  // 60: persys.v1.WatchEventsRequest.position:type_name -> persys.v1.WatchPosition
+	0,   // 61: persys.v1.WatchEventsResponse.type:type_name -> persys.v1.WatchEventType
+	100, // 62: persys.v1.WatchEventsResponse.event:type_name -> persys.v1.Event
+	87,  // 63: persys.v1.ServiceEndpointList.endpoints:type_name -> persys.v1.ServiceEndpoint
+	88,  // 64: persys.v1.ServiceEndpoint.ports:type_name -> persys.v1.ServiceEndpointPort
+	65,  // [65:65] is the sub-list for method output_type
+	65,  // [65:65] is the sub-list for method input_type
+	65,  // [65:65] is the sub-list for extension type_name
+	65,  // [65:65] is the sub-list for extension extendee
+	0,   // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_control_proto_init() }
@@ -5338,14 +5429,14 @@ func file_persys_v1_control_proto_init() {
 		return
 	}
 	file_persys_v1_types_proto_init()
-	file_persys_v1_control_proto_msgTypes[74].OneofWrappers = []any{}
+	file_persys_v1_control_proto_msgTypes[75].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_persys_v1_control_proto_rawDesc), len(file_persys_v1_control_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   95,
+			NumMessages:   96,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
