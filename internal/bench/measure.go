@@ -152,7 +152,7 @@ func schedulerTimings(reg prometheus.Gatherer, applies Dist) (map[string]Histo, 
 	}
 	return hs, []Row{
 		{Metric: "scheduler: placement function", Value: hs[place].String()},
-		{Metric: "scheduler: one reconcile (etcd + agent calls)", Value: hs[reconcile].String()},
+		{Metric: "scheduler: one reconcile (etcd; applies handed off)", Value: hs[reconcile].String()},
 		{Metric: "scheduler: agent ApplyWorkload call", Value: hs[apply].String()},
 		{Metric: "scheduler: agent ApplyWorkload call, exact (bench-side samples)", Value: exact},
 	}

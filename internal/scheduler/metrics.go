@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			Name: "placement_duration_seconds", Help: "Time of the pure placement function.",
 			Buckets: prometheus.ExponentialBuckets(1e-6, 4, 12)}),
 		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "persys", Subsystem: "scheduler",
-			Name: "reconcile_duration_seconds", Help: "Time to reconcile one workload, agent calls included.",
+			Name: "reconcile_duration_seconds", Help: "Time to reconcile one workload: etcd commits and deletes included, apply calls not (they are handed to the node's outbox).",
 			Buckets: prometheus.ExponentialBuckets(1e-4, 4, 10)}),
 		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "apply_duration_seconds", Help: "Agent ApplyWorkload call duration seen by the scheduler.",
