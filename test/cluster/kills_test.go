@@ -13,6 +13,7 @@ import (
 
 	"github.com/persys-dev/compute/internal/failpoint"
 	"github.com/persys-dev/compute/internal/store"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 // killBound bounds each step of a kill row that waits on the cluster: the
@@ -518,12 +519,5 @@ func (k *kills) deleteAll(names []string) int {
 // Cluster.WaitFor it does not fail the test: a row that does not converge
 // is a row of the table.
 func until(bound time.Duration, cond func() (bool, string)) (bool, string) {
-	deadline := time.Now().Add(bound)
-	for {
-		ok, last := cond()
-		if ok || time.Now().After(deadline) {
-			return ok, last
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	return eventually.Within(bound, 200*time.Millisecond, cond)
 }

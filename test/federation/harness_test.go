@@ -24,6 +24,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/images"
 )
@@ -253,20 +254,20 @@ func must(t *testing.T, bin string, args ...string) string {
 // waitFor polls cond every 250 ms until it holds, p exits or timeout.
 func waitFor(t *testing.T, p *proc, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	detail := ""
-	for time.Now().Before(deadline) {
+	exited := false
+	ok, detail := eventually.Within(timeout, 250*time.Millisecond, func() (bool, string) {
 		if p != nil && p.exited() {
-			t.Fatalf("%s exited while waiting for %s; log:\n%s", p.name, what, tail(p.log.String(), 40))
+			exited = true
+			return true, ""
 		}
-		ok, d := cond()
-		if ok {
-			return
-		}
-		detail = d
-		time.Sleep(250 * time.Millisecond)
+		return cond()
+	})
+	if exited {
+		t.Fatalf("%s exited while waiting for %s; log:\n%s", p.name, what, tail(p.log.String(), 40))
 	}
-	t.Fatalf("no %s after %s: %s", what, timeout, detail)
+	if !ok {
+		t.Fatalf("no %s after %s: %s", what, timeout, detail)
+	}
 }
 
 func tail(s string, n int) string {

@@ -15,17 +15,23 @@ const poll = 10 * time.Millisecond
 // passes first, naming what and the last detail cond gave.
 func Eventually(t testing.TB, what string, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
+	if ok, detail := Within(timeout, poll, cond); !ok {
+		t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, detail)
+	}
+}
+
+// Within calls cond every interval until it reports true or timeout
+// passes, and returns whether it held and the last detail cond gave: for
+// waits whose outcome is a result to report (a row of a table), not a
+// failure, and for conditions too costly to check every 10 ms.
+func Within(timeout, interval time.Duration, cond func() (bool, string)) (bool, string) {
 	deadline := time.Now().Add(timeout)
 	for {
 		ok, detail := cond()
-		if ok {
-			return
+		if ok || time.Now().After(deadline) {
+			return ok, detail
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, detail)
-			return
-		}
-		time.Sleep(poll)
+		time.Sleep(interval)
 	}
 }
 
