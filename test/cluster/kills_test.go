@@ -238,7 +238,7 @@ func (k *kills) run(prefix string, tc killCase) killRow {
 	t.Logf("row %s: %s answered: %s", prefix, tc.op, strings.TrimSpace(out))
 
 	if tc.killed == killLeader {
-		k.afterLeaderKill(prefix, leader, tc.op, rs)
+		k.afterLeaderKill(prefix, leader, tc.op, rs, out)
 	} else {
 		k.afterAgentKill(prefix, lost, rs)
 	}
@@ -323,8 +323,11 @@ func (k *kills) drive(op killOp, rs rowState) string {
 }
 
 // afterLeaderKill waits until another scheduler leads; a drain whose call
-// died with the leader is asked again, as its operator would.
-func (k *kills) afterLeaderKill(prefix string, old *Proc, op killOp, rs rowState) {
+// died with the leader is asked again, as its operator would, and so is a
+// batch apply that answered an error (the leader may have died before
+// every document's create was committed: those were never stored, and
+// the error told the operator so).
+func (k *kills) afterLeaderKill(prefix string, old *Proc, op killOp, rs rowState, answer string) {
 	c := k.c
 	c.t.Helper()
 	took := c.WaitFor("a new leader after killing "+old.Name, killBound, func() (bool, string) {
@@ -336,7 +339,13 @@ func (k *kills) afterLeaderKill(prefix string, old *Proc, op killOp, rs rowState
 		return p != nil && p != old && p.alive(), "leader " + l.GetAddress()
 	})
 	c.t.Logf("row %s: a new leader answers %s after the kill", prefix, took.Round(time.Millisecond))
-	if op != opDrain {
+	var again []string
+	switch {
+	case op == opDrain:
+		again = []string{"node", "drain", rs.drained, "--timeout", "60s"}
+	case op == opBatch && strings.Contains(answer, "Error"):
+		again = []string{"apply", "-f", rs.batch}
+	default:
 		return
 	}
 	// The new leader refuses calls while it loads the store: asked again
@@ -345,12 +354,14 @@ func (k *kills) afterLeaderKill(prefix string, old *Proc, op killOp, rs rowState
 	var err error
 	ok, out := until(killBound, func() (bool, string) {
 		var out string
-		out, err = c.Ctl("node", "drain", rs.drained, "--timeout", "60s")
+		out, err = c.Ctl(again...)
 		return err == nil || !strings.Contains(out, "unavailable"), out
 	})
 	if !ok || err != nil {
-		c.t.Errorf("row %s: persysctl node drain %s again after the failover: %v\n%s", prefix, rs.drained, err, out)
+		c.t.Errorf("row %s: persysctl %s again after the failover: %v\n%s", prefix, strings.Join(again, " "), err, out)
+		return
 	}
+	c.t.Logf("row %s: persysctl %s asked again: %s", prefix, again[0], strings.TrimSpace(out))
 }
 
 // afterAgentKill waits until the lost node's workloads run elsewhere (the
