@@ -95,7 +95,7 @@ func (r *Runtime) buildStatus(name string, st *state, ctrs []container.Summary) 
 	svcs := servicesOf(ws, st, ctrs)
 	desiredStopped := st != nil && st.Desired == desiredStop
 	allRunning, anyRunning := true, false
-	var failed []string
+	var failed, notStarted []string
 	for _, sn := range slices.Sorted(maps.Keys(svcs)) {
 		s := svcs[sn]
 		slices.Sort(s.ContainerIds)
@@ -110,11 +110,21 @@ func (r *Runtime) buildStatus(name string, st *state, ctrs []container.Summary) 
 			anyRunning, allRunning = true, false
 		case !stoppedOnPurpose(s, desiredStopped):
 			allRunning = false
+			if s.Running == 0 && strings.HasSuffix(s.Message, neverStarted) {
+				notStarted = append(notStarted, sn)
+			}
 		}
 		ws.Services = append(ws.Services, s)
 	}
 	ws.RuntimeId = ws.Details["project"]
 	setWorkloadState(ws, failed, desiredStopped, allRunning, anyRunning)
+	if len(failed) == 0 && !desiredStopped && len(notStarted) > 0 {
+		// Part of the project never started and nothing will start it:
+		// stopped while it should run (the scheduler counts it and applies
+		// the revision again, which starts the rest), never RUNNING.
+		ws.State = persysv1.ActualState_ACTUAL_STATE_STOPPED
+		ws.Message = "service " + strings.Join(notStarted, ", ") + ": " + neverStarted
+	}
 	setWorkloadHealth(ws)
 	return ws
 }
@@ -225,8 +235,16 @@ func addContainer(s *persysv1.ServiceStatus, c container.Summary) {
 			s.ExitCode = int32(code)
 			s.Message = fmt.Sprintf("container %s: %s", strings.TrimPrefix(first(c.Names), "/"), c.Status)
 		}
+	case container.StateCreated:
+		// Never started (a crash between create and start, or between two
+		// services): not a one-shot service that finished.
+		s.Message = fmt.Sprintf("container %s: %s", strings.TrimPrefix(first(c.Names), "/"), neverStarted)
 	}
 }
+
+// neverStarted ends the message of a service whose container was created
+// and never started.
+const neverStarted = "created, never started"
 
 // serviceState is the state of one service from its counted containers.
 func serviceState(s *persysv1.ServiceStatus, desiredStopped bool) persysv1.ActualState {
