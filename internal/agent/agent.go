@@ -207,6 +207,12 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.hostname, _ = os.Hostname()
+	if eph, ok := hostaccess.EphemeralPorts(); ok && cfg.DynamicPorts.Overlaps(eph) {
+		// An outgoing connection can hold such a port when a replica is
+		// given it: its start fails PORT_CONFLICT at every retry.
+		a.log.Warn("the dynamic port range overlaps the kernel's range for outgoing connections; keep it below (the default is "+
+			hostaccess.DefaultDynamicPorts.String()+")", "dynamic_ports", cfg.DynamicPorts.String(), "ephemeral", eph.String())
+	}
 
 	m, err := newMetrics(cfg.Registry)
 	if err != nil {

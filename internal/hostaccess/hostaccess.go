@@ -13,6 +13,7 @@
 package hostaccess
 
 import (
+	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -180,6 +181,31 @@ type PortRange struct {
 // kernel's ephemeral range (32768-60999), so that an outgoing connection
 // never holds a port the scheduler gives out.
 var DefaultDynamicPorts = PortRange{First: 20000, Last: 32000}
+
+// EphemeralPorts reads the kernel's range of ports for outgoing
+// connections (ip_local_port_range); ok is false where there is none to
+// read.
+func EphemeralPorts() (r PortRange, ok bool) {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return PortRange{}, false
+	}
+	f := strings.Fields(string(data))
+	if len(f) != 2 {
+		return PortRange{}, false
+	}
+	lo, err1 := strconv.ParseUint(f[0], 10, 16)
+	hi, err2 := strconv.ParseUint(f[1], 10, 16)
+	if err1 != nil || err2 != nil || lo > hi {
+		return PortRange{}, false
+	}
+	return PortRange{First: uint32(lo), Last: uint32(hi)}, true
+}
+
+// Overlaps reports whether r and o share a port.
+func (r PortRange) Overlaps(o PortRange) bool {
+	return r != (PortRange{}) && o != (PortRange{}) && r.First <= o.Last && o.First <= r.Last
+}
 
 // String prints "first-last", or "" for no range.
 func (r PortRange) String() string {

@@ -127,3 +127,27 @@ func TestParsePortRange(t *testing.T) {
 		}
 	}
 }
+
+// The agent warns when its dynamic ports overlap the kernel's ephemeral
+// range: Overlaps must see any shared port, and no range overlaps none.
+func TestPortRangeOverlaps(t *testing.T) {
+	eph := PortRange{First: 32768, Last: 60999}
+	for _, c := range []struct {
+		r    PortRange
+		want bool
+	}{
+		{DefaultDynamicPorts, false},
+		{PortRange{30000, 32768}, true},
+		{PortRange{60999, 61000}, true},
+		{PortRange{40000, 40010}, true},
+		{PortRange{61000, 62000}, false},
+		{PortRange{}, false},
+	} {
+		if got := c.r.Overlaps(eph); got != c.want {
+			t.Errorf("%v overlaps %v: %v, want %v", c.r, eph, got, c.want)
+		}
+	}
+	if r, ok := EphemeralPorts(); ok && (r.First == 0 || r.First > r.Last) {
+		t.Errorf("ephemeral range read as %v", r)
+	}
+}
