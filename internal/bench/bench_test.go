@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/persys-dev/compute/internal/testutil/need"
 )
 
 // TestMain lets the scenarios re-execute this test binary as their
@@ -187,7 +189,7 @@ func TestCertificatesReused(t *testing.T) {
 // themselves are not checked.
 func TestScenarios(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts etcd and a hollow cluster")
+		need.Missing(t, "-short: this test starts etcd and a hollow cluster")
 	}
 	dir := t.TempDir()
 	base := func() Options {
@@ -400,7 +402,7 @@ func TestServicesOptions(t *testing.T) {
 // must turn available, roll to the new revision and leave no old replica.
 func TestServicesScenario(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts etcd and a hollow cluster")
+		need.Missing(t, "-short: this test starts etcd and a hollow cluster")
 	}
 	for _, apart := range []bool{false, true} {
 		t.Run(fmt.Sprintf("scheduler-process=%v", apart), func(t *testing.T) {

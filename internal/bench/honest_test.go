@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/testutil/need"
 )
 
 func TestGoalFor(t *testing.T) {
@@ -167,7 +168,7 @@ func TestStallWatch(t *testing.T) {
 // rate.
 func TestRunThatCannotFitSaysWhy(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts etcd and a hollow cluster")
+		need.Missing(t, "-short: this test starts etcd and a hollow cluster")
 	}
 	for _, scenario := range []string{ScenarioThroughput, ScenarioLatency} {
 		t.Run(scenario, func(t *testing.T) {

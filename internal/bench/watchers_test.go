@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/persys-dev/compute/internal/testutil/need"
 )
 
 // TestAccount feeds the exactly-once ledger what two watchers read and
@@ -143,7 +145,7 @@ func TestWatchersOptions(t *testing.T) {
 // process must report its own figures.
 func TestWatchersScenario(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts etcd, a hollow cluster, a scheduler and a gateway process")
+		need.Missing(t, "-short: this test starts etcd, a hollow cluster, a scheduler and a gateway process")
 	}
 	const watchers, changes = 20, 15
 	tests := []struct {

@@ -14,6 +14,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 // TestAgentCallSlots: a node gets at most perNode calls at once; another
@@ -151,19 +152,11 @@ func TestNodeLostEndsCallsInFlight(t *testing.T) {
 		return done
 	}
 	lost, other := call("n1"), call("n2")
-	eventually := time.Now().Add(10 * time.Second)
-	for {
+	eventually.Eventually(t, "the call to n1 in flight", queueWait, func() (bool, string) {
 		p.mu.Lock()
-		n := len(p.inflight["n1"])
-		p.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if time.Now().After(eventually) {
-			t.Fatal("the call to n1 never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer p.mu.Unlock()
+		return len(p.inflight["n1"]) == 1, "not yet"
+	})
 	p.nodeLost("n1")
 	select {
 	case err := <-lost:
