@@ -57,7 +57,21 @@ type fileFollow struct {
 	info   os.FileInfo
 	off    int64
 	recent []byte
+	// cutPolls counts the polls since a cut was seen whose kept part did
+	// not (yet) hold the last bytes sent; 0 when no cut is pending.
+	cutPolls int
+	// absentPolls counts the polls a followed file has been missing: a
+	// rotation renames it away before the writer creates the next one.
+	absentPolls int
 }
+
+// cutSettlePolls is how many polls a removed file may stay absent before
+// the follow ends (a rotation's next file appears in between), and how
+// many polls a cut file may take to hold the last
+// bytes sent before the follow gives up and starts over from its start. A
+// cut is a truncate followed by a write (the qemu runtime's cap), so a
+// poll between the two sees an empty or half-written file.
+const cutSettlePolls = 3
 
 // open opens the file (an absent file counts as empty until it appears)
 // and places the follow tailBytes before its end.
@@ -86,7 +100,7 @@ func (fl *fileFollow) close() {
 
 // drain sends what the open file holds past the follow's offset.
 func (fl *fileFollow) drain() error {
-	if fl.f == nil {
+	if fl.f == nil || fl.cutPolls > 0 {
 		return nil
 	}
 	buf := make([]byte, runtime.MaxLogChunk)
@@ -120,8 +134,13 @@ func (fl *fileFollow) remember(p []byte) {
 func (fl *fileFollow) check() (gone bool, err error) {
 	info, err := os.Stat(fl.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return fl.f != nil, nil
+		if fl.f == nil {
+			return false, nil
+		}
+		fl.absentPolls++
+		return fl.absentPolls > cutSettlePolls, nil
 	}
+	fl.absentPolls = 0
 	if err != nil {
 		return false, err
 	}
@@ -131,17 +150,32 @@ func (fl *fileFollow) check() (gone bool, err error) {
 		fl.f = nil
 		// A new file: all of it is new output.
 		return false, fl.open(math.MaxInt64)
-	case info.Size() < fl.off:
-		fl.off = fl.resume(info.Size())
+	case info.Size() < fl.off || fl.cutPolls > 0:
+		fl.settleCut(info.Size())
 	}
 	return false, nil
 }
 
+// settleCut places the follow in a file cut to size: after the last bytes
+// sent once the file holds them; from its start when it still does not
+// after cutSettlePolls polls (or nothing was sent yet).
+func (fl *fileFollow) settleCut(size int64) {
+	if off, ok := fl.resume(size); ok {
+		fl.off, fl.cutPolls = off, 0
+		return
+	}
+	fl.cutPolls++
+	if fl.cutPolls > cutSettlePolls {
+		fl.off, fl.cutPolls = 0, 0
+	}
+}
+
 // resume finds where to continue in a file cut to size: after the last
-// bytes sent when the file still holds them, else at its start.
-func (fl *fileFollow) resume(size int64) int64 {
+// bytes sent when the file holds them (ok), else at its start (ok only
+// when nothing was sent, so there is nothing to find).
+func (fl *fileFollow) resume(size int64) (off int64, ok bool) {
 	if len(fl.recent) == 0 {
-		return 0
+		return 0, true
 	}
 	start := max(0, size-maxRescan)
 	buf := make([]byte, size-start)
@@ -151,13 +185,13 @@ func (fl *fileFollow) resume(size int64) int64 {
 	for k := len(fl.recent); k >= minResumeMatch || k == len(fl.recent); k /= 2 {
 		end := fl.recent[len(fl.recent)-k:]
 		if i := bytes.LastIndex(buf[:n], end); i >= 0 {
-			return start + int64(i+k)
+			return start + int64(i+k), true
 		}
 		if k == 0 {
 			break
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // minResumeMatch is the shortest end of what was sent that resume trusts.
