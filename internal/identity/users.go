@@ -49,6 +49,9 @@ const (
 	// session token's lifetime when the login names none, and its bound.
 	DefaultConsoleSessionTTL = 30 * time.Minute
 	MaxConsoleSessionTTL     = time.Hour
+	// consoleSessionKept is how long a console session token stays listed
+	// after it expired; then etcd deletes it (one per login adds up).
+	consoleSessionKept = 10 * time.Minute
 	// DefaultUserCertTTL is a user certificate's lifetime when the request
 	// names none; MaxUserCertTTL bounds it.
 	DefaultUserCertTTL = 90 * 24 * time.Hour
@@ -159,7 +162,7 @@ func (s *Service) CreateAPIToken(ctx context.Context, req *persysv1.CreateAPITok
 	if err != nil {
 		return nil, err
 	}
-	return s.createToken(ctx, req.GetUser(), role, ttl, principal.CN(ctx))
+	return s.createToken(ctx, req.GetUser(), role, ttl, principal.CN(ctx), 0)
 }
 
 // consoleSessionMark starts the created_by of a console session token;
@@ -212,10 +215,13 @@ func (s *Service) CreateConsoleSession(ctx context.Context, p principal.Principa
 	if _, nested := ConsoleSessionOf(login); nested {
 		return nil, status.Errorf(codes.PermissionDenied, "login token %s is itself a console session: log in with an API token", loginTokenID)
 	}
-	return s.createToken(ctx, p.Name, role, min(ttl, left), consoleSessionMark+loginTokenID)
+	ttl = min(ttl, left)
+	return s.createToken(ctx, p.Name, role, ttl, consoleSessionMark+loginTokenID, ttl+consoleSessionKept)
 }
 
-func (s *Service) createToken(ctx context.Context, user string, role pki.Role, ttl time.Duration, createdBy string) (*persysv1.CreateAPITokenResponse, error) {
+// createToken stores a new token; keep > 0 has etcd delete it that long
+// after its creation.
+func (s *Service) createToken(ctx context.Context, user string, role pki.Role, ttl time.Duration, createdBy string, keep time.Duration) (*persysv1.CreateAPITokenResponse, error) {
 	now := s.now()
 	for range 3 {
 		tok, id, err := newAPIToken()
@@ -225,7 +231,11 @@ func (s *Service) createToken(ctx context.Context, user string, role pki.Role, t
 		info := &persysv1.APIToken{Id: id, User: user, Role: string(role),
 			CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(ttl)), CreatedBy: createdBy}
 		sum := sha256.Sum256([]byte(tok))
-		err = s.store.CreateAPIToken(ctx, info, sum[:])
+		if keep > 0 {
+			err = s.store.CreateExpiringAPIToken(ctx, info, sum[:], keep)
+		} else {
+			err = s.store.CreateAPIToken(ctx, info, sum[:])
+		}
 		if errors.Is(err, store.ErrExists) {
 			continue // an id collision: draw again
 		}

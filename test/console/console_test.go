@@ -43,8 +43,9 @@ func artifactsDir(t *testing.T) string {
 }
 
 // browser starts headless Chromium; each returned tab factory opens a tab
-// in a fresh browser context (its own cookies).
-func browser(t *testing.T) func() context.Context {
+// in a fresh browser context (its own cookies). extra adds allocator
+// options (a HOME of its own, for a client certificate).
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) func() context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -62,6 +63,7 @@ func browser(t *testing.T) func() context.Context {
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
 	}
+	opts = append(opts, extra...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	root, cancelRoot := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
 	if err := chromedp.Do(root); err != nil {
