@@ -59,7 +59,8 @@ func TestConsoleCertificateLogin(t *testing.T) {
 		}
 	}
 
-	// An operator's certificate acts: cordon and uncordon from the page.
+	// An operator's certificate acts: cordon, uncordon and drain from the
+	// page.
 	op := browser(t, certificateHome(t, d, "cert-operator", "operator"))()
 	row := `tr[data-node="` + d.nodeID + `"]`
 	open(t, op, "operator nodes page", base+"/ui/nodes", chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="cordon"]`)))
@@ -71,6 +72,12 @@ func TestConsoleCertificateLogin(t *testing.T) {
 	until(t, op, "the row saying cordoned", `document.querySelector('`+row+`').textContent.includes("cordoned")`)
 	screenshot(t, op, art, "cert-operator-cordoned.png")
 	do(t, op, "uncordon", chromedp.Click(chromedp.CSS(row+` button[data-act="uncordon"]`)),
+		chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="cordon"]`)))
+	// Drain takes two clicks (arm, confirm) and leaves the node cordoned.
+	do(t, op, "arming drain", chromedp.Click(chromedp.CSS(row+` button[data-act="drain"]`)), chromedp.WaitVisible(chromedp.CSS(row+` button.armed`)))
+	do(t, op, "confirming drain", chromedp.Click(chromedp.CSS(row+` button.armed`)),
+		chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="uncordon"]`)))
+	do(t, op, "uncordon after drain", chromedp.Click(chromedp.CSS(row+` button[data-act="uncordon"]`)),
 		chromedp.WaitVisible(chromedp.CSS(row+` button[data-act="cordon"]`)))
 	// The scheduler recorded who acted: the certificate's user.
 	if out := d.ctl("events", "--type", "Audit"); !strings.Contains(out, "cert-operator") {
