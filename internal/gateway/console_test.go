@@ -408,6 +408,24 @@ func TestConsoleSessionRulesOfScheduler(t *testing.T) {
 			}
 		})
 	}
+	// A session never outlives the token it was made from.
+	code, body := call(t, httpClient(t, shared.Bundle.Admin), "POST", sharedGW.Endpoint+"/v1/tokens", []byte(`{"user":"rules-alice","role":"viewer","ttlSeconds":120}`))
+	var short struct {
+		Info struct {
+			ID        string    `json:"id"`
+			ExpiresAt time.Time `json:"expiresAt"`
+		} `json:"info"`
+	}
+	if err := json.Unmarshal(body, &short); code != http.StatusCreated || err != nil {
+		t.Fatalf("short token: %d %s %v", code, body, err)
+	}
+	sess, err := ctl.CreateAPIToken(as("rules-alice", "viewer", login(short.Info.ID)...), &persysv1.CreateAPITokenRequest{User: "rules-alice", Role: "viewer", TtlSeconds: 1800})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sess.GetInfo().GetExpiresAt().AsTime(); got.After(short.Info.ExpiresAt) {
+		t.Errorf("session expires %s, after its login token (%s)", got, short.Info.ExpiresAt)
+	}
 	// Without the console mark, a viewer creates no token at all.
 	md := metadata.Pairs(contract.MetadataUser, "rules-alice", contract.MetadataRole, "viewer")
 	if _, err := ctl.CreateAPIToken(metadata.NewOutgoingContext(t.Context(), md), &persysv1.CreateAPITokenRequest{User: "rules-alice", Role: "viewer"}); status.Code(err) != codes.PermissionDenied {

@@ -162,7 +162,7 @@ func (s *Service) CreateAPIToken(ctx context.Context, req *persysv1.CreateAPITok
 	if err != nil {
 		return nil, err
 	}
-	return s.createToken(ctx, req.GetUser(), role, ttl, principal.CN(ctx), 0)
+	return s.createToken(ctx, req.GetUser(), role, s.now(), ttl, principal.CN(ctx), 0)
 }
 
 // consoleSessionMark starts the created_by of a console session token;
@@ -208,7 +208,8 @@ func (s *Service) CreateConsoleSession(ctx context.Context, p principal.Principa
 	if err != nil {
 		return nil, err
 	}
-	left := login.GetExpiresAt().AsTime().Sub(s.now())
+	now := s.now()
+	left := login.GetExpiresAt().AsTime().Sub(now)
 	if login.GetRevoked() || left <= 0 || login.GetUser() != p.Name || login.GetRole() != string(p.Role) {
 		return nil, status.Errorf(codes.PermissionDenied, "login token %s is not a valid token of %s", loginTokenID, p)
 	}
@@ -216,13 +217,12 @@ func (s *Service) CreateConsoleSession(ctx context.Context, p principal.Principa
 		return nil, status.Errorf(codes.PermissionDenied, "login token %s is itself a console session: log in with an API token", loginTokenID)
 	}
 	ttl = min(ttl, left)
-	return s.createToken(ctx, p.Name, role, ttl, consoleSessionMark+loginTokenID, ttl+consoleSessionKept)
+	return s.createToken(ctx, p.Name, role, now, ttl, consoleSessionMark+loginTokenID, ttl+consoleSessionKept)
 }
 
-// createToken stores a new token; keep > 0 has etcd delete it that long
-// after its creation.
-func (s *Service) createToken(ctx context.Context, user string, role pki.Role, ttl time.Duration, createdBy string, keep time.Duration) (*persysv1.CreateAPITokenResponse, error) {
-	now := s.now()
+// createToken stores a new token created at now; keep > 0 has etcd
+// delete it that long after its creation.
+func (s *Service) createToken(ctx context.Context, user string, role pki.Role, now time.Time, ttl time.Duration, createdBy string, keep time.Duration) (*persysv1.CreateAPITokenResponse, error) {
 	for range 3 {
 		tok, id, err := newAPIToken()
 		if err != nil {
