@@ -64,7 +64,7 @@ func (id *Identity) Describe() string {
 	case AuthToken:
 		return "api token " + id.TokenID
 	case AuthSession:
-		return "console session of api token " + id.TokenID
+		return "console session token " + id.TokenID
 	}
 	return "client certificate"
 }

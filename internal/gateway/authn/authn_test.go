@@ -134,7 +134,7 @@ func TestDescribe(t *testing.T) {
 		nil:                                  "no credentials",
 		{Method: AuthCertificate}:            "client certificate",
 		{Method: AuthToken, TokenID: "t1"}:   "api token t1",
-		{Method: AuthSession, TokenID: "t2"}: "console session of api token t2",
+		{Method: AuthSession, TokenID: "t2"}: "console session token t2",
 	} {
 		if got := id.Describe(); got != want {
 			t.Errorf("%+v: %q, want %q", id, got, want)
