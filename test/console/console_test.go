@@ -316,7 +316,8 @@ func (r *run) applyFromForm(tab context.Context) {
 	noReload(t, tab, "workloads page")
 }
 
-// workloadPage: RUNNING, and its log tail growing, without a reload.
+// workloadPage: RUNNING, its log tail growing and a retry, without a
+// reload.
 func (r *run) workloadPage(tab context.Context) {
 	t := r.t
 	open(t, tab, "workload page", r.base+"/ui/workloads/"+r.name, chromedp.WaitVisible(chromedp.ID("logs")))
@@ -325,6 +326,11 @@ func (r *run) workloadPage(tab context.Context) {
 	until(t, tab, "the greeting in the log", `document.querySelector('#logs').textContent.includes(`+fmt.Sprintf("%q", "greeting: "+r.mark)+`)`)
 	until(t, tab, "new log lines", `document.querySelector('#logs').textContent.split("poll error").length > 3`)
 	screenshot(t, tab, r.art, "workload.png")
+	// Retry from the page: the answer in the banner, the event in the
+	// page's live events table.
+	do(t, tab, "retry", chromedp.Click(chromedp.ID("retry-btn")))
+	until(t, tab, "the retry's answer", `document.querySelector('#banner').textContent === "Retry: done"`)
+	until(t, tab, "the RetryRequested event", `[...document.querySelectorAll('#events tbody tr')].some(r => r.textContent.includes("RetryRequested"))`)
 	noReload(t, tab, "workload page")
 }
 
