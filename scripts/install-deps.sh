@@ -31,6 +31,10 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 # The web console is tested in a real headless Chromium driven from Go.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Its client-certificate login test fills an NSS database (certutil,
+# pk12util) from a PKCS#12 file that openssl makes.
+command -v pk12util >/dev/null 2>&1 || need+=(libnss3-tools)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${1:-}" = proto ]; then
   command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
   [ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)

@@ -1,6 +1,7 @@
 // Command hello is the example workload of Persys Compute: a tiny static
 // HTTP server meant to be built into a FROM scratch image. It listens on
-// $PORT (default 8080), answers GET / with a greeting ($GREETING when set)
+// $PORT (default 8080), logs its start with $GREETING when set, answers
+// GET / with a greeting ($GREETING when set)
 // and the hostname and GET /healthz with "ok", and exits promptly on
 // SIGTERM or SIGINT so that stopping its container is fast.
 //
@@ -76,7 +77,13 @@ func run() error {
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	log.Printf("hello: listening on %s", addr)
+	// The start line names the greeting, so that an env change shows in
+	// the log as well as in the answer.
+	if g := os.Getenv("GREETING"); g != "" {
+		log.Printf("hello: listening on %s, greeting %q", addr, g)
+	} else {
+		log.Printf("hello: listening on %s", addr)
+	}
 
 	select {
 	case err := <-errc:

@@ -122,7 +122,31 @@ func newRoot(o *options) *cobra.Command {
 		newUserCommand(o),
 		newVersionCommand(o),
 	)
+	refuseUnknownShells(root)
 	return root
+}
+
+// refuseUnknownShells makes `completion SHELL` for a shell cobra writes no
+// script for an error naming it; cobra's own answer is its help, exit 0,
+// which a script piping it into a file takes for success.
+func refuseUnknownShells(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		var shells []string
+		for _, s := range c.Commands() {
+			shells = append(shells, s.Name())
+		}
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			return fmt.Errorf("completion %q: no such shell; use one of %s", args[0], strings.Join(shells, ", "))
+		}
+	}
 }
 
 // structured reports whether -o asks for the whole object (JSON or YAML)

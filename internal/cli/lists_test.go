@@ -96,3 +96,36 @@ func withRevision(v *persysv1.WorkloadView, rev uint64) *persysv1.WorkloadView {
 	out := &persysv1.WorkloadView{Workload: &persysv1.Workload{Name: v.GetWorkload().GetName(), Revision: rev}, Status: v.GetStatus()}
 	return out
 }
+
+// version against a real gateway: the client's line, then the gateway's.
+func TestVersionWithCluster(t *testing.T) {
+	c := startCluster(t)
+	r := c.persysctl(t, "", "version")
+	lines := strings.Split(strings.TrimSuffix(r.out, "\n"), "\n")
+	if r.code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "persysctl ") || !strings.HasPrefix(lines[1], "gateway ") {
+		t.Fatalf("exit %d, stdout %q, stderr %q: want a persysctl line and a gateway line", r.code, r.out, r.err)
+	}
+	if r := c.persysctl(t, "", "version", "--client"); r.code != 0 || strings.Contains(r.out, "gateway") {
+		t.Errorf("version --client: exit %d, stdout %q", r.code, r.out)
+	}
+}
+
+// completion writes a script for each shell the README names, and refuses
+// others by name.
+func TestCompletion(t *testing.T) {
+	for shell, marker := range map[string]string{
+		"bash": "complete -o default -F __start_persysctl persysctl",
+		"zsh":  "#compdef persysctl",
+		"fish": "complete -c persysctl",
+	} {
+		t.Run(shell, func(t *testing.T) {
+			r := runCLI(t, "", "completion", shell)
+			if r.code != 0 || !strings.Contains(r.out, marker) {
+				t.Fatalf("exit %d, stderr %q; script lacks %q", r.code, r.err, marker)
+			}
+		})
+	}
+	if r := runCLI(t, "", "completion", "tcsh"); r.code == 0 || !strings.Contains(r.err, "tcsh") {
+		t.Errorf("completion tcsh: exit %d, stderr %q; want an error naming it", r.code, r.err)
+	}
+}

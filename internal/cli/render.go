@@ -264,17 +264,17 @@ func printNodesTable(w io.Writer, nodes []*persysv1.Node, now time.Time) error {
 	tw := newTable(w)
 	row(tw, "", "ID", "STATE", "CPU", "MEM", "RUNTIMES", "AGE")
 	for _, n := range nodes {
-		capa, alloc := n.GetCapabilities().GetCapacity(), n.GetAllocated()
-		row(tw, "",
-			n.GetId(),
-			nodeState(n),
-			manifest.FormatCPU(alloc.GetCpuMillis())+"/"+manifest.FormatCPU(capa.GetCpuMillis()),
-			humanBytes(alloc.GetMemoryBytes())+"/"+humanBytes(capa.GetMemoryBytes()),
-			runtimes(n),
-			age(now, n.GetRegisteredAt()),
-		)
+		cpu, mem := nodeAllocation(n)
+		row(tw, "", n.GetId(), nodeState(n), cpu, mem, runtimes(n), age(now, n.GetRegisteredAt()))
 	}
 	return tw.Flush()
+}
+
+// nodeAllocation is a node's CPU and memory cells: allocated/capacity.
+func nodeAllocation(n *persysv1.Node) (cpu, mem string) {
+	capa, alloc := n.GetCapabilities().GetCapacity(), n.GetAllocated()
+	return manifest.FormatCPU(alloc.GetCpuMillis()) + "/" + manifest.FormatCPU(capa.GetCpuMillis()),
+		humanBytes(alloc.GetMemoryBytes()) + "/" + humanBytes(capa.GetMemoryBytes())
 }
 
 func printEventsTable(w io.Writer, events []*persysv1.Event, now time.Time, indent string) error {

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/persys-dev/compute/internal/client"
-	"github.com/persys-dev/compute/internal/manifest"
 )
 
 // streamTable prints rows whose columns keep the widths of the first
@@ -122,9 +121,9 @@ func nodeWatchCells(it client.WatchItem, now time.Time) []string {
 	if it.Type == client.WatchDelete {
 		state = "DELETED"
 	}
-	capa := n.GetCapabilities().GetCapacity()
-	return []string{n.GetId(), state, manifest.FormatCPU(capa.GetCpuMillis()), humanBytes(capa.GetMemoryBytes()),
-		runtimes(n), age(now, n.GetRegisteredAt())}
+	// The cells of get nodes: a row reads the same in both.
+	cpu, mem := nodeAllocation(n)
+	return []string{n.GetId(), state, cpu, mem, runtimes(n), age(now, n.GetRegisteredAt())}
 }
 
 func serviceWatchCells(it client.WatchItem, now time.Time) []string {

@@ -101,3 +101,28 @@ func TestWatchFlagsRefused(t *testing.T) {
 	expect(t, c.persysctl(t, "", "get", "workloads", "--watch", "-o", "json"), 1, nil, []string{"--watch prints tables only"})
 	expect(t, c.persysctl(t, "", "events", "--follow", "--limit", "5"), 1, nil, []string{"--limit does not apply to --follow"})
 }
+
+// get nodes --watch rows read as get nodes rows do (allocated/capacity).
+func TestGetNodesWatchMatchesGet(t *testing.T) {
+	c := startCluster(t)
+	r := c.persysctl(t, "", "get", "nodes")
+	var want []string
+	for _, line := range strings.Split(r.out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == "node-1" {
+			want = f
+		}
+	}
+	if r.code != 0 || len(want) < 5 || !strings.Contains(want[2], "/") {
+		t.Fatalf("get nodes: exit %d\n%s", r.code, r.out)
+	}
+	var out, errb syncBuffer
+	stop := c.background(t, &out, &errb, "get", "nodes", "--watch")
+	eventually.Eventually(t, "node-1's row", time.Minute, eventually.True(func() bool { return rowWith(out.String(), "node-1") }))
+	if code := stop(); code != 0 {
+		t.Fatalf("watch exit %d: %s", code, errb.String())
+	}
+	// ID, STATE, CPU, MEM and RUNTIMES as get printed them.
+	if !rowWith(out.String(), want[:5]...) {
+		t.Errorf("watch rows\n%s\nwant a row with %v", out.String(), want[:5])
+	}
+}

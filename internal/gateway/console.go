@@ -3,23 +3,30 @@ package gateway
 // The web console (package console) mounted at /ui/: its routes go through
 // the same instrument → authorize chain as the REST API, with permissions
 // in permissions.go. A browser is identified (package authn) by its client
-// certificate or by the console session cookie, which stands for an API
-// token kept on the server and re-validated like a Bearer token on every
-// request; the session table is shared by the console and authn.
+// certificate or by the console session cookie. The cookie carries a
+// short-lived API token that the scheduler issued at login for the caller
+// alone (consoleSessions), so every gateway in front of the scheduler
+// admits it, a gateway restart ends no session, and a logout on one
+// gateway revokes it for all.
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
+	"google.golang.org/grpc/metadata"
+
+	"github.com/persys-dev/compute/api/persys/contract"
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/gateway/authn"
 	"github.com/persys-dev/compute/internal/gateway/console"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
 )
 
 func (g *gateway) initConsole() {
-	g.sessions = console.NewSessions(0, 0)
-	g.console = console.New(console.Config{Caller: g.consoleCaller, Sessions: g.sessions})
+	g.console = console.New(console.Config{Caller: g.consoleCaller, Sessions: consoleSessions{g}})
 }
 
 func (g *gateway) consoleRoutes() []route {
@@ -43,13 +50,40 @@ func (g *gateway) consoleCaller(r *http.Request) *console.Caller {
 	if a.Err != nil || a.ID == nil {
 		return nil
 	}
-	c := &console.Caller{User: a.ID.User, Role: a.ID.Role, Method: a.ID.Method}
+	c := &console.Caller{User: a.ID.User, Role: a.ID.Role, Method: a.ID.Method, TokenID: a.ID.TokenID}
 	if a.ID.Method == authn.AuthSession {
-		if s, ok := g.sessions.Get(a.ID.SessionID); ok {
-			c.SessionID, c.CSRF = s.ID, s.CSRF
-		}
+		c.CSRF = console.CSRFToken(authn.SessionToken(r))
 	}
 	return c
+}
+
+// consoleSessions issues and revokes session tokens through the
+// scheduler, as the caller the request's context names (instrument puts
+// the user and role in its outgoing metadata), marked as a console
+// session: the scheduler admits that for any user, for itself only.
+type consoleSessions struct{ g *gateway }
+
+func (s consoleSessions) Open(ctx context.Context, who *console.Caller, ttl time.Duration) (console.Session, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, contract.MetadataTokenPurpose, contract.TokenPurposeConsoleSession,
+		contract.MetadataLoginToken, who.TokenID)
+	ctx, cancel := context.WithTimeout(ctx, s.g.callTimeout)
+	defer cancel()
+	resp, err := s.g.control.CreateAPIToken(ctx, &persysv1.CreateAPITokenRequest{User: who.User, Role: string(who.Role), TtlSeconds: int64(ttl / time.Second)})
+	if err != nil {
+		return console.Session{}, err
+	}
+	return console.Session{Token: resp.GetToken(), TokenID: resp.GetInfo().GetId(), Expires: resp.GetInfo().GetExpiresAt().AsTime()}, nil
+}
+
+func (s consoleSessions) Close(ctx context.Context, tokenID string) error {
+	ctx, cancel := context.WithTimeout(metadata.AppendToOutgoingContext(ctx, contract.MetadataTokenPurpose, contract.TokenPurposeConsoleSession), s.g.callTimeout)
+	defer cancel()
+	_, err := s.g.control.RevokeAPIToken(ctx, &persysv1.RevokeAPITokenRequest{Id: tokenID})
+	if err != nil {
+		return err
+	}
+	s.g.auth.Forget(tokenID)
+	return nil
 }
 
 // loginRedirect sends a browser without credentials from a console page

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -11,6 +12,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/persys-dev/compute/api/persys/contract"
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 )
 
 // browserClient trusts the cluster CA, presents no certificate and
@@ -32,11 +41,17 @@ func browserClient(t *testing.T) *http.Client {
 type uiRequest struct {
 	method, path, body   string
 	cookie, csrf, bearer string
+	// at is the gateway's base URL; "" means the shared gateway.
+	at string
 }
 
 func uiDo(t *testing.T, c *http.Client, r uiRequest) (*http.Response, string) {
 	t.Helper()
-	req, err := http.NewRequest(r.method, sharedGW.Endpoint+r.path, strings.NewReader(r.body))
+	base := r.at
+	if base == "" {
+		base = sharedGW.Endpoint
+	}
+	req, err := http.NewRequest(r.method, base+r.path, strings.NewReader(r.body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +99,13 @@ var csrfMeta = regexp.MustCompile(`<meta name="csrf-token" content="([^"]*)">`)
 // CSRF token the workloads page carries.
 func uiLogin(t *testing.T, c *http.Client, token string) (cookie, csrf string) {
 	t.Helper()
-	resp, body := uiDo(t, c, uiRequest{method: "POST", path: "/ui/login", bearer: token})
+	return uiLoginAt(t, c, "", token)
+}
+
+// uiLoginAt is uiLogin through the gateway at base.
+func uiLoginAt(t *testing.T, c *http.Client, base, token string) (cookie, csrf string) {
+	t.Helper()
+	resp, body := uiDo(t, c, uiRequest{method: "POST", path: "/ui/login", bearer: token, at: base})
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("login: %d %s", resp.StatusCode, body)
 	}
@@ -99,7 +120,7 @@ func uiLogin(t *testing.T, c *http.Client, token string) (cookie, csrf string) {
 	if cookie == "" {
 		t.Fatalf("login set no session cookie: %v", resp.Header["Set-Cookie"])
 	}
-	resp, body = uiDo(t, c, uiRequest{method: "GET", path: "/ui/workloads", cookie: cookie})
+	resp, body = uiDo(t, c, uiRequest{method: "GET", path: "/ui/workloads", cookie: cookie, at: base})
 	m := csrfMeta.FindStringSubmatch(body)
 	if resp.StatusCode != http.StatusOK || m == nil || m[1] == "" {
 		t.Fatalf("workloads page: %d, csrf meta %v", resp.StatusCode, m)
@@ -225,6 +246,76 @@ func TestConsoleSessionCSRFAndRoles(t *testing.T) {
 	}
 }
 
+// A session made through one gateway works through another that never saw
+// the login (as behind one address, or after a restart), CSRF included;
+// a logout on one ends it on all; revoking the token a session was made
+// with ends the session.
+func TestConsoleSessionAcrossGateways(t *testing.T) {
+	c := browserClient(t)
+	gwA := shared.StartGateway(t, nil)
+	gwB := shared.StartGateway(t, nil)
+	tok, tokID := newToken(t, "ui-multi", "operator")
+	cookie, csrf := uiLoginAt(t, c, gwA.Endpoint, tok)
+	if cookie == tok {
+		t.Fatal("the session cookie is the login token itself; want a session token of its own")
+	}
+	// Started after the login: a gateway that restarted.
+	gwC := shared.StartGateway(t, nil)
+	m := workload("ui-multi")
+	for _, gw := range []string{gwB.Endpoint, gwC.Endpoint} {
+		resp, body := uiDo(t, c, uiRequest{method: "GET", path: "/ui/workloads", cookie: cookie, at: gw})
+		if mm := csrfMeta.FindStringSubmatch(body); resp.StatusCode != http.StatusOK || mm == nil || mm[1] != csrf {
+			t.Fatalf("%s: page %d, csrf %v; want 200 and the CSRF token gateway A gave", gw, resp.StatusCode, mm)
+		}
+		if resp, body := uiDo(t, c, uiRequest{method: "POST", path: "/v1/manifests", body: m, cookie: cookie, at: gw}); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: POST without CSRF: %d %s, want 403", gw, resp.StatusCode, body)
+		}
+	}
+	resp, body := uiDo(t, c, uiRequest{method: "POST", path: "/v1/manifests", body: m, cookie: cookie, csrf: csrf, at: gwB.Endpoint})
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"result":"created"`) {
+		t.Fatalf("POST through gateway B with A's session: %d %s", resp.StatusCode, body)
+	}
+	resp, body = uiDo(t, c, uiRequest{method: "DELETE", path: "/v1/workloads/ui-multi", cookie: cookie, csrf: csrf, at: gwC.Endpoint})
+	if resp.StatusCode >= 300 {
+		t.Fatalf("DELETE through gateway C: %d %s", resp.StatusCode, body)
+	}
+	// The session token is listed as a console session of the login token.
+	code, list := call(t, httpClient(t, shared.Bundle.Admin), "GET", sharedGW.Endpoint+"/v1/tokens", nil)
+	if code != http.StatusOK || !strings.Contains(string(list), `"createdBy":"console-session:`+tokID+`"`) {
+		t.Errorf("token list %d %s: want a token created by console-session:%s", code, list, tokID)
+	}
+
+	// Logout on B: refused afterwards on A, B and C, at once.
+	resp, _ = uiDo(t, c, uiRequest{method: "POST", path: "/ui/logout", cookie: cookie, csrf: csrf, at: gwB.Endpoint})
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("logout on B: %d", resp.StatusCode)
+	}
+	for _, gw := range []string{gwA.Endpoint, gwB.Endpoint, gwC.Endpoint} {
+		if resp, body := uiDo(t, c, uiRequest{method: "GET", path: "/v1/workloads", cookie: cookie, at: gw}); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "log in again") {
+			t.Errorf("%s after logout on B: %d %s, want 401", gw, resp.StatusCode, body)
+		}
+	}
+	// The login token itself still works: a logout ends the session only.
+	if resp, body := uiDo(t, c, uiRequest{method: "GET", path: "/v1/workloads", bearer: tok, at: gwA.Endpoint}); resp.StatusCode != http.StatusOK {
+		t.Errorf("login token after logout: %d %s", resp.StatusCode, body)
+	}
+
+	// Revoking the login token ends the sessions made with it.
+	cookie2, _ := uiLoginAt(t, c, gwA.Endpoint, tok)
+	if code, rb := call(t, httpClient(t, shared.Bundle.Admin), "DELETE", sharedGW.Endpoint+"/v1/tokens/"+tokID, nil); code >= 300 {
+		t.Fatalf("revoke: %d %s", code, rb)
+	}
+	if resp, body := uiDo(t, c, uiRequest{method: "GET", path: "/v1/workloads", cookie: cookie2, at: gwB.Endpoint}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("session of a revoked login token: %d %s, want 401", resp.StatusCode, body)
+	}
+	// A session token cannot log in again (sessions do not extend themselves).
+	viewerTok, _ := newToken(t, "ui-multi-viewer", "viewer")
+	vcookie, _ := uiLoginAt(t, c, gwA.Endpoint, viewerTok)
+	if resp, body := uiDo(t, c, uiRequest{method: "POST", path: "/ui/login", bearer: vcookie, at: gwA.Endpoint}); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "itself a console session") {
+		t.Errorf("login with a session token: %d %s, want 403", resp.StatusCode, body)
+	}
+}
+
 // A browser presents its certificate to any site: a state-changing request
 // that comes from another site's page is refused, whatever it carries.
 func TestConsoleCrossSiteRefused(t *testing.T) {
@@ -268,5 +359,87 @@ func TestConsoleCrossSiteRefused(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("same-origin POST: %d, want 404 (admitted; no such workload)", resp.StatusCode)
+	}
+}
+
+// The scheduler's rules for console session tokens, asked directly as the
+// gateway forwarding a user: a session only for the caller itself, with
+// its own role, from its own live API token, for a short time; a logout
+// revokes only a console session of the caller's own.
+func TestConsoleSessionRulesOfScheduler(t *testing.T) {
+	ctl := persysv1grpc.NewControlServiceClient(shared.Conn(t, shared.Addrs[0]))
+	_, aliceID := newToken(t, "rules-alice", "viewer")
+	_, bobID := newToken(t, "rules-bob", "operator")
+	as := func(user, role string, kv ...string) context.Context {
+		md := metadata.Pairs(contract.MetadataUser, user, contract.MetadataRole, role,
+			contract.MetadataTokenPurpose, contract.TokenPurposeConsoleSession)
+		for i := 0; i+1 < len(kv); i += 2 {
+			md.Append(kv[i], kv[i+1])
+		}
+		ctx, cancel := context.WithTimeout(metadata.NewOutgoingContext(context.Background(), md), 30*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	login := func(id string) []string { return []string{contract.MetadataLoginToken, id} }
+	// A valid session of alice's, to revoke below.
+	ok, err := ctl.CreateAPIToken(as("rules-alice", "viewer", login(aliceID)...), &persysv1.CreateAPITokenRequest{User: "rules-alice", Role: "viewer", TtlSeconds: 600})
+	if err != nil {
+		t.Fatalf("alice's session: %v", err)
+	}
+	for _, tc := range []struct {
+		name       string
+		ctx        context.Context
+		user, role string
+		ttl        int64
+		code       codes.Code
+		msg        string
+	}{
+		{"for another user", as("rules-alice", "viewer", login(aliceID)...), "rules-bob", "viewer", 600, codes.PermissionDenied, "user:"},
+		{"a wider role", as("rules-alice", "viewer", login(aliceID)...), "rules-alice", "admin", 600, codes.PermissionDenied, "role:"},
+		{"no login token", as("rules-alice", "viewer"), "rules-alice", "viewer", 600, codes.PermissionDenied, "none was named"},
+		{"another user's login token", as("rules-alice", "viewer", login(bobID)...), "rules-alice", "viewer", 600, codes.PermissionDenied, "not a valid token"},
+		{"a session as login token", as("rules-alice", "viewer", login(ok.GetInfo().GetId())...), "rules-alice", "viewer", 600, codes.PermissionDenied, "itself a console session"},
+		{"longer than an hour", as("rules-alice", "viewer", login(aliceID)...), "rules-alice", "viewer", 3601, codes.InvalidArgument, "ttl_seconds"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ctl.CreateAPIToken(tc.ctx, &persysv1.CreateAPITokenRequest{User: tc.user, Role: tc.role, TtlSeconds: tc.ttl})
+			if status.Code(err) != tc.code || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+				t.Fatalf("err %v, want %s saying %q", err, tc.code, tc.msg)
+			}
+		})
+	}
+	// A session never outlives the token it was made from.
+	code, body := call(t, httpClient(t, shared.Bundle.Admin), "POST", sharedGW.Endpoint+"/v1/tokens", []byte(`{"user":"rules-alice","role":"viewer","ttlSeconds":120}`))
+	var short struct {
+		Info struct {
+			ID        string    `json:"id"`
+			ExpiresAt time.Time `json:"expiresAt"`
+		} `json:"info"`
+	}
+	if err := json.Unmarshal(body, &short); code != http.StatusCreated || err != nil {
+		t.Fatalf("short token: %d %s %v", code, body, err)
+	}
+	sess, err := ctl.CreateAPIToken(as("rules-alice", "viewer", login(short.Info.ID)...), &persysv1.CreateAPITokenRequest{User: "rules-alice", Role: "viewer", TtlSeconds: 1800})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sess.GetInfo().GetExpiresAt().AsTime(); got.After(short.Info.ExpiresAt) {
+		t.Errorf("session expires %s, after its login token (%s)", got, short.Info.ExpiresAt)
+	}
+	// Without the console mark, a viewer creates no token at all.
+	md := metadata.Pairs(contract.MetadataUser, "rules-alice", contract.MetadataRole, "viewer")
+	if _, err := ctl.CreateAPIToken(metadata.NewOutgoingContext(t.Context(), md), &persysv1.CreateAPITokenRequest{User: "rules-alice", Role: "viewer"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("unmarked token of a viewer: %v, want PermissionDenied", err)
+	}
+	// Logout: bob cannot end alice's session, nor alice revoke her own
+	// login token through it; alice ends her session.
+	if _, err := ctl.RevokeAPIToken(as("rules-bob", "operator"), &persysv1.RevokeAPITokenRequest{Id: ok.GetInfo().GetId()}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("bob revoking alice's session: %v, want PermissionDenied", err)
+	}
+	if _, err := ctl.RevokeAPIToken(as("rules-alice", "viewer"), &persysv1.RevokeAPITokenRequest{Id: aliceID}); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "not a console session") {
+		t.Errorf("alice revoking her login token as a logout: %v, want PermissionDenied", err)
+	}
+	if _, err := ctl.RevokeAPIToken(as("rules-alice", "viewer"), &persysv1.RevokeAPITokenRequest{Id: ok.GetInfo().GetId()}); err != nil {
+		t.Errorf("alice ending her session: %v", err)
 	}
 }

@@ -103,10 +103,8 @@ type gateway struct {
 	// audit records an event for each mutating one (package audit).
 	auth  *authn.Authenticator
 	audit *audit.Auditor
-	// sessions and console serve the web console at /ui/ (console.go);
-	// auth reads the same session table.
-	sessions *console.Sessions
-	console  *console.Console
+	// console serves the web console at /ui/ (console.go).
+	console *console.Console
 }
 
 type route struct {
@@ -139,7 +137,7 @@ func New(cfg Config) http.Handler {
 	}
 	g.initConsole()
 	g.auth = authn.New(authn.Config{Tokens: cfg.Control, TokenCacheTTL: cfg.TokenCacheTTL,
-		Revocations: cfg.Revocations, Sessions: g.sessions})
+		Revocations: cfg.Revocations, Sessions: true})
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}

@@ -459,6 +459,23 @@ func TestWaitEnds(t *testing.T) {
 			t.Fatalf("wait: %d %s", code, body)
 		}
 	})
+	t.Run("a failure older than the apply is not the answer", func(t *testing.T) {
+		// wait-failed's revision 1 FAILED above; revision 2 fixes it. The
+		// wait must not end on revision 1's status, which stays until the
+		// agent reports on revision 2.
+		post(t, c, sharedGW, workload("wait-failed"), http.StatusOK)
+		code, body := call(t, c, "GET", sharedGW.Endpoint+"/v1/workloads/wait-failed/wait?for=running&timeout=60s", nil)
+		if code != http.StatusOK || !bytes.Contains(body, []byte(`"state":"RUNNING"`)) || bytes.Contains(body, []byte("IMAGE_NOT_FOUND")) {
+			t.Fatalf("wait after the fix: %d %s, want RUNNING without the old failure", code, body)
+		}
+		view := &persysv1.WorkloadView{}
+		if err := contract.UnmarshalJSON(protojson.UnmarshalOptions{}, body, view); err != nil {
+			t.Fatal(err)
+		}
+		if view.GetStatus().GetRevision() != 2 {
+			t.Errorf("status of revision %d, want 2", view.GetStatus().GetRevision())
+		}
+	})
 	t.Run("timeout answers 408 with the last view", func(t *testing.T) {
 		post(t, c, sharedGW, workload("wait-pending", unplaceable), http.StatusCreated)
 		code, body := call(t, c, "GET", sharedGW.Endpoint+"/v1/workloads/wait-pending/wait?for=running&timeout=200ms", nil)

@@ -45,6 +45,13 @@ const (
 	DefaultAPITokenTTL = 30 * 24 * time.Hour
 	// MaxAPITokenTTL bounds a token's lifetime.
 	MaxAPITokenTTL = 365 * 24 * time.Hour
+	// DefaultConsoleSessionTTL and MaxConsoleSessionTTL are a console
+	// session token's lifetime when the login names none, and its bound.
+	DefaultConsoleSessionTTL = 30 * time.Minute
+	MaxConsoleSessionTTL     = time.Hour
+	// consoleSessionKept is how long a console session token stays listed
+	// after it expired; then etcd deletes it (one per login adds up).
+	consoleSessionKept = 10 * time.Minute
 	// DefaultUserCertTTL is a user certificate's lifetime when the request
 	// names none; MaxUserCertTTL bounds it.
 	DefaultUserCertTTL = 90 * 24 * time.Hour
@@ -155,26 +162,94 @@ func (s *Service) CreateAPIToken(ctx context.Context, req *persysv1.CreateAPITok
 	if err != nil {
 		return nil, err
 	}
+	return s.createToken(ctx, req.GetUser(), role, s.now(), ttl, principal.CN(ctx), 0)
+}
+
+// consoleSessionMark starts the created_by of a console session token;
+// the id of the token its login used follows.
+const consoleSessionMark = "console-session:"
+
+// ConsoleSessionOf reports whether info is a console session token, and
+// the id of the API token its login used.
+func ConsoleSessionOf(info *persysv1.APIToken) (loginToken string, ok bool) {
+	return strings.CutPrefix(info.GetCreatedBy(), consoleSessionMark)
+}
+
+// CreateConsoleSession issues the token of a console login: for p itself,
+// with p's own role, made from p's valid API token loginTokenID, living
+// at most MaxConsoleSessionTTL and never past that token. The request's
+// user and role must be p's (a login never widens what its caller may
+// do); revoking the login token revokes the session (RevokeAPIToken).
+func (s *Service) CreateConsoleSession(ctx context.Context, p principal.Principal, loginTokenID string, req *persysv1.CreateAPITokenRequest) (*persysv1.CreateAPITokenResponse, error) {
+	if req.GetUser() != p.Name {
+		return nil, status.Errorf(codes.PermissionDenied, "user: a console session is for its caller %q only, got %q", p.Name, req.GetUser())
+	}
+	if req.GetRole() != string(p.Role) {
+		return nil, status.Errorf(codes.PermissionDenied, "role: a console session carries its caller's role %q, got %q", p.Role, req.GetRole())
+	}
+	role, err := parseUserRole("role", req.GetRole())
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.ValidateName("user", p.Name); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	ttl, err := ttlFrom("ttl_seconds", req.GetTtlSeconds(), DefaultConsoleSessionTTL, MaxConsoleSessionTTL)
+	if err != nil {
+		return nil, err
+	}
+	if loginTokenID == "" {
+		return nil, status.Error(codes.PermissionDenied, "a console session is made from an API token: none was named")
+	}
+	login, _, _, err := s.store.GetAPIToken(ctx, loginTokenID)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+		return nil, status.Errorf(codes.PermissionDenied, "login token %q: not found", loginTokenID)
+	}
+	if err != nil {
+		return nil, err
+	}
 	now := s.now()
+	left := login.GetExpiresAt().AsTime().Sub(now)
+	if login.GetRevoked() || left <= 0 || login.GetUser() != p.Name || login.GetRole() != string(p.Role) {
+		return nil, status.Errorf(codes.PermissionDenied, "login token %s is not a valid token of %s", loginTokenID, p)
+	}
+	if _, nested := ConsoleSessionOf(login); nested {
+		return nil, status.Errorf(codes.PermissionDenied, "login token %s is itself a console session: log in with an API token", loginTokenID)
+	}
+	ttl = min(ttl, left)
+	return s.createToken(ctx, p.Name, role, now, ttl, consoleSessionMark+loginTokenID, ttl+consoleSessionKept)
+}
+
+// createToken stores a new token created at now; keep > 0 has etcd
+// delete it that long after its creation.
+func (s *Service) createToken(ctx context.Context, user string, role pki.Role, now time.Time, ttl time.Duration, createdBy string, keep time.Duration) (*persysv1.CreateAPITokenResponse, error) {
 	for range 3 {
 		tok, id, err := newAPIToken()
 		if err != nil {
 			return nil, err
 		}
-		info := &persysv1.APIToken{Id: id, User: req.GetUser(), Role: string(role),
-			CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(ttl)), CreatedBy: principal.CN(ctx)}
+		info := &persysv1.APIToken{Id: id, User: user, Role: string(role),
+			CreatedAt: timestamppb.New(now), ExpiresAt: timestamppb.New(now.Add(ttl)), CreatedBy: createdBy}
 		sum := sha256.Sum256([]byte(tok))
-		err = s.store.CreateAPIToken(ctx, info, sum[:])
+		if keep > 0 {
+			err = s.store.CreateExpiringAPIToken(ctx, info, sum[:], keep)
+		} else {
+			err = s.store.CreateAPIToken(ctx, info, sum[:])
+		}
 		if errors.Is(err, store.ErrExists) {
 			continue // an id collision: draw again
 		}
 		if err != nil {
 			return nil, err
 		}
-		s.log.Info("api token created", "token_id", id, "user", info.GetUser(), "role", role,
-			"expires", info.GetExpiresAt().AsTime().Format(time.RFC3339), "by", principal.CN(ctx))
+		s.log.Info("api token created", "token_id", id, "user", user, "role", role,
+			"expires", info.GetExpiresAt().AsTime().Format(time.RFC3339), "by", createdBy)
+		what := "api token"
+		if strings.HasPrefix(createdBy, consoleSessionMark) {
+			what = "console session token"
+		}
 		s.events.Add(model.EventAPITokenCreated, &persysv1.Event{Actor: principal.CN(ctx),
-			Message: fmt.Sprintf("api token %s for user %s with role %s", id, info.GetUser(), role)})
+			Message: fmt.Sprintf("%s %s for user %s with role %s", what, id, user, role)})
 		return &persysv1.CreateAPITokenResponse{Token: tok, Info: info}, nil
 	}
 	return nil, status.Error(codes.Aborted, "api token: no free id after 3 draws; try again")
@@ -189,7 +264,44 @@ func (s *Service) ListAPITokens(ctx context.Context, _ *persysv1.ListAPITokensRe
 }
 
 func (s *Service) RevokeAPIToken(ctx context.Context, req *persysv1.RevokeAPITokenRequest) (*persysv1.RevokeAPITokenResponse, error) {
-	id := req.GetId()
+	resp, err := s.revokeToken(ctx, req.GetId(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp, s.revokeSessionsOf(ctx, req.GetId())
+}
+
+// revokeSessionsOf revokes the live console sessions made with the API
+// token id, so that revoking a token logs its browsers out.
+func (s *Service) revokeSessionsOf(ctx context.Context, id string) error {
+	list, err := s.store.ListAPITokens(ctx)
+	if err != nil {
+		return fmt.Errorf("api token %s revoked, its console sessions not: %w", id, err)
+	}
+	for _, t := range list {
+		if login, ok := ConsoleSessionOf(t); ok && login == id && !t.GetRevoked() {
+			if _, err := s.revokeToken(ctx, t.GetId(), nil); err != nil && status.Code(err) != codes.NotFound {
+				return fmt.Errorf("api token %s revoked, its console session %s not: %w", id, t.GetId(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// RevokeConsoleSession ends a console session of p's own: a token that
+// CreateConsoleSession issued to p.
+func (s *Service) RevokeConsoleSession(ctx context.Context, p principal.Principal, req *persysv1.RevokeAPITokenRequest) (*persysv1.RevokeAPITokenResponse, error) {
+	return s.revokeToken(ctx, req.GetId(), func(info *persysv1.APIToken) error {
+		if _, ok := ConsoleSessionOf(info); !ok || info.GetUser() != p.Name {
+			return status.Errorf(codes.PermissionDenied, "id: api token %s is not a console session of %s", info.GetId(), p)
+		}
+		return nil
+	})
+}
+
+// revokeToken revokes the token with id once may (nil: anyone who got
+// here) admits it.
+func (s *Service) revokeToken(ctx context.Context, id string, may func(*persysv1.APIToken) error) (*persysv1.RevokeAPITokenResponse, error) {
 	if id == "" {
 		return nil, status.Error(codes.InvalidArgument, "id: required")
 	}
@@ -203,6 +315,11 @@ func (s *Service) RevokeAPIToken(ctx context.Context, req *persysv1.RevokeAPITok
 		}
 		if err != nil {
 			return nil, err
+		}
+		if may != nil {
+			if err := may(info); err != nil {
+				return nil, err
+			}
 		}
 		if info.GetRevoked() {
 			return &persysv1.RevokeAPITokenResponse{}, nil

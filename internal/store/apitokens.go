@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -48,6 +49,20 @@ func validateTokenID(id string) error {
 // be sha256.Size bytes) in one transaction. It fails with ErrExists when
 // the id is taken.
 func (s *Store) CreateAPIToken(ctx context.Context, info *persysv1.APIToken, hash []byte) error {
+	return s.createAPIToken(ctx, info, hash, 0)
+}
+
+// CreateExpiringAPIToken is CreateAPIToken for a short-lived token whose
+// keys etcd deletes after keep (a lease of their own, kept by a
+// revocation): console sessions, one per login, leave nothing behind.
+func (s *Store) CreateExpiringAPIToken(ctx context.Context, info *persysv1.APIToken, hash []byte, keep time.Duration) error {
+	if keep <= 0 {
+		return fmt.Errorf("store: api token %s keep: %w: must be positive, got %s", info.GetId(), ErrInvalid, keep)
+	}
+	return s.createAPIToken(ctx, info, hash, keep)
+}
+
+func (s *Store) createAPIToken(ctx context.Context, info *persysv1.APIToken, hash []byte, keep time.Duration) error {
 	if info == nil {
 		return fmt.Errorf("store: api token: %w: nil", ErrInvalid)
 	}
@@ -61,10 +76,18 @@ func (s *Store) CreateAPIToken(ctx context.Context, info *persysv1.APIToken, has
 	if err != nil {
 		return err
 	}
+	var opts []clientv3.OpOption
+	if keep > 0 {
+		lease, err := s.cli.Grant(ctx, leaseSeconds(keep))
+		if err != nil {
+			return fmt.Errorf("store: api token %s lease: %w", info.GetId(), err)
+		}
+		opts = append(opts, clientv3.WithLease(lease.ID))
+	}
 	key := s.apiTokenKey(info.GetId())
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, val), clientv3.OpPut(s.apiTokenHashKey(info.GetId()), string(hash))).
+		Then(clientv3.OpPut(key, val, opts...), clientv3.OpPut(s.apiTokenHashKey(info.GetId()), string(hash), opts...)).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("store: create api token %s: %w", info.GetId(), err)
@@ -157,7 +180,8 @@ func (s *Store) RevokeAPIToken(ctx context.Context, id string, rev int64) (*pers
 	key := s.apiTokenKey(id)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.ModRevision(key), "=", rev)).
-		Then(clientv3.OpPut(key, val), clientv3.OpDelete(s.apiTokenHashKey(id))).
+		// The key exists (its revision was compared): it keeps its lease.
+		Then(clientv3.OpPut(key, val, clientv3.WithIgnoreLease()), clientv3.OpDelete(s.apiTokenHashKey(id))).
 		Else(clientv3.OpGet(key)).
 		Commit()
 	if err != nil {

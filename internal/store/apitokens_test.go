@@ -83,6 +83,63 @@ func TestAPITokensCreateGetListRevoke(t *testing.T) {
 	}
 }
 
+// An expiring token's keys carry a lease of about keep, which a
+// revocation keeps; a plain token's carry none.
+func TestAPITokensExpiring(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, cli := storetest.New(t)
+	sum := sha256.Sum256([]byte("psy_exp1_x"))
+	info := &persysv1.APIToken{Id: "exp1", User: "ci", Role: "viewer"}
+	if err := s.CreateExpiringAPIToken(ctx, info, sum[:], 0); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("keep 0: %v, want ErrInvalid", err)
+	}
+	if err := s.CreateExpiringAPIToken(ctx, info, sum[:], time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	plain := &persysv1.APIToken{Id: "plain1", User: "ci", Role: "viewer"}
+	if err := s.CreateAPIToken(ctx, plain, sum[:]); err != nil {
+		t.Fatal(err)
+	}
+	leaseOf := func(key string) clientv3.LeaseID {
+		t.Helper()
+		resp, err := cli.Get(ctx, key)
+		if err != nil || len(resp.Kvs) != 1 {
+			t.Fatalf("get %s: %v %v", key, resp, err)
+		}
+		return clientv3.LeaseID(resp.Kvs[0].Lease)
+	}
+	key := s.Prefix() + "/apitokens/exp1"
+	lease := leaseOf(key)
+	if lease == 0 || leaseOf(key+"/hash") != lease {
+		t.Fatalf("expiring token: leases %x and %x, want one lease on both keys", lease, leaseOf(key+"/hash"))
+	}
+	ttl, err := cli.TimeToLive(ctx, lease)
+	if err != nil || ttl.GrantedTTL != 3600 {
+		t.Fatalf("lease ttl %+v %v, want 3600 s", ttl, err)
+	}
+	if l := leaseOf(s.Prefix() + "/apitokens/plain1"); l != 0 {
+		t.Fatalf("plain token has lease %x", l)
+	}
+	_, _, rev, err := s.GetAPIToken(ctx, "exp1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeAPIToken(ctx, "exp1", rev); err != nil {
+		t.Fatal(err)
+	}
+	if l := leaseOf(key); l != lease {
+		t.Fatalf("after revoke: lease %x, want %x kept", l, lease)
+	}
+	// The lease's end removes the token.
+	if _, err := cli.Revoke(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.GetAPIToken(ctx, "exp1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after the lease ended: %v, want ErrNotFound", err)
+	}
+}
+
 func TestAPITokensValidate(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)

@@ -43,8 +43,9 @@ func artifactsDir(t *testing.T) string {
 }
 
 // browser starts headless Chromium; each returned tab factory opens a tab
-// in a fresh browser context (its own cookies).
-func browser(t *testing.T) func() context.Context {
+// in a fresh browser context (its own cookies). extra adds allocator
+// options (a HOME of its own, for a client certificate).
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) func() context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -62,6 +63,7 @@ func browser(t *testing.T) func() context.Context {
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run as root with its sandbox
 	}
+	opts = append(opts, extra...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	root, cancelRoot := chromedp.NewContext(alloc, chromedp.WithLogf(t.Logf))
 	if err := chromedp.Do(root); err != nil {
@@ -314,7 +316,8 @@ func (r *run) applyFromForm(tab context.Context) {
 	noReload(t, tab, "workloads page")
 }
 
-// workloadPage: RUNNING, and its log tail growing, without a reload.
+// workloadPage: RUNNING, its log tail growing and a retry, without a
+// reload.
 func (r *run) workloadPage(tab context.Context) {
 	t := r.t
 	open(t, tab, "workload page", r.base+"/ui/workloads/"+r.name, chromedp.WaitVisible(chromedp.ID("logs")))
@@ -323,6 +326,11 @@ func (r *run) workloadPage(tab context.Context) {
 	until(t, tab, "the greeting in the log", `document.querySelector('#logs').textContent.includes(`+fmt.Sprintf("%q", "greeting: "+r.mark)+`)`)
 	until(t, tab, "new log lines", `document.querySelector('#logs').textContent.split("poll error").length > 3`)
 	screenshot(t, tab, r.art, "workload.png")
+	// Retry from the page: the answer in the banner, the event in the
+	// page's live events table.
+	do(t, tab, "retry", chromedp.Click(chromedp.ID("retry-btn")))
+	until(t, tab, "the retry's answer", `document.querySelector('#banner').textContent === "Retry: done"`)
+	until(t, tab, "the RetryRequested event", `[...document.querySelectorAll('#events tbody tr')].some(r => r.textContent.includes("RetryRequested"))`)
 	noReload(t, tab, "workload page")
 }
 

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -25,7 +27,7 @@ const followPage = `<!doctype html><html><head><meta name="csrf-token" content="
 // (410: listed again) and a plain list.
 func TestFollowReadsStreamsAndLists(t *testing.T) {
 	newTab := browser(t)
-	c := console.New(console.Config{Caller: func(*http.Request) *console.Caller { return nil }, Sessions: console.NewSessions(0, 0)})
+	c := console.New(console.Config{Caller: func(*http.Request) *console.Caller { return nil }, Sessions: noSessions{}})
 	mux := http.NewServeMux()
 	for _, r := range c.Routes() {
 		if r.Path == "/ui/static/" {
@@ -107,3 +109,11 @@ func TestFollowReadsStreamsAndLists(t *testing.T) {
 		t.Errorf("plain list: got %v, want %v (fetched again)", got, want)
 	}
 }
+
+// noSessions: the bare page logs no one in.
+type noSessions struct{}
+
+func (noSessions) Open(context.Context, *console.Caller, time.Duration) (console.Session, error) {
+	return console.Session{}, errors.New("no logins here")
+}
+func (noSessions) Close(context.Context, string) error { return nil }

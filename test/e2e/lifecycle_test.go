@@ -140,6 +140,14 @@ func TestContainerLifecycle(t *testing.T) {
 	if !contains(info.Config.Env, "GREETING=two") {
 		t.Errorf("env = %v, want GREETING=two", info.Config.Env)
 	}
+	// The env change shows in the answer and in the start line.
+	c.waitFor("the new greeting in the answer", 30*time.Second, func() bool {
+		body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		return err == nil && strings.Contains(body, "greeting: two\n")
+	})
+	if logs := c.mustCtl("logs", "workload", name); !strings.Contains(logs, `hello: listening on :8080, greeting "two"`) {
+		t.Errorf("logs of revision 2 lack its greeting:\n%s", logs)
+	}
 
 	// Describe shows the placement and the events.
 	desc := c.mustCtl("describe", "workload", name)

@@ -109,6 +109,15 @@ func TestVMLifecycle(t *testing.T) {
 	if !strings.Contains(out, "created") {
 		t.Fatalf("apply output does not say created:\n%s", out)
 	}
+	// The serial console followed through persysctl, the gateway, the
+	// scheduler and the agent (logs -f), from while the guest boots.
+	f := c.follow(t, name, "-f")
+	c.waitFor("the followed console to show the user-data", 3*time.Minute, func() bool {
+		return strings.Contains(f.output(), vmguest.MarkerUserDataEnd)
+	})
+	if out := f.interrupt(t); !strings.Contains(out, marker) {
+		t.Errorf("followed console lacks the marker %q:\n%s", marker, tail(out, 60))
+	}
 	// cloud-init end to end: the guest prints the user-data it mounted
 	// from the seed, with the marker and the login's key rendered in.
 	c.waitFor("the guest to print its user-data", 3*time.Minute, func() bool {

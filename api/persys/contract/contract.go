@@ -23,7 +23,20 @@ const (
 	MetadataUser = "x-persys-user"
 	// MetadataRole is that user's role (admin, operator, viewer).
 	MetadataRole = "x-persys-role"
+	// MetadataTokenPurpose marks a CreateAPIToken or RevokeAPIToken call
+	// made for the caller itself rather than by an admin for anyone; its
+	// one value is TokenPurposeConsoleSession.
+	MetadataTokenPurpose = "x-persys-token-purpose"
+	// MetadataLoginToken is, on a console login, the id of the API token
+	// the caller logged in with: the session lives no longer than it and
+	// ends when it is revoked.
+	MetadataLoginToken = "x-persys-login-token"
 )
+
+// TokenPurposeConsoleSession is a web console login: a short-lived API
+// token for the caller itself, with its own role, that any gateway can
+// authenticate and that its owner revokes at logout.
+const TokenPurposeConsoleSession = "console-session"
 
 // ErrorDomain is the domain of the errdetails.ErrorInfo that carries a
 // failure reason inside a gRPC error (see ReasonInfo).

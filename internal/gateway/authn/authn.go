@@ -2,14 +2,17 @@
 // answers. A request is identified by its verified client certificate
 // (role in the certificate's OU) or, when it has none, by an
 // "Authorization: Bearer psy_..." API token that the scheduler resolves
-// (AuthenticateToken), or else by a console session cookie made from such
-// a token. A certificate wins when both are present. State-changing
+// (AuthenticateToken), or else by a console session cookie, which carries
+// a short-lived API token of its own (package console). A certificate wins
+// when both are present. State-changing
 // requests that a browser says come from another site are refused, and a
 // cookie session's must carry the session's CSRF token.
 //
-// Resolved tokens are cached for Config.TokenCacheTTL (default 10 s);
-// refusals are cached for at most a second, and transport failures not at
-// all. Tokens are held only as their SHA-256 and never logged.
+// Resolved bearer tokens are cached for Config.TokenCacheTTL (default
+// 10 s), session tokens never (a logout must end the session on every
+// gateway at once); refusals are cached for at most a second, and
+// transport failures not at all. Tokens are held only as their SHA-256
+// and never logged.
 //
 // The gateway calls Authenticate once per request, keeps the Result in
 // the request's context (NewContext) and decides with it what the caller
@@ -26,7 +29,6 @@ import (
 	"google.golang.org/grpc"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/internal/gateway/console"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
 	"github.com/persys-dev/compute/internal/pki"
 )
@@ -48,10 +50,9 @@ type Identity struct {
 	Role pki.Role
 	// Method is AuthCertificate, AuthToken or AuthSession.
 	Method string
-	// TokenID names the API token (AuthToken and AuthSession).
+	// TokenID names the API token (AuthToken), or the session's own
+	// token (AuthSession).
 	TokenID string
-	// SessionID is the console session's id (AuthSession only).
-	SessionID string
 }
 
 // Describe names the caller for audit events and logs.
@@ -63,7 +64,7 @@ func (id *Identity) Describe() string {
 	case AuthToken:
 		return "api token " + id.TokenID
 	case AuthSession:
-		return "console session of api token " + id.TokenID
+		return "console session token " + id.TokenID
 	}
 	return "client certificate"
 }
@@ -113,15 +114,15 @@ type Config struct {
 	// Revocations, when set, refuses revoked client certificates on every
 	// request (401), also on connections opened before the revocation.
 	Revocations pki.RevocationChecker
-	// Sessions is the console's session table; nil admits no cookie.
-	Sessions *console.Sessions
+	// Sessions admits console session cookies; false ignores them.
+	Sessions bool
 }
 
 // Authenticator identifies requests. Safe for concurrent use.
 type Authenticator struct {
 	tokens      *tokenCache
 	revocations pki.RevocationChecker
-	sessions    *console.Sessions
+	sessions    bool
 }
 
 // New returns an Authenticator; it panics when cfg.Tokens is nil, a

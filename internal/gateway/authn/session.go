@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/persys-dev/compute/internal/gateway/console"
 	"github.com/persys-dev/compute/internal/gateway/httperr"
@@ -25,36 +26,47 @@ func Mutating(method string) bool {
 	return false
 }
 
-// session identifies a request by its console session cookie. The
-// session's token is resolved as a Bearer token would be, so a revoked or
-// expired token ends the session; a state-changing request must carry the
-// session's CSRF token.
+// session identifies a request by its console session cookie, whose
+// value is the session's API token. The scheduler is asked every time,
+// never the cache: a logout on any gateway revokes the token, and the
+// session must end on every gateway at once. A state-changing request
+// must carry the session's CSRF token, derived from the token.
 func (a *Authenticator) session(r *http.Request) Result {
-	if a.sessions == nil {
+	if !a.sessions {
 		return Result{}
 	}
 	c, err := r.Cookie(console.CookieName)
 	if err != nil {
 		return Result{}
 	}
-	sess, ok := a.sessions.Get(c.Value)
-	if !ok {
+	tok := c.Value
+	if tok == "" || len(tok) > maxBearerLen || !strings.HasPrefix(tok, "psy_") {
 		return Result{Err: errSessionEnded}
 	}
-	res := a.tokens.resolve(r.Context(), sess.Token)
+	res := a.tokens.resolveUncached(r.Context(), tok)
 	if res.Err != nil {
 		if isRefusal(res.Err) {
-			a.sessions.Delete(sess.ID)
+			return Result{Err: errSessionEnded}
 		}
 		return res
 	}
 	id := *res.ID
-	id.Method, id.SessionID = AuthSession, sess.ID
-	if Mutating(r.Method) && subtle.ConstantTimeCompare([]byte(r.Header.Get(console.CSRFHeader)), []byte(sess.CSRF)) != 1 {
+	id.Method = AuthSession
+	if Mutating(r.Method) && subtle.ConstantTimeCompare([]byte(r.Header.Get(console.CSRFHeader)), []byte(console.CSRFToken(tok))) != 1 {
 		return Result{ID: &id, Err: httperr.New(http.StatusForbidden,
 			console.CSRFHeader+" header: missing or not this session's CSRF token (a console session must send it on every "+r.Method+")")}
 	}
 	return Result{ID: &id}
+}
+
+// SessionToken is the session token r's cookie carries ("" when none);
+// only for a request Authenticate identified as AuthSession.
+func SessionToken(r *http.Request) string {
+	c, err := r.Cookie(console.CookieName)
+	if err != nil {
+		return ""
+	}
+	return c.Value
 }
 
 // isRefusal reports whether err is a 401 or 403 of this package's.

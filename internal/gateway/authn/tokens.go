@@ -48,12 +48,22 @@ func newTokenCache(control TokenChecker, ttl time.Duration) *tokenCache {
 }
 
 func (c *tokenCache) resolve(ctx context.Context, tok string) Result {
+	return c.lookup(ctx, tok, true)
+}
+
+// resolveUncached asks the scheduler unless a refusal of tok is cached,
+// and caches only a refusal.
+func (c *tokenCache) resolveUncached(ctx context.Context, tok string) Result {
+	return c.lookup(ctx, tok, false)
+}
+
+func (c *tokenCache) lookup(ctx context.Context, tok string, admitCached bool) Result {
 	key := sha256.Sum256([]byte(tok))
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
-	if ok && now.Before(e.until) {
+	if ok && now.Before(e.until) && (admitCached || e.res.Err != nil) {
 		return e.res
 	}
 	// The lookup runs under the gateway's own identity, without the
@@ -88,7 +98,7 @@ func (c *tokenCache) resolve(ctx context.Context, tok string) Result {
 		}
 		return Result{Err: httperr.New(code, msg)}
 	}
-	if ttl > 0 {
+	if ttl > 0 && (admitCached || res.Err != nil) {
 		c.store(key, res, now.Add(ttl), now)
 	}
 	return res

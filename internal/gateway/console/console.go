@@ -1,22 +1,23 @@
 // Package console owns the web console the gateway serves at /ui/: the
 // server-rendered page shells (html/template), the plain JavaScript and
 // CSS they load (embedded, nothing fetched from elsewhere), and the
-// browser sessions an API token is exchanged for at /ui/login.
+// login at /ui/login, where an API token is exchanged for a session.
 //
 // The console holds no data of its own: its pages call the gateway's REST
 // API from the browser, same origin, so every read and every action is
 // authorized by the gateway's own permission table. The gateway must
 // authenticate each request before a console handler runs (Config.Caller)
-// and must gate each route of Routes with its permission; it resolves the
-// session cookie (CookieName) through Sessions and refuses a state-changing
-// request of a cookie session without the session's X-CSRF-Token (package
-// authn does both for it).
+// and must gate each route of Routes with its permission; it
+// authenticates the session cookie (CookieName), whose value is the
+// session's API token, and refuses a state-changing request of a cookie
+// session without its CSRFToken in X-CSRF-Token (package authn does both
+// for it). Sessions, which issues and revokes the session tokens, is the
+// gateway's.
 package console
 
 import (
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -51,16 +52,18 @@ type Caller struct {
 	User   string
 	Role   pki.Role
 	Method string
-	// SessionID and CSRF are set for MethodSession.
-	SessionID, CSRF string
+	// TokenID names the API token (MethodToken and MethodSession).
+	TokenID string
+	// CSRF is the session's CSRF token (MethodSession only).
+	CSRF string
 }
 
 // Config wires the console to the gateway.
 type Config struct {
 	// Caller returns the authenticated caller of r, nil when none.
 	Caller func(r *http.Request) *Caller
-	// Sessions is the session table the gateway also reads; required.
-	Sessions *Sessions
+	// Sessions issues and revokes session tokens; required.
+	Sessions Sessions
 }
 
 // Route is one console route: the gateway registers it as "METHOD path"
@@ -178,23 +181,25 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) (int, error) {
 	if who == nil || who.Method != MethodToken {
 		return writeJSON(w, http.StatusBadRequest, errorBody(http.StatusBadRequest, "Authorization", "log in by sending an API token as \"Authorization: Bearer psy_...\" (a client certificate needs no login)"))
 	}
-	_, tok, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	sess, err := c.cfg.Sessions.Create(strings.TrimSpace(tok))
-	if errors.Is(err, ErrFull) {
-		return writeJSON(w, http.StatusServiceUnavailable, errorBody(http.StatusServiceUnavailable, "", err.Error()))
+	sess, err := c.cfg.Sessions.Open(r.Context(), who, DefaultSessionTTL)
+	if err != nil {
+		return 0, err
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sess.ID, Path: "/", Expires: sess.Expires,
-		MaxAge: int(c.cfg.Sessions.TTL() / time.Second), HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sess.Token, Path: "/", Expires: sess.Expires,
+		MaxAge: int(time.Until(sess.Expires) / time.Second), HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 	return writeJSON(w, http.StatusOK, map[string]any{"user": who.User, "role": who.Role, "expires": sess.Expires.UTC().Format(time.RFC3339)})
 }
 
-// logout ends the session server-side (the gateway checked its CSRF token)
-// and tells the browser to drop the cookie.
+// logout tells the browser to drop the cookie and revokes the session's
+// token (the gateway checked its CSRF token), so that no gateway admits
+// it again; a revocation that failed is reported.
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) (int, error) {
-	if who := c.cfg.Caller(r); who != nil && who.Method == MethodSession {
-		c.cfg.Sessions.Delete(who.SessionID)
-	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+	if who := c.cfg.Caller(r); who != nil && who.Method == MethodSession {
+		if err := c.cfg.Sessions.Close(r.Context(), who.TokenID); err != nil {
+			return 0, err
+		}
+	}
 	return writeJSON(w, http.StatusOK, map[string]any{"loggedOut": true})
 }
 

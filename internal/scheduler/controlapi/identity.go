@@ -1,11 +1,16 @@
 package controlapi
 
 // The identity calls: the leader check and the admin role where a method
-// needs it, then internal/identity.
+// needs it, then internal/identity. CreateAPIToken and RevokeAPIToken
+// marked as a console login or logout (contract.MetadataTokenPurpose)
+// admit any user, for a session token of its own.
 
 import (
 	"context"
 
+	"google.golang.org/grpc/metadata"
+
+	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/principal"
 )
@@ -75,6 +80,18 @@ func (c *controlService) IssueUserCertificate(ctx context.Context, req *persysv1
 }
 
 func (c *controlService) CreateAPIToken(ctx context.Context, req *persysv1.CreateAPITokenRequest) (*persysv1.CreateAPITokenResponse, error) {
+	if consoleSession(ctx) {
+		// A console login: any user, for itself (identity checks that).
+		p, err := principal.Of(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.s.Serving(ctx); err != nil {
+			return nil, err
+		}
+		resp, err := c.id.CreateConsoleSession(ctx, p, onlyMetadata(ctx, contract.MetadataLoginToken), req)
+		return resp, toStatus(err)
+	}
 	if err := principal.RequireAdmin(ctx, "CreateAPIToken"); err != nil {
 		return nil, err
 	}
@@ -94,6 +111,18 @@ func (c *controlService) ListAPITokens(ctx context.Context, req *persysv1.ListAP
 }
 
 func (c *controlService) RevokeAPIToken(ctx context.Context, req *persysv1.RevokeAPITokenRequest) (*persysv1.RevokeAPITokenResponse, error) {
+	if consoleSession(ctx) {
+		// A console logout: its owner ends its own session.
+		p, err := principal.Of(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.s.Serving(ctx); err != nil {
+			return nil, err
+		}
+		resp, err := c.id.RevokeConsoleSession(ctx, p, req)
+		return resp, toStatus(err)
+	}
 	if err := principal.RequireAdmin(ctx, "RevokeAPIToken"); err != nil {
 		return nil, err
 	}
@@ -112,4 +141,20 @@ func (c *controlService) AuthenticateToken(ctx context.Context, req *persysv1.Au
 func (c *controlService) RecordAudit(ctx context.Context, req *persysv1.RecordAuditRequest) (*persysv1.RecordAuditResponse, error) {
 	resp, err := c.id.RecordAudit(ctx, req)
 	return resp, toStatus(err)
+}
+
+// consoleSession reports whether the call is marked as a console login or
+// logout (contract.MetadataTokenPurpose).
+func consoleSession(ctx context.Context) bool {
+	return onlyMetadata(ctx, contract.MetadataTokenPurpose) == contract.TokenPurposeConsoleSession
+}
+
+// onlyMetadata is the single value of key in the call's metadata, "" when
+// absent or given more than once.
+func onlyMetadata(ctx context.Context, key string) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(key); len(v) == 1 {
+		return v[0]
+	}
+	return ""
 }
