@@ -149,6 +149,8 @@ func dynamicPorts(a *persysv1.Assignment, node string) []uint32 {
 // others (describe workload lists them) reach the same interface. A VM's
 // guest is reachable only on a bridge network: user networking's guest
 // address is private to QEMU, so a VM without a bridge network has none.
+// A compose project's runtime reports no address (its services have
+// one each).
 func endpointIP(spec *persysv1.WorkloadSpec, addrs []string) string {
 	if len(addrs) == 0 {
 		return ""
@@ -162,10 +164,22 @@ func endpointIP(spec *persysv1.WorkloadSpec, addrs []string) string {
 }
 
 // publishedPorts are a container's ports that have a host port, fixed or
-// chosen (the k-th dynamic port takes the k-th chosen one), or a VM's
-// port forwards (the guest port as the container port).
+// chosen (the k-th dynamic port takes the k-th chosen one), a VM's port
+// forwards (the guest port as the container port), or the host ports a
+// compose file publishes, as the scheduler derived them from the file
+// (host_access; the file's target ports are not kept: container port 0).
 func publishedPorts(spec *persysv1.WorkloadSpec, chosen []uint32) []*persysv1.ServiceEndpointPort {
 	var out []*persysv1.ServiceEndpointPort
+	if spec.GetCompose() != nil {
+		for _, p := range spec.GetHostAccess().GetPorts() {
+			proto := p.GetProtocol()
+			if proto == "" {
+				proto = "tcp"
+			}
+			out = append(out, &persysv1.ServiceEndpointPort{HostPort: p.GetPort(), Protocol: proto})
+		}
+		return out
+	}
 	for _, n := range spec.GetVm().GetNetworks() {
 		for _, f := range n.GetPortForwards() {
 			proto := f.GetProtocol()

@@ -12,7 +12,9 @@ import (
 
 // TestEndpointsOfTemplates: what an endpoint carries for each kind of
 // template. A container publishes its fixed and chosen host ports and the
-// first address its runtime reports (its one network's IPv4); a VM
+// first address its runtime reports (its one network's IPv4); a compose
+// project the host ports its file publishes (as the scheduler derived
+// them, without the file's target ports); a VM
 // publishes its port forwards, and a guest address only when it has a
 // bridge network (user networking's guest address reaches nothing).
 func TestEndpointsOfTemplates(t *testing.T) {
@@ -21,6 +23,9 @@ func TestEndpointsOfTemplates(t *testing.T) {
 			{ContainerPort: 8080, Dynamic: true}, {ContainerPort: 9090, HostPort: 9090, Protocol: "udp"}, {ContainerPort: 7070}}}}
 	userVM := &persysv1.WorkloadSpec{Type: persysv1.WorkloadType_WORKLOAD_TYPE_VM, Vm: &persysv1.VMSpec{
 		Networks: []*persysv1.VMNetwork{{Mode: "user", PortForwards: []*persysv1.VMPortForward{{HostPort: 2222, GuestPort: 22}}}}}}
+	compose := &persysv1.WorkloadSpec{Type: persysv1.WorkloadType_WORKLOAD_TYPE_COMPOSE,
+		Compose:    &persysv1.ComposeSpec{Inline: "services: {web: {image: web:1, ports: [\"8080:80\"]}}"},
+		HostAccess: &persysv1.HostAccess{Ports: []*persysv1.HostPort{{Port: 8080, Field: "services.web.ports[0]"}}}}
 	bridgeVM := proto.CloneOf(userVM)
 	bridgeVM.Vm.Networks = append(bridgeVM.Vm.Networks, &persysv1.VMNetwork{Mode: "bridge", Bridge: "br0"})
 
@@ -38,6 +43,7 @@ func TestEndpointsOfTemplates(t *testing.T) {
 		{"container without an address", container, nil, []uint32{20001},
 			[]*persysv1.ServiceEndpointPort{{ContainerPort: 8080, HostPort: 20001, Protocol: "tcp"}, {ContainerPort: 9090, HostPort: 9090, Protocol: "udp"}},
 			""},
+		{"compose", compose, nil, nil, []*persysv1.ServiceEndpointPort{{HostPort: 8080, Protocol: "tcp"}}, ""},
 		{"vm on user networking", userVM, []string{"10.0.2.15"}, nil,
 			[]*persysv1.ServiceEndpointPort{{ContainerPort: 22, HostPort: 2222, Protocol: "tcp"}}, ""},
 		{"vm on a bridge", bridgeVM, []string{"192.168.10.7"}, nil,
