@@ -160,7 +160,10 @@ func validateServiceSpec(c *collector, s *ServiceSpec) {
 	if err := tmpl.Validate(); errors.As(err, &e) {
 		for _, f := range e.Fields {
 			if rest, ok := strings.CutPrefix(f.Field, "spec"); ok {
-				c.add("spec.template"+rest, "%s", f.Reason)
+				// A reason that points at another field of the spec
+				// (a probe's port at spec.container.ports) points
+				// under spec.template too.
+				c.add("spec.template"+rest, "%s", strings.ReplaceAll(f.Reason, " spec.", " spec.template."))
 			}
 		}
 	}

@@ -89,6 +89,8 @@ func TestParseServiceInvalid(t *testing.T) {
 		{"unknown template type", editService("type: container", "type: lambda"), "spec.template.type", "must be one of container, compose, vm"},
 		{"template missing", strings.Split(baseService, "  template:")[0], "spec.template", "required"},
 		{"template field bad", editService("image: nginx:1.27", "image: \"\""), "spec.template.container.image", "required"},
+		{"probe port not exposed", editService("    resources: {cpu: 100m, memory: 64Mi}", "    resources: {cpu: 100m, memory: 64Mi}\n    readinessProbe:\n      httpGet: {port: 8080}"),
+			"spec.template.readinessProbe.httpGet.port", "not a tcp port of spec.template.container.ports"},
 		{"bad deadline", editService("progressDeadline: 2m", "progressDeadline: soon"), "spec.update.progressDeadline", "duration"},
 		{"short deadline", editService("progressDeadline: 2m", "progressDeadline: 10ms"), "spec.update.progressDeadline", "between 1s"},
 		{"bad drain delay", editService("progressDeadline: 2m", "progressDeadline: 2m\n    drainDelay: later"), "spec.update.drainDelay", "duration"},

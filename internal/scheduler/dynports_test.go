@@ -3,6 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -15,8 +16,11 @@ import (
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/hostaccess"
+	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
+	"github.com/persys-dev/compute/internal/testutil/images"
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
@@ -145,4 +149,79 @@ func dynSpec(dynamic int) *persysv1.WorkloadSpec {
 	}
 	return &persysv1.WorkloadSpec{Type: persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER, Container: ct,
 		Resources: &persysv1.Resources{CpuMillis: 100, MemoryBytes: 16 << 20}}
+}
+
+// TestDynamicPortTakenOutside: on the real Docker agent, the dynamic port
+// the scheduler gives first is held by a listener outside Persys that the
+// node's report does not list (as one bound after the last report, or an
+// outgoing connection, would be). The start fails PORT_CONFLICT once; the
+// next attempt gets another port of the range and runs, and the taken
+// port stays out of the node's range for the next workload too.
+func TestDynamicPortTakenOutside(t *testing.T) {
+	cli, img := images.HelloImage(t)
+	node := "dp-" + randomHex(4)
+	c := realsched.Start(t, realsched.Options{Nodes: []string{node}, NoSecrets: true})
+	taken := uint32(freeport.Port(t, ""))
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", taken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	c.StartDockerAgentConfig(t, node, cli, func(cfg *agent.Config) {
+		// The lowest port, which the scheduler gives first, is the taken one.
+		cfg.DynamicPorts = hostaccess.PortRange{First: taken, Last: taken + 3}
+		cfg.SkipHostPortScan = true
+	})
+	admin := c.Admin(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	spec := func() *persysv1.WorkloadSpec {
+		s := dynSpec(1)
+		s.Container.Image = img
+		return s
+	}
+	if _, err := admin.ApplyWorkload(ctx, &persysv1.ApplyRequest{Name: "web", Spec: spec()}); err != nil {
+		t.Fatal(err)
+	}
+	port := waitRunningNotOn(t, admin, "web", taken)
+
+	evs, err := admin.ListEvents(ctx, &persysv1.ListEventsRequest{Workload: "web", Type: string(model.EventAttemptFailed)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs.GetEvents()) != 1 || evs.GetEvents()[0].GetReason() != persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT ||
+		!strings.Contains(evs.GetEvents()[0].GetMessage(), fmt.Sprintf("host ports [%d] are taken on %s", taken, node)) {
+		t.Fatalf("failed attempts of web: %v; want one PORT_CONFLICT naming port %d and the new one", evs.GetEvents(), taken)
+	}
+
+	if _, err := admin.ApplyWorkload(ctx, &persysv1.ApplyRequest{Name: "web2", Spec: spec()}); err != nil {
+		t.Fatal(err)
+	}
+	if p := waitRunningNotOn(t, admin, "web2", taken); p == port {
+		t.Fatalf("web2 runs on port %d, which web holds", p)
+	}
+	evs, err = admin.ListEvents(ctx, &persysv1.ListEventsRequest{Workload: "web2", Type: string(model.EventAttemptFailed)})
+	if err != nil || len(evs.GetEvents()) != 0 {
+		t.Fatalf("failed attempts of web2: %v, %v; want none (port %d is blocked on %s)", evs.GetEvents(), err, taken, node)
+	}
+}
+
+// waitRunningNotOn waits until name runs with one dynamic host port that
+// is not taken, and returns it.
+func waitRunningNotOn(t *testing.T, admin persysv1grpc.ControlServiceClient, name string, taken uint32) uint32 {
+	t.Helper()
+	var port uint32
+	eventually.Eventually(t, name+" running on another port than "+fmt.Sprint(taken), 2*time.Minute, func() (bool, string) {
+		v, err := admin.GetWorkload(context.Background(), &persysv1.GetWorkloadRequest{Name: name})
+		if err != nil {
+			return false, err.Error()
+		}
+		st, ports := v.GetStatus(), v.GetAssignment().GetDynamicHostPorts()
+		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && len(ports) == 1 && ports[0] != taken {
+			port = ports[0]
+			return true, ""
+		}
+		return false, fmt.Sprintf("state %s %s %q, ports %v", st.GetState(), st.GetReason(), st.GetMessage(), ports)
+	})
+	return port
 }

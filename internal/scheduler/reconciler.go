@@ -195,6 +195,9 @@ func (s *Scheduler) resetAttempts(name string) {
 func (s *Scheduler) recordAttempt(ctx context.Context, name string, v view, attempt int, delay time.Duration, st *persysv1.WorkloadStatus) {
 	next := s.cfg.Now().Add(delay)
 	final := s.cfg.MaxAttempts > 0 && attempt >= s.cfg.MaxAttempts
+	if !final {
+		st.Message += s.repickDynamic(ctx, name, v, st)
+	}
 	s.cache.NoteFailure(name, st.GetReason(), st.GetMessage())
 	st.Attempts = int32(attempt)
 	msg := fmt.Sprintf("attempt %d failed: %s", attempt, st.GetMessage())

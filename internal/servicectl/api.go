@@ -117,6 +117,20 @@ func notDeleting(svc *persysv1.Service) error {
 	return nil
 }
 
+// mayRun checks who against the service's template as applying it would
+// (host access, secrets): scale, pause, resume and promote decide how
+// many copies of it run and when, so they are applying it again, and an
+// operator may not grow or push on a template only an admin could apply.
+// Delete is not gated: it removes what the template asked of the hosts,
+// as a workload's delete does (Kubernetes and Nomad gate creation, not
+// removal). call names what was refused, for the message.
+func (c *Controller) mayRun(ctx context.Context, who principal.Principal, svc *persysv1.Service, call string) error {
+	if err := c.cfg.Workloads.PrepareSpec(ctx, who, proto.CloneOf(svc.GetSpec().GetTemplate())); err != nil {
+		return fmt.Errorf("%s of service %q runs its template (applied by %s): %w", call, svc.GetName(), svc.GetAppliedBy(), templateError(err))
+	}
+	return nil
+}
+
 // Delete marks the service for deletion; the controller deletes its
 // replicas and then its keys.
 func (c *Controller) Delete(ctx context.Context, who principal.Principal, name string) error {
@@ -141,6 +155,9 @@ func (c *Controller) Scale(ctx context.Context, who principal.Principal, name st
 		if err := notDeleting(s); err != nil {
 			return err
 		}
+		if err := c.mayRun(ctx, who, s, "scale"); err != nil {
+			return err
+		}
 		from = s.GetSpec().GetReplicas()
 		if s.Spec == nil {
 			s.Spec = &persysv1.ServiceSpec{}
@@ -162,6 +179,13 @@ func (c *Controller) Scale(ctx context.Context, who principal.Principal, name st
 func (c *Controller) SetPaused(ctx context.Context, who principal.Principal, name string, paused bool) (*persysv1.Service, error) {
 	svc, err := c.modify(ctx, name, func(s *persysv1.Service) error {
 		if err := notDeleting(s); err != nil {
+			return err
+		}
+		call := "resume"
+		if paused {
+			call = "pause"
+		}
+		if err := c.mayRun(ctx, who, s, call); err != nil {
 			return err
 		}
 		if s.GetSpec().GetUpdate() == nil {
@@ -218,6 +242,9 @@ func (c *Controller) Promote(ctx context.Context, who principal.Principal, name 
 		}
 		if TemplateHash(s.GetSpec().GetTemplate()) != cur.GetTemplateHash() {
 			return status.Errorf(codes.Aborted, "service %q changed its template meanwhile; look at rollout status again", name)
+		}
+		if err := c.mayRun(ctx, who, s, "promote"); err != nil {
+			return err
 		}
 		if s.PromotedRevision != cur.GetNumber() {
 			s.PromotedRevision = cur.GetNumber()

@@ -77,6 +77,52 @@ func TestTemplateRoleGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRevisions(t, admin, 1)
+
+	// Scale, pause, resume and promote run that template on the caller's
+	// word: refused to the operator, naming the template's field; the
+	// service stays as the admin left it.
+	operatorCalls := []struct {
+		call string
+		do   func(context.Context) error
+	}{
+		{"scale", func(ctx context.Context) error {
+			_, err := viaGateway.ScaleService(ctx, &persysv1.ScaleServiceRequest{Name: "web", Replicas: 3})
+			return err
+		}},
+		{"pause", func(ctx context.Context) error {
+			_, err := viaGateway.RolloutPause(ctx, &persysv1.GetServiceRequest{Name: "web"})
+			return err
+		}},
+		{"resume", func(ctx context.Context) error {
+			_, err := viaGateway.RolloutResume(ctx, &persysv1.GetServiceRequest{Name: "web"})
+			return err
+		}},
+		{"promote", func(ctx context.Context) error {
+			_, err := viaGateway.RolloutPromote(ctx, &persysv1.GetServiceRequest{Name: "web"})
+			return err
+		}},
+	}
+	for _, oc := range operatorCalls {
+		err := oc.do(operator)
+		if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), oc.call+" of service") ||
+			!strings.Contains(err.Error(), "spec.template.container.privileged: ") || !strings.Contains(err.Error(), "workloads.host") {
+			t.Fatalf("operator's %s of the privileged service = %v; want PermissionDenied naming spec.template.container.privileged and workloads.host", oc.call, err)
+		}
+	}
+	if v, err := admin.GetService(ctx, &persysv1.GetServiceRequest{Name: "web"}); err != nil ||
+		v.GetService().GetSpec().GetReplicas() != 1 || v.GetService().GetSpec().GetUpdate().GetPaused() {
+		t.Fatalf("after the refused calls: %v, %v; want 1 replica, not paused", v.GetService().GetSpec(), err)
+	}
+	// The admin may, in the same calls.
+	adminAsUser := metadata.AppendToOutgoingContext(ctx, contract.MetadataUser, "ada", contract.MetadataRole, "admin")
+	for _, oc := range operatorCalls {
+		if err := oc.do(adminAsUser); err != nil {
+			t.Fatalf("admin's %s: %v", oc.call, err)
+		}
+	}
+	if v, err := admin.GetService(ctx, &persysv1.GetServiceRequest{Name: "web"}); err != nil || v.GetService().GetSpec().GetReplicas() != 3 {
+		t.Fatalf("after the admin's scale: %v, %v; want 3 replicas", v.GetService().GetSpec(), err)
+	}
 	if _, err := viaGateway.ApplyService(operator, serviceRequest(1, "good:2")); err != nil {
 		t.Fatalf("operator's plain template: %v", err)
 	}
@@ -91,6 +137,11 @@ func TestTemplateRoleGate(t *testing.T) {
 	}
 	if _, err := admin.RolloutUndo(ctx, &persysv1.RolloutUndoRequest{Name: "web", ToRevision: 1}); err != nil {
 		t.Fatalf("admin's undo: %v", err)
+	}
+	// Deleting it takes nothing from the hosts: the operator may, as a
+	// workload's delete needs no more than workloads.write.
+	if _, err := viaGateway.DeleteService(operator, &persysv1.DeleteServiceRequest{Name: "web"}); err != nil {
+		t.Fatalf("operator's delete of the privileged service: %v", err)
 	}
 }
 
@@ -167,5 +218,25 @@ func TestServiceRolesThroughGateway(t *testing.T) {
 	refused("viewer's scale", err, http.StatusForbidden, "services.write")
 	if _, err := admin.ApplyService(ctx, []byte(privilegedService)); err != nil {
 		t.Fatalf("admin's privileged service: %v", err)
+	}
+	// Scaling or steering the rollout of the admin's template is running
+	// it: the operator is refused with the template's field, the admin
+	// is not.
+	_, err = operator.ScaleService(ctx, "web", 2)
+	refused("operator's scale of the privileged service", err, http.StatusForbidden,
+		"scale of service", "spec.template.container.privileged", "workloads.host")
+	for _, op := range []string{client.RolloutPause, client.RolloutResume, client.RolloutPromote} {
+		_, err = operator.RolloutOp(ctx, "web", op)
+		refused("operator's "+op+" of the privileged service", err, http.StatusForbidden,
+			op+" of service", "spec.template.container.privileged", "workloads.host")
+	}
+	if v, err := admin.ScaleService(ctx, "web", 2); err != nil || v.GetService().GetSpec().GetReplicas() != 2 {
+		t.Fatalf("admin's scale: %v, %v", v.GetService().GetSpec(), err)
+	}
+	if _, err := admin.RolloutOp(ctx, "web", client.RolloutPause); err != nil {
+		t.Fatalf("admin's pause: %v", err)
+	}
+	if err := operator.DeleteService(ctx, "web"); err != nil {
+		t.Fatalf("operator's delete: %v", err)
 	}
 }

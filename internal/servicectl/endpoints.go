@@ -116,9 +116,7 @@ func EndpointsOf(r *store.ServiceReplicas, addr func(nodeID string) string) []*p
 		}
 		ep := &persysv1.ServiceEndpoint{Replica: name, NodeId: st.GetNodeId(), NodeAddress: addr(st.GetNodeId()),
 			Ports: publishedPorts(w.GetSpec(), dynamicPorts(r.Assignments[name], st.GetNodeId())), Revision: w.GetOwner().GetRevision()}
-		if len(st.GetAddresses()) > 0 {
-			ep.ContainerIp = st.GetAddresses()[0]
-		}
+		ep.ContainerIp = endpointIP(w.GetSpec(), st.GetAddresses())
 		out = append(out, ep)
 	}
 	slices.SortFunc(out, func(a, b *persysv1.ServiceEndpoint) int { return cmpString(a.GetReplica(), b.GetReplica()) })
@@ -144,10 +142,53 @@ func dynamicPorts(a *persysv1.Assignment, node string) []uint32 {
 	return a.GetDynamicHostPorts()
 }
 
+// endpointIP is the one address of a replica its endpoint carries. A
+// container has one network, the engine's bridge (a container spec names
+// no other), and the runtime lists its IPv4 address there before its
+// IPv6 one: the first is the address on the replica's network, and the
+// others (describe workload lists them) reach the same interface. A VM's
+// guest is reachable only on a bridge network: user networking's guest
+// address is private to QEMU, so a VM without a bridge network has none.
+// A compose project's runtime reports no address (its services have
+// one each).
+func endpointIP(spec *persysv1.WorkloadSpec, addrs []string) string {
+	if len(addrs) == 0 {
+		return ""
+	}
+	if vm := spec.GetVm(); vm != nil && !slices.ContainsFunc(vm.GetNetworks(), func(n *persysv1.VMNetwork) bool {
+		return n.GetMode() == "bridge"
+	}) {
+		return ""
+	}
+	return addrs[0]
+}
+
 // publishedPorts are a container's ports that have a host port, fixed or
-// chosen (the k-th dynamic port takes the k-th chosen one).
+// chosen (the k-th dynamic port takes the k-th chosen one), a VM's port
+// forwards (the guest port as the container port), or the host ports a
+// compose file publishes, as the scheduler derived them from the file
+// (host_access; the file's target ports are not kept: container port 0).
 func publishedPorts(spec *persysv1.WorkloadSpec, chosen []uint32) []*persysv1.ServiceEndpointPort {
 	var out []*persysv1.ServiceEndpointPort
+	if spec.GetCompose() != nil {
+		for _, p := range spec.GetHostAccess().GetPorts() {
+			proto := p.GetProtocol()
+			if proto == "" {
+				proto = "tcp"
+			}
+			out = append(out, &persysv1.ServiceEndpointPort{HostPort: p.GetPort(), Protocol: proto})
+		}
+		return out
+	}
+	for _, n := range spec.GetVm().GetNetworks() {
+		for _, f := range n.GetPortForwards() {
+			proto := f.GetProtocol()
+			if proto == "" {
+				proto = "tcp"
+			}
+			out = append(out, &persysv1.ServiceEndpointPort{ContainerPort: f.GetGuestPort(), HostPort: f.GetHostPort(), Protocol: proto})
+		}
+	}
 	k := 0
 	for _, p := range spec.GetContainer().GetPorts() {
 		host := p.GetHostPort()

@@ -18,8 +18,9 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
-// The service under test: 4 replicas, at most 3 per node, one surge
-// replica at a time and never one fewer available.
+// The service under test: 4 replicas, at most 3 per node and spread
+// over the nodes' cluster.node label, one surge replica at a time and
+// never one fewer available.
 const (
 	svcName     = "web"
 	svcReplicas = 4
@@ -42,7 +43,7 @@ func (c *Cluster) serviceManifest(greeting string, ready bool) string {
 metadata: {name: %[1]s}
 spec:
   replicas: %[2]d
-  spread: {maxPerNode: 3}
+  spread: {maxPerNode: 3, nodeLabel: cluster.node}
   update: {maxSurge: %[3]d, maxUnavailable: %[4]d, progressDeadline: 90s, autoRollback: true, drainDelay: 2s}
   template:
     type: container
@@ -278,6 +279,11 @@ func TestServiceRollout(t *testing.T) {
 			t.Fatalf("endpoint %v: want a node address and a dynamic host port from %d", ep, base)
 		}
 	}
+	// Spread over the agents' own label: a node that holds fewer
+	// replicas always wins, so 4 replicas use all 3 agents.
+	if len(nodes) != 3 {
+		t.Fatalf("4 replicas on %d nodes, want all 3 agents: %v", len(nodes), eps.GetEndpoints())
+	}
 	t.Logf("4 replicas on %d nodes: %v", len(nodes), eps.GetEndpoints())
 
 	// 1. A rolling update under a polling client: 0 failed requests.
@@ -370,6 +376,25 @@ func TestServiceRollout(t *testing.T) {
 		}
 		ready := c.readyNodes(nodes)
 		return len(ready) == 3, fmt.Sprintf("ready: %v", ready)
+	})
+	// Healed: the killed node's copies of the moved replicas are
+	// orphans its agent removes, so each replica runs once.
+	c.WaitFor("web: each replica runs once after the heal", time.Minute, func() (bool, string) {
+		running, err := c.listWorkloadContainers(false)
+		if err != nil {
+			return false, err.Error()
+		}
+		n, twice := 0, []string{}
+		for name, cts := range running {
+			if !strings.HasPrefix(name, svcName+"-") {
+				continue
+			}
+			n++
+			if len(cts) > 1 {
+				twice = append(twice, name)
+			}
+		}
+		return n == svcReplicas && len(twice) == 0, fmt.Sprintf("%d replicas running, %v more than once", n, twice)
 	})
 	c.MustCtl("scale", "service", svcName, "--replicas", "8")
 	timings = append(timings, Timing{"scale-8", c.waitComplete("web: 8 replicas", 8, 3*time.Minute)})

@@ -300,6 +300,15 @@ func (r *Runtime) reuse(ctx context.Context, log *slog.Logger, id string, spec *
 			return res, true, runtime.Fail(persysv1.FailureReason_FAILURE_REASON_STORAGE, err, "write secret files of container %s", name)
 		}
 		if _, err := r.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			// Leave nothing half-made, as a failed fresh start does: the
+			// next apply creates the container from its spec again, with
+			// the host ports the scheduler gives then (a kept container
+			// would retry a taken port for ever).
+			if rmErr := r.remove(context.WithoutCancel(ctx), id); rmErr != nil {
+				log.Warn("remove created container that failed to start", "container", name, "error", rmErr)
+			} else if rmErr := r.removeSecrets(spec.workload, spec.uid, name); rmErr != nil {
+				log.Warn("remove secret files of a container that failed to start", "container", name, "error", rmErr)
+			}
 			return res, true, runtime.Fail(classify(err), err, "start container %s", name)
 		}
 		log.Info("started created container", "container", name)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -453,6 +454,47 @@ func TestApplyPortConflict(t *testing.T) {
 	// Nothing half-made is left behind.
 	if st, err := e.rt.Status(t.Context(), b); err != nil || st.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
 		t.Errorf("Status of failed workload = %v, %v; want MISSING", st, err)
+	}
+}
+
+// TestCreatedContainerFailingStartIsRemoved: a container of the revision
+// that was created but never started (the agent stopped between the two)
+// and whose host port something else took meanwhile fails its start
+// PORT_CONFLICT and is removed, so the next apply of the revision, with
+// the other port the scheduler then gives, creates and runs it.
+func TestCreatedContainerFailingStartIsRemoved(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	name, uid := e.workload("created")
+	taken := freePort(t)
+	spec := func(port uint32) *persysv1.WorkloadSpec {
+		return e.spec(&persysv1.ContainerSpec{Ports: []*persysv1.PortMapping{{ContainerPort: 8080, HostPort: port, HostIp: "127.0.0.1"}}})
+	}
+	inst := runtime.Instance{Name: name, UID: uid, Revision: 1, Spec: spec(taken)}
+	cs, err := buildCreateSpec(inst, e.rt.stopSeconds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cli.ContainerCreate(t.Context(), client.ContainerCreateOptions{Config: cs.config, HostConfig: cs.host, Name: cs.name}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", taken))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	_, _, err = e.rt.Apply(t.Context(), inst)
+	if got := runtime.ReasonOf(err); got != persysv1.FailureReason_FAILURE_REASON_PORT_CONFLICT {
+		t.Fatalf("apply over the created container with port %d taken: err = %v (reason %s), want PORT_CONFLICT", taken, err, got)
+	}
+	if st, err := e.rt.Status(t.Context(), name); err != nil || st.GetState() != persysv1.ActualState_ACTUAL_STATE_MISSING {
+		t.Fatalf("Status after the failed start = %v, %v; want MISSING (the container removed)", st, err)
+	}
+	other := freePort(t)
+	inst.Spec = spec(other)
+	if st, _ := e.apply(inst); st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+		t.Fatalf("apply with port %d: %v, want RUNNING", other, st)
 	}
 }
 

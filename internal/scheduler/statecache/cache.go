@@ -79,6 +79,9 @@ type Cache struct {
 	// committed and not yet cached), by workload name. Changed under
 	// placeMu and mu.
 	inflight map[string]Hold
+	// blocked holds, per node, the dynamic ports a start found taken
+	// there (portblocks.go).
+	blocked map[string][]portBlock
 }
 
 // workload is the cache of one workload's keys plus the in-memory retry

@@ -3,6 +3,7 @@ package statecache
 import (
 	"slices"
 	"testing"
+	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/placement"
@@ -60,5 +61,59 @@ func TestChooseHoldsDynamicPorts(t *testing.T) {
 	dynamicNode(c2, "n1", 20000, 20000) // drops the snapshot
 	if dec, _, _ := c2.Choose("b", b.GetSpec()); dec.Placed() {
 		t.Fatalf("b placed on %s while a's copies hold port 20000 on both nodes", dec.NodeID)
+	}
+}
+
+// A dynamic port a start found taken is blocked on its node: the
+// workload gets the next free one (its own old port still counts until
+// the new assignment is cached), the next choice skips both, and the
+// block ends after PortBlockFor. A range with no other port answers
+// false.
+func TestRepickDynamicBlocksTakenPort(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	c := New(Config{Now: func() time.Time { return now }})
+	dynamicNode(c, "n1", 20000, 20002)
+	a, b := dynamicWorkload("a"), dynamicWorkload("b")
+	c.WorkloadWritten(a, 2)
+	c.WorkloadWritten(b, 3)
+	place := func(name string, wrev int64, ports []uint32, rev int64) {
+		t.Helper()
+		c.Placed(Placement{Name: name, WorkloadRev: wrev, Rev: rev,
+			Assignment: &persysv1.Assignment{Name: name, Uid: "u" + name, NodeId: "n1", Revision: 1, DynamicHostPorts: ports},
+			Status:     &persysv1.WorkloadStatus{Name: name, State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED}})
+	}
+	_, ha, _ := c.Choose("a", a.GetSpec())
+	place("a", 2, ha.DynamicPorts(), 4)
+
+	chosen, ok := c.RepickDynamic("a", "n1", a.GetSpec(), []uint32{20000}, now.Add(PortBlockFor))
+	if !ok || !slices.Equal(chosen, []uint32{20001}) {
+		t.Fatalf("repick = %v, %v; want 20001", chosen, ok)
+	}
+	next := &persysv1.Assignment{Name: "a", Uid: "ua", NodeId: "n1", Revision: 1, DynamicHostPorts: chosen}
+	c.RepickDone("a", 2, next, 5)
+	if r, _ := c.Read("a"); !slices.Equal(r.Assignment.GetDynamicHostPorts(), chosen) {
+		t.Fatalf("cached assignment %v, want ports %v", r.Assignment, chosen)
+	}
+	if _, hb, _ := c.Choose("b", b.GetSpec()); !slices.Equal(hb.DynamicPorts(), []uint32{20002}) {
+		t.Fatalf("b got %v; want 20002 (20000 blocked, 20001 a's)", hb.DynamicPorts())
+	} else {
+		c.Release("b", hb)
+	}
+
+	// 20001 taken too: 20002 is the last; with it taken (and the commit
+	// of the choice failed, so a still holds 20001) nothing is left.
+	if got, ok := c.RepickDynamic("a", "n1", a.GetSpec(), chosen, now.Add(PortBlockFor)); !ok || !slices.Equal(got, []uint32{20002}) {
+		t.Fatalf("repick with 20000 and 20001 blocked = %v, %v; want 20002", got, ok)
+	}
+	c.RepickDone("a", 2, nil, 0)
+	if got, ok := c.RepickDynamic("a", "n1", a.GetSpec(), []uint32{20002}, now.Add(PortBlockFor)); ok {
+		t.Fatalf("repick with the whole range blocked or held gave %v", got)
+	}
+	c.RepickDone("a", 2, nil, 0)
+
+	now = now.Add(PortBlockFor)
+	dynamicNode(c, "n1", 20000, 20002) // drops the snapshot
+	if _, hb, _ := c.Choose("b", b.GetSpec()); !slices.Equal(hb.DynamicPorts(), []uint32{20000}) {
+		t.Fatalf("b got %v once the blocks ended; want 20000", hb.DynamicPorts())
 	}
 }

@@ -323,7 +323,7 @@ func (c *Cache) buildSnapshotLocked() *snapshot {
 			Capacity: fromProtoResources(capacity), Allocated: alloc[id],
 			Accel: caps.GetVmAccel(), Pools: pools,
 			Policy:       specaccess.PolicyFromProto(caps.GetPolicy()),
-			Ports:        append(ports[id], usedPorts(caps)...),
+			Ports:        append(append(ports[id], usedPorts(caps)...), c.blockedPortsLocked(id)...),
 			DynamicFirst: caps.GetDynamicPorts().GetFirst(),
 			DynamicLast:  caps.GetDynamicPorts().GetLast(),
 		})

@@ -22,6 +22,13 @@ import (
 // removed.
 func (c *Cluster) StartDockerAgent(t testing.TB, id string, cli *client.Client) *docker.Runtime {
 	t.Helper()
+	return c.StartDockerAgentConfig(t, id, cli, nil)
+}
+
+// StartDockerAgentConfig is StartDockerAgent with edit applied to the
+// agent's configuration after the runtime and range are set (nil: none).
+func (c *Cluster) StartDockerAgentConfig(t testing.TB, id string, cli *client.Client, edit func(*agent.Config)) *docker.Runtime {
+	t.Helper()
 	t.Cleanup(func() { removeNodeContainers(t, cli, id) })
 	rt, err := docker.New(docker.Options{Client: cli, Logger: slog.New(slog.NewJSONHandler(c.logs, nil)).With("component", "docker", "node", id),
 		StopTimeout: time.Second, NodeID: id, SecretsDir: t.TempDir()})
@@ -30,6 +37,9 @@ func (c *Cluster) StartDockerAgent(t testing.TB, id string, cli *client.Client) 
 	}
 	c.StartAgentConfig(t, id, sim.Options{}, func(cfg *agent.Config) {
 		cfg.Runtimes, cfg.DynamicPorts = []persysruntime.Runtime{rt}, hostaccess.DefaultDynamicPorts
+		if edit != nil {
+			edit(cfg)
+		}
 	})
 	return rt
 }
