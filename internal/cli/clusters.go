@@ -68,7 +68,7 @@ func printClusters(w io.Writer, format string, list []fedapi.Cluster, now time.T
 	tw := newTable(w)
 	head := []string{"NAME", "STATE", "REACHABLE", "LEADER", "NODES", "CPU", "MEMORY", "WORKLOADS", "LAST CONTACT"}
 	if format == FormatWide {
-		head = append(head, "GATEWAY", "IDENTITY", "LAST ERROR")
+		head = append(head, "LABELS", "GATEWAY", "IDENTITY", "LAST ERROR")
 	}
 	row(tw, "", head...)
 	for _, c := range list {
@@ -81,7 +81,7 @@ func printClusters(w io.Writer, format string, list []fedapi.Cluster, now time.T
 			fmt.Sprint(h.Workloads), sinceCell(now, h.LastContact),
 		}
 		if format == FormatWide {
-			cells = append(cells, c.Gateway, c.Identity, orNone(h.LastError))
+			cells = append(cells, orNone(joinMap(c.Labels)), c.Gateway, c.Identity, orNone(h.LastError))
 		}
 		row(tw, "", cells...)
 	}

@@ -7,6 +7,7 @@
 //	POST   /v1/clusters         join a member (fedapi.JoinRequest)
 //	GET    /v1/clusters/{name}  one member
 //	DELETE /v1/clusters/{name}  remove a member (nothing changes at the member)
+//	POST   /v1/clusters/{name}/labels  set and remove a member's labels (fedapi.LabelsRequest)
 //	GET    /v1/events           member events (?cluster=NAME&limit=N)
 //	POST   /v1/workloads        apply a federated workload (a manifest with a placement block)
 //	GET    /v1/workloads        federated workloads as their members show them
@@ -93,6 +94,7 @@ func New(cfg Config) http.Handler {
 	a.route(mux, "POST /v1/clusters", pki.RoleAdmin, a.join)
 	a.route(mux, "GET /v1/clusters/{name}", pki.RoleViewer, a.getCluster)
 	a.route(mux, "DELETE /v1/clusters/{name}", pki.RoleAdmin, a.leave)
+	a.route(mux, "POST /v1/clusters/{name}/labels", pki.RoleAdmin, a.label)
 	a.route(mux, "GET /v1/events", pki.RoleViewer, a.events)
 	if cfg.Workloads != nil {
 		a.route(mux, "POST /v1/workloads", pki.RoleOperator, a.applyWorkload)
@@ -189,7 +191,7 @@ func (a *api) getCluster(_ http.ResponseWriter, r *http.Request) (any, int, erro
 
 // view is a member as the API shows it, without its private key.
 func view(m fedstore.Member, healths map[string]fedapi.Health) fedapi.Cluster {
-	c := fedapi.Cluster{Name: m.Name, Gateway: m.Gateway, JoinedAt: m.JoinedAt, Health: health.Initial(m.JoinedAt)}
+	c := fedapi.Cluster{Name: m.Name, Gateway: m.Gateway, JoinedAt: m.JoinedAt, Labels: m.Labels, Health: health.Initial(m.JoinedAt)}
 	if h, ok := healths[m.Name]; ok {
 		c.Health = h
 	}
@@ -227,7 +229,7 @@ func (a *api) join(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 		a.cfg.Logger.Info("join refused", "cluster", req.Name, "gateway", req.Gateway, "err", err)
 		return nil, 0, err
 	}
-	m := fedstore.Member{Name: req.Name, Gateway: id.Gateway, CA: req.CA, Cert: req.Cert, Key: req.Key, JoinedAt: now}
+	m := fedstore.Member{Name: req.Name, Gateway: id.Gateway, CA: req.CA, Cert: req.Cert, Key: req.Key, JoinedAt: now, Labels: req.Labels}
 	if err := a.cfg.Store.CreateMember(ctx, m); err != nil {
 		if errors.Is(err, fedstore.ErrExists) {
 			return nil, 0, duplicate(req.Name)
@@ -249,6 +251,34 @@ func (a *api) join(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 func duplicate(name string) error {
 	return &httperr.Error{Code: http.StatusConflict, Message: "cluster " + name + " is already a member",
 		Fields: []httperr.FieldError{{Field: "name", Reason: fmt.Sprintf("%q is already a member: remove it first or pick another name", name)}}}
+}
+
+func (a *api) label(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req fedapi.LabelsRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, 0, httperr.New(http.StatusBadRequest, "invalid labels request body: "+err.Error())
+	}
+	if err := member.ValidateLabels("set", req.Set); err != nil {
+		return nil, 0, err
+	}
+	for i, k := range req.Remove {
+		if strings.TrimSpace(k) == "" {
+			return nil, 0, httperr.Field(fmt.Sprintf("remove[%d]", i), "empty label key")
+		}
+	}
+	name := r.PathValue("name")
+	m, err := a.cfg.Store.UpdateMemberLabels(r.Context(), name, req.Set, req.Remove)
+	if err != nil {
+		return nil, 0, storeErr(err)
+	}
+	healths, err := a.cfg.Store.Healths(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	a.cfg.Logger.Info("cluster labels changed", "cluster", name, "labels", m.Labels)
+	return view(m, healths), http.StatusOK, nil
 }
 
 func (a *api) leave(_ http.ResponseWriter, r *http.Request) (any, int, error) {

@@ -47,6 +47,8 @@ type Member struct {
 	Cert     string    `json:"cert"`
 	Key      string    `json:"key"`
 	JoinedAt time.Time `json:"joined_at"`
+	// Labels describe the member; placements select members by them.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Store reads and writes the federation's keys under one prefix.
@@ -128,6 +130,51 @@ func (s *Store) ListMembers(ctx context.Context) ([]Member, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// UpdateMemberLabels sets and removes labels of a member in one
+// compare-and-swap, retried a few times when the member changed meanwhile.
+func (s *Store) UpdateMemberLabels(ctx context.Context, name string, set map[string]string, remove []string) (Member, error) {
+	k := s.memberKey(name)
+	for attempt := 0; ; attempt++ {
+		resp, err := s.cli.Get(ctx, k)
+		if err != nil {
+			return Member{}, fmt.Errorf("fedstore: get member %q: %w", name, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return Member{}, fmt.Errorf("cluster %q: %w", name, ErrNotFound)
+		}
+		var m Member
+		if err := json.Unmarshal(resp.Kvs[0].Value, &m); err != nil {
+			return Member{}, fmt.Errorf("fedstore: decode member %q: %w", name, err)
+		}
+		if m.Labels == nil {
+			m.Labels = map[string]string{}
+		}
+		for _, r := range remove {
+			delete(m.Labels, r)
+		}
+		for lk, lv := range set {
+			m.Labels[lk] = lv
+		}
+		val, err := json.Marshal(m)
+		if err != nil {
+			return Member{}, fmt.Errorf("fedstore: encode member %q: %w", name, err)
+		}
+		tx, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(k), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpPut(k, string(val))).
+			Commit()
+		if err != nil {
+			return Member{}, fmt.Errorf("fedstore: update member %q: %w", name, err)
+		}
+		if tx.Succeeded {
+			return m, nil
+		}
+		if attempt == 4 {
+			return Member{}, fmt.Errorf("cluster %q: %w", name, ErrConflict)
+		}
+	}
 }
 
 // DeleteMember removes a member and its health.

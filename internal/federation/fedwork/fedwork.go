@@ -132,15 +132,11 @@ func (s *Service) Apply(ctx context.Context, body []byte) (*persysv1.ApplyRespon
 	if err != nil {
 		return nil, err
 	}
-	members, err := s.cfg.Store.ListMembers(ctx)
+	members, err := Members(ctx, s.cfg.Store)
 	if err != nil {
 		return nil, err
 	}
-	known := map[string]bool{}
-	for _, m := range members {
-		known[m.Name] = true
-	}
-	if err := fedplace.Validate(pl, known); err != nil {
+	if err := fedplace.ValidateWorkload(pl, members); err != nil {
 		return nil, err
 	}
 	var (
@@ -148,7 +144,7 @@ func (s *Service) Apply(ctx context.Context, body []byte) (*persysv1.ApplyRespon
 		result string
 	)
 	for attempt := 0; ; attempt++ {
-		w, result, err = s.decide(ctx, name, mjson, pl)
+		w, result, err = s.decide(ctx, name, mjson, pl, members)
 		if !errors.Is(err, fedstore.ErrConflict) || attempt == maxConflicts {
 			break
 		}
@@ -166,7 +162,7 @@ func (s *Service) Apply(ctx context.Context, body []byte) (*persysv1.ApplyRespon
 
 // decide reads the stored workload, makes the new revision and decision,
 // and stores them (compare-and-swap on the key).
-func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl fedapi.Placement) (fedstore.Workload, string, error) {
+func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl fedapi.Placement, members fedplace.Members) (fedstore.Workload, string, error) {
 	cur, rev, err := s.cfg.Store.GetWorkload(ctx, name)
 	exists := err == nil
 	if err != nil && !errors.Is(err, fedstore.ErrNotFound) {
@@ -190,11 +186,12 @@ func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl feda
 		return w, "", err
 	}
 	now := s.cfg.Now()
-	if exists && slices.Contains(pl.Clusters, cur.Decision.Cluster) && healths[cur.Decision.Cluster].State == fedapi.StateReady {
+	resolved := fedplace.Resolve(pl, members)
+	if exists && slices.Contains(resolved.Clusters, cur.Decision.Cluster) && healths[cur.Decision.Cluster].State == fedapi.StateReady {
 		// An update stays where the workload runs.
 		s.setDecision(&w, fedapi.Decision{Cluster: cur.Decision.Cluster, Revision: w.Revision, Reason: "update stays on " + cur.Decision.Cluster, At: now})
 	} else {
-		c, reason, ok := fedplace.Choose(pl, w.Revision, healths, w.Refusals)
+		c, reason, ok := fedplace.Choose(resolved, w.Revision, healths, w.Refusals)
 		if !ok {
 			return w, "", httperr.New(http.StatusServiceUnavailable, "workload "+name+": "+reason)
 		}
@@ -205,6 +202,19 @@ func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl feda
 	}
 	s.event(ctx, fedapi.EventPlaced, w, "placed on "+w.Decision.Cluster+" at federation revision "+strconv.FormatInt(w.Revision, 10)+": "+w.Decision.Reason)
 	return w, result, nil
+}
+
+// Members reads the member clusters as placement sees them.
+func Members(ctx context.Context, st *fedstore.Store) (fedplace.Members, error) {
+	list, err := st.ListMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(fedplace.Members, len(list))
+	for _, m := range list {
+		out[m.Name] = m.Labels
+	}
+	return out, nil
 }
 
 // setDecision records d, noting a member left behind as stale.
