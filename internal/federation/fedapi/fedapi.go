@@ -54,8 +54,8 @@ type Cluster struct {
 	Gateway string `json:"gateway"`
 	// Identity is the federation's identity at the member: common name
 	// and role of the certificate the member issued, and when it expires.
-	Identity        string    `json:"identity"`
-	IdentityExpires time.Time `json:"identity_expires"`
+	Identity        string            `json:"identity"`
+	IdentityExpires time.Time         `json:"identity_expires"`
 	JoinedAt        time.Time         `json:"joined_at"`
 	Labels          map[string]string `json:"labels,omitempty"`
 	Health          Health            `json:"health"`
