@@ -13,6 +13,10 @@
 //	GET    /v1/workloads        federated workloads as their members show them
 //	GET    /v1/workloads/{name} one, with the federation's decisions among its events
 //	DELETE /v1/workloads/{name} delete it at every member that may hold it
+//	POST   /v1/services         apply a federated service (replicas divided among members)
+//	GET    /v1/services         federated services, progress added up over members
+//	GET    /v1/services/{name}  one, with the divisions and the members' events
+//	DELETE /v1/services/{name}  delete it at every member that holds it
 //
 // Workload answers are the gateway's protobuf JSON, so persysctl reads
 // them unchanged; each view carries the fedapi.LabelCluster label.
@@ -43,6 +47,7 @@ import (
 
 	"github.com/persys-dev/compute/internal/federation/fedapi"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedsvc"
 	"github.com/persys-dev/compute/internal/federation/fedwork"
 	"github.com/persys-dev/compute/internal/federation/health"
 	"github.com/persys-dev/compute/internal/federation/member"
@@ -61,9 +66,11 @@ type Config struct {
 	Store *fedstore.Store
 	// Workloads serves the workload routes; nil leaves them out.
 	Workloads *fedwork.Service
-	Grace     time.Duration
-	Logger    *slog.Logger
-	Registry  prometheus.Registerer
+	// Services serves the service routes; nil leaves them out.
+	Services *fedsvc.Controller
+	Grace    time.Duration
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -103,6 +110,15 @@ func New(cfg Config) http.Handler {
 		a.route(mux, "DELETE /v1/workloads/{name}", pki.RoleOperator, a.deleteWorkload)
 		a.route(mux, "POST /v1/manifests", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
 			return nil, 0, httperr.New(http.StatusBadRequest, "the federation applies one workload per manifest: apply each document on its own")
+		})
+	}
+	if cfg.Services != nil {
+		a.route(mux, "POST /v1/services", pki.RoleOperator, a.applyService)
+		a.route(mux, "GET /v1/services", pki.RoleViewer, a.listServices)
+		a.route(mux, "GET /v1/services/{name}", pki.RoleViewer, a.getService)
+		a.route(mux, "DELETE /v1/services/{name}", pki.RoleOperator, a.deleteService)
+		a.route(mux, "POST /v1/services/{name}/{op...}", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
+			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation a service changes by applying its manifest again (spec.replicas to scale); rollout verbs go to a member")
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -310,6 +326,15 @@ func (a *api) holding(ctx context.Context, name string) error {
 			held = append(held, w.Name)
 		}
 	}
+	svcs, _, err := a.cfg.Store.ListServices(ctx)
+	if err != nil {
+		return err
+	}
+	for _, v := range svcs {
+		if fedsvc.Holds(v, name) {
+			held = append(held, "service "+v.Name)
+		}
+	}
 	if len(held) == 0 {
 		return nil
 	}
@@ -418,4 +443,40 @@ func (a *api) deleteWorkload(_ http.ResponseWriter, r *http.Request) (any, int, 
 		return nil, 0, err
 	}
 	return &persysv1.DeleteResponse{}, http.StatusOK, nil
+}
+
+func (a *api) applyService(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, 0, httperr.New(http.StatusBadRequest, "reading the manifest: "+err.Error())
+	}
+	if len(body) > maxBody {
+		return nil, 0, httperr.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("manifest larger than %d bytes", maxBody))
+	}
+	resp, err := a.cfg.Services.Apply(r.Context(), body)
+	if err != nil {
+		return nil, 0, err
+	}
+	code := http.StatusOK
+	if resp.GetResult() == "created" {
+		code = http.StatusCreated
+	}
+	return resp, code, nil
+}
+
+func (a *api) listServices(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Services.List(r.Context())
+	return out, http.StatusOK, err
+}
+
+func (a *api) getService(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Services.Get(r.Context(), r.PathValue("name"), r.URL.Query().Get("events") == "true")
+	return out, http.StatusOK, err
+}
+
+func (a *api) deleteService(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	if err := a.cfg.Services.Delete(r.Context(), r.PathValue("name")); err != nil {
+		return nil, 0, err
+	}
+	return &persysv1.DeleteServiceResponse{}, http.StatusAccepted, nil
 }

@@ -1,7 +1,7 @@
 // Package fedstore owns the federation's state in its own etcd: member
 // records (with the identity each member issued to the federation), each
-// member's last health, federated workloads with their placement
-// decisions, and member events written with a lease so that
+// member's last health, federated workloads and services with their
+// placement decisions, the relay's resume point per member, and events written with a lease so that
 // they expire. It is the only federation package that imports the etcd
 // client. Values are JSON (the federation's types are not protobuf yet).
 // Every write that must not race is a transaction: a member is created

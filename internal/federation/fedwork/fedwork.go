@@ -23,7 +23,6 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -55,16 +54,8 @@ type Config struct {
 // Service serves federated workloads. Safe for concurrent use; Reconcile
 // must not run concurrently with itself.
 type Service struct {
-	cfg Config
-	// clients keeps one gateway client per member (and identity), so
-	// that calls reuse connections instead of a handshake each.
-	mu      sync.Mutex
-	clients map[string]memberClient
-}
-
-type memberClient struct {
-	cert string
-	c    *client.Client
+	cfg  Config
+	pool *member.Pool
 }
 
 // New returns a Service.
@@ -78,18 +69,22 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, clients: map[string]memberClient{}}
+	return &Service{cfg: cfg, pool: member.NewPool(Lookup(cfg.Store), cfg.Now)}
+}
+
+// Lookup finds members in the federation's store.
+func Lookup(st *fedstore.Store) member.Lookup {
+	return func(ctx context.Context, name string) (fedapi.JoinRequest, error) {
+		m, err := st.GetMember(ctx, name)
+		if err != nil {
+			return fedapi.JoinRequest{}, err
+		}
+		return fedapi.JoinRequest{Name: m.Name, Gateway: m.Gateway, CA: m.CA, Cert: m.Cert, Key: m.Key}, nil
+	}
 }
 
 // Close releases the member connections.
-func (s *Service) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for name, mc := range s.clients {
-		mc.c.Close()
-		delete(s.clients, name)
-	}
-}
+func (s *Service) Close() { s.pool.Close() }
 
 // split takes the placement block out of a manifest and returns the rest
 // as JSON, checked as a member would check it.
@@ -250,31 +245,8 @@ func memberManifest(w fedstore.Workload) ([]byte, error) {
 	return json.Marshal(doc)
 }
 
-// memberClient returns the gateway client of a member, made again when
-// the member's identity changed. Callers do not close it.
 func (s *Service) memberClient(ctx context.Context, name string) (*client.Client, error) {
-	m, err := s.cfg.Store.GetMember(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if mc, ok := s.clients[name]; ok && mc.cert == m.Cert {
-		return mc.c, nil
-	}
-	id, err := member.Parse(fedapi.JoinRequest{Name: m.Name, Gateway: m.Gateway, CA: m.CA, Cert: m.Cert, Key: m.Key}, s.cfg.Now())
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: its identity: %w", name, err)
-	}
-	c, err := id.Client()
-	if err != nil {
-		return nil, err
-	}
-	if old, ok := s.clients[name]; ok {
-		old.c.Close()
-	}
-	s.clients[name] = memberClient{cert: m.Cert, c: c}
-	return c, nil
+	return s.pool.Client(ctx, name)
 }
 
 // send applies the decided revision at its member and records that the

@@ -22,6 +22,7 @@ import (
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/api"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedsvc"
 	"github.com/persys-dev/compute/internal/federation/fedwork"
 	"github.com/persys-dev/compute/internal/federation/monitor"
 	"github.com/persys-dev/compute/internal/gateway"
@@ -114,7 +115,9 @@ func Run(ctx context.Context, o Options) error {
 	mon := monitor.New(monitor.Config{Store: st, Interval: o.Interval, Grace: o.Grace, Timeout: o.ProbeTimeout, Logger: o.Logger, Registry: reg})
 	work := fedwork.New(fedwork.Config{Store: st, Logger: o.Logger})
 	defer work.Close()
-	h := api.New(api.Config{Store: st, Workloads: work, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
+	svcs := fedsvc.New(fedsvc.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger})
+	defer svcs.Close()
+	h := api.New(api.Config{Store: st, Workloads: work, Services: svcs, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
 	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return st.Ready(ctx) }, o.Logger)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
@@ -138,10 +141,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	loops := make(chan struct{}, 2)
+	loops := make(chan struct{}, 3)
 	go func() { defer func() { loops <- struct{}{} }(); _ = mon.Run(ctx) }()
 	go func() { defer func() { loops <- struct{}{} }(); work.Run(ctx, interval(o.Interval)) }()
-	defer func() { cancel(); <-loops; <-loops }()
+	go func() { defer func() { loops <- struct{}{} }(); svcs.Run(ctx, interval(o.Interval)) }()
+	defer func() { cancel(); <-loops; <-loops; <-loops }()
 
 	o.Logger.Info("federation listening", "addr", ln.Addr().String(), "data", dir)
 	fmt.Fprintf(o.Out, "persys federation is running\n  api   https://%s\n  data  %s\n\nPoint persysctl at it:\n  export PERSYSCTL_CONFIG=%s\n\n", ln.Addr(), dir, cfgPath)
