@@ -8,7 +8,8 @@
 //	GET    /v1/clusters/{name}  one member
 //	DELETE /v1/clusters/{name}  remove a member (nothing changes at the member)
 //	POST   /v1/clusters/{name}/labels  set and remove a member's labels (fedapi.LabelsRequest)
-//	GET    /v1/events           member events (?cluster=NAME&limit=N)
+//	GET    /v1/events           the federation's events and the members' relayed ones (?cluster=NAME&workload=NAME&limit=N);
+//	                            the body also decodes as the gateway's event list
 //	POST   /v1/workloads        apply a federated workload (a manifest with a placement block)
 //	GET    /v1/workloads        federated workloads as their members show them
 //	GET    /v1/workloads/{name} one, with the federation's decisions among its events
@@ -17,6 +18,7 @@
 //	GET    /v1/services         federated services, progress added up over members
 //	GET    /v1/services/{name}  one, with the divisions and the members' events
 //	DELETE /v1/services/{name}  delete it at every member that holds it
+//	GET    /v1/services/{name}/history  the rollout revisions of the member with the largest share
 //
 // Workload answers are the gateway's protobuf JSON, so persysctl reads
 // them unchanged; each view carries the fedapi.LabelCluster label.
@@ -117,6 +119,7 @@ func New(cfg Config) http.Handler {
 		a.route(mux, "GET /v1/services", pki.RoleViewer, a.listServices)
 		a.route(mux, "GET /v1/services/{name}", pki.RoleViewer, a.getService)
 		a.route(mux, "DELETE /v1/services/{name}", pki.RoleOperator, a.deleteService)
+		a.route(mux, "GET /v1/services/{name}/history", pki.RoleViewer, a.serviceHistory)
 		a.route(mux, "POST /v1/services/{name}/{op...}", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
 			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation a service changes by applying its manifest again (spec.replicas to scale); rollout verbs go to a member")
 		})
@@ -352,7 +355,9 @@ func (a *api) events(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 		}
 		limit = n
 	}
-	evs, err := a.cfg.Store.ListEvents(r.Context(), q.Get("cluster"), limit)
+	// workload is persysctl's filter (events --workload); it also picks a
+	// federated service's events by name.
+	evs, err := a.cfg.Store.FindEvents(r.Context(), fedstore.EventFilter{Cluster: q.Get("cluster"), Object: q.Get("workload")}, limit)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -479,4 +484,9 @@ func (a *api) deleteService(_ http.ResponseWriter, r *http.Request) (any, int, e
 		return nil, 0, err
 	}
 	return &persysv1.DeleteServiceResponse{}, http.StatusAccepted, nil
+}
+
+func (a *api) serviceHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Services.History(r.Context(), r.PathValue("name"))
+	return out, http.StatusOK, err
 }

@@ -182,7 +182,7 @@ func (s *Store) DeleteMember(ctx context.Context, name string) error {
 	k := s.memberKey(name)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), ">", 0)).
-		Then(clientv3.OpDelete(k), clientv3.OpDelete(s.healthKey(name))).
+		Then(clientv3.OpDelete(k), clientv3.OpDelete(s.healthKey(name)), clientv3.OpDelete(s.cursorKey(name))).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("fedstore: delete member %q: %w", name, err)
@@ -253,9 +253,25 @@ func (s *Store) AddEvent(ctx context.Context, e fedapi.Event) error {
 	return nil
 }
 
+// EventFilter picks events: of one cluster, of one workload or service
+// (by name); an empty field picks every event.
+type EventFilter struct {
+	Cluster, Object string
+}
+
+func (f EventFilter) match(e fedapi.Event) bool {
+	return (f.Cluster == "" || e.Cluster == f.Cluster) && (f.Object == "" || e.Workload == f.Object || e.Service == f.Object)
+}
+
 // ListEvents returns the kept events, oldest first, of one cluster when
 // cluster is not empty; at most limit of the newest when limit > 0.
 func (s *Store) ListEvents(ctx context.Context, cluster string, limit int) ([]fedapi.Event, error) {
+	return s.FindEvents(ctx, EventFilter{Cluster: cluster}, limit)
+}
+
+// FindEvents returns the kept events that f picks, oldest first; at most
+// limit of the newest when limit > 0.
+func (s *Store) FindEvents(ctx context.Context, f EventFilter, limit int) ([]fedapi.Event, error) {
 	resp, err := s.cli.Get(ctx, s.eventsDir(), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
 		return nil, fmt.Errorf("fedstore: list events: %w", err)
@@ -266,7 +282,7 @@ func (s *Store) ListEvents(ctx context.Context, cluster string, limit int) ([]fe
 		if err := json.Unmarshal(kv.Value, &e); err != nil {
 			return nil, fmt.Errorf("fedstore: decode event %s: %w", kv.Key, err)
 		}
-		if cluster == "" || e.Cluster == cluster {
+		if f.match(e) {
 			out = append(out, e)
 		}
 	}

@@ -122,3 +122,33 @@ func (c *Controller) Get(ctx context.Context, name string, events bool) (*persys
 	}
 	return c.view(ctx, v, events), nil
 }
+
+// History returns the rollout revisions kept by the member with the
+// largest share (the first by name among equals): members roll out one
+// template, each with its own history. Empty when no member answers.
+func (c *Controller) History(ctx context.Context, name string) (*persysv1.RolloutHistoryResponse, error) {
+	v, _, err := c.cfg.Store.GetService(ctx, name)
+	if err != nil {
+		return nil, notFound(err)
+	}
+	best := ""
+	for _, cl := range slices.Sorted(maps.Keys(v.Decision.Shares)) {
+		if best == "" || v.Decision.Shares[cl] > v.Decision.Shares[best] {
+			best = cl
+		}
+	}
+	if best == "" {
+		return &persysv1.RolloutHistoryResponse{}, nil
+	}
+	mc, err := c.pool.Client(ctx, best)
+	if err != nil {
+		return &persysv1.RolloutHistoryResponse{}, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+	h, err := mc.RolloutHistory(cctx, name)
+	if err != nil {
+		return &persysv1.RolloutHistoryResponse{}, nil
+	}
+	return h, nil
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/persys-dev/compute/internal/federation/fedsvc"
 	"github.com/persys-dev/compute/internal/federation/fedwork"
 	"github.com/persys-dev/compute/internal/federation/monitor"
+	"github.com/persys-dev/compute/internal/federation/relay"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
@@ -117,6 +118,8 @@ func Run(ctx context.Context, o Options) error {
 	defer work.Close()
 	svcs := fedsvc.New(fedsvc.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger})
 	defer svcs.Close()
+	rel := relay.New(relay.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger})
+	defer rel.Close()
 	h := api.New(api.Config{Store: st, Workloads: work, Services: svcs, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
 	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return st.Ready(ctx) }, o.Logger)
 	if err != nil {
@@ -141,11 +144,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	loops := make(chan struct{}, 3)
+	loops := make(chan struct{}, 4)
 	go func() { defer func() { loops <- struct{}{} }(); _ = mon.Run(ctx) }()
 	go func() { defer func() { loops <- struct{}{} }(); work.Run(ctx, interval(o.Interval)) }()
 	go func() { defer func() { loops <- struct{}{} }(); svcs.Run(ctx, interval(o.Interval)) }()
-	defer func() { cancel(); <-loops; <-loops; <-loops }()
+	go func() { defer func() { loops <- struct{}{} }(); rel.Run(ctx, interval(o.Interval)) }()
+	defer func() { cancel(); <-loops; <-loops; <-loops; <-loops }()
 
 	o.Logger.Info("federation listening", "addr", ln.Addr().String(), "data", dir)
 	fmt.Fprintf(o.Out, "persys federation is running\n  api   https://%s\n  data  %s\n\nPoint persysctl at it:\n  export PERSYSCTL_CONFIG=%s\n\n", ln.Addr(), dir, cfgPath)
