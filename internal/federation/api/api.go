@@ -18,6 +18,7 @@
 //	GET    /v1/services         federated services, progress added up over members
 //	GET    /v1/services/{name}  one, with the divisions and the members' events
 //	DELETE /v1/services/{name}  delete it at every member that holds it
+//	GET    /v1/nodes            every member's nodes, each labelled with its cluster
 //	GET    /v1/services/{name}/history  the rollout revisions of the member with the largest share
 //
 // Workload answers are the gateway's protobuf JSON, so persysctl reads
@@ -48,6 +49,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 
 	"github.com/persys-dev/compute/internal/federation/fedapi"
+	"github.com/persys-dev/compute/internal/federation/fednodes"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
 	"github.com/persys-dev/compute/internal/federation/fedsvc"
 	"github.com/persys-dev/compute/internal/federation/fedwork"
@@ -70,6 +72,8 @@ type Config struct {
 	Workloads *fedwork.Service
 	// Services serves the service routes; nil leaves them out.
 	Services *fedsvc.Controller
+	// Nodes serves GET /v1/nodes; nil leaves it out.
+	Nodes    *fednodes.Lister
 	Grace    time.Duration
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -122,6 +126,12 @@ func New(cfg Config) http.Handler {
 		a.route(mux, "GET /v1/services/{name}/history", pki.RoleViewer, a.serviceHistory)
 		a.route(mux, "POST /v1/services/{name}/{op...}", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
 			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation a service changes by applying its manifest again (spec.replicas to scale); rollout verbs go to a member")
+		})
+	}
+	if cfg.Nodes != nil {
+		a.route(mux, "GET /v1/nodes", pki.RoleViewer, a.listNodes)
+		a.route(mux, "GET /v1/nodes/{id...}", pki.RoleViewer, func(http.ResponseWriter, *http.Request) (any, int, error) {
+			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation nodes are listed only (get nodes); ask the member cluster for one node")
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -489,4 +499,15 @@ func (a *api) deleteService(_ http.ResponseWriter, r *http.Request) (any, int, e
 func (a *api) serviceHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	out, err := a.cfg.Services.History(r.Context(), r.PathValue("name"))
 	return out, http.StatusOK, err
+}
+
+func (a *api) listNodes(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	nodes, missed, err := a.cfg.Nodes.List(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, m := range missed {
+		a.cfg.Logger.Info("member nodes not listed", "err", m)
+	}
+	return &persysv1.ListNodesResponse{Nodes: nodes}, http.StatusOK, nil
 }

@@ -96,6 +96,12 @@ func TestJoin(t *testing.T) {
 		t.Fatalf("labels of an unknown cluster: %v, want 404", err)
 	}
 
+	// The member's nodes, named with their cluster.
+	nodes, err := fed.Admin.ListNodes(ctx)
+	if err != nil || len(nodes.GetNodes()) != 1 || nodes.GetNodes()[0].GetId() != "node-1" || nodes.GetNodes()[0].GetCapabilities().GetLabels()[fedapi.LabelCluster] != "east" {
+		t.Fatalf("nodes through the federation: %v, %v; want node-1 of east", nodes, err)
+	}
+
 	leave(t, fed)
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/api"
+	"github.com/persys-dev/compute/internal/federation/fednodes"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
 	"github.com/persys-dev/compute/internal/federation/fedsvc"
 	"github.com/persys-dev/compute/internal/federation/fedwork"
@@ -120,7 +121,9 @@ func Run(ctx context.Context, o Options) error {
 	defer svcs.Close()
 	rel := relay.New(relay.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger})
 	defer rel.Close()
-	h := api.New(api.Config{Store: st, Workloads: work, Services: svcs, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
+	nodes := fednodes.New(st, fedwork.Lookup(st), 0)
+	defer nodes.Close()
+	h := api.New(api.Config{Store: st, Workloads: work, Services: svcs, Nodes: nodes, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
 	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return st.Ready(ctx) }, o.Logger)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
