@@ -361,13 +361,13 @@ func (e *env) applyOnB() string {
 // the workload and six of the service on the engine. b then leaves.
 func (e *env) failover(name, svc string) {
 	t := e.t
-	waitWorkload(t, e.fdir, name, "c")
-	t.Logf("%s running on c %s after b was killed (failover grace 4s, probes every 1s)", name, time.Since(e.killedAt).Round(100*time.Millisecond))
 	waitFor(t, e.fed, "b's share of "+svc+" running on a and c", 90*time.Second, func() (bool, string) {
 		got := e.serviceContainers(svc)
 		return got["a"] == 3 && got["c"] == 3, fmt.Sprint(got)
 	})
-	t.Logf("FAILOVER service share of %s: 3 running on a and on c %s after b was killed (failover grace 4s, probes every 1s)", svc, time.Since(e.killedAt).Round(100*time.Millisecond))
+	t.Logf("service %s: b's share running on a and c (3 each) %s after b was killed (failover grace 4s, probes every 1s)", svc, time.Since(e.killedAt).Round(100*time.Millisecond))
+	waitWorkload(t, e.fdir, name, "c")
+	t.Logf("%s running on c %s after b was killed (failover grace 4s, probes every 1s)", name, time.Since(e.killedAt).Round(100*time.Millisecond))
 	// b's agent died with its process; its containers still run.
 	if n := containers(t, name); n != 2 {
 		t.Fatalf("%d containers of %s while b is down, want 2 (c's and the one b left)", n, name)
