@@ -18,6 +18,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
+	"github.com/persys-dev/compute/internal/testutil/devproc"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
 	"github.com/persys-dev/compute/internal/testutil/images"
 )
@@ -32,18 +33,18 @@ import (
 // engine.
 func TestMembers(t *testing.T) {
 	docker, _ := images.HelloImage(t) // built before the clusters start
-	b := build(t)
+	b := devproc.Build(t)
 	a, bm, c := startMember(t, b, "a", docker), startMember(t, b, "b", docker), startMember(t, b, "c", docker)
-	a.waitReady(t)
-	bm.waitReady(t)
-	c.waitReady(t)
+	a.WaitReady(t)
+	bm.WaitReady(t)
+	c.WaitReady(t)
 
 	fdir, metrics := t.TempDir(), freeport.Addr(t, "127.0.0.1")
 	e := &env{t: t, b: b, a: a, bm: bm, c: c, fdir: fdir, fcfg: filepath.Join(fdir, "persysctl.yaml"), ids: map[*member]string{}}
 	e.fedArgs = []string{"federation", "--data-dir", fdir, "--listen", freeport.Addr(t, "127.0.0.1"),
 		"--metrics-listen", metrics, "--probe-interval", "1s", "--grace", "6s", "--probe-timeout", "2s"}
-	e.fed = start(t, "persys federation", b.persys, e.fedArgs...)
-	waitFor(t, e.fed, "the federation API", 60*time.Second, func() (bool, string) {
+	e.fed = devproc.Start(t, "persys federation", b.Persys, e.fedArgs...)
+	devproc.WaitFor(t, e.fed, "the federation API", 60*time.Second, func() (bool, string) {
 		out, err := e.ctl("get", "clusters")
 		return err == nil && strings.Contains(out, "No clusters."), out
 	})
@@ -51,8 +52,8 @@ func TestMembers(t *testing.T) {
 	// The identity each member issues to the federation, through the
 	// member's own gateway (its CA signs a request made here).
 	for _, m := range []*member{a, bm, c} {
-		e.ids[m] = filepath.Join(m.dir, "fedid")
-		must(t, b.persysctl, "--config", m.config(), "user", "issue", "federation", "--role", "operator", "--out", e.ids[m])
+		e.ids[m] = filepath.Join(m.Dir, "fedid")
+		must(t, b.Persysctl, "--config", m.Config(), "user", "issue", "federation", "--role", "operator", "--out", e.ids[m])
 	}
 	e.badJoins()
 	for _, j := range []struct {
@@ -81,9 +82,9 @@ func TestMembers(t *testing.T) {
 // env is one federation in front of members a, b and c.
 type env struct {
 	t        *testing.T
-	b        bins
+	b        devproc.Bins
 	a, bm, c *member
-	fed      *proc
+	fed      *devproc.Proc
 	fdir     string
 	fcfg     string
 	ids      map[*member]string
@@ -93,14 +94,14 @@ type env struct {
 }
 
 func (e *env) ctl(args ...string) (string, error) {
-	return run(e.b.persysctl, append([]string{"--config", e.fcfg}, args...)...)
+	return devproc.Run(e.b.Persysctl, append([]string{"--config", e.fcfg}, args...)...)
 }
 
 func (e *env) join(name string, m *member, extra ...string) (string, error) {
-	args := []string{"federation", "join", name, "--config", e.fcfg, "--gateway", "https://" + m.gateway,
+	args := []string{"federation", "join", name, "--config", e.fcfg, "--gateway", "https://" + m.Gateway,
 		"--ca", filepath.Join(e.ids[m], "federation-ca.crt"),
 		"--cert", filepath.Join(e.ids[m], "federation.crt"), "--key", filepath.Join(e.ids[m], "federation.key")}
-	return run(e.b.persys, append(args, extra...)...)
+	return devproc.Run(e.b.Persys, append(args, extra...)...)
 }
 
 // badJoins: each refused, naming the field; nothing stored.
@@ -116,7 +117,7 @@ func (e *env) badJoins() {
 		{"wrong CA", []string{"--ca", filepath.Join(e.ids[bm], "federation-ca.crt")}, "a", []string{"ca:", "does not verify"}},
 		{"expired identity", []string{"--cert", expCert, "--key", expKey}, "a", []string{"cert:", "expired"}},
 		{"identity of another member", []string{"--cert", filepath.Join(e.ids[bm], "federation.crt"), "--key", filepath.Join(e.ids[bm], "federation.key")}, "a", []string{"cert:", "refused"}},
-		{"plain http gateway", []string{"--gateway", "http://" + a.gateway}, "a", []string{"gateway:", "https://"}},
+		{"plain http gateway", []string{"--gateway", "http://" + a.Gateway}, "a", []string{"gateway:", "https://"}},
 		{"gateway not listening", []string{"--gateway", "https://" + freeport.Addr(t, "127.0.0.1")}, "a", []string{"gateway:", "cannot reach"}},
 		{"name not a DNS label", nil, "A_1", []string{"name:", "DNS label"}},
 	}
@@ -162,7 +163,7 @@ func (e *env) checkReady(metrics string) []fedapi.Cluster {
 	if metricsBody(t, metrics, "/healthz") != "ok\n" {
 		t.Fatal("federation /healthz is not ok")
 	}
-	waitFor(t, e.fed, "three ready members in /metrics", 30*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, e.fed, "three ready members in /metrics", 30*time.Second, func() (bool, string) {
 		body := metricsBody(t, metrics, "/metrics")
 		return strings.Contains(body, `persys_federation_members{state="Ready"} 3`), ""
 	})
@@ -173,9 +174,9 @@ func (e *env) checkReady(metrics string) []fedapi.Cluster {
 // a stays ready.
 func (e *env) killB() {
 	t := e.t
-	e.bm.kill()
+	e.bm.Kill()
 	e.killedAt = time.Now()
-	waitFor(t, e.fed, "b lost", 60*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, e.fed, "b lost", 60*time.Second, func() (bool, string) {
 		for _, c := range clusters(t, e.ctl) {
 			if c.Name != "b" && c.Health.State != fedapi.StateReady {
 				t.Fatalf("%s is %s while b is down: %+v", c.Name, c.Health.State, c.Health)
@@ -238,7 +239,7 @@ func metricsBody(t *testing.T, addr, path string) string {
 // 60% of a member's CPU: the first runs on a, the second does not fit
 // there and runs on b, each with exactly one container on the engine;
 // then both are deleted through the federation.
-func offload(t *testing.T, b bins, fdir string, ctl func(...string) (string, error), members []fedapi.Cluster) {
+func offload(t *testing.T, b devproc.Bins, fdir string, ctl func(...string) (string, error), members []fedapi.Cluster) {
 	t.Helper()
 	_, image := images.HelloImage(t)
 	cpu := members[0].Health.CPUCapacityMillis * 6 / 10
@@ -279,7 +280,7 @@ func offload(t *testing.T, b bins, fdir string, ctl func(...string) (string, err
 			t.Fatalf("delete %s: %v\n%s", name, err, out)
 		}
 	}
-	waitFor(t, nil, "no containers of the two workloads", 60*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, nil, "no containers of the two workloads", 60*time.Second, func() (bool, string) {
 		n1, n2 := containers(t, w1), containers(t, w2)
 		return n1+n2 == 0, fmt.Sprintf("%d and %d", n1, n2)
 	})
@@ -289,7 +290,7 @@ func offload(t *testing.T, b bins, fdir string, ctl func(...string) (string, err
 func waitWorkload(t *testing.T, fcfg, name, cluster string) {
 	t.Helper()
 	c := fedClient(t, filepath.Join(fcfg, "persysctl.yaml"))
-	waitFor(t, nil, name+" running on "+cluster, 90*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, nil, name+" running on "+cluster, 90*time.Second, func() (bool, string) {
 		v, err := c.GetWorkload(context.Background(), name, false)
 		if err != nil {
 			return false, err.Error()
@@ -361,7 +362,7 @@ func (e *env) applyOnB() string {
 // the workload and six of the service on the engine. b then leaves.
 func (e *env) failover(name, svc string) {
 	t := e.t
-	waitFor(t, e.fed, "b's share of "+svc+" running on a and c", 90*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, e.fed, "b's share of "+svc+" running on a and c", 90*time.Second, func() (bool, string) {
 		got := e.serviceContainers(svc)
 		return got["a"] == 3 && got["c"] == 3, fmt.Sprint(got)
 	})
@@ -380,14 +381,14 @@ func (e *env) failover(name, svc string) {
 	if err != nil || !strings.Contains(out, "FederationSpread") || !strings.Contains(out, "past the failover grace") || !strings.Contains(out, "shares a=3,c=3") {
 		t.Fatalf("describe service %s does not say where its replicas went and why: %v\n%s", svc, err, out)
 	}
-	e.bm.restart(t)
-	e.bm.waitReady(t)
-	waitFor(t, e.fed, "one container of "+name+" once b is back", 90*time.Second, func() (bool, string) {
+	e.bm.Restart(t)
+	e.bm.WaitReady(t)
+	devproc.WaitFor(t, e.fed, "one container of "+name+" once b is back", 90*time.Second, func() (bool, string) {
 		n := containers(t, name)
 		return n == 1, fmt.Sprintf("%d containers", n)
 	})
 	waitWorkload(t, e.fdir, name, "c")
-	waitFor(t, e.fed, svc+" back to 2/2/2 once b is back", 90*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, e.fed, svc+" back to 2/2/2 once b is back", 90*time.Second, func() (bool, string) {
 		got := e.serviceContainers(svc)
 		return got["a"] == 2 && got["b"] == 2 && got["c"] == 2 && got["all"] == 6, fmt.Sprint(got)
 	})
@@ -397,11 +398,11 @@ func (e *env) failover(name, svc string) {
 	if out, err := e.ctl("delete", "service", svc); err != nil {
 		t.Fatalf("delete service %s: %v\n%s", svc, err, out)
 	}
-	waitFor(t, nil, "no container of "+name+" or "+svc, 60*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, nil, "no container of "+name+" or "+svc, 60*time.Second, func() (bool, string) {
 		n, got := containers(t, name), e.serviceContainers(svc)
 		return n == 0 && got["all"] == 0, fmt.Sprintf("%d containers, service %v", n, got)
 	})
-	if out, err := run(e.b.persys, "federation", "leave", "b", "--config", e.fcfg); err != nil {
+	if out, err := devproc.Run(e.b.Persys, "federation", "leave", "b", "--config", e.fcfg); err != nil {
 		t.Fatalf("leave b: %v\n%s", err, out)
 	}
 	if list := clusters(t, e.ctl); len(list) != 2 || list[0].Name != "a" || list[1].Name != "c" {
@@ -414,9 +415,9 @@ func (e *env) failover(name, svc string) {
 // and the workload is not placed again.
 func (e *env) crashFederation(name string) {
 	t := e.t
-	e.fed.kill()
-	e.fed = start(t, "persys federation (restarted)", e.b.persys, e.fedArgs...)
-	waitFor(t, e.fed, "the three members ready after the restart", 60*time.Second, func() (bool, string) {
+	e.fed.Kill()
+	e.fed = devproc.Start(t, "persys federation (restarted)", e.b.Persys, e.fedArgs...)
+	devproc.WaitFor(t, e.fed, "the three members ready after the restart", 60*time.Second, func() (bool, string) {
 		out, err := e.ctl("get", "clusters")
 		return err == nil && strings.Count(out, " Ready ") == 3, out
 	})
@@ -522,7 +523,7 @@ func (e *env) applyService() string {
 	if out, err := e.ctl("apply", "-f", file); err != nil || !strings.Contains(out, "service/"+name+" created") {
 		t.Fatalf("apply service %s through the federation: %v\n%s", name, err, out)
 	}
-	waitFor(t, e.fed, name+" spread 2/2/2", 90*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, e.fed, name+" spread 2/2/2", 90*time.Second, func() (bool, string) {
 		got := e.serviceContainers(name)
 		return got["a"] == 2 && got["b"] == 2 && got["c"] == 2 && got["all"] == 6, fmt.Sprint(got)
 	})
@@ -531,9 +532,9 @@ func (e *env) applyService() string {
 		t.Fatalf("get services through the federation: %v\n%s", err, out)
 	}
 	// The members' events come through the federation with their cluster.
-	waitFor(t, e.fed, "member events relayed with the cluster named", 30*time.Second, func() (bool, string) {
+	devproc.WaitFor(t, e.fed, "member events relayed with the cluster named", 30*time.Second, func() (bool, string) {
 		out, err := e.ctl("events")
-		return err == nil && strings.Contains(out, fmt.Sprintf("c/fed-c-%d", os.Getpid())), tail(out, 5)
+		return err == nil && strings.Contains(out, fmt.Sprintf("c/fed-c-%d", os.Getpid())), devproc.Tail(out, 5)
 	})
 	return name
 }
