@@ -485,15 +485,19 @@ func (e *env) badPlacements() {
 	}
 }
 
-// selector: a workload placed by clusterSelector region=us runs on c,
-// the one member labelled so.
+// selector: c is labelled tier=gold after its join; a workload placed by
+// clusterSelector region=us, tier=gold runs on c, the one member
+// labelled so.
 func (e *env) selector() {
 	t := e.t
+	if out, err := devproc.Run(e.b.Persys, "federation", "label", "c", "tier=gold", "--config", e.fcfg); err != nil || !strings.Contains(out, "region=us,tier=gold") {
+		t.Fatalf("label c: %v\n%s", err, out)
+	}
 	_, image := images.HelloImage(t)
 	name := fmt.Sprintf("fedsel-%d", os.Getpid())
 	file := filepath.Join(t.TempDir(), "sel.yaml")
 	body := fmt.Sprintf("apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: %s\nspec:\n  type: container\n  desiredState: running\n"+
-		"  container:\n    image: %s\n  resources:\n    cpu: 100m\n    memory: 16Mi\nplacement:\n  clusterSelector:\n    region: us\n", name, image)
+		"  container:\n    image: %s\n  resources:\n    cpu: 100m\n    memory: 16Mi\nplacement:\n  clusterSelector:\n    region: us\n    tier: gold\n", name, image)
 	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,12 @@
 // Package fedplace owns the federation's placement rules, as pure
 // functions over what the store holds: checking a placement block against
-// the members, choosing the member for a revision (fill: the first
-// reachable cluster in preference order that has not refused it), and
-// reading a member's answer as a refusal for capacity (the member's own
-// placement found no node that fits). No I/O, no clock.
+// the members (names or a label selector, strategy, weights or counts,
+// failover), resolving it to member clusters, choosing the member of a
+// workload's revision (fill: the first reachable cluster in preference
+// order that has not refused it), dividing a service's replicas among
+// members (spread, with failover of a lost member's share), and reading a
+// member's answer as a refusal for capacity (the member's own placement
+// found no node that fits). No I/O, no clock.
 package fedplace
 
 import (
