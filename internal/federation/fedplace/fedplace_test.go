@@ -2,6 +2,8 @@ package fedplace_test
 
 import (
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -228,5 +230,81 @@ func TestSpread(t *testing.T) {
 				t.Fatalf("shares %v add up to %d, want %d", got, sum, tc.replicas)
 			}
 		})
+	}
+}
+
+// TestSpreadProperties checks, over seeded random placements and
+// health, the rules a division must keep: the shares add up to the
+// replicas, a cluster past its failover grace gets none, a cluster
+// outside the placement or weighing nothing gets none, and with nobody
+// out the counts are kept exactly.
+func TestSpreadProperties(t *testing.T) {
+	rng := rand.New(rand.NewPCG(21, 7))
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	names := []string{"a", "b", "c", "d", "e"}
+	for i := range 2000 {
+		p := fedapi.Placement{Failover: &fedapi.Failover{Grace: "5s"}}
+		for _, n := range names[:1+rng.IntN(len(names))] {
+			p.Clusters = append(p.Clusters, n)
+		}
+		replicas := rng.IntN(50)
+		health := map[string]fedapi.Health{}
+		for _, c := range p.Clusters {
+			if rng.IntN(4) == 0 {
+				health[c] = fedapi.Health{State: fedapi.StateLost, LastContact: now.Add(-time.Minute)}
+			} else {
+				health[c] = fedapi.Health{State: fedapi.StateReady, LastContact: now}
+			}
+		}
+		switch rng.IntN(3) {
+		case 1:
+			p.Weights = map[string]int{}
+			for _, c := range p.Clusters {
+				p.Weights[c] = rng.IntN(4)
+			}
+		case 2:
+			p.Counts = map[string]int{}
+			left := replicas
+			for j, c := range p.Clusters {
+				n := left
+				if j < len(p.Clusters)-1 {
+					n = rng.IntN(left + 1)
+				}
+				p.Counts[c], left = n, left-n
+			}
+		}
+		shares, reason, ok := fedplace.Spread(p, replicas, health, now)
+		if !ok {
+			continue
+		}
+		sum, anyOut := 0, false
+		for c, n := range shares {
+			sum += n
+			if n <= 0 {
+				t.Fatalf("case %d: share %d for %s kept: %v", i, n, c, shares)
+			}
+			if health[c].State == fedapi.StateLost {
+				t.Fatalf("case %d: lost cluster %s got %d (%s)", i, c, n, reason)
+			}
+			if !slices.Contains(p.Clusters, c) {
+				t.Fatalf("case %d: %s is not in the placement: %v", i, c, shares)
+			}
+			if p.Weights != nil && p.Weights[c] == 0 {
+				t.Fatalf("case %d: %s weighs nothing and got %d", i, c, n)
+			}
+		}
+		if sum != replicas {
+			t.Fatalf("case %d: shares %v add up to %d, want %d", i, shares, sum, replicas)
+		}
+		for _, c := range p.Clusters {
+			anyOut = anyOut || health[c].State == fedapi.StateLost
+		}
+		if p.Counts != nil && !anyOut {
+			for _, c := range p.Clusters {
+				if shares[c] != p.Counts[c] {
+					t.Fatalf("case %d: counts %v not kept: %v", i, p.Counts, shares)
+				}
+			}
+		}
 	}
 }
