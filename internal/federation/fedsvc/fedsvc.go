@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -53,13 +54,16 @@ type Config struct {
 	Logger      *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Registry receives the metrics; nil keeps them unregistered.
+	Registry prometheus.Registerer
 }
 
 // Controller serves federated services. Safe for concurrent use;
 // Reconcile must not run concurrently with itself.
 type Controller struct {
-	cfg  Config
-	pool *member.Pool
+	cfg     Config
+	pool    *member.Pool
+	metrics *metrics
 }
 
 // New returns a Controller.
@@ -73,7 +77,7 @@ func New(cfg Config) *Controller {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Controller{cfg: cfg, pool: member.NewPool(cfg.Lookup, cfg.Now)}
+	return &Controller{cfg: cfg, pool: member.NewPool(cfg.Lookup, cfg.Now), metrics: newMetrics(cfg.Registry)}
 }
 
 // Close releases the member connections.
@@ -209,6 +213,7 @@ func (c *Controller) decide(ctx context.Context, name string, mjson []byte, repl
 	if _, err := c.cfg.Store.PutService(ctx, v, rev); err != nil {
 		return v, "", err
 	}
+	c.metrics.divisions.WithLabelValues(causeApply).Inc()
 	c.event(ctx, v, fmt.Sprintf("replicas divided at federation revision %d: %s", v.Revision, v.Decision.Reason))
 	return v, result, nil
 }
@@ -311,6 +316,7 @@ func (c *Controller) send(ctx context.Context, v fedstore.Service, cluster strin
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
 	_, err = mc.ApplyService(cctx, body)
+	c.metrics.call("apply", err)
 	return err
 }
 
@@ -324,10 +330,12 @@ func (c *Controller) deleteAt(ctx context.Context, cluster, name string) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
 	defer cancel()
-	if err := mc.DeleteService(cctx, name); err != nil && !client.IsNotFound(err) {
-		return err
+	err = mc.DeleteService(cctx, name)
+	if client.IsNotFound(err) {
+		err = nil
 	}
-	return nil
+	c.metrics.call("delete", err)
+	return err
 }
 
 // update applies change to the stored service until it commits; change

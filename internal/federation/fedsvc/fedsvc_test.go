@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
 	"github.com/persys-dev/compute/internal/federation/fedplace"
@@ -41,6 +43,7 @@ type env struct {
 	members map[string]*fedtest.Member
 	fed     *fedtest.Federation
 	ctl     *fedsvc.Controller
+	reg     *prometheus.Registry
 }
 
 func start(t *testing.T) *env {
@@ -55,7 +58,8 @@ func start(t *testing.T) *env {
 			t.Fatal(err)
 		}
 	}
-	e.ctl = fedsvc.New(fedsvc.Config{Store: e.fed.Store, Lookup: fedwork.Lookup(e.fed.Store)})
+	e.reg = prometheus.NewRegistry()
+	e.ctl = fedsvc.New(fedsvc.Config{Store: e.fed.Store, Lookup: fedwork.Lookup(e.fed.Store), Registry: e.reg})
 	t.Cleanup(e.ctl.Close)
 	return e
 }
@@ -87,6 +91,29 @@ func (e *env) shares(t *testing.T, name string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// divisions reads persys_federation_service_divisions_total by cause.
+func (e *env) divisions(t *testing.T) map[string]float64 {
+	t.Helper()
+	fams, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "persys_federation_service_divisions_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cause" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
 
 func (e *env) setHealth(t *testing.T, cluster string, state fedapi.State, lastContact time.Time) {
@@ -159,6 +186,9 @@ func TestSpreadFailover(t *testing.T) {
 		got := e.shares(t, "web")
 		return got == "a=2,b=2,c=2", got
 	})
+	if got := e.divisions(t); got["apply"] != 1 || got["health"] != 2 {
+		t.Fatalf("divisions by cause %v; want apply 1 (the create) and health 2 (b out, b back)", got)
+	}
 	v, _, _ = e.fed.Store.GetService(ctx, "web")
 	if len(v.History) != 3 || v.Revision != 1 {
 		t.Fatalf("history %+v at revision %d; want three divisions of revision 1", v.History, v.Revision)

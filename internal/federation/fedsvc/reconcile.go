@@ -74,6 +74,7 @@ func (c *Controller) reconcileOne(ctx context.Context, v fedstore.Service, rev i
 			return err
 		}
 		if moved.Name != "" {
+			c.metrics.divisions.WithLabelValues(causeHealth).Inc()
 			c.event(ctx, moved, "replicas divided again: "+moved.Decision.Reason)
 		}
 	}

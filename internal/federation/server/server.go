@@ -117,7 +117,7 @@ func Run(ctx context.Context, o Options) error {
 	mon := monitor.New(monitor.Config{Store: st, Interval: o.Interval, Grace: o.Grace, Timeout: o.ProbeTimeout, Logger: o.Logger, Registry: reg})
 	work := fedwork.New(fedwork.Config{Store: st, Logger: o.Logger})
 	defer work.Close()
-	svcs := fedsvc.New(fedsvc.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger})
+	svcs := fedsvc.New(fedsvc.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger, Registry: reg})
 	defer svcs.Close()
 	rel := relay.New(relay.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger})
 	defer rel.Close()
