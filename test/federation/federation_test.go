@@ -246,6 +246,7 @@ func offload(t *testing.T, b devproc.Bins, fdir string, ctl func(...string) (str
 	dir := t.TempDir()
 	// Names of this process only: other tests may share the engine.
 	w1, w2 := fmt.Sprintf("fed1-%d", os.Getpid()), fmt.Sprintf("fed2-%d", os.Getpid())
+	var applied time.Time
 	for _, name := range []string{w1, w2} {
 		file := filepath.Join(dir, name+".yaml")
 		body := fmt.Sprintf("apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: %s\nspec:\n  type: container\n  desiredState: running\n"+
@@ -253,6 +254,7 @@ func offload(t *testing.T, b devproc.Bins, fdir string, ctl func(...string) (str
 		if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		applied = time.Now()
 		if out, err := ctl("apply", "-f", file); err != nil || !strings.Contains(out, "workload/"+name+" created") {
 			t.Fatalf("apply %s through the federation: %v\n%s", name, err, out)
 		}
@@ -261,6 +263,7 @@ func offload(t *testing.T, b devproc.Bins, fdir string, ctl func(...string) (str
 		}
 	}
 	waitWorkload(t, fdir, w2, "b")
+	t.Logf("%s offloaded: running on b %s after its apply", w2, time.Since(applied).Round(100*time.Millisecond))
 	table, err := ctl("get", "workloads")
 	if err != nil {
 		t.Fatal(err)
