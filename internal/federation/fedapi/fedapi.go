@@ -127,7 +127,8 @@ const (
 	EventOffloaded = "Offloaded"
 	EventFailover  = "FailedOver"
 	// Service events: its replicas divided anew among the members (at
-	// apply, a failover of a member's share, or its return).
+	// apply, a failover of a member's share, or its return); Cluster is
+	// empty, the message names the shares.
 	EventSpread = "Spread"
 )
 

@@ -357,7 +357,7 @@ func (c *Controller) update(ctx context.Context, name string, change func(*fedst
 }
 
 func (c *Controller) event(ctx context.Context, v fedstore.Service, msg string) {
-	e := fedapi.Event{Time: c.cfg.Now().UTC(), Type: fedapi.EventSpread, Cluster: fedplace.FormatShares(v.Decision.Shares), Service: v.Name, Message: msg}
+	e := fedapi.Event{Time: c.cfg.Now().UTC(), Type: fedapi.EventSpread, Service: v.Name, Message: msg}
 	if err := c.cfg.Store.AddEvent(ctx, e); err != nil {
 		c.cfg.Logger.Warn("event not written", "service", v.Name, "err", err)
 	}
