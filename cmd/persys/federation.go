@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -71,14 +72,17 @@ func newFederationCommand() *cobra.Command {
 	f.DurationVar(&o.Grace, "grace", monitor.DefaultGrace, "a member not reached for this long is Lost")
 	f.DurationVar(&o.ProbeTimeout, "probe-timeout", monitor.DefaultTimeout, "time allowed to one probe")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	cmd.AddCommand(newFederationJoinCommand(), newFederationLeaveCommand())
+	cmd.AddCommand(newFederationJoinCommand(), newFederationLeaveCommand(), newFederationLabelCommand())
 	return cmd
 }
 
 func newFederationJoinCommand() *cobra.Command {
-	var configPath, gateway, ca, cert, key string
+	var (
+		configPath, gateway, ca, cert, key string
+		labels                             []string
+	)
 	cmd := &cobra.Command{
-		Use:   "join CLUSTER --gateway URL --ca FILE --cert FILE --key FILE",
+		Use:   "join CLUSTER --gateway URL --ca FILE --cert FILE --key FILE [--label KEY=VALUE]...",
 		Short: "Add a member cluster, reached at its gateway with an identity its CA issued to the federation",
 		Long: "join sends the member's gateway URL, its CA bundle and the identity the member issued to the federation " +
 			"(on the member: `persysctl user issue federation --role operator`, or `persys ca issue-user`) to the " +
@@ -89,6 +93,14 @@ func newFederationJoinCommand() *cobra.Command {
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := fedapi.JoinRequest{Name: args[0], Gateway: gateway}
+			set, remove, err := parseLabelArgs(labels)
+			if err != nil {
+				return fmt.Errorf("--label %w", err)
+			}
+			if len(remove) > 0 {
+				return fmt.Errorf("--label %q: want KEY=VALUE", remove[0]+"-")
+			}
+			req.Labels = set
 			for _, f := range []struct {
 				flag, path string
 				dst        *string
@@ -122,7 +134,72 @@ func newFederationJoinCommand() *cobra.Command {
 	f.StringVar(&ca, "ca", "", "the member's CA bundle, PEM (required)")
 	f.StringVar(&cert, "cert", "", "the certificate the member issued to the federation, PEM (required)")
 	f.StringVar(&key, "key", "", "its private key, PEM (required)")
+	f.StringArrayVar(&labels, "label", nil, "a label of the member, KEY=VALUE (repeat the flag); placements select members by labels (clusterSelector)")
 	return cmd
+}
+
+func newFederationLabelCommand() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "label CLUSTER KEY=VALUE... | KEY-...",
+		Short: "Set (KEY=VALUE) or remove (KEY-) labels of a member cluster",
+		Long: "label changes the labels the federation keeps for a member; placements with a clusterSelector " +
+			"see the change at their next decision (a new apply, a failover), not at once.",
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			set, remove, err := parseLabelArgs(args[1:])
+			if err != nil {
+				return err
+			}
+			c, err := federationClient(configPath)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out, err := c.LabelCluster(cmd.Context(), args[0], fedapi.LabelsRequest{Set: set, Remove: remove})
+			if err != nil {
+				return joinError(err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster %s labelled: %s\n", out.Name, orDash(formatLabels(out.Labels)))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&configPath, "config", "", "the federation's persysctl config (default $"+client.EnvConfig+")")
+	return cmd
+}
+
+// parseLabelArgs reads KEY=VALUE (set) and KEY- (remove) arguments.
+func parseLabelArgs(args []string) (set map[string]string, remove []string, err error) {
+	for _, a := range args {
+		if k, v, ok := strings.Cut(a, "="); ok {
+			if k == "" {
+				return nil, nil, fmt.Errorf("%q: empty key", a)
+			}
+			if set == nil {
+				set = map[string]string{}
+			}
+			set[k] = v
+			continue
+		}
+		if k, ok := strings.CutSuffix(a, "-"); ok && k != "" {
+			remove = append(remove, k)
+			continue
+		}
+		return nil, nil, fmt.Errorf("%q: want KEY=VALUE to set or KEY- to remove", a)
+	}
+	return set, remove, nil
+}
+
+func formatLabels(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for i, k := range keys {
+		keys[i] = k + "=" + m[k]
+	}
+	return strings.Join(keys, ",")
 }
 
 func newFederationLeaveCommand() *cobra.Command {

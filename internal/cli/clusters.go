@@ -13,10 +13,12 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
+	"github.com/persys-dev/compute/internal/manifest"
 )
 
-// Member clusters of a federation and its workloads: `persysctl get
-// clusters` and `get workloads` with the federation's persysctl config.
+// Member clusters of a federation, its workloads and the members' nodes:
+// `persysctl get clusters`, `get workloads` and `get nodes` with the
+// federation's persysctl config.
 
 func isClustersKind(arg string) bool {
 	switch strings.ToLower(arg) {
@@ -68,7 +70,7 @@ func printClusters(w io.Writer, format string, list []fedapi.Cluster, now time.T
 	tw := newTable(w)
 	head := []string{"NAME", "STATE", "REACHABLE", "LEADER", "NODES", "CPU", "MEMORY", "WORKLOADS", "LAST CONTACT"}
 	if format == FormatWide {
-		head = append(head, "GATEWAY", "IDENTITY", "LAST ERROR")
+		head = append(head, "LABELS", "GATEWAY", "IDENTITY", "LAST ERROR")
 	}
 	row(tw, "", head...)
 	for _, c := range list {
@@ -81,7 +83,7 @@ func printClusters(w io.Writer, format string, list []fedapi.Cluster, now time.T
 			fmt.Sprint(h.Workloads), sinceCell(now, h.LastContact),
 		}
 		if format == FormatWide {
-			cells = append(cells, c.Gateway, c.Identity, orNone(h.LastError))
+			cells = append(cells, orNone(joinMap(c.Labels)), c.Gateway, c.Identity, orNone(h.LastError))
 		}
 		row(tw, "", cells...)
 	}
@@ -140,6 +142,36 @@ func printFederatedWorkloads(w io.Writer, views []*persysv1.WorkloadView, now ti
 			strconv.FormatUint(wl.GetRevision(), 10),
 			enumName(v.GetStatus().GetReason()),
 			age(now, wl.GetCreatedAt()),
+		)
+	}
+	return tw.Flush()
+}
+
+// federatedNodes reports whether the nodes came through a federation:
+// each carries its member cluster among its labels.
+func federatedNodes(nodes []*persysv1.Node) bool {
+	for _, n := range nodes {
+		if n.GetCapabilities().GetLabels()[fedapi.LabelCluster] == "" {
+			return false
+		}
+	}
+	return len(nodes) > 0
+}
+
+// printFederatedNodes is the node table with the member cluster first.
+func printFederatedNodes(w io.Writer, nodes []*persysv1.Node, now time.Time) error {
+	tw := newTable(w)
+	row(tw, "", "CLUSTER", "ID", "STATE", "CPU", "MEM", "RUNTIMES", "AGE")
+	for _, n := range nodes {
+		capa, alloc := n.GetCapabilities().GetCapacity(), n.GetAllocated()
+		row(tw, "",
+			n.GetCapabilities().GetLabels()[fedapi.LabelCluster],
+			n.GetId(),
+			nodeState(n),
+			manifest.FormatCPU(alloc.GetCpuMillis())+"/"+manifest.FormatCPU(capa.GetCpuMillis()),
+			humanBytes(alloc.GetMemoryBytes())+"/"+humanBytes(capa.GetMemoryBytes()),
+			runtimes(n),
+			age(now, n.GetRegisteredAt()),
 		)
 	}
 	return tw.Flush()

@@ -133,6 +133,9 @@ func printNodes(w io.Writer, format string, nodes []*persysv1.Node, now time.Tim
 	case FormatWide:
 		return printNodesWide(w, nodes, now)
 	}
+	if federatedNodes(nodes) {
+		return printFederatedNodes(w, nodes, now) // through a federation (clusters.go)
+	}
 	return printNodesTable(w, nodes, now)
 }
 

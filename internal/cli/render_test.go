@@ -5,12 +5,14 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/federation/fedapi"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -391,4 +393,27 @@ func fixtureLivenessFailed() *persysv1.WorkloadView {
 	v.Status.HealthCheck = "liveness"
 	v.Status.HealthOutput = "exit code 1: broken"
 	return v
+}
+
+func TestFederatedNodesTable(t *testing.T) {
+	nodes := []*persysv1.Node{
+		{Id: "n1", State: persysv1.NodeState_NODE_STATE_READY, Capabilities: &persysv1.NodeCapabilities{Labels: map[string]string{fedapi.LabelCluster: "east"}}},
+		{Id: "n1", State: persysv1.NodeState_NODE_STATE_READY, Capabilities: &persysv1.NodeCapabilities{Labels: map[string]string{fedapi.LabelCluster: "west"}}},
+	}
+	var b bytes.Buffer
+	if err := printNodes(&b, "", nodes, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CLUSTER") || !strings.HasPrefix(lines[1], "east") || !strings.HasPrefix(lines[2], "west") {
+		t.Fatalf("federated nodes table:\n%s", b.String())
+	}
+	// A member's own nodes carry no cluster label: no CLUSTER column.
+	b.Reset()
+	if err := printNodes(&b, "", []*persysv1.Node{{Id: "n1"}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "CLUSTER") {
+		t.Fatalf("a member's nodes table has a CLUSTER column:\n%s", b.String())
+	}
 }

@@ -69,6 +69,15 @@ func (c *Client) GetCluster(ctx context.Context, name string) (*fedapi.Cluster, 
 	return out, nil
 }
 
+// LabelCluster sets and removes labels of a member.
+func (c *Client) LabelCluster(ctx context.Context, name string, req fedapi.LabelsRequest) (*fedapi.Cluster, error) {
+	out := &fedapi.Cluster{}
+	if err := c.doJSON(ctx, http.MethodPost, clusterPath(name)+"/labels", nil, req, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LeaveCluster removes a member from the federation.
 func (c *Client) LeaveCluster(ctx context.Context, name string) error {
 	return c.doJSON(ctx, http.MethodDelete, clusterPath(name), nil, nil, nil)

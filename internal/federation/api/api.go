@@ -7,11 +7,19 @@
 //	POST   /v1/clusters         join a member (fedapi.JoinRequest)
 //	GET    /v1/clusters/{name}  one member
 //	DELETE /v1/clusters/{name}  remove a member (nothing changes at the member)
-//	GET    /v1/events           member events (?cluster=NAME&limit=N)
+//	POST   /v1/clusters/{name}/labels  set and remove a member's labels (fedapi.LabelsRequest)
+//	GET    /v1/events           the federation's events and the members' relayed ones (?cluster=NAME&workload=NAME&limit=N);
+//	                            the body also decodes as the gateway's event list
 //	POST   /v1/workloads        apply a federated workload (a manifest with a placement block)
 //	GET    /v1/workloads        federated workloads as their members show them
 //	GET    /v1/workloads/{name} one, with the federation's decisions among its events
 //	DELETE /v1/workloads/{name} delete it at every member that may hold it
+//	POST   /v1/services         apply a federated service (replicas divided among members)
+//	GET    /v1/services         federated services, progress added up over members
+//	GET    /v1/services/{name}  one, with the divisions and the members' events
+//	DELETE /v1/services/{name}  delete it at every member that holds it
+//	GET    /v1/nodes            every member's nodes, each labelled with its cluster
+//	GET    /v1/services/{name}/history  the rollout revisions of the member with the largest share
 //
 // Workload answers are the gateway's protobuf JSON, so persysctl reads
 // them unchanged; each view carries the fedapi.LabelCluster label.
@@ -41,7 +49,9 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 
 	"github.com/persys-dev/compute/internal/federation/fedapi"
+	"github.com/persys-dev/compute/internal/federation/fednodes"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedsvc"
 	"github.com/persys-dev/compute/internal/federation/fedwork"
 	"github.com/persys-dev/compute/internal/federation/health"
 	"github.com/persys-dev/compute/internal/federation/member"
@@ -60,9 +70,13 @@ type Config struct {
 	Store *fedstore.Store
 	// Workloads serves the workload routes; nil leaves them out.
 	Workloads *fedwork.Service
-	Grace     time.Duration
-	Logger    *slog.Logger
-	Registry  prometheus.Registerer
+	// Services serves the service routes; nil leaves them out.
+	Services *fedsvc.Controller
+	// Nodes serves GET /v1/nodes; nil leaves it out.
+	Nodes    *fednodes.Lister
+	Grace    time.Duration
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -93,6 +107,7 @@ func New(cfg Config) http.Handler {
 	a.route(mux, "POST /v1/clusters", pki.RoleAdmin, a.join)
 	a.route(mux, "GET /v1/clusters/{name}", pki.RoleViewer, a.getCluster)
 	a.route(mux, "DELETE /v1/clusters/{name}", pki.RoleAdmin, a.leave)
+	a.route(mux, "POST /v1/clusters/{name}/labels", pki.RoleAdmin, a.label)
 	a.route(mux, "GET /v1/events", pki.RoleViewer, a.events)
 	if cfg.Workloads != nil {
 		a.route(mux, "POST /v1/workloads", pki.RoleOperator, a.applyWorkload)
@@ -101,6 +116,22 @@ func New(cfg Config) http.Handler {
 		a.route(mux, "DELETE /v1/workloads/{name}", pki.RoleOperator, a.deleteWorkload)
 		a.route(mux, "POST /v1/manifests", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
 			return nil, 0, httperr.New(http.StatusBadRequest, "the federation applies one workload per manifest: apply each document on its own")
+		})
+	}
+	if cfg.Services != nil {
+		a.route(mux, "POST /v1/services", pki.RoleOperator, a.applyService)
+		a.route(mux, "GET /v1/services", pki.RoleViewer, a.listServices)
+		a.route(mux, "GET /v1/services/{name}", pki.RoleViewer, a.getService)
+		a.route(mux, "DELETE /v1/services/{name}", pki.RoleOperator, a.deleteService)
+		a.route(mux, "GET /v1/services/{name}/history", pki.RoleViewer, a.serviceHistory)
+		a.route(mux, "POST /v1/services/{name}/{op...}", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
+			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation a service changes by applying its manifest again (spec.replicas to scale); rollout verbs go to a member")
+		})
+	}
+	if cfg.Nodes != nil {
+		a.route(mux, "GET /v1/nodes", pki.RoleViewer, a.listNodes)
+		a.route(mux, "GET /v1/nodes/{id...}", pki.RoleViewer, func(http.ResponseWriter, *http.Request) (any, int, error) {
+			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation nodes are listed only (get nodes); ask the member cluster for one node")
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -189,7 +220,7 @@ func (a *api) getCluster(_ http.ResponseWriter, r *http.Request) (any, int, erro
 
 // view is a member as the API shows it, without its private key.
 func view(m fedstore.Member, healths map[string]fedapi.Health) fedapi.Cluster {
-	c := fedapi.Cluster{Name: m.Name, Gateway: m.Gateway, JoinedAt: m.JoinedAt, Health: health.Initial(m.JoinedAt)}
+	c := fedapi.Cluster{Name: m.Name, Gateway: m.Gateway, JoinedAt: m.JoinedAt, Labels: m.Labels, Health: health.Initial(m.JoinedAt)}
 	if h, ok := healths[m.Name]; ok {
 		c.Health = h
 	}
@@ -227,7 +258,7 @@ func (a *api) join(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 		a.cfg.Logger.Info("join refused", "cluster", req.Name, "gateway", req.Gateway, "err", err)
 		return nil, 0, err
 	}
-	m := fedstore.Member{Name: req.Name, Gateway: id.Gateway, CA: req.CA, Cert: req.Cert, Key: req.Key, JoinedAt: now}
+	m := fedstore.Member{Name: req.Name, Gateway: id.Gateway, CA: req.CA, Cert: req.Cert, Key: req.Key, JoinedAt: now, Labels: req.Labels}
 	if err := a.cfg.Store.CreateMember(ctx, m); err != nil {
 		if errors.Is(err, fedstore.ErrExists) {
 			return nil, 0, duplicate(req.Name)
@@ -249,6 +280,34 @@ func (a *api) join(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 func duplicate(name string) error {
 	return &httperr.Error{Code: http.StatusConflict, Message: "cluster " + name + " is already a member",
 		Fields: []httperr.FieldError{{Field: "name", Reason: fmt.Sprintf("%q is already a member: remove it first or pick another name", name)}}}
+}
+
+func (a *api) label(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	var req fedapi.LabelsRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, 0, httperr.New(http.StatusBadRequest, "invalid labels request body: "+err.Error())
+	}
+	if err := member.ValidateLabels("set", req.Set); err != nil {
+		return nil, 0, err
+	}
+	for i, k := range req.Remove {
+		if strings.TrimSpace(k) == "" {
+			return nil, 0, httperr.Field(fmt.Sprintf("remove[%d]", i), "empty label key")
+		}
+	}
+	name := r.PathValue("name")
+	m, err := a.cfg.Store.UpdateMemberLabels(r.Context(), name, req.Set, req.Remove)
+	if err != nil {
+		return nil, 0, storeErr(err)
+	}
+	healths, err := a.cfg.Store.Healths(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	a.cfg.Logger.Info("cluster labels changed", "cluster", name, "labels", m.Labels)
+	return view(m, healths), http.StatusOK, nil
 }
 
 func (a *api) leave(_ http.ResponseWriter, r *http.Request) (any, int, error) {
@@ -280,6 +339,15 @@ func (a *api) holding(ctx context.Context, name string) error {
 			held = append(held, w.Name)
 		}
 	}
+	svcs, _, err := a.cfg.Store.ListServices(ctx)
+	if err != nil {
+		return err
+	}
+	for _, v := range svcs {
+		if fedsvc.Holds(v, name) {
+			held = append(held, "service "+v.Name)
+		}
+	}
 	if len(held) == 0 {
 		return nil
 	}
@@ -297,7 +365,9 @@ func (a *api) events(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 		}
 		limit = n
 	}
-	evs, err := a.cfg.Store.ListEvents(r.Context(), q.Get("cluster"), limit)
+	// workload is persysctl's filter (events --workload); it also picks a
+	// federated service's events by name.
+	evs, err := a.cfg.Store.FindEvents(r.Context(), fedstore.EventFilter{Cluster: q.Get("cluster"), Object: q.Get("workload")}, limit)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -388,4 +458,56 @@ func (a *api) deleteWorkload(_ http.ResponseWriter, r *http.Request) (any, int, 
 		return nil, 0, err
 	}
 	return &persysv1.DeleteResponse{}, http.StatusOK, nil
+}
+
+func (a *api) applyService(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, 0, httperr.New(http.StatusBadRequest, "reading the manifest: "+err.Error())
+	}
+	if len(body) > maxBody {
+		return nil, 0, httperr.New(http.StatusRequestEntityTooLarge, fmt.Sprintf("manifest larger than %d bytes", maxBody))
+	}
+	resp, err := a.cfg.Services.Apply(r.Context(), body)
+	if err != nil {
+		return nil, 0, err
+	}
+	code := http.StatusOK
+	if resp.GetResult() == "created" {
+		code = http.StatusCreated
+	}
+	return resp, code, nil
+}
+
+func (a *api) listServices(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Services.List(r.Context())
+	return out, http.StatusOK, err
+}
+
+func (a *api) getService(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Services.Get(r.Context(), r.PathValue("name"), r.URL.Query().Get("events") == "true")
+	return out, http.StatusOK, err
+}
+
+func (a *api) deleteService(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	if err := a.cfg.Services.Delete(r.Context(), r.PathValue("name")); err != nil {
+		return nil, 0, err
+	}
+	return &persysv1.DeleteServiceResponse{}, http.StatusAccepted, nil
+}
+
+func (a *api) serviceHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	out, err := a.cfg.Services.History(r.Context(), r.PathValue("name"))
+	return out, http.StatusOK, err
+}
+
+func (a *api) listNodes(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	nodes, missed, err := a.cfg.Nodes.List(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, m := range missed {
+		a.cfg.Logger.Info("member nodes not listed", "err", m)
+	}
+	return &persysv1.ListNodesResponse{Nodes: nodes}, http.StatusOK, nil
 }

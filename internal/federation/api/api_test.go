@@ -23,6 +23,7 @@ func TestJoin(t *testing.T) {
 	ctx := context.Background()
 
 	good := m.Join(t, "east")
+	good.Labels = map[string]string{"region": "eu"}
 	got, err := fed.Admin.JoinCluster(ctx, good)
 	if err != nil {
 		t.Fatalf("join east: %v", err)
@@ -60,6 +61,7 @@ func TestJoin(t *testing.T) {
 		{"expired identity", with("west", func(r *fedapi.JoinRequest) { r.Cert, r.Key = expiredCert, expiredKey }), http.StatusBadRequest, "cert", "expired"},
 		{"identity of another CA", with("west", func(r *fedapi.JoinRequest) { r.Cert, r.Key = foreignCert, foreignKey }), http.StatusBadRequest, "cert", "refused"},
 		{"key of another cert", with("west", func(r *fedapi.JoinRequest) { r.Key = foreignKey }), http.StatusBadRequest, "key", ""},
+		{"label key not a key", with("west", func(r *fedapi.JoinRequest) { r.Labels = map[string]string{"a b": "x"} }), http.StatusBadRequest, "labels.a b", "label key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -76,6 +78,28 @@ func TestJoin(t *testing.T) {
 				t.Fatalf("after a refused join the members are %+v, %v; want east alone, unchanged", list, err)
 			}
 		})
+	}
+
+	// Labels: given at the join, then changed.
+	if got.Labels["region"] != "eu" {
+		t.Fatalf("labels after join = %v, want region=eu", got.Labels)
+	}
+	relabelled, err := fed.Admin.LabelCluster(ctx, "east", fedapi.LabelsRequest{Set: map[string]string{"tier": "gold"}, Remove: []string{"region"}})
+	if err != nil || len(relabelled.Labels) != 1 || relabelled.Labels["tier"] != "gold" {
+		t.Fatalf("label east = %+v, %v; want tier=gold alone", relabelled, err)
+	}
+	var ae *client.APIError
+	if _, err := fed.Admin.LabelCluster(ctx, "east", fedapi.LabelsRequest{Set: map[string]string{"tier": "not ok!"}}); !errors.As(err, &ae) || len(ae.Fields) != 1 || ae.Fields[0].Field != "set.tier" {
+		t.Fatalf("invalid label value: %v, want a field error naming set.tier", err)
+	}
+	if _, err := fed.Admin.LabelCluster(ctx, "nowhere", fedapi.LabelsRequest{Set: map[string]string{"a": "b"}}); !errors.As(err, &ae) || ae.Code != http.StatusNotFound {
+		t.Fatalf("labels of an unknown cluster: %v, want 404", err)
+	}
+
+	// The member's nodes, named with their cluster.
+	nodes, err := fed.Admin.ListNodes(ctx)
+	if err != nil || len(nodes.GetNodes()) != 1 || nodes.GetNodes()[0].GetId() != "node-1" || nodes.GetNodes()[0].GetCapabilities().GetLabels()[fedapi.LabelCluster] != "east" {
+		t.Fatalf("nodes through the federation: %v, %v; want node-1 of east", nodes, err)
 	}
 
 	leave(t, fed)

@@ -35,6 +35,16 @@ type JoinRequest struct {
 	// issued by the member's CA.
 	Cert string `json:"cert"`
 	Key  string `json:"key"`
+	// Labels describe the member (region=eu); placements select
+	// members by them.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// LabelsRequest is the body of POST /v1/clusters/{name}/labels: labels
+// to set (a new value replaces the old) and label keys to remove.
+type LabelsRequest struct {
+	Set    map[string]string `json:"set,omitempty"`
+	Remove []string          `json:"remove,omitempty"`
 }
 
 // Cluster is one member as GET /v1/clusters shows it. It never carries
@@ -44,10 +54,11 @@ type Cluster struct {
 	Gateway string `json:"gateway"`
 	// Identity is the federation's identity at the member: common name
 	// and role of the certificate the member issued, and when it expires.
-	Identity        string    `json:"identity"`
-	IdentityExpires time.Time `json:"identity_expires"`
-	JoinedAt        time.Time `json:"joined_at"`
-	Health          Health    `json:"health"`
+	Identity        string            `json:"identity"`
+	IdentityExpires time.Time         `json:"identity_expires"`
+	JoinedAt        time.Time         `json:"joined_at"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Health          Health            `json:"health"`
 }
 
 // Health is what the federation last learnt about a member, the way a
@@ -88,7 +99,13 @@ type Event struct {
 	Cluster string    `json:"cluster"`
 	// Workload names the federated workload, for workload events.
 	Workload string `json:"workload,omitempty"`
-	Message  string `json:"message"`
+	// Service names the federated service, for its events.
+	Service string `json:"service,omitempty"`
+	// NodeID and Reason are a relayed member event's, the node as
+	// CLUSTER/NODE; Reason is the member's enum name.
+	NodeID  string `json:"node_id,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message"`
 }
 
 // EventList is the body of GET /v1/events.
@@ -109,6 +126,10 @@ const (
 	EventPlaced    = "Placed"
 	EventOffloaded = "Offloaded"
 	EventFailover  = "FailedOver"
+	// Service events: its replicas divided anew among the members (at
+	// apply, a failover of a member's share, or its return); Cluster is
+	// empty, the message names the shares.
+	EventSpread = "Spread"
 )
 
 // Labels the federation sets on the workloads it sends to a member: which
@@ -125,15 +146,27 @@ const (
 	// StrategyFill places on the first cluster of Placement.Clusters
 	// that is reachable (and, with offload, that has room).
 	StrategyFill = "fill"
+	// StrategySpread divides a service's replicas among the clusters
+	// of the placement, by weights or counts (equal weights by default).
+	StrategySpread = "spread"
 )
 
-// Placement is the block a federated workload manifest carries beside
-// metadata and spec: which member clusters may run it, in preference
-// order, and what to do when the preferred one has no room.
+// Placement is the block a federated workload or service manifest
+// carries beside metadata and spec: which member clusters may run it, in
+// preference order, and what to do when the preferred one has no room.
 type Placement struct {
-	Clusters []string `json:"clusters"`
-	// Strategy is "fill" (the default).
+	// Clusters names the member clusters, in preference order; or
+	// ClusterSelector picks every member whose labels hold all of its
+	// pairs, in name order. Exactly one of the two is set.
+	Clusters        []string          `json:"clusters,omitempty"`
+	ClusterSelector map[string]string `json:"clusterSelector,omitempty"`
+	// Strategy is "fill" (a workload's default) or "spread" (a
+	// service's default).
 	Strategy string `json:"strategy,omitempty"`
+	// Weights (relative) or Counts (exact, summing to the replicas)
+	// divide a spread service's replicas; absent: equal weights.
+	Weights map[string]int `json:"weights,omitempty"`
+	Counts  map[string]int `json:"counts,omitempty"`
 	// Offload: when the chosen member reports that no node fits, place
 	// the workload on the next cluster and record why.
 	Offload bool `json:"offload,omitempty"`
@@ -171,6 +204,22 @@ func (d Decision) Same(o Decision) bool {
 type Refusal struct {
 	Cluster  string    `json:"cluster"`
 	Revision int64     `json:"revision"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
+
+// Shares are a service's replicas per member cluster.
+type Shares map[string]int
+
+// ServiceDecision is how the federation divided a service's replicas
+// among members and why; stored before any member is asked.
+type ServiceDecision struct {
+	Shares Shares `json:"shares"`
+	// Revision is the federation revision of the service it was made
+	// for; Seq counts decisions of the service (a new division of one
+	// revision, after a failover, bumps only Seq).
+	Revision int64     `json:"revision"`
+	Seq      int64     `json:"seq"`
 	Reason   string    `json:"reason"`
 	At       time.Time `json:"at"`
 }

@@ -1,7 +1,7 @@
 // Package fedstore owns the federation's state in its own etcd: member
 // records (with the identity each member issued to the federation), each
-// member's last health, federated workloads with their placement
-// decisions, and member events written with a lease so that
+// member's last health, federated workloads and services with their
+// placement decisions, the relay's resume point per member, and events written with a lease so that
 // they expire. It is the only federation package that imports the etcd
 // client. Values are JSON (the federation's types are not protobuf yet).
 // Every write that must not race is a transaction: a member is created
@@ -47,6 +47,8 @@ type Member struct {
 	Cert     string    `json:"cert"`
 	Key      string    `json:"key"`
 	JoinedAt time.Time `json:"joined_at"`
+	// Labels describe the member; placements select members by them.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Store reads and writes the federation's keys under one prefix.
@@ -130,12 +132,57 @@ func (s *Store) ListMembers(ctx context.Context) ([]Member, error) {
 	return out, nil
 }
 
+// UpdateMemberLabels sets and removes labels of a member in one
+// compare-and-swap, retried a few times when the member changed meanwhile.
+func (s *Store) UpdateMemberLabels(ctx context.Context, name string, set map[string]string, remove []string) (Member, error) {
+	k := s.memberKey(name)
+	for attempt := 0; ; attempt++ {
+		resp, err := s.cli.Get(ctx, k)
+		if err != nil {
+			return Member{}, fmt.Errorf("fedstore: get member %q: %w", name, err)
+		}
+		if len(resp.Kvs) == 0 {
+			return Member{}, fmt.Errorf("cluster %q: %w", name, ErrNotFound)
+		}
+		var m Member
+		if err := json.Unmarshal(resp.Kvs[0].Value, &m); err != nil {
+			return Member{}, fmt.Errorf("fedstore: decode member %q: %w", name, err)
+		}
+		if m.Labels == nil {
+			m.Labels = map[string]string{}
+		}
+		for _, r := range remove {
+			delete(m.Labels, r)
+		}
+		for lk, lv := range set {
+			m.Labels[lk] = lv
+		}
+		val, err := json.Marshal(m)
+		if err != nil {
+			return Member{}, fmt.Errorf("fedstore: encode member %q: %w", name, err)
+		}
+		tx, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(k), "=", resp.Kvs[0].ModRevision)).
+			Then(clientv3.OpPut(k, string(val))).
+			Commit()
+		if err != nil {
+			return Member{}, fmt.Errorf("fedstore: update member %q: %w", name, err)
+		}
+		if tx.Succeeded {
+			return m, nil
+		}
+		if attempt == 4 {
+			return Member{}, fmt.Errorf("cluster %q: %w", name, ErrConflict)
+		}
+	}
+}
+
 // DeleteMember removes a member and its health.
 func (s *Store) DeleteMember(ctx context.Context, name string) error {
 	k := s.memberKey(name)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(k), ">", 0)).
-		Then(clientv3.OpDelete(k), clientv3.OpDelete(s.healthKey(name))).
+		Then(clientv3.OpDelete(k), clientv3.OpDelete(s.healthKey(name)), clientv3.OpDelete(s.cursorKey(name))).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("fedstore: delete member %q: %w", name, err)
@@ -206,9 +253,25 @@ func (s *Store) AddEvent(ctx context.Context, e fedapi.Event) error {
 	return nil
 }
 
+// EventFilter picks events: of one cluster, of one workload or service
+// (by name); an empty field picks every event.
+type EventFilter struct {
+	Cluster, Object string
+}
+
+func (f EventFilter) match(e fedapi.Event) bool {
+	return (f.Cluster == "" || e.Cluster == f.Cluster) && (f.Object == "" || e.Workload == f.Object || e.Service == f.Object)
+}
+
 // ListEvents returns the kept events, oldest first, of one cluster when
 // cluster is not empty; at most limit of the newest when limit > 0.
 func (s *Store) ListEvents(ctx context.Context, cluster string, limit int) ([]fedapi.Event, error) {
+	return s.FindEvents(ctx, EventFilter{Cluster: cluster}, limit)
+}
+
+// FindEvents returns the kept events that f picks, oldest first; at most
+// limit of the newest when limit > 0.
+func (s *Store) FindEvents(ctx context.Context, f EventFilter, limit int) ([]fedapi.Event, error) {
 	resp, err := s.cli.Get(ctx, s.eventsDir(), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
 		return nil, fmt.Errorf("fedstore: list events: %w", err)
@@ -219,7 +282,7 @@ func (s *Store) ListEvents(ctx context.Context, cluster string, limit int) ([]fe
 		if err := json.Unmarshal(kv.Value, &e); err != nil {
 			return nil, fmt.Errorf("fedstore: decode event %s: %w", kv.Key, err)
 		}
-		if cluster == "" || e.Cluster == cluster {
+		if f.match(e) {
 			out = append(out, e)
 		}
 	}

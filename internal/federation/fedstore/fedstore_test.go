@@ -3,6 +3,7 @@ package fedstore_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestMembers(t *testing.T) {
 		t.Fatalf("second create of a: %v, want ErrExists", err)
 	}
 	got, err := st.GetMember(ctx, "a")
-	if err != nil || got != a {
+	if err != nil || !reflect.DeepEqual(got, a) {
 		t.Fatalf("get a = %+v, %v; want %+v (the second create must change nothing)", got, err, a)
 	}
 	if err := st.CreateMember(ctx, fedstore.Member{Name: "b", JoinedAt: joined}); err != nil {
@@ -53,6 +54,19 @@ func TestMembers(t *testing.T) {
 	hs, err := st.Healths(ctx)
 	if err != nil || hs["a"].NodesTotal != 3 || len(hs) != 1 {
 		t.Fatalf("healths = %+v, %v", hs, err)
+	}
+	m, err := st.UpdateMemberLabels(ctx, "a", map[string]string{"region": "eu", "tier": "gold"}, nil)
+	if err != nil || m.Labels["region"] != "eu" {
+		t.Fatalf("labels of a = %+v, %v", m.Labels, err)
+	}
+	if m, err = st.UpdateMemberLabels(ctx, "a", map[string]string{"region": "us"}, []string{"tier"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.GetMember(ctx, "a"); len(got.Labels) != 1 || got.Labels["region"] != "us" || got.Cert != "cert" {
+		t.Fatalf("member a after relabel = %+v, want region=us only and the rest unchanged", got)
+	}
+	if _, err := st.UpdateMemberLabels(ctx, "zz", map[string]string{"x": "y"}, nil); !errors.Is(err, fedstore.ErrNotFound) {
+		t.Fatalf("labels of an unknown member: %v, want ErrNotFound", err)
 	}
 	if err := st.DeleteMember(ctx, "a"); err != nil {
 		t.Fatal(err)

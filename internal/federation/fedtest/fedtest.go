@@ -25,7 +25,9 @@ import (
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/api"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
+	"github.com/persys-dev/compute/internal/federation/fednodes"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedsvc"
 	"github.com/persys-dev/compute/internal/federation/fedwork"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/pki"
@@ -117,10 +119,12 @@ func StartFederation(t *testing.T, grace time.Duration) *Federation {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	work := fedwork.New(fedwork.Config{Store: st})
+	svcs := fedsvc.New(fedsvc.Config{Store: st, Lookup: fedwork.Lookup(st)})
+	nodes := fednodes.New(st, fedwork.Lookup(st), 0)
 	wg.Go(func() {
-		_ = gateway.Serve(ctx, ln, api.New(api.Config{Store: st, Workloads: work, Grace: grace}), serverTLS)
+		_ = gateway.Serve(ctx, ln, api.New(api.Config{Store: st, Workloads: work, Services: svcs, Nodes: nodes, Grace: grace}), serverTLS)
 	})
-	t.Cleanup(func() { cancel(); wg.Wait(); work.Close() })
+	t.Cleanup(func() { cancel(); wg.Wait(); work.Close(); svcs.Close(); nodes.Close() })
 	admin, err := client.New(&client.Config{Endpoint: "https://" + ln.Addr().String(), CA: b.CA, Cert: b.Admin.Cert, Key: b.Admin.Key})
 	if err != nil {
 		t.Fatal(err)

@@ -23,7 +23,6 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -55,16 +54,8 @@ type Config struct {
 // Service serves federated workloads. Safe for concurrent use; Reconcile
 // must not run concurrently with itself.
 type Service struct {
-	cfg Config
-	// clients keeps one gateway client per member (and identity), so
-	// that calls reuse connections instead of a handshake each.
-	mu      sync.Mutex
-	clients map[string]memberClient
-}
-
-type memberClient struct {
-	cert string
-	c    *client.Client
+	cfg  Config
+	pool *member.Pool
 }
 
 // New returns a Service.
@@ -78,18 +69,22 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, clients: map[string]memberClient{}}
+	return &Service{cfg: cfg, pool: member.NewPool(Lookup(cfg.Store), cfg.Now)}
+}
+
+// Lookup finds members in the federation's store.
+func Lookup(st *fedstore.Store) member.Lookup {
+	return func(ctx context.Context, name string) (fedapi.JoinRequest, error) {
+		m, err := st.GetMember(ctx, name)
+		if err != nil {
+			return fedapi.JoinRequest{}, err
+		}
+		return fedapi.JoinRequest{Name: m.Name, Gateway: m.Gateway, CA: m.CA, Cert: m.Cert, Key: m.Key}, nil
+	}
 }
 
 // Close releases the member connections.
-func (s *Service) Close() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for name, mc := range s.clients {
-		mc.c.Close()
-		delete(s.clients, name)
-	}
-}
+func (s *Service) Close() { s.pool.Close() }
 
 // split takes the placement block out of a manifest and returns the rest
 // as JSON, checked as a member would check it.
@@ -132,15 +127,11 @@ func (s *Service) Apply(ctx context.Context, body []byte) (*persysv1.ApplyRespon
 	if err != nil {
 		return nil, err
 	}
-	members, err := s.cfg.Store.ListMembers(ctx)
+	members, err := Members(ctx, s.cfg.Store)
 	if err != nil {
 		return nil, err
 	}
-	known := map[string]bool{}
-	for _, m := range members {
-		known[m.Name] = true
-	}
-	if err := fedplace.Validate(pl, known); err != nil {
+	if err := fedplace.ValidateWorkload(pl, members); err != nil {
 		return nil, err
 	}
 	var (
@@ -148,7 +139,7 @@ func (s *Service) Apply(ctx context.Context, body []byte) (*persysv1.ApplyRespon
 		result string
 	)
 	for attempt := 0; ; attempt++ {
-		w, result, err = s.decide(ctx, name, mjson, pl)
+		w, result, err = s.decide(ctx, name, mjson, pl, members)
 		if !errors.Is(err, fedstore.ErrConflict) || attempt == maxConflicts {
 			break
 		}
@@ -166,7 +157,7 @@ func (s *Service) Apply(ctx context.Context, body []byte) (*persysv1.ApplyRespon
 
 // decide reads the stored workload, makes the new revision and decision,
 // and stores them (compare-and-swap on the key).
-func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl fedapi.Placement) (fedstore.Workload, string, error) {
+func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl fedapi.Placement, members fedplace.Members) (fedstore.Workload, string, error) {
 	cur, rev, err := s.cfg.Store.GetWorkload(ctx, name)
 	exists := err == nil
 	if err != nil && !errors.Is(err, fedstore.ErrNotFound) {
@@ -190,11 +181,12 @@ func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl feda
 		return w, "", err
 	}
 	now := s.cfg.Now()
-	if exists && slices.Contains(pl.Clusters, cur.Decision.Cluster) && healths[cur.Decision.Cluster].State == fedapi.StateReady {
+	resolved := fedplace.Resolve(pl, members)
+	if exists && slices.Contains(resolved.Clusters, cur.Decision.Cluster) && healths[cur.Decision.Cluster].State == fedapi.StateReady {
 		// An update stays where the workload runs.
 		s.setDecision(&w, fedapi.Decision{Cluster: cur.Decision.Cluster, Revision: w.Revision, Reason: "update stays on " + cur.Decision.Cluster, At: now})
 	} else {
-		c, reason, ok := fedplace.Choose(pl, w.Revision, healths, w.Refusals)
+		c, reason, ok := fedplace.Choose(resolved, w.Revision, healths, w.Refusals)
 		if !ok {
 			return w, "", httperr.New(http.StatusServiceUnavailable, "workload "+name+": "+reason)
 		}
@@ -205,6 +197,19 @@ func (s *Service) decide(ctx context.Context, name string, mjson []byte, pl feda
 	}
 	s.event(ctx, fedapi.EventPlaced, w, "placed on "+w.Decision.Cluster+" at federation revision "+strconv.FormatInt(w.Revision, 10)+": "+w.Decision.Reason)
 	return w, result, nil
+}
+
+// Members reads the member clusters as placement sees them.
+func Members(ctx context.Context, st *fedstore.Store) (fedplace.Members, error) {
+	list, err := st.ListMembers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(fedplace.Members, len(list))
+	for _, m := range list {
+		out[m.Name] = m.Labels
+	}
+	return out, nil
 }
 
 // setDecision records d, noting a member left behind as stale.
@@ -240,31 +245,8 @@ func memberManifest(w fedstore.Workload) ([]byte, error) {
 	return json.Marshal(doc)
 }
 
-// memberClient returns the gateway client of a member, made again when
-// the member's identity changed. Callers do not close it.
 func (s *Service) memberClient(ctx context.Context, name string) (*client.Client, error) {
-	m, err := s.cfg.Store.GetMember(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if mc, ok := s.clients[name]; ok && mc.cert == m.Cert {
-		return mc.c, nil
-	}
-	id, err := member.Parse(fedapi.JoinRequest{Name: m.Name, Gateway: m.Gateway, CA: m.CA, Cert: m.Cert, Key: m.Key}, s.cfg.Now())
-	if err != nil {
-		return nil, fmt.Errorf("cluster %s: its identity: %w", name, err)
-	}
-	c, err := id.Client()
-	if err != nil {
-		return nil, err
-	}
-	if old, ok := s.clients[name]; ok {
-		old.c.Close()
-	}
-	s.clients[name] = memberClient{cert: m.Cert, c: c}
-	return c, nil
+	return s.pool.Client(ctx, name)
 }
 
 // send applies the decided revision at its member and records that the

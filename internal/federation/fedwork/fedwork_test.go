@@ -148,6 +148,8 @@ func TestApplyRefused(t *testing.T) {
 		{"unknown cluster", string(manifest("x", "placement:\n  clusters: [a, c]\n")), "placement.clusters[1]"},
 		{"unknown placement field", string(manifest("x", "placement:\n  clusters: [a]\n  weights: 1\n")), "placement"},
 		{"other strategy", string(manifest("x", "placement:\n  clusters: [a]\n  strategy: spread\n")), "placement.strategy"},
+		{"selector matching no member", string(manifest("x", "placement:\n  clusterSelector: {region: mars}\n")), "placement.clusterSelector"},
+		{"weights of a workload", string(manifest("x", "placement:\n  clusters: [a]\n  weights: {a: 1}\n")), "placement.weights"},
 		{"invalid workload", strings.Replace(string(manifest("x", both)), "cpu: 2000m", "cpu: lots", 1), "spec.resources.cpu"},
 	}
 	for _, tc := range tests {
@@ -161,6 +163,30 @@ func TestApplyRefused(t *testing.T) {
 				t.Fatalf("stored after a refused apply: %+v, %v", ws, err)
 			}
 		})
+	}
+}
+
+// TestSelector places a workload on the member its cluster selector
+// matches, by the labels the member was given.
+func TestSelector(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	if _, err := e.fed.Store.UpdateMemberLabels(ctx, "b", map[string]string{"region": "us"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fed.Store.UpdateMemberLabels(ctx, "a", map[string]string{"region": "eu"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.svc.Apply(ctx, manifest("w1", "placement:\n  clusterSelector: {region: us}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetWorkload().GetWorkload().GetLabels()[fedapi.LabelCluster]; got != "b" {
+		t.Fatalf("w1 placed on %q, want b (the only region=us member)", got)
+	}
+	w, _, err := e.fed.Store.GetWorkload(ctx, "w1")
+	if err != nil || w.Placement.ClusterSelector["region"] != "us" || len(w.Placement.Clusters) != 0 {
+		t.Fatalf("stored placement %+v, %v; want the selector as given", w.Placement, err)
 	}
 }
 

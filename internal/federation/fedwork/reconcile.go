@@ -42,16 +42,20 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	members, err := Members(ctx, s.cfg.Store)
+	if err != nil {
+		return err
+	}
 	var errs []error
 	for i, w := range ws {
-		if err := s.reconcileOne(ctx, w, revs[i], healths); err != nil && !errors.Is(err, fedstore.ErrConflict) {
+		if err := s.reconcileOne(ctx, w, revs[i], healths, members); err != nil && !errors.Is(err, fedstore.ErrConflict) {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (s *Service) reconcileOne(ctx context.Context, w fedstore.Workload, rev int64, healths map[string]fedapi.Health) error {
+func (s *Service) reconcileOne(ctx context.Context, w fedstore.Workload, rev int64, healths map[string]fedapi.Health, members fedplace.Members) error {
 	ready := func(c string) bool { return healths[c].State == fedapi.StateReady }
 	if w.Deleting {
 		return s.finishDelete(ctx, w, rev)
@@ -73,7 +77,7 @@ func (s *Service) reconcileOne(ctx context.Context, w fedstore.Workload, rev int
 		s.cfg.Logger.Info("stale copy deleted", "workload", w.Name, "cluster", c)
 	}
 	if fedplace.FailoverDue(w.Placement, healths[w.Decision.Cluster], s.cfg.Now()) {
-		return s.failover(ctx, w, healths)
+		return s.failover(ctx, w, healths, members)
 	}
 	if !w.Sent.Same(w.Decision) {
 		if !ready(w.Decision.Cluster) {
@@ -85,12 +89,12 @@ func (s *Service) reconcileOne(ctx context.Context, w fedstore.Workload, rev int
 	if !w.Placement.Offload || !ready(w.Decision.Cluster) {
 		return nil
 	}
-	return s.offload(ctx, w, healths)
+	return s.offload(ctx, w, healths, members)
 }
 
 // offload moves w to the next cluster when its member reports that no
 // node fits it.
-func (s *Service) offload(ctx context.Context, w fedstore.Workload, healths map[string]fedapi.Health) error {
+func (s *Service) offload(ctx context.Context, w fedstore.Workload, healths map[string]fedapi.Health, members fedplace.Members) error {
 	v, err := s.memberView(ctx, w.Decision.Cluster, w.Name, false)
 	if err != nil {
 		return err
@@ -106,7 +110,7 @@ func (s *Service) offload(ctx context.Context, w fedstore.Workload, healths map[
 			return false
 		}
 		cur.Refusals = append(cur.Refusals, fedapi.Refusal{Cluster: from, Revision: cur.Revision, Reason: why, At: s.cfg.Now()})
-		c, reason, ok := fedplace.Choose(cur.Placement, cur.Revision, healths, cur.Refusals)
+		c, reason, ok := fedplace.Choose(fedplace.Resolve(cur.Placement, members), cur.Revision, healths, cur.Refusals)
 		if !ok {
 			// Nowhere else: it waits on its member, which places it
 			// when room frees up; the refusal is recorded once.
@@ -130,7 +134,7 @@ func (s *Service) offload(ctx context.Context, w fedstore.Workload, healths map[
 
 // failover moves w off a member not reached for longer than the grace;
 // the copy there stays listed as stale until the member is back.
-func (s *Service) failover(ctx context.Context, w fedstore.Workload, healths map[string]fedapi.Health) error {
+func (s *Service) failover(ctx context.Context, w fedstore.Workload, healths map[string]fedapi.Health, members fedplace.Members) error {
 	from := w.Decision.Cluster
 	h := healths[from]
 	var moved fedstore.Workload
@@ -138,7 +142,7 @@ func (s *Service) failover(ctx context.Context, w fedstore.Workload, healths map
 		if !cur.Decision.Same(w.Decision) {
 			return false
 		}
-		c, reason, ok := fedplace.Choose(cur.Placement, cur.Revision, healths, cur.Refusals)
+		c, reason, ok := fedplace.Choose(fedplace.Resolve(cur.Placement, members), cur.Revision, healths, cur.Refusals)
 		if !ok {
 			return false // nowhere to go: wait for a member
 		}

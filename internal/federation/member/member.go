@@ -12,9 +12,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +49,34 @@ func ValidateName(field, name string) error {
 	return nil
 }
 
+var (
+	labelKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$`)
+)
+
+// ValidateLabels checks a member's labels: keys of the form [prefix/]name
+// and values of letters, digits, '-', '_' and '.', each at most 63
+// characters (the prefix: at most 253), named field.KEY when invalid.
+func ValidateLabels(field string, labels map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		v := labels[k]
+		name := k
+		if i := strings.LastIndexByte(k, '/'); i >= 0 {
+			if i > 253 {
+				return httperr.Field(field+"."+k, "the key's prefix is longer than 253 characters")
+			}
+			name = k[i+1:]
+		}
+		if len(name) > maxNameLen || !labelKey.MatchString(k) {
+			return httperr.Field(field+"."+k, fmt.Sprintf("%q is not a label key: [prefix/]name, the name of at most 63 letters, digits, '-', '_' or '.'", k))
+		}
+		if len(v) > maxNameLen || !labelValue.MatchString(v) {
+			return httperr.Field(field+"."+k, fmt.Sprintf("%q is not a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit", v))
+		}
+	}
+	return nil
+}
+
 // Identity is a parsed join request: what the federation presents to
 // the member and what it trusts.
 type Identity struct {
@@ -60,6 +91,9 @@ type Identity struct {
 // the network, at time now, and names the first invalid field.
 func Parse(req fedapi.JoinRequest, now time.Time) (*Identity, error) {
 	if err := ValidateName("name", req.Name); err != nil {
+		return nil, err
+	}
+	if err := ValidateLabels("labels", req.Labels); err != nil {
 		return nil, err
 	}
 	if err := validateGateway(req.Gateway); err != nil {

@@ -19,17 +19,17 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/api"
+	"github.com/persys-dev/compute/internal/federation/fednodes"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedsvc"
 	"github.com/persys-dev/compute/internal/federation/fedwork"
 	"github.com/persys-dev/compute/internal/federation/monitor"
+	"github.com/persys-dev/compute/internal/federation/relay"
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
-	"github.com/persys-dev/compute/internal/store"
 )
 
 // Options configure Run.
@@ -106,19 +106,25 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return fmt.Errorf("federation certificates: %w", err)
 	}
-	cli, closeStore, err := openEtcd(dir, o)
+	st, closeStore, err := fedstore.Open(fedstore.OpenOptions{Dir: dir, Endpoints: o.EtcdEndpoints,
+		CA: o.EtcdCA, Cert: o.EtcdCert, Key: o.EtcdKey, Prefix: o.Prefix, Logger: o.Logger})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	st := fedstore.New(cli, o.Prefix, 0)
 
 	reg := obs.NewRegistry()
 	mon := monitor.New(monitor.Config{Store: st, Interval: o.Interval, Grace: o.Grace, Timeout: o.ProbeTimeout, Logger: o.Logger, Registry: reg})
 	work := fedwork.New(fedwork.Config{Store: st, Logger: o.Logger})
 	defer work.Close()
-	h := api.New(api.Config{Store: st, Workloads: work, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
-	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return ready(ctx, cli) }, o.Logger)
+	svcs := fedsvc.New(fedsvc.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger, Registry: reg})
+	defer svcs.Close()
+	rel := relay.New(relay.Config{Store: st, Lookup: fedwork.Lookup(st), Logger: o.Logger})
+	defer rel.Close()
+	nodes := fednodes.New(st, fedwork.Lookup(st), 0)
+	defer nodes.Close()
+	h := api.New(api.Config{Store: st, Workloads: work, Services: svcs, Nodes: nodes, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
+	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return st.Ready(ctx) }, o.Logger)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
 	}
@@ -141,10 +147,12 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	loops := make(chan struct{}, 2)
+	loops := make(chan struct{}, 4)
 	go func() { defer func() { loops <- struct{}{} }(); _ = mon.Run(ctx) }()
 	go func() { defer func() { loops <- struct{}{} }(); work.Run(ctx, interval(o.Interval)) }()
-	defer func() { cancel(); <-loops; <-loops }()
+	go func() { defer func() { loops <- struct{}{} }(); svcs.Run(ctx, interval(o.Interval)) }()
+	go func() { defer func() { loops <- struct{}{} }(); rel.Run(ctx, interval(o.Interval)) }()
+	defer func() { cancel(); <-loops; <-loops; <-loops; <-loops }()
 
 	o.Logger.Info("federation listening", "addr", ln.Addr().String(), "data", dir)
 	fmt.Fprintf(o.Out, "persys federation is running\n  api   https://%s\n  data  %s\n\nPoint persysctl at it:\n  export PERSYSCTL_CONFIG=%s\n\n", ln.Addr(), dir, cfgPath)
@@ -155,35 +163,6 @@ func Run(ctx context.Context, o Options) error {
 	// logged as warnings. Every request must carry a federation
 	// certificate.
 	return gateway.Serve(ctx, ln, h, holder.ServerTLS(tls.RequireAndVerifyClientCert))
-}
-
-// openEtcd returns a client of the external etcd, or starts the embedded
-// one in dir/etcd, locked with a store CA of its own (as the scheduler's).
-func openEtcd(dir string, o Options) (*clientv3.Client, func(), error) {
-	if len(o.EtcdEndpoints) > 0 {
-		tlsCfg, err := pki.ClientTLS(pki.Files{CA: o.EtcdCA, Cert: o.EtcdCert, Key: o.EtcdKey}, "")
-		if err != nil {
-			return nil, nil, fmt.Errorf("--etcd-ca/--etcd-cert/--etcd-key: %w", err)
-		}
-		cli, err := store.Connect(o.EtcdEndpoints, tlsCfg)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--etcd-endpoints: %w", err)
-		}
-		return cli, func() { _ = cli.Close() }, nil
-	}
-	sf, err := pki.EnsureStoreIdentity(filepath.Join(dir, "store-pki"), time.Now())
-	if err != nil {
-		return nil, nil, err
-	}
-	emb, err := store.StartEmbedded(store.EmbeddedOptions{
-		Dir: filepath.Join(dir, "etcd"), Logger: o.Logger,
-		TLS: &store.EmbeddedTLS{CAFile: sf.CA, CertFile: sf.Cert, KeyFile: sf.Key},
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("embedded etcd in %s: %w", filepath.Join(dir, "etcd"), err)
-	}
-	cli := emb.LocalClient()
-	return cli, func() { _ = cli.Close(); emb.Close() }, nil
 }
 
 // localAddr is where a client on this host reaches addr: loopback for a
@@ -217,11 +196,4 @@ func interval(d time.Duration) time.Duration {
 		return monitor.DefaultInterval
 	}
 	return d
-}
-
-func ready(ctx context.Context, cli *clientv3.Client) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_, err := cli.Get(ctx, "health-probe")
-	return err
 }

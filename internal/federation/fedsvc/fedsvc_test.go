@@ -1,0 +1,259 @@
+package fedsvc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/persys-dev/compute/internal/client"
+	"github.com/persys-dev/compute/internal/federation/fedapi"
+	"github.com/persys-dev/compute/internal/federation/fedplace"
+	"github.com/persys-dev/compute/internal/federation/fedstore"
+	"github.com/persys-dev/compute/internal/federation/fedsvc"
+	"github.com/persys-dev/compute/internal/federation/fedtest"
+	"github.com/persys-dev/compute/internal/federation/fedwork"
+	"github.com/persys-dev/compute/internal/gateway/httperr"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
+)
+
+func service(name string, replicas int, placement string) []byte {
+	return fmt.Appendf(nil, `apiVersion: persys/v1
+kind: Service
+metadata:
+  name: %s
+spec:
+  replicas: %d
+  template:
+    type: container
+    desiredState: running
+    container:
+      image: sim/app:1
+    resources:
+      cpu: 100m
+      memory: 16Mi
+%s`, name, replicas, placement)
+}
+
+type env struct {
+	members map[string]*fedtest.Member
+	fed     *fedtest.Federation
+	ctl     *fedsvc.Controller
+	reg     *prometheus.Registry
+}
+
+func start(t *testing.T) *env {
+	t.Helper()
+	e := &env{members: map[string]*fedtest.Member{}, fed: fedtest.StartFederation(t, 15*time.Second)}
+	for _, name := range []string{"a", "b", "c"} {
+		m := fedtest.StartMember(t)
+		e.members[name] = m
+		req := m.Join(t, name)
+		req.Labels = map[string]string{"region": map[string]string{"a": "eu", "b": "eu", "c": "us"}[name]}
+		if _, err := e.fed.Admin.JoinCluster(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.reg = prometheus.NewRegistry()
+	e.ctl = fedsvc.New(fedsvc.Config{Store: e.fed.Store, Lookup: fedwork.Lookup(e.fed.Store), Registry: e.reg})
+	t.Cleanup(e.ctl.Close)
+	return e
+}
+
+// replicasAt is the service's replicas as the member's service says, -1
+// when the member has no such service.
+func (e *env) replicasAt(t *testing.T, cluster, name string) int {
+	t.Helper()
+	m := e.members[cluster]
+	v, err := m.Cluster.Client(t, m.Gateway).GetService(context.Background(), name, false)
+	if client.IsNotFound(err) {
+		return -1
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.GetService().GetDeleting() {
+		return -1
+	}
+	return int(v.GetService().GetSpec().GetReplicas())
+}
+
+func (e *env) shares(t *testing.T, name string) string {
+	t.Helper()
+	var parts []string
+	for _, c := range []string{"a", "b", "c"} {
+		if n := e.replicasAt(t, c, name); n >= 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", c, n))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// divisions reads persys_federation_service_divisions_total by cause.
+func (e *env) divisions(t *testing.T) map[string]float64 {
+	t.Helper()
+	fams, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "persys_federation_service_divisions_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cause" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (e *env) setHealth(t *testing.T, cluster string, state fedapi.State, lastContact time.Time) {
+	t.Helper()
+	c, err := e.fed.Admin.GetCluster(context.Background(), cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := c.Health
+	h.State, h.Reachable, h.LastContact, h.Since = state, state == fedapi.StateReady, lastContact, time.Now()
+	if err := e.fed.Store.PutHealth(context.Background(), cluster, h); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSpreadFailover divides 6 replicas 2/2/2, moves a lost member's
+// share to the others past the grace, and gives it back (the others
+// shrinking to theirs) once the member is ready again.
+func TestSpreadFailover(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	body := service("web", 6, "placement:\n  clusters: [a, b, c]\n  failover:\n    grace: 5s\n")
+	resp, err := e.ctl.Apply(ctx, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetResult() != "created" || resp.GetService().GetService().GetLabels()[fedapi.LabelCluster] != "a=2,b=2,c=2" || resp.GetService().GetService().GetSpec().GetReplicas() != 6 {
+		t.Fatalf("apply = %v", resp)
+	}
+	if got := e.shares(t, "web"); got != "a=2,b=2,c=2" {
+		t.Fatalf("member services %s, want a=2,b=2,c=2", got)
+	}
+	v, _, err := e.fed.Store.GetService(ctx, "web")
+	if err != nil || v.Decision.Seq != 1 || len(v.Sent) != 3 {
+		t.Fatalf("stored %+v, %v; want decision 1 taken by the three", v, err)
+	}
+	if again, err := e.ctl.Apply(ctx, body); err != nil || again.GetResult() != "unchanged" {
+		t.Fatalf("second apply: %v, %v; want unchanged", again, err)
+	}
+	eventually.Eventually(t, "6 replicas ready over the three", 60*time.Second, func() (bool, string) {
+		got, err := e.ctl.Get(ctx, "web", false)
+		if err != nil {
+			return false, err.Error()
+		}
+		return got.GetProgress().GetReady() == 6, got.GetProgress().GetMessage()
+	})
+
+	// b's scheduler stops and the federation has not reached it for a
+	// minute: its share goes to a and c.
+	e.members["b"].Cluster.Stop(0)
+	e.setHealth(t, "b", fedapi.StateLost, time.Now().Add(-time.Minute))
+	if err := e.ctl.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v, _, _ = e.fed.Store.GetService(ctx, "web")
+	if fedplace.FormatShares(v.Decision.Shares) != "a=3,c=3" || !strings.Contains(v.Decision.Reason, "b is Lost past the failover grace") || v.Sent["b"] != 1 {
+		t.Fatalf("after b was lost: %+v", v)
+	}
+	if a, c := e.replicasAt(t, "a", "web"), e.replicasAt(t, "c", "web"); a != 3 || c != 3 {
+		t.Fatalf("a has %d and c %d replicas, want 3 and 3", a, c)
+	}
+
+	// b is back: its share returns, a and c shrink to theirs.
+	e.members["b"].Cluster.Restart(t)
+	e.setHealth(t, "b", fedapi.StateReady, time.Now())
+	eventually.Eventually(t, "the division back to 2/2/2", 60*time.Second, func() (bool, string) {
+		if err := e.ctl.Reconcile(ctx); err != nil {
+			return false, err.Error()
+		}
+		got := e.shares(t, "web")
+		return got == "a=2,b=2,c=2", got
+	})
+	if got := e.divisions(t); got["apply"] != 1 || got["health"] != 2 {
+		t.Fatalf("divisions by cause %v; want apply 1 (the create) and health 2 (b out, b back)", got)
+	}
+	v, _, _ = e.fed.Store.GetService(ctx, "web")
+	if len(v.History) != 3 || v.Revision != 1 {
+		t.Fatalf("history %+v at revision %d; want three divisions of revision 1", v.History, v.Revision)
+	}
+	withEvents, err := e.ctl.Get(ctx, "web", true)
+	if err != nil || len(withEvents.GetEvents()) < 3 {
+		t.Fatalf("get with events: %v, %v", withEvents, err)
+	}
+
+	if err := e.ctl.Delete(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.shares(t, "web"); got != "" {
+		t.Fatalf("after delete the members hold %s", got)
+	}
+	if _, _, err := e.fed.Store.GetService(ctx, "web"); !errors.Is(err, fedstore.ErrNotFound) {
+		t.Fatalf("service still stored after delete: %v", err)
+	}
+}
+
+// TestCountsAndSelector: explicit counts over the members a selector
+// picks; a member taken out of the placement by a change of counts has
+// its copy deleted.
+func TestCountsAndSelector(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	if _, err := e.ctl.Apply(ctx, service("api", 4, "placement:\n  clusterSelector: {region: eu}\n  counts: {a: 1, b: 3}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.shares(t, "api"); got != "a=1,b=3" {
+		t.Fatalf("member services %s, want a=1,b=3 (c is not in region eu)", got)
+	}
+	if _, err := e.ctl.Apply(ctx, service("api", 4, "placement:\n  clusterSelector: {region: eu}\n  counts: {a: 4, b: 0}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.shares(t, "api"); got != "a=4" {
+		t.Fatalf("member services %s, want a=4 and none at b", got)
+	}
+}
+
+func TestApplyRefused(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	tests := []struct {
+		name, body, field string
+	}{
+		{"no placement", string(service("x", 6, "")), "placement"},
+		{"unknown cluster", string(service("x", 6, "placement:\n  clusters: [a, z]\n")), "placement.clusters[1]"},
+		{"counts not adding up", string(service("x", 6, "placement:\n  clusters: [a, b]\n  counts: {a: 1, b: 1}\n")), "placement.counts"},
+		{"weight of a cluster outside", string(service("x", 6, "placement:\n  clusters: [a, b]\n  weights: {c: 1}\n")), "placement.weights.c"},
+		{"invalid service", strings.Replace(string(service("x", 6, "placement:\n  clusters: [a]\n")), "replicas: 6", "replicas: -1", 1), "spec.replicas"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.ctl.Apply(ctx, []byte(tc.body))
+			var he *httperr.Error
+			if !errors.As(err, &he) || len(he.Fields) == 0 || he.Fields[0].Field != tc.field {
+				t.Fatalf("apply: %v, want a field error naming %s", err, tc.field)
+			}
+			if vs, _, err := e.fed.Store.ListServices(ctx); err != nil || len(vs) != 0 {
+				t.Fatalf("stored after a refused apply: %+v, %v", vs, err)
+			}
+			if got := e.shares(t, "x"); got != "" {
+				t.Fatalf("members hold %s after a refused apply", got)
+			}
+		})
+	}
+}
