@@ -43,6 +43,7 @@ to stdout, progress lines to stderr, and --json writes the full report.`,
 		newScenarioCommand(bench.ScenarioChurn, "Create/update/delete over --workloads names for --duration; etcd growth, heartbeats/s, RSS", 200, 1000),
 		newServicesCommand(),
 		newWatchersCommand(),
+		newBurstCommand(),
 	)
 	return cmd
 }
