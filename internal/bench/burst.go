@@ -170,15 +170,15 @@ func spreadOf(xs []float64) Spread {
 // BurstReport is a burst run's result.
 type BurstReport struct {
 	// Run is the value of BurstLabel on everything the run made.
-	Run       string       `json:"run"`
-	Image     string       `json:"image"`
-	Workloads int          `json:"workloads"`
-	Engine    string       `json:"engine_version"`
+	Run       string `json:"run"`
+	Image     string `json:"image"`
+	Workloads int    `json:"workloads"`
+	Engine    string `json:"engine_version"`
 	// DockerConcurrency is the docker side's bound (0: all at once).
-	DockerConcurrency int `json:"docker_concurrency"`
-	Rounds    []BurstRound `json:"rounds"`
-	Persys    Spread       `json:"persys_running_s"`
-	Docker    Spread       `json:"docker_running_s"`
+	DockerConcurrency int          `json:"docker_concurrency"`
+	Rounds            []BurstRound `json:"rounds"`
+	Persys            Spread       `json:"persys_running_s"`
+	Docker            Spread       `json:"docker_running_s"`
 	// Ratio is the persys median over the docker median (goal ≤ 1.10).
 	Ratio float64 `json:"ratio"`
 }
