@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/persys-dev/compute/internal/bench"
+	"github.com/persys-dev/compute/internal/store"
 )
 
 // etcdFlags put a scenario's scheduler on an external etcd cluster of
@@ -114,7 +115,7 @@ func (e *etcdFlags) run(ctx context.Context, name string, o bench.Options) (rep 
 // embeddedDBSize is the size of the newest embedded etcd database under
 // the bench's data folder (the running one), or 0.
 func embeddedDBSize(dir string) int64 {
-	matches, _ := filepath.Glob(filepath.Join(dir, "etcd-*", "member", "snap", "db"))
+	matches, _ := filepath.Glob(filepath.Join(dir, "etcd-*", store.EmbeddedMemberDir, "member", "snap", "db"))
 	var newest time.Time
 	var size int64
 	for _, m := range matches {

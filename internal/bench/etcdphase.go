@@ -25,10 +25,13 @@ type etcdCounters struct {
 	Fsyncs, FsyncSeconds   float64
 	Commits, CommitSeconds float64
 	Proposals              float64
+	// CPUSeconds is the member process's CPU time (from /proc).
+	CPUSeconds float64
 }
 
 func (a etcdCounters) minus(b etcdCounters) etcdCounters {
-	return etcdCounters{a.Fsyncs - b.Fsyncs, a.FsyncSeconds - b.FsyncSeconds, a.Commits - b.Commits, a.CommitSeconds - b.CommitSeconds, a.Proposals - b.Proposals}
+	return etcdCounters{a.Fsyncs - b.Fsyncs, a.FsyncSeconds - b.FsyncSeconds, a.Commits - b.Commits, a.CommitSeconds - b.CommitSeconds,
+		a.Proposals - b.Proposals, a.CPUSeconds - b.CPUSeconds}
 }
 
 // readEtcdCounters gathers a member's counters.
@@ -75,6 +78,9 @@ type EtcdMemberPhase struct {
 	// Backend (bbolt) commits per second and their mean latency.
 	CommitsPerSec float64 `json:"backend_commits_per_s"`
 	CommitMeanMs  float64 `json:"backend_commit_mean_ms"`
+	// CPU is the member process's CPU time per second of the phase (1: one
+	// core busy all along).
+	CPU float64 `json:"cpu"`
 }
 
 // phaseCounters reads every member's counters.
@@ -85,6 +91,7 @@ func (c *EtcdCluster) phaseCounters() ([]etcdCounters, error) {
 		if out[i], err = readEtcdCounters(m); err != nil {
 			return nil, fmt.Errorf("bench: etcd member %s: metrics: %w", c.names[i], err)
 		}
+		out[i].CPUSeconds = m.stats().CPUSeconds
 	}
 	return out, nil
 }
@@ -99,7 +106,7 @@ func (c *EtcdCluster) phaseOf(start, end []etcdCounters, sec float64) (*EtcdPhas
 	for i := range c.members {
 		d := end[i].minus(start[i])
 		mp := EtcdMemberPhase{Name: c.names[i], ProposalsPerSec: d.Proposals / sec, FsyncsPerSec: d.Fsyncs / sec,
-			FsyncBusy: d.FsyncSeconds / sec, CommitsPerSec: d.Commits / sec}
+			FsyncBusy: d.FsyncSeconds / sec, CommitsPerSec: d.Commits / sec, CPU: d.CPUSeconds / sec}
 		if d.Fsyncs > 0 {
 			mp.FsyncMeanMs = 1000 * d.FsyncSeconds / d.Fsyncs
 		}
@@ -115,14 +122,14 @@ func (c *EtcdCluster) phaseOf(start, end []etcdCounters, sec float64) (*EtcdPhas
 func (p *EtcdPhase) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "etcd members over the measured phase (%.1fs):\n", p.Seconds)
-	fmt.Fprintf(&b, "%6s %7s %12s %10s %10s %10s %12s %12s %10s %9s\n", "MEMBER", "LEADER", "PROPOSALS/S", "FSYNCS/S", "FSYNC_MS", "FSYNC_BUSY", "COMMITS/S", "COMMIT_MS", "DB_MIB", "RSS_MIB")
+	fmt.Fprintf(&b, "%6s %7s %12s %10s %10s %10s %12s %12s %8s %10s %9s\n", "MEMBER", "LEADER", "PROPOSALS/S", "FSYNCS/S", "FSYNC_MS", "FSYNC_BUSY", "COMMITS/S", "COMMIT_MS", "CPU", "DB_MIB", "RSS_MIB")
 	for i, m := range p.Members {
 		var st EtcdMemberStats
 		if i < len(p.Stats) {
 			st = p.Stats[i]
 		}
-		fmt.Fprintf(&b, "%6s %7v %12.0f %10.0f %10.2f %9.0f%% %12.0f %12.2f %10.1f %9.0f\n", m.Name, st.Leader, m.ProposalsPerSec, m.FsyncsPerSec,
-			m.FsyncMeanMs, 100*m.FsyncBusy, m.CommitsPerSec, m.CommitMeanMs, float64(st.DBSize)/(1<<20), st.RSSMiB)
+		fmt.Fprintf(&b, "%6s %7v %12.0f %10.0f %10.2f %9.0f%% %12.0f %12.2f %7.0f%% %10.1f %9.0f\n", m.Name, st.Leader, m.ProposalsPerSec, m.FsyncsPerSec,
+			m.FsyncMeanMs, 100*m.FsyncBusy, m.CommitsPerSec, m.CommitMeanMs, 100*m.CPU, float64(st.DBSize)/(1<<20), st.RSSMiB)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
