@@ -343,3 +343,19 @@ func (c *EtcdCluster) connect() (*clientv3.Client, error) {
 	}
 	return c.Connect()
 }
+
+// size is the member count; 0 for a nil cluster (the embedded etcd).
+func (c *EtcdCluster) size() int {
+	if c == nil {
+		return 0
+	}
+	return len(c.names)
+}
+
+// describe names the store for a report.
+func (c *EtcdCluster) describe() string {
+	if c == nil {
+		return "embedded etcd"
+	}
+	return fmt.Sprintf("external etcd of %d member processes over TLS", len(c.names))
+}
