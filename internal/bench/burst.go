@@ -190,6 +190,11 @@ func (r *BurstReport) WriteTable(w io.Writer) error {
 	if r.DockerConcurrency > 0 {
 		fmt.Fprintf(&b, "docker side: at most %d creates and starts in flight\n", r.DockerConcurrency)
 	}
+	if len(r.Rounds) == 0 {
+		b.WriteString("no round finished\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	fmt.Fprintf(&b, "%6s %16s %16s %16s %16s\n", "ROUND", "PERSYS_RUNNING", "DOCKER_RUNNING", "PERSYS_DELETED", "DOCKER_REMOVED")
 	for _, x := range r.Rounds {
 		fmt.Fprintf(&b, "%6d %15.2fs %15.2fs %15.2fs %15.2fs\n", x.Round, x.PersysRunning, x.DockerRunning, x.PersysDeleted, x.DockerRemoved)

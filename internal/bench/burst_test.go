@@ -177,6 +177,10 @@ func TestBurstInterrupted(t *testing.T) {
 		t.Fatalf("no report: %v", err)
 	}
 	t.Logf("interrupted: %v", err)
+	var table strings.Builder
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "no round finished") || strings.Contains(table.String(), "median") {
+		t.Errorf("table of a run with no round (%v):\n%s", err, table.String())
+	}
 	leftBehind(t, docker, rep.Run, dir)
 }
 
