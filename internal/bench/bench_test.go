@@ -43,7 +43,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeBuiltPersys()
+	os.Exit(code)
 }
 
 func TestChunk(t *testing.T) {
