@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# `make bench`: measures, on an idle dev cluster of one,
+# `make bench`: measures
+#  0. the real-engine burst (persys bench burst): BURST containers (default
+#     100) applied at once to a dev cluster of one against as many
+#     concurrent docker run -d of the same image, BURST_ROUNDS rounds;
+# and, on an idle dev cluster of one,
 #  1. apply→Running of a small container (persysctl apply --wait) against
 #     `docker run -d` of the same image, median of N runs each, interleaved;
 #  2. the scheduler's resident memory with 100 workloads running;
@@ -17,6 +21,12 @@ image=persys-hello:latest
 
 bash scripts/ensure-docker.sh
 bash scripts/build-images.sh "$image" >/dev/null
+
+# The burst first, on an idle engine: its own dev cluster (a child process
+# on free loopback ports), removed with its containers at the end.
+echo "Real-engine burst: ${BURST:-100} containers at once on one node, persys dev against docker run -d:"
+./bin/persys bench burst --workloads "${BURST:-100}" --rounds "${BURST_ROUNDS:-3}" --image "$image" --data-dir "$dir"
+echo
 ./bin/persys dev --data-dir "$dir" --scheduler-listen 127.0.0.1:19443 --gateway-listen 127.0.0.1:18443 \
   --agent-listen 127.0.0.1:19500 --metrics-port 19101 >"$dir/dev.log" 2>&1 &
 dev=$!

@@ -43,6 +43,7 @@ to stdout, progress lines to stderr, and --json writes the full report.`,
 		newScenarioCommand(bench.ScenarioChurn, "Create/update/delete over --workloads names for --duration; etcd growth, heartbeats/s, RSS", 200, 1000),
 		newServicesCommand(),
 		newWatchersCommand(),
+		newBurstCommand(),
 	)
 	return cmd
 }
@@ -91,6 +92,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 // scenarioCommand runs one scenario with o, which its flags fill.
 func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	var jsonOut, cpuProfile, memProfile, pprofAddr, nodeCPU, nodeMemory string
+	var etcd etcdFlags
 	cmd := &cobra.Command{
 		Use:   name,
 		Short: short,
@@ -154,10 +156,15 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 					}
 				}
 			}
-			rep, err := bench.Run(ctx, name, *o)
+			rep, after, err := etcd.run(ctx, name, *o)
 			if rep != nil {
 				if terr := rep.WriteTable(os.Stdout); terr != nil && err == nil {
 					err = terr
+				}
+				if after != nil {
+					if terr := after(os.Stdout); terr != nil && err == nil {
+						err = terr
+					}
 				}
 				if jsonOut != "" {
 					data, merr := json.MarshalIndent(rep, "", "  ")
@@ -184,6 +191,7 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	f.Float64Var(&o.LossFraction, "loss-fraction", 0.1, "share of the nodes node-loss stops")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound on each wait for convergence")
 	if name == bench.ScenarioThroughput {
+		etcd.register(f)
 		f.DurationVar(&o.IdleSample, "idle-sample", 0, "after every workload runs, watch the cluster at rest this long: heartbeats and CPU per second (0: skip)")
 	}
 	f.DurationVar(&o.StallAfter, "stall-after", bench.DefaultStallAfter, "end a wait for convergence early, saying why, when nothing changed for this long and every workload not RUNNING is pending with no node that fits")

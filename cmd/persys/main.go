@@ -18,7 +18,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSchedulerCommand(), newAgentCommand(), newGatewayCommand(), newCACommand(), newDevCommand(), newBenchCommand(), newBenchSchedulerProcessCommand(), newBenchGatewayProcessCommand())
+	root.AddCommand(newSchedulerCommand(), newAgentCommand(), newGatewayCommand(), newCACommand(), newDevCommand(), newBenchCommand(), newBenchSchedulerProcessCommand(), newBenchGatewayProcessCommand(), newBenchEtcdMemberCommand())
 	root.AddCommand(newSecretsKeyCommand(), newVersionCommand(), newBackupCommand(), newFederationCommand())
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)

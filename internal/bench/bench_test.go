@@ -20,11 +20,18 @@ import (
 )
 
 // TestMain lets the scenarios re-execute this test binary as their
-// scheduler process.
+// scheduler process, gateway process or etcd members.
 func TestMain(m *testing.M) {
 	if len(os.Args) == 3 && os.Args[1] == SchedulerProcessCommand {
 		if err := RunSchedulerProcess(os.Args[2], os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "bench scheduler process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	if len(os.Args) == 3 && os.Args[1] == EtcdMemberCommand {
+		if err := RunEtcdMember(os.Args[2], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench etcd member:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
@@ -36,7 +43,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	removeBuiltPersys()
+	os.Exit(code)
 }
 
 func TestChunk(t *testing.T) {

@@ -73,6 +73,10 @@ type ClusterOptions struct {
 	Dir string
 	// EtcdNoFsync turns etcd's fsync off (to see what the disk costs).
 	EtcdNoFsync bool
+	// Etcd, when set, is the store instead of an embedded etcd: an
+	// external cluster (StartEtcdCluster) that the in-process scheduler
+	// reaches as persys scheduler --etcd-endpoints does.
+	Etcd *EtcdCluster
 	// CertConcurrency bounds concurrent certificate issuance (default 2×CPUs).
 	CertConcurrency int
 	// StartBatch agents are started at a time, each batch registered
@@ -111,6 +115,9 @@ func (o *ClusterOptions) checkShape() error {
 	}
 	if o.MTLS && o.SchedulerProcess {
 		return errors.New("bench: a scheduler process serves the shared transport only; drop --mtls or --scheduler-process")
+	}
+	if o.Etcd != nil && o.SchedulerProcess {
+		return errors.New("bench: an external etcd serves the in-process scheduler only; drop --scheduler-process")
 	}
 	if o.Dir == "" {
 		return errors.New("bench: data dir: empty")
@@ -343,16 +350,22 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	}
 
 	start := time.Now()
-	if c.etcdDir, err = os.MkdirTemp(o.Dir, "etcd-"); err != nil {
-		return c, fmt.Errorf("bench: etcd dir: %w", err)
-	}
-	if c.etcdTLS, err = embeddedTLS(c.etcdDir, bundle); err != nil {
+	cli, err := o.Etcd.connect()
+	if err != nil {
 		return c, err
 	}
-	if c.emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: c.etcdDir, TLS: c.etcdTLS, UnsafeNoFsync: o.EtcdNoFsync}); err != nil {
-		return c, err
+	if cli == nil {
+		if c.etcdDir, err = os.MkdirTemp(o.Dir, "etcd-"); err != nil {
+			return c, fmt.Errorf("bench: etcd dir: %w", err)
+		}
+		if c.etcdTLS, err = embeddedTLS(c.etcdDir, bundle); err != nil {
+			return c, err
+		}
+		if c.emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: c.etcdDir, TLS: c.etcdTLS, UnsafeNoFsync: o.EtcdNoFsync}); err != nil {
+			return c, err
+		}
+		cli = c.emb.LocalClient()
 	}
-	cli := c.emb.LocalClient()
 	c.Setup.EtcdSeconds = time.Since(start).Seconds()
 	quiet := slog.New(slog.DiscardHandler)
 	c.Store = store.New(cli, store.Options{Logger: quiet})

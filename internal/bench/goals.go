@@ -22,6 +22,9 @@ type shape struct {
 	Workloads  int
 	ApplyDelay time.Duration
 	Rate       float64
+	// EtcdMembers is the external etcd cluster's size (0: the embedded
+	// etcd; a goal with 0 holds on either).
+	EtcdMembers int
 }
 
 // goal is a target from the issues, for one metric at one shape.
@@ -35,7 +38,7 @@ type goal struct {
 // its own scenario and sizes: a 1,000-node run is not measured against a
 // 5,000-node target.
 var goals = []goal{
-	{goalPlacementRate, shape{Scenario: ScenarioThroughput, Nodes: 5000, Workloads: 50000}, "≥ 3,750/s on external etcd"},
+	{goalPlacementRate, shape{Scenario: ScenarioThroughput, Nodes: 5000, Workloads: 50000, EtcdMembers: 3}, "≥ 3,750/s"},
 	{goalAllRunning, shape{Scenario: ScenarioThroughput, Nodes: 1000, Workloads: 5000}, "< 5 s"},
 	{goalAllRunning, shape{Scenario: ScenarioThroughput, Nodes: 1000, Workloads: 5000, ApplyDelay: 900 * time.Millisecond}, "< 2 s"},
 	{goalAllRunning, shape{Scenario: ScenarioThroughput, Nodes: 1, Workloads: 5000}, "< 10 s (density)"},
@@ -51,7 +54,8 @@ func (g goal) matches(s shape) bool {
 		(at.Nodes == 0 || at.Nodes == s.Nodes) &&
 		(at.Workloads == 0 || at.Workloads == s.Workloads) &&
 		at.ApplyDelay == s.ApplyDelay &&
-		(at.Rate == 0 || at.Rate == s.Rate)
+		(at.Rate == 0 || at.Rate == s.Rate) &&
+		(at.EtcdMembers == 0 || at.EtcdMembers == s.EtcdMembers)
 }
 
 // String names the goal with the scenario and sizes it belongs to.
@@ -71,6 +75,9 @@ func (g goal) String() string {
 		where += fmt.Sprintf("%s/s, ", thousands(int(at.Rate)))
 	}
 	where += fmt.Sprintf("apply delay %s", at.ApplyDelay)
+	if at.EtcdMembers > 0 {
+		where += fmt.Sprintf(", %s over TLS", plural(at.EtcdMembers, "etcd member"))
+	}
 	return fmt.Sprintf("%s (%s)", g.want, where)
 }
 
@@ -87,7 +94,8 @@ func goalFor(metric string, s shape) string {
 
 // shapeOf is the shape of a run with options o.
 func shapeOf(scenario string, o *Options) shape {
-	return shape{Scenario: scenario, Nodes: o.Cluster.Nodes, Workloads: o.Workloads, ApplyDelay: o.Cluster.ApplyDelay, Rate: o.Rate}
+	return shape{Scenario: scenario, Nodes: o.Cluster.Nodes, Workloads: o.Workloads, ApplyDelay: o.Cluster.ApplyDelay, Rate: o.Rate,
+		EtcdMembers: o.Cluster.Etcd.size()}
 }
 
 // thousands writes n with comma separators (5000 → 5,000).

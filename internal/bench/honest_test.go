@@ -18,12 +18,16 @@ func TestGoalFor(t *testing.T) {
 	tp := func(nodes, workloads int, delay time.Duration) shape {
 		return shape{Scenario: ScenarioThroughput, Nodes: nodes, Workloads: workloads, ApplyDelay: delay}
 	}
+	ext := func(s shape) shape { s.EtcdMembers = 3; return s }
 	tests := []struct {
 		name, metric string
 		at           shape
 		want         string // a part of the goal; "" for none
 	}{
-		{"rate at its size", goalPlacementRate, tp(5000, 50000, 0), "≥ 3,750/s"},
+		{"rate at its size", goalPlacementRate, ext(tp(5000, 50000, 0)), "≥ 3,750/s (throughput, 5,000 nodes, 50,000 workloads, apply delay 0s, 3 etcd members over TLS)"},
+		{"rate on the embedded etcd", goalPlacementRate, tp(5000, 50000, 0), ""},
+		{"rate on another cluster size", goalPlacementRate, shape{Scenario: ScenarioThroughput, Nodes: 5000, Workloads: 50000, EtcdMembers: 5}, ""},
+		{"running on the cluster", goalAllRunning, ext(tp(1000, 5000, 0)), "< 5 s"},
 		{"rate at another node count", goalPlacementRate, tp(1000, 50000, 0), ""},
 		{"rate at another workload count", goalPlacementRate, tp(5000, 5000, 0), ""},
 		{"rate of another scenario", goalPlacementRate, shape{Scenario: ScenarioLatency, Nodes: 5000, Workloads: 50000}, ""},

@@ -53,6 +53,8 @@ type Params struct {
 	// SchedulerProcess: the scheduler ran in a process of its own.
 	SchedulerProcess bool `json:"scheduler_process"`
 	CPUs             int  `json:"cpus"`
+	// Etcd names the store: the embedded etcd or an external cluster.
+	Etcd string `json:"etcd"`
 }
 
 // Report is a scenario's outcome: its parameters, how the cluster was
@@ -88,6 +90,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	submit := ""
 	if p.SubmitBatch > 1 {
 		submit = fmt.Sprintf(", %d workloads per submission", p.SubmitBatch)
+	}
+	if p.Etcd != "" {
+		where += ", " + p.Etcd
 	}
 	fmt.Fprintf(w, "scenario %s: %d nodes of %gCPU/%.1fGiB, %d workloads%s, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, GC target %s, %d CPUs, %s transport, %s\n",
 		r.Scenario, p.Nodes, float64(p.NodeCPUMillis)/1000, float64(p.NodeMemoryBytes)/(1<<30), p.Workloads, submit, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, p.Transport, where)

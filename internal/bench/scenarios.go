@@ -189,6 +189,7 @@ func (o *Options) params() Params {
 		SchedulerWorkers: workers, GC: gcTarget(o.Cluster.GCPercent), EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
 		Transport:        map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],
 		SchedulerProcess: o.Cluster.SchedulerProcess,
+		Etcd:             o.Cluster.Etcd.describe(),
 	}
 }
 

@@ -6,7 +6,6 @@ package storetest
 
 import (
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -90,17 +89,17 @@ type Cluster struct {
 func NewCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	b := Bundle(t, t.TempDir())
-	names := make([]string, n)
+	dirs := make([]string, n)
 	peers := make([]string, n)
 	clients := make([]string, n)
 	for i := range n {
-		names[i] = fmt.Sprintf("m%d", i)
+		dirs[i] = t.TempDir()
 		peers[i] = "https://" + freeport.Addr(t, "127.0.0.1")
 		clients[i] = "https://" + freeport.Addr(t, "127.0.0.1")
 	}
-	initial := make([]string, n)
-	for i := range n {
-		initial[i] = names[i] + "=" + peers[i]
+	opts, err := store.MemberOptions(store.EmbeddedOptions{TLS: FilesTLS(b.Scheduler), UnsafeNoFsync: true}, dirs, peers, clients)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
 	}
 	c := &Cluster{Bundle: b, Members: make([]*store.Embedded, n)}
 	// A member is ready only once a quorum runs: start them together.
@@ -110,11 +109,7 @@ func NewCluster(t testing.TB, n int) *Cluster {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.Members[i], errs[i] = store.StartEmbedded(store.EmbeddedOptions{
-				Dir: t.TempDir(), Name: names[i], TLS: FilesTLS(b.Scheduler),
-				ClientURL: clients[i], PeerURL: peers[i], InitialCluster: strings.Join(initial, ","),
-				UnsafeNoFsync: true,
-			})
+			c.Members[i], errs[i] = store.StartEmbedded(opts[i])
 		}()
 	}
 	wg.Wait()
@@ -125,7 +120,7 @@ func NewCluster(t testing.TB, n int) *Cluster {
 	}
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("storetest: etcd member %s: %v", names[i], err)
+			t.Fatalf("storetest: etcd member %s: %v", opts[i].Name, err)
 		}
 	}
 	for _, m := range c.Members {
