@@ -507,8 +507,17 @@ func (s *Scheduler) removeKeys(ctx context.Context, name string, v view) {
 	s.queuePending()
 }
 
-// queuePending queues every workload waiting for a feasible node.
+// queuePending queues every workload waiting for a feasible node, in one
+// pass shortly after for all the calls that come meanwhile (coalesce.go).
 func (s *Scheduler) queuePending() {
+	s.pendingPass.kick()
+}
+
+// pendingPassDelay is how long a pass of queuePending waits for more
+// triggers to share it.
+const pendingPassDelay = 50 * time.Millisecond
+
+func (s *Scheduler) queuePendingNow() {
 	for _, n := range s.cache.Pending() {
 		s.queue.Add(n)
 	}

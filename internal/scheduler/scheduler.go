@@ -207,6 +207,9 @@ type Scheduler struct {
 	// orphanInflight de-duplicates orphan removals: node/name → true.
 	orphanInflight map[string]bool
 
+	// pendingPass runs queuePending's passes over the cache.
+	pendingPass coalescer
+
 	poolOnce sync.Once
 	pool     *agentPool
 	// dispatch runs the agent calls of applies the workers hand off.
@@ -275,6 +278,7 @@ func New(cfg Config) (*Scheduler, error) {
 		}
 		ecfg.Address, ecfg.TTL = cfg.Election.Address, cfg.Election.TTL
 	}
+	s.pendingPass = coalescer{delay: pendingPassDelay, fn: s.queuePendingNow}
 	var err error
 	if s.elector, err = election.New(ecfg); err != nil {
 		return nil, err
