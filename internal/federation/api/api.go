@@ -19,10 +19,14 @@
 //	GET    /v1/services/{name}  one, with the divisions and the members' events
 //	DELETE /v1/services/{name}  delete it at every member that holds it
 //	GET    /v1/nodes            every member's nodes, each labelled with its cluster
+//	GET    /v1/leader           the leading replica (the gateway's LeaderInfo)
 //	GET    /v1/services/{name}/history  the rollout revisions of the member with the largest share
 //
 // Workload answers are the gateway's protobuf JSON, so persysctl reads
 // them unchanged; each view carries the fedapi.LabelCluster label.
+//
+// Of several replicas on one etcd, only the leader changes anything; a
+// follower answers reads and refuses changes with 503 naming the leader.
 //
 // A join is checked in full before anything is stored: the fields, then
 // one probe of the member's gateway with the identity it issued.
@@ -79,6 +83,19 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Leader, when set, says whether this replica leads; a follower
+	// answers reads and refuses changes with 503, naming the leader.
+	// Nil means this process is the only replica.
+	Leader Leadership
+	// Self is this replica's API URL, as GET /v1/leader names it.
+	Self string
+}
+
+// Leadership is what the API needs of the election.
+type Leadership interface {
+	Leading() bool
+	// Leader is the leader's URL; "" while none is known.
+	Leader() string
 }
 
 type api struct {
@@ -109,6 +126,7 @@ func New(cfg Config) http.Handler {
 	a.route(mux, "DELETE /v1/clusters/{name}", pki.RoleAdmin, a.leave)
 	a.route(mux, "POST /v1/clusters/{name}/labels", pki.RoleAdmin, a.label)
 	a.route(mux, "GET /v1/events", pki.RoleViewer, a.events)
+	a.route(mux, "GET /v1/leader", pki.RoleViewer, a.leader)
 	if cfg.Workloads != nil {
 		a.route(mux, "POST /v1/workloads", pki.RoleOperator, a.applyWorkload)
 		a.route(mux, "GET /v1/workloads", pki.RoleViewer, a.listWorkloads)
@@ -159,6 +177,10 @@ func (a *api) route(mux *http.ServeMux, pattern string, need pki.Role, h handler
 			code = httperr.Write(w, err)
 			return
 		}
+		if err := a.mayChange(r); err != nil {
+			code = httperr.Write(w, err)
+			return
+		}
 		body, c, err := h(w, r)
 		if err != nil {
 			code = httperr.Write(w, err)
@@ -174,6 +196,30 @@ func (a *api) route(mux *http.ServeMux, pattern string, need pki.Role, h handler
 		w.WriteHeader(code)
 		_, _ = w.Write(data)
 	})
+}
+
+// mayChange refuses a change on a follower, naming the leader: the decisions
+// are the leader's, so that one replica at a time places and sends.
+func (a *api) mayChange(r *http.Request) error {
+	if r.Method == http.MethodGet || a.cfg.Leader == nil || a.cfg.Leader.Leading() {
+		return nil
+	}
+	leader := a.cfg.Leader.Leader()
+	if leader == "" {
+		return httperr.New(http.StatusServiceUnavailable, "this federation replica is not the leader and no leader is known yet; try again shortly")
+	}
+	return httperr.New(http.StatusServiceUnavailable, "this federation replica is not the leader; send changes to the leader at "+leader)
+}
+
+// leader answers the gateway's LeaderInfo shape, so that persysctl
+// leader works against the federation.
+func (a *api) leader(_ http.ResponseWriter, _ *http.Request) (any, int, error) {
+	info := &persysv1.LeaderInfo{Address: a.cfg.Self, Id: a.cfg.Self, IsLeader: true}
+	if a.cfg.Leader != nil {
+		info.Address, info.IsLeader = a.cfg.Leader.Leader(), a.cfg.Leader.Leading()
+		info.Id = info.Address
+	}
+	return info, http.StatusOK, nil
 }
 
 // rank orders the user roles: a higher role may do what a lower may.

@@ -130,6 +130,9 @@ const (
 	// apply, a failover of a member's share, or its return); Cluster is
 	// empty, the message names the shares.
 	EventSpread = "Spread"
+	// EventLeaderElected: a federation replica took the lead (several
+	// replicas on one etcd); Cluster is empty.
+	EventLeaderElected = "FederationLeaderElected"
 )
 
 // Labels the federation sets on the workloads it sends to a member: which

@@ -1,0 +1,215 @@
+package federation
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/persys-dev/compute/internal/store/storetest"
+	"github.com/persys-dev/compute/internal/testutil/devproc"
+	"github.com/persys-dev/compute/internal/testutil/freeport"
+	"github.com/persys-dev/compute/internal/testutil/images"
+)
+
+// replica is one `persys federation` process of several on one etcd.
+type replica struct {
+	name, dir string
+	args      []string
+	proc      *devproc.Proc
+}
+
+func (r *replica) cfg() string { return filepath.Join(r.dir, "persysctl.yaml") }
+
+// TestReplicas runs two federation replicas on one external etcd in front
+// of a real dev cluster, and three times kills the leader with SIGKILL in
+// the middle of a burst of federated workload applies: the other replica
+// takes over (it leads, and its probe loop reaches the member), every
+// workload whose apply was acknowledged is there and runs without being
+// applied again, the rest run once applied again through the new leader,
+// and the engine holds exactly one container per workload name. A
+// follower refuses a change naming the leader and answers reads.
+func TestReplicas(t *testing.T) {
+	docker, image := images.HelloImage(t)
+	b := devproc.Build(t)
+	m := startMember(t, b, "r", docker)
+	m.WaitReady(t)
+	etcd := storetest.NewCluster(t, 1)
+	eb := etcd.Bundle
+
+	reps := []*replica{{name: "fed-1", dir: t.TempDir()}, {name: "fed-2", dir: t.TempDir()}}
+	for _, r := range reps {
+		r.args = []string{"federation", "--data-dir", r.dir, "--listen", freeport.Addr(t, "127.0.0.1"), "--metrics-listen", "",
+			"--etcd-endpoints", strings.Join(etcd.Endpoints(), ","), "--etcd-ca", eb.CA, "--etcd-cert", eb.Scheduler.Cert, "--etcd-key", eb.Scheduler.Key,
+			"--election-ttl", "2s", "--probe-interval", "1s", "--grace", "6s", "--probe-timeout", "2s"}
+	}
+	start := func(r *replica) {
+		r.proc = devproc.Start(t, "persys "+r.name, b.Persys, r.args...)
+		devproc.WaitFor(t, r.proc, r.name+" answering", 60*time.Second, func() (bool, string) {
+			out, err := devproc.Run(b.Persysctl, "--config", r.cfg(), "get", "clusters")
+			return err == nil, out
+		})
+	}
+	start(reps[0])
+	// One CA for the API: the second replica starts on a copy of the
+	// first one's pki folder.
+	if out, err := exec.Command("cp", "-a", filepath.Join(reps[0].dir, "pki"), reps[1].dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy pki: %v\n%s", err, out)
+	}
+	start(reps[1])
+
+	leader := func(timeout time.Duration) (lead, follow *replica) {
+		devproc.WaitFor(t, nil, "a leading replica", timeout, func() (bool, string) {
+			for i, r := range reps {
+				if r.proc.Exited() {
+					continue
+				}
+				if info, err := fedClient(t, r.cfg()).Leader(context.Background()); err == nil && info.GetIsLeader() {
+					lead, follow = r, reps[1-i]
+					return true, ""
+				}
+			}
+			return false, "no replica says it leads"
+		})
+		return lead, follow
+	}
+	lead, follow := leader(30 * time.Second)
+
+	ids := filepath.Join(m.Dir, "fedid")
+	must(t, b.Persysctl, "--config", m.Config(), "user", "issue", "federation", "--role", "operator", "--out", ids)
+	join := []string{"federation", "join", "r", "--gateway", "https://" + m.Gateway, "--ca", filepath.Join(ids, "federation-ca.crt"),
+		"--cert", filepath.Join(ids, "federation.crt"), "--key", filepath.Join(ids, "federation.key")}
+	// A follower refuses the change and names the leader; nothing stored.
+	if out, err := devproc.Run(b.Persys, append(join, "--config", follow.cfg())...); err == nil || !strings.Contains(out, "not the leader") || !strings.Contains(out, leaderURL(lead)) {
+		t.Fatalf("join through the follower: %v\n%s\nwant a refusal naming the leader %s", err, out, leaderURL(lead))
+	}
+	if out, err := devproc.Run(b.Persysctl, "--config", follow.cfg(), "get", "clusters"); err != nil || !strings.Contains(out, "No clusters.") {
+		t.Fatalf("get clusters through the follower after its refusal: %v\n%s", err, out)
+	}
+	if out, err := devproc.Run(b.Persys, append(join, "--config", lead.cfg())...); err != nil || !strings.Contains(out, "joined: Ready") {
+		t.Fatalf("join through the leader: %v\n%s", err, out)
+	}
+	// Reads come from either replica.
+	if out, err := devproc.Run(b.Persysctl, "--config", follow.cfg(), "get", "clusters"); err != nil || !rowHas(out, "r", "Ready") {
+		t.Fatalf("get clusters through the follower: %v\n%s", err, out)
+	}
+
+	const burst = 5
+	var leadTimes, actTimes []time.Duration
+	for cycle := range 3 {
+		names := make([]string, burst)
+		files := make([]string, burst)
+		for i := range names {
+			names[i] = fmt.Sprintf("fedrep-%d-%d-%d", os.Getpid(), cycle, i)
+			files[i] = filepath.Join(t.TempDir(), names[i]+".yaml")
+			body := fmt.Sprintf("apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: %s\nspec:\n  type: container\n  desiredState: running\n"+
+				"  container:\n    image: %s\n  resources:\n    cpu: 10m\n    memory: 8Mi\nplacement:\n  clusters: [r]\n", names[i], image)
+			if err := os.WriteFile(files[i], []byte(body), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The burst: applies one after the other through the leader; the
+		// leader is killed once two were acknowledged, with the third in
+		// flight or about to be.
+		var (
+			mu    sync.Mutex
+			acked []string
+			wg    sync.WaitGroup
+		)
+		two := make(chan struct{})
+		wg.Go(func() {
+			for i, f := range files {
+				if _, err := devproc.Run(b.Persysctl, "--config", lead.cfg(), "apply", "-f", f); err == nil {
+					mu.Lock()
+					acked = append(acked, names[i])
+					if len(acked) == 2 {
+						close(two)
+					}
+					mu.Unlock()
+				}
+			}
+		})
+		select {
+		case <-two:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("cycle %d: two applies not acknowledged through the leader %s", cycle, lead.name)
+		}
+		lead.proc.Kill()
+		killed := time.Now()
+		wg.Wait()
+
+		// The other replica leads, then acts: its probe loop reaches
+		// the member (a last contact after the kill).
+		var ledAt, actedAt time.Time
+		devproc.WaitFor(t, follow.proc, follow.name+" leading", 30*time.Second, func() (bool, string) {
+			info, err := fedClient(t, follow.cfg()).Leader(context.Background())
+			if err != nil || !info.GetIsLeader() {
+				return false, fmt.Sprint(info, err)
+			}
+			ledAt = time.Now()
+			return true, ""
+		})
+		devproc.WaitFor(t, follow.proc, follow.name+" probing the member", 30*time.Second, func() (bool, string) {
+			list := clusters(t, func(args ...string) (string, error) {
+				return devproc.Run(b.Persysctl, append([]string{"--config", follow.cfg()}, args...)...)
+			})
+			if len(list) == 1 && list[0].Health.LastContact.After(killed) {
+				actedAt = time.Now()
+				return true, ""
+			}
+			return false, fmt.Sprint(list)
+		})
+		leadTimes = append(leadTimes, ledAt.Sub(killed))
+		actTimes = append(actTimes, actedAt.Sub(killed))
+		t.Logf("cycle %d: %s killed after %d acknowledged applies; %s leading after %s, probing after %s",
+			cycle, lead.name, len(acked), follow.name, ledAt.Sub(killed).Round(time.Millisecond), actedAt.Sub(killed).Round(time.Millisecond))
+
+		// Nothing lost: every acknowledged workload runs, not applied
+		// again. The rest are applied again through the new leader, as
+		// a client whose call failed would.
+		for _, n := range acked {
+			waitWorkload(t, follow.dir, n, "r")
+		}
+		for i, n := range names {
+			if slices.Contains(acked, n) {
+				continue
+			}
+			must(t, b.Persysctl, "--config", follow.cfg(), "apply", "-f", files[i])
+			waitWorkload(t, follow.dir, n, "r")
+		}
+		// Nothing placed twice: one container per workload name.
+		for _, n := range names {
+			if got := containers(t, n); got != 1 {
+				t.Fatalf("cycle %d: %d containers of %s on the engine, want 1", cycle, got, n)
+			}
+		}
+		// The killed replica comes back as a follower.
+		start(lead)
+		lead, follow = follow, lead
+	}
+	t.Logf("federation leader failover, n=%d: leading after min %s median %s max %s; acting (probing) after min %s median %s max %s",
+		len(leadTimes), minOf(leadTimes), median(leadTimes), maxOf(leadTimes), minOf(actTimes), median(actTimes), maxOf(actTimes))
+}
+
+// leaderURL is the address a replica advertises: its API URL.
+func leaderURL(r *replica) string {
+	return "https://" + r.args[slices.Index(r.args, "--listen")+1]
+}
+
+func sorted(d []time.Duration) []time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s
+}
+
+func minOf(d []time.Duration) time.Duration { return sorted(d)[0].Round(time.Millisecond) }
+func maxOf(d []time.Duration) time.Duration { return sorted(d)[len(d)-1].Round(time.Millisecond) }
+func median(d []time.Duration) time.Duration {
+	return sorted(d)[len(d)/2].Round(time.Millisecond)
+}
