@@ -9,6 +9,7 @@
 //	DELETE /v1/clusters/{name}  remove a member (nothing changes at the member)
 //	POST   /v1/clusters/{name}/labels  set and remove a member's labels (fedapi.LabelsRequest)
 //	GET    /v1/events           the federation's events and the members' relayed ones (?cluster=NAME&workload=NAME&limit=N);
+//	                            with follow=true (and since, since_index to resume) a stream of new ones;
 //	                            the body also decodes as the gateway's event list
 //	POST   /v1/workloads        apply a federated workload (a manifest with a placement block)
 //	GET    /v1/workloads        federated workloads as their members show them
@@ -184,6 +185,10 @@ func (a *api) route(mux *http.ServeMux, pattern string, need pki.Role, h handler
 		body, c, err := h(w, r)
 		if err != nil {
 			code = httperr.Write(w, err)
+			return
+		}
+		if st, ok := body.(streamed); ok {
+			code = int(st)
 			return
 		}
 		data, err := encode(body)
@@ -401,8 +406,11 @@ func (a *api) holding(ctx context.Context, name string) error {
 		Fields: []httperr.FieldError{{Field: "name", Reason: fmt.Sprintf("federated workloads are placed on %s or have a copy there: %s; delete them first", name, strings.Join(held, ", "))}}}
 }
 
-func (a *api) events(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+func (a *api) events(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	q := r.URL.Query()
+	if q.Get("follow") == "true" {
+		return a.followEvents(w, r)
+	}
 	limit := 0
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
