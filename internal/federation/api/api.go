@@ -20,8 +20,13 @@
 //	GET    /v1/services/{name}  one, with the divisions and the members' events
 //	DELETE /v1/services/{name}  delete it at every member that holds it
 //	GET    /v1/nodes            every member's nodes, each labelled with its cluster
+//	GET    /v1/nodes/{id}       one node, by CLUSTER/NODE or by an id no two members share
 //	GET    /v1/leader           the leading replica (the gateway's LeaderInfo)
 //	GET    /v1/services/{name}/history  the rollout revisions of the member with the largest share
+//	POST   /v1/services/{name}/scale    {"replicas": N}: the federated service's replicas, divided again
+//	POST   /v1/services/{name}/undo     {"toRevision": N}: back at the largest share's member, then everywhere
+//	POST   /v1/services/{name}/pause, /resume  spec.update.paused of the federated service
+//	POST   /v1/services/{name}/promote  forwarded to every member with a share
 //
 // Workload answers are the gateway's protobuf JSON, so persysctl reads
 // them unchanged; each view carries the fedapi.LabelCluster label.
@@ -143,15 +148,15 @@ func New(cfg Config) http.Handler {
 		a.route(mux, "GET /v1/services/{name}", pki.RoleViewer, a.getService)
 		a.route(mux, "DELETE /v1/services/{name}", pki.RoleOperator, a.deleteService)
 		a.route(mux, "GET /v1/services/{name}/history", pki.RoleViewer, a.serviceHistory)
-		a.route(mux, "POST /v1/services/{name}/{op...}", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
-			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation a service changes by applying its manifest again (spec.replicas to scale); rollout verbs go to a member")
-		})
+		a.route(mux, "POST /v1/services/{name}/scale", pki.RoleOperator, a.scaleService)
+		a.route(mux, "POST /v1/services/{name}/undo", pki.RoleOperator, a.undoService)
+		a.route(mux, "POST /v1/services/{name}/pause", pki.RoleOperator, a.pauseService(true))
+		a.route(mux, "POST /v1/services/{name}/resume", pki.RoleOperator, a.pauseService(false))
+		a.route(mux, "POST /v1/services/{name}/promote", pki.RoleOperator, a.promoteService)
 	}
 	if cfg.Nodes != nil {
 		a.route(mux, "GET /v1/nodes", pki.RoleViewer, a.listNodes)
-		a.route(mux, "GET /v1/nodes/{id...}", pki.RoleViewer, func(http.ResponseWriter, *http.Request) (any, int, error) {
-			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation nodes are listed only (get nodes); ask the member cluster for one node")
-		})
+		a.route(mux, "GET /v1/nodes/{id...}", pki.RoleViewer, a.getNode)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.requests.WithLabelValues("unknown", strconv.Itoa(httperr.Write(w, httperr.New(http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)))).Inc()
@@ -553,6 +558,19 @@ func (a *api) deleteService(_ http.ResponseWriter, r *http.Request) (any, int, e
 func (a *api) serviceHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	out, err := a.cfg.Services.History(r.Context(), r.PathValue("name"))
 	return out, http.StatusOK, err
+}
+
+func (a *api) getNode(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	n, err := a.cfg.Nodes.Get(r.Context(), r.PathValue("id"))
+	switch {
+	case errors.Is(err, fednodes.ErrNotFound), errors.Is(err, fedstore.ErrNotFound):
+		return nil, 0, &httperr.Error{Code: http.StatusNotFound, Message: err.Error(), Fields: []httperr.FieldError{{Field: "id", Reason: err.Error()}}}
+	case errors.Is(err, fednodes.ErrAmbiguous):
+		return nil, 0, &httperr.Error{Code: http.StatusConflict, Message: err.Error(), Fields: []httperr.FieldError{{Field: "id", Reason: err.Error()}}}
+	case err != nil:
+		return nil, 0, httperr.New(http.StatusServiceUnavailable, err.Error())
+	}
+	return n, http.StatusOK, nil
 }
 
 func (a *api) listNodes(_ http.ResponseWriter, r *http.Request) (any, int, error) {
