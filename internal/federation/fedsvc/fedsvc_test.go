@@ -339,3 +339,54 @@ func TestRolloutVerbs(t *testing.T) {
 		t.Fatalf("scale of an unknown service: %v, want 404", err)
 	}
 }
+
+// TestOffloadShares fills a, b and c in order with 6 replicas of which
+// each member's one node fits 2: a refuses 4 (no node fits), which go to
+// b; b refuses 2, which go to c. The reasons are recorded with the
+// division, and each member runs its 2.
+func TestOffloadShares(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	// A node offers 4 CPUs, 80% of which may be requested: two of 1500m.
+	body := bytes.Replace(service("big", 6, "placement:\n  clusters: [a, b, c]\n  strategy: fill\n  offload: true\n"), []byte("cpu: 100m"), []byte("cpu: 1500m"), 1)
+	if _, err := e.ctl.Apply(ctx, body); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.shares(t, "big"); got != "a=6" {
+		t.Fatalf("shares after apply %s, want a=6 (fill)", got)
+	}
+	eventually.Eventually(t, "offloaded to 2/2/2", 90*time.Second, func() (bool, string) {
+		if err := e.ctl.Reconcile(ctx); err != nil {
+			return false, err.Error()
+		}
+		got := e.shares(t, "big")
+		return got == "a=2,b=2,c=2", got
+	})
+	v, _, err := e.fed.Store.GetService(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(v.Decision.Reason, "offloaded from a 2 to b, 2 to c") || !strings.Contains(v.Decision.Reason, "no node fits") ||
+		v.Caps["a"].Replicas != 2 || v.Caps["b"].Replicas != 2 || !strings.Contains(v.Caps["a"].Reason, "a refused 4") {
+		t.Fatalf("decision %q caps %+v; want the offloads and their reasons recorded", v.Decision.Reason, v.Caps)
+	}
+	eventually.Eventually(t, "2 ready replicas at each member", 60*time.Second, func() (bool, string) {
+		if err := e.ctl.Reconcile(ctx); err != nil {
+			return false, err.Error()
+		}
+		var parts []string
+		for _, cl := range []string{"a", "b", "c"} {
+			m := e.members[cl]
+			mv, err := m.Cluster.Client(t, m.Gateway).GetService(ctx, "big", false)
+			if err != nil {
+				return false, err.Error()
+			}
+			parts = append(parts, fmt.Sprintf("%s=%d", cl, mv.GetProgress().GetReady()))
+		}
+		got := strings.Join(parts, ",")
+		return got == "a=2,b=2,c=2", got
+	})
+	if got := e.divisions(t)["offload"]; got < 2 {
+		t.Fatalf("offload divisions counted %v, want 2", got)
+	}
+}
