@@ -99,6 +99,13 @@ func TestReplicas(t *testing.T) {
 	if out, err := devproc.Run(b.Persysctl, "--config", follow.cfg(), "get", "clusters"); err != nil || !rowHas(out, "r", "Ready") {
 		t.Fatalf("get clusters through the follower: %v\n%s", err, out)
 	}
+	node := fmt.Sprintf("fed-r-%d", os.Getpid())
+	if out, err := devproc.Run(b.Persysctl, "--config", follow.cfg(), "get", "node", "r/"+node); err != nil || !strings.Contains(out, node) {
+		t.Fatalf("get node r/%s through the follower: %v\n%s", node, err, out)
+	}
+	// events --follow through the follower, which leads after the first
+	// kill: it shows the placements of both leaders, as they happen.
+	events := devproc.Start(t, "persysctl events --follow", b.Persysctl, "--config", follow.cfg(), "events", "--follow")
 
 	const burst = 5
 	var leadTimes, actTimes []time.Duration
@@ -188,6 +195,15 @@ func TestReplicas(t *testing.T) {
 			if got := containers(t, n); got != 1 {
 				t.Fatalf("cycle %d: %d containers of %s on the engine, want 1", cycle, got, n)
 			}
+		}
+		if cycle == 0 {
+			for _, n := range []string{names[0], names[burst-1]} {
+				devproc.WaitFor(t, events, "the followed stream showing "+n, 30*time.Second, func() (bool, string) {
+					out := events.Log.String()
+					return strings.Contains(out, n), devproc.Tail(out, 5)
+				})
+			}
+			events.Stop()
 		}
 		// The killed replica comes back as a follower.
 		start(lead)
