@@ -20,9 +20,20 @@ import (
 
 // replica is one `persys federation` process of several on one etcd.
 type replica struct {
-	name, dir string
-	args      []string
-	proc      *devproc.Proc
+	name, dir, metrics string
+	args               []string
+	proc               *devproc.Proc
+}
+
+// probes is how many member probes this replica made since it started:
+// the probe loop runs on the leader alone.
+func (r *replica) probes(t *testing.T) string {
+	for _, l := range strings.Split(metricsBody(t, r.metrics, "/metrics"), "\n") {
+		if strings.HasPrefix(l, "persys_federation_member_probe_duration_seconds_count") {
+			return l
+		}
+	}
+	return ""
 }
 
 func (r *replica) cfg() string { return filepath.Join(r.dir, "persysctl.yaml") }
@@ -45,7 +56,8 @@ func TestReplicas(t *testing.T) {
 
 	reps := []*replica{{name: "fed-1", dir: t.TempDir()}, {name: "fed-2", dir: t.TempDir()}}
 	for _, r := range reps {
-		r.args = []string{"federation", "--data-dir", r.dir, "--listen", freeport.Addr(t, "127.0.0.1"), "--metrics-listen", "",
+		r.metrics = freeport.Addr(t, "127.0.0.1")
+		r.args = []string{"federation", "--data-dir", r.dir, "--listen", freeport.Addr(t, "127.0.0.1"), "--metrics-listen", r.metrics,
 			"--etcd-endpoints", strings.Join(etcd.Endpoints(), ","), "--etcd-ca", eb.CA, "--etcd-cert", eb.Scheduler.Cert, "--etcd-key", eb.Scheduler.Key,
 			"--election-ttl", "2s", "--probe-interval", "1s", "--grace", "6s", "--probe-timeout", "2s"}
 	}
@@ -146,6 +158,11 @@ func TestReplicas(t *testing.T) {
 		case <-two:
 		case <-time.After(60 * time.Second):
 			t.Fatalf("cycle %d: two applies not acknowledged through the leader %s", cycle, lead.name)
+		}
+		// The follower placed nothing and probed nothing: its loops wait
+		// for the lead.
+		if got := follow.probes(t); got != "" {
+			t.Fatalf("cycle %d: follower %s probed members: %s", cycle, follow.name, got)
 		}
 		lead.proc.Kill()
 		killed := time.Now()
