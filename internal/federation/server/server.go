@@ -189,6 +189,12 @@ func Run(ctx context.Context, o Options) error {
 	// divisions, the relay) run on the leader alone; a follower serves
 	// reads and names the leader to writers.
 	term := func(lctx context.Context) error {
+		// One probe round first: the health a previous leader stored may
+		// be old, and a member it saw unreachable may be back; failover
+		// decides on fresh health only.
+		if err := mon.Round(lctx); err != nil && lctx.Err() == nil {
+			o.Logger.Warn("first member probe round failed", "err", err)
+		}
 		done := make(chan struct{}, 4)
 		go func() { defer func() { done <- struct{}{} }(); _ = mon.Run(lctx) }()
 		go func() { defer func() { done <- struct{}{} }(); work.Run(lctx, interval(o.Interval)) }()
