@@ -189,6 +189,9 @@ func TestReplicas(t *testing.T) {
 			}
 			return false, fmt.Sprint(list)
 		})
+		if out, err := devproc.Run(b.Persysctl, "--config", follow.cfg(), "events"); err != nil || !strings.Contains(out, "federation replica "+leaderURL(follow)+" leads") {
+			t.Fatalf("cycle %d: events after the takeover: %v\n%s\nwant %s's election", cycle, err, devproc.Tail(out, 10), follow.name)
+		}
 		leadTimes = append(leadTimes, ledAt.Sub(killed))
 		actTimes = append(actTimes, actedAt.Sub(killed))
 		t.Logf("cycle %d: %s killed after %d acknowledged applies; %s leading after %s, probing after %s",

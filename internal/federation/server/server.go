@@ -254,3 +254,6 @@ func interval(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// The scheduler's elector is what the API asks who leads.
+var _ api.Leadership = (*election.Elector)(nil)
