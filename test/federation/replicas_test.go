@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/persys-dev/compute/internal/federation/fedstore"
 	"github.com/persys-dev/compute/internal/store/storetest"
 	"github.com/persys-dev/compute/internal/testutil/devproc"
 	"github.com/persys-dev/compute/internal/testutil/freeport"
@@ -45,7 +47,9 @@ func (r *replica) cfg() string { return filepath.Join(r.dir, "persysctl.yaml") }
 // workload whose apply was acknowledged is there and runs without being
 // applied again, the rest run once applied again through the new leader,
 // and the engine holds exactly one container per workload name. A
-// follower refuses a change naming the leader and answers reads.
+// follower refuses a change naming the leader and answers reads. Last,
+// the leader is killed with a stored decision whose member call is in
+// flight: one container.
 func TestReplicas(t *testing.T) {
 	docker, image := images.HelloImage(t)
 	b := devproc.Build(t)
@@ -229,6 +233,7 @@ func TestReplicas(t *testing.T) {
 		start(lead)
 		lead, follow = follow, lead
 	}
+	inFlight(t, b, m, etcd, lead, follow, leader, image)
 	t.Logf("federation leader failover, n=%d: leading after min %s median %s max %s; acting (probing) after min %s median %s max %s",
 		len(leadTimes), minOf(leadTimes), median(leadTimes), maxOf(leadTimes), minOf(actTimes), median(actTimes), maxOf(actTimes))
 }
@@ -248,4 +253,50 @@ func minOf(d []time.Duration) time.Duration { return sorted(d)[0].Round(time.Mil
 func maxOf(d []time.Duration) time.Duration { return sorted(d)[len(d)-1].Round(time.Millisecond) }
 func median(d []time.Duration) time.Duration {
 	return sorted(d)[len(d)/2].Round(time.Millisecond)
+}
+
+// inFlight kills the leader after it stored a decision and while its call
+// to the member is in flight: the member's process is stopped (SIGSTOP)
+// so that the call waits, the leader is killed, and the member resumes,
+// possibly taking the dead leader's request late. The new leader sends
+// the stored decision again; the member applies by name: one container.
+func inFlight(t *testing.T, b devproc.Bins, m *member, etcd *storetest.Cluster, lead, follow *replica, leader func(time.Duration) (*replica, *replica), image string) {
+	name := fmt.Sprintf("fedrep-%d-inflight", os.Getpid())
+	file := filepath.Join(t.TempDir(), name+".yaml")
+	body := fmt.Sprintf("apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: %s\nspec:\n  type: container\n  desiredState: running\n"+
+		"  container:\n    image: %s\n  resources:\n    cpu: 10m\n    memory: 8Mi\nplacement:\n  clusters: [r]\n", name, image)
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st := fedstore.New(etcd.Client(t), "", 0)
+	if err := m.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			_ = m.Cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}
+	defer resume()
+	applied := make(chan string, 1)
+	go func() {
+		out, err := devproc.Run(b.Persysctl, "--config", lead.cfg(), "apply", "-f", file)
+		applied <- fmt.Sprint(out, err)
+	}()
+	devproc.WaitFor(t, lead.proc, "the decision stored before the member call", 30*time.Second, func() (bool, string) {
+		w, _, err := st.GetWorkload(context.Background(), name)
+		return err == nil && w.Decision.Cluster == "r" && !w.Sent.Same(w.Decision), fmt.Sprint(w.Decision, err)
+	})
+	lead.proc.Kill()
+	t.Logf("in flight: apply through the killed leader ended with %q", <-applied)
+	resume()
+	if l, _ := leader(30 * time.Second); l != follow {
+		t.Fatalf("after the kill %s leads, want %s", l.name, follow.name)
+	}
+	waitWorkload(t, follow.dir, name, "r")
+	if got := containers(t, name); got != 1 {
+		t.Fatalf("%d containers of %s, whose decision was stored when its leader was killed; want 1", got, name)
+	}
 }
