@@ -115,6 +115,18 @@ func TestReplicas(t *testing.T) {
 	if out, err := devproc.Run(b.Persysctl, "--config", follow.cfg(), "get", "clusters"); err != nil || !rowHas(out, "r", "Ready") {
 		t.Fatalf("get clusters through the follower: %v\n%s", err, out)
 	}
+	// A workload applied through the follower: refused, nothing stored.
+	refused := filepath.Join(t.TempDir(), "refused.yaml")
+	if err := os.WriteFile(refused, fmt.Appendf(nil, "apiVersion: persys/v1\nkind: Workload\nmetadata:\n  name: fedrep-refused\nspec:\n  type: container\n"+
+		"  desiredState: running\n  container:\n    image: %s\nplacement:\n  clusters: [r]\n", image), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := devproc.Run(b.Persysctl, "--config", follow.cfg(), "apply", "-f", refused); err == nil || !strings.Contains(out, "not the leader") {
+		t.Fatalf("apply through the follower: %v\n%s\nwant a refusal naming the leader", err, out)
+	}
+	if out, err := devproc.Run(b.Persysctl, "--config", lead.cfg(), "get", "workloads", "-o", "name"); err != nil || strings.TrimSpace(out) != "" {
+		t.Fatalf("workloads after the refused apply: %v\n%q, want none", err, out)
+	}
 	node := fmt.Sprintf("fed-r-%d", os.Getpid())
 	if out, err := devproc.Run(b.Persysctl, "--config", follow.cfg(), "get", "node", "r/"+node); err != nil || !strings.Contains(out, node) {
 		t.Fatalf("get node r/%s through the follower: %v\n%s", node, err, out)
