@@ -36,7 +36,10 @@ func newFederationCommand() *cobra.Command {
 			"and admin identity in --data-dir/pki on first start, serves its API over HTTPS with mutual TLS, and writes " +
 			"a persysctl config for its admin (--data-dir/persysctl.yaml). It probes every member's gateway each " +
 			"--probe-interval with the identity the member issued; a member not reached for --grace is Lost.\n\n" +
-			"Add members with `persys federation join`.",
+			"Add members with `persys federation join`.\n\n" +
+			"Replicas: run several with the same --etcd-endpoints and a copy of the first one's --data-dir/pki in each " +
+			"--data-dir (one CA for the API). One leads (etcd election, --election-ttl) and runs placement, failover, " +
+			"service divisions and the event relay; the others answer reads and refuse changes naming the leader.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -71,6 +74,8 @@ func newFederationCommand() *cobra.Command {
 	f.DurationVar(&o.Interval, "probe-interval", monitor.DefaultInterval, "how often every member's gateway is probed")
 	f.DurationVar(&o.Grace, "grace", monitor.DefaultGrace, "a member not reached for this long is Lost")
 	f.DurationVar(&o.ProbeTimeout, "probe-timeout", monitor.DefaultTimeout, "time allowed to one probe")
+	f.StringVar(&o.Advertise, "advertise", "", "https:// URL clients reach this replica's API at (default: https:// and --listen); followers name the leader's")
+	f.DurationVar(&o.ElectionTTL, "election-ttl", 5*time.Second, "with --etcd-endpoints: how long a dead leader keeps its seat before another replica takes over")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.AddCommand(newFederationJoinCommand(), newFederationLeaveCommand(), newFederationLabelCommand())
 	return cmd

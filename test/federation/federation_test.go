@@ -27,7 +27,8 @@ import (
 // joins with the field at fault and nothing stored, shows the members
 // reachable through persysctl, refuses a placement naming an unknown
 // cluster with nothing stored, places by label selector, offloads, spreads
-// a federated service 2/2/2, and, with b's process killed, marks b
+// a federated service 2/2/2 (scaled to 3/3/3 and back with persysctl
+// scale), and, with b's process killed, marks b
 // unreachable then lost, moves its workload to c and its service share to
 // a and c; once b is back its stale copies go: no duplicates on the
 // engine.
@@ -73,6 +74,7 @@ func TestMembers(t *testing.T) {
 	e.selector()
 	offload(t, b, fdir, e.ctl, list)
 	svc := e.applyService()
+	e.scaleService(svc)
 	w3 := e.applyOnB()
 	e.crashFederation(w3)
 	e.killB()
@@ -544,6 +546,35 @@ func (e *env) applyService() string {
 		return err == nil && strings.Contains(out, fmt.Sprintf("c/fed-c-%d", os.Getpid())), devproc.Tail(out, 5)
 	})
 	return name
+}
+
+// scaleService scales the federated service to 9 with persysctl (3 on
+// each member, counted on the engine), pauses and resumes its update,
+// and scales it back to 6 (2 each).
+func (e *env) scaleService(name string) {
+	t := e.t
+	for _, step := range []struct {
+		replicas string
+		each     int
+	}{{"9", 3}, {"6", 2}} {
+		if out, err := e.ctl("scale", "service", name, "--replicas", step.replicas); err != nil || !strings.Contains(out, "scaled to "+step.replicas) {
+			t.Fatalf("scale service %s --replicas %s through the federation: %v\n%s", name, step.replicas, err, out)
+		}
+		devproc.WaitFor(t, e.fed, fmt.Sprintf("%s at %d on each member", name, step.each), 90*time.Second, func() (bool, string) {
+			got := e.serviceContainers(name)
+			return got["a"] == step.each && got["b"] == step.each && got["c"] == step.each && got["all"] == 3*step.each, fmt.Sprint(got)
+		})
+		if step.replicas == "9" {
+			for _, verb := range []string{"pause", "resume"} {
+				if out, err := e.ctl("rollout", verb, name); err != nil || !strings.Contains(out, "service/"+name) {
+					t.Fatalf("rollout %s %s through the federation: %v\n%s", verb, name, err, out)
+				}
+			}
+		}
+	}
+	if out, err := e.ctl("rollout", "status", name); err != nil || !strings.Contains(out, "service/"+name) {
+		t.Fatalf("rollout status %s through the federation: %v\n%s", name, err, out)
+	}
 }
 
 // serviceContainers counts the running containers of a service per

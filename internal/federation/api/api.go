@@ -9,6 +9,7 @@
 //	DELETE /v1/clusters/{name}  remove a member (nothing changes at the member)
 //	POST   /v1/clusters/{name}/labels  set and remove a member's labels (fedapi.LabelsRequest)
 //	GET    /v1/events           the federation's events and the members' relayed ones (?cluster=NAME&workload=NAME&limit=N);
+//	                            with follow=true (and since, since_index to resume) a stream of new ones;
 //	                            the body also decodes as the gateway's event list
 //	POST   /v1/workloads        apply a federated workload (a manifest with a placement block)
 //	GET    /v1/workloads        federated workloads as their members show them
@@ -19,10 +20,19 @@
 //	GET    /v1/services/{name}  one, with the divisions and the members' events
 //	DELETE /v1/services/{name}  delete it at every member that holds it
 //	GET    /v1/nodes            every member's nodes, each labelled with its cluster
+//	GET    /v1/nodes/{id}       one node, by CLUSTER/NODE or by an id no two members share
+//	GET    /v1/leader           the leading replica (the gateway's LeaderInfo)
 //	GET    /v1/services/{name}/history  the rollout revisions of the member with the largest share
+//	POST   /v1/services/{name}/scale    {"replicas": N}: the federated service's replicas, divided again
+//	POST   /v1/services/{name}/undo     {"toRevision": N}: back at the largest share's member, then everywhere
+//	POST   /v1/services/{name}/pause, /resume  spec.update.paused of the federated service
+//	POST   /v1/services/{name}/promote  forwarded to every member with a share
 //
 // Workload answers are the gateway's protobuf JSON, so persysctl reads
 // them unchanged; each view carries the fedapi.LabelCluster label.
+//
+// Of several replicas on one etcd, only the leader changes anything; a
+// follower answers reads and refuses changes with 503 naming the leader.
 //
 // A join is checked in full before anything is stored: the fields, then
 // one probe of the member's gateway with the identity it issued.
@@ -79,6 +89,19 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Leader, when set, says whether this replica leads; a follower
+	// answers reads and refuses changes with 503, naming the leader.
+	// Nil means this process is the only replica.
+	Leader Leadership
+	// Self is this replica's API URL, as GET /v1/leader names it.
+	Self string
+}
+
+// Leadership is what the API needs of the election.
+type Leadership interface {
+	Leading() bool
+	// Leader is the leader's URL; "" while none is known.
+	Leader() string
 }
 
 type api struct {
@@ -109,6 +132,7 @@ func New(cfg Config) http.Handler {
 	a.route(mux, "DELETE /v1/clusters/{name}", pki.RoleAdmin, a.leave)
 	a.route(mux, "POST /v1/clusters/{name}/labels", pki.RoleAdmin, a.label)
 	a.route(mux, "GET /v1/events", pki.RoleViewer, a.events)
+	a.route(mux, "GET /v1/leader", pki.RoleViewer, a.leader)
 	if cfg.Workloads != nil {
 		a.route(mux, "POST /v1/workloads", pki.RoleOperator, a.applyWorkload)
 		a.route(mux, "GET /v1/workloads", pki.RoleViewer, a.listWorkloads)
@@ -124,15 +148,15 @@ func New(cfg Config) http.Handler {
 		a.route(mux, "GET /v1/services/{name}", pki.RoleViewer, a.getService)
 		a.route(mux, "DELETE /v1/services/{name}", pki.RoleOperator, a.deleteService)
 		a.route(mux, "GET /v1/services/{name}/history", pki.RoleViewer, a.serviceHistory)
-		a.route(mux, "POST /v1/services/{name}/{op...}", pki.RoleOperator, func(http.ResponseWriter, *http.Request) (any, int, error) {
-			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation a service changes by applying its manifest again (spec.replicas to scale); rollout verbs go to a member")
-		})
+		a.route(mux, "POST /v1/services/{name}/scale", pki.RoleOperator, a.scaleService)
+		a.route(mux, "POST /v1/services/{name}/undo", pki.RoleOperator, a.undoService)
+		a.route(mux, "POST /v1/services/{name}/pause", pki.RoleOperator, a.pauseService(true))
+		a.route(mux, "POST /v1/services/{name}/resume", pki.RoleOperator, a.pauseService(false))
+		a.route(mux, "POST /v1/services/{name}/promote", pki.RoleOperator, a.promoteService)
 	}
 	if cfg.Nodes != nil {
 		a.route(mux, "GET /v1/nodes", pki.RoleViewer, a.listNodes)
-		a.route(mux, "GET /v1/nodes/{id...}", pki.RoleViewer, func(http.ResponseWriter, *http.Request) (any, int, error) {
-			return nil, 0, httperr.New(http.StatusBadRequest, "through the federation nodes are listed only (get nodes); ask the member cluster for one node")
-		})
+		a.route(mux, "GET /v1/nodes/{id...}", pki.RoleViewer, a.getNode)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a.requests.WithLabelValues("unknown", strconv.Itoa(httperr.Write(w, httperr.New(http.StatusNotFound, "no route "+r.Method+" "+r.URL.Path)))).Inc()
@@ -159,9 +183,17 @@ func (a *api) route(mux *http.ServeMux, pattern string, need pki.Role, h handler
 			code = httperr.Write(w, err)
 			return
 		}
+		if err := a.mayChange(r); err != nil {
+			code = httperr.Write(w, err)
+			return
+		}
 		body, c, err := h(w, r)
 		if err != nil {
 			code = httperr.Write(w, err)
+			return
+		}
+		if st, ok := body.(streamed); ok {
+			code = int(st)
 			return
 		}
 		data, err := encode(body)
@@ -174,6 +206,30 @@ func (a *api) route(mux *http.ServeMux, pattern string, need pki.Role, h handler
 		w.WriteHeader(code)
 		_, _ = w.Write(data)
 	})
+}
+
+// mayChange refuses a change on a follower, naming the leader: the decisions
+// are the leader's, so that one replica at a time places and sends.
+func (a *api) mayChange(r *http.Request) error {
+	if r.Method == http.MethodGet || a.cfg.Leader == nil || a.cfg.Leader.Leading() {
+		return nil
+	}
+	leader := a.cfg.Leader.Leader()
+	if leader == "" {
+		return httperr.New(http.StatusServiceUnavailable, "this federation replica is not the leader and no leader is known yet; try again shortly")
+	}
+	return httperr.New(http.StatusServiceUnavailable, "this federation replica is not the leader; send changes to the leader at "+leader)
+}
+
+// leader answers the gateway's LeaderInfo shape, so that persysctl
+// leader works against the federation.
+func (a *api) leader(_ http.ResponseWriter, _ *http.Request) (any, int, error) {
+	info := &persysv1.LeaderInfo{Address: a.cfg.Self, Id: a.cfg.Self, IsLeader: true}
+	if a.cfg.Leader != nil {
+		info.Address, info.IsLeader = a.cfg.Leader.Leader(), a.cfg.Leader.Leading()
+		info.Id = info.Address
+	}
+	return info, http.StatusOK, nil
 }
 
 // rank orders the user roles: a higher role may do what a lower may.
@@ -355,8 +411,11 @@ func (a *api) holding(ctx context.Context, name string) error {
 		Fields: []httperr.FieldError{{Field: "name", Reason: fmt.Sprintf("federated workloads are placed on %s or have a copy there: %s; delete them first", name, strings.Join(held, ", "))}}}
 }
 
-func (a *api) events(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+func (a *api) events(w http.ResponseWriter, r *http.Request) (any, int, error) {
 	q := r.URL.Query()
+	if q.Get("follow") == "true" {
+		return a.followEvents(w, r)
+	}
 	limit := 0
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -499,6 +558,19 @@ func (a *api) deleteService(_ http.ResponseWriter, r *http.Request) (any, int, e
 func (a *api) serviceHistory(_ http.ResponseWriter, r *http.Request) (any, int, error) {
 	out, err := a.cfg.Services.History(r.Context(), r.PathValue("name"))
 	return out, http.StatusOK, err
+}
+
+func (a *api) getNode(_ http.ResponseWriter, r *http.Request) (any, int, error) {
+	n, err := a.cfg.Nodes.Get(r.Context(), r.PathValue("id"))
+	switch {
+	case errors.Is(err, fednodes.ErrNotFound), errors.Is(err, fedstore.ErrNotFound):
+		return nil, 0, &httperr.Error{Code: http.StatusNotFound, Message: err.Error(), Fields: []httperr.FieldError{{Field: "id", Reason: err.Error()}}}
+	case errors.Is(err, fednodes.ErrAmbiguous):
+		return nil, 0, &httperr.Error{Code: http.StatusConflict, Message: err.Error(), Fields: []httperr.FieldError{{Field: "id", Reason: err.Error()}}}
+	case err != nil:
+		return nil, 0, httperr.New(http.StatusServiceUnavailable, err.Error())
+	}
+	return n, http.StatusOK, nil
 }
 
 func (a *api) listNodes(_ http.ResponseWriter, r *http.Request) (any, int, error) {

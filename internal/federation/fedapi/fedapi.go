@@ -130,6 +130,9 @@ const (
 	// apply, a failover of a member's share, or its return); Cluster is
 	// empty, the message names the shares.
 	EventSpread = "Spread"
+	// EventLeaderElected: a federation replica took the lead (several
+	// replicas on one etcd); Cluster is empty.
+	EventLeaderElected = "FederationLeaderElected"
 )
 
 // Labels the federation sets on the workloads it sends to a member: which
@@ -168,7 +171,9 @@ type Placement struct {
 	Weights map[string]int `json:"weights,omitempty"`
 	Counts  map[string]int `json:"counts,omitempty"`
 	// Offload: when the chosen member reports that no node fits, place
-	// the workload on the next cluster and record why.
+	// the workload on the next cluster and record why; for a service, the
+	// replicas of a member's share that no node fits go to the next
+	// clusters (fedplace.Offload).
 	Offload bool `json:"offload,omitempty"`
 	// Failover, when set: a member not reached for longer than its grace
 	// loses the workload to the next ready cluster; the copy left there
@@ -210,6 +215,17 @@ type Refusal struct {
 
 // Shares are a service's replicas per member cluster.
 type Shares map[string]int
+
+// ServiceCap is what a member holds of a service at most, learnt when
+// its placement said no node fits the rest of its share (offload). It
+// holds for one federation revision of the service: a new apply tries
+// every member in full again.
+type ServiceCap struct {
+	Replicas int       `json:"replicas"`
+	Revision int64     `json:"revision"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}
 
 // ServiceDecision is how the federation divided a service's replicas
 // among members and why; stored before any member is asked.

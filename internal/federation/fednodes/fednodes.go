@@ -3,12 +3,15 @@
 // each node labelled with its cluster (fedapi.LabelCluster in its
 // capabilities' labels) so that persysctl shows a CLUSTER column. A
 // member that does not answer is named in the error list the caller
-// gets back beside the nodes of the others.
+// gets back beside the nodes of the others. One node is found by
+// CLUSTER/NODE or, when no two members share the id, by its id alone.
 package fednodes
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,4 +88,57 @@ func (l *Lister) one(ctx context.Context, cluster string) ([]*persysv1.Node, err
 		n.Capabilities.Labels[fedapi.LabelCluster] = cluster
 	}
 	return resp.GetNodes(), nil
+}
+
+// ErrNotFound and ErrAmbiguous are Get's refusals.
+var (
+	ErrNotFound  = errors.New("no node of this id at any member that answered")
+	ErrAmbiguous = errors.New("several members have a node of this id")
+)
+
+// Get returns one node, labelled with its cluster: id is CLUSTER/NODE
+// (asked of that member alone) or a node id, looked for at every member.
+// A node id that two members share is ErrAmbiguous, naming the CLUSTER/NODE
+// ids to ask for; one found nowhere is ErrNotFound, naming the members
+// that did not answer.
+func (l *Lister) Get(ctx context.Context, id string) (*persysv1.Node, error) {
+	var (
+		nodes  []*persysv1.Node
+		missed []string
+	)
+	if cluster, node, ok := strings.Cut(id, "/"); ok {
+		if _, err := l.store.GetMember(ctx, cluster); err != nil {
+			return nil, fmt.Errorf("cluster %q: %w", cluster, err)
+		}
+		list, err := l.one(ctx, cluster)
+		if err != nil {
+			return nil, fmt.Errorf("cluster %s: %w", cluster, err)
+		}
+		nodes, id = list, node
+	} else {
+		var err error
+		if nodes, missed, err = l.List(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var found []*persysv1.Node
+	for _, n := range nodes {
+		if n.GetId() == id {
+			found = append(found, n)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		if len(missed) > 0 {
+			return nil, fmt.Errorf("node %q: %w (%s)", id, ErrNotFound, strings.Join(missed, "; "))
+		}
+		return nil, fmt.Errorf("node %q: %w", id, ErrNotFound)
+	}
+	names := make([]string, len(found))
+	for i, n := range found {
+		names[i] = n.GetCapabilities().GetLabels()[fedapi.LabelCluster] + "/" + id
+	}
+	return nil, fmt.Errorf("node %q: %w: ask for one of %s", id, ErrAmbiguous, strings.Join(names, ", "))
 }

@@ -52,9 +52,6 @@ func ValidateService(p fedapi.Placement, members Members, replicas int) error {
 	default:
 		return httperr.Field("placement.strategy", fmt.Sprintf("%q: must be %s (the default for a service) or %s", p.Strategy, fedapi.StrategySpread, fedapi.StrategyFill))
 	}
-	if p.Offload {
-		return httperr.Field("placement.offload", "not built for services yet: a member's share waits there for room; use failover to move it off a lost member")
-	}
 	if (len(p.Weights) > 0 || len(p.Counts) > 0) && p.Strategy == fedapi.StrategyFill {
 		return httperr.Field("placement.strategy", "weights and counts need strategy spread")
 	}

@@ -148,7 +148,6 @@ func TestValidateService(t *testing.T) {
 		{"zero weights", fedapi.Placement{Clusters: abc, Weights: map[string]int{"a": 0}}, "placement.weights"},
 		{"both", fedapi.Placement{Clusters: abc, Weights: map[string]int{"a": 1}, Counts: map[string]int{"a": 6}}, "placement.counts"},
 		{"weights with fill", fedapi.Placement{Clusters: abc, Strategy: "fill", Weights: map[string]int{"a": 1}}, "placement.strategy"},
-		{"offload", fedapi.Placement{Clusters: abc, Offload: true}, "placement.offload"},
 		{"unknown cluster", fedapi.Placement{Clusters: []string{"a", "z"}}, "placement.clusters[1]"},
 		{"bad strategy", fedapi.Placement{Clusters: abc, Strategy: "pack"}, "placement.strategy"},
 	}

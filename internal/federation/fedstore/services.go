@@ -26,6 +26,10 @@ type Service struct {
 	// Sent maps a member to the decision (Seq) whose share it took; a
 	// member listed here and given no share holds a copy to delete.
 	Sent map[string]int64 `json:"sent,omitempty"`
+	// Caps: members whose placement said no node fits part of their
+	// share, with what they hold at most (offload); each holds for the
+	// revision it names.
+	Caps map[string]fedapi.ServiceCap `json:"caps,omitempty"`
 	// Deleting: the user deleted it; it goes once every member has.
 	Deleting bool `json:"deleting,omitempty"`
 }

@@ -8,7 +8,10 @@
 // member call is by service name and carries the federation revision as
 // a label, so sending a share again changes nothing. With failover, a
 // member past the grace loses its share to the others; once it is Ready
-// again its share comes back and the others shrink to theirs.
+// again its share comes back and the others shrink to theirs. With
+// offload, the replicas a member's placement leaves pending because no
+// node fits them go to the next members, and the member keeps what fits
+// (a cap, for that revision).
 package fedsvc
 
 import (
@@ -201,6 +204,7 @@ func (c *Controller) decide(ctx context.Context, name string, mjson []byte, repl
 	v := cur
 	v.Name, v.Manifest, v.Replicas, v.Placement = name, mjson, replicas, pl
 	v.Revision++
+	v.Caps = nil // a new revision tries every member in full again
 	healths, err := c.cfg.Store.Healths(ctx)
 	if err != nil {
 		return v, "", err

@@ -1,6 +1,7 @@
 package fedsvc_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/fedapi"
 	"github.com/persys-dev/compute/internal/federation/fedplace"
@@ -255,5 +257,136 @@ func TestApplyRefused(t *testing.T) {
 				t.Fatalf("members hold %s after a refused apply", got)
 			}
 		})
+	}
+}
+
+// memberService is the service as member cluster says.
+func (e *env) memberService(t *testing.T, cluster, name string) *persysv1.Service {
+	t.Helper()
+	m := e.members[cluster]
+	v, err := m.Cluster.Client(t, m.Gateway).GetService(context.Background(), name, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v.GetService()
+}
+
+// TestRolloutVerbs scales a federated service (divided again), pauses and
+// resumes its update at every member, and undoes a template change at
+// every member; scaling a service placed by exact counts is refused with
+// the field named and nothing changed.
+func TestRolloutVerbs(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	if _, err := e.ctl.Apply(ctx, service("web", 6, "placement:\n  clusters: [a, b, c]\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.shares(t, "web"); got != "a=2,b=2,c=2" {
+		t.Fatalf("shares after apply %s, want a=2,b=2,c=2", got)
+	}
+	if _, err := e.ctl.Scale(ctx, "web", 9); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.shares(t, "web"); got != "a=3,b=3,c=3" {
+		t.Fatalf("shares after scale to 9: %s, want a=3,b=3,c=3", got)
+	}
+	v, _, err := e.fed.Store.GetService(ctx, "web")
+	if err != nil || v.Replicas != 9 || !strings.Contains(string(v.Manifest), `"replicas":9`) {
+		t.Fatalf("federated service after scale: %d replicas, manifest %s, %v; want 9 in both", v.Replicas, v.Manifest, err)
+	}
+
+	for _, paused := range []bool{true, false} {
+		if _, err := e.ctl.SetPaused(ctx, "web", paused); err != nil {
+			t.Fatal(err)
+		}
+		for _, cl := range []string{"a", "b", "c"} {
+			if got := e.memberService(t, cl, "web").GetSpec().GetUpdate().GetPaused(); got != paused {
+				t.Fatalf("cluster %s: paused = %v, want %v", cl, got, paused)
+			}
+		}
+	}
+
+	if _, err := e.ctl.Apply(ctx, bytes.ReplaceAll(service("web", 9, "placement:\n  clusters: [a, b, c]\n"), []byte("sim/app:1"), []byte("sim/app:2"))); err != nil {
+		t.Fatal(err)
+	}
+	// The member records the new revision asynchronously; undo is
+	// refused (no earlier revision known) until it has.
+	eventually.Eventually(t, "undo at the members", 60*time.Second, func() (bool, string) {
+		_, err := e.ctl.Undo(ctx, "web", 0)
+		return err == nil, fmt.Sprint(err)
+	})
+	for _, cl := range []string{"a", "b", "c"} {
+		if got := e.memberService(t, cl, "web").GetSpec().GetTemplate().GetContainer().GetImage(); got != "sim/app:1" {
+			t.Fatalf("cluster %s runs image %s after undo, want sim/app:1", cl, got)
+		}
+	}
+	v, _, err = e.fed.Store.GetService(ctx, "web")
+	if err != nil || !strings.Contains(string(v.Manifest), "sim/app:1") || v.Replicas != 9 {
+		t.Fatalf("federated manifest after undo: %s, %v; want sim/app:1 and 9 replicas", v.Manifest, err)
+	}
+
+	if _, err := e.ctl.Apply(ctx, service("exact", 3, "placement:\n  clusters: [a, b]\n  counts: {a: 1, b: 2}\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.ctl.Scale(ctx, "exact", 5)
+	if d := httperr.Detail(err); d.Code != 400 || len(d.Fields) != 1 || d.Fields[0].Field != "replicas" {
+		t.Fatalf("scale of a service placed by counts: %v (%+v), want 400 naming replicas", err, d)
+	}
+	if got := e.shares(t, "exact"); got != "a=1,b=2" {
+		t.Fatalf("shares after the refused scale: %s, want a=1,b=2", got)
+	}
+	if _, err := e.ctl.Scale(ctx, "nowhere", 2); httperr.Detail(err).Code != 404 {
+		t.Fatalf("scale of an unknown service: %v, want 404", err)
+	}
+}
+
+// TestOffloadShares fills a, b and c in order with 6 replicas of which
+// each member's one node fits 2: a refuses 4 (no node fits), which go to
+// b; b refuses 2, which go to c. The reasons are recorded with the
+// division, and each member runs its 2.
+func TestOffloadShares(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	// A node offers 4 CPUs, 80% of which may be requested: two of 1500m.
+	body := bytes.Replace(service("big", 6, "placement:\n  clusters: [a, b, c]\n  strategy: fill\n  offload: true\n"), []byte("cpu: 100m"), []byte("cpu: 1500m"), 1)
+	if _, err := e.ctl.Apply(ctx, body); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.shares(t, "big"); got != "a=6" {
+		t.Fatalf("shares after apply %s, want a=6 (fill)", got)
+	}
+	eventually.Eventually(t, "offloaded to 2/2/2", 90*time.Second, func() (bool, string) {
+		if err := e.ctl.Reconcile(ctx); err != nil {
+			return false, err.Error()
+		}
+		got := e.shares(t, "big")
+		return got == "a=2,b=2,c=2", got
+	})
+	v, _, err := e.fed.Store.GetService(ctx, "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(v.Decision.Reason, "offloaded from a 2 to b, 2 to c") || !strings.Contains(v.Decision.Reason, "no node fits") ||
+		v.Caps["a"].Replicas != 2 || v.Caps["b"].Replicas != 2 || !strings.Contains(v.Caps["a"].Reason, "a refused 4") {
+		t.Fatalf("decision %q caps %+v; want the offloads and their reasons recorded", v.Decision.Reason, v.Caps)
+	}
+	eventually.Eventually(t, "2 ready replicas at each member", 60*time.Second, func() (bool, string) {
+		if err := e.ctl.Reconcile(ctx); err != nil {
+			return false, err.Error()
+		}
+		var parts []string
+		for _, cl := range []string{"a", "b", "c"} {
+			m := e.members[cl]
+			mv, err := m.Cluster.Client(t, m.Gateway).GetService(ctx, "big", false)
+			if err != nil {
+				return false, err.Error()
+			}
+			parts = append(parts, fmt.Sprintf("%s=%d", cl, mv.GetProgress().GetReady()))
+		}
+		got := strings.Join(parts, ",")
+		return got == "a=2,b=2,c=2", got
+	})
+	if got := e.divisions(t)["offload"]; got < 2 {
+		t.Fatalf("offload divisions counted %v, want 2", got)
 	}
 }

@@ -11,13 +11,16 @@ type metrics struct {
 const (
 	causeApply  = "apply"
 	causeHealth = "health"
+	// causeOffload: a member's placement said no node fits part of its
+	// share, which went to the next members.
+	causeOffload = "offload"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		divisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "persys", Subsystem: "federation", Name: "service_divisions_total",
-			Help: "Divisions of a federated service's replicas stored, by cause: apply (a new revision) or health (a member's share failed over or came back).",
+			Help: "Divisions of a federated service's replicas stored, by cause: apply (a new revision), health (a member's share failed over or came back) or offload (part of a share no node of its member fits moved on).",
 		}, []string{"cause"}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "persys", Subsystem: "federation", Name: "service_member_calls_total",

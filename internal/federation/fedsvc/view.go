@@ -131,12 +131,7 @@ func (c *Controller) History(ctx context.Context, name string) (*persysv1.Rollou
 	if err != nil {
 		return nil, notFound(err)
 	}
-	best := ""
-	for _, cl := range slices.Sorted(maps.Keys(v.Decision.Shares)) {
-		if best == "" || v.Decision.Shares[cl] > v.Decision.Shares[best] {
-			best = cl
-		}
-	}
+	best := largestShare(v.Decision.Shares)
 	if best == "" {
 		return &persysv1.RolloutHistoryResponse{}, nil
 	}

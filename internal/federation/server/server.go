@@ -2,8 +2,11 @@
 // the data folder (made on first start, kept after), its etcd (embedded
 // by default, or an external cluster), the member health monitor, the
 // federated workloads' loop, the HTTPS API with mutual TLS, the metrics
-// and health listener, and a persysctl config for its admin. Run returns when its context ends,
-// after everything it started has stopped.
+// and health listener, and a persysctl config for its admin. Over an
+// external etcd several processes are replicas: they elect one leader
+// (the scheduler's election), which alone runs the decision loops; the
+// others serve reads. Run returns when its context ends, after everything
+// it started has stopped.
 package server
 
 import (
@@ -21,6 +24,7 @@ import (
 
 	"github.com/persys-dev/compute/internal/client"
 	"github.com/persys-dev/compute/internal/federation/api"
+	"github.com/persys-dev/compute/internal/federation/fedapi"
 	"github.com/persys-dev/compute/internal/federation/fednodes"
 	"github.com/persys-dev/compute/internal/federation/fedstore"
 	"github.com/persys-dev/compute/internal/federation/fedsvc"
@@ -30,6 +34,7 @@ import (
 	"github.com/persys-dev/compute/internal/gateway"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/scheduler/election"
 )
 
 // Options configure Run.
@@ -49,7 +54,15 @@ type Options struct {
 	EtcdCA, EtcdCert, EtcdKey     string
 	Prefix                        string
 	Interval, Grace, ProbeTimeout time.Duration
-	Logger                        *slog.Logger
+	// Advertise is the API's URL as clients reach this replica (default
+	// https:// and the bound --listen address): what followers name as
+	// the leader.
+	Advertise string
+	// ElectionTTL bounds how long a dead leader keeps its seat (default
+	// 5s). Replicas elect only over EtcdEndpoints: an embedded etcd has
+	// one federation process, which leads alone.
+	ElectionTTL time.Duration
+	Logger      *slog.Logger
 	// Out receives the start banner (addresses and the persysctl config).
 	Out io.Writer
 	// Started, when set, receives the API's bound address once it serves.
@@ -73,6 +86,12 @@ func (o *Options) validate() error {
 	}
 	if o.Interval < 0 || o.Grace < 0 || o.ProbeTimeout < 0 {
 		return errors.New("--probe-interval, --grace and --probe-timeout must not be negative")
+	}
+	if o.ElectionTTL != 0 && o.ElectionTTL < time.Second {
+		return fmt.Errorf("--election-ttl %s: must be at least 1s", o.ElectionTTL)
+	}
+	if o.Advertise != "" && !strings.HasPrefix(o.Advertise, "https://") {
+		return fmt.Errorf("--advertise %q: want https://host:port", o.Advertise)
 	}
 	if o.Grace > 0 && o.Interval > 0 && o.Grace < o.Interval {
 		return fmt.Errorf("--grace %s: must be at least --probe-interval %s", o.Grace, o.Interval)
@@ -123,7 +142,6 @@ func Run(ctx context.Context, o Options) error {
 	defer rel.Close()
 	nodes := fednodes.New(st, fedwork.Lookup(st), 0)
 	defer nodes.Close()
-	h := api.New(api.Config{Store: st, Workloads: work, Services: svcs, Nodes: nodes, Grace: mon.Grace(), Logger: o.Logger, Registry: reg})
 	msrv, err := obs.Serve(o.MetricsListen, reg, func() error { return st.Ready(ctx) }, o.Logger)
 	if err != nil {
 		return fmt.Errorf("--metrics-listen %s: %w", o.MetricsListen, err)
@@ -138,6 +156,26 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", o.Listen, err)
 	}
+	advertise := o.Advertise
+	if advertise == "" {
+		advertise = "https://" + localAddr(ln.Addr())
+	}
+	alone := len(o.EtcdEndpoints) == 0
+	ecfg := election.Config{Store: st.ElectionStore(), Address: advertise, TTL: o.ElectionTTL, Alone: alone, Logger: o.Logger}
+	if !alone {
+		ecfg.Elected = func() {
+			ectx, ecancel := context.WithTimeout(ctx, 5*time.Second)
+			defer ecancel()
+			_ = st.AddEvent(ectx, fedapi.Event{Type: fedapi.EventLeaderElected, Message: "federation replica " + advertise + " leads"})
+		}
+	}
+	elector, err := election.New(ecfg)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	h := api.New(api.Config{Store: st, Workloads: work, Services: svcs, Nodes: nodes, Grace: mon.Grace(), Logger: o.Logger, Registry: reg,
+		Leader: elector, Self: advertise})
 	cfgPath := filepath.Join(dir, "persysctl.yaml")
 	if err := client.WriteConfig(cfgPath, &client.Config{
 		Endpoint: "https://" + localAddr(ln.Addr()), CA: bundle.CA, Cert: bundle.Admin.Cert, Key: bundle.Admin.Key,
@@ -147,12 +185,31 @@ func Run(ctx context.Context, o Options) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	loops := make(chan struct{}, 4)
-	go func() { defer func() { loops <- struct{}{} }(); _ = mon.Run(ctx) }()
-	go func() { defer func() { loops <- struct{}{} }(); work.Run(ctx, interval(o.Interval)) }()
-	go func() { defer func() { loops <- struct{}{} }(); svcs.Run(ctx, interval(o.Interval)) }()
-	go func() { defer func() { loops <- struct{}{} }(); rel.Run(ctx, interval(o.Interval)) }()
-	defer func() { cancel(); <-loops; <-loops; <-loops; <-loops }()
+	// The decision loops (probes, placement and failover, service
+	// divisions, the relay) run on the leader alone; a follower serves
+	// reads and names the leader to writers.
+	term := func(lctx context.Context) error {
+		// One probe round first: the health a previous leader stored may
+		// be old, and a member it saw unreachable may be back; failover
+		// decides on fresh health only.
+		if err := mon.Round(lctx); err != nil && lctx.Err() == nil {
+			o.Logger.Warn("first member probe round failed", "err", err)
+		}
+		done := make(chan struct{}, 4)
+		go func() { defer func() { done <- struct{}{} }(); _ = mon.Run(lctx) }()
+		go func() { defer func() { done <- struct{}{} }(); work.Run(lctx, interval(o.Interval)) }()
+		go func() { defer func() { done <- struct{}{} }(); svcs.Run(lctx, interval(o.Interval)) }()
+		go func() { defer func() { done <- struct{}{} }(); rel.Run(lctx, interval(o.Interval)) }()
+		<-lctx.Done()
+		<-done
+		<-done
+		<-done
+		<-done
+		return nil
+	}
+	elected := make(chan struct{})
+	go func() { defer close(elected); _ = elector.Run(ctx, term) }()
+	defer func() { cancel(); <-elected }()
 
 	o.Logger.Info("federation listening", "addr", ln.Addr().String(), "data", dir)
 	fmt.Fprintf(o.Out, "persys federation is running\n  api   https://%s\n  data  %s\n\nPoint persysctl at it:\n  export PERSYSCTL_CONFIG=%s\n\n", ln.Addr(), dir, cfgPath)
@@ -197,3 +254,6 @@ func interval(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// The scheduler's elector is what the API asks who leads.
+var _ api.Leadership = (*election.Elector)(nil)

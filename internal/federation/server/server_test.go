@@ -22,6 +22,9 @@ func TestValidate(t *testing.T) {
 		{"bad metrics listen", with(func(o *Options) { o.MetricsListen = "x" }), "--metrics-listen"},
 		{"etcd without credentials", with(func(o *Options) { o.EtcdEndpoints = []string{"https://e:2379"} }), "--etcd-ca"},
 		{"negative interval", with(func(o *Options) { o.Interval = -time.Second }), "--probe-interval"},
+		{"election ttl below a second", with(func(o *Options) { o.ElectionTTL = 500 * time.Millisecond }), "--election-ttl"},
+		{"advertise not https", with(func(o *Options) { o.Advertise = "fed:8543" }), "--advertise"},
+		{"advertise", with(func(o *Options) { o.Advertise = "https://fed:8543" }), ""},
 		{"grace below interval", with(func(o *Options) { o.Grace = 500 * time.Millisecond }), "--grace"},
 	}
 	for _, tc := range tests {
