@@ -18,7 +18,7 @@ image=persys-hello:latest
 bash scripts/ensure-docker.sh
 bash scripts/build-images.sh "$image" >/dev/null
 ./bin/persys dev --data-dir "$dir" --scheduler-listen 127.0.0.1:19443 --gateway-listen 127.0.0.1:18443 \
-  --agent-listen 127.0.0.1:19500 --metrics-port 19101 >"$dir/dev.log" 2>&1 &
+  --metrics-port 19101 >"$dir/dev.log" 2>&1 &
 dev=$!
 cleanup() {
   kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true

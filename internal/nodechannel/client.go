@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -60,7 +61,13 @@ func (c *client) open(ctx context.Context, method string, follow bool, body func
 
 // unary sends one request and waits for its answer.
 func (c *client) unary(ctx context.Context, method string, body func(*persysv1.SchedulerFrame)) (f *persysv1.AgentFrame, err error) {
-	defer func() { c.hub.cfg.Metrics.call(method, err) }()
+	start := time.Now()
+	defer func() {
+		c.hub.cfg.Metrics.call(method, err)
+		if c.hub.cfg.Observe != nil {
+			c.hub.cfg.Observe(method, time.Since(start), err)
+		}
+	}()
 	s, cl, err := c.open(ctx, method, false, body)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -27,6 +28,8 @@ const (
 	ReasonReplaced       = "replaced"
 	ReasonStreamEnded    = "stream_ended"
 	ReasonLeadershipLost = "leadership_lost"
+	ReasonServerStopped  = "server_stopped"
+	ReasonNodeLost       = "node_lost"
 )
 
 // HubConfig configures NewHub.
@@ -39,6 +42,9 @@ type HubConfig struct {
 	// (connected true) or its session ends (false, with the reason). It is
 	// called outside the Hub's lock and must not block for long.
 	OnChange func(nodeID string, connected bool, reason string)
+	// Observe, when set, is told every unary call's method, duration and
+	// outcome (the bench's exact samples).
+	Observe func(method string, took time.Duration, err error)
 }
 
 // Hub holds the control session of each node that dialled in. It is safe
@@ -49,6 +55,9 @@ type Hub struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	// connected is closed, and replaced, each time a session starts
+	// (Await).
+	connected chan struct{}
 }
 
 // NewHub returns an empty Hub.
@@ -57,7 +66,7 @@ func NewHub(cfg HubConfig) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{cfg: cfg, log: log, sessions: map[string]*session{}}
+	return &Hub{cfg: cfg, log: log, sessions: map[string]*session{}, connected: make(chan struct{})}
 }
 
 // errClosedBy is the cause a session's context ends with.
@@ -96,6 +105,8 @@ func (h *Hub) Accept(ctx context.Context, nodeID string, stream AgentStream) err
 	h.mu.Lock()
 	old := h.sessions[nodeID]
 	h.sessions[nodeID] = s
+	close(h.connected)
+	h.connected = make(chan struct{})
 	h.mu.Unlock()
 	if old != nil {
 		old.close(ReasonReplaced)
@@ -140,6 +151,24 @@ func (h *Hub) Client(nodeID string) (persysv1grpc.AgentServiceClient, error) {
 	return &client{hub: h, node: nodeID}, nil
 }
 
+// Await is Client, waiting within ctx for nodeID's session when it has
+// none yet; it fails with codes.Unavailable when ctx ends first.
+func (h *Hub) Await(ctx context.Context, nodeID string) (persysv1grpc.AgentServiceClient, error) {
+	for {
+		h.mu.Lock()
+		s, next := h.sessions[nodeID], h.connected
+		h.mu.Unlock()
+		if s != nil {
+			return &client{hub: h, node: nodeID}, nil
+		}
+		select {
+		case <-next:
+		case <-ctx.Done():
+			return nil, errNoStream(nodeID)
+		}
+	}
+}
+
 // Connected reports whether nodeID has a session.
 func (h *Hub) Connected(nodeID string) bool { return h.session(nodeID) != nil }
 
@@ -148,6 +177,13 @@ func (h *Hub) Len() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return len(h.sessions)
+}
+
+// Close ends nodeID's session, if any, with reason.
+func (h *Hub) Close(nodeID, reason string) {
+	if s := h.session(nodeID); s != nil {
+		s.close(reason)
+	}
 }
 
 // CloseAll ends every session with reason (ReasonLeadershipLost when the

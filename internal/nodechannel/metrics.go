@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "node_streams_opened_total", Help: "Node control streams accepted."}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
-			Name: "node_streams_closed_total", Help: "Node control streams closed, by reason: replaced (the node connected again), stream_ended, leadership_lost."},
+			Name: "node_streams_closed_total", Help: "Node control streams closed, by reason: replaced (the node connected again), stream_ended, leadership_lost, server_stopped, node_lost (its lease ran out or it was revoked)."},
 			[]string{"reason"}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "node_stream_calls_total", Help: "AgentService calls sent over node control streams, by method and gRPC code of the outcome."},

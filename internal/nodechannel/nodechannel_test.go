@@ -707,3 +707,24 @@ func TestAgentBeyondItsWindow(t *testing.T) {
 		t.Fatal("the session ended with the follow")
 	}
 }
+
+func TestAwaitWaitsForTheStream(t *testing.T) {
+	b := newBed(t, nil)
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := b.hub.Await(short, "n1"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Await without a stream: %v, want Unavailable", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		c, err := b.hub.Await(ctxT(t), "n1")
+		if err == nil {
+			_, err = c.HealthCheck(ctxT(t), &persysv1.HealthCheckRequest{})
+		}
+		got <- err
+	}()
+	b.connect(t, "n1", "n1", newHandler("first"))
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -36,6 +37,11 @@ type Agent struct {
 	Accepted func()
 	// Log gets a line per handler that panicked; nil discards.
 	Log *slog.Logger
+	// Unary and Stream, when set, wrap every call as a gRPC server's
+	// interceptors would (metrics, call log, recovery); the context
+	// carries the method (grpc.Method).
+	Unary  grpc.UnaryServerInterceptor
+	Stream grpc.StreamServerInterceptor
 }
 
 // ErrNotAccepted marks a stream whose first answer was not accepted.
@@ -204,33 +210,51 @@ func (r *runner) handle(ctx context.Context, f *persysv1.SchedulerFrame) {
 	)
 	switch b := f.GetBody().(type) {
 	case *persysv1.SchedulerFrame_Apply:
-		var resp *persysv1.ApplyWorkloadResponse
-		if resp, err = srv.ApplyWorkload(ctx, b.Apply); resp != nil {
+		var out any
+		out, err = r.unary(ctx, persysv1grpc.AgentService_ApplyWorkload_FullMethodName, b.Apply, func(ctx context.Context, req any) (any, error) {
+			return srv.ApplyWorkload(ctx, req.(*persysv1.ApplyWorkloadRequest))
+		})
+		if resp, _ := out.(*persysv1.ApplyWorkloadResponse); resp != nil {
 			body.Body = &persysv1.AgentFrame_Apply{Apply: resp}
 		}
 	case *persysv1.SchedulerFrame_Delete:
-		var resp *persysv1.DeleteWorkloadResponse
-		if resp, err = srv.DeleteWorkload(ctx, b.Delete); resp != nil {
+		var out any
+		out, err = r.unary(ctx, persysv1grpc.AgentService_DeleteWorkload_FullMethodName, b.Delete, func(ctx context.Context, req any) (any, error) {
+			return srv.DeleteWorkload(ctx, req.(*persysv1.DeleteWorkloadRequest))
+		})
+		if resp, _ := out.(*persysv1.DeleteWorkloadResponse); resp != nil {
 			body.Body = &persysv1.AgentFrame_Delete{Delete: resp}
 		}
 	case *persysv1.SchedulerFrame_GetStatus:
-		var resp *persysv1.WorkloadStatus
-		if resp, err = srv.GetWorkloadStatus(ctx, b.GetStatus); resp != nil {
+		var out any
+		out, err = r.unary(ctx, persysv1grpc.AgentService_GetWorkloadStatus_FullMethodName, b.GetStatus, func(ctx context.Context, req any) (any, error) {
+			return srv.GetWorkloadStatus(ctx, req.(*persysv1.GetWorkloadStatusRequest))
+		})
+		if resp, _ := out.(*persysv1.WorkloadStatus); resp != nil {
 			body.Body = &persysv1.AgentFrame_Status{Status: resp}
 		}
 	case *persysv1.SchedulerFrame_List:
-		var resp *persysv1.ListAgentWorkloadsResponse
-		if resp, err = srv.ListWorkloads(ctx, b.List); resp != nil {
+		var out any
+		out, err = r.unary(ctx, persysv1grpc.AgentService_ListWorkloads_FullMethodName, b.List, func(ctx context.Context, req any) (any, error) {
+			return srv.ListWorkloads(ctx, req.(*persysv1.ListAgentWorkloadsRequest))
+		})
+		if resp, _ := out.(*persysv1.ListAgentWorkloadsResponse); resp != nil {
 			body.Body = &persysv1.AgentFrame_List{List: resp}
 		}
 	case *persysv1.SchedulerFrame_Health:
-		var resp *persysv1.HealthCheckResponse
-		if resp, err = srv.HealthCheck(ctx, b.Health); resp != nil {
+		var out any
+		out, err = r.unary(ctx, persysv1grpc.AgentService_HealthCheck_FullMethodName, b.Health, func(ctx context.Context, req any) (any, error) {
+			return srv.HealthCheck(ctx, req.(*persysv1.HealthCheckRequest))
+		})
+		if resp, _ := out.(*persysv1.HealthCheckResponse); resp != nil {
 			body.Body = &persysv1.AgentFrame_Health{Health: resp}
 		}
 	case *persysv1.SchedulerFrame_Logs:
-		var resp *persysv1.GetWorkloadLogsResponse
-		if resp, err = srv.GetWorkloadLogs(ctx, b.Logs); resp != nil {
+		var out any
+		out, err = r.unary(ctx, persysv1grpc.AgentService_GetWorkloadLogs_FullMethodName, b.Logs, func(ctx context.Context, req any) (any, error) {
+			return srv.GetWorkloadLogs(ctx, req.(*persysv1.GetWorkloadLogsRequest))
+		})
+		if resp, _ := out.(*persysv1.GetWorkloadLogsResponse); resp != nil {
 			body.Body = &persysv1.AgentFrame_Logs{Logs: resp}
 		}
 	case *persysv1.SchedulerFrame_FollowLogs:
@@ -243,7 +267,7 @@ func (r *runner) handle(ctx context.Context, f *persysv1.SchedulerFrame) {
 			delete(r.follows, id)
 			r.mu.Unlock()
 		}()
-		err = srv.StreamWorkloadLogs(b.FollowLogs, l)
+		err = r.follow(b.FollowLogs, l)
 		body.Body = &persysv1.AgentFrame_End{End: &persysv1.CallEnd{}}
 	}
 	if r.ctx.Err() != nil {
@@ -264,6 +288,42 @@ func (r *runner) handle(ctx context.Context, f *persysv1.SchedulerFrame) {
 		_ = r.send(&body)
 	}
 }
+
+// methodStream names the method of a call served over the stream, for
+// grpc.Method and the interceptors that read it.
+type methodStream string
+
+func (m methodStream) Method() string             { return string(m) }
+func (methodStream) SetHeader(metadata.MD) error  { return nil }
+func (methodStream) SendHeader(metadata.MD) error { return nil }
+func (methodStream) SetTrailer(metadata.MD) error { return nil }
+
+// unary runs one unary method through the Unary interceptor.
+func (r *runner) unary(ctx context.Context, method string, req any, h grpc.UnaryHandler) (any, error) {
+	ctx = grpc.NewContextWithServerTransportStream(ctx, methodStream(method))
+	if r.a.Unary == nil {
+		return h(ctx, req)
+	}
+	return r.a.Unary(ctx, req, &grpc.UnaryServerInfo{Server: r.a.Server, FullMethod: method}, h)
+}
+
+// follow runs StreamWorkloadLogs through the Stream interceptor.
+func (r *runner) follow(req *persysv1.StreamWorkloadLogsRequest, l *logSender) error {
+	const method = persysv1grpc.AgentService_StreamWorkloadLogs_FullMethodName
+	l.ctx = grpc.NewContextWithServerTransportStream(l.ctx, methodStream(method))
+	h := func(_ any, ss grpc.ServerStream) error {
+		return r.a.Server.StreamWorkloadLogs(req, followStream{ss})
+	}
+	if r.a.Stream == nil {
+		return h(r.a.Server, l)
+	}
+	return r.a.Stream(r.a.Server, l, &grpc.StreamServerInfo{FullMethod: method, IsServerStream: true}, h)
+}
+
+// followStream is the typed view of a (perhaps wrapped) log follow.
+type followStream struct{ grpc.ServerStream }
+
+func (f followStream) Send(m *persysv1.StreamWorkloadLogsResponse) error { return f.SendMsg(m) }
 
 // logSender turns a log follow's Send into log_chunk frames, at most as
 // many as the scheduler gave credit for: Send waits for more.

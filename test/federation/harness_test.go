@@ -156,8 +156,7 @@ func startMember(t *testing.T, b bins, name string, docker *dockerclient.Client)
 	// member leaves its containers behind.
 	t.Cleanup(func() { removeContainers(docker, node) })
 	m.bin, m.args = b.persys, []string{"dev", "--data-dir", m.dir, "--node-id", node,
-		"--gateway-listen", m.gateway, "--scheduler-listen", freeport.Addr(t, "127.0.0.1"),
-		"--agent-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0"}
+		"--gateway-listen", m.gateway, "--scheduler-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0"}
 	m.proc = start(t, "persys dev "+name, m.bin, m.args...)
 	return m
 }
