@@ -52,8 +52,9 @@ type Config struct {
 	// Runtimes execute workloads, at most one per workload type.
 	Runtimes []runtime.Runtime
 	// Control is the scheduler's ControlService, used as is, and Channel
-	// its NodeChannelService (the node's control stream). Exactly one of
-	// Control (with Channel) and Schedulers is required.
+	// its NodeChannelService (the node's control stream), best on a
+	// connection of its own (see Schedulers). Exactly one of Control
+	// (with Channel) and Schedulers is required.
 	Control persysv1grpc.ControlServiceClient
 	Channel persysv1grpc.NodeChannelServiceClient
 	// Schedulers are the scheduler replicas; the agent follows their

@@ -26,8 +26,8 @@ import (
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
-	"github.com/persys-dev/compute/internal/testutil/realsched"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 const (
@@ -234,13 +234,18 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The control stream on a connection of its own, as Schedulers does.
+	chConn, err := agent.DialScheduler([]string{e.addr}, clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
 	reg := prometheus.NewRegistry()
 	cfg := agent.Config{
 		NodeID:        e.nodeName(),
 		AdvertiseAddr: "127.0.0.1",
 		Labels:        map[string]string{"zone": "test"},
 		Control:       persysv1grpc.NewControlServiceClient(conn),
-		Channel:       persysv1grpc.NewNodeChannelServiceClient(conn),
+		Channel:       persysv1grpc.NewNodeChannelServiceClient(chConn),
 		// Long enough that every heartbeat the test waits for comes from a
 		// runtime watch event or the registration, never from the ticker.
 		HeartbeatInterval: 10 * time.Minute,
@@ -274,6 +279,7 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 			}
 		}
 		_ = conn.Close()
+		_ = chConn.Close()
 	})
 	t.Cleanup(stop)
 	return &runningAgent{

@@ -72,7 +72,12 @@ func (f fixedControl) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequ
 type Schedulers struct {
 	pool *leaderconn.Pool
 	c    persysv1grpc.ControlServiceClient
-	ch   persysv1grpc.NodeChannelServiceClient
+	// chPool carries the control stream on connections of its own: its
+	// reconnects while a scheduler is down would otherwise put the
+	// connection the heartbeats use into backoff, failing them fast once
+	// the scheduler is back.
+	chPool *leaderconn.Pool
+	ch     persysv1grpc.NodeChannelServiceClient
 }
 
 // DialSchedulers prepares connections to the scheduler replicas at addrs
@@ -100,11 +105,18 @@ func DialSchedulers(addrs []string, tlsCfg *tls.Config, opts ...grpc.DialOption)
 		Backoff:           grpcbackoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
 		MinConnectTimeout: 5 * time.Second,
 	})
-	pool, err := leaderconn.Dial(leaderconn.Config{Addrs: list, TLS: tlsCfg, DialOptions: append([]grpc.DialOption{backoff}, opts...)})
+	cfg := leaderconn.Config{Addrs: list, TLS: tlsCfg, DialOptions: append([]grpc.DialOption{backoff}, opts...)}
+	pool, err := leaderconn.Dial(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Schedulers{pool: pool, c: persysv1grpc.NewControlServiceClient(pool), ch: persysv1grpc.NewNodeChannelServiceClient(pool)}, nil
+	chPool, err := leaderconn.Dial(cfg)
+	if err != nil {
+		_ = pool.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return &Schedulers{pool: pool, c: persysv1grpc.NewControlServiceClient(pool),
+		chPool: chPool, ch: persysv1grpc.NewNodeChannelServiceClient(chPool)}, nil
 }
 
 // Leader returns the address calls go to now: the last one that answered,
@@ -115,7 +127,7 @@ func (s *Schedulers) Leader() string { return s.pool.Current() }
 func (s *Schedulers) Addresses() []string { return s.pool.Addresses() }
 
 // Close closes every connection.
-func (s *Schedulers) Close() error { return s.pool.Close() }
+func (s *Schedulers) Close() error { return errors.Join(s.pool.Close(), s.chPool.Close()) }
 
 func (s *Schedulers) target() string { return s.Leader() }
 
@@ -138,7 +150,7 @@ func (s *Schedulers) connect(ctx context.Context) (controlStream, string, error)
 }
 
 func (s *Schedulers) streamFailed(addr string, err error, md metadata.MD) {
-	s.pool.Follow(addr, err, md)
+	s.chPool.Follow(addr, err, md)
 }
 
 var (
