@@ -324,12 +324,12 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 		}
 	}
 	c.bundle = bundle
-	// Per node with mTLS: the agent's listener, and two loopback
-	// connections (agent to scheduler, scheduler to agent) with both ends
-	// in this process. The shared transport needs a few in all.
+	// Per node with mTLS: two loopback connections to the scheduler (calls,
+	// and the control stream), both ends in this process. The shared
+	// transport needs a few in all.
 	want := uint64(4096) + uint64(max(o.ExtraFiles, 0))
 	if o.MTLS {
-		want += uint64(o.Nodes) * 5
+		want += uint64(o.Nodes) * 4
 	}
 	if c.Setup.FileLimit, err = raiseFileLimit(want); err != nil {
 		return c, err
