@@ -82,7 +82,7 @@ func startDev(t *testing.T) *dev {
 	d := &dev{t: t, persysctl: persysctl, dir: t.TempDir(), image: image, docker: cli,
 		gw: freeport.Addr(t, "127.0.0.1"), log: &lockedBuffer{}, done: make(chan struct{})}
 	d.proc = exec.Command(persys, "dev", "--data-dir", d.dir, "--gateway-listen", d.gw,
-		"--scheduler-listen", freeport.Addr(t, "127.0.0.1"), "--agent-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0")
+		"--scheduler-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0")
 	d.proc.Stdout, d.proc.Stderr = d.log, d.log
 	if err := d.proc.Start(); err != nil {
 		t.Fatal(err)
