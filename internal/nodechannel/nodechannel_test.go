@@ -728,3 +728,71 @@ func TestAwaitWaitsForTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkUnaryOverStream: one HealthCheck round trip over a node's
+// control stream (mTLS on loopback), callers in parallel.
+func BenchmarkUnaryOverStream(b *testing.B) {
+	bb := newBenchBed(b)
+	c, err := bb.hub.Client("n1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.HealthCheck(ctx, &persysv1.HealthCheckRequest{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// newBenchBed is newBed and one connected node, for benchmarks.
+func newBenchBed(b *testing.B) *bed {
+	b.Helper()
+	bundle, err := pki.Bootstrap(b.TempDir(), []string{"n1"}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serverTLS, err := pki.ServerTLS(bundle.Scheduler)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bd := &bed{bundle: bundle, addr: ln.Addr().String(), accepts: make(chan error, 16), hub: nodechannel.NewHub(nodechannel.HubConfig{})}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
+	persysv1grpc.RegisterNodeChannelServiceServer(srv, &connectServer{b: bd})
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(srv.Stop)
+	tlsCfg, err := pki.ClientTLS(bundle.Agents["n1"], "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := grpc.NewClient(bd.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	b.Cleanup(func() { cancel(); _ = conn.Close(); <-done })
+	stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: "n1", Server: newHandler("bench"), Accepted: func() { close(accepted) }})
+	}()
+	select {
+	case <-accepted:
+	case <-time.After(wait):
+		b.Fatal("stream not accepted")
+	}
+	return bd
+}
