@@ -41,7 +41,8 @@ $(TOOLS)/protoc-gen-go-grpc:
 # Regenerates api/ from the .proto files. Each file goes to the Go package
 # its go_package names: the messages to api/persys/v1 (persysv1), the
 # services (*_service.proto) and their gRPC stubs to api/persys/v1/persysv1grpc,
-# so that code using only the messages links no gRPC.
+# so that code using only the messages links no gRPC. api/google only
+# declares google.rpc.Status for the import (its Go code is genproto's).
 proto: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 	bash scripts/install-deps.sh proto
 	PATH=$(TOOLS):$$PATH protoc -I api -I /usr/include \

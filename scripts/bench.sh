@@ -28,7 +28,7 @@ echo "Real-engine burst: ${BURST:-100} containers at once on one node, persys de
 ./bin/persys bench burst --workloads "${BURST:-100}" --rounds "${BURST_ROUNDS:-3}" --image "$image" --data-dir "$dir"
 echo
 ./bin/persys dev --data-dir "$dir" --scheduler-listen 127.0.0.1:19443 --gateway-listen 127.0.0.1:18443 \
-  --agent-listen 127.0.0.1:19500 --metrics-port 19101 >"$dir/dev.log" 2>&1 &
+  --metrics-port 19101 >"$dir/dev.log" 2>&1 &
 dev=$!
 cleanup() {
   kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true

@@ -30,7 +30,6 @@ import (
 
 type agentOptions struct {
 	nodeID               string
-	listen               string
 	advertise            string
 	schedulers           string
 	ca, cert, key        string
@@ -53,15 +52,21 @@ type agentOptions struct {
 	extra runtimeOptions
 }
 
+// simStarted, when set (by tests of this package), is given each sim
+// runtime an agent starts: the agent listens on no port, so a test asks
+// the runtime what the node runs.
+var simStarted func(nodeID string, rt *sim.Runtime)
+
 func newAgentCommand() *cobra.Command {
 	o := agentOptions{}
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the node agent: register with the scheduler, heartbeat, execute what it asks",
-		Long: "The agent serves AgentService over mutual TLS (only the scheduler may call it), " +
-			"registers the node with the scheduler, heartbeats the state of every workload and " +
-			"applies or deletes what the scheduler sends. It never schedules. On SIGINT or " +
-			"SIGTERM it stops heartbeating and leaves the workloads running.",
+		Long: "The agent registers the node with the scheduler, heartbeats the state of every " +
+			"workload, and holds one control stream to the leading scheduler (mutual TLS, dialled " +
+			"out: the node listens on no port) over which it applies or deletes what the scheduler " +
+			"sends. It never schedules. On SIGINT or SIGTERM it stops heartbeating and leaves the " +
+			"workloads running.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAgent(cmd.Context(), o)
@@ -69,8 +74,7 @@ func newAgentCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.nodeID, "node-id", "", "node id in the cluster (default: the common name of the agent's certificate when it has one, else the host name and a hash of the machine id and --data-dir)")
-	f.StringVar(&o.listen, "listen", "127.0.0.1:9500", "host:port for AgentService (gRPC, mTLS)")
-	f.StringVar(&o.advertise, "advertise", "", "host:port the scheduler dials for AgentService (default: --listen)")
+	f.StringVar(&o.advertise, "advertise-address", "", "the node's address for clients of its workloads (service endpoints): an IP or host name, no port (default: the local IP of the route to the scheduler)")
 	f.StringVar(&o.schedulers, "scheduler", "", "scheduler address host:port, several separated by commas (required)")
 	f.StringVar(&o.ca, "ca", "", "CA certificate bundle (PEM) (required)")
 	f.StringVar(&o.cert, "cert", "", "agent certificate (PEM) (required)")
@@ -103,12 +107,12 @@ func (o *agentOptions) validate() error {
 	if err := pki.ValidateName("--node-id", o.nodeID); err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(o.listen); err != nil {
-		return fmt.Errorf("--listen %q: %w", o.listen, err)
-	}
 	if o.advertise != "" {
-		if _, _, err := net.SplitHostPort(o.advertise); err != nil {
-			return fmt.Errorf("--advertise %q: %w", o.advertise, err)
+		if _, _, err := net.SplitHostPort(o.advertise); err == nil {
+			return fmt.Errorf("--advertise-address %q: an IP or host name without a port (the agent listens on no port)", o.advertise)
+		}
+		if strings.ContainsAny(o.advertise, " /:@") && net.ParseIP(o.advertise) == nil {
+			return fmt.Errorf("--advertise-address %q: not an IP or a host name", o.advertise)
 		}
 	}
 	if strings.TrimSpace(o.schedulers) == "" {
@@ -147,26 +151,6 @@ func (o *agentOptions) validate() error {
 		return errors.New("--sim-apply-delay needs --runtime sim")
 	}
 	return o.extra.validate()
-}
-
-// advertiseAddr is --advertise, or the bound listen address with an
-// unspecified host replaced by the host name.
-func advertiseAddr(flag string, bound net.Addr) (string, error) {
-	if flag != "" {
-		return flag, nil
-	}
-	host, port, err := net.SplitHostPort(bound.String())
-	if err != nil {
-		return "", err
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		h, err := os.Hostname()
-		if err != nil {
-			return "", fmt.Errorf("--advertise is needed when listening on all addresses: %w", err)
-		}
-		host = h
-	}
-	return net.JoinHostPort(host, port), nil
 }
 
 // resolveNodeID fills the default node id: an identity's common name (an
@@ -229,7 +213,6 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 			labels[k] = v
 		}
 	}
-	serverTLS := holder.ServerTLS(tls.RequireAndVerifyClientCert)
 	// The host of each scheduler address is verified per address (DNS or
 	// IP SAN) by DialSchedulers.
 	clientTLS := holder.ClientTLS("")
@@ -249,6 +232,9 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		}
 		log.Warn("!!! SIMULATED RUNTIME: this agent runs NOTHING; workloads only pretend to run. For scale tests only, never production !!!",
 			"runtime", "sim", "sim_apply_delay", o.simApplyDelay.String())
+		if simStarted != nil {
+			simStarted(o.nodeID, simRT)
+		}
 		rt = simRT
 	default:
 		dockerCli, err = client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
@@ -285,20 +271,10 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 	stopIdentity := keepAgentIdentity(ctx, o, holder, revs, scheds, log)
 	defer stopIdentity()
 
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", o.listen, err)
-	}
-	defer ln.Close()
-	advertise, err := advertiseAddr(o.advertise, ln.Addr())
-	if err != nil {
-		return err
-	}
-
 	reg := obs.NewRegistry()
 	a, err := agent.New(agent.Config{
 		NodeID:               o.nodeID,
-		AdvertiseAddr:        advertise,
+		AdvertiseAddr:        o.advertise,
 		Labels:               labels,
 		Runtimes:             runtimes,
 		StoragePools:         pools,
@@ -314,7 +290,6 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		Cluster:              cluster,
 		Logger:               log,
 		Registry:             reg,
-		Revocations:          revs,
 	})
 	if err != nil {
 		return err
@@ -331,20 +306,10 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		defer cancel()
 		_ = metricsSrv.Close(sctx)
 	}()
-	log.Info("agent starting", "node", o.nodeID, "cluster", a.ClusterID(), "instance", a.InstanceID(), "listen", ln.Addr().String(), "advertise", advertise,
+	log.Info("agent starting", "node", o.nodeID, "cluster", a.ClusterID(), "instance", a.InstanceID(), "advertise_address", o.advertise,
 		"schedulers", schedulers, "runtime", o.runtime, "runtimes", len(runtimes), "vm_accel", vmAccel, "metrics", metricsSrv.Addr, "capacity", a.Capacity().String())
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	serveErr := make(chan error, 1)
-	go func() {
-		err := agent.Serve(ctx, ln, a, serverTLS)
-		cancel() // a failed listener ends the agent too
-		serveErr <- err
-	}()
-	runErr := a.Run(ctx)
-	cancel()
-	if err := errors.Join(<-serveErr, runErr); err != nil {
+	if err := a.Run(ctx); err != nil {
 		return err
 	}
 	log.Info("agent stopped")

@@ -32,7 +32,6 @@ type devOptions struct {
 	nodeID          string
 	schedulerListen string
 	gatewayListen   string
-	agentListen     string
 	metricsBase     int
 	labels          string
 	dynamicPorts    string
@@ -58,7 +57,6 @@ func newDevCommand() *cobra.Command {
 	f.StringVar(&o.nodeID, "node-id", "", "id of the local node (default: the host name and a hash of the machine id and the data folder, or the host name for a data folder made by an older persys dev)")
 	f.StringVar(&o.schedulerListen, "scheduler-listen", "127.0.0.1:9443", "scheduler gRPC address")
 	f.StringVar(&o.gatewayListen, "gateway-listen", "127.0.0.1:8443", "gateway HTTPS address")
-	f.StringVar(&o.agentListen, "agent-listen", "127.0.0.1:9500", "agent gRPC address")
 	f.IntVar(&o.metricsBase, "metrics-port", 9101, "first of three loopback ports for /metrics of scheduler, gateway and agent (0 disables them)")
 	f.StringVar(&o.labels, "labels", "", "labels of the local node, k=v,k2=v2")
 	dynamicPortsFlag(f, &o.dynamicPorts)
@@ -131,7 +129,7 @@ func runDev(ctx context.Context, o *devOptions) error {
 	// Agent on the local Docker engine.
 	agentFiles := bundle.Agents[o.nodeID]
 	ao := agentOptions{
-		nodeID: o.nodeID, listen: o.agentListen, schedulers: schedAddr,
+		nodeID: o.nodeID, advertise: "127.0.0.1", schedulers: schedAddr,
 		ca: bundle.CA, cert: agentFiles.Cert, key: agentFiles.Key, labels: o.labels,
 		dataDir: filepath.Join(dir, "agent"), metricsListen: metrics(2),
 		heartbeatInterval: 2 * time.Second, utilizationThreshold: 0.8,

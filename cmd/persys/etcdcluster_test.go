@@ -22,10 +22,10 @@ import (
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/store"
 	"github.com/persys-dev/compute/internal/store/storetest"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
-	"github.com/persys-dev/compute/internal/testutil/freeport"
 )
 
 const (
@@ -80,16 +80,22 @@ func TestSchedulerSurvivesEtcdMemberLoss(t *testing.T) {
 		t.Fatal("scheduler did not start")
 	}
 
-	agentAddrs := map[string]string{}
+	var simMu sync.Mutex
+	sims := map[string]*sim.Runtime{}
+	simStarted = func(id string, rt *sim.Runtime) {
+		simMu.Lock()
+		sims[id] = rt
+		simMu.Unlock()
+	}
+	t.Cleanup(func() { simStarted = nil })
 	for _, id := range nodes {
 		f := b.Agents[id]
 		ao := agentOptions{
-			nodeID: id, listen: freeport.Addr(t, "127.0.0.1"), schedulers: schedAddr,
+			nodeID: id, advertise: "127.0.0.1", schedulers: schedAddr,
 			ca: f.CA, cert: f.Cert, key: f.Key, dataDir: t.TempDir(),
 			heartbeatInterval: time.Second, utilizationThreshold: 0.8, auditInterval: agent.DefaultAuditInterval,
 			runtime: "sim", extra: runtimeOptions{vm: "off"},
 		}
-		agentAddrs[id] = ao.listen
 		daemons.Add(1)
 		go func() {
 			defer daemons.Done()
@@ -199,19 +205,21 @@ func TestSchedulerSurvivesEtcdMemberLoss(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprintf("burst-%03d", i)
 	}
-	agentsList := map[string]persysv1grpc.AgentServiceClient{}
-	for id, addr := range agentAddrs {
-		agentsList[id] = persysv1grpc.NewAgentServiceClient(dialTLS(t, addr, b.Scheduler))
-	}
-	// where lists the nodes each workload runs on, as the agents say.
+	// where lists the nodes each workload runs on, as the agents' runtimes
+	// say.
 	where := func() map[string][]string {
 		on := map[string][]string{}
-		for id, ac := range agentsList {
-			lr, err := ac.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{})
+		simMu.Lock()
+		defer simMu.Unlock()
+		if len(sims) != len(nodes) {
+			t.Fatalf("%d of %d sim runtimes started", len(sims), len(nodes))
+		}
+		for id, rt := range sims {
+			ws, err := rt.List(ctx)
 			if err != nil {
 				t.Fatalf("agent %s: list: %v", id, err)
 			}
-			for _, w := range lr.GetWorkloads() {
+			for _, w := range ws {
 				on[w.GetName()] = append(on[w.GetName()], id)
 			}
 		}

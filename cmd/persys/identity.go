@@ -423,15 +423,13 @@ func (o *agentOptions) readJoinFiles() error {
 // join (a refusal ends it at once).
 const joinRetryFor = 5 * time.Minute
 
-// agentSANs are the names the scheduler may dial this agent at.
+// agentSANs are the names of the node the agent's certificate carries:
+// its advertised address (or its host name). No one dials the agent (it
+// dials out); they name the node for whoever reads the certificate.
 func agentSANs(o agentOptions) ([]string, []net.IP) {
-	addr := o.advertise
-	if addr == "" {
-		addr = o.listen
-	}
 	var dns []string
 	var ips []net.IP
-	host, _, _ := net.SplitHostPort(addr)
+	host := o.advertise
 	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
 		ips = append(ips, ip)
 	} else if host != "" && ip == nil {

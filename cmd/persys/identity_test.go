@@ -53,11 +53,11 @@ func TestAgentIdentityFlags(t *testing.T) {
 }
 
 func TestAgentSANs(t *testing.T) {
-	dns, ips := agentSANs(agentOptions{listen: "10.1.2.3:9500"})
+	dns, ips := agentSANs(agentOptions{advertise: "10.1.2.3"})
 	if len(dns) != 0 || !slices.ContainsFunc(ips, net.ParseIP("10.1.2.3").Equal) || !slices.ContainsFunc(ips, net.IPv4(127, 0, 0, 1).Equal) {
-		t.Fatalf("ip listen: %v %v", dns, ips)
+		t.Fatalf("advertised ip: %v %v", dns, ips)
 	}
-	dns, _ = agentSANs(agentOptions{listen: "127.0.0.1:1", advertise: "node-a.example:9500"})
+	dns, _ = agentSANs(agentOptions{advertise: "node-a.example"})
 	if !slices.Equal(dns, []string{"node-a.example"}) {
 		t.Fatalf("advertised name: %v", dns)
 	}

@@ -47,8 +47,7 @@ func startScheduler(t *testing.T, nodes ...string) (*pki.Bundle, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := scheduler.New(scheduler.Config{Store: st, Agents: scheduler.HolderDialer{Holder: holder},
-		Registry: prometheus.NewRegistry(), ResyncInterval: 10 * time.Minute})
+	s, err := scheduler.New(scheduler.Config{Store: st, Registry: prometheus.NewRegistry(), ResyncInterval: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

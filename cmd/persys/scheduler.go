@@ -337,7 +337,6 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	reg := obs.NewRegistry()
 	sched, err := scheduler.New(scheduler.Config{
 		Store:             st,
-		Agents:            scheduler.HolderDialer{Holder: holder},
 		Logger:            log,
 		Registry:          reg,
 		Strategy:          strategy,

@@ -3,10 +3,11 @@
 // applies and deletes the scheduler sends over AgentService, and reports.
 // It never schedules and never restarts healthy workloads on its own.
 //
-// Callers build an Agent with New, serve its AgentService with Serve (mTLS,
-// scheduler role only) and drive registration, heartbeats and the zombie
-// audit with Run; both end when their context ends and leave the workloads
-// running. With several scheduler replicas, pass DialSchedulers' result as
+// Callers build an Agent with New and drive it with Run: registration,
+// heartbeats, the zombie audit, and the node's control stream — the agent
+// dials the leading scheduler and answers its AgentService calls over that
+// one stream (internal/nodechannel), so the node listens on no port. Run
+// ends when its context ends and leaves the workloads running. With several scheduler replicas, pass DialSchedulers' result as
 // Config.Schedulers: the agent follows the leader and registers again with
 // each new one.
 package agent
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,7 +29,6 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/hostaccess"
-	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -42,14 +43,20 @@ const (
 type Config struct {
 	// NodeID identifies the node in the cluster.
 	NodeID string
-	// AdvertiseAddr is the host:port the scheduler dials for AgentService.
+	// AdvertiseAddr is the node's address as clients of its workloads
+	// reach it (service endpoints are this address and a host port): an
+	// IP or a host name, no port. Empty: the local IP of the route to the
+	// scheduler. The scheduler never dials it: the agent dials out.
 	AdvertiseAddr string
 	Labels        map[string]string
 	// Runtimes execute workloads, at most one per workload type.
 	Runtimes []runtime.Runtime
-	// Control is the scheduler's ControlService, used as is. Exactly one
-	// of Control and Schedulers is required.
+	// Control is the scheduler's ControlService, used as is, and Channel
+	// its NodeChannelService (the node's control stream), best on a
+	// connection of its own (see Schedulers). Exactly one of Control
+	// (with Channel) and Schedulers is required.
 	Control persysv1grpc.ControlServiceClient
+	Channel persysv1grpc.NodeChannelServiceClient
 	// Schedulers are the scheduler replicas; the agent follows their
 	// leader (see DialSchedulers). The caller closes it after Run.
 	Schedulers *Schedulers
@@ -94,11 +101,6 @@ type Config struct {
 	SkipHostPortScan bool
 	Logger           *slog.Logger
 	Registry         prometheus.Registerer
-	// Revocations, when set, refuses calls from revoked certificates on
-	// connections opened before the revocation (the TLS holder refuses
-	// them at the handshake); keep it current with
-	// grpcauth.PollRevocations over Schedulers.
-	Revocations pki.RevocationChecker
 }
 
 // StoragePool is a folder where VM disks are created. Capacity 0 means
@@ -152,7 +154,7 @@ type Agent struct {
 	leaseTTL  time.Duration
 	renewedAt time.Time
 
-	// streamsDone closes when Serve stops: open log follows end then,
+	// streamsDone closes when Run stops: open log follows end then,
 	// since they never end alone and a graceful stop waits for them.
 	streamsDone chan struct{}
 	streamsOnce sync.Once
@@ -176,7 +178,7 @@ func New(cfg Config) (*Agent, error) {
 		zombies:  newZombies(),
 		kick:     make(chan struct{}, 1),
 		interval: cfg.HeartbeatInterval,
-		// Log follows end with the server (Serve).
+		// Log follows end with Run.
 		streamsDone: make(chan struct{}),
 		contact:     errors.New("not registered with the scheduler yet"),
 	}
@@ -224,9 +226,27 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Schedulers != nil {
 		a.control = cfg.Schedulers
 	} else {
-		a.control = fixedControl{c: cfg.Control}
+		a.control = fixedControl{c: cfg.Control, ch: cfg.Channel}
 	}
 	return a, nil
+}
+
+// validAdvertise checks an advertised address: empty, an IP, or a host
+// name; never host:port.
+func validAdvertise(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return errors.New("an IP or host name without a port (the agent listens on no port)")
+	}
+	if net.ParseIP(addr) != nil {
+		return nil
+	}
+	if len(addr) > 253 || strings.ContainsAny(addr, " /:@") {
+		return errors.New("not an IP or a host name")
+	}
+	return nil
 }
 
 // validate checks what New cannot default.
@@ -234,10 +254,7 @@ func (cfg *Config) validate() error {
 	if cfg.NodeID == "" {
 		return errors.New("agent: config NodeID is required")
 	}
-	if cfg.AdvertiseAddr == "" {
-		return errors.New("agent: config AdvertiseAddr is required")
-	}
-	if _, _, err := net.SplitHostPort(cfg.AdvertiseAddr); err != nil {
+	if err := validAdvertise(cfg.AdvertiseAddr); err != nil {
 		return fmt.Errorf("agent: config AdvertiseAddr %q: %w", cfg.AdvertiseAddr, err)
 	}
 	switch {
@@ -245,6 +262,10 @@ func (cfg *Config) validate() error {
 		return errors.New("agent: config Control or Schedulers is required")
 	case cfg.Control != nil && cfg.Schedulers != nil:
 		return errors.New("agent: config Control and Schedulers are exclusive; set one")
+	case cfg.Control != nil && cfg.Channel == nil:
+		return errors.New("agent: config Channel is required with Control")
+	case cfg.Control != nil && cfg.AdvertiseAddr == "":
+		return errors.New("agent: config AdvertiseAddr is required with Control (no scheduler address to find the route to)")
 	}
 	if len(cfg.Runtimes) == 0 {
 		return errors.New("agent: config Runtimes needs at least one runtime")

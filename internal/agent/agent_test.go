@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"slices"
 	"sync"
@@ -28,6 +27,7 @@ import (
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
+	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
 const (
@@ -47,8 +47,9 @@ func findWorkload(ws []*persysv1.WorkloadStatus, name string) *persysv1.Workload
 
 type env struct {
 	bundle *pki.Bundle
-	addr   string         // the scheduler
-	cli    *client.Client // nil in a bare env
+	addr   string             // the scheduler
+	sched  *realsched.Cluster // the scheduler, when the test started it
+	cli    *client.Client     // nil in a bare env
 	image  string
 	prefix string // of this run's workload names
 	node   string // the agent's node id; "" is nodeID
@@ -135,6 +136,81 @@ func dial(t *testing.T, addr string, f pki.Files) *grpc.ClientConn {
 	return conn
 }
 
+// nodeClient calls node's agent as the scheduler does: over the node's
+// control stream, through the leading scheduler of e.sched.
+type nodeClient struct {
+	e    *env
+	node string
+}
+
+func (c nodeClient) get(ctx context.Context) (persysv1grpc.AgentServiceClient, error) {
+	if c.e.sched == nil {
+		return nil, status.Error(codes.Unavailable, "test: no scheduler started")
+	}
+	for _, s := range c.e.sched.Schedulers {
+		if s.Leading() {
+			return s.AgentClient(ctx, c.node)
+		}
+	}
+	return nil, status.Error(codes.Unavailable, "test: no scheduler leads")
+}
+
+func (c nodeClient) ApplyWorkload(ctx context.Context, in *persysv1.ApplyWorkloadRequest, _ ...grpc.CallOption) (*persysv1.ApplyWorkloadResponse, error) {
+	cli, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cli.ApplyWorkload(ctx, in)
+}
+
+func (c nodeClient) DeleteWorkload(ctx context.Context, in *persysv1.DeleteWorkloadRequest, _ ...grpc.CallOption) (*persysv1.DeleteWorkloadResponse, error) {
+	cli, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cli.DeleteWorkload(ctx, in)
+}
+
+func (c nodeClient) GetWorkloadStatus(ctx context.Context, in *persysv1.GetWorkloadStatusRequest, _ ...grpc.CallOption) (*persysv1.WorkloadStatus, error) {
+	cli, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cli.GetWorkloadStatus(ctx, in)
+}
+
+func (c nodeClient) ListWorkloads(ctx context.Context, in *persysv1.ListAgentWorkloadsRequest, _ ...grpc.CallOption) (*persysv1.ListAgentWorkloadsResponse, error) {
+	cli, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cli.ListWorkloads(ctx, in)
+}
+
+func (c nodeClient) HealthCheck(ctx context.Context, in *persysv1.HealthCheckRequest, _ ...grpc.CallOption) (*persysv1.HealthCheckResponse, error) {
+	cli, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cli.HealthCheck(ctx, in)
+}
+
+func (c nodeClient) GetWorkloadLogs(ctx context.Context, in *persysv1.GetWorkloadLogsRequest, _ ...grpc.CallOption) (*persysv1.GetWorkloadLogsResponse, error) {
+	cli, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cli.GetWorkloadLogs(ctx, in)
+}
+
+func (c nodeClient) StreamWorkloadLogs(ctx context.Context, in *persysv1.StreamWorkloadLogsRequest, _ ...grpc.CallOption) (grpc.ServerStreamingClient[persysv1.StreamWorkloadLogsResponse], error) {
+	cli, err := c.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return cli.StreamWorkloadLogs(ctx, in)
+}
+
 type runningAgent struct {
 	agent    *agent.Agent
 	registry *prometheus.Registry
@@ -154,24 +230,22 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, err := pki.ServerTLS(files)
-	if err != nil {
-		t.Fatal(err)
-	}
 	conn, err := agent.DialScheduler([]string{e.addr}, clientTLS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The control stream on a connection of its own, as Schedulers does.
+	chConn, err := agent.DialScheduler([]string{e.addr}, clientTLS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	cfg := agent.Config{
 		NodeID:        e.nodeName(),
-		AdvertiseAddr: ln.Addr().String(),
+		AdvertiseAddr: "127.0.0.1",
 		Labels:        map[string]string{"zone": "test"},
 		Control:       persysv1grpc.NewControlServiceClient(conn),
+		Channel:       persysv1grpc.NewNodeChannelServiceClient(chConn),
 		// Long enough that every heartbeat the test waits for comes from a
 		// runtime watch event or the registration, never from the ticker.
 		HeartbeatInterval: 10 * time.Minute,
@@ -191,10 +265,9 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 2)
+	errs := make(chan error, 1)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); errs <- agent.Serve(ctx, ln, a, serverTLS) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); errs <- a.Run(ctx) }()
 	stop := sync.OnceFunc(func() {
 		cancel()
@@ -206,13 +279,14 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 			}
 		}
 		_ = conn.Close()
+		_ = chConn.Close()
 	})
 	t.Cleanup(stop)
 	return &runningAgent{
 		agent:    a,
 		registry: reg,
-		addr:     ln.Addr().String(),
-		client:   persysv1grpc.NewAgentServiceClient(dial(t, ln.Addr().String(), e.bundle.Scheduler)),
+		addr:     "127.0.0.1",
+		client:   nodeClient{e: e, node: e.nodeName()},
 		stop:     stop,
 	}
 }
@@ -357,22 +431,11 @@ func (c *dockerAgentCase) refusesInvalid(t *testing.T) {
 	}
 }
 
-// onlySchedulerCalls: only the scheduler may call.
+// onlySchedulerCalls: the agent listens on no port; the scheduler reaches
+// it over the node's control stream only (who may open that stream:
+// TestRevokedAgentLosesControlStream in the scheduler's tests).
 func (c *dockerAgentCase) onlySchedulerCalls(t *testing.T) {
 	e, a1, ctx := c.e, c.a1, context.Background()
-	for name, f := range map[string]pki.Files{"gateway": e.bundle.Gateway, "admin": e.bundle.Admin} {
-		c := persysv1grpc.NewAgentServiceClient(dial(t, a1.addr, f))
-		_, err := c.ApplyWorkload(ctx, &persysv1.ApplyWorkloadRequest{Name: e.prefix + "-intruder", Uid: "u", Revision: 1, Spec: e.spec(0, 0)})
-		if status.Code(err) != codes.PermissionDenied {
-			t.Errorf("ApplyWorkload as %s: %v, want PermissionDenied", name, err)
-		}
-		if _, err := c.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{}); status.Code(err) != codes.PermissionDenied {
-			t.Errorf("ListWorkloads as %s: %v, want PermissionDenied", name, err)
-		}
-	}
-	if cs := e.containers(t, e.prefix+"-intruder"); len(cs) != 0 {
-		t.Fatalf("a refused caller created %d containers", len(cs))
-	}
 	h, err := a1.client.HealthCheck(ctx, &persysv1.HealthCheckRequest{})
 	if err != nil || !h.GetHealthy() || h.GetRuntimes()["container"] != "ok" || h.GetNodeId() != e.nodeName() {
 		t.Fatalf("HealthCheck = %v, %v", h, err)

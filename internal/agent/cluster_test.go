@@ -182,7 +182,7 @@ func TestAgentLearnsItsCluster(t *testing.T) {
 	// A scheduler of another cluster (a store of its own): the agent does
 	// not take its id.
 	other := realsched.Start(t, realsched.Options{Bundle: r.s.Bundle, NoSecrets: true, Config: shortLeases})
-	e.addr = other.Addrs[0]
+	e.addr, e.sched = other.Addrs[0], other
 	ra = e.start(t, dataDir)
 	eventually.Eventually(t, "the agent to see another cluster's scheduler", waitFor, func() (bool, string) {
 		err := ra.agent.Ready()

@@ -25,7 +25,7 @@ func TestHealthChecksWithRealScheduler(t *testing.T) {
 		c.RetryBase, c.RetryMax, c.MaxAttempts = 500*time.Millisecond, time.Second, 2
 	}})
 	cli, image := images.HelloImage(t)
-	e := &env{bundle: s.Bundle, addr: s.Addrs[0], cli: cli, image: image, prefix: randomPrefix()}
+	e := &env{bundle: s.Bundle, addr: s.Addrs[0], sched: s, cli: cli, image: image, prefix: randomPrefix()}
 	t.Cleanup(func() { e.removeContainers(t) })
 	e.startAgent(t, t.TempDir())
 	admin := s.Admin(t)

@@ -54,7 +54,7 @@ func newDigestEnv(t *testing.T) *digestEnv {
 			c.RetryBase, c.RetryMax = 10*time.Minute, 10*time.Minute
 		}})
 	d := &digestEnv{t: t, s: s, rec: rec, addr: s.Addrs[0]}
-	d.e = &env{bundle: s.Bundle, addr: d.addr, image: "app:1", prefix: randomPrefix()}
+	d.e = &env{bundle: s.Bundle, addr: d.addr, sched: s, image: "app:1", prefix: randomPrefix()}
 	d.ra, d.rt = d.e.startSimAgent(t)
 	waitNodeCall(t, rec, d.addr, "RegisterNode")
 	return d

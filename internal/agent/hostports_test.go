@@ -82,8 +82,9 @@ func TestUsedHostPorts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Runtimes: []runtime.Runtime{rt},
-		Control: persysv1grpc.NewControlServiceClient(nil), Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
+	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{rt},
+		Control: persysv1grpc.NewControlServiceClient(nil), Channel: persysv1grpc.NewNodeChannelServiceClient(nil),
+		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -99,7 +99,7 @@ func TestAgentFollowsSchedulerLeader(t *testing.T) {
 		ServerOptions: rec.ServerOptions()})
 	li := s.Leader(t)
 	leader, follower := s.Addrs[li], s.Addrs[1-li]
-	e := &env{bundle: s.Bundle, addr: follower, image: "app:1", prefix: randomPrefix()}
+	e := &env{bundle: s.Bundle, addr: follower, sched: s, image: "app:1", prefix: randomPrefix()}
 	opt, scheds := e.withSchedulers(t, follower)
 	rt, err := sim.New(sim.Options{Seed: 1})
 	if err != nil {
@@ -142,7 +142,7 @@ func TestAgentFollowsSchedulerLeader(t *testing.T) {
 func TestAgentTriesTheNextSchedulerWithoutHint(t *testing.T) {
 	rec := &callrec.Recorder{}
 	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases, ServerOptions: rec.ServerOptions()})
-	e := &env{bundle: s.Bundle, addr: s.Addrs[0], image: "app:1", prefix: randomPrefix()}
+	e := &env{bundle: s.Bundle, addr: s.Addrs[0], sched: s, image: "app:1", prefix: randomPrefix()}
 	down := freeport.Addr(t, "127.0.0.1")
 	opt, scheds := e.withSchedulers(t, down, s.Addrs[0])
 	rt, err := sim.New(sim.Options{Seed: 1})

@@ -33,8 +33,9 @@ func TestHeartbeatListDoesNotWaitForSlowRuntimes(t *testing.T) {
 		t.Fatal(err)
 	}
 	gate := make(chan struct{}, 16)
-	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Runtimes: []runtime.Runtime{gatedRuntime{rt, gate}},
-		Control: persysv1grpc.NewControlServiceClient(nil), Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
+	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{gatedRuntime{rt, gate}},
+		Control: persysv1grpc.NewControlServiceClient(nil), Channel: persysv1grpc.NewNodeChannelServiceClient(nil),
+		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,8 +84,9 @@ func TestFirstHeartbeatAfterRegistrationDoesNotWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1:1", Runtimes: []runtime.Runtime{gatedRuntime{rt, make(chan struct{})}},
-		Control: persysv1grpc.NewControlServiceClient(nil), Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
+	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{gatedRuntime{rt, make(chan struct{})}},
+		Control: persysv1grpc.NewControlServiceClient(nil), Channel: persysv1grpc.NewNodeChannelServiceClient(nil),
+		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer wg.Done()
 		a.health.run(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.channelLoop(ctx)
+	}()
 	a.loop(ctx)
+	a.endStreams()
 	wg.Wait()
 	a.log.Info("agent stopped; workloads left running")
 	return nil
@@ -240,11 +246,18 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 	if err != nil {
 		return a.control.target(), err
 	}
+	address := a.cfg.AdvertiseAddr
+	if address == "" {
+		address = localAddressToward(a.control.target())
+	}
+	if address == "" {
+		return a.control.target(), fmt.Errorf("register node: no route to scheduler %s to take the node's address from; set the advertise address", a.control.target())
+	}
 	// Before the first registration of a data dir the list holds only
 	// what the runtimes adopt without a cluster label (cluster.go).
 	resp, on, err := a.control.registerNode(ctx, &persysv1.RegisterNodeRequest{
 		NodeId:       a.cfg.NodeID,
-		Address:      a.cfg.AdvertiseAddr,
+		Address:      address,
 		Capabilities: a.capabilities(),
 		Workloads:    workloads,
 		InstanceId:   a.instanceID,
@@ -266,7 +279,7 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 	a.metrics.registrations.Inc()
 	a.metrics.setWorkloads(workloads)
 	a.lister.seed(workloads)
-	a.log.Info("registered with scheduler", "scheduler", on, "address", a.cfg.AdvertiseAddr, "workloads", len(workloads),
+	a.log.Info("registered with scheduler", "scheduler", on, "address", address, "workloads", len(workloads),
 		"heartbeat_interval", interval.String(), "lease_ttl_seconds", resp.GetLeaseTtlSeconds())
 	return on, nil
 }

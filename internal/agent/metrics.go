@@ -30,6 +30,7 @@ type metrics struct {
 	zombies           *prometheus.CounterVec
 	repairs           *prometheus.CounterVec
 	leaderChanges     prometheus.Counter
+	streamConnects    prometheus.Counter
 	healthChecks      *prometheus.CounterVec
 	livenessFailures  prometheus.Counter
 }
@@ -90,6 +91,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: metricsNamespace, Name: "scheduler_leader_changes_total",
 			Help: "Times the agent moved to another scheduler and registered with it.",
 		}),
+		streamConnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "control_stream_connects_total",
+			Help: "Times a scheduler accepted the node's control stream (the first connect, then each reconnect).",
+		}),
 		healthChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "health_checks_total",
 			Help: "Health checks run, by check (startup, liveness, readiness), type (http, tcp, exec) and result (pass, fail).",
@@ -100,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	for _, c := range append([]prometheus.Collector{m.healthChecks, m.livenessFailures, m.applyDuration, m.applies, m.deletes, m.workloads,
-		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.repairs, m.leaderChanges},
+		m.heartbeatFailures, m.staleLists, m.fullResends, m.registrations, m.registerFailures, m.watcherEvents, m.zombies, m.repairs, m.leaderChanges, m.streamConnects},
 		m.grpc.Collectors()...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err

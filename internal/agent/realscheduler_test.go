@@ -23,7 +23,7 @@ import (
 func newRealEnv(t *testing.T) (*env, *realsched.Cluster) {
 	t.Helper()
 	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases})
-	return &env{bundle: s.Bundle, addr: s.Addrs[0], image: "app:1", prefix: randomPrefix()}, s
+	return &env{bundle: s.Bundle, addr: s.Addrs[0], sched: s, image: "app:1", prefix: randomPrefix()}, s
 }
 
 // shortLeases makes a node's lease and heartbeats short, so that a test
@@ -125,7 +125,7 @@ func TestAgentRegistersAgainWhenAsked(t *testing.T) {
 	rec := &callrec.Recorder{}
 	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases, ServerOptions: rec.ServerOptions()})
 	addr := s.Addrs[0]
-	e := &env{bundle: s.Bundle, addr: addr, image: "app:1", prefix: randomPrefix()}
+	e := &env{bundle: s.Bundle, addr: addr, sched: s, image: "app:1", prefix: randomPrefix()}
 	ra, _ := e.startSimAgent(t)
 	waitNodeCall(t, rec, addr, "Heartbeat")
 	s.Stop(0)
@@ -175,7 +175,7 @@ func newRecordedEnv(t *testing.T, node string, cfg func(*scheduler.Config)) *rea
 				cfg(c)
 			}
 		}})
-	return &realEnv{env: &env{bundle: s.Bundle, addr: s.Addrs[0], image: "app:1", prefix: randomPrefix(), node: node}, s: s, rec: rec}
+	return &realEnv{env: &env{bundle: s.Bundle, addr: s.Addrs[0], sched: s, image: "app:1", prefix: randomPrefix(), node: node}, s: s, rec: rec}
 }
 
 // newDockerEnv is newRecordedEnv with the Docker engine, for a node id of

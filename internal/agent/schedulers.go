@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/metadata"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
@@ -28,11 +29,27 @@ type controlPlane interface {
 	target() string
 	registerNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, string, error)
 	heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, string, error)
+	// connect opens the node's control stream and says on which address.
+	connect(ctx context.Context) (controlStream, string, error)
+	// streamFailed is told why a control stream opened on addr ended
+	// before the scheduler took it, with the stream's trailer.
+	streamFailed(addr string, err error, trailer metadata.MD)
 }
 
-// fixedControl is one ControlService client used as is (Config.Control).
+// fixedControl is one ControlService client used as is (Config.Control),
+// with the NodeChannelService of the same scheduler (Config.Channel).
 type fixedControl struct {
-	c persysv1grpc.ControlServiceClient
+	c  persysv1grpc.ControlServiceClient
+	ch persysv1grpc.NodeChannelServiceClient
+}
+
+func (f fixedControl) connect(ctx context.Context) (controlStream, string, error) {
+	s, err := f.ch.Connect(ctx)
+	return s, "", err
+}
+
+func (f fixedControl) streamFailed(addr string, err error, md metadata.MD) {
+	streamFailedNoop(addr, err, md)
 }
 
 func (f fixedControl) target() string { return "" }
@@ -55,6 +72,12 @@ func (f fixedControl) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequ
 type Schedulers struct {
 	pool *leaderconn.Pool
 	c    persysv1grpc.ControlServiceClient
+	// chPool carries the control stream on connections of its own: its
+	// reconnects while a scheduler is down would otherwise put the
+	// connection the heartbeats use into backoff, failing them fast once
+	// the scheduler is back.
+	chPool *leaderconn.Pool
+	ch     persysv1grpc.NodeChannelServiceClient
 }
 
 // DialSchedulers prepares connections to the scheduler replicas at addrs
@@ -82,11 +105,18 @@ func DialSchedulers(addrs []string, tlsCfg *tls.Config, opts ...grpc.DialOption)
 		Backoff:           grpcbackoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
 		MinConnectTimeout: 5 * time.Second,
 	})
-	pool, err := leaderconn.Dial(leaderconn.Config{Addrs: list, TLS: tlsCfg, DialOptions: append([]grpc.DialOption{backoff}, opts...)})
+	cfg := leaderconn.Config{Addrs: list, TLS: tlsCfg, DialOptions: append([]grpc.DialOption{backoff}, opts...)}
+	pool, err := leaderconn.Dial(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	return &Schedulers{pool: pool, c: persysv1grpc.NewControlServiceClient(pool)}, nil
+	chPool, err := leaderconn.Dial(cfg)
+	if err != nil {
+		_ = pool.Close()
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return &Schedulers{pool: pool, c: persysv1grpc.NewControlServiceClient(pool),
+		chPool: chPool, ch: persysv1grpc.NewNodeChannelServiceClient(chPool)}, nil
 }
 
 // Leader returns the address calls go to now: the last one that answered,
@@ -97,7 +127,7 @@ func (s *Schedulers) Leader() string { return s.pool.Current() }
 func (s *Schedulers) Addresses() []string { return s.pool.Addresses() }
 
 // Close closes every connection.
-func (s *Schedulers) Close() error { return s.pool.Close() }
+func (s *Schedulers) Close() error { return errors.Join(s.pool.Close(), s.chPool.Close()) }
 
 func (s *Schedulers) target() string { return s.Leader() }
 
@@ -111,6 +141,16 @@ func (s *Schedulers) heartbeat(ctx context.Context, req *persysv1.HeartbeatReque
 	var on string
 	resp, err := s.c.Heartbeat(ctx, req, leaderconn.NoFollow(), leaderconn.AnsweredBy(&on))
 	return resp, on, err
+}
+
+func (s *Schedulers) connect(ctx context.Context) (controlStream, string, error) {
+	var on string
+	stream, err := s.ch.Connect(ctx, leaderconn.AnsweredBy(&on))
+	return stream, on, err
+}
+
+func (s *Schedulers) streamFailed(addr string, err error, md metadata.MD) {
+	s.chPool.Follow(addr, err, md)
 }
 
 var (

@@ -296,7 +296,7 @@ func checkThroughput(t *testing.T, rep *Report, o *Options, r ThroughputResult) 
 		t.Fatalf("throughput: %d to %d workloads per node, want an even spread", r.PerNodeMin, r.PerNodeMax)
 	}
 	// The bench times every agent call itself where it can.
-	if exact := !o.Cluster.MTLS && !o.Cluster.SchedulerProcess; exact != (r.AgentApplies.N == o.Workloads) {
+	if exact := !o.Cluster.SchedulerProcess; exact != (r.AgentApplies.N == o.Workloads) {
 		t.Fatalf("throughput: %d exact agent call samples of %d workloads (exact expected: %v)", r.AgentApplies.N, o.Workloads, exact)
 	}
 	// No goal is set for 4 nodes and 16 workloads.
@@ -332,7 +332,7 @@ func checkSchedulerProcess(t *testing.T, rep *Report, o *Options) {
 }
 
 func TestSchedProcConfigValidate(t *testing.T) {
-	ok := schedProcConfig{EtcdEndpoints: []string{"https://127.0.0.1:2379"}, AgentsAddr: "127.0.0.1:7000",
+	ok := schedProcConfig{EtcdEndpoints: []string{"https://127.0.0.1:2379"},
 		EtcdCA: "/pki/ca.crt", EtcdCert: "/pki/scheduler.crt", EtcdKey: "/pki/scheduler.key"}
 	if err := ok.validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
@@ -347,8 +347,6 @@ func TestSchedProcConfigValidate(t *testing.T) {
 		{"etcd off loopback", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"https://10.0.0.1:2379"} }, "etcd_endpoints"},
 		{"etcd plaintext", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"http://127.0.0.1:2379"} }, "etcd_endpoints"},
 		{"etcd without client key", func(c *schedProcConfig) { c.EtcdKey = "" }, "etcd_key"},
-		{"agents off loopback", func(c *schedProcConfig) { c.AgentsAddr = "192.168.1.1:7000" }, "agents_addr"},
-		{"agents by name", func(c *schedProcConfig) { c.AgentsAddr = "localhost:7000" }, "agents_addr"},
 		{"negative workers", func(c *schedProcConfig) { c.Workers = -1 }, "workers"},
 		{"relative profile", func(c *schedProcConfig) { c.CPUProfile = "cpu.prof" }, "cpu_profile"},
 		{"client identity without key", func(c *schedProcConfig) { c.ClientCA, c.ClientCert = "/pki/ca.crt", "/pki/scheduler.crt" }, "client_key"},
@@ -365,7 +363,7 @@ func TestSchedProcConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if err := runSchedulerProcess(`{"etcd_endpoints":["http://127.0.0.1:1"],"agents_addr":"127.0.0.1:1","surprise":1}`, strings.NewReader(""), io.Discard); err == nil || !strings.Contains(err.Error(), "surprise") {
+	if err := runSchedulerProcess(`{"etcd_endpoints":["http://127.0.0.1:1"],"surprise":1}`, strings.NewReader(""), io.Discard); err == nil || !strings.Contains(err.Error(), "surprise") {
 		t.Fatalf("unknown field: error %v", err)
 	}
 }

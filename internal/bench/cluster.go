@@ -240,17 +240,14 @@ type Cluster struct {
 	admin   []*grpc.ClientConn
 	clients []persysv1grpc.ControlServiceClient
 
-	// The shared transport (nil with MTLS): the hollow agents' AgentService
-	// behind one listener, and the connections each way.
-	mux    *hollowMux
-	muxSrv *grpc.Server
 	// agentApplies are the scheduler's ApplyWorkload calls to the hollow
 	// agents, timed one by one (in-process scheduler, shared transport).
 	agentApplies durSamples
-	toSched      *connSet
-	toAgents     *connSet
-	errMu        sync.Mutex
-	bgErr        error
+	// toSched is the shared transport's few connections to the
+	// scheduler (nil with MTLS).
+	toSched *connSet
+	errMu   sync.Mutex
+	bgErr   error
 }
 
 // Hollow is one hollow node: a real agent on the sim runtime.
@@ -261,7 +258,6 @@ type Hollow struct {
 	Agent   *agent.Agent
 
 	scheds *agent.Schedulers // nil on the shared transport
-	leave  func()            // takes the node off the shared listener
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	mu     sync.Mutex
@@ -275,7 +271,7 @@ func (h *Hollow) Down() bool {
 	return h.down
 }
 
-// Stop ends the agent's Run and Serve (its listener closes) as a lost node
+// Stop ends the agent's Run (its control stream closes) as a lost node
 // would: the sim runtime keeps what it ran, which no one sees any more.
 func (h *Hollow) Stop() {
 	h.mu.Lock()
@@ -285,9 +281,6 @@ func (h *Hollow) Stop() {
 	}
 	h.down = true
 	h.mu.Unlock()
-	if h.leave != nil {
-		h.leave()
-	}
 	h.cancel()
 	h.done.Wait()
 	if h.scheds != nil {
@@ -338,12 +331,12 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 		}
 	}
 	c.bundle = bundle
-	// Per node with mTLS: the agent's listener, and two loopback
-	// connections (agent to scheduler, scheduler to agent) with both ends
-	// in this process. The shared transport needs a few in all.
+	// Per node with mTLS: two loopback connections to the scheduler (calls,
+	// and the control stream), both ends in this process. The shared
+	// transport needs a few in all.
 	want := uint64(4096) + uint64(max(o.ExtraFiles, 0))
 	if o.MTLS {
-		want += uint64(o.Nodes) * 5
+		want += uint64(o.Nodes) * 4
 	}
 	if c.Setup.FileLimit, err = raiseFileLimit(want); err != nil {
 		return c, err
@@ -417,33 +410,23 @@ func (c *Cluster) startScheduler(ctx context.Context, bundle *pki.Bundle) error 
 	o := c.opts
 	reg := prometheus.NewRegistry()
 	c.Registry = reg
-	var dialer scheduler.AgentDialer
 	var serve func(ctx context.Context, ln net.Listener) error
 	if o.MTLS {
 		schedServer, err := pki.ServerTLS(bundle.Scheduler)
 		if err != nil {
 			return err
 		}
-		schedClient, err := pki.ClientTLS(bundle.Scheduler, "")
-		if err != nil {
-			return err
-		}
-		dialer = scheduler.TLSDialer{TLS: schedClient}
 		serve = func(ctx context.Context, ln net.Listener) error {
 			return scheduler.Serve(ctx, ln, c.Sched, schedServer)
 		}
 	} else {
-		if err := c.startMux(); err != nil {
-			return err
-		}
-		dialer = sharedDialer{conns: c.toAgents, applies: &c.agentApplies}
 		serve = func(ctx context.Context, ln net.Listener) error {
 			return scheduler.ServeWith(ctx, ln, c.Sched, sharedServerOptions(pki.RoleAgent, pki.RoleAdmin)...)
 		}
 	}
 	var err error
 	c.Sched, err = scheduler.New(scheduler.Config{
-		Store: c.Store, Agents: dialer, Logger: slog.New(slog.DiscardHandler), Registry: reg,
+		Store: c.Store, Logger: slog.New(slog.DiscardHandler), Registry: reg, ObserveAgentCall: c.observeAgentCall,
 		HeartbeatInterval: o.HeartbeatInterval, LeaseTTL: o.LeaseTTL, RescheduleGrace: o.RescheduleGrace, Workers: o.Workers,
 	})
 	if err != nil {
@@ -512,12 +495,9 @@ func embeddedTLS(dir string, bundle *pki.Bundle) (*store.EmbeddedTLS, error) {
 // startSchedProc runs the scheduler in a child process on the shared
 // transport.
 func (c *Cluster) startSchedProc(ctx context.Context) error {
-	if err := c.startMux(); err != nil {
-		return err
-	}
 	cfg := schedProcConfig{
-		EtcdEndpoints: c.emb.Endpoints(), AgentsAddr: c.muxAddr(),
-		EtcdCA: c.etcdTLS.CAFile, EtcdCert: c.etcdTLS.CertFile, EtcdKey: c.etcdTLS.KeyFile,
+		EtcdEndpoints: c.emb.Endpoints(),
+		EtcdCA:        c.etcdTLS.CAFile, EtcdCert: c.etcdTLS.CertFile, EtcdKey: c.etcdTLS.KeyFile,
 		HeartbeatInterval: c.opts.HeartbeatInterval, LeaseTTL: c.opts.LeaseTTL,
 		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers, GCPercent: c.opts.GCPercent,
 		CPUProfile: c.opts.SchedulerCPUProfile, HeapProfile: c.opts.SchedulerHeapProfile,
@@ -565,27 +545,6 @@ func (c *Cluster) HeapProfileScheduler() error {
 	return c.proc.post("/heapprofile")
 }
 
-// startMux starts the shared listener of the hollow agents and the
-// scheduler's connections to it.
-func (c *Cluster) startMux() error {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("bench: hollow listener: %w", err)
-	}
-	c.mux = newHollowMux()
-	c.muxSrv = grpc.NewServer(sharedServerOptions(pki.RoleScheduler)...)
-	persysv1grpc.RegisterAgentServiceServer(c.muxSrv, c.mux)
-	srv := c.muxSrv
-	c.goBackground("hollow listener", func() error {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return err
-		}
-		return nil
-	})
-	c.toAgents, err = dialShared(ln.Addr().String())
-	return err
-}
-
 // dialAdmin opens the bench's own clients of the scheduler.
 func (c *Cluster) dialAdmin(bundle *pki.Bundle) error {
 	if !c.opts.MTLS {
@@ -619,10 +578,6 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 		return c.startSharedHollow(id)
 	}
 	files := bundle.Agents[id]
-	serverTLS, err := pki.ServerTLS(files)
-	if err != nil {
-		return nil, fmt.Errorf("bench: node %s: %w", id, err)
-	}
 	clientTLS, err := pki.ClientTLS(files, "")
 	if err != nil {
 		return nil, fmt.Errorf("bench: node %s: %w", id, err)
@@ -631,63 +586,22 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("bench: node %s: listen: %w", id, err)
-	}
 	scheds, err := agent.DialSchedulers([]string{c.Addr}, clientTLS)
 	if err != nil {
-		ln.Close()
 		return nil, err
 	}
 	a, err := agent.New(agent.Config{
-		NodeID: id, AdvertiseAddr: ln.Addr().String(), Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
+		NodeID: id, AdvertiseAddr: hollowAddress, Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
 		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
 		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
 		Logger:   slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
-		ln.Close()
 		scheds.Close()
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hollow{ID: id, Addr: ln.Addr().String(), Runtime: rt, Agent: a, scheds: scheds, cancel: cancel}
-	h.done.Add(2)
-	go func() {
-		defer h.done.Done()
-		if err := agent.Serve(ctx, ln, a, serverTLS); err != nil && ctx.Err() == nil {
-			c.fail(fmt.Errorf("node %s serve: %w", id, err))
-		}
-	}()
-	go func() {
-		defer h.done.Done()
-		_ = a.Run(ctx)
-	}()
-	return h, nil
-}
-
-// startSharedHollow starts a hollow agent on the shared transport: its
-// calls go over the bench's shared connections as agent:id, and its
-// AgentService joins the shared listener.
-func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
-	rt, err := sim.New(sim.Options{ApplyDelay: c.opts.ApplyDelay, ReadyDelay: c.opts.ReadyDelay})
-	if err != nil {
-		return nil, err
-	}
-	a, err := agent.New(agent.Config{
-		NodeID: id, AdvertiseAddr: c.muxAddr(), Runtimes: []runtime.Runtime{rt},
-		Control:           persysv1grpc.NewControlServiceClient(c.toSched.as(pki.RoleAgent, id)),
-		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
-		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
-		Logger:   slog.New(slog.DiscardHandler),
-	})
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hollow{ID: id, Addr: c.muxAddr(), Runtime: rt, Agent: a, cancel: cancel, leave: func() { c.mux.remove(id) }}
-	c.mux.add(id, a.Service())
+	h := &Hollow{ID: id, Addr: hollowAddress, Runtime: rt, Agent: a, scheds: scheds, cancel: cancel}
 	h.done.Add(1)
 	go func() {
 		defer h.done.Done()
@@ -696,9 +610,46 @@ func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
 	return h, nil
 }
 
-// muxAddr is the address every hollow agent advertises on the shared
-// transport (the scheduler's dialer routes by node id, not by address).
-func (c *Cluster) muxAddr() string { return c.toAgents.conns[0].Target() }
+// startSharedHollow starts a hollow agent on the shared transport: its
+// calls and its control stream go over the bench's shared connections as
+// agent:id.
+func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
+	rt, err := sim.New(sim.Options{ApplyDelay: c.opts.ApplyDelay, ReadyDelay: c.opts.ReadyDelay})
+	if err != nil {
+		return nil, err
+	}
+	a, err := agent.New(agent.Config{
+		NodeID: id, AdvertiseAddr: hollowAddress, Runtimes: []runtime.Runtime{rt},
+		Control:           persysv1grpc.NewControlServiceClient(c.toSched.as(pki.RoleAgent, id)),
+		Channel:           persysv1grpc.NewNodeChannelServiceClient(c.toSched.as(pki.RoleAgent, id)),
+		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
+		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
+		Logger:   slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hollow{ID: id, Addr: hollowAddress, Runtime: rt, Agent: a, cancel: cancel}
+	h.done.Add(1)
+	go func() {
+		defer h.done.Done()
+		_ = a.Run(ctx)
+	}()
+	return h, nil
+}
+
+// hollowAddress is the node address every hollow agent advertises: they
+// all run on this host, and the scheduler never dials it.
+const hollowAddress = "127.0.0.1"
+
+// observeAgentCall keeps the scheduler's ApplyWorkload calls, timed one
+// by one, for the report.
+func (c *Cluster) observeAgentCall(method string, took time.Duration, _ error) {
+	if method == "ApplyWorkload" {
+		c.agentApplies.add(took)
+	}
+}
 
 func (c *Cluster) goBackground(what string, fn func() error) {
 	c.bg.Add(1)
@@ -800,10 +751,6 @@ func (c *Cluster) Close() {
 	if c.proc != nil {
 		c.proc.stop()
 	}
-	if c.muxSrv != nil {
-		c.muxSrv.Stop()
-	}
-	c.toAgents.Close()
 	c.bg.Wait()
 	if c.Store != nil {
 		_ = c.Store.Client().Close()
@@ -818,7 +765,7 @@ func (c *Cluster) Close() {
 
 // raiseFileLimit lifts RLIMIT_NOFILE's soft limit to want (and the hard
 // limit too when allowed: a container without CAP_SYS_RESOURCE refuses),
-// since every hollow node holds five descriptors of this process. It returns the
+// since every hollow node holds descriptors of this process (its mTLS connection with --mtls). It returns the
 // soft limit in force and fails when it stays below want.
 func raiseFileLimit(want uint64) (uint64, error) {
 	var lim syscall.Rlimit

@@ -538,7 +538,7 @@ type ThroughputResult struct {
 	// Scheduler holds its own timing histograms (bucket bounds).
 	Scheduler map[string]Histo `json:"scheduler_timings"`
 	// AgentApplies are the scheduler's agent calls, timed one by one by the
-	// bench (in-process scheduler, shared transport only).
+	// bench (in-process scheduler only).
 	AgentApplies Dist `json:"agent_applies_exact"`
 }
 
@@ -674,7 +674,7 @@ type LatencyResult struct {
 	// Scheduler holds its own timing histograms (bucket bounds).
 	Scheduler map[string]Histo `json:"scheduler_timings"`
 	// AgentApplies are the scheduler's agent calls, timed one by one by the
-	// bench (in-process scheduler, shared transport only).
+	// bench (in-process scheduler only).
 	AgentApplies Dist `json:"agent_applies_exact"`
 	// Unfinished says how far a run that stalled got, and why.
 	Unfinished *Unfinished `json:"unfinished,omitempty"`

@@ -62,7 +62,6 @@ type schedProcConfig struct {
 	EtcdCA            string        `json:"etcd_ca"`
 	EtcdCert          string        `json:"etcd_cert"`
 	EtcdKey           string        `json:"etcd_key"`
-	AgentsAddr        string        `json:"agents_addr"`
 	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
 	LeaseTTL          time.Duration `json:"lease_ttl"`
 	RescheduleGrace   time.Duration `json:"reschedule_grace"`
@@ -104,9 +103,6 @@ func (c schedProcConfig) validate() error {
 		if err := gctune.Validate("gc_percent", c.GCPercent); err != nil {
 			return err
 		}
-	}
-	if err := loopbackHostPort(c.AgentsAddr); err != nil {
-		return fmt.Errorf("agents_addr: %q: %w", c.AgentsAddr, err)
 	}
 	for field, p := range map[string]string{"cpu_profile": c.CPUProfile, "heap_profile": c.HeapProfile,
 		"client_ca": c.ClientCA, "client_cert": c.ClientCert, "client_key": c.ClientKey} {
@@ -188,13 +184,8 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 	quiet := slog.New(slog.DiscardHandler)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	toAgents, err := dialShared(cfg.AgentsAddr)
-	if err != nil {
-		return err
-	}
-	defer toAgents.Close()
 	sched, err := scheduler.New(scheduler.Config{
-		Store: store.New(cli, store.Options{Logger: quiet}), Agents: sharedDialer{conns: toAgents}, Logger: quiet, Registry: reg,
+		Store: store.New(cli, store.Options{Logger: quiet}), Logger: quiet, Registry: reg,
 		HeartbeatInterval: cfg.HeartbeatInterval, LeaseTTL: cfg.LeaseTTL, RescheduleGrace: cfg.RescheduleGrace, Workers: cfg.Workers,
 	})
 	if err != nil {

@@ -4,84 +4,94 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/pki"
 )
 
-// fakeAgent answers HealthCheck with the identity the call arrived as.
+// fakeAgent answers HealthCheck with its node id.
 type fakeAgent struct {
 	persysv1grpc.UnimplementedAgentServiceServer
 	id string
 }
 
-func (f *fakeAgent) HealthCheck(ctx context.Context, _ *persysv1.HealthCheckRequest) (*persysv1.HealthCheckResponse, error) {
-	caller, err := grpcauth.PeerIdentity(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &persysv1.HealthCheckResponse{NodeId: f.id + " called by " + string(caller.Role) + ":" + caller.CommonName}, nil
+func (f *fakeAgent) HealthCheck(context.Context, *persysv1.HealthCheckRequest) (*persysv1.HealthCheckResponse, error) {
+	return &persysv1.HealthCheckResponse{NodeId: f.id}, nil
 }
 
-// The shared listener routes each call to the node it names, asserts the
-// caller's simulated identity, refuses calls without one or with a role
-// it does not admit, and answers Unavailable for a node taken off.
-func TestHollowMuxRoutesAndAuthenticates(t *testing.T) {
+// hubServer accepts control streams as the caller's asserted identity.
+type hubServer struct {
+	persysv1grpc.UnimplementedNodeChannelServiceServer
+	hub *nodechannel.Hub
+}
+
+func (h hubServer) Connect(s grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error {
+	id, err := grpcauth.PeerIdentity(s.Context())
+	if err != nil {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	return h.hub.Accept(s.Context(), id.CommonName, s)
+}
+
+// The shared transport carries each hollow node's control stream tagged
+// with its identity: the scheduler's calls reach the node that opened the
+// stream; a stream without an identity, or with a role not admitted, is
+// refused.
+func TestSharedTransportCarriesControlStreams(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux := newHollowMux()
-	srv := grpc.NewServer(sharedServerOptions(pki.RoleScheduler)...)
-	persysv1grpc.RegisterAgentServiceServer(srv, mux)
+	hub := nodechannel.NewHub(nodechannel.HubConfig{})
+	srv := grpc.NewServer(sharedServerOptions(pki.RoleAgent)...)
+	persysv1grpc.RegisterNodeChannelServiceServer(srv, hubServer{hub: hub})
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Stop()
-	for _, id := range []string{"n1", "n2"} {
-		mux.add(id, &fakeAgent{id: id})
-	}
 	conns, err := dialShared(ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conns.Close()
-	d := sharedDialer{conns: conns}
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	for _, id := range []string{"n1", "n2"} {
-		cli, closeFn, err := d.Dial(id, "ignored")
+		stream, err := persysv1grpc.NewNodeChannelServiceClient(conns.as(pki.RoleAgent, id)).Connect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: id, Server: &fakeAgent{id: id}}) }()
+	}
+	for _, id := range []string{"n1", "n2"} {
+		cli, err := hub.Await(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp, err := cli.HealthCheck(ctx, &persysv1.HealthCheckRequest{})
-		if err != nil {
-			t.Fatalf("%s: %v", id, err)
+		if err != nil || resp.GetNodeId() != id {
+			t.Fatalf("%s answered %v, %v", id, resp, err)
 		}
-		if want := id + " called by scheduler:scheduler"; resp.GetNodeId() != want {
-			t.Fatalf("answer %q, want %q", resp.GetNodeId(), want)
-		}
-		_ = closeFn()
 	}
 
-	mux.remove("n2")
-	cli, _, _ := d.Dial("n2", "")
-	if _, err := cli.HealthCheck(ctx, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.Unavailable {
-		t.Fatalf("node taken off: %v, want Unavailable", err)
+	refused := func(cc grpc.ClientConnInterface) codes.Code {
+		s, err := persysv1grpc.NewNodeChannelServiceClient(cc).Connect(ctx)
+		if err == nil {
+			_ = s.Send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: "n3"}}})
+			_, err = s.Recv()
+		}
+		return status.Code(err)
 	}
-
-	raw := persysv1grpc.NewAgentServiceClient(conns.conns[0])
-	noID := metadata.AppendToOutgoingContext(ctx, simNodeKey, "n1")
-	if _, err := raw.HealthCheck(noID, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.Unauthenticated {
-		t.Fatalf("no identity: %v, want Unauthenticated", err)
+	if c := refused(conns.conns[0]); c != codes.Unauthenticated {
+		t.Fatalf("no identity: %v, want Unauthenticated", c)
 	}
-	asAgent := conns.as(pki.RoleAgent, "n1")
-	asAgent.md = append(asAgent.md, simNodeKey, "n1")
-	if _, err := persysv1grpc.NewAgentServiceClient(asAgent).HealthCheck(ctx, &persysv1.HealthCheckRequest{}); status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("agent role calling an agent: %v, want PermissionDenied", err)
+	if c := refused(conns.as(pki.RoleScheduler, "n3")); c != codes.PermissionDenied {
+		t.Fatalf("scheduler role: %v, want PermissionDenied", c)
 	}
 }

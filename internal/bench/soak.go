@@ -92,7 +92,7 @@ func Soak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	cli := emb.LocalClient()
 	defer cli.Close()
 	st := store.New(cli, store.Options{EventTTL: o.EventTTL, Logger: quiet})
-	sched, err := scheduler.New(scheduler.Config{Store: st, Agents: scheduler.TLSDialer{}, Logger: quiet})
+	sched, err := scheduler.New(scheduler.Config{Store: st, Logger: quiet})
 	if err != nil {
 		return nil, err
 	}

@@ -157,3 +157,23 @@ func (s *followStream) reopen(m any, hint string, sent []any, closeSent bool, re
 	}
 	return rerr
 }
+
+// Follow is for a long-lived stream that must run on the leader (a node's
+// control stream), opened on addr (see AnsweredBy), that failed with err
+// and trailer md before the scheduler took it: when they name another
+// leader the Pool points there; a scheduler that refused with Unavailable
+// naming none (loading, or cut off from etcd) is left for the next
+// configured address. The caller opens the stream again.
+func (p *Pool) Follow(addr string, err error, md metadata.MD) {
+	if hint := usableHint(err, md, addr); hint != "" {
+		if _, derr := p.conn(hint); derr != nil {
+			p.log.Warn("cannot follow scheduler leader", "from", addr, "leader", hint, "err", derr)
+			return
+		}
+		p.move(addr, hint, "stream")
+		return
+	}
+	if status.Code(err) == codes.Unavailable && len(p.addrs) > 1 {
+		p.move(addr, p.after(addr), "stream")
+	}
+}

@@ -56,6 +56,14 @@ func (g *GRPCServer) Initialize(srv *grpc.Server) { g.metrics.InitializeMetrics(
 // interceptors in the order the options are given), so that a panic in
 // authentication fails only its call too.
 func (g *GRPCServer) Options(log *slog.Logger) []grpc.ServerOption {
+	unary, stream := g.Interceptors(log)
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}
+}
+
+// Interceptors are Options' interceptors, each chain as one, for calls
+// served without a grpc.Server of their own (an agent's calls over its
+// control stream).
+func (g *GRPCServer) Interceptors(log *slog.Logger) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -75,18 +83,29 @@ func (g *GRPCServer) Options(log *slog.Logger) []grpc.ServerOption {
 		// The panic value stays in the log: it may hold internal detail.
 		return status.Error(codes.Internal, "internal error")
 	})
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(
-			g.metrics.UnaryServerInterceptor(),
-			logging.UnaryServerInterceptor(logger, logOpts...),
-			recovery.UnaryServerInterceptor(onPanic),
-		),
-		grpc.ChainStreamInterceptor(
-			g.metrics.StreamServerInterceptor(),
-			logging.StreamServerInterceptor(logger, logOpts...),
-			recovery.StreamServerInterceptor(onPanic),
-		),
+	unary := []grpc.UnaryServerInterceptor{
+		g.metrics.UnaryServerInterceptor(),
+		logging.UnaryServerInterceptor(logger, logOpts...),
+		recovery.UnaryServerInterceptor(onPanic),
 	}
+	stream := []grpc.StreamServerInterceptor{
+		g.metrics.StreamServerInterceptor(),
+		logging.StreamServerInterceptor(logger, logOpts...),
+		recovery.StreamServerInterceptor(onPanic),
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			for i := len(unary) - 1; i >= 0; i-- {
+				next, ic := handler, unary[i]
+				handler = func(ctx context.Context, req any) (any, error) { return ic(ctx, req, info, next) }
+			}
+			return handler(ctx, req)
+		}, func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			for i := len(stream) - 1; i >= 0; i-- {
+				next, ic := handler, stream[i]
+				handler = func(srv any, ss grpc.ServerStream) error { return ic(srv, ss, info, next) }
+			}
+			return handler(srv, ss)
+		}
 }
 
 // callLevel logs a call that succeeded at debug and one that failed at

@@ -2,55 +2,25 @@ package scheduler
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
+	"time"
 
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
-	"github.com/persys-dev/compute/internal/grpcauth"
-	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/nodechannel"
 )
 
-// AgentDialer gives the scheduler a client for a node's AgentService.
-type AgentDialer interface {
-	Dial(nodeID, addr string) (persysv1grpc.AgentServiceClient, func() error, error)
-}
-
-// TLSDialer dials agents over gRPC with mTLS, verifying the agent's
-// certificate against the host part of its advertised address.
-type TLSDialer struct {
-	TLS *tls.Config
-}
-
-// Dial implements AgentDialer.
-func (d TLSDialer) Dial(nodeID, addr string) (persysv1grpc.AgentServiceClient, func() error, error) {
-	if addr == "" {
-		return nil, nil, fmt.Errorf("node %s has no agent address", nodeID)
-	}
-	cfg := d.TLS.Clone()
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		cfg.ServerName = host
-	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-	if err != nil {
-		return nil, nil, fmt.Errorf("dial agent %s at %s: %w", nodeID, addr, err)
-	}
-	return persysv1grpc.NewAgentServiceClient(conn), conn.Close, nil
-}
-
-// agentPool keeps one connection per node and address, and bounds the
-// calls that change a node's workloads that are in flight to it at once.
+// agentPool reaches each node's AgentService over the node's control
+// stream (the Hub), and bounds the calls that change a node's workloads
+// that are in flight to it at once.
 type agentPool struct {
-	dialer AgentDialer
+	hub *nodechannel.Hub
+	// grace is how long a call waits for its node's control stream.
+	grace time.Duration
 	// perNode is how many applies and deletes one node gets at once.
 	perNode int
 	mu      sync.Mutex
-	conns   map[string]agentConn
 	slots   map[string]chan struct{}
 	// inflight cancels, per node, the calls in flight to it: a node whose
 	// lease ran out does not answer, and a call to it would otherwise
@@ -62,16 +32,10 @@ type agentPool struct {
 // errNodeLost ends the calls in flight to a node that was lost.
 var errNodeLost = errors.New("node lost: its lease ran out")
 
-type agentConn struct {
-	addr   string
-	client persysv1grpc.AgentServiceClient
-	close  func() error
-}
-
 func (s *Scheduler) agents() *agentPool {
 	s.poolOnce.Do(func() {
-		s.pool = &agentPool{dialer: s.cfg.Agents, perNode: s.cfg.AgentCallsPerNode,
-			conns: map[string]agentConn{}, slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
+		s.pool = &agentPool{hub: s.nodes, grace: streamGrace, perNode: s.cfg.AgentCallsPerNode,
+			slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
 	})
 	return s.pool
 }
@@ -96,27 +60,22 @@ func (p *agentPool) slot(ctx context.Context, nodeID string) (release func(), er
 	}
 }
 
-func (p *agentPool) client(nodeID, addr string) (persysv1grpc.AgentServiceClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c, ok := p.conns[nodeID]; ok && c.addr == addr {
-		return c.client, nil
-	}
-	if c, ok := p.conns[nodeID]; ok {
-		_ = c.close()
-		delete(p.conns, nodeID)
-	}
-	cli, closeFn, err := p.dialer.Dial(nodeID, addr)
-	if err != nil {
-		return nil, err
-	}
-	p.conns[nodeID] = agentConn{addr: addr, client: cli, close: closeFn}
-	return cli, nil
+// client returns nodeID's AgentService over its control stream. A node
+// that has none yet (its agent is still connecting, or reconnecting to
+// this leader) gets the pool's grace to connect within ctx; after that
+// the call fails with Unavailable, as a call to an unreachable agent does.
+func (p *agentPool) client(ctx context.Context, nodeID string) (persysv1grpc.AgentServiceClient, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.grace)
+	defer cancel()
+	return p.hub.Await(ctx, nodeID)
 }
+
+// streamGrace is how long a call waits for its node's control stream.
+const streamGrace = 3 * time.Second
 
 // call runs fn with nodeID's client within one of the node's call slots;
 // fn's context ends when ctx does or the node is lost (nodeLost).
-func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(context.Context, persysv1grpc.AgentServiceClient) error) error {
+func (p *agentPool) call(ctx context.Context, nodeID string, fn func(context.Context, persysv1grpc.AgentServiceClient) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p.mu.Lock()
@@ -138,11 +97,11 @@ func (p *agentPool) call(ctx context.Context, nodeID, addr string, fn func(conte
 		return err
 	}
 	defer release()
-	cli, err := p.client(nodeID, addr)
-	if err != nil {
-		return err
+	cli, err := p.client(ctx, nodeID)
+	if err == nil {
+		err = fn(ctx, cli)
 	}
-	if err := fn(ctx, cli); err != nil {
+	if err != nil {
 		if cause := context.Cause(ctx); errors.Is(cause, errNodeLost) {
 			return fmt.Errorf("node %s: %w (%v)", nodeID, cause, err)
 		}
@@ -160,33 +119,15 @@ func (p *agentPool) nodeLost(nodeID string) {
 	}
 }
 
+// agentsClose ends every node's control stream when the term ends: the
+// agents reconnect, to the next leader.
 func (s *Scheduler) agentsClose() {
-	p := s.agents()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id, c := range p.conns {
-		_ = c.close()
-		delete(p.conns, id)
-	}
+	s.nodes.CloseAll(nodechannel.ReasonLeadershipLost)
 }
 
-// HolderDialer dials agents with the identity in Holder, read at every
-// handshake (renewed certificates and a rotated CA bundle apply to new
-// connections). Each agent's certificate must name the host of its
-// advertised address.
-type HolderDialer struct {
-	Holder *pki.Holder
-}
-
-// Dial implements AgentDialer.
-func (d HolderDialer) Dial(nodeID, addr string) (persysv1grpc.AgentServiceClient, func() error, error) {
-	if addr == "" {
-		return nil, nil, fmt.Errorf("node %s has no agent address", nodeID)
-	}
-	creds := grpcauth.HolderCredentials(d.Holder, "", tls.RequireAndVerifyClientCert)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		return nil, nil, fmt.Errorf("dial agent %s at %s: %w", nodeID, addr, err)
-	}
-	return persysv1grpc.NewAgentServiceClient(conn), conn.Close, nil
+// AgentClient returns nodeID's AgentService over its control stream, as
+// the scheduler calls it; it waits within ctx for a node whose stream is
+// not connected yet.
+func (s *Scheduler) AgentClient(ctx context.Context, nodeID string) (persysv1grpc.AgentServiceClient, error) {
+	return s.nodes.Await(ctx, nodeID)
 }

@@ -2,18 +2,14 @@ package scheduler
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
@@ -21,7 +17,7 @@ import (
 // node is not held up by it; a wait ends with the caller's context and
 // names the node.
 func TestAgentCallSlots(t *testing.T) {
-	p := &agentPool{perNode: 2, conns: map[string]agentConn{}, slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
+	p := &agentPool{perNode: 2, slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
 	ctx := context.Background()
 	r1, err := p.slot(ctx, "n1")
 	if err != nil {
@@ -100,52 +96,18 @@ func TestHeartbeatInterval(t *testing.T) {
 	}
 }
 
-// TestNodeLostEndsCallsInFlight: a call to an agent that stopped
-// answering (here: a listener that accepts and never speaks TLS, as a
-// dead host's connection hangs) ends when the node is lost, saying so,
-// instead of holding its worker until the dial gives up; calls to other
-// nodes go on.
+// TestNodeLostEndsCallsInFlight: a call to a node whose agent does not
+// answer (here: whose control stream is not there, and the call waits for
+// it) ends when the node is lost, saying so, instead of holding its worker
+// until it gives up; calls to other nodes go on.
 func TestNodeLostEndsCallsInFlight(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		held  []net.Conn
-		ended = make(chan struct{})
-	)
-	go func() {
-		defer close(ended)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	p := &agentPool{dialer: TLSDialer{TLS: &tls.Config{MinVersion: tls.VersionTLS13}}, perNode: 4,
-		conns: map[string]agentConn{}, slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
-	t.Cleanup(func() {
-		for _, c := range p.conns {
-			_ = c.close()
-		}
-		ln.Close()
-		<-ended
-		mu.Lock()
-		for _, c := range held {
-			c.Close()
-		}
-		mu.Unlock()
-	})
+	p := &agentPool{hub: nodechannel.NewHub(nodechannel.HubConfig{}), grace: time.Hour, perNode: 4,
+		slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
 	call := func(node string) chan error {
 		done := make(chan error, 1)
 		go func() {
-			done <- p.call(context.Background(), node, ln.Addr().String(), func(ctx context.Context, cli persysv1grpc.AgentServiceClient) error {
-				_, err := cli.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{}, grpc.WaitForReady(true))
+			done <- p.call(context.Background(), node, func(ctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+				_, err := cli.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{})
 				return err
 			})
 		}()

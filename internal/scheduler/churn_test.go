@@ -17,7 +17,7 @@ import (
 // workload once came back into the cache that way and was never removed).
 func TestApplyDeleteChurnLeavesNothing(t *testing.T) {
 	st, _ := storetest.New(t)
-	s, err := New(Config{Store: st, Agents: TLSDialer{}})
+	s, err := New(Config{Store: st})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,10 @@ func TestControlLoop(t *testing.T) {
 	t.Run("agent restart re-adopts", func(t *testing.T) {
 		c.t = t
 		before := c.onlyContainer(web)
+		prev, err := c.node()
+		if err != nil {
+			t.Fatal(err)
+		}
 		c.agent.stop(t)
 		c.agent = c.startAgent()
 		waitFor(t, "the new agent to register", waitLong, func() (bool, string) {
@@ -85,8 +89,8 @@ func TestControlLoop(t *testing.T) {
 			if err != nil {
 				return false, err.Error()
 			}
-			return n.GetAddress() == c.agent.addr && n.GetState() == persysv1.NodeState_NODE_STATE_READY,
-				n.GetAddress() + " " + n.GetState().String()
+			return n.GetRegisteredAt().AsTime().After(prev.GetRegisteredAt().AsTime()) && n.GetState() == persysv1.NodeState_NODE_STATE_READY,
+				n.GetRegisteredAt().AsTime().String() + " " + n.GetState().String()
 		})
 		c.checkNodeRecord()
 		c.waitRunning(web)
@@ -302,12 +306,7 @@ func TestNodeCallsBeforeLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientTLS, err := pki.ClientTLS(b.Scheduler, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scheduler.New(scheduler.Config{Store: st, Agents: scheduler.TLSDialer{TLS: clientTLS},
-		Logger: testLogger(), Registry: prometheus.NewRegistry(), HeartbeatInterval: heartbeat, LeaseTTL: leaseTTL})
+	s, err := scheduler.New(scheduler.Config{Store: st, Logger: testLogger(), Registry: prometheus.NewRegistry(), HeartbeatInterval: heartbeat, LeaseTTL: leaseTTL})
 	if err != nil {
 		t.Fatal(err)
 	}

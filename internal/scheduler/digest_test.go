@@ -3,7 +3,6 @@ package scheduler_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -144,20 +143,15 @@ func (e *digestEnv) startSimAgentWith(id string, opts sim.Options) simAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, err := pki.ServerTLS(files)
-	if err != nil {
-		t.Fatal(err)
-	}
 	conn, err := agent.DialScheduler([]string{e.schedAddr}, clientTLS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tap := &tapControl{ControlServiceClient: persysv1grpc.NewControlServiceClient(conn)}
-	ln := listen(t, "127.0.0.1:0")
 	reg := prometheus.NewRegistry()
 	a, err := agent.New(agent.Config{
-		NodeID: id, AdvertiseAddr: ln.Addr().String(), Labels: map[string]string{"node": id},
-		Runtimes: []persysruntime.Runtime{rt}, Control: tap, HeartbeatInterval: heartbeat,
+		NodeID: id, AdvertiseAddr: "127.0.0.1", Labels: map[string]string{"node": id},
+		Runtimes: []persysruntime.Runtime{rt}, Control: tap, Channel: persysv1grpc.NewNodeChannelServiceClient(conn), HeartbeatInterval: heartbeat,
 		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:  t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: reg,
 	})
@@ -166,8 +160,7 @@ func (e *digestEnv) startSimAgentWith(id string, opts sim.Options) simAgent {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = agent.Serve(ctx, ln, a, serverTLS) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); _ = conn.Close() })
 	e.waitNodeState(id, persysv1.NodeState_NODE_STATE_READY)
@@ -175,7 +168,8 @@ func (e *digestEnv) startSimAgentWith(id string, opts sim.Options) simAgent {
 }
 
 // serveSimAgent serves the agent API for node id on a fresh sim runtime
-// without running the agent's loop, and returns the runtime and address.
+// over the node's control stream without running the agent's loop, and
+// returns the runtime and the node's address.
 func (e *digestEnv) serveSimAgent(id string) (*sim.Runtime, string) {
 	t := e.t
 	t.Helper()
@@ -183,29 +177,20 @@ func (e *digestEnv) serveSimAgent(id string) (*sim.Runtime, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, err := pki.ServerTLS(e.bundle.Agents[id])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := e.dial(e.schedAddr, e.bundle.Agents[id])
 	a, err := agent.New(agent.Config{
-		NodeID: id, AdvertiseAddr: ln.Addr().String(), Runtimes: []persysruntime.Runtime{rt},
+		NodeID: id, AdvertiseAddr: "127.0.0.1", Runtimes: []persysruntime.Runtime{rt},
 		// Never called: Run is not started.
-		Control:  persysv1grpc.NewControlServiceClient(e.dial(e.schedAddr, e.bundle.Agents[id])),
+		Control:  persysv1grpc.NewControlServiceClient(conn),
+		Channel:  persysv1grpc.NewNodeChannelServiceClient(conn),
 		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:  t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = agent.Serve(ctx, ln, a, serverTLS) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return rt, ln.Addr().String()
+	serveChannel(t, conn, id, a.Service())
+	return rt, "127.0.0.1"
 }
 
 // registerB registers node b with what its runtime runs.

@@ -46,7 +46,7 @@ func TestConcurrentGitAppliesReadTheirOwnCommit(t *testing.T) {
 	refs[1].commit = repo.Commit(t, map[string]string{"compose.yaml": compose("0.2", "32m")}, "two")
 
 	st, _ := storetest.New(t)
-	s, err := New(Config{Store: st, Agents: TLSDialer{}, Logger: slog.New(slog.DiscardHandler), GitCacheDir: cacheDir})
+	s, err := New(Config{Store: st, Logger: slog.New(slog.DiscardHandler), GitCacheDir: cacheDir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/docker"
@@ -267,10 +268,6 @@ func (c *cluster) startSchedulerWith(o schedOptions) *schedProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientTLS, err := pki.ClientTLS(c.bundle.Scheduler, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	st := o.store
 	if st == nil {
 		st = c.store
@@ -280,7 +277,6 @@ func (c *cluster) startSchedulerWith(o schedOptions) *schedProc {
 	reg := prometheus.NewRegistry()
 	cfg := scheduler.Config{
 		Store:             st,
-		Agents:            scheduler.TLSDialer{TLS: clientTLS},
 		Logger:            testLogger().With("component", "scheduler", "scheduler", addr),
 		Registry:          reg,
 		HeartbeatInterval: heartbeat,
@@ -376,11 +372,8 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, err := pki.ServerTLS(files)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var control persysv1grpc.ControlServiceClient
+	var channel persysv1grpc.NodeChannelServiceClient
 	var schedulers *agent.Schedulers
 	var closeControl func() error
 	if follow {
@@ -395,6 +388,7 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 			t.Fatal(err)
 		}
 		control, closeControl = persysv1grpc.NewControlServiceClient(conn), conn.Close
+		channel = persysv1grpc.NewNodeChannelServiceClient(conn)
 	}
 	// As persys agent does: the agent learns the cluster id, the runtime
 	// labels and scopes by it.
@@ -403,13 +397,13 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := listen(t, "127.0.0.1:0")
 	a, err := agent.New(agent.Config{
 		NodeID:            id,
-		AdvertiseAddr:     ln.Addr().String(),
+		AdvertiseAddr:     "127.0.0.1",
 		Labels:            map[string]string{"zone": "test"},
 		Runtimes:          []runtime.Runtime{rt},
 		Control:           control,
+		Channel:           channel,
 		Schedulers:        schedulers,
 		HeartbeatInterval: c.opts.agentHeartbeat,
 		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
@@ -423,12 +417,11 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	errs := make(chan error, 2)
+	errs := make(chan error, 1)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); errs <- agent.Serve(ctx, ln, a, serverTLS) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); errs <- a.Run(ctx) }()
-	p := &agentProc{addr: ln.Addr().String()}
+	p := &agentProc{addr: "127.0.0.1"}
 	p.stop = onceStop(func(t *testing.T) {
 		t.Helper()
 		cancel()
@@ -752,4 +745,29 @@ func findRejection(d *persysv1.PlacementDecision, node string) *persysv1.NodeRej
 		}
 	}
 	return nil
+}
+
+// serveChannel holds node id's control stream over conn, answering with
+// srv, until the test ends: an agent whose loop does not run.
+func serveChannel(t *testing.T, conn grpc.ClientConnInterface, id string, srv persysv1grpc.AgentServiceServer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	accepted := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
+		if err == nil {
+			err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: id, Server: srv, Accepted: func() { close(accepted) }})
+		}
+		done <- err
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-accepted:
+	case err := <-done:
+		done <- err
+		t.Fatalf("node %s control stream: %v", id, err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("node %s control stream not accepted", id)
+	}
 }

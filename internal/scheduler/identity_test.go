@@ -137,7 +137,6 @@ func newIDEnv(t *testing.T, o idOptions) *idEnv {
 	}
 	s, err := scheduler.New(scheduler.Config{
 		Store:             st,
-		Agents:            scheduler.HolderDialer{Holder: e.holder},
 		Logger:            e.logger.With("component", "scheduler"),
 		Registry:          prometheus.NewRegistry(),
 		HeartbeatInterval: heartbeat,
@@ -567,7 +566,7 @@ func TestRotationUnderLoad(t *testing.T) {
 
 // startSimAgent runs an agent with the sim runtime for node id with the
 // identity in h, reporting to the env's scheduler.
-func (e *idEnv) startSimAgent(id string, h *pki.Holder) string {
+func (e *idEnv) startSimAgent(id string, h *pki.Holder) {
 	t := e.t
 	t.Helper()
 	rt, err := sim.New(sim.Options{})
@@ -579,16 +578,13 @@ func (e *idEnv) startSimAgent(id string, h *pki.Holder) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, err := agent.New(agent.Config{
 		NodeID:            id,
-		AdvertiseAddr:     ln.Addr().String(),
+		AdvertiseAddr:     "127.0.0.1",
 		Labels:            map[string]string{"zone": "test"},
 		Runtimes:          []runtime.Runtime{rt},
 		Control:           persysv1grpc.NewControlServiceClient(conn),
+		Channel:           persysv1grpc.NewNodeChannelServiceClient(conn),
 		HeartbeatInterval: heartbeat,
 		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:           t.TempDir(),
@@ -600,8 +596,7 @@ func (e *idEnv) startSimAgent(id string, h *pki.Holder) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = agent.Serve(ctx, ln, a, h.ServerTLS(tls.RequireAndVerifyClientCert)) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
 	var renewal *agent.SchedulerRenewal
 	if e.renewAgents > 0 {
@@ -625,7 +620,6 @@ func (e *idEnv) startSimAgent(id string, h *pki.Holder) string {
 		}
 	}
 	e.agentMu.Unlock()
-	return ln.Addr().String()
 }
 
 func (e *idEnv) nodeState(id string) persysv1.NodeState {

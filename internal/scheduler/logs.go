@@ -41,9 +41,9 @@ func (s *Scheduler) agentOf(name string) (string, persysv1grpc.AgentServiceClien
 	case addr == "":
 		return "", nil, status.Errorf(codes.Unavailable, "node %s of workload %q is unknown", nodeID, name)
 	}
-	cli, err := s.agents().client(nodeID, addr)
+	cli, err := s.nodes.Client(nodeID)
 	if err != nil {
-		return "", nil, status.Errorf(codes.Unavailable, "node %s: %v", nodeID, err)
+		return "", nil, err
 	}
 	return nodeID, cli, nil
 }

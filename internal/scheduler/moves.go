@@ -42,11 +42,11 @@ func (s *Scheduler) reschedule(ctx context.Context, name string, v view) bool {
 func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	prev := v.in.PreviousNode
 	failpoint.Inject(failpoint.SchedulerMidMove)
-	addr, alive, _ := s.cache.NodeAddress(prev)
+	_, alive, _ := s.cache.NodeAddress(prev)
 	if alive {
 		actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
 		defer cancel()
-		err := s.agents().call(actx, prev, addr, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+		err := s.agents().call(actx, prev, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 			_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: v.w.GetUid()})
 			return err
 		})

@@ -468,6 +468,10 @@ func drainNoFeasibleNode(t *testing.T, c *cluster, a, b string) {
 
 	// The node's agent restarts: registering again keeps what the
 	// operator set on the node.
+	prev, err := c.nodeByID(a)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c.agents[a].stop(t)
 	c.startAgentOn(a, []string{c.schedAddr})
 	waitFor(t, "the restarted agent of "+a+" to register", waitLong, func() (bool, string) {
@@ -475,8 +479,8 @@ func drainNoFeasibleNode(t *testing.T, c *cluster, a, b string) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return n.GetAddress() == c.agents[a].addr && n.GetState() == persysv1.NodeState_NODE_STATE_READY,
-			n.GetAddress() + " " + n.GetState().String()
+		return n.GetRegisteredAt().AsTime().After(prev.GetRegisteredAt().AsTime()) && n.GetState() == persysv1.NodeState_NODE_STATE_READY,
+			n.GetRegisteredAt().AsTime().String() + " " + n.GetState().String()
 	})
 	if n, err := c.nodeByID(a); err != nil || !n.GetCordoned() || !n.GetDraining() {
 		t.Errorf("after its agent registered again, %s: %v (err %v); want cordoned and draining", a, n, err)

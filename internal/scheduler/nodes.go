@@ -203,7 +203,6 @@ func (s *Scheduler) processDigest(nodeID string, digest uint64) bool {
 // a time per node and name.
 func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 	key := nodeID + "/" + name + "/" + uid
-	addr, _, _ := s.cache.NodeAddress(nodeID)
 	s.runMu.Lock()
 	if s.orphanInflight[key] {
 		s.runMu.Unlock()
@@ -227,7 +226,7 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 		}()
 		ctx, cancel := context.WithTimeout(runCtx, s.cfg.ApplyTimeout)
 		defer cancel()
-		err := s.agents().call(ctx, nodeID, addr, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+		err := s.agents().call(ctx, nodeID, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 			_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: uid})
 			return err
 		})

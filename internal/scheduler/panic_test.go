@@ -36,11 +36,7 @@ func serveLight(t *testing.T, extra ...grpc.ServerOption) (persysv1grpc.ControlS
 	if err != nil {
 		t.Fatal(err)
 	}
-	agentTLS, err := pki.ClientTLS(b.Scheduler, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scheduler.New(scheduler.Config{Store: st, Agents: scheduler.TLSDialer{TLS: agentTLS}, Logger: testLogger(),
+	s, err := scheduler.New(scheduler.Config{Store: st, Logger: testLogger(),
 		Registry: reg, ResyncInterval: 10 * time.Minute})
 	if err != nil {
 		t.Fatal(err)

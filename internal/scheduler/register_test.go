@@ -38,12 +38,7 @@ func TestRegisterNodeIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientTLS, err := pki.ClientTLS(b.Scheduler, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := scheduler.New(scheduler.Config{Store: st, Agents: scheduler.TLSDialer{TLS: clientTLS},
-		Logger: testLogger(), Registry: prometheus.NewRegistry(), LeaseTTL: time.Minute, ClusterID: b.ClusterID})
+	s, err := scheduler.New(scheduler.Config{Store: st, Logger: testLogger(), Registry: prometheus.NewRegistry(), LeaseTTL: time.Minute, ClusterID: b.ClusterID})
 	if err != nil {
 		t.Fatal(err)
 	}

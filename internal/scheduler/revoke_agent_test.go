@@ -3,15 +3,14 @@ package scheduler_test
 import (
 	"context"
 	"crypto/tls"
-	"net"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -23,19 +22,16 @@ import (
 	"github.com/persys-dev/compute/internal/runtime/sim"
 )
 
-// An agent fetches the revocations from the real scheduler (as `persys
-// agent` does) and refuses a revoked scheduler certificate: on a new
-// connection at the handshake, and on a connection opened before the
-// revocation at its next call. The scheduler's own certificate, not
-// revoked, goes on reaching the agent.
-func TestAgentRefusesRevokedScheduler(t *testing.T) {
-	e := newIDEnv(t, idOptions{nodes: []string{"n1"}})
+// The node's control stream is the only way to reach its agent, and it
+// needs the node's certificate unrevoked: once it is revoked the node is
+// lost, its open stream is closed with it, and a new stream with that
+// certificate is refused. Nobody else can open the node's stream.
+func TestRevokedAgentLosesControlStream(t *testing.T) {
+	e := newIDEnv(t, idOptions{nodes: []string{"n1", "n2"}})
 	h, err := pki.LoadHolder(e.bundle.Agents["n1"])
 	if err != nil {
 		t.Fatal(err)
 	}
-	revs := pki.NewRevocationSet()
-	h.SetRevocationChecker(revs)
 	scheds, err := agent.DialSchedulers([]string{e.addr}, h.ClientTLS(""),
 		grpc.WithTransportCredentials(grpcauth.HolderCredentials(h, "", tls.RequireAndVerifyClientCert)))
 	if err != nil {
@@ -45,67 +41,62 @@ func TestAgentRefusesRevokedScheduler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, err := agent.New(agent.Config{
-		NodeID: "n1", AdvertiseAddr: ln.Addr().String(), Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
+		NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
 		HeartbeatInterval: heartbeat, Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
-		DataDir: t.TempDir(), Logger: e.logger.With("component", "agent"), Registry: prometheus.NewRegistry(), Revocations: revs,
+		DataDir: t.TempDir(), Logger: e.logger.With("component", "agent"), Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); _ = agent.Serve(ctx, ln, a, h.ServerTLS(tls.RequireAndVerifyClientCert)) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
-	go func() { defer wg.Done(); grpcauth.PollRevocations(ctx, scheds, revs, 50*time.Millisecond, e.logger) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); _ = scheds.Close() })
-
-	// A second scheduler certificate of the cluster's CA, say a stolen one.
-	ca, err := pki.LoadCA(e.bundle.Dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM, keyPEM, err := ca.Issue(pki.IssueRequest{CommonName: "scheduler", Role: pki.RoleScheduler, DNSNames: []string{"localhost"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stolen, err := pki.NewHolder(certPEM, keyPEM, mustRead(t, e.bundle.CA))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dialAgent := func(hd *pki.Holder) persysv1grpc.AgentServiceClient {
-		conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(hd.ClientTLS(""))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = conn.Close() })
-		return persysv1grpc.NewAgentServiceClient(conn)
-	}
-	open := dialAgent(stolen)
-	if _, err := open.ListWorkloads(ctxT(t), &persysv1.ListAgentWorkloadsRequest{}); err != nil {
-		t.Fatalf("before the revocation: %v", err)
-	}
 	poll(t, "n1 ready", waitLong, func() (bool, string) {
 		s := e.nodeState("n1")
 		return s == persysv1.NodeState_NODE_STATE_READY, s.String()
 	})
 
-	if _, err := e.admin.RevokeCertificate(ctxT(t), &persysv1.RevokeCertificateRequest{Serial: stolen.Leaf().SerialNumber.Text(16)}); err != nil {
+	// connect opens a stream with f's certificate and says how its hello
+	// naming node was answered.
+	connect := func(f pki.Files, node string) error {
+		s, err := persysv1grpc.NewNodeChannelServiceClient(e.dial(f)).Connect(ctxT(t))
+		if err != nil {
+			return err
+		}
+		if err := s.Send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: node}}}); err != nil {
+			return err
+		}
+		f1, err := s.Recv()
+		if err == nil && f1.GetAccepted() == nil {
+			t.Fatalf("hello answered with %v, want accepted", f1)
+		}
+		return err
+	}
+	for name, f := range map[string]pki.Files{"gateway": e.bundle.Gateway, "admin": e.bundle.Admin, "scheduler": e.bundle.Scheduler} {
+		if err := connect(f, "n1"); status.Code(err) != codes.PermissionDenied {
+			t.Errorf("a stream for n1 with the %s certificate: %v, want PermissionDenied", name, err)
+		}
+	}
+	if err := connect(e.bundle.Agents["n2"], "n1"); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("a stream for n1 with n2's certificate: %v, want PermissionDenied", err)
+	}
+
+	if _, err := e.admin.RevokeCertificate(ctxT(t), &persysv1.RevokeCertificateRequest{Serial: h.Leaf().SerialNumber.Text(16)}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, "the open connection refused", waitLong, func() (bool, string) {
-		_, err := open.ListWorkloads(ctxT(t), &persysv1.ListAgentWorkloadsRequest{})
-		return status.Code(err) == codes.PermissionDenied, status.Code(err).String()
+	poll(t, "n1 lost", waitLong, func() (bool, string) {
+		s := e.nodeState("n1")
+		return s != persysv1.NodeState_NODE_STATE_READY, s.String()
 	})
-	if _, err := dialAgent(stolen).ListWorkloads(ctxT(t), &persysv1.ListAgentWorkloadsRequest{}); err == nil {
-		t.Fatal("a new connection with the revoked scheduler certificate was accepted")
-	}
-	if _, err := dialAgent(e.holder).ListWorkloads(ctxT(t), &persysv1.ListAgentWorkloadsRequest{}); err != nil {
-		t.Fatalf("the scheduler's own certificate after revoking another: %v", err)
-	}
+	// Refused at the handshake (the scheduler's holder checks the
+	// revocations), or by the interceptor on a connection opened before.
+	poll(t, "a new stream with the revoked certificate refused", waitLong, func() (bool, string) {
+		err := connect(e.bundle.Agents["n1"], "n1")
+		refused := status.Code(err) == codes.PermissionDenied ||
+			status.Code(err) == codes.Unavailable && strings.Contains(err.Error(), "tls")
+		return refused, fmt.Sprint(err)
+	})
 }

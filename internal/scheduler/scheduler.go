@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/persys-dev/compute/internal/identity"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/reconcile"
@@ -46,11 +47,13 @@ import (
 
 // Config holds the scheduler's collaborators and tunables.
 type Config struct {
-	Store    *store.Store
-	Agents   AgentDialer
-	Logger   *slog.Logger
-	Registry prometheus.Registerer
-	Strategy placement.Strategy
+	Store *store.Store
+	// ObserveAgentCall, when set, is told each AgentService call made over
+	// a node's control stream: its method, duration and outcome.
+	ObserveAgentCall func(method string, took time.Duration, err error)
+	Logger           *slog.Logger
+	Registry         prometheus.Registerer
+	Strategy         placement.Strategy
 	// Watch sizes the resumable watches (internal/scheduler/watchhub);
 	// its Source and Logger are the scheduler's.
 	Watch watchhub.Config
@@ -209,7 +212,9 @@ type Scheduler struct {
 
 	// pendingPass runs queuePending's passes over the cache.
 	pendingPass coalescer
-
+	// nodes holds each node's control stream (NodeChannelService), over
+	// which the pool calls the agents.
+	nodes    *nodechannel.Hub
 	poolOnce sync.Once
 	pool     *agentPool
 	// dispatch runs the agent calls of applies the workers hand off.
@@ -251,9 +256,6 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("scheduler: Config.Store is required")
 	}
-	if cfg.Agents == nil {
-		return nil, errors.New("scheduler: Config.Agents is required")
-	}
 	if cfg.ClusterID != "" {
 		if err := pki.ValidateClusterID("scheduler: Config.ClusterID", cfg.ClusterID); err != nil {
 			return nil, err
@@ -284,6 +286,8 @@ func New(cfg Config) (*Scheduler, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics(cfg.Registry, s)
+	s.nodes = nodechannel.NewHub(nodechannel.HubConfig{Log: cfg.Logger, Metrics: nodechannel.NewMetrics(cfg.Registry),
+		Observe: cfg.ObserveAgentCall})
 	s.events = newEventWriter(cfg.Store, cfg.Logger)
 	s.audit = cfg.Store.AuditLog(cfg.AuditRetention)
 	s.identity = identity.New(identity.Config{Store: cfg.Store, Audit: s.audit, Nodes: identityNodes{s},

@@ -129,12 +129,8 @@ func newSecretEnvWith(t *testing.T, o secretEnvOptions) *secretEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientTLS, err := pki.ClientTLS(b.Scheduler, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s, err := scheduler.New(scheduler.Config{
-		Store: st, Agents: scheduler.TLSDialer{TLS: clientTLS}, Logger: log.With("component", "scheduler"),
+		Store: st, Logger: log.With("component", "scheduler"),
 		Registry: prometheus.NewRegistry(), HeartbeatInterval: heartbeat, LeaseTTL: leaseTTL,
 		ResyncInterval: 10 * time.Minute, RetryBase: o.retryBase, RetryMax: max(time.Second, o.retryBase),
 		MaxAttempts: -1, Secrets: k,
@@ -191,21 +187,14 @@ func (e *secretEnv) startAgent(id string, files pki.Files, schedAddr string, log
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, err := pki.ServerTLS(files)
-	if err != nil {
-		t.Fatal(err)
-	}
 	conn, err := agent.DialScheduler([]string{schedAddr}, clientTLS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	a, err := agent.New(agent.Config{
-		NodeID: id, AdvertiseAddr: ln.Addr().String(), Runtimes: []runtime.Runtime{e.rt},
+		NodeID: id, AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{e.rt},
 		Control: persysv1grpc.NewControlServiceClient(conn), HeartbeatInterval: heartbeat,
+		Channel:  persysv1grpc.NewNodeChannelServiceClient(conn),
 		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:  t.TempDir(), Logger: log.With("component", "agent", "node", id), Registry: prometheus.NewRegistry(),
 	})
@@ -214,8 +203,7 @@ func (e *secretEnv) startAgent(id string, files pki.Files, schedAddr string, log
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = agent.Serve(ctx, ln, a, serverTLS) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); _ = conn.Close() })
 	secPoll(t, "node ready", func() (bool, string) {

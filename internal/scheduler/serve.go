@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/scheduler/controlapi"
 )
 
@@ -20,7 +21,7 @@ import (
 // its context ends before it cuts them off.
 const gracefulStopTimeout = 10 * time.Second
 
-// Serve serves ControlService and the gRPC health protocol on ln with mTLS
+// Serve serves ControlService, NodeChannelService and the gRPC health protocol on ln with mTLS
 // until ctx ends. The health status turns SERVING once the cache is loaded.
 // It returns once the server has stopped: open WatchWorkload streams end
 // with Unavailable and other calls get gracefulStopTimeout to finish.
@@ -57,6 +58,7 @@ func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.
 		grpc.ChainStreamInterceptor(controlapi.StreamAuth, s.RevocationStream),
 	)...)
 	persysv1grpc.RegisterControlServiceServer(srv, controlapi.New(s, s.identity, s.secrets, ctx.Done()))
+	persysv1grpc.RegisterNodeChannelServiceServer(srv, controlapi.NewNodeChannel(s, s.nodes))
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
@@ -71,6 +73,9 @@ func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.
 		}
 		<-ctx.Done()
 		hs.Shutdown()
+		// Control streams never end alone; their agents reconnect
+		// elsewhere.
+		s.nodes.CloseAll(nodechannel.ReasonServerStopped)
 		graceful := make(chan struct{})
 		go func() { srv.GracefulStop(); close(graceful) }()
 		t := time.NewTimer(gracefulStopTimeout)

@@ -122,13 +122,8 @@ func newUsersEnv(t *testing.T) *usersEnv {
 	e := &usersEnv{t: t, bundle: b, ca: ca, etcd: etcd, prefix: st.Prefix(), logs: &usrBuffer{}, revs: pki.NewRevocationSet()}
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	schedClientTLS, err := pki.ClientTLS(b.Scheduler, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	s, err := scheduler.New(scheduler.Config{
 		Store:          st,
-		Agents:         scheduler.TLSDialer{TLS: schedClientTLS},
 		Logger:         log.With("component", "scheduler"),
 		Registry:       prometheus.NewRegistry(),
 		ResyncInterval: 10 * time.Minute,

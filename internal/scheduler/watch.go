@@ -9,6 +9,7 @@ import (
 	"github.com/persys-dev/compute/api/persys/contract"
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -85,6 +86,9 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 		} else {
 			s.log.Warn("node lost", "node", id)
 			s.agents().nodeLost(id)
+			// A revoked node's stream ends here too; a node that is alive
+			// reconnects and registers again.
+			s.nodes.Close(id, nodechannel.ReasonNodeLost)
 			s.metrics.nodeLosses.Inc()
 			s.events.Add(model.EventNodeLost, &persysv1.Event{NodeId: id, Reason: persysv1.FailureReason_FAILURE_REASON_NODE_LOST,
 				Message: "node lease expired"})

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -61,7 +60,6 @@ const (
 const (
 	agentPKIDir  = "/pki"
 	agentDataDir = "/data"
-	agentPort    = 9500
 	agentMetrics = 9103
 )
 
@@ -403,7 +401,7 @@ type Agent struct {
 }
 
 // Addr is the agent's AgentService address.
-func (a *Agent) Addr() string { return net.JoinHostPort(a.IP.String(), fmt.Sprint(agentPort)) }
+func (a *Agent) Addr() string { return a.IP.String() }
 
 // Proc is a daemon process on the host.
 type Proc struct {
@@ -837,7 +835,7 @@ func (c *Cluster) createAgent(ctx context.Context, a *Agent, schedulers string) 
 		c.t.Fatal(err)
 	}
 	args := []string{"agent", "--node-id", a.NodeID,
-		"--listen", fmt.Sprintf("0.0.0.0:%d", agentPort), "--advertise", a.Addr(),
+		"--advertise-address", a.Addr(),
 		"--scheduler", schedulers,
 		"--ca", agentPKIDir + "/ca.crt", "--cert", agentPKIDir + "/node.crt", "--key", agentPKIDir + "/node.key",
 		"--data-dir", agentDataDir, "--metrics-listen", fmt.Sprintf("0.0.0.0:%d", agentMetrics),

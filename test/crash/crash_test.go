@@ -71,7 +71,7 @@ type dev struct {
 	t                 *testing.T
 	persys, persysctl string
 	dir               string
-	gw, sched, agent  string
+	gw, sched         string
 	image             string
 	docker            *client.Client
 	dockerHost        string
@@ -107,7 +107,7 @@ func newDev(t *testing.T) *dev {
 func newDevOn(t *testing.T, cli *client.Client, dockerHost, image string) *dev {
 	persys, persysctl := binaries(t)
 	d := &dev{t: t, persys: persys, persysctl: persysctl, dir: t.TempDir(), image: image, docker: cli, dockerHost: dockerHost,
-		gw: freeport.Addr(t, "127.0.0.1"), sched: freeport.Addr(t, "127.0.0.1"), agent: freeport.Addr(t, "127.0.0.1")}
+		gw: freeport.Addr(t, "127.0.0.1"), sched: freeport.Addr(t, "127.0.0.1")}
 	t.Cleanup(d.cleanup)
 	return d
 }
@@ -118,7 +118,7 @@ func (d *dev) start(spec string) {
 	d.t.Helper()
 	d.log, d.logMu, d.done = &bytes.Buffer{}, &sync.Mutex{}, make(chan struct{})
 	d.proc = exec.Command(d.persys, "dev", "--data-dir", d.dir, "--gateway-listen", d.gw,
-		"--scheduler-listen", d.sched, "--agent-listen", d.agent, "--metrics-port", "0")
+		"--scheduler-listen", d.sched, "--metrics-port", "0")
 	d.proc.Env = append(os.Environ(), failpoint.Env+"="+spec, failpoint.ArmEnv+"="+d.armFile())
 	if d.dockerHost != "" {
 		d.proc.Env = append(d.proc.Env, "DOCKER_HOST="+d.dockerHost)

@@ -130,7 +130,6 @@ type cluster struct {
 	nodeID     string
 	schedAddr  string
 	gwAddr     string
-	agentAddr  string
 	metrics    map[string]string
 	config     string
 	pkiDir     string
@@ -151,7 +150,6 @@ func newCluster(t *testing.T) *cluster {
 		nodeID:    fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1_000_000),
 		schedAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		gwAddr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		agentAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		metrics: map[string]string{
 			"scheduler": fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 			"gateway":   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -203,7 +201,7 @@ func newCluster(t *testing.T) *cluster {
 		"--heartbeat-interval", "1s", "--lease-ttl", "4s"}, cert("scheduler")...), etcdCert...)...)
 	c.start("gateway", append([]string{"gateway", "--listen", c.gwAddr, "--scheduler", c.schedAddr,
 		"--metrics-listen", c.metrics["gateway"]}, cert("gateway")...)...)
-	c.agentFlags = append([]string{"agent", "--node-id", c.nodeID, "--listen", c.agentAddr, "--scheduler", c.schedAddr,
+	c.agentFlags = append([]string{"agent", "--node-id", c.nodeID, "--advertise-address", "127.0.0.1", "--scheduler", c.schedAddr,
 		"--data-dir", filepath.Join(dir, "agent"), "--metrics-listen", c.metrics["agent"], "--labels", "zone=e2e",
 		"--heartbeat-interval", "1s", "--storage-pool", "default=" + c.poolDir}, cert(c.nodeID)...)
 	c.start("agent", c.agentFlags...)

@@ -39,6 +39,7 @@ type controlService struct {
 var agentMethods = map[string]bool{
 	persysv1grpc.ControlService_RegisterNode_FullMethodName: true,
 	persysv1grpc.ControlService_Heartbeat_FullMethodName:    true,
+	persysv1grpc.NodeChannelService_Connect_FullMethodName:  true,
 }
 
 // IsAgentMethod reports whether method is one only agents call.

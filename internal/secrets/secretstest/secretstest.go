@@ -86,11 +86,7 @@ func Start(t testing.TB) *Env {
 	if err != nil {
 		t.Fatalf("secretstest: %v", err)
 	}
-	agentTLS, err := pki.ClientTLS(bundle.Scheduler, "")
-	if err != nil {
-		t.Fatalf("secretstest: %v", err)
-	}
-	s, err := scheduler.New(scheduler.Config{Store: st, Agents: scheduler.TLSDialer{TLS: agentTLS},
+	s, err := scheduler.New(scheduler.Config{Store: st,
 		Logger: log.With("component", "scheduler"), Registry: prometheus.NewRegistry(), Secrets: k})
 	if err != nil {
 		t.Fatalf("secretstest: %v", err)

@@ -190,7 +190,7 @@ func StartDev(t testing.TB, b Bins, name, nodeID string, docker *dockerclient.Cl
 		}
 	})
 	d.args = []string{"dev", "--data-dir", d.Dir, "--gateway-listen", d.Gateway,
-		"--scheduler-listen", freeport.Addr(t, "127.0.0.1"), "--agent-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0"}
+		"--scheduler-listen", freeport.Addr(t, "127.0.0.1"), "--metrics-port", "0"}
 	if nodeID != "" {
 		d.args = append(d.args, "--node-id", nodeID)
 	}

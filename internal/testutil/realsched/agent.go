@@ -3,7 +3,6 @@ package realsched
 import (
 	"context"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -43,20 +42,12 @@ func (c *Cluster) StartAgentConfig(t testing.TB, id string, opts sim.Options, ed
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, err := pki.ServerTLS(files)
-	if err != nil {
-		t.Fatal(err)
-	}
 	scheds, err := agent.DialSchedulers(c.Addrs, clientTLS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := agent.Config{
-		NodeID: id, AdvertiseAddr: ln.Addr().String(), Labels: map[string]string{"node": id},
+		NodeID: id, AdvertiseAddr: "127.0.0.1", Labels: map[string]string{"node": id},
 		Runtimes: []persysruntime.Runtime{rt}, Schedulers: scheds, HeartbeatInterval: 200 * time.Millisecond,
 		Capacity: &persysv1.Resources{CpuMillis: 4000, MemoryBytes: 4 << 30, DiskBytes: 40 << 30},
 		DataDir:  t.TempDir(), Logger: slog.New(slog.NewJSONHandler(c.logs, nil)).With("component", "agent", "node", id),
@@ -67,13 +58,11 @@ func (c *Cluster) StartAgentConfig(t testing.TB, id string, opts sim.Options, ed
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
-		_ = ln.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = agent.Serve(ctx, ln, a, serverTLS) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); _ = a.Run(ctx) }()
 	t.Cleanup(func() { cancel(); wg.Wait(); _ = scheds.Close() })
 	control := persysv1grpc.NewControlServiceClient(c.Conn(t, c.Addrs[0]))

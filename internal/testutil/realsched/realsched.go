@@ -159,10 +159,6 @@ func (c *Cluster) start(t testing.TB, o Options) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clientTLS, err := pki.ClientTLS(c.Bundle.Scheduler, "")
-	if err != nil {
-		t.Fatal(err)
-	}
 	listen := "127.0.0.1:0"
 	if o.Addr != "" && o.Replicas == 1 {
 		listen = o.Addr
@@ -174,7 +170,6 @@ func (c *Cluster) start(t testing.TB, o Options) {
 	addr := ln.Addr().String()
 	cfg := scheduler.Config{
 		Store:    c.Store,
-		Agents:   scheduler.TLSDialer{TLS: clientTLS},
 		Logger:   slog.New(slog.NewJSONHandler(c.logs, nil)).With("scheduler", addr),
 		Registry: prometheus.NewRegistry(),
 		// Long, so that outcomes come from events, not the safety net.

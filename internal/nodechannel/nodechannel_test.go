@@ -1,0 +1,798 @@
+package nodechannel_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/persys-dev/compute/api/persys/contract/rpcreason"
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
+	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/nodechannel"
+	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/testutil/eventually"
+)
+
+const wait = 20 * time.Second
+
+// handler is the agent side's AgentService: it answers with its tag, and
+// some names change what it does (see each method).
+type handler struct {
+	persysv1grpc.UnimplementedAgentServiceServer
+	tag string
+
+	// ended receives the context error of each call that blocked until
+	// its context ended, and deadlines the deadline it saw.
+	ended     chan error
+	deadlines chan time.Time
+	chunks    int // chunks a "many" follow sends
+	// sent counts the chunks a follow sent.
+	mu   sync.Mutex
+	sent int
+}
+
+func newHandler(tag string) *handler {
+	return &handler{tag: tag, ended: make(chan error, 16), deadlines: make(chan time.Time, 16), chunks: 500}
+}
+
+// block waits for ctx, reports how it ended, and returns its error.
+func (h *handler) block(ctx context.Context) error {
+	d, _ := ctx.Deadline()
+	h.deadlines <- d
+	<-ctx.Done()
+	h.ended <- ctx.Err()
+	return ctx.Err()
+}
+
+func (h *handler) ApplyWorkload(ctx context.Context, in *persysv1.ApplyWorkloadRequest) (*persysv1.ApplyWorkloadResponse, error) {
+	switch in.GetName() {
+	case "fail":
+		return nil, rpcreason.Error(codes.FailedPrecondition, persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND, "image nope not found")
+	case "block":
+		return nil, h.block(ctx)
+	case "panic":
+		panic("handler bug")
+	case "nil":
+		return nil, nil
+	}
+	return &persysv1.ApplyWorkloadResponse{Status: &persysv1.WorkloadStatus{Name: in.GetName(), Message: h.tag}}, nil
+}
+
+func (h *handler) DeleteWorkload(_ context.Context, in *persysv1.DeleteWorkloadRequest) (*persysv1.DeleteWorkloadResponse, error) {
+	return &persysv1.DeleteWorkloadResponse{}, nil
+}
+
+func (h *handler) GetWorkloadStatus(ctx context.Context, in *persysv1.GetWorkloadStatusRequest) (*persysv1.WorkloadStatus, error) {
+	if in.GetName() == "block" {
+		return nil, h.block(ctx)
+	}
+	return &persysv1.WorkloadStatus{Name: in.GetName(), Message: h.tag}, nil
+}
+
+func (h *handler) ListWorkloads(context.Context, *persysv1.ListAgentWorkloadsRequest) (*persysv1.ListAgentWorkloadsResponse, error) {
+	return &persysv1.ListAgentWorkloadsResponse{Workloads: []*persysv1.WorkloadStatus{{Name: "a"}, {Name: "b"}}}, nil
+}
+
+func (h *handler) HealthCheck(context.Context, *persysv1.HealthCheckRequest) (*persysv1.HealthCheckResponse, error) {
+	return &persysv1.HealthCheckResponse{Healthy: true}, nil
+}
+
+func (h *handler) GetWorkloadLogs(_ context.Context, in *persysv1.GetWorkloadLogsRequest) (*persysv1.GetWorkloadLogsResponse, error) {
+	return &persysv1.GetWorkloadLogsResponse{Data: []byte("logs of " + in.GetName())}, nil
+}
+
+// StreamWorkloadLogs sends h.chunks chunks ("many"), or chunks until its
+// context ends ("forever"), or fails ("missing").
+func (h *handler) StreamWorkloadLogs(in *persysv1.StreamWorkloadLogsRequest, s grpc.ServerStreamingServer[persysv1.StreamWorkloadLogsResponse]) error {
+	switch in.GetName() {
+	case "missing":
+		return status.Error(codes.NotFound, "workload missing: not on this node")
+	case "many":
+		for i := range h.chunks {
+			if err := s.Send(&persysv1.StreamWorkloadLogsResponse{Data: fmt.Appendf(nil, "%d\n", i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i := 0; ; i++ {
+		if err := s.Send(&persysv1.StreamWorkloadLogsResponse{Data: fmt.Appendf(nil, "%d\n", i)}); err != nil {
+			h.ended <- s.Context().Err()
+			return err
+		}
+		h.mu.Lock()
+		h.sent++
+		h.mu.Unlock()
+	}
+}
+
+// bed is a scheduler serving Connect over mTLS into a Hub, and the
+// certificates of nodes n1 and n2.
+type bed struct {
+	bundle *pki.Bundle
+	hub    *nodechannel.Hub
+	addr   string
+	// accepts receives what each Accept returned.
+	accepts chan error
+}
+
+type connectServer struct {
+	persysv1grpc.UnimplementedNodeChannelServiceServer
+	b *bed
+	// raw, when set, runs instead of the Hub.
+	raw func(grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error
+}
+
+func (c *connectServer) Connect(stream grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error {
+	if c.raw != nil {
+		return c.raw(stream)
+	}
+	id, err := grpcauth.PeerIdentity(stream.Context())
+	if err != nil {
+		return status.Error(codes.Unauthenticated, err.Error())
+	}
+	err = c.b.hub.Accept(stream.Context(), id.CommonName, stream)
+	c.b.accepts <- err
+	return err
+}
+
+func newBed(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error) *bed {
+	t.Helper()
+	bundle, err := pki.Bootstrap(t.TempDir(), []string{"n1", "n2"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverTLS, err := pki.ServerTLS(bundle.Scheduler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bed{bundle: bundle, addr: ln.Addr().String(), accepts: make(chan error, 16),
+		hub: nodechannel.NewHub(nodechannel.HubConfig{Metrics: nodechannel.NewMetrics(nil)})}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
+	persysv1grpc.RegisterNodeChannelServiceServer(srv, &connectServer{b: b, raw: raw})
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return b
+}
+
+// agent is one node's stream: Serve's result is err once done closes.
+type agent struct {
+	cancel context.CancelFunc
+	conn   *grpc.ClientConn
+	done   chan struct{}
+	err    error
+}
+
+func (a *agent) result() error {
+	<-a.done
+	return a.err
+}
+
+// connect dials as node cert and serves srv on a stream whose hello names
+// hello; it returns once Serve ended or the stream was accepted.
+func (b *bed) connect(t *testing.T, cert, hello string, srv persysv1grpc.AgentServiceServer) *agent {
+	t.Helper()
+	tlsCfg, err := pki.ClientTLS(b.bundle.Agents[cert], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &agent{cancel: cancel, conn: conn, done: make(chan struct{})}
+	t.Cleanup(func() {
+		cancel()
+		_ = conn.Close()
+		<-a.done
+	})
+	stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	go func() {
+		defer close(a.done)
+		a.err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: hello, Server: srv, Accepted: func() { close(accepted) }})
+	}()
+	select {
+	case <-accepted:
+	case <-a.done:
+	case <-time.After(wait):
+		t.Fatal("stream neither accepted nor ended")
+	}
+	return a
+}
+
+func (b *bed) client(t *testing.T, node string) persysv1grpc.AgentServiceClient {
+	t.Helper()
+	c, err := b.hub.Client(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestUnaryRoundTrip(t *testing.T) {
+	b := newBed(t, nil)
+	b.connect(t, "n1", "n1", newHandler("first"))
+	c := b.client(t, "n1")
+	ctx := ctxT(t)
+	tests := []struct {
+		name string
+		call func() (proto.Message, error)
+		want proto.Message
+	}{
+		{"ApplyWorkload", func() (proto.Message, error) {
+			return c.ApplyWorkload(ctx, &persysv1.ApplyWorkloadRequest{Name: "web"})
+		}, &persysv1.ApplyWorkloadResponse{Status: &persysv1.WorkloadStatus{Name: "web", Message: "first"}}},
+		{"DeleteWorkload", func() (proto.Message, error) {
+			return c.DeleteWorkload(ctx, &persysv1.DeleteWorkloadRequest{Name: "web"})
+		}, &persysv1.DeleteWorkloadResponse{}},
+		{"GetWorkloadStatus", func() (proto.Message, error) {
+			return c.GetWorkloadStatus(ctx, &persysv1.GetWorkloadStatusRequest{Name: "web"})
+		}, &persysv1.WorkloadStatus{Name: "web", Message: "first"}},
+		{"ListWorkloads", func() (proto.Message, error) {
+			return c.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{})
+		}, &persysv1.ListAgentWorkloadsResponse{Workloads: []*persysv1.WorkloadStatus{{Name: "a"}, {Name: "b"}}}},
+		{"HealthCheck", func() (proto.Message, error) {
+			return c.HealthCheck(ctx, &persysv1.HealthCheckRequest{})
+		}, &persysv1.HealthCheckResponse{Healthy: true}},
+		{"GetWorkloadLogs", func() (proto.Message, error) {
+			return c.GetWorkloadLogs(ctx, &persysv1.GetWorkloadLogsRequest{Name: "web"})
+		}, &persysv1.GetWorkloadLogsResponse{Data: []byte("logs of web")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.call()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConcurrentCalls(t *testing.T) {
+	b := newBed(t, nil)
+	b.connect(t, "n1", "n1", newHandler("first"))
+	c := b.client(t, "n1")
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Go(func() {
+			name := fmt.Sprintf("w%d", i)
+			st, err := c.GetWorkloadStatus(ctx, &persysv1.GetWorkloadStatusRequest{Name: name})
+			if err == nil && st.GetName() != name {
+				err = fmt.Errorf("asked %s, answered %s", name, st.GetName())
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestErrorStatusKeepsDetails(t *testing.T) {
+	b := newBed(t, nil)
+	b.connect(t, "n1", "n1", newHandler("first"))
+	c := b.client(t, "n1")
+	_, err := c.ApplyWorkload(ctxT(t), &persysv1.ApplyWorkloadRequest{Name: "fail"})
+	st := status.Convert(err)
+	if st.Code() != codes.FailedPrecondition || st.Message() != "image nope not found" {
+		t.Fatalf("got %v, want FailedPrecondition with the handler's message", err)
+	}
+	if r := rpcreason.Of(err); r != persysv1.FailureReason_FAILURE_REASON_IMAGE_NOT_FOUND {
+		t.Fatalf("reason %v, want IMAGE_NOT_FOUND (details lost)", r)
+	}
+}
+
+func TestHandlerPanicAndNilAnswer(t *testing.T) {
+	b := newBed(t, nil)
+	b.connect(t, "n1", "n1", newHandler("first"))
+	c := b.client(t, "n1")
+	for _, name := range []string{"panic", "nil"} {
+		_, err := c.ApplyWorkload(ctxT(t), &persysv1.ApplyWorkloadRequest{Name: name})
+		if status.Code(err) != codes.Internal {
+			t.Fatalf("%s: got %v, want Internal", name, err)
+		}
+	}
+	// The stream survives both.
+	if _, err := c.HealthCheck(ctxT(t), &persysv1.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDeadlineReachesHandler(t *testing.T) {
+	b := newBed(t, nil)
+	h := newHandler("first")
+	b.connect(t, "n1", "n1", h)
+	c := b.client(t, "n1")
+	deadline := time.Now().Add(300 * time.Millisecond)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	_, err := c.GetWorkloadStatus(ctx, &persysv1.GetWorkloadStatusRequest{Name: "block"})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("got %v, want DeadlineExceeded", err)
+	}
+	if got := <-h.deadlines; !got.Equal(deadline) {
+		t.Fatalf("handler's deadline %v, want %v", got, deadline)
+	}
+	// Its own deadline or the scheduler's cancel at that deadline, which
+	// ever comes first.
+	if got := <-h.ended; got == nil {
+		t.Fatal("handler's context did not end")
+	}
+}
+
+func TestCancelReachesHandler(t *testing.T) {
+	b := newBed(t, nil)
+	h := newHandler("first")
+	b.connect(t, "n1", "n1", h)
+	c := b.client(t, "n1")
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.ApplyWorkload(ctx, &persysv1.ApplyWorkloadRequest{Name: "block"})
+		errc <- err
+	}()
+	if d := <-h.deadlines; !d.IsZero() {
+		t.Fatalf("handler has deadline %v, the call had none", d)
+	}
+	cancel()
+	if err := <-errc; status.Code(err) != codes.Canceled {
+		t.Fatalf("got %v, want Canceled", err)
+	}
+	if got := <-h.ended; !errors.Is(got, context.Canceled) {
+		t.Fatalf("handler's context ended with %v, want canceled", got)
+	}
+}
+
+func TestLogFollow(t *testing.T) {
+	b := newBed(t, nil)
+	h := newHandler("first")
+	b.connect(t, "n1", "n1", h)
+	c := b.client(t, "n1")
+
+	t.Run("many chunks in order then EOF", func(t *testing.T) {
+		s, err := c.StreamWorkloadLogs(ctxT(t), &persysv1.StreamWorkloadLogsRequest{Name: "many"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range h.chunks {
+			m, err := s.Recv()
+			if err != nil {
+				t.Fatalf("chunk %d: %v", i, err)
+			}
+			if want := fmt.Sprintf("%d\n", i); string(m.GetData()) != want {
+				t.Fatalf("chunk %d is %q, want %q", i, m.GetData(), want)
+			}
+		}
+		if _, err := s.Recv(); err != io.EOF {
+			t.Fatalf("after the last chunk: %v, want io.EOF", err)
+		}
+	})
+
+	t.Run("an error ends it with its status", func(t *testing.T) {
+		s, err := c.StreamWorkloadLogs(ctxT(t), &persysv1.StreamWorkloadLogsRequest{Name: "missing"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); status.Code(err) != codes.NotFound {
+			t.Fatalf("got %v, want NotFound", err)
+		}
+	})
+
+	t.Run("cancel mid-way stops the agent's follow", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s, err := c.StreamWorkloadLogs(ctx, &persysv1.StreamWorkloadLogsRequest{Name: "forever"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			if _, err := s.Recv(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cancel()
+		if got := <-h.ended; !errors.Is(got, context.Canceled) {
+			t.Fatalf("agent's follow ended with %v, want canceled", got)
+		}
+		for {
+			if _, err := s.Recv(); err != nil {
+				if status.Code(err) != codes.Canceled {
+					t.Fatalf("got %v, want Canceled", err)
+				}
+				break
+			}
+		}
+	})
+
+	t.Run("a reader that stops reading holds back only its follow", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		h.mu.Lock()
+		h.sent = 0
+		h.mu.Unlock()
+		s, err := c.StreamWorkloadLogs(ctx, &persysv1.StreamWorkloadLogsRequest{Name: "forever"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Not reading: the agent stops at its window, and other calls of
+		// the stream go on meanwhile.
+		eventually.Eventually(t, "the agent sends its window", wait, func() (bool, string) {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			return h.sent == 32, fmt.Sprintf("sent %d", h.sent)
+		})
+		for range 50 {
+			if _, err := c.HealthCheck(ctxT(t), &persysv1.HealthCheckRequest{}); err != nil {
+				t.Fatalf("another call on the stream: %v", err)
+			}
+		}
+		h.mu.Lock()
+		sent := h.sent
+		h.mu.Unlock()
+		if sent != 32 {
+			t.Fatalf("agent sent %d chunks to a reader that took none, want its window of 32", sent)
+		}
+		// Reading on resumes it.
+		for i := range 200 {
+			m, err := s.Recv()
+			if err != nil {
+				t.Fatalf("chunk %d: %v", i, err)
+			}
+			if want := fmt.Sprintf("%d\n", i); string(m.GetData()) != want {
+				t.Fatalf("chunk %d is %q, want %q", i, m.GetData(), want)
+			}
+		}
+		cancel()
+		if got := <-h.ended; !errors.Is(got, context.Canceled) {
+			t.Fatalf("agent's follow ended with %v, want canceled", got)
+		}
+	})
+}
+
+func TestNewerSessionReplacesOlder(t *testing.T) {
+	b := newBed(t, nil)
+	h1 := newHandler("first")
+	first := b.connect(t, "n1", "n1", h1)
+	c := b.client(t, "n1")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.GetWorkloadStatus(ctxT(t), &persysv1.GetWorkloadStatusRequest{Name: "block"})
+		errc <- err
+	}()
+	<-h1.deadlines
+
+	b.connect(t, "n1", "n1", newHandler("second"))
+	if err := <-errc; status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "control stream closed") {
+		t.Fatalf("pending call on the replaced session: %v, want Unavailable, control stream closed", err)
+	}
+	if err := <-b.accepts; status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), nodechannel.ReasonReplaced) {
+		t.Fatalf("older Accept returned %v, want Unavailable naming %s", err, nodechannel.ReasonReplaced)
+	}
+	if err := first.result(); err == nil {
+		t.Fatal("older agent's Serve returned nil; its stream was closed by the scheduler")
+	}
+	// The client taken before the replacement uses the newer session.
+	st, err := c.GetWorkloadStatus(ctxT(t), &persysv1.GetWorkloadStatusRequest{Name: "web"})
+	if err != nil || st.GetMessage() != "second" {
+		t.Fatalf("got %v, %v; want the answer of the newer session", st, err)
+	}
+	if n := b.hub.Len(); n != 1 {
+		t.Fatalf("hub holds %d sessions, want 1", n)
+	}
+}
+
+func TestSessionLossFailsPendingCalls(t *testing.T) {
+	for _, how := range []string{"agent goes away", "CloseAll"} {
+		t.Run(how, func(t *testing.T) {
+			b := newBed(t, nil)
+			h := newHandler("first")
+			a := b.connect(t, "n1", "n1", h)
+			c := b.client(t, "n1")
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.ApplyWorkload(ctxT(t), &persysv1.ApplyWorkloadRequest{Name: "block"})
+				errc <- err
+			}()
+			<-h.deadlines
+			if how == "CloseAll" {
+				b.hub.CloseAll(nodechannel.ReasonLeadershipLost)
+			} else {
+				a.cancel()
+				_ = a.conn.Close()
+			}
+			if err := <-errc; status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "node n1: control stream closed") {
+				t.Fatalf("pending call: %v, want Unavailable, node n1: control stream closed", err)
+			}
+			// The agent's handler is stopped too.
+			if got := <-h.ended; !errors.Is(got, context.Canceled) {
+				t.Fatalf("handler's context ended with %v, want canceled", got)
+			}
+			eventually.Eventually(t, "the hub forgets the session", wait, eventually.True(func() bool { return !b.hub.Connected("n1") }))
+			_, err := b.hub.Client("n1")
+			if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "node n1 has no control stream") {
+				t.Fatalf("Client after the loss: %v, want Unavailable, no control stream", err)
+			}
+		})
+	}
+}
+
+func TestCallAfterSessionEndedIsUnavailable(t *testing.T) {
+	b := newBed(t, nil)
+	a := b.connect(t, "n1", "n1", newHandler("first"))
+	c := b.client(t, "n1")
+	a.cancel()
+	eventually.Eventually(t, "the hub forgets the session", wait, eventually.True(func() bool { return !b.hub.Connected("n1") }))
+	_, err := c.HealthCheck(ctxT(t), &persysv1.HealthCheckRequest{})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want Unavailable", err)
+	}
+	if _, err := c.StreamWorkloadLogs(ctxT(t), &persysv1.StreamWorkloadLogsRequest{Name: "many"}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("follow: got %v, want Unavailable", err)
+	}
+}
+
+func TestHelloNamingAnotherNodeRefused(t *testing.T) {
+	b := newBed(t, nil)
+	a := b.connect(t, "n1", "n2", newHandler("first"))
+	if err := a.result(); status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "hello.node_id") {
+		t.Fatalf("Serve: %v, want PermissionDenied naming hello.node_id", err)
+	}
+	if b.hub.Connected("n1") || b.hub.Connected("n2") {
+		t.Fatal("a refused hello left a session")
+	}
+}
+
+// TestUnknownBodyAnswered sends the agent frames a scheduler would not:
+// each is answered with an error under its call id, and the stream goes on.
+func TestUnknownBodyAnswered(t *testing.T) {
+	got := make(chan *persysv1.AgentFrame, 4)
+	b := newBed(t, func(s grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error {
+		if _, err := s.Recv(); err != nil {
+			return err
+		}
+		for _, f := range []*persysv1.SchedulerFrame{
+			{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{}}},
+			{CallId: 7},
+			{CallId: 0, Body: &persysv1.SchedulerFrame_Health{Health: &persysv1.HealthCheckRequest{}}},
+			{CallId: 8, Body: &persysv1.SchedulerFrame_Health{Health: &persysv1.HealthCheckRequest{}}},
+		} {
+			if err := s.Send(f); err != nil {
+				return err
+			}
+		}
+		for range 3 {
+			f, err := s.Recv()
+			if err != nil {
+				return err
+			}
+			got <- f
+		}
+		<-s.Context().Done()
+		return nil
+	})
+	b.connect(t, "n1", "n1", newHandler("first"))
+	answers := map[uint64]*persysv1.AgentFrame{}
+	for range 3 {
+		select {
+		case f := <-got:
+			answers[f.GetCallId()] = f
+		case <-time.After(wait):
+			t.Fatalf("answers so far %v", answers)
+		}
+	}
+	if e := answers[7].GetError(); e == nil || codes.Code(e.GetCode()) != codes.Unimplemented || !strings.Contains(e.GetMessage(), "empty or unknown") {
+		t.Fatalf("empty body: %v, want Unimplemented saying so", answers[7])
+	}
+	if e := answers[0].GetError(); e == nil || codes.Code(e.GetCode()) != codes.InvalidArgument || !strings.Contains(e.GetMessage(), "call_id") {
+		t.Fatalf("call id 0: %v, want InvalidArgument naming call_id", answers[0])
+	}
+	if answers[8].GetHealth() == nil {
+		t.Fatalf("call 8: %v, want its answer", answers[8])
+	}
+}
+
+func TestFirstFrameMustBeHello(t *testing.T) {
+	b := newBed(t, nil)
+	tlsCfg, err := pki.ClientTLS(b.bundle.Agents["n1"], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&persysv1.AgentFrame{CallId: 3, Body: &persysv1.AgentFrame_Health{Health: &persysv1.HealthCheckResponse{}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "hello") {
+		t.Fatalf("got %v, want InvalidArgument naming hello", err)
+	}
+}
+
+// TestAgentBeyondItsWindow: an agent that ignores credits loses that follow
+// with a clear error, and is told to stop it; the stream goes on.
+func TestAgentBeyondItsWindow(t *testing.T) {
+	b := newBed(t, nil)
+	tlsCfg, err := pki.ClientTLS(b.bundle.Agents["n1"], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: "n1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := s.Recv(); err != nil || f.GetAccepted() == nil {
+		t.Fatalf("got %v, %v; want accepted", f, err)
+	}
+	follow, err := b.client(t, "n1").StreamWorkloadLogs(ctxT(t), &persysv1.StreamWorkloadLogsRequest{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := s.Recv()
+	if err != nil || req.GetFollowLogs() == nil {
+		t.Fatalf("got %v, %v; want the follow request", req, err)
+	}
+	for range 100 {
+		if err := s.Send(&persysv1.AgentFrame{CallId: req.GetCallId(), Body: &persysv1.AgentFrame_LogChunk{LogChunk: &persysv1.StreamWorkloadLogsResponse{Data: []byte("x")}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		f, err := s.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.GetCallId() == req.GetCallId() && f.GetCancel() != nil {
+			break
+		}
+	}
+	var last error
+	for last == nil {
+		_, last = follow.Recv()
+	}
+	if status.Code(last) != codes.ResourceExhausted || !strings.Contains(last.Error(), "more than the 32 chunks") {
+		t.Fatalf("follow ended with %v, want ResourceExhausted saying why", last)
+	}
+	if !b.hub.Connected("n1") {
+		t.Fatal("the session ended with the follow")
+	}
+}
+
+func TestAwaitWaitsForTheStream(t *testing.T) {
+	b := newBed(t, nil)
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := b.hub.Await(short, "n1"); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Await without a stream: %v, want Unavailable", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		c, err := b.hub.Await(ctxT(t), "n1")
+		if err == nil {
+			_, err = c.HealthCheck(ctxT(t), &persysv1.HealthCheckRequest{})
+		}
+		got <- err
+	}()
+	b.connect(t, "n1", "n1", newHandler("first"))
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkUnaryOverStream: one HealthCheck round trip over a node's
+// control stream (mTLS on loopback), callers in parallel.
+func BenchmarkUnaryOverStream(b *testing.B) {
+	bb := newBenchBed(b)
+	c, err := bb.hub.Client("n1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.HealthCheck(ctx, &persysv1.HealthCheckRequest{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// newBenchBed is newBed and one connected node, for benchmarks.
+func newBenchBed(b *testing.B) *bed {
+	b.Helper()
+	bundle, err := pki.Bootstrap(b.TempDir(), []string{"n1"}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	serverTLS, err := pki.ServerTLS(bundle.Scheduler)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bd := &bed{bundle: bundle, addr: ln.Addr().String(), accepts: make(chan error, 16), hub: nodechannel.NewHub(nodechannel.HubConfig{})}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
+	persysv1grpc.RegisterNodeChannelServiceServer(srv, &connectServer{b: bd})
+	go func() { _ = srv.Serve(ln) }()
+	b.Cleanup(srv.Stop)
+	tlsCfg, err := pki.ClientTLS(bundle.Agents["n1"], "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn, err := grpc.NewClient(bd.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	b.Cleanup(func() { cancel(); _ = conn.Close(); <-done })
+	stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: "n1", Server: newHandler("bench"), Accepted: func() { close(accepted) }})
+	}()
+	select {
+	case <-accepted:
+	case <-time.After(wait):
+		b.Fatal("stream not accepted")
+	}
+	return bd
+}
