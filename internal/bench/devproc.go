@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -30,18 +29,10 @@ type devProc struct {
 
 // devArgs are the dev command's flags: every listener on a free
 // loopback port (a second dev cluster on this host must not collide),
-// metrics off. The agent's listener is passed only when the dev command
-// has one (agents that dial out listen on nothing).
-func devArgs(persys, dir string) ([]string, error) {
-	help, err := exec.Command(persys, "dev", "--help").CombinedOutput()
-	if err != nil {
-		return nil, fmt.Errorf("bench: burst: %s dev --help: %w: %s", persys, err, bytes.TrimSpace(help))
-	}
+// metrics off. The agent listens on nothing: it dials out.
+func devArgs(dir string) ([]string, error) {
 	args := []string{"dev", "--data-dir", dir, "--metrics-port", "0"}
 	flags := []string{"--scheduler-listen", "--gateway-listen"}
-	if bytes.Contains(help, []byte("--agent-listen")) {
-		flags = append(flags, "--agent-listen")
-	}
 	for _, f := range flags {
 		addr, err := freeLoopbackAddr()
 		if err != nil {
@@ -64,7 +55,7 @@ func freeLoopbackAddr() (string, error) {
 }
 
 func (d *devProc) start(ctx context.Context, persys string) error {
-	args, err := devArgs(persys, d.dir)
+	args, err := devArgs(d.dir)
 	if err != nil {
 		return err
 	}
