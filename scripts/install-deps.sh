@@ -35,6 +35,11 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # pk12util) from a PKCS#12 file that openssl makes.
 command -v pk12util >/dev/null 2>&1 || need+=(libnss3-tools)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The NAT test runs an agent in a network namespace of its own (ip, ss)
+# behind a firewall that drops connections from outside (iptables).
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [ "${1:-}" = proto ]; then
   command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
   [ -f /usr/include/google/protobuf/timestamp.proto ] || need+=(libprotobuf-dev)

@@ -141,6 +141,19 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterWith(t, clusterOptions{})
+}
+
+// clusterOptions change where the cluster's parts run.
+type clusterOptions struct {
+	// nat, when set, runs the agent in that network namespace, which
+	// accepts no connection from outside: the scheduler listens on the
+	// host's side of the namespace's link and cannot reach the agent.
+	nat *natHost
+}
+
+func newClusterWith(t *testing.T, opts clusterOptions) *cluster {
+	t.Helper()
 	persys, persysctl := binaries(t)
 	cli, image := images.HelloImage(t)
 
@@ -163,14 +176,20 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.removeContainers)
+	schedIPs := []string{"--ip", "127.0.0.1"}
+	if opts.nat != nil {
+		c.schedAddr = fmt.Sprintf("%s:%d", opts.nat.hostIP, freeport.Port(t, opts.nat.hostIP))
+		c.metrics["agent"] = fmt.Sprintf("%s:%d", opts.nat.insideIP, 9103)
+		schedIPs = append(schedIPs, "--ip", opts.nat.hostIP)
+	}
 
 	// Identities, issued with the CA's own command.
 	c.run(persys, "ca", "init", "--dir", c.pkiDir)
 	for _, id := range []struct{ role, name string }{
 		{"scheduler", "scheduler"}, {"gateway", "gateway"}, {"agent", c.nodeID}, {"admin", "admin"},
 	} {
-		c.run(persys, "ca", "issue", "--dir", c.pkiDir, "--role", id.role, "--name", id.name,
-			"--dns", "localhost", "--ip", "127.0.0.1")
+		c.run(persys, append([]string{"ca", "issue", "--dir", c.pkiDir, "--role", id.role, "--name", id.name,
+			"--dns", "localhost"}, schedIPs...)...)
 	}
 	ca := filepath.Join(c.pkiDir, "ca.crt")
 	cert := func(n string) []string {
@@ -201,10 +220,17 @@ func newCluster(t *testing.T) *cluster {
 		"--heartbeat-interval", "1s", "--lease-ttl", "4s"}, cert("scheduler")...), etcdCert...)...)
 	c.start("gateway", append([]string{"gateway", "--listen", c.gwAddr, "--scheduler", c.schedAddr,
 		"--metrics-listen", c.metrics["gateway"]}, cert("gateway")...)...)
-	c.agentFlags = append([]string{"agent", "--node-id", c.nodeID, "--advertise-address", "127.0.0.1", "--scheduler", c.schedAddr,
+	c.agentFlags = append([]string{"agent", "--node-id", c.nodeID, "--scheduler", c.schedAddr,
 		"--data-dir", filepath.Join(dir, "agent"), "--metrics-listen", c.metrics["agent"], "--labels", "zone=e2e",
 		"--heartbeat-interval", "1s", "--storage-pool", "default=" + c.poolDir}, cert(c.nodeID)...)
-	c.start("agent", c.agentFlags...)
+	if opts.nat != nil {
+		// No --advertise-address: the agent finds its own, the local
+		// address of its route to the scheduler.
+		c.startIn(opts.nat.name, "agent", c.agentFlags...)
+	} else {
+		c.agentFlags = append(c.agentFlags, "--advertise-address", "127.0.0.1")
+		c.start("agent", c.agentFlags...)
+	}
 
 	c.config = filepath.Join(dir, "persysctl.yaml")
 	cfg := fmt.Sprintf("endpoint: https://%s\nca: %s\ncert: %s\nkey: %s\n", c.gwAddr, ca,
@@ -230,8 +256,18 @@ func (c *cluster) run(bin string, args ...string) string {
 
 func (c *cluster) start(name string, args ...string) *proc {
 	c.t.Helper()
+	return c.startIn("", name, args...)
+}
+
+// startIn starts persys in network namespace netns ("": the test's own).
+// ip netns exec execs persys in place, so signals reach it directly.
+func (c *cluster) startIn(netns, name string, args ...string) *proc {
+	c.t.Helper()
 	p := &proc{name: name, args: args, log: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
 	p.cmd = exec.Command(c.persys, args...)
+	if netns != "" {
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", netns, c.persys}, args...)...)
+	}
 	p.cmd.Stdout = lockedWriter{p.mu, p.log}
 	p.cmd.Stderr = lockedWriter{p.mu, p.log}
 	if err := p.cmd.Start(); err != nil {
