@@ -107,7 +107,7 @@ func runDev(ctx context.Context, o *devOptions) error {
 		listen: o.schedulerListen, dataDir: filepath.Join(dir, "etcd"), prefix: "/persys",
 		ca: bundle.CA, cert: bundle.Scheduler.Cert, key: bundle.Scheduler.Key, metricsListen: metrics(0), caDir: bundle.Dir,
 		strategy: "spread", heartbeatInterval: 2 * time.Second, leaseTTL: 10 * time.Second, resyncInterval: 30 * time.Second,
-		rescheduleGrace: 10 * time.Second, retryBase: 5 * time.Second, retryMax: 120 * time.Second, maxAttempts: 6, electionTTL: 5 * time.Second,
+		rescheduleGrace: 10 * time.Second, retryBase: 5 * time.Second, retryMax: 120 * time.Second, maxAttempts: 6, agentCallsPerNode: defaultAgentCallsPerNode, electionTTL: 5 * time.Second,
 		secretsKeyFile: keyFile,
 	}
 	go func() { errc <- component("scheduler", runScheduler(ctx, sched, schedLog, started)) }()

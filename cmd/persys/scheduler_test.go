@@ -220,3 +220,17 @@ func TestSchedulerEmbeddedEtcdIsLocked(t *testing.T) {
 		t.Errorf("store identity folder: %v, mode %v; want 0700", err, fi.Mode().Perm())
 	}
 }
+
+func TestSchedulerAgentCallsPerNode(t *testing.T) {
+	for n, wantErr := range map[int]bool{defaultAgentCallsPerNode: false, 1: false, 1024: false, 0: true, -3: true, 1025: true} {
+		o := validSchedulerOptions()
+		o.agentCallsPerNode = n
+		err := o.validate()
+		if (err != nil) != wantErr {
+			t.Errorf("--agent-calls-per-node %d: err %v, want error %v", n, err, wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--agent-calls-per-node") {
+			t.Errorf("--agent-calls-per-node %d: %v does not name the flag", n, err)
+		}
+	}
+}
