@@ -52,7 +52,7 @@ func newBurstCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.IntVar(&o.Workloads, "workloads", 100, "containers per round on each side (1-1000)")
 	f.IntVar(&o.Rounds, "rounds", 3, "rounds, each persys then docker (1-100)")
-	f.IntVar(&o.DockerConcurrency, "docker-concurrency", 0, "bound the docker side's creates and starts in flight (0: all at once); set to the scheduler's per-node bound (8) to see what that bound costs")
+	f.IntVar(&o.DockerConcurrency, "docker-concurrency", 0, "bound the docker side's creates and starts in flight (0: all at once); set to the scheduler's --agent-calls-per-node (64 in persys dev) to see what that bound costs")
 	f.StringVar(&o.Image, "image", "persys-hello:latest", "image both sides run; it must be on the engine (never pulled): scripts/build-images.sh builds this one")
 	f.StringVar(&o.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "folder under which the dev cluster's data folder is made (and removed at the end)")
 	f.DurationVar(&o.Timeout, "timeout", 5*time.Minute, "bound on each wait")
