@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/store"
@@ -257,7 +256,7 @@ func (c *EtcdCluster) Failed() error {
 
 // Connect is a client of the cluster as the scheduler makes one for
 // --etcd-endpoints with --etcd-ca, --etcd-cert and --etcd-key.
-func (c *EtcdCluster) Connect() (*clientv3.Client, error) {
+func (c *EtcdCluster) Connect() (*store.Client, error) {
 	tlsCfg, err := pki.ClientTLS(c.Client, "")
 	if err != nil {
 		return nil, fmt.Errorf("bench: etcd cluster client: %w", err)
@@ -334,7 +333,7 @@ func (c *EtcdCluster) Close() {
 // connect is a client of the cluster for the bench's store and
 // scheduler; nil (and no error) on a nil cluster: the bench then starts
 // its embedded etcd.
-func (c *EtcdCluster) connect() (*clientv3.Client, error) {
+func (c *EtcdCluster) connect() (*store.Client, error) {
 	if c == nil {
 		return nil, nil
 	}

@@ -296,6 +296,11 @@ func (e *Embedded) Close() {
 	})
 }
 
+// Client is the etcd client this package hands out, named here so that
+// the packages that pass one along need not import the etcd client: only
+// the store (and the federation's) talks to etcd.
+type Client = clientv3.Client
+
 // Connect returns a client for an external etcd cluster. tlsCfg is nil
 // only for plaintext endpoints, which callers allow explicitly. The client
 // connects lazily; the first request reports an unreachable cluster.
