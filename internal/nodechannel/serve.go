@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -63,7 +64,9 @@ func Serve(ctx context.Context, stream SchedulerStream, a Agent) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := &runner{a: a, stream: stream, parent: parent, ctx: ctx, cancel: cancel, running: map[uint64]context.CancelFunc{}, follows: map[uint64]*logSender{}}
-	if err := r.send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: a.NodeID}}}); err != nil {
+	// io.EOF means the scheduler already ended the stream (a refusal, a
+	// follower's leader hint): Recv below returns why.
+	if err := r.send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: a.NodeID}}}); err != nil && !errors.Is(err, io.EOF) {
 		return r.end(fmt.Errorf("sending hello: %w", err))
 	}
 	first, err := stream.Recv()
