@@ -29,6 +29,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/hostaccess"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -153,6 +154,11 @@ type Agent struct {
 	// expires.
 	leaseTTL  time.Duration
 	renewedAt time.Time
+	// link is the open control stream's, nil while none is; heartbeats
+	// go on it. linked is closed, and replaced, each time it changes.
+	link   *nodechannel.Link
+	linkOn string // the address the link's stream was opened on
+	linked chan struct{}
 
 	// streamsDone closes when Run stops: open log follows end then,
 	// since they never end alone and a graceful stop waits for them.
@@ -177,6 +183,7 @@ func New(cfg Config) (*Agent, error) {
 		locks:    newNameLocks(),
 		zombies:  newZombies(),
 		kick:     make(chan struct{}, 1),
+		linked:   make(chan struct{}),
 		interval: cfg.HeartbeatInterval,
 		// Log follows end with Run.
 		streamsDone: make(chan struct{}),
