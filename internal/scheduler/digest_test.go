@@ -216,8 +216,8 @@ func (e *digestEnv) startSimAgentWith(id string, opts sim.Options) simAgent {
 		NodeID: id, AdvertiseAddr: "127.0.0.1", Labels: map[string]string{"node": id},
 		Runtimes: []persysruntime.Runtime{rt}, Control: tap, Channel: &tapChannel{NodeChannelServiceClient: persysv1grpc.NewNodeChannelServiceClient(conn), tap: tap},
 		HeartbeatInterval: heartbeat,
-		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
-		DataDir:  t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: reg,
+		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
+		DataDir:           t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
