@@ -247,6 +247,9 @@ func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
 		delete(ne.reports, name)
 		delete(ne.since, name)
 	} else {
+		// The caller goes on with st (it writes it as the status); the
+		// list held is read whole for its digest, so it keeps a copy.
+		st = proto.Clone(st).(*persysv1.WorkloadStatus)
 		ne.noteSince(name, old, st, c.cfg.Now())
 		ne.reports[name] = st
 		if had && sameReport(old, st) && old.GetMessage() == st.GetMessage() {
