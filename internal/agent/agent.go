@@ -1,13 +1,17 @@
 // Package agent is the node agent: it registers the node with the
-// scheduler, heartbeats the full set of workload statuses, executes the
-// applies and deletes the scheduler sends over AgentService, and reports.
+// scheduler, heartbeats on the node's control stream (the full set of
+// workload statuses on each new stream and on request, then only what
+// changed), executes the applies and deletes the scheduler sends over
+// AgentService, and reports.
 // It never schedules and never restarts healthy workloads on its own.
 //
 // Callers build an Agent with New and drive it with Run: registration,
 // heartbeats, the zombie audit, and the node's control stream — the agent
 // dials the leading scheduler and answers its AgentService calls over that
 // one stream (internal/nodechannel), so the node listens on no port. Run
-// ends when its context ends and leaves the workloads running. With several scheduler replicas, pass DialSchedulers' result as
+// ends when its context ends and leaves the workloads running. Registration
+// is a unary ControlService call; heartbeats go only on the stream. With
+// several scheduler replicas, pass DialSchedulers' result as
 // Config.Schedulers: the agent follows the leader and registers again with
 // each new one.
 package agent

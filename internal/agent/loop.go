@@ -182,11 +182,6 @@ func (a *Agent) loop(ctx context.Context) {
 			if failures == 1 || failures%10 == 0 {
 				a.log.Warn("heartbeat waits for the control stream", "failures", failures, "err", err)
 			}
-		case errors.Is(err, errLeaderMoved) && a.control.target() != registeredOn:
-			// The target moved to the leader a follower named: register
-			// there at once.
-			a.log.Info("heartbeat refused by a follower", "err", err)
-			continue
 		default:
 			failures++
 			a.metrics.heartbeatFailures.Inc()
@@ -421,6 +416,8 @@ func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sen
 		*sent = sentList{}
 		return replyResendFull, nil
 	case kind == "digest":
+		// The ports scanned, if they were, are the ones held.
+		sent.portsAt = portsAt
 	case resp.GetDigestKept():
 		*sent = acked(link, req.ReportDigest, workloads, ports, portsAt)
 	default:
