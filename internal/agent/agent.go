@@ -1,13 +1,17 @@
 // Package agent is the node agent: it registers the node with the
-// scheduler, heartbeats the full set of workload statuses, executes the
-// applies and deletes the scheduler sends over AgentService, and reports.
+// scheduler, heartbeats on the node's control stream (the full set of
+// workload statuses on each new stream and on request, then only what
+// changed), executes the applies and deletes the scheduler sends over
+// AgentService, and reports.
 // It never schedules and never restarts healthy workloads on its own.
 //
 // Callers build an Agent with New and drive it with Run: registration,
 // heartbeats, the zombie audit, and the node's control stream — the agent
 // dials the leading scheduler and answers its AgentService calls over that
 // one stream (internal/nodechannel), so the node listens on no port. Run
-// ends when its context ends and leaves the workloads running. With several scheduler replicas, pass DialSchedulers' result as
+// ends when its context ends and leaves the workloads running. Registration
+// is a unary ControlService call; heartbeats go only on the stream. With
+// several scheduler replicas, pass DialSchedulers' result as
 // Config.Schedulers: the agent follows the leader and registers again with
 // each new one.
 package agent
@@ -29,6 +33,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/hostaccess"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -153,6 +158,11 @@ type Agent struct {
 	// expires.
 	leaseTTL  time.Duration
 	renewedAt time.Time
+	// link is the open control stream's, nil while none is; heartbeats
+	// go on it. linked is closed, and replaced, each time it changes.
+	link   *nodechannel.Link
+	linkOn string // the address the link's stream was opened on
+	linked chan struct{}
 
 	// streamsDone closes when Run stops: open log follows end then,
 	// since they never end alone and a graceful stop waits for them.
@@ -177,6 +187,7 @@ func New(cfg Config) (*Agent, error) {
 		locks:    newNameLocks(),
 		zombies:  newZombies(),
 		kick:     make(chan struct{}, 1),
+		linked:   make(chan struct{}),
 		interval: cfg.HeartbeatInterval,
 		// Log follows end with Run.
 		streamsDone: make(chan struct{}),

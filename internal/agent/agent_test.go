@@ -443,7 +443,8 @@ func (c *dockerAgentCase) onlySchedulerCalls(t *testing.T) {
 }
 
 // reportsRemovedContainer: a container removed behind the agent's back is
-// reported at once, in a full list.
+// reported at once: as removed from the list the scheduler holds, or
+// missing from a full list.
 func (c *dockerAgentCase) reportsRemovedContainer(t *testing.T) {
 	e, side, web, ctx := c.e, c.side, c.web, context.Background()
 	cs := e.containers(t, side)
@@ -455,9 +456,16 @@ func (c *dockerAgentCase) reportsRemovedContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	hb := c.r.waitHeartbeat(t, from, "heartbeat without "+side, func(hb *persysv1.HeartbeatRequest) bool {
+		if hb.GetDelta() {
+			return slices.Contains(hb.GetRemoved(), side)
+		}
 		return !hb.GetDigestOnly() && findWorkload(hb.GetWorkloads(), side) == nil
 	})
-	if findWorkload(hb.GetWorkloads(), web) == nil {
+	if hb.GetDelta() {
+		if slices.Contains(hb.GetRemoved(), web) || len(hb.GetRemoved()) != 1 {
+			t.Fatalf("heartbeat removes %v, want only %s", hb.GetRemoved(), side)
+		}
+	} else if findWorkload(hb.GetWorkloads(), web) == nil {
 		t.Fatalf("heartbeat lacks %s: not the full set", web)
 	}
 	if hb.GetNodeId() != e.nodeName() || hb.GetUsage() == nil {

@@ -67,13 +67,21 @@ func (a *Agent) serveChannel(ctx context.Context, accepted func()) (string, erro
 	}
 	took := false
 	unary, streamIC := a.metrics.grpc.Interceptors(a.log)
+	var link *nodechannel.Link
 	err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: a.cfg.NodeID, Server: a.svc, Log: a.log,
 		Unary: unary, Stream: streamIC,
 		Accepted: func() {
 			took = true
 			a.log.Info("control stream connected", "scheduler", on)
 			accepted()
+		},
+		Linked: func(l *nodechannel.Link) {
+			link = l
+			a.setLink(nil, l, on)
 		}})
+	if link != nil {
+		a.setLink(link, nil, "")
+	}
 	if err == nil {
 		err = errors.New("the scheduler closed it")
 	}
@@ -103,3 +111,42 @@ func localAddressToward(target string) string {
 
 // streamFailedNoop is for a control plane that does not follow a leader.
 func streamFailedNoop(string, error, metadata.MD) {}
+
+// setLink replaces the control stream's link old with l (nil: the stream
+// ended) and wakes whoever waits for a link.
+func (a *Agent) setLink(old, l *nodechannel.Link, on string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.link != old {
+		return
+	}
+	a.link, a.linkOn = l, on
+	close(a.linked)
+	a.linked = make(chan struct{})
+}
+
+// awaitLink returns the open control stream's link and the address its
+// stream was opened on, waiting up to d for one; heartbeats go on it only,
+// so without one they fail.
+func (a *Agent) awaitLink(ctx context.Context, d time.Duration) (*nodechannel.Link, string, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		a.mu.Lock()
+		l, on, next := a.link, a.linkOn, a.linked
+		a.mu.Unlock()
+		if l != nil {
+			return l, on, nil
+		}
+		select {
+		case <-next:
+		case <-t.C:
+			return nil, "", errNoStream
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		}
+	}
+}
+
+// errNoStream: a heartbeat found no open control stream to go on.
+var errNoStream = errors.New("the control stream to the scheduler is not open")

@@ -1,63 +1,70 @@
 package agent
 
 import (
-	"cmp"
-	"encoding/binary"
-	"hash/fnv"
 	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/nodechannel"
+	"github.com/persys-dev/compute/internal/reportdigest"
 )
 
-// fullListEvery bounds how long heartbeats may carry only a digest: a full
-// list goes at least this often, whatever the scheduler holds.
-const fullListEvery = 60 * time.Second
+// portScanEvery bounds how often the host's ports are scanned for
+// heartbeats: the scan reads every socket table of the host, and the ports
+// go only when they changed.
+const portScanEvery = 60 * time.Second
 
-// sentList is the last full workload list the scheduler kept on the
-// current registration, by digest. The loop goroutine owns it; the zero
-// value means none, and every heartbeat then carries the full list.
+// sentList is the last workload list the scheduler acknowledged
+// (digest_kept) on the current control stream, with the host ports sent
+// with it. The loop goroutine owns it; the zero value means none, and the
+// next heartbeat then carries the full list: the first one on each stream,
+// and the one after any error or request for it.
 type sentList struct {
+	link   *nodechannel.Link
 	digest uint64
-	at     time.Time // when that full list was sent
+	byName map[string]*persysv1.WorkloadStatus
+	ports  []*persysv1.HostPort
+	// portsAt is when ports were scanned.
+	portsAt time.Time
 }
 
-// digestOnly reports whether a list with digest d may go as its digest
-// alone at now.
-func (s sentList) digestOnly(d uint64, now time.Time) bool {
-	return s.digest != 0 && s.digest == d && now.Sub(s.at) < fullListEvery
+// acked makes the list with digest d that went on link the one the
+// scheduler holds.
+func acked(link *nodechannel.Link, d uint64, ws []*persysv1.WorkloadStatus, ports []*persysv1.HostPort, portsAt time.Time) sentList {
+	s := sentList{link: link, digest: d, byName: make(map[string]*persysv1.WorkloadStatus, len(ws)), ports: ports, portsAt: portsAt}
+	for _, st := range ws {
+		s.byName[st.GetName()] = st
+	}
+	return s
 }
 
-// reportDigest is a digest of a full workload list that does not depend on
-// the order of the list: FNV-1a 64 over the statuses sorted by name (then
-// uid and runtime id), each marshaled deterministically and prefixed with
-// its length. It is 0 ("no digest" on the wire) only when a status cannot
-// be encoded.
-func reportDigest(ws []*persysv1.WorkloadStatus) uint64 {
-	sorted := slices.Clone(ws)
-	slices.SortFunc(sorted, func(a, b *persysv1.WorkloadStatus) int {
-		return cmp.Or(cmp.Compare(a.GetName(), b.GetName()), cmp.Compare(a.GetUid(), b.GetUid()),
-			cmp.Compare(a.GetRuntimeId(), b.GetRuntimeId()))
-	})
-	h := fnv.New64a()
-	opts := proto.MarshalOptions{Deterministic: true}
-	var buf []byte
-	for _, st := range sorted {
-		var err error
-		if buf, err = opts.MarshalAppend(buf[:0], st); err != nil {
-			// The list could not be sent either; without a digest it
-			// goes full, and the heartbeat reports the error.
-			return 0
+// base reports whether a heartbeat on link may be told against s.
+func (s sentList) base(link *nodechannel.Link) bool { return s.digest != 0 && s.link == link }
+
+// delta is what changed from s to ws: the statuses that differ or are new,
+// and the names gone.
+func (s sentList) delta(ws []*persysv1.WorkloadStatus) (changed []*persysv1.WorkloadStatus, removed []string) {
+	seen := make(map[string]bool, len(ws))
+	for _, st := range ws {
+		seen[st.GetName()] = true
+		if old, ok := s.byName[st.GetName()]; !ok || !proto.Equal(old, st) {
+			changed = append(changed, st)
 		}
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(buf)))
-		_, _ = h.Write(n[:])
-		_, _ = h.Write(buf)
 	}
-	if d := h.Sum64(); d != 0 {
-		return d
+	for name := range s.byName {
+		if !seen[name] {
+			removed = append(removed, name)
+		}
 	}
-	return 1
+	slices.Sort(removed)
+	return changed, removed
 }
+
+func samePorts(a, b []*persysv1.HostPort) bool {
+	return slices.EqualFunc(a, b, func(x, y *persysv1.HostPort) bool { return proto.Equal(x, y) })
+}
+
+// reportDigest is the digest of a full workload list (reportdigest.Of).
+func reportDigest(ws []*persysv1.WorkloadStatus) uint64 { return reportdigest.Of(ws) }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -69,26 +70,36 @@ func TestReportDigest(t *testing.T) {
 	})
 }
 
-func TestSentListDigestOnly(t *testing.T) {
-	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+func TestSentListDelta(t *testing.T) {
+	st := func(name string, state persysv1.ActualState) *persysv1.WorkloadStatus {
+		return &persysv1.WorkloadStatus{Name: name, Uid: "u-" + name, State: state}
+	}
+	const running, failed = persysv1.ActualState_ACTUAL_STATE_RUNNING, persysv1.ActualState_ACTUAL_STATE_FAILED
+	sent := acked(nil, 7, []*persysv1.WorkloadStatus{st("a", running), st("b", running), st("c", running)}, nil, time.Time{})
 	for _, tc := range []struct {
-		name string
-		sent sentList
-		d    uint64
-		now  time.Time
-		want bool
+		name        string
+		now         []*persysv1.WorkloadStatus
+		wantChanged []string
+		wantRemoved []string
 	}{
-		{"nothing sent on this registration", sentList{}, 7, t0, false},
-		{"same digest", sentList{digest: 7, at: t0}, 7, t0.Add(time.Second), true},
-		{"other digest", sentList{digest: 7, at: t0}, 8, t0.Add(time.Second), false},
-		{"no digest", sentList{digest: 7, at: t0}, 0, t0.Add(time.Second), false},
-		{"just before the full list is due", sentList{digest: 7, at: t0}, 7, t0.Add(fullListEvery - time.Nanosecond), true},
-		{"full list due", sentList{digest: 7, at: t0}, 7, t0.Add(fullListEvery), false},
+		{"unchanged", []*persysv1.WorkloadStatus{st("c", running), st("a", running), st("b", running)}, nil, nil},
+		{"one failed", []*persysv1.WorkloadStatus{st("a", running), st("b", failed), st("c", running)}, []string{"b"}, nil},
+		{"one added", []*persysv1.WorkloadStatus{st("a", running), st("b", running), st("c", running), st("d", running)}, []string{"d"}, nil},
+		{"two removed", []*persysv1.WorkloadStatus{st("b", running)}, nil, []string{"a", "c"}},
+		{"all gone", nil, nil, []string{"a", "b", "c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.sent.digestOnly(tc.d, tc.now); got != tc.want {
-				t.Fatalf("digestOnly(%d) = %v, want %v", tc.d, got, tc.want)
+			changed, removed := sent.delta(tc.now)
+			var names []string
+			for _, c := range changed {
+				names = append(names, c.GetName())
+			}
+			if !slices.Equal(names, tc.wantChanged) || !slices.Equal(removed, tc.wantRemoved) {
+				t.Fatalf("delta = changed %v removed %v, want changed %v removed %v", names, removed, tc.wantChanged, tc.wantRemoved)
 			}
 		})
+	}
+	if (sentList{}).base(nil) {
+		t.Fatal("an empty sentList is a base for a delta")
 	}
 }

@@ -16,8 +16,6 @@ import (
 	"github.com/persys-dev/compute/internal/testutil/realsched"
 )
 
-const fullResends = "persys_agent_heartbeat_full_resends_total"
-
 // startSimAgent runs an agent on a fresh sim runtime against the env's
 // scheduler.
 func (e *env) startSimAgent(t *testing.T) (*runningAgent, *sim.Runtime) {
@@ -121,32 +119,40 @@ func isDigestOnly(hb *persysv1.HeartbeatRequest) bool {
 	return hb.GetDigestOnly() && len(hb.GetWorkloads()) == 0 && hb.GetReportDigest() != 0
 }
 
-// checkDigestsFollowFullLists checks every answered heartbeat: a
-// digest-only one names the digest of the last full list sent since the
-// latest registration, and the heartbeat after a resend_full answer is
-// full.
+// checkDigestsFollowFullLists checks every answered heartbeat: the first
+// one on each control stream, after each registration and after an answer
+// asking for the list is full; a digest-only one names the digest of the
+// last list the scheduler acknowledged on the stream, and a delta comes
+// only after one.
 func (d *digestEnv) checkDigestsFollowFullLists(t *testing.T) {
 	t.Helper()
-	var last uint64 // digest of the last full list on this registration
-	resend := false
+	var last uint64 // digest of the last list acknowledged on this stream
 	for i, c := range d.calls() {
-		if c.Method == "RegisterNode" {
-			last, resend = 0, false
+		if c.Method == "RegisterNode" || c.Method == "Connect" {
+			last = 0
 			continue
 		}
 		req := hbReq(c)
-		if req.GetDigestOnly() {
+		switch {
+		case req.GetDigestOnly():
 			if len(req.GetWorkloads()) != 0 || req.GetReportDigest() == 0 || req.GetReportDigest() != last {
-				t.Errorf("call %d: digest-only with digest %#x and %d workloads; the last full list since registration has digest %#x",
+				t.Errorf("call %d: digest-only with digest %#x and %d workloads; the last list acknowledged has digest %#x",
 					i, req.GetReportDigest(), len(req.GetWorkloads()), last)
 			}
-			if resend {
-				t.Errorf("call %d follows a resend_full answer and is digest-only", i)
+		case req.GetDelta():
+			if last == 0 || req.GetReportDigest() == 0 {
+				t.Errorf("call %d: delta with digest %#x without a list acknowledged before", i, req.GetReportDigest())
 			}
-		} else {
-			last = req.GetReportDigest()
 		}
-		resend = hbResp(c).GetResendFull()
+		resp := hbResp(c)
+		switch {
+		case resp.GetResendFull() || resp.GetSendFullList() || resp.GetReregister():
+			last = 0
+		case resp.GetDigestKept() && !req.GetDigestOnly():
+			last = req.GetReportDigest()
+		case !req.GetDigestOnly():
+			last = 0
+		}
 	}
 }
 
@@ -168,7 +174,7 @@ func TestHeartbeatDigest(t *testing.T) {
 		t.Fatalf("digest-only heartbeat %v: want digest %#x and the usage", hb, full.GetReportDigest())
 	}
 
-	t.Run("a change goes as a full list at once", func(t *testing.T) {
+	t.Run("a change goes at once as a delta", func(t *testing.T) {
 		n := len(d.heartbeats())
 		d.rt.Kill(name) // the runtime's watch kicks the heartbeat
 		var changed *persysv1.HeartbeatRequest
@@ -181,9 +187,10 @@ func TestHeartbeatDigest(t *testing.T) {
 			}
 			return false, ""
 		})
-		if changed.GetDigestOnly() || changed.GetReportDigest() == full.GetReportDigest() {
-			t.Fatalf("heartbeat with the change: digest_only %v, digest %#x (was %#x)", changed.GetDigestOnly(),
-				changed.GetReportDigest(), full.GetReportDigest())
+		if !changed.GetDelta() || len(changed.GetWorkloads()) != 1 || len(changed.GetRemoved()) != 0 ||
+			changed.GetReportDigest() == full.GetReportDigest() {
+			t.Fatalf("heartbeat with the change: delta %v, %d statuses, removed %v, digest %#x (was %#x); want a delta of one",
+				changed.GetDelta(), len(changed.GetWorkloads()), changed.GetRemoved(), changed.GetReportDigest(), full.GetReportDigest())
 		}
 		hb, _ := d.kickUntil(t, len(d.heartbeats()), 4, "digest-only heartbeat after the change", isDigestOnly)
 		if hb.GetReportDigest() != changed.GetReportDigest() {
@@ -191,25 +198,23 @@ func TestHeartbeatDigest(t *testing.T) {
 		}
 	})
 
-	t.Run("resend_full brings the full list without waiting", func(t *testing.T) {
-		d.kickUntil(t, len(d.heartbeats()), 4, "digest-only heartbeat", isDigestOnly)
-		resends := metricValue(t, d.ra.registry, fullResends, nil)
-		// A restarted scheduler holds no list of the node. It serves until
-		// the whole test ends.
+	t.Run("a new stream starts with the full list", func(t *testing.T) {
+		hb, _ := d.kickUntil(t, len(d.heartbeats()), 4, "digest-only heartbeat", isDigestOnly)
+		// A restarted scheduler holds no list of the node; the agent
+		// opens its stream again. It serves until the whole test ends.
+		connects := len(d.rec.Calls("Connect"))
 		d.s.Stop(0)
 		d.s.Restart(d.t)
-		hb, i := d.kickUntil(t, len(d.heartbeats()), 1, "digest-only heartbeat to the restarted scheduler", isDigestOnly)
-		if !hbResp(d.heartbeatAt(t, i, "")).GetResendFull() {
-			t.Fatalf("the restarted scheduler did not answer resend_full to %v", hb)
-		}
-		// The heartbeat interval is ten minutes and this does not kick:
-		// the answer alone brings the next heartbeat.
-		next := hbReq(d.heartbeatAt(t, i+1, "the heartbeat after resend_full"))
-		if next.GetDigestOnly() || next.GetReportDigest() != hb.GetReportDigest() || findWorkload(next.GetWorkloads(), name) == nil {
-			t.Fatalf("heartbeat after resend_full: %v; want the full list with digest %#x", next, hb.GetReportDigest())
-		}
-		if got := metricValue(t, d.ra.registry, fullResends, nil) - resends; got != 1 {
-			t.Fatalf("%s grew by %v, want 1", fullResends, got)
+		eventually.Eventually(t, "a new control stream", waitFor, func() (bool, string) {
+			return len(d.rec.Calls("Connect")) > connects, ""
+		})
+		// The heartbeat interval is ten minutes: the first heartbeat on
+		// the new stream comes without waiting for it.
+		next, _ := d.kickUntil(t, len(d.heartbeats()), 4, "a full list on the new stream", func(r *persysv1.HeartbeatRequest) bool {
+			return !r.GetDigestOnly() && !r.GetDelta()
+		})
+		if next.GetReportDigest() != hb.GetReportDigest() || findWorkload(next.GetWorkloads(), name) == nil {
+			t.Fatalf("first heartbeat on the new stream: %v; want the full list with digest %#x", next, hb.GetReportDigest())
 		}
 	})
 

@@ -15,6 +15,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/hostaccess"
 	"github.com/persys-dev/compute/internal/hostaccess/specaccess"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/runtime"
 )
 
@@ -79,6 +80,10 @@ func (a *Agent) loop(ctx context.Context) {
 	var registerRetry, heartbeatRetry retry
 	leaderChanged := false
 	var sent sentList // reset with each registration and on any heartbeat error
+	// checked is the last control stream whose scheduler was compared with
+	// the one the node registered with: only a leader accepts a stream, so
+	// a stream on another one means the leader changed.
+	var checked *nodechannel.Link
 	for ctx.Err() == nil {
 		if registered {
 			if target := a.control.target(); target != registeredOn {
@@ -121,7 +126,27 @@ func (a *Agent) loop(ctx context.Context) {
 			continue
 		}
 
-		reply, err := a.heartbeat(ctx, &sent)
+		link, on, err := a.awaitLink(ctx, a.heartbeatInterval())
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && link != checked {
+			checked = link
+			if on != registeredOn {
+				// A new leader has its own lease for the node.
+				a.log.Info("control stream opened on another scheduler; registering with it", "from", registeredOn, "to", on)
+				a.metrics.leaderChanges.Inc()
+				registered, leaderChanged, attempt = false, true, 0
+				registerRetry.reset()
+				continue
+			}
+		}
+		var reply heartbeatReply
+		if err == nil {
+			reply, err = a.heartbeat(ctx, link, &sent)
+		} else {
+			sent = sentList{}
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -147,11 +172,16 @@ func (a *Agent) loop(ctx context.Context) {
 			if !a.wait(ctx, a.heartbeatInterval(), true) {
 				return
 			}
-		case errors.Is(err, errLeaderMoved) && a.control.target() != registeredOn:
-			// The target moved to the leader a follower named: register
-			// there at once.
-			a.log.Info("heartbeat refused by a follower", "err", err)
-			continue
+		case errors.Is(err, errNoStream):
+			// The heartbeat waited an interval for the stream, which
+			// channelLoop reopens; the next one goes as soon as it is
+			// open. The lease TTL covers a reconnect.
+			failures++
+			a.metrics.heartbeatFailures.Inc()
+			a.setContact(err)
+			if failures == 1 || failures%10 == 0 {
+				a.log.Warn("heartbeat waits for the control stream", "failures", failures, "err", err)
+			}
 		default:
 			failures++
 			a.metrics.heartbeatFailures.Inc()
@@ -295,12 +325,18 @@ const (
 	replyResendFull
 )
 
-// heartbeat sends one heartbeat and reports what the scheduler asked. A
-// list that repeats the one in sent goes as its digest alone; a full list
-// the scheduler kept becomes sent, and an error forgets it.
-func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, error) {
+// heartbeat sends one heartbeat on the control stream's link and reports
+// what the scheduler asked.
+// A list the scheduler acknowledged on this stream (sent) is told against:
+// unchanged, as its digest alone; changed, as the statuses that changed
+// and the names removed. The first heartbeat of a stream carries the full
+// list, and so does the one after an error or a request for it.
+func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sentList) (heartbeatReply, error) {
 	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
+	if !sent.base(link) {
+		*sent = sentList{}
+	}
 	mark := a.ledger.mark()
 	budget := a.heartbeatInterval() / 2
 	if budget <= 0 {
@@ -331,20 +367,30 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 		a.metrics.setWorkloads(workloads)
 	}
 	// Listing goes on every time (the ledger and the zombie overlay need
-	// it); only sending an unchanged list is saved.
+	// it); only sending what the scheduler holds is saved.
 	now := time.Now()
 	req := &persysv1.HeartbeatRequest{NodeId: a.cfg.NodeID, Usage: a.usage(), ReportDigest: reportDigest(workloads),
 		Repairs: a.repairNotes.peek()}
-	digestOnly := sent.digestOnly(req.ReportDigest, now)
-	if digestOnly {
-		req.DigestOnly = true
-	} else {
-		// Ports go with full lists only (at least every fullListEvery):
-		// folded into the digest, any socket opened on the host would
-		// make every heartbeat full.
-		req.Workloads, req.UsedHostPorts = workloads, a.usedHostPorts()
+	// Ports are kept out of the digest (any socket opened on the host
+	// would change it) and go with a full list or when they changed.
+	ports, portsAt := sent.ports, sent.portsAt
+	if sent.digest == 0 || now.Sub(portsAt) >= portScanEvery {
+		ports, portsAt = a.usedHostPorts(), now
 	}
-	resp, _, err := a.control.heartbeat(ctx, req)
+	kind := "full"
+	switch {
+	case sent.digest == 0:
+		req.Workloads, req.UsedHostPorts = workloads, ports
+	case sent.digest == req.ReportDigest && samePorts(sent.ports, ports):
+		kind = "digest"
+		req.DigestOnly = true
+	default:
+		kind = "delta"
+		req.Delta = true
+		req.Workloads, req.Removed = sent.delta(workloads)
+		req.UsedHostPorts = ports
+	}
+	resp, err := link.Heartbeat(ctx, req)
 	if err != nil {
 		*sent = sentList{}
 		return replyOK, fmt.Errorf("heartbeat: %w", err)
@@ -366,12 +412,15 @@ func (a *Agent) heartbeat(ctx context.Context, sent *sentList) (heartbeatReply, 
 	case resp.GetReregister():
 		*sent = sentList{}
 		return replyReregister, nil
-	case digestOnly && resp.GetResendFull():
+	case kind == "digest" && resp.GetResendFull(), kind == "delta" && resp.GetSendFullList():
 		*sent = sentList{}
 		return replyResendFull, nil
-	case !digestOnly && resp.GetDigestKept():
-		*sent = sentList{digest: req.ReportDigest, at: now}
-	case !digestOnly:
+	case kind == "digest":
+		// The ports scanned, if they were, are the ones held.
+		sent.portsAt = portsAt
+	case resp.GetDigestKept():
+		*sent = acked(link, req.ReportDigest, workloads, ports, portsAt)
+	default:
 		// A scheduler that predates digests keeps getting full lists.
 		*sent = sentList{}
 	}

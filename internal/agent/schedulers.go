@@ -18,17 +18,12 @@ import (
 	"github.com/persys-dev/compute/internal/leaderconn"
 )
 
-// errLeaderMoved marks a heartbeat refused by a follower that named
-// another leader; the Schedulers now point at that leader.
-var errLeaderMoved = leaderconn.ErrLeaderMoved
-
 // controlPlane is how the agent reaches the scheduler: each call reports
 // the address that answered (or refused) it, and target is where the next
 // call goes. A leader change shows as a change of target.
 type controlPlane interface {
 	target() string
 	registerNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, string, error)
-	heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, string, error)
 	// connect opens the node's control stream and says on which address.
 	connect(ctx context.Context) (controlStream, string, error)
 	// streamFailed is told why a control stream opened on addr ended
@@ -59,22 +54,19 @@ func (f fixedControl) registerNode(ctx context.Context, req *persysv1.RegisterNo
 	return resp, "", err
 }
 
-func (f fixedControl) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, string, error) {
-	resp, err := f.c.Heartbeat(ctx, req)
-	return resp, "", err
-}
-
 // Schedulers reaches the leader among scheduler replicas through a
 // leaderconn.Pool (see its rules). A registration follows a follower's
-// redirect at once; a heartbeat does not: it fails with errLeaderMoved and
-// the agent registers with the new leader first, which keeps its own
-// lease for the node. It is safe for concurrent use; Close it when done.
+// redirect at once; heartbeats ride the control stream, which only a
+// leader accepts, and a stream accepted by another scheduler than the one
+// the node registered with makes the agent register there first (a new
+// leader keeps its own lease for the node). It is safe for concurrent
+// use; Close it when done.
 type Schedulers struct {
 	pool *leaderconn.Pool
 	c    persysv1grpc.ControlServiceClient
 	// chPool carries the control stream on connections of its own: its
 	// reconnects while a scheduler is down would otherwise put the
-	// connection the heartbeats use into backoff, failing them fast once
+	// connection registrations use into backoff, failing them fast once
 	// the scheduler is back.
 	chPool *leaderconn.Pool
 	ch     persysv1grpc.NodeChannelServiceClient
@@ -134,12 +126,6 @@ func (s *Schedulers) target() string { return s.Leader() }
 func (s *Schedulers) registerNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, string, error) {
 	var on string
 	resp, err := s.c.RegisterNode(ctx, req, leaderconn.AnsweredBy(&on))
-	return resp, on, err
-}
-
-func (s *Schedulers) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, string, error) {
-	var on string
-	resp, err := s.c.Heartbeat(ctx, req, leaderconn.NoFollow(), leaderconn.AnsweredBy(&on))
 	return resp, on, err
 }
 

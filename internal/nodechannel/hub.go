@@ -45,6 +45,12 @@ type HubConfig struct {
 	// Observe, when set, is told every unary call's method, duration and
 	// outcome (the bench's exact samples).
 	Observe func(method string, took time.Duration, err error)
+	// Heartbeat, when set, answers the heartbeats a node sends on its
+	// stream, as ControlService.Heartbeat would (ctx is the session's,
+	// which carries the caller's identity); the answer goes back as
+	// heartbeat_ack, or error. Without it a heartbeat is answered
+	// Unimplemented.
+	Heartbeat func(ctx context.Context, nodeID string, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error)
 }
 
 // Hub holds the control session of each node that dialled in. It is safe
@@ -329,6 +335,10 @@ func (s *session) receive() error {
 }
 
 func (s *session) deliver(f *persysv1.AgentFrame) {
+	if hb, ok := f.GetBody().(*persysv1.AgentFrame_Heartbeat); ok {
+		s.heartbeat(f.GetCallId(), hb.Heartbeat)
+		return
+	}
 	s.mu.Lock()
 	c := s.calls[f.GetCallId()]
 	s.mu.Unlock()
@@ -371,6 +381,36 @@ func (s *session) deliver(f *persysv1.AgentFrame) {
 	}
 	c.answers <- f // buffer of one, and only the first answer gets here
 	c.finish(nil)
+}
+
+// heartbeat answers the agent's heartbeat call id off the receive loop, so
+// that the answers to the scheduler's own calls keep flowing while the
+// lease is renewed in etcd. The agent sends one at a time.
+func (s *session) heartbeat(id uint64, req *persysv1.HeartbeatRequest) {
+	handle := s.hub.cfg.Heartbeat
+	go func() {
+		var (
+			resp *persysv1.HeartbeatResponse
+			err  error
+		)
+		switch {
+		case handle == nil:
+			err = status.Error(codes.Unimplemented, "heartbeat: this scheduler takes heartbeats only as ControlService calls")
+		case req.GetNodeId() != s.node:
+			err = status.Errorf(codes.PermissionDenied, "node_id: %q is not the node of this stream (%q)", req.GetNodeId(), s.node)
+		default:
+			resp, err = handle(s.ctx, s.node, req)
+		}
+		f := &persysv1.SchedulerFrame{CallId: id}
+		if err != nil {
+			f.Body = &persysv1.SchedulerFrame_Error{Error: status.Convert(err).Proto()}
+		} else {
+			f.Body = &persysv1.SchedulerFrame_HeartbeatAck{HeartbeatAck: resp}
+		}
+		// A failed send ends the session; the agent then heartbeats on
+		// its next stream.
+		_ = s.send(f)
+	}()
 }
 
 // errEnd marks a follow that ended without error.

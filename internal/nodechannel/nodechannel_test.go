@@ -151,6 +151,13 @@ func (c *connectServer) Connect(stream grpc.BidiStreamingServer[persysv1.AgentFr
 
 func newBed(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error) *bed {
 	t.Helper()
+	return newBedWith(t, raw, nil)
+}
+
+// newBedWith is newBed whose Hub answers heartbeats with hb.
+func newBedWith(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error,
+	hb func(context.Context, string, *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error)) *bed {
+	t.Helper()
 	bundle, err := pki.Bootstrap(t.TempDir(), []string{"n1", "n2"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +171,7 @@ func newBed(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame,
 		t.Fatal(err)
 	}
 	b := &bed{bundle: bundle, addr: ln.Addr().String(), accepts: make(chan error, 16),
-		hub: nodechannel.NewHub(nodechannel.HubConfig{Metrics: nodechannel.NewMetrics(nil)})}
+		hub: nodechannel.NewHub(nodechannel.HubConfig{Metrics: nodechannel.NewMetrics(nil), Heartbeat: hb})}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
 	persysv1grpc.RegisterNodeChannelServiceServer(srv, &connectServer{b: b, raw: raw})
 	go func() { _ = srv.Serve(ln) }()
@@ -178,6 +185,8 @@ type agent struct {
 	conn   *grpc.ClientConn
 	done   chan struct{}
 	err    error
+	// link is the stream's, once accepted.
+	link *nodechannel.Link
 }
 
 func (a *agent) result() error {
@@ -211,7 +220,8 @@ func (b *bed) connect(t *testing.T, cert, hello string, srv persysv1grpc.AgentSe
 	accepted := make(chan struct{})
 	go func() {
 		defer close(a.done)
-		a.err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: hello, Server: srv, Accepted: func() { close(accepted) }})
+		a.err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: hello, Server: srv,
+			Linked: func(l *nodechannel.Link) { a.link = l; close(accepted) }})
 	}()
 	select {
 	case <-accepted:
@@ -795,4 +805,77 @@ func newBenchBed(b *testing.B) *bed {
 		b.Fatal("stream not accepted")
 	}
 	return bd
+}
+
+// TestHeartbeatOnStream: a heartbeat the agent sends on its stream reaches
+// the Hub's handler with the stream's node and comes back under its call
+// id, answer or error, while the scheduler's own calls go on; once the
+// stream ends the link fails at once.
+func TestHeartbeatOnStream(t *testing.T) {
+	seen := make(chan string, 16)
+	b := newBedWith(t, nil, func(ctx context.Context, node string, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+		seen <- node
+		if req.GetReportDigest() == 13 {
+			return nil, status.Error(codes.InvalidArgument, "report_digest: unlucky")
+		}
+		return &persysv1.HeartbeatResponse{DigestKept: true, HeartbeatIntervalMs: int64(req.GetReportDigest())}, nil
+	})
+	a := b.connect(t, "n1", "n1", newHandler("first"))
+	if a.link == nil {
+		t.Fatalf("stream not linked: %v", a.result())
+	}
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	for i := 1; i <= 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := a.link.Heartbeat(ctx, &persysv1.HeartbeatRequest{NodeId: "n1", ReportDigest: uint64(i)})
+			if err != nil || resp.GetHeartbeatIntervalMs() != int64(i) || !resp.GetDigestKept() {
+				t.Errorf("heartbeat %d: %v, %v; want its own answer", i, resp, err)
+			}
+		}()
+	}
+	// The scheduler's calls share the stream.
+	if _, err := b.client(t, "n1").HealthCheck(ctx, &persysv1.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for range 8 {
+		if node := <-seen; node != "n1" {
+			t.Fatalf("handler saw node %q, want n1", node)
+		}
+	}
+
+	if _, err := a.link.Heartbeat(ctx, &persysv1.HeartbeatRequest{NodeId: "n1", ReportDigest: 13}); status.Code(err) != codes.InvalidArgument ||
+		!strings.Contains(err.Error(), "report_digest") {
+		t.Fatalf("failing heartbeat: %v; want the handler's InvalidArgument", err)
+	}
+	<-seen
+	if _, err := a.link.Heartbeat(ctx, &persysv1.HeartbeatRequest{NodeId: "n2"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("heartbeat naming another node: %v; want PermissionDenied", err)
+	}
+
+	b.hub.Close("n1", nodechannel.ReasonNodeLost)
+	select {
+	case <-a.link.Done():
+	case <-time.After(wait):
+		t.Fatal("link not done after the session closed")
+	}
+	if _, err := a.link.Heartbeat(ctx, &persysv1.HeartbeatRequest{NodeId: "n1", ReportDigest: 1}); !errors.Is(err, nodechannel.ErrLinkClosed) {
+		t.Fatalf("heartbeat on an ended stream: %v; want ErrLinkClosed", err)
+	}
+}
+
+// TestHeartbeatWithoutHandler: a Hub that takes no heartbeats answers them
+// Unimplemented and keeps the stream.
+func TestHeartbeatWithoutHandler(t *testing.T) {
+	b := newBed(t, nil)
+	a := b.connect(t, "n1", "n1", newHandler("first"))
+	if _, err := a.link.Heartbeat(ctxT(t), &persysv1.HeartbeatRequest{NodeId: "n1"}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("heartbeat: %v; want Unimplemented", err)
+	}
+	if _, err := b.client(t, "n1").HealthCheck(ctxT(t), &persysv1.HealthCheckRequest{}); err != nil {
+		t.Fatalf("the stream did not survive: %v", err)
+	}
 }

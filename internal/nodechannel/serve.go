@@ -36,6 +36,10 @@ type Agent struct {
 	// Accepted, when set, is called once the scheduler accepted the
 	// stream (a reconnect loop resets its backoff there).
 	Accepted func()
+	// Linked, when set, is given the stream's Link once the scheduler
+	// accepted it, before any request is read: the agent's own calls
+	// (heartbeats) go on it until the stream ends.
+	Linked func(*Link)
 	// Log gets a line per handler that panicked; nil discards.
 	Log *slog.Logger
 	// Unary and Stream, when set, wrap every call as a gRPC server's
@@ -63,7 +67,8 @@ func Serve(ctx context.Context, stream SchedulerStream, a Agent) error {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &runner{a: a, stream: stream, parent: parent, ctx: ctx, cancel: cancel, running: map[uint64]context.CancelFunc{}, follows: map[uint64]*logSender{}}
+	r := &runner{a: a, stream: stream, parent: parent, ctx: ctx, cancel: cancel, running: map[uint64]context.CancelFunc{}, follows: map[uint64]*logSender{},
+		own: map[uint64]chan *persysv1.SchedulerFrame{}}
 	// io.EOF means the scheduler already ended the stream (a refusal, a
 	// follower's leader hint): Recv below returns why.
 	if err := r.send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: a.NodeID}}}); err != nil && !errors.Is(err, io.EOF) {
@@ -78,6 +83,9 @@ func Serve(ctx context.Context, stream SchedulerStream, a Agent) error {
 	}
 	if a.Accepted != nil {
 		a.Accepted()
+	}
+	if a.Linked != nil {
+		a.Linked(&Link{r: r})
 	}
 	for {
 		f, err := stream.Recv()
@@ -104,6 +112,10 @@ type runner struct {
 	mu      sync.Mutex
 	running map[uint64]context.CancelFunc
 	follows map[uint64]*logSender
+	// own holds the agent's calls awaiting their answer, by the call id
+	// the agent chose (lastOwn is the last one).
+	own     map[uint64]chan *persysv1.SchedulerFrame
+	lastOwn uint64
 }
 
 // end stops every handler, waits for them and returns err, or nil when
@@ -155,6 +167,15 @@ func (r *runner) dispatch(f *persysv1.SchedulerFrame) {
 		r.mu.Unlock()
 		return
 	case *persysv1.SchedulerFrame_Accepted:
+		return
+	case *persysv1.SchedulerFrame_HeartbeatAck, *persysv1.SchedulerFrame_Error:
+		r.mu.Lock()
+		ch := r.own[id]
+		delete(r.own, id)
+		r.mu.Unlock()
+		if ch != nil {
+			ch <- f // buffer of one; the call is forgotten above
+		}
 		return
 	case *persysv1.SchedulerFrame_Apply, *persysv1.SchedulerFrame_Delete, *persysv1.SchedulerFrame_GetStatus,
 		*persysv1.SchedulerFrame_List, *persysv1.SchedulerFrame_Health, *persysv1.SchedulerFrame_Logs,
@@ -393,4 +414,53 @@ func (l *logSender) SendMsg(m any) error {
 		return fmt.Errorf("nodechannel: SendMsg of %T", m)
 	}
 	return l.Send(r)
+}
+
+// ErrLinkClosed marks an agent call that could not be answered because
+// its stream ended.
+var ErrLinkClosed = status.Error(codes.Unavailable, "nodechannel: the control stream ended")
+
+// Link is the agent's way to call the scheduler on one stream; it is safe
+// for concurrent use and fails with ErrLinkClosed once the stream ended.
+type Link struct{ r *runner }
+
+// Done is closed when the stream ends.
+func (l *Link) Done() <-chan struct{} { return l.r.ctx.Done() }
+
+// Heartbeat sends req as a heartbeat frame and waits for its answer, as
+// ControlService.Heartbeat would return it, within ctx.
+func (l *Link) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+	r := l.r
+	ch := make(chan *persysv1.SchedulerFrame, 1)
+	r.mu.Lock()
+	if r.ctx.Err() != nil {
+		r.mu.Unlock()
+		return nil, ErrLinkClosed
+	}
+	r.lastOwn++
+	id := r.lastOwn
+	r.own[id] = ch
+	r.mu.Unlock()
+	forget := func() {
+		r.mu.Lock()
+		delete(r.own, id)
+		r.mu.Unlock()
+	}
+	if err := r.send(&persysv1.AgentFrame{CallId: id, Body: &persysv1.AgentFrame_Heartbeat{Heartbeat: req}}); err != nil {
+		forget()
+		return nil, fmt.Errorf("%w: sending heartbeat: %v", ErrLinkClosed, err)
+	}
+	select {
+	case f := <-ch:
+		if e := f.GetError(); e != nil {
+			return nil, status.FromProto(e).Err()
+		}
+		return f.GetHeartbeatAck(), nil
+	case <-r.ctx.Done():
+		forget()
+		return nil, ErrLinkClosed
+	case <-ctx.Done():
+		forget()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 }

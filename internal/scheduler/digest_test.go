@@ -18,7 +18,9 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/agent"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/pki"
+	"github.com/persys-dev/compute/internal/reportdigest"
 	persysruntime "github.com/persys-dev/compute/internal/runtime"
 	"github.com/persys-dev/compute/internal/runtime/sim"
 	"github.com/persys-dev/compute/internal/scheduler"
@@ -64,6 +66,65 @@ func (c *tapControl) Heartbeat(ctx context.Context, req *persysv1.HeartbeatReque
 	return resp, err
 }
 
+// tapChannel is an agent's real NodeChannelService client whose streams
+// go through tap: heartbeats ride the control stream.
+type tapChannel struct {
+	persysv1grpc.NodeChannelServiceClient
+	tap *tapControl
+}
+
+func (c *tapChannel) Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[persysv1.AgentFrame, persysv1.SchedulerFrame], error) {
+	s, err := c.NodeChannelServiceClient.Connect(ctx, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &tapStream{BidiStreamingClient: s, tap: c.tap, pending: map[uint64]tapped{}}, nil
+}
+
+// tapStream records each heartbeat sent on one stream with its answer.
+type tapStream struct {
+	grpc.BidiStreamingClient[persysv1.AgentFrame, persysv1.SchedulerFrame]
+	tap     *tapControl
+	mu      sync.Mutex
+	pending map[uint64]tapped
+}
+
+func (s *tapStream) Send(f *persysv1.AgentFrame) error {
+	if req := f.GetHeartbeat(); req != nil {
+		c := s.tap
+		c.mu.Lock()
+		corrupted := c.corruptNext && req.GetDigestOnly()
+		if corrupted {
+			c.corruptNext = false
+			req = proto.Clone(req).(*persysv1.HeartbeatRequest)
+			req.ReportDigest ^= 0xff
+			f = &persysv1.AgentFrame{CallId: f.GetCallId(), Body: &persysv1.AgentFrame_Heartbeat{Heartbeat: req}}
+		}
+		c.mu.Unlock()
+		s.mu.Lock()
+		s.pending[f.GetCallId()] = tapped{req: proto.Clone(req).(*persysv1.HeartbeatRequest), corrupted: corrupted}
+		s.mu.Unlock()
+	}
+	return s.BidiStreamingClient.Send(f)
+}
+
+func (s *tapStream) Recv() (*persysv1.SchedulerFrame, error) {
+	f, err := s.BidiStreamingClient.Recv()
+	if err == nil && (f.GetHeartbeatAck() != nil || f.GetError() != nil) {
+		s.mu.Lock()
+		h, ok := s.pending[f.GetCallId()]
+		delete(s.pending, f.GetCallId())
+		s.mu.Unlock()
+		if ok {
+			h.resp = f.GetHeartbeatAck()
+			s.tap.mu.Lock()
+			s.tap.sent = append(s.tap.sent, h)
+			s.tap.mu.Unlock()
+		}
+	}
+	return f, err
+}
+
 // heartbeats returns what was sent from index from on.
 func (c *tapControl) heartbeats(from int) []tapped {
 	c.mu.Lock()
@@ -96,6 +157,8 @@ type digestEnv struct {
 	rtB   *sim.Runtime
 	addrB string
 	ctlB  persysv1grpc.ControlServiceClient
+	// linkB sends heartbeats on node b's control stream.
+	linkB *nodechannel.Link
 }
 
 func newDigestEnv(t *testing.T) *digestEnv {
@@ -151,9 +214,10 @@ func (e *digestEnv) startSimAgentWith(id string, opts sim.Options) simAgent {
 	reg := prometheus.NewRegistry()
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: "127.0.0.1", Labels: map[string]string{"node": id},
-		Runtimes: []persysruntime.Runtime{rt}, Control: tap, Channel: persysv1grpc.NewNodeChannelServiceClient(conn), HeartbeatInterval: heartbeat,
-		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
-		DataDir:  t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: reg,
+		Runtimes: []persysruntime.Runtime{rt}, Control: tap, Channel: &tapChannel{NodeChannelServiceClient: persysv1grpc.NewNodeChannelServiceClient(conn), tap: tap},
+		HeartbeatInterval: heartbeat,
+		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
+		DataDir:           t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +253,7 @@ func (e *digestEnv) serveSimAgent(id string) (*sim.Runtime, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serveChannel(t, conn, id, a.Service())
+	e.linkB = serveChannel(t, conn, id, a.Service())
 	return rt, "127.0.0.1"
 }
 
@@ -289,7 +353,7 @@ func TestHeartbeatDigests(t *testing.T) {
 		t.FailNow()
 	}
 
-	t.Run("a change reaches the scheduler in a full list", func(t *testing.T) { digestChangeGoesFull(t, e, wa) })
+	t.Run("a change reaches the scheduler as a delta", func(t *testing.T) { digestChangeGoesAsDelta(t, e, wa) })
 
 	t.Run("a scheduler that holds another list asks for it", func(t *testing.T) { digestForgedAsksResend(t, e, wa) })
 
@@ -298,6 +362,8 @@ func TestHeartbeatDigests(t *testing.T) {
 	if !t.Run("node b reports with its own digest", func(t *testing.T) { digestNodeB(t, e, wb, dB) }) {
 		t.FailNow()
 	}
+
+	t.Run("node b's changes go as deltas on its stream", func(t *testing.T) { deltaNodeB(t, e, wb) })
 
 	t.Run("invalid digest-only heartbeats", func(t *testing.T) {
 		e.t = t
@@ -308,6 +374,9 @@ func TestHeartbeatDigests(t *testing.T) {
 		}{
 			{"with workloads", &persysv1.HeartbeatRequest{NodeId: e.b, ReportDigest: dB, DigestOnly: true, Workloads: e.listB()}, "workloads"},
 			{"without a digest", &persysv1.HeartbeatRequest{NodeId: e.b, DigestOnly: true}, "report_digest"},
+			{"delta without a digest", &persysv1.HeartbeatRequest{NodeId: e.b, Delta: true}, "report_digest"},
+			{"delta and digest only", &persysv1.HeartbeatRequest{NodeId: e.b, ReportDigest: dB, DigestOnly: true, Delta: true}, "delta"},
+			{"removed without delta", &persysv1.HeartbeatRequest{NodeId: e.b, ReportDigest: dB, Removed: []string{"x"}}, "removed"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				_, err := e.ctlB.Heartbeat(ctxT(t), tc.req)
@@ -323,6 +392,8 @@ func TestHeartbeatDigests(t *testing.T) {
 	})
 
 	t.Run("an orphan is removed while the node sends only digests", func(t *testing.T) { digestOrphanRemoved(t, e, wb, dB) })
+
+	t.Run("a node whose stream dropped registers again", func(t *testing.T) { streamDroppedRegisters(t, e, wa) })
 
 	t.Run("a restarted scheduler holds no digest", func(t *testing.T) {
 		e.t = t
@@ -382,8 +453,8 @@ func digestUnchangedList(t *testing.T, e *digestEnv, wa string) {
 	}
 }
 
-// digestChangeGoesFull kills wa: the failure goes in a full list.
-func digestChangeGoesFull(t *testing.T, e *digestEnv, wa string) {
+// digestChangeGoesAsDelta kills wa: the failure goes in a delta.
+func digestChangeGoesAsDelta(t *testing.T, e *digestEnv, wa string) {
 	e.t = t
 	const failures = "persys_scheduler_workload_failures_total"
 	exited := map[string]string{"reason": "CONTAINER_EXITED"}
@@ -403,12 +474,12 @@ func digestChangeGoesFull(t *testing.T, e *digestEnv, wa string) {
 	carried := false
 	for _, h := range e.agent.tap.heartbeats(from) {
 		if w := findStatus(h.req.GetWorkloads(), wa); w.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED {
-			carried = !h.req.GetDigestOnly()
+			carried = h.req.GetDelta() && len(h.req.GetWorkloads()) == 1 && h.resp.GetDigestKept()
 			break
 		}
 	}
 	if !carried {
-		t.Fatalf("no full heartbeat carried the failure of %s", wa)
+		t.Fatalf("no delta the scheduler applied carried the failure of %s", wa)
 	}
 	// The scheduler restarts it; the new list goes as a digest again.
 	e.waitRunningOn(wa, e.a)
@@ -568,4 +639,118 @@ func agentMetric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return 0
+}
+
+const deltaMetric = "persys_scheduler_heartbeats_delta_total"
+
+// deltaNodeB sends node b's heartbeats on its control stream: a full list,
+// a delta the scheduler applies, and one whose result is not the list the
+// digest names, which asks for the full list and changes nothing.
+func deltaNodeB(t *testing.T, e *digestEnv, wb string) {
+	e.t = t
+	hb := func(req *persysv1.HeartbeatRequest) *persysv1.HeartbeatResponse {
+		t.Helper()
+		req.NodeId = e.b
+		resp, err := e.linkB.Heartbeat(ctxT(t), req)
+		if err != nil {
+			t.Fatalf("heartbeat on %s's stream %v: %v", e.b, req, err)
+		}
+		return resp
+	}
+	applied, sendFull := map[string]string{"result": "applied"}, map[string]string{"result": "send_full_list"}
+	applied0, sendFull0 := e.metric(deltaMetric, applied), e.metric(deltaMetric, sendFull)
+
+	list := e.listB()
+	if resp := hb(&persysv1.HeartbeatRequest{Workloads: list, ReportDigest: reportdigest.Of(list), Usage: &persysv1.Resources{CpuMillis: 20}}); !resp.GetDigestKept() {
+		t.Fatalf("full heartbeat on the stream: %v, want digest_kept", resp)
+	}
+	if got := e.usageOf(e.b); got != 20 {
+		t.Fatalf("usage of %s after a heartbeat on its stream: %d cpu millis, want 20", e.b, got)
+	}
+
+	st := findStatus(list, wb)
+	if st == nil {
+		t.Fatalf("node b does not run %s", wb)
+	}
+	changed := proto.Clone(st).(*persysv1.WorkloadStatus)
+	changed.Message = "told in a delta"
+	next := []*persysv1.WorkloadStatus{changed}
+	for _, w := range list {
+		if w.GetName() != wb {
+			next = append(next, w)
+		}
+	}
+	resp := hb(&persysv1.HeartbeatRequest{Delta: true, Workloads: []*persysv1.WorkloadStatus{changed},
+		ReportDigest: reportdigest.Of(next), Usage: &persysv1.Resources{CpuMillis: 21}})
+	if !resp.GetDigestKept() || resp.GetSendFullList() {
+		t.Fatalf("delta: %v, want it applied (digest_kept)", resp)
+	}
+	if got := e.usageOf(e.b); got != 21 {
+		t.Fatalf("usage of %s after a delta: %d cpu millis, want 21", e.b, got)
+	}
+	// The list held is now the agent's: its digest alone is served.
+	if resp := hb(&persysv1.HeartbeatRequest{DigestOnly: true, ReportDigest: reportdigest.Of(next)}); resp.GetResendFull() {
+		t.Fatalf("digest-only heartbeat after the delta: %v, want the new list held", resp)
+	}
+
+	// A delta that does not give the list its digest names.
+	forged := proto.Clone(changed).(*persysv1.WorkloadStatus)
+	forged.Message = "not what the digest names"
+	resp = hb(&persysv1.HeartbeatRequest{Delta: true, Workloads: []*persysv1.WorkloadStatus{forged},
+		ReportDigest: reportdigest.Of(next), Usage: &persysv1.Resources{CpuMillis: 22}})
+	if !resp.GetSendFullList() || resp.GetDigestKept() || resp.GetReregister() {
+		t.Fatalf("delta with a wrong digest: %v, want send_full_list", resp)
+	}
+	// The lease and usage were renewed all the same; the list held is
+	// untouched.
+	if got := e.usageOf(e.b); got != 22 {
+		t.Fatalf("usage of %s after send_full_list: %d cpu millis, want 22", e.b, got)
+	}
+	if resp := hb(&persysv1.HeartbeatRequest{DigestOnly: true, ReportDigest: reportdigest.Of(next)}); resp.GetResendFull() {
+		t.Fatalf("digest-only heartbeat after a refused delta: %v, want the list held untouched", resp)
+	}
+	if got := e.metric(deltaMetric, applied) - applied0; got != 1 {
+		t.Fatalf("%s{result=applied} grew by %v, want 1", deltaMetric, got)
+	}
+	if got := e.metric(deltaMetric, sendFull) - sendFull0; got != 1 {
+		t.Fatalf("%s{result=send_full_list} grew by %v, want 1", deltaMetric, got)
+	}
+	// The agent's list again, whole, so the subtests after start from it.
+	if resp := hb(&persysv1.HeartbeatRequest{Workloads: e.listB(), ReportDigest: 0xb0b}); !resp.GetDigestKept() {
+		t.Fatalf("full heartbeat: %v, want digest_kept", resp)
+	}
+}
+
+// streamDroppedRegisters ends node a's lease, as etcd ends an expired one:
+// the scheduler declares the node lost and ends its control stream; the
+// agent opens a new one, is asked to register, registers, and sends its
+// full list on the new stream.
+func streamDroppedRegisters(t *testing.T, e *digestEnv, wa string) {
+	e.t = t
+	const registrations = "persys_agent_registrations_total"
+	regs := agentMetric(t, e.agent.reg, registrations)
+	n, err := e.control.GetNode(ctxT(t), &persysv1.GetNodeRequest{Id: e.a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := e.agent.tap.count()
+	if err := e.store.RevokeNodeLease(ctxT(t), n.GetLeaseId()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, e.a+" to register again", waitLong, func() (bool, string) {
+		got := agentMetric(t, e.agent.reg, registrations)
+		return got > regs, fmt.Sprintf("%v registrations (was %v)", got, regs)
+	})
+	waitFor(t, "a full list kept after registering again", waitLong, func() (bool, string) {
+		hs := e.agent.tap.heartbeats(from)
+		for _, h := range hs {
+			if !h.req.GetDigestOnly() && !h.req.GetDelta() && h.resp.GetDigestKept() && findStatus(h.req.GetWorkloads(), wa) != nil {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d heartbeats since the lease ended", len(hs))
+	})
+	e.waitNodeState(e.a, persysv1.NodeState_NODE_STATE_READY)
+	e.waitRunningOn(wa, e.a)
+	e.waitDigestServed(1)
 }

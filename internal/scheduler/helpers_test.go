@@ -749,15 +749,17 @@ func findRejection(d *persysv1.PlacementDecision, node string) *persysv1.NodeRej
 
 // serveChannel holds node id's control stream over conn, answering with
 // srv, until the test ends: an agent whose loop does not run.
-func serveChannel(t *testing.T, conn grpc.ClientConnInterface, id string, srv persysv1grpc.AgentServiceServer) {
+func serveChannel(t *testing.T, conn grpc.ClientConnInterface, id string, srv persysv1grpc.AgentServiceServer) *nodechannel.Link {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	accepted := make(chan struct{})
 	done := make(chan error, 1)
+	var link *nodechannel.Link
 	go func() {
 		stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
 		if err == nil {
-			err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: id, Server: srv, Accepted: func() { close(accepted) }})
+			err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: id, Server: srv,
+				Linked: func(l *nodechannel.Link) { link = l; close(accepted) }})
 		}
 		done <- err
 	}()
@@ -770,4 +772,5 @@ func serveChannel(t *testing.T, conn grpc.ClientConnInterface, id string, srv pe
 	case <-time.After(30 * time.Second):
 		t.Fatalf("node %s control stream not accepted", id)
 	}
+	return link
 }

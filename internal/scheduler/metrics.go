@@ -22,6 +22,7 @@ type metrics struct {
 	failures          *prometheus.CounterVec
 	heartbeats        prometheus.Counter
 	digestOnly        *prometheus.CounterVec
+	deltas            *prometheus.CounterVec
 	nodeLosses        prometheus.Counter
 	leasesRenewed     prometheus.Counter
 	orphansRemoved    prometheus.Counter
@@ -58,6 +59,10 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			Name: "heartbeats_digest_only_total",
 			Help: "Heartbeats (counted in heartbeats_total too) that carried only the digest of the node's unchanged list, by result: served from the list held, or resend_full when none with that digest was held."},
 			[]string{"result"}),
+		deltas: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "heartbeats_delta_total",
+			Help: "Heartbeats (counted in heartbeats_total too) that carried only the changes to the node's list, by result: applied, or send_full_list when the list held could not give the agent's."},
+			[]string{"result"}),
 		nodeLosses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "node_losses_total", Help: "Nodes turned NotReady because their lease expired."}),
 		leasesRenewed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
@@ -75,11 +80,14 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 	for _, r := range []string{"served", "resend_full"} {
 		m.digestOnly.WithLabelValues(r) // both series from the start, at 0
 	}
+	for _, r := range []string{"applied", "send_full_list"} {
+		m.deltas.WithLabelValues(r)
+	}
 	if reg == nil {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.applyResends, m.failures, m.heartbeats, m.digestOnly, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
+		m.applies, m.applyResends, m.failures, m.heartbeats, m.digestOnly, m.deltas, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
 	reg.MustRegister(m.grpc.Collectors()...)
 	return m
 }

@@ -83,7 +83,8 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 // processes its report. An unknown node or an expired lease asks the agent
 // to register again. A report that is only the digest of the node's last
 // full list is served from the list held, or, without it, answered with
-// resend_full.
+// resend_full; a change to it (delta) is applied to the list held, or,
+// when that cannot give the agent's list, answered with send_full_list.
 func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
 	id := req.GetNodeId()
 	if err := checkRepairs(req.GetRepairs()); err != nil {
@@ -110,6 +111,14 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	if portsChanged {
 		// A port given up may be what a pending workload waits for.
 		s.queuePending()
+	}
+	if req.GetDelta() {
+		if !s.processDelta(id, req.GetWorkloads(), req.GetRemoved(), req.GetReportDigest()) {
+			s.metrics.deltas.WithLabelValues("send_full_list").Inc()
+			return &persysv1.HeartbeatResponse{SendFullList: true, HeartbeatIntervalMs: intervalMs}, nil
+		}
+		s.metrics.deltas.WithLabelValues("applied").Inc()
+		return &persysv1.HeartbeatResponse{DigestKept: true, HeartbeatIntervalMs: intervalMs}, nil
 	}
 	if req.GetDigestOnly() {
 		if !s.processDigest(id, req.GetReportDigest()) {
@@ -174,6 +183,23 @@ func HeartbeatInterval(nodes int, base, ttl time.Duration, rate float64) time.Du
 func (s *Scheduler) processReports(nodeID string, reports []*persysv1.WorkloadStatus, digest uint64) bool {
 	r := s.cache.StoreReports(nodeID, reports, digest)
 	if !r.Known {
+		return false
+	}
+	for _, n := range r.Changed {
+		s.queue.Add(n)
+	}
+	for _, o := range r.Orphans {
+		s.removeOrphan(nodeID, o.Name, o.UID)
+	}
+	return true
+}
+
+// processDelta applies a heartbeat's change to the node's list (see
+// statecache.Cache.ApplyDelta) and goes on as processReports does. It
+// reports false when the agent must send its full list.
+func (s *Scheduler) processDelta(nodeID string, changed []*persysv1.WorkloadStatus, removed []string, digest uint64) bool {
+	r, ok := s.cache.ApplyDelta(nodeID, changed, removed, digest)
+	if !ok {
 		return false
 	}
 	for _, n := range r.Changed {

@@ -30,11 +30,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/reconcile"
+	"github.com/persys-dev/compute/internal/scheduler/controlapi"
 	"github.com/persys-dev/compute/internal/scheduler/election"
 	"github.com/persys-dev/compute/internal/scheduler/gitcompose"
 	"github.com/persys-dev/compute/internal/scheduler/statecache"
@@ -289,7 +291,10 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	s.metrics = newMetrics(cfg.Registry, s)
 	s.nodes = nodechannel.NewHub(nodechannel.HubConfig{Log: cfg.Logger, Metrics: nodechannel.NewMetrics(cfg.Registry),
-		Observe: cfg.ObserveAgentCall})
+		Observe: cfg.ObserveAgentCall,
+		Heartbeat: func(ctx context.Context, _ string, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+			return controlapi.Heartbeat(ctx, s, req)
+		}})
 	s.events = newEventWriter(cfg.Store, cfg.Logger)
 	s.audit = cfg.Store.AuditLog(cfg.AuditRetention)
 	s.identity = identity.New(identity.Config{Store: cfg.Store, Audit: s.audit, Nodes: identityNodes{s},

@@ -2946,7 +2946,15 @@ type HeartbeatRequest struct {
 	// Crash leftovers the agent finished since its last heartbeat that
 	// reached the scheduler (at most 256), each told once as a Repaired
 	// event.
-	Repairs       []*AgentRepair `protobuf:"bytes,7,rep,name=repairs,proto3" json:"repairs,omitempty"`
+	Repairs []*AgentRepair `protobuf:"bytes,7,rep,name=repairs,proto3" json:"repairs,omitempty"`
+	// Set when workloads holds only the statuses that changed since the
+	// last list the scheduler acknowledged (digest_kept) and removed the
+	// names gone from it; report_digest is then the digest of the full new
+	// list, which the scheduler checks after applying the change to the
+	// list it holds. Not with digest_only.
+	Delta bool `protobuf:"varint,8,opt,name=delta,proto3" json:"delta,omitempty"`
+	// With delta: the workloads no longer run on the node. At most 10,000.
+	Removed       []string `protobuf:"bytes,9,rep,name=removed,proto3" json:"removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3026,6 +3034,20 @@ func (x *HeartbeatRequest) GetUsedHostPorts() []*HostPort {
 func (x *HeartbeatRequest) GetRepairs() []*AgentRepair {
 	if x != nil {
 		return x.Repairs
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetDelta() bool {
+	if x != nil {
+		return x.Delta
+	}
+	return false
+}
+
+func (x *HeartbeatRequest) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
 	}
 	return nil
 }
@@ -3122,8 +3144,12 @@ type HeartbeatResponse struct {
 	// together send about its heartbeat rate target, and keeps it at most a
 	// third of the lease TTL.
 	HeartbeatIntervalMs int64 `protobuf:"varint,4,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Set in answer to a delta the scheduler could not apply: it holds no
+	// list of the node, or the list it made does not have report_digest.
+	// The lease is renewed; the agent sends its full list at once.
+	SendFullList  bool `protobuf:"varint,5,opt,name=send_full_list,json=sendFullList,proto3" json:"send_full_list,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatResponse) Reset() {
@@ -3182,6 +3208,13 @@ func (x *HeartbeatResponse) GetHeartbeatIntervalMs() int64 {
 		return x.HeartbeatIntervalMs
 	}
 	return 0
+}
+
+func (x *HeartbeatResponse) GetSendFullList() bool {
+	if x != nil {
+		return x.SendFullList
+	}
+	return false
 }
 
 type ApplyRequest struct {
@@ -5074,7 +5107,7 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\x03R\x13heartbeatIntervalMs\x12*\n" +
 	"\x11lease_ttl_seconds\x18\x02 \x01(\x03R\x0fleaseTtlSeconds\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\xc5\x02\n" +
+	"cluster_id\x18\x03 \x01(\tR\tclusterId\"\xf5\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12*\n" +
 	"\x05usage\x18\x02 \x01(\v2\x14.persys.v1.ResourcesR\x05usage\x127\n" +
@@ -5083,12 +5116,14 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\vdigest_only\x18\x05 \x01(\bR\n" +
 	"digestOnly\x12;\n" +
 	"\x0fused_host_ports\x18\x06 \x03(\v2\x13.persys.v1.HostPortR\rusedHostPorts\x120\n" +
-	"\arepairs\x18\a \x03(\v2\x16.persys.v1.AgentRepairR\arepairs\"s\n" +
+	"\arepairs\x18\a \x03(\v2\x16.persys.v1.AgentRepairR\arepairs\x12\x14\n" +
+	"\x05delta\x18\b \x01(\bR\x05delta\x12\x18\n" +
+	"\aremoved\x18\t \x03(\tR\aremoved\"s\n" +
 	"\vAgentRepair\x12\x1a\n" +
 	"\bworkload\x18\x01 \x01(\tR\bworkload\x12\x18\n" +
 	"\aruntime\x18\x02 \x01(\tR\aruntime\x12\x16\n" +
 	"\x06action\x18\x03 \x01(\tR\x06action\x12\x16\n" +
-	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xa9\x01\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail\"\xcf\x01\n" +
 	"\x11HeartbeatResponse\x12\x1e\n" +
 	"\n" +
 	"reregister\x18\x01 \x01(\bR\n" +
@@ -5097,7 +5132,8 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"resendFull\x12\x1f\n" +
 	"\vdigest_kept\x18\x03 \x01(\bR\n" +
 	"digestKept\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x04 \x01(\x03R\x13heartbeatIntervalMs\"\xf6\x01\n" +
+	"\x15heartbeat_interval_ms\x18\x04 \x01(\x03R\x13heartbeatIntervalMs\x12$\n" +
+	"\x0esend_full_list\x18\x05 \x01(\bR\fsendFullList\"\xf6\x01\n" +
 	"\fApplyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12;\n" +
 	"\x06labels\x18\x02 \x03(\v2#.persys.v1.ApplyRequest.LabelsEntryR\x06labels\x12+\n" +

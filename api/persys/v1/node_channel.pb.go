@@ -41,6 +41,8 @@ type SchedulerFrame struct {
 	//	*SchedulerFrame_Cancel
 	//	*SchedulerFrame_Accepted
 	//	*SchedulerFrame_Credit
+	//	*SchedulerFrame_HeartbeatAck
+	//	*SchedulerFrame_Error
 	Body          isSchedulerFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -187,6 +189,24 @@ func (x *SchedulerFrame) GetCredit() *FollowCredit {
 	return nil
 }
 
+func (x *SchedulerFrame) GetHeartbeatAck() *HeartbeatResponse {
+	if x != nil {
+		if x, ok := x.Body.(*SchedulerFrame_HeartbeatAck); ok {
+			return x.HeartbeatAck
+		}
+	}
+	return nil
+}
+
+func (x *SchedulerFrame) GetError() *status.Status {
+	if x != nil {
+		if x, ok := x.Body.(*SchedulerFrame_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
 type isSchedulerFrame_Body interface {
 	isSchedulerFrame_Body()
 }
@@ -237,6 +257,18 @@ type SchedulerFrame_Credit struct {
 	Credit *FollowCredit `protobuf:"bytes,19,opt,name=credit,proto3,oneof"`
 }
 
+type SchedulerFrame_HeartbeatAck struct {
+	// Answers the agent's heartbeat call_id, as the unary
+	// ControlService.Heartbeat would.
+	HeartbeatAck *HeartbeatResponse `protobuf:"bytes,20,opt,name=heartbeat_ack,json=heartbeatAck,proto3,oneof"`
+}
+
+type SchedulerFrame_Error struct {
+	// The agent's call call_id (a heartbeat) failed: the status as
+	// ControlService.Heartbeat would have returned it.
+	Error *status.Status `protobuf:"bytes,21,opt,name=error,proto3,oneof"`
+}
+
 func (*SchedulerFrame_Apply) isSchedulerFrame_Body() {}
 
 func (*SchedulerFrame_Delete) isSchedulerFrame_Body() {}
@@ -257,6 +289,10 @@ func (*SchedulerFrame_Accepted) isSchedulerFrame_Body() {}
 
 func (*SchedulerFrame_Credit) isSchedulerFrame_Body() {}
 
+func (*SchedulerFrame_HeartbeatAck) isSchedulerFrame_Body() {}
+
+func (*SchedulerFrame_Error) isSchedulerFrame_Body() {}
+
 // AgentFrame goes from the agent to the scheduler.
 type AgentFrame struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -273,6 +309,7 @@ type AgentFrame struct {
 	//	*AgentFrame_LogChunk
 	//	*AgentFrame_Error
 	//	*AgentFrame_End
+	//	*AgentFrame_Heartbeat
 	Body          isAgentFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -412,6 +449,15 @@ func (x *AgentFrame) GetEnd() *CallEnd {
 	return nil
 }
 
+func (x *AgentFrame) GetHeartbeat() *HeartbeatRequest {
+	if x != nil {
+		if x, ok := x.Body.(*AgentFrame_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
 type isAgentFrame_Body interface {
 	isAgentFrame_Body()
 }
@@ -460,6 +506,13 @@ type AgentFrame_End struct {
 	End *CallEnd `protobuf:"bytes,19,opt,name=end,proto3,oneof"`
 }
 
+type AgentFrame_Heartbeat struct {
+	// Renews the node's lease and reports its workloads (lease renewal
+	// on the stream; answered by heartbeat_ack or error). The agent sends
+	// one at a time, call_id growing from 1 on each stream.
+	Heartbeat *HeartbeatRequest `protobuf:"bytes,20,opt,name=heartbeat,proto3,oneof"`
+}
+
 func (*AgentFrame_Hello) isAgentFrame_Body() {}
 
 func (*AgentFrame_Apply) isAgentFrame_Body() {}
@@ -479,6 +532,8 @@ func (*AgentFrame_LogChunk) isAgentFrame_Body() {}
 func (*AgentFrame_Error) isAgentFrame_Body() {}
 
 func (*AgentFrame_End) isAgentFrame_Body() {}
+
+func (*AgentFrame_Heartbeat) isAgentFrame_Body() {}
 
 type ChannelHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -684,7 +739,7 @@ var File_persys_v1_node_channel_proto protoreflect.FileDescriptor
 
 const file_persys_v1_node_channel_proto_rawDesc = "" +
 	"\n" +
-	"\x1cpersys/v1/node_channel.proto\x12\tpersys.v1\x1a\x17google/rpc/status.proto\x1a\x15persys/v1/agent.proto\x1a\x15persys/v1/types.proto\"\xaf\x05\n" +
+	"\x1cpersys/v1/node_channel.proto\x12\tpersys.v1\x1a\x17google/rpc/status.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto\x1a\x15persys/v1/types.proto\"\xa0\x06\n" +
 	"\x0eSchedulerFrame\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12,\n" +
 	"\x12deadline_unix_nano\x18\x02 \x01(\x03R\x10deadlineUnixNano\x127\n" +
@@ -700,8 +755,10 @@ const file_persys_v1_node_channel_proto_rawDesc = "" +
 	"followLogs\x12/\n" +
 	"\x06cancel\x18\x11 \x01(\v2\x15.persys.v1.CancelCallH\x00R\x06cancel\x128\n" +
 	"\baccepted\x18\x12 \x01(\v2\x1a.persys.v1.ChannelAcceptedH\x00R\baccepted\x121\n" +
-	"\x06credit\x18\x13 \x01(\v2\x17.persys.v1.FollowCreditH\x00R\x06creditB\x06\n" +
-	"\x04body\"\xd5\x04\n" +
+	"\x06credit\x18\x13 \x01(\v2\x17.persys.v1.FollowCreditH\x00R\x06credit\x12C\n" +
+	"\rheartbeat_ack\x18\x14 \x01(\v2\x1c.persys.v1.HeartbeatResponseH\x00R\fheartbeatAck\x12*\n" +
+	"\x05error\x18\x15 \x01(\v2\x12.google.rpc.StatusH\x00R\x05errorB\x06\n" +
+	"\x04body\"\x92\x05\n" +
 	"\n" +
 	"AgentFrame\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12/\n" +
@@ -715,7 +772,8 @@ const file_persys_v1_node_channel_proto_rawDesc = "" +
 	"\x04logs\x18\x10 \x01(\v2\".persys.v1.GetWorkloadLogsResponseH\x00R\x04logs\x12D\n" +
 	"\tlog_chunk\x18\x11 \x01(\v2%.persys.v1.StreamWorkloadLogsResponseH\x00R\blogChunk\x12*\n" +
 	"\x05error\x18\x12 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12&\n" +
-	"\x03end\x18\x13 \x01(\v2\x12.persys.v1.CallEndH\x00R\x03endB\x06\n" +
+	"\x03end\x18\x13 \x01(\v2\x12.persys.v1.CallEndH\x00R\x03end\x12;\n" +
+	"\theartbeat\x18\x14 \x01(\v2\x1b.persys.v1.HeartbeatRequestH\x00R\theartbeatB\x06\n" +
 	"\x04body\"'\n" +
 	"\fChannelHello\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x11\n" +
@@ -754,14 +812,16 @@ var file_persys_v1_node_channel_proto_goTypes = []any{
 	(*HealthCheckRequest)(nil),         // 11: persys.v1.HealthCheckRequest
 	(*GetWorkloadLogsRequest)(nil),     // 12: persys.v1.GetWorkloadLogsRequest
 	(*StreamWorkloadLogsRequest)(nil),  // 13: persys.v1.StreamWorkloadLogsRequest
-	(*ApplyWorkloadResponse)(nil),      // 14: persys.v1.ApplyWorkloadResponse
-	(*DeleteWorkloadResponse)(nil),     // 15: persys.v1.DeleteWorkloadResponse
-	(*WorkloadStatus)(nil),             // 16: persys.v1.WorkloadStatus
-	(*ListAgentWorkloadsResponse)(nil), // 17: persys.v1.ListAgentWorkloadsResponse
-	(*HealthCheckResponse)(nil),        // 18: persys.v1.HealthCheckResponse
-	(*GetWorkloadLogsResponse)(nil),    // 19: persys.v1.GetWorkloadLogsResponse
-	(*StreamWorkloadLogsResponse)(nil), // 20: persys.v1.StreamWorkloadLogsResponse
-	(*status.Status)(nil),              // 21: google.rpc.Status
+	(*HeartbeatResponse)(nil),          // 14: persys.v1.HeartbeatResponse
+	(*status.Status)(nil),              // 15: google.rpc.Status
+	(*ApplyWorkloadResponse)(nil),      // 16: persys.v1.ApplyWorkloadResponse
+	(*DeleteWorkloadResponse)(nil),     // 17: persys.v1.DeleteWorkloadResponse
+	(*WorkloadStatus)(nil),             // 18: persys.v1.WorkloadStatus
+	(*ListAgentWorkloadsResponse)(nil), // 19: persys.v1.ListAgentWorkloadsResponse
+	(*HealthCheckResponse)(nil),        // 20: persys.v1.HealthCheckResponse
+	(*GetWorkloadLogsResponse)(nil),    // 21: persys.v1.GetWorkloadLogsResponse
+	(*StreamWorkloadLogsResponse)(nil), // 22: persys.v1.StreamWorkloadLogsResponse
+	(*HeartbeatRequest)(nil),           // 23: persys.v1.HeartbeatRequest
 }
 var file_persys_v1_node_channel_proto_depIdxs = []int32{
 	7,  // 0: persys.v1.SchedulerFrame.apply:type_name -> persys.v1.ApplyWorkloadRequest
@@ -774,21 +834,24 @@ var file_persys_v1_node_channel_proto_depIdxs = []int32{
 	4,  // 7: persys.v1.SchedulerFrame.cancel:type_name -> persys.v1.CancelCall
 	3,  // 8: persys.v1.SchedulerFrame.accepted:type_name -> persys.v1.ChannelAccepted
 	6,  // 9: persys.v1.SchedulerFrame.credit:type_name -> persys.v1.FollowCredit
-	2,  // 10: persys.v1.AgentFrame.hello:type_name -> persys.v1.ChannelHello
-	14, // 11: persys.v1.AgentFrame.apply:type_name -> persys.v1.ApplyWorkloadResponse
-	15, // 12: persys.v1.AgentFrame.delete:type_name -> persys.v1.DeleteWorkloadResponse
-	16, // 13: persys.v1.AgentFrame.status:type_name -> persys.v1.WorkloadStatus
-	17, // 14: persys.v1.AgentFrame.list:type_name -> persys.v1.ListAgentWorkloadsResponse
-	18, // 15: persys.v1.AgentFrame.health:type_name -> persys.v1.HealthCheckResponse
-	19, // 16: persys.v1.AgentFrame.logs:type_name -> persys.v1.GetWorkloadLogsResponse
-	20, // 17: persys.v1.AgentFrame.log_chunk:type_name -> persys.v1.StreamWorkloadLogsResponse
-	21, // 18: persys.v1.AgentFrame.error:type_name -> google.rpc.Status
-	5,  // 19: persys.v1.AgentFrame.end:type_name -> persys.v1.CallEnd
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	14, // 10: persys.v1.SchedulerFrame.heartbeat_ack:type_name -> persys.v1.HeartbeatResponse
+	15, // 11: persys.v1.SchedulerFrame.error:type_name -> google.rpc.Status
+	2,  // 12: persys.v1.AgentFrame.hello:type_name -> persys.v1.ChannelHello
+	16, // 13: persys.v1.AgentFrame.apply:type_name -> persys.v1.ApplyWorkloadResponse
+	17, // 14: persys.v1.AgentFrame.delete:type_name -> persys.v1.DeleteWorkloadResponse
+	18, // 15: persys.v1.AgentFrame.status:type_name -> persys.v1.WorkloadStatus
+	19, // 16: persys.v1.AgentFrame.list:type_name -> persys.v1.ListAgentWorkloadsResponse
+	20, // 17: persys.v1.AgentFrame.health:type_name -> persys.v1.HealthCheckResponse
+	21, // 18: persys.v1.AgentFrame.logs:type_name -> persys.v1.GetWorkloadLogsResponse
+	22, // 19: persys.v1.AgentFrame.log_chunk:type_name -> persys.v1.StreamWorkloadLogsResponse
+	15, // 20: persys.v1.AgentFrame.error:type_name -> google.rpc.Status
+	5,  // 21: persys.v1.AgentFrame.end:type_name -> persys.v1.CallEnd
+	23, // 22: persys.v1.AgentFrame.heartbeat:type_name -> persys.v1.HeartbeatRequest
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_node_channel_proto_init() }
@@ -797,6 +860,7 @@ func file_persys_v1_node_channel_proto_init() {
 		return
 	}
 	file_persys_v1_agent_proto_init()
+	file_persys_v1_control_proto_init()
 	file_persys_v1_types_proto_init()
 	file_persys_v1_node_channel_proto_msgTypes[0].OneofWrappers = []any{
 		(*SchedulerFrame_Apply)(nil),
@@ -809,6 +873,8 @@ func file_persys_v1_node_channel_proto_init() {
 		(*SchedulerFrame_Cancel)(nil),
 		(*SchedulerFrame_Accepted)(nil),
 		(*SchedulerFrame_Credit)(nil),
+		(*SchedulerFrame_HeartbeatAck)(nil),
+		(*SchedulerFrame_Error)(nil),
 	}
 	file_persys_v1_node_channel_proto_msgTypes[1].OneofWrappers = []any{
 		(*AgentFrame_Hello)(nil),
@@ -821,6 +887,7 @@ func file_persys_v1_node_channel_proto_init() {
 		(*AgentFrame_LogChunk)(nil),
 		(*AgentFrame_Error)(nil),
 		(*AgentFrame_End)(nil),
+		(*AgentFrame_Heartbeat)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

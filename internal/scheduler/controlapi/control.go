@@ -178,22 +178,55 @@ func (c *controlService) RegisterNode(ctx context.Context, req *persysv1.Registe
 }
 
 func (c *controlService) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
-	if err := c.s.Serving(ctx); err != nil {
+	return Heartbeat(ctx, c.s, req)
+}
+
+// maxRemoved bounds the names one delta heartbeat removes.
+const maxRemoved = 10000
+
+// Heartbeat is the one path of a node's heartbeat, whether it came as a
+// unary ControlService call or on the node's control stream: it checks the
+// request, field by field, and hands it to the loop.
+func Heartbeat(ctx context.Context, s Loop, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+	if err := s.Serving(ctx); err != nil {
 		return nil, err
 	}
 	if err := validateNodeCall(ctx, req.GetNodeId()); err != nil {
 		return nil, err
 	}
+	if err := validateHeartbeat(req); err != nil {
+		return nil, err
+	}
+	resp, err := s.Heartbeat(ctx, req)
+	return resp, toStatus(err)
+}
+
+// validateHeartbeat checks how a heartbeat's list is told: whole, as its
+// digest alone, or as a change.
+func validateHeartbeat(req *persysv1.HeartbeatRequest) error {
 	if req.GetDigestOnly() {
 		if len(req.GetWorkloads()) > 0 {
-			return nil, status.Errorf(codes.InvalidArgument, "workloads: must be empty with digest_only (has %d)", len(req.GetWorkloads()))
+			return status.Errorf(codes.InvalidArgument, "workloads: must be empty with digest_only (has %d)", len(req.GetWorkloads()))
 		}
 		if req.GetReportDigest() == 0 {
-			return nil, status.Error(codes.InvalidArgument, "report_digest: required with digest_only")
+			return status.Error(codes.InvalidArgument, "report_digest: required with digest_only")
+		}
+		if req.GetDelta() {
+			return status.Error(codes.InvalidArgument, "delta: not with digest_only")
 		}
 	}
-	resp, err := c.s.Heartbeat(ctx, req)
-	return resp, toStatus(err)
+	if req.GetDelta() && req.GetReportDigest() == 0 {
+		return status.Error(codes.InvalidArgument, "report_digest: required with delta")
+	}
+	if n := len(req.GetRemoved()); n > 0 {
+		if !req.GetDelta() {
+			return status.Errorf(codes.InvalidArgument, "removed: only with delta (has %d)", n)
+		}
+		if n > maxRemoved {
+			return status.Errorf(codes.InvalidArgument, "removed: %d names, at most %d", n, maxRemoved)
+		}
+	}
+	return nil
 }
 
 // validateNodeCall checks that an agent speaks only for its own node: the

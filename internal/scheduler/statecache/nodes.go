@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	"github.com/persys-dev/compute/internal/reportdigest"
 )
 
 // RegisterNode records n, a node that registered at now, as alive. What
@@ -126,14 +127,50 @@ func (c *Cache) StoreReports(id string, reports []*persysv1.WorkloadStatus, dige
 	if ne == nil {
 		return Reports{}
 	}
-	out := Reports{Known: true}
 	next := make(map[string]*persysv1.WorkloadStatus, len(reports))
 	for _, st := range reports {
-		name := st.GetName()
-		if name == "" {
-			continue
+		if name := st.GetName(); name != "" {
+			next[name] = st
 		}
+	}
+	return c.storeReportsLocked(id, ne, next, digest)
+}
+
+// ApplyDelta applies a heartbeat's change to node id's list (the statuses
+// that changed and the names removed) and stores the result, as
+// StoreReports would, when its digest is digest. ok is false, and nothing
+// changes, when the node sent no full list since this scheduler started or
+// it came back (a change needs a base), or the result is not the list the
+// agent holds: the agent must send it whole.
+func (c *Cache) ApplyDelta(id string, changed []*persysv1.WorkloadStatus, removed []string, digest uint64) (out Reports, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	if ne == nil || !ne.reported || digest == 0 {
+		return Reports{}, false
+	}
+	next := make(map[string]*persysv1.WorkloadStatus, len(ne.reports)+len(changed))
+	for name, st := range ne.reports {
 		next[name] = st
+	}
+	for _, name := range removed {
+		delete(next, name)
+	}
+	for _, st := range changed {
+		if name := st.GetName(); name != "" {
+			next[name] = st
+		}
+	}
+	if reportdigest.OfMap(next) != digest {
+		return Reports{}, false
+	}
+	return c.storeReportsLocked(id, ne, next, digest), true
+}
+
+// storeReportsLocked makes next (by name) node id's list.
+func (c *Cache) storeReportsLocked(id string, ne *node, next map[string]*persysv1.WorkloadStatus, digest uint64) Reports {
+	out := Reports{Known: true}
+	for name, st := range next {
 		if !sameReport(ne.reports[name], st) {
 			out.Changed = append(out.Changed, name)
 		}
@@ -210,6 +247,9 @@ func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
 		delete(ne.reports, name)
 		delete(ne.since, name)
 	} else {
+		// The caller goes on with st (it writes it as the status); the
+		// list held is read whole for its digest, so it keeps a copy.
+		st = proto.Clone(st).(*persysv1.WorkloadStatus)
 		ne.noteSince(name, old, st, c.cfg.Now())
 		ne.reports[name] = st
 		if had && sameReport(old, st) && old.GetMessage() == st.GetMessage() {

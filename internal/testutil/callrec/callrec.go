@@ -1,6 +1,7 @@
 // Package callrec records the calls a real gRPC server receives, for
 // tests that check what reached it: which methods, with which requests,
-// and how long each caller's deadline had left on arrival. It only
+// and how long each caller's deadline had left on arrival. A heartbeat
+// that came on a node's control stream is recorded as a Heartbeat call. It only
 // observes: every call is answered by the server's own handler. Install
 // a Recorder with its ServerOptions (realsched.Options.ServerOptions
 // takes them); production code must not import it.
@@ -14,7 +15,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
 // Call is one call as the server received it.
@@ -90,14 +94,47 @@ type recordingStream struct {
 	r      *Recorder
 	method string
 	once   sync.Once
+
+	mu sync.Mutex
+	// heartbeats are those that came on a control stream, by call id,
+	// until answered.
+	heartbeats map[uint64]Call
 }
 
 func (s *recordingStream) RecvMsg(m any) error {
 	err := s.ServerStream.RecvMsg(m)
 	if err == nil {
 		s.once.Do(func() { s.r.add(newCall(s.Context(), s.method, m)) })
+		if f, ok := m.(*persysv1.AgentFrame); ok && f.GetHeartbeat() != nil {
+			s.mu.Lock()
+			if s.heartbeats == nil {
+				s.heartbeats = map[uint64]Call{}
+			}
+			s.heartbeats[f.GetCallId()] = newCall(s.Context(), "Heartbeat", f.GetHeartbeat())
+			s.mu.Unlock()
+		}
 	}
 	return err
+}
+
+// SendMsg records the answer to a heartbeat that came on a control
+// stream as a Heartbeat call, before the agent can see the answer.
+func (s *recordingStream) SendMsg(m any) error {
+	if f, ok := m.(*persysv1.SchedulerFrame); ok && (f.GetHeartbeatAck() != nil || f.GetError() != nil) {
+		s.mu.Lock()
+		c, pending := s.heartbeats[f.GetCallId()]
+		delete(s.heartbeats, f.GetCallId())
+		s.mu.Unlock()
+		if pending {
+			if ack := f.GetHeartbeatAck(); ack != nil {
+				c.Response = proto.Clone(ack)
+			} else {
+				c.Err = status.FromProto(f.GetError()).Err()
+			}
+			s.r.add(c)
+		}
+	}
+	return s.ServerStream.SendMsg(m)
 }
 
 // Calls returns the calls of method so far, unary ones in the order they
