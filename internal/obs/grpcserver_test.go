@@ -103,11 +103,22 @@ func panics(t *testing.T, reg *prometheus.Registry, name, method string) float64
 // before their first call; a handler's panic is Internal, counted as
 // such and as a panic.
 func TestGRPCServerMeasuresAndLogsEachCall(t *testing.T) {
+	testGRPCServerCalls(t, slog.LevelDebug, []string{"DEBUG OK", "WARN NotFound", "WARN Internal"})
+}
+
+// TestGRPCServerLogsOnlyFailuresAtInfo: without debug lines a success
+// writes nothing (its line is never built) and a failure's line has the
+// same fields as under debug.
+func TestGRPCServerLogsOnlyFailuresAtInfo(t *testing.T) {
+	testGRPCServerCalls(t, slog.LevelInfo, []string{"WARN NotFound", "WARN Internal"})
+}
+
+func testGRPCServerCalls(t *testing.T, level slog.Level, want []string) {
 	reg := prometheus.NewRegistry()
 	g := obs.NewGRPCServer("test")
 	reg.MustRegister(g.Collectors()...)
 	var logs syncBuffer
-	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: level}))
 
 	boom := grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if req.(*healthpb.HealthCheckRequest).GetService() == "boom" {
@@ -163,11 +174,15 @@ func TestGRPCServerMeasuresAndLogsEachCall(t *testing.T) {
 			continue
 		}
 		got = append(got, l["level"].(string)+" "+l["grpc.code"].(string))
-		if _, ok := l["grpc.time_ms"]; !ok {
-			t.Errorf("call log line without a duration: %v", l)
+		for _, field := range []string{"grpc.time_ms", "grpc.service", "grpc.component", "peer.address"} {
+			if _, ok := l[field]; !ok {
+				t.Errorf("call log line without %s: %v", field, l)
+			}
+		}
+		if l["grpc.code"] != "OK" && l["grpc.error"] == nil {
+			t.Errorf("failed call's line without grpc.error: %v", l)
 		}
 	}
-	want := []string{"DEBUG OK", "WARN NotFound", "WARN Internal"}
 	if len(got) != len(want) {
 		t.Fatalf("call log lines %v, want %v", got, want)
 	}
