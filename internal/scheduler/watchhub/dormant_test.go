@@ -17,6 +17,8 @@ import (
 // the contexts of its etcd watches.
 type countingSource struct {
 	*store.Store
+	// gate, when set, holds every load until it closes.
+	gate    chan struct{}
 	mu      sync.Mutex
 	loads   int
 	watches []context.Context
@@ -26,6 +28,13 @@ func (c *countingSource) LoadWatchState(ctx context.Context, eventKeys int) (*st
 	c.mu.Lock()
 	c.loads++
 	c.mu.Unlock()
+	if c.gate != nil {
+		select {
+		case <-c.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	return c.Store.LoadWatchState(ctx, eventKeys)
 }
 
@@ -106,8 +115,10 @@ func TestDormantUntilFirstWatch(t *testing.T) {
 	if len(names) != 1 || names[0] != "a" || at < rev {
 		t.Fatalf("first watch listed %v at revision %d, want [a] at %d or later", names, at, rev)
 	}
-	if loads, open := src.counts(); !h.Active() || loads != 1 || open != 1 {
-		t.Fatalf("after the first watch: active %v, %d loads, %d etcd watches; want 1 and 1", h.Active(), loads, open)
+	// The etcd watch opens right after the load that served the list.
+	eventually(t, "one etcd watch open", func() bool { _, open := src.counts(); return open == 1 })
+	if loads, _ := src.counts(); !h.Active() || loads != 1 {
+		t.Fatalf("after the first watch: active %v, %d loads; want active after 1 load", h.Active(), loads)
 	}
 }
 
@@ -118,7 +129,10 @@ func TestDropAfterLingerAndWakeAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, before := list(t, h)
-	eventually(t, "the state is dropped with no watcher", func() bool { return !h.Active() })
+	eventually(t, "the state and the etcd watch are dropped with no watcher", func() bool {
+		_, open := src.counts()
+		return !h.Active() && open == 0
+	})
 	if loads, open := src.counts(); loads != 1 || open != 0 || h.Revision() != 0 {
 		t.Fatalf("dropped: %d loads, %d etcd watches, revision %d; want 1 load, no watch, revision 0", loads, open, h.Revision())
 	}
@@ -196,5 +210,52 @@ func TestWatchAcrossDrops(t *testing.T) {
 	}
 	if loads, _ := src.counts(); loads < 2 {
 		t.Logf("the hub loaded %d times (drops raced the watches)", loads)
+	}
+}
+
+// TestStopWhileWaking: a watch waiting for the state to load ends with
+// ErrStopped when the hub stops before the load, and so does a new one
+// until Run starts again.
+func TestStopWhileWaking(t *testing.T) {
+	st, _ := storetest.New(t)
+	src := &countingSource{Store: st, gate: make(chan struct{})}
+	h := watchhub.New(watchhub.Config{Source: src})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = h.Run(ctx) }()
+
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.Watch(context.Background(), watchhub.Request{Kind: watchhub.Workloads})
+		errc <- err
+	}()
+	eventually(t, "the watch starts a load", func() bool { loads, _ := src.counts(); return loads == 1 })
+	cancel()
+	<-done
+	if err := <-errc; !errors.Is(err, watchhub.ErrStopped) {
+		t.Fatalf("waiting watch ended with %v, want ErrStopped", err)
+	}
+	if _, err := h.Watch(context.Background(), watchhub.Request{Kind: watchhub.Workloads}); !errors.Is(err, watchhub.ErrStopped) {
+		t.Fatalf("watch of a stopped hub: %v, want ErrStopped", err)
+	}
+
+	// Run again (a new leadership term): watches are served again.
+	close(src.gate)
+	ctx, cancel = context.WithCancel(context.Background())
+	done = make(chan struct{})
+	go func() { defer close(done); _ = h.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	if _, err := st.CreateWorkload(context.Background(), workload("a", nil)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new Run serves watches", func() bool {
+		w, err := h.Watch(context.Background(), watchhub.Request{Kind: watchhub.Nodes})
+		if err == nil {
+			w.Close()
+		}
+		return err == nil
+	})
+	if names, _ := list(t, h); fmt.Sprint(names) != "[a]" {
+		t.Fatalf("after a new Run: listed %v, want [a]", names)
 	}
 }
