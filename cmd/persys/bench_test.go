@@ -48,3 +48,23 @@ func TestBenchNodeCapacityFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestBenchSchedulerMemoryLimitFlag(t *testing.T) {
+	tp, _, err := newBenchCommand().Find([]string{bench.ScenarioThroughput})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := tp.Flags().Lookup("scheduler-memory-limit")
+	if f == nil {
+		t.Fatal("throughput has no --scheduler-memory-limit")
+	}
+	if f.DefValue != "0" {
+		t.Errorf("default %q, want 0 (no limit)", f.DefValue)
+	}
+	if err := tp.Flags().Set("scheduler-memory-limit", "1GiB"); err != nil || f.Value.String() != "1GiB" {
+		t.Errorf("--scheduler-memory-limit 1GiB: %v, value %s", err, f.Value)
+	}
+	if err := tp.ParseFlags([]string{"--scheduler-memory-limit", "1GB"}); err == nil || !strings.Contains(err.Error(), "--scheduler-memory-limit") {
+		t.Errorf("--scheduler-memory-limit 1GB: %v, want an error naming the flag", err)
+	}
+}

@@ -57,6 +57,7 @@ type schedulerOptions struct {
 	certValidity  time.Duration
 	renewFraction float64
 	gcPercent     int
+	memoryLimit   gctune.MemoryLimit
 	// auditRetention is how long audit events are kept (users.go).
 	auditRetention time.Duration
 	// secretsKeyFile holds the keys that seal secrets (secretskey.go).
@@ -96,6 +97,7 @@ func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.secretsKeyFile, "secrets-key-file", "", "key file (JSON, mode 0600) that encrypts secrets at rest (persys secrets-key generate or rotate manages it), SIGHUP re-reads it; without it the secret API answers FailedPrecondition")
 	f.Float64Var(&o.renewFraction, "cert-renew-fraction", pki.DefaultRenewFraction, "renew this scheduler's own certificate after this share of its lifetime, in (0, 1) (needs --ca-dir)")
 	f.IntVar(&o.gcPercent, "gc-percent", gctune.DefaultPercent, "garbage collector target (as GOGC; a GOGC environment variable wins): more heap for less CPU")
+	f.Var(&o.memoryLimit, "memory-limit", "soft limit of the process's memory (as GOMEMLIMIT, e.g. 3584MiB or 3.5GiB; a GOMEMLIMIT environment variable wins; 0: none): near it the garbage collector runs more often whatever --gc-percent says")
 }
 
 func (o *schedulerOptions) validate() error {
@@ -243,6 +245,11 @@ func newSchedulerCommand() *cobra.Command {
 				log.Info("garbage collector target set", "gc_percent", o.gcPercent)
 			} else {
 				log.Info("garbage collector target left to GOGC", "GOGC", os.Getenv("GOGC"))
+			}
+			if gctune.ApplyMemoryLimit(o.memoryLimit) {
+				log.Info("memory limit set", "memory_limit", o.memoryLimit.String())
+			} else if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+				log.Info("memory limit left to GOMEMLIMIT", "GOMEMLIMIT", v)
 			}
 			return runScheduler(ctx, o, log, nil)
 		},

@@ -234,3 +234,30 @@ func TestSchedulerAgentCallsPerNode(t *testing.T) {
 		}
 	}
 }
+
+func TestSchedulerMemoryLimitFlag(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "3584MiB": 3584 << 20, "3.5GiB": 3584 << 20} {
+		o := schedulerOptions{}
+		cmd := &cobra.Command{}
+		o.flags(cmd)
+		if err := cmd.ParseFlags([]string{"--memory-limit", in}); err != nil {
+			t.Errorf("--memory-limit %s: %v", in, err)
+			continue
+		}
+		if int64(o.memoryLimit) != want {
+			t.Errorf("--memory-limit %s: %d bytes, want %d", in, o.memoryLimit, want)
+		}
+	}
+	for _, in := range []string{"4GB", "-1GiB", "4096", "lots"} {
+		o := schedulerOptions{}
+		cmd := &cobra.Command{}
+		o.flags(cmd)
+		err := cmd.ParseFlags([]string{"--memory-limit", in})
+		if err == nil || !strings.Contains(err.Error(), "--memory-limit") {
+			t.Errorf("--memory-limit %s: %v, want an error naming the flag", in, err)
+		}
+	}
+	if o := validSchedulerOptions(); o.memoryLimit != 0 {
+		t.Errorf("default memory limit %d, want 0 (none)", o.memoryLimit)
+	}
+}

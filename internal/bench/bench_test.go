@@ -344,6 +344,7 @@ func TestSchedProcConfigValidate(t *testing.T) {
 	}{
 		{"no etcd", func(c *schedProcConfig) { c.EtcdEndpoints = nil }, "etcd_endpoints"},
 		{"gc target out of range", func(c *schedProcConfig) { c.GCPercent = 5 }, "gc_percent"},
+		{"negative memory limit", func(c *schedProcConfig) { c.MemoryLimit = -1 }, "memory_limit"},
 		{"etcd off loopback", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"https://10.0.0.1:2379"} }, "etcd_endpoints"},
 		{"etcd plaintext", func(c *schedProcConfig) { c.EtcdEndpoints = []string{"http://127.0.0.1:2379"} }, "etcd_endpoints"},
 		{"etcd without client key", func(c *schedProcConfig) { c.EtcdKey = "" }, "etcd_key"},

@@ -65,6 +65,10 @@ type ClusterOptions struct {
 	// GOGC environment variable wins. With SchedulerProcess it is set in
 	// the scheduler's process, and the bench process keeps its own.
 	GCPercent int
+	// MemoryLimit is the soft memory limit of the process that runs the
+	// scheduler (0: none), as persys scheduler --memory-limit; a
+	// GOMEMLIMIT environment variable wins.
+	MemoryLimit gctune.MemoryLimit
 	// NodeCPUMillis and NodeMemoryBytes are each hollow node's capacity
 	// (default 4000 mCPU, 8 GiB).
 	NodeCPUMillis, NodeMemoryBytes int64
@@ -369,6 +373,7 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 		// This process runs the scheduler: give it the scheduler's GC
 		// target (persys scheduler sets the same).
 		gctune.Apply(o.GCPercent)
+		gctune.ApplyMemoryLimit(o.MemoryLimit)
 		err = c.startScheduler(ctx, bundle)
 	}
 	if err != nil {
@@ -500,7 +505,8 @@ func (c *Cluster) startSchedProc(ctx context.Context) error {
 		EtcdCA:        c.etcdTLS.CAFile, EtcdCert: c.etcdTLS.CertFile, EtcdKey: c.etcdTLS.KeyFile,
 		HeartbeatInterval: c.opts.HeartbeatInterval, LeaseTTL: c.opts.LeaseTTL,
 		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers, GCPercent: c.opts.GCPercent,
-		CPUProfile: c.opts.SchedulerCPUProfile, HeapProfile: c.opts.SchedulerHeapProfile,
+		MemoryLimit: int64(c.opts.MemoryLimit),
+		CPUProfile:  c.opts.SchedulerCPUProfile, HeapProfile: c.opts.SchedulerHeapProfile,
 	}
 	if c.opts.ClientTLS {
 		f := c.bundle.Scheduler

@@ -67,6 +67,7 @@ type schedProcConfig struct {
 	RescheduleGrace   time.Duration `json:"reschedule_grace"`
 	Workers           int           `json:"workers"`
 	GCPercent         int           `json:"gc_percent"`
+	MemoryLimit       int64         `json:"memory_limit,omitempty"`
 	// CPUProfile and HeapProfile are the only files the child writes
 	// profiles to, fixed when it starts: its loopback HTTP port takes no
 	// path, so another local process cannot make it write elsewhere.
@@ -103,6 +104,9 @@ func (c schedProcConfig) validate() error {
 		if err := gctune.Validate("gc_percent", c.GCPercent); err != nil {
 			return err
 		}
+	}
+	if c.MemoryLimit < 0 {
+		return errors.New("memory_limit: must not be negative")
 	}
 	for field, p := range map[string]string{"cpu_profile": c.CPUProfile, "heap_profile": c.HeapProfile,
 		"client_ca": c.ClientCA, "client_cert": c.ClientCert, "client_key": c.ClientKey} {
@@ -162,6 +166,7 @@ func runSchedulerProcess(raw string, stdin io.Reader, stdout io.Writer) error {
 	if cfg.GCPercent != 0 {
 		gctune.Apply(cfg.GCPercent)
 	}
+	gctune.ApplyMemoryLimit(gctune.MemoryLimit(cfg.MemoryLimit))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)

@@ -101,6 +101,7 @@ var (
 	nodesDesc     = prometheus.NewDesc("persys_scheduler_nodes", "Nodes by state.", []string{"state"}, nil)
 	queueDesc     = prometheus.NewDesc("persys_scheduler_queue_depth", "Workloads waiting in the reconcile queue.", nil, nil)
 	revisionDesc  = prometheus.NewDesc("persys_scheduler_etcd_revision", "Current etcd revision (read at scrape time); its growth is the write rate.", nil, nil)
+	watchHubDesc  = prometheus.NewDesc("persys_scheduler_watch_hub_active", "1 while the watch hub holds its copy of the cluster for watchers, 0 while it is dormant (no watcher for a while).", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -108,6 +109,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- nodesDesc
 	ch <- queueDesc
 	ch <- revisionDesc
+	ch <- watchHubDesc
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
@@ -127,6 +129,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(ready), contract.Name(persysv1.NodeState_NODE_STATE_READY))
 	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(notReady), contract.Name(persysv1.NodeState_NODE_STATE_NOT_READY))
 	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(c.s.queue.Len()))
+	active := 0.0
+	if c.s.hub.Active() {
+		active = 1
+	}
+	ch <- prometheus.MustNewConstMetric(watchHubDesc, prometheus.GaugeValue, active)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	if rev, err := c.s.store.Revision(ctx); err == nil {

@@ -35,6 +35,28 @@ func Serve(ctx context.Context, ln net.Listener, s *Scheduler, tlsCfg *tls.Confi
 // streamWorkers is the scheduler's pool of goroutines serving calls.
 const streamWorkers = 256
 
+// Per-connection buffers of the scheduler's server. Every agent holds one
+// connection open for its control stream, mostly idle: over TLS gRPC
+// keeps a read buffer per connection for its whole life (only plaintext
+// reads use a pooled one), while write buffers are taken from a shared
+// pool for each flush. Measured with 2,000 idle TLS connections, each with
+// one stream: 59 KB of heap per connection with the default 32 KiB
+// buffers, 33 KB with these; 16 KiB writes still carry a full HTTP/2
+// frame, and reads bigger than the buffer go straight to the connection.
+const (
+	readBufferBytes  = 8 << 10
+	writeBufferBytes = 16 << 10
+)
+
+// connOptions size the per-connection buffers (see readBufferBytes).
+func connOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.SharedWriteBuffer(true),
+		grpc.ReadBufferSize(readBufferBytes),
+		grpc.WriteBufferSize(writeBufferBytes),
+	}
+}
+
 // ServeWith is Serve with the transport given as server options: opts must
 // set the credentials, and may add interceptors that run before the
 // scheduler's own (after the metrics, the call log and panic
@@ -47,7 +69,7 @@ func ServeWith(ctx context.Context, ln net.Listener, s *Scheduler, opts ...grpc.
 	// Metrics, the call log and recovery come first: a panic in any
 	// interceptor after them (the caller's, authentication) or in a
 	// handler fails only its call, which is counted and logged.
-	all := append(s.metrics.grpc.Options(s.log), opts...)
+	all := append(append(s.metrics.grpc.Options(s.log), connOptions()...), opts...)
 	srv := grpc.NewServer(append(all,
 		// Calls are served by reused goroutines whose stacks have grown
 		// already, not one new goroutine per call that grows its stack

@@ -12,6 +12,14 @@
 // Run while the scheduler serves, and read their Watcher from their own
 // goroutine (the gRPC stream's). There is no goroutine per key or per
 // watcher inside the hub.
+//
+// The copy costs a decoded record, status, assignment and view per
+// workload (about 180 MB at 100,000 workloads), so the hub holds it only
+// while someone watches: Run loads it and opens the etcd watch when the
+// first watcher arrives, and drops both once no watcher has been open for
+// Config.Linger. A position from before a drop is older than the reloaded
+// rings and fails with ErrCompacted, as any position the hub no longer
+// keeps: the client lists again.
 package watchhub
 
 import (
@@ -105,7 +113,14 @@ type Config struct {
 	// (default 64).
 	EventTail int
 	EventKeys int
+	// Linger is how long the state is kept with no watcher before it is
+	// dropped (default DefaultLinger): a client that lists and then
+	// watches, or reconnects, finds it loaded.
+	Linger time.Duration
 }
+
+// DefaultLinger is Config.Linger's default.
+const DefaultLinger = 2 * time.Minute
 
 func (c *Config) defaults() {
 	if c.RingSize <= 0 {
@@ -123,6 +138,9 @@ func (c *Config) defaults() {
 	if c.EventKeys <= 0 {
 		c.EventKeys = 64
 	}
+	if c.Linger <= 0 {
+		c.Linger = DefaultLinger
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -131,34 +149,47 @@ func (c *Config) defaults() {
 // Hub is the fan-out. Make it with New and run it with Run.
 type Hub struct {
 	cfg Config
+	// wake tells Run that wanted turned true.
+	wake chan struct{}
 
 	mu sync.Mutex
-	// ready is closed when the first state is loaded; readyCh is
-	// replaced on every restart.
-	ready   chan struct{}
-	loaded  bool
+	// ready is closed when the state is loaded or the hub stops; a new
+	// one is made when the state is dropped.
+	ready chan struct{}
+	// wanted: a caller asked for the state since it was last dropped.
+	wanted bool
+	// st and rings are nil while the hub is dormant.
 	st      *state
 	rings   [numKinds]*ring
 	subs    [numKinds]map[*Watcher]struct{}
 	stopped bool
+	// lastUsed is when a watcher last came or went, or the state was
+	// loaded: the state is dropped Linger after it with no watcher.
+	lastUsed time.Time
 }
+
+// errIdle ends follow when the state was dropped for want of watchers.
+var errIdle = errors.New("no watchers")
 
 // New returns a hub over cfg.Source; call Run.
 func New(cfg Config) *Hub {
 	cfg.defaults()
-	h := &Hub{cfg: cfg, ready: make(chan struct{})}
+	h := &Hub{cfg: cfg, wake: make(chan struct{}, 1), ready: make(chan struct{})}
 	for k := range h.subs {
 		h.subs[k] = map[*Watcher]struct{}{}
 	}
 	return h
 }
 
-// Run loads the state, follows etcd and feeds the watchers until ctx
-// ends; when the etcd watch fails it ends every watcher (ErrStopped) and
-// starts over from a new load.
+// Run serves watches until ctx ends: while someone watches it loads the
+// state, follows etcd and feeds the watchers; when the etcd watch fails
+// it ends every watcher (ErrStopped) and starts over from a new load;
+// once no watcher has been open for Config.Linger it drops the state and
+// waits for the next one.
 func (h *Hub) Run(ctx context.Context) error {
+	h.start()
 	defer h.stop()
-	for ctx.Err() == nil {
+	for h.awaitWanted(ctx) {
 		ws, err := h.cfg.Source.LoadWatchState(ctx, h.cfg.EventKeys)
 		if err != nil {
 			h.cfg.Logger.Warn("watch hub: load", "err", err)
@@ -169,24 +200,85 @@ func (h *Hub) Run(ctx context.Context) error {
 		}
 		h.reset(ws)
 		err = h.follow(ctx, ws.Revision)
-		if ctx.Err() == nil {
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, errIdle):
+			h.cfg.Logger.Info("watch hub: no watchers; state dropped until the next watch", "linger", h.cfg.Linger)
+		default:
 			h.cfg.Logger.Warn("watch hub: etcd watch ended; reloading", "err", err)
 		}
 	}
 	return nil
 }
 
-// follow applies etcd's batches and sends bookmarks until the watch ends.
+// start readies the hub for a Run after an earlier one stopped it.
+func (h *Hub) start() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		h.stopped = false
+		h.ready = make(chan struct{})
+	}
+}
+
+// awaitWanted waits until a caller wants the state; false when ctx ends.
+func (h *Hub) awaitWanted(ctx context.Context) bool {
+	for {
+		h.mu.Lock()
+		wanted := h.wanted
+		h.mu.Unlock()
+		if wanted {
+			return ctx.Err() == nil
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-h.wake:
+		}
+	}
+}
+
+// wantLocked asks Run for the state and returns the channel closed when
+// it is loaded (or the hub stops).
+func (h *Hub) wantLocked() <-chan struct{} {
+	if !h.wanted {
+		h.wanted = true
+		h.lastUsed = time.Now()
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	}
+	return h.ready
+}
+
+// follow applies etcd's batches and sends bookmarks until the watch ends
+// or the state is dropped (errIdle).
 func (h *Hub) follow(ctx context.Context, rev int64) error {
-	ch := h.cfg.Source.WatchAll(ctx, rev)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := h.cfg.Source.WatchAll(wctx, rev)
+	drain := func() {
+		cancel()
+		for range ch {
+		}
+	}
 	tick := time.NewTicker(h.cfg.Bookmark)
 	defer tick.Stop()
+	idle := time.NewTimer(h.cfg.Linger)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			for range ch {
-			}
+			drain()
 			return ctx.Err()
+		case <-idle.C:
+			if wait := h.dropIfIdle(); wait > 0 {
+				idle.Reset(wait)
+				continue
+			}
+			drain()
+			return errIdle
 		case <-tick.C:
 			h.bookmark()
 		case b, ok := <-ch:
@@ -213,10 +305,34 @@ func (h *Hub) reset(ws *store.WatchSnapshot) {
 	for k := range h.rings {
 		h.rings[k] = newRing(h.cfg.RingSize, ws.Revision)
 	}
-	h.stopped = false
-	if !h.loaded {
-		h.loaded = true
-		close(h.ready)
+	h.lastUsed = time.Now()
+	closeOnce(h.ready)
+}
+
+// dropIfIdle drops the state when no watcher has been open for Linger;
+// otherwise it returns how long to wait before asking again.
+func (h *Hub) dropIfIdle() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.watchersLocked() > 0 {
+		return h.cfg.Linger
+	}
+	if wait := h.cfg.Linger - time.Since(h.lastUsed); wait > 0 {
+		return wait
+	}
+	h.dropLocked()
+	return 0
+}
+
+// dropLocked frees the state; the next watch loads it again.
+func (h *Hub) dropLocked() {
+	h.st = nil
+	h.rings = [numKinds]*ring{}
+	h.wanted = false
+	select {
+	case <-h.ready:
+		h.ready = make(chan struct{})
+	default: // callers already wait on it for the next load
 	}
 }
 
@@ -225,6 +341,16 @@ func (h *Hub) stop() {
 	defer h.mu.Unlock()
 	h.stopped = true
 	h.endAllLocked(fmt.Errorf("%w: the scheduler stopped serving watches", ErrStopped))
+	h.dropLocked()
+	closeOnce(h.ready) // callers waiting for a load get ErrStopped
+}
+
+func closeOnce(ch chan struct{}) {
+	select {
+	case <-ch:
+	default:
+		close(ch)
+	}
 }
 
 func (h *Hub) endAllLocked(err error) {
@@ -234,6 +360,7 @@ func (h *Hub) endAllLocked(err error) {
 		}
 		h.subs[k] = map[*Watcher]struct{}{}
 	}
+	h.lastUsed = time.Now()
 }
 
 // apply turns one revision's changes into items and hands them out.
@@ -259,6 +386,7 @@ func (h *Hub) publishLocked(it *Item) {
 		case w.ch <- it:
 		default:
 			delete(h.subs[it.Kind], w)
+			h.lastUsed = time.Now()
 			w.end(fmt.Errorf("%w: watch fell %d events behind at revision %d; resume from your last revision or list again",
 				ErrFellBehind, cap(w.ch), it.Revision))
 		}
@@ -284,8 +412,8 @@ func (h *Hub) bookmark() {
 	}
 }
 
-// Revision is the newest revision the hub has applied (0 before Run
-// loaded).
+// Revision is the newest revision the hub has applied (0 while it holds
+// no state: before the first watch, or dormant).
 func (h *Hub) Revision() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -295,10 +423,22 @@ func (h *Hub) Revision() int64 {
 	return h.st.rev
 }
 
+// Active reports whether the hub holds its state and follows etcd (it
+// is dormant before the first watch and Linger after the last).
+func (h *Hub) Active() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.st != nil
+}
+
 // Watchers counts open watchers of every kind.
 func (h *Hub) Watchers() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	return h.watchersLocked()
+}
+
+func (h *Hub) watchersLocked() int {
 	n := 0
 	for k := range h.subs {
 		n += len(h.subs[k])

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Position is a point in a kind's stream of changes: after every change
@@ -90,19 +91,30 @@ type Watcher struct {
 	err     error
 }
 
-// Watch starts a watch once the hub has loaded (or ctx ends). A Since
-// older than the hub keeps fails with ErrCompacted.
+// Watch starts a watch once the hub has loaded (or ctx ends), waking a
+// dormant hub. A Since older than the hub keeps fails with ErrCompacted.
 func (h *Hub) Watch(ctx context.Context, req Request) (*Watcher, error) {
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-h.ready:
+	for {
+		h.mu.Lock()
+		if h.stopped {
+			h.mu.Unlock()
+			return nil, fmt.Errorf("%w: the scheduler is not serving watches", ErrStopped)
+		}
+		if h.st != nil {
+			defer h.mu.Unlock()
+			return h.watchLocked(req)
+		}
+		ready := h.wantLocked()
+		h.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-ready:
+		}
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.stopped {
-		return nil, fmt.Errorf("%w: the scheduler is not serving watches", ErrStopped)
-	}
+}
+
+func (h *Hub) watchLocked(req Request) (*Watcher, error) {
 	w := &Watcher{hub: h, req: req, ch: make(chan *Item, h.cfg.Buffer), done: make(chan struct{})}
 	if req.Since.Revision == 0 {
 		w.pending = h.listLocked(req)
@@ -118,6 +130,7 @@ func (h *Hub) Watch(ctx context.Context, req Request) (*Watcher, error) {
 		w.pos = req.Since
 	}
 	h.subs[req.Kind][w] = struct{}{}
+	h.lastUsed = time.Now()
 	return w, nil
 }
 
@@ -259,6 +272,7 @@ func matchLabels(labels, selector map[string]string) bool {
 func (w *Watcher) Close() {
 	w.hub.mu.Lock()
 	delete(w.hub.subs[w.req.Kind], w)
+	w.hub.lastUsed = time.Now()
 	w.hub.mu.Unlock()
 	w.end(ErrStopped)
 }
