@@ -119,10 +119,7 @@ type node struct {
 	// to the cache first) and must not undo that write.
 	rev     int64
 	alive   bool
-	reports map[string]*persysv1.WorkloadStatus
-	// since is when each report entered its uid, revision and state, so
-	// that a transitional state gets a deadline (reconcile.Input.ObservedSince).
-	since map[string]time.Time
+	reports map[string]report
 	// reported is true once the node sent a full list since this scheduler
 	// started; before that, absence from reports means nothing.
 	reported bool
@@ -138,7 +135,21 @@ type node struct {
 }
 
 func newNode(n *persysv1.Node) *node {
-	return &node{node: n, reports: map[string]*persysv1.WorkloadStatus{}, since: map[string]time.Time{}}
+	return &node{node: n, reports: map[string]report{}}
+}
+
+// report is what a node last reported of one workload. It is kept encoded
+// (proto, deterministic: what the agent's digest hashes), for a decoded
+// status costs several times its encoding, and nodes report every
+// workload; it is decoded only when read.
+type report struct {
+	raw []byte
+	// uid is the reported uid, read for every report on every heartbeat
+	// (isOrphanLocked); it shares the cached workload's string when equal.
+	uid string
+	// since is when the report entered its uid, revision and state, so
+	// that a transitional state gets a deadline (reconcile.Input.ObservedSince).
+	since time.Time
 }
 
 type tombstone struct {
@@ -215,7 +226,6 @@ func (c *Cache) Load(snap Snapshot) []string {
 		if prev, ok := old[id]; ok {
 			// A reload after a watch failure keeps what nodes reported.
 			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat
-			ne.since = prev.since
 			ne.reportDigest = prev.reportDigest
 		}
 		c.nodes[id] = ne

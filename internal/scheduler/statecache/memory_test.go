@@ -2,7 +2,6 @@ package statecache
 
 import (
 	"fmt"
-	"maps"
 	"runtime"
 	"testing"
 	"time"
@@ -174,31 +173,11 @@ func TestPlaceRunningFillsEveryKey(t *testing.T) {
 
 // digestOf is the agent's digest of ne's list with st in it.
 func digestOf(ne *node, st *persysv1.WorkloadStatus) uint64 {
-	m := maps.Clone(ne.reports)
-	m[st.GetName()] = st
-	return reportdigest.OfMap(m)
-}
-
-// BenchmarkPlace is the cache's part of one placement on 1,000 nodes: the
-// spec written, a node chosen and held, the commit recorded.
-func BenchmarkPlace(b *testing.B) {
-	c := New(Config{Strategy: placement.Spread})
-	benchNodes(c, 1000)
-	ws := make([]*persysv1.Workload, b.N)
-	for i := range ws {
-		ws[i] = &persysv1.Workload{Name: fmt.Sprintf("bench-%07d", i), Uid: fmt.Sprintf("%032x", i), Revision: 1,
-			Spec: &persysv1.WorkloadSpec{Type: persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER,
-				Resources: &persysv1.Resources{CpuMillis: 10, MemoryBytes: 8 << 20}}}
+	list := []*persysv1.WorkloadStatus{st}
+	for name, r := range ne.reports {
+		if name != st.GetName() {
+			list = append(list, r.status())
+		}
 	}
-	var rev int64 = 10
-	b.ResetTimer()
-	for _, w := range ws {
-		rev++
-		c.WorkloadWritten(w, rev)
-		dec, _, _ := c.Choose(w.GetName(), w.GetSpec())
-		rev++
-		c.Placed(Placement{Name: w.GetName(), WorkloadRev: rev - 1, Rev: rev,
-			Assignment: &persysv1.Assignment{Name: w.GetName(), Uid: w.GetUid(), NodeId: dec.NodeID, Revision: 1},
-			Status:     &persysv1.WorkloadStatus{Name: w.GetName(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED, NodeId: dec.NodeID}})
-	}
+	return reportdigest.Of(list)
 }

@@ -162,7 +162,7 @@ func (c *Cache) SetAlive(id string, alive bool) Liveness {
 	if !alive {
 		want = persysv1.NodeState_NODE_STATE_NOT_READY
 		ne.reported = false
-		ne.reports = map[string]*persysv1.WorkloadStatus{}
+		ne.reports = map[string]report{}
 		ne.reportDigest = 0
 	}
 	if ne.node.GetState() != want {

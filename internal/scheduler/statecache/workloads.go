@@ -38,7 +38,8 @@ type Reading struct {
 	// scheduler started or since it came back.
 	NodeReported bool
 	NodeAddress  string
-	// Report is what the node last reported of the workload; nil: nothing.
+	// Report is a copy of what the node last reported of the workload;
+	// nil: nothing.
 	// ReportSince is when the report entered its uid, revision and state.
 	Report      *persysv1.WorkloadStatus
 	ReportSince time.Time
@@ -65,7 +66,9 @@ func (c *Cache) Read(name string) (Reading, bool) {
 	if ne := c.nodes[e.assignment.GetNodeId()]; ne != nil {
 		r.NodeKnown, r.NodeAlive, r.NodeDraining = true, ne.alive, ne.node.GetDraining()
 		r.NodeLostAt, r.NodeReported, r.NodeAddress = ne.lostAt, ne.reported, ne.node.GetAddress()
-		r.Report, r.ReportSince = ne.reports[name], ne.since[name]
+		if rep, ok := ne.reports[name]; ok {
+			r.Report, r.ReportSince = rep.status(), rep.since
+		}
 	}
 	return r, true
 }
