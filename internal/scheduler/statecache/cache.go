@@ -82,6 +82,8 @@ type Cache struct {
 	// blocked holds, per node, the dynamic ports a start found taken
 	// there (portblocks.go).
 	blocked map[string][]portBlock
+	// specs shares equal specs among the cached workloads (specs.go).
+	specs specPool
 }
 
 // workload is the cache of one workload's keys plus the in-memory retry
@@ -203,7 +205,7 @@ func (c *Cache) Load(snap Snapshot) []string {
 	c.workloads, c.counts, c.byNode = map[string]*workload{}, stateCounts{}, map[string]map[string]struct{}{}
 	c.byService = map[string]map[string]struct{}{}
 	for name, w := range snap.Workloads {
-		e := &workload{w: w, rev: snap.WorkloadRevs[name]}
+		e := &workload{w: c.specs.share(w), rev: snap.WorkloadRevs[name]}
 		e.status = snap.Statuses[name]
 		if a, ok := snap.Assignments[name]; ok {
 			e.assignment, e.assignRev = a, snap.AssignmentRevs[name] // indexed by putWorkloadLocked

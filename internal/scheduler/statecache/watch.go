@@ -29,11 +29,11 @@ func (c *Cache) WorkloadChanged(name string, w *persysv1.Workload, rev int64, de
 		changed = true
 	case e == nil:
 		if !c.buriedLocked(name, rev) {
-			c.putWorkloadLocked(name, &workload{w: w, rev: rev})
+			c.putWorkloadLocked(name, &workload{w: c.specs.share(w), rev: rev})
 			changed = true
 		}
 	case rev > e.rev:
-		e.w, e.rev = w, rev
+		e.w, e.rev = c.specs.share(w), rev
 		c.indexServiceLocked(name, w)
 		c.invalidateLocked()
 		changed = true

@@ -274,7 +274,7 @@ func (c *Cache) WorkloadWritten(w *persysv1.Workload, rev int64) bool {
 	if e.w != nil && e.w.GetUid() != w.GetUid() {
 		c.resetEntryLocked(name, e)
 	}
-	e.w, e.rev = w, rev
+	e.w, e.rev = c.specs.share(w), rev
 	c.indexServiceLocked(name, w)
 	c.notifyLocked(name)
 	return true
