@@ -91,7 +91,7 @@ type Cache struct {
 type workload struct {
 	w          *persysv1.Workload
 	rev        int64
-	status     *persysv1.WorkloadStatus
+	status     *heldStatus
 	statusRev  int64
 	assignment *persysv1.Assignment
 	assignRev  int64
@@ -206,7 +206,7 @@ func (c *Cache) Load(snap Snapshot) []string {
 	c.byService = map[string]map[string]struct{}{}
 	for name, w := range snap.Workloads {
 		e := &workload{w: c.specs.share(w), rev: snap.WorkloadRevs[name]}
-		e.status = snap.Statuses[name]
+		e.status = holdStatus(snap.Statuses[name])
 		if a, ok := snap.Assignments[name]; ok {
 			e.assignment, e.assignRev = a, snap.AssignmentRevs[name] // indexed by putWorkloadLocked
 		}
@@ -339,7 +339,7 @@ func (c *Cache) holdsLocked(e *workload) bool {
 }
 
 // gaveUp reports whether st is the final FAILED status of w's revision.
-func gaveUp(st *persysv1.WorkloadStatus, w *persysv1.Workload, maxAttempts int) bool {
+func gaveUp(st statusLike, w *persysv1.Workload, maxAttempts int) bool {
 	return maxAttempts > 0 && st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED &&
 		int(st.GetAttempts()) >= maxAttempts && st.GetRevision() == w.GetRevision()
 }

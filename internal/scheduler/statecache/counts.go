@@ -16,14 +16,17 @@ type stateCounts map[persysv1.ActualState]int
 
 // observedState is the state a workload counts under: PENDING until a
 // status exists.
-func observedState(st *persysv1.WorkloadStatus) persysv1.ActualState {
+func observedState(st statusLike) persysv1.ActualState {
+	if st == nil {
+		return persysv1.ActualState_ACTUAL_STATE_PENDING
+	}
 	if s := st.GetState(); s != persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
 		return s
 	}
 	return persysv1.ActualState_ACTUAL_STATE_PENDING
 }
 
-func (c stateCounts) add(st *persysv1.WorkloadStatus, n int) {
+func (c stateCounts) add(st statusLike, n int) {
 	k := observedState(st)
 	if c[k] += n; c[k] == 0 {
 		delete(c, k)
@@ -95,7 +98,7 @@ func (c *Cache) setStatusLocked(e *workload, st *persysv1.WorkloadStatus, rev in
 		c.invalidateLocked()
 	}
 	c.counts.add(e.status, -1)
-	e.status, e.statusRev = st, rev
+	e.status, e.statusRev = holdStatus(st), rev
 	c.counts.add(st, 1)
 }
 

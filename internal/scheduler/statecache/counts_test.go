@@ -14,7 +14,7 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 	failed := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}
 
 	s.putWorkloadLocked("a", &workload{})
-	s.putWorkloadLocked("b", &workload{status: running})
+	s.putWorkloadLocked("b", &workload{status: holdStatus(running)})
 	s.putWorkloadLocked("c", &workload{})
 	s.setStatusLocked(s.workloads["a"], running, 2)
 	s.setStatusLocked(s.workloads["c"], failed, 3)

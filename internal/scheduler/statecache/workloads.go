@@ -7,8 +7,6 @@ package statecache
 import (
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
@@ -210,7 +208,7 @@ func (c *Cache) SetPending(name string, d *persysv1.PlacementDecision) {
 	}
 }
 
-// Status is workload name's cached status; found is false when there is
+// Status is a copy of workload name's cached status; found is false when there is
 // no such workload.
 func (c *Cache) Status(name string) (st *persysv1.WorkloadStatus, found bool) {
 	c.mu.Lock()
@@ -219,7 +217,7 @@ func (c *Cache) Status(name string) (st *persysv1.WorkloadStatus, found bool) {
 	if e == nil {
 		return nil, false
 	}
-	return e.status, true
+	return e.status.proto(), true
 }
 
 // StatusOn is a copy of workload name's status when it is one of node
@@ -228,7 +226,7 @@ func (c *Cache) StatusOn(name, id string) *persysv1.WorkloadStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil && e.status.GetNodeId() == id {
-		return proto.Clone(e.status).(*persysv1.WorkloadStatus)
+		return e.status.proto()
 	}
 	return nil
 }
