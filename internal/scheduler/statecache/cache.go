@@ -93,7 +93,7 @@ type workload struct {
 	rev        int64
 	status     *heldStatus
 	statusRev  int64
-	assignment *persysv1.Assignment
+	assignment *heldAssignment
 	assignRev  int64
 
 	// Unplaced decision, kept for describe while the workload is pending.
@@ -208,7 +208,7 @@ func (c *Cache) Load(snap Snapshot) []string {
 		e := &workload{w: c.specs.share(w), rev: snap.WorkloadRevs[name]}
 		e.status = holdStatus(snap.Statuses[name])
 		if a, ok := snap.Assignments[name]; ok {
-			e.assignment, e.assignRev = a, snap.AssignmentRevs[name] // indexed by putWorkloadLocked
+			e.assignment, e.assignRev = holdAssignment(a), snap.AssignmentRevs[name] // indexed by putWorkloadLocked
 		}
 		if r := snap.Retries[name]; r != nil && r.GetUid() == w.GetUid() && r.GetRevision() == w.GetRevision() {
 			e.attempts, e.attemptRevision, e.retryStored = int(r.GetAttempts()), r.GetRevision(), true

@@ -115,7 +115,7 @@ func (c *Cache) resetEntryLocked(name string, e *workload) {
 // name, keeping byNode in step.
 func (c *Cache) setAssignmentLocked(name string, e *workload, a *persysv1.Assignment, rev int64) {
 	c.unindexLocked(name, e)
-	e.assignment, e.assignRev = a, rev
+	e.assignment, e.assignRev = holdAssignment(a), rev
 	c.indexLocked(name, e)
 }
 

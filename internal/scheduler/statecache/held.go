@@ -91,3 +91,67 @@ func (h *heldStatus) GetReason() persysv1.FailureReason {
 
 // GetMessage decodes h's message.
 func (h *heldStatus) GetMessage() string { return h.proto().GetMessage() }
+
+// heldAssignment is an assignment the cache holds, encoded like statuses;
+// nil: none. Its methods read it as persysv1.Assignment's getters would.
+type heldAssignment struct {
+	// raw is the encoding; nil only for an assignment that could not be
+	// encoded (none written to or read from the store), of which the
+	// nodes are kept.
+	raw                    []byte
+	nodeID, previousNodeID string
+	// dynamic says whether it holds dynamic host ports (few do: those
+	// are decoded when read).
+	dynamic bool
+}
+
+// holdAssignment encodes a (nil: nil).
+func holdAssignment(a *persysv1.Assignment) *heldAssignment {
+	if a == nil {
+		return nil
+	}
+	raw, _ := proto.Marshal(a)
+	return &heldAssignment{raw: raw, nodeID: a.GetNodeId(), previousNodeID: a.GetPreviousNodeId(),
+		dynamic: len(a.GetDynamicHostPorts()) > 0 || len(a.GetPreviousDynamicHostPorts()) > 0}
+}
+
+// proto decodes h (nil: nil): a copy the caller may keep.
+func (h *heldAssignment) proto() *persysv1.Assignment {
+	if h == nil {
+		return nil
+	}
+	if h.raw == nil {
+		return &persysv1.Assignment{NodeId: h.nodeID, PreviousNodeId: h.previousNodeID}
+	}
+	a := &persysv1.Assignment{}
+	_ = proto.Unmarshal(h.raw, a) // encoded by holdAssignment
+	return a
+}
+
+func (h *heldAssignment) GetNodeId() string {
+	if h == nil {
+		return ""
+	}
+	return h.nodeID
+}
+
+func (h *heldAssignment) GetPreviousNodeId() string {
+	if h == nil {
+		return ""
+	}
+	return h.previousNodeID
+}
+
+func (h *heldAssignment) GetDynamicHostPorts() []uint32 {
+	if h == nil || !h.dynamic {
+		return nil
+	}
+	return h.proto().GetDynamicHostPorts()
+}
+
+func (h *heldAssignment) GetPreviousDynamicHostPorts() []uint32 {
+	if h == nil || !h.dynamic {
+		return nil
+	}
+	return h.proto().GetPreviousDynamicHostPorts()
+}

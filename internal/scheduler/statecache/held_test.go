@@ -40,3 +40,31 @@ func TestHeldStatusReadsBackWhole(t *testing.T) {
 		t.Fatalf("counts %v, want web FAILED", by)
 	}
 }
+
+// An assignment the cache holds encoded reads back whole, dynamic ports
+// included, and indexes its node.
+func TestHeldAssignmentReadsBackWhole(t *testing.T) {
+	c := New(Config{})
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 2)
+	a := &persysv1.Assignment{Name: "web", Uid: "u1", NodeId: "n2", Revision: 1, PreviousNodeId: "n1", Cause: "drain",
+		PlacedAt: timestamppb.New(time.Unix(1_800_000_000, 0)), DynamicHostPorts: []uint32{30001},
+		PreviousDynamicHostPorts: []uint32{30000}, Decision: &persysv1.PlacementDecision{NodeId: "n2", Score: 0.5, TotalNodes: 2}}
+	c.AssignmentChanged("web", a, 3, false)
+	r, _ := c.Read("web")
+	if !proto.Equal(r.Assignment, a) {
+		t.Fatalf("assignment %v, want %v", r.Assignment, a)
+	}
+	e := c.workloads["web"]
+	if got := e.assignment.GetDynamicHostPorts(); len(got) != 1 || got[0] != 30001 {
+		t.Errorf("dynamic ports %v, want [30001]", got)
+	}
+	if got := e.assignment.GetPreviousDynamicHostPorts(); len(got) != 1 || got[0] != 30000 {
+		t.Errorf("previous dynamic ports %v, want [30000]", got)
+	}
+	if v := c.WorkloadView("web"); !proto.Equal(v.GetAssignment(), a) {
+		t.Fatalf("view's assignment %v, want %v", v.GetAssignment(), a)
+	}
+	if got := c.AssignedTo("n2"); len(got) != 1 {
+		t.Fatalf("n2 holds %v, want web", got)
+	}
+}

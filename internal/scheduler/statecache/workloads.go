@@ -55,7 +55,7 @@ func (c *Cache) Read(name string) (Reading, bool) {
 	if e.attemptRevision != e.w.GetRevision() {
 		e.attempts, e.attemptRevision, e.nextAttemptAt = 0, e.w.GetRevision(), time.Time{}
 	}
-	r := Reading{Workload: e.w, Rev: e.rev, Assignment: e.assignment, AssignmentRev: e.assignRev,
+	r := Reading{Workload: e.w, Rev: e.rev, Assignment: e.assignment.proto(), AssignmentRev: e.assignRev,
 		Attempts: e.attempts, NextAttemptAt: e.nextAttemptAt, LastReason: e.lastReason, LastMessage: e.lastMessage,
 		MoveBlocked: e.moveBlocked}
 	if e.assignment == nil {
