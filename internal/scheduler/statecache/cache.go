@@ -96,21 +96,56 @@ type workload struct {
 	assignment *heldAssignment
 	assignRev  int64
 
-	// Unplaced decision, kept for describe while the workload is pending.
-	pending *persysv1.PlacementDecision
-
-	attempts        int
+	// attemptRevision is the revision the retry state counts attempts of.
 	attemptRevision uint64
-	nextAttemptAt   time.Time
-	lastReason      persysv1.FailureReason
-	lastMessage     string
-	retryStored     bool
 	// reachedAt is when an apply of the current attempt series last
 	// reached the desired state; the attempts reset only once it held for
 	// a while (crash-loop backoff).
 	reachedAt time.Time
+	// x is the rest of the retry state, and notes for describe; nil while
+	// all are zero, as they are for most workloads most of the time. Read
+	// it with retry, change it with retryMut, then tidy.
+	x *retry
+}
+
+// retry is the part of a workload's entry most workloads leave zero.
+type retry struct {
+	// Unplaced decision, kept for describe while the workload is pending.
+	pending *persysv1.PlacementDecision
+
+	attempts      int
+	nextAttemptAt time.Time
+	lastReason    persysv1.FailureReason
+	lastMessage   string
+	retryStored   bool
 	// moveBlocked says why a drain could not move the workload.
 	moveBlocked string
+}
+
+// noRetry is what retry reads of an entry without one; never written.
+var noRetry retry
+
+// retry is e's retry state, to read only.
+func (e *workload) retry() *retry {
+	if e.x == nil {
+		return &noRetry
+	}
+	return e.x
+}
+
+// retryMut is e's retry state, to change; call tidy after.
+func (e *workload) retryMut() *retry {
+	if e.x == nil {
+		e.x = &retry{}
+	}
+	return e.x
+}
+
+// tidy drops e's retry state once it is all zero.
+func (e *workload) tidy() {
+	if e.x != nil && *e.x == (retry{}) {
+		e.x = nil
+	}
 }
 
 // node is the cache of one node plus what it last reported.
@@ -211,9 +246,10 @@ func (c *Cache) Load(snap Snapshot) []string {
 			e.assignment, e.assignRev = holdAssignment(a), snap.AssignmentRevs[name] // indexed by putWorkloadLocked
 		}
 		if r := snap.Retries[name]; r != nil && r.GetUid() == w.GetUid() && r.GetRevision() == w.GetRevision() {
-			e.attempts, e.attemptRevision, e.retryStored = int(r.GetAttempts()), r.GetRevision(), true
-			e.nextAttemptAt = r.GetNextAttemptAt().AsTime()
-			e.lastReason, e.lastMessage = r.GetLastReason(), r.GetLastMessage()
+			x := e.retryMut()
+			x.attempts, e.attemptRevision, x.retryStored = int(r.GetAttempts()), r.GetRevision(), true
+			x.nextAttemptAt = r.GetNextAttemptAt().AsTime()
+			x.lastReason, x.lastMessage = r.GetLastReason(), r.GetLastMessage()
 		}
 		c.putWorkloadLocked(name, e)
 	}

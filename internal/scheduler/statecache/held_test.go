@@ -68,3 +68,32 @@ func TestHeldAssignmentReadsBackWhole(t *testing.T) {
 		t.Fatalf("n2 holds %v, want web", got)
 	}
 }
+
+// The retry state is kept only while some of it is set: a workload whose
+// attempts were forgotten and that nothing blocks carries none.
+func TestRetryStateGoesWhenZero(t *testing.T) {
+	c := New(Config{})
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 2)
+	c.Read("web")
+	if n, _, _ := c.BeginAttempt("web"); n != 1 {
+		t.Fatalf("attempt %d, want 1", n)
+	}
+	c.NoteFailure("web", persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED, "pull")
+	c.SetMoveBlocked("web", "no room")
+	if r, _ := c.Read("web"); r.Attempts != 1 || r.LastMessage != "pull" || r.MoveBlocked != "no room" {
+		t.Fatalf("reading %+v", r)
+	}
+	if !c.ResetAttempts("web") {
+		t.Error("the stored retry record was not reported")
+	}
+	if c.workloads["web"].x == nil {
+		t.Fatal("the retry state went while a drain note remained")
+	}
+	c.SetMoveBlocked("web", "")
+	if x := c.workloads["web"].x; x != nil {
+		t.Fatalf("retry state %+v kept when all zero", *x)
+	}
+	if r, _ := c.Read("web"); r.Attempts != 0 || r.LastMessage != "" || r.MoveBlocked != "" {
+		t.Fatalf("reading %+v after the reset", r)
+	}
+}

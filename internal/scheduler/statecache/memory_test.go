@@ -45,9 +45,10 @@ func benchNodes(c *Cache, n int) []string {
 
 // placeRunning fills c with workload i as the scheduler holds a placed,
 // RUNNING one of the bench (internal/bench benchSpec): the spec an apply
-// wrote, the placement's assignment and SCHEDULED status, the agent's
-// answer and then its heartbeat's report, and the RUNNING status the
-// scheduler wrote from them. It returns the node's id.
+// wrote, the placement's assignment and SCHEDULED status, the apply's
+// attempt, the agent's answer and then its heartbeat's report, the
+// RUNNING status the scheduler wrote from them, and the attempt forgotten
+// once the state held. It returns the node's id.
 func placeRunning(tb testing.TB, c *Cache, i int, rev *int64) string {
 	name := fmt.Sprintf("bench-%07d", i)
 	now := timestamppb.New(time.Unix(1_800_000_000, int64(i)))
@@ -74,6 +75,10 @@ func placeRunning(tb testing.TB, c *Cache, i int, rev *int64) string {
 	*rev++
 	c.Placed(Placement{Name: name, WorkloadRev: *rev - 1, Rev: *rev, Assignment: a, Status: st})
 
+	// The apply: one attempt, which reached the desired state.
+	c.Read(name)
+	c.BeginAttempt(name)
+	c.MarkReached(name)
 	report := &persysv1.WorkloadStatus{Name: name, Uid: w.GetUid(), Revision: 1, State: persysv1.ActualState_ACTUAL_STATE_RUNNING,
 		RuntimeId: fmt.Sprintf("sim-%016x", uint64(i)*0x9e3779b97f4a7c15), UpdatedAt: now, NodeId: dec.NodeID,
 		Ready: true, Health: persysv1.HealthState_HEALTH_STATE_HEALTHY}
@@ -86,6 +91,8 @@ func placeRunning(tb testing.TB, c *Cache, i int, rev *int64) string {
 	c.StatusWritten(name, run, *rev)
 	// The next heartbeat's delta carries the report, decoded afresh.
 	c.ApplyDelta(dec.NodeID, []*persysv1.WorkloadStatus{wire(tb, report)}, nil, c.digestWith(dec.NodeID, wire(tb, report)))
+	// It held for StableAfter: the attempt is forgotten.
+	c.ResetAttempts(name)
 	return dec.NodeID
 }
 

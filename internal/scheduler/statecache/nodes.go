@@ -425,7 +425,10 @@ func (c *Cache) StartDrain(id string) []string {
 	var names []string
 	for name, e := range c.workloads {
 		if e.assignment.GetNodeId() == id {
-			e.moveBlocked = ""
+			if e.x != nil {
+				e.x.moveBlocked = ""
+				e.tidy()
+			}
 			names = append(names, name)
 		}
 	}
@@ -447,8 +450,8 @@ func (c *Cache) DrainState(id string, names []string) (*persysv1.DrainResponse, 
 			r.Result, r.Message = "moved", "workload deleted"
 		case e.assignment.GetNodeId() != id && e.assignment.GetPreviousNodeId() == "":
 			r.Result, r.ToNode = "moved", e.assignment.GetNodeId()
-		case e.moveBlocked != "":
-			r.Result, r.Reason, r.Message = "unmoved", persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, e.moveBlocked
+		case e.retry().moveBlocked != "":
+			r.Result, r.Reason, r.Message = "unmoved", persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, e.retry().moveBlocked
 			resp.Complete = false
 		default:
 			r.Result, r.ToNode = "unmoved", e.assignment.GetNodeId()

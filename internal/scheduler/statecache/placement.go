@@ -221,7 +221,10 @@ func (c *Cache) Placed(p Placement) {
 	if p.Rev > e.assignRev {
 		c.setAssignmentLocked(p.Name, e, p.Assignment, p.Rev)
 	}
-	e.pending, e.moveBlocked = nil, ""
+	if e.x != nil {
+		e.x.pending, e.x.moveBlocked = nil, ""
+		e.tidy()
+	}
 	if p.Rev > e.statusRev {
 		c.setStatusLocked(e, p.Status, p.Rev)
 	}

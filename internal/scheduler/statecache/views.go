@@ -25,8 +25,8 @@ func (c *Cache) WorkloadView(name string) *persysv1.WorkloadView {
 	if v.Status == nil {
 		v.Status = &persysv1.WorkloadStatus{Name: name, Uid: e.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_PENDING}
 	}
-	if e.assignment == nil && e.pending != nil {
-		v.Assignment = &persysv1.Assignment{Name: name, Uid: e.w.GetUid(), Decision: e.pending}
+	if p := e.retry().pending; e.assignment == nil && p != nil {
+		v.Assignment = &persysv1.Assignment{Name: name, Uid: e.w.GetUid(), Decision: p}
 	}
 	return v
 }

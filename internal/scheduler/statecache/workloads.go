@@ -53,11 +53,16 @@ func (c *Cache) Read(name string) (Reading, bool) {
 		return Reading{}, false
 	}
 	if e.attemptRevision != e.w.GetRevision() {
-		e.attempts, e.attemptRevision, e.nextAttemptAt = 0, e.w.GetRevision(), time.Time{}
+		if e.x != nil {
+			e.x.attempts, e.x.nextAttemptAt = 0, time.Time{}
+			e.tidy()
+		}
+		e.attemptRevision = e.w.GetRevision()
 	}
+	x := e.retry()
 	r := Reading{Workload: e.w, Rev: e.rev, Assignment: e.assignment.proto(), AssignmentRev: e.assignRev,
-		Attempts: e.attempts, NextAttemptAt: e.nextAttemptAt, LastReason: e.lastReason, LastMessage: e.lastMessage,
-		MoveBlocked: e.moveBlocked}
+		Attempts: x.attempts, NextAttemptAt: x.nextAttemptAt, LastReason: x.lastReason, LastMessage: x.lastMessage,
+		MoveBlocked: x.moveBlocked}
 	if e.assignment == nil {
 		return r, true
 	}
@@ -104,10 +109,11 @@ func (c *Cache) BeginAttempt(name string) (attempt int, delay time.Duration, ok 
 	if e == nil {
 		return 0, 0, false
 	}
-	e.attempts++
-	delay = c.cfg.Backoff(e.attempts)
-	e.nextAttemptAt = c.cfg.Now().Add(delay)
-	return e.attempts, delay, true
+	x := e.retryMut()
+	x.attempts++
+	delay = c.cfg.Backoff(x.attempts)
+	x.nextAttemptAt = c.cfg.Now().Add(delay)
+	return x.attempts, delay, true
 }
 
 // NoteFailure records why the last attempt of workload name failed; the
@@ -116,7 +122,8 @@ func (c *Cache) NoteFailure(name string, reason persysv1.FailureReason, message 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil {
-		e.lastReason, e.lastMessage, e.retryStored = reason, message, true
+		x := e.retryMut()
+		x.lastReason, x.lastMessage, x.retryStored = reason, message, true
 	}
 }
 
@@ -125,9 +132,10 @@ func (c *Cache) NoteFailure(name string, reason persysv1.FailureReason, message 
 func (c *Cache) ResetAttempts(name string) (stored bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.workloads[name]; e != nil {
-		stored = e.retryStored
-		e.attempts, e.nextAttemptAt, e.lastReason, e.lastMessage, e.retryStored = 0, time.Time{}, 0, "", false
+	if e := c.workloads[name]; e != nil && e.x != nil {
+		stored = e.x.retryStored
+		e.x.attempts, e.x.nextAttemptAt, e.x.lastReason, e.x.lastMessage, e.x.retryStored = 0, time.Time{}, 0, "", false
+		e.tidy()
 	}
 	return stored
 }
@@ -159,7 +167,7 @@ func (c *Cache) SeenReached(name string) {
 func (c *Cache) StableWait(name string, stableAfter time.Duration) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.workloads[name]; e != nil && e.attempts > 0 && !e.reachedAt.IsZero() {
+	if e := c.workloads[name]; e != nil && e.retry().attempts > 0 && !e.reachedAt.IsZero() {
 		return stableAfter - c.cfg.Now().Sub(e.reachedAt)
 	}
 	return 0
@@ -180,13 +188,14 @@ func (c *Cache) FailedAfterReach(name string) (attempt int, delay time.Duration)
 	if e == nil || e.reachedAt.IsZero() {
 		return 0, 0
 	}
-	if e.attempts == 0 {
-		e.attempts = 1
+	x := e.retryMut()
+	if x.attempts == 0 {
+		x.attempts = 1
 	}
-	delay = c.cfg.Backoff(e.attempts)
-	e.nextAttemptAt = c.cfg.Now().Add(delay)
+	delay = c.cfg.Backoff(x.attempts)
+	x.nextAttemptAt = c.cfg.Now().Add(delay)
 	e.reachedAt = time.Time{}
-	return e.attempts, delay
+	return x.attempts, delay
 }
 
 // SetMoveBlocked records why a drain could not move workload name.
@@ -194,7 +203,8 @@ func (c *Cache) SetMoveBlocked(name, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil {
-		e.moveBlocked = why
+		e.retryMut().moveBlocked = why
+		e.tidy()
 	}
 }
 
@@ -204,7 +214,8 @@ func (c *Cache) SetPending(name string, d *persysv1.PlacementDecision) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil {
-		e.pending = d
+		e.retryMut().pending = d
+		e.tidy()
 	}
 }
 
@@ -319,8 +330,9 @@ func (c *Cache) Pending() []string {
 			names = append(names, name)
 		} else if ne := c.nodes[e.assignment.GetNodeId()]; ne == nil || !ne.alive {
 			names = append(names, name)
-		} else if ne.node.GetDraining() && e.moveBlocked != "" {
-			e.moveBlocked = ""
+		} else if ne.node.GetDraining() && e.retry().moveBlocked != "" {
+			e.x.moveBlocked = ""
+			e.tidy()
 			names = append(names, name)
 		}
 	}
@@ -334,7 +346,7 @@ func (c *Cache) Each(fn func(name string, w *persysv1.Workload, lastReason persy
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, e := range c.workloads {
-		fn(name, e.w, e.lastReason)
+		fn(name, e.w, e.retry().lastReason)
 	}
 }
 
