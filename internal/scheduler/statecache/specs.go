@@ -4,6 +4,7 @@ package statecache
 // copies a bench applies, carry equal specs, and a decoded spec (the spec,
 // its resources, its container, their strings) costs more than half of a
 // cached workload. The cache keeps one of each while a workload holds it.
+// A workload never updated holds one timestamp for both of its times.
 
 import (
 	"hash/maphash"
@@ -11,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
@@ -28,31 +30,54 @@ type specPool struct {
 }
 
 // share returns w, or a shallow copy of w (w itself is the caller's and
-// is not changed) that holds an equal spec already held.
+// is not changed) that holds an equal spec already held, and one
+// timestamp for created_at and updated_at when they are equal (a workload
+// never updated; decoded, it has two).
 func (p *specPool) share(w *persysv1.Workload) *persysv1.Workload {
-	spec := w.GetSpec()
-	if spec == nil {
+	spec := p.held(w.GetSpec())
+	created, updated := w.GetCreatedAt(), w.GetUpdatedAt()
+	sameTimes := created != updated && sameTimestamp(created, updated)
+	if spec == w.GetSpec() && !sameTimes {
 		return w
+	}
+	out := shallowCopy(w)
+	out.Spec = spec
+	if sameTimes {
+		out.UpdatedAt = created
+	}
+	return out
+}
+
+// held returns a held spec equal to spec, or spec, now held.
+func (p *specPool) held(spec *persysv1.WorkloadSpec) *persysv1.WorkloadSpec {
+	if spec == nil {
+		return nil
 	}
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(spec)
 	if err != nil {
-		return w
+		return spec
 	}
 	if p.byHash == nil {
 		p.seed, p.byHash = maphash.MakeSeed(), map[uint64]weak.Pointer[persysv1.WorkloadSpec]{}
 	}
 	h := maphash.Bytes(p.seed, raw)
 	if held := p.byHash[h].Value(); held != nil {
-		if held != spec && proto.Equal(held, spec) {
-			return withSpec(w, held)
+		if proto.Equal(held, spec) {
+			return held
 		}
-		return w
+		return spec // a collision: not shared
 	}
 	p.byHash[h] = weak.Make(spec)
 	if len(p.byHash) > 2*p.swept+1024 {
 		p.sweep()
 	}
-	return w
+	return spec
+}
+
+// sameTimestamp reports whether a and b are set and equal.
+func sameTimestamp(a, b *timestamppb.Timestamp) bool {
+	return a != nil && b != nil && a.GetSeconds() == b.GetSeconds() && a.GetNanos() == b.GetNanos() &&
+		len(a.ProtoReflect().GetUnknown()) == 0 && len(b.ProtoReflect().GetUnknown()) == 0
 }
 
 // sweep drops the entries of specs collected since.
@@ -65,9 +90,9 @@ func (p *specPool) sweep() {
 	p.swept = len(p.byHash)
 }
 
-// withSpec is a shallow copy of w with spec: every other field (those
-// added later too) shared with w.
-func withSpec(w *persysv1.Workload, spec *persysv1.WorkloadSpec) *persysv1.Workload {
+// shallowCopy is a shallow copy of w: every field (those added later
+// too) shared with w.
+func shallowCopy(w *persysv1.Workload) *persysv1.Workload {
 	out := &persysv1.Workload{}
 	src, dst := w.ProtoReflect(), out.ProtoReflect()
 	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -75,6 +100,5 @@ func withSpec(w *persysv1.Workload, spec *persysv1.WorkloadSpec) *persysv1.Workl
 		return true
 	})
 	dst.SetUnknown(src.GetUnknown())
-	out.Spec = spec
 	return out
 }

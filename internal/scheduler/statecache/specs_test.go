@@ -44,3 +44,25 @@ func TestEqualSpecsAreHeldOnce(t *testing.T) {
 		t.Error("the caller's workload was changed")
 	}
 }
+
+// A decoded workload never updated holds one timestamp for both of its
+// times; one updated keeps both.
+func TestEqualTimesAreHeldOnce(t *testing.T) {
+	c := New(Config{})
+	at := time.Unix(1_800_000_000, 5)
+	fresh := wire(t, &persysv1.Workload{Name: "a", Uid: "ua", CreatedAt: timestamppb.New(at), UpdatedAt: timestamppb.New(at)})
+	updated := wire(t, &persysv1.Workload{Name: "b", Uid: "ub", CreatedAt: timestamppb.New(at), UpdatedAt: timestamppb.New(at.Add(time.Second))})
+	c.WorkloadChanged("a", fresh, 1, false)
+	c.WorkloadChanged("b", updated, 2, false)
+	ra, _ := c.Read("a")
+	rb, _ := c.Read("b")
+	if ra.Workload.GetCreatedAt() != ra.Workload.GetUpdatedAt() || !proto.Equal(ra.Workload, fresh) {
+		t.Errorf("a: %v, want %v with one timestamp", ra.Workload, fresh)
+	}
+	if fresh.GetCreatedAt() == fresh.GetUpdatedAt() {
+		t.Error("the caller's workload was changed")
+	}
+	if !proto.Equal(rb.Workload, updated) {
+		t.Errorf("b: %v, want %v", rb.Workload, updated)
+	}
+}
