@@ -33,13 +33,22 @@ func (c stateCounts) add(st statusLike, n int) {
 	}
 }
 
+// name returns the workload's own name when it is name: the maps keyed by
+// name keep one string per workload, not one per caller that passed it.
+func (e *workload) name(name string) string {
+	if n := e.w.GetName(); n == name {
+		return n
+	}
+	return name
+}
+
 // putWorkloadLocked adds or replaces the cache entry of name.
 func (c *Cache) putWorkloadLocked(name string, e *workload) {
 	if old := c.workloads[name]; old != nil {
 		c.counts.add(old.status, -1)
 		c.unindexLocked(name, old)
 	}
-	c.workloads[name] = e
+	c.workloads[e.name(name)] = e
 	c.counts.add(e.status, 1)
 	c.indexLocked(name, e)
 	c.indexServiceLocked(name, e.w)
@@ -124,6 +133,7 @@ func (c *Cache) indexLocked(name string, e *workload) {
 	if id == "" {
 		return
 	}
+	name = e.name(name)
 	set := c.byNode[id]
 	if set == nil {
 		set = map[string]struct{}{}

@@ -134,7 +134,7 @@ func (c *Cache) StoreReports(id string, reports []*persysv1.WorkloadStatus, dige
 	fresh := make(map[string]*persysv1.WorkloadStatus, len(reports))
 	for _, st := range reports {
 		if name := st.GetName(); name != "" {
-			if r, err := c.encodeReportLocked(name, st); err == nil {
+			if name, r, err := c.encodeReportLocked(name, st); err == nil {
 				next[name], fresh[name] = r, st
 			}
 		}
@@ -162,7 +162,7 @@ func (c *Cache) ApplyDelta(id string, changed []*persysv1.WorkloadStatus, remove
 	fresh := make(map[string]*persysv1.WorkloadStatus, len(changed))
 	for _, st := range changed {
 		if name := st.GetName(); name != "" {
-			r, err := c.encodeReportLocked(name, st)
+			name, r, err := c.encodeReportLocked(name, st)
 			if err != nil {
 				return Reports{}, false
 			}
@@ -184,17 +184,21 @@ func digestOfReports(reports map[string]report) uint64 {
 	return d.Sum()
 }
 
-// encodeReportLocked encodes st, node's report of workload name.
-func (c *Cache) encodeReportLocked(name string, st *persysv1.WorkloadStatus) (report, error) {
+// encodeReportLocked encodes st, node's report of workload name; key is
+// name, the cached workload's string when there is one.
+func (c *Cache) encodeReportLocked(name string, st *persysv1.WorkloadStatus) (key string, r report, err error) {
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(st)
 	if err != nil {
-		return report{}, err
+		return name, report{}, err
 	}
-	r := report{raw: raw, uid: st.GetUid()}
-	if e := c.workloads[name]; e != nil && e.w.GetUid() == r.uid {
-		r.uid = e.w.GetUid()
+	r = report{raw: raw, uid: st.GetUid()}
+	if e := c.workloads[name]; e != nil {
+		name = e.name(name)
+		if e.w.GetUid() == r.uid {
+			r.uid = e.w.GetUid()
+		}
 	}
-	return r, nil
+	return name, r, nil
 }
 
 // status decodes r.
@@ -294,7 +298,7 @@ func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
 		}
 		delete(ne.reports, name)
 	} else {
-		r, err := c.encodeReportLocked(name, st)
+		name, r, err := c.encodeReportLocked(name, st)
 		if err != nil {
 			return
 		}

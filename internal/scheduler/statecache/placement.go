@@ -237,6 +237,9 @@ func (c *Cache) holdLocked(name string, h Hold) {
 	if c.snap == nil {
 		c.snap = c.buildSnapshotLocked()
 	}
+	if e := c.workloads[name]; e != nil {
+		name = e.name(name)
+	}
 	c.snap.hold(name, h)
 }
 

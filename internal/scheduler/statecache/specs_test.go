@@ -3,6 +3,7 @@ package statecache
 import (
 	"testing"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -64,5 +65,33 @@ func TestEqualTimesAreHeldOnce(t *testing.T) {
 	}
 	if !proto.Equal(rb.Workload, updated) {
 		t.Errorf("b: %v, want %v", rb.Workload, updated)
+	}
+}
+
+// The maps keyed by workload name hold the workload's own string, not
+// the equal ones callers passed.
+func TestNameKeysShareTheWorkloadsString(t *testing.T) {
+	c := New(Config{})
+	benchNodes(c, 1)
+	var rev int64 = 10
+	placeRunning(t, c, 1, &rev)
+	w := c.workloads["bench-0000001"].w
+	same := func(where, key string) {
+		t.Helper()
+		if unsafe.StringData(key) != unsafe.StringData(w.GetName()) {
+			t.Errorf("%s holds its own copy of %q", where, key)
+		}
+	}
+	for key := range c.workloads {
+		same("the cache", key)
+	}
+	for key := range c.byNode["node-00000"] {
+		same("the node index", key)
+	}
+	for key := range c.snap.held {
+		same("the snapshot", key)
+	}
+	for key := range c.nodes["node-00000"].reports {
+		same("the reports", key)
 	}
 }
