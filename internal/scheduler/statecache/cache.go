@@ -241,9 +241,9 @@ func (c *Cache) Load(snap Snapshot) []string {
 	c.byService = map[string]map[string]struct{}{}
 	for name, w := range snap.Workloads {
 		e := &workload{w: c.specs.share(w), rev: snap.WorkloadRevs[name]}
-		e.status = holdStatus(snap.Statuses[name])
+		e.status = holdStatus(snap.Statuses[name], e.w)
 		if a, ok := snap.Assignments[name]; ok {
-			e.assignment, e.assignRev = holdAssignment(a), snap.AssignmentRevs[name] // indexed by putWorkloadLocked
+			e.assignment, e.assignRev = holdAssignment(a, e.w), snap.AssignmentRevs[name] // indexed by putWorkloadLocked
 		}
 		if r := snap.Retries[name]; r != nil && r.GetUid() == w.GetUid() && r.GetRevision() == w.GetRevision() {
 			x := e.retryMut()

@@ -107,7 +107,7 @@ func (c *Cache) setStatusLocked(e *workload, st *persysv1.WorkloadStatus, rev in
 		c.invalidateLocked()
 	}
 	c.counts.add(e.status, -1)
-	e.status, e.statusRev = holdStatus(st), rev
+	e.status, e.statusRev = holdStatus(st, e.w), rev
 	c.counts.add(st, 1)
 }
 
@@ -124,7 +124,7 @@ func (c *Cache) resetEntryLocked(name string, e *workload) {
 // name, keeping byNode in step.
 func (c *Cache) setAssignmentLocked(name string, e *workload, a *persysv1.Assignment, rev int64) {
 	c.unindexLocked(name, e)
-	e.assignment, e.assignRev = holdAssignment(a), rev
+	e.assignment, e.assignRev = holdAssignment(a, e.w), rev
 	c.indexLocked(name, e)
 }
 

@@ -14,7 +14,7 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 	failed := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}
 
 	s.putWorkloadLocked("a", &workload{})
-	s.putWorkloadLocked("b", &workload{status: holdStatus(running)})
+	s.putWorkloadLocked("b", &workload{status: holdStatus(running, nil)})
 	s.putWorkloadLocked("c", &workload{})
 	s.setStatusLocked(s.workloads["a"], running, 2)
 	s.setStatusLocked(s.workloads["c"], failed, 3)
@@ -47,7 +47,7 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 func TestNodeIndexFollowsTheCache(t *testing.T) {
 	s := New(Config{})
 	on := func(node string) *persysv1.Assignment { return &persysv1.Assignment{NodeId: node} }
-	held := func(node string) *heldAssignment { return holdAssignment(on(node)) }
+	held := func(node string) *heldAssignment { return holdAssignment(on(node), nil) }
 	check := func(step string) {
 		t.Helper()
 		if d := s.indexDriftLocked(); d != "" {

@@ -97,3 +97,30 @@ func TestRetryStateGoesWhenZero(t *testing.T) {
 		t.Fatalf("reading %+v after the reset", r)
 	}
 }
+
+// A status and an assignment leave out the name and uid of their
+// workload, and keep them when the watch brings a new workload of that
+// name (another uid) over them.
+func TestHeldNameAndUIDFollowTheWorkload(t *testing.T) {
+	c := New(Config{})
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 2)
+	st := &persysv1.WorkloadStatus{Name: "web", Uid: "u1", State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "n1", Revision: 1}
+	a := &persysv1.Assignment{Name: "web", Uid: "u1", NodeId: "n1", Revision: 1}
+	c.StatusWritten("web", st, 3)
+	c.AssignmentChanged("web", a, 4, false)
+	e := c.workloads["web"]
+	if len(e.status.raw) >= proto.Size(st) || len(e.assignment.raw) >= proto.Size(a) {
+		t.Fatalf("encodings of %d and %d bytes kept the workload's name and uid", len(e.status.raw), len(e.assignment.raw))
+	}
+	c.WorkloadChanged("web", workloadNamed("web", "u2", 10), 5, false)
+	got, _ := c.Status("web")
+	r, _ := c.Read("web")
+	if !proto.Equal(got, st) || !proto.Equal(r.Assignment, a) {
+		t.Fatalf("after a new uid: status %v, assignment %v; want the old ones %v, %v", got, r.Assignment, st, a)
+	}
+	other := &persysv1.WorkloadStatus{Name: "web", Uid: "u3", State: persysv1.ActualState_ACTUAL_STATE_FAILED}
+	c.StatusWritten("web", other, 6)
+	if got, _ := c.Status("web"); !proto.Equal(got, other) {
+		t.Fatalf("status %v, want %v", got, other)
+	}
+}

@@ -21,7 +21,7 @@ func (c *Cache) WorkloadView(name string) *persysv1.WorkloadView {
 	if e == nil {
 		return nil
 	}
-	v := &persysv1.WorkloadView{Workload: e.w, Status: e.status.proto(), Assignment: e.assignment.proto()}
+	v := &persysv1.WorkloadView{Workload: e.w, Status: e.status.proto(e.w), Assignment: e.assignment.proto(e.w)}
 	if v.Status == nil {
 		v.Status = &persysv1.WorkloadStatus{Name: name, Uid: e.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_PENDING}
 	}

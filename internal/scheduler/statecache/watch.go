@@ -33,7 +33,8 @@ func (c *Cache) WorkloadChanged(name string, w *persysv1.Workload, rev int64, de
 			changed = true
 		}
 	case rev > e.rev:
-		e.w, e.rev = c.specs.share(w), rev
+		e.setWorkload(c.specs.share(w))
+		e.rev = rev
 		c.indexServiceLocked(name, w)
 		c.invalidateLocked()
 		changed = true

@@ -60,7 +60,7 @@ func (c *Cache) Read(name string) (Reading, bool) {
 		e.attemptRevision = e.w.GetRevision()
 	}
 	x := e.retry()
-	r := Reading{Workload: e.w, Rev: e.rev, Assignment: e.assignment.proto(), AssignmentRev: e.assignRev,
+	r := Reading{Workload: e.w, Rev: e.rev, Assignment: e.assignment.proto(e.w), AssignmentRev: e.assignRev,
 		Attempts: x.attempts, NextAttemptAt: x.nextAttemptAt, LastReason: x.lastReason, LastMessage: x.lastMessage,
 		MoveBlocked: x.moveBlocked}
 	if e.assignment == nil {
@@ -228,7 +228,7 @@ func (c *Cache) Status(name string) (st *persysv1.WorkloadStatus, found bool) {
 	if e == nil {
 		return nil, false
 	}
-	return e.status.proto(), true
+	return e.status.proto(e.w), true
 }
 
 // StatusOn is a copy of workload name's status when it is one of node
@@ -237,7 +237,7 @@ func (c *Cache) StatusOn(name, id string) *persysv1.WorkloadStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil && e.status.GetNodeId() == id {
-		return e.status.proto()
+		return e.status.proto(e.w)
 	}
 	return nil
 }
@@ -283,7 +283,8 @@ func (c *Cache) WorkloadWritten(w *persysv1.Workload, rev int64) bool {
 	if e.w != nil && e.w.GetUid() != w.GetUid() {
 		c.resetEntryLocked(name, e)
 	}
-	e.w, e.rev = c.specs.share(w), rev
+	e.setWorkload(c.specs.share(w))
+	e.rev = rev
 	c.indexServiceLocked(name, w)
 	c.notifyLocked(name)
 	return true
