@@ -7,6 +7,7 @@ package reportdigest
 import (
 	"cmp"
 	"encoding/binary"
+	"hash"
 	"hash/fnv"
 	"slices"
 
@@ -26,8 +27,8 @@ func Of(ws []*persysv1.WorkloadStatus) uint64 {
 		return cmp.Or(cmp.Compare(a.GetName(), b.GetName()), cmp.Compare(a.GetUid(), b.GetUid()),
 			cmp.Compare(a.GetRuntimeId(), b.GetRuntimeId()))
 	})
-	h := fnv.New64a()
 	opts := proto.MarshalOptions{Deterministic: true}
+	var d Digest
 	var buf []byte
 	for _, st := range sorted {
 		var err error
@@ -36,13 +37,34 @@ func Of(ws []*persysv1.WorkloadStatus) uint64 {
 			// goes full, and the heartbeat reports the error.
 			return 0
 		}
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(buf)))
-		_, _ = h.Write(n[:])
-		_, _ = h.Write(buf)
+		d.Add(buf)
 	}
-	if d := h.Sum64(); d != 0 {
-		return d
+	return d.Sum()
+}
+
+// Digest computes Of incrementally from statuses already marshaled
+// deterministically, added in Of's order (by name, then uid and runtime
+// id), for a holder that keeps them encoded. The zero value is empty.
+type Digest struct{ h hash.Hash64 }
+
+// Add adds one encoded status.
+func (d *Digest) Add(encoded []byte) {
+	if d.h == nil {
+		d.h = fnv.New64a()
+	}
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(encoded)))
+	_, _ = d.h.Write(n[:])
+	_, _ = d.h.Write(encoded)
+}
+
+// Sum is the digest of what was added (never 0).
+func (d *Digest) Sum() uint64 {
+	if d.h == nil {
+		d.h = fnv.New64a()
+	}
+	if s := d.h.Sum64(); s != 0 {
+		return s
 	}
 	return 1
 }

@@ -82,6 +82,8 @@ type Cache struct {
 	// blocked holds, per node, the dynamic ports a start found taken
 	// there (portblocks.go).
 	blocked map[string][]portBlock
+	// specs shares equal specs among the cached workloads (specs.go).
+	specs specPool
 }
 
 // workload is the cache of one workload's keys plus the in-memory retry
@@ -89,26 +91,61 @@ type Cache struct {
 type workload struct {
 	w          *persysv1.Workload
 	rev        int64
-	status     *persysv1.WorkloadStatus
+	status     *heldStatus
 	statusRev  int64
-	assignment *persysv1.Assignment
+	assignment *heldAssignment
 	assignRev  int64
 
-	// Unplaced decision, kept for describe while the workload is pending.
-	pending *persysv1.PlacementDecision
-
-	attempts        int
+	// attemptRevision is the revision the retry state counts attempts of.
 	attemptRevision uint64
-	nextAttemptAt   time.Time
-	lastReason      persysv1.FailureReason
-	lastMessage     string
-	retryStored     bool
 	// reachedAt is when an apply of the current attempt series last
 	// reached the desired state; the attempts reset only once it held for
 	// a while (crash-loop backoff).
 	reachedAt time.Time
+	// x is the rest of the retry state, and notes for describe; nil while
+	// all are zero, as they are for most workloads most of the time. Read
+	// it with retry, change it with retryMut, then tidy.
+	x *retry
+}
+
+// retry is the part of a workload's entry most workloads leave zero.
+type retry struct {
+	// Unplaced decision, kept for describe while the workload is pending.
+	pending *persysv1.PlacementDecision
+
+	attempts      int
+	nextAttemptAt time.Time
+	lastReason    persysv1.FailureReason
+	lastMessage   string
+	retryStored   bool
 	// moveBlocked says why a drain could not move the workload.
 	moveBlocked string
+}
+
+// noRetry is what retry reads of an entry without one; never written.
+var noRetry retry
+
+// retry is e's retry state, to read only.
+func (e *workload) retry() *retry {
+	if e.x == nil {
+		return &noRetry
+	}
+	return e.x
+}
+
+// retryMut is e's retry state, to change; call tidy after.
+func (e *workload) retryMut() *retry {
+	if e.x == nil {
+		e.x = &retry{}
+	}
+	return e.x
+}
+
+// tidy drops e's retry state once it is all zero.
+func (e *workload) tidy() {
+	if e.x != nil && *e.x == (retry{}) {
+		e.x = nil
+	}
 }
 
 // node is the cache of one node plus what it last reported.
@@ -119,10 +156,7 @@ type node struct {
 	// to the cache first) and must not undo that write.
 	rev     int64
 	alive   bool
-	reports map[string]*persysv1.WorkloadStatus
-	// since is when each report entered its uid, revision and state, so
-	// that a transitional state gets a deadline (reconcile.Input.ObservedSince).
-	since map[string]time.Time
+	reports map[string]report
 	// reported is true once the node sent a full list since this scheduler
 	// started; before that, absence from reports means nothing.
 	reported bool
@@ -138,7 +172,21 @@ type node struct {
 }
 
 func newNode(n *persysv1.Node) *node {
-	return &node{node: n, reports: map[string]*persysv1.WorkloadStatus{}, since: map[string]time.Time{}}
+	return &node{node: n, reports: map[string]report{}}
+}
+
+// report is what a node last reported of one workload. It is kept encoded
+// (proto, deterministic: what the agent's digest hashes), for a decoded
+// status costs several times its encoding, and nodes report every
+// workload; it is decoded only when read.
+type report struct {
+	raw []byte
+	// uid is the reported uid, read for every report on every heartbeat
+	// (isOrphanLocked); it shares the cached workload's string when equal.
+	uid string
+	// since is when the report entered its uid, revision and state, so
+	// that a transitional state gets a deadline (reconcile.Input.ObservedSince).
+	since time.Time
 }
 
 type tombstone struct {
@@ -192,15 +240,16 @@ func (c *Cache) Load(snap Snapshot) []string {
 	c.workloads, c.counts, c.byNode = map[string]*workload{}, stateCounts{}, map[string]map[string]struct{}{}
 	c.byService = map[string]map[string]struct{}{}
 	for name, w := range snap.Workloads {
-		e := &workload{w: w, rev: snap.WorkloadRevs[name]}
-		e.status = snap.Statuses[name]
+		e := &workload{w: c.specs.share(w), rev: snap.WorkloadRevs[name]}
+		e.status = holdStatus(snap.Statuses[name], e.w)
 		if a, ok := snap.Assignments[name]; ok {
-			e.assignment, e.assignRev = a, snap.AssignmentRevs[name] // indexed by putWorkloadLocked
+			e.assignment, e.assignRev = holdAssignment(a, e.w), snap.AssignmentRevs[name] // indexed by putWorkloadLocked
 		}
 		if r := snap.Retries[name]; r != nil && r.GetUid() == w.GetUid() && r.GetRevision() == w.GetRevision() {
-			e.attempts, e.attemptRevision, e.retryStored = int(r.GetAttempts()), r.GetRevision(), true
-			e.nextAttemptAt = r.GetNextAttemptAt().AsTime()
-			e.lastReason, e.lastMessage = r.GetLastReason(), r.GetLastMessage()
+			x := e.retryMut()
+			x.attempts, e.attemptRevision, x.retryStored = int(r.GetAttempts()), r.GetRevision(), true
+			x.nextAttemptAt = r.GetNextAttemptAt().AsTime()
+			x.lastReason, x.lastMessage = r.GetLastReason(), r.GetLastMessage()
 		}
 		c.putWorkloadLocked(name, e)
 	}
@@ -215,7 +264,6 @@ func (c *Cache) Load(snap Snapshot) []string {
 		if prev, ok := old[id]; ok {
 			// A reload after a watch failure keeps what nodes reported.
 			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat
-			ne.since = prev.since
 			ne.reportDigest = prev.reportDigest
 		}
 		c.nodes[id] = ne
@@ -327,7 +375,7 @@ func (c *Cache) holdsLocked(e *workload) bool {
 }
 
 // gaveUp reports whether st is the final FAILED status of w's revision.
-func gaveUp(st *persysv1.WorkloadStatus, w *persysv1.Workload, maxAttempts int) bool {
+func gaveUp(st statusLike, w *persysv1.Workload, maxAttempts int) bool {
 	return maxAttempts > 0 && st.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED &&
 		int(st.GetAttempts()) >= maxAttempts && st.GetRevision() == w.GetRevision()
 }

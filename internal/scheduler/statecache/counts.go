@@ -16,18 +16,30 @@ type stateCounts map[persysv1.ActualState]int
 
 // observedState is the state a workload counts under: PENDING until a
 // status exists.
-func observedState(st *persysv1.WorkloadStatus) persysv1.ActualState {
+func observedState(st statusLike) persysv1.ActualState {
+	if st == nil {
+		return persysv1.ActualState_ACTUAL_STATE_PENDING
+	}
 	if s := st.GetState(); s != persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
 		return s
 	}
 	return persysv1.ActualState_ACTUAL_STATE_PENDING
 }
 
-func (c stateCounts) add(st *persysv1.WorkloadStatus, n int) {
+func (c stateCounts) add(st statusLike, n int) {
 	k := observedState(st)
 	if c[k] += n; c[k] == 0 {
 		delete(c, k)
 	}
+}
+
+// name returns the workload's own name when it is name: the maps keyed by
+// name keep one string per workload, not one per caller that passed it.
+func (e *workload) name(name string) string {
+	if n := e.w.GetName(); n == name {
+		return n
+	}
+	return name
 }
 
 // putWorkloadLocked adds or replaces the cache entry of name.
@@ -36,7 +48,7 @@ func (c *Cache) putWorkloadLocked(name string, e *workload) {
 		c.counts.add(old.status, -1)
 		c.unindexLocked(name, old)
 	}
-	c.workloads[name] = e
+	c.workloads[e.name(name)] = e
 	c.counts.add(e.status, 1)
 	c.indexLocked(name, e)
 	c.indexServiceLocked(name, e.w)
@@ -95,7 +107,7 @@ func (c *Cache) setStatusLocked(e *workload, st *persysv1.WorkloadStatus, rev in
 		c.invalidateLocked()
 	}
 	c.counts.add(e.status, -1)
-	e.status, e.statusRev = st, rev
+	e.status, e.statusRev = holdStatus(st, e.w), rev
 	c.counts.add(st, 1)
 }
 
@@ -112,7 +124,7 @@ func (c *Cache) resetEntryLocked(name string, e *workload) {
 // name, keeping byNode in step.
 func (c *Cache) setAssignmentLocked(name string, e *workload, a *persysv1.Assignment, rev int64) {
 	c.unindexLocked(name, e)
-	e.assignment, e.assignRev = a, rev
+	e.assignment, e.assignRev = holdAssignment(a, e.w), rev
 	c.indexLocked(name, e)
 }
 
@@ -121,6 +133,7 @@ func (c *Cache) indexLocked(name string, e *workload) {
 	if id == "" {
 		return
 	}
+	name = e.name(name)
 	set := c.byNode[id]
 	if set == nil {
 		set = map[string]struct{}{}

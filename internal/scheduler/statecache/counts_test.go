@@ -14,7 +14,7 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 	failed := &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_FAILED}
 
 	s.putWorkloadLocked("a", &workload{})
-	s.putWorkloadLocked("b", &workload{status: running})
+	s.putWorkloadLocked("b", &workload{status: holdStatus(running, nil)})
 	s.putWorkloadLocked("c", &workload{})
 	s.setStatusLocked(s.workloads["a"], running, 2)
 	s.setStatusLocked(s.workloads["c"], failed, 3)
@@ -47,20 +47,21 @@ func TestStateCountsFollowTheCache(t *testing.T) {
 func TestNodeIndexFollowsTheCache(t *testing.T) {
 	s := New(Config{})
 	on := func(node string) *persysv1.Assignment { return &persysv1.Assignment{NodeId: node} }
+	held := func(node string) *heldAssignment { return holdAssignment(on(node), nil) }
 	check := func(step string) {
 		t.Helper()
 		if d := s.indexDriftLocked(); d != "" {
 			t.Fatalf("after %s: %s", step, d)
 		}
 	}
-	s.putWorkloadLocked("a", &workload{assignment: on("n1")})
+	s.putWorkloadLocked("a", &workload{assignment: held("n1")})
 	s.putWorkloadLocked("b", &workload{})
-	s.putWorkloadLocked("c", &workload{assignment: on("n1")})
+	s.putWorkloadLocked("c", &workload{assignment: held("n1")})
 	check("put")
 	s.setAssignmentLocked("b", s.workloads["b"], on("n2"), 2)
 	s.setAssignmentLocked("a", s.workloads["a"], on("n2"), 3) // moved
 	check("assign")
-	s.putWorkloadLocked("c", &workload{assignment: on("n3")}) // replaced
+	s.putWorkloadLocked("c", &workload{assignment: held("n3")}) // replaced
 	s.resetEntryLocked("b", s.workloads["b"])
 	s.setAssignmentLocked("a", s.workloads["a"], nil, 0) // unassigned
 	check("replace, reset, unassign")

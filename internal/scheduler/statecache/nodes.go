@@ -4,6 +4,8 @@ package statecache
 // the operator's cordon and drain.
 
 import (
+	"bytes"
+	"maps"
 	"slices"
 	"time"
 
@@ -119,7 +121,8 @@ type Reports struct {
 }
 
 // StoreReports stores node id's full list of what it runs, with the
-// agent's digest of it (0: none).
+// agent's digest of it (0: none). A status that cannot be encoded (one no
+// agent could send) is left out.
 func (c *Cache) StoreReports(id string, reports []*persysv1.WorkloadStatus, digest uint64) Reports {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -127,13 +130,16 @@ func (c *Cache) StoreReports(id string, reports []*persysv1.WorkloadStatus, dige
 	if ne == nil {
 		return Reports{}
 	}
-	next := make(map[string]*persysv1.WorkloadStatus, len(reports))
+	next := make(map[string]report, len(reports))
+	fresh := make(map[string]*persysv1.WorkloadStatus, len(reports))
 	for _, st := range reports {
 		if name := st.GetName(); name != "" {
-			next[name] = st
+			if name, r, err := c.encodeReportLocked(name, st); err == nil {
+				next[name], fresh[name] = r, st
+			}
 		}
 	}
-	return c.storeReportsLocked(id, ne, next, digest)
+	return c.storeReportsLocked(id, ne, next, fresh, digest)
 }
 
 // ApplyDelta applies a heartbeat's change to node id's list (the statuses
@@ -149,40 +155,86 @@ func (c *Cache) ApplyDelta(id string, changed []*persysv1.WorkloadStatus, remove
 	if ne == nil || !ne.reported || digest == 0 {
 		return Reports{}, false
 	}
-	next := make(map[string]*persysv1.WorkloadStatus, len(ne.reports)+len(changed))
-	for name, st := range ne.reports {
-		next[name] = st
-	}
+	next := maps.Clone(ne.reports)
 	for _, name := range removed {
 		delete(next, name)
 	}
+	fresh := make(map[string]*persysv1.WorkloadStatus, len(changed))
 	for _, st := range changed {
 		if name := st.GetName(); name != "" {
-			next[name] = st
+			name, r, err := c.encodeReportLocked(name, st)
+			if err != nil {
+				return Reports{}, false
+			}
+			next[name], fresh[name] = r, st
 		}
 	}
-	if reportdigest.OfMap(next) != digest {
+	if digestOfReports(next) != digest {
 		return Reports{}, false
 	}
-	return c.storeReportsLocked(id, ne, next, digest), true
+	return c.storeReportsLocked(id, ne, next, fresh, digest), true
 }
 
-// storeReportsLocked makes next (by name) node id's list.
-func (c *Cache) storeReportsLocked(id string, ne *node, next map[string]*persysv1.WorkloadStatus, digest uint64) Reports {
-	out := Reports{Known: true}
-	for name, st := range next {
-		if !sameReport(ne.reports[name], st) {
-			out.Changed = append(out.Changed, name)
+// digestOfReports is reportdigest.Of of a list held by name.
+func digestOfReports(reports map[string]report) uint64 {
+	var d reportdigest.Digest
+	for _, name := range slices.Sorted(maps.Keys(reports)) {
+		d.Add(reports[name].raw)
+	}
+	return d.Sum()
+}
+
+// encodeReportLocked encodes st, node's report of workload name; key is
+// name, the cached workload's string when there is one.
+func (c *Cache) encodeReportLocked(name string, st *persysv1.WorkloadStatus) (key string, r report, err error) {
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(st)
+	if err != nil {
+		return name, report{}, err
+	}
+	r = report{raw: raw, uid: st.GetUid()}
+	if e := c.workloads[name]; e != nil {
+		name = e.name(name)
+		if e.w.GetUid() == r.uid {
+			r.uid = e.w.GetUid()
 		}
-		ne.noteSince(name, ne.reports[name], st, c.cfg.Now())
-		if c.isOrphanLocked(id, name, st) {
-			out.Orphans = append(out.Orphans, Orphan{name, st.GetUid()})
+	}
+	return name, r, nil
+}
+
+// status decodes r.
+func (r report) status() *persysv1.WorkloadStatus {
+	st := &persysv1.WorkloadStatus{}
+	_ = proto.Unmarshal(r.raw, st) // encoded by encodeReportLocked
+	return st
+}
+
+// storeReportsLocked makes next (by name) node id's list; fresh holds the
+// statuses next took from the agent, by name (the others are the list
+// held).
+func (c *Cache) storeReportsLocked(id string, ne *node, next map[string]report, fresh map[string]*persysv1.WorkloadStatus, digest uint64) Reports {
+	out := Reports{Known: true}
+	now := c.cfg.Now()
+	for name, r := range next {
+		old, had := ne.reports[name]
+		r.since = old.since
+		if st := fresh[name]; st != nil && !(had && bytes.Equal(old.raw, r.raw)) {
+			var prev *persysv1.WorkloadStatus
+			if had {
+				prev = old.status()
+			}
+			if !sameReport(prev, st) {
+				out.Changed = append(out.Changed, name)
+			}
+			r.since = sinceOf(prev, st, old.since, now)
+		}
+		next[name] = r
+		if c.isOrphanLocked(id, name, r.uid) {
+			out.Orphans = append(out.Orphans, Orphan{name, r.uid})
 		}
 	}
 	for name := range ne.reports {
 		if _, ok := next[name]; !ok {
 			out.Changed = append(out.Changed, name)
-			delete(ne.since, name)
 		}
 	}
 	ne.reports = next
@@ -210,28 +262,28 @@ func (c *Cache) DigestOrphans(id string, digest uint64) (orphans []Orphan, ok bo
 	if ne == nil || !ne.reported || ne.reportDigest == 0 || ne.reportDigest != digest {
 		return nil, false
 	}
-	for name, st := range ne.reports {
-		if c.isOrphanLocked(id, name, st) {
-			orphans = append(orphans, Orphan{name, st.GetUid()})
+	for name, r := range ne.reports {
+		if c.isOrphanLocked(id, name, r.uid) {
+			orphans = append(orphans, Orphan{name, r.uid})
 		}
 	}
 	return orphans, true
 }
 
-// isOrphanLocked reports whether the workload a node reports with st is
+// isOrphanLocked reports whether the workload a node reports with uid is
 // one the scheduler does not assign to that node, or another instance of
 // it (another uid).
-func (c *Cache) isOrphanLocked(id, name string, st *persysv1.WorkloadStatus) bool {
+func (c *Cache) isOrphanLocked(id, name, uid string) bool {
 	e := c.workloads[name]
 	onNode := e != nil && (e.assignment.GetNodeId() == id || e.assignment.GetPreviousNodeId() == id)
-	return !onNode || (st.GetUid() != "" && st.GetUid() != e.w.GetUid())
+	return !onNode || (uid != "" && uid != e.w.GetUid())
 }
 
 // SetReport records what the scheduler learned of workload name on node
 // id outside the node's lists, from an agent's answer (st nil: it is
 // gone). A change that matters means the list held no longer is the one
 // the agent's digest stands for, so the next digest-only heartbeat is
-// answered with resend_full.
+// answered with resend_full. A status that cannot be encoded is ignored.
 func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -245,26 +297,35 @@ func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
 			return
 		}
 		delete(ne.reports, name)
-		delete(ne.since, name)
 	} else {
-		// The caller goes on with st (it writes it as the status); the
-		// list held is read whole for its digest, so it keeps a copy.
-		st = proto.Clone(st).(*persysv1.WorkloadStatus)
-		ne.noteSince(name, old, st, c.cfg.Now())
-		ne.reports[name] = st
-		if had && sameReport(old, st) && old.GetMessage() == st.GetMessage() {
+		name, r, err := c.encodeReportLocked(name, st)
+		if err != nil {
+			return
+		}
+		if had && bytes.Equal(old.raw, r.raw) {
+			return
+		}
+		var prev *persysv1.WorkloadStatus
+		if had {
+			prev = old.status()
+		}
+		r.since = sinceOf(prev, st, old.since, c.cfg.Now())
+		ne.reports[name] = r
+		if had && sameReport(prev, st) && prev.GetMessage() == st.GetMessage() {
 			return
 		}
 	}
 	ne.reportDigest = 0
 }
 
-// noteSince starts the clock of name's report when st differs from old
-// in uid, revision or state.
-func (ne *node) noteSince(name string, old, st *persysv1.WorkloadStatus, now time.Time) {
+// sinceOf is when the report st, following old (nil: none) that entered
+// at since, entered its uid, revision and state: now when st differs from
+// old in them.
+func sinceOf(old, st *persysv1.WorkloadStatus, since, now time.Time) time.Time {
 	if old == nil || old.GetUid() != st.GetUid() || old.GetRevision() != st.GetRevision() || old.GetState() != st.GetState() {
-		ne.since[name] = now
+		return now
 	}
+	return since
 }
 
 // RestartReportClock starts the clock of node id's report of name again:
@@ -272,17 +333,23 @@ func (ne *node) noteSince(name string, old, st *persysv1.WorkloadStatus, now tim
 func (c *Cache) RestartReportClock(id, name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if ne := c.nodes[id]; ne != nil && ne.reports[name] != nil {
-		ne.since[name] = c.cfg.Now()
+	if ne := c.nodes[id]; ne != nil {
+		if r, ok := ne.reports[name]; ok {
+			r.since = c.cfg.Now()
+			ne.reports[name] = r
+		}
 	}
 }
 
-// Report is node id's last report of workload name; nil when none.
+// Report is a copy of node id's last report of workload name; nil when
+// none.
 func (c *Cache) Report(id, name string) *persysv1.WorkloadStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ne := c.nodes[id]; ne != nil {
-		return ne.reports[name]
+		if r, ok := ne.reports[name]; ok {
+			return r.status()
+		}
 	}
 	return nil
 }
@@ -362,7 +429,10 @@ func (c *Cache) StartDrain(id string) []string {
 	var names []string
 	for name, e := range c.workloads {
 		if e.assignment.GetNodeId() == id {
-			e.moveBlocked = ""
+			if e.x != nil {
+				e.x.moveBlocked = ""
+				e.tidy()
+			}
 			names = append(names, name)
 		}
 	}
@@ -384,8 +454,8 @@ func (c *Cache) DrainState(id string, names []string) (*persysv1.DrainResponse, 
 			r.Result, r.Message = "moved", "workload deleted"
 		case e.assignment.GetNodeId() != id && e.assignment.GetPreviousNodeId() == "":
 			r.Result, r.ToNode = "moved", e.assignment.GetNodeId()
-		case e.moveBlocked != "":
-			r.Result, r.Reason, r.Message = "unmoved", persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, e.moveBlocked
+		case e.retry().moveBlocked != "":
+			r.Result, r.Reason, r.Message = "unmoved", persysv1.FailureReason_FAILURE_REASON_NO_FEASIBLE_NODE, e.retry().moveBlocked
 			resp.Complete = false
 		default:
 			r.Result, r.ToNode = "unmoved", e.assignment.GetNodeId()

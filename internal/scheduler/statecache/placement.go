@@ -221,7 +221,10 @@ func (c *Cache) Placed(p Placement) {
 	if p.Rev > e.assignRev {
 		c.setAssignmentLocked(p.Name, e, p.Assignment, p.Rev)
 	}
-	e.pending, e.moveBlocked = nil, ""
+	if e.x != nil {
+		e.x.pending, e.x.moveBlocked = nil, ""
+		e.tidy()
+	}
 	if p.Rev > e.statusRev {
 		c.setStatusLocked(e, p.Status, p.Rev)
 	}
@@ -233,6 +236,9 @@ func (c *Cache) Placed(p Placement) {
 func (c *Cache) holdLocked(name string, h Hold) {
 	if c.snap == nil {
 		c.snap = c.buildSnapshotLocked()
+	}
+	if e := c.workloads[name]; e != nil {
+		name = e.name(name)
 	}
 	c.snap.hold(name, h)
 }

@@ -21,12 +21,12 @@ func (c *Cache) WorkloadView(name string) *persysv1.WorkloadView {
 	if e == nil {
 		return nil
 	}
-	v := &persysv1.WorkloadView{Workload: e.w, Status: e.status, Assignment: e.assignment}
+	v := &persysv1.WorkloadView{Workload: e.w, Status: e.status.proto(e.w), Assignment: e.assignment.proto(e.w)}
 	if v.Status == nil {
 		v.Status = &persysv1.WorkloadStatus{Name: name, Uid: e.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_PENDING}
 	}
-	if e.assignment == nil && e.pending != nil {
-		v.Assignment = &persysv1.Assignment{Name: name, Uid: e.w.GetUid(), Decision: e.pending}
+	if p := e.retry().pending; e.assignment == nil && p != nil {
+		v.Assignment = &persysv1.Assignment{Name: name, Uid: e.w.GetUid(), Decision: p}
 	}
 	return v
 }

@@ -29,11 +29,12 @@ func (c *Cache) WorkloadChanged(name string, w *persysv1.Workload, rev int64, de
 		changed = true
 	case e == nil:
 		if !c.buriedLocked(name, rev) {
-			c.putWorkloadLocked(name, &workload{w: w, rev: rev})
+			c.putWorkloadLocked(name, &workload{w: c.specs.share(w), rev: rev})
 			changed = true
 		}
 	case rev > e.rev:
-		e.w, e.rev = w, rev
+		e.setWorkload(c.specs.share(w))
+		e.rev = rev
 		c.indexServiceLocked(name, w)
 		c.invalidateLocked()
 		changed = true
@@ -162,7 +163,7 @@ func (c *Cache) SetAlive(id string, alive bool) Liveness {
 	if !alive {
 		want = persysv1.NodeState_NODE_STATE_NOT_READY
 		ne.reported = false
-		ne.reports = map[string]*persysv1.WorkloadStatus{}
+		ne.reports = map[string]report{}
 		ne.reportDigest = 0
 	}
 	if ne.node.GetState() != want {

@@ -7,8 +7,6 @@ package statecache
 import (
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
@@ -38,7 +36,8 @@ type Reading struct {
 	// scheduler started or since it came back.
 	NodeReported bool
 	NodeAddress  string
-	// Report is what the node last reported of the workload; nil: nothing.
+	// Report is a copy of what the node last reported of the workload;
+	// nil: nothing.
 	// ReportSince is when the report entered its uid, revision and state.
 	Report      *persysv1.WorkloadStatus
 	ReportSince time.Time
@@ -54,18 +53,25 @@ func (c *Cache) Read(name string) (Reading, bool) {
 		return Reading{}, false
 	}
 	if e.attemptRevision != e.w.GetRevision() {
-		e.attempts, e.attemptRevision, e.nextAttemptAt = 0, e.w.GetRevision(), time.Time{}
+		if e.x != nil {
+			e.x.attempts, e.x.nextAttemptAt = 0, time.Time{}
+			e.tidy()
+		}
+		e.attemptRevision = e.w.GetRevision()
 	}
-	r := Reading{Workload: e.w, Rev: e.rev, Assignment: e.assignment, AssignmentRev: e.assignRev,
-		Attempts: e.attempts, NextAttemptAt: e.nextAttemptAt, LastReason: e.lastReason, LastMessage: e.lastMessage,
-		MoveBlocked: e.moveBlocked}
+	x := e.retry()
+	r := Reading{Workload: e.w, Rev: e.rev, Assignment: e.assignment.proto(e.w), AssignmentRev: e.assignRev,
+		Attempts: x.attempts, NextAttemptAt: x.nextAttemptAt, LastReason: x.lastReason, LastMessage: x.lastMessage,
+		MoveBlocked: x.moveBlocked}
 	if e.assignment == nil {
 		return r, true
 	}
 	if ne := c.nodes[e.assignment.GetNodeId()]; ne != nil {
 		r.NodeKnown, r.NodeAlive, r.NodeDraining = true, ne.alive, ne.node.GetDraining()
 		r.NodeLostAt, r.NodeReported, r.NodeAddress = ne.lostAt, ne.reported, ne.node.GetAddress()
-		r.Report, r.ReportSince = ne.reports[name], ne.since[name]
+		if rep, ok := ne.reports[name]; ok {
+			r.Report, r.ReportSince = rep.status(), rep.since
+		}
 	}
 	return r, true
 }
@@ -103,10 +109,11 @@ func (c *Cache) BeginAttempt(name string) (attempt int, delay time.Duration, ok 
 	if e == nil {
 		return 0, 0, false
 	}
-	e.attempts++
-	delay = c.cfg.Backoff(e.attempts)
-	e.nextAttemptAt = c.cfg.Now().Add(delay)
-	return e.attempts, delay, true
+	x := e.retryMut()
+	x.attempts++
+	delay = c.cfg.Backoff(x.attempts)
+	x.nextAttemptAt = c.cfg.Now().Add(delay)
+	return x.attempts, delay, true
 }
 
 // NoteFailure records why the last attempt of workload name failed; the
@@ -115,7 +122,8 @@ func (c *Cache) NoteFailure(name string, reason persysv1.FailureReason, message 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil {
-		e.lastReason, e.lastMessage, e.retryStored = reason, message, true
+		x := e.retryMut()
+		x.lastReason, x.lastMessage, x.retryStored = reason, message, true
 	}
 }
 
@@ -124,9 +132,10 @@ func (c *Cache) NoteFailure(name string, reason persysv1.FailureReason, message 
 func (c *Cache) ResetAttempts(name string) (stored bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.workloads[name]; e != nil {
-		stored = e.retryStored
-		e.attempts, e.nextAttemptAt, e.lastReason, e.lastMessage, e.retryStored = 0, time.Time{}, 0, "", false
+	if e := c.workloads[name]; e != nil && e.x != nil {
+		stored = e.x.retryStored
+		e.x.attempts, e.x.nextAttemptAt, e.x.lastReason, e.x.lastMessage, e.x.retryStored = 0, time.Time{}, 0, "", false
+		e.tidy()
 	}
 	return stored
 }
@@ -158,7 +167,7 @@ func (c *Cache) SeenReached(name string) {
 func (c *Cache) StableWait(name string, stableAfter time.Duration) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.workloads[name]; e != nil && e.attempts > 0 && !e.reachedAt.IsZero() {
+	if e := c.workloads[name]; e != nil && e.retry().attempts > 0 && !e.reachedAt.IsZero() {
 		return stableAfter - c.cfg.Now().Sub(e.reachedAt)
 	}
 	return 0
@@ -179,13 +188,14 @@ func (c *Cache) FailedAfterReach(name string) (attempt int, delay time.Duration)
 	if e == nil || e.reachedAt.IsZero() {
 		return 0, 0
 	}
-	if e.attempts == 0 {
-		e.attempts = 1
+	x := e.retryMut()
+	if x.attempts == 0 {
+		x.attempts = 1
 	}
-	delay = c.cfg.Backoff(e.attempts)
-	e.nextAttemptAt = c.cfg.Now().Add(delay)
+	delay = c.cfg.Backoff(x.attempts)
+	x.nextAttemptAt = c.cfg.Now().Add(delay)
 	e.reachedAt = time.Time{}
-	return e.attempts, delay
+	return x.attempts, delay
 }
 
 // SetMoveBlocked records why a drain could not move workload name.
@@ -193,7 +203,8 @@ func (c *Cache) SetMoveBlocked(name, why string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil {
-		e.moveBlocked = why
+		e.retryMut().moveBlocked = why
+		e.tidy()
 	}
 }
 
@@ -203,11 +214,12 @@ func (c *Cache) SetPending(name string, d *persysv1.PlacementDecision) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil {
-		e.pending = d
+		e.retryMut().pending = d
+		e.tidy()
 	}
 }
 
-// Status is workload name's cached status; found is false when there is
+// Status is a copy of workload name's cached status; found is false when there is
 // no such workload.
 func (c *Cache) Status(name string) (st *persysv1.WorkloadStatus, found bool) {
 	c.mu.Lock()
@@ -216,7 +228,7 @@ func (c *Cache) Status(name string) (st *persysv1.WorkloadStatus, found bool) {
 	if e == nil {
 		return nil, false
 	}
-	return e.status, true
+	return e.status.proto(e.w), true
 }
 
 // StatusOn is a copy of workload name's status when it is one of node
@@ -225,7 +237,7 @@ func (c *Cache) StatusOn(name, id string) *persysv1.WorkloadStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.workloads[name]; e != nil && e.status.GetNodeId() == id {
-		return proto.Clone(e.status).(*persysv1.WorkloadStatus)
+		return e.status.proto(e.w)
 	}
 	return nil
 }
@@ -271,7 +283,8 @@ func (c *Cache) WorkloadWritten(w *persysv1.Workload, rev int64) bool {
 	if e.w != nil && e.w.GetUid() != w.GetUid() {
 		c.resetEntryLocked(name, e)
 	}
-	e.w, e.rev = w, rev
+	e.setWorkload(c.specs.share(w))
+	e.rev = rev
 	c.indexServiceLocked(name, w)
 	c.notifyLocked(name)
 	return true
@@ -318,8 +331,9 @@ func (c *Cache) Pending() []string {
 			names = append(names, name)
 		} else if ne := c.nodes[e.assignment.GetNodeId()]; ne == nil || !ne.alive {
 			names = append(names, name)
-		} else if ne.node.GetDraining() && e.moveBlocked != "" {
-			e.moveBlocked = ""
+		} else if ne.node.GetDraining() && e.retry().moveBlocked != "" {
+			e.x.moveBlocked = ""
+			e.tidy()
 			names = append(names, name)
 		}
 	}
@@ -333,7 +347,7 @@ func (c *Cache) Each(fn func(name string, w *persysv1.Workload, lastReason persy
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for name, e := range c.workloads {
-		fn(name, e.w, e.lastReason)
+		fn(name, e.w, e.retry().lastReason)
 	}
 }
 

@@ -1,0 +1,126 @@
+package statecache
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+)
+
+// A status the cache holds encoded reads back whole, as copies: a caller
+// changing one changes nothing held.
+func TestHeldStatusReadsBackWhole(t *testing.T) {
+	c := New(Config{MaxAttempts: 3})
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 2)
+	st := &persysv1.WorkloadStatus{Name: "web", Uid: "u1", State: persysv1.ActualState_ACTUAL_STATE_FAILED,
+		Reason: persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED, Message: "pull failed", NodeId: "n1", Revision: 1,
+		UpdatedAt: timestamppb.New(time.Unix(1_800_000_000, 0)), RuntimeId: "r1", Attempts: 3, Addresses: []string{"10.0.0.2"},
+		Details: map[string]string{"pid": "7"}, Ready: true, Health: persysv1.HealthState_HEALTH_STATE_HEALTHY}
+	if !c.StatusWritten("web", st, 3) {
+		t.Error("the final FAILED status did not give the node back")
+	}
+	got, _ := c.Status("web")
+	if !proto.Equal(got, st) {
+		t.Fatalf("status %v, want %v", got, st)
+	}
+	got.Message = "changed by a caller"
+	if on := c.StatusOn("web", "n1"); !proto.Equal(on, st) {
+		t.Fatalf("status on n1 %v, want %v", on, st)
+	}
+	if c.StatusOn("web", "n2") != nil {
+		t.Error("a status on n1 read as one on n2")
+	}
+	if v := c.WorkloadView("web"); !proto.Equal(v.GetStatus(), st) {
+		t.Fatalf("view's status %v, want %v", v.GetStatus(), st)
+	}
+	if by, _, _ := c.Stats(); by[persysv1.ActualState_ACTUAL_STATE_FAILED] != 1 {
+		t.Fatalf("counts %v, want web FAILED", by)
+	}
+}
+
+// An assignment the cache holds encoded reads back whole, dynamic ports
+// included, and indexes its node.
+func TestHeldAssignmentReadsBackWhole(t *testing.T) {
+	c := New(Config{})
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 2)
+	a := &persysv1.Assignment{Name: "web", Uid: "u1", NodeId: "n2", Revision: 1, PreviousNodeId: "n1", Cause: "drain",
+		PlacedAt: timestamppb.New(time.Unix(1_800_000_000, 0)), DynamicHostPorts: []uint32{30001},
+		PreviousDynamicHostPorts: []uint32{30000}, Decision: &persysv1.PlacementDecision{NodeId: "n2", Score: 0.5, TotalNodes: 2}}
+	c.AssignmentChanged("web", a, 3, false)
+	r, _ := c.Read("web")
+	if !proto.Equal(r.Assignment, a) {
+		t.Fatalf("assignment %v, want %v", r.Assignment, a)
+	}
+	e := c.workloads["web"]
+	if got := e.assignment.GetDynamicHostPorts(); len(got) != 1 || got[0] != 30001 {
+		t.Errorf("dynamic ports %v, want [30001]", got)
+	}
+	if got := e.assignment.GetPreviousDynamicHostPorts(); len(got) != 1 || got[0] != 30000 {
+		t.Errorf("previous dynamic ports %v, want [30000]", got)
+	}
+	if v := c.WorkloadView("web"); !proto.Equal(v.GetAssignment(), a) {
+		t.Fatalf("view's assignment %v, want %v", v.GetAssignment(), a)
+	}
+	if got := c.AssignedTo("n2"); len(got) != 1 {
+		t.Fatalf("n2 holds %v, want web", got)
+	}
+}
+
+// The retry state is kept only while some of it is set: a workload whose
+// attempts were forgotten and that nothing blocks carries none.
+func TestRetryStateGoesWhenZero(t *testing.T) {
+	c := New(Config{})
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 2)
+	c.Read("web")
+	if n, _, _ := c.BeginAttempt("web"); n != 1 {
+		t.Fatalf("attempt %d, want 1", n)
+	}
+	c.NoteFailure("web", persysv1.FailureReason_FAILURE_REASON_IMAGE_PULL_FAILED, "pull")
+	c.SetMoveBlocked("web", "no room")
+	if r, _ := c.Read("web"); r.Attempts != 1 || r.LastMessage != "pull" || r.MoveBlocked != "no room" {
+		t.Fatalf("reading %+v", r)
+	}
+	if !c.ResetAttempts("web") {
+		t.Error("the stored retry record was not reported")
+	}
+	if c.workloads["web"].x == nil {
+		t.Fatal("the retry state went while a drain note remained")
+	}
+	c.SetMoveBlocked("web", "")
+	if x := c.workloads["web"].x; x != nil {
+		t.Fatalf("retry state %+v kept when all zero", *x)
+	}
+	if r, _ := c.Read("web"); r.Attempts != 0 || r.LastMessage != "" || r.MoveBlocked != "" {
+		t.Fatalf("reading %+v after the reset", r)
+	}
+}
+
+// A status and an assignment leave out the name and uid of their
+// workload, and keep them when the watch brings a new workload of that
+// name (another uid) over them.
+func TestHeldNameAndUIDFollowTheWorkload(t *testing.T) {
+	c := New(Config{})
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 2)
+	st := &persysv1.WorkloadStatus{Name: "web", Uid: "u1", State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "n1", Revision: 1}
+	a := &persysv1.Assignment{Name: "web", Uid: "u1", NodeId: "n1", Revision: 1}
+	c.StatusWritten("web", st, 3)
+	c.AssignmentChanged("web", a, 4, false)
+	e := c.workloads["web"]
+	if len(e.status.raw) >= proto.Size(st) || len(e.assignment.raw) >= proto.Size(a) {
+		t.Fatalf("encodings of %d and %d bytes kept the workload's name and uid", len(e.status.raw), len(e.assignment.raw))
+	}
+	c.WorkloadChanged("web", workloadNamed("web", "u2", 10), 5, false)
+	got, _ := c.Status("web")
+	r, _ := c.Read("web")
+	if !proto.Equal(got, st) || !proto.Equal(r.Assignment, a) {
+		t.Fatalf("after a new uid: status %v, assignment %v; want the old ones %v, %v", got, r.Assignment, st, a)
+	}
+	other := &persysv1.WorkloadStatus{Name: "web", Uid: "u3", State: persysv1.ActualState_ACTUAL_STATE_FAILED}
+	c.StatusWritten("web", other, 6)
+	if got, _ := c.Status("web"); !proto.Equal(got, other) {
+		t.Fatalf("status %v, want %v", got, other)
+	}
+}
