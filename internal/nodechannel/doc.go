@@ -7,7 +7,9 @@
 //
 // Scheduler side: a Hub holds one session per node. The gRPC handler of
 // Connect calls Hub.Accept with the node identity of the caller's
-// certificate; Hub.Client (or Hub.Await, which waits for the node to
+// certificate; a hello that carries the node's registration is registered
+// (HubConfig.Register) before the session starts, and the answer goes back
+// in accepted; Hub.Client (or Hub.Await, which waits for the node to
 // connect) returns a persysv1grpc.AgentServiceClient whose calls ride the
 // node's current session and fail with codes.Unavailable when the node has
 // none or the session ends under them, as a call to an unreachable agent
@@ -15,7 +17,8 @@
 // slow reader holds back only its own follow. End a lost node's session
 // with Close, and every session with CloseAll when leadership ends.
 //
-// Agent side: Serve runs one stream until it ends, answering each request
-// with the matching method of a persysv1grpc.AgentServiceServer in its
-// own goroutine; the caller reconnects.
+// Agent side: Serve runs one stream (its hello carrying Agent.Register)
+// until it ends, answering each request with the matching method of a
+// persysv1grpc.AgentServiceServer in its own goroutine; the caller
+// reconnects.
 package nodechannel

@@ -158,6 +158,13 @@ func newBed(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame,
 func newBedWith(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error,
 	hb func(context.Context, string, *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error)) *bed {
 	t.Helper()
+	return newBedConfig(t, raw, nodechannel.HubConfig{Heartbeat: hb})
+}
+
+// newBedConfig is newBed whose Hub is made with cfg.
+func newBedConfig(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error,
+	cfg nodechannel.HubConfig) *bed {
+	t.Helper()
 	bundle, err := pki.Bootstrap(t.TempDir(), []string{"n1", "n2"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -170,8 +177,8 @@ func newBedWith(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFr
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bed{bundle: bundle, addr: ln.Addr().String(), accepts: make(chan error, 16),
-		hub: nodechannel.NewHub(nodechannel.HubConfig{Metrics: nodechannel.NewMetrics(nil), Heartbeat: hb})}
+	cfg.Metrics = nodechannel.NewMetrics(nil)
+	b := &bed{bundle: bundle, addr: ln.Addr().String(), accepts: make(chan error, 16), hub: nodechannel.NewHub(cfg)}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
 	persysv1grpc.RegisterNodeChannelServiceServer(srv, &connectServer{b: b, raw: raw})
 	go func() { _ = srv.Serve(ln) }()
@@ -198,6 +205,12 @@ func (a *agent) result() error {
 // hello; it returns once Serve ended or the stream was accepted.
 func (b *bed) connect(t *testing.T, cert, hello string, srv persysv1grpc.AgentServiceServer) *agent {
 	t.Helper()
+	return b.connectAs(t, cert, nodechannel.Agent{NodeID: hello, Server: srv})
+}
+
+// connectAs is connect serving ag (its Linked is the bed's).
+func (b *bed) connectAs(t *testing.T, cert string, ag nodechannel.Agent) *agent {
+	t.Helper()
 	tlsCfg, err := pki.ClientTLS(b.bundle.Agents[cert], "")
 	if err != nil {
 		t.Fatal(err)
@@ -220,8 +233,8 @@ func (b *bed) connect(t *testing.T, cert, hello string, srv persysv1grpc.AgentSe
 	accepted := make(chan struct{})
 	go func() {
 		defer close(a.done)
-		a.err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: hello, Server: srv,
-			Linked: func(l *nodechannel.Link) { a.link = l; close(accepted) }})
+		ag.Linked = func(l *nodechannel.Link) { a.link = l; close(accepted) }
+		a.err = nodechannel.Serve(ctx, stream, ag)
 	}()
 	select {
 	case <-accepted:
@@ -878,4 +891,113 @@ func TestHeartbeatWithoutHandler(t *testing.T) {
 	if _, err := b.client(t, "n1").HealthCheck(ctxT(t), &persysv1.HealthCheckRequest{}); err != nil {
 		t.Fatalf("the stream did not survive: %v", err)
 	}
+}
+
+// TestRegisterInHello: a hello that carries the node's registration is
+// registered by the Hub's handler before the stream is accepted, and the
+// answer comes back in accepted; a refusal, a registration naming another
+// node, or an answer the agent refuses ends the stream with no session. A
+// bare hello (an agent that registered with the unary call) is accepted
+// without registering; an accepted without an answer (a scheduler that
+// predates registration on the stream) ends the agent's stream.
+func TestRegisterInHello(t *testing.T) {
+	type seen struct {
+		node string
+		req  *persysv1.RegisterNodeRequest
+	}
+	calls := make(chan seen, 16)
+	b := newBedConfig(t, nil, nodechannel.HubConfig{
+		Register: func(_ context.Context, node string, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
+			calls <- seen{node, req}
+			if req.GetAddress() == "refused" {
+				return nil, status.Error(codes.FailedPrecondition, "node_id \"n1\" is registered and alive under another agent instance")
+			}
+			return &persysv1.RegisterNodeResponse{ClusterId: "c-" + req.GetAddress(), HeartbeatIntervalMs: 7}, nil
+		}})
+	reg := func(node, address string) *persysv1.RegisterNodeRequest {
+		return &persysv1.RegisterNodeRequest{NodeId: node, Address: address}
+	}
+	errAnswer := errors.New("cluster id told: not this data dir's")
+	for _, tc := range []struct {
+		name       string
+		hello      string
+		register   *persysv1.RegisterNodeRequest
+		answerErr  error
+		wantCode   codes.Code
+		wantErr    error
+		mention    string
+		registered bool // the handler ran
+	}{
+		{name: "registered", hello: "n1", register: reg("n1", "10.0.0.1"), registered: true},
+		{name: "refused by the registration", hello: "n1", register: reg("n1", "refused"), registered: true,
+			wantCode: codes.FailedPrecondition, mention: "another agent instance"},
+		{name: "registration naming another node", hello: "n1", register: reg("n2", "10.0.0.2"),
+			wantCode: codes.PermissionDenied, mention: "hello.register.node_id"},
+		{name: "answer the agent refuses", hello: "n1", register: reg("n1", "10.0.0.3"), registered: true, answerErr: errAnswer,
+			wantErr: errAnswer},
+		{name: "bare hello", hello: "n1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got *persysv1.RegisterNodeResponse
+			a := b.connectAs(t, "n1", nodechannel.Agent{NodeID: tc.hello, Server: newHandler("r"), Register: tc.register,
+				Registered: func(r *persysv1.RegisterNodeResponse) error { got = r; return tc.answerErr }})
+			fail := tc.wantCode != codes.OK || tc.wantErr != nil
+			if fail {
+				err := a.result()
+				switch {
+				case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+					t.Fatalf("Serve: %v, want %v", err, tc.wantErr)
+				case tc.wantErr == nil && (status.Code(err) != tc.wantCode || !strings.Contains(err.Error(), tc.mention)):
+					t.Fatalf("Serve: %v, want %s naming %q", err, tc.wantCode, tc.mention)
+				}
+				if tc.wantCode != codes.OK && b.hub.Connected("n1") {
+					t.Fatal("a refused hello left a session")
+				}
+			} else {
+				if a.link == nil {
+					t.Fatalf("not accepted: %v", a.result())
+				}
+				if !b.hub.Connected("n1") {
+					t.Fatal("accepted, but the Hub holds no session")
+				}
+			}
+			if tc.register != nil && tc.wantCode == codes.OK && got.GetClusterId() != "c-"+tc.register.GetAddress() {
+				t.Fatalf("registration answer %v, want the handler's", got)
+			}
+			select {
+			case c := <-calls:
+				if !tc.registered {
+					t.Fatalf("the handler ran for %v", c.req)
+				}
+				if c.node != "n1" || c.req.GetAddress() != tc.register.GetAddress() {
+					t.Fatalf("handler saw node %q request %v", c.node, c.req)
+				}
+			default:
+				if tc.registered {
+					t.Fatal("the handler did not run")
+				}
+			}
+			// Serve's caller ends the stream.
+			a.cancel()
+			<-a.done
+			eventually.Eventually(t, "session gone", wait, eventually.True(func() bool { return !b.hub.Connected("n1") }))
+		})
+	}
+
+	t.Run("a scheduler that predates registration on the stream", func(t *testing.T) {
+		old := newBed(t, func(s grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error {
+			if _, err := s.Recv(); err != nil {
+				return err
+			}
+			if err := s.Send(&persysv1.SchedulerFrame{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{}}}); err != nil {
+				return err
+			}
+			<-s.Context().Done()
+			return nil
+		})
+		a := old.connectAs(t, "n1", nodechannel.Agent{NodeID: "n1", Server: newHandler("r"), Register: reg("n1", "10.0.0.4")})
+		if err := a.result(); !errors.Is(err, nodechannel.ErrNotRegistered) {
+			t.Fatalf("Serve: %v, want ErrNotRegistered", err)
+		}
+	})
 }

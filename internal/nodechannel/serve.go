@@ -33,6 +33,14 @@ type Agent struct {
 	NodeID string
 	// Server answers the scheduler's requests.
 	Server persysv1grpc.AgentServiceServer
+	// Register, when set, goes in the hello: the scheduler registers the
+	// node before it accepts the stream, and a refusal ends the stream
+	// with its status (from Serve).
+	Register *persysv1.RegisterNodeRequest
+	// Registered, when set with Register, is given the scheduler's answer
+	// to it once the stream is accepted, before Accepted; an error ends
+	// the stream, and Serve returns it.
+	Registered func(*persysv1.RegisterNodeResponse) error
 	// Accepted, when set, is called once the scheduler accepted the
 	// stream (a reconnect loop resets its backoff there).
 	Accepted func()
@@ -51,6 +59,11 @@ type Agent struct {
 
 // ErrNotAccepted marks a stream whose first answer was not accepted.
 var ErrNotAccepted = errors.New("nodechannel: the scheduler did not accept the stream")
+
+// ErrNotRegistered marks a stream accepted without an answer to the
+// hello's registration: the scheduler predates registration on the
+// stream.
+var ErrNotRegistered = errors.New("nodechannel: the scheduler accepted the stream without registering the node (it predates registration on the control stream; upgrade it)")
 
 // Serve runs one stream: it sends the hello, waits for accepted, then runs
 // each request in its own goroutine under a context that carries the
@@ -71,7 +84,8 @@ func Serve(ctx context.Context, stream SchedulerStream, a Agent) error {
 		own: map[uint64]chan *persysv1.SchedulerFrame{}}
 	// io.EOF means the scheduler already ended the stream (a refusal, a
 	// follower's leader hint): Recv below returns why.
-	if err := r.send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: a.NodeID}}}); err != nil && !errors.Is(err, io.EOF) {
+	hello := &persysv1.ChannelHello{NodeId: a.NodeID, Register: a.Register}
+	if err := r.send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: hello}}); err != nil && !errors.Is(err, io.EOF) {
 		return r.end(fmt.Errorf("sending hello: %w", err))
 	}
 	first, err := stream.Recv()
@@ -80,6 +94,17 @@ func Serve(ctx context.Context, stream SchedulerStream, a Agent) error {
 	}
 	if first.GetAccepted() == nil {
 		return r.end(fmt.Errorf("%w: first frame is %s", ErrNotAccepted, bodyName(first)))
+	}
+	if a.Register != nil {
+		resp := first.GetAccepted().GetRegistered()
+		if resp == nil {
+			return r.end(ErrNotRegistered)
+		}
+		if a.Registered != nil {
+			if err := a.Registered(resp); err != nil {
+				return r.end(err)
+			}
+		}
 	}
 	if a.Accepted != nil {
 		a.Accepted()

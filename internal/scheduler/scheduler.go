@@ -294,6 +294,9 @@ func New(cfg Config) (*Scheduler, error) {
 		Observe: cfg.ObserveAgentCall,
 		Heartbeat: func(ctx context.Context, _ string, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
 			return controlapi.Heartbeat(ctx, s, req)
+		},
+		Register: func(ctx context.Context, _ string, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
+			return controlapi.RegisterNode(ctx, s, req)
 		}})
 	s.events = newEventWriter(cfg.Store, cfg.Logger)
 	s.audit = cfg.Store.AuditLog(cfg.AuditRetention)
