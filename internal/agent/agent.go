@@ -43,6 +43,9 @@ const (
 	DefaultHeartbeatInterval    = 2 * time.Second
 	DefaultUtilizationThreshold = 0.80
 	DefaultAuditInterval        = 30 * time.Second
+	// DefaultMaxConcurrentCalls is the scheduler's default per-node bound
+	// (persys scheduler --agent-calls-per-node).
+	DefaultMaxConcurrentCalls = 64
 )
 
 // Config configures an Agent.
@@ -104,6 +107,11 @@ type Config struct {
 	// DynamicPorts is the range the scheduler picks dynamic host ports
 	// from on this node, reported at registration (zero: none).
 	DynamicPorts hostaccess.PortRange
+	// MaxConcurrentCalls is how many applies and deletes the node takes
+	// at once, declared at registration (1-4096; 0: 64,
+	// DefaultMaxConcurrentCalls): the scheduler sends at most the smaller
+	// of it and its own per-node bound.
+	MaxConcurrentCalls int
 	// SkipHostPortScan reports no host ports bound by others: hollow
 	// nodes of the simulator share one host, whose sockets are no node's.
 	SkipHostPortScan bool
@@ -283,6 +291,10 @@ func (cfg *Config) validate() error {
 	if len(cfg.Runtimes) == 0 {
 		return errors.New("agent: config Runtimes needs at least one runtime")
 	}
+	if cfg.MaxConcurrentCalls < 0 || cfg.MaxConcurrentCalls > nodechannel.MaxConcurrentCalls {
+		return fmt.Errorf("agent: config MaxConcurrentCalls %d must be between 1 and %d (0: %d)",
+			cfg.MaxConcurrentCalls, nodechannel.MaxConcurrentCalls, DefaultMaxConcurrentCalls)
+	}
 	if cfg.HeartbeatInterval < 0 {
 		return fmt.Errorf("agent: config HeartbeatInterval %s is negative", cfg.HeartbeatInterval)
 	}
@@ -302,6 +314,9 @@ func (cfg *Config) validate() error {
 
 // setDefaults fills the zero fields that have a default.
 func (cfg *Config) setDefaults() {
+	if cfg.MaxConcurrentCalls == 0 {
+		cfg.MaxConcurrentCalls = DefaultMaxConcurrentCalls
+	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}

@@ -273,6 +273,9 @@ func (a *Agent) registration(ctx context.Context, target string) (*persysv1.Regi
 		Workloads:    workloads,
 		InstanceId:   a.instanceID,
 		ClusterId:    a.cluster.ID(),
+		// The scheduler sends at most this many applies and deletes at
+		// once (at most its own bound).
+		MaxConcurrentCalls: uint32(a.cfg.MaxConcurrentCalls),
 	}, nil
 }
 

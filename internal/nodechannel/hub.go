@@ -23,6 +23,10 @@ type AgentStream interface {
 	Recv() (*persysv1.AgentFrame, error)
 }
 
+// MaxConcurrentCalls bounds RegisterNodeRequest.max_concurrent_calls, the
+// applies and deletes a node declares it takes at once.
+const MaxConcurrentCalls = 4096
+
 // Why a session ended, as the metrics and the log name it.
 const (
 	ReasonReplaced       = "replaced"

@@ -189,6 +189,27 @@ func TestRegisterNodeIdentity(t *testing.T) {
 			t.Fatalf("node after registering on its stream: %v; want Ready with a lease", n)
 		}
 	})
+	t.Run("the node declares how many calls it takes at once", func(t *testing.T) {
+		conn := c.dial(ln.Addr().String(), b.Agents[streamNode])
+		for _, tc := range []struct {
+			declared uint32
+			want     int // the scheduler's own bound is 8
+			code     codes.Code
+		}{{declared: 2, want: 2}, {declared: 0, want: 8}, {declared: 100, want: 8}, {declared: 5000, want: 8, code: codes.InvalidArgument}} {
+			req := request(streamNode, "instance-s", b.ClusterID)
+			req.MaxConcurrentCalls = tc.declared
+			_, err := onStream(conn, streamNode, req)
+			if status.Code(err) != tc.code {
+				t.Fatalf("declared %d: %v, want %s", tc.declared, err, tc.code)
+			}
+			if err != nil && !strings.Contains(err.Error(), "max_concurrent_calls") {
+				t.Fatalf("declared %d: refusal %v does not name max_concurrent_calls", tc.declared, err)
+			}
+			if got := s.CallLimit(streamNode); got != tc.want {
+				t.Fatalf("declared %d: the scheduler sends %d calls at once, want %d", tc.declared, got, tc.want)
+			}
+		}
+	})
 }
 
 // TestClustersShareAnEngine: two clusters on one Docker engine, each with

@@ -223,6 +223,9 @@ type Scheduler struct {
 	pool     *agentPool
 	// dispatch runs the agent calls of applies the workers hand off.
 	dispatch *dispatcher
+	// callLimits bounds the applies and deletes in flight to each node
+	// (the dispatcher's and the agent pool's bound).
+	callLimits *callLimits
 	// runCtx is Run's context (guarded by runMu); background counts the
 	// goroutines started from request handlers (orphan removals) that Run
 	// waits for.
@@ -265,6 +268,7 @@ func New(cfg Config) (*Scheduler, error) {
 			return nil, err
 		}
 	}
+	limits := newCallLimits(cfg.AgentCallsPerNode)
 	s := &Scheduler{
 		cfg:   cfg,
 		store: cfg.Store,
@@ -275,7 +279,8 @@ func New(cfg Config) (*Scheduler, error) {
 		nodeLossSem:    make(chan struct{}, nodeLossWriters),
 		orphanInflight: map[string]bool{},
 		loadedCh:       make(chan struct{}),
-		dispatch:       newDispatcher(cfg.AgentCallsPerNode, cfg.AgentCallsTotal),
+		callLimits:     limits,
+		dispatch:       newDispatcher(limits, cfg.AgentCallsTotal),
 	}
 	ecfg := election.Config{Store: cfg.Store, Logger: cfg.Logger, Alone: cfg.Election == nil, Elected: s.elected}
 	if cfg.Election != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/secrets"
@@ -182,6 +183,9 @@ func RegisterNode(ctx context.Context, s Loop, req *persysv1.RegisterNodeRequest
 	}
 	if err := validateAllocatable(req.GetCapabilities()); err != nil {
 		return nil, err
+	}
+	if n := req.GetMaxConcurrentCalls(); n > nodechannel.MaxConcurrentCalls {
+		return nil, status.Errorf(codes.InvalidArgument, "max_concurrent_calls: %d is above %d (0: the scheduler's bound)", n, nodechannel.MaxConcurrentCalls)
 	}
 	resp, err := s.RegisterNode(ctx, req)
 	return resp, toStatus(err)
