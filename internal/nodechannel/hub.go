@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -274,6 +275,10 @@ type session struct {
 	// sendMu serialises Send: a gRPC stream's sends are not safe for
 	// concurrent use.
 	sendMu sync.Mutex
+	// heartbeating is set while the node's heartbeat is being handled:
+	// one at a time per session, so an agent cannot make the Hub start a
+	// goroutine per frame.
+	heartbeating atomic.Bool
 
 	mu     sync.Mutex
 	next   uint64
@@ -422,8 +427,19 @@ func (s *session) deliver(f *persysv1.AgentFrame) {
 
 // heartbeat answers the agent's heartbeat call id off the receive loop, so
 // that the answers to the scheduler's own calls keep flowing while the
-// lease is renewed in etcd. The agent sends one at a time.
+// lease is renewed in etcd. The agent sends one at a time (it waits for
+// each answer): one that comes while the last is being handled is
+// answered ResourceExhausted at once, on the receive loop, so a session
+// holds at most one heartbeat goroutine.
 func (s *session) heartbeat(id uint64, req *persysv1.HeartbeatRequest) {
+	if !s.heartbeating.CompareAndSwap(false, true) {
+		err := status.Errorf(codes.ResourceExhausted,
+			"heartbeat: call %d came while the node's previous heartbeat is still being handled; send one at a time, after its answer", id)
+		s.hub.cfg.Metrics.agentCall("Heartbeat", err)
+		// A failed send ends the session.
+		_ = s.send(&persysv1.SchedulerFrame{CallId: id, Body: &persysv1.SchedulerFrame_Error{Error: status.Convert(err).Proto()}})
+		return
+	}
 	handle := s.hub.cfg.Heartbeat
 	go func() {
 		var (
@@ -438,12 +454,16 @@ func (s *session) heartbeat(id uint64, req *persysv1.HeartbeatRequest) {
 		default:
 			resp, err = handle(s.ctx, s.node, req)
 		}
+		s.hub.cfg.Metrics.agentCall("Heartbeat", err)
 		f := &persysv1.SchedulerFrame{CallId: id}
 		if err != nil {
 			f.Body = &persysv1.SchedulerFrame_Error{Error: status.Convert(err).Proto()}
 		} else {
 			f.Body = &persysv1.SchedulerFrame_HeartbeatAck{HeartbeatAck: resp}
 		}
+		// Cleared before the answer goes: the agent's next heartbeat may
+		// follow it at once.
+		s.heartbeating.Store(false)
 		// A failed send ends the session; the agent then heartbeats on
 		// its next stream.
 		_ = s.send(f)

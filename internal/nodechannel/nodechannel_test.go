@@ -820,7 +820,7 @@ func newBenchBed(b *testing.B) *bed {
 	return bd
 }
 
-// TestHeartbeatOnStream: a heartbeat the agent sends on its stream reaches
+// TestHeartbeatOnStream: each heartbeat the agent sends on its stream reaches
 // the Hub's handler with the stream's node and comes back under its call
 // id, answer or error, while the scheduler's own calls go on; once the
 // stream ends the link fails at once.
@@ -839,16 +839,18 @@ func TestHeartbeatOnStream(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
-	for i := 1; i <= 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// One at a time, each after the last one's answer, as the agent
+		// sends them.
+		for i := 1; i <= 8; i++ {
 			resp, err := a.link.Heartbeat(ctx, &persysv1.HeartbeatRequest{NodeId: "n1", ReportDigest: uint64(i)})
 			if err != nil || resp.GetHeartbeatIntervalMs() != int64(i) || !resp.GetDigestKept() {
 				t.Errorf("heartbeat %d: %v, %v; want its own answer", i, resp, err)
 			}
-		}()
-	}
+		}
+	}()
 	// The scheduler's calls share the stream.
 	if _, err := b.client(t, "n1").HealthCheck(ctx, &persysv1.HealthCheckRequest{}); err != nil {
 		t.Fatal(err)
@@ -1000,4 +1002,82 @@ func TestRegisterInHello(t *testing.T) {
 			t.Fatalf("Serve: %v, want ErrNotRegistered", err)
 		}
 	})
+}
+
+// TestHeartbeatOneAtATime: an agent that sends heartbeats without waiting
+// for their answers gets ResourceExhausted, naming why, for each one that
+// comes while one is being handled; the handler runs for one at a time
+// (one goroutine per session, however many frames come), the one in
+// flight is answered, and the next one sent after its answer is handled.
+func TestHeartbeatOneAtATime(t *testing.T) {
+	entered := make(chan uint64, 64)
+	release := make(chan struct{})
+	b := newBedWith(t, nil, func(_ context.Context, _ string, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+		entered <- req.GetReportDigest()
+		<-release
+		return &persysv1.HeartbeatResponse{HeartbeatIntervalMs: int64(req.GetReportDigest())}, nil
+	})
+	tlsCfg, err := pki.ClientTLS(b.bundle.Agents["n1"], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := ctxT(t)
+	stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: "n1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := stream.Recv(); err != nil || f.GetAccepted() == nil {
+		t.Fatalf("hello answered %v, %v", f, err)
+	}
+	heartbeat := func(id uint64) {
+		t.Helper()
+		if err := stream.Send(&persysv1.AgentFrame{CallId: id, Body: &persysv1.AgentFrame_Heartbeat{
+			Heartbeat: &persysv1.HeartbeatRequest{NodeId: "n1", ReportDigest: id}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heartbeat(1)
+	if got := <-entered; got != 1 {
+		t.Fatalf("handler entered for %d, want 1", got)
+	}
+	const flood = 20
+	for id := uint64(2); id < 2+flood; id++ {
+		heartbeat(id)
+	}
+	for range flood {
+		f, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := f.GetError()
+		if e == nil || codes.Code(e.GetCode()) != codes.ResourceExhausted || !strings.Contains(e.GetMessage(), "previous heartbeat") ||
+			f.GetCallId() < 2 {
+			t.Fatalf("call %d answered %v; want ResourceExhausted naming the heartbeat in flight", f.GetCallId(), f)
+		}
+	}
+	select {
+	case id := <-entered:
+		t.Fatalf("the handler ran for heartbeat %d while heartbeat 1 was in flight", id)
+	default:
+	}
+	close(release)
+	if f, err := stream.Recv(); err != nil || f.GetCallId() != 1 || f.GetHeartbeatAck().GetHeartbeatIntervalMs() != 1 {
+		t.Fatalf("heartbeat 1 answered %v, %v; want its ack", f, err)
+	}
+	// After the answer, the next one is handled.
+	heartbeat(100)
+	if f, err := stream.Recv(); err != nil || f.GetCallId() != 100 || f.GetHeartbeatAck().GetHeartbeatIntervalMs() != 100 {
+		t.Fatalf("heartbeat 100 answered %v, %v; want its ack", f, err)
+	}
+	if got := <-entered; got != 100 {
+		t.Fatalf("handler entered for %d, want 100", got)
+	}
 }

@@ -453,7 +453,10 @@ type Link struct{ r *runner }
 func (l *Link) Done() <-chan struct{} { return l.r.ctx.Done() }
 
 // Heartbeat sends req as a heartbeat frame and waits for its answer, as
-// ControlService.Heartbeat would return it, within ctx.
+// ControlService.Heartbeat would return it, within ctx. The scheduler
+// takes one heartbeat at a time per stream: one sent while another is
+// unanswered (from another goroutine, or after ctx gave up on it) is
+// answered ResourceExhausted.
 func (l *Link) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
 	r := l.r
 	ch := make(chan *persysv1.SchedulerFrame, 1)
