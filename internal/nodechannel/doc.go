@@ -1,9 +1,11 @@
 // Package nodechannel carries AgentService calls over a node's control
 // stream (NodeChannelService.Connect): the agent dials the leading
 // scheduler and holds one bidirectional stream, the scheduler sends each
-// request as a SchedulerFrame with a call id and a deadline, and the agent
-// answers with AgentFrames under the same id. It owns the framing only;
-// who may open a stream (certificates, leadership) is the caller's.
+// request as a SchedulerFrame with a call id and the time its answer is
+// awaited (a duration, which the agent counts from the frame's arrival,
+// so that clocks that disagree do not move it), and the agent answers
+// with AgentFrames under the same id. It owns the framing only; who may
+// open a stream (certificates, leadership) is the caller's.
 //
 // Scheduler side: a Hub holds one session per node. The gRPC handler of
 // Connect calls Hub.Accept with the node identity of the caller's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -370,8 +371,11 @@ func TestDeadlineReachesHandler(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("got %v, want DeadlineExceeded", err)
 	}
-	if got := <-h.deadlines; !got.Equal(deadline) {
-		t.Fatalf("handler's deadline %v, want %v", got, deadline)
+	// The frame carries the time left, which the agent counts from the
+	// frame's arrival: never earlier than the caller's deadline, later by
+	// the frame's transit only.
+	if got := <-h.deadlines; got.Before(deadline) || got.After(deadline.Add(wait)) {
+		t.Fatalf("handler's deadline %v, want %v plus the frame's transit", got, deadline)
 	}
 	// Its own deadline or the scheduler's cancel at that deadline, which
 	// ever comes first.
@@ -1079,5 +1083,60 @@ func TestHeartbeatOneAtATime(t *testing.T) {
 	}
 	if got := <-entered; got != 100 {
 		t.Fatalf("handler entered for %d, want 100", got)
+	}
+}
+
+// TestDeadlineSurvivesClockSkew: a scheduler whose clock is an hour behind
+// sends a call with 30 s left: the handler gets 30 s from the frame's
+// arrival by its own clock (the absolute deadline_unix_nano, an hour in
+// the past here, is only for agents of the previous release). From a
+// scheduler that sends only the absolute deadline, it is used as before.
+func TestDeadlineSurvivesClockSkew(t *testing.T) {
+	const left = 30 * time.Second
+	skewed := time.Now().Add(-time.Hour)
+	sent := make(chan time.Time, 2)
+	b := newBed(t, func(s grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error {
+		if _, err := s.Recv(); err != nil {
+			return err
+		}
+		if err := s.Send(&persysv1.SchedulerFrame{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{}}}); err != nil {
+			return err
+		}
+		sent <- time.Now()
+		if err := s.Send(&persysv1.SchedulerFrame{CallId: 1, DeadlineUnixNano: skewed.Add(left).UnixNano(), TimeoutNanos: int64(left),
+			Body: &persysv1.SchedulerFrame_GetStatus{GetStatus: &persysv1.GetWorkloadStatusRequest{Name: "block"}}}); err != nil {
+			return err
+		}
+		// A scheduler of the previous release, with the same skew.
+		if err := s.Send(&persysv1.SchedulerFrame{CallId: 2, DeadlineUnixNano: skewed.Add(left).UnixNano(),
+			Body: &persysv1.SchedulerFrame_GetStatus{GetStatus: &persysv1.GetWorkloadStatusRequest{Name: "block"}}}); err != nil {
+			return err
+		}
+		<-s.Context().Done()
+		return nil
+	})
+	h := newHandler("skew")
+	b.connect(t, "n1", "n1", h)
+	at := <-sent
+	var got []time.Time
+	for range 2 {
+		select {
+		case d := <-h.deadlines:
+			got = append(got, d)
+		case <-time.After(wait):
+			t.Fatal("handler not called")
+		}
+	}
+	slices.SortFunc(got, func(a, b time.Time) int { return a.Compare(b) })
+	old, fresh := got[0], got[1]
+	if fresh.Before(at.Add(left)) || fresh.After(at.Add(left+wait)) {
+		t.Fatalf("handler's deadline %v, want %s after the frame was sent (%v)", fresh, left, at)
+	}
+	if !old.Equal(skewed.Add(left)) {
+		t.Fatalf("previous release's frame: handler's deadline %v, want its absolute %v", old, skewed.Add(left))
+	}
+	// The old frame's deadline has passed: that call ended at once.
+	if err := <-h.ended; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call with a past absolute deadline ended with %v, want DeadlineExceeded", err)
 	}
 }

@@ -216,8 +216,8 @@ func (r *runner) dispatch(f *persysv1.SchedulerFrame) {
 	}
 	var cctx context.Context
 	var cancel context.CancelFunc
-	if d := f.GetDeadlineUnixNano(); d != 0 {
-		cctx, cancel = context.WithDeadline(r.ctx, time.Unix(0, d))
+	if d, ok := frameDeadline(f, time.Now()); ok {
+		cctx, cancel = context.WithDeadline(r.ctx, d)
 	} else {
 		cctx, cancel = context.WithCancel(r.ctx)
 	}
@@ -241,6 +241,20 @@ func (r *runner) dispatch(f *persysv1.SchedulerFrame) {
 		}()
 		r.handle(cctx, f)
 	}()
+}
+
+// frameDeadline is when the answer to f stops being awaited, by the
+// agent's clock, f arriving at now: now plus the time f says is left, so
+// that a scheduler whose clock is off does not move it; from a scheduler
+// that predates timeout_nanos, its absolute deadline_unix_nano.
+func frameDeadline(f *persysv1.SchedulerFrame, now time.Time) (time.Time, bool) {
+	if t := f.GetTimeoutNanos(); t != 0 {
+		return now.Add(time.Duration(t)), true
+	}
+	if d := f.GetDeadlineUnixNano(); d != 0 {
+		return time.Unix(0, d), true
+	}
+	return time.Time{}, false
 }
 
 // handle runs one request and sends its answer.
