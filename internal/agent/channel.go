@@ -16,10 +16,6 @@ import (
 // controlStream is the agent's end of NodeChannelService.Connect.
 type controlStream = grpc.BidiStreamingClient[persysv1.AgentFrame, persysv1.SchedulerFrame]
 
-// channelMinBackoff is the first wait before the control stream is opened
-// again; it grows (jittered) while it keeps failing.
-const channelMinBackoff = 200 * time.Millisecond
-
 // channelLoop holds the node's control stream to the leading scheduler:
 // its hello registers the node, and the scheduler's AgentService calls
 // come over it. It opens it, answers on it until it ends, and opens it
@@ -46,6 +42,12 @@ func (a *Agent) channelLoop(ctx context.Context) {
 		failures++
 		a.metrics.registerFailures.Inc()
 		a.setContact(err)
+		if failures == 1 && a.control.target() != on {
+			// A follower named the leader: go there at once (once; a
+			// second refusal backs off).
+			a.log.Info("control stream refused by a follower; opening it on the leader", "scheduler", on, "leader", a.control.target())
+			continue
+		}
 		d := a.retryDelay(&rt, registerMinBackoff)
 		// One line for the first failure and then one in ten: a scheduler
 		// that is down for minutes would otherwise flood the log.

@@ -20,6 +20,9 @@ import (
 )
 
 const (
+	// registerMinBackoff is the first wait before a control stream,
+	// whose hello registers the node, is opened again after it failed
+	// to open or was refused; it grows (jittered) while it keeps failing.
 	registerMinBackoff = 500 * time.Millisecond
 	maxBackoff         = 10 * time.Second
 	rpcTimeout         = 10 * time.Second
