@@ -20,6 +20,7 @@ import (
 
 	"github.com/persys-dev/compute/internal/agent"
 	"github.com/persys-dev/compute/internal/grpcauth"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/obs"
 	"github.com/persys-dev/compute/internal/opsmetrics"
 	"github.com/persys-dev/compute/internal/pki"
@@ -39,6 +40,7 @@ type agentOptions struct {
 	heartbeatInterval    time.Duration
 	utilizationThreshold float64
 	auditInterval        time.Duration
+	maxConcurrentCalls   int
 	runtime              string
 	simApplyDelay        time.Duration
 	// Identity: join and renewal (identity.go).
@@ -84,6 +86,7 @@ func newAgentCommand() *cobra.Command {
 	f.StringVar(&o.metricsListen, "metrics-listen", "127.0.0.1:9103", "plain HTTP listener for /metrics, /healthz and /readyz (empty disables it)")
 	f.DurationVar(&o.heartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "heartbeat interval (the scheduler may override it)")
 	f.Float64Var(&o.utilizationThreshold, "utilization-threshold", agent.DefaultUtilizationThreshold, "share of CPU and memory capacity that resource requests may reach, in (0, 1]")
+	f.IntVar(&o.maxConcurrentCalls, "max-concurrent-calls", agent.DefaultMaxConcurrentCalls, "applies and deletes the node takes at once (1-4096), declared at registration: the scheduler sends at most the smaller of this and its --agent-calls-per-node")
 	f.DurationVar(&o.auditInterval, "audit-interval", agent.DefaultAuditInterval, "how often to verify that running workloads are alive (zombie detection)")
 	f.StringVar(&o.runtime, "runtime", "docker", "container runtime: docker, or sim (simulated, for scale tests only: runs nothing)")
 	o.extra.flags(f)
@@ -135,6 +138,9 @@ func (o *agentOptions) validate() error {
 	}
 	if o.utilizationThreshold <= 0 || o.utilizationThreshold > 1 {
 		return fmt.Errorf("--utilization-threshold %v must be in (0, 1]", o.utilizationThreshold)
+	}
+	if o.maxConcurrentCalls < 1 || o.maxConcurrentCalls > nodechannel.MaxConcurrentCalls {
+		return fmt.Errorf("--max-concurrent-calls %d must be between 1 and %d", o.maxConcurrentCalls, nodechannel.MaxConcurrentCalls)
 	}
 	if o.auditInterval <= 0 {
 		return fmt.Errorf("--audit-interval %s must be positive", o.auditInterval)
@@ -282,6 +288,7 @@ func runAgent(parent context.Context, o agentOptions) (err error) {
 		Schedulers:           scheds,
 		AuditInterval:        o.auditInterval,
 		HeartbeatInterval:    o.heartbeatInterval,
+		MaxConcurrentCalls:   o.maxConcurrentCalls,
 		UtilizationThreshold: o.utilizationThreshold,
 		Policy:               o.extra.policy(),
 		DynamicPorts:         o.extra.portRange(),

@@ -10,13 +10,14 @@
 // dials the leading scheduler and answers its AgentService calls over that
 // one stream (internal/nodechannel), so the node listens on no port. Run
 // ends when its context ends and leaves the workloads running. Registration
-// is a unary ControlService call; heartbeats go only on the stream. With
+// rides each stream's hello; heartbeats go only on the stream. With
 // several scheduler replicas, pass DialSchedulers' result as
 // Config.Schedulers: the agent follows the leader and registers again with
 // each new one.
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,9 @@ const (
 	DefaultHeartbeatInterval    = 2 * time.Second
 	DefaultUtilizationThreshold = 0.80
 	DefaultAuditInterval        = 30 * time.Second
+	// DefaultMaxConcurrentCalls is the scheduler's default per-node bound
+	// (persys scheduler --agent-calls-per-node).
+	DefaultMaxConcurrentCalls = 64
 )
 
 // Config configures an Agent.
@@ -56,12 +60,14 @@ type Config struct {
 	Labels        map[string]string
 	// Runtimes execute workloads, at most one per workload type.
 	Runtimes []runtime.Runtime
-	// Control is the scheduler's ControlService, used as is, and Channel
-	// its NodeChannelService (the node's control stream), best on a
-	// connection of its own (see Schedulers). Exactly one of Control
-	// (with Channel) and Schedulers is required.
-	Control persysv1grpc.ControlServiceClient
+	// Channel is one scheduler's NodeChannelService (the node's control
+	// stream, which carries registration and heartbeats), used as is.
+	// Exactly one of Channel and Schedulers is required.
 	Channel persysv1grpc.NodeChannelServiceClient
+	// Control is ignored: the agent registers on the control stream.
+	//
+	// Deprecated: set Channel alone.
+	Control persysv1grpc.ControlServiceClient
 	// Schedulers are the scheduler replicas; the agent follows their
 	// leader (see DialSchedulers). The caller closes it after Run.
 	Schedulers *Schedulers
@@ -101,6 +107,11 @@ type Config struct {
 	// DynamicPorts is the range the scheduler picks dynamic host ports
 	// from on this node, reported at registration (zero: none).
 	DynamicPorts hostaccess.PortRange
+	// MaxConcurrentCalls is how many applies and deletes the node takes
+	// at once, declared at registration (1-4096; 0: 64,
+	// DefaultMaxConcurrentCalls): the scheduler sends at most the smaller
+	// of it and its own per-node bound.
+	MaxConcurrentCalls int
 	// SkipHostPortScan reports no host ports bound by others: hollow
 	// nodes of the simulator share one host, whose sockets are no node's.
 	SkipHostPortScan bool
@@ -160,9 +171,10 @@ type Agent struct {
 	renewedAt time.Time
 	// link is the open control stream's, nil while none is; heartbeats
 	// go on it. linked is closed, and replaced, each time it changes.
-	link   *nodechannel.Link
-	linkOn string // the address the link's stream was opened on
-	linked chan struct{}
+	link     *nodechannel.Link
+	linkOn   string             // the address the link's stream was opened on
+	dropLink context.CancelFunc // ends the link's stream
+	linked   chan struct{}
 
 	// streamsDone closes when Run stops: open log follows end then,
 	// since they never end alone and a graceful stop waits for them.
@@ -237,7 +249,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Schedulers != nil {
 		a.control = cfg.Schedulers
 	} else {
-		a.control = fixedControl{c: cfg.Control, ch: cfg.Channel}
+		a.control = fixedControl{ch: cfg.Channel}
 	}
 	return a, nil
 }
@@ -269,17 +281,19 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("agent: config AdvertiseAddr %q: %w", cfg.AdvertiseAddr, err)
 	}
 	switch {
-	case cfg.Control == nil && cfg.Schedulers == nil:
-		return errors.New("agent: config Control or Schedulers is required")
-	case cfg.Control != nil && cfg.Schedulers != nil:
-		return errors.New("agent: config Control and Schedulers are exclusive; set one")
-	case cfg.Control != nil && cfg.Channel == nil:
-		return errors.New("agent: config Channel is required with Control")
-	case cfg.Control != nil && cfg.AdvertiseAddr == "":
-		return errors.New("agent: config AdvertiseAddr is required with Control (no scheduler address to find the route to)")
+	case cfg.Channel == nil && cfg.Schedulers == nil:
+		return errors.New("agent: config Channel or Schedulers is required")
+	case cfg.Channel != nil && cfg.Schedulers != nil:
+		return errors.New("agent: config Channel and Schedulers are exclusive; set one")
+	case cfg.Channel != nil && cfg.AdvertiseAddr == "":
+		return errors.New("agent: config AdvertiseAddr is required with Channel (no scheduler address to find the route to)")
 	}
 	if len(cfg.Runtimes) == 0 {
 		return errors.New("agent: config Runtimes needs at least one runtime")
+	}
+	if cfg.MaxConcurrentCalls < 0 || cfg.MaxConcurrentCalls > nodechannel.MaxConcurrentCalls {
+		return fmt.Errorf("agent: config MaxConcurrentCalls %d must be between 1 and %d (0: %d)",
+			cfg.MaxConcurrentCalls, nodechannel.MaxConcurrentCalls, DefaultMaxConcurrentCalls)
 	}
 	if cfg.HeartbeatInterval < 0 {
 		return fmt.Errorf("agent: config HeartbeatInterval %s is negative", cfg.HeartbeatInterval)
@@ -300,6 +314,9 @@ func (cfg *Config) validate() error {
 
 // setDefaults fills the zero fields that have a default.
 func (cfg *Config) setDefaults() {
+	if cfg.MaxConcurrentCalls == 0 {
+		cfg.MaxConcurrentCalls = DefaultMaxConcurrentCalls
+	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}

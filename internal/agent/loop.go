@@ -20,14 +20,18 @@ import (
 )
 
 const (
+	// registerMinBackoff is the first wait before a control stream,
+	// whose hello registers the node, is opened again after it failed
+	// to open or was refused; it grows (jittered) while it keeps failing.
 	registerMinBackoff = 500 * time.Millisecond
 	maxBackoff         = 10 * time.Second
 	rpcTimeout         = 10 * time.Second
 )
 
-// Run registers the node (retrying with capped, jittered exponential
-// backoff), then heartbeats until ctx ends, following the scheduler
-// leader and registering again with each new one. Workload changes reported by
+// Run holds the node's control stream, whose hello registers the node
+// (retrying with capped, jittered exponential backoff), and heartbeats on
+// it until ctx ends, following the scheduler leader and registering again
+// with each new one. Workload changes reported by
 // runtime watchers trigger an immediate heartbeat; an audit every
 // AuditInterval looks for zombies. Run returns nil when ctx ends; the
 // workloads keep running.
@@ -71,75 +75,37 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// loop is the one goroutine that owns registration and heartbeats.
+// loop is the one goroutine that owns heartbeats. Each control stream's
+// hello registers the node (channelLoop), so a new stream starts a new
+// registration: its first heartbeat carries the full list.
 func (a *Agent) loop(ctx context.Context) {
-	registered := false
-	registeredOn := "" // the scheduler address that accepted the registration
-	attempt := 0       // registration attempts since the last success
-	failures := 0      // consecutive heartbeat failures
-	var registerRetry, heartbeatRetry retry
-	leaderChanged := false
+	failures := 0 // consecutive heartbeat failures
+	var heartbeatRetry retry
 	var sent sentList // reset with each registration and on any heartbeat error
-	// checked is the last control stream whose scheduler was compared with
-	// the one the node registered with: only a leader accepts a stream, so
-	// a stream on another one means the leader changed.
+	// checked is the last control stream seen, lastOn the address of the
+	// scheduler that accepted it: only a leader accepts a stream, so
+	// another address means the leader changed.
 	var checked *nodechannel.Link
+	lastOn := ""
 	for ctx.Err() == nil {
-		if registered {
-			if target := a.control.target(); target != registeredOn {
-				// A new leader has its own lease for the node.
-				a.log.Info("scheduler leader changed; registering with it", "from", registeredOn, "to", target)
-				a.metrics.leaderChanges.Inc()
-				registered, leaderChanged, attempt = false, true, 0
-				registerRetry.reset()
-			}
-		}
-		if !registered {
-			attempt++
-			on, err := a.register(ctx)
-			if err == nil {
-				registered, registeredOn, attempt, failures = true, on, 0, 0
-				registerRetry.reset()
-				heartbeatRetry.reset()
-				sent = sentList{}
-				if leaderChanged {
-					// Report usage to the new leader at once.
-					leaderChanged = false
-					continue
-				}
-				if !a.wait(ctx, a.heartbeatInterval(), true) {
-					return
-				}
-				continue
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			a.setContact(err)
-			a.metrics.registerFailures.Inc()
-			d := a.retryDelay(&registerRetry, registerMinBackoff)
-			a.log.Warn("register with scheduler failed", "attempt", attempt, "scheduler", on,
-				"next", a.control.target(), "retry_in", d.String(), "err", err)
-			if !a.wait(ctx, d, false) {
-				return
-			}
-			continue
-		}
-
 		link, on, err := a.awaitLink(ctx, a.heartbeatInterval())
 		if ctx.Err() != nil {
 			return
 		}
 		if err == nil && link != checked {
 			checked = link
-			if on != registeredOn {
-				// A new leader has its own lease for the node.
-				a.log.Info("control stream opened on another scheduler; registering with it", "from", registeredOn, "to", on)
+			failures, sent = 0, sentList{}
+			heartbeatRetry.reset()
+			moved := lastOn != "" && on != lastOn
+			lastOn = on
+			if moved {
+				// Report usage to the new leader at once.
+				a.log.Info("registered with another scheduler: the leader changed", "to", on)
 				a.metrics.leaderChanges.Inc()
-				registered, leaderChanged, attempt = false, true, 0
-				registerRetry.reset()
-				continue
+			} else if !a.waitLinked(ctx, a.heartbeatInterval()) {
+				return
 			}
+			continue
 		}
 		var reply heartbeatReply
 		if err == nil {
@@ -152,8 +118,8 @@ func (a *Agent) loop(ctx context.Context) {
 		}
 		switch {
 		case err == nil && reply == replyReregister:
-			a.log.Info("scheduler asked the node to register again")
-			registered = false
+			a.log.Info("scheduler asked the node to register again; opening a new control stream")
+			a.dropStream(link)
 			continue
 		case err == nil && reply == replyResendFull:
 			// The lease was renewed; the list goes at once, not after
@@ -169,13 +135,14 @@ func (a *Agent) loop(ctx context.Context) {
 			}
 			failures = 0
 			heartbeatRetry.reset()
-			if !a.wait(ctx, a.heartbeatInterval(), true) {
+			if !a.waitLinked(ctx, a.heartbeatInterval()) {
 				return
 			}
-		case errors.Is(err, errNoStream):
-			// The heartbeat waited an interval for the stream, which
-			// channelLoop reopens; the next one goes as soon as it is
-			// open. The lease TTL covers a reconnect.
+		case errors.Is(err, errNoStream), errors.Is(err, nodechannel.ErrLinkClosed):
+			// The heartbeat waited an interval for the stream, or its
+			// stream ended under it; channelLoop reopens it, and the next
+			// one goes as soon as it is open. The lease TTL covers a
+			// reconnect.
 			failures++
 			a.metrics.heartbeatFailures.Inc()
 			a.setContact(err)
@@ -187,8 +154,8 @@ func (a *Agent) loop(ctx context.Context) {
 			a.metrics.heartbeatFailures.Inc()
 			a.setContact(err)
 			if status.Code(err) == codes.NotFound {
-				a.log.Warn("scheduler does not know the node; registering again", "err", err)
-				registered = false
+				a.log.Warn("scheduler does not know the node; registering again on a new control stream", "err", err)
+				a.dropStream(link)
 			}
 			d := a.retryDelay(&heartbeatRetry, a.heartbeatInterval())
 			a.log.Warn("heartbeat failed", "failures", failures, "next", a.control.target(),
@@ -212,6 +179,22 @@ func (a *Agent) retryDelay(rt *retry, base time.Duration) time.Duration {
 		since = time.Since(renewedAt)
 	}
 	return rt.next(base, ttl, since)
+}
+
+// waitLinked is a kickable wait that a new control stream also ends: its
+// hello registered the node, and the heartbeats start over from it.
+func (a *Agent) waitLinked(ctx context.Context, d time.Duration) bool {
+	changed := a.linkChange()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-a.kick:
+	case <-changed:
+	}
+	return true
 }
 
 // wait sleeps d or until ctx ends; with kickable, a kick ends it early. It
@@ -267,37 +250,44 @@ func (a *Agent) capabilities() *persysv1.NodeCapabilities {
 	return c
 }
 
-// register registers the node and returns the address of the scheduler
-// that accepted (or last refused) it.
-func (a *Agent) register(ctx context.Context) (string, error) {
+// registration is the node's registration, sent in each control
+// stream's hello; target is the scheduler it goes to (the node's address
+// defaults to the local end of the route there).
+func (a *Agent) registration(ctx context.Context, target string) (*persysv1.RegisterNodeRequest, error) {
 	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	workloads, err := a.listAll(ctx)
 	if err != nil {
-		return a.control.target(), err
+		return nil, err
 	}
 	address := a.cfg.AdvertiseAddr
 	if address == "" {
-		address = localAddressToward(a.control.target())
+		address = localAddressToward(target)
 	}
 	if address == "" {
-		return a.control.target(), fmt.Errorf("register node: no route to scheduler %s to take the node's address from; set the advertise address", a.control.target())
+		return nil, fmt.Errorf("register node: no route to scheduler %s to take the node's address from; set the advertise address", target)
 	}
 	// Before the first registration of a data dir the list holds only
 	// what the runtimes adopt without a cluster label (cluster.go).
-	resp, on, err := a.control.registerNode(ctx, &persysv1.RegisterNodeRequest{
+	return &persysv1.RegisterNodeRequest{
 		NodeId:       a.cfg.NodeID,
 		Address:      address,
 		Capabilities: a.capabilities(),
 		Workloads:    workloads,
 		InstanceId:   a.instanceID,
 		ClusterId:    a.cluster.ID(),
-	})
-	if err != nil {
-		return on, fmt.Errorf("register node: %w", err)
-	}
+		// The scheduler sends at most this many applies and deletes at
+		// once (at most its own bound).
+		MaxConcurrentCalls: uint32(a.cfg.MaxConcurrentCalls),
+	}, nil
+}
+
+// registered takes the scheduler's answer to the registration req that
+// the stream opened on on carried. An error (a cluster id that is not
+// the data dir's) ends the stream.
+func (a *Agent) registered(on string, req *persysv1.RegisterNodeRequest, resp *persysv1.RegisterNodeResponse) error {
 	if err := a.learnCluster(resp.GetClusterId()); err != nil {
-		return on, fmt.Errorf("register node: %w", err)
+		return fmt.Errorf("register node: %w", err)
 	}
 	a.adoptInterval(resp.GetHeartbeatIntervalMs())
 	a.adoptLeaseTTL(resp.GetLeaseTtlSeconds())
@@ -306,12 +296,13 @@ func (a *Agent) register(ctx context.Context) (string, error) {
 	a.contact = nil
 	a.renewedAt = time.Now()
 	a.mu.Unlock()
+	workloads := req.GetWorkloads()
 	a.metrics.registrations.Inc()
 	a.metrics.setWorkloads(workloads)
 	a.lister.seed(workloads)
-	a.log.Info("registered with scheduler", "scheduler", on, "address", address, "workloads", len(workloads),
+	a.log.Info("registered with scheduler", "scheduler", on, "address", req.GetAddress(), "workloads", len(workloads),
 		"heartbeat_interval", interval.String(), "lease_ttl_seconds", resp.GetLeaseTtlSeconds())
-	return on, nil
+	return nil
 }
 
 // heartbeatReply is what the scheduler asked in answer to a heartbeat.

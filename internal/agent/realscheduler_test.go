@@ -121,6 +121,11 @@ func TestAgentWithRealScheduler(t *testing.T) {
 // with it again. Here the scheduler is restarted after the node's record
 // was removed from the store meanwhile. (Registrations refused while no
 // scheduler answers: TestAgentRetriesUntilSchedulerStarts.)
+// TestAgentRegistersAgainWhenAsked: a scheduler restarted without the
+// node's record takes the registration in the hello of the agent's new
+// stream; once the node's lease is replaced under a live stream, the
+// scheduler answers a heartbeat with reregister, and the agent registers
+// again on a new stream.
 func TestAgentRegistersAgainWhenAsked(t *testing.T) {
 	rec := &callrec.Recorder{}
 	s := realsched.Start(t, realsched.Options{Nodes: []string{nodeID}, NoSecrets: true, Config: shortLeases, ServerOptions: rec.ServerOptions()})
@@ -137,16 +142,32 @@ func TestAgentRegistersAgainWhenAsked(t *testing.T) {
 
 	eventually.Eventually(t, "a registration with the restarted scheduler", waitFor, func() (bool, string) {
 		calls := nodeCalls(rec, addr, true)[before:]
-		for _, c := range calls {
-			if c.Method == "RegisterNode" {
+		return len(calls) > 0, fmt.Sprintf("%d calls answered", len(calls))
+	})
+	if first := nodeCalls(rec, addr, true)[before]; first.Method != "RegisterNode" {
+		t.Fatalf("the restarted scheduler answered %s first, want the registration in the new stream's hello", first.Method)
+	}
+	waitNodeReady(t, s.Admin(t), waitFor)
+
+	// The lease is replaced under the live stream (as when etcd expired
+	// it): the next heartbeat is answered reregister.
+	before = len(nodeCalls(rec, addr, true))
+	if _, err := s.Store.GrantNodeLease(context.Background(), nodeID, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	ra.agent.Kick()
+	eventually.Eventually(t, "a reregister answer, then a registration", waitFor, func() (bool, string) {
+		asked := false
+		for _, c := range nodeCalls(rec, addr, true)[before:] {
+			if r, ok := c.Response.(*persysv1.HeartbeatResponse); ok && r.GetReregister() {
+				asked = true
+			}
+			if asked && c.Method == "RegisterNode" {
 				return true, ""
 			}
 		}
-		return false, fmt.Sprintf("%d calls answered", len(calls))
+		return false, fmt.Sprintf("asked to register again: %v", asked)
 	})
-	if first := nodeCalls(rec, addr, true)[before]; first.Method != "Heartbeat" {
-		t.Fatalf("the restarted scheduler answered %s first, want the heartbeat it asks to register again", first.Method)
-	}
 	waitNodeReady(t, s.Admin(t), waitFor)
 	eventually.Eventually(t, "the agent ready", waitFor, func() (bool, string) {
 		if err := ra.agent.Ready(); err != nil {

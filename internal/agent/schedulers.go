@@ -23,7 +23,6 @@ import (
 // call goes. A leader change shows as a change of target.
 type controlPlane interface {
 	target() string
-	registerNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, string, error)
 	// connect opens the node's control stream and says on which address.
 	connect(ctx context.Context) (controlStream, string, error)
 	// streamFailed is told why a control stream opened on addr ended
@@ -31,10 +30,9 @@ type controlPlane interface {
 	streamFailed(addr string, err error, trailer metadata.MD)
 }
 
-// fixedControl is one ControlService client used as is (Config.Control),
-// with the NodeChannelService of the same scheduler (Config.Channel).
+// fixedControl is one scheduler's NodeChannelService used as is
+// (Config.Channel).
 type fixedControl struct {
-	c  persysv1grpc.ControlServiceClient
 	ch persysv1grpc.NodeChannelServiceClient
 }
 
@@ -49,16 +47,10 @@ func (f fixedControl) streamFailed(addr string, err error, md metadata.MD) {
 
 func (f fixedControl) target() string { return "" }
 
-func (f fixedControl) registerNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, string, error) {
-	resp, err := f.c.RegisterNode(ctx, req)
-	return resp, "", err
-}
-
 // Schedulers reaches the leader among scheduler replicas through a
-// leaderconn.Pool (see its rules). A registration follows a follower's
-// redirect at once; heartbeats ride the control stream, which only a
-// leader accepts, and a stream accepted by another scheduler than the one
-// the node registered with makes the agent register there first (a new
+// leaderconn.Pool (see its rules). Registration and heartbeats ride the
+// control stream, which only a leader accepts: a follower's refusal names
+// the leader, and the next stream goes there (and registers there: a new
 // leader keeps its own lease for the node). It is safe for concurrent
 // use; Close it when done.
 type Schedulers struct {
@@ -66,8 +58,7 @@ type Schedulers struct {
 	c    persysv1grpc.ControlServiceClient
 	// chPool carries the control stream on connections of its own: its
 	// reconnects while a scheduler is down would otherwise put the
-	// connection registrations use into backoff, failing them fast once
-	// the scheduler is back.
+	// connection revocation polls use into backoff.
 	chPool *leaderconn.Pool
 	ch     persysv1grpc.NodeChannelServiceClient
 }
@@ -111,9 +102,9 @@ func DialSchedulers(addrs []string, tlsCfg *tls.Config, opts ...grpc.DialOption)
 		chPool: chPool, ch: persysv1grpc.NewNodeChannelServiceClient(chPool)}, nil
 }
 
-// Leader returns the address calls go to now: the last one that answered,
-// or the one a follower named.
-func (s *Schedulers) Leader() string { return s.pool.Current() }
+// Leader returns the address the control stream goes to now: the last
+// one that answered, or the one a follower named.
+func (s *Schedulers) Leader() string { return s.chPool.Current() }
 
 // Addresses returns the configured addresses.
 func (s *Schedulers) Addresses() []string { return s.pool.Addresses() }
@@ -122,12 +113,6 @@ func (s *Schedulers) Addresses() []string { return s.pool.Addresses() }
 func (s *Schedulers) Close() error { return errors.Join(s.pool.Close(), s.chPool.Close()) }
 
 func (s *Schedulers) target() string { return s.Leader() }
-
-func (s *Schedulers) registerNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, string, error) {
-	var on string
-	resp, err := s.c.RegisterNode(ctx, req, leaderconn.AnsweredBy(&on))
-	return resp, on, err
-}
 
 func (s *Schedulers) connect(ctx context.Context) (controlStream, string, error) {
 	var on string

@@ -23,6 +23,11 @@ import (
 // buffers that many, so a reader that is slow holds back only its follow.
 const followWindow = 32
 
+// timeoutNanos is a frame's timeout_nanos for a deadline left away: at
+// least 1 (0 means none), so that a deadline already passed still ends
+// the call on the agent at once.
+func timeoutNanos(left time.Duration) int64 { return max(1, int64(left)) }
+
 // client is the AgentService of one node over its current session.
 type client struct {
 	hub  *Hub
@@ -49,6 +54,8 @@ func (c *client) open(ctx context.Context, method string, follow bool, body func
 	}
 	f := &persysv1.SchedulerFrame{CallId: cl.id}
 	if d, ok := ctx.Deadline(); ok {
+		f.TimeoutNanos = timeoutNanos(time.Until(d))
+		// Agents of the previous release read only the absolute time.
 		f.DeadlineUnixNano = d.UnixNano()
 	}
 	body(f)

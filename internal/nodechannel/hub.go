@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -22,6 +23,10 @@ type AgentStream interface {
 	Send(*persysv1.SchedulerFrame) error
 	Recv() (*persysv1.AgentFrame, error)
 }
+
+// MaxConcurrentCalls bounds RegisterNodeRequest.max_concurrent_calls, the
+// applies and deletes a node declares it takes at once.
+const MaxConcurrentCalls = 4096
 
 // Why a session ended, as the metrics and the log name it.
 const (
@@ -51,6 +56,13 @@ type HubConfig struct {
 	// heartbeat_ack, or error. Without it a heartbeat is answered
 	// Unimplemented.
 	Heartbeat func(ctx context.Context, nodeID string, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error)
+	// Register, when set, registers the node whose hello carries a
+	// RegisterNodeRequest, as ControlService.RegisterNode would (ctx is
+	// the stream's, which carries the caller's identity), before the
+	// session starts; its answer goes back in accepted, and its error
+	// ends the stream. Without it such a hello is refused Unimplemented.
+	// A bare hello (an agent that registers with the unary call) skips it.
+	Register func(ctx context.Context, nodeID string, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error)
 }
 
 // Hub holds the control session of each node that dialled in. It is safe
@@ -84,9 +96,10 @@ func (e errClosedBy) Error() string { return "control stream closed: " + e.reaso
 // certificate) over stream until the stream ends, ctx ends, a newer
 // session of the node replaces it, or CloseAll. The stream's first frame
 // must be a hello naming nodeID; a hello naming another node is refused
-// with PermissionDenied. Accept answers the hello with accepted once the
-// session is registered. It returns a status error saying why the session
-// ended.
+// with PermissionDenied. A hello that carries a registration is
+// registered first (HubConfig.Register), and its refusal ends the stream.
+// Accept answers the hello with accepted once the session is registered.
+// It returns a status error saying why the session ended.
 func (h *Hub) Accept(ctx context.Context, nodeID string, stream AgentStream) error {
 	if nodeID == "" {
 		return status.Error(codes.Unauthenticated, "node_id: the caller's certificate names no node")
@@ -103,6 +116,10 @@ func (h *Hub) Accept(ctx context.Context, nodeID string, stream AgentStream) err
 		return status.Errorf(codes.PermissionDenied, "hello.node_id: %q is not the node of the caller's certificate (%q)",
 			hello.GetNodeId(), nodeID)
 	}
+	registered, err := h.register(ctx, nodeID, hello.GetRegister())
+	if err != nil {
+		return err
+	}
 
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -118,7 +135,7 @@ func (h *Hub) Accept(ctx context.Context, nodeID string, stream AgentStream) err
 		old.close(ReasonReplaced)
 	}
 	h.cfg.Metrics.opened()
-	if err := s.send(&persysv1.SchedulerFrame{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{}}}); err != nil {
+	if err := s.send(&persysv1.SchedulerFrame{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{Registered: registered}}}); err != nil {
 		s.close(ReasonStreamEnded)
 		return status.Errorf(codes.Unavailable, "node %s: answering the hello: %v", nodeID, err)
 	}
@@ -145,6 +162,27 @@ func (h *Hub) Accept(ctx context.Context, nodeID string, stream AgentStream) err
 		err = context.Cause(sctx)
 	}
 	return status.Errorf(codes.Unavailable, "node %s: control stream closed (%s): %v", nodeID, reason, err)
+}
+
+// register runs the registration a hello carries (nil: none, as from an
+// agent that registered with the unary call).
+func (h *Hub) register(ctx context.Context, nodeID string, req *persysv1.RegisterNodeRequest) (resp *persysv1.RegisterNodeResponse, err error) {
+	if req == nil {
+		return nil, nil
+	}
+	defer func() { h.cfg.Metrics.agentCall("RegisterNode", err) }()
+	if req.GetNodeId() != nodeID {
+		return nil, status.Errorf(codes.PermissionDenied, "hello.register.node_id: %q is not the node of the caller's certificate (%q)",
+			req.GetNodeId(), nodeID)
+	}
+	if h.cfg.Register == nil {
+		return nil, status.Error(codes.Unimplemented, "hello.register: this scheduler takes registrations only as ControlService calls")
+	}
+	resp, err = h.cfg.Register(ctx, nodeID, req)
+	if err != nil {
+		return nil, status.Convert(err).Err()
+	}
+	return resp, nil
 }
 
 // Client returns an AgentService client for nodeID whose calls ride the
@@ -237,6 +275,10 @@ type session struct {
 	// sendMu serialises Send: a gRPC stream's sends are not safe for
 	// concurrent use.
 	sendMu sync.Mutex
+	// heartbeating is set while the node's heartbeat is being handled:
+	// one at a time per session, so an agent cannot make the Hub start a
+	// goroutine per frame.
+	heartbeating atomic.Bool
 
 	mu     sync.Mutex
 	next   uint64
@@ -385,8 +427,19 @@ func (s *session) deliver(f *persysv1.AgentFrame) {
 
 // heartbeat answers the agent's heartbeat call id off the receive loop, so
 // that the answers to the scheduler's own calls keep flowing while the
-// lease is renewed in etcd. The agent sends one at a time.
+// lease is renewed in etcd. The agent sends one at a time (it waits for
+// each answer): one that comes while the last is being handled is
+// answered ResourceExhausted at once, on the receive loop, so a session
+// holds at most one heartbeat goroutine.
 func (s *session) heartbeat(id uint64, req *persysv1.HeartbeatRequest) {
+	if !s.heartbeating.CompareAndSwap(false, true) {
+		err := status.Errorf(codes.ResourceExhausted,
+			"heartbeat: call %d came while the node's previous heartbeat is still being handled; send one at a time, after its answer", id)
+		s.hub.cfg.Metrics.agentCall("Heartbeat", err)
+		// A failed send ends the session.
+		_ = s.send(&persysv1.SchedulerFrame{CallId: id, Body: &persysv1.SchedulerFrame_Error{Error: status.Convert(err).Proto()}})
+		return
+	}
 	handle := s.hub.cfg.Heartbeat
 	go func() {
 		var (
@@ -401,12 +454,16 @@ func (s *session) heartbeat(id uint64, req *persysv1.HeartbeatRequest) {
 		default:
 			resp, err = handle(s.ctx, s.node, req)
 		}
+		s.hub.cfg.Metrics.agentCall("Heartbeat", err)
 		f := &persysv1.SchedulerFrame{CallId: id}
 		if err != nil {
 			f.Body = &persysv1.SchedulerFrame_Error{Error: status.Convert(err).Proto()}
 		} else {
 			f.Body = &persysv1.SchedulerFrame_HeartbeatAck{HeartbeatAck: resp}
 		}
+		// Cleared before the answer goes: the agent's next heartbeat may
+		// follow it at once.
+		s.heartbeating.Store(false)
 		// A failed send ends the session; the agent then heartbeats on
 		// its next stream.
 		_ = s.send(f)

@@ -12,6 +12,9 @@ type Metrics struct {
 	accepted prometheus.Counter
 	closes   *prometheus.CounterVec
 	calls    *prometheus.CounterVec
+	// agentCalls counts the agents' own calls (registration in the
+	// hello, heartbeats).
+	agentCalls *prometheus.CounterVec
 }
 
 // NewMetrics registers the Hub's metrics on reg (nil: not registered).
@@ -27,9 +30,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "node_stream_calls_total", Help: "AgentService calls sent over node control streams, by method and gRPC code of the outcome."},
 			[]string{"method", "code"}),
+		agentCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "node_stream_agent_calls_total", Help: "Agents' calls on their control streams (RegisterNode in the hello, Heartbeat), by method and gRPC code of the answer; ResourceExhausted: a heartbeat sent while the node's previous one was in flight."},
+			[]string{"method", "code"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.open, m.accepted, m.closes, m.calls)
+		reg.MustRegister(m.open, m.accepted, m.closes, m.calls, m.agentCalls)
 	}
 	return m
 }
@@ -55,4 +61,11 @@ func (m *Metrics) call(method string, err error) {
 		return
 	}
 	m.calls.WithLabelValues(method, status.Code(err).String()).Inc()
+}
+
+func (m *Metrics) agentCall(method string, err error) {
+	if m == nil {
+		return
+	}
+	m.agentCalls.WithLabelValues(method, status.Code(err).String()).Inc()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -158,6 +159,13 @@ func newBed(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame,
 func newBedWith(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error,
 	hb func(context.Context, string, *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error)) *bed {
 	t.Helper()
+	return newBedConfig(t, raw, nodechannel.HubConfig{Heartbeat: hb})
+}
+
+// newBedConfig is newBed whose Hub is made with cfg.
+func newBedConfig(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error,
+	cfg nodechannel.HubConfig) *bed {
+	t.Helper()
 	bundle, err := pki.Bootstrap(t.TempDir(), []string{"n1", "n2"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -170,8 +178,8 @@ func newBedWith(t *testing.T, raw func(grpc.BidiStreamingServer[persysv1.AgentFr
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bed{bundle: bundle, addr: ln.Addr().String(), accepts: make(chan error, 16),
-		hub: nodechannel.NewHub(nodechannel.HubConfig{Metrics: nodechannel.NewMetrics(nil), Heartbeat: hb})}
+	cfg.Metrics = nodechannel.NewMetrics(nil)
+	b := &bed{bundle: bundle, addr: ln.Addr().String(), accepts: make(chan error, 16), hub: nodechannel.NewHub(cfg)}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(serverTLS)))
 	persysv1grpc.RegisterNodeChannelServiceServer(srv, &connectServer{b: b, raw: raw})
 	go func() { _ = srv.Serve(ln) }()
@@ -198,6 +206,12 @@ func (a *agent) result() error {
 // hello; it returns once Serve ended or the stream was accepted.
 func (b *bed) connect(t *testing.T, cert, hello string, srv persysv1grpc.AgentServiceServer) *agent {
 	t.Helper()
+	return b.connectAs(t, cert, nodechannel.Agent{NodeID: hello, Server: srv})
+}
+
+// connectAs is connect serving ag (its Linked is the bed's).
+func (b *bed) connectAs(t *testing.T, cert string, ag nodechannel.Agent) *agent {
+	t.Helper()
 	tlsCfg, err := pki.ClientTLS(b.bundle.Agents[cert], "")
 	if err != nil {
 		t.Fatal(err)
@@ -220,8 +234,8 @@ func (b *bed) connect(t *testing.T, cert, hello string, srv persysv1grpc.AgentSe
 	accepted := make(chan struct{})
 	go func() {
 		defer close(a.done)
-		a.err = nodechannel.Serve(ctx, stream, nodechannel.Agent{NodeID: hello, Server: srv,
-			Linked: func(l *nodechannel.Link) { a.link = l; close(accepted) }})
+		ag.Linked = func(l *nodechannel.Link) { a.link = l; close(accepted) }
+		a.err = nodechannel.Serve(ctx, stream, ag)
 	}()
 	select {
 	case <-accepted:
@@ -357,8 +371,11 @@ func TestDeadlineReachesHandler(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("got %v, want DeadlineExceeded", err)
 	}
-	if got := <-h.deadlines; !got.Equal(deadline) {
-		t.Fatalf("handler's deadline %v, want %v", got, deadline)
+	// The frame carries the time left, which the agent counts from the
+	// frame's arrival: never earlier than the caller's deadline, later by
+	// the frame's transit only.
+	if got := <-h.deadlines; got.Before(deadline) || got.After(deadline.Add(wait)) {
+		t.Fatalf("handler's deadline %v, want %v plus the frame's transit", got, deadline)
 	}
 	// Its own deadline or the scheduler's cancel at that deadline, which
 	// ever comes first.
@@ -807,7 +824,7 @@ func newBenchBed(b *testing.B) *bed {
 	return bd
 }
 
-// TestHeartbeatOnStream: a heartbeat the agent sends on its stream reaches
+// TestHeartbeatOnStream: each heartbeat the agent sends on its stream reaches
 // the Hub's handler with the stream's node and comes back under its call
 // id, answer or error, while the scheduler's own calls go on; once the
 // stream ends the link fails at once.
@@ -826,16 +843,18 @@ func TestHeartbeatOnStream(t *testing.T) {
 	}
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
-	for i := 1; i <= 8; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// One at a time, each after the last one's answer, as the agent
+		// sends them.
+		for i := 1; i <= 8; i++ {
 			resp, err := a.link.Heartbeat(ctx, &persysv1.HeartbeatRequest{NodeId: "n1", ReportDigest: uint64(i)})
 			if err != nil || resp.GetHeartbeatIntervalMs() != int64(i) || !resp.GetDigestKept() {
 				t.Errorf("heartbeat %d: %v, %v; want its own answer", i, resp, err)
 			}
-		}()
-	}
+		}
+	}()
 	// The scheduler's calls share the stream.
 	if _, err := b.client(t, "n1").HealthCheck(ctx, &persysv1.HealthCheckRequest{}); err != nil {
 		t.Fatal(err)
@@ -877,5 +896,247 @@ func TestHeartbeatWithoutHandler(t *testing.T) {
 	}
 	if _, err := b.client(t, "n1").HealthCheck(ctxT(t), &persysv1.HealthCheckRequest{}); err != nil {
 		t.Fatalf("the stream did not survive: %v", err)
+	}
+}
+
+// TestRegisterInHello: a hello that carries the node's registration is
+// registered by the Hub's handler before the stream is accepted, and the
+// answer comes back in accepted; a refusal, a registration naming another
+// node, or an answer the agent refuses ends the stream with no session. A
+// bare hello (an agent that registered with the unary call) is accepted
+// without registering; an accepted without an answer (a scheduler that
+// predates registration on the stream) ends the agent's stream.
+func TestRegisterInHello(t *testing.T) {
+	type seen struct {
+		node string
+		req  *persysv1.RegisterNodeRequest
+	}
+	calls := make(chan seen, 16)
+	b := newBedConfig(t, nil, nodechannel.HubConfig{
+		Register: func(_ context.Context, node string, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
+			calls <- seen{node, req}
+			if req.GetAddress() == "refused" {
+				return nil, status.Error(codes.FailedPrecondition, "node_id \"n1\" is registered and alive under another agent instance")
+			}
+			return &persysv1.RegisterNodeResponse{ClusterId: "c-" + req.GetAddress(), HeartbeatIntervalMs: 7}, nil
+		}})
+	reg := func(node, address string) *persysv1.RegisterNodeRequest {
+		return &persysv1.RegisterNodeRequest{NodeId: node, Address: address}
+	}
+	errAnswer := errors.New("cluster id told: not this data dir's")
+	for _, tc := range []struct {
+		name       string
+		hello      string
+		register   *persysv1.RegisterNodeRequest
+		answerErr  error
+		wantCode   codes.Code
+		wantErr    error
+		mention    string
+		registered bool // the handler ran
+	}{
+		{name: "registered", hello: "n1", register: reg("n1", "10.0.0.1"), registered: true},
+		{name: "refused by the registration", hello: "n1", register: reg("n1", "refused"), registered: true,
+			wantCode: codes.FailedPrecondition, mention: "another agent instance"},
+		{name: "registration naming another node", hello: "n1", register: reg("n2", "10.0.0.2"),
+			wantCode: codes.PermissionDenied, mention: "hello.register.node_id"},
+		{name: "answer the agent refuses", hello: "n1", register: reg("n1", "10.0.0.3"), registered: true, answerErr: errAnswer,
+			wantErr: errAnswer},
+		{name: "bare hello", hello: "n1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got *persysv1.RegisterNodeResponse
+			a := b.connectAs(t, "n1", nodechannel.Agent{NodeID: tc.hello, Server: newHandler("r"), Register: tc.register,
+				Registered: func(r *persysv1.RegisterNodeResponse) error { got = r; return tc.answerErr }})
+			fail := tc.wantCode != codes.OK || tc.wantErr != nil
+			if fail {
+				err := a.result()
+				switch {
+				case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+					t.Fatalf("Serve: %v, want %v", err, tc.wantErr)
+				case tc.wantErr == nil && (status.Code(err) != tc.wantCode || !strings.Contains(err.Error(), tc.mention)):
+					t.Fatalf("Serve: %v, want %s naming %q", err, tc.wantCode, tc.mention)
+				}
+				if tc.wantCode != codes.OK && b.hub.Connected("n1") {
+					t.Fatal("a refused hello left a session")
+				}
+			} else {
+				if a.link == nil {
+					t.Fatalf("not accepted: %v", a.result())
+				}
+				if !b.hub.Connected("n1") {
+					t.Fatal("accepted, but the Hub holds no session")
+				}
+			}
+			if tc.register != nil && tc.wantCode == codes.OK && got.GetClusterId() != "c-"+tc.register.GetAddress() {
+				t.Fatalf("registration answer %v, want the handler's", got)
+			}
+			select {
+			case c := <-calls:
+				if !tc.registered {
+					t.Fatalf("the handler ran for %v", c.req)
+				}
+				if c.node != "n1" || c.req.GetAddress() != tc.register.GetAddress() {
+					t.Fatalf("handler saw node %q request %v", c.node, c.req)
+				}
+			default:
+				if tc.registered {
+					t.Fatal("the handler did not run")
+				}
+			}
+			// Serve's caller ends the stream.
+			a.cancel()
+			<-a.done
+			eventually.Eventually(t, "session gone", wait, eventually.True(func() bool { return !b.hub.Connected("n1") }))
+		})
+	}
+
+	t.Run("a scheduler that predates registration on the stream", func(t *testing.T) {
+		old := newBed(t, func(s grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error {
+			if _, err := s.Recv(); err != nil {
+				return err
+			}
+			if err := s.Send(&persysv1.SchedulerFrame{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{}}}); err != nil {
+				return err
+			}
+			<-s.Context().Done()
+			return nil
+		})
+		a := old.connectAs(t, "n1", nodechannel.Agent{NodeID: "n1", Server: newHandler("r"), Register: reg("n1", "10.0.0.4")})
+		if err := a.result(); !errors.Is(err, nodechannel.ErrNotRegistered) {
+			t.Fatalf("Serve: %v, want ErrNotRegistered", err)
+		}
+	})
+}
+
+// TestHeartbeatOneAtATime: an agent that sends heartbeats without waiting
+// for their answers gets ResourceExhausted, naming why, for each one that
+// comes while one is being handled; the handler runs for one at a time
+// (one goroutine per session, however many frames come), the one in
+// flight is answered, and the next one sent after its answer is handled.
+func TestHeartbeatOneAtATime(t *testing.T) {
+	entered := make(chan uint64, 64)
+	release := make(chan struct{})
+	b := newBedWith(t, nil, func(_ context.Context, _ string, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
+		entered <- req.GetReportDigest()
+		<-release
+		return &persysv1.HeartbeatResponse{HeartbeatIntervalMs: int64(req.GetReportDigest())}, nil
+	})
+	tlsCfg, err := pki.ClientTLS(b.bundle.Agents["n1"], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx := ctxT(t)
+	stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: "n1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := stream.Recv(); err != nil || f.GetAccepted() == nil {
+		t.Fatalf("hello answered %v, %v", f, err)
+	}
+	heartbeat := func(id uint64) {
+		t.Helper()
+		if err := stream.Send(&persysv1.AgentFrame{CallId: id, Body: &persysv1.AgentFrame_Heartbeat{
+			Heartbeat: &persysv1.HeartbeatRequest{NodeId: "n1", ReportDigest: id}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heartbeat(1)
+	if got := <-entered; got != 1 {
+		t.Fatalf("handler entered for %d, want 1", got)
+	}
+	const flood = 20
+	for id := uint64(2); id < 2+flood; id++ {
+		heartbeat(id)
+	}
+	for range flood {
+		f, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := f.GetError()
+		if e == nil || codes.Code(e.GetCode()) != codes.ResourceExhausted || !strings.Contains(e.GetMessage(), "previous heartbeat") ||
+			f.GetCallId() < 2 {
+			t.Fatalf("call %d answered %v; want ResourceExhausted naming the heartbeat in flight", f.GetCallId(), f)
+		}
+	}
+	select {
+	case id := <-entered:
+		t.Fatalf("the handler ran for heartbeat %d while heartbeat 1 was in flight", id)
+	default:
+	}
+	close(release)
+	if f, err := stream.Recv(); err != nil || f.GetCallId() != 1 || f.GetHeartbeatAck().GetHeartbeatIntervalMs() != 1 {
+		t.Fatalf("heartbeat 1 answered %v, %v; want its ack", f, err)
+	}
+	// After the answer, the next one is handled.
+	heartbeat(100)
+	if f, err := stream.Recv(); err != nil || f.GetCallId() != 100 || f.GetHeartbeatAck().GetHeartbeatIntervalMs() != 100 {
+		t.Fatalf("heartbeat 100 answered %v, %v; want its ack", f, err)
+	}
+	if got := <-entered; got != 100 {
+		t.Fatalf("handler entered for %d, want 100", got)
+	}
+}
+
+// TestDeadlineSurvivesClockSkew: a scheduler whose clock is an hour behind
+// sends a call with 30 s left: the handler gets 30 s from the frame's
+// arrival by its own clock (the absolute deadline_unix_nano, an hour in
+// the past here, is only for agents of the previous release). From a
+// scheduler that sends only the absolute deadline, it is used as before.
+func TestDeadlineSurvivesClockSkew(t *testing.T) {
+	const left = 30 * time.Second
+	skewed := time.Now().Add(-time.Hour)
+	sent := make(chan time.Time, 2)
+	b := newBed(t, func(s grpc.BidiStreamingServer[persysv1.AgentFrame, persysv1.SchedulerFrame]) error {
+		if _, err := s.Recv(); err != nil {
+			return err
+		}
+		if err := s.Send(&persysv1.SchedulerFrame{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{}}}); err != nil {
+			return err
+		}
+		sent <- time.Now()
+		if err := s.Send(&persysv1.SchedulerFrame{CallId: 1, DeadlineUnixNano: skewed.Add(left).UnixNano(), TimeoutNanos: int64(left),
+			Body: &persysv1.SchedulerFrame_GetStatus{GetStatus: &persysv1.GetWorkloadStatusRequest{Name: "block"}}}); err != nil {
+			return err
+		}
+		// A scheduler of the previous release, with the same skew.
+		if err := s.Send(&persysv1.SchedulerFrame{CallId: 2, DeadlineUnixNano: skewed.Add(left).UnixNano(),
+			Body: &persysv1.SchedulerFrame_GetStatus{GetStatus: &persysv1.GetWorkloadStatusRequest{Name: "block"}}}); err != nil {
+			return err
+		}
+		<-s.Context().Done()
+		return nil
+	})
+	h := newHandler("skew")
+	b.connect(t, "n1", "n1", h)
+	at := <-sent
+	var got []time.Time
+	for range 2 {
+		select {
+		case d := <-h.deadlines:
+			got = append(got, d)
+		case <-time.After(wait):
+			t.Fatal("handler not called")
+		}
+	}
+	slices.SortFunc(got, func(a, b time.Time) int { return a.Compare(b) })
+	old, fresh := got[0], got[1]
+	if fresh.Before(at.Add(left)) || fresh.After(at.Add(left+wait)) {
+		t.Fatalf("handler's deadline %v, want %s after the frame was sent (%v)", fresh, left, at)
+	}
+	if !old.Equal(skewed.Add(left)) {
+		t.Fatalf("previous release's frame: handler's deadline %v, want its absolute %v", old, skewed.Add(left))
+	}
+	// The old frame's deadline has passed: that call ended at once.
+	if err := <-h.ended; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call with a past absolute deadline ended with %v, want DeadlineExceeded", err)
 	}
 }

@@ -33,6 +33,14 @@ type Agent struct {
 	NodeID string
 	// Server answers the scheduler's requests.
 	Server persysv1grpc.AgentServiceServer
+	// Register, when set, goes in the hello: the scheduler registers the
+	// node before it accepts the stream, and a refusal ends the stream
+	// with its status (from Serve).
+	Register *persysv1.RegisterNodeRequest
+	// Registered, when set with Register, is given the scheduler's answer
+	// to it once the stream is accepted, before Accepted; an error ends
+	// the stream, and Serve returns it.
+	Registered func(*persysv1.RegisterNodeResponse) error
 	// Accepted, when set, is called once the scheduler accepted the
 	// stream (a reconnect loop resets its backoff there).
 	Accepted func()
@@ -51,6 +59,11 @@ type Agent struct {
 
 // ErrNotAccepted marks a stream whose first answer was not accepted.
 var ErrNotAccepted = errors.New("nodechannel: the scheduler did not accept the stream")
+
+// ErrNotRegistered marks a stream accepted without an answer to the
+// hello's registration: the scheduler predates registration on the
+// stream.
+var ErrNotRegistered = errors.New("nodechannel: the scheduler accepted the stream without registering the node (it predates registration on the control stream; upgrade it)")
 
 // Serve runs one stream: it sends the hello, waits for accepted, then runs
 // each request in its own goroutine under a context that carries the
@@ -71,7 +84,8 @@ func Serve(ctx context.Context, stream SchedulerStream, a Agent) error {
 		own: map[uint64]chan *persysv1.SchedulerFrame{}}
 	// io.EOF means the scheduler already ended the stream (a refusal, a
 	// follower's leader hint): Recv below returns why.
-	if err := r.send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: &persysv1.ChannelHello{NodeId: a.NodeID}}}); err != nil && !errors.Is(err, io.EOF) {
+	hello := &persysv1.ChannelHello{NodeId: a.NodeID, Register: a.Register}
+	if err := r.send(&persysv1.AgentFrame{Body: &persysv1.AgentFrame_Hello{Hello: hello}}); err != nil && !errors.Is(err, io.EOF) {
 		return r.end(fmt.Errorf("sending hello: %w", err))
 	}
 	first, err := stream.Recv()
@@ -80,6 +94,17 @@ func Serve(ctx context.Context, stream SchedulerStream, a Agent) error {
 	}
 	if first.GetAccepted() == nil {
 		return r.end(fmt.Errorf("%w: first frame is %s", ErrNotAccepted, bodyName(first)))
+	}
+	if a.Register != nil {
+		resp := first.GetAccepted().GetRegistered()
+		if resp == nil {
+			return r.end(ErrNotRegistered)
+		}
+		if a.Registered != nil {
+			if err := a.Registered(resp); err != nil {
+				return r.end(err)
+			}
+		}
 	}
 	if a.Accepted != nil {
 		a.Accepted()
@@ -191,8 +216,8 @@ func (r *runner) dispatch(f *persysv1.SchedulerFrame) {
 	}
 	var cctx context.Context
 	var cancel context.CancelFunc
-	if d := f.GetDeadlineUnixNano(); d != 0 {
-		cctx, cancel = context.WithDeadline(r.ctx, time.Unix(0, d))
+	if d, ok := frameDeadline(f, time.Now()); ok {
+		cctx, cancel = context.WithDeadline(r.ctx, d)
 	} else {
 		cctx, cancel = context.WithCancel(r.ctx)
 	}
@@ -216,6 +241,20 @@ func (r *runner) dispatch(f *persysv1.SchedulerFrame) {
 		}()
 		r.handle(cctx, f)
 	}()
+}
+
+// frameDeadline is when the answer to f stops being awaited, by the
+// agent's clock, f arriving at now: now plus the time f says is left, so
+// that a scheduler whose clock is off does not move it; from a scheduler
+// that predates timeout_nanos, its absolute deadline_unix_nano.
+func frameDeadline(f *persysv1.SchedulerFrame, now time.Time) (time.Time, bool) {
+	if t := f.GetTimeoutNanos(); t != 0 {
+		return now.Add(time.Duration(t)), true
+	}
+	if d := f.GetDeadlineUnixNano(); d != 0 {
+		return time.Unix(0, d), true
+	}
+	return time.Time{}, false
 }
 
 // handle runs one request and sends its answer.
@@ -428,7 +467,10 @@ type Link struct{ r *runner }
 func (l *Link) Done() <-chan struct{} { return l.r.ctx.Done() }
 
 // Heartbeat sends req as a heartbeat frame and waits for its answer, as
-// ControlService.Heartbeat would return it, within ctx.
+// ControlService.Heartbeat would return it, within ctx. The scheduler
+// takes one heartbeat at a time per stream: one sent while another is
+// unanswered (from another goroutine, or after ctx gave up on it) is
+// answered ResourceExhausted.
 func (l *Link) Heartbeat(ctx context.Context, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
 	r := l.r
 	ch := make(chan *persysv1.SchedulerFrame, 1)

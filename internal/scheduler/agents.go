@@ -18,10 +18,10 @@ type agentPool struct {
 	hub *nodechannel.Hub
 	// grace is how long a call waits for its node's control stream.
 	grace time.Duration
-	// perNode is how many applies and deletes one node gets at once.
-	perNode int
-	mu      sync.Mutex
-	slots   map[string]chan struct{}
+	// limits is how many applies and deletes one node gets at once.
+	limits *callLimits
+	mu     sync.Mutex
+	slots  map[string]chan struct{}
 	// inflight cancels, per node, the calls in flight to it: a node whose
 	// lease ran out does not answer, and a call to it would otherwise
 	// hold its worker (and the workload's reschedule) until the dial or
@@ -34,7 +34,7 @@ var errNodeLost = errors.New("node lost: its lease ran out")
 
 func (s *Scheduler) agents() *agentPool {
 	s.poolOnce.Do(func() {
-		s.pool = &agentPool{hub: s.nodes, grace: streamGrace, perNode: s.cfg.AgentCallsPerNode,
+		s.pool = &agentPool{hub: s.nodes, grace: streamGrace, limits: s.callLimits,
 			slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
 	})
 	return s.pool
@@ -45,10 +45,13 @@ func (s *Scheduler) agents() *agentPool {
 // Docker engine, its QEMU) should not get them all at the same moment.
 // The caller calls release when its call returns.
 func (p *agentPool) slot(ctx context.Context, nodeID string) (release func(), err error) {
+	limit := p.limits.of(nodeID)
 	p.mu.Lock()
 	ch := p.slots[nodeID]
-	if ch == nil {
-		ch = make(chan struct{}, p.perNode)
+	if cap(ch) != limit {
+		// A registration changed the node's limit: the calls in flight
+		// give their slots back to the old channel.
+		ch = make(chan struct{}, limit)
 		p.slots[nodeID] = ch
 	}
 	p.mu.Unlock()

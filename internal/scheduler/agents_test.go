@@ -17,7 +17,7 @@ import (
 // node is not held up by it; a wait ends with the caller's context and
 // names the node.
 func TestAgentCallSlots(t *testing.T) {
-	p := &agentPool{perNode: 2, slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
+	p := &agentPool{limits: newCallLimits(2), slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
 	ctx := context.Background()
 	r1, err := p.slot(ctx, "n1")
 	if err != nil {
@@ -68,6 +68,37 @@ func TestAgentCallSlots(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "n1") {
 		t.Fatalf("err = %v, want a deadline error naming node n1", err)
 	}
+
+	// A node that declared fewer calls at registration gets as many; one
+	// that declared more gets the scheduler's bound; a new registration
+	// changes it.
+	p.limits.declare("n3", 1)
+	p.limits.declare("n4", 100)
+	for _, tc := range []struct {
+		node string
+		want int
+	}{{"n3", 1}, {"n4", 2}} {
+		var held []func()
+		for range tc.want {
+			r, err := p.slot(ctx, tc.node)
+			if err != nil {
+				t.Fatalf("%s: slot %d of %d: %v", tc.node, len(held)+1, tc.want, err)
+			}
+			held = append(held, r)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+		if _, err := p.slot(cctx, tc.node); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: a call beyond its %d got a slot (err %v)", tc.node, tc.want, err)
+		}
+		cancel()
+		for _, r := range held {
+			r()
+		}
+	}
+	p.limits.declare("n3", 0)
+	if got := p.limits.of("n3"); got != 2 {
+		t.Fatalf("n3 registered again without a declaration: limit %d, want the scheduler's 2", got)
+	}
 }
 
 // TestHeartbeatInterval: the configured interval until the nodes together
@@ -101,7 +132,7 @@ func TestHeartbeatInterval(t *testing.T) {
 // it) ends when the node is lost, saying so, instead of holding its worker
 // until it gives up; calls to other nodes go on.
 func TestNodeLostEndsCallsInFlight(t *testing.T) {
-	p := &agentPool{hub: nodechannel.NewHub(nodechannel.HubConfig{}), grace: time.Hour, perNode: 4,
+	p := &agentPool{hub: nodechannel.NewHub(nodechannel.HubConfig{}), grace: time.Hour, limits: newCallLimits(4),
 		slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
 	call := func(node string) chan error {
 		done := make(chan error, 1)

@@ -4,21 +4,22 @@ import "sync"
 
 // dispatcher runs the applies the workers hand off, so that no worker waits
 // for a start: a worker commits the decision, hands the agent call to the
-// node's outbox and takes the next workload. Each node runs at most perNode
-// calls at once, in the order handed off, and all nodes together at most
+// node's outbox and takes the next workload. Each node runs at most its
+// limit (callLimits) of calls at once, in the order handed off, and all nodes together at most
 // maxTotal (each running call holds a goroutine and its connection's
 // buffers; a million queued starts must not); the rest wait as closures (a
 // few hundred bytes each), not as goroutines. The workload stays being
 // processed in the queue until its call ends (queue.Done), so nothing else
 // is decided about it meanwhile, as when the worker held it.
 type dispatcher struct {
-	perNode, maxTotal int
+	limits   *callLimits
+	maxTotal int
 
 	mu    sync.Mutex
 	nodes map[string]*outbox
 	total int
 	// starved lists nodes with calls waiting for a slot of maxTotal (not
-	// of their own perNode), oldest first.
+	// of their own limit), oldest first.
 	starved []string
 	// running counts the goroutines, for wait.
 	running sync.WaitGroup
@@ -31,8 +32,8 @@ type outbox struct {
 	starved bool
 }
 
-func newDispatcher(perNode, maxTotal int) *dispatcher {
-	return &dispatcher{perNode: max(1, perNode), maxTotal: max(1, maxTotal), nodes: map[string]*outbox{}}
+func newDispatcher(limits *callLimits, maxTotal int) *dispatcher {
+	return &dispatcher{limits: limits, maxTotal: max(1, maxTotal), nodes: map[string]*outbox{}}
 }
 
 // submit runs fn for node now, or once the node and the dispatcher have a
@@ -45,12 +46,13 @@ func (d *dispatcher) submit(node string, fn func()) {
 		o = &outbox{}
 		d.nodes[node] = o
 	}
-	if o.running < d.perNode && d.total < d.maxTotal && len(o.waiting) == 0 {
+	limit := d.limits.of(node)
+	if o.running < limit && d.total < d.maxTotal && len(o.waiting) == 0 {
 		d.startLocked(node, o, fn)
 		return
 	}
 	o.waiting = append(o.waiting, fn)
-	if o.running < d.perNode && !o.starved {
+	if o.running < limit && !o.starved {
 		o.starved = true
 		d.starved = append(d.starved, node)
 	}
@@ -106,14 +108,15 @@ func (d *dispatcher) feedStarvedLocked() {
 			continue
 		}
 		o.starved = false
-		for o.running < d.perNode && d.total < d.maxTotal {
+		limit := d.limits.of(node)
+		for o.running < limit && d.total < d.maxTotal {
 			fn := o.next()
 			if fn == nil {
 				break
 			}
 			d.startLocked(node, o, fn)
 		}
-		if len(o.waiting) > 0 && o.running < d.perNode {
+		if len(o.waiting) > 0 && o.running < limit {
 			o.starved = true
 			d.starved = append(d.starved, node)
 		}

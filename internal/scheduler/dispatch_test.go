@@ -13,7 +13,7 @@ import (
 // global slots gets one when another node's call ends.
 func TestDispatcherBounds(t *testing.T) {
 	const perNode, maxTotal, nodes, perNodeCalls = 2, 3, 5, 40
-	d := newDispatcher(perNode, maxTotal)
+	d := newDispatcher(newCallLimits(perNode), maxTotal)
 	var (
 		mu             sync.Mutex
 		byNode         = map[string]int{}
@@ -71,4 +71,41 @@ func TestDispatcherBounds(t *testing.T) {
 	if len(d.nodes) != 0 || d.total != 0 {
 		t.Errorf("after the last call: %d outboxes, %d running, want none", len(d.nodes), d.total)
 	}
+}
+
+// TestDispatcherDeclaredLimits: a node runs at most min(what it declared
+// at registration, the scheduler's bound) at once; a node that declared
+// nothing gets the scheduler's bound.
+func TestDispatcherDeclaredLimits(t *testing.T) {
+	limits := newCallLimits(4)
+	limits.declare("one", 1)
+	limits.declare("many", 1000)
+	d := newDispatcher(limits, 100)
+	release := make(chan struct{})
+	var done sync.WaitGroup
+	for _, node := range []string{"one", "many", "silent"} {
+		for range 8 {
+			done.Add(1)
+			d.submit(node, func() {
+				defer done.Done()
+				<-release
+			})
+		}
+	}
+	// submit starts a call's goroutine before it returns: what runs now
+	// is what the bounds let run.
+	d.mu.Lock()
+	got := map[string]int{}
+	for node, o := range d.nodes {
+		got[node] = o.running
+	}
+	d.mu.Unlock()
+	for node, want := range map[string]int{"one": 1, "many": 4, "silent": 4} {
+		if got[node] != want {
+			t.Errorf("node %s runs %d calls at once, want %d", node, got[node], want)
+		}
+	}
+	close(release)
+	done.Wait()
+	d.wait()
 }

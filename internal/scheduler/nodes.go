@@ -59,6 +59,7 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 		return nil, fmt.Errorf("store node %s: %w", id, err)
 	}
 	s.cache.NodeWritten(id, rev)
+	s.callLimits.declare(id, req.GetMaxConcurrentCalls())
 	// The connection pool redials by itself when the address changed; an
 	// unchanged one keeps serving calls that are in flight.
 	s.log.Info("node registered", "node", id, "address", req.GetAddress(), "workloads", len(req.GetWorkloads()))

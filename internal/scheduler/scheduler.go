@@ -223,6 +223,9 @@ type Scheduler struct {
 	pool     *agentPool
 	// dispatch runs the agent calls of applies the workers hand off.
 	dispatch *dispatcher
+	// callLimits bounds the applies and deletes in flight to each node
+	// (the dispatcher's and the agent pool's bound).
+	callLimits *callLimits
 	// runCtx is Run's context (guarded by runMu); background counts the
 	// goroutines started from request handlers (orphan removals) that Run
 	// waits for.
@@ -265,6 +268,7 @@ func New(cfg Config) (*Scheduler, error) {
 			return nil, err
 		}
 	}
+	limits := newCallLimits(cfg.AgentCallsPerNode)
 	s := &Scheduler{
 		cfg:   cfg,
 		store: cfg.Store,
@@ -275,7 +279,8 @@ func New(cfg Config) (*Scheduler, error) {
 		nodeLossSem:    make(chan struct{}, nodeLossWriters),
 		orphanInflight: map[string]bool{},
 		loadedCh:       make(chan struct{}),
-		dispatch:       newDispatcher(cfg.AgentCallsPerNode, cfg.AgentCallsTotal),
+		callLimits:     limits,
+		dispatch:       newDispatcher(limits, cfg.AgentCallsTotal),
 	}
 	ecfg := election.Config{Store: cfg.Store, Logger: cfg.Logger, Alone: cfg.Election == nil, Elected: s.elected}
 	if cfg.Election != nil {
@@ -294,6 +299,9 @@ func New(cfg Config) (*Scheduler, error) {
 		Observe: cfg.ObserveAgentCall,
 		Heartbeat: func(ctx context.Context, _ string, req *persysv1.HeartbeatRequest) (*persysv1.HeartbeatResponse, error) {
 			return controlapi.Heartbeat(ctx, s, req)
+		},
+		Register: func(ctx context.Context, _ string, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
+			return controlapi.RegisterNode(ctx, s, req)
 		}})
 	s.events = newEventWriter(cfg.Store, cfg.Logger)
 	s.audit = cfg.Store.AuditLog(cfg.AuditRetention)

@@ -2783,9 +2783,14 @@ type RegisterNodeRequest struct {
 	// (empty before its first registration). The scheduler of another
 	// cluster refuses it before looking at workloads, which are that
 	// cluster's.
-	ClusterId     string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ClusterId string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// How many applies and deletes the node takes at once (persys agent
+	// --max-concurrent-calls, 1-4096): the scheduler sends at most the
+	// smaller of it and its own per-node bound. 0 (agents that predate it):
+	// the scheduler's bound.
+	MaxConcurrentCalls uint32 `protobuf:"varint,7,opt,name=max_concurrent_calls,json=maxConcurrentCalls,proto3" json:"max_concurrent_calls,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *RegisterNodeRequest) Reset() {
@@ -2858,6 +2863,13 @@ func (x *RegisterNodeRequest) GetClusterId() string {
 		return x.ClusterId
 	}
 	return ""
+}
+
+func (x *RegisterNodeRequest) GetMaxConcurrentCalls() uint32 {
+	if x != nil {
+		return x.MaxConcurrentCalls
+	}
+	return 0
 }
 
 type RegisterNodeResponse struct {
@@ -5093,7 +5105,7 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"LeaderInfo\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1b\n" +
-	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\x82\x02\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\xb4\x02\n" +
 	"\x13RegisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12?\n" +
@@ -5102,7 +5114,8 @@ const file_persys_v1_control_proto_rawDesc = "" +
 	"\vinstance_id\x18\x05 \x01(\tR\n" +
 	"instanceId\x12\x1d\n" +
 	"\n" +
-	"cluster_id\x18\x06 \x01(\tR\tclusterId\"\x95\x01\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\x120\n" +
+	"\x14max_concurrent_calls\x18\a \x01(\rR\x12maxConcurrentCalls\"\x95\x01\n" +
 	"\x14RegisterNodeResponse\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x01 \x01(\x03R\x13heartbeatIntervalMs\x12*\n" +
 	"\x11lease_ttl_seconds\x18\x02 \x01(\x03R\x0fleaseTtlSeconds\x12\x1d\n" +

@@ -27,8 +27,15 @@ type SchedulerFrame struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	CallId uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
 	// When the call's answer stops being awaited (Unix time in
-	// nanoseconds); 0 means no deadline.
+	// nanoseconds); 0 means no deadline. Read only from schedulers that
+	// predate timeout_nanos (an absolute time moves with every clock that
+	// is off); still written for agents of that release.
 	DeadlineUnixNano int64 `protobuf:"varint,2,opt,name=deadline_unix_nano,json=deadlineUnixNano,proto3" json:"deadline_unix_nano,omitempty"`
+	// How long the call's answer is awaited, counted from when the agent
+	// receives the frame (the stream's latency is small beside the clock
+	// skew an absolute time would carry); 0 means no deadline. When set it
+	// wins over deadline_unix_nano.
+	TimeoutNanos int64 `protobuf:"varint,3,opt,name=timeout_nanos,json=timeoutNanos,proto3" json:"timeout_nanos,omitempty"`
 	// Types that are valid to be assigned to Body:
 	//
 	//	*SchedulerFrame_Apply
@@ -88,6 +95,13 @@ func (x *SchedulerFrame) GetCallId() uint64 {
 func (x *SchedulerFrame) GetDeadlineUnixNano() int64 {
 	if x != nil {
 		return x.DeadlineUnixNano
+	}
+	return 0
+}
+
+func (x *SchedulerFrame) GetTimeoutNanos() int64 {
+	if x != nil {
+		return x.TimeoutNanos
 	}
 	return 0
 }
@@ -538,7 +552,12 @@ func (*AgentFrame_Heartbeat) isAgentFrame_Body() {}
 type ChannelHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Must be the node identity of the caller's certificate.
-	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// Registers the node as ControlService.RegisterNode does (its node_id
+	// must be node_id); the answer comes in ChannelAccepted, and a refusal
+	// ends the stream with RegisterNode's status. Agents that predate it
+	// register with the unary call and send a bare hello.
+	Register      *RegisterNodeRequest `protobuf:"bytes,2,opt,name=register,proto3" json:"register,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,8 +599,17 @@ func (x *ChannelHello) GetNodeId() string {
 	return ""
 }
 
+func (x *ChannelHello) GetRegister() *RegisterNodeRequest {
+	if x != nil {
+		return x.Register
+	}
+	return nil
+}
+
 type ChannelAccepted struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The answer to the hello's register, as RegisterNode returns it.
+	Registered    *RegisterNodeResponse `protobuf:"bytes,1,opt,name=registered,proto3" json:"registered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -614,6 +642,13 @@ func (x *ChannelAccepted) ProtoReflect() protoreflect.Message {
 // Deprecated: Use ChannelAccepted.ProtoReflect.Descriptor instead.
 func (*ChannelAccepted) Descriptor() ([]byte, []int) {
 	return file_persys_v1_node_channel_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ChannelAccepted) GetRegistered() *RegisterNodeResponse {
+	if x != nil {
+		return x.Registered
+	}
+	return nil
 }
 
 type CancelCall struct {
@@ -739,10 +774,11 @@ var File_persys_v1_node_channel_proto protoreflect.FileDescriptor
 
 const file_persys_v1_node_channel_proto_rawDesc = "" +
 	"\n" +
-	"\x1cpersys/v1/node_channel.proto\x12\tpersys.v1\x1a\x17google/rpc/status.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto\x1a\x15persys/v1/types.proto\"\xa0\x06\n" +
+	"\x1cpersys/v1/node_channel.proto\x12\tpersys.v1\x1a\x17google/rpc/status.proto\x1a\x15persys/v1/agent.proto\x1a\x17persys/v1/control.proto\x1a\x15persys/v1/types.proto\"\xc5\x06\n" +
 	"\x0eSchedulerFrame\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12,\n" +
-	"\x12deadline_unix_nano\x18\x02 \x01(\x03R\x10deadlineUnixNano\x127\n" +
+	"\x12deadline_unix_nano\x18\x02 \x01(\x03R\x10deadlineUnixNano\x12#\n" +
+	"\rtimeout_nanos\x18\x03 \x01(\x03R\ftimeoutNanos\x127\n" +
 	"\x05apply\x18\n" +
 	" \x01(\v2\x1f.persys.v1.ApplyWorkloadRequestH\x00R\x05apply\x12:\n" +
 	"\x06delete\x18\v \x01(\v2 .persys.v1.DeleteWorkloadRequestH\x00R\x06delete\x12D\n" +
@@ -774,10 +810,14 @@ const file_persys_v1_node_channel_proto_rawDesc = "" +
 	"\x05error\x18\x12 \x01(\v2\x12.google.rpc.StatusH\x00R\x05error\x12&\n" +
 	"\x03end\x18\x13 \x01(\v2\x12.persys.v1.CallEndH\x00R\x03end\x12;\n" +
 	"\theartbeat\x18\x14 \x01(\v2\x1b.persys.v1.HeartbeatRequestH\x00R\theartbeatB\x06\n" +
-	"\x04body\"'\n" +
+	"\x04body\"c\n" +
 	"\fChannelHello\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x11\n" +
-	"\x0fChannelAccepted\"\f\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12:\n" +
+	"\bregister\x18\x02 \x01(\v2\x1e.persys.v1.RegisterNodeRequestR\bregister\"R\n" +
+	"\x0fChannelAccepted\x12?\n" +
+	"\n" +
+	"registered\x18\x01 \x01(\v2\x1f.persys.v1.RegisterNodeResponseR\n" +
+	"registered\"\f\n" +
 	"\n" +
 	"CancelCall\"\t\n" +
 	"\aCallEnd\"&\n" +
@@ -822,6 +862,8 @@ var file_persys_v1_node_channel_proto_goTypes = []any{
 	(*GetWorkloadLogsResponse)(nil),    // 21: persys.v1.GetWorkloadLogsResponse
 	(*StreamWorkloadLogsResponse)(nil), // 22: persys.v1.StreamWorkloadLogsResponse
 	(*HeartbeatRequest)(nil),           // 23: persys.v1.HeartbeatRequest
+	(*RegisterNodeRequest)(nil),        // 24: persys.v1.RegisterNodeRequest
+	(*RegisterNodeResponse)(nil),       // 25: persys.v1.RegisterNodeResponse
 }
 var file_persys_v1_node_channel_proto_depIdxs = []int32{
 	7,  // 0: persys.v1.SchedulerFrame.apply:type_name -> persys.v1.ApplyWorkloadRequest
@@ -847,11 +889,13 @@ var file_persys_v1_node_channel_proto_depIdxs = []int32{
 	15, // 20: persys.v1.AgentFrame.error:type_name -> google.rpc.Status
 	5,  // 21: persys.v1.AgentFrame.end:type_name -> persys.v1.CallEnd
 	23, // 22: persys.v1.AgentFrame.heartbeat:type_name -> persys.v1.HeartbeatRequest
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	24, // 23: persys.v1.ChannelHello.register:type_name -> persys.v1.RegisterNodeRequest
+	25, // 24: persys.v1.ChannelAccepted.registered:type_name -> persys.v1.RegisterNodeResponse
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_persys_v1_node_channel_proto_init() }

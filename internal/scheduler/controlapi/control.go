@@ -17,6 +17,7 @@ import (
 	"github.com/persys-dev/compute/internal/identity"
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
+	"github.com/persys-dev/compute/internal/nodechannel"
 	"github.com/persys-dev/compute/internal/pki"
 	"github.com/persys-dev/compute/internal/principal"
 	"github.com/persys-dev/compute/internal/secrets"
@@ -157,8 +158,18 @@ func toStatus(err error) error {
 	return status.Error(codes.Internal, err.Error())
 }
 
+// RegisterNode serves agents of earlier releases, which register with
+// this unary call; agents now register in their control stream's hello.
 func (c *controlService) RegisterNode(ctx context.Context, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
-	if err := c.s.Serving(ctx); err != nil {
+	return RegisterNode(ctx, c.s, req)
+}
+
+// RegisterNode is the one path of a node's registration, whether it came
+// as a unary ControlService call or in the hello of the node's control
+// stream: it refuses a follower's (naming the leader), checks the
+// request, field by field, and hands it to the loop.
+func RegisterNode(ctx context.Context, s Loop, req *persysv1.RegisterNodeRequest) (*persysv1.RegisterNodeResponse, error) {
+	if err := s.Serving(ctx); err != nil {
 		return nil, err
 	}
 	if err := validateNodeCall(ctx, req.GetNodeId()); err != nil {
@@ -173,7 +184,10 @@ func (c *controlService) RegisterNode(ctx context.Context, req *persysv1.Registe
 	if err := validateAllocatable(req.GetCapabilities()); err != nil {
 		return nil, err
 	}
-	resp, err := c.s.RegisterNode(ctx, req)
+	if n := req.GetMaxConcurrentCalls(); n > nodechannel.MaxConcurrentCalls {
+		return nil, status.Errorf(codes.InvalidArgument, "max_concurrent_calls: %d is above %d (0: the scheduler's bound)", n, nodechannel.MaxConcurrentCalls)
+	}
+	resp, err := s.RegisterNode(ctx, req)
 	return resp, toStatus(err)
 }
 

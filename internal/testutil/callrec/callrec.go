@@ -1,7 +1,8 @@
 // Package callrec records the calls a real gRPC server receives, for
 // tests that check what reached it: which methods, with which requests,
 // and how long each caller's deadline had left on arrival. A heartbeat
-// that came on a node's control stream is recorded as a Heartbeat call. It only
+// that came on a node's control stream is recorded as a Heartbeat call, and a
+// registration in its hello as a RegisterNode call. It only
 // observes: every call is answered by the server's own handler. Install
 // a Recorder with its ServerOptions (realsched.Options.ServerOptions
 // takes them); production code must not import it.
@@ -32,7 +33,8 @@ type Call struct {
 	Left time.Duration
 	// Server is the address the call arrived at (one replica's).
 	Server string
-	// Response and Err are a unary call's answer (nil for streams).
+	// Response and Err are a unary call's answer (nil for streams, but
+	// for a stream refused before its first message: its Err).
 	Response proto.Message
 	Err      error
 }
@@ -84,7 +86,26 @@ func (r *Recorder) unary(ctx context.Context, req any, info *grpc.UnaryServerInf
 }
 
 func (r *Recorder) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	return handler(srv, &recordingStream{ServerStream: ss, r: r, method: info.FullMethod})
+	rs := &recordingStream{ServerStream: ss, r: r, method: info.FullMethod}
+	err := handler(srv, rs)
+	received := true
+	rs.once.Do(func() { received = false })
+	if !received && err != nil {
+		// Refused before its first message (a follower's refusal).
+		c := newCall(ss.Context(), info.FullMethod, nil)
+		c.Err = err
+		r.add(c)
+	}
+	// A registration the stream ended without accepting was refused.
+	rs.mu.Lock()
+	reg := rs.register
+	rs.register = nil
+	rs.mu.Unlock()
+	if reg != nil {
+		reg.Err = err
+		r.add(*reg)
+	}
+	return err
 }
 
 // recordingStream records the first message the handler receives: a
@@ -99,6 +120,9 @@ type recordingStream struct {
 	// heartbeats are those that came on a control stream, by call id,
 	// until answered.
 	heartbeats map[uint64]Call
+	// register is the registration a control stream's hello carried,
+	// until answered.
+	register *Call
 }
 
 func (s *recordingStream) RecvMsg(m any) error {
@@ -113,6 +137,12 @@ func (s *recordingStream) RecvMsg(m any) error {
 			s.heartbeats[f.GetCallId()] = newCall(s.Context(), "Heartbeat", f.GetHeartbeat())
 			s.mu.Unlock()
 		}
+		if f, ok := m.(*persysv1.AgentFrame); ok && f.GetHello().GetRegister() != nil {
+			c := newCall(s.Context(), "RegisterNode", f.GetHello().GetRegister())
+			s.mu.Lock()
+			s.register = &c
+			s.mu.Unlock()
+		}
 	}
 	return err
 }
@@ -120,6 +150,16 @@ func (s *recordingStream) RecvMsg(m any) error {
 // SendMsg records the answer to a heartbeat that came on a control
 // stream as a Heartbeat call, before the agent can see the answer.
 func (s *recordingStream) SendMsg(m any) error {
+	if f, ok := m.(*persysv1.SchedulerFrame); ok && f.GetAccepted() != nil {
+		s.mu.Lock()
+		reg := s.register
+		s.register = nil
+		s.mu.Unlock()
+		if reg != nil {
+			reg.Response = proto.Clone(f.GetAccepted().GetRegistered())
+			s.r.add(*reg)
+		}
+	}
 	if f, ok := m.(*persysv1.SchedulerFrame); ok && (f.GetHeartbeatAck() != nil || f.GetError() != nil) {
 		s.mu.Lock()
 		c, pending := s.heartbeats[f.GetCallId()]
