@@ -87,6 +87,13 @@ type Options struct {
 	StallAfter time.Duration
 	// ProgressEvery is the period of the progress line (default 3s).
 	ProgressEvery time.Duration
+	// TimelineEvery is the period of the throughput run's timeline of
+	// placements and RUNNING workloads (default DefaultTimelineEvery).
+	TimelineEvery time.Duration
+	// CPUProfilePath names the bench process's CPU profile of the
+	// measured phase (what Profile writes), for the report's top
+	// functions; empty: none.
+	CPUProfilePath string
 	// Progress receives progress lines; nil is silent.
 	Progress io.Writer
 	// Profile, when set, is called as the measured phase starts; the
@@ -159,6 +166,12 @@ func (o *Options) defaults(scenario string) error {
 	}
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 3 * time.Second
+	}
+	if o.TimelineEvery < 0 {
+		return fmt.Errorf("bench: timeline period %s: must not be negative", o.TimelineEvery)
+	}
+	if o.TimelineEvery == 0 {
+		o.TimelineEvery = DefaultTimelineEvery
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -244,6 +257,7 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 	if st, ok := c.SchedulerProcess(); ok {
 		rep.SchedulerProcess = &st
 	}
+	c.endFigures(ctx, &o, rep)
 	rep.Table = append(rep.Table, c.phase.rows(c, workloads, goalFor(goalSchedulerRSS, shapeOf(scenario, &o)))...)
 	if err != nil {
 		return rep, err
@@ -257,6 +271,29 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 		}
 	}
 	return rep, c.failed()
+}
+
+// endFigures adds to the report what the processes, etcd and the CPU
+// profiles show at the end of the scenario, whether it converged or not.
+func (c *Cluster) endFigures(ctx context.Context, o *Options, rep *Report) {
+	rep.Processes = c.processes()
+	if db, err := c.etcdDB(context.WithoutCancel(ctx)); err == nil {
+		rep.Etcd = &db
+	} else {
+		fmt.Fprintln(o.Progress, "bench: etcd database size:", err)
+	}
+	for _, p := range []struct{ process, path string }{{"bench", o.CPUProfilePath}, {"scheduler", c.opts.SchedulerCPUProfile}} {
+		if p.path == "" {
+			continue
+		}
+		top, err := TopOfProfile(p.path, cpuTopN)
+		if err != nil {
+			fmt.Fprintln(o.Progress, "bench: top of the CPU profile:", err)
+			continue
+		}
+		top.Process = p.process
+		rep.CPUTop = append(rep.CPUTop, top)
+	}
 }
 
 func benchSpec(image string) *persysv1.WorkloadSpec {
@@ -364,7 +401,7 @@ func submitAll(ctx context.Context, c *Cluster, o *Options, names []string, imag
 		go func() {
 			defer wg.Done()
 			cli := c.Control(k)
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && c.failed() == nil {
 				call := int(next.Add(1)) - 1
 				lo := call * batch
 				if lo >= len(names) {
@@ -559,15 +596,22 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	defer cancelWatch()
 	var placedAt, runningAt time.Time
 	var unfinished *Unfinished
+	tl := newTimeline(start, o.TimelineEvery)
 	watchDone := make(chan error, 1)
 	go func() {
 		sw := newStallWatch(o.StallAfter, start)
+		// The timeline ends with the run, however it ends.
+		finish := func(err error) {
+			tl.observe(time.Now(), int(placed.Load()), int(running.Load()), true)
+			watchDone <- err
+		}
 		for {
 			p, r, pend, err := progressOf(c)
 			now := time.Now()
 			if err == nil {
 				placed.Store(int64(p))
 				running.Store(int64(r))
+				tl.observe(now, p, r, false)
 				if placedAt.IsZero() && p >= len(ns) {
 					placedAt = now
 				}
@@ -576,7 +620,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 					if placedAt.IsZero() {
 						placedAt = runningAt
 					}
-					watchDone <- nil
+					finish(nil)
 					return
 				}
 				// Submissions done and nothing moves: ask the scheduler
@@ -584,15 +628,22 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 				if int(submitted.Load()) >= len(ns) && sw.stalled(now, p, r, pend) && pend > 0 {
 					if _, _, stuck, err := pendingWhy(watchCtx, c); err == nil && stuck {
 						unfinished = unfinishedAt(ctx, c, len(ns), start, true)
-						watchDone <- fmt.Errorf("bench: %s", unfinished)
+						finish(fmt.Errorf("bench: %s", unfinished))
 						return
 					}
 					sw.restart(now)
 				}
 			}
+			// A part that failed (etcd out of space, say) ends the run
+			// now, not at the timeout.
+			if err := c.failed(); err != nil {
+				unfinished = unfinishedAt(ctx, c, len(ns), start, false)
+				finish(err)
+				return
+			}
 			if !sleepCtx(watchCtx, 100*time.Millisecond) {
 				unfinished = unfinishedAt(ctx, c, len(ns), start, false)
-				watchDone <- fmt.Errorf("bench: %s", unfinished)
+				finish(fmt.Errorf("bench: %s", unfinished))
 				return
 			}
 		}
@@ -602,10 +653,15 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	if err != nil {
 		cancelWatch()
 		<-watchDone
+		rep.Timeline = tl.samples
 		stopProfile()
+		if ferr := c.failed(); ferr != nil {
+			return ferr // why the submissions failed
+		}
 		return err
 	}
 	werr := <-watchDone
+	rep.Timeline = tl.samples
 	stopProfile()
 	res := ThroughputResult{Submitted: len(ns), SubmitErrors: errs, SubmitSec: submitSec,
 		SubmitRate: float64(len(ns)) / submitSec, ApplyRPC: distOf(durs), Placements: int(placed.Load())}
