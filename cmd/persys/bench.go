@@ -212,6 +212,7 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	f.IntVar(&o.Cluster.Workers, "workers", 0, fmt.Sprintf("scheduler reconcile workers (0: scheduler default %d)", scheduler.DefaultWorkers))
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")
 	f.BoolVar(&o.Cluster.MTLS, "mtls", false, "give every hollow node its own certificate (cached in --data-dir/pki), its own mTLS connections and control stream, as real agents; the bench raises RLIMIT_NOFILE to the 2 descriptors per node and end it needs; default: a shared plaintext loopback transport")
+	f.IntVar(&o.Cluster.MTLSConns, "mtls-conns", 2, "with --mtls: connections per node, 2 as a real agent dials them (calls, and the control stream on its own) or 1 carrying both (half the descriptors)")
 	f.BoolVar(&o.Cluster.SchedulerProcess, "scheduler-process", false, "run the scheduler in a process of its own (this binary, re-executed), so its RSS and CPU time are its own figures; the hollow nodes and the embedded etcd stay in the bench process")
 	f.StringVar(&o.Cluster.SchedulerCPUProfile, "scheduler-cpuprofile", "", "with --scheduler-process: write the scheduler process's CPU profile of the measured phase to this file; the report lists its top functions")
 	f.StringVar(&etcdQuota, "etcd-quota", "", "backend quota of the embedded etcd and of --etcd-members, in bytes with units (8GiB, 8Gi; default: the store's 2 GiB); a run that fills it stops and says so")

@@ -144,6 +144,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"negative node memory", ClusterOptions{Nodes: 1, Dir: "x", NodeMemoryBytes: -1}, "node memory"},
 		{"negative etcd quota", ClusterOptions{Nodes: 1, Dir: "x", EtcdQuotaBytes: -1}, "etcd quota"},
 		{"mTLS at 20000 nodes in a scheduler process", ClusterOptions{Nodes: 20000, Dir: "x", MTLS: true, SchedulerProcess: true}, ""},
+		{"three mTLS connections per node", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, MTLSConns: 3}, "mTLS connections"},
 		{"scheduler profile in one process", ClusterOptions{Nodes: 1, Dir: "x", SchedulerCPUProfile: "/tmp/x"}, "scheduler process"},
 		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
 	}
@@ -227,7 +228,7 @@ func TestScenarios(t *testing.T) {
 		}},
 		{"node-loss-scheduler-process", ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25; o.Cluster.SchedulerProcess = true }},
 		{"throughput-mtls-scheduler-process", ScenarioThroughput, func(o *Options) {
-			o.Cluster.MTLS, o.Cluster.SchedulerProcess = true, true
+			o.Cluster.MTLS, o.Cluster.SchedulerProcess, o.Cluster.MTLSConns = true, true, 1
 			o.Cluster.SchedulerCPUProfile = filepath.Join(dir, "sched-mtls.cpu")
 			o.TimelineEvery = 50 * time.Millisecond
 		}},
@@ -307,8 +308,8 @@ func checkEndFigures(t *testing.T, rep *Report, o *Options) {
 			t.Fatalf("process %s: %+v", p.Name, p.SchedProcStats)
 		}
 		// With mTLS each node holds its own connections in both processes.
-		if o.Cluster.MTLS && p.FDs < 2*o.Cluster.Nodes {
-			t.Fatalf("process %s holds %d descriptors, fewer than 2 per mTLS node of %d", p.Name, p.FDs, o.Cluster.Nodes)
+		if o.Cluster.MTLS && p.FDs < o.Cluster.MTLSConns*o.Cluster.Nodes {
+			t.Fatalf("process %s holds %d descriptors, fewer than %d per mTLS node of %d", p.Name, p.FDs, o.Cluster.MTLSConns, o.Cluster.Nodes)
 		}
 	}
 	if !slices.Equal(got, want) {

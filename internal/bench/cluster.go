@@ -40,6 +40,11 @@ type ClusterOptions struct {
 	// both ends; the bench raises RLIMIT_NOFILE to what the node count
 	// needs (fileNeeds) in its own process and in the scheduler's.
 	MTLS bool
+	// MTLSConns is each mTLS node's connection count: 2 (the default) as
+	// a real agent dials them (agent.DialSchedulers: calls, and the
+	// control stream on its own), or 1 carrying both, which halves the
+	// descriptors where the limit cannot be raised.
+	MTLSConns int
 	// SchedulerProcess runs the scheduler in a child process (this binary,
 	// re-executed): its resident memory and CPU time are then its own, not
 	// shared with etcd and the hollow agents, which stay in this process.
@@ -114,6 +119,12 @@ func (o *ClusterOptions) defaults() error {
 func (o *ClusterOptions) checkShape() error {
 	if o.Nodes < 1 || o.Nodes > 20000 {
 		return fmt.Errorf("bench: nodes %d: must be between 1 and 20000", o.Nodes)
+	}
+	if o.MTLSConns == 0 {
+		o.MTLSConns = 2
+	}
+	if o.MTLSConns != 1 && o.MTLSConns != 2 {
+		return fmt.Errorf("bench: mTLS connections per node %d: want 1 or 2", o.MTLSConns)
 	}
 	if o.Etcd != nil && o.SchedulerProcess {
 		return errors.New("bench: an external etcd serves the in-process scheduler only; drop --scheduler-process")
@@ -261,7 +272,8 @@ type Hollow struct {
 	Runtime *sim.Runtime
 	Agent   *agent.Agent
 
-	scheds *agent.Schedulers // nil on the shared transport
+	scheds *agent.Schedulers // with mTLS, 2 connections
+	conn   *grpc.ClientConn  // with mTLS, 1 connection
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	mu     sync.Mutex
@@ -289,6 +301,9 @@ func (h *Hollow) Stop() {
 	h.done.Wait()
 	if h.scheds != nil {
 		_ = h.scheds.Close()
+	}
+	if h.conn != nil {
+		_ = h.conn.Close()
 	}
 }
 
@@ -499,17 +514,21 @@ func embeddedTLS(dir string, bundle *pki.Bundle) (*store.EmbeddedTLS, error) {
 const fileMargin = 4096
 
 // fileNeeds is the RLIMIT_NOFILE soft limit the bench process and the
-// scheduler process need. With mTLS every node holds two loopback
-// connections to the scheduler (calls, and the control stream): a
-// descriptor at each end, both ends in this process unless the scheduler
-// runs in its own. The shared transport needs a few in all.
+// scheduler process need. With mTLS every node holds MTLSConns loopback
+// connections to the scheduler: a descriptor at each end, both ends in
+// this process unless the scheduler runs in its own. The shared
+// transport needs a few in all.
 func (o *ClusterOptions) fileNeeds() (bench, sched uint64) {
 	bench = fileMargin + uint64(max(o.ExtraFiles, 0))
 	sched = fileMargin + uint64(max(o.ExtraFiles, 0))
 	if !o.MTLS {
 		return bench, sched
 	}
-	perNode := uint64(2 * o.Nodes)
+	conns := o.MTLSConns
+	if conns == 0 {
+		conns = 2 // the default, before defaults() fills it
+	}
+	perNode := uint64(conns * o.Nodes)
 	if o.SchedulerProcess {
 		return bench + perNode, sched + perNode
 	}
@@ -519,8 +538,11 @@ func (o *ClusterOptions) fileNeeds() (bench, sched uint64) {
 // fileLimitError says which flag asked for the descriptors a refused
 // RLIMIT_NOFILE would not give.
 func (o *ClusterOptions) fileLimitError(err error) error {
-	if o.MTLS {
-		return fmt.Errorf("%w; --mtls holds 2 connections per node (--nodes %d): raise the hard limit (ulimit -Hn, or run as root) or lower --nodes", err, o.Nodes)
+	switch {
+	case o.MTLS && o.MTLSConns != 1:
+		return fmt.Errorf("%w; --mtls holds 2 connections per node (--nodes %d): raise the hard limit (ulimit -Hn, as root with CAP_SYS_RESOURCE), give --mtls-conns 1 or lower --nodes", err, o.Nodes)
+	case o.MTLS:
+		return fmt.Errorf("%w; --mtls holds a connection per node (--nodes %d): raise the hard limit (ulimit -Hn, as root with CAP_SYS_RESOURCE) or lower --nodes", err, o.Nodes)
 	}
 	return err
 }
@@ -640,22 +662,36 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 	if err != nil {
 		return nil, err
 	}
-	scheds, err := agent.DialSchedulers([]string{c.Addr}, clientTLS)
-	if err != nil {
-		return nil, err
-	}
-	a, err := agent.New(agent.Config{
-		NodeID: id, AdvertiseAddr: hollowAddress, Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
+	cfg := agent.Config{
+		NodeID: id, AdvertiseAddr: hollowAddress, Runtimes: []runtime.Runtime{rt},
 		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
 		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
 		Logger:   slog.New(slog.DiscardHandler),
-	})
+	}
+	h := &Hollow{ID: id, Addr: hollowAddress, Runtime: rt}
+	if c.opts.MTLSConns == 1 {
+		// One connection carries the node's calls and its control stream.
+		h.conn, err = grpc.NewClient(c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
+		if err != nil {
+			return nil, fmt.Errorf("bench: node %s: %w", id, err)
+		}
+		cfg.Control, cfg.Channel = persysv1grpc.NewControlServiceClient(h.conn), persysv1grpc.NewNodeChannelServiceClient(h.conn)
+	} else if h.scheds, err = agent.DialSchedulers([]string{c.Addr}, clientTLS); err != nil {
+		return nil, err
+	}
+	cfg.Schedulers = h.scheds
+	a, err := agent.New(cfg)
 	if err != nil {
-		scheds.Close()
+		if h.scheds != nil {
+			h.scheds.Close()
+		}
+		if h.conn != nil {
+			h.conn.Close()
+		}
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hollow{ID: id, Addr: hollowAddress, Runtime: rt, Agent: a, scheds: scheds, cancel: cancel}
+	h.Agent, h.cancel = a, cancel
 	h.done.Add(1)
 	go func() {
 		defer h.done.Done()

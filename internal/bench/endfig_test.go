@@ -23,6 +23,7 @@ func TestFileNeeds(t *testing.T) {
 		{"mtls in one process", ClusterOptions{Nodes: 10000, MTLS: true}, fileMargin + 40000, fileMargin},
 		{"mtls with a scheduler process", ClusterOptions{Nodes: 10000, MTLS: true, SchedulerProcess: true}, fileMargin + 20000, fileMargin + 20000},
 		{"extra files", ClusterOptions{Nodes: 1, ExtraFiles: 10}, fileMargin + 10, fileMargin + 10},
+		{"one mtls connection per node", ClusterOptions{Nodes: 10000, MTLS: true, MTLSConns: 1, SchedulerProcess: true}, fileMargin + 10000, fileMargin + 10000},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -33,7 +34,7 @@ func TestFileNeeds(t *testing.T) {
 		})
 	}
 	err := (&ClusterOptions{Nodes: 20000, MTLS: true}).fileLimitError(os.ErrPermission)
-	for _, want := range []string{"--mtls", "--nodes 20000", "ulimit -Hn"} {
+	for _, want := range []string{"--mtls", "--nodes 20000", "ulimit -Hn", "--mtls-conns 1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}

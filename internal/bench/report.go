@@ -50,6 +50,8 @@ type Params struct {
 	// Transport is "shared" (hollow nodes over a few plaintext loopback
 	// connections) or "mtls" (each node its own mTLS connections).
 	Transport string `json:"transport"`
+	// MTLSConns is each mTLS node's connection count (1 or 2).
+	MTLSConns int `json:"mtls_conns,omitempty"`
 	// SchedulerProcess: the scheduler ran in a process of its own.
 	SchedulerProcess bool `json:"scheduler_process"`
 	CPUs             int  `json:"cpus"`
@@ -105,8 +107,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if p.Etcd != "" {
 		where += ", " + p.Etcd
 	}
+	transport := p.Transport
+	if p.MTLSConns > 0 {
+		transport = fmt.Sprintf("%s (%d connections per node)", p.Transport, p.MTLSConns)
+	}
 	fmt.Fprintf(w, "scenario %s: %d nodes of %gCPU/%.1fGiB, %d workloads%s, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, GC target %s, %d CPUs, %s transport, %s\n",
-		r.Scenario, p.Nodes, float64(p.NodeCPUMillis)/1000, float64(p.NodeMemoryBytes)/(1<<30), p.Workloads, submit, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, p.Transport, where)
+		r.Scenario, p.Nodes, float64(p.NodeCPUMillis)/1000, float64(p.NodeMemoryBytes)/(1<<30), p.Workloads, submit, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, transport, where)
 	fmt.Fprintf(w, "machine load average (1 min): %.2f before, %.2f after\n", r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")

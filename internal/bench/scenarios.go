@@ -203,6 +203,7 @@ func (o *Options) params() Params {
 		Transport:        map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],
 		SchedulerProcess: o.Cluster.SchedulerProcess,
 		Etcd:             o.Cluster.Etcd.describe(),
+		MTLSConns:        map[bool]int{true: o.Cluster.MTLSConns}[o.Cluster.MTLS],
 	}
 }
 
@@ -655,6 +656,8 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		<-watchDone
 		rep.Timeline = tl.samples
 		stopProfile()
+		rep.Table = append(rep.Table, Row{"submitted before the error", fmt.Sprintf("%d of %d in %.2fs, %d errors", submitted.Load(), len(ns), submitSec, errs), ""},
+			Row{"placed, RUNNING at the error", fmt.Sprintf("%d, %d", placed.Load(), running.Load()), ""}, lostRow(c))
 		if ferr := c.failed(); ferr != nil {
 			return ferr // why the submissions failed
 		}
@@ -673,6 +676,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		if unfinished != nil {
 			rep.Table = append(rep.Table, Row{Metric: "unfinished", Value: unfinished.String()})
 		}
+		rep.Table = append(rep.Table, lostRow(c))
 		return werr
 	}
 	res.PlacedSec, res.RunningSec = placedAt.Sub(start).Seconds(), runningAt.Sub(start).Seconds()
@@ -715,6 +719,15 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		rep.Table = append(rep.Table, idleRows(idle, len(ns), len(c.Nodes), apart)...)
 	}
 	return nil
+}
+
+// lostRow counts the nodes the scheduler declared lost so far.
+func lostRow(c *Cluster) Row {
+	v := "?"
+	if g, err := gauges(c.Registry, metricNodeLosses); err == nil {
+		v = fmt.Sprint(int(g[metricNodeLosses]))
+	}
+	return Row{"nodes lost (a heartbeat handled late)", v, "0"}
 }
 
 // LatencyResult is the outcome of the latency scenario.
