@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"time"
 
@@ -91,7 +92,7 @@ func newScenarioCommand(name, short string, nodes, workloads int) *cobra.Command
 
 // scenarioCommand runs one scenario with o, which its flags fill.
 func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
-	var jsonOut, cpuProfile, memProfile, pprofAddr, nodeCPU, nodeMemory string
+	var jsonOut, cpuProfile, memProfile, pprofAddr, nodeCPU, nodeMemory, etcdQuota string
 	var etcd etcdFlags
 	cmd := &cobra.Command{
 		Use:   name,
@@ -102,6 +103,9 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 			defer stop()
 			o.Progress = os.Stderr
 			if err := nodeCapacity(&o.Cluster, nodeCPU, nodeMemory); err != nil {
+				return err
+			}
+			if err := parseEtcdQuota(&o.Cluster, etcdQuota); err != nil {
 				return err
 			}
 			for _, p := range []*string{&o.Cluster.SchedulerCPUProfile, &o.Cluster.SchedulerHeapProfile} {
@@ -141,6 +145,7 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 					return fmt.Errorf("--cpuprofile: %w", err)
 				}
 				defer f.Close()
+				o.CPUProfilePath = cpuProfile
 				o.Profile = func() func() {
 					if err := pprof.StartCPUProfile(f); err != nil {
 						fmt.Fprintln(os.Stderr, "cpu profile:", err)
@@ -193,6 +198,7 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	if name == bench.ScenarioThroughput {
 		etcd.register(f)
 		f.DurationVar(&o.IdleSample, "idle-sample", 0, "after every workload runs, watch the cluster at rest this long: heartbeats and CPU per second (0: skip)")
+		f.DurationVar(&o.TimelineEvery, "timeline-every", bench.DefaultTimelineEvery, "period of the report's timeline of placements, placements/s and RUNNING workloads")
 	}
 	f.DurationVar(&o.StallAfter, "stall-after", bench.DefaultStallAfter, "end a wait for convergence early, saying why, when nothing changed for this long and every workload not RUNNING is pending with no node that fits")
 	f.StringVar(&nodeCPU, "node-cpu", "4", "each hollow node's CPU capacity, as in a manifest (4, 64, 2500m); placement uses up to 80% of it and a bench workload asks 10m")
@@ -206,15 +212,17 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	f.Var(&o.Cluster.MemoryLimit, "scheduler-memory-limit", "soft memory limit of the process that runs the scheduler, as persys scheduler --memory-limit (3584MiB, 3.5GiB; a GOMEMLIMIT environment variable wins; 0: none)")
 	f.IntVar(&o.Cluster.Workers, "workers", 0, fmt.Sprintf("scheduler reconcile workers (0: scheduler default %d)", scheduler.DefaultWorkers))
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")
-	f.BoolVar(&o.Cluster.MTLS, "mtls", false, "give every hollow node its own certificate and mTLS connections, as real agents (at most 3,800 nodes); default: a shared plaintext loopback transport")
-	f.BoolVar(&o.Cluster.SchedulerProcess, "scheduler-process", false, "run the scheduler in a process of its own (this binary, re-executed), so its RSS and CPU time are its own figures; shared transport only")
-	f.StringVar(&o.Cluster.SchedulerCPUProfile, "scheduler-cpuprofile", "", "with --scheduler-process: write the scheduler process's CPU profile of the measured phase to this file")
+	f.BoolVar(&o.Cluster.MTLS, "mtls", false, "give every hollow node its own certificate (cached in --data-dir/pki), its own mTLS connections and control stream, as real agents; the bench raises RLIMIT_NOFILE to the 2 descriptors per node and end it needs; default: a shared plaintext loopback transport")
+	f.IntVar(&o.Cluster.MTLSConns, "mtls-conns", 2, "with --mtls: connections per node, 2 as a real agent dials them (calls, and the control stream on its own) or 1 carrying both (half the descriptors)")
+	f.BoolVar(&o.Cluster.SchedulerProcess, "scheduler-process", false, "run the scheduler in a process of its own (this binary, re-executed), so its RSS and CPU time are its own figures; the hollow nodes and the embedded etcd stay in the bench process")
+	f.StringVar(&o.Cluster.SchedulerCPUProfile, "scheduler-cpuprofile", "", "with --scheduler-process: write the scheduler process's CPU profile of the measured phase to this file; the report lists its top functions")
+	f.StringVar(&etcdQuota, "etcd-quota", "", "backend quota of the embedded etcd and of --etcd-members, in bytes with units (8GiB, 8Gi; default: the store's 2 GiB); a run that fills it stops and says so")
 	f.StringVar(&o.Cluster.SchedulerHeapProfile, "scheduler-memprofile", "", "with --scheduler-process: write the scheduler process's heap profile at the end to this file")
 	f.BoolVar(&o.Cluster.EtcdNoFsync, "etcd-no-fsync", false, "turn etcd's fsync off (unsafe; shows what the disk costs)")
 	f.IntVar(&o.Cluster.CertConcurrency, "cert-concurrency", 0, "concurrent certificate issuers (0: 2 per CPU)")
 	f.IntVar(&o.Cluster.StartBatch, "start-batch", 250, "agents started (and registered) per batch")
 	f.StringVar(&jsonOut, "json", "", "also write the report as JSON to this file")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase to this file")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the measured phase to this file; the report lists its top functions")
 	f.StringVar(&memProfile, "memprofile", "", "write a heap profile at the end of the scenario, cluster still running (go tool pprof -sample_index=inuse_space shows who holds what)")
 	f.StringVar(&pprofAddr, "pprof-addr", "", "serve net/http/pprof (with mutex and block profiles) on this loopback address, e.g. 127.0.0.1:6060")
 	return cmd
@@ -236,6 +244,27 @@ func nodeCapacity(c *bench.ClusterOptions, cpu, memory string) error {
 	if c.NodeMemoryBytes < 1 {
 		return fmt.Errorf("--node-memory %q: must be at least 1 byte", memory)
 	}
+	return nil
+}
+
+// parseEtcdQuota sets the etcd backend quota from --etcd-quota: a byte
+// quantity as in a manifest, "GiB" read as "Gi"; empty keeps the default.
+func parseEtcdQuota(c *bench.ClusterOptions, s string) error {
+	if s == "" {
+		return nil
+	}
+	q := strings.TrimSuffix(s, "B")
+	if !strings.HasSuffix(q, "i") {
+		q = s // "8G" or bytes: as written
+	}
+	n, err := manifest.ParseBytes(q)
+	if err != nil {
+		return fmt.Errorf("--etcd-quota %q: %w", s, err)
+	}
+	if n < 1<<20 {
+		return fmt.Errorf("--etcd-quota %q: must be at least 1MiB", s)
+	}
+	c.EtcdQuotaBytes = n
 	return nil
 }
 

@@ -68,3 +68,39 @@ func TestBenchSchedulerMemoryLimitFlag(t *testing.T) {
 		t.Errorf("--scheduler-memory-limit 1GB: %v, want an error naming the flag", err)
 	}
 }
+
+func TestBenchEtcdQuotaFlag(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    int64
+		wantErr string
+	}{
+		{"", 0, ""},
+		{"8GiB", 8 << 30, ""},
+		{"8Gi", 8 << 30, ""},
+		{"512MiB", 512 << 20, ""},
+		{"4294967296", 4 << 30, ""},
+		{"lots", 0, "--etcd-quota"},
+		{"1Ki", 0, "at least 1MiB"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			var c bench.ClusterOptions
+			err := parseEtcdQuota(&c, tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || c.EtcdQuotaBytes != tc.want {
+				t.Fatalf("quota %d (err %v), want %d", c.EtcdQuotaBytes, err, tc.want)
+			}
+		})
+	}
+	tp, _, _ := newBenchCommand().Find([]string{bench.ScenarioThroughput})
+	for _, name := range []string{"etcd-quota", "timeline-every", "mtls", "scheduler-process"} {
+		if tp.Flags().Lookup(name) == nil {
+			t.Errorf("throughput has no --%s", name)
+		}
+	}
+}

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/persys-dev/compute/internal/bench"
-	"github.com/persys-dev/compute/internal/store"
 )
 
 // etcdFlags put a scenario's scheduler on an external etcd cluster of
@@ -50,22 +49,8 @@ func (e *etcdFlags) run(ctx context.Context, name string, o bench.Options) (rep 
 		return rep, nil, err
 	}
 	if e.members == 0 {
-		var db int64
-		prev := o.AtEnd
-		o.AtEnd = func() {
-			if prev != nil {
-				prev()
-			}
-			db = embeddedDBSize(o.Cluster.Dir)
-		}
 		rep, err = bench.Run(ctx, name, o)
-		return rep, func(w io.Writer) error {
-			if db == 0 {
-				return nil
-			}
-			_, err := fmt.Fprintf(w, "etcd database (embedded, one member): %.1f MiB\n", float64(db)/(1<<20))
-			return err
-		}, err
+		return rep, nil, err
 	}
 	profileDir := e.profileDir
 	if profileDir != "" {
@@ -77,7 +62,7 @@ func (e *etcdFlags) run(ctx context.Context, name string, o bench.Options) (rep 
 		}
 	}
 	etcd, err := bench.StartEtcdCluster(ctx, bench.EtcdClusterOptions{
-		Members: e.members, Dir: o.Cluster.Dir, NoFsync: o.Cluster.EtcdNoFsync, CPUProfileDir: profileDir, Progress: o.Progress,
+		Members: e.members, Dir: o.Cluster.Dir, NoFsync: o.Cluster.EtcdNoFsync, QuotaBytes: o.Cluster.EtcdQuotaBytes, CPUProfileDir: profileDir, Progress: o.Progress,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -110,20 +95,6 @@ func (e *etcdFlags) run(ctx context.Context, name string, o bench.Options) (rep 
 		}
 		return phase.WriteTable(w)
 	}, err
-}
-
-// embeddedDBSize is the size of the newest embedded etcd database under
-// the bench's data folder (the running one), or 0.
-func embeddedDBSize(dir string) int64 {
-	matches, _ := filepath.Glob(filepath.Join(dir, "etcd-*", store.EmbeddedMemberDir, "member", "snap", "db"))
-	var newest time.Time
-	var size int64
-	for _, m := range matches {
-		if st, err := os.Stat(m); err == nil && st.ModTime().After(newest) {
-			newest, size = st.ModTime(), st.Size()
-		}
-	}
-	return size
 }
 
 // newBenchEtcdMemberCommand is the hidden command persys bench

@@ -116,6 +116,7 @@ func TestOptionsValidation(t *testing.T) {
 		{"negative duration", Options{Workloads: 1, Duration: -time.Second}, "duration"},
 		{"negative stall-after", Options{Workloads: 1, StallAfter: -time.Second}, "stall-after"},
 		{"negative idle sample", Options{Workloads: 1, IdleSample: -time.Second}, "idle-sample"},
+		{"negative timeline period", Options{Workloads: 1, TimelineEvery: -time.Second}, "timeline"},
 		{"ok", Options{Workloads: 1}, ""},
 	}
 	for _, tc := range tests {
@@ -141,7 +142,9 @@ func TestOptionsValidation(t *testing.T) {
 		{"negative ready delay", ClusterOptions{Nodes: 1, Dir: "x", ReadyDelay: -1}, "ready delay"},
 		{"negative node CPU", ClusterOptions{Nodes: 1, Dir: "x", NodeCPUMillis: -1}, "node CPU"},
 		{"negative node memory", ClusterOptions{Nodes: 1, Dir: "x", NodeMemoryBytes: -1}, "node memory"},
-		{"scheduler process with mTLS", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, SchedulerProcess: true}, "scheduler process"},
+		{"negative etcd quota", ClusterOptions{Nodes: 1, Dir: "x", EtcdQuotaBytes: -1}, "etcd quota"},
+		{"mTLS at 20000 nodes in a scheduler process", ClusterOptions{Nodes: 20000, Dir: "x", MTLS: true, SchedulerProcess: true}, ""},
+		{"three mTLS connections per node", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, MTLSConns: 3}, "mTLS connections"},
 		{"scheduler profile in one process", ClusterOptions{Nodes: 1, Dir: "x", SchedulerCPUProfile: "/tmp/x"}, "scheduler process"},
 		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
 	}
@@ -224,6 +227,11 @@ func TestScenarios(t *testing.T) {
 			o.Cluster.SchedulerHeapProfile = filepath.Join(dir, "sched.heap")
 		}},
 		{"node-loss-scheduler-process", ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25; o.Cluster.SchedulerProcess = true }},
+		{"throughput-mtls-scheduler-process", ScenarioThroughput, func(o *Options) {
+			o.Cluster.MTLS, o.Cluster.SchedulerProcess, o.Cluster.MTLSConns = true, true, 1
+			o.Cluster.SchedulerCPUProfile = filepath.Join(dir, "sched-mtls.cpu")
+			o.TimelineEvery = 50 * time.Millisecond
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -242,6 +250,7 @@ func TestScenarios(t *testing.T) {
 			if profiled != 0 {
 				t.Fatalf("profile started %d more times than stopped", profiled)
 			}
+			checkEndFigures(t, rep, &o)
 			if o.Cluster.SchedulerProcess {
 				checkSchedulerProcess(t, rep, &o)
 			} else if rep.SchedulerProcess != nil {
@@ -284,11 +293,52 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// checkEndFigures checks the processes' figures and etcd's database size
+// at the end of a run, and the top functions of the scheduler's profile.
+func checkEndFigures(t *testing.T, rep *Report, o *Options) {
+	t.Helper()
+	want := []string{"bench"}
+	if o.Cluster.SchedulerProcess {
+		want = append(want, "scheduler")
+	}
+	var got []string
+	for _, p := range rep.Processes {
+		got = append(got, p.Name)
+		if p.PeakRSSMiB <= 0 || p.FDs <= 0 {
+			t.Fatalf("process %s: %+v", p.Name, p.SchedProcStats)
+		}
+		// With mTLS each node holds its own connections in both processes.
+		if o.Cluster.MTLS && p.FDs < o.Cluster.MTLSConns*o.Cluster.Nodes {
+			t.Fatalf("process %s holds %d descriptors, fewer than %d per mTLS node of %d", p.Name, p.FDs, o.Cluster.MTLSConns, o.Cluster.Nodes)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("processes %v, want %v", got, want)
+	}
+	if e := rep.Etcd; e == nil || e.DBSize <= 0 || e.DBSizeInUse <= 0 || e.QuotaBytes != 2<<30 {
+		t.Fatalf("etcd database: %+v", rep.Etcd)
+	}
+	if o.Cluster.SchedulerCPUProfile == "" {
+		return
+	}
+	if len(rep.CPUTop) != 1 || rep.CPUTop[0].Process != "scheduler" || len(rep.CPUTop[0].Cum) == 0 {
+		t.Fatalf("top of the scheduler's CPU profile: %+v", rep.CPUTop)
+	}
+}
+
 // checkThroughput checks a throughput run that converged.
 func checkThroughput(t *testing.T, rep *Report, o *Options, r ThroughputResult) {
 	t.Helper()
 	if r.NotRunning != 0 || r.Duplicates != 0 {
 		t.Fatalf("throughput: %+v", r)
+	}
+	// The timeline ends with every workload placed and RUNNING.
+	if n := len(rep.Timeline); n == 0 || rep.Timeline[n-1].Placed < o.Workloads || rep.Timeline[n-1].Running != o.Workloads {
+		t.Fatalf("throughput timeline %+v, want it to end at %d RUNNING", rep.Timeline, o.Workloads)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "PLACEMENTS/S") {
+		t.Fatalf("table without the timeline (%v):\n%s", err, table.String())
 	}
 	// Equal nodes, equal workloads, spread: concurrent workers
 	// see each other's choices, so none piles onto one node.

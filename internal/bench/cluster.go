@@ -34,14 +34,20 @@ import (
 // over loopback TCP: over the shared plaintext transport (simnet.go) by
 // default, or each node over its own mTLS connections with MTLS.
 type ClusterOptions struct {
-	// MTLS gives every hollow node its own certificate, mTLS connection to
-	// the scheduler and mTLS listener, as real agents have. It costs five
-	// descriptors per node (the process limit caps the node count) and
-	// handshakes that compete with the scheduler for the CPU.
+	// MTLS gives every hollow node its own certificate and mTLS
+	// connections to the scheduler (one for calls, one for the control
+	// stream), as real agents have. Each connection holds a descriptor at
+	// both ends; the bench raises RLIMIT_NOFILE to what the node count
+	// needs (fileNeeds) in its own process and in the scheduler's.
 	MTLS bool
+	// MTLSConns is each mTLS node's connection count: 2 (the default) as
+	// a real agent dials them (agent.DialSchedulers: calls, and the
+	// control stream on its own), or 1 carrying both, which halves the
+	// descriptors where the limit cannot be raised.
+	MTLSConns int
 	// SchedulerProcess runs the scheduler in a child process (this binary,
 	// re-executed): its resident memory and CPU time are then its own, not
-	// shared with etcd and the hollow agents. It needs the shared transport.
+	// shared with etcd and the hollow agents, which stay in this process.
 	SchedulerProcess bool
 	// SchedulerCPUProfile and SchedulerHeapProfile are absolute paths for
 	// the scheduler process's CPU profile of a scenario's measured phase
@@ -77,6 +83,10 @@ type ClusterOptions struct {
 	Dir string
 	// EtcdNoFsync turns etcd's fsync off (to see what the disk costs).
 	EtcdNoFsync bool
+	// EtcdQuotaBytes is the embedded etcd's backend quota (0: the
+	// store's default, store.DefaultQuotaBackendBytes). A run that fills
+	// it stops with an error that says so.
+	EtcdQuotaBytes int64
 	// Etcd, when set, is the store instead of an embedded etcd: an
 	// external cluster (StartEtcdCluster) that the in-process scheduler
 	// reaches as persys scheduler --etcd-endpoints does.
@@ -114,17 +124,20 @@ func (o *ClusterOptions) checkShape() error {
 	if o.Nodes < 1 || o.Nodes > 20000 {
 		return fmt.Errorf("bench: nodes %d: must be between 1 and 20000", o.Nodes)
 	}
-	if o.MTLS && o.Nodes > 3800 {
-		return fmt.Errorf("bench: nodes %d: with per-node mTLS at most 3800 fit the descriptor limit; drop --mtls for the shared transport", o.Nodes)
+	if o.MTLSConns == 0 {
+		o.MTLSConns = 2
 	}
-	if o.MTLS && o.SchedulerProcess {
-		return errors.New("bench: a scheduler process serves the shared transport only; drop --mtls or --scheduler-process")
+	if o.MTLSConns != 1 && o.MTLSConns != 2 {
+		return fmt.Errorf("bench: mTLS connections per node %d: want 1 or 2", o.MTLSConns)
 	}
 	if o.Etcd != nil && o.SchedulerProcess {
 		return errors.New("bench: an external etcd serves the in-process scheduler only; drop --scheduler-process")
 	}
 	if o.Dir == "" {
 		return errors.New("bench: data dir: empty")
+	}
+	if o.EtcdQuotaBytes < 0 {
+		return fmt.Errorf("bench: etcd quota %d bytes: must not be negative", o.EtcdQuotaBytes)
 	}
 	return nil
 }
@@ -240,9 +253,11 @@ type Cluster struct {
 	proc    *childProc // with SchedulerProcess
 	phase   phase
 	cancel  context.CancelFunc
-	bg      sync.WaitGroup
-	admin   []*grpc.ClientConn
-	clients []persysv1grpc.ControlServiceClient
+	// stopAlarms ends watchAlarms.
+	stopAlarms context.CancelFunc
+	bg         sync.WaitGroup
+	admin      []*grpc.ClientConn
+	clients    []persysv1grpc.ControlServiceClient
 
 	// agentApplies are the scheduler's ApplyWorkload calls to the hollow
 	// agents, timed one by one (in-process scheduler, shared transport).
@@ -261,7 +276,8 @@ type Hollow struct {
 	Runtime *sim.Runtime
 	Agent   *agent.Agent
 
-	scheds *agent.Schedulers // nil on the shared transport
+	scheds *agent.Schedulers // with mTLS, 2 connections
+	conn   *grpc.ClientConn  // with mTLS, 1 connection
 	cancel context.CancelFunc
 	done   sync.WaitGroup
 	mu     sync.Mutex
@@ -289,6 +305,9 @@ func (h *Hollow) Stop() {
 	h.done.Wait()
 	if h.scheds != nil {
 		_ = h.scheds.Close()
+	}
+	if h.conn != nil {
+		_ = h.conn.Close()
 	}
 }
 
@@ -335,15 +354,9 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 		}
 	}
 	c.bundle = bundle
-	// Per node with mTLS: two loopback connections to the scheduler (calls,
-	// and the control stream), both ends in this process. The shared
-	// transport needs a few in all.
-	want := uint64(4096) + uint64(max(o.ExtraFiles, 0))
-	if o.MTLS {
-		want += uint64(o.Nodes) * 4
-	}
+	want, _ := o.fileNeeds()
 	if c.Setup.FileLimit, err = raiseFileLimit(want); err != nil {
-		return c, err
+		return c, o.fileLimitError(err)
 	}
 
 	start := time.Now()
@@ -358,7 +371,8 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 		if c.etcdTLS, err = embeddedTLS(c.etcdDir, bundle); err != nil {
 			return c, err
 		}
-		if c.emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: c.etcdDir, TLS: c.etcdTLS, UnsafeNoFsync: o.EtcdNoFsync}); err != nil {
+		if c.emb, err = store.StartEmbedded(store.EmbeddedOptions{Dir: c.etcdDir, TLS: c.etcdTLS, UnsafeNoFsync: o.EtcdNoFsync,
+			QuotaBackendBytes: o.EtcdQuotaBytes}); err != nil {
 			return c, err
 		}
 		cli = c.emb.LocalClient()
@@ -366,6 +380,9 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	c.Setup.EtcdSeconds = time.Since(start).Seconds()
 	quiet := slog.New(slog.DiscardHandler)
 	c.Store = store.New(cli, store.Options{Logger: quiet})
+	alarmCtx, stopAlarms := context.WithCancel(context.Background())
+	c.stopAlarms = stopAlarms
+	c.watchAlarms(alarmCtx)
 
 	if o.SchedulerProcess {
 		err = c.startSchedProc(ctx)
@@ -497,19 +514,66 @@ func embeddedTLS(dir string, bundle *pki.Bundle) (*store.EmbeddedTLS, error) {
 	return &store.EmbeddedTLS{CAFile: f.CA, CertFile: f.Cert, KeyFile: f.Key}, nil
 }
 
-// startSchedProc runs the scheduler in a child process on the shared
-// transport.
+// fileMargin is the descriptors a process of the bench needs besides
+// those of the hollow nodes' connections: etcd, its clients, logs.
+const fileMargin = 4096
+
+// fileNeeds is the RLIMIT_NOFILE soft limit the bench process and the
+// scheduler process need. With mTLS every node holds MTLSConns loopback
+// connections to the scheduler: a descriptor at each end, both ends in
+// this process unless the scheduler runs in its own. The shared
+// transport needs a few in all.
+func (o *ClusterOptions) fileNeeds() (bench, sched uint64) {
+	bench = fileMargin + uint64(max(o.ExtraFiles, 0))
+	sched = fileMargin + uint64(max(o.ExtraFiles, 0))
+	if !o.MTLS {
+		return bench, sched
+	}
+	conns := o.MTLSConns
+	if conns == 0 {
+		conns = 2 // the default, before defaults() fills it
+	}
+	perNode := uint64(conns * o.Nodes)
+	if o.SchedulerProcess {
+		return bench + perNode, sched + perNode
+	}
+	return bench + 2*perNode, sched
+}
+
+// fileLimitError says which flag asked for the descriptors a refused
+// RLIMIT_NOFILE would not give.
+func (o *ClusterOptions) fileLimitError(err error) error {
+	switch {
+	case o.MTLS && o.MTLSConns != 1:
+		return fmt.Errorf("%w; --mtls holds 2 connections per node (--nodes %d): raise the hard limit (ulimit -Hn, as root with CAP_SYS_RESOURCE), give --mtls-conns 1 or lower --nodes", err, o.Nodes)
+	case o.MTLS:
+		return fmt.Errorf("%w; --mtls holds a connection per node (--nodes %d): raise the hard limit (ulimit -Hn, as root with CAP_SYS_RESOURCE) or lower --nodes", err, o.Nodes)
+	}
+	return err
+}
+
+// startSchedProc runs the scheduler in a child process: on the shared
+// transport, or serving each hollow node's own mTLS connections.
 func (c *Cluster) startSchedProc(ctx context.Context) error {
+	_, files := c.opts.fileNeeds()
+	etcdFiles, err := absFiles(pki.Files{CA: c.etcdTLS.CAFile, Cert: c.etcdTLS.CertFile, Key: c.etcdTLS.KeyFile})
+	if err != nil {
+		return err
+	}
 	cfg := schedProcConfig{
+		MTLS: c.opts.MTLS, FileLimit: files,
 		EtcdEndpoints: c.emb.Endpoints(),
-		EtcdCA:        c.etcdTLS.CAFile, EtcdCert: c.etcdTLS.CertFile, EtcdKey: c.etcdTLS.KeyFile,
+		EtcdCA:        etcdFiles.CA, EtcdCert: etcdFiles.Cert, EtcdKey: etcdFiles.Key,
 		HeartbeatInterval: c.opts.HeartbeatInterval, LeaseTTL: c.opts.LeaseTTL,
 		RescheduleGrace: c.opts.RescheduleGrace, Workers: c.opts.Workers, GCPercent: c.opts.GCPercent,
 		MemoryLimit: int64(c.opts.MemoryLimit),
 		CPUProfile:  c.opts.SchedulerCPUProfile, HeapProfile: c.opts.SchedulerHeapProfile,
 	}
-	if c.opts.ClientTLS {
-		f := c.bundle.Scheduler
+	if c.opts.ClientTLS || c.opts.MTLS {
+		f, err := absFiles(c.bundle.Scheduler)
+		if err != nil {
+			return err
+		}
 		cfg.ClientCA, cfg.ClientCert, cfg.ClientKey = f.CA, f.Cert, f.Key
 	}
 	p, err := startSchedProc(ctx, cfg, c.fail)
@@ -518,6 +582,18 @@ func (c *Cluster) startSchedProc(ctx context.Context) error {
 	}
 	c.proc, c.Registry, c.Addr, c.ClientAddr = p, p, p.ready.Addr, p.ready.ClientAddr
 	return nil
+}
+
+// absFiles makes an identity's paths absolute: a child process reads them.
+func absFiles(f pki.Files) (pki.Files, error) {
+	for _, p := range []*string{&f.CA, &f.Cert, &f.Key} {
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return f, fmt.Errorf("bench: %s: %w", *p, err)
+		}
+		*p = abs
+	}
+	return f, nil
 }
 
 // SchedulerProcess returns the scheduler process's own resident memory and
@@ -592,22 +668,36 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 	if err != nil {
 		return nil, err
 	}
-	scheds, err := agent.DialSchedulers([]string{c.Addr}, clientTLS)
-	if err != nil {
-		return nil, err
-	}
-	a, err := agent.New(agent.Config{
-		NodeID: id, AdvertiseAddr: hollowAddress, Runtimes: []runtime.Runtime{rt}, Schedulers: scheds,
+	cfg := agent.Config{
+		NodeID: id, AdvertiseAddr: hollowAddress, Runtimes: []runtime.Runtime{rt},
 		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
 		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},
 		Logger:   slog.New(slog.DiscardHandler),
-	})
+	}
+	h := &Hollow{ID: id, Addr: hollowAddress, Runtime: rt}
+	if c.opts.MTLSConns == 1 {
+		// One connection carries the node's calls and its control stream.
+		h.conn, err = grpc.NewClient(c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
+		if err != nil {
+			return nil, fmt.Errorf("bench: node %s: %w", id, err)
+		}
+		cfg.Control, cfg.Channel = persysv1grpc.NewControlServiceClient(h.conn), persysv1grpc.NewNodeChannelServiceClient(h.conn)
+	} else if h.scheds, err = agent.DialSchedulers([]string{c.Addr}, clientTLS); err != nil {
+		return nil, err
+	}
+	cfg.Schedulers = h.scheds
+	a, err := agent.New(cfg)
 	if err != nil {
-		scheds.Close()
+		if h.scheds != nil {
+			h.scheds.Close()
+		}
+		if h.conn != nil {
+			h.conn.Close()
+		}
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hollow{ID: id, Addr: hollowAddress, Runtime: rt, Agent: a, scheds: scheds, cancel: cancel}
+	h.Agent, h.cancel = a, cancel
 	h.done.Add(1)
 	go func() {
 		defer h.done.Done()
@@ -757,6 +847,9 @@ func (c *Cluster) Close() {
 	if c.proc != nil {
 		c.proc.stop()
 	}
+	if c.stopAlarms != nil {
+		c.stopAlarms()
+	}
 	c.bg.Wait()
 	if c.Store != nil {
 		_ = c.Store.Client().Close()
@@ -771,18 +864,18 @@ func (c *Cluster) Close() {
 
 // raiseFileLimit lifts RLIMIT_NOFILE's soft limit to want (and the hard
 // limit too when allowed: a container without CAP_SYS_RESOURCE refuses),
-// since every hollow node holds descriptors of this process (its mTLS connection with --mtls). It returns the
-// soft limit in force and fails when it stays below want.
+// since every hollow node holds descriptors of this process (its mTLS
+// connections with --mtls). It returns the soft limit in force and fails,
+// naming the limit, when it stays below want. It always sets the limit,
+// even one already high enough: Go raises the soft limit at start but
+// hands a child it execs the original one unless the program set it.
 func raiseFileLimit(want uint64) (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0, fmt.Errorf("bench: read file limit: %w", err)
 	}
-	if lim.Cur >= want {
-		return lim.Cur, nil
-	}
 	next := lim
-	next.Cur = want
+	next.Cur = max(want, lim.Cur)
 	if next.Max < want {
 		next.Max = want
 	}
@@ -790,9 +883,9 @@ func raiseFileLimit(want uint64) (uint64, error) {
 		next = lim
 		next.Cur = lim.Max
 		if err2 := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &next); err2 != nil {
-			return lim.Cur, fmt.Errorf("bench: raise file limit to %d: %w", want, err)
+			return lim.Cur, fmt.Errorf("bench: raise RLIMIT_NOFILE to %d: %w", want, err)
 		}
-		return next.Cur, fmt.Errorf("bench: file limit %d is below the %d this many nodes need (raising the hard limit: %w)", next.Cur, want, err)
+		return next.Cur, fmt.Errorf("bench: RLIMIT_NOFILE hard limit %d is below the %d descriptors this run needs (raising it: %w)", next.Cur, want, err)
 	}
 	return next.Cur, nil
 }

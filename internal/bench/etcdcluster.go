@@ -145,6 +145,7 @@ type EtcdCluster struct {
 	names   []string
 	members []*childProc
 	dir     string
+	quota   int64 // each member's backend quota (0: the store's default)
 
 	mu     sync.Mutex
 	exited error
@@ -176,7 +177,7 @@ func StartEtcdCluster(ctx context.Context, o EtcdClusterOptions) (c *EtcdCluster
 	if dir, err = filepath.Abs(dir); err != nil {
 		return nil, err
 	}
-	c = &EtcdCluster{dir: dir}
+	c = &EtcdCluster{dir: dir, quota: o.QuotaBytes}
 	defer func() {
 		if err != nil {
 			c.Close()

@@ -50,6 +50,8 @@ type Params struct {
 	// Transport is "shared" (hollow nodes over a few plaintext loopback
 	// connections) or "mtls" (each node its own mTLS connections).
 	Transport string `json:"transport"`
+	// MTLSConns is each mTLS node's connection count (1 or 2).
+	MTLSConns int `json:"mtls_conns,omitempty"`
 	// SchedulerProcess: the scheduler ran in a process of its own.
 	SchedulerProcess bool `json:"scheduler_process"`
 	CPUs             int  `json:"cpus"`
@@ -74,6 +76,17 @@ type Report struct {
 	// shared machine skews every figure.
 	LoadBefore float64 `json:"load_avg_before"`
 	LoadAfter  float64 `json:"load_avg_after"`
+	// Timeline is the throughput run's placements and RUNNING count, a
+	// sample every Options.TimelineEvery.
+	Timeline []TimelineSample `json:"timeline,omitempty"`
+	// Processes are every process's figures at the end: the bench's, the
+	// scheduler's and the etcd members'.
+	Processes []ProcFigures `json:"processes,omitempty"`
+	// Etcd is the database's size at the end.
+	Etcd *EtcdDB `json:"etcd_db,omitempty"`
+	// CPUTop is what the CPU profiles of the measured phase say bounds
+	// the run (with --cpuprofile or --scheduler-cpuprofile).
+	CPUTop []CPUTop `json:"cpu_top,omitempty"`
 }
 
 // WriteTable prints the report as an aligned table.
@@ -94,8 +107,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if p.Etcd != "" {
 		where += ", " + p.Etcd
 	}
+	transport := p.Transport
+	if p.MTLSConns > 0 {
+		transport = fmt.Sprintf("%s (%d connections per node)", p.Transport, p.MTLSConns)
+	}
 	fmt.Fprintf(w, "scenario %s: %d nodes of %gCPU/%.1fGiB, %d workloads%s, apply delay %gms, heartbeat %s, lease TTL %gs, grace %gs, %d workers, GC target %s, %d CPUs, %s transport, %s\n",
-		r.Scenario, p.Nodes, float64(p.NodeCPUMillis)/1000, float64(p.NodeMemoryBytes)/(1<<30), p.Workloads, submit, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, p.Transport, where)
+		r.Scenario, p.Nodes, float64(p.NodeCPUMillis)/1000, float64(p.NodeMemoryBytes)/(1<<30), p.Workloads, submit, p.ApplyDelayMs, heartbeat, p.LeaseTTLSec, p.GraceSec, p.SchedulerWorkers, p.GC, p.CPUs, transport, where)
 	fmt.Fprintf(w, "machine load average (1 min): %.2f before, %.2f after\n", r.LoadBefore, r.LoadAfter)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "METRIC\tVALUE\tGOAL")
@@ -112,5 +129,36 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", row.Metric, strings.ReplaceAll(row.Value, "\t", " "), goal)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return r.writeTail(w)
+}
+
+// writeTail prints what follows the table: the timeline, the processes,
+// etcd's database and the CPU profiles' top functions.
+func (r *Report) writeTail(w io.Writer) error {
+	if err := writeTimeline(w, r.Timeline); err != nil {
+		return err
+	}
+	if len(r.Processes) > 0 {
+		fmt.Fprintln(w, "processes at the end:")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PROCESS\tPID\tRSS MIB\tPEAK RSS MIB\tFDS\tCPU S")
+		for _, p := range r.Processes {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.0f\t%d\t%.1f\n", p.Name, p.PID, p.RSSMiB, p.PeakRSSMiB, p.FDs, p.CPUSeconds)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if e := r.Etcd; e != nil {
+		fmt.Fprintf(w, "etcd database: %s, %s in use, quota %s\n", mib(e.DBSize), mib(e.DBSizeInUse), mib(e.QuotaBytes))
+	}
+	for _, t := range r.CPUTop {
+		if err := t.write(w); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -87,6 +87,13 @@ type Options struct {
 	StallAfter time.Duration
 	// ProgressEvery is the period of the progress line (default 3s).
 	ProgressEvery time.Duration
+	// TimelineEvery is the period of the throughput run's timeline of
+	// placements and RUNNING workloads (default DefaultTimelineEvery).
+	TimelineEvery time.Duration
+	// CPUProfilePath names the bench process's CPU profile of the
+	// measured phase (what Profile writes), for the report's top
+	// functions; empty: none.
+	CPUProfilePath string
 	// Progress receives progress lines; nil is silent.
 	Progress io.Writer
 	// Profile, when set, is called as the measured phase starts; the
@@ -160,6 +167,12 @@ func (o *Options) defaults(scenario string) error {
 	if o.ProgressEvery <= 0 {
 		o.ProgressEvery = 3 * time.Second
 	}
+	if o.TimelineEvery < 0 {
+		return fmt.Errorf("bench: timeline period %s: must not be negative", o.TimelineEvery)
+	}
+	if o.TimelineEvery == 0 {
+		o.TimelineEvery = DefaultTimelineEvery
+	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}
@@ -190,6 +203,7 @@ func (o *Options) params() Params {
 		Transport:        map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],
 		SchedulerProcess: o.Cluster.SchedulerProcess,
 		Etcd:             o.Cluster.Etcd.describe(),
+		MTLSConns:        map[bool]int{true: o.Cluster.MTLSConns}[o.Cluster.MTLS],
 	}
 }
 
@@ -244,6 +258,7 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 	if st, ok := c.SchedulerProcess(); ok {
 		rep.SchedulerProcess = &st
 	}
+	c.endFigures(ctx, &o, rep)
 	rep.Table = append(rep.Table, c.phase.rows(c, workloads, goalFor(goalSchedulerRSS, shapeOf(scenario, &o)))...)
 	if err != nil {
 		return rep, err
@@ -257,6 +272,29 @@ func Run(ctx context.Context, scenario string, o Options) (*Report, error) {
 		}
 	}
 	return rep, c.failed()
+}
+
+// endFigures adds to the report what the processes, etcd and the CPU
+// profiles show at the end of the scenario, whether it converged or not.
+func (c *Cluster) endFigures(ctx context.Context, o *Options, rep *Report) {
+	rep.Processes = c.processes()
+	if db, err := c.etcdDB(context.WithoutCancel(ctx)); err == nil {
+		rep.Etcd = &db
+	} else {
+		fmt.Fprintln(o.Progress, "bench: etcd database size:", err)
+	}
+	for _, p := range []struct{ process, path string }{{"bench", o.CPUProfilePath}, {"scheduler", c.opts.SchedulerCPUProfile}} {
+		if p.path == "" {
+			continue
+		}
+		top, err := TopOfProfile(p.path, cpuTopN)
+		if err != nil {
+			fmt.Fprintln(o.Progress, "bench: top of the CPU profile:", err)
+			continue
+		}
+		top.Process = p.process
+		rep.CPUTop = append(rep.CPUTop, top)
+	}
 }
 
 func benchSpec(image string) *persysv1.WorkloadSpec {
@@ -364,7 +402,7 @@ func submitAll(ctx context.Context, c *Cluster, o *Options, names []string, imag
 		go func() {
 			defer wg.Done()
 			cli := c.Control(k)
-			for ctx.Err() == nil {
+			for ctx.Err() == nil && c.failed() == nil {
 				call := int(next.Add(1)) - 1
 				lo := call * batch
 				if lo >= len(names) {
@@ -559,15 +597,22 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	defer cancelWatch()
 	var placedAt, runningAt time.Time
 	var unfinished *Unfinished
+	tl := newTimeline(start, o.TimelineEvery)
 	watchDone := make(chan error, 1)
 	go func() {
 		sw := newStallWatch(o.StallAfter, start)
+		// The timeline ends with the run, however it ends.
+		finish := func(err error) {
+			tl.observe(time.Now(), int(placed.Load()), int(running.Load()), true)
+			watchDone <- err
+		}
 		for {
 			p, r, pend, err := progressOf(c)
 			now := time.Now()
 			if err == nil {
 				placed.Store(int64(p))
 				running.Store(int64(r))
+				tl.observe(now, p, r, false)
 				if placedAt.IsZero() && p >= len(ns) {
 					placedAt = now
 				}
@@ -576,7 +621,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 					if placedAt.IsZero() {
 						placedAt = runningAt
 					}
-					watchDone <- nil
+					finish(nil)
 					return
 				}
 				// Submissions done and nothing moves: ask the scheduler
@@ -584,15 +629,22 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 				if int(submitted.Load()) >= len(ns) && sw.stalled(now, p, r, pend) && pend > 0 {
 					if _, _, stuck, err := pendingWhy(watchCtx, c); err == nil && stuck {
 						unfinished = unfinishedAt(ctx, c, len(ns), start, true)
-						watchDone <- fmt.Errorf("bench: %s", unfinished)
+						finish(fmt.Errorf("bench: %s", unfinished))
 						return
 					}
 					sw.restart(now)
 				}
 			}
+			// A part that failed (etcd out of space, say) ends the run
+			// now, not at the timeout.
+			if err := c.failed(); err != nil {
+				unfinished = unfinishedAt(ctx, c, len(ns), start, false)
+				finish(err)
+				return
+			}
 			if !sleepCtx(watchCtx, 100*time.Millisecond) {
 				unfinished = unfinishedAt(ctx, c, len(ns), start, false)
-				watchDone <- fmt.Errorf("bench: %s", unfinished)
+				finish(fmt.Errorf("bench: %s", unfinished))
 				return
 			}
 		}
@@ -602,10 +654,17 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	if err != nil {
 		cancelWatch()
 		<-watchDone
+		rep.Timeline = tl.samples
 		stopProfile()
+		rep.Table = append(rep.Table, Row{"submitted before the error", fmt.Sprintf("%d of %d in %.2fs, %d errors", submitted.Load(), len(ns), submitSec, errs), ""},
+			Row{"placed, RUNNING at the error", fmt.Sprintf("%d, %d", placed.Load(), running.Load()), ""}, lostRow(c))
+		if ferr := c.failed(); ferr != nil {
+			return ferr // why the submissions failed
+		}
 		return err
 	}
 	werr := <-watchDone
+	rep.Timeline = tl.samples
 	stopProfile()
 	res := ThroughputResult{Submitted: len(ns), SubmitErrors: errs, SubmitSec: submitSec,
 		SubmitRate: float64(len(ns)) / submitSec, ApplyRPC: distOf(durs), Placements: int(placed.Load())}
@@ -617,6 +676,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		if unfinished != nil {
 			rep.Table = append(rep.Table, Row{Metric: "unfinished", Value: unfinished.String()})
 		}
+		rep.Table = append(rep.Table, lostRow(c))
 		return werr
 	}
 	res.PlacedSec, res.RunningSec = placedAt.Sub(start).Seconds(), runningAt.Sub(start).Seconds()
@@ -659,6 +719,15 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		rep.Table = append(rep.Table, idleRows(idle, len(ns), len(c.Nodes), apart)...)
 	}
 	return nil
+}
+
+// lostRow counts the nodes the scheduler declared lost so far.
+func lostRow(c *Cluster) Row {
+	v := "?"
+	if g, err := gauges(c.Registry, metricNodeLosses); err == nil {
+		v = fmt.Sprint(int(g[metricNodeLosses]))
+	}
+	return Row{"nodes lost (a heartbeat handled late)", v, "0"}
 }
 
 // LatencyResult is the outcome of the latency scenario.
