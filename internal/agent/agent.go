@@ -64,10 +64,6 @@ type Config struct {
 	// stream, which carries registration and heartbeats), used as is.
 	// Exactly one of Channel and Schedulers is required.
 	Channel persysv1grpc.NodeChannelServiceClient
-	// Control is ignored: the agent registers on the control stream.
-	//
-	// Deprecated: set Channel alone.
-	Control persysv1grpc.ControlServiceClient
 	// Schedulers are the scheduler replicas; the agent follows their
 	// leader (see DialSchedulers). The caller closes it after Run.
 	Schedulers *Schedulers

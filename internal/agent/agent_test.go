@@ -244,7 +244,6 @@ func (e *env) startAgent(t *testing.T, dataDir string, opts ...func(*agent.Confi
 		NodeID:        e.nodeName(),
 		AdvertiseAddr: "127.0.0.1",
 		Labels:        map[string]string{"zone": "test"},
-		Control:       persysv1grpc.NewControlServiceClient(conn),
 		Channel:       persysv1grpc.NewNodeChannelServiceClient(chConn),
 		// Long enough that every heartbeat the test waits for comes from a
 		// runtime watch event or the registration, never from the ticker.

@@ -83,7 +83,7 @@ func TestUsedHostPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{rt},
-		Control: persysv1grpc.NewControlServiceClient(nil), Channel: persysv1grpc.NewNodeChannelServiceClient(nil),
+		Channel:  persysv1grpc.NewNodeChannelServiceClient(nil),
 		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func (e *env) withSchedulers(t *testing.T, addrs ...string) (func(*agent.Config)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return func(c *agent.Config) { c.Control, c.Channel, c.Schedulers = nil, nil, s }, s
+	return func(c *agent.Config) { c.Channel, c.Schedulers = nil, s }, s
 }
 
 // metricValue returns the value of the counter or gauge name with labels,

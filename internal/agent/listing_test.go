@@ -34,7 +34,7 @@ func TestHeartbeatListDoesNotWaitForSlowRuntimes(t *testing.T) {
 	}
 	gate := make(chan struct{}, 16)
 	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{gatedRuntime{rt, gate}},
-		Control: persysv1grpc.NewControlServiceClient(nil), Channel: persysv1grpc.NewNodeChannelServiceClient(nil),
+		Channel:  persysv1grpc.NewNodeChannelServiceClient(nil),
 		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +85,7 @@ func TestFirstHeartbeatAfterRegistrationDoesNotWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{gatedRuntime{rt, make(chan struct{})}},
-		Control: persysv1grpc.NewControlServiceClient(nil), Channel: persysv1grpc.NewNodeChannelServiceClient(nil),
+		Channel:  persysv1grpc.NewNodeChannelServiceClient(nil),
 		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
 	if err != nil {
 		t.Fatal(err)

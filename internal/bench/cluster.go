@@ -681,7 +681,7 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: node %s: %w", id, err)
 		}
-		cfg.Control, cfg.Channel = persysv1grpc.NewControlServiceClient(h.conn), persysv1grpc.NewNodeChannelServiceClient(h.conn)
+		cfg.Channel = persysv1grpc.NewNodeChannelServiceClient(h.conn)
 	} else if h.scheds, err = agent.DialSchedulers([]string{c.Addr}, clientTLS); err != nil {
 		return nil, err
 	}
@@ -716,7 +716,6 @@ func (c *Cluster) startSharedHollow(id string) (*Hollow, error) {
 	}
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: hollowAddress, Runtimes: []runtime.Runtime{rt},
-		Control:           persysv1grpc.NewControlServiceClient(c.toSched.as(pki.RoleAgent, id)),
 		Channel:           persysv1grpc.NewNodeChannelServiceClient(c.toSched.as(pki.RoleAgent, id)),
 		HeartbeatInterval: c.opts.HeartbeatInterval, SkipHostPortScan: true,
 		Capacity: &persysv1.Resources{CpuMillis: c.opts.NodeCPUMillis, MemoryBytes: c.opts.NodeMemoryBytes, DiskBytes: 100 << 30},

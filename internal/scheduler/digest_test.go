@@ -214,7 +214,7 @@ func (e *digestEnv) startSimAgentWith(id string, opts sim.Options) simAgent {
 	reg := prometheus.NewRegistry()
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: "127.0.0.1", Labels: map[string]string{"node": id},
-		Runtimes: []persysruntime.Runtime{rt}, Control: tap, Channel: &tapChannel{NodeChannelServiceClient: persysv1grpc.NewNodeChannelServiceClient(conn), tap: tap},
+		Runtimes: []persysruntime.Runtime{rt}, Channel: &tapChannel{NodeChannelServiceClient: persysv1grpc.NewNodeChannelServiceClient(conn), tap: tap},
 		HeartbeatInterval: heartbeat,
 		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:           t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: reg,
@@ -245,7 +245,6 @@ func (e *digestEnv) serveSimAgent(id string) (*sim.Runtime, string) {
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: "127.0.0.1", Runtimes: []persysruntime.Runtime{rt},
 		// Never called: Run is not started.
-		Control:  persysv1grpc.NewControlServiceClient(conn),
 		Channel:  persysv1grpc.NewNodeChannelServiceClient(conn),
 		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
 		DataDir:  t.TempDir(), Logger: testLogger().With("component", "agent", "node", id), Registry: prometheus.NewRegistry(),

@@ -372,7 +372,6 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 	if err != nil {
 		t.Fatal(err)
 	}
-	var control persysv1grpc.ControlServiceClient
 	var channel persysv1grpc.NodeChannelServiceClient
 	var schedulers *agent.Schedulers
 	var closeControl func() error
@@ -387,7 +386,7 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 		if err != nil {
 			t.Fatal(err)
 		}
-		control, closeControl = persysv1grpc.NewControlServiceClient(conn), conn.Close
+		closeControl = conn.Close
 		channel = persysv1grpc.NewNodeChannelServiceClient(conn)
 	}
 	// As persys agent does: the agent learns the cluster id, the runtime
@@ -402,7 +401,6 @@ func (c *cluster) startAgentWith(id string, addrs []string, follow bool) *agentP
 		AdvertiseAddr:     "127.0.0.1",
 		Labels:            map[string]string{"zone": "test"},
 		Runtimes:          []runtime.Runtime{rt},
-		Control:           control,
 		Channel:           channel,
 		Schedulers:        schedulers,
 		HeartbeatInterval: c.opts.agentHeartbeat,

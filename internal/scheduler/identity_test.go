@@ -583,7 +583,6 @@ func (e *idEnv) startSimAgent(id string, h *pki.Holder) {
 		AdvertiseAddr:     "127.0.0.1",
 		Labels:            map[string]string{"zone": "test"},
 		Runtimes:          []runtime.Runtime{rt},
-		Control:           persysv1grpc.NewControlServiceClient(conn),
 		Channel:           persysv1grpc.NewNodeChannelServiceClient(conn),
 		HeartbeatInterval: heartbeat,
 		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},

@@ -193,10 +193,10 @@ func (e *secretEnv) startAgent(id string, files pki.Files, schedAddr string, log
 	}
 	a, err := agent.New(agent.Config{
 		NodeID: id, AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{e.rt},
-		Control: persysv1grpc.NewControlServiceClient(conn), HeartbeatInterval: heartbeat,
-		Channel:  persysv1grpc.NewNodeChannelServiceClient(conn),
-		Capacity: &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
-		DataDir:  t.TempDir(), Logger: log.With("component", "agent", "node", id), Registry: prometheus.NewRegistry(),
+		HeartbeatInterval: heartbeat,
+		Channel:           persysv1grpc.NewNodeChannelServiceClient(conn),
+		Capacity:          &persysv1.Resources{CpuMillis: 2000, MemoryBytes: 1024 * mib, DiskBytes: 10 * 1024 * mib},
+		DataDir:           t.TempDir(), Logger: log.With("component", "agent", "node", id), Registry: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
