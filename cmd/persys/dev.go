@@ -134,7 +134,8 @@ func runDev(ctx context.Context, o *devOptions) error {
 		dataDir: filepath.Join(dir, "agent"), metricsListen: metrics(2),
 		heartbeatInterval: 2 * time.Second, utilizationThreshold: 0.8,
 		auditInterval: agent.DefaultAuditInterval, runtime: "docker", // validate refuses zero values
-		extra: runtimeOptions{compose: true, vm: "auto", dynamicPorts: o.dynamicPorts},
+		maxConcurrentCalls: sched.agentCallsPerNode, // the node takes what its scheduler sends
+		extra:              runtimeOptions{compose: true, vm: "auto", dynamicPorts: o.dynamicPorts},
 	}
 	go func() { errc <- component("agent", runAgent(ctx, ao)) }()
 
