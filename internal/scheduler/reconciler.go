@@ -517,6 +517,10 @@ func (s *Scheduler) queuePending() {
 // triggers to share it.
 const pendingPassDelay = 50 * time.Millisecond
 
+// pendingPassSpacing keeps queuePending's passes to at most a fifth of
+// the time while triggers keep coming (coalesce.go).
+const pendingPassSpacing = 4
+
 func (s *Scheduler) queuePendingNow() {
 	for _, n := range s.cache.Pending() {
 		s.queue.Add(n)

@@ -289,7 +289,7 @@ func New(cfg Config) (*Scheduler, error) {
 		}
 		ecfg.Address, ecfg.TTL = cfg.Election.Address, cfg.Election.TTL
 	}
-	s.pendingPass = coalescer{delay: pendingPassDelay, fn: s.queuePendingNow}
+	s.pendingPass = coalescer{delay: pendingPassDelay, spacing: pendingPassSpacing, fn: s.queuePendingNow}
 	var err error
 	if s.elector, err = election.New(ecfg); err != nil {
 		return nil, err
