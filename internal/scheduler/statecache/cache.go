@@ -60,6 +60,11 @@ type Cache struct {
 	// node's loss or first report costs its own workloads, not a scan of
 	// the whole cache.
 	byNode map[string]map[string]struct{}
+	// unplaced indexes the workloads with no assignment, so that Pending
+	// costs the workloads that wait, not a walk of the whole cache under
+	// the lock (with a million cached, back-to-back walks starved
+	// heartbeats). Kept by indexLocked and unindexLocked.
+	unplaced map[string]struct{}
 	// byService indexes workloads by their ServiceLabel (a service's
 	// replicas), so that listing one service's replicas, which the
 	// service controller does on every step, and a replica's spread cost
@@ -207,6 +212,7 @@ func New(cfg Config) *Cache {
 		workloads:  map[string]*workload{},
 		counts:     stateCounts{},
 		byNode:     map[string]map[string]struct{}{},
+		unplaced:   map[string]struct{}{},
 		byService:  map[string]map[string]struct{}{},
 		nodes:      map[string]*node{},
 		watchers:   map[string]map[chan struct{}]struct{}{},
@@ -238,6 +244,7 @@ func (c *Cache) Load(snap Snapshot) []string {
 	old := c.nodes
 	c.invalidateLocked()
 	c.workloads, c.counts, c.byNode = map[string]*workload{}, stateCounts{}, map[string]map[string]struct{}{}
+	c.unplaced = map[string]struct{}{}
 	c.byService = map[string]map[string]struct{}{}
 	for name, w := range snap.Workloads {
 		e := &workload{w: c.specs.share(w), rev: snap.WorkloadRevs[name]}

@@ -1,6 +1,7 @@
 package statecache
 
 import (
+	"slices"
 	"testing"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
@@ -94,4 +95,48 @@ func TestStaleNodeEventDoesNotUndoAWrite(t *testing.T) {
 	if v := c.NodeViews("n1"); len(v) != 1 || v[0].GetAddress() != "a:1" || v[0].GetCordoned() {
 		t.Fatalf("after a newer event: %v, want its record", v)
 	}
+}
+
+// Pending lists the unplaced workloads and those of a lost node, from
+// indexes kept in step with every change (not a walk of the cache), and
+// leaves out placed workloads on live nodes and deleted ones.
+func TestPendingFollowsPlacementsAndNodeLoss(t *testing.T) {
+	c := New(Config{})
+	node := &persysv1.Node{Id: "n1", Capabilities: &persysv1.NodeCapabilities{
+		Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
+		Capacity: &persysv1.Resources{CpuMillis: 4000, MemoryBytes: 1 << 30, DiskBytes: 1 << 30}}}
+	c.NodeChanged("n1", node, 1, false)
+	c.SetAlive("n1", true)
+	pending := func() []string { return slices.Sorted(slices.Values(c.Pending())) }
+	check := func(when string, want ...string) {
+		t.Helper()
+		if got := pending(); !slices.Equal(got, want) {
+			t.Fatalf("%s: pending %v, want %v", when, got, want)
+		}
+		if d := c.IndexDrift(); d != "" {
+			t.Fatalf("%s: %s", when, d)
+		}
+	}
+	c.WorkloadWritten(workloadNamed("a", "ua", 100), 2)
+	c.WorkloadWritten(workloadNamed("b", "ub", 100), 3)
+	check("both unplaced", "a", "b")
+
+	c.Placed(Placement{Name: "a", WorkloadRev: 2, Rev: 4,
+		Assignment: &persysv1.Assignment{Name: "a", Uid: "ua", NodeId: "n1", Revision: 1},
+		Status:     &persysv1.WorkloadStatus{Name: "a", State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED}})
+	check("a placed", "b")
+
+	c.SetAlive("n1", false)
+	check("n1 lost", "a", "b")
+	c.SetAlive("n1", true)
+	check("n1 back", "b")
+
+	// A new workload of a's name (another uid) starts unplaced.
+	c.WorkloadWritten(workloadNamed("a", "ua2", 100), 5)
+	check("a created again", "a", "b")
+
+	if !c.WorkloadChanged("b", nil, 6, true) {
+		t.Fatal("b's deletion was not news")
+	}
+	check("b deleted", "a")
 }

@@ -118,6 +118,7 @@ func (c *Cache) resetEntryLocked(name string, e *workload) {
 	c.unindexLocked(name, e)
 	*e = workload{}
 	c.counts.add(nil, 1)
+	c.indexLocked(name, e)
 }
 
 // setAssignmentLocked replaces the assignment of e, the cache entry of
@@ -130,10 +131,11 @@ func (c *Cache) setAssignmentLocked(name string, e *workload, a *persysv1.Assign
 
 func (c *Cache) indexLocked(name string, e *workload) {
 	id := e.assignment.GetNodeId()
+	name = e.name(name)
 	if id == "" {
+		c.unplaced[name] = struct{}{}
 		return
 	}
-	name = e.name(name)
 	set := c.byNode[id]
 	if set == nil {
 		set = map[string]struct{}{}
@@ -145,6 +147,7 @@ func (c *Cache) indexLocked(name string, e *workload) {
 func (c *Cache) unindexLocked(name string, e *workload) {
 	id := e.assignment.GetNodeId()
 	if id == "" {
+		delete(c.unplaced, name)
 		return
 	}
 	if set := c.byNode[id]; set != nil {
@@ -185,13 +188,19 @@ func (c *Cache) IndexDrift() string {
 
 func (c *Cache) indexDriftLocked() string {
 	walk := map[string]map[string]struct{}{}
+	unplaced := map[string]struct{}{}
 	for name, e := range c.workloads {
 		if id := e.assignment.GetNodeId(); id != "" {
 			if walk[id] == nil {
 				walk[id] = map[string]struct{}{}
 			}
 			walk[id][name] = struct{}{}
+		} else {
+			unplaced[name] = struct{}{}
 		}
+	}
+	if !maps.Equal(unplaced, c.unplaced) {
+		return fmt.Sprintf("unplaced: index %v, cache %v", slices.Sorted(maps.Keys(c.unplaced)), slices.Sorted(maps.Keys(unplaced)))
 	}
 	for _, id := range slices.Sorted(maps.Keys(walk)) {
 		if !maps.Equal(walk[id], c.byNode[id]) {

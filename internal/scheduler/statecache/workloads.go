@@ -323,18 +323,29 @@ func (c *Cache) Pending() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var names []string
-	for name, e := range c.workloads {
-		if e.w.GetDeleting() {
+	for name := range c.unplaced {
+		if e := c.workloads[name]; e != nil && e.assignment.GetNodeId() == "" && !e.w.GetDeleting() {
+			names = append(names, name)
+		}
+	}
+	for id, set := range c.byNode {
+		ne := c.nodes[id]
+		lost := ne == nil || !ne.alive
+		if !lost && !ne.node.GetDraining() {
 			continue
 		}
-		if e.assignment == nil {
-			names = append(names, name)
-		} else if ne := c.nodes[e.assignment.GetNodeId()]; ne == nil || !ne.alive {
-			names = append(names, name)
-		} else if ne.node.GetDraining() && e.retry().moveBlocked != "" {
-			e.x.moveBlocked = ""
-			e.tidy()
-			names = append(names, name)
+		for name := range set {
+			e := c.workloads[name]
+			if e == nil || e.w.GetDeleting() {
+				continue
+			}
+			if lost {
+				names = append(names, name)
+			} else if e.retry().moveBlocked != "" {
+				e.x.moveBlocked = ""
+				e.tidy()
+				names = append(names, name)
+			}
 		}
 	}
 	return names
