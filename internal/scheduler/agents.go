@@ -65,6 +65,10 @@ func (p *agentPool) slot(ctx context.Context, nodeID string) (release func(), er
 // this leader) gets the pool's grace to connect within ctx; after that
 // the call fails with Unavailable, as a call to an unreachable agent does.
 func (p *agentPool) client(ctx context.Context, nodeID string) (persysv1grpc.AgentServiceClient, error) {
+	// A connected node (the usual case) needs no grace timer.
+	if cli, err := p.hub.Client(nodeID); err == nil {
+		return cli, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.grace)
 	defer cancel()
 	return p.hub.Await(ctx, nodeID)
