@@ -1,8 +1,10 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -245,5 +247,45 @@ func TestPutStatusWritesAtWorkloadRevisions(t *testing.T) {
 	}
 	if st, _, err := s.GetStatus(ctx, "r001"); err == nil && st.GetUid() != "u2" {
 		t.Errorf("r001 (re-created as u2) got the old incarnation's status: %v", st)
+	}
+}
+
+// BenchmarkPutStatusWrites writes batches of 128 statuses: "Read" without
+// the workloads' revisions (a read of the workloads, then the write, as
+// PutStatuses always did), "AtRev" with them (one compared write). One op
+// is one batch; ns/status is per status. The embedded server runs in this process, so allocations
+// include the server's.
+func BenchmarkPutStatusWrites(b *testing.B) {
+	ctx := context.Background()
+	s, _ := storetest.New(b)
+	const batch = 128
+	ws := make([]store.StatusWrite, batch)
+	for i := range ws {
+		name := fmt.Sprintf("b%03d", i)
+		rev, err := s.CreateWorkload(ctx, workload(name, "u"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ws[i] = store.StatusWrite{Status: &persysv1.WorkloadStatus{Name: name, Uid: "u", NodeId: "n1",
+			State: persysv1.ActualState_ACTUAL_STATE_RUNNING}, WorkloadRev: rev}
+	}
+	for _, path := range []string{"Read", "AtRev"} {
+		b.Run(path, func(b *testing.B) {
+			in := slices.Clone(ws)
+			if path == "Read" {
+				for i := range in {
+					in[i].WorkloadRev = 0
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, r := range s.PutStatusWrites(ctx, in) {
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/status")
+		})
 	}
 }
