@@ -99,23 +99,22 @@ func (s *Store) preparePlacement(a *persysv1.Assignment, st *persysv1.WorkloadSt
 	return placementTxn{name: a.GetName(), node: a.GetNodeId(), aval: aval, sval: sval, wrev: workloadRev, arev: assignmentRev}, nil
 }
 
-func (s *Store) placementCompares(p placementTxn) []clientv3.Cmp {
-	return []clientv3.Cmp{
+// appendPlacement appends a placement's compares and puts.
+func (s *Store) appendPlacement(cmps []clientv3.Cmp, puts []clientv3.Op, p placementTxn) ([]clientv3.Cmp, []clientv3.Op) {
+	cmps = append(cmps,
 		clientv3.Compare(clientv3.ModRevision(s.workloadKey(p.name)), "=", p.wrev),
-		clientv3.Compare(clientv3.ModRevision(s.assignmentKey(p.name)), "=", p.arev),
-	}
-}
-
-func (s *Store) placementPuts(p placementTxn) []clientv3.Op {
-	return []clientv3.Op{clientv3.OpPut(s.assignmentKey(p.name), p.aval), clientv3.OpPut(s.statusKey(p.name), p.sval)}
+		clientv3.Compare(clientv3.ModRevision(s.assignmentKey(p.name)), "=", p.arev))
+	puts = append(puts, clientv3.OpPut(s.assignmentKey(p.name), p.aval), clientv3.OpPut(s.statusKey(p.name), p.sval))
+	return cmps, puts
 }
 
 // commitPlacement commits one prepared placement on its own.
 func (s *Store) commitPlacement(ctx context.Context, p placementTxn) (int64, error) {
 	wkey, akey := s.workloadKey(p.name), s.assignmentKey(p.name)
+	cmps, puts := s.appendPlacement(make([]clientv3.Cmp, 0, 2), make([]clientv3.Op, 0, 2), p)
 	resp, err := s.cli.Txn(ctx).
-		If(s.placementCompares(p)...).
-		Then(s.placementPuts(p)...).
+		If(cmps...).
+		Then(puts...).
 		Else(clientv3.OpGet(wkey, clientv3.WithKeysOnly()), clientv3.OpGet(akey, clientv3.WithKeysOnly())).
 		Commit()
 	if err != nil {
@@ -153,18 +152,18 @@ func (s *Store) CommitPlacements(ctx context.Context, ws []PlacementWrite) []Wri
 		ready = append(ready, p)
 		idx = append(idx, i)
 	}
-	size := func(p placementTxn) int { return len(p.aval) + len(p.sval) + 2*len(s.statusKey(p.name)) }
+	keyLen := len(s.statusKey(""))
+	size := func(p placementTxn) int { return len(p.aval) + len(p.sval) + 2*(keyLen+len(p.name)) }
 	for _, group := range groupWrites(ready, func(p placementTxn) string { return p.name }, size, MaxTxnOps/2) {
 		if len(group) == 1 {
 			rev, err := s.commitPlacement(ctx, ready[group[0]])
 			out[idx[group[0]]] = WriteResult{Rev: rev, Err: err}
 			continue
 		}
-		var cmps []clientv3.Cmp
-		var puts []clientv3.Op
+		cmps := make([]clientv3.Cmp, 0, 2*len(group))
+		puts := make([]clientv3.Op, 0, 2*len(group))
 		for _, j := range group {
-			cmps = append(cmps, s.placementCompares(ready[j])...)
-			puts = append(puts, s.placementPuts(ready[j])...)
+			cmps, puts = s.appendPlacement(cmps, puts, ready[j])
 		}
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
 		switch {
@@ -241,7 +240,8 @@ func (s *Store) PutStatusWrites(ctx context.Context, ws []StatusWrite) []WriteRe
 		idx = append(idx, i)
 	}
 	name := func(p preparedStatus) string { return p.st.GetName() }
-	size := func(p preparedStatus) int { return len(p.val) + 2*len(s.statusKey(p.st.GetName())) }
+	keyLen := len(s.statusKey(""))
+	size := func(p preparedStatus) int { return len(p.val) + 2*(keyLen+len(p.st.GetName())) }
 	for _, group := range groupWrites(ready, name, size, MaxTxnOps) {
 		if s.putStatusesAtRevs(ctx, ready, idx, group, out) {
 			continue
