@@ -372,11 +372,9 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 // answered; it reports whether a move's next step should follow at once.
 func (s *Scheduler) callApply(ctx context.Context, name string, v view, attempt int, delay time.Duration) bool {
 	node := v.in.Node
-	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
-	defer cancel()
 	var resp *persysv1.ApplyWorkloadResponse
 	var start time.Time // once the node's call slot is held
-	err := s.agents().call(actx, node, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+	err := s.agents().call(ctx, node, s.cfg.ApplyTimeout, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 		start = time.Now()
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
@@ -469,9 +467,7 @@ func (s *Scheduler) callApply(ctx context.Context, name string, v view, attempt 
 // deleteOnNode removes the workload from its node, then its keys.
 func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool {
 	node := v.in.Node
-	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
-	defer cancel()
-	err := s.agents().call(actx, node, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+	err := s.agents().call(ctx, node, s.cfg.ApplyTimeout, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 		_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name})
 		return err
 	})
