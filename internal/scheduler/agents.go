@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
@@ -26,7 +27,14 @@ type agentPool struct {
 	// lease ran out does not answer, and a call to it would otherwise
 	// hold its worker (and the workload's reschedule) until the dial or
 	// the apply timed out.
-	inflight map[string]map[*context.CancelCauseFunc]struct{}
+	inflight map[string]map[*inflightCall]struct{}
+}
+
+// inflightCall is one call in flight: its cancel, and whether the node's
+// loss cancelled it (the call's error then says so).
+type inflightCall struct {
+	cancel context.CancelFunc
+	lost   atomic.Bool
 }
 
 // errNodeLost ends the calls in flight to a node that was lost.
@@ -35,7 +43,7 @@ var errNodeLost = errors.New("node lost: its lease ran out")
 func (s *Scheduler) agents() *agentPool {
 	s.poolOnce.Do(func() {
 		s.pool = &agentPool{hub: s.nodes, grace: streamGrace, limits: s.callLimits,
-			slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
+			slots: map[string]chan struct{}{}, inflight: map[string]map[*inflightCall]struct{}{}}
 	})
 	return s.pool
 }
@@ -68,6 +76,10 @@ func (p *agentPool) slot(ctx context.Context, nodeID string) (release func(), er
 // this leader) gets the pool's grace to connect within ctx; after that
 // the call fails with Unavailable, as a call to an unreachable agent does.
 func (p *agentPool) client(ctx context.Context, nodeID string) (persysv1grpc.AgentServiceClient, error) {
+	// A connected node (the usual case) needs no grace timer.
+	if cli, err := p.hub.Client(nodeID); err == nil {
+		return cli, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, p.grace)
 	defer cancel()
 	return p.hub.Await(ctx, nodeID)
@@ -76,41 +88,44 @@ func (p *agentPool) client(ctx context.Context, nodeID string) (persysv1grpc.Age
 // streamGrace is how long a call waits for its node's control stream.
 const streamGrace = 3 * time.Second
 
-// call runs fn with nodeID's client within one of the node's call slots;
-// fn's context ends when ctx does or the node is lost (nodeLost).
-func (p *agentPool) call(ctx context.Context, nodeID string, fn func(context.Context, persysv1grpc.AgentServiceClient) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+// call runs fn with nodeID's client within one of the node's call slots,
+// all within timeout (0: none); fn's context ends when ctx does, the time
+// is up or the node is lost (nodeLost). One context serves the timeout
+// and the loss: a call is made per placement.
+func (p *agentPool) call(ctx context.Context, nodeID string, timeout time.Duration, fn func(context.Context, persysv1grpc.AgentServiceClient) error) error {
+	c := &inflightCall{}
+	if timeout > 0 {
+		ctx, c.cancel = context.WithTimeout(ctx, timeout)
+	} else {
+		ctx, c.cancel = context.WithCancel(ctx)
+	}
+	defer c.cancel()
 	p.mu.Lock()
 	if p.inflight[nodeID] == nil {
-		p.inflight[nodeID] = map[*context.CancelCauseFunc]struct{}{}
+		p.inflight[nodeID] = map[*inflightCall]struct{}{}
 	}
-	p.inflight[nodeID][&cancel] = struct{}{}
+	p.inflight[nodeID][c] = struct{}{}
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		delete(p.inflight[nodeID], &cancel)
+		delete(p.inflight[nodeID], c)
 		if len(p.inflight[nodeID]) == 0 {
 			delete(p.inflight, nodeID)
 		}
 		p.mu.Unlock()
 	}()
 	release, err := p.slot(ctx, nodeID)
-	if err != nil {
-		return err
-	}
-	defer release()
-	cli, err := p.client(ctx, nodeID)
 	if err == nil {
-		err = fn(ctx, cli)
-	}
-	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, errNodeLost) {
-			return fmt.Errorf("node %s: %w (%v)", nodeID, cause, err)
+		defer release()
+		var cli persysv1grpc.AgentServiceClient
+		if cli, err = p.client(ctx, nodeID); err == nil {
+			err = fn(ctx, cli)
 		}
-		return err
 	}
-	return nil
+	if err != nil && c.lost.Load() {
+		return fmt.Errorf("node %s: %w (%v)", nodeID, errNodeLost, err)
+	}
+	return err
 }
 
 // nodeLost ends the calls in flight to nodeID.
@@ -118,7 +133,8 @@ func (p *agentPool) nodeLost(nodeID string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for c := range p.inflight[nodeID] {
-		(*c)(errNodeLost)
+		c.lost.Store(true)
+		c.cancel()
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // node is not held up by it; a wait ends with the caller's context and
 // names the node.
 func TestAgentCallSlots(t *testing.T) {
-	p := &agentPool{limits: newCallLimits(2), slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
+	p := &agentPool{limits: newCallLimits(2), slots: map[string]chan struct{}{}, inflight: map[string]map[*inflightCall]struct{}{}}
 	ctx := context.Background()
 	r1, err := p.slot(ctx, "n1")
 	if err != nil {
@@ -133,11 +133,11 @@ func TestHeartbeatInterval(t *testing.T) {
 // until it gives up; calls to other nodes go on.
 func TestNodeLostEndsCallsInFlight(t *testing.T) {
 	p := &agentPool{hub: nodechannel.NewHub(nodechannel.HubConfig{}), grace: time.Hour, limits: newCallLimits(4),
-		slots: map[string]chan struct{}{}, inflight: map[string]map[*context.CancelCauseFunc]struct{}{}}
+		slots: map[string]chan struct{}{}, inflight: map[string]map[*inflightCall]struct{}{}}
 	call := func(node string) chan error {
 		done := make(chan error, 1)
 		go func() {
-			done <- p.call(context.Background(), node, func(ctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+			done <- p.call(context.Background(), node, 0, func(ctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 				_, err := cli.ListWorkloads(ctx, &persysv1.ListAgentWorkloadsRequest{})
 				return err
 			})

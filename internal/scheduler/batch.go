@@ -145,7 +145,7 @@ const batchMax = 256
 type writeBatches struct {
 	once      sync.Once
 	placement *batcher[store.PlacementWrite, store.WriteResult]
-	status    *batcher[*persysv1.WorkloadStatus, store.WriteResult]
+	status    *batcher[store.StatusWrite, store.WriteResult]
 	create    *batcher[*persysv1.Workload, store.WriteResult]
 }
 
@@ -157,7 +157,7 @@ func (s *Scheduler) writes() *writeBatches {
 			failpoint.Inject(failpoint.SchedulerAfterGroupCommit)
 			return out
 		})
-		b.status = newBatcher(batchMax, 30*time.Second, s.store.PutStatuses)
+		b.status = newBatcher(batchMax, 30*time.Second, s.store.PutStatusWrites)
 		b.create = newBatcher(batchMax, 30*time.Second, s.store.CreateWorkloads)
 	})
 	return b
@@ -172,9 +172,11 @@ func (s *Scheduler) commitPlacement(ctx context.Context, w store.PlacementWrite)
 	return r.Rev, r.Err
 }
 
-// putStatus is store.PutStatusRev through the group commit.
-func (s *Scheduler) putStatus(ctx context.Context, st *persysv1.WorkloadStatus) (int64, error) {
-	r, err := s.writes().status.do(ctx, st)
+// putStatus is store.PutStatusRev through the group commit; wrev is the
+// mod revision of the workload with st's uid as read (0: unknown), which
+// spares the store its read of the workload (store.StatusWrite).
+func (s *Scheduler) putStatus(ctx context.Context, st *persysv1.WorkloadStatus, wrev int64) (int64, error) {
+	r, err := s.writes().status.do(ctx, store.StatusWrite{Status: st, WorkloadRev: wrev})
 	if err != nil {
 		return 0, err
 	}

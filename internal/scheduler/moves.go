@@ -44,9 +44,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 	failpoint.Inject(failpoint.SchedulerMidMove)
 	_, alive, _ := s.cache.NodeAddress(prev)
 	if alive {
-		actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
-		defer cancel()
-		err := s.agents().call(actx, prev, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+		err := s.agents().call(ctx, prev, s.cfg.ApplyTimeout, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 			_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: v.w.GetUid()})
 			return err
 		})

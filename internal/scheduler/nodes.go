@@ -251,9 +251,7 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 			delete(s.orphanInflight, key)
 			s.runMu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(runCtx, s.cfg.ApplyTimeout)
-		defer cancel()
-		err := s.agents().call(ctx, nodeID, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+		err := s.agents().call(runCtx, nodeID, s.cfg.ApplyTimeout, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 			_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: uid})
 			return err
 		})

@@ -174,7 +174,7 @@ func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan re
 		// endpoints carry.
 		st.Addresses, st.Details, st.Services = r.GetAddresses(), r.GetDetails(), r.GetServices()
 	}
-	s.setStatus(ctx, name, st)
+	s.setStatus(ctx, name, v, st)
 }
 
 // resetAttempts ends the retry record of a workload that reached its state.
@@ -294,7 +294,7 @@ func (s *Scheduler) unplaced(ctx context.Context, name string, v view, cause mod
 	if cause == model.CauseNodeLost {
 		msg = "node " + v.in.Node + " lost and no other node fits: " + msg
 	}
-	s.setStatus(ctx, name, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(),
+	s.setStatus(ctx, name, v, &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(),
 		State:    persysv1.ActualState_ACTUAL_STATE_PENDING,
 		Reason:   pendingReason(dec),
 		Message:  msg,
@@ -372,11 +372,9 @@ func (s *Scheduler) apply(ctx context.Context, name string, v view, plan reconci
 // answered; it reports whether a move's next step should follow at once.
 func (s *Scheduler) callApply(ctx context.Context, name string, v view, attempt int, delay time.Duration) bool {
 	node := v.in.Node
-	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
-	defer cancel()
 	var resp *persysv1.ApplyWorkloadResponse
 	var start time.Time // once the node's call slot is held
-	err := s.agents().call(actx, node, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+	err := s.agents().call(ctx, node, s.cfg.ApplyTimeout, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 		start = time.Now()
 		// Only the agent that runs the workload receives the values of the
 		// secrets it references; a missing one fails this attempt, and the
@@ -414,7 +412,7 @@ func (s *Scheduler) callApply(ctx context.Context, name string, v view, attempt 
 			Reason:  persysv1.FailureReason_FAILURE_REASON_AGENT_UNREACHABLE,
 			Message: "agent call failed: " + err.Error()}
 		s.recordAttempt(ctx, name, v, attempt, delay, st)
-		s.setStatus(ctx, name, st)
+		s.setStatus(ctx, name, v, st)
 		s.queue.AddAfter(name, delay)
 		return false
 	}
@@ -453,7 +451,7 @@ func (s *Scheduler) callApply(ctx context.Context, name string, v view, attempt 
 		st = proto.Clone(st).(*persysv1.WorkloadStatus)
 		s.recordAttempt(ctx, name, v, attempt, delay, st)
 	}
-	s.setStatus(ctx, name, st)
+	s.setStatus(ctx, name, v, st)
 	if !reached {
 		if st.GetState() == persysv1.ActualState_ACTUAL_STATE_CREATING {
 			s.queue.AddAfter(name, time.Second)
@@ -469,9 +467,7 @@ func (s *Scheduler) callApply(ctx context.Context, name string, v view, attempt 
 // deleteOnNode removes the workload from its node, then its keys.
 func (s *Scheduler) deleteOnNode(ctx context.Context, name string, v view) bool {
 	node := v.in.Node
-	actx, cancel := context.WithTimeout(ctx, s.cfg.ApplyTimeout)
-	defer cancel()
-	err := s.agents().call(actx, node, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
+	err := s.agents().call(ctx, node, s.cfg.ApplyTimeout, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 		_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name})
 		return err
 	})
@@ -529,15 +525,20 @@ func (s *Scheduler) queuePendingNow() {
 
 // setStatus writes the status when it differs from the stored one (so an
 // idle cluster writes nothing), emits an event on a state change and wakes
-// watchers.
-func (s *Scheduler) setStatus(ctx context.Context, name string, st *persysv1.WorkloadStatus) {
+// watchers. v is what the decision read: the write is compared on the
+// workload revision read when st is of that workload (its uid).
+func (s *Scheduler) setStatus(ctx context.Context, name string, v view, st *persysv1.WorkloadStatus) {
 	prev, ok := s.cache.Status(name)
 	if !ok || sameStatus(prev, st) {
 		return
 	}
 
 	st.UpdatedAt = timestamppb.New(s.cfg.Now())
-	rev, err := s.putStatus(ctx, st)
+	var wrev int64
+	if v.w != nil && v.w.GetName() == name && v.w.GetUid() == st.GetUid() {
+		wrev = v.rev
+	}
+	rev, err := s.putStatus(ctx, st, wrev)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 			s.log.Error("write status", "workload", name, "err", err)

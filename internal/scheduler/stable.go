@@ -54,7 +54,7 @@ func (s *Scheduler) failedAfterReach(ctx context.Context, name string, v view, p
 	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState(plan.State), Reason: persysv1.FailureReason(plan.Reason),
 		Message: plan.Message, NodeId: v.in.Node, Revision: v.w.GetRevision()}
 	s.recordAttempt(ctx, name, v, attempt, delay, st)
-	s.setStatus(ctx, name, st)
+	s.setStatus(ctx, name, v, st)
 	s.queue.AddAfter(name, delay)
 	return true
 }

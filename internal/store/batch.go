@@ -99,23 +99,22 @@ func (s *Store) preparePlacement(a *persysv1.Assignment, st *persysv1.WorkloadSt
 	return placementTxn{name: a.GetName(), node: a.GetNodeId(), aval: aval, sval: sval, wrev: workloadRev, arev: assignmentRev}, nil
 }
 
-func (s *Store) placementCompares(p placementTxn) []clientv3.Cmp {
-	return []clientv3.Cmp{
+// appendPlacement appends a placement's compares and puts.
+func (s *Store) appendPlacement(cmps []clientv3.Cmp, puts []clientv3.Op, p placementTxn) ([]clientv3.Cmp, []clientv3.Op) {
+	cmps = append(cmps,
 		clientv3.Compare(clientv3.ModRevision(s.workloadKey(p.name)), "=", p.wrev),
-		clientv3.Compare(clientv3.ModRevision(s.assignmentKey(p.name)), "=", p.arev),
-	}
-}
-
-func (s *Store) placementPuts(p placementTxn) []clientv3.Op {
-	return []clientv3.Op{clientv3.OpPut(s.assignmentKey(p.name), p.aval), clientv3.OpPut(s.statusKey(p.name), p.sval)}
+		clientv3.Compare(clientv3.ModRevision(s.assignmentKey(p.name)), "=", p.arev))
+	puts = append(puts, clientv3.OpPut(s.assignmentKey(p.name), p.aval), clientv3.OpPut(s.statusKey(p.name), p.sval))
+	return cmps, puts
 }
 
 // commitPlacement commits one prepared placement on its own.
 func (s *Store) commitPlacement(ctx context.Context, p placementTxn) (int64, error) {
 	wkey, akey := s.workloadKey(p.name), s.assignmentKey(p.name)
+	cmps, puts := s.appendPlacement(make([]clientv3.Cmp, 0, 2), make([]clientv3.Op, 0, 2), p)
 	resp, err := s.cli.Txn(ctx).
-		If(s.placementCompares(p)...).
-		Then(s.placementPuts(p)...).
+		If(cmps...).
+		Then(puts...).
 		Else(clientv3.OpGet(wkey, clientv3.WithKeysOnly()), clientv3.OpGet(akey, clientv3.WithKeysOnly())).
 		Commit()
 	if err != nil {
@@ -153,18 +152,18 @@ func (s *Store) CommitPlacements(ctx context.Context, ws []PlacementWrite) []Wri
 		ready = append(ready, p)
 		idx = append(idx, i)
 	}
-	size := func(p placementTxn) int { return len(p.aval) + len(p.sval) + 2*len(s.statusKey(p.name)) }
+	keyLen := len(s.statusKey(""))
+	size := func(p placementTxn) int { return len(p.aval) + len(p.sval) + 2*(keyLen+len(p.name)) }
 	for _, group := range groupWrites(ready, func(p placementTxn) string { return p.name }, size, MaxTxnOps/2) {
 		if len(group) == 1 {
 			rev, err := s.commitPlacement(ctx, ready[group[0]])
 			out[idx[group[0]]] = WriteResult{Rev: rev, Err: err}
 			continue
 		}
-		var cmps []clientv3.Cmp
-		var puts []clientv3.Op
+		cmps := make([]clientv3.Cmp, 0, 2*len(group))
+		puts := make([]clientv3.Op, 0, 2*len(group))
 		for _, j := range group {
-			cmps = append(cmps, s.placementCompares(ready[j])...)
-			puts = append(puts, s.placementPuts(ready[j])...)
+			cmps, puts = s.appendPlacement(cmps, puts, ready[j])
 		}
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
 		switch {
@@ -187,99 +186,166 @@ func (s *Store) CommitPlacements(ctx context.Context, ws []PlacementWrite) []Wri
 	return out
 }
 
-// PutStatuses writes many statuses, each with PutStatusRev's rule (only
-// while its workload exists with the status's uid), in as few transactions
-// as etcd's limits allow: one read of the workloads, then one write whose
-// compares are each workload's create revision. A group whose compares fail
-// (a workload deleted or re-created between the read and the write) is
-// retried status by status, so results[i] is what PutStatusRev would have
-// returned for sts[i] alone.
+// StatusWrite is one status for PutStatusWrites. WorkloadRev, when not 0,
+// is the mod revision of the workload as the writer read it, with uid
+// Status.Uid: while the key still has that mod revision it holds that very
+// value (a revision names one write), so the status is written in one
+// transaction compared on it, with no read. A workload changed since (its
+// spec, say) costs the read PutStatusRev makes.
+type StatusWrite struct {
+	Status      *persysv1.WorkloadStatus
+	WorkloadRev int64
+}
+
+// PutStatuses is PutStatusWrites with no workload revisions known.
 func (s *Store) PutStatuses(ctx context.Context, sts []*persysv1.WorkloadStatus) []WriteResult {
-	out := make([]WriteResult, len(sts))
-	type prepared struct {
-		st  *persysv1.WorkloadStatus
-		val string
-	}
-	ready := make([]prepared, 0, len(sts))
-	idx := make([]int, 0, len(sts))
+	ws := make([]StatusWrite, len(sts))
 	for i, st := range sts {
-		if err := validateStatus(st); err != nil {
+		ws[i].Status = st
+	}
+	return s.PutStatusWrites(ctx, ws)
+}
+
+// preparedStatus is a validated status write with its value encoded.
+type preparedStatus struct {
+	st   *persysv1.WorkloadStatus
+	wrev int64
+	val  string
+}
+
+// PutStatusWrites writes many statuses, each with PutStatusRev's rule (only
+// while its workload exists with the status's uid), in as few transactions
+// as etcd's limits allow. A group whose writes all carry the workload's
+// revision is one transaction compared on those revisions. Otherwise, or
+// when one of them changed: one read of the workloads, then one write
+// whose compares are each workload's create revision. A group whose
+// compares fail (a workload deleted or re-created between the read and the
+// write) is retried status by status, so results[i] is what PutStatusRev
+// would have returned for ws[i].Status alone.
+func (s *Store) PutStatusWrites(ctx context.Context, ws []StatusWrite) []WriteResult {
+	out := make([]WriteResult, len(ws))
+	ready := make([]preparedStatus, 0, len(ws))
+	idx := make([]int, 0, len(ws))
+	for i, w := range ws {
+		if err := validateStatus(w.Status); err != nil {
 			out[i].Err = err
 			continue
 		}
-		val, err := marshal("status", st)
+		val, err := marshal("status", w.Status)
 		if err != nil {
 			out[i].Err = err
 			continue
 		}
-		ready = append(ready, prepared{st: st, val: val})
+		ready = append(ready, preparedStatus{st: w.Status, wrev: w.WorkloadRev, val: val})
 		idx = append(idx, i)
 	}
-	name := func(p prepared) string { return p.st.GetName() }
-	size := func(p prepared) int { return len(p.val) + 2*len(s.statusKey(p.st.GetName())) }
+	name := func(p preparedStatus) string { return p.st.GetName() }
+	keyLen := len(s.statusKey(""))
+	size := func(p preparedStatus) int { return len(p.val) + 2*(keyLen+len(p.st.GetName())) }
+	for _, group := range groupWrites(ready, name, size, MaxTxnOps) {
+		if s.putStatusesAtRevs(ctx, ready, idx, group, out) {
+			continue
+		}
+		s.putStatusesRead(ctx, ready, idx, group, out)
+	}
+	return out
+}
+
+// putStatusesAtRevs writes a group whose writes all carry their workload's
+// revision in one transaction compared on them. It reports whether it
+// settled the group: false when a write lacks a revision or a workload
+// changed since its revision, for the reading path to decide.
+func (s *Store) putStatusesAtRevs(ctx context.Context, ready []preparedStatus, idx, group []int, out []WriteResult) bool {
+	cmps := make([]clientv3.Cmp, 0, len(group))
+	puts := make([]clientv3.Op, 0, len(group))
+	for _, j := range group {
+		p := ready[j]
+		if p.wrev <= 0 {
+			return false
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.workloadKey(p.st.GetName())), "=", p.wrev))
+		puts = append(puts, clientv3.OpPut(s.statusKey(p.st.GetName()), p.val))
+	}
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+	switch {
+	case err != nil:
+		for _, j := range group {
+			out[idx[j]].Err = fmt.Errorf("store: put status %q: %w", ready[j].st.GetName(), err)
+		}
+	case resp.Succeeded:
+		for _, j := range group {
+			out[idx[j]].Rev = resp.Header.Revision
+		}
+	default:
+		return false
+	}
+	return true
+}
+
+// putStatusesRead writes a group after reading its workloads (their uids
+// and create revisions).
+func (s *Store) putStatusesRead(ctx context.Context, ready []preparedStatus, idx, group []int, out []WriteResult) {
+	name := func(p preparedStatus) string { return p.st.GetName() }
 	one := func(j int) {
 		rev, err := s.PutStatusRev(ctx, ready[j].st)
 		out[idx[j]] = WriteResult{Rev: rev, Err: err}
 	}
-	for _, group := range groupWrites(ready, name, size, MaxTxnOps) {
-		if len(group) == 1 {
-			one(group[0])
-			continue
-		}
-		gets := make([]clientv3.Op, 0, len(group))
+	if len(group) == 1 {
+		one(group[0])
+		return
+	}
+	gets := make([]clientv3.Op, 0, len(group))
+	for _, j := range group {
+		gets = append(gets, clientv3.OpGet(s.workloadKey(name(ready[j]))))
+	}
+	rresp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
 		for _, j := range group {
-			gets = append(gets, clientv3.OpGet(s.workloadKey(name(ready[j]))))
+			out[idx[j]].Err = fmt.Errorf("store: put status %q: read workload: %w", name(ready[j]), err)
 		}
-		rresp, err := s.cli.Txn(ctx).Then(gets...).Commit()
-		if err != nil {
-			for _, j := range group {
-				out[idx[j]].Err = fmt.Errorf("store: put status %q: read workload: %w", name(ready[j]), err)
-			}
+		return
+	}
+	var cmps []clientv3.Cmp
+	var puts []clientv3.Op
+	var live []int
+	for k, j := range group {
+		st := ready[j].st
+		kvs := rresp.Responses[k].GetResponseRange().GetKvs()
+		if len(kvs) == 0 {
+			out[idx[j]].Err = fmt.Errorf("store: put status %q: workload: %w", st.GetName(), ErrNotFound)
 			continue
 		}
-		var cmps []clientv3.Cmp
-		var puts []clientv3.Op
-		var live []int
-		for k, j := range group {
-			st := ready[j].st
-			kvs := rresp.Responses[k].GetResponseRange().GetKvs()
-			if len(kvs) == 0 {
-				out[idx[j]].Err = fmt.Errorf("store: put status %q: workload: %w", st.GetName(), ErrNotFound)
-				continue
-			}
-			w := &persysv1.Workload{}
-			if err := proto.Unmarshal(kvs[0].Value, w); err != nil {
-				out[idx[j]].Err = fmt.Errorf("store: put status %q: decode workload: %w", st.GetName(), err)
-				continue
-			}
-			if w.GetUid() != st.GetUid() {
-				out[idx[j]].Err = fmt.Errorf("store: put status %q: workload uid %q is not %q: %w", st.GetName(), w.GetUid(), st.GetUid(), ErrNotFound)
-				continue
-			}
-			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.workloadKey(st.GetName())), "=", kvs[0].CreateRevision))
-			puts = append(puts, clientv3.OpPut(s.statusKey(st.GetName()), ready[j].val))
-			live = append(live, j)
-		}
-		if len(live) == 0 {
+		w := &persysv1.Workload{}
+		if err := proto.Unmarshal(kvs[0].Value, w); err != nil {
+			out[idx[j]].Err = fmt.Errorf("store: put status %q: decode workload: %w", st.GetName(), err)
 			continue
 		}
-		wresp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
-		switch {
-		case err != nil:
-			for _, j := range live {
-				out[idx[j]].Err = fmt.Errorf("store: put status %q: %w", name(ready[j]), err)
-			}
-		case wresp.Succeeded:
-			for _, j := range live {
-				out[idx[j]].Rev = wresp.Header.Revision
-			}
-		default:
-			for _, j := range live {
-				one(j)
-			}
+		if w.GetUid() != st.GetUid() {
+			out[idx[j]].Err = fmt.Errorf("store: put status %q: workload uid %q is not %q: %w", st.GetName(), w.GetUid(), st.GetUid(), ErrNotFound)
+			continue
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.workloadKey(st.GetName())), "=", kvs[0].CreateRevision))
+		puts = append(puts, clientv3.OpPut(s.statusKey(st.GetName()), ready[j].val))
+		live = append(live, j)
+	}
+	if len(live) == 0 {
+		return
+	}
+	wresp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+	switch {
+	case err != nil:
+		for _, j := range live {
+			out[idx[j]].Err = fmt.Errorf("store: put status %q: %w", name(ready[j]), err)
+		}
+	case wresp.Succeeded:
+		for _, j := range live {
+			out[idx[j]].Rev = wresp.Header.Revision
+		}
+	default:
+		for _, j := range live {
+			one(j)
 		}
 	}
-	return out
 }
 
 // groupWrites splits items, in order, into groups of at most maxPer items

@@ -1,8 +1,10 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,4 +176,147 @@ func TestPutStatuses(t *testing.T) {
 	if st, _, err := s.GetStatus(ctx, "s001"); err != nil || st.GetUid() != "u" {
 		t.Errorf("s001 status: %v, %v", st, err)
 	}
+}
+
+// PutStatusWrites with the workloads' revisions writes in one commit while
+// they hold, and falls back to reading the workload when one changed: a
+// spec update still lets the status through, a re-created workload (other
+// uid) or a deleted one does not.
+func TestPutStatusWritesAtWorkloadRevisions(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, _ := storetest.New(t)
+
+	const n = 50
+	var ws []store.StatusWrite
+	for i := range n {
+		name := fmt.Sprintf("r%03d", i)
+		rev, err := s.CreateWorkload(ctx, workload(name, "u"))
+		if err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		ws = append(ws, store.StatusWrite{Status: &persysv1.WorkloadStatus{Name: name, Uid: "u",
+			State: persysv1.ActualState_ACTUAL_STATE_RUNNING}, WorkloadRev: rev})
+	}
+	distinct := map[int64]bool{}
+	for i, r := range s.PutStatusWrites(ctx, ws) {
+		if r.Err != nil || r.Rev <= 0 {
+			t.Fatalf("status %d: rev %d err %v", i, r.Rev, r.Err)
+		}
+		distinct[r.Rev] = true
+	}
+	if len(distinct) != 1 {
+		t.Errorf("%d commits for %d statuses at their workloads' revisions, want 1", len(distinct), n)
+	}
+
+	// r000: spec updated since (same uid); r001: re-created with another
+	// uid; r002: deleted; r003: unchanged.
+	w0 := workload("r000", "u")
+	w0.Labels = map[string]string{"changed": "yes"}
+	if _, err := s.UpdateWorkload(ctx, w0, ws[0].WorkloadRev); err != nil {
+		t.Fatalf("update r000: %v", err)
+	}
+	if err := s.DeleteWorkloadKeys(ctx, "r001", ws[1].WorkloadRev); err != nil {
+		t.Fatalf("delete r001: %v", err)
+	}
+	if _, err := s.CreateWorkload(ctx, workload("r001", "u2")); err != nil {
+		t.Fatalf("re-create r001: %v", err)
+	}
+	if err := s.DeleteWorkloadKeys(ctx, "r002", ws[2].WorkloadRev); err != nil {
+		t.Fatalf("delete r002: %v", err)
+	}
+	again := make([]store.StatusWrite, 4)
+	for i := range again {
+		again[i] = ws[i]
+		again[i].Status = &persysv1.WorkloadStatus{Name: ws[i].Status.GetName(), Uid: "u",
+			State: persysv1.ActualState_ACTUAL_STATE_STOPPED, ExitCode: 7}
+	}
+	res := s.PutStatusWrites(ctx, again)
+	if res[0].Err != nil || res[3].Err != nil {
+		t.Errorf("r000 (spec updated): %v; r003 (unchanged): %v", res[0].Err, res[3].Err)
+	}
+	for _, i := range []int{1, 2} {
+		if !errors.Is(res[i].Err, store.ErrNotFound) {
+			t.Errorf("%s: err %v, want not found", again[i].Status.GetName(), res[i].Err)
+		}
+	}
+	for _, name := range []string{"r000", "r003"} {
+		if st, _, err := s.GetStatus(ctx, name); err != nil || st.GetExitCode() != 7 {
+			t.Errorf("%s status: %v, %v", name, st, err)
+		}
+	}
+	if st, _, err := s.GetStatus(ctx, "r001"); err == nil && st.GetUid() != "u2" {
+		t.Errorf("r001 (re-created as u2) got the old incarnation's status: %v", st)
+	}
+}
+
+// BenchmarkPutStatusWrites writes batches of 128 statuses: "Read" without
+// the workloads' revisions (a read of the workloads, then the write, as
+// PutStatuses always did), "AtRev" with them (one compared write). One op
+// is one batch; ns/status is per status. The embedded server runs in this process, so allocations
+// include the server's.
+func BenchmarkPutStatusWrites(b *testing.B) {
+	ctx := context.Background()
+	s, _ := storetest.New(b)
+	const batch = 128
+	ws := make([]store.StatusWrite, batch)
+	for i := range ws {
+		name := fmt.Sprintf("b%03d", i)
+		rev, err := s.CreateWorkload(ctx, workload(name, "u"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ws[i] = store.StatusWrite{Status: &persysv1.WorkloadStatus{Name: name, Uid: "u", NodeId: "n1",
+			State: persysv1.ActualState_ACTUAL_STATE_RUNNING}, WorkloadRev: rev}
+	}
+	for _, path := range []string{"Read", "AtRev"} {
+		b.Run(path, func(b *testing.B) {
+			in := slices.Clone(ws)
+			if path == "Read" {
+				for i := range in {
+					in[i].WorkloadRev = 0
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, r := range s.PutStatusWrites(ctx, in) {
+					if r.Err != nil {
+						b.Fatal(r.Err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/status")
+		})
+	}
+}
+
+// BenchmarkCommitPlacements commits batches of 128 placements (each one
+// re-placing its workload, compared on the assignment the one before
+// wrote). One op is one batch; ns/placement is per placement. The embedded
+// server runs in this process, so allocations include the server's.
+func BenchmarkCommitPlacements(b *testing.B) {
+	ctx := context.Background()
+	s, _ := storetest.New(b)
+	const batch = 128
+	ws := make([]store.PlacementWrite, batch)
+	for i := range ws {
+		name := fmt.Sprintf("p%03d", i)
+		rev, err := s.CreateWorkload(ctx, workload(name, "u"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		a := assignment(name, "u", "n1")
+		a.Decision = &persysv1.PlacementDecision{NodeId: "n1", FeasibleNodes: 100, TotalNodes: 100, Strategy: "spread"}
+		ws[i] = store.PlacementWrite{Assignment: a, WorkloadRev: rev}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, r := range s.CommitPlacements(ctx, ws) {
+			if r.Err != nil {
+				b.Fatal(r.Err)
+			}
+			ws[i].AssignmentRev = r.Rev
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/placement")
 }

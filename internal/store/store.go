@@ -184,13 +184,14 @@ const (
 	leaseSuffix    = "/lease"
 )
 
+// Keys are built in one concatenation each: a placement writes several.
 func (s *Store) dir(d string) string              { return s.prefix + "/" + d }
-func (s *Store) workloadKey(name string) string   { return s.dir(dirWorkloads) + name }
-func (s *Store) statusKey(name string) string     { return s.dir(dirStatus) + name }
-func (s *Store) assignmentKey(name string) string { return s.dir(dirAssignments) + name }
-func (s *Store) retryKey(name string) string      { return s.dir(dirRetries) + name }
-func (s *Store) nodeKey(id string) string         { return s.dir(dirNodes) + id }
-func (s *Store) nodeLeaseKey(id string) string    { return s.dir(dirNodes) + id + leaseSuffix }
+func (s *Store) workloadKey(name string) string   { return s.prefix + "/" + dirWorkloads + name }
+func (s *Store) statusKey(name string) string     { return s.prefix + "/" + dirStatus + name }
+func (s *Store) assignmentKey(name string) string { return s.prefix + "/" + dirAssignments + name }
+func (s *Store) retryKey(name string) string      { return s.prefix + "/" + dirRetries + name }
+func (s *Store) nodeKey(id string) string         { return s.prefix + "/" + dirNodes + id }
+func (s *Store) nodeLeaseKey(id string) string    { return s.prefix + "/" + dirNodes + id + leaseSuffix }
 
 // ValidateName checks that v can be used as a workload name or node id in a
 // key (model.NameProblem: non-empty, at most 253 bytes, no '/', no spaces
