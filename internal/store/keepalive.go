@@ -40,6 +40,31 @@ func newLeaseKeeper(cli *clientv3.Client) *leaseKeeper {
 	return &leaseKeeper{cli: cli}
 }
 
+// keepAliveShards is how many keep-alive streams the store spreads leases
+// over. etcd serves one stream's requests one after another, and a
+// renewal on a busy or CPU-starved leader waits for a linearizable read
+// (its leadership check): on one stream those waits queued, renewals
+// fell far below the heartbeat rate (10,000 nodes: 0/s for minutes) and
+// every lease expired. Concurrent renewals on several streams share one
+// read.
+const keepAliveShards = 16
+
+// leaseKeepers are the keep-alive streams, a lease always on the same
+// one (its responses must stay in order).
+type leaseKeepers [keepAliveShards]*leaseKeeper
+
+func newLeaseKeepers(cli *clientv3.Client) leaseKeepers {
+	var ks leaseKeepers
+	for i := range ks {
+		ks[i] = newLeaseKeeper(cli)
+	}
+	return ks
+}
+
+func (ks leaseKeepers) keepAlive(ctx context.Context, id int64) (int64, error) {
+	return ks[uint64(id)%keepAliveShards].keepAlive(ctx, id)
+}
+
 type kaResult struct {
 	ttl int64
 	err error

@@ -79,9 +79,14 @@ func TestKeepAliveNodeUnknownLease(t *testing.T) {
 	if err := s.KeepAliveNode(ctx, lease); !errors.Is(err, store.ErrLeaseNotFound) {
 		t.Fatalf("revoked lease: %v", err)
 	}
-	// A missing lease does not break the stream.
-	if n := s.KeepAliveStreamsOpened(); n != 1 {
-		t.Fatalf("%d streams opened, want 1", n)
+	// A missing lease does not break the stream: one stream per shard
+	// used, none opened again.
+	want := int64(1)
+	if store.KeepAliveShard(0x1234) != store.KeepAliveShard(lease) {
+		want = 2
+	}
+	if n := s.KeepAliveStreamsOpened(); n != want {
+		t.Fatalf("%d streams opened, want %d", n, want)
 	}
 }
 
@@ -116,8 +121,12 @@ func TestKeepAliveNodeConcurrent(t *testing.T) {
 	if failed.Load() > 0 {
 		t.Fatalf("%d of %d keep-alives failed", failed.Load(), calls)
 	}
-	if n := s.KeepAliveStreamsOpened(); n != 1 {
-		t.Fatalf("%d streams opened, want 1", n)
+	shards := map[int]bool{}
+	for _, id := range ids {
+		shards[store.KeepAliveShard(id)] = true
+	}
+	if n := s.KeepAliveStreamsOpened(); n != int64(len(shards)) {
+		t.Fatalf("%d streams opened, want one per shard used (%d)", n, len(shards))
 	}
 }
 

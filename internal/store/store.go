@@ -106,7 +106,7 @@ type Store struct {
 	evSeq   uint64
 
 	// ka carries KeepAliveNode's renewals on one shared stream.
-	ka *leaseKeeper
+	ka leaseKeepers
 	// ownsClient: Close closes cli (a Store made by Dial or LocalStore).
 	ownsClient bool
 }
@@ -127,7 +127,7 @@ func New(cli *clientv3.Client, opts Options) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{cli: cli, prefix: prefix, eventTTL: ttl, log: log, ka: newLeaseKeeper(cli)}
+	return &Store{cli: cli, prefix: prefix, eventTTL: ttl, log: log, ka: newLeaseKeepers(cli)}
 }
 
 // Dial connects to an external etcd cluster (as Connect) and returns a
