@@ -202,6 +202,22 @@ func (a *agent) result() error {
 	return a.err
 }
 
+// dial opens a connection to the bed's hub with node cert's identity,
+// closed when the test ends.
+func (b *bed) dial(t *testing.T, cert string) *grpc.ClientConn {
+	t.Helper()
+	tlsCfg, err := pki.ClientTLS(b.bundle.Agents[cert], "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
 // connect dials as node cert and serves srv on a stream whose hello names
 // hello; it returns once Serve ended or the stream was accepted.
 func (b *bed) connect(t *testing.T, cert, hello string, srv persysv1grpc.AgentServiceServer) *agent {
@@ -212,19 +228,11 @@ func (b *bed) connect(t *testing.T, cert, hello string, srv persysv1grpc.AgentSe
 // connectAs is connect serving ag (its Linked is the bed's).
 func (b *bed) connectAs(t *testing.T, cert string, ag nodechannel.Agent) *agent {
 	t.Helper()
-	tlsCfg, err := pki.ClientTLS(b.bundle.Agents[cert], "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := b.dial(t, cert)
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &agent{cancel: cancel, conn: conn, done: make(chan struct{})}
 	t.Cleanup(func() {
 		cancel()
-		_ = conn.Close()
 		<-a.done
 	})
 	stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
@@ -657,15 +665,7 @@ func TestUnknownBodyAnswered(t *testing.T) {
 
 func TestFirstFrameMustBeHello(t *testing.T) {
 	b := newBed(t, nil)
-	tlsCfg, err := pki.ClientTLS(b.bundle.Agents["n1"], "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := b.dial(t, "n1")
 	s, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
@@ -682,15 +682,7 @@ func TestFirstFrameMustBeHello(t *testing.T) {
 // with a clear error, and is told to stop it; the stream goes on.
 func TestAgentBeyondItsWindow(t *testing.T) {
 	b := newBed(t, nil)
-	tlsCfg, err := pki.ClientTLS(b.bundle.Agents["n1"], "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := b.dial(t, "n1")
 	s, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
@@ -1021,15 +1013,7 @@ func TestHeartbeatOneAtATime(t *testing.T) {
 		<-release
 		return &persysv1.HeartbeatResponse{HeartbeatIntervalMs: int64(req.GetReportDigest())}, nil
 	})
-	tlsCfg, err := pki.ClientTLS(b.bundle.Agents["n1"], "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(b.addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := b.dial(t, "n1")
 	ctx := ctxT(t)
 	stream, err := persysv1grpc.NewNodeChannelServiceClient(conn).Connect(ctx)
 	if err != nil {
