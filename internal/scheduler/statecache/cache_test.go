@@ -3,6 +3,7 @@ package statecache
 import (
 	"slices"
 	"testing"
+	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
@@ -139,4 +140,54 @@ func TestPendingFollowsPlacementsAndNodeLoss(t *testing.T) {
 		t.Fatal("b's deletion was not news")
 	}
 	check("b deleted", "a")
+}
+
+// A node's loss, return and registration again with the same record patch
+// the placement snapshot instead of rebuilding it (a rebuild walks every
+// workload under the lock); placements see the change at once. A record
+// that places differently still rebuilds it.
+func TestNodeLivenessPatchesTheSnapshot(t *testing.T) {
+	c := New(Config{})
+	rec := func(cpu int64) *persysv1.Node {
+		return &persysv1.Node{Id: "n1", Capabilities: &persysv1.NodeCapabilities{
+			Runtimes: []persysv1.WorkloadType{persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER},
+			Capacity: &persysv1.Resources{CpuMillis: cpu, MemoryBytes: 1 << 30, DiskBytes: 1 << 30}}}
+	}
+	c.NodeChanged("n1", rec(1000), 1, false)
+	c.SetAlive("n1", true)
+	w := workloadNamed("a", "ua", 100)
+	c.WorkloadWritten(w, 2)
+	choose := func() string {
+		t.Helper()
+		dec, held, _ := c.Choose("a", w.GetSpec())
+		if dec.Placed() {
+			c.Release("a", held)
+		}
+		return dec.NodeID
+	}
+	if got := choose(); got != "n1" {
+		t.Fatalf("placed on %q, want n1", got)
+	}
+	snap := c.snap
+
+	c.SetAlive("n1", false)
+	if c.snap != snap {
+		t.Fatal("a node's loss rebuilt the snapshot")
+	}
+	if got := choose(); got != "" {
+		t.Fatalf("placed on %q while n1 is lost", got)
+	}
+	c.RegisterNode(rec(1000), time.Now())
+	c.NodeChanged("n1", rec(1000), 3, false)
+	if c.snap != snap {
+		t.Fatal("n1's registration again with the same record rebuilt the snapshot")
+	}
+	if got := choose(); got != "n1" {
+		t.Fatalf("placed on %q after n1 returned, want n1", got)
+	}
+
+	c.NodeChanged("n1", rec(50), 4, false)
+	if got := choose(); got != "" {
+		t.Fatalf("placed on %q: n1's new record has 50 millicores for a 100 one", got)
+	}
 }

@@ -20,9 +20,10 @@ import (
 // cordon and drain flags are copied into n (a node being drained goes on
 // draining). It returns n.
 func (c *Cache) RegisterNode(n *persysv1.Node, now time.Time) *persysv1.Node {
+	c.placeMu.Lock()
+	defer c.placeMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.invalidateLocked()
 	ne := c.nodes[n.GetId()]
 	if ne == nil {
 		ne = newNode(nil)
@@ -31,8 +32,12 @@ func (c *Cache) RegisterNode(n *persysv1.Node, now time.Time) *persysv1.Node {
 	if ne.node != nil {
 		n.Cordoned, n.Draining = ne.node.GetCordoned(), ne.node.GetDraining()
 	}
+	if !samePlacementRecord(ne.node, n) {
+		c.invalidateLocked()
+	}
 	ne.node = n
 	ne.alive = true
+	c.setReadyLocked(n.GetId(), true)
 	ne.lastHeartbeat = now
 	return n
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/persys-dev/compute/internal/manifest"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/placement"
+	"google.golang.org/protobuf/proto"
 )
 
 type snapshot struct {
@@ -31,6 +32,33 @@ type snapshot struct {
 
 // invalidateLocked drops the placement snapshot.
 func (c *Cache) invalidateLocked() { c.snap = nil }
+
+// setReadyLocked marks node id ready or not in the placement snapshot,
+// which is rebuilt only when the node is not in it. Rebuilding walks
+// every cached workload under the lock: with a million cached, a rebuild
+// per lost or returning node (a storm of them after the scheduler was
+// starved) held the lock all the time, starving heartbeats and losing
+// more nodes. A node's readiness changes no workload's holds. The caller
+// holds placeMu (the snapshot's nodes change only under it) and mu.
+func (c *Cache) setReadyLocked(id string, ready bool) {
+	if c.snap == nil {
+		return
+	}
+	i, ok := c.snap.index[id]
+	if !ok {
+		c.invalidateLocked()
+		return
+	}
+	c.snap.nodes[i].Ready = ready
+}
+
+// samePlacementRecord reports whether node records a and b place alike:
+// the snapshot reads only their capabilities and cordon (a registration
+// again of the same agent, a state written on loss, change neither).
+func samePlacementRecord(a, b *persysv1.Node) bool {
+	return a != nil && b != nil && a.GetCordoned() == b.GetCordoned() &&
+		proto.Equal(a.GetCapabilities(), b.GetCapabilities())
+}
 
 // Hold is what a placement holds on its node: its resources, pools and
 // host ports. One chosen and not yet committed is kept in flight, and a

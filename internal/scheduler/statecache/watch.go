@@ -104,7 +104,11 @@ func (c *Cache) NodeChanged(id string, n *persysv1.Node, rev int64, deleted bool
 	case ne != nil && rev < ne.rev:
 		return // older than what the scheduler wrote
 	case ne != nil:
+		same := samePlacementRecord(ne.node, n)
 		ne.node, ne.rev = n, rev
+		if same {
+			return // the placement snapshot did not change
+		}
 	default:
 		ne = newNode(n)
 		ne.rev = rev
@@ -141,9 +145,11 @@ type Liveness struct {
 // expired. A lost node's reports are forgotten: it sends its full list
 // again when it returns.
 func (c *Cache) SetAlive(id string, alive bool) Liveness {
+	c.placeMu.Lock()
+	defer c.placeMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.invalidateLocked()
+	c.setReadyLocked(id, alive)
 	ne := c.nodes[id]
 	if ne == nil {
 		if !alive {
