@@ -94,7 +94,8 @@ func TestSchedulerSurvivesEtcdMemberLoss(t *testing.T) {
 			nodeID: id, advertise: "127.0.0.1", schedulers: schedAddr,
 			ca: f.CA, cert: f.Cert, key: f.Key, dataDir: t.TempDir(),
 			heartbeatInterval: time.Second, utilizationThreshold: 0.8, auditInterval: agent.DefaultAuditInterval,
-			runtime: "sim", extra: runtimeOptions{vm: "off"},
+			maxConcurrentCalls: agent.DefaultMaxConcurrentCalls,
+			runtime:            "sim", extra: runtimeOptions{vm: "off"},
 		}
 		daemons.Add(1)
 		go func() {
