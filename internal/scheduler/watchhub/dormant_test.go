@@ -11,6 +11,8 @@ import (
 	"github.com/persys-dev/compute/internal/scheduler/watchhub"
 	"github.com/persys-dev/compute/internal/store"
 	"github.com/persys-dev/compute/internal/store/storetest"
+
+	testeventually "github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 // countingSource is the real store, with a count of the hub's loads and
@@ -73,11 +75,7 @@ func startCountingHub(t *testing.T, cfg watchhub.Config) (*watchhub.Hub, *counti
 // eventually waits for cond, failing after a generous bound.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-	}
+	testeventually.Eventually(t, what, 30*time.Second, testeventually.True(cond))
 }
 
 // list reads a fresh watch's snapshot up to its bookmark.
