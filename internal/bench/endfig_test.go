@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/persys-dev/compute/internal/testutil/need"
+
+	"github.com/persys-dev/compute/internal/testutil/eventually"
 )
 
 func TestFileNeeds(t *testing.T) {
@@ -144,10 +146,7 @@ func TestQuotaExceededFailsTheRun(t *testing.T) {
 	if putErr == nil || !strings.Contains(putErr.Error(), "database space exceeded") {
 		t.Fatalf("4 MiB into a 1 MiB quota: %v", putErr)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for c.failed() == nil && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually.Eventually(t, "the cluster failing on NOSPACE", 30*time.Second, eventually.True(func() bool { return c.failed() != nil }))
 	err = c.failed()
 	if err == nil || !strings.Contains(err.Error(), "NOSPACE") || !strings.Contains(err.Error(), "--etcd-quota") {
 		t.Fatalf("cluster error %v, want one naming NOSPACE and --etcd-quota", err)
