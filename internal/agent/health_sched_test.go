@@ -85,16 +85,23 @@ func TestHealthChecksWithRealScheduler(t *testing.T) {
 	if st.GetReason() != persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED || st.GetAttempts() != 2 {
 		t.Fatalf("gave up with %s after %d attempts, want HEALTH_CHECK_FAILED after 2", describe(st), st.GetAttempts())
 	}
-	attempts := 0
-	for _, ev := range events(live) {
-		if ev.GetType() == string(model.EventAttemptFailed) {
-			attempts++
-			if ev.GetReason() != persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED {
-				t.Errorf("attempt event %s: %s, want reason HEALTH_CHECK_FAILED", ev.GetReason(), ev.GetMessage())
+	// Events are written in batches after the status: wait for both.
+	var failed []*persysv1.Event
+	eventually.Eventually(t, "two AttemptFailed events", waitFor, func() (bool, string) {
+		failed = failed[:0]
+		for _, ev := range events(live) {
+			if ev.GetType() == string(model.EventAttemptFailed) {
+				failed = append(failed, ev)
 			}
 		}
+		return len(failed) >= 2, fmt.Sprintf("%d AttemptFailed events", len(failed))
+	})
+	if len(failed) != 2 {
+		t.Errorf("%d AttemptFailed events, want 2", len(failed))
 	}
-	if attempts != 2 {
-		t.Errorf("%d AttemptFailed events, want 2", attempts)
+	for _, ev := range failed {
+		if ev.GetReason() != persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED {
+			t.Errorf("attempt event %s: %s, want reason HEALTH_CHECK_FAILED", ev.GetReason(), ev.GetMessage())
+		}
 	}
 }
