@@ -40,37 +40,39 @@ func TestCoalescerRunsAgainForAKickDuringARun(t *testing.T) {
 	eventually.Eventually(t, "a second run", 10*time.Second, eventually.True(func() bool { return ran.Load() == 2 }))
 }
 
-// TestCoalescerNeverOverlapsAndSpacesRuns: kicks that keep coming while
-// fn runs never start a second fn at once, and each run after the first
-// waits spacing times the last run's length, so fn (a pass under the
-// cache's lock) cannot hold the lock all the time.
+// TestCoalescerNeverOverlapsAndSpacesRuns: a kick during every run (fn
+// kicks itself, as each pass's registrations asked for the next) never
+// starts a second fn at once, and each run after the first waits spacing
+// times the last run's length, so fn (a pass under the cache's lock)
+// cannot hold the lock all the time.
 func TestCoalescerNeverOverlapsAndSpacesRuns(t *testing.T) {
-	const took = 20 * time.Millisecond
+	const took, runs = 20 * time.Millisecond, 6
 	var inFlight, overlaps atomic.Int64
 	var mu sync.Mutex
 	var starts, ends []time.Time
-	c := &coalescer{spacing: 3, fn: func() {
+	var c *coalescer
+	c = &coalescer{spacing: 3, fn: func() {
 		if inFlight.Add(1) > 1 {
 			overlaps.Add(1)
 		}
 		mu.Lock()
 		starts = append(starts, time.Now())
+		again := len(starts) < runs
 		mu.Unlock()
-		time.Sleep(took)
+		if again {
+			c.kick() // arrives while fn runs: asks for one more run
+		}
+		time.Sleep(took) // the pass's work
 		mu.Lock()
 		ends = append(ends, time.Now())
 		mu.Unlock()
 		inFlight.Add(-1)
 	}}
-	stop := time.Now().Add(400 * time.Millisecond)
-	for time.Now().Before(stop) {
-		c.kick()
-		time.Sleep(time.Millisecond)
-	}
-	eventually.Eventually(t, "the last run's end", 10*time.Second, eventually.True(func() bool {
+	c.kick()
+	eventually.Eventually(t, "every run's end", 10*time.Second, eventually.True(func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return inFlight.Load() == 0 && len(starts) == len(ends) && len(ends) >= 2
+		return len(ends) == runs && inFlight.Load() == 0
 	}))
 	if n := overlaps.Load(); n != 0 {
 		t.Fatalf("%d runs started while another ran", n)
