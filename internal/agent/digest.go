@@ -25,15 +25,50 @@ type sentList struct {
 	link   *nodechannel.Link
 	digest uint64
 	byName map[string]*persysv1.WorkloadStatus
-	ports  []*persysv1.HostPort
+	// entries are the statuses' terms of the digest, by name, and held
+	// their sum: the next digest is computed from what changed alone.
+	entries map[string]uint64
+	held    reportdigest.Digest
+	ports   []*persysv1.HostPort
 	// portsAt is when ports were scanned.
 	portsAt time.Time
 }
 
-// acked makes the list with digest d that went on link the one the
+// fullList is a list with its digest (0: a status cannot be encoded) and
+// each status's term of it, to be sent whole.
+type fullList struct {
+	digest  uint64
+	entries map[string]uint64
+	held    reportdigest.Digest
+}
+
+func digestWhole(ws []*persysv1.WorkloadStatus) fullList {
+	f := fullList{entries: make(map[string]uint64, len(ws))}
+	for _, st := range ws {
+		h, ok := reportdigest.EntryOf(st)
+		if !ok {
+			return fullList{}
+		}
+		f.entries[st.GetName()] = h
+		f.held.Add(h)
+	}
+	f.digest = f.held.Sum()
+	if len(f.entries) != len(ws) {
+		// Two statuses of one name: the list is sent whole each time, and
+		// its digest is the list's, not the one kept by name.
+		f.digest, f.entries = reportdigest.Of(ws), nil
+	}
+	return f
+}
+
+// acked makes the full list f of ws that went on link the one the
 // scheduler holds.
-func acked(link *nodechannel.Link, d uint64, ws []*persysv1.WorkloadStatus, ports []*persysv1.HostPort, portsAt time.Time) sentList {
-	s := sentList{link: link, digest: d, byName: make(map[string]*persysv1.WorkloadStatus, len(ws)), ports: ports, portsAt: portsAt}
+func acked(link *nodechannel.Link, f fullList, ws []*persysv1.WorkloadStatus, ports []*persysv1.HostPort, portsAt time.Time) sentList {
+	if f.entries == nil {
+		return sentList{}
+	}
+	s := sentList{link: link, digest: f.digest, byName: make(map[string]*persysv1.WorkloadStatus, len(ws)),
+		entries: f.entries, held: f.held, ports: ports, portsAt: portsAt}
 	for _, st := range ws {
 		s.byName[st.GetName()] = st
 	}
@@ -43,28 +78,67 @@ func acked(link *nodechannel.Link, d uint64, ws []*persysv1.WorkloadStatus, port
 // base reports whether a heartbeat on link may be told against s.
 func (s sentList) base(link *nodechannel.Link) bool { return s.digest != 0 && s.link == link }
 
-// delta is what changed from s to ws: the statuses that differ or are new,
-// and the names gone.
-func (s sentList) delta(ws []*persysv1.WorkloadStatus) (changed []*persysv1.WorkloadStatus, removed []string) {
+// change is what changed from a sentList to the list now: the statuses
+// that differ or are new (with their terms of the digest), the names
+// gone, and the new list's digest (0: it must go whole).
+type change struct {
+	changed []*persysv1.WorkloadStatus
+	entries []uint64
+	removed []string
+	digest  uint64
+	held    reportdigest.Digest
+}
+
+// delta is what changed from s to ws.
+func (s sentList) delta(ws []*persysv1.WorkloadStatus) change {
+	var c change
 	seen := make(map[string]bool, len(ws))
+	sum := s.held
+	whole := false
 	for _, st := range ws {
-		seen[st.GetName()] = true
-		if old, ok := s.byName[st.GetName()]; !ok || !proto.Equal(old, st) {
-			changed = append(changed, st)
+		name := st.GetName()
+		if seen[name] {
+			whole = true
 		}
+		seen[name] = true
+		if old, ok := s.byName[name]; ok && proto.Equal(old, st) {
+			continue
+		}
+		h, ok := reportdigest.EntryOf(st)
+		if !ok {
+			whole = true
+		}
+		if e, had := s.entries[name]; had {
+			sum.Remove(e)
+		}
+		sum.Add(h)
+		c.changed, c.entries = append(c.changed, st), append(c.entries, h)
 	}
 	for name := range s.byName {
 		if !seen[name] {
-			removed = append(removed, name)
+			c.removed = append(c.removed, name)
+			sum.Remove(s.entries[name])
 		}
 	}
-	slices.Sort(removed)
-	return changed, removed
+	slices.Sort(c.removed)
+	if !whole {
+		c.digest, c.held = sum.Sum(), sum
+	}
+	return c
+}
+
+// apply makes s the list c made of it, acknowledged with ports.
+func (s *sentList) apply(c change, ports []*persysv1.HostPort, portsAt time.Time) {
+	for _, name := range c.removed {
+		delete(s.byName, name)
+		delete(s.entries, name)
+	}
+	for i, st := range c.changed {
+		s.byName[st.GetName()], s.entries[st.GetName()] = st, c.entries[i]
+	}
+	s.digest, s.held, s.ports, s.portsAt = c.digest, c.held, ports, portsAt
 }
 
 func samePorts(a, b []*persysv1.HostPort) bool {
 	return slices.EqualFunc(a, b, func(x, y *persysv1.HostPort) bool { return proto.Equal(x, y) })
 }
-
-// reportDigest is the digest of a full workload list (reportdigest.Of).
-func reportDigest(ws []*persysv1.WorkloadStatus) uint64 { return reportdigest.Of(ws) }

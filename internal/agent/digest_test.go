@@ -10,6 +10,8 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
+func digestOf(ws []*persysv1.WorkloadStatus) uint64 { return digestWhole(ws).digest }
+
 func TestReportDigest(t *testing.T) {
 	status := func(name string, edit func(*persysv1.WorkloadStatus)) *persysv1.WorkloadStatus {
 		st := &persysv1.WorkloadStatus{Name: name, Uid: "u-" + name, Revision: 3, NodeId: "n1",
@@ -21,11 +23,11 @@ func TestReportDigest(t *testing.T) {
 		return st
 	}
 	base := []*persysv1.WorkloadStatus{status("a", nil), status("b", nil), status("c", nil)}
-	d := reportDigest(base)
+	d := digestOf(base)
 	if d == 0 {
 		t.Fatal("digest of a list is 0, which means none on the wire")
 	}
-	if e := reportDigest(nil); e == 0 || e == d {
+	if e := digestOf(nil); e == 0 || e == d {
 		t.Fatalf("digest of the empty list = %#x (list: %#x), want non-zero and different", e, d)
 	}
 
@@ -52,7 +54,7 @@ func TestReportDigest(t *testing.T) {
 		{"one more", []*persysv1.WorkloadStatus{status("a", nil), status("b", nil), status("c", nil), status("d", nil)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := reportDigest(tc.list); (got == d) != tc.equal {
+			if got := digestOf(tc.list); (got == d) != tc.equal {
 				t.Fatalf("digest %#x, base %#x: equal = %v, want %v", got, d, got == d, tc.equal)
 			}
 		})
@@ -61,10 +63,10 @@ func TestReportDigest(t *testing.T) {
 	t.Run("does not reorder the list", func(t *testing.T) {
 		list := []*persysv1.WorkloadStatus{status("c", nil), status("a", nil)}
 		before := []*persysv1.WorkloadStatus{list[0], list[1]}
-		reportDigest(list)
+		digestOf(list)
 		for i := range list {
 			if list[i] != before[i] || !proto.Equal(list[i], before[i]) {
-				t.Fatalf("reportDigest changed the list it was given at %d", i)
+				t.Fatalf("digestWhole changed the list it was given at %d", i)
 			}
 		}
 	})
@@ -75,7 +77,8 @@ func TestSentListDelta(t *testing.T) {
 		return &persysv1.WorkloadStatus{Name: name, Uid: "u-" + name, State: state}
 	}
 	const running, failed = persysv1.ActualState_ACTUAL_STATE_RUNNING, persysv1.ActualState_ACTUAL_STATE_FAILED
-	sent := acked(nil, 7, []*persysv1.WorkloadStatus{st("a", running), st("b", running), st("c", running)}, nil, time.Time{})
+	first := []*persysv1.WorkloadStatus{st("a", running), st("b", running), st("c", running)}
+	sent := acked(nil, digestWhole(first), first, nil, time.Time{})
 	for _, tc := range []struct {
 		name        string
 		now         []*persysv1.WorkloadStatus
@@ -89,17 +92,39 @@ func TestSentListDelta(t *testing.T) {
 		{"all gone", nil, nil, []string{"a", "b", "c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			changed, removed := sent.delta(tc.now)
+			c := sent.delta(tc.now)
 			var names []string
-			for _, c := range changed {
-				names = append(names, c.GetName())
+			for _, st := range c.changed {
+				names = append(names, st.GetName())
 			}
-			if !slices.Equal(names, tc.wantChanged) || !slices.Equal(removed, tc.wantRemoved) {
-				t.Fatalf("delta = changed %v removed %v, want changed %v removed %v", names, removed, tc.wantChanged, tc.wantRemoved)
+			if !slices.Equal(names, tc.wantChanged) || !slices.Equal(c.removed, tc.wantRemoved) {
+				t.Fatalf("delta = changed %v removed %v, want changed %v removed %v", names, c.removed, tc.wantChanged, tc.wantRemoved)
+			}
+			// The digest made from the change alone is the whole list's.
+			if whole := digestOf(tc.now); c.digest != whole {
+				t.Fatalf("digest from the delta %#x, of the whole list %#x", c.digest, whole)
 			}
 		})
 	}
 	if (sentList{}).base(nil) {
 		t.Fatal("an empty sentList is a base for a delta")
+	}
+
+	// Acknowledged, a delta becomes the base of the next one.
+	next := []*persysv1.WorkloadStatus{st("a", running), st("b", failed), st("d", running)}
+	c := sent.delta(next)
+	sent.apply(c, nil, time.Time{})
+	if again := sent.delta(next); len(again.changed)+len(again.removed) != 0 || again.digest != digestOf(next) || sent.digest != again.digest {
+		t.Fatalf("after apply: delta of the same list changed %d removed %v digest %#x, want none and %#x",
+			len(again.changed), again.removed, again.digest, digestOf(next))
+	}
+	after := []*persysv1.WorkloadStatus{st("a", failed), st("d", running)}
+	if c := sent.delta(after); c.digest != digestOf(after) {
+		t.Fatalf("second delta's digest %#x, whole list's %#x", c.digest, digestOf(after))
+	}
+
+	// Two statuses of one name: no digest from the delta, the list goes whole.
+	if c := sent.delta([]*persysv1.WorkloadStatus{st("a", running), st("a", failed)}); c.digest != 0 {
+		t.Fatalf("a list with a name twice got digest %#x from a delta, want 0 (send it whole)", c.digest)
 	}
 }

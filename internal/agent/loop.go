@@ -360,7 +360,19 @@ func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sen
 	// Listing goes on every time (the ledger and the zombie overlay need
 	// it); only sending what the scheduler holds is saved.
 	now := time.Now()
-	req := &persysv1.HeartbeatRequest{NodeId: a.cfg.NodeID, Usage: a.usage(), ReportDigest: reportDigest(workloads),
+	// The digest comes from what changed since the list the scheduler
+	// holds, when it holds one: hashing every status on every heartbeat
+	// was most of a heartbeat's cost at 100 workloads a node.
+	var delta change
+	var whole fullList
+	if sent.digest != 0 {
+		delta = sent.delta(workloads)
+	}
+	if delta.digest == 0 {
+		whole = digestWhole(workloads)
+		delta.digest = whole.digest
+	}
+	req := &persysv1.HeartbeatRequest{NodeId: a.cfg.NodeID, Usage: a.usage(), ReportDigest: delta.digest,
 		Repairs: a.repairNotes.peek()}
 	// Ports are kept out of the digest (any socket opened on the host
 	// would change it) and go with a full list or when they changed.
@@ -370,7 +382,7 @@ func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sen
 	}
 	kind := "full"
 	switch {
-	case sent.digest == 0:
+	case sent.digest == 0 || whole.digest != 0:
 		req.Workloads, req.UsedHostPorts = workloads, ports
 	case sent.digest == req.ReportDigest && samePorts(sent.ports, ports):
 		kind = "digest"
@@ -378,7 +390,7 @@ func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sen
 	default:
 		kind = "delta"
 		req.Delta = true
-		req.Workloads, req.Removed = sent.delta(workloads)
+		req.Workloads, req.Removed = delta.changed, delta.removed
 		req.UsedHostPorts = ports
 	}
 	resp, err := link.Heartbeat(ctx, req)
@@ -409,8 +421,10 @@ func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sen
 	case kind == "digest":
 		// The ports scanned, if they were, are the ones held.
 		sent.portsAt = portsAt
+	case resp.GetDigestKept() && kind == "delta":
+		sent.apply(delta, ports, portsAt)
 	case resp.GetDigestKept():
-		*sent = acked(link, req.ReportDigest, workloads, ports, portsAt)
+		*sent = acked(link, whole, workloads, ports, portsAt)
 	default:
 		// A scheduler that predates digests keeps getting full lists.
 		*sent = sentList{}

@@ -474,8 +474,14 @@ func (p *childProc) post(path string) error {
 
 // Gather scrapes the child's /metrics: the bench reads the scheduler's
 // gauges and histograms through it as it does an in-process registry.
-func (p *childProc) Gather() ([]*dto.MetricFamily, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+p.ready.MetricsAddr+"/metrics", nil)
+func (p *childProc) Gather() ([]*dto.MetricFamily, error) { return p.GatherNames() }
+
+// GatherNames is Gather of the named metric families alone (none: all):
+// the waits poll progress ten times a second, and parsing every family
+// of a 10,000-node scheduler each time cost the bench 6% of a core.
+func (p *childProc) GatherNames(names ...string) ([]*dto.MetricFamily, error) {
+	q := url.Values{"name[]": names}
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.ready.MetricsAddr+"/metrics?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/placement"
 )
@@ -160,7 +162,12 @@ func (s *stallWatch) restart(now time.Time) { s.since = now }
 // progressOf reads, in one gather, the placements committed and the
 // workloads RUNNING and PENDING.
 func progressOf(c *Cluster) (placed, running, pending int, err error) {
-	mfs, err := c.Registry.Gather()
+	var mfs []*dto.MetricFamily
+	if g, ok := c.Registry.(namedGatherer); ok {
+		mfs, err = g.GatherNames(metricPlacements, metricWorkloads)
+	} else {
+		mfs, err = c.Registry.Gather()
+	}
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("bench: gather metrics: %w", err)
 	}
@@ -187,6 +194,12 @@ func progressOf(c *Cluster) (placed, running, pending int, err error) {
 		}
 	}
 	return placed, running, pending, nil
+}
+
+// namedGatherer gathers the named metric families alone (see
+// childProc.GatherNames).
+type namedGatherer interface {
+	GatherNames(names ...string) ([]*dto.MetricFamily, error)
 }
 
 // unfinishedAt is how far a run got at the end of a wait, with the

@@ -19,6 +19,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/placement"
+	"github.com/persys-dev/compute/internal/reportdigest"
 )
 
 // Config holds what the cache's decisions depend on.
@@ -169,7 +170,20 @@ type node struct {
 	// holds, so that a heartbeat repeating the list can carry the digest
 	// alone. 0: none (an agent without digests, a registration, or reports
 	// changed here since, by an apply or a delete).
-	reportDigest  uint64
+	reportDigest uint64
+	// held is the digest of reports as it is now (see reportdigest),
+	// kept up to date with every change to reports so that a heartbeat's
+	// delta is checked against the agent's digest without hashing the
+	// whole list again.
+	held reportdigest.Digest
+	// suspects are the names in reports that may be orphans: their
+	// assignment moved, the workload went or another instance of it came
+	// (markSuspectsLocked), or they were orphans at the last check. A
+	// heartbeat checks these and what it changed, not every report.
+	suspects map[string]struct{}
+	// checkAll asks the next check to look at every report: the cache
+	// was loaded again under reports kept from before.
+	checkAll      bool
 	usage         *persysv1.Resources
 	lastHeartbeat time.Time
 	// lostAt is when the node turned NotReady (zero while ready).
@@ -189,6 +203,8 @@ type report struct {
 	// uid is the reported uid, read for every report on every heartbeat
 	// (isOrphanLocked); it shares the cached workload's string when equal.
 	uid string
+	// entry is the report's term in the node's digest (reportdigest.Entry).
+	entry uint64
 	// since is when the report entered its uid, revision and state, so
 	// that a transitional state gets a deadline (reconcile.Input.ObservedSince).
 	since time.Time
@@ -271,7 +287,9 @@ func (c *Cache) Load(snap Snapshot) []string {
 		if prev, ok := old[id]; ok {
 			// A reload after a watch failure keeps what nodes reported.
 			ne.reports, ne.reported, ne.usage, ne.lastHeartbeat = prev.reports, prev.reported, prev.usage, prev.lastHeartbeat
-			ne.reportDigest = prev.reportDigest
+			ne.reportDigest, ne.held = prev.reportDigest, prev.held
+			// Any of them may be an orphan of the workloads loaded now.
+			ne.checkAll = len(ne.reports) > 0
 		}
 		c.nodes[id] = ne
 	}

@@ -145,6 +145,9 @@ func (c *Cache) indexLocked(name string, e *workload) {
 }
 
 func (c *Cache) unindexLocked(name string, e *workload) {
+	// The assignment is about to change or go: what the nodes it names
+	// report of name may be orphans after it.
+	c.markSuspectsLocked(name, e)
 	id := e.assignment.GetNodeId()
 	if id == "" {
 		delete(c.unplaced, name)

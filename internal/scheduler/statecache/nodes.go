@@ -5,7 +5,6 @@ package statecache
 
 import (
 	"bytes"
-	"maps"
 	"slices"
 	"time"
 
@@ -160,33 +159,63 @@ func (c *Cache) ApplyDelta(id string, changed []*persysv1.WorkloadStatus, remove
 	if ne == nil || !ne.reported || digest == 0 {
 		return Reports{}, false
 	}
-	next := maps.Clone(ne.reports)
+	pend := make(map[string]pending, len(changed)+len(removed))
 	for _, name := range removed {
-		delete(next, name)
+		pend[name] = pending{gone: true}
 	}
-	fresh := make(map[string]*persysv1.WorkloadStatus, len(changed))
 	for _, st := range changed {
 		if name := st.GetName(); name != "" {
 			name, r, err := c.encodeReportLocked(name, st)
 			if err != nil {
 				return Reports{}, false
 			}
-			next[name], fresh[name] = r, st
+			pend[name] = pending{r: r, st: st}
 		}
 	}
-	if digestOfReports(next) != digest {
+	// The digest the list would have, from what changed alone.
+	sum := ne.held
+	for name, p := range pend {
+		if old, had := ne.reports[name]; had {
+			sum.Remove(old.entry)
+		}
+		if !p.gone {
+			sum.Add(p.r.entry)
+		}
+	}
+	if sum.Sum() != digest {
 		return Reports{}, false
 	}
-	return c.storeReportsLocked(id, ne, next, fresh, digest), true
-}
-
-// digestOfReports is reportdigest.Of of a list held by name.
-func digestOfReports(reports map[string]report) uint64 {
-	var d reportdigest.Digest
-	for _, name := range slices.Sorted(maps.Keys(reports)) {
-		d.Add(reports[name].raw)
+	out = Reports{Known: true}
+	now := c.cfg.Now()
+	for name, p := range pend {
+		old, had := ne.reports[name]
+		if p.gone {
+			if ne.dropReport(name) {
+				out.Changed = append(out.Changed, name)
+			}
+			continue
+		}
+		r := p.r
+		r.since = old.since
+		if !had || !bytes.Equal(old.raw, r.raw) {
+			var prev *persysv1.WorkloadStatus
+			if had {
+				prev = old.status()
+			}
+			if !sameReport(prev, p.st) {
+				out.Changed = append(out.Changed, name)
+			}
+			r.since = sinceOf(prev, p.st, old.since, now)
+		}
+		ne.putReport(name, r)
+		if c.isOrphanLocked(id, name, r.uid) {
+			out.Orphans = append(out.Orphans, Orphan{name, r.uid})
+			ne.suspect(name)
+		}
 	}
-	return d.Sum()
+	ne.reportDigest = digest
+	out.Orphans = append(out.Orphans, c.suspectOrphansLocked(id, ne, pend)...)
+	return out, true
 }
 
 // encodeReportLocked encodes st, node's report of workload name; key is
@@ -196,7 +225,7 @@ func (c *Cache) encodeReportLocked(name string, st *persysv1.WorkloadStatus) (ke
 	if err != nil {
 		return name, report{}, err
 	}
-	r = report{raw: raw, uid: st.GetUid()}
+	r = report{raw: raw, uid: st.GetUid(), entry: reportdigest.Entry(raw)}
 	if e := c.workloads[name]; e != nil {
 		name = e.name(name)
 		if e.w.GetUid() == r.uid {
@@ -233,17 +262,21 @@ func (c *Cache) storeReportsLocked(id string, ne *node, next map[string]report, 
 			r.since = sinceOf(prev, st, old.since, now)
 		}
 		next[name] = r
-		if c.isOrphanLocked(id, name, r.uid) {
-			out.Orphans = append(out.Orphans, Orphan{name, r.uid})
-		}
 	}
 	for name := range ne.reports {
 		if _, ok := next[name]; !ok {
 			out.Changed = append(out.Changed, name)
 		}
 	}
-	ne.reports = next
+	ne.setReports(next)
 	ne.reportDigest = digest
+	// A full list is checked whole; its orphans stay suspects.
+	for name, r := range next {
+		if c.isOrphanLocked(id, name, r.uid) {
+			out.Orphans = append(out.Orphans, Orphan{name, r.uid})
+			ne.suspect(name)
+		}
+	}
 	if !ne.reported {
 		// The node's first full list since this scheduler started or since
 		// the node came back: its assigned workloads waited for it, those
@@ -256,8 +289,8 @@ func (c *Cache) storeReportsLocked(id string, ne *node, next map[string]report, 
 
 // DigestOrphans serves a heartbeat whose list is node id's last full one,
 // sent as its digest alone: nothing the node reports changed, but an
-// assignment may have moved away since, so the list held is checked for
-// orphans again. ok is false when the list held is not the one with that
+// assignment may have moved away since, so the reports that may have
+// turned orphans since (the node's suspects) are checked. ok is false when the list held is not the one with that
 // digest (none yet since the scheduler started or the node registered, or
 // changed here since): the agent must send it.
 func (c *Cache) DigestOrphans(id string, digest uint64) (orphans []Orphan, ok bool) {
@@ -267,12 +300,7 @@ func (c *Cache) DigestOrphans(id string, digest uint64) (orphans []Orphan, ok bo
 	if ne == nil || !ne.reported || ne.reportDigest == 0 || ne.reportDigest != digest {
 		return nil, false
 	}
-	for name, r := range ne.reports {
-		if c.isOrphanLocked(id, name, r.uid) {
-			orphans = append(orphans, Orphan{name, r.uid})
-		}
-	}
-	return orphans, true
+	return c.suspectOrphansLocked(id, ne, nil), true
 }
 
 // isOrphanLocked reports whether the workload a node reports with uid is
@@ -301,7 +329,7 @@ func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
 		if !had {
 			return
 		}
-		delete(ne.reports, name)
+		ne.dropReport(name)
 	} else {
 		name, r, err := c.encodeReportLocked(name, st)
 		if err != nil {
@@ -315,7 +343,7 @@ func (c *Cache) SetReport(id, name string, st *persysv1.WorkloadStatus) {
 			prev = old.status()
 		}
 		r.since = sinceOf(prev, st, old.since, c.cfg.Now())
-		ne.reports[name] = r
+		ne.putReport(name, r)
 		if had && sameReport(prev, st) && prev.GetMessage() == st.GetMessage() {
 			return
 		}

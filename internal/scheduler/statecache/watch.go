@@ -33,6 +33,10 @@ func (c *Cache) WorkloadChanged(name string, w *persysv1.Workload, rev int64, de
 			changed = true
 		}
 	case rev > e.rev:
+		if e.w.GetUid() != w.GetUid() {
+			// What nodes report of the instance before is an orphan now.
+			c.markSuspectsLocked(name, e)
+		}
 		e.setWorkload(c.specs.share(w))
 		e.rev = rev
 		c.indexServiceLocked(name, w)
@@ -169,7 +173,7 @@ func (c *Cache) SetAlive(id string, alive bool) Liveness {
 	if !alive {
 		want = persysv1.NodeState_NODE_STATE_NOT_READY
 		ne.reported = false
-		ne.reports = map[string]report{}
+		ne.setReports(map[string]report{})
 		ne.reportDigest = 0
 	}
 	if ne.node.GetState() != want {
