@@ -209,6 +209,7 @@ func scenarioCommand(name, short string, o *bench.Options) *cobra.Command {
 	f.DurationVar(&o.Cluster.LeaseTTL, "lease-ttl", 0, "scheduler node lease TTL (0: scheduler default 10s)")
 	f.DurationVar(&o.Cluster.RescheduleGrace, "grace", 0, "scheduler reschedule grace after a node is lost (0: scheduler default 10s)")
 	f.IntVar(&o.Cluster.GCPercent, "gc-percent", gctune.DefaultPercent, "garbage collector target of the process that runs the scheduler, as persys scheduler --gc-percent (a GOGC environment variable wins)")
+	f.IntVar(&o.Cluster.BenchGCPercent, "bench-gc-percent", 0, "with --scheduler-process: garbage collector target of the bench process, which runs the hollow nodes and the embedded etcd, with a soft memory limit of half the machine's memory (0: the Go default, 100, and no limit; GOGC and GOMEMLIMIT environment variables win)")
 	f.Var(&o.Cluster.MemoryLimit, "scheduler-memory-limit", "soft memory limit of the process that runs the scheduler, as persys scheduler --memory-limit (3584MiB, 3.5GiB; a GOMEMLIMIT environment variable wins; 0: none)")
 	f.IntVar(&o.Cluster.Workers, "workers", 0, fmt.Sprintf("scheduler reconcile workers (0: scheduler default %d)", scheduler.DefaultWorkers))
 	f.StringVar(&o.Cluster.Dir, "data-dir", filepath.Join(os.TempDir(), "persys-bench"), "bench data folder: certificates cached by node id, etcd in a fresh subfolder")

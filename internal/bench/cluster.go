@@ -71,6 +71,12 @@ type ClusterOptions struct {
 	// GOGC environment variable wins. With SchedulerProcess it is set in
 	// the scheduler's process, and the bench process keeps its own.
 	GCPercent int
+	// BenchGCPercent is, with SchedulerProcess, the garbage collector
+	// target of the bench process, which stands in for the nodes and etcd
+	// (0: the Go default, 100). Its collector cost is the simulation's,
+	// not the scheduler's, and takes CPU from the scheduler on a small
+	// machine; a higher target trades the bench process's memory for it.
+	BenchGCPercent int
 	// MemoryLimit is the soft memory limit of the process that runs the
 	// scheduler (0: none), as persys scheduler --memory-limit; a
 	// GOMEMLIMIT environment variable wins.
@@ -178,6 +184,14 @@ func (o *ClusterOptions) timingDefaults() error {
 	}
 	if err := gctune.Validate("bench: gc percent", o.GCPercent); err != nil {
 		return err
+	}
+	if o.BenchGCPercent != 0 {
+		if !o.SchedulerProcess {
+			return fmt.Errorf("bench: bench gc percent: only with the scheduler in a process of its own (the bench process runs it otherwise, with gc percent)")
+		}
+		if err := gctune.Validate("bench: bench gc percent", o.BenchGCPercent); err != nil {
+			return err
+		}
 	}
 	if o.Workers < 0 {
 		return fmt.Errorf("bench: scheduler workers %d: must not be negative", o.Workers)
@@ -385,6 +399,15 @@ func StartCluster(ctx context.Context, o ClusterOptions) (c *Cluster, err error)
 	c.watchAlarms(alarmCtx)
 
 	if o.SchedulerProcess {
+		if o.BenchGCPercent != 0 {
+			gctune.Apply(o.BenchGCPercent)
+			// A high target must not run the machine out of memory: past
+			// half of it, the bench process collects as it must.
+			var si syscall.Sysinfo_t
+			if syscall.Sysinfo(&si) == nil {
+				gctune.ApplyMemoryLimit(gctune.MemoryLimit(uint64(si.Totalram) * uint64(si.Unit) / 2))
+			}
+		}
 		err = c.startSchedProc(ctx)
 	} else {
 		// This process runs the scheduler: give it the scheduler's GC

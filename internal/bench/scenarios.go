@@ -199,7 +199,7 @@ func (o *Options) params() Params {
 			durationOr(o.Cluster.LeaseTTL, schedulerLeaseTTL), scheduler.DefaultMaxHeartbeatRate)) / float64(time.Millisecond),
 		LeaseTTLSec:      orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL),
 		GraceSec:         orDefault(o.Cluster.RescheduleGrace, schedulerGrace),
-		SchedulerWorkers: workers, GC: gcTarget(o.Cluster.GCPercent), EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
+		SchedulerWorkers: workers, GC: gcTarget(o.Cluster.GCPercent, o.Cluster.BenchGCPercent), EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
 		Transport:        map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],
 		SchedulerProcess: o.Cluster.SchedulerProcess,
 		Etcd:             o.Cluster.Etcd.describe(),
@@ -1248,13 +1248,17 @@ func churn(ctx context.Context, c *Cluster, o *Options, rep *Report) error {
 // workloads make a list of about 50 MB.
 var bigList = grpc.MaxCallRecvMsgSize(1 << 30)
 
-// gcTarget names the scheduler process's GC target for the report.
-func gcTarget(percent int) string {
+// gcTarget names the scheduler process's GC target for the report, and
+// the bench process's when it has its own.
+func gcTarget(percent, bench int) string {
 	if v, ok := os.LookupEnv("GOGC"); ok {
 		return "GOGC=" + v
 	}
 	if percent == 0 {
 		percent = gctune.DefaultPercent
+	}
+	if bench != 0 {
+		return fmt.Sprintf("%d%% (bench process %d%%)", percent, bench)
 	}
 	return fmt.Sprintf("%d%%", percent)
 }
