@@ -287,27 +287,42 @@ func (h *healthChecks) overlay(st *persysv1.WorkloadStatus) *persysv1.WorkloadSt
 	f, failed := h.failures[name]
 	rp, probing := h.probers[name]
 	h.mu.Unlock()
-	out := proto.Clone(st).(*persysv1.WorkloadStatus)
+	// st is copied only when it changes: most statuses already say what
+	// the overlay would, and a copy of each on every heartbeat was a
+	// tenth of a node's listing.
+	out := st
+	edit := func() *persysv1.WorkloadStatus {
+		if out == st {
+			out = proto.Clone(st).(*persysv1.WorkloadStatus)
+		}
+		return out
+	}
 	running := st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
 	switch {
 	case failed && f.inst == inst:
-		out.State = persysv1.ActualState_ACTUAL_STATE_FAILED
-		out.Reason = persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED
-		out.Message = f.detail
-		out.UpdatedAt = timestamppb.New(f.since)
-		setSnapshot(out, f.snap)
+		o := edit()
+		o.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+		o.Reason = persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED
+		o.Message = f.detail
+		o.UpdatedAt = timestamppb.New(f.since)
+		setSnapshot(o, f.snap)
 	case running && probing && rp.inst == inst:
-		setSnapshot(out, rp.p.Snapshot())
+		setSnapshot(edit(), rp.p.Snapshot())
 	case running:
 		if _, has := h.checksOf(st); has {
 			// Checks not started yet (outside Run, or before the next
 			// listing): not ready until they pass.
-			out.Ready, out.Health = false, persysv1.HealthState_HEALTH_STATE_STARTING
-		} else if st.GetHealth() == persysv1.HealthState_HEALTH_STATE_UNSPECIFIED {
-			out.Ready = true
+			if st.GetReady() || st.GetHealth() != persysv1.HealthState_HEALTH_STATE_STARTING {
+				o := edit()
+				o.Ready, o.Health = false, persysv1.HealthState_HEALTH_STATE_STARTING
+			}
+		} else if st.GetHealth() == persysv1.HealthState_HEALTH_STATE_UNSPECIFIED && !st.GetReady() {
+			edit().Ready = true
 		}
 	default:
-		out.Ready = false
+		if st.GetReady() {
+			edit().Ready = false
+		}
 	}
 	return out
 }

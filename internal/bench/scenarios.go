@@ -188,6 +188,9 @@ func (o *Options) params() Params {
 	if workers == 0 {
 		workers = scheduler.DefaultWorkers
 	}
+	// The TTL the last nodes to register get; the first ones start with
+	// a shorter one, extended as the cluster grows.
+	ttl := scheduler.LeaseTTLFor(o.Cluster.Nodes, durationOr(o.Cluster.LeaseTTL, schedulerLeaseTTL), scheduler.DefaultMaxHeartbeatRate)
 	return Params{
 		Nodes: o.Cluster.Nodes, Workloads: o.Workloads, Rate: o.Rate, Concurrency: o.Concurrency, SubmitBatch: o.SubmitBatch,
 		ApplyDelayMs:  float64(o.Cluster.ApplyDelay) / float64(time.Millisecond),
@@ -196,8 +199,8 @@ func (o *Options) params() Params {
 		Services:     o.Services, Replicas: o.Replicas,
 		HeartbeatIntervalMs: float64(o.Cluster.HeartbeatInterval) / float64(time.Millisecond),
 		HeartbeatEffectiveMs: float64(scheduler.HeartbeatInterval(o.Cluster.Nodes, durationOr(o.Cluster.HeartbeatInterval, 2*time.Second),
-			durationOr(o.Cluster.LeaseTTL, schedulerLeaseTTL), scheduler.DefaultMaxHeartbeatRate)) / float64(time.Millisecond),
-		LeaseTTLSec:      orDefault(o.Cluster.LeaseTTL, schedulerLeaseTTL),
+			ttl, scheduler.DefaultMaxHeartbeatRate)) / float64(time.Millisecond),
+		LeaseTTLSec:      ttl.Seconds(),
 		GraceSec:         orDefault(o.Cluster.RescheduleGrace, schedulerGrace),
 		SchedulerWorkers: workers, GC: gcTarget(o.Cluster.GCPercent, o.Cluster.BenchGCPercent), EtcdNoFsync: o.Cluster.EtcdNoFsync, CPUs: goruntime.GOMAXPROCS(0),
 		Transport:        map[bool]string{true: "mtls", false: "shared"}[o.Cluster.MTLS],

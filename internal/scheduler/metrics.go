@@ -24,6 +24,7 @@ type metrics struct {
 	digestOnly        *prometheus.CounterVec
 	deltas            *prometheus.CounterVec
 	nodeLosses        prometheus.Counter
+	leaseExtensions   prometheus.Counter
 	leasesRenewed     prometheus.Counter
 	orphansRemoved    prometheus.Counter
 	rescheduled       prometheus.Counter
@@ -65,6 +66,8 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 			[]string{"result"}),
 		nodeLosses: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "node_losses_total", Help: "Nodes turned NotReady because their lease expired."}),
+		leaseExtensions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
+			Name: "node_lease_extensions_total", Help: "Node leases moved to a longer TTL as the cluster grew (so that heartbeats could spread out)."}),
 		leasesRenewed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
 			Name: "term_leases_renewed_total", Help: "Node leases renewed as this scheduler began to lead (each node then has a full TTL to reach it)."}),
 		orphansRemoved: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "persys", Subsystem: "scheduler",
@@ -87,7 +90,7 @@ func newMetrics(reg prometheus.Registerer, s *Scheduler) *metrics {
 		return m
 	}
 	reg.MustRegister(m.placements, m.unschedulable, m.placementDuration, m.reconcileDuration, m.applyDuration,
-		m.applies, m.applyResends, m.failures, m.heartbeats, m.digestOnly, m.deltas, m.nodeLosses, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
+		m.applies, m.applyResends, m.failures, m.heartbeats, m.digestOnly, m.deltas, m.nodeLosses, m.leaseExtensions, m.leasesRenewed, m.orphansRemoved, m.rescheduled, m.moves, m.retries, &stateCollector{s: s})
 	reg.MustRegister(m.grpc.Collectors()...)
 	return m
 }

@@ -35,7 +35,8 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 		return nil, fmt.Errorf("cluster_id %q: node %s %w (this is cluster %q); start the agent with a fresh data dir to join this one",
 			told, id, ErrOtherCluster, cluster)
 	}
-	leaseID, err := s.store.GrantNodeLeaseAs(ctx, id, req.GetInstanceId(), s.cfg.LeaseTTL)
+	ttl := s.leaseTTLFor(s.cache.NodeCount() + 1)
+	leaseID, err := s.store.GrantNodeLeaseAs(ctx, id, req.GetInstanceId(), ttl)
 	if errors.Is(err, store.ErrNodeHeld) {
 		s.log.Warn("registration refused: node id held by another agent instance", "node", id, "instance", req.GetInstanceId())
 		return nil, fmt.Errorf("node_id %q is registered and alive under another agent instance, not %q: stop that agent or give this one another --node-id: %w",
@@ -59,6 +60,7 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 		return nil, fmt.Errorf("store node %s: %w", id, err)
 	}
 	s.cache.NodeWritten(id, rev)
+	s.cache.LeaseGranted(id, leaseID, ttl)
 	s.callLimits.declare(id, req.GetMaxConcurrentCalls())
 	// The connection pool redials by itself when the address changed; an
 	// unchanged one keeps serving calls that are in flight.
@@ -72,10 +74,10 @@ func (s *Scheduler) registerNode(ctx context.Context, req *persysv1.RegisterNode
 	}
 	// A node that joins or returns may be where a pending workload fits.
 	s.queuePending()
-	interval := s.heartbeatInterval(s.cache.NodeCount())
+	interval := s.heartbeatInterval(s.cache.NodeCount(), ttl)
 	return &persysv1.RegisterNodeResponse{
 		HeartbeatIntervalMs: interval.Milliseconds(),
-		LeaseTtlSeconds:     int64(s.cfg.LeaseTTL / time.Second),
+		LeaseTtlSeconds:     int64(ttl / time.Second),
 		ClusterId:           cluster,
 	}, nil
 }
@@ -91,7 +93,11 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	if err := checkRepairs(req.GetRepairs()); err != nil {
 		return nil, err
 	}
-	leaseID := s.cache.NodeLease(id)
+	leaseID, ttl := s.cache.NodeLeaseTTL(id)
+	if ttl == 0 {
+		// Granted by an earlier leader: at least the configured TTL.
+		ttl = s.cfg.LeaseTTL
+	}
 	if leaseID == 0 {
 		return &persysv1.HeartbeatResponse{Reregister: true}, nil
 	}
@@ -108,7 +114,12 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	}
 	portsChanged, nodes := s.cache.RecordHeartbeat(id, statecache.Heartbeat{Usage: req.GetUsage(), At: s.cfg.Now(),
 		Full: !req.GetDigestOnly(), UsedPorts: req.GetUsedHostPorts()})
-	intervalMs := s.heartbeatInterval(nodes).Milliseconds()
+	intervalMs := s.heartbeatInterval(nodes, ttl).Milliseconds()
+	if want := s.leaseTTLFor(nodes); want >= ttl+ttl/2 {
+		// The cluster grew past what the node's lease was granted for:
+		// its heartbeats may spread out only once the lease is longer.
+		s.extendLease(id, leaseID, want)
+	}
 	if portsChanged {
 		// A port given up may be what a pending workload waits for.
 		s.queuePending()
@@ -162,10 +173,28 @@ func detailSuffix(d string) string {
 	return " (" + d + ")"
 }
 
-// heartbeatInterval is the interval agents of a cluster of nodes are
-// told (see Config.MaxHeartbeatRate).
-func (s *Scheduler) heartbeatInterval(nodes int) time.Duration {
-	return HeartbeatInterval(nodes, s.cfg.HeartbeatInterval, s.cfg.LeaseTTL, s.cfg.MaxHeartbeatRate)
+// heartbeatInterval is the interval an agent whose lease has ttl is told
+// in a cluster of nodes (see Config.MaxHeartbeatRate).
+func (s *Scheduler) heartbeatInterval(nodes int, ttl time.Duration) time.Duration {
+	return HeartbeatInterval(nodes, s.cfg.HeartbeatInterval, ttl, s.cfg.MaxHeartbeatRate)
+}
+
+// leaseTTLFor is the lease TTL a node gets in a cluster of nodes (see
+// LeaseTTLFor).
+func (s *Scheduler) leaseTTLFor(nodes int) time.Duration {
+	return LeaseTTLFor(nodes, s.cfg.LeaseTTL, s.cfg.MaxHeartbeatRate)
+}
+
+// LeaseTTLFor is the node lease TTL of a cluster of nodes: ttl, or, once
+// heartbeats spread to about rate a second need an interval longer than
+// a third of it, three such intervals, so that a node still survives two
+// lost heartbeats in a row (at 1,000 a second: 30 s at 10,000 nodes).
+// Without it the interval stopped at a third of ttl, and 10,000 nodes
+// sent 3,000 heartbeats a second to a scheduler that could not serve
+// them all on a small machine: every lease expired.
+func LeaseTTLFor(nodes int, ttl time.Duration, rate float64) time.Duration {
+	spread := time.Duration(float64(nodes) / rate * float64(time.Second))
+	return max(ttl, (3 * spread).Round(time.Second))
 }
 
 // HeartbeatInterval spreads nodes' heartbeats so that together they send

@@ -209,10 +209,15 @@ type Scheduler struct {
 	// batches group-commit placements and statuses (batch.go).
 	batches writeBatches
 
-	// runMu guards runCtx and orphanInflight (none of the cache).
+	// runMu guards runCtx, orphanInflight and leaseInflight (none of the
+	// cache).
 	runMu sync.Mutex
 	// orphanInflight de-duplicates orphan removals: node/name → true.
 	orphanInflight map[string]bool
+	// leaseInflight de-duplicates node lease extensions (leases.go), and
+	// leaseSlots bounds them.
+	leaseInflight map[string]bool
+	leaseSlots    chan struct{}
 
 	// pendingPass runs queuePending's passes over the cache.
 	pendingPass coalescer
@@ -278,6 +283,8 @@ func New(cfg Config) (*Scheduler, error) {
 			Backoff: func(attempt int) time.Duration { return reconcile.Backoff(attempt+1, cfg.RetryBase, cfg.RetryMax) }}),
 		nodeLossSem:    make(chan struct{}, nodeLossWriters),
 		orphanInflight: map[string]bool{},
+		leaseInflight:  map[string]bool{},
+		leaseSlots:     make(chan struct{}, leaseExtenders),
 		loadedCh:       make(chan struct{}),
 		callLimits:     limits,
 		dispatch:       newDispatcher(limits, cfg.AgentCallsTotal),
@@ -310,7 +317,7 @@ func New(cfg Config) (*Scheduler, error) {
 	s.secrets = secretsvc.New(secretsvc.Config{Store: cfg.Store, Audit: s.audit, Keyring: cfg.Secrets,
 		Events: s.events, Logger: cfg.Logger, Now: cfg.Now, Changed: s.wakeSecretWaiters})
 	s.git = gitcompose.NewFetcher(cfg.GitCacheDir, s.secrets)
-	s.gitPoll = &gitcompose.Poller{Store: cfg.Store, Fetcher: s.git, Each: s.cache.Each, Prepare: s.prepareSpec,
+	s.gitPoll = &gitcompose.Poller{Store: cfg.Store, Fetcher: s.git, Each: s.cache.EachGitPolled, Prepare: s.prepareSpec,
 		Written: s.cacheWorkload, Event: s.events.Add, Logger: cfg.Logger, Now: cfg.Now}
 	wcfg := cfg.Watch
 	wcfg.Source, wcfg.Logger = cfg.Store, cfg.Logger

@@ -94,8 +94,12 @@ func (s *Scheduler) setAlive(ctx context.Context, id string, alive bool) {
 				Message: "node lease expired"})
 		}
 	}
-	for _, n := range l.Assigned {
-		s.queue.Add(n)
+	if l.Was != alive || !alive {
+		// A lease bound again while alive (a registration, which queues
+		// them itself, or an extension) changes nothing for them.
+		for _, n := range l.Assigned {
+			s.queue.Add(n)
+		}
 	}
 	if alive && !l.Was {
 		s.queuePending()

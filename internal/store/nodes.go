@@ -164,6 +164,47 @@ func (s *Store) GrantNodeLeaseAs(ctx context.Context, id, holder string, ttl tim
 	return 0, fmt.Errorf("store: bind lease for node %q: %w: the liveness key kept changing", id, ErrConflict)
 }
 
+// ExtendNodeLease moves node id's liveness key from its lease old to a new
+// lease of ttl, keeping the key's holder, and revokes old: the node stays
+// alive throughout, and the key's watchers see a put, not a delete. It
+// fails with ErrConflict, changing nothing, when the key is no longer
+// bound to old (the node registered again, or its lease expired).
+func (s *Store) ExtendNodeLease(ctx context.Context, id string, old int64, ttl time.Duration) (int64, error) {
+	if err := ValidateName("node id", id); err != nil {
+		return 0, err
+	}
+	if old == 0 || ttl <= 0 {
+		return 0, fmt.Errorf("store: extend lease of node %q: %w: lease %x, ttl %s", id, ErrInvalid, old, ttl)
+	}
+	key := s.nodeLeaseKey(id)
+	cur, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("store: read lease of node %q: %w", id, err)
+	}
+	if len(cur.Kvs) == 0 || cur.Kvs[0].Lease != old {
+		return 0, fmt.Errorf("store: extend lease of node %q: %w: the liveness key is not bound to lease %x", id, ErrConflict, old)
+	}
+	kv := cur.Kvs[0]
+	grant, err := s.cli.Grant(ctx, leaseSeconds(ttl))
+	if err != nil {
+		return 0, fmt.Errorf("store: grant lease for node %q: %w", id, err)
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
+		Then(clientv3.OpPut(key, string(kv.Value), clientv3.WithLease(grant.ID))).
+		Commit()
+	if err != nil {
+		s.revokeQuietly(grant.ID)
+		return 0, fmt.Errorf("store: bind lease for node %q: %w", id, err)
+	}
+	if !resp.Succeeded {
+		s.revokeQuietly(grant.ID)
+		return 0, fmt.Errorf("store: extend lease of node %q: %w: the liveness key changed", id, ErrConflict)
+	}
+	s.revokeQuietly(clientv3.LeaseID(old))
+	return int64(grant.ID), nil
+}
+
 func (s *Store) revokeQuietly(id clientv3.LeaseID) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/store"
 	"github.com/persys-dev/compute/internal/store/storetest"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -130,5 +131,43 @@ func TestNodeLeaseRegrantAndRevoke(t *testing.T) {
 	}
 	if err := s.RevokeNodeLease(ctx, second); err != nil {
 		t.Fatalf("second revoke: %v", err)
+	}
+}
+
+// A node's lease is extended without a gap in its liveness: the key moves
+// to a new lease of the longer TTL with its holder, the old lease is
+// revoked, and an extension from a lease the key no longer holds changes
+// nothing.
+func TestExtendNodeLease(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, cli := storetest.New(t)
+
+	first, err := s.GrantNodeLeaseAs(ctx, "n1", "agent-a", 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	longer, err := s.ExtendNodeLease(ctx, "n1", first, 60*time.Second)
+	if err != nil || longer == first {
+		t.Fatalf("extend: %d, %v", longer, err)
+	}
+	if err := s.KeepAliveNode(ctx, first); !errors.Is(err, store.ErrLeaseNotFound) {
+		t.Fatalf("the lease extended from is still alive: %v", err)
+	}
+	ttl, err := cli.TimeToLive(ctx, clientv3.LeaseID(longer))
+	if err != nil || ttl.GrantedTTL != 60 {
+		t.Fatalf("new lease granted TTL %d (%v), want 60", ttl.GrantedTTL, err)
+	}
+	if alive, _ := s.NodeAlive(ctx, "n1"); !alive {
+		t.Fatal("not alive on the extended lease")
+	}
+	if _, err := s.GrantNodeLeaseAs(ctx, "n1", "agent-b", 10*time.Second); !errors.Is(err, store.ErrNodeHeld) {
+		t.Fatalf("another identity after the extension: %v, want ErrNodeHeld (the holder is kept)", err)
+	}
+	if _, err := s.ExtendNodeLease(ctx, "n1", first, 90*time.Second); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("extend from a lease the key left: %v, want ErrConflict", err)
+	}
+	if err := s.KeepAliveNode(ctx, longer); err != nil {
+		t.Fatalf("a refused extension touched the lease held: %v", err)
 	}
 }

@@ -82,6 +82,14 @@ type entry struct {
 	lost bool
 }
 
+// edit replaces e's status with a copy changed by fn: List shares the
+// status held with its callers, so it is never changed in place.
+func (e *entry) edit(fn func(st *persysv1.WorkloadStatus)) {
+	st := proto.Clone(e.status).(*persysv1.WorkloadStatus)
+	fn(st)
+	e.status = st
+}
+
 type watcher struct {
 	ch chan string
 }
@@ -197,7 +205,8 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := e.status
+	// Statuses are copied on write: List hands out the ones held.
+	st := proto.Clone(e.status).(*persysv1.WorkloadStatus)
 	if r.workloads[inst.Name] != e {
 		// A later apply or a delete took over: report what this apply
 		// was without touching the current record.
@@ -223,25 +232,30 @@ func (r *Runtime) Apply(ctx context.Context, inst runtime.Instance) (*persysv1.W
 		st.State = target
 	}
 	st.UpdatedAt = timestamppb.Now()
+	e.status = st
 	if st.State == persysv1.ActualState_ACTUAL_STATE_RUNNING && r.readyDelay > 0 {
 		r.startReadinessLocked(inst.Name, e)
 	}
-	return proto.Clone(st).(*persysv1.WorkloadStatus), false, err
+	return proto.Clone(e.status).(*persysv1.WorkloadStatus), false, err
 }
 
 // startReadinessLocked reports the running entry e not ready until
 // ReadyDelay passes, then ready, as a passing readiness check would.
 // r.mu is held.
 func (r *Runtime) startReadinessLocked(name string, e *entry) {
-	e.status.Ready, e.status.Health = false, persysv1.HealthState_HEALTH_STATE_STARTING
+	e.edit(func(st *persysv1.WorkloadStatus) {
+		st.Ready, st.Health = false, persysv1.HealthState_HEALTH_STATE_STARTING
+	})
 	time.AfterFunc(r.readyDelay, func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.workloads[name] != e || e.status.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 			return // replaced, deleted or killed meanwhile
 		}
-		e.status.Ready, e.status.Health = true, persysv1.HealthState_HEALTH_STATE_HEALTHY
-		e.status.UpdatedAt = timestamppb.Now()
+		e.edit(func(st *persysv1.WorkloadStatus) {
+			st.Ready, st.Health = true, persysv1.HealthState_HEALTH_STATE_HEALTHY
+			st.UpdatedAt = timestamppb.Now()
+		})
 		r.notifyLocked(name)
 	})
 }
@@ -304,7 +318,11 @@ func (r *Runtime) List(_ context.Context) ([]*persysv1.WorkloadStatus, error) {
 	defer r.mu.Unlock()
 	out := make([]*persysv1.WorkloadStatus, 0, len(r.workloads))
 	for _, e := range r.workloads {
-		out = append(out, proto.Clone(e.status).(*persysv1.WorkloadStatus))
+		// Shared, not copied: an entry's status is replaced, never
+		// changed in place (entry.edit), and callers do not change what
+		// List returns. Copying each status on every heartbeat was a
+		// sixth of the CPU of 10,000 hollow nodes.
+		out = append(out, e.status)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out, nil
@@ -340,13 +358,14 @@ func (r *Runtime) Kill(name string) {
 		return
 	}
 	e.zombie = false
-	st := e.status
-	st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
-	st.Reason = persysv1.FailureReason_FAILURE_REASON_CONTAINER_EXITED
-	st.Message = "exited with code 137"
-	st.ExitCode = 137
-	st.Ready, st.Health = false, persysv1.HealthState_HEALTH_STATE_UNSPECIFIED
-	st.UpdatedAt = timestamppb.Now()
+	e.edit(func(st *persysv1.WorkloadStatus) {
+		st.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+		st.Reason = persysv1.FailureReason_FAILURE_REASON_CONTAINER_EXITED
+		st.Message = "exited with code 137"
+		st.ExitCode = 137
+		st.Ready, st.Health = false, persysv1.HealthState_HEALTH_STATE_UNSPECIFIED
+		st.UpdatedAt = timestamppb.Now()
+	})
 	r.notifyLocked(name)
 }
 

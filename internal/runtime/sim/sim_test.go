@@ -223,7 +223,7 @@ func TestRuntime(t *testing.T) {
 	}
 }
 
-func TestListOrderedAndCopied(t *testing.T) {
+func TestListOrderedSnapshots(t *testing.T) {
 	r, err := New(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -245,9 +245,15 @@ func TestListOrderedAndCopied(t *testing.T) {
 	if strings.Join(names, ",") != "a,b,c" {
 		t.Fatalf("List names = %v, want a,b,c", names)
 	}
-	ws[0].State = failed
-	if st, _ := r.Status(ctx, "a"); st.GetState() != running {
-		t.Fatalf("changing a listed status changed the runtime's record: %v", st)
+	// What List returned is a snapshot: a later change replaces the
+	// status held instead of changing the one handed out.
+	r.Kill("a")
+	if ws[0].GetState() != running {
+		t.Fatalf("a kill changed a status List had returned: %v", ws[0])
+	}
+	again, err := r.List(ctx)
+	if err != nil || again[0].GetState() != failed {
+		t.Fatalf("List after the kill: %v (%v), want a FAILED", again, err)
 	}
 }
 

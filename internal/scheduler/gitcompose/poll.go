@@ -26,8 +26,8 @@ const pollTick = 5 * time.Second
 type Poller struct {
 	Store   *store.Store
 	Fetcher *Fetcher
-	// Each calls fn with every workload the scheduler knows
-	// (statecache.Cache.Each).
+	// Each calls fn with at least every workload whose Git source has a
+	// poll interval (statecache.Cache.EachGitPolled).
 	Each func(fn func(name string, w *persysv1.Workload, lastReason persysv1.FailureReason))
 	// Prepare checks and completes a spec for who as an apply does,
 	// resolving its Git ref again.

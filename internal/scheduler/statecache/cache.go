@@ -72,6 +72,10 @@ type Cache struct {
 	// that service, not a walk of every workload. An entry may be stale
 	// (the workload went or its label changed): readers check and drop it.
 	byService map[string]map[string]struct{}
+	// gitPolled holds the workloads whose Git compose source is polled
+	// (EachGitPolled), so that the poller does not walk every workload
+	// under the lock every few seconds. Entries are dropped lazily.
+	gitPolled map[string]struct{}
 	nodes     map[string]*node
 	watchers  map[string]map[chan struct{}]struct{}
 	loaded    bool
@@ -186,6 +190,11 @@ type node struct {
 	checkAll      bool
 	usage         *persysv1.Resources
 	lastHeartbeat time.Time
+	// leaseTTL is the TTL lease ttlLease was granted with (see
+	// LeaseGranted); unknown (0) for another lease, such as one granted
+	// by an earlier leader.
+	leaseTTL time.Duration
+	ttlLease int64
 	// lostAt is when the node turned NotReady (zero while ready).
 	lostAt time.Time
 }
@@ -230,6 +239,7 @@ func New(cfg Config) *Cache {
 		byNode:     map[string]map[string]struct{}{},
 		unplaced:   map[string]struct{}{},
 		byService:  map[string]map[string]struct{}{},
+		gitPolled:  map[string]struct{}{},
 		nodes:      map[string]*node{},
 		watchers:   map[string]map[chan struct{}]struct{}{},
 		tombstones: map[string]tombstone{},
@@ -262,6 +272,7 @@ func (c *Cache) Load(snap Snapshot) []string {
 	c.workloads, c.counts, c.byNode = map[string]*workload{}, stateCounts{}, map[string]map[string]struct{}{}
 	c.unplaced = map[string]struct{}{}
 	c.byService = map[string]map[string]struct{}{}
+	c.gitPolled = map[string]struct{}{}
 	for name, w := range snap.Workloads {
 		e := &workload{w: c.specs.share(w), rev: snap.WorkloadRevs[name]}
 		e.status = holdStatus(snap.Statuses[name], e.w)

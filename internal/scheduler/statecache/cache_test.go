@@ -191,3 +191,35 @@ func TestNodeLivenessPatchesTheSnapshot(t *testing.T) {
 		t.Fatalf("placed on %q: n1's new record has 50 millicores for a 100 one", got)
 	}
 }
+
+// The Git poller is shown only the workloads whose Git source is polled,
+// not every workload: one that stops polling or is deleted drops out.
+func TestEachGitPolledSeesOnlyPolledSources(t *testing.T) {
+	c := New(Config{})
+	polled := func(name string, every int64) *persysv1.Workload {
+		w := workloadNamed(name, "u-"+name, 10)
+		w.Spec.Type = persysv1.WorkloadType_WORKLOAD_TYPE_COMPOSE
+		w.Spec.Compose = &persysv1.ComposeSpec{Git: &persysv1.GitSource{Url: "https://example.test/r.git", PollIntervalSeconds: every}}
+		return w
+	}
+	c.WorkloadWritten(workloadNamed("plain", "u-plain", 10), 2)
+	c.WorkloadWritten(polled("git", 60), 3)
+	c.WorkloadWritten(polled("git-once", 0), 4)
+	c.WorkloadWritten(polled("git-gone", 60), 5)
+	seen := func() []string {
+		var names []string
+		c.EachGitPolled(func(name string, _ *persysv1.Workload, _ persysv1.FailureReason) { names = append(names, name) })
+		slices.Sort(names)
+		return names
+	}
+	if got := seen(); !slices.Equal(got, []string{"git", "git-gone"}) {
+		t.Fatalf("polled %v, want [git git-gone]", got)
+	}
+	next := polled("git", 0)
+	next.Revision = 2
+	c.WorkloadChanged("git", next, 6, false)
+	c.WorkloadChanged("git-gone", nil, 7, true)
+	if got := seen(); len(got) != 0 {
+		t.Fatalf("polled %v after one stopped polling and one was deleted, want none", got)
+	}
+}

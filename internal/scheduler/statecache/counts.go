@@ -58,10 +58,14 @@ func (c *Cache) putWorkloadLocked(name string, e *workload) {
 // (servicectl.LabelService): byService indexes it.
 const ServiceLabel = "persys.service"
 
-// indexServiceLocked adds name to byService under w's ServiceLabel; call
-// it whenever a cache entry gets a workload. Entries are dropped lazily
+// indexServiceLocked adds name to byService under w's ServiceLabel, and
+// to gitPolled when its Git source is polled; call it whenever a cache
+// entry gets a workload. Entries are dropped lazily
 // (serviceMembersLocked).
 func (c *Cache) indexServiceLocked(name string, w *persysv1.Workload) {
+	if gitPolled(w) {
+		c.gitPolled[name] = struct{}{}
+	}
 	v := w.GetLabels()[ServiceLabel]
 	if v == "" {
 		return

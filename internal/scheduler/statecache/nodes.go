@@ -52,6 +52,47 @@ func (c *Cache) NodeLease(id string) int64 {
 	return 0
 }
 
+// NodeLeaseTTL is node id's lease and the TTL it was granted with (0 when
+// this scheduler did not grant it, or the node is not known).
+func (c *Cache) NodeLeaseTTL(id string) (lease int64, ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	if ne == nil {
+		return 0, 0
+	}
+	lease = ne.node.GetLeaseId()
+	if lease != 0 && lease == ne.ttlLease {
+		ttl = ne.leaseTTL
+	}
+	return lease, ttl
+}
+
+// LeaseGranted records that node id's lease was granted with ttl.
+func (c *Cache) LeaseGranted(id string, lease int64, ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ne := c.nodes[id]; ne != nil {
+		ne.ttlLease, ne.leaseTTL = lease, ttl
+	}
+}
+
+// LeaseExtended makes lease, of ttl, node id's lease in place of old and
+// returns the record to write; ok is false, and nothing changes, when the
+// node's lease is no longer old (it registered again meanwhile).
+func (c *Cache) LeaseExtended(id string, old, lease int64, ttl time.Duration) (rec *persysv1.Node, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ne := c.nodes[id]
+	if ne == nil || ne.node.GetLeaseId() != old {
+		return nil, false
+	}
+	n := cloneNode(ne.node)
+	n.LeaseId = lease
+	ne.node, ne.ttlLease, ne.leaseTTL = n, lease, ttl
+	return cloneNode(n), true
+}
+
 // Heartbeat is what a heartbeat tells besides the workloads.
 type Heartbeat struct {
 	Usage *persysv1.Resources

@@ -362,6 +362,25 @@ func (c *Cache) Each(fn func(name string, w *persysv1.Workload, lastReason persy
 	}
 }
 
+// EachGitPolled calls fn with every workload whose Git compose source is
+// polled (a poll interval set), as Each would.
+func (c *Cache) EachGitPolled(fn func(name string, w *persysv1.Workload, lastReason persysv1.FailureReason)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name := range c.gitPolled {
+		e := c.workloads[name]
+		if e == nil || !gitPolled(e.w) {
+			delete(c.gitPolled, name)
+			continue
+		}
+		fn(name, e.w, e.retry().lastReason)
+	}
+}
+
+func gitPolled(w *persysv1.Workload) bool {
+	return w.GetSpec().GetCompose().GetGit().GetPollIntervalSeconds() > 0
+}
+
 // Names lists every cached workload.
 func (c *Cache) Names() []string {
 	c.mu.Lock()
