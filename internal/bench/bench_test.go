@@ -225,12 +225,15 @@ func TestScenarios(t *testing.T) {
 			o.Cluster.SchedulerProcess = true
 			o.Cluster.SchedulerCPUProfile = filepath.Join(dir, "sched.cpu")
 			o.Cluster.SchedulerHeapProfile = filepath.Join(dir, "sched.heap")
+			// Enough work for the 100 Hz CPU profile to sample.
+			o.Workloads, o.SubmitBatch = 1000, 100
 		}},
 		{"node-loss-scheduler-process", ScenarioNodeLoss, func(o *Options) { o.LossFraction = 0.25; o.Cluster.SchedulerProcess = true }},
 		{"throughput-mtls-scheduler-process", ScenarioThroughput, func(o *Options) {
 			o.Cluster.MTLS, o.Cluster.SchedulerProcess, o.Cluster.MTLSConns = true, true, 1
 			o.Cluster.SchedulerCPUProfile = filepath.Join(dir, "sched-mtls.cpu")
 			o.TimelineEvery = 50 * time.Millisecond
+			o.Workloads, o.SubmitBatch = 1000, 100
 		}},
 	}
 	for _, tc := range tests {

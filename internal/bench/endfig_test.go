@@ -138,13 +138,16 @@ func TestQuotaExceededFailsTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// etcd checks the quota against the database file, which grows as its
+	// write batches commit (every 100 ms): puts go on until one is
+	// refused, up to 64 MiB.
 	big := strings.Repeat("x", 64<<10)
 	var putErr error
-	for i := 0; i < 64 && putErr == nil; i++ {
+	for i := 0; i < 1024 && putErr == nil; i++ {
 		_, putErr = c.Store.Client().Put(ctx, fmt.Sprintf("/quota-test/%d", i), big)
 	}
 	if putErr == nil || !strings.Contains(putErr.Error(), "database space exceeded") {
-		t.Fatalf("4 MiB into a 1 MiB quota: %v", putErr)
+		t.Fatalf("64 MiB into a 1 MiB quota: %v", putErr)
 	}
 	eventually.Eventually(t, "the cluster failing on NOSPACE", 30*time.Second, eventually.True(func() bool { return c.failed() != nil }))
 	err = c.failed()
