@@ -16,6 +16,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/leaderconn"
+	"github.com/persys-dev/compute/internal/nodechannel"
 )
 
 // controlPlane is how the agent reaches the scheduler: each call reports
@@ -63,6 +64,19 @@ type Schedulers struct {
 	ch     persysv1grpc.NodeChannelServiceClient
 }
 
+// TransportOptions are the transport settings of an agent's connections
+// to the scheduler: fixed flow-control windows, as the scheduler's (see
+// nodechannel.StreamWindowBytes), so that a connection of a few small
+// messages a second sends no bandwidth-delay pings, and write buffers
+// taken from a pool for each flush.
+func TransportOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(nodechannel.StreamWindowBytes),
+		grpc.WithInitialConnWindowSize(nodechannel.ConnWindowBytes),
+		grpc.WithSharedWriteBuffer(true),
+	}
+}
+
 // DialSchedulers prepares connections to the scheduler replicas at addrs
 // (host:port each; the first is tried first; blanks trimmed, repeats
 // dropped). Each address's certificate is verified against its own host (a
@@ -88,7 +102,7 @@ func DialSchedulers(addrs []string, tlsCfg *tls.Config, opts ...grpc.DialOption)
 		Backoff:           grpcbackoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second},
 		MinConnectTimeout: 5 * time.Second,
 	})
-	cfg := leaderconn.Config{Addrs: list, TLS: tlsCfg, DialOptions: append([]grpc.DialOption{backoff}, opts...)}
+	cfg := leaderconn.Config{Addrs: list, TLS: tlsCfg, DialOptions: append(append([]grpc.DialOption{backoff}, TransportOptions()...), opts...)}
 	pool, err := leaderconn.Dial(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)

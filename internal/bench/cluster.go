@@ -700,7 +700,7 @@ func (c *Cluster) startHollow(id string, bundle *pki.Bundle) (*Hollow, error) {
 	h := &Hollow{ID: id, Addr: hollowAddress, Runtime: rt}
 	if c.opts.MTLSConns == 1 {
 		// One connection carries the node's calls and its control stream.
-		h.conn, err = grpc.NewClient(c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))
+		h.conn, err = grpc.NewClient(c.Addr, append(agent.TransportOptions(), grpc.WithTransportCredentials(credentials.NewTLS(clientTLS)))...)
 		if err != nil {
 			return nil, fmt.Errorf("bench: node %s: %w", id, err)
 		}

@@ -48,12 +48,15 @@ const (
 	writeBufferBytes = 16 << 10
 )
 
-// connOptions size the per-connection buffers (see readBufferBytes).
+// connOptions size the per-connection buffers (see readBufferBytes) and
+// flow-control windows (see nodechannel.StreamWindowBytes).
 func connOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.SharedWriteBuffer(true),
 		grpc.ReadBufferSize(readBufferBytes),
 		grpc.WriteBufferSize(writeBufferBytes),
+		grpc.InitialWindowSize(nodechannel.StreamWindowBytes),
+		grpc.InitialConnWindowSize(nodechannel.ConnWindowBytes),
 	}
 }
 
