@@ -154,6 +154,10 @@ type Agent struct {
 	running atomic.Bool
 
 	lister lister
+	// stamped maps each status the runtimes last listed to its stamped
+	// copy (listAll), so that one listed again is not copied again.
+	stampMu sync.Mutex
+	stamped map[*persysv1.WorkloadStatus]*persysv1.WorkloadStatus
 
 	mu       sync.Mutex
 	interval time.Duration

@@ -101,7 +101,9 @@ func (s sentList) delta(ws []*persysv1.WorkloadStatus) change {
 			whole = true
 		}
 		seen[name] = true
-		if old, ok := s.byName[name]; ok && proto.Equal(old, st) {
+		// The same status (a listing that found nothing changed hands the
+		// same ones out again), or an equal one.
+		if old, ok := s.byName[name]; ok && (old == st || proto.Equal(old, st)) {
 			continue
 		}
 		h, ok := reportdigest.EntryOf(st)

@@ -81,6 +81,10 @@ type healthChecks struct {
 	// an entry while its apply runs.
 	specs map[string]appliedChecks
 	wg    sync.WaitGroup // liveness failures being handled
+
+	// memo holds the last listing's overlays by status (overlayMemo).
+	memoMu sync.Mutex
+	memo   map[*persysv1.WorkloadStatus]overlaid
 }
 
 func newHealthChecks(a *Agent) *healthChecks {
@@ -194,9 +198,13 @@ func (h *healthChecks) sync(all []*persysv1.WorkloadStatus) []*persysv1.Workload
 	for _, p := range stop {
 		p.Stop()
 	}
+	next := make(map[*persysv1.WorkloadStatus]overlaid, len(all))
+	h.memoMu.Lock()
+	defer h.memoMu.Unlock()
 	for i, st := range all {
-		all[i] = h.overlay(st)
+		all[i] = h.overlayMemo(st, h.memo, next)
 	}
+	h.memo = next
 	return all
 }
 
@@ -279,6 +287,22 @@ func (h *healthChecks) forgetReplaced(all []*persysv1.WorkloadStatus) {
 // without (a runtime that judged health itself, as compose does from its
 // healthchecks, keeps its verdict).
 func (h *healthChecks) overlay(st *persysv1.WorkloadStatus) *persysv1.WorkloadStatus {
+	return h.overlayMemo(st, nil, nil)
+}
+
+// overlaid is a memoized overlay of one status: its result, and whether
+// the instance had checks (the one input besides the status itself).
+type overlaid struct {
+	out       *persysv1.WorkloadStatus
+	hasChecks bool
+}
+
+// overlayMemo is overlay; with next set, a result that depends on st alone
+// (no failure, no prober) is kept in next under st's identity and taken
+// from prev when st comes again: a runtime that lists the same status
+// again (copy-on-write) then gets the same result, with no copy made, and
+// the heartbeat's delta sees it unchanged by identity.
+func (h *healthChecks) overlayMemo(st *persysv1.WorkloadStatus, prev, next map[*persysv1.WorkloadStatus]overlaid) *persysv1.WorkloadStatus {
 	if st == nil {
 		return nil
 	}
@@ -287,43 +311,57 @@ func (h *healthChecks) overlay(st *persysv1.WorkloadStatus) *persysv1.WorkloadSt
 	f, failed := h.failures[name]
 	rp, probing := h.probers[name]
 	h.mu.Unlock()
-	// st is copied only when it changes: most statuses already say what
-	// the overlay would, and a copy of each on every heartbeat was a
-	// tenth of a node's listing.
-	out := st
-	edit := func() *persysv1.WorkloadStatus {
-		if out == st {
-			out = proto.Clone(st).(*persysv1.WorkloadStatus)
-		}
-		return out
-	}
 	running := st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
 	switch {
 	case failed && f.inst == inst:
-		o := edit()
-		o.State = persysv1.ActualState_ACTUAL_STATE_FAILED
-		o.Reason = persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED
-		o.Message = f.detail
-		o.UpdatedAt = timestamppb.New(f.since)
-		setSnapshot(o, f.snap)
+		out := proto.Clone(st).(*persysv1.WorkloadStatus)
+		out.State = persysv1.ActualState_ACTUAL_STATE_FAILED
+		out.Reason = persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED
+		out.Message = f.detail
+		out.UpdatedAt = timestamppb.New(f.since)
+		setSnapshot(out, f.snap)
+		return out
 	case running && probing && rp.inst == inst:
-		setSnapshot(edit(), rp.p.Snapshot())
-	case running:
-		if _, has := h.checksOf(st); has {
-			// Checks not started yet (outside Run, or before the next
-			// listing): not ready until they pass.
-			if st.GetReady() || st.GetHealth() != persysv1.HealthState_HEALTH_STATE_STARTING {
-				o := edit()
-				o.Ready, o.Health = false, persysv1.HealthState_HEALTH_STATE_STARTING
-			}
-		} else if st.GetHealth() == persysv1.HealthState_HEALTH_STATE_UNSPECIFIED && !st.GetReady() {
-			edit().Ready = true
-		}
-	default:
-		if st.GetReady() {
-			edit().Ready = false
-		}
+		out := proto.Clone(st).(*persysv1.WorkloadStatus)
+		setSnapshot(out, rp.p.Snapshot())
+		return out
 	}
+	hasChecks := false
+	if running {
+		_, hasChecks = h.checksOf(st)
+	}
+	if m, ok := prev[st]; ok && m.hasChecks == hasChecks {
+		next[st] = m
+		return m.out
+	}
+	out := readiness(st, running, hasChecks)
+	if next != nil {
+		next[st] = overlaid{out, hasChecks}
+	}
+	return out
+}
+
+// readiness is st with the readiness an instance without a prober has:
+// not ready until its checks pass (checks not started yet: outside Run,
+// or before the next listing), ready = running without checks, unless a
+// runtime judged health itself (as compose does from its healthchecks).
+// st is copied only when it changes.
+func readiness(st *persysv1.WorkloadStatus, running, hasChecks bool) *persysv1.WorkloadStatus {
+	var ready bool
+	health := st.GetHealth()
+	switch {
+	case running && hasChecks:
+		ready, health = false, persysv1.HealthState_HEALTH_STATE_STARTING
+	case running && health == persysv1.HealthState_HEALTH_STATE_UNSPECIFIED:
+		ready = true
+	case running:
+		ready = st.GetReady()
+	}
+	if st.GetReady() == ready && st.GetHealth() == health {
+		return st
+	}
+	out := proto.Clone(st).(*persysv1.WorkloadStatus)
+	out.Ready, out.Health = ready, health
 	return out
 }
 

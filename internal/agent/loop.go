@@ -451,15 +451,27 @@ func (a *Agent) usage() *persysv1.Resources {
 // tell the scheduler that running workloads are missing.
 func (a *Agent) listAll(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
 	var all []*persysv1.WorkloadStatus
+	a.stampMu.Lock()
+	stamped := make(map[*persysv1.WorkloadStatus]*persysv1.WorkloadStatus, len(a.stamped))
 	for _, rt := range a.order {
 		ws, err := rt.List(ctx)
 		if err != nil {
+			a.stampMu.Unlock()
 			return nil, fmt.Errorf("list %s workloads: %w", runtimeName(rt.Type()), err)
 		}
 		for _, w := range ws {
-			all = append(all, a.stamp(w))
+			// A status listed again (the same one: runtimes that copy on
+			// write hand it out again) keeps its stamped copy.
+			st, ok := a.stamped[w]
+			if !ok {
+				st = a.stamp(w)
+			}
+			stamped[w] = st
+			all = append(all, st)
 		}
 	}
+	a.stamped = stamped
+	a.stampMu.Unlock()
 	return a.health.sync(a.zombies.overlay(all)), nil
 }
 
