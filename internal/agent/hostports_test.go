@@ -10,10 +10,7 @@ import (
 	"testing"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
 	"github.com/persys-dev/compute/internal/hostaccess"
-	"github.com/persys-dev/compute/internal/runtime"
-	"github.com/persys-dev/compute/internal/runtime/sim"
 )
 
 func TestParseProcNet(t *testing.T) {
@@ -78,16 +75,7 @@ func TestUsedHostPorts(t *testing.T) {
 	}
 	other := listenTCP(t)
 	mine := listenTCP(t) // stands for the proxy of the workload's port
-	rt, err := sim.New(sim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{rt},
-		Channel:  persysv1grpc.NewNodeChannelServiceClient(nil),
-		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, rt := simAgent(t)
 	has := func(port uint32) bool {
 		return slices.ContainsFunc(a.usedHostPorts(), func(p *persysv1.HostPort) bool {
 			return p.GetPort() == port && p.GetProtocol() == "tcp" && p.GetHostIp() == "127.0.0.1"

@@ -16,16 +16,7 @@ import (
 // so the heartbeat's delta is empty by identity; a workload that changed
 // comes as a new status with the change, and the others stay the same.
 func TestListingKeepsUnchangedStatuses(t *testing.T) {
-	rt, err := sim.New(sim.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{rt},
-		Channel:  persysv1grpc.NewNodeChannelServiceClient(nil),
-		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, rt := simAgent(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	spec := &persysv1.WorkloadSpec{Type: persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER,
@@ -74,4 +65,20 @@ func TestListingKeepsUnchangedStatuses(t *testing.T) {
 	if first[0].GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
 		t.Fatal("the kill changed a status listed before it")
 	}
+}
+
+// simAgent is an agent of node n1 (not running) on a sim runtime.
+func simAgent(t *testing.T) (*Agent, *sim.Runtime) {
+	t.Helper()
+	rt, err := sim.New(sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{rt},
+		Channel:  persysv1grpc.NewNodeChannelServiceClient(nil),
+		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, rt
 }

@@ -125,6 +125,12 @@ func (h *Hub) Accept(ctx context.Context, nodeID string, stream AgentStream) err
 	defer cancel(nil)
 	s := &session{hub: h, node: nodeID, stream: stream, ctx: sctx, cancel: cancel, calls: map[uint64]*call{}}
 
+	// The answer goes before the session is published: a call made on it
+	// at once (Await) must not reach the agent ahead of accepted, which
+	// the agent takes as a refusal.
+	if err := s.send(&persysv1.SchedulerFrame{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{Registered: registered}}}); err != nil {
+		return status.Errorf(codes.Unavailable, "node %s: answering the hello: %v", nodeID, err)
+	}
 	h.mu.Lock()
 	old := h.sessions[nodeID]
 	h.sessions[nodeID] = s
@@ -135,10 +141,6 @@ func (h *Hub) Accept(ctx context.Context, nodeID string, stream AgentStream) err
 		old.close(ReasonReplaced)
 	}
 	h.cfg.Metrics.opened()
-	if err := s.send(&persysv1.SchedulerFrame{Body: &persysv1.SchedulerFrame_Accepted{Accepted: &persysv1.ChannelAccepted{Registered: registered}}}); err != nil {
-		s.close(ReasonStreamEnded)
-		return status.Errorf(codes.Unavailable, "node %s: answering the hello: %v", nodeID, err)
-	}
 	h.log.Info("node control stream connected", "node", nodeID, "replaced", old != nil)
 	if h.cfg.OnChange != nil {
 		h.cfg.OnChange(nodeID, true, "")

@@ -19,30 +19,13 @@ const leaseExtenders = 16
 // the node's record with the new lease so that a leader after this one
 // renews it. A node that registered again meanwhile keeps its new lease.
 func (s *Scheduler) extendLease(id string, lease int64, ttl time.Duration) {
-	s.runMu.Lock()
-	runCtx := s.runCtx
-	if s.leaseInflight[id] || runCtx == nil || runCtx.Err() != nil {
-		s.runMu.Unlock()
-		return
-	}
 	select {
 	case s.leaseSlots <- struct{}{}:
 	default:
-		s.runMu.Unlock()
 		return
 	}
-	s.leaseInflight[id] = true
-	s.background.Add(1)
-	s.runMu.Unlock()
-
-	go func() {
-		defer s.background.Done()
-		defer func() {
-			s.runMu.Lock()
-			delete(s.leaseInflight, id)
-			s.runMu.Unlock()
-			<-s.leaseSlots
-		}()
+	started := s.goOnce(s.leaseInflight, id, func(runCtx context.Context) {
+		defer func() { <-s.leaseSlots }()
 		ctx, cancel := context.WithTimeout(runCtx, s.cfg.ApplyTimeout)
 		defer cancel()
 		next, err := s.store.ExtendNodeLease(ctx, id, lease, ttl)
@@ -65,5 +48,8 @@ func (s *Scheduler) extendLease(id string, lease int64, ttl time.Duration) {
 		s.cache.NodeWritten(id, rev)
 		s.metrics.leaseExtensions.Inc()
 		s.log.Debug("node lease extended", "node", id, "ttl", ttl.String())
-	}()
+	})
+	if !started {
+		<-s.leaseSlots
+	}
 }

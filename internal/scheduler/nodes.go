@@ -259,27 +259,7 @@ func (s *Scheduler) processDigest(nodeID string, digest uint64) bool {
 // a time per node and name.
 func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 	key := nodeID + "/" + name + "/" + uid
-	s.runMu.Lock()
-	if s.orphanInflight[key] {
-		s.runMu.Unlock()
-		return
-	}
-	runCtx := s.runCtx
-	if runCtx == nil || runCtx.Err() != nil {
-		s.runMu.Unlock()
-		return
-	}
-	s.orphanInflight[key] = true
-	s.background.Add(1)
-	s.runMu.Unlock()
-
-	go func() {
-		defer s.background.Done()
-		defer func() {
-			s.runMu.Lock()
-			delete(s.orphanInflight, key)
-			s.runMu.Unlock()
-		}()
+	s.goOnce(s.orphanInflight, key, func(runCtx context.Context) {
 		err := s.agents().call(runCtx, nodeID, s.cfg.ApplyTimeout, func(cctx context.Context, cli persysv1grpc.AgentServiceClient) error {
 			_, err := cli.DeleteWorkload(cctx, &persysv1.DeleteWorkloadRequest{Name: name, Uid: uid})
 			return err
@@ -292,5 +272,30 @@ func (s *Scheduler) removeOrphan(nodeID, name, uid string) {
 		s.log.Info("orphan removed", "node", nodeID, "workload", name, "uid", uid)
 		s.events.Add(model.EventOrphanRemoved, &persysv1.Event{Workload: name, NodeId: nodeID,
 			Message: "removed a copy the scheduler does not assign to this node"})
+	})
+}
+
+// goOnce runs fn in the background with the term's context, unless a run
+// under key in inflight (guarded by runMu) is under way or the scheduler
+// does not lead; it reports whether fn started.
+func (s *Scheduler) goOnce(inflight map[string]bool, key string, fn func(runCtx context.Context)) bool {
+	s.runMu.Lock()
+	runCtx := s.runCtx
+	if inflight[key] || runCtx == nil || runCtx.Err() != nil {
+		s.runMu.Unlock()
+		return false
+	}
+	inflight[key] = true
+	s.background.Add(1)
+	s.runMu.Unlock()
+	go func() {
+		defer s.background.Done()
+		defer func() {
+			s.runMu.Lock()
+			delete(inflight, key)
+			s.runMu.Unlock()
+		}()
+		fn(runCtx)
 	}()
+	return true
 }
