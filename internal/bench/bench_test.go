@@ -146,6 +146,9 @@ func TestOptionsValidation(t *testing.T) {
 		{"mTLS at 20000 nodes in a scheduler process", ClusterOptions{Nodes: 20000, Dir: "x", MTLS: true, SchedulerProcess: true}, ""},
 		{"three mTLS connections per node", ClusterOptions{Nodes: 1, Dir: "x", MTLS: true, MTLSConns: 3}, "mTLS connections"},
 		{"scheduler profile in one process", ClusterOptions{Nodes: 1, Dir: "x", SchedulerCPUProfile: "/tmp/x"}, "scheduler process"},
+		{"bench gc target in one process", ClusterOptions{Nodes: 1, Dir: "x", BenchGCPercent: 400}, "bench gc percent"},
+		{"bench gc target out of range", ClusterOptions{Nodes: 1, Dir: "x", SchedulerProcess: true, BenchGCPercent: 5}, "bench gc percent"},
+		{"bench gc target", ClusterOptions{Nodes: 1, Dir: "x", SchedulerProcess: true, BenchGCPercent: 400}, ""},
 		{"ok", ClusterOptions{Nodes: 1, Dir: "x"}, ""},
 	}
 	for _, tc := range clusterTests {
