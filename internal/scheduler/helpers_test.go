@@ -652,9 +652,15 @@ func (c *cluster) metric(name string, labels map[string]string) float64 {
 // metricSum adds up every series of a counter of the current scheduler.
 func (c *cluster) metricSum(name string) float64 {
 	c.t.Helper()
-	mfs, err := c.sched.reg.Gather()
+	return counterSum(c.t, c.sched.reg, name)
+}
+
+// counterSum adds up every series of the counter name in g.
+func counterSum(t testing.TB, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	sum := 0.0
 	for _, mf := range mfs {

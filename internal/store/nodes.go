@@ -138,28 +138,19 @@ func (s *Store) GrantNodeLeaseAs(ctx context.Context, id, holder string, ttl tim
 			}
 			modRev, old = kv.ModRevision, clientv3.LeaseID(kv.Lease)
 		}
-		grant, err := s.cli.Grant(ctx, leaseSeconds(ttl))
+		lease, bound, err := s.bindNewLease(ctx, id, key, holder, modRev, ttl)
 		if err != nil {
-			return 0, fmt.Errorf("store: grant lease for node %q: %w", id, err)
+			return 0, err
 		}
-		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
-			Then(clientv3.OpPut(key, holder, clientv3.WithLease(grant.ID))).
-			Commit()
-		if err != nil {
-			s.revokeQuietly(grant.ID)
-			return 0, fmt.Errorf("store: bind lease for node %q: %w", id, err)
-		}
-		if !resp.Succeeded {
+		if !bound {
 			// Another registration (or the lease's expiry) came between.
-			s.revokeQuietly(grant.ID)
 			continue
 		}
-		if old != 0 && old != grant.ID {
+		if old != 0 && old != lease {
 			// Only the liveness key was bound to it, and that key has moved.
 			s.revokeQuietly(old)
 		}
-		return int64(grant.ID), nil
+		return int64(lease), nil
 	}
 	return 0, fmt.Errorf("store: bind lease for node %q: %w: the liveness key kept changing", id, ErrConflict)
 }
@@ -185,24 +176,38 @@ func (s *Store) ExtendNodeLease(ctx context.Context, id string, old int64, ttl t
 		return 0, fmt.Errorf("store: extend lease of node %q: %w: the liveness key is not bound to lease %x", id, ErrConflict, old)
 	}
 	kv := cur.Kvs[0]
-	grant, err := s.cli.Grant(ctx, leaseSeconds(ttl))
+	lease, bound, err := s.bindNewLease(ctx, id, key, string(kv.Value), kv.ModRevision, ttl)
 	if err != nil {
-		return 0, fmt.Errorf("store: grant lease for node %q: %w", id, err)
+		return 0, err
 	}
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)).
-		Then(clientv3.OpPut(key, string(kv.Value), clientv3.WithLease(grant.ID))).
-		Commit()
-	if err != nil {
-		s.revokeQuietly(grant.ID)
-		return 0, fmt.Errorf("store: bind lease for node %q: %w", id, err)
-	}
-	if !resp.Succeeded {
-		s.revokeQuietly(grant.ID)
+	if !bound {
 		return 0, fmt.Errorf("store: extend lease of node %q: %w: the liveness key changed", id, ErrConflict)
 	}
 	s.revokeQuietly(clientv3.LeaseID(old))
-	return int64(grant.ID), nil
+	return int64(lease), nil
+}
+
+// bindNewLease grants a lease of ttl and binds node id's liveness key to
+// it with holder as its value, if the key's mod revision is still modRev
+// (0: absent); bound is false, and the new lease revoked, when it is not.
+func (s *Store) bindNewLease(ctx context.Context, id, key, holder string, modRev int64, ttl time.Duration) (lease clientv3.LeaseID, bound bool, err error) {
+	grant, err := s.cli.Grant(ctx, leaseSeconds(ttl))
+	if err != nil {
+		return 0, false, fmt.Errorf("store: grant lease for node %q: %w", id, err)
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(key), "=", modRev)).
+		Then(clientv3.OpPut(key, holder, clientv3.WithLease(grant.ID))).
+		Commit()
+	if err != nil {
+		s.revokeQuietly(grant.ID)
+		return 0, false, fmt.Errorf("store: bind lease for node %q: %w", id, err)
+	}
+	if !resp.Succeeded {
+		s.revokeQuietly(grant.ID)
+		return 0, false, nil
+	}
+	return grant.ID, true, nil
 }
 
 func (s *Store) revokeQuietly(id clientv3.LeaseID) {
