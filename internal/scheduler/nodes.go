@@ -115,7 +115,7 @@ func (s *Scheduler) heartbeat(ctx context.Context, req *persysv1.HeartbeatReques
 	portsChanged, nodes := s.cache.RecordHeartbeat(id, statecache.Heartbeat{Usage: req.GetUsage(), At: s.cfg.Now(),
 		Full: !req.GetDigestOnly(), UsedPorts: req.GetUsedHostPorts()})
 	intervalMs := s.heartbeatInterval(nodes, ttl).Milliseconds()
-	if want := s.leaseTTLFor(nodes); want >= ttl+ttl/2 {
+	if want := s.leaseTTLFor(nodes); leaseOutgrown(ttl, want) {
 		// The cluster grew past what the node's lease was granted for:
 		// its heartbeats may spread out only once the lease is longer.
 		s.extendLease(id, leaseID, want)

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/identity"
@@ -69,6 +70,13 @@ type Config struct {
 	// node survives two lost heartbeats in a row). At 5,000 nodes that
 	// is 3.3 s and 1,500 heartbeats/s instead of 2,500/s.
 	MaxHeartbeatRate float64
+	// LeaseExtensionRate paces the moves of nodes to longer leases as the
+	// cluster grows (default MaxHeartbeatRate/100, at least 1 a second):
+	// each costs four etcd writes, which every member applies, and a
+	// cluster formed at once asks for thousands in its first minute.
+	// Until moved, a node only beats more often than the rate target
+	// wants (at most twice: see extendLease).
+	LeaseExtensionRate float64
 	// LeaseTTL is the node liveness lease (default 10s).
 	LeaseTTL time.Duration
 	// ResyncInterval re-reconciles every workload (default 30s) as a safety
@@ -139,6 +147,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxHeartbeatRate <= 0 {
 		c.MaxHeartbeatRate = DefaultMaxHeartbeatRate
+	}
+	if c.LeaseExtensionRate <= 0 {
+		c.LeaseExtensionRate = max(1, c.MaxHeartbeatRate/100)
 	}
 	if c.StableAfter <= 0 {
 		c.StableAfter = 30 * time.Second
@@ -214,10 +225,11 @@ type Scheduler struct {
 	runMu sync.Mutex
 	// orphanInflight de-duplicates orphan removals: node/name → true.
 	orphanInflight map[string]bool
-	// leaseInflight de-duplicates node lease extensions (leases.go), and
-	// leaseSlots bounds them.
+	// leaseInflight de-duplicates node lease extensions (leases.go),
+	// leaseSlots bounds them and leasePace paces them.
 	leaseInflight map[string]bool
 	leaseSlots    chan struct{}
+	leasePace     *rate.Limiter
 
 	// pendingPass runs queuePending's passes over the cache.
 	pendingPass coalescer
@@ -285,6 +297,7 @@ func New(cfg Config) (*Scheduler, error) {
 		orphanInflight: map[string]bool{},
 		leaseInflight:  map[string]bool{},
 		leaseSlots:     make(chan struct{}, leaseExtenders),
+		leasePace:      rate.NewLimiter(rate.Limit(cfg.LeaseExtensionRate), 1),
 		loadedCh:       make(chan struct{}),
 		callLimits:     limits,
 		dispatch:       newDispatcher(limits, cfg.AgentCallsTotal),
