@@ -339,97 +339,125 @@ func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sen
 		return replyOK, err
 	}
 	if fresh {
-		// Only a list taken after the mark may prune the allocation
-		// record: an older one misses workloads applied since.
-		present := make(map[string]bool, len(workloads))
-		var failed map[string]bool
-		for _, w := range workloads {
-			present[w.GetName()] = true
-			// A zombie is reported FAILED but may still hold what it took.
-			if _, zombie := a.zombies.get(w.GetName()); w.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED && !zombie {
-				if failed == nil {
-					failed = map[string]bool{}
-				}
-				failed[w.GetName()] = true
-			}
-		}
-		a.ledger.prune(present, mark, a.log)
-		a.ledger.release(failed, mark)
-		a.metrics.setWorkloads(workloads)
+		a.settleLedger(workloads, mark)
 	}
 	// Listing goes on every time (the ledger and the zombie overlay need
 	// it); only sending what the scheduler holds is saved.
-	now := time.Now()
-	// The digest comes from what changed since the list the scheduler
-	// holds, when it holds one: hashing every status on every heartbeat
-	// was most of a heartbeat's cost at 100 workloads a node.
-	var delta change
-	var whole fullList
-	if sent.digest != 0 {
-		delta = sent.delta(workloads)
-	}
-	if delta.digest == 0 {
-		whole = digestWhole(workloads)
-		delta.digest = whole.digest
-	}
-	req := &persysv1.HeartbeatRequest{NodeId: a.cfg.NodeID, Usage: a.usage(), ReportDigest: delta.digest,
-		Repairs: a.repairNotes.peek()}
-	// Ports are kept out of the digest (any socket opened on the host
-	// would change it) and go with a full list or when they changed.
-	ports, portsAt := sent.ports, sent.portsAt
-	if sent.digest == 0 || now.Sub(portsAt) >= portScanEvery {
-		ports, portsAt = a.usedHostPorts(), now
-	}
-	kind := "full"
-	switch {
-	case sent.digest == 0 || whole.digest != 0:
-		req.Workloads, req.UsedHostPorts = workloads, ports
-	case sent.digest == req.ReportDigest && samePorts(sent.ports, ports):
-		kind = "digest"
-		req.DigestOnly = true
-	default:
-		kind = "delta"
-		req.Delta = true
-		req.Workloads, req.Removed = delta.changed, delta.removed
-		req.UsedHostPorts = ports
-	}
-	resp, err := link.Heartbeat(ctx, req)
+	out := a.outgoingHeartbeat(sent, workloads)
+	resp, err := link.Heartbeat(ctx, out.req)
 	if err != nil {
 		*sent = sentList{}
 		return replyOK, fmt.Errorf("heartbeat: %w", err)
 	}
 	a.setContact(nil)
 	if !resp.GetReregister() {
-		if dropped := a.repairNotes.sent(req.Repairs); dropped > 0 {
+		if dropped := a.repairNotes.sent(out.req.Repairs); dropped > 0 {
 			a.log.Warn("repairs not told to the scheduler: too many while it was out of reach", "dropped", dropped)
 		}
-	}
-	// The scheduler stretches the interval as its cluster grows.
-	a.adoptInterval(resp.GetHeartbeatIntervalMs())
-	if !resp.GetReregister() {
 		a.mu.Lock()
 		a.renewedAt = time.Now()
 		a.mu.Unlock()
 	}
+	// The scheduler stretches the interval as its cluster grows.
+	a.adoptInterval(resp.GetHeartbeatIntervalMs())
+	return out.settle(resp, link, workloads, sent), nil
+}
+
+// settleLedger prunes the allocation record by a list taken after mark
+// (an older one misses workloads applied since) and releases what failed
+// workloads held, zombies excepted: one reported FAILED may still hold
+// what it took.
+func (a *Agent) settleLedger(workloads []*persysv1.WorkloadStatus, mark uint64) {
+	present := make(map[string]bool, len(workloads))
+	var failed map[string]bool
+	for _, w := range workloads {
+		present[w.GetName()] = true
+		if _, zombie := a.zombies.get(w.GetName()); w.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED && !zombie {
+			if failed == nil {
+				failed = map[string]bool{}
+			}
+			failed[w.GetName()] = true
+		}
+	}
+	a.ledger.prune(present, mark, a.log)
+	a.ledger.release(failed, mark)
+	a.metrics.setWorkloads(workloads)
+}
+
+// outgoing is one heartbeat as sent: its kind ("full", "digest" or
+// "delta") and what the list held on the stream becomes once the
+// scheduler keeps it.
+type outgoing struct {
+	req     *persysv1.HeartbeatRequest
+	kind    string
+	delta   change
+	whole   fullList
+	ports   []*persysv1.HostPort
+	portsAt time.Time
+}
+
+// outgoingHeartbeat builds the heartbeat for workloads against the list
+// the scheduler holds (sent): the full list, its digest alone, or what
+// changed. The digest comes from what changed since the list the
+// scheduler holds, when it holds one: hashing every status on every
+// heartbeat was most of a heartbeat's cost at 100 workloads a node.
+func (a *Agent) outgoingHeartbeat(sent *sentList, workloads []*persysv1.WorkloadStatus) outgoing {
+	now := time.Now()
+	var out outgoing
+	if sent.digest != 0 {
+		out.delta = sent.delta(workloads)
+	}
+	if out.delta.digest == 0 {
+		out.whole = digestWhole(workloads)
+		out.delta.digest = out.whole.digest
+	}
+	req := &persysv1.HeartbeatRequest{NodeId: a.cfg.NodeID, Usage: a.usage(), ReportDigest: out.delta.digest,
+		Repairs: a.repairNotes.peek()}
+	// Ports are kept out of the digest (any socket opened on the host
+	// would change it) and go with a full list or when they changed.
+	out.ports, out.portsAt = sent.ports, sent.portsAt
+	if sent.digest == 0 || now.Sub(out.portsAt) >= portScanEvery {
+		out.ports, out.portsAt = a.usedHostPorts(), now
+	}
+	out.kind = "full"
+	switch {
+	case sent.digest == 0 || out.whole.digest != 0:
+		req.Workloads, req.UsedHostPorts = workloads, out.ports
+	case sent.digest == req.ReportDigest && samePorts(sent.ports, out.ports):
+		out.kind = "digest"
+		req.DigestOnly = true
+	default:
+		out.kind = "delta"
+		req.Delta = true
+		req.Workloads, req.Removed = out.delta.changed, out.delta.removed
+		req.UsedHostPorts = out.ports
+	}
+	out.req = req
+	return out
+}
+
+// settle updates the list held on the stream (sent) from the scheduler's
+// answer and tells what it asked.
+func (out outgoing) settle(resp *persysv1.HeartbeatResponse, link *nodechannel.Link, workloads []*persysv1.WorkloadStatus, sent *sentList) heartbeatReply {
 	switch {
 	case resp.GetReregister():
 		*sent = sentList{}
-		return replyReregister, nil
-	case kind == "digest" && resp.GetResendFull(), kind == "delta" && resp.GetSendFullList():
+		return replyReregister
+	case out.kind == "digest" && resp.GetResendFull(), out.kind == "delta" && resp.GetSendFullList():
 		*sent = sentList{}
-		return replyResendFull, nil
-	case kind == "digest":
+		return replyResendFull
+	case out.kind == "digest":
 		// The ports scanned, if they were, are the ones held.
-		sent.portsAt = portsAt
-	case resp.GetDigestKept() && kind == "delta":
-		sent.apply(delta, ports, portsAt)
+		sent.portsAt = out.portsAt
+	case resp.GetDigestKept() && out.kind == "delta":
+		sent.apply(out.delta, out.ports, out.portsAt)
 	case resp.GetDigestKept():
-		*sent = acked(link, whole, workloads, ports, portsAt)
+		*sent = acked(link, out.whole, workloads, out.ports, out.portsAt)
 	default:
 		// A scheduler that predates digests keeps getting full lists.
 		*sent = sentList{}
 	}
-	return replyOK, nil
+	return replyOK
 }
 
 // usage reports the node's usage: the resource requests of what it runs,
