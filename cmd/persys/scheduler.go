@@ -44,6 +44,8 @@ type schedulerOptions struct {
 	strategy                  string
 	heartbeatInterval         time.Duration
 	leaseTTL                  time.Duration
+	maxHeartbeatRate          float64
+	leaseExtensionRate        float64
 	resyncInterval            time.Duration
 	rescheduleGrace           time.Duration
 	retryBase                 time.Duration
@@ -83,6 +85,10 @@ func (o *schedulerOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&o.strategy, "strategy", "spread", "placement scoring: spread (least allocated) or binpack")
 	f.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 2*time.Second, "heartbeat interval agents are told to use")
 	f.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "node liveness lease; a node that misses it turns NotReady")
+	f.Float64Var(&o.maxHeartbeatRate, "max-heartbeat-rate", scheduler.DefaultMaxHeartbeatRate,
+		"heartbeats a second all nodes together may send: past --heartbeat-interval x this many nodes, agents are told a longer interval and get longer leases (three intervals), so node loss takes longer to detect")
+	f.Float64Var(&o.leaseExtensionRate, "lease-extension-rate", 0,
+		"node lease moves a second as the cluster grows, each four etcd writes (0: a fifth of --max-heartbeat-rate)")
 	f.DurationVar(&o.resyncInterval, "resync-interval", 30*time.Second, "periodic full reconcile, a safety net under the event-driven path")
 	f.DurationVar(&o.rescheduleGrace, "reschedule-grace", 10*time.Second, "how long a node stays lost before its workloads move to other nodes")
 	f.DurationVar(&o.retryBase, "retry-base", 5*time.Second, "first backoff between failed apply attempts (doubles each time)")
@@ -111,6 +117,12 @@ func (o *schedulerOptions) validate() error {
 	}
 	if _, err := placement.ParseStrategy(o.strategy); err != nil {
 		return fmt.Errorf("--strategy: %w", err)
+	}
+	if !(o.maxHeartbeatRate >= 1 && o.maxHeartbeatRate <= 1e6) {
+		return fmt.Errorf("--max-heartbeat-rate %v must be between 1 and 1000000", o.maxHeartbeatRate)
+	}
+	if !(o.leaseExtensionRate >= 0 && o.leaseExtensionRate <= 1e6) {
+		return fmt.Errorf("--lease-extension-rate %v must be between 0 (a fifth of --max-heartbeat-rate) and 1000000", o.leaseExtensionRate)
 	}
 	if o.heartbeatInterval <= 0 || o.leaseTTL < 2*o.heartbeatInterval {
 		return fmt.Errorf("--lease-ttl (%s) must be at least twice --heartbeat-interval (%s)", o.leaseTTL, o.heartbeatInterval)
@@ -353,23 +365,25 @@ func runScheduler(ctx context.Context, o *schedulerOptions, log *slog.Logger, st
 	}
 	reg := obs.NewRegistry()
 	sched, err := scheduler.New(scheduler.Config{
-		Store:             st,
-		Logger:            log,
-		Registry:          reg,
-		Strategy:          strategy,
-		HeartbeatInterval: o.heartbeatInterval,
-		LeaseTTL:          o.leaseTTL,
-		ResyncInterval:    o.resyncInterval,
-		RescheduleGrace:   o.rescheduleGrace,
-		RetryBase:         o.retryBase,
-		RetryMax:          o.retryMax,
-		MaxAttempts:       o.maxAttempts,
-		AgentCallsPerNode: o.agentCallsPerNode,
-		Election:          election,
-		AuditRetention:    o.auditRetention,
-		Secrets:           keyring,
-		ClusterID:         clusterID,
-		GitCacheDir:       filepath.Join(o.dataDir, "git-cache"),
+		Store:              st,
+		Logger:             log,
+		Registry:           reg,
+		Strategy:           strategy,
+		HeartbeatInterval:  o.heartbeatInterval,
+		LeaseTTL:           o.leaseTTL,
+		MaxHeartbeatRate:   o.maxHeartbeatRate,
+		LeaseExtensionRate: o.leaseExtensionRate,
+		ResyncInterval:     o.resyncInterval,
+		RescheduleGrace:    o.rescheduleGrace,
+		RetryBase:          o.retryBase,
+		RetryMax:           o.retryMax,
+		MaxAttempts:        o.maxAttempts,
+		AgentCallsPerNode:  o.agentCallsPerNode,
+		Election:           election,
+		AuditRetention:     o.auditRetention,
+		Secrets:            keyring,
+		ClusterID:          clusterID,
+		GitCacheDir:        filepath.Join(o.dataDir, "git-cache"),
 	})
 	if err != nil {
 		return err

@@ -261,3 +261,35 @@ func TestSchedulerMemoryLimitFlag(t *testing.T) {
 		t.Errorf("default memory limit %d, want 0 (none)", o.memoryLimit)
 	}
 }
+
+func TestSchedulerHeartbeatRateFlags(t *testing.T) {
+	if o := validSchedulerOptions(); o.maxHeartbeatRate != 1000 || o.leaseExtensionRate != 0 {
+		t.Fatalf("defaults: --max-heartbeat-rate %v, --lease-extension-rate %v; want 1000 and 0", o.maxHeartbeatRate, o.leaseExtensionRate)
+	}
+	for _, tc := range []struct {
+		flag, value string
+		ok          bool
+	}{
+		{"--max-heartbeat-rate", "50", true},
+		{"--max-heartbeat-rate", "0", false},
+		{"--max-heartbeat-rate", "-5", false},
+		{"--max-heartbeat-rate", "NaN", false},
+		{"--max-heartbeat-rate", "2e6", false},
+		{"--lease-extension-rate", "0", true},
+		{"--lease-extension-rate", "20", true},
+		{"--lease-extension-rate", "-1", false},
+		{"--lease-extension-rate", "NaN", false},
+	} {
+		o := validSchedulerOptions()
+		cmd := &cobra.Command{}
+		o.flags(cmd)
+		o.ca, o.cert, o.key = "ca.crt", "scheduler.crt", "scheduler.key"
+		if err := cmd.ParseFlags([]string{tc.flag, tc.value}); err != nil {
+			t.Fatalf("%s %s: %v", tc.flag, tc.value, err)
+		}
+		err := o.validate()
+		if tc.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.flag)) {
+			t.Errorf("%s %s: %v; want valid %v, an error naming the flag", tc.flag, tc.value, err, tc.ok)
+		}
+	}
+}
