@@ -31,12 +31,19 @@ func (n *nameLocks) lock(ctx context.Context, name string) (func(), error) {
 	l.refs++
 	n.mu.Unlock()
 
+	release := func() {
+		<-l.ch
+		n.release(name, l)
+	}
+	// Uncontended, as nearly always: no select on ctx.
 	select {
 	case l.ch <- struct{}{}:
-		return func() {
-			<-l.ch
-			n.release(name, l)
-		}, nil
+		return release, nil
+	default:
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return release, nil
 	case <-ctx.Done():
 		n.release(name, l)
 		return nil, ctx.Err()

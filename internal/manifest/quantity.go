@@ -3,6 +3,7 @@ package manifest
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"math/big"
 	"regexp"
 	"strconv"
@@ -90,6 +91,43 @@ func parseQuantity(s string) (*big.Rat, error) {
 	return r, nil
 }
 
+// maxWholeDigits keeps a whole quantity's digits within int64 with room
+// for the millicores' factor of 1,000.
+const maxWholeDigits = 15
+
+// wholeQuantity reads the common form of a quantity, whole digits with an
+// optional suffix, without parseQuantity's rational arithmetic: n is the
+// number and unit the suffix's multiplier (0: none; 1: "m", thousandths).
+// ok is false for every other form (signs, fractions, exponents, too many
+// digits), which parseQuantity then reads and checks.
+func wholeQuantity(s string) (n, unit int64, ok bool) {
+	num := s
+	if k := len(s); k >= 2 {
+		if m, found := binarySuffixes[s[k-2:]]; found {
+			num, unit = s[:k-2], m
+		}
+	}
+	if unit == 0 && len(s) >= 1 {
+		last := s[len(s)-1:]
+		if m, found := decimalSuffixes[last]; found {
+			num, unit = s[:len(s)-1], m
+		} else if last == "m" {
+			num, unit = s[:len(s)-1], 1
+		}
+	}
+	if num == "" || len(num) > maxWholeDigits {
+		return 0, 0, false
+	}
+	for i := 0; i < len(num); i++ {
+		c := num[i]
+		if c < '0' || c > '9' {
+			return 0, 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, unit, true
+}
+
 // wholeInt64 converts r to an int64 when it is an integer that fits.
 func wholeInt64(r *big.Rat, what string) (int64, error) {
 	if !r.IsInt() {
@@ -105,6 +143,14 @@ func wholeInt64(r *big.Rat, what string) (int64, error) {
 // ParseCPU parses a CPU quantity into millicores: "250m" -> 250, "0.5" -> 500,
 // "2" -> 2000. Finer precision than 1m and negative amounts are refused.
 func ParseCPU(s string) (int64, error) {
+	if n, unit, ok := wholeQuantity(s); ok && (unit == 0 || unit == 1) {
+		// Whole cores ("2") or millicores ("250m"), as nearly every
+		// manifest writes them: no rational arithmetic.
+		if unit == 0 {
+			return n * 1000, nil
+		}
+		return n, nil
+	}
 	r, err := parseQuantity(s)
 	if err != nil {
 		return 0, err
@@ -115,6 +161,14 @@ func ParseCPU(s string) (int64, error) {
 // ParseBytes parses a byte quantity: "64Mi" -> 67108864, "1G" -> 1e9,
 // "512" -> 512. Fractions of a byte and negative amounts are refused.
 func ParseBytes(s string) (int64, error) {
+	if n, unit, ok := wholeQuantity(s); ok && unit != 1 {
+		if unit == 0 {
+			return n, nil
+		}
+		if n <= math.MaxInt64/unit {
+			return n * unit, nil
+		}
+	}
 	r, err := parseQuantity(s)
 	if err != nil {
 		return 0, err
