@@ -75,9 +75,9 @@ type Config struct {
 	// each costs four etcd writes, which every member applies, and a
 	// cluster formed at once asks for thousands within seconds. Until
 	// moved, a node beats more often than the rate target wants (at most
-	// twice: see leaseOutgrown), which costs the scheduler more than the
-	// moves do when etcd is in its process: 10,000 nodes paced at 10 a
-	// second beat 2,000-2,500 times a second for minutes.
+	// twice: see leaseOutgrown): 10,000 nodes formed at once, paced at 10
+	// a second, beat 2,000-2,500 times a second for minutes, twice the
+	// target, so the default spends the moves sooner.
 	LeaseExtensionRate float64
 	// LeaseTTL is the node liveness lease (default 10s).
 	LeaseTTL time.Duration
