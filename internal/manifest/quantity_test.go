@@ -52,23 +52,18 @@ func TestWholeQuantitiesAgreeWithTheExactParser(t *testing.T) {
 	}
 }
 
-func BenchmarkParseCPU(b *testing.B) {
-	for _, in := range []string{"250m", "2", "0.5"} {
-		b.Run(in, func(b *testing.B) {
+func BenchmarkParseQuantity(b *testing.B) {
+	for _, c := range []struct {
+		name  string
+		parse func(string) (int64, error)
+		in    string
+	}{
+		{"cpu", ParseCPU, "250m"}, {"cpu", ParseCPU, "2"}, {"cpu", ParseCPU, "0.5"},
+		{"bytes", ParseBytes, "64Mi"}, {"bytes", ParseBytes, "1G"}, {"bytes", ParseBytes, "1.5Gi"},
+	} {
+		b.Run(c.name+"/"+c.in, func(b *testing.B) {
 			for b.Loop() {
-				if _, err := ParseCPU(in); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
-
-func BenchmarkParseBytes(b *testing.B) {
-	for _, in := range []string{"64Mi", "1G", "1.5Gi"} {
-		b.Run(in, func(b *testing.B) {
-			for b.Loop() {
-				if _, err := ParseBytes(in); err != nil {
+				if _, err := c.parse(c.in); err != nil {
 					b.Fatal(err)
 				}
 			}
