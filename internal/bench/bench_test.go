@@ -343,7 +343,11 @@ func checkThroughput(t *testing.T, rep *Report, o *Options, r ThroughputResult) 
 		t.Fatalf("throughput timeline %+v, want it to end at %d RUNNING", rep.Timeline, o.Workloads)
 	}
 	var table bytes.Buffer
-	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "PLACEMENTS/S") {
+	// Nodes registered at the configured lease need no longer one.
+	if r.LeaseMoves != 0 {
+		t.Fatalf("%d lease moves in a run whose nodes all fit the configured lease", r.LeaseMoves)
+	}
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "PLACEMENTS/S") || !strings.Contains(table.String(), "node lease moves") {
 		t.Fatalf("table without the timeline (%v):\n%s", err, table.String())
 	}
 	// Equal nodes, equal workloads, spread: concurrent workers

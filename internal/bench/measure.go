@@ -25,6 +25,7 @@ const (
 	metricRescheduled = "persys_scheduler_rescheduled_total"
 	metricWorkloads   = "persys_scheduler_workloads"
 	metricNodeLosses  = "persys_scheduler_node_losses_total"
+	metricLeaseMoves  = "persys_scheduler_node_lease_extensions_total"
 )
 
 // gauges reads the unlabelled counters and gauges named in names (the sum

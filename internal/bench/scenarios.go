@@ -570,8 +570,11 @@ type ThroughputResult struct {
 	Duplicates   int     `json:"duplicates"`
 	// NodesLost counts nodes that turned NotReady during the run: with no
 	// node stopped, each is a heartbeat handled too late.
-	NodesLost int       `json:"nodes_lost"`
-	Proc      ProcStats `json:"process"`
+	NodesLost int `json:"nodes_lost"`
+	// LeaseMoves counts nodes moved to a longer lease as the cluster grew:
+	// four etcd writes each (see the scheduler's LeaseExtensionRate).
+	LeaseMoves int       `json:"lease_moves"`
+	Proc       ProcStats `json:"process"`
 	// Unfinished says how far a run that did not converge got, and why.
 	Unfinished *Unfinished `json:"unfinished,omitempty"`
 	// Idle is the cluster at rest afterwards (with Options.IdleSample).
@@ -690,8 +693,8 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 	if res.Duplicates, err = c.Duplicates(ctx); err != nil {
 		return err
 	}
-	if g, err := gauges(c.Registry, metricNodeLosses); err == nil {
-		res.NodesLost = int(g[metricNodeLosses])
+	if g, err := gauges(c.Registry, metricNodeLosses, metricLeaseMoves); err == nil {
+		res.NodesLost, res.LeaseMoves = int(g[metricNodeLosses]), int(g[metricLeaseMoves])
 	}
 	res.Proc = procStats()
 	rep.Result = res
@@ -703,6 +706,7 @@ func throughput(ctx context.Context, c *Cluster, o *Options, rep *Report) error 
 		{"not RUNNING at the end", fmt.Sprint(res.NotRunning), "0"},
 		{"duplicates", fmt.Sprint(res.Duplicates), "0"},
 		{"nodes lost (a heartbeat handled late)", fmt.Sprint(res.NodesLost), "0"},
+		{"node lease moves (the cluster outgrew a lease)", fmt.Sprint(res.LeaseMoves), ""},
 		{"process RSS (peak)", fmt.Sprintf("%.0f MiB (%.0f MiB)", res.Proc.RSSMiB, res.Proc.PeakRSSMiB), ""},
 		{"Go heap in use, goroutines", fmt.Sprintf("%.0f MiB, %d", res.Proc.HeapMiB, res.Proc.Goroutines), ""},
 	}...)
