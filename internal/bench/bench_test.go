@@ -348,7 +348,7 @@ func checkThroughput(t *testing.T, rep *Report, o *Options, r ThroughputResult) 
 		t.Fatalf("%d lease moves in a run whose nodes all fit the configured lease", r.LeaseMoves)
 	}
 	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "PLACEMENTS/S") || !strings.Contains(table.String(), "node lease moves") {
-		t.Fatalf("table without the timeline (%v):\n%s", err, table.String())
+		t.Fatalf("table without the timeline or the lease moves (%v):\n%s", err, table.String())
 	}
 	// Equal nodes, equal workloads, spread: concurrent workers
 	// see each other's choices, so none piles onto one node.

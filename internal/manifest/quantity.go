@@ -63,19 +63,13 @@ func parseQuantity(s string) (*big.Rat, error) {
 	if len(s) > maxQuantityLen {
 		return nil, errors.New("too long to be a quantity")
 	}
-	num, mult := s, big.NewRat(1, 1)
-	if n := len(s); n >= 2 {
-		if m, ok := binarySuffixes[s[n-2:]]; ok {
-			num, mult = s[:n-2], big.NewRat(m, 1)
-		}
-	}
-	if num == s {
-		last := s[len(s)-1:]
-		if m, ok := decimalSuffixes[last]; ok {
-			num, mult = s[:len(s)-1], big.NewRat(m, 1)
-		} else if last == "m" {
-			num, mult = s[:len(s)-1], big.NewRat(1, 1000)
-		}
+	num, unit := splitSuffix(s)
+	mult := big.NewRat(1, 1)
+	switch {
+	case unit == milli:
+		mult = big.NewRat(1, 1000)
+	case unit > 1:
+		mult = big.NewRat(unit, 1)
 	}
 	if !numberRE.MatchString(num) || (num != s && strings.ContainsAny(num, "eE")) {
 		return nil, errors.New(`not a quantity: want a number with an optional suffix such as "250m", "0.5", "64Mi" or "1G"`)
@@ -95,26 +89,37 @@ func parseQuantity(s string) (*big.Rat, error) {
 // for the millicores' factor of 1,000.
 const maxWholeDigits = 15
 
+// milli is splitSuffix's unit for "m", thousandths.
+const milli = 1
+
+// splitSuffix splits a quantity into its number and its suffix's
+// multiplier: unit is 0 without a suffix, milli for "m", else the binary
+// (Ki..Ei) or decimal (k/K..E) multiplier.
+func splitSuffix(s string) (num string, unit int64) {
+	if k := len(s); k >= 2 {
+		if m, ok := binarySuffixes[s[k-2:]]; ok {
+			return s[:k-2], m
+		}
+	}
+	if k := len(s); k >= 1 {
+		last := s[k-1:]
+		if m, ok := decimalSuffixes[last]; ok {
+			return s[:k-1], m
+		}
+		if last == "m" {
+			return s[:k-1], milli
+		}
+	}
+	return s, 0
+}
+
 // wholeQuantity reads the common form of a quantity, whole digits with an
 // optional suffix, without parseQuantity's rational arithmetic: n is the
-// number and unit the suffix's multiplier (0: none; 1: "m", thousandths).
-// ok is false for every other form (signs, fractions, exponents, too many
-// digits), which parseQuantity then reads and checks.
+// number and unit the suffix's multiplier (see splitSuffix). ok is false
+// for every other form (signs, fractions, exponents, too many digits),
+// which parseQuantity then reads and checks.
 func wholeQuantity(s string) (n, unit int64, ok bool) {
-	num := s
-	if k := len(s); k >= 2 {
-		if m, found := binarySuffixes[s[k-2:]]; found {
-			num, unit = s[:k-2], m
-		}
-	}
-	if unit == 0 && len(s) >= 1 {
-		last := s[len(s)-1:]
-		if m, found := decimalSuffixes[last]; found {
-			num, unit = s[:len(s)-1], m
-		} else if last == "m" {
-			num, unit = s[:len(s)-1], 1
-		}
-	}
+	num, unit := splitSuffix(s)
 	if num == "" || len(num) > maxWholeDigits {
 		return 0, 0, false
 	}
@@ -143,7 +148,7 @@ func wholeInt64(r *big.Rat, what string) (int64, error) {
 // ParseCPU parses a CPU quantity into millicores: "250m" -> 250, "0.5" -> 500,
 // "2" -> 2000. Finer precision than 1m and negative amounts are refused.
 func ParseCPU(s string) (int64, error) {
-	if n, unit, ok := wholeQuantity(s); ok && (unit == 0 || unit == 1) {
+	if n, unit, ok := wholeQuantity(s); ok && (unit == 0 || unit == milli) {
 		// Whole cores ("2") or millicores ("250m"), as nearly every
 		// manifest writes them: no rational arithmetic.
 		if unit == 0 {
@@ -161,7 +166,7 @@ func ParseCPU(s string) (int64, error) {
 // ParseBytes parses a byte quantity: "64Mi" -> 67108864, "1G" -> 1e9,
 // "512" -> 512. Fractions of a byte and negative amounts are refused.
 func ParseBytes(s string) (int64, error) {
-	if n, unit, ok := wholeQuantity(s); ok && unit != 1 {
+	if n, unit, ok := wholeQuantity(s); ok && unit != milli {
 		if unit == 0 {
 			return n, nil
 		}
