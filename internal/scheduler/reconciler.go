@@ -234,9 +234,9 @@ func (s *Scheduler) place(ctx context.Context, name string, v view, cause model.
 //  1. choose a node and hold its resources in the cached snapshot, so that
 //     concurrent workers see the choice before it commits;
 //  2. without a node: record why (pending, or a blocked move) and stop;
-//  3. commit the assignment and the SCHEDULED status in one transaction
-//     guarded by the revisions read; on failure release the hold and
-//     queue the workload again;
+//  3. commit the assignment (which stands for the SCHEDULED status) in
+//     one transaction guarded by the revisions read; on failure release
+//     the hold and queue the workload again;
 //  4. put what was committed into the cache, unless the watch brought it
 //     first, and announce it.
 func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause model.AssignmentCause, previous string) bool {
@@ -246,12 +246,16 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause mo
 		s.unplaced(ctx, name, v, cause, dec)
 		return false
 	}
-	a, st := placementRecords(name, v, dec, cause, previous, s.cfg.Now())
+	a, st, write := placementRecords(name, v, dec, cause, previous, s.cfg.Now())
 	a.DynamicHostPorts = held.DynamicPorts()
 	if previous != "" {
 		a.PreviousDynamicHostPorts = v.assign.GetDynamicHostPorts()
 	}
-	rev, err := s.commitPlacement(ctx, store.PlacementWrite{Assignment: a, Status: st, WorkloadRev: v.rev, AssignmentRev: v.assignRv})
+	w := store.PlacementWrite{Assignment: a, WorkloadRev: v.rev, AssignmentRev: v.assignRv}
+	if write {
+		w.Status = st
+	}
+	rev, err := s.commitPlacement(ctx, w)
 	if err != nil {
 		s.cache.Release(name, held)
 		s.requeueAfterCommit(name, err)
@@ -302,22 +306,21 @@ func (s *Scheduler) unplaced(ctx context.Context, name string, v view, cause mod
 		Revision: v.w.GetRevision()})
 }
 
-// placementRecords are the assignment and the SCHEDULED status that
-// commit a placement.
-func placementRecords(name string, v view, dec placement.Decision, cause model.AssignmentCause, previous string, now time.Time) (*persysv1.Assignment, *persysv1.WorkloadStatus) {
-	a := &persysv1.Assignment{Name: name, Uid: v.w.GetUid(), NodeId: dec.NodeID, Revision: v.w.GetRevision(),
+// placementRecords are the assignment that commits a placement and the
+// SCHEDULED status it leaves the workload in. write reports whether the
+// status must be stored: it need not when it is the one the assignment
+// implies (store.ScheduledStatus), which every reader derives; a
+// rescheduling after a node loss stores its own, which says why.
+func placementRecords(name string, v view, dec placement.Decision, cause model.AssignmentCause, previous string, now time.Time) (a *persysv1.Assignment, st *persysv1.WorkloadStatus, write bool) {
+	a = &persysv1.Assignment{Name: name, Uid: v.w.GetUid(), NodeId: dec.NodeID, Revision: v.w.GetRevision(),
 		PlacedAt: timestamppb.New(now), Decision: decisionProto(dec), PreviousNodeId: previous, Cause: string(cause)}
-	st := &persysv1.WorkloadStatus{Name: name, Uid: v.w.GetUid(), State: persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
-		NodeId: dec.NodeID, Revision: v.w.GetRevision(), UpdatedAt: timestamppb.New(now),
-		Message: fmt.Sprintf("placed on %s (%d of %d nodes feasible)", dec.NodeID, dec.Feasible, dec.Total)}
-	if dec.Sampled {
-		st.Message = fmt.Sprintf("placed on %s (%d of %d nodes scanned)", dec.NodeID, dec.Scanned, dec.Total)
+	st = store.ScheduledStatus(a)
+	if cause != model.CauseNodeLost {
+		return a, st, false
 	}
-	if cause == model.CauseNodeLost {
-		st.Reason = persysv1.FailureReason_FAILURE_REASON_NODE_LOST
-		st.Message = fmt.Sprintf("node %s lost; rescheduled on %s", v.in.Node, dec.NodeID)
-	}
-	return a, st
+	st.Reason = persysv1.FailureReason_FAILURE_REASON_NODE_LOST
+	st.Message = fmt.Sprintf("node %s lost; rescheduled on %s", v.in.Node, dec.NodeID)
+	return a, st, true
 }
 
 // requeueAfterCommit queues a workload whose placement did not commit.

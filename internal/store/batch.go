@@ -41,7 +41,8 @@ type WriteResult struct {
 	Err error
 }
 
-// placementTxn is a validated placement ready to commit.
+// placementTxn is a validated placement ready to commit; sval is empty
+// when the placement writes no status (see ScheduledStatus).
 type placementTxn struct {
 	name       string
 	node       string
@@ -69,18 +70,18 @@ func (s *Store) preparePlacement(a *persysv1.Assignment, st *persysv1.WorkloadSt
 	if assignmentRev < 0 {
 		return placementTxn{}, fmt.Errorf("store: assignmentRev: %w: negative", ErrInvalid)
 	}
+	if a.GetPlacedAt() == nil {
+		// The derived status's time (ScheduledStatus).
+		a = proto.CloneOf(a)
+		a.PlacedAt = timestamppb.Now()
+	}
+	aval, err := marshal("assignment", a)
+	if err != nil {
+		return placementTxn{}, err
+	}
+	p := placementTxn{name: a.GetName(), node: a.GetNodeId(), aval: aval, wrev: workloadRev, arev: assignmentRev}
 	if st == nil {
-		st = &persysv1.WorkloadStatus{
-			Name:      a.GetName(),
-			Uid:       a.GetUid(),
-			State:     persysv1.ActualState_ACTUAL_STATE_SCHEDULED,
-			NodeId:    a.GetNodeId(),
-			Revision:  a.GetRevision(),
-			UpdatedAt: a.GetPlacedAt(),
-		}
-		if st.UpdatedAt == nil {
-			st.UpdatedAt = timestamppb.Now()
-		}
+		return p, nil // readers derive ScheduledStatus(a)
 	}
 	if st.GetName() != a.GetName() {
 		return placementTxn{}, fmt.Errorf("store: status name %q: %w: differs from assignment %q", st.GetName(), ErrInvalid, a.GetName())
@@ -88,15 +89,10 @@ func (s *Store) preparePlacement(a *persysv1.Assignment, st *persysv1.WorkloadSt
 	if st.GetUid() != a.GetUid() {
 		return placementTxn{}, fmt.Errorf("store: status uid %q: %w: differs from assignment uid %q", st.GetUid(), ErrInvalid, a.GetUid())
 	}
-	aval, err := marshal("assignment", a)
-	if err != nil {
+	if p.sval, err = marshal("status", st); err != nil {
 		return placementTxn{}, err
 	}
-	sval, err := marshal("status", st)
-	if err != nil {
-		return placementTxn{}, err
-	}
-	return placementTxn{name: a.GetName(), node: a.GetNodeId(), aval: aval, sval: sval, wrev: workloadRev, arev: assignmentRev}, nil
+	return p, nil
 }
 
 // appendPlacement appends a placement's compares and puts.
@@ -104,7 +100,10 @@ func (s *Store) appendPlacement(cmps []clientv3.Cmp, puts []clientv3.Op, p place
 	cmps = append(cmps,
 		clientv3.Compare(clientv3.ModRevision(s.workloadKey(p.name)), "=", p.wrev),
 		clientv3.Compare(clientv3.ModRevision(s.assignmentKey(p.name)), "=", p.arev))
-	puts = append(puts, clientv3.OpPut(s.assignmentKey(p.name), p.aval), clientv3.OpPut(s.statusKey(p.name), p.sval))
+	puts = append(puts, clientv3.OpPut(s.assignmentKey(p.name), p.aval))
+	if p.sval != "" {
+		puts = append(puts, clientv3.OpPut(s.statusKey(p.name), p.sval))
+	}
 	return cmps, puts
 }
 

@@ -62,12 +62,21 @@ func (s *Store) ReadServiceReplicas(ctx context.Context, name string) (*ServiceR
 			return nil, fmt.Errorf("store: decode progress of service %q: %w", name, err)
 		}
 	}
+	revs := map[string]map[string]int64{dirStatus: {}, dirAssignments: {}}
 	for k, d := range dirs {
 		for _, kv := range r[2+k].GetResponseRange().GetKvs() {
 			replica := strings.TrimPrefix(string(kv.Key), s.dir(d))
 			if ServiceOfReplica(replica) == name {
 				s.decodeReplicaKey(out, d, replica, kv.Value)
+				if m := revs[d]; m != nil {
+					m[replica] = kv.ModRevision
+				}
 			}
+		}
+	}
+	for replica, a := range out.Assignments {
+		if !statusStands(revs[dirStatus][replica], revs[dirAssignments][replica]) {
+			out.Statuses[replica] = ScheduledStatus(a)
 		}
 	}
 	return out, nil

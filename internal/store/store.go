@@ -348,17 +348,40 @@ func (s *Store) DeleteWorkloadKeys(ctx context.Context, name string, expectRev i
 	return nil
 }
 
-// GetStatus returns the workload's observed status and its mod revision.
+// GetStatus returns the workload's observed status and its mod revision:
+// the stored status, or the one its newer assignment implies with the
+// assignment's revision (ScheduledStatus).
 func (s *Store) GetStatus(ctx context.Context, name string) (*persysv1.WorkloadStatus, int64, error) {
 	if err := ValidateName("workload name", name); err != nil {
 		return nil, 0, err
 	}
-	st := &persysv1.WorkloadStatus{}
-	rev, err := s.getProto(ctx, "status of workload", name, s.statusKey(name), st)
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.statusKey(name)), clientv3.OpGet(s.assignmentKey(name))).Commit()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("store: get status of workload %q: %w", name, err)
 	}
-	return st, rev, nil
+	skvs, akvs := resp.Responses[0].GetResponseRange().GetKvs(), resp.Responses[1].GetResponseRange().GetKvs()
+	var srev, arev int64
+	if len(skvs) > 0 {
+		srev = skvs[0].ModRevision
+	}
+	if len(akvs) > 0 {
+		arev = akvs[0].ModRevision
+	}
+	switch {
+	case srev == 0 && arev == 0:
+		return nil, 0, notFound("status of workload", name)
+	case statusStands(srev, arev):
+		st := &persysv1.WorkloadStatus{}
+		if err := proto.Unmarshal(skvs[0].Value, st); err != nil {
+			return nil, 0, fmt.Errorf("store: decode status of workload %q: %w", name, err)
+		}
+		return st, srev, nil
+	}
+	a := &persysv1.Assignment{}
+	if err := proto.Unmarshal(akvs[0].Value, a); err != nil {
+		return nil, 0, fmt.Errorf("store: decode assignment of workload %q: %w", name, err)
+	}
+	return ScheduledStatus(a), arev, nil
 }
 
 func validateStatus(st *persysv1.WorkloadStatus) error {
@@ -451,16 +474,17 @@ func (s *Store) GetAssignment(ctx context.Context, name string) (*persysv1.Assig
 // transaction that requires workloads/<a.Name> to have mod revision
 // workloadRev and assignments/<a.Name> to have mod revision assignmentRev
 // (0: the assignment must not exist); ErrConflict otherwise. This is how two
-// schedulers can never both place one workload. A nil st is written as a
-// SCHEDULED status derived from a. st must name the same workload and uid.
+// schedulers can never both place one workload. A nil st writes no status:
+// readers take the stored one as older and derive ScheduledStatus(a)
+// (scheduled.go). st must name the same workload and uid.
 func (s *Store) CommitPlacement(ctx context.Context, a *persysv1.Assignment, st *persysv1.WorkloadStatus, workloadRev, assignmentRev int64) error {
 	_, err := s.CommitPlacementRev(ctx, a, st, workloadRev, assignmentRev)
 	return err
 }
 
 // CommitPlacementRev is CommitPlacement that also returns the revision of
-// the commit: the new mod revision of the assignment (and of the status),
-// to pass as assignmentRev next time.
+// the commit: the new mod revision of the assignment (and of st), to pass
+// as assignmentRev next time.
 func (s *Store) CommitPlacementRev(ctx context.Context, a *persysv1.Assignment, st *persysv1.WorkloadStatus, workloadRev, assignmentRev int64) (int64, error) {
 	p, err := s.preparePlacement(a, st, workloadRev, assignmentRev)
 	if err != nil {

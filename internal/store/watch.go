@@ -77,6 +77,7 @@ func (s *Store) load(ctx context.Context) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	statusRevs := map[string]int64{}
 	for _, d := range []string{dirWorkloads, dirStatus, dirAssignments, dirNodes} {
 		err := s.rangeAll(ctx, s.dir(d), &snap.Revision, func(kv *mvccpb.KeyValue) {
 			c, ok := s.decode(string(kv.Key), kv.Value, false, kv.ModRevision)
@@ -87,7 +88,7 @@ func (s *Store) load(ctx context.Context) (*Snapshot, error) {
 			case KindWorkload:
 				snap.Workloads[c.Key], snap.WorkloadRevs[c.Key] = c.Workload, kv.ModRevision
 			case KindStatus:
-				snap.Statuses[c.Key] = c.Status
+				snap.Statuses[c.Key], statusRevs[c.Key] = c.Status, kv.ModRevision
 			case KindAssignment:
 				snap.Assignments[c.Key], snap.AssignmentRevs[c.Key] = c.Assignment, kv.ModRevision
 			case KindNode:
@@ -98,6 +99,11 @@ func (s *Store) load(ctx context.Context) (*Snapshot, error) {
 		})
 		if err != nil {
 			return nil, err
+		}
+	}
+	for name, a := range snap.Assignments {
+		if !statusStands(statusRevs[name], snap.AssignmentRevs[name]) {
+			snap.Statuses[name] = ScheduledStatus(a)
 		}
 	}
 	return snap, nil
@@ -259,15 +265,17 @@ func (s *Store) watchLoop(ctx context.Context, fromRevision int64, out chan<- Ch
 				resync(errors.New("store: watch canceled by the server"))
 				return
 			}
+			changes := make([]Change, 0, len(resp.Events))
 			for _, ev := range resp.Events {
-				c, ok := s.decode(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete, ev.Kv.ModRevision)
-				if !ok {
-					continue
+				if c, ok := s.decode(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete, ev.Kv.ModRevision); ok {
+					changes = append(changes, c)
 				}
+			}
+			for _, c := range withDerivedStatuses(changes) {
 				if !send(c) {
 					return
 				}
-				fromRevision = ev.Kv.ModRevision
+				fromRevision = c.ModRevision
 			}
 		}
 	}

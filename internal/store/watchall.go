@@ -197,6 +197,9 @@ func (s *Store) batches(resp clientv3.WatchResponse) []Batch {
 			out[len(out)-1].Changes = append(out[len(out)-1].Changes, c)
 		}
 	}
+	for i := range out {
+		out[i].Changes = withDerivedStatuses(out[i].Changes)
+	}
 	return out
 }
 
