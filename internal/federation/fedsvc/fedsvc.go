@@ -384,11 +384,22 @@ func (c *Controller) Delete(ctx context.Context, name string) error {
 	}); err != nil {
 		return err
 	}
-	v, rev, err := c.cfg.Store.GetService(ctx, name)
-	if err != nil {
-		return err
+	// The reconcile loop may write the record meanwhile (a send, an
+	// offload) or finish the delete itself: read again and retry, and a
+	// record already gone is deleted.
+	for attempt := 0; ; attempt++ {
+		v, rev, err := c.cfg.Store.GetService(ctx, name)
+		if errors.Is(err, fedstore.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		err = c.finishDelete(ctx, v, rev)
+		if !errors.Is(err, fedstore.ErrConflict) || attempt == maxConflicts {
+			return err
+		}
 	}
-	return c.finishDelete(ctx, v, rev)
 }
 
 func (c *Controller) finishDelete(ctx context.Context, v fedstore.Service, rev int64) error {

@@ -56,6 +56,9 @@ type Config struct {
 type Service struct {
 	cfg  Config
 	pool *member.Pool
+	// beforeRecordDelete, when set (tests), runs between the members'
+	// deletes and the record's: where another writer's change lands.
+	beforeRecordDelete func(name string)
 }
 
 // New returns a Service.
@@ -385,11 +388,22 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	}); err != nil {
 		return err
 	}
-	w, rev, err := s.cfg.Store.GetWorkload(ctx, name)
-	if err != nil {
-		return err
+	// The reconcile loop may write the record meanwhile (a send, an
+	// offload) or finish the delete itself: read again and retry, and a
+	// record already gone is deleted.
+	for attempt := 0; ; attempt++ {
+		w, rev, err := s.cfg.Store.GetWorkload(ctx, name)
+		if errors.Is(err, fedstore.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		err = s.finishDelete(ctx, w, rev)
+		if !errors.Is(err, fedstore.ErrConflict) || attempt == maxConflicts {
+			return err
+		}
 	}
-	return s.finishDelete(ctx, w, rev)
 }
 
 func (s *Service) finishDelete(ctx context.Context, w fedstore.Workload, rev int64) error {
@@ -397,6 +411,9 @@ func (s *Service) finishDelete(ctx context.Context, w fedstore.Workload, rev int
 		if err := s.deleteAt(ctx, c, w.Name); err != nil {
 			return fmt.Errorf("workload %s marked deleted; cluster %s did not delete it yet (the federation retries): %w", w.Name, c, err)
 		}
+	}
+	if s.beforeRecordDelete != nil {
+		s.beforeRecordDelete(w.Name)
 	}
 	return s.cfg.Store.DeleteWorkload(ctx, w.Name, rev)
 }

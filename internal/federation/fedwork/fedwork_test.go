@@ -296,3 +296,48 @@ func checkViews(t *testing.T, svc *fedwork.Service) {
 		t.Fatalf("w2 with events: %v, %v", v, err)
 	}
 }
+
+// TestDeleteWhileTheLoopWrites: a delete whose record another writer
+// changes between the delete's read and its last write (the reconcile
+// loop recording a send, say), or deletes first, still deletes, and says
+// so: no "changed since it was read".
+func TestDeleteWhileTheLoopWrites(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	for _, name := range []string{"d1", "d2"} {
+		if _, err := e.svc.Apply(ctx, manifest(name, "placement:\n  clusters: [a, b]\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var other []error
+	e.svc.SetBeforeRecordDelete(func(name string) {
+		e.svc.SetBeforeRecordDelete(nil) // once
+		w, rev, err := e.fed.Store.GetWorkload(ctx, name)
+		if err == nil {
+			_, err = e.fed.Store.PutWorkload(ctx, w, rev)
+		}
+		other = append(other, err)
+	})
+	if err := e.svc.Delete(ctx, "d1"); err != nil {
+		t.Fatalf("delete d1 after another write: %v", err)
+	}
+	e.svc.SetBeforeRecordDelete(func(name string) {
+		e.svc.SetBeforeRecordDelete(nil)
+		w, rev, err := e.fed.Store.GetWorkload(ctx, name)
+		if err == nil {
+			err = e.fed.Store.DeleteWorkload(ctx, w.Name, rev)
+		}
+		other = append(other, err)
+	})
+	if err := e.svc.Delete(ctx, "d2"); err != nil {
+		t.Fatalf("delete d2 deleted meanwhile: %v", err)
+	}
+	if len(other) != 2 || other[0] != nil || other[1] != nil {
+		t.Fatalf("the other writes: %v; want two that committed", other)
+	}
+	for _, name := range []string{"d1", "d2"} {
+		if _, _, err := e.fed.Store.GetWorkload(ctx, name); !errors.Is(err, fedstore.ErrNotFound) {
+			t.Errorf("%s still stored: %v", name, err)
+		}
+	}
+}
