@@ -67,6 +67,9 @@ type Controller struct {
 	cfg     Config
 	pool    *member.Pool
 	metrics *metrics
+	// beforeRecordDelete, when set (tests), runs between the members'
+	// deletes and the record's: where another writer's change lands.
+	beforeRecordDelete func(name string)
 }
 
 // New returns a Controller.
@@ -407,6 +410,9 @@ func (c *Controller) finishDelete(ctx context.Context, v fedstore.Service, rev i
 		if err := c.deleteAt(ctx, cl, v.Name); err != nil {
 			return fmt.Errorf("service %s marked deleted; cluster %s did not delete it yet (the federation retries): %w", v.Name, cl, err)
 		}
+	}
+	if c.beforeRecordDelete != nil {
+		c.beforeRecordDelete(v.Name)
 	}
 	return c.cfg.Store.DeleteService(ctx, v.Name, rev)
 }

@@ -390,3 +390,40 @@ func TestOffloadShares(t *testing.T) {
 		t.Fatalf("offload divisions counted %v, want 2", got)
 	}
 }
+
+// TestDeleteWhileTheLoopWrites: a delete whose record another writer
+// changes between the delete's read and its last write, or deletes
+// first, still deletes: no "changed since it was read".
+func TestDeleteWhileTheLoopWrites(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	for _, name := range []string{"d1", "d2"} {
+		if _, err := e.ctl.Apply(ctx, service(name, 1, "placement:\n  clusters: [a]\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var other []error
+	for _, name := range []string{"d1", "d2"} {
+		e.ctl.SetBeforeRecordDelete(func(name string) {
+			e.ctl.SetBeforeRecordDelete(nil) // once
+			v, rev, err := e.fed.Store.GetService(ctx, name)
+			switch {
+			case err != nil:
+			case name == "d1":
+				_, err = e.fed.Store.PutService(ctx, v, rev)
+			default:
+				err = e.fed.Store.DeleteService(ctx, name, rev)
+			}
+			other = append(other, err)
+		})
+		if err := e.ctl.Delete(ctx, name); err != nil {
+			t.Fatalf("delete %s: %v", name, err)
+		}
+		if _, _, err := e.fed.Store.GetService(ctx, name); !errors.Is(err, fedstore.ErrNotFound) {
+			t.Errorf("%s still stored: %v", name, err)
+		}
+	}
+	if len(other) != 2 || other[0] != nil || other[1] != nil {
+		t.Fatalf("the other writes: %v; want two that committed", other)
+	}
+}
