@@ -174,63 +174,111 @@ func (h *healthChecks) checksOf(st *persysv1.WorkloadStatus) (*persysv1.Workload
 // none, stops the probers of instances no longer running, and returns all
 // with the health of each (see overlay). all is the complete list of what
 // the runtimes report.
+//
+// It runs on every heartbeat of a node that may hold a thousand
+// workloads: while no instance has a prober or a failure, a status listed
+// again (the same one, see overlayMemo) whose instance has no checks
+// takes its overlay from the last listing without being read; any other
+// costs one look at the probers and failures and one at its checks.
 func (h *healthChecks) sync(all []*persysv1.WorkloadStatus) []*persysv1.WorkloadStatus {
 	h.forgetReplaced(all)
-	running := make(map[string]bool, len(all))
+	next := make(map[*persysv1.WorkloadStatus]overlaid, len(all))
+	// What the runtimes report running, before the overlay: an instance
+	// whose liveness failed keeps its prober until it stops.
+	wasRunning := make([]bool, len(all))
 	var stop []*probe.Prober
-	for _, st := range all {
-		if st.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+	h.memoMu.Lock()
+	defer h.memoMu.Unlock()
+	h.mu.Lock()
+	// Checks start only with an apply (a new instance: a new status) or
+	// an agent restart (an empty memo), so a status seen without checks
+	// has none while it is listed the same.
+	quiet := len(h.probers) == 0 && len(h.failures) == 0
+	h.mu.Unlock()
+	for i, st := range all {
+		if st == nil {
 			continue
 		}
-		running[st.GetName()] = true
-		if old := h.ensure(st); old != nil {
-			stop = append(stop, old)
+		if m, ok := h.memo[st]; ok && quiet && !m.hasChecks {
+			next[st], all[i], wasRunning[i] = m, m.out, m.running
+			continue
+		}
+		name, inst := st.GetName(), instanceOf(st)
+		running := st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
+		wasRunning[i] = running
+		h.mu.Lock()
+		rp, probing := h.probers[name]
+		f, failed := h.failures[name]
+		h.mu.Unlock()
+		hasChecks := false
+		switch {
+		case running && probing && rp.inst == inst:
+			hasChecks = true
+		case running:
+			var old *probe.Prober
+			old, hasChecks = h.ensure(st, rp, probing, failed)
+			if old != nil {
+				stop = append(stop, old)
+			}
+			h.mu.Lock()
+			rp, probing = h.probers[name]
+			h.mu.Unlock()
+		}
+		all[i] = h.overlayFrom(st, inst, running, hasChecks, f, failed, rp, probing, h.memo, next)
+	}
+	h.memo = next
+	stop = append(stop, h.dropNotRunning(all, wasRunning)...)
+	for _, p := range stop {
+		p.Stop()
+	}
+	return all
+}
+
+// dropNotRunning removes the probers of workloads not running (all[i]
+// runs when running[i]) and returns them to be stopped.
+func (h *healthChecks) dropNotRunning(all []*persysv1.WorkloadStatus, running []bool) []*probe.Prober {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.probers) == 0 {
+		return nil
+	}
+	names := make(map[string]bool, len(all))
+	for i, st := range all {
+		if running[i] {
+			names[st.GetName()] = true
 		}
 	}
-	h.mu.Lock()
+	var stop []*probe.Prober
 	for name, rp := range h.probers {
-		if !running[name] {
+		if !names[name] {
 			stop = append(stop, rp.p)
 			delete(h.probers, name)
 		}
 	}
-	h.mu.Unlock()
-	for _, p := range stop {
-		p.Stop()
-	}
-	next := make(map[*persysv1.WorkloadStatus]overlaid, len(all))
-	h.memoMu.Lock()
-	defer h.memoMu.Unlock()
-	for i, st := range all {
-		all[i] = h.overlayMemo(st, h.memo, next)
-	}
-	h.memo = next
-	return all
+	return stop
 }
 
 // ensure starts the prober of the running instance st when its spec has
-// checks and it has none; it returns a prober of another instance of the
-// same workload, which the caller stops.
-func (h *healthChecks) ensure(st *persysv1.WorkloadStatus) *probe.Prober {
+// checks and it has none (rp, probing: its prober now; failed: its
+// liveness failed); it returns a prober of another instance of the same
+// workload, which the caller stops, and whether st has checks.
+func (h *healthChecks) ensure(st *persysv1.WorkloadStatus, rp runningProber, probing, failed bool) (*probe.Prober, bool) {
 	name, inst := st.GetName(), instanceOf(st)
 	h.mu.Lock()
-	rp, ok := h.probers[name]
 	ctx := h.ctx
-	_, failed := h.failures[name]
 	h.mu.Unlock()
-	if ok && rp.inst == inst {
-		return nil
-	}
 	var old *probe.Prober
-	if ok {
+	if probing {
 		old = rp.p
 		h.mu.Lock()
-		delete(h.probers, name)
+		if cur, ok := h.probers[name]; ok && cur.p == rp.p {
+			delete(h.probers, name)
+		}
 		h.mu.Unlock()
 	}
 	spec, has := h.checksOf(st)
 	if !has || ctx == nil || failed {
-		return old
+		return old, has
 	}
 	started := time.Now()
 	if t := st.GetUpdatedAt(); t != nil && t.AsTime().Before(started) {
@@ -250,7 +298,7 @@ func (h *healthChecks) ensure(st *persysv1.WorkloadStatus) *probe.Prober {
 		// A concurrent listing started this instance's checks first.
 		h.mu.Unlock()
 		p.Stop()
-		return old
+		return old, true
 	}
 	h.probers[name] = runningProber{inst: inst, p: p}
 	h.mu.Unlock()
@@ -259,7 +307,7 @@ func (h *healthChecks) ensure(st *persysv1.WorkloadStatus) *probe.Prober {
 		cur.p.Stop()
 	}
 	h.a.log.Info("health checks started", "workload", name, "uid", inst.uid, "revision", inst.revision)
-	return old
+	return old, true
 }
 
 // forgetReplaced drops the failures of instances the runtimes no longer
@@ -295,6 +343,7 @@ func (h *healthChecks) overlay(st *persysv1.WorkloadStatus) *persysv1.WorkloadSt
 type overlaid struct {
 	out       *persysv1.WorkloadStatus
 	hasChecks bool
+	running   bool
 }
 
 // overlayMemo is overlay; with next set, a result that depends on st alone
@@ -312,6 +361,17 @@ func (h *healthChecks) overlayMemo(st *persysv1.WorkloadStatus, prev, next map[*
 	rp, probing := h.probers[name]
 	h.mu.Unlock()
 	running := st.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING
+	hasChecks := false
+	if running && !(failed && f.inst == inst) && !(probing && rp.inst == inst) {
+		_, hasChecks = h.checksOf(st)
+	}
+	return h.overlayFrom(st, inst, running, hasChecks, f, failed, rp, probing, prev, next)
+}
+
+// overlayFrom is overlayMemo of st, instance inst, given what was looked
+// up: whether it runs and has checks, its failure and its prober.
+func (h *healthChecks) overlayFrom(st *persysv1.WorkloadStatus, inst instance, running, hasChecks bool, f healthFailure, failed bool,
+	rp runningProber, probing bool, prev, next map[*persysv1.WorkloadStatus]overlaid) *persysv1.WorkloadStatus {
 	switch {
 	case failed && f.inst == inst:
 		out := proto.Clone(st).(*persysv1.WorkloadStatus)
@@ -326,17 +386,13 @@ func (h *healthChecks) overlayMemo(st *persysv1.WorkloadStatus, prev, next map[*
 		setSnapshot(out, rp.p.Snapshot())
 		return out
 	}
-	hasChecks := false
-	if running {
-		_, hasChecks = h.checksOf(st)
-	}
 	if m, ok := prev[st]; ok && m.hasChecks == hasChecks {
 		next[st] = m
 		return m.out
 	}
 	out := readiness(st, running, hasChecks)
 	if next != nil {
-		next[st] = overlaid{out, hasChecks}
+		next[st] = overlaid{out: out, hasChecks: hasChecks, running: running}
 	}
 	return out
 }

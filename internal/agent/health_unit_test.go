@@ -67,3 +67,31 @@ func TestHealthOverlay(t *testing.T) {
 		t.Fatal("the failure of a replaced instance is kept")
 	}
 }
+
+// TestSyncMemoWhileQuiet: statuses listed again are overlaid from the last
+// listing (the same results) while no instance has a prober or a failure;
+// a liveness failure is reported at once, not hidden by the memo.
+func TestSyncMemoWhileQuiet(t *testing.T) {
+	h := newHealthChecks(&Agent{ledger: &ledger{entries: map[string]allocation{}}})
+	running := func(name string) *persysv1.WorkloadStatus {
+		return &persysv1.WorkloadStatus{Name: name, Uid: "u-" + name, Revision: 1, RuntimeId: "r-" + name, State: persysv1.ActualState_ACTUAL_STATE_RUNNING}
+	}
+	a, b := running("a"), running("b")
+	first := h.sync([]*persysv1.WorkloadStatus{a, b})
+	again := h.sync([]*persysv1.WorkloadStatus{a, b})
+	for i := range first {
+		if !first[i].GetReady() || again[i] != first[i] {
+			t.Fatalf("%s listed again: ready %v, same overlay %v; want ready and the same", first[i].GetName(), first[i].GetReady(), again[i] == first[i])
+		}
+	}
+	h.mu.Lock()
+	h.failures["a"] = healthFailure{inst: instanceOf(a), detail: "liveness check failed: x", since: time.Unix(5, 0)}
+	h.mu.Unlock()
+	out := h.sync([]*persysv1.WorkloadStatus{a, b})
+	if out[0].GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED || out[0].GetReason() != persysv1.FailureReason_FAILURE_REASON_HEALTH_CHECK_FAILED {
+		t.Fatalf("a after its liveness failed: %s %s, want FAILED HEALTH_CHECK_FAILED", out[0].GetState(), out[0].GetReason())
+	}
+	if out[1] != first[1] {
+		t.Fatal("b, unchanged and without checks, is overlaid anew")
+	}
+}

@@ -109,3 +109,37 @@ func TestDispatcherDeclaredLimits(t *testing.T) {
 	done.Wait()
 	d.wait()
 }
+
+// TestDispatcherReusesRunners: a call handed off after another ended runs
+// on the goroutine that ran the first (its stack already grown), and wait
+// ends the runners left idle.
+func TestDispatcherReusesRunners(t *testing.T) {
+	d := newDispatcher(newCallLimits(1), 4)
+	idle := func() int {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.idle)
+	}
+	for i := range 3 {
+		ran := make(chan struct{})
+		d.submit(fmt.Sprintf("n%d", i), func() { close(ran) })
+		<-ran
+		deadline := time.Now().Add(10 * time.Second)
+		for idle() != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("call %d: %d runners idle after it ended, want 1", i, idle())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	d.mu.Lock()
+	runners := d.runners
+	d.mu.Unlock()
+	if runners != 1 {
+		t.Fatalf("%d runners started for 3 calls one after the other, want 1", runners)
+	}
+	d.wait()
+	if n := idle(); n != 0 {
+		t.Fatalf("%d runners idle after wait, want 0", n)
+	}
+}
