@@ -82,7 +82,7 @@ type healthChecks struct {
 	specs map[string]appliedChecks
 	wg    sync.WaitGroup // liveness failures being handled
 
-	// memo holds the last listing's overlays by status (overlayMemo).
+	// memo holds the last listing's overlays by status (overlayFrom).
 	memoMu sync.Mutex
 	memo   map[*persysv1.WorkloadStatus]overlaid
 }
@@ -177,7 +177,7 @@ func (h *healthChecks) checksOf(st *persysv1.WorkloadStatus) (*persysv1.Workload
 //
 // It runs on every heartbeat of a node that may hold a thousand
 // workloads: while no instance has a prober or a failure, a status listed
-// again (the same one, see overlayMemo) whose instance has no checks
+// again (the same one, see overlayFrom) whose instance has no checks
 // takes its overlay from the last listing without being read; any other
 // costs one look at the probers and failures and one at its checks.
 func (h *healthChecks) sync(all []*persysv1.WorkloadStatus) []*persysv1.WorkloadStatus {
@@ -335,23 +335,6 @@ func (h *healthChecks) forgetReplaced(all []*persysv1.WorkloadStatus) {
 // without (a runtime that judged health itself, as compose does from its
 // healthchecks, keeps its verdict).
 func (h *healthChecks) overlay(st *persysv1.WorkloadStatus) *persysv1.WorkloadStatus {
-	return h.overlayMemo(st, nil, nil)
-}
-
-// overlaid is a memoized overlay of one status: its result, and whether
-// the instance had checks (the one input besides the status itself).
-type overlaid struct {
-	out       *persysv1.WorkloadStatus
-	hasChecks bool
-	running   bool
-}
-
-// overlayMemo is overlay; with next set, a result that depends on st alone
-// (no failure, no prober) is kept in next under st's identity and taken
-// from prev when st comes again: a runtime that lists the same status
-// again (copy-on-write) then gets the same result, with no copy made, and
-// the heartbeat's delta sees it unchanged by identity.
-func (h *healthChecks) overlayMemo(st *persysv1.WorkloadStatus, prev, next map[*persysv1.WorkloadStatus]overlaid) *persysv1.WorkloadStatus {
 	if st == nil {
 		return nil
 	}
@@ -365,11 +348,25 @@ func (h *healthChecks) overlayMemo(st *persysv1.WorkloadStatus, prev, next map[*
 	if running && !(failed && f.inst == inst) && !(probing && rp.inst == inst) {
 		_, hasChecks = h.checksOf(st)
 	}
-	return h.overlayFrom(st, inst, running, hasChecks, f, failed, rp, probing, prev, next)
+	return h.overlayFrom(st, inst, running, hasChecks, f, failed, rp, probing, nil, nil)
 }
 
-// overlayFrom is overlayMemo of st, instance inst, given what was looked
-// up: whether it runs and has checks, its failure and its prober.
+// overlaid is a memoized overlay of one status: its result, whether the
+// instance had checks (the one input besides the status itself), and
+// whether it runs.
+type overlaid struct {
+	out       *persysv1.WorkloadStatus
+	hasChecks bool
+	running   bool
+}
+
+// overlayFrom is overlay of st, instance inst, given what was looked up:
+// whether it runs and has checks, its failure and its prober. With next
+// set, a result that depends on st alone (no failure, no prober) is kept
+// in next under st's identity and taken from prev when st comes again: a
+// runtime that lists the same status again (copy-on-write) then gets the
+// same result, with no copy made, and the heartbeat's delta sees it
+// unchanged by identity.
 func (h *healthChecks) overlayFrom(st *persysv1.WorkloadStatus, inst instance, running, hasChecks bool, f healthFailure, failed bool,
 	rp runningProber, probing bool, prev, next map[*persysv1.WorkloadStatus]overlaid) *persysv1.WorkloadStatus {
 	switch {

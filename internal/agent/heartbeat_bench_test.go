@@ -7,9 +7,6 @@ import (
 	"time"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
-	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
-	"github.com/persys-dev/compute/internal/runtime"
-	"github.com/persys-dev/compute/internal/runtime/sim"
 )
 
 // BenchmarkHeartbeatListing is what an agent does for each heartbeat on
@@ -21,16 +18,7 @@ import (
 func BenchmarkHeartbeatListing(b *testing.B) {
 	for _, n := range []int{25, 100, 1000} {
 		b.Run(fmt.Sprintf("workloads=%d", n), func(b *testing.B) {
-			rt, err := sim.New(sim.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{rt},
-				Channel:  persysv1grpc.NewNodeChannelServiceClient(nil),
-				Capacity: &persysv1.Resources{CpuMillis: 1 << 30, MemoryBytes: 1 << 50}, DataDir: b.TempDir()})
-			if err != nil {
-				b.Fatal(err)
-			}
+			a, rt := simAgentOf(b, &persysv1.Resources{CpuMillis: 1 << 30, MemoryBytes: 1 << 50})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			spec := &persysv1.WorkloadSpec{Type: persysv1.WorkloadType_WORKLOAD_TYPE_CONTAINER,

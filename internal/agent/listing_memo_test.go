@@ -70,15 +70,20 @@ func TestListingKeepsUnchangedStatuses(t *testing.T) {
 // simAgent is an agent of node n1 (not running) on a sim runtime.
 func simAgent(t *testing.T) (*Agent, *sim.Runtime) {
 	t.Helper()
+	return simAgentOf(t, &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30})
+}
+
+// simAgentOf is simAgent with the node's capacity.
+func simAgentOf(tb testing.TB, capacity *persysv1.Resources) (*Agent, *sim.Runtime) {
+	tb.Helper()
 	rt, err := sim.New(sim.Options{})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	a, err := New(Config{NodeID: "n1", AdvertiseAddr: "127.0.0.1", Runtimes: []runtime.Runtime{rt},
-		Channel:  persysv1grpc.NewNodeChannelServiceClient(nil),
-		Capacity: &persysv1.Resources{CpuMillis: 1000, MemoryBytes: 1 << 30}})
+		Channel: persysv1grpc.NewNodeChannelServiceClient(nil), Capacity: capacity})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return a, rt
 }
