@@ -101,7 +101,7 @@ func RunEtcdMember(raw string, stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
 	}
-	srv := &http.Server{Handler: schedProcMux(reg, cfg.CPUProfile, ""), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: schedProcMux(reg, nil, cfg.CPUProfile, ""), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(mln) }()
 	defer srv.Close()
 	line, _ := json.Marshal(schedProcReady{Addr: e.Endpoints()[0], MetricsAddr: mln.Addr().String()})

@@ -163,8 +163,8 @@ func (s *stallWatch) restart(now time.Time) { s.since = now }
 // workloads RUNNING and PENDING.
 func progressOf(c *Cluster) (placed, running, pending int, err error) {
 	var mfs []*dto.MetricFamily
-	if g, ok := c.Registry.(namedGatherer); ok {
-		mfs, err = g.GatherNames(metricPlacements, metricWorkloads)
+	if g, ok := c.Registry.(progressGatherer); ok {
+		mfs, err = g.GatherProgress()
 	} else {
 		mfs, err = c.Registry.Gather()
 	}
@@ -196,10 +196,10 @@ func progressOf(c *Cluster) (placed, running, pending int, err error) {
 	return placed, running, pending, nil
 }
 
-// namedGatherer gathers the named metric families alone (see
-// childProc.GatherNames).
-type namedGatherer interface {
-	GatherNames(names ...string) ([]*dto.MetricFamily, error)
+// progressGatherer gathers the progress metrics alone (see
+// childProc.GatherProgress).
+type progressGatherer interface {
+	GatherProgress() ([]*dto.MetricFamily, error)
 }
 
 // unfinishedAt is how far a run got at the end of a wait, with the

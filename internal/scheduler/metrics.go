@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,19 +117,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
-	byState := map[string]int{}
-	for v := range persysv1.ActualState_name {
-		if s := persysv1.ActualState(v); s != persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
-			byState[contract.Name(s)] = 0
-		}
-	}
 	counts, ready, notReady := c.s.cache.Stats()
-	for st, n := range counts {
-		byState[contract.Name(st)] = n
-	}
-	for k, v := range byState {
-		ch <- prometheus.MustNewConstMetric(workloadsDesc, prometheus.GaugeValue, float64(v), k)
-	}
+	collectWorkloads(ch, counts)
 	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(ready), contract.Name(persysv1.NodeState_NODE_STATE_READY))
 	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(notReady), contract.Name(persysv1.NodeState_NODE_STATE_NOT_READY))
 	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(c.s.queue.Len()))
@@ -142,4 +132,46 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if rev, err := c.s.store.Revision(ctx); err == nil {
 		ch <- prometheus.MustNewConstMetric(revisionDesc, prometheus.GaugeValue, float64(rev))
 	}
+}
+
+// collectWorkloads sends the workloads gauge, every state present (0 when
+// no workload is in it).
+func collectWorkloads(ch chan<- prometheus.Metric, counts map[persysv1.ActualState]int) {
+	byState := map[string]int{}
+	for v := range persysv1.ActualState_name {
+		if s := persysv1.ActualState(v); s != persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED {
+			byState[contract.Name(s)] = 0
+		}
+	}
+	for st, n := range counts {
+		byState[contract.Name(st)] = n
+	}
+	for k, v := range byState {
+		ch <- prometheus.MustNewConstMetric(workloadsDesc, prometheus.GaugeValue, float64(v), k)
+	}
+}
+
+// RegisterProgress registers in reg what shows a run's progress alone:
+// placements_total and the workloads gauge, the same series as on the
+// scheduler's registry. A caller that polls progress often (the bench,
+// ten times a second) gathers these instead of every metric: a whole
+// gather also walks every node, reads etcd's revision and renders every
+// histogram, 2 % of a 10,000-node scheduler's CPU at that rate, and more
+// in the collections its garbage caused.
+func (s *Scheduler) RegisterProgress(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{s.metrics.placements, workloadsCollector{s}} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("scheduler: register progress metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// workloadsCollector reports the workloads gauge alone.
+type workloadsCollector struct{ s *Scheduler }
+
+func (c workloadsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- workloadsDesc }
+
+func (c workloadsCollector) Collect(ch chan<- prometheus.Metric) {
+	collectWorkloads(ch, c.s.cache.StateCounts())
 }

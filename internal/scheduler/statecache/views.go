@@ -122,6 +122,14 @@ func (c *Cache) Stats() (byState map[persysv1.ActualState]int, ready, notReady i
 	return c.stateCountsLocked(), ready, notReady
 }
 
+// StateCounts counts the workloads by observed state (Stats without the
+// walk over the nodes).
+func (c *Cache) StateCounts() map[persysv1.ActualState]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stateCountsLocked()
+}
+
 // Summary counts nodes, capacity and workloads by state (no leader).
 func (c *Cache) Summary() *persysv1.ClusterSummary {
 	out := &persysv1.ClusterSummary{WorkloadsByState: map[string]int32{}, Capacity: &persysv1.Resources{}, Allocated: &persysv1.Resources{}}
