@@ -156,8 +156,12 @@ type Agent struct {
 	lister lister
 	// stamped maps each status the runtimes last listed to its stamped
 	// copy (listAll), so that one listed again is not copied again.
-	stampMu sync.Mutex
-	stamped map[*persysv1.WorkloadStatus]*persysv1.WorkloadStatus
+	stampMu      sync.Mutex
+	stamped      map[*persysv1.WorkloadStatus]*persysv1.WorkloadStatus
+	stampedSpare map[*persysv1.WorkloadStatus]*persysv1.WorkloadStatus
+	// present is settleLedger's set of listed names, kept between
+	// heartbeats (the loop goroutine owns it).
+	present map[string]bool
 
 	mu       sync.Mutex
 	interval time.Duration

@@ -147,14 +147,17 @@ func (a *Agent) audit(ctx context.Context) {
 			}
 			continue
 		}
+		calls := sharedDeadline{parent: ctx, timeout: rpcTimeout}
 		for _, w := range ws {
 			if ctx.Err() != nil {
+				calls.stop()
 				return
 			}
-			if w.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && a.auditOne(ctx, rt, v, w) {
+			if w.GetState() == persysv1.ActualState_ACTUAL_STATE_RUNNING && a.auditOne(calls.next(), rt, v, w) {
 				found++
 			}
 		}
+		calls.stop()
 	}
 	if found > 0 {
 		a.Kick()
@@ -187,16 +190,43 @@ func (a *Agent) repair(ctx context.Context) int {
 	return n
 }
 
+// sharedDeadline gives runtime calls made one after another a deadline
+// each, one timer serving the calls of a few seconds: each call starts
+// with at least half of timeout left. A timer per call was most of an
+// audit's cost at 100 workloads a node.
+type sharedDeadline struct {
+	parent  context.Context
+	timeout time.Duration
+	ctx     context.Context
+	cancel  context.CancelFunc
+	until   time.Time
+}
+
+// next is the context of the next call.
+func (d *sharedDeadline) next() context.Context {
+	if d.ctx == nil || time.Until(d.until) < d.timeout/2 {
+		d.stop()
+		d.until = time.Now().Add(d.timeout)
+		d.ctx, d.cancel = context.WithDeadline(d.parent, d.until)
+	}
+	return d.ctx
+}
+
+func (d *sharedDeadline) stop() {
+	if d.cancel != nil {
+		d.cancel()
+	}
+	d.ctx, d.cancel = nil, nil
+}
+
 // auditOne verifies one workload listed RUNNING and reports whether it is
-// a zombie not known before.
+// a zombie not known before. ctx bounds the runtime calls.
 func (a *Agent) auditOne(ctx context.Context, rt runtime.Runtime, v runtime.Verifier, w *persysv1.WorkloadStatus) bool {
-	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
-	defer cancel()
-	name, rtName := w.GetName(), runtimeName(rt.Type())
+	name := w.GetName()
 	alive, detail, err := v.Verify(ctx, name)
 	if err != nil {
 		if ctx.Err() == nil {
-			a.log.Warn("audit: verify failed", "workload", name, "runtime", rtName, "err", err)
+			a.log.Warn("audit: verify failed", "workload", name, "runtime", runtimeName(rt.Type()), "err", err)
 		}
 		return false
 	}
@@ -216,6 +246,7 @@ func (a *Agent) auditOne(ctx context.Context, rt runtime.Runtime, v runtime.Veri
 		runtimeID: w.GetRuntimeId(), detail: detail, since: time.Now()}) {
 		return false
 	}
+	rtName := runtimeName(rt.Type())
 	a.metrics.zombies.WithLabelValues(rtName).Inc()
 	a.log.Warn("zombie: the runtime reports the workload running but it is dead", "workload", name,
 		"uid", w.GetUid(), "revision", w.GetRevision(), "runtime", rtName, "runtime_id", w.GetRuntimeId(), "detail", detail)

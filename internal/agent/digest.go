@@ -32,6 +32,9 @@ type sentList struct {
 	ports   []*persysv1.HostPort
 	// portsAt is when ports were scanned.
 	portsAt time.Time
+	// seen is delta's set of names, kept for the next delta (a new one
+	// per heartbeat was a third of telling what changed).
+	seen map[string]bool
 }
 
 // fullList is a list with its digest (0: a status cannot be encoded) and
@@ -90,9 +93,13 @@ type change struct {
 }
 
 // delta is what changed from s to ws.
-func (s sentList) delta(ws []*persysv1.WorkloadStatus) change {
+func (s *sentList) delta(ws []*persysv1.WorkloadStatus) change {
 	var c change
-	seen := make(map[string]bool, len(ws))
+	if s.seen == nil {
+		s.seen = make(map[string]bool, len(ws))
+	}
+	seen := s.seen
+	clear(seen)
 	sum := s.held
 	whole := false
 	for _, st := range ws {

@@ -367,12 +367,21 @@ func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sen
 // (an older one misses workloads applied since) and releases what failed
 // workloads held, zombies excepted: one reported FAILED may still hold
 // what it took.
+// The loop goroutine alone settles; it reuses one set of names (a new one
+// per heartbeat was a third of settling).
 func (a *Agent) settleLedger(workloads []*persysv1.WorkloadStatus, mark uint64) {
-	present := make(map[string]bool, len(workloads))
+	if a.present == nil {
+		a.present = make(map[string]bool, len(workloads))
+	}
+	present := a.present
+	clear(present)
 	var failed map[string]bool
 	for _, w := range workloads {
 		present[w.GetName()] = true
-		if _, zombie := a.zombies.get(w.GetName()); w.GetState() == persysv1.ActualState_ACTUAL_STATE_FAILED && !zombie {
+		if w.GetState() != persysv1.ActualState_ACTUAL_STATE_FAILED {
+			continue
+		}
+		if _, zombie := a.zombies.get(w.GetName()); !zombie {
 			if failed == nil {
 				failed = map[string]bool{}
 			}
@@ -480,7 +489,13 @@ func (a *Agent) usage() *persysv1.Resources {
 func (a *Agent) listAll(ctx context.Context) ([]*persysv1.WorkloadStatus, error) {
 	var all []*persysv1.WorkloadStatus
 	a.stampMu.Lock()
-	stamped := make(map[*persysv1.WorkloadStatus]*persysv1.WorkloadStatus, len(a.stamped))
+	// Two maps take turns (the last listing's and this one's), cleared,
+	// not made anew: a new one per listing was a tenth of listing.
+	stamped := a.stampedSpare
+	if stamped == nil {
+		stamped = make(map[*persysv1.WorkloadStatus]*persysv1.WorkloadStatus, len(a.stamped))
+	}
+	clear(stamped)
 	for _, rt := range a.order {
 		ws, err := rt.List(ctx)
 		if err != nil {
@@ -498,7 +513,7 @@ func (a *Agent) listAll(ctx context.Context) ([]*persysv1.WorkloadStatus, error)
 			all = append(all, st)
 		}
 	}
-	a.stamped = stamped
+	a.stamped, a.stampedSpare = stamped, a.stamped
 	a.stampMu.Unlock()
 	return a.health.sync(a.zombies.overlay(all)), nil
 }

@@ -127,20 +127,15 @@ type stateGauge struct {
 // setWorkloads refreshes the gauge of workloads by state, zero included.
 // Only the loop goroutine calls it.
 func (m *metrics) setWorkloads(ws []*persysv1.WorkloadStatus) {
-	count := func(s persysv1.ActualState) float64 {
-		n := 0
-		for _, w := range ws {
-			if w.GetState() == s {
-				n++
-			}
-		}
-		return float64(n)
+	counts := map[persysv1.ActualState]float64{}
+	for _, w := range ws {
+		counts[w.GetState()]++
 	}
 	for _, sg := range m.byState {
-		sg.gauge.Set(count(sg.state))
+		sg.gauge.Set(counts[sg.state])
 	}
 	// The unspecified state's series appears once a workload has it.
-	if n := count(persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED); n > 0 || m.unspecifiedShown {
+	if n := counts[persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED]; n > 0 || m.unspecifiedShown {
 		m.unspecifiedShown = true
 		m.workloads.WithLabelValues(contract.Name(persysv1.ActualState_ACTUAL_STATE_UNSPECIFIED)).Set(n)
 	}

@@ -255,6 +255,27 @@ func TestListOrderedSnapshots(t *testing.T) {
 	if err != nil || again[0].GetState() != failed {
 		t.Fatalf("List after the kill: %v (%v), want a FAILED", again, err)
 	}
+	// Names that come and go keep the order, and a name applied again
+	// lists its new revision once.
+	if _, err := r.Delete(ctx, "b", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []runtime.Instance{inst("bb", "u", 1, "app:1"), inst("a", "u", 2, "app:2"), inst("0", "u", 1, "app:1")} {
+		if _, _, err := r.Apply(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ws, err = r.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names = names[:0]
+	for _, w := range ws {
+		names = append(names, fmt.Sprintf("%s@%d", w.GetName(), w.GetRevision()))
+	}
+	if got := strings.Join(names, ","); got != "0@1,a@2,bb@1,c@1" {
+		t.Fatalf("List after a delete and three applies = %s, want 0@1,a@2,bb@1,c@1", got)
+	}
 }
 
 func TestSeedMakesIDsReproducible(t *testing.T) {
