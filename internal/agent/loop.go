@@ -366,9 +366,8 @@ func (a *Agent) heartbeat(ctx context.Context, link *nodechannel.Link, sent *sen
 // settleLedger prunes the allocation record by a list taken after mark
 // (an older one misses workloads applied since) and releases what failed
 // workloads held, zombies excepted: one reported FAILED may still hold
-// what it took.
-// The loop goroutine alone settles; it reuses one set of names (a new one
-// per heartbeat was a third of settling).
+// what it took. Only the loop goroutine settles, so it reuses one set of
+// names (a new one per heartbeat was a third of settling).
 func (a *Agent) settleLedger(workloads []*persysv1.WorkloadStatus, mark uint64) {
 	if a.present == nil {
 		a.present = make(map[string]bool, len(workloads))
