@@ -192,7 +192,7 @@ func (a *Agent) repair(ctx context.Context) int {
 
 // sharedDeadline gives runtime calls made one after another a deadline
 // each, one timer serving the calls of a few seconds: each call starts
-// with at least half of timeout left. A timer per call was most of an
+// with at least half of timeout left. A timer per call was half of an
 // audit's cost at 100 workloads a node.
 type sharedDeadline struct {
 	parent  context.Context

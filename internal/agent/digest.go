@@ -33,7 +33,7 @@ type sentList struct {
 	// portsAt is when ports were scanned.
 	portsAt time.Time
 	// seen is delta's set of names, kept for the next delta (a new one
-	// per heartbeat was a third of telling what changed).
+	// per heartbeat was a sixth of telling what changed).
 	seen map[string]bool
 }
 
