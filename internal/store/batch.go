@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -46,7 +47,7 @@ type WriteResult struct {
 type placementTxn struct {
 	name       string
 	node       string
-	aval, sval string
+	aval, sval []byte
 	wrev, arev int64
 }
 
@@ -75,7 +76,7 @@ func (s *Store) preparePlacement(a *persysv1.Assignment, st *persysv1.WorkloadSt
 		a = proto.CloneOf(a)
 		a.PlacedAt = timestamppb.Now()
 	}
-	aval, err := marshal("assignment", a)
+	aval, err := marshalBytes("assignment", a)
 	if err != nil {
 		return placementTxn{}, err
 	}
@@ -89,33 +90,29 @@ func (s *Store) preparePlacement(a *persysv1.Assignment, st *persysv1.WorkloadSt
 	if st.GetUid() != a.GetUid() {
 		return placementTxn{}, fmt.Errorf("store: status uid %q: %w: differs from assignment uid %q", st.GetUid(), ErrInvalid, a.GetUid())
 	}
-	if p.sval, err = marshal("status", st); err != nil {
+	if p.sval, err = marshalBytes("status", st); err != nil {
 		return placementTxn{}, err
 	}
 	return p, nil
 }
 
-// appendPlacement appends a placement's compares and puts.
-func (s *Store) appendPlacement(cmps []clientv3.Cmp, puts []clientv3.Op, p placementTxn) ([]clientv3.Cmp, []clientv3.Op) {
-	cmps = append(cmps,
-		clientv3.Compare(clientv3.ModRevision(s.workloadKey(p.name)), "=", p.wrev),
-		clientv3.Compare(clientv3.ModRevision(s.assignmentKey(p.name)), "=", p.arev))
-	puts = append(puts, clientv3.OpPut(s.assignmentKey(p.name), p.aval))
-	if p.sval != "" {
-		puts = append(puts, clientv3.OpPut(s.statusKey(p.name), p.sval))
+// appendPlacement adds a placement's compares and puts to t.
+func (s *Store) appendPlacement(t *txnRequest, p placementTxn) {
+	t.ifRevision(pb.Compare_MOD, s.workloadKey(p.name), p.wrev)
+	t.ifRevision(pb.Compare_MOD, s.assignmentKey(p.name), p.arev)
+	t.put(s.assignmentKey(p.name), p.aval)
+	if p.sval != nil {
+		t.put(s.statusKey(p.name), p.sval)
 	}
-	return cmps, puts
 }
 
 // commitPlacement commits one prepared placement on its own.
 func (s *Store) commitPlacement(ctx context.Context, p placementTxn) (int64, error) {
 	wkey, akey := s.workloadKey(p.name), s.assignmentKey(p.name)
-	cmps, puts := s.appendPlacement(make([]clientv3.Cmp, 0, 2), make([]clientv3.Op, 0, 2), p)
-	resp, err := s.cli.Txn(ctx).
-		If(cmps...).
-		Then(puts...).
-		Else(clientv3.OpGet(wkey, clientv3.WithKeysOnly()), clientv3.OpGet(akey, clientv3.WithKeysOnly())).
-		Commit()
+	t := newTxnRequest(2, 2)
+	s.appendPlacement(t, p)
+	t.req.Failure = []*pb.RequestOp{rangeKeysOnly(wkey), rangeKeysOnly(akey)}
+	resp, err := s.commit(ctx, t)
 	if err != nil {
 		return 0, fmt.Errorf("store: commit placement of %q on %q: %w", p.name, p.node, err)
 	}
@@ -159,12 +156,11 @@ func (s *Store) CommitPlacements(ctx context.Context, ws []PlacementWrite) []Wri
 			out[idx[group[0]]] = WriteResult{Rev: rev, Err: err}
 			continue
 		}
-		cmps := make([]clientv3.Cmp, 0, 2*len(group))
-		puts := make([]clientv3.Op, 0, 2*len(group))
+		t := newTxnRequest(2*len(group), 2*len(group))
 		for _, j := range group {
-			cmps, puts = s.appendPlacement(cmps, puts, ready[j])
+			s.appendPlacement(t, ready[j])
 		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+		resp, err := s.commit(ctx, t)
 		switch {
 		case err != nil:
 			for _, j := range group {
@@ -209,7 +205,7 @@ func (s *Store) PutStatuses(ctx context.Context, sts []*persysv1.WorkloadStatus)
 type preparedStatus struct {
 	st   *persysv1.WorkloadStatus
 	wrev int64
-	val  string
+	val  []byte
 }
 
 // PutStatusWrites writes many statuses, each with PutStatusRev's rule (only
@@ -230,7 +226,7 @@ func (s *Store) PutStatusWrites(ctx context.Context, ws []StatusWrite) []WriteRe
 			out[i].Err = err
 			continue
 		}
-		val, err := marshal("status", w.Status)
+		val, err := marshalBytes("status", w.Status)
 		if err != nil {
 			out[i].Err = err
 			continue
@@ -255,17 +251,18 @@ func (s *Store) PutStatusWrites(ctx context.Context, ws []StatusWrite) []WriteRe
 // settled the group: false when a write lacks a revision or a workload
 // changed since its revision, for the reading path to decide.
 func (s *Store) putStatusesAtRevs(ctx context.Context, ready []preparedStatus, idx, group []int, out []WriteResult) bool {
-	cmps := make([]clientv3.Cmp, 0, len(group))
-	puts := make([]clientv3.Op, 0, len(group))
 	for _, j := range group {
-		p := ready[j]
-		if p.wrev <= 0 {
+		if ready[j].wrev <= 0 {
 			return false
 		}
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.workloadKey(p.st.GetName())), "=", p.wrev))
-		puts = append(puts, clientv3.OpPut(s.statusKey(p.st.GetName()), p.val))
 	}
-	resp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+	t := newTxnRequest(len(group), len(group))
+	for _, j := range group {
+		p := ready[j]
+		t.ifRevision(pb.Compare_MOD, s.workloadKey(p.st.GetName()), p.wrev)
+		t.put(s.statusKey(p.st.GetName()), p.val)
+	}
+	resp, err := s.commit(ctx, t)
 	switch {
 	case err != nil:
 		for _, j := range group {
@@ -304,8 +301,7 @@ func (s *Store) putStatusesRead(ctx context.Context, ready []preparedStatus, idx
 		}
 		return
 	}
-	var cmps []clientv3.Cmp
-	var puts []clientv3.Op
+	t := newTxnRequest(len(group), len(group))
 	var live []int
 	for k, j := range group {
 		st := ready[j].st
@@ -323,14 +319,14 @@ func (s *Store) putStatusesRead(ctx context.Context, ready []preparedStatus, idx
 			out[idx[j]].Err = fmt.Errorf("store: put status %q: workload uid %q is not %q: %w", st.GetName(), w.GetUid(), st.GetUid(), ErrNotFound)
 			continue
 		}
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.workloadKey(st.GetName())), "=", kvs[0].CreateRevision))
-		puts = append(puts, clientv3.OpPut(s.statusKey(st.GetName()), ready[j].val))
+		t.ifRevision(pb.Compare_CREATE, s.workloadKey(st.GetName()), kvs[0].CreateRevision)
+		t.put(s.statusKey(st.GetName()), ready[j].val)
 		live = append(live, j)
 	}
 	if len(live) == 0 {
 		return
 	}
-	wresp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+	wresp, err := s.commit(ctx, t)
 	switch {
 	case err != nil:
 		for _, j := range live {
@@ -374,7 +370,8 @@ func groupWrites[T any](items []T, key func(T) string, size func(T) int, maxPer 
 
 // createTxn is a validated workload ready to create.
 type createTxn struct {
-	name, key, val string
+	name, key string
+	val       []byte
 }
 
 // prepareCreate validates a workload for CreateWorkload and encodes it.
@@ -382,20 +379,24 @@ func (s *Store) prepareCreate(w *persysv1.Workload) (createTxn, error) {
 	if err := validateWorkload(w); err != nil {
 		return createTxn{}, err
 	}
-	val, err := marshal("workload", w)
+	val, err := marshalBytes("workload", w)
 	if err != nil {
 		return createTxn{}, err
 	}
 	return createTxn{name: w.GetName(), key: s.workloadKey(w.GetName()), val: val}, nil
 }
 
-func createCompare(c createTxn) clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(c.key), "=", 0)
+// appendCreate adds a create's compare (the key is absent) and put to t.
+func appendCreate(t *txnRequest, c createTxn) {
+	t.ifRevision(pb.Compare_CREATE, c.key, 0)
+	t.put(c.key, c.val)
 }
 
 // commitCreate creates one prepared workload on its own.
 func (s *Store) commitCreate(ctx context.Context, c createTxn) (int64, error) {
-	resp, err := s.cli.Txn(ctx).If(createCompare(c)).Then(clientv3.OpPut(c.key, c.val)).Commit()
+	t := newTxnRequest(1, 1)
+	appendCreate(t, c)
+	resp, err := s.commit(ctx, t)
 	if err != nil {
 		return 0, fmt.Errorf("store: create workload %q: %w", c.name, err)
 	}
@@ -433,13 +434,11 @@ func (s *Store) CreateWorkloads(ctx context.Context, ws []*persysv1.Workload) []
 			out[idx[group[0]]] = WriteResult{Rev: rev, Err: err}
 			continue
 		}
-		cmps := make([]clientv3.Cmp, 0, len(group))
-		puts := make([]clientv3.Op, 0, len(group))
+		t := newTxnRequest(len(group), len(group))
 		for _, j := range group {
-			cmps = append(cmps, createCompare(ready[j]))
-			puts = append(puts, clientv3.OpPut(ready[j].key, ready[j].val))
+			appendCreate(t, ready[j])
 		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(puts...).Commit()
+		resp, err := s.commit(ctx, t)
 		switch {
 		case err != nil:
 			for _, j := range group {

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -241,13 +240,14 @@ func (e *Embedded) ClientTLS() (*tls.Config, error) {
 // syscalls). The caller closes it; it works until the server stops. Other
 // processes still reach the server at Endpoints.
 func (e *Embedded) LocalClient() *clientv3.Client {
-	cli, lc := newLocalClient(e.etcd.Server)
-	// The store's keep-alive stream needs a LeaseClient, which a
-	// connectionless client cannot make: register the in-process one.
-	localLeaseClients.Store(cli, lc)
+	cli, kv, lc := newLocalClient(e.etcd.Server)
+	// The store's group commits and keep-alive streams need a KVClient
+	// and a LeaseClient, which a connectionless client cannot make:
+	// register the in-process ones.
+	localClients.Store(cli, localRemotes{kv: kv, lease: lc})
 	go func() {
 		<-cli.Ctx().Done() // closed
-		localLeaseClients.Delete(cli)
+		localClients.Delete(cli)
 	}()
 	return cli
 }
@@ -258,17 +258,6 @@ func (e *Embedded) LocalStore(opts Options) *Store {
 	s := New(e.LocalClient(), opts)
 	s.ownsClient = true
 	return s
-}
-
-// localLeaseClients maps each LocalClient to its in-process LeaseClient.
-var localLeaseClients sync.Map // *clientv3.Client → pb.LeaseClient
-
-// leaseClientOf is the LeaseClient for cli's keep-alive streams.
-func leaseClientOf(cli *clientv3.Client) pb.LeaseClient {
-	if lc, ok := localLeaseClients.Load(cli); ok {
-		return lc.(pb.LeaseClient)
-	}
-	return pb.NewLeaseClient(cli.ActiveConnection())
 }
 
 // Kill stops the member at once, as a crash would (no leadership

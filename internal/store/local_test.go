@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -46,6 +47,18 @@ func TestLocalClient(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no watch event for the put")
+	}
+
+	// Group commits go below clientv3's KV, to the in-process KVClient:
+	// one name taken, one new.
+	res := s.CreateWorkloads(ctx, []*persysv1.Workload{
+		{Name: "local", Uid: "u2", Revision: 1, Spec: &persysv1.WorkloadSpec{}},
+		{Name: "local-2", Uid: "u3", Revision: 1, Spec: &persysv1.WorkloadSpec{}}})
+	if !errors.Is(res[0].Err, store.ErrExists) || res[1].Err != nil || res[1].Rev <= 0 {
+		t.Fatalf("group create over the local client: %+v", res)
+	}
+	if got, rev, err := s.GetWorkload(ctx, "local-2"); err != nil || got.GetUid() != "u3" || rev != res[1].Rev {
+		t.Fatalf("local-2: %v at %d, %v; want u3 at %d", got, rev, err, res[1].Rev)
 	}
 
 	// Over the in-process keep-alive stream.

@@ -21,7 +21,7 @@ import (
 // with client-certificate auth on, etcd would read that peer as its own
 // client (an agent's certificate CN as the etcd user, or a panic on a
 // connection without TLS).
-func newLocalClient(s *etcdserver.EtcdServer) (*clientv3.Client, pb.LeaseClient) {
+func newLocalClient(s *etcdserver.EtcdServer) (*clientv3.Client, pb.KVClient, pb.LeaseClient) {
 	cli := v3client.New(s) // Maintenance, Cluster and Auth as they are
 	kv := localKV{adapter.KvServerToKvClient(v3rpc.NewQuotaKVServer(s))}
 	cli.KV = clientv3.NewKVFromKVClient(kv, cli)
@@ -29,7 +29,7 @@ func newLocalClient(s *etcdserver.EtcdServer) (*clientv3.Client, pb.LeaseClient)
 	cli.Lease = clientv3.NewLeaseFromLeaseClient(lc, cli, time.Second)
 	wc := localWatch{adapter.WatchServerToWatchClient(v3rpc.NewWatchServer(s))}
 	cli.Watcher = clientv3.NewWatchFromWatchClient(wc, cli)
-	return cli, lc
+	return cli, kv, lc
 }
 
 // detach keeps ctx's deadline and cancellation and hides the incoming

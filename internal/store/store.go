@@ -35,6 +35,7 @@ import (
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 )
@@ -95,7 +96,9 @@ type Options struct {
 // Store is typed access to the cluster state in etcd. It is safe for
 // concurrent use.
 type Store struct {
-	cli      *clientv3.Client
+	cli *clientv3.Client
+	// kv is the KVClient under cli's KV, for group commits (txnRequest).
+	kv       pb.KVClient
 	prefix   string
 	eventTTL time.Duration
 	log      *slog.Logger
@@ -127,7 +130,7 @@ func New(cli *clientv3.Client, opts Options) *Store {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Store{cli: cli, prefix: prefix, eventTTL: ttl, log: log, ka: newLeaseKeepers(cli)}
+	return &Store{cli: cli, kv: kvClientOf(cli), prefix: prefix, eventTTL: ttl, log: log, ka: newLeaseKeepers(cli)}
 }
 
 // Dial connects to an external etcd cluster (as Connect) and returns a
@@ -233,11 +236,18 @@ func (s *Store) getProto(ctx context.Context, what, name, key string, msg proto.
 }
 
 func marshal(what string, m proto.Message) (string, error) {
+	b, err := marshalBytes(what, m)
+	return string(b), err
+}
+
+// marshalBytes is marshal without the copy into a string, for the group
+// commits' values.
+func marshalBytes(what string, m proto.Message) ([]byte, error) {
 	b, err := proto.Marshal(m)
 	if err != nil {
-		return "", fmt.Errorf("store: encode %s: %w", what, err)
+		return nil, fmt.Errorf("store: encode %s: %w", what, err)
 	}
-	return string(b), nil
+	return b, nil
 }
 
 // casFailure explains a failed compare on key: ErrNotFound when the else
