@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/protobuf/proto"
-
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/placement"
 	"github.com/persys-dev/compute/internal/scheduler/statecache"
@@ -57,7 +55,7 @@ func (s *Scheduler) repickDynamic(ctx context.Context, name string, v view, st *
 		s.cache.RepickDone(name, v.rev, nil, 0)
 		return fmt.Sprintf("; host ports %v are taken on %s and its dynamic range has no others free", old, node)
 	}
-	a := proto.CloneOf(v.assign)
+	a := v.assign.Proto()
 	a.DynamicHostPorts = chosen
 	// The status stays what it is: the attempt's own is written after.
 	rev, err := s.store.CommitPlacementRev(ctx, a, s.cache.StatusOn(name, node), v.rev, v.assignRv)

@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/api/persys/v1/persysv1grpc"
@@ -55,7 +54,7 @@ func (s *Scheduler) removePrevious(ctx context.Context, name string, v view) {
 		}
 		s.cache.SetReport(prev, name, nil)
 	}
-	a := proto.Clone(v.assign).(*persysv1.Assignment)
+	a := v.assign.Proto()
 	a.PreviousNodeId, a.PreviousDynamicHostPorts = "", nil
 	// The commit writes a status too: keep the one the new copy has (a
 	// nil one would read SCHEDULED while the new copy runs).

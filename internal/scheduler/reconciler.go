@@ -50,10 +50,14 @@ func (s *Scheduler) reconcile(ctx context.Context, name string) (handedOff bool)
 type view struct {
 	w        *persysv1.Workload
 	rev      int64
-	assign   *persysv1.Assignment
+	assign   statecache.Assignment
 	assignRv int64
 	addr     string
-	in       reconcile.Input
+	// report is what the assigned node last reported of the workload
+	// (nil: nothing), read with the rest: the status a plan writes takes
+	// the runtime's details from the very report the plan was decided on.
+	report *persysv1.WorkloadStatus
+	in     reconcile.Input
 	// unreported is true while the assigned node is alive but has not sent
 	// its full list since this scheduler started or since it came back:
 	// the absence of a report then means nothing yet.
@@ -86,7 +90,7 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 	if s.cfg.MaxAttempts < 0 {
 		v.in.MaxAttempts = 0
 	}
-	if r.Assignment == nil {
+	if !r.Assignment.Exists() {
 		return v, true
 	}
 	v.in.Node = r.Assignment.GetNodeId()
@@ -100,6 +104,7 @@ func (s *Scheduler) snapshotFor(name string) (view, bool) {
 		v.unreported = r.NodeAlive && !r.NodeReported
 		v.addr = r.NodeAddress
 		if rep := r.Report; rep != nil {
+			v.report = rep
 			v.in.Observed = &reconcile.Observed{UID: rep.GetUid(), Revision: rep.GetRevision(), State: model.ActualState(rep.GetState()),
 				Reason: model.FailureReason(rep.GetReason()), Message: rep.GetMessage()}
 			v.in.ObservedSince, v.in.TransitionTimeout = r.ReportSince, s.cfg.ApplyTimeout
@@ -164,7 +169,7 @@ func (s *Scheduler) recordPlan(ctx context.Context, name string, v view, plan re
 	if plan.State == model.StateFailed {
 		st.Attempts = int32(v.in.Attempts)
 	}
-	if r := s.cache.Report(v.in.Node, name); r != nil && model.ActualState(r.GetState()) == plan.State {
+	if r := v.report; r != nil && model.ActualState(r.GetState()) == plan.State {
 		st.RuntimeId, st.ExitCode, st.RestartCount, st.Revision = r.GetRuntimeId(), r.GetExitCode(), r.GetRestartCount(), r.GetRevision()
 		// The agent's health checks (ready is what a Service counts).
 		st.Ready, st.Health, st.HealthOutput, st.HealthCheckedAt, st.HealthCheck =
@@ -262,7 +267,7 @@ func (s *Scheduler) placeFrom(ctx context.Context, name string, v view, cause mo
 		return false
 	}
 	failpoint.Inject(failpoint.SchedulerAfterAssign)
-	s.cache.Placed(statecache.Placement{Name: name, WorkloadRev: v.rev, Moved: v.assign != nil && cause != model.CauseNodeLost,
+	s.cache.Placed(statecache.Placement{Name: name, WorkloadRev: v.rev, Moved: v.assign.Exists() && cause != model.CauseNodeLost,
 		Assignment: a, Status: st, Rev: rev})
 	s.metrics.placements.Inc()
 	s.log.Info("placed", "workload", name, "node", dec.NodeID, "revision", v.w.GetRevision(), "cause", cause,
@@ -531,7 +536,9 @@ func (s *Scheduler) queuePendingNow() {
 // watchers. v is what the decision read: the write is compared on the
 // workload revision read when st is of that workload (its uid).
 func (s *Scheduler) setStatus(ctx context.Context, name string, v view, st *persysv1.WorkloadStatus) {
-	prev, ok := s.cache.Status(name)
+	// Of prev, only the state and the reason are read unless both equal
+	// st's (StatusBefore).
+	prev, ok := s.cache.StatusBefore(name, st)
 	if !ok || sameStatus(prev, st) {
 		return
 	}

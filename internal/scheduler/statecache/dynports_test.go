@@ -92,7 +92,7 @@ func TestRepickDynamicBlocksTakenPort(t *testing.T) {
 	next := &persysv1.Assignment{Name: "a", Uid: "ua", NodeId: "n1", Revision: 1, DynamicHostPorts: chosen}
 	c.RepickDone("a", 2, next, 5)
 	if r, _ := c.Read("a"); !slices.Equal(r.Assignment.GetDynamicHostPorts(), chosen) {
-		t.Fatalf("cached assignment %v, want ports %v", r.Assignment, chosen)
+		t.Fatalf("cached assignment %v, want ports %v", r.Assignment.Proto(), chosen)
 	}
 	if _, hb, _ := c.Choose("b", b.GetSpec()); !slices.Equal(hb.DynamicPorts(), []uint32{20002}) {
 		t.Fatalf("b got %v; want 20002 (20000 blocked, 20001 a's)", hb.DynamicPorts())

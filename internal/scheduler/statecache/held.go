@@ -171,6 +171,26 @@ func (h *heldAssignment) GetPreviousDynamicHostPorts() []uint32 {
 	return h.proto(nil).GetPreviousDynamicHostPorts()
 }
 
+// Assignment is a workload's assignment as the cache holds it, read
+// without decoding: a reconcile reads its node, its previous node and its
+// dynamic ports, and decoded copies (Proto) were 2.5 % of the scheduler's
+// allocations at a million. It may be kept: a held assignment is replaced,
+// never changed. The zero value is none.
+type Assignment struct {
+	h *heldAssignment
+	w *persysv1.Workload
+}
+
+// Exists reports whether there is an assignment.
+func (a Assignment) Exists() bool { return a.h != nil }
+
+func (a Assignment) GetNodeId() string             { return a.h.GetNodeId() }
+func (a Assignment) GetPreviousNodeId() string     { return a.h.GetPreviousNodeId() }
+func (a Assignment) GetDynamicHostPorts() []uint32 { return a.h.GetDynamicHostPorts() }
+
+// Proto decodes a copy the caller may change (nil: none).
+func (a Assignment) Proto() *persysv1.Assignment { return a.h.proto(a.w) }
+
 // omitted says which of its name and uid an encoding left out: they are
 // its workload's, which every cached workload holds anyway.
 type omitted uint8

@@ -1,6 +1,7 @@
 package statecache
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -51,8 +52,19 @@ func TestHeldAssignmentReadsBackWhole(t *testing.T) {
 		PreviousDynamicHostPorts: []uint32{30000}, Decision: &persysv1.PlacementDecision{NodeId: "n2", Score: 0.5, TotalNodes: 2}}
 	c.AssignmentChanged("web", a, 3, false)
 	r, _ := c.Read("web")
-	if !proto.Equal(r.Assignment, a) {
-		t.Fatalf("assignment %v, want %v", r.Assignment, a)
+	if !proto.Equal(r.Assignment.Proto(), a) {
+		t.Fatalf("assignment %v, want %v", r.Assignment.Proto(), a)
+	}
+	// Read without decoding, as a reconcile does.
+	if r.Assignment.GetNodeId() != "n2" || r.Assignment.GetPreviousNodeId() != "n1" ||
+		!slices.Equal(r.Assignment.GetDynamicHostPorts(), []uint32{30001}) {
+		t.Fatalf("held assignment reads node %q, previous %q, ports %v", r.Assignment.GetNodeId(),
+			r.Assignment.GetPreviousNodeId(), r.Assignment.GetDynamicHostPorts())
+	}
+	// A decoded copy is the caller's.
+	r.Assignment.Proto().NodeId = "n9"
+	if r.Assignment.GetNodeId() != "n2" || r.Assignment.Proto().GetNodeId() != "n2" {
+		t.Fatal("changing a decoded copy changed the held assignment")
 	}
 	e := c.workloads["web"]
 	if got := e.assignment.GetDynamicHostPorts(); len(got) != 1 || got[0] != 30001 {
@@ -115,12 +127,41 @@ func TestHeldNameAndUIDFollowTheWorkload(t *testing.T) {
 	c.WorkloadChanged("web", workloadNamed("web", "u2", 10), 5, false)
 	got, _ := c.Status("web")
 	r, _ := c.Read("web")
-	if !proto.Equal(got, st) || !proto.Equal(r.Assignment, a) {
-		t.Fatalf("after a new uid: status %v, assignment %v; want the old ones %v, %v", got, r.Assignment, st, a)
+	if !proto.Equal(got, st) || !proto.Equal(r.Assignment.Proto(), a) {
+		t.Fatalf("after a new uid: status %v, assignment %v; want the old ones %v, %v", got, r.Assignment.Proto(), st, a)
 	}
 	other := &persysv1.WorkloadStatus{Name: "web", Uid: "u3", State: persysv1.ActualState_ACTUAL_STATE_FAILED}
 	c.StatusWritten("web", other, 6)
 	if got, _ := c.Status("web"); !proto.Equal(got, other) {
 		t.Fatalf("status %v, want %v", got, other)
+	}
+}
+
+// StatusBefore decodes the status held only when st keeps its state and
+// reason; otherwise it gives what tells them apart.
+func TestStatusBefore(t *testing.T) {
+	c := New(Config{MaxAttempts: 3})
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 2)
+	if prev, ok := c.StatusBefore("web", &persysv1.WorkloadStatus{State: persysv1.ActualState_ACTUAL_STATE_RUNNING}); !ok || prev != nil {
+		t.Fatalf("no status held: %v, %v; want nil, true", prev, ok)
+	}
+	held := &persysv1.WorkloadStatus{Name: "web", Uid: "u1", State: persysv1.ActualState_ACTUAL_STATE_RUNNING,
+		Message: "running", NodeId: "n1", Revision: 1, Attempts: 1, RuntimeId: "c-1", Ready: true}
+	c.StatusWritten("web", held, 3)
+
+	failed := &persysv1.WorkloadStatus{Name: "web", Uid: "u1", State: persysv1.ActualState_ACTUAL_STATE_FAILED,
+		Reason: persysv1.FailureReason_FAILURE_REASON_CONTAINER_EXITED, NodeId: "n1", Revision: 1}
+	prev, ok := c.StatusBefore("web", failed)
+	want := &persysv1.WorkloadStatus{State: held.State, Attempts: 1, NodeId: "n1", Revision: 1}
+	if !ok || !proto.Equal(prev, want) {
+		t.Fatalf("before a new state: %v, want only %v", prev, want)
+	}
+	same := proto.CloneOf(held)
+	same.Ready = false
+	if prev, ok := c.StatusBefore("web", same); !ok || !proto.Equal(prev, held) {
+		t.Fatalf("before the same state: %v, want the whole %v", prev, held)
+	}
+	if _, ok := c.StatusBefore("gone", failed); ok {
+		t.Fatal("found a workload never cached")
 	}
 }

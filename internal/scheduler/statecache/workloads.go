@@ -15,7 +15,7 @@ import (
 type Reading struct {
 	Workload      *persysv1.Workload
 	Rev           int64
-	Assignment    *persysv1.Assignment
+	Assignment    Assignment
 	AssignmentRev int64
 
 	Attempts      int
@@ -60,7 +60,7 @@ func (c *Cache) Read(name string) (Reading, bool) {
 		e.attemptRevision = e.w.GetRevision()
 	}
 	x := e.retry()
-	r := Reading{Workload: e.w, Rev: e.rev, Assignment: e.assignment.proto(e.w), AssignmentRev: e.assignRev,
+	r := Reading{Workload: e.w, Rev: e.rev, Assignment: Assignment{e.assignment, e.w}, AssignmentRev: e.assignRev,
 		Attempts: x.attempts, NextAttemptAt: x.nextAttemptAt, LastReason: x.lastReason, LastMessage: x.lastMessage,
 		MoveBlocked: x.moveBlocked}
 	if e.assignment == nil {
@@ -227,6 +227,26 @@ func (c *Cache) Status(name string) (st *persysv1.WorkloadStatus, found bool) {
 	e := c.workloads[name]
 	if e == nil {
 		return nil, false
+	}
+	return e.status.proto(e.w), true
+}
+
+// StatusBefore is Status for a writer about to replace the status with
+// st. When the state or the reason held differ from st's, st is written
+// whatever the rest holds, so the status is not decoded: the copy carries
+// only its state, reason, attempts, node and revision. A reconcile's
+// status write nearly always changes the state, and the decodes were
+// 2.5 % of the scheduler's allocations at a million.
+func (c *Cache) StatusBefore(name string, st *persysv1.WorkloadStatus) (prev *persysv1.WorkloadStatus, found bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.workloads[name]
+	if e == nil {
+		return nil, false
+	}
+	if h := e.status; h != nil && (h.state != st.GetState() || h.reason != st.GetReason()) {
+		return &persysv1.WorkloadStatus{State: h.state, Reason: h.reason, Attempts: h.attempts,
+			NodeId: h.nodeID, Revision: h.revision}, true
 	}
 	return e.status.proto(e.w), true
 }
