@@ -10,6 +10,7 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 	"github.com/persys-dev/compute/internal/model"
 	"github.com/persys-dev/compute/internal/nodechannel"
+	"github.com/persys-dev/compute/internal/scheduler/statecache"
 	"github.com/persys-dev/compute/internal/store"
 )
 
@@ -18,7 +19,7 @@ import (
 // watches again from there, so the cache never misses a change.
 func (s *Scheduler) watchLoop(ctx context.Context, rev int64) error {
 	for {
-		ch := s.store.Watch(ctx, rev)
+		ch := s.store.WatchSkipping(ctx, rev, s.knownChange)
 		for c := range ch {
 			if c.Kind == store.KindResync {
 				break
@@ -43,6 +44,20 @@ func (s *Scheduler) watchLoop(ctx context.Context, rev int64) error {
 			}
 		}
 	}
+}
+
+// knownChange tells the watch which puts the cache holds already: the
+// echoes of this scheduler's own writes, recorded when they returned.
+func (s *Scheduler) knownChange(kind store.Kind, key string, rev int64) bool {
+	switch kind {
+	case store.KindWorkload:
+		return s.cache.HoldsAt(key, statecache.KeySpec, rev)
+	case store.KindStatus:
+		return s.cache.HoldsAt(key, statecache.KeyStatus, rev)
+	case store.KindAssignment:
+		return s.cache.HoldsAt(key, statecache.KeyAssignment, rev)
+	}
+	return false
 }
 
 func (s *Scheduler) applyChange(ctx context.Context, c store.Change) {

@@ -214,12 +214,28 @@ type Change struct {
 // closes: the caller must Load a new snapshot and Watch from its revision.
 // The caller must drain the channel until it closes.
 func (s *Store) Watch(ctx context.Context, fromRevision int64) <-chan Change {
+	return s.WatchSkipping(ctx, fromRevision, nil)
+}
+
+// Known tells whether a watcher holds key of kind at modRev or later
+// already: the echo of its own write, which it recorded when the write
+// returned. It is asked about puts of workloads, statuses and assignments
+// only, never about a delete.
+type Known func(kind Kind, key string, modRev int64) bool
+
+// WatchSkipping is Watch without the puts known says the caller holds:
+// they are neither decoded nor sent (nor is the SCHEDULED status an
+// assignment implies: the write that recorded the assignment recorded
+// its status). A scheduler that wrote nearly every change it watches
+// decoded each twice, its own value once more from the watch; at a
+// million placements that was a tenth of its allocations.
+func (s *Store) WatchSkipping(ctx context.Context, fromRevision int64, known Known) <-chan Change {
 	out := make(chan Change, watchBufferSize)
-	go s.watchLoop(ctx, fromRevision, out)
+	go s.watchLoop(ctx, fromRevision, known, out)
 	return out
 }
 
-func (s *Store) watchLoop(ctx context.Context, fromRevision int64, out chan<- Change) {
+func (s *Store) watchLoop(ctx context.Context, fromRevision int64, known Known, out chan<- Change) {
 	defer close(out)
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
@@ -267,9 +283,13 @@ func (s *Store) watchLoop(ctx context.Context, fromRevision int64, out chan<- Ch
 			}
 			changes := make([]Change, 0, len(resp.Events))
 			for _, ev := range resp.Events {
-				if c, ok := s.decode(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete, ev.Kv.ModRevision); ok {
+				if c, ok := s.decodeUnknown(string(ev.Kv.Key), ev.Kv.Value, ev.Type == clientv3.EventTypeDelete, ev.Kv.ModRevision, known); ok {
 					changes = append(changes, c)
 				}
+			}
+			if n := len(resp.Events); n > 0 {
+				// Skipped changes count as seen.
+				fromRevision = resp.Events[n-1].Kv.ModRevision
 			}
 			for _, c := range withDerivedStatuses(changes) {
 				if !send(c) {
@@ -284,31 +304,24 @@ func (s *Store) watchLoop(ctx context.Context, fromRevision int64, out chan<- Ch
 // decode turns a key and value into a Change; false for keys outside the
 // watched spaces and for values that do not decode (logged).
 func (s *Store) decode(key string, value []byte, deleted bool, modRev int64) (Change, bool) {
+	return s.decodeUnknown(key, value, deleted, modRev, nil)
+}
+
+// decodeUnknown is decode, and false, without decoding, for a put known
+// holds (nil: none).
+func (s *Store) decodeUnknown(key string, value []byte, deleted bool, modRev int64, known Known) (Change, bool) {
 	rel, ok := strings.CutPrefix(key, s.prefix+"/")
 	if !ok {
 		return Change{}, false
 	}
 	c := Change{Deleted: deleted, ModRevision: modRev}
-	var msg proto.Message
 	switch {
 	case strings.HasPrefix(rel, dirWorkloads):
 		c.Kind, c.Key = KindWorkload, rel[len(dirWorkloads):]
-		if !deleted {
-			c.Workload = &persysv1.Workload{}
-			msg = c.Workload
-		}
 	case strings.HasPrefix(rel, dirStatus):
 		c.Kind, c.Key = KindStatus, rel[len(dirStatus):]
-		if !deleted {
-			c.Status = &persysv1.WorkloadStatus{}
-			msg = c.Status
-		}
 	case strings.HasPrefix(rel, dirAssignments):
 		c.Kind, c.Key = KindAssignment, rel[len(dirAssignments):]
-		if !deleted {
-			c.Assignment = &persysv1.Assignment{}
-			msg = c.Assignment
-		}
 	case strings.HasPrefix(rel, dirNodes):
 		id := rel[len(dirNodes):]
 		if lid, ok := strings.CutSuffix(id, leaseSuffix); ok && lid != "" && !strings.Contains(lid, "/") {
@@ -316,21 +329,36 @@ func (s *Store) decode(key string, value []byte, deleted bool, modRev int64) (Ch
 			return c, true
 		}
 		c.Kind, c.Key = KindNode, id
-		if !deleted {
-			c.Node = &persysv1.Node{}
-			msg = c.Node
-		}
 	default:
 		return Change{}, false
 	}
 	if c.Key == "" || strings.Contains(c.Key, "/") {
 		return Change{}, false
 	}
-	if msg != nil {
-		if err := proto.Unmarshal(value, msg); err != nil {
-			s.log.Warn("skipping undecodable value", "key", key, "revision", modRev, "error", err)
-			return Change{}, false
-		}
+	if deleted {
+		return c, true
+	}
+	if c.Kind != KindNode && known != nil && known(c.Kind, c.Key, modRev) {
+		return Change{}, false
+	}
+	var msg proto.Message
+	switch c.Kind {
+	case KindWorkload:
+		c.Workload = &persysv1.Workload{}
+		msg = c.Workload
+	case KindStatus:
+		c.Status = &persysv1.WorkloadStatus{}
+		msg = c.Status
+	case KindAssignment:
+		c.Assignment = &persysv1.Assignment{}
+		msg = c.Assignment
+	default: // KindNode
+		c.Node = &persysv1.Node{}
+		msg = c.Node
+	}
+	if err := proto.Unmarshal(value, msg); err != nil {
+		s.log.Warn("skipping undecodable value", "key", key, "revision", modRev, "error", err)
+		return Change{}, false
 	}
 	return c, true
 }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"testing"
@@ -296,5 +297,105 @@ func TestKindString(t *testing.T) {
 				t.Fatalf("got %q", got)
 			}
 		})
+	}
+}
+
+// WatchSkipping drops the puts the watcher holds (without the status an
+// assignment implies), asks only about puts of workloads, statuses and
+// assignments, and still delivers everything else, deletes included.
+func TestWatchSkipping(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	s, _ := storetest.New(t)
+
+	snap, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watcher holds "mine"'s spec and assignment (as if it recorded
+	// its own writes before their echoes came), not its status, and
+	// nothing of "theirs".
+	var mu sync.Mutex
+	held := map[string]int64{store.KindWorkload.String(): math.MaxInt64, store.KindAssignment.String(): math.MaxInt64}
+	var asked []seen
+	known := func(kind store.Kind, key string, rev int64) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, seen{kind, key, false})
+		return key == "mine" && rev <= held[kind.String()]
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ch := s.WatchSkipping(wctx, snap.Revision, known)
+
+	mrev, err := s.CreateWorkload(ctx, workload("mine", "u1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trev, err := s.CreateWorkload(ctx, workload("theirs", "u2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CommitPlacementRev(ctx, assignment("mine", "u1", "n1"), nil, mrev, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CommitPlacementRev(ctx, assignment("theirs", "u2", "n1"), nil, trev, 0); err != nil {
+		t.Fatal(err)
+	}
+	st := &persysv1.WorkloadStatus{Name: "mine", Uid: "u1", State: persysv1.ActualState_ACTUAL_STATE_RUNNING, NodeId: "n1", Revision: 1}
+	if _, err := s.PutStatusRev(ctx, st); err != nil { // not held: delivered
+		t.Fatal(err)
+	}
+	if _, err := s.PutNode(ctx, &persysv1.Node{Id: "n1", Address: "a:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteWorkloadKeys(ctx, "mine", mrev); err != nil {
+		t.Fatal(err)
+	}
+
+	var got []seen
+	timeout := time.After(15 * time.Second)
+	for len(got) < 8 {
+		select {
+		case c := <-ch:
+			if c.Kind == store.KindResync {
+				t.Fatalf("resync: %v", c.Err)
+			}
+			if c.Key == "mine" && !c.Deleted && c.Kind == store.KindStatus && c.Status.GetState() != persysv1.ActualState_ACTUAL_STATE_RUNNING {
+				t.Fatalf("the skipped assignment's status was derived: %v", c.Status)
+			}
+			got = append(got, seen{c.Kind, c.Key, c.Deleted})
+		case <-timeout:
+			t.Fatalf("timed out; got %v", got)
+		}
+	}
+	want := []seen{
+		{store.KindWorkload, "theirs", false},
+		{store.KindAssignment, "theirs", false},
+		{store.KindStatus, "theirs", false}, // derived from its assignment
+		{store.KindStatus, "mine", false},
+		{store.KindNode, "n1", false},
+		{store.KindWorkload, "mine", true},
+		{store.KindStatus, "mine", true},
+		{store.KindAssignment, "mine", true},
+	}
+	sortRun := func(v []seen) []seen {
+		out := slices.Clone(v)
+		slices.SortStableFunc(out[1:3], func(a, b seen) int { return int(a.Kind) - int(b.Kind) })
+		slices.SortStableFunc(out[5:8], func(a, b seen) int { return int(a.Kind) - int(b.Kind) })
+		return out
+	}
+	if !slices.Equal(sortRun(got), sortRun(want)) {
+		t.Fatalf("changes\n got %v\nwant %v", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range asked {
+		if a.Kind != store.KindWorkload && a.Kind != store.KindStatus && a.Kind != store.KindAssignment {
+			t.Fatalf("asked about a %v", a.Kind)
+		}
+	}
+	if len(asked) != 5 {
+		t.Fatalf("asked about %v, want the five puts of workloads, assignments and statuses", asked)
 	}
 }

@@ -983,12 +983,20 @@ func (c *Cluster) AgentLogs(a *Agent, lines int) string {
 	return out.String()
 }
 
+// cleanupTimeout bounds removeContainers' calls to the engine.
+const cleanupTimeout = 5 * time.Minute
+
 // removeContainers removes the agents first, so nothing creates workloads
 // any more, then every workload container of this run: those with the run
 // label and, in case a manifest lacked it, those labelled with one of this
 // run's node ids.
 func (c *Cluster) removeContainers() {
-	ctx := context.Background()
+	// Bounded: an engine that stopped answering (its network mutex once
+	// deadlocked while hundreds of burst containers were removed) fails
+	// the run in minutes with the calls that hung, not at the suite's
+	// timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
 	for _, a := range c.Agents {
 		if a.ContainerID == "" {
 			continue

@@ -165,3 +165,28 @@ func TestStatusBefore(t *testing.T) {
 		t.Fatal("found a workload never cached")
 	}
 }
+
+// HoldsAt says which puts a watch may skip: those at or below the
+// revision of the key the cache holds.
+func TestHoldsAt(t *testing.T) {
+	c := New(Config{MaxAttempts: 3})
+	if c.HoldsAt("web", KeySpec, 1) {
+		t.Fatal("holds a workload never cached")
+	}
+	c.WorkloadWritten(workloadNamed("web", "u1", 10), 5)
+	c.AssignmentChanged("web", &persysv1.Assignment{Name: "web", Uid: "u1", NodeId: "n1", Revision: 1}, 7, false)
+	c.StatusChanged("web", &persysv1.WorkloadStatus{Name: "web", Uid: "u1", State: persysv1.ActualState_ACTUAL_STATE_RUNNING}, 8, false)
+	for _, tc := range []struct {
+		key  WorkloadKey
+		rev  int64
+		want bool
+	}{
+		{KeySpec, 4, true}, {KeySpec, 5, true}, {KeySpec, 6, false},
+		{KeyAssignment, 7, true}, {KeyAssignment, 8, false},
+		{KeyStatus, 8, true}, {KeyStatus, 9, false},
+	} {
+		if got := c.HoldsAt("web", tc.key, tc.rev); got != tc.want {
+			t.Errorf("HoldsAt(web, %d, %d) = %v, want %v", tc.key, tc.rev, got, tc.want)
+		}
+	}
+}

@@ -12,6 +12,38 @@ import (
 	persysv1 "github.com/persys-dev/compute/api/persys/v1"
 )
 
+// WorkloadKey names one of a workload's keys in the store.
+type WorkloadKey uint8
+
+const (
+	KeySpec WorkloadKey = iota
+	KeyStatus
+	KeyAssignment
+)
+
+// HoldsAt reports whether the cache holds key of workload name at rev or
+// later: a put of it at rev, applied by the methods below, would change
+// nothing (at most wake the workload's subscribers, for a status, with
+// nothing new to read). The watch asks before decoding a put: nearly
+// every put a leading scheduler watches is the echo of its own write.
+func (c *Cache) HoldsAt(name string, key WorkloadKey, rev int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.workloads[name]
+	if e == nil {
+		return false
+	}
+	switch key {
+	case KeySpec:
+		return rev <= e.rev
+	case KeyStatus:
+		return rev <= e.statusRev
+	case KeyAssignment:
+		return rev <= e.assignRev
+	}
+	return false
+}
+
 // WorkloadChanged applies a change of workload name's spec key at rev (w
 // nil when deleted) and reports whether it was news to queue.
 func (c *Cache) WorkloadChanged(name string, w *persysv1.Workload, rev int64, deleted bool) bool {
