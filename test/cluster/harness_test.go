@@ -1008,24 +1008,19 @@ func (c *Cluster) removeContainers() {
 			c.keepLog(a.NodeID, c.AgentLogs(a, 0))
 		}
 	}
-	// A few removals at once: a burst test leaves hundreds of containers.
+	// One removal at a time, though a burst test leaves hundreds: Debian's
+	// engine (docker.io 20.10.24) deadlocked twice while they were
+	// force-removed four at a time. Its libnetwork takes the bridge
+	// network's lock and then the controller's when a container leaves
+	// the network (sandbox leave, service records), and the other way
+	// round when its store watch handles an endpoint's deletion, so
+	// concurrent exits on one network can hang every later network call.
 	remove := func(list []container.Summary) {
-		var wg sync.WaitGroup
-		next := make(chan container.Summary)
-		for range min(4, len(list)) {
-			wg.Go(func() {
-				for ct := range next {
-					if _, err := c.Docker.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
-						c.t.Errorf("cleanup: remove container %s: %v", ct.ID[:12], err)
-					}
-				}
-			})
-		}
 		for _, ct := range list {
-			next <- ct
+			if _, err := c.Docker.ContainerRemove(ctx, ct.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+				c.t.Errorf("cleanup: remove container %s: %v", ct.ID[:12], err)
+			}
 		}
-		close(next)
-		wg.Wait()
 	}
 	list := func(f client.Filters) []container.Summary {
 		lRes, err := c.Docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
