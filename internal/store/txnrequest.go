@@ -13,9 +13,10 @@ import (
 // txnRequest is one group commit's etcd transaction, built as the request
 // etcd receives. clientv3's builder copies every key and value once more
 // (OpPut), and clones every compare twice through protobuf reflection
-// (Compare, then Txn.If): at a million placements that was a ninth of the
-// scheduler's allocations. Compares and puts come out of one slice each,
-// not an allocation apiece.
+// (Compare, then Txn.If): at a million placements those, with the
+// values' copy into strings, were 4.0 of the scheduler's 28 GB of
+// allocations. Compares and puts come out of one slice each, not an
+// allocation apiece.
 type txnRequest struct {
 	req  pb.TxnRequest
 	cmps []pb.Compare
